@@ -1,0 +1,66 @@
+// Commands replicated through Raft and applied by the state machine (storage/state-machine.ts).
+// Each is validated and applied atomically, or rejected with a named error that changes nothing.
+import type {
+  NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
+  NetworkKind, HypervisorCapability
+} from './model.ts'
+
+export type Command =
+  | { type: 'RegisterNode', node: Omit<NodeRecord, 'registeredAt' | 'updatedAt' | 'state'> & { state?: NodeState } }
+  | { type: 'UpdateNode', id: string, labels?: Record<string, string>, capacity?: Resources, addrs?: string[], capabilities?: HypervisorCapability[], maxVms?: number | null, state?: NodeState }
+  | { type: 'RemoveNode', id: string }
+  | { type: 'CreateVm', id: string, spec: VmSpec, desired?: VmDesiredState }
+  | { type: 'UpdateVmSpec', id: string, spec: VmSpec }
+  | { type: 'SetVmDesiredState', id: string, desired: VmDesiredState }
+  | { type: 'AssignVm', id: string, node: string | null, reason?: string }
+  | { type: 'ReportVmStatus', reports: Array<{ id: string, node: string, generation: number, status: Omit<VmStatus, 'node'> }> }
+  | { type: 'DeleteVm', id: string }
+  | { type: 'CreateVolume', name: string, pool: string, sizeGiB: number, parent?: { volume: string, snapshot: string } | null }
+  | { type: 'ResizeVolume', name: string, sizeGiB: number }
+  | { type: 'SnapshotVolume', name: string, snapshot: string }
+  | { type: 'DeleteVolume', name: string }
+  | { type: 'CreateNetwork', name: string, kind: NetworkKind, subnet: string, gateway?: string | null }
+  | { type: 'DeleteNetwork', name: string }
+  | { type: 'AllocateIp', network: string, vm: string }
+  | { type: 'ReleaseIp', network: string, vm: string }
+  | { type: 'AddAdmin', peerId: string, name: string }
+  | { type: 'RemoveAdmin', peerId: string }
+
+export type CommandType = Command['type']
+
+/** What goes into a Raft entry's data: the command, when it was proposed (proposer's clock,
+ * so that apply stays deterministic), and an optional client idempotency key. */
+export interface CommandEnvelope {
+  cmd: Command
+  at: number
+  /** a retried command with the same key is applied once; the first result is returned again */
+  key?: string
+}
+
+/** Named error kinds that travel over RPC unchanged; the CLI turns each into a sentence. */
+export type ErrorKind =
+  | 'NotLeader'
+  | 'NotFound'
+  | 'AlreadyExists'
+  | 'InvalidSpec'
+  | 'InvalidCommand'
+  | 'InUse'
+  | 'NoCapacity'
+  | 'Conflict'
+  | 'Unauthorized'
+  | 'Unavailable'
+  | 'Timeout'
+  | 'TooLarge'
+  | 'BadMessage'
+  | 'Internal'
+
+export interface BlixError {
+  kind: ErrorKind
+  message: string
+  /** leader hint for NotLeader */
+  leader?: string
+}
+
+export type ApplyResult =
+  | { ok: true, value?: unknown }
+  | { ok: false, error: BlixError }

@@ -1,0 +1,112 @@
+// The replicated metadata model: what the Raft state machine holds. Plain data, CBOR-encodable.
+
+export type NodeState = 'ready' | 'cordoned' | 'draining' | 'down'
+export type Hypervisor = 'qemu' | 'cloud-hypervisor' | 'firecracker'
+export type HypervisorCapability = 'kvm' | 'nix' | 'qemu'
+
+export interface Resources {
+  /** vCPUs (cores) */
+  cpu: number
+  /** MiB */
+  memoryMiB: number
+  /** GiB */
+  diskGiB: number
+}
+
+export interface NodeRecord {
+  id: string // libp2p peer id
+  name: string
+  addrs: string[]
+  labels: Record<string, string>
+  capacity: Resources
+  /** reservations may exceed capacity by this ratio (1 = none) */
+  overcommit: { cpu: number, memory: number, disk: number }
+  capabilities: HypervisorCapability[]
+  maxVms: number | null
+  state: NodeState
+  registeredAt: number // proposer's clock, ms
+  updatedAt: number
+}
+
+export type VmDesiredState = 'running' | 'stopped'
+export type VmPhase = 'pending' | 'scheduled' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
+export type RestartPolicy = 'always' | 'on-failure' | 'never'
+
+/** A placement constraint on node labels: `arch == x86_64`, `zone in [a, b]`, `gpu exists`. */
+export type Constraint =
+  | { label: string, op: '==', value: string }
+  | { label: string, op: '!=', value: string }
+  | { label: string, op: 'in', values: string[] }
+  | { label: string, op: 'not in', values: string[] }
+  | { label: string, op: 'exists' }
+  | { label: string, op: 'not exists' }
+
+export interface VmSpec {
+  name: string
+  vcpus: number
+  memoryMiB: number
+  diskGiB: number
+  hypervisor: Hypervisor
+  image: { kind: 'tiny' } | { kind: 'flake', ref: string } | { kind: 'kernel', kernel: string, initrd?: string, cmdline?: string }
+  volumes: string[] // volume names
+  networks: string[] // network names
+  kernelParams: string[]
+  constraints: Constraint[]
+  /** hard anti-affinity: no two VMs of one group on the same node */
+  antiAffinityGroup: string | null
+  /** soft affinity/anti-affinity to labels or groups, weighted in placement */
+  affinity: Array<{ label: string, value: string, weight: number }>
+  spreadLabel: string | null
+  priority: number
+  restartPolicy: RestartPolicy
+  requires: HypervisorCapability[]
+}
+
+export interface VmStatus {
+  phase: VmPhase
+  reason: string
+  node: string | null
+  /** observed at (reporter's clock, ms) */
+  at: number
+  ip?: string
+}
+
+export interface VmRecord {
+  id: string
+  spec: VmSpec
+  /** bumped on every spec change so agents restart with the new spec */
+  generation: number
+  desired: VmDesiredState
+  assignedNode: string | null
+  status: VmStatus
+  createdAt: number
+  updatedAt: number
+}
+
+export interface VolumeRecord {
+  name: string
+  pool: string
+  sizeGiB: number
+  snapshots: string[]
+  parent: { volume: string, snapshot: string } | null
+  attachedTo: string | null // vm id
+  createdAt: number
+}
+
+export type NetworkKind = { type: 'bridge' } | { type: 'vlan', vlan: number } | { type: 'vxlan', vni: number }
+
+export interface NetworkRecord {
+  name: string
+  kind: NetworkKind
+  subnet: string // CIDR
+  gateway: string | null
+  /** ip -> vm id */
+  allocations: Record<string, string>
+  createdAt: number
+}
+
+export interface AdminRecord {
+  peerId: string
+  name: string
+  addedAt: number
+}
