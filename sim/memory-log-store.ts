@@ -1,0 +1,169 @@
+// A simulated disk for the Raft log: everything lives in memory, and crash()
+// models a power loss by reverting to what the last sync() made durable.
+// Used by the Raft tests and by the simulator.
+import type { ConfState, Entry, HardState, Snapshot } from '../protocols/raft/types.ts'
+import type { LogStore } from '../protocols/raft/storage.ts'
+import { RaftError } from '../protocols/raft/types.ts'
+import { applyConfChange, decodeConfChange } from '../protocols/raft/confchange.ts'
+
+/** What survives a crash. Entries are treated as immutable values, so copies share them. */
+interface DiskState {
+  hardState: HardState
+  snapshot: Snapshot
+  /** Index just before entries[0]; its term is kept so term(firstIndex-1) answers. With compact(keep)
+   * the log may reach below the snapshot index, so offset <= snapshot.meta.index. */
+  offset: number
+  offsetTerm: number
+  entries: Entry[]
+}
+
+function copyConf (c: ConfState): ConfState {
+  return { voters: [...c.voters], learners: [...c.learners] }
+}
+
+function copySnapshot (s: Snapshot): Snapshot {
+  return { meta: { index: s.meta.index, term: s.meta.term, conf: copyConf(s.meta.conf) }, data: s.data }
+}
+
+function copyDisk (d: DiskState): DiskState {
+  return { hardState: { ...d.hardState }, snapshot: copySnapshot(d.snapshot), offset: d.offset, offsetTerm: d.offsetTerm, entries: d.entries.slice() }
+}
+
+function lastOf (d: DiskState): number {
+  return Math.max(d.offset + d.entries.length, d.snapshot.meta.index)
+}
+
+function termOf (d: DiskState, i: number): number | undefined {
+  if (i === d.snapshot.meta.index) return d.snapshot.meta.term
+  if (i === d.offset) return d.offsetTerm
+  if (i > d.offset && i <= d.offset + d.entries.length) return d.entries[i - d.offset - 1].term
+  return undefined
+}
+
+export class MemoryLogStore implements LogStore {
+  private live: DiskState
+  private durable: DiskState
+  private closed = false
+
+  constructor (initial?: { conf: ConfState }) {
+    const conf = copyConf(initial?.conf ?? { voters: [], learners: [] })
+    this.live = {
+      hardState: { term: 0, vote: null, commit: 0 },
+      snapshot: { meta: { index: 0, term: 0, conf }, data: new Uint8Array(0) },
+      offset: 0,
+      offsetTerm: 0,
+      entries: []
+    }
+    this.durable = copyDisk(this.live)
+  }
+
+  /** Membership from the snapshot plus every conf entry after it (the interface's contract:
+   * "from the last conf entry or snapshot"). */
+  initialState (): { hardState: HardState, conf: ConfState } {
+    let conf = copyConf(this.live.snapshot.meta.conf)
+    for (const e of this.live.entries) {
+      if (e.type !== 'conf' || e.index <= this.live.snapshot.meta.index) continue
+      try {
+        conf = applyConfChange(conf, decodeConfChange(e.data))
+      } catch {
+        // undecodable: the core ignores such an entry too
+      }
+    }
+    return { hardState: { ...this.live.hardState }, conf }
+  }
+
+  entries (lo: number, hi: number, maxBytes?: number): Entry[] {
+    const d = this.live
+    if (lo <= d.offset) throw new RaftError('Compacted', `entries(${lo}) at or below compacted index ${d.offset}`)
+    if (hi > this.lastIndex() + 1) throw new RaftError('Unavailable', `entries(.., ${hi}) beyond last index ${this.lastIndex()}`)
+    const out: Entry[] = []
+    let bytes = 0
+    for (let i = lo; i < hi; i++) {
+      const e = d.entries[i - d.offset - 1]
+      bytes += e.data.byteLength
+      if (out.length > 0 && maxBytes !== undefined && bytes > maxBytes) break
+      out.push(e)
+    }
+    return out
+  }
+
+  term (i: number): number {
+    const t = termOf(this.live, i)
+    if (t !== undefined) return t
+    if (i < this.live.offset) throw new RaftError('Compacted', `term(${i}) below compacted index ${this.live.offset}`)
+    throw new RaftError('Unavailable', `term(${i}) beyond last index ${this.lastIndex()}`)
+  }
+
+  firstIndex (): number {
+    return this.live.offset + 1
+  }
+
+  lastIndex (): number {
+    return lastOf(this.live)
+  }
+
+  snapshot (): Snapshot {
+    return this.live.snapshot
+  }
+
+  save (ready: { hardState?: HardState | null, entries?: Entry[], snapshot?: Snapshot | null }): void {
+    this.assertOpen()
+    const d = this.live
+    const s = ready.snapshot
+    if (s != null && s.meta.index > d.snapshot.meta.index) {
+      // Entries after a snapshot that agrees with our log stay; otherwise the log restarts after it.
+      const agrees = termOf(d, s.meta.index) === s.meta.term && s.meta.index > d.offset
+      d.entries = agrees ? d.entries.slice(s.meta.index - d.offset) : []
+      d.offset = s.meta.index
+      d.offsetTerm = s.meta.term
+      d.snapshot = copySnapshot(s)
+    }
+    if (ready.entries != null && ready.entries.length > 0) {
+      const fresh = ready.entries.filter(e => e.index > d.offset)
+      if (fresh.length > 0) {
+        const first = fresh[0].index
+        if (first > lastOf(d) + 1) throw new RaftError('Unavailable', `append at ${first} leaves a gap after ${lastOf(d)}`)
+        d.entries = d.entries.slice(0, first - d.offset - 1).concat(fresh)
+      }
+    }
+    if (ready.hardState != null) d.hardState = { ...ready.hardState }
+  }
+
+  sync (): void {
+    this.assertOpen()
+    this.durable = copyDisk(this.live)
+  }
+
+  compact (index: number, conf: ConfState, data: Uint8Array, keep = 0): void {
+    this.assertOpen()
+    for (const d of [this.live, this.durable]) {
+      const term = termOf(d, index)
+      if (index <= d.snapshot.meta.index || term === undefined) continue
+      d.snapshot = { meta: { index, term, conf: copyConf(conf) }, data }
+      const dropThrough = Math.max(d.offset, index - keep)
+      const newOffsetTerm = termOf(d, dropThrough) ?? d.offsetTerm
+      d.entries = d.entries.slice(dropThrough - d.offset)
+      d.offset = dropThrough
+      d.offsetTerm = newOffsetTerm
+    }
+  }
+
+  /** Power loss: every save() not followed by sync() is gone. */
+  crash (): void {
+    this.live = copyDisk(this.durable)
+  }
+
+  /** What a crash would leave (for checkers). */
+  durableCopy (): { hardState: HardState, snapshot: Snapshot, entries: Entry[] } {
+    const d = copyDisk(this.durable)
+    return { hardState: d.hardState, snapshot: d.snapshot, entries: d.entries }
+  }
+
+  close (): void {
+    this.closed = true
+  }
+
+  private assertOpen (): void {
+    if (this.closed) throw new RaftError('Unavailable', 'log store is closed')
+  }
+}
