@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   iproute2     # network namespaces, bridges, TAPs, VXLAN in the tests
   busybox-static
+  qemu-system-x86 qemu-utils qemu-block-extra  # guests: -M microvm, TCG fallback, librbd drives
+  linux-image-cloud-amd64  # the tiny guest's kernel and virtio modules
 )
 
 missing=()
