@@ -1,0 +1,146 @@
+// Stream framing: each frame is an unsigned LEB128 varint length followed by that many bytes of
+// CBOR. Pure (no streams here): node/net/frame-stream.ts moves these bytes over libp2p streams.
+// Any bytes a peer sends either decode to frames or raise a WireError; nothing else escapes.
+import { Encoder } from 'cbor-x'
+import type { BlixError } from './commands.ts'
+
+export type WireErrorKind = 'BadMessage' | 'TooLarge'
+
+/** A peer sent bytes we refuse. The stream carrying them is reset. */
+export class WireError extends Error {
+  readonly kind: WireErrorKind
+  constructor (kind: WireErrorKind, message: string) {
+    super(message)
+    this.name = 'WireError'
+    this.kind = kind
+  }
+
+  toBlixError (): BlixError { return { kind: this.kind, message: this.message } }
+}
+
+// Plain CBOR: no shared structures/records (any CBOR decoder can read our frames), and
+// Uint8Array as a plain byte string rather than cbor-x's typed-array tag.
+const cbor = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: true })
+
+/** Longest varint we accept: 5 bytes cover 2^35, far above any frame limit. */
+const MAX_VARINT_BYTES = 5
+
+export function encodeVarint (n: number): Uint8Array {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`varint out of range: ${n}`)
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80)
+    n = Math.floor(n / 0x80)
+  }
+  out.push(n)
+  return Uint8Array.from(out)
+}
+
+/** CBOR bytes of a value (no length prefix). */
+export function encodePayload (value: unknown): Uint8Array {
+  return cbor.encode(value)
+}
+
+/** CBOR-decode one payload; anything malformed (including trailing bytes) is a BadMessage. */
+export function decodePayload (bytes: Uint8Array): unknown {
+  try {
+    return cbor.decode(bytes)
+  } catch (err) {
+    throw new WireError('BadMessage', `undecodable CBOR: ${(err as Error)?.message ?? String(err)}`)
+  }
+}
+
+/** One length-prefixed frame holding `value`; TooLarge when it would exceed `maxBytes`. */
+export function encodeFrame (value: unknown, maxBytes: number): Uint8Array {
+  const payload = encodePayload(value)
+  if (payload.byteLength > maxBytes) {
+    throw new WireError('TooLarge', `frame of ${payload.byteLength} bytes exceeds ${maxBytes}`)
+  }
+  const prefix = encodeVarint(payload.byteLength)
+  const frame = new Uint8Array(prefix.byteLength + payload.byteLength)
+  frame.set(prefix, 0)
+  frame.set(payload, prefix.byteLength)
+  return frame
+}
+
+/**
+ * Incremental frame splitter: push() chunks as they arrive and get back the complete payloads.
+ * A declared length above `maxFrameBytes` is rejected as soon as the prefix is read, before
+ * the body is buffered, so a peer cannot make us hold more than one maximal frame.
+ */
+export class FrameDecoder {
+  private chunks: Uint8Array[] = []
+  private size = 0
+  private need: number | null = null // body length of the frame being read, once known
+  private failed: WireError | null = null
+
+  constructor (readonly maxFrameBytes: number) {}
+
+  /** Bytes buffered but not yet returned as a frame. */
+  buffered (): number { return this.size }
+
+  push (chunk: Uint8Array): Uint8Array[] {
+    if (this.failed != null) throw this.failed
+    if (chunk.byteLength > 0) {
+      this.chunks.push(chunk)
+      this.size += chunk.byteLength
+    }
+    const out: Uint8Array[] = []
+    try {
+      for (;;) {
+        if (this.need == null) {
+          const n = this.readPrefix()
+          if (n == null) break
+          this.need = n
+        }
+        if (this.size < this.need) break
+        out.push(this.take(this.need))
+        this.need = null
+      }
+    } catch (err) {
+      this.failed = err as WireError
+      throw err
+    }
+    return out
+  }
+
+  /** Reads and consumes a varint prefix when complete; null when more bytes are needed. */
+  private readPrefix (): number | null {
+    let value = 0
+    let scale = 1
+    let i = 0
+    for (const c of this.chunks) {
+      for (let j = 0; j < c.byteLength; j++) {
+        const b = c[j]
+        value += (b & 0x7f) * scale
+        i++
+        if ((b & 0x80) === 0) {
+          if (i > 1 && b === 0) throw new WireError('BadMessage', 'non-minimal varint length prefix')
+          if (value > this.maxFrameBytes) {
+            throw new WireError('TooLarge', `frame of ${value} bytes exceeds ${this.maxFrameBytes}`)
+          }
+          this.take(i)
+          return value
+        }
+        if (i >= MAX_VARINT_BYTES) throw new WireError('BadMessage', 'varint length prefix too long')
+        scale *= 0x80
+      }
+    }
+    return null
+  }
+
+  private take (n: number): Uint8Array {
+    const out = new Uint8Array(n)
+    let off = 0
+    while (off < n) {
+      const c = this.chunks[0]
+      const k = Math.min(c.byteLength, n - off)
+      out.set(c.subarray(0, k), off)
+      off += k
+      if (k === c.byteLength) this.chunks.shift()
+      else this.chunks[0] = c.subarray(k)
+    }
+    this.size -= n
+    return out
+  }
+}

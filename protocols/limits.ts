@@ -1,0 +1,51 @@
+// Named bounds on the work a peer can make us do. Everything read from the network is checked
+// against these before use; every queue and timeout in node/net/ takes its default from here.
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+/** Largest Raft frame (one batch of messages). A snapshot travels in one MsgSnap, so this also
+ * bounds the snapshot size until snapshots are chunked. */
+export const MAX_RAFT_FRAME_BYTES = 16 * MiB
+/** Largest RPC request or response frame. */
+export const MAX_RPC_FRAME_BYTES = 1 * MiB
+/** Largest gossip load report (they are ~150 bytes). */
+export const MAX_LOAD_REPORT_BYTES = 1 * KiB
+
+/** Raft messages per outbound frame, and the soft byte size at which a batch is cut. */
+export const MAX_RAFT_BATCH_MSGS = 256
+export const MAX_RAFT_BATCH_BYTES = 1 * MiB
+/** Per-peer outbound queue (messages). Raft tolerates loss: past this the oldest are dropped. */
+export const RAFT_QUEUE_MAX_MSGS = 4096
+/** Raft message field bounds checked on arrival. */
+export const MAX_ENTRIES_PER_MSG = 10_000
+export const MAX_ENTRY_BYTES = 4 * MiB
+export const MAX_CONTEXT_BYTES = 1 * KiB
+export const MAX_SNAPSHOT_BYTES = MAX_RAFT_FRAME_BYTES - 64 * KiB
+export const MAX_CONF_MEMBERS = 1024
+/** Node ids are libp2p peer ids (52 chars for Ed25519 in base58); leave room, no more. */
+export const MAX_NODE_ID_LENGTH = 128
+
+/** Reconnection backoff of the Raft transport: doubles from MIN to MAX, jittered. */
+export const RAFT_RECONNECT_MIN_MS = 50
+export const RAFT_RECONNECT_MAX_MS = 2000
+/** Opening a stream (dial included) gives up after this. */
+export const DIAL_TIMEOUT_MS = 5000
+
+/** RPC client defaults. */
+export const RPC_TIMEOUT_MS = 10_000
+export const RPC_MAX_IN_FLIGHT = 64
+/** RPC server: concurrent requests handled per stream; past it the server stops reading. */
+export const RPC_SERVER_MAX_CONCURRENT = 64
+/** Open `watch` subscriptions per RPC stream. */
+export const RPC_MAX_WATCHES_PER_STREAM = 16
+/** Decoded frames buffered on a read side before the stream is paused. */
+export const MAX_FRAMES_BUFFERED = 64
+
+/** Load gossip: publish period and the age after which a report counts as stale. */
+export const LOAD_INTERVAL_MS = 1000
+export const LOAD_STALE_MS = 5000
+/** Reports further than this ahead of the receiver's clock are rejected as bogus. */
+export const LOAD_MAX_FUTURE_SKEW_MS = 60_000
+export const MAX_LABELS = 64
+export const MAX_LABEL_LENGTH = 128
