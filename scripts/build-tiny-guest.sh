@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds the tiny guest: a busybox initramfs for the Debian cloud kernel, whose
+# virtio drivers are modules and so must travel in the initramfs.
+#
+# Usage: scripts/build-tiny-guest.sh [OUTDIR]   (default: .guest in the repo)
+# Output: OUTDIR/tiny-guest.cpio.gz, OUTDIR/vmlinuz (symlink to the kernel),
+#         OUTDIR/tiny-guest.json (paths and kernel version, read by node/qemu).
+# Idempotent: skips the build when the stamp (this script, kernel, busybox) matches.
+#
+# The guest's kernel command line understands:
+#   blix.hostname=NAME      hostname (default blixard-guest)
+#   blix.ip=ADDR/PFX        address of eth0      blix.gw=GW   default route
+#   blix.disk=1             mount /dev/vda at /data (mke2fs when blank), count boots in it
+# Serial console lines it prints:
+#   BLIXARD-DISK <hostname> boots=N          (with blix.disk=1, before the ready marker)
+#   BLIXARD-GUEST-UP <hostname> <ip|none> uptime=S eth0=MAC disks=[..]
+#   BLIXARD-GUEST-POWEROFF                   (ACPI power button, then poweroff -f)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUTDIR=${1:-$ROOT/.guest}
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+OUT=$OUTDIR/tiny-guest.cpio.gz
+
+KERNEL=${BLIXARD_GUEST_KERNEL:-$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1 || true)}
+if [ -z "$KERNEL" ] || [ ! -f "$KERNEL" ]; then
+  echo "build-tiny-guest: no Debian cloud kernel in /boot (install linux-image-cloud-amd64: scripts/setup.sh)" >&2
+  exit 2
+fi
+KVER=${KERNEL#*/vmlinuz-}
+if [ ! -d /lib/modules/$KVER ]; then
+  echo "build-tiny-guest: /lib/modules/$KVER missing for $KERNEL" >&2
+  exit 2
+fi
+# busybox-static installs /bin/busybox; a dynamic busybox would not run in the guest
+BUSYBOX=${BLIXARD_BUSYBOX:-/bin/busybox}
+[ -x "$BUSYBOX" ] || { echo "build-tiny-guest: busybox missing (install busybox-static)" >&2; exit 2; }
+
+STAMP=$( { sha256sum "$0" "$BUSYBOX" | cut -d' ' -f1; echo "$KVER"; } | sha256sum | cut -d' ' -f1)
+if [ -f "$OUT" ] && [ -f "$OUTDIR/tiny-guest.stamp" ] && [ "$(cat "$OUTDIR/tiny-guest.stamp")" = "$STAMP" ] \
+   && [ "$(readlink "$OUTDIR/vmlinuz")" = "$KERNEL" ]; then
+  echo "build-tiny-guest: up to date: $OUT (kernel $KVER)"
+  exit 0
+fi
+
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+chmod 755 "$W"
+mkdir -p "$W"/{bin,sbin,dev,proc,sys,tmp,etc,mnt,data,lib/modules,usr/bin,usr/sbin,run}
+cp "$BUSYBOX" "$W/bin/busybox"
+for a in $("$W/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf /bin/busybox "$W/bin/$a"; done
+
+# Modules in dependency order: a module's dependencies are added before it.
+WANT="virtio virtio_ring virtio_mmio virtio_blk virtio_net button evdev 8021q"
+declare -A SEEN
+ORDER=()
+add() {
+  local m=$1 f d x
+  [[ -n ${SEEN[$m]:-} ]] && return 0
+  SEEN[$m]=1
+  f=$(modinfo -k "$KVER" -n "$m" 2>/dev/null) || return 0
+  [[ $f == builtin* || $f == "(builtin)" ]] && return 0
+  d=$(modinfo -k "$KVER" -F depends "$m" | tr ',' ' ')
+  for x in $d; do add "$x"; done
+  cp "$f" "$W/lib/modules/"
+  ORDER+=("$(basename "$f")")
+}
+for m in $WANT; do add "$m"; done
+printf '%s\n' "${ORDER[@]}" > "$W/lib/modules/order"
+
+# busybox acpid: the microvm power button (ACPI GED, event PWRF) runs this.
+mkdir -p "$W/etc/acpi/PWRF"
+printf '#!/bin/sh\nexec /sbin/guest-poweroff\n' > "$W/etc/acpi/PWRF/00000080"
+chmod +x "$W/etc/acpi/PWRF/00000080"
+cat > "$W/sbin/guest-poweroff" <<'A'
+#!/bin/sh
+echo "BLIXARD-GUEST-POWEROFF" > /dev/console
+sync
+umount /data 2>/dev/null
+poweroff -f
+A
+chmod +x "$W/sbin/guest-poweroff"
+
+cat > "$W/init" <<'A'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+for m in $(cat /lib/modules/order); do insmod /lib/modules/$m 2>/dev/null; done
+CON=/dev/console
+NAME=blixard-guest; IP=; GW=; DISK=
+for a in $(cat /proc/cmdline); do
+  case $a in
+    blix.hostname=*) NAME=${a#blix.hostname=};;
+    blix.ip=*) IP=${a#blix.ip=};;
+    blix.gw=*) GW=${a#blix.gw=};;
+    blix.disk=*) DISK=${a#blix.disk=};;
+  esac
+done
+hostname "$NAME"
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up
+  [ -n "$IP" ] && ip addr add "$IP" dev eth0
+  [ -n "$GW" ] && ip route add default via "$GW"
+  MAC=$(cat /sys/class/net/eth0/address)
+else MAC=absent; fi
+if [ "$DISK" = 1 ]; then
+  # a blank disk gets a filesystem once; the boot counter shows data survived
+  if [ -b /dev/vda ]; then
+    mount -t ext4 /dev/vda /data 2>/dev/null || { mke2fs -q /dev/vda >/dev/null 2>&1 && mount -t ext4 /dev/vda /data; }
+  fi
+  if grep -q " /data " /proc/mounts; then
+    N=$(cat /data/blixard-boots 2>/dev/null || echo 0); N=$((N + 1))
+    echo $N > /data/blixard-boots; sync
+    echo "BLIXARD-DISK $NAME boots=$N" > $CON
+  else echo "BLIXARD-DISK $NAME error=no-disk" > $CON; fi
+fi
+DISKS=$(ls /sys/block 2>/dev/null | tr '\n' ' ')
+ADDR=${IP%/*}
+echo "BLIXARD-GUEST-UP $NAME ${ADDR:-none} uptime=$(cut -d' ' -f1 /proc/uptime) eth0=$MAC disks=[${DISKS% }]" > $CON
+acpid -d -c /etc/acpi > $CON 2>&1 &   # -d: stay in the foreground (daemon mode wants /var/log)
+# console command loop: 'poweroff' or any shell command (for debugging a guest by hand)
+while true; do
+  read -r line < $CON || { sleep 3600; continue; }
+  case "$line" in
+    poweroff) /sbin/guest-poweroff;;
+    "") ;;
+    *) sh -c "$line" > $CON 2>&1; echo "BLIXARD-CMD-DONE rc=$?" > $CON;;
+  esac
+done
+A
+chmod +x "$W/init"
+
+(cd "$W" && find . -print0 | sort -z | cpio --null -o -H newc --quiet | gzip -9n) > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+ln -sfn "$KERNEL" "$OUTDIR/vmlinuz"
+cat > "$OUTDIR/tiny-guest.json" <<J
+{ "kernel": "$KERNEL", "kernelVersion": "$KVER", "initrd": "$OUT" }
+J
+echo "$STAMP" > "$OUTDIR/tiny-guest.stamp"
+echo "build-tiny-guest: built $OUT ($(stat -c %s "$OUT") bytes) kernel $KVER modules: ${ORDER[*]}"
