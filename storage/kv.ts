@@ -1,0 +1,55 @@
+// The small synchronous, transactional key-value store the state machine is written against,
+// so the same apply code runs on LMDB (node) and in memory (simulator).
+// Keys are strings, ordered by Unicode code point (= UTF-8 byte order, LMDB's order).
+// Values are anything cbor-x encodes; both implementations store the encoded bytes, so a value read
+// back is always a fresh copy and never aliases what was put.
+
+export const TABLES = [
+  'nodes', 'vms', 'vmNames', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta'
+] as const
+export type Table = typeof TABLES[number]
+
+export interface RangeOptions {
+  /** inclusive */
+  start?: string
+  /** exclusive */
+  end?: string
+  limit?: number
+}
+
+export interface KvTx {
+  /** The caller names the type it stored; the store does not check it. */
+  get<T>(table: Table, key: string): T | undefined
+  put (table: Table, key: string, value: unknown): void
+  delete (table: Table, key: string): void
+  /** Entries in key order. */
+  range<T>(table: Table, opts?: RangeOptions): Array<[string, T]>
+  /** The stored encoded bytes, in key order (for hashing and snapshots). */
+  rawRange (table: Table): Array<[string, Uint8Array]>
+  /** Replace a table's contents with already-encoded values (snapshot restore). */
+  putRaw (table: Table, key: string, bytes: Uint8Array): void
+  clear (table: Table): void
+}
+
+export interface Kv extends KvTx {
+  /** Run fn atomically: if it throws, nothing it wrote stays and the error propagates.
+   * Calls made outside transaction() are each their own transaction. Nested calls join the outer one. */
+  transaction<R>(fn: (tx: KvTx) => R): R
+  close (): void
+}
+
+/** Code point order, which is UTF-8 byte order (what LMDB sorts by). */
+export function compareKeys (a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x === y) continue
+    // Surrogates (0xD800-0xDFFF) encode code points above 0xFFFF: they sort after 0xE000-0xFFFF.
+    const xs = x >= 0xd800 && x <= 0xdfff
+    const ys = y >= 0xd800 && y <= 0xdfff
+    if (xs !== ys) return xs ? 1 : -1
+    return x - y
+  }
+  return a.length - b.length
+}
