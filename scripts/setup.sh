@@ -11,6 +11,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils qemu-block-extra  # guests: -M microvm, TCG fallback, librbd drives
   linux-image-cloud-amd64  # the tiny guest's kernel and virtio modules
   ceph-mon ceph-osd ceph-mgr ceph-common  # single-host Ceph 16 for the RBD volume tests (scripts/ceph.sh)
+  nix-bin  # nix-instantiate --parse/--eval on nixos/*.nix and rendered guest flakes
 )
 
 missing=()
