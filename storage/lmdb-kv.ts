@@ -4,7 +4,7 @@ import { open } from 'lmdb'
 import type { Database, RootDatabase } from 'lmdb'
 import type { Kv, KvTx, RangeOptions, Table } from './kv.ts'
 import { TABLES } from './kv.ts'
-import { decodeCbor, encodeCbor, plainBytes } from './codec.ts'
+import { decodeCbor, encodeCbor } from './codec.ts'
 
 /**
  * - 'always': every transaction is fdatasynced before it returns;
@@ -79,7 +79,7 @@ export class LmdbKv implements Kv {
 
   rawRange (table: Table): Array<[string, Uint8Array]> {
     const out: Array<[string, Uint8Array]> = []
-    for (const { key, value } of this.db(table).getRange({})) out.push([key.toString('utf8'), plainBytes(value)])
+    for (const { key, value } of this.db(table).getRange({})) out.push([key.toString('utf8'), new Uint8Array(value)]) // a copy: LMDB may reuse its buffer
     return out
   }
 

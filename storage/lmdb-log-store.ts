@@ -35,7 +35,8 @@ function encodeEntry (e: Entry): Uint8Array {
 function decodeEntry (index: number, v: Uint8Array): Entry {
   const view = new DataView(v.buffer, v.byteOffset, v.byteLength)
   const type: EntryType = view.getUint8(0) === 1 ? 'conf' : 'normal'
-  return { term: view.getFloat64(1), index, type, data: v.slice(HEADER) }
+  // A plain copy: Buffer.slice would be a view into memory LMDB may reuse.
+  return { term: view.getFloat64(1), index, type, data: new Uint8Array(v.subarray(HEADER)) }
 }
 
 function copyConf (c: ConfState): ConfState {

@@ -1,0 +1,376 @@
+// Validation of commands: shape, size limits and spec ranges. Used by the state machine on every
+// entry it applies and by the RPC layer on bytes from the network, so both reject the same things
+// with the same named error. A valid command comes back as a fresh, normalized copy holding only
+// known fields (extra fields never reach the replicated state).
+import type { BlixError, Command, CommandEnvelope } from './commands.ts'
+import type {
+  Constraint, Hypervisor, HypervisorCapability, NetworkKind, NodeState, Resources, RestartPolicy,
+  VmDesiredState, VmPhase, VmSpec, VmStatus
+} from './model.ts'
+
+/** Bounds on what one command may carry. */
+export const COMMAND_LIMITS = {
+  maxIdLength: 128,
+  maxNameLength: 63,
+  maxStringLength: 1024,
+  maxLabels: 64,
+  maxLabelLength: 128,
+  maxAddrs: 32,
+  maxListItems: 64,
+  maxReports: 1024,
+  maxIdempotencyKeyLength: 128,
+  /** an encoded envelope larger than this is refused (TooLarge) */
+  maxCommandBytes: 256 * 1024,
+  minVcpus: 1,
+  maxVcpus: 256,
+  minMemoryMiB: 64,
+  maxMemoryMiB: 16 * 1024 * 1024,
+  maxDiskGiB: 1024 * 1024,
+  maxVolumeGiB: 1024 * 1024,
+  minVlan: 1,
+  maxVlan: 4094,
+  minVni: 1,
+  maxVni: 16777215,
+  /** a network needs room for at least 2 hosts */
+  maxPrefixLength: 30
+} as const
+
+export type Validation<T> = { ok: true, cmd: T } | { ok: false, error: BlixError }
+
+class Invalid extends Error {
+  readonly error: BlixError
+  constructor (error: BlixError) {
+    super(error.message)
+    this.error = error
+  }
+}
+
+function fail (kind: BlixError['kind'], message: string): never {
+  throw new Invalid({ kind, message })
+}
+
+function obj (v: unknown, path: string): Record<string, unknown> {
+  if (v == null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) fail('InvalidCommand', `${path} must be a map`)
+  return v as Record<string, unknown>
+}
+
+function str (v: unknown, path: string, max: number = COMMAND_LIMITS.maxStringLength): string {
+  if (typeof v !== 'string') fail('InvalidCommand', `${path} must be a string`)
+  if (v.length > max) fail('TooLarge', `${path} is longer than ${max}`)
+  return v
+}
+
+/** Ids: non-empty, printable ASCII without spaces (peer ids, uuids, names). */
+function id (v: unknown, path: string): string {
+  const s = str(v, path, COMMAND_LIMITS.maxIdLength)
+  if (!/^[\x21-\x7e]+$/.test(s)) fail('InvalidCommand', `${path} must be non-empty printable ASCII without spaces`)
+  return s
+}
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+/** Names users type: DNS-label-ish (lowercase letters, digits, inner dashes, at most 63). */
+function name (v: unknown, path: string): string {
+  const s = str(v, path, COMMAND_LIMITS.maxNameLength)
+  if (!DNS_LABEL.test(s)) fail('InvalidSpec', `${path} "${s}" must be a DNS label: a-z, 0-9 and inner '-', 1-63 chars`)
+  return s
+}
+
+function int (v: unknown, path: string, min: number, max: number, kind: BlixError['kind'] = 'InvalidCommand'): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) fail('InvalidCommand', `${path} must be an integer`)
+  if (v < min || v > max) fail(kind, `${path} must be in ${min}..${max}`)
+  return v
+}
+
+function num (v: unknown, path: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) fail('InvalidCommand', `${path} must be a finite number`)
+  if (v < min || v > max) fail('InvalidSpec', `${path} must be in ${min}..${max}`)
+  return v
+}
+
+function list<T> (v: unknown, path: string, max: number, item: (x: unknown, p: string) => T): T[] {
+  if (!Array.isArray(v)) fail('InvalidCommand', `${path} must be a list`)
+  if (v.length > max) fail('TooLarge', `${path} has more than ${max} items`)
+  return v.map((x, i) => item(x, `${path}[${i}]`))
+}
+
+function oneOf<T extends string> (v: unknown, path: string, values: readonly T[]): T {
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) fail('InvalidCommand', `${path} must be one of ${values.join(', ')}`)
+  return v as T
+}
+
+function labels (v: unknown, path: string): Record<string, string> {
+  const o = obj(v, path)
+  const keys = Object.keys(o)
+  if (keys.length > COMMAND_LIMITS.maxLabels) fail('TooLarge', `${path} has more than ${COMMAND_LIMITS.maxLabels} labels`)
+  const out: Record<string, string> = {}
+  // Sorted so that the same labels always encode (and hash) the same.
+  for (const k of keys.sort()) {
+    str(k, `${path} key`, COMMAND_LIMITS.maxLabelLength)
+    if (k.length === 0) fail('InvalidCommand', `${path} has an empty key`)
+    out[k] = str(o[k], `${path}.${k}`, COMMAND_LIMITS.maxLabelLength)
+  }
+  return out
+}
+
+function optional<T> (o: Record<string, unknown>, k: string, f: (v: unknown, p: string) => T): T | undefined {
+  return o[k] === undefined ? undefined : f(o[k], k)
+}
+
+const NODE_STATES: readonly NodeState[] = ['ready', 'cordoned', 'draining', 'down']
+const CAPABILITIES: readonly HypervisorCapability[] = ['kvm', 'nix', 'qemu']
+const HYPERVISORS: readonly Hypervisor[] = ['qemu', 'cloud-hypervisor', 'firecracker']
+const RESTART: readonly RestartPolicy[] = ['always', 'on-failure', 'never']
+const DESIRED: readonly VmDesiredState[] = ['running', 'stopped']
+const PHASES: readonly VmPhase[] = ['pending', 'scheduled', 'starting', 'running', 'stopping', 'stopped', 'failed']
+
+function resources (v: unknown, path: string): Resources {
+  const o = obj(v, path)
+  return {
+    cpu: num(o.cpu, `${path}.cpu`, 0, 1e6),
+    memoryMiB: num(o.memoryMiB, `${path}.memoryMiB`, 0, 1e12),
+    diskGiB: num(o.diskGiB, `${path}.diskGiB`, 0, 1e12)
+  }
+}
+
+function capabilities (v: unknown, path: string): HypervisorCapability[] {
+  return list(v, path, CAPABILITIES.length, (x, p) => oneOf(x, p, CAPABILITIES))
+}
+
+function maxVms (v: unknown, path: string): number | null {
+  return v === null ? null : int(v, path, 0, 1e6)
+}
+
+function addrs (v: unknown, path: string): string[] {
+  return list(v, path, COMMAND_LIMITS.maxAddrs, (x, p) => str(x, p, 256))
+}
+
+function constraint (v: unknown, path: string): Constraint {
+  const o = obj(v, path)
+  const label = str(o.label, `${path}.label`, COMMAND_LIMITS.maxLabelLength)
+  const op = oneOf(o.op, `${path}.op`, ['==', '!=', 'in', 'not in', 'exists', 'not exists'] as const)
+  switch (op) {
+    case '==': case '!=': return { label, op, value: str(o.value, `${path}.value`, COMMAND_LIMITS.maxLabelLength) }
+    case 'in': case 'not in': return { label, op, values: list(o.values, `${path}.values`, COMMAND_LIMITS.maxListItems, (x, p) => str(x, p, COMMAND_LIMITS.maxLabelLength)) }
+    default: return { label, op }
+  }
+}
+
+function image (v: unknown, path: string): VmSpec['image'] {
+  const o = obj(v, path)
+  const kind = oneOf(o.kind, `${path}.kind`, ['tiny', 'flake', 'kernel'] as const)
+  if (kind === 'tiny') return { kind }
+  if (kind === 'flake') return { kind, ref: str(o.ref, `${path}.ref`) }
+  const out: VmSpec['image'] = { kind, kernel: str(o.kernel, `${path}.kernel`) }
+  if (o.initrd !== undefined) out.initrd = str(o.initrd, `${path}.initrd`)
+  if (o.cmdline !== undefined) out.cmdline = str(o.cmdline, `${path}.cmdline`)
+  return out
+}
+
+/** A VM spec, with the ranges the state machine enforces (InvalidSpec). */
+export function validateVmSpec (v: unknown, path = 'spec'): VmSpec {
+  const o = obj(v, path)
+  const L = COMMAND_LIMITS
+  const volumes = list(o.volumes, `${path}.volumes`, L.maxListItems, name)
+  const networks = list(o.networks, `${path}.networks`, L.maxListItems, name)
+  if (new Set(volumes).size !== volumes.length) fail('InvalidSpec', `${path}.volumes lists a volume twice`)
+  if (new Set(networks).size !== networks.length) fail('InvalidSpec', `${path}.networks lists a network twice`)
+  return {
+    name: name(o.name, `${path}.name`),
+    vcpus: int(o.vcpus, `${path}.vcpus`, L.minVcpus, L.maxVcpus, 'InvalidSpec'),
+    memoryMiB: int(o.memoryMiB, `${path}.memoryMiB`, L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'),
+    diskGiB: int(o.diskGiB, `${path}.diskGiB`, 0, L.maxDiskGiB, 'InvalidSpec'),
+    hypervisor: oneOf(o.hypervisor, `${path}.hypervisor`, HYPERVISORS),
+    image: image(o.image, `${path}.image`),
+    volumes,
+    networks,
+    kernelParams: list(o.kernelParams, `${path}.kernelParams`, L.maxListItems, (x, p) => str(x, p, 256)),
+    constraints: list(o.constraints, `${path}.constraints`, L.maxListItems, constraint),
+    antiAffinityGroup: o.antiAffinityGroup === null ? null : str(o.antiAffinityGroup, `${path}.antiAffinityGroup`, L.maxLabelLength),
+    affinity: list(o.affinity, `${path}.affinity`, L.maxListItems, (x, p) => {
+      const a = obj(x, p)
+      return { label: str(a.label, `${p}.label`, L.maxLabelLength), value: str(a.value, `${p}.value`, L.maxLabelLength), weight: num(a.weight, `${p}.weight`, -100, 100) }
+    }),
+    spreadLabel: o.spreadLabel === null ? null : str(o.spreadLabel, `${path}.spreadLabel`, L.maxLabelLength),
+    priority: int(o.priority, `${path}.priority`, -1000, 1000, 'InvalidSpec'),
+    restartPolicy: oneOf(o.restartPolicy, `${path}.restartPolicy`, RESTART),
+    requires: capabilities(o.requires, `${path}.requires`)
+  }
+}
+
+/** IPv4 dotted quad → 32-bit unsigned number, or null. */
+export function parseIpv4 (s: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s)
+  if (m === null) return null
+  let n = 0
+  for (let i = 1; i <= 4; i++) {
+    const part = m[i]
+    if (part.length > 1 && part[0] === '0') return null
+    const b = Number(part)
+    if (b > 255) return null
+    n = n * 256 + b
+  }
+  return n
+}
+
+export function formatIpv4 (n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
+}
+
+export interface Cidr { network: number, prefix: number, broadcast: number }
+
+/** `a.b.c.d/p` with the host bits zero; null if malformed. */
+export function parseCidr (s: string): Cidr | null {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s)
+  if (m === null) return null
+  const ip = parseIpv4(m[1])
+  const prefix = Number(m[2])
+  if (ip === null || prefix > 32) return null
+  const size = 2 ** (32 - prefix)
+  if (ip % size !== 0) return null
+  return { network: ip, prefix, broadcast: ip + size - 1 }
+}
+
+function networkKind (v: unknown, path: string): NetworkKind {
+  const o = obj(v, path)
+  const type = oneOf(o.type, `${path}.type`, ['bridge', 'vlan', 'vxlan'] as const)
+  const L = COMMAND_LIMITS
+  if (type === 'bridge') return { type }
+  if (type === 'vlan') return { type, vlan: int(o.vlan, `${path}.vlan`, L.minVlan, L.maxVlan, 'InvalidSpec') }
+  return { type, vni: int(o.vni, `${path}.vni`, L.minVni, L.maxVni, 'InvalidSpec') }
+}
+
+function status (v: unknown, path: string): Omit<VmStatus, 'node'> {
+  const o = obj(v, path)
+  const out: Omit<VmStatus, 'node'> = {
+    phase: oneOf(o.phase, `${path}.phase`, PHASES),
+    reason: str(o.reason, `${path}.reason`),
+    at: num(o.at, `${path}.at`, 0, Number.MAX_SAFE_INTEGER)
+  }
+  if (o.ip !== undefined) {
+    const ip = str(o.ip, `${path}.ip`, 64)
+    if (parseIpv4(ip) === null) fail('InvalidCommand', `${path}.ip is not an IPv4 address`)
+    out.ip = ip
+  }
+  return out
+}
+
+function validateOne (v: unknown): Command {
+  const o = obj(v, 'command')
+  const L = COMMAND_LIMITS
+  switch (o.type) {
+    case 'RegisterNode': {
+      const n = obj(o.node, 'node')
+      const ov = obj(n.overcommit, 'node.overcommit')
+      const node: Extract<Command, { type: 'RegisterNode' }>['node'] = {
+        id: id(n.id, 'node.id'),
+        name: str(n.name, 'node.name', L.maxIdLength),
+        addrs: addrs(n.addrs, 'node.addrs'),
+        labels: labels(n.labels, 'node.labels'),
+        capacity: resources(n.capacity, 'node.capacity'),
+        overcommit: {
+          cpu: num(ov.cpu, 'node.overcommit.cpu', 1, 100),
+          memory: num(ov.memory, 'node.overcommit.memory', 1, 100),
+          disk: num(ov.disk, 'node.overcommit.disk', 1, 100)
+        },
+        capabilities: capabilities(n.capabilities, 'node.capabilities'),
+        maxVms: maxVms(n.maxVms, 'node.maxVms')
+      }
+      if (n.name === '') fail('InvalidSpec', 'node.name must not be empty')
+      if (n.state !== undefined) node.state = oneOf(n.state, 'node.state', NODE_STATES)
+      return { type: 'RegisterNode', node }
+    }
+    case 'UpdateNode': {
+      const c: Extract<Command, { type: 'UpdateNode' }> = { type: 'UpdateNode', id: id(o.id, 'id') }
+      const lb = optional(o, 'labels', labels); if (lb !== undefined) c.labels = lb
+      const cap = optional(o, 'capacity', resources); if (cap !== undefined) c.capacity = cap
+      const ad = optional(o, 'addrs', addrs); if (ad !== undefined) c.addrs = ad
+      const cs = optional(o, 'capabilities', capabilities); if (cs !== undefined) c.capabilities = cs
+      if (o.maxVms !== undefined) c.maxVms = maxVms(o.maxVms, 'maxVms')
+      if (o.state !== undefined) c.state = oneOf(o.state, 'state', NODE_STATES)
+      return c
+    }
+    case 'RemoveNode': return { type: 'RemoveNode', id: id(o.id, 'id') }
+    case 'CreateVm': {
+      const c: Extract<Command, { type: 'CreateVm' }> = { type: 'CreateVm', id: id(o.id, 'id'), spec: validateVmSpec(o.spec) }
+      if (o.desired !== undefined) c.desired = oneOf(o.desired, 'desired', DESIRED)
+      return c
+    }
+    case 'UpdateVmSpec': return { type: 'UpdateVmSpec', id: id(o.id, 'id'), spec: validateVmSpec(o.spec) }
+    case 'SetVmDesiredState': return { type: 'SetVmDesiredState', id: id(o.id, 'id'), desired: oneOf(o.desired, 'desired', DESIRED) }
+    case 'AssignVm': {
+      const c: Extract<Command, { type: 'AssignVm' }> = { type: 'AssignVm', id: id(o.id, 'id'), node: o.node === null ? null : id(o.node, 'node') }
+      if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
+      return c
+    }
+    case 'ReportVmStatus':
+      return {
+        type: 'ReportVmStatus',
+        reports: list(o.reports, 'reports', L.maxReports, (x, p) => {
+          const r = obj(x, p)
+          return { id: id(r.id, `${p}.id`), node: id(r.node, `${p}.node`), generation: int(r.generation, `${p}.generation`, 0, Number.MAX_SAFE_INTEGER), status: status(r.status, `${p}.status`) }
+        })
+      }
+    case 'DeleteVm': return { type: 'DeleteVm', id: id(o.id, 'id') }
+    case 'CreateVolume': {
+      const c: Extract<Command, { type: 'CreateVolume' }> = {
+        type: 'CreateVolume', name: name(o.name, 'name'), pool: name(o.pool, 'pool'), sizeGiB: int(o.sizeGiB, 'sizeGiB', 1, L.maxVolumeGiB, 'InvalidSpec')
+      }
+      if (o.parent != null) {
+        const p = obj(o.parent, 'parent')
+        c.parent = { volume: name(p.volume, 'parent.volume'), snapshot: name(p.snapshot, 'parent.snapshot') }
+      } else if (o.parent === null) c.parent = null
+      return c
+    }
+    case 'ResizeVolume': return { type: 'ResizeVolume', name: name(o.name, 'name'), sizeGiB: int(o.sizeGiB, 'sizeGiB', 1, L.maxVolumeGiB, 'InvalidSpec') }
+    case 'SnapshotVolume': return { type: 'SnapshotVolume', name: name(o.name, 'name'), snapshot: name(o.snapshot, 'snapshot') }
+    case 'DeleteVolume': return { type: 'DeleteVolume', name: name(o.name, 'name') }
+    case 'CreateNetwork': {
+      const subnet = str(o.subnet, 'subnet', 32)
+      const cidr = parseCidr(subnet)
+      if (cidr === null) fail('InvalidSpec', `subnet "${subnet}" is not an IPv4 CIDR with zero host bits`)
+      if (cidr.prefix > L.maxPrefixLength) fail('InvalidSpec', `subnet /${cidr.prefix} is too small (at most /${L.maxPrefixLength})`)
+      const c: Extract<Command, { type: 'CreateNetwork' }> = { type: 'CreateNetwork', name: name(o.name, 'name'), kind: networkKind(o.kind, 'kind'), subnet }
+      if (o.gateway != null) {
+        const gw = str(o.gateway, 'gateway', 32)
+        const g = parseIpv4(gw)
+        if (g === null) fail('InvalidSpec', `gateway "${gw}" is not an IPv4 address`)
+        if (g <= cidr.network || g >= cidr.broadcast) fail('InvalidSpec', `gateway ${gw} is not a host address of ${subnet}`)
+        c.gateway = gw
+      } else if (o.gateway === null) c.gateway = null
+      return c
+    }
+    case 'DeleteNetwork': return { type: 'DeleteNetwork', name: name(o.name, 'name') }
+    case 'AllocateIp': return { type: 'AllocateIp', network: name(o.network, 'network'), vm: id(o.vm, 'vm') }
+    case 'ReleaseIp': return { type: 'ReleaseIp', network: name(o.network, 'network'), vm: id(o.vm, 'vm') }
+    case 'AddAdmin': return { type: 'AddAdmin', peerId: id(o.peerId, 'peerId'), name: str(o.name, 'name', L.maxIdLength) }
+    case 'RemoveAdmin': return { type: 'RemoveAdmin', peerId: id(o.peerId, 'peerId') }
+    default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
+  }
+}
+
+export function validateCommand (x: unknown): Validation<Command> {
+  try {
+    return { ok: true, cmd: validateOne(x) }
+  } catch (e) {
+    if (e instanceof Invalid) return { ok: false, error: e.error }
+    // Anything odd (e.g. a getter that throws) is still the sender's fault, never a crash.
+    return { ok: false, error: { kind: 'InvalidCommand', message: e instanceof Error ? e.message : 'invalid command' } }
+  }
+}
+
+export function validateEnvelope (x: unknown): Validation<CommandEnvelope> {
+  try {
+    const o = obj(x, 'envelope')
+    const at = num(o.at, 'at', 0, Number.MAX_SAFE_INTEGER)
+    const key = o.key === undefined || o.key === null ? undefined : str(o.key, 'key', COMMAND_LIMITS.maxIdempotencyKeyLength)
+    const v = validateCommand(o.cmd)
+    if (!v.ok) return v
+    const env: CommandEnvelope = { cmd: v.cmd, at }
+    if (key !== undefined) env.key = key
+    return { ok: true, cmd: env }
+  } catch (e) {
+    if (e instanceof Invalid) return { ok: false, error: e.error }
+    return { ok: false, error: { kind: 'InvalidCommand', message: e instanceof Error ? e.message : 'invalid envelope' } }
+  }
+}

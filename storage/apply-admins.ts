@@ -1,0 +1,21 @@
+// The admin list: peer ids whose mutating RPCs are accepted.
+import type { Command } from '../protocols/commands.ts'
+import type { AdminRecord } from '../protocols/model.ts'
+import type { ApplyContext } from './apply-context.ts'
+import { reject } from './apply-context.ts'
+
+type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
+
+export function addAdmin (ctx: ApplyContext, c: Cmd<'AddAdmin'>): AdminRecord {
+  if (ctx.tx.get<AdminRecord>('admins', c.peerId) !== undefined) reject('AlreadyExists', `${c.peerId} is already an admin`)
+  const rec: AdminRecord = { peerId: c.peerId, name: c.name, addedAt: ctx.at }
+  ctx.tx.put('admins', c.peerId, rec)
+  return rec
+}
+
+/** The last admin cannot be removed: nobody could change the cluster any more. */
+export function removeAdmin (ctx: ApplyContext, c: Cmd<'RemoveAdmin'>): void {
+  if (ctx.tx.get<AdminRecord>('admins', c.peerId) === undefined) reject('NotFound', `${c.peerId} is not an admin`)
+  if (ctx.tx.range<AdminRecord>('admins', { limit: 2 }).length < 2) reject('Conflict', `${c.peerId} is the last admin`)
+  ctx.tx.delete('admins', c.peerId)
+}

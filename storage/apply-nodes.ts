@@ -1,0 +1,68 @@
+// Node membership in the metadata (not Raft membership): register, update, remove.
+import type { Command } from '../protocols/commands.ts'
+import type { NodeRecord, VmRecord } from '../protocols/model.ts'
+import type { ApplyContext } from './apply-context.ts'
+import { reject } from './apply-context.ts'
+import { encodeCbor } from './codec.ts'
+
+type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
+
+function sameBytes (a: unknown, b: unknown): boolean {
+  return Buffer.from(encodeCbor(a)).equals(encodeCbor(b))
+}
+
+/** Re-registering the same node (same id, and the same name, labels, capacity, overcommit,
+ * capabilities and maxVms) is what a restarted daemon does: it only refreshes addrs and keeps the
+ * state. Anything else under an existing id or name is AlreadyExists (use UpdateNode). */
+export function registerNode (ctx: ApplyContext, c: Cmd<'RegisterNode'>): NodeRecord {
+  const n = c.node
+  const old = ctx.tx.get<NodeRecord>('nodes', n.id)
+  if (old !== undefined) {
+    const fixed = (r: Omit<NodeRecord, 'registeredAt' | 'updatedAt' | 'state' | 'addrs' | 'id'>) =>
+      [r.name, r.labels, r.capacity, r.overcommit, r.capabilities, r.maxVms]
+    if (!sameBytes(fixed(old), fixed(n))) reject('AlreadyExists', `node ${n.id} is already registered with different settings (use UpdateNode)`)
+    const rec: NodeRecord = { ...old, addrs: n.addrs, updatedAt: ctx.at }
+    ctx.tx.put('nodes', n.id, rec)
+    return rec
+  }
+  for (const [, other] of ctx.tx.range<NodeRecord>('nodes')) {
+    if (other.name === n.name) reject('AlreadyExists', `node name ${n.name} is taken by ${other.id}`)
+  }
+  const rec: NodeRecord = {
+    id: n.id,
+    name: n.name,
+    addrs: n.addrs,
+    labels: n.labels,
+    capacity: n.capacity,
+    overcommit: n.overcommit,
+    capabilities: n.capabilities,
+    maxVms: n.maxVms,
+    state: n.state ?? 'ready',
+    registeredAt: ctx.at,
+    updatedAt: ctx.at
+  }
+  ctx.tx.put('nodes', n.id, rec)
+  return rec
+}
+
+export function updateNode (ctx: ApplyContext, c: Cmd<'UpdateNode'>): NodeRecord {
+  const old = ctx.tx.get<NodeRecord>('nodes', c.id)
+  if (old === undefined) reject('NotFound', `node ${c.id} not found`)
+  const rec: NodeRecord = { ...old, updatedAt: ctx.at }
+  if (c.labels !== undefined) rec.labels = c.labels
+  if (c.capacity !== undefined) rec.capacity = c.capacity
+  if (c.addrs !== undefined) rec.addrs = c.addrs
+  if (c.capabilities !== undefined) rec.capabilities = c.capabilities
+  if (c.maxVms !== undefined) rec.maxVms = c.maxVms
+  if (c.state !== undefined) rec.state = c.state
+  ctx.tx.put('nodes', c.id, rec)
+  return rec
+}
+
+export function removeNode (ctx: ApplyContext, c: Cmd<'RemoveNode'>): void {
+  if (ctx.tx.get<NodeRecord>('nodes', c.id) === undefined) reject('NotFound', `node ${c.id} not found`)
+  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
+    if (vm.assignedNode === c.id) reject('InUse', `node ${c.id} still has VM ${vm.spec.name} assigned (drain it first)`)
+  }
+  ctx.tx.delete('nodes', c.id)
+}

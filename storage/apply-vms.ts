@@ -1,0 +1,148 @@
+// VM lifecycle: create, change spec or desired state, assign to a node, status reports, delete.
+import type { Command } from '../protocols/commands.ts'
+import type { NetworkRecord, NodeRecord, VmRecord, VmSpec, VolumeRecord } from '../protocols/model.ts'
+import type { ApplyContext } from './apply-context.ts'
+import { reject } from './apply-context.ts'
+
+type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
+
+export type ReportOutcome = 'applied' | 'stale' | 'notFound'
+
+function getVm (ctx: ApplyContext, id: string): VmRecord {
+  const vm = ctx.tx.get<VmRecord>('vms', id)
+  if (vm === undefined) reject('NotFound', `VM ${id} not found`)
+  return vm
+}
+
+/** Networks must exist; volumes must exist and be free or already ours. */
+function checkRefs (ctx: ApplyContext, spec: VmSpec, vmId: string): VolumeRecord[] {
+  for (const n of spec.networks) {
+    if (ctx.tx.get<NetworkRecord>('networks', n) === undefined) reject('NotFound', `network ${n} not found`)
+  }
+  return spec.volumes.map(name => {
+    const v = ctx.tx.get<VolumeRecord>('volumes', name)
+    if (v === undefined) reject('NotFound', `volume ${name} not found`)
+    if (v.attachedTo !== null && v.attachedTo !== vmId) reject('InUse', `volume ${name} is attached to VM ${v.attachedTo}`)
+    return v
+  })
+}
+
+function setAttached (ctx: ApplyContext, vols: VolumeRecord[], to: string | null): void {
+  for (const v of vols) if (v.attachedTo !== to) ctx.tx.put('volumes', v.name, { ...v, attachedTo: to })
+}
+
+export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
+  if (ctx.tx.get<VmRecord>('vms', c.id) !== undefined) reject('AlreadyExists', `VM ${c.id} already exists`)
+  if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
+  const vols = checkRefs(ctx, c.spec, c.id)
+  setAttached(ctx, vols, c.id)
+  const vm: VmRecord = {
+    id: c.id,
+    spec: c.spec,
+    generation: 1,
+    desired: c.desired ?? 'running',
+    assignedNode: null,
+    status: { phase: 'pending', reason: 'created', node: null, at: ctx.at },
+    createdAt: ctx.at,
+    updatedAt: ctx.at
+  }
+  ctx.tx.put('vms', c.id, vm)
+  ctx.tx.put('vmNames', c.spec.name, c.id)
+  return vm
+}
+
+/** A new spec bumps the generation, so the agent restarts the guest and older reports go stale.
+ * Volumes dropped from the spec are detached, new ones attached. */
+export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmRecord {
+  const vm = getVm(ctx, c.id)
+  if (c.spec.name !== vm.spec.name) {
+    if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
+    ctx.tx.delete('vmNames', vm.spec.name)
+    ctx.tx.put('vmNames', c.spec.name, vm.id)
+  }
+  const vols = checkRefs(ctx, c.spec, vm.id)
+  const dropped = vm.spec.volumes.filter(n => !c.spec.volumes.includes(n))
+    .map(n => ctx.tx.get<VolumeRecord>('volumes', n))
+    .filter((v): v is VolumeRecord => v !== undefined && v.attachedTo === vm.id)
+  setAttached(ctx, dropped, null)
+  setAttached(ctx, vols, vm.id)
+  const rec: VmRecord = { ...vm, spec: c.spec, generation: vm.generation + 1, updatedAt: ctx.at }
+  ctx.tx.put('vms', vm.id, rec)
+  return rec
+}
+
+export function setVmDesiredState (ctx: ApplyContext, c: Cmd<'SetVmDesiredState'>): VmRecord {
+  const vm = getVm(ctx, c.id)
+  const rec: VmRecord = { ...vm, desired: c.desired, updatedAt: ctx.at }
+  ctx.tx.put('vms', vm.id, rec)
+  return rec
+}
+
+/** What VMs assigned to a node reserve (the committed capacity placement also counts). */
+export function reservedOn (ctx: ApplyContext, node: string, except: string): { cpu: number, memoryMiB: number, diskGiB: number, vms: number } {
+  const r = { cpu: 0, memoryMiB: 0, diskGiB: 0, vms: 0 }
+  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
+    if (vm.assignedNode !== node || vm.id === except) continue
+    r.cpu += vm.spec.vcpus
+    r.memoryMiB += vm.spec.memoryMiB
+    r.diskGiB += vm.spec.diskGiB
+    r.vms++
+  }
+  return r
+}
+
+/** The state machine is the last word on capacity: two scheduling rounds that raced on the same
+ * view cannot both commit a node beyond capacity × overcommit (NoCapacity). */
+export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
+  const vm = getVm(ctx, c.id)
+  if (c.node === null) {
+    const rec: VmRecord = { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }
+    ctx.tx.put('vms', vm.id, rec)
+    return rec
+  }
+  const node = ctx.tx.get<NodeRecord>('nodes', c.node)
+  if (node === undefined) reject('NotFound', `node ${c.node} not found`)
+  if (vm.assignedNode === c.node) return vm
+  if (node.state !== 'ready') reject('Conflict', `node ${node.name} is ${node.state}: it takes no new VMs`)
+  const used = reservedOn(ctx, node.id, vm.id)
+  const cap = node.capacity
+  const oc = node.overcommit
+  if (used.cpu + vm.spec.vcpus > cap.cpu * oc.cpu) reject('NoCapacity', `node ${node.name} has no CPU left for ${vm.spec.vcpus} vCPUs`)
+  if (used.memoryMiB + vm.spec.memoryMiB > cap.memoryMiB * oc.memory) reject('NoCapacity', `node ${node.name} has no memory left for ${vm.spec.memoryMiB} MiB`)
+  if (used.diskGiB + vm.spec.diskGiB > cap.diskGiB * oc.disk) reject('NoCapacity', `node ${node.name} has no disk left for ${vm.spec.diskGiB} GiB`)
+  if (node.maxVms !== null && used.vms + 1 > node.maxVms) reject('NoCapacity', `node ${node.name} already runs its maximum of ${node.maxVms} VMs`)
+  const rec: VmRecord = { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }
+  ctx.tx.put('vms', vm.id, rec)
+  return rec
+}
+
+/** Each report counts only if it comes from the assigned node about the current generation;
+ * anything else is stale (a late report from an old placement or spec) and is skipped, not an error. */
+export function reportVmStatus (ctx: ApplyContext, c: Cmd<'ReportVmStatus'>): { outcomes: ReportOutcome[] } {
+  const outcomes = c.reports.map((r): ReportOutcome => {
+    const vm = ctx.tx.get<VmRecord>('vms', r.id)
+    if (vm === undefined) return 'notFound'
+    if (vm.assignedNode !== r.node || vm.generation !== r.generation) return 'stale'
+    ctx.tx.put('vms', vm.id, { ...vm, status: { ...r.status, node: r.node }, updatedAt: ctx.at })
+    return 'applied'
+  })
+  return { outcomes }
+}
+
+/** Deleting releases the VM's volumes and every IP it holds. */
+export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): void {
+  const vm = getVm(ctx, c.id)
+  for (const name of vm.spec.volumes) {
+    const v = ctx.tx.get<VolumeRecord>('volumes', name)
+    if (v !== undefined && v.attachedTo === vm.id) ctx.tx.put('volumes', name, { ...v, attachedTo: null })
+  }
+  for (const [name, net] of ctx.tx.range<NetworkRecord>('networks')) {
+    const ips = Object.keys(net.allocations).filter(ip => net.allocations[ip] === vm.id)
+    if (ips.length === 0) continue
+    const allocations = { ...net.allocations }
+    for (const ip of ips) delete allocations[ip]
+    ctx.tx.put('networks', name, { ...net, allocations })
+  }
+  ctx.tx.delete('vmNames', vm.spec.name)
+  ctx.tx.delete('vms', vm.id)
+}

@@ -1,0 +1,31 @@
+// The bytes of a Raft entry that carries a command: a CBOR CommandEnvelope.
+import type { BlixError, CommandEnvelope } from '../protocols/commands.ts'
+import { COMMAND_LIMITS, validateEnvelope } from '../protocols/command-schema.ts'
+import { BlixardError } from '../protocols/errors.ts'
+import { decodeCbor, encodeCbor } from './codec.ts'
+
+export function encodeEnvelope (env: CommandEnvelope): Uint8Array {
+  return encodeCbor(env.key === undefined ? { cmd: env.cmd, at: env.at } : { cmd: env.cmd, at: env.at, key: env.key })
+}
+
+/** Decode and validate; never throws. */
+export function tryDecodeEnvelope (data: Uint8Array): { ok: true, env: CommandEnvelope } | { ok: false, error: BlixError } {
+  if (data.byteLength > COMMAND_LIMITS.maxCommandBytes) {
+    return { ok: false, error: { kind: 'TooLarge', message: `command of ${data.byteLength} bytes exceeds ${COMMAND_LIMITS.maxCommandBytes}` } }
+  }
+  let raw: unknown
+  try {
+    raw = decodeCbor(data)
+  } catch (e) {
+    return { ok: false, error: { kind: 'BadMessage', message: `undecodable command: ${e instanceof Error ? e.message : 'bad CBOR'}` } }
+  }
+  const v = validateEnvelope(raw)
+  return v.ok ? { ok: true, env: v.cmd } : v
+}
+
+/** Decode and validate; throws a BlixardError (BadMessage, TooLarge, InvalidCommand, InvalidSpec). */
+export function decodeEnvelope (data: Uint8Array): CommandEnvelope {
+  const r = tryDecodeEnvelope(data)
+  if (!r.ok) throw BlixardError.from(r.error)
+  return r.env
+}

@@ -1,0 +1,237 @@
+// The replicated state machine: applies committed command entries to the tables, deterministically.
+// Every entry is applied atomically together with the applied index (so a restart resumes exactly),
+// or rejected with a named error that changes nothing but the applied index.
+// Only envelope.at is a clock here; iteration is always in key order.
+import { createHash } from 'node:crypto'
+import type { ApplyResult, BlixError, Command, CommandEnvelope } from '../protocols/commands.ts'
+import type { AdminRecord, NetworkRecord, NodeRecord, VmRecord, VolumeRecord } from '../protocols/model.ts'
+import { BlixardError } from '../protocols/errors.ts'
+import type { Kv, KvTx, Table } from './kv.ts'
+import { TABLES } from './kv.ts'
+import type { ApplyContext } from './apply-context.ts'
+import { decodeCbor, encodeCbor } from './codec.ts'
+import { tryDecodeEnvelope } from './envelope.ts'
+import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
+import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec } from './apply-vms.ts'
+import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
+import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
+import { addAdmin, removeAdmin } from './apply-admins.ts'
+
+export { encodeEnvelope, decodeEnvelope, tryDecodeEnvelope } from './envelope.ts'
+export type { ReportOutcome } from './apply-vms.ts'
+
+/** Idempotency keys are remembered for this many log indexes after their first apply. */
+export const IDEMPOTENCY_WINDOW = 10_000
+
+/** Tables that make up the model (what stateHash covers). */
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'volumes', 'networks', 'admins']
+
+const SNAPSHOT_VERSION = 1
+
+interface StoredResult { index: number, result: ApplyResult }
+
+/** Fixed-width so that key order is index order. */
+function indexKey (i: number): string {
+  return String(i).padStart(16, '0')
+}
+
+function dispatch (ctx: ApplyContext, cmd: Command): unknown {
+  switch (cmd.type) {
+    case 'RegisterNode': return registerNode(ctx, cmd)
+    case 'UpdateNode': return updateNode(ctx, cmd)
+    case 'RemoveNode': return removeNode(ctx, cmd)
+    case 'CreateVm': return createVm(ctx, cmd)
+    case 'UpdateVmSpec': return updateVmSpec(ctx, cmd)
+    case 'SetVmDesiredState': return setVmDesiredState(ctx, cmd)
+    case 'AssignVm': return assignVm(ctx, cmd)
+    case 'ReportVmStatus': return reportVmStatus(ctx, cmd)
+    case 'DeleteVm': return deleteVm(ctx, cmd)
+    case 'CreateVolume': return createVolume(ctx, cmd)
+    case 'ResizeVolume': return resizeVolume(ctx, cmd)
+    case 'SnapshotVolume': return snapshotVolume(ctx, cmd)
+    case 'DeleteVolume': return deleteVolume(ctx, cmd)
+    case 'CreateNetwork': return createNetwork(ctx, cmd)
+    case 'DeleteNetwork': return deleteNetwork(ctx, cmd)
+    case 'AllocateIp': return allocateIp(ctx, cmd)
+    case 'ReleaseIp': return releaseIp(ctx, cmd)
+    case 'AddAdmin': return addAdmin(ctx, cmd)
+    case 'RemoveAdmin': return removeAdmin(ctx, cmd)
+  }
+}
+
+function okResult (value: unknown): ApplyResult {
+  return value === undefined ? { ok: true } : { ok: true, value }
+}
+
+export class StateMachine {
+  private readonly kv: Kv
+  private appliedIndex: number
+
+  constructor (kv: Kv) {
+    this.kv = kv
+    this.appliedIndex = kv.get<number>('meta', 'applied') ?? 0
+  }
+
+  /**
+   * Apply the committed entry at `index`. Indexes must grow but may skip (conf entries are not
+   * applied here); an index at or below applied() changes nothing and answers Conflict.
+   * Empty data is a leader's no-op. Undecodable or invalid data is rejected (BadMessage,
+   * TooLarge, InvalidCommand, InvalidSpec) like any other command: applied still advances.
+   * Errors other than a command's rejection (a failing disk) are thrown: better to stop than to diverge.
+   */
+  apply (index: number, data: Uint8Array): ApplyResult {
+    if (index <= this.appliedIndex) return { ok: false, error: { kind: 'Conflict', message: `entry ${index} is at or below applied index ${this.appliedIndex}` } }
+    if (data.byteLength === 0) {
+      this.kv.transaction(tx => { this.advance(tx, index) })
+      this.appliedIndex = index
+      return { ok: true }
+    }
+    const d = tryDecodeEnvelope(data)
+    const result = d.ok ? this.applyEnvelope(index, d.env) : this.rejected(index, d.error, undefined)
+    this.appliedIndex = index
+    return result
+  }
+
+  applied (): number {
+    return this.appliedIndex
+  }
+
+  /** The stored result of an idempotency key, if it is still remembered. */
+  resultFor (key: string): ApplyResult | undefined {
+    return this.kv.get<StoredResult>('idempotency', key)?.result
+  }
+
+  private applyEnvelope (index: number, env: CommandEnvelope): ApplyResult {
+    const key = env.key
+    if (key !== undefined) {
+      const prior = this.kv.get<StoredResult>('idempotency', key)
+      if (prior !== undefined) {
+        this.kv.transaction(tx => { this.advance(tx, index) })
+        return prior.result
+      }
+    }
+    try {
+      return this.kv.transaction(tx => {
+        const result = okResult(dispatch({ tx, at: env.at }, env.cmd))
+        this.advance(tx, index)
+        this.remember(tx, index, key, result)
+        return result
+      })
+    } catch (e) {
+      if (!(e instanceof BlixardError)) throw e
+      return this.rejected(index, e.toJSON(), key)
+    }
+  }
+
+  private rejected (index: number, error: BlixError, key: string | undefined): ApplyResult {
+    const result: ApplyResult = { ok: false, error }
+    this.kv.transaction(tx => {
+      this.advance(tx, index)
+      this.remember(tx, index, key, result)
+    })
+    return result
+  }
+
+  /** Record the applied index and forget idempotency keys older than the window (in index order,
+   * so every replica forgets the same keys at the same index). */
+  private advance (tx: KvTx, index: number): void {
+    tx.put('meta', 'applied', index)
+    const horizon = index - IDEMPOTENCY_WINDOW
+    if (horizon <= 0) return
+    for (const [ik, key] of tx.range<string>('idempotencyByIndex', { end: indexKey(horizon + 1) })) {
+      tx.delete('idempotencyByIndex', ik)
+      tx.delete('idempotency', key)
+    }
+  }
+
+  private remember (tx: KvTx, index: number, key: string | undefined, result: ApplyResult): void {
+    if (key === undefined) return
+    const stored: StoredResult = { index, result }
+    tx.put('idempotency', key, stored)
+    tx.put('idempotencyByIndex', indexKey(index), key)
+  }
+
+  // ---- snapshots ----
+
+  /** The whole state (every table, applied index included) as CBOR. */
+  snapshot (): Uint8Array {
+    const tables: Record<string, Array<[string, Uint8Array]>> = {}
+    for (const t of TABLES) tables[t] = this.kv.rawRange(t)
+    return encodeCbor({ version: SNAPSHOT_VERSION, applied: this.appliedIndex, tables })
+  }
+
+  /** Replace everything with a snapshot's state, atomically; applied becomes `index`. */
+  restore (data: Uint8Array, index: number): void {
+    const snap = decodeCbor(data) as { version?: unknown, tables?: unknown }
+    if (snap == null || typeof snap !== 'object' || snap.version !== SNAPSHOT_VERSION || snap.tables == null || typeof snap.tables !== 'object') {
+      throw new BlixardError('BadMessage', 'not a state machine snapshot (version 1)')
+    }
+    const tables = snap.tables as Record<string, unknown>
+    this.kv.transaction(tx => {
+      for (const t of TABLES) {
+        tx.clear(t)
+        const rows = tables[t]
+        if (rows === undefined) continue
+        if (!Array.isArray(rows)) throw new BlixardError('BadMessage', `snapshot table ${t} is not a list`)
+        for (const row of rows) {
+          if (!Array.isArray(row) || typeof row[0] !== 'string' || !(row[1] instanceof Uint8Array)) throw new BlixardError('BadMessage', `bad row in snapshot table ${t}`)
+          tx.putRaw(t, row[0], row[1])
+        }
+      }
+      tx.put('meta', 'applied', index)
+    })
+    this.appliedIndex = index
+  }
+
+  // ---- digests ----
+
+  /** A digest of the model tables (not the applied index or idempotency bookkeeping), so replicas
+   * can be compared, and so a rejected command provably changed nothing. */
+  stateHash (): string {
+    return this.digest(MODEL_TABLES)
+  }
+
+  /** A digest of every table, bookkeeping included. */
+  fullStateHash (): string {
+    return this.digest(TABLES)
+  }
+
+  private digest (tables: readonly Table[]): string {
+    const h = createHash('sha256')
+    const len = Buffer.alloc(4)
+    const add = (b: Uint8Array): void => { len.writeUInt32BE(b.byteLength); h.update(len); h.update(b) }
+    for (const t of tables) {
+      add(Buffer.from(t))
+      const rows = this.kv.rawRange(t)
+      len.writeUInt32BE(rows.length); h.update(len)
+      for (const [k, v] of rows) { add(Buffer.from(k, 'utf8')); add(v) }
+    }
+    return h.digest('hex')
+  }
+
+  // ---- queries (local, possibly stale: linearizability is the caller's ReadIndex) ----
+
+  getNode (id: string): NodeRecord | undefined { return this.kv.get<NodeRecord>('nodes', id) }
+  listNodes (): NodeRecord[] { return this.values<NodeRecord>('nodes') }
+  getVm (id: string): VmRecord | undefined { return this.kv.get<VmRecord>('vms', id) }
+  getVmByName (name: string): VmRecord | undefined {
+    const id = this.kv.get<string>('vmNames', name)
+    return id === undefined ? undefined : this.getVm(id)
+  }
+
+  listVms (filter: { node?: string | null } = {}): VmRecord[] {
+    const all = this.values<VmRecord>('vms')
+    return filter.node === undefined ? all : all.filter(v => v.assignedNode === filter.node)
+  }
+
+  getVolume (name: string): VolumeRecord | undefined { return this.kv.get<VolumeRecord>('volumes', name) }
+  listVolumes (): VolumeRecord[] { return this.values<VolumeRecord>('volumes') }
+  getNetwork (name: string): NetworkRecord | undefined { return this.kv.get<NetworkRecord>('networks', name) }
+  listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
+  listAdmins (): AdminRecord[] { return this.values<AdminRecord>('admins') }
+  isAdmin (peerId: string): boolean { return this.kv.get<AdminRecord>('admins', peerId) !== undefined }
+
+  private values<T>(t: Table): T[] {
+    return this.kv.range<T>(t).map(([, v]) => v)
+  }
+}
