@@ -1,0 +1,203 @@
+// Placement benchmark: 100,000 VMs on 1,000 nodes and 1,000,000 VMs on 10,000 nodes, bin-pack, mixed sizes with
+// label constraints, capability requirements, anti-affinity groups, spread and soft affinity, and gossiped load
+// (some hot, some stale). Reports time, placements/s, peak memory, and packing quality against the lower bound
+// (total demand ÷ effective node capacity in the binding dimension) and a first-fit-decreasing run on the same
+// input in the same process. Prints PASS/MISS per target; exits 0 unless it crashes.
+//
+// Usage: npm run bench:placement [-- --json] [-- --small]
+import { resourceUsage } from 'node:process'
+import type { Constraint, HypervisorCapability } from '../protocols/model.ts'
+import type { PlacementCluster, PlacementNode, PlacementRequest } from '../placement/types.ts'
+import { placeBatch } from '../placement/place.ts'
+import { sortQueue } from '../placement/queue.ts'
+import { firstFitDecreasing } from '../placement/baseline-ffd.ts'
+import { checkClusterInvariants } from '../placement/invariants.ts'
+
+const CAP = { cpu: 128, memoryMiB: 1024 * 1024, diskGiB: 8000 }
+const OVERCOMMIT = { cpu: 4, memory: 1, disk: 1 }
+// instance shapes (vcpus, GiB): general 1:4, compute 1:2, memory 1:8, weighted towards small
+const SHAPES: Array<[number, number, number]> = [
+  [1, 1, 10], [1, 2, 10], [1, 4, 20], [2, 4, 20], [2, 8, 40], [4, 8, 40], [4, 16, 80], [8, 16, 80], [8, 32, 100], [16, 64, 200], [2, 16, 40]
+]
+const SHAPE_WEIGHTS = [14, 18, 16, 14, 10, 8, 7, 4, 4, 2, 3]
+
+function prng (seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function makeNodes (count: number, rnd: () => number): PlacementNode[] {
+  const nodes: PlacementNode[] = []
+  for (let i = 0; i < count; i++) {
+    const arch = i % 10 === 9 ? 'aarch64' : 'x86_64'
+    const labels: Record<string, string> = { zone: `z${i % 4}`, rack: `r${Math.floor(i / 20)}`, arch }
+    if (i % 20 === 3) labels.gpu = 'a100'
+    const caps: HypervisorCapability[] = i % 7 === 3 ? ['kvm', 'qemu'] : ['kvm', 'qemu', 'nix']
+    const r = rnd()
+    const load = r < 0.1 ? { cpuPct: 95, memPct: 60, ageMs: 500 } : r < 0.15 ? { cpuPct: 99, memPct: 99, ageMs: 120_000 } : { cpuPct: 30, memPct: 40, ageMs: 800 }
+    nodes.push({
+      id: `node-${String(i).padStart(6, '0')}`,
+      labels,
+      capacity: CAP,
+      overcommit: OVERCOMMIT,
+      reserved: { cpu: 0, memoryMiB: 0, diskGiB: 0 },
+      state: 'ready',
+      capabilities: caps,
+      maxVms: 1000,
+      vmCount: 0,
+      groups: {},
+      load
+    })
+  }
+  return nodes
+}
+
+function pickShape (rnd: () => number): [number, number, number] {
+  const total = SHAPE_WEIGHTS.reduce((a, b) => a + b, 0)
+  let x = rnd() * total
+  for (let i = 0; i < SHAPES.length; i++) { x -= SHAPE_WEIGHTS[i]; if (x < 0) return SHAPES[i] }
+  return SHAPES[0]
+}
+
+function makeRequests (count: number, rnd: () => number): PlacementRequest[] {
+  const out: PlacementRequest[] = []
+  let group = 0
+  let groupLeft = 0
+  for (let i = 0; i < count; i++) {
+    const [cpu, gib, disk] = pickShape(rnd)
+    const r = rnd()
+    const constraints: Constraint[] = []
+    const requires: HypervisorCapability[] = ['kvm']
+    // an image is built for one architecture, so every VM names one; some add a zone or a GPU
+    constraints.push({ label: 'arch', op: '==', value: r < 0.04 ? 'aarch64' : 'x86_64' })
+    const r2 = rnd()
+    if (r2 < 0.01) constraints.push({ label: 'gpu', op: 'exists' })
+    else if (r2 < 0.06) constraints.push({ label: 'zone', op: 'in', values: ['z0', 'z1'] })
+    else if (r2 < 0.08) constraints.push({ label: 'zone', op: 'not in', values: ['z3'] })
+    if (rnd() < 0.05) requires.push('nix')
+    let antiAffinityGroup: string | null = null
+    if (groupLeft > 0) { antiAffinityGroup = `g${group}`; groupLeft-- } else if (rnd() < 0.07) { group++; groupLeft = 2; antiAffinityGroup = `g${group}` }
+    const spreadLabel = antiAffinityGroup !== null && group % 3 === 0 ? 'zone' : null
+    const affinity = rnd() < 0.05 ? [{ label: 'zone', value: 'z2', weight: 1 }] : []
+    out.push({
+      vmId: `vm-${String(i).padStart(7, '0')}`,
+      resources: { cpu, memoryMiB: gib * 1024, diskGiB: disk },
+      constraints,
+      antiAffinityGroup,
+      affinity,
+      spreadLabel,
+      priority: 50,
+      requires
+    })
+  }
+  return out
+}
+
+interface CaseResult {
+  name: string
+  vms: number
+  nodes: number
+  placed: number
+  unplaced: number
+  seconds: number
+  perSecond: number
+  nodesUsed: number
+  lowerBound: number
+  ffdNodesUsed: number
+  ffdSeconds: number
+  overLowerBoundPct: number
+  peakRssMiB: number
+  heapUsedMiB: number
+  invariantViolations: number
+  targets: Record<string, 'PASS' | 'MISS'>
+}
+
+function runCase (name: string, nodeCount: number, vmCount: number, timeLimitS: number, seed: number): CaseResult {
+  const rnd = prng(seed)
+  const cluster: PlacementCluster = { nodes: makeNodes(nodeCount, rnd), placed: [] }
+  const queue = sortQueue(makeRequests(vmCount, rnd))
+  const t0 = performance.now()
+  const result = placeBatch(cluster, queue, { strategy: 'binpack' })
+  const seconds = (performance.now() - t0) / 1000
+  const heapUsedMiB = process.memoryUsage().heapUsed / 2 ** 20
+  const placed = result.decisions.filter((d) => d.nodeId !== null).length
+  if (process.env.DIAG !== undefined) {
+    const why = new Map<string, number>()
+    result.decisions.forEach((d, i) => {
+      if (d.nodeId !== null) return
+      const q = queue[i]
+      const k = `${JSON.stringify(q.constraints)} ${q.requires.join(',')} ${q.resources.memoryMiB} ${JSON.stringify(d.rejections)}`
+      why.set(k, (why.get(k) ?? 0) + 1)
+    })
+    console.log([...why].sort((a, b) => b[1] - a[1]).slice(0, 3))
+    console.log(result.cluster.nodes.map((n) => `${n.id.slice(-2)}:${n.vmCount}:${Math.round(n.reserved.memoryMiB / 1024)}`).join(' '))
+  }
+  const nodesUsed = result.cluster.nodes.filter((n) => n.vmCount > 0).length
+  let cpu = 0; let mem = 0; let disk = 0
+  for (const q of queue) { cpu += q.resources.cpu; mem += q.resources.memoryMiB; disk += q.resources.diskGiB }
+  const lowerBound = Math.max(
+    Math.ceil(cpu / (CAP.cpu * OVERCOMMIT.cpu)),
+    Math.ceil(mem / (CAP.memoryMiB * OVERCOMMIT.memory)),
+    Math.ceil(disk / (CAP.diskGiB * OVERCOMMIT.disk)))
+  const violations = checkClusterInvariants(result.cluster).length
+  const f0 = performance.now()
+  const ffd = firstFitDecreasing(cluster, queue)
+  const ffdSeconds = (performance.now() - f0) / 1000
+  const overLowerBoundPct = 100 * (nodesUsed / lowerBound - 1)
+  const perSecond = vmCount / seconds
+  return {
+    name,
+    vms: vmCount,
+    nodes: nodeCount,
+    placed,
+    unplaced: vmCount - placed,
+    seconds,
+    perSecond,
+    nodesUsed,
+    lowerBound,
+    ffdNodesUsed: ffd.nodesUsed,
+    ffdSeconds,
+    overLowerBoundPct,
+    peakRssMiB: resourceUsage().maxRSS / 1024,
+    heapUsedMiB,
+    invariantViolations: violations,
+    targets: {
+      [`time < ${timeLimitS} s`]: seconds < timeLimitS ? 'PASS' : 'MISS',
+      ...(nodeCount === 1000 ? { 'placements/s >= 20000': perSecond >= 20_000 ? 'PASS' : 'MISS' } : {}),
+      'nodes <= lower bound + 5 %': nodesUsed <= lowerBound * 1.05 ? 'PASS' : 'MISS',
+      'nodes <= first-fit-decreasing': nodesUsed <= ffd.nodesUsed ? 'PASS' : 'MISS',
+      'all placed': placed === vmCount ? 'PASS' : 'MISS',
+      'no invariant violations': violations === 0 ? 'PASS' : 'MISS'
+    }
+  }
+}
+
+const json = process.argv.includes('--json')
+const small = process.argv.includes('--small')
+const started = performance.now()
+const cases = small
+  ? [runCase("7k VMs / 100 nodes", 100, 7_000, 0.5, 1)]
+  : [runCase('100k VMs / 1k nodes', 1000, 100_000, 5, 1), runCase('1M VMs / 10k nodes', 10_000, 1_000_000, 60, 2)]
+const totalSeconds = (performance.now() - started) / 1000
+
+if (json) {
+  console.log(JSON.stringify({ bench: 'placement', strategy: 'binpack', totalSeconds, cases }))
+} else {
+  const pad = (s: string, n: number): string => s.padEnd(n)
+  for (const c of cases) {
+    console.log(`\n${c.name}`)
+    console.log(`  place time        ${c.seconds.toFixed(2)} s   (${Math.round(c.perSecond).toLocaleString('en-US')} placements/s)`)
+    console.log(`  placed            ${c.placed.toLocaleString('en-US')} / ${c.vms.toLocaleString('en-US')}`)
+    console.log(`  nodes used        ${c.nodesUsed}   lower bound ${c.lowerBound} (+${c.overLowerBoundPct.toFixed(2)} %)   first-fit-decreasing ${c.ffdNodesUsed} (${c.ffdSeconds.toFixed(2)} s)`)
+    console.log(`  memory            peak RSS ${c.peakRssMiB.toFixed(0)} MiB, heap after ${c.heapUsedMiB.toFixed(0)} MiB`)
+    console.log(`  invariants        ${c.invariantViolations} violations`)
+    for (const [t, v] of Object.entries(c.targets)) console.log(`  ${pad(v, 5)} ${t}`)
+  }
+  console.log(`\ntotal ${totalSeconds.toFixed(1)} s`)
+}

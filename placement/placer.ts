@@ -1,0 +1,246 @@
+// The placement stack (Nomad's stack.go in spirit): filters, then scorers, then the selector, over a mutable
+// working copy of the cluster that each placement is counted against. Built from a PlacementCluster, never
+// mutating it; no clock, no randomness. See capacity-index.ts for why the fast path is exact.
+import type { Decision, FilterName, NodeVerdict, PlacedVm, PlacementCluster, PlacementConfig, PlacementNode, PlacementRequest, ScoreComponents } from './types.ts'
+import { resolveConfig, type PlacementConfigInput } from './config.ts'
+import { FILTERS, feasible, firstRejection } from './filters.ts'
+import { affinityBound, affinityScore, domainScore, fill, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
+import { CapacityIndex } from './capacity-index.ts'
+import { better } from './select.ts'
+import { PlacementError } from './errors.ts'
+import { reserve } from './from-model.ts'
+
+/** Slack for the index's subtree pruning so rounding can never hide a node that the exact filter accepts. */
+const PRUNE_SLACK = 1e-6
+
+export interface PlaceOptions {
+  /** full per-node verdicts (one object per node): for `blixard vm explain`, not for the scheduler loop */
+  explain?: boolean
+}
+
+export class Placer {
+  readonly config: PlacementConfig
+  /** working copies, sorted by node id */
+  readonly nodes: PlacementNode[]
+  private readonly byId = new Map<string, number>()
+  private readonly index: CapacityIndex
+  /** spread set -> domain value -> VMs of the set in that domain */
+  private readonly domains = new Map<string, Map<string, number>>()
+  private readonly stack: Int32Array
+
+  constructor (cluster: PlacementCluster, config: PlacementConfigInput | PlacementConfig = {}) {
+    this.config = resolveConfig(config)
+    this.nodes = cluster.nodes.map(cloneNode).sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    this.nodes.forEach((n, i) => {
+      if (this.byId.has(n.id)) throw new PlacementError('InvalidSpec', `duplicate node id ${n.id}`)
+      this.byId.set(n.id, i)
+    })
+    this.index = new CapacityIndex(this.nodes.length)
+    this.stack = new Int32Array(64 + 4 * Math.ceil(Math.log2(this.nodes.length + 2)) * 4)
+    for (let i = 0; i < this.nodes.length; i++) this.reindex(i)
+    for (const p of cluster.placed) this.countDomain(p.request, p.nodeId, 1)
+  }
+
+  nodeIndex (id: string): number | undefined {
+    return this.byId.get(id)
+  }
+
+  /** Choose a node for the request without committing it. */
+  place (req: PlacementRequest, opts: PlaceOptions = {}): Decision {
+    if (opts.explain === true) return this.explain(req)
+    const best = this.fastSelect(req)
+    if (best < 0) return { vmId: req.vmId, nodeId: null, total: null, scores: null, rejections: this.countRejections(req), nodes: null }
+    const scores = this.scores(best, req)
+    return { vmId: req.vmId, nodeId: this.nodes[best].id, total: this.total(scores), scores, rejections: null, nodes: null }
+  }
+
+  /** Place and commit: the next request sees this one's reservation. */
+  placeAndCommit (req: PlacementRequest, opts: PlaceOptions = {}): Decision {
+    const d = this.place(req, opts)
+    if (d.nodeId !== null) this.assign(req, d.nodeId)
+    return d
+  }
+
+  /** Count a VM's reservation on a node (also used by plans for moves). */
+  assign (req: PlacementRequest, nodeId: string): void {
+    this.adjust(req, nodeId, 1)
+  }
+
+  unassign (req: PlacementRequest, nodeId: string): void {
+    this.adjust(req, nodeId, -1)
+  }
+
+  /** Change a node's state (plans mark a draining or dead node so it takes nothing). */
+  setState (nodeId: string, state: PlacementNode['state']): void {
+    const i = this.mustIndex(nodeId)
+    this.nodes[i].state = state
+    this.reindex(i)
+  }
+
+  /** A snapshot of the working nodes (deep copies). */
+  snapshotNodes (): PlacementNode[] {
+    return this.nodes.map(cloneNode)
+  }
+
+  /** Score components of node i for req (assumes i is feasible). */
+  scores (i: number, req: PlacementRequest): ScoreComponents {
+    const n = this.nodes[i]
+    return {
+      fit: fitScore(this.config.strategy, fill(n)),
+      affinity: affinityScore(n, req),
+      domain: this.domain(i, req),
+      pressure: pressureScore(n.load, this.config)
+    }
+  }
+
+  total (s: ScoreComponents): number {
+    return weightedTotal(this.config, s.fit, s.affinity, s.domain, s.pressure)
+  }
+
+  private mustIndex (nodeId: string): number {
+    const i = this.byId.get(nodeId)
+    if (i === undefined) throw new PlacementError('NotFound', `node ${nodeId} is not in the placement snapshot`)
+    return i
+  }
+
+  private adjust (req: PlacementRequest, nodeId: string, sign: 1 | -1): void {
+    const i = this.mustIndex(nodeId)
+    reserve(this.nodes[i], req, sign)
+    this.countDomain(req, nodeId, sign)
+    this.reindex(i)
+  }
+
+  private countDomain (req: PlacementRequest, nodeId: string, sign: number): void {
+    const key = spreadSetKey(req)
+    const i = this.byId.get(nodeId)
+    if (key === null || i === undefined || req.spreadLabel === null) return
+    const labels = this.nodes[i].labels
+    if (!Object.hasOwn(labels, req.spreadLabel)) return
+    const value = labels[req.spreadLabel]
+    let m = this.domains.get(key)
+    if (m === undefined) { m = new Map(); this.domains.set(key, m) }
+    const c = (m.get(value) ?? 0) + sign
+    if (c > 0) m.set(value, c)
+    else m.delete(value)
+  }
+
+  private domainCounts (req: PlacementRequest): Map<string, number> | undefined {
+    const key = spreadSetKey(req)
+    return key === null ? undefined : this.domains.get(key)
+  }
+
+  private domain (i: number, req: PlacementRequest, counts = this.domainCounts(req)): number {
+    if (req.spreadLabel === null) return 0
+    const labels = this.nodes[i].labels
+    if (!Object.hasOwn(labels, req.spreadLabel)) return domainScore(0, false)
+    return domainScore(counts?.get(labels[req.spreadLabel]) ?? 0, true)
+  }
+
+  private reindex (i: number): void {
+    const idx = this.index
+    idx.remove(i)
+    const n = this.nodes[i]
+    if (n.state !== 'ready') return
+    const slots = n.maxVms === null ? Infinity : n.maxVms - n.vmCount
+    idx.insert(i, fitScore(this.config.strategy, fill(n)), i,
+      n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
+      n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
+      n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,
+      slots)
+  }
+
+  /**
+   * Branch and bound over the index: in-order walk (best fit score first), skipping subtrees that cannot hold
+   * the request, evaluating the full filters and score on each candidate, stopping once fit + bound <= best.
+   * Allocates nothing per node.
+   */
+  private fastSelect (req: PlacementRequest): number {
+    const idx = this.index
+    const cfg = this.config
+    const w = cfg.weights
+    const cpu = req.resources.cpu - PRUNE_SLACK
+    const mem = req.resources.memoryMiB - PRUNE_SLACK
+    const disk = req.resources.diskGiB - PRUNE_SLACK
+    const affB = affinityBound(req)
+    const domB = req.spreadLabel === null ? 0 : 1
+    const counts = this.domainCounts(req)
+    const stack = this.stack
+    let sp = 0
+    let t = idx.root
+    let best = -1
+    let bestTotal = -Infinity
+    for (;;) {
+      while (t >= 0 && idx.subtreeMayFit(t, cpu, mem, disk)) { stack[sp++] = t; t = idx.left[t] }
+      if (sp === 0) break
+      t = stack[--sp]
+      const fit = idx.key[t]
+      if (best >= 0 && weightedTotal(cfg, fit, affB, domB, 0) <= bestTotal) break
+      const n = this.nodes[t]
+      if (feasible(n, req)) {
+        const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg)
+        if (total > bestTotal) { best = t; bestTotal = total }
+      }
+      t = idx.right[t]
+    }
+    return best
+  }
+
+  /** Full scan with one verdict per node; the chosen node is the same as the fast path's. */
+  private explain (req: PlacementRequest): Decision {
+    const verdicts: NodeVerdict[] = []
+    const rejections: Partial<Record<FilterName, number>> = {}
+    let best = -1
+    let bestTotal = -Infinity
+    let bestScores: ScoreComponents | null = null
+    for (let i = 0; i < this.nodes.length; i++) {
+      const n = this.nodes[i]
+      const r = firstRejection(n, req)
+      if (r !== null) {
+        rejections[r.filter] = (rejections[r.filter] ?? 0) + 1
+        verdicts.push({ nodeId: n.id, feasible: false, filter: r.filter, reason: r.reason })
+        continue
+      }
+      const s = this.scores(i, req)
+      const total = this.total(s)
+      verdicts.push({ nodeId: n.id, feasible: true, scores: s, total })
+      if (best < 0 || better(total, s.fit, i, bestTotal, bestScores?.fit ?? 0, best)) { best = i; bestTotal = total; bestScores = s }
+    }
+    return {
+      vmId: req.vmId,
+      nodeId: best < 0 ? null : this.nodes[best].id,
+      total: best < 0 ? null : bestTotal,
+      scores: bestScores,
+      rejections,
+      nodes: verdicts
+    }
+  }
+
+  /** Why nothing fits: per filter, how many nodes it rejected first. One small object per failed request. */
+  private countRejections (req: PlacementRequest): Partial<Record<FilterName, number>> {
+    const counts = new Int32Array(FILTERS.length)
+    for (const n of this.nodes) {
+      for (let f = 0; f < FILTERS.length; f++) if (!FILTERS[f].passes(n, req)) { counts[f]++; break }
+    }
+    const out: Partial<Record<FilterName, number>> = {}
+    FILTERS.forEach((f, k) => { if (counts[k] > 0) out[f.name] = counts[k] })
+    return out
+  }
+}
+
+export function cloneNode (n: PlacementNode): PlacementNode {
+  return {
+    id: n.id,
+    labels: n.labels,
+    capacity: n.capacity,
+    overcommit: n.overcommit,
+    reserved: { cpu: n.reserved.cpu, memoryMiB: n.reserved.memoryMiB, diskGiB: n.reserved.diskGiB },
+    state: n.state,
+    capabilities: n.capabilities,
+    maxVms: n.maxVms,
+    vmCount: n.vmCount,
+    groups: { ...n.groups },
+    load: n.load
+  }
+}
+
+export type { PlacedVm }

@@ -1,0 +1,93 @@
+// Scorers: how good is a feasible node? Each returns a component in a fixed range so that the weighted total
+// has a per-request upper bound, which the index uses to stop scanning early (see placer.ts).
+import type { LoadHint, PlacementConfig, PlacementNode, PlacementRequest, Strategy } from './types.ts'
+
+/**
+ * How full the node is, in [0, 1]: the mean over cpu, memory and disk of reserved ÷ effective capacity.
+ * Measured before placing, so it does not depend on the VM and one ordered index serves every request.
+ */
+export function fill (node: PlacementNode): number {
+  return fillOf(node.reserved.cpu, node.reserved.memoryMiB, node.reserved.diskGiB, node)
+}
+
+export function fillOf (cpu: number, mem: number, disk: number, node: PlacementNode): number {
+  const c = ratio(cpu, node.capacity.cpu * node.overcommit.cpu)
+  const m = ratio(mem, node.capacity.memoryMiB * node.overcommit.memory)
+  const d = ratio(disk, node.capacity.diskGiB * node.overcommit.disk)
+  return (c + m + d) / 3
+}
+
+function ratio (used: number, cap: number): number {
+  if (!(cap > 0)) return used > 0 ? 1 : 0
+  const r = used / cap
+  return r > 1 ? 1 : r
+}
+
+/** Bin-pack prefers the fullest node that fits (best fit); fewer hosts stay busy. */
+export function binpackScore (node: PlacementNode): number {
+  return fill(node)
+}
+
+/** Spread prefers the emptiest node; load is evened out. */
+export function spreadScore (node: PlacementNode): number {
+  return 1 - fill(node)
+}
+
+export function fitScore (strategy: Strategy, f: number): number {
+  return strategy === 'binpack' ? f : 1 - f
+}
+
+/** Soft affinity in [-1, 1]: matched weight ÷ total absolute weight; negative weights repel. */
+export function affinityScore (node: PlacementNode, req: PlacementRequest): number {
+  const aff = req.affinity
+  if (aff.length === 0) return 0
+  let sum = 0
+  let abs = 0
+  for (let i = 0; i < aff.length; i++) {
+    const a = aff[i]
+    abs += Math.abs(a.weight)
+    if (Object.hasOwn(node.labels, a.label) && node.labels[a.label] === a.value) sum += a.weight
+  }
+  return abs === 0 ? 0 : sum / abs
+}
+
+/** Highest affinity score any node could get for this request. */
+export function affinityBound (req: PlacementRequest): number {
+  let pos = 0
+  let abs = 0
+  for (const a of req.affinity) { abs += Math.abs(a.weight); if (a.weight > 0) pos += a.weight }
+  return abs === 0 ? 0 : pos / abs
+}
+
+/**
+ * Failure-domain spread in [0, 1]: 1 ÷ (1 + VMs of the same spread set already in this node's domain).
+ * A node without the spread label scores 0; a request without spreadLabel scores 0 everywhere.
+ */
+export function domainScore (sameSetInDomain: number, hasLabel: boolean): number {
+  return hasLabel ? 1 / (1 + sameSetInDomain) : 0
+}
+
+/** Spread set of a request: VMs with the same spread label and the same anti-affinity group (or none). */
+export function spreadSetKey (req: PlacementRequest): string | null {
+  return req.spreadLabel === null ? null : `${req.spreadLabel}\u0000${req.antiAffinityGroup ?? ''}`
+}
+
+/**
+ * Live pressure in [-1, 0] from gossiped load: 0 when cool, falling linearly to -1 as the hotter of cpu and
+ * memory goes from hotPct to 100 %. Reservations can look free while guests are busy; this catches it.
+ * Missing or stale reports (ageMs > staleMs) are ignored.
+ */
+export function pressureScore (load: LoadHint | null, cfg: PlacementConfig): number {
+  if (load === null || !(load.ageMs <= cfg.staleMs)) return 0
+  const hot = Math.max(load.cpuPct, load.memPct)
+  if (!(hot > cfg.hotPct)) return 0
+  const span = 100 - cfg.hotPct
+  const p = span > 0 ? (hot - cfg.hotPct) / span : 1
+  return -(p > 1 ? 1 : p)
+}
+
+/** The weighted total; always summed in this order so that total <= bound holds in floating point too. */
+export function weightedTotal (cfg: PlacementConfig, fit: number, affinity: number, domain: number, pressure: number): number {
+  const w = cfg.weights
+  return w.fit * fit + w.affinity * affinity + w.domain * domain + w.pressure * pressure
+}
