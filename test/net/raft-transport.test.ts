@@ -48,7 +48,7 @@ function app (from: string, to: string, index: number): Message {
 }
 
 const nodes: Node[] = []
-test.after(async () => { await Promise.all(nodes.map(async n => await n.host.stop().catch(() => {}))) })
+test.after(async () => { await Promise.all(nodes.map(async n => { try { await n.host.stop() } catch {} })) })
 
 test('three hosts exchange batches of Raft messages in order', async () => {
   const [a, b, c] = await Promise.all([node(), node(), node()])
