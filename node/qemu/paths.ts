@@ -1,0 +1,37 @@
+// Where one VM's runtime files live: <dataDir>/vms/<vmId>/. The driver owns
+// this directory; re-adoption after a daemon restart starts from it.
+import { join } from 'node:path'
+
+export interface RuntimePaths {
+  dir: string
+  /** what the guest wrote on its serial console (QEMU's chardev logfile) */
+  serialLog: string
+  serialSock: string
+  qmpSock: string
+  /** the pid of the qemu process, written after spawn */
+  pidFile: string
+  /** the launch spec, generation and argv (LaunchRecord) */
+  specFile: string
+  /** how the last qemu ended (ExitRecord), written by the driver that saw it */
+  exitFile: string
+  /** qemu's own stdout and stderr */
+  qemuLog: string
+}
+
+export function vmsDir (dataDir: string): string {
+  return join(dataDir, 'vms')
+}
+
+export function runtimePaths (dataDir: string, vmId: string): RuntimePaths {
+  const dir = join(vmsDir(dataDir), vmId)
+  return {
+    dir,
+    serialLog: join(dir, 'serial.log'),
+    serialSock: join(dir, 'serial.sock'),
+    qmpSock: join(dir, 'qmp.sock'),
+    pidFile: join(dir, 'qemu.pid'),
+    specFile: join(dir, 'spec.json'),
+    exitFile: join(dir, 'exit.json'),
+    qemuLog: join(dir, 'qemu.log')
+  }
+}

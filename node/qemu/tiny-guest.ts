@@ -1,0 +1,95 @@
+// The tiny guest built by scripts/build-tiny-guest.sh: where its files are,
+// the kernel parameters it understands, and the console lines it prints.
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import type { BootSpec } from './cmdline.ts'
+import { QemuError } from './errors.ts'
+
+export interface TinyGuest {
+  kernel: string
+  initrd: string
+  kernelVersion: string
+}
+
+export interface TinyGuestParams {
+  hostname?: string
+  /** ADDR/PFX for eth0 */
+  ip?: string
+  gw?: string
+  /** mount /dev/vda at /data (mke2fs when blank) and count boots there */
+  disk?: boolean
+}
+
+export interface ReadyMarker {
+  hostname: string
+  /** eth0's address without prefix, or null when the guest has none */
+  ip: string | null
+}
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export const DEFAULT_GUEST_DIR = join(REPO_ROOT, '.guest')
+const BUILD_SCRIPT = join(REPO_ROOT, 'scripts', 'build-tiny-guest.sh')
+const READY = /BLIXARD-GUEST-UP (\S+) (\S+)/
+const DISK = /BLIXARD-DISK (\S+) boots=(\d+)/
+const WORD = /^[^\s"]+$/
+
+/** The first ready marker in console text, if any. */
+export function parseReadyMarker (text: string): ReadyMarker | null {
+  const m = READY.exec(text)
+  if (m == null) return null
+  return { hostname: m[1], ip: m[2] === 'none' ? null : m[2] }
+}
+
+/** The boot counter the guest printed for its /data disk (blix.disk=1), if any. */
+export function parseDiskBoots (text: string): number | null {
+  const m = DISK.exec(text)
+  return m == null ? null : Number(m[2])
+}
+
+export function tinyGuestParams (p: TinyGuestParams): string[] {
+  const out: string[] = []
+  const add = (k: string, v: string | undefined): void => {
+    if (v == null) return
+    if (!WORD.test(v)) throw new QemuError('InvalidSpec', `${k} must be one word: ${JSON.stringify(v)}`)
+    out.push(`${k}=${v}`)
+  }
+  add('blix.hostname', p.hostname)
+  add('blix.ip', p.ip)
+  add('blix.gw', p.gw)
+  if (p.disk === true) out.push('blix.disk=1')
+  return out
+}
+
+export function tinyGuestBoot (g: TinyGuest, p: TinyGuestParams = {}): BootSpec {
+  return { kernel: g.kernel, initrd: g.initrd, params: tinyGuestParams(p) }
+}
+
+/** Reads what build-tiny-guest.sh left in dir; NotFound when it has not run. */
+export async function loadTinyGuest (dir: string = DEFAULT_GUEST_DIR): Promise<TinyGuest> {
+  let raw: string
+  try {
+    raw = await readFile(join(dir, 'tiny-guest.json'), 'utf8')
+  } catch {
+    throw new QemuError('NotFound', `no tiny guest in ${dir}: run scripts/build-tiny-guest.sh`)
+  }
+  const j = JSON.parse(raw) as Partial<TinyGuest>
+  if (typeof j.kernel !== 'string' || typeof j.initrd !== 'string' || typeof j.kernelVersion !== 'string') {
+    throw new QemuError('NotFound', `${join(dir, 'tiny-guest.json')} is incomplete: rerun scripts/build-tiny-guest.sh`)
+  }
+  return { kernel: j.kernel, initrd: j.initrd, kernelVersion: j.kernelVersion }
+}
+
+/** Runs the (idempotent) build script, then loads its output. */
+export async function buildTinyGuest (dir: string = DEFAULT_GUEST_DIR): Promise<TinyGuest & { output: string }> {
+  try {
+    const { stdout } = await promisify(execFile)(BUILD_SCRIPT, [dir], { timeout: 120_000 })
+    return { ...(await loadTinyGuest(dir)), output: stdout.trim() }
+  } catch (e) {
+    if (e instanceof QemuError) throw e
+    const err = e as { stderr?: string, message: string }
+    throw new QemuError('NotFound', `build-tiny-guest.sh failed: ${(err.stderr ?? '').trim() || err.message}`)
+  }
+}
