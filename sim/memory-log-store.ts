@@ -110,9 +110,11 @@ export class MemoryLogStore implements LogStore {
     this.assertOpen()
     const d = this.live
     const s = ready.snapshot
-    if (s != null && s.meta.index > d.snapshot.meta.index) {
+    // A snapshot at the current snapshot index is accepted too: a joiner learns the cluster's
+    // initial configuration from the leader's index-0 snapshot.
+    if (s != null && s.meta.index >= d.snapshot.meta.index) {
       // Entries after a snapshot that agrees with our log stay; otherwise the log restarts after it.
-      const agrees = termOf(d, s.meta.index) === s.meta.term && s.meta.index > d.offset
+      const agrees = termOf(d, s.meta.index) === s.meta.term
       d.entries = agrees ? d.entries.slice(s.meta.index - d.offset) : []
       d.offset = s.meta.index
       d.offsetTerm = s.meta.term

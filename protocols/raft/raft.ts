@@ -1,0 +1,774 @@
+// The Raft state machine: one step() for every message, one tick() per role,
+// and an outbox the RawNode turns into Ready. Pure: time is tick(), randomness
+// is the injected PRNG, the disk is RaftStorage (read) plus Ready (write).
+import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, ReadState, Role } from './types.ts'
+import type { RaftStorage } from './storage.ts'
+import { RaftError } from './types.ts'
+import { RaftLog, entryBytes } from './log.ts'
+import { ProgressTracker } from './tracker.ts'
+import type { Progress } from './progress.ts'
+import { ReadOnly, decodeReadContext, encodeReadContext } from './read-only.ts'
+import { applyConfChange, confChangeError, decodeConfChange, encodeConfChange } from './confchange.ts'
+import { DEFAULT_MAX_INFLIGHT_MSGS, DEFAULT_MAX_SIZE_PER_MSG, TRANSFER_CONTEXT } from './limits.ts'
+
+export type RaftBug = 'vote-ignores-term' | 'commit-old-term' | 'stale-read-index'
+
+export interface RaftConfig {
+  id: NodeId
+  storage: RaftStorage
+  /** Followers campaign after a randomized timeout in [electionTick, 2*electionTick) ticks. */
+  electionTick: number
+  heartbeatTick: number
+  /** Injected PRNG in [0,1). */
+  random: () => number
+  /** Last applied index at restart; committed entries after it are handed out again. */
+  applied?: number
+  /** Bytes of entry payload per MsgApp (at least one entry is always sent). */
+  maxSizePerMsg?: number
+  /** MsgApps in flight per follower while replicating. */
+  maxInflightMsgs?: number
+  /** Bytes of uncommitted entry payload a leader accepts before dropping proposals (0: no limit). */
+  maxUncommittedBytes?: number
+  preVote?: boolean
+  checkQuorum?: boolean
+  /** Deliberately broken variants, for the simulator's checker tests. */
+  bugs?: ReadonlySet<RaftBug>
+}
+
+const TRANSFER_BYTES = new TextEncoder().encode(TRANSFER_CONTEXT)
+const EMPTY = new Uint8Array(0)
+
+function isTransferContext (ctx: Uint8Array | undefined): boolean {
+  return ctx !== undefined && ctx.byteLength === TRANSFER_BYTES.byteLength && ctx.every((b, i) => b === TRANSFER_BYTES[i])
+}
+
+function voteRespType (t: MessageType): MessageType {
+  return t === 'MsgPreVote' ? 'MsgPreVoteResp' : 'MsgVoteResp'
+}
+
+export class Raft {
+  readonly id: NodeId
+  term: number
+  vote: NodeId | null
+  lead: NodeId | null = null
+  role: Role = 'follower'
+  readonly log: RaftLog
+  readonly tracker: ProgressTracker
+  /** The applied configuration (changes take effect when handed out in Ready). */
+  conf: ConfState
+  /** Conf entries at or below this index are already reflected in `conf` (from storage at start). */
+  private confBase: number
+  pendingConfIndex = 0
+  leadTransferee: NodeId | null = null
+  private uncommittedBytes = 0
+  msgs: Message[] = []
+  readStates: ReadState[] = []
+  private readonly readOnly = new ReadOnly()
+  /** ReadIndex requests that arrived before this leader committed an entry of its term. */
+  private pendingReads: Array<{ from: NodeId, context: Uint8Array }> = []
+
+  private electionElapsed = 0
+  private heartbeatElapsed = 0
+  private randomizedElectionTimeout = 0
+  readonly electionTimeout: number
+  readonly heartbeatTimeout: number
+  private readonly random: () => number
+  readonly preVote: boolean
+  readonly checkQuorum: boolean
+  private readonly maxSizePerMsg: number
+  private readonly maxUncommittedBytes: number
+  private readonly bugs: ReadonlySet<RaftBug>
+
+  constructor (cfg: RaftConfig) {
+    if (!(cfg.electionTick > cfg.heartbeatTick) || !(cfg.heartbeatTick > 0)) {
+      throw new RangeError('raft config: need electionTick > heartbeatTick > 0')
+    }
+    this.id = cfg.id
+    this.electionTimeout = cfg.electionTick
+    this.heartbeatTimeout = cfg.heartbeatTick
+    this.random = cfg.random
+    this.preVote = cfg.preVote ?? true
+    this.checkQuorum = cfg.checkQuorum ?? true
+    this.maxSizePerMsg = cfg.maxSizePerMsg ?? DEFAULT_MAX_SIZE_PER_MSG
+    this.maxUncommittedBytes = cfg.maxUncommittedBytes ?? 0
+    this.bugs = cfg.bugs ?? new Set()
+    const { hardState, conf } = cfg.storage.initialState()
+    this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied ?? 0)
+    this.term = hardState.term
+    this.vote = hardState.vote
+    this.conf = { voters: [...conf.voters], learners: [...conf.learners] }
+    this.confBase = cfg.storage.lastIndex()
+    this.tracker = new ProgressTracker(cfg.maxInflightMsgs ?? DEFAULT_MAX_INFLIGHT_MSGS)
+    this.tracker.setConf(this.conf, this.log.lastIndex() + 1)
+    this.becomeFollower(this.term, null)
+  }
+
+  // ---- roles ---------------------------------------------------------------
+
+  private reset (term: number): void {
+    if (this.term !== term) {
+      this.term = term
+      this.vote = null
+    }
+    this.lead = null
+    this.electionElapsed = 0
+    this.heartbeatElapsed = 0
+    this.randomizedElectionTimeout = this.electionTimeout + Math.floor(this.random() * this.electionTimeout)
+    this.leadTransferee = null
+    this.tracker.resetVotes()
+    this.tracker.resetProgress(this.log.lastIndex() + 1)
+    this.pendingConfIndex = 0
+    this.uncommittedBytes = 0
+    this.readOnly.reset()
+    this.pendingReads = []
+  }
+
+  becomeFollower (term: number, lead: NodeId | null): void {
+    this.reset(term)
+    this.lead = lead
+    this.role = 'follower'
+  }
+
+  private becomePreCandidate (): void {
+    // Pre-vote changes neither term nor vote: a partitioned node cannot inflate terms.
+    this.tracker.resetVotes()
+    this.lead = null
+    this.role = 'pre-candidate'
+  }
+
+  private becomeCandidate (): void {
+    this.reset(this.term + 1)
+    this.vote = this.id
+    this.role = 'candidate'
+  }
+
+  private becomeLeader (): void {
+    this.reset(this.term)
+    this.lead = this.id
+    this.role = 'leader'
+    for (const pr of this.tracker.progress.values()) pr.recentActive = false
+    const self = this.tracker.progress.get(this.id)
+    if (self !== undefined) {
+      self.becomeReplicate()
+      self.match = this.log.stableIndex()
+      self.next = this.log.lastIndex() + 1
+      self.recentActive = true
+    }
+    // Entries from older terms may hold an unapplied conf change: allow no new one before it.
+    this.pendingConfIndex = this.log.lastIndex()
+    // The no-op lets this term commit, which commits everything before it (§5.4.2, §8).
+    this.appendEntries([{ term: 0, index: 0, type: 'normal', data: EMPTY }])
+  }
+
+  promotable (): boolean {
+    return this.tracker.isVoter(this.id) && this.log.unstable.snapshot === null
+  }
+
+  // ---- ticks ---------------------------------------------------------------
+
+  tick (): void {
+    if (this.role === 'leader') this.tickHeartbeat()
+    else this.tickElection()
+  }
+
+  private tickElection (): void {
+    this.electionElapsed++
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0
+      this.hup(false)
+    }
+  }
+
+  private tickHeartbeat (): void {
+    this.heartbeatElapsed++
+    this.electionElapsed++
+    if (this.electionElapsed >= this.electionTimeout) {
+      this.electionElapsed = 0
+      if (this.checkQuorum) {
+        if (!this.tracker.quorumActive(this.id)) {
+          this.becomeFollower(this.term, null)
+          return
+        }
+        for (const [id, pr] of this.tracker.progress) pr.recentActive = id === this.id
+      }
+      // A transfer that did not finish within an election timeout is abandoned.
+      this.leadTransferee = null
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTimeout) {
+      this.heartbeatElapsed = 0
+      this.bcastHeartbeat(undefined)
+    }
+  }
+
+  // ---- elections -----------------------------------------------------------
+
+  /** Start an election (pre-vote first unless forced by a transfer). */
+  hup (transfer: boolean): void {
+    if (this.role === 'leader' || !this.promotable()) return
+    if (this.hasUnappliedConfChange()) return
+    if (this.preVote && !transfer) this.campaign('pre', false)
+    else this.campaign('real', transfer)
+  }
+
+  private hasUnappliedConfChange (): boolean {
+    if (this.log.committed <= this.log.applying) return false
+    try {
+      const lo = Math.max(this.log.applying + 1, this.log.firstIndex())
+      return this.log.entries(lo, this.log.committed + 1).some(e => e.type === 'conf')
+    } catch {
+      return false
+    }
+  }
+
+  private campaign (kind: 'pre' | 'real', transfer: boolean): void {
+    let term: number
+    let type: MessageType
+    if (kind === 'pre') {
+      this.becomePreCandidate()
+      term = this.term + 1
+      type = 'MsgPreVote'
+    } else {
+      this.becomeCandidate()
+      term = this.term
+      type = 'MsgVote'
+    }
+    this.tracker.recordVote(this.id, true)
+    if (this.tracker.tally().result === 'won') {
+      if (kind === 'pre') this.campaign('real', transfer)
+      else this.becomeLeader()
+      return
+    }
+    for (const id of this.tracker.conf.voters) {
+      if (id === this.id) continue
+      this.send({
+        type, to: id, term, index: this.log.lastIndex(), logTerm: this.log.lastTerm(),
+        ...(transfer ? { context: TRANSFER_BYTES } : {})
+      })
+    }
+  }
+
+  private poll (from: NodeId, granted: boolean): void {
+    this.tracker.recordVote(from, granted)
+    const { result } = this.tracker.tally()
+    if (result === 'won') {
+      if (this.role === 'pre-candidate') this.campaign('real', false)
+      else {
+        this.becomeLeader()
+        this.bcastAppend()
+      }
+    } else if (result === 'lost') {
+      this.becomeFollower(this.term, null)
+    }
+  }
+
+  // ---- sending ---------------------------------------------------------------
+
+  private send (m: Omit<Message, 'from'>): void {
+    this.msgs.push({ ...m, from: this.id })
+  }
+
+  /** Send entries (or a snapshot) to `to` if its flow control allows. */
+  private maybeSendAppend (to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.tracker.progress.get(to)
+    if (pr === undefined || to === this.id || pr.isPaused()) return false
+    const prevIndex = pr.next - 1
+    const prevTerm = this.log.term(prevIndex)
+    let ents: Entry[] | undefined
+    if (prevTerm !== undefined) {
+      try {
+        ents = this.log.entries(pr.next, this.log.lastIndex() + 1, this.maxSizePerMsg)
+      } catch (e) {
+        if (!(e instanceof RaftError)) throw e
+      }
+    }
+    if (prevTerm === undefined || ents === undefined) return this.sendSnapshot(to, pr)
+    if (ents.length === 0 && !sendIfEmpty) return false
+    this.send({ type: 'MsgApp', to, term: this.term, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed })
+    const last = ents.length > 0 ? ents[ents.length - 1].index : prevIndex
+    pr.sentEntries(ents.length, last, entryBytes(ents))
+    pr.sentCommit = Math.max(pr.sentCommit, this.log.committed)
+    return true
+  }
+
+  private sendSnapshot (to: NodeId, pr: Progress): boolean {
+    if (!pr.recentActive) return false
+    const snapshot = this.log.snapshot()
+    this.send({ type: 'MsgSnap', to, term: this.term, snapshot })
+    pr.becomeSnapshot(snapshot.meta.index)
+    return true
+  }
+
+  private bcastAppend (): void {
+    for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, true)
+  }
+
+  private bcastHeartbeat (context: Uint8Array | undefined): void {
+    for (const [id, pr] of this.tracker.progress) {
+      if (id === this.id) continue
+      // Never tell a follower to commit beyond what it is known to hold.
+      const commit = Math.min(pr.match, this.log.committed)
+      this.send({ type: 'MsgHeartbeat', to: id, term: this.term, commit, ...(context !== undefined ? { context } : {}) })
+    }
+  }
+
+  private sendTimeoutNow (to: NodeId): void {
+    this.send({ type: 'MsgTimeoutNow', to, term: this.term })
+  }
+
+  // ---- the leader's log ----------------------------------------------------
+
+  /** Append entries at the leader (terms and indexes assigned here). Returns false when the
+   * uncommitted-bytes limit drops them. */
+  private appendEntries (ents: Entry[]): boolean {
+    const bytes = entryBytes(ents)
+    if (this.maxUncommittedBytes > 0 && this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedBytes) return false
+    let index = this.log.lastIndex()
+    const stamped = ents.map(e => ({ term: this.term, index: ++index, type: e.type, data: e.data }))
+    this.log.append(stamped)
+    this.uncommittedBytes += bytes
+    return true
+  }
+
+  /** The leader's own entries count for the quorum only once the shell has persisted them. */
+  onStable (index: number): void {
+    if (this.role !== 'leader') return
+    const self = this.tracker.progress.get(this.id)
+    if (self !== undefined && self.maybeUpdate(index)) this.maybeCommitAndBroadcast()
+  }
+
+  private maybeCommit (): boolean {
+    return this.log.maybeCommit(this.tracker.committed(), this.term, this.bugs.has('commit-old-term'))
+  }
+
+  private maybeCommitAndBroadcast (): void {
+    if (this.maybeCommit()) {
+      this.bcastAppend()
+      this.releasePendingReads()
+    }
+  }
+
+  private committedInCurrentTerm (): boolean {
+    return this.log.term(this.log.committed) === this.term
+  }
+
+  reduceUncommitted (ents: readonly Entry[]): void {
+    this.uncommittedBytes = Math.max(0, this.uncommittedBytes - entryBytes(ents))
+  }
+
+  // ---- local requests (called by RawNode) ------------------------------------
+
+  propose (data: Uint8Array): void {
+    this.checkCanPropose()
+    if (!this.appendEntries([{ term: 0, index: 0, type: 'normal', data }])) {
+      throw new RaftError('ProposalDropped', 'too many uncommitted bytes')
+    }
+    this.bcastAppend()
+  }
+
+  proposeConfChange (cc: ConfChange): void {
+    this.checkCanPropose()
+    if (this.pendingConfIndex > this.log.applying) {
+      throw new RaftError('ConfChangeInProgress', `conf change at ${this.pendingConfIndex} not yet applied`)
+    }
+    const err = confChangeError(this.conf, cc)
+    if (err !== null) throw err
+    if (!this.appendEntries([{ term: 0, index: 0, type: 'conf', data: encodeConfChange(cc) }])) {
+      throw new RaftError('ProposalDropped', 'too many uncommitted bytes')
+    }
+    this.pendingConfIndex = this.log.lastIndex()
+    this.bcastAppend()
+  }
+
+  private checkCanPropose (): void {
+    if (this.role !== 'leader') throw new RaftError('NotLeader', `${this.id} is not the leader`, this.lead)
+    if (!this.tracker.progress.has(this.id)) throw new RaftError('ProposalDropped', `${this.id} is no longer a member`)
+    if (this.leadTransferee !== null) throw new RaftError('ProposalDropped', `leadership is moving to ${this.leadTransferee}`, this.leadTransferee)
+  }
+
+  readIndex (context: Uint8Array): void {
+    if (this.role === 'leader') {
+      this.leaderRead(this.id, context)
+      return
+    }
+    if (this.lead === null) throw new RaftError('NotLeader', 'no leader known', null)
+    this.send({ type: 'MsgReadIndex', to: this.lead, term: this.term, context })
+  }
+
+  private leaderRead (from: NodeId, context: Uint8Array): void {
+    const stale = this.bugs.has('stale-read-index')
+    if (!stale && !this.committedInCurrentTerm()) {
+      // Our commit index may lag the true one until an entry of this term commits.
+      this.pendingReads.push({ from, context })
+      return
+    }
+    if (stale || (this.tracker.conf.voters.length === 1 && this.tracker.isVoter(this.id))) {
+      this.answerRead(from, this.log.committed, context)
+      return
+    }
+    const r = this.readOnly.add(this.log.committed, from, context, this.id)
+    this.bcastHeartbeat(encodeReadContext(r.seq))
+  }
+
+  private answerRead (from: NodeId, index: number, context: Uint8Array): void {
+    if (from === this.id) this.readStates.push({ index, context })
+    else this.send({ type: 'MsgReadIndexResp', to: from, term: this.term, index, context })
+  }
+
+  private releasePendingReads (): void {
+    if (this.pendingReads.length === 0 || !this.committedInCurrentTerm()) return
+    const reads = this.pendingReads
+    this.pendingReads = []
+    for (const r of reads) this.leaderRead(r.from, r.context)
+  }
+
+  transferLeadership (to: NodeId): void {
+    if (this.role === 'leader') {
+      this.startTransfer(to)
+      return
+    }
+    if (this.lead === null) throw new RaftError('NotLeader', 'no leader known', null)
+    this.send({ type: 'MsgTransferLeader', to: this.lead, term: this.term, context: new TextEncoder().encode(to) })
+  }
+
+  private startTransfer (to: NodeId): void {
+    const pr = this.tracker.progress.get(to)
+    if (pr === undefined || pr.isLearner || to === this.id) return
+    if (this.leadTransferee === to) return
+    this.leadTransferee = to
+    // The transfer gets one election timeout to finish.
+    this.electionElapsed = 0
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to)
+    else this.maybeSendAppend(to, true)
+  }
+
+  reportUnreachable (id: NodeId): void {
+    if (this.role !== 'leader') return
+    const pr = this.tracker.progress.get(id)
+    // The message was lost: probe again (a lost snapshot is retried from probe too).
+    if (pr !== undefined && (pr.state === 'replicate' || pr.state === 'snapshot')) pr.becomeProbe()
+  }
+
+  reportSnapshot (id: NodeId, ok: boolean): void {
+    if (this.role !== 'leader') return
+    const pr = this.tracker.progress.get(id)
+    if (pr === undefined || pr.state !== 'snapshot') return
+    if (!ok) pr.pendingSnapshot = 0
+    pr.becomeProbe()
+    // Wait for the follower's answer (MsgAppResp or heartbeat) before probing again.
+    pr.msgAppFlowPaused = true
+  }
+
+  // ---- applying committed entries -------------------------------------------
+
+  /** Called as committed entries are handed out: conf changes take effect now. */
+  applyCommitted (ents: readonly Entry[]): void {
+    for (const e of ents) {
+      if (e.type !== 'conf' || e.index <= this.confBase) continue
+      let cc: ConfChange
+      try {
+        cc = decodeConfChange(e.data)
+      } catch {
+        continue
+      }
+      this.setConf(applyConfChange(this.conf, cc))
+    }
+  }
+
+  private setConf (conf: ConfState): void {
+    this.conf = conf
+    this.tracker.setConf(conf, this.log.lastIndex() + 1)
+    if (this.role !== 'leader') return
+    if (!this.tracker.isVoter(this.id)) {
+      // A removed (or demoted) leader steps down; the others elect a new one.
+      this.becomeFollower(this.term, null)
+      return
+    }
+    if (this.leadTransferee !== null && !this.tracker.isVoter(this.leadTransferee)) this.leadTransferee = null
+    // A smaller quorum may commit more; new members need their first append.
+    this.maybeCommitAndBroadcast()
+    this.bcastAppend()
+  }
+
+  /** A snapshot was installed: its configuration is the applied one now. */
+  private restoreConf (conf: ConfState, index: number): void {
+    this.conf = { voters: [...conf.voters], learners: [...conf.learners] }
+    this.confBase = index
+    this.tracker.setConf(this.conf, this.log.lastIndex() + 1)
+  }
+
+  // ---- step ------------------------------------------------------------------
+
+  step (m: Message): void {
+    const mterm = Number.isSafeInteger(m.term) && m.term >= 0 ? m.term : -1
+    if (mterm < 0 || m.from === this.id) return
+    switch (m.type) {
+      // Local-only messages never come from the network.
+      case 'MsgHup': case 'MsgBeat': case 'MsgProp': case 'MsgUnreachable': case 'MsgSnapStatus':
+        return
+    }
+    if (mterm > this.term) {
+      if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
+        const force = isTransferContext(m.context)
+        const inLease = this.checkQuorum && this.lead !== null && this.electionElapsed < this.electionTimeout
+        // A follower that hears from a live leader ignores candidates: a rejoining node cannot depose it.
+        if (!force && inLease) return
+      }
+      if (m.type === 'MsgPreVote') {
+        // answering a pre-vote never changes our term
+      } else if (m.type === 'MsgPreVoteResp' && m.reject !== true) {
+        // a granted pre-vote carries the term we would campaign at; keep ours until we do
+      } else if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') {
+        this.becomeFollower(mterm, m.from)
+      } else {
+        this.becomeFollower(mterm, null)
+      }
+    } else if (mterm < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
+        // Tell a stale leader about the newer term, so that it steps down (it will not hear a vote).
+        this.send({ type: 'MsgAppResp', to: m.from, term: this.term })
+      } else if (m.type === 'MsgPreVote') {
+        this.send({ type: 'MsgPreVoteResp', to: m.from, term: this.term, reject: true })
+      }
+      return
+    }
+
+    if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
+      this.handleVote(m, mterm)
+      return
+    }
+    switch (this.role) {
+      case 'leader': this.stepLeader(m); break
+      case 'candidate': case 'pre-candidate': this.stepCandidate(m); break
+      case 'follower': this.stepFollower(m); break
+    }
+  }
+
+  private handleVote (m: Message, mterm: number): void {
+    const broken = this.bugs.has('vote-ignores-term')
+    const canVote = broken ||
+      this.vote === m.from ||
+      (this.vote === null && this.lead === null) ||
+      (m.type === 'MsgPreVote' && mterm > this.term)
+    const upToDate = broken || this.log.isUpToDate(num(m.index), num(m.logTerm))
+    if (canVote && upToDate) {
+      this.send({ type: voteRespType(m.type), to: m.from, term: mterm })
+      if (m.type === 'MsgVote') {
+        this.electionElapsed = 0
+        this.vote = m.from
+      }
+    } else {
+      this.send({ type: voteRespType(m.type), to: m.from, term: this.term, reject: true })
+    }
+  }
+
+  private stepLeader (m: Message): void {
+    const pr = this.tracker.progress.get(m.from)
+    switch (m.type) {
+      case 'MsgReadIndex':
+        this.leaderRead(m.from, m.context ?? EMPTY)
+        return
+      case 'MsgTransferLeader': {
+        let to: NodeId
+        try {
+          to = new TextDecoder('utf-8', { fatal: true }).decode(m.context ?? EMPTY)
+        } catch {
+          return
+        }
+        this.startTransfer(to)
+        return
+      }
+    }
+    if (pr === undefined) return
+    switch (m.type) {
+      case 'MsgAppResp':
+        pr.recentActive = true
+        if (m.reject === true) this.handleAppReject(m, pr)
+        else this.handleAppAccept(m, pr)
+        return
+      case 'MsgHeartbeatResp': {
+        pr.recentActive = true
+        pr.msgAppFlowPaused = false
+        if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne()
+        if (pr.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true)
+        const seq = decodeReadContext(m.context)
+        if (seq === undefined) return
+        const safe = this.readOnly.ack(seq, m.from, acks => {
+          let n = 0
+          for (const v of this.tracker.conf.voters) if (acks.has(v)) n++
+          return n >= this.tracker.quorum()
+        })
+        for (const r of safe) this.answerRead(r.from, r.index, r.context)
+        return
+      }
+    }
+  }
+
+  private handleAppReject (m: Message, pr: Progress): void {
+    const rejected = num(m.index)
+    // Prev index 0 always matches; a rejection there means the follower knows no configuration
+    // yet (a fresh joiner) and needs the snapshot that carries it.
+    if (rejected === 0 && pr.next === 1 && pr.state === 'probe') {
+      this.sendSnapshot(m.from, pr)
+      return
+    }
+    let hint = num(m.rejectHint)
+    if (num(m.logTerm) > 0) hint = this.log.findConflictByTerm(hint, num(m.logTerm))
+    if (pr.maybeDecrTo(rejected, hint)) {
+      if (pr.state === 'replicate') pr.becomeProbe()
+      this.maybeSendAppend(m.from, true)
+    }
+  }
+
+  private handleAppAccept (m: Message, pr: Progress): void {
+    const index = num(m.index)
+    if (index > this.log.lastIndex()) return
+    const wasPaused = pr.isPaused()
+    const updated = pr.maybeUpdate(index)
+    // A snapshot answer may not move match (a joiner's snapshot at index 0) but still ends the wait.
+    const snapshotDone = pr.state === 'snapshot' && index >= pr.pendingSnapshot && pr.match + 1 >= this.log.firstIndex()
+    if (!updated && !snapshotDone) return
+    if (pr.state === 'probe') pr.becomeReplicate()
+    else if (snapshotDone) {
+      pr.becomeProbe()
+      pr.becomeReplicate()
+    } else if (pr.state === 'replicate') pr.inflights.freeLE(index)
+
+    if (this.maybeCommit()) {
+      this.bcastAppend()
+      this.releasePendingReads()
+    } else if (wasPaused && pr.sentCommit < this.log.committed) {
+      // Nothing new to send, but the follower has not been told the latest commit index.
+      this.maybeSendAppend(m.from, true)
+    }
+    // Keep the pipeline full.
+    while (this.maybeSendAppend(m.from, false)) { /* send while the window allows */ }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from)
+  }
+
+  private stepCandidate (m: Message): void {
+    const respType: MessageType = this.role === 'pre-candidate' ? 'MsgPreVoteResp' : 'MsgVoteResp'
+    switch (m.type) {
+      case 'MsgApp':
+        this.becomeFollower(m.term, m.from)
+        this.handleAppend(m)
+        return
+      case 'MsgHeartbeat':
+        this.becomeFollower(m.term, m.from)
+        this.handleHeartbeat(m)
+        return
+      case 'MsgSnap':
+        this.becomeFollower(m.term, m.from)
+        this.handleSnapshot(m)
+        return
+      case 'MsgPreVoteResp': case 'MsgVoteResp':
+        if (m.type === respType) this.poll(m.from, m.reject !== true)
+    }
+  }
+
+  private stepFollower (m: Message): void {
+    switch (m.type) {
+      case 'MsgApp':
+        this.electionElapsed = 0
+        this.lead = m.from
+        this.handleAppend(m)
+        return
+      case 'MsgHeartbeat':
+        this.electionElapsed = 0
+        this.lead = m.from
+        this.handleHeartbeat(m)
+        return
+      case 'MsgSnap':
+        this.electionElapsed = 0
+        this.lead = m.from
+        this.handleSnapshot(m)
+        return
+      case 'MsgTimeoutNow':
+        // Our leader asks us to take over now: skip pre-vote and the others' leases.
+        this.hup(true)
+        return
+      case 'MsgReadIndexResp':
+        if (m.from === this.lead && m.context !== undefined) this.readStates.push({ index: num(m.index), context: m.context })
+    }
+  }
+
+  private handleAppend (m: Message): void {
+    const prev = num(m.index)
+    const ents = m.entries ?? []
+    if (!wellFormedEntries(ents, prev, m.term)) return
+    if (this.conf.voters.length === 0) {
+      // A joiner that knows no configuration yet: ask for the snapshot carrying it.
+      this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: prev, reject: true, rejectHint: 0, logTerm: 0 })
+      return
+    }
+    if (prev < this.log.committed) {
+      this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: this.log.committed })
+      return
+    }
+    if (this.log.matchTerm(prev, num(m.logTerm))) {
+      // Entries replaced here may have been counted in the configuration read at start-up.
+      const ci = this.log.findConflict(ents)
+      if (ci !== 0 && ci > this.log.committed && ci <= this.confBase) this.confBase = ci - 1
+    }
+    const lastNew = this.log.maybeAppend(prev, num(m.logTerm), num(m.commit), ents)
+    if (lastNew !== undefined) {
+      this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: lastNew })
+      return
+    }
+    // Fast backtracking: point the leader at the last index whose term is <= the term it probed.
+    let hintIndex = Math.min(prev, this.log.lastIndex())
+    hintIndex = this.log.findConflictByTerm(hintIndex, num(m.logTerm))
+    const hintTerm = this.log.term(hintIndex) ?? 0
+    this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: prev, reject: true, rejectHint: hintIndex, logTerm: hintTerm })
+  }
+
+  private handleHeartbeat (m: Message): void {
+    this.log.commitTo(Math.min(num(m.commit), this.log.lastIndex()))
+    this.send({ type: 'MsgHeartbeatResp', to: m.from, term: this.term, ...(m.context !== undefined ? { context: m.context } : {}) })
+  }
+
+  private handleSnapshot (m: Message): void {
+    const s = m.snapshot
+    if (s === undefined || !validSnapshot(s.meta)) return
+    const idx = s.meta.index
+    const joiner = this.conf.voters.length === 0 && s.meta.conf.voters.length > 0
+    if (idx > this.log.committed || (joiner && idx >= this.log.committed)) {
+      if (!joiner && this.log.matchTerm(idx, s.meta.term)) {
+        // We already hold the entries: just learn that they are committed.
+        this.log.commitTo(idx)
+      } else {
+        this.log.restore(s)
+        this.restoreConf(s.meta.conf, idx)
+      }
+    }
+    // Only the snapshot's prefix is known to match the leader's log.
+    this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: this.log.committed })
+  }
+
+  /** Advance applied through Ready: entries persisted up to (index, term); snapshot installed. */
+  stableTo (index: number, term: number): void {
+    this.log.stableTo(index, term)
+    if (this.log.term(index) === term) this.onStable(index)
+  }
+}
+
+function num (x: number | undefined): number {
+  return x !== undefined && Number.isSafeInteger(x) && x >= 0 ? x : 0
+}
+
+/** Entries of a MsgApp must follow prev contiguously with terms that never go backwards or past
+ * the message's term; anything else comes from a broken peer and is ignored. */
+function wellFormedEntries (ents: readonly Entry[], prev: number, term: number): boolean {
+  let t = 0
+  for (let k = 0; k < ents.length; k++) {
+    const e = ents[k]
+    if (e.index !== prev + 1 + k || !Number.isSafeInteger(e.term) || e.term < t || e.term > term) return false
+    if (e.type !== 'normal' && e.type !== 'conf') return false
+    t = e.term
+  }
+  return true
+}
+
+function validSnapshot (meta: { index: number, term: number, conf: ConfState }): boolean {
+  return Number.isSafeInteger(meta.index) && meta.index >= 0 && Number.isSafeInteger(meta.term) && meta.term >= 0 &&
+    Array.isArray(meta.conf?.voters) && Array.isArray(meta.conf?.learners)
+}

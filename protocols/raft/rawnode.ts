@@ -1,0 +1,170 @@
+// The seam between the pure core and its shell (node/ driver, sim/): feed it
+// ticks and messages, take a Ready, do what it says, then advance().
+import type { ConfChange, ConfState, HardState, Message, NodeId, Ready, Role, SoftState } from './types.ts'
+import type { ProgressState } from './progress.ts'
+import { RaftError } from './types.ts'
+import { Raft } from './raft.ts'
+import type { RaftConfig } from './raft.ts'
+import { MAX_COMMITTED_BYTES_PER_READY } from './limits.ts'
+
+export type { RaftBug, RaftConfig } from './raft.ts'
+export { encodeConfChange, decodeConfChange } from './confchange.ts'
+
+export interface RaftStatus {
+  id: NodeId
+  term: number
+  vote: NodeId | null
+  commit: number
+  applied: number
+  lead: NodeId | null
+  role: Role
+  /** The applied configuration. */
+  conf: ConfState
+  pendingConfIndex: number
+  /** Leader only. */
+  progress?: Record<NodeId, { match: number, next: number, state: ProgressState }>
+}
+
+function sameHard (a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit
+}
+
+export class RawNode {
+  private readonly raft: Raft
+  private prevSoft: SoftState
+  private prevHard: HardState
+
+  constructor (cfg: RaftConfig) {
+    this.raft = new Raft(cfg)
+    this.prevSoft = this.softState()
+    this.prevHard = this.hardState()
+  }
+
+  tick (): void {
+    this.raft.tick()
+  }
+
+  /** A message from the network. Messages from old terms, unknown peers or with out-of-range
+   * indexes are ignored or answered with a rejection, never thrown. */
+  step (m: Message): void {
+    try {
+      this.raft.step(m)
+    } catch (e) {
+      // A storage read refused (compacted/unavailable) for a peer's odd request: drop the message.
+      if (!(e instanceof RaftError)) throw e
+    }
+  }
+
+  campaign (): void {
+    this.raft.hup(false)
+  }
+
+  propose (data: Uint8Array): void {
+    this.raft.propose(data)
+  }
+
+  proposeConfChange (cc: ConfChange): void {
+    this.raft.proposeConfChange(cc)
+  }
+
+  readIndex (context: Uint8Array): void {
+    this.raft.readIndex(context)
+  }
+
+  transferLeadership (to: NodeId): void {
+    this.raft.transferLeadership(to)
+  }
+
+  reportUnreachable (id: NodeId): void {
+    this.raft.reportUnreachable(id)
+  }
+
+  reportSnapshot (id: NodeId, ok: boolean): void {
+    this.raft.reportSnapshot(id, ok)
+  }
+
+  hasReady (): boolean {
+    const r = this.raft
+    const soft = this.softState()
+    return soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role ||
+      !sameHard(this.hardState(), this.prevHard) ||
+      r.log.unstable.nextSnapshot() !== null ||
+      r.log.unstable.nextEntries().length > 0 ||
+      r.msgs.length > 0 || r.readStates.length > 0 ||
+      r.log.hasNextCommittedEntries()
+  }
+
+  ready (): Ready {
+    const r = this.raft
+    // Conf changes take effect as their entries are handed out; that may change role and messages.
+    const committedEntries = r.log.nextCommittedEntries(MAX_COMMITTED_BYTES_PER_READY)
+    r.applyCommitted(committedEntries)
+    const soft = this.softState()
+    const hard = this.hardState()
+    const softChanged = soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role
+    const hardChanged = !sameHard(hard, this.prevHard)
+    const entries = r.log.unstable.nextEntries()
+    const snapshot = r.log.unstable.nextSnapshot()
+    r.log.unstable.acceptInProgress()
+    const rd: Ready = {
+      softState: softChanged ? soft : null,
+      hardState: hardChanged ? hard : null,
+      entries,
+      snapshot,
+      committedEntries,
+      messages: r.msgs,
+      readStates: r.readStates,
+      mustSync: entries.length > 0 || snapshot !== null || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote
+    }
+    r.msgs = []
+    r.readStates = []
+    this.prevSoft = soft
+    this.prevHard = hard
+    return rd
+  }
+
+  /** The shell has done everything `rd` asked. */
+  advance (rd: Ready): void {
+    const r = this.raft
+    if (rd.snapshot !== null) {
+      r.log.stableSnapTo(rd.snapshot.meta.index)
+      r.log.appliedTo(rd.snapshot.meta.index)
+    }
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1]
+      r.stableTo(last.index, last.term)
+    }
+    if (rd.committedEntries.length > 0) {
+      r.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1].index)
+      r.reduceUncommitted(rd.committedEntries)
+    }
+  }
+
+  status (): RaftStatus {
+    const r = this.raft
+    const s: RaftStatus = {
+      id: r.id,
+      term: r.term,
+      vote: r.vote,
+      commit: r.log.committed,
+      applied: r.log.applied,
+      lead: r.lead,
+      role: r.role,
+      conf: { voters: [...r.conf.voters], learners: [...r.conf.learners] },
+      pendingConfIndex: r.pendingConfIndex
+    }
+    if (r.role === 'leader') {
+      s.progress = {}
+      for (const [id, pr] of r.tracker.progress) s.progress[id] = { match: pr.match, next: pr.next, state: pr.state }
+    }
+    return s
+  }
+
+  private softState (): SoftState {
+    return { leader: this.raft.lead, role: this.raft.role }
+  }
+
+  private hardState (): HardState {
+    return { term: this.raft.term, vote: this.raft.vote, commit: this.raft.log.committed }
+  }
+}
