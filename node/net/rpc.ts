@@ -1,0 +1,387 @@
+// RPC over libp2p: `rpcServer({ handlers })` serves /blixard/rpc/1, `RpcClient` calls it over one
+// long-lived stream. Requests are pipelined (ids match answers to calls, answers come back in
+// completion order), bounded in flight on both sides, and schema-checked on the server before a
+// handler runs. `vm.watch` answers with a stream of results until cancelled.
+import type { AbortOptions, Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import {
+  METHODS, RPC_PROTOCOL, RpcError, checkParams, isMethod, toRpcErrorBody, validateClientFrame, validateServerFrame,
+  type MethodName, type ParamsOf, type ResultOf, type RpcRequest, type RpcResponse, type StreamingMethodName,
+  type UnaryMethodName
+} from '../../protocols/rpc.ts'
+import { WireError } from '../../protocols/framing.ts'
+import {
+  DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
+  RPC_TIMEOUT_MS
+} from '../../protocols/limits.ts'
+import type { NetComponents } from './components.ts'
+import { readFrames, writeFrame } from './frame-stream.ts'
+import { errFields, stderrLog, type NetLog } from './log.ts'
+
+export { RPC_PROTOCOL }
+
+// ---- server ----
+
+export interface RpcCallContext {
+  /** the caller's peer id, authenticated by Noise: use it for the admin check */
+  peer: string
+  connection: Connection
+  method: MethodName
+  /** aborted when the caller goes away (or cancels a watch) */
+  signal: AbortSignal
+}
+
+export type UnaryHandler<M extends UnaryMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => Promise<ResultOf<M>> | ResultOf<M>
+export type StreamingHandler<M extends StreamingMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => AsyncIterable<ResultOf<M>>
+export type RpcHandlers =
+  & { [M in UnaryMethodName]?: UnaryHandler<M> }
+  & { [M in StreamingMethodName]?: StreamingHandler<M> }
+
+export interface RpcServerInit {
+  /** protocol id; default RPC_PROTOCOL */
+  protocol?: string
+  /** the methods this node serves; a missing one answers UnknownMethod */
+  handlers: RpcHandlers
+  /** called before every mutating method; false answers Unauthorized. Default: allow. */
+  authorize?: (peer: string, method: MethodName) => boolean | Promise<boolean>
+  log?: NetLog
+  /** requests handled at once per stream (default RPC_SERVER_MAX_CONCURRENT) */
+  maxConcurrent?: number
+  /** open watches per stream (default RPC_MAX_WATCHES_PER_STREAM) */
+  maxWatches?: number
+  /** default MAX_RPC_FRAME_BYTES */
+  maxFrameBytes?: number
+  /** inbound RPC streams per connection (default 32) */
+  maxInboundStreams?: number
+}
+
+export interface RpcServer extends Startable {
+  readonly protocol: string
+  /** requests answered since start, by outcome */
+  stats: () => { ok: number, failed: number, rejectedStreams: number }
+}
+
+export function rpcServer (init: RpcServerInit): (components: NetComponents) => RpcServer {
+  return (components) => new RpcServerService(components, init)
+}
+
+class RpcServerService implements RpcServer {
+  readonly protocol: string
+  private readonly log: NetLog
+  private readonly maxConcurrent: number
+  private readonly maxWatches: number
+  private readonly maxFrameBytes: number
+  private readonly open = new Set<Stream>()
+  private started = false
+  private readonly counts = { ok: 0, failed: 0, rejectedStreams: 0 }
+
+  constructor (private readonly components: NetComponents, private readonly init: RpcServerInit) {
+    this.protocol = init.protocol ?? RPC_PROTOCOL
+    this.log = init.log ?? stderrLog
+    this.maxConcurrent = init.maxConcurrent ?? RPC_SERVER_MAX_CONCURRENT
+    this.maxWatches = init.maxWatches ?? RPC_MAX_WATCHES_PER_STREAM
+    this.maxFrameBytes = init.maxFrameBytes ?? MAX_RPC_FRAME_BYTES
+  }
+
+  readonly [Symbol.toStringTag] = '@blixard/rpc-server'
+
+  async start (): Promise<void> {
+    await this.components.registrar.handle(this.protocol, (stream, conn) => { void this.serve(stream, conn) }, {
+      maxInboundStreams: this.init.maxInboundStreams ?? 32
+    })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    this.started = false
+    await this.components.registrar.unhandle(this.protocol)
+    for (const s of this.open) s.abort(new Error('rpc server stopped'))
+    this.open.clear()
+  }
+
+  isStarted (): boolean { return this.started }
+  stats (): { ok: number, failed: number, rejectedStreams: number } { return { ...this.counts } }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const gone = new AbortController()
+    const inflight = new Set<Promise<void>>()
+    const watches = new Map<number, AbortController>()
+    this.open.add(stream)
+    const send = async (res: RpcResponse): Promise<void> => {
+      try {
+        await writeFrame(stream, res, this.maxFrameBytes)
+      } catch (err) {
+        if (err instanceof WireError && err.kind === 'TooLarge') {
+          await writeFrame(stream, { id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } }, this.maxFrameBytes)
+        } else {
+          throw err
+        }
+      }
+    }
+    try {
+      for await (const frame of readFrames(stream, { maxFrameBytes: this.maxFrameBytes })) {
+        let req
+        try {
+          req = validateClientFrame(frame)
+        } catch (err) {
+          stream.abort(err as Error)
+          throw err
+        }
+        if ('cancel' in req) { watches.get(req.id)?.abort(); continue }
+        while (inflight.size >= this.maxConcurrent) await Promise.race(inflight)
+        const ctx: RpcCallContext = { peer, connection, method: req.method as MethodName, signal: gone.signal }
+        const p: Promise<void> = this.handle(req, ctx, send, watches)
+          .catch(err => { this.log('debug', 'rpc.answer.failed', { peer, ...errFields(err) }) })
+          .finally(() => inflight.delete(p))
+        inflight.add(p)
+      }
+      // the caller closed its side: finish the answers still owed, end watches, then close ours
+      for (const w of watches.values()) w.abort()
+      await Promise.allSettled(inflight)
+      await stream.close()
+    } catch (err) {
+      if (err instanceof WireError) {
+        this.counts.rejectedStreams++
+        this.log('warn', 'rpc.stream.rejected', { peer, ...errFields(err) })
+      } else {
+        this.log('debug', 'rpc.stream.closed', { peer, ...errFields(err) })
+      }
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      gone.abort()
+      for (const w of watches.values()) w.abort()
+      this.open.delete(stream)
+    }
+  }
+
+  private async handle (req: RpcRequest, ctx: RpcCallContext, send: (r: RpcResponse) => Promise<void>, watches: Map<number, AbortController>): Promise<void> {
+    const { id, method } = req
+    try {
+      if (!isMethod(method)) throw new RpcError('UnknownMethod', `unknown method '${method}'`)
+      const handler = this.init.handlers[method]
+      if (handler == null) throw new RpcError('UnknownMethod', `method '${method}' is not served by this node`)
+      const params = checkParams(method, req.params)
+      const spec = METHODS[method]
+      if (spec.mutating && this.init.authorize != null && !(await this.init.authorize(ctx.peer, method))) {
+        throw new RpcError('Unauthorized', `${ctx.peer} is not an admin; '${method}' changes the cluster`)
+      }
+      if (spec.streaming) {
+        if (watches.size >= this.maxWatches) throw new RpcError('Unavailable', `more than ${this.maxWatches} open watches on one stream`)
+        const stop = new AbortController()
+        const signal = AbortSignal.any([stop.signal, ctx.signal])
+        watches.set(id, stop)
+        try {
+          const items = (handler as StreamingHandler<StreamingMethodName>)(params as ParamsOf<StreamingMethodName>, { ...ctx, signal })
+          const it = items[Symbol.asyncIterator]()
+          const onAbort = (): void => { void it.return?.() }
+          signal.addEventListener('abort', onAbort, { once: true })
+          try {
+            while (!signal.aborted) {
+              const next = await it.next()
+              if (next.done === true || signal.aborted) break
+              await send({ id, ok: true, result: next.value, more: true })
+            }
+          } finally {
+            signal.removeEventListener('abort', onAbort)
+            if (!signal.aborted) await it.return?.()
+          }
+        } finally {
+          watches.delete(id)
+        }
+        if (!ctx.signal.aborted) await send({ id, ok: true, result: null })
+      } else {
+        const result = await (handler as UnaryHandler<UnaryMethodName>)(params as ParamsOf<UnaryMethodName>, ctx)
+        await send({ id, ok: true, result })
+      }
+      this.counts.ok++
+    } catch (err) {
+      this.counts.failed++
+      const error = toRpcErrorBody(err)
+      if (error.kind === 'Internal') this.log('error', 'rpc.handler.failed', { peer: ctx.peer, method, ...errFields(err) })
+      if (!ctx.signal.aborted) await send({ id, ok: false, error })
+    }
+  }
+}
+
+// ---- client ----
+
+/** What the client needs to open its stream: a libp2p node (or anything with dialProtocol). */
+export interface StreamDialer {
+  dialProtocol: (target: PeerId | Multiaddr | Multiaddr[], protocol: string, options?: AbortOptions) => Promise<Stream>
+}
+
+export interface RpcClientOptions {
+  protocol?: string
+  /** per-request timeout (ms), default RPC_TIMEOUT_MS; Timeout errors name the method */
+  timeoutMs?: number
+  /** requests in flight before call() waits (default RPC_MAX_IN_FLIGHT) */
+  maxInFlight?: number
+  maxFrameBytes?: number
+  /** opening the stream gives up after this (ms), default DIAL_TIMEOUT_MS */
+  dialTimeoutMs?: number
+  /** items buffered on a watch the consumer has not read, before the watch is ended (default 1024) */
+  maxWatchBacklog?: number
+}
+
+export interface CallOptions { timeoutMs?: number, signal?: AbortSignal }
+
+/** A running `watch`: iterate it; `cancel()` (or breaking the loop) tells the server to stop. */
+export interface RpcSubscription<T> extends AsyncIterable<T> {
+  cancel: () => void
+}
+
+interface Pending {
+  method: string
+  resolve: (v: unknown) => void
+  reject: (e: RpcError) => void
+  item?: (v: unknown) => void
+}
+
+export class RpcClient {
+  private nextId = 1
+  private readonly pending = new Map<number, Pending>()
+  private inFlight = 0
+  private readonly slotWaiters: Array<() => void> = []
+  private dead: RpcError | null = null
+  private readonly timeoutMs: number
+  private readonly maxInFlight: number
+  private readonly maxFrameBytes: number
+  private readonly maxWatchBacklog: number
+
+  /** Opens one long-lived stream to `target` and returns a client over it. */
+  static async connect (dialer: StreamDialer, target: PeerId | Multiaddr | Multiaddr[], opts: RpcClientOptions = {}): Promise<RpcClient> {
+    let stream: Stream
+    try {
+      stream = await dialer.dialProtocol(target, opts.protocol ?? RPC_PROTOCOL, { signal: AbortSignal.timeout(opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS) })
+    } catch (err) {
+      throw new RpcError('Unavailable', `cannot open an RPC stream: ${(err as Error).message}`)
+    }
+    return new RpcClient(stream, opts)
+  }
+
+  constructor (readonly stream: Stream, opts: RpcClientOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_MS
+    this.maxInFlight = opts.maxInFlight ?? RPC_MAX_IN_FLIGHT
+    this.maxFrameBytes = opts.maxFrameBytes ?? MAX_RPC_FRAME_BYTES
+    this.maxWatchBacklog = opts.maxWatchBacklog ?? 1024
+    void this.readLoop()
+  }
+
+  /** false once the stream has failed or closed: open a new client. */
+  get usable (): boolean { return this.dead == null }
+
+  /** Calls a unary method; throws RpcError with the server's kind (NotLeader carries `leader`). */
+  async call<M extends UnaryMethodName> (method: M, params: ParamsOf<M>, opts: CallOptions = {}): Promise<ResultOf<M>> {
+    return await this.callRaw(method, params, opts) as ResultOf<M>
+  }
+
+  /** Sends any method name and params unchecked (tests, newer servers). */
+  async callRaw (method: string, params: unknown, opts: CallOptions = {}): Promise<unknown> {
+    await this.acquire()
+    try {
+      return await new Promise<unknown>((resolve, reject) => {
+        const id = this.nextId++
+        const timeoutMs = opts.timeoutMs ?? this.timeoutMs
+        const finish = (): void => { clearTimeout(timer); opts.signal?.removeEventListener('abort', onAbort); this.pending.delete(id) }
+        const timer = setTimeout(() => { finish(); reject(new RpcError('Timeout', `'${method}' got no answer within ${timeoutMs} ms`)) }, timeoutMs)
+        const onAbort = (): void => { finish(); reject(new RpcError('Timeout', `'${method}' aborted by the caller`)) }
+        opts.signal?.addEventListener('abort', onAbort, { once: true })
+        this.pending.set(id, {
+          method,
+          resolve: (v) => { finish(); resolve(v) },
+          reject: (e) => { finish(); reject(e) }
+        })
+        this.write({ id, method, params }).catch((err: unknown) => this.pending.get(id)?.reject(this.asRpcError(err)))
+      })
+    } finally {
+      this.release()
+    }
+  }
+
+  /** Starts a streaming method (vm.watch). Items arrive until the server ends it or cancel(). */
+  watch<M extends StreamingMethodName> (method: M, params: ParamsOf<M>): RpcSubscription<ResultOf<M>> {
+    const id = this.nextId++
+    const items: unknown[] = []
+    let end: RpcError | null | undefined // undefined: running; null: ended cleanly
+    let wake: (() => void) | null = null
+    const notify = (): void => { const w = wake; wake = null; w?.() }
+    const finish = (e: RpcError | null): void => { if (end === undefined) { end = e; this.pending.delete(id); notify() } }
+    const cancel = (): void => {
+      if (end !== undefined) return
+      finish(null)
+      if (this.dead == null) this.write({ id, cancel: true }).catch(() => {})
+    }
+    this.pending.set(id, {
+      method,
+      item: (v) => {
+        items.push(v)
+        if (items.length > this.maxWatchBacklog) { cancel(); end = new RpcError('TooLarge', `watch backlog over ${this.maxWatchBacklog} items`) }
+        notify()
+      },
+      resolve: () => finish(null),
+      reject: (e) => finish(e)
+    })
+    if (this.dead != null) finish(this.dead)
+    else this.write({ id, method, params }).catch((err: unknown) => finish(this.asRpcError(err)))
+    const iterator = async function * (): AsyncGenerator<ResultOf<M>, void, undefined> {
+      try {
+        for (;;) {
+          if (items.length > 0) { yield items.shift() as ResultOf<M>; continue }
+          if (end !== undefined) { if (end != null) throw end; return }
+          await new Promise<void>(resolve => { wake = resolve })
+        }
+      } finally {
+        cancel()
+      }
+    }
+    return { cancel, [Symbol.asyncIterator]: iterator }
+  }
+
+  /** Closes the stream once the answers in flight have arrived. */
+  async close (): Promise<void> {
+    for (const [id, p] of this.pending) if (p.item != null) { this.write({ id, cancel: true }).catch(() => {}) }
+    await this.stream.close().catch(() => this.stream.abort(new Error('close failed')))
+  }
+
+  private async write (frame: unknown): Promise<void> {
+    if (this.dead != null) throw this.dead
+    await writeFrame(this.stream, frame, this.maxFrameBytes)
+  }
+
+  private asRpcError (err: unknown): RpcError {
+    if (err instanceof RpcError) return err
+    if (err instanceof WireError) return new RpcError(err.kind, err.message)
+    return new RpcError('Unavailable', `RPC stream failed: ${(err as Error)?.message ?? String(err)}`)
+  }
+
+  private async acquire (): Promise<void> {
+    while (this.inFlight >= this.maxInFlight) await new Promise<void>(resolve => this.slotWaiters.push(resolve))
+    this.inFlight++
+  }
+
+  private release (): void {
+    this.inFlight--
+    this.slotWaiters.shift()?.()
+  }
+
+  private async readLoop (): Promise<void> {
+    let reason: RpcError
+    try {
+      for await (const frame of readFrames(this.stream, { maxFrameBytes: this.maxFrameBytes })) {
+        const res = validateServerFrame(frame)
+        const p = this.pending.get(res.id)
+        if (p == null) continue // timed out or cancelled: the late answer is dropped
+        if (!res.ok) p.reject(new RpcError(res.error.kind, res.error.message, res.error.leader))
+        else if (res.more === true && p.item != null) p.item(res.result)
+        else p.resolve(res.result)
+      }
+      reason = new RpcError('Unavailable', 'the server closed the RPC stream')
+    } catch (err) {
+      reason = this.asRpcError(err)
+      this.stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+    this.dead = reason
+    for (const p of [...this.pending.values()]) p.reject(reason)
+  }
+}

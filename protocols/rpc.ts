@@ -1,0 +1,242 @@
+// The RPC protocol `/blixard/rpc/1`: envelopes, error kinds and the method table. Every method
+// has a params validator that runs on the server before the handler sees anything, so handlers
+// get typed, bounded values. Responses to a streaming method (`vm.watch`) are a series of
+// `{ id, ok: true, result, more: true }` ended by one final response without `more`.
+import type { BlixError, ErrorKind } from './commands.ts'
+import type { AdminRecord, NodeRecord, VmRecord, VmSpec } from './model.ts'
+import { validateVmSpec } from './command-schema.ts'
+import { WireError } from './framing.ts'
+import { bad, bool, int, obj, opt, str } from './validate.ts'
+import { MAX_NODE_ID_LENGTH } from './limits.ts'
+
+export const RPC_PROTOCOL = '/blixard/rpc/1'
+
+/** Error kinds an RPC answer may carry: the state machine's kinds plus two of the protocol's own. */
+export type RpcErrorKind = ErrorKind | 'UnknownMethod' | 'InvalidParams'
+export const RPC_ERROR_KINDS: readonly RpcErrorKind[] = [
+  'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity',
+  'Conflict', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
+  'UnknownMethod', 'InvalidParams'
+]
+
+export interface RpcErrorBody {
+  kind: RpcErrorKind
+  message: string
+  /** leader hint with NotLeader */
+  leader?: string
+}
+
+/** Thrown by handlers and by the client; travels over the wire as RpcErrorBody unchanged. */
+export class RpcError extends Error {
+  readonly kind: RpcErrorKind
+  readonly leader?: string
+  constructor (kind: RpcErrorKind, message: string, leader?: string) {
+    super(message)
+    this.name = 'RpcError'
+    this.kind = kind
+    if (leader != null) this.leader = leader
+  }
+
+  toBody (): RpcErrorBody {
+    return this.leader != null ? { kind: this.kind, message: this.message, leader: this.leader } : { kind: this.kind, message: this.message }
+  }
+}
+
+/** Any thrown value as an error body: named kinds are kept (NotLeader keeps its leader hint,
+ * RaftError's `leaderHint` included), anything else becomes Internal. */
+export function toRpcErrorBody (e: unknown): RpcErrorBody {
+  if (e instanceof RpcError) return e.toBody()
+  if (e instanceof WireError) return { kind: e.kind, message: e.message }
+  const x = e as { kind?: unknown, message?: unknown, leader?: unknown, leaderHint?: unknown } | null
+  if (x != null && typeof x === 'object' && typeof x.kind === 'string' && (RPC_ERROR_KINDS as readonly string[]).includes(x.kind) && typeof x.message === 'string') {
+    const leader = typeof x.leader === 'string' ? x.leader : typeof x.leaderHint === 'string' ? x.leaderHint : undefined
+    return leader != null ? { kind: x.kind as RpcErrorKind, message: x.message, leader } : { kind: x.kind as RpcErrorKind, message: x.message }
+  }
+  return { kind: 'Internal', message: e instanceof Error ? e.message : String(e) }
+}
+
+// ---- envelopes ----
+
+export interface RpcRequest { id: number, method: string, params?: unknown }
+/** Ends a streaming call early (the client stopped watching). */
+export interface RpcCancel { id: number, cancel: true }
+export type RpcResponse =
+  | { id: number, ok: true, result: unknown, more?: true }
+  | { id: number, ok: false, error: RpcErrorBody }
+
+export const MAX_METHOD_LENGTH = 64
+const MAX_ID = 2 ** 48
+
+/** A client frame: a request or a cancel. Malformed envelopes are a protocol violation
+ * (BadMessage: the stream is reset); malformed params are answered (InvalidParams). */
+export function validateClientFrame (x: unknown): RpcRequest | RpcCancel {
+  const o = obj(x, 'request', ['id', 'method', 'params', 'cancel'], ['id'])
+  const id = int(o.id, 'request.id', 0, MAX_ID)
+  if (o.cancel !== undefined) {
+    if (o.cancel !== true || o.method !== undefined || o.params !== undefined) bad('request', 'a cancel carries only id and cancel: true')
+    return { id, cancel: true }
+  }
+  const method = str(o.method, 'request.method', MAX_METHOD_LENGTH, 1)
+  return o.params === undefined ? { id, method } : { id, method, params: o.params }
+}
+
+/** A server frame as the client sees it. */
+export function validateServerFrame (x: unknown): RpcResponse {
+  const o = obj(x, 'response', ['id', 'ok', 'result', 'more', 'error'], ['id', 'ok'])
+  const id = int(o.id, 'response.id', 0, MAX_ID)
+  if (bool(o.ok, 'response.ok')) {
+    if (o.error !== undefined) bad('response', 'ok response with an error')
+    if (o.more !== undefined && o.more !== true) bad('response.more', 'must be true when present')
+    return o.more === true ? { id, ok: true, result: o.result, more: true } : { id, ok: true, result: o.result }
+  }
+  const e = obj(o.error, 'response.error', ['kind', 'message', 'leader'], ['kind', 'message'])
+  const kind = str(e.kind, 'response.error.kind', 32, 1)
+  const error: RpcErrorBody = {
+    // a kind this client does not know (a newer server) is still an error: keep it as Internal
+    kind: (RPC_ERROR_KINDS as readonly string[]).includes(kind) ? kind as RpcErrorKind : 'Internal',
+    message: str(e.message, 'response.error.message', 4096)
+  }
+  const leader = opt(e, 'leader', (v, p) => str(v, p, MAX_NODE_ID_LENGTH), 'response.error')
+  if (leader !== undefined) error.leader = leader
+  return { id, ok: false, error }
+}
+
+// ---- methods ----
+
+/** Reads accept `stale: true` for a local, possibly stale answer instead of a ReadIndex read. */
+export interface ReadParams { stale?: boolean }
+
+export interface ClusterStatus {
+  id: string
+  leader: string | null
+  term: number
+  commit: number
+  applied: number
+  voters: string[]
+  learners: string[]
+}
+
+/** A change seen by `vm.watch`: the VM after the change, or its id once deleted. */
+export type VmWatchEvent =
+  | { type: 'put', vm: VmRecord }
+  | { type: 'delete', id: string }
+
+export interface RpcMethods {
+  'cluster.status': { params: ReadParams, result: ClusterStatus }
+  'node.list': { params: ReadParams, result: NodeRecord[] }
+  'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
+  'node.drain': { params: { node: string }, result: NodeRecord }
+  'node.undrain': { params: { node: string }, result: NodeRecord }
+  'vm.create': { params: { spec: VmSpec, start?: boolean, key?: string }, result: VmRecord }
+  'vm.list': { params: ReadParams & { node?: string }, result: VmRecord[] }
+  'vm.show': { params: ReadParams & { vm: string }, result: VmRecord }
+  'vm.start': { params: { vm: string }, result: VmRecord }
+  'vm.stop': { params: { vm: string }, result: VmRecord }
+  'vm.delete': { params: { vm: string }, result: { id: string } }
+  'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
+  'admin.add': { params: { peerId: string, name: string }, result: AdminRecord }
+  'admin.remove': { params: { peerId: string }, result: { peerId: string } }
+  'admin.list': { params: ReadParams, result: AdminRecord[] }
+}
+
+export type MethodName = keyof RpcMethods
+/** Methods answered with a stream of results. */
+export type StreamingMethodName = 'vm.watch'
+export type UnaryMethodName = Exclude<MethodName, StreamingMethodName>
+export type ParamsOf<M extends MethodName> = RpcMethods[M]['params']
+/** For a streaming method, the type of each item. */
+export type ResultOf<M extends MethodName> = RpcMethods[M]['result']
+
+export interface MethodSpec<P> {
+  /** checks and normalizes params; throws WireError('BadMessage') naming the field */
+  params: (x: unknown) => P
+  /** changes cluster state: only admins may call it */
+  mutating: boolean
+  /** answers with a stream of results */
+  streaming: boolean
+}
+
+export type MethodTable = { [M in MethodName]: MethodSpec<ParamsOf<M>> }
+
+const ID = MAX_NODE_ID_LENGTH
+/** vm and node references: an id or a name */
+const ref = (x: unknown, path: string): string => str(x, path, ID, 1)
+const stale = (o: Record<string, unknown>): ReadParams => {
+  const s = opt(o, 'stale', bool, 'params')
+  return s === undefined ? {} : { stale: s }
+}
+const params = (x: unknown, allowed: readonly string[], required: readonly string[] = []): Record<string, unknown> =>
+  obj(x ?? {}, 'params', allowed, required)
+
+function spec (x: unknown): VmSpec {
+  try {
+    return validateVmSpec(x, 'params.spec')
+  } catch (err) {
+    const e = (err as { error?: BlixError }).error
+    if (e != null) throw new RpcError(e.kind === 'TooLarge' ? 'TooLarge' : 'InvalidSpec', e.message)
+    throw err
+  }
+}
+
+export const METHODS: MethodTable = {
+  'cluster.status': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
+  'node.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
+  'node.show': {
+    mutating: false, streaming: false,
+    params: (x) => { const o = params(x, ['node', 'stale'], ['node']); return { ...stale(o), node: ref(o.node, 'params.node') } }
+  },
+  'node.drain': { mutating: true, streaming: false, params: (x) => ({ node: ref(params(x, ['node'], ['node']).node, 'params.node') }) },
+  'node.undrain': { mutating: true, streaming: false, params: (x) => ({ node: ref(params(x, ['node'], ['node']).node, 'params.node') }) },
+  'vm.create': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const o = params(x, ['spec', 'start', 'key'], ['spec'])
+      const out: ParamsOf<'vm.create'> = { spec: spec(o.spec) }
+      const start = opt(o, 'start', bool, 'params'); if (start !== undefined) out.start = start
+      const key = opt(o, 'key', (v, p) => str(v, p, 128, 1), 'params'); if (key !== undefined) out.key = key
+      return out
+    }
+  },
+  'vm.list': {
+    mutating: false, streaming: false,
+    params: (x) => {
+      const o = params(x, ['stale', 'node'])
+      const node = opt(o, 'node', ref, 'params')
+      return node === undefined ? stale(o) : { ...stale(o), node }
+    }
+  },
+  'vm.show': {
+    mutating: false, streaming: false,
+    params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }
+  },
+  'vm.start': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
+  'vm.stop': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
+  'vm.delete': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
+  'vm.watch': {
+    mutating: false, streaming: true,
+    params: (x) => { const vm = opt(params(x, ['vm']), 'vm', ref, 'params'); return vm === undefined ? {} : { vm } }
+  },
+  'admin.add': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const o = params(x, ['peerId', 'name'], ['peerId', 'name'])
+      return { peerId: str(o.peerId, 'params.peerId', ID, 1), name: str(o.name, 'params.name', 128, 1) }
+    }
+  },
+  'admin.remove': { mutating: true, streaming: false, params: (x) => ({ peerId: str(params(x, ['peerId'], ['peerId']).peerId, 'params.peerId', ID, 1) }) },
+  'admin.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) }
+}
+
+export function isMethod (m: string): m is MethodName {
+  return Object.prototype.hasOwnProperty.call(METHODS, m)
+}
+
+/** Runs a method's params validator; shape errors become InvalidParams, spec errors keep their kind. */
+export function checkParams<M extends MethodName> (method: M, x: unknown): ParamsOf<M> {
+  try {
+    return METHODS[method].params(x) as ParamsOf<M>
+  } catch (err) {
+    if (err instanceof WireError) throw new RpcError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidParams', err.message)
+    throw err
+  }
+}

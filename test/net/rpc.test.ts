@@ -1,0 +1,204 @@
+import './helpers.ts'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { Stream } from '@libp2p/interface'
+import type { VmRecord, VmSpec } from '../../protocols/model.ts'
+import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
+import { RpcError, type VmWatchEvent } from '../../protocols/rpc.ts'
+import { RaftError } from '../../protocols/raft/types.ts'
+import { rpcServer, RpcClient, RPC_PROTOCOL, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
+import type { BlixardHost } from '../../node/net/host.ts'
+import { dialableAddr } from '../../node/net/host.ts'
+import type { LogLevel } from '../../node/net/log.ts'
+import { testHost, until, percentile, sleep } from './helpers.ts'
+
+const spec: VmSpec = {
+  name: 'web-1', vcpus: 2, memoryMiB: 512, diskGiB: 4, hypervisor: 'qemu', image: { kind: 'tiny' }, volumes: [], networks: [],
+  kernelParams: [], constraints: [], antiAffinityGroup: null, affinity: [], spreadLabel: null, priority: 0, restartPolicy: 'on-failure', requires: []
+}
+const vm = (id: string, s: VmSpec = spec): VmRecord => ({
+  id, spec: s, generation: 1, desired: 'running', assignedNode: null,
+  status: { phase: 'pending', reason: '', node: null, at: 1 }, createdAt: 1, updatedAt: 1
+})
+
+const logs: Array<{ level: LogLevel, event: string, fields?: Record<string, unknown> }> = []
+let admins = new Set<string>()
+let watchEnded = 0
+let server: BlixardHost<{ rpc: RpcServer }>
+let client: BlixardHost
+let other: BlixardHost
+let rpc: RpcClient
+
+const handlers: RpcHandlers = {
+  'cluster.status': (p, ctx) => ({ id: 'srv', leader: 'srv', term: 3, commit: 10, applied: p.stale === true ? 9 : 10, voters: ['srv', ctx.peer], learners: [] }),
+  'node.show': (p) => { throw new RpcError('NotFound', `no node '${p.node}'`) },
+  'node.list': () => { throw new RaftError('NotLeader', 'not the leader', 'leader-peer') },
+  'vm.create': (p) => vm('vm-1', p.spec),
+  'vm.show': async (p, ctx) => {
+    if (p.vm === 'slow') await new Promise(resolve => { ctx.signal.addEventListener('abort', resolve); setTimeout(resolve, 5000).unref() })
+    if (p.vm === 'boom') throw new Error('disk on fire')
+    return vm(p.vm)
+  },
+  'vm.watch': async function * (p, ctx): AsyncGenerator<VmWatchEvent> {
+    try {
+      if (p.vm === 'three') {
+        for (let i = 0; i < 3; i++) yield { type: 'put', vm: vm(`v${i}`) }
+        return
+      }
+      for (let i = 0; !ctx.signal.aborted; i++) {
+        yield { type: 'put', vm: vm(`tick${i}`) }
+        await sleep(5)
+      }
+    } finally {
+      watchEnded++
+    }
+  }
+}
+
+test.before(async () => {
+  server = await testHost<{ rpc: RpcServer }>({
+    services: {
+      rpc: rpcServer({
+        handlers,
+        authorize: (peer) => admins.has(peer),
+        log: (level, event, fields) => logs.push({ level, event, fields })
+      })
+    }
+  })
+  client = await testHost()
+  other = await testHost()
+  admins = new Set([client.peerId.toString()])
+  rpc = await RpcClient.connect(client, dialableAddr(server), { timeoutMs: 2000 })
+})
+test.after(async () => { await Promise.all([server.stop(), client.stop(), other.stop()]) })
+
+test('round trip, with the caller peer id passed to the handler', async () => {
+  const st = await rpc.call('cluster.status', {})
+  assert.equal(st, { id: 'srv', leader: 'srv', term: 3, commit: 10, applied: 10, voters: ['srv', client.peerId.toString()], learners: [] })
+  assert.is((await rpc.call('cluster.status', { stale: true })).applied, 9)
+  assert.equal(await rpc.call('vm.create', { spec }), vm('vm-1'))
+})
+
+test('sequential latency and pipelined throughput on loopback', async () => {
+  const lat: number[] = []
+  for (let i = 0; i < 500; i++) {
+    const t0 = performance.now()
+    await rpc.call('vm.show', { vm: `x${i}` })
+    lat.push(performance.now() - t0)
+  }
+  const n = 5000
+  const t0 = performance.now()
+  const all = await Promise.all(Array.from({ length: n }, async (_, i) => await rpc.call('vm.show', { vm: `p${i}` })))
+  const secs = (performance.now() - t0) / 1000
+  assert.is(all[n - 1].id, `p${n - 1}`)
+  console.log(`  rpc sequential p50 ${percentile(lat, 0.5).toFixed(3)} ms p99 ${percentile(lat, 0.99).toFixed(3)} ms; pipelined ${(n / secs).toFixed(0)} req/s (64 in flight)`)
+  assert.ok(percentile(lat, 0.5) < 10)
+})
+
+test('unknown methods and malformed params get named errors, and the stream keeps serving', async () => {
+  const expectErr = async (p: Promise<unknown>, kind: string, needle: string): Promise<void> => {
+    try { await p; assert.unreachable('should fail') } catch (err) {
+      assert.instance(err, RpcError)
+      assert.is((err as RpcError).kind, kind, (err as Error).message)
+      assert.ok((err as Error).message.includes(needle), (err as Error).message)
+    }
+  }
+  await expectErr(rpc.callRaw('vm.explode', {}), 'UnknownMethod', 'vm.explode')
+  await expectErr(rpc.callRaw('admin.list', {}), 'UnknownMethod', 'not served')
+  await expectErr(rpc.callRaw('node.show', {}), 'InvalidParams', "missing field 'node'")
+  await expectErr(rpc.callRaw('node.show', { node: 7 }), 'InvalidParams', 'params.node')
+  await expectErr(rpc.callRaw('vm.show', { vm: 'a', extra: 1 }), 'InvalidParams', "unknown field 'extra'")
+  await expectErr(rpc.callRaw('vm.show', 'not an object'), 'InvalidParams', 'expected an object')
+  await expectErr(rpc.callRaw('vm.create', { spec: { ...spec, vcpus: 0 } }), 'InvalidSpec', 'vcpus')
+  await expectErr(rpc.call('node.show', { node: 'n9' }), 'NotFound', "no node 'n9'")
+  await expectErr(rpc.call('vm.show', { vm: 'boom' }), 'Internal', 'disk on fire')
+  try { await rpc.call('node.list', {}); assert.unreachable() } catch (err) {
+    assert.is((err as RpcError).kind, 'NotLeader')
+    assert.is((err as RpcError).leader, 'leader-peer')
+  }
+  assert.ok(rpc.usable)
+  assert.is((await rpc.call('vm.show', { vm: 'after' })).id, 'after')
+})
+
+test('mutating methods are refused to non-admins', async () => {
+  const rpc2 = await RpcClient.connect(other, dialableAddr(server))
+  try {
+    await rpc2.call('vm.create', { spec })
+    assert.unreachable()
+  } catch (err) {
+    assert.is((err as RpcError).kind, 'Unauthorized')
+  }
+  assert.is((await rpc2.call('cluster.status', {})).term, 3) // reads are open
+  await rpc2.close()
+})
+
+test('per-request timeout, then the client still works', async () => {
+  const t0 = Date.now()
+  try { await rpc.call('vm.show', { vm: 'slow' }, { timeoutMs: 150 }); assert.unreachable() } catch (err) {
+    assert.is((err as RpcError).kind, 'Timeout')
+  }
+  assert.ok(Date.now() - t0 < 1000)
+  assert.is((await rpc.call('vm.show', { vm: 'ok' })).id, 'ok')
+})
+
+test('watch streams results to the end, and cancel stops the server side', async () => {
+  const got: string[] = []
+  for await (const ev of rpc.watch('vm.watch', { vm: 'three' })) got.push(ev.type === 'put' ? ev.vm.id : ev.id)
+  assert.equal(got, ['v0', 'v1', 'v2'])
+  const before = watchEnded
+  const live: string[] = []
+  for await (const ev of rpc.watch('vm.watch', {})) {
+    if (ev.type === 'put') live.push(ev.vm.id)
+    if (live.length === 5) break // break = cancel
+  }
+  assert.equal(live, ['tick0', 'tick1', 'tick2', 'tick3', 'tick4'])
+  await until(() => watchEnded === before + 1, 2000, 'server-side watch to end')
+  // unary calls interleave with a running watch
+  const sub = rpc.watch('vm.watch', {})
+  const it = sub[Symbol.asyncIterator]()
+  assert.ok((await it.next()).done !== true)
+  assert.is((await rpc.call('vm.show', { vm: 'mid' })).id, 'mid')
+  sub.cancel()
+})
+
+async function garbage (bytes: Uint8Array): Promise<Stream> {
+  const s = await client.dialProtocol(dialableAddr(server), RPC_PROTOCOL)
+  s.send(bytes)
+  await until(() => s.status !== 'open', 3000, `reset (status ${s.status})`)
+  return s
+}
+
+test('garbage on /blixard/rpc/1 resets that stream with a named error; the node serves the next request', async () => {
+  const cases: Array<[Uint8Array, string]> = [
+    [Uint8Array.from([0x03, 0xff, 0xfe, 0xfd]), 'BadMessage'], // undecodable CBOR
+    [encodeFrame([1, 2, 3], 1000), 'BadMessage'], // not a request envelope
+    [encodeFrame({ id: -1, method: 'x' }, 1000), 'BadMessage'],
+    [encodeVarint(64 * 1024 * 1024), 'TooLarge'] // declares a 64 MiB frame
+  ]
+  for (const [bytes, kind] of cases) {
+    logs.length = 0
+    const s = await garbage(bytes)
+    assert.ok(['reset', 'aborted', 'closed'].includes(s.status), s.status)
+    await until(() => logs.some(l => l.event === 'rpc.stream.rejected'), 2000, 'rejection log')
+    assert.is(logs.find(l => l.event === 'rpc.stream.rejected')!.fields?.error, kind)
+    const fresh = await RpcClient.connect(client, dialableAddr(server))
+    assert.is((await fresh.call('cluster.status', {})).term, 3)
+    await fresh.close()
+  }
+  assert.ok(server.services.rpc.stats().rejectedStreams >= 4)
+  assert.is((await rpc.call('vm.show', { vm: 'still' })).id, 'still')
+})
+
+test('a server that goes away fails pending calls with Unavailable', async () => {
+  const tmp = await testHost<{ rpc: RpcServer }>({ services: { rpc: rpcServer({ handlers, log: () => {} }) } })
+  const c = await RpcClient.connect(client, dialableAddr(tmp))
+  const slow = c.call('vm.show', { vm: 'slow' }).then(() => null, (err: unknown) => err)
+  await sleep(50)
+  await tmp.stop()
+  assert.instance(await slow, RpcError)
+  assert.is((await slow as RpcError).kind, 'Unavailable')
+  assert.not.ok(c.usable)
+  try { await c.call('cluster.status', {}); assert.unreachable() } catch (err) { assert.is((err as RpcError).kind, 'Unavailable') }
+})
+
+test.run()
