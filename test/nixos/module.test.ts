@@ -1,0 +1,184 @@
+// services.blixard evaluated with nix-instantiate against a stub lib (stub-lib.nix, eval-module.nix):
+// option names, types and defaults; the config it produces when enabled (unit hardening, user,
+// firewall, bridges, ceph.conf, microvm.nix host); config.toml's keys; the polkit rule run in JS.
+// What the stub does not check is listed in stub-lib.nix and eval-module.nix.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { fileURLToPath } from 'node:url'
+import { stringify } from 'smol-toml'
+import { toNix, type NixValue } from '../../nixos/nix-syntax.ts'
+import { nixEvalJson, nixEvalError } from './nix-cli.ts'
+
+const HARNESS = fileURLToPath(new URL('./eval-module.nix', import.meta.url))
+
+interface OptionInfo { type: string, hasDefault: boolean, default?: unknown, options?: Record<string, OptionInfo> }
+interface ModuleEval {
+  options: Record<string, any>
+  cfg: Record<string, any>
+  config: Record<string, any>
+  failedAssertions: string[]
+  tomlSettings: Record<string, unknown> | null
+  cephConfText: string | null
+}
+
+function evalModule (settings: Record<string, NixValue>, hostName = 'host-a'): ModuleEval {
+  return nixEvalJson(`import ${HARNESS} { settings = ${toNix(settings)}; hostName = ${JSON.stringify(hostName)}; }`) as ModuleEval
+}
+
+function evalError (settings: Record<string, NixValue>, attr: string): string {
+  const err = nixEvalError(`(import ${HARNESS} { settings = ${toNix(settings)}; }).${attr}`)
+  assert.ok(err != null, 'evaluation should fail')
+  return err!
+}
+
+const KEY = { clusterKeyFile: '/run/keys/blixard.key' }
+
+test('option names, types and defaults of services.blixard', () => {
+  const o = evalModule(KEY).options as Record<string, OptionInfo> & { ceph: Record<string, OptionInfo> }
+  assert.equal(Object.keys(o).sort(), [
+    'bootstrapPeers', 'bridges', 'capacity', 'ceph', 'clusterKeyFile', 'dataDir', 'enable', 'extraSettings',
+    'hypervisor', 'labels', 'listenAddresses', 'mdns', 'name', 'openFirewall', 'package'
+  ])
+  assert.equal(o.enable, { type: 'bool', hasDefault: true, default: false })
+  assert.equal(o.package, { type: 'package', hasDefault: false })
+  assert.equal(o.clusterKeyFile, { type: 'path', hasDefault: false })
+  assert.equal(o.dataDir.default, '/var/lib/blixard')
+  assert.equal(o.listenAddresses, { type: 'listOf str', hasDefault: true, default: ['/ip4/0.0.0.0/tcp/7000', '/ip6/::/tcp/7000'] })
+  assert.equal(o.bootstrapPeers.default, [])
+  assert.equal(o.labels, { type: 'attrsOf str', hasDefault: true, default: {} })
+  assert.equal(o.openFirewall.default, false)
+  assert.equal(o.mdns.default, true)
+  assert.equal(o.hypervisor, { type: 'enum ["qemu","cloud-hypervisor","firecracker"]', hasDefault: true, default: 'qemu' })
+  assert.equal(o.name.default, 'host-a') // config.networking.hostName
+  assert.equal(o.capacity.type, 'submodule')
+  assert.equal(Object.keys(o.capacity.options ?? {}).sort(), ['cpu', 'diskGiB', 'memoryMiB'])
+  assert.equal(o.capacity.options?.cpu, { type: 'nullOr positiveInt', hasDefault: true, default: null })
+  assert.equal(Object.keys(o.ceph).sort(), ['keyringFile', 'monitors', 'pool', 'user'])
+  assert.equal(o.ceph.pool.default, 'rbd')
+  assert.equal(o.ceph.monitors.default, [])
+  assert.equal(o.ceph.keyringFile.default, null)
+  assert.equal(o.extraSettings.default, {})
+  assert.equal(o.bridges.type, 'attrsOf submodule')
+})
+
+test('disabled, the module changes nothing; defaults resolve and pass their types', () => {
+  const e = evalModule(KEY)
+  assert.equal(e.config, {})
+  assert.equal(e.cfg.capacity, { cpu: null, memoryMiB: null, diskGiB: null })
+  assert.equal(e.cfg.ceph, { monitors: [], pool: 'rbd', user: 'blixard', keyringFile: null })
+})
+
+test('enabled: a hardened unit for a dedicated user in kvm with CAP_NET_ADMIN only', () => {
+  const e = evalModule({ ...KEY, enable: true })
+  assert.equal(e.failedAssertions, [])
+  const svc = e.config.systemd.services.blixard
+  const sc = svc.serviceConfig
+  assert.match(sc.ExecStart, /^\/nix\/store\/[a-z0-9]{32}-blixard\/bin\/blixard-node --config \/nix\/store\/[a-z0-9]{32}-blixard\.toml$/)
+  assert.is(sc.User, 'blixard')
+  assert.is(sc.Group, 'blixard')
+  assert.is(sc.DynamicUser, false)
+  assert.equal(sc.SupplementaryGroups, ['kvm'])
+  assert.equal(sc.AmbientCapabilities, ['CAP_NET_ADMIN'])
+  assert.equal(sc.CapabilityBoundingSet, ['CAP_NET_ADMIN'])
+  assert.is(sc.StateDirectory, 'blixard')
+  assert.is(sc.Restart, 'on-failure')
+  assert.is(sc.ProtectSystem, 'strict')
+  assert.equal(sc.ReadWritePaths, ['/var/lib/blixard', '/var/lib/microvms'])
+  assert.is(sc.PrivateTmp, true)
+  assert.is(sc.NoNewPrivileges, true)
+  assert.is(sc.ProtectHome, true)
+  assert.is(sc.MemoryDenyWriteExecute, false) // V8
+  assert.equal(sc.DeviceAllow, ['/dev/kvm rw', '/dev/net/tun rw'])
+  assert.equal(svc.wantedBy, ['multi-user.target'])
+  assert.equal(e.config.users.users.blixard, { isSystemUser: true, group: 'blixard', extraGroups: ['kvm'], home: '/var/lib/blixard' })
+  assert.equal(e.config.users.groups.blixard, {})
+  assert.is(e.config.microvm.host.enable, true)
+  assert.is(e.config.systemd.services['microvm@'].serviceConfig.Restart, 'no')
+  // closed by default
+  assert.is(e.config.networking, undefined)
+  assert.is(e.config.systemd.network, undefined)
+})
+
+test('a data dir outside /var/lib: no StateDirectory, and it is writable', () => {
+  const sc = evalModule({ ...KEY, enable: true, dataDir: '/srv/blixard' }).config.systemd.services.blixard.serviceConfig
+  assert.is(sc.StateDirectory, undefined)
+  assert.equal(sc.ReadWritePaths, ['/srv/blixard', '/var/lib/microvms'])
+})
+
+test('config.toml carries the node/config.ts keys, no nulls, extraSettings merged over them', () => {
+  const e = evalModule({
+    ...KEY, enable: true, name: 'node-7', listenAddresses: ['/ip4/10.0.0.7/tcp/7100'], bootstrapPeers: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWabc'],
+    mdns: false, labels: { zone: 'a' }, capacity: { cpu: 16, memoryMiB: 65536 }, hypervisor: 'cloud-hypervisor',
+    ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', keyringFile: '/etc/ceph/ceph.client.blixard.keyring' },
+    extraSettings: { labels: { rack: 'r1' }, metrics: { listen: '127.0.0.1:9100' } }
+  })
+  assert.equal(e.tomlSettings, {
+    name: 'node-7',
+    dataDir: '/var/lib/blixard',
+    listen: ['/ip4/10.0.0.7/tcp/7100'],
+    clusterKeyFile: '/run/keys/blixard.key',
+    bootstrap: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWabc'],
+    mdns: false,
+    labels: { zone: 'a', rack: 'r1' },
+    capacity: { cpu: 16, memoryMiB: 65536 },
+    hypervisor: 'cloud-hypervisor',
+    microvm: { stateDir: '/var/lib/microvms' },
+    ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', user: 'blixard', keyringFile: '/etc/ceph/ceph.client.blixard.keyring', conf: '/etc/blixard/ceph.conf' },
+    metrics: { listen: '127.0.0.1:9100' }
+  })
+  // TOML cannot hold null: none may be left (smol-toml would silently drop one)
+  assert.not.match(JSON.stringify(e.tomlSettings), /null/)
+  assert.match(stringify(e.tomlSettings as Record<string, unknown>), /clusterKeyFile = "\/run\/keys\/blixard.key"/)
+  assert.is(e.cephConfText, '[global]\nmon_host = 10.0.0.1:6789,[fd00::1]:6789\nkeyring = /etc/ceph/ceph.client.blixard.keyring\n')
+  assert.is(e.config.environment.etc['blixard/ceph.conf'].mode, '0644')
+  assert.ok(e.config.systemd.services.blixard.path.some((p: string) => p.endsWith('-ceph-client')))
+})
+
+test('openFirewall opens the listen ports and mDNS; bridges become systemd-networkd netdevs', () => {
+  const e = evalModule({
+    ...KEY, enable: true, openFirewall: true,
+    listenAddresses: ['/ip4/0.0.0.0/tcp/7000', '/ip6/::/tcp/7000', '/ip4/0.0.0.0/tcp/7001/ws', '/ip4/0.0.0.0/udp/9/quic'],
+    bridges: { br0: { interfaces: ['enp1s0', 'enp2s0'] }, brvx: {} }
+  })
+  assert.equal(e.config.networking.firewall, { allowedTCPPorts: [7000, 7001], allowedUDPPorts: [5353] })
+  const net = e.config.systemd.network
+  assert.is(net.enable, true)
+  assert.equal(net.netdevs['40-blixard-br0'], { netdevConfig: { Kind: 'bridge', Name: 'br0' } })
+  assert.equal(net.netdevs['40-blixard-brvx'], { netdevConfig: { Kind: 'bridge', Name: 'brvx' } })
+  assert.equal(net.networks['41-blixard-br0-uplinks'], { matchConfig: { Name: 'enp1s0 enp2s0' }, networkConfig: { Bridge: 'br0' } })
+  assert.is(net.networks['41-blixard-brvx-uplinks'], undefined)
+  assert.equal(evalModule({ ...KEY, enable: true, openFirewall: true, mdns: false }).config.networking.firewall.allowedUDPPorts, [])
+})
+
+test('the polkit rule lets only the blixard user start/stop microvm@ units (run as JavaScript)', () => {
+  const js = evalModule({ ...KEY, enable: true }).config.security.polkit.extraConfig as string
+  const rules: Array<(a: unknown, s: unknown) => unknown> = []
+  const polkit = { addRule: (f: (a: unknown, s: unknown) => unknown) => rules.push(f), Result: { YES: 'yes' } }
+  // eslint-disable-next-line no-new-func
+  new Function('polkit', js)(polkit)
+  assert.is(rules.length, 1)
+  const ask = (user: string, unit: string, verb: string, id = 'org.freedesktop.systemd1.manage-units'): unknown =>
+    rules[0]({ id, lookup: (k: string) => ({ unit, verb } as Record<string, string>)[k] }, { user })
+  assert.is(ask('blixard', 'microvm@web-1.service', 'start'), 'yes')
+  assert.is(ask('blixard', 'microvm@web-1.service', 'stop'), 'yes')
+  assert.is(ask('blixard', 'microvm@web-1.service', 'reset-failed'), 'yes')
+  assert.is(ask('blixard', 'sshd.service', 'stop'), undefined)
+  assert.is(ask('blixard', 'microvm@x.service; rm', 'start'), undefined)
+  assert.is(ask('blixard', 'microvm@web-1.service', 'enable'), undefined)
+  assert.is(ask('alice', 'microvm@web-1.service', 'start'), undefined)
+  assert.is(ask('blixard', 'microvm@web-1.service', 'start', 'org.freedesktop.login1.reboot'), undefined)
+})
+
+test('wrong values are refused by the option types; a missing key file is reported', () => {
+  assert.match(evalError({ ...KEY, hypervisor: 'vmware' }, 'cfg.hypervisor'), /services\.blixard\.hypervisor.*not a valid enum/)
+  assert.match(evalError({ ...KEY, capacity: { cpu: 0 } }, 'cfg.capacity'), /services\.blixard\.capacity\.cpu/)
+  assert.match(evalError({ ...KEY, name: 'Bad_Name' }, 'cfg.name'), /services\.blixard\.name/)
+  assert.match(evalError({ ...KEY, ceph: { monitors: ['10.0.0.1:6789\nkeyring = /tmp/evil'] } }, 'cfg.ceph'), /services\.blixard\.ceph\.monitors/)
+  assert.match(evalError({ ...KEY, dataDir: 'relative' }, 'cfg.dataDir'), /services\.blixard\.dataDir/)
+  assert.match(evalError({ ...KEY, labels: { a: 1 } }, 'cfg.labels'), /services\.blixard\.labels/)
+  assert.match(evalError({ ...KEY, clusterKeyFile: 'key' }, 'cfg.clusterKeyFile'), /services\.blixard\.clusterKeyFile/)
+  assert.match(evalError({ ...KEY, nosuchOption: true }, 'cfg'), /undeclared option services\.blixard\.nosuchOption/)
+  assert.match(evalError({ enable: true }, 'tomlSettings'), /services\.blixard\.clusterKeyFile is used but not defined/)
+})
+
+test.run()
