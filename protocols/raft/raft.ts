@@ -298,8 +298,11 @@ export class Raft {
     return true
   }
 
+  /** New entries to everyone; an empty MsgApp only to those not yet told the commit index. */
   private bcastAppend (): void {
-    for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, true)
+    for (const [id, pr] of this.tracker.progress) {
+      if (id !== this.id) this.maybeSendAppend(id, pr.sentCommit < this.log.committed)
+    }
   }
 
   private bcastHeartbeat (context: Uint8Array | undefined): void {

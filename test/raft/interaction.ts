@@ -22,8 +22,8 @@ interface SimNode {
   store: MemoryLogStore
   raw: RawNode | null
   opts: NodeOptions
-  /** Data of applied normal entries (the "state machine"). */
-  applied: string[]
+  /** Applied normal entries' data with their index (the "state machine"). */
+  applied: Array<[number, string]>
   appliedIndex: number
 }
 
@@ -116,7 +116,7 @@ export class InteractionEnv {
       case 'log-level': this.quiet = args[0] === 'none'; break
       case 'status': this.status(args[0]); break
       case 'raft-log': this.raftLog(args[0]); break
-      case 'applied': this.print(`${args[0]}: [${this.sim(args[0]).applied.join(' ')}]`); break
+      case 'applied': this.print(`${args[0]}: [${this.sim(args[0]).applied.map(a => a[1]).join(' ')}]`); break
       case 'compact': this.compact(args[0], Number(args[1])); break
       case 'crash': this.crash(args[0]); break
       case 'restart': this.restart(args[0]); break
@@ -216,7 +216,7 @@ export class InteractionEnv {
       n.appliedIndex = rd.snapshot.meta.index
     }
     for (const e of rd.committedEntries) {
-      if (e.type === 'normal' && e.data.byteLength > 0) n.applied.push(dec.decode(e.data))
+      if (e.type === 'normal' && e.data.byteLength > 0) n.applied.push([e.index, dec.decode(e.data)])
       n.appliedIndex = e.index
     }
     n.raw.advance(rd)
@@ -279,7 +279,7 @@ export class InteractionEnv {
     const s = this.node(id).status()
     if (index > n.appliedIndex) throw new Error(`compact ${id} ${index}: only ${n.appliedIndex} applied`)
     // The snapshot's data is the state machine: the applied values up to `index` (as applied now).
-    n.store.compact(index, s.conf, encodeApplied(n.applied))
+    n.store.compact(index, s.conf, encodeApplied(n.applied.filter(a => a[0] <= index)))
     this.raftLog(id)
   }
 
@@ -301,14 +301,13 @@ export class InteractionEnv {
   }
 }
 
-function encodeApplied (values: string[]): Uint8Array {
+function encodeApplied (values: Array<[number, string]>): Uint8Array {
   return enc.encode(JSON.stringify(values))
 }
 
-function decodeApplied (b: Uint8Array): string[] {
+function decodeApplied (b: Uint8Array): Array<[number, string]> {
   if (b.byteLength === 0) return []
-  const v: unknown = JSON.parse(dec.decode(b))
-  return Array.isArray(v) ? v.map(String) : []
+  return JSON.parse(dec.decode(b)) as Array<[number, string]>
 }
 
 /** Run a testdata script (`command` / `----` / expected lines / blank line) and return it with
