@@ -1,0 +1,52 @@
+// The root flake and the package, evaluated with stand-ins for nixpkgs and microvm.nix
+// (eval-flake.nix): outputs per system, the module wiring, the buildNpmPackage arguments.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { nixEvalJson } from './nix-cli.ts'
+
+const HARNESS = fileURLToPath(new URL('./eval-flake.nix', import.meta.url))
+const root = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '')
+
+interface FlakeEval {
+  description: string
+  inputs: Record<string, { url: string, inputs?: { nixpkgs?: { follows: string } } }>
+  packageSystems: string[]
+  package: { pname: string, version: string, npmDepsHash: string, npmBuildScript: string, installPhase: string, nodejs: string, src: { root: string, fileset: string[] }, defaultIsBlixard: boolean }
+  moduleImports: string[]
+  modulePackageDefault: { _type: string, priority: number, pname: string }
+  defaultModuleImports: string[]
+}
+
+const e = nixEvalJson(`import ${HARNESS} { }`) as FlakeEval
+
+test('inputs: nixpkgs and microvm.nix following it', () => {
+  assert.equal(Object.keys(e.inputs).sort(), ['microvm', 'nixpkgs'])
+  assert.is(e.inputs.microvm.inputs?.nixpkgs?.follows, 'nixpkgs')
+})
+
+test('packages.<system>.blixard for x86_64 and aarch64, built with buildNpmPackage from the lockfile', () => {
+  assert.equal(e.packageSystems, ['aarch64-linux', 'x86_64-linux'])
+  const p = e.package
+  assert.is(p.pname, 'blixard')
+  assert.is(p.version, JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version)
+  assert.ok(p.defaultIsBlixard)
+  assert.is(p.npmBuildScript, 'build')
+  assert.match(p.nodejs, /nodejs-20$/)
+  assert.ok(p.src.fileset.includes(`${root}/package-lock.json`), 'the lockfile is in the source')
+  assert.ok(p.src.fileset.includes(`${root}/package.json`))
+  assert.not.ok(p.src.fileset.some((f) => f.includes('node_modules')), 'node_modules never enters the source')
+  // placeholder until someone with network runs prefetch-npm-deps (see nixos/package.nix)
+  assert.match(p.npmDepsHash, /^sha256-/)
+  assert.match(p.installPhase, /makeWrapper .*\/bin\/node \$out\/bin\/\$b/)
+  assert.match(p.installPhase, /cp -r package.json node_modules dist/)
+})
+
+test('nixosModules.blixard imports microvm.nix host and our module, and defaults the package to ours', () => {
+  assert.equal(e.moduleImports, ['microvm.nixosModules.host', 'module.nix'])
+  assert.equal(e.modulePackageDefault, { _type: 'override', priority: 1000, pname: 'blixard' })
+  assert.equal(e.defaultModuleImports, e.moduleImports)
+})
+
+test.run()
