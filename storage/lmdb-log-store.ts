@@ -162,9 +162,11 @@ export class LmdbLogStore implements LogStore {
     let snap = this.snap
     const deletes: Array<[number, number]> = [] // inclusive index ranges to remove
     const s = ready.snapshot
-    if (s != null && s.meta.index > this.snap.meta.index) {
+    // A snapshot at the current snapshot index is accepted too: a joiner learns the cluster's
+    // initial configuration from the leader's index-0 snapshot (as MemoryLogStore).
+    if (s != null && s.meta.index >= this.snap.meta.index) {
       // Entries after a snapshot that agrees with our log stay; otherwise the log restarts after it.
-      const agrees = this.termOf(s.meta.index) === s.meta.term && s.meta.index > offset
+      const agrees = this.termOf(s.meta.index) === s.meta.term
       const lastStored = offset + terms.length
       if (agrees) {
         deletes.push([offset + 1, s.meta.index])

@@ -1,0 +1,222 @@
+// LmdbLogStore against a plain-array model, and against MemoryLogStore (the simulator's disk),
+// on random sequences of appends (with truncation), hard states, compactions, snapshot installs
+// and reopens.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import fc from 'fast-check'
+import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft/types.ts'
+import type { LogStore } from '../../protocols/raft/storage.ts'
+import { RaftError } from '../../protocols/raft/types.ts'
+import { applyConfChange, encodeConfChange, decodeConfChange } from '../../protocols/raft/confchange.ts'
+import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { MemoryLogStore } from '../../sim/memory-log-store.ts'
+import { tempDir, removeDir } from './tmpdir.ts'
+
+const CONF0: ConfState = { voters: ['a'], learners: [] }
+
+/** The model: the log as a plain array of entries after `offset`, and the snapshot beside it. */
+class Model {
+  hard: HardState = { term: 0, vote: null, commit: 0 }
+  snap: Snapshot = { meta: { index: 0, term: 0, conf: CONF0 }, data: new Uint8Array(0) }
+  offset = 0
+  offsetTerm = 0
+  log: Entry[] = [] // log[k].index === offset + 1 + k
+
+  last (): number { return Math.max(this.offset + this.log.length, this.snap.meta.index) }
+  termOf (i: number): number | undefined {
+    if (i === this.snap.meta.index) return this.snap.meta.term
+    if (i === this.offset) return this.offsetTerm
+    return this.log.find(e => e.index === i)?.term
+  }
+
+  append (es: Entry[]): void {
+    const fresh = es.filter(e => e.index > this.offset)
+    if (fresh.length === 0) return
+    this.log = this.log.filter(e => e.index < fresh[0].index).concat(fresh)
+  }
+
+  install (s: Snapshot): void {
+    if (s.meta.index < this.snap.meta.index) return
+    const agrees = this.termOf(s.meta.index) === s.meta.term
+    this.log = agrees ? this.log.filter(e => e.index > s.meta.index) : []
+    this.offset = s.meta.index
+    this.offsetTerm = s.meta.term
+    this.snap = s
+  }
+
+  compact (index: number, conf: ConfState, data: Uint8Array, keep: number): void {
+    const term = this.termOf(index)
+    if (index <= this.snap.meta.index || term === undefined) return
+    this.snap = { meta: { index, term, conf }, data }
+    const through = Math.max(this.offset, index - keep)
+    this.offsetTerm = this.termOf(through) ?? this.offsetTerm
+    this.log = this.log.filter(e => e.index > through)
+    this.offset = through
+  }
+
+  conf (): ConfState {
+    let c = this.snap.meta.conf
+    for (const e of this.log) if (e.type === 'conf' && e.index > this.snap.meta.index) c = applyConfChange(c, decodeConfChange(e.data))
+    return c
+  }
+}
+
+type Op =
+  | { k: 'append', at: number, n: number, bump: number, conf: boolean }
+  | { k: 'hard', term: number, commit: number }
+  | { k: 'compact', at: number, keep: number }
+  | { k: 'snap', delta: number, agree: boolean }
+  | { k: 'reopen' }
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ k: fc.constant('append' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), n: fc.integer({ min: 1, max: 6 }), bump: fc.integer({ min: 0, max: 2 }), conf: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('hard' as const), term: fc.integer({ min: 0, max: 50 }), commit: fc.integer({ min: 0, max: 100 }) }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('compact' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), keep: fc.integer({ min: 0, max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('snap' as const), delta: fc.integer({ min: -3, max: 3 }), agree: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('reopen' as const) }) }
+)
+
+function dataFor (index: number, term: number): Uint8Array {
+  return new Uint8Array([index & 255, term & 255, (index * 7) & 255, 42].slice(0, 1 + (index % 4)))
+}
+
+function errorKind (f: () => unknown): string {
+  try { f() } catch (e) { return e instanceof RaftError ? e.kind : 'other' }
+  return 'none'
+}
+
+/** Everything observable through RaftStorage must match the model. */
+function check (s: LogStore, m: Model, label: string): void {
+  const first = m.offset + 1
+  const last = m.last()
+  assert.is(s.firstIndex(), first, `${label} firstIndex`)
+  assert.is(s.lastIndex(), last, `${label} lastIndex`)
+  assert.equal(s.initialState().hardState, m.hard, `${label} hardState`)
+  assert.equal(s.initialState().conf, m.conf(), `${label} conf`)
+  assert.equal(s.snapshot().meta, m.snap.meta, `${label} snapshot meta`)
+  assert.equal([...s.snapshot().data], [...m.snap.data], `${label} snapshot data`)
+  for (let i = m.offset; i <= last; i++) assert.is(s.term(i), m.termOf(i), `${label} term(${i})`)
+  assert.is(errorKind(() => s.term(last + 1)), 'Unavailable', `${label} term beyond last`)
+  if (m.offset > 0) assert.is(errorKind(() => s.term(m.offset - 1)), 'Compacted', `${label} term below first`)
+  assert.is(errorKind(() => s.entries(m.offset, last + 1)), 'Compacted', `${label} entries at compacted`)
+  assert.is(errorKind(() => s.entries(first, last + 2)), 'Unavailable', `${label} entries beyond last`)
+  const got = s.entries(first, last + 1)
+  assert.equal(got.map(e => ({ ...e, data: [...e.data] })), m.log.map(e => ({ ...e, data: [...e.data] })), `${label} entries`)
+  if (m.log.length > 1) {
+    const limited = s.entries(first, last + 1, 1)
+    assert.ok(limited.length >= 1 && limited.length < m.log.length + 1, `${label} maxBytes returns a non-empty prefix`)
+  }
+}
+
+interface Subject { store: LogStore, reopen: () => LogStore }
+
+export function runOps (ops: Op[], subjects: Subject[]): void {
+  const m = new Model()
+  let term = 1
+  for (const op of ops) {
+    const last = m.last()
+    switch (op.k) {
+      case 'append': {
+        const from = Math.min(last + 1, m.offset + 1 + Math.floor(op.at * (last - m.offset + 1)))
+        term += op.bump
+        const es: Entry[] = []
+        for (let i = 0; i < op.n; i++) {
+          const index = from + i
+          const conf = op.conf && i === 0
+          es.push({ index, term, type: conf ? 'conf' : 'normal', data: conf ? encodeConfChange({ type: 'addLearner', node: `n${index}` }) : dataFor(index, term) })
+        }
+        m.append(es)
+        for (const s of subjects) { s.store.save({ entries: es }); s.store.sync() }
+        break
+      }
+      case 'hard': {
+        const hs: HardState = { term: op.term, vote: op.term % 2 === 0 ? null : 'b', commit: op.commit }
+        m.hard = hs
+        for (const s of subjects) { s.store.save({ hardState: hs }); s.store.sync() }
+        break
+      }
+      case 'compact': {
+        const index = Math.min(last, m.snap.meta.index + Math.floor(op.at * (last - m.snap.meta.index + 1)))
+        const conf: ConfState = { voters: ['a', `c${index}`], learners: [] }
+        const data = new Uint8Array([index & 255, 1, 2])
+        m.compact(index, conf, data, op.keep)
+        for (const s of subjects) s.store.compact(index, conf, data, op.keep)
+        break
+      }
+      case 'snap': {
+        const index = Math.max(1, last + op.delta)
+        const t = op.agree ? (m.termOf(index) ?? term) : term + 100
+        term = Math.max(term, t)
+        const snap: Snapshot = { meta: { index, term: t, conf: { voters: ['a', 'b'], learners: [`s${index}`] } }, data: new Uint8Array([9, index & 255]) }
+        m.install(snap)
+        for (const s of subjects) { s.store.save({ snapshot: snap }); s.store.sync() }
+        break
+      }
+      case 'reopen':
+        for (const s of subjects) s.store = s.reopen()
+        break
+    }
+    for (const s of subjects) check(s.store, m, `${s.store.constructor.name} after ${op.k}`)
+  }
+}
+
+// noSync: reopening after close() is what is checked here; durability is the crash test's job.
+test('LmdbLogStore and MemoryLogStore match the model on random sequences', () => {
+  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), (ops) => {
+    const dir = tempDir()
+    const lmdb: Subject = { store: LmdbLogStore.open(dir, { initialConf: CONF0, noSync: true }), reopen: () => { lmdb.store.close(); return LmdbLogStore.open(dir, { noSync: true }) } }
+    const mem = new MemoryLogStore({ conf: CONF0 })
+    const memory: Subject = { store: mem, reopen: () => { mem.crash(); return mem } }
+    try {
+      runOps(ops, [lmdb, memory])
+    } catch (e) {
+      if (process.env.DEBUG_PROP) console.error(e instanceof Error ? e.message : e, JSON.stringify(ops))
+      throw new Error(`${e instanceof Error ? e.message : String(e)}`)
+    } finally {
+      lmdb.store.close()
+      removeDir(dir)
+    }
+  }), { numRuns: 150 })
+})
+
+test('append at a gap is refused (Unavailable) and changes nothing', () => {
+  const dir = tempDir()
+  const s = LmdbLogStore.open(dir)
+  s.save({ entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array([1]) }] })
+  assert.is(errorKind(() => s.save({ entries: [{ index: 3, term: 1, type: 'normal', data: new Uint8Array([3]) }] })), 'Unavailable')
+  assert.is(s.lastIndex(), 1)
+  s.close()
+})
+
+test('a closed store refuses writes (Unavailable)', () => {
+  const dir = tempDir()
+  const s = LmdbLogStore.open(dir)
+  s.close()
+  assert.is(errorKind(() => s.save({ hardState: { term: 1, vote: null, commit: 0 } })), 'Unavailable')
+})
+
+test('initialConf is persisted on first open and kept on reopen', () => {
+  const dir = tempDir()
+  LmdbLogStore.open(dir, { initialConf: { voters: ['x', 'y'], learners: ['z'] } }).close()
+  const s = LmdbLogStore.open(dir, { initialConf: { voters: ['other'], learners: [] } })
+  assert.equal(s.initialState().conf, { voters: ['x', 'y'], learners: ['z'] })
+  s.close()
+})
+
+test('entries survive a reopen byte for byte, large payloads included', () => {
+  const dir = tempDir()
+  let s = LmdbLogStore.open(dir)
+  const big = new Uint8Array(300_000).map((_, i) => i * 31)
+  s.save({ entries: [{ index: 1, term: 2, type: 'normal', data: big }, { index: 2, term: 2, type: 'normal', data: new Uint8Array(0) }] })
+  s.sync()
+  s.close()
+  s = LmdbLogStore.open(dir)
+  const es = s.entries(1, 3)
+  assert.is(es.length, 2)
+  assert.ok(Buffer.from(es[0].data).equals(big))
+  assert.is(es[0].data.constructor, Uint8Array)
+  assert.is(es[1].data.byteLength, 0)
+  s.close()
+})
+
+test.run()
