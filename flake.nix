@@ -24,6 +24,9 @@
       nixosModules.blixard = { lib, pkgs, ... }: {
         imports = [ microvm.nixosModules.host ./nixos/module.nix ];
         services.blixard.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.blixard;
+        # guests are built from the same pinned sources as the host: no fetch, no drift
+        services.blixard.guestFlakeInputs.nixpkgs = lib.mkDefault "path:${nixpkgs.outPath}";
+        services.blixard.guestFlakeInputs.microvm = lib.mkDefault "path:${microvm.outPath}";
       };
       nixosModules.default = self.nixosModules.blixard;
 

@@ -25,7 +25,9 @@ let
       labels = cfg.labels;
       capacity = dropNulls cfg.capacity;
       hypervisor = cfg.hypervisor;
-      microvm = { stateDir = microvmStateDir; };
+      microvm = { stateDir = microvmStateDir; } // lib.optionalAttrs (dropNulls cfg.guestFlakeInputs != { }) {
+        guestInputs = dropNulls cfg.guestFlakeInputs;
+      };
     } // lib.optionalAttrs (cfg.ceph.monitors != [ ]) {
       ceph = dropNulls {
         monitors = cfg.ceph.monitors;
@@ -135,6 +137,23 @@ in
       type = types.enum [ "qemu" "cloud-hypervisor" "firecracker" ];
       default = "qemu";
       description = "Default VMM of guests rendered for microvm.nix when a VM does not choose one.";
+    };
+
+    guestFlakeInputs = {
+      nixpkgs = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "path:/nix/store/…-source";
+        description = ''
+          Flake URL of nixpkgs for rendered guest flakes. The flake's nixosModules.blixard sets
+          it to the host's own pinned nixpkgs, so guests build without fetching anything.
+        '';
+      };
+      microvm = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Flake URL of microvm.nix for rendered guest flakes (the host's own, from the flake).";
+      };
     };
 
     bridges = mkOption {

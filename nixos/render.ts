@@ -231,7 +231,8 @@ export function renderGuestFlake (input: GuestFlakeInput): GuestFlakeFiles {
 
   const guestModule = toNix({
     networking: { hostName: s.name },
-    system: { stateVersion: input.stateVersion ?? '24.11' },
+    // the user's own module usually sets its stateVersion: theirs wins
+    system: { stateVersion: raw(`lib.mkDefault ${nixString(input.stateVersion ?? '24.11')}`) },
     microvm: microvmBlock(input)
   }, 4)
 

@@ -30,10 +30,14 @@ let
     qemu = "qemu";
   };
   nixpkgs = {
+    outPath = "/nix/store/00000000000000000000000000000000-nixpkgs-source";
     lib = lib;
     legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] mkPkgs;
   };
-  microvm.nixosModules.host = "microvm.nixosModules.host";
+  microvm = {
+    outPath = "/nix/store/00000000000000000000000000000000-microvm-source";
+    nixosModules.host = "microvm.nixosModules.host";
+  };
   flake = import ../../flake.nix;
   outputs = flake.outputs { self = outputs; inherit nixpkgs microvm; };
   pkg = outputs.packages.${system}.blixard;
@@ -55,5 +59,6 @@ in
     pname = hostModule.services.blixard.package.content.pname;
   };
   # functions never compare equal in Nix: check the default module is the same expression by its imports
+  guestFlakeInputs = builtins.mapAttrs (_: d: d.content) hostModule.services.blixard.guestFlakeInputs;
   defaultModuleImports = map (m: if builtins.isString m then m else baseNameOf m) (outputs.nixosModules.default { inherit lib; pkgs = mkPkgs system; }).imports;
 }

@@ -4,7 +4,7 @@
 # - microvm.nixosModules.microvm and the guest flake's modules are marker strings;
 # - Blixard's own guest module is applied to a `config` that is its own result plus
 #   microvm.nix's defaults for the options it reads (graphics, devices, qemu.machine),
-#   and a lib with only the two functions it uses.
+#   and a lib with only the three functions it uses (mkDefault returns a tagged attrset).
 # Not checked: microvm.nix's option types, module merging, the built runner.
 { flakeDir, machine ? "microvm" }:
 let
@@ -12,6 +12,7 @@ let
   lib = {
     any = builtins.any;
     hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
+    mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
   };
   stubInputs = {
     nixpkgs.lib.nixosSystem = args: args;

@@ -17,6 +17,7 @@ interface FlakeEval {
   moduleImports: string[]
   modulePackageDefault: { _type: string, priority: number, pname: string }
   defaultModuleImports: string[]
+  guestFlakeInputs: Record<string, string>
 }
 
 const e = nixEvalJson(`import ${HARNESS} { }`) as FlakeEval
@@ -47,6 +48,11 @@ test('nixosModules.blixard imports microvm.nix host and our module, and defaults
   assert.equal(e.moduleImports, ['microvm.nixosModules.host', 'module.nix'])
   assert.equal(e.modulePackageDefault, { _type: 'override', priority: 1000, pname: 'blixard' })
   assert.equal(e.defaultModuleImports, e.moduleImports)
+  // guests build from the host's own pinned nixpkgs and microvm.nix
+  assert.equal(e.guestFlakeInputs, {
+    nixpkgs: 'path:/nix/store/00000000000000000000000000000000-nixpkgs-source',
+    microvm: 'path:/nix/store/00000000000000000000000000000000-microvm-source'
+  })
 })
 
 test.run()

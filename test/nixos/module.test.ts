@@ -37,7 +37,7 @@ test('option names, types and defaults of services.blixard', () => {
   const o = evalModule(KEY).options as Record<string, OptionInfo> & { ceph: Record<string, OptionInfo> }
   assert.equal(Object.keys(o).sort(), [
     'bootstrapPeers', 'bridges', 'capacity', 'ceph', 'clusterKeyFile', 'dataDir', 'enable', 'extraSettings',
-    'hypervisor', 'labels', 'listenAddresses', 'mdns', 'name', 'openFirewall', 'package'
+    'guestFlakeInputs', 'hypervisor', 'labels', 'listenAddresses', 'mdns', 'name', 'openFirewall', 'package'
   ])
   assert.equal(o.enable, { type: 'bool', hasDefault: true, default: false })
   assert.equal(o.package, { type: 'package', hasDefault: false })
@@ -66,6 +66,7 @@ test('disabled, the module changes nothing; defaults resolve and pass their type
   assert.equal(e.config, {})
   assert.equal(e.cfg.capacity, { cpu: null, memoryMiB: null, diskGiB: null })
   assert.equal(e.cfg.ceph, { monitors: [], pool: 'rbd', user: 'blixard', keyringFile: null })
+  assert.equal(e.cfg.guestFlakeInputs, { nixpkgs: null, microvm: null })
 })
 
 test('enabled: a hardened unit for a dedicated user in kvm with CAP_NET_ADMIN only', () => {
@@ -110,6 +111,7 @@ test('config.toml carries the node/config.ts keys, no nulls, extraSettings merge
     ...KEY, enable: true, name: 'node-7', listenAddresses: ['/ip4/10.0.0.7/tcp/7100'], bootstrapPeers: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWabc'],
     mdns: false, labels: { zone: 'a' }, capacity: { cpu: 16, memoryMiB: 65536 }, hypervisor: 'cloud-hypervisor',
     ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', keyringFile: '/etc/ceph/ceph.client.blixard.keyring' },
+    guestFlakeInputs: { nixpkgs: 'path:/nix/store/00000000000000000000000000000000-source' },
     extraSettings: { labels: { rack: 'r1' }, metrics: { listen: '127.0.0.1:9100' } }
   })
   assert.equal(e.tomlSettings, {
@@ -122,7 +124,7 @@ test('config.toml carries the node/config.ts keys, no nulls, extraSettings merge
     labels: { zone: 'a', rack: 'r1' },
     capacity: { cpu: 16, memoryMiB: 65536 },
     hypervisor: 'cloud-hypervisor',
-    microvm: { stateDir: '/var/lib/microvms' },
+    microvm: { stateDir: '/var/lib/microvms', guestInputs: { nixpkgs: 'path:/nix/store/00000000000000000000000000000000-source' } },
     ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', user: 'blixard', keyringFile: '/etc/ceph/ceph.client.blixard.keyring', conf: '/etc/blixard/ceph.conf' },
     metrics: { listen: '127.0.0.1:9100' }
   })

@@ -99,6 +99,7 @@ test('a qemu guest with RBD, a share, a flake module: parses, and declares what 
   assert.equal(e.modules[2], { marker: 'guest.nixosModules.web' })
   const g = guestOf(e)
   assert.equal(g.networking.hostName, 'web-1')
+  assert.equal((g as Record<string, any>).system.stateVersion, { _type: 'override', priority: 1000, content: '24.11' })
   assert.equal(g.microvm.hypervisor, 'qemu')
   assert.equal(g.microvm.vcpu, 2)
   assert.equal(g.microvm.mem, 512)
