@@ -46,7 +46,8 @@ export const maxVmsFilter: Filter = {
 }
 
 export function constraintHolds (labels: Record<string, string>, c: Constraint): boolean {
-  const v = Object.hasOwn(labels, c.label) ? labels[c.label] : undefined
+  const raw: unknown = labels[c.label]
+  const v = typeof raw === 'string' && Object.hasOwn(labels, c.label) ? raw : undefined
   switch (c.op) {
     case '==': return v === c.value
     case '!=': return v !== c.value

@@ -4,7 +4,7 @@
 import type { Decision, FilterName, NodeVerdict, PlacedVm, PlacementCluster, PlacementConfig, PlacementNode, PlacementRequest, ScoreComponents } from './types.ts'
 import { resolveConfig, type PlacementConfigInput } from './config.ts'
 import { FILTERS, feasible, firstRejection } from './filters.ts'
-import { affinityBound, affinityScore, domainScore, fill, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
+import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
 import { better } from './select.ts'
 import { PlacementError } from './errors.ts'
@@ -86,7 +86,7 @@ export class Placer {
   scores (i: number, req: PlacementRequest): ScoreComponents {
     const n = this.nodes[i]
     return {
-      fit: fitScore(this.config.strategy, fill(n)),
+      fit: fitScore(this.config.strategy, n),
       affinity: affinityScore(n, req),
       domain: this.domain(i, req),
       pressure: pressureScore(n.load, this.config)
@@ -142,7 +142,7 @@ export class Placer {
     const n = this.nodes[i]
     if (n.state !== 'ready') return
     const slots = n.maxVms === null ? Infinity : n.maxVms - n.vmCount
-    idx.insert(i, fitScore(this.config.strategy, fill(n)), i,
+    idx.insert(i, fitScore(this.config.strategy, n), i,
       n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
       n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
       n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,

@@ -23,9 +23,13 @@ function ratio (used: number, cap: number): number {
   return r > 1 ? 1 : r
 }
 
-/** Bin-pack prefers the fullest node that fits (best fit); fewer hosts stay busy. */
+/**
+ * Bin-pack prefers the fullest node that fits (best fit), and any node already in use over an empty one:
+ * 0 for an empty node, 0.5 + 0.5 × fill otherwise. The step keeps soft preferences (affinity, domain spread,
+ * pressure) choosing among busy hosts instead of opening new ones, so fewer hosts stay busy.
+ */
 export function binpackScore (node: PlacementNode): number {
-  return fill(node)
+  return node.vmCount > 0 ? 0.5 + 0.5 * fill(node) : 0
 }
 
 /** Spread prefers the emptiest node; load is evened out. */
@@ -33,8 +37,8 @@ export function spreadScore (node: PlacementNode): number {
   return 1 - fill(node)
 }
 
-export function fitScore (strategy: Strategy, f: number): number {
-  return strategy === 'binpack' ? f : 1 - f
+export function fitScore (strategy: Strategy, node: PlacementNode): number {
+  return strategy === 'binpack' ? binpackScore(node) : spreadScore(node)
 }
 
 /** Soft affinity in [-1, 1]: matched weight ÷ total absolute weight; negative weights repel. */
