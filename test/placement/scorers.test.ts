@@ -6,11 +6,12 @@ import { placeOne } from '../../placement/place.ts'
 import { Placer } from '../../placement/placer.ts'
 import { node, vm } from './fixtures.ts'
 
-const half = node('half', { reserved: { cpu: 8, memoryMiB: 32768, diskGiB: 500 } })
+const half = node('half', { reserved: { cpu: 8, memoryMiB: 32768, diskGiB: 500 }, vmCount: 4 })
 const empty = node('empty')
 
-test('bin-pack scorer: fuller node scores higher, and placement picks it', () => {
-  assert.is(binpackScore(half), 0.5)
+test('bin-pack scorer: fuller node scores higher, a busy node beats an empty one, and placement picks it', () => {
+  assert.is(binpackScore(half), 0.75)
+  assert.is(binpackScore(node('one', { vmCount: 1 })), 0.5)
   assert.is(binpackScore(empty), 0)
   assert.is(placeOne({ nodes: [empty, half], placed: [] }, vm('v'), { strategy: 'binpack' }).nodeId, 'half')
 })
@@ -68,7 +69,7 @@ test('live pressure scorer: hot scores lower, stale ignored', () => {
 })
 
 test('weights are configurable and validated', () => {
-  const a = node('a', { labels: { zone: 'a' }, reserved: { cpu: 8, memoryMiB: 32768, diskGiB: 500 } })
+  const a = node('a', { labels: { zone: 'a' }, reserved: { cpu: 8, memoryMiB: 32768, diskGiB: 500 }, vmCount: 3 })
   const b = node('b', { labels: { zone: 'b' } })
   const req = vm('v', { affinity: [{ label: 'zone', value: 'b', weight: 1 }] })
   assert.is(placeOne({ nodes: [a, b], placed: [] }, req, { weights: { affinity: 0.1 } }).nodeId, 'a')
