@@ -2,8 +2,14 @@
 // through nixString: a guest name or kernel parameter must never become Nix code.
 import { BlixardError } from '../protocols/errors.ts'
 
-/** A piece of Nix code written by us (never built from user input without nixString). */
-export interface NixRaw { readonly nixRaw: string }
+/**
+ * A piece of Nix code written by us (never built from user input without nixString).
+ * A class, not a shape: a user-supplied object with a `nixRaw` key stays data.
+ */
+export class NixRaw {
+  readonly nixRaw: string
+  constructor (code: string) { this.nixRaw = code }
+}
 
 export type NixValue =
   | string
@@ -15,7 +21,7 @@ export type NixValue =
   | { readonly [key: string]: NixValue | undefined }
 
 export function raw (code: string): NixRaw {
-  return { nixRaw: code }
+  return new NixRaw(code)
 }
 
 /**
@@ -49,7 +55,7 @@ export function nixAttrName (name: string): string {
 }
 
 function isRaw (v: NixValue): v is NixRaw {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as { nixRaw?: unknown }).nixRaw === 'string'
+  return v instanceof NixRaw
 }
 
 /** Nix source for a value, indented by `indent` levels of two spaces. Undefined attributes are left out. */

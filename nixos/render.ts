@@ -2,7 +2,7 @@
 // RBD attachments). Pure: the agent writes the files, nix builds them (microvm-host.ts).
 import type { Hypervisor, VmSpec } from '../protocols/model.ts'
 import { BlixardError } from '../protocols/errors.ts'
-import { raw, toNix, nixString, type NixValue, type NixRaw } from './nix-syntax.ts'
+import { raw, toNix, nixString, NixRaw, type NixValue } from './nix-syntax.ts'
 
 /** A TAP the agent created for the guest, and the bridge it joins (the host attaches it: microvm-host.ts). */
 export interface GuestInterface {
@@ -163,7 +163,7 @@ function parseFlakeRef (ref: string): { url: string, attr: string } {
 
 /** `"a" + b + "c"` from literal strings and our own expressions. */
 function concat (...parts: Array<string | NixRaw>): NixRaw {
-  return raw(parts.map((p) => typeof p === 'string' ? nixString(p) : p.nixRaw).join(' + '))
+  return raw(parts.map((p) => p instanceof NixRaw ? p.nixRaw : nixString(p)).join(' + '))
 }
 
 /** QEMU arguments that open each RBD image through librbd (qemu-block-extra / qemu's rbd driver). */

@@ -80,6 +80,8 @@ test('nixString refuses NUL (Nix strings cannot hold it)', () => {
 test('toNix: attribute names that are not identifiers are quoted and escaped', () => {
   const v = { 'a b': 1, if: 2, 'x"${y}': 3, ok: [raw('1 + 1'), -4, true, null] }
   assert.equal(nixEvalJson(toNix(v)), { 'a b': 1, if: 2, 'x"${y}': 3, ok: [2, -4, true, null] })
+  // an object that merely looks like raw code is data
+  assert.equal(nixEvalJson(toNix({ nixRaw: 'builtins.abort "x"' })), { nixRaw: 'builtins.abort "x"' })
 })
 
 test('a qemu guest with RBD, a share, a flake module: parses, and declares what the spec says', () => {
