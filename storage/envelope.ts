@@ -29,3 +29,16 @@ export function decodeEnvelope (data: Uint8Array): CommandEnvelope {
   if (!r.ok) throw BlixardError.from(r.error)
   return r.env
 }
+
+/** The idempotency key of an envelope that failed validation, if it has a usable one: its
+ * rejection is remembered under that key like any other result. */
+export function keyOfInvalid (data: Uint8Array): string | undefined {
+  if (data.byteLength > COMMAND_LIMITS.maxCommandBytes) return undefined
+  try {
+    const raw = decodeCbor(data) as { key?: unknown } | null
+    const key = raw != null && typeof raw === 'object' ? raw.key : undefined
+    return typeof key === 'string' && key.length <= COMMAND_LIMITS.maxIdempotencyKeyLength ? key : undefined
+  } catch {
+    return undefined
+  }
+}

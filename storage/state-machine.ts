@@ -10,7 +10,7 @@ import type { Kv, KvTx, Table } from './kv.ts'
 import { TABLES } from './kv.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
-import { tryDecodeEnvelope } from './envelope.ts'
+import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
 import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
 import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec } from './apply-vms.ts'
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
@@ -87,7 +87,7 @@ export class StateMachine {
       return { ok: true }
     }
     const d = tryDecodeEnvelope(data)
-    const result = d.ok ? this.applyEnvelope(index, d.env) : this.rejected(index, d.error, undefined)
+    const result = d.ok ? this.applyEnvelope(index, d.env) : this.rejectInvalid(index, d.error, keyOfInvalid(data))
     this.appliedIndex = index
     return result
   }
@@ -121,6 +121,16 @@ export class StateMachine {
       if (!(e instanceof BlixardError)) throw e
       return this.rejected(index, e.toJSON(), key)
     }
+  }
+
+  /** An invalid command with a key: a retry gets the stored rejection like any other result. */
+  private rejectInvalid (index: number, error: BlixError, key: string | undefined): ApplyResult {
+    const prior = key === undefined ? undefined : this.kv.get<StoredResult>('idempotency', key)
+    if (prior !== undefined) {
+      this.kv.transaction(tx => { this.advance(tx, index) })
+      return prior.result
+    }
+    return this.rejected(index, error, key)
   }
 
   private rejected (index: number, error: BlixError, key: string | undefined): ApplyResult {
