@@ -1,0 +1,324 @@
+// Node configuration: defaults < TOML file < BLIXARD_* environment < command-line flags, for the
+// same keys. Every value is checked; a bad one is a ConfigError naming the key, where it came
+// from and what was wrong. Capacity not given anywhere is detected from the host.
+import { readFile, statfs } from 'node:fs/promises'
+import { cpus, hostname, totalmem } from 'node:os'
+import { dirname } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Resources } from '../protocols/model.ts'
+
+export type LogLevelName = 'debug' | 'info' | 'warn' | 'error'
+
+export interface NodeConfig {
+  /** where the identity, the Raft log and the state machine live */
+  dataDir: string
+  /** human name of the node (default: the host name) */
+  name: string
+  /** libp2p listen multiaddrs */
+  listen: string[]
+  /** the pnet cluster key file (`blixard keygen PATH`) */
+  clusterKeyFile: string
+  /** multiaddrs with /p2p/<peer id> dialed at start */
+  bootstrap: string[]
+  /** multicast discovery on the LAN (off for local clusters on one host) */
+  mdns: boolean
+  labels: Record<string, string>
+  /** what this node offers to VMs; detected when not configured */
+  capacity: Resources
+  /** HTTP ports (null: disabled) */
+  rpcPort: number | null
+  metricsPort: number | null
+  dashboardPort: number | null
+  raft: {
+    /** one Raft tick (ms) */
+    tickMs: number
+    /** ticks without a leader before a campaign */
+    electionTick: number
+    /** leader heartbeat period in ticks */
+    heartbeatTick: number
+  }
+  logLevel: LogLevelName
+}
+
+export class ConfigError extends Error {
+  constructor (readonly key: string, readonly source: string, message: string) {
+    super(`config ${key} (${source}): ${message}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'strings' | 'multiaddrs' | 'labels' | 'port' | 'level'
+
+interface KeySpec {
+  key: string // dotted path in NodeConfig and in the TOML file
+  flag: string // --flag
+  env: string // BLIXARD_...
+  kind: Kind
+  min?: number
+  max?: number
+  help: string
+}
+
+const K = (key: string, flag: string, env: string, kind: Kind, help: string, min?: number, max?: number): KeySpec => ({ key, flag, env, kind, help, min, max })
+
+export const CONFIG_KEYS: readonly KeySpec[] = [
+  K('dataDir', 'data-dir', 'BLIXARD_DATA_DIR', 'string', 'data directory'),
+  K('name', 'name', 'BLIXARD_NAME', 'string', 'node name'),
+  K('listen', 'listen', 'BLIXARD_LISTEN', 'multiaddrs', 'listen multiaddrs (repeat or comma-separate)'),
+  K('clusterKeyFile', 'cluster-key-file', 'BLIXARD_CLUSTER_KEY_FILE', 'string', 'cluster key file'),
+  K('bootstrap', 'bootstrap', 'BLIXARD_BOOTSTRAP', 'multiaddrs', 'bootstrap peer multiaddrs'),
+  K('mdns', 'mdns', 'BLIXARD_MDNS', 'bool', 'mDNS discovery (--no-mdns to disable)'),
+  K('labels', 'label', 'BLIXARD_LABELS', 'labels', 'node labels k=v (repeat or comma-separate)'),
+  K('capacity.cpu', 'capacity-cpu', 'BLIXARD_CAPACITY_CPU', 'int', 'vCPUs offered (default: detected)', 1, 65536),
+  K('capacity.memoryMiB', 'capacity-memory-mib', 'BLIXARD_CAPACITY_MEMORY_MIB', 'int', 'memory offered, MiB (default: detected)', 64, 1 << 30),
+  K('capacity.diskGiB', 'capacity-disk-gib', 'BLIXARD_CAPACITY_DISK_GIB', 'int', 'disk offered, GiB (default: detected)', 0, 1 << 30),
+  K('rpcPort', 'rpc-port', 'BLIXARD_RPC_PORT', 'port', 'HTTP RPC port (0: any, none: off)'),
+  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'Prometheus metrics port'),
+  K('dashboardPort', 'dashboard-port', 'BLIXARD_DASHBOARD_PORT', 'port', 'dashboard port'),
+  K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
+  K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
+  K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
+  K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error')
+]
+
+/** Defaults for everything but capacity (detected) and name (host name). */
+export const CONFIG_DEFAULTS = {
+  dataDir: '/var/lib/blixard',
+  listen: ['/ip4/0.0.0.0/tcp/7000'],
+  clusterKeyFile: '/etc/blixard/cluster.key',
+  bootstrap: [] as string[],
+  mdns: true,
+  labels: {} as Record<string, string>,
+  rpcPort: null,
+  metricsPort: 9630,
+  dashboardPort: 9631,
+  raft: { tickMs: 100, electionTick: 10, heartbeatTick: 1 },
+  logLevel: 'info' as LogLevelName
+}
+
+const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
+const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
+const SECTIONS = new Set(['capacity', 'raft'])
+
+type Raw = Map<string, { value: unknown, source: string }>
+
+// ---- checking one value ----
+
+function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): unknown {
+  const fail = (what: string): never => { throw new ConfigError(spec.key, source, what) }
+  const show = (x: unknown): string => JSON.stringify(x)?.slice(0, 80) ?? String(x)
+  const list = (x: unknown): string[] => {
+    if (fromText && typeof x === 'string') return x.split(',').map(s => s.trim()).filter(s => s !== '')
+    if (Array.isArray(x)) return x.map((s, i) => typeof s === 'string' ? s : fail(`item ${i} must be a string, got ${show(s)}`))
+    return fail(`expected a list of strings, got ${show(x)}`)
+  }
+  const integer = (x: unknown): number => {
+    const n = fromText && typeof x === 'string' && /^-?\d+$/.test(x.trim()) ? Number(x) : x
+    if (typeof n === 'bigint') return integer(Number(n))
+    if (typeof n !== 'number' || !Number.isSafeInteger(n)) return fail(`expected an integer, got ${show(x)}`)
+    return n
+  }
+  switch (spec.kind) {
+    case 'string':
+      if (typeof v !== 'string' || v === '') fail(`expected a non-empty string, got ${show(v)}`)
+      return v
+    case 'bool':
+      if (typeof v === 'boolean') return v
+      if (fromText && typeof v === 'string') {
+        if (/^(true|1|yes|on)$/i.test(v)) return true
+        if (/^(false|0|no|off)$/i.test(v)) return false
+      }
+      return fail(`expected true or false, got ${show(v)}`)
+    case 'int': {
+      const n = integer(v)
+      if (n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) fail(`${n} is outside [${spec.min}, ${spec.max}]`)
+      return n
+    }
+    case 'port': {
+      if (v === null || v === false || (fromText && typeof v === 'string' && /^(none|off)$/i.test(v))) return null
+      const n = integer(v)
+      if (n < 0 || n > 65535) fail(`port ${n} is outside [0, 65535]`)
+      return n
+    }
+    case 'level':
+      if (v !== 'debug' && v !== 'info' && v !== 'warn' && v !== 'error') fail(`expected debug|info|warn|error, got ${show(v)}`)
+      return v
+    case 'strings':
+      return list(v)
+    case 'multiaddrs':
+      return list(v).map((a, i) => {
+        try { multiaddr(a) } catch (err) { fail(`item ${i} '${a}' is not a multiaddr (${(err as Error).message})`) }
+        if (spec.key === 'bootstrap' && !a.includes('/p2p/')) fail(`item ${i} '${a}' needs a /p2p/<peer id> suffix`)
+        return a
+      })
+    case 'labels': {
+      let pairs: Array<[string, unknown]>
+      if (fromText && typeof v === 'string') {
+        pairs = list(v).map(kv => {
+          const i = kv.indexOf('=')
+          return i > 0 ? [kv.slice(0, i), kv.slice(i + 1)] : fail(`'${kv}' is not key=value`)
+        })
+      } else if (v != null && typeof v === 'object' && !Array.isArray(v)) {
+        pairs = Object.entries(v)
+      } else {
+        return fail(`expected a table of strings, got ${show(v)}`)
+      }
+      const out: Record<string, string> = {}
+      for (const [k, x] of pairs) {
+        if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/.test(k)) fail(`label name '${k}' must be 1-128 letters, digits, . _ / -`)
+        if (typeof x !== 'string' || x.length > 128) return fail(`label ${k} must be a string of at most 128 characters`)
+        out[k] = x
+      }
+      return out
+    }
+  }
+}
+
+// ---- layers ----
+
+function fromToml (text: string, path: string): Raw {
+  const source = `file ${path}`
+  let doc: Record<string, unknown>
+  try {
+    doc = parseToml(text) as Record<string, unknown>
+  } catch (err) {
+    throw new ConfigError('(file)', source, `not valid TOML: ${(err as Error).message.split('\n')[0]}`)
+  }
+  const out: Raw = new Map()
+  for (const [k, v] of Object.entries(doc)) {
+    if (SECTIONS.has(k) && v != null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k2, v2] of Object.entries(v)) {
+        if (!SPEC_BY_KEY.has(`${k}.${k2}`)) throw new ConfigError(`${k}.${k2}`, source, 'unknown key')
+        out.set(`${k}.${k2}`, { value: v2, source })
+      }
+    } else if (SPEC_BY_KEY.has(k)) {
+      out.set(k, { value: v, source })
+    } else {
+      throw new ConfigError(k, source, SECTIONS.has(k) ? `[${k}] must be a table` : 'unknown key')
+    }
+  }
+  return out
+}
+
+function fromEnv (env: Record<string, string | undefined>): Raw {
+  const out: Raw = new Map()
+  for (const spec of CONFIG_KEYS) {
+    const v = env[spec.env]
+    if (v !== undefined) out.set(spec.key, { value: v, source: `env ${spec.env}` })
+  }
+  return out
+}
+
+/** Flags: --key value, --key=value, repeatable list flags, --mdns / --no-mdns; --config PATH. */
+function fromArgv (argv: string[]): { raw: Raw, configPath: string | null } {
+  const out: Raw = new Map()
+  let configPath: string | null = null
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (!arg.startsWith('--')) throw new ConfigError(arg, 'command line', 'unexpected argument')
+    const eq = arg.indexOf('=')
+    let name = eq > 0 ? arg.slice(2, eq) : arg.slice(2)
+    let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : undefined
+    if (name.startsWith('no-') && SPEC_BY_FLAG.get(name.slice(3))?.kind === 'bool' && value === undefined) { name = name.slice(3); value = 'false' }
+    const spec = name === 'config' ? null : SPEC_BY_FLAG.get(name)
+    if (spec === undefined) throw new ConfigError(`--${name}`, 'command line', 'unknown flag')
+    if (value === undefined) {
+      if (spec?.kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1].startsWith('--'))) value = 'true'
+      else if (argv[i + 1] === undefined) throw new ConfigError(spec?.key ?? 'config', `flag --${name}`, 'needs a value')
+      else value = argv[++i]
+    }
+    if (spec == null) { configPath = value; continue }
+    const source = `flag --${name}`
+    const prev = out.get(spec.key)
+    const repeatable = spec.kind === 'multiaddrs' || spec.kind === 'strings' || spec.kind === 'labels'
+    out.set(spec.key, { value: repeatable && prev != null ? `${String(prev.value)},${value}` : value, source })
+  }
+  return { raw: out, configPath }
+}
+
+export interface ResolveInput {
+  /** TOML text of the config file and its path (for messages) */
+  file?: { text: string, path: string } | null
+  env?: Record<string, string | undefined>
+  argv?: string[]
+}
+
+/** The configured values, checked, without detection: capacity fields and name may be missing. */
+export type ResolvedConfig = Omit<NodeConfig, 'capacity' | 'name'> & { name?: string, capacity: Partial<Resources> }
+
+/** Merges the layers (pure: no file or host access) and checks every value. */
+export function resolveConfig (input: ResolveInput): ResolvedConfig {
+  const layers: Array<[Raw, boolean]> = []
+  if (input.file != null) layers.push([fromToml(input.file.text, input.file.path), false])
+  layers.push([fromEnv(input.env ?? {}), true])
+  layers.push([fromArgv(input.argv ?? []).raw, true])
+  const cfg: ResolvedConfig = structuredClone({ ...CONFIG_DEFAULTS, capacity: {} })
+  const target = cfg as unknown as Record<string, Record<string, unknown>>
+  for (const [raw, fromText] of layers) {
+    for (const [key, { value, source }] of raw) {
+      const spec = SPEC_BY_KEY.get(key)!
+      const v = check(spec, value, source, fromText)
+      const [a, b] = key.split('.')
+      if (b === undefined) (target as unknown as Record<string, unknown>)[a] = v
+      else target[a][b] = v
+    }
+  }
+  if (cfg.raft.heartbeatTick >= cfg.raft.electionTick) {
+    throw new ConfigError('raft.heartbeatTick', 'merged', `must be below raft.electionTick (${cfg.raft.electionTick})`)
+  }
+  return cfg
+}
+
+/** The --config path given on the command line or in BLIXARD_CONFIG, if any. */
+export function configPathFrom (argv: string[], env: Record<string, string | undefined>): string | null {
+  return fromArgv(argv).configPath ?? env.BLIXARD_CONFIG ?? null
+}
+
+/** What this host offers when the config does not say: all CPUs, all memory, the data dir's filesystem. */
+export async function detectCapacity (dataDir: string): Promise<Resources> {
+  let dir = dataDir
+  let diskGiB = 0
+  for (;;) {
+    try {
+      const s = await statfs(dir)
+      diskGiB = Math.floor((s.blocks * s.bsize) / 2 ** 30)
+      break
+    } catch {
+      const up = dirname(dir)
+      if (up === dir) break
+      dir = up // the data dir may not exist yet: measure the filesystem it will be on
+    }
+  }
+  return { cpu: Math.max(1, cpus().length), memoryMiB: Math.floor(totalmem() / 2 ** 20), diskGiB }
+}
+
+/** Reads the config file (from --config or BLIXARD_CONFIG), merges env and flags, detects capacity. */
+export async function loadConfig (argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env): Promise<NodeConfig> {
+  const path = configPathFrom(argv, env)
+  let file: ResolveInput['file'] = null
+  if (path != null) {
+    try {
+      file = { text: await readFile(path, 'utf8'), path }
+    } catch (err) {
+      throw new ConfigError('config', path, `cannot read: ${(err as Error).message}`)
+    }
+  }
+  const cfg = resolveConfig({ file, env, argv })
+  const needDetect = cfg.capacity.cpu === undefined || cfg.capacity.memoryMiB === undefined || cfg.capacity.diskGiB === undefined
+  const detected = needDetect ? await detectCapacity(cfg.dataDir) : { cpu: 0, memoryMiB: 0, diskGiB: 0 }
+  return {
+    ...cfg,
+    name: cfg.name ?? hostname(),
+    capacity: {
+      cpu: cfg.capacity.cpu ?? detected.cpu,
+      memoryMiB: cfg.capacity.memoryMiB ?? detected.memoryMiB,
+      diskGiB: cfg.capacity.diskGiB ?? detected.diskGiB
+    }
+  }
+}
+
+/** One line per key: flag, environment variable, meaning. */
+export function configHelp (): string {
+  return CONFIG_KEYS.map(k => `  --${k.flag.padEnd(22)} ${k.env.padEnd(30)} ${k.help}`).join('\n') + '\n  --config PATH            BLIXARD_CONFIG                 TOML config file'
+}

@@ -1,0 +1,114 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir, cpus } from 'node:os'
+import { join } from 'node:path'
+import { resolveConfig, loadConfig, detectCapacity, ConfigError, CONFIG_DEFAULTS, configHelp, CONFIG_KEYS } from '../../node/config.ts'
+
+const PEER = '/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'
+
+const file = (text: string): { text: string, path: string } => ({ text, path: '/etc/blixard.toml' })
+
+function fails (f: () => unknown, key: string, needle: string): void {
+  try {
+    f()
+    assert.unreachable(`accepted; expected an error on ${key}`)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    assert.is(err.key, key, err.message)
+    assert.ok(err.message.includes(needle), `'${err.message}' should mention '${needle}'`)
+  }
+}
+
+test('defaults apply with no file, env or flags', () => {
+  const c = resolveConfig({})
+  assert.is(c.dataDir, CONFIG_DEFAULTS.dataDir)
+  assert.equal(c.listen, CONFIG_DEFAULTS.listen)
+  assert.is(c.mdns, true)
+  assert.equal(c.capacity, {})
+  assert.equal(c.raft, { tickMs: 100, electionTick: 10, heartbeatTick: 1 })
+})
+
+test('file < env < flags, for the same keys', () => {
+  const c = resolveConfig({
+    file: file(`
+dataDir = "/data/file"
+name = "n1"
+listen = ["/ip4/127.0.0.1/tcp/7001"]
+bootstrap = ["${PEER}"]
+mdns = false
+metricsPort = 9100
+[labels]
+zone = "a"
+arch = "x86_64"
+[capacity]
+cpu = 8
+memoryMiB = 16384
+[raft]
+tickMs = 50
+`),
+    env: { BLIXARD_DATA_DIR: '/data/env', BLIXARD_CAPACITY_CPU: '4', BLIXARD_MDNS: 'yes', BLIXARD_LABELS: 'zone=b,gpu=none', UNRELATED: 'x' },
+    argv: ['--data-dir', '/data/flag', '--listen=/ip4/127.0.0.1/tcp/8001', '--listen', '/ip4/127.0.0.1/tcp/8002', '--no-mdns', '--raft-election-tick', '20', '--dashboard-port', 'none']
+  })
+  assert.is(c.dataDir, '/data/flag')
+  assert.is(c.name, 'n1')
+  assert.equal(c.listen, ['/ip4/127.0.0.1/tcp/8001', '/ip4/127.0.0.1/tcp/8002'])
+  assert.equal(c.bootstrap, [PEER])
+  assert.is(c.mdns, false)
+  assert.equal(c.labels, { zone: 'b', gpu: 'none' }) // env replaces the file's table
+  assert.equal(c.capacity, { cpu: 4, memoryMiB: 16384 })
+  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 1 })
+  assert.is(c.metricsPort, 9100)
+  assert.is(c.dashboardPort, null)
+})
+
+test('bad values name the key, the source and what was wrong', () => {
+  fails(() => resolveConfig({ file: file('listen = ["not a multiaddr"]') }), 'listen', 'is not a multiaddr')
+  fails(() => resolveConfig({ file: file('bootstrap = ["/ip4/1.2.3.4/tcp/1"]') }), 'bootstrap', 'needs a /p2p/')
+  fails(() => resolveConfig({ file: file('mdns = "sometimes"') }), 'mdns', 'expected true or false')
+  fails(() => resolveConfig({ file: file('listn = []') }), 'listn', 'unknown key')
+  fails(() => resolveConfig({ file: file('[capacity]\ncpus = 4') }), 'capacity.cpus', 'unknown key')
+  fails(() => resolveConfig({ file: file('[capacity]\ncpu = 0') }), 'capacity.cpu', 'outside')
+  fails(() => resolveConfig({ file: file('[capacity]\ncpu = 1.5') }), 'capacity.cpu', 'expected an integer')
+  fails(() => resolveConfig({ file: file('capacity = 3') }), 'capacity', 'must be a table')
+  fails(() => resolveConfig({ file: file('[labels]\nzone = 3') }), 'labels', 'zone must be a string')
+  fails(() => resolveConfig({ file: file('this is = = not toml') }), '(file)', 'not valid TOML')
+  fails(() => resolveConfig({ env: { BLIXARD_METRICS_PORT: '70000' } }), 'metricsPort', 'env BLIXARD_METRICS_PORT')
+  fails(() => resolveConfig({ env: { BLIXARD_RAFT_TICK_MS: 'fast' } }), 'raft.tickMs', 'expected an integer')
+  fails(() => resolveConfig({ env: { BLIXARD_LABELS: 'novalue' } }), 'labels', "'novalue' is not key=value")
+  fails(() => resolveConfig({ argv: ['--colour', 'red'] }), '--colour', 'unknown flag')
+  fails(() => resolveConfig({ argv: ['--data-dir'] }), 'dataDir', 'needs a value')
+  fails(() => resolveConfig({ argv: ['--log-level', 'loud'] }), 'logLevel', 'flag --log-level')
+  fails(() => resolveConfig({ argv: ['--raft-heartbeat-tick', '10'] }), 'raft.heartbeatTick', 'below raft.electionTick')
+  fails(() => resolveConfig({ argv: ['stray'] }), 'stray', 'unexpected argument')
+})
+
+test('loadConfig reads --config, detects missing capacity, keeps configured parts', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'blixard-cfg-'))
+  try {
+    const p = join(dir, 'node.toml')
+    await writeFile(p, `dataDir = "${join(dir, 'not-yet-created')}"\n[capacity]\nmemoryMiB = 1024\n`)
+    const c = await loadConfig(['--config', p, '--name', 'x'], {})
+    assert.is(c.name, 'x')
+    assert.is(c.capacity.memoryMiB, 1024)
+    assert.is(c.capacity.cpu, cpus().length)
+    assert.ok(c.capacity.diskGiB > 0, `disk ${c.capacity.diskGiB}`)
+    const viaEnv = await loadConfig([], { BLIXARD_CONFIG: p, BLIXARD_NAME: 'y' })
+    assert.is(viaEnv.name, 'y')
+    try { await loadConfig(['--config', join(dir, 'missing.toml')], {}); assert.unreachable() } catch (err) {
+      assert.instance(err, ConfigError)
+      assert.is((err as ConfigError).key, 'config')
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('capacity detection and help cover every key', async () => {
+  const cap = await detectCapacity('/definitely/not/here')
+  assert.ok(cap.cpu >= 1 && cap.memoryMiB > 0 && cap.diskGiB > 0)
+  const help = configHelp()
+  for (const k of CONFIG_KEYS) assert.ok(help.includes(`--${k.flag}`) && help.includes(k.env))
+})
+
+test.run()
