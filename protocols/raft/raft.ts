@@ -687,7 +687,7 @@ export class Raft {
         return
       case 'MsgTimeoutNow':
         // Our leader asks us to take over now: skip pre-vote and the others' leases.
-        this.hup(true)
+        if (m.from === this.lead) this.hup(true)
         return
       case 'MsgReadIndexResp':
         if (m.from === this.lead && m.context !== undefined) this.readStates.push({ index: num(m.index), context: m.context })

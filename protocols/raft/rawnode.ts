@@ -89,7 +89,7 @@ export class RawNode {
     return soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role ||
       !sameHard(this.hardState(), this.prevHard) ||
       r.log.unstable.nextSnapshot() !== null ||
-      r.log.unstable.nextEntries().length > 0 ||
+      r.log.unstable.hasNextEntries() ||
       r.msgs.length > 0 || r.readStates.length > 0 ||
       r.log.hasNextCommittedEntries()
   }

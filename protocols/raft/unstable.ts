@@ -42,6 +42,10 @@ export class Unstable {
     return this.entries.slice(this.offsetInProgress - this.offset)
   }
 
+  hasNextEntries (): boolean {
+    return this.offsetInProgress < this.offset + this.entries.length
+  }
+
   nextSnapshot (): Snapshot | null {
     return this.snapshot !== null && !this.snapshotInProgress ? this.snapshot : null
   }

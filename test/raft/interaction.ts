@@ -95,6 +95,13 @@ export class InteractionEnv {
         this.guard(() => this.node(args[0]).proposeConfChange(cc))
         break
       }
+      case 'add-learner': case 'promote': case 'remove': {
+        // Shorthand: `add-learner 4` asks the current leader, `add-learner 1 4` asks node 1.
+        const [by, target] = args.length > 1 ? [args[0], args[1]] : [this.leader(), args[0]]
+        const type = cmd === 'add-learner' ? 'addLearner' : cmd
+        this.guard(() => this.node(by).proposeConfChange({ type, node: target }))
+        break
+      }
       case 'transfer': this.guard(() => this.node(args[0]).transferLeadership(args[1])); break
       case 'read-index': this.guard(() => this.node(args[0]).readIndex(enc.encode(args[1]))); break
       case 'tick': {
@@ -111,7 +118,7 @@ export class InteractionEnv {
         break
       }
       case 'stabilize': this.stabilize(args.length > 0 ? args : [...this.nodes.keys()]); break
-      case 'isolate': this.isolated.add(args[0]); break
+      case 'isolate': case 'partition': this.isolated.add(args[0]); break
       case 'heal': this.isolated.clear(); break
       case 'log-level': this.quiet = args[0] === 'none'; break
       case 'status': this.status(args[0]); break
@@ -149,6 +156,11 @@ export class InteractionEnv {
     const n = this.sim(id)
     if (n.raw === null) throw new Error(`node ${id} is down`)
     return n.raw
+  }
+
+  private leader (): NodeId {
+    for (const n of this.nodes.values()) if (n.raw?.status().role === 'leader') return n.id
+    throw new Error('no leader')
   }
 
   private newRaw (n: SimNode): RawNode {
