@@ -13,9 +13,10 @@ let
   # TOML has no null: unset optional values are left out, node/config.ts applies its defaults.
   dropNulls = lib.filterAttrs (_: v: v != null);
 
-  # config.toml as node/config.ts reads it; extraSettings wins on any key.
+  # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); extraSettings
+  # (rpcPort, metricsPort, raft.*, logLevel, …) wins on any key.
   settings = lib.recursiveUpdate
-    ({
+    {
       name = cfg.name;
       dataDir = cfg.dataDir;
       listen = cfg.listenAddresses;
@@ -24,22 +25,30 @@ let
       mdns = cfg.mdns;
       labels = cfg.labels;
       capacity = dropNulls cfg.capacity;
-      hypervisor = cfg.hypervisor;
-      microvm = { stateDir = microvmStateDir; } // lib.optionalAttrs (dropNulls cfg.guestFlakeInputs != { }) {
-        guestInputs = dropNulls cfg.guestFlakeInputs;
-      };
-    } // lib.optionalAttrs (cfg.ceph.monitors != [ ]) {
-      ceph = dropNulls {
-        monitors = cfg.ceph.monitors;
-        pool = cfg.ceph.pool;
-        user = cfg.ceph.user;
-        keyringFile = cfg.ceph.keyringFile;
-        conf = "/etc/blixard/ceph.conf";
-      };
-    })
+    }
     cfg.extraSettings;
 
   configFile = settingsFormat.generate "blixard.toml" settings;
+
+  # host.toml: what the NixOS guest path needs beyond node/config.ts's keys (default VMM,
+  # microvm.nix state dir and pinned guest inputs, Ceph). A file of its own so that
+  # config.toml stays loadable by today's node/config.ts, which refuses unknown keys.
+  hostSettings = {
+    hypervisor = cfg.hypervisor;
+    microvm = { stateDir = microvmStateDir; } // lib.optionalAttrs (dropNulls cfg.guestFlakeInputs != { }) {
+      guestInputs = dropNulls cfg.guestFlakeInputs;
+    };
+  } // lib.optionalAttrs (cfg.ceph.monitors != [ ]) {
+    ceph = dropNulls {
+      monitors = cfg.ceph.monitors;
+      pool = cfg.ceph.pool;
+      user = cfg.ceph.user;
+      keyringFile = cfg.ceph.keyringFile;
+      conf = "/etc/blixard/ceph.conf";
+    };
+  };
+
+  hostFile = settingsFormat.generate "blixard-host.toml" hostSettings;
 
   # A client-only ceph.conf for the daemon (rbd create/map) and for QEMU's librbd in microvm@ units.
   cephConf = pkgs.writeText "blixard-ceph.conf" (''
@@ -122,7 +131,7 @@ in
         options = {
           cpu = mkOption { type = types.nullOr types.ints.positive; default = null; description = "vCPUs."; };
           memoryMiB = mkOption { type = types.nullOr types.ints.positive; default = null; description = "MiB."; };
-          diskGiB = mkOption { type = types.nullOr types.ints.positive; default = null; description = "GiB."; };
+          diskGiB = mkOption { type = types.nullOr types.ints.unsigned; default = null; description = "GiB."; };
         };
       };
     };
@@ -203,7 +212,7 @@ in
       type = settingsFormat.type;
       default = { };
       example = { metrics = { listen = "127.0.0.1:9100"; }; };
-      description = "Merged over the generated config.toml (see node/config.ts for the keys).";
+      description = "Merged over the generated config.toml; node/config.ts (CONFIG_KEYS) lists the keys it accepts.";
     };
   };
 
@@ -213,6 +222,15 @@ in
         {
           assertion = lib.hasPrefix "/" (toString cfg.clusterKeyFile);
           message = "services.blixard.clusterKeyFile must be an absolute path read at run time.";
+        }
+        # the daemon checks these at start too (node/config.ts); failing here fails the rebuild, not the boot
+        {
+          assertion = builtins.all (n: builtins.match "[A-Za-z0-9][A-Za-z0-9._/-]{0,127}" n != null) (builtins.attrNames cfg.labels);
+          message = "services.blixard.labels: names must be 1-128 of letters, digits, . _ / - (starting with a letter or digit).";
+        }
+        {
+          assertion = builtins.all (a: builtins.match ".*/p2p/.+" a != null) cfg.bootstrapPeers;
+          message = "services.blixard.bootstrapPeers: every address needs a /p2p/<peer id> suffix.";
         }
       ];
 
@@ -227,6 +245,7 @@ in
 
       environment.systemPackages = [ cfg.package ];
       environment.etc."blixard/config.toml".source = configFile;
+      environment.etc."blixard/host.toml".source = hostFile;
 
       systemd.services.blixard = {
         description = "Blixard node";

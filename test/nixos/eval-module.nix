@@ -104,5 +104,6 @@ in
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) (top.assertions or [ ]));
   # what the stub generators were given (the JSON of `config` only shows their store paths)
   tomlSettings = top.environment.etc."blixard/config.toml".source.value or null;
+  hostSettings = top.environment.etc."blixard/host.toml".source.value or null;
   cephConfText = top.environment.etc."blixard/ceph.conf".source.text or null;
 }

@@ -1,11 +1,12 @@
 // services.blixard evaluated with nix-instantiate against a stub lib (stub-lib.nix, eval-module.nix):
 // option names, types and defaults; the config it produces when enabled (unit hardening, user,
-// firewall, bridges, ceph.conf, microvm.nix host); config.toml's keys; the polkit rule run in JS.
+// firewall, bridges, ceph.conf, microvm.nix host); config.toml loaded by node/config.ts; the polkit rule run in JS.
 // What the stub does not check is listed in stub-lib.nix and eval-module.nix.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'smol-toml'
+import { resolveConfig } from '../../node/config.ts'
 import { toNix, type NixValue } from '../../nixos/nix-syntax.ts'
 import { nixEvalJson, nixEvalError } from './nix-cli.ts'
 
@@ -18,6 +19,7 @@ interface ModuleEval {
   config: Record<string, any>
   failedAssertions: string[]
   tomlSettings: Record<string, unknown> | null
+  hostSettings: Record<string, unknown> | null
   cephConfText: string | null
 }
 
@@ -106,34 +108,63 @@ test('a data dir outside /var/lib: no StateDirectory, and it is writable', () =>
   assert.equal(sc.ReadWritePaths, ['/srv/blixard', '/var/lib/microvms'])
 })
 
-test('config.toml carries the node/config.ts keys, no nulls, extraSettings merged over them', () => {
+test('config.toml is loaded by node/config.ts as is; NixOS-only facts go to host.toml', () => {
   const e = evalModule({
-    ...KEY, enable: true, name: 'node-7', listenAddresses: ['/ip4/10.0.0.7/tcp/7100'], bootstrapPeers: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWabc'],
+    ...KEY, enable: true, name: 'node-7', listenAddresses: ['/ip4/10.0.0.7/tcp/7100', '/ip6/::/tcp/7100'],
+    bootstrapPeers: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'],
     mdns: false, labels: { zone: 'a' }, capacity: { cpu: 16, memoryMiB: 65536 }, hypervisor: 'cloud-hypervisor',
     ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', keyringFile: '/etc/ceph/ceph.client.blixard.keyring' },
     guestFlakeInputs: { nixpkgs: 'path:/nix/store/00000000000000000000000000000000-source' },
-    extraSettings: { labels: { rack: 'r1' }, metrics: { listen: '127.0.0.1:9100' } }
+    extraSettings: { labels: { rack: 'r1' }, metricsPort: 9100, raft: { tickMs: 50 } }
   })
+  assert.equal(e.failedAssertions, [])
   assert.equal(e.tomlSettings, {
     name: 'node-7',
     dataDir: '/var/lib/blixard',
-    listen: ['/ip4/10.0.0.7/tcp/7100'],
+    listen: ['/ip4/10.0.0.7/tcp/7100', '/ip6/::/tcp/7100'],
     clusterKeyFile: '/run/keys/blixard.key',
-    bootstrap: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWabc'],
+    bootstrap: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'],
     mdns: false,
     labels: { zone: 'a', rack: 'r1' },
     capacity: { cpu: 16, memoryMiB: 65536 },
-    hypervisor: 'cloud-hypervisor',
-    microvm: { stateDir: '/var/lib/microvms', guestInputs: { nixpkgs: 'path:/nix/store/00000000000000000000000000000000-source' } },
-    ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', user: 'blixard', keyringFile: '/etc/ceph/ceph.client.blixard.keyring', conf: '/etc/blixard/ceph.conf' },
-    metrics: { listen: '127.0.0.1:9100' }
+    metricsPort: 9100,
+    raft: { tickMs: 50 }
   })
   // TOML cannot hold null: none may be left (smol-toml would silently drop one)
   assert.not.match(JSON.stringify(e.tomlSettings), /null/)
-  assert.match(stringify(e.tomlSettings as Record<string, unknown>), /clusterKeyFile = "\/run\/keys\/blixard.key"/)
+  // the daemon's own loader (unknown keys, multiaddrs, ranges are checked there) accepts it
+  const text = stringify(e.tomlSettings as Record<string, unknown>)
+  const cfg = resolveConfig({ file: { text, path: '/etc/blixard/config.toml' } })
+  assert.is(cfg.name, 'node-7')
+  assert.equal(cfg.listen, ['/ip4/10.0.0.7/tcp/7100', '/ip6/::/tcp/7100'])
+  assert.is(cfg.clusterKeyFile, '/run/keys/blixard.key')
+  assert.is(cfg.mdns, false)
+  assert.equal(cfg.labels, { zone: 'a', rack: 'r1' })
+  assert.equal(cfg.capacity, { cpu: 16, memoryMiB: 65536 })
+  assert.is(cfg.metricsPort, 9100)
+  assert.is(cfg.raft.tickMs, 50)
+  // defaults load too (capacity left to detection)
+  const d = evalModule({ ...KEY, enable: true })
+  assert.equal(resolveConfig({ file: { text: stringify(d.tomlSettings as Record<string, unknown>), path: 'c' } }).capacity, {})
+  // and the loader would refuse a key it does not know: why host.toml is separate
+  assert.throws(() => resolveConfig({ file: { text: stringify({ ...e.tomlSettings, hypervisor: 'qemu' }), path: 'c' } }), /unknown key/)
+
+  assert.equal(e.hostSettings, {
+    hypervisor: 'cloud-hypervisor',
+    microvm: { stateDir: '/var/lib/microvms', guestInputs: { nixpkgs: 'path:/nix/store/00000000000000000000000000000000-source' } },
+    ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', user: 'blixard', keyringFile: '/etc/ceph/ceph.client.blixard.keyring', conf: '/etc/blixard/ceph.conf' }
+  })
+  assert.equal(d.hostSettings, { hypervisor: 'qemu', microvm: { stateDir: '/var/lib/microvms' } })
   assert.is(e.cephConfText, '[global]\nmon_host = 10.0.0.1:6789,[fd00::1]:6789\nkeyring = /etc/ceph/ceph.client.blixard.keyring\n')
   assert.is(e.config.environment.etc['blixard/ceph.conf'].mode, '0644')
   assert.ok(e.config.systemd.services.blixard.path.some((p: string) => p.endsWith('-ceph-client')))
+})
+
+test('label names and bootstrap addresses the daemon would refuse fail the rebuild instead', () => {
+  const bad = evalModule({ ...KEY, enable: true, labels: { '-x': 'a' }, bootstrapPeers: ['/ip4/10.0.0.1/tcp/7000'] })
+  assert.equal(bad.failedAssertions.length, 2)
+  assert.match(bad.failedAssertions[0], /labels/)
+  assert.match(bad.failedAssertions[1], /p2p/)
 })
 
 test('openFirewall opens the listen ports and mDNS; bridges become systemd-networkd netdevs', () => {
