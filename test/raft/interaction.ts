@@ -109,7 +109,10 @@ export class InteractionEnv {
         for (let i = 0; i < n; i++) this.node(args[0]).tick()
         break
       }
-      case 'process-ready': for (const id of args) this.processReady(id); break
+      case 'process-ready':
+        if (args.includes('nosync')) this.processReadyNoSync(args[0])
+        else for (const id of args) this.processReady(id)
+        break
       case 'deliver-msgs': {
         const o = parseOpts(args)
         const drop = o.has('drop')
@@ -235,6 +238,17 @@ export class InteractionEnv {
     return true
   }
 
+  /** The node writes its Ready but loses power before the sync: nothing is sent or applied,
+   * and the node must be crashed next. */
+  private processReadyNoSync (id: NodeId): void {
+    const n = this.sim(id)
+    if (n.raw === null || !n.raw.hasReady()) return
+    const rd = n.raw.ready()
+    this.printReady(id, rd)
+    n.store.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot })
+    this.print('  (written, not synced: nothing sent)')
+  }
+
   private printReady (id: NodeId, rd: Ready): void {
     this.print(`> ${id} handling Ready`)
     if (rd.softState !== null) this.print(`  State: ${rd.softState.role} lead=${rd.softState.leader ?? 'none'}`)
@@ -299,6 +313,8 @@ export class InteractionEnv {
     const n = this.sim(id)
     n.store.crash()
     n.raw = null
+    // Messages on their way to it are lost with it.
+    this.inflight = this.inflight.filter(m => m.to !== id)
     this.print(`${id} crashed; durable log:`)
     this.raftLog(id)
   }
