@@ -225,7 +225,8 @@ export class InteractionEnv {
     n.store.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot })
     if (rd.mustSync) n.store.sync()
     else if (rd.hardState !== null) n.store.sync()
-    this.inflight.push(...rd.messages)
+    // A crashed node receives nothing, not even later.
+    this.inflight.push(...rd.messages.filter(m => this.nodes.get(m.to)?.raw !== null))
     if (rd.snapshot !== null) {
       n.applied = decodeApplied(rd.snapshot.data)
       n.appliedIndex = rd.snapshot.meta.index
