@@ -19,7 +19,7 @@ const host = await createBlixardHost({
 const say = (o: object): void => { process.stdout.write(JSON.stringify(o) + '\n') }
 host.addEventListener('peer:connect', (evt) => say({ connected: evt.detail.toString(), ms: Date.now() - t0 }))
 say({ ready: host.peerId.toString(), addrs: host.getMultiaddrs().map(String) })
-const stop = (): void => { host.stop().finally(() => process.exit(0)) }
+const stop = (): void => { Promise.resolve(host.stop()).finally(() => process.exit(0)) }
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 setTimeout(stop, 60_000).unref()
