@@ -115,10 +115,14 @@ if [ "$DISK" = 1 ]; then
     echo "BLIXARD-DISK $NAME boots=$N" > $CON
   else echo "BLIXARD-DISK $NAME error=no-disk" > $CON; fi
 fi
+# acpid before the marker: a power-button press before it listens is lost,
+# and "ready" must mean "a graceful stop will work"
+acpid -d -c /etc/acpi > $CON 2>&1 &   # -d: stay in the foreground (daemon mode wants /var/log)
+A=$!; i=0
+while [ $i -lt 100 ] && ! ls -l /proc/$A/fd 2>/dev/null | grep -q /dev/input/event; do usleep 20000; i=$((i + 1)); done
 DISKS=$(ls /sys/block 2>/dev/null | tr '\n' ' ')
 ADDR=${IP%/*}
 echo "BLIXARD-GUEST-UP $NAME ${ADDR:-none} uptime=$(cut -d' ' -f1 /proc/uptime) eth0=$MAC disks=[${DISKS% }]" > $CON
-acpid -d -c /etc/acpi > $CON 2>&1 &   # -d: stay in the foreground (daemon mode wants /var/log)
 # console command loop: 'poweroff' or any shell command (for debugging a guest by hand)
 while true; do
   read -r line < $CON || { sleep 3600; continue; }

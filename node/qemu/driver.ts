@@ -43,6 +43,8 @@ export interface QemuDriverOptions {
   /** default: from /proc/cpuinfo */
   tscKhz?: number | null
   qemuBinary?: string
+  /** a command that execs qemu in place (same pid), e.g. ['ip', 'netns', 'exec', 'NS'] to run guests in a network namespace */
+  spawnPrefix?: string[]
   network?: NetworkHook
   log?: Logger
   stopTimeoutMs?: number
@@ -89,6 +91,7 @@ export interface LogOptions {
 export const STOP_TIMEOUT_MS = 10_000
 export const BOOT_TIMEOUT_MS = 120_000
 export const LIVENESS_POLL_MS = 500
+const POWERDOWN_REPEAT_MS = 2_000
 const QMP_CONNECT_MS = 5_000
 /** the ready marker is near the start of the log; bound what is scanned for it */
 const MARKER_SCAN_BYTES = 64 * 1024
@@ -205,7 +208,8 @@ export class QemuDriver {
       let child: ChildProcess
       try {
         // own session and no pipes: qemu must survive the daemon and never block on a dead reader
-        child = spawn(binary, args, { detached: true, stdio: ['ignore', out, out] })
+        const [cmd, ...pre] = [...(this.opts.spawnPrefix ?? []), binary]
+        child = spawn(cmd, [...pre, ...args], { detached: true, stdio: ['ignore', out, out] })
         await new Promise<void>((resolve, reject) => {
           child.once('spawn', resolve)
           child.once('error', (e) => { reject(new QemuError('SpawnFailed', `cannot run ${binary}: ${e.message}`)) })
@@ -233,18 +237,24 @@ export class QemuDriver {
       this.emit({ type: 'stopping', vmId, generation: l.generation })
       const timeoutMs = opts.timeoutMs ?? this.opts.stopTimeoutMs ?? STOP_TIMEOUT_MS
       const deadline = this.now() + timeoutMs
-      try {
-        const qmp = l.qmp ?? await this.connectQmp(l, Math.min(QMP_CONNECT_MS, timeoutMs))
-        await qmp.execute('system_powerdown', undefined, { timeoutMs: Math.max(1, deadline - this.now()) })
-      } catch (e) {
-        this.log.warn('system_powerdown failed; waiting for the timeout, then SIGKILL', { vmId, err: e })
+      // the press is an edge: a guest still booting has nobody listening yet, so press again
+      for (;;) {
+        try {
+          const qmp = l.qmp ?? await this.connectQmp(l, Math.min(QMP_CONNECT_MS, Math.max(1, deadline - this.now())))
+          await qmp.execute('system_powerdown', undefined, { timeoutMs: Math.max(1, deadline - this.now()) })
+        } catch (e) {
+          if (l.exit != null) return l.exit
+          this.log.warn('system_powerdown failed', { vmId, err: e })
+        }
+        const left = deadline - this.now()
+        const exit = await this.waitExit(l, Math.max(0, Math.min(left, POWERDOWN_REPEAT_MS)))
+        if (exit != null) return exit
+        if (left <= POWERDOWN_REPEAT_MS) break
       }
-      const exit = await this.waitExit(l, Math.max(0, deadline - this.now()))
-      if (exit != null) return exit
       this.log.warn('guest did not power off in time; SIGKILL', { vmId, timeoutMs })
       l.forced = true
       signalPid(l.pid, 'SIGKILL')
-      return await l.exited
+      return await this.waitExit(l, null) as ExitRecord
     })
   }
 
@@ -258,7 +268,7 @@ export class QemuDriver {
       l.requested = 'kill'
       this.emit({ type: 'stopping', vmId, generation: l.generation })
       signalPid(l.pid, 'SIGKILL')
-      return await l.exited
+      return await this.waitExit(l, null) as ExitRecord
     })
   }
 
@@ -337,7 +347,7 @@ export class QemuDriver {
       if (l != null && l.exit == null) {
         l.requested ??= 'kill'
         signalPid(l.pid, 'SIGKILL')
-        await l.exited
+        await this.waitExit(l, null)
       }
       const record = await readJson<LaunchRecord>(paths.specFile)
       for (const nic of record?.spec.nics ?? []) {
@@ -513,10 +523,14 @@ export class QemuDriver {
     await this.onExit(l, null, null)
   }
 
-  private async waitExit (l: Live, ms: number): Promise<ExitRecord | null> {
+  /** The exit, or null after ms (null ms: no limit). The timer is ref'd on purpose:
+   * the driver's watchers are not, and a caller waiting here must keep the process alive. */
+  private async waitExit (l: Live, ms: number | null): Promise<ExitRecord | null> {
     let t: NodeJS.Timeout | undefined
-    const timeout = new Promise<null>((resolve) => { t = setTimeout(() => { resolve(null) }, ms) })
-    try { return await Promise.race([l.exited, timeout]) } finally { clearTimeout(t) }
+    const timeout = new Promise<null>((resolve) => {
+      t = ms == null ? setInterval(() => {}, 60_000) : setTimeout(() => { resolve(null) }, ms)
+    })
+    try { return await Promise.race([l.exited, timeout]) } finally { clearInterval(t) }
   }
 
   private async onExit (l: Live, code: number | null, signal: string | null): Promise<void> {

@@ -32,8 +32,9 @@ export interface ReadyMarker {
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const DEFAULT_GUEST_DIR = join(REPO_ROOT, '.guest')
 const BUILD_SCRIPT = join(REPO_ROOT, 'scripts', 'build-tiny-guest.sh')
-const READY = /BLIXARD-GUEST-UP (\S+) (\S+)/
-const DISK = /BLIXARD-DISK (\S+) boots=(\d+)/
+// whole lines only: the console log is read while the guest is still writing it
+const READY = /BLIXARD-GUEST-UP (\S+) (\S+)[^\n]*\n/
+const DISK = /BLIXARD-DISK (\S+) boots=(\d+)\r?\n/
 const WORD = /^[^\s"]+$/
 
 /** The first ready marker in console text, if any. */
