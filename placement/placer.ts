@@ -3,7 +3,7 @@
 // mutating it; no clock, no randomness. See capacity-index.ts for why the fast path is exact.
 import type { Decision, FilterName, NodeVerdict, PlacedVm, PlacementCluster, PlacementConfig, PlacementNode, PlacementRequest, ScoreComponents } from './types.ts'
 import { resolveConfig, type PlacementConfigInput } from './config.ts'
-import { FILTERS, feasible, firstRejection } from './filters.ts'
+import { FILTERS, capabilityFilter, constraintFilter, feasible, firstRejection } from './filters.ts'
 import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
 import { better } from './select.ts'
@@ -12,6 +12,27 @@ import { reserve } from './from-model.ts'
 
 /** Slack for the index's subtree pruning so rounding can never hide a node that the exact filter accepts. */
 const PRUNE_SLACK = 1e-6
+/**
+ * Requests with label constraints or capability requirements walk an index holding only the nodes that pass
+ * those static filters (one per distinct set, built on first use), so a rare constraint does not walk past
+ * thousands of nodes it can never use. Bounded: beyond this many sets, requests fall back to the index of all
+ * nodes and the full filters, which gives the same answer, more slowly.
+ */
+export const MAX_CLASS_INDEXES = 256
+/** a class gets its own index only when it holds at most 1/this of the nodes */
+export const SELECTIVE_CLASS_DIVISOR = 4
+
+/** Identifies a request's static filters (constraints, capabilities); order-sensitive, which only costs reuse. */
+function classKey (req: PlacementRequest): string {
+  let k = ''
+  for (const c of req.constraints) {
+    k += c.label + '\u0000' + c.op + '\u0000'
+    if (c.op === '==' || c.op === '!=') k += c.value
+    else if (c.op === 'in' || c.op === 'not in') k += c.values.join('\u0001')
+    k += '\u0002'
+  }
+  return k + '\u0003' + req.requires.join(',')
+}
 
 export interface PlaceOptions {
   /** full per-node verdicts (one object per node): for `blixard vm explain`, not for the scheduler loop */
@@ -23,7 +44,12 @@ export class Placer {
   /** working copies, sorted by node id */
   readonly nodes: PlacementNode[]
   private readonly byId = new Map<string, number>()
-  private readonly index: CapacityIndex
+  /** index of every ready node */
+  private readonly all: CapacityIndex
+  /** static-filter class key -> index of the ready nodes passing those filters */
+  private readonly classes = new Map<string, CapacityIndex>()
+  /** per node, every index it belongs to */
+  private readonly memberOf: CapacityIndex[][]
   /** spread set -> domain value -> VMs of the set in that domain */
   private readonly domains = new Map<string, Map<string, number>>()
   private readonly stack: Int32Array
@@ -35,7 +61,8 @@ export class Placer {
       if (this.byId.has(n.id)) throw new PlacementError('InvalidSpec', `duplicate node id ${n.id}`)
       this.byId.set(n.id, i)
     })
-    this.index = new CapacityIndex(this.nodes.length)
+    this.all = new CapacityIndex(this.nodes.length)
+    this.memberOf = this.nodes.map(() => [this.all])
     this.stack = new Int32Array(64 + 4 * Math.ceil(Math.log2(this.nodes.length + 2)) * 4)
     for (let i = 0; i < this.nodes.length; i++) this.reindex(i)
     for (const p of cluster.placed) this.countDomain(p.request, p.nodeId, 1)
@@ -137,16 +164,51 @@ export class Placer {
   }
 
   private reindex (i: number): void {
-    const idx = this.index
-    idx.remove(i)
     const n = this.nodes[i]
-    if (n.state !== 'ready') return
+    const ready = n.state === 'ready'
+    const key = fitScore(this.config.strategy, n)
+    const cpu = n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu
+    const mem = n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB
+    const disk = n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB
     const slots = n.maxVms === null ? Infinity : n.maxVms - n.vmCount
-    idx.insert(i, fitScore(this.config.strategy, n), i,
-      n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
-      n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
-      n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,
-      slots)
+    for (const idx of this.memberOf[i]) {
+      idx.remove(i)
+      if (ready) idx.insert(i, key, i, cpu, mem, disk, slots)
+    }
+  }
+
+  /** The index to walk for a request: its static-filter class, built on first use (see MAX_CLASS_INDEXES). */
+  private indexFor (req: PlacementRequest): CapacityIndex {
+    if (req.constraints.length === 0 && req.requires.length === 0) return this.all
+    const key = classKey(req)
+    let idx = this.classes.get(key)
+    if (idx !== undefined) return idx
+    if (this.classes.size >= MAX_CLASS_INDEXES) return this.all
+    const members: number[] = []
+    for (let i = 0; i < this.nodes.length; i++) {
+      const n = this.nodes[i]
+      if (constraintFilter.passes(n, req) && capabilityFilter.passes(n, req)) members.push(i)
+    }
+    // a class holding most nodes walks the shared index: skipping a few non-members is cheaper than
+    // keeping one more index up to date on every placement
+    if (members.length * SELECTIVE_CLASS_DIVISOR > this.nodes.length) {
+      this.classes.set(key, this.all)
+      return this.all
+    }
+    idx = new CapacityIndex(this.nodes.length)
+    this.classes.set(key, idx)
+    for (const i of members) {
+      const n = this.nodes[i]
+      this.memberOf[i].push(idx)
+      if (n.state === 'ready') {
+        idx.insert(i, fitScore(this.config.strategy, n), i,
+          n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
+          n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
+          n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,
+          n.maxVms === null ? Infinity : n.maxVms - n.vmCount)
+      }
+    }
+    return idx
   }
 
   /**
@@ -155,7 +217,7 @@ export class Placer {
    * Allocates nothing per node.
    */
   private fastSelect (req: PlacementRequest): number {
-    const idx = this.index
+    const idx = this.indexFor(req)
     const cfg = this.config
     const w = cfg.weights
     const cpu = req.resources.cpu - PRUNE_SLACK
