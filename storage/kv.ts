@@ -35,6 +35,8 @@ export interface Kv extends KvTx {
   /** Run fn atomically: if it throws, nothing it wrote stays and the error propagates.
    * Calls made outside transaction() are each their own transaction. Nested calls join the outer one. */
   transaction<R>(fn: (tx: KvTx) => R): R
+  /** Make every committed transaction durable (a no-op where nothing is on disk). */
+  flush (): void
   close (): void
 }
 

@@ -75,6 +75,8 @@ export class MemoryKv implements Kv {
     }
   }
 
+  flush (): void {}
+
   close (): void {}
 
   private write (table: Table, key: string, bytes: Uint8Array | undefined): void {

@@ -76,4 +76,17 @@ test('LmdbKv keeps its data across a reopen', () => {
   kv.close()
 })
 
+test('LmdbKv lazy: commits survive a reopen, and flush() never shows in the tables', () => {
+  const dir = tempDir()
+  let kv = LmdbKv.open(dir, { sync: 'lazy' })
+  for (let i = 0; i < 20; i++) kv.transaction(tx => { tx.put('vms', `v${i}`, i) })
+  const before = kv.rawRange('meta').length
+  kv.flush()
+  assert.is(kv.rawRange('meta').length, before)
+  kv.close()
+  kv = LmdbKv.open(dir, { sync: 'lazy' })
+  assert.is(kv.range('vms').length, 20)
+  kv.close()
+})
+
 test.run()
