@@ -26,6 +26,8 @@ export interface RaftTransportInit {
   onMessage: (from: string, msg: Message) => void
   /** a peer could not be reached, or messages to it were dropped: call rawNode.reportUnreachable */
   onUnreachable?: (peer: string) => void
+  /** a MsgSnap was written to the peer's stream (true) or lost (false): call rawNode.reportSnapshot */
+  onSnapshotStatus?: (peer: string, ok: boolean) => void
   /** an inbound message or frame was refused (also logged) */
   onRejected?: (peer: string, err: WireError) => void
   log?: NetLog
@@ -97,7 +99,7 @@ class PeerSender {
     let dropped = 0
     while (this.queue.length > this.t.maxQueue) {
       const i = this.queue.findIndex(m => DROPPABLE_FIRST.has(m.type))
-      this.queue.splice(i >= 0 ? i : 0, 1)
+      this.snapshots(this.queue.splice(i >= 0 ? i : 0, 1), false)
       dropped++
     }
     if (dropped > 0) {
@@ -122,7 +124,9 @@ class PeerSender {
           await writeFrame(stream, batch, this.t.maxFrameBytes)
           this.stats.sentFrames++
           this.stats.sentMsgs += batch.length
+          this.snapshots(batch, true)
         } catch (err) {
+          this.snapshots(batch, false)
           if (err instanceof WireError) {
             // our own batch is too large (a huge snapshot): never retry it, tell Raft
             this.t.log('error', 'raft.send.refused', { peer: this.id, ...errFields(err) })
@@ -158,11 +162,16 @@ class PeerSender {
     }
   }
 
+  private snapshots (batch: Message[], ok: boolean): void {
+    if (batch.some(m => m.type === 'MsgSnap')) this.t.snapshotStatus(this.id, ok)
+  }
+
   /** A dead stream or failed dial: drop what is queued (stale by the time the peer is back),
    * back off, and let Raft know. */
   private fail (err: unknown, lost: number): void {
     this.stats.failures++
     this.stats.dropped += lost + this.queue.length
+    this.snapshots(this.queue, false)
     this.queue.length = 0
     this.stream?.abort(err instanceof Error ? err : new Error(String(err)))
     this.stream = null
@@ -187,6 +196,7 @@ class PeerSender {
 
   close (): void {
     this.closed = true
+    this.snapshots(this.queue, false)
     this.queue.length = 0
     this.stream?.close().catch(() => this.stream?.abort(new Error('closing')))
     this.stream = null
@@ -281,6 +291,10 @@ class RaftTransportService implements RaftTransport {
 
   unreachable (peer: string): void {
     try { this.init.onUnreachable?.(peer) } catch (err) { this.log('error', 'raft.callback.failed', errFields(err)) }
+  }
+
+  snapshotStatus (peer: string, ok: boolean): void {
+    try { this.init.onSnapshotStatus?.(peer, ok) } catch (err) { this.log('error', 'raft.callback.failed', errFields(err)) }
   }
 
   private rejected (peer: string, err: WireError): void {

@@ -19,11 +19,12 @@ interface Node {
   logs: Array<{ level: LogLevel, event: string, fields?: Record<string, unknown> }>
   key: PrivateKey
   onGot?: () => void
+  snaps: Array<[string, boolean]>
 }
 
 async function node (opts: { key?: PrivateKey, listen?: string[], maxQueue?: number } = {}): Promise<Node> {
   const key = opts.key ?? await generateKeyPair('Ed25519')
-  const n = { got: [], unreachable: [], logs: [], key } as unknown as Node
+  const n = { got: [], unreachable: [], logs: [], snaps: [], key } as unknown as Node
   n.host = await testHost<{ raft: RaftTransport }>({
     privateKey: key,
     listen: opts.listen,
@@ -31,6 +32,7 @@ async function node (opts: { key?: PrivateKey, listen?: string[], maxQueue?: num
       raft: raftTransport({
         onMessage: (from, msg) => { n.got.push({ from, msg }); n.onGot?.() },
         onUnreachable: (peer) => n.unreachable.push(peer),
+        onSnapshotStatus: (peer, ok) => n.snaps.push([peer, ok]),
         log: (level, event, fields) => n.logs.push({ level, event, fields }),
         maxQueue: opts.maxQueue,
         reconnectMinMs: 20,
@@ -170,6 +172,22 @@ test('an overflowing queue drops the oldest MsgApp first and reports the peer un
   const st = a.host.services.raft.stats()[ghost.id]
   assert.ok(st.dropped >= 11, `dropped ${st.dropped}`)
   assert.ok(a.logs.some(l => l.event === 'raft.queue.overflow'))
+})
+
+test('snapshot delivery is reported: ok when written, failed when lost', async () => {
+  const [a, , c] = nodes
+  const snap = (to: string): Message => ({ type: 'MsgSnap', from: a.id, to, term: 5, snapshot: { meta: { index: 50, term: 4, conf: { voters: [a.id, to], learners: [] } }, data: new Uint8Array(100_000).fill(7) } })
+  a.snaps.length = 0
+  const before = c.got.length
+  a.host.services.raft.send([snap(c.id)])
+  await until(() => c.got.length === before + 1, 3000, 'snapshot delivery')
+  assert.is(c.got[before].msg.snapshot!.data.byteLength, 100_000)
+  assert.equal(a.snaps, [[c.id, true]])
+  const ghost = await node()
+  await ghost.host.stop()
+  a.host.services.raft.send([snap(ghost.id)])
+  await until(() => a.snaps.length === 2, 3000, 'failed snapshot report')
+  assert.equal(a.snaps[1], [ghost.id, false])
 })
 
 test.run()
