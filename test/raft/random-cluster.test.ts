@@ -43,7 +43,7 @@ class Cluster {
   violation: string | null = null
   private proposals = 0
 
-  constructor (seed: number, readonly bugs: ReadonlySet<RaftBug>) {
+  constructor (seed: number, readonly bugs: ReadonlySet<RaftBug>, readonly maxSizePerMsg: number) {
     this.rnd = mulberry32(seed)
     for (const id of ALL) {
       const conf = VOTERS.includes(id) ? { voters: VOTERS, learners: [] } : { voters: [], learners: [] }
@@ -59,7 +59,7 @@ class Cluster {
     m.appliedIndex = snap.meta.index
     m.raw = new RawNode({
       id: m.id, storage: m.store, electionTick: 10, heartbeatTick: 2, random: this.rnd,
-      applied: m.appliedIndex, maxSizePerMsg: 64, maxInflightMsgs: 4, bugs: this.bugs
+      applied: m.appliedIndex, maxSizePerMsg: this.maxSizePerMsg, maxInflightMsgs: 4, bugs: this.bugs
     })
   }
 
@@ -177,8 +177,8 @@ function keyOf (e: Entry): string {
   return `${e.term}:${e.type}:${new TextDecoder().decode(e.data)}`
 }
 
-function run (seed: number, steps: number, bugs: ReadonlySet<RaftBug>): Cluster {
-  const c = new Cluster(seed, bugs)
+function run (seed: number, steps: number, bugs: ReadonlySet<RaftBug>, maxSizePerMsg = 64): Cluster {
+  const c = new Cluster(seed, bugs, maxSizePerMsg)
   for (let i = 0; i < steps && c.violation === null; i++) c.step()
   return c
 }
@@ -203,6 +203,15 @@ test('the same checks catch bugs=vote-ignores-term', () => {
     if (run(seed, 1500, new Set(['vote-ignores-term'])).violation !== null) caught = seed
   }
   assert.ok(caught > 0, 'no violation found with a broken vote rule')
+})
+
+test('the same checks catch bugs=commit-old-term (one entry per MsgApp)', () => {
+  // The Figure 8 schedule is rare (about 1 seed in 300 here), so the seed is pinned: it was
+  // found by scanning seeds 1..300 with these settings. If the core's behaviour changes, scan
+  // again rather than deleting this test.
+  const c = run(182, 3000, new Set(['commit-old-term']), 1)
+  assert.ok(c.violation !== null, 'the broken commit rule went unnoticed')
+  assert.is(run(182, 3000, new Set(), 1).violation, null)
 })
 
 const arbMessage = fc.record({
