@@ -1,0 +1,46 @@
+// Every error the CLI prints says what went wrong and what to do next
+// (nomad/kubectl style), and maps to a documented exit code.
+import type { BlixError, ErrorKind } from '../../protocols/commands.ts'
+
+/** Exit codes, documented in `blixard help exit-codes` and the README. */
+export const EXIT = {
+  ok: 0,
+  error: 1, // an error not listed below
+  usage: 2, // bad flags or arguments
+  notFound: 3,
+  conflict: 4, // already exists, in use, conflict, no capacity
+  unavailable: 5, // no node reachable, no leader, timeout
+  unauthorized: 6
+} as const
+
+export function exitCodeFor (kind: ErrorKind): number {
+  switch (kind) {
+    case 'NotFound': return EXIT.notFound
+    case 'AlreadyExists': case 'InUse': case 'Conflict': case 'NoCapacity': return EXIT.conflict
+    case 'NotLeader': case 'Unavailable': case 'Timeout': return EXIT.unavailable
+    case 'Unauthorized': return EXIT.unauthorized
+    case 'InvalidSpec': case 'InvalidCommand': case 'BadMessage': case 'TooLarge': return EXIT.usage
+    default: return EXIT.error
+  }
+}
+
+const NEXT: Record<ErrorKind, string> = {
+  NotLeader: 'The cluster is electing a leader; retry in a few seconds.',
+  NotFound: 'Check the name with `blixard vm list` / `blixard nodes` / `blixard volume list`.',
+  AlreadyExists: 'Pick another name, or delete the existing object first.',
+  InvalidSpec: 'Fix the value named above; `blixard help` shows the accepted forms.',
+  InvalidCommand: 'Fix the value named above; `blixard help` shows the accepted forms.',
+  InUse: 'Delete or detach what uses it first.',
+  NoCapacity: 'Add a node, free resources, or relax the constraints; `blixard vm explain NAME` shows why each node was rejected.',
+  Conflict: 'Wait for the operation in progress to finish, then retry.',
+  Unauthorized: 'Ask an admin to run `blixard admin add <your peer id>` (see `blixard whoami`).',
+  Unavailable: 'Check that a quorum of nodes is up (`blixard status --stale`), then retry.',
+  Timeout: 'The cluster may be overloaded or without quorum; retry, or check `blixard status --stale`.',
+  TooLarge: 'Send a smaller request.',
+  BadMessage: 'The node and the CLI may be different versions; upgrade both.',
+  Internal: 'This is a bug in Blixard; please report it with the node logs.'
+}
+
+export function describe (e: BlixError): string {
+  return `Error: ${e.message}\n${NEXT[e.kind]}`
+}

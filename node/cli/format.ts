@@ -1,0 +1,46 @@
+// Human output of the CLI: aligned tables (kubectl style: upper-case headers, two spaces) and
+// small value formatters. Every command also has --json, which bypasses all of this.
+
+export function table (headers: string[], rows: Array<Array<string | number | null | undefined>>): string {
+  const cells = rows.map((r) => r.map((c) => (c == null || c === '' ? '-' : String(c))))
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)))
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()
+  return [line(headers.map((h) => h.toUpperCase())), ...cells.map(line)].join('\n')
+}
+
+export function keyValues (pairs: Array<[string, string | number | null | undefined]>): string {
+  const w = Math.max(...pairs.map(([k]) => k.length))
+  return pairs.map(([k, v]) => `${(k + ':').padEnd(w + 1)}  ${v == null || v === '' ? '-' : String(v)}`).join('\n')
+}
+
+export function mib (n: number): string {
+  return n >= 1024 && n % 1024 === 0 ? `${n / 1024}G` : `${n}M`
+}
+
+export function ago (ms: number): string {
+  if (ms < 0) return 'now'
+  const s = Math.round(ms / 1000)
+  if (s < 60) return `${s}s`
+  const m = Math.round(s / 60)
+  if (m < 60) return `${m}m`
+  const h = Math.round(m / 60)
+  return h < 48 ? `${h}h` : `${Math.round(h / 24)}d`
+}
+
+export function shortId (id: string | null | undefined, n = 12): string {
+  if (id == null) return '-'
+  return id.length > n ? id.slice(-n) : id
+}
+
+export function pct (x: number | null | undefined): string {
+  return x == null ? '-' : `${Math.round(x)}%`
+}
+
+/** Parses sizes like 128M, 2G, 512 (MiB) into MiB. */
+export function parseMiB (s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([mMgG]i?[bB]?)?$/.exec(s.trim())
+  if (m == null) throw new Error(`invalid size "${s}": use e.g. 128M or 2G`)
+  const n = Number(m[1])
+  const unit = (m[2] ?? 'M')[0].toUpperCase()
+  return Math.round(unit === 'G' ? n * 1024 : n)
+}

@@ -1,0 +1,302 @@
+// The Raft shell of a real node: ticks the pure core on a timer, persists each
+// Ready through the LMDB log store (synced before any message that depends on
+// it is sent), applies committed entries to the LMDB state machine, and turns
+// proposals and ReadIndex requests into promises.
+import { randomBytes, randomUUID, randomInt } from 'node:crypto'
+import { RawNode } from '../protocols/raft/rawnode.ts'
+import type { ConfChange, Message, Ready, NodeId } from '../protocols/raft/types.ts'
+import { RaftError } from '../protocols/raft/types.ts'
+import type { LogStore } from '../protocols/raft/storage.ts'
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import { BlixardError } from '../protocols/errors.ts'
+import { encodeEnvelope, decodeEnvelope } from '../storage/state-machine.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { Logger } from './log.ts'
+import type { NodeMetrics } from './metrics.ts'
+
+export interface RaftDriverOptions {
+  id: NodeId
+  store: LogStore
+  sm: StateMachine
+  /** hands messages to the transport; must not block */
+  send: (msgs: Message[]) => void
+  log: Logger
+  metrics?: NodeMetrics
+  /** one Raft tick; election timeout = electionTick × tickMs (randomized up to 2×) */
+  tickMs?: number
+  electionTick?: number
+  heartbeatTick?: number
+  /** take a state-machine snapshot and compact the log every this many applied entries */
+  snapshotEvery?: number
+  /** entries kept behind a snapshot so slow followers can still catch up without one */
+  snapshotKeep?: number
+  proposalTimeoutMs?: number
+  /** called after every applied command (watch streams, events, agents) */
+  onApplied?: (index: number, env: CommandEnvelope, result: ApplyResult) => void
+  /** called when leadership or the leader changes */
+  onLeaderChange?: (leader: NodeId | null, isLeader: boolean, term: number) => void
+}
+
+interface Pending {
+  resolve: (r: ApplyResult) => void
+  reject: (e: Error) => void
+  timer: NodeJS.Timeout
+  t0: bigint
+}
+
+interface ReadWaiter {
+  resolve: () => void
+  reject: (e: Error) => void
+  timer: NodeJS.Timeout
+  index: number | null
+}
+
+/** A PRNG for election jitter: the core takes randomness as a parameter; here it is real randomness. */
+function cryptoRandom (): number {
+  return randomInt(0, 2 ** 48) / 2 ** 48
+}
+
+export class RaftDriver {
+  readonly id: NodeId
+  private readonly node: RawNode
+  private readonly opts: Required<Pick<RaftDriverOptions, 'tickMs' | 'snapshotEvery' | 'snapshotKeep' | 'proposalTimeoutMs'>> & RaftDriverOptions
+  private readonly pending = new Map<string, Pending>()
+  private readonly reads = new Map<string, ReadWaiter>()
+  /** reads whose index is known, waiting for apply */
+  private readonly readsByIndex: ReadWaiter[] = []
+  private ticker: NodeJS.Timeout | null = null
+  private scheduled = false
+  private stopped = false
+  private leader: NodeId | null = null
+  private lastSnapshotIndex: number
+
+  constructor (opts: RaftDriverOptions) {
+    this.id = opts.id
+    this.opts = { tickMs: 100, snapshotEvery: 10_000, snapshotKeep: 1_000, proposalTimeoutMs: 10_000, ...opts }
+    const snap = opts.store.snapshot()
+    this.lastSnapshotIndex = snap.meta.index
+    // The state machine lives in its own LMDB env, committed without fsync (the synced log is the
+    // source of truth and committed entries are re-applied after a crash). If it fell behind the
+    // log's snapshot, the entries in between may be compacted away: start from the snapshot.
+    if (snap.meta.index > opts.sm.applied()) {
+      opts.sm.restore(snap.data, snap.meta.index)
+      opts.log.info('state machine restored from the log snapshot', { index: snap.meta.index })
+    }
+    this.node = new RawNode({
+      id: opts.id,
+      storage: opts.store,
+      electionTick: opts.electionTick ?? 10,
+      heartbeatTick: opts.heartbeatTick ?? 1,
+      random: cryptoRandom,
+      applied: opts.sm.applied(),
+      maxSizePerMsg: 1 << 20,
+      maxInflightMsgs: 256,
+      preVote: true,
+      checkQuorum: true
+    })
+  }
+
+  start (): void {
+    if (this.ticker != null) return
+    this.ticker = setInterval(() => { this.node.tick(); this.schedule() }, this.opts.tickMs)
+    this.schedule()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.ticker != null) clearInterval(this.ticker)
+    this.ticker = null
+    const err = new BlixardError('Unavailable', 'the node is shutting down; retry on another node')
+    for (const [k, p] of this.pending) { clearTimeout(p.timer); p.reject(err); this.pending.delete(k) }
+    for (const [k, r] of this.reads) { clearTimeout(r.timer); r.reject(err); this.reads.delete(k) }
+    for (const r of this.readsByIndex.splice(0)) { clearTimeout(r.timer); r.reject(err) }
+  }
+
+  status (): ReturnType<RawNode['status']> { return this.node.status() }
+  isLeader (): boolean { return this.node.status().role === 'leader' }
+  leaderId (): NodeId | null { return this.node.status().lead }
+
+  /** A message from the transport (already validated). */
+  step (m: Message): void {
+    if (this.stopped) return
+    this.opts.metrics?.raftMessagesReceived.inc({ type: m.type })
+    try { this.node.step(m) } catch (e) { this.opts.log.warn('raft step failed', { type: m.type, from: m.from, err: e }) }
+    this.schedule()
+  }
+
+  reportUnreachable (peer: NodeId): void { this.node.reportUnreachable(peer); this.schedule() }
+  reportSnapshot (peer: NodeId, ok: boolean): void { this.node.reportSnapshot(peer, ok); this.schedule() }
+
+  /** Propose a command on this node, which must be the leader. Resolves with the command's result once applied here. */
+  async propose (env: CommandEnvelope): Promise<ApplyResult> {
+    if (this.stopped) throw new BlixardError('Unavailable', 'the node is shutting down')
+    const key = env.key ?? randomUUID()
+    const full: CommandEnvelope = { ...env, key }
+    const existing = this.pending.get(key)
+    if (existing != null) throw new BlixardError('Conflict', `a command with idempotency key ${key} is already in flight`)
+    return await new Promise<ApplyResult>((resolve, reject) => {
+      try {
+        this.node.propose(encodeEnvelope(full))
+      } catch (e) {
+        reject(raftToBlix(e)); return
+      }
+      const timer = setTimeout(() => {
+        this.pending.delete(key)
+        reject(new BlixardError('Timeout', `command not committed within ${this.opts.proposalTimeoutMs} ms; it may still apply — retry with the same key`))
+      }, this.opts.proposalTimeoutMs)
+      this.pending.set(key, { resolve, reject, timer, t0: process.hrtime.bigint() })
+      this.schedule()
+    })
+  }
+
+  async proposeConfChange (cc: ConfChange): Promise<void> {
+    try { this.node.proposeConfChange(cc) } catch (e) { throw raftToBlix(e) }
+    this.schedule()
+    // Wait until the core has applied it (it leaves pendingConfIndex behind).
+    const deadline = Date.now() + this.opts.proposalTimeoutMs
+    while (Date.now() < deadline) {
+      const st = this.node.status()
+      const inConf = cc.type === 'remove'
+        ? !st.conf.voters.includes(cc.node) && !st.conf.learners.includes(cc.node)
+        : cc.type === 'promote' ? st.conf.voters.includes(cc.node) : st.conf.learners.includes(cc.node) || st.conf.voters.includes(cc.node)
+      if (inConf) return
+      if (st.role !== 'leader') throw new BlixardError('NotLeader', 'leadership changed during the membership change', st.lead ?? undefined)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    throw new BlixardError('Timeout', `membership change ${cc.type} ${cc.node} not applied in time`)
+  }
+
+  transferLeadership (to: NodeId): void { this.node.transferLeadership(to); this.schedule() }
+  campaign (): void { this.node.campaign(); this.schedule() }
+
+  /** Linearizable read barrier: resolves once this node has applied everything committed before the call. */
+  async readBarrier (timeoutMs = 5_000): Promise<void> {
+    if (this.stopped) throw new BlixardError('Unavailable', 'the node is shutting down')
+    const ctx = randomBytes(12)
+    const k = ctx.toString('hex')
+    return await new Promise<void>((resolve, reject) => {
+      try { this.node.readIndex(ctx) } catch (e) { reject(raftToBlix(e)); return }
+      const timer = setTimeout(() => {
+        this.reads.delete(k)
+        const i = this.readsByIndex.indexOf(w); if (i >= 0) this.readsByIndex.splice(i, 1)
+        reject(new BlixardError('Timeout', `linearizable read not confirmed within ${timeoutMs} ms (no quorum?); retry, or read with --stale`))
+      }, timeoutMs)
+      const w: ReadWaiter = { resolve, reject, timer, index: null }
+      this.reads.set(k, w)
+      this.schedule()
+    })
+  }
+
+  private schedule (): void {
+    if (this.scheduled || this.stopped) return
+    this.scheduled = true
+    setImmediate(() => { this.scheduled = false; this.drain() })
+  }
+
+  private drain (): void {
+    for (let i = 0; i < 64 && !this.stopped && this.node.hasReady(); i++) {
+      const t0 = process.hrtime.bigint()
+      this.handle(this.node.ready())
+      this.opts.metrics?.raftReadySeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9)
+    }
+    if (this.node.hasReady()) this.schedule()
+  }
+
+  private handle (rd: Ready): void {
+    const { store, sm } = this.opts
+    if (rd.softState != null) this.noteSoftState(rd.softState.leader, rd.softState.role === 'leader')
+    if (rd.snapshot != null) {
+      store.save({ snapshot: rd.snapshot })
+      sm.restore(rd.snapshot.data, rd.snapshot.meta.index)
+      this.lastSnapshotIndex = rd.snapshot.meta.index
+      this.opts.log.info('installed snapshot', { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term })
+    }
+    if (rd.hardState != null || rd.entries.length > 0) store.save({ hardState: rd.hardState, entries: rd.entries })
+    if (rd.mustSync || rd.snapshot != null) store.sync()
+    // Only now, with everything durable, may messages that acknowledge it leave.
+    if (rd.messages.length > 0) {
+      for (const m of rd.messages) this.opts.metrics?.raftMessagesSent.inc({ type: m.type })
+      this.opts.send(rd.messages)
+    }
+    for (const e of rd.committedEntries) {
+      if (e.type !== 'normal') continue
+      if (e.index <= sm.applied()) continue
+      if (e.data.length === 0) { sm.apply(e.index, e.data); continue }
+      const result = sm.apply(e.index, e.data)
+      let env: CommandEnvelope | null = null
+      try { env = decodeEnvelope(e.data) } catch { env = null }
+      if (env?.key != null) {
+        const p = this.pending.get(env.key)
+        if (p != null) {
+          this.pending.delete(env.key)
+          clearTimeout(p.timer)
+          this.opts.metrics?.raftProposalSeconds.observe(Number(process.hrtime.bigint() - p.t0) / 1e9)
+          p.resolve(result)
+        }
+      }
+      if (env != null && this.opts.onApplied != null) {
+        try { this.opts.onApplied(e.index, env, result) } catch (err) { this.opts.log.warn('onApplied hook failed', { err }) }
+      }
+    }
+    for (const rs of rd.readStates) {
+      const k = Buffer.from(rs.context).toString('hex')
+      const w = this.reads.get(k)
+      if (w == null) continue
+      this.reads.delete(k)
+      w.index = rs.index
+      this.readsByIndex.push(w)
+    }
+    this.releaseReads()
+    this.node.advance(rd)
+    this.maybeCompact()
+    const st = this.node.status()
+    const m = this.opts.metrics
+    if (m != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftAppliedIndex.set(sm.applied()) }
+  }
+
+  private releaseReads (): void {
+    const applied = this.opts.sm.applied()
+    for (let i = this.readsByIndex.length - 1; i >= 0; i--) {
+      const w = this.readsByIndex[i]
+      if (w.index != null && w.index <= applied) {
+        this.readsByIndex.splice(i, 1)
+        clearTimeout(w.timer)
+        w.resolve()
+      }
+    }
+  }
+
+  private noteSoftState (leader: NodeId | null, isLeader: boolean): void {
+    if (leader !== this.leader) {
+      this.leader = leader
+      this.opts.metrics?.raftLeaderChanges.inc()
+      this.opts.log.info('leader changed', { leader, isLeader, term: this.node.status().term })
+      this.opts.onLeaderChange?.(leader, isLeader, this.node.status().term)
+    }
+    this.opts.metrics?.raftIsLeader.set(isLeader ? 1 : 0)
+    if (!isLeader && this.pending.size > 0) {
+      // Our proposals may or may not commit under the new leader; callers retry with the same key (applied once).
+      const err = new BlixardError('Unavailable', 'leadership changed before the command committed; retry with the same key')
+      for (const [k, p] of this.pending) { clearTimeout(p.timer); p.reject(err); this.pending.delete(k) }
+    }
+  }
+
+  private maybeCompact (): void {
+    const applied = this.opts.sm.applied()
+    if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return
+    const conf = this.node.status().conf
+    this.opts.store.compact(applied, conf, this.opts.sm.snapshot(), this.opts.snapshotKeep)
+    this.lastSnapshotIndex = applied
+    this.opts.log.info('compacted log', { index: applied })
+  }
+}
+
+export function raftToBlix (e: unknown): Error {
+  if (e instanceof RaftError) {
+    if (e.kind === 'NotLeader') return new BlixardError('NotLeader', e.message, e.leaderHint ?? undefined)
+    if (e.kind === 'ConfChangeInProgress') return new BlixardError('Conflict', e.message)
+    if (e.kind === 'InvalidConfChange') return new BlixardError('InvalidCommand', e.message)
+    return new BlixardError('Unavailable', e.message)
+  }
+  return e instanceof Error ? e : new Error(String(e))
+}
