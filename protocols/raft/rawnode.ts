@@ -1,5 +1,17 @@
 // The seam between the pure core and its shell (node/ driver, sim/): feed it
 // ticks and messages, take a Ready, do what it says, then advance().
+//
+// Contract for shells, beyond the order documented on Ready:
+// - call advance(rd) for every ready() before the next ready(); the leader counts its own
+//   entries toward a quorum only once advance() says they are persisted;
+// - a MsgSnap that could not be delivered must be reported: reportSnapshot(peer, false)
+//   (or reportUnreachable), else that follower waits in the snapshot state;
+// - conf changes take effect inside ready() as their entries are handed out: status().conf is
+//   the applied configuration; there is no applyConfChange to call;
+// - storage.initialState().conf must reflect every conf entry in the log (snapshot conf plus
+//   the log's conf entries); those entries are not applied a second time after a restart;
+// - transferLeadership() on a follower is forwarded to the leader as MsgTransferLeader whose
+//   context is the target's id in UTF-8; it throws NotLeader when no leader is known.
 import type { ConfChange, ConfState, HardState, Message, NodeId, Ready, Role, SoftState } from './types.ts'
 import type { ProgressState } from './progress.ts'
 import { RaftError } from './types.ts'
