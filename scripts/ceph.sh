@@ -7,7 +7,7 @@
 #   scripts/ceph.sh down   [DIR]  stop the daemons (data kept: memstore persists on a graceful stop)
 #   scripts/ceph.sh status [DIR]  daemons and `ceph -s`; exit 0 only when up with all PGs active+clean
 #   scripts/ceph.sh env    [DIR]  print `export CEPH_CONF=...` for the rbd/ceph clients
-#   scripts/ceph.sh purge  [DIR]  down, then delete DIR
+#   scripts/ceph.sh purge  [DIR]  kill the daemons and delete DIR
 #
 # DIR defaults to .ceph/ in the repository (gitignored).
 # Knobs: CEPH_MON_PORT (msgr2 port, default 13300; msgr1 uses CEPH_MON_PORT+1) so that parallel
@@ -27,6 +27,7 @@ POOL=${CEPH_POOL:-rbd}
 PG_NUM=${CEPH_PG_NUM:-8}
 CALL_TIMEOUT=${CEPH_TIMEOUT:-15}
 UP_TIMEOUT=${CEPH_UP_TIMEOUT:-180}
+MGR_MODULES=/usr/share/ceph/mgr
 PY=/usr/bin/python3          # ceph-common depends on it; not whatever python3 is first on PATH
 export CEPH_CONF=$CONF
 
@@ -86,9 +87,8 @@ import json,sys
 s=json.load(sys.stdin)["pg_summary"]
 n=s.get("num_pgs",0)
 ok=sum(x["num"] for x in s.get("num_pg_by_state",[]) if x["name"]=="active+clean")
-sys.exit(0 if n>0 and ok==n else 1)'
+sys.exit(0 if n>='"$PG_NUM"' and ok==n else 1)'
 }
-pool_exists() { c osd pool ls | grep -qx "$POOL"; }
 
 stop_daemons() {
   # OSDs first and alone (they tell the mon they go down, and memstore saves its data); then
@@ -119,6 +119,19 @@ stop_group() { # stop_group <name>...: TERM all, wait up to 15 s, then KILL the 
   done
   for n in "${names[@]}"; do rm -f "$DIR/run/$n.pid"; done
   log "stopped ${names[*]}"
+}
+
+kill_daemons() { # for a cluster about to be deleted: no graceful shutdown needed
+  local n p pids=()
+  [ -d "$DIR/run" ] || return 0
+  for n in $(daemons); do
+    p=$(pid_of "$n")
+    [ -n "$p" ] && { kill -KILL "$p" 2>/dev/null || true; pids+=("$p"); }
+    rm -f "$DIR/run/$n.pid"
+  done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
 }
 
 write_conf() { # write_conf <fsid> <port>
@@ -167,6 +180,7 @@ mon cluster log file = $DIR/log/cluster.log
 [mgr]
 pid file = $DIR/run/\$name.pid
 mgr data = $DIR/mgr.\$id
+mgr module path = $DIR/mgr-modules
 log file = $DIR/log/\$name.log
 
 [osd]
@@ -192,13 +206,21 @@ bootstrap() {
   local port=${CEPH_MON_PORT:-13300} fsid uuid secret id
   if [ -d "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
     [ -f "$MARK" ] || die "$DIR is not empty and not a scripts/ceph.sh cluster: refusing to wipe it"
-    stop_daemons
+    kill_daemons
     rm -rf "$DIR"
   fi
   port_busy "$port" && die "mon port $port is in use: pick another with CEPH_MON_PORT"
   port_busy $((port + 1)) && die "mon port $((port + 1)) (msgr1) is in use: pick another with CEPH_MON_PORT"
-  mkdir -p "$DIR"/{run,log,crash,mon.a,mgr.x}
+  mkdir -p "$DIR"/{run,log,crash,mon.a,mgr.x,mgr-modules}
   : > "$MARK"
+  # The mgr imports every Python module on its path at start (seconds each on a busy host):
+  # give it only the always-on ones (missing ones are a health error) and iostat.
+  local m
+  for m in mgr_module.py mgr_util.py balancer crash devicehealth iostat orchestrator pg_autoscaler \
+           progress rbd_support status telemetry volumes; do
+    [ -e "$MGR_MODULES/$m" ] || die "ceph-mgr module $MGR_MODULES/$m is missing (install ceph-mgr 16)"
+    ln -s "$MGR_MODULES/$m" "$DIR/mgr-modules/$m"
+  done
   fsid=$(cat /proc/sys/kernel/random/uuid)
   write_conf "$fsid" "$port"
   log "bootstrap in $DIR ($OBJECTSTORE, mon ports $port/$((port + 1)))"
@@ -215,6 +237,12 @@ bootstrap() {
   c auth get-or-create mgr.x mon 'allow profile mgr' mds 'allow *' osd 'allow *' -o "$DIR/mgr.x/keyring"
   ceph-mgr -c "$CONF" -i x
 
+  # The pool needs only the mon: create it before the OSD boots, so the PGs are created and
+  # peered as soon as it is up. (`rbd pool init` would write to the pool and so wait for that.)
+  c osd pool create "$POOL" "$PG_NUM" "$PG_NUM" >/dev/null
+  c osd pool application enable "$POOL" rbd >/dev/null
+  log "pool $POOL created"
+
   uuid=$(cat /proc/sys/kernel/random/uuid)
   secret=$(ceph-authtool --gen-print-key)
   printf '{"cephx_secret": "%s"}\n' "$secret" > "$DIR/osd-new.json"
@@ -224,12 +252,8 @@ bootstrap() {
   printf '[osd.%s]\n\tkey = %s\n' "$id" "$secret" > "$DIR/osd.$id/keyring"
   ceph-osd -c "$CONF" -i "$id" --mkfs --key "$secret" --osd-uuid "$uuid" > "$DIR/log/osd.$id.mkfs.log" 2>&1 \
     || die "osd mkfs failed: see $DIR/log/osd.$id.mkfs.log"
-  ceph-osd -c "$CONF" -i "$id"
+  ceph-osd -c "$CONF" -i "$id" 2>>"$DIR/log/osd.$id.stderr.log"
   wait_for "$DEADLINE" "osd.$id up" osds_up
-
-  c osd pool create "$POOL" "$PG_NUM" "$PG_NUM" >/dev/null
-  r pool init "$POOL"
-  log "pool $POOL created"
   : > "$READY"
 }
 
@@ -245,7 +269,7 @@ start_daemons() {
   for d in "$DIR"/osd.*; do
     [ -d "$d" ] || continue
     id=${d##*/osd.}
-    [ -n "$(pid_of "osd.$id")" ] || ceph-osd -c "$CONF" -i "$id"
+    [ -n "$(pid_of "osd.$id")" ] || ceph-osd -c "$CONF" -i "$id" 2>>"$DIR/log/osd.$id.stderr.log"
   done
   wait_for "$DEADLINE" "osds up" osds_up
 }
@@ -265,9 +289,7 @@ up() {
     bootstrap
   fi
   wait_for "$DEADLINE" "mgr available" mgr_available
-  wait_for "$DEADLINE" "pool $POOL" pool_exists
   wait_for "$DEADLINE" "all PGs active+clean" pgs_clean
-  log "health: $(c health 2>&1 | head -1)"
   log "ceph up in $(elapsed) s (mon port $(mon_port), conf $CONF)"
 }
 
@@ -291,7 +313,7 @@ case "$CMD" in
   purge)
     if [ -d "$DIR" ]; then
       [ -f "$MARK" ] || die "$DIR is not a scripts/ceph.sh cluster: refusing to delete it"
-      stop_daemons; rm -rf "$DIR"; log "purged $DIR"
+      kill_daemons; rm -rf "$DIR"; log "purged $DIR"
     fi ;;
   *) echo "usage: $0 up|down|status|env|purge [DIR]" >&2; exit 2 ;;
 esac
