@@ -1,9 +1,10 @@
 // Node membership in the metadata (not Raft membership): register, update, remove.
 import type { Command } from '../protocols/commands.ts'
-import type { NodeRecord, VmRecord } from '../protocols/model.ts'
+import type { NodeRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { encodeCbor } from './codec.ts'
+import { vmIdsOn } from './apply-vms.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
@@ -61,8 +62,7 @@ export function updateNode (ctx: ApplyContext, c: Cmd<'UpdateNode'>): NodeRecord
 
 export function removeNode (ctx: ApplyContext, c: Cmd<'RemoveNode'>): void {
   if (ctx.tx.get<NodeRecord>('nodes', c.id) === undefined) reject('NotFound', `node ${c.id} not found`)
-  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
-    if (vm.assignedNode === c.id) reject('InUse', `node ${c.id} still has VM ${vm.spec.name} assigned (drain it first)`)
-  }
+  const assigned = vmIdsOn(ctx.tx, c.id)
+  if (assigned.length > 0) reject('InUse', `node ${c.id} still has ${assigned.length} VMs assigned, e.g. ${assigned[0]} (drain it first)`)
   ctx.tx.delete('nodes', c.id)
 }

@@ -2,6 +2,7 @@
 import type { Command } from '../protocols/commands.ts'
 import type { NetworkRecord, NodeRecord, VmRecord, VmSpec, VolumeRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
+import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
@@ -78,11 +79,28 @@ export function setVmDesiredState (ctx: ApplyContext, c: Cmd<'SetVmDesiredState'
   return rec
 }
 
+/** vmsByNode keys: node id, a space (never inside an id), VM id; so one node's VMs are one range. */
+function byNodeKey (node: string, vm: string): string {
+  return `${node} ${vm}`
+}
+
+export function vmIdsOn (tx: KvTx, node: string): string[] {
+  return tx.range<string>('vmsByNode', { start: `${node} `, end: `${node}!` }).map(([, id]) => id)
+}
+
+/** Keep the vmsByNode index in step with an assignment change. */
+function setAssignment (ctx: ApplyContext, vm: string, from: string | null, to: string | null): void {
+  if (from === to) return
+  if (from !== null) ctx.tx.delete('vmsByNode', byNodeKey(from, vm))
+  if (to !== null) ctx.tx.put('vmsByNode', byNodeKey(to, vm), vm)
+}
+
 /** What VMs assigned to a node reserve (the committed capacity placement also counts). */
 export function reservedOn (ctx: ApplyContext, node: string, except: string): { cpu: number, memoryMiB: number, diskGiB: number, vms: number } {
   const r = { cpu: 0, memoryMiB: 0, diskGiB: 0, vms: 0 }
-  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
-    if (vm.assignedNode !== node || vm.id === except) continue
+  for (const id of vmIdsOn(ctx.tx, node)) {
+    const vm = ctx.tx.get<VmRecord>('vms', id)
+    if (vm === undefined || vm.id === except) continue
     r.cpu += vm.spec.vcpus
     r.memoryMiB += vm.spec.memoryMiB
     r.diskGiB += vm.spec.diskGiB
@@ -97,6 +115,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   const vm = getVm(ctx, c.id)
   if (c.node === null) {
     const rec: VmRecord = { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }
+    setAssignment(ctx, vm.id, vm.assignedNode, null)
     ctx.tx.put('vms', vm.id, rec)
     return rec
   }
@@ -112,6 +131,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (used.diskGiB + vm.spec.diskGiB > cap.diskGiB * oc.disk) reject('NoCapacity', `node ${node.name} has no disk left for ${vm.spec.diskGiB} GiB`)
   if (node.maxVms !== null && used.vms + 1 > node.maxVms) reject('NoCapacity', `node ${node.name} already runs its maximum of ${node.maxVms} VMs`)
   const rec: VmRecord = { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }
+  setAssignment(ctx, vm.id, vm.assignedNode, node.id)
   ctx.tx.put('vms', vm.id, rec)
   return rec
 }
@@ -143,6 +163,7 @@ export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): void {
     for (const ip of ips) delete allocations[ip]
     ctx.tx.put('networks', name, { ...net, allocations })
   }
+  setAssignment(ctx, vm.id, vm.assignedNode, null)
   ctx.tx.delete('vmNames', vm.spec.name)
   ctx.tx.delete('vms', vm.id)
 }

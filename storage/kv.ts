@@ -5,7 +5,7 @@
 // back is always a fresh copy and never aliases what was put.
 
 export const TABLES = [
-  'nodes', 'vms', 'vmNames', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta'
+  'nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta'
 ] as const
 export type Table = typeof TABLES[number]
 

@@ -12,7 +12,7 @@ import type { ApplyContext } from './apply-context.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
 import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
 import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
-import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec } from './apply-vms.ts'
+import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
 import { addAdmin, removeAdmin } from './apply-admins.ts'
@@ -24,7 +24,7 @@ export type { ReportOutcome } from './apply-vms.ts'
 export const IDEMPOTENCY_WINDOW = 10_000
 
 /** Tables that make up the model (what stateHash covers). */
-export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'volumes', 'networks', 'admins']
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins']
 
 const SNAPSHOT_VERSION = 1
 
@@ -229,9 +229,11 @@ export class StateMachine {
     return id === undefined ? undefined : this.getVm(id)
   }
 
+  /** All VMs in id order; with `node`, those assigned to it (null: the unassigned ones). */
   listVms (filter: { node?: string | null } = {}): VmRecord[] {
-    const all = this.values<VmRecord>('vms')
-    return filter.node === undefined ? all : all.filter(v => v.assignedNode === filter.node)
+    if (filter.node === undefined) return this.values<VmRecord>('vms')
+    if (filter.node === null) return this.values<VmRecord>('vms').filter(v => v.assignedNode === null)
+    return vmIdsOn(this.kv, filter.node).map(id => this.kv.get<VmRecord>('vms', id)).filter((v): v is VmRecord => v !== undefined)
   }
 
   getVolume (name: string): VolumeRecord | undefined { return this.kv.get<VolumeRecord>('volumes', name) }

@@ -50,6 +50,7 @@ function checkInvariants (sm: StateMachine): void {
   }
   for (const node of sm.listNodes()) {
     const mine = sm.listVms({ node: node.id })
+    assert.equal(mine.map(v => v.id), vms.filter(v => v.assignedNode === node.id).map(v => v.id), `vmsByNode index of ${node.id} matches the VMs`)
     const cpu = mine.reduce((s, v) => s + v.spec.vcpus, 0)
     const mem = mine.reduce((s, v) => s + v.spec.memoryMiB, 0)
     assert.ok(cpu <= node.capacity.cpu * node.overcommit.cpu, `node ${node.id} CPU within capacity`)
