@@ -105,6 +105,7 @@ interface Live {
   record: LaunchRecord
   child: ChildProcess | null
   qmp: QmpClient | null
+  qmpConnecting: Promise<QmpClient> | null
   ready: boolean
   ip: string | null
   requested: StopRequest
@@ -117,6 +118,8 @@ interface Live {
   resolveExited: (r: ExitRecord) => void
   tail: FileTail | null
   timers: NodeJS.Timeout[]
+  /** aborted when watching ends (exit or close): stops QMP connect retries */
+  watching: AbortController
 }
 
 async function readJson<T> (path: string): Promise<T | null> {
@@ -154,6 +157,8 @@ export class QemuDriver {
   private readonly live = new Map<string, Live>()
   private readonly listeners = new Set<(e: VmEvent) => void>()
   private readonly locks = new Map<string, Promise<unknown>>()
+  /** starts between their spawn and their tracking: find() must not adopt those */
+  private readonly spawning = new Map<string, Promise<unknown>>()
   private accel: Promise<Accel> | null = null
   private closed = false
 
@@ -199,31 +204,48 @@ export class QemuDriver {
     return await this.locked(spec.vmId, async () => {
       const running = await this.find(spec.vmId)
       if (running != null) throw new QemuError('AlreadyRunning', `${spec.vmId} already runs as pid ${running.pid}`)
-      await mkdir(paths.dir, { recursive: true })
-      if (await exists(paths.serialLog)) await rename(paths.serialLog, `${paths.serialLog}.1`) // keep the previous boot's console
-      for (const p of [paths.exitFile, paths.pidFile, paths.qmpSock, paths.serialSock]) await rm(p, { force: true })
-      const record: LaunchRecord = { spec, argv: [binary, ...args], accel, startedAt: this.now() }
-      await writeJsonAtomic(paths.specFile, record)
-      const out = openSync(paths.qemuLog, 'a')
-      let child: ChildProcess
-      try {
-        // own session and no pipes: qemu must survive the daemon and never block on a dead reader
-        const [cmd, ...pre] = [...(this.opts.spawnPrefix ?? []), binary]
-        child = spawn(cmd, [...pre, ...args], { detached: true, stdio: ['ignore', out, out] })
-        await new Promise<void>((resolve, reject) => {
-          child.once('spawn', resolve)
-          child.once('error', (e) => { reject(new QemuError('SpawnFailed', `cannot run ${binary}: ${e.message}`)) })
-        })
-      } finally { closeSync(out) }
-      const pid = child.pid as number
-      child.unref()
-      const l = this.track(spec.vmId, pid, paths, record, child)
-      await writeFile(paths.pidFile, `${pid}\n`)
-      this.log.info('qemu started', { vmId: spec.vmId, generation: spec.generation, pid, accel })
-      this.emit({ type: 'starting', vmId: spec.vmId, generation: spec.generation, pid })
-      this.watch(l, false)
-      return { pid, accel }
+      // until the new qemu is tracked, status()/list() wait instead of reading half-replaced files
+      let settle: () => void = () => {}
+      this.spawning.set(spec.vmId, new Promise<void>((resolve) => { settle = resolve }))
+      try { return await this.launch(spec, paths, binary, args, accel) } finally {
+        this.spawning.delete(spec.vmId)
+        settle()
+      }
     })
+  }
+
+  private async launch (spec: QemuLaunchSpec, paths: RuntimePaths, binary: string, args: string[], accel: Accel): Promise<StartResult> {
+    await mkdir(paths.dir, { recursive: true })
+    if (await exists(paths.serialLog)) await rename(paths.serialLog, `${paths.serialLog}.1`) // keep the previous boot's console
+    for (const p of [paths.exitFile, paths.pidFile, paths.qmpSock, paths.serialSock]) await rm(p, { force: true })
+    const record: LaunchRecord = { spec, argv: [binary, ...args], accel, startedAt: this.now() }
+    await writeJsonAtomic(paths.specFile, record)
+    const out = openSync(paths.qemuLog, 'a')
+    // own session and no pipes: qemu must survive the daemon and never block on a dead reader
+    const [cmd, ...pre] = [...(this.opts.spawnPrefix ?? []), binary]
+    const child = spawn(cmd, [...pre, ...args], { detached: true, stdio: ['ignore', out, out] })
+    const spawned = new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve)
+      child.once('error', (e) => { reject(new QemuError('SpawnFailed', `cannot run ${cmd}: ${e.message}`)) })
+    })
+    try {
+      await spawned
+    } catch (e) {
+      const exit = classifyExit({ code: null, signal: null, requested: null, forced: false, shutdownReason: null, guestPanicked: false, ready: false, bootFailure: (e as Error).message, stderrTail: '' }, this.now())
+      await writeJsonAtomic(paths.exitFile, exit)
+      throw e
+    } finally {
+      closeSync(out)
+    }
+    child.on('error', (e) => { this.log.warn('qemu child process error', { vmId: spec.vmId, err: e }) })
+    const pid = child.pid as number
+    child.unref()
+    const l = this.track(spec.vmId, pid, paths, record, child)
+    await writeFile(paths.pidFile, `${pid}\n`)
+    this.log.info('qemu started', { vmId: spec.vmId, generation: spec.generation, pid, accel })
+    this.emit({ type: 'starting', vmId: spec.vmId, generation: spec.generation, pid })
+    this.watch(l, false)
+    return { pid, accel }
   }
 
   /** Graceful stop: ACPI power button through QMP, then SIGKILL after the timeout. */
@@ -402,6 +424,7 @@ export class QemuDriver {
   /** The live qemu of vmId: watched already, or found on disk and adopted. Also
    * records an exit that happened while nobody watched. */
   private async find (vmId: string): Promise<Live | null> {
+    await this.spawning.get(vmId)
     const known = this.live.get(vmId)
     if (known != null && known.exit == null) return known
     const paths = runtimePaths(this.dataDir, vmId)
@@ -439,8 +462,8 @@ export class QemuDriver {
     const exited = new Promise<ExitRecord>((resolve) => { resolveExited = resolve })
     const l: Live = {
       vmId, pid, paths, record, child, generation: record.spec.generation,
-      qmp: null, ready: false, ip: null, requested: null, forced: false, shutdownReason: null,
-      guestPanicked: false, bootFailure: null, exit: null, exited, resolveExited, tail: null, timers: []
+      qmp: null, qmpConnecting: null, ready: false, ip: null, requested: null, forced: false, shutdownReason: null,
+      guestPanicked: false, bootFailure: null, exit: null, exited, resolveExited, tail: null, timers: [], watching: new AbortController()
     }
     this.live.set(vmId, l)
     child?.once('exit', (code, signal) => { void this.onExit(l, code, signal) })
@@ -492,21 +515,31 @@ export class QemuDriver {
   }
 
   private unwatch (l: Live): void {
+    l.watching.abort()
     for (const t of l.timers) clearInterval(t)
     l.timers = []
     l.tail?.stop()
     l.tail = null
   }
 
+  /** The VM's one QMP connection (QEMU serves one client per socket): shared by
+   * the watcher and stop(), opened once even when both ask at the same time. */
   private async connectQmp (l: Live, timeoutMs: number): Promise<QmpClient> {
     if (l.qmp != null && !l.qmp.closed) return l.qmp
-    const qmp = await QmpClient.connect(l.paths.qmpSock, { timeoutMs })
-    if (l.exit != null || this.closed) { await qmp.close(); throw new QemuError('QmpClosed', `${l.vmId} ended`) }
-    l.qmp = qmp
-    qmp.onEvent((e) => { this.onQmpEvent(l, e) })
-    // qemu closes QMP as it exits: look now rather than at the next poll
-    qmp.onClose(() => { if (l.child == null) void this.checkAdopted(l) })
-    return qmp
+    l.qmpConnecting ??= (async () => {
+      const qmp = await QmpClient.connect(l.paths.qmpSock, { timeoutMs: Math.max(timeoutMs, QMP_CONNECT_MS), signal: l.watching.signal })
+      if (l.exit != null || this.closed) { await qmp.close(); throw new QemuError('QmpClosed', `${l.vmId} ended`) }
+      l.qmp = qmp
+      qmp.onEvent((e) => { this.onQmpEvent(l, e) })
+      // qemu closes QMP as it exits: look now rather than at the next poll
+      qmp.onClose(() => { if (l.child == null) void this.checkAdopted(l) })
+      return qmp
+    })().finally(() => { l.qmpConnecting = null })
+    let t: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      t = setTimeout(() => { reject(new QemuError('Timeout', `QMP ${l.paths.qmpSock}: not connected within ${timeoutMs} ms`)) }, timeoutMs)
+    })
+    try { return await Promise.race([l.qmpConnecting, timeout]) } finally { clearTimeout(t) }
   }
 
   private onQmpEvent (l: Live, e: QmpEvent): void {

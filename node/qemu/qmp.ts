@@ -21,6 +21,8 @@ export interface QmpConnectOptions {
   timeoutMs?: number
   /** default bound for each execute() */
   commandTimeoutMs?: number
+  /** stops the retries (e.g. the qemu already exited) */
+  signal?: AbortSignal
 }
 
 export const QMP_CONNECT_TIMEOUT_MS = 5_000
@@ -41,8 +43,9 @@ type Reply =
   | { error: { class: string, desc: string }, id?: string }
   | QmpEvent
 
-async function openSocket (path: string, deadline: number): Promise<Socket> {
+async function openSocket (path: string, deadline: number, signal?: AbortSignal): Promise<Socket> {
   for (;;) {
+    if (signal?.aborted === true) throw new QemuError('QmpClosed', `QMP connect ${path}: aborted`)
     try {
       return await new Promise<Socket>((resolve, reject) => {
         const s = createConnection(path)
@@ -93,7 +96,7 @@ export class QmpClient {
   static async connect (path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
     const timeoutMs = opts.timeoutMs ?? QMP_CONNECT_TIMEOUT_MS
     const deadline = Date.now() + timeoutMs
-    const sock = await openSocket(path, deadline)
+    const sock = await openSocket(path, deadline, opts.signal)
     const c = new QmpClient(path, sock, opts.commandTimeoutMs ?? QMP_COMMAND_TIMEOUT_MS)
     try {
       c.greeting = await new Promise<QmpGreeting>((resolve, reject) => {
