@@ -29,6 +29,8 @@ export const MAX_NODE_ID_LENGTH = 128
 /** Reconnection backoff of the Raft transport: doubles from MIN to MAX, jittered. */
 export const RAFT_RECONNECT_MIN_MS = 50
 export const RAFT_RECONNECT_MAX_MS = 2000
+/** A peer that does not drain a frame we wrote within this is treated as gone (stream reset). */
+export const WRITE_TIMEOUT_MS = 10_000
 /** Opening a stream (dial included) gives up after this. */
 export const DIAL_TIMEOUT_MS = 5000
 

@@ -77,8 +77,11 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
   }
 }
 
-/** Sends one frame; waits for the stream to drain when its buffer is full (backpressure). */
-export async function writeFrame (stream: Stream, value: unknown, maxFrameBytes: number, signal?: AbortSignal): Promise<void> {
+/** Sends one frame; when the stream's buffer is full, waits for it to drain (backpressure), at
+ * most `drainTimeoutMs` when given (then rejects with the abort reason, a TimeoutError). */
+export async function writeFrame (stream: Stream, value: unknown, maxFrameBytes: number, drainTimeoutMs?: number): Promise<void> {
   const frame = encodeFrame(value, maxFrameBytes)
-  if (!stream.send(frame)) await stream.onDrain({ signal })
+  if (!stream.send(frame)) {
+    await stream.onDrain(drainTimeoutMs == null ? undefined : { signal: AbortSignal.timeout(drainTimeoutMs) })
+  }
 }

@@ -11,7 +11,7 @@ import { validateBatch, validateMessage } from '../../protocols/raft-wire.ts'
 import { WireError } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RAFT_BATCH_BYTES, MAX_RAFT_BATCH_MSGS, MAX_RAFT_FRAME_BYTES,
-  RAFT_QUEUE_MAX_MSGS, RAFT_RECONNECT_MAX_MS, RAFT_RECONNECT_MIN_MS
+  RAFT_QUEUE_MAX_MSGS, RAFT_RECONNECT_MAX_MS, RAFT_RECONNECT_MIN_MS, WRITE_TIMEOUT_MS
 } from '../../protocols/limits.ts'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame } from './frame-stream.ts'
@@ -43,6 +43,8 @@ export interface RaftTransportInit {
   reconnectMaxMs?: number
   /** opening a stream, dial included, gives up after this (ms) */
   dialTimeoutMs?: number
+  /** a peer that does not drain a frame within this (ms) gets its stream reset and reconnected */
+  writeTimeoutMs?: number
 }
 
 export interface PeerStats {
@@ -121,7 +123,7 @@ class PeerSender {
         if (stream == null) continue
         const batch = this.takeBatch()
         try {
-          await writeFrame(stream, batch, this.t.maxFrameBytes)
+          await writeFrame(stream, batch, this.t.maxFrameBytes, this.t.writeTimeoutMs)
           this.stats.sentFrames++
           this.stats.sentMsgs += batch.length
           this.snapshots(batch, true)
@@ -212,6 +214,7 @@ class RaftTransportService implements RaftTransport {
   readonly reconnectMinMs: number
   readonly reconnectMaxMs: number
   readonly dialTimeoutMs: number
+  readonly writeTimeoutMs: number
   readonly log: NetLog
   private readonly peers = new Map<string, PeerSender>()
   private readonly inbound = new Set<Stream>()
@@ -226,6 +229,7 @@ class RaftTransportService implements RaftTransport {
     this.reconnectMinMs = init.reconnectMinMs ?? RAFT_RECONNECT_MIN_MS
     this.reconnectMaxMs = init.reconnectMaxMs ?? RAFT_RECONNECT_MAX_MS
     this.dialTimeoutMs = init.dialTimeoutMs ?? DIAL_TIMEOUT_MS
+    this.writeTimeoutMs = init.writeTimeoutMs ?? WRITE_TIMEOUT_MS
     this.log = init.log ?? stderrLog
   }
 

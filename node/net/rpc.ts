@@ -12,7 +12,7 @@ import {
 import { WireError } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
-  RPC_TIMEOUT_MS
+  RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS
 } from '../../protocols/limits.ts'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame } from './frame-stream.ts'
@@ -108,13 +108,15 @@ class RpcServerService implements RpcServer {
     const inflight = new Set<Promise<void>>()
     const watches = new Map<number, AbortController>()
     this.open.add(stream)
+    // a caller that stops reading answers is dropped rather than holding handlers forever
     const send = async (res: RpcResponse): Promise<void> => {
       try {
-        await writeFrame(stream, res, this.maxFrameBytes)
+        await writeFrame(stream, res, this.maxFrameBytes, WRITE_TIMEOUT_MS)
       } catch (err) {
         if (err instanceof WireError && err.kind === 'TooLarge') {
-          await writeFrame(stream, { id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } }, this.maxFrameBytes)
+          await send({ id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } })
         } else {
+          stream.abort(err instanceof Error ? err : new Error(String(err)))
           throw err
         }
       }

@@ -22,7 +22,7 @@ interface Node {
   snaps: Array<[string, boolean]>
 }
 
-async function node (opts: { key?: PrivateKey, listen?: string[], maxQueue?: number } = {}): Promise<Node> {
+async function node (opts: { key?: PrivateKey, listen?: string[], maxQueue?: number, writeTimeoutMs?: number } = {}): Promise<Node> {
   const key = opts.key ?? await generateKeyPair('Ed25519')
   const n = { got: [], unreachable: [], logs: [], snaps: [], key } as unknown as Node
   n.host = await testHost<{ raft: RaftTransport }>({
@@ -35,6 +35,7 @@ async function node (opts: { key?: PrivateKey, listen?: string[], maxQueue?: num
         onSnapshotStatus: (peer, ok) => n.snaps.push([peer, ok]),
         log: (level, event, fields) => n.logs.push({ level, event, fields }),
         maxQueue: opts.maxQueue,
+        writeTimeoutMs: opts.writeTimeoutMs,
         reconnectMinMs: 20,
         reconnectMaxMs: 200,
         dialTimeoutMs: 1000
@@ -172,6 +173,33 @@ test('an overflowing queue drops the oldest MsgApp first and reports the peer un
   const st = a.host.services.raft.stats()[ghost.id]
   assert.ok(st.dropped >= 11, `dropped ${st.dropped}`)
   assert.ok(a.logs.some(l => l.event === 'raft.queue.overflow'))
+})
+
+test('a peer that stops reading gets its stream reset after the write timeout, and is reported', async () => {
+  const a = await node({ writeTimeoutMs: 300 })
+  nodes.push(a)
+  const stuck = await testHost()
+  const streams: import('@libp2p/interface').Stream[] = []
+  await stuck.handle(RAFT_PROTOCOL, (stream) => { stream.pause(); streams.push(stream) })
+  try {
+    await a.host.dial(dialableAddr(stuck))
+    const id = stuck.peerId.toString()
+    const big = new Uint8Array(512 * 1024)
+    const msgs: Message[] = []
+    for (let i = 0; i < 16; i++) msgs.push({ type: 'MsgApp', from: a.id, to: id, term: 1, index: i, logTerm: 1, commit: 0, entries: [{ term: 1, index: i + 1, type: 'normal', data: big }] })
+    const t0 = Date.now()
+    a.host.services.raft.send(msgs)
+    await until(() => a.unreachable.includes(id), 5000, 'unreachable after the write timeout')
+    const took = Date.now() - t0
+    assert.ok(took >= 250, `reported after ${took} ms`)
+    const why = a.logs.find(l => l.event === 'raft.peer.unreachable')
+    console.log(`  stuck reader detected after ${took} ms: ${JSON.stringify(why?.fields)}`)
+    assert.is(why?.fields?.error, 'TimeoutError')
+    assert.ok(a.host.services.raft.stats()[id].failures >= 1)
+    assert.ok(streams.length >= 1)
+  } finally {
+    await stuck.stop()
+  }
 })
 
 test('snapshot delivery is reported: ok when written, failed when lost', async () => {
