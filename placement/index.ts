@@ -15,3 +15,4 @@ export { planRebalance, imbalance, type RebalanceOptions } from './plans/rebalan
 export { planPreemption } from './plans/preempt.ts'
 export { checkPlacementInvariants, checkClusterInvariants } from './invariants.ts'
 export { firstFitDecreasing } from './baseline-ffd.ts'
+export { formatDecision, formatVerdict, formatScores } from './format.ts'

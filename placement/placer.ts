@@ -52,7 +52,7 @@ export class Placer {
   private readonly memberOf: CapacityIndex[][]
   /** spread set -> domain value -> VMs of the set in that domain */
   private readonly domains = new Map<string, Map<string, number>>()
-  private readonly stack: Int32Array
+  private stack: Int32Array
 
   constructor (cluster: PlacementCluster, config: PlacementConfigInput | PlacementConfig = {}) {
     this.config = resolveConfig(config)
@@ -63,7 +63,7 @@ export class Placer {
     })
     this.all = new CapacityIndex(this.nodes.length)
     this.memberOf = this.nodes.map(() => [this.all])
-    this.stack = new Int32Array(64 + 4 * Math.ceil(Math.log2(this.nodes.length + 2)) * 4)
+    this.stack = new Int32Array(8)
     for (let i = 0; i < this.nodes.length; i++) this.reindex(i)
     for (const p of cluster.placed) this.countDomain(p.request, p.nodeId, 1)
   }
@@ -226,13 +226,17 @@ export class Placer {
     const affB = affinityBound(req)
     const domB = req.spreadLabel === null ? 0 : 1
     const counts = this.domainCounts(req)
-    const stack = this.stack
+    let stack = this.stack
     let sp = 0
     let t = idx.root
     let best = -1
     let bestTotal = -Infinity
     for (;;) {
-      while (t >= 0 && idx.subtreeMayFit(t, cpu, mem, disk)) { stack[sp++] = t; t = idx.left[t] }
+      while (t >= 0 && idx.subtreeMayFit(t, cpu, mem, disk)) {
+        if (sp === stack.length) { stack = growStack(stack); this.stack = stack } // a treap this deep is unlikely, not impossible
+        stack[sp++] = t
+        t = idx.left[t]
+      }
       if (sp === 0) break
       t = stack[--sp]
       const fit = idx.key[t]
@@ -287,6 +291,12 @@ export class Placer {
     FILTERS.forEach((f, k) => { if (counts[k] > 0) out[f.name] = counts[k] })
     return out
   }
+}
+
+function growStack (s: Int32Array): Int32Array {
+  const bigger = new Int32Array(s.length * 2)
+  bigger.set(s)
+  return bigger
 }
 
 export function cloneNode (n: PlacementNode): PlacementNode {

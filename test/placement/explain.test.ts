@@ -2,6 +2,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { placeOne, placeBatch } from '../../placement/place.ts'
 import { Placer } from '../../placement/placer.ts'
+import { formatDecision } from '../../placement/format.ts'
 import { node, vm } from './fixtures.ts'
 
 test('explain: one verdict per node, rejected ones name the filter, feasible ones carry every score', () => {
@@ -51,6 +52,17 @@ test('placer input is not mutated', () => {
   p.placeAndCommit(vm('v', { antiAffinityGroup: 'g' }))
   assert.equal(nodes[0].reserved, { cpu: 0, memoryMiB: 0, diskGiB: 0 })
   assert.equal(nodes[0].groups, {})
+})
+
+test('formatDecision: outcome, rejection summary, feasible nodes best first, then rejected ones', () => {
+  const d = placeOne({ nodes: [node('a', { state: 'down' }), node('b'), node('c', { vmCount: 1, reserved: { cpu: 1, memoryMiB: 1, diskGiB: 1 } })], placed: [] }, vm('v'), {}, { explain: true })
+  const lines = formatDecision(d)
+  assert.match(lines[0], /^vm v -> node c, score 0\.5/)
+  assert.is(lines[1], 'rejected: 1 by state')
+  assert.match(lines[2], /^ {2}c: score/)
+  assert.match(lines[3], /^ {2}b: score 0 /)
+  assert.match(lines[4], /^ {2}a: rejected by state: state: node is down/)
+  assert.equal(formatDecision(placeOne({ nodes: [], placed: [] }, vm('x'))), ['vm x: no node passes every filter'])
 })
 
 test.run()
