@@ -37,10 +37,11 @@ export const COMMAND_LIMITS = {
 
 export type Validation<T> = { ok: true, cmd: T } | { ok: false, error: BlixError }
 
-class Invalid extends Error {
+/** Thrown inside validation and caught at its top. Not an Error: capturing a stack for every
+ * rejected field showed up in profiles. */
+class Invalid {
   readonly error: BlixError
   constructor (error: BlixError) {
-    super(error.message)
     this.error = error
   }
 }
