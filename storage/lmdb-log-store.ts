@@ -49,6 +49,9 @@ function isConfState (x: unknown): x is ConfState {
   return Array.isArray(c.voters) && Array.isArray(c.learners)
 }
 
+/** Recent entries kept in memory: the leader re-reads what it just wrote to replicate it. */
+const TAIL_MAX = 4096
+
 /** Persisted meta keys. */
 const K_HARD = 'hardState'
 const K_SNAP = 'snapshot'
@@ -67,6 +70,8 @@ export class LmdbLogStore implements LogStore {
   private terms: number[]
   /** Conf entries in the log, for initialState(). */
   private confs: Array<{ index: number, data: Uint8Array }>
+  /** The last entries written (contiguous, ending at the last stored index), served without LMDB. */
+  private tail: Entry[] = []
   private closed = false
 
   private constructor (env: RootDatabase, opts: LmdbLogStoreOptions) {
@@ -124,6 +129,16 @@ export class LmdbLogStore implements LogStore {
     const out: Entry[] = []
     if (lo >= hi) return out
     let bytes = 0
+    const t0 = this.tail.length > 0 ? this.tail[0].index : Infinity
+    if (lo >= t0) {
+      for (let i = lo; i < hi; i++) {
+        const e = this.tail[i - t0]
+        bytes += e.data.byteLength
+        if (out.length > 0 && maxBytes !== undefined && bytes > maxBytes) break
+        out.push(e)
+      }
+      return out
+    }
     for (const { key, value } of this.log.getRange({ start: lo, end: hi })) {
       const e = decodeEntry(key, value)
       bytes += e.data.byteLength
@@ -160,6 +175,7 @@ export class LmdbLogStore implements LogStore {
     let terms = this.terms
     let confs = this.confs
     let snap = this.snap
+    let tail = this.tail
     const deletes: Array<[number, number]> = [] // inclusive index ranges to remove
     const s = ready.snapshot
     // A snapshot at the current snapshot index is accepted too: a joiner learns the cluster's
@@ -176,6 +192,7 @@ export class LmdbLogStore implements LogStore {
         terms = []
       }
       confs = confs.filter(c => c.index > s.meta.index && agrees)
+      tail = tail.filter(e => e.index > s.meta.index && agrees)
       offset = s.meta.index
       offsetTerm = s.meta.term
       snap = { meta: { index: s.meta.index, term: s.meta.term, conf: copyConf(s.meta.conf) }, data: s.data }
@@ -192,6 +209,11 @@ export class LmdbLogStore implements LogStore {
         terms = terms.slice(0, first - offset - 1).concat(fresh.map(e => e.term))
         confs = confs.filter(c => c.index < first)
         for (const e of fresh) if (e.type === 'conf') confs.push({ index: e.index, data: e.data })
+        // The tail must stay contiguous: drop it if the append does not continue it.
+        const kept = tail.length > 0 && tail[0].index < first ? tail.filter(e => e.index < first) : []
+        const copies = fresh.map(e => ({ term: e.term, index: e.index, type: e.type, data: e.data }))
+        tail = kept.concat(copies)
+        if (tail.length > TAIL_MAX) tail = tail.slice(tail.length - TAIL_MAX)
       }
     }
     const hard = ready.hardState != null ? { term: ready.hardState.term, vote: ready.hardState.vote, commit: ready.hardState.commit } : null
@@ -210,6 +232,7 @@ export class LmdbLogStore implements LogStore {
     this.offsetTerm = offsetTerm
     this.terms = terms
     this.confs = confs
+    this.tail = tail
     this.snap = snap
     if (hard != null) this.hard = hard
   }
@@ -234,6 +257,7 @@ export class LmdbLogStore implements LogStore {
     })
     this.terms = this.terms.slice(dropThrough - this.offset)
     this.confs = this.confs.filter(c => c.index > dropThrough)
+    this.tail = this.tail.filter(e => e.index > dropThrough)
     this.offset = dropThrough
     this.offsetTerm = newOffsetTerm
     this.snap = snap

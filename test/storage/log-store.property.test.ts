@@ -188,6 +188,30 @@ test('append at a gap is refused (Unavailable) and changes nothing', () => {
   s.close()
 })
 
+test('reads across the in-memory tail and the disk agree', () => {
+  const dir = tempDir()
+  const s = LmdbLogStore.open(dir, { noSync: true })
+  let next = 1
+  for (let b = 0; b < 5; b++) {
+    const es: Entry[] = []
+    for (let k = 0; k < 1500; k++, next++) es.push({ index: next, term: 1 + b, type: 'normal', data: dataFor(next, 1 + b) })
+    s.save({ entries: es })
+  }
+  // truncate into the middle, then read everything from both places
+  s.save({ entries: [{ index: 7000, term: 9, type: 'normal', data: dataFor(7000, 9) }] })
+  const all = s.entries(1, 7001)
+  assert.is(all.length, 7000)
+  all.forEach((e, k) => {
+    assert.is(e.index, k + 1)
+    assert.equal([...e.data], [...dataFor(e.index, e.term)])
+  })
+  assert.is(all[6999].term, 9)
+  s.close()
+  const r = LmdbLogStore.open(dir, { noSync: true })
+  assert.equal(r.entries(1, 7001).map(e => [e.index, e.term, [...e.data]]), all.map(e => [e.index, e.term, [...e.data]]))
+  r.close()
+})
+
 test('a closed store refuses writes (Unavailable)', () => {
   const dir = tempDir()
   const s = LmdbLogStore.open(dir)
