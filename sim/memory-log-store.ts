@@ -40,9 +40,39 @@ function termOf (d: DiskState, i: number): number | undefined {
   return undefined
 }
 
+type SaveArgs = { hardState?: HardState | null, entries?: Entry[], snapshot?: Snapshot | null }
+
+/** What save() does to one copy of the disk. In place: appends cost what they write. */
+function applySave (d: DiskState, ready: SaveArgs): void {
+  const s = ready.snapshot
+  // A snapshot at the current snapshot index is accepted too: a joiner learns the cluster's
+  // initial configuration from the leader's index-0 snapshot.
+  if (s != null && s.meta.index >= d.snapshot.meta.index) {
+    // Entries after a snapshot that agrees with our log stay; otherwise the log restarts after it.
+    const agrees = termOf(d, s.meta.index) === s.meta.term
+    d.entries = agrees ? d.entries.slice(s.meta.index - d.offset) : []
+    d.offset = s.meta.index
+    d.offsetTerm = s.meta.term
+    d.snapshot = copySnapshot(s)
+  }
+  if (ready.entries != null && ready.entries.length > 0) {
+    let k = 0
+    while (k < ready.entries.length && ready.entries[k].index <= d.offset) k++
+    if (k < ready.entries.length) {
+      const first = ready.entries[k].index
+      if (first > lastOf(d) + 1) throw new RaftError('Unavailable', `append at ${first} leaves a gap after ${lastOf(d)}`)
+      d.entries.length = first - d.offset - 1
+      for (; k < ready.entries.length; k++) d.entries.push(ready.entries[k])
+    }
+  }
+  if (ready.hardState != null) d.hardState = { ...ready.hardState }
+}
+
 export class MemoryLogStore implements LogStore {
   private live: DiskState
   private durable: DiskState
+  /** Saves since the last sync, in order (replayed onto `durable` by sync()). */
+  private unsynced: SaveArgs[] = []
   private closed = false
 
   constructor (initial?: { conf: ConfState }) {
@@ -106,34 +136,17 @@ export class MemoryLogStore implements LogStore {
     return this.live.snapshot
   }
 
-  save (ready: { hardState?: HardState | null, entries?: Entry[], snapshot?: Snapshot | null }): void {
+  save (ready: SaveArgs): void {
     this.assertOpen()
-    const d = this.live
-    const s = ready.snapshot
-    // A snapshot at the current snapshot index is accepted too: a joiner learns the cluster's
-    // initial configuration from the leader's index-0 snapshot.
-    if (s != null && s.meta.index >= d.snapshot.meta.index) {
-      // Entries after a snapshot that agrees with our log stay; otherwise the log restarts after it.
-      const agrees = termOf(d, s.meta.index) === s.meta.term
-      d.entries = agrees ? d.entries.slice(s.meta.index - d.offset) : []
-      d.offset = s.meta.index
-      d.offsetTerm = s.meta.term
-      d.snapshot = copySnapshot(s)
-    }
-    if (ready.entries != null && ready.entries.length > 0) {
-      const fresh = ready.entries.filter(e => e.index > d.offset)
-      if (fresh.length > 0) {
-        const first = fresh[0].index
-        if (first > lastOf(d) + 1) throw new RaftError('Unavailable', `append at ${first} leaves a gap after ${lastOf(d)}`)
-        d.entries = d.entries.slice(0, first - d.offset - 1).concat(fresh)
-      }
-    }
-    if (ready.hardState != null) d.hardState = { ...ready.hardState }
+    applySave(this.live, ready)
+    this.unsynced.push(ready)
   }
 
   sync (): void {
     this.assertOpen()
-    this.durable = copyDisk(this.live)
+    // Replay the unsynced saves on the durable copy: cost follows the writes, not the log size.
+    for (const r of this.unsynced) applySave(this.durable, r)
+    this.unsynced = []
   }
 
   compact (index: number, conf: ConfState, data: Uint8Array, keep = 0): void {
@@ -153,6 +166,7 @@ export class MemoryLogStore implements LogStore {
   /** Power loss: every save() not followed by sync() is gone. */
   crash (): void {
     this.live = copyDisk(this.durable)
+    this.unsynced = []
   }
 
   /** What a crash would leave (for checkers). */

@@ -61,6 +61,7 @@ export class Raft {
   pendingConfIndex = 0
   leadTransferee: NodeId | null = null
   private uncommittedBytes = 0
+  private bcastPending = false
   msgs: Message[] = []
   readStates: ReadState[] = []
   private readonly readOnly = new ReadOnly()
@@ -298,10 +299,25 @@ export class Raft {
     return true
   }
 
+  /** Broadcast once, when the shell next asks for a Ready: many proposals and acknowledgements
+   * then share one MsgApp per follower (batching). */
+  private bcastSoon (): void {
+    this.bcastPending = true
+  }
+
+  /** Called by RawNode before it looks for a Ready. */
+  flushBroadcast (): void {
+    if (!this.bcastPending) return
+    this.bcastPending = false
+    if (this.role === 'leader') this.bcastAppend()
+  }
+
   /** New entries to everyone; an empty MsgApp only to those not yet told the commit index. */
   private bcastAppend (): void {
     for (const [id, pr] of this.tracker.progress) {
-      if (id !== this.id) this.maybeSendAppend(id, pr.sentCommit < this.log.committed)
+      if (id === this.id || !this.maybeSendAppend(id, pr.sentCommit < this.log.committed)) continue
+      // A replicating follower gets as many MsgApps as its window allows (pipelining).
+      if (pr.state === 'replicate') while (this.maybeSendAppend(id, false)) { /* until paused or sent all */ }
     }
   }
 
@@ -345,7 +361,7 @@ export class Raft {
 
   private maybeCommitAndBroadcast (): void {
     if (this.maybeCommit()) {
-      this.bcastAppend()
+      this.bcastSoon()
       this.releasePendingReads()
     }
   }
@@ -365,7 +381,7 @@ export class Raft {
     if (!this.appendEntries([{ term: 0, index: 0, type: 'normal', data }])) {
       throw new RaftError('ProposalDropped', 'too many uncommitted bytes')
     }
-    this.bcastAppend()
+    this.bcastSoon()
   }
 
   proposeConfChange (cc: ConfChange): void {
@@ -379,7 +395,7 @@ export class Raft {
       throw new RaftError('ProposalDropped', 'too many uncommitted bytes')
     }
     this.pendingConfIndex = this.log.lastIndex()
-    this.bcastAppend()
+    this.bcastSoon()
   }
 
   private checkCanPropose (): void {
@@ -489,7 +505,7 @@ export class Raft {
     if (this.leadTransferee !== null && !this.tracker.isVoter(this.leadTransferee)) this.leadTransferee = null
     // A smaller quorum may commit more; new members need their first append.
     this.maybeCommitAndBroadcast()
-    this.bcastAppend()
+    this.bcastSoon()
   }
 
   /** A snapshot was installed: its configuration is the applied one now. */
@@ -637,7 +653,7 @@ export class Raft {
     } else if (pr.state === 'replicate') pr.inflights.freeLE(index)
 
     if (this.maybeCommit()) {
-      this.bcastAppend()
+      this.bcastSoon()
       this.releasePendingReads()
     } else if (wasPaused && pr.sentCommit < this.log.committed) {
       // Nothing new to send, but the follower has not been told the latest commit index.

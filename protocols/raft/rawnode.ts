@@ -97,6 +97,7 @@ export class RawNode {
 
   hasReady (): boolean {
     const r = this.raft
+    r.flushBroadcast()
     const soft = this.softState()
     return soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role ||
       !sameHard(this.hardState(), this.prevHard) ||
@@ -108,6 +109,7 @@ export class RawNode {
 
   ready (): Ready {
     const r = this.raft
+    r.flushBroadcast()
     // Conf changes take effect as their entries are handed out; that may change role and messages.
     const committedEntries = r.log.nextCommittedEntries(MAX_COMMITTED_BYTES_PER_READY)
     r.applyCommitted(committedEntries)
