@@ -22,4 +22,4 @@ say({ ready: host.peerId.toString(), addrs: host.getMultiaddrs().map(String) })
 const stop = (): void => { Promise.resolve(host.stop()).finally(() => process.exit(0)) }
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
-setTimeout(stop, 60_000).unref()
+setTimeout(stop, 150_000).unref() // the test kills us; this only bounds an orphan
