@@ -3,6 +3,7 @@
 // devices). Pure: every input is passed in, the result is an argv.
 import { basename } from 'node:path'
 import { QemuError } from './errors.ts'
+import { VM_ID } from './paths.ts'
 
 export type Accel = 'kvm' | 'tcg'
 
@@ -61,7 +62,6 @@ export const MIN_MEMORY_MIB = 80
 export const MAX_VCPUS = 255
 /** sun_path is 108 bytes including the terminating NUL */
 const MAX_SOCKET_PATH = 107
-const VM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const TAP = /^[A-Za-z0-9_.-]{1,15}$/
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i
 const RBD_NAME = /^[A-Za-z0-9_.-]+$/

@@ -9,9 +9,10 @@ import { silentLogger, type Logger } from '../log.ts'
 import { buildQemuArgv, tscKhzFromCpuinfo, type Accel, type BootSpec, type DriveSpec, type NicSpec } from './cmdline.ts'
 import { QemuError } from './errors.ts'
 import { classifyExit, type ExitRecord, type StopRequest } from './exit.ts'
+import { followConsole, readConsole } from './console-log.ts'
 import { tailFile, type FileTail } from './file-tail.ts'
 import { probeKvm } from './kvm-probe.ts'
-import { runtimePaths, vmsDir, type RuntimePaths } from './paths.ts'
+import { runtimePaths, vmsDir, VM_ID, type RuntimePaths } from './paths.ts'
 import { findQemuPids, isOurQemu, signalPid } from './proc.ts'
 import { QmpClient, type QmpEvent } from './qmp.ts'
 import { loadTinyGuest, parseReadyMarker } from './tiny-guest.ts'
@@ -315,6 +316,7 @@ export class QemuDriver {
     try { names = await readdir(vmsDir(this.dataDir)) } catch { return [] }
     const out: VmRuntimeStatus[] = []
     for (const vmId of names.sort()) {
+      if (!VM_ID.test(vmId)) continue // not ours
       try { out.push(await this.status(vmId)) } catch (e) {
         if (!(e instanceof QemuError && e.kind === 'NotFound')) throw e
       }
@@ -322,41 +324,18 @@ export class QemuDriver {
     return out
   }
 
-  /** The guest's console: the whole log (or its last tailBytes), then with follow what comes next. */
+  /** The guest's console: the whole log (or its last tailBytes), then with follow
+   * what comes next until the qemu exits or opts.signal aborts. */
   async * logs (vmId: string, opts: LogOptions = {}): AsyncGenerator<string> {
     const paths = runtimePaths(this.dataDir, vmId)
     if (!await exists(paths.specFile)) throw new QemuError('NotFound', `no runtime dir for ${vmId}`)
-    let size = 0
-    try { size = (await stat(paths.serialLog)).size } catch {}
-    const from = opts.tailBytes != null ? Math.max(0, size - opts.tailBytes) : 0
     const l = opts.follow === true ? await this.find(vmId) : null
     if (l == null || l.exit != null) {
-      let text = ''
-      const t = tailFile(paths.serialLog, (s) => { text += s }, from)
-      await t.poke()
-      t.stop()
+      const { text } = await readConsole(paths.serialLog, opts)
       if (text !== '') yield text
       return
     }
-    const queue: string[] = []
-    let wake: (() => void) | null = null
-    let ended = false
-    const t = tailFile(paths.serialLog, (s) => { queue.push(s); wake?.() }, from)
-    const end = (): void => { void t.poke().then(() => { ended = true; wake?.() }) }
-    void l.exited.then(end)
-    opts.signal?.addEventListener('abort', end, { once: true })
-    try {
-      while (true) {
-        while (queue.length === 0 && !ended) await new Promise<void>((resolve) => { wake = resolve })
-        wake = null
-        const chunk = queue.splice(0).join('')
-        if (chunk !== '') yield chunk
-        if (ended && queue.length === 0) return
-      }
-    } finally {
-      t.stop()
-      opts.signal?.removeEventListener('abort', end)
-    }
+    yield * followConsole(paths.serialLog, { ...opts, until: l.exited })
   }
 
   /** Removes everything start() created: kills a live qemu, asks the network hook to

@@ -1,6 +1,15 @@
 // Where one VM's runtime files live: <dataDir>/vms/<vmId>/. The driver owns
 // this directory; re-adoption after a daemon restart starts from it.
 import { join } from 'node:path'
+import { QemuError } from './errors.ts'
+
+/** VM ids become directory names and QEMU option values: no '/', '..', ',' or spaces. */
+export const VM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export function checkVmId (vmId: string): string {
+  if (!VM_ID.test(vmId)) throw new QemuError('InvalidSpec', `vm id must match ${VM_ID.source}: ${JSON.stringify(vmId)}`)
+  return vmId
+}
 
 export interface RuntimePaths {
   dir: string
@@ -23,7 +32,7 @@ export function vmsDir (dataDir: string): string {
 }
 
 export function runtimePaths (dataDir: string, vmId: string): RuntimePaths {
-  const dir = join(vmsDir(dataDir), vmId)
+  const dir = join(vmsDir(dataDir), checkVmId(vmId))
   return {
     dir,
     serialLog: join(dir, 'serial.log'),

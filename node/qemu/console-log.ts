@@ -1,0 +1,56 @@
+// Reading a guest's console log (serial.log): all of it, its tail, or followed
+// as it grows until the guest ends (`blixard vm logs NAME [-f]`).
+import { open } from 'node:fs/promises'
+import { StringDecoder } from 'node:string_decoder'
+import { tailFile } from './file-tail.ts'
+
+export interface ConsoleReadOptions {
+  /** start this many bytes before the end (default: the whole log) */
+  tailBytes?: number
+}
+
+export interface ConsoleFollowOptions extends ConsoleReadOptions {
+  /** the follow ends when this settles (the qemu exited), after a last read */
+  until: Promise<unknown>
+  signal?: AbortSignal
+}
+
+/** Where to start reading, and the text up to the current end. */
+export async function readConsole (path: string, opts: ConsoleReadOptions = {}): Promise<{ text: string, end: number }> {
+  let fh
+  try { fh = await open(path, 'r') } catch { return { text: '', end: 0 } }
+  try {
+    const { size } = await fh.stat()
+    const from = opts.tailBytes != null ? Math.max(0, size - opts.tailBytes) : 0
+    const buf = Buffer.alloc(size - from)
+    const { bytesRead } = await fh.read(buf, 0, buf.length, from)
+    // a tail may start inside a UTF-8 sequence: the decoder drops nothing it can decode
+    return { text: new StringDecoder('utf8').write(buf.subarray(0, bytesRead)), end: from + bytesRead }
+  } finally { await fh.close() }
+}
+
+/** Yields the log (or its tail), then every new piece until `until` settles or signal aborts. */
+export async function * followConsole (path: string, opts: ConsoleFollowOptions): AsyncGenerator<string> {
+  const first = await readConsole(path, opts)
+  if (first.text !== '') yield first.text
+  const queue: string[] = []
+  let wake: (() => void) | null = null
+  let ended = false
+  const tail = tailFile(path, (s) => { queue.push(s); wake?.() }, first.end)
+  const end = (): void => { void tail.poke().then(() => { ended = true; wake?.() }) }
+  void opts.until.then(end, end)
+  opts.signal?.addEventListener('abort', end, { once: true })
+  if (opts.signal?.aborted === true) end()
+  try {
+    for (;;) {
+      while (queue.length === 0 && !ended) await new Promise<void>((resolve) => { wake = resolve })
+      wake = null
+      const chunk = queue.splice(0).join('')
+      if (chunk !== '') yield chunk
+      if (ended && queue.length === 0) return
+    }
+  } finally {
+    tail.stop()
+    opts.signal?.removeEventListener('abort', end)
+  }
+}
