@@ -5,7 +5,7 @@
 import { RbdError } from './ceph-errors.ts'
 import { KILL_GRACE_MS, parseFirstJson, runCli } from './ceph-exec.ts'
 import {
-  DEFAULT_FEATURES, GIB, checkBlocklistSeconds, checkClientAddr, checkFeatures, checkName, sizeMiB
+  DEFAULT_FEATURES, checkBlocklistSeconds, checkClientAddr, checkFeatures, checkName, sizeMiB
 } from './rbd-spec.ts'
 import type { RbdFeature } from './rbd-spec.ts'
 
@@ -166,27 +166,22 @@ export class RbdClient {
       .sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
   }
 
-  /** Grow an image. Shrinking destroys data past the new end: refused unless allowShrink. */
+  /** Grow an image. Shrinking destroys data past the new end: refused (InvalidSpec, by rbd
+   * itself) unless allowShrink. */
   async resize (pool: string, name: string, sizeGiB: number, opts: { allowShrink?: boolean } = {}): Promise<RbdImageInfo> {
     const mib = sizeMiB(sizeGiB)
-    const current = await this.info(pool, name)
-    const wanted = mib * 1024 * 1024
-    if (wanted === current.sizeBytes) return current
     const args = ['resize', '--no-progress', '--size', `${mib}M`]
-    if (wanted < current.sizeBytes) {
-      if (opts.allowShrink !== true) {
-        throw new RbdError('InvalidSpec', `refusing to shrink ${pool}/${name} from ${current.sizeBytes / GIB} GiB to ${sizeGiB} GiB (pass allowShrink)`)
-      }
-      args.push('--allow-shrink')
-    }
+    if (opts.allowShrink === true) args.push('--allow-shrink')
     await this.#rbdRun([...args, imageSpec(pool, name)])
     return await this.info(pool, name)
   }
 
   /** Remove an image. Refused (InUse) while it has snapshots (and so possibly clones) or
-   * while a client has it open. */
+   * while a client has it open (rbd would find that out itself, but only after seconds spent
+   * asking the lock holder). */
   async remove (pool: string, name: string): Promise<void> {
-    const info = await this.info(pool, name)
+    const spec = imageSpec(pool, name)
+    const [info, status] = await Promise.all([this.info(pool, name), this.#rbdJson(['status', spec])])
     if (info.snapshotCount > 0) {
       const snaps = await this.snapshotList(pool, name)
       const parts: string[] = []
@@ -196,11 +191,11 @@ export class RbdClient {
       }
       throw new RbdError('InUse', `${pool}/${name} has snapshots: ${parts.join(', ')}; remove them (and flatten or remove their clones) first`)
     }
-    const { watchers } = await this.lockStatus(pool, name)
+    const watchers = toWatchers(status)
     if (watchers.length > 0) {
       throw new RbdError('InUse', `${pool}/${name} is open by ${watchers.map((w) => w.address).join(', ')}`)
     }
-    await this.#rbdRun(['rm', '--no-progress', imageSpec(pool, name)])
+    await this.#rbdRun(['rm', '--no-progress', spec])
   }
 
   // ---- snapshots and clones
@@ -297,11 +292,7 @@ export class RbdClient {
       const id = str(o.id, 'id')
       return { id, locker: str(o.locker, 'locker'), address: str(o.address, 'address'), exclusive: id.startsWith('auto ') }
     })
-    const watchers = arr(obj(statusRaw, 'rbd status').watchers ?? [], 'watchers').map((e) => {
-      const o = obj(e, 'watcher')
-      return { address: str(o.address, 'address'), client: num(o.client, 'client'), cookie: num(o.cookie, 'cookie') }
-    })
-    return { locks, watchers }
+    return { locks, watchers: toWatchers(statusRaw) }
   }
 
   /** Who holds the exclusive lock now (null if nobody), and whether that client still has
@@ -399,6 +390,13 @@ function snapSpec (pool: string, name: string, snapshot: string): string {
 
 function featureArgs (features: readonly RbdFeature[]): string[] {
   return features.length > 0 ? ['--image-feature', features.join(',')] : []
+}
+
+function toWatchers (statusRaw: unknown): RbdWatcher[] {
+  return arr(obj(statusRaw, 'rbd status').watchers ?? [], 'watchers').map((e) => {
+    const o = obj(e, 'watcher')
+    return { address: str(o.address, 'address'), client: num(o.client, 'client'), cookie: num(o.cookie, 'cookie') }
+  })
 }
 
 function toImageInfo (pool: string, raw: unknown): RbdImageInfo {

@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { RbdClient, RbdError } from '../../storage/rbd.ts'
 import { GIB, MIB } from '../../storage/rbd-spec.ts'
+import { qemuRbdBlockdev, qemuRbdFilename } from '../../storage/rbd-qemu.ts'
 import { freeMonPort, startTestCeph } from './single-host-ceph.ts'
 import type { TestCeph } from './single-host-ceph.ts'
 
@@ -41,9 +42,9 @@ function rbdCli (args: string[]): Promise<{ code: number, stderr: string }> {
 
 const MISSING_QEMU_IO = 'qemu-io could not run: scripts/setup.sh installs it (qemu-utils, qemu-block-extra)'
 
-function qemuIo (args: string[]): Promise<{ code: number, out: string }> {
+function qemuIo (args: string[], raw = true): Promise<{ code: number, out: string }> {
   return new Promise((resolve) => {
-    execFile('qemu-io', ['-f', 'raw', ...args], { timeout: 30_000 }, (err, out, stderr) => {
+    execFile('qemu-io', [...(raw ? ['-f', 'raw'] : []), ...args], { timeout: 30_000 }, (err, out, stderr) => {
       if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') { resolve({ code: -1, out: MISSING_QEMU_IO }); return }
       resolve({ code: err == null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1, out: `${out}${stderr}` })
     })
@@ -51,7 +52,7 @@ function qemuIo (args: string[]): Promise<{ code: number, out: string }> {
 }
 
 /** qemu-io in interactive mode: commands on stdin, one image held open throughout. */
-function startQemuIo (file: string): { send: (cmd: string) => void, waitOutput: (re: RegExp, ms: number) => Promise<void>, output: () => string, exited: Promise<number | null> } {
+function startQemuIo (file: string): { send: (cmd: string) => void, waitOutput: (re: RegExp, ms: number) => Promise<void>, output: () => string, kill: () => void, exited: Promise<number | null> } {
   const proc = spawn('qemu-io', ['-f', 'raw', file], { stdio: ['pipe', 'pipe', 'pipe'] })
   children.push(proc)
   let out = ''
@@ -65,6 +66,7 @@ function startQemuIo (file: string): { send: (cmd: string) => void, waitOutput: 
       await waitFor(`qemu-io output ${String(re)} (so far: ${JSON.stringify(out.slice(-300))})`, ms, async () => re.test(out) ? true : null)
     },
     output: () => out,
+    kill: () => { proc.kill('SIGKILL') },
     exited
   }
 }
@@ -177,14 +179,16 @@ test('golden image: snapshot, protect, clone, flatten, and delete refusals until
 })
 
 test('named errors: NotFound, InvalidSpec before any call', async () => {
-  await rejectsKind(rbd.info(POOL, 'no-such-image'), 'NotFound', /no-such-image/)
-  await rejectsKind(rbd.remove(POOL, 'no-such-image'), 'NotFound')
-  await rejectsKind(rbd.resize(POOL, 'no-such-image', 2), 'NotFound')
-  await rejectsKind(rbd.info('no-such-pool', 'x'), 'NotFound')
-  await rejectsKind(rbd.snapshotCreate(POOL, 'no-such-image', 's'), 'NotFound')
-  await rejectsKind(rbd.clone({ pool: POOL, image: 'no-such-image', snapshot: 's' }, { pool: POOL, image: 'c' }), 'NotFound')
-  await rejectsKind(rbd.createImage(POOL, 'bad@name', 1), 'InvalidSpec')
-  await rejectsKind(rbd.createImage(POOL, 'zero', 0), 'InvalidSpec')
+  await Promise.all([
+    rejectsKind(rbd.info(POOL, 'no-such-image'), 'NotFound', /no-such-image/),
+    rejectsKind(rbd.remove(POOL, 'no-such-image'), 'NotFound'),
+    rejectsKind(rbd.resize(POOL, 'no-such-image', 2), 'NotFound'),
+    rejectsKind(rbd.info('no-such-pool', 'x'), 'NotFound'),
+    rejectsKind(rbd.snapshotCreate(POOL, 'no-such-image', 's'), 'NotFound'),
+    rejectsKind(rbd.clone({ pool: POOL, image: 'no-such-image', snapshot: 's' }, { pool: POOL, image: 'c' }), 'NotFound'),
+    rejectsKind(rbd.createImage(POOL, 'bad@name', 1), 'InvalidSpec'),
+    rejectsKind(rbd.createImage(POOL, 'zero', 0), 'InvalidSpec')
+  ])
   assert.not.ok(await rbd.exists(POOL, 'zero'))
 })
 
@@ -215,9 +219,14 @@ test('bytes written through librbd read back; a snapshot keeps the old bytes', a
   // QEMU's own rbd driver (what the guests use) writes 64 KiB of 0xab across an object boundary
   await rbd.snapshotCreate(POOL, 'data', 'before')
   const at = 4 * MIB - 32 * 1024
-  const w = await qemuIo(['-c', `write -P 0xab ${at} 64k`, `rbd:${POOL}/data:conf=${ceph.conf}`])
+  const w = await qemuIo(['-c', `write -P 0xab ${at} 64k`, qemuRbdFilename({ pool: POOL, image: 'data', conf: ceph.conf })])
   assert.is(w.code, 0, w.out)
   assert.match(w.out, /wrote 65536\/65536 bytes/)
+  // and reads it back through the -blockdev form the QEMU driver may use instead
+  const node = qemuRbdBlockdev({ pool: POOL, image: 'data', conf: ceph.conf }, 'd0')
+  const r = await qemuIo(['-c', `read -P 0xab ${at} 64k`, `json:${JSON.stringify({ driver: 'raw', file: node })}`], false)
+  assert.is(r.code, 0, r.out)
+  assert.match(r.out, /read 65536\/65536 bytes/)
   await rbd.exportFile(POOL, 'data', join(dir, 'data.after'))
   const expected = Buffer.from(data)
   expected.fill(0xab, at, at + 64 * 1024)
@@ -231,7 +240,7 @@ test('bytes written through librbd read back; a snapshot keeps the old bytes', a
 test('fencing: a blocklisted lock holder can no longer write; blocklistRm lifts it', async () => {
   await rbd.createImage(POOL, 'fenced', 1 / 16) // 64 MiB: the check below exports it whole
   // one qemu-io process, as a guest's QEMU would hold the disk: it writes, is fenced, writes again
-  const q = startQemuIo(`rbd:${POOL}/fenced:conf=${ceph.conf}`)
+  const q = startQemuIo(qemuRbdFilename({ pool: POOL, image: 'fenced', conf: ceph.conf }))
   q.send('write -P 0x11 0 4k')
   await q.waitOutput(/wrote 4096\/4096 bytes at offset 0/, 15_000)
   const holder = await rbd.lockHolder(POOL, 'fenced')
@@ -244,15 +253,15 @@ test('fencing: a blocklisted lock holder can no longer write; blocklistRm lifts 
   q.send('write -P 0x22 4096 4k')
   await q.waitOutput(/write failed: Cannot send after transport endpoint shutdown/, 20_000)
   assert.not.match(q.output(), /wrote 4096\/4096 bytes at offset 4096/)
-  q.send('quit')
+  q.kill() // a fenced guest is stopped hard (a clean close would only time out releasing the lock)
   await within(q.exited, 10_000, 'the fenced qemu-io to exit')
 
   await rbd.blocklistRm(holder.address)
-  assert.not.ok((await rbd.blocklistLs()).some((e) => e.addr === holder.address))
-  await rbd.blocklistRm(holder.address) // lifting an absent entry is a no-op
+  const [list] = await Promise.all([rbd.blocklistLs(), rbd.blocklistRm(holder.address)]) // lifting an absent entry is a no-op
+  assert.not.ok(list.some((e) => e.addr === holder.address))
 
   // the next writer takes over the stale lock; the fenced write never landed
-  const next = await qemuIo(['-c', 'write -P 0x33 8192 4k', `rbd:${POOL}/fenced:conf=${ceph.conf}`])
+  const next = await qemuIo(['-c', 'write -P 0x33 8192 4k', qemuRbdFilename({ pool: POOL, image: 'fenced', conf: ceph.conf })])
   assert.is(next.code, 0, next.out)
   await rbd.exportFile(POOL, 'fenced', join(ceph.dir, 'fenced.out'))
   const out = readFileSync(join(ceph.dir, 'fenced.out')).subarray(0, 12288)

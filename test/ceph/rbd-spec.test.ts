@@ -9,6 +9,7 @@ import { classifyFailure, errnoOf, summaryLine, RbdError } from '../../storage/c
 import { parseFirstJson } from '../../storage/ceph-exec.ts'
 import { checkBlocklistSeconds, checkClientAddr, checkFeatures, checkName, sizeMiB } from '../../storage/rbd-spec.ts'
 import { RbdClient } from '../../storage/rbd.ts'
+import { qemuRbdBlockdev, qemuRbdFilename } from '../../storage/rbd-qemu.ts'
 
 function throwsKind (fn: () => unknown, kind: string): void {
   try {
@@ -90,6 +91,16 @@ test('parseFirstJson reads the first of several values and names bad output', ()
   } catch (e) {
     assert.is((e as RbdError).kind, 'Internal')
   }
+})
+
+test('QEMU names for an RBD image: filename escapes, blockdev node', () => {
+  assert.is(qemuRbdFilename({ pool: 'rbd', image: 'vm-1', conf: '/etc/ceph/ceph.conf' }), 'rbd:rbd/vm-1:conf=/etc/ceph/ceph.conf')
+  assert.is(qemuRbdFilename({ pool: 'rbd', image: 'vm-1', snapshot: 's1', conf: '/a:b/c\\d.conf', id: 'blix', keyring: '/k' }),
+    'rbd:rbd/vm-1@s1:conf=/a\\:b/c\\\\d.conf:id=blix:keyring=/k')
+  throwsKind(() => qemuRbdFilename({ pool: 'rbd', image: 'a:b', conf: '/c' }), 'InvalidSpec')
+  assert.equal(qemuRbdBlockdev({ pool: 'rbd', image: 'vm-1', conf: '/c', id: 'blix' }, 'd0'),
+    { driver: 'rbd', 'node-name': 'd0', pool: 'rbd', image: 'vm-1', conf: '/c', user: 'blix' })
+  throwsKind(() => qemuRbdBlockdev({ pool: 'rbd', image: 'vm-1', conf: '/c', keyring: '/k' }, 'd0'), 'InvalidSpec')
 })
 
 test('RbdClient: a missing CLI is Unavailable, a hung one is killed within the bound', async () => {

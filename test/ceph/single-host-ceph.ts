@@ -1,6 +1,6 @@
 // Starts a throwaway single-host Ceph (scripts/ceph.sh) for one test file: its own temp
 // directory and a free mon port pair, so test files and other clusters never clash.
-import { execFile } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -65,7 +65,16 @@ function runScript (cmd: string, dir: string, monPort: number): Promise<ScriptRu
 export async function startTestCeph (): Promise<TestCeph> {
   const dir = mkdtempSync(join(tmpdir(), 'blixard-ceph-'))
   const monPort = await freeMonPort()
+  // a test run cut short (Ctrl-C, CI timeout) must not leave daemons behind
+  const onSignal = (sig: NodeJS.Signals): void => {
+    spawnSync(CEPH_SCRIPT, ['purge', dir], { timeout: 30_000 })
+    process.exit(sig === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
   const destroy = async (): Promise<void> => {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     await runScript('purge', dir, monPort)
     rmSync(dir, { recursive: true, force: true })
   }
