@@ -1,7 +1,6 @@
 // What every command handler gets: the open transaction and the proposer's clock.
-// A handler rejects by throwing BlixardError; the state machine then rolls everything back.
-import type { ErrorKind } from '../protocols/commands.ts'
-import { BlixardError } from '../protocols/errors.ts'
+// A handler rejects by throwing a Rejection (reject()); the state machine then rolls everything back.
+import type { BlixError, ErrorKind } from '../protocols/commands.ts'
 import type { KvTx } from './kv.ts'
 
 export interface ApplyContext {
@@ -10,6 +9,15 @@ export interface ApplyContext {
   at: number
 }
 
+/** A command's rejection. Not an Error: rejections are ordinary outcomes, and capturing a stack
+ * for each one showed in profiles. */
+export class Rejection {
+  readonly error: BlixError
+  constructor (kind: ErrorKind, message: string) {
+    this.error = { kind, message }
+  }
+}
+
 export function reject (kind: ErrorKind, message: string): never {
-  throw new BlixardError(kind, message)
+  throw new Rejection(kind, message)
 }

@@ -9,6 +9,18 @@ interface TableData {
   sorted: string[] | null
 }
 
+/** First position in sorted `keys` whose key is >= k. */
+function lowerBound (keys: string[], k: string): number {
+  let lo = 0
+  let hi = keys.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (compareKeys(keys[mid], k) < 0) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
 type Undo = { table: Table, key: string, prev: Uint8Array | undefined }
 
 export class MemoryKv implements Kv {
@@ -43,8 +55,9 @@ export class MemoryKv implements Kv {
   range<T>(table: Table, opts: RangeOptions = {}): Array<[string, T]> {
     const d = this.t(table)
     const out: Array<[string, T]> = []
-    for (const k of this.keys(table)) {
-      if (opts.start !== undefined && compareKeys(k, opts.start) < 0) continue
+    const keys = this.keys(table)
+    for (let i = opts.start === undefined ? 0 : lowerBound(keys, opts.start); i < keys.length; i++) {
+      const k = keys[i]
       if (opts.end !== undefined && compareKeys(k, opts.end) >= 0) break
       if (opts.limit !== undefined && out.length >= opts.limit) break
       out.push([k, decodeCbor(d.map.get(k) as Uint8Array) as T])
@@ -89,7 +102,17 @@ export class MemoryKv implements Kv {
     const had = d.map.has(key)
     if (bytes === undefined) d.map.delete(key)
     else d.map.set(key, bytes)
-    if (had !== (bytes !== undefined)) d.sorted = null
+    if (had === (bytes !== undefined) || d.sorted === null) return
+    // Keep the sorted keys in step (binary search + splice) rather than re-sorting: the
+    // idempotency tables gain and lose a key on most applies.
+    const sorted = d.sorted
+    const n = sorted.length
+    // Fast paths for keys that only grow (idempotencyByIndex): append at the end, evict at the front.
+    if (bytes !== undefined && (n === 0 || compareKeys(sorted[n - 1], key) < 0)) { sorted.push(key); return }
+    if (bytes === undefined && n > 0 && sorted[0] === key) { sorted.shift(); return }
+    const at = lowerBound(sorted, key)
+    if (bytes === undefined) sorted.splice(at, 1)
+    else sorted.splice(at, 0, key)
   }
 
   private keys (table: Table): string[] {

@@ -9,6 +9,7 @@ import { BlixardError } from '../protocols/errors.ts'
 import type { Kv, KvTx, Table } from './kv.ts'
 import { TABLES } from './kv.ts'
 import type { ApplyContext } from './apply-context.ts'
+import { Rejection } from './apply-context.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
 import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
 import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
@@ -118,8 +119,9 @@ export class StateMachine {
         return result
       })
     } catch (e) {
-      if (!(e instanceof BlixardError)) throw e
-      return this.rejected(index, e.toJSON(), key)
+      if (e instanceof Rejection) return this.rejected(index, e.error, key)
+      if (e instanceof BlixardError) return this.rejected(index, e.toJSON(), key)
+      throw e
     }
   }
 
