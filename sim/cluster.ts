@@ -1,0 +1,192 @@
+// N replicas on one virtual clock and one simulated network, plus the
+// operations the nemesis and the workload use: crash, restart, membership
+// changes, leadership transfer, and client requests to a given replica.
+import type { ConfChange, Message, Ready } from '../protocols/raft/types.ts'
+import { MemoryLogStore } from './memory-log-store.ts'
+import { Network } from './network.ts'
+import type { Prng } from './prng.ts'
+import type { Scheduler } from './scheduler.ts'
+import type { Checker } from './checkers/checker.ts'
+import { Replica } from './replica.ts'
+import type { RpcReply, SimBug } from './replica.ts'
+import type { CommandEnvelope } from '../protocols/commands.ts'
+
+export interface ClusterOptions {
+  sched: Scheduler
+  rng: Prng
+  nodes: number
+  bugs: ReadonlySet<SimBug>
+  checkers: readonly Checker[]
+  preVote: boolean
+  checkQuorum: boolean
+  trace: ((line: string) => void) | null
+}
+
+export type ClientRequest =
+  | { kind: 'write', env: CommandEnvelope }
+  | { kind: 'read', vm: string }
+  | { kind: 'stale-read', vm: string }
+
+/** One line per message for traces: only stable fields, no object identity. */
+export function describeMessage (m: Message): string {
+  let s = `${m.type} term=${m.term}`
+  if (m.index !== undefined) s += ` index=${m.index}`
+  if (m.logTerm !== undefined) s += ` logTerm=${m.logTerm}`
+  if (m.commit !== undefined) s += ` commit=${m.commit}`
+  if (m.entries !== undefined && m.entries.length > 0) s += ` entries=${m.entries[0].index}..${m.entries[m.entries.length - 1].index}`
+  if (m.reject === true) s += ` reject hint=${m.rejectHint ?? -1}`
+  if (m.snapshot !== undefined) s += ` snap=${m.snapshot.meta.index}`
+  return s
+}
+
+export class Cluster {
+  readonly net: Network<Message>
+  /** every replica ever created, in creation order (n1, n2, ...) */
+  readonly replicas: Replica[] = []
+  private readonly byId = new Map<string, Replica>()
+  /** replicas that will crash right after their next acknowledgement of new entries */
+  readonly armed = new Set<string>()
+  /** called when a replica crashes through the armed hook */
+  onArmedCrash: ((r: Replica) => void) | null = null
+  private nextId: number
+
+  constructor (private readonly o: ClusterOptions) {
+    this.net = new Network<Message>(o.sched, o.rng.fork('network'), (from, to, m) => {
+      const r = this.byId.get(to)
+      const ok = r !== undefined && r.receive(m)
+      o.trace?.(`${to} <- ${from} ${describeMessage(m)}${ok ? '' : ' (nobody there)'}`)
+      return ok
+    })
+    const voters: string[] = []
+    for (let i = 1; i <= o.nodes; i++) voters.push(`n${i}`)
+    for (const id of voters) this.add(id, new MemoryLogStore({ conf: { voters, learners: [] } }))
+    this.nextId = o.nodes + 1
+  }
+
+  private add (id: string, store: MemoryLogStore): Replica {
+    const r = new Replica(id, store, {
+      sched: this.o.sched,
+      net: this.net,
+      rng: this.o.rng.fork(`replica/${id}`),
+      bugs: this.o.bugs,
+      checkers: this.o.checkers,
+      preVote: this.o.preVote,
+      checkQuorum: this.o.checkQuorum,
+      trace: this.o.trace,
+      crashAfterSend: (rep, rd) => this.crashAfterSend(rep, rd),
+      onRole: () => {}
+    })
+    this.replicas.push(r)
+    this.byId.set(id, r)
+    return r
+  }
+
+  start (): void {
+    for (const r of this.replicas) r.start()
+  }
+
+  get (id: string): Replica | undefined {
+    return this.byId.get(id)
+  }
+
+  /** Replicas still part of the cluster (not removed), up or down. */
+  members (): Replica[] {
+    return this.replicas.filter(r => !r.removed)
+  }
+
+  memberIds (): string[] {
+    return this.members().map(r => r.id)
+  }
+
+  /** The up replica that believes it leads the highest term, if any. */
+  leader (): Replica | null {
+    let best: Replica | null = null
+    for (const r of this.replicas) {
+      if (!r.up || r.role !== 'leader') continue
+      if (best === null || r.term > best.term) best = r
+    }
+    return best
+  }
+
+  /** The latest applied configuration as the leader sees it. */
+  conf (): { voters: string[], learners: string[] } | null {
+    const l = this.leader()
+    if (l === null || l.node === null) return null
+    return l.node.status().conf
+  }
+
+  private crashAfterSend (r: Replica, rd: Ready): boolean {
+    if (!this.armed.has(r.id) || rd.entries.length === 0) return false
+    if (!rd.messages.some(m => m.type === 'MsgAppResp' && m.reject !== true)) return false
+    this.armed.delete(r.id)
+    this.o.sched.after(0, () => this.onArmedCrash?.(r))
+    return true
+  }
+
+  crash (id: string, why: string): void {
+    this.byId.get(id)?.crash(why)
+  }
+
+  restart (id: string): void {
+    const r = this.byId.get(id)
+    if (r === undefined || r.up || r.removed) return
+    r.start()
+  }
+
+  /** Stop a replica for good (it was removed from the configuration). */
+  retire (id: string): void {
+    const r = this.byId.get(id)
+    if (r === undefined) return
+    r.crash('removed')
+    r.removed = true
+    this.armed.delete(id)
+  }
+
+  /** Propose one membership change through the leader; false if there is no leader or it refused. */
+  changeMembership (cc: ConfChange): boolean {
+    const l = this.leader()
+    if (l === null || l.node === null) return false
+    try {
+      l.node.proposeConfChange(cc)
+    } catch {
+      return false
+    }
+    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
+    l.drive()
+    return true
+  }
+
+  /** A fresh replica with an empty store, to be added as a learner. */
+  spawn (): Replica {
+    const id = `n${this.nextId++}`
+    const r = this.add(id, new MemoryLogStore())
+    r.start()
+    return r
+  }
+
+  transferLeadership (to: string): void {
+    const l = this.leader()
+    if (l === null || l.node === null || l.id === to) return
+    this.o.trace?.(`${l.id} transfer leadership to ${to}`)
+    l.node.transferLeadership(to)
+    l.drive()
+  }
+
+  /** A client request arriving at replica `to`. `reply` is never called if the replica is down or
+   * crashes first: the client times out. */
+  request (to: string, req: ClientRequest, reply: (r: RpcReply) => void): void {
+    const r = this.byId.get(to)
+    if (r === undefined || !r.up) return
+    if (req.kind === 'write') r.write(req.env, reply)
+    else if (req.kind === 'read') r.read(req.vm, reply)
+    else r.staleRead(req.vm, reply)
+  }
+
+  /** End of the fault phase: every link open, calm network, every member up. */
+  healAll (): void {
+    this.net.heal()
+    this.net.faults = { loss: 0, duplicate: 0, minDelay: 1, maxDelay: 4, slow: 0, slowDelay: 0 }
+    this.armed.clear()
+    for (const r of this.members()) if (!r.up) r.start()
+  }
+}

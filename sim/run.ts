@@ -1,0 +1,150 @@
+// One simulated run from one seed: build the cluster, run the workload under
+// the nemesis for `steps` ticks, heal everything, require progress (liveness),
+// let the cluster settle, then ask every checker for its verdict.
+import { Prng } from './prng.ts'
+import { Scheduler } from './scheduler.ts'
+import { Cluster } from './cluster.ts'
+import { History } from './history.ts'
+import { Workload, OP_DEADLINE_MS } from './workload.ts'
+import { Nemesis } from './nemesis.ts'
+import { TICK_MS } from './replica.ts'
+import type { SimBug } from './replica.ts'
+import type { Checker, Violation } from './checkers/checker.ts'
+import { ElectionSafety } from './checkers/election-safety.ts'
+import { LogMatching } from './checkers/log-matching.ts'
+import { LeaderCompleteness } from './checkers/leader-completeness.ts'
+import { StateMachineSafety } from './checkers/state-machine-safety.ts'
+import { Durability } from './checkers/durability.ts'
+import { Linearizability } from './checkers/linearizability.ts'
+import { StaleReads } from './checkers/stale-reads.ts'
+import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
+
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync']
+export const DEFAULT_STEPS = 600
+/** virtual ms between log-matching sweeps */
+const CHECKPOINT_MS = 500
+/** virtual ms, after the liveness phase, for the last operations to finish and replicas to catch up */
+const SETTLE_MS = OP_DEADLINE_MS + 500
+
+export interface RunOptions {
+  seed: number
+  nodes: 3 | 5
+  steps: number
+  bug: SimBug | null
+  trace: boolean
+}
+
+export interface RunStats {
+  events: number
+  messages: number
+  ops: number
+  opsOk: number
+  opsUnknown: number
+  maxTerm: number
+  commit: number
+  crashes: number
+  partitions: number
+  membership: number
+  replicas: number
+  inconclusive: number
+}
+
+export interface RunResult {
+  seed: number
+  nodes: number
+  steps: number
+  bug: SimBug | null
+  violations: Violation[]
+  trace: string[]
+  stats: RunStats
+}
+
+export function runSeed (o: RunOptions): RunResult {
+  const lines: string[] = []
+  const sched = new Scheduler()
+  const trace = o.trace ? (line: string) => { lines.push(`${String(sched.now()).padStart(7, ' ')} ${line}`) } : null
+  const rng = new Prng(o.seed)
+  const config = rng.fork('config')
+  const preVote = config.chance(0.6)
+  const checkQuorum = config.chance(0.6)
+  const bugs = new Set<SimBug>(o.bug === null ? [] : [o.bug])
+
+  const linearizability = new Linearizability()
+  let leaderAt: number | null = null
+  // eslint-disable-next-line prefer-const
+  let workload: Workload
+  const checkers: Checker[] = [
+    new ElectionSafety(), new LogMatching(), new LeaderCompleteness(), new StateMachineSafety(),
+    new Durability(), linearizability, new StaleReads(),
+    new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter }))
+  ]
+  const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, trace })
+  const history = new History()
+  workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 3, vms: 4, trace })
+  const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), cluster, voters: o.nodes, trace })
+
+  const violations: Violation[] = []
+  let healedAt = -1
+  try {
+  trace?.(`seed ${o.seed} nodes ${o.nodes} steps ${o.steps} bug ${o.bug ?? 'none'} preVote ${preVote} checkQuorum ${checkQuorum}`)
+  cluster.start()
+  workload.start()
+  nemesis.start()
+  const faultEnd = o.steps * TICK_MS
+  for (let t = CHECKPOINT_MS; t <= faultEnd; t += CHECKPOINT_MS) {
+    sched.runUntil(t)
+    for (const c of checkers) c.onCheckpoint?.(cluster, t)
+  }
+  sched.runUntil(faultEnd)
+
+  // Heal: every member up, every link open, no more faults.
+  nemesis.stop()
+  nemesis.retireRemoved()
+  cluster.healAll()
+  healedAt = sched.now()
+  trace?.('heal all: faults end')
+  workload.watchFrom(healedAt)
+  const liveEnd = healedAt + LIVENESS_BOUND_MS
+  while (sched.now() < liveEnd && (leaderAt === null || workload.completedAfter === null)) {
+    sched.runUntil(sched.now() + 20)
+    if (leaderAt === null && cluster.leader() !== null) leaderAt = sched.now()
+  }
+  workload.stop()
+  sched.runUntil(sched.now() + SETTLE_MS)
+  for (const c of checkers) c.finish?.({ cluster, history, now: sched.now(), healedAt })
+  } catch (err) {
+    // The code under test threw: that is a failure of this seed, replayable like any other.
+    const e = err instanceof Error ? err : new Error(String(err))
+    const where = (e.stack ?? '').split('\n').slice(1, 6).map(l => l.trim().replace(/\(?(file:\/\/)?\/[^ ()]*\/(sim|protocols|storage|placement|node_modules)\//, '$2/').replace(/\)$/, '')).join(' < ')
+    violations.push({ checker: 'exception', at: sched.now(), message: `${e.name}: ${e.message} ${where}` })
+  }
+  for (const c of checkers) violations.push(...c.violations)
+  let maxTerm = 0
+  let commit = 0
+  for (const r of cluster.replicas) {
+    maxTerm = Math.max(maxTerm, r.term)
+    commit = Math.max(commit, r.applied)
+  }
+  const stats: RunStats = {
+    events: sched.executed,
+    messages: cluster.net.stats.sent,
+    ops: history.ops.length,
+    opsOk: history.ops.filter(op => op.output !== null).length,
+    opsUnknown: history.ops.filter(op => op.output === null).length,
+    maxTerm,
+    commit,
+    crashes: nemesis.stats.crashes,
+    partitions: nemesis.stats.partitions,
+    membership: nemesis.stats.membership,
+    replicas: cluster.replicas.length,
+    inconclusive: linearizability.inconclusive
+  }
+  for (const v of violations) trace?.(`VIOLATION ${v.checker} at ${v.at}: ${v.message}`)
+  trace?.(`stats ${JSON.stringify(stats)}`)
+  return { seed: o.seed, nodes: o.nodes, steps: o.steps, bug: o.bug, violations, trace: lines, stats }
+}
+
+/** The command that replays one seed exactly. */
+export function replayCommand (r: { seed: number, nodes: number, steps: number, bug: SimBug | null }): string {
+  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --steps ${r.steps}${r.bug !== null ? ' --bug ' + r.bug : ''} --trace`
+}
