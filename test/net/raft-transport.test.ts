@@ -1,6 +1,7 @@
 import './helpers.ts'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import fc from 'fast-check'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Message } from '../../protocols/raft/types.ts'
@@ -140,6 +141,25 @@ test('garbage bytes on /blixard/raft/1 reset the stream with a named error; the 
   c.host.services.raft.send([{ type: 'MsgVote', from: c.id, to: a.id, term: 9, index: 1, logTerm: 1 }])
   await until(() => a.got.length === before + 1, 3000, 'good message after garbage')
   assert.is(a.got[before].msg.type, 'MsgVote')
+})
+
+test('fuzz: random bytes and random CBOR batches never crash the receiver or reach onMessage', async () => {
+  const [a, , c] = nodes
+  const before = a.got.length
+  const samples = [
+    ...fc.sample(fc.uint8Array({ minLength: 1, maxLength: 300 }), { numRuns: 25, seed: 3 }),
+    ...fc.sample(fc.array(fc.anything({ withTypedArray: true }), { maxLength: 4 }), { numRuns: 25, seed: 4 }).map(v => encodeFrame(v, 1 << 20))
+  ]
+  for (const bytes of samples) {
+    const s = await rawStream(c, a)
+    s.send(bytes)
+    await sleep(5)
+    s.abort(new Error('done'))
+  }
+  await sleep(200)
+  assert.is(a.got.length, before)
+  c.host.services.raft.send([{ type: 'MsgVote', from: c.id, to: a.id, term: 11 }])
+  await until(() => a.got.length === before + 1, 3000, 'a good message after the fuzz')
 })
 
 test('a message whose from is not the sending peer is dropped, the rest of the batch delivered', async () => {

@@ -1,6 +1,7 @@
 import './helpers.ts'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import fc from 'fast-check'
 import type { Stream } from '@libp2p/interface'
 import type { VmRecord, VmSpec } from '../../protocols/model.ts'
 import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
@@ -187,6 +188,23 @@ test('garbage on /blixard/rpc/1 resets that stream with a named error; the node 
   }
   assert.ok(server.services.rpc.stats().rejectedStreams >= 4)
   assert.is((await rpc.call('vm.show', { vm: 'still' })).id, 'still')
+})
+
+test('fuzz: random bytes and random CBOR values on fresh streams never stop the server', async () => {
+  const samples = [
+    ...fc.sample(fc.uint8Array({ minLength: 1, maxLength: 300 }), { numRuns: 25, seed: 7 }),
+    ...fc.sample(fc.anything({ withTypedArray: true, withMap: true }), { numRuns: 25, seed: 8 }).map(v => { try { return encodeFrame(v, 1 << 20) } catch { return Uint8Array.from([1, 0xff]) } })
+  ]
+  for (const bytes of samples) {
+    const s = await client.dialProtocol(dialableAddr(server), RPC_PROTOCOL)
+    s.send(bytes)
+    await sleep(5)
+    s.abort(new Error('done'))
+  }
+  const fresh = await RpcClient.connect(client, dialableAddr(server))
+  assert.is((await fresh.call('cluster.status', {})).term, 3)
+  await fresh.close()
+  assert.is((await rpc.call('vm.show', { vm: 'alive' })).id, 'alive')
 })
 
 test('a server that goes away fails pending calls with Unavailable', async () => {
