@@ -4,6 +4,7 @@ import { MemoryLogStore } from '../../sim/memory-log-store.ts'
 import type { Entry } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { encodeConfChange } from '../../protocols/raft/confchange.ts'
+import fc from 'fast-check'
 
 const conf = { voters: ['1', '2', '3'], learners: [] }
 const ent = (index: number, term: number, data = 'x'): Entry => ({ index, term, type: 'normal', data: new TextEncoder().encode(data) })
@@ -87,6 +88,51 @@ test('initialState conf follows conf entries after the snapshot', () => {
   const s = new MemoryLogStore({ conf })
   s.save({ entries: [ent(1, 1), { index: 2, term: 1, type: 'conf', data: encodeConfChange({ type: 'addLearner', node: '4' }) }] })
   assert.equal(s.initialState().conf, { voters: ['1', '2', '3'], learners: ['4'] })
+})
+
+/** Everything a reader can see. */
+function view (s: MemoryLogStore): unknown {
+  const first = s.firstIndex()
+  const last = s.lastIndex()
+  return { init: s.initialState(), first, last, snap: s.snapshot().meta, ents: last >= first ? s.entries(first, last + 1) : [] }
+}
+
+test('crash() returns exactly the state seen at the last sync (random saves, syncs, compactions, crashes)', () => {
+  type Op = { kind: 'append', at: number, terms: number[] } | { kind: 'hard', term: number } | { kind: 'sync' } | { kind: 'crash' } | { kind: 'compact', back: number }
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('append' as const), at: fc.nat(3), terms: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 }) }),
+    fc.record({ kind: fc.constant('hard' as const), term: fc.integer({ min: 1, max: 9 }) }),
+    fc.constant({ kind: 'sync' as const }),
+    fc.constant({ kind: 'crash' as const }),
+    fc.record({ kind: fc.constant('compact' as const), back: fc.nat(3) })
+  )
+  fc.assert(fc.property(fc.array(op, { maxLength: 40 }), ops => {
+    const s = new MemoryLogStore({ conf })
+    let synced = view(s)
+    let term = 1
+    for (const o of ops) {
+      if (o.kind === 'append') {
+        // append after a random suffix is cut off: at entries back from the end
+        const from = Math.max(s.firstIndex(), s.lastIndex() + 1 - o.at)
+        term = Math.max(term, ...o.terms)
+        s.save({ entries: o.terms.map((_, k) => ent(from + k, term)) })
+      } else if (o.kind === 'hard') {
+        s.save({ hardState: { term: o.term, vote: null, commit: 0 } })
+      } else if (o.kind === 'sync') {
+        s.sync()
+        synced = view(s)
+      } else if (o.kind === 'crash') {
+        s.crash()
+        assert.equal(view(s), synced)
+      } else {
+        // compaction is durable at once: only compact what is synced, then it is the new baseline
+        s.sync()
+        const idx = s.lastIndex() - o.back
+        if (idx >= s.firstIndex()) s.compact(idx, conf, new Uint8Array(), 1)
+        synced = view(s)
+      }
+    }
+  }), { numRuns: 300, seed: 7 })
 })
 
 test.run()
