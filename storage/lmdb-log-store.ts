@@ -204,6 +204,10 @@ export class LmdbLogStore implements LogStore {
         const first = fresh[0].index
         const last = Math.max(offset + terms.length, snap.meta.index)
         if (first > last + 1) throw new RaftError('Unavailable', `append at ${first} leaves a gap after ${last}`)
+        // The in-memory term index assumes consecutive entries: refuse anything else before writing.
+        for (let k = 1; k < fresh.length; k++) {
+          if (fresh[k].index !== first + k) throw new RaftError('Unavailable', `entries to append are not consecutive at ${fresh[k].index}`)
+        }
         const lastStored = offset + terms.length
         if (first <= lastStored) deletes.push([first, lastStored])
         terms = terms.slice(0, first - offset - 1).concat(fresh.map(e => e.term))

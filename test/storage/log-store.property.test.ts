@@ -185,6 +185,9 @@ test('append at a gap is refused (Unavailable) and changes nothing', () => {
   s.save({ entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array([1]) }] })
   assert.is(errorKind(() => s.save({ entries: [{ index: 3, term: 1, type: 'normal', data: new Uint8Array([3]) }] })), 'Unavailable')
   assert.is(s.lastIndex(), 1)
+  const e = (index: number): Entry => ({ index, term: 1, type: 'normal', data: new Uint8Array([index]) })
+  assert.is(errorKind(() => s.save({ entries: [e(2), e(4)] })), 'Unavailable')
+  assert.is(s.lastIndex(), 1)
   s.close()
 })
 
