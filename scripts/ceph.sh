@@ -30,6 +30,10 @@ UP_TIMEOUT=${CEPH_UP_TIMEOUT:-180}
 MGR_MODULES=/usr/share/ceph/mgr
 PY=/usr/bin/python3          # ceph-common depends on it; not whatever python3 is first on PATH
 export CEPH_CONF=$CONF
+if [ -n "${CEPH_MON_PORT:-}" ]; then
+  [[ $CEPH_MON_PORT =~ ^[0-9]+$ ]] && (( CEPH_MON_PORT >= 1024 && CEPH_MON_PORT < 65535 )) \
+    || { echo "CEPH_MON_PORT must be a port in 1024..65534 (it uses that and the next)" >&2; exit 2; }
+fi
 
 T0=${EPOCHREALTIME/./}
 elapsed() { local now=${EPOCHREALTIME/./}; printf '%d.%02d' $(( (now - T0) / 1000000 )) $(( (now - T0) % 1000000 / 10000 )); }
@@ -48,11 +52,12 @@ mon_port() {
   else echo "${CEPH_MON_PORT:-13300}"; fi
 }
 
-pid_of() { # pid_of <name like mon.a>: pid if that daemon runs, else nothing
+pid_of() { # pid_of <name like mon.a>: pid if that daemon of this cluster runs, else nothing
   local f=$DIR/run/$1.pid p
   [ -f "$f" ] || return 0
   p=$(cat "$f" 2>/dev/null || true)
-  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
+  # a stale pid file may name a recycled pid: only a process started with our conf counts
+  [ -n "$p" ] && grep -qaF -- "$CONF" "/proc/$p/cmdline" 2>/dev/null && echo "$p"
   return 0
 }
 
@@ -62,6 +67,10 @@ daemons() { # every daemon of the cluster in DIR, stop order (OSDs first so they
   echo mgr.x
   echo mon.a
 }
+
+# Start a daemon: it forks into the background once initialised; its early stderr chatter
+# goes to the log dir. Bounded, since initialising waits on the mon.
+daemon() { timeout -k 2 120 "$@" 2>>"$DIR/log/daemon-start.log"; }
 
 port_busy() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 
@@ -231,11 +240,11 @@ bootstrap() {
   monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port,v1:127.0.0.1:$((port + 1))]" \
     --clobber "$DIR/monmap" >/dev/null
   ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
-  ceph-mon -c "$CONF" -i a
+  daemon ceph-mon -c "$CONF" -i a
   wait_for "$DEADLINE" "mon quorum" c mon stat
 
   c auth get-or-create mgr.x mon 'allow profile mgr' mds 'allow *' osd 'allow *' -o "$DIR/mgr.x/keyring"
-  ceph-mgr -c "$CONF" -i x
+  daemon ceph-mgr -c "$CONF" -i x
 
   # The pool needs only the mon: create it before the OSD boots, so the PGs are created and
   # peered as soon as it is up. (`rbd pool init` would write to the pool and so wait for that.)
@@ -250,9 +259,9 @@ bootstrap() {
   rm -f "$DIR/osd-new.json"
   mkdir -p "$DIR/osd.$id"
   printf '[osd.%s]\n\tkey = %s\n' "$id" "$secret" > "$DIR/osd.$id/keyring"
-  ceph-osd -c "$CONF" -i "$id" --mkfs --key "$secret" --osd-uuid "$uuid" > "$DIR/log/osd.$id.mkfs.log" 2>&1 \
+  timeout -k 2 120 ceph-osd -c "$CONF" -i "$id" --mkfs --key "$secret" --osd-uuid "$uuid" > "$DIR/log/osd.$id.mkfs.log" 2>&1 \
     || die "osd mkfs failed: see $DIR/log/osd.$id.mkfs.log"
-  ceph-osd -c "$CONF" -i "$id" 2>>"$DIR/log/osd.$id.stderr.log"
+  daemon ceph-osd -c "$CONF" -i "$id"
   wait_for "$DEADLINE" "osd.$id up" osds_up
   : > "$READY"
 }
@@ -262,14 +271,14 @@ start_daemons() {
   port=$(mon_port)
   [ -n "$(pid_of mon.a)" ] || {
     port_busy "$port" && die "mon port $port is in use by another process"
-    ceph-mon -c "$CONF" -i a
+    daemon ceph-mon -c "$CONF" -i a
   }
   wait_for "$DEADLINE" "mon quorum" c mon stat
-  [ -n "$(pid_of mgr.x)" ] || ceph-mgr -c "$CONF" -i x
+  [ -n "$(pid_of mgr.x)" ] || daemon ceph-mgr -c "$CONF" -i x
   for d in "$DIR"/osd.*; do
     [ -d "$d" ] || continue
     id=${d##*/osd.}
-    [ -n "$(pid_of "osd.$id")" ] || ceph-osd -c "$CONF" -i "$id" 2>>"$DIR/log/osd.$id.stderr.log"
+    [ -n "$(pid_of "osd.$id")" ] || daemon ceph-osd -c "$CONF" -i "$id"
   done
   wait_for "$DEADLINE" "osds up" osds_up
 }
