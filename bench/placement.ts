@@ -115,6 +115,7 @@ interface CaseResult {
   lowerBound: number
   ffdNodesUsed: number
   ffdSeconds: number
+  ffdCpuSeconds: number
   overLowerBoundPct: number
   peakRssMiB: number
   heapUsedMiB: number
@@ -153,8 +154,11 @@ function runCase (name: string, nodeCount: number, vmCount: number, timeLimitS: 
     Math.ceil(disk / (CAP.diskGiB * OVERCOMMIT.disk)))
   const violations = checkClusterInvariants(result.cluster).length
   const f0 = performance.now()
+  const fc0 = process.cpuUsage()
   const ffd = firstFitDecreasing(cluster, queue)
   const ffdSeconds = (performance.now() - f0) / 1000
+  const fcu = process.cpuUsage(fc0)
+  const ffdCpuSeconds = (fcu.user + fcu.system) / 1e6
   const overLowerBoundPct = 100 * (nodesUsed / lowerBound - 1)
   const perSecond = vmCount / seconds
   return {
@@ -170,6 +174,7 @@ function runCase (name: string, nodeCount: number, vmCount: number, timeLimitS: 
     lowerBound,
     ffdNodesUsed: ffd.nodesUsed,
     ffdSeconds,
+    ffdCpuSeconds,
     overLowerBoundPct,
     peakRssMiB: resourceUsage().maxRSS / 1024,
     heapUsedMiB,
@@ -206,7 +211,7 @@ if (json) {
     console.log(`\n${c.name}`)
     console.log(`  place time        ${c.seconds.toFixed(2)} s wall, ${c.cpuSeconds.toFixed(2)} s cpu   (${Math.round(c.perSecond).toLocaleString('en-US')} placements/s wall)`)
     console.log(`  placed            ${c.placed.toLocaleString('en-US')} / ${c.vms.toLocaleString('en-US')}`)
-    console.log(`  nodes used        ${c.nodesUsed}   lower bound ${c.lowerBound} (+${c.overLowerBoundPct.toFixed(2)} %)   first-fit-decreasing ${c.ffdNodesUsed} (${c.ffdSeconds.toFixed(2)} s)`)
+    console.log(`  nodes used        ${c.nodesUsed}   lower bound ${c.lowerBound} (+${c.overLowerBoundPct.toFixed(2)} %)   first-fit-decreasing ${c.ffdNodesUsed} (${c.ffdSeconds.toFixed(2)} s wall, ${c.ffdCpuSeconds.toFixed(2)} s cpu)`)
     console.log(`  memory            peak RSS ${c.peakRssMiB.toFixed(0)} MiB, heap after ${c.heapUsedMiB.toFixed(0)} MiB`)
     console.log(`  invariants        ${c.invariantViolations} violations`)
     for (const [t, v] of Object.entries(c.targets)) console.log(`  ${pad(v, 5)} ${t}`)

@@ -49,7 +49,7 @@ export function firstFitDecreasing (cluster: PlacementCluster, reqs: readonly Pl
     let t = classes.get(key)
     if (t !== undefined) return t
     const members = nodes.flatMap((n, i) => constraintFilter.passes(n, req) && capabilityFilter.passes(n, req) ? [i] : [])
-    if (members.length * 4 > nodes.length) t = all
+    if (members.length === nodes.length) t = all
     else {
       const tree = new FreeTree(Int32Array.from(members))
       members.forEach((i, pos) => { memberOf[i].push([tree, pos]); tree.set(pos, nodes[i]) })

@@ -1,9 +1,10 @@
 // The placement stack (Nomad's stack.go in spirit): filters, then scorers, then the selector, over a mutable
 // working copy of the cluster that each placement is counted against. Built from a PlacementCluster, never
 // mutating it; no clock, no randomness. See capacity-index.ts for why the fast path is exact.
+import type { Constraint } from '../protocols/model.ts'
 import type { Decision, FilterName, NodeVerdict, PlacedVm, PlacementCluster, PlacementConfig, PlacementNode, PlacementRequest, ScoreComponents } from './types.ts'
 import { resolveConfig, type PlacementConfigInput } from './config.ts'
-import { FILTERS, capabilityFilter, constraintFilter, feasible, firstRejection } from './filters.ts'
+import { FILTERS, capabilityFilter, constraintFilter, constraintHolds, feasible, firstRejection } from './filters.ts'
 import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
 import { better } from './select.ts'
@@ -178,7 +179,8 @@ export class Placer {
   }
 
   /** The index to walk for a request: its static-filter class, built on first use (see MAX_CLASS_INDEXES). */
-  private indexFor (req: PlacementRequest): CapacityIndex {
+  private indexFor (req: PlacementRequest, extra: Constraint | null): CapacityIndex {
+    if (extra !== null) return this.labelIndex(extra)
     if (req.constraints.length === 0 && req.requires.length === 0) return this.all
     const key = classKey(req)
     let idx = this.classes.get(key)
@@ -213,24 +215,54 @@ export class Placer {
 
   /**
    * Branch and bound over the index: in-order walk (best fit score first), skipping subtrees that cannot hold
-   * the request, evaluating the full filters and score on each candidate, stopping once fit + bound <= best.
-   * Allocates nothing per node.
+   * the request, evaluating the full filters and score on each candidate, stopping once fit + bound cannot
+   * beat the best node. Allocates nothing per node.
+   *
+   * Affinity and domain spread raise a few nodes' scores, and a loose bound would make the walk visit every
+   * busy node. So nodes that can earn those bonuses (a positive affinity term matches, or a value of the
+   * spread label) are walked in their own class index with their own bound, and the general walk uses the
+   * bound of a node that earns none. Every node is covered by a walk whose bound holds for it, so the result
+   * is still the exact argmax; the walks share the best node and its tie-break.
    */
   private fastSelect (req: PlacementRequest): number {
-    const idx = this.indexFor(req)
+    const cfg = this.config
+    const affB = affinityBound(req)
+    const counts = this.domainCounts(req)
+    const sel = this.selection
+    sel.best = -1
+    sel.total = -Infinity
+    sel.fit = -Infinity
+    if (affB === 0 && req.spreadLabel === null) {
+      this.walk(this.indexFor(req, null), req, counts, 0, 0)
+      return sel.best
+    }
+    let domMax = 0
+    if (req.spreadLabel !== null) {
+      for (const v of this.labelValues(req.spreadLabel)) {
+        const dom = domainScore(counts?.get(v) ?? 0, true)
+        if (dom > domMax) domMax = dom
+        this.walk(this.indexFor(req, { label: req.spreadLabel, op: '==', value: v }), req, counts, affB, dom)
+      }
+    }
+    for (const a of req.affinity) {
+      if (a.weight > 0) this.walk(this.indexFor(req, { label: a.label, op: '==', value: a.value }), req, counts, affB, domMax)
+    }
+    this.walk(this.indexFor(req, null), req, counts, 0, 0)
+    return sel.best
+  }
+
+  private readonly selection = { best: -1, total: -Infinity, fit: -Infinity }
+
+  private walk (idx: CapacityIndex, req: PlacementRequest, counts: Map<string, number> | undefined, affBound: number, domBound: number): void {
     const cfg = this.config
     const w = cfg.weights
+    const sel = this.selection
     const cpu = req.resources.cpu - PRUNE_SLACK
     const mem = req.resources.memoryMiB - PRUNE_SLACK
     const disk = req.resources.diskGiB - PRUNE_SLACK
-    const affB = affinityBound(req)
-    const domB = req.spreadLabel === null ? 0 : 1
-    const counts = this.domainCounts(req)
     let stack = this.stack
     let sp = 0
     let t = idx.root
-    let best = -1
-    let bestTotal = -Infinity
     for (;;) {
       while (t >= 0 && idx.subtreeMayFit(t, cpu, mem, disk)) {
         if (sp === stack.length) { stack = growStack(stack); this.stack = stack } // a treap this deep is unlikely, not impossible
@@ -240,16 +272,56 @@ export class Placer {
       if (sp === 0) break
       t = stack[--sp]
       const fit = idx.key[t]
-      if (best >= 0 && weightedTotal(cfg, fit, affB, domB, 0) <= bestTotal) break
+      // every later node in this walk has a lower bound, a lower fit, or the same fit and a larger id
+      if (sel.best >= 0 && !better(weightedTotal(cfg, fit, affBound, domBound, 0), fit, t, sel.total, sel.fit, sel.best)) break
       const n = this.nodes[t]
       if (feasible(n, req)) {
         const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg)
-        if (total > bestTotal) { best = t; bestTotal = total }
+        if (sel.best < 0 || better(total, fit, t, sel.total, sel.fit, sel.best)) { sel.best = t; sel.total = total; sel.fit = fit }
       }
       t = idx.right[t]
     }
-    return best
   }
+
+  /**
+   * Index of the nodes carrying one label value (for the affinity and spread walks), whatever the request's
+   * constraints: each node joins one such index per label, so upkeep stays small; candidates still pass the
+   * full filters.
+   */
+  private labelIndex (c: Constraint): CapacityIndex {
+    const key = '\u0004' + c.label + '\u0000' + (c.op === '==' ? c.value : '')
+    let idx = this.classes.get(key)
+    if (idx !== undefined) return idx
+    idx = new CapacityIndex(this.nodes.length)
+    this.classes.set(key, idx)
+    for (let i = 0; i < this.nodes.length; i++) {
+      const n = this.nodes[i]
+      if (!constraintHolds(n.labels, c)) continue
+      this.memberOf[i].push(idx)
+      if (n.state === 'ready') {
+        idx.insert(i, fitScore(this.config.strategy, n), i,
+          n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
+          n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
+          n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,
+          n.maxVms === null ? Infinity : n.maxVms - n.vmCount)
+      }
+    }
+    return idx
+  }
+
+  /** Distinct values of a label over all nodes, sorted (labels are static for a placer's lifetime). */
+  private labelValues (label: string): string[] {
+    let vs = this.valuesOf.get(label)
+    if (vs === undefined) {
+      const set = new Set<string>()
+      for (const n of this.nodes) if (Object.hasOwn(n.labels, label)) set.add(n.labels[label])
+      vs = [...set].sort()
+      this.valuesOf.set(label, vs)
+    }
+    return vs
+  }
+
+  private readonly valuesOf = new Map<string, string[]>()
 
   /** Full scan with one verdict per node; the chosen node is the same as the fast path's. */
   private explain (req: PlacementRequest): Decision {
