@@ -49,5 +49,3 @@ export const LOAD_INTERVAL_MS = 1000
 export const LOAD_STALE_MS = 5000
 /** Reports further than this ahead of the receiver's clock are rejected as bogus. */
 export const LOAD_MAX_FUTURE_SKEW_MS = 60_000
-export const MAX_LABELS = 64
-export const MAX_LABEL_LENGTH = 128

@@ -77,19 +77,6 @@ export function oneOf<T extends string> (x: unknown, path: string, values: reado
   return x as T
 }
 
-/** A string-to-string map (labels). */
-export function strRecord (x: unknown, path: string, maxKeys: number, maxLen: number): Record<string, string> {
-  const o = obj(x, path, Object.keys(x !== null && typeof x === 'object' ? x : {}))
-  const keys = Object.keys(o)
-  if (keys.length > maxKeys) bad(path, `more than ${maxKeys} entries`)
-  const out: Record<string, string> = {}
-  for (const k of keys) {
-    str(k, `${path} key`, maxLen, 1)
-    out[k] = str(o[k], `${path}.${k}`, maxLen)
-  }
-  return out
-}
-
 /** Applies `check` to o[key] when present (undefined stays absent). */
 export function opt<T> (o: Obj, key: string, check: (x: unknown, path: string) => T, path: string): T | undefined {
   const v = o[key]
