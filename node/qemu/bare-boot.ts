@@ -21,7 +21,7 @@ export interface BareBootOptions {
   timeoutMs?: number
 }
 
-export const BARE_BOOT_TIMEOUT_MS = 60_000
+export const BARE_BOOT_TIMEOUT_MS = 120_000
 
 /** Milliseconds from spawn to the guest's ready marker; the guest is killed after. */
 export async function bareBoot (opts: BareBootOptions): Promise<number> {
