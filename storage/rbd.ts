@@ -126,7 +126,10 @@ export class RbdClient {
     this.conf = opts.conf
     this.timeoutMs = t
     this.#auth = ['--conf', opts.conf]
-    if (opts.id != null) this.#auth.push('--id', opts.id)
+    if (opts.id != null) {
+      if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(opts.id)) throw new RbdError('InvalidSpec', `invalid cephx id ${JSON.stringify(opts.id)}`)
+      this.#auth.push('--id', opts.id)
+    }
     if (opts.keyring != null) this.#auth.push('--keyring', opts.keyring)
     this.#rbd = opts.rbdBin ?? 'rbd'
     this.#ceph = opts.cephBin ?? 'ceph'

@@ -104,7 +104,7 @@ function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
 
 test.before(async () => {
   ceph = await startTestCeph()
-  rbd = new RbdClient({ conf: ceph.conf, timeoutMs: 20_000 })
+  rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
 })
 
 test.after(async () => {

@@ -124,6 +124,8 @@ test('RbdClient: a missing CLI is Unavailable, a hung one is killed within the b
     await rejectsKind(missing.blocklistAdd('not-an-addr'), 'InvalidSpec')
     await rejectsKind(missing.resize('rbd', 'x', 0), 'InvalidSpec')
     throwsKind(() => new RbdClient({ conf: '' }), 'InvalidSpec')
+    throwsKind(() => new RbdClient({ conf: '/c', id: '--help' }), 'InvalidSpec')
+    throwsKind(() => new RbdClient({ conf: '/c', timeoutMs: 10 }), 'InvalidSpec')
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
