@@ -55,7 +55,8 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
   stream.addEventListener('close', onClose)
   stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite)
   try {
-    if (stream.status !== 'open' || stream.remoteWriteStatus === 'closed') ended = true
+    if (stream.status !== 'open') ended = true
+    else if (stream.remoteWriteStatus === 'closed') onRemoteCloseWrite()
     for (;;) {
       if (queue.length > 0) {
         const v = queue.shift()
