@@ -179,7 +179,10 @@ function runCase (name: string, nodeCount: number, vmCount: number, timeLimitS: 
     peakRssMiB: resourceUsage().maxRSS / 1024,
     heapUsedMiB,
     invariantViolations: violations,
-    targets: {
+    // the issue's targets are for the two named sizes; smaller runs (--small, --only=mid) only check correctness
+    targets: nodeCount !== 1000 && nodeCount !== 10_000
+      ? { 'all placed': placed === vmCount ? 'PASS' : 'MISS', 'no invariant violations': violations === 0 ? 'PASS' : 'MISS' }
+      : {
       [`time < ${timeLimitS} s`]: seconds < timeLimitS ? 'PASS' : 'MISS',
       ...(nodeCount === 1000 ? { 'placements/s >= 20000': perSecond >= 20_000 ? 'PASS' : 'MISS' } : {}),
       'nodes <= lower bound + 5 %': nodesUsed <= lowerBound * 1.05 ? 'PASS' : 'MISS',
