@@ -270,11 +270,17 @@ test('bareBoot: a plain qemu launch of the same guest, spawn to marker', async (
   assert.ok(ms > 50 && ms < BOOT_WAIT_MS, String(ms))
 })
 
-test.after(async () => {
-  for (const d of drivers) await d.close().catch(() => {})
+/** synchronous, so it also runs from process 'exit' when a failure ends the run early */
+function leaveNothing (): void {
   for (const pid of ourQemus()) { try { process.kill(pid, 'SIGKILL') } catch {} }
   try { execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' }) } catch {}
   rmSync(dataDir, { recursive: true, force: true })
+}
+process.on('exit', leaveNothing)
+
+test.after(async () => {
+  for (const d of drivers) await d.close().catch(() => {})
+  leaveNothing()
   console.log(`  driver tests took ${((Date.now() - t0) / 1000).toFixed(1)} s`)
 })
 
