@@ -94,8 +94,8 @@ export const BOOT_TIMEOUT_MS = 120_000
 export const LIVENESS_POLL_MS = 500
 const POWERDOWN_REPEAT_MS = 2_000
 const QMP_CONNECT_MS = 5_000
-/** the ready marker is near the start of the log; bound what is scanned for it */
-const MARKER_SCAN_BYTES = 64 * 1024
+/** how much of the console's end is searched for the ready marker (a verbose boot may print a lot first) */
+const MARKER_WINDOW = 8 * 1024
 
 /** One qemu process the driver is watching. */
 interface Live {
@@ -463,7 +463,7 @@ export class QemuDriver {
     if (l.record.spec.readiness === 'marker') {
       let text = ''
       l.tail = tailFile(l.paths.serialLog, (s) => {
-        if (text.length < MARKER_SCAN_BYTES) text += s
+        text = (text + s).slice(-MARKER_WINDOW) // the marker line is short: a window of the end suffices
         const m = parseReadyMarker(text)
         if (m != null) markReady(m.ip)
       })
