@@ -41,6 +41,9 @@ export const RPC_MAX_IN_FLIGHT = 64
 export const RPC_SERVER_MAX_CONCURRENT = 64
 /** Open `watch` subscriptions per RPC stream. */
 export const RPC_MAX_WATCHES_PER_STREAM = 16
+/** Raw bytes a libp2p stream may hold unread. Yamux lets a sender fill up to its 16 MiB window
+ * after we pause, and the stream is aborted past this, so it must exceed that window. */
+export const STREAM_READ_BUFFER_BYTES = 17 * MiB
 /** Decoded frames buffered on a read side before the stream is paused. */
 export const MAX_FRAMES_BUFFERED = 64
 

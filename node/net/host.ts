@@ -19,7 +19,7 @@ import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
-import { DIAL_TIMEOUT_MS } from '../../protocols/limits.ts'
+import { DIAL_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES } from '../../protocols/limits.ts'
 
 /** Kademlia protocol id: our own DHT, never joined with the public IPFS one. */
 export const DHT_PROTOCOL = '/blixard/kad/1.0.0'
@@ -71,7 +71,7 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     addresses: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER_BYTES } })],
     connectionProtector: preSharedKey({ psk: opts.clusterKey }),
     connectionManager: { dialTimeout, addressDialTimeout: dialTimeout },
     peerDiscovery: opts.mdns === true ? [mdns({ serviceTag: MDNS_SERVICE_TAG, interval: opts.mdnsIntervalMs ?? 10_000 })] : [],

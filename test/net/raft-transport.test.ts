@@ -224,12 +224,12 @@ test('a peer that stops reading gets its stream reset after the write timeout, a
 
 test('snapshot delivery is reported: ok when written, failed when lost', async () => {
   const [a, , c] = nodes
-  const snap = (to: string): Message => ({ type: 'MsgSnap', from: a.id, to, term: 5, snapshot: { meta: { index: 50, term: 4, conf: { voters: [a.id, to], learners: [] } }, data: new Uint8Array(100_000).fill(7) } })
+  const snap = (to: string): Message => ({ type: 'MsgSnap', from: a.id, to, term: 5, snapshot: { meta: { index: 50, term: 4, conf: { voters: [a.id, to], learners: [] } }, data: new Uint8Array(6 * 1024 * 1024).fill(7) } })
   a.snaps.length = 0
   const before = c.got.length
   a.host.services.raft.send([snap(c.id)])
   await until(() => c.got.length === before + 1, 3000, 'snapshot delivery')
-  assert.is(c.got[before].msg.snapshot!.data.byteLength, 100_000)
+  assert.is(c.got[before].msg.snapshot!.data.byteLength, 6 * 1024 * 1024) // above the 4 MiB default stream buffer
   assert.equal(a.snaps, [[c.id, true]])
   const ghost = await node()
   await ghost.host.stop()
