@@ -463,8 +463,9 @@ export class QemuDriver {
     if (l.record.spec.readiness === 'marker') {
       let text = ''
       l.tail = tailFile(l.paths.serialLog, (s) => {
-        text = (text + s).slice(-MARKER_WINDOW) // the marker line is short: a window of the end suffices
-        const m = parseReadyMarker(text)
+        const joined = text + s
+        text = joined.slice(-MARKER_WINDOW) // the marker line is short: a window of the end suffices
+        const m = parseReadyMarker(joined)
         if (m != null) markReady(m.ip)
       })
     }
