@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { testHost, CLUSTER_KEY } from './helpers.ts'
-import { newClusterKey, readClusterKey, writeClusterKey, ClusterKeyError } from '../../node/keygen.ts'
+import { newClusterKey, readClusterKey, writeClusterKey, ClusterKeyError, keygenMain } from '../../node/keygen.ts'
 import { loadOrCreateIdentity, IdentityError } from '../../node/identity.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 
@@ -85,6 +85,24 @@ test('keygen writes a pnet key, refuses to overwrite, and bad key files are name
   await writeFile(join(dir, 'bad.key'), 'nope')
   try { await readClusterKey(join(dir, 'bad.key')); assert.unreachable() } catch (err) { assert.match((err as Error).message, 'not a cluster key') }
   assert.is(CLUSTER_KEY.byteLength, 95)
+  // the `blixard keygen PATH` entry point
+  const out: string[] = []
+  const write = process.stdout.write.bind(process.stdout)
+  const ewrite = process.stderr.write.bind(process.stderr)
+  process.stdout.write = ((c: string) => { out.push(c); return true }) as typeof process.stdout.write
+  process.stderr.write = ((c: string) => { out.push(c); return true }) as typeof process.stderr.write
+  try {
+    assert.is(await keygenMain([join(dir, 'cli.key')]), 0)
+    assert.is(await keygenMain([join(dir, 'cli.key')]), 1)
+    assert.is(await keygenMain([]), 2)
+  } finally {
+    process.stdout.write = write
+    process.stderr.write = ewrite
+  }
+  assert.ok(out[0].includes('wrote a new cluster key'))
+  assert.ok(out[1].includes('already exists'))
+  assert.ok(out[2].includes('usage: blixard keygen PATH'))
+  assert.is((await readClusterKey(join(dir, 'cli.key'))).byteLength, 95)
 })
 
 test.run()
