@@ -27,7 +27,7 @@ function envelope (i: number): Uint8Array {
   const env: CommandEnvelope = {
     at: 0,
     key: `k${i}`,
-    cmd: { type: 'AddAdmin', peerId: `peer-${i}`, name: 'x'.repeat(200) } // ~256 B of payload
+    cmd: { type: 'AddAdmin', peerId: `12D3KooW${String(i).padStart(44, '0')}`, name: 'x'.repeat(120) } // ~256 B encoded
   }
   return encodeEnvelope(env)
 }
@@ -83,6 +83,7 @@ function run (sync: boolean): { seconds: number, perSec: number, readies: number
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   const hashes = new Set(reps.map((r) => r.sm.stateHash()))
   if (hashes.size !== 1) throw new Error('replicas diverged')
+  if (leader.sm.listAdmins().length !== TOTAL) throw new Error(`expected ${TOTAL} applied commands, found ${leader.sm.listAdmins().length}: commands were rejected`)
   for (const r of reps) { r.store.close(); r.kv.close() }
   rmSync(dir, { recursive: true, force: true })
   return { seconds, perSec: TOTAL / seconds, readies }

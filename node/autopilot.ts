@@ -4,7 +4,7 @@
 //
 // Policy:
 // - every known cluster node that is not a member is added as a learner;
-// - target voters = 5 when at least 5 members are healthy, else 3 (or all healthy members when fewer);
+// - target voters = 5 when at least 5 members are healthy, 3 from 3, else 1 (odd sizes only);
 // - a voter unreachable for longer than `deadAfterMs` is replaced: first a healthy, caught-up
 //   learner is promoted (so the quorum never shrinks while a voter is down), then the dead voter removed;
 // - surplus voters (above the target) are demoted by removal only when dead; healthy surplus voters stay
@@ -43,8 +43,10 @@ function isHealthy (h: MemberHealth | undefined, within: number): boolean {
 }
 
 export function targetVoters (healthyMembers: number): number {
+  // Odd sizes only: 2 voters tolerate no more failures than 1, and need both up.
   if (healthyMembers >= 5) return 5
-  return Math.min(3, Math.max(1, healthyMembers))
+  if (healthyMembers >= 3) return 3
+  return 1
 }
 
 export function decide (input: AutopilotInput): AutopilotDecision {

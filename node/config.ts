@@ -39,6 +39,10 @@ export interface NodeConfig {
     heartbeatTick: number
   }
   logLevel: LogLevelName
+  /** a fresh cluster forms once this many nodes see each other (node/bootstrap.ts) */
+  bootstrapExpect: number
+  /** CLI peer ids made admins when this node bootstraps a new cluster */
+  admins: string[]
 }
 
 export class ConfigError extends Error {
@@ -79,7 +83,9 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
-  K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error')
+  K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
+  K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
+  K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster')
 ]
 
 /** Defaults for everything but capacity (detected) and name (host name). */
@@ -94,7 +100,9 @@ export const CONFIG_DEFAULTS = {
   metricsPort: 9630,
   dashboardPort: 9631,
   raft: { tickMs: 100, electionTick: 10, heartbeatTick: 1 },
-  logLevel: 'info' as LogLevelName
+  logLevel: 'info' as LogLevelName,
+  bootstrapExpect: 3,
+  admins: [] as string[]
 }
 
 const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))

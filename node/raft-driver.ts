@@ -53,7 +53,7 @@ interface ReadWaiter {
 
 /** A PRNG for election jitter: the core takes randomness as a parameter; here it is real randomness. */
 function cryptoRandom (): number {
-  return randomInt(0, 2 ** 48) / 2 ** 48
+  return randomInt(0, 2 ** 47) / 2 ** 47
 }
 
 export class RaftDriver {
@@ -69,6 +69,9 @@ export class RaftDriver {
   private stopped = false
   private leader: NodeId | null = null
   private lastSnapshotIndex: number
+  /** last log index handed to us as committed and processed (conf entries included, which the
+   * state machine never sees): what ReadIndex waits for */
+  private appliedIdx = 0
 
   constructor (opts: RaftDriverOptions) {
     this.id = opts.id
@@ -82,6 +85,7 @@ export class RaftDriver {
       opts.sm.restore(snap.data, snap.meta.index)
       opts.log.info('state machine restored from the log snapshot', { index: snap.meta.index })
     }
+    this.appliedIdx = Math.max(opts.sm.applied(), snap.meta.index)
     this.node = new RawNode({
       id: opts.id,
       storage: opts.store,
@@ -207,8 +211,10 @@ export class RaftDriver {
     if (rd.softState != null) this.noteSoftState(rd.softState.leader, rd.softState.role === 'leader')
     if (rd.snapshot != null) {
       store.save({ snapshot: rd.snapshot })
-      sm.restore(rd.snapshot.data, rd.snapshot.meta.index)
+      // A joiner's first snapshot may be the leader's index-0 one: only the initial membership, no state.
+      if (rd.snapshot.meta.index > 0 || rd.snapshot.data.byteLength > 0) sm.restore(rd.snapshot.data, rd.snapshot.meta.index)
       this.lastSnapshotIndex = rd.snapshot.meta.index
+      this.appliedIdx = Math.max(this.appliedIdx, rd.snapshot.meta.index)
       this.opts.log.info('installed snapshot', { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term })
     }
     if (rd.hardState != null || rd.entries.length > 0) store.save({ hardState: rd.hardState, entries: rd.entries })
@@ -219,6 +225,7 @@ export class RaftDriver {
       this.opts.send(rd.messages)
     }
     for (const e of rd.committedEntries) {
+      this.appliedIdx = Math.max(this.appliedIdx, e.index)
       if (e.type !== 'normal') continue
       if (e.index <= sm.applied()) continue
       if (e.data.length === 0) { sm.apply(e.index, e.data); continue }
@@ -255,7 +262,7 @@ export class RaftDriver {
   }
 
   private releaseReads (): void {
-    const applied = this.opts.sm.applied()
+    const applied = this.appliedIdx
     for (let i = this.readsByIndex.length - 1; i >= 0; i--) {
       const w = this.readsByIndex[i]
       if (w.index != null && w.index <= applied) {

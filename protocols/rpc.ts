@@ -2,11 +2,12 @@
 // has a params validator that runs on the server before the handler sees anything, so handlers
 // get typed, bounded values. Responses to a streaming method (`vm.watch`) are a series of
 // `{ id, ok: true, result, more: true }` ended by one final response without `more`.
-import type { BlixError, ErrorKind } from './commands.ts'
+import type { ApplyResult, BlixError, CommandEnvelope, ErrorKind } from './commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord, VmSpec } from './model.ts'
-import { validateVmSpec } from './command-schema.ts'
+import { validateEnvelope, validateVmSpec } from './command-schema.ts'
 import { WireError } from './framing.ts'
-import { bad, bool, int, obj, opt, str } from './validate.ts'
+import type { LoadReport } from './load.ts'
+import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
 import { MAX_NODE_ID_LENGTH } from './limits.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
@@ -137,6 +138,32 @@ export interface RpcMethods {
   'admin.add': { params: { peerId: string, name: string }, result: AdminRecord }
   'admin.remove': { params: { peerId: string }, result: { peerId: string } }
   'admin.list': { params: ReadParams, result: AdminRecord[] }
+  'vm.explain': { params: ReadParams & { vm: string }, result: VmExplanation }
+  /** the gossiped load reports this node holds, aged on its clock */
+  'node.load': { params: Record<string, never>, result: Array<LoadReport & { ageMs: number, stale: boolean }> }
+  /** a fresh node's question during cluster formation (node/bootstrap.ts) */
+  'cluster.hello': { params: Record<string, never>, result: ClusterHello }
+  /** a fresh node with the key asks to be added as a learner; its addresses let the leader reach it */
+  'cluster.join': { params: { addrs: string[] }, result: { leader: string } }
+  /** member to leader: add this joiner as a learner */
+  'internal.admit': { params: { peer: string, addrs: string[] }, result: { leader: string } }
+  /** member to leader: propose a client's command (writes are forwarded, never bounced) */
+  'internal.propose': { params: { env: CommandEnvelope }, result: ApplyResult }
+}
+
+export interface ClusterHello { id: string, inCluster: boolean, lowestKnown: string, leader: string | null }
+
+/** `blixard vm explain`: the placement decision with one verdict per node. */
+export interface VmExplanation {
+  vm: string
+  assignedNode: string | null
+  decision: {
+    vmId: string
+    nodeId: string | null
+    total: number | null
+    rejections: Record<string, number> | null
+    nodes: Array<{ nodeId: string, feasible: boolean, filter?: string, reason?: string, scores?: { fit: number, affinity: number, domain: number, pressure: number }, total?: number }> | null
+  }
 }
 
 export type MethodName = keyof RpcMethods
@@ -224,7 +251,31 @@ export const METHODS: MethodTable = {
     }
   },
   'admin.remove': { mutating: true, streaming: false, params: (x) => ({ peerId: str(params(x, ['peerId'], ['peerId']).peerId, 'params.peerId', ID, 1) }) },
-  'admin.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) }
+  'admin.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
+  'vm.explain': {
+    mutating: false, streaming: false,
+    params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }
+  },
+  'cluster.hello': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
+  'node.load': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
+  // Not "mutating" in the admin sense: holding the cluster key (pnet) is what admits a node.
+  'cluster.join': { mutating: false, streaming: false, params: (x) => ({ addrs: addrList(params(x, ['addrs'], ['addrs']).addrs, 'params.addrs') }) },
+  'internal.admit': {
+    mutating: true, streaming: false,
+    params: (x) => { const o = params(x, ['peer', 'addrs'], ['peer', 'addrs']); return { peer: str(o.peer, 'params.peer', ID, 1), addrs: addrList(o.addrs, 'params.addrs') } }
+  },
+  'internal.propose': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const v = validateEnvelope(params(x, ['env'], ['env']).env)
+      if (!v.ok) throw new RpcError(v.error.kind, `params.env: ${v.error.message}`)
+      return { env: v.cmd }
+    }
+  }
+}
+
+function addrList (x: unknown, path: string): string[] {
+  return arr(x, path, 16).map((a, i) => str(a, `${path}[${i}]`, 256, 1))
 }
 
 export function isMethod (m: string): m is MethodName {

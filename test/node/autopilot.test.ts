@@ -20,8 +20,8 @@ function input (over: Partial<AutopilotInput>): AutopilotInput {
   }
 }
 
-test('target voters: 1..3 below five healthy members, 5 from five', () => {
-  assert.equal([1, 2, 3, 4, 5, 6, 9].map(targetVoters), [1, 2, 3, 3, 5, 5, 5])
+test('target voters: odd sizes only, 1 below three healthy members, 3 below five, then 5', () => {
+  assert.equal([1, 2, 3, 4, 5, 6, 9].map(targetVoters), [1, 1, 3, 3, 5, 5, 5])
 })
 
 test('a discovered node is added as a learner', () => {

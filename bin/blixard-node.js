@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// Runs the TypeScript sources through tsx in a source checkout (tsx is a dev dependency), and the
+// compiled output (dist/, from `npm run build`) in an installed package, where tsx is absent.
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+const root = fileURLToPath(new URL('..', import.meta.url))
+let tsx = false
+try { createRequire(import.meta.url).resolve('tsx/esm/api'); tsx = existsSync(root + 'node/main-node.ts') } catch { tsx = false }
+if (tsx) {
+  const { register } = await import('tsx/esm/api')
+  register()
+  await import(pathToFileURL(root + 'node/main-node.ts').href)
+} else {
+  await import(pathToFileURL(root + 'dist/node/main-node.js').href)
+}

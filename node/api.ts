@@ -1,0 +1,184 @@
+// The RPC methods every node serves. Reads are answered from the local
+// replica, after a ReadIndex barrier unless the caller asked for `stale`.
+// Writes are proposed on the leader: a follower forwards them itself
+// (internal.propose), so clients never see a redirect.
+import { randomUUID } from 'node:crypto'
+import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
+import type { NodeRecord, VmRecord } from '../protocols/model.ts'
+import { RpcError } from '../protocols/rpc.ts'
+import type { ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
+import type { RpcHandlers } from './net/rpc.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { RaftDriver } from './raft-driver.ts'
+import type { NodeMetrics } from './metrics.ts'
+import { explainVm } from './scheduler.ts'
+import type { LoadBoard } from './scheduler.ts'
+import type { LoadReport } from '../protocols/load.ts'
+
+export interface ApiDeps {
+  id: () => string
+  sm: StateMachine
+  driver: () => RaftDriver | null
+  /** proposes on the leader, forwarding when this node is not the leader */
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  /** subscribe to applied commands (for watch) */
+  subscribe: (fn: (index: number, env: CommandEnvelope, result: ApplyResult) => void) => () => void
+  load: LoadBoard
+  loadReports: () => Array<LoadReport & { ageMs: number, stale: boolean }>
+  hello: () => { id: string, inCluster: boolean, lowestKnown: string, leader: string | null }
+  join: (peer: string, addrs: string[]) => Promise<{ leader: string }>
+  metrics?: NodeMetrics
+  now?: () => number
+}
+
+function fail (r: ApplyResult): never {
+  if (r.ok) throw new Error('unreachable')
+  throw new RpcError(r.error.kind, r.error.message, r.error.leader)
+}
+
+export function createApi (d: ApiDeps): RpcHandlers {
+  const now = d.now ?? Date.now
+
+  const read = async (p: ReadParams): Promise<void> => {
+    if (p.stale === true) return
+    const drv = d.driver()
+    if (drv == null) throw new RpcError('Unavailable', 'this node has not joined a cluster yet; retry with --stale or ask another node')
+    await drv.readBarrier()
+  }
+
+  const write = async (cmd: Command, key?: string): Promise<unknown> => {
+    const r = await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
+    if (!r.ok) fail(r)
+    return r.value
+  }
+
+  const vmRef = (ref: string): VmRecord => {
+    const vm = d.sm.getVm(ref) ?? d.sm.getVmByName(ref)
+    if (vm == null) throw new RpcError('NotFound', `no VM named or with id '${ref}'`)
+    return vm
+  }
+
+  const nodeRef = (ref: string): NodeRecord => {
+    const n = d.sm.getNode(ref) ?? d.sm.listNodes().find((x) => x.name === ref || x.id.endsWith(ref))
+    if (n == null) throw new RpcError('NotFound', `no node named or with id '${ref}'`)
+    return n
+  }
+
+  return {
+    'cluster.status': async (p) => {
+      await read(p)
+      const drv = d.driver()
+      const st = drv?.status()
+      return {
+        id: d.id(),
+        leader: st?.lead ?? null,
+        term: st?.term ?? 0,
+        commit: st?.commit ?? 0,
+        applied: d.sm.applied(),
+        voters: st?.conf.voters ?? [],
+        learners: st?.conf.learners ?? []
+      }
+    },
+    'node.list': async (p) => { await read(p); return d.sm.listNodes() },
+    'node.show': async (p) => { await read(p); return nodeRef(p.node) },
+    'node.drain': async (p) => {
+      const n = nodeRef(p.node)
+      await write({ type: 'UpdateNode', id: n.id, state: 'draining' })
+      return nodeRef(n.id)
+    },
+    'node.undrain': async (p) => {
+      const n = nodeRef(p.node)
+      await write({ type: 'UpdateNode', id: n.id, state: 'ready' })
+      return nodeRef(n.id)
+    },
+    'vm.create': async (p) => {
+      const id = randomUUID()
+      const key = p.key ?? randomUUID()
+      const r = await d.propose({ cmd: { type: 'CreateVm', id, spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, at: now(), key })
+      if (!r.ok) fail(r)
+      // a retried key returns the first result: the VM created then, whatever id we drew now
+      const created = (r.value as { id?: string } | undefined)?.id ?? id
+      return d.sm.getVm(created) ?? vmRef(p.spec.name)
+    },
+    'vm.list': async (p) => { await read(p); return d.sm.listVms(p.node != null ? { node: nodeRef(p.node).id } : {}) },
+    'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
+    'vm.start': async (p) => {
+      const vm = vmRef(p.vm)
+      await write({ type: 'SetVmDesiredState', id: vm.id, desired: 'running' })
+      return vmRef(vm.id)
+    },
+    'vm.stop': async (p) => {
+      const vm = vmRef(p.vm)
+      await write({ type: 'SetVmDesiredState', id: vm.id, desired: 'stopped' })
+      return vmRef(vm.id)
+    },
+    'vm.delete': async (p) => {
+      const vm = vmRef(p.vm)
+      await write({ type: 'DeleteVm', id: vm.id })
+      return { id: vm.id }
+    },
+    'vm.explain': async (p) => {
+      await read(p)
+      return explainVm(d.sm, d.load, vmRef(p.vm).id)
+    },
+    'vm.watch': (p, ctx) => watch(d, p.vm ?? null, ctx.signal, vmRef),
+    'admin.add': async (p) => {
+      await write({ type: 'AddAdmin', peerId: p.peerId, name: p.name })
+      const a = d.sm.listAdmins().find((x) => x.peerId === p.peerId)
+      if (a == null) throw new RpcError('Internal', 'admin not found after it was added')
+      return a
+    },
+    'admin.remove': async (p) => { await write({ type: 'RemoveAdmin', peerId: p.peerId }); return { peerId: p.peerId } },
+    'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
+    'cluster.hello': () => d.hello(),
+    'node.load': () => d.loadReports(),
+    'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),
+    'internal.admit': async (p) => await d.join(p.peer, p.addrs),
+    'internal.propose': async (p) => {
+      const drv = d.driver()
+      if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+      return await drv.propose(p.env)
+    }
+  }
+}
+
+/** A stream of changes to one VM (or all): the current state first, then every change as it applies. */
+async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmRef: (r: string) => VmRecord): AsyncGenerator<VmWatchEvent> {
+  const queue: VmWatchEvent[] = []
+  let wake: (() => void) | null = null
+  const target = ref == null ? null : vmRef(ref).id
+  const unsubscribe = d.subscribe((_i, env, result) => {
+    if (!result.ok) return
+    const ids = idsTouched(env.cmd)
+    for (const id of ids) {
+      if (target != null && id !== target) continue
+      const vm = d.sm.getVm(id)
+      queue.push(vm == null ? { type: 'delete', id } : { type: 'put', vm })
+    }
+    if (queue.length > 0) { wake?.(); wake = null }
+  })
+  try {
+    if (target != null) queue.push({ type: 'put', vm: vmRef(target) })
+    else for (const vm of d.sm.listVms()) queue.push({ type: 'put', vm })
+    while (!signal.aborted) {
+      while (queue.length > 0) yield queue.shift()!
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        signal.addEventListener('abort', () => resolve(), { once: true })
+      })
+    }
+  } finally {
+    unsubscribe()
+  }
+}
+
+function idsTouched (cmd: Command): string[] {
+  switch (cmd.type) {
+    case 'CreateVm': case 'UpdateVmSpec': case 'SetVmDesiredState': case 'AssignVm': case 'DeleteVm':
+      return [cmd.id]
+    case 'ReportVmStatus':
+      return [...new Set(cmd.reports.map((r) => r.id))]
+    default:
+      return []
+  }
+}

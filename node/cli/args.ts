@@ -1,0 +1,79 @@
+// A small, strict argument parser: positionals plus --flag VALUE / --flag=VALUE /
+// boolean --flag, with the set of flags declared per command so a typo is an
+// error that names the flag (kubectl style), never silently ignored.
+
+export interface FlagSpec {
+  /** takes a value (otherwise boolean) */
+  value?: boolean
+  /** may be given several times (values collected) */
+  repeat?: boolean
+  short?: string
+}
+
+export class UsageError extends Error {
+  constructor (message: string) { super(message); this.name = 'UsageError' }
+}
+
+export interface Parsed {
+  positionals: string[]
+  flags: Map<string, string[]>
+}
+
+export function parseArgs (argv: string[], specs: Record<string, FlagSpec>): Parsed {
+  const positionals: string[] = []
+  const flags = new Map<string, string[]>()
+  const byShort = new Map(Object.entries(specs).filter(([, s]) => s.short != null).map(([k, s]) => [s.short!, k]))
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') { positionals.push(...argv.slice(i + 1)); break }
+    let name: string | null = null
+    let inline: string | undefined
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=')
+      name = eq >= 0 ? a.slice(2, eq) : a.slice(2)
+      inline = eq >= 0 ? a.slice(eq + 1) : undefined
+    } else if (a.startsWith('-') && a.length === 2 && a !== '-') {
+      name = byShort.get(a.slice(1)) ?? null
+      if (name == null) throw new UsageError(`unknown flag ${a}`)
+    }
+    if (name == null) { positionals.push(a); continue }
+    let spec = specs[name]
+    let negated = false
+    if (spec == null && name.startsWith('no-') && specs[name.slice(3)] != null && specs[name.slice(3)].value !== true) { spec = specs[name.slice(3)]; name = name.slice(3); negated = true }
+    if (spec == null) throw new UsageError(`unknown flag --${name}`)
+    let v: string
+    if (spec.value === true) {
+      if (inline !== undefined) v = inline
+      else {
+        if (i + 1 >= argv.length) throw new UsageError(`flag --${name} needs a value`)
+        v = argv[++i]
+      }
+    } else {
+      v = negated ? 'false' : (inline ?? 'true')
+      if (v !== 'true' && v !== 'false') throw new UsageError(`flag --${name} takes no value (or =true/=false)`)
+    }
+    const prev = flags.get(name)
+    if (prev != null && spec.repeat !== true) throw new UsageError(`flag --${name} given twice`)
+    flags.set(name, [...(prev ?? []), v])
+  }
+  return { positionals, flags }
+}
+
+export function flag (p: Parsed, name: string): string | undefined {
+  const v = p.flags.get(name)
+  return v?.[v.length - 1]
+}
+
+export function bool (p: Parsed, name: string, dflt = false): boolean {
+  const v = flag(p, name)
+  return v === undefined ? dflt : v === 'true'
+}
+
+export function int (p: Parsed, name: string, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const v = flag(p, name)
+  if (v === undefined) return dflt
+  if (!/^-?\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got "${v}"`)
+  const n = Number(v)
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`)
+  return n
+}

@@ -1,0 +1,79 @@
+// How the CLI reaches the cluster: its own libp2p identity under
+// ~/.config/blixard/, the cluster key, and a node to talk to (--peer, or
+// BLIXARD_PEER, or mDNS discovery on the LAN). Any node will do: every node
+// answers every method.
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
+import { loadOrCreateIdentity } from '../identity.ts'
+import { readClusterKey } from '../keygen.ts'
+import { createBlixardHost } from '../net/host.ts'
+import type { BlixardHost } from '../net/host.ts'
+import { RpcClient } from '../net/rpc.ts'
+import { RpcError } from '../../protocols/rpc.ts'
+
+export function configDir (): string {
+  return process.env.BLIXARD_CONFIG_DIR ?? join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'blixard')
+}
+
+export function clusterKeyPath (explicit?: string): string {
+  if (explicit != null) return explicit
+  if (process.env.BLIXARD_CLUSTER_KEY_FILE != null) return process.env.BLIXARD_CLUSTER_KEY_FILE
+  const mine = join(configDir(), 'cluster.key')
+  return existsSync(mine) ? mine : '/etc/blixard/cluster.key'
+}
+
+export interface Connection {
+  client: RpcClient
+  host: BlixardHost
+  peer: string
+  close: () => Promise<void>
+}
+
+export async function whoami (): Promise<string> {
+  const { privateKey } = await loadOrCreateIdentity(configDir())
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+  return peerIdFromPrivateKey(privateKey).toString()
+}
+
+export async function connect (opts: { peer?: string, clusterKey?: string, timeoutMs?: number, mdnsWaitMs?: number }): Promise<Connection> {
+  const { privateKey } = await loadOrCreateIdentity(configDir())
+  const keyPath = clusterKeyPath(opts.clusterKey)
+  let clusterKey: Uint8Array
+  try {
+    clusterKey = await readClusterKey(keyPath)
+  } catch (err) {
+    throw new RpcError('Unavailable', `cannot read the cluster key ${keyPath}: ${(err as Error).message}. Pass --cluster-key FILE or set BLIXARD_CLUSTER_KEY_FILE`)
+  }
+  const peerAddr = opts.peer ?? process.env.BLIXARD_PEER
+  const useMdns = peerAddr == null
+  const host = await createBlixardHost({ privateKey, clusterKey, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: useMdns, mdnsIntervalMs: 500 })
+  try {
+    let target: PeerId | ReturnType<typeof multiaddr>
+    let peerLabel: string
+    if (peerAddr != null) {
+      try { target = multiaddr(peerAddr) } catch { throw new RpcError('InvalidParams', `--peer "${peerAddr}" is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7001/p2p/12D3…)`) }
+      peerLabel = peerAddr
+    } else {
+      const found = await discover(host, opts.mdnsWaitMs ?? 3_000)
+      if (found == null) throw new RpcError('Unavailable', 'no Blixard node found by mDNS on this LAN. Pass --peer MULTIADDR or set BLIXARD_PEER')
+      target = found
+      peerLabel = found.toString()
+    }
+    const client = await RpcClient.connect(host, target, { timeoutMs: opts.timeoutMs ?? 15_000 })
+    return { client, host, peer: peerLabel, close: async () => { await client.close().catch(() => {}); await host.stop() } }
+  } catch (err) {
+    await host.stop()
+    throw err
+  }
+}
+
+async function discover (host: BlixardHost, waitMs: number): Promise<PeerId | null> {
+  return await new Promise((resolve) => {
+    const timer = setTimeout(() => { host.removeEventListener('peer:connect', on); resolve(null) }, waitMs)
+    const on = (evt: CustomEvent<PeerId>): void => { clearTimeout(timer); host.removeEventListener('peer:connect', on); resolve(evt.detail) }
+    host.addEventListener('peer:connect', on)
+  })
+}

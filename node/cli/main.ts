@@ -1,0 +1,408 @@
+// blixard: the command-line client. Talks to any node over libp2p RPC; every
+// command has --json; every error says what to do next; exit codes are
+// documented in `blixard help exit-codes`.
+import '../polyfill.ts'
+import { randomUUID } from 'node:crypto'
+import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '../../protocols/model.ts'
+import { RpcError } from '../../protocols/rpc.ts'
+import type { VmWatchEvent } from '../../protocols/rpc.ts'
+import type { BlixError } from '../../protocols/commands.ts'
+import { parseArgs, flag, bool, int, UsageError } from './args.ts'
+import type { FlagSpec, Parsed } from './args.ts'
+import { connect, whoami, configDir } from './connect.ts'
+import type { Connection } from './connect.ts'
+import { table, keyValues, mib, ago, shortId, pct, parseMiB } from './format.ts'
+import { describe, exitCodeFor, EXIT } from './errors.ts'
+import { parseConstraint } from './constraints.ts'
+import { keygenMain } from '../keygen.ts'
+import { completion } from './completion.ts'
+
+const GLOBAL: Record<string, FlagSpec> = {
+  json: {},
+  peer: { value: true },
+  'cluster-key': { value: true },
+  stale: {},
+  timeout: { value: true },
+  help: { short: 'h' }
+}
+
+interface Command {
+  summary: string
+  usage: string
+  flags?: Record<string, FlagSpec>
+  run: (p: Parsed, out: Output) => Promise<number>
+}
+
+class Output {
+  constructor (readonly json: boolean) {}
+  data (value: unknown, human: () => string): void {
+    process.stdout.write(this.json ? JSON.stringify(value, null, 2) + '\n' : human() + '\n')
+  }
+  progress (line: string): void { if (!this.json) process.stderr.write(line + '\n') }
+}
+
+async function withCluster<T> (p: Parsed, fn: (c: Connection) => Promise<T>): Promise<T> {
+  const conn = await connect({ peer: flag(p, 'peer'), clusterKey: flag(p, 'cluster-key'), timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })
+  try { return await fn(conn) } finally { await conn.close() }
+}
+
+function need (p: Parsed, n: number, what: string): string[] {
+  if (p.positionals.length < n) throw new UsageError(`missing ${what}`)
+  return p.positionals
+}
+
+const stale = (p: Parsed): { stale?: boolean } => bool(p, 'stale') ? { stale: true } : {}
+
+function vmRow (v: VmRecord, names: Map<string, string>): Array<string | number | null> {
+  return [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), v.status.reason, shortId(v.id, 8)]
+}
+
+function nodeNames (nodes: NodeRecord[]): Map<string, string> {
+  return new Map(nodes.map((n) => [n.id, n.name]))
+}
+
+const COMMANDS: Record<string, Command> = {
+  status: {
+    summary: 'Show the Raft state of the cluster',
+    usage: 'blixard status [--stale]',
+    run: async (p, out) => await withCluster(p, async ({ client, peer }) => {
+      const st = await client.call('cluster.status', stale(p))
+      const nodes = await client.call('node.list', { stale: true })
+      const names = nodeNames(nodes)
+      const nm = (id: string | null): string => id == null ? 'none' : `${names.get(id) ?? shortId(id)} (${shortId(id)})`
+      out.data({ ...st, via: peer }, () => keyValues([
+        ['Leader', nm(st.leader)], ['Term', st.term], ['Commit index', st.commit], ['Applied index', st.applied],
+        ['Voters', st.voters.map(nm).join(', ')], ['Learners', st.learners.map(nm).join(', ') || '-'], ['Answered by', nm(st.id)]
+      ]))
+      return EXIT.ok
+    })
+  },
+  nodes: {
+    summary: 'List the nodes with their state, role and gossiped load',
+    usage: 'blixard nodes [--stale]',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => [])])
+      const load = new Map(loads.map((l) => [l.node, l]))
+      out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
+        ['name', 'state', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', 'id'],
+        nodes.map((n) => {
+          const l = load.get(n.id)
+          const role = st.leader === n.id ? 'leader' : st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : '-'
+          return [n.name, n.state, role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), shortId(n.id)]
+        })))
+      return EXIT.ok
+    })
+  },
+  'node show': {
+    summary: 'Show one node',
+    usage: 'blixard node show NODE',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const n = await client.call('node.show', { node: need(p, 1, 'NODE')[0], ...stale(p) })
+      out.data(n, () => keyValues([['Name', n.name], ['Id', n.id], ['State', n.state], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
+      return EXIT.ok
+    })
+  },
+  'node drain': {
+    summary: 'Move every VM off a node and take no new ones',
+    usage: 'blixard node drain NODE',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const n = await client.call('node.drain', { node: need(p, 1, 'NODE')[0] })
+      out.progress(`Node ${n.name} is draining; its VMs are being moved. Follow with: blixard vm list`)
+      out.data(n, () => `node ${n.name}: ${n.state}`)
+      return EXIT.ok
+    })
+  },
+  'node undrain': {
+    summary: 'Let a drained node take VMs again',
+    usage: 'blixard node undrain NODE',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const n = await client.call('node.undrain', { node: need(p, 1, 'NODE')[0] })
+      out.data(n, () => `node ${n.name}: ${n.state}`)
+      return EXIT.ok
+    })
+  },
+  'vm create': {
+    summary: 'Create a VM (placed by the scheduler, started by its host)',
+    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--wait]',
+    flags: { vcpus: { value: true }, memory: { value: true }, 'disk-size': { value: true }, image: { value: true }, flake: { value: true }, constraint: { value: true, repeat: true }, 'anti-affinity': { value: true }, spread: { value: true }, priority: { value: true }, restart: { value: true }, hypervisor: { value: true }, disk: { value: true, repeat: true }, network: { value: true, repeat: true }, 'kernel-param': { value: true, repeat: true }, start: {}, wait: {} },
+    run: async (p, out) => {
+      const name = need(p, 1, 'NAME')[0]
+      if (flag(p, 'image') != null && flag(p, 'flake') != null) throw new UsageError('give --image or --flake, not both')
+      const image = flag(p, 'image') ?? 'tiny'
+      if (flag(p, 'flake') == null && image !== 'tiny') throw new UsageError(`--image ${image}: only "tiny" is built in; use --flake REF for your own guest`)
+      const restart = (flag(p, 'restart') ?? 'always') as RestartPolicy
+      if (!['always', 'on-failure', 'never'].includes(restart)) throw new UsageError(`--restart must be always, on-failure or never, got "${restart}"`)
+      const hypervisor = (flag(p, 'hypervisor') ?? 'qemu') as Hypervisor
+      if (!['qemu', 'cloud-hypervisor', 'firecracker'].includes(hypervisor)) throw new UsageError(`--hypervisor must be qemu, cloud-hypervisor or firecracker, got "${hypervisor}"`)
+      const spec: VmSpec = {
+        name,
+        vcpus: int(p, 'vcpus', 1, 1, 256),
+        memoryMiB: flag(p, 'memory') == null ? 128 : (() => { try { return parseMiB(flag(p, 'memory')!) } catch (e) { throw new UsageError(`--memory: ${(e as Error).message}`) } })(),
+        diskGiB: int(p, 'disk-size', 0, 0, 1 << 20),
+        hypervisor,
+        image: flag(p, 'flake') != null ? { kind: 'flake', ref: flag(p, 'flake')! } : { kind: 'tiny' },
+        volumes: p.flags.get('disk') ?? [],
+        networks: p.flags.get('network') ?? [],
+        kernelParams: p.flags.get('kernel-param') ?? [],
+        constraints: (p.flags.get('constraint') ?? []).map(parseConstraint),
+        antiAffinityGroup: flag(p, 'anti-affinity') ?? null,
+        affinity: [],
+        spreadLabel: flag(p, 'spread') ?? null,
+        priority: int(p, 'priority', 0, -1000, 1000),
+        restartPolicy: restart,
+        requires: []
+      }
+      return await withCluster(p, async ({ client }) => {
+        const vm = await client.call('vm.create', { spec, start: bool(p, 'start', true), key: randomUUID() })
+        if (!bool(p, 'wait')) {
+          out.data(vm, () => `VM ${vm.spec.name} created (${vm.id}); follow it with: blixard vm show ${vm.spec.name}`)
+          return EXIT.ok
+        }
+        const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
+        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${final.assignedNode != null ? ` on ${shortId(final.assignedNode)}` : ''}${final.status.reason !== '' ? ` (${final.status.reason})` : ''}`)
+        return final.status.phase === 'running' ? EXIT.ok : EXIT.error
+      })
+    }
+  },
+  'vm list': {
+    summary: 'List VMs',
+    usage: 'blixard vm list [--node NODE] [--stale]',
+    flags: { node: { value: true } },
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const node = flag(p, 'node')
+      const [vms, nodes] = await Promise.all([client.call('vm.list', { ...stale(p), ...(node != null ? { node } : {}) }), client.call('node.list', { stale: true })])
+      const names = nodeNames(nodes)
+      out.data(vms, () => table(['name', 'phase', 'desired', 'node', 'vcpus', 'memory', 'reason', 'id'], vms.map((v) => vmRow(v, names))))
+      return EXIT.ok
+    })
+  },
+  'vm show': {
+    summary: 'Show one VM',
+    usage: 'blixard vm show VM [--stale]',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const v = await client.call('vm.show', { vm: need(p, 1, 'VM')[0], ...stale(p) })
+      out.data(v, () => keyValues([
+        ['Name', v.spec.name], ['Id', v.id], ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode],
+        ['vCPUs', v.spec.vcpus], ['Memory', mib(v.spec.memoryMiB)], ['Image', v.spec.image.kind === 'flake' ? v.spec.image.ref : v.spec.image.kind],
+        ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
+      ]))
+      return EXIT.ok
+    })
+  },
+  'vm start': { summary: 'Start a stopped VM', usage: 'blixard vm start VM [--wait]', flags: { wait: {} }, run: async (p, out) => await desired(p, out, 'vm.start', 'running') },
+  'vm stop': { summary: 'Stop a VM (ACPI power-down, then kill after a timeout)', usage: 'blixard vm stop VM [--wait]', flags: { wait: {} }, run: async (p, out) => await desired(p, out, 'vm.stop', 'stopped') },
+  'vm restart': {
+    summary: 'Stop then start a VM',
+    usage: 'blixard vm restart VM',
+    run: async (p, out) => {
+      const code = await desired(p, { ...out, data: () => {}, progress: (l: string) => out.progress(l), json: out.json } as unknown as Output, 'vm.stop', 'stopped', true)
+      if (code !== EXIT.ok) return code
+      return await desired(p, out, 'vm.start', 'running', true)
+    }
+  },
+  'vm delete': {
+    summary: 'Delete a VM and everything its host created for it',
+    usage: 'blixard vm delete VM',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const r = await client.call('vm.delete', { vm: need(p, 1, 'VM')[0] })
+      out.data(r, () => `VM ${p.positionals[0]} deleted`)
+      return EXIT.ok
+    })
+  },
+  'vm explain': {
+    summary: 'Explain where the scheduler would place a VM, node by node',
+    usage: 'blixard vm explain VM',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const [e, nodes] = await Promise.all([client.call('vm.explain', { vm: need(p, 1, 'VM')[0], ...stale(p) }), client.call('node.list', { stale: true })])
+      const names = nodeNames(nodes)
+      out.data(e, () => {
+        const d = e.decision
+        const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? d.nodeId} (score ${d.total?.toFixed(3)})`
+        const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : `${n.filter}: ${n.reason}`])
+        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
+      })
+      return EXIT.ok
+    })
+  },
+  'vm watch': {
+    summary: 'Stream changes to one VM or to all VMs',
+    usage: 'blixard vm watch [VM]',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const sub = client.watch('vm.watch', p.positionals[0] != null ? { vm: p.positionals[0] } : {})
+      for await (const ev of sub) out.data(ev, () => ev.type === 'delete' ? `deleted ${ev.id}` : `${ev.vm.spec.name} ${ev.vm.status.phase} ${ev.vm.assignedNode == null ? '' : 'on ' + shortId(ev.vm.assignedNode)} ${ev.vm.status.reason}`)
+      return EXIT.ok
+    })
+  },
+  'vm migrate': {
+    summary: 'Live migration (not available yet)',
+    usage: 'blixard vm migrate VM --to NODE',
+    flags: { to: { value: true } },
+    run: async () => {
+      throw new RpcError('InvalidCommand', 'live migration is not implemented yet. To move a VM now: blixard node drain NODE (its VMs restart elsewhere), or stop it and let the scheduler place it')
+    }
+  },
+  'admin add': {
+    summary: 'Allow a CLI identity to change the cluster',
+    usage: 'blixard admin add PEER_ID [--name NAME]',
+    flags: { name: { value: true } },
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const a = await client.call('admin.add', { peerId: need(p, 1, 'PEER_ID')[0], name: flag(p, 'name') ?? 'admin' })
+      out.data(a, () => `admin ${a.peerId} added`)
+      return EXIT.ok
+    })
+  },
+  'admin remove': {
+    summary: 'Revoke an admin',
+    usage: 'blixard admin remove PEER_ID',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const a = await client.call('admin.remove', { peerId: need(p, 1, 'PEER_ID')[0] })
+      out.data(a, () => `admin ${a.peerId} removed`)
+      return EXIT.ok
+    })
+  },
+  'admin list': {
+    summary: 'List admins',
+    usage: 'blixard admin list',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const list = await client.call('admin.list', stale(p))
+      out.data(list, () => table(['peer id', 'name'], list.map((a) => [a.peerId, a.name])))
+      return EXIT.ok
+    })
+  },
+  whoami: {
+    summary: 'Print this CLI identity (the peer id an admin must add)',
+    usage: 'blixard whoami',
+    run: async (_p, out) => {
+      const id = await whoami()
+      out.data({ peerId: id, configDir: configDir() }, () => id)
+      return EXIT.ok
+    }
+  },
+  keygen: {
+    summary: 'Write a new cluster key file',
+    usage: 'blixard keygen PATH',
+    run: async (p) => await keygenMain(p.positionals)
+  },
+  completion: {
+    summary: 'Print shell completion (bash or zsh)',
+    usage: 'blixard completion bash|zsh',
+    run: async (p) => {
+      const shell = need(p, 1, 'bash or zsh')[0]
+      if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion for "${shell}" is not available: use bash or zsh`)
+      process.stdout.write(completion(shell, Object.keys(COMMANDS)))
+      return EXIT.ok
+    }
+  }
+}
+
+async function desired (p: Parsed, out: Output, method: 'vm.start' | 'vm.stop', goal: 'running' | 'stopped', forceWait = false): Promise<number> {
+  return await withCluster(p, async ({ client }) => {
+    const vm = await client.call(method, { vm: need(p, 1, 'VM')[0] })
+    if (!forceWait && !bool(p, 'wait')) { out.data(vm, () => `VM ${vm.spec.name}: desired ${vm.desired}`); return EXIT.ok }
+    const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000, goal)
+    out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}`)
+    return final.status.phase === goal ? EXIT.ok : EXIT.error
+  })
+}
+
+/** Follows a VM through its phases (pending → scheduled → starting → running), printing each. */
+async function waitFor (client: Connection['client'], vm: VmRecord, out: Output, timeoutMs: number, goal: 'running' | 'stopped' = 'running'): Promise<VmRecord> {
+  const sub = client.watch('vm.watch', { vm: vm.id })
+  const t0 = Date.now()
+  let last = ''
+  let current = vm
+  const timer = setTimeout(() => sub.cancel(), timeoutMs)
+  try {
+    for await (const ev of sub as AsyncIterable<VmWatchEvent>) {
+      if (ev.type === 'delete') throw new RpcError('NotFound', `VM ${vm.spec.name} was deleted while waiting`)
+      current = ev.vm
+      const line = `${current.status.phase}${current.status.reason !== '' ? ` (${current.status.reason})` : ''}`
+      if (line !== last) { out.progress(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s  ${line}`); last = line }
+      if (current.status.phase === goal || current.status.phase === 'failed') break
+    }
+  } finally { clearTimeout(timer); sub.cancel() }
+  if (current.status.phase !== goal && current.status.phase !== 'failed') {
+    throw new RpcError('Timeout', `VM ${vm.spec.name} did not reach ${goal} within ${timeoutMs / 1000}s (now ${current.status.phase}); see blixard vm show ${vm.spec.name} and blixard vm explain ${vm.spec.name}`)
+  }
+  return current
+}
+
+function help (): string {
+  const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length))
+  return `blixard: manage a Blixard cluster of microVM hosts
+
+Usage: blixard COMMAND [args] [--peer MULTIADDR] [--cluster-key FILE] [--json]
+
+Commands:
+${Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join('\n')}
+
+Global flags:
+  --peer MULTIADDR      a node to talk to (any node answers everything); default: $BLIXARD_PEER, then mDNS
+  --cluster-key FILE    the cluster key; default: $BLIXARD_CLUSTER_KEY_FILE, ~/.config/blixard/cluster.key, /etc/blixard/cluster.key
+  --json                machine-readable output
+  --stale               read from the answering node's replica without a linearizable barrier
+  --timeout SECONDS     per-request timeout (and --wait limit)
+
+Run 'blixard COMMAND --help' for a command's flags, 'blixard help exit-codes' for exit codes.
+`
+}
+
+const EXIT_HELP = `Exit codes:
+  0  success
+  1  error not listed below (or a VM ended in 'failed' while waiting)
+  2  usage error: bad flag, argument or spec value
+  3  not found
+  4  conflict: already exists, in use, no capacity, operation in progress
+  5  cluster unavailable: no node reachable, no leader, timeout
+  6  unauthorized: this CLI identity is not an admin (see blixard whoami)
+`
+
+export async function main (argv: string[]): Promise<number> {
+  const json = argv.includes('--json')
+  const out = new Output(json)
+  const words = argv.filter((a) => !a.startsWith('-'))
+  if (argv.length === 0 || words[0] === 'help' || (words.length === 0 && (argv.includes('--help') || argv.includes('-h')))) {
+    process.stdout.write(words[1] === 'exit-codes' ? EXIT_HELP : help())
+    return EXIT.ok
+  }
+  const two = `${words[0]} ${words[1] ?? ''}`
+  const name = COMMANDS[two] != null ? two : COMMANDS[words[0]] != null ? words[0] : null
+  if (name == null) {
+    const groups = Object.keys(COMMANDS).filter((k) => k.startsWith(words[0] + ' '))
+    const hint = groups.length > 0 ? `'${words[0]}' needs a subcommand: ${groups.map((g) => g.split(' ')[1]).join(', ')}` : `unknown command '${words[0]}'`
+    process.stderr.write(`Error: ${hint}\nRun 'blixard help' for the list of commands.\n`)
+    return EXIT.usage
+  }
+  const cmd = COMMANDS[name]
+  const rest = [...argv]
+  for (const w of name.split(' ')) rest.splice(rest.indexOf(w), 1)
+  try {
+    const p = parseArgs(rest, { ...GLOBAL, ...(cmd.flags ?? {}) })
+    if (bool(p, 'help')) { process.stdout.write(`${cmd.summary}\n\nUsage: ${cmd.usage}\n`); return EXIT.ok }
+    return await cmd.run(p, out)
+  } catch (err) {
+    return report(err, out, cmd.usage)
+  }
+}
+
+function report (err: unknown, out: Output, usage: string): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`Error: ${err.message}\nUsage: ${usage}\n`)
+    return EXIT.usage
+  }
+  let e: BlixError
+  if (err instanceof RpcError) {
+    const kind = err.kind === 'UnknownMethod' ? 'BadMessage' : err.kind === 'InvalidParams' ? 'InvalidCommand' : err.kind
+    e = { kind, message: err.message }
+  } else {
+    e = { kind: 'Internal', message: err instanceof Error ? err.message : String(err) }
+  }
+  if (out.json) process.stdout.write(JSON.stringify({ error: e }) + '\n')
+  process.stderr.write(describe(e) + '\n')
+  return exitCodeFor(e.kind)
+}
+
+main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
+  process.stderr.write(`blixard: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

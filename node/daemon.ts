@@ -1,0 +1,490 @@
+// blixard-node: one daemon per host. It composes the libp2p host (transport,
+// RPC, load gossip), the Raft driver over the LMDB log and state machine, the
+// membership loops (bootstrap or join, autopilot, self-registration), the
+// scheduler, and the HTTP endpoints (metrics, dashboard).
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { cpus, freemem, loadavg, totalmem } from 'node:os'
+import { statfs } from 'node:fs/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import type { NodeRecord } from '../protocols/model.ts'
+import { RpcError } from '../protocols/rpc.ts'
+import type { Message } from '../protocols/raft/types.ts'
+import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
+import { LmdbKv } from '../storage/lmdb-kv.ts'
+import { StateMachine } from '../storage/state-machine.ts'
+import type { LoadHint } from '../placement/types.ts'
+import type { NodeConfig } from './config.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import { readClusterKey } from './keygen.ts'
+import { createBlixardHost } from './net/host.ts'
+import type { BlixardHost } from './net/host.ts'
+import { raftTransport, RAFT_PROTOCOL } from './net/raft-transport.ts'
+import type { RaftTransport } from './net/raft-transport.ts'
+import { rpcServer, RpcClient } from './net/rpc.ts'
+import type { RpcServer } from './net/rpc.ts'
+import { loadGossip } from './net/load-gossip.ts'
+import type { LoadGossip } from './net/load-gossip.ts'
+import type { NetLog } from './net/log.ts'
+import { RaftDriver } from './raft-driver.ts'
+import { createLogger } from './log.ts'
+import type { Logger } from './log.ts'
+import { createMetrics } from './metrics.ts'
+import type { NodeMetrics } from './metrics.ts'
+import { createApi } from './api.ts'
+import { decideBootstrap } from './bootstrap.ts'
+import type { PeerHello } from './bootstrap.ts'
+import { decide as autopilotDecide } from './autopilot.ts'
+import { Scheduler } from './scheduler.ts'
+import type { LoadBoard } from './scheduler.ts'
+import { startHttp } from './http.ts'
+import type { HttpServer } from './http.ts'
+
+export interface DaemonOptions {
+  /** fresh clusters wait to see this many nodes before one bootstraps (Consul's bootstrap_expect) */
+  bootstrapExpect?: number
+  /** peer ids made admins when this node bootstraps a new cluster */
+  admins?: string[]
+  log?: Logger
+  /** autopilot: a voter silent this long is replaced */
+  deadAfterMs?: number
+}
+
+type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
+
+const LOOP_MS = 500
+
+export class Daemon {
+  readonly log: Logger
+  readonly metrics: NodeMetrics
+  host!: BlixardHost<Services>
+  driver: RaftDriver | null = null
+  readonly store: LmdbLogStore
+  readonly kv: LmdbKv
+  readonly sm: StateMachine
+  http: HttpServer | null = null
+  private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
+  private readonly lastHeard = new Map<string, number>()
+  private readonly hellos = new Map<string, PeerHello>()
+  private readonly clients = new Map<string, Promise<RpcClient>>()
+  private timers: NodeJS.Timeout[] = []
+  private scheduler: Scheduler | null = null
+  private stopping = false
+  private registering = false
+  private joining = false
+  private autopilotBusy = false
+
+  private constructor (readonly cfg: NodeConfig, readonly opts: DaemonOptions) {
+    this.log = opts.log ?? createLogger({ node: cfg.name })
+    this.metrics = createMetrics()
+    this.store = LmdbLogStore.open(join(cfg.dataDir, 'raft'))
+    this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
+    this.sm = new StateMachine(this.kv)
+  }
+
+  get id (): string { return this.host.peerId.toString() }
+
+  static async start (cfg: NodeConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+    await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 })
+    const d = new Daemon(cfg, opts)
+    await d.boot()
+    return d
+  }
+
+  private netLog (): NetLog {
+    return (level, event, fields) => { this.log[level](event, fields) }
+  }
+
+  private async boot (): Promise<void> {
+    const { privateKey, created } = await loadOrCreateIdentity(this.cfg.dataDir)
+    const clusterKey = await readClusterKey(this.cfg.clusterKeyFile)
+    const board: LoadBoard = { hints: () => this.loadHints() }
+    const api = createApi({
+      id: () => this.id,
+      sm: this.sm,
+      driver: () => this.driver,
+      propose: async (env) => await this.propose(env),
+      subscribe: (fn) => { this.listeners.add(fn); return () => { this.listeners.delete(fn) } },
+      load: board,
+      loadReports: () => this.host.services.load.reports(),
+      hello: () => this.hello(),
+      join: async (peer, addrs) => await this.admit(peer, addrs),
+      metrics: this.metrics
+    })
+    this.host = await createBlixardHost<Services>({
+      privateKey,
+      clusterKey,
+      listen: this.cfg.listen,
+      bootstrap: this.cfg.bootstrap,
+      mdns: this.cfg.mdns,
+      services: {
+        raft: raftTransport({
+          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg) },
+          onUnreachable: (peer) => { this.driver?.reportUnreachable(peer) },
+          onSnapshotStatus: (peer, ok) => { this.driver?.reportSnapshot(peer, ok) },
+          log: this.netLog()
+        }),
+        rpc: rpcServer({
+          handlers: api,
+          authorize: (peer, method) => this.authorize(peer, method),
+          log: this.netLog()
+        }),
+        load: loadGossip({ sample: async () => await this.sampleLoad(), log: this.netLog() })
+      } as never
+    })
+    this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
+    this.host.addEventListener('connection:open', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
+    this.host.addEventListener('connection:close', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
+
+    if (this.store.initialState().conf.voters.length > 0 || this.store.initialState().conf.learners.length > 0) {
+      this.startDriver()
+    } else {
+      this.log.info('fresh data dir: looking for a cluster to join, or peers to bootstrap one with', { expect: this.expect() })
+      this.startDriver() // with an empty membership: it only listens until a leader adds it
+    }
+    this.every(LOOP_MS, async () => await this.membershipLoop())
+    this.every(2_000, async () => await this.autopilot())
+    this.every(1_000, async () => await this.registerSelf())
+    this.scheduler = new Scheduler({
+      sm: this.sm,
+      load: board,
+      isLeader: () => this.driver?.isLeader() === true,
+      propose: async (env) => await this.propose(env),
+      log: this.log.child({ part: 'scheduler' }),
+      metrics: this.metrics
+    })
+    this.scheduler.start()
+    this.http = await startHttp(this)
+  }
+
+  expect (): number { return this.opts.bootstrapExpect ?? 3 }
+
+  private startDriver (): void {
+    this.driver = new RaftDriver({
+      id: this.id,
+      store: this.store,
+      sm: this.sm,
+      send: (msgs: Message[]) => { this.host.services.raft.send(msgs) },
+      log: this.log.child({ part: 'raft' }),
+      metrics: this.metrics,
+      tickMs: this.cfg.raft.tickMs,
+      electionTick: this.cfg.raft.electionTick,
+      heartbeatTick: this.cfg.raft.heartbeatTick,
+      onApplied: (i, env, r) => { this.onApplied(i, env, r) },
+      onLeaderChange: (leader, isLeader) => { if (isLeader) void this.scheduler?.kick(); this.log.debug('leader', { leader }) }
+    })
+    this.driver.start()
+  }
+
+  private every (ms: number, fn: () => Promise<void>): void {
+    let busy = false
+    const t = setInterval(() => {
+      if (busy || this.stopping) return
+      busy = true
+      fn().catch((err) => { this.log.debug('loop failed', { err }) }).finally(() => { busy = false })
+    }, ms)
+    this.timers.push(t)
+  }
+
+  private readonly events: Array<{ at: number, index: number, text: string }> = []
+
+  recentEvents (): Array<{ at: number, index: number, text: string }> { return this.events.slice() }
+
+  private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
+    for (const fn of this.listeners) fn(i, env, r)
+    this.events.push({ at: env.at, index: i, text: describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id) })
+    if (this.events.length > 100) this.events.shift()
+    // Learn every registered node's addresses, so Raft can reach members it never discovered.
+    if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {
+      const id = env.cmd.type === 'RegisterNode' ? env.cmd.node.id : env.cmd.id
+      const rec = this.sm.getNode(id)
+      if (rec != null && id !== this.id) void this.learnAddrs(id, rec.addrs)
+    }
+    if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
+    const phases: Record<string, number> = {}
+    if (i % 16 === 0 || env.cmd.type !== 'ReportVmStatus') {
+      for (const vm of this.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
+      this.metrics.vmsByPhase.reset()
+      for (const [p, n] of Object.entries(phases)) this.metrics.vmsByPhase.set({ phase: p }, n)
+    }
+  }
+
+  private async learnAddrs (peer: string, addrs: string[]): Promise<void> {
+    try {
+      await this.host.services.raft.addPeerAddrs(peer, addrs.map((a) => multiaddr(a)))
+    } catch (err) { this.log.debug('bad peer addresses', { peer, err }) }
+  }
+
+  // ---- writes: propose here when leader, else forward to the leader ----
+
+  async propose (env: CommandEnvelope): Promise<ApplyResult> {
+    const key = env.key ?? crypto.randomUUID()
+    const full = { ...env, key }
+    let lastErr: unknown = null
+    for (let attempt = 0; attempt < 20 && !this.stopping; attempt++) {
+      const drv = this.driver
+      const leader = drv?.leaderId() ?? null
+      try {
+        if (drv != null && drv.isLeader()) return await drv.propose(full)
+        if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
+        const client = await this.client(leader)
+        return await client.call('internal.propose', { env: full }, { timeoutMs: 10_000 })
+      } catch (err) {
+        lastErr = err
+        const kind = (err as { kind?: string }).kind
+        if (kind !== 'NotLeader' && kind !== 'Unavailable' && kind !== 'Timeout') throw err
+        if (leader != null && kind !== 'Timeout') this.dropClient(leader)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))))
+      }
+    }
+    throw lastErr instanceof Error ? lastErr : new RpcError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
+  }
+
+  async client (peer: string): Promise<RpcClient> {
+    let c = this.clients.get(peer)
+    if (c != null) {
+      const cl = await c.catch(() => null)
+      if (cl?.usable === true) return cl
+      this.clients.delete(peer)
+    }
+    c = RpcClient.connect(this.host, peerIdFromString(peer))
+    this.clients.set(peer, c)
+    c.catch(() => { this.clients.delete(peer) })
+    return await c
+  }
+
+  private dropClient (peer: string): void { this.clients.delete(peer) }
+
+  private authorize (peer: string, method: string): boolean {
+    if (method.startsWith('internal.')) return this.isMember(peer)
+    return this.sm.isAdmin(peer)
+  }
+
+  private isMember (peer: string): boolean {
+    const conf = this.driver?.status().conf
+    return (conf != null && (conf.voters.includes(peer) || conf.learners.includes(peer))) || this.sm.getNode(peer) != null
+  }
+
+  // ---- membership ----
+
+  private inCluster (): boolean {
+    const st = this.driver?.status()
+    return st != null && (st.conf.voters.length > 0 || st.conf.learners.length > 0 || st.lead != null)
+  }
+
+  private hello (): { id: string, inCluster: boolean, lowestKnown: string, leader: string | null } {
+    const fresh = [this.id, ...[...this.hellos.values()].filter((h) => !h.inCluster).map((h) => h.id)].sort()
+    return { id: this.id, inCluster: this.inCluster(), lowestKnown: fresh[0], leader: this.driver?.leaderId() ?? null }
+  }
+
+  /** Peers that speak our Raft protocol (so: hold the key and run blixard-node, not a CLI). */
+  private blixardPeers (): string[] {
+    const out = new Set<string>()
+    for (const c of this.host.getConnections()) out.add(c.remotePeer.toString())
+    return [...out].filter((p) => p !== this.id)
+  }
+
+  private async membershipLoop (): Promise<void> {
+    if (this.inCluster()) return
+    // Fresh node: gather hellos from everyone we are connected to.
+    await Promise.all(this.blixardPeers().map(async (p) => {
+      try {
+        const c = await this.client(p)
+        const h = await c.call('cluster.hello', {}, { timeoutMs: 1_000 })
+        this.hellos.set(p, { id: h.id, inCluster: h.inCluster, lowestKnown: h.lowestKnown })
+      } catch { this.hellos.delete(p) } // a CLI or a peer that went away
+    }))
+    const dec = decideBootstrap(this.id, this.expect(), [...this.hellos.values()])
+    if (dec.action === 'bootstrap') await this.bootstrapCluster(dec.why)
+    else if (dec.action === 'join') await this.join(dec.via)
+  }
+
+  private async bootstrapCluster (why: string): Promise<void> {
+    if (this.inCluster()) return
+    this.log.info('bootstrapping a new cluster', { why })
+    await this.driver?.stop()
+    // The new cluster starts from a snapshot at index 1 whose membership is this node alone: a joiner's
+    // first step is to install the leader's snapshot, which must carry the membership (and state).
+    const data = this.sm.snapshot()
+    this.sm.restore(data, 1)
+    this.store.save({ snapshot: { meta: { index: 1, term: 1, conf: { voters: [this.id], learners: [] } }, data }, hardState: { term: 1, vote: null, commit: 1 } })
+    this.store.sync()
+    this.startDriver()
+    this.driver?.campaign()
+    // First admins: the configured operator identities.
+    const deadline = Date.now() + 10_000
+    while (this.driver?.isLeader() !== true && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    for (const peerId of this.opts.admins ?? []) {
+      try {
+        const r = await this.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: Date.now(), key: `bootstrap-admin-${peerId}` })
+        this.log.info('first admin', { peerId, ok: r.ok })
+      } catch (err) { this.log.warn('could not add the first admin', { peerId, err }) }
+    }
+  }
+
+  private async join (via: string): Promise<void> {
+    if (this.joining) return
+    this.joining = true
+    try {
+      const c = await this.client(via)
+      const r = await c.call('cluster.join', { addrs: this.host.getMultiaddrs().map(String) }, { timeoutMs: 5_000 })
+      this.log.info('asked to join the cluster', { via, leader: r.leader })
+    } catch (err) {
+      this.log.debug('join request failed; retrying', { via, err })
+    } finally { this.joining = false }
+  }
+
+  /** cluster.join (from the fresh node itself) or internal.admit (forwarded by a member):
+   * the joiner becomes a learner. Done by the leader; others forward. */
+  async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
+    const drv = this.driver
+    const leader = drv?.leaderId()
+    if (drv == null || leader == null) throw new RpcError('Unavailable', 'no leader yet; retry')
+    if (!drv.isLeader()) {
+      const c = await this.client(leader)
+      return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: 10_000 })
+    }
+    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
+    const conf = drv.status().conf
+    if (!conf.voters.includes(peer) && !conf.learners.includes(peer)) {
+      await drv.proposeConfChange({ type: 'addLearner', node: peer })
+      this.log.info('added a learner', { peer })
+    }
+    return { leader: this.id }
+  }
+
+  /** Leader only: keep the voter set at its target (node/autopilot.ts). */
+  private async autopilot (): Promise<void> {
+    const drv = this.driver
+    if (drv == null || !drv.isLeader() || this.autopilotBusy) return
+    const st = drv.status()
+    const now = Date.now()
+    const last = Math.max(...Object.values(st.progress ?? {}).map((p) => p.match), st.commit)
+    const health = new Map<string, { silentMs: number, lag: number }>()
+    for (const [id, p] of Object.entries(st.progress ?? {})) {
+      health.set(id, { silentMs: id === this.id ? 0 : now - (this.lastHeard.get(id) ?? 0), lag: last - p.match })
+    }
+    const connected = new Set(this.blixardPeers())
+    const candidates = [this.id, ...this.sm.listNodes().map((n) => n.id).filter((id) => connected.has(id) || health.has(id))]
+    const dec = autopilotDecide({
+      leader: this.id,
+      conf: st.conf,
+      candidates: [...new Set(candidates)],
+      health,
+      changeInFlight: st.pendingConfIndex > this.sm.applied() && st.pendingConfIndex > st.commit,
+      deadAfterMs: this.opts.deadAfterMs ?? 10_000,
+      healthyWithinMs: 3_000,
+      maxPromoteLag: 1_000
+    })
+    if (dec.change == null) return
+    this.autopilotBusy = true
+    try {
+      this.log.info('autopilot', { change: dec.change, why: dec.why })
+      await drv.proposeConfChange(dec.change)
+    } catch (err) {
+      this.log.debug('autopilot change not applied', { err })
+    } finally { this.autopilotBusy = false }
+  }
+
+  /** Once in the cluster, put (and keep) this node's record in the replicated state. */
+  private async registerSelf (): Promise<void> {
+    const drv = this.driver
+    if (drv == null || drv.leaderId() == null || this.registering) return
+    const conf = drv.status().conf
+    if (!conf.voters.includes(this.id) && !conf.learners.includes(this.id)) return
+    const addrs = this.host.getMultiaddrs().map(String)
+    const mine = this.sm.getNode(this.id)
+    const want = { addrs, labels: this.cfg.labels, capacity: this.cfg.capacity }
+    if (mine != null && same(mine, want)) return
+    this.registering = true
+    try {
+      const cmd = mine == null
+        ? { type: 'RegisterNode' as const, node: { id: this.id, name: this.cfg.name, addrs, labels: this.cfg.labels, capacity: this.cfg.capacity, overcommit: { cpu: 4, memory: 1, disk: 1 }, capabilities: ['qemu' as const], maxVms: null } }
+        : { type: 'UpdateNode' as const, id: this.id, addrs, labels: this.cfg.labels, capacity: this.cfg.capacity }
+      const r = await this.propose({ cmd, at: Date.now() })
+      if (r.ok) this.log.info(mine == null ? 'registered this node' : 'updated this node', { name: this.cfg.name })
+      else this.log.warn('registration rejected', { error: r.error })
+    } catch (err) {
+      this.log.debug('registration not committed yet', { err })
+    } finally { this.registering = false }
+  }
+
+  // ---- load ----
+
+  private async sampleLoad (): Promise<{ cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number }> {
+    let diskPct = 0
+    try { const s = await statfs(this.cfg.dataDir); diskPct = 100 * (1 - s.bavail / Math.max(1, s.blocks)) } catch { diskPct = 0 }
+    return {
+      cpuPct: Math.min(100, 100 * loadavg()[0] / Math.max(1, cpus().length)),
+      memPct: Math.min(100, 100 * (1 - freemem() / totalmem())),
+      diskPct: Math.min(100, Math.max(0, diskPct)),
+      vmCount: this.sm.listVms({ node: this.id }).length,
+      appliedIndex: this.sm.applied()
+    }
+  }
+
+  loadHints (): Map<string, LoadHint> {
+    const out = new Map<string, LoadHint>()
+    for (const r of this.host.services.load.reports()) out.set(r.node, { cpuPct: r.cpuPct, memPct: r.memPct, ageMs: r.ageMs })
+    for (const r of this.host.services.load.reports()) this.metrics.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
+    return out
+  }
+
+  // ---- shutdown ----
+
+  /** Graceful stop: hand leadership to the most caught-up voter first, then close everything. */
+  async stop (): Promise<void> {
+    if (this.stopping) return
+    const drv = this.driver
+    if (drv?.isLeader() === true) {
+      const st = drv.status()
+      const target = Object.entries(st.progress ?? {})
+        .filter(([id]) => id !== this.id && st.conf.voters.includes(id))
+        .sort((a, b) => b[1].match - a[1].match)[0]?.[0]
+      if (target != null) {
+        this.log.info('transferring leadership before shutdown', { to: target })
+        drv.transferLeadership(target)
+        const deadline = Date.now() + 3_000
+        while (drv.isLeader() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+      }
+    }
+    this.stopping = true
+    for (const t of this.timers) clearInterval(t)
+    this.scheduler?.stop()
+    await this.driver?.stop()
+    await this.http?.close()
+    for (const c of this.clients.values()) void c.then(async (cl) => { await cl.close() }).catch(() => {})
+    await this.host.stop()
+    this.store.close()
+    this.kv.close()
+    this.log.info('node stopped')
+  }
+}
+
+/** One line per applied command, for the dashboard and `blixard events`. */
+export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id: string) => string): string {
+  const c = env.cmd
+  const tail = r.ok ? '' : ` — rejected: ${r.error.kind}: ${r.error.message}`
+  switch (c.type) {
+    case 'CreateVm': return `VM ${c.spec.name} created${tail}`
+    case 'AssignVm': return `VM ${name(c.id)} ${c.node == null ? 'unassigned' : `assigned to ${name(c.node)}`}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
+    case 'SetVmDesiredState': return `VM ${name(c.id)} desired ${c.desired}${tail}`
+    case 'DeleteVm': return `VM ${c.id} deleted${tail}`
+    case 'ReportVmStatus': return c.reports.map((x) => `VM ${name(x.id)} ${x.status.phase}${x.status.reason !== '' ? ` (${x.status.reason})` : ''}`).join('; ') + tail
+    case 'RegisterNode': return `node ${c.node.name} registered${tail}`
+    case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
+    default: return `${c.type}${tail}`
+  }
+}
+
+function same (rec: NodeRecord, want: { addrs: string[], labels: Record<string, string>, capacity: NodeRecord['capacity'] }): boolean {
+  return JSON.stringify(rec.addrs) === JSON.stringify(want.addrs) &&
+    JSON.stringify(rec.labels) === JSON.stringify(want.labels) &&
+    JSON.stringify(rec.capacity) === JSON.stringify(want.capacity)
+}
+
+// used by admit() to bound the cost of a bogus caller
+export const MAX_JOIN_ADDRS = 16
+export { RAFT_PROTOCOL }

@@ -1,0 +1,45 @@
+// blixard-node: the daemon's entry point.
+import './polyfill.ts'
+import { loadConfig, ConfigError, configHelp } from './config.ts'
+import { Daemon } from './daemon.ts'
+import { createLogger } from './log.ts'
+
+async function main (argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`blixard-node: the Blixard daemon (one per host)\n\nUsage: blixard-node [--config FILE] [flags]\n\nEvery key can be set in the TOML file, as a flag, or as an environment variable:\n${configHelp()}\n`)
+    return 0
+  }
+  let cfg
+  try {
+    cfg = await loadConfig(argv, process.env)
+  } catch (err) {
+    if (err instanceof ConfigError) { process.stderr.write(`blixard-node: ${err.message}\nSee blixard-node --help for every key.\n`); return 2 }
+    throw err
+  }
+  const log = createLogger({ node: cfg.name }, { level: cfg.logLevel })
+  let daemon: Daemon
+  try {
+    daemon = await Daemon.start(cfg, { log, bootstrapExpect: cfg.bootstrapExpect, admins: cfg.admins })
+  } catch (err) {
+    log.error('cannot start', { err })
+    process.stderr.write(`blixard-node: cannot start: ${(err as Error).message}\n`)
+    process.exit(1) // the half-started libp2p host would keep the process alive
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) { log.warn('second signal: exiting now', { signal }); process.exit(130) }
+      stopping = true
+      log.info('shutting down', { signal })
+      daemon.stop().then(resolve, (err: unknown) => { log.error('unclean shutdown', { err }); resolve() })
+    }
+    process.on('SIGTERM', () => { stop('SIGTERM') })
+    process.on('SIGINT', () => { stop('SIGINT') })
+  })
+  return 0
+}
+
+main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
+  process.stderr.write(`blixard-node: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,105 @@
+// The leader's scheduler loop: places unassigned VMs that should run, and
+// evacuates draining nodes, by proposing AssignVm through Raft. Decisions
+// come from placement/ over committed state plus the freshest gossiped load.
+import type { NodeRecord, VmRecord } from '../protocols/model.ts'
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import type { Decision, LoadHint } from '../placement/types.ts'
+import { clusterFromModel, requestFromVm } from '../placement/from-model.ts'
+import { placeBatch, placeOne } from '../placement/place.ts'
+import { sortQueue } from '../placement/queue.ts'
+import { planEvacuation } from '../placement/plans/evacuate.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { Logger } from './log.ts'
+import type { NodeMetrics } from './metrics.ts'
+
+/** What the scheduler needs of load gossip: the freshest report per node, aged. */
+export interface LoadBoard {
+  hints: () => Map<string, LoadHint>
+}
+
+export interface SchedulerDeps {
+  sm: StateMachine
+  load: LoadBoard
+  isLeader: () => boolean
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  log: Logger
+  metrics?: NodeMetrics
+  /** max AssignVm proposals per pass */
+  maxPerPass?: number
+  now?: () => number
+}
+
+function wantsPlacement (vm: VmRecord): boolean {
+  return vm.desired === 'running' && vm.assignedNode == null
+}
+
+/** One scheduler pass; returns how many assignments were committed. Pure over the replica, effects via propose. */
+export async function schedulePass (d: SchedulerDeps): Promise<number> {
+  if (!d.isLeader()) return 0
+  const now = d.now ?? Date.now
+  const nodes: NodeRecord[] = d.sm.listNodes()
+  const vms: VmRecord[] = d.sm.listVms()
+  const max = d.maxPerPass ?? 256
+  const t0 = process.hrtime.bigint()
+  const cluster = clusterFromModel(nodes, vms, d.load.hints())
+  const todo = sortQueue(vms.filter(wantsPlacement).map(requestFromVm)).slice(0, max)
+  const moves: Array<{ vmId: string, to: string | null, reason: string }> = []
+  if (todo.length > 0) {
+    const { decisions } = placeBatch(cluster, todo)
+    for (const dec of decisions) {
+      d.metrics?.placementDecisions.inc({ result: dec.nodeId == null ? 'no-capacity' : 'placed' })
+      if (dec.nodeId != null) moves.push({ vmId: dec.vmId, to: dec.nodeId, reason: `placed (score ${dec.total?.toFixed(3) ?? '-'})` })
+    }
+  }
+  // Draining nodes: move their VMs away (one evacuation plan per node).
+  for (const n of nodes) {
+    if (n.state !== 'draining') continue
+    if (!vms.some((v) => v.assignedNode === n.id)) continue
+    const plan = planEvacuation(cluster, n.id)
+    for (const m of plan.moves) {
+      if (moves.length >= max) break
+      moves.push({ vmId: m.vmId, to: m.to, reason: m.to == null ? `evacuated from draining ${n.id}; no other node fits` : `evacuated from draining ${n.id}` })
+    }
+  }
+  d.metrics?.placementSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9)
+  let done = 0
+  await Promise.all(moves.map(async (m) => {
+    try {
+      const r = await d.propose({ cmd: { type: 'AssignVm', id: m.vmId, node: m.to, reason: m.reason }, at: now() })
+      if (r.ok) done++
+      else d.log.warn('assignment rejected', { vm: m.vmId, node: m.to, error: r.error })
+    } catch (err) {
+      d.log.debug('assignment not committed', { vm: m.vmId, err })
+    }
+  }))
+  return done
+}
+
+/** `blixard vm explain`: why each node would or would not take this VM now. */
+export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { vm: string, assignedNode: string | null, decision: Decision } {
+  const vm = sm.getVm(vmId)
+  if (vm == null) throw new Error(`no VM ${vmId}`)
+  // Explain against the cluster without this VM's own reservation, as if placing it afresh.
+  const others = sm.listVms().filter((v) => v.id !== vmId)
+  const cluster = clusterFromModel(sm.listNodes(), others, load.hints())
+  return { vm: vm.id, assignedNode: vm.assignedNode, decision: placeOne(cluster, requestFromVm(vm), {}, { explain: true }) }
+}
+
+export class Scheduler {
+  private timer: NodeJS.Timeout | null = null
+  private running = false
+  constructor (private readonly d: SchedulerDeps, private readonly everyMs = 500) {}
+
+  start (): void {
+    this.timer = setInterval(() => { void this.kick() }, this.everyMs)
+  }
+
+  /** Run a pass now (after a VM was created, say); passes never overlap. */
+  async kick (): Promise<void> {
+    if (this.running || !this.d.isLeader()) return
+    this.running = true
+    try { await schedulePass(this.d) } catch (err) { this.d.log.warn('scheduler pass failed', { err }) } finally { this.running = false }
+  }
+
+  stop (): void { if (this.timer != null) clearInterval(this.timer); this.timer = null }
+}

@@ -1,0 +1,89 @@
+// A local Blixard cluster on 127.0.0.1 for the README's main job and for tests:
+// N blixard-node processes with bootstrap addresses (mDNS off: on the host's
+// own network namespace it would multicast out of the machine), one cluster
+// key, this user's CLI identity as the first admin.
+//
+//   node --import tsx scripts/local-cluster.ts [--nodes 3] [--dir .cluster] [--base-port 7001] [--detach]
+import '../node/polyfill.ts'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdirSync, existsSync, openSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { loadOrCreateIdentity } from '../node/identity.ts'
+import { writeClusterKey } from '../node/keygen.ts'
+import { whoami } from '../node/cli/connect.ts'
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
+
+export interface LocalNode { name: string, dir: string, port: number, metricsPort: number, peerId: string, addr: string, proc: ChildProcess | null }
+
+export interface LocalClusterOptions {
+  nodes?: number
+  dir?: string
+  basePort?: number
+  /** CLI peer ids to make admins (default: this user's CLI identity) */
+  admins?: string[]
+  extraArgs?: string[]
+  env?: NodeJS.ProcessEnv
+  /** write node logs to DIR/nodeN/log instead of inheriting stderr */
+  logToFiles?: boolean
+}
+
+export async function prepareLocalCluster (o: LocalClusterOptions = {}): Promise<{ dir: string, keyFile: string, nodes: LocalNode[] }> {
+  const dir = resolve(o.dir ?? join(root, '.cluster'))
+  mkdirSync(dir, { recursive: true })
+  const keyFile = join(dir, 'cluster.key')
+  if (!existsSync(keyFile)) await writeClusterKey(keyFile)
+  const n = o.nodes ?? 3
+  const base = o.basePort ?? 7001
+  const nodes: LocalNode[] = []
+  for (let i = 1; i <= n; i++) {
+    const ndir = join(dir, `node${i}`)
+    const { privateKey } = await loadOrCreateIdentity(ndir)
+    const peerId = peerIdFromPrivateKey(privateKey).toString()
+    const port = base + i - 1
+    nodes.push({ name: `node${i}`, dir: ndir, port, metricsPort: port + 100, peerId, addr: `/ip4/127.0.0.1/tcp/${port}/p2p/${peerId}`, proc: null })
+  }
+  return { dir, keyFile, nodes }
+}
+
+export function startNode (c: { keyFile: string, nodes: LocalNode[] }, node: LocalNode, o: LocalClusterOptions = {}): ChildProcess {
+  const admins = o.admins ?? []
+  const args = [
+    join(root, 'bin', 'blixard-node.js'),
+    '--name', node.name,
+    '--data-dir', node.dir,
+    '--listen', `/ip4/127.0.0.1/tcp/${node.port}`,
+    '--cluster-key-file', c.keyFile,
+    '--no-mdns',
+    '--metrics-port', String(node.metricsPort),
+    '--bootstrap-expect', String(Math.min(3, c.nodes.length)),
+    ...c.nodes.filter((x) => x !== node).flatMap((x) => ['--bootstrap', x.addr]),
+    ...admins.flatMap((a) => ['--admin', a]),
+    ...(o.extraArgs ?? [])
+  ]
+  const out = o.logToFiles === true ? openSync(join(node.dir, 'log'), 'a') : 'inherit'
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, ...o.env } })
+  node.proc = proc
+  return proc
+}
+
+async function main (): Promise<void> {
+  const argv = process.argv.slice(2)
+  const get = (f: string): string | undefined => { const i = argv.indexOf(f); return i >= 0 ? argv[i + 1] : undefined }
+  const admin = await whoami()
+  const c = await prepareLocalCluster({ nodes: Number(get('--nodes') ?? 3), dir: get('--dir'), basePort: Number(get('--base-port') ?? 7001) })
+  writeFileSync(join(c.dir, 'env'), `export BLIXARD_PEER=${c.nodes[0].addr}\nexport BLIXARD_CLUSTER_KEY_FILE=${c.keyFile}\n`)
+  for (const n of c.nodes) startNode(c, n, { admins: [admin], logToFiles: true })
+  process.stdout.write(`Started ${c.nodes.length} blixard-node processes (logs in ${c.dir}/nodeN/log):\n`)
+  for (const n of c.nodes) process.stdout.write(`  ${n.name}  ${n.addr}  metrics+dashboard http://127.0.0.1:${n.metricsPort}/\n`)
+  process.stdout.write(`\nTalk to it (any node answers):\n  source ${c.dir}/env\n  npx blixard status\n  npx blixard vm create demo --memory 128M --wait\n\nCtrl-C stops the cluster.\n`)
+  const stop = (): void => { for (const n of c.nodes) n.proc?.kill('SIGTERM') }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  await Promise.all(c.nodes.map(async (n) => await new Promise((resolve) => n.proc?.on('exit', resolve))))
+}
+
+if (process.argv[1] != null && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main()
