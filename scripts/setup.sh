@@ -12,6 +12,7 @@ APT_PACKAGES=(
   linux-image-cloud-amd64  # the tiny guest's kernel and virtio modules
   ceph-mon ceph-osd ceph-mgr ceph-common  # single-host Ceph 16 for the RBD volume tests (scripts/ceph.sh)
   nix-bin  # nix-instantiate --parse/--eval on nixos/*.nix and rendered guest flakes
+  etcd-server etcd-client  # the anchor of npm run bench:raft (3 etcd members on loopback)
 )
 
 missing=()
