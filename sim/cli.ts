@@ -94,7 +94,7 @@ function workerMain (): void {
       const r = runSafely(seed, { nodes: job.nodes, steps: job.steps, bug: job.bug, trace: false })
       process.send?.(r)
     }
-    process.disconnect?.()
+    // The parent disconnects once it has every result; then this process has nothing left and exits.
   })
 }
 
@@ -134,7 +134,9 @@ async function main (): Promise<void> {
         const mine = seeds.filter((_, i) => i % workers === w)
         const child = fork(self, ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
         children.push(child)
+        let received = 0
         child.on('message', (r: RunResult) => {
+          if (++received === mine.length) child.disconnect()
           results.set(r.seed, r)
           while (nextToPrint < seeds.length && results.has(seeds[nextToPrint])) {
             const rr = results.get(seeds[nextToPrint]) as RunResult

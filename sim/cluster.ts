@@ -19,6 +19,9 @@ export interface ClusterOptions {
   checkers: readonly Checker[]
   preVote: boolean
   checkQuorum: boolean
+  /** per-seed replication tuning: small messages and windows stretch replication over many rounds */
+  maxSizePerMsg: number
+  maxInflightMsgs: number
   trace: ((line: string) => void) | null
 }
 
@@ -46,6 +49,10 @@ export class Cluster {
   private readonly byId = new Map<string, Replica>()
   /** replicas that will crash right after their next acknowledgement of new entries */
   readonly armed = new Set<string>()
+  /** leaders to cut off from everyone right after they next commit, for how long (ms) */
+  readonly cutAfterCommit = new Map<string, number>()
+  /** called as a replica becomes leader, before its first messages go out */
+  onLeaderElected: ((r: Replica) => void) | null = null
   /** called when a replica crashes through the armed hook */
   onArmedCrash: ((r: Replica) => void) | null = null
   private nextId: number
@@ -72,9 +79,12 @@ export class Cluster {
       checkers: this.o.checkers,
       preVote: this.o.preVote,
       checkQuorum: this.o.checkQuorum,
+      maxSizePerMsg: this.o.maxSizePerMsg,
+      maxInflightMsgs: this.o.maxInflightMsgs,
       trace: this.o.trace,
       crashAfterSend: (rep, rd) => this.crashAfterSend(rep, rd),
-      onRole: () => {}
+      afterApply: (rep) => this.afterApply(rep),
+      onRole: (rep) => { if (rep.role === 'leader') this.onLeaderElected?.(rep) }
     })
     this.replicas.push(r)
     this.byId.set(id, r)
@@ -121,6 +131,15 @@ export class Cluster {
     this.armed.delete(r.id)
     this.o.sched.after(0, () => this.onArmedCrash?.(r))
     return true
+  }
+
+  private afterApply (r: Replica): void {
+    const hold = this.cutAfterCommit.get(r.id)
+    if (hold === undefined || r.role !== 'leader') return
+    this.cutAfterCommit.delete(r.id)
+    this.o.trace?.(`${r.id} cut off right after committing, for ${hold} ms`)
+    this.net.isolate(r.id, this.memberIds())
+    this.o.sched.after(hold, () => this.net.rejoin(r.id))
   }
 
   crash (id: string, why: string): void {
@@ -187,6 +206,7 @@ export class Cluster {
     this.net.heal()
     this.net.faults = { loss: 0, duplicate: 0, minDelay: 1, maxDelay: 4, slow: 0, slowDelay: 0 }
     this.armed.clear()
+    this.cutAfterCommit.clear()
     for (const r of this.members()) if (!r.up) r.start()
   }
 }

@@ -17,10 +17,10 @@ export interface NemesisOptions {
   trace: ((line: string) => void) | null
 }
 
-type Action = 'crash' | 'outage' | 'partition' | 'isolate-leader' | 'one-way' | 'weather' | 'heal' | 'membership' | 'transfer'
+type Action = 'crash' | 'outage' | 'churn' | 'partition' | 'isolate-leader' | 'one-way' | 'weather' | 'heal' | 'membership' | 'transfer'
 
 const ACTIONS: Array<[Action, number]> = [
-  ['crash', 4], ['outage', 3], ['partition', 3], ['isolate-leader', 3], ['one-way', 2],
+  ['crash', 4], ['outage', 3], ['churn', 3], ['partition', 3], ['isolate-leader', 3], ['one-way', 2],
   ['weather', 2], ['heal', 2], ['membership', 2], ['transfer', 1]
 ]
 
@@ -29,9 +29,12 @@ export class Nemesis {
   /** a spawned replica whose addLearner has not been seen applied yet */
   private joining: string | null = null
   private readonly leaving = new Set<string>()
+  /** elections still to disturb in the current churn */
+  private churnLeft = 0
   readonly stats = { actions: 0, crashes: 0, outages: 0, partitions: 0, membership: 0, transfers: 0 }
 
   constructor (private readonly o: NemesisOptions) {
+    o.cluster.onLeaderElected = (r) => { if (this.active && this.churnLeft > 0) this.disturbNewLeader(r.id) }
     o.cluster.onArmedCrash = (r) => {
       this.stats.crashes++
       this.o.sched.after(this.o.rng.range(10, 120), () => { if (this.active) this.o.cluster.restart(r.id) })
@@ -106,6 +109,41 @@ export class Nemesis {
         })
         return
       }
+      case 'churn': {
+        // Leader after leader is cut off soon after taking office, each having replicated its
+        // latest entries to only some followers: the logs then disagree in the ways of the
+        // paper's Figure 8, which only the current-term commit rule survives.
+        this.stats.partitions++
+        const rounds = rng.range(3, 7)
+        this.churnLeft = rng.range(3, 10)
+        let at = 0
+        this.trace(`churn ${rounds} rounds`)
+        for (let k = 0; k < rounds; k++) {
+          at += rng.range(30, 160)
+          const hold = rng.range(40, 400)
+          const how = rng.pick(['crash', 'cut', 'cut-after-commit', 'cut-after-commit'] as const)
+          sched.after(at, () => {
+            if (!this.active) return
+            const l = cluster.leader()
+            if (l === null) return
+            const id = l.id
+            if (how === 'cut-after-commit') {
+              // Cut it off right after it next commits: its latest appends reach only some followers.
+              cluster.cutAfterCommit.set(id, hold)
+              this.trace(`churn: cut off leader ${id} after its next commit`)
+            } else if (how === 'crash') {
+              this.stats.crashes++
+              cluster.crash(id, 'churn')
+              sched.after(hold, () => { if (this.active) cluster.restart(id) })
+            } else {
+              this.trace(`churn: cut off leader ${id} for ${hold} ms`)
+              cluster.net.isolate(id, cluster.memberIds())
+              sched.after(hold, () => { if (this.active) { cluster.net.rejoin(id); this.trace(`rejoin ${id}`) } })
+            }
+          })
+        }
+        return
+      }
       case 'partition': {
         if (ids.length < 2) return
         const shuffled = rng.shuffle(ids)
@@ -173,6 +211,25 @@ export class Nemesis {
         cluster.transferLeadership(rng.pick(others))
       }
     }
+  }
+
+  /** During a churn: cut a new leader off at once (its no-op reaches nobody), or right after its
+   * first commit (its later appends reach only some), or let it be. */
+  private disturbNewLeader (id: string): void {
+    const { cluster, rng, sched } = this.o
+    this.churnLeft--
+    const hold = rng.range(40, 400)
+    const how = rng.pick(['now', 'after-commit', 'after-commit', 'none'] as const)
+    if (how === 'none') return
+    this.stats.partitions++
+    if (how === 'after-commit') {
+      this.trace(`churn: cut off new leader ${id} after its first commit`)
+      cluster.cutAfterCommit.set(id, hold)
+      return
+    }
+    this.trace(`churn: cut off new leader ${id} for ${hold} ms`)
+    cluster.net.isolate(id, cluster.memberIds())
+    sched.after(hold, () => { if (this.active) { cluster.net.rejoin(id); this.trace(`rejoin ${id}`) } })
   }
 
   /** add a learner, promote it, remove some other voter: one change at a time. */

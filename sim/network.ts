@@ -92,6 +92,14 @@ export class Network<T> {
     this.partition([node], others)
   }
 
+  /** Reopen every link to and from `node` (other cuts stay). */
+  rejoin (node: string): void {
+    for (const k of [...this.blocked]) {
+      const [from, to] = k.split('>')
+      if (from === node || to === node) this.blocked.delete(k)
+    }
+  }
+
   heal (): void {
     this.blocked.clear()
   }

@@ -40,9 +40,13 @@ export interface ReplicaEnv {
   checkers: readonly Checker[]
   preVote: boolean
   checkQuorum: boolean
+  maxSizePerMsg: number
+  maxInflightMsgs: number
   trace: ((line: string) => void) | null
   /** Asked right after a Ready's messages went out: crash now? (power loss between send and the next step) */
   crashAfterSend: (r: Replica, rd: Ready) => boolean
+  /** Told after a Ready's committed entries were applied (a fault may strike right then). */
+  afterApply: (r: Replica, rd: Ready) => void
   /** Role changes, for the cluster's bookkeeping. */
   onRole: (r: Replica) => void
 }
@@ -112,6 +116,8 @@ export class Replica {
       applied: this.applied,
       preVote: this.env.preVote,
       checkQuorum: this.env.checkQuorum,
+      maxSizePerMsg: this.env.maxSizePerMsg,
+      maxInflightMsgs: this.env.maxInflightMsgs,
       bugs
     })
     this.term = this.node.status().term
@@ -241,6 +247,7 @@ export class Replica {
       }
       if (rd.mustSync && ackFirst) this.store.sync()
       for (const e of rd.committedEntries) this.apply(e, now)
+      if (rd.committedEntries.length > 0) this.env.afterApply(this, rd)
       for (const rs of rd.readStates) {
         const p = this.pendingReads.get(new TextDecoder().decode(rs.context))
         if (p !== undefined) p.index = rs.index

@@ -67,6 +67,10 @@ export function runSeed (o: RunOptions): RunResult {
   const config = rng.fork('config')
   const preVote = config.chance(0.6)
   const checkQuorum = config.chance(0.6)
+  // One entry per message in some runs: a new leader then re-replicates old-term entries in rounds
+  // of their own, which is when counting replicas of an old-term entry would commit it (Figure 8).
+  const maxSizePerMsg = config.pick([1, 1, 512, 64 * 1024])
+  const maxInflightMsgs = config.pick([1, 4, 64])
   const bugs = new Set<SimBug>(o.bug === null ? [] : [o.bug])
 
   const linearizability = new Linearizability()
@@ -78,15 +82,15 @@ export function runSeed (o: RunOptions): RunResult {
     new Durability(), linearizability, new StaleReads(),
     new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter }))
   ]
-  const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, trace })
+  const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, maxSizePerMsg, maxInflightMsgs, trace })
   const history = new History()
-  workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 3, vms: 4, trace })
+  workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
   const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), cluster, voters: o.nodes, trace })
 
   const violations: Violation[] = []
   let healedAt = -1
   try {
-  trace?.(`seed ${o.seed} nodes ${o.nodes} steps ${o.steps} bug ${o.bug ?? 'none'} preVote ${preVote} checkQuorum ${checkQuorum}`)
+  trace?.(`seed ${o.seed} nodes ${o.nodes} steps ${o.steps} bug ${o.bug ?? 'none'} preVote ${preVote} checkQuorum ${checkQuorum} maxSizePerMsg ${maxSizePerMsg} maxInflightMsgs ${maxInflightMsgs}`)
   cluster.start()
   workload.start()
   nemesis.start()

@@ -50,13 +50,16 @@ export function vmSpec (name: string, vcpus: number, memoryMiB: number): VmSpec 
 const KINDS: Array<[OpKind, number]> = [
   ['create', 25], ['update', 15], ['desire', 12], ['delete', 10], ['read', 28], ['stale-read', 10]
 ]
+/** The first client is a reader (a dashboard): it stays with the replica that answers its reads,
+ * which is how a deposed leader's stale answers would reach a client. */
+const READER_KINDS: Array<[OpKind, number]> = [['read', 85], ['stale-read', 10], ['desire', 5]]
 
 class Client {
   private guess: string
   private op: Op | null = null
   private deadline = 0
 
-  constructor (readonly name: string, private readonly w: Workload, private readonly rng: Prng) {
+  constructor (readonly name: string, private readonly w: Workload, private readonly rng: Prng, private readonly kinds: Array<[OpKind, number]>) {
     this.guess = rng.pick(w.o.cluster.memberIds())
   }
 
@@ -87,9 +90,9 @@ class Client {
 
   private pickKind (): OpKind {
     let total = 0
-    for (const [, w] of KINDS) total += w
+    for (const [, w] of this.kinds) total += w
     let x = this.rng.int(total)
-    for (const [k, w] of KINDS) {
+    for (const [k, w] of this.kinds) {
       if (x < w) return k
       x -= w
     }
@@ -195,7 +198,7 @@ export class Workload {
   private readonly clients: Client[] = []
 
   constructor (readonly o: WorkloadOptions) {
-    for (let i = 1; i <= o.clients; i++) this.clients.push(new Client(`c${i}`, this, o.rng.fork(`client/${i}`)))
+    for (let i = 1; i <= o.clients; i++) this.clients.push(new Client(`c${i}`, this, o.rng.fork(`client/${i}`), i === 1 ? READER_KINDS : KINDS))
   }
 
   start (): void {
