@@ -118,6 +118,12 @@ export class CapacityIndex {
     }
   }
 
+  /** Could node t itself hold (cpu, mem, disk, one slot)? */
+  ownMayFit (t: number, cpu: number, mem: number, disk: number): boolean {
+    const f = this.free
+    return f[4 * t] >= cpu && f[4 * t + 1] >= mem && f[4 * t + 2] >= disk && f[4 * t + 3] >= 1
+  }
+
   /** Could some node of subtree t hold (cpu, mem, disk, one slot)? */
   subtreeMayFit (t: number, cpu: number, mem: number, disk: number): boolean {
     const m = this.max

@@ -275,7 +275,8 @@ export class Placer {
       // every later node in this walk has a lower bound, a lower fit, or the same fit and a larger id
       if (sel.best >= 0 && !better(weightedTotal(cfg, fit, affBound, domBound, 0), fit, t, sel.total, sel.fit, sel.best)) break
       const n = this.nodes[t]
-      if (feasible(n, req)) {
+      // the subtree could hold the request, this node itself may not: skip it without running the filters
+      if (idx.ownMayFit(t, cpu, mem, disk) && feasible(n, req)) {
         const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg)
         if (sel.best < 0 || better(total, fit, t, sel.total, sel.fit, sel.best)) { sel.best = t; sel.total = total; sel.fit = fit }
       }
