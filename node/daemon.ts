@@ -271,7 +271,11 @@ export class Daemon {
 
   private inCluster (): boolean {
     const st = this.driver?.status()
-    return st != null && (st.conf.voters.length > 0 || st.conf.learners.length > 0 || st.lead != null)
+    if (st == null) return false
+    if (st.conf.voters.includes(this.id) || st.conf.learners.includes(this.id)) return true
+    // added but still waiting for the leader's snapshot: only while that leader keeps talking to us
+    // (a node removed from the cluster keeps a stale `lead` forever and must ask to join again)
+    return st.lead != null && Date.now() - (this.lastHeard.get(st.lead) ?? 0) < 5_000
   }
 
   private hello (): { id: string, inCluster: boolean, lowestKnown: string, leader: string | null } {
@@ -349,6 +353,9 @@ export class Daemon {
     await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     const conf = drv.status().conf
     if (!conf.voters.includes(peer) && !conf.learners.includes(peer)) {
+      // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
+      // forever and removes it at once
+      this.lastHeard.set(peer, Date.now())
       await drv.proposeConfChange({ type: 'addLearner', node: peer })
       this.log.info('added a learner', { peer })
     }
