@@ -130,6 +130,13 @@ export class FrameDecoder {
   }
 
   private take (n: number): Uint8Array {
+    const first = this.chunks[0]
+    if (first != null && first.byteLength >= n) { // the common case: no copy, a view of the chunk
+      this.chunks[0] = first.subarray(n)
+      if (this.chunks[0].byteLength === 0) this.chunks.shift()
+      this.size -= n
+      return first.subarray(0, n)
+    }
     const out = new Uint8Array(n)
     let off = 0
     while (off < n) {

@@ -107,6 +107,7 @@ class RpcServerService implements RpcServer {
     const gone = new AbortController()
     const inflight = new Set<Promise<void>>()
     const watches = new Map<number, AbortController>()
+    let slotFree: (() => void) | null = null
     this.open.add(stream)
     // a caller that stops reading answers is dropped rather than holding handlers forever
     const send = async (res: RpcResponse): Promise<void> => {
@@ -131,11 +132,12 @@ class RpcServerService implements RpcServer {
           throw err
         }
         if ('cancel' in req) { watches.get(req.id)?.abort(); continue }
-        while (inflight.size >= this.maxConcurrent) await Promise.race(inflight)
+        // at the bound, stop reading: frames queue up to readFrames' limit, then the stream pauses
+        while (inflight.size >= this.maxConcurrent) await new Promise<void>(resolve => { slotFree = resolve })
         const ctx: RpcCallContext = { peer, connection, method: req.method as MethodName, signal: gone.signal }
         const p: Promise<void> = this.handle(req, ctx, send, watches)
           .catch(err => { this.log('debug', 'rpc.answer.failed', { peer, ...errFields(err) }) })
-          .finally(() => inflight.delete(p))
+          .finally(() => { inflight.delete(p); const f = slotFree; slotFree = null; f?.() })
         inflight.add(p)
       }
       // the caller closed its side: finish the answers still owed, end watches, then close ours

@@ -21,7 +21,8 @@ function concat (parts: Uint8Array[]): Uint8Array {
 
 test('frames survive any chunking', () => {
   const value = fc.oneof(
-    fc.record({ id: fc.nat(), method: fc.string(), params: fc.dictionary(fc.string(), fc.integer()) }),
+    // '__proto__' keys are renamed on decode on purpose (next test), so they cannot round-trip
+    fc.record({ id: fc.nat(), method: fc.string(), params: fc.dictionary(fc.string().filter(k => k !== '__proto__'), fc.integer()) }),
     fc.array(fc.record({ term: fc.nat(), data: fc.uint8Array({ maxLength: 300 }) }), { maxLength: 5 })
   )
   fc.assert(fc.property(fc.array(value, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 10 }), (values, cuts) => {
