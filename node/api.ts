@@ -29,6 +29,11 @@ export interface ApiDeps {
   join: (peer: string, addrs: string[]) => Promise<{ leader: string }>
   metrics?: NodeMetrics
   now?: () => number
+  /** the console of a VM, from this host's driver or proxied from the VM's host */
+  vmLogs: (vm: VmRecord, opts: { follow?: boolean, tailBytes?: number }, signal: AbortSignal) => AsyncIterable<string>
+  /** recent events, for cluster.events to start with */
+  recentEvents: () => Array<{ at: number, index: number, text: string }>
+  describe: (index: number, env: CommandEnvelope, r: ApplyResult) => string
 }
 
 function fail (r: ApplyResult): never {
@@ -122,6 +127,11 @@ export function createApi (d: ApiDeps): RpcHandlers {
       return explainVm(d.sm, d.load, vmRef(p.vm).id)
     },
     'vm.watch': (p, ctx) => watch(d, p.vm ?? null, ctx.signal, vmRef),
+    'vm.logs': (p, ctx) => (async function * () {
+      const vm = vmRef(p.vm)
+      for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) yield { text }
+    })(),
+    'cluster.events': (_p, ctx) => events(d, ctx.signal),
     'admin.add': async (p) => {
       await write({ type: 'AddAdmin', peerId: p.peerId, name: p.name })
       const a = d.sm.listAdmins().find((x) => x.peerId === p.peerId)
@@ -170,6 +180,18 @@ async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmR
   } finally {
     unsubscribe()
   }
+}
+
+async function * events (d: ApiDeps, signal: AbortSignal): AsyncGenerator<{ index: number, at: number, text: string }> {
+  const queue = d.recentEvents().slice(-20)
+  let wake: (() => void) | null = null
+  const unsubscribe = d.subscribe((i, env, r) => { queue.push({ index: i, at: env.at, text: d.describe(i, env, r) }); wake?.(); wake = null })
+  try {
+    while (!signal.aborted) {
+      while (queue.length > 0) yield queue.shift()!
+      await new Promise<void>((resolve) => { wake = resolve; signal.addEventListener('abort', () => resolve(), { once: true }) })
+    }
+  } finally { unsubscribe() }
 }
 
 function idsTouched (cmd: Command): string[] {

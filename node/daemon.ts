@@ -40,6 +40,9 @@ import { decide as autopilotDecide } from './autopilot.ts'
 import { Scheduler } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { startHttp } from './http.ts'
+import { QemuDriver } from './qemu/driver.ts'
+import { Agent } from './agent.ts'
+import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
 
 export interface DaemonOptions {
@@ -65,6 +68,8 @@ export class Daemon {
   readonly kv: LmdbKv
   readonly sm: StateMachine
   http: HttpServer | null = null
+  qemu: QemuDriver | null = null
+  agent: Agent | null = null
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
   private readonly lastHeard = new Map<string, number>()
   private readonly hellos = new Map<string, PeerHello>()
@@ -110,6 +115,9 @@ export class Daemon {
       load: board,
       loadReports: () => this.host.services.load.reports(),
       hello: () => this.hello(),
+      vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal),
+      recentEvents: () => this.recentEvents(),
+      describe: (_i, env, r) => describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id),
       join: async (peer, addrs) => await this.admit(peer, addrs),
       metrics: this.metrics
     })
@@ -156,6 +164,16 @@ export class Daemon {
       metrics: this.metrics
     })
     this.scheduler.start()
+    this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, accel: 'auto', log: this.log.child({ part: 'qemu' }) })
+    this.agent = new Agent({
+      nodeId: this.id,
+      sm: this.sm,
+      driver: this.qemu,
+      propose: async (env) => await this.propose(env),
+      log: this.log.child({ part: 'agent' }),
+      metrics: this.metrics
+    })
+    await this.agent.start()
     this.http = await startHttp(this)
   }
 
@@ -203,6 +221,7 @@ export class Daemon {
       if (rec != null && id !== this.id) void this.learnAddrs(id, rec.addrs)
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
+    if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
     const phases: Record<string, number> = {}
     if (i % 16 === 0 || env.cmd.type !== 'ReportVmStatus') {
       for (const vm of this.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
@@ -418,6 +437,26 @@ export class Daemon {
     } finally { this.registering = false }
   }
 
+  /** A VM's console: from our driver when the VM is here, else proxied from its host. */
+  async * vmLogs (vm: VmRecord, o: { follow?: boolean, tailBytes?: number }, signal: AbortSignal): AsyncGenerator<string> {
+    const host = vm.assignedNode
+    if (host == null) throw new RpcError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
+    if (host === this.id) {
+      if (this.qemu == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
+      try {
+        yield * this.qemu.logs(vm.id, { ...o, signal })
+      } catch (err) {
+        if ((err as { kind?: string }).kind === 'NotFound') throw new RpcError('NotFound', `VM ${vm.spec.name} has not started on ${this.cfg.name} yet, so it has no console`)
+        throw err
+      }
+      return
+    }
+    const c = await this.client(host)
+    const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}) })
+    signal.addEventListener('abort', () => { sub.cancel() }, { once: true })
+    for await (const item of sub) yield item.text
+  }
+
   // ---- load ----
 
   private async sampleLoad (): Promise<{ cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number }> {
@@ -460,6 +499,8 @@ export class Daemon {
     this.stopping = true
     for (const t of this.timers) clearInterval(t)
     this.scheduler?.stop()
+    await this.agent?.stop()
+    await this.qemu?.close() // guests keep running; the next daemon re-adopts them
     await this.driver?.stop()
     await this.http?.close()
     for (const c of this.clients.values()) void c.then(async (cl) => { await cl.close() }).catch(() => {})

@@ -135,6 +135,10 @@ export interface RpcMethods {
   'vm.stop': { params: { vm: string }, result: VmRecord }
   'vm.delete': { params: { vm: string }, result: { id: string } }
   'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
+  /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
+  'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
+  /** a live stream of cluster events: one line per applied command */
+  'cluster.events': { params: Record<string, never>, result: ClusterEvent }
   'admin.add': { params: { peerId: string, name: string }, result: AdminRecord }
   'admin.remove': { params: { peerId: string }, result: { peerId: string } }
   'admin.list': { params: ReadParams, result: AdminRecord[] }
@@ -150,6 +154,8 @@ export interface RpcMethods {
   /** member to leader: propose a client's command (writes are forwarded, never bounced) */
   'internal.propose': { params: { env: CommandEnvelope }, result: ApplyResult }
 }
+
+export interface ClusterEvent { index: number, at: number, text: string }
 
 export interface ClusterHello { id: string, inCluster: boolean, lowestKnown: string, leader: string | null }
 
@@ -168,7 +174,7 @@ export interface VmExplanation {
 
 export type MethodName = keyof RpcMethods
 /** Methods answered with a stream of results. */
-export type StreamingMethodName = 'vm.watch'
+export type StreamingMethodName = 'vm.watch' | 'vm.logs' | 'cluster.events'
 export type UnaryMethodName = Exclude<MethodName, StreamingMethodName>
 export type ParamsOf<M extends MethodName> = RpcMethods[M]['params']
 /** For a streaming method, the type of each item. */
@@ -257,6 +263,17 @@ export const METHODS: MethodTable = {
     params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }
   },
   'cluster.hello': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
+  'vm.logs': {
+    mutating: false, streaming: true,
+    params: (x) => {
+      const o = params(x, ['vm', 'follow', 'tailBytes'], ['vm'])
+      const out: ParamsOf<'vm.logs'> = { vm: ref(o.vm, 'params.vm') }
+      const follow = opt(o, 'follow', bool, 'params'); if (follow !== undefined) out.follow = follow
+      const tail = opt(o, 'tailBytes', (v, p) => int(v, p, 0, 64 * 1024 * 1024), 'params'); if (tail !== undefined) out.tailBytes = tail
+      return out
+    }
+  },
+  'cluster.events': { mutating: false, streaming: true, params: (x) => { params(x, []); return {} } },
   'node.load': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
   // Not "mutating" in the admin sense: holding the cluster key (pnet) is what admits a node.
   'cluster.join': { mutating: false, streaming: false, params: (x) => ({ addrs: addrList(params(x, ['addrs'], ['addrs']).addrs, 'params.addrs') }) },

@@ -233,6 +233,35 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok
     })
   },
+  'vm logs': {
+    summary: "Print a VM's serial console (-f to follow)",
+    usage: 'blixard vm logs VM [-f] [--tail BYTES]',
+    flags: { follow: { short: 'f' }, tail: { value: true } },
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const vm = need(p, 1, 'VM')[0]
+      const tail = flag(p, 'tail')
+      const sub = client.watch('vm.logs', { vm, ...(bool(p, 'follow') ? { follow: true } : {}), ...(tail != null ? { tailBytes: int(p, 'tail', 0, 0, 64 << 20) } : {}) })
+      const stop = (): void => { sub.cancel() }
+      process.once('SIGINT', stop)
+      try {
+        for await (const chunk of sub) {
+          if (out.json) process.stdout.write(JSON.stringify(chunk) + '\n')
+          else process.stdout.write(chunk.text)
+        }
+      } finally { process.off('SIGINT', stop) }
+      return EXIT.ok
+    })
+  },
+  events: {
+    summary: 'Stream cluster events live (Ctrl-C to stop)',
+    usage: 'blixard events',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const sub = client.watch('cluster.events', {})
+      process.once('SIGINT', () => { sub.cancel() })
+      for await (const e of sub) out.data(e, () => `${new Date(e.at).toISOString()}  #${e.index}  ${e.text}`)
+      return EXIT.ok
+    })
+  },
   'vm migrate': {
     summary: 'Live migration (not available yet)',
     usage: 'blixard vm migrate VM --to NODE',

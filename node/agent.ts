@@ -1,0 +1,223 @@
+// The node agent: makes this host's guests match the replicated state. It
+// compares the VMs assigned here with what the QEMU driver reports, starts,
+// stops, restarts (new spec generation, restart policy with backoff) and
+// deletes to match, and reports observed status through Raft in batches.
+import type { VmRecord, VmPhase } from '../protocols/model.ts'
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { QemuDriver, VmEvent, VmRuntimeStatus } from './qemu/driver.ts'
+import { launchSpecFromVm } from './qemu/launch-spec.ts'
+import { loadTinyGuest } from './qemu/tiny-guest.ts'
+import type { TinyGuest } from './qemu/tiny-guest.ts'
+import type { Logger } from './log.ts'
+import type { NodeMetrics } from './metrics.ts'
+
+export interface AgentDeps {
+  nodeId: string
+  sm: StateMachine
+  driver: QemuDriver
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  log: Logger
+  metrics?: NodeMetrics
+  /** where the tiny guest lives (default .guest/ of the checkout) */
+  guestDir?: string
+  now?: () => number
+  reconcileEveryMs?: number
+  /** restart backoff: first delay and cap */
+  backoffMs?: { first: number, max: number }
+}
+
+interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
+
+interface Attempts { count: number, nextAt: number, lastStart: number }
+
+/** Phases the agent owns once a VM is assigned here (pending/scheduled are the scheduler's). */
+const STABLE_AFTER_MS = 60_000
+
+export class Agent {
+  private timer: NodeJS.Timeout | null = null
+  private running = false
+  private again = false
+  private readonly reported = new Map<string, Observed>()
+  private readonly pending = new Map<string, Observed>()
+  private readonly attempts = new Map<string, Attempts>()
+  private readonly busy = new Set<string>()
+  private flushTimer: NodeJS.Timeout | null = null
+  private tiny: TinyGuest | null = null
+  private tinyError: string | null = null
+  private offEvents: (() => void) | null = null
+  private stopped = false
+
+  constructor (private readonly d: AgentDeps) {}
+
+  private now (): number { return (this.d.now ?? Date.now)() }
+
+  async start (): Promise<void> {
+    try { this.tiny = await loadTinyGuest(this.d.guestDir) } catch (err) {
+      this.tinyError = `no tiny guest on this host (${(err as Error).message}); run scripts/build-tiny-guest.sh`
+      this.d.log.warn('tiny guest unavailable', { err })
+    }
+    this.offEvents = this.d.driver.onEvent((e) => { this.onEvent(e) })
+    this.timer = setInterval(() => { this.kick() }, this.d.reconcileEveryMs ?? 1_000)
+    this.kick()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.timer != null) clearInterval(this.timer)
+    this.offEvents?.()
+    await this.flush()
+  }
+
+  /** Reconcile soon (on a timer, and whenever the replicated state changes). */
+  kick (): void {
+    if (this.stopped) return
+    if (this.running) { this.again = true; return }
+    this.running = true
+    const t0 = process.hrtime.bigint()
+    this.reconcile().catch((err) => { this.d.log.warn('reconcile failed', { err }) }).finally(() => {
+      this.d.metrics?.agentReconcileSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9)
+      this.running = false
+      if (this.again) { this.again = false; this.kick() }
+    })
+  }
+
+  private async reconcile (): Promise<void> {
+    const mine = new Map(this.d.sm.listVms({ node: this.d.nodeId }).map((v) => [v.id, v]))
+    const actual = new Map((await this.d.driver.list()).map((s) => [s.vmId, s]))
+    const work: Array<Promise<void>> = []
+    for (const vm of mine.values()) {
+      if (this.busy.has(vm.id)) continue
+      work.push(this.guard(vm.id, async () => await this.converge(vm, actual.get(vm.id) ?? null)))
+    }
+    // Guests of VMs deleted or moved away: stop them and remove everything they had here.
+    for (const [id, st] of actual) {
+      if (mine.has(id) || this.busy.has(id)) continue
+      const rec = this.d.sm.getVm(id)
+      work.push(this.guard(id, async () => {
+        if (st.state === 'running') this.d.log.info('VM no longer assigned here: stopping', { vmId: id, now: rec?.assignedNode ?? 'deleted' })
+        await this.d.driver.cleanup(id)
+        this.attempts.delete(id)
+        this.reported.delete(id)
+      }))
+    }
+    await Promise.all(work)
+  }
+
+  private async guard (id: string, fn: () => Promise<void>): Promise<void> {
+    this.busy.add(id)
+    try { await fn() } catch (err) {
+      this.d.log.warn('VM action failed', { vmId: id, err })
+      const vm = this.d.sm.getVm(id)
+      if (vm != null && vm.assignedNode === this.d.nodeId) this.report(vm, 'failed', (err as Error).message)
+    } finally { this.busy.delete(id) }
+  }
+
+  private async converge (vm: VmRecord, st: VmRuntimeStatus | null): Promise<void> {
+    if (vm.desired === 'stopped') {
+      if (st?.state === 'running') {
+        this.report(vm, 'stopping', 'stop requested')
+        const exit = await this.d.driver.stop(vm.id)
+        this.report(vm, 'stopped', exit.reason)
+      } else if (vm.status.phase !== 'stopped' || vm.status.node !== this.d.nodeId) {
+        this.report(vm, 'stopped', st == null ? 'never started' : 'stopped')
+      }
+      this.attempts.delete(vm.id)
+      return
+    }
+    // desired running
+    if (st?.state === 'running') {
+      if (st.generation !== vm.generation) {
+        this.d.log.info('VM spec changed: restarting with the new spec', { vmId: vm.id, from: st.generation, to: vm.generation })
+        this.report(vm, 'stopping', `spec changed (generation ${st.generation} → ${vm.generation})`)
+        await this.d.driver.stop(vm.id)
+        await this.launch(vm, 'new spec')
+        return
+      }
+      if (st.ready && this.lastPhase(vm) !== 'running') this.report(vm, 'running', '', st.ip ?? undefined)
+      const a = this.attempts.get(vm.id)
+      if (a != null && st.ready && this.now() - a.lastStart > STABLE_AFTER_MS) this.attempts.delete(vm.id)
+      return
+    }
+    if (st == null) { await this.launch(vm, 'first start'); return }
+    // The guest is gone: the restart policy decides.
+    const exit = st.exit
+    const crashed = st.state === 'crashed'
+    const policy = vm.spec.restartPolicy
+    const restart = policy === 'always' || (policy === 'on-failure' && crashed)
+    // A generation change or an explicit start after a stop always starts again.
+    const startedOver = st.generation !== vm.generation || vm.status.phase === 'stopped' && this.lastPhase(vm) === 'stopped' && vm.status.at > (exit?.at ?? 0)
+    if (!restart && !startedOver) {
+      const phase: VmPhase = crashed ? 'failed' : 'stopped'
+      const reason = `${exit?.reason ?? 'exited'}; restart policy ${policy}`
+      if (this.lastPhase(vm) !== phase) this.report(vm, phase, reason)
+      return
+    }
+    const a = this.attempts.get(vm.id) ?? { count: 0, nextAt: 0, lastStart: 0 }
+    if (this.now() < a.nextAt) {
+      const reason = `${exit?.reason ?? 'exited'}; restarting in ${Math.ceil((a.nextAt - this.now()) / 1000)}s (attempt ${a.count + 1}, policy ${policy})`
+      if (this.lastPhase(vm) !== 'failed') this.report(vm, 'failed', reason)
+      return
+    }
+    await this.launch(vm, `restart after: ${exit?.reason ?? 'exit'} (policy ${policy})`)
+  }
+
+  private lastPhase (vm: VmRecord): VmPhase {
+    return this.pending.get(vm.id)?.phase ?? this.reported.get(vm.id)?.phase ?? vm.status.phase
+  }
+
+  private async launch (vm: VmRecord, why: string): Promise<void> {
+    if (vm.spec.image.kind === 'tiny' && this.tiny == null) {
+      this.report(vm, 'failed', this.tinyError ?? 'no tiny guest on this host')
+      return
+    }
+    const a = this.attempts.get(vm.id) ?? { count: 0, nextAt: 0, lastStart: 0 }
+    const { first, max } = this.d.backoffMs ?? { first: 1_000, max: 60_000 }
+    a.count += 1
+    a.lastStart = this.now()
+    a.nextAt = this.now() + Math.min(max, first * 2 ** Math.min(a.count - 1, 16))
+    this.attempts.set(vm.id, a)
+    const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined })
+    this.report(vm, 'starting', why)
+    await this.d.driver.start(spec)
+  }
+
+  private onEvent (e: VmEvent): void {
+    const vm = this.d.sm.getVm(e.vmId)
+    if (vm == null || vm.assignedNode !== this.d.nodeId) return
+    if (e.generation !== vm.generation) return
+    switch (e.type) {
+      case 'running': this.report(vm, 'running', e.adopted ? 're-adopted after a daemon restart' : '', e.ip ?? undefined); break
+      case 'failed': this.report(vm, 'failed', e.reason); this.kick(); break
+      case 'stopped': if (vm.desired === 'running') this.kick(); else this.report(vm, 'stopped', e.exit.reason); break
+      default: break
+    }
+  }
+
+  /** Queue an observed status; reports are sent in batches (one ReportVmStatus per flush). */
+  private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string): void {
+    const prev = this.pending.get(vm.id) ?? this.reported.get(vm.id)
+    if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation) return
+    this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}) })
+    this.d.log.info('vm status', { vmId: vm.id, name: vm.spec.name, phase, reason })
+    if (this.flushTimer == null) this.flushTimer = setTimeout(() => { this.flushTimer = null; void this.flush() }, 50)
+  }
+
+  private async flush (): Promise<void> {
+    if (this.pending.size === 0) return
+    const batch = [...this.pending]
+    this.pending.clear()
+    const at = this.now()
+    const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) } }))
+    try {
+      const r = await this.d.propose({ cmd: { type: 'ReportVmStatus', reports }, at })
+      if (!r.ok) this.d.log.warn('status report rejected', { error: r.error })
+      for (const [id, o] of batch) this.reported.set(id, o)
+    } catch (err) {
+      // Not committed (no leader?): keep the newest observation and retry with the next flush.
+      for (const [id, o] of batch) if (!this.pending.has(id)) this.pending.set(id, o)
+      this.d.log.debug('status report not committed; will retry', { err })
+      if (this.flushTimer == null && !this.stopped) this.flushTimer = setTimeout(() => { this.flushTimer = null; void this.flush() }, 500)
+    }
+  }
+}
