@@ -10,6 +10,8 @@
 // ties broken by the index order, the same answer a full scan gives (placer.explain checks that), and it
 // depends only on the cluster state, so batch placement equals one-by-one placement.
 // Nomad instead scores a bounded random sample (LimitIterator); we keep full determinism and exactness.
+// The placer keeps one such index over all ready nodes, one per selective set of static filters (a rare
+// constraint walks only its nodes) and one per label value used by affinity or spread (see placer.ts).
 
 const NONE = -1
 
@@ -52,23 +54,47 @@ export class CapacityIndex {
     this.left[i] = NONE
     this.right[i] = NONE
     this.pull(i)
-    this.split(this.root, key, rank)
-    const l = this.sl
-    const r = this.sr
-    this.root = this.merge(this.merge(l, i), r)
+    this.root = this.insertAt(this.root, i)
     this.present[i] = 1
   }
 
   remove (i: number): void {
     if (this.present[i] === 0) return
-    this.split(this.root, this.key[i], this.rank[i])
-    const l = this.sl
-    this.split(this.sr, this.key[i], this.rank[i] + 0.5) // sl is now exactly i
-    const r = this.sr
-    this.root = this.merge(l, r)
+    this.root = this.removeAt(this.root, i)
     this.present[i] = 0
     this.left[i] = NONE
     this.right[i] = NONE
+  }
+
+  /** Does a sit above b in the heap order (the same rule merge uses)? */
+  private above (a: number, b: number): boolean {
+    return this.prio[a] > this.prio[b] || (this.prio[a] === this.prio[b] && this.rank[a] < this.rank[b])
+  }
+
+  // one pass down to where i belongs, then split only that subtree
+  private insertAt (t: number, i: number): number {
+    if (t === NONE) return i
+    if (this.above(i, t)) {
+      this.split(t, this.key[i], this.rank[i])
+      this.left[i] = this.sl
+      this.right[i] = this.sr
+      this.pull(i)
+      return i
+    }
+    if (this.before(i, this.key[t], this.rank[t])) this.left[t] = this.insertAt(this.left[t], i)
+    else this.right[t] = this.insertAt(this.right[t], i)
+    this.pull(t)
+    return t
+  }
+
+  // one pass down to i, then merge its two children in its place
+  private removeAt (t: number, i: number): number {
+    if (t === NONE) return NONE
+    if (t === i) return this.merge(this.left[i], this.right[i])
+    if (this.before(i, this.key[t], this.rank[t])) this.left[t] = this.removeAt(this.left[t], i)
+    else this.right[t] = this.removeAt(this.right[t], i)
+    this.pull(t)
+    return t
   }
 
   /** Does node a come before the position (key, rank)? */
@@ -95,7 +121,7 @@ export class CapacityIndex {
   private merge (a: number, b: number): number {
     if (a === NONE) return b
     if (b === NONE) return a
-    if (this.prio[a] > this.prio[b] || (this.prio[a] === this.prio[b] && this.rank[a] < this.rank[b])) {
+    if (this.above(a, b)) {
       this.right[a] = this.merge(this.right[a], b)
       this.pull(a)
       return a
