@@ -18,6 +18,8 @@ import { Durability } from './checkers/durability.ts'
 import { Linearizability } from './checkers/linearizability.ts'
 import { StaleReads } from './checkers/stale-reads.ts'
 import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
+import { PlacementInvariants } from './checkers/placement.ts'
+import { VmScheduler } from './vm-scheduler.ts'
 
 export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync']
 export const DEFAULT_STEPS = 600
@@ -47,6 +49,7 @@ export interface RunStats {
   membership: number
   replicas: number
   inconclusive: number
+  schedulerProposals: number
 }
 
 export interface RunResult {
@@ -80,11 +83,13 @@ export function runSeed (o: RunOptions): RunResult {
   const checkers: Checker[] = [
     new ElectionSafety(), new LogMatching(), new LeaderCompleteness(), new StateMachineSafety(),
     new Durability(), linearizability, new StaleReads(),
-    new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter }))
+    new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter })),
+    new PlacementInvariants()
   ]
   const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, maxSizePerMsg, maxInflightMsgs, trace })
   const history = new History()
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
+  const vmScheduler = new VmScheduler(sched, cluster, trace)
   const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), cluster, voters: o.nodes, trace })
 
   const violations: Violation[] = []
@@ -93,6 +98,7 @@ export function runSeed (o: RunOptions): RunResult {
   trace?.(`seed ${o.seed} nodes ${o.nodes} steps ${o.steps} bug ${o.bug ?? 'none'} preVote ${preVote} checkQuorum ${checkQuorum} maxSizePerMsg ${maxSizePerMsg} maxInflightMsgs ${maxInflightMsgs}`)
   cluster.start()
   workload.start()
+  vmScheduler.start()
   nemesis.start()
   const faultEnd = o.steps * TICK_MS
   for (let t = CHECKPOINT_MS; t <= faultEnd; t += CHECKPOINT_MS) {
@@ -114,6 +120,7 @@ export function runSeed (o: RunOptions): RunResult {
     if (leaderAt === null && cluster.leader() !== null) leaderAt = sched.now()
   }
   workload.stop()
+  vmScheduler.stop()
   sched.runUntil(sched.now() + SETTLE_MS)
   for (const c of checkers) c.finish?.({ cluster, history, now: sched.now(), healedAt })
   } catch (err) {
@@ -141,7 +148,8 @@ export function runSeed (o: RunOptions): RunResult {
     partitions: nemesis.stats.partitions,
     membership: nemesis.stats.membership,
     replicas: cluster.replicas.length,
-    inconclusive: linearizability.inconclusive
+    inconclusive: linearizability.inconclusive,
+    schedulerProposals: vmScheduler.proposals
   }
   for (const v of violations) trace?.(`VIOLATION ${v.checker} at ${v.at}: ${v.message}`)
   trace?.(`stats ${JSON.stringify(stats)}`)
