@@ -85,8 +85,10 @@ export function decide (input: AutopilotInput): AutopilotDecision {
   if (deadLearners.length > 0 && !input.candidates.includes(deadLearners[0])) {
     return { change: { type: 'remove', node: deadLearners[0] }, why: `learner ${deadLearners[0]} gone` }
   }
-  // 5. Keep an odd voter count at the target: shrink a surplus by one non-leader voter.
-  if (liveVoters.length > target && deadVoters.length === 0) {
+  // 5. Keep an odd voter count at the target: shrink a surplus by one non-leader voter, only when every
+  // voter is healthy. A voter that is merely slow or briefly silent lowers the healthy count, hence the
+  // target: shrinking then would remove healthy voters (3 voters with one just killed fell to 1 and lost quorum).
+  if (liveVoters.length > target && deadVoters.length === 0 && conf.voters.every(healthy)) {
     const victim = sorted(conf.voters).filter((v) => v !== leader).pop()
     if (victim != null) return { change: { type: 'remove', node: victim }, why: `${conf.voters.length} voters, target ${target}` }
   }
