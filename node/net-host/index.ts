@@ -1,0 +1,11 @@
+// Host networking: a bridge per network, a TAP per VM NIC, VLAN sub-interfaces, VXLAN overlays.
+export { HostNet, execRunner } from './host-net.ts'
+export type { CommandRunner, HostNetOptions, VmNic } from './host-net.ts'
+export { hostNetwork, planEnsureNetwork, planEnsureTap, planPeers, planRemoveNetwork, planRemoveTap, checkIpv4 } from './plan.ts'
+export type { HostNetwork, HostNetConfig, NetCommand } from './plan.ts'
+export { parseLinks, parseFloodList } from './observe.ts'
+export type { HostLinks, LinkState, LinkKind } from './observe.ts'
+export { underlayPeers } from './peers.ts'
+export { bridgeName, vxlanName, vlanIfName, tapName, macFor, checkIfName, OUR_PREFIX, VXLAN_PORT } from './names.ts'
+export { NetError, netProtocolKind } from './errors.ts'
+export type { NetErrorKind } from './errors.ts'
