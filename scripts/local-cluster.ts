@@ -29,6 +29,8 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv
   /** write node logs to DIR/nodeN/log instead of inheriting stderr */
   logToFiles?: boolean
+  /** node (V8) flags for each blixard-node process; default a 2 MiB semi-space */
+  nodeFlags?: string[]
 }
 
 export async function prepareLocalCluster (o: LocalClusterOptions = {}): Promise<{ dir: string, keyFile: string, nodes: LocalNode[] }> {
@@ -52,6 +54,8 @@ export async function prepareLocalCluster (o: LocalClusterOptions = {}): Promise
 export function startNode (c: { keyFile: string, nodes: LocalNode[] }, node: LocalNode, o: LocalClusterOptions = {}): ChildProcess {
   const admins = o.admins ?? []
   const args = [
+    // a small young generation: idle RSS ~125 MiB instead of ~160 (target ≤ 150 MB); scavenges stay cheap
+    ...(o.nodeFlags ?? ['--max-semi-space-size=2']),
     join(root, 'bin', 'blixard-node.js'),
     '--name', node.name,
     '--data-dir', node.dir,
