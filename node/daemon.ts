@@ -34,6 +34,7 @@ import type { Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { createApi } from './api.ts'
+import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
 import { decide as autopilotDecide } from './autopilot.ts'
@@ -135,11 +136,11 @@ export class Daemon {
           log: this.netLog()
         }),
         rpc: rpcServer({
-          handlers: api,
-          authorize: (peer, method) => this.authorize(peer, method),
+          handlers: instrumentHandlers(api, this.metrics),
+          authorize: instrumentAuthorize((peer, method) => this.authorize(peer, method), this.metrics),
           log: this.netLog()
         }),
-        load: loadGossip({ sample: async () => await this.sampleLoad(), log: this.netLog() })
+        load: loadGossip({ sample: async () => await this.sampleLoad(), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
       } as never
     })
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
@@ -476,6 +477,27 @@ export class Daemon {
     for (const r of this.host.services.load.reports()) out.set(r.node, { cpuPct: r.cpuPct, memPct: r.memPct, ageMs: r.ageMs })
     for (const r of this.host.services.load.reports()) this.metrics.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
     return out
+  }
+
+  private gossipRejectedSeen = 0
+
+  /** Gauges read at scrape time (called by /metrics), so they are fresh on every node, leader or not. */
+  refreshMetrics (): void {
+    const m = this.metrics
+    const reports = this.host.services.load.reports()
+    m.gossipReportAge.reset()
+    for (const r of reports) m.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
+    const rejected = this.host.services.load.rejected()
+    if (rejected > this.gossipRejectedSeen) m.gossipReports.inc({ result: 'rejected' }, rejected - this.gossipRejectedSeen)
+    this.gossipRejectedSeen = rejected
+    m.libp2pConnections.set(this.host.getConnections().length)
+    const phases: Record<string, number> = {}
+    for (const vm of this.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
+    m.vmsByPhase.reset()
+    for (const [p, n] of Object.entries(phases)) m.vmsByPhase.set({ phase: p }, n)
+    const st = this.driver?.status()
+    if (st != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftIsLeader.set(st.role === 'leader' ? 1 : 0) }
+    m.raftAppliedIndex.set(this.sm.applied())
   }
 
   // ---- shutdown ----

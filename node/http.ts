@@ -53,6 +53,7 @@ export async function startHttp (d: Daemon, host = '127.0.0.1'): Promise<HttpSer
     const url = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('method not allowed\n'); return }
     if (url === '/metrics') {
+      try { d.refreshMetrics() } catch (err) { d.log.debug('metrics refresh failed', { err }) }
       d.metrics.registry.metrics().then((text) => {
         res.writeHead(200, { 'content-type': d.metrics.registry.contentType }).end(text)
       }).catch((err: Error) => { res.writeHead(500).end(`metrics failed: ${err.message}\n`) })

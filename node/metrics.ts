@@ -26,7 +26,12 @@ export interface NodeMetrics {
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): NodeMetrics {
   const registry = new Registry()
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'blixard_process_' })
+  if (opts.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'blixard_' })
+    // prom-client exports these counts as gauges named *_total, which the exposition format
+    // reserves for counters (promtool check metrics rejects them); they add little, so drop them.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`blixard_nodejs_${name}`)
+  }
   const r = [registry]
   const ms = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
   return {

@@ -13,6 +13,8 @@ APT_PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common  # single-host Ceph 16 for the RBD volume tests (scripts/ceph.sh)
   nix-bin  # nix-instantiate --parse/--eval on nixos/*.nix and rendered guest flakes
   etcd-server etcd-client  # the anchor of npm run bench:raft (3 etcd members on loopback)
+  prometheus  # promtool check metrics on a live node's /metrics (test/ops/metrics.test.ts)
+  chromium  # headless browser for the dashboard test (test/ops/dashboard.test.ts, playwright-core)
 )
 
 missing=()

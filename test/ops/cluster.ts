@@ -1,0 +1,157 @@
+// A real 3-node local cluster for the operations tests (metrics, dashboard,
+// CLI): blixard-node processes on 127.0.0.1 started through
+// scripts/local-cluster.ts, the CLI run as a child process with its own
+// identity (an admin) in a temp BLIXARD_CONFIG_DIR, and cleanup that kills
+// every process this file started, guests included, by pid.
+import '../../node/polyfill.ts'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { prepareLocalCluster, startNode } from '../../scripts/local-cluster.ts'
+import type { LocalNode } from '../../scripts/local-cluster.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
+import type { ClusterView } from '../../node/http.ts'
+
+export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)))
+
+export const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/** Polls `fn` until it returns something other than null/undefined/false; fails naming `what`. */
+export async function until<T> (what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastErr: unknown = null
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v !== null && v !== undefined && v !== false) return v
+    } catch (err) { lastErr = err }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr != null ? ` (last error: ${(lastErr as Error).message})` : ''}`)
+    await sleep(everyMs)
+  }
+}
+
+const children = new Set<ChildProcess>()
+process.on('exit', () => { for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill('SIGKILL') })
+
+function track (p: ChildProcess): ChildProcess {
+  children.add(p)
+  p.on('exit', () => { children.delete(p) })
+  return p
+}
+
+export interface CliResult { code: number, stdout: string, stderr: string, json: unknown }
+
+/** Runs bin/blixard.js; `json` is stdout parsed when it is one JSON document, else null. */
+export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<CliResult> {
+  const p = track(spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), ...args], {
+    cwd: ROOT, env: { ...process.env, ...env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe']
+  }))
+  let stdout = ''
+  let stderr = ''
+  p.stdout!.on('data', (d: Buffer) => { stdout += d.toString() })
+  p.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+  const timer = setTimeout(() => { p.kill('SIGKILL') }, timeoutMs)
+  const code = await new Promise<number>((resolve) => p.on('exit', (c, s) => { resolve(c ?? (s != null ? 128 : 1)) }))
+  clearTimeout(timer)
+  let json: unknown = null
+  try { json = JSON.parse(stdout) } catch { json = null }
+  return { code, stdout, stderr, json }
+}
+
+export class OpsCluster {
+  private constructor (
+    readonly dir: string,
+    readonly nodes: LocalNode[],
+    readonly keyFile: string,
+    /** environment for a CLI that is an admin of this cluster, talking to node1 */
+    readonly env: NodeJS.ProcessEnv,
+    readonly adminId: string
+  ) {}
+
+  /** Starts `n` nodes on basePort.. (HTTP on basePort+100..) and waits for a leader and every node registered. */
+  static async start (label: string, basePort: number, n = 3): Promise<OpsCluster> {
+    const dir = mkdtempSync(join(tmpdir(), `blixard-ops-${label}-`))
+    const configDir = join(dir, 'cli')
+    const { privateKey } = await loadOrCreateIdentity(configDir)
+    const adminId = peerIdFromPrivateKey(privateKey).toString()
+    const c = await prepareLocalCluster({ nodes: n, dir, basePort })
+    for (const node of c.nodes) track(startNode(c, node, { admins: [adminId], logToFiles: true }))
+    const env = { BLIXARD_CONFIG_DIR: configDir, BLIXARD_PEER: c.nodes[0].addr, BLIXARD_CLUSTER_KEY_FILE: c.keyFile }
+    const oc = new OpsCluster(dir, c.nodes, c.keyFile, env, adminId)
+    try {
+      await until('a leader and every node registered', 90_000, async () => {
+        const s = await oc.state(0)
+        return s.raft.leader != null && s.nodes.length === n && s.raft.voters.length === Math.min(3, n) && s.nodes.some((x) => x.leader)
+      }, 300)
+    } catch (err) {
+      oc.dumpLogs()
+      await oc.stop()
+      throw err
+    }
+    return oc
+  }
+
+  url (i: number, path = '/'): string { return `http://127.0.0.1:${this.nodes[i].metricsPort}${path}` }
+
+  async state (i: number): Promise<ClusterView> {
+    const res = await fetch(this.url(i, '/api/state'))
+    if (!res.ok) throw new Error(`GET /api/state on ${this.nodes[i].name}: ${res.status}`)
+    return await res.json() as ClusterView
+  }
+
+  async metricsText (i: number): Promise<string> {
+    const res = await fetch(this.url(i, '/metrics'))
+    if (!res.ok) throw new Error(`GET /metrics on ${this.nodes[i].name}: ${res.status}`)
+    return await res.text()
+  }
+
+  /** Index of the current leader (by node1's view). */
+  async leaderIndex (): Promise<number> {
+    const s = await this.state(0)
+    const i = this.nodes.findIndex((n) => n.peerId === s.raft.leader)
+    if (i < 0) throw new Error('no leader known')
+    return i
+  }
+
+  async cli (args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs?: number): Promise<CliResult> {
+    return await runCli(args, { ...this.env, ...env }, timeoutMs)
+  }
+
+  dumpLogs (): void {
+    for (const n of this.nodes) {
+      const f = join(n.dir, 'log')
+      if (!existsSync(f)) continue
+      const lines = readFileSync(f, 'utf8').trim().split('\n')
+      process.stderr.write(`--- ${n.name} log (last 15 lines) ---\n${lines.slice(-15).join('\n')}\n`)
+    }
+  }
+
+  /** Stops the nodes, then kills any guest (qemu) still running out of this cluster's directory, by pid. */
+  async stop (): Promise<void> {
+    for (const n of this.nodes) n.proc?.kill('SIGTERM')
+    await Promise.all(this.nodes.map(async (n) => {
+      const p = n.proc
+      if (p == null || p.exitCode != null || p.signalCode != null) return
+      await Promise.race([new Promise((resolve) => p.once('exit', resolve)), sleep(8_000)])
+      if (p.exitCode == null && p.signalCode == null) p.kill('SIGKILL')
+    }))
+    for (const pid of pidsUnder(this.dir)) { try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ } }
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+/** Processes whose command line names a path under `dir` (the guests our nodes started). */
+function pidsUnder (dir: string): number[] {
+  const out: number[] = []
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(dir)) out.push(Number(e))
+    } catch { /* exited meanwhile */ }
+  }
+  return out
+}
