@@ -1,0 +1,93 @@
+// What the VM tests look at on the host itself, not through Blixard: qemu
+// processes in /proc, runtime dirs under each node's data dir, network links.
+// Checking the host directly is the point: the cluster's own view could be wrong.
+import { execFileSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { VmRecord } from '../../protocols/model.ts'
+import type { TestCluster } from '../cluster/harness.ts'
+import { runCli, waitFor } from '../cluster/harness.ts'
+
+export const MARKER = 'BLIXARD-GUEST-UP'
+
+/** argv of a live process, null when gone or a zombie */
+export function cmdline (pid: number): string[] | null {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    return raw === '' ? null : raw.replace(/\0$/, '').split('\0')
+  } catch { return null }
+}
+
+/** every live qemu whose command line names this VM id (any node, any data dir) */
+export function qemuPidsFor (vmId: string): number[] {
+  const out: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const argv = cmdline(Number(name))
+    if (argv == null || !argv[0].includes('qemu-system')) continue
+    if (argv.some((a) => a.includes(vmId))) out.push(Number(name))
+  }
+  return out
+}
+
+export function runtimeDir (c: TestCluster, node: number, vmId: string): string {
+  return join(c.nodes[node].dir, 'vms', vmId)
+}
+
+/** indexes of the nodes whose data dir holds a runtime dir for the VM */
+export function nodesWithRuntimeDir (c: TestCluster, vmId: string): number[] {
+  return c.nodes.map((_n, i) => i).filter((i) => existsSync(runtimeDir(c, i, vmId)))
+}
+
+/** the pid the driver recorded, if the file is there */
+export function pidFile (c: TestCluster, node: number, vmId: string): number | null {
+  try { return Number(readFileSync(join(runtimeDir(c, node, vmId), 'qemu.pid'), 'utf8').trim()) } catch { return null }
+}
+
+/** names of the host's network links (`ip -o link`) */
+export function links (): string[] {
+  const out = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+  return out.split('\n').map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1]).filter((x): x is string => x != null)
+}
+
+export async function show (c: TestCluster, i: number, vm: string): Promise<VmRecord> {
+  return await (await c.client(i)).call('vm.show', { vm })
+}
+
+/** the console through the CLI (`vm logs`): a CLI process start costs seconds on a loaded host */
+export async function consoleViaCli (c: TestCluster, i: number, vm: string): Promise<string> {
+  const r = await runCli(['vm', 'logs', vm], c.cliEnv(i), 60_000)
+  if (r.code !== 0) throw new Error(`vm logs ${vm}: exit ${r.code}: ${r.stderr}`)
+  return r.stdout
+}
+
+/** the console of the current boot through RPC vm.logs (what the CLI calls), asked of node i */
+export async function consoleText (c: TestCluster, i: number, vm: string): Promise<string> {
+  let text = ''
+  for await (const chunk of (await c.client(i)).watch('vm.logs', { vm })) text += chunk.text
+  return text
+}
+
+export function markerCount (text: string): number {
+  return text.split(MARKER).length - 1
+}
+
+/** waits until the VM's phase is `phase` (read from node i) and returns the record */
+export async function waitPhase (c: TestCluster, i: number, vm: string, phase: string, timeoutMs: number): Promise<VmRecord> {
+  return await waitFor(`${vm} ${phase}`, timeoutMs, async () => {
+    const v = await show(c, i, vm)
+    return v.status.phase === phase ? v : null
+  }, 200)
+}
+
+export function nodeIndex (c: TestCluster, nodeId: string | null): number {
+  const i = c.nodes.findIndex((n) => n.peerId === nodeId)
+  if (i < 0) throw new Error(`no test node with id ${String(nodeId)}`)
+  return i
+}
+
+/** the value after `-m` in a qemu argv */
+export function memoryArg (argv: string[]): string | null {
+  const at = argv.indexOf('-m')
+  return at >= 0 ? argv[at + 1] ?? null : null
+}
