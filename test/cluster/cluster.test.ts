@@ -1,0 +1,130 @@
+// Real blixard-node processes on 127.0.0.1 (issue 3, item 10): three fresh nodes form one cluster;
+// a write through a follower is forwarded; kill -9 of the leader gives a new leader and writes
+// succeed again; the killed node restarts and catches up; a 4th node joins as a learner; idle RSS.
+// Ports 17110-17113 (metrics 17210-17213).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { TestCluster, waitFor, runCli, rssMiB, vmSpec, logTime, sleep } from './harness.ts'
+import type { Status } from './harness.ts'
+
+const c = new TestCluster({ nodes: 4, basePort: 17110 }, 'cluster')
+const figures: Record<string, string> = {}
+let failed = false
+
+const leaderIndex = (st: Status): number => c.nodes.findIndex((n) => n.peerId === st.leader)
+
+test.before(async () => { await c.prepare() })
+test.after(async () => {
+  if (failed) console.log(c.logTails())
+  await c.stop()
+  console.log(`  figures: ${JSON.stringify(figures)}`)
+})
+
+function guard (name: string, fn: () => Promise<void>): void {
+  test(name, async () => {
+    try { await fn() } catch (err) { failed = true; throw err }
+  })
+}
+
+guard('three fresh nodes form one cluster: 3 voters, one leader, every node names the same leader', async () => {
+  const t0 = Date.now()
+  for (const i of [0, 1, 2]) c.start(i)
+  const sts = await waitFor('3 nodes agreeing on a leader with 3 voters', 45_000, async () => await c.agreed([0, 1, 2], 3), 250)
+  figures.formationMs = String(Date.now() - t0)
+  console.log(`  cluster formed ${Date.now() - t0} ms after the 3 processes were spawned; leader ${sts[0].leader}`)
+  const ids = c.nodes.slice(0, 3).map((n) => n.peerId).sort()
+  for (const s of sts) {
+    assert.equal([...s.voters].sort(), ids)
+    assert.equal(s.learners, [])
+  }
+  assert.is(new Set(sts.map((s) => s.id)).size, 3, 'each node answered for itself')
+})
+
+guard('a write through a follower is forwarded to the leader (CLI vm create --json, as admin)', async () => {
+  const st = (await c.status(0))!
+  const follower = [0, 1, 2].find((i) => c.nodes[i].peerId !== st.leader)!
+  const r = await runCli(['vm', 'create', 'through-follower', '--no-start', '--json'], c.cliEnv(follower))
+  assert.is(r.code, 0, `exit ${r.code}: ${r.stderr}`)
+  const vm = r.json as { id: string, spec: { name: string }, desired: string }
+  assert.is(vm.spec.name, 'through-follower')
+  assert.is(vm.desired, 'stopped')
+  console.log(`  vm create through follower ${c.nodes[follower].name}: ${r.ms} ms (CLI process included)`)
+  // every node has it applied (linearizable read on each)
+  for (const i of [0, 1, 2]) {
+    const got = await (await c.client(i)).call('vm.show', { vm: 'through-follower' })
+    assert.is(got.id, vm.id)
+  }
+})
+
+guard('idle RSS of each node is at most 150 MB', async () => {
+  await sleep(3_000) // settle: gossip, registration, no requests
+  const rss = [0, 1, 2].map((i) => rssMiB(c.nodes[i].proc!.pid!))
+  figures.idleRssMiB = rss.map((r) => r.toFixed(0)).join('/')
+  console.log(`  idle RSS: ${rss.map((r) => `${r.toFixed(1)} MiB`).join(', ')}`)
+  for (const r of rss) assert.ok(r * 1.048576 <= 150, `RSS ${r.toFixed(1)} MiB is over 150 MB`)
+})
+
+let killed = -1
+
+guard('kill -9 of the leader: a new leader is elected and writes succeed again', async () => {
+  const st = (await c.status(0))!
+  killed = leaderIndex(st)
+  assert.ok(killed >= 0)
+  const survivors = [0, 1, 2].filter((i) => i !== killed)
+  const t0 = Date.now()
+  c.kill(killed, 'SIGKILL')
+  await c.exited(killed)
+  // first successful write through a survivor after the kill
+  let n = 0
+  await waitFor('a write to succeed after the leader was killed', 30_000, async () => {
+    const via = survivors[n++ % 2]
+    const cl = await c.client(via)
+    const vm = await cl.call('vm.create', { spec: vmSpec(`after-failover-${n}`), start: false }, { timeoutMs: 2_000 })
+    return vm.id
+  }, 20)
+  const failoverMs = Date.now() - t0
+  figures.failoverMs = String(failoverMs)
+  const after = await waitFor('the survivors to agree on a new leader', 10_000, async () => await c.agreed(survivors, 3))
+  assert.not.equal(after[0].leader, c.nodes[killed].peerId)
+  console.log(`  failover: kill -9 of ${c.nodes[killed].name} to the first successful write: ${failoverMs} ms; new leader ${c.nodes[leaderIndex(after[0])].name}`)
+})
+
+guard('the killed node restarts from its data dir and catches up', async () => {
+  const t0 = Date.now()
+  c.start(killed)
+  const survivors = [0, 1, 2].filter((i) => i !== killed)
+  const target = Math.max(...(await Promise.all(survivors.map(async (i) => (await c.status(i))!.applied))))
+  const st = await waitFor('the restarted node to apply as far as the others', 40_000, async () => {
+    const s = await c.status(killed, true)
+    return s != null && s.applied >= target && s.leader != null ? s : null
+  }, 200)
+  figures.catchUpMs = String(Date.now() - t0)
+  console.log(`  ${c.nodes[killed].name} restarted and reached applied index ${st.applied} (others ${target}) ${Date.now() - t0} ms after spawn`)
+  await waitFor('all three to agree again', 15_000, async () => await c.agreed([0, 1, 2], 3))
+  // and a write through the restarted node still works
+  const vm = await (await c.client(killed)).call('vm.create', { spec: vmSpec('through-restarted'), start: false })
+  assert.is(vm.spec.name, 'through-restarted')
+})
+
+guard('a 4th node started later joins as a learner within 5 s of being up', async () => {
+  const spawnedAt = Date.now()
+  c.start(3)
+  const st = await waitFor('node4 to be a learner', 30_000, async () => {
+    // ask every running node (stale): the leader knows first
+    const all = await Promise.all([0, 1, 2].map(async (i) => await c.status(i, true)))
+    return all.find((s) => s?.learners.includes(c.nodes[3].peerId) === true)
+  }, 50)
+  const now = Date.now()
+  const upAt = logTime(c.log(3), 'node started') ?? spawnedAt
+  const joinMs = now - upAt
+  figures.learnerJoinMs = String(joinMs)
+  console.log(`  node4 a learner ${joinMs} ms after it was up ("node started" in its log), ${now - spawnedAt} ms after spawn`)
+  assert.is(st.voters.length, 3)
+  assert.not.ok(st.voters.includes(c.nodes[3].peerId))
+  assert.ok(joinMs < 5_000, `learner after ${joinMs} ms (target < 5 s)`)
+  // it replicates: its own status answers with the cluster's leader
+  const own = await waitFor('node4 to know the leader', 15_000, async () => { const s = await c.status(3, true); return s?.leader != null ? s : null })
+  assert.is(own.leader, st.leader)
+})
+
+test.run()
