@@ -56,7 +56,9 @@ export interface CliResult { code: number, stdout: string, stderr: string, ms: n
 export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000, wrap: string[] = []): Promise<CliResult> {
   const t0 = Date.now()
   const cmd = [...wrap, process.execPath, join(ROOT, 'bin', 'blixard.js'), ...args]
-  const p = track(spawn(cmd[0], cmd.slice(1), { cwd: ROOT, env: { ...process.env, ...env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] }))
+  const full: NodeJS.ProcessEnv = { ...process.env, ...env, FORCE_COLOR: '0' }
+  for (const k of Object.keys(full)) if (full[k] === undefined) delete full[k] // a key given as undefined is unset
+  const p = track(spawn(cmd[0], cmd.slice(1), { cwd: ROOT, env: full, stdio: ['ignore', 'pipe', 'pipe'] }))
   let stdout = ''
   let stderr = ''
   p.stdout!.on('data', (d: Buffer) => { stdout += d.toString() })
