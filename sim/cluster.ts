@@ -60,9 +60,9 @@ export class Cluster {
   constructor (private readonly o: ClusterOptions) {
     this.net = new Network<Message>(o.sched, o.rng.fork('network'), (from, to, m) => {
       const r = this.byId.get(to)
-      const ok = r !== undefined && r.receive(m)
-      o.trace?.(`${to} <- ${from} ${describeMessage(m)}${ok ? '' : ' (nobody there)'}`)
-      return ok
+      const there = r !== undefined && r.up
+      o.trace?.(`${to} <- ${from} ${describeMessage(m)}${there ? '' : ' (nobody there)'}`)
+      return there && r.receive(m)
     })
     const voters: string[] = []
     for (let i = 1; i <= o.nodes; i++) voters.push(`n${i}`)

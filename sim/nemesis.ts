@@ -20,7 +20,7 @@ export interface NemesisOptions {
 type Action = 'crash' | 'outage' | 'churn' | 'partition' | 'isolate-leader' | 'one-way' | 'weather' | 'heal' | 'membership' | 'transfer'
 
 const ACTIONS: Array<[Action, number]> = [
-  ['crash', 4], ['outage', 3], ['churn', 3], ['partition', 3], ['isolate-leader', 3], ['one-way', 2],
+  ['crash', 4], ['outage', 3], ['churn', 6], ['partition', 3], ['isolate-leader', 3], ['one-way', 2],
   ['weather', 2], ['heal', 2], ['membership', 2], ['transfer', 1]
 ]
 
@@ -115,7 +115,7 @@ export class Nemesis {
         // paper's Figure 8, which only the current-term commit rule survives.
         this.stats.partitions++
         const rounds = rng.range(3, 7)
-        this.churnLeft = rng.range(3, 10)
+        this.churnLeft = rng.range(5, 15)
         let at = 0
         this.trace(`churn ${rounds} rounds`)
         for (let k = 0; k < rounds; k++) {
@@ -219,7 +219,7 @@ export class Nemesis {
     const { cluster, rng, sched } = this.o
     this.churnLeft--
     const hold = rng.range(40, 400)
-    const how = rng.pick(['now', 'after-commit', 'after-commit', 'none'] as const)
+    const how = rng.pick(['now', 'now', 'after-commit', 'after-commit', 'none'] as const)
     if (how === 'none') return
     this.stats.partitions++
     if (how === 'after-commit') {

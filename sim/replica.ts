@@ -9,7 +9,8 @@ import type { RaftBug } from '../protocols/raft/index.ts'
 import type { Entry, Message, Ready } from '../protocols/raft/types.ts'
 import { RaftError } from '../protocols/raft/types.ts'
 import type { ApplyResult, BlixError, CommandEnvelope } from '../protocols/commands.ts'
-import { StateMachine, decodeEnvelope, encodeEnvelope } from '../storage/state-machine.ts'
+import { StateMachine, encodeEnvelope } from '../storage/state-machine.ts'
+import { decodeCbor } from '../storage/codec.ts'
 import { MemoryKv } from '../storage/memory-kv.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import type { Prng } from './prng.ts'
@@ -281,7 +282,8 @@ export class Replica {
     let key: string | undefined
     if (e.type === 'normal') {
       result = sm.apply(e.index, e.data)
-      if (e.data.byteLength > 0) key = decodeEnvelope(e.data).key
+      // Only a replica with clients waiting needs the key (decoding every entry on every replica is costly).
+      if (e.data.byteLength > 0 && this.pendingWrites.size > 0) key = (decodeCbor(e.data) as { key?: string }).key
     }
     this.applied = e.index
     this.sinceCompact++

@@ -15,7 +15,7 @@ export class Scheduler {
   /** Events run so far (a cheap progress measure for stats). */
   executed = 0
   /** A runaway guard: a run that needs more events than this is stuck in a loop. */
-  maxEvents = 600_000
+  maxEvents = 200_000
 
   now (): number {
     return this.clock.now()

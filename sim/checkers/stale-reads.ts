@@ -2,7 +2,8 @@
 // the VM really had in the committed sequence, at the index the replica had
 // applied, and one replica's answers never go back in time within one life.
 import type { Entry } from '../../protocols/raft/types.ts'
-import { decodeEnvelope } from '../../storage/state-machine.ts'
+import { decodeCbor } from '../../storage/codec.ts'
+import type { CommandEnvelope } from '../../protocols/commands.ts'
 import type { VmView } from '../history.ts'
 import { viewString } from '../history.ts'
 import type { Replica } from '../replica.ts'
@@ -12,7 +13,7 @@ import type { FinalView } from './checker.ts'
 
 function vmOf (data: Uint8Array): string | null {
   if (data.byteLength === 0) return null
-  const cmd = decodeEnvelope(data).cmd
+  const cmd = (decodeCbor(data) as CommandEnvelope).cmd
   switch (cmd.type) {
     case 'CreateVm': case 'UpdateVmSpec': case 'SetVmDesiredState': case 'DeleteVm': case 'AssignVm':
       return cmd.id
@@ -40,15 +41,29 @@ export class StaleReads extends BaseChecker {
       if (list === undefined) { list = []; perVm.set(ref.vm, list) }
       list.push({ index, view: ref.view })
     })
-    const lastSeen = new Map<string, number>()
-    const reads = v.history.ops.filter(op => op.kind === 'stale-read' && op.output !== null && op.output.ok)
-    reads.sort((a, b) => (a.ret as number) - (b.ret as number) || a.id - b.id)
+    // Monotonic per replica life, as clients can observe it: a read called after another read on the
+    // same replica had returned sees at least what that one saw.
+    const reads = v.history.ops.filter(op => op.kind === 'stale-read' && op.output !== null && op.output.ok && op.applied !== null)
+    const byRet = [...reads].sort((a, b) => (a.ret as number) - (b.ret as number) || a.id - b.id)
+    const byCall = [...reads].sort((a, b) => a.call - b.call || a.id - b.id)
+    const seen = new Map<string, { applied: number, op: number }>()
+    let j = 0
+    for (const op of byCall) {
+      while (j < byRet.length && (byRet[j].ret as number) < op.call) {
+        const done = byRet[j++]
+        const life = `${done.node ?? '?'}/${done.incarnation ?? -1}`
+        const prev = seen.get(life)
+        if (prev === undefined || (done.applied as number) > prev.applied) seen.set(life, { applied: done.applied as number, op: done.id })
+      }
+      const life = `${op.node ?? '?'}/${op.incarnation ?? -1}`
+      const before = seen.get(life)
+      if (before !== undefined && (op.applied as number) < before.applied) {
+        this.fail(v.now, `${op.client}#${op.id} stale read on ${life} saw applied ${op.applied ?? -1} after #${before.op} had returned applied ${before.applied}`)
+      }
+    }
     for (const op of reads) {
       if (op.output === null || !op.output.ok || op.applied === null) continue
       const life = `${op.node ?? '?'}/${op.incarnation ?? -1}`
-      const before = lastSeen.get(life) ?? 0
-      if (op.applied < before) this.fail(v.now, `${op.client}#${op.id} stale read on ${life} went back from applied ${before} to ${op.applied}`)
-      lastSeen.set(life, op.applied)
       const list = perVm.get(op.vm) ?? []
       let expect: VmView | null = null
       for (let lo = 0, hi = list.length - 1; lo <= hi;) {
