@@ -1,0 +1,315 @@
+// Raft writes end to end, Blixard against etcd in the same run on the same machine:
+// 3 blixard-node processes and 3 etcd members (Debian etcd-server, defaults, fsync on), all on
+// 127.0.0.1. For 1, 16 and 256 concurrent clients: write throughput and p50/p99 latency, with
+// the clients writing to the leader and then to a follower (both systems forward a follower's
+// write to the leader). Then failover (kill -9 of the leader to the first successful write), a
+// node's idle RSS, and the time a 4th blixard-node takes to become a learner.
+//
+// Clients: each is a closed loop with one write in flight, on its own stream: Blixard, one
+// RpcClient (one libp2p stream) per client; etcd, one gRPC call at a time per client. Clients
+// share connections 32 to one (1 and 16 clients: one connection; 256: eight), the same layout for
+// both: libp2p (TCP + pnet + Noise + Yamux) for Blixard, HTTP/2 (h2c) for etcd.
+// Writes: etcd KV.Put of a 256 B value; Blixard admin.add, a 256 B command (bench/raft/blixard.ts).
+//
+// npm run bench:raft [-- --json] [--duration 5] [--warmup 1] [--clients 1,16,256]
+//   [--targets leader,follower] [--failovers 3] [--no-join] [--keep]
+import '../node/polyfill.ts'
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { multiaddr } from '@multiformats/multiaddr'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { encodeEnvelope } from '../storage/state-machine.ts'
+import { closedLoop, failoverProbe, median, processCpuMs } from './raft/load.ts'
+import type { LoadResult, WriteFn } from './raft/load.ts'
+import { etcdCluster, etcdLeader, etcdStatus, EtcdGrpc, putFrame } from './raft/etcd.ts'
+import type { EtcdCluster, EtcdMember } from './raft/etcd.ts'
+import { blixardCluster, clientHost, rpcTo, waitForCluster, adminWrite, rssMiB } from './raft/blixard.ts'
+import type { BlixardBench, Status } from './raft/blixard.ts'
+import type { BlixardHost } from '../node/net/host.ts'
+import type { RpcClient } from '../node/net/rpc.ts'
+import type { LocalNode } from '../scripts/local-cluster.ts'
+
+const argv = process.argv.slice(2)
+const opt = (name: string, dflt: string): string => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : dflt }
+const JSON_OUT = argv.includes('--json')
+const DURATION_MS = 1000 * Number(opt('--duration', '5'))
+const WARMUP_MS = 1000 * Number(opt('--warmup', '1'))
+const LEVELS = opt('--clients', '1,16,256').split(',').map(Number)
+const TARGETS = opt('--targets', 'leader,follower').split(',') as Array<'leader' | 'follower'>
+const FAILOVERS = Number(opt('--failovers', '3'))
+const JOIN = !argv.includes('--no-join')
+const KEEP = argv.includes('--keep')
+/** clients per connection (libp2p connection or HTTP/2 session) */
+const PER_CONN = 32
+const VALUE_BYTES = 256
+
+const say = (s: string): void => { if (!JSON_OUT) process.stderr.write(`bench:raft: ${s}\n`) }
+const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+async function portFree (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const s = createServer()
+    s.once('error', () => resolve(false))
+    s.listen(port, '127.0.0.1', () => { s.close(() => resolve(true)) })
+  })
+}
+
+/** A base port with base..base+n-1 and base+100.. free (local-cluster puts metrics at port+100). */
+async function freeBase (n: number, withMetrics: boolean): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const base = 20_000 + Math.floor(Math.random() * 25_000)
+    const want = [...Array(n).keys()].flatMap((i) => withMetrics ? [base + i, base + 100 + i] : [base + i])
+    let ok = true
+    for (const p of want) if (!(await portFree(p))) { ok = false; break }
+    if (ok) return base
+  }
+  throw new Error('no free ports')
+}
+
+interface Pair { target: string, clients: number, blixard: LoadResult, etcd: LoadResult }
+
+async function main (): Promise<void> {
+  const t0 = Date.now()
+  const load0 = loadavg()[0]
+  const dir = mkdtempSync(join(tmpdir(), 'blixard-bench-raft-'))
+  const connsFor = (clients: number): number => Math.ceil(clients / PER_CONN)
+  const maxConns = Math.max(...LEVELS.map(connsFor))
+  let etcd: EtcdCluster | null = null
+  let bx: BlixardBench | null = null
+  const hosts: BlixardHost[] = []
+  const stopAll = (): void => { etcd?.stop(); bx?.stop() }
+  process.on('SIGINT', () => { stopAll(); process.exit(130) })
+  try {
+    // ---- start both clusters at once ----
+    const eBase = await freeBase(6, false)
+    etcd = etcdCluster(join(dir, 'etcd'), [...Array(6).keys()].map((i) => eBase + i))
+    for (const m of etcd.members) etcd.start(m)
+    const bBase = await freeBase(4, true)
+    bx = await blixardCluster(join(dir, 'blixard'), bBase, JOIN ? 4 : 3, 1 + maxConns)
+    const e = etcd
+    const b = bx
+    say(`dir ${dir}; etcd client ports ${eBase}.., blixard ports ${bBase}..`)
+    await etcdLeader(e)
+    for (const id of b.admins) hosts.push(await clientHost(b.keyFile, id))
+    const control = hosts[0]
+    // libp2p accepts at most 5 new connections a second from one IP (inboundConnectionThreshold),
+    // and every client here is 127.0.0.1: connect each host to each node up front, paced.
+    for (const h of hosts) {
+      await Promise.all(b.voters.map(async (n) => { for (let i = 0; i < 50; i++) { try { await h.dial(multiaddr(n.addr)); return } catch { await sleep(300) } } }))
+      await sleep(300)
+    }
+    const formedAt = Date.now()
+    await waitForCluster(control, b.voters[0], (s) => s.leader != null && s.voters.length === 3)
+    // every node must have applied the admins before it authorizes their writes
+    for (const n of b.voters) {
+      const c = await rpcTo(control, n)
+      const w = adminWrite(c, b.admins[0].peerId, 'ready')
+      for (let ok = false; !ok;) { try { await w(2_000); ok = true } catch { await sleep(200) } }
+      await c.close()
+    }
+    say(`both clusters up (${((Date.now() - t0) / 1000).toFixed(1)} s; blixard formed in ${((Date.now() - formedAt) / 1000).toFixed(1)} s after etcd)`)
+    const sample = encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: b.admins[1].peerId, name: 'w0-0-'.padEnd(110, 'x') }, at: Date.now(), key: crypto.randomUUID() })
+
+    // ---- idle RSS, before any load ----
+    await sleep(3_000)
+    const rssB = b.voters.map((n) => rssMiB(n.proc?.pid ?? 0))
+    const rssE = e.members.map((m) => rssMiB(m.proc?.pid ?? 0))
+    say(`idle RSS MiB: blixard ${rssB.map((x) => x.toFixed(0)).join(' ')}, etcd ${rssE.map((x) => x.toFixed(0)).join(' ')}`)
+
+    const bStatus = async (): Promise<Status> => await waitForCluster(control, b.voters.find((n) => n.proc != null) ?? b.voters[0], (s) => s.leader != null)
+    const bLeader = async (): Promise<LocalNode> => {
+      const s = await bStatus()
+      const n = b.voters.find((x) => x.peerId === s.leader)
+      if (n == null) throw new Error(`blixard leader ${String(s.leader)} is not one of the started nodes`)
+      return n
+    }
+    const value = Buffer.alloc(VALUE_BYTES, 0x61)
+
+    // ---- throughput and latency ----
+    const pairs: Pair[] = []
+    for (const target of TARGETS) {
+      for (const clients of LEVELS) {
+        const conns = connsFor(clients)
+        const el = await etcdLeader(e)
+        const em = target === 'leader' ? el : e.members.find((m) => m !== el && m.proc != null) as EtcdMember
+        const sessions = await Promise.all([...Array(conns).keys()].map(async () => await EtcdGrpc.connect(em.clientPort)))
+        const ew: WriteFn[] = [...Array(clients).keys()].map((i) => {
+          let seq = 0
+          const s = sessions[i % conns]
+          return async () => { await s.put(putFrame(Buffer.from(`/bench/${target}/${clients}/${i}/${seq++}`), value)) }
+        })
+        const er = await closedLoop(ew, WARMUP_MS, DURATION_MS, () => sum(e.members.map((m) => processCpuMs(m.proc?.pid))))
+        for (const s of sessions) s.close()
+
+        const bl = await bLeader()
+        const bn = target === 'leader' ? bl : b.voters.find((n) => n !== bl && n.proc != null) as LocalNode
+        const rpcs: RpcClient[] = await Promise.all([...Array(clients).keys()].map(async (i) => await rpcTo(hosts[1 + (i % conns)], bn)))
+        const bw: WriteFn[] = rpcs.map((c, i) => { const w = adminWrite(c, b.admins[1 + (i % conns)].peerId, `w${clients}-${i}`); return async () => { await w() } })
+        const br = await closedLoop(bw, WARMUP_MS, DURATION_MS, () => sum(b.voters.map((n) => processCpuMs(n.proc?.pid))))
+        await Promise.all(rpcs.map(async (c) => { await c.close() }))
+        pairs.push({ target, clients, blixard: br, etcd: er })
+        const line = (x: LoadResult): string => `${x.perSec.toFixed(0)}/s p50 ${x.p50Ms.toFixed(1)} p99 ${x.p99Ms.toFixed(1)} ms, servers ${x.serverCpuMsPerWrite.toFixed(2)} cpu-ms/write (${x.serverCpuPct.toFixed(0)}%), client ${x.clientCpuPct.toFixed(0)}%, ${x.errors} errors`
+        say(`${target} ${clients} clients: blixard ${line(br)}; etcd ${line(er)}`)
+      }
+    }
+
+    // ---- failover: kill -9 of the leader, writes to a surviving member ----
+    const fo = { blixardMs: [] as number[], etcdMs: [] as number[] }
+    for (let trial = 0; trial < FAILOVERS; trial++) {
+      {
+        const el = await etcdLeader(e)
+        const survivor = e.members.find((m) => m !== el) as EtcdMember
+        const g = await EtcdGrpc.connect(survivor.clientPort)
+        await g.put(putFrame(Buffer.from('/bench/failover/warm'), value))
+        let seq = 0
+        const ms = await failoverProbe(() => e.kill(el), async (t) => { await g.put(putFrame(Buffer.from(`/bench/failover/${trial}/${seq++}`), value), t) })
+        fo.etcdMs.push(ms)
+        g.close()
+        e.start(el)
+        await etcdCaughtUp(e)
+      }
+      {
+        const bl = await bLeader()
+        const survivor = b.voters.find((n) => n !== bl) as LocalNode
+        const c = await rpcTo(hosts[1], survivor)
+        const w = adminWrite(c, b.admins[1].peerId, `fo${trial}`)
+        await w()
+        const ms = await failoverProbe(() => b.kill(bl), async (t) => { await w(t) })
+        fo.blixardMs.push(ms)
+        await c.close()
+        b.start(bl)
+        await blixardCaughtUp(control, b, survivor, bl)
+      }
+      say(`failover ${trial + 1}/${FAILOVERS}: blixard ${fo.blixardMs[trial].toFixed(0)} ms, etcd ${fo.etcdMs[trial].toFixed(0)} ms`)
+    }
+
+    // ---- a 4th node joins as a learner ----
+    let joined: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null = null
+    if (JOIN) {
+      const n4 = b.nodes[3]
+      const ts = Date.now()
+      b.start(n4)
+      const anyVoter = b.voters.find((n) => n.proc != null) as LocalNode
+      await waitForCluster(control, anyVoter, (s) => s.learners.includes(n4.peerId) || s.voters.includes(n4.peerId), 30_000)
+      const at = Date.now()
+      joined = { spawnToLearnerMs: at - ts, startedToLearnerMs: startedAt(n4) == null ? null : at - (startedAt(n4) as number) }
+      say(`4th node a learner ${joined.spawnToLearnerMs} ms after spawn (${joined.startedToLearnerMs ?? '?'} ms after its host started)`)
+    }
+
+    report({ pairs, fo, rssB, rssE, join: joined, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
+  } finally {
+    await Promise.all(hosts.map(async (h) => { try { await h.stop() } catch { /* stopping anyway */ } }))
+    stopAll()
+    await sleep(300)
+    if (!KEEP) rmSync(dir, { recursive: true, force: true })
+    else say(`kept ${dir}`)
+  }
+}
+
+/** Waits until all 3 etcd members run, agree on a leader, and sit at the same raft index. */
+async function etcdCaughtUp (e: EtcdCluster): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    await etcdLeader(e)
+    const st = await Promise.all(e.members.map(async (m) => await etcdStatus(m).catch(() => null)))
+    if (st.every((s) => s != null) && new Set(st.map((s) => s?.raftIndex)).size === 1) return
+    await sleep(100)
+  }
+  throw new Error('restarted etcd member did not catch up')
+}
+
+/** Waits until the restarted node follows the leader and has applied what the leader had committed. */
+async function blixardCaughtUp (control: BlixardHost, b: BlixardBench, survivor: LocalNode, restarted: LocalNode): Promise<void> {
+  const lead = await waitForCluster(control, survivor, (s) => s.leader != null)
+  await waitForCluster(control, restarted, (s) => s.leader != null && s.applied >= lead.commit && s.voters.length === 3, 60_000)
+}
+
+/** When the node logged 'node started' (its libp2p host is up), from its log file. */
+function startedAt (n: LocalNode): number | null {
+  try {
+    for (const line of readFileSync(join(n.dir, 'log'), 'utf8').split('\n')) {
+      if (!line.includes('"node started"')) continue
+      const ts = (JSON.parse(line) as { ts?: string }).ts
+      if (ts != null) return Date.parse(ts)
+    }
+  } catch { /* no log yet */ }
+  return null
+}
+
+interface Report {
+  pairs: Pair[]
+  fo: { blixardMs: number[], etcdMs: number[] }
+  rssB: number[]
+  rssE: number[]
+  join: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null
+  commandBytes: number
+  etcdPutBytes: number
+  seconds: number
+  /** 1-minute load average at the start and at the end */
+  load: number[]
+}
+
+function report (r: Report): void {
+  const ratio = (a: number, b: number): number => a / b
+  const at256 = r.pairs.find((p) => p.target === 'leader' && p.clients === 256) ?? r.pairs.find((p) => p.clients === 256)
+  const foB = median(r.fo.blixardMs)
+  const foE = median(r.fo.etcdMs)
+  const rssB = Math.max(...r.rssB)
+  const targets = {
+    throughput256: at256 == null ? null : { ratio: ratio(at256.blixard.perSec, at256.etcd.perSec), want: '>= 0.5', pass: ratio(at256.blixard.perSec, at256.etcd.perSec) >= 0.5 },
+    p99at256: at256 == null ? null : { ratio: ratio(at256.blixard.p99Ms, at256.etcd.p99Ms), want: '<= 2', pass: ratio(at256.blixard.p99Ms, at256.etcd.p99Ms) <= 2 },
+    failover: { ratio: ratio(foB, foE), want: '<= 1', pass: foB <= foE },
+    idleRss: { mib: rssB, want: '<= 150 MiB', pass: rssB <= 150 },
+    join: r.join == null ? null : { ms: r.join.spawnToLearnerMs, want: '<= 5000 ms', pass: r.join.spawnToLearnerMs <= 5000 }
+  }
+  if (JSON_OUT) {
+    const out = {
+      config: { durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000, clientsPerConnection: PER_CONN, valueBytes: VALUE_BYTES, blixardCommandBytes: r.commandBytes, etcdPutRequestBytes: r.etcdPutBytes, failoverTrials: r.fo.etcdMs.length },
+      runs: r.pairs.map((p) => ({ ...p, ratio: { perSec: ratio(p.blixard.perSec, p.etcd.perSec), p50: ratio(p.blixard.p50Ms, p.etcd.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcd.p99Ms) } })),
+      failover: { ...r.fo, blixardMedianMs: foB, etcdMedianMs: foE, ratio: ratio(foB, foE) },
+      idleRssMiB: { blixard: r.rssB, etcd: r.rssE, ratio: ratio(rssB, Math.max(...r.rssE)) },
+      join: r.join,
+      targets,
+      machine: { cores: cpus().length, loadAverage: r.load },
+      seconds: r.seconds
+    }
+    process.stdout.write(JSON.stringify(out) + '\n')
+    return
+  }
+  const rows: Array<[string, number, number | null, number]> = []
+  const f = (x: number, d: number): string => Number.isFinite(x) ? x.toFixed(d) : '—'
+  for (const p of r.pairs) {
+    const k = `${p.target.padEnd(8)} ${String(p.clients).padStart(3)} cl`
+    rows.push([`${k}  writes/s`, p.blixard.perSec, p.etcd.perSec, 0])
+    rows.push([`${k}  p50 ms`, p.blixard.p50Ms, p.etcd.p50Ms, 2])
+    rows.push([`${k}  p99 ms`, p.blixard.p99Ms, p.etcd.p99Ms, 2])
+    rows.push([`${k}  server cpu ms/write`, p.blixard.serverCpuMsPerWrite, p.etcd.serverCpuMsPerWrite, 2])
+  }
+  rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0])
+  rows.push(['idle RSS MiB (max of 3 nodes)', rssB, Math.max(...r.rssE), 0])
+  if (r.join != null) rows.push(['4th node learner ms (from spawn)', r.join.spawnToLearnerMs, null, 0])
+  const lines = [
+    `Raft writes on 127.0.0.1, 3 nodes each: blixard-node vs etcd ${'3.4'} (defaults, fsync on). ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warmup.`,
+    `Each client: one write in flight on its own stream, ${PER_CONN} clients per connection. Value ${VALUE_BYTES} B (blixard command ${r.commandBytes} B, etcd PutRequest ${r.etcdPutBytes} B).`,
+    '',
+    `${'figure'.padEnd(34)} ${'blixard'.padStart(10)} ${'etcd'.padStart(10)} ${'blixard/etcd'.padStart(13)}`
+  ]
+  for (const [name, bv, ev, d] of rows) {
+    lines.push(`${name.padEnd(34)} ${f(bv, d).padStart(10)} ${(ev == null ? '—' : f(ev, d)).padStart(10)} ${(ev == null ? '—' : f(bv / ev, 2)).padStart(13)}`)
+  }
+  const errs = r.pairs.filter((p) => p.blixard.errors + p.etcd.errors > 0)
+  for (const p of errs) lines.push(`errors: ${p.target} ${p.clients} clients: blixard ${p.blixard.errors}${p.blixard.firstError != null ? ` (${p.blixard.firstError})` : ''}, etcd ${p.etcd.errors}${p.etcd.firstError != null ? ` (${p.etcd.firstError})` : ''}`)
+  lines.push('')
+  lines.push(`failover trials ms: blixard ${r.fo.blixardMs.map((x) => x.toFixed(0)).join(', ')}; etcd ${r.fo.etcdMs.map((x) => x.toFixed(0)).join(', ')}`)
+  const mark = (t: { pass: boolean } | null): string => t == null ? 'n/a' : t.pass ? 'PASS' : 'MISS'
+  lines.push(`targets: writes at 256 clients ${targets.throughput256 == null ? '' : f(targets.throughput256.ratio, 2)}x etcd (>= 0.5) ${mark(targets.throughput256)}; ` +
+    `p99 at 256 ${targets.p99at256 == null ? '' : f(targets.p99at256.ratio, 2)}x (<= 2) ${mark(targets.p99at256)}; ` +
+    `failover ${f(targets.failover.ratio, 2)}x (<= 1) ${mark(targets.failover)}; idle RSS ${f(rssB, 0)} MiB (<= 150) ${mark(targets.idleRss)}; ` +
+    `learner ${r.join == null ? '' : `${r.join.spawnToLearnerMs} ms `}(<= 5000) ${mark(targets.join)}`)
+  lines.push(`(${r.seconds.toFixed(0)} s in all; ${cpus().length} cores, 1-min load average ${r.load.map((x) => x.toFixed(1)).join(' → ')}: everything here shares them)`)
+  process.stdout.write(lines.join('\n') + '\n')
+}
+
+main().then(() => process.exit(0), (err) => { process.stderr.write(`bench:raft failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
