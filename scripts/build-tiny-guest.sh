@@ -11,10 +11,13 @@
 #   blix.hostname=NAME      hostname (default blixard-guest)
 #   blix.ip=ADDR/PFX        address of eth0      blix.gw=GW   default route
 #   blix.disk=1             mount /dev/vda at /data (mke2fs when blank), count boots in it
+#   blix.vlan=ID            tag: the address goes on eth0.ID (802.1Q inside the guest)
+#   blix.ping=IP[,IP..]     after the ready marker, ping each IP (20 tries, 20-40 s) and report it
 # Serial console lines it prints:
 #   BLIXARD-DISK <hostname> boots=N          (with blix.disk=1, before the ready marker)
 #   BLIXARD-GUEST-UP <hostname> <ip|none> uptime=S eth0=MAC disks=[..]
 #   BLIXARD-GUEST-POWEROFF                   (ACPI power button, then poweroff -f)
+#   BLIXARD-PING <ip> ok received=N | BLIXARD-PING <ip> fail   (with blix.ping=)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${1:-$ROOT/.guest}
@@ -87,20 +90,26 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m 2>/dev/null; done
 CON=/dev/console
-NAME=blixard-guest; IP=; GW=; DISK=
+NAME=blixard-guest; IP=; GW=; DISK=; VLAN=; PING=
 for a in $(cat /proc/cmdline); do
   case $a in
     blix.hostname=*) NAME=${a#blix.hostname=};;
     blix.ip=*) IP=${a#blix.ip=};;
     blix.gw=*) GW=${a#blix.gw=};;
     blix.disk=*) DISK=${a#blix.disk=};;
+    blix.vlan=*) VLAN=${a#blix.vlan=};;
+    blix.ping=*) PING=${a#blix.ping=};;
   esac
 done
 hostname "$NAME"
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
   ip link set eth0 up
-  [ -n "$IP" ] && ip addr add "$IP" dev eth0
+  DEV=eth0
+  if [ -n "$VLAN" ]; then
+    ip link add link eth0 name eth0.$VLAN type vlan id $VLAN && ip link set eth0.$VLAN up && DEV=eth0.$VLAN
+  fi
+  [ -n "$IP" ] && ip addr add "$IP" dev $DEV
   [ -n "$GW" ] && ip route add default via "$GW"
   MAC=$(cat /sys/class/net/eth0/address)
 else MAC=absent; fi
@@ -123,6 +132,17 @@ while [ $i -lt 100 ] && ! ls -l /proc/$A/fd 2>/dev/null | grep -q /dev/input/eve
 DISKS=$(ls /sys/block 2>/dev/null | tr '\n' ' ')
 ADDR=${IP%/*}
 echo "BLIXARD-GUEST-UP $NAME ${ADDR:-none} uptime=$(cut -d' ' -f1 /proc/uptime) eth0=$MAC disks=[${DISKS% }]" > $CON
+# ping peers in the background: they may still be booting, so retry for 20 tries (20-40 s)
+for P in $(echo "$PING" | tr ',' ' '); do
+  ( i=0; while [ $i -lt 20 ]; do
+      if ping -c 1 -W 1 "$P" >/dev/null 2>&1; then
+        R=$(ping -c 3 -W 2 "$P" 2>/dev/null | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+        echo "BLIXARD-PING $P ok received=${R:-0}" > $CON; exit 0
+      fi
+      i=$((i + 1)); sleep 1
+    done
+    echo "BLIXARD-PING $P fail" > $CON ) &
+done
 # console command loop: 'poweroff' or any shell command (for debugging a guest by hand)
 while true; do
   read -r line < $CON || { sleep 3600; continue; }

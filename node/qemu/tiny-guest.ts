@@ -21,6 +21,10 @@ export interface TinyGuestParams {
   gw?: string
   /** mount /dev/vda at /data (mke2fs when blank) and count boots there */
   disk?: boolean
+  /** tag inside the guest: the address goes on eth0.VLAN */
+  vlan?: number
+  /** after the ready marker, ping these and print BLIXARD-PING lines */
+  ping?: string[]
 }
 
 export interface ReadyMarker {
@@ -35,6 +39,7 @@ const BUILD_SCRIPT = join(REPO_ROOT, 'scripts', 'build-tiny-guest.sh')
 // whole lines only: the console log is read while the guest is still writing it
 const READY = /BLIXARD-GUEST-UP (\S+) (\S+)[^\n]*\n/
 const DISK = /BLIXARD-DISK (\S+) boots=(\d+)\r?\n/
+const PING = /BLIXARD-PING (\S+) (ok received=(\d+)|fail)\r?\n/g
 const WORD = /^[^\s"]+$/
 
 /** The first ready marker in console text, if any. */
@@ -50,6 +55,13 @@ export function parseDiskBoots (text: string): number | null {
   return m == null ? null : Number(m[2])
 }
 
+/** What the guest reported for each blix.ping target: replies received, or 0 for fail. */
+export function parsePings (text: string): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const m of text.matchAll(PING)) out.set(m[1], m[3] != null ? Number(m[3]) : 0)
+  return out
+}
+
 export function tinyGuestParams (p: TinyGuestParams): string[] {
   const out: string[] = []
   const add = (k: string, v: string | undefined): void => {
@@ -61,6 +73,11 @@ export function tinyGuestParams (p: TinyGuestParams): string[] {
   add('blix.ip', p.ip)
   add('blix.gw', p.gw)
   if (p.disk === true) out.push('blix.disk=1')
+  if (p.vlan != null) {
+    if (!Number.isInteger(p.vlan) || p.vlan < 1 || p.vlan > 4094) throw new QemuError('InvalidSpec', `blix.vlan must be 1..4094: ${p.vlan}`)
+    out.push(`blix.vlan=${p.vlan}`)
+  }
+  if (p.ping != null && p.ping.length > 0) add('blix.ping', p.ping.join(','))
   return out
 }
 
