@@ -42,6 +42,8 @@ export class Agent {
   private readonly pending = new Map<string, Observed>()
   private readonly attempts = new Map<string, Attempts>()
   private readonly busy = new Set<string>()
+  /** VMs this agent saw with desired 'stopped': a later desired 'running' is a start, whatever the policy */
+  private readonly stopSeen = new Set<string>()
   private flushTimer: NodeJS.Timeout | null = null
   private tiny: TinyGuest | null = null
   private tinyError: string | null = null
@@ -99,6 +101,7 @@ export class Agent {
         await this.d.driver.cleanup(id)
         this.attempts.delete(id)
         this.reported.delete(id)
+        this.stopSeen.delete(id)
       }))
     }
     await Promise.all(work)
@@ -115,11 +118,13 @@ export class Agent {
 
   private async converge (vm: VmRecord, st: VmRuntimeStatus | null): Promise<void> {
     if (vm.desired === 'stopped') {
+      this.stopSeen.add(vm.id)
       if (st?.state === 'running') {
         this.report(vm, 'stopping', 'stop requested')
         const exit = await this.d.driver.stop(vm.id)
         this.report(vm, 'stopped', exit.reason)
-      } else if (vm.status.phase !== 'stopped' || vm.status.node !== this.d.nodeId) {
+      } else if (this.lastPhase(vm) !== 'stopped' || (vm.status.node !== this.d.nodeId && !this.pending.has(vm.id))) {
+        // lastPhase, not the record: the stop just reported may not be committed yet
         this.report(vm, 'stopped', st == null ? 'never started' : 'stopped')
       }
       this.attempts.delete(vm.id)
@@ -145,9 +150,18 @@ export class Agent {
     const crashed = st.state === 'crashed'
     const policy = vm.spec.restartPolicy
     const restart = policy === 'always' || (policy === 'on-failure' && crashed)
-    // A generation change or an explicit start after a stop always starts again.
-    const startedOver = st.generation !== vm.generation || vm.status.phase === 'stopped' && this.lastPhase(vm) === 'stopped' && vm.status.at > (exit?.at ?? 0)
-    if (!restart && !startedOver) {
+    // A generation change or an explicit start after a stop always starts again. The stop is
+    // known from this agent's own view, or (after a daemon restart) from the exit the stop caused.
+    // Not from the record's phase: a guest that powered itself off is 'stopped' too, and the
+    // policy alone decides about it (on-failure and never restarted it on the next round).
+    const startedOver = st.generation !== vm.generation || this.stopSeen.has(vm.id) || exit?.requested === 'stop'
+    if (startedOver) {
+      // asked for, not a crash loop: no backoff, no 'failed' in between
+      this.attempts.delete(vm.id)
+      await this.launch(vm, st.generation !== vm.generation ? 'new spec' : 'start requested')
+      return
+    }
+    if (!restart) {
       const phase: VmPhase = crashed ? 'failed' : 'stopped'
       const reason = `${exit?.reason ?? 'exited'}; restart policy ${policy}`
       if (this.lastPhase(vm) !== phase) this.report(vm, phase, reason)
@@ -177,6 +191,7 @@ export class Agent {
     a.lastStart = this.now()
     a.nextAt = this.now() + Math.min(max, first * 2 ** Math.min(a.count - 1, 16))
     this.attempts.set(vm.id, a)
+    this.stopSeen.delete(vm.id)
     const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined })
     this.report(vm, 'starting', why)
     await this.d.driver.start(spec)

@@ -2,7 +2,7 @@
 // (TCG here): create --wait → the marker on its console and its qemu on the node placement
 // chose (and only there) → stop (qemu gone) → start (a new qemu, the marker again) → delete
 // (no qemu, no runtime dir, no TAP left). The CLI runs create --wait and logs; the other steps
-// use RPC (what the CLI calls) because each CLI process costs seconds to start on a loaded host. Ports 17310-17312 (metrics 17410-17412).
+// use RPC (what the CLI calls) because each CLI process costs seconds to start on a loaded host. Ports 17610-17612 (metrics 17710-17712).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { TestCluster, waitFor, runCli } from '../cluster/harness.ts'
@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cmdline, consoleText, consoleViaCli, links, MARKER, nodeIndex, nodesWithRuntimeDir, pidFile, qemuPidsFor, runtimeDir, show, waitPhase } from './helpers.ts'
 
-const c = new TestCluster({ nodes: 3, basePort: 17310 }, 'vm-life')
+const c = new TestCluster({ nodes: 3, basePort: 17610 }, 'vm-life')
 const figures: Record<string, number> = {}
 let failed = false
 let vmId = ''
