@@ -545,6 +545,8 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'ReportVmStatus': return c.reports.map((x) => `VM ${name(x.id)} ${x.status.phase}${x.status.reason !== '' ? ` (${x.status.reason})` : ''}`).join('; ') + tail
     case 'RegisterNode': return `node ${c.node.name} registered${tail}`
     case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
+    case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
+    case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
     default: return `${c.type}${tail}`
   }
 }

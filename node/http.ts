@@ -68,6 +68,7 @@ export async function startHttp (d: Daemon, host = '127.0.0.1'): Promise<HttpSer
       return
     }
     if (url === '/healthz') { res.writeHead(200).end('ok\n'); return }
+    if (url === '/favicon.ico') { res.writeHead(204).end(); return } // browsers ask; a 404 shows as a console error
     res.writeHead(404).end('not found: try /, /metrics or /api/state\n')
   })
   await new Promise<void>((resolve, reject) => {
