@@ -263,8 +263,11 @@ in
           ExecStart = "${cfg.package}/bin/blixard-node --config ${configFile}";
           Restart = "on-failure";
           RestartSec = "2s";
-          # Guests keep running when the daemon stops: they belong to microvm@ units.
-          KillMode = "mixed";
+          # Guests must outlive a daemon restart or stop. microvm.nix guests run in their own
+          # microvm@ units, but QEMU guests the daemon starts itself (hypervisor "qemu") are its
+          # children in this unit's cgroup: "mixed" or "control-group" would SIGKILL them on every
+          # restart. "process" signals only the daemon, which re-adopts its guests when it starts.
+          KillMode = "process";
           TimeoutStopSec = "30s";
 
           User = user;

@@ -9,6 +9,8 @@ import { WireError } from './framing.ts'
 import type { LoadReport } from './load.ts'
 import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
 import { MAX_NODE_ID_LENGTH } from './limits.ts'
+import { RESOURCE_METHODS } from './rpc-resources.ts'
+import type { ResourceMethods } from './rpc-resources.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
 
@@ -122,7 +124,7 @@ export type VmWatchEvent =
   | { type: 'put', vm: VmRecord }
   | { type: 'delete', id: string }
 
-export interface RpcMethods {
+export interface RpcMethods extends ResourceMethods {
   'cluster.status': { params: ReadParams, result: ClusterStatus }
   'node.list': { params: ReadParams, result: NodeRecord[] }
   'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
@@ -212,6 +214,7 @@ function spec (x: unknown): VmSpec {
 }
 
 export const METHODS: MethodTable = {
+  ...RESOURCE_METHODS,
   'cluster.status': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.show': {

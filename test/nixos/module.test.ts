@@ -85,6 +85,7 @@ test('enabled: a hardened unit for a dedicated user in kvm with CAP_NET_ADMIN on
   assert.equal(sc.CapabilityBoundingSet, ['CAP_NET_ADMIN'])
   assert.is(sc.StateDirectory, 'blixard')
   assert.is(sc.Restart, 'on-failure')
+  assert.is(sc.KillMode, 'process') // a daemon restart must not kill the QEMU guests in its cgroup
   assert.is(sc.ProtectSystem, 'strict')
   assert.equal(sc.ReadWritePaths, ['/var/lib/blixard', '/var/lib/microvms'])
   assert.is(sc.PrivateTmp, true)
