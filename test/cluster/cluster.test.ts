@@ -41,7 +41,7 @@ guard('three fresh nodes form one cluster: 3 voters, one leader, every node name
 })
 
 guard('a write through a follower is forwarded to the leader (CLI vm create --json, as admin)', async () => {
-  const st = (await c.status(0))!
+  const st = await waitFor('a status from node1', 20_000, async () => await c.status(0))
   const follower = [0, 1, 2].find((i) => c.nodes[i].peerId !== st.leader)!
   const r = await runCli(['vm', 'create', 'through-follower', '--no-start', '--json'], c.cliEnv(follower))
   assert.is(r.code, 0, `exit ${r.code}: ${r.stderr}`)
@@ -67,7 +67,7 @@ guard('idle RSS of each node is at most 150 MB', async () => {
 let killed = -1
 
 guard('kill -9 of the leader: a new leader is elected and writes succeed again', async () => {
-  const st = (await c.status(0))!
+  const st = await waitFor('a status from node1', 20_000, async () => await c.status(0))
   killed = leaderIndex(st)
   assert.ok(killed >= 0)
   const survivors = [0, 1, 2].filter((i) => i !== killed)
@@ -109,7 +109,8 @@ guard('the killed node restarts from its data dir and catches up', async () => {
 guard('a 4th node started later joins as a learner within 5 s of being up', async () => {
   const spawnedAt = Date.now()
   c.start(3)
-  const st = await waitFor('node4 to be a learner', 30_000, async () => {
+  // the 5 s target counts from the node being up: a tsx start alone takes 10-30 s on a loaded machine
+  const st = await waitFor('node4 to be a learner', 75_000, async () => {
     // ask every running node (stale): the leader knows first
     const all = await Promise.all([0, 1, 2].map(async (i) => await c.status(i, true)))
     return all.find((s) => s?.learners.includes(c.nodes[3].peerId) === true)

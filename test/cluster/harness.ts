@@ -181,7 +181,7 @@ export class TestCluster {
 
   /** the last lines of every node's log that are not debug, for a failure's context */
   logTails (lines = 15): string {
-    return this.nodes.map((n, i) => `--- ${n.name}\n${this.log(i).split('\n').filter((l) => !l.includes('"debug"')).slice(-lines).map((l) => l.slice(0, 300)).join('\n')}`).join('\n')
+    return this.nodes.map((n, i) => `--- ${n.name}\n${this.log(i).split('\n').filter((l) => !l.includes('"level":"debug"')).slice(-lines).map((l) => l.slice(0, 300)).join('\n')}`).join('\n')
   }
 
   async stop (): Promise<void> {

@@ -51,7 +51,7 @@ guard('a 4th node with the wrong cluster key never joins', async () => {
   c.start(3, [], wrongKey)
   await waitFor('the wrong-key node to be up', 60_000, () => c.log(3).includes('"node started"'), 200)
   await sleep(6_000) // it redials its bootstrap peers every 2 s: three rounds
-  const st = (await c.status(0))!
+  const st = await waitFor('a status from node1', 20_000, async () => await c.status(0))
   assert.not.ok([...st.voters, ...st.learners].includes(c.nodes[3].peerId), JSON.stringify(st))
   const nodes = await (await c.client(0)).call('node.list', {})
   assert.not.ok(nodes.some((n) => n.id === c.nodes[3].peerId))
