@@ -14,6 +14,9 @@ import type { NodeMetrics } from './metrics.ts'
 import { explainVm } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
+import type { RbdClient } from '../storage/rbd.ts'
+import { createResourceApi } from './api-resources.ts'
+import { cephFromEnv, rbdClientFor } from './ceph-env.ts'
 
 export interface ApiDeps {
   id: () => string
@@ -34,6 +37,8 @@ export interface ApiDeps {
   /** recent events, for cluster.events to start with */
   recentEvents: () => Array<{ at: number, index: number, text: string }>
   describe: (index: number, env: CommandEnvelope, r: ApplyResult) => string
+  /** this node's Ceph client for volume RPCs; default: from BLIXARD_CEPH_CONF (none: metadata only) */
+  ceph?: () => { rbd: RbdClient, pool: string } | null
 }
 
 function fail (r: ApplyResult): never {
@@ -69,7 +74,11 @@ export function createApi (d: ApiDeps): RpcHandlers {
     return n
   }
 
+  const cephEnv = cephFromEnv()
+  const envCeph = cephEnv == null ? null : { rbd: rbdClientFor(cephEnv), pool: cephEnv.pool }
+
   return {
+    ...createResourceApi({ sm: d.sm, read, write: async (cmd) => await write(cmd), ceph: d.ceph ?? (() => envCeph) }),
     'cluster.status': async (p) => {
       await read(p)
       const drv = d.driver()

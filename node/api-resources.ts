@@ -1,0 +1,109 @@
+// RPC handlers for networks and volumes. Networks are metadata (each host's agent builds
+// them). Volumes are metadata plus an RBD image: the node that receives the call does the
+// Ceph side when it has a Ceph config, with the Raft record first (it reserves the name and
+// enforces the rules: grow only, no delete while attached or cloned) and rolled back when
+// Ceph refuses.
+import type { Command } from '../protocols/commands.ts'
+import type { NetworkRecord, VolumeRecord } from '../protocols/model.ts'
+import type { ReadParams } from '../protocols/rpc.ts'
+import { RpcError } from '../protocols/rpc.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { RbdClient } from '../storage/rbd.ts'
+import type { RpcHandlers } from './net/rpc.ts'
+
+export interface ResourceApiDeps {
+  sm: StateMachine
+  read: (p: ReadParams) => Promise<void>
+  write: (cmd: Command) => Promise<unknown>
+  /** this node's Ceph client and default pool; null: volumes are metadata only */
+  ceph: () => { rbd: RbdClient, pool: string } | null
+}
+
+type ResourceHandlers = Pick<RpcHandlers, 'network.create' | 'network.list' | 'network.show' | 'network.delete' |
+'volume.create' | 'volume.list' | 'volume.show' | 'volume.resize' | 'volume.snapshot' | 'volume.clone' | 'volume.delete'>
+
+export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
+  const network = (name: string): NetworkRecord => {
+    const n = d.sm.getNetwork(name)
+    if (n == null) throw new RpcError('NotFound', `no network named '${name}'`)
+    return n
+  }
+  const volume = (name: string): VolumeRecord => {
+    const v = d.sm.getVolume(name)
+    if (v == null) throw new RpcError('NotFound', `no volume named '${name}'`)
+    return v
+  }
+  /** the Ceph side of a create; on failure the Raft record goes again */
+  const orUndo = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
+    try { await fn() } catch (e) {
+      await d.write({ type: 'DeleteVolume', name }).catch(() => {})
+      throw e
+    }
+  }
+  return {
+    'network.create': async (p) => {
+      await d.write({ type: 'CreateNetwork', name: p.name, kind: p.kind, subnet: p.subnet, ...(p.gateway !== undefined ? { gateway: p.gateway } : {}) })
+      return network(p.name)
+    },
+    'network.list': async (p) => { await d.read(p); return d.sm.listNetworks() },
+    'network.show': async (p) => { await d.read(p); return network(p.network) },
+    'network.delete': async (p) => { await d.write({ type: 'DeleteNetwork', name: p.network }); return { name: p.network } },
+
+    'volume.create': async (p) => {
+      const c = d.ceph()
+      const pool = p.pool ?? c?.pool ?? 'rbd'
+      await d.write({ type: 'CreateVolume', name: p.name, pool, sizeGiB: p.sizeGiB })
+      if (c != null) await orUndo(p.name, async () => await c.rbd.createImage(pool, p.name, p.sizeGiB))
+      return volume(p.name)
+    },
+    'volume.list': async (p) => { await d.read(p); return d.sm.listVolumes() },
+    'volume.show': async (p) => { await d.read(p); return volume(p.volume) },
+    'volume.resize': async (p) => {
+      await d.write({ type: 'ResizeVolume', name: p.volume, sizeGiB: p.sizeGiB })
+      const v = volume(p.volume)
+      await d.ceph()?.rbd.resize(v.pool, v.name, p.sizeGiB)
+      return v
+    },
+    'volume.snapshot': async (p) => {
+      await d.write({ type: 'SnapshotVolume', name: p.volume, snapshot: p.snapshot })
+      const v = volume(p.volume)
+      const c = d.ceph()
+      if (c != null) {
+        await c.rbd.snapshotCreate(v.pool, v.name, p.snapshot)
+        await c.rbd.snapshotProtect(v.pool, v.name, p.snapshot) // clonable right away
+      }
+      return v
+    },
+    'volume.clone': async (p) => {
+      const parent = volume(p.volume)
+      const size = p.sizeGiB ?? parent.sizeGiB
+      await d.write({ type: 'CreateVolume', name: p.name, pool: parent.pool, sizeGiB: size, parent: { volume: parent.name, snapshot: p.snapshot } })
+      const c = d.ceph()
+      if (c != null) {
+        await orUndo(p.name, async () => {
+          await c.rbd.snapshotProtect(parent.pool, parent.name, p.snapshot)
+          await c.rbd.clone({ pool: parent.pool, image: parent.name, snapshot: p.snapshot }, { pool: parent.pool, image: p.name })
+          if (size > parent.sizeGiB) await c.rbd.resize(parent.pool, p.name, size)
+        })
+      }
+      return volume(p.name)
+    },
+    'volume.delete': async (p) => {
+      const v = volume(p.volume)
+      // the state machine refuses these too, but only after the image would be gone
+      if (v.attachedTo !== null) throw new RpcError('InUse', `volume ${v.name} is attached to VM ${v.attachedTo}`)
+      const clone = d.sm.listVolumes().find((o) => o.parent?.volume === v.name)
+      if (clone != null) throw new RpcError('InUse', `volume ${v.name} has a clone ${clone.name}`)
+      const c = d.ceph()
+      if (c != null && await c.rbd.exists(v.pool, v.name)) {
+        for (const s of await c.rbd.snapshotList(v.pool, v.name)) {
+          await c.rbd.snapshotUnprotect(v.pool, v.name, s.name)
+          await c.rbd.snapshotRemove(v.pool, v.name, s.name)
+        }
+        await c.rbd.remove(v.pool, v.name)
+      }
+      await d.write({ type: 'DeleteVolume', name: v.name })
+      return { name: v.name }
+    }
+  }
+}
