@@ -126,6 +126,11 @@ export function createApi (d: ApiDeps): RpcHandlers {
       await write({ type: 'SetVmDesiredState', id: vm.id, desired: 'stopped' })
       return vmRef(vm.id)
     },
+    'vm.update': async (p) => {
+      const vm = vmRef(p.vm)
+      await write({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec })
+      return vmRef(vm.id)
+    },
     'vm.delete': async (p) => {
       const vm = vmRef(p.vm)
       await write({ type: 'DeleteVm', id: vm.id })

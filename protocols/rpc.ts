@@ -136,6 +136,8 @@ export interface RpcMethods extends ResourceMethods {
   'vm.start': { params: { vm: string }, result: VmRecord }
   'vm.stop': { params: { vm: string }, result: VmRecord }
   'vm.delete': { params: { vm: string }, result: { id: string } }
+  /** replaces a VM's spec (a new generation): its host restarts the guest with it */
+  'vm.update': { params: { vm: string, spec: VmSpec }, result: VmRecord }
   'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
   /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
   'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
@@ -248,6 +250,10 @@ export const METHODS: MethodTable = {
   'vm.start': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
   'vm.stop': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
   'vm.delete': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
+  'vm.update': {
+    mutating: true, streaming: false,
+    params: (x) => { const o = params(x, ['vm', 'spec'], ['vm', 'spec']); return { vm: ref(o.vm, 'params.vm'), spec: spec(o.spec) } }
+  },
   'vm.watch': {
     mutating: false, streaming: true,
     params: (x) => { const vm = opt(params(x, ['vm']), 'vm', ref, 'params'); return vm === undefined ? {} : { vm } }

@@ -200,6 +200,34 @@ const COMMANDS: Record<string, Command> = {
       return await desired(p, out, 'vm.start', 'running', true)
     }
   },
+  'vm update': {
+    summary: "Change a VM's spec; its host restarts the guest with the new one",
+    usage: 'blixard vm update VM [--memory 192M] [--vcpus N] [--restart always|on-failure|never] [--kernel-param P]... [--wait]',
+    flags: { memory: { value: true }, vcpus: { value: true }, restart: { value: true }, 'kernel-param': { value: true, repeat: true }, wait: {} },
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const ref = need(p, 1, 'VM')[0]
+      const cur = await client.call('vm.show', { vm: ref })
+      const spec: VmSpec = { ...cur.spec }
+      if (flag(p, 'memory') != null) { try { spec.memoryMiB = parseMiB(flag(p, 'memory')!) } catch (e) { throw new UsageError(`--memory: ${(e as Error).message}`) } }
+      if (flag(p, 'vcpus') != null) spec.vcpus = int(p, 'vcpus', 1, 1, 256)
+      const restart = flag(p, 'restart')
+      if (restart != null) {
+        if (!['always', 'on-failure', 'never'].includes(restart)) throw new UsageError(`--restart must be always, on-failure or never, got "${restart}"`)
+        spec.restartPolicy = restart as RestartPolicy
+      }
+      if (p.flags.get('kernel-param') != null) spec.kernelParams = p.flags.get('kernel-param')!
+      if (JSON.stringify(spec) === JSON.stringify(cur.spec)) throw new UsageError('nothing to change: give --memory, --vcpus, --restart or --kernel-param')
+      const vm = await client.call('vm.update', { vm: cur.id, spec })
+      if (!bool(p, 'wait') || vm.desired !== 'running') {
+        out.data(vm, () => `VM ${vm.spec.name} updated (generation ${vm.generation})${vm.desired === 'running' ? '; its host restarts it with the new spec' : ''}`)
+        return EXIT.ok
+      }
+      // the record still says running (the old guest) until its host reports the restart
+      const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000, 'running', true)
+      out.data(final, () => `VM ${final.spec.name} is ${final.status.phase} with generation ${final.generation}`)
+      return final.status.phase === 'running' ? EXIT.ok : EXIT.error
+    })
+  },
   'vm delete': {
     summary: 'Delete a VM and everything its host created for it',
     usage: 'blixard vm delete VM',
@@ -335,11 +363,12 @@ async function desired (p: Parsed, out: Output, method: 'vm.start' | 'vm.stop', 
 }
 
 /** Follows a VM through its phases (pending → scheduled → starting → running), printing each. */
-async function waitFor (client: Connection['client'], vm: VmRecord, out: Output, timeoutMs: number, goal: 'running' | 'stopped' = 'running'): Promise<VmRecord> {
+async function waitFor (client: Connection['client'], vm: VmRecord, out: Output, timeoutMs: number, goal: 'running' | 'stopped' = 'running', restart = false): Promise<VmRecord> {
   const sub = client.watch('vm.watch', { vm: vm.id })
   const t0 = Date.now()
   let last = ''
   let current = vm
+  let left = false
   const timer = setTimeout(() => sub.cancel(), timeoutMs)
   try {
     for await (const ev of sub as AsyncIterable<VmWatchEvent>) {
@@ -347,6 +376,9 @@ async function waitFor (client: Connection['client'], vm: VmRecord, out: Output,
       current = ev.vm
       const line = `${current.status.phase}${current.status.reason !== '' ? ` (${current.status.reason})` : ''}`
       if (line !== last) { out.progress(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s  ${line}`); last = line }
+      // a restart (vm update) counts only after the host left the old running phase
+      if (restart && current.status.phase === goal && !left) continue
+      if (current.status.phase !== goal) left = true
       if (current.status.phase === goal || current.status.phase === 'failed') break
     }
   } finally { clearTimeout(timer); sub.cancel() }
