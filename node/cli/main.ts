@@ -16,6 +16,7 @@ import { describe, exitCodeFor, EXIT } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
 import { keygenMain } from '../keygen.ts'
 import { completion } from './completion.ts'
+import { resourceCommands } from './resources.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
   json: {},
@@ -62,6 +63,7 @@ function nodeNames (nodes: NodeRecord[]): Map<string, string> {
 }
 
 const COMMANDS: Record<string, Command> = {
+  ...resourceCommands({ withCluster, need, stale }),
   status: {
     summary: 'Show the Raft state of the cluster',
     usage: 'blixard status [--stale]',

@@ -1,0 +1,161 @@
+// CLI commands for networks and volumes: `blixard network ...`, `blixard volume ...`.
+import type { NetworkKind, NetworkRecord, VolumeRecord } from '../../protocols/model.ts'
+import { flag, int, UsageError } from './args.ts'
+import type { FlagSpec, Parsed } from './args.ts'
+import type { Connection } from './connect.ts'
+import { EXIT } from './errors.ts'
+import { keyValues, shortId, table } from './format.ts'
+
+interface Out { json: boolean, data: (value: unknown, human: () => string) => void }
+
+export interface ResourceCommand {
+  summary: string
+  usage: string
+  flags?: Record<string, FlagSpec>
+  run: (p: Parsed, out: Out) => Promise<number>
+}
+
+export interface CliHelpers {
+  withCluster: <T>(p: Parsed, fn: (c: Connection) => Promise<T>) => Promise<T>
+  need: (p: Parsed, n: number, what: string) => string[]
+  stale: (p: Parsed) => { stale?: boolean }
+}
+
+function kindText (k: NetworkKind): string {
+  return k.type === 'vlan' ? `vlan ${k.vlan}` : k.type === 'vxlan' ? `vxlan ${k.vni}` : 'bridge'
+}
+
+function netRow (n: NetworkRecord): Array<string | number> {
+  return [n.name, kindText(n.kind), n.subnet, n.gateway ?? '-', Object.keys(n.allocations).length]
+}
+
+function volRow (v: VolumeRecord): Array<string | number> {
+  return [v.name, v.pool, `${v.sizeGiB} GiB`, v.snapshots.join(',') || '-', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`, v.attachedTo == null ? '-' : shortId(v.attachedTo, 8)]
+}
+
+function volShow (v: VolumeRecord): string {
+  return keyValues([['Name', v.name], ['Pool', v.pool], ['Size', `${v.sizeGiB} GiB`], ['Snapshots', v.snapshots.join(', ') || '-'],
+    ['Parent', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`], ['Attached to', v.attachedTo ?? '-']])
+}
+
+export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Record<string, ResourceCommand> {
+  return {
+    'network create': {
+      summary: 'Create a network: a plain bridge, a VLAN on the hosts\' uplink, or a VXLAN overlay across hosts',
+      usage: 'blixard network create NAME --subnet CIDR [--vlan ID | --vxlan VNI] [--gateway IP]',
+      flags: { subnet: { value: true }, vlan: { value: true }, vxlan: { value: true }, gateway: { value: true } },
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const name = need(p, 1, 'NAME')[0]
+        const subnet = flag(p, 'subnet')
+        if (subnet == null) throw new UsageError('--subnet is required (e.g. --subnet 10.60.0.0/24)')
+        if (flag(p, 'vlan') != null && flag(p, 'vxlan') != null) throw new UsageError('give --vlan or --vxlan, not both')
+        const kind: NetworkKind = flag(p, 'vlan') != null ? { type: 'vlan', vlan: int(p, 'vlan', 0, 1, 4094) }
+          : flag(p, 'vxlan') != null ? { type: 'vxlan', vni: int(p, 'vxlan', 0, 1, 16_777_215) } : { type: 'bridge' }
+        const gateway = flag(p, 'gateway')
+        const n = await client.call('network.create', { name, kind, subnet, ...(gateway != null ? { gateway } : {}) })
+        out.data(n, () => `network ${n.name} created (${kindText(n.kind)}, ${n.subnet})`)
+        return EXIT.ok
+      })
+    },
+    'network list': {
+      summary: 'List networks',
+      usage: 'blixard network list [--stale]',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const list = await client.call('network.list', stale(p))
+        out.data(list, () => table(['name', 'kind', 'subnet', 'gateway', 'addresses used'], list.map(netRow)))
+        return EXIT.ok
+      })
+    },
+    'network show': {
+      summary: 'Show a network and its address allocations',
+      usage: 'blixard network show NAME [--stale]',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const n = await client.call('network.show', { network: need(p, 1, 'NAME')[0], ...stale(p) })
+        out.data(n, () => `${keyValues([['Name', n.name], ['Kind', kindText(n.kind)], ['Subnet', n.subnet], ['Gateway', n.gateway ?? '-']])}\n\n${table(['address', 'vm'], Object.entries(n.allocations).map(([ip, vm]) => [ip, vm]))}`)
+        return EXIT.ok
+      })
+    },
+    'network delete': {
+      summary: 'Delete a network (refused while a VM is on it)',
+      usage: 'blixard network delete NAME',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const r = await client.call('network.delete', { network: need(p, 1, 'NAME')[0] })
+        out.data(r, () => `network ${r.name} deleted`)
+        return EXIT.ok
+      })
+    },
+    'volume create': {
+      summary: 'Create a volume (a Ceph RBD image)',
+      usage: 'blixard volume create NAME --size GIB [--pool POOL]',
+      flags: { size: { value: true }, pool: { value: true } },
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
+        const pool = flag(p, 'pool')
+        const v = await client.call('volume.create', { name: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20), ...(pool != null ? { pool } : {}) })
+        out.data(v, () => `volume ${v.name} created (${v.sizeGiB} GiB in pool ${v.pool})`)
+        return EXIT.ok
+      })
+    },
+    'volume list': {
+      summary: 'List volumes',
+      usage: 'blixard volume list [--stale]',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const list = await client.call('volume.list', stale(p))
+        out.data(list, () => table(['name', 'pool', 'size', 'snapshots', 'parent', 'attached to'], list.map(volRow)))
+        return EXIT.ok
+      })
+    },
+    'volume show': {
+      summary: 'Show one volume',
+      usage: 'blixard volume show NAME [--stale]',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const v = await client.call('volume.show', { volume: need(p, 1, 'NAME')[0], ...stale(p) })
+        out.data(v, () => volShow(v))
+        return EXIT.ok
+      })
+    },
+    'volume resize': {
+      summary: 'Grow a volume',
+      usage: 'blixard volume resize NAME --size GIB',
+      flags: { size: { value: true } },
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
+        const v = await client.call('volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20) })
+        out.data(v, () => `volume ${v.name} is now ${v.sizeGiB} GiB`)
+        return EXIT.ok
+      })
+    },
+    'volume snapshot': {
+      summary: 'Snapshot a volume (protected, ready to clone)',
+      usage: 'blixard volume snapshot NAME SNAPSHOT',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const [name, snapshot] = need(p, 2, 'NAME and SNAPSHOT')
+        const v = await client.call('volume.snapshot', { volume: name, snapshot })
+        out.data(v, () => `snapshot ${v.name}@${snapshot} created`)
+        return EXIT.ok
+      })
+    },
+    'volume clone': {
+      summary: 'Clone a volume snapshot into a new volume (copy-on-write)',
+      usage: 'blixard volume clone VOLUME@SNAPSHOT NAME [--size GIB]',
+      flags: { size: { value: true } },
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const [src, name] = need(p, 2, 'VOLUME@SNAPSHOT and NAME')
+        const at = src.indexOf('@')
+        if (at <= 0 || at === src.length - 1) throw new UsageError(`expected VOLUME@SNAPSHOT, got "${src}"`)
+        const v = await client.call('volume.clone', { volume: src.slice(0, at), snapshot: src.slice(at + 1), name, ...(flag(p, 'size') != null ? { sizeGiB: int(p, 'size', 0, 1, 1 << 20) } : {}) })
+        out.data(v, () => `volume ${v.name} cloned from ${src}`)
+        return EXIT.ok
+      })
+    },
+    'volume delete': {
+      summary: 'Delete a volume and its image (refused while attached or cloned)',
+      usage: 'blixard volume delete NAME',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const r = await client.call('volume.delete', { volume: need(p, 1, 'NAME')[0] })
+        out.data(r, () => `volume ${r.name} deleted`)
+        return EXIT.ok
+      })
+    }
+  }
+}
