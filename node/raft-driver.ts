@@ -2,9 +2,18 @@
 // Ready through the LMDB log store (synced before any message that depends on
 // it is sent), applies committed entries to the LMDB state machine, and turns
 // proposals and ReadIndex requests into promises.
+//
+// Two things keep fsyncs off the write path, as etcd's shell does:
+// - a leader sends its messages before writing its own entries (Raft thesis 10.2.1): the core
+//   counts the leader's entries toward a quorum only after advance(), and nothing a leader sends
+//   acknowledges its own disk. Not when term or vote changed: votes must be durable first;
+// - a HardState whose only change is the commit index is not written at once (every LogStore
+//   save is an fsync) but with the next save: Raft does not need commit to be durable, and after
+//   a crash the core re-learns it from the leader and hands the entries out again (the driver
+//   skips those the state machine already has). It is written before a compaction and at stop.
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
 import { RawNode } from '../protocols/raft/rawnode.ts'
-import type { ConfChange, Message, Ready, NodeId } from '../protocols/raft/types.ts'
+import type { ConfChange, HardState, Message, Ready, NodeId } from '../protocols/raft/types.ts'
 import { RaftError } from '../protocols/raft/types.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
@@ -72,6 +81,12 @@ export class RaftDriver {
   /** last log index handed to us as committed and processed (conf entries included, which the
    * state machine never sees): what ReadIndex waits for */
   private appliedIdx = 0
+  /** role as of the last Ready's soft state */
+  private leading = false
+  /** term and vote as last written to the store */
+  private durable: { term: number, vote: NodeId | null }
+  /** a commit-only HardState not written yet (see the file comment) */
+  private deferredHard: HardState | null = null
 
   constructor (opts: RaftDriverOptions) {
     this.id = opts.id
@@ -86,6 +101,8 @@ export class RaftDriver {
       opts.log.info('state machine restored from the log snapshot', { index: snap.meta.index })
     }
     this.appliedIdx = Math.max(opts.sm.applied(), snap.meta.index)
+    const hs = opts.store.initialState().hardState
+    this.durable = { term: hs.term, vote: hs.vote }
     this.node = new RawNode({
       id: opts.id,
       storage: opts.store,
@@ -110,6 +127,7 @@ export class RaftDriver {
     this.stopped = true
     if (this.ticker != null) clearInterval(this.ticker)
     this.ticker = null
+    this.flushDeferredHard()
     const err = new BlixardError('Unavailable', 'the node is shutting down; retry on another node')
     for (const [k, p] of this.pending) { clearTimeout(p.timer); p.reject(err); this.pending.delete(k) }
     for (const [k, r] of this.reads) { clearTimeout(r.timer); r.reject(err); this.reads.delete(k) }
@@ -208,7 +226,14 @@ export class RaftDriver {
 
   private handle (rd: Ready): void {
     const { store, sm } = this.opts
-    if (rd.softState != null) this.noteSoftState(rd.softState.leader, rd.softState.role === 'leader')
+    if (rd.softState != null) {
+      this.leading = rd.softState.role === 'leader'
+      this.noteSoftState(rd.softState.leader, this.leading)
+    }
+    const hs = rd.hardState
+    const termOrVoteChanged = hs != null && (hs.term !== this.durable.term || hs.vote !== this.durable.vote)
+    const sendFirst = this.leading && rd.snapshot == null && !termOrVoteChanged
+    if (sendFirst) this.sendAll(rd.messages)
     if (rd.snapshot != null) {
       store.save({ snapshot: rd.snapshot })
       // A joiner's first snapshot may be the leader's index-0 one: only the initial membership, no state.
@@ -217,13 +242,17 @@ export class RaftDriver {
       this.appliedIdx = Math.max(this.appliedIdx, rd.snapshot.meta.index)
       this.opts.log.info('installed snapshot', { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term })
     }
-    if (rd.hardState != null || rd.entries.length > 0) store.save({ hardState: rd.hardState, entries: rd.entries })
+    if (hs != null && rd.entries.length === 0 && rd.snapshot == null && !rd.mustSync) {
+      this.deferredHard = hs
+    } else if (hs != null || rd.entries.length > 0) {
+      const hardState = hs ?? this.deferredHard ?? undefined
+      store.save({ hardState, entries: rd.entries })
+      this.deferredHard = null
+      if (hardState != null) this.durable = { term: hardState.term, vote: hardState.vote }
+    }
     if (rd.mustSync || rd.snapshot != null) store.sync()
     // Only now, with everything durable, may messages that acknowledge it leave.
-    if (rd.messages.length > 0) {
-      for (const m of rd.messages) this.opts.metrics?.raftMessagesSent.inc({ type: m.type })
-      this.opts.send(rd.messages)
-    }
+    if (!sendFirst) this.sendAll(rd.messages)
     for (const e of rd.committedEntries) {
       this.appliedIdx = Math.max(this.appliedIdx, e.index)
       if (e.type !== 'normal') continue
@@ -261,6 +290,19 @@ export class RaftDriver {
     if (m != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftAppliedIndex.set(sm.applied()) }
   }
 
+  private sendAll (msgs: Message[]): void {
+    if (msgs.length === 0) return
+    for (const m of msgs) this.opts.metrics?.raftMessagesSent.inc({ type: m.type })
+    this.opts.send(msgs)
+  }
+
+  private flushDeferredHard (): void {
+    if (this.deferredHard == null) return
+    this.opts.store.save({ hardState: this.deferredHard })
+    this.opts.store.sync()
+    this.deferredHard = null
+  }
+
   private releaseReads (): void {
     const applied = this.appliedIdx
     for (let i = this.readsByIndex.length - 1; i >= 0; i--) {
@@ -292,6 +334,8 @@ export class RaftDriver {
     const applied = this.opts.sm.applied()
     if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return
     const conf = this.node.status().conf
+    // the snapshot must not get ahead of the commit index on disk
+    this.flushDeferredHard()
     this.opts.store.compact(applied, conf, this.opts.sm.snapshot(), this.opts.snapshotKeep)
     this.lastSnapshotIndex = applied
     this.opts.log.info('compacted log', { index: applied })
