@@ -113,10 +113,15 @@ async function main (): Promise<void> {
     const sample = encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: b.admins[1].peerId, name: 'w0-0-'.padEnd(110, 'x') }, at: Date.now(), key: crypto.randomUUID() })
 
     // ---- idle RSS, before any load ----
+    const idle0 = { b: b.voters.map((n) => processCpuMs(n.proc?.pid)), e: e.members.map((m) => processCpuMs(m.proc?.pid)) }
     await sleep(3_000)
+    const idleCpu = {
+      blixard: b.voters.map((n, i) => (processCpuMs(n.proc?.pid) - idle0.b[i]) / 30),
+      etcd: e.members.map((m, i) => (processCpuMs(m.proc?.pid) - idle0.e[i]) / 30)
+    }
     const rssB = b.voters.map((n) => rssMiB(n.proc?.pid ?? 0))
     const rssE = e.members.map((m) => rssMiB(m.proc?.pid ?? 0))
-    say(`idle RSS MiB: blixard ${rssB.map((x) => x.toFixed(0)).join(' ')}, etcd ${rssE.map((x) => x.toFixed(0)).join(' ')}`)
+    say(`idle RSS MiB: blixard ${rssB.map((x) => x.toFixed(0)).join(' ')}, etcd ${rssE.map((x) => x.toFixed(0)).join(' ')}; idle CPU %: blixard ${idleCpu.blixard.map((x) => x.toFixed(1)).join(' ')}, etcd ${idleCpu.etcd.map((x) => x.toFixed(1)).join(' ')}`)
 
     const bStatus = async (): Promise<Status> => await waitForCluster(control, b.voters.find((n) => n.proc != null) ?? b.voters[0], (s) => s.leader != null)
     const bLeader = async (): Promise<LocalNode> => {
@@ -198,7 +203,7 @@ async function main (): Promise<void> {
       say(`4th node a learner ${joined.spawnToLearnerMs} ms after spawn (${joined.startedToLearnerMs ?? '?'} ms after its host started)`)
     }
 
-    report({ pairs, fo, rssB, rssE, join: joined, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
+    report({ pairs, fo, rssB, rssE, idleCpu, join: joined, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
   } finally {
     await Promise.all(hosts.map(async (h) => { try { await h.stop() } catch { /* stopping anyway */ } }))
     stopAll()
@@ -243,6 +248,8 @@ interface Report {
   fo: { blixardMs: number[], etcdMs: number[] }
   rssB: number[]
   rssE: number[]
+  /** % of one core per member over 3 idle seconds */
+  idleCpu: { blixard: number[], etcd: number[] }
   join: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null
   commandBytes: number
   etcdPutBytes: number
@@ -270,6 +277,7 @@ function report (r: Report): void {
       runs: r.pairs.map((p) => ({ ...p, ratio: { perSec: ratio(p.blixard.perSec, p.etcd.perSec), p50: ratio(p.blixard.p50Ms, p.etcd.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcd.p99Ms) } })),
       failover: { ...r.fo, blixardMedianMs: foB, etcdMedianMs: foE, ratio: ratio(foB, foE) },
       idleRssMiB: { blixard: r.rssB, etcd: r.rssE, ratio: ratio(rssB, Math.max(...r.rssE)) },
+      idleCpuPct: r.idleCpu,
       join: r.join,
       targets,
       machine: { cores: cpus().length, loadAverage: r.load },
@@ -289,6 +297,7 @@ function report (r: Report): void {
   }
   rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0])
   rows.push(['idle RSS MiB (max of 3 nodes)', rssB, Math.max(...r.rssE), 0])
+  rows.push(['idle CPU % of a core (max of 3)', Math.max(...r.idleCpu.blixard), Math.max(...r.idleCpu.etcd), 1])
   if (r.join != null) rows.push(['4th node learner ms (from spawn)', r.join.spawnToLearnerMs, null, 0])
   const lines = [
     `Raft writes on 127.0.0.1, 3 nodes each: blixard-node vs etcd ${'3.4'} (defaults, fsync on). ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warmup.`,
