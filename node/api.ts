@@ -56,9 +56,17 @@ export function createApi (d: ApiDeps): RpcHandlers {
     await drv.readBarrier()
   }
 
+  // A write forwarded to the leader is applied there first: before answering from the local replica,
+  // wait until it has applied as far (else vm.create through a follower could answer NotFound).
+  const caughtUp = async (): Promise<void> => {
+    const drv = d.driver()
+    if (drv != null && !drv.isLeader()) await drv.readBarrier()
+  }
+
   const write = async (cmd: Command, key?: string): Promise<unknown> => {
     const r = await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
     if (!r.ok) fail(r)
+    await caughtUp()
     return r.value
   }
 
@@ -110,6 +118,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
       const key = p.key ?? randomUUID()
       const r = await d.propose({ cmd: { type: 'CreateVm', id, spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, at: now(), key })
       if (!r.ok) fail(r)
+      await caughtUp()
       // a retried key returns the first result: the VM created then, whatever id we drew now
       const created = (r.value as { id?: string } | undefined)?.id ?? id
       return d.sm.getVm(created) ?? vmRef(p.spec.name)
