@@ -119,6 +119,11 @@ export class HostNet {
     return await this.serial(async () => await this.apply(planRemoveTap(tap, await this.links())))
   }
 
+  /** Deletes one interface if present (orphans of networks deleted while this host was away). */
+  async removeLink (name: string): Promise<NetCommand[]> {
+    return await this.serial(async () => await this.apply((await this.links()).has(name) ? [['ip', 'link', 'del', name]] : []))
+  }
+
   /** For QemuDriver's `network` option: cleanup() of a VM removes its TAPs. */
   driverHook (): { removeTap: (tap: string, vmId: string) => Promise<void> } {
     return { removeTap: async (tap) => { await this.removeTap(tap) } }
