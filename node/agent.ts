@@ -9,6 +9,7 @@ import type { QemuDriver, VmEvent, VmRuntimeStatus } from './qemu/driver.ts'
 import { launchSpecFromVm } from './qemu/launch-spec.ts'
 import { loadTinyGuest } from './qemu/tiny-guest.ts'
 import type { TinyGuest } from './qemu/tiny-guest.ts'
+import type { HostBindings } from './qemu/launch-spec.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 
@@ -25,6 +26,8 @@ export interface AgentDeps {
   reconcileEveryMs?: number
   /** restart backoff: first delay and cap */
   backoffMs?: { first: number, max: number }
+  /** the host side of VMs: addresses, TAPs on network bridges, rbd drives (node/host-resources.ts) */
+  resources?: { bindings: (vm: VmRecord) => Promise<Omit<HostBindings, 'tinyGuest'>>, reconcile: () => Promise<void> }
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
@@ -59,6 +62,8 @@ export class Agent {
       this.tinyError = `no tiny guest on this host (${(err as Error).message}); run scripts/build-tiny-guest.sh`
       this.d.log.warn('tiny guest unavailable', { err })
     }
+    // KVM or TCG is probed with a test boot: do it now, not inside the first create's latency
+    if (this.tiny != null) void this.d.driver.resolveAccel().catch((err: unknown) => { this.d.log.warn('accelerator probe failed', { err }) })
     this.offEvents = this.d.driver.onEvent((e) => { this.onEvent(e) })
     this.timer = setInterval(() => { this.kick() }, this.d.reconcileEveryMs ?? 1_000)
     this.kick()
@@ -85,6 +90,7 @@ export class Agent {
   }
 
   private async reconcile (): Promise<void> {
+    await this.d.resources?.reconcile().catch((err: unknown) => { this.d.log.warn('host networks not reconciled', { err }) })
     const mine = new Map(this.d.sm.listVms({ node: this.d.nodeId }).map((v) => [v.id, v]))
     const actual = new Map((await this.d.driver.list()).map((s) => [s.vmId, s]))
     const work: Array<Promise<void>> = []
@@ -192,7 +198,8 @@ export class Agent {
     a.nextAt = this.now() + Math.min(max, first * 2 ** Math.min(a.count - 1, 16))
     this.attempts.set(vm.id, a)
     this.stopSeen.delete(vm.id)
-    const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined })
+    const host = await this.d.resources?.bindings(vm) ?? {}
+    const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host })
     this.report(vm, 'starting', why)
     await this.d.driver.start(spec)
   }

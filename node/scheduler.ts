@@ -88,17 +88,25 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
 export class Scheduler {
   private timer: NodeJS.Timeout | null = null
   private running = false
+  private again = false
   constructor (private readonly d: SchedulerDeps, private readonly everyMs = 500) {}
 
   start (): void {
     this.timer = setInterval(() => { void this.kick() }, this.everyMs)
   }
 
-  /** Run a pass now (after a VM was created, say); passes never overlap. */
+  /** Run a pass now (after a VM was created, say); passes never overlap. A kick during a pass
+   * runs another one right after it: that pass may have read the replica before the new VM. */
   async kick (): Promise<void> {
-    if (this.running || !this.d.isLeader()) return
+    if (!this.d.isLeader()) return
+    if (this.running) { this.again = true; return }
     this.running = true
-    try { await schedulePass(this.d) } catch (err) { this.d.log.warn('scheduler pass failed', { err }) } finally { this.running = false }
+    try {
+      do {
+        this.again = false
+        try { await schedulePass(this.d) } catch (err) { this.d.log.warn('scheduler pass failed', { err }) }
+      } while (this.again && this.d.isLeader())
+    } finally { this.running = false }
   }
 
   stop (): void { if (this.timer != null) clearInterval(this.timer); this.timer = null }
