@@ -161,7 +161,9 @@ async function main (): Promise<void> {
     }
 
     // ---- failover: kill -9 of the leader, writes to a surviving member ----
-    const fo = { blixardMs: [] as number[], etcdMs: [] as number[] }
+    // Besides the first write, when a survivor first names a new leader (polled every 10 ms):
+    // the election alone, without the write path's retries.
+    const fo = { blixardMs: [] as number[], etcdMs: [] as number[], blixardLeaderMs: [] as number[], etcdLeaderMs: [] as number[] }
     for (let trial = 0; trial < FAILOVERS; trial++) {
       {
         const el = await etcdLeader(e)
@@ -169,8 +171,11 @@ async function main (): Promise<void> {
         const g = await EtcdGrpc.connect(survivor.clientPort)
         await g.put(putFrame(Buffer.from('/bench/failover/warm'), value))
         let seq = 0
+        const oldId = (await etcdStatus(el)).memberId
+        const elected = newLeaderAfter(async () => { const st = await etcdStatus(survivor); return st.leader !== '0' && st.leader !== oldId })
         const ms = await failoverProbe(() => e.kill(el), async (t) => { await g.put(putFrame(Buffer.from(`/bench/failover/${trial}/${seq++}`), value), t) })
         fo.etcdMs.push(ms)
+        fo.etcdLeaderMs.push(await elected)
         g.close()
         e.start(el)
         await etcdCaughtUp(e)
@@ -181,13 +186,17 @@ async function main (): Promise<void> {
         const c = await rpcTo(hosts[1], survivor)
         const w = adminWrite(c, b.admins[1].peerId, `fo${trial}`)
         await w()
+        const sc = await rpcTo(control, survivor, 1_000)
+        const elected = newLeaderAfter(async () => { const st = await sc.call('cluster.status', { stale: true }, { timeoutMs: 500 }); return st.leader != null && st.leader !== bl.peerId })
         const ms = await failoverProbe(() => b.kill(bl), async (t) => { await w(t) })
         fo.blixardMs.push(ms)
+        fo.blixardLeaderMs.push(await elected)
+        await sc.close()
         await c.close()
         b.start(bl)
         await blixardCaughtUp(control, b, survivor, bl)
       }
-      say(`failover ${trial + 1}/${FAILOVERS}: blixard ${fo.blixardMs[trial].toFixed(0)} ms, etcd ${fo.etcdMs[trial].toFixed(0)} ms`)
+      say(`failover ${trial + 1}/${FAILOVERS}: blixard ${fo.blixardMs[trial].toFixed(0)} ms (new leader named at ${fo.blixardLeaderMs[trial].toFixed(0)}), etcd ${fo.etcdMs[trial].toFixed(0)} ms (${fo.etcdLeaderMs[trial].toFixed(0)})`)
     }
 
     // ---- a 4th node joins as a learner ----
@@ -210,6 +219,16 @@ async function main (): Promise<void> {
     await sleep(300)
     if (!KEEP) rmSync(dir, { recursive: true, force: true })
     else say(`kept ${dir}`)
+  }
+}
+
+/** Starts now; answers ms until `elected()` first holds (polled every 10 ms, errors count as no). */
+async function newLeaderAfter (elected: () => Promise<boolean>): Promise<number> {
+  const t0 = performance.now()
+  for (;;) {
+    if (await elected().catch(() => false)) return performance.now() - t0
+    if (performance.now() - t0 > 30_000) return NaN
+    await sleep(10)
   }
 }
 
@@ -245,7 +264,7 @@ function startedAt (n: LocalNode): number | null {
 
 interface Report {
   pairs: Pair[]
-  fo: { blixardMs: number[], etcdMs: number[] }
+  fo: { blixardMs: number[], etcdMs: number[], blixardLeaderMs: number[], etcdLeaderMs: number[] }
   rssB: number[]
   rssE: number[]
   /** % of one core per member over 3 idle seconds */
@@ -269,7 +288,8 @@ function report (r: Report): void {
     p99at256: at256 == null ? null : { ratio: ratio(at256.blixard.p99Ms, at256.etcd.p99Ms), want: '<= 2', pass: ratio(at256.blixard.p99Ms, at256.etcd.p99Ms) <= 2 },
     failover: { ratio: ratio(foB, foE), want: '<= 1', pass: foB <= foE },
     idleRss: { mib: rssB, want: '<= 150 MiB', pass: rssB <= 150 },
-    join: r.join == null ? null : { ms: r.join.spawnToLearnerMs, want: '<= 5000 ms', pass: r.join.spawnToLearnerMs <= 5000 }
+    // as test/cluster counts it: from the moment the node is up (its host started), not from spawn
+    join: r.join?.startedToLearnerMs == null ? null : { ms: r.join.startedToLearnerMs, want: '<= 5000 ms after the node is up', pass: r.join.startedToLearnerMs <= 5000 }
   }
   if (JSON_OUT) {
     const out = {
@@ -296,9 +316,11 @@ function report (r: Report): void {
     rows.push([`${k}  server cpu ms/write`, p.blixard.serverCpuMsPerWrite, p.etcd.serverCpuMsPerWrite, 2])
   }
   rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0])
+  rows.push(['  of which new leader named ms', median(r.fo.blixardLeaderMs), median(r.fo.etcdLeaderMs), 0])
   rows.push(['idle RSS MiB (max of 3 nodes)', rssB, Math.max(...r.rssE), 0])
   rows.push(['idle CPU % of a core (max of 3)', Math.max(...r.idleCpu.blixard), Math.max(...r.idleCpu.etcd), 1])
   if (r.join != null) rows.push(['4th node learner ms (from spawn)', r.join.spawnToLearnerMs, null, 0])
+  if (r.join?.startedToLearnerMs != null) rows.push(['4th node learner ms (from host up)', r.join.startedToLearnerMs, null, 0])
   const lines = [
     `Raft writes on 127.0.0.1, 3 nodes each: blixard-node vs etcd ${'3.4'} (defaults, fsync on). ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warmup.`,
     `Each client: one write in flight on its own stream, ${PER_CONN} clients per connection. Value ${VALUE_BYTES} B (blixard command ${r.commandBytes} B, etcd PutRequest ${r.etcdPutBytes} B).`,
@@ -311,12 +333,13 @@ function report (r: Report): void {
   const errs = r.pairs.filter((p) => p.blixard.errors + p.etcd.errors > 0)
   for (const p of errs) lines.push(`errors: ${p.target} ${p.clients} clients: blixard ${p.blixard.errors}${p.blixard.firstError != null ? ` (${p.blixard.firstError})` : ''}, etcd ${p.etcd.errors}${p.etcd.firstError != null ? ` (${p.etcd.firstError})` : ''}`)
   lines.push('')
-  lines.push(`failover trials ms: blixard ${r.fo.blixardMs.map((x) => x.toFixed(0)).join(', ')}; etcd ${r.fo.etcdMs.map((x) => x.toFixed(0)).join(', ')}`)
+  const trials = (w: number[], l: number[]): string => w.map((x, i) => `${x.toFixed(0)} (leader ${l[i].toFixed(0)})`).join(', ')
+  lines.push(`failover trials ms, kill to first write (to new leader named): blixard ${trials(r.fo.blixardMs, r.fo.blixardLeaderMs)}; etcd ${trials(r.fo.etcdMs, r.fo.etcdLeaderMs)}`)
   const mark = (t: { pass: boolean } | null): string => t == null ? 'n/a' : t.pass ? 'PASS' : 'MISS'
   lines.push(`targets: writes at 256 clients ${targets.throughput256 == null ? '' : f(targets.throughput256.ratio, 2)}x etcd (>= 0.5) ${mark(targets.throughput256)}; ` +
     `p99 at 256 ${targets.p99at256 == null ? '' : f(targets.p99at256.ratio, 2)}x (<= 2) ${mark(targets.p99at256)}; ` +
     `failover ${f(targets.failover.ratio, 2)}x (<= 1) ${mark(targets.failover)}; idle RSS ${f(rssB, 0)} MiB (<= 150) ${mark(targets.idleRss)}; ` +
-    `learner ${r.join == null ? '' : `${r.join.spawnToLearnerMs} ms `}(<= 5000) ${mark(targets.join)}`)
+    `learner ${targets.join == null ? '' : `${targets.join.ms} ms after up `}(<= 5000) ${mark(targets.join)}`)
   lines.push(`(${r.seconds.toFixed(0)} s in all; ${cpus().length} cores, 1-min load average ${r.load.map((x) => x.toFixed(1)).join(' → ')}: everything here shares them)`)
   process.stdout.write(lines.join('\n') + '\n')
 }
