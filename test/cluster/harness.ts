@@ -53,7 +53,7 @@ export function track (p: ChildProcess): ChildProcess {
 export interface CliResult { code: number, stdout: string, stderr: string, ms: number, json: unknown }
 
 /** Runs bin/blixard.js with its own config dir (never ~/.config/blixard). */
-export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000, wrap: string[] = []): Promise<CliResult> {
+export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 90_000, wrap: string[] = []): Promise<CliResult> {
   const t0 = Date.now()
   const cmd = [...wrap, process.execPath, join(ROOT, 'bin', 'blixard.js'), ...args]
   const full: NodeJS.ProcessEnv = { ...process.env, ...env, FORCE_COLOR: '0' }
