@@ -43,6 +43,10 @@ import type { LoadBoard } from './scheduler.ts'
 import { startHttp } from './http.ts'
 import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
+import { HostNet } from './net-host/host-net.ts'
+import { ownUnderlayIp } from './net-host/peers.ts'
+import { HostResources } from './host-resources.ts'
+import { cephFromEnv } from './ceph-env.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
 
@@ -165,13 +169,21 @@ export class Daemon {
       metrics: this.metrics
     })
     this.scheduler.start()
-    this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, accel: 'auto', log: this.log.child({ part: 'qemu' }) })
+    // host networking: uplink and underlay from the environment until the config file grows them
+    const hostNet = new HostNet({
+      uplink: process.env.BLIXARD_UPLINK ?? null,
+      underlayIp: process.env.BLIXARD_UNDERLAY_IP ?? (() => ownUnderlayIp(this.sm.listNodes(), this.id)),
+      log: this.log.child({ part: 'net' })
+    })
+    const hostResources = new HostResources({ nodeId: this.id, sm: this.sm, propose: async (env) => await this.propose(env), net: hostNet, ceph: cephFromEnv(), log: this.log })
+    this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
     this.agent = new Agent({
       nodeId: this.id,
       sm: this.sm,
       driver: this.qemu,
       propose: async (env) => await this.propose(env),
       log: this.log.child({ part: 'agent' }),
+      resources: hostResources,
       metrics: this.metrics
     })
     await this.agent.start()

@@ -15,7 +15,11 @@ import {
 /** Runs one command and returns its stdout; throws NetError('CommandFailed') on failure. */
 export type CommandRunner = (argv: NetCommand) => Promise<string>
 
-export interface HostNetOptions extends HostNetConfig {
+export interface HostNetOptions {
+  /** the LAN interface VLAN sub-interfaces hang off */
+  uplink?: string | null
+  /** this host's underlay address (the VXLAN source), or how to find it when needed */
+  underlayIp?: string | null | (() => string | null)
   /** work inside this network namespace (`ip -n NS`, `bridge -n NS`): tests, and hosts that keep guests apart */
   netns?: string
   run?: CommandRunner
@@ -49,7 +53,8 @@ export function execRunner (netns?: string): CommandRunner {
 
 export class HostNet {
   readonly netns: string | undefined
-  private readonly cfg: HostNetConfig
+  private readonly uplink: string | null
+  private readonly underlay: () => string | null
   private readonly run: CommandRunner
   private readonly log: Logger
   private readonly onCommand: ((argv: NetCommand) => void) | undefined
@@ -57,7 +62,9 @@ export class HostNet {
 
   constructor (opts: HostNetOptions = {}) {
     this.netns = opts.netns
-    this.cfg = { uplink: opts.uplink ?? null, underlayIp: opts.underlayIp ?? null }
+    this.uplink = opts.uplink ?? null
+    const u = opts.underlayIp
+    this.underlay = typeof u === 'function' ? u : () => u ?? null
     this.run = opts.run ?? execRunner(opts.netns)
     this.log = (opts.log ?? silentLogger).child({ component: 'net-host', ...(opts.netns != null ? { netns: opts.netns } : {}) })
     this.onCommand = opts.onCommand
@@ -65,7 +72,8 @@ export class HostNet {
 
   /** What this host needs for a network (pure; throws when the host cannot carry it). */
   plan (rec: Pick<NetworkRecord, 'name' | 'kind'>, peers: readonly string[] = []): HostNetwork {
-    return hostNetwork(rec, this.cfg, peers)
+    const cfg: HostNetConfig = { uplink: this.uplink, underlayIp: this.underlay() }
+    return hostNetwork(rec, cfg, peers)
   }
 
   async links (): Promise<HostLinks> {

@@ -5,7 +5,7 @@ export { hostNetwork, planEnsureNetwork, planEnsureTap, planPeers, planRemoveNet
 export type { HostNetwork, HostNetConfig, NetCommand } from './plan.ts'
 export { parseLinks, parseFloodList } from './observe.ts'
 export type { HostLinks, LinkState, LinkKind } from './observe.ts'
-export { underlayPeers } from './peers.ts'
+export { underlayPeers, ownUnderlayIp } from './peers.ts'
 export { bridgeName, vxlanName, vlanIfName, tapName, macFor, checkIfName, OUR_PREFIX, VXLAN_PORT } from './names.ts'
 export { NetError, netProtocolKind } from './errors.ts'
 export type { NetErrorKind } from './errors.ts'

@@ -23,3 +23,9 @@ export function underlayPeers (nodes: readonly NodeRecord[], selfId: string, inS
   }
   return [...out].sort()
 }
+
+/** This node's own underlay address: its first advertised non-loopback IPv4. */
+export function ownUnderlayIp (nodes: readonly NodeRecord[], selfId: string): string | null {
+  const me = nodes.find((n) => n.id === selfId)
+  return me == null ? null : ip4s(me.addrs)[0] ?? null
+}
