@@ -29,7 +29,7 @@ function guard (name: string, fn: () => Promise<void>): void {
 guard('three fresh nodes form one cluster: 3 voters, one leader, every node names the same leader', async () => {
   const t0 = Date.now()
   for (const i of [0, 1, 2]) c.start(i)
-  const sts = await waitFor('3 nodes agreeing on a leader with 3 voters', 45_000, async () => await c.agreed([0, 1, 2], 3), 250)
+  const sts = await waitFor('3 nodes agreeing on a leader with 3 voters', 90_000, async () => await c.agreed([0, 1, 2], 3), 250)
   figures.formationMs = String(Date.now() - t0)
   console.log(`  cluster formed ${Date.now() - t0} ms after the 3 processes were spawned; leader ${sts[0].leader}`)
   const ids = c.nodes.slice(0, 3).map((n) => n.peerId).sort()

@@ -24,7 +24,7 @@ test.before(async () => {
   wrongKey = join(c.dir, 'wrong.key')
   await writeClusterKey(wrongKey)
   for (const i of [0, 1, 2]) c.start(i)
-  await waitFor('3 nodes agreeing on a leader with 3 voters', 60_000, async () => await c.agreed([0, 1, 2], 3), 250)
+  await waitFor('3 nodes agreeing on a leader with 3 voters', 90_000, async () => await c.agreed([0, 1, 2], 3), 250)
 })
 test.after(async () => {
   if (failed) console.log(c.logTails())
