@@ -4,7 +4,7 @@
 // (internal.propose), so clients never see a redirect.
 import { randomUUID } from 'node:crypto'
 import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
-import type { NodeRecord, VmRecord } from '../protocols/model.ts'
+import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import type { ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
@@ -156,10 +156,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     })(),
     'cluster.events': (_p, ctx) => events(d, ctx.signal),
     'admin.add': async (p) => {
-      await write({ type: 'AddAdmin', peerId: p.peerId, name: p.name })
-      const a = d.sm.listAdmins().find((x) => x.peerId === p.peerId)
-      if (a == null) throw new RpcError('Internal', 'admin not found after it was added')
-      return a
+      // the applied record itself: no scan of the admin table on every write
+      return await write({ type: 'AddAdmin', peerId: p.peerId, name: p.name }) as AdminRecord
     },
     'admin.remove': async (p) => { await write({ type: 'RemoveAdmin', peerId: p.peerId }); return { peerId: p.peerId } },
     'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },

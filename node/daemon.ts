@@ -235,12 +235,7 @@ export class Daemon {
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
     if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
-    const phases: Record<string, number> = {}
-    if (i % 16 === 0 || env.cmd.type !== 'ReportVmStatus') {
-      for (const vm of this.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
-      this.metrics.vmsByPhase.reset()
-      for (const [p, n] of Object.entries(phases)) this.metrics.vmsByPhase.set({ phase: p }, n)
-    }
+    // VMs by phase are counted at scrape time (refreshGauges), not on every applied command.
   }
 
   private async learnAddrs (peer: string, addrs: string[]): Promise<void> {
