@@ -62,6 +62,11 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
     ctx.tx.put('vmNames', c.spec.name, vm.id)
   }
   const vols = checkRefs(ctx, c.spec, vm.id)
+  // A placed VM keeps its node: a larger spec must still fit there (stop and unassign it to move it).
+  if (vm.assignedNode !== null) {
+    const node = ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
+    if (node !== undefined) checkFits(ctx, node, vm.id, c.spec)
+  }
   const dropped = vm.spec.volumes.filter(n => !c.spec.volumes.includes(n))
     .map(n => ctx.tx.get<VolumeRecord>('volumes', n))
     .filter((v): v is VolumeRecord => v !== undefined && v.attachedTo === vm.id)
@@ -109,6 +114,17 @@ export function reservedOn (ctx: ApplyContext, node: string, except: string): { 
   return r
 }
 
+/** Rejects (NoCapacity) when `spec` does not fit on `node` next to the node's other VMs. */
+function checkFits (ctx: ApplyContext, node: NodeRecord, vmId: string, spec: VmRecord['spec']): void {
+  const used = reservedOn(ctx, node.id, vmId)
+  const cap = node.capacity
+  const oc = node.overcommit
+  if (used.cpu + spec.vcpus > cap.cpu * oc.cpu) reject('NoCapacity', `node ${node.name} has no CPU left for ${spec.vcpus} vCPUs`)
+  if (used.memoryMiB + spec.memoryMiB > cap.memoryMiB * oc.memory) reject('NoCapacity', `node ${node.name} has no memory left for ${spec.memoryMiB} MiB`)
+  if (used.diskGiB + spec.diskGiB > cap.diskGiB * oc.disk) reject('NoCapacity', `node ${node.name} has no disk left for ${spec.diskGiB} GiB`)
+  if (node.maxVms !== null && used.vms + 1 > node.maxVms) reject('NoCapacity', `node ${node.name} already runs its maximum of ${node.maxVms} VMs`)
+}
+
 /** The state machine is the last word on capacity: two scheduling rounds that raced on the same
  * view cannot both commit a node beyond capacity × overcommit (NoCapacity). */
 export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
@@ -123,13 +139,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (node === undefined) reject('NotFound', `node ${c.node} not found`)
   if (vm.assignedNode === c.node) return vm
   if (node.state !== 'ready') reject('Conflict', `node ${node.name} is ${node.state}: it takes no new VMs`)
-  const used = reservedOn(ctx, node.id, vm.id)
-  const cap = node.capacity
-  const oc = node.overcommit
-  if (used.cpu + vm.spec.vcpus > cap.cpu * oc.cpu) reject('NoCapacity', `node ${node.name} has no CPU left for ${vm.spec.vcpus} vCPUs`)
-  if (used.memoryMiB + vm.spec.memoryMiB > cap.memoryMiB * oc.memory) reject('NoCapacity', `node ${node.name} has no memory left for ${vm.spec.memoryMiB} MiB`)
-  if (used.diskGiB + vm.spec.diskGiB > cap.diskGiB * oc.disk) reject('NoCapacity', `node ${node.name} has no disk left for ${vm.spec.diskGiB} GiB`)
-  if (node.maxVms !== null && used.vms + 1 > node.maxVms) reject('NoCapacity', `node ${node.name} already runs its maximum of ${node.maxVms} VMs`)
+  checkFits(ctx, node, vm.id, vm.spec)
   const rec: VmRecord = { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }
   setAssignment(ctx, vm.id, vm.assignedNode, node.id)
   ctx.tx.put('vms', vm.id, rec)

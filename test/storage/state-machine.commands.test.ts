@@ -141,6 +141,18 @@ test('AssignVm: node must exist and be ready, capacity and maxVms hold, null una
   assert.equal(h.sm.listVms({ node: 'n1' }).map(v => v.id), ['v2'])
 })
 
+test('UpdateVmSpec of a placed VM must still fit on its node (NoCapacity changes nothing)', () => {
+  const h = harness()
+  h.run(registerNode('n1', { cpu: 2 }))
+  h.run({ type: 'CreateVm', id: 'v1', spec: spec('a', { vcpus: 1 }) })
+  h.run({ type: 'AssignVm', id: 'v1', node: 'n1' })
+  const before = h.sm.stateHash()
+  expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('a', { vcpus: 3 }) }, 'NoCapacity')
+  assert.is(h.sm.stateHash(), before)
+  expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('a', { vcpus: 2 }) }, 'ok')
+  assert.is(h.sm.getVm('v1')?.generation, 2)
+})
+
 test('ReportVmStatus: only the assigned node, current generation; stale reports are skipped, not fatal', () => {
   const h = harness()
   h.run(registerNode('n1'))
