@@ -13,6 +13,7 @@ import { createBlixardHost } from '../net/host.ts'
 import type { BlixardHost } from '../net/host.ts'
 import { RpcClient } from '../net/rpc.ts'
 import { RpcError } from '../../protocols/rpc.ts'
+import { CliError } from './errors.ts'
 
 export function configDir (): string {
   return process.env.BLIXARD_CONFIG_DIR ?? join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'blixard')
@@ -45,7 +46,8 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
   try {
     clusterKey = await readClusterKey(keyPath)
   } catch (err) {
-    throw new RpcError('Unavailable', `cannot read the cluster key ${keyPath}: ${(err as Error).message}. Pass --cluster-key FILE or set BLIXARD_CLUSTER_KEY_FILE`)
+    throw new CliError('Unavailable', `cannot read the cluster key ${keyPath}: ${(err as Error).message}`,
+      'Pass --cluster-key FILE or set BLIXARD_CLUSTER_KEY_FILE: the CLI needs the same key as the nodes (make one for a new cluster with `blixard keygen PATH`).')
   }
   const peerAddr = opts.peer ?? process.env.BLIXARD_PEER
   const useMdns = peerAddr == null
@@ -58,11 +60,17 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
       peerLabel = peerAddr
     } else {
       const found = await discover(host, opts.mdnsWaitMs ?? 3_000)
-      if (found == null) throw new RpcError('Unavailable', 'no Blixard node found by mDNS on this LAN. Pass --peer MULTIADDR or set BLIXARD_PEER')
+      if (found == null) throw new CliError('Unavailable', 'no Blixard node found by mDNS on this LAN', 'Pass --peer MULTIADDR (a node\'s address, e.g. /ip4/10.0.0.1/tcp/7000/p2p/12D3…) or set BLIXARD_PEER.')
       target = found
       peerLabel = found.toString()
     }
-    const client = await RpcClient.connect(host, target, { timeoutMs: opts.timeoutMs ?? 15_000 })
+    let client: RpcClient
+    try {
+      client = await RpcClient.connect(host, target, { timeoutMs: opts.timeoutMs ?? 15_000 })
+    } catch (err) {
+      throw new CliError('Unavailable', `cannot reach the node ${peerLabel}: ${(err as Error).message}`,
+        'Check that blixard-node runs there and that this CLI has the cluster\'s key, or try another node with --peer; `blixard status --stale --peer ADDR` shows what a node knows.')
+    }
     return { client, host, peer: peerLabel, close: async () => { await client.close().catch(() => {}); await host.stop() } }
   } catch (err) {
     await host.stop()

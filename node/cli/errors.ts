@@ -26,7 +26,7 @@ export function exitCodeFor (kind: ErrorKind): number {
 
 const NEXT: Record<ErrorKind, string> = {
   NotLeader: 'The cluster is electing a leader; retry in a few seconds.',
-  NotFound: 'Check the name with `blixard vm list` / `blixard nodes` / `blixard volume list`.',
+  NotFound: 'Check the name with `blixard vm list`, `blixard nodes` or `blixard volume list`.',
   AlreadyExists: 'Pick another name, or delete the existing object first.',
   InvalidSpec: 'Fix the value named above; `blixard help` shows the accepted forms.',
   InvalidCommand: 'Fix the value named above; `blixard help` shows the accepted forms.',
@@ -41,6 +41,19 @@ const NEXT: Record<ErrorKind, string> = {
   Internal: 'This is a bug in Blixard; please report it with the node logs.'
 }
 
-export function describe (e: BlixError): string {
-  return `Error: ${e.message}\n${NEXT[e.kind]}`
+/** An error the CLI raises itself, with its own next step instead of the kind's generic one. */
+export class CliError extends Error {
+  constructor (readonly kind: ErrorKind, message: string, readonly next: string) {
+    super(message)
+    this.name = 'CliError'
+  }
+}
+
+/** What `--json` prints on stdout for an error: the kind, the message, the next step, the exit code. */
+export interface JsonError { error: { kind: ErrorKind | 'Usage', message: string, next: string, exitCode: number } }
+
+export function nextStep (e: BlixError): string { return NEXT[e.kind] }
+
+export function describe (e: BlixError, next = NEXT[e.kind]): string {
+  return `Error: ${e.message}\n${next}`
 }

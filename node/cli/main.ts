@@ -12,9 +12,10 @@ import type { FlagSpec, Parsed } from './args.ts'
 import { connect, whoami, configDir } from './connect.ts'
 import type { Connection } from './connect.ts'
 import { table, keyValues, mib, ago, shortId, pct, parseMiB } from './format.ts'
-import { describe, exitCodeFor, EXIT } from './errors.ts'
+import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
+import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
-import { keygenMain } from '../keygen.ts'
+import { writeClusterKey, ClusterKeyError } from '../keygen.ts'
 import { completion } from './completion.ts'
 import { resourceCommands } from './resources.ts'
 
@@ -38,6 +39,10 @@ class Output {
   constructor (readonly json: boolean) {}
   data (value: unknown, human: () => string): void {
     process.stdout.write(this.json ? JSON.stringify(value, null, 2) + '\n' : human() + '\n')
+  }
+  /** One item of a stream: with --json, one compact JSON object per line (NDJSON). */
+  item (value: unknown, human: () => string): void {
+    process.stdout.write(this.json ? JSON.stringify(value) + '\n' : human() + '\n')
   }
   progress (line: string): void { if (!this.json) process.stderr.write(line + '\n') }
 }
@@ -259,7 +264,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard vm watch [VM]',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const sub = client.watch('vm.watch', p.positionals[0] != null ? { vm: p.positionals[0] } : {})
-      for await (const ev of sub) out.data(ev, () => ev.type === 'delete' ? `deleted ${ev.id}` : `${ev.vm.spec.name} ${ev.vm.status.phase} ${ev.vm.assignedNode == null ? '' : 'on ' + shortId(ev.vm.assignedNode)} ${ev.vm.status.reason}`)
+      for await (const ev of sub) out.item(ev, () => ev.type === 'delete' ? `deleted ${ev.id}` : `${ev.vm.spec.name} ${ev.vm.status.phase} ${ev.vm.assignedNode == null ? '' : 'on ' + shortId(ev.vm.assignedNode)} ${ev.vm.status.reason}`)
       return EXIT.ok
     })
   },
@@ -288,7 +293,7 @@ const COMMANDS: Record<string, Command> = {
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const sub = client.watch('cluster.events', {})
       process.once('SIGINT', () => { sub.cancel() })
-      for await (const e of sub) out.data(e, () => `${new Date(e.at).toISOString()}  #${e.index}  ${e.text}`)
+      for await (const e of sub) out.item(e, () => `${new Date(e.at).toISOString()}  #${e.index}  ${e.text}`)
       return EXIT.ok
     })
   },
@@ -297,7 +302,8 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard vm migrate VM --to NODE',
     flags: { to: { value: true } },
     run: async () => {
-      throw new RpcError('InvalidCommand', 'live migration is not implemented yet. To move a VM now: blixard node drain NODE (its VMs restart elsewhere), or stop it and let the scheduler place it')
+      throw new CliError('InvalidCommand', 'live migration is not available yet: Blixard cannot move a running VM without restarting it',
+        'To move VMs off a node now, run `blixard node drain NODE`: its VMs restart on other nodes (a cold move), then `blixard node undrain NODE`.')
     }
   },
   'admin add': {
@@ -340,15 +346,25 @@ const COMMANDS: Record<string, Command> = {
   keygen: {
     summary: 'Write a new cluster key file',
     usage: 'blixard keygen PATH',
-    run: async (p) => await keygenMain(p.positionals)
+    run: async (p, out) => {
+      const path = need(p, 1, 'PATH')[0]
+      try { await writeClusterKey(path) } catch (err) {
+        if (err instanceof ClusterKeyError && err.message.includes('already exists')) throw new CliError('AlreadyExists', err.message, 'Pick another path, or keep using the key that is there: every node of a cluster needs the same key.')
+        throw err
+      }
+      out.data({ path }, () => `wrote a new cluster key to ${path}; copy it to every node (mode 0600)`)
+      return EXIT.ok
+    }
   },
   completion: {
     summary: 'Print shell completion (bash or zsh)',
     usage: 'blixard completion bash|zsh',
-    run: async (p) => {
+    run: async (p, out) => {
       const shell = need(p, 1, 'bash or zsh')[0]
       if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion for "${shell}" is not available: use bash or zsh`)
-      process.stdout.write(completion(shell, Object.keys(COMMANDS)))
+      const script = completion(shell, Object.keys(COMMANDS))
+      if (out.json) out.data({ shell, script }, () => script)
+      else process.stdout.write(script)
       return EXIT.ok
     }
   }
@@ -420,49 +436,94 @@ const EXIT_HELP = `Exit codes:
   6  unauthorized: this CLI identity is not an admin (see blixard whoami)
 `
 
+const EXIT_CODES: Array<{ code: number, meaning: string }> = EXIT_HELP.split('\n').slice(1).filter((l) => l.trim() !== '')
+  .map((l) => { const m = /^\s*(\d+)\s+(.*)$/.exec(l)!; return { code: Number(m[1]), meaning: m[2] } })
+
+/** Positions of the words that are not flags nor values of global flags (`--peer X status` names `status`). */
+function wordPositions (argv: string[]): number[] {
+  const out: number[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') break
+    if (a.startsWith('-')) {
+      const spec = a.startsWith('--') && !a.includes('=') ? GLOBAL[a.slice(2)] : undefined
+      if (spec?.value === true) i++
+      continue
+    }
+    out.push(i)
+  }
+  return out
+}
+
+function commandHelp (name: string, cmd: Command, out: Output): number {
+  const flags = Object.entries(cmd.flags ?? {}).map(([k, f]) => `--${k}${f.value === true ? ' VALUE' : ''}${f.short != null ? ` (-${f.short})` : ''}${f.repeat === true ? ' (repeatable)' : ''}`)
+  out.data({ command: name, summary: cmd.summary, usage: cmd.usage, flags: Object.keys(cmd.flags ?? {}) }, () =>
+    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${flags.length > 0 ? `\nFlags:\n${flags.map((f) => `  ${f}`).join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, --stale, --timeout SECONDS (see blixard help)`)
+  return EXIT.ok
+}
+
 export async function main (argv: string[]): Promise<number> {
   const json = argv.includes('--json')
   const out = new Output(json)
-  const words = argv.filter((a) => !a.startsWith('-'))
+  const at = wordPositions(argv)
+  const words = at.map((i) => argv[i])
   if (argv.length === 0 || words[0] === 'help' || (words.length === 0 && (argv.includes('--help') || argv.includes('-h')))) {
-    process.stdout.write(words[1] === 'exit-codes' ? EXIT_HELP : help())
+    const topic = words.slice(1).join(' ')
+    if (topic === 'exit-codes') { out.data({ exitCodes: EXIT_CODES }, () => EXIT_HELP.trimEnd()); return EXIT.ok }
+    if (topic !== '' && COMMANDS[topic] != null) return commandHelp(topic, COMMANDS[topic], out)
+    if (topic !== '') return usageFailure(`no help on '${topic}'`, "Run 'blixard help' for the list of commands.", out)
+    out.data({ commands: Object.entries(COMMANDS).map(([command, c]) => ({ command, summary: c.summary, usage: c.usage })), exitCodes: EXIT_CODES }, () => help().trimEnd())
     return EXIT.ok
   }
+  if (words.length === 0) return usageFailure('no command given', "Run 'blixard help' for the list of commands.", out)
   const two = `${words[0]} ${words[1] ?? ''}`
   const name = COMMANDS[two] != null ? two : COMMANDS[words[0]] != null ? words[0] : null
   if (name == null) {
     const groups = Object.keys(COMMANDS).filter((k) => k.startsWith(words[0] + ' '))
-    const hint = groups.length > 0 ? `'${words[0]}' needs a subcommand: ${groups.map((g) => g.split(' ')[1]).join(', ')}` : `unknown command '${words[0]}'`
-    process.stderr.write(`Error: ${hint}\nRun 'blixard help' for the list of commands.\n`)
-    return EXIT.usage
+    if (groups.length > 0) {
+      const subs = groups.map((g) => g.split(' ')[1])
+      const given = words[1] == null ? `'${words[0]}' needs a subcommand` : `unknown command '${words[0]} ${words[1]}'`
+      return usageFailure(`${given}: ${subs.join(', ')}`, `Run 'blixard ${words[0]} ${subs[0]} --help' for a subcommand's usage.`, out)
+    }
+    const close = Object.keys(COMMANDS).filter((k) => k.split(' ')[0].startsWith(words[0].slice(0, 2)))
+    return usageFailure(`unknown command '${words[0]}'`, `${close.length > 0 ? `Did you mean: ${[...new Set(close)].join(', ')}? ` : ''}Run 'blixard help' for the list of commands.`, out)
   }
   const cmd = COMMANDS[name]
-  const rest = [...argv]
-  for (const w of name.split(' ')) rest.splice(rest.indexOf(w), 1)
+  const drop = new Set(at.slice(0, name.split(' ').length))
+  const rest = argv.filter((_a, i) => !drop.has(i))
   try {
     const p = parseArgs(rest, { ...GLOBAL, ...(cmd.flags ?? {}) })
-    if (bool(p, 'help')) { process.stdout.write(`${cmd.summary}\n\nUsage: ${cmd.usage}\n`); return EXIT.ok }
+    if (bool(p, 'help')) return commandHelp(name, cmd, out)
     return await cmd.run(p, out)
   } catch (err) {
-    return report(err, out, cmd.usage)
+    if (err instanceof UsageError) return usageFailure(err.message, `Usage: ${cmd.usage}\nRun 'blixard ${name} --help' for its flags.`, out)
+    return report(err, out)
   }
 }
 
-function report (err: unknown, out: Output, usage: string): number {
-  if (err instanceof UsageError) {
-    process.stderr.write(`Error: ${err.message}\nUsage: ${usage}\n`)
-    return EXIT.usage
-  }
+function usageFailure (message: string, next: string, out: Output): number {
+  if (out.json) process.stdout.write(JSON.stringify({ error: { kind: 'Usage', message, next, exitCode: EXIT.usage } } satisfies JsonError) + '\n')
+  process.stderr.write(`Error: ${message}\n${next}\n`)
+  return EXIT.usage
+}
+
+function report (err: unknown, out: Output): number {
   let e: BlixError
-  if (err instanceof RpcError) {
+  let next: string | undefined
+  if (err instanceof CliError) {
+    e = { kind: err.kind, message: err.message }
+    next = err.next
+  } else if (err instanceof RpcError) {
     const kind = err.kind === 'UnknownMethod' ? 'BadMessage' : err.kind === 'InvalidParams' ? 'InvalidCommand' : err.kind
     e = { kind, message: err.message }
   } else {
     e = { kind: 'Internal', message: err instanceof Error ? err.message : String(err) }
   }
-  if (out.json) process.stdout.write(JSON.stringify({ error: e }) + '\n')
-  process.stderr.write(describe(e) + '\n')
-  return exitCodeFor(e.kind)
+  next ??= nextStep(e)
+  const code = exitCodeFor(e.kind)
+  if (out.json) process.stdout.write(JSON.stringify({ error: { kind: e.kind, message: e.message, next, exitCode: code } } satisfies JsonError) + '\n')
+  process.stderr.write(describe(e, next) + '\n')
+  return code
 }
 
 main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {

@@ -1,0 +1,202 @@
+// The `blixard` CLI as an operator meets it: help, errors that say what to do
+// next with their documented exit codes, --json on every command (a JSON
+// document on stdout, for errors too; NDJSON for streams), shell completion,
+// and the refused `vm migrate`. The first part needs no cluster; the second
+// runs every command against a live 3-node cluster.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { OpsCluster, runCli, until } from './cluster.ts'
+import type { CliResult } from './cluster.ts'
+
+const scratch = mkdtempSync(join(tmpdir(), 'blixard-ops-cli-'))
+const OFFLINE = { BLIXARD_CONFIG_DIR: join(scratch, 'cli'), BLIXARD_PEER: '', BLIXARD_CLUSTER_KEY_FILE: join(scratch, 'none.key') }
+const offline = async (args: string[]): Promise<CliResult> => await runCli(args, OFFLINE)
+
+interface JsonErr { error: { kind: string, message: string, next: string, exitCode: number } }
+
+function jsonError (r: CliResult, kind: string, code: number): JsonErr['error'] {
+  assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
+  const e = (r.json as JsonErr | null)?.error
+  assert.ok(e != null, `--json error on stdout, got: ${r.stdout}`)
+  assert.is(e.kind, kind)
+  assert.is(e.exitCode, code)
+  assert.ok(e.next.length > 10, 'the error says what to do next')
+  assert.ok(r.stderr.includes(e.next.split('\n')[0]), 'the next step is on stderr too')
+  return e
+}
+
+test.after(() => { rmSync(scratch, { recursive: true, force: true }) })
+
+// ---- without a cluster ----
+
+test('help lists every command and the global flags; per-command help shows usage and flags', async () => {
+  const h = await offline(['help'])
+  assert.is(h.code, 0)
+  for (const c of ['status', 'nodes', 'node drain', 'node undrain', 'vm create', 'vm list', 'vm logs', 'vm migrate', 'events', 'completion']) assert.ok(h.stdout.includes(`  ${c} `), c)
+  assert.ok(h.stdout.includes('--json') && h.stdout.includes('--peer MULTIADDR'))
+  assert.is((await offline([])).stdout, h.stdout)
+  const hj = await offline(['help', '--json'])
+  const cmds = (hj.json as { commands: Array<{ command: string, usage: string }> }).commands
+  assert.ok(cmds.some((c) => c.command === 'vm create' && c.usage.startsWith('blixard vm create NAME')))
+  const one = await offline(['vm', 'create', '--help'])
+  assert.is(one.code, 0)
+  assert.match(one.stdout, /Usage: blixard vm create NAME/)
+  assert.match(one.stdout, /--memory VALUE/)
+  assert.is((await offline(['help', 'vm', 'create'])).stdout, one.stdout)
+})
+
+test('exit codes are documented, also as JSON', async () => {
+  const r = await offline(['help', 'exit-codes'])
+  assert.is(r.code, 0)
+  for (const line of ['2  usage error', '3  not found', '5  cluster unavailable', '6  unauthorized']) assert.ok(r.stdout.includes(line), line)
+  const j = await offline(['help', 'exit-codes', '--json'])
+  assert.equal((j.json as { exitCodes: Array<{ code: number }> }).exitCodes.map((c) => c.code), [0, 1, 2, 3, 4, 5, 6])
+})
+
+test('unknown command, subcommand or flag: exit 2 with a next step, JSON with --json', async () => {
+  const u = await offline(['frobnicate'])
+  assert.is(u.code, 2)
+  assert.match(u.stderr, /unknown command 'frobnicate'/)
+  assert.match(u.stderr, /Run 'blixard help'/)
+  assert.is(u.stdout, '')
+  assert.match(jsonError(await offline(['frobnicate', '--json']), 'Usage', 2).message, /frobnicate/)
+  const sub = await offline(['vm'])
+  assert.is(sub.code, 2)
+  assert.match(sub.stderr, /'vm' needs a subcommand: create, list/)
+  const f = await offline(['vm', 'list', '--bogus'])
+  assert.is(f.code, 2)
+  assert.match(f.stderr, /unknown flag --bogus/)
+  assert.match(f.stderr, /blixard vm list --help/)
+  jsonError(await offline(['vm', 'list', '--bogus', '--json']), 'Usage', 2)
+  jsonError(await offline(['vm', 'create', 'x', '--memory', 'lots', '--json']), 'Usage', 2)
+})
+
+test('completion: bash and zsh scripts that parse and complete commands; other shells refused', async () => {
+  for (const shell of ['bash', 'zsh']) {
+    const r = await offline(['completion', shell])
+    assert.is(r.code, 0)
+    const file = join(scratch, `completion.${shell}`)
+    writeFileSync(file, r.stdout)
+    const check = spawnSync('bash', ['-n', file], { encoding: 'utf8' })
+    assert.is(check.status, 0, check.stderr)
+  }
+  // the bash function really completes: `blixard vm cr<TAB>` and `blixard no<TAB>`
+  const probe = `source ${join(scratch, 'completion.bash')}
+COMP_WORDS=(blixard vm cr); COMP_CWORD=2; _blixard; echo "\${COMPREPLY[*]}"
+COMP_WORDS=(blixard no); COMP_CWORD=1; _blixard; echo "\${COMPREPLY[*]}"
+COMP_WORDS=(blixard status --js); COMP_CWORD=2; _blixard; echo "\${COMPREPLY[*]}"`
+  const out = spawnSync('bash', ['-c', probe], { encoding: 'utf8' })
+  assert.is(out.status, 0, out.stderr)
+  assert.equal(out.stdout.trim().split('\n'), ['create', 'node nodes', '--json'])
+  const j = await offline(['completion', 'bash', '--json'])
+  assert.is((j.json as { shell: string, script: string }).shell, 'bash')
+  const fish = await offline(['completion', 'fish'])
+  assert.is(fish.code, 2)
+  assert.match(fish.stderr, /use bash or zsh/)
+})
+
+test('vm migrate is refused with a clear message and the way to move VMs today', async () => {
+  const r = await offline(['vm', 'migrate', 'web-1', '--to', 'node2'])
+  assert.is(r.code, 2)
+  assert.match(r.stderr, /live migration is not available yet/)
+  assert.match(r.stderr, /blixard node drain NODE/)
+  const e = jsonError(await offline(['vm', 'migrate', 'web-1', '--to', 'node2', '--json']), 'InvalidCommand', 2)
+  assert.match(e.next, /node drain/)
+})
+
+test('keygen and whoami, with --json; an existing key is not overwritten (exit 4)', async () => {
+  const key = join(scratch, 'k.key')
+  const k = await offline(['keygen', key, '--json'])
+  assert.is(k.code, 0, k.stderr)
+  assert.equal(k.json, { path: key })
+  jsonError(await offline(['keygen', key, '--json']), 'AlreadyExists', 4)
+  const w = await offline(['whoami', '--json'])
+  assert.match((w.json as { peerId: string }).peerId, /^12D3KooW/)
+})
+
+test('no key, or no node answering: exit 5 (cluster unreachable) with a next step; global flags may come first', async () => {
+  const nokey = jsonError(await offline(['status', '--json', '--peer', '/ip4/127.0.0.1/tcp/1']), 'Unavailable', 5)
+  assert.match(nokey.message, /cannot read the cluster key/)
+  assert.match(nokey.next, /--cluster-key FILE/)
+  const key = join(scratch, 'k.key')
+  const peer = '/ip4/127.0.0.1/tcp/17499/p2p/12D3KooWDGnnMG1CqUncAmxhTMrVgfVrW8sPzAEqo1ERpTmwGPe8' // nothing listens there
+  const gone = await offline(['--peer', peer, '--cluster-key', key, 'status', '--json'])
+  const e = jsonError(gone, 'Unavailable', 5)
+  assert.match(e.message, /cannot reach the node/)
+  assert.match(e.next, /--peer/)
+})
+
+// ---- against a live cluster ----
+
+let c: OpsCluster | null = null
+const cluster = async (): Promise<OpsCluster> => { c ??= await OpsCluster.start('cli', 17421); return c }
+test.after(async () => { await c?.stop() })
+
+/** Runs a command with --json and returns the parsed document (exit 0 required). */
+async function json<T> (args: string[]): Promise<T> {
+  const r = await (await cluster()).cli([...args, '--json'])
+  assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+  assert.ok(r.json != null, `${args.join(' ')} --json printed: ${r.stdout.slice(0, 200)}`)
+  return r.json as T
+}
+
+test('every cluster command prints one JSON document with --json', async () => {
+  const cl = await cluster()
+  const st = await json<{ leader: string, term: number, voters: string[] }>(['status'])
+  assert.is(st.voters.length, 3)
+  const nodes = await json<Array<{ name: string, role: string, leader: boolean }>>(['nodes'])
+  assert.equal(nodes.map((n) => n.name).sort(), ['node1', 'node2', 'node3'])
+  assert.is(nodes.filter((n) => n.leader).length, 1)
+  assert.is((await json<{ name: string }>(['node', 'show', 'node2'])).name, 'node2')
+  assert.is((await json<{ state: string }>(['node', 'drain', 'node3'])).state, 'draining')
+  assert.is((await json<{ state: string }>(['node', 'undrain', 'node3'])).state, 'ready')
+  const vm = await json<{ id: string, spec: { name: string } }>(['vm', 'create', 'cli-a', '--memory', '96M'])
+  assert.is(vm.spec.name, 'cli-a')
+  assert.ok((await json<Array<{ id: string }>>(['vm', 'list'])).some((v) => v.id === vm.id))
+  assert.is((await json<{ id: string }>(['vm', 'show', 'cli-a'])).id, vm.id)
+  await until('cli-a placed', 30_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'cli-a')?.node != null)
+  const ex = await json<{ decision: { nodes: unknown[] } }>(['vm', 'explain', 'cli-a'])
+  assert.ok(Array.isArray(ex.decision.nodes))
+  assert.is((await json<{ desired: string }>(['vm', 'stop', 'cli-a'])).desired, 'stopped')
+  assert.is((await json<{ desired: string }>(['vm', 'start', 'cli-a'])).desired, 'running')
+  const admins = await json<Array<{ peerId: string }>>(['admin', 'list'])
+  assert.ok(admins.some((a) => a.peerId === cl.adminId))
+  const other = (await runCli(['whoami', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'second') })).json as { peerId: string }
+  assert.is((await json<{ peerId: string }>(['admin', 'add', other.peerId, '--name', 'second'])).peerId, other.peerId)
+  assert.is((await json<{ peerId: string }>(['admin', 'remove', other.peerId])).peerId, other.peerId)
+  assert.equal(await json<{ id: string }>(['vm', 'delete', 'cli-a']), { id: vm.id })
+})
+
+test('streams print NDJSON with --json: events and vm watch', async () => {
+  const cl = await cluster()
+  for (const args of [['events'], ['vm', 'watch']]) {
+    const r = await cl.cli([...args, '--json'], {}, 6_000) // streams until stopped: killed after 6 s
+    const lines = r.stdout.trim().split('\n').filter((l) => l !== '')
+    assert.ok(args[0] === 'vm' || lines.length >= 3, `${args.join(' ')}: ${r.stdout.slice(0, 200)} ${r.stderr}`)
+    for (const l of lines) JSON.parse(l)
+    if (args[0] === 'events') assert.ok(lines.some((l) => (JSON.parse(l) as { text: string }).text.startsWith('node node1 registered')))
+  }
+})
+
+test('exit codes by kind against the cluster: not found 3, unauthorized 6, usage 2', async () => {
+  const cl = await cluster()
+  const nf = jsonError(await cl.cli(['vm', 'show', 'no-such-vm', '--json']), 'NotFound', 3)
+  assert.match(nf.message, /no-such-vm/)
+  assert.match(nf.next, /blixard vm list/)
+  jsonError(await cl.cli(['node', 'show', 'node9', '--json']), 'NotFound', 3)
+  const human = await cl.cli(['vm', 'delete', 'no-such-vm'])
+  assert.is(human.code, 3)
+  assert.is(human.stdout, '')
+  assert.match(human.stderr, /^Error: no VM named or with id 'no-such-vm'\nCheck the name with `blixard vm list`/)
+  const un = jsonError(await cl.cli(['vm', 'create', 'intruder', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'not-admin') }), 'Unauthorized', 6)
+  assert.match(un.next, /blixard admin add/)
+  // reads need no admin rights
+  assert.is((await cl.cli(['vm', 'list', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'not-admin') })).code, 0)
+  jsonError(await cl.cli(['vm', 'create', 'x', '--restart', 'sometimes', '--json']), 'Usage', 2)
+})
+
+test.run()
