@@ -3,7 +3,8 @@
 // network's bridge (and VLAN or VXLAN device) on this host, a TAP per NIC, and an RBD
 // drive per volume for QEMU's own rbd driver. reconcile() keeps the host's networks in
 // step with the replicated state: VXLAN flood lists follow the node list, and networks
-// deleted from Raft lose their devices here.
+// deleted from Raft lose their devices here (those this process built: a bridge left by
+// a previous run of the daemon stays until the network is used and deleted again).
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NetworkRecord, VmRecord } from '../protocols/model.ts'
 import { parseCidr } from '../protocols/command-schema.ts'
@@ -29,6 +30,9 @@ export interface HostResourcesDeps {
 
 export class HostResources {
   private readonly log: Logger
+  /** bridges this node built: only those are removed as orphans, never another cluster's
+   * sharing the host (test clusters, a demo next to a real node) */
+  private readonly built = new Set<string>()
   constructor (private readonly d: HostResourcesDeps) {
     this.log = (d.log ?? silentLogger).child({ component: 'host-resources' })
   }
@@ -56,6 +60,7 @@ export class HostResources {
       const rec = this.d.sm.getNetwork(name)
       if (rec == null) throw new RpcError('NotFound', `network ${name} not found`)
       const addr = await this.address(rec, vm.id)
+      this.built.add(bridgeName(rec.name))
       await this.d.net.ensureNetwork(rec, this.peers())
       const nic = await this.d.net.ensureTap(vm.id, i, rec)
       nics.push({ tap: nic.tap, mac: nic.mac })
@@ -82,17 +87,19 @@ export class HostResources {
     const peers = this.peers()
     for (const rec of all) {
       if (!used.has(rec.name)) continue
+      this.built.add(bridgeName(rec.name))
       try { await this.d.net.ensureNetwork(rec, peers) } catch (err) { this.log.warn('network not ready on this host', { network: rec.name, err }) }
     }
     const expected = new Set(all.map((n) => bridgeName(n.name)))
     const links = await this.d.net.links()
     for (const l of links.values()) {
-      if (l.kind !== 'bridge' || !l.name.startsWith('blxb-') || expected.has(l.name)) continue
+      if (l.kind !== 'bridge' || !this.built.has(l.name) || expected.has(l.name)) continue
       this.log.info('removing the devices of a deleted network', { bridge: l.name })
       for (const port of links.values()) {
         if (port.master === l.name && (port.kind === 'vxlan' || port.kind === 'vlan')) await this.d.net.removeLink(port.name)
       }
       await this.d.net.removeLink(l.name)
+      this.built.delete(l.name)
     }
   }
 }
