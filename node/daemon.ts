@@ -46,7 +46,7 @@ import { Agent } from './agent.ts'
 import { HostNet } from './net-host/host-net.ts'
 import { ownUnderlayIp } from './net-host/peers.ts'
 import { HostResources } from './host-resources.ts'
-import { cephFromEnv } from './ceph-env.ts'
+import { cephFromEnv, rbdClientFor } from './ceph-env.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
 
@@ -175,7 +175,12 @@ export class Daemon {
       underlayIp: process.env.BLIXARD_UNDERLAY_IP ?? (() => ownUnderlayIp(this.sm.listNodes(), this.id)),
       log: this.log.child({ part: 'net' })
     })
-    const hostResources = new HostResources({ nodeId: this.id, sm: this.sm, propose: async (env) => await this.propose(env), net: hostNet, ceph: cephFromEnv(), log: this.log })
+    const ceph = cephFromEnv()
+    const fencer = ceph == null ? null : rbdClientFor(ceph)
+    const hostResources = new HostResources({
+      nodeId: this.id, sm: this.sm, propose: async (env) => await this.propose(env), net: hostNet, ceph, log: this.log,
+      fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
+    })
     this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
     this.agent = new Agent({
       nodeId: this.id,

@@ -24,6 +24,8 @@ export interface HostResourcesDeps {
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
   net: HostNet
   ceph: CephSettings | null
+  /** fences a volume's previous holder before this host opens it (RbdClient.fence); null: no fencing */
+  fence?: ((pool: string, image: string) => Promise<string[]>) | null
   log?: Logger
   now?: () => number
 }
@@ -74,6 +76,10 @@ export class HostResources {
       const v = this.d.sm.getVolume(name)
       if (v == null) throw new RpcError('NotFound', `volume ${name} not found`)
       if (this.d.ceph == null) throw new RpcError('Unavailable', `VM ${vm.spec.name} needs volume ${name} but this host has no Ceph config (BLIXARD_CEPH_CONF)`)
+      // Raft assigned the VM here, so any other holder of the image is a stale host: cut it
+      // off (blocklist, lock broken) before our qemu opens it, so it can never write again
+      const fenced = await this.d.fence?.(v.pool, v.name) ?? []
+      if (fenced.length > 0) this.log.warn('fenced the previous holder of a volume', { vmId: vm.id, volume: v.name, clients: fenced })
       drives.push({ kind: 'rbd', pool: v.pool, image: v.name, conf: this.d.ceph.conf, ...(this.d.ceph.id != null ? { id: this.d.ceph.id } : {}) })
     }
     return { nics, drives, ...(ip != null ? { ip } : {}), ...(gw != null ? { gw } : {}) }

@@ -12,7 +12,7 @@ import type { CommandEnvelope } from '../../protocols/commands.ts'
 import { harness, registerNode, spec } from '../storage/sm-fixtures.ts'
 import { FakeHost } from './fake-host.ts'
 
-function setup (ceph: { conf: string, pool: string } | null = null) {
+function setup (ceph: { conf: string, pool: string } | null = null, fence: ((pool: string, image: string) => Promise<string[]>) | null = null) {
   const h = harness()
   const proposed: CommandEnvelope[] = []
   const propose = async (env: CommandEnvelope) => { proposed.push(env); return h.run(env.cmd, env.key) }
@@ -21,7 +21,7 @@ function setup (ceph: { conf: string, pool: string } | null = null) {
   h.run({ type: 'CreateNetwork', name: 'ovl', kind: { type: 'vxlan', vni: 4242 }, subnet: '10.60.0.0/24', gateway: '10.60.0.1' })
   const host = new FakeHost()
   const net = new HostNet({ underlayIp: '10.0.0.1', run: host.run })
-  const res = new HostResources({ nodeId: 'me', sm: h.sm, propose, net, ceph, now: () => 5 })
+  const res = new HostResources({ nodeId: 'me', sm: h.sm, propose, net, ceph, fence, now: () => 5 })
   return { h, host, net, res, proposed }
 }
 
@@ -65,11 +65,13 @@ test('volumes become rbd drives; without a Ceph config the VM cannot start here'
   h.run({ type: 'CreateVolume', name: 'data1', pool: 'vms', sizeGiB: 1 })
   h.run({ type: 'CreateVm', id: 'vm-3', spec: spec('store', { volumes: ['data1'] }) })
   try { await res.bindings(h.sm.getVm('vm-3')!); assert.unreachable() } catch (e) { assert.is((e as { kind: string }).kind, 'Unavailable') }
-  const withCeph = setup({ conf: '/etc/ceph/ceph.conf', pool: 'rbd' })
+  const fenced: string[] = []
+  const withCeph = setup({ conf: '/etc/ceph/ceph.conf', pool: 'rbd' }, async (pool, image) => { fenced.push(`${pool}/${image}`); return ['127.0.0.1:0/1'] })
   withCeph.h.run({ type: 'CreateVolume', name: 'data1', pool: 'vms', sizeGiB: 1 })
   withCeph.h.run({ type: 'CreateVm', id: 'vm-3', spec: spec('store', { volumes: ['data1'] }) })
   const b = await withCeph.res.bindings(withCeph.h.sm.getVm('vm-3')!)
   assert.equal(b.drives, [{ kind: 'rbd', pool: 'vms', image: 'data1', conf: '/etc/ceph/ceph.conf' }])
+  assert.equal(fenced, ['vms/data1'], 'the previous holder is fenced before the drive is handed to qemu')
   // the volume is attached to the VM in Raft: deleting it is refused
   const r = withCeph.h.run({ type: 'DeleteVolume', name: 'data1' })
   assert.ok(!r.ok && r.error.kind === 'InUse', JSON.stringify(r))
