@@ -115,7 +115,7 @@ async function overheadRun (): Promise<{ samples: Sample[], bareMs: number[], ac
       bareMs.push(b)
       const s = await blixardSample(c, client, `bench-${i}`)
       samples.push(s)
-      say(`  sample ${i + 1}/${SAMPLES}: bare QEMU ${r0(b)} ms; Blixard create→running ${r0(s.ms)} ms : agent after ${r0(s.toAgentMs)}, qemu spawned after ${r0(s.beforeQemuMs)}, + ${r0(s.bootMs)} boot + ${r0(s.afterMarkerMs)} after the marker`)
+      say(`  sample ${i + 1}/${SAMPLES}: bare QEMU ${r0(b)} ms; Blixard create→running ${r0(s.ms)} ms (agent starts it at +${r0(s.toAgentMs)}, qemu spawned at +${r0(s.beforeQemuMs)}, then ${r0(s.bootMs)} boot, then ${r0(s.afterMarkerMs)} to running)`)
       await deleteAll(c, client, [s.vm])
     }
   } finally { await c.stop() }
