@@ -132,6 +132,10 @@ export class OpsCluster {
 
   /** Stops the nodes, then kills any guest (qemu) still running out of this cluster's directory, by pid. */
   async stop (): Promise<void> {
+    // a node that ended before we stopped it is a finding: say how it ended and what it logged
+    const early = this.nodes.filter((n) => n.proc != null && (n.proc.exitCode != null || n.proc.signalCode != null))
+    for (const n of early) process.stderr.write(`${n.name} ended before the test stopped it: exit ${n.proc?.exitCode ?? '-'}, signal ${n.proc?.signalCode ?? '-'}\n`)
+    if (early.length > 0) this.dumpLogs()
     for (const n of this.nodes) n.proc?.kill('SIGTERM')
     await Promise.all(this.nodes.map(async (n) => {
       const p = n.proc
