@@ -25,8 +25,9 @@ test.before(async () => {
 })
 test.after(async () => {
   if (failed) console.log(c.logTails(25))
-  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
+  // nodes first: a live agent would restart a killed guest (policy always), and guests outlive their daemon
   await c.stop()
+  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
   for (const l of links()) if (l === BR || (vmId !== '' && l === tapName(vmId, 0))) { try { execFileSync('ip', ['link', 'del', l]) } catch {} }
 })
 

@@ -24,8 +24,9 @@ test.before(async () => {
 })
 test.after(async () => {
   if (failed) console.log(c.logTails(30))
-  for (const id of ids) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
+  // nodes first: a live agent would restart a killed guest (policy always), and guests outlive their daemon
   await c.stop()
+  for (const id of ids) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
   console.log(`  figures: ${JSON.stringify(figures)}`)
 })
 
