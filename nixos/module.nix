@@ -258,6 +258,8 @@ in
         environment = {
           HOME = cfg.dataDir;
           XDG_CACHE_HOME = "${cfg.dataDir}/.cache";
+          # A small V8 young generation: idle RSS ~125 MiB instead of ~160 (measured by test/cluster).
+          NODE_OPTIONS = "--max-semi-space-size=2";
         };
         serviceConfig = {
           ExecStart = "${cfg.package}/bin/blixard-node --config ${configFile}";
