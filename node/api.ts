@@ -85,6 +85,18 @@ export function createApi (d: ApiDeps): RpcHandlers {
   const cephEnv = cephFromEnv()
   const envCeph = cephEnv == null ? null : { rbd: rbdClientFor(cephEnv), pool: cephEnv.pool }
 
+  const setNodeState = async (ref: string, state: 'draining' | 'ready'): Promise<NodeRecord> => {
+    const n = nodeRef(ref)
+    await write({ type: 'UpdateNode', id: n.id, state })
+    return nodeRef(n.id)
+  }
+
+  const setDesired = async (ref: string, desired: 'running' | 'stopped'): Promise<VmRecord> => {
+    const vm = vmRef(ref)
+    await write({ type: 'SetVmDesiredState', id: vm.id, desired })
+    return vmRef(vm.id)
+  }
+
   return {
     ...createResourceApi({ sm: d.sm, read, write: async (cmd) => await write(cmd), ceph: d.ceph ?? (() => envCeph) }),
     'cluster.status': async (p) => {
@@ -103,16 +115,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     },
     'node.list': async (p) => { await read(p); return d.sm.listNodes() },
     'node.show': async (p) => { await read(p); return nodeRef(p.node) },
-    'node.drain': async (p) => {
-      const n = nodeRef(p.node)
-      await write({ type: 'UpdateNode', id: n.id, state: 'draining' })
-      return nodeRef(n.id)
-    },
-    'node.undrain': async (p) => {
-      const n = nodeRef(p.node)
-      await write({ type: 'UpdateNode', id: n.id, state: 'ready' })
-      return nodeRef(n.id)
-    },
+    'node.drain': async (p) => await setNodeState(p.node, 'draining'),
+    'node.undrain': async (p) => await setNodeState(p.node, 'ready'),
     'vm.create': async (p) => {
       const id = randomUUID()
       const key = p.key ?? randomUUID()
@@ -125,16 +129,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     },
     'vm.list': async (p) => { await read(p); return d.sm.listVms(p.node != null ? { node: nodeRef(p.node).id } : {}) },
     'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
-    'vm.start': async (p) => {
-      const vm = vmRef(p.vm)
-      await write({ type: 'SetVmDesiredState', id: vm.id, desired: 'running' })
-      return vmRef(vm.id)
-    },
-    'vm.stop': async (p) => {
-      const vm = vmRef(p.vm)
-      await write({ type: 'SetVmDesiredState', id: vm.id, desired: 'stopped' })
-      return vmRef(vm.id)
-    },
+    'vm.start': async (p) => await setDesired(p.vm, 'running'),
+    'vm.stop': async (p) => await setDesired(p.vm, 'stopped'),
     'vm.update': async (p) => {
       const vm = vmRef(p.vm)
       await write({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec })
