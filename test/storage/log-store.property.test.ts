@@ -117,7 +117,8 @@ export function runOps (ops: Op[], subjects: Subject[]): void {
     const last = m.last()
     switch (op.k) {
       case 'append': {
-        const from = Math.min(last + 1, m.offset + 1 + Math.floor(op.at * (last - m.offset + 1)))
+        // Raft never rewrites entries at or below a snapshot (they are committed): appends start above it.
+        const from = Math.max(m.snap.meta.index + 1, Math.min(last + 1, m.offset + 1 + Math.floor(op.at * (last - m.offset + 1))))
         term += op.bump
         const es: Entry[] = []
         for (let i = 0; i < op.n; i++) {
