@@ -4,25 +4,12 @@
 import type { ConfChange, Message, Ready } from '../protocols/raft/types.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import { Network } from './network.ts'
-import type { Prng } from './prng.ts'
-import type { Scheduler } from './scheduler.ts'
-import type { Checker } from './checkers/checker.ts'
 import { Replica } from './replica.ts'
-import type { RpcReply, SimBug } from './replica.ts'
+import type { ReplicaTuning, RpcReply } from './replica.ts'
 import type { CommandEnvelope } from '../protocols/commands.ts'
 
-export interface ClusterOptions {
-  sched: Scheduler
-  rng: Prng
+export interface ClusterOptions extends ReplicaTuning {
   nodes: number
-  bugs: ReadonlySet<SimBug>
-  checkers: readonly Checker[]
-  preVote: boolean
-  checkQuorum: boolean
-  /** per-seed replication tuning: small messages and windows stretch replication over many rounds */
-  maxSizePerMsg: number
-  maxInflightMsgs: number
-  trace: ((line: string) => void) | null
 }
 
 export type ClientRequest =

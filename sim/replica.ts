@@ -33,17 +33,22 @@ export type RpcReply =
   | { ok: true, view: VmView | null, index: number, data: Uint8Array | null, node: string, incarnation: number, applied: number }
   | { ok: false, error: BlixError, index: number, data: Uint8Array | null, node: string }
 
-export interface ReplicaEnv {
+/** What a seed sets for every replica alike (the cluster passes it through unchanged). */
+export interface ReplicaTuning {
   sched: Scheduler
-  net: Network<Message>
   rng: Prng
   bugs: ReadonlySet<SimBug>
   checkers: readonly Checker[]
   preVote: boolean
   checkQuorum: boolean
+  /** per-seed replication tuning: small messages and windows stretch replication over many rounds */
   maxSizePerMsg: number
   maxInflightMsgs: number
   trace: ((line: string) => void) | null
+}
+
+export interface ReplicaEnv extends ReplicaTuning {
+  net: Network<Message>
   /** Asked right after a Ready's messages went out: crash now? (power loss between send and the next step) */
   crashAfterSend: (r: Replica, rd: Ready) => boolean
   /** Told after a Ready's committed entries were applied (a fault may strike right then). */
