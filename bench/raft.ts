@@ -12,7 +12,7 @@
 // Writes: etcd KV.Put of a 256 B value; Blixard admin.add, a 256 B command (bench/raft/blixard.ts).
 //
 // npm run bench:raft [-- --json] [--duration 5] [--warmup 1] [--clients 1,16,256]
-//   [--targets leader,follower] [--failovers 3] [--no-join] [--keep]
+//   [--targets leader,follower] [--failovers 3] [--no-freeze] [--no-join] [--keep]
 import '../node/polyfill.ts'
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -39,6 +39,7 @@ const LEVELS = opt('--clients', '1,16,256').split(',').map(Number)
 const TARGETS = opt('--targets', 'leader,follower').split(',') as Array<'leader' | 'follower'>
 const FAILOVERS = Number(opt('--failovers', '3'))
 const JOIN = !argv.includes('--no-join')
+const FREEZE = !argv.includes('--no-freeze')
 const KEEP = argv.includes('--keep')
 /** clients per connection (libp2p connection or HTTP/2 session) */
 const PER_CONN = 32
@@ -199,6 +200,37 @@ async function main (): Promise<void> {
       say(`failover ${trial + 1}/${FAILOVERS}: blixard ${fo.blixardMs[trial].toFixed(0)} ms (new leader named at ${fo.blixardLeaderMs[trial].toFixed(0)}), etcd ${fo.etcdMs[trial].toFixed(0)} ms (${fo.etcdLeaderMs[trial].toFixed(0)})`)
     }
 
+    // ---- a frozen leader (SIGSTOP): its sockets stay open, as with a hung or unplugged host, so
+    // only the election timeout reveals it; kill -9 above is the case where the kernel resets them
+    const frozen = { blixardMs: NaN, etcdMs: NaN }
+    if (FREEZE) {
+      {
+        const el = await etcdLeader(e)
+        const survivor = e.members.find((m) => m !== el) as EtcdMember
+        const g = await EtcdGrpc.connect(survivor.clientPort)
+        await g.put(putFrame(Buffer.from('/bench/frozen/warm'), value))
+        let seq = 0
+        frozen.etcdMs = await failoverProbe(() => { el.proc?.kill('SIGSTOP') }, async (t) => { await g.put(putFrame(Buffer.from(`/bench/frozen/${seq++}`), value), t) })
+        g.close()
+        e.kill(el)
+        e.start(el)
+        await etcdCaughtUp(e)
+      }
+      {
+        const bl = await bLeader()
+        const survivor = b.voters.find((n) => n !== bl) as LocalNode
+        const c = await rpcTo(hosts[1], survivor)
+        const w = adminWrite(c, b.admins[1].peerId, 'frozen')
+        await w()
+        frozen.blixardMs = await failoverProbe(() => { bl.proc?.kill('SIGSTOP') }, async (t) => { await w(t) })
+        await c.close()
+        b.kill(bl)
+        b.start(bl)
+        await blixardCaughtUp(control, b, survivor, bl)
+      }
+      say(`frozen leader (SIGSTOP): blixard ${frozen.blixardMs.toFixed(0)} ms, etcd ${frozen.etcdMs.toFixed(0)} ms`)
+    }
+
     // ---- a 4th node joins as a learner ----
     let joined: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null = null
     if (JOIN) {
@@ -212,7 +244,7 @@ async function main (): Promise<void> {
       say(`4th node a learner ${joined.spawnToLearnerMs} ms after spawn (${joined.startedToLearnerMs ?? '?'} ms after its host started)`)
     }
 
-    report({ pairs, fo, rssB, rssE, idleCpu, join: joined, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
+    report({ pairs, fo, frozen, rssB, rssE, idleCpu, join: joined, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
   } finally {
     await Promise.all(hosts.map(async (h) => { try { await h.stop() } catch { /* stopping anyway */ } }))
     stopAll()
@@ -265,6 +297,8 @@ function startedAt (n: LocalNode): number | null {
 interface Report {
   pairs: Pair[]
   fo: { blixardMs: number[], etcdMs: number[], blixardLeaderMs: number[], etcdLeaderMs: number[] }
+  /** SIGSTOP of the leader: no connection reset, the election timeout decides */
+  frozen: { blixardMs: number, etcdMs: number }
   rssB: number[]
   rssE: number[]
   /** % of one core per member over 3 idle seconds */
@@ -296,6 +330,7 @@ function report (r: Report): void {
       config: { durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000, clientsPerConnection: PER_CONN, valueBytes: VALUE_BYTES, blixardCommandBytes: r.commandBytes, etcdPutRequestBytes: r.etcdPutBytes, failoverTrials: r.fo.etcdMs.length },
       runs: r.pairs.map((p) => ({ ...p, ratio: { perSec: ratio(p.blixard.perSec, p.etcd.perSec), p50: ratio(p.blixard.p50Ms, p.etcd.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcd.p99Ms) } })),
       failover: { ...r.fo, blixardMedianMs: foB, etcdMedianMs: foE, ratio: ratio(foB, foE) },
+      frozenLeader: { ...r.frozen, ratio: ratio(r.frozen.blixardMs, r.frozen.etcdMs) },
       idleRssMiB: { blixard: r.rssB, etcd: r.rssE, ratio: ratio(rssB, Math.max(...r.rssE)) },
       idleCpuPct: r.idleCpu,
       join: r.join,
@@ -317,6 +352,7 @@ function report (r: Report): void {
   }
   rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0])
   rows.push(['  of which new leader named ms', median(r.fo.blixardLeaderMs), median(r.fo.etcdLeaderMs), 0])
+  if (Number.isFinite(r.frozen.blixardMs)) rows.push(['failover ms, frozen leader (1 trial)', r.frozen.blixardMs, r.frozen.etcdMs, 0])
   rows.push(['idle RSS MiB (max of 3 nodes)', rssB, Math.max(...r.rssE), 0])
   rows.push(['idle CPU % of a core (max of 3)', Math.max(...r.idleCpu.blixard), Math.max(...r.idleCpu.etcd), 1])
   if (r.join != null) rows.push(['4th node learner ms (from spawn)', r.join.spawnToLearnerMs, null, 0])
@@ -335,6 +371,7 @@ function report (r: Report): void {
   lines.push('')
   const trials = (w: number[], l: number[]): string => w.map((x, i) => `${x.toFixed(0)} (leader ${l[i].toFixed(0)})`).join(', ')
   lines.push(`failover trials ms, kill to first write (to new leader named): blixard ${trials(r.fo.blixardMs, r.fo.blixardLeaderMs)}; etcd ${trials(r.fo.etcdMs, r.fo.etcdLeaderMs)}`)
+  lines.push('(kill -9: the kernel resets the dead leader\'s connections and Blixard\'s followers campaign at once; a frozen leader (SIGSTOP) resets nothing, as a hung or unplugged host, and both wait out their election timeouts)')
   const mark = (t: { pass: boolean } | null): string => t == null ? 'n/a' : t.pass ? 'PASS' : 'MISS'
   lines.push(`targets: writes at 256 clients ${targets.throughput256 == null ? '' : f(targets.throughput256.ratio, 2)}x etcd (>= 0.5) ${mark(targets.throughput256)}; ` +
     `p99 at 256 ${targets.p99at256 == null ? '' : f(targets.p99at256.ratio, 2)}x (<= 2) ${mark(targets.p99at256)}; ` +

@@ -99,7 +99,7 @@ export const CONFIG_DEFAULTS = {
   rpcPort: null,
   metricsPort: 9630,
   dashboardPort: 9631,
-  raft: { tickMs: 100, electionTick: 10, heartbeatTick: 1 },
+  raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2 },
   logLevel: 'info' as LogLevelName,
   bootstrapExpect: 3,
   admins: [] as string[]

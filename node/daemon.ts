@@ -76,6 +76,8 @@ export class Daemon {
   qemu: QemuDriver | null = null
   agent: Agent | null = null
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
+  /** called on every change of the known leader (forwarded writes give up on a deposed one) */
+  private readonly leaderWatchers = new Set<(leader: string | null) => void>()
   private readonly lastHeard = new Map<string, number>()
   private readonly hellos = new Map<string, PeerHello>()
   private readonly clients = new Map<string, Promise<RpcClient>>()
@@ -150,6 +152,8 @@ export class Daemon {
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
     this.host.addEventListener('connection:open', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
     this.host.addEventListener('connection:close', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
+    // all connections to a peer gone: if it led us, do not wait out the election timeout
+    this.host.addEventListener('peer:disconnect', (e) => { this.driver?.peerDisconnected(e.detail.toString()) })
 
     if (this.store.initialState().conf.voters.length > 0 || this.store.initialState().conf.learners.length > 0) {
       this.startDriver()
@@ -209,7 +213,11 @@ export class Daemon {
       electionTick: this.cfg.raft.electionTick,
       heartbeatTick: this.cfg.raft.heartbeatTick,
       onApplied: (i, env, r) => { this.onApplied(i, env, r) },
-      onLeaderChange: (leader, isLeader) => { if (isLeader) void this.scheduler?.kick(); this.log.debug('leader', { leader }) }
+      onLeaderChange: (leader, isLeader) => {
+        if (isLeader) void this.scheduler?.kick()
+        for (const fn of [...this.leaderWatchers]) fn(leader)
+        this.log.debug('leader', { leader })
+      }
     })
     this.driver.start()
   }
@@ -262,7 +270,7 @@ export class Daemon {
         if (drv != null && drv.isLeader()) return await drv.propose(full)
         if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
         const client = await this.client(leader)
-        return await client.call('internal.propose', { env: full }, { timeoutMs: 10_000 })
+        return await this.untilLeaderChanges(leader, client.call('internal.propose', { env: full }, { timeoutMs: 10_000 }))
       } catch (err) {
         lastErr = err
         const kind = (err as { kind?: string }).kind
@@ -272,6 +280,25 @@ export class Daemon {
       }
     }
     throw lastErr instanceof Error ? lastErr : new RpcError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
+  }
+
+  /**
+   * A forwarded write waits for the leader it went to, until Raft here names another (or none):
+   * a frozen or partitioned leader would otherwise hold it for the whole RPC timeout, and hold
+   * the client's stream slots with it. Retrying is safe: the command keeps its idempotency key.
+   */
+  private async untilLeaderChanges<T> (leader: string, call: Promise<T>): Promise<T> {
+    let watcher: ((l: string | null) => void) | null = null
+    const changed = new Promise<never>((_resolve, reject) => {
+      watcher = (l) => { if (l !== leader) reject(new RpcError('Unavailable', `leader ${leader} was replaced while the command was forwarded to it`)) }
+      this.leaderWatchers.add(watcher)
+    })
+    try {
+      return await Promise.race([call, changed])
+    } finally {
+      if (watcher != null) this.leaderWatchers.delete(watcher)
+      call.catch(() => {}) // a late failure of the abandoned call is not ours to report
+    }
   }
 
   async client (peer: string): Promise<RpcClient> {

@@ -130,7 +130,15 @@ export class Cluster {
   }
 
   crash (id: string, why: string): void {
-    this.byId.get(id)?.crash(why)
+    const r = this.byId.get(id)
+    if (r === undefined || !r.up) return
+    r.crash(why)
+    // A crashed process's kernel resets its connections: the others notice within a few ms (a
+    // partition, by contrast, closes nothing and only the election timeout reveals it).
+    for (const other of this.replicas) {
+      if (other === r) continue
+      this.o.sched.after(this.o.rng.range(1, 20), () => { other.peerLost(id) })
+    }
   }
 
   restart (id: string): void {

@@ -160,6 +160,13 @@ export class Replica {
     })
   }
 
+  /** The shell saw every connection to `peer` close (node/ gets libp2p's peer:disconnect). */
+  peerLost (peer: string): void {
+    if (!this.up || this.node === null) return
+    this.node.leaderLost(peer, 3)
+    this.drive()
+  }
+
   /** A Raft message arrived from the network. False when there was nobody to take it. */
   receive (m: Message): boolean {
     if (!this.up || this.node === null) return false

@@ -31,14 +31,14 @@ export interface BlixardBench {
 export interface ClientIdentity { privateKey: PrivateKey, peerId: string }
 
 /** Prepares `total` node dirs and `identities` admin identities, and starts the first 3 nodes. */
-export async function blixardCluster (dir: string, basePort: number, total: number, identities: number, env?: NodeJS.ProcessEnv): Promise<BlixardBench> {
+export async function blixardCluster (dir: string, basePort: number, total: number, identities: number, env?: NodeJS.ProcessEnv, nodeFlags?: string[]): Promise<BlixardBench> {
   const c = await prepareLocalCluster({ dir, nodes: total, basePort })
   const admins: ClientIdentity[] = []
   for (let i = 0; i < identities; i++) {
     const { privateKey } = await loadOrCreateIdentity(join(dir, `client${i}`))
     admins.push({ privateKey, peerId: peerIdFromPrivateKey(privateKey).toString() })
   }
-  const start = (n: LocalNode): void => { startNode(c, n, { admins: admins.map((a) => a.peerId), logToFiles: true, env }) }
+  const start = (n: LocalNode): void => { startNode(c, n, { admins: admins.map((a) => a.peerId), logToFiles: true, env, ...(nodeFlags != null ? { nodeFlags } : {}) }) }
   const kill = (n: LocalNode): void => { n.proc?.kill('SIGKILL'); n.proc = null }
   const voters = c.nodes.slice(0, 3)
   for (const n of voters) start(n)

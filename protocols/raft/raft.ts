@@ -460,6 +460,24 @@ export class Raft {
     else this.maybeSendAppend(to, true)
   }
 
+  /**
+   * The shell saw its connection to `id` close (a crashed process's kernel resets its sockets at
+   * once). If `id` is our leader, stop honouring its lease and campaign soon instead of after a
+   * whole election timeout. Only timing changes: the election still needs pre-votes and votes
+   * from a quorum, and a follower still connected to a live leader keeps refusing them (its
+   * lease holds), so a wrong report costs at most a failed pre-vote. Followers that lost the same
+   * leader take turns rather than tie: the remaining voters in id order, the k-th campaigning in
+   * ticks [1 + k*slot, (k+1)*slot], at a point drawn from the injected randomness.
+   */
+  leaderLost (id: NodeId, slotTicks: number): void {
+    if (this.role !== 'follower' || this.lead !== id || !this.promotable()) return
+    this.lead = null
+    const slot = Math.max(1, Math.floor(slotTicks))
+    const rank = Math.max(0, this.conf.voters.filter((v) => v !== id).sort().indexOf(this.id))
+    const wait = 1 + rank * slot + Math.floor(this.random() * slot)
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - wait)
+  }
+
   reportUnreachable (id: NodeId): void {
     if (this.role !== 'leader') return
     const pr = this.tracker.progress.get(id)

@@ -71,6 +71,12 @@ export class RawNode {
     this.raft.hup(false)
   }
 
+  /** Every connection to peer `id` closed: if it is our leader, campaign within a few ticks, the
+   * remaining voters taking turns of `slotTicks` (see Raft.leaderLost). Safe for any peer at any time. */
+  leaderLost (id: NodeId, slotTicks = 3): void {
+    this.raft.leaderLost(id, slotTicks)
+  }
+
   propose (data: Uint8Array): void {
     this.raft.propose(data)
   }

@@ -26,7 +26,7 @@ test('defaults apply with no file, env or flags', () => {
   assert.equal(c.listen, CONFIG_DEFAULTS.listen)
   assert.is(c.mdns, true)
   assert.equal(c.capacity, {})
-  assert.equal(c.raft, { tickMs: 100, electionTick: 10, heartbeatTick: 1 })
+  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2 })
 })
 
 test('file < env < flags, for the same keys', () => {
@@ -57,7 +57,7 @@ tickMs = 50
   assert.is(c.mdns, false)
   assert.equal(c.labels, { zone: 'b', gpu: 'none' }) // env replaces the file's table
   assert.equal(c.capacity, { cpu: 4, memoryMiB: 16384 })
-  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 1 })
+  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2 })
   assert.is(c.metricsPort, 9100)
   assert.is(c.dashboardPort, null)
 })
@@ -79,7 +79,7 @@ test('bad values name the key, the source and what was wrong', () => {
   fails(() => resolveConfig({ argv: ['--colour', 'red'] }), '--colour', 'unknown flag')
   fails(() => resolveConfig({ argv: ['--data-dir'] }), 'dataDir', 'needs a value')
   fails(() => resolveConfig({ argv: ['--log-level', 'loud'] }), 'logLevel', 'flag --log-level')
-  fails(() => resolveConfig({ argv: ['--raft-heartbeat-tick', '10'] }), 'raft.heartbeatTick', 'below raft.electionTick')
+  fails(() => resolveConfig({ argv: ['--raft-heartbeat-tick', '20'] }), 'raft.heartbeatTick', 'below raft.electionTick')
   fails(() => resolveConfig({ argv: ['stray'] }), 'stray', 'unexpected argument')
 })
 
