@@ -212,7 +212,9 @@ async function main (): Promise<void> {
         let seq = 0
         frozen.etcdMs = await failoverProbe(() => { el.proc?.kill('SIGSTOP') }, async (t) => { await g.put(putFrame(Buffer.from(`/bench/frozen/${seq++}`), value), t) })
         g.close()
+        const gone = exited(el.proc)
         e.kill(el)
+        await gone // its ports must be free before it starts again
         e.start(el)
         await etcdCaughtUp(e)
       }
@@ -224,7 +226,9 @@ async function main (): Promise<void> {
         await w()
         frozen.blixardMs = await failoverProbe(() => { bl.proc?.kill('SIGSTOP') }, async (t) => { await w(t) })
         await c.close()
+        const gone = exited(bl.proc)
         b.kill(bl)
+        await gone
         b.start(bl)
         await blixardCaughtUp(control, b, survivor, bl)
       }
@@ -262,6 +266,12 @@ async function newLeaderAfter (elected: () => Promise<boolean>): Promise<number>
     if (performance.now() - t0 > 30_000) return NaN
     await sleep(10)
   }
+}
+
+/** Resolves when the process has exited (at once if there is none). */
+async function exited (proc: { exitCode: number | null, signalCode: string | null, once: (ev: 'exit', fn: () => void) => unknown } | null | undefined): Promise<void> {
+  if (proc == null || proc.exitCode != null || proc.signalCode != null) return
+  await new Promise<void>((resolve) => { proc.once('exit', resolve) })
 }
 
 /** Waits until all 3 etcd members run, agree on a leader, and sit at the same raft index. */

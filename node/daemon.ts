@@ -212,6 +212,8 @@ export class Daemon {
       tickMs: this.cfg.raft.tickMs,
       electionTick: this.cfg.raft.electionTick,
       heartbeatTick: this.cfg.raft.heartbeatTick,
+      snapshotEvery: this.cfg.raft.snapshotEvery,
+      snapshotKeep: this.cfg.raft.snapshotKeep,
       onApplied: (i, env, r) => { this.onApplied(i, env, r) },
       onLeaderChange: (leader, isLeader) => {
         if (isLeader) void this.scheduler?.kick()

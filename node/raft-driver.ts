@@ -268,14 +268,19 @@ export class RaftDriver {
     if (rd.mustSync || rd.snapshot != null) store.sync()
     // Only now, with everything durable, may messages that acknowledge it leave.
     if (!sendFirst) this.sendAll(rd.messages)
+    // Every committed command of this Ready in one state-machine transaction (one LMDB commit
+    // instead of one per command), then the callers and hooks, in log order.
+    const batch: Array<{ index: number, data: Uint8Array }> = []
     for (const e of rd.committedEntries) {
       this.appliedIdx = Math.max(this.appliedIdx, e.index)
-      if (e.type !== 'normal') continue
-      if (e.index <= sm.applied()) continue
-      if (e.data.length === 0) { sm.apply(e.index, e.data); continue }
-      const result = sm.apply(e.index, e.data)
+      if (e.type === 'normal' && e.index > sm.applied()) batch.push({ index: e.index, data: e.data })
+    }
+    const results = batch.length > 0 ? sm.applyBatch(batch) : []
+    for (const [i, { index, data }] of batch.entries()) {
+      if (data.length === 0) continue
+      const result = results[i]
       let env: CommandEnvelope | null = null
-      try { env = decodeEnvelope(e.data) } catch { env = null }
+      try { env = decodeEnvelope(data) } catch { env = null }
       if (env?.key != null) {
         const p = this.pending.get(env.key)
         if (p != null) {
@@ -286,7 +291,7 @@ export class RaftDriver {
         }
       }
       if (env != null && this.opts.onApplied != null) {
-        try { this.opts.onApplied(e.index, env, result) } catch (err) { this.opts.log.warn('onApplied hook failed', { err }) }
+        try { this.opts.onApplied(index, env, result) } catch (err) { this.opts.log.warn('onApplied hook failed', { err }) }
       }
     }
     for (const rs of rd.readStates) {
@@ -348,12 +353,14 @@ export class RaftDriver {
   private maybeCompact (): void {
     const applied = this.opts.sm.applied()
     if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return
+    const t0 = performance.now()
     const conf = this.node.status().conf
     // the snapshot must not get ahead of the commit index on disk
     this.flushDeferredHard()
-    this.opts.store.compact(applied, conf, this.opts.sm.snapshot(), this.opts.snapshotKeep)
+    const snap = this.opts.sm.snapshot()
+    this.opts.store.compact(applied, conf, snap, this.opts.snapshotKeep)
     this.lastSnapshotIndex = applied
-    this.opts.log.info('compacted log', { index: applied })
+    this.opts.log.info('compacted log', { index: applied, snapshotBytes: snap.byteLength, ms: Math.round(performance.now() - t0) })
   }
 }
 

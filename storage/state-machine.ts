@@ -10,6 +10,7 @@ import type { Kv, KvTx, Table } from './kv.ts'
 import { TABLES } from './kv.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { Rejection } from './apply-context.ts'
+import { OverlayTx } from './overlay-tx.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
 import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
 import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
@@ -81,16 +82,32 @@ export class StateMachine {
    * Errors other than a command's rejection (a failing disk) are thrown: better to stop than to diverge.
    */
   apply (index: number, data: Uint8Array): ApplyResult {
-    if (index <= this.appliedIndex) return { ok: false, error: { kind: 'Conflict', message: `entry ${index} is at or below applied index ${this.appliedIndex}` } }
-    if (data.byteLength === 0) {
-      this.kv.transaction(tx => { this.advance(tx, index) })
-      this.appliedIndex = index
-      return { ok: true }
-    }
-    const d = tryDecodeEnvelope(data)
-    const result = d.ok ? this.applyEnvelope(index, d.env) : this.rejectInvalid(index, d.error, keyOfInvalid(data))
-    this.appliedIndex = index
-    return result
+    return this.applyBatch([{ index, data }])[0]
+  }
+
+  /**
+   * Apply several committed entries, in order, in one store transaction: the same results and
+   * the same state as apply() one by one (each command runs in its own savepoint, so a rejected
+   * one leaves nothing behind), at the cost of one commit. If the store fails, nothing of the
+   * batch stays and the error is thrown.
+   */
+  applyBatch (entries: ReadonlyArray<{ index: number, data: Uint8Array }>): ApplyResult[] {
+    const results: ApplyResult[] = []
+    let last = this.appliedIndex
+    this.kv.transaction(tx => {
+      for (const { index, data } of entries) {
+        if (index <= last) {
+          results.push({ ok: false, error: { kind: 'Conflict', message: `entry ${index} is at or below applied index ${last}` } })
+          continue
+        }
+        results.push(data.byteLength === 0 ? { ok: true } : this.applyOne(tx, index, data))
+        this.expire(tx, index)
+        last = index
+      }
+      if (last > this.appliedIndex) tx.put('meta', 'applied', last)
+    })
+    this.appliedIndex = last
+    return results
   }
 
   applied (): number {
@@ -102,52 +119,36 @@ export class StateMachine {
     return this.kv.get<StoredResult>('idempotency', key)?.result
   }
 
-  private applyEnvelope (index: number, env: CommandEnvelope): ApplyResult {
-    const key = env.key
+  private applyOne (tx: KvTx, index: number, data: Uint8Array): ApplyResult {
+    const d = tryDecodeEnvelope(data)
+    const key = d.ok ? d.env.key : keyOfInvalid(data)
     if (key !== undefined) {
-      const prior = this.kv.get<StoredResult>('idempotency', key)
-      if (prior !== undefined) {
-        this.kv.transaction(tx => { this.advance(tx, index) })
-        return prior.result
+      // a retry of a command already applied (or rejected) gets the same answer and changes nothing
+      const prior = tx.get<StoredResult>('idempotency', key)
+      if (prior !== undefined) return prior.result
+    }
+    let result: ApplyResult
+    if (!d.ok) {
+      result = { ok: false, error: d.error }
+    } else {
+      // a savepoint: a rejection may come after some writes, and must leave none of them
+      const save = new OverlayTx(tx)
+      try {
+        result = okResult(dispatch({ tx: save, at: d.env.at }, d.env.cmd))
+        save.commit()
+      } catch (e) {
+        if (e instanceof Rejection) result = { ok: false, error: e.error }
+        else if (e instanceof BlixardError) result = { ok: false, error: e.toJSON() }
+        else throw e
       }
     }
-    try {
-      return this.kv.transaction(tx => {
-        const result = okResult(dispatch({ tx, at: env.at }, env.cmd))
-        this.advance(tx, index)
-        this.remember(tx, index, key, result)
-        return result
-      })
-    } catch (e) {
-      if (e instanceof Rejection) return this.rejected(index, e.error, key)
-      if (e instanceof BlixardError) return this.rejected(index, e.toJSON(), key)
-      throw e
-    }
-  }
-
-  /** An invalid command with a key: a retry gets the stored rejection like any other result. */
-  private rejectInvalid (index: number, error: BlixError, key: string | undefined): ApplyResult {
-    const prior = key === undefined ? undefined : this.kv.get<StoredResult>('idempotency', key)
-    if (prior !== undefined) {
-      this.kv.transaction(tx => { this.advance(tx, index) })
-      return prior.result
-    }
-    return this.rejected(index, error, key)
-  }
-
-  private rejected (index: number, error: BlixError, key: string | undefined): ApplyResult {
-    const result: ApplyResult = { ok: false, error }
-    this.kv.transaction(tx => {
-      this.advance(tx, index)
-      this.remember(tx, index, key, result)
-    })
+    this.remember(tx, index, key, result)
     return result
   }
 
-  /** Record the applied index and forget idempotency keys older than the window (in index order,
-   * so every replica forgets the same keys at the same index). */
-  private advance (tx: KvTx, index: number): void {
-    tx.put('meta', 'applied', index)
+  /** Forget idempotency keys older than the window as of `index` (in index order, so every
+   * replica forgets the same keys at the same index). */
+  private expire (tx: KvTx, index: number): void {
     const horizon = index - IDEMPOTENCY_WINDOW
     if (horizon <= 0) return
     for (const [ik, key] of tx.range<string>('idempotencyByIndex', { end: indexKey(horizon + 1) })) {

@@ -72,7 +72,7 @@ async function boot (name: string, n: number): Promise<Run> {
   }))
   prepared.forEach((p, i) => {
     const out = openSync(join(p.dir, 'log'), 'a')
-    const proc = track(spawn('ip', ['netns', 'exec', NS[i], process.execPath, '--max-semi-space-size=2', join(ROOT, 'bin', 'blixard-node.js'),
+    const proc = track(spawn('ip', ['netns', 'exec', NS[i], process.execPath, '--max-semi-space-size=4', join(ROOT, 'bin', 'blixard-node.js'),
       '--name', `n${i + 1}`, '--data-dir', p.dir, '--listen', `/ip4/${ipOf(i)}/tcp/7000`, '--cluster-key-file', key,
       '--mdns', '--metrics-port', '0', '--bootstrap-expect', '3', '--admin', adminId], { cwd: ROOT, stdio: ['ignore', out, out] }))
     nodes.push({ ...p, proc })
