@@ -11,6 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
+import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
 import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
@@ -144,6 +145,7 @@ export class Daemon {
         rpc: rpcServer({
           handlers: instrumentHandlers(api, this.metrics),
           authorize: instrumentAuthorize((peer, method) => this.authorize(peer, method), this.metrics),
+          maxConcurrentFor: (peer) => this.isMember(peer) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
           log: this.netLog()
         }),
         load: loadGossip({ sample: async () => await this.sampleLoad(), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
@@ -310,7 +312,7 @@ export class Daemon {
       if (cl?.usable === true) return cl
       this.clients.delete(peer)
     }
-    c = RpcClient.connect(this.host, peerIdFromString(peer))
+    c = RpcClient.connect(this.host, peerIdFromString(peer), { maxInFlight: RPC_MEMBER_MAX_CONCURRENT })
     this.clients.set(peer, c)
     c.catch(() => { this.clients.delete(peer) })
     return await c

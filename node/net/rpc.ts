@@ -47,6 +47,8 @@ export interface RpcServerInit {
   log?: NetLog
   /** requests handled at once per stream (default RPC_SERVER_MAX_CONCURRENT) */
   maxConcurrent?: number
+  /** a different bound for some peers' streams (cluster members forwarding their clients' writes) */
+  maxConcurrentFor?: (peer: string) => number | undefined
   /** open watches per stream (default RPC_MAX_WATCHES_PER_STREAM) */
   maxWatches?: number
   /** default MAX_RPC_FRAME_BYTES */
@@ -106,6 +108,7 @@ class RpcServerService implements RpcServer {
     const peer = connection.remotePeer.toString()
     const gone = new AbortController()
     const inflight = new Set<Promise<void>>()
+    const limit = this.init.maxConcurrentFor?.(peer) ?? this.maxConcurrent
     const watches = new Map<number, AbortController>()
     let slotFree: (() => void) | null = null
     this.open.add(stream)
@@ -133,7 +136,7 @@ class RpcServerService implements RpcServer {
         }
         if ('cancel' in req) { watches.get(req.id)?.abort(); continue }
         // at the bound, stop reading: frames queue up to readFrames' limit, then the stream pauses
-        while (inflight.size >= this.maxConcurrent) await new Promise<void>(resolve => { slotFree = resolve })
+        while (inflight.size >= limit) await new Promise<void>(resolve => { slotFree = resolve })
         const ctx: RpcCallContext = { peer, connection, method: req.method as MethodName, signal: gone.signal }
         const p: Promise<void> = this.handle(req, ctx, send, watches)
           .catch(err => { this.log('debug', 'rpc.answer.failed', { peer, ...errFields(err) }) })
