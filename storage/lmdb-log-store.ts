@@ -202,6 +202,9 @@ export class LmdbLogStore implements LogStore {
       fresh = ready.entries.filter(e => e.index > offset)
       if (fresh.length > 0) {
         const first = fresh[0].index
+        // Entries kept behind a snapshot (compact's `keep`) are committed: Raft never rewrites them,
+        // and truncating them would leave the snapshot ahead of a shorter log.
+        if (first <= snap.meta.index) throw new RaftError('Compacted', `append at ${first} would rewrite entries at or below the snapshot at ${snap.meta.index}`)
         const last = Math.max(offset + terms.length, snap.meta.index)
         if (first > last + 1) throw new RaftError('Unavailable', `append at ${first} leaves a gap after ${last}`)
         // The in-memory term index assumes consecutive entries: refuse anything else before writing.

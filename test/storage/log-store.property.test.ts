@@ -192,6 +192,21 @@ test('append at a gap is refused (Unavailable) and changes nothing', () => {
   s.close()
 })
 
+test('an append that would rewrite entries kept behind the snapshot is refused (Compacted) and changes nothing', () => {
+  const dir = tempDir()
+  const s = LmdbLogStore.open(dir)
+  const e = (index: number, term = 1): Entry => ({ index, term, type: 'normal', data: new Uint8Array([index]) })
+  s.save({ entries: [1, 2, 3, 4, 5, 6].map((i) => e(i)) })
+  s.compact(5, { voters: ['a'], learners: [] }, new Uint8Array([9]), 3) // entries 3..6 stay, snapshot at 5
+  assert.is(s.firstIndex(), 3)
+  assert.is(errorKind(() => s.save({ entries: [e(4, 2), e(5, 2)] })), 'Compacted')
+  assert.is(errorKind(() => s.save({ entries: [e(5, 2)] })), 'Compacted')
+  assert.equal(s.entries(3, 7).map((x) => [x.index, x.term]), [[3, 1], [4, 1], [5, 1], [6, 1]], 'the log is untouched')
+  s.save({ entries: [e(6, 2), e(7, 2)] }) // above the snapshot: an ordinary rewrite
+  assert.equal(s.entries(5, 8).map((x) => [x.index, x.term]), [[5, 1], [6, 2], [7, 2]])
+  s.close()
+})
+
 test('reads across the in-memory tail and the disk agree', () => {
   const dir = tempDir()
   const s = LmdbLogStore.open(dir, { noSync: true })
