@@ -133,7 +133,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'vm.stop': async (p) => await setDesired(p.vm, 'stopped'),
     'vm.update': async (p) => {
       const vm = vmRef(p.vm)
-      await write({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec })
+      await write({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) })
       return vmRef(vm.id)
     },
     'vm.delete': async (p) => {

@@ -297,7 +297,11 @@ function validateOne (v: unknown): Command {
       if (o.desired !== undefined) c.desired = oneOf(o.desired, 'desired', DESIRED)
       return c
     }
-    case 'UpdateVmSpec': return { type: 'UpdateVmSpec', id: id(o.id, 'id'), spec: validateVmSpec(o.spec) }
+    case 'UpdateVmSpec': {
+      const c: Extract<Command, { type: 'UpdateVmSpec' }> = { type: 'UpdateVmSpec', id: id(o.id, 'id'), spec: validateVmSpec(o.spec) }
+      if (o.ifGeneration !== undefined) c.ifGeneration = int(o.ifGeneration, 'ifGeneration', 0, Number.MAX_SAFE_INTEGER)
+      return c
+    }
     case 'SetVmDesiredState': return { type: 'SetVmDesiredState', id: id(o.id, 'id'), desired: oneOf(o.desired, 'desired', DESIRED) }
     case 'AssignVm': {
       const c: Extract<Command, { type: 'AssignVm' }> = { type: 'AssignVm', id: id(o.id, 'id'), node: o.node === null ? null : id(o.node, 'node') }

@@ -10,7 +10,9 @@ export type Command =
   | { type: 'UpdateNode', id: string, labels?: Record<string, string>, capacity?: Resources, addrs?: string[], capabilities?: HypervisorCapability[], maxVms?: number | null, state?: NodeState }
   | { type: 'RemoveNode', id: string }
   | { type: 'CreateVm', id: string, spec: VmSpec, desired?: VmDesiredState }
-  | { type: 'UpdateVmSpec', id: string, spec: VmSpec }
+  /** ifGeneration: apply only if the VM is still at this generation (Conflict otherwise), so a
+   * read-modify-write never overwrites a change made in between */
+  | { type: 'UpdateVmSpec', id: string, spec: VmSpec, ifGeneration?: number }
   | { type: 'SetVmDesiredState', id: string, desired: VmDesiredState }
   | { type: 'AssignVm', id: string, node: string | null, reason?: string }
   | { type: 'ReportVmStatus', reports: Array<{ id: string, node: string, generation: number, status: Omit<VmStatus, 'node'> }> }

@@ -137,7 +137,8 @@ export interface RpcMethods extends ResourceMethods {
   'vm.stop': { params: { vm: string }, result: VmRecord }
   'vm.delete': { params: { vm: string }, result: { id: string } }
   /** replaces a VM's spec (a new generation): its host restarts the guest with it */
-  'vm.update': { params: { vm: string, spec: VmSpec }, result: VmRecord }
+  /** ifGeneration: only if the VM is still at that generation (else Conflict) */
+  'vm.update': { params: { vm: string, spec: VmSpec, ifGeneration?: number }, result: VmRecord }
   'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
   /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
   'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
@@ -252,7 +253,11 @@ export const METHODS: MethodTable = {
   'vm.delete': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
   'vm.update': {
     mutating: true, streaming: false,
-    params: (x) => { const o = params(x, ['vm', 'spec'], ['vm', 'spec']); return { vm: ref(o.vm, 'params.vm'), spec: spec(o.spec) } }
+    params: (x) => {
+      const o = params(x, ['vm', 'spec', 'ifGeneration'], ['vm', 'spec'])
+      const g = opt(o, 'ifGeneration', int, 'params')
+      return { vm: ref(o.vm, 'params.vm'), spec: spec(o.spec), ...(g !== undefined ? { ifGeneration: g } : {}) }
+    }
   },
   'vm.watch': {
     mutating: false, streaming: true,

@@ -224,7 +224,8 @@ const COMMANDS: Record<string, Command> = {
       }
       if (p.flags.get('kernel-param') != null) spec.kernelParams = p.flags.get('kernel-param')!
       if (JSON.stringify(spec) === JSON.stringify(cur.spec)) throw new UsageError('nothing to change: give --memory, --vcpus, --restart or --kernel-param')
-      const vm = await client.call('vm.update', { vm: cur.id, spec })
+      // what we read is what we change: a change made in between answers Conflict, not lost
+      const vm = await client.call('vm.update', { vm: cur.id, spec, ifGeneration: cur.generation })
       if (!bool(p, 'wait') || vm.desired !== 'running') {
         out.data(vm, () => `VM ${vm.spec.name} updated (generation ${vm.generation})${vm.desired === 'running' ? '; its host restarts it with the new spec' : ''}`)
         return EXIT.ok

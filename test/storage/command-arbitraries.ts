@@ -51,7 +51,7 @@ export function commandArb (): fc.Arbitrary<Command> {
     fc.record({ id: pick(nodeIds), state: fc.constantFrom('ready' as const, 'cordoned' as const, 'down' as const) }).map(({ id, state }): Command => ({ type: 'UpdateNode', id, state })),
     fc.record({ id: pick(nodeIds) }).map(({ id }): Command => ({ type: 'RemoveNode', id })),
     fc.record({ id: pick(vmIds), spec: specArb() }).map(({ id, spec }): Command => ({ type: 'CreateVm', id, spec })),
-    fc.record({ id: pick(vmIds), spec: specArb() }).map(({ id, spec }): Command => ({ type: 'UpdateVmSpec', id, spec })),
+    fc.record({ id: pick(vmIds), spec: specArb(), g: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }) }).map(({ id, spec, g }): Command => g === undefined ? { type: 'UpdateVmSpec', id, spec } : { type: 'UpdateVmSpec', id, spec, ifGeneration: g }),
     fc.record({ id: pick(vmIds), d: fc.constantFrom('running' as const, 'stopped' as const) }).map(({ id, d }): Command => ({ type: 'SetVmDesiredState', id, desired: d })),
     fc.record({ id: pick(vmIds), node: fc.option(pick(nodeIds), { nil: null }) }).map(({ id, node }): Command => ({ type: 'AssignVm', id, node })),
     fc.array(fc.record({ id: pick(vmIds), node: pick(nodeIds), generation: fc.constantFrom(1, 2), phase: fc.constantFrom('running' as const, 'failed' as const) }), { minLength: 1, maxLength: 3 })

@@ -105,6 +105,12 @@ test('UpdateVmSpec: generation++, rename, volume re-attachment; a failed rename 
   assert.is(h.sm.getVmByName('c')?.id, 'v1')
   assert.is(h.sm.getVmByName('d'), undefined)
   expectKind(h, { type: 'UpdateVmSpec', id: 'v2', spec: spec('b', { volumes: ['v-b'] }) }, 'InUse')
+  // ifGeneration: a read-modify-write based on an older read is refused and changes nothing
+  assert.is(h.sm.getVm('v1')?.generation, 2)
+  expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('c', { memoryMiB: 512 }), ifGeneration: 1 }, 'Conflict')
+  assert.is(h.sm.getVm('v1')?.spec.memoryMiB, spec('c').memoryMiB)
+  expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('c', { memoryMiB: 512 }), ifGeneration: 2 }, 'ok')
+  assert.is(h.sm.getVm('v1')?.generation, 3)
 })
 
 test('SetVmDesiredState', () => {
