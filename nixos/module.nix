@@ -16,7 +16,7 @@ let
   # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); extraSettings
   # (rpcPort, metricsPort, raft.*, logLevel, …) wins on any key.
   settings = lib.recursiveUpdate
-    {
+    ({
       name = cfg.name;
       dataDir = cfg.dataDir;
       listen = cfg.listenAddresses;
@@ -25,7 +25,15 @@ let
       mdns = cfg.mdns;
       labels = cfg.labels;
       capacity = dropNulls cfg.capacity;
-    }
+    } // lib.optionalAttrs (cfg.ceph.monitors != [ ]) {
+      # the daemon's own Ceph client (volume RPCs, fencing, QEMU's rbd drives)
+      ceph = dropNulls {
+        conf = "/etc/blixard/ceph.conf";
+        pool = cfg.ceph.pool;
+        id = cfg.ceph.user;
+        keyring = cfg.ceph.keyringFile;
+      };
+    })
     cfg.extraSettings;
 
   configFile = settingsFormat.generate "blixard.toml" settings;

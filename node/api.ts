@@ -15,8 +15,9 @@ import { explainVm } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { RbdClient } from '../storage/rbd.ts'
+import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
-import { cephFromEnv, rbdClientFor } from './ceph-env.ts'
+import { cephSettings, rbdClientFor } from './ceph-env.ts'
 
 export interface ApiDeps {
   id: () => string
@@ -37,8 +38,10 @@ export interface ApiDeps {
   /** recent events, for cluster.events to start with */
   recentEvents: () => Array<{ at: number, index: number, text: string }>
   describe: (index: number, env: CommandEnvelope, r: ApplyResult) => string
-  /** this node's Ceph client for volume RPCs; default: from BLIXARD_CEPH_CONF (none: metadata only) */
+  /** this node's Ceph client for volume RPCs; default: one for cephConfig (none: metadata only) */
   ceph?: () => { rbd: RbdClient, pool: string } | null
+  /** the node config's [ceph] section */
+  cephConfig?: NodeConfig['ceph']
 }
 
 function fail (r: ApplyResult): never {
@@ -82,8 +85,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     return n
   }
 
-  const cephEnv = cephFromEnv()
-  const envCeph = cephEnv == null ? null : { rbd: rbdClientFor(cephEnv), pool: cephEnv.pool }
+  const configured = d.cephConfig == null ? null : cephSettings(d.cephConfig)
+  const envCeph = configured == null ? null : { rbd: rbdClientFor(configured), pool: configured.pool }
 
   const setNodeState = async (ref: string, state: 'draining' | 'ready'): Promise<NodeRecord> => {
     const n = nodeRef(ref)

@@ -1,7 +1,6 @@
-// This node's Ceph client settings, from the environment (kept out of the config file
-// until hosts need more than these): BLIXARD_CEPH_CONF (required to enable RBD),
-// BLIXARD_CEPH_POOL (default rbd), BLIXARD_CEPH_ID (cephx user, default admin),
-// BLIXARD_CEPH_KEYRING (default: what the conf says).
+// This node's Ceph client settings, from the node config's [ceph] section (ceph.conf, required
+// to enable RBD; pool, default rbd; id, the cephx user, default admin; keyring, default what the
+// conf says), each also a flag (--ceph-conf …) and an environment variable (BLIXARD_CEPH_CONF …).
 import { RbdClient } from '../storage/rbd.ts'
 
 export interface CephSettings {
@@ -11,12 +10,11 @@ export interface CephSettings {
   keyring?: string
 }
 
-export function cephFromEnv (env: NodeJS.ProcessEnv = process.env): CephSettings | null {
-  const conf = env.BLIXARD_CEPH_CONF
-  if (conf == null || conf === '') return null
-  const s: CephSettings = { conf, pool: env.BLIXARD_CEPH_POOL ?? 'rbd' }
-  if (env.BLIXARD_CEPH_ID != null && env.BLIXARD_CEPH_ID !== '') s.id = env.BLIXARD_CEPH_ID
-  if (env.BLIXARD_CEPH_KEYRING != null && env.BLIXARD_CEPH_KEYRING !== '') s.keyring = env.BLIXARD_CEPH_KEYRING
+export function cephSettings (c: { conf: string | null, pool: string, id: string | null, keyring: string | null }): CephSettings | null {
+  if (c.conf == null) return null
+  const s: CephSettings = { conf: c.conf, pool: c.pool }
+  if (c.id != null) s.id = c.id
+  if (c.keyring != null) s.keyring = c.keyring
   return s
 }
 

@@ -47,6 +47,21 @@ export interface NodeConfig {
   bootstrapExpect: number
   /** CLI peer ids made admins when this node bootstraps a new cluster */
   admins: string[]
+  /** this host's Ceph client: RBD volumes need `conf` (null: volumes are metadata only here) */
+  ceph: {
+    conf: string | null
+    pool: string
+    /** cephx user (null: client.admin) */
+    id: string | null
+    /** null: what the conf says */
+    keyring: string | null
+  }
+  network: {
+    /** interface VLAN networks tag onto (null: none; VLAN guests then only reach this host) */
+    uplink: string | null
+    /** this host's address VXLAN tunnels start from (null: from this node's own registered addresses) */
+    underlayIp: string | null
+  }
 }
 
 export class ConfigError extends Error {
@@ -91,7 +106,13 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
   K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
-  K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster')
+  K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
+  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string', 'ceph.conf of this host (enables RBD volumes)'),
+  K('ceph.pool', 'ceph-pool', 'BLIXARD_CEPH_POOL', 'string', 'RBD pool'),
+  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string', 'cephx user (default admin)'),
+  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string', 'cephx keyring file'),
+  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string', 'interface VLAN networks tag onto'),
+  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string', 'local address of VXLAN tunnels')
 ]
 
 /** Defaults for everything but capacity (detected) and name (host name). */
@@ -110,12 +131,14 @@ export const CONFIG_DEFAULTS = {
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
   logLevel: 'info' as LogLevelName,
   bootstrapExpect: 3,
-  admins: [] as string[]
+  admins: [] as string[],
+  ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },
+  network: { uplink: null as string | null, underlayIp: null as string | null }
 }
 
 const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
 const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
-const SECTIONS = new Set(['capacity', 'raft'])
+const SECTIONS = new Set(['capacity', 'raft', 'ceph', 'network'])
 
 type Raw = Map<string, { value: unknown, source: string }>
 

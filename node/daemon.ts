@@ -47,7 +47,7 @@ import { Agent } from './agent.ts'
 import { HostNet } from './net-host/host-net.ts'
 import { ownUnderlayIp } from './net-host/peers.ts'
 import { HostResources } from './host-resources.ts'
-import { cephFromEnv, rbdClientFor } from './ceph-env.ts'
+import { cephSettings, rbdClientFor } from './ceph-env.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
 
@@ -116,6 +116,7 @@ export class Daemon {
     const board: LoadBoard = { hints: () => this.loadHints() }
     const api = createApi({
       id: () => this.id,
+      cephConfig: this.cfg.ceph,
       sm: this.sm,
       driver: () => this.driver,
       propose: async (env) => await this.propose(env),
@@ -175,13 +176,14 @@ export class Daemon {
       metrics: this.metrics
     })
     this.scheduler.start()
-    // host networking: uplink and underlay from the environment until the config file grows them
+    // host networking: the uplink VLANs tag onto and the underlay address VXLAN tunnels start from
+    const underlay = this.cfg.network.underlayIp
     const hostNet = new HostNet({
-      uplink: process.env.BLIXARD_UPLINK ?? null,
-      underlayIp: process.env.BLIXARD_UNDERLAY_IP ?? (() => ownUnderlayIp(this.sm.listNodes(), this.id)),
+      uplink: this.cfg.network.uplink,
+      underlayIp: underlay ?? (() => ownUnderlayIp(this.sm.listNodes(), this.id)),
       log: this.log.child({ part: 'net' })
     })
-    const ceph = cephFromEnv()
+    const ceph = cephSettings(this.cfg.ceph)
     const fencer = ceph == null ? null : rbdClientFor(ceph)
     const hostResources = new HostResources({
       nodeId: this.id, sm: this.sm, propose: async (env) => await this.propose(env), net: hostNet, ceph, log: this.log,

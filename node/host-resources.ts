@@ -75,7 +75,7 @@ export class HostResources {
     for (const name of vm.spec.volumes) {
       const v = this.d.sm.getVolume(name)
       if (v == null) throw new RpcError('NotFound', `volume ${name} not found`)
-      if (this.d.ceph == null) throw new RpcError('Unavailable', `VM ${vm.spec.name} needs volume ${name} but this host has no Ceph config (BLIXARD_CEPH_CONF)`)
+      if (this.d.ceph == null) throw new RpcError('Unavailable', `VM ${vm.spec.name} needs volume ${name} but this host has no Ceph client: set ceph.conf in its config ([ceph] conf = ..., --ceph-conf or BLIXARD_CEPH_CONF)`)
       // Raft assigned the VM here, so any other holder of the image is a stale host: cut it
       // off (blocklist, lock broken) before our qemu opens it, so it can never write again
       const fenced = await this.d.fence?.(v.pool, v.name) ?? []

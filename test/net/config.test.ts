@@ -111,4 +111,19 @@ test('capacity detection and help cover every key', async () => {
   for (const k of CONFIG_KEYS) assert.ok(help.includes(`--${k.flag}`) && help.includes(k.env))
 })
 
+test('[ceph] and [network]: file < env < flags; unset means off', () => {
+  const none = resolveConfig({})
+  assert.equal(none.ceph, { conf: null, pool: 'rbd', id: null, keyring: null })
+  assert.equal(none.network, { uplink: null, underlayIp: null })
+  const c = resolveConfig({
+    file: { path: 'c.toml', text: '[ceph]\nconf = "/etc/ceph/ceph.conf"\npool = "vms"\n[network]\nuplink = "eth1"\n' },
+    env: { BLIXARD_CEPH_ID: 'blixard', BLIXARD_UPLINK: 'bond0' },
+    argv: ['--underlay-ip', '10.1.0.5', '--ceph-keyring', '/run/keys/ceph']
+  })
+  assert.equal(c.ceph, { conf: '/etc/ceph/ceph.conf', pool: 'vms', id: 'blixard', keyring: '/run/keys/ceph' })
+  assert.equal(c.network, { uplink: 'bond0', underlayIp: '10.1.0.5' })
+  fails(() => resolveConfig({ file: { path: 'c.toml', text: '[ceph]\nmonitors = ["a"]\n' } }), 'ceph.monitors', 'unknown key')
+  fails(() => resolveConfig({ env: { BLIXARD_CEPH_POOL: '' } }), 'ceph.pool', 'non-empty')
+})
+
 test.run()

@@ -129,7 +129,8 @@ test('config.toml is loaded by node/config.ts as is; NixOS-only facts go to host
     labels: { zone: 'a', rack: 'r1' },
     capacity: { cpu: 16, memoryMiB: 65536 },
     metricsPort: 9100,
-    raft: { tickMs: 50 }
+    raft: { tickMs: 50 },
+    ceph: { conf: '/etc/blixard/ceph.conf', pool: 'vms', id: 'blixard', keyring: '/etc/ceph/ceph.client.blixard.keyring' }
   })
   // TOML cannot hold null: none may be left (smol-toml would silently drop one)
   assert.not.match(JSON.stringify(e.tomlSettings), /null/)
@@ -144,6 +145,8 @@ test('config.toml is loaded by node/config.ts as is; NixOS-only facts go to host
   assert.equal(cfg.capacity, { cpu: 16, memoryMiB: 65536 })
   assert.is(cfg.metricsPort, 9100)
   assert.is(cfg.raft.tickMs, 50)
+  // the daemon's Ceph client comes from the same file
+  assert.equal(cfg.ceph, { conf: '/etc/blixard/ceph.conf', pool: 'vms', id: 'blixard', keyring: '/etc/ceph/ceph.client.blixard.keyring' })
   // defaults load too (capacity left to detection)
   const d = evalModule({ ...KEY, enable: true })
   assert.equal(resolveConfig({ file: { text: stringify(d.tomlSettings as Record<string, unknown>), path: 'c' } }).capacity, {})
