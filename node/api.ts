@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto'
 import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
-import { RpcError } from '../protocols/rpc.ts'
-import type { ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
+import { RpcError, toRpcErrorBody } from '../protocols/rpc.ts'
+import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { RaftDriver } from './raft-driver.ts'
@@ -164,6 +164,14 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'node.load': () => d.loadReports(),
     'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),
     'internal.admit': async (p) => await d.join(p.peer, p.addrs),
+    'internal.proposeMany': async (p) => {
+      const drv = d.driver()
+      if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+      // all of them into the same Raft round; each answers on its own
+      return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
+        try { return { ok: true, result: await drv.propose(env) } } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
+      }))
+    },
     'internal.propose': async (p) => {
       const drv = d.driver()
       if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)

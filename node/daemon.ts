@@ -11,11 +11,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
-import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
+import { MAX_FORWARD_BATCH, MAX_FORWARD_BATCH_BYTES, RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
 import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
-import { StateMachine } from '../storage/state-machine.ts'
+import { StateMachine, encodeEnvelope } from '../storage/state-machine.ts'
 import type { LoadHint } from '../placement/types.ts'
 import type { NodeConfig } from './config.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -65,6 +65,13 @@ type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
 const LOOP_MS = 500
 
+interface PendingForward {
+  env: CommandEnvelope
+  bytes: number
+  resolve: (r: ApplyResult) => void
+  reject: (e: unknown) => void
+}
+
 export class Daemon {
   readonly log: Logger
   readonly metrics: NodeMetrics
@@ -77,6 +84,8 @@ export class Daemon {
   qemu: QemuDriver | null = null
   agent: Agent | null = null
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
+  /** writes waiting to be forwarded to a leader in this turn of the event loop */
+  private readonly forwardQueues = new Map<string, PendingForward[]>()
   /** called on every change of the known leader (forwarded writes give up on a deposed one) */
   private readonly leaderWatchers = new Set<(leader: string | null) => void>()
   private readonly lastHeard = new Map<string, number>()
@@ -276,7 +285,7 @@ export class Daemon {
         if (drv != null && drv.isLeader()) return await drv.propose(full)
         if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
         const client = await this.client(leader)
-        return await this.untilLeaderChanges(leader, client.call('internal.propose', { env: full }, { timeoutMs: 10_000 }))
+        return await this.untilLeaderChanges(leader, this.forwardTo(leader, client, full))
       } catch (err) {
         lastErr = err
         const kind = (err as { kind?: string }).kind
@@ -286,6 +295,52 @@ export class Daemon {
       }
     }
     throw lastErr instanceof Error ? lastErr : new RpcError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
+  }
+
+  /**
+   * Forwards a write to the leader. Writes forwarded in the same turn of the event loop travel
+   * together in one internal.proposeMany call (one request and one answer frame for many
+   * clients' writes, all in the leader's same Raft round); a lone write goes as internal.propose.
+   */
+  private async forwardTo (leader: string, client: RpcClient, env: CommandEnvelope): Promise<ApplyResult> {
+    return await new Promise<ApplyResult>((resolve, reject) => {
+      let q = this.forwardQueues.get(leader)
+      if (q == null) {
+        q = []
+        this.forwardQueues.set(leader, q)
+        setImmediate(() => { this.flushForwards(leader, client) })
+      }
+      q.push({ env, bytes: encodeEnvelope(env).byteLength, resolve, reject })
+    })
+  }
+
+  private flushForwards (leader: string, client: RpcClient): void {
+    const q = this.forwardQueues.get(leader) ?? []
+    this.forwardQueues.delete(leader)
+    const single = (x: PendingForward): void => {
+      client.call('internal.propose', { env: x.env }, { timeoutMs: 10_000 }).then(x.resolve, x.reject)
+    }
+    while (q.length > 0) {
+      const batch: PendingForward[] = []
+      let bytes = 0
+      while (q.length > 0 && batch.length < MAX_FORWARD_BATCH && (batch.length === 0 || bytes + q[0].bytes <= MAX_FORWARD_BATCH_BYTES)) {
+        bytes += q[0].bytes
+        batch.push(q.shift() as PendingForward)
+      }
+      if (batch.length === 1) { single(batch[0]); continue }
+      client.call('internal.proposeMany', { envs: batch.map((x) => x.env) }, { timeoutMs: 10_000 }).then((results) => {
+        for (const [i, x] of batch.entries()) {
+          const r = results[i]
+          if (r == null) x.reject(new RpcError('Unavailable', 'the leader answered fewer results than writes forwarded'))
+          else if (r.ok) x.resolve(r.result)
+          else x.reject(new RpcError(r.error.kind, r.error.message, r.error.leader))
+        }
+      }, (err: unknown) => {
+        // a leader without internal.proposeMany (older version, rolling upgrade): one by one
+        if ((err as { kind?: string }).kind === 'UnknownMethod') { for (const x of batch) single(x); return }
+        for (const x of batch) x.reject(err)
+      })
+    }
   }
 
   /**

@@ -42,6 +42,9 @@ export const RPC_SERVER_MAX_CONCURRENT = 64
 /** Cluster members forward their own clients' writes over one stream to the leader: room for many
  * clients at once (a member is trusted: it holds the key and sits in the Raft configuration). */
 export const RPC_MEMBER_MAX_CONCURRENT = 1024
+/** Forwarded writes per internal.proposeMany call, and their encoded bytes (under the frame limit) */
+export const MAX_FORWARD_BATCH = 256
+export const MAX_FORWARD_BATCH_BYTES = 512 * 1024
 /** Open `watch` subscriptions per RPC stream. */
 export const RPC_MAX_WATCHES_PER_STREAM = 16
 /** Raw bytes a libp2p stream may hold unread. Yamux lets a sender fill up to its 16 MiB window

@@ -8,7 +8,7 @@ import { validateEnvelope, validateVmSpec } from './command-schema.ts'
 import { WireError } from './framing.ts'
 import type { LoadReport } from './load.ts'
 import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
-import { MAX_NODE_ID_LENGTH } from './limits.ts'
+import { MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
 import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
 
@@ -158,7 +158,12 @@ export interface RpcMethods extends ResourceMethods {
   'internal.admit': { params: { peer: string, addrs: string[] }, result: { leader: string } }
   /** member to leader: propose a client's command (writes are forwarded, never bounced) */
   'internal.propose': { params: { env: CommandEnvelope }, result: ApplyResult }
+  /** a follower's forwarded writes, batched: one answer per envelope, in order */
+  'internal.proposeMany': { params: { envs: CommandEnvelope[] }, result: ForwardedResult[] }
 }
+
+/** One forwarded write's outcome: its command's result, or why it was not committed (retry it). */
+export type ForwardedResult = { ok: true, result: ApplyResult } | { ok: false, error: RpcErrorBody }
 
 export interface ClusterEvent { index: number, at: number, text: string }
 
@@ -294,6 +299,19 @@ export const METHODS: MethodTable = {
   'internal.admit': {
     mutating: true, streaming: false,
     params: (x) => { const o = params(x, ['peer', 'addrs'], ['peer', 'addrs']); return { peer: str(o.peer, 'params.peer', ID, 1), addrs: addrList(o.addrs, 'params.addrs') } }
+  },
+  'internal.proposeMany': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const list = arr(params(x, ['envs'], ['envs']).envs, 'params.envs', MAX_FORWARD_BATCH)
+      return {
+        envs: list.map((e, i) => {
+          const v = validateEnvelope(e)
+          if (!v.ok) throw new RpcError(v.error.kind, `params.envs[${i}]: ${v.error.message}`)
+          return v.cmd
+        })
+      }
+    }
   },
   'internal.propose': {
     mutating: true, streaming: false,
