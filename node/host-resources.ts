@@ -30,11 +30,16 @@ export interface HostResourcesDeps {
   now?: () => number
 }
 
+/** A network already set up here is checked again (devices repaired) this often. */
+const RECHECK_MS = 30_000
+
 export class HostResources {
   private readonly log: Logger
   /** bridges this node built: only those are removed as orphans, never another cluster's
    * sharing the host (test clusters, a demo next to a real node) */
   private readonly built = new Set<string>()
+  /** networks set up on this host: what they were set up from, and when last checked */
+  private readonly ensured = new Map<string, { sig: string, at: number }>()
   constructor (private readonly d: HostResourcesDeps) {
     this.log = (d.log ?? silentLogger).child({ component: 'host-resources' })
   }
@@ -91,12 +96,24 @@ export class HostResources {
     const used = new Set(this.d.sm.listVms({ node: this.d.nodeId }).flatMap((v) => v.spec.networks))
     const all = this.d.sm.listNetworks()
     const peers = this.peers()
+    const now = (this.d.now ?? Date.now)()
     for (const rec of all) {
       if (!used.has(rec.name)) continue
       this.built.add(bridgeName(rec.name))
-      try { await this.d.net.ensureNetwork(rec, peers) } catch (err) { this.log.warn('network not ready on this host', { network: rec.name, err }) }
+      // `ip` runs only when the network or its peers changed, or to repair every RECHECK_MS:
+      // a process spawn per network per second showed in an idle node's CPU
+      const sig = JSON.stringify([rec, peers])
+      const last = this.ensured.get(rec.name)
+      if (last != null && last.sig === sig && now - last.at < RECHECK_MS) continue
+      try {
+        await this.d.net.ensureNetwork(rec, peers)
+        this.ensured.set(rec.name, { sig, at: now })
+      } catch (err) { this.log.warn('network not ready on this host', { network: rec.name, err }) }
     }
     const expected = new Set(all.map((n) => bridgeName(n.name)))
+    for (const name of this.ensured.keys()) if (!expected.has(bridgeName(name))) this.ensured.delete(name)
+    // only a bridge this process built whose network is gone needs the host's link list
+    if (![...this.built].some((b) => !expected.has(b))) return
     const links = await this.d.net.links()
     for (const l of links.values()) {
       if (l.kind !== 'bridge' || !this.built.has(l.name) || expected.has(l.name)) continue
@@ -107,5 +124,6 @@ export class HostResources {
       await this.d.net.removeLink(l.name)
       this.built.delete(l.name)
     }
+    for (const b of this.built) if (!expected.has(b)) this.built.delete(b) // already gone from the host
   }
 }
