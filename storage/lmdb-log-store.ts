@@ -198,9 +198,18 @@ export class LmdbLogStore implements LogStore {
       snap = { meta: { index: s.meta.index, term: s.meta.term, conf: copyConf(s.meta.conf) }, data: s.data }
     }
     let fresh: Entry[] = []
+    // The common case, entries right after the last one and nothing else changing the log:
+    // the in-memory indexes grow in place after the commit (copying them on every append cost
+    // O(log length) per write, which showed in profiles with a 100 000-entry log)
+    let appendOnly = false
     if (ready.entries != null && ready.entries.length > 0) {
       fresh = ready.entries.filter(e => e.index > offset)
-      if (fresh.length > 0) {
+      if (fresh.length > 0 && snap === this.snap && fresh[0].index === offset + terms.length + 1 && fresh[0].index > snap.meta.index) {
+        for (let k = 1; k < fresh.length; k++) {
+          if (fresh[k].index !== fresh[0].index + k) throw new RaftError('Unavailable', `entries to append are not consecutive at ${fresh[k].index}`)
+        }
+        appendOnly = true
+      } else if (fresh.length > 0) {
         const first = fresh[0].index
         // Entries kept behind a snapshot (compact's `keep`) are committed: Raft never rewrites them,
         // and truncating them would leave the snapshot ahead of a shorter log.
@@ -235,13 +244,25 @@ export class LmdbLogStore implements LogStore {
       }
       if (hard != null) this.meta.putSync(K_HARD, encodeCbor(hard))
     })
+    if (hard != null) this.hard = hard
+    if (appendOnly) {
+      const contiguous = this.tail.length > 0 && this.tail[this.tail.length - 1].index === fresh[0].index - 1
+      if (!contiguous) this.tail = []
+      for (const e of fresh) {
+        this.terms.push(e.term)
+        if (e.type === 'conf') this.confs.push({ index: e.index, data: e.data })
+        this.tail.push({ term: e.term, index: e.index, type: e.type, data: e.data })
+      }
+      // trimmed in steps, so that the copy is amortized over TAIL_MAX appends
+      if (this.tail.length > 2 * TAIL_MAX) this.tail = this.tail.slice(this.tail.length - TAIL_MAX)
+      return
+    }
     this.offset = offset
     this.offsetTerm = offsetTerm
     this.terms = terms
     this.confs = confs
     this.tail = tail
     this.snap = snap
-    if (hard != null) this.hard = hard
   }
 
   /** Every save() already committed durably (see the file comment), so nothing is pending here. */

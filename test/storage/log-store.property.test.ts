@@ -231,6 +231,39 @@ test('reads across the in-memory tail and the disk agree', () => {
   r.close()
 })
 
+test('one entry per save, 10 000 times (the in-place append path): reads, terms, conf entries and a reopen agree', () => {
+  const dir = tempDir()
+  const s = LmdbLogStore.open(dir, { noSync: true, initialConf: { voters: ['a'], learners: [] } })
+  const cc = encodeConfChange({ type: 'addLearner', node: 'b' })
+  for (let i = 1; i <= 10_000; i++) {
+    const term = 1 + Math.floor(i / 3000)
+    s.save({ entries: [i === 5000 ? { index: i, term, type: 'conf', data: cc } : { index: i, term, type: 'normal', data: dataFor(i, term) }] })
+  }
+  assert.is(s.lastIndex(), 10_000)
+  assert.is(s.term(2999), 1)
+  assert.is(s.term(3000), 2)
+  assert.is(s.term(10_000), 4)
+  const check = (st: LmdbLogStore): void => {
+    const all = st.entries(1, 10_001)
+    assert.is(all.length, 10_000)
+    all.forEach((e, k) => { assert.is(e.index, k + 1); if (e.index !== 5000) assert.equal([...e.data], [...dataFor(e.index, e.term)]) })
+    assert.is(all[4999].type, 'conf')
+    assert.equal(st.initialState().conf, { voters: ['a'], learners: ['b'] })
+  }
+  check(s)
+  // an overwrite in the middle after the in-place appends, then the appends again
+  s.save({ entries: [{ index: 9000, term: 7, type: 'normal', data: dataFor(9000, 7) }] })
+  s.save({ entries: [{ index: 9001, term: 7, type: 'normal', data: dataFor(9001, 7) }] })
+  assert.is(s.lastIndex(), 9001)
+  assert.equal(s.entries(8999, 9002).map((e) => [e.index, e.term]), [[8999, 3], [9000, 7], [9001, 7]])
+  s.close()
+  const r = LmdbLogStore.open(dir, { noSync: true })
+  assert.is(r.lastIndex(), 9001)
+  assert.equal(r.entries(8999, 9002).map((e) => [e.index, e.term]), [[8999, 3], [9000, 7], [9001, 7]])
+  assert.equal(r.initialState().conf, { voters: ['a'], learners: ['b'] })
+  r.close()
+})
+
 test('a closed store refuses writes (Unavailable)', () => {
   const dir = tempDir()
   const s = LmdbLogStore.open(dir)
