@@ -17,6 +17,15 @@ async function main (argv: string[]): Promise<number> {
     throw err
   }
   const log = createLogger({ node: cfg.name }, { level: cfg.logLevel })
+  // A promise nobody awaited that failed (a library's background task, a peer that vanished
+  // mid-call): logged, the node keeps serving. An exception thrown out of a callback leaves state
+  // unknown: logged with its stack as a structured line, then exit (systemd restarts the node;
+  // Raft's log and the state machine are durable, guests keep running and are re-adopted).
+  process.on('unhandledRejection', (reason) => { log.error('unhandled rejection (ignored)', { err: reason }) })
+  process.on('uncaughtException', (err) => {
+    log.error('fatal: uncaught exception; exiting', { err, stack: err.stack })
+    process.exit(70)
+  })
   let daemon: Daemon
   try {
     daemon = await Daemon.start(cfg, { log, bootstrapExpect: cfg.bootstrapExpect, admins: cfg.admins })
