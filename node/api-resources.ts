@@ -9,6 +9,7 @@ import type { ReadParams } from '../protocols/rpc.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { RbdClient } from '../storage/rbd.ts'
+import { RbdError } from '../storage/ceph-errors.ts'
 import type { RpcHandlers } from './net/rpc.ts'
 
 export interface ResourceApiDeps {
@@ -100,10 +101,36 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
           await c.rbd.snapshotUnprotect(v.pool, v.name, s.name)
           await c.rbd.snapshotRemove(v.pool, v.name, s.name)
         }
-        await c.rbd.remove(v.pool, v.name)
+        await removeFencingStale(c.rbd, v.pool, v.name)
       }
       await d.write({ type: 'DeleteVolume', name: v.name })
       return { name: v.name }
+    }
+  }
+}
+
+/**
+ * Removes an image that Raft says no VM holds. Whoever still has it open is stale: a guest killed
+ * a moment ago (Ceph drops its watch only after ~30 s) or a host cut off from the cluster. They
+ * are fenced as a failover does (blocklisted, lock broken), then the removal is retried while
+ * the OSDs drop their watches.
+ */
+async function removeFencingStale (rbd: RbdClient, pool: string, name: string): Promise<void> {
+  const stale = (e: unknown): boolean => e instanceof RbdError && e.kind === 'InUse' && e.message.includes(' is open by ')
+  try {
+    await rbd.remove(pool, name)
+    return
+  } catch (e) {
+    if (!stale(e)) throw e
+  }
+  await rbd.fence(pool, name)
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rbd.remove(pool, name)
+      return
+    } catch (e) {
+      if (!stale(e) || attempt >= 20) throw e
+      await new Promise((resolve) => setTimeout(resolve, 500))
     }
   }
 }

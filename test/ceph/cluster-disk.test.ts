@@ -1,0 +1,105 @@
+// A VM's disk through the whole system: 3 real blixard-node processes configured with the
+// single-host Ceph ([ceph] conf, given as --ceph-conf/--ceph-keyring), `volume create` makes a
+// real RBD image through Raft, `vm create` with that volume boots a guest whose data disk is the
+// image (QEMU's rbd driver); the guest counts its boots on it (boots=1). `node drain` of its host
+// moves the VM: the new host fences the old holder, boots the guest from the same image, and the
+// guest reads its own data back (boots=2). Deleting the VM leaves the volume (and its data);
+// deleting the volume removes the image. Ports 17740-17742 (metrics 17840-17842).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { TestCluster, waitFor, vmSpec } from '../cluster/harness.ts'
+import { nodeIndex, qemuPidsFor, show } from '../vm/helpers.ts'
+import { parseDiskBoots } from '../../node/qemu/tiny-guest.ts'
+import { RbdClient } from '../../storage/rbd.ts'
+import { startTestCeph, type TestCeph } from './single-host-ceph.ts'
+import type { VmRecord } from '../../protocols/model.ts'
+
+const c = new TestCluster({ nodes: 3, basePort: 17740 }, 'disk')
+const VOL = `data${process.pid % 10000}`
+let ceph: TestCeph | null = null
+let rbd: RbdClient
+let vmId = ''
+let failed = false
+
+test.before(async () => {
+  ceph = await startTestCeph()
+  console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
+  rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
+  await c.prepare()
+  for (const i of [0, 1, 2]) c.start(i, ['--ceph-conf', ceph.conf, '--ceph-keyring', ceph.keyring, '--ceph-id', 'admin'])
+  await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
+  await waitFor('3 nodes registered', 30_000, async () => (await (await c.client(0)).call('node.list', {})).length === 3, 200)
+})
+
+test.after(async () => {
+  if (failed) console.log(c.logTails(30))
+  await c.stop()
+  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
+  await ceph?.destroy()
+})
+
+function guard (name: string, fn: () => Promise<void>): void {
+  test(name, async () => { try { await fn() } catch (err) { failed = true; throw err } })
+}
+
+function serial (node: number): string {
+  try { return readFileSync(join(c.nodes[node].dir, 'vms', vmId, 'serial.log'), 'utf8') } catch { return '' }
+}
+
+async function runningOn (notOn: number | null, timeoutMs: number): Promise<VmRecord> {
+  return await waitFor(`VM running${notOn == null ? '' : ` away from node ${notOn}`}`, timeoutMs, async () => {
+    const v = await show(c, 0, 'diskvm')
+    if (v.status.phase === 'failed') throw new Error(`VM failed: ${v.status.reason}`)
+    return v.status.phase === 'running' && v.assignedNode != null && nodeIndex(c, v.assignedNode) !== notOn ? v : null
+  }, 250)
+}
+
+guard('volume create makes a real RBD image; a VM with it boots and counts its first boot on that disk', async () => {
+  const cl = await c.client(1)
+  const vol = await cl.call('volume.create', { name: VOL, sizeGiB: 1 })
+  assert.is(vol.name, VOL)
+  const info = await rbd.info(vol.pool, VOL)
+  assert.is(info.sizeBytes, 2 ** 30, 'the image exists in Ceph with the size asked for')
+  const t0 = Date.now()
+  const created = await cl.call('vm.create', { spec: { ...vmSpec('diskvm'), memoryMiB: 96, volumes: [VOL], restartPolicy: 'always' } })
+  vmId = created.id
+  const vm = await runningOn(null, 180_000)
+  const host = nodeIndex(c, vm.assignedNode)
+  console.log(`  create → running with an RBD disk: ${Date.now() - t0} ms on node ${host}`)
+  const boots = await waitFor('boots= on the console', 60_000, () => parseDiskBoots(serial(host)), 250)
+  assert.is(boots, 1, 'a blank image: the guest made a filesystem and counted boot 1')
+  assert.is((await cl.call('volume.show', { volume: VOL })).attachedTo, vmId)
+  const holder = await rbd.lockHolder(vol.pool, VOL)
+  assert.ok(holder != null, 'the running guest holds the image\'s exclusive lock')
+})
+
+guard('node drain moves the VM: the new host fences the old holder and the guest reads its data back (boots=2)', async () => {
+  const before = await show(c, 0, 'diskvm')
+  const from = nodeIndex(c, before.assignedNode)
+  const cl = await c.client(0)
+  const t0 = Date.now()
+  await cl.call('node.drain', { node: c.nodes[from].peerId })
+  const vm = await runningOn(from, 180_000)
+  const to = nodeIndex(c, vm.assignedNode)
+  assert.is.not(to, from)
+  const boots = await waitFor('boots= on the new host\'s console', 60_000, () => parseDiskBoots(serial(to)), 250)
+  console.log(`  drained node ${from}: running on node ${to} after ${Date.now() - t0} ms, boots=${boots}`)
+  assert.is(boots, 2, 'the same disk: the guest found its first boot recorded')
+  await waitFor('one qemu for the VM', 30_000, () => qemuPidsFor(vmId).length === 1, 250)
+  await cl.call('node.undrain', { node: c.nodes[from].peerId })
+})
+
+guard('deleting the VM keeps the volume and its image; deleting the volume removes the image', async () => {
+  const cl = await c.client(2)
+  await cl.call('vm.delete', { vm: vmId })
+  await waitFor('no qemu for the VM', 60_000, () => qemuPidsFor(vmId).length === 0, 250)
+  await waitFor('volume detached', 30_000, async () => (await cl.call('volume.show', { volume: VOL })).attachedTo === null, 250)
+  assert.ok((await rbd.info('rbd', VOL)).sizeBytes > 0, 'the image outlives the VM')
+  await cl.call('volume.delete', { volume: VOL })
+  const gone = await rbd.info('rbd', VOL).then(() => false, () => true)
+  assert.ok(gone, 'the image is gone from Ceph')
+})
+
+test.run()
