@@ -11,6 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
+import type { ForwardedResult } from '../protocols/rpc.ts'
 import { MAX_FORWARD_BATCH, MAX_FORWARD_BATCH_BYTES, RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
 import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
@@ -64,6 +65,13 @@ export interface DaemonOptions {
 type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
 const LOOP_MS = 500
+
+function isForwardedResult (r: unknown): r is ForwardedResult {
+  if (r == null || typeof r !== 'object') return false
+  const o = r as { ok?: unknown, result?: unknown, error?: unknown }
+  if (o.ok === true) return o.result != null && typeof o.result === 'object' && typeof (o.result as { ok?: unknown }).ok === 'boolean'
+  return o.ok === false && o.error != null && typeof o.error === 'object' && typeof (o.error as { kind?: unknown }).kind === 'string' && typeof (o.error as { message?: unknown }).message === 'string'
+}
 
 interface PendingForward {
   env: CommandEnvelope
@@ -328,11 +336,17 @@ export class Daemon {
         batch.push(q.shift() as PendingForward)
       }
       if (batch.length === 1) { single(batch[0]); continue }
-      client.call('internal.proposeMany', { envs: batch.map((x) => x.env) }, { timeoutMs: 10_000 }).then((results) => {
+      client.call('internal.proposeMany', { envs: batch.map((x) => x.env) }, { timeoutMs: 10_000 }).then((results: unknown) => {
+        // a peer's answer is checked before use: a malformed one fails these writes as Unavailable,
+        // which propose() retries (with the same keys: a write that did apply is not applied twice)
+        if (!Array.isArray(results) || results.length !== batch.length || !results.every(isForwardedResult)) {
+          const err = new RpcError('Unavailable', `the leader's answer to ${batch.length} forwarded writes is malformed`)
+          for (const x of batch) x.reject(err)
+          return
+        }
         for (const [i, x] of batch.entries()) {
           const r = results[i]
-          if (r == null) x.reject(new RpcError('Unavailable', 'the leader answered fewer results than writes forwarded'))
-          else if (r.ok) x.resolve(r.result)
+          if (r.ok) x.resolve(r.result)
           else x.reject(new RpcError(r.error.kind, r.error.message, r.error.leader))
         }
       }, (err: unknown) => {
