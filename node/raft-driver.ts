@@ -18,7 +18,7 @@ import { RaftError } from '../protocols/raft/types.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { BlixardError } from '../protocols/errors.ts'
-import { encodeEnvelope, decodeEnvelope } from '../storage/state-machine.ts'
+import { encodeEnvelope } from '../storage/state-machine.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -275,12 +275,11 @@ export class RaftDriver {
       this.appliedIdx = Math.max(this.appliedIdx, e.index)
       if (e.type === 'normal' && e.index > sm.applied()) batch.push({ index: e.index, data: e.data })
     }
-    const results = batch.length > 0 ? sm.applyBatch(batch) : []
-    for (const [i, { index, data }] of batch.entries()) {
-      if (data.length === 0) continue
+    const envs: Array<CommandEnvelope | null> = []
+    const results = batch.length > 0 ? sm.applyBatch(batch, envs) : []
+    for (const [i, { index }] of batch.entries()) {
       const result = results[i]
-      let env: CommandEnvelope | null = null
-      try { env = decodeEnvelope(data) } catch { env = null }
+      const env = envs[i]
       if (env?.key != null) {
         const p = this.pending.get(env.key)
         if (p != null) {

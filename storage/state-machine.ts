@@ -89,18 +89,25 @@ export class StateMachine {
    * Apply several committed entries, in order, in one store transaction: the same results and
    * the same state as apply() one by one (each command runs in its own savepoint, so a rejected
    * one leaves nothing behind), at the cost of one commit. If the store fails, nothing of the
-   * batch stays and the error is thrown.
+   * batch stays and the error is thrown. `decoded`, if given, receives each entry's envelope (null
+   * for a no-op, an invalid entry or one at or below applied), so callers need not decode again.
    */
-  applyBatch (entries: ReadonlyArray<{ index: number, data: Uint8Array }>): ApplyResult[] {
+  applyBatch (entries: ReadonlyArray<{ index: number, data: Uint8Array }>, decoded?: Array<CommandEnvelope | null>): ApplyResult[] {
     const results: ApplyResult[] = []
     let last = this.appliedIndex
     this.kv.transaction(tx => {
       for (const { index, data } of entries) {
         if (index <= last) {
+          decoded?.push(null)
           results.push({ ok: false, error: { kind: 'Conflict', message: `entry ${index} is at or below applied index ${last}` } })
           continue
         }
-        results.push(data.byteLength === 0 ? { ok: true } : this.applyOne(tx, index, data))
+        if (data.byteLength === 0) {
+          decoded?.push(null)
+          results.push({ ok: true })
+        } else {
+          results.push(this.applyOne(tx, index, data, decoded))
+        }
         this.expire(tx, index)
         last = index
       }
@@ -119,8 +126,9 @@ export class StateMachine {
     return this.kv.get<StoredResult>('idempotency', key)?.result
   }
 
-  private applyOne (tx: KvTx, index: number, data: Uint8Array): ApplyResult {
+  private applyOne (tx: KvTx, index: number, data: Uint8Array, decoded?: Array<CommandEnvelope | null>): ApplyResult {
     const d = tryDecodeEnvelope(data)
+    decoded?.push(d.ok ? d.env : null)
     const key = d.ok ? d.env.key : keyOfInvalid(data)
     if (key !== undefined) {
       // a retry of a command already applied (or rejected) gets the same answer and changes nothing
