@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TestCluster, waitFor, vmSpec } from '../cluster/harness.ts'
-import { nodeIndex, qemuPidsFor, show } from '../vm/helpers.ts'
+import { nodeIndex, qemuPidsFor, show, vmSuite } from '../vm/helpers.ts'
 import { parseDiskBoots } from '../../node/qemu/tiny-guest.ts'
 import { RbdClient } from '../../storage/rbd.ts'
 import { startTestCeph, type TestCeph } from './single-host-ceph.ts'
@@ -21,28 +21,19 @@ const VOL = `data${process.pid % 10000}`
 let ceph: TestCeph | null = null
 let rbd: RbdClient
 let vmId = ''
-let failed = false
 
-test.before(async () => {
-  ceph = await startTestCeph()
-  console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
-  rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
-  await c.prepare()
-  for (const i of [0, 1, 2]) c.start(i, ['--ceph-conf', ceph.conf, '--ceph-keyring', ceph.keyring, '--ceph-id', 'admin'])
-  await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
-  await waitFor('3 nodes registered', 30_000, async () => (await (await c.client(0)).call('node.list', {})).length === 3, 200)
+const guard = vmSuite(test, c, {
+  vmIds: () => vmId === '' ? [] : [vmId],
+  logLines: 30,
+  prepare: async () => {
+    ceph = await startTestCeph()
+    console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
+    rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
+    return ['--ceph-conf', ceph.conf, '--ceph-keyring', ceph.keyring, '--ceph-id', 'admin']
+  },
+  ready: async () => { await waitFor('3 nodes registered', 30_000, async () => (await (await c.client(0)).call('node.list', {})).length === 3, 200) },
+  cleanup: async () => { await ceph?.destroy() }
 })
-
-test.after(async () => {
-  if (failed) console.log(c.logTails(30))
-  await c.stop()
-  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
-  await ceph?.destroy()
-})
-
-function guard (name: string, fn: () => Promise<void>): void {
-  test(name, async () => { try { await fn() } catch (err) { failed = true; throw err } })
-}
 
 function serial (node: number): string {
   try { return readFileSync(join(c.nodes[node].dir, 'vms', vmId, 'serial.log'), 'utf8') } catch { return '' }

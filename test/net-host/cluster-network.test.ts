@@ -10,30 +10,17 @@ import * as assert from 'uvu/assert'
 import { execFileSync } from 'node:child_process'
 import { TestCluster, waitFor, runCli } from '../cluster/harness.ts'
 import { bridgeName, macFor, tapName } from '../../node/net-host/names.ts'
-import { links, qemuPidsFor, show } from '../vm/helpers.ts'
+import { links, show, vmSuite } from '../vm/helpers.ts'
 
 const c = new TestCluster({ nodes: 3, basePort: 17680 }, 'netw')
 const NET = `lan${process.pid % 10000}`
 const BR = bridgeName(NET)
 let vmId = ''
-let failed = false
 
-test.before(async () => {
-  await c.prepare()
-  for (const i of [0, 1, 2]) c.start(i)
-  await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
+const guard = vmSuite(test, c, {
+  vmIds: () => vmId === '' ? [] : [vmId],
+  cleanup: () => { for (const l of links()) if (l === BR || (vmId !== '' && l === tapName(vmId, 0))) { try { execFileSync('ip', ['link', 'del', l]) } catch {} } }
 })
-test.after(async () => {
-  if (failed) console.log(c.logTails(25))
-  // nodes first: a live agent would restart a killed guest (policy always), and guests outlive their daemon
-  await c.stop()
-  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
-  for (const l of links()) if (l === BR || (vmId !== '' && l === tapName(vmId, 0))) { try { execFileSync('ip', ['link', 'del', l]) } catch {} }
-})
-
-function guard (name: string, fn: () => Promise<void>): void {
-  test(name, async () => { try { await fn() } catch (err) { failed = true; throw err } })
-}
 
 guard('network create, vm create --network: an address from Raft, TAP on the bridge, the guest answers ping', async () => {
   const r = await runCli(['network', 'create', NET, '--subnet', '10.62.0.0/24', '--gateway', '10.62.0.1', '--json'], c.cliEnv(0), 90_000)

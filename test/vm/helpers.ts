@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { VmRecord } from '../../protocols/model.ts'
 import type { TestCluster } from '../cluster/harness.ts'
+import type { Test } from 'uvu'
 import { runCli, waitFor } from '../cluster/harness.ts'
 
 export const MARKER = 'BLIXARD-GUEST-UP'
@@ -90,4 +91,48 @@ export function nodeIndex (c: TestCluster, nodeId: string | null): number {
 export function memoryArg (argv: string[]): string | null {
   const at = argv.indexOf('-m')
   return at >= 0 ? argv[at + 1] ?? null : null
+}
+
+export interface SuiteOptions {
+  /** the VMs the tests made: their qemu processes are killed after the nodes stop */
+  vmIds: () => string[]
+  /** printed after the run */
+  figures?: Record<string, number>
+  /** lines of each node's log printed when a test failed */
+  logLines?: number
+  /** before the nodes start (a Ceph to point them at, say); returns extra blixard-node flags */
+  prepare?: () => Promise<string[]>
+  /** after the nodes are up */
+  ready?: () => Promise<void>
+  /** after the nodes and guests are gone (devices, Ceph) */
+  cleanup?: () => Promise<void> | void
+}
+
+/**
+ * The frame shared by the tests that run 3 real nodes and real guests: before, start the nodes
+ * and wait for 3 voters and a leader; after, stop the nodes first (a live agent would restart a
+ * killed guest, and guests outlive their daemon), kill what is left of the tests' guests, and
+ * print the figures, and the node logs if a test failed. Returns `guard`: test() that records a failure.
+ */
+export function vmSuite (test: Test, c: TestCluster, o: SuiteOptions): (name: string, fn: () => Promise<void>) => void {
+  let failed = false
+  test.before(async () => {
+    const extra = await o.prepare?.() ?? []
+    await c.prepare()
+    for (const i of [0, 1, 2]) c.start(i, extra)
+    await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
+    await o.ready?.()
+  })
+  test.after(async () => {
+    if (failed) console.log(c.logTails(o.logLines ?? 25))
+    await c.stop()
+    for (const id of o.vmIds()) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
+    await o.cleanup?.()
+    if (o.figures != null) console.log(`  figures: ${JSON.stringify(o.figures)}`)
+  })
+  return (name, fn) => {
+    test(name, async () => {
+      try { await fn() } catch (err) { failed = true; throw err }
+    })
+  }
 }

@@ -8,33 +8,15 @@ import * as assert from 'uvu/assert'
 import { TestCluster, waitFor, runCli } from '../cluster/harness.ts'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { cmdline, consoleText, consoleViaCli, links, MARKER, nodeIndex, nodesWithRuntimeDir, pidFile, qemuPidsFor, runtimeDir, show, waitPhase } from './helpers.ts'
+import { cmdline, consoleText, consoleViaCli, links, MARKER, nodeIndex, nodesWithRuntimeDir, pidFile, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
 
 const c = new TestCluster({ nodes: 3, basePort: 17610 }, 'vm-life')
 const figures: Record<string, number> = {}
-let failed = false
 let vmId = ''
 let host = -1
 let firstPid = 0
 
-test.before(async () => {
-  await c.prepare()
-  for (const i of [0, 1, 2]) c.start(i)
-  await waitFor('3 voters and a leader', 60_000, async () => await c.agreed([0, 1, 2], 3), 250)
-})
-test.after(async () => {
-  if (failed) console.log(c.logTails(25))
-  // nodes first: a live agent would restart a killed guest (policy always), and guests outlive their daemon
-  await c.stop()
-  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
-  console.log(`  figures: ${JSON.stringify(figures)}`)
-})
-
-function guard (name: string, fn: () => Promise<void>): void {
-  test(name, async () => {
-    try { await fn() } catch (err) { failed = true; throw err }
-  })
-}
+const guard = vmSuite(test, c, { vmIds: () => vmId === '' ? [] : [vmId], figures })
 
 guard('vm create --wait: running, the marker on its console, its qemu on the chosen node only', async () => {
   const r = await runCli(['vm', 'create', 'life', '--memory', '96M', '--wait', '--json', '--timeout', '90'], c.cliEnv(1), 100_000)

@@ -10,31 +10,13 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { TestCluster, waitFor, vmSpec, sleep } from '../cluster/harness.ts'
 import type { RestartPolicy } from '../../protocols/model.ts'
-import { cmdline, consoleText, MARKER, nodeIndex, pidFile, qemuPidsFor, runtimeDir, show, waitPhase } from './helpers.ts'
+import { cmdline, consoleText, MARKER, nodeIndex, pidFile, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
 
 const c = new TestCluster({ nodes: 3, basePort: 17620 }, 'vm-restart')
 const figures: Record<string, number> = {}
 const ids: string[] = []
-let failed = false
 
-test.before(async () => {
-  await c.prepare()
-  for (const i of [0, 1, 2]) c.start(i)
-  await waitFor('3 voters and a leader', 60_000, async () => await c.agreed([0, 1, 2], 3), 250)
-})
-test.after(async () => {
-  if (failed) console.log(c.logTails(30))
-  // nodes first: a live agent would restart a killed guest (policy always), and guests outlive their daemon
-  await c.stop()
-  for (const id of ids) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
-  console.log(`  figures: ${JSON.stringify(figures)}`)
-})
-
-function guard (name: string, fn: () => Promise<void>): void {
-  test(name, async () => {
-    try { await fn() } catch (err) { failed = true; throw err }
-  })
-}
+const guard = vmSuite(test, c, { vmIds: () => ids, figures, logLines: 30 })
 
 async function create (name: string, restartPolicy: RestartPolicy): Promise<string> {
   const vm = await (await c.client(0)).call('vm.create', { spec: { ...vmSpec(name), memoryMiB: 96, restartPolicy } })

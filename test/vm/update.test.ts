@@ -4,32 +4,14 @@
 // Ports 17630-17632 (metrics 17730-17732).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { TestCluster, waitFor, runCli, vmSpec } from '../cluster/harness.ts'
-import { cmdline, consoleText, MARKER, memoryArg, nodeIndex, pidFile, qemuPidsFor, show, waitPhase } from './helpers.ts'
+import { TestCluster, runCli, vmSpec } from '../cluster/harness.ts'
+import { cmdline, consoleText, MARKER, memoryArg, nodeIndex, pidFile, qemuPidsFor, show, vmSuite, waitPhase } from './helpers.ts'
 
 const c = new TestCluster({ nodes: 3, basePort: 17630 }, 'vm-update')
 const figures: Record<string, number> = {}
-let failed = false
 let vmId = ''
 
-test.before(async () => {
-  await c.prepare()
-  for (const i of [0, 1, 2]) c.start(i)
-  await waitFor('3 voters and a leader', 60_000, async () => await c.agreed([0, 1, 2], 3), 250)
-})
-test.after(async () => {
-  if (failed) console.log(c.logTails(25))
-  // nodes first: a live agent would restart a killed guest (policy always), and guests outlive their daemon
-  await c.stop()
-  if (vmId !== '') for (const pid of qemuPidsFor(vmId)) process.kill(pid, 'SIGKILL')
-  console.log(`  figures: ${JSON.stringify(figures)}`)
-})
-
-function guard (name: string, fn: () => Promise<void>): void {
-  test(name, async () => {
-    try { await fn() } catch (err) { failed = true; throw err }
-  })
-}
+const guard = vmSuite(test, c, { vmIds: () => vmId === '' ? [] : [vmId], figures })
 
 guard('vm update --memory 192M restarts the guest with -m 192', async () => {
   const created = await (await c.client(0)).call('vm.create', { spec: { ...vmSpec('grow'), memoryMiB: 96, restartPolicy: 'always' } })
