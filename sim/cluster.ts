@@ -53,7 +53,7 @@ export class Cluster {
     })
     const voters: string[] = []
     for (let i = 1; i <= o.nodes; i++) voters.push(`n${i}`)
-    for (const id of voters) this.add(id, new MemoryLogStore({ conf: { voters, learners: [] } }))
+    for (const id of voters) this.add(id, new MemoryLogStore({ conf: { voters, learners: [] }, countUncommittedConf: o.bugs.has('conf-not-rolled-back') }))
     this.nextId = o.nodes + 1
   }
 
@@ -173,7 +173,7 @@ export class Cluster {
   /** A fresh replica with an empty store, to be added as a learner. */
   spawn (): Replica {
     const id = `n${this.nextId++}`
-    const r = this.add(id, new MemoryLogStore())
+    const r = this.add(id, new MemoryLogStore({ countUncommittedConf: this.o.bugs.has('conf-not-rolled-back') }))
     r.start()
     return r
   }

@@ -75,7 +75,12 @@ export class MemoryLogStore implements LogStore {
   private unsynced: SaveArgs[] = []
   private closed = false
 
-  constructor (initial?: { conf: ConfState }) {
+  /** The planted bug 'conf-not-rolled-back': count uncommitted conf entries at start-up too, as
+   * the store did before the two-leaders-in-one-term fix (a truncated entry then outlives itself). */
+  private readonly countUncommittedConf: boolean
+
+  constructor (initial?: { conf?: ConfState, countUncommittedConf?: boolean }) {
+    this.countUncommittedConf = initial?.countUncommittedConf === true
     const conf = copyConf(initial?.conf ?? { voters: [], learners: [] })
     this.live = {
       hardState: { term: 0, vote: null, commit: 0 },
@@ -87,12 +92,13 @@ export class MemoryLogStore implements LogStore {
     this.durable = copyDisk(this.live)
   }
 
-  /** Membership from the snapshot plus every conf entry after it (the interface's contract:
-   * "from the last conf entry or snapshot"). */
+  /** Membership from the snapshot plus the committed conf entries after it (the interface's
+   * contract: an uncommitted conf entry may still be truncated, so it never counts at start). */
   initialState (): { hardState: HardState, conf: ConfState } {
     let conf = copyConf(this.live.snapshot.meta.conf)
+    const commit = this.countUncommittedConf ? Infinity : this.live.hardState.commit
     for (const e of this.live.entries) {
-      if (e.type !== 'conf' || e.index <= this.live.snapshot.meta.index) continue
+      if (e.type !== 'conf' || e.index <= this.live.snapshot.meta.index || e.index > commit) continue
       try {
         conf = applyConfChange(conf, decodeConfChange(e.data))
       } catch {

@@ -27,7 +27,9 @@ export const HEARTBEAT_TICK = 2
 /** Ready rounds one drive() may take before the run is declared stuck. */
 const MAX_READY_ROUNDS = 10_000
 
-export type SimBug = RaftBug | 'ack-before-sync'
+/** Shell-level planted bugs: 'ack-before-sync' sends before the sync; 'conf-not-rolled-back'
+ * reads an uncommitted (later truncated) conf entry into the configuration after a restart. */
+export type SimBug = RaftBug | 'ack-before-sync' | 'conf-not-rolled-back'
 
 export type RpcReply =
   | { ok: true, view: VmView | null, index: number, data: Uint8Array | null, node: string, incarnation: number, applied: number }
@@ -112,7 +114,7 @@ export class Replica {
     this.role = 'follower'
     const rng = this.env.rng.fork(`election/${this.incarnation}`)
     const bugs = new Set<RaftBug>()
-    for (const b of this.env.bugs) if (b !== 'ack-before-sync') bugs.add(b)
+    for (const b of this.env.bugs) if (b !== 'ack-before-sync' && b !== 'conf-not-rolled-back') bugs.add(b)
     this.node = new RawNode({
       id: this.id,
       storage: this.store,

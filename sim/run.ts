@@ -11,6 +11,7 @@ import { TICK_MS } from './replica.ts'
 import type { SimBug } from './replica.ts'
 import type { Checker, Violation } from './checkers/checker.ts'
 import { ElectionSafety } from './checkers/election-safety.ts'
+import { ConfigSafety } from './checkers/config-safety.ts'
 import { LogMatching } from './checkers/log-matching.ts'
 import { LeaderCompleteness } from './checkers/leader-completeness.ts'
 import { StateMachineSafety } from './checkers/state-machine-safety.ts'
@@ -21,7 +22,7 @@ import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
 import { PlacementInvariants } from './checkers/placement.ts'
 import { VmScheduler } from './vm-scheduler.ts'
 
-export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync']
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'conf-not-rolled-back']
 export const DEFAULT_STEPS = 600
 /** virtual ms between log-matching sweeps */
 const CHECKPOINT_MS = 500
@@ -81,7 +82,7 @@ export function runSeed (o: RunOptions): RunResult {
   // eslint-disable-next-line prefer-const
   let workload: Workload
   const checkers: Checker[] = [
-    new ElectionSafety(), new LogMatching(), new LeaderCompleteness(), new StateMachineSafety(),
+    new ElectionSafety(), new ConfigSafety(), new LogMatching(), new LeaderCompleteness(), new StateMachineSafety(),
     new Durability(), linearizability, new StaleReads(),
     new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter })),
     new PlacementInvariants()

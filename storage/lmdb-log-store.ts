@@ -110,8 +110,10 @@ export class LmdbLogStore implements LogStore {
 
   initialState (): { hardState: HardState, conf: ConfState } {
     let conf = copyConf(this.snap.meta.conf)
+    // Only committed conf entries count: an uncommitted one may still be truncated by a new
+    // leader, and a configuration read from it would outlive the entry (two leaders in a term).
     for (const c of this.confs) {
-      if (c.index <= this.snap.meta.index) continue
+      if (c.index <= this.snap.meta.index || c.index > this.hard.commit) continue
       try {
         conf = applyConfChange(conf, decodeConfChange(c.data))
       } catch {

@@ -56,7 +56,8 @@ export class Raft {
   readonly tracker: ProgressTracker
   /** The applied configuration (changes take effect when handed out in Ready). */
   conf: ConfState
-  /** Conf entries at or below this index are already reflected in `conf` (from storage at start). */
+  /** Conf entries at or below this index are already reflected in `conf` (storage's committed
+   * ones at start; see RaftStorage.initialState). */
   private confBase: number
   pendingConfIndex = 0
   leadTransferee: NodeId | null = null
@@ -98,7 +99,7 @@ export class Raft {
     this.term = hardState.term
     this.vote = hardState.vote
     this.conf = { voters: [...conf.voters], learners: [...conf.learners] }
-    this.confBase = cfg.storage.lastIndex()
+    this.confBase = Math.max(hardState.commit, cfg.storage.firstIndex() - 1)
     this.tracker = new ProgressTracker(cfg.maxInflightMsgs ?? DEFAULT_MAX_INFLIGHT_MSGS)
     this.tracker.setConf(this.conf, this.log.lastIndex() + 1)
     this.becomeFollower(this.term, null)
@@ -740,11 +741,6 @@ export class Raft {
     if (prev < this.log.committed) {
       this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: this.log.committed })
       return
-    }
-    if (this.log.matchTerm(prev, num(m.logTerm))) {
-      // Entries replaced here may have been counted in the configuration read at start-up.
-      const ci = this.log.findConflict(ents)
-      if (ci !== 0 && ci > this.log.committed && ci <= this.confBase) this.confBase = ci - 1
     }
     const lastNew = this.log.maybeAppend(prev, num(m.logTerm), num(m.commit), ents)
     if (lastNew !== undefined) {

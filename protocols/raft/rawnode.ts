@@ -8,8 +8,12 @@
 //   (or reportUnreachable), else that follower waits in the snapshot state;
 // - conf changes take effect inside ready() as their entries are handed out: status().conf is
 //   the applied configuration; there is no applyConfChange to call;
-// - storage.initialState().conf must reflect every conf entry in the log (snapshot conf plus
-//   the log's conf entries); those entries are not applied a second time after a restart;
+// - storage.initialState().conf must reflect the committed conf entries (snapshot conf plus the
+//   log's conf entries up to hardState.commit) and no others; entries above that commit index
+//   take effect when they are committed and handed out again;
+// - a Ready that hands out a committed conf entry has mustSync set: the commit index that
+//   covers it must be durable before the change is acted on, or a restart would read an older
+//   configuration than the one this node already voted and counted quorums with;
 // - transferLeadership() on a follower is forwarded to the leader as MsgTransferLeader whose
 //   context is the target's id in UTF-8; it throws NotLeader when no leader is known.
 import type { ConfChange, ConfState, HardState, Message, NodeId, Ready, Role, SoftState } from './types.ts'
@@ -134,7 +138,8 @@ export class RawNode {
       committedEntries,
       messages: r.msgs,
       readStates: r.readStates,
-      mustSync: entries.length > 0 || snapshot !== null || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote
+      mustSync: entries.length > 0 || snapshot !== null || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote ||
+        committedEntries.some(e => e.type === 'conf')
     }
     r.msgs = []
     r.readStates = []

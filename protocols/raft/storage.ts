@@ -5,7 +5,9 @@ import type { ConfState, Entry, HardState, Snapshot } from './types.ts'
 
 /** Read side, used by the core. Must reflect every save() (synced or not). */
 export interface RaftStorage {
-  /** Hard state and membership at start-up (membership from the last conf entry or snapshot). */
+  /** Hard state and membership at start-up: the snapshot's membership changed by every conf
+   * entry after it up to hardState.commit. Conf entries above the commit index never count: they
+   * may be truncated, and they take effect only when committed and handed out again. */
   initialState(): { hardState: HardState, conf: ConfState }
   /** Entries in [lo, hi), at least one if any are available, bounded by maxBytes of payload.
    * Throws RaftError('Compacted') if lo <= snapshot index, RaftError('Unavailable') if hi > lastIndex+1. */

@@ -84,9 +84,12 @@ test('a snapshot save replaces a disagreeing log and keeps an agreeing suffix', 
   assert.is(s.term(10), 4)
 })
 
-test('initialState conf follows conf entries after the snapshot', () => {
+test('initialState conf follows the committed conf entries after the snapshot, and only those', () => {
   const s = new MemoryLogStore({ conf })
   s.save({ entries: [ent(1, 1), { index: 2, term: 1, type: 'conf', data: encodeConfChange({ type: 'addLearner', node: '4' }) }] })
+  // Uncommitted: a new leader may still truncate it, so a restart must not read it.
+  assert.equal(s.initialState().conf, { voters: ['1', '2', '3'], learners: [] })
+  s.save({ hardState: { term: 1, vote: null, commit: 2 } })
   assert.equal(s.initialState().conf, { voters: ['1', '2', '3'], learners: ['4'] })
 })
 

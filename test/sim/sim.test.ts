@@ -33,6 +33,22 @@ for (const bug of BUGS) {
   })
 }
 
+// Seeds that once broke the real core (found by 10 000-seed runs); each must stay clean, and
+// each must still fail with the bug it found planted back, so the seed keeps testing something.
+const REGRESSIONS: Array<{ seed: number, bug: SimBug, checker: string }> = [
+  { seed: 3241, bug: 'conf-not-rolled-back', checker: 'election-safety' },
+  { seed: 4899, bug: 'conf-not-rolled-back', checker: 'election-safety' },
+  { seed: 5337, bug: 'conf-not-rolled-back', checker: 'config-safety' }
+]
+for (const { seed, bug, checker } of REGRESSIONS) {
+  test(`regression seed ${seed}: clean, and ${bug} planted back is caught by ${checker}`, () => {
+    const clean = runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug: null, trace: false })
+    assert.equal(clean.violations.map(v => `${v.checker}: ${v.message}`), [])
+    const broken = runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug, trace: false })
+    assert.ok(broken.violations.some(v => v.checker === checker), `seed ${seed} with ${bug}: ${JSON.stringify(broken.violations)}`)
+  })
+}
+
 test('--seed 7 --trace prints the same bytes twice', () => {
   const run = (): string => {
     const p = spawnSync(process.execPath, ['--import', 'tsx', 'sim/cli.ts', '--seed', '7', '--trace'], { encoding: 'utf8' })

@@ -54,9 +54,10 @@ class Model {
     this.offset = through
   }
 
+  /** Only committed conf entries count at start-up: an uncommitted one may yet be truncated. */
   conf (): ConfState {
     let c = this.snap.meta.conf
-    for (const e of this.log) if (e.type === 'conf' && e.index > this.snap.meta.index) c = applyConfChange(c, decodeConfChange(e.data))
+    for (const e of this.log) if (e.type === 'conf' && e.index > this.snap.meta.index && e.index <= this.hard.commit) c = applyConfChange(c, decodeConfChange(e.data))
     return c
   }
 }
@@ -243,6 +244,8 @@ test('one entry per save, 10 000 times (the in-place append path): reads, terms,
   assert.is(s.term(2999), 1)
   assert.is(s.term(3000), 2)
   assert.is(s.term(10_000), 4)
+  assert.equal(s.initialState().conf, { voters: ['a'], learners: [] }, 'an uncommitted conf entry does not count')
+  s.save({ hardState: { term: 4, vote: null, commit: 5000 } })
   const check = (st: LmdbLogStore): void => {
     const all = st.entries(1, 10_001)
     assert.is(all.length, 10_000)
