@@ -71,8 +71,29 @@ function stateKey (s: State): string {
 
 export type SearchResult = 'ok' | 'violation' | 'budget'
 
-/** Is this one-VM history linearizable? (Porcupine's checkSingle over a doubly linked event list.) */
+/** A sequential model for the search: `step` says whether `op`, with its recorded output, can take
+ * effect in state `s` (undefined: it cannot) and gives the state after; `key` names a state for
+ * the memo. Operations with an unknown outcome (`ret` null) return "at infinity". */
+export interface SequentialModel<S, O> {
+  init: S
+  step: (s: S, op: O) => S | undefined
+  key: (s: S) => string
+  call: (op: O) => number
+  ret: (op: O) => number | null
+}
+
+const VM_MODEL: SequentialModel<State, Op> = {
+  init: null, step: stepVm, key: stateKey, call: (op) => op.call, ret: (op) => op.ret
+}
+
+/** Is this one-VM history linearizable? */
 export function checkOneVm (ops: readonly Op[], budget = SEARCH_BUDGET): SearchResult {
+  return checkLinearizable(ops, VM_MODEL, budget)
+}
+
+/** Is this history of one object linearizable under `model`? (Porcupine's checkSingle over a
+ * doubly linked event list.) */
+export function checkLinearizable<S, O> (ops: readonly O[], model: SequentialModel<S, O>, budget = SEARCH_BUDGET): SearchResult {
   const n = ops.length
   if (n === 0) return 'ok'
   // Events: call of op k is 2k, return is 2k+1; calls sort before returns at equal times so
@@ -81,7 +102,7 @@ export function checkOneVm (ops: readonly Op[], budget = SEARCH_BUDGET): SearchR
   for (let k = 0; k < n; k++) events.push(2 * k, 2 * k + 1)
   const time = (ev: number): number => {
     const op = ops[ev >> 1]
-    return (ev & 1) === 0 ? op.call : (op.ret ?? Infinity)
+    return (ev & 1) === 0 ? model.call(op) : (model.ret(op) ?? Infinity)
   }
   events.sort((x, y) => time(x) - time(y) || (x & 1) - (y & 1) || x - y)
   // Linked list with a head sentinel at index 2n.
@@ -110,16 +131,16 @@ export function checkOneVm (ops: readonly Op[], budget = SEARCH_BUDGET): SearchR
   let h1 = 0
   let h2 = 0
   const cache = new Set<string>()
-  const keyOf = (s: State): string => `${h1},${h2}|${stateKey(s)}`
-  const stack: Array<{ k: number, state: State }> = []
-  let state: State = null
+  const keyOf = (s: S): string => `${h1},${h2}|${model.key(s)}`
+  const stack: Array<{ k: number, state: S }> = []
+  let state: S = model.init
   let ev = next[HEAD]
   let steps = 0
   while (next[HEAD] >= 0) {
     if (++steps > budget) return 'budget'
     if ((ev & 1) === 0) {
       const k = ev >> 1
-      const after = stepVm(state, ops[k])
+      const after = model.step(state, ops[k])
       if (after !== undefined) {
         h1 ^= z1[k]; h2 ^= z2[k]
         const key = keyOf(after)
