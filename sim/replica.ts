@@ -92,7 +92,8 @@ export class Replica {
   /** apply count since the last compaction, and when to compact next */
   private sinceCompact = 0
   private compactEvery: number
-  private ticking = false
+  /** The incarnation whose tick chain is pending (null: none). */
+  private tickingInc: number | null = null
 
   constructor (id: string, store: MemoryLogStore, private readonly env: ReplicaEnv) {
     this.id = id
@@ -150,11 +151,13 @@ export class Replica {
   }
 
   private scheduleTick (delay: number): void {
-    if (this.ticking) return
-    this.ticking = true
+    // One tick chain per incarnation: a chain of the previous incarnation that is still pending
+    // (a crash and a restart within one tick, seed 52256) must not stop this one from starting.
+    if (this.tickingInc === this.incarnation) return
     const inc = this.incarnation
+    this.tickingInc = inc
     this.env.sched.after(delay, () => {
-      this.ticking = false
+      if (this.tickingInc === inc) this.tickingInc = null
       if (!this.up || this.incarnation !== inc || this.node === null) return
       this.node.tick()
       this.drive()

@@ -49,12 +49,16 @@ for (const { seed, bug, checker } of REGRESSIONS) {
   })
 }
 
-test('regression seed 25107: a delayed vote elects term 22 after term 23 committed, which is no violation', () => {
-  // leader-completeness once required every entry applied before a leader took office, by wall
-  // time; a leader of an older term need not hold what a later term committed (see the checker).
-  const r = runSeed({ seed: 25107, nodes: nodesFor(25107), steps: DEFAULT_STEPS, bug: null, trace: false })
-  assert.equal(r.violations.map(v => `${v.checker}: ${v.message}`), [])
-})
+// Seeds the 100 000-seed run failed for reasons outside the core, each fixed where it was:
+// 25107, a delayed vote elected term 22 after term 23 had committed, which Raft allows but the
+// leader-completeness checker flagged (it now bounds each entry's commit term); 52256, a replica
+// that crashed and restarted within one tick never ticked again (the shell's tick chain).
+for (const seed of [25107, 52256]) {
+  test(`regression seed ${seed} stays clean`, () => {
+    const r = runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug: null, trace: false })
+    assert.equal(r.violations.map(v => `${v.checker}: ${v.message}`), [])
+  })
+}
 
 test('--seed 7 --trace prints the same bytes twice', () => {
   const run = (): string => {
