@@ -85,17 +85,23 @@ export function createApi (d: ApiDeps): RpcHandlers {
     return n
   }
 
+  // A write names its target on this node's replica: only after a ReadIndex barrier, so that a
+  // node that has just restarted or healed never answers NotFound for a VM (or node) whose create
+  // was acknowledged before the request arrived (found by test/chaos).
+  const vmRefForWrite = async (ref: string): Promise<VmRecord> => { await read({}); return vmRef(ref) }
+  const nodeRefForWrite = async (ref: string): Promise<NodeRecord> => { await read({}); return nodeRef(ref) }
+
   const configured = d.cephConfig == null ? null : cephSettings(d.cephConfig)
   const envCeph = configured == null ? null : { rbd: rbdClientFor(configured), pool: configured.pool }
 
   const setNodeState = async (ref: string, state: 'draining' | 'ready'): Promise<NodeRecord> => {
-    const n = nodeRef(ref)
+    const n = await nodeRefForWrite(ref)
     await write({ type: 'UpdateNode', id: n.id, state })
     return nodeRef(n.id)
   }
 
   const setDesired = async (ref: string, desired: 'running' | 'stopped'): Promise<VmRecord> => {
-    const vm = vmRef(ref)
+    const vm = await vmRefForWrite(ref)
     await write({ type: 'SetVmDesiredState', id: vm.id, desired })
     return vmRef(vm.id)
   }
@@ -135,12 +141,12 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'vm.start': async (p) => await setDesired(p.vm, 'running'),
     'vm.stop': async (p) => await setDesired(p.vm, 'stopped'),
     'vm.update': async (p) => {
-      const vm = vmRef(p.vm)
+      const vm = await vmRefForWrite(p.vm)
       await write({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) })
       return vmRef(vm.id)
     },
     'vm.delete': async (p) => {
-      const vm = vmRef(p.vm)
+      const vm = await vmRefForWrite(p.vm)
       await write({ type: 'DeleteVm', id: vm.id })
       return { id: vm.id }
     },
