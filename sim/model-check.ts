@@ -17,7 +17,7 @@ import type { ModelConfig } from './model/world.ts'
 export const DEFAULT_DEPTH = 9
 export const MODEL_IDS = ['n1', 'n2', 'n3'] as const
 
-export const DEFAULT_BUDGETS: Budgets = { writes: 1, reads: 1, confs: 1, crashes: 1, dups: 1, drop: true, crashAfterSend: true }
+export const DEFAULT_BUDGETS: Budgets = { writes: 1, reads: 1, confs: 1, crashes: 1, dups: 1, drop: true, crashAfterSend: true, timeouts: null, heartbeats: null }
 
 export interface ModelCheckOptions {
   depth: number
@@ -56,7 +56,7 @@ export function runModelCheck (o: ModelCheckOptions): ExploreResult {
 }
 
 const USAGE = `usage: npm run model-check -- [--depth N] [--bug ${BUGS.join('|')}] [--json]
-  [--writes N] [--reads N] [--confs N] [--crashes N] [--dups N] [--no-drop] [--no-crash-after-send]
+  [--writes N] [--reads N] [--confs N] [--crashes N] [--dups N] [--timeouts N] [--heartbeats N] [--no-drop] [--no-crash-after-send]
   [--pre-vote] [--check-quorum] [--max-size-per-msg B] [--max-violations N] [--max-states N] [--quiet]`
 
 function usage (msg: string): never {
@@ -86,6 +86,8 @@ export function parseArgs (argv: readonly string[]): ModelCheckOptions {
       case '--confs': o.budgets.confs = int(++i); break
       case '--crashes': o.budgets.crashes = int(++i); break
       case '--dups': o.budgets.dups = int(++i); break
+      case '--timeouts': o.budgets.timeouts = int(++i); break
+      case '--heartbeats': o.budgets.heartbeats = int(++i); break
       case '--no-drop': o.budgets.drop = false; break
       case '--no-crash-after-send': o.budgets.crashAfterSend = false; break
       case '--pre-vote': o.preVote = true; break

@@ -29,6 +29,10 @@ export interface Budgets {
   drop: boolean
   /** whether a delivery may end with the receiver losing power right after it sent its answer */
   crashAfterSend: boolean
+  /** election timeouts per path (null: only the depth bounds them) */
+  timeouts: number | null
+  /** leader heartbeat ticks per path (null: only the depth bounds them) */
+  heartbeats: number | null
 }
 
 export type Action =
@@ -53,7 +57,11 @@ export function enabled (w: World, b: Budgets): Action[] {
   }
   w.reps.forEach((r, n) => {
     if (!r.up) return
-    out.push({ k: r.role === 'leader' ? 'heartbeat' : 'timeout', n })
+    if (r.role === 'leader') {
+      if (b.heartbeats === null || w.ghost.heartbeats < b.heartbeats) out.push({ k: 'heartbeat', n })
+    } else if (b.timeouts === null || w.ghost.timeouts < b.timeouts) {
+      out.push({ k: 'timeout', n })
+    }
     if (w.ghost.crashes < b.crashes) out.push({ k: 'restart', n })
     if (r.role === 'leader' && w.ghost.writes < b.writes) out.push({ k: 'write', n })
     if (r.role === 'leader' && w.ghost.confs < b.confs) {
@@ -92,7 +100,7 @@ function attempt (f: () => void): boolean {
 }
 
 /** Do `a` to `w` (in place). False when the action turns out not to be possible there. */
-export function apply (w: World, a: Action): boolean {
+export function apply (w: World, a: Action, b: Budgets): boolean {
   w.violations = []
   switch (a.k) {
     case 'deliver': case 'dup': case 'deliver-crash': {
@@ -128,12 +136,14 @@ export function apply (w: World, a: Action): boolean {
         fired = r.node.hasReady()
       }
       if (!fired) return false
+      if (b.timeouts !== null) w.ghost.timeouts++
       w.drive(r)
       break
     }
     case 'heartbeat': {
       const r = w.reps[a.n]
       r.node.tick()
+      if (b.heartbeats !== null) w.ghost.heartbeats++
       w.drive(r)
       break
     }

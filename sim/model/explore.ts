@@ -89,7 +89,7 @@ export function explore (o: ExploreOptions): ExploreResult {
     const parent = rebuild(d - 1, levels[d].parent[i])
     const w = cloneGraph(parent.w)
     const a = parent.acts[levels[d].action[i]]
-    if (!apply(w, a)) throw new Error(`model: replaying ${describe(parent.w, a)} failed (a nondeterministic transition)`)
+    if (!apply(w, a, o.budgets)) throw new Error(`model: replaying ${describe(parent.w, a)} failed (a nondeterministic transition)`)
     const entry = { i, w, acts: enabled(w, o.budgets) }
     cache[d] = entry
     return entry
@@ -118,7 +118,7 @@ export function explore (o: ExploreOptions): ExploreResult {
       for (let a = 0; a < acts.length; a++) {
         const c = cloneGraph(w)
         explored++
-        if (!apply(c, acts[a])) continue
+        if (!apply(c, acts[a], o.budgets)) continue
         const h = fingerprint(encodeState(c))
         if (visited.has(h)) continue
         visited.add(h)

@@ -112,8 +112,9 @@ function asReplica (r: ModelReplica): Replica {
 export interface Ghost {
   /** [term, leader] in the order leaders took office */
   leaders: Array<[number, string]>
-  /** first entry applied at each index, and by whom */
-  applied: Array<{ by: string, entry: Entry }>
+  /** first entry applied at each index, by whom, and the lowest term any replica was in when it
+   * applied it (a bound from above on the term in which it was committed) */
+  applied: Array<{ by: string, entry: Entry, term: number }>
   /** first entry persisted with each index/term, and by whom */
   persisted: Array<{ by: string, entry: Entry }>
   /** writes acknowledged to their client, sorted */
@@ -123,6 +124,9 @@ export interface Ghost {
   confs: number
   crashes: number
   dups: number
+  /** counted only when their budget is bounded (else they would split equal states) */
+  timeouts: number
+  heartbeats: number
 }
 
 export class World {
@@ -130,7 +134,7 @@ export class World {
   readonly reps: ModelReplica[]
   /** In-flight messages, canonically encoded, sorted (a multiset: copies repeat). */
   net: string[] = []
-  ghost: Ghost = { leaders: [], applied: [], persisted: [], acked: [], writes: 0, reads: 0, confs: 0, crashes: 0, dups: 0 }
+  ghost: Ghost = { leaders: [], applied: [], persisted: [], acked: [], writes: 0, reads: 0, confs: 0, crashes: 0, dups: 0, timeouts: 0, heartbeats: 0 }
   /** Invariant breaks found by the last transition (not part of the state). */
   violations: string[] = []
   /** When >= 0: crash replica `crashArmed` right after its next Ready's messages go out. */
@@ -275,8 +279,11 @@ export class World {
     es.onLeader(asReplica(r), term, 0)
     this.collect(es)
     if (!this.ghost.leaders.some(([t, id]) => t === term && id === r.id)) this.ghost.leaders.push([term, r.id])
+    // Completeness binds the leaders of terms after the commit only: a candidate of an older term
+    // may still win on late votes after a newer leader committed (the sim's checker, fed every
+    // applied entry, would call that a violation).
     const lc = new LeaderCompleteness()
-    for (const a of this.ghost.applied) lc.onApply(asReplica(r), a.entry)
+    for (const a of this.ghost.applied) if (a.term < term) lc.onApply(asReplica(r), a.entry)
     lc.onLeader(asReplica(r), term, 0)
     this.collect(lc)
   }
@@ -286,8 +293,11 @@ export class World {
     for (const a of this.ghost.applied) sms.onApply(asReplica(this.rep(a.by) as ModelReplica), a.entry, 0)
     sms.onApply(asReplica(r), e, 0)
     this.collect(sms)
-    if (!this.ghost.applied.some(a => a.entry.index === e.index)) {
-      this.ghost.applied.push({ by: r.id, entry: e })
+    const seen = this.ghost.applied.find(a => a.entry.index === e.index)
+    if (seen !== undefined) {
+      seen.term = Math.min(seen.term, r.term)
+    } else {
+      this.ghost.applied.push({ by: r.id, entry: e, term: r.term })
       this.ghost.applied.sort((a, b) => a.entry.index - b.entry.index)
     }
   }
