@@ -14,7 +14,7 @@ import type { Budgets } from './model/actions.ts'
 import type { ModelConfig } from './model/world.ts'
 
 /** Default depth: the level at which the clean core passes a million explored states here. */
-export const DEFAULT_DEPTH = 9
+export const DEFAULT_DEPTH = 7
 export const MODEL_IDS = ['n1', 'n2', 'n3'] as const
 
 export const DEFAULT_BUDGETS: Budgets = { writes: 1, reads: 1, confs: 1, crashes: 1, dups: 1, drop: true, crashAfterSend: true, timeouts: null, heartbeats: null }

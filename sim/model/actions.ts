@@ -88,6 +88,11 @@ function snapshotOutcome (w: World, m: Message, ok: boolean): void {
   w.drive(from)
 }
 
+function ownId (w: World, id: string): void {
+  const i = w.reps.findIndex(r => r.id === id)
+  if (i >= 0) w.own(i)
+}
+
 /** Refusals of the core's client API (not leader, conf change in progress...) mean "not enabled". */
 function attempt (f: () => void): boolean {
   try {
@@ -102,6 +107,14 @@ function attempt (f: () => void): boolean {
 /** Do `a` to `w` (in place). False when the action turns out not to be possible there. */
 export function apply (w: World, a: Action, b: Budgets): boolean {
   w.violations = []
+  // copy (from a fork) the replicas this action may change before changing them
+  if ('m' in a) {
+    const m = decodeValue<Message>(a.m)
+    if (a.k !== 'drop') ownId(w, m.to)
+    if (m.type === 'MsgSnap') ownId(w, m.from)
+  } else {
+    w.own(a.n)
+  }
   switch (a.k) {
     case 'deliver': case 'dup': case 'deliver-crash': {
       const m = decodeValue<Message>(a.m)

@@ -2,11 +2,11 @@
 // through its API, so a state is rebuilt when it is expanded: each discovered
 // state is stored only as (parent, index of the action in the parent's
 // enabled list), and the state being expanded is rebuilt by copying its parent
-// (cloneGraph) and redoing that one action. States of a level are expanded in
+// (World.fork: only the replica the action touches is copied) and redoing that one action. States of a level are expanded in
 // the order they were found, so siblings share a parent and one cached state
 // per level makes every rebuild cost one transition. Memory per state is a
 // fingerprint and two numbers, not a copy of three Raft nodes.
-import { cloneGraph, encodeState, fingerprint } from './graph.ts'
+import { fingerprint } from './graph.ts'
 import { World } from './world.ts'
 import type { ModelConfig } from './world.ts'
 import { apply, describe, enabled } from './actions.ts'
@@ -75,7 +75,7 @@ export function explore (o: ExploreOptions): ExploreResult {
   const t0 = Date.now()
   const init = new World(o.config)
   init.checkState()
-  const visited = new Set<string>([fingerprint(encodeState(init))])
+  const visited = new Set<string>([fingerprint(init.encode())])
   const levels: Level[] = [newLevel()]
   push(levels[0], -1, 0)
   const cache: Array<{ i: number, w: World, acts: Action[] } | null> = [{ i: 0, w: init, acts: enabled(init, o.budgets) }]
@@ -87,7 +87,7 @@ export function explore (o: ExploreOptions): ExploreResult {
     const c = cache[d]
     if (c !== null && c !== undefined && c.i === i) return c
     const parent = rebuild(d - 1, levels[d].parent[i])
-    const w = cloneGraph(parent.w)
+    const w = parent.w.fork()
     const a = parent.acts[levels[d].action[i]]
     if (!apply(w, a, o.budgets)) throw new Error(`model: replaying ${describe(parent.w, a)} failed (a nondeterministic transition)`)
     const entry = { i, w, acts: enabled(w, o.budgets) }
@@ -116,10 +116,10 @@ export function explore (o: ExploreOptions): ExploreResult {
     for (let i = 0; i < levels[d].count && stopped === null; i++) {
       const { w, acts } = rebuild(d, i)
       for (let a = 0; a < acts.length; a++) {
-        const c = cloneGraph(w)
+        const c = w.fork()
         explored++
         if (!apply(c, acts[a], o.budgets)) continue
-        const h = fingerprint(encodeState(c))
+        const h = fingerprint(c.encode())
         if (visited.has(h)) continue
         visited.add(h)
         if (c.violations.length > 0) {

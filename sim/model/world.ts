@@ -17,7 +17,7 @@ import { LogMatching } from '../checkers/log-matching.ts'
 import { StateMachineSafety } from '../checkers/state-machine-safety.ts'
 import { ConfigSafety } from '../checkers/config-safety.ts'
 import type { Checker } from '../checkers/checker.ts'
-import { encodeValue } from './graph.ts'
+import { cloneGraph, encodeState, encodeValue, fingerprint } from './graph.ts'
 
 /** Raft timing in the model. The smallest legal values (electionTick > heartbeatTick > 0): a
  * leader's every tick is a heartbeat, and the PRNG is pinned to 0 so a follower campaigns after
@@ -129,6 +129,8 @@ export interface Ghost {
   heartbeats: number
 }
 
+const replicaText = new WeakMap<ModelReplica, string>()
+
 export class World {
   readonly cfg: ModelConfig
   readonly reps: ModelReplica[]
@@ -141,9 +143,55 @@ export class World {
   crashArmed = -1
   crashFired = false
 
+  /** Replicas this copy has made its own (see fork). */
+  private owned: boolean[]
+
   constructor (cfg: ModelConfig) {
     this.cfg = cfg
     this.reps = cfg.ids.map(id => new ModelReplica(id, cfg))
+    this.owned = this.reps.map(() => true)
+  }
+
+  /** A copy that shares every replica with this state until own() is called for it: a transition
+   * touches one replica (two for a snapshot's outcome), so only that one is copied. */
+  fork (): World {
+    const w = Object.create(World.prototype) as World
+    Object.assign(w, {
+      cfg: this.cfg,
+      reps: [...this.reps],
+      net: [...this.net],
+      ghost: cloneGraph(this.ghost),
+      violations: [],
+      crashArmed: -1,
+      crashFired: false,
+      owned: this.reps.map(() => false)
+    })
+    return w
+  }
+
+  /** Copy replica `i` into this state before changing it. */
+  own (i: number): ModelReplica {
+    if (!this.owned[i]) {
+      this.reps[i] = cloneGraph(this.reps[i])
+      this.owned[i] = true
+    }
+    return this.reps[i]
+  }
+
+  /** Canonical text of the whole state, with each replica stood for by the fingerprint of its
+   * own canonical text. That fingerprint is kept with the replica: shared replicas are never
+   * changed (a fork copies before it writes), so it is computed once per replica copy. */
+  encode (): string {
+    let s = ''
+    for (const r of this.reps) {
+      let t = replicaText.get(r)
+      if (t === undefined) {
+        t = fingerprint(encodeState(r))
+        replicaText.set(r, t)
+      }
+      s += t + '|'
+    }
+    return s + this.net.join('\n') + '|' + encodeState(this.ghost)
   }
 
   rep (id: string): ModelReplica | undefined {
@@ -200,7 +248,8 @@ export class World {
         r.store.save({ snapshot: rd.snapshot })
         r.applied = rd.snapshot.meta.index
       }
-      r.store.save({ hardState: rd.hardState, entries: rd.entries })
+      // (an empty save changes nothing but the store's list of unsynced saves)
+      if (rd.hardState !== null || rd.entries.length > 0) r.store.save({ hardState: rd.hardState, entries: rd.entries })
       if (rd.entries.length > 0) this.onPersist(r, rd.entries)
       if (rd.hardState !== null) r.term = rd.hardState.term
       if (rd.softState !== null) {
