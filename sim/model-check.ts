@@ -17,6 +17,9 @@ import type { ModelConfig } from './model/world.ts'
 export const DEFAULT_DEPTH = 7
 export const MODEL_IDS = ['n1', 'n2', 'n3'] as const
 
+/** Pipelined MsgApps per follower: more than a short path can fill. */
+const MODEL_MAX_INFLIGHT = 4
+
 export const DEFAULT_BUDGETS: Budgets = { writes: 1, reads: 1, confs: 1, crashes: 1, dups: 1, drop: true, crashAfterSend: true, timeouts: null, heartbeats: null }
 
 export interface ModelCheckOptions {
@@ -27,13 +30,14 @@ export interface ModelCheckOptions {
   preVote: boolean
   checkQuorum: boolean
   maxSizePerMsg: number
+  fifo: boolean
   maxViolations: number
   maxStates: number
   quiet: boolean
 }
 
 export function defaultOptions (): ModelCheckOptions {
-  return { depth: DEFAULT_DEPTH, bug: null, json: false, budgets: { ...DEFAULT_BUDGETS }, preVote: false, checkQuorum: false, maxSizePerMsg: 1, maxViolations: 1, maxStates: 0, quiet: false }
+  return { depth: DEFAULT_DEPTH, bug: null, json: false, budgets: { ...DEFAULT_BUDGETS }, preVote: false, checkQuorum: false, maxSizePerMsg: 1, fifo: false, maxViolations: 1, maxStates: 0, quiet: false }
 }
 
 export function runModelCheck (o: ModelCheckOptions): ExploreResult {
@@ -43,7 +47,8 @@ export function runModelCheck (o: ModelCheckOptions): ExploreResult {
     preVote: o.preVote,
     checkQuorum: o.checkQuorum,
     maxSizePerMsg: o.maxSizePerMsg,
-    maxInflightMsgs: 4
+    maxInflightMsgs: MODEL_MAX_INFLIGHT,
+    fifo: o.fifo
   }
   return explore({
     depth: o.depth,
@@ -57,7 +62,7 @@ export function runModelCheck (o: ModelCheckOptions): ExploreResult {
 
 const USAGE = `usage: npm run model-check -- [--depth N] [--bug ${BUGS.join('|')}] [--json]
   [--writes N] [--reads N] [--confs N] [--crashes N] [--dups N] [--timeouts N] [--heartbeats N] [--no-drop] [--no-crash-after-send]
-  [--pre-vote] [--check-quorum] [--max-size-per-msg B] [--max-violations N] [--max-states N] [--quiet]`
+  [--pre-vote] [--check-quorum] [--fifo] [--max-size-per-msg B] [--max-violations N] [--max-states N] [--quiet]`
 
 function usage (msg: string): never {
   process.stderr.write(`${msg}\n${USAGE}\n`)
@@ -92,6 +97,7 @@ export function parseArgs (argv: readonly string[]): ModelCheckOptions {
       case '--no-crash-after-send': o.budgets.crashAfterSend = false; break
       case '--pre-vote': o.preVote = true; break
       case '--check-quorum': o.checkQuorum = true; break
+      case '--fifo': o.fifo = true; break
       case '--max-size-per-msg': o.maxSizePerMsg = int(++i); break
       case '--max-violations': o.maxViolations = Math.max(1, int(++i)); break
       case '--max-states': o.maxStates = int(++i); break
@@ -112,12 +118,13 @@ function main (): void {
       budgets: o.budgets,
       preVote: o.preVote,
       checkQuorum: o.checkQuorum,
+      fifo: o.fifo,
       maxSizePerMsg: o.maxSizePerMsg,
       ...r
     }) + '\n')
   } else {
     const lines = [
-      `bug: ${o.bug ?? 'none'}, depth bound ${o.depth}, budgets ${JSON.stringify(o.budgets)}, preVote ${o.preVote}, checkQuorum ${o.checkQuorum}`,
+      `bug: ${o.bug ?? 'none'}, depth bound ${o.depth}, budgets ${JSON.stringify(o.budgets)}, preVote ${o.preVote}, checkQuorum ${o.checkQuorum}, maxSizePerMsg ${o.maxSizePerMsg}, ${o.fifo ? 'fifo links' : 'unordered network'}`,
       `states explored: ${r.explored}`,
       `distinct states: ${r.distinct}`,
       `depth reached: ${r.depth}${r.exhausted ? ' (state space exhausted)' : ''}`,

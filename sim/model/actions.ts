@@ -9,8 +9,7 @@
 import type { ConfChange, Entry, Message } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { decodeConfChange } from '../../protocols/raft/confchange.ts'
-import { decodeValue } from './graph.ts'
-import { MODEL_ELECTION_TICK, World, writePayload } from './world.ts'
+import { MODEL_ELECTION_TICK, World, linkOf, messageOf, writePayload } from './world.ts'
 import type { ModelReplica } from './world.ts'
 
 /** Bounds on the nondeterminism a path may use (each counts against the whole path). */
@@ -50,6 +49,9 @@ export function enabled (w: World, b: Budgets): Action[] {
   for (let i = 0; i < w.net.length; i++) {
     const m = w.net[i]
     if (i > 0 && w.net[i - 1] === m) continue
+    // with fifo only the oldest message of each link may go (a later one may be lost once it is
+    // the oldest: the same states as losing it earlier)
+    if (w.cfg.fifo && i > 0 && linkOf(w.net[i - 1]) === linkOf(m)) continue
     out.push({ k: 'deliver', m })
     if (w.ghost.dups < b.dups) out.push({ k: 'dup', m })
     if (b.drop) out.push({ k: 'drop', m })
@@ -109,7 +111,7 @@ export function apply (w: World, a: Action, b: Budgets): boolean {
   w.violations = []
   // copy (from a fork) the replicas this action may change before changing them
   if ('m' in a) {
-    const m = decodeValue<Message>(a.m)
+    const m = messageOf(a.m)
     if (a.k !== 'drop') ownId(w, m.to)
     if (m.type === 'MsgSnap') ownId(w, m.from)
   } else {
@@ -117,7 +119,7 @@ export function apply (w: World, a: Action, b: Budgets): boolean {
   }
   switch (a.k) {
     case 'deliver': case 'dup': case 'deliver-crash': {
-      const m = decodeValue<Message>(a.m)
+      const m = messageOf(a.m)
       if (a.k !== 'dup') w.take(a.m)
       else w.ghost.dups++
       if (a.k === 'deliver-crash') {
@@ -136,7 +138,7 @@ export function apply (w: World, a: Action, b: Budgets): boolean {
       break
     }
     case 'drop': {
-      const m = decodeValue<Message>(a.m)
+      const m = messageOf(a.m)
       w.take(a.m)
       if (m.type === 'MsgSnap') snapshotOutcome(w, m, false)
       break
@@ -228,11 +230,11 @@ function who (r: ModelReplica): string {
 /** One line saying what `a` does in `w` (the state before it). */
 export function describe (w: World, a: Action): string {
   switch (a.k) {
-    case 'deliver': return `deliver ${messageText(decodeValue<Message>(a.m))}`
-    case 'dup': return `deliver a duplicate of ${messageText(decodeValue<Message>(a.m))} (a copy stays in flight)`
-    case 'drop': return `drop ${messageText(decodeValue<Message>(a.m))}`
+    case 'deliver': return `deliver ${messageText(messageOf(a.m))}`
+    case 'dup': return `deliver a duplicate of ${messageText(messageOf(a.m))} (a copy stays in flight)`
+    case 'drop': return `drop ${messageText(messageOf(a.m))}`
     case 'deliver-crash': {
-      const m = decodeValue<Message>(a.m)
+      const m = messageOf(a.m)
       return `deliver ${messageText(m)}; ${m.to} loses power right after sending its answer and restarts`
     }
     case 'timeout': return `${who(w.reps[a.n])}: election timeout fires`

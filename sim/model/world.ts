@@ -17,7 +17,7 @@ import { LogMatching } from '../checkers/log-matching.ts'
 import { StateMachineSafety } from '../checkers/state-machine-safety.ts'
 import { ConfigSafety } from '../checkers/config-safety.ts'
 import type { Checker } from '../checkers/checker.ts'
-import { cloneGraph, encodeState, encodeValue, fingerprint } from './graph.ts'
+import { cloneGraph, decodeValue, encodeState, encodeValue, fingerprint } from './graph.ts'
 
 /** Raft timing in the model. The smallest legal values (electionTick > heartbeatTick > 0): a
  * leader's every tick is a heartbeat, and the PRNG is pinned to 0 so a follower campaigns after
@@ -36,6 +36,22 @@ export interface ModelConfig {
    * the model reach states where a follower holds an older entry but not the next. */
   maxSizePerMsg: number
   maxInflightMsgs: number
+  /** Deliver each directed link's messages in the order sent (one stream per peer pair, as the
+   * libp2p transport has) instead of in any order. Loss and duplication stay. */
+  fifo: boolean
+}
+
+/** A message in the network: "from>to", a tab, then its canonical encoding. */
+export function messageKey (m: Message): string {
+  return `${m.from}>${m.to}\t${encodeValue(m)}`
+}
+
+export function linkOf (k: string): string {
+  return k.slice(0, k.indexOf('\t'))
+}
+
+export function messageOf (k: string): Message {
+  return decodeValue<Message>(k.slice(k.indexOf('\t') + 1))
 }
 
 const ENC = new TextEncoder()
@@ -200,13 +216,17 @@ export class World {
 
   // --- the network ------------------------------------------------------------
 
+  /** Sorted by text (a canonical multiset); with fifo, sorted by link only and in sending order
+   * within a link. */
   send (m: Message): void {
-    const k = encodeValue(m)
+    const k = messageKey(m)
+    const link = linkOf(k)
     let lo = 0
     let hi = this.net.length
     while (lo < hi) {
       const mid = (lo + hi) >> 1
-      if (this.net[mid] < k) lo = mid + 1
+      const before = this.cfg.fifo ? linkOf(this.net[mid]) <= link : this.net[mid] < k
+      if (before) lo = mid + 1
       else hi = mid
     }
     this.net.splice(lo, 0, k)
