@@ -13,7 +13,8 @@ import type { ExploreResult } from './model/explore.ts'
 import type { Budgets } from './model/actions.ts'
 import type { ModelConfig } from './model/world.ts'
 
-/** Default depth: the level at which the clean core passes a million explored states here. */
+/** Default depth: with the default budgets the clean core explores 2.6 M states (814 k distinct)
+ * to this depth in about 3.5 minutes on the 2-core machine; one level more is about 7 times that. */
 export const DEFAULT_DEPTH = 7
 export const MODEL_IDS = ['n1', 'n2', 'n3'] as const
 
@@ -125,7 +126,7 @@ function main (): void {
   } else {
     const lines = [
       `bug: ${o.bug ?? 'none'}, depth bound ${o.depth}, budgets ${JSON.stringify(o.budgets)}, preVote ${o.preVote}, checkQuorum ${o.checkQuorum}, maxSizePerMsg ${o.maxSizePerMsg}, ${o.fifo ? 'fifo links' : 'unordered network'}`,
-      `states explored: ${r.explored}`,
+      `states explored: ${r.explored} (successor states generated, repeats included)`,
       `distinct states: ${r.distinct}`,
       `depth reached: ${r.depth}${r.exhausted ? ' (state space exhausted)' : ''}`,
       `states per level: ${r.levels.join(' ')}`,

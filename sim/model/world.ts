@@ -74,8 +74,9 @@ interface PendingRead {
   ackedBefore: number[]
 }
 
-/** The shell around one RawNode, as sim/replica.ts runs it minus timers, compaction and the
- * full state machine: the state machine here is the list of client writes applied, in order. */
+/** The shell around one RawNode, as sim/replica.ts runs it minus timers, compaction (hence
+ * snapshots) and the full state machine: the state machine here is the list of client writes
+ * applied, in order, which is all the read check needs. */
 export class ModelReplica {
   readonly id: string
   readonly store: MemoryLogStore
@@ -265,6 +266,9 @@ export class World {
       const node = r.node
       const rd = node.ready()
       if (rd.snapshot !== null) {
+        // The model never compacts, so no leader sends a snapshot with state in it; the list of
+        // applied writes could not be restored from one, so say so rather than go on wrongly.
+        if (rd.snapshot.data.byteLength > 0) throw new Error(`${r.id}: a snapshot with state reached the model, which does not model compaction`)
         r.store.save({ snapshot: rd.snapshot })
         r.applied = rd.snapshot.meta.index
       }
