@@ -353,10 +353,10 @@ export class World {
     this.collect(es)
     if (!this.ghost.leaders.some(([t, id]) => t === term && id === r.id)) this.ghost.leaders.push([term, r.id])
     // Completeness binds the leaders of terms after the commit only: a candidate of an older term
-    // may still win on late votes after a newer leader committed (the sim's checker, fed every
-    // applied entry, would call that a violation).
+    // may still win on late votes after a newer leader committed. The checker bounds an entry's
+    // commit term by its applier's term, so each entry is fed with the term it was committed in.
     const lc = new LeaderCompleteness()
-    for (const a of this.ghost.applied) if (a.term < term) lc.onApply(asReplica(r), a.entry)
+    for (const a of this.ghost.applied) if (a.term < term) lc.onApply({ term: a.term } as unknown as Replica, a.entry)
     lc.onLeader(asReplica(r), term, 0)
     this.collect(lc)
   }
