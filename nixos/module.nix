@@ -28,7 +28,7 @@ let
   # TOML has no null: unset optional values are left out, node/config.ts applies its defaults.
   dropNulls = lib.filterAttrs (_: v: v != null);
 
-  # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); extraSettings
+  # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); settings
   # (rpcPort, metricsPort, raft.*, logLevel, …) wins on any key.
   bridgeNames = builtins.attrNames cfg.bridges;
   settings = lib.recursiveUpdate
@@ -53,7 +53,7 @@ let
         id = cfg.ceph.user;
       } // lib.optionalAttrs (cfg.ceph.keyringFile != null) { keyring = "${credentialsDir}/ceph-keyring"; };
     })
-    cfg.extraSettings;
+    cfg.settings;
 
   configFile = settingsFormat.generate "blixard.toml" settings;
 
@@ -214,11 +214,22 @@ in
       };
     };
 
-    extraSettings = mkOption {
-      type = settingsFormat.type;
+    # RFC 42: one freeform TOML option; the keys most hosts touch are typed (and documented) inside it
+    settings = mkOption {
       default = { };
-      example = { metrics = { listen = "127.0.0.1:9100"; }; };
-      description = "Merged over the generated config.toml; node/config.ts (CONFIG_KEYS) lists the keys it accepts.";
+      example = { metricsPort = 9100; raft.tickMs = 50; };
+      description = ''
+        config.toml of the daemon, merged over what the options above generate (it wins on any key).
+        node/config.ts (CONFIG_KEYS, `blixard-node --help`) lists the keys it accepts and refuses others.
+      '';
+      type = types.submodule {
+        freeformType = settingsFormat.type;
+        options = {
+          logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Daemon log level."; };
+          metricsPort = mkOption { type = types.port; default = 9630; description = "Prometheus /metrics port."; };
+          bootstrapExpect = mkOption { type = types.ints.positive; default = 3; description = "Nodes a fresh cluster waits for before forming (1-7)."; };
+        };
+      };
     };
   };
 

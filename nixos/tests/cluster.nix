@@ -14,7 +14,7 @@ let
       enable = true;
       clusterKeyFile = "/etc/blixard/cluster.key";
       openFirewall = true;
-      extraSettings = { metricsPort = 9630; bootstrapExpect = 3; };
+      settings = { metricsPort = 9630; bootstrapExpect = 3; };
     };
   };
 in

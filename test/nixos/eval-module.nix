@@ -39,7 +39,12 @@ let
       given = if isNotSet v then (if opt ? default then opt.default else throw "option ${showPath path} is used but not defined") else v;
       t = opt.type;
       deep =
-        if t.name == "submodule" then resolve path t.options given
+        if t.name == "submodule" && t ? freeformType then
+          let
+            free = lib.filterAttrs (n: _: !(t.options ? ${n})) given;
+            typed = resolve path t.options (lib.filterAttrs (n: _: t.options ? ${n}) given);
+          in if t.freeformType.check free then free // typed else throw "option ${showPath path}: freeform ${builtins.toJSON free} is not a valid ${t.freeformType.name}"
+        else if t.name == "submodule" then resolve path t.options given
         else if t.name == "attrsOf" && t.elemType.name == "submodule" then builtins.mapAttrs (n: x: resolve (path ++ [ n ]) t.elemType.options x) given
         else if t.name == "listOf" && t.elemType.name == "submodule" then map (resolve path t.elemType.options) given
         else given;

@@ -40,8 +40,8 @@ const KEY = { clusterKeyFile: '/run/keys/blixard.key' }
 test('option names, types and defaults of services.blixard', () => {
   const o = evalModule(KEY).options as Record<string, OptionInfo> & { ceph: Record<string, OptionInfo> }
   assert.equal(Object.keys(o).sort(), [
-    'bootstrapPeers', 'bridges', 'capacity', 'ceph', 'clusterKeyFile', 'dataDir', 'enable', 'extraPackages', 'extraSettings',
-    'labels', 'listenAddresses', 'mdns', 'name', 'openFirewall', 'package', 'qemuPackage'
+    'bootstrapPeers', 'bridges', 'capacity', 'ceph', 'clusterKeyFile', 'dataDir', 'enable', 'extraPackages',
+    'labels', 'listenAddresses', 'mdns', 'name', 'openFirewall', 'package', 'qemuPackage', 'settings'
   ])
   assert.equal(o.enable, { type: 'bool', hasDefault: true, default: false })
   assert.equal(o.package, { type: 'package', hasDefault: false })
@@ -60,7 +60,13 @@ test('option names, types and defaults of services.blixard', () => {
   assert.equal(o.ceph.pool.default, 'rbd')
   assert.equal(o.ceph.monitors.default, [])
   assert.equal(o.ceph.keyringFile.default, null)
-  assert.equal(o.extraSettings.default, {})
+  assert.equal(o.settings.default, {})
+  assert.equal(o.settings.type, 'submodule')
+  assert.equal(o.settings.options, {
+    logLevel: { type: 'enum ["debug","info","warn","error"]', hasDefault: true, default: 'info' },
+    metricsPort: { type: 'port', hasDefault: true, default: 9630 },
+    bootstrapExpect: { type: 'positiveInt', hasDefault: true, default: 3 }
+  })
   assert.equal(o.bridges.type, 'attrsOf submodule')
 })
 
@@ -121,7 +127,7 @@ test('config.toml is loaded by node/config.ts as is, and is the only file', () =
     bootstrapPeers: ['/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'],
     mdns: false, labels: { zone: 'a' }, capacity: { cpu: 16, memoryMiB: 65536 },
     ceph: { monitors: ['10.0.0.1:6789', '[fd00::1]:6789'], pool: 'vms', keyringFile: '/etc/ceph/ceph.client.blixard.keyring' },
-    extraSettings: { labels: { rack: 'r1' }, metricsPort: 9100, raft: { tickMs: 50 } }
+    settings: { labels: { rack: 'r1' }, metricsPort: 9100, raft: { tickMs: 50 } }
   })
   assert.equal(e.failedAssertions, [])
   assert.equal(e.tomlSettings, {
@@ -136,6 +142,8 @@ test('config.toml is loaded by node/config.ts as is, and is the only file', () =
     capacity: { cpu: 16, memoryMiB: 65536 },
     metricsPort: 9100,
     raft: { tickMs: 50 },
+    logLevel: 'info',
+    bootstrapExpect: 3,
     ceph: { conf: '/etc/blixard/ceph.conf', pool: 'vms', id: 'blixard', keyring: '/run/credentials/blixard.service/ceph-keyring' }
   })
   // TOML cannot hold null: none may be left (smol-toml would silently drop one)
@@ -222,6 +230,9 @@ test('wrong values are refused by the option types; a missing key file is report
   assert.match(evalError({ ...KEY, clusterKeyFile: 'key' }, 'cfg.clusterKeyFile'), /services\.blixard\.clusterKeyFile/)
   // a Nix path literal (`./key`, copied into the store) is not a string: refused by the type
   assert.match(evalError({ ...KEY, clusterKeyFile: raw('/tmp/blixard.key') }, 'cfg.clusterKeyFile'), /services\.blixard\.clusterKeyFile.*not a valid strMatching/)
+  // settings: typed keys are checked, the rest is freeform TOML
+  assert.match(evalError({ ...KEY, settings: { logLevel: 'loud' } }, 'cfg.settings'), /services\.blixard\.settings\.logLevel.*not a valid enum/)
+  assert.match(evalError({ ...KEY, settings: { metricsPort: 70000 } }, 'cfg.settings'), /services\.blixard\.settings\.metricsPort/)
   assert.match(evalError({ ...KEY, nosuchOption: true }, 'cfg'), /undeclared option services\.blixard\.nosuchOption/)
   assert.match(evalError({ enable: true }, 'config'), /services\.blixard\.clusterKeyFile is used but not defined/)
 })

@@ -38,9 +38,10 @@ rec {
     listOf = elemType: mkType "listOf" (x: builtins.isList x && all elemType.check x) { inherit elemType; };
     attrsOf = elemType: mkType "attrsOf" (x: builtins.isAttrs x && all elemType.check (attrValues x)) { inherit elemType; };
     nullOr = elemType: mkType "nullOr" (x: x == null || elemType.check x) { inherit elemType; };
+    # freeformType (RFC 42 settings): names not declared are kept and checked by it
     submodule = m:
       let decl = if builtins.isFunction m then m { } else m;
-      in mkType "submodule" builtins.isAttrs { options = decl.options; };
+      in mkType "submodule" builtins.isAttrs ({ options = decl.options; } // (if decl ? freeformType then { inherit (decl) freeformType; } else { }));
   };
 
   mkOption = attrs: { _type = "option"; } // attrs;
