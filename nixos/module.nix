@@ -9,18 +9,38 @@ let
   settingsFormat = pkgs.formats.toml { };
   user = "blixard";
   microvmStateDir = "/var/lib/microvms";
+  # where systemd puts LoadCredential= files for the blixard unit (systemd.exec(5), $CREDENTIALS_DIRECTORY)
+  credentialsDir = "/run/credentials/blixard.service";
+  isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p;
+  # a node name is a DNS label; hostnames may have capitals and `_` (networking.hostName allows both)
+  nameRegex = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+  defaultDataDir = "/var/lib/blixard";
+  # the daemon's node threads plus every QEMU child it starts (one thread per vCPU, I/O threads)
+  tasksMax = 16384;
+  networkd = config.networking.useNetworkd or false || config.systemd.network.enable or false;
+  fw = config.networking.firewall;
+  # uplinks the host already gives an address: enslaving them to a bridge moves that job to the bridge
+  addressedUplinks = lib.concatMap (b: builtins.filter (i:
+      let c = config.networking.interfaces.${i} or { }; in
+      (c.ipv4.addresses or [ ]) != [ ] || (c.ipv6.addresses or [ ]) != [ ] || (c.useDHCP or null) == true)
+    cfg.bridges.${b}.interfaces) bridgeNames;
 
   # TOML has no null: unset optional values are left out, node/config.ts applies its defaults.
   dropNulls = lib.filterAttrs (_: v: v != null);
 
-  # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); extraSettings
+  # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); settings
   # (rpcPort, metricsPort, raft.*, logLevel, …) wins on any key.
+  bridgeNames = builtins.attrNames cfg.bridges;
   settings = lib.recursiveUpdate
     ({
       name = cfg.name;
       dataDir = cfg.dataDir;
       listen = cfg.listenAddresses;
-      clusterKeyFile = cfg.clusterKeyFile;
+      # systemd copies the key there (LoadCredential) readable by the service only; the
+      # operator's file stays root-only wherever it is, and never enters the store.
+      clusterKeyFile = "${credentialsDir}/cluster-key";
+      # nixpkgs' default QEMU has no librbd: the driver runs the Ceph-enabled one given here
+      qemuBinary = "${cfg.qemuPackage}/bin/qemu-system-x86_64";
       bootstrap = cfg.bootstrapPeers;
       mdns = cfg.mdns;
       labels = cfg.labels;
@@ -31,32 +51,11 @@ let
         conf = "/etc/blixard/ceph.conf";
         pool = cfg.ceph.pool;
         id = cfg.ceph.user;
-        keyring = cfg.ceph.keyringFile;
-      };
+      } // lib.optionalAttrs (cfg.ceph.keyringFile != null) { keyring = "${credentialsDir}/ceph-keyring"; };
     })
-    cfg.extraSettings;
+    cfg.settings;
 
   configFile = settingsFormat.generate "blixard.toml" settings;
-
-  # host.toml: what the NixOS guest path needs beyond node/config.ts's keys (default VMM,
-  # microvm.nix state dir and pinned guest inputs, Ceph). A file of its own so that
-  # config.toml stays loadable by today's node/config.ts, which refuses unknown keys.
-  hostSettings = {
-    hypervisor = cfg.hypervisor;
-    microvm = { stateDir = microvmStateDir; } // lib.optionalAttrs (dropNulls cfg.guestFlakeInputs != { }) {
-      guestInputs = dropNulls cfg.guestFlakeInputs;
-    };
-  } // lib.optionalAttrs (cfg.ceph.monitors != [ ]) {
-    ceph = dropNulls {
-      monitors = cfg.ceph.monitors;
-      pool = cfg.ceph.pool;
-      user = cfg.ceph.user;
-      keyringFile = cfg.ceph.keyringFile;
-      conf = "/etc/blixard/ceph.conf";
-    };
-  };
-
-  hostFile = settingsFormat.generate "blixard-host.toml" hostSettings;
 
   # A client-only ceph.conf for the daemon (rbd create/map) and for QEMU's librbd in microvm@ units.
   cephConf = pkgs.writeText "blixard-ceph.conf" (''
@@ -72,7 +71,6 @@ let
       if m == null then [ ] else [ (lib.toInt (builtins.head m)) ])
     cfg.listenAddresses);
 
-  bridgeNames = builtins.attrNames cfg.bridges;
 in
 {
   options.services.blixard = {
@@ -84,19 +82,38 @@ in
       description = "The Blixard package (blixard-node and the blixard CLI).";
     };
 
+    qemuPackage = mkOption {
+      type = types.package;
+      default = pkgs.qemu_kvm.override { cephSupport = true; };
+      defaultText = literalExpression "pkgs.qemu_kvm.override { cephSupport = true; }";
+      description = ''
+        QEMU for guests, on the unit's PATH and given to the daemon as `qemuBinary`. nixpkgs builds
+        QEMU without librbd (`cephSupport ? false`): RBD volumes (`-drive file=rbd:`) need this one.
+      '';
+    };
+
+    extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      example = literalExpression "[ pkgs.cloud-hypervisor ]";
+      description = "More programs on the daemon's PATH.";
+    };
+
     name = mkOption {
-      type = types.strMatching "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
-      default = config.networking.hostName;
-      defaultText = literalExpression "config.networking.hostName";
-      description = "Node name shown in the cluster.";
+      type = types.str;
+      default = lib.toLower (builtins.replaceStrings [ "_" ] [ "-" ] config.networking.hostName);
+      defaultText = literalExpression ''lib.toLower (builtins.replaceStrings [ "_" ] [ "-" ] config.networking.hostName)'';
+      description = "Node name shown in the cluster: a DNS label (a-z, 0-9, -), by default the host name in lower case.";
     };
 
     clusterKeyFile = mkOption {
-      type = types.path;
-      example = "/run/keys/blixard-cluster.key";
+      type = types.strMatching "/.+";
+      example = "/etc/blixard/cluster.key";
       description = ''
-        The cluster's pre-shared key (libp2p pnet format). Nodes without it cannot connect.
-        A path read at run time: never put the key itself into the Nix store.
+        Absolute path, as a string, of the cluster's pre-shared key (libp2p pnet format), owned
+        by root with mode 0400 (agenix/sops-nix paths work). systemd reads it as root and hands
+        the service a private copy (LoadCredential), so the service user needs no access to it.
+        A string, never a Nix path: `./key` would copy the key into the world-readable store.
       '';
     };
 
@@ -147,34 +164,15 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open the TCP ports of listenAddresses (and UDP 5353 for mDNS).";
-    };
-
-    hypervisor = mkOption {
-      type = types.enum [ "qemu" "cloud-hypervisor" "firecracker" ];
-      default = "qemu";
-      description = "Default VMM of guests rendered for microvm.nix when a VM does not choose one.";
-    };
-
-    guestFlakeInputs = {
-      nixpkgs = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "path:/nix/store/…-source";
-        description = ''
-          Flake URL of nixpkgs for rendered guest flakes. The flake's nixosModules.blixard sets
-          it to the host's own pinned nixpkgs, so guests build without fetching anything.
-        '';
-      };
-      microvm = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = "Flake URL of microvm.nix for rendered guest flakes (the host's own, from the flake).";
-      };
+      description = "Open the TCP ports of listenAddresses, UDP 4789 for VXLAN networks, and UDP 5353 when mDNS is on.";
     };
 
     bridges = mkOption {
-      description = "Host bridges for guest TAPs, declared with systemd-networkd; the agent puts each TAP on its network's bridge.";
+      description = ''
+        Host bridges for guest TAPs; the agent puts each TAP on its network's bridge. Declared with the
+        host's own networking: systemd-networkd netdevs when networkd is on, `networking.bridges` otherwise.
+        An enslaved uplink's address must move to the bridge (a warning says so).
+      '';
       default = { };
       example = { br0 = { interfaces = [ "enp1s0" ]; }; };
       type = types.attrsOf (types.submodule {
@@ -207,7 +205,7 @@ in
         description = "cephx user (without `client.`).";
       };
       keyringFile = mkOption {
-        type = types.nullOr types.path;
+        type = types.nullOr (types.strMatching "/.+");
         default = null;
         description = ''
           Keyring of the cephx user. It must be readable by group kvm: QEMU opens
@@ -216,11 +214,22 @@ in
       };
     };
 
-    extraSettings = mkOption {
-      type = settingsFormat.type;
+    # RFC 42: one freeform TOML option; the keys most hosts touch are typed (and documented) inside it
+    settings = mkOption {
       default = { };
-      example = { metrics = { listen = "127.0.0.1:9100"; }; };
-      description = "Merged over the generated config.toml; node/config.ts (CONFIG_KEYS) lists the keys it accepts.";
+      example = { metricsPort = 9100; raft.tickMs = 50; };
+      description = ''
+        config.toml of the daemon, merged over what the options above generate (it wins on any key).
+        node/config.ts (CONFIG_KEYS, `blixard-node --help`) lists the keys it accepts and refuses others.
+      '';
+      type = types.submodule {
+        freeformType = settingsFormat.type;
+        options = {
+          logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Daemon log level."; };
+          metricsPort = mkOption { type = types.port; default = 9630; description = "Prometheus /metrics port."; };
+          bootstrapExpect = mkOption { type = types.ints.positive; default = 3; description = "Nodes a fresh cluster waits for before forming (1-7)."; };
+        };
+      };
     };
   };
 
@@ -228,8 +237,16 @@ in
     {
       assertions = [
         {
-          assertion = lib.hasPrefix "/" (toString cfg.clusterKeyFile);
-          message = "services.blixard.clusterKeyFile must be an absolute path read at run time.";
+          assertion = !isStorePath cfg.clusterKeyFile;
+          message = "services.blixard.clusterKeyFile = \"${cfg.clusterKeyFile}\" is in the Nix store, readable by every user: give the path of a root-only file outside it, as a string.";
+        }
+        {
+          assertion = cfg.ceph.keyringFile == null || !isStorePath cfg.ceph.keyringFile;
+          message = "services.blixard.ceph.keyringFile is in the Nix store, readable by every user: give the path of a file outside it, as a string.";
+        }
+        {
+          assertion = builtins.match nameRegex cfg.name != null;
+          message = "services.blixard.name = \"${cfg.name}\" is not a valid node name: 1-63 of a-z, 0-9 and -, not starting or ending with - (set services.blixard.name when the host name does not fit).";
         }
         # the daemon checks these at start too (node/config.ts); failing here fails the rebuild, not the boot
         {
@@ -242,6 +259,11 @@ in
         }
       ];
 
+      warnings =
+        lib.optional (cfg.mdns && (fw.enable or true) && !cfg.openFirewall && !(builtins.elem 5353 (fw.allowedUDPPorts or [ ])))
+          "services.blixard: mDNS discovery is on but the firewall blocks UDP 5353, so nodes will not find each other on the LAN: set services.blixard.openFirewall, open the port, or set services.blixard.mdns = false and use bootstrapPeers."
+        ++ map (i: "services.blixard.bridges: ${i} is enslaved to a bridge but has its own address configuration; a bridge port loses its address, configure it on the bridge instead.") addressedUplinks;
+
       users.users.${user} = {
         isSystemUser = true;
         group = user;
@@ -253,7 +275,6 @@ in
 
       environment.systemPackages = [ cfg.package ];
       environment.etc."blixard/config.toml".source = configFile;
-      environment.etc."blixard/host.toml".source = hostFile;
 
       systemd.services.blixard = {
         description = "Blixard node";
@@ -261,8 +282,13 @@ in
         wants = [ "network-online.target" ];
         after = [ "network-online.target" ];
         # nix builds guests, systemctl drives microvm@, ip attaches TAPs, rbd maps volumes
-        path = [ config.nix.package config.systemd.package pkgs.iproute2 ]
-          ++ lib.optional (cfg.ceph.monitors != [ ]) pkgs.ceph-client;
+        # qemu: guests and the KVM probe (the daemon runs the absolute qemuBinary; PATH is for tools)
+        path = [ config.nix.package config.systemd.package pkgs.iproute2 cfg.qemuPackage ]
+          ++ lib.optional (cfg.ceph.monitors != [ ]) pkgs.ceph-client
+          ++ cfg.extraPackages;
+        # a crash loop stops after 5 starts in 5 minutes instead of restarting forever
+        startLimitBurst = 5;
+        startLimitIntervalSec = 300;
         environment = {
           HOME = cfg.dataDir;
           XDG_CACHE_HOME = "${cfg.dataDir}/.cache";
@@ -285,7 +311,7 @@ in
           Group = user;
           DynamicUser = false;
           SupplementaryGroups = [ "kvm" ];
-          StateDirectory = mkIf (cfg.dataDir == "/var/lib/blixard") "blixard";
+          StateDirectory = mkIf (cfg.dataDir == defaultDataDir) "blixard";
           StateDirectoryMode = "0750";
           UMask = "0027";
 
@@ -295,7 +321,9 @@ in
           NoNewPrivileges = true;
 
           ProtectSystem = "strict";
-          ReadWritePaths = [ cfg.dataDir microvmStateDir ];
+          # a missing ReadWritePaths entry fails the unit (226/NAMESPACE): a custom dataDir is made by
+          # tmpfiles below; microvm.nix makes its state dir, "-" tolerates a host without it
+          ReadWritePaths = [ cfg.dataDir "-${microvmStateDir}" ];
           ProtectHome = true;
           PrivateTmp = true;
           ProtectKernelModules = true;
@@ -316,6 +344,9 @@ in
           # V8 writes the code it compiles: MemoryDenyWriteExecute would kill node.
           MemoryDenyWriteExecute = false;
           LimitNOFILE = 65536;
+          TasksMax = tasksMax;
+          LoadCredential = [ "cluster-key:${cfg.clusterKeyFile}" ]
+            ++ lib.optional (cfg.ceph.keyringFile != null) "ceph-keyring:${cfg.ceph.keyringFile}";
         };
       };
 
@@ -338,6 +369,10 @@ in
       systemd.services."microvm@".serviceConfig.Restart = mkForce "no";
     }
 
+    (mkIf (cfg.dataDir != defaultDataDir) {
+      systemd.tmpfiles.rules = [ "d ${cfg.dataDir} 0750 ${user} ${user} - -" ];
+    })
+
     (mkIf (cfg.ceph.monitors != [ ]) {
       environment.etc."blixard/ceph.conf" = {
         source = cephConf;
@@ -345,8 +380,12 @@ in
       };
     })
 
-    (mkIf (cfg.bridges != { }) {
-      systemd.network.enable = true;
+    # scripted networking: the host's own bridge declarations; systemd-networkd is never switched on here
+    (mkIf (cfg.bridges != { } && !networkd) {
+      networking.bridges = lib.mapAttrs (_: b: { inherit (b) interfaces; }) cfg.bridges;
+    })
+
+    (mkIf (cfg.bridges != { } && networkd) {
       systemd.network.netdevs = lib.listToAttrs (map
         (name: lib.nameValuePair "40-blixard-${name}" {
           netdevConfig = { Kind = "bridge"; Name = name; };
@@ -370,7 +409,8 @@ in
 
     (mkIf cfg.openFirewall {
       networking.firewall.allowedTCPPorts = tcpPorts;
-      networking.firewall.allowedUDPPorts = lib.optional cfg.mdns 5353;
+      # VXLAN networks between nodes (node/net-host/names.ts VXLAN_PORT), mDNS discovery
+      networking.firewall.allowedUDPPorts = [ 4789 ] ++ lib.optional cfg.mdns 5353;
     })
   ]);
 }

@@ -67,6 +67,8 @@ export interface GuestFlakeFiles {
 
 export const DEFAULT_NIXPKGS = 'github:NixOS/nixpkgs/nixos-24.11'
 export const DEFAULT_MICROVM = 'github:microvm-nix/microvm.nix'
+/** Nix expression of the guest's QEMU, in the guest module's `pkgs`. */
+export const QEMU_PACKAGE = 'pkgs.qemu_kvm.override { cephSupport = true; }'
 export const HYPERVISORS: readonly Hypervisor[] = ['qemu', 'cloud-hypervisor', 'firecracker']
 
 const VM_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/ // a hostname label: it becomes networking.hostName
@@ -206,8 +208,13 @@ function microvmBlock (input: GuestFlakeInput): Record<string, NixValue | undefi
       readOnly: sh.readOnly === true ? true : undefined
     })),
     kernelParams: s.kernelParams,
-    qemu: s.hypervisor === 'qemu' && input.volumes.length > 0
-      ? { extraArgs: qemuRbdArgs(input.volumes) }
+    qemu: s.hypervisor === 'qemu'
+      ? {
+          // the QEMU the host module gives the daemon (services.blixard.qemuPackage's default): nixpkgs'
+          // own is built without librbd, and the guest's nixpkgs is the host's pinned one, so it is the same build
+          package: raw(QEMU_PACKAGE),
+          extraArgs: input.volumes.length > 0 ? qemuRbdArgs(input.volumes) : undefined
+        }
       : undefined
   }
 }
@@ -249,7 +256,7 @@ export function renderGuestFlake (input: GuestFlakeInput): GuestFlakeFiles {
   outputs = { self, nixpkgs, microvm, ... }@inputs:
     let
       # What Blixard decides for this guest; the user's own module comes after it.
-      blixardGuest = { config, lib, ... }:
+      blixardGuest = { config, lib, pkgs, ... }:
         let
           # microvm.nix's rule for its QEMU bus: PCI once shares, PCI devices, graphics or a
           # non-microvm machine need it, virtio-mmio otherwise. Our RBD drives must use the same.

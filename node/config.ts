@@ -43,6 +43,9 @@ export interface NodeConfig {
     snapshotKeep: number
   }
   logLevel: LogLevelName
+  /** the QEMU the driver spawns and probes KVM with: a name looked up in PATH, or an absolute path
+   * (the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd) */
+  qemuBinary: string
   /** a fresh cluster forms once this many nodes see each other (node/bootstrap.ts) */
   bootstrapExpect: number
   /** CLI peer ids made admins when this node bootstraps a new cluster */
@@ -105,6 +108,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', 'int', 'compact the log every N applied entries', 100, 10_000_000),
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
   K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
+  K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', 'string', 'QEMU to run guests with (name in PATH or absolute path)'),
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
   K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
   K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string', 'ceph.conf of this host (enables RBD volumes)'),
@@ -130,6 +134,7 @@ export const CONFIG_DEFAULTS = {
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
   logLevel: 'info' as LogLevelName,
+  qemuBinary: 'qemu-system-x86_64',
   bootstrapExpect: 3,
   admins: [] as string[],
   ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },

@@ -206,7 +206,7 @@ export class Daemon {
       nodeId: this.id, sm: this.sm, propose: async (env) => await this.propose(env), net: hostNet, ceph, log: this.log,
       fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
     })
-    this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
+    this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, qemuBinary: this.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
     this.agent = new Agent({
       nodeId: this.id,
       sm: this.sm,

@@ -126,4 +126,13 @@ test('[ceph] and [network]: file < env < flags; unset means off', () => {
   fails(() => resolveConfig({ env: { BLIXARD_CEPH_POOL: '' } }), 'ceph.pool', 'non-empty')
 })
 
+test('qemuBinary: qemu-system-x86_64 from PATH by default; file < env < flags', () => {
+  assert.is(resolveConfig({}).qemuBinary, 'qemu-system-x86_64')
+  const file = { path: 'c.toml', text: 'qemuBinary = "/nix/store/x-qemu/bin/qemu-system-x86_64"\n' }
+  assert.is(resolveConfig({ file }).qemuBinary, '/nix/store/x-qemu/bin/qemu-system-x86_64')
+  assert.is(resolveConfig({ file, env: { BLIXARD_QEMU_BINARY: '/opt/q' } }).qemuBinary, '/opt/q')
+  assert.is(resolveConfig({ file, env: { BLIXARD_QEMU_BINARY: '/opt/q' }, argv: ['--qemu-binary', '/usr/bin/qemu-kvm'] }).qemuBinary, '/usr/bin/qemu-kvm')
+  fails(() => resolveConfig({ file: { path: 'c.toml', text: 'qemuBinary = 3\n' } }), 'qemuBinary', 'non-empty string')
+})
+
 test.run()

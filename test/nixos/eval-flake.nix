@@ -28,6 +28,8 @@ let
     mkShell = args: args;
     nix = "nix";
     qemu = "qemu";
+    # returns the test's arguments instead of building VMs
+    testers.runNixOSTest = args: args;
   };
   nixpkgs = {
     outPath = "/nix/store/00000000000000000000000000000000-nixpkgs-source";
@@ -58,7 +60,12 @@ in
     inherit (hostModule.services.blixard.package) _type priority;
     pname = hostModule.services.blixard.package.content.pname;
   };
+  moduleServiceKeys = builtins.attrNames hostModule.services.blixard;
+  checkSystems = builtins.attrNames outputs.checks;
+  clusterTest = let t = outputs.checks.${system}.cluster; in {
+    inherit (t) name testScript;
+    nodes = builtins.attrNames t.nodes;
+  };
   # functions never compare equal in Nix: check the default module is the same expression by its imports
-  guestFlakeInputs = builtins.mapAttrs (_: d: d.content) hostModule.services.blixard.guestFlakeInputs;
   defaultModuleImports = map (m: if builtins.isString m then m else baseNameOf m) (outputs.nixosModules.default { inherit lib; pkgs = mkPkgs system; }).imports;
 }

@@ -4,7 +4,8 @@
 # - microvm.nixosModules.microvm and the guest flake's modules are marker strings;
 # - Blixard's own guest module is applied to a `config` that is its own result plus
 #   microvm.nix's defaults for the options it reads (graphics, devices, qemu.machine),
-#   and a lib with only the three functions it uses (mkDefault returns a tagged attrset).
+#   a lib with only the three functions it uses (mkDefault returns a tagged attrset), and
+#   a pkgs whose qemu_kvm.override returns its arguments.
 # Not checked: microvm.nix's option types, module merging, the built runner.
 { flakeDir, machine ? "microvm" }:
 let
@@ -28,6 +29,8 @@ let
     let
       res = m {
         inherit lib;
+        # qemu_kvm.override records what it was asked for
+        pkgs.qemu_kvm.override = args: { overrideOf = "qemu_kvm"; inherit args; };
         config.microvm = res.microvm // {
           graphics.enable = false;
           devices = [ ];

@@ -10,7 +10,9 @@
 #   and mkForce are unwrapped (priorities are not compared);
 # - assertions are evaluated and the failing messages returned.
 # Nothing outside services.blixard is checked against real NixOS options.
-{ settings ? { }, hostName ? "host-a" }:
+# hostConfig stands for the rest of the host's configuration the module reads (networking
+# backend, firewall, interfaces): given, not computed; the module's own definitions do not feed back.
+{ settings ? { }, hostName ? "host-a", hostConfig ? { } }:
 let
   lib = import ./stub-lib.nix;
   stubPkg = name: { type = "derivation"; inherit name; outPath = "/nix/store/00000000000000000000000000000000-${name}"; };
@@ -23,6 +25,8 @@ let
     writeText = name: text: { outPath = "/nix/store/00000000000000000000000000000000-${name}"; inherit name text; };
     iproute2 = stubPkg "iproute2";
     ceph-client = stubPkg "ceph-client";
+    # override returns a distinct package and records what it was asked for
+    qemu_kvm = stubPkg "qemu" // { override = args: stubPkg "qemu-overridden" // { overrideArgs = args; }; };
   };
 
   notSet = { _blixardNotSet = true; };
@@ -35,12 +39,19 @@ let
       given = if isNotSet v then (if opt ? default then opt.default else throw "option ${showPath path} is used but not defined") else v;
       t = opt.type;
       deep =
-        if t.name == "submodule" then resolve path t.options given
+        if t.name == "submodule" && t ? freeformType then
+          let
+            free = lib.filterAttrs (n: _: !(t.options ? ${n})) given;
+            typed = resolve path t.options (lib.filterAttrs (n: _: t.options ? ${n}) given);
+          in if t.freeformType.check free then free // typed else throw "option ${showPath path}: freeform ${builtins.toJSON free} is not a valid ${t.freeformType.name}"
+        else if t.name == "submodule" then resolve path t.options given
         else if t.name == "attrsOf" && t.elemType.name == "submodule" then builtins.mapAttrs (n: x: resolve (path ++ [ n ]) t.elemType.options x) given
         else if t.name == "listOf" && t.elemType.name == "submodule" then map (resolve path t.elemType.options) given
         else given;
     in
-    if t.check deep then deep else throw "option ${showPath path}: ${builtins.toJSON deep} is not a valid ${t.name}";
+    if t.check deep then deep
+    # toJSON of a Nix path would copy it into the store: show a path as written
+    else throw "option ${showPath path}: ${if builtins.isPath deep then "the Nix path ${toString deep}" else builtins.toJSON deep} is not a valid ${t.name}";
 
   resolve = path: decls: value:
     let
@@ -87,10 +98,11 @@ let
 
   module = import ../../nixos/module.nix;
   res = module { inherit lib pkgs config; };
-  config = {
-    networking.hostName = hostName;
+  config = lib.recursiveUpdate {
+    networking = { hostName = hostName; useNetworkd = false; firewall = { enable = true; allowedUDPPorts = [ ]; }; interfaces = { }; };
+    systemd = { package = stubPkg "systemd"; network.enable = false; };
     nix.package = stubPkg "nix";
-    systemd.package = stubPkg "systemd";
+  } hostConfig // {
     services.blixard = resolve [ "services" "blixard" ] res.options.services.blixard
       ({ package = stubPkg "blixard"; } // settings);
   };
@@ -104,6 +116,8 @@ in
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) (top.assertions or [ ]));
   # what the stub generators were given (the JSON of `config` only shows their store paths)
   tomlSettings = top.environment.etc."blixard/config.toml".source.value or null;
-  hostSettings = top.environment.etc."blixard/host.toml".source.value or null;
+  hostToml = top.environment.etc."blixard/host.toml" or null;
+  qemuOverrideArgs = config.services.blixard.qemuPackage.overrideArgs or null;
+  warnings = top.warnings or [ ];
   cephConfText = top.environment.etc."blixard/ceph.conf".source.text or null;
 }

@@ -17,7 +17,9 @@ interface FlakeEval {
   moduleImports: string[]
   modulePackageDefault: { _type: string, priority: number, pname: string }
   defaultModuleImports: string[]
-  guestFlakeInputs: Record<string, string>
+  moduleServiceKeys: string[]
+  checkSystems: string[]
+  clusterTest: { name: string, testScript: string, nodes: string[] }
 }
 
 const e = nixEvalJson(`import ${HARNESS} { }`) as FlakeEval
@@ -27,8 +29,8 @@ test('inputs: nixpkgs and microvm.nix following it', () => {
   assert.is(e.inputs.microvm.inputs?.nixpkgs?.follows, 'nixpkgs')
 })
 
-test('packages.<system>.blixard for x86_64 and aarch64, built with buildNpmPackage from the lockfile', () => {
-  assert.equal(e.packageSystems, ['aarch64-linux', 'x86_64-linux'])
+test('packages.<system>.blixard for x86_64 only (the daemon runs qemu-system-x86_64), built with buildNpmPackage from the lockfile', () => {
+  assert.equal(e.packageSystems, ['x86_64-linux'])
   const p = e.package
   assert.is(p.pname, 'blixard')
   assert.is(p.version, JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version)
@@ -48,11 +50,16 @@ test('nixosModules.blixard imports microvm.nix host and our module, and defaults
   assert.equal(e.moduleImports, ['microvm.nixosModules.host', 'module.nix'])
   assert.equal(e.modulePackageDefault, { _type: 'override', priority: 1000, pname: 'blixard' })
   assert.equal(e.defaultModuleImports, e.moduleImports)
-  // guests build from the host's own pinned nixpkgs and microvm.nix
-  assert.equal(e.guestFlakeInputs, {
-    nixpkgs: 'path:/nix/store/00000000000000000000000000000000-nixpkgs-source',
-    microvm: 'path:/nix/store/00000000000000000000000000000000-microvm-source'
-  })
+  // it sets only options the module declares (guestFlakeInputs went with host.toml)
+  assert.equal(e.moduleServiceKeys, ['package'])
+})
+
+test('checks: a three-node runNixOSTest, for users with Nix, KVM and network', () => {
+  assert.equal(e.checkSystems, ['x86_64-linux'])
+  assert.is(e.clusterTest.name, 'blixard-cluster')
+  assert.equal(e.clusterTest.nodes, ['n1', 'n2', 'n3'])
+  assert.match(e.clusterTest.testScript, /wait_for_unit\("blixard\.service"\)/)
+  assert.match(e.clusterTest.testScript, /exactly one leader/)
 })
 
 test.run()

@@ -103,6 +103,8 @@ test('a qemu guest with RBD, a share, a flake module: parses, and declares what 
   assert.equal(g.networking.hostName, 'web-1')
   assert.equal((g as Record<string, any>).system.stateVersion, { _type: 'override', priority: 1000, content: '24.11' })
   assert.equal(g.microvm.hypervisor, 'qemu')
+  // librbd: the Ceph-enabled QEMU, the same expression as the host module's qemuPackage default
+  assert.equal(g.microvm.qemu.package, { overrideOf: 'qemu_kvm', args: { cephSupport: true } })
   assert.equal(g.microvm.vcpu, 2)
   assert.equal(g.microvm.mem, 512)
   assert.equal(g.microvm.interfaces, [{ type: 'tap', id: 'bx-web1-0', mac: '02:00:00:00:00:01' }])
@@ -220,5 +222,10 @@ test('names and values that cannot be rendered safely are refused as InvalidSpec
 })
 
 test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
+
+test('every qemu guest runs the Ceph-enabled QEMU, with or without volumes', () => {
+  const g = guestOf(evalGuest(write(renderGuestFlake(input({ volumes: [] })))))
+  assert.equal(g.microvm.qemu, { package: { overrideOf: 'qemu_kvm', args: { cephSupport: true } } })
+})
 
 test.run()

@@ -6,7 +6,7 @@
 # - types.* are descriptive attrsets { name, check, … } whose `check` is a real predicate
 #   (str is a string, ints.positive an int > 0, strMatching matches its regex with
 #   builtins.match, enum membership, listOf/attrsOf/nullOr check their elements, path is a
-#   path or a string starting with "/", package is an attrset with type = "derivation").
+#   path or a string starting with "/" (str rejects a Nix path, as nixpkgs' does), package is an attrset with type = "derivation").
 #   Submodules carry their option declarations so defaults inside them can be resolved.
 # - mkIf, mkMerge, mkDefault, mkForce return tagged attrsets; eval-module.nix interprets them.
 # - the plain functions (filterAttrs, recursiveUpdate, concatMap, …) are written from
@@ -38,9 +38,10 @@ rec {
     listOf = elemType: mkType "listOf" (x: builtins.isList x && all elemType.check x) { inherit elemType; };
     attrsOf = elemType: mkType "attrsOf" (x: builtins.isAttrs x && all elemType.check (attrValues x)) { inherit elemType; };
     nullOr = elemType: mkType "nullOr" (x: x == null || elemType.check x) { inherit elemType; };
+    # freeformType (RFC 42 settings): names not declared are kept and checked by it
     submodule = m:
       let decl = if builtins.isFunction m then m { } else m;
-      in mkType "submodule" builtins.isAttrs { options = decl.options; };
+      in mkType "submodule" builtins.isAttrs ({ options = decl.options; } // (if decl ? freeformType then { inherit (decl) freeformType; } else { }));
   };
 
   mkOption = attrs: { _type = "option"; } // attrs;
@@ -68,5 +69,9 @@ rec {
   listToAttrs = builtins.listToAttrs;
   hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
   toInt = s: builtins.fromJSON s;
+  mapAttrs = builtins.mapAttrs;
+  toLower = builtins.replaceStrings
+    (builtins.genList (i: builtins.substring i 1 "ABCDEFGHIJKLMNOPQRSTUVWXYZ") 26)
+    (builtins.genList (i: builtins.substring i 1 "abcdefghijklmnopqrstuvwxyz") 26);
   unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
 }
