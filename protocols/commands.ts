@@ -1,5 +1,6 @@
 // Commands replicated through Raft and applied by the state machine (storage/state-machine.ts).
 // Each is validated and applied atomically, or rejected with a named error that changes nothing.
+import type { CommandAuth } from './auth.ts'
 import type {
   NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
   NetworkKind, HypervisorCapability
@@ -37,6 +38,8 @@ export interface CommandEnvelope {
   at: number
   /** a retried command with the same key is applied once; the first result is returned again */
   key?: string
+  /** the signed authority the command needs (protocols/auth.ts); checked on the leader and on apply */
+  auth?: CommandAuth
 }
 
 /** Named error kinds that travel over RPC unchanged; the CLI turns each into a sentence. */
