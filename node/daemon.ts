@@ -35,7 +35,10 @@ import { createLogger } from './log.ts'
 import type { Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { createApi } from './api.ts'
+import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
+import { authorityOf, signCommand } from '../protocols/auth.ts'
+import type { Signer } from '../protocols/auth.ts'
+import { validateCommand } from '../protocols/command-schema.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
@@ -103,6 +106,8 @@ export class Daemon {
   private scheduler: Scheduler | null = null
   private stopping = false
   private registering = false
+  /** this node's identity key: signs its own commands and its scheduling decisions */
+  private signer: Signer | null = null
   private joining = false
   private autopilotBusy = false
 
@@ -129,6 +134,8 @@ export class Daemon {
 
   private async boot (): Promise<void> {
     const { privateKey, created } = await loadOrCreateIdentity(this.cfg.dataDir)
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    this.signer = { peerId: peerIdFromPrivateKey(privateKey).toString(), sign: (data) => privateKey.sign(data) }
     const clusterKey = await readClusterKey(this.cfg.clusterKeyFile)
     const board: LoadBoard = { hints: () => this.loadHints() }
     const api = createApi({
@@ -282,15 +289,32 @@ export class Daemon {
 
   // ---- writes: propose here when leader, else forward to the leader ----
 
+  /** A command this node proposes on its own behalf (its record, its VMs' status, its addresses
+   * for its VMs, the leader's scheduling, the first admins at bootstrap) is signed by its key.
+   * Admin commands are not: they must come signed by an admin (cluster.submit). */
+  private async signOwn (env: CommandEnvelope): Promise<CommandEnvelope> {
+    const need = authorityOf(env.cmd)
+    const bootstrapAdmin = env.cmd.type === 'AddAdmin' && this.sm.listAdmins().length === 0
+    if (env.auth !== undefined || this.signer == null || (need === 'admin' && !bootstrapAdmin)) return env
+    const v = validateCommand(env.cmd) // sign exactly what every replica will verify
+    if (!v.ok) return env // refused with its own error on apply
+    const auth = await signCommand(this.signer, v.cmd, crypto.randomUUID(), this.sm.applied() + SIGNATURE_VALIDITY)
+    return { ...env, cmd: v.cmd, auth }
+  }
+
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? crypto.randomUUID()
-    const full = { ...env, key }
+    const full = await this.signOwn({ ...env, key })
     let lastErr: unknown = null
     for (let attempt = 0; attempt < 20 && !this.stopping; attempt++) {
       const drv = this.driver
       const leader = drv?.leaderId() ?? null
       try {
-        if (drv != null && drv.isLeader()) return await drv.propose(full)
+        if (drv != null && drv.isLeader()) {
+          const why = leaderRefusal(this.sm, this.id, full)
+          if (why !== null) throw new RpcError('Unauthorized', why)
+          return await drv.propose(full)
+        }
         if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
         const client = await this.client(leader)
         return await this.untilLeaderChanges(leader, this.forwardTo(leader, client, full))

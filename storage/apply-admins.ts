@@ -3,10 +3,13 @@ import type { Command } from '../protocols/commands.ts'
 import type { AdminRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
+import { isEd25519PeerId } from '../protocols/auth.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
 export function addAdmin (ctx: ApplyContext, c: Cmd<'AddAdmin'>): AdminRecord {
+  // an admin that is not a key could never sign anything: refused here too, whoever proposed it
+  if (!isEd25519PeerId(c.peerId)) reject('InvalidCommand', `"${c.peerId}" is not a libp2p peer id of an Ed25519 key`)
   if (ctx.tx.get<AdminRecord>('admins', c.peerId) !== undefined) reject('AlreadyExists', `${c.peerId} is already an admin`)
   const rec: AdminRecord = { peerId: c.peerId, name: c.name, addedAt: ctx.at }
   ctx.tx.put('admins', c.peerId, rec)
