@@ -203,6 +203,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     },
     'admin.remove': async (p) => { await write({ type: 'RemoveAdmin', peerId: p.peerId }); return { peerId: p.peerId } },
     'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
+    'node.approve': async (p) => await write({ type: 'ApproveNode', peerId: p.peerId }) as { peerId: string, approvedAt: number },
+    'cluster.joinPolicy': async (p) => await write({ type: 'SetJoinPolicy', policy: p.policy }) as { policy: 'open' | 'approve' },
     'cluster.hello': () => d.hello(),
     'node.load': () => d.loadReports(),
     'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),

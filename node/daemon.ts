@@ -508,8 +508,12 @@ export class Daemon {
       const c = await this.client(leader)
       return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: 10_000 })
     }
-    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     const conf = drv.status().conf
+    // the join policy (a cluster setting): under "approve", only peer ids an admin approved
+    if (!conf.voters.includes(peer) && !conf.learners.includes(peer) && !this.sm.mayJoin(peer)) {
+      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
+    }
+    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     if (!conf.voters.includes(peer) && !conf.learners.includes(peer)) {
       // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
       // forever and removes it at once

@@ -352,6 +352,8 @@ function validateOne (v: unknown): Command {
     case 'ReleaseIp': return { type: 'ReleaseIp', network: name(o.network, 'network'), vm: id(o.vm, 'vm') }
     case 'AddAdmin': return { type: 'AddAdmin', peerId: id(o.peerId, 'peerId'), name: str(o.name, 'name', L.maxIdLength) }
     case 'RemoveAdmin': return { type: 'RemoveAdmin', peerId: id(o.peerId, 'peerId') }
+    case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', ['open', 'approve'] as const) }
+    case 'ApproveNode': return { type: 'ApproveNode', peerId: id(o.peerId, 'peerId') }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
   }
 }

@@ -28,8 +28,15 @@ export type Command =
   | { type: 'ReleaseIp', network: string, vm: string }
   | { type: 'AddAdmin', peerId: string, name: string }
   | { type: 'RemoveAdmin', peerId: string }
+  /** which hosts may join: any holder of the cluster key, or only peer ids an admin approved */
+  | { type: 'SetJoinPolicy', policy: JoinPolicy }
+  | { type: 'ApproveNode', peerId: string }
 
 export type CommandType = Command['type']
+
+export type JoinPolicy = 'open' | 'approve'
+/** The join policy of a cluster that never set one: see README "Security model". */
+export const DEFAULT_JOIN_POLICY: JoinPolicy = 'open'
 
 /** What goes into a Raft entry's data: the command, when it was proposed (proposer's clock,
  * so that apply stays deterministic), and an optional client idempotency key. */

@@ -150,6 +150,9 @@ export interface RpcMethods extends ResourceMethods {
   'admin.add': { params: { peerId: string, name: string }, result: AdminRecord }
   'admin.remove': { params: { peerId: string }, result: { peerId: string } }
   'admin.list': { params: ReadParams, result: AdminRecord[] }
+  /** join policy "approve": let this peer id join as a host */
+  'node.approve': { params: { peerId: string }, result: { peerId: string, approvedAt: number } }
+  'cluster.joinPolicy': { params: { policy: 'open' | 'approve' }, result: { policy: 'open' | 'approve' } }
   'vm.explain': { params: ReadParams & { vm: string }, result: VmExplanation }
   /** the gossiped load reports this node holds, aged on its clock */
   'node.load': { params: Record<string, never>, result: Array<LoadReport & { ageMs: number, stale: boolean }> }
@@ -285,6 +288,15 @@ export const METHODS: MethodTable = {
   },
   'admin.remove': { mutating: true, streaming: false, params: (x) => ({ peerId: str(params(x, ['peerId'], ['peerId']).peerId, 'params.peerId', ID, 1) }) },
   'admin.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
+  'node.approve': { mutating: true, streaming: false, params: (x) => ({ peerId: adminPeerId(params(x, ['peerId'], ['peerId']).peerId) }) },
+  'cluster.joinPolicy': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const v = params(x, ['policy'], ['policy']).policy
+      if (v !== 'open' && v !== 'approve') throw new RpcError('InvalidParams', 'params.policy must be "open" or "approve"')
+      return { policy: v }
+    }
+  },
   'vm.explain': {
     mutating: false, streaming: false,
     params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }

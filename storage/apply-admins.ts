@@ -1,5 +1,7 @@
 // The admin list: peer ids whose mutating RPCs are accepted.
-import type { Command } from '../protocols/commands.ts'
+import type { Command, JoinPolicy } from '../protocols/commands.ts'
+import { DEFAULT_JOIN_POLICY } from '../protocols/commands.ts'
+import type { KvTx } from './kv.ts'
 import type { AdminRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
@@ -21,4 +23,25 @@ export function removeAdmin (ctx: ApplyContext, c: Cmd<'RemoveAdmin'>): void {
   if (ctx.tx.get<AdminRecord>('admins', c.peerId) === undefined) reject('NotFound', `${c.peerId} is not an admin`)
   if (ctx.tx.range<AdminRecord>('admins', { limit: 2 }).length < 2) reject('Conflict', `${c.peerId} is the last admin`)
   ctx.tx.delete('admins', c.peerId)
+}
+
+export function joinPolicy (tx: KvTx): JoinPolicy {
+  return tx.get<JoinPolicy>('settings', 'joinPolicy') ?? DEFAULT_JOIN_POLICY
+}
+
+/** Under `approve`, only peer ids an admin approved may join; nodes already registered stay. */
+export function mayJoin (tx: KvTx, peerId: string): boolean {
+  return joinPolicy(tx) === 'open' || tx.get('approvals', peerId) !== undefined || tx.get('nodes', peerId) !== undefined
+}
+
+export function setJoinPolicy (ctx: ApplyContext, c: Cmd<'SetJoinPolicy'>): { policy: JoinPolicy } {
+  ctx.tx.put('settings', 'joinPolicy', c.policy)
+  return { policy: c.policy }
+}
+
+export function approveNode (ctx: ApplyContext, c: Cmd<'ApproveNode'>): { peerId: string, approvedAt: number } {
+  if (!isEd25519PeerId(c.peerId)) reject('InvalidCommand', `"${c.peerId}" is not a libp2p peer id of an Ed25519 key`)
+  const rec = { peerId: c.peerId, approvedAt: ctx.at }
+  ctx.tx.put('approvals', c.peerId, rec)
+  return rec
 }

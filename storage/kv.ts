@@ -7,7 +7,9 @@
 export const TABLES = [
   'nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta',
   // used signature nonces (protocols/auth.ts), and the same keyed by the index they expire after
-  'nonces', 'noncesByUntil'
+  'nonces', 'noncesByUntil',
+  // cluster settings (the join policy) and the peer ids an admin approved to join
+  'settings', 'approvals'
 ] as const
 export type Table = typeof TABLES[number]
 

@@ -17,7 +17,8 @@ import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
 import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
-import { addAdmin, removeAdmin } from './apply-admins.ts'
+import { addAdmin, approveNode, joinPolicy, mayJoin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
+import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError } from '../protocols/auth.ts'
 import type { AuthState, CommandAuth } from '../protocols/auth.ts'
 
@@ -28,7 +29,7 @@ export type { ReportOutcome } from './apply-vms.ts'
 export const IDEMPOTENCY_WINDOW = 10_000
 
 /** Tables that make up the model (what stateHash covers). */
-export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins']
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals']
 
 const SNAPSHOT_VERSION = 1
 
@@ -60,6 +61,8 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'ReleaseIp': return releaseIp(ctx, cmd)
     case 'AddAdmin': return addAdmin(ctx, cmd)
     case 'RemoveAdmin': return removeAdmin(ctx, cmd)
+    case 'SetJoinPolicy': return setJoinPolicy(ctx, cmd)
+    case 'ApproveNode': return approveNode(ctx, cmd)
   }
 }
 
@@ -324,6 +327,9 @@ export class StateMachine {
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
   listAdmins (): AdminRecord[] { return this.values<AdminRecord>('admins') }
   isAdmin (peerId: string): boolean { return this.kv.get<AdminRecord>('admins', peerId) !== undefined }
+  joinPolicy (): JoinPolicy { return joinPolicy(this.kv) }
+  /** may this peer join (be added as a learner, register as a node) under the join policy? */
+  mayJoin (peerId: string): boolean { return mayJoin(this.kv, peerId) }
 
   private values<T>(t: Table): T[] {
     return this.kv.range<T>(t).map(([, v]) => v)

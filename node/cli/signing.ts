@@ -22,6 +22,8 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'vm.delete': ['DeleteVm'],
   'admin.add': ['AddAdmin'],
   'admin.remove': ['RemoveAdmin'],
+  'node.approve': ['ApproveNode'],
+  'cluster.joinPolicy': ['SetJoinPolicy'],
   'network.create': ['CreateNetwork'],
   'network.delete': ['DeleteNetwork'],
   'volume.create': ['CreateVolume'],
@@ -35,9 +37,10 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
 export function checkPrepared (method: string, params: Record<string, unknown>, cmd: Command): void {
   const want = EXPECTED[method]
   if (want === undefined || !want.includes(cmd.type)) throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${method}: refusing to sign it`)
-  if ((cmd.type === 'AddAdmin' || cmd.type === 'RemoveAdmin') && cmd.peerId !== params.peerId) {
+  if ((cmd.type === 'AddAdmin' || cmd.type === 'RemoveAdmin' || cmd.type === 'ApproveNode') && cmd.peerId !== params.peerId) {
     throw new RpcError('Internal', `the node prepared ${cmd.type} of ${cmd.peerId}, not of ${String(params.peerId)}: refusing to sign it`)
   }
+  if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new RpcError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {
     throw new RpcError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)
   }

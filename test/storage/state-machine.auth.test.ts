@@ -145,6 +145,22 @@ test('the first admin: only while there is none; afterwards AddAdmin needs an ad
   assert.equal(h.sm.listAdmins().map((a) => a.peerId).sort(), [admin.peerId, n2.peerId].sort())
 })
 
+test('join policy "approve": a new node registers only once an admin approved its peer id; registered nodes stay', () => {
+  const h = cluster()
+  const n3 = key(5)
+  unauthorized(h.run(h.signed(n1, { type: 'SetJoinPolicy', policy: 'approve' })), 'is not an admin')
+  assert.is(h.sm.joinPolicy(), 'open', 'the default')
+  assert.ok(h.run(h.signed(admin, { type: 'SetJoinPolicy', policy: 'approve' })).ok)
+  unauthorized(h.run(h.signed(n3, registerNode(n3.peerId, { name: 'c' }))), `blixard node approve ${n3.peerId}`)
+  assert.ok(h.run(h.signed(n1, registerNode(n1.peerId, { name: 'a' }))).ok, 'a registered node re-registers (restart)')
+  unauthorized(h.run(h.signed(n3, { type: 'ApproveNode', peerId: n3.peerId })), 'is not an admin')
+  const bad = h.run(h.signed(admin, { type: 'ApproveNode', peerId: 'notapeerid' }))
+  assert.is(bad.ok ? 'ok' : bad.error.kind, 'InvalidCommand')
+  assert.ok(h.run(h.signed(admin, { type: 'ApproveNode', peerId: n3.peerId })).ok)
+  assert.ok(h.sm.mayJoin(n3.peerId))
+  assert.ok(h.run(h.signed(n3, registerNode(n3.peerId, { name: 'c' }))).ok)
+})
+
 test('the last admin cannot be removed, by itself either', () => {
   const h = cluster()
   const r = h.run(h.signed(admin, { type: 'RemoveAdmin', peerId: admin.peerId }))
