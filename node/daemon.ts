@@ -39,6 +39,7 @@ import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
 import { authorityOf, signCommand } from '../protocols/auth.ts'
 import type { Signer } from '../protocols/auth.ts'
 import { validateCommand } from '../protocols/command-schema.ts'
+import { pendingRecovery, recoveryDone } from './recover.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
@@ -191,6 +192,7 @@ export class Daemon {
     this.every(LOOP_MS, async () => await this.membershipLoop())
     this.every(2_000, async () => await this.autopilot())
     this.every(1_000, async () => await this.registerSelf())
+    this.every(1_000, async () => await this.voteRecovery())
     this.scheduler = new Scheduler({
       sm: this.sm,
       load: board,
@@ -555,6 +557,16 @@ export class Daemon {
     } catch (err) {
       this.log.debug('autopilot change not applied', { err })
     } finally { this.autopilotBusy = false }
+  }
+
+  /** `blixard-node admin recover` left a note: once registered, vote (signed by this node's key). */
+  private async voteRecovery (): Promise<void> {
+    const peerId = await pendingRecovery(this.cfg.dataDir)
+    if (peerId == null || this.sm.getNode(this.id) == null || this.driver?.leaderId() == null) return
+    const r = await this.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: Date.now() })
+    if (!r.ok) { this.log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
+    this.log.info('admin recovery: voted', { peerId, result: r.value })
+    await recoveryDone(this.cfg.dataDir)
   }
 
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */

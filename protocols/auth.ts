@@ -48,7 +48,7 @@ export type Authority = 'admin' | 'node' | 'leader'
  * unless it sets `state` (drain, cordon, down), which only an admin may. */
 export function authorityOf (cmd: Command): Authority {
   switch (cmd.type) {
-    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': return 'node'
+    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
     case 'AssignVm': return 'leader'
     default: return 'admin'
@@ -145,6 +145,7 @@ export function authError (cmd: Command, auth: CommandAuth | undefined, index: n
       switch (cmd.type) {
         case 'RegisterNode': return cmd.node.id === who ? null : `node ${who} may not register node ${cmd.node.id}`
         case 'UpdateNode': return cmd.id === who ? null : `node ${who} may not update node ${cmd.id}`
+        case 'RecoverAdmin': return st.isNode(who) ? null : `RecoverAdmin is a registered node's vote; ${who} is not a registered node`
         case 'ReportVmStatus':
           for (const r of cmd.reports) {
             if (r.node !== who) return `node ${who} may not report status for node ${r.node}`

@@ -354,6 +354,7 @@ function validateOne (v: unknown): Command {
     case 'RemoveAdmin': return { type: 'RemoveAdmin', peerId: id(o.peerId, 'peerId') }
     case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', ['open', 'approve'] as const) }
     case 'ApproveNode': return { type: 'ApproveNode', peerId: id(o.peerId, 'peerId') }
+    case 'RecoverAdmin': return { type: 'RecoverAdmin', peerId: id(o.peerId, 'peerId') }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
   }
 }

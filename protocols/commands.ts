@@ -31,6 +31,9 @@ export type Command =
   /** which hosts may join: any holder of the cluster key, or only peer ids an admin approved */
   | { type: 'SetJoinPolicy', policy: JoinPolicy }
   | { type: 'ApproveNode', peerId: string }
+  /** offline admin recovery: one registered node's vote (signed by its key) to make peerId an
+   * admin; applied once every registered node voted (storage/apply-admins.ts) */
+  | { type: 'RecoverAdmin', peerId: string }
 
 export type CommandType = Command['type']
 

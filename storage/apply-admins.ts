@@ -45,3 +45,26 @@ export function approveNode (ctx: ApplyContext, c: Cmd<'ApproveNode'>): { peerId
   ctx.tx.put('approvals', c.peerId, rec)
   return rec
 }
+
+/**
+ * Offline recovery of a cluster whose admins' keys are lost (`blixard-node admin recover`): each
+ * registered node votes, with its own key, to make `peerId` an admin; the admin is added once
+ * EVERY registered node has voted for it. Why every node and not a majority: under join policy
+ * "open" any key holder can register hosts of its own, so a majority of registered nodes can be
+ * manufactured; a vote from each real node cannot (it needs root on that host, for its identity
+ * key and the recovery flag). A node that is gone for good must come back (or be wiped and
+ * re-registered) before recovery completes; votes stay until then.
+ */
+export function recoverAdmin (ctx: ApplyContext, c: Cmd<'RecoverAdmin'>, voter: string): { peerId: string, votes: number, needed: number, added: boolean } {
+  if (!isEd25519PeerId(c.peerId)) reject('InvalidCommand', `"${c.peerId}" is not a libp2p peer id of an Ed25519 key`)
+  if (ctx.tx.get('nodes', voter) === undefined) reject('Unauthorized', `${voter} is not a registered node`)
+  ctx.tx.put('recoveryVotes', `${c.peerId}/${voter}`, ctx.at)
+  const nodes = ctx.tx.range('nodes').map(([id]) => id)
+  const votes = nodes.filter((n) => ctx.tx.get('recoveryVotes', `${c.peerId}/${n}`) !== undefined).length
+  const added = votes === nodes.length
+  if (added) {
+    for (const [k] of ctx.tx.range('recoveryVotes', { start: `${c.peerId}/`, end: `${c.peerId}0` })) ctx.tx.delete('recoveryVotes', k)
+    if (ctx.tx.get<AdminRecord>('admins', c.peerId) === undefined) ctx.tx.put('admins', c.peerId, { peerId: c.peerId, name: 'recovered', addedAt: ctx.at })
+  }
+  return { peerId: c.peerId, votes, needed: nodes.length, added }
+}

@@ -9,7 +9,9 @@ export const TABLES = [
   // used signature nonces (protocols/auth.ts), and the same keyed by the index they expire after
   'nonces', 'noncesByUntil',
   // cluster settings (the join policy) and the peer ids an admin approved to join
-  'settings', 'approvals'
+  'settings', 'approvals',
+  // admin recovery votes: `${peerId}/${voter}` (storage/apply-admins.ts)
+  'recoveryVotes'
 ] as const
 export type Table = typeof TABLES[number]
 

@@ -17,7 +17,7 @@ import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
 import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
-import { addAdmin, approveNode, joinPolicy, mayJoin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
+import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError } from '../protocols/auth.ts'
 import type { AuthState, CommandAuth } from '../protocols/auth.ts'
@@ -29,7 +29,7 @@ export type { ReportOutcome } from './apply-vms.ts'
 export const IDEMPOTENCY_WINDOW = 10_000
 
 /** Tables that make up the model (what stateHash covers). */
-export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals']
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals', 'recoveryVotes']
 
 const SNAPSHOT_VERSION = 1
 
@@ -63,6 +63,7 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'RemoveAdmin': return removeAdmin(ctx, cmd)
     case 'SetJoinPolicy': return setJoinPolicy(ctx, cmd)
     case 'ApproveNode': return approveNode(ctx, cmd)
+    case 'RecoverAdmin': return recoverAdmin(ctx, cmd, ctx.signer ?? '')
   }
 }
 
@@ -206,7 +207,7 @@ export class StateMachine {
           // never applies twice, not even after the state changed so that it would now succeed
           this.useNonce(tx, d.env.auth as CommandAuth)
         }
-        result = okResult(dispatch({ tx: save, at: d.env.at }, d.env.cmd))
+        result = okResult(dispatch({ tx: save, at: d.env.at, signer: d.env.auth?.signer }, d.env.cmd))
         save.commit()
       } catch (e) {
         if (e instanceof Rejection) result = { ok: false, error: e.error }

@@ -161,6 +161,24 @@ test('join policy "approve": a new node registers only once an admin approved it
   assert.ok(h.run(h.signed(n3, registerNode(n3.peerId, { name: 'c' }))).ok)
 })
 
+test('admin recovery: a registered node\'s signed vote each; the admin is added only when every registered node voted', () => {
+  const h = cluster()
+  const newAdmin = key(6)
+  unauthorized(h.run(h.signed(mallory, { type: 'RecoverAdmin', peerId: mallory.peerId })), 'not a registered node')
+  unauthorized(h.run({ cmd: { type: 'RecoverAdmin', peerId: newAdmin.peerId }, at: 1 }), 'carries none')
+  const first = h.run(h.signed(n1, { type: 'RecoverAdmin', peerId: newAdmin.peerId }))
+  assert.ok(first.ok)
+  assert.equal((first as { value: unknown }).value, { peerId: newAdmin.peerId, votes: 1, needed: 2, added: false })
+  assert.not.ok(h.sm.isAdmin(newAdmin.peerId), 'one node of two is not enough')
+  // the same node voting twice is still one vote
+  assert.ok(h.run(h.signed(n1, { type: 'RecoverAdmin', peerId: newAdmin.peerId })).ok)
+  assert.not.ok(h.sm.isAdmin(newAdmin.peerId))
+  const second = h.run(h.signed(n2, { type: 'RecoverAdmin', peerId: newAdmin.peerId }))
+  assert.equal((second as { value: unknown }).value, { peerId: newAdmin.peerId, votes: 2, needed: 2, added: true })
+  assert.ok(h.sm.isAdmin(newAdmin.peerId))
+  assert.ok(h.sm.isAdmin(admin.peerId), 'recovery adds; it removes nobody')
+})
+
 test('the last admin cannot be removed, by itself either', () => {
   const h = cluster()
   const r = h.run(h.signed(admin, { type: 'RemoveAdmin', peerId: admin.peerId }))
