@@ -8,6 +8,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomUUID } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { signingClient } from '../../node/cli/signing.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -21,6 +25,7 @@ import { signCommand } from '../../protocols/auth.ts'
 import type { Signer } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const c = new TestCluster({ nodes: 3, basePort: 17350 }, 'authority')
 let failed = false
 let mallory: { host: BlixardHost, id: string, signer: Signer } | null = null
@@ -166,6 +171,42 @@ guard('admin add notapeerid is refused with a clear error; the last admin cannot
   assert.match(last.stderr, /last admin/)
   const list = await (await c.client(0)).call('admin.list', {})
   assert.equal(list.map((a) => a.peerId), [c.adminId])
+})
+
+guard('offline recovery: blixard-node admin recover on every node, restart, and the new admin can write', async () => {
+  const lost = await generateKeyPair('Ed25519')
+  const newAdmin = peerIdFromPrivateKey(lost).toString()
+  const node = (args: string[]): { code: number | null, out: string } => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'blixard-node.js'), ...args], { encoding: 'utf8', timeout: 30_000 })
+    return { code: r.status, out: `${r.stdout}${r.stderr}` }
+  }
+  const bad = node(['admin', 'recover', '--data-dir', c.nodes[0].dir, '--admin', 'notapeerid'])
+  assert.is(bad.code, 2, bad.out)
+  assert.match(bad.out, /notapeerid.*not a libp2p peer id/)
+  // on one node only: restarted, it votes, and that is not enough
+  c.kill(0, 'SIGTERM'); await c.exited(0)
+  const one = node(['admin', 'recover', '--data-dir', c.nodes[0].dir, '--admin', newAdmin])
+  assert.is(one.code, 0, one.out)
+  c.start(0)
+  await waitFor('node1 to vote', 60_000, () => /admin recovery: voted/.test(c.log(0)), 250)
+  assert.not.ok((await (await c.client(1)).call('admin.list', {})).some((a) => a.peerId === newAdmin), 'one vote of three made an admin')
+  for (const i of [1, 2]) {
+    c.kill(i, 'SIGTERM'); await c.exited(i)
+    assert.is(node(['admin', 'recover', '--data-dir', c.nodes[i].dir, '--admin', newAdmin]).code, 0)
+    c.start(i)
+    await waitFor(`node${i + 1} to vote`, 60_000, () => /admin recovery: voted/.test(c.log(i)), 250)
+  }
+  const admins = await waitFor('the recovered admin on every node', 30_000, async () => {
+    const v = await views()
+    return v.every((x) => x.admins.includes(newAdmin)) ? v : null
+  }, 250)
+  assert.is(admins.length, 3)
+  // the recovered key, from its own host (a CLI), signs an admin write that goes through
+  const host = await createBlixardHost({ privateKey: lost, clusterKey: await readClusterKey(c.keyFile), listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, dialTimeoutMs: 3_000 })
+  const cl = signingClient(await RpcClient.connect(host, multiaddr(c.nodes[1].addr), { timeoutMs: 15_000, dialTimeoutMs: 3_000 }), { peerId: newAdmin, sign: (d) => lost.sign(d) })
+  const vm = await cl.call('vm.create', { spec: vmSpec('recovered'), start: false })
+  assert.is(vm.spec.name, 'recovered')
+  await host.stop()
 })
 
 test.run()
