@@ -9,6 +9,7 @@ import { MemoryKv } from '../../storage/memory-kv.ts'
 import { LmdbKv } from '../../storage/lmdb-kv.ts'
 import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 import { envelopeArb } from './command-arbitraries.ts'
+import { seededSigner } from '../../protocols/auth.ts'
 import { tempDir, removeDir } from './tmpdir.ts'
 
 const seqArb = fc.array(envelopeArb(), { minLength: 1, maxLength: 60 })
@@ -134,7 +135,8 @@ test('a retried command (same key) returns the first result and applies once', (
 test('idempotency keys are forgotten after the window, deterministically', async () => {
   const { IDEMPOTENCY_WINDOW } = await import('../../storage/state-machine.ts')
   const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
-  const add = (p: string, key: string, index: number): ApplyResult => sm.apply(index, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: p, name: p }, at: 1, key }))
+  const p1 = seededSigner(new Uint8Array(32).fill(1)).peerId // an admin must be a real peer id
+  const add = (_p: string, key: string, index: number): ApplyResult => sm.apply(index, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: p1, name: 'p1' }, at: 1, key }))
   assert.is(add('p1', 'k', 1).ok, true)
   assert.is(add('p1', 'k', 2).ok, true) // retry: the stored result
   sm.apply(1 + IDEMPOTENCY_WINDOW, new Uint8Array(0))
