@@ -173,6 +173,27 @@ guard('admin add notapeerid is refused with a clear error; the last admin cannot
   assert.equal(list.map((a) => a.peerId), [c.adminId])
 })
 
+guard('join policy "approve": a key holder is refused at join until an admin approves its peer id', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(key).toString()
+  const host = await createBlixardHost({ privateKey: key, clusterKey: await readClusterKey(c.keyFile), listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, dialTimeoutMs: 3_000 })
+  try {
+    const set = await runCli(['cluster', 'join-policy', 'approve', '--json'], c.cliEnv(0))
+    assert.is(set.code, 0, set.stderr)
+    const cl = await RpcClient.connect(host, multiaddr(c.nodes[1].addr), { timeoutMs: 10_000, dialTimeoutMs: 3_000 })
+    await refused(cl.call('cluster.join', { addrs: host.getMultiaddrs().map(String) }), 'Unauthorized', /not approved to join.*blixard node approve/)
+    const ok = await runCli(['node', 'approve', id, '--json'], c.cliEnv(2))
+    assert.is(ok.code, 0, ok.stderr)
+    await cl.call('cluster.join', { addrs: host.getMultiaddrs().map(String) })
+    const leaderId = (await c.status(0))!.leader!
+    await waitFor('the approved peer to be a learner', 20_000, async () => (await c.status(c.nodes.findIndex((n) => n.peerId === leaderId)))?.learners.includes(id) === true, 100)
+    await cl.close()
+  } finally {
+    await host.stop()
+    await runCli(['cluster', 'join-policy', 'open', '--json'], c.cliEnv(0))
+  }
+})
+
 guard('offline recovery: blixard-node admin recover on every node, restart, and the new admin can write', async () => {
   const lost = await generateKeyPair('Ed25519')
   const newAdmin = peerIdFromPrivateKey(lost).toString()
