@@ -233,7 +233,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
   /** The handler of an admin write that cluster.prepare/submit may run. */
   const adminWrite = (method: string): ((params: unknown, ctx: unknown) => Promise<unknown>) => {
-    if (!isMethod(method) || !METHODS[method].mutating || METHODS[method].streaming || method.startsWith('internal.') || method.startsWith('cluster.')) {
+    if (!isMethod(method) || !METHODS[method].mutating || METHODS[method].streaming || method.startsWith('internal.') || method === 'cluster.prepare' || method === 'cluster.submit') {
       throw new RpcError('InvalidParams', `${method} is not an admin write that can be signed`)
     }
     const h = handlers[method as MethodName] as unknown as (params: unknown, ctx: unknown) => Promise<unknown>
