@@ -16,7 +16,7 @@ async function main (argv: string[]): Promise<number> {
     }
   }
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`blixard-node: the Blixard daemon (one per host)\n\nUsage: blixard-node [--config FILE] [flags]\n\nEvery key can be set in the TOML file, as a flag, or as an environment variable:\n${configHelp()}\n`)
+    process.stdout.write(`blixard-node: the Blixard daemon (one per host)\n\nUsage: blixard-node [--config FILE] [flags]\n       blixard-node admin recover --data-dir DIR --admin PEERID   (offline: vote to make PEERID an admin on next start; see README "Security model")\n\nEvery key can be set in the TOML file, as a flag, or as an environment variable:\n${configHelp()}\n`)
     return 0
   }
   let cfg
