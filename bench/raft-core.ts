@@ -12,7 +12,7 @@ import { RawNode } from '../protocols/raft/rawnode.ts'
 import type { Message } from '../protocols/raft/types.ts'
 import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
-import { StateMachine, encodeEnvelope } from '../storage/state-machine.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../storage/state-machine.ts'
 import type { CommandEnvelope } from '../protocols/commands.ts'
 
 const args = process.argv.slice(2)
@@ -40,7 +40,7 @@ function run (sync: boolean): { seconds: number, perSec: number, readies: number
   const reps: Replica[] = ids.map((id) => {
     const store = LmdbLogStore.open(join(dir, id, 'log'), { initialConf: { voters: ids, learners: [] }, noSync: !sync })
     const kv = LmdbKv.open(join(dir, id, 'state'), { sync: sync ? 'lazy' : 'never' })
-    const sm = new StateMachine(kv)
+    const sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
     const node = new RawNode({ id, storage: store, electionTick: 10, heartbeatTick: 1, random, applied: sm.applied() })
     return { id, node, store, kv, sm }
   })

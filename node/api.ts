@@ -3,9 +3,13 @@
 // Writes are proposed on the leader: a follower forwards them itself
 // (internal.propose), so clients never see a redirect.
 import { randomUUID } from 'node:crypto'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
-import { RpcError, toRpcErrorBody } from '../protocols/rpc.ts'
+import { METHODS, RpcError, checkParams, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
+import type { MethodName } from '../protocols/rpc.ts'
+import { AUTH_WINDOW, authorityOf } from '../protocols/auth.ts'
+import type { CommandAuth } from '../protocols/auth.ts'
 import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
@@ -44,6 +48,35 @@ export interface ApiDeps {
   cephConfig?: NodeConfig['ceph']
 }
 
+/** How long (in log indexes) an admin's signature on a prepared command stays valid: half the
+ * window the state machine accepts, so a CLI whose node lags behind the leader still lands inside. */
+export const SIGNATURE_VALIDITY = AUTH_WINDOW / 2
+
+/** The leader's check before it proposes `env` (and, again, every replica's on apply): refused
+ * unless it carries the authority it needs; a scheduling decision only if this leader signed it.
+ * A retry of an already applied command (same idempotency key) passes: apply answers it with the
+ * first result and changes nothing. */
+export function leaderRefusal (sm: StateMachine, self: string, env: CommandEnvelope): string | null {
+  if (env.key !== undefined && sm.resultFor(env.key) !== undefined) return null
+  const why = sm.authorityError(env)
+  if (why !== null) return why
+  if (authorityOf(env.cmd) === 'leader' && env.auth?.signer !== self) {
+    return `${env.cmd.type} is the leader's decision: signed by ${env.auth?.signer ?? 'nobody'}, not by the leader ${self}`
+  }
+  return null
+}
+
+/** An admin write runs once to find its command (prepare), then again with that command signed by
+ * the admin (submit): see cluster.prepare. Outside both, a write proposes an unsigned command,
+ * which the state machine refuses unless it is one the node signs itself. */
+type Signing = { mode: 'prepare' } | { mode: 'submit', cmd: Command, auth: CommandAuth }
+const signing = new AsyncLocalStorage<Signing>()
+
+/** Thrown by a write in prepare mode: the command it would have proposed. */
+class Prepared {
+  constructor (readonly cmd: Command) {}
+}
+
 function fail (r: ApplyResult): never {
   if (r.ok) throw new Error('unreachable')
   throw new RpcError(r.error.kind, r.error.message, r.error.leader)
@@ -66,8 +99,18 @@ export function createApi (d: ApiDeps): RpcHandlers {
     if (drv != null && !drv.isLeader()) await drv.readBarrier()
   }
 
+  const proposeCmd = async (cmd: Command, key?: string): Promise<ApplyResult> => {
+    const s = signing.getStore()
+    if (s?.mode === 'prepare') throw new Prepared(cmd)
+    if (s?.mode === 'submit') {
+      if (s.cmd.type !== cmd.type) throw new RpcError('InvalidParams', `the signed command is a ${s.cmd.type}, this write is a ${cmd.type}`)
+      return await d.propose({ cmd: s.cmd, at: now(), key: key ?? randomUUID(), auth: s.auth })
+    }
+    return await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
+  }
+
   const write = async (cmd: Command, key?: string): Promise<unknown> => {
-    const r = await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
+    const r = await proposeCmd(cmd, key)
     if (!r.ok) fail(r)
     await caughtUp()
     return r.value
@@ -106,7 +149,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     return vmRef(vm.id)
   }
 
-  return {
+  const handlers: RpcHandlers = {
     ...createResourceApi({ sm: d.sm, read, write: async (cmd) => await write(cmd), ceph: d.ceph ?? (() => envCeph) }),
     'cluster.status': async (p) => {
       await read(p)
@@ -129,7 +172,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'vm.create': async (p) => {
       const id = randomUUID()
       const key = p.key ?? randomUUID()
-      const r = await d.propose({ cmd: { type: 'CreateVm', id, spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, at: now(), key })
+      const r = await proposeCmd({ type: 'CreateVm', id, spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, key)
       if (!r.ok) fail(r)
       await caughtUp()
       // a retried key returns the first result: the VM created then, whatever id we drew now
@@ -166,6 +209,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     },
     'admin.remove': async (p) => { await write({ type: 'RemoveAdmin', peerId: p.peerId }); return { peerId: p.peerId } },
     'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
+    'node.approve': async (p) => await write({ type: 'ApproveNode', peerId: p.peerId }) as { peerId: string, approvedAt: number },
+    'cluster.joinPolicy': async (p) => await write({ type: 'SetJoinPolicy', policy: p.policy }) as { policy: 'open' | 'approve' },
     'cluster.hello': () => d.hello(),
     'node.load': () => d.loadReports(),
     'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),
@@ -175,15 +220,55 @@ export function createApi (d: ApiDeps): RpcHandlers {
       if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
       // all of them into the same Raft round; each answers on its own
       return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
-        try { return { ok: true, result: await drv.propose(env) } } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
+        try {
+          // a forwarder is not trusted: the command must carry its own authority
+          const why = leaderRefusal(d.sm, d.id(), env)
+          if (why !== null) throw new RpcError('Unauthorized', why)
+          return { ok: true, result: await drv.propose(env) }
+        } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
       }))
     },
     'internal.propose': async (p) => {
       const drv = d.driver()
       if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+      const why = leaderRefusal(d.sm, d.id(), p.env)
+      if (why !== null) throw new RpcError('Unauthorized', why)
       return await drv.propose(p.env)
     }
   }
+
+  /** The handler of an admin write that cluster.prepare/submit may run. */
+  const adminWrite = (method: string): ((params: unknown, ctx: unknown) => Promise<unknown>) => {
+    if (!isMethod(method) || !METHODS[method].mutating || METHODS[method].streaming || method.startsWith('internal.') || method === 'cluster.prepare' || method === 'cluster.submit') {
+      throw new RpcError('InvalidParams', `${method} is not an admin write that can be signed`)
+    }
+    const h = handlers[method as MethodName] as unknown as (params: unknown, ctx: unknown) => Promise<unknown>
+    return async (params, ctx) => await h(checkParams(method, params), ctx)
+  }
+
+  handlers['cluster.prepare'] = async (p, ctx) => {
+    const run = adminWrite(p.method)
+    const until = d.sm.applied() + SIGNATURE_VALIDITY
+    if (p.method === 'volume.delete') {
+      // its handler removes the Ceph image before it writes: prepare must not run it
+      const ref = checkParams('volume.delete', p.params).volume
+      const v = d.sm.getVolume(ref)
+      if (v == null) throw new RpcError('NotFound', `no volume '${ref}'`)
+      return { cmd: { type: 'DeleteVolume', name: v.name }, until }
+    }
+    try {
+      await signing.run({ mode: 'prepare' }, async () => await run(p.params, ctx))
+    } catch (e) {
+      if (e instanceof Prepared) return { cmd: e.cmd, until }
+      throw e
+    }
+    throw new RpcError('Internal', `${p.method} proposed no command`)
+  }
+  handlers['cluster.submit'] = async (p, ctx) => {
+    const run = adminWrite(p.method)
+    return await signing.run({ mode: 'submit', cmd: p.cmd, auth: p.auth }, async () => await run(p.params, ctx))
+  }
+  return handlers
 }
 
 /** A stream of changes to one VM (or all): the current state first, then every change as it applies. */

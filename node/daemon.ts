@@ -35,7 +35,11 @@ import { createLogger } from './log.ts'
 import type { Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { createApi } from './api.ts'
+import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
+import { authorityOf, signCommand } from '../protocols/auth.ts'
+import type { Signer } from '../protocols/auth.ts'
+import { validateCommand } from '../protocols/command-schema.ts'
+import { pendingRecovery, recoveryDone } from './recover.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
@@ -103,6 +107,8 @@ export class Daemon {
   private scheduler: Scheduler | null = null
   private stopping = false
   private registering = false
+  /** this node's identity key: signs its own commands and its scheduling decisions */
+  private signer: Signer | null = null
   private joining = false
   private autopilotBusy = false
 
@@ -129,6 +135,8 @@ export class Daemon {
 
   private async boot (): Promise<void> {
     const { privateKey, created } = await loadOrCreateIdentity(this.cfg.dataDir)
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    this.signer = { peerId: peerIdFromPrivateKey(privateKey).toString(), sign: (data) => privateKey.sign(data) }
     const clusterKey = await readClusterKey(this.cfg.clusterKeyFile)
     const board: LoadBoard = { hints: () => this.loadHints() }
     const api = createApi({
@@ -184,6 +192,7 @@ export class Daemon {
     this.every(LOOP_MS, async () => await this.membershipLoop())
     this.every(2_000, async () => await this.autopilot())
     this.every(1_000, async () => await this.registerSelf())
+    this.every(1_000, async () => await this.voteRecovery())
     this.scheduler = new Scheduler({
       sm: this.sm,
       load: board,
@@ -282,15 +291,32 @@ export class Daemon {
 
   // ---- writes: propose here when leader, else forward to the leader ----
 
+  /** A command this node proposes on its own behalf (its record, its VMs' status, its addresses
+   * for its VMs, the leader's scheduling, the first admins at bootstrap) is signed by its key.
+   * Admin commands are not: they must come signed by an admin (cluster.submit). */
+  private async signOwn (env: CommandEnvelope): Promise<CommandEnvelope> {
+    const need = authorityOf(env.cmd)
+    const bootstrapAdmin = env.cmd.type === 'AddAdmin' && this.sm.listAdmins().length === 0
+    if (env.auth !== undefined || this.signer == null || (need === 'admin' && !bootstrapAdmin)) return env
+    const v = validateCommand(env.cmd) // sign exactly what every replica will verify
+    if (!v.ok) return env // refused with its own error on apply
+    const auth = await signCommand(this.signer, v.cmd, crypto.randomUUID(), this.sm.applied() + SIGNATURE_VALIDITY)
+    return { ...env, cmd: v.cmd, auth }
+  }
+
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? crypto.randomUUID()
-    const full = { ...env, key }
+    const full = await this.signOwn({ ...env, key })
     let lastErr: unknown = null
     for (let attempt = 0; attempt < 20 && !this.stopping; attempt++) {
       const drv = this.driver
       const leader = drv?.leaderId() ?? null
       try {
-        if (drv != null && drv.isLeader()) return await drv.propose(full)
+        if (drv != null && drv.isLeader()) {
+          const why = leaderRefusal(this.sm, this.id, full)
+          if (why !== null) throw new RpcError('Unauthorized', why)
+          return await drv.propose(full)
+        }
         if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
         const client = await this.client(leader)
         return await this.untilLeaderChanges(leader, this.forwardTo(leader, client, full))
@@ -484,8 +510,12 @@ export class Daemon {
       const c = await this.client(leader)
       return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: 10_000 })
     }
-    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     const conf = drv.status().conf
+    // the join policy (a cluster setting): under "approve", only peer ids an admin approved
+    if (!conf.voters.includes(peer) && !conf.learners.includes(peer) && !this.sm.mayJoin(peer)) {
+      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
+    }
+    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     if (!conf.voters.includes(peer) && !conf.learners.includes(peer)) {
       // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
       // forever and removes it at once
@@ -527,6 +557,16 @@ export class Daemon {
     } catch (err) {
       this.log.debug('autopilot change not applied', { err })
     } finally { this.autopilotBusy = false }
+  }
+
+  /** `blixard-node admin recover` left a note: once registered, vote (signed by this node's key). */
+  private async voteRecovery (): Promise<void> {
+    const peerId = await pendingRecovery(this.cfg.dataDir)
+    if (peerId == null || this.sm.getNode(this.id) == null || this.driver?.leaderId() == null) return
+    const r = await this.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: Date.now() })
+    if (!r.ok) { this.log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
+    this.log.info('admin recovery: voted', { peerId, result: r.value })
+    await recoveryDone(this.cfg.dataDir)
   }
 
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */

@@ -3,10 +3,20 @@ import './polyfill.ts'
 import { loadConfig, ConfigError, configHelp } from './config.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger } from './log.ts'
+import { recoverCommand, RecoverError } from './recover.ts'
 
 async function main (argv: string[]): Promise<number> {
+  if (argv[0] === 'admin' && argv[1] === 'recover') {
+    try {
+      process.stdout.write(`${await recoverCommand(argv.slice(2))}\n`)
+      return 0
+    } catch (err) {
+      if (err instanceof RecoverError) { process.stderr.write(`blixard-node: ${err.message}\n`); return 2 }
+      throw err
+    }
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`blixard-node: the Blixard daemon (one per host)\n\nUsage: blixard-node [--config FILE] [flags]\n\nEvery key can be set in the TOML file, as a flag, or as an environment variable:\n${configHelp()}\n`)
+    process.stdout.write(`blixard-node: the Blixard daemon (one per host)\n\nUsage: blixard-node [--config FILE] [flags]\n       blixard-node admin recover --data-dir DIR --admin PEERID   (offline: vote to make PEERID an admin on next start; see README "Security model")\n\nEvery key can be set in the TOML file, as a flag, or as an environment variable:\n${configHelp()}\n`)
     return 0
   }
   let cfg

@@ -2,7 +2,7 @@
 // free of Prometheus): requests by method and error kind ('none' = success),
 // latency by method for unary calls, and refusals by the admin check, which
 // happen before a handler runs.
-import { METHODS, toRpcErrorBody } from '../protocols/rpc.ts'
+import { METHODS, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
 import type { MethodName } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -27,8 +27,16 @@ export function instrumentAuthorize (authorize: (peer: string, method: MethodNam
   }
 }
 
-function unary (method: MethodName, h: AnyHandler, m: NodeMetrics): AnyHandler {
+/** A signed admin write (cluster.submit) counts under the method it performs, e.g. vm.create. */
+function labelOf (method: MethodName, params: unknown): MethodName {
+  if (method !== 'cluster.submit') return method
+  const inner = (params as { method?: unknown } | null)?.method
+  return typeof inner === 'string' && isMethod(inner) ? inner : method
+}
+
+function unary (outer: MethodName, h: AnyHandler, m: NodeMetrics): AnyHandler {
   return async (params, ctx) => {
+    const method = labelOf(outer, params)
     const t0 = process.hrtime.bigint()
     let error = 'none'
     try {

@@ -3,6 +3,8 @@
 // with the same named error. A valid command comes back as a fresh, normalized copy holding only
 // known fields (extra fields never reach the replicated state).
 import type { BlixError, Command, CommandEnvelope } from './commands.ts'
+import type { CommandAuth } from './auth.ts'
+import { AUTH_LIMITS } from './auth.ts'
 import type {
   Constraint, Hypervisor, HypervisorCapability, NetworkKind, NodeState, Resources, RestartPolicy,
   VmDesiredState, VmPhase, VmSpec, VmStatus
@@ -350,6 +352,9 @@ function validateOne (v: unknown): Command {
     case 'ReleaseIp': return { type: 'ReleaseIp', network: name(o.network, 'network'), vm: id(o.vm, 'vm') }
     case 'AddAdmin': return { type: 'AddAdmin', peerId: id(o.peerId, 'peerId'), name: str(o.name, 'name', L.maxIdLength) }
     case 'RemoveAdmin': return { type: 'RemoveAdmin', peerId: id(o.peerId, 'peerId') }
+    case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', ['open', 'approve'] as const) }
+    case 'ApproveNode': return { type: 'ApproveNode', peerId: id(o.peerId, 'peerId') }
+    case 'RecoverAdmin': return { type: 'RecoverAdmin', peerId: id(o.peerId, 'peerId') }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
   }
 }
@@ -364,15 +369,31 @@ export function validateCommand (x: unknown): Validation<Command> {
   }
 }
 
+/** The `auth` field of an envelope: shape only (the signature is checked by protocols/auth.ts). */
+export function commandAuth (v: unknown, path = 'auth'): CommandAuth {
+  const o = obj(v, path)
+  const sig = o.sig
+  if (!(sig instanceof Uint8Array)) fail('InvalidCommand', `${path}.sig must be bytes`)
+  if (sig.byteLength !== AUTH_LIMITS.signatureBytes) fail('InvalidCommand', `${path}.sig must be ${AUTH_LIMITS.signatureBytes} bytes`)
+  return {
+    signer: id(o.signer, `${path}.signer`),
+    nonce: id(o.nonce, `${path}.nonce`),
+    until: int(o.until, `${path}.until`, 0, Number.MAX_SAFE_INTEGER),
+    sig: new Uint8Array(sig)
+  }
+}
+
 export function validateEnvelope (x: unknown): Validation<CommandEnvelope> {
   try {
     const o = obj(x, 'envelope')
     const at = num(o.at, 'at', 0, Number.MAX_SAFE_INTEGER)
     const key = o.key === undefined || o.key === null ? undefined : str(o.key, 'key', COMMAND_LIMITS.maxIdempotencyKeyLength)
+    const auth = o.auth === undefined || o.auth === null ? undefined : commandAuth(o.auth)
     const v = validateCommand(o.cmd)
     if (!v.ok) return v
     const env: CommandEnvelope = { cmd: v.cmd, at }
     if (key !== undefined) env.key = key
+    if (auth !== undefined) env.auth = auth
     return { ok: true, cmd: env }
   } catch (e) {
     if (e instanceof Invalid) return { ok: false, error: e.error }

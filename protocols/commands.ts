@@ -1,5 +1,6 @@
 // Commands replicated through Raft and applied by the state machine (storage/state-machine.ts).
 // Each is validated and applied atomically, or rejected with a named error that changes nothing.
+import type { CommandAuth } from './auth.ts'
 import type {
   NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
   NetworkKind, HypervisorCapability
@@ -27,8 +28,18 @@ export type Command =
   | { type: 'ReleaseIp', network: string, vm: string }
   | { type: 'AddAdmin', peerId: string, name: string }
   | { type: 'RemoveAdmin', peerId: string }
+  /** which hosts may join: any holder of the cluster key, or only peer ids an admin approved */
+  | { type: 'SetJoinPolicy', policy: JoinPolicy }
+  | { type: 'ApproveNode', peerId: string }
+  /** offline admin recovery: one registered node's vote (signed by its key) to make peerId an
+   * admin; applied once every registered node voted (storage/apply-admins.ts) */
+  | { type: 'RecoverAdmin', peerId: string }
 
 export type CommandType = Command['type']
+
+export type JoinPolicy = 'open' | 'approve'
+/** The join policy of a cluster that never set one: see README "Security model". */
+export const DEFAULT_JOIN_POLICY: JoinPolicy = 'open'
 
 /** What goes into a Raft entry's data: the command, when it was proposed (proposer's clock,
  * so that apply stays deterministic), and an optional client idempotency key. */
@@ -37,6 +48,8 @@ export interface CommandEnvelope {
   at: number
   /** a retried command with the same key is applied once; the first result is returned again */
   key?: string
+  /** the signed authority the command needs (protocols/auth.ts); checked on the leader and on apply */
+  auth?: CommandAuth
 }
 
 /** Named error kinds that travel over RPC unchanged; the CLI turns each into a sentence. */

@@ -4,7 +4,10 @@
 // `{ id, ok: true, result, more: true }` ended by one final response without `more`.
 import type { ApplyResult, BlixError, CommandEnvelope, ErrorKind } from './commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord, VmSpec } from './model.ts'
-import { validateEnvelope, validateVmSpec } from './command-schema.ts'
+import { commandAuth, validateCommand, validateEnvelope, validateVmSpec } from './command-schema.ts'
+import type { Command } from './commands.ts'
+import type { CommandAuth } from './auth.ts'
+import { isEd25519PeerId } from './auth.ts'
 import { WireError } from './framing.ts'
 import type { LoadReport } from './load.ts'
 import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
@@ -147,6 +150,9 @@ export interface RpcMethods extends ResourceMethods {
   'admin.add': { params: { peerId: string, name: string }, result: AdminRecord }
   'admin.remove': { params: { peerId: string }, result: { peerId: string } }
   'admin.list': { params: ReadParams, result: AdminRecord[] }
+  /** join policy "approve": let this peer id join as a host */
+  'node.approve': { params: { peerId: string }, result: { peerId: string, approvedAt: number } }
+  'cluster.joinPolicy': { params: { policy: 'open' | 'approve' }, result: { policy: 'open' | 'approve' } }
   'vm.explain': { params: ReadParams & { vm: string }, result: VmExplanation }
   /** the gossiped load reports this node holds, aged on its clock */
   'node.load': { params: Record<string, never>, result: Array<LoadReport & { ageMs: number, stale: boolean }> }
@@ -158,6 +164,11 @@ export interface RpcMethods extends ResourceMethods {
   'internal.admit': { params: { peer: string, addrs: string[] }, result: { leader: string } }
   /** member to leader: propose a client's command (writes are forwarded, never bounced) */
   'internal.propose': { params: { env: CommandEnvelope }, result: ApplyResult }
+  /** Admin writes in two steps, so that the admin's own key signs the exact command (protocols/auth.ts):
+   * prepare answers the command a mutating `method` would propose and the last index its signature
+   * may apply at; submit runs `method` again with that command, signed, in place of the one it builds. */
+  'cluster.prepare': { params: { method: string, params: unknown }, result: { cmd: Command, until: number } }
+  'cluster.submit': { params: { method: string, params: unknown, cmd: Command, auth: CommandAuth }, result: unknown }
   /** a follower's forwarded writes, batched: one answer per envelope, in order */
   'internal.proposeMany': { params: { envs: CommandEnvelope[] }, result: ForwardedResult[] }
 }
@@ -272,11 +283,20 @@ export const METHODS: MethodTable = {
     mutating: true, streaming: false,
     params: (x) => {
       const o = params(x, ['peerId', 'name'], ['peerId', 'name'])
-      return { peerId: str(o.peerId, 'params.peerId', ID, 1), name: str(o.name, 'params.name', 128, 1) }
+      return { peerId: adminPeerId(o.peerId), name: str(o.name, 'params.name', 128, 1) }
     }
   },
   'admin.remove': { mutating: true, streaming: false, params: (x) => ({ peerId: str(params(x, ['peerId'], ['peerId']).peerId, 'params.peerId', ID, 1) }) },
   'admin.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
+  'node.approve': { mutating: true, streaming: false, params: (x) => ({ peerId: adminPeerId(params(x, ['peerId'], ['peerId']).peerId) }) },
+  'cluster.joinPolicy': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const v = params(x, ['policy'], ['policy']).policy
+      if (v !== 'open' && v !== 'approve') throw new RpcError('InvalidParams', 'params.policy must be "open" or "approve"')
+      return { policy: v }
+    }
+  },
   'vm.explain': {
     mutating: false, streaming: false,
     params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }
@@ -313,6 +333,24 @@ export const METHODS: MethodTable = {
       }
     }
   },
+  'cluster.prepare': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const o = params(x, ['method', 'params'], ['method'])
+      return { method: str(o.method, 'params.method', 64, 1), params: o.params ?? {} }
+    }
+  },
+  'cluster.submit': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const o = params(x, ['method', 'params', 'cmd', 'auth'], ['method', 'cmd', 'auth'])
+      const v = validateCommand(o.cmd)
+      if (!v.ok) throw new RpcError(v.error.kind, `params.cmd: ${v.error.message}`)
+      let auth: CommandAuth
+      try { auth = commandAuth(o.auth, 'params.auth') } catch (e) { throw new RpcError('InvalidParams', (e as { error?: { message?: string } }).error?.message ?? 'params.auth is malformed') }
+      return { method: str(o.method, 'params.method', 64, 1), params: o.params ?? {}, cmd: v.cmd, auth }
+    }
+  },
   'internal.propose': {
     mutating: true, streaming: false,
     params: (x) => {
@@ -321,6 +359,14 @@ export const METHODS: MethodTable = {
       return { env: v.cmd }
     }
   }
+}
+
+/** An admin is a key that signs commands: its id must be an Ed25519 libp2p peer id (what
+ * `blixard whoami` prints), else nobody could ever sign as it. */
+function adminPeerId (x: unknown): string {
+  const s = str(x, 'params.peerId', ID, 1)
+  if (!isEd25519PeerId(s)) throw new RpcError('InvalidParams', `params.peerId "${s.slice(0, 64)}" is not a libp2p peer id of an Ed25519 key (like 12D3KooW…; \`blixard whoami\` prints yours)`)
+  return s
 }
 
 function addrList (x: unknown, path: string): string[] {

@@ -9,7 +9,7 @@ import type { RaftBug } from '../protocols/raft/index.ts'
 import type { Entry, Message, Ready } from '../protocols/raft/types.ts'
 import { RaftError } from '../protocols/raft/types.ts'
 import type { ApplyResult, BlixError, CommandEnvelope } from '../protocols/commands.ts'
-import { StateMachine, encodeEnvelope } from '../storage/state-machine.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../storage/state-machine.ts'
 import { decodeCbor } from '../storage/codec.ts'
 import { MemoryKv } from '../storage/memory-kv.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
@@ -107,7 +107,7 @@ export class Replica {
 
   start (): void {
     this.up = true
-    const sm = new StateMachine(new MemoryKv())
+    const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
     const snap = this.store.snapshot()
     if (snap.meta.index > 0) sm.restore(snap.data, snap.meta.index)
     this.sm = sm

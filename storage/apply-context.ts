@@ -7,6 +7,8 @@ export interface ApplyContext {
   tx: KvTx
   /** envelope.at: the only clock apply may read */
   at: number
+  /** the verified signer of the command (protocols/auth.ts), when it carries one */
+  signer?: string
 }
 
 /** A command's rejection. Not an Error: rejections are ordinary outcomes, and capturing a stack

@@ -5,6 +5,7 @@ import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { encodeCbor } from './codec.ts'
 import { vmIdsOn } from './apply-vms.ts'
+import { mayJoin } from './apply-admins.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
@@ -26,6 +27,8 @@ export function registerNode (ctx: ApplyContext, c: Cmd<'RegisterNode'>): NodeRe
     ctx.tx.put('nodes', n.id, rec)
     return rec
   }
+  // a new node: only if the join policy lets this peer in (protocols/auth.ts binds it to its key)
+  if (!mayJoin(ctx.tx, n.id)) reject('Unauthorized', `node ${n.id} is not approved to join (join policy "approve"; an admin runs: blixard node approve ${n.id})`)
   for (const [, other] of ctx.tx.range<NodeRecord>('nodes')) {
     if (other.name === n.name) reject('AlreadyExists', `node name ${n.name} is taken by ${other.id}`)
   }

@@ -5,7 +5,10 @@ import { BlixardError } from '../protocols/errors.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
 
 export function encodeEnvelope (env: CommandEnvelope): Uint8Array {
-  return encodeCbor(env.key === undefined ? { cmd: env.cmd, at: env.at } : { cmd: env.cmd, at: env.at, key: env.key })
+  const out: { cmd: CommandEnvelope['cmd'], at: number, key?: string, auth?: CommandEnvelope['auth'] } = { cmd: env.cmd, at: env.at }
+  if (env.key !== undefined) out.key = env.key
+  if (env.auth !== undefined) out.auth = env.auth
+  return encodeCbor(out)
 }
 
 /** Decode and validate; never throws. */

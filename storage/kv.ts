@@ -5,7 +5,13 @@
 // back is always a fresh copy and never aliases what was put.
 
 export const TABLES = [
-  'nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta'
+  'nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta',
+  // used signature nonces (protocols/auth.ts), and the same keyed by the index they expire after
+  'nonces', 'noncesByUntil',
+  // cluster settings (the join policy) and the peer ids an admin approved to join
+  'settings', 'approvals',
+  // admin recovery votes: `${peerId}/${voter}` (storage/apply-admins.ts)
+  'recoveryVotes'
 ] as const
 export type Table = typeof TABLES[number]
 

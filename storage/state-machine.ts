@@ -17,7 +17,10 @@ import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
 import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
-import { addAdmin, removeAdmin } from './apply-admins.ts'
+import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
+import type { JoinPolicy } from '../protocols/commands.ts'
+import { authError } from '../protocols/auth.ts'
+import type { AuthState, CommandAuth } from '../protocols/auth.ts'
 
 export { encodeEnvelope, decodeEnvelope, tryDecodeEnvelope } from './envelope.ts'
 export type { ReportOutcome } from './apply-vms.ts'
@@ -26,7 +29,7 @@ export type { ReportOutcome } from './apply-vms.ts'
 export const IDEMPOTENCY_WINDOW = 10_000
 
 /** Tables that make up the model (what stateHash covers). */
-export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins']
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals', 'recoveryVotes']
 
 const SNAPSHOT_VERSION = 1
 
@@ -58,19 +61,67 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'ReleaseIp': return releaseIp(ctx, cmd)
     case 'AddAdmin': return addAdmin(ctx, cmd)
     case 'RemoveAdmin': return removeAdmin(ctx, cmd)
+    case 'SetJoinPolicy': return setJoinPolicy(ctx, cmd)
+    case 'ApproveNode': return approveNode(ctx, cmd)
+    case 'RecoverAdmin': return recoverAdmin(ctx, cmd, ctx.signer ?? '')
   }
+}
+
+function nonceKey (signer: string, nonce: string): string {
+  return `${signer}/${nonce}`
+}
+
+/** The authority checks against a transaction (what apply sees at this index). */
+function authState (tx: KvTx): AuthState {
+  return {
+    isAdmin: (p) => tx.get<AdminRecord>('admins', p) !== undefined,
+    isNode: (p) => tx.get<NodeRecord>('nodes', p) !== undefined,
+    vmNode: (id) => tx.get<VmRecord>('vms', id)?.assignedNode,
+    nonceUsed: (signer, nonce) => tx.get<number>('nonces', nonceKey(signer, nonce)) !== undefined
+  }
+}
+
+/** An admin table with no admin at all: a cluster bootstrapped before its first admin was added.
+ * Once there is one admin there is always one (RemoveAdmin refuses the last). */
+function noAdmins (tx: KvTx): boolean {
+  return tx.range<AdminRecord>('admins', { limit: 1 }).length === 0
+}
+
+/** Why `env` may not apply at `index` against `tx` (Unauthorized), or null. Pure. */
+export function checkAuthority (tx: KvTx, env: CommandEnvelope, index: number): string | null {
+  const st = authState(tx)
+  if (env.cmd.type === 'AddAdmin' && noAdmins(tx)) {
+    // the first admin: signed by a registered node, or by anyone before any node is registered
+    // (the bootstrap node adds the configured admins before it even registers itself)
+    const noNodes = tx.range<NodeRecord>('nodes', { limit: 1 }).length === 0
+    return authError(env.cmd, env.auth, index, { ...st, isAdmin: (p) => noNodes || st.isNode(p) })
+  }
+  return authError(env.cmd, env.auth, index, st)
 }
 
 function okResult (value: unknown): ApplyResult {
   return value === undefined ? { ok: true } : { ok: true, value }
 }
 
+export interface StateMachineOptions {
+  /** 'checked' (the default, and the only mode a daemon uses): every command must carry the
+   * signed authority it needs (protocols/auth.ts). 'unchecked' skips that check, for the
+   * simulator and the tests of the tables themselves, whose commands are about Raft and apply
+   * semantics and use ids that are not peer ids. */
+  authority?: 'checked' | 'unchecked'
+}
+
+/** For the simulator and table tests: see StateMachineOptions. */
+export const UNCHECKED_AUTHORITY: StateMachineOptions = { authority: 'unchecked' }
+
 export class StateMachine {
   private readonly kv: Kv
   private appliedIndex: number
+  private readonly checked: boolean
 
-  constructor (kv: Kv) {
+  constructor (kv: Kv, opts: StateMachineOptions = {}) {
     this.kv = kv
+    this.checked = opts.authority !== 'unchecked'
     this.appliedIndex = kv.get<number>('meta', 'applied') ?? 0
   }
 
@@ -121,6 +172,13 @@ export class StateMachine {
     return this.appliedIndex
   }
 
+  /** The leader's check before it proposes: would `env` be authorized if it applied right after
+   * the current state? (Apply checks again at the real index: this only refuses early.) */
+  authorityError (env: CommandEnvelope): string | null {
+    if (!this.checked) return null
+    return checkAuthority(this.kv, env, this.appliedIndex + 1) // only reads
+  }
+
   /** The stored result of an idempotency key, if it is still remembered. */
   resultFor (key: string): ApplyResult | undefined {
     return this.kv.get<StoredResult>('idempotency', key)?.result
@@ -142,7 +200,14 @@ export class StateMachine {
       // a savepoint: a rejection may come after some writes, and must leave none of them
       const save = new OverlayTx(tx)
       try {
-        result = okResult(dispatch({ tx: save, at: d.env.at }, d.env.cmd))
+        if (this.checked) {
+          const denied = checkAuthority(save, d.env, index)
+          if (denied !== null) throw new Rejection('Unauthorized', denied)
+          // a validly signed command uses up its nonce whatever its outcome: a captured signature
+          // never applies twice, not even after the state changed so that it would now succeed
+          this.useNonce(tx, d.env.auth as CommandAuth)
+        }
+        result = okResult(dispatch({ tx: save, at: d.env.at, signer: d.env.auth?.signer }, d.env.cmd))
         save.commit()
       } catch (e) {
         if (e instanceof Rejection) result = { ok: false, error: e.error }
@@ -157,12 +222,22 @@ export class StateMachine {
   /** Forget idempotency keys older than the window as of `index` (in index order, so every
    * replica forgets the same keys at the same index). */
   private expire (tx: KvTx, index: number): void {
+    // nonces whose signature expired before this index can no longer apply anyway
+    for (const [k] of tx.range<number>('noncesByUntil', { end: indexKey(index) })) {
+      tx.delete('noncesByUntil', k)
+      tx.delete('nonces', k.slice(17))
+    }
     const horizon = index - IDEMPOTENCY_WINDOW
     if (horizon <= 0) return
     for (const [ik, key] of tx.range<string>('idempotencyByIndex', { end: indexKey(horizon + 1) })) {
       tx.delete('idempotencyByIndex', ik)
       tx.delete('idempotency', key)
     }
+  }
+
+  private useNonce (tx: KvTx, a: CommandAuth): void {
+    tx.put('nonces', nonceKey(a.signer, a.nonce), a.until)
+    tx.put('noncesByUntil', `${indexKey(a.until)}/${nonceKey(a.signer, a.nonce)}`, 1)
   }
 
   private remember (tx: KvTx, index: number, key: string | undefined, result: ApplyResult): void {
@@ -253,6 +328,9 @@ export class StateMachine {
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
   listAdmins (): AdminRecord[] { return this.values<AdminRecord>('admins') }
   isAdmin (peerId: string): boolean { return this.kv.get<AdminRecord>('admins', peerId) !== undefined }
+  joinPolicy (): JoinPolicy { return joinPolicy(this.kv) }
+  /** may this peer join (be added as a learner, register as a node) under the join policy? */
+  mayJoin (peerId: string): boolean { return mayJoin(this.kv, peerId) }
 
   private values<T>(t: Table): T[] {
     return this.kv.range<T>(t).map(([, v]) => v)

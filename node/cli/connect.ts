@@ -14,6 +14,7 @@ import type { BlixardHost } from '../net/host.ts'
 import { RpcClient } from '../net/rpc.ts'
 import { RpcError } from '../../protocols/rpc.ts'
 import { CliError } from './errors.ts'
+import { keySigner, signingClient } from './signing.ts'
 
 export function configDir (): string {
   return process.env.BLIXARD_CONFIG_DIR ?? join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'blixard')
@@ -71,7 +72,8 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
       throw new CliError('Unavailable', `cannot reach the node ${peerLabel}: ${(err as Error).message}`,
         'Check that blixard-node runs there and that this CLI has the cluster\'s key, or try another node with --peer; `blixard status --stale --peer ADDR` shows what a node knows.')
     }
-    return { client, host, peer: peerLabel, close: async () => { await client.close().catch(() => {}); await host.stop() } }
+    const signed = signingClient(client, keySigner(host.peerId.toString(), privateKey))
+    return { client: signed, host, peer: peerLabel, close: async () => { await client.close().catch(() => {}); await host.stop() } }
   } catch (err) {
     await host.stop()
     throw err

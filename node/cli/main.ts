@@ -326,6 +326,26 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok
     })
   },
+  'node approve': {
+    summary: 'Let a host join when the join policy is "approve" (its peer id: blixard-node prints it at start)',
+    usage: 'blixard node approve PEER_ID',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const a = await client.call('node.approve', { peerId: need(p, 1, 'PEER_ID')[0] })
+      out.data(a, () => `node ${a.peerId} may join`)
+      return EXIT.ok
+    })
+  },
+  'cluster join-policy': {
+    summary: 'Who may join: "open" (any holder of the cluster key) or "approve" (only ids approved with blixard node approve)',
+    usage: 'blixard cluster join-policy open|approve',
+    run: async (p, out) => await withCluster(p, async ({ client }) => {
+      const policy = need(p, 1, 'open|approve')[0]
+      if (policy !== 'open' && policy !== 'approve') throw new CliError('InvalidCommand', `join policy "${policy}" is neither open nor approve`, 'Use: blixard cluster join-policy open|approve')
+      const r = await client.call('cluster.joinPolicy', { policy })
+      out.data(r, () => `join policy: ${r.policy}`)
+      return EXIT.ok
+    })
+  },
   'admin list': {
     summary: 'List admins',
     usage: 'blixard admin list',

@@ -17,6 +17,7 @@ import { readClusterKey } from '../../node/keygen.ts'
 import { createBlixardHost } from '../../node/net/host.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { RpcClient } from '../../node/net/rpc.ts'
+import { keySigner, signingClient } from '../../node/cli/signing.ts'
 import type { ResultOf } from '../../protocols/rpc.ts'
 import type { Stream } from '@libp2p/interface'
 
@@ -143,7 +144,9 @@ export class TestCluster {
     const n = this.nodes[i]
     const c = this.clients.get(n.peerId)
     if (c?.usable === true) return c
-    const fresh = await RpcClient.connect(this.host!, multiaddr(n.addr), { timeoutMs: 6_000, dialTimeoutMs: 3_000 })
+    // this test's CLI identity is an admin: its writes are signed with its key, as the CLI's are
+    const { privateKey } = await loadOrCreateIdentity(this.cliDir)
+    const fresh = signingClient(await RpcClient.connect(this.host!, multiaddr(n.addr), { timeoutMs: 6_000, dialTimeoutMs: 3_000 }), keySigner(this.adminId, privateKey))
     this.clients.set(n.peerId, fresh)
     return fresh
   }

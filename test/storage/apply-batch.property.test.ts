@@ -8,9 +8,13 @@ import fc from 'fast-check'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { LmdbKv } from '../../storage/lmdb-kv.ts'
 import { OverlayTx } from '../../storage/overlay-tx.ts'
-import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 import { envelopeArb } from './command-arbitraries.ts'
 import { tempDir, removeDir } from './tmpdir.ts'
+import { seededSigner } from '../../protocols/auth.ts'
+
+/** admins are real (Ed25519) peer ids */
+const [PA, PB] = [1, 2].map((n) => seededSigner(new Uint8Array(32).fill(n)).peerId)
 
 const seqArb = fc.array(envelopeArb(), { minLength: 1, maxLength: 60 })
 
@@ -29,9 +33,9 @@ test('batches of any shape equal one-by-one apply: same results, same full state
   fc.assert(fc.property(seqArb, fc.array(fc.nat(), { maxLength: 8 }), fc.boolean(), (envs, points, lmdb) => {
     const dirs: string[] = []
     const open = (): StateMachine => {
-      if (!lmdb) return new StateMachine(new MemoryKv())
+      if (!lmdb) return new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
       const d = tempDir(); dirs.push(d)
-      return new StateMachine(LmdbKv.open(d))
+      return new StateMachine(LmdbKv.open(d), UNCHECKED_AUTHORITY)
     }
     try {
       const one = open()
@@ -59,8 +63,8 @@ test('batches of any shape equal one-by-one apply: same results, same full state
 })
 
 test('indexes at or below applied inside a batch answer Conflict and change nothing', () => {
-  const sm = new StateMachine(new MemoryKv())
-  const env = { cmd: { type: 'AddAdmin' as const, peerId: '12D3KooWA', name: 'a' }, at: 1, key: 'k1' }
+  const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
+  const env = { cmd: { type: 'AddAdmin' as const, peerId: PA, name: 'a' }, at: 1, key: 'k1' }
   const r = sm.applyBatch([{ index: 5, data: encodeEnvelope(env) }, { index: 5, data: encodeEnvelope({ ...env, key: 'k2' }) }, { index: 4, data: new Uint8Array(0) }])
   assert.is(r[0].ok, true)
   assert.equal(r.slice(1).map((x) => x.ok ? 'ok' : x.error.kind), ['Conflict', 'Conflict'])
@@ -71,14 +75,14 @@ test('indexes at or below applied inside a batch answer Conflict and change noth
 test('a store failure inside a batch leaves nothing of it (LmdbKv)', () => {
   const d = tempDir()
   const kv = LmdbKv.open(d)
-  const sm = new StateMachine(kv)
-  sm.apply(1, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: '12D3KooWA', name: 'a' }, at: 1, key: 'a' }))
+  const sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
+  sm.apply(1, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: PA, name: 'a' }, at: 1, key: 'a' }))
   const before = sm.fullStateHash()
   const realPutRaw = kv.putRaw.bind(kv)
   let calls = 0
   kv.putRaw = (t, k, b) => { if (++calls > 3) throw new Error('disk full'); realPutRaw(t, k, b) }
   assert.throws(() => sm.applyBatch([
-    { index: 2, data: encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: '12D3KooWB', name: 'b' }, at: 2, key: 'b' }) },
+    { index: 2, data: encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: PB, name: 'b' }, at: 2, key: 'b' }) },
     { index: 3, data: encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: '12D3KooWC', name: 'c' }, at: 3, key: 'c' }) }
   ]), /disk full/)
   kv.putRaw = realPutRaw

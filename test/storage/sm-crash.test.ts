@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { LmdbKv } from '../../storage/lmdb-kv.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
-import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 import { commandFor } from './crash-payload.ts'
 import { tempDir } from './tmpdir.ts'
 
@@ -37,11 +37,11 @@ function runAndKill (dir: string, minApplied: number): Promise<number> {
 
 test('SIGKILL mid-apply: restart resumes exactly where the replay says', async () => {
   const dir = tempDir()
-  const replay = new StateMachine(new MemoryKv())
+  const replay = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
   for (let round = 0; round < 3; round++) {
     const reported = await runAndKill(dir, 300)
     const kv = LmdbKv.open(dir, { sync: 'lazy' })
-    const sm = new StateMachine(kv)
+    const sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
     assert.ok(sm.applied() >= reported, `applied ${sm.applied()} >= reported ${reported}`)
     for (let i = replay.applied() + 1; i <= sm.applied(); i++) replay.apply(i, encodeEnvelope({ cmd: commandFor(i), at: i, key: `k${i % 50}` }))
     assert.is(sm.fullStateHash(), replay.fullStateHash(), `round ${round}: same state as a clean replay to ${sm.applied()}`)

@@ -2,7 +2,7 @@
 import type { ApplyResult, Command } from '../../protocols/commands.ts'
 import type { VmSpec } from '../../protocols/model.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
-import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 
 export function spec (name: string, over: Partial<VmSpec> = {}): VmSpec {
   return {
@@ -25,7 +25,7 @@ export function registerNode (id: string, over: { cpu?: number, maxVms?: number 
 
 /** A state machine plus `run(cmd)` that applies at the next index with at = index * 1000. */
 export function harness (): { sm: StateMachine, run: (cmd: Command, key?: string) => ApplyResult, index: () => number } {
-  const sm = new StateMachine(new MemoryKv())
+  const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
   let i = 0
   return {
     sm,

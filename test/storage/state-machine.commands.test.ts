@@ -5,6 +5,10 @@ import type { ApplyResult, Command } from '../../protocols/commands.ts'
 import type { NodeRecord, VmRecord } from '../../protocols/model.ts'
 import { encodeCbor } from '../../storage/codec.ts'
 import { harness, registerNode, spec, errorKind } from './sm-fixtures.ts'
+import { seededSigner } from '../../protocols/auth.ts'
+
+/** admins are real (Ed25519) peer ids */
+const [P1, P2, P9] = [1, 2, 9].map((n) => seededSigner(new Uint8Array(32).fill(n)).peerId)
 
 /** Apply and expect the kind; a rejection must leave the model hash unchanged. */
 function expectKind (h: ReturnType<typeof harness>, cmd: Command, kind: string): ApplyResult {
@@ -268,28 +272,28 @@ test('DeleteNetwork is InUse while a VM spec names it', () => {
 
 test('admins: add, duplicate, remove, never the last one', () => {
   const h = harness()
-  expectKind(h, { type: 'AddAdmin', peerId: 'p1', name: 'alice' }, 'ok')
-  expectKind(h, { type: 'AddAdmin', peerId: 'p1', name: 'alice' }, 'AlreadyExists')
-  expectKind(h, { type: 'RemoveAdmin', peerId: 'p1' }, 'Conflict')
-  expectKind(h, { type: 'RemoveAdmin', peerId: 'p9' }, 'NotFound')
-  expectKind(h, { type: 'AddAdmin', peerId: 'p2', name: 'bob' }, 'ok')
-  assert.ok(h.sm.isAdmin('p2'))
-  expectKind(h, { type: 'RemoveAdmin', peerId: 'p1' }, 'ok')
-  assert.not.ok(h.sm.isAdmin('p1'))
-  assert.equal(h.sm.listAdmins().map(a => a.peerId), ['p2'])
+  expectKind(h, { type: 'AddAdmin', peerId: P1, name: 'alice' }, 'ok')
+  expectKind(h, { type: 'AddAdmin', peerId: P1, name: 'alice' }, 'AlreadyExists')
+  expectKind(h, { type: 'RemoveAdmin', peerId: P1 }, 'Conflict')
+  expectKind(h, { type: 'RemoveAdmin', peerId: P9 }, 'NotFound')
+  expectKind(h, { type: 'AddAdmin', peerId: P2, name: 'bob' }, 'ok')
+  assert.ok(h.sm.isAdmin(P2))
+  expectKind(h, { type: 'RemoveAdmin', peerId: P1 }, 'ok')
+  assert.not.ok(h.sm.isAdmin(P1))
+  assert.equal(h.sm.listAdmins().map(a => a.peerId), [P2])
   expectKind(h, { type: 'AddAdmin', peerId: 'has space', name: 'x' }, 'InvalidCommand')
 })
 
 test('idempotency: a retry with the same key returns the first result, even for a rejection', () => {
   const h = harness()
-  const first = h.run({ type: 'AddAdmin', peerId: 'p1', name: 'a' }, 'req-1')
+  const first = h.run({ type: 'AddAdmin', peerId: P1, name: 'a' }, 'req-1')
   assert.is(first.ok, true)
-  assert.equal(h.run({ type: 'AddAdmin', peerId: 'p1', name: 'a' }, 'req-1'), first)
-  const rej = h.run({ type: 'RemoveAdmin', peerId: 'p1' }, 'req-2')
+  assert.equal(h.run({ type: 'AddAdmin', peerId: P1, name: 'a' }, 'req-1'), first)
+  const rej = h.run({ type: 'RemoveAdmin', peerId: P1 }, 'req-2')
   assert.is(errorKind(rej), 'Conflict')
-  h.run({ type: 'AddAdmin', peerId: 'p2', name: 'b' })
-  assert.equal(h.run({ type: 'RemoveAdmin', peerId: 'p1' }, 'req-2'), rej, 'stored rejection, not re-applied')
-  assert.ok(h.sm.isAdmin('p1'))
+  h.run({ type: 'AddAdmin', peerId: P2, name: 'b' })
+  assert.equal(h.run({ type: 'RemoveAdmin', peerId: P1 }, 'req-2'), rej, 'stored rejection, not re-applied')
+  assert.ok(h.sm.isAdmin(P1))
 })
 
 test.run()

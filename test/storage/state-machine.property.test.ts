@@ -7,8 +7,9 @@ import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import { parseCidr, parseIpv4 } from '../../protocols/command-schema.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { LmdbKv } from '../../storage/lmdb-kv.ts'
-import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 import { envelopeArb } from './command-arbitraries.ts'
+import { seededSigner } from '../../protocols/auth.ts'
 import { tempDir, removeDir } from './tmpdir.ts'
 
 const seqArb = fc.array(envelopeArb(), { minLength: 1, maxLength: 60 })
@@ -64,8 +65,8 @@ test('MemoryKv and LmdbKv replicas agree on every result and hash; invariants ho
     const dir = tempDir()
     const lkv = LmdbKv.open(dir, { sync: 'never' })
     try {
-      const a = new StateMachine(new MemoryKv())
-      const b = new StateMachine(lkv)
+      const a = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
+      const b = new StateMachine(lkv, UNCHECKED_AUTHORITY)
       let index = 0
       for (const env of envs) {
         index += 1 + (index % 3 === 0 ? 1 : 0) // gaps, as conf entries leave
@@ -91,10 +92,10 @@ test('MemoryKv and LmdbKv replicas agree on every result and hash; invariants ho
 test('snapshot then restore reproduces the state, and both replicas go on identically', () => {
   fc.assert(fc.property(seqArb, seqArb, (first, rest) => {
     try {
-      const a = new StateMachine(new MemoryKv())
+      const a = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
       let i = 0
       for (const env of first) a.apply(++i, encodeEnvelope(env))
-      const b = new StateMachine(new MemoryKv())
+      const b = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
       b.apply(1, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: 'junk', name: 'x' }, at: 1 })) // restore must replace it
       b.restore(a.snapshot(), a.applied())
       assert.is(b.applied(), a.applied())
@@ -112,7 +113,7 @@ test('snapshot then restore reproduces the state, and both replicas go on identi
 test('a retried command (same key) returns the first result and applies once', () => {
   fc.assert(fc.property(seqArb, (envs) => {
     try {
-      const sm = new StateMachine(new MemoryKv())
+      const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
       const first = new Map<string, ApplyResult>()
       let i = 0
       for (const [n, env] of envs.entries()) {
@@ -133,8 +134,9 @@ test('a retried command (same key) returns the first result and applies once', (
 
 test('idempotency keys are forgotten after the window, deterministically', async () => {
   const { IDEMPOTENCY_WINDOW } = await import('../../storage/state-machine.ts')
-  const sm = new StateMachine(new MemoryKv())
-  const add = (p: string, key: string, index: number): ApplyResult => sm.apply(index, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: p, name: p }, at: 1, key }))
+  const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
+  const p1 = seededSigner(new Uint8Array(32).fill(1)).peerId // an admin must be a real peer id
+  const add = (_p: string, key: string, index: number): ApplyResult => sm.apply(index, encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: p1, name: 'p1' }, at: 1, key }))
   assert.is(add('p1', 'k', 1).ok, true)
   assert.is(add('p1', 'k', 2).ok, true) // retry: the stored result
   sm.apply(1 + IDEMPOTENCY_WINDOW, new Uint8Array(0))
@@ -148,12 +150,12 @@ test('LmdbKv: a restarted state machine resumes at its applied index with the sa
     const dir = tempDir()
     try {
       let kv = LmdbKv.open(dir, { sync: 'never' })
-      let sm = new StateMachine(kv)
+      let sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
       envs.forEach((env, n) => sm.apply(n + 1, encodeEnvelope(env)))
       const h = sm.fullStateHash()
       kv.close()
       kv = LmdbKv.open(dir, { sync: 'never' })
-      sm = new StateMachine(kv)
+      sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
       assert.is(sm.applied(), envs.length)
       assert.is(sm.fullStateHash(), h)
       kv.close()

@@ -1,0 +1,75 @@
+// Admin writes signed by the admin's own key (protocols/auth.ts): every mutating method goes as
+// cluster.prepare (which command would this write propose?) then cluster.submit (that command,
+// signed here). The node never holds the admin's key, so no node, forwarder or forged log entry can
+// act as the admin; the nodes check the signature on the leader and on apply.
+import { randomUUID } from 'node:crypto'
+import { METHODS, RpcError, isMethod } from '../../protocols/rpc.ts'
+import type { Command } from '../../protocols/commands.ts'
+import { signCommand } from '../../protocols/auth.ts'
+import type { Signer } from '../../protocols/auth.ts'
+import { validateCommand } from '../../protocols/command-schema.ts'
+import type { RpcClient } from '../net/rpc.ts'
+
+/** The command type each signable method must propose: the node that prepares a command is not
+ * trusted to choose what the admin signs (it could hand over an AddAdmin of itself). */
+const EXPECTED: Record<string, Array<Command['type']>> = {
+  'node.drain': ['UpdateNode'],
+  'node.undrain': ['UpdateNode'],
+  'vm.create': ['CreateVm'],
+  'vm.start': ['SetVmDesiredState'],
+  'vm.stop': ['SetVmDesiredState'],
+  'vm.update': ['UpdateVmSpec'],
+  'vm.delete': ['DeleteVm'],
+  'admin.add': ['AddAdmin'],
+  'admin.remove': ['RemoveAdmin'],
+  'node.approve': ['ApproveNode'],
+  'cluster.joinPolicy': ['SetJoinPolicy'],
+  'network.create': ['CreateNetwork'],
+  'network.delete': ['DeleteNetwork'],
+  'volume.create': ['CreateVolume'],
+  'volume.resize': ['ResizeVolume'],
+  'volume.snapshot': ['SnapshotVolume'],
+  'volume.clone': ['CreateVolume'],
+  'volume.delete': ['DeleteVolume']
+}
+
+/** Check that the prepared command is the one the admin asked for, as far as the request says. */
+export function checkPrepared (method: string, params: Record<string, unknown>, cmd: Command): void {
+  const want = EXPECTED[method]
+  if (want === undefined || !want.includes(cmd.type)) throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${method}: refusing to sign it`)
+  if ((cmd.type === 'AddAdmin' || cmd.type === 'RemoveAdmin' || cmd.type === 'ApproveNode') && cmd.peerId !== params.peerId) {
+    throw new RpcError('Internal', `the node prepared ${cmd.type} of ${cmd.peerId}, not of ${String(params.peerId)}: refusing to sign it`)
+  }
+  if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new RpcError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
+  if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {
+    throw new RpcError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)
+  }
+}
+
+type Call = RpcClient['call']
+
+/** The same client, whose admin writes are signed by `signer`. */
+export function signingClient (client: RpcClient, signer: Signer): RpcClient {
+  const call = async (method: string, params: unknown, opts?: unknown): Promise<unknown> => {
+    const plain = client.call.bind(client) as unknown as (m: string, p: unknown, o?: unknown) => Promise<unknown>
+    if (!isMethod(method) || !METHODS[method].mutating || EXPECTED[method] === undefined) return await plain(method, params, opts)
+    const prep = await plain('cluster.prepare', { method, params }, opts) as { cmd: unknown, until: number }
+    const v = validateCommand(prep.cmd)
+    if (!v.ok) throw new RpcError('Internal', `the node prepared an invalid command: ${v.error.message}`)
+    checkPrepared(method, (params ?? {}) as Record<string, unknown>, v.cmd)
+    const auth = await signCommand(signer, v.cmd, randomUUID(), prep.until)
+    return await plain('cluster.submit', { method, params, cmd: v.cmd, auth }, opts)
+  }
+  return new Proxy(client, {
+    get (target, prop) {
+      if (prop === 'call') return call as unknown as Call
+      const v = Reflect.get(target, prop, target) as unknown
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    }
+  })
+}
+
+/** A libp2p private key as a Signer. */
+export function keySigner (peerId: string, key: { sign: (data: Uint8Array) => Uint8Array | Promise<Uint8Array> }): Signer {
+  return { peerId, sign: (data) => key.sign(data) }
+}

@@ -1,0 +1,182 @@
+// Who may propose what: every command carries the authority it needs, signed, in one envelope
+// field (`auth`), so that the right to change the cluster travels with the command and not with
+// the connection it came on. The same pure check runs on the leader before it proposes and in the
+// state machine on apply (storage/state-machine.ts), so no member, forwarder or forged log entry
+// can act as an admin or as another node.
+//
+// Three kinds of authority (AUTHORITY below):
+//   admin  — signed by a peer id in the admins table at the index where it applies (the CLI's key)
+//   node   — signed by the node the command is about (its libp2p identity key), touching only
+//            that node's own records
+//   leader — scheduling decisions (AssignVm): signed by a node key; the leader proposes only the
+//            ones it signed itself, and refuses such commands forwarded from anyone else
+//
+// The signature is Ed25519 (the libp2p identity keys of nodes and CLIs are Ed25519, and an
+// Ed25519 peer id embeds its public key, so the state needs no key table) over signingBytes().
+import { createPrivateKey, createPublicKey, sign as edSign, verify as edVerify } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
+import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
+import { publicKeyFromRaw } from '@libp2p/crypto/keys'
+import type { Command } from './commands.ts'
+import { encodeCbor } from '../storage/codec.ts'
+
+/** A signature's validity is bounded by log index, never by a clock: `until` is the last index at
+ * which it may apply, and the state machine refuses an `until` more than this far beyond the index
+ * it applies at, so a used nonce need be remembered at most this many entries. */
+export const AUTH_WINDOW = 100_000
+
+/** Bounds on the auth field (an Ed25519 signature is 64 bytes). */
+export const AUTH_LIMITS = { maxNonceLength: 128, signatureBytes: 64, maxSignerLength: 128 } as const
+
+/** Domain separation: these bytes are signed for nothing else. */
+export const SIGNING_DOMAIN = 'blixard-command/1'
+
+export interface CommandAuth {
+  /** the signer's peer id (an Ed25519 libp2p peer id) */
+  signer: string
+  /** unique per signed command: a second entry with the same signer and nonce is refused */
+  nonce: string
+  /** the last log index at which this command may apply */
+  until: number
+  /** Ed25519 signature over signingBytes(cmd, signer, nonce, until) */
+  sig: Uint8Array
+}
+
+export type Authority = 'admin' | 'node' | 'leader'
+
+/** Which authority a command needs. UpdateNode is a node's own business (addrs, labels, capacity)
+ * unless it sets `state` (drain, cordon, down), which only an admin may. */
+export function authorityOf (cmd: Command): Authority {
+  switch (cmd.type) {
+    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': return 'node'
+    case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
+    case 'AssignVm': return 'leader'
+    default: return 'admin'
+  }
+}
+
+/** The canonical bytes a signer signs. `cmd` must be a validated (normalized) command, so that
+ * signer and verifier encode the same fields in the same order. A cluster id is not part of it:
+ * clusters have none today; when they do, it goes in the second slot (now null). */
+export function signingBytes (cmd: Command, signer: string, nonce: string, until: number): Uint8Array {
+  return encodeCbor([SIGNING_DOMAIN, null, signer, nonce, until, cmd])
+}
+
+/** SPKI DER header of a raw 32-byte Ed25519 public key (RFC 8410). */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
+/** Peer ids seen recently → their public key; a bounded cache (parsing a peer id is the costly part
+ * of a verify). Only a cache: the answer never depends on it. */
+const KEY_CACHE_MAX = 1024
+const keyCache = new Map<string, KeyObject | null>()
+
+/** The Ed25519 public key a peer id embeds, or null if it is not an Ed25519 peer id. */
+export function publicKeyOf (peerId: string): KeyObject | null {
+  const hit = keyCache.get(peerId)
+  if (hit !== undefined) return hit
+  let key: KeyObject | null = null
+  try {
+    const pid = peerIdFromString(peerId)
+    if (pid.type === 'Ed25519' && pid.publicKey != null) {
+      key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, pid.publicKey.raw]), format: 'der', type: 'spki' })
+    }
+  } catch { key = null }
+  if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value as string)
+  keyCache.set(peerId, key)
+  return key
+}
+
+/** Is `s` a libp2p peer id we can verify signatures of (Ed25519)? */
+export function isEd25519PeerId (s: string): boolean {
+  return publicKeyOf(s) !== null
+}
+
+/** A plain, deterministic signature check (Ed25519 verification has no randomness). */
+export function verifyAuth (cmd: Command, auth: CommandAuth): boolean {
+  const key = publicKeyOf(auth.signer)
+  if (key === null || auth.sig.byteLength !== AUTH_LIMITS.signatureBytes) return false
+  try {
+    return edVerify(null, signingBytes(cmd, auth.signer, auth.nonce, auth.until), key, auth.sig)
+  } catch { return false }
+}
+
+/** Anything that signs: a libp2p private key (node identity, CLI identity). */
+export interface Signer {
+  peerId: string
+  sign: (data: Uint8Array) => Uint8Array | Promise<Uint8Array>
+}
+
+/** Sign a validated command. `nonce` must never be reused by this signer. */
+export async function signCommand (signer: Signer, cmd: Command, nonce: string, until: number): Promise<CommandAuth> {
+  const sig = await signer.sign(signingBytes(cmd, signer.peerId, nonce, until))
+  return { signer: signer.peerId, nonce, until, sig: new Uint8Array(sig) }
+}
+
+/** What the state a check runs against must answer (the state machine's transaction, or its
+ * committed state on the leader before proposing). */
+export interface AuthState {
+  isAdmin: (peerId: string) => boolean
+  /** is this peer id a registered node? */
+  isNode: (peerId: string) => boolean
+  /** the node a VM is assigned to, or undefined if there is no such VM */
+  vmNode: (vmId: string) => string | null | undefined
+  /** has this signer used this nonce within the window? */
+  nonceUsed: (signer: string, nonce: string) => boolean
+}
+
+/** Why a command may not apply at `index` (an Unauthorized message), or null if it may.
+ * Pure and deterministic: every replica gives the same answer for the same state and entry. */
+export function authError (cmd: Command, auth: CommandAuth | undefined, index: number, st: AuthState): string | null {
+  const need = authorityOf(cmd)
+  if (auth === undefined) return `${cmd.type} needs ${need === 'admin' ? "an admin's" : need === 'node' ? "the node's own" : "the leader's"} signature and carries none`
+  if (index > auth.until) return `${cmd.type} signed by ${auth.signer} expired at index ${auth.until} (now ${index})`
+  if (auth.until > index + AUTH_WINDOW) return `${cmd.type} signature is valid until index ${auth.until}, more than ${AUTH_WINDOW} beyond ${index}`
+  if (!verifyAuth(cmd, auth)) return `${cmd.type} has a bad signature for ${auth.signer}`
+  if (st.nonceUsed(auth.signer, auth.nonce)) return `${cmd.type} replays nonce ${auth.nonce} of ${auth.signer}`
+  const who = auth.signer
+  switch (need) {
+    case 'admin':
+      return st.isAdmin(who) ? null : `${cmd.type} needs an admin's signature; ${who} is not an admin`
+    case 'leader':
+      // Bound to the leader on the proposing side: a leader proposes only the scheduling commands
+      // it signed itself and refuses forwarded ones (node/api.ts). Here: a registered node's key.
+      return st.isNode(who) ? null : `${cmd.type} must be signed by a node (the leader); ${who} is not a registered node`
+    case 'node':
+      switch (cmd.type) {
+        case 'RegisterNode': return cmd.node.id === who ? null : `node ${who} may not register node ${cmd.node.id}`
+        case 'UpdateNode': return cmd.id === who ? null : `node ${who} may not update node ${cmd.id}`
+        case 'RecoverAdmin': return st.isNode(who) ? null : `RecoverAdmin is a registered node's vote; ${who} is not a registered node`
+        case 'ReportVmStatus':
+          for (const r of cmd.reports) {
+            if (r.node !== who) return `node ${who} may not report status for node ${r.node}`
+          }
+          return null
+        case 'AllocateIp': {
+          const on = st.vmNode(cmd.vm)
+          return on === who ? null : `node ${who} may not allocate an address for VM ${cmd.vm}, which is not assigned to it`
+        }
+        default: return `${cmd.type} is not a node command`
+      }
+  }
+}
+
+/** PKCS#8 DER header of a raw 32-byte Ed25519 seed (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+/** A synchronous signer from a 32-byte Ed25519 seed (tests, the simulator, benchmarks): the same
+ * seed gives the same peer id and the same signatures (Ed25519 signing is deterministic). */
+export interface SyncSigner { peerId: string, sign: (data: Uint8Array) => Uint8Array }
+
+export function seededSigner (seed: Uint8Array): SyncSigner {
+  if (seed.byteLength !== 32) throw new RangeError('an Ed25519 seed is 32 bytes')
+  const priv = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+  const spki = createPublicKey(priv).export({ format: 'der', type: 'spki' })
+  const raw = spki.subarray(ED25519_SPKI_PREFIX.byteLength)
+  const peerId = peerIdFromPublicKey(publicKeyFromRaw(raw)).toString()
+  return { peerId, sign: (data) => new Uint8Array(edSign(null, data, priv)) }
+}
+
+/** signCommand for a synchronous signer. */
+export function signCommandSync (signer: SyncSigner, cmd: Command, nonce: string, until: number): CommandAuth {
+  return { signer: signer.peerId, nonce, until, sig: signer.sign(signingBytes(cmd, signer.peerId, nonce, until)) }
+}
