@@ -12,6 +12,8 @@ import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { readClusterKey } from '../../node/keygen.ts'
 import { createBlixardHost } from '../../node/net/host.ts'
 import { RpcClient } from '../../node/net/rpc.ts'
+import { keySigner, signingClient } from '../../node/cli/signing.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RpcError } from '../../protocols/rpc.ts'
 import type { VmSpec } from '../../protocols/model.ts'
 import { Prng } from '../../sim/prng.ts'
@@ -29,6 +31,8 @@ const registers = Array.from({ length: Number(regCount) }, (_, i) => `reg-${i}`)
 const ACTIVE = Number(regCount)
 const NEW_REGISTER_PCT = 6
 const { privateKey } = await loadOrCreateIdentity(cliDir)
+// admin writes are signed by the CLI's key (cluster.prepare, then cluster.submit)
+const signer = keySigner(peerIdFromPrivateKey(privateKey).toString(), privateKey)
 const host = await createBlixardHost({ privateKey, clusterKey: await readClusterKey(keyFile), listen: ['/ip4/0.0.0.0/tcp/0'], mdns: false, dialTimeoutMs: DIAL_TIMEOUT_MS })
 const t0 = performance.now()
 const now = (): number => Math.round((performance.now() - t0) * 1000) / 1000
@@ -39,7 +43,7 @@ class Conn {
   private c: RpcClient | null = null
   constructor (readonly node: number) {}
   async get (): Promise<RpcClient> {
-    if (this.c?.usable !== true) this.c = await RpcClient.connect(host, multiaddr(addrs[this.node]), { timeoutMs: OP_TIMEOUT_MS, dialTimeoutMs: DIAL_TIMEOUT_MS })
+    if (this.c?.usable !== true) this.c = signingClient(await RpcClient.connect(host, multiaddr(addrs[this.node]), { timeoutMs: OP_TIMEOUT_MS, dialTimeoutMs: DIAL_TIMEOUT_MS }), signer)
     return this.c
   }
   drop (): void { this.c = null }

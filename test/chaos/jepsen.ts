@@ -201,6 +201,12 @@ export async function runChaos (o: ChaosOptions): Promise<ChaosResult> {
     rmSync(dir, { recursive: true, force: true })
   }
 
+  const answers = new Map<string, number>()
+  for (const op of ops) {
+    const k = `${op.kind}:${op.out === null ? 'unknown' : op.out.ok ? 'ok' : op.out.error}`
+    answers.set(k, (answers.get(k) ?? 0) + 1)
+  }
+  o.log(`chaos: answers ${JSON.stringify(Object.fromEntries([...answers].sort()))}`)
   const byReg = new Map<string, ChaosOp[]>()
   for (const op of ops) {
     if (op.out?.ok === false && op.out.error === 'NotSent') continue // never reached a node
