@@ -43,6 +43,12 @@ export interface NodeConfig {
     snapshotKeep: number
   }
   logLevel: LogLevelName
+  autopilot: {
+    /** a voter silent this long is dead: replaced once a caught-up learner exists (node/autopilot.ts) */
+    deadAfterMs: number
+    /** how often the leader runs autopilot */
+    intervalMs: number
+  }
   /** a fresh cluster forms once this many nodes see each other (node/bootstrap.ts) */
   bootstrapExpect: number
   /** CLI peer ids made admins when this node bootstraps a new cluster */
@@ -104,6 +110,8 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
   K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', 'int', 'compact the log every N applied entries', 100, 10_000_000),
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
+  K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', 'int', 'a voter silent this long is replaced, ms', 500, 86_400_000),
+  K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', 'int', 'how often the leader runs autopilot, ms', 100, 600_000),
   K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
   K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
@@ -130,6 +138,7 @@ export const CONFIG_DEFAULTS = {
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
   logLevel: 'info' as LogLevelName,
+  autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
   bootstrapExpect: 3,
   admins: [] as string[],
   ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },
@@ -138,7 +147,7 @@ export const CONFIG_DEFAULTS = {
 
 const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
 const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
-const SECTIONS = new Set(['capacity', 'raft', 'ceph', 'network'])
+const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network'])
 
 type Raw = Map<string, { value: unknown, source: string }>
 
