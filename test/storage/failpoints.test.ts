@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert'
 import { failpoint, parseFailpoints, setFailpoints, FailpointSpecError } from '../../storage/failpoints.ts'
 import { LmdbLogStore, LogDurabilityError } from '../../storage/lmdb-log-store.ts'
 import { RbdClient } from '../../storage/rbd.ts'
+import { LmdbKv } from '../../storage/lmdb-kv.ts'
 import { RbdError, Errno } from '../../storage/ceph-errors.ts'
 import type { Entry } from '../../protocols/raft/types.ts'
 import { tempDir } from './tmpdir.ts'
@@ -89,6 +90,19 @@ test('lmdb.log.fsync: the save is an error (never success) although the bytes ma
   assert.throws(() => { s.save({ entries: ents(1, 2), hardState: { term: 1, vote: '', commit: 0 } }) }, (e: unknown) => e instanceof LogDurabilityError && /fsync failed/.test((e as Error).message))
   assert.throws(() => { s.save({ entries: ents(3, 1) }) }, (e: unknown) => e instanceof LogDurabilityError)
   s.close()
+})
+
+test('kv.commit: the state machine\'s commit fails and none of it is written; the next commit works', () => {
+  const kv = LmdbKv.open(tempDir())
+  try {
+    kv.put('meta', 'a', 1)
+    setFailpoints('kv.commit=1*error')
+    assert.throws(() => { kv.transaction(() => { kv.put('meta', 'a', 2); kv.put('meta', 'b', 2) }) }, /state machine commit failed \(failpoint kv\.commit\)/)
+    assert.is(kv.get<number>('meta', 'a'), 1)
+    assert.is(kv.get<number>('meta', 'b'), undefined)
+    kv.put('meta', 'b', 3)
+    assert.is(kv.get<number>('meta', 'b'), 3)
+  } finally { kv.close() }
 })
 
 test('ceph.rbd: a timeout is Unavailable; EBLOCKLISTED is classified as a fenced client (errno 108)', async () => {
