@@ -1,6 +1,6 @@
 // Real blixard-node processes on 127.0.0.1 with failpoints (storage/failpoints.ts, issue 11 item 5):
 // a client keeps writing while node3 first drops 30% of its outgoing Raft messages, then is
-// restarted with a failing log fsync: it must exit with a clear line (never take the failed fsync
+// restarted with a failing log fsync, then with a batch torn half-way: each time it must exit with a clear line (never take the failed fsync
 // as success), and after a clean restart every acknowledged write is on every node.
 // Ports 17840-17842.
 import { test } from 'uvu'
@@ -62,23 +62,25 @@ guard('raft.transport.send=drop(0.3) on one node: writes go on, none acknowledge
   for (const i of [0, 1, 2]) await waitFor(`${c.nodes[i].name} to hold every acknowledged write`, 20_000, async () => await allPresent(i).catch(() => false), 200)
 })
 
-guard('lmdb.log.fsync=error: the node exits with a clear line, writes go on, and after a restart every acknowledged write is everywhere', async () => {
-  c.kill(2, 'SIGKILL')
-  await c.exited(2)
-  const during = write([0, 1], 2_000)
-  c.start(2, [], c.keyFile, { BLIXARD_FAILPOINTS: 'lmdb.log.fsync=error' })
-  const p = c.nodes[2].proc!
-  const code = await new Promise<number | null>((resolve) => { if (p.exitCode != null) resolve(p.exitCode); else p.on('exit', (code) => { resolve(code) }) })
-  const r = await during
-  assert.is(code, 70, 'exit code of the node whose fsync failed')
-  assert.match(c.log(2), 'fatal: storage failed while handling Raft output')
-  assert.match(c.log(2), 'fsync failed (failpoint lmdb.log.fsync)')
-  const more = await write([0, 1], 1_000)
-  console.log(`  while node3 failed its fsync and exited: ${r.ok + more.ok} writes acknowledged`)
-  c.start(2) // no failpoints: it recovers from its log
-  await waitFor('3 nodes agreeing again', 60_000, async () => await c.agreed([0, 1, 2], 3), 250)
-  for (const i of [0, 1, 2]) await waitFor(`${c.nodes[i].name} to hold every acknowledged write`, 20_000, async () => await allPresent(i).catch(() => false), 200)
-  console.log(`  ${acked.length} acknowledged writes present on all 3 nodes`)
-})
+for (const [spec, line] of [['lmdb.log.fsync=error', 'fsync failed (failpoint lmdb.log.fsync)'], ['lmdb.log.torn=torn', '(failpoint lmdb.log.torn)']]) {
+  guard(`${spec}: the node exits with a clear line, writes go on, and after a restart every acknowledged write is everywhere`, async () => {
+    c.kill(2, 'SIGKILL')
+    await c.exited(2)
+    const during = write([0, 1], 2_000) // node3 falls behind: it catches up with a batch of entries
+    c.start(2, [], c.keyFile, { BLIXARD_FAILPOINTS: spec })
+    const p = c.nodes[2].proc!
+    const code = await new Promise<number | null>((resolve) => { if (p.exitCode != null) resolve(p.exitCode); else p.on('exit', (code) => { resolve(code) }) })
+    const r = await during
+    assert.is(code, 70, 'exit code of the node whose log write failed')
+    assert.match(c.log(2), 'fatal: storage failed while handling Raft output')
+    assert.match(c.log(2), line)
+    const more = await write([0, 1], 1_000)
+    console.log(`  while node3 hit ${spec} and exited: ${r.ok + more.ok} writes acknowledged`)
+    c.start(2) // no failpoints: it recovers from its log
+    await waitFor('3 nodes agreeing again', 60_000, async () => await c.agreed([0, 1, 2], 3), 250)
+    for (const i of [0, 1, 2]) await waitFor(`${c.nodes[i].name} to hold every acknowledged write`, 20_000, async () => await allPresent(i).catch(() => false), 200)
+    console.log(`  ${acked.length} acknowledged writes present on all 3 nodes`)
+  })
+}
 
 test.run()
