@@ -42,6 +42,8 @@ export interface ApiDeps {
   /** recent events, for cluster.events to start with */
   recentEvents: () => Array<{ at: number, index: number, text: string }>
   describe: (index: number, env: CommandEnvelope, r: ApplyResult) => string
+  /** subscribe to this node's own events that are not commands (autopilot decisions on the leader) */
+  subscribeNotes: (fn: (e: { index: number, at: number, text: string }) => void) => () => void
   /** this node's Ceph client for volume RPCs; default: one for cephConfig (none: metadata only) */
   ceph?: () => { rbd: RbdClient, pool: string } | null
   /** the node config's [ceph] section */
@@ -305,12 +307,13 @@ async function * events (d: ApiDeps, signal: AbortSignal): AsyncGenerator<{ inde
   const queue = d.recentEvents().slice(-20)
   let wake: (() => void) | null = null
   const unsubscribe = d.subscribe((i, env, r) => { queue.push({ index: i, at: env.at, text: d.describe(i, env, r) }); wake?.(); wake = null })
+  const unsubscribeNotes = d.subscribeNotes((e) => { queue.push(e); wake?.(); wake = null })
   try {
     while (!signal.aborted) {
       while (queue.length > 0) yield queue.shift()!
       await new Promise<void>((resolve) => { wake = resolve; signal.addEventListener('abort', () => resolve(), { once: true }) })
     }
-  } finally { unsubscribe() }
+  } finally { unsubscribe(); unsubscribeNotes() }
 }
 
 function idsTouched (cmd: Command): string[] {

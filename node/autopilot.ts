@@ -1,14 +1,21 @@
-// Autopilot: keeps the Raft voter set healthy. A pure decision function the
-// leader calls every few seconds with what it knows; it returns at most one
-// membership change (Raft allows one in flight), which the leader proposes.
+// Autopilot: keeps the Raft voter set healthy without ever lowering fault tolerance. A pure decision
+// function the leader calls every few seconds with what it knows; it returns at most one decision
+// (Raft allows one membership change in flight), which the leader carries out.
 //
-// Policy:
+// Policy (each rule below names the case it exists for):
 // - every known cluster node that is not a member is added as a learner;
-// - target voters = 5 when at least 5 members are healthy, 3 from 3, else 1 (odd sizes only);
-// - a voter unreachable for longer than `deadAfterMs` is replaced: first a healthy, caught-up
-//   learner is promoted (so the quorum never shrinks while a voter is down), then the dead voter removed;
-// - surplus voters (above the target) are demoted by removal only when dead; healthy surplus voters stay
-//   until a later step shrinks them one at a time (never the leader itself).
+// - target voters = 5 when at least 5 members are healthy, 3 from 3, else 1 (odd sizes only) — a
+//   target to GROW to, never a reason to shrink: the voter count only falls when the fault
+//   tolerance (how many voters may fail with the cluster still available) stays the same;
+// - a voter unreachable for longer than `deadAfterMs` is replaced by a healthy, caught-up learner in
+//   one `replace` decision (promote the learner, then remove the dead voter). With no such learner
+//   the dead voter stays: 3 voters with one dead still commit with the other two, and a node that
+//   comes back resumes at once. Removing it instead would leave 2 voters, neither of which may fail;
+// - a dead voter is removed on its own only when that leaves the fault tolerance unchanged (4 voters
+//   with one dead → 3, 6 → 5): that is the second half of a replace interrupted by a leader change;
+// - a healthy voter is never demoted to shrink, except a surplus even count (4 → 3, 6 → 5) with every
+//   voter healthy, which costs no fault tolerance; never below 3 voters (2 disks beat 1) and never the
+//   leader itself.
 import type { ConfChange, ConfState, NodeId } from '../protocols/raft/types.ts'
 
 export interface MemberHealth {
@@ -33,10 +40,20 @@ export interface AutopilotInput {
   maxPromoteLag: number
 }
 
-export interface AutopilotDecision {
-  change: ConfChange | null
-  why: string
-}
+/**
+ * One decision. `replace` is a single decision although today's Raft core changes one voter at a
+ * time: the executor carries it out as promote-then-remove (node/daemon.ts `replaceVoter`); with
+ * joint consensus it becomes one joint step there, and nothing here changes.
+ */
+export type AutopilotAction =
+  | { kind: 'none' }
+  | { kind: 'change', change: ConfChange }
+  | { kind: 'replace', promote: NodeId, remove: NodeId }
+
+export type AutopilotDecision = AutopilotAction & { why: string }
+
+/** Voters below this many are never shrunk further: with 2, an acknowledged write sits on 2 disks. */
+export const MIN_VOTERS_TO_SHRINK_TO = 3
 
 function isHealthy (h: MemberHealth | undefined, within: number): boolean {
   return h != null && h.silentMs <= within
@@ -49,48 +66,61 @@ export function targetVoters (healthyMembers: number): number {
   return 1
 }
 
+/** How many of `voters` may fail with a quorum left. */
+export function faultTolerance (voters: number): number {
+  return Math.max(0, Math.floor((voters - 1) / 2))
+}
+
+const none = (why: string): AutopilotDecision => ({ kind: 'none', why })
+const change = (c: ConfChange, why: string): AutopilotDecision => ({ kind: 'change', change: c, why })
+
 export function decide (input: AutopilotInput): AutopilotDecision {
-  if (input.changeInFlight) return { change: null, why: 'a membership change is in flight' }
+  if (input.changeInFlight) return none('a membership change is in flight')
   const { conf, health, leader } = input
   const members = new Set([...conf.voters, ...conf.learners])
   const sorted = (xs: Iterable<NodeId>): NodeId[] => [...xs].sort()
 
   // 1. Newcomers become learners (cheap, does not affect quorum).
   for (const c of sorted(input.candidates)) {
-    if (!members.has(c)) return { change: { type: 'addLearner', node: c }, why: `${c} discovered and not yet a member` }
+    if (!members.has(c)) return change({ type: 'addLearner', node: c }, `${c} discovered and not yet a member`)
   }
 
   const healthy = (id: NodeId): boolean => id === leader || isHealthy(health.get(id), input.healthyWithinMs)
   const dead = (id: NodeId): boolean => id !== leader && !isHealthy(health.get(id), input.deadAfterMs)
   const healthyMembers = sorted(members).filter(healthy)
   const target = targetVoters(healthyMembers.length)
+  const voters = conf.voters.length
   const liveVoters = conf.voters.filter((v) => !dead(v))
   const deadVoters = sorted(conf.voters.filter(dead))
   const promotable = sorted(conf.learners).filter((l) => healthy(l) && (health.get(l)?.lag ?? Infinity) <= input.maxPromoteLag)
+  const quorumAfterRemoval = liveVoters.length >= Math.floor((voters - 1) / 2) + 1
 
-  // 2. Grow the healthy voter set up to the target (this also replaces dead voters before removing them).
-  if (liveVoters.length < target && promotable.length > 0) {
-    return { change: { type: 'promote', node: promotable[0] }, why: `${liveVoters.length} live voters, target ${target}` }
+  // 2. A dead voter whose removal costs no fault tolerance (the surplus left by a promoted replacement).
+  if (deadVoters.length > 0 && voters - 1 >= 1 && faultTolerance(voters - 1) >= faultTolerance(voters) && quorumAfterRemoval) {
+    return change({ type: 'remove', node: deadVoters[0] }, `${deadVoters[0]} unreachable for over ${input.deadAfterMs} ms and ${voters - 1} voters keep the fault tolerance of ${voters}`)
   }
-  // 3. Remove a dead voter once the live voters alone can form the target (or nothing can replace it).
-  if (deadVoters.length > 0 && (liveVoters.length >= target || promotable.length === 0)) {
-    // Never remove a voter if that leaves too few voters to stay available.
-    const after = conf.voters.length - 1
-    if (after >= 1 && liveVoters.length >= Math.floor(after / 2) + 1) {
-      return { change: { type: 'remove', node: deadVoters[0] }, why: `${deadVoters[0]} unreachable for over ${input.deadAfterMs} ms` }
-    }
+  // 3. Replace a dead voter by a caught-up learner, in one decision.
+  if (deadVoters.length > 0 && promotable.length > 0) {
+    return { kind: 'replace', promote: promotable[0], remove: deadVoters[0], why: `${deadVoters[0]} unreachable for over ${input.deadAfterMs} ms; ${promotable[0]} is caught up` }
   }
-  // 4. Dead learners are removed so they stop receiving the log.
+  if (deadVoters.length > 0) {
+    return none(`keeping ${voters} voters with ${deadVoters.join(', ')} unreachable: no caught-up learner to replace ${deadVoters.length === 1 ? 'it' : 'them'}`)
+  }
+  // 4. Grow the voter set up to the target.
+  if (voters < target && promotable.length > 0) {
+    return change({ type: 'promote', node: promotable[0] }, `${voters} voters, ${healthyMembers.length} healthy members allow ${target}`)
+  }
+  // 5. Dead learners are removed so they stop receiving the log.
   const deadLearners = sorted(conf.learners.filter(dead))
   if (deadLearners.length > 0 && !input.candidates.includes(deadLearners[0])) {
-    return { change: { type: 'remove', node: deadLearners[0] }, why: `learner ${deadLearners[0]} gone` }
+    return change({ type: 'remove', node: deadLearners[0] }, `learner ${deadLearners[0]} gone`)
   }
-  // 5. Keep an odd voter count at the target: shrink a surplus by one non-leader voter, only when every
-  // voter is healthy. A voter that is merely slow or briefly silent lowers the healthy count, hence the
-  // target: shrinking then would remove healthy voters (3 voters with one just killed fell to 1 and lost quorum).
-  if (liveVoters.length > target && deadVoters.length === 0 && conf.voters.every(healthy)) {
+  // 6. An even surplus of voters (4 → 3, 6 → 5) shrinks by one non-leader voter, only when every voter
+  // is healthy: a voter merely slow or briefly silent lowers the healthy count, hence the target, and
+  // shrinking then removed healthy voters (3 voters with one just killed fell to 1 and lost quorum).
+  if (voters > target && voters - 1 >= MIN_VOTERS_TO_SHRINK_TO && faultTolerance(voters - 1) >= faultTolerance(voters) && conf.voters.every(healthy)) {
     const victim = sorted(conf.voters).filter((v) => v !== leader).pop()
-    if (victim != null) return { change: { type: 'remove', node: victim }, why: `${conf.voters.length} voters, target ${target}` }
+    if (victim != null) return change({ type: 'remove', node: victim }, `${voters} voters tolerate no more failures than ${voters - 1}`)
   }
-  return { change: null, why: 'membership is at its target' }
+  return none('membership is at its target')
 }

@@ -46,6 +46,12 @@ export interface NodeConfig {
   /** the QEMU the driver spawns and probes KVM with: a name looked up in PATH, or an absolute path
    * (the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd) */
   qemuBinary: string
+  autopilot: {
+    /** a voter silent this long is dead: replaced once a caught-up learner exists (node/autopilot.ts) */
+    deadAfterMs: number
+    /** how often the leader runs autopilot */
+    intervalMs: number
+  }
   /** a fresh cluster forms once this many nodes see each other (node/bootstrap.ts) */
   bootstrapExpect: number
   /** CLI peer ids made admins when this node bootstraps a new cluster */
@@ -107,6 +113,8 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
   K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', 'int', 'compact the log every N applied entries', 100, 10_000_000),
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
+  K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', 'int', 'a voter silent this long is replaced, ms', 500, 86_400_000),
+  K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', 'int', 'how often the leader runs autopilot, ms', 100, 600_000),
   K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
   K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', 'string', 'QEMU to run guests with (name in PATH or absolute path)'),
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
@@ -135,6 +143,7 @@ export const CONFIG_DEFAULTS = {
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
   logLevel: 'info' as LogLevelName,
   qemuBinary: 'qemu-system-x86_64',
+  autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
   bootstrapExpect: 3,
   admins: [] as string[],
   ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },
@@ -143,7 +152,7 @@ export const CONFIG_DEFAULTS = {
 
 const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
 const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
-const SECTIONS = new Set(['capacity', 'raft', 'ceph', 'network'])
+const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network'])
 
 type Raw = Map<string, { value: unknown, source: string }>
 

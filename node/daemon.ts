@@ -44,6 +44,7 @@ import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
 import { decide as autopilotDecide } from './autopilot.ts'
+import type { AutopilotDecision } from './autopilot.ts'
 import { Scheduler } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { startHttp } from './http.ts'
@@ -62,13 +63,17 @@ export interface DaemonOptions {
   /** peer ids made admins when this node bootstraps a new cluster */
   admins?: string[]
   log?: Logger
-  /** autopilot: a voter silent this long is replaced */
-  deadAfterMs?: number
 }
 
 type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
 const LOOP_MS = 500
+/** recent events kept for the dashboard and the start of `blixard events` */
+const MAX_EVENTS = 100
+/** autopilot: a member heard from within this window is healthy (capped by the dead timeout) */
+const AUTOPILOT_HEALTHY_WITHIN_MS = 3_000
+/** autopilot: a learner this many entries behind or fewer may become a voter */
+const AUTOPILOT_MAX_PROMOTE_LAG = 1_000
 
 function isForwardedResult (r: unknown): r is ForwardedResult {
   if (r == null || typeof r !== 'object') return false
@@ -151,6 +156,7 @@ export class Daemon {
       hello: () => this.hello(),
       vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal),
       recentEvents: () => this.recentEvents(),
+      subscribeNotes: (fn) => { this.noteListeners.add(fn); return () => { this.noteListeners.delete(fn) } },
       describe: (_i, env, r) => describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id),
       join: async (peer, addrs) => await this.admit(peer, addrs),
       metrics: this.metrics
@@ -190,7 +196,7 @@ export class Daemon {
       this.startDriver() // with an empty membership: it only listens until a leader adds it
     }
     this.every(LOOP_MS, async () => await this.membershipLoop())
-    this.every(2_000, async () => await this.autopilot())
+    this.every(this.cfg.autopilot.intervalMs, async () => await this.autopilot())
     this.every(1_000, async () => await this.registerSelf())
     this.every(1_000, async () => await this.voteRecovery())
     this.scheduler = new Scheduler({
@@ -268,10 +274,20 @@ export class Daemon {
 
   recentEvents (): Array<{ at: number, index: number, text: string }> { return this.events.slice() }
 
+  private readonly noteListeners = new Set<(e: { index: number, at: number, text: string }) => void>()
+
+  /** An event of this node that is not a command (an autopilot decision), shown among the cluster's. */
+  private note (text: string): void {
+    const e = { at: Date.now(), index: this.sm.applied(), text }
+    this.events.push(e)
+    if (this.events.length > MAX_EVENTS) this.events.shift()
+    for (const fn of this.noteListeners) fn(e)
+  }
+
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     for (const fn of this.listeners) fn(i, env, r)
     this.events.push({ at: env.at, index: i, text: describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id) })
-    if (this.events.length > 100) this.events.shift()
+    if (this.events.length > MAX_EVENTS) this.events.shift()
     // Learn every registered node's addresses, so Raft can reach members it never discovered.
     if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {
       const id = env.cmd.type === 'RegisterNode' ? env.cmd.node.id : env.cmd.id
@@ -539,23 +555,33 @@ export class Daemon {
     }
     const connected = new Set(this.blixardPeers())
     const candidates = [this.id, ...this.sm.listNodes().map((n) => n.id).filter((id) => connected.has(id) || health.has(id))]
+    const deadAfterMs = this.cfg.autopilot.deadAfterMs
     const dec = autopilotDecide({
       leader: this.id,
       conf: st.conf,
       candidates: [...new Set(candidates)],
       health,
       changeInFlight: st.pendingConfIndex > this.sm.applied() && st.pendingConfIndex > st.commit,
-      deadAfterMs: this.opts.deadAfterMs ?? 10_000,
-      healthyWithinMs: 3_000,
-      maxPromoteLag: 1_000
+      deadAfterMs,
+      healthyWithinMs: Math.min(AUTOPILOT_HEALTHY_WITHIN_MS, deadAfterMs),
+      maxPromoteLag: AUTOPILOT_MAX_PROMOTE_LAG
     })
-    if (dec.change == null) return
+    // Every decision is a cluster event with its reason, once per change of mind (the loop runs
+    // every few seconds and would otherwise repeat "at its target" forever).
+    const text = autopilotEventText(dec)
+    if (text !== this.lastAutopilotEvent && dec.why !== 'a membership change is in flight') {
+      this.lastAutopilotEvent = text
+      this.note(text)
+      this.log.info('autopilot', { decision: dec.kind, ...(dec.kind === 'change' ? { change: dec.change } : {}), ...(dec.kind === 'replace' ? { promote: dec.promote, remove: dec.remove } : {}), why: dec.why })
+    }
+    if (dec.kind === 'none') return
     this.autopilotBusy = true
     try {
-      this.log.info('autopilot', { change: dec.change, why: dec.why })
-      await drv.proposeConfChange(dec.change)
+      if (dec.kind === 'replace') await this.replaceVoter(drv, dec.promote, dec.remove)
+      else await drv.proposeConfChange(dec.change)
     } catch (err) {
-      this.log.debug('autopilot change not applied', { err })
+      this.log.warn('autopilot change not applied', { err: String(err) })
+      this.lastAutopilotEvent = null // retried next round: say so again
     } finally { this.autopilotBusy = false }
   }
 
@@ -567,6 +593,19 @@ export class Daemon {
     if (!r.ok) { this.log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
     this.log.info('admin recovery: voted', { peerId, result: r.value })
     await recoveryDone(this.cfg.dataDir)
+  }
+
+  private lastAutopilotEvent: string | null = null
+
+  /**
+   * Autopilot's `replace`: the one place that knows how a voter is swapped. Today one voter at a
+   * time, promote first so the voter count never drops below what it was (3 → 4 → 3); if the leader
+   * changes in between, the next leader's autopilot sees 4 voters with one dead and finishes the
+   * removal. With joint consensus this becomes a single joint conf change.
+   */
+  private async replaceVoter (drv: RaftDriver, promote: string, remove: string): Promise<void> {
+    await drv.proposeConfChange({ type: 'promote', node: promote })
+    await drv.proposeConfChange({ type: 'remove', node: remove })
   }
 
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */
@@ -684,6 +723,15 @@ export class Daemon {
     this.store.close()
     this.kv.close()
     this.log.info('node stopped')
+  }
+}
+
+/** One line per autopilot decision, for the cluster's events. */
+export function autopilotEventText (d: AutopilotDecision): string {
+  switch (d.kind) {
+    case 'none': return `autopilot: no change (${d.why})`
+    case 'replace': return `autopilot: replace voter ${d.remove} by ${d.promote} (${d.why})`
+    case 'change': return `autopilot: ${d.change.type} ${d.change.node} (${d.why})`
   }
 }
 

@@ -4,6 +4,7 @@ import { loadConfig, ConfigError, configHelp } from './config.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger } from './log.ts'
 import { recoverCommand, RecoverError } from './recover.ts'
+import { FailpointSpecError, loadFailpoints } from '../storage/failpoints.ts'
 
 async function main (argv: string[]): Promise<number> {
   if (argv[0] === 'admin' && argv[1] === 'recover') {
@@ -26,7 +27,13 @@ async function main (argv: string[]): Promise<number> {
     if (err instanceof ConfigError) { process.stderr.write(`blixard-node: ${err.message}\nSee blixard-node --help for every key.\n`); return 2 }
     throw err
   }
+  let failpoints
+  try { failpoints = loadFailpoints() } catch (err) {
+    if (err instanceof FailpointSpecError) { process.stderr.write(`blixard-node: ${err.message}\n`); return 2 }
+    throw err
+  }
   const log = createLogger({ node: cfg.name }, { level: cfg.logLevel })
+  if (failpoints.size > 0) log.warn('failpoints armed (tests only)', { failpoints: [...failpoints].map(([p, a]) => `${p}=${a.action}${a.arg != null ? `(${a.arg})` : ''}`) })
   // A promise nobody awaited that failed (a library's background task, a peer that vanished
   // mid-call): logged, the node keeps serving. An exception thrown out of a callback leaves state
   // unknown: logged with its stack as a structured line, then exit (systemd restarts the node;

@@ -233,7 +233,14 @@ export class RaftDriver {
   private drain (): void {
     for (let i = 0; i < 64 && !this.stopped && this.node.hasReady(); i++) {
       const t0 = process.hrtime.bigint()
-      this.handle(this.node.ready())
+      try { this.handle(this.node.ready()) } catch (err) {
+        // A Ready half-handled (the log not written or not known durable, the state not committed) can never be taken as
+        // done: stop at once, sending nothing more, and let the process exit; the restart recovers
+        // from what the log holds (storage/lmdb-log-store.ts LogDurabilityError).
+        this.stopped = true
+        this.opts.log.error('fatal: storage failed while handling Raft output (log write, fsync or state-machine commit); stopping this node: it recovers from its log on restart', { err: String(err) })
+        throw err
+      }
       this.opts.metrics?.raftReadySeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9)
     }
     if (this.node.hasReady()) this.schedule()

@@ -1,6 +1,7 @@
 // Runs one ceph/rbd CLI call: argument vector (no shell), hard timeout, failures as RbdError.
 import { execFile } from 'node:child_process'
 import { RbdError, classifyFailure, summaryLine } from './ceph-errors.ts'
+import { failpoint } from './failpoints.ts'
 
 /** Bound on one call's stdout (JSON listings of a large pool stay well under it). */
 export const MAX_CLI_OUTPUT_BYTES = 64 * 1024 * 1024
@@ -15,6 +16,9 @@ export interface CliRun {
 /** Run `bin args...`; resolve with its output, or reject with a named RbdError carrying stderr. */
 export function runCli (bin: string, args: readonly string[], timeoutMs: number): Promise<CliRun> {
   const what = `${bin} ${args.join(' ')}`
+  // failpoint ceph.rbd (storage/failpoints.ts): the call hangs until killed, or the client is fenced
+  const fp = failpoint('ceph.rbd')
+  if (fp != null) return Promise.reject(injectedFailure(fp.action, what, timeoutMs))
   return new Promise((resolve, reject) => {
     execFile(bin, args, {
       timeout: timeoutMs,
@@ -40,6 +44,15 @@ export function runCli (bin: string, args: readonly string[], timeoutMs: number)
       reject(new RbdError(kind, `${what}: ${line !== '' ? line : `exit ${exit ?? '?'}`}\n${stderr.trim()}`, { errno, stderr }))
     })
   })
+}
+
+/** What a failpoint makes a call fail with: the same errors the real failures produce (the
+ * blocklisted case goes through the same classification as the CLI's real stderr and exit). */
+function injectedFailure (action: string, what: string, timeoutMs: number): RbdError {
+  if (action === 'timeout') return new RbdError('Unavailable', `${what}: no answer within ${timeoutMs} ms (killed) (failpoint ceph.rbd)`, { stderr: '' })
+  const stderr = `${what.split(' ')[0]}: failpoint ceph.rbd: (108) Cannot send after transport endpoint shutdown\n`
+  const { kind, errno } = classifyFailure(108, stderr)
+  return new RbdError(kind, `${what}: ${summaryLine(stderr)}\n${stderr.trim()}`, { errno, stderr })
 }
 
 /** Parse the first JSON value of a CLI's stdout. Some commands print more than one value

@@ -1,5 +1,6 @@
 // Kv over an LMDB environment (one named database per table), values as our own CBOR bytes,
 // keys as UTF-8 bytes so LMDB's order is code point order, as in MemoryKv.
+import { failpoint } from './failpoints.ts'
 import { open } from 'lmdb'
 import type { Database, RootDatabase } from 'lmdb'
 import type { Kv, KvTx, RangeOptions, Table } from './kv.ts'
@@ -94,6 +95,8 @@ export class LmdbKv implements Kv {
   transaction<R>(fn: (tx: KvTx) => R): R {
     if (this.closed) throw new Error('LmdbKv is closed')
     if (this.inTxn) return fn(this)
+    // failpoint kv.commit (storage/failpoints.ts): the commit fails and nothing of it is written
+    if (failpoint('kv.commit') != null) throw new Error('state machine commit failed (failpoint kv.commit)')
     this.inTxn = true
     try {
       // Braces matter: the callback must not return a pending write (it would keep the txn open).

@@ -11,6 +11,19 @@ import type { LogStore } from '../protocols/raft/storage.ts'
 import { RaftError } from '../protocols/raft/types.ts'
 import { applyConfChange, decodeConfChange } from '../protocols/raft/confchange.ts'
 import { decodeCbor, encodeCbor, plainBytes } from './codec.ts'
+import { failpoint } from './failpoints.ts'
+
+/**
+ * The log could not be written, or not be made durable. Never retried and never treated as
+ * success (PostgreSQL's fsyncgate: after a failed fsync the page cache may say the data is there
+ * when the disk does not have it): the node must stop and recover from what the log holds.
+ */
+export class LogDurabilityError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'LogDurabilityError'
+  }
+}
 
 export interface LmdbLogStoreOptions {
   /** Membership before any snapshot; persisted on first open, ignored afterwards. */
@@ -73,6 +86,8 @@ export class LmdbLogStore implements LogStore {
   /** The last entries written (contiguous, ending at the last stored index), served without LMDB. */
   private tail: Entry[] = []
   private closed = false
+  /** a write failed or was not made durable: memory and disk may differ, so nothing more is written */
+  private failed = false
 
   private constructor (env: RootDatabase, opts: LmdbLogStoreOptions) {
     this.env = env
@@ -237,6 +252,16 @@ export class LmdbLogStore implements LogStore {
     const hard = ready.hardState != null ? { term: ready.hardState.term, vote: ready.hardState.vote, commit: ready.hardState.commit } : null
     const snapChanged = snap !== this.snap
     if (!snapChanged && fresh.length === 0 && hard == null) return
+    // Failpoints (storage/failpoints.ts): a write that fails before anything reaches the disk, a batch
+    // torn by a crash half-way (LMDB commits are atomic, so the crash is between two commits), and an
+    // fsync that fails after the write. All three leave this store's memory untouched and unusable.
+    if (failpoint('lmdb.log.write') != null) { this.failed = true; throw new LogDurabilityError('Raft log write failed (failpoint lmdb.log.write)') }
+    if (fresh.length > 1 && failpoint('lmdb.log.torn') != null) {
+      const half = fresh.slice(0, Math.ceil(fresh.length / 2))
+      this.env.transactionSync(() => { for (const e of half) this.log.putSync(e.index, encodeEntry(e)) })
+      this.failed = true
+      throw new LogDurabilityError(`Raft log batch torn after ${half.length} of ${fresh.length} entries (failpoint lmdb.log.torn)`)
+    }
     this.env.transactionSync(() => {
       for (const [a, b] of deletes) for (let i = a; i <= b; i++) this.log.removeSync(i)
       for (const e of fresh) this.log.putSync(e.index, encodeEntry(e))
@@ -246,6 +271,7 @@ export class LmdbLogStore implements LogStore {
       }
       if (hard != null) this.meta.putSync(K_HARD, encodeCbor(hard))
     })
+    if (failpoint('lmdb.log.fsync') != null) { this.failed = true; throw new LogDurabilityError('Raft log fsync failed (failpoint lmdb.log.fsync): what was written may not be on disk') }
     if (hard != null) this.hard = hard
     if (appendOnly) {
       const contiguous = this.tail.length > 0 && this.tail[this.tail.length - 1].index === fresh[0].index - 1
@@ -313,5 +339,6 @@ export class LmdbLogStore implements LogStore {
 
   private assertOpen (): void {
     if (this.closed) throw new RaftError('Unavailable', 'log store is closed')
+    if (this.failed) throw new LogDurabilityError('an earlier Raft log write failed: restart to recover from the log')
   }
 }

@@ -15,6 +15,7 @@ import {
 } from '../../protocols/limits.ts'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame } from './frame-stream.ts'
+import { failpoint } from '../../storage/failpoints.ts'
 import { errFields, stderrLog, type NetLog } from './log.ts'
 
 export const RAFT_PROTOCOL = '/blixard/raft/1'
@@ -122,6 +123,11 @@ class PeerSender {
         const stream = this.stream ?? await this.connect()
         if (stream == null) continue
         const batch = this.takeBatch()
+        // failpoint raft.transport.send (storage/failpoints.ts): drop, delay or reset, for fault tests
+        const fp = failpoint('raft.transport.send')
+        if (fp?.action === 'drop') { this.stats.dropped += batch.length; this.snapshots(batch, false); continue }
+        if (fp?.action === 'delay') await new Promise(resolve => setTimeout(resolve, fp.arg ?? 0))
+        if (fp?.action === 'reset') { this.fail(new Error('connection reset (failpoint raft.transport.send)'), batch.length); continue }
         try {
           await writeFrame(stream, batch, this.t.maxFrameBytes, this.t.writeTimeoutMs)
           this.stats.sentFrames++

@@ -16,6 +16,10 @@ import { runtimePaths, vmsDir, VM_ID, type RuntimePaths } from './paths.ts'
 import { findQemuPids, isOurQemu, signalPid } from './proc.ts'
 import { QmpClient, type QmpEvent } from './qmp.ts'
 import { loadTinyGuest, parseReadyMarker } from './tiny-guest.ts'
+import { failpoint } from '../../storage/failpoints.ts'
+
+/** what qemu.spawn's failpoint runs instead of qemu: a path that cannot exist */
+const SPAWN_FAILPOINT_BINARY = '/nonexistent/blixard-failpoint-qemu.spawn'
 
 export interface QemuLaunchSpec {
   vmId: string
@@ -223,7 +227,9 @@ export class QemuDriver {
     await writeJsonAtomic(paths.specFile, record)
     const out = openSync(paths.qemuLog, 'a')
     // own session and no pipes: qemu must survive the daemon and never block on a dead reader
-    const [cmd, ...pre] = [...(this.opts.spawnPrefix ?? []), binary]
+    // failpoint qemu.spawn (storage/failpoints.ts): a binary that does not exist, so the spawn fails
+    // through the same path as a missing or unrunnable qemu
+    const [cmd, ...pre] = failpoint('qemu.spawn') != null ? [SPAWN_FAILPOINT_BINARY] : [...(this.opts.spawnPrefix ?? []), binary]
     const child = spawn(cmd, [...pre, ...args], { detached: true, stdio: ['ignore', out, out] })
     const spawned = new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve)

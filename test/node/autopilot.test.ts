@@ -1,10 +1,14 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { decide, targetVoters } from '../../node/autopilot.ts'
-import type { AutopilotInput, MemberHealth } from '../../node/autopilot.ts'
+import { decide, faultTolerance, targetVoters } from '../../node/autopilot.ts'
+import type { AutopilotDecision, AutopilotInput, MemberHealth } from '../../node/autopilot.ts'
+import type { ConfChange, ConfState } from '../../protocols/raft/types.ts'
 
 const ok: MemberHealth = { silentMs: 100, lag: 0 }
 const gone: MemberHealth = { silentMs: 60_000, lag: 1000 }
+
+/** the ConfChange a decision proposes on its own, or null (none, or a replace) */
+const changeOf = (d: AutopilotDecision): ConfChange | null => d.kind === 'change' ? d.change : null
 
 function input (over: Partial<AutopilotInput>): AutopilotInput {
   return {
@@ -26,56 +30,112 @@ test('target voters: odd sizes only, 1 below three healthy members, 3 below five
 
 test('a discovered node is added as a learner', () => {
   const d = decide(input({ candidates: ['a', 'b', 'c', 'd'], health: new Map([['a', ok], ['b', ok], ['c', ok], ['d', ok]]) }))
-  assert.equal(d.change, { type: 'addLearner', node: 'd' })
+  assert.equal(changeOf(d), { type: 'addLearner', node: 'd' })
 })
 
 test('nothing happens while a change is in flight', () => {
   const d = decide(input({ candidates: ['a', 'b', 'c', 'd'], changeInFlight: true }))
-  assert.is(d.change, null)
+  assert.is(d.kind, 'none', d.why)
 })
 
 test('a single-node cluster promotes its first learners up to three voters', () => {
   const d = decide(input({ conf: { voters: ['a'], learners: ['b', 'c'] } }))
-  assert.equal(d.change, { type: 'promote', node: 'b' })
+  assert.equal(changeOf(d), { type: 'promote', node: 'b' })
 })
 
 test('a lagging learner is not promoted', () => {
   const d = decide(input({ conf: { voters: ['a'], learners: ['b'] }, candidates: ['a', 'b'], health: new Map([['a', ok], ['b', { silentMs: 10, lag: 5000 }]]) }))
-  assert.is(d.change, null)
+  assert.is(d.kind, 'none', d.why)
 })
 
-test('a dead voter is replaced: promote a healthy learner first, then remove the dead voter', () => {
+test('a dead voter is replaced by a caught-up learner in one decision', () => {
   const health = new Map([['a', ok], ['b', ok], ['c', gone], ['d', ok]])
-  const first = decide(input({ conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, candidates: ['a', 'b', 'c', 'd'], health }))
-  assert.equal(first.change, { type: 'promote', node: 'd' })
-  const second = decide(input({ conf: { voters: ['a', 'b', 'c', 'd'], learners: [] }, candidates: ['a', 'b', 'c', 'd'], health }))
-  assert.equal(second.change, { type: 'remove', node: 'c' })
+  const d = decide(input({ conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, candidates: ['a', 'b', 'c', 'd'], health }))
+  assert.equal({ kind: d.kind, promote: d.kind === 'replace' ? d.promote : null, remove: d.kind === 'replace' ? d.remove : null }, { kind: 'replace', promote: 'd', remove: 'c' })
+  assert.match(d.why, /c unreachable/)
+})
+
+test('a replace interrupted after its promote (4 voters, one dead) finishes by removing the dead voter', () => {
+  const health = new Map([['a', ok], ['b', ok], ['c', gone], ['d', ok]])
+  const d = decide(input({ conf: { voters: ['a', 'b', 'c', 'd'], learners: [] }, candidates: ['a', 'b', 'c', 'd'], health }))
+  assert.equal(changeOf(d), { type: 'remove', node: 'c' })
 })
 
 test('five healthy members grow the voter set to five', () => {
   const health = new Map(['a', 'b', 'c', 'd', 'e'].map((n) => [n, ok]))
   const d = decide(input({ conf: { voters: ['a', 'b', 'c'], learners: ['d', 'e'] }, candidates: ['a', 'b', 'c', 'd', 'e'], health }))
-  assert.equal(d.change, { type: 'promote', node: 'd' })
+  assert.equal(changeOf(d), { type: 'promote', node: 'd' })
+})
+
+test('fault tolerance by voter count', () => {
+  assert.equal([1, 2, 3, 4, 5, 6, 7].map(faultTolerance), [0, 0, 1, 1, 2, 2, 3])
 })
 
 test('a surplus of healthy voters shrinks by one non-leader voter', () => {
   const health = new Map(['a', 'b', 'c', 'd'].map((n) => [n, ok]))
   const d = decide(input({ conf: { voters: ['a', 'b', 'c', 'd'], learners: [] }, candidates: ['a', 'b', 'c', 'd'], health }))
-  assert.equal(d.change, { type: 'remove', node: 'd' })
+  assert.equal(changeOf(d), { type: 'remove', node: 'd' })
 })
 
 test('never removes a voter when that would lose the quorum', () => {
   const health = new Map([['a', ok], ['b', gone], ['c', gone]])
   const d = decide(input({ health }))
-  assert.is(d.change, null)
+  assert.is(d.kind, 'none', d.why)
 })
 
 test('the leader is never chosen for removal', () => {
   const health = new Map(['a', 'b', 'c', 'd'].map((n) => [n, ok]))
   for (const leader of ['a', 'b', 'c', 'd']) {
     const d = decide(input({ leader, conf: { voters: ['a', 'b', 'c', 'd'], learners: [] }, candidates: ['a', 'b', 'c', 'd'], health }))
-    assert.ok(d.change != null && d.change.node !== leader)
+    const c = changeOf(d)
+    assert.ok(c != null && c.node !== leader, d.why)
   }
+})
+
+// Issue 11: with 3 nodes and one dead ~10 s, autopilot removed the dead voter, then demoted a healthy
+// one: 3 voters became 1. Each row runs autopilot to a fixed point (applying each decision to the
+// conf) and checks the voter count never falls below what the live nodes allow.
+interface Row { name: string, conf: ConfState, health: Record<string, MemberHealth>, minVoters: number, finalVoters: string[] }
+const rows: Row[] = [
+  { name: '3 voters, 1 dead, no other node: keep 3 (the issue-11 bug)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: ok, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
+  { name: '3 voters, 1 dead, a lagging learner: keep 3 until it catches up', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: { silentMs: 10, lag: 5000 } }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
+  { name: '3 voters, 1 dead, a caught-up learner: replaced', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: ok }, minVoters: 3, finalVoters: ['a', 'b', 'd'] },
+  { name: '3 voters, 2 dead: keep 3 (no quorum to change anything safely)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: gone, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
+  { name: '5 voters, 1 dead, no learner: keep 5', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: [] }, health: { a: ok, b: ok, c: ok, d: ok, e: gone }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'e'] },
+  { name: '5 voters, 2 dead, no learner: keep 5', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: [] }, health: { a: ok, b: ok, c: ok, d: gone, e: gone }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'e'] },
+  { name: '5 voters, 1 dead, a learner: replaced, 5 kept', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: ['f'] }, health: { a: ok, b: ok, c: ok, d: ok, e: gone, f: ok }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'f'] },
+  { name: '3 voters, 2 healthy learners: grow to 5', conf: { voters: ['a', 'b', 'c'], learners: ['d', 'e'] }, health: { a: ok, b: ok, c: ok, d: ok, e: ok }, minVoters: 3, finalVoters: ['a', 'b', 'c', 'd', 'e'] },
+  { name: '2 healthy voters are not shrunk to 1', conf: { voters: ['a', 'b'], learners: [] }, health: { a: ok, b: ok }, minVoters: 2, finalVoters: ['a', 'b'] }
+]
+
+for (const row of rows) {
+  test(`fixed point: ${row.name}`, () => {
+    const conf: ConfState = { voters: [...row.conf.voters], learners: [...row.conf.learners] }
+    const health = new Map(Object.entries(row.health))
+    const candidates = Object.keys(row.health)
+    const seen: string[] = []
+    for (let step = 0; step < 10; step++) {
+      const d = decide(input({ conf, candidates, health }))
+      seen.push(`${d.kind}: ${d.why}`)
+      if (d.kind === 'none') break
+      const apply = (c: ConfChange): void => {
+        conf.voters = conf.voters.filter((v) => v !== c.node)
+        conf.learners = conf.learners.filter((v) => v !== c.node)
+        if (c.type === 'promote') conf.voters.push(c.node)
+        if (c.type === 'addLearner') conf.learners.push(c.node)
+        assert.ok(conf.voters.length >= row.minVoters, `voters fell to ${conf.voters.join(',')} after ${seen.join(' | ')}`)
+      }
+      if (d.kind === 'change') apply(d.change)
+      else { apply({ type: 'promote', node: d.promote }); apply({ type: 'remove', node: d.remove }) }
+    }
+    assert.equal([...conf.voters].sort(), row.finalVoters, seen.join(' | '))
+  })
+}
+
+test('keeping a dead voter says why', () => {
+  const d = decide(input({ health: new Map([['a', ok], ['b', ok], ['c', gone]]) }))
+  assert.is(d.kind, 'none')
+  assert.match(d.why, /keeping 3 voters with c unreachable/)
 })
 
 test.run()
