@@ -13,7 +13,7 @@
 //   skips those the state machine already has). It is written before a compaction and at stop.
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
 import { RawNode } from '../protocols/raft/rawnode.ts'
-import type { ConfChange, HardState, Message, Ready, NodeId } from '../protocols/raft/types.ts'
+import type { ConfChange, Message, Ready, NodeId } from '../protocols/raft/types.ts'
 import { RaftError } from '../protocols/raft/types.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
@@ -21,6 +21,7 @@ import { BlixardError } from '../protocols/errors.ts'
 import { encodeEnvelope } from '../storage/state-machine.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
+import { ReadyPersistence } from './core/raft-loop.ts'
 import type { NodeMetrics } from './metrics.ts'
 
 export interface RaftDriverOptions {
@@ -87,10 +88,8 @@ export class RaftDriver {
   private appliedIdx = 0
   /** role as of the last Ready's soft state */
   private leading = false
-  /** term and vote as last written to the store */
-  private durable: { term: number, vote: NodeId | null }
-  /** a commit-only HardState not written yet (see the file comment) */
-  private deferredHard: HardState | null = null
+  /** what reached disk and the commit-only HardState not written yet (see the file comment) */
+  private readonly persistence: ReadyPersistence
 
   constructor (opts: RaftDriverOptions) {
     this.id = opts.id
@@ -106,7 +105,7 @@ export class RaftDriver {
     }
     this.appliedIdx = Math.max(opts.sm.applied(), snap.meta.index)
     const hs = opts.store.initialState().hardState
-    this.durable = { term: hs.term, vote: hs.vote }
+    this.persistence = new ReadyPersistence(hs)
     this.node = new RawNode({
       id: opts.id,
       storage: opts.store,
@@ -252,29 +251,17 @@ export class RaftDriver {
       this.leading = rd.softState.role === 'leader'
       this.noteSoftState(rd.softState.leader, this.leading)
     }
-    const hs = rd.hardState
-    const termOrVoteChanged = hs != null && (hs.term !== this.durable.term || hs.vote !== this.durable.vote)
-    const sendFirst = this.leading && rd.snapshot == null && !termOrVoteChanged
-    if (sendFirst) this.sendAll(rd.messages)
-    if (rd.snapshot != null) {
-      store.save({ snapshot: rd.snapshot })
-      // A joiner's first snapshot may be the leader's index-0 one: only the initial membership, no state.
-      if (rd.snapshot.meta.index > 0 || rd.snapshot.data.byteLength > 0) sm.restore(rd.snapshot.data, rd.snapshot.meta.index)
-      this.lastSnapshotIndex = rd.snapshot.meta.index
-      this.appliedIdx = Math.max(this.appliedIdx, rd.snapshot.meta.index)
-      this.opts.log.info('installed snapshot', { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term })
-    }
-    if (hs != null && rd.entries.length === 0 && rd.snapshot == null && !rd.mustSync) {
-      this.deferredHard = hs
-    } else if (hs != null || rd.entries.length > 0) {
-      const hardState = hs ?? this.deferredHard ?? undefined
-      store.save({ hardState, entries: rd.entries })
-      this.deferredHard = null
-      if (hardState != null) this.durable = { term: hardState.term, vote: hardState.vote }
-    }
-    if (rd.mustSync || rd.snapshot != null) store.sync()
-    // Only now, with everything durable, may messages that acknowledge it leave.
-    if (!sendFirst) this.sendAll(rd.messages)
+    this.persistence.persistAndSend(rd, this.leading, {
+      store,
+      send: (msgs) => this.sendAll(msgs),
+      installSnapshot: (snap) => {
+        // A joiner's first snapshot may be the leader's index-0 one: only the initial membership, no state.
+        if (snap.meta.index > 0 || snap.data.byteLength > 0) sm.restore(snap.data, snap.meta.index)
+        this.lastSnapshotIndex = snap.meta.index
+        this.appliedIdx = Math.max(this.appliedIdx, snap.meta.index)
+        this.opts.log.info('installed snapshot', { index: snap.meta.index, term: snap.meta.term })
+      }
+    })
     // Every committed command of this Ready in one state-machine transaction (one LMDB commit
     // instead of one per command), then the callers and hooks, in log order.
     const batch: Array<{ index: number, data: Uint8Array }> = []
@@ -323,10 +310,7 @@ export class RaftDriver {
   }
 
   private flushDeferredHard (): void {
-    if (this.deferredHard == null) return
-    this.opts.store.save({ hardState: this.deferredHard })
-    this.opts.store.sync()
-    this.deferredHard = null
+    this.persistence.flushDeferred(this.opts.store)
   }
 
   private releaseReads (): void {
