@@ -627,7 +627,9 @@ export class Raft {
         pr.recentActive = true
         pr.msgAppFlowPaused = false
         if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne()
-        if (pr.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true)
+        // A follower in probe gets an append even when caught up: its answer is what moves it back
+        // to replicate, otherwise an idle leader would leave it probing forever.
+        if (pr.match < this.log.lastIndex() || pr.state === 'probe') this.maybeSendAppend(m.from, true)
         const seq = decodeReadContext(m.context)
         if (seq === undefined) return
         const safe = this.readOnly.ack(seq, m.from, acks => {
@@ -664,7 +666,10 @@ export class Raft {
     const updated = pr.maybeUpdate(index)
     // A snapshot answer may not move match (a joiner's snapshot at index 0) but still ends the wait.
     const snapshotDone = pr.state === 'snapshot' && index >= pr.pendingSnapshot && pr.match + 1 >= this.log.firstIndex()
-    if (!updated && !snapshotDone) return
+    // A probing follower that accepts exactly its match (caught up, nothing new) has proven where
+    // the logs agree: it goes back to replicate although match did not move.
+    const probeConfirmed = pr.state === 'probe' && index === pr.match
+    if (!updated && !snapshotDone && !probeConfirmed) return
     if (pr.state === 'probe') pr.becomeReplicate()
     else if (snapshotDone) {
       pr.becomeProbe()

@@ -206,12 +206,12 @@ test('the same checks catch bugs=vote-ignores-term', () => {
 })
 
 test('the same checks catch bugs=commit-old-term (one entry per MsgApp)', () => {
-  // The Figure 8 schedule is rare (seeds 113, 150, 314, 483 of 1..500 here, since conf entries count from the commit index at start-up), so the seed is pinned: it was
+  // The Figure 8 schedule is rare (seeds 2, 14, 431 of 1..500 here, since a caught-up follower in probe is moved back to replicate), so the seed is pinned: it was
   // found by scanning seeds with these settings. If the core's behaviour changes, scan
   // again rather than deleting this test.
-  const c = run(113, 3000, new Set(['commit-old-term']), 1)
+  const c = run(14, 3000, new Set(['commit-old-term']), 1)
   assert.ok(c.violation !== null, 'the broken commit rule went unnoticed')
-  assert.is(run(113, 3000, new Set(), 1).violation, null)
+  assert.is(run(14, 3000, new Set(), 1).violation, null)
 })
 
 const arbMessage = fc.record({

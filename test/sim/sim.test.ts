@@ -35,15 +35,20 @@ for (const bug of BUGS) {
 
 // Seeds that once broke the real core (found by 10 000-seed runs); each must stay clean, and
 // each must still fail with the bug it found planted back, so the seed keeps testing something.
-const REGRESSIONS: Array<{ seed: number, bug: SimBug, checker: string }> = [
+// checker null: the seed's trajectory changed (the probe->replicate recovery sends appends on
+// heartbeat answers) so the planted bug no longer bites on it; it stays as a clean-run seed, and
+// seed 26 (found by scanning 1..2000 with the bug planted) takes over its config-safety check.
+const REGRESSIONS: Array<{ seed: number, bug: SimBug, checker: string | null }> = [
   { seed: 3241, bug: 'conf-not-rolled-back', checker: 'election-safety' },
-  { seed: 4899, bug: 'conf-not-rolled-back', checker: 'election-safety' },
-  { seed: 5337, bug: 'conf-not-rolled-back', checker: 'config-safety' }
+  { seed: 4899, bug: 'conf-not-rolled-back', checker: 'config-safety' },
+  { seed: 5337, bug: 'conf-not-rolled-back', checker: null },
+  { seed: 26, bug: 'conf-not-rolled-back', checker: 'config-safety' }
 ]
 for (const { seed, bug, checker } of REGRESSIONS) {
-  test(`regression seed ${seed}: clean, and ${bug} planted back is caught by ${checker}`, () => {
+  test(`regression seed ${seed}: clean${checker === null ? '' : `, and ${bug} planted back is caught by ${checker}`}`, () => {
     const clean = runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug: null, trace: false })
     assert.equal(clean.violations.map(v => `${v.checker}: ${v.message}`), [])
+    if (checker === null) return
     const broken = runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug, trace: false })
     assert.ok(broken.violations.some(v => v.checker === checker), `seed ${seed} with ${bug}: ${JSON.stringify(broken.violations)}`)
   })
