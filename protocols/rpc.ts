@@ -18,7 +18,7 @@ export const RPC_PROTOCOL = '/blixard/rpc/1'
 export type RpcErrorKind = ErrorKind | 'UnknownMethod' | 'InvalidParams'
 export const RPC_ERROR_KINDS: readonly RpcErrorKind[] = [
   'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity',
-  'Conflict', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
+  'Conflict', 'GenerationMismatch', 'InFlight', 'Indeterminate', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
   'UnknownMethod', 'InvalidParams'
 ]
 

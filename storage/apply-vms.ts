@@ -57,7 +57,7 @@ export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
 export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmRecord {
   const vm = getVm(ctx, c.id)
   if (c.ifGeneration !== undefined && c.ifGeneration !== vm.generation) {
-    reject('Conflict', `VM ${vm.spec.name} is at generation ${vm.generation}, not ${c.ifGeneration}: it changed since it was read; read it again and retry`)
+    reject('GenerationMismatch', `VM ${vm.spec.name} is at generation ${vm.generation}, not ${c.ifGeneration}: it changed since it was read; read it again and retry`)
   }
   if (c.spec.name !== vm.spec.name) {
     if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)

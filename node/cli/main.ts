@@ -432,9 +432,12 @@ const EXIT_HELP = `Exit codes:
   1  error not listed below (or a VM ended in 'failed' while waiting)
   2  usage error: bad flag, argument or spec value
   3  not found
-  4  conflict: already exists, in use, no capacity, operation in progress
+  4  conflict: already exists, in use, no capacity, operation in progress, generation
+     mismatch (definite: nothing was changed; read again and retry)
   5  cluster unavailable: no node reachable, no leader, timeout
   6  unauthorized: this CLI identity is not an admin (see blixard whoami)
+  7  indeterminate: the change may or may not have been made (or the same request is still
+     in flight); run the command again with --idempotency-key KEY from the message: at most once
 `
 
 const EXIT_CODES: Array<{ code: number, meaning: string }> = EXIT_HELP.split('\n').slice(1).filter((l) => l.trim() !== '')
