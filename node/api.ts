@@ -75,6 +75,15 @@ export function createApi (d: ApiDeps): RpcHandlers {
     await drv.readBarrier()
   }
 
+  /** After the barrier, a key already applied answers with its stored result before any name is
+   * resolved: a retry must not answer NotFound for a VM its own first attempt deleted. */
+  const prior = (key: string | undefined): { value: unknown } | null => {
+    const r = key === undefined ? undefined : d.sm.resultFor(key)
+    if (r === undefined) return null
+    if (!r.ok) fail(r)
+    return { value: r.value }
+  }
+
   /** Proposes `cmd` under the client's idempotency key (or a fresh one) and answers with the
    * result of this very command as applied (a retried key: the first attempt's result). */
   const propose = async (cmd: Command, key: string | undefined): Promise<unknown> => {
@@ -106,12 +115,14 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
   const setNodeState = async (ref: string, state: 'draining' | 'ready', key: string | undefined): Promise<NodeRecord> => {
     await barrier()
+    const done = prior(key); if (done != null) return done.value as NodeRecord
     const n = nodeRef(ref)
     return await propose({ type: 'UpdateNode', id: n.id, state }, key) as NodeRecord
   }
 
   const setDesired = async (ref: string, desired: 'running' | 'stopped', key: string | undefined): Promise<VmRecord> => {
     await barrier()
+    const done = prior(key); if (done != null) return done.value as VmRecord
     const vm = vmRef(ref)
     return await propose({ type: 'SetVmDesiredState', id: vm.id, desired }, key) as VmRecord
   }
@@ -146,14 +157,15 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'vm.stop': async (p) => await setDesired(p.vm, 'stopped', p.idempotencyKey),
     'vm.update': async (p) => {
       await barrier()
+      const done = prior(p.idempotencyKey); if (done != null) return done.value as VmRecord
       const vm = vmRef(p.vm)
       return await propose({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) }, p.idempotencyKey) as VmRecord
     },
     'vm.delete': async (p) => {
       await barrier()
+      const done = prior(p.idempotencyKey); if (done != null) return done.value as { id: string }
       const vm = vmRef(p.vm)
-      await propose({ type: 'DeleteVm', id: vm.id }, p.idempotencyKey)
-      return { id: vm.id }
+      return await propose({ type: 'DeleteVm', id: vm.id }, p.idempotencyKey) as { id: string }
     },
     'vm.explain': async (p) => {
       await read(p)
