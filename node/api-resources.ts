@@ -15,7 +15,10 @@ import type { RpcHandlers } from './net/rpc.ts'
 export interface ResourceApiDeps {
   sm: StateMachine
   read: (p: ReadParams) => Promise<void>
-  write: (cmd: Command) => Promise<unknown>
+  /** proposes under the client's idempotency key (or a fresh one); answers with the command's own result */
+  write: (cmd: Command, key?: string) => Promise<unknown>
+  /** a ReadIndex barrier: names are resolved, and Ceph acted on, only after it */
+  barrier: () => Promise<void>
   /** this node's Ceph client and default pool; null: volumes are metadata only */
   ceph: () => { rbd: RbdClient, pool: string } | null
 }
@@ -43,31 +46,28 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
   }
   return {
     'network.create': async (p) => {
-      await d.write({ type: 'CreateNetwork', name: p.name, kind: p.kind, subnet: p.subnet, ...(p.gateway !== undefined ? { gateway: p.gateway } : {}) })
-      return network(p.name)
+      return await d.write({ type: 'CreateNetwork', name: p.name, kind: p.kind, subnet: p.subnet, ...(p.gateway !== undefined ? { gateway: p.gateway } : {}) }, p.idempotencyKey) as NetworkRecord
     },
     'network.list': async (p) => { await d.read(p); return d.sm.listNetworks() },
     'network.show': async (p) => { await d.read(p); return network(p.network) },
-    'network.delete': async (p) => { await d.write({ type: 'DeleteNetwork', name: p.network }); return { name: p.network } },
+    'network.delete': async (p) => { await d.write({ type: 'DeleteNetwork', name: p.network }, p.idempotencyKey); return { name: p.network } },
 
     'volume.create': async (p) => {
       const c = d.ceph()
       const pool = p.pool ?? c?.pool ?? 'rbd'
-      await d.write({ type: 'CreateVolume', name: p.name, pool, sizeGiB: p.sizeGiB })
+      const v = await d.write({ type: 'CreateVolume', name: p.name, pool, sizeGiB: p.sizeGiB }, p.idempotencyKey) as VolumeRecord
       if (c != null) await orUndo(p.name, async () => await c.rbd.createImage(pool, p.name, p.sizeGiB))
-      return volume(p.name)
+      return v
     },
     'volume.list': async (p) => { await d.read(p); return d.sm.listVolumes() },
     'volume.show': async (p) => { await d.read(p); return volume(p.volume) },
     'volume.resize': async (p) => {
-      await d.write({ type: 'ResizeVolume', name: p.volume, sizeGiB: p.sizeGiB })
-      const v = volume(p.volume)
+      const v = await d.write({ type: 'ResizeVolume', name: p.volume, sizeGiB: p.sizeGiB }, p.idempotencyKey) as VolumeRecord
       await d.ceph()?.rbd.resize(v.pool, v.name, p.sizeGiB)
       return v
     },
     'volume.snapshot': async (p) => {
-      await d.write({ type: 'SnapshotVolume', name: p.volume, snapshot: p.snapshot })
-      const v = volume(p.volume)
+      const v = await d.write({ type: 'SnapshotVolume', name: p.volume, snapshot: p.snapshot }, p.idempotencyKey) as VolumeRecord
       const c = d.ceph()
       if (c != null) {
         await c.rbd.snapshotCreate(v.pool, v.name, p.snapshot)
@@ -76,9 +76,10 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
       return v
     },
     'volume.clone': async (p) => {
+      await d.barrier()
       const parent = volume(p.volume)
       const size = p.sizeGiB ?? parent.sizeGiB
-      await d.write({ type: 'CreateVolume', name: p.name, pool: parent.pool, sizeGiB: size, parent: { volume: parent.name, snapshot: p.snapshot } })
+      const v = await d.write({ type: 'CreateVolume', name: p.name, pool: parent.pool, sizeGiB: size, parent: { volume: parent.name, snapshot: p.snapshot } }, p.idempotencyKey) as VolumeRecord
       const c = d.ceph()
       if (c != null) {
         await orUndo(p.name, async () => {
@@ -87,9 +88,11 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
           if (size > parent.sizeGiB) await c.rbd.resize(parent.pool, p.name, size)
         })
       }
-      return volume(p.name)
+      return v
     },
     'volume.delete': async (p) => {
+      // the Ceph side goes first, so decide on barriered state, not a lagging replica's
+      await d.barrier()
       const v = volume(p.volume)
       // the state machine refuses these too, but only after the image would be gone
       if (v.attachedTo !== null) throw new RpcError('InUse', `volume ${v.name} is attached to VM ${v.attachedTo}`)
@@ -103,7 +106,7 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
         }
         await removeFencingStale(c.rbd, v.pool, v.name)
       }
-      await d.write({ type: 'DeleteVolume', name: v.name })
+      await d.write({ type: 'DeleteVolume', name: v.name }, p.idempotencyKey)
       return { name: v.name }
     }
   }

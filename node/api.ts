@@ -111,11 +111,36 @@ export function createApi (d: ApiDeps): RpcHandlers {
     return await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
   }
 
-  const write = async (cmd: Command, key?: string): Promise<unknown> => {
+  // A write that names a VM or node resolves the name on this replica only after a ReadIndex
+  // barrier: a node that just restarted or healed would otherwise answer NotFound for a VM whose
+  // create was acknowledged, or act on an old record. A failed barrier proposes nothing (definite).
+  const barrier = async (): Promise<void> => {
+    const drv = d.driver()
+    if (drv == null) throw new RpcError('Unavailable', 'this node has not joined a cluster yet; ask another node')
+    await drv.readBarrier()
+  }
+
+  /** After the barrier, a key already applied answers with its stored result before any name is
+   * resolved: a retry must not answer NotFound for a VM its own first attempt deleted. */
+  const prior = (key: string | undefined): { value: unknown } | null => {
+    const r = key === undefined ? undefined : d.sm.resultFor(key)
+    if (r === undefined) return null
+    if (!r.ok) fail(r)
+    return { value: r.value }
+  }
+
+  /** Proposes `cmd` under the client's idempotency key (or a fresh one) and answers with the
+   * result of this very command as applied (a retried key: the first attempt's result). */
+  const propose = async (cmd: Command, key: string | undefined): Promise<unknown> => {
     const r = await proposeCmd(cmd, key)
     if (!r.ok) fail(r)
-    await caughtUp()
     return r.value
+  }
+
+  const write = async (cmd: Command, key?: string): Promise<unknown> => {
+    const value = await propose(cmd, key)
+    await caughtUp()
+    return value
   }
 
   const vmRef = (ref: string): VmRecord => {
@@ -130,29 +155,25 @@ export function createApi (d: ApiDeps): RpcHandlers {
     return n
   }
 
-  // A write names its target on this node's replica: only after a ReadIndex barrier, so that a
-  // node that has just restarted or healed never answers NotFound for a VM (or node) whose create
-  // was acknowledged before the request arrived (found by test/chaos).
-  const vmRefForWrite = async (ref: string): Promise<VmRecord> => { await read({}); return vmRef(ref) }
-  const nodeRefForWrite = async (ref: string): Promise<NodeRecord> => { await read({}); return nodeRef(ref) }
-
   const configured = d.cephConfig == null ? null : cephSettings(d.cephConfig)
   const envCeph = configured == null ? null : { rbd: rbdClientFor(configured), pool: configured.pool }
 
-  const setNodeState = async (ref: string, state: 'draining' | 'ready'): Promise<NodeRecord> => {
-    const n = await nodeRefForWrite(ref)
-    await write({ type: 'UpdateNode', id: n.id, state })
-    return nodeRef(n.id)
+  const setNodeState = async (ref: string, state: 'draining' | 'ready', key: string | undefined): Promise<NodeRecord> => {
+    await barrier()
+    const done = prior(key); if (done != null) return done.value as NodeRecord
+    const n = nodeRef(ref)
+    return await propose({ type: 'UpdateNode', id: n.id, state }, key) as NodeRecord
   }
 
-  const setDesired = async (ref: string, desired: 'running' | 'stopped'): Promise<VmRecord> => {
-    const vm = await vmRefForWrite(ref)
-    await write({ type: 'SetVmDesiredState', id: vm.id, desired })
-    return vmRef(vm.id)
+  const setDesired = async (ref: string, desired: 'running' | 'stopped', key: string | undefined): Promise<VmRecord> => {
+    await barrier()
+    const done = prior(key); if (done != null) return done.value as VmRecord
+    const vm = vmRef(ref)
+    return await propose({ type: 'SetVmDesiredState', id: vm.id, desired }, key) as VmRecord
   }
 
   const handlers: RpcHandlers = {
-    ...createResourceApi({ sm: d.sm, read, write: async (cmd) => await write(cmd), ceph: d.ceph ?? (() => envCeph) }),
+    ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), ceph: d.ceph ?? (() => envCeph) }),
     'cluster.status': async (p) => {
       await read(p)
       const drv = d.driver()
@@ -169,31 +190,27 @@ export function createApi (d: ApiDeps): RpcHandlers {
     },
     'node.list': async (p) => { await read(p); return d.sm.listNodes() },
     'node.show': async (p) => { await read(p); return nodeRef(p.node) },
-    'node.drain': async (p) => await setNodeState(p.node, 'draining'),
-    'node.undrain': async (p) => await setNodeState(p.node, 'ready'),
+    'node.drain': async (p) => await setNodeState(p.node, 'draining', p.idempotencyKey),
+    'node.undrain': async (p) => await setNodeState(p.node, 'ready', p.idempotencyKey),
     'vm.create': async (p) => {
-      const id = randomUUID()
-      const key = p.key ?? randomUUID()
-      const r = await proposeCmd({ type: 'CreateVm', id, spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, key)
-      if (!r.ok) fail(r)
-      await caughtUp()
-      // a retried key returns the first result: the VM created then, whatever id we drew now
-      const created = (r.value as { id?: string } | undefined)?.id ?? id
-      return d.sm.getVm(created) ?? vmRef(p.spec.name)
+      // a retried key answers with the VM its first attempt created, whatever id we draw now
+      return await propose({ type: 'CreateVm', id: randomUUID(), spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey ?? p.key) as VmRecord
     },
     'vm.list': async (p) => { await read(p); return d.sm.listVms(p.node != null ? { node: nodeRef(p.node).id } : {}) },
     'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
-    'vm.start': async (p) => await setDesired(p.vm, 'running'),
-    'vm.stop': async (p) => await setDesired(p.vm, 'stopped'),
+    'vm.start': async (p) => await setDesired(p.vm, 'running', p.idempotencyKey),
+    'vm.stop': async (p) => await setDesired(p.vm, 'stopped', p.idempotencyKey),
     'vm.update': async (p) => {
-      const vm = await vmRefForWrite(p.vm)
-      await write({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) })
-      return vmRef(vm.id)
+      await barrier()
+      const done = prior(p.idempotencyKey); if (done != null) return done.value as VmRecord
+      const vm = vmRef(p.vm)
+      return await propose({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) }, p.idempotencyKey) as VmRecord
     },
     'vm.delete': async (p) => {
-      const vm = await vmRefForWrite(p.vm)
-      await write({ type: 'DeleteVm', id: vm.id })
-      return { id: vm.id }
+      await barrier()
+      const done = prior(p.idempotencyKey); if (done != null) return done.value as { id: string }
+      const vm = vmRef(p.vm)
+      return await propose({ type: 'DeleteVm', id: vm.id }, p.idempotencyKey) as { id: string }
     },
     'vm.explain': async (p) => {
       await read(p)
@@ -207,9 +224,9 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'cluster.events': (_p, ctx) => events(d, ctx.signal),
     'admin.add': async (p) => {
       // the applied record itself: no scan of the admin table on every write
-      return await write({ type: 'AddAdmin', peerId: p.peerId, name: p.name }) as AdminRecord
+      return await propose({ type: 'AddAdmin', peerId: p.peerId, name: p.name }, p.idempotencyKey) as AdminRecord
     },
-    'admin.remove': async (p) => { await write({ type: 'RemoveAdmin', peerId: p.peerId }); return { peerId: p.peerId } },
+    'admin.remove': async (p) => { await propose({ type: 'RemoveAdmin', peerId: p.peerId }, p.idempotencyKey); return { peerId: p.peerId } },
     'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
     'node.approve': async (p) => await write({ type: 'ApproveNode', peerId: p.peerId }) as { peerId: string, approvedAt: number },
     'cluster.joinPolicy': async (p) => await write({ type: 'SetJoinPolicy', policy: p.policy }) as { policy: 'open' | 'approve' },
@@ -259,12 +276,12 @@ export function createApi (d: ApiDeps): RpcHandlers {
       return { cmd: { type: 'DeleteVolume', name: v.name }, until }
     }
     try {
-      await signing.run({ mode: 'prepare' }, async () => await run(p.params, ctx))
+      // a handler returns without proposing only when its idempotency key was already applied
+      return { done: await signing.run({ mode: 'prepare' }, async () => await run(p.params, ctx)) }
     } catch (e) {
       if (e instanceof Prepared) return { cmd: e.cmd, until }
       throw e
     }
-    throw new RpcError('Internal', `${p.method} proposed no command`)
   }
   handlers['cluster.submit'] = async (p, ctx) => {
     const run = adminWrite(p.method)

@@ -11,6 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
+import { indeterminateMessage } from '../protocols/commands.ts'
 import type { ForwardedResult } from '../protocols/rpc.ts'
 import { MAX_FORWARD_BATCH, MAX_FORWARD_BATCH_BYTES, RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
@@ -320,30 +321,50 @@ export class Daemon {
     return { ...env, cmd: v.cmd, auth }
   }
 
+
+  /**
+   * Retries on NotLeader, Unavailable, Timeout and InFlight, always under the same key, so an
+   * attempt that did commit is applied once. The final answer is definite only when no attempt
+   * can have been proposed; once one may have been (it reached a leader and then timed out, or
+   * leadership changed under it, or the key was still in flight), it is Indeterminate, naming
+   * the key to retry with.
+   */
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? crypto.randomUUID()
     const full = await this.signOwn({ ...env, key })
     let lastErr: unknown = null
-    for (let attempt = 0; attempt < 20 && !this.stopping; attempt++) {
+    let mayHaveProposed = false
+    for (let attempt = 0; attempt < PROPOSE_ATTEMPTS && !this.stopping; attempt++) {
       const drv = this.driver
       const leader = drv?.leaderId() ?? null
+      let sent = false
       try {
         if (drv != null && drv.isLeader()) {
           const why = leaderRefusal(this.sm, this.id, full)
           if (why !== null) throw new RpcError('Unauthorized', why)
+          sent = true
           return await drv.propose(full)
         }
         if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
         const client = await this.client(leader)
+        sent = true
         return await this.untilLeaderChanges(leader, this.forwardTo(leader, client, full))
       } catch (err) {
         lastErr = err
         const kind = (err as { kind?: string }).kind
-        if (kind !== 'NotLeader' && kind !== 'Unavailable' && kind !== 'Timeout') throw err
-        if (leader != null && kind !== 'Timeout') this.dropClient(leader)
+        if (kind !== 'NotLeader' && kind !== 'Unavailable' && kind !== 'Timeout' && kind !== 'InFlight') {
+          // a thrown refusal of a later attempt leaves an earlier one's fate open: only the state
+          // machine's answer (an ApplyResult, returned, never thrown) is definite
+          if (mayHaveProposed && kind !== 'Indeterminate') throw indeterminate(key, err)
+          throw err
+        }
+        // NotLeader is a refusal before proposing; anything else after sending may have been proposed
+        if (sent && kind !== 'NotLeader') mayHaveProposed = true
+        if (leader != null && kind !== 'Timeout' && kind !== 'InFlight') this.dropClient(leader)
         await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))))
       }
     }
+    if (mayHaveProposed) throw indeterminate(key, lastErr)
     throw lastErr instanceof Error ? lastErr : new RpcError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
   }
 
@@ -762,3 +783,12 @@ function same (rec: NodeRecord, want: { addrs: string[], labels: Record<string, 
 // used by admit() to bound the cost of a bogus caller
 export const MAX_JOIN_ADDRS = 16
 export { RAFT_PROTOCOL }
+
+/** How many times a write is tried (under one key) before the daemon answers: bounds a client's wait. */
+const PROPOSE_ATTEMPTS = 20
+
+/** An attempt may have committed: the client must retry with this key, which applies at most once. */
+function indeterminate (key: string, last: unknown): RpcError {
+  const why = last instanceof Error ? `last attempt: ${last.message}` : 'no answer from a leader'
+  return new RpcError('Indeterminate', indeterminateMessage(key, why))
+}

@@ -169,7 +169,7 @@ export class RaftDriver {
     const key = env.key ?? randomUUID()
     const full: CommandEnvelope = { ...env, key }
     const existing = this.pending.get(key)
-    if (existing != null) throw new BlixardError('Conflict', `a command with idempotency key ${key} is already in flight`)
+    if (existing != null) throw new BlixardError('InFlight', `a command with idempotency key ${key} is already in flight; retry later with the same key`)
     return await new Promise<ApplyResult>((resolve, reject) => {
       try {
         this.node.propose(encodeEnvelope(full))

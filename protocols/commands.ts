@@ -11,7 +11,7 @@ export type Command =
   | { type: 'UpdateNode', id: string, labels?: Record<string, string>, capacity?: Resources, addrs?: string[], capabilities?: HypervisorCapability[], maxVms?: number | null, state?: NodeState }
   | { type: 'RemoveNode', id: string }
   | { type: 'CreateVm', id: string, spec: VmSpec, desired?: VmDesiredState }
-  /** ifGeneration: apply only if the VM is still at this generation (Conflict otherwise), so a
+  /** ifGeneration: apply only if the VM is still at this generation (GenerationMismatch otherwise), so a
    * read-modify-write never overwrites a change made in between */
   | { type: 'UpdateVmSpec', id: string, spec: VmSpec, ifGeneration?: number }
   | { type: 'SetVmDesiredState', id: string, desired: VmDesiredState }
@@ -62,6 +62,13 @@ export type ErrorKind =
   | 'InUse'
   | 'NoCapacity'
   | 'Conflict'
+  /** ifGeneration did not match: definite, nothing was applied; read again and retry */
+  | 'GenerationMismatch'
+  /** a command with this idempotency key is still being processed: retry later with the same key */
+  | 'InFlight'
+  /** the command may or may not have applied (an attempt was proposed, its outcome is unknown):
+   * retry with the same idempotency key, which applies it at most once */
+  | 'Indeterminate'
   | 'Unauthorized'
   | 'Unavailable'
   | 'Timeout'
@@ -74,6 +81,11 @@ export interface BlixError {
   message: string
   /** leader hint for NotLeader */
   leader?: string
+}
+
+/** The message of an Indeterminate answer names the key to retry with in this form. */
+export function indeterminateMessage (key: string, why: string): string {
+  return `the outcome is unknown (${why}); retry with idempotency key ${key}: it applies at most once`
 }
 
 export type ApplyResult =

@@ -2,25 +2,25 @@
 // Raft commands they become (validateCommand), so the RPC and the log accept the same values.
 import type { Command } from './commands.ts'
 import type { NetworkKind, NetworkRecord, VolumeRecord } from './model.ts'
-import type { MethodSpec, ReadParams } from './rpc.ts'
+import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
 import { validateCommand } from './command-schema.ts'
 import { BlixardError } from './errors.ts'
 import { bool, int, obj, opt, str } from './validate.ts'
 
 export interface ResourceMethods {
-  'network.create': { params: { name: string, kind: NetworkKind, subnet: string, gateway?: string | null }, result: NetworkRecord }
+  'network.create': { params: { name: string, kind: NetworkKind, subnet: string, gateway?: string | null } & IdempotentParams, result: NetworkRecord }
   'network.list': { params: ReadParams, result: NetworkRecord[] }
   'network.show': { params: ReadParams & { network: string }, result: NetworkRecord }
-  'network.delete': { params: { network: string }, result: { name: string } }
+  'network.delete': { params: { network: string } & IdempotentParams, result: { name: string } }
   /** a new RBD image (pool: the answering node's default) and its Raft record */
-  'volume.create': { params: { name: string, sizeGiB: number, pool?: string }, result: VolumeRecord }
+  'volume.create': { params: { name: string, sizeGiB: number, pool?: string } & IdempotentParams, result: VolumeRecord }
   'volume.list': { params: ReadParams, result: VolumeRecord[] }
   'volume.show': { params: ReadParams & { volume: string }, result: VolumeRecord }
-  'volume.resize': { params: { volume: string, sizeGiB: number }, result: VolumeRecord }
-  'volume.snapshot': { params: { volume: string, snapshot: string }, result: VolumeRecord }
+  'volume.resize': { params: { volume: string, sizeGiB: number } & IdempotentParams, result: VolumeRecord }
+  'volume.snapshot': { params: { volume: string, snapshot: string } & IdempotentParams, result: VolumeRecord }
   /** a copy-on-write clone of a volume's snapshot (a golden image per VM) */
-  'volume.clone': { params: { volume: string, snapshot: string, name: string, sizeGiB?: number }, result: VolumeRecord }
-  'volume.delete': { params: { volume: string }, result: { name: string } }
+  'volume.clone': { params: { volume: string, snapshot: string, name: string, sizeGiB?: number } & IdempotentParams, result: VolumeRecord }
+  'volume.delete': { params: { volume: string } & IdempotentParams, result: { name: string } }
 }
 
 type Table = { [M in keyof ResourceMethods]: MethodSpec<ResourceMethods[M]['params']> }

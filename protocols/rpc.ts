@@ -4,7 +4,7 @@
 // `{ id, ok: true, result, more: true }` ended by one final response without `more`.
 import type { ApplyResult, BlixError, CommandEnvelope, ErrorKind } from './commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord, VmSpec } from './model.ts'
-import { commandAuth, validateCommand, validateEnvelope, validateVmSpec } from './command-schema.ts'
+import { COMMAND_LIMITS, commandAuth, validateCommand, validateEnvelope, validateVmSpec } from './command-schema.ts'
 import type { Command } from './commands.ts'
 import type { CommandAuth } from './auth.ts'
 import { isEd25519PeerId } from './auth.ts'
@@ -21,9 +21,18 @@ export const RPC_PROTOCOL = '/blixard/rpc/1'
 export type RpcErrorKind = ErrorKind | 'UnknownMethod' | 'InvalidParams'
 export const RPC_ERROR_KINDS: readonly RpcErrorKind[] = [
   'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity',
-  'Conflict', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
+  'Conflict', 'GenerationMismatch', 'InFlight', 'Indeterminate', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
   'UnknownMethod', 'InvalidParams'
 ]
+
+/** Every client-facing mutating method takes an optional idempotency key, in this one field
+ * next to its params. The node puts it in the Raft envelope (CommandEnvelope.key): a retried
+ * call with the same key is applied at most once and answers with the first attempt's result.
+ * Without one the node draws a key per call (its own internal retries then reuse it). */
+export interface IdempotentParams { idempotencyKey?: string }
+
+/** The RPC param holding the idempotency key. */
+export const IDEMPOTENCY_PARAM = 'idempotencyKey'
 
 export interface RpcErrorBody {
   kind: RpcErrorKind
@@ -131,24 +140,24 @@ export interface RpcMethods extends ResourceMethods {
   'cluster.status': { params: ReadParams, result: ClusterStatus }
   'node.list': { params: ReadParams, result: NodeRecord[] }
   'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
-  'node.drain': { params: { node: string }, result: NodeRecord }
-  'node.undrain': { params: { node: string }, result: NodeRecord }
-  'vm.create': { params: { spec: VmSpec, start?: boolean, key?: string }, result: VmRecord }
+  'node.drain': { params: { node: string } & IdempotentParams, result: NodeRecord }
+  'node.undrain': { params: { node: string } & IdempotentParams, result: NodeRecord }
+  'vm.create': { params: { spec: VmSpec, start?: boolean, key?: string } & IdempotentParams, result: VmRecord }
   'vm.list': { params: ReadParams & { node?: string }, result: VmRecord[] }
   'vm.show': { params: ReadParams & { vm: string }, result: VmRecord }
-  'vm.start': { params: { vm: string }, result: VmRecord }
-  'vm.stop': { params: { vm: string }, result: VmRecord }
-  'vm.delete': { params: { vm: string }, result: { id: string } }
+  'vm.start': { params: { vm: string } & IdempotentParams, result: VmRecord }
+  'vm.stop': { params: { vm: string } & IdempotentParams, result: VmRecord }
+  'vm.delete': { params: { vm: string } & IdempotentParams, result: { id: string } }
   /** replaces a VM's spec (a new generation): its host restarts the guest with it */
   /** ifGeneration: only if the VM is still at that generation (else Conflict) */
-  'vm.update': { params: { vm: string, spec: VmSpec, ifGeneration?: number }, result: VmRecord }
+  'vm.update': { params: { vm: string, spec: VmSpec, ifGeneration?: number } & IdempotentParams, result: VmRecord }
   'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
   /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
   'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
   /** a live stream of cluster events: one line per applied command */
   'cluster.events': { params: Record<string, never>, result: ClusterEvent }
-  'admin.add': { params: { peerId: string, name: string }, result: AdminRecord }
-  'admin.remove': { params: { peerId: string }, result: { peerId: string } }
+  'admin.add': { params: { peerId: string, name: string } & IdempotentParams, result: AdminRecord }
+  'admin.remove': { params: { peerId: string } & IdempotentParams, result: { peerId: string } }
   'admin.list': { params: ReadParams, result: AdminRecord[] }
   /** join policy "approve": let this peer id join as a host */
   'node.approve': { params: { peerId: string }, result: { peerId: string, approvedAt: number } }
@@ -167,7 +176,8 @@ export interface RpcMethods extends ResourceMethods {
   /** Admin writes in two steps, so that the admin's own key signs the exact command (protocols/auth.ts):
    * prepare answers the command a mutating `method` would propose and the last index its signature
    * may apply at; submit runs `method` again with that command, signed, in place of the one it builds. */
-  'cluster.prepare': { params: { method: string, params: unknown }, result: { cmd: Command, until: number } }
+  /** `done`: the request's idempotency key was already applied; this is its result and there is nothing to sign */
+  'cluster.prepare': { params: { method: string, params: unknown }, result: { cmd: Command, until: number } | { done: unknown } }
   'cluster.submit': { params: { method: string, params: unknown, cmd: Command, auth: CommandAuth }, result: unknown }
   /** a follower's forwarded writes, batched: one answer per envelope, in order */
   'internal.proposeMany': { params: { envs: CommandEnvelope[] }, result: ForwardedResult[] }
@@ -377,10 +387,20 @@ export function isMethod (m: string): m is MethodName {
   return Object.prototype.hasOwnProperty.call(METHODS, m)
 }
 
+/** Client-facing writes take an idempotency key; internal.* forward whole envelopes (key inside). */
+export function takesIdempotencyKey (method: MethodName): boolean {
+  return METHODS[method].mutating && !method.startsWith('internal.')
+}
+
 /** Runs a method's params validator; shape errors become InvalidParams, spec errors keep their kind. */
 export function checkParams<M extends MethodName> (method: M, x: unknown): ParamsOf<M> {
   try {
-    return METHODS[method].params(x) as ParamsOf<M>
+    if (!takesIdempotencyKey(method) || x == null || typeof x !== 'object' || !(IDEMPOTENCY_PARAM in x)) return METHODS[method].params(x) as ParamsOf<M>
+    const { [IDEMPOTENCY_PARAM]: raw, ...rest } = x as Record<string, unknown>
+    const inner = METHODS[method].params(rest)
+    if (raw === undefined) return inner as ParamsOf<M>
+    const idempotencyKey = str(raw, `params.${IDEMPOTENCY_PARAM}`, COMMAND_LIMITS.maxIdempotencyKeyLength, 1)
+    return { ...(inner as object), idempotencyKey } as ParamsOf<M>
   } catch (err) {
     if (err instanceof WireError) throw new RpcError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidParams', err.message)
     throw err

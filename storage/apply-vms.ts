@@ -57,7 +57,7 @@ export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
 export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmRecord {
   const vm = getVm(ctx, c.id)
   if (c.ifGeneration !== undefined && c.ifGeneration !== vm.generation) {
-    reject('Conflict', `VM ${vm.spec.name} is at generation ${vm.generation}, not ${c.ifGeneration}: it changed since it was read; read it again and retry`)
+    reject('GenerationMismatch', `VM ${vm.spec.name} is at generation ${vm.generation}, not ${c.ifGeneration}: it changed since it was read; read it again and retry`)
   }
   if (c.spec.name !== vm.spec.name) {
     if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
@@ -162,8 +162,9 @@ export function reportVmStatus (ctx: ApplyContext, c: Cmd<'ReportVmStatus'>): { 
   return { outcomes }
 }
 
-/** Deleting releases the VM's volumes and every IP it holds. */
-export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): void {
+/** Deleting releases the VM's volumes and every IP it holds. Answers with the id deleted, so a
+ * retried key gets the same answer from the stored result. */
+export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): { id: string } {
   const vm = getVm(ctx, c.id)
   for (const name of vm.spec.volumes) {
     const v = ctx.tx.get<VolumeRecord>('volumes', name)
@@ -179,4 +180,5 @@ export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): void {
   setAssignment(ctx, vm.id, vm.assignedNode, null)
   ctx.tx.delete('vmNames', vm.spec.name)
   ctx.tx.delete('vms', vm.id)
+  return { id: vm.id }
 }

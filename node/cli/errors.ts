@@ -10,13 +10,17 @@ export const EXIT = {
   notFound: 3,
   conflict: 4, // already exists, in use, conflict, no capacity
   unavailable: 5, // no node reachable, no leader, timeout
-  unauthorized: 6
+  unauthorized: 6,
+  // the command may or may not have applied (Indeterminate), or the same key is still being
+  // processed (InFlight): run it again with --idempotency-key KEY (the key is in the message)
+  indeterminate: 7
 } as const
 
 export function exitCodeFor (kind: ErrorKind): number {
   switch (kind) {
     case 'NotFound': return EXIT.notFound
-    case 'AlreadyExists': case 'InUse': case 'Conflict': case 'NoCapacity': return EXIT.conflict
+    case 'AlreadyExists': case 'InUse': case 'Conflict': case 'GenerationMismatch': case 'NoCapacity': return EXIT.conflict
+    case 'Indeterminate': case 'InFlight': return EXIT.indeterminate
     case 'NotLeader': case 'Unavailable': case 'Timeout': return EXIT.unavailable
     case 'Unauthorized': return EXIT.unauthorized
     case 'InvalidSpec': case 'InvalidCommand': case 'BadMessage': case 'TooLarge': return EXIT.usage
@@ -33,6 +37,9 @@ const NEXT: Record<ErrorKind, string> = {
   InUse: 'Delete or detach what uses it first.',
   NoCapacity: 'Add a node, free resources, or relax the constraints; `blixard vm explain NAME` shows why each node was rejected.',
   Conflict: 'Wait for the operation in progress to finish, then retry.',
+  GenerationMismatch: 'Nothing was changed: the object changed since you read it. Read it again (`blixard vm show NAME`) and retry.',
+  InFlight: 'The same request is still being processed: wait a few seconds, then run the command again with the --idempotency-key shown above.',
+  Indeterminate: 'The change may or may not have been made: run the same command again with the --idempotency-key shown above; it is applied at most once.',
   Unauthorized: 'Ask an admin to run `blixard admin add <your peer id>` (see `blixard whoami`).',
   Unavailable: 'Check that a quorum of nodes is up (`blixard status --stale`), then retry.',
   Timeout: 'The cluster may be overloaded or without quorum; retry, or check `blixard status --stale`.',

@@ -2,7 +2,6 @@
 // command has --json; every error says what to do next; exit codes are
 // documented in `blixard help exit-codes`.
 import '../polyfill.ts'
-import { randomUUID } from 'node:crypto'
 import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '../../protocols/model.ts'
 import { RpcError } from '../../protocols/rpc.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
@@ -18,6 +17,7 @@ import { parseConstraint } from './constraints.ts'
 import { writeClusterKey, ClusterKeyError } from '../keygen.ts'
 import { completion } from './completion.ts'
 import { resourceCommands } from './resources.ts'
+import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
   json: {},
@@ -25,6 +25,8 @@ const GLOBAL: Record<string, FlagSpec> = {
   'cluster-key': { value: true },
   stale: {},
   timeout: { value: true },
+  // a write's key: reuse the one an Indeterminate answer named to apply it at most once
+  'idempotency-key': { value: true },
   help: { short: 'h' }
 }
 
@@ -113,7 +115,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Move every VM off a node and take no new ones',
     usage: 'blixard node drain NODE',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const n = await client.call('node.drain', { node: need(p, 1, 'NODE')[0] })
+      const n = await mutate(client, invocationKey(p), 'node.drain', { node: need(p, 1, 'NODE')[0] })
       out.progress(`Node ${n.name} is draining; its VMs are being moved. Follow with: blixard vm list`)
       out.data(n, () => `node ${n.name}: ${n.state}`)
       return EXIT.ok
@@ -123,7 +125,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Let a drained node take VMs again',
     usage: 'blixard node undrain NODE',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const n = await client.call('node.undrain', { node: need(p, 1, 'NODE')[0] })
+      const n = await mutate(client, invocationKey(p), 'node.undrain', { node: need(p, 1, 'NODE')[0] })
       out.data(n, () => `node ${n.name}: ${n.state}`)
       return EXIT.ok
     })
@@ -160,7 +162,7 @@ const COMMANDS: Record<string, Command> = {
         requires: []
       }
       return await withCluster(p, async ({ client }) => {
-        const vm = await client.call('vm.create', { spec, start: bool(p, 'start', true), key: randomUUID() })
+        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true) })
         if (!bool(p, 'wait')) {
           out.data(vm, () => `VM ${vm.spec.name} created (${vm.id}); follow it with: blixard vm show ${vm.spec.name}`)
           return EXIT.ok
@@ -225,7 +227,7 @@ const COMMANDS: Record<string, Command> = {
       if (p.flags.get('kernel-param') != null) spec.kernelParams = p.flags.get('kernel-param')!
       if (JSON.stringify(spec) === JSON.stringify(cur.spec)) throw new UsageError('nothing to change: give --memory, --vcpus, --restart or --kernel-param')
       // what we read is what we change: a change made in between answers Conflict, not lost
-      const vm = await client.call('vm.update', { vm: cur.id, spec, ifGeneration: cur.generation })
+      const vm = await mutate(client, invocationKey(p), 'vm.update', { vm: cur.id, spec, ifGeneration: cur.generation })
       if (!bool(p, 'wait') || vm.desired !== 'running') {
         out.data(vm, () => `VM ${vm.spec.name} updated (generation ${vm.generation})${vm.desired === 'running' ? '; its host restarts it with the new spec' : ''}`)
         return EXIT.ok
@@ -240,7 +242,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Delete a VM and everything its host created for it',
     usage: 'blixard vm delete VM',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const r = await client.call('vm.delete', { vm: need(p, 1, 'VM')[0] })
+      const r = await mutate(client, invocationKey(p), 'vm.delete', { vm: need(p, 1, 'VM')[0] })
       out.data(r, () => `VM ${p.positionals[0]} deleted`)
       return EXIT.ok
     })
@@ -312,7 +314,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard admin add PEER_ID [--name NAME]',
     flags: { name: { value: true } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const a = await client.call('admin.add', { peerId: need(p, 1, 'PEER_ID')[0], name: flag(p, 'name') ?? 'admin' })
+      const a = await mutate(client, invocationKey(p), 'admin.add', { peerId: need(p, 1, 'PEER_ID')[0], name: flag(p, 'name') ?? 'admin' })
       out.data(a, () => `admin ${a.peerId} added`)
       return EXIT.ok
     })
@@ -321,7 +323,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Revoke an admin',
     usage: 'blixard admin remove PEER_ID',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const a = await client.call('admin.remove', { peerId: need(p, 1, 'PEER_ID')[0] })
+      const a = await mutate(client, invocationKey(p), 'admin.remove', { peerId: need(p, 1, 'PEER_ID')[0] })
       out.data(a, () => `admin ${a.peerId} removed`)
       return EXIT.ok
     })
@@ -393,7 +395,7 @@ const COMMANDS: Record<string, Command> = {
 
 async function desired (p: Parsed, out: Output, method: 'vm.start' | 'vm.stop', goal: 'running' | 'stopped', forceWait = false): Promise<number> {
   return await withCluster(p, async ({ client }) => {
-    const vm = await client.call(method, { vm: need(p, 1, 'VM')[0] })
+    const vm = await mutate(client, invocationKey(p), method, { vm: need(p, 1, 'VM')[0] })
     if (!forceWait && !bool(p, 'wait')) { out.data(vm, () => `VM ${vm.spec.name}: desired ${vm.desired}`); return EXIT.ok }
     const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000, goal)
     out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}`)
@@ -442,6 +444,8 @@ Global flags:
   --json                machine-readable output
   --stale               read from the answering node's replica without a linearizable barrier
   --timeout SECONDS     per-request timeout (and --wait limit)
+  --idempotency-key KEY a write's key (default: a fresh one per invocation, reused on the CLI's
+                        own retries); pass the key an Indeterminate answer named to apply it once
 
 Run 'blixard COMMAND --help' for a command's flags, 'blixard help exit-codes' for exit codes.
 `
@@ -452,13 +456,22 @@ const EXIT_HELP = `Exit codes:
   1  error not listed below (or a VM ended in 'failed' while waiting)
   2  usage error: bad flag, argument or spec value
   3  not found
-  4  conflict: already exists, in use, no capacity, operation in progress
+  4  conflict: already exists, in use, no capacity, operation in progress, generation
+     mismatch (definite: nothing was changed; read again and retry)
   5  cluster unavailable: no node reachable, no leader, timeout
   6  unauthorized: this CLI identity is not an admin (see blixard whoami)
+  7  indeterminate: the change may or may not have been made (or the same request is still
+     in flight); run the command again with --idempotency-key KEY from the message: at most once
 `
 
+// a line without a leading code continues the meaning above it
 const EXIT_CODES: Array<{ code: number, meaning: string }> = EXIT_HELP.split('\n').slice(1).filter((l) => l.trim() !== '')
-  .map((l) => { const m = /^\s*(\d+)\s+(.*)$/.exec(l)!; return { code: Number(m[1]), meaning: m[2] } })
+  .reduce<Array<{ code: number, meaning: string }>>((acc, l) => {
+    const m = /^\s*(\d+)\s+(.*)$/.exec(l)
+    if (m != null) acc.push({ code: Number(m[1]), meaning: m[2] })
+    else if (acc.length > 0) acc[acc.length - 1].meaning += ' ' + l.trim()
+    return acc
+  }, [])
 
 /** Positions of the words that are not flags nor values of global flags (`--peer X status` names `status`). */
 function wordPositions (argv: string[]): number[] {

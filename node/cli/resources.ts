@@ -4,6 +4,7 @@ import { flag, int, UsageError } from './args.ts'
 import type { FlagSpec, Parsed } from './args.ts'
 import type { Connection } from './connect.ts'
 import { EXIT } from './errors.ts'
+import { invocationKey, mutate } from './idempotent.ts'
 import { keyValues, shortId, table } from './format.ts'
 
 interface Out { json: boolean, data: (value: unknown, human: () => string) => void }
@@ -52,7 +53,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
         const kind: NetworkKind = flag(p, 'vlan') != null ? { type: 'vlan', vlan: int(p, 'vlan', 0, 1, 4094) }
           : flag(p, 'vxlan') != null ? { type: 'vxlan', vni: int(p, 'vxlan', 0, 1, 16_777_215) } : { type: 'bridge' }
         const gateway = flag(p, 'gateway')
-        const n = await client.call('network.create', { name, kind, subnet, ...(gateway != null ? { gateway } : {}) })
+        const n = await mutate(client, invocationKey(p), 'network.create', { name, kind, subnet, ...(gateway != null ? { gateway } : {}) })
         out.data(n, () => `network ${n.name} created (${kindText(n.kind)}, ${n.subnet})`)
         return EXIT.ok
       })
@@ -79,7 +80,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       summary: 'Delete a network (refused while a VM is on it)',
       usage: 'blixard network delete NAME',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
-        const r = await client.call('network.delete', { network: need(p, 1, 'NAME')[0] })
+        const r = await mutate(client, invocationKey(p), 'network.delete', { network: need(p, 1, 'NAME')[0] })
         out.data(r, () => `network ${r.name} deleted`)
         return EXIT.ok
       })
@@ -91,7 +92,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
         const pool = flag(p, 'pool')
-        const v = await client.call('volume.create', { name: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20), ...(pool != null ? { pool } : {}) })
+        const v = await mutate(client, invocationKey(p), 'volume.create', { name: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20), ...(pool != null ? { pool } : {}) })
         out.data(v, () => `volume ${v.name} created (${v.sizeGiB} GiB in pool ${v.pool})`)
         return EXIT.ok
       })
@@ -120,7 +121,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       flags: { size: { value: true } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
-        const v = await client.call('volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20) })
+        const v = await mutate(client, invocationKey(p), 'volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20) })
         out.data(v, () => `volume ${v.name} is now ${v.sizeGiB} GiB`)
         return EXIT.ok
       })
@@ -130,7 +131,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       usage: 'blixard volume snapshot NAME SNAPSHOT',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const [name, snapshot] = need(p, 2, 'NAME and SNAPSHOT')
-        const v = await client.call('volume.snapshot', { volume: name, snapshot })
+        const v = await mutate(client, invocationKey(p), 'volume.snapshot', { volume: name, snapshot })
         out.data(v, () => `snapshot ${v.name}@${snapshot} created`)
         return EXIT.ok
       })
@@ -143,7 +144,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
         const [src, name] = need(p, 2, 'VOLUME@SNAPSHOT and NAME')
         const at = src.indexOf('@')
         if (at <= 0 || at === src.length - 1) throw new UsageError(`expected VOLUME@SNAPSHOT, got "${src}"`)
-        const v = await client.call('volume.clone', { volume: src.slice(0, at), snapshot: src.slice(at + 1), name, ...(flag(p, 'size') != null ? { sizeGiB: int(p, 'size', 0, 1, 1 << 20) } : {}) })
+        const v = await mutate(client, invocationKey(p), 'volume.clone', { volume: src.slice(0, at), snapshot: src.slice(at + 1), name, ...(flag(p, 'size') != null ? { sizeGiB: int(p, 'size', 0, 1, 1 << 20) } : {}) })
         out.data(v, () => `volume ${v.name} cloned from ${src}`)
         return EXIT.ok
       })
@@ -152,7 +153,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       summary: 'Delete a volume and its image (refused while attached or cloned)',
       usage: 'blixard volume delete NAME',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
-        const r = await client.call('volume.delete', { volume: need(p, 1, 'NAME')[0] })
+        const r = await mutate(client, invocationKey(p), 'volume.delete', { volume: need(p, 1, 'NAME')[0] })
         out.data(r, () => `volume ${r.name} deleted`)
         return EXIT.ok
       })

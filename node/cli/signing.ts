@@ -53,7 +53,9 @@ export function signingClient (client: RpcClient, signer: Signer): RpcClient {
   const call = async (method: string, params: unknown, opts?: unknown): Promise<unknown> => {
     const plain = client.call.bind(client) as unknown as (m: string, p: unknown, o?: unknown) => Promise<unknown>
     if (!isMethod(method) || !METHODS[method].mutating || EXPECTED[method] === undefined) return await plain(method, params, opts)
-    const prep = await plain('cluster.prepare', { method, params }, opts) as { cmd: unknown, until: number }
+    const answer = await plain('cluster.prepare', { method, params }, opts) as { cmd: unknown, until: number } | { done: unknown }
+    if ('done' in answer) return answer.done // a retry of an applied key: its first result
+    const prep = answer
     const v = validateCommand(prep.cmd)
     if (!v.ok) throw new RpcError('Internal', `the node prepared an invalid command: ${v.error.message}`)
     checkPrepared(method, (params ?? {}) as Record<string, unknown>, v.cmd)

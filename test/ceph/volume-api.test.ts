@@ -31,7 +31,7 @@ test.before(async () => {
   ceph = await startTestCeph()
   console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
   rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
-  api = createResourceApi({ sm: h.sm, read: async () => {}, write, ceph: () => ({ rbd, pool: 'rbd' }) })
+  api = createResourceApi({ sm: h.sm, read: async () => {}, barrier: async () => {}, write, ceph: () => ({ rbd, pool: 'rbd' }) })
 })
 
 test('volume lifecycle through the RPC handlers: Raft record and RBD image agree', async () => {

@@ -147,7 +147,9 @@ guard('an admin\'s signed command captured on the wire cannot be replayed by a m
   const leader = c.nodes.findIndex((n) => n.peerId === leaderId)
   // what a malicious node sees when an admin's write passes through it: the signed command
   const admin = await c.client(leader)
-  const prep = await admin.call('cluster.prepare', { method: 'vm.create', params: { spec: vmSpec('once'), start: false } })
+  const answer = await admin.call('cluster.prepare', { method: 'vm.create', params: { spec: vmSpec('once'), start: false } })
+  if (!('cmd' in answer)) throw new Error('prepare answered done for a fresh request')
+  const prep = answer
   const cmd = norm(prep.cmd)
   const { loadOrCreateIdentity } = await import('../../node/identity.ts')
   const { privateKey } = await loadOrCreateIdentity(`${c.dir}/cli`)

@@ -52,9 +52,9 @@ test('help lists every command and the global flags; per-command help shows usag
 test('exit codes are documented, also as JSON', async () => {
   const r = await offline(['help', 'exit-codes'])
   assert.is(r.code, 0)
-  for (const line of ['2  usage error', '3  not found', '5  cluster unavailable', '6  unauthorized']) assert.ok(r.stdout.includes(line), line)
+  for (const line of ['2  usage error', '3  not found', '5  cluster unavailable', '6  unauthorized', '7  indeterminate']) assert.ok(r.stdout.includes(line), line)
   const j = await offline(['help', 'exit-codes', '--json'])
-  assert.equal((j.json as { exitCodes: Array<{ code: number }> }).exitCodes.map((c) => c.code), [0, 1, 2, 3, 4, 5, 6])
+  assert.equal((j.json as { exitCodes: Array<{ code: number }> }).exitCodes.map((c) => c.code), [0, 1, 2, 3, 4, 5, 6, 7])
 })
 
 test('unknown command, subcommand or flag: exit 2 with a next step, JSON with --json', async () => {

@@ -111,7 +111,7 @@ test('UpdateVmSpec: generation++, rename, volume re-attachment; a failed rename 
   expectKind(h, { type: 'UpdateVmSpec', id: 'v2', spec: spec('b', { volumes: ['v-b'] }) }, 'InUse')
   // ifGeneration: a read-modify-write based on an older read is refused and changes nothing
   assert.is(h.sm.getVm('v1')?.generation, 2)
-  expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('c', { memoryMiB: 512 }), ifGeneration: 1 }, 'Conflict')
+  expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('c', { memoryMiB: 512 }), ifGeneration: 1 }, 'GenerationMismatch')
   assert.is(h.sm.getVm('v1')?.spec.memoryMiB, spec('c').memoryMiB)
   expectKind(h, { type: 'UpdateVmSpec', id: 'v1', spec: spec('c', { memoryMiB: 512 }), ifGeneration: 2 }, 'ok')
   assert.is(h.sm.getVm('v1')?.generation, 3)
