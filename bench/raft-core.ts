@@ -14,6 +14,9 @@ import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
 import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../storage/state-machine.ts'
 import type { CommandEnvelope } from '../protocols/commands.ts'
+import { generateKeyPairSync } from 'node:crypto'
+import { publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromPublicKey } from '@libp2p/peer-id'
 
 const args = process.argv.slice(2)
 const flag = (name: string, dflt: number): number => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt }
@@ -23,11 +26,19 @@ const BATCH = flag('--batch', 256) // proposals in flight at once (the client wi
 
 interface Replica { id: string, node: RawNode, store: LmdbLogStore, kv: LmdbKv, sm: StateMachine }
 
+// AddAdmin refuses anything but an Ed25519 peer id, so each proposal names a real key; the keys
+// are made before the clock starts.
+function realPeerId (): string {
+  const der = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' })
+  return peerIdFromPublicKey(publicKeyFromRaw(der.subarray(der.byteLength - 32))).toString()
+}
+const PEERS: string[] = Array.from({ length: TOTAL }, realPeerId)
+
 function envelope (i: number): Uint8Array {
   const env: CommandEnvelope = {
     at: 0,
     key: `k${i}`,
-    cmd: { type: 'AddAdmin', peerId: `12D3KooW${String(i).padStart(44, '0')}`, name: 'x'.repeat(120) } // ~256 B encoded
+    cmd: { type: 'AddAdmin', peerId: PEERS[i], name: 'x'.repeat(120) } // ~256 B encoded
   }
   return encodeEnvelope(env)
 }
