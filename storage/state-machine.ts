@@ -90,11 +90,13 @@ function noAdmins (tx: KvTx): boolean {
 /** Why `env` may not apply at `index` against `tx` (Unauthorized), or null. Pure. */
 export function checkAuthority (tx: KvTx, env: CommandEnvelope, index: number): string | null {
   const st = authState(tx)
-  if (env.cmd.type === 'AddAdmin' && noAdmins(tx)) {
-    // the first admin: signed by a registered node, or by anyone before any node is registered
-    // (the bootstrap node adds the configured admins before it even registers itself)
+  if (env.cmd.type === 'AddAdmin') {
+    // The first admins: signed by anyone while no node is registered (the bootstrap node adds
+    // every configured admin before it registers itself, so `--admin a --admin b` makes both),
+    // then, while there is still no admin at all, by a registered node.
     const noNodes = tx.range<NodeRecord>('nodes', { limit: 1 }).length === 0
-    return authError(env.cmd, env.auth, index, { ...st, isAdmin: (p) => noNodes || st.isNode(p) })
+    if (noNodes) return authError(env.cmd, env.auth, index, { ...st, isAdmin: () => true })
+    if (noAdmins(tx)) return authError(env.cmd, env.auth, index, { ...st, isAdmin: (p) => st.isNode(p) })
   }
   return authError(env.cmd, env.auth, index, st)
 }

@@ -136,13 +136,20 @@ test('node commands may touch only the signing node\'s own records', () => {
   assert.ok(h.run(h.signed(n1, { type: 'UpdateNode', id: n1.peerId, addrs: ['/ip4/127.0.0.1/tcp/2'] })).ok, 'its own record')
 })
 
-test('the first admin: only while there is none; afterwards AddAdmin needs an admin', () => {
+test('the first admins: any signer before a node registers (bootstrap adds every --admin), then a node while there is no admin, then only an admin', () => {
   const h = setup()
   unauthorized(h.run({ cmd: { type: 'AddAdmin', peerId: admin.peerId, name: 'ops' }, at: 1 }), 'carries none')
   assert.ok(h.run(h.signed(n1, { type: 'AddAdmin', peerId: admin.peerId, name: 'ops' })).ok)
+  assert.ok(h.run(h.signed(n1, { type: 'AddAdmin', peerId: n2.peerId, name: 'ops2' })).ok, 'a second configured admin, still before any node registered')
+  assert.ok(h.run(h.signed(n1, registerNode(n1.peerId, { name: 'a' }))).ok)
   unauthorized(h.run(h.signed(n1, { type: 'AddAdmin', peerId: n1.peerId, name: 'me' })), 'is not an admin')
-  assert.ok(h.run(h.signed(admin, { type: 'AddAdmin', peerId: n2.peerId, name: 'second' })).ok)
-  assert.equal(h.sm.listAdmins().map((a) => a.peerId).sort(), [admin.peerId, n2.peerId].sort())
+  assert.ok(h.run(h.signed(admin, { type: 'AddAdmin', peerId: n1.peerId, name: 'third' })).ok)
+  assert.equal(h.sm.listAdmins().map((a) => a.peerId).sort(), [admin.peerId, n2.peerId, n1.peerId].sort())
+  // a node registered before any admin exists may add the first one (a cluster bootstrapped without --admin)
+  const h2 = setup()
+  assert.ok(h2.run(h2.signed(n1, registerNode(n1.peerId, { name: 'a' }))).ok)
+  unauthorized(h2.run(h2.signed(admin, { type: 'AddAdmin', peerId: admin.peerId, name: 'me' })), 'is not an admin')
+  assert.ok(h2.run(h2.signed(n1, { type: 'AddAdmin', peerId: admin.peerId, name: 'ops' })).ok)
 })
 
 test('join policy "approve": a new node registers only once an admin approved its peer id; registered nodes stay', () => {
