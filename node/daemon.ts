@@ -313,7 +313,7 @@ export class Daemon {
    * Admin commands are not: they must come signed by an admin (cluster.submit). */
   private async signOwn (env: CommandEnvelope): Promise<CommandEnvelope> {
     const need = authorityOf(env.cmd)
-    const bootstrapAdmin = env.cmd.type === 'AddAdmin' && this.sm.listAdmins().length === 0
+    const bootstrapAdmin = env.cmd.type === 'AddAdmin' && (this.sm.listAdmins().length === 0 || this.sm.listNodes().length === 0)
     if (env.auth !== undefined || this.signer == null || (need === 'admin' && !bootstrapAdmin)) return env
     const v = validateCommand(env.cmd) // sign exactly what every replica will verify
     if (!v.ok) return env // refused with its own error on apply
