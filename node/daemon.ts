@@ -410,7 +410,7 @@ export class Daemon {
         for (const [i, x] of batch.entries()) {
           const r = results[i]
           if (r.ok) x.resolve(r.result)
-          else x.reject(new RpcError(r.error.kind, r.error.message, r.error.leader))
+          else x.reject(RpcError.fromBody(r.error))
         }
       }, (err: unknown) => {
         // a leader without internal.proposeMany (older version, rolling upgrade): one by one
@@ -790,5 +790,5 @@ const PROPOSE_ATTEMPTS = 20
 /** An attempt may have committed: the client must retry with this key, which applies at most once. */
 function indeterminate (key: string, last: unknown): RpcError {
   const why = last instanceof Error ? `last attempt: ${last.message}` : 'no answer from a leader'
-  return new RpcError('Indeterminate', indeterminateMessage(key, why))
+  return new RpcError('Indeterminate', indeterminateMessage(key, why), undefined, key)
 }

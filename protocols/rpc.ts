@@ -39,22 +39,31 @@ export interface RpcErrorBody {
   message: string
   /** leader hint with NotLeader */
   leader?: string
+  /** with Indeterminate and InFlight: the idempotency key to send the same write again under */
+  key?: string
 }
 
 /** Thrown by handlers and by the client; travels over the wire as RpcErrorBody unchanged. */
 export class RpcError extends Error {
   readonly kind: RpcErrorKind
   readonly leader?: string
-  constructor (kind: RpcErrorKind, message: string, leader?: string) {
+  readonly key?: string
+  constructor (kind: RpcErrorKind, message: string, leader?: string, key?: string) {
     super(message)
     this.name = 'RpcError'
     this.kind = kind
     if (leader != null) this.leader = leader
+    if (key != null) this.key = key
   }
 
   toBody (): RpcErrorBody {
-    return this.leader != null ? { kind: this.kind, message: this.message, leader: this.leader } : { kind: this.kind, message: this.message }
+    const body: RpcErrorBody = { kind: this.kind, message: this.message }
+    if (this.leader != null) body.leader = this.leader
+    if (this.key != null) body.key = this.key
+    return body
   }
+
+  static fromBody (b: RpcErrorBody): RpcError { return new RpcError(b.kind, b.message, b.leader, b.key) }
 }
 
 /** Any thrown value as an error body: named kinds are kept (NotLeader keeps its leader hint,
@@ -104,7 +113,7 @@ export function validateServerFrame (x: unknown): RpcResponse {
     if (o.more !== undefined && o.more !== true) bad('response.more', 'must be true when present')
     return o.more === true ? { id, ok: true, result: o.result, more: true } : { id, ok: true, result: o.result }
   }
-  const e = obj(o.error, 'response.error', ['kind', 'message', 'leader'], ['kind', 'message'])
+  const e = obj(o.error, 'response.error', ['kind', 'message', 'leader', 'key'], ['kind', 'message'])
   const kind = str(e.kind, 'response.error.kind', 32, 1)
   const error: RpcErrorBody = {
     // a kind this client does not know (a newer server) is still an error: keep it as Internal
@@ -113,6 +122,8 @@ export function validateServerFrame (x: unknown): RpcResponse {
   }
   const leader = opt(e, 'leader', (v, p) => str(v, p, MAX_NODE_ID_LENGTH), 'response.error')
   if (leader !== undefined) error.leader = leader
+  const key = opt(e, 'key', (v, p) => str(v, p, COMMAND_LIMITS.maxIdempotencyKeyLength, 1), 'response.error')
+  if (key !== undefined) error.key = key
   return { id, ok: false, error }
 }
 

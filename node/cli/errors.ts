@@ -57,7 +57,8 @@ export class CliError extends Error {
 }
 
 /** What `--json` prints on stdout for an error: the kind, the message, the next step, the exit code. */
-export interface JsonError { error: { kind: ErrorKind | 'Usage', message: string, next: string, exitCode: number } }
+/** `key`: with Indeterminate and InFlight, the idempotency key to run the same command again with. */
+export interface JsonError { error: { kind: ErrorKind | 'Usage', message: string, next: string, exitCode: number, key?: string } }
 
 export function nextStep (e: BlixError): string { return NEXT[e.kind] }
 

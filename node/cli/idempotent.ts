@@ -53,7 +53,7 @@ export async function mutate<M extends MutatingMethod> (client: RpcClient, key: 
   }
   const e = last as RpcError
   if (e.kind === 'Indeterminate' || e.kind === 'InFlight' || e.kind === 'Timeout') {
-    throw new RpcError(e.kind === 'InFlight' ? 'InFlight' : 'Indeterminate', `${e.message} (idempotency key ${key}; run the command again with --idempotency-key ${key})`)
+    throw new RpcError(e.kind === 'InFlight' ? 'InFlight' : 'Indeterminate', `${e.message} (idempotency key ${key}; run the command again with --idempotency-key ${key})`, undefined, key)
   }
   throw e
 }

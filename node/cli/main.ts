@@ -544,18 +544,20 @@ function usageFailure (message: string, next: string, out: Output): number {
 function report (err: unknown, out: Output): number {
   let e: BlixError
   let next: string | undefined
+  let key: string | undefined
   if (err instanceof CliError) {
     e = { kind: err.kind, message: err.message }
     next = err.next
   } else if (err instanceof RpcError) {
     const kind = err.kind === 'UnknownMethod' ? 'BadMessage' : err.kind === 'InvalidParams' ? 'InvalidCommand' : err.kind
     e = { kind, message: err.message }
+    key = err.key
   } else {
     e = { kind: 'Internal', message: err instanceof Error ? err.message : String(err) }
   }
   next ??= nextStep(e)
   const code = exitCodeFor(e.kind)
-  if (out.json) process.stdout.write(JSON.stringify({ error: { kind: e.kind, message: e.message, next, exitCode: code } } satisfies JsonError) + '\n')
+  if (out.json) process.stdout.write(JSON.stringify({ error: { kind: e.kind, message: e.message, next, exitCode: code, ...(key != null ? { key } : {}) } } satisfies JsonError) + '\n')
   process.stderr.write(describe(e, next) + '\n')
   return code
 }

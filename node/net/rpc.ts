@@ -379,7 +379,7 @@ export class RpcClient {
         const res = validateServerFrame(frame)
         const p = this.pending.get(res.id)
         if (p == null) continue // timed out or cancelled: the late answer is dropped
-        if (!res.ok) p.reject(new RpcError(res.error.kind, res.error.message, res.error.leader))
+        if (!res.ok) p.reject(RpcError.fromBody(res.error))
         else if (res.more === true && p.item != null) p.item(res.result)
         else p.resolve(res.result)
       }

@@ -34,7 +34,10 @@ const handlers: RpcHandlers = {
   'cluster.status': (p, ctx) => ({ id: 'srv', leader: 'srv', term: 3, commit: 10, applied: p.stale === true ? 9 : 10, voters: ['srv', ctx.peer], learners: [] }),
   'node.show': (p) => { throw new RpcError('NotFound', `no node '${p.node}'`) },
   'node.list': () => { throw new RaftError('NotLeader', 'not the leader', 'leader-peer') },
-  'vm.create': (p) => vm('vm-1', p.spec),
+  'vm.create': (p) => {
+    if (p.spec.name === 'unsure') throw new RpcError('Indeterminate', 'the leader changed under the write', undefined, p.idempotencyKey)
+    return vm('vm-1', p.spec)
+  },
   'vm.show': async (p, ctx) => {
     if (p.vm === 'slow') await new Promise(resolve => { ctx.signal.addEventListener('abort', resolve); setTimeout(resolve, 5000).unref() })
     if (p.vm === 'boom') throw new Error('disk on fire')
@@ -131,6 +134,14 @@ test('mutating methods are refused to non-admins', async () => {
   }
   assert.is((await rpc2.call('cluster.status', {})).term, 3) // reads are open
   await rpc2.close()
+})
+
+test('an Indeterminate answer carries the idempotency key to retry with, as a field a script can read', async () => {
+  const err = await rpc.call('vm.create', { spec: { ...spec, name: 'unsure' }, idempotencyKey: 'key-42' }).then(() => null, (e: unknown) => e)
+  assert.ok(err instanceof RpcError)
+  assert.is(err.kind, 'Indeterminate')
+  assert.is(err.key, 'key-42')
+  assert.equal(err.toBody(), { kind: 'Indeterminate', message: 'the leader changed under the write', key: 'key-42' })
 })
 
 test('per-request timeout, then the client still works', async () => {
