@@ -7,7 +7,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import type { Command, CommandEnvelope } from '../../protocols/commands.ts'
-import { authorityOf, seededSigner, signCommandSync } from '../../protocols/auth.ts'
+import { authorityOf, seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
@@ -101,6 +101,22 @@ test('the same generator, signed by the admin, does change the state (so the pro
   }
   console.log(`  admin-signed random commands that changed the state: ${changed} of ${n}`)
   assert.ok(changed >= 10, `only ${changed} of ${n}`)
+})
+
+test('a signature verified once (the leader, before proposing) is cached for its own bytes only: any other command, signer, nonce or bound under it is refused', () => {
+  const admin = seededSigner(new Uint8Array(32).fill(7))
+  const other = seededSigner(new Uint8Array(32).fill(8))
+  const v = validateCommand({ type: 'SetVmDesiredState', id: 'v1', desired: 'stopped' })
+  const w = validateCommand({ type: 'SetVmDesiredState', id: 'v1', desired: 'running' })
+  if (!v.ok || !w.ok) throw new Error('bad fixture')
+  const auth = signCommandSync(admin, v.cmd, 'n1', 10)
+  assert.ok(verifyAuth(v.cmd, auth))
+  assert.ok(verifyAuth(v.cmd, auth), 'again, from the cache')
+  assert.not.ok(verifyAuth(w.cmd, auth), 'another command under the same signature')
+  assert.not.ok(verifyAuth(v.cmd, { ...auth, nonce: 'n2' }), 'another nonce')
+  assert.not.ok(verifyAuth(v.cmd, { ...auth, until: 11 }), 'another bound')
+  assert.not.ok(verifyAuth(v.cmd, { ...auth, signer: other.peerId }), 'another signer')
+  assert.ok(verifyAuth(v.cmd, auth), 'the original still verifies')
 })
 
 test.run()
