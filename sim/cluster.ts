@@ -108,8 +108,8 @@ export class Cluster {
   /** The latest applied configuration as the leader sees it. */
   conf (): { voters: string[], learners: string[] } | null {
     const l = this.leader()
-    if (l === null || l.node === null) return null
-    return l.node.status().conf
+    if (l === null || l.core === null) return null
+    return l.core.status().conf
   }
 
   private crashAfterSend (r: Replica, rd: Ready): boolean {
@@ -159,14 +159,14 @@ export class Cluster {
   /** Propose one membership change through the leader; false if there is no leader or it refused. */
   changeMembership (cc: ConfChange): boolean {
     const l = this.leader()
-    if (l === null || l.node === null) return false
+    if (l === null || l.core === null) return false
+    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
     try {
-      l.node.proposeConfChange(cc)
+      l.core.proposeConfChange(cc)
     } catch {
+      this.o.trace?.(`${l.id} refused conf ${cc.type} ${cc.node}`)
       return false
     }
-    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
-    l.drive()
     return true
   }
 
@@ -180,10 +180,9 @@ export class Cluster {
 
   transferLeadership (to: string): void {
     const l = this.leader()
-    if (l === null || l.node === null || l.id === to) return
+    if (l === null || l.core === null || l.id === to) return
     this.o.trace?.(`${l.id} transfer leadership to ${to}`)
-    l.node.transferLeadership(to)
-    l.drive()
+    l.core.transferLeadership(to)
   }
 
   /** A client request arriving at replica `to`. `reply` is never called if the replica is down or

@@ -26,7 +26,7 @@ export class ConfigSafety extends BaseChecker {
   }
 
   private check (r: Replica, now: number): void {
-    const node = r.node
+    const node = r.core
     if (node === null) return
     const st = node.status()
     const snap = r.store.snapshot().meta
