@@ -34,14 +34,17 @@ export class Cluster {
   /** every replica ever created, in creation order (n1, n2, ...) */
   readonly replicas: Replica[] = []
   private readonly byId = new Map<string, Replica>()
-  /** replicas that will crash right after their next acknowledgement of new entries */
+  /** replicas that will crash right after their next Ready that acknowledges new entries (a
+   * follower) or sends them (a leader, which sends before it writes them: node/core/raft-loop.ts) */
   readonly armed = new Set<string>()
+  /** replicas that will crash right after their next Ready that grants a vote */
+  readonly armedVote = new Set<string>()
   /** leaders to cut off from everyone right after they next commit, for how long (ms) */
   readonly cutAfterCommit = new Map<string, number>()
   /** called as a replica becomes leader, before its first messages go out */
   onLeaderElected: ((r: Replica) => void) | null = null
-  /** called when a replica crashes through the armed hook */
-  onArmedCrash: ((r: Replica) => void) | null = null
+  /** called when a replica crashes through an armed hook (`vote`: armedVote) */
+  onArmedCrash: ((r: Replica, vote: boolean) => void) | null = null
   private nextId: number
 
   constructor (private readonly o: ClusterOptions) {
@@ -113,10 +116,15 @@ export class Cluster {
   }
 
   private crashAfterSend (r: Replica, rd: Ready): boolean {
+    if (this.armedVote.has(r.id) && rd.messages.some(m => m.type === 'MsgVoteResp' && m.reject !== true)) {
+      this.armedVote.delete(r.id)
+      this.o.sched.after(0, () => this.onArmedCrash?.(r, true))
+      return true
+    }
     if (!this.armed.has(r.id) || rd.entries.length === 0) return false
-    if (!rd.messages.some(m => m.type === 'MsgAppResp' && m.reject !== true)) return false
+    if (!rd.messages.some(m => (m.type === 'MsgAppResp' && m.reject !== true) || (m.type === 'MsgApp' && m.entries !== undefined && m.entries.length > 0))) return false
     this.armed.delete(r.id)
-    this.o.sched.after(0, () => this.onArmedCrash?.(r))
+    this.o.sched.after(0, () => this.onArmedCrash?.(r, false))
     return true
   }
 
@@ -154,6 +162,7 @@ export class Cluster {
     r.crash('removed')
     r.removed = true
     this.armed.delete(id)
+    this.armedVote.delete(id)
   }
 
   /** Propose one membership change through the leader; false if there is no leader or it refused. */
@@ -200,6 +209,7 @@ export class Cluster {
     this.net.heal()
     this.net.faults = { loss: 0, duplicate: 0, minDelay: 1, maxDelay: 4, slow: 0, slowDelay: 0 }
     this.armed.clear()
+    this.armedVote.clear()
     this.cutAfterCommit.clear()
     for (const r of this.members()) if (!r.up) r.start()
   }

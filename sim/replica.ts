@@ -4,7 +4,7 @@
 // A crash drops the core and the state machine and reverts the store to its last sync; a
 // restart rebuilds the state machine from the store's snapshot and lets the core replay the
 // committed log after it.
-import type { RaftBug } from '../protocols/raft/index.ts'
+import type { RaftBug, RaftStatus } from '../protocols/raft/index.ts'
 import type { Message, Ready } from '../protocols/raft/types.ts'
 import type { BlixError, CommandEnvelope } from '../protocols/commands.ts'
 import type { BlixardError } from '../protocols/errors.ts'
@@ -102,6 +102,11 @@ export class Replica {
     }
     this.raftBugs = raftBugs
     this.loopBugs = loopBugs
+  }
+
+  /** The core's status while up (what the checkers look at). */
+  raftStatus (): RaftStatus | null {
+    return this.core?.status() ?? null
   }
 
   private trace (line: string): void {

@@ -5,7 +5,7 @@
 // persisted, writes acknowledged). The whole object is copied with
 // cloneGraph and fingerprinted with encodeState, so everything in it is state.
 import { RawNode } from '../../protocols/raft/index.ts'
-import type { RaftBug } from '../../protocols/raft/index.ts'
+import type { RaftBug, RaftStatus } from '../../protocols/raft/index.ts'
 import type { Entry, Message, ReadState } from '../../protocols/raft/types.ts'
 import { MemoryLogStore } from '../memory-log-store.ts'
 import type { SimBug } from '../replica.ts'
@@ -97,6 +97,11 @@ export class ModelReplica {
     this.node = this.makeNode(cfg)
   }
 
+  /** The core's status, as sim/replica.ts Replica.raftStatus() gives it to the checkers. */
+  raftStatus (): RaftStatus | null {
+    return this.up ? this.node.status() : null
+  }
+
   makeNode (cfg: ModelConfig): RawNode {
     const bugs = new Set<RaftBug>()
     for (const b of cfg.bugs) if (b !== 'ack-before-sync' && b !== 'vote-before-persist' && b !== 'conf-not-rolled-back') bugs.add(b)
@@ -120,7 +125,7 @@ function pinnedRandom (): number {
   return 0
 }
 
-/** A replica as the simulator's checkers see it: they read only id, up, node and store, which
+/** A replica as the simulator's checkers see it: they read only id, up, raftStatus() and store, which
  * ModelReplica has with the same meaning. */
 function asReplica (r: ModelReplica): Replica {
   return r as unknown as Replica
