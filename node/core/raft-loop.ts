@@ -37,8 +37,14 @@ export class ReadyPersistence {
   private durable: { term: number, vote: NodeId | null }
   private deferredHard: HardState | null = null
 
-  constructor (initial: HardState, private readonly bugs: ReadonlySet<LoopBug> = new Set()) {
+  /** planted bugs, as plain flags (the model checker copies and fingerprints this object) */
+  private readonly voteBeforePersist: boolean
+  private readonly ackBeforeSync: boolean
+
+  constructor (initial: HardState, bugs: ReadonlySet<LoopBug> = new Set()) {
     this.durable = { term: initial.term, vote: initial.vote }
+    this.voteBeforePersist = bugs.has('vote-before-persist')
+    this.ackBeforeSync = bugs.has('ack-before-sync')
   }
 
   /** May this Ready's messages leave before it is persisted? */
@@ -47,7 +53,7 @@ export class ReadyPersistence {
     const hs = rd.hardState
     const termOrVoteChanged = hs != null && (hs.term !== this.durable.term || hs.vote !== this.durable.vote)
     if (leading) return !termOrVoteChanged
-    return this.bugs.has('vote-before-persist') && rd.entries.length === 0
+    return this.voteBeforePersist && rd.entries.length === 0
   }
 
   /** Persists a Ready (entries, hard state, snapshot), syncs when it must, and sends its
@@ -75,7 +81,7 @@ export class ReadyPersistence {
       if (rd.entries.length > 0) io.onSaved?.(rd.entries)
     }
     const mustSync = rd.mustSync || rd.snapshot != null
-    const syncLate = this.bugs.has('ack-before-sync')
+    const syncLate = this.ackBeforeSync
     if (mustSync && !syncLate) store.sync()
     // Only now, with everything durable, may messages that acknowledge it leave.
     if (!sendFirst) {
