@@ -13,6 +13,7 @@ import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
 import { RaftNode, raftToBlix as coreRaftToBlix } from './core/raft-node.ts'
 import type { NodeMetrics } from './metrics.ts'
+import { CONFIG_DEFAULTS } from './config.ts'
 
 export interface RaftDriverOptions {
   id: NodeId
@@ -42,15 +43,14 @@ export interface RaftDriverOptions {
 /** After the leader's connection closes, the remaining voters campaign in turns of this long
  * (the first within it), so that two of them rarely split the vote. */
 const LEADER_LOST_SLOT_MS = 150
-/** Defaults: one tick, election after 20 ticks (randomized up to 2×), heartbeat every 2. */
-export const DEFAULT_TICK_MS = 50
-export const DEFAULT_ELECTION_TICK = 20
-export const DEFAULT_HEARTBEAT_TICK = 2
+/** Raft timing and snapshot defaults are the configuration's (node/config.ts), one source for both. */
+const DEFAULT_TICK_MS = CONFIG_DEFAULTS.raft.tickMs
+const DEFAULT_ELECTION_TICK = CONFIG_DEFAULTS.raft.electionTick
+const DEFAULT_HEARTBEAT_TICK = CONFIG_DEFAULTS.raft.heartbeatTick
+const DEFAULT_SNAPSHOT_EVERY = CONFIG_DEFAULTS.raft.snapshotEvery
+const DEFAULT_SNAPSHOT_KEEP = CONFIG_DEFAULTS.raft.snapshotKeep
 export const DEFAULT_PROPOSAL_TIMEOUT_MS = 10_000
 export const DEFAULT_READ_TIMEOUT_MS = 5_000
-/** Snapshot every this many applied entries, keeping this many behind it (node/config.ts sets both). */
-export const DEFAULT_SNAPSHOT_EVERY = 10_000
-export const DEFAULT_SNAPSHOT_KEEP = 1_000
 /** Replication batching: bytes per append message and appends in flight per follower. */
 const MAX_SIZE_PER_MSG = 1 << 20
 const MAX_INFLIGHT_MSGS = 256
