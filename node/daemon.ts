@@ -170,7 +170,7 @@ export class Daemon {
       mdns: this.cfg.mdns,
       services: {
         raft: raftTransport({
-          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg) },
+          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg, from) },
           onUnreachable: (peer) => { this.driver?.reportUnreachable(peer) },
           onSnapshotStatus: (peer, ok) => { this.driver?.reportSnapshot(peer, ok) },
           log: this.netLog()
