@@ -11,13 +11,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
-import { indeterminateMessage } from '../protocols/commands.ts'
-import type { ForwardedResult } from '../protocols/rpc.ts'
-import { MAX_FORWARD_BATCH, MAX_FORWARD_BATCH_BYTES, RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
+import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
 import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
-import { StateMachine, encodeEnvelope } from '../storage/state-machine.ts'
+import { StateMachine } from '../storage/state-machine.ts'
 import type { LoadHint } from '../placement/types.ts'
 import type { NodeConfig } from './config.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -51,6 +49,7 @@ import type { LoadBoard } from './scheduler.ts'
 import { startHttp } from './http.ts'
 import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
+import { Forwarder } from './core/forwarder.ts'
 import { HostNet } from './net-host/host-net.ts'
 import { ownUnderlayIp } from './net-host/peers.ts'
 import { HostResources } from './host-resources.ts'
@@ -76,20 +75,6 @@ const AUTOPILOT_HEALTHY_WITHIN_MS = 3_000
 /** autopilot: a learner this many entries behind or fewer may become a voter */
 const AUTOPILOT_MAX_PROMOTE_LAG = 1_000
 
-function isForwardedResult (r: unknown): r is ForwardedResult {
-  if (r == null || typeof r !== 'object') return false
-  const o = r as { ok?: unknown, result?: unknown, error?: unknown }
-  if (o.ok === true) return o.result != null && typeof o.result === 'object' && typeof (o.result as { ok?: unknown }).ok === 'boolean'
-  return o.ok === false && o.error != null && typeof o.error === 'object' && typeof (o.error as { kind?: unknown }).kind === 'string' && typeof (o.error as { message?: unknown }).message === 'string'
-}
-
-interface PendingForward {
-  env: CommandEnvelope
-  bytes: number
-  resolve: (r: ApplyResult) => void
-  reject: (e: unknown) => void
-}
-
 export class Daemon {
   readonly log: Logger
   readonly metrics: NodeMetrics
@@ -102,10 +87,8 @@ export class Daemon {
   qemu: QemuDriver | null = null
   agent: Agent | null = null
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
-  /** writes waiting to be forwarded to a leader in this turn of the event loop */
-  private readonly forwardQueues = new Map<string, PendingForward[]>()
-  /** called on every change of the known leader (forwarded writes give up on a deposed one) */
-  private readonly leaderWatchers = new Set<(leader: string | null) => void>()
+  /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
+  private readonly forwarder: Forwarder<RpcClient>
   private readonly lastHeard = new Map<string, number>()
   private readonly hellos = new Map<string, PeerHello>()
   private readonly clients = new Map<string, Promise<RpcClient>>()
@@ -124,6 +107,23 @@ export class Daemon {
     this.store = LmdbLogStore.open(join(cfg.dataDir, 'raft'))
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
+    this.forwarder = new Forwarder<RpcClient>({
+      isLeader: () => this.driver?.isLeader() === true,
+      leaderId: () => this.driver?.leaderId() ?? null,
+      refusal: (env) => leaderRefusal(this.sm, this.id, env),
+      proposeLocal: async (env) => {
+        const drv = this.driver
+        if (drv == null) throw new RpcError('Unavailable', 'Raft is not running on this node yet')
+        return await drv.propose(env)
+      },
+      connect: async (leader) => await this.client(leader),
+      callOne: async (c, env, timeoutMs) => await c.call('internal.propose', { env }, { timeoutMs }),
+      callMany: async (c, envs, timeoutMs) => await c.call('internal.proposeMany', { envs }, { timeoutMs }),
+      dropConnection: (leader) => { this.dropClient(leader) },
+      defer: (run) => { setImmediate(run) },
+      sleep: async (ms) => { await new Promise((resolve) => setTimeout(resolve, ms)) },
+      stopping: () => this.stopping
+    })
   }
 
   get id (): string { return this.host.peerId.toString() }
@@ -170,7 +170,7 @@ export class Daemon {
       mdns: this.cfg.mdns,
       services: {
         raft: raftTransport({
-          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg) },
+          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg, from) },
           onUnreachable: (peer) => { this.driver?.reportUnreachable(peer) },
           onSnapshotStatus: (peer, ok) => { this.driver?.reportSnapshot(peer, ok) },
           log: this.netLog()
@@ -254,7 +254,7 @@ export class Daemon {
       onApplied: (i, env, r) => { this.onApplied(i, env, r) },
       onLeaderChange: (leader, isLeader) => {
         if (isLeader) void this.scheduler?.kick()
-        for (const fn of [...this.leaderWatchers]) fn(leader)
+        this.forwarder.leaderChanged(leader)
         this.log.debug('leader', { leader })
       }
     })
@@ -322,121 +322,12 @@ export class Daemon {
   }
 
 
-  /**
-   * Retries on NotLeader, Unavailable, Timeout and InFlight, always under the same key, so an
-   * attempt that did commit is applied once. The final answer is definite only when no attempt
-   * can have been proposed; once one may have been (it reached a leader and then timed out, or
-   * leadership changed under it, or the key was still in flight), it is Indeterminate, naming
-   * the key to retry with.
-   */
+  /** A write from this node (its own commands, the API's): proposed wherever the leader is, under
+   * one idempotency key for every attempt (node/core/forwarder.ts says when it is Indeterminate). */
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? crypto.randomUUID()
     const full = await this.signOwn({ ...env, key })
-    let lastErr: unknown = null
-    let mayHaveProposed = false
-    for (let attempt = 0; attempt < PROPOSE_ATTEMPTS && !this.stopping; attempt++) {
-      const drv = this.driver
-      const leader = drv?.leaderId() ?? null
-      let sent = false
-      try {
-        if (drv != null && drv.isLeader()) {
-          const why = leaderRefusal(this.sm, this.id, full)
-          if (why !== null) throw new RpcError('Unauthorized', why)
-          sent = true
-          return await drv.propose(full)
-        }
-        if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
-        const client = await this.client(leader)
-        sent = true
-        return await this.untilLeaderChanges(leader, this.forwardTo(leader, client, full))
-      } catch (err) {
-        lastErr = err
-        const kind = (err as { kind?: string }).kind
-        if (kind !== 'NotLeader' && kind !== 'Unavailable' && kind !== 'Timeout' && kind !== 'InFlight') {
-          // a thrown refusal of a later attempt leaves an earlier one's fate open: only the state
-          // machine's answer (an ApplyResult, returned, never thrown) is definite
-          if (mayHaveProposed && kind !== 'Indeterminate') throw indeterminate(key, err)
-          throw err
-        }
-        // NotLeader is a refusal before proposing; anything else after sending may have been proposed
-        if (sent && kind !== 'NotLeader') mayHaveProposed = true
-        if (leader != null && kind !== 'Timeout' && kind !== 'InFlight') this.dropClient(leader)
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))))
-      }
-    }
-    if (mayHaveProposed) throw indeterminate(key, lastErr)
-    throw lastErr instanceof Error ? lastErr : new RpcError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
-  }
-
-  /**
-   * Forwards a write to the leader. Writes forwarded in the same turn of the event loop travel
-   * together in one internal.proposeMany call (one request and one answer frame for many
-   * clients' writes, all in the leader's same Raft round); a lone write goes as internal.propose.
-   */
-  private async forwardTo (leader: string, client: RpcClient, env: CommandEnvelope): Promise<ApplyResult> {
-    return await new Promise<ApplyResult>((resolve, reject) => {
-      let q = this.forwardQueues.get(leader)
-      if (q == null) {
-        q = []
-        this.forwardQueues.set(leader, q)
-        setImmediate(() => { this.flushForwards(leader, client) })
-      }
-      q.push({ env, bytes: encodeEnvelope(env).byteLength, resolve, reject })
-    })
-  }
-
-  private flushForwards (leader: string, client: RpcClient): void {
-    const q = this.forwardQueues.get(leader) ?? []
-    this.forwardQueues.delete(leader)
-    const single = (x: PendingForward): void => {
-      client.call('internal.propose', { env: x.env }, { timeoutMs: 10_000 }).then(x.resolve, x.reject)
-    }
-    while (q.length > 0) {
-      const batch: PendingForward[] = []
-      let bytes = 0
-      while (q.length > 0 && batch.length < MAX_FORWARD_BATCH && (batch.length === 0 || bytes + q[0].bytes <= MAX_FORWARD_BATCH_BYTES)) {
-        bytes += q[0].bytes
-        batch.push(q.shift() as PendingForward)
-      }
-      if (batch.length === 1) { single(batch[0]); continue }
-      client.call('internal.proposeMany', { envs: batch.map((x) => x.env) }, { timeoutMs: 10_000 }).then((results: unknown) => {
-        // a peer's answer is checked before use: a malformed one fails these writes as Unavailable,
-        // which propose() retries (with the same keys: a write that did apply is not applied twice)
-        if (!Array.isArray(results) || results.length !== batch.length || !results.every(isForwardedResult)) {
-          const err = new RpcError('Unavailable', `the leader's answer to ${batch.length} forwarded writes is malformed`)
-          for (const x of batch) x.reject(err)
-          return
-        }
-        for (const [i, x] of batch.entries()) {
-          const r = results[i]
-          if (r.ok) x.resolve(r.result)
-          else x.reject(RpcError.fromBody(r.error))
-        }
-      }, (err: unknown) => {
-        // a leader without internal.proposeMany (older version, rolling upgrade): one by one
-        if ((err as { kind?: string }).kind === 'UnknownMethod') { for (const x of batch) single(x); return }
-        for (const x of batch) x.reject(err)
-      })
-    }
-  }
-
-  /**
-   * A forwarded write waits for the leader it went to, until Raft here names another (or none):
-   * a frozen or partitioned leader would otherwise hold it for the whole RPC timeout, and hold
-   * the client's stream slots with it. Retrying is safe: the command keeps its idempotency key.
-   */
-  private async untilLeaderChanges<T> (leader: string, call: Promise<T>): Promise<T> {
-    let watcher: ((l: string | null) => void) | null = null
-    const changed = new Promise<never>((_resolve, reject) => {
-      watcher = (l) => { if (l !== leader) reject(new RpcError('Unavailable', `leader ${leader} was replaced while the command was forwarded to it`)) }
-      this.leaderWatchers.add(watcher)
-    })
-    try {
-      return await Promise.race([call, changed])
-    } finally {
-      if (watcher != null) this.leaderWatchers.delete(watcher)
-      call.catch(() => {}) // a late failure of the abandoned call is not ours to report
-    }
+    return await this.forwarder.propose({ ...full, key })
   }
 
   async client (peer: string): Promise<RpcClient> {
@@ -783,12 +674,3 @@ function same (rec: NodeRecord, want: { addrs: string[], labels: Record<string, 
 // used by admit() to bound the cost of a bogus caller
 export const MAX_JOIN_ADDRS = 16
 export { RAFT_PROTOCOL }
-
-/** How many times a write is tried (under one key) before the daemon answers: bounds a client's wait. */
-const PROPOSE_ATTEMPTS = 20
-
-/** An attempt may have committed: the client must retry with this key, which applies at most once. */
-function indeterminate (key: string, last: unknown): RpcError {
-  const why = last instanceof Error ? `last attempt: ${last.message}` : 'no answer from a leader'
-  return new RpcError('Indeterminate', indeterminateMessage(key, why), undefined, key)
-}

@@ -1,28 +1,19 @@
-// The Raft shell of a real node: ticks the pure core on a timer, persists each
-// Ready through the LMDB log store (synced before any message that depends on
-// it is sent), applies committed entries to the LMDB state machine, and turns
-// proposals and ReadIndex requests into promises.
-//
-// Two things keep fsyncs off the write path, as etcd's shell does:
-// - a leader sends its messages before writing its own entries (Raft thesis 10.2.1): the core
-//   counts the leader's entries toward a quorum only after advance(), and nothing a leader sends
-//   acknowledges its own disk. Not when term or vote changed: votes must be durable first;
-// - a HardState whose only change is the commit index is not written at once (every LogStore
-//   save is an fsync) but with the next save: Raft does not need commit to be durable, and after
-//   a crash the core re-learns it from the leader and hands the entries out again (the driver
-//   skips those the state machine already has). It is written before a compaction and at stop.
+// The Raft node of a real process: node/core/raft-node.ts (the Ready loop the simulator runs too)
+// wired to the LMDB log store and state machine, the libp2p transport, real timers and crypto
+// randomness, with metrics and logs as its observers, and its callbacks turned into promises.
+// The loop's two fsync savers (send-first when leading, deferred commit-only HardState) are
+// explained in node/core/raft-loop.ts; the deferred HardState is written at a clean stop.
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
-import { RawNode } from '../protocols/raft/rawnode.ts'
-import type { ConfChange, Message, Ready, NodeId } from '../protocols/raft/types.ts'
-import { RaftError } from '../protocols/raft/types.ts'
+import type { ConfChange, Message, NodeId } from '../protocols/raft/types.ts'
+import type { RaftStatus } from '../protocols/raft/rawnode.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { BlixardError } from '../protocols/errors.ts'
-import { encodeEnvelope } from '../storage/state-machine.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
-import { ReadyPersistence } from './core/raft-loop.ts'
+import { RaftNode, raftToBlix as coreRaftToBlix } from './core/raft-node.ts'
 import type { NodeMetrics } from './metrics.ts'
+import { CONFIG_DEFAULTS } from './config.ts'
 
 export interface RaftDriverOptions {
   id: NodeId
@@ -43,323 +34,179 @@ export interface RaftDriverOptions {
   proposalTimeoutMs?: number
   /** called after every applied command (watch streams, events, agents) */
   onApplied?: (index: number, env: CommandEnvelope, result: ApplyResult) => void
+  /** the admission filter on the receive path (node/core/raft-node.ts RaftNodeOptions.admit) */
+  admit?: (m: Message, fromPeer: NodeId | null) => string | null
   /** called when leadership or the leader changes */
   onLeaderChange?: (leader: NodeId | null, isLeader: boolean, term: number) => void
-}
-
-interface Pending {
-  resolve: (r: ApplyResult) => void
-  reject: (e: Error) => void
-  timer: NodeJS.Timeout
-  t0: bigint
-}
-
-interface ReadWaiter {
-  resolve: () => void
-  reject: (e: Error) => void
-  timer: NodeJS.Timeout
-  index: number | null
 }
 
 /** After the leader's connection closes, the remaining voters campaign in turns of this long
  * (the first within it), so that two of them rarely split the vote. */
 const LEADER_LOST_SLOT_MS = 150
+/** Raft timing and snapshot defaults are the configuration's (node/config.ts), one source for both. */
+const DEFAULT_TICK_MS = CONFIG_DEFAULTS.raft.tickMs
+const DEFAULT_ELECTION_TICK = CONFIG_DEFAULTS.raft.electionTick
+const DEFAULT_HEARTBEAT_TICK = CONFIG_DEFAULTS.raft.heartbeatTick
+const DEFAULT_SNAPSHOT_EVERY = CONFIG_DEFAULTS.raft.snapshotEvery
+const DEFAULT_SNAPSHOT_KEEP = CONFIG_DEFAULTS.raft.snapshotKeep
+export const DEFAULT_PROPOSAL_TIMEOUT_MS = 10_000
+export const DEFAULT_READ_TIMEOUT_MS = 5_000
+/** Replication batching: bytes per append message and appends in flight per follower. */
+const MAX_SIZE_PER_MSG = 1 << 20
+const MAX_INFLIGHT_MSGS = 256
+/** Ready passes per event-loop turn before yielding to I/O. */
+const READIES_PER_DRAIN = 64
+/** How often proposeConfChange looks whether the change has applied. */
+const CONF_POLL_MS = 20
 
-/** A PRNG for election jitter: the core takes randomness as a parameter; here it is real randomness. */
+/** Election jitter: the core takes randomness as a parameter; here it is real randomness. */
 function cryptoRandom (): number {
   return randomInt(0, 2 ** 47) / 2 ** 47
 }
 
+function secondsSince (t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e9
+}
+
 export class RaftDriver {
   readonly id: NodeId
-  private readonly node: RawNode
-  private readonly opts: Required<Pick<RaftDriverOptions, 'tickMs' | 'snapshotEvery' | 'snapshotKeep' | 'proposalTimeoutMs'>> & RaftDriverOptions
-  private readonly pending = new Map<string, Pending>()
-  private readonly reads = new Map<string, ReadWaiter>()
-  /** reads whose index is known, waiting for apply */
-  private readonly readsByIndex: ReadWaiter[] = []
-  private ticker: NodeJS.Timeout | null = null
-  private scheduled = false
-  private stopped = false
-  private leader: NodeId | null = null
-  private lastSnapshotIndex: number
-  /** last log index handed to us as committed and processed (conf entries included, which the
-   * state machine never sees): what ReadIndex waits for */
-  private appliedIdx = 0
-  /** role as of the last Ready's soft state */
-  private leading = false
-  /** what reached disk and the commit-only HardState not written yet (see the file comment) */
-  private readonly persistence: ReadyPersistence
+  private readonly core: RaftNode
+  private readonly proposalTimeoutMs: number
+  private readonly tickMs: number
 
-  constructor (opts: RaftDriverOptions) {
+  constructor (private readonly opts: RaftDriverOptions) {
     this.id = opts.id
-    this.opts = { tickMs: 50, snapshotEvery: 10_000, snapshotKeep: 1_000, proposalTimeoutMs: 10_000, ...opts }
-    const snap = opts.store.snapshot()
-    this.lastSnapshotIndex = snap.meta.index
-    // The state machine lives in its own LMDB env, committed without fsync (the synced log is the
-    // source of truth and committed entries are re-applied after a crash). If it fell behind the
-    // log's snapshot, the entries in between may be compacted away: start from the snapshot.
-    if (snap.meta.index > opts.sm.applied()) {
-      opts.sm.restore(snap.data, snap.meta.index)
-      opts.log.info('state machine restored from the log snapshot', { index: snap.meta.index })
-    }
-    this.appliedIdx = Math.max(opts.sm.applied(), snap.meta.index)
-    const hs = opts.store.initialState().hardState
-    this.persistence = new ReadyPersistence(hs)
-    this.node = new RawNode({
+    this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS
+    this.proposalTimeoutMs = opts.proposalTimeoutMs ?? DEFAULT_PROPOSAL_TIMEOUT_MS
+    const snapshotEvery = opts.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY
+    const snapshotKeep = opts.snapshotKeep ?? DEFAULT_SNAPSHOT_KEEP
+    const m = opts.metrics
+    let readyT0 = 0n
+    let leaderSeen: NodeId | null = null
+    this.core = new RaftNode({
       id: opts.id,
-      storage: opts.store,
-      electionTick: opts.electionTick ?? 20,
-      heartbeatTick: opts.heartbeatTick ?? 2,
+      store: opts.store,
+      sm: opts.sm,
+      send: opts.send,
+      timers: {
+        after: (ms, run) => { const t = setTimeout(run, ms); return () => { clearTimeout(t) } }
+      },
+      defer: (run) => { setImmediate(run) },
       random: cryptoRandom,
-      applied: opts.sm.applied(),
-      maxSizePerMsg: 1 << 20,
-      maxInflightMsgs: 256,
+      readContextPrefix: randomBytes(12).toString('hex'),
+      tickMs: this.tickMs,
+      electionTick: opts.electionTick ?? DEFAULT_ELECTION_TICK,
+      heartbeatTick: opts.heartbeatTick ?? DEFAULT_HEARTBEAT_TICK,
       preVote: true,
-      checkQuorum: true
+      checkQuorum: true,
+      maxSizePerMsg: MAX_SIZE_PER_MSG,
+      maxInflightMsgs: MAX_INFLIGHT_MSGS,
+      proposalTimeoutMs: this.proposalTimeoutMs,
+      compaction: { due: (since) => since >= snapshotEvery, keep: () => snapshotKeep },
+      applyEachEntryAlone: false,
+      readiesPerDrain: READIES_PER_DRAIN,
+      log: opts.log,
+      admit: opts.admit,
+      hooks: {
+        // A Ready half-handled can never be taken as done (the core stopped itself); the error
+        // then ends the process and the restart recovers from what the log holds
+        // (storage/lmdb-log-store.ts LogDurabilityError).
+        onFatal: (err) => { opts.log.error('fatal: storage failed while handling Raft output (log write, fsync or state-machine commit); stopping this node: it recovers from its log on restart', { err: String(err) }) },
+        onRole: (role, leader, term) => {
+          const isLeader = role === 'leader'
+          m?.raftIsLeader.set(isLeader ? 1 : 0)
+          if (leader === leaderSeen) return
+          leaderSeen = leader
+          m?.raftLeaderChanges.inc()
+          opts.log.info('leader changed', { leader, isLeader, term })
+          opts.onLeaderChange?.(leader, isLeader, term)
+        },
+        onApplied: opts.onApplied == null
+          ? undefined
+          : (e, env, result) => {
+              if (env == null || result == null) return
+              try { opts.onApplied?.(e.index, env, result) } catch (err) { opts.log.warn('onApplied hook failed', { err }) }
+            },
+        onCompacted: (index, keep) => { opts.log.info('compacted log', { index, keep }) },
+        onMessagesSent: m == null ? undefined : (msgs) => { for (const x of msgs) m.raftMessagesSent.inc({ type: x.type }) },
+        onMessageReceived: m == null ? undefined : (x) => { m.raftMessagesReceived.inc({ type: x.type }) },
+        onReadyStart: m == null ? undefined : () => { readyT0 = process.hrtime.bigint() },
+        onReadyDone: m == null
+          ? undefined
+          : () => {
+              m.raftReadySeconds.observe(secondsSince(readyT0))
+              const st = this.core.status()
+              m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftAppliedIndex.set(opts.sm.applied())
+            }
+      }
     })
   }
 
-  start (): void {
-    if (this.ticker != null) return
-    this.ticker = setInterval(() => { this.node.tick(); this.schedule() }, this.opts.tickMs)
-    this.schedule()
+  start (): void { this.core.start() }
+
+  async stop (): Promise<void> { this.core.stop(true) }
+
+  status (): RaftStatus { return this.core.status() }
+  isLeader (): boolean { return this.core.status().role === 'leader' }
+  leaderId (): NodeId | null { return this.core.leaderId() }
+
+  /** A message from the transport (already decoded): the receive path into the core, where the
+   * admission filter (opts.admit) runs. */
+  step (m: Message, fromPeer: NodeId | null = null): void {
+    this.core.receive(m, fromPeer)
   }
 
-  async stop (): Promise<void> {
-    this.stopped = true
-    if (this.ticker != null) clearInterval(this.ticker)
-    this.ticker = null
-    this.flushDeferredHard()
-    const err = new BlixardError('Unavailable', 'the node is shutting down; retry on another node')
-    for (const [k, p] of this.pending) { clearTimeout(p.timer); p.reject(err); this.pending.delete(k) }
-    for (const [k, r] of this.reads) { clearTimeout(r.timer); r.reject(err); this.reads.delete(k) }
-    for (const r of this.readsByIndex.splice(0)) { clearTimeout(r.timer); r.reject(err) }
-  }
-
-  status (): ReturnType<RawNode['status']> { return this.node.status() }
-  isLeader (): boolean { return this.node.status().role === 'leader' }
-  leaderId (): NodeId | null { return this.node.status().lead }
-
-  /** A message from the transport (already validated). */
-  step (m: Message): void {
-    if (this.stopped) return
-    this.opts.metrics?.raftMessagesReceived.inc({ type: m.type })
-    try { this.node.step(m) } catch (e) { this.opts.log.warn('raft step failed', { type: m.type, from: m.from, err: e }) }
-    this.schedule()
-  }
-
-  reportUnreachable (peer: NodeId): void { this.node.reportUnreachable(peer); this.schedule() }
+  reportUnreachable (peer: NodeId): void { this.core.reportUnreachable(peer) }
+  reportSnapshot (peer: NodeId, ok: boolean): void { this.core.reportSnapshot(peer, ok) }
 
   /** Every connection to `peer` closed. If it was our leader (a killed process's kernel resets
    * its sockets at once), campaign within ~150 ms instead of waiting out the election timeout;
    * a leader that is in fact alive keeps its lease with the other followers (RawNode.leaderLost). */
   peerDisconnected (peer: NodeId): void {
-    if (this.stopped || this.node.status().lead !== peer) return
-    const slot = Math.max(1, Math.round(LEADER_LOST_SLOT_MS / this.opts.tickMs))
-    this.opts.log.info('lost the connection to the leader: campaigning early', { leader: peer, slotMs: slot * this.opts.tickMs })
-    this.node.leaderLost(peer, slot)
-    this.schedule()
+    const slot = Math.max(1, Math.round(LEADER_LOST_SLOT_MS / this.tickMs))
+    if (this.core.leaderLost(peer, slot)) this.opts.log.info('lost the connection to the leader: campaigning early', { leader: peer, slotMs: slot * this.tickMs })
   }
-  reportSnapshot (peer: NodeId, ok: boolean): void { this.node.reportSnapshot(peer, ok); this.schedule() }
 
   /** Propose a command on this node, which must be the leader. Resolves with the command's result once applied here. */
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
-    if (this.stopped) throw new BlixardError('Unavailable', 'the node is shutting down')
-    const key = env.key ?? randomUUID()
-    const full: CommandEnvelope = { ...env, key }
-    const existing = this.pending.get(key)
-    if (existing != null) throw new BlixardError('InFlight', `a command with idempotency key ${key} is already in flight; retry later with the same key`)
+    const full = { ...env, key: env.key ?? randomUUID() }
+    const t0 = process.hrtime.bigint()
     return await new Promise<ApplyResult>((resolve, reject) => {
-      try {
-        this.node.propose(encodeEnvelope(full))
-      } catch (e) {
-        reject(raftToBlix(e)); return
-      }
-      const timer = setTimeout(() => {
-        this.pending.delete(key)
-        reject(new BlixardError('Timeout', `command not committed within ${this.opts.proposalTimeoutMs} ms; it may still apply — retry with the same key`))
-      }, this.opts.proposalTimeoutMs)
-      this.pending.set(key, { resolve, reject, timer, t0: process.hrtime.bigint() })
-      this.schedule()
+      this.core.propose(full, (o) => {
+        if (!o.ok) { reject(o.error); return }
+        this.opts.metrics?.raftProposalSeconds.observe(secondsSince(t0))
+        resolve(o.result)
+      })
     })
   }
 
   async proposeConfChange (cc: ConfChange): Promise<void> {
-    try { this.node.proposeConfChange(cc) } catch (e) { throw raftToBlix(e) }
-    this.schedule()
+    this.core.proposeConfChange(cc)
     // Wait until the core has applied it (it leaves pendingConfIndex behind).
-    const deadline = Date.now() + this.opts.proposalTimeoutMs
+    const deadline = Date.now() + this.proposalTimeoutMs
     while (Date.now() < deadline) {
-      const st = this.node.status()
+      const st = this.core.status()
       const inConf = cc.type === 'remove'
         ? !st.conf.voters.includes(cc.node) && !st.conf.learners.includes(cc.node)
         : cc.type === 'promote' ? st.conf.voters.includes(cc.node) : st.conf.learners.includes(cc.node) || st.conf.voters.includes(cc.node)
       if (inConf) return
       if (st.role !== 'leader') throw new BlixardError('NotLeader', 'leadership changed during the membership change', st.lead ?? undefined)
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      await new Promise((resolve) => setTimeout(resolve, CONF_POLL_MS))
     }
     throw new BlixardError('Timeout', `membership change ${cc.type} ${cc.node} not applied in time`)
   }
 
-  transferLeadership (to: NodeId): void { this.node.transferLeadership(to); this.schedule() }
-  campaign (): void { this.node.campaign(); this.schedule() }
+  transferLeadership (to: NodeId): void { this.core.transferLeadership(to) }
+  campaign (): void { this.core.campaign() }
 
   /** Linearizable read barrier: resolves once this node has applied everything committed before the call. */
-  async readBarrier (timeoutMs = 5_000): Promise<void> {
-    if (this.stopped) throw new BlixardError('Unavailable', 'the node is shutting down')
-    const ctx = randomBytes(12)
-    const k = ctx.toString('hex')
-    return await new Promise<void>((resolve, reject) => {
-      try { this.node.readIndex(ctx) } catch (e) { reject(raftToBlix(e)); return }
-      const timer = setTimeout(() => {
-        this.reads.delete(k)
-        const i = this.readsByIndex.indexOf(w); if (i >= 0) this.readsByIndex.splice(i, 1)
-        reject(new BlixardError('Timeout', `linearizable read not confirmed within ${timeoutMs} ms (no quorum?); retry, or read with --stale`))
-      }, timeoutMs)
-      const w: ReadWaiter = { resolve, reject, timer, index: null }
-      this.reads.set(k, w)
-      this.schedule()
+  async readBarrier (timeoutMs = DEFAULT_READ_TIMEOUT_MS): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.core.readIndex(timeoutMs, (err) => { if (err != null) reject(err); else resolve() })
     })
-  }
-
-  private schedule (): void {
-    if (this.scheduled || this.stopped) return
-    this.scheduled = true
-    setImmediate(() => { this.scheduled = false; this.drain() })
-  }
-
-  private drain (): void {
-    for (let i = 0; i < 64 && !this.stopped && this.node.hasReady(); i++) {
-      const t0 = process.hrtime.bigint()
-      try { this.handle(this.node.ready()) } catch (err) {
-        // A Ready half-handled (the log not written or not known durable, the state not committed) can never be taken as
-        // done: stop at once, sending nothing more, and let the process exit; the restart recovers
-        // from what the log holds (storage/lmdb-log-store.ts LogDurabilityError).
-        this.stopped = true
-        this.opts.log.error('fatal: storage failed while handling Raft output (log write, fsync or state-machine commit); stopping this node: it recovers from its log on restart', { err: String(err) })
-        throw err
-      }
-      this.opts.metrics?.raftReadySeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9)
-    }
-    if (this.node.hasReady()) this.schedule()
-  }
-
-  private handle (rd: Ready): void {
-    const { store, sm } = this.opts
-    if (rd.softState != null) {
-      this.leading = rd.softState.role === 'leader'
-      this.noteSoftState(rd.softState.leader, this.leading)
-    }
-    this.persistence.persistAndSend(rd, this.leading, {
-      store,
-      send: (msgs) => this.sendAll(msgs),
-      installSnapshot: (snap) => {
-        // A joiner's first snapshot may be the leader's index-0 one: only the initial membership, no state.
-        if (snap.meta.index > 0 || snap.data.byteLength > 0) sm.restore(snap.data, snap.meta.index)
-        this.lastSnapshotIndex = snap.meta.index
-        this.appliedIdx = Math.max(this.appliedIdx, snap.meta.index)
-        this.opts.log.info('installed snapshot', { index: snap.meta.index, term: snap.meta.term })
-      }
-    })
-    // Every committed command of this Ready in one state-machine transaction (one LMDB commit
-    // instead of one per command), then the callers and hooks, in log order.
-    const batch: Array<{ index: number, data: Uint8Array }> = []
-    for (const e of rd.committedEntries) {
-      this.appliedIdx = Math.max(this.appliedIdx, e.index)
-      if (e.type === 'normal' && e.index > sm.applied()) batch.push({ index: e.index, data: e.data })
-    }
-    const envs: Array<CommandEnvelope | null> = []
-    const results = batch.length > 0 ? sm.applyBatch(batch, envs) : []
-    for (const [i, { index }] of batch.entries()) {
-      const result = results[i]
-      const env = envs[i]
-      if (env?.key != null) {
-        const p = this.pending.get(env.key)
-        if (p != null) {
-          this.pending.delete(env.key)
-          clearTimeout(p.timer)
-          this.opts.metrics?.raftProposalSeconds.observe(Number(process.hrtime.bigint() - p.t0) / 1e9)
-          p.resolve(result)
-        }
-      }
-      if (env != null && this.opts.onApplied != null) {
-        try { this.opts.onApplied(index, env, result) } catch (err) { this.opts.log.warn('onApplied hook failed', { err }) }
-      }
-    }
-    for (const rs of rd.readStates) {
-      const k = Buffer.from(rs.context).toString('hex')
-      const w = this.reads.get(k)
-      if (w == null) continue
-      this.reads.delete(k)
-      w.index = rs.index
-      this.readsByIndex.push(w)
-    }
-    this.releaseReads()
-    this.node.advance(rd)
-    this.maybeCompact()
-    const st = this.node.status()
-    const m = this.opts.metrics
-    if (m != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftAppliedIndex.set(sm.applied()) }
-  }
-
-  private sendAll (msgs: Message[]): void {
-    if (msgs.length === 0) return
-    for (const m of msgs) this.opts.metrics?.raftMessagesSent.inc({ type: m.type })
-    this.opts.send(msgs)
-  }
-
-  private flushDeferredHard (): void {
-    this.persistence.flushDeferred(this.opts.store)
-  }
-
-  private releaseReads (): void {
-    const applied = this.appliedIdx
-    for (let i = this.readsByIndex.length - 1; i >= 0; i--) {
-      const w = this.readsByIndex[i]
-      if (w.index != null && w.index <= applied) {
-        this.readsByIndex.splice(i, 1)
-        clearTimeout(w.timer)
-        w.resolve()
-      }
-    }
-  }
-
-  private noteSoftState (leader: NodeId | null, isLeader: boolean): void {
-    if (leader !== this.leader) {
-      this.leader = leader
-      this.opts.metrics?.raftLeaderChanges.inc()
-      this.opts.log.info('leader changed', { leader, isLeader, term: this.node.status().term })
-      this.opts.onLeaderChange?.(leader, isLeader, this.node.status().term)
-    }
-    this.opts.metrics?.raftIsLeader.set(isLeader ? 1 : 0)
-    if (!isLeader && this.pending.size > 0) {
-      // Our proposals may or may not commit under the new leader; callers retry with the same key (applied once).
-      const err = new BlixardError('Unavailable', 'leadership changed before the command committed; retry with the same key')
-      for (const [k, p] of this.pending) { clearTimeout(p.timer); p.reject(err); this.pending.delete(k) }
-    }
-  }
-
-  private maybeCompact (): void {
-    const applied = this.opts.sm.applied()
-    if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return
-    const t0 = performance.now()
-    const conf = this.node.status().conf
-    // the snapshot must not get ahead of the commit index on disk
-    this.flushDeferredHard()
-    const snap = this.opts.sm.snapshot()
-    this.opts.store.compact(applied, conf, snap, this.opts.snapshotKeep)
-    this.lastSnapshotIndex = applied
-    this.opts.log.info('compacted log', { index: applied, snapshotBytes: snap.byteLength, ms: Math.round(performance.now() - t0) })
   }
 }
 
 export function raftToBlix (e: unknown): Error {
-  if (e instanceof RaftError) {
-    if (e.kind === 'NotLeader') return new BlixardError('NotLeader', e.message, e.leaderHint ?? undefined)
-    if (e.kind === 'ConfChangeInProgress') return new BlixardError('Conflict', e.message)
-    if (e.kind === 'InvalidConfChange') return new BlixardError('InvalidCommand', e.message)
-    return new BlixardError('Unavailable', e.message)
-  }
-  return e instanceof Error ? e : new Error(String(e))
+  try { return coreRaftToBlix(e) } catch { return e instanceof Error ? e : new Error(String(e)) }
 }

@@ -51,6 +51,9 @@ function parse (argv: string[]): CliOptions {
         break
       }
       case '--trace': o.trace = true; break
+      case '--help': case '-h':
+        process.stdout.write(`usage: npm run sim -- --seeds N [--start S] [--nodes 3|5] [--steps K] [--bug NAME] [--seed S --trace]\nplanted bugs (--bug): ${BUGS.join(', ')}\n`)
+        process.exit(0)
       default: usage(`unknown argument ${argv[i]}`)
     }
   }

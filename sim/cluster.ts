@@ -34,14 +34,17 @@ export class Cluster {
   /** every replica ever created, in creation order (n1, n2, ...) */
   readonly replicas: Replica[] = []
   private readonly byId = new Map<string, Replica>()
-  /** replicas that will crash right after their next acknowledgement of new entries */
+  /** replicas that will crash right after their next Ready that acknowledges new entries (a
+   * follower) or sends them (a leader, which sends before it writes them: node/core/raft-loop.ts) */
   readonly armed = new Set<string>()
+  /** replicas that will crash right after their next Ready that grants a vote */
+  readonly armedVote = new Set<string>()
   /** leaders to cut off from everyone right after they next commit, for how long (ms) */
   readonly cutAfterCommit = new Map<string, number>()
   /** called as a replica becomes leader, before its first messages go out */
   onLeaderElected: ((r: Replica) => void) | null = null
-  /** called when a replica crashes through the armed hook */
-  onArmedCrash: ((r: Replica) => void) | null = null
+  /** called when a replica crashes through an armed hook (`vote`: armedVote) */
+  onArmedCrash: ((r: Replica, vote: boolean) => void) | null = null
   private nextId: number
 
   constructor (private readonly o: ClusterOptions) {
@@ -108,15 +111,20 @@ export class Cluster {
   /** The latest applied configuration as the leader sees it. */
   conf (): { voters: string[], learners: string[] } | null {
     const l = this.leader()
-    if (l === null || l.node === null) return null
-    return l.node.status().conf
+    if (l === null || l.core === null) return null
+    return l.core.status().conf
   }
 
   private crashAfterSend (r: Replica, rd: Ready): boolean {
+    if (this.armedVote.has(r.id) && rd.messages.some(m => m.type === 'MsgVoteResp' && m.reject !== true)) {
+      this.armedVote.delete(r.id)
+      this.o.sched.after(0, () => this.onArmedCrash?.(r, true))
+      return true
+    }
     if (!this.armed.has(r.id) || rd.entries.length === 0) return false
-    if (!rd.messages.some(m => m.type === 'MsgAppResp' && m.reject !== true)) return false
+    if (!rd.messages.some(m => (m.type === 'MsgAppResp' && m.reject !== true) || (m.type === 'MsgApp' && m.entries !== undefined && m.entries.length > 0))) return false
     this.armed.delete(r.id)
-    this.o.sched.after(0, () => this.onArmedCrash?.(r))
+    this.o.sched.after(0, () => this.onArmedCrash?.(r, false))
     return true
   }
 
@@ -154,19 +162,20 @@ export class Cluster {
     r.crash('removed')
     r.removed = true
     this.armed.delete(id)
+    this.armedVote.delete(id)
   }
 
   /** Propose one membership change through the leader; false if there is no leader or it refused. */
   changeMembership (cc: ConfChange): boolean {
     const l = this.leader()
-    if (l === null || l.node === null) return false
+    if (l === null || l.core === null) return false
+    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
     try {
-      l.node.proposeConfChange(cc)
+      l.core.proposeConfChange(cc)
     } catch {
+      this.o.trace?.(`${l.id} refused conf ${cc.type} ${cc.node}`)
       return false
     }
-    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
-    l.drive()
     return true
   }
 
@@ -180,10 +189,9 @@ export class Cluster {
 
   transferLeadership (to: string): void {
     const l = this.leader()
-    if (l === null || l.node === null || l.id === to) return
+    if (l === null || l.core === null || l.id === to) return
     this.o.trace?.(`${l.id} transfer leadership to ${to}`)
-    l.node.transferLeadership(to)
-    l.drive()
+    l.core.transferLeadership(to)
   }
 
   /** A client request arriving at replica `to`. `reply` is never called if the replica is down or
@@ -201,6 +209,7 @@ export class Cluster {
     this.net.heal()
     this.net.faults = { loss: 0, duplicate: 0, minDelay: 1, maxDelay: 4, slow: 0, slowDelay: 0 }
     this.armed.clear()
+    this.armedVote.clear()
     this.cutAfterCommit.clear()
     for (const r of this.members()) if (!r.up) r.start()
   }

@@ -35,9 +35,12 @@ export class Nemesis {
 
   constructor (private readonly o: NemesisOptions) {
     o.cluster.onLeaderElected = (r) => { if (this.active && this.churnLeft > 0) this.disturbNewLeader(r.id) }
-    o.cluster.onArmedCrash = (r) => {
+    o.cluster.onArmedCrash = (r, vote) => {
       this.stats.crashes++
-      this.o.sched.after(this.o.rng.range(10, 120), () => { if (this.active) this.o.cluster.restart(r.id) })
+      // A voter that died right after granting comes back at once, while the election it voted
+      // in is still going on: what it remembers of that vote is then what keeps the term to one leader.
+      const [lo, hi] = vote ? [1, 4] : [10, 120]
+      this.o.sched.after(this.o.rng.range(lo, hi), () => { if (this.active) this.o.cluster.restart(r.id) })
     }
   }
 
@@ -104,8 +107,12 @@ export class Nemesis {
         sched.after(rng.range(8, 40), () => {
           if (!this.active) return
           cluster.net.isolate(lid, cluster.memberIds())
-          for (const f of followers) cluster.armed.delete(f)
-          sched.after(rng.range(300, 1200), () => { if (this.active) { cluster.net.heal(); this.trace('heal') } })
+          // The election that follows: each follower dies right after its first vote grant.
+          for (const f of followers) { cluster.armed.delete(f); cluster.armedVote.add(f) }
+          sched.after(rng.range(300, 1200), () => {
+            for (const f of followers) cluster.armedVote.delete(f)
+            if (this.active) { cluster.net.heal(); this.trace('heal') }
+          })
         })
         return
       }
@@ -121,7 +128,7 @@ export class Nemesis {
         for (let k = 0; k < rounds; k++) {
           at += rng.range(30, 160)
           const hold = rng.range(40, 400)
-          const how = rng.pick(['crash', 'cut', 'cut-after-commit', 'cut-after-commit'] as const)
+          const how = rng.pick(['crash', 'crash-after-send', 'cut', 'cut-after-commit', 'cut-after-commit'] as const)
           sched.after(at, () => {
             if (!this.active) return
             const l = cluster.leader()
@@ -135,6 +142,11 @@ export class Nemesis {
               this.stats.crashes++
               cluster.crash(id, 'churn')
               sched.after(hold, () => { if (this.active) cluster.restart(id) })
+            } else if (how === 'crash-after-send') {
+              // Dies right after sending new entries it has not written yet (a leader sends
+              // first): the followers may commit what its own disk never held.
+              cluster.armed.add(id)
+              this.trace(`churn: crash leader ${id} right after it next sends new entries`)
             } else {
               this.trace(`churn: cut off leader ${id} for ${hold} ms`)
               cluster.net.isolate(id, cluster.memberIds())

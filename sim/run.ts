@@ -22,7 +22,7 @@ import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
 import { PlacementInvariants } from './checkers/placement.ts'
 import { VmScheduler } from './vm-scheduler.ts'
 
-export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'conf-not-rolled-back']
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back']
 export const DEFAULT_STEPS = 600
 /** virtual ms between log-matching sweeps */
 const CHECKPOINT_MS = 500

@@ -6,7 +6,6 @@
 import type { NodeRecord } from '../protocols/model.ts'
 import type { Command } from '../protocols/commands.ts'
 import { clusterFromModel, placeOne, requestFromVm } from '../placement/index.ts'
-import { encodeEnvelope } from '../storage/state-machine.ts'
 import type { Cluster } from './cluster.ts'
 import type { Scheduler } from './scheduler.ts'
 
@@ -48,8 +47,9 @@ export class VmScheduler {
     if (!this.running) return
     this.sched.after(SCHEDULE_EVERY_MS, () => this.round())
     const l = this.cluster.leader()
-    if (l === null || l.node === null || l.sm === null) return
+    if (l === null || l.core === null || l.sm === null) return
     const sm = l.sm
+    const core = l.core
     const cmds: Command[] = []
     for (let i = 1; i <= HOSTS; i++) {
       if (sm.getNode(`host${i}`) === undefined) cmds.push({ type: 'RegisterNode', node: hostRecord(i) })
@@ -69,13 +69,12 @@ export class VmScheduler {
     }
     for (const cmd of cmds) {
       try {
-        l.node.propose(encodeEnvelope({ cmd, at: this.sched.now() }))
+        core.proposeUnwatched({ cmd, at: this.sched.now() })
         this.proposals++
         this.trace?.(`${l.id} scheduler proposes ${cmd.type}${cmd.type === 'AssignVm' ? ` ${cmd.id} -> ${String(cmd.node)}` : ''}`)
       } catch {
         return // not leader any more, or dropping proposals: try next round
       }
     }
-    if (cmds.length > 0) l.drive()
   }
 }

@@ -26,9 +26,8 @@ export class ConfigSafety extends BaseChecker {
   }
 
   private check (r: Replica, now: number): void {
-    const node = r.node
-    if (node === null) return
-    const st = node.status()
+    const st = r.raftStatus()
+    if (st === null) return
     const snap = r.store.snapshot().meta
     let conf = snap.conf
     const allowed = new Set([key(conf)])

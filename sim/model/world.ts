@@ -1,13 +1,17 @@
 // One state of the model: three replicas (each the real RawNode over the
-// simulator's MemoryLogStore, driven through the same Ready loop as
-// sim/replica.ts), the network as a multiset of in-flight messages, and the
+// simulator's MemoryLogStore, persisting and sending through the shipped loop's
+// step, node/core/raft-loop.ts ReadyPersistence: send-first when leading,
+// deferred commit-only HardState; the rest of the Ready loop is the model's own,
+// since node/core/raft-node.ts holds closures a state copy cannot carry), the network as a multiset of in-flight messages, and the
 // ghost history the invariants need (leaders per term, entries applied and
 // persisted, writes acknowledged). The whole object is copied with
 // cloneGraph and fingerprinted with encodeState, so everything in it is state.
 import { RawNode } from '../../protocols/raft/index.ts'
-import type { RaftBug } from '../../protocols/raft/index.ts'
+import type { RaftBug, RaftStatus } from '../../protocols/raft/index.ts'
 import type { Entry, Message, ReadState } from '../../protocols/raft/types.ts'
 import { MemoryLogStore } from '../memory-log-store.ts'
+import { LOOP_BUGS, ReadyPersistence } from '../../node/core/raft-loop.ts'
+import type { LoopBug } from '../../node/core/raft-loop.ts'
 import type { SimBug } from '../replica.ts'
 import type { Replica } from '../replica.ts'
 import type { Cluster } from '../cluster.ts'
@@ -91,15 +95,30 @@ export class ModelReplica {
   waiting: number[] = []
   reads: Record<string, PendingRead> = {}
 
+  /** what reached disk and the deferred commit-only HardState (the shipped loop's bookkeeping) */
+  persistence: ReadyPersistence
+
   constructor (id: string, cfg: ModelConfig) {
     this.id = id
     this.store = new MemoryLogStore({ conf: { voters: [...cfg.ids], learners: [] }, countUncommittedConf: cfg.bugs.has('conf-not-rolled-back') })
     this.node = this.makeNode(cfg)
+    this.persistence = this.makePersistence(cfg)
+  }
+
+  makePersistence (cfg: ModelConfig): ReadyPersistence {
+    const loopBugs = new Set<LoopBug>()
+    for (const b of cfg.bugs) if ((LOOP_BUGS as readonly string[]).includes(b)) loopBugs.add(b as LoopBug)
+    return new ReadyPersistence(this.store.initialState().hardState, loopBugs)
+  }
+
+  /** The core's status, as sim/replica.ts Replica.raftStatus() gives it to the checkers. */
+  raftStatus (): RaftStatus | null {
+    return this.up ? this.node.status() : null
   }
 
   makeNode (cfg: ModelConfig): RawNode {
     const bugs = new Set<RaftBug>()
-    for (const b of cfg.bugs) if (b !== 'ack-before-sync' && b !== 'conf-not-rolled-back') bugs.add(b)
+    for (const b of cfg.bugs) if (b !== 'ack-before-sync' && b !== 'vote-before-persist' && b !== 'conf-not-rolled-back') bugs.add(b)
     return new RawNode({
       id: this.id,
       storage: this.store,
@@ -120,7 +139,7 @@ function pinnedRandom (): number {
   return 0
 }
 
-/** A replica as the simulator's checkers see it: they read only id, up, node and store, which
+/** A replica as the simulator's checkers see it: they read only id, up, raftStatus() and store, which
  * ModelReplica has with the same meaning. */
 function asReplica (r: ModelReplica): Replica {
   return r as unknown as Replica
@@ -253,11 +272,12 @@ export class World {
     r.applied = r.store.snapshot().meta.index
     r.role = 'follower'
     r.node = r.makeNode(this.cfg)
+    r.persistence = r.makePersistence(this.cfg)
     r.term = r.node.status().term
     this.drive(r)
   }
 
-  // --- the Ready loop (sim/replica.ts drive(), step for step) ----------------------
+  // --- the Ready loop (node/core/raft-node.ts handle(), step for step) --------------
 
   drive (r: ModelReplica): void {
     let rounds = 0
@@ -265,33 +285,35 @@ export class World {
       if (++rounds > MAX_READY_ROUNDS) throw new Error(`${r.id}: still has a Ready after ${MAX_READY_ROUNDS} rounds`)
       const node = r.node
       const rd = node.ready()
-      if (rd.snapshot !== null) {
-        // The model never compacts, so no leader sends a snapshot with state in it; the list of
-        // applied writes could not be restored from one, so say so rather than go on wrongly.
-        if (rd.snapshot.data.byteLength > 0) throw new Error(`${r.id}: a snapshot with state reached the model, which does not model compaction`)
-        r.store.save({ snapshot: rd.snapshot })
-        r.applied = rd.snapshot.meta.index
-      }
-      // (an empty save changes nothing but the store's list of unsynced saves)
-      if (rd.hardState !== null || rd.entries.length > 0) r.store.save({ hardState: rd.hardState, entries: rd.entries })
-      if (rd.entries.length > 0) this.onPersist(r, rd.entries)
       if (rd.hardState !== null) r.term = rd.hardState.term
       if (rd.softState !== null) {
         const was = r.role
         r.role = rd.softState.role
         if (was !== r.role && r.role === 'leader') this.onLeader(r, r.term)
       }
-      const ackFirst = this.cfg.bugs.has('ack-before-sync')
-      if (rd.mustSync && !ackFirst) r.store.sync()
-      for (const m of rd.messages) this.send(m)
-      if (this.crashArmed === this.reps.indexOf(r) && rd.messages.length > 0) {
-        // power loss between this Ready's send and the rest of its handling
-        this.crashArmed = -1
-        this.crashFired = true
+      const idx = this.reps.indexOf(r)
+      const survived = r.persistence.persistAndSend(rd, r.role === 'leader', {
+        store: r.store,
+        send: (msgs) => { for (const m of msgs) this.send(m) },
+        installSnapshot: (snap) => {
+          // The model never compacts, so no leader sends a snapshot with state in it; the list of
+          // applied writes could not be restored from one, so say so rather than go on wrongly.
+          if (snap.data.byteLength > 0) throw new Error(`${r.id}: a snapshot with state reached the model, which does not model compaction`)
+          r.applied = snap.meta.index
+        },
+        onSaved: (entries) => { this.onPersist(r, entries) },
+        afterSend: () => {
+          if (this.crashArmed !== idx || rd.messages.length === 0) return false
+          // power loss between this Ready's send and the rest of its handling
+          this.crashArmed = -1
+          this.crashFired = true
+          return true
+        }
+      })
+      if (!survived) {
         this.restart(r)
         return
       }
-      if (rd.mustSync && ackFirst) r.store.sync()
       for (const e of rd.committedEntries) this.apply(r, e)
       this.noteReadStates(r, rd.readStates)
       node.advance(rd)

@@ -69,4 +69,33 @@ test('a commit-only HardState waits for the next save, or for flushDeferred', ()
   assert.equal(store.events, ['save hs=2/1/2 entries=0', 'sync'])
 })
 
+test('a crash right after a leader sends first leaves its entries off the disk', () => {
+  const store = new RecordingStore({ conf })
+  const p = new ReadyPersistence(hs(2, '1', 0))
+  const done = p.persistAndSend(ready({ entries: [ent(1, 2)], messages: [msg('MsgApp', 2)], mustSync: true }), true, {
+    store,
+    send: (ms) => { store.events.push(`send ${ms.map(m => m.type).join(',')}`) },
+    installSnapshot: () => {},
+    afterSend: () => true
+  })
+  assert.is(done, false, 'the caller is told to stop')
+  assert.equal(store.events, ['send MsgApp'])
+})
+
+// The planted loop bugs the simulator must catch (sim/run.ts BUGS): each reorders one
+// acknowledgement ahead of the write it stands for.
+test('planted vote-before-persist sends the vote response before saving the vote', () => {
+  const store = new RecordingStore({ conf })
+  const p = new ReadyPersistence(hs(1, null, 0), new Set(['vote-before-persist']))
+  run(store, p, ready({ hardState: hs(2, '2', 0), messages: [msg('MsgVoteResp', 2)], mustSync: true }), false)
+  assert.equal(store.events, ['send MsgVoteResp', 'save hs=2/2/0 entries=0', 'sync'])
+})
+
+test('planted ack-before-sync sends a follower\'s append response before the sync', () => {
+  const store = new RecordingStore({ conf })
+  const p = new ReadyPersistence(hs(2, '1', 0), new Set(['ack-before-sync']))
+  run(store, p, ready({ entries: [ent(1, 2)], messages: [msg('MsgAppResp', 2)], mustSync: true }), false)
+  assert.equal(store.events, ['save hs=- entries=1', 'send MsgAppResp', 'sync'])
+})
+
 test.run()

@@ -35,6 +35,7 @@ const CASES: Array<{ bug: SimBug, depth: number, checker: string, o: Partial<Mod
   { bug: 'vote-ignores-term', depth: 6, checker: 'election-safety', o: {}, b: { drop: false, dups: 0, crashes: 0, confs: 0, writes: 0, reads: 0 } },
   { bug: 'conf-not-rolled-back', depth: 5, checker: 'config-safety', o: {}, b: { drop: false, dups: 0, writes: 0, reads: 0 } },
   { bug: 'ack-before-sync', depth: 6, checker: 'election-safety', o: {}, b: { drop: false, dups: 0, confs: 0, writes: 0, reads: 0 } },
+  { bug: 'vote-before-persist', depth: 6, checker: 'election-safety', o: {}, b: { drop: false, dups: 0, confs: 0, writes: 0, reads: 0 } },
   { bug: 'stale-read-index', depth: 12, checker: 'linearizable-reads', o: { fifo: true }, b: { drop: false, dups: 0, crashes: 0, confs: 0, timeouts: 2, heartbeats: 0 } }
 ]
 
