@@ -1,7 +1,8 @@
 // N replicas on one virtual clock and one simulated network, plus the
 // operations the nemesis and the workload use: crash, restart, membership
 // changes, leadership transfer, and client requests to a given replica.
-import type { ConfChange, Message, Ready } from '../protocols/raft/types.ts'
+import type { AnyConfChange, ConfState, Message, Ready } from '../protocols/raft/types.ts'
+import { confChangeText } from '../protocols/raft/confchange.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import { Network } from './network.ts'
 import { Replica } from './replica.ts'
@@ -106,7 +107,7 @@ export class Cluster {
   }
 
   /** The latest applied configuration as the leader sees it. */
-  conf (): { voters: string[], learners: string[] } | null {
+  conf (): ConfState | null {
     const l = this.leader()
     if (l === null || l.node === null) return null
     return l.node.status().conf
@@ -157,7 +158,7 @@ export class Cluster {
   }
 
   /** Propose one membership change through the leader; false if there is no leader or it refused. */
-  changeMembership (cc: ConfChange): boolean {
+  changeMembership (cc: AnyConfChange): boolean {
     const l = this.leader()
     if (l === null || l.node === null) return false
     try {
@@ -165,7 +166,7 @@ export class Cluster {
     } catch {
       return false
     }
-    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
+    this.o.trace?.(`${l.id} propose conf ${confChangeText(cc)}`)
     l.drive()
     return true
   }

@@ -48,6 +48,8 @@ export interface RunStats {
   crashes: number
   partitions: number
   membership: number
+  /** membership steps that went through a joint configuration */
+  joint: number
   replicas: number
   inconclusive: number
   schedulerProposals: number
@@ -148,6 +150,7 @@ export function runSeed (o: RunOptions): RunResult {
     crashes: nemesis.stats.crashes,
     partitions: nemesis.stats.partitions,
     membership: nemesis.stats.membership,
+    joint: nemesis.stats.joint,
     replicas: cluster.replicas.length,
     inconclusive: linearizability.inconclusive,
     schedulerProposals: vmScheduler.proposals
