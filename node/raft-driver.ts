@@ -13,7 +13,8 @@
 //   skips those the state machine already has). It is written before a compaction and at stop.
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
 import { RawNode } from '../protocols/raft/rawnode.ts'
-import type { ConfChange, Message, Ready, NodeId } from '../protocols/raft/types.ts'
+import type { AnyConfChange, Message, Ready, NodeId } from '../protocols/raft/types.ts'
+import { confChangeDone, confChangeText } from '../protocols/raft/confchange.ts'
 import { RaftError } from '../protocols/raft/types.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
@@ -185,21 +186,18 @@ export class RaftDriver {
     })
   }
 
-  async proposeConfChange (cc: ConfChange): Promise<void> {
+  async proposeConfChange (cc: AnyConfChange): Promise<void> {
     try { this.node.proposeConfChange(cc) } catch (e) { throw raftToBlix(e) }
     this.schedule()
     // Wait until the core has applied it (it leaves pendingConfIndex behind).
     const deadline = Date.now() + this.opts.proposalTimeoutMs
     while (Date.now() < deadline) {
       const st = this.node.status()
-      const inConf = cc.type === 'remove'
-        ? !st.conf.voters.includes(cc.node) && !st.conf.learners.includes(cc.node)
-        : cc.type === 'promote' ? st.conf.voters.includes(cc.node) : st.conf.learners.includes(cc.node) || st.conf.voters.includes(cc.node)
-      if (inConf) return
+      if (confChangeDone(st.conf, cc)) return
       if (st.role !== 'leader') throw new BlixardError('NotLeader', 'leadership changed during the membership change', st.lead ?? undefined)
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
-    throw new BlixardError('Timeout', `membership change ${cc.type} ${cc.node} not applied in time`)
+    throw new BlixardError('Timeout', `membership change ${confChangeText(cc)} not applied in time`)
   }
 
   transferLeadership (to: NodeId): void { this.node.transferLeadership(to); this.schedule() }

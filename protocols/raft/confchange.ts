@@ -212,3 +212,15 @@ export function confChangeText (cc: AnyConfChange): string {
   if (cc.changes.length === 0) return 'leave-joint'
   return `v2 ${cc.transition} [${cc.changes.map(c => `${c.type} ${c.node}`).join(', ')}]`
 }
+
+/** Has `conf` taken in everything `cc` asked for (and, for a v2 change, left joint again)?
+ * What a shell waits for after proposing. */
+export function confChangeDone (conf: ConfState, cc: AnyConfChange): boolean {
+  if (isJoint(conf)) return false
+  const changes = isConfChangeV2(cc)
+    ? cc.changes
+    : [{ type: cc.type === 'addLearner' ? 'add-learner' as const : cc.type === 'promote' ? 'add-voter' as const : 'remove' as const, node: cc.node }]
+  return changes.every(c => c.type === 'add-voter'
+    ? conf.voters.includes(c.node)
+    : c.type === 'add-learner' ? conf.learners.includes(c.node) || (!isConfChangeV2(cc) && conf.voters.includes(c.node)) : !isMember(conf, c.node))
+}
