@@ -13,6 +13,10 @@ import { isJoint, isMember } from '../protocols/raft/confchange.ts'
 export interface NemesisOptions {
   sched: Scheduler
   rng: Prng
+  /** Joint-change choices draw from their own stream, so a run that picks the one-step path
+   * replays exactly as before joint changes existed (the named regression seeds stay meaningful). */
+  jointRng: Prng
+  jointChanges: boolean
   cluster: Cluster
   /** voters the cluster should keep (3 or 5) */
   voters: number
@@ -250,11 +254,12 @@ export class Nemesis {
     }
     if (conf.learners.length > 0) {
       const id = conf.learners[0]
-      const transition = rng.pick(['auto', 'explicit'] as const)
-      const how = rng.pick(['promote', 'replace', 'swap'] as const)
-      if (how !== 'promote' && conf.voters.length >= this.o.voters) {
+      const jr = this.o.jointRng
+      const transition = jr.pick(['auto', 'explicit'] as const)
+      const how = jr.pick(['promote', 'replace', 'swap'] as const)
+      if (this.o.jointChanges && how !== 'promote' && conf.voters.length >= this.o.voters) {
         // Any voter, the leader included: a leader removed while joint keeps leading until the leave.
-        const victim = rng.pick(conf.voters)
+        const victim = jr.pick(conf.voters)
         const cc = { changes: [{ type: 'add-voter' as const, node: id }, { type: how === 'replace' ? 'remove' as const : 'add-learner' as const, node: victim }], transition }
         if (cluster.changeMembership(cc)) {
           this.stats.membership++
