@@ -8,15 +8,18 @@
 //   target to GROW to, never a reason to shrink: the voter count only falls when the fault
 //   tolerance (how many voters may fail with the cluster still available) stays the same;
 // - a voter unreachable for longer than `deadAfterMs` is replaced by a healthy, caught-up learner in
-//   one `replace` decision (promote the learner, then remove the dead voter). With no such learner
+//   one `replace` decision (one joint conf change: add the learner as voter and remove the dead
+//   voter, left automatically). With no such learner
 //   the dead voter stays: 3 voters with one dead still commit with the other two, and a node that
 //   comes back resumes at once. Removing it instead would leave 2 voters, neither of which may fail;
 // - a dead voter is removed on its own only when that leaves the fault tolerance unchanged (4 voters
 //   with one dead → 3, 6 → 5): that is the second half of a replace interrupted by a leader change;
 // - a healthy voter is never demoted to shrink, except a surplus even count (4 → 3, 6 → 5) with every
 //   voter healthy, which costs no fault tolerance; never below 3 voters (2 disks beat 1) and never the
-//   leader itself.
+//   leader itself;
+// - while the configuration is joint nothing is decided: the leader leaves it on its own.
 import type { ConfChange, ConfState, NodeId } from '../protocols/raft/types.ts'
+import { isJoint } from '../protocols/raft/confchange.ts'
 
 export interface MemberHealth {
   /** ms since the leader last heard from this member (0 for the leader itself) */
@@ -41,9 +44,8 @@ export interface AutopilotInput {
 }
 
 /**
- * One decision. `replace` is a single decision although today's Raft core changes one voter at a
- * time: the executor carries it out as promote-then-remove (node/daemon.ts `replaceVoter`); with
- * joint consensus it becomes one joint step there, and nothing here changes.
+ * One decision. `replace` is one joint conf change (node/daemon.ts `replaceVoter`): the learner
+ * becomes a voter and the dead voter leaves in one step, never through 2 or 4 voters.
  */
 export type AutopilotAction =
   | { kind: 'none' }
@@ -77,6 +79,7 @@ const change = (c: ConfChange, why: string): AutopilotDecision => ({ kind: 'chan
 export function decide (input: AutopilotInput): AutopilotDecision {
   if (input.changeInFlight) return none('a membership change is in flight')
   const { conf, health, leader } = input
+  if (isJoint(conf)) return none('the configuration is joint: the leader is leaving it')
   const members = new Set([...conf.voters, ...conf.learners])
   const sorted = (xs: Iterable<NodeId>): NodeId[] => [...xs].sort()
 

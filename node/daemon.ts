@@ -510,14 +510,13 @@ export class Daemon {
   private lastAutopilotEvent: string | null = null
 
   /**
-   * Autopilot's `replace`: the one place that knows how a voter is swapped. Today one voter at a
-   * time, promote first so the voter count never drops below what it was (3 → 4 → 3); if the leader
-   * changes in between, the next leader's autopilot sees 4 voters with one dead and finishes the
-   * removal. With joint consensus this becomes a single joint conf change.
+   * Autopilot's `replace`: the one place that knows how a voter is swapped. One joint conf change
+   * (3 voters → joint (old 3, new 3) → new 3): while joint every commit needs a majority of both
+   * sets, so the voter count and fault tolerance never drop; transition 'auto' has the leader
+   * propose the leave itself, and if it changes in between the next leader leaves.
    */
   private async replaceVoter (drv: RaftDriver, promote: string, remove: string): Promise<void> {
-    await drv.proposeConfChange({ type: 'promote', node: promote })
-    await drv.proposeConfChange({ type: 'remove', node: remove })
+    await drv.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
   }
 
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */

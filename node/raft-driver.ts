@@ -4,8 +4,9 @@
 // The loop's two fsync savers (send-first when leading, deferred commit-only HardState) are
 // explained in node/core/raft-loop.ts; the deferred HardState is written at a clean stop.
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
-import type { ConfChange, Message, NodeId } from '../protocols/raft/types.ts'
+import type { AnyConfChange, Message, NodeId } from '../protocols/raft/types.ts'
 import type { RaftStatus } from '../protocols/raft/rawnode.ts'
+import { confChangeDone, confChangeText } from '../protocols/raft/confchange.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { BlixardError } from '../protocols/errors.ts'
@@ -180,20 +181,17 @@ export class RaftDriver {
     })
   }
 
-  async proposeConfChange (cc: ConfChange): Promise<void> {
+  async proposeConfChange (cc: AnyConfChange): Promise<void> {
     this.core.proposeConfChange(cc)
     // Wait until the core has applied it (it leaves pendingConfIndex behind).
     const deadline = Date.now() + this.proposalTimeoutMs
     while (Date.now() < deadline) {
       const st = this.core.status()
-      const inConf = cc.type === 'remove'
-        ? !st.conf.voters.includes(cc.node) && !st.conf.learners.includes(cc.node)
-        : cc.type === 'promote' ? st.conf.voters.includes(cc.node) : st.conf.learners.includes(cc.node) || st.conf.voters.includes(cc.node)
-      if (inConf) return
+      if (confChangeDone(st.conf, cc)) return
       if (st.role !== 'leader') throw new BlixardError('NotLeader', 'leadership changed during the membership change', st.lead ?? undefined)
       await new Promise((resolve) => setTimeout(resolve, CONF_POLL_MS))
     }
-    throw new BlixardError('Timeout', `membership change ${cc.type} ${cc.node} not applied in time`)
+    throw new BlixardError('Timeout', `membership change ${confChangeText(cc)} not applied in time`)
   }
 
   transferLeadership (to: NodeId): void { this.core.transferLeadership(to) }

@@ -39,12 +39,17 @@ function members (x: unknown, path: string): string[] {
 function snapshot (x: unknown, path: string): Snapshot {
   const o = obj(x, path, ['meta', 'data'], ['meta', 'data'])
   const m = obj(o.meta, `${path}.meta`, ['index', 'term', 'conf'], ['index', 'term', 'conf'])
-  const c = obj(m.conf, `${path}.meta.conf`, ['voters', 'learners'], ['voters', 'learners'])
+  // The joint fields are optional: snapshots from before joint consensus have none.
+  const c = obj(m.conf, `${path}.meta.conf`, ['voters', 'learners', 'votersOutgoing', 'learnersNext', 'autoLeave'], ['voters', 'learners'])
+  const conf: Snapshot['meta']['conf'] = { voters: members(c.voters, `${path}.meta.conf.voters`), learners: members(c.learners, `${path}.meta.conf.learners`) }
+  if (c.votersOutgoing !== undefined) conf.votersOutgoing = members(c.votersOutgoing, `${path}.meta.conf.votersOutgoing`)
+  if (c.learnersNext !== undefined) conf.learnersNext = members(c.learnersNext, `${path}.meta.conf.learnersNext`)
+  if (c.autoLeave !== undefined) conf.autoLeave = bool(c.autoLeave, `${path}.meta.conf.autoLeave`)
   return {
     meta: {
       index: int(m.index, `${path}.meta.index`),
       term: int(m.term, `${path}.meta.term`),
-      conf: { voters: members(c.voters, `${path}.meta.conf.voters`), learners: members(c.learners, `${path}.meta.conf.learners`) }
+      conf
     },
     data: bytes(o.data, `${path}.data`, MAX_SNAPSHOT_BYTES)
   }

@@ -1,7 +1,8 @@
 // N replicas on one virtual clock and one simulated network, plus the
 // operations the nemesis and the workload use: crash, restart, membership
 // changes, leadership transfer, and client requests to a given replica.
-import type { ConfChange, Message, Ready } from '../protocols/raft/types.ts'
+import type { AnyConfChange, ConfState, Message, Ready } from '../protocols/raft/types.ts'
+import { confChangeText } from '../protocols/raft/confchange.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import { Network } from './network.ts'
 import { Replica } from './replica.ts'
@@ -109,7 +110,7 @@ export class Cluster {
   }
 
   /** The latest applied configuration as the leader sees it. */
-  conf (): { voters: string[], learners: string[] } | null {
+  conf (): ConfState | null {
     const l = this.leader()
     if (l === null || l.core === null) return null
     return l.core.status().conf
@@ -166,14 +167,14 @@ export class Cluster {
   }
 
   /** Propose one membership change through the leader; false if there is no leader or it refused. */
-  changeMembership (cc: ConfChange): boolean {
+  changeMembership (cc: AnyConfChange): boolean {
     const l = this.leader()
     if (l === null || l.core === null) return false
-    this.o.trace?.(`${l.id} propose conf ${cc.type} ${cc.node}`)
+    this.o.trace?.(`${l.id} propose conf ${confChangeText(cc)}`)
     try {
       l.core.proposeConfChange(cc)
     } catch {
-      this.o.trace?.(`${l.id} refused conf ${cc.type} ${cc.node}`)
+      this.o.trace?.(`${l.id} refused conf ${confChangeText(cc)}`)
       return false
     }
     return true

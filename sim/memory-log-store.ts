@@ -4,7 +4,7 @@
 import type { ConfState, Entry, HardState, Snapshot } from '../protocols/raft/types.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import { RaftError } from '../protocols/raft/types.ts'
-import { applyConfChange, decodeConfChange } from '../protocols/raft/confchange.ts'
+import { applyConfChange, copyConf, decodeConfChange } from '../protocols/raft/confchange.ts'
 
 /** What survives a crash. Entries are treated as immutable values, so copies share them. */
 interface DiskState {
@@ -17,9 +17,6 @@ interface DiskState {
   entries: Entry[]
 }
 
-function copyConf (c: ConfState): ConfState {
-  return { voters: [...c.voters], learners: [...c.learners] }
-}
 
 function copySnapshot (s: Snapshot): Snapshot {
   return { meta: { index: s.meta.index, term: s.meta.term, conf: copyConf(s.meta.conf) }, data: s.data }

@@ -1,16 +1,22 @@
 // The fault injector: during the fault phase it crashes and restarts replicas,
 // partitions the network (both ways and one way), changes loss, duplication
-// and delay, changes membership one step at a time, transfers leadership,
+// and delay, changes membership (one step at a time, or several at once through a joint
+// configuration: replace a voter, swap a voter and a learner), transfers leadership,
 // and stages "outages": the followers crash right after acknowledging new
 // entries and then the leader is cut off, which is when an acknowledgement
 // sent before its entries were synced would lose a committed write.
 import type { Cluster } from './cluster.ts'
 import type { Prng } from './prng.ts'
 import type { Scheduler } from './scheduler.ts'
+import { isJoint, isMember } from '../protocols/raft/confchange.ts'
 
 export interface NemesisOptions {
   sched: Scheduler
   rng: Prng
+  /** Joint-change choices draw from their own stream, so a run that picks the one-step path
+   * replays exactly as before joint changes existed (the named regression seeds stay meaningful). */
+  jointRng: Prng
+  jointChanges: boolean
   cluster: Cluster
   /** voters the cluster should keep (3 or 5) */
   voters: number
@@ -31,7 +37,7 @@ export class Nemesis {
   private readonly leaving = new Set<string>()
   /** elections still to disturb in the current churn */
   private churnLeft = 0
-  readonly stats = { actions: 0, crashes: 0, outages: 0, partitions: 0, membership: 0, transfers: 0 }
+  readonly stats = { actions: 0, crashes: 0, outages: 0, partitions: 0, membership: 0, joint: 0, transfers: 0 }
 
   constructor (private readonly o: NemesisOptions) {
     o.cluster.onLeaderElected = (r) => { if (this.active && this.churnLeft > 0) this.disturbNewLeader(r.id) }
@@ -244,15 +250,36 @@ export class Nemesis {
     sched.after(hold, () => { if (this.active) { cluster.net.rejoin(id); this.trace(`rejoin ${id}`) } })
   }
 
-  /** add a learner, promote it, remove some other voter: one change at a time. */
+  /** add a learner, promote it, remove some other voter: one change at a time; or, with a
+   * learner at hand, replace a voter by it (or swap their roles) in one joint change, left
+   * automatically or by a later explicit leave. */
   private membershipStep (): void {
     const { cluster, rng } = this.o
     const conf = cluster.conf()
     const leader = cluster.leader()
     if (conf === null || leader === null) return
-    if (this.joining !== null && (conf.learners.includes(this.joining) || conf.voters.includes(this.joining))) this.joining = null
+    if (this.joining !== null && isMember(conf, this.joining)) this.joining = null
+    if (isJoint(conf)) {
+      // An explicit joint config waits for the nemesis to leave it (an auto one for the leader).
+      if (conf.autoLeave !== true && cluster.changeMembership({ changes: [], transition: 'explicit' })) this.stats.membership++
+      return
+    }
     if (conf.learners.length > 0) {
       const id = conf.learners[0]
+      const jr = this.o.jointRng
+      const transition = jr.pick(['auto', 'explicit'] as const)
+      const how = jr.pick(['promote', 'replace', 'swap'] as const)
+      if (this.o.jointChanges && how !== 'promote' && conf.voters.length >= this.o.voters) {
+        // Any voter, the leader included: a leader removed while joint keeps leading until the leave.
+        const victim = jr.pick(conf.voters)
+        const cc = { changes: [{ type: 'add-voter' as const, node: id }, { type: how === 'replace' ? 'remove' as const : 'add-learner' as const, node: victim }], transition }
+        if (cluster.changeMembership(cc)) {
+          this.stats.membership++
+          this.stats.joint++
+          if (how === 'replace') this.leaving.add(victim)
+        }
+        return
+      }
       if (cluster.changeMembership({ type: 'promote', node: id })) this.stats.membership++
       return
     }
@@ -277,7 +304,7 @@ export class Nemesis {
     const conf = this.o.cluster.conf()
     if (conf === null) return
     for (const id of [...this.leaving]) {
-      if (conf.voters.includes(id) || conf.learners.includes(id)) continue
+      if (isMember(conf, id)) continue
       this.leaving.delete(id)
       this.trace(`retire ${id}`)
       this.o.cluster.retire(id)

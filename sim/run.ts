@@ -35,6 +35,9 @@ export interface RunOptions {
   steps: number
   bug: SimBug | null
   trace: boolean
+  /** false: membership changes one voter at a time only (replays a seed's trajectory from before
+   * joint changes existed, for the named regression seeds). Default true. */
+  jointChanges?: boolean
 }
 
 export interface RunStats {
@@ -48,6 +51,8 @@ export interface RunStats {
   crashes: number
   partitions: number
   membership: number
+  /** membership steps that went through a joint configuration */
+  joint: number
   replicas: number
   inconclusive: number
   schedulerProposals: number
@@ -91,7 +96,7 @@ export function runSeed (o: RunOptions): RunResult {
   const history = new History()
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
   const vmScheduler = new VmScheduler(sched, cluster, trace)
-  const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), cluster, voters: o.nodes, trace })
+  const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), jointRng: rng.fork('nemesis-joint'), jointChanges: o.jointChanges !== false, cluster, voters: o.nodes, trace })
 
   const violations: Violation[] = []
   let healedAt = -1
@@ -148,6 +153,7 @@ export function runSeed (o: RunOptions): RunResult {
     crashes: nemesis.stats.crashes,
     partitions: nemesis.stats.partitions,
     membership: nemesis.stats.membership,
+    joint: nemesis.stats.joint,
     replicas: cluster.replicas.length,
     inconclusive: linearizability.inconclusive,
     schedulerProposals: vmScheduler.proposals

@@ -9,7 +9,7 @@ import type { Database, RootDatabase } from 'lmdb'
 import type { ConfState, Entry, EntryType, HardState, Snapshot } from '../protocols/raft/types.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import { RaftError } from '../protocols/raft/types.ts'
-import { applyConfChange, decodeConfChange } from '../protocols/raft/confchange.ts'
+import { applyConfChange, copyConf, decodeConfChange } from '../protocols/raft/confchange.ts'
 import { decodeCbor, encodeCbor, plainBytes } from './codec.ts'
 import { failpoint } from './failpoints.ts'
 
@@ -52,9 +52,6 @@ function decodeEntry (index: number, v: Uint8Array): Entry {
   return { term: view.getFloat64(1), index, type, data: new Uint8Array(v.subarray(HEADER)) }
 }
 
-function copyConf (c: ConfState): ConfState {
-  return { voters: [...c.voters], learners: [...c.learners] }
-}
 
 function isConfState (x: unknown): x is ConfState {
   if (x == null || typeof x !== 'object') return false

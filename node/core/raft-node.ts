@@ -14,7 +14,7 @@
 // entry is handled.
 import { RawNode } from '../../protocols/raft/rawnode.ts'
 import type { RaftBug, RaftStatus } from '../../protocols/raft/rawnode.ts'
-import type { ConfChange, Entry, Message, NodeId, Ready, Role, Snapshot } from '../../protocols/raft/types.ts'
+import type { AnyConfChange, Entry, Message, NodeId, Ready, Role, Snapshot } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import type { LogStore } from '../../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
@@ -262,7 +262,7 @@ export class RaftNode {
   campaign (): void { if (this.stopped) return; this.node.campaign(); this.schedule() }
 
   /** Proposes a membership change; throws (as BlixardError) if the core refuses it. */
-  proposeConfChange (cc: ConfChange): void {
+  proposeConfChange (cc: AnyConfChange): void {
     if (this.stopped) throw new BlixardError('Unavailable', 'the node is shutting down')
     try { this.node.proposeConfChange(cc) } catch (e) { throw raftToBlix(e) }
     this.schedule()

@@ -1,14 +1,14 @@
 // The Raft state machine: one step() for every message, one tick() per role,
 // and an outbox the RawNode turns into Ready. Pure: time is tick(), randomness
 // is the injected PRNG, the disk is RaftStorage (read) plus Ready (write).
-import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, ReadState, Role } from './types.ts'
+import type { AnyConfChange, ConfState, Entry, Message, MessageType, NodeId, ReadState, Role } from './types.ts'
 import type { RaftStorage } from './storage.ts'
 import { RaftError } from './types.ts'
 import { RaftLog, entryBytes } from './log.ts'
 import { ProgressTracker } from './tracker.ts'
 import type { Progress } from './progress.ts'
 import { ReadOnly, decodeReadContext, encodeReadContext } from './read-only.ts'
-import { applyConfChange, confChangeError, decodeConfChange, encodeConfChange } from './confchange.ts'
+import { applyConfChange, confChangeError, copyConf, decodeConfChange, encodeConfChange, isJoint } from './confchange.ts'
 import { DEFAULT_MAX_INFLIGHT_MSGS, DEFAULT_MAX_SIZE_PER_MSG, TRANSFER_CONTEXT } from './limits.ts'
 
 export type RaftBug = 'vote-ignores-term' | 'commit-old-term' | 'stale-read-index'
@@ -98,7 +98,7 @@ export class Raft {
     this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied ?? 0)
     this.term = hardState.term
     this.vote = hardState.vote
-    this.conf = { voters: [...conf.voters], learners: [...conf.learners] }
+    this.conf = copyConf(conf)
     this.confBase = Math.max(hardState.commit, cfg.storage.firstIndex() - 1)
     this.tracker = new ProgressTracker(cfg.maxInflightMsgs ?? DEFAULT_MAX_INFLIGHT_MSGS)
     this.tracker.setConf(this.conf, this.log.lastIndex() + 1)
@@ -240,7 +240,7 @@ export class Raft {
       else this.becomeLeader()
       return
     }
-    for (const id of this.tracker.conf.voters) {
+    for (const id of this.tracker.allVoters()) {
       if (id === this.id) continue
       this.send({
         type, to: id, term, index: this.log.lastIndex(), logTerm: this.log.lastTerm(),
@@ -385,7 +385,7 @@ export class Raft {
     this.bcastSoon()
   }
 
-  proposeConfChange (cc: ConfChange): void {
+  proposeConfChange (cc: AnyConfChange): void {
     this.checkCanPropose()
     if (this.pendingConfIndex > this.log.applying) {
       throw new RaftError('ConfChangeInProgress', `conf change at ${this.pendingConfIndex} not yet applied`)
@@ -421,7 +421,7 @@ export class Raft {
       this.pendingReads.push({ from, context })
       return
     }
-    if (stale || (this.tracker.conf.voters.length === 1 && this.tracker.isVoter(this.id))) {
+    if (stale || this.tracker.isSingleVoter(this.id)) {
       this.answerRead(from, this.log.committed, context)
       return
     }
@@ -474,7 +474,7 @@ export class Raft {
     if (this.role !== 'follower' || this.lead !== id || !this.promotable()) return
     this.lead = null
     const slot = Math.max(1, Math.floor(slotTicks))
-    const rank = Math.max(0, this.conf.voters.filter((v) => v !== id).sort().indexOf(this.id))
+    const rank = Math.max(0, this.tracker.allVoters().filter((v) => v !== id).sort().indexOf(this.id))
     const wait = 1 + rank * slot + Math.floor(this.random() * slot)
     this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - wait)
   }
@@ -502,7 +502,7 @@ export class Raft {
   applyCommitted (ents: readonly Entry[]): void {
     for (const e of ents) {
       if (e.type !== 'conf' || e.index <= this.confBase) continue
-      let cc: ConfChange
+      let cc: AnyConfChange
       try {
         cc = decodeConfChange(e.data)
       } catch {
@@ -510,6 +510,18 @@ export class Raft {
       }
       this.setConf(applyConfChange(this.conf, cc))
     }
+    this.maybeAutoLeave()
+  }
+
+  /** A joint configuration entered with transition 'auto' is left by the leader itself, as soon
+   * as no conf change is pending: it appends the empty conf change v2. A new leader does the same
+   * once the entries of earlier terms are applied. */
+  private maybeAutoLeave (): void {
+    if (this.role !== 'leader' || !isJoint(this.conf) || this.conf.autoLeave !== true) return
+    if (this.pendingConfIndex > this.log.applying) return
+    if (!this.appendEntries([{ term: 0, index: 0, type: 'conf', data: encodeConfChange({ changes: [], transition: 'auto' }) }])) return
+    this.pendingConfIndex = this.log.lastIndex()
+    this.bcastSoon()
   }
 
   private setConf (conf: ConfState): void {
@@ -529,7 +541,7 @@ export class Raft {
 
   /** A snapshot was installed: its configuration is the applied one now. */
   private restoreConf (conf: ConfState, index: number): void {
-    this.conf = { voters: [...conf.voters], learners: [...conf.learners] }
+    this.conf = copyConf(conf)
     this.confBase = index
     this.tracker.setConf(this.conf, this.log.lastIndex() + 1)
   }
@@ -633,9 +645,7 @@ export class Raft {
         const seq = decodeReadContext(m.context)
         if (seq === undefined) return
         const safe = this.readOnly.ack(seq, m.from, acks => {
-          let n = 0
-          for (const v of this.tracker.conf.voters) if (acks.has(v)) n++
-          return n >= this.tracker.quorum()
+          return this.tracker.hasQuorum(v => acks.has(v))
         })
         for (const r of safe) this.answerRead(r.from, r.index, r.context)
         return

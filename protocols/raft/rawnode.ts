@@ -16,7 +16,7 @@
 //   configuration than the one this node already voted and counted quorums with;
 // - transferLeadership() on a follower is forwarded to the leader as MsgTransferLeader whose
 //   context is the target's id in UTF-8; it throws NotLeader when no leader is known.
-import type { ConfChange, ConfState, HardState, Message, NodeId, Ready, Role, SoftState } from './types.ts'
+import type { AnyConfChange, ConfState, HardState, Message, NodeId, Ready, Role, SoftState } from './types.ts'
 import type { ProgressState } from './progress.ts'
 import { RaftError } from './types.ts'
 import { Raft } from './raft.ts'
@@ -24,7 +24,8 @@ import type { RaftConfig } from './raft.ts'
 import { MAX_COMMITTED_BYTES_PER_READY } from './limits.ts'
 
 export type { RaftBug, RaftConfig } from './raft.ts'
-export { encodeConfChange, decodeConfChange } from './confchange.ts'
+export { encodeConfChange, decodeConfChange, isConfChangeV2, isJoint, confChangeText } from './confchange.ts'
+import { copyConf } from './confchange.ts'
 
 export interface RaftStatus {
   id: NodeId
@@ -85,7 +86,8 @@ export class RawNode {
     this.raft.propose(data)
   }
 
-  proposeConfChange (cc: ConfChange): void {
+  /** A one-step ConfChange, or a ConfChangeV2 (joint consensus; an empty one leaves joint). */
+  proposeConfChange (cc: AnyConfChange): void {
     this.raft.proposeConfChange(cc)
   }
 
@@ -175,7 +177,7 @@ export class RawNode {
       applied: r.log.applied,
       lead: r.lead,
       role: r.role,
-      conf: { voters: [...r.conf.voters], learners: [...r.conf.learners] },
+      conf: copyConf(r.conf),
       pendingConfIndex: r.pendingConfIndex
     }
     if (r.role === 'leader') {

@@ -23,9 +23,31 @@ export interface ConfChange {
   node: NodeId
 }
 
+/** Conf change v2 (etcd style): several changes at once. More than one voter change (or any
+ * change with transition 'explicit') enters a joint configuration; an empty change list leaves it.
+ * 'auto' has the leader propose the leave itself once the joint entry is applied. */
+export interface ConfChangeV2 {
+  changes: Array<{ type: 'add-voter' | 'add-learner' | 'remove', node: NodeId }>
+  transition: 'auto' | 'explicit'
+}
+
+/** Either form a conf entry can carry. */
+export type AnyConfChange = ConfChange | ConfChangeV2
+
+/**
+ * `voters` is the incoming voter set. While joint, `votersOutgoing` holds the previous voters and
+ * every decision (commit, election, ReadIndex, check-quorum) needs a majority of BOTH sets;
+ * `learnersNext` are outgoing voters demoted to learner, who become learners on leaving.
+ * The joint fields are absent outside joint state, so configurations written before joint
+ * consensus existed read unchanged.
+ */
 export interface ConfState {
   voters: NodeId[]
   learners: NodeId[]
+  votersOutgoing?: NodeId[]
+  learnersNext?: NodeId[]
+  /** Joint and entered with transition 'auto': the leader proposes the leave. */
+  autoLeave?: boolean
 }
 
 export interface HardState {

@@ -11,7 +11,8 @@ import { BaseChecker } from './checker.ts'
 import type { FinalView } from './checker.ts'
 
 function key (c: ConfState): string {
-  return `voters=(${[...c.voters].sort().join(' ')}) learners=(${[...c.learners].sort().join(' ')})`
+  const s = (xs: string[] | undefined): string => [...(xs ?? [])].sort().join(' ')
+  return `voters=(${s(c.voters)}) learners=(${s(c.learners)}) outgoing=(${s(c.votersOutgoing)}) learnersNext=(${s(c.learnersNext)}) auto=${c.autoLeave === true}`
 }
 
 export class ConfigSafety extends BaseChecker {

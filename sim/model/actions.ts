@@ -8,7 +8,7 @@
 // a node that is down only loses messages, which "drop" already covers.
 import type { ConfChange, Entry, Message } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
-import { decodeConfChange } from '../../protocols/raft/confchange.ts'
+import { confChangeText, decodeConfChange } from '../../protocols/raft/confchange.ts'
 import { MODEL_ELECTION_TICK, World, linkOf, messageOf, writePayload } from './world.ts'
 import type { ModelReplica } from './world.ts'
 
@@ -201,8 +201,7 @@ function entryText (e: Entry): string {
   let what = 'noop'
   if (e.type === 'conf') {
     try {
-      const cc = decodeConfChange(e.data)
-      what = `${cc.type} ${cc.node}`
+      what = confChangeText(decodeConfChange(e.data))
     } catch {
       what = 'conf?'
     }

@@ -2,7 +2,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { decide, faultTolerance, targetVoters } from '../../node/autopilot.ts'
 import type { AutopilotDecision, AutopilotInput, MemberHealth } from '../../node/autopilot.ts'
-import type { ConfChange, ConfState } from '../../protocols/raft/types.ts'
+import type { ConfChange, ConfChangeV2, ConfState } from '../../protocols/raft/types.ts'
+import { applyConfChange, confChangeError, isJoint } from '../../protocols/raft/confchange.ts'
 
 const ok: MemberHealth = { silentMs: 100, lag: 0 }
 const gone: MemberHealth = { silentMs: 60_000, lag: 1000 }
@@ -95,39 +96,53 @@ test('the leader is never chosen for removal', () => {
 // Issue 11: with 3 nodes and one dead ~10 s, autopilot removed the dead voter, then demoted a healthy
 // one: 3 voters became 1. Each row runs autopilot to a fixed point (applying each decision to the
 // conf) and checks the voter count never falls below what the live nodes allow.
-interface Row { name: string, conf: ConfState, health: Record<string, MemberHealth>, minVoters: number, finalVoters: string[] }
+interface Row { name: string, conf: ConfState, health: Record<string, MemberHealth>, minVoters: number, finalVoters: string[], replaces?: number }
 const rows: Row[] = [
   { name: '3 voters, 1 dead, no other node: keep 3 (the issue-11 bug)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: ok, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
   { name: '3 voters, 1 dead, a lagging learner: keep 3 until it catches up', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: { silentMs: 10, lag: 5000 } }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
-  { name: '3 voters, 1 dead, a caught-up learner: replaced', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: ok }, minVoters: 3, finalVoters: ['a', 'b', 'd'] },
+  { name: '3 voters, 1 dead, a caught-up learner: replaced', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: ok }, minVoters: 3, finalVoters: ['a', 'b', 'd'], replaces: 1 },
   { name: '3 voters, 2 dead: keep 3 (no quorum to change anything safely)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: gone, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
   { name: '5 voters, 1 dead, no learner: keep 5', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: [] }, health: { a: ok, b: ok, c: ok, d: ok, e: gone }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'e'] },
   { name: '5 voters, 2 dead, no learner: keep 5', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: [] }, health: { a: ok, b: ok, c: ok, d: gone, e: gone }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'e'] },
-  { name: '5 voters, 1 dead, a learner: replaced, 5 kept', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: ['f'] }, health: { a: ok, b: ok, c: ok, d: ok, e: gone, f: ok }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'f'] },
+  { name: '5 voters, 1 dead, a learner: replaced, 5 kept', conf: { voters: ['a', 'b', 'c', 'd', 'e'], learners: ['f'] }, health: { a: ok, b: ok, c: ok, d: ok, e: gone, f: ok }, minVoters: 5, finalVoters: ['a', 'b', 'c', 'd', 'f'], replaces: 1 },
   { name: '3 voters, 2 healthy learners: grow to 5', conf: { voters: ['a', 'b', 'c'], learners: ['d', 'e'] }, health: { a: ok, b: ok, c: ok, d: ok, e: ok }, minVoters: 3, finalVoters: ['a', 'b', 'c', 'd', 'e'] },
   { name: '2 healthy voters are not shrunk to 1', conf: { voters: ['a', 'b'], learners: [] }, health: { a: ok, b: ok }, minVoters: 2, finalVoters: ['a', 'b'] }
 ]
 
 for (const row of rows) {
   test(`fixed point: ${row.name}`, () => {
-    const conf: ConfState = { voters: [...row.conf.voters], learners: [...row.conf.learners] }
+    // Decisions are applied through the Raft core's own conf arithmetic; a `replace` is one joint
+    // change: the joint config holds (old voters) and (new voters) at once, autopilot waits while
+    // joint, and the leader's auto-leave ends it.
+    let conf: ConfState = { voters: [...row.conf.voters], learners: [...row.conf.learners] }
     const health = new Map(Object.entries(row.health))
     const candidates = Object.keys(row.health)
     const seen: string[] = []
+    let replaces = 0
+    const check = (): void => {
+      assert.ok(conf.voters.length >= row.minVoters, `voters fell to ${conf.voters.join(',')} after ${seen.join(' | ')}`)
+      assert.ok((conf.votersOutgoing ?? conf.voters).length >= row.minVoters, `outgoing voters fell after ${seen.join(' | ')}`)
+    }
     for (let step = 0; step < 10; step++) {
       const d = decide(input({ conf, candidates, health }))
       seen.push(`${d.kind}: ${d.why}`)
       if (d.kind === 'none') break
-      const apply = (c: ConfChange): void => {
-        conf.voters = conf.voters.filter((v) => v !== c.node)
-        conf.learners = conf.learners.filter((v) => v !== c.node)
-        if (c.type === 'promote') conf.voters.push(c.node)
-        if (c.type === 'addLearner') conf.learners.push(c.node)
-        assert.ok(conf.voters.length >= row.minVoters, `voters fell to ${conf.voters.join(',')} after ${seen.join(' | ')}`)
+      if (d.kind === 'change') {
+        assert.is(confChangeError(conf, d.change), null, d.why)
+        conf = applyConfChange(conf, d.change)
+      } else {
+        replaces++
+        const cc: ConfChangeV2 = { changes: [{ type: 'add-voter', node: d.promote }, { type: 'remove', node: d.remove }], transition: 'auto' }
+        assert.is(confChangeError(conf, cc), null, d.why)
+        conf = applyConfChange(conf, cc)
+        assert.ok(isJoint(conf), 'a replacement goes through one joint configuration')
+        check()
+        assert.is(decide(input({ conf, candidates, health })).kind, 'none', 'nothing else is decided while joint')
+        conf = applyConfChange(conf, { changes: [], transition: 'auto' })
       }
-      if (d.kind === 'change') apply(d.change)
-      else { apply({ type: 'promote', node: d.promote }); apply({ type: 'remove', node: d.remove }) }
+      check()
     }
+    assert.is(replaces, row.replaces ?? 0, `replace decisions: ${seen.join(' | ')}`)
     assert.equal([...conf.voters].sort(), row.finalVoters, seen.join(' | '))
   })
 }

@@ -1,8 +1,8 @@
 // A tiny interaction DSL for scenario tests (after etcd's rafttest): a script of
 // commands drives N RawNodes over MemoryLogStores and a hand-operated network,
 // and every command prints what happened so a scenario reads like a story.
-import { RawNode, RaftError, decodeConfChange } from '../../protocols/raft/index.ts'
-import type { ConfChange, ConfState, Entry, Message, NodeId, RaftBug, Ready } from '../../protocols/raft/index.ts'
+import { RawNode, RaftError, confChangeText, decodeConfChange } from '../../protocols/raft/index.ts'
+import type { ConfChange, ConfChangeV2, ConfState, Entry, Message, NodeId, RaftBug, Ready } from '../../protocols/raft/index.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
 
 const enc = new TextEncoder()
@@ -30,8 +30,7 @@ interface SimNode {
 export function fmtEntry (e: Entry): string {
   if (e.type === 'conf') {
     try {
-      const cc = decodeConfChange(e.data)
-      return `${e.term}/${e.index} conf(${cc.type} ${cc.node})`
+      return `${e.term}/${e.index} conf(${confChangeText(decodeConfChange(e.data))})`
     } catch {
       return `${e.term}/${e.index} conf(?)`
     }
@@ -52,7 +51,10 @@ export function fmtMsg (m: Message): string {
 }
 
 function fmtConf (c: ConfState): string {
-  return `voters=(${c.voters.join(' ')}) learners=(${c.learners.join(' ')})`
+  const joint = (c.votersOutgoing?.length ?? 0) > 0
+    ? ` outgoing=(${(c.votersOutgoing ?? []).join(' ')}) learnersNext=(${(c.learnersNext ?? []).join(' ')})${c.autoLeave === true ? ' autoLeave' : ''}`
+    : ''
+  return `voters=(${c.voters.join(' ')}) learners=(${c.learners.join(' ')})${joint}`
 }
 
 function fmtErr (e: unknown): string {
@@ -95,6 +97,19 @@ export class InteractionEnv {
         this.guard(() => this.node(args[0]).proposeConfChange(cc))
         break
       }
+      case 'propose-conf-v2': {
+        // `propose-conf-v2 1 auto add-voter=4 remove=3`: node 1 proposes a conf change v2.
+        const transition = args[1]
+        if (transition !== 'auto' && transition !== 'explicit') throw new Error(`propose-conf-v2: bad transition ${transition}`)
+        const changes: ConfChangeV2['changes'] = args.slice(2).map((a) => {
+          const [type, node] = a.split('=')
+          if ((type !== 'add-voter' && type !== 'add-learner' && type !== 'remove') || node === undefined) throw new Error(`propose-conf-v2: bad change ${a}`)
+          return { type, node }
+        })
+        this.guard(() => this.node(args[0]).proposeConfChange({ changes, transition }))
+        break
+      }
+      case 'leave-joint': this.guard(() => this.node(args[0]).proposeConfChange({ changes: [], transition: 'explicit' })); break
       case 'add-learner': case 'promote': case 'remove': {
         // Shorthand: `add-learner 4` asks the current leader, `add-learner 1 4` asks node 1.
         const [by, target] = args.length > 1 ? [args[0], args[1]] : [this.leader(), args[0]]
