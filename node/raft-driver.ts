@@ -23,6 +23,8 @@ import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
 import { ReadyPersistence } from './core/raft-loop.ts'
 import type { NodeMetrics } from './metrics.ts'
+import { raftIngressContext } from './core/raft-ingress-context.ts'
+import { admitRaftMessage, DropLogOnce } from './core/raft-ingress.ts'
 
 export interface RaftDriverOptions {
   id: NodeId
@@ -90,6 +92,7 @@ export class RaftDriver {
   private leading = false
   /** what reached disk and the commit-only HardState not written yet (see the file comment) */
   private readonly persistence: ReadyPersistence
+  private readonly dropLog = new DropLogOnce()
 
   constructor (opts: RaftDriverOptions) {
     this.id = opts.id
@@ -145,6 +148,13 @@ export class RaftDriver {
   step (m: Message): void {
     if (this.stopped) return
     this.opts.metrics?.raftMessagesReceived.inc({ type: m.type })
+    // who may speak Raft (node/core/raft-ingress.ts); the transport has checked m.from is the stream's peer
+    const verdict = admitRaftMessage(m.from, m, raftIngressContext(this.id, this.node))
+    if (!verdict.ok) {
+      this.opts.metrics?.raftMessagesDropped.inc({ reason: verdict.reason })
+      if (this.dropLog.first(m.from, verdict.reason)) this.opts.log.warn('raft message dropped (logged once per peer and reason)', { peer: m.from, type: m.type, reason: verdict.reason, detail: verdict.detail })
+      return
+    }
     try { this.node.step(m) } catch (e) { this.opts.log.warn('raft step failed', { type: m.type, from: m.from, err: e }) }
     this.schedule()
   }
