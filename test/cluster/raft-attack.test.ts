@@ -14,6 +14,7 @@ import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { readClusterKey } from '../../node/keygen.ts'
 import { createBlixardHost } from '../../node/net/host.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
+import { RpcClient } from '../../node/net/rpc.ts'
 import { encodeFrame } from '../../protocols/framing.ts'
 import { RAFT_PROTOCOL } from '../../node/net/raft-transport.ts'
 import type { Message } from '../../protocols/raft/types.ts'
@@ -107,6 +108,48 @@ test('forged Raft messages from a non-member and a spoofed voter change nothing'
     assert.ok(logged <= 4, `logged ${logged} times: once per peer and reason`)
     const vm = await (await c.client(li)).call('vm.create', { spec: vmSpec('after-attack'), start: false })
     assert.is(vm.spec.name, 'after-attack')
+  } catch (err) { failed = true; throw err }
+})
+
+test('a learner member (joined by cluster.join) may not vote, transfer leadership, append or raise terms', async () => {
+  try {
+    const before = await waitFor('agreement', 20_000, async () => await c.agreed([0, 1, 2], 3))
+    const leader = before[0].leader!
+    const li = c.nodes.findIndex(n => n.peerId === leader)
+    const fi = (li + 1) % 3
+    const follower = c.nodes[fi].peerId
+    const cl = await RpcClient.connect(attacker, multiaddr(c.nodes[fi].addr), { timeoutMs: 10_000, dialTimeoutMs: 3_000 })
+    await cl.call('cluster.join', { addrs: attacker.getMultiaddrs().map(String) })
+    await cl.close()
+    await waitFor('the attacker to be a learner on every node', 20_000, async () => (await Promise.all([0, 1, 2].map(async i => (await c.status(i, true))?.learners.includes(evil) === true))).every(Boolean), 100)
+    const mid = await waitFor('agreement', 20_000, async () => await c.agreed([0, 1, 2], 3))
+    const term0 = mid[0].term
+    const commit = mid[0].commit
+    const data = encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: evil, name: 'evil' }, at: 1, key: 'learner-evil' })
+    const cases: Array<[string, number, Message]> = [
+      ['MsgPreVote at term+1', fi, { type: 'MsgPreVote', from: evil, to: follower, term: term0 + 1, index: commit + 100, logTerm: term0 }],
+      ['MsgVote at term+1', fi, { type: 'MsgVote', from: evil, to: follower, term: term0 + 1, index: commit + 100, logTerm: term0 }],
+      ['MsgTransferLeader to the leader', li, { type: 'MsgTransferLeader', from: evil, to: leader, term: term0 }],
+      ['MsgApp with AddAdmin to a follower', fi, { type: 'MsgApp', from: evil, to: follower, term: term0 + 1, index: commit, logTerm: term0, commit: commit + 1, entries: [{ term: term0 + 1, index: commit + 1, type: 'normal', data }] }],
+      ['MsgAppResp at term+1 to the leader', li, { type: 'MsgAppResp', from: evil, to: leader, term: term0 + 1, index: 0 }],
+      ['MsgHeartbeatResp at term 2^53-1 to the leader', li, { type: 'MsgHeartbeatResp', from: evil, to: leader, term: Number.MAX_SAFE_INTEGER }]
+    ]
+    const d0 = await Promise.all([0, 1, 2].map(dropped))
+    for (const [what, i, msg] of cases) { await send(i, [msg]); console.log(`  learner sent ${what} to node${i + 1}`) }
+    await sleep(1_000)
+    const after = await waitFor('the cluster to still agree', 15_000, async () => await c.agreed([0, 1, 2], 3))
+    console.log(`  leader ${after[0].leader === leader ? 'unchanged' : 'changed'}, term ${term0} -> ${after[0].term}`)
+    assert.is(after[0].leader, leader)
+    assert.is(after[0].term, term0)
+    const d1 = await Promise.all([0, 1, 2].map(dropped))
+    assert.ok(d1.reduce((a, b) => a + b, 0) - d0.reduce((a, b) => a + b, 0) >= cases.length, 'every learner forgery counted')
+    for (const i of [0, 1, 2]) {
+      const admins = await (await c.client(i)).call('admin.list', { stale: true })
+      assert.not.ok(admins.some(a => a.peerId === evil), `node${i + 1} has the forged admin`)
+      assert.is(c.nodes[i].proc!.exitCode, null, `node${i + 1} exited`)
+    }
+    const vm = await (await c.client(li)).call('vm.create', { spec: vmSpec('after-learner'), start: false })
+    assert.is(vm.spec.name, 'after-learner')
   } catch (err) { failed = true; throw err }
 })
 
