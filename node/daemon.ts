@@ -33,6 +33,7 @@ import { RaftDriver } from './raft-driver.ts'
 import { createLogger } from './log.ts'
 import type { Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
+import { openCheckedLogStore } from './store-check.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
 import { authorityOf, signCommand } from '../protocols/auth.ts'
@@ -104,7 +105,7 @@ export class Daemon {
   private constructor (readonly cfg: NodeConfig, readonly opts: DaemonOptions) {
     this.log = opts.log ?? createLogger({ node: cfg.name })
     this.metrics = createMetrics()
-    this.store = LmdbLogStore.open(join(cfg.dataDir, 'raft'))
+    this.store = openCheckedLogStore(cfg.dataDir) // bad data: CorruptStoreError, a clear exit (node/store-check.ts)
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
     this.forwarder = new Forwarder<RpcClient>({

@@ -4,6 +4,7 @@ import { loadConfig, ConfigError, configHelp } from './config.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger } from './log.ts'
 import { recoverCommand, RecoverError } from './recover.ts'
+import { CorruptStoreError, STORE_CORRUPT_EXIT } from './store-check.ts'
 import { FailpointSpecError, loadFailpoints } from '../storage/failpoints.ts'
 
 async function main (argv: string[]): Promise<number> {
@@ -47,6 +48,11 @@ async function main (argv: string[]): Promise<number> {
   try {
     daemon = await Daemon.start(cfg, { log, bootstrapExpect: cfg.bootstrapExpect, admins: cfg.admins })
   } catch (err) {
+    if (err instanceof CorruptStoreError) {
+      log.error('refusing to start: bad data in the store', { file: err.file, problem: err.problem })
+      process.stderr.write(`blixard-node: ${err.message}\n`)
+      process.exit(STORE_CORRUPT_EXIT)
+    }
     log.error('cannot start', { err })
     process.stderr.write(`blixard-node: cannot start: ${(err as Error).message}\n`)
     process.exit(1) // the half-started libp2p host would keep the process alive

@@ -12,6 +12,7 @@ export interface NodeMetrics {
   raftProposalSeconds: Histogram
   raftMessagesSent: Counter<'type'>
   raftMessagesReceived: Counter<'type'>
+  raftMessagesDropped: Counter<'reason'>
   raftReadySeconds: Histogram
   rpcRequests: Counter<'method' | 'error'>
   rpcSeconds: Histogram<'method'>
@@ -44,6 +45,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): NodeMet
     raftProposalSeconds: new Histogram({ name: 'blixard_raft_proposal_duration_seconds', help: 'Proposal to apply latency on the leader', buckets: ms, registers: r }),
     raftMessagesSent: new Counter({ name: 'blixard_raft_messages_sent_total', help: 'Raft messages sent by type', labelNames: ['type'], registers: r }),
     raftMessagesReceived: new Counter({ name: 'blixard_raft_messages_received_total', help: 'Raft messages received by type', labelNames: ['type'], registers: r }),
+    raftMessagesDropped: new Counter({ name: 'blixard_raft_messages_dropped_total', help: 'Raft messages refused before the core by reason (non-member, spoofed, learner acting as voter, term or index out of bounds, bad entry or snapshot)', labelNames: ['reason'], registers: r }),
     raftReadySeconds: new Histogram({ name: 'blixard_raft_ready_duration_seconds', help: 'Time to persist, send and apply one Ready', buckets: ms, registers: r }),
     rpcRequests: new Counter({ name: 'blixard_rpc_requests_total', help: 'RPC requests served by method and error kind (none = success)', labelNames: ['method', 'error'], registers: r }),
     rpcSeconds: new Histogram({ name: 'blixard_rpc_duration_seconds', help: 'RPC latency by method', labelNames: ['method'], buckets: ms, registers: r }),

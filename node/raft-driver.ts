@@ -15,6 +15,8 @@ import type { Logger } from './log.ts'
 import { RaftNode, raftToBlix as coreRaftToBlix } from './core/raft-node.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { CONFIG_DEFAULTS } from './config.ts'
+import { raftIngressContext } from './core/raft-ingress-context.ts'
+import { admitRaftMessage, DropLogOnce } from './core/raft-ingress.ts'
 
 export interface RaftDriverOptions {
   id: NodeId
@@ -84,6 +86,7 @@ export class RaftDriver {
     const m = opts.metrics
     let readyT0 = 0n
     let leaderSeen: NodeId | null = null
+    const dropLog = new DropLogOnce()
     this.core = new RaftNode({
       id: opts.id,
       store: opts.store,
@@ -107,7 +110,17 @@ export class RaftDriver {
       applyEachEntryAlone: false,
       readiesPerDrain: READIES_PER_DRAIN,
       log: opts.log,
-      admit: opts.admit,
+      // who may speak Raft (node/core/raft-ingress.ts), before the core sees a message; the
+      // transport has checked that m.from is the stream's authenticated peer
+      admit: (msg, fromPeer) => {
+        const extra = opts.admit?.(msg, fromPeer) ?? null
+        if (extra != null) return extra
+        const verdict = admitRaftMessage(fromPeer ?? msg.from, msg, raftIngressContext(opts.id, this.core))
+        if (verdict.ok) return null
+        m?.raftMessagesDropped.inc({ reason: verdict.reason })
+        if (dropLog.first(fromPeer ?? msg.from, verdict.reason)) opts.log.warn('raft message dropped (logged once per peer and reason)', { peer: fromPeer ?? msg.from, type: msg.type, reason: verdict.reason, detail: verdict.detail })
+        return verdict.reason
+      },
       hooks: {
         // A Ready half-handled can never be taken as done (the core stopped itself); the error
         // then ends the process and the restart recovers from what the log holds

@@ -260,11 +260,9 @@ export class StateMachine {
 
   /** Replace everything with a snapshot's state, atomically; applied becomes `index`. */
   restore (data: Uint8Array, index: number): void {
-    const snap = decodeCbor(data) as { version?: unknown, tables?: unknown }
-    if (snap == null || typeof snap !== 'object' || snap.version !== SNAPSHOT_VERSION || snap.tables == null || typeof snap.tables !== 'object') {
-      throw new BlixardError('BadMessage', 'not a state machine snapshot (version 1)')
-    }
-    const tables = snap.tables as Record<string, unknown>
+    const why = validateSnapshot(data)
+    if (why != null) throw new BlixardError('BadMessage', why)
+    const tables = (decodeCbor(data) as { tables: Record<string, unknown> }).tables
     this.kv.transaction(tx => {
       for (const t of TABLES) {
         tx.clear(t)
@@ -337,4 +335,26 @@ export class StateMachine {
   private values<T>(t: Table): T[] {
     return this.kv.range<T>(t).map(([, v]) => v)
   }
+}
+
+/** Checks that `data` is a state-machine snapshot restore() accepts, without touching any store:
+ * null when it is, else what is wrong. Used before a snapshot from the wire is persisted. */
+export function validateSnapshot (data: Uint8Array): string | null {
+  let snap: unknown
+  try { snap = decodeCbor(data) } catch (e) { return `not a state machine snapshot: ${e instanceof Error ? e.message : String(e)}` }
+  const o = snap as { version?: unknown, tables?: unknown } | null
+  if (o == null || typeof o !== 'object' || o.version !== SNAPSHOT_VERSION || o.tables == null || typeof o.tables !== 'object' || Array.isArray(o.tables)) {
+    return `not a state machine snapshot (version ${SNAPSHOT_VERSION})`
+  }
+  const tables = o.tables as Record<string, unknown>
+  for (const t of Object.keys(tables)) {
+    if (!(TABLES as readonly string[]).includes(t)) return `snapshot has an unknown table ${t.slice(0, 64)}`
+    const rows = tables[t]
+    if (!Array.isArray(rows)) return `snapshot table ${t} is not a list`
+    for (const row of rows) {
+      if (!Array.isArray(row) || row.length !== 2 || typeof row[0] !== 'string' || !(row[1] instanceof Uint8Array)) return `bad row in snapshot table ${t}`
+      try { decodeCbor(row[1]) } catch { return `undecodable value for ${row[0].slice(0, 64)} in snapshot table ${t}` }
+    }
+  }
+  return null
 }

@@ -230,11 +230,8 @@ export class RaftNode {
    * False when this node is stopped and nobody took it. */
   receive (m: Message, fromPeer: NodeId | null = null): boolean {
     if (this.stopped) return false
-    const refused = this.o.admit?.(m, fromPeer) ?? null
-    if (refused != null) {
-      this.o.log?.warn('raft message refused', { type: m.type, from: m.from, peer: fromPeer, why: refused })
-      return true
-    }
+    // the filter counts and logs its own refusals (once per peer, not per message)
+    if ((this.o.admit?.(m, fromPeer) ?? null) != null) return true
     this.o.hooks?.onMessageReceived?.(m)
     try {
       this.node.step(m)
@@ -330,6 +327,7 @@ export class RaftNode {
   // --- state --------------------------------------------------------------------------------
 
   status (): RaftStatus { return this.node.status() }
+  lastIndex (): number { return this.node.lastIndex() }
   isLeader (): boolean { return this.role === 'leader' }
   leaderId (): NodeId | null { return this.node.status().lead }
   /** last committed index processed here, conf entries included */

@@ -167,6 +167,9 @@ export class RawNode {
     }
   }
 
+  /** Index of the last entry in the log, unstable entries included. */
+  lastIndex (): number { return this.raft.log.lastIndex() }
+
   status (): RaftStatus {
     const r = this.raft
     const s: RaftStatus = {
