@@ -13,7 +13,7 @@ import { identify } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import type { Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
+import { clusterKeyProtector } from './pnet.ts'
 import { mdns } from '@libp2p/mdns'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -72,7 +72,8 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER_BYTES } })],
-    connectionProtector: preSharedKey({ psk: opts.clusterKey }),
+    // our own protector: same wire format as @libp2p/pnet, without its WASM cipher's memory cap (pnet.ts)
+    connectionProtector: clusterKeyProtector({ psk: opts.clusterKey }),
     connectionManager: { dialTimeout, addressDialTimeout: dialTimeout },
     peerDiscovery: opts.mdns === true ? [mdns({ serviceTag: MDNS_SERVICE_TAG, interval: opts.mdnsIntervalMs ?? 10_000 })] : [],
     services: {
