@@ -19,7 +19,10 @@ import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
-import { DIAL_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES } from '../../protocols/limits.ts'
+import {
+  DIAL_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES, INBOUND_UPGRADE_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS,
+  INBOUND_CONNECTIONS_PER_IP_PER_S, MAX_CONNECTIONS, MAX_PARALLEL_DIALS
+} from '../../protocols/limits.ts'
 
 /** Kademlia protocol id: our own DHT, never joined with the public IPFS one. */
 export const DHT_PROTOCOL = '/blixard/kad/1.0.0'
@@ -74,7 +77,17 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER_BYTES } })],
     // our own protector: same wire format as @libp2p/pnet, without its WASM cipher's memory cap (pnet.ts)
     connectionProtector: clusterKeyProtector({ psk: opts.clusterKey }),
-    connectionManager: { dialTimeout, addressDialTimeout: dialTimeout },
+    // keyless sockets must not block keyed peers: short upgrade timeout, more pending slots, a
+    // per-IP rate and overall caps (protocols/limits.ts says why each value)
+    connectionManager: {
+      dialTimeout,
+      addressDialTimeout: dialTimeout,
+      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS,
+      maxIncomingPendingConnections: MAX_INCOMING_PENDING_CONNECTIONS,
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_IP_PER_S,
+      maxConnections: MAX_CONNECTIONS,
+      maxParallelDials: MAX_PARALLEL_DIALS
+    },
     peerDiscovery: opts.mdns === true ? [mdns({ serviceTag: MDNS_SERVICE_TAG, interval: opts.mdnsIntervalMs ?? 10_000 })] : [],
     services: {
       identify: identify(),
