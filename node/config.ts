@@ -30,6 +30,9 @@ export interface NodeConfig {
   rpcPort: number | null
   metricsPort: number | null
   dashboardPort: number | null
+  /** extra names (host or host:port) the HTTP endpoints answer to, besides the listen address and
+   * localhost names: a DNS-rebinding page comes with a foreign Host: and gets nothing (node/http.ts) */
+  httpAllowedHosts: string[]
   raft: {
     /** one Raft tick (ms) */
     tickMs: number
@@ -108,6 +111,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('rpcPort', 'rpc-port', 'BLIXARD_RPC_PORT', 'port', 'HTTP RPC port (0: any, none: off)'),
   K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'Prometheus metrics port'),
   K('dashboardPort', 'dashboard-port', 'BLIXARD_DASHBOARD_PORT', 'port', 'dashboard port'),
+  K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
@@ -138,6 +142,7 @@ export const CONFIG_DEFAULTS = {
   rpcPort: null,
   metricsPort: 9630,
   dashboardPort: 9631,
+  httpAllowedHosts: [] as string[],
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },

@@ -46,11 +46,48 @@ export function clusterView (d: Daemon): ClusterView {
   }
 }
 
+/** Names a browser on this machine uses for the endpoints; always allowed. */
+export const LOCAL_HOST_NAMES: readonly string[] = ['localhost', '127.0.0.1', '[::1]', '::1']
+
+/** The host part of a Host: value or of an Origin's authority, lower-cased, without the port. */
+function hostName (authority: string): string {
+  const a = authority.trim().toLowerCase()
+  if (a.startsWith('[')) return a.slice(0, a.indexOf(']') + 1)
+  const colon = a.indexOf(':')
+  return colon < 0 ? a : a.slice(0, colon)
+}
+
+/**
+ * Whether a request may be answered. DNS rebinding: a page from evil.example re-points its name to
+ * 127.0.0.1 and fetches /api/state; the browser sends `Host: evil.example[:port]`, so the Host must
+ * be one we know (the listen address, localhost names, or `httpAllowedHosts` — either a bare name
+ * or name:port). A cross-site fetch also carries `Origin:`; if present it must name an allowed host
+ * too, so another site's page cannot read or poke even through a name we answer to.
+ * Returns null when allowed, else the status and reason to answer with.
+ */
+export function checkRequestHost (headers: { host?: string, origin?: string }, listenHost: string, extra: readonly string[]): { status: number, why: string } | null {
+  const allowed = new Set([...LOCAL_HOST_NAMES, listenHost.toLowerCase(), ...extra.map(e => e.trim().toLowerCase())])
+  const ok = (authority: string): boolean => allowed.has(authority.trim().toLowerCase()) || allowed.has(hostName(authority))
+  const host = headers.host
+  if (host == null || host === '' || !ok(host)) return { status: 421, why: `host ${JSON.stringify(host ?? '')} is not one this node answers to (add it to httpAllowedHosts)\n` }
+  const origin = headers.origin
+  if (origin != null && origin !== 'null') {
+    let authority: string
+    try { authority = new URL(origin).host } catch { return { status: 403, why: 'malformed Origin\n' } }
+    if (!ok(authority)) return { status: 403, why: `origin ${JSON.stringify(origin)} is not allowed\n` }
+  } else if (origin === 'null') return { status: 403, why: 'opaque Origin is not allowed\n' }
+  return null
+}
+
 export async function startHttp (d: Daemon, host = '127.0.0.1'): Promise<HttpServer | null> {
   const port = d.cfg.metricsPort
   if (port == null) return null
+  const extraHosts = d.cfg.httpAllowedHosts ?? []
   const server: Server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0]
+    // before anything else, so a foreign host learns nothing of the state (not even a 404 list)
+    const refused = checkRequestHost({ host: req.headers.host, origin: req.headers.origin }, host, extraHosts)
+    if (refused != null) { res.writeHead(refused.status, { 'content-type': 'text/plain' }).end(refused.why); return }
     if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('method not allowed\n'); return }
     if (url === '/metrics') {
       try { d.refreshMetrics() } catch (err) { d.log.debug('metrics refresh failed', { err }) }

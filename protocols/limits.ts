@@ -34,6 +34,28 @@ export const WRITE_TIMEOUT_MS = 10_000
 /** Opening a stream (dial included) gives up after this. */
 export const DIAL_TIMEOUT_MS = 5000
 
+/** A frame that has started arriving must be complete within this, else the stream is reset: a
+ * peer that sends part of a frame and stalls would otherwise pin its bytes forever. The largest
+ * frame (16 MiB) takes well under a second on any LAN; 15 s leaves room for a loaded node. */
+export const FRAME_READ_TIMEOUT_MS = 15_000
+/** Bytes of incomplete frames held by all streams of this process together. A stream whose partial
+ * frame would cross it is reset: many peers sending partial maximum-size frames cannot grow the
+ * heap past this (the per-stream bound is the protocol's frame size). */
+export const MAX_PARTIAL_FRAME_BYTES_TOTAL = 64 * MiB
+
+/** Connection manager (libp2p 3 names). A TCP socket that never finishes the pnet+noise+yamux
+ * upgrade is dropped after INBOUND_UPGRADE_TIMEOUT_MS (libp2p's default 10 s let a dozen idle
+ * sockets block keyed peers for 10 s at a time); the upgrade takes a few ms on a LAN. */
+export const INBOUND_UPGRADE_TIMEOUT_MS = 2000
+/** Upgrades in progress at once (libp2p default 10): room for a dozen idle sockets plus keyed peers. */
+export const MAX_INCOMING_PENDING_CONNECTIONS = 64
+/** New inbound connections per second from one IP address before further ones are refused. */
+export const INBOUND_CONNECTIONS_PER_IP_PER_S = 8
+/** Open connections in total; a cluster of tens of nodes and a few CLIs needs far fewer. */
+export const MAX_CONNECTIONS = 256
+/** Outbound dials in parallel. */
+export const MAX_PARALLEL_DIALS = 32
+
 /** RPC client defaults. */
 export const RPC_TIMEOUT_MS = 10_000
 export const RPC_MAX_IN_FLIGHT = 64

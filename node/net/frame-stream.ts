@@ -4,13 +4,19 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { FrameDecoder, decodePayload, encodeFrame } from '../../protocols/framing.ts'
-import { MAX_FRAMES_BUFFERED } from '../../protocols/limits.ts'
+import { MAX_FRAMES_BUFFERED, FRAME_READ_TIMEOUT_MS, MAX_PARTIAL_FRAME_BYTES_TOTAL } from '../../protocols/limits.ts'
 
 export interface ReadFramesOptions {
   maxFrameBytes: number
   /** decoded frames held before the stream is paused (default MAX_FRAMES_BUFFERED) */
   maxBuffered?: number
+  /** a started frame must complete within this (ms), else the stream is reset (default FRAME_READ_TIMEOUT_MS) */
+  frameTimeoutMs?: number
 }
+
+/** Bytes of incomplete frames held by every readFrames of this process (MAX_PARTIAL_FRAME_BYTES_TOTAL). */
+let partialBytesTotal = 0
+export function partialFrameBytes (): number { return partialBytesTotal }
 
 /**
  * Yields each decoded frame (the CBOR value, unvalidated) until the remote closes its write
@@ -25,6 +31,32 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
   let remoteClosed = false
   let wake: (() => void) | null = null
   const notify = (): void => { const w = wake; wake = null; w?.() }
+  const frameTimeoutMs = opts.frameTimeoutMs ?? FRAME_READ_TIMEOUT_MS
+  let partialTimer: ReturnType<typeof setTimeout> | null = null
+  let held = 0 // this stream's share of partialBytesTotal
+  const fail = (err: Error): void => {
+    if (error != null) return
+    error = err
+    stream.abort(err)
+    notify()
+  }
+  // keeps the global count and the stall timer in step with the decoder's partial frame
+  const account = (): void => {
+    const now = error != null ? 0 : decoder.buffered()
+    partialBytesTotal += now - held
+    held = now
+    if (now === 0 && partialTimer != null) { clearTimeout(partialTimer); partialTimer = null }
+    if (now > 0 && partialTimer == null) {
+      const onStall = (): void => {
+        // paused by us (our consumer is behind): the peer cannot complete the frame, not its fault
+        if (stream.readStatus === 'paused') { partialTimer = setTimeout(onStall, frameTimeoutMs); return }
+        partialTimer = null
+        fail(new Error(`frame not completed within ${frameTimeoutMs} ms: stream reset`))
+        account()
+      }
+      partialTimer = setTimeout(onStall, frameTimeoutMs)
+    }
+  }
 
   const onMessage = (evt: { data: Uint8Array | Uint8ArrayList }): void => {
     if (error != null) return
@@ -32,10 +64,14 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
       const chunks = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data]
       for (const c of chunks) for (const f of decoder.push(c)) queue.push(decodePayload(f))
       if (queue.length >= maxBuffered && stream.readStatus === 'readable') stream.pause()
+      if (partialBytesTotal - held + decoder.buffered() > MAX_PARTIAL_FRAME_BYTES_TOTAL) {
+        throw new Error(`incomplete frames of all streams exceed ${MAX_PARTIAL_FRAME_BYTES_TOTAL} bytes: stream reset`)
+      }
     } catch (err) {
       error = err as Error
       stream.abort(error)
     }
+    account()
     if (remoteClosed && stream.readBufferLength === 0) ended = true
     notify()
   }
@@ -72,6 +108,9 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
       await new Promise<void>(resolve => { wake = resolve })
     }
   } finally {
+    if (partialTimer != null) clearTimeout(partialTimer)
+    partialBytesTotal -= held
+    held = 0
     stream.removeEventListener('message', onMessage)
     stream.removeEventListener('close', onClose)
     stream.removeEventListener('remoteCloseWrite', onRemoteCloseWrite)

@@ -13,13 +13,16 @@ import { identify } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import type { Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
+import { clusterKeyProtector } from './pnet.ts'
 import { mdns } from '@libp2p/mdns'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
-import { DIAL_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES } from '../../protocols/limits.ts'
+import {
+  DIAL_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES, INBOUND_UPGRADE_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS,
+  INBOUND_CONNECTIONS_PER_IP_PER_S, MAX_CONNECTIONS, MAX_PARALLEL_DIALS
+} from '../../protocols/limits.ts'
 
 /** Kademlia protocol id: our own DHT, never joined with the public IPFS one. */
 export const DHT_PROTOCOL = '/blixard/kad/1.0.0'
@@ -72,8 +75,19 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER_BYTES } })],
-    connectionProtector: preSharedKey({ psk: opts.clusterKey }),
-    connectionManager: { dialTimeout, addressDialTimeout: dialTimeout },
+    // our own protector: same wire format as @libp2p/pnet, without its WASM cipher's memory cap (pnet.ts)
+    connectionProtector: clusterKeyProtector({ psk: opts.clusterKey }),
+    // keyless sockets must not block keyed peers: short upgrade timeout, more pending slots, a
+    // per-IP rate and overall caps (protocols/limits.ts says why each value)
+    connectionManager: {
+      dialTimeout,
+      addressDialTimeout: dialTimeout,
+      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS,
+      maxIncomingPendingConnections: MAX_INCOMING_PENDING_CONNECTIONS,
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_IP_PER_S,
+      maxConnections: MAX_CONNECTIONS,
+      maxParallelDials: MAX_PARALLEL_DIALS
+    },
     peerDiscovery: opts.mdns === true ? [mdns({ serviceTag: MDNS_SERVICE_TAG, interval: opts.mdnsIntervalMs ?? 10_000 })] : [],
     services: {
       identify: identify(),

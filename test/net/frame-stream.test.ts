@@ -2,7 +2,7 @@ import '../../node/polyfill.ts'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { streamPair } from '@libp2p/utils'
-import { readFrames, writeFrame } from '../../node/net/frame-stream.ts'
+import { readFrames, writeFrame, partialFrameBytes } from '../../node/net/frame-stream.ts'
 import { WireError, encodeVarint } from '../../protocols/framing.ts'
 
 test('frames arrive in order and the reader ends when the writer half-closes', async () => {
@@ -23,6 +23,23 @@ test('frames arrive in order and the reader ends when the writer half-closes', a
   assert.is(got.length, n)
   assert.ok(got.every((v, i) => v === i))
   assert.ok(sawPause, 'a slow consumer pauses the stream instead of buffering without bound')
+})
+
+test('a partial frame that stalls resets the stream after the frame timeout and releases its bytes', async () => {
+  const [out, inb] = await streamPair()
+  const before = partialFrameBytes()
+  out.send(encodeVarint(5000))
+  out.send(new Uint8Array(1000)) // a fifth of the body, then silence
+  const t0 = Date.now()
+  try {
+    for await (const _ of readFrames(inb, { maxFrameBytes: 10_000, frameTimeoutMs: 200 })) assert.unreachable('no frame expected')
+    assert.unreachable('should throw')
+  } catch (err) {
+    assert.match((err as Error).message, /not completed within 200 ms/)
+  }
+  assert.ok(Date.now() - t0 >= 190 && Date.now() - t0 < 2000, `reset after ${Date.now() - t0} ms`)
+  assert.is(inb.status, 'aborted')
+  assert.is(partialFrameBytes(), before, 'the stalled bytes no longer count')
 })
 
 test('a frame declared over the limit resets the stream with TooLarge', async () => {
