@@ -15,7 +15,7 @@ import type { RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { RaftDriver } from './raft-driver.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { explainVm } from './scheduler.ts'
+import { admissionRefusal, explainVm } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { RbdClient } from '../storage/rbd.ts'
@@ -193,6 +193,14 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'node.drain': async (p) => await setNodeState(p.node, 'draining', p.idempotencyKey),
     'node.undrain': async (p) => await setNodeState(p.node, 'ready', p.idempotencyKey),
     'vm.create': async (p) => {
+      // Fail fast: a VM to be started that fits no node now is refused with the reason, unless the
+      // caller chose to queue it. A retried key answers with its first result before any check.
+      if (p.start !== false && p.queue !== true) {
+        await barrier()
+        const done = prior(p.idempotencyKey ?? p.key); if (done != null) return done.value as VmRecord
+        const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
+        if (why != null) throw new RpcError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
+      }
       // a retried key answers with the VM its first attempt created, whatever id we draw now
       return await propose({ type: 'CreateVm', id: randomUUID(), spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey ?? p.key) as VmRecord
     },

@@ -1,10 +1,10 @@
 // The leader's scheduler loop: places unassigned VMs that should run, and
 // evacuates draining nodes, by proposing AssignVm through Raft. Decisions
 // come from placement/ over committed state plus the freshest gossiped load.
-import type { NodeRecord, VmRecord } from '../protocols/model.ts'
+import type { NodeRecord, VmRecord, VmSpec } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { Decision, LoadHint } from '../placement/types.ts'
-import { clusterFromModel, requestFromVm } from '../placement/from-model.ts'
+import { clusterFromModel, requestFromSpec, requestFromVm } from '../placement/from-model.ts'
 import { placeBatch, placeOne } from '../placement/place.ts'
 import { sortQueue } from '../placement/queue.ts'
 import { planEvacuation } from '../placement/plans/evacuate.ts'
@@ -83,6 +83,18 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
   const others = sm.listVms().filter((v) => v.id !== vmId)
   const cluster = clusterFromModel(sm.listNodes(), others, load.hints())
   return { vm: vm.id, assignedNode: vm.assignedNode, decision: placeOne(cluster, requestFromVm(vm), {}, { explain: true }) }
+}
+
+/** Why a new VM with this spec fits no node now (the reasons `vm explain` would give, nodes by
+ * name), or null when some node fits. Judged on committed state plus gossiped load, like the
+ * scheduler's own pass, so a create can be refused at once instead of waiting pending forever. */
+export function admissionRefusal (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>, spec: VmSpec): string | null {
+  const d = placeOne(clusterFromModel(nodes, vms, hints), requestFromSpec(spec.name, spec), {}, { explain: true })
+  if (d.nodeId !== null) return null
+  if (nodes.length === 0) return 'the cluster has no nodes'
+  const name = new Map(nodes.map((n) => [n.id, n.name]))
+  const why = (d.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.filter}: ${v.reason}`])
+  return `no node fits VM ${spec.name}: ${why.join('; ')}`
 }
 
 export class Scheduler {

@@ -5,6 +5,7 @@
 import type { BlixError, Command, CommandEnvelope } from './commands.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
+import { VM_LIMITS } from './vm-limits.ts'
 import type {
   Constraint, Hypervisor, HypervisorCapability, NetworkKind, NodeState, Resources, RestartPolicy,
   VmDesiredState, VmPhase, VmSpec, VmStatus
@@ -23,12 +24,7 @@ export const COMMAND_LIMITS = {
   maxIdempotencyKeyLength: 128,
   /** an encoded envelope larger than this is refused (TooLarge) */
   maxCommandBytes: 256 * 1024,
-  minVcpus: 1,
-  maxVcpus: 256,
-  minMemoryMiB: 64,
-  maxMemoryMiB: 16 * 1024 * 1024,
-  maxDiskGiB: 1024 * 1024,
-  maxVolumeGiB: 1024 * 1024,
+  ...VM_LIMITS,
   minVlan: 1,
   maxVlan: 4094,
   minVni: 1,

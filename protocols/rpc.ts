@@ -153,7 +153,7 @@ export interface RpcMethods extends ResourceMethods {
   'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
   'node.drain': { params: { node: string } & IdempotentParams, result: NodeRecord }
   'node.undrain': { params: { node: string } & IdempotentParams, result: NodeRecord }
-  'vm.create': { params: { spec: VmSpec, start?: boolean, key?: string } & IdempotentParams, result: VmRecord }
+  'vm.create': { params: { spec: VmSpec, start?: boolean, key?: string, queue?: boolean } & IdempotentParams, result: VmRecord }
   'vm.list': { params: ReadParams & { node?: string }, result: VmRecord[] }
   'vm.show': { params: ReadParams & { vm: string }, result: VmRecord }
   'vm.start': { params: { vm: string } & IdempotentParams, result: VmRecord }
@@ -266,9 +266,10 @@ export const METHODS: MethodTable = {
   'vm.create': {
     mutating: true, streaming: false,
     params: (x) => {
-      const o = params(x, ['spec', 'start', 'key'], ['spec'])
+      const o = params(x, ['spec', 'start', 'key', 'queue'], ['spec'])
       const out: ParamsOf<'vm.create'> = { spec: spec(o.spec) }
       const start = opt(o, 'start', bool, 'params'); if (start !== undefined) out.start = start
+      const queue = opt(o, 'queue', bool, 'params'); if (queue !== undefined) out.queue = queue
       const key = opt(o, 'key', (v, p) => str(v, p, 128, 1), 'params'); if (key !== undefined) out.key = key
       return out
     }

@@ -15,6 +15,14 @@ function getNetwork (ctx: ApplyContext, name: string): NetworkRecord {
 
 export function createNetwork (ctx: ApplyContext, c: Cmd<'CreateNetwork'>): NetworkRecord {
   if (ctx.tx.get<NetworkRecord>('networks', c.name) !== undefined) reject('AlreadyExists', `network ${c.name} already exists`)
+  // Two networks sharing addresses would hand the same IP to two VMs and confuse every route.
+  const mine = parseCidr(c.subnet)
+  if (mine !== null) {
+    for (const [, other] of ctx.tx.range<NetworkRecord>('networks')) {
+      const o = parseCidr(other.subnet)
+      if (o !== null && mine.network <= o.broadcast && o.network <= mine.broadcast) reject('Conflict', `subnet ${c.subnet} overlaps network ${other.name} (${other.subnet}); pick a subnet outside it`)
+    }
+  }
   const rec: NetworkRecord = { name: c.name, kind: c.kind, subnet: c.subnet, gateway: c.gateway ?? null, allocations: {}, createdAt: ctx.at }
   ctx.tx.put('networks', c.name, rec)
   return rec

@@ -2,6 +2,8 @@
 // boolean --flag, with the set of flags declared per command so a typo is an
 // error that names the flag (kubectl style), never silently ignored.
 
+import { formatMiB } from '../../protocols/vm-limits.ts'
+
 export interface FlagSpec {
   /** takes a value (otherwise boolean) */
   value?: boolean
@@ -76,4 +78,20 @@ export function int (p: Parsed, name: string, dflt: number, min = 0, max = Numbe
   const n = Number(v)
   if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`)
   return n
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT])?(?:i?[bB])?$/
+const SIZE_UNIT_MIB: Record<string, number> = { K: 1 / 1024, M: 1, G: 1024, T: 1024 * 1024 }
+
+/** A size flag (128M, 2G, 1T; a bare number is MiB) checked against [min, max] MiB, the error naming
+ * the flag the user typed and the bounds in the same units they write. */
+export function sizeMiB (p: Parsed, name: string, dflt: number, min: number, max: number): number {
+  const v = flag(p, name)
+  if (v === undefined) return dflt
+  const m = SIZE.exec(v.trim())
+  if (m == null) throw new UsageError(`--${name} "${v}" is not a size: use e.g. 128M, 2G or 1T`)
+  const mib = Math.round(Number(m[1]) * SIZE_UNIT_MIB[(m[2] ?? 'M').toUpperCase()])
+  if (mib < min) throw new UsageError(`--${name} ${v} is too small: at least ${formatMiB(min)}`)
+  if (mib > max) throw new UsageError(`--${name} ${v} is too large: at most ${formatMiB(max)}`)
+  return mib
 }

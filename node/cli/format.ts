@@ -36,11 +36,3 @@ export function pct (x: number | null | undefined): string {
   return x == null ? '-' : `${Math.round(x)}%`
 }
 
-/** Parses sizes like 128M, 2G, 512 (MiB) into MiB. */
-export function parseMiB (s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([mMgG]i?[bB]?)?$/.exec(s.trim())
-  if (m == null) throw new Error(`invalid size "${s}": use e.g. 128M or 2G`)
-  const n = Number(m[1])
-  const unit = (m[2] ?? 'M')[0].toUpperCase()
-  return Math.round(unit === 'G' ? n * 1024 : n)
-}

@@ -6,11 +6,12 @@ import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '..
 import { RpcError } from '../../protocols/rpc.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
-import { parseArgs, flag, bool, int, UsageError } from './args.ts'
+import { parseArgs, flag, bool, int, sizeMiB, UsageError } from './args.ts'
 import type { FlagSpec, Parsed } from './args.ts'
 import { connect, whoami, configDir } from './connect.ts'
 import type { Connection } from './connect.ts'
-import { table, keyValues, mib, ago, shortId, pct, parseMiB } from './format.ts'
+import { table, keyValues, mib, ago, shortId, pct } from './format.ts'
+import { VM_LIMITS } from '../../protocols/vm-limits.ts'
 import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
 import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
@@ -63,6 +64,14 @@ const stale = (p: Parsed): { stale?: boolean } => bool(p, 'stale') ? { stale: tr
 
 function vmRow (v: VmRecord, names: Map<string, string>): Array<string | number | null> {
   return [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), v.status.reason, shortId(v.id, 8)]
+}
+
+/** Why a VM waits unplaced, node by node and by name, or '' when some node would take it. */
+async function waitReason (client: Connection['client'], vm: string): Promise<string> {
+  const [e, nodes] = await Promise.all([client.call('vm.explain', { vm }), client.call('node.list', { stale: true })])
+  if (e.decision.nodeId != null) return ''
+  const names = nodeNames(nodes)
+  return (e.decision.nodes ?? []).flatMap((n) => n.feasible ? [] : [`${names.get(n.nodeId) ?? shortId(n.nodeId)}: ${n.filter}: ${n.reason}`]).join('; ')
 }
 
 function nodeNames (nodes: NodeRecord[]): Map<string, string> {
@@ -132,8 +141,8 @@ const COMMANDS: Record<string, Command> = {
   },
   'vm create': {
     summary: 'Create a VM (placed by the scheduler, started by its host)',
-    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--wait]',
-    flags: { vcpus: { value: true }, memory: { value: true }, 'disk-size': { value: true }, image: { value: true }, flake: { value: true }, constraint: { value: true, repeat: true }, 'anti-affinity': { value: true }, spread: { value: true }, priority: { value: true }, restart: { value: true }, hypervisor: { value: true }, disk: { value: true, repeat: true }, network: { value: true, repeat: true }, 'kernel-param': { value: true, repeat: true }, start: {}, wait: {} },
+    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--queue] [--wait]',
+    flags: { vcpus: { value: true }, memory: { value: true }, 'disk-size': { value: true }, image: { value: true }, flake: { value: true }, constraint: { value: true, repeat: true }, 'anti-affinity': { value: true }, spread: { value: true }, priority: { value: true }, restart: { value: true }, hypervisor: { value: true }, disk: { value: true, repeat: true }, network: { value: true, repeat: true }, 'kernel-param': { value: true, repeat: true }, start: {}, queue: {}, wait: {} },
     run: async (p, out) => {
       const name = need(p, 1, 'NAME')[0]
       if (flag(p, 'image') != null && flag(p, 'flake') != null) throw new UsageError('give --image or --flake, not both')
@@ -145,9 +154,9 @@ const COMMANDS: Record<string, Command> = {
       if (!['qemu', 'cloud-hypervisor', 'firecracker'].includes(hypervisor)) throw new UsageError(`--hypervisor must be qemu, cloud-hypervisor or firecracker, got "${hypervisor}"`)
       const spec: VmSpec = {
         name,
-        vcpus: int(p, 'vcpus', 1, 1, 256),
-        memoryMiB: flag(p, 'memory') == null ? 128 : (() => { try { return parseMiB(flag(p, 'memory')!) } catch (e) { throw new UsageError(`--memory: ${(e as Error).message}`) } })(),
-        diskGiB: int(p, 'disk-size', 0, 0, 1 << 20),
+        vcpus: int(p, 'vcpus', 1, VM_LIMITS.minVcpus, VM_LIMITS.maxVcpus),
+        memoryMiB: sizeMiB(p, 'memory', 128, VM_LIMITS.minMemoryMiB, VM_LIMITS.maxMemoryMiB),
+        diskGiB: int(p, 'disk-size', 0, 0, VM_LIMITS.maxDiskGiB),
         hypervisor,
         image: flag(p, 'flake') != null ? { kind: 'flake', ref: flag(p, 'flake')! } : { kind: 'tiny' },
         volumes: p.flags.get('disk') ?? [],
@@ -162,13 +171,18 @@ const COMMANDS: Record<string, Command> = {
         requires: []
       }
       return await withCluster(p, async ({ client }) => {
-        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true) })
+        const queue = bool(p, 'queue')
+        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true), ...(queue ? { queue } : {}) })
         if (!bool(p, 'wait')) {
-          out.data(vm, () => `VM ${vm.spec.name} created (${vm.id}); follow it with: blixard vm show ${vm.spec.name}`)
+          // queued by choice: say why it waits (the reasons `vm explain` gives), nodes by name
+          const why = queue && vm.assignedNode == null && vm.desired === 'running' ? await waitReason(client, vm.id) : ''
+          out.data(vm, () => `VM ${vm.spec.name} created${why !== '' ? `, pending: ${why}` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
           return EXIT.ok
         }
         const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
-        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${final.assignedNode != null ? ` on ${shortId(final.assignedNode)}` : ''}${final.status.reason !== '' ? ` (${final.status.reason})` : ''}`)
+        const names = nodeNames(await client.call('node.list', { stale: true }))
+        const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
+        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${final.status.reason})` : ''}`)
         return final.status.phase === 'running' ? EXIT.ok : EXIT.error
       })
     }
@@ -217,8 +231,8 @@ const COMMANDS: Record<string, Command> = {
       const ref = need(p, 1, 'VM')[0]
       const cur = await client.call('vm.show', { vm: ref })
       const spec: VmSpec = { ...cur.spec }
-      if (flag(p, 'memory') != null) { try { spec.memoryMiB = parseMiB(flag(p, 'memory')!) } catch (e) { throw new UsageError(`--memory: ${(e as Error).message}`) } }
-      if (flag(p, 'vcpus') != null) spec.vcpus = int(p, 'vcpus', 1, 1, 256)
+      spec.memoryMiB = sizeMiB(p, 'memory', spec.memoryMiB, VM_LIMITS.minMemoryMiB, VM_LIMITS.maxMemoryMiB)
+      spec.vcpus = int(p, 'vcpus', spec.vcpus, VM_LIMITS.minVcpus, VM_LIMITS.maxVcpus)
       const restart = flag(p, 'restart')
       if (restart != null) {
         if (!['always', 'on-failure', 'never'].includes(restart)) throw new UsageError(`--restart must be always, on-failure or never, got "${restart}"`)

@@ -6,6 +6,7 @@ import type { Connection } from './connect.ts'
 import { EXIT } from './errors.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 import { keyValues, shortId, table } from './format.ts'
+import { VM_LIMITS } from '../../protocols/vm-limits.ts'
 
 interface Out { json: boolean, data: (value: unknown, human: () => string) => void }
 
@@ -92,7 +93,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
         const pool = flag(p, 'pool')
-        const v = await mutate(client, invocationKey(p), 'volume.create', { name: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20), ...(pool != null ? { pool } : {}) })
+        const v = await mutate(client, invocationKey(p), 'volume.create', { name: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB), ...(pool != null ? { pool } : {}) })
         out.data(v, () => `volume ${v.name} created (${v.sizeGiB} GiB in pool ${v.pool})`)
         return EXIT.ok
       })
@@ -121,7 +122,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       flags: { size: { value: true } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
-        const v = await mutate(client, invocationKey(p), 'volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, 1 << 20) })
+        const v = await mutate(client, invocationKey(p), 'volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB) })
         out.data(v, () => `volume ${v.name} is now ${v.sizeGiB} GiB`)
         return EXIT.ok
       })
@@ -144,7 +145,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
         const [src, name] = need(p, 2, 'VOLUME@SNAPSHOT and NAME')
         const at = src.indexOf('@')
         if (at <= 0 || at === src.length - 1) throw new UsageError(`expected VOLUME@SNAPSHOT, got "${src}"`)
-        const v = await mutate(client, invocationKey(p), 'volume.clone', { volume: src.slice(0, at), snapshot: src.slice(at + 1), name, ...(flag(p, 'size') != null ? { sizeGiB: int(p, 'size', 0, 1, 1 << 20) } : {}) })
+        const v = await mutate(client, invocationKey(p), 'volume.clone', { volume: src.slice(0, at), snapshot: src.slice(at + 1), name, ...(flag(p, 'size') != null ? { sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB) } : {}) })
         out.data(v, () => `volume ${v.name} cloned from ${src}`)
         return EXIT.ok
       })

@@ -4,6 +4,7 @@
 import { basename } from 'node:path'
 import { QemuError } from './errors.ts'
 import { VM_ID } from './paths.ts'
+import { VM_LIMITS } from '../../protocols/vm-limits.ts'
 
 export type Accel = 'kvm' | 'tcg'
 
@@ -57,9 +58,9 @@ export interface QemuArgv {
 }
 
 export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64'
-/** The Debian cloud kernel does not decompress in 64 MiB. */
-export const MIN_MEMORY_MIB = 80
-export const MAX_VCPUS = 255
+/** The spec bounds shared with the CLI and the state machine (protocols/vm-limits.ts). */
+export const MIN_MEMORY_MIB = VM_LIMITS.minMemoryMiB
+export const MAX_VCPUS = VM_LIMITS.maxVcpus
 /** sun_path is 108 bytes including the terminating NUL */
 const MAX_SOCKET_PATH = 107
 const TAP = /^[A-Za-z0-9_.-]{1,15}$/

@@ -75,6 +75,18 @@ test('unknown command, subcommand or flag: exit 2 with a next step, JSON with --
   jsonError(await offline(['vm', 'create', 'x', '--memory', 'lots', '--json']), 'Usage', 2)
 })
 
+test('VM limits: one set (protocols/vm-limits.ts) for the CLI, the state machine and QEMU; errors name the flag in its units', async () => {
+  const mem = async (v: string): Promise<string> => jsonError(await offline(['vm', 'create', 'x', '--memory', v, '--json']), 'Usage', 2).message
+  assert.match(await mem('64M'), /^--memory 64M is too small: at least 80M$/)
+  assert.match(await mem('0'), /^--memory 0 is too small: at least 80M$/)
+  // 1T is within bounds: the CLI goes on to connect (no cluster here), not a usage error
+  const big = await offline(['vm', 'create', 'x', '--memory', '1T', '--json'])
+  assert.is.not(big.code, 2, big.stderr)
+  assert.match(await mem('17T'), /^--memory 17T is too large: at most 16T$/)
+  assert.match(await mem('lots'), /^--memory "lots" is not a size/)
+  assert.match(jsonError(await offline(['vm', 'create', 'x', '--vcpus', '256', '--json']), 'Usage', 2).message, /^--vcpus must be between 1 and 255, got 256$/)
+})
+
 test('completion: bash and zsh scripts that parse and complete commands; other shells refused', async () => {
   for (const shell of ['bash', 'zsh']) {
     const r = await offline(['completion', shell])
@@ -143,6 +155,19 @@ async function json<T> (args: string[]): Promise<T> {
   assert.ok(r.json != null, `${args.join(' ')} --json printed: ${r.stdout.slice(0, 200)}`)
   return r.json as T
 }
+
+test('admission fails fast: a VM that fits no node is refused at once (exit 4, the reasons by node name); --queue accepts it pending, saying why', async () => {
+  const cl = await cluster()
+  const r = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '200', '--json'])
+  const e = jsonError(r, 'NoCapacity', 4)
+  assert.match(e.message, /^no node fits VM too-big: node\d: cpu: /)
+  assert.match(e.message, /--queue/)
+  assert.not.ok((await cl.state(0)).vms.some((v) => v.name === 'too-big'), 'nothing recorded')
+  const q = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '200', '--queue'])
+  assert.is(q.code, 0, q.stderr)
+  assert.match(q.stdout, /^VM too-big created, pending: node\d: cpu: /)
+  assert.is((await json<{ id: string }>(['vm', 'delete', 'too-big'])).id.length > 0, true)
+})
 
 test('every cluster command prints one JSON document with --json', async () => {
   const cl = await cluster()

@@ -8,6 +8,8 @@ import { encodeCbor } from '../../storage/codec.ts'
 import { BlixardError } from '../../protocols/errors.ts'
 import { commandArb } from './command-arbitraries.ts'
 import { spec } from './sm-fixtures.ts'
+import { VM_LIMITS } from '../../protocols/vm-limits.ts'
+import { MIN_MEMORY_MIB, MAX_VCPUS } from '../../node/qemu/cmdline.ts'
 
 const KINDS = new Set(['InvalidCommand', 'InvalidSpec', 'TooLarge'])
 
@@ -68,6 +70,17 @@ test('parseCidr', () => {
   assert.is(parseCidr('10.0.0.1/8'), null)
   assert.is(parseCidr('010.0.0.0/8'), null)
   assert.is(parseCidr('10.0.0.0'), null)
+})
+
+
+test('VM spec bounds are the ones the QEMU driver boots with (protocols/vm-limits.ts)', () => {
+  assert.is(MIN_MEMORY_MIB, VM_LIMITS.minMemoryMiB)
+  assert.is(MAX_VCPUS, VM_LIMITS.maxVcpus)
+  const low = validateCommand({ type: 'CreateVm', id: 'v1', spec: { ...spec('a'), memoryMiB: VM_LIMITS.minMemoryMiB - 1 } })
+  assert.ok(!low.ok && low.error.kind === 'InvalidSpec' && /memoryMiB/.test(low.error.message), JSON.stringify(low))
+  assert.ok(validateCommand({ type: 'CreateVm', id: 'v1', spec: { ...spec('a'), memoryMiB: VM_LIMITS.minMemoryMiB } }).ok)
+  const cpus = validateCommand({ type: 'CreateVm', id: 'v1', spec: { ...spec('a'), vcpus: VM_LIMITS.maxVcpus + 1 } })
+  assert.ok(!cpus.ok && cpus.error.kind === 'InvalidSpec', JSON.stringify(cpus))
 })
 
 test.run()

@@ -243,7 +243,18 @@ test('networks: CIDR, VLAN and VNI validation', () => {
   expectKind(h, net({ kind: { type: 'vxlan', vni: 16777216 } }), 'InvalidSpec')
   expectKind(h, net({ kind: { type: 'vlan', vlan: 4094 }, gateway: '10.0.0.1' }), 'ok')
   expectKind(h, net({}), 'AlreadyExists')
-  expectKind(h, net({ name: 'x2', kind: { type: 'vxlan', vni: 16777215 } }), 'ok')
+  expectKind(h, net({ name: 'x2', kind: { type: 'vxlan', vni: 16777215 }, subnet: '10.0.1.0/24' }), 'ok')
+})
+
+test('networks: a subnet overlapping an existing network is refused (Conflict), adjacent ones are not', () => {
+  const h = harness()
+  const net = (name: string, subnet: string): Command => ({ type: 'CreateNetwork', name, kind: { type: 'bridge' }, subnet })
+  expectKind(h, net('a', '10.0.0.0/24'), 'ok')
+  expectKind(h, net('same', '10.0.0.0/24'), 'Conflict')
+  expectKind(h, net('inside', '10.0.0.128/25'), 'Conflict')
+  expectKind(h, net('around', '10.0.0.0/16'), 'Conflict')
+  expectKind(h, net('next', '10.0.1.0/24'), 'ok')
+  expectKind(h, net('before', '9.255.255.0/24'), 'ok')
 })
 
 test('AllocateIp: lowest free host address, skipping network, gateway and broadcast; ReleaseIp', () => {
