@@ -1,0 +1,88 @@
+// The host's fence watchdog (issue 14, rule 5 of node/core/lease-rules.ts): a small process apart
+// from the daemon's event loop, so it fires when blixard-node is kill -9'd, SIGSTOPped or hung while
+// its QEMUs (KillMode=process) live on. The daemon spawns it detached and, on each acknowledged lease
+// renewal, rewrites the heartbeat file with the fence deadline on the system-wide monotonic clock
+// (process.hrtime = CLOCK_MONOTONIC, the same in every process on the host). When that deadline
+// passes with no newer one, the watchdog SIGKILLs every QEMU it finds by pidfile under
+// <dataDir>/vms/*/qemu.pid — checking each pid is really that VM's QEMU (pid reuse) — and exits.
+// It also exits (without killing) when the heartbeat file says `stop` (an orderly daemon shutdown
+// that stopped its guests or hands them to its restarted self, which spawns a new watchdog).
+//
+// Usage: node --import tsx node/fence-watchdog.ts <dataDir> <heartbeatFile>
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { runtimePaths, vmsDir, VM_ID } from './qemu/paths.ts'
+import { findQemuPids, isOurQemu, signalPid } from './qemu/proc.ts'
+
+/** How often the watchdog looks at the heartbeat: a bound on how late past the deadline it fences. */
+export const WATCHDOG_POLL_MS = 100
+
+export function monotonicMs (): number {
+  return Number(process.hrtime.bigint() / 1_000_000n)
+}
+
+export type Heartbeat = { kind: 'deadline', at: number } | { kind: 'stop' } | { kind: 'bad', why: string }
+
+/** The heartbeat file: `deadline <monotonic ms>` or `stop`. */
+export function parseHeartbeat (text: string): Heartbeat {
+  const t = text.trim()
+  if (t === 'stop') return { kind: 'stop' }
+  const m = /^deadline (\d{1,16})$/.exec(t)
+  if (m == null) return { kind: 'bad', why: `heartbeat must be "deadline <ms>" or "stop", got ${JSON.stringify(t.slice(0, 40))}` }
+  return { kind: 'deadline', at: Number(m[1]) }
+}
+
+export function formatHeartbeat (deadlineMonotonicMs: number): string {
+  return `deadline ${Math.floor(deadlineMonotonicMs)}\n`
+}
+
+/** SIGKILL every QEMU of this host's data dir; returns the VM ids whose QEMU was signalled. */
+export async function killAllGuests (dataDir: string): Promise<string[]> {
+  let ids: string[]
+  try { ids = await readdir(vmsDir(dataDir)) } catch { return [] }
+  const killed: string[] = []
+  for (const id of ids) {
+    if (!VM_ID.test(id)) continue
+    const p = runtimePaths(dataDir, id)
+    const pids = new Set<number>()
+    try {
+      const pid = Number((await readFile(p.pidFile, 'utf8')).trim())
+      if (Number.isInteger(pid) && pid > 1 && await isOurQemu(pid, id, p.qmpSock)) pids.add(pid)
+    } catch { /* no pidfile: fall back to the process table below */ }
+    for (const pid of await findQemuPids(id, p.qmpSock)) pids.add(pid)
+    for (const pid of pids) {
+      // one QEMU we may not signal must not spare the others
+      try { if (signalPid(pid, 'SIGKILL')) killed.push(id) } catch (e) { process.stderr.write(`fence-watchdog: cannot kill ${id} pid ${pid}: ${(e as Error).message}\n`) }
+    }
+  }
+  return killed
+}
+
+async function main (): Promise<void> {
+  const [dataDir, hbFile] = process.argv.slice(2)
+  if (dataDir == null || hbFile == null) {
+    process.stderr.write('usage: fence-watchdog <dataDir> <heartbeatFile>\n')
+    process.exit(2)
+  }
+  // With no readable heartbeat yet, the deadline is the one the daemon wrote before spawning us; a
+  // missing or garbled file after that counts as no refresh: the last good deadline stands.
+  let deadline: number | null = null
+  for (;;) {
+    let hb: Heartbeat
+    try { hb = parseHeartbeat(await readFile(hbFile, 'utf8')) } catch (e) { hb = { kind: 'bad', why: (e as Error).message } }
+    if (hb.kind === 'stop') process.exit(0)
+    if (hb.kind === 'deadline') deadline = hb.at
+    if (deadline == null) {
+      process.stderr.write(`fence-watchdog: ${hb.kind === 'bad' ? hb.why : 'no deadline'}: fencing now\n`)
+      deadline = 0
+    }
+    if (monotonicMs() >= deadline) {
+      const killed = await killAllGuests(dataDir)
+      process.stderr.write(`fence-watchdog: lease deadline passed with no renewal: killed QEMU of ${killed.length} VM(s): ${killed.join(', ')}\n`)
+      process.exit(0)
+    }
+    await new Promise(resolve => setTimeout(resolve, WATCHDOG_POLL_MS))
+  }
+}
+
+if (process.argv[1] != null && /fence-watchdog\.ts$/.test(process.argv[1])) void main()
