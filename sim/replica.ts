@@ -11,6 +11,8 @@ import type { BlixardError } from '../protocols/errors.ts'
 import { StateMachine, UNCHECKED_AUTHORITY } from '../storage/state-machine.ts'
 import { MemoryKv } from '../storage/memory-kv.ts'
 import { RaftNode } from '../node/core/raft-node.ts'
+import { admitRaftMessage } from '../node/core/raft-ingress.ts'
+import { raftIngressContext } from '../node/core/raft-ingress-context.ts'
 import { LOOP_BUGS } from '../node/core/raft-loop.ts'
 import type { LoopBug } from '../node/core/raft-loop.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
@@ -152,6 +154,9 @@ export class Replica {
         keep: () => this.env.rng.int(4)
       },
       applyEachEntryAlone: true,
+      // the daemon's admission filter (who may speak Raft, bounds, payload checks), so the seeds
+      // say whether it ever drops a message an honest member needs
+      admit: (m) => { const v = admitRaftMessage(m.from, m, raftIngressContext(this.id, core)); return v.ok ? null : v.reason },
       readiesPerDrain: MAX_READY_ROUNDS,
       raftBugs: this.raftBugs,
       loopBugs: this.loopBugs,
