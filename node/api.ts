@@ -3,7 +3,6 @@
 // Writes are proposed on the leader: a follower forwards them itself
 // (internal.propose), so clients never see a redirect.
 import { randomUUID } from 'node:crypto'
-import { AsyncLocalStorage } from 'node:async_hooks'
 import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
 import { METHODS, RpcError, checkParams, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
@@ -72,7 +71,6 @@ export function leaderRefusal (sm: StateMachine, self: string, env: CommandEnvel
  * the admin (submit): see cluster.prepare. Outside both, a write proposes an unsigned command,
  * which the state machine refuses unless it is one the node signs itself. */
 type Signing = { mode: 'prepare' } | { mode: 'submit', cmd: Command, auth: CommandAuth }
-const signing = new AsyncLocalStorage<Signing>()
 
 /** Thrown by a write in prepare mode: the command it would have proposed. */
 class Prepared {
@@ -101,180 +99,187 @@ export function createApi (d: ApiDeps): RpcHandlers {
     if (drv != null && !drv.isLeader()) await drv.readBarrier()
   }
 
-  const proposeCmd = async (cmd: Command, key?: string): Promise<ApplyResult> => {
-    const s = signing.getStore()
-    if (s?.mode === 'prepare') throw new Prepared(cmd)
-    if (s?.mode === 'submit') {
-      if (s.cmd.type !== cmd.type) throw new RpcError('InvalidParams', `the signed command is a ${s.cmd.type}, this write is a ${cmd.type}`)
-      return await d.propose({ cmd: s.cmd, at: now(), key: key ?? randomUUID(), auth: s.auth })
-    }
-    return await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
-  }
-
-  // A write that names a VM or node resolves the name on this replica only after a ReadIndex
-  // barrier: a node that just restarted or healed would otherwise answer NotFound for a VM whose
-  // create was acknowledged, or act on an old record. A failed barrier proposes nothing (definite).
-  const barrier = async (): Promise<void> => {
-    const drv = d.driver()
-    if (drv == null) throw new RpcError('Unavailable', 'this node has not joined a cluster yet; ask another node')
-    await drv.readBarrier()
-  }
-
-  /** After the barrier, a key already applied answers with its stored result before any name is
-   * resolved: a retry must not answer NotFound for a VM its own first attempt deleted. */
-  const prior = (key: string | undefined): { value: unknown } | null => {
-    const r = key === undefined ? undefined : d.sm.resultFor(key)
-    if (r === undefined) return null
-    if (!r.ok) fail(r)
-    return { value: r.value }
-  }
-
-  /** Proposes `cmd` under the client's idempotency key (or a fresh one) and answers with the
-   * result of this very command as applied (a retried key: the first attempt's result). */
-  const propose = async (cmd: Command, key: string | undefined): Promise<unknown> => {
-    const r = await proposeCmd(cmd, key)
-    if (!r.ok) fail(r)
-    return r.value
-  }
-
-  const write = async (cmd: Command, key?: string): Promise<unknown> => {
-    const value = await propose(cmd, key)
-    await caughtUp()
-    return value
-  }
-
-  const vmRef = (ref: string): VmRecord => {
-    const vm = d.sm.getVm(ref) ?? d.sm.getVmByName(ref)
-    if (vm == null) throw new RpcError('NotFound', `no VM named or with id '${ref}'`)
-    return vm
-  }
-
-  const nodeRef = (ref: string): NodeRecord => {
-    const n = d.sm.getNode(ref) ?? d.sm.listNodes().find((x) => x.name === ref || x.id.endsWith(ref))
-    if (n == null) throw new RpcError('NotFound', `no node named or with id '${ref}'`)
-    return n
-  }
-
   const configured = d.cephConfig == null ? null : cephSettings(d.cephConfig)
   const envCeph = configured == null ? null : { rbd: rbdClientFor(configured), pool: configured.pool }
 
-  const setNodeState = async (ref: string, state: 'draining' | 'ready', key: string | undefined): Promise<NodeRecord> => {
-    await barrier()
-    const done = prior(key); if (done != null) return done.value as NodeRecord
-    const n = nodeRef(ref)
-    return await propose({ type: 'UpdateNode', id: n.id, state }, key) as NodeRecord
-  }
-
-  const setDesired = async (ref: string, desired: 'running' | 'stopped', key: string | undefined): Promise<VmRecord> => {
-    await barrier()
-    const done = prior(key); if (done != null) return done.value as VmRecord
-    const vm = vmRef(ref)
-    return await propose({ type: 'SetVmDesiredState', id: vm.id, desired }, key) as VmRecord
-  }
-
-  const handlers: RpcHandlers = {
-    ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), ceph: d.ceph ?? (() => envCeph) }),
-    'cluster.status': async (p) => {
-      await read(p)
-      const drv = d.driver()
-      const st = drv?.status()
-      return {
-        id: d.id(),
-        leader: st?.lead ?? null,
-        term: st?.term ?? 0,
-        commit: st?.commit ?? 0,
-        applied: d.sm.applied(),
-        voters: st?.conf.voters ?? [],
-        learners: st?.conf.learners ?? []
+  /** The handlers, each write proposing as `s` says: null for a plain call, or the admin write
+   * that cluster.prepare/submit runs (a fresh set per such call: explicit context, where an
+   * AsyncLocalStorage would put promise hooks on every promise the node makes). */
+  const build = (s: Signing | null): RpcHandlers => {
+    const proposeCmd = async (cmd: Command, key?: string): Promise<ApplyResult> => {
+      if (s?.mode === 'prepare') throw new Prepared(cmd)
+      if (s?.mode === 'submit') {
+        if (s.cmd.type !== cmd.type) throw new RpcError('InvalidParams', `the signed command is a ${s.cmd.type}, this write is a ${cmd.type}`)
+        return await d.propose({ cmd: s.cmd, at: now(), key: key ?? randomUUID(), auth: s.auth })
       }
-    },
-    'node.list': async (p) => { await read(p); return d.sm.listNodes() },
-    'node.show': async (p) => { await read(p); return nodeRef(p.node) },
-    'node.drain': async (p) => await setNodeState(p.node, 'draining', p.idempotencyKey),
-    'node.undrain': async (p) => await setNodeState(p.node, 'ready', p.idempotencyKey),
-    'vm.create': async (p) => {
-      // Fail fast: a VM to be started that fits no node now is refused with the reason, unless the
-      // caller chose to queue it. A retried key answers with its first result before any check.
-      if (p.start !== false && p.queue !== true) {
-        await barrier()
-        const done = prior(p.idempotencyKey ?? p.key); if (done != null) return done.value as VmRecord
-        const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
-        if (why != null) throw new RpcError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
-      }
-      // a retried key answers with the VM its first attempt created, whatever id we draw now
-      return await propose({ type: 'CreateVm', id: randomUUID(), spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey ?? p.key) as VmRecord
-    },
-    'vm.list': async (p) => { await read(p); return d.sm.listVms(p.node != null ? { node: nodeRef(p.node).id } : {}) },
-    'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
-    'vm.start': async (p) => await setDesired(p.vm, 'running', p.idempotencyKey),
-    'vm.stop': async (p) => await setDesired(p.vm, 'stopped', p.idempotencyKey),
-    'vm.update': async (p) => {
-      await barrier()
-      const done = prior(p.idempotencyKey); if (done != null) return done.value as VmRecord
-      const vm = vmRef(p.vm)
-      return await propose({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) }, p.idempotencyKey) as VmRecord
-    },
-    'vm.delete': async (p) => {
-      await barrier()
-      const done = prior(p.idempotencyKey); if (done != null) return done.value as { id: string }
-      const vm = vmRef(p.vm)
-      return await propose({ type: 'DeleteVm', id: vm.id }, p.idempotencyKey) as { id: string }
-    },
-    'vm.explain': async (p) => {
-      await read(p)
-      return explainVm(d.sm, d.load, vmRef(p.vm).id)
-    },
-    'vm.watch': (p, ctx) => watch(d, p.vm ?? null, ctx.signal, vmRef),
-    'vm.logs': (p, ctx) => (async function * () {
-      const vm = vmRef(p.vm)
-      for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) yield { text }
-    })(),
-    'cluster.events': (_p, ctx) => events(d, ctx.signal),
-    'admin.add': async (p) => {
-      // the applied record itself: no scan of the admin table on every write
-      return await propose({ type: 'AddAdmin', peerId: p.peerId, name: p.name }, p.idempotencyKey) as AdminRecord
-    },
-    'admin.remove': async (p) => { await propose({ type: 'RemoveAdmin', peerId: p.peerId }, p.idempotencyKey); return { peerId: p.peerId } },
-    'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
-    'node.approve': async (p) => await write({ type: 'ApproveNode', peerId: p.peerId }) as { peerId: string, approvedAt: number },
-    'cluster.joinPolicy': async (p) => await write({ type: 'SetJoinPolicy', policy: p.policy }) as { policy: 'open' | 'approve' },
-    'cluster.hello': () => d.hello(),
-    'node.load': () => d.loadReports(),
-    'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),
-    'internal.admit': async (p) => await d.join(p.peer, p.addrs),
-    'internal.proposeMany': async (p) => {
-      const drv = d.driver()
-      if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
-      // all of them into the same Raft round; each answers on its own
-      return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
-        try {
-          // a forwarder is not trusted: the command must carry its own authority
-          const why = leaderRefusal(d.sm, d.id(), env)
-          if (why !== null) throw new RpcError('Unauthorized', why)
-          return { ok: true, result: await drv.propose(env) }
-        } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
-      }))
-    },
-    'internal.propose': async (p) => {
-      const drv = d.driver()
-      if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
-      const why = leaderRefusal(d.sm, d.id(), p.env)
-      if (why !== null) throw new RpcError('Unauthorized', why)
-      return await drv.propose(p.env)
+      return await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
     }
+
+    // A write that names a VM or node resolves the name on this replica only after a ReadIndex
+    // barrier: a node that just restarted or healed would otherwise answer NotFound for a VM whose
+    // create was acknowledged, or act on an old record. A failed barrier proposes nothing (definite).
+    const barrier = async (): Promise<void> => {
+      const drv = d.driver()
+      if (drv == null) throw new RpcError('Unavailable', 'this node has not joined a cluster yet; ask another node')
+      await drv.readBarrier()
+    }
+
+    /** After the barrier, a key already applied answers with its stored result before any name is
+     * resolved: a retry must not answer NotFound for a VM its own first attempt deleted. */
+    const prior = (key: string | undefined): { value: unknown } | null => {
+      const r = key === undefined ? undefined : d.sm.resultFor(key)
+      if (r === undefined) return null
+      if (!r.ok) fail(r)
+      return { value: r.value }
+    }
+
+    /** Proposes `cmd` under the client's idempotency key (or a fresh one) and answers with the
+     * result of this very command as applied (a retried key: the first attempt's result). */
+    const propose = async (cmd: Command, key: string | undefined): Promise<unknown> => {
+      const r = await proposeCmd(cmd, key)
+      if (!r.ok) fail(r)
+      return r.value
+    }
+
+    const write = async (cmd: Command, key?: string): Promise<unknown> => {
+      const value = await propose(cmd, key)
+      await caughtUp()
+      return value
+    }
+
+    const vmRef = (ref: string): VmRecord => {
+      const vm = d.sm.getVm(ref) ?? d.sm.getVmByName(ref)
+      if (vm == null) throw new RpcError('NotFound', `no VM named or with id '${ref}'`)
+      return vm
+    }
+
+    const nodeRef = (ref: string): NodeRecord => {
+      const n = d.sm.getNode(ref) ?? d.sm.listNodes().find((x) => x.name === ref || x.id.endsWith(ref))
+      if (n == null) throw new RpcError('NotFound', `no node named or with id '${ref}'`)
+      return n
+    }
+
+
+    const setNodeState = async (ref: string, state: 'draining' | 'ready', key: string | undefined): Promise<NodeRecord> => {
+      await barrier()
+      const done = prior(key); if (done != null) return done.value as NodeRecord
+      const n = nodeRef(ref)
+      return await propose({ type: 'UpdateNode', id: n.id, state }, key) as NodeRecord
+    }
+
+    const setDesired = async (ref: string, desired: 'running' | 'stopped', key: string | undefined): Promise<VmRecord> => {
+      await barrier()
+      const done = prior(key); if (done != null) return done.value as VmRecord
+      const vm = vmRef(ref)
+      return await propose({ type: 'SetVmDesiredState', id: vm.id, desired }, key) as VmRecord
+    }
+
+    const handlers: RpcHandlers = {
+      ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), ceph: d.ceph ?? (() => envCeph) }),
+      'cluster.status': async (p) => {
+        await read(p)
+        const drv = d.driver()
+        const st = drv?.status()
+        return {
+          id: d.id(),
+          leader: st?.lead ?? null,
+          term: st?.term ?? 0,
+          commit: st?.commit ?? 0,
+          applied: d.sm.applied(),
+          voters: st?.conf.voters ?? [],
+          learners: st?.conf.learners ?? []
+        }
+      },
+      'node.list': async (p) => { await read(p); return d.sm.listNodes() },
+      'node.show': async (p) => { await read(p); return nodeRef(p.node) },
+      'node.drain': async (p) => await setNodeState(p.node, 'draining', p.idempotencyKey),
+      'node.undrain': async (p) => await setNodeState(p.node, 'ready', p.idempotencyKey),
+      'vm.create': async (p) => {
+        // Fail fast: a VM to be started that fits no node now is refused with the reason, unless the
+        // caller chose to queue it. A retried key answers with its first result before any check.
+        if (p.start !== false && p.queue !== true) {
+          await barrier()
+          const done = prior(p.idempotencyKey ?? p.key); if (done != null) return done.value as VmRecord
+          const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
+          if (why != null) throw new RpcError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
+        }
+        // a retried key answers with the VM its first attempt created, whatever id we draw now
+        return await propose({ type: 'CreateVm', id: randomUUID(), spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey ?? p.key) as VmRecord
+      },
+      'vm.list': async (p) => { await read(p); return d.sm.listVms(p.node != null ? { node: nodeRef(p.node).id } : {}) },
+      'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
+      'vm.start': async (p) => await setDesired(p.vm, 'running', p.idempotencyKey),
+      'vm.stop': async (p) => await setDesired(p.vm, 'stopped', p.idempotencyKey),
+      'vm.update': async (p) => {
+        await barrier()
+        const done = prior(p.idempotencyKey); if (done != null) return done.value as VmRecord
+        const vm = vmRef(p.vm)
+        return await propose({ type: 'UpdateVmSpec', id: vm.id, spec: p.spec, ...(p.ifGeneration !== undefined ? { ifGeneration: p.ifGeneration } : {}) }, p.idempotencyKey) as VmRecord
+      },
+      'vm.delete': async (p) => {
+        await barrier()
+        const done = prior(p.idempotencyKey); if (done != null) return done.value as { id: string }
+        const vm = vmRef(p.vm)
+        return await propose({ type: 'DeleteVm', id: vm.id }, p.idempotencyKey) as { id: string }
+      },
+      'vm.explain': async (p) => {
+        await read(p)
+        return explainVm(d.sm, d.load, vmRef(p.vm).id)
+      },
+      'vm.watch': (p, ctx) => watch(d, p.vm ?? null, ctx.signal, vmRef),
+      'vm.logs': (p, ctx) => (async function * () {
+        const vm = vmRef(p.vm)
+        for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) yield { text }
+      })(),
+      'cluster.events': (_p, ctx) => events(d, ctx.signal),
+      'admin.add': async (p) => {
+        // the applied record itself: no scan of the admin table on every write
+        return await propose({ type: 'AddAdmin', peerId: p.peerId, name: p.name }, p.idempotencyKey) as AdminRecord
+      },
+      'admin.remove': async (p) => { await propose({ type: 'RemoveAdmin', peerId: p.peerId }, p.idempotencyKey); return { peerId: p.peerId } },
+      'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
+      'node.approve': async (p) => await write({ type: 'ApproveNode', peerId: p.peerId }) as { peerId: string, approvedAt: number },
+      'cluster.joinPolicy': async (p) => await write({ type: 'SetJoinPolicy', policy: p.policy }) as { policy: 'open' | 'approve' },
+      'cluster.hello': () => d.hello(),
+      'node.load': () => d.loadReports(),
+      'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),
+      'internal.admit': async (p) => await d.join(p.peer, p.addrs),
+      'internal.proposeMany': async (p) => {
+        const drv = d.driver()
+        if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+        // all of them into the same Raft round; each answers on its own
+        return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
+          try {
+            // a forwarder is not trusted: the command must carry its own authority
+            const why = leaderRefusal(d.sm, d.id(), env)
+            if (why !== null) throw new RpcError('Unauthorized', why)
+            return { ok: true, result: await drv.propose(env) }
+          } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
+        }))
+      },
+      'internal.propose': async (p) => {
+        const drv = d.driver()
+        if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+        const why = leaderRefusal(d.sm, d.id(), p.env)
+        if (why !== null) throw new RpcError('Unauthorized', why)
+        return await drv.propose(p.env)
+      }
+    }
+    return handlers
   }
+  const handlers = build(null)
 
   /** The handler of an admin write that cluster.prepare/submit may run. */
-  const adminWrite = (method: string): ((params: unknown, ctx: unknown) => Promise<unknown>) => {
+  const adminWrite = (method: string, s: Signing): ((params: unknown, ctx: unknown) => Promise<unknown>) => {
     if (!isMethod(method) || !METHODS[method].mutating || METHODS[method].streaming || method.startsWith('internal.') || method === 'cluster.prepare' || method === 'cluster.submit') {
       throw new RpcError('InvalidParams', `${method} is not an admin write that can be signed`)
     }
-    const h = handlers[method as MethodName] as unknown as (params: unknown, ctx: unknown) => Promise<unknown>
+    const h = build(s)[method as MethodName] as unknown as (params: unknown, ctx: unknown) => Promise<unknown>
     return async (params, ctx) => await h(checkParams(method, params), ctx)
   }
 
   handlers['cluster.prepare'] = async (p, ctx) => {
-    const run = adminWrite(p.method)
+    const run = adminWrite(p.method, { mode: 'prepare' })
     const until = d.sm.applied() + SIGNATURE_VALIDITY
     if (p.method === 'volume.delete') {
       // its handler removes the Ceph image before it writes: prepare must not run it
@@ -285,15 +290,15 @@ export function createApi (d: ApiDeps): RpcHandlers {
     }
     try {
       // a handler returns without proposing only when its idempotency key was already applied
-      return { done: await signing.run({ mode: 'prepare' }, async () => await run(p.params, ctx)) }
+      return { done: await run(p.params, ctx) }
     } catch (e) {
       if (e instanceof Prepared) return { cmd: e.cmd, until }
       throw e
     }
   }
   handlers['cluster.submit'] = async (p, ctx) => {
-    const run = adminWrite(p.method)
-    return await signing.run({ mode: 'submit', cmd: p.cmd, auth: p.auth }, async () => await run(p.params, ctx))
+    const run = adminWrite(p.method, { mode: 'submit', cmd: p.cmd, auth: p.auth })
+    return await run(p.params, ctx)
   }
   return handlers
 }
