@@ -20,6 +20,7 @@ import type { LoadReport } from '../protocols/load.ts'
 import type { RbdClient } from '../storage/rbd.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
+import { isJoint } from '../protocols/raft/confchange.ts'
 import { cephSettings, rbdClientFor } from './ceph-env.ts'
 
 export interface ApiDeps {
@@ -187,7 +188,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
           commit: st?.commit ?? 0,
           applied: d.sm.applied(),
           voters: st?.conf.voters ?? [],
-          learners: st?.conf.learners ?? []
+          learners: st?.conf.learners ?? [],
+          joint: st == null || !isJoint(st.conf) ? null : { votersOutgoing: [...(st.conf.votersOutgoing ?? [])], learnersNext: [...(st.conf.learnersNext ?? [])] }
         }
       },
       'node.list': async (p) => { await read(p); return d.sm.listNodes() },

@@ -140,6 +140,9 @@ export interface ClusterStatus {
   applied: number
   voters: string[]
   learners: string[]
+  /** while a joint change is in flight: the old voter set (a quorum of both decides) and the
+   * learners that the leave step will add; null when the configuration is simple */
+  joint: { votersOutgoing: string[], learnersNext: string[] } | null
 }
 
 /** A change seen by `vm.watch`: the VM after the change, or its id once deleted. */

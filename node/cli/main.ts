@@ -90,7 +90,11 @@ const COMMANDS: Record<string, Command> = {
       const nm = (id: string | null): string => id == null ? 'none' : `${names.get(id) ?? shortId(id)} (${shortId(id)})`
       out.data({ ...st, via: peer }, () => keyValues([
         ['Leader', nm(st.leader)], ['Term', st.term], ['Commit index', st.commit], ['Applied index', st.applied],
-        ['Voters', st.voters.map(nm).join(', ')], ['Learners', st.learners.map(nm).join(', ') || '-'], ['Answered by', nm(st.id)]
+        ['Voters', st.voters.map(nm).join(', ')], ['Learners', st.learners.map(nm).join(', ') || '-'],
+        ...(st.joint == null
+          ? []
+          : [['Joint change', `in flight: old voters ${st.joint.votersOutgoing.map(nm).join(', ')} must agree too${st.joint.learnersNext.length > 0 ? `; then learners ${st.joint.learnersNext.map(nm).join(', ')}` : ''}`] as [string, string]]),
+        ['Answered by', nm(st.id)]
       ]))
       return EXIT.ok
     })

@@ -64,17 +64,21 @@ test('1 of 3 voters killed: 3 voters kept past the dead timeout; a 4th node repl
     const newId = c.nodes[3].peerId
     let minVoters = 3
     let maxVoters = 3
+    const jointSeen: string[][] = []
     const after = await waitFor('node4 to replace the dead voter', 90_000, async () => {
       const st = await c.status(leader, true)
       if (st == null) return null
       minVoters = Math.min(minVoters, st.voters.length)
       maxVoters = Math.max(maxVoters, st.voters.length)
+      // seen mid-change (100 ms polls may miss it): the old set still has to agree
+      if (st.joint != null) jointSeen.push([...st.joint.votersOutgoing])
       return st.voters.includes(newId) && !st.voters.includes(deadId) ? st : null
     }, 100)
     assert.is(after.voters.length, 3)
     assert.is(minVoters, 3, 'the voter count fell below 3 during the replacement')
     // One joint step (incoming voters are the 3 new ones at once), not promote-then-remove via 4.
     assert.is(maxVoters, 3, 'the replacement went through 4 voters instead of one joint step')
+    for (const old of jointSeen) assert.ok(old.includes(deadId) && !old.includes(newId), `joint status names the old voters: ${old.join(', ')}`)
     type Logged = { ts: string, decision: string, change?: { type: string }, promote?: string, remove?: string, why: string }
     const decisions = c.log(leader).split('\n').filter((l) => l.includes('"msg":"autopilot"')).map((l) => JSON.parse(l) as Logged)
       .filter((d) => Date.parse(d.ts) >= killedAt)

@@ -16,7 +16,7 @@ async function start (i: number, bootstrap: string[]): Promise<BlixardHost<S>> {
     bootstrap,
     services: {
       raft: raftTransport({ onMessage: (_from, m) => inbox[i].push(m), log: () => {} }),
-      rpc: rpcServer({ handlers: { 'cluster.status': (_p, ctx) => ({ id: `host${i}`, leader: null, term: i, commit: 0, applied: 0, voters: [ctx.peer], learners: [] }) }, log: () => {} }),
+      rpc: rpcServer({ handlers: { 'cluster.status': (_p, ctx) => ({ id: `host${i}`, leader: null, term: i, commit: 0, applied: 0, voters: [ctx.peer], learners: [], joint: null }) }, log: () => {} }),
       load: loadGossip({ sample: () => ({ cpuPct: i, memPct: 1, diskPct: 1, vmCount: 0, appliedIndex: 0 }), intervalMs: 200, log: () => {} })
     }
   })

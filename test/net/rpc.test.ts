@@ -31,7 +31,7 @@ let other: BlixardHost
 let rpc: RpcClient
 
 const handlers: RpcHandlers = {
-  'cluster.status': (p, ctx) => ({ id: 'srv', leader: 'srv', term: 3, commit: 10, applied: p.stale === true ? 9 : 10, voters: ['srv', ctx.peer], learners: [] }),
+  'cluster.status': (p, ctx) => ({ id: 'srv', leader: 'srv', term: 3, commit: 10, applied: p.stale === true ? 9 : 10, voters: ['srv', ctx.peer], learners: [], joint: null }),
   'node.show': (p) => { throw new RpcError('NotFound', `no node '${p.node}'`) },
   'node.list': () => { throw new RaftError('NotLeader', 'not the leader', 'leader-peer') },
   'vm.create': (p) => {
@@ -78,7 +78,7 @@ test.after(async () => { await Promise.all([server.stop(), client.stop(), other.
 
 test('round trip, with the caller peer id passed to the handler', async () => {
   const st = await rpc.call('cluster.status', {})
-  assert.equal(st, { id: 'srv', leader: 'srv', term: 3, commit: 10, applied: 10, voters: ['srv', client.peerId.toString()], learners: [] })
+  assert.equal(st, { id: 'srv', leader: 'srv', term: 3, commit: 10, applied: 10, voters: ['srv', client.peerId.toString()], learners: [], joint: null })
   assert.is((await rpc.call('cluster.status', { stale: true })).applied, 9)
   assert.equal(await rpc.call('vm.create', { spec }), vm('vm-1'))
 })
