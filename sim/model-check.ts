@@ -62,7 +62,7 @@ export function runModelCheck (o: ModelCheckOptions): ExploreResult {
 }
 
 const USAGE = `usage: npm run model-check -- [--depth N] [--bug ${BUGS.join('|')}] [--json]
-  [--writes N] [--reads N] [--confs N] [--crashes N] [--dups N] [--timeouts N] [--heartbeats N] [--no-drop] [--no-crash-after-send]
+  [--writes N] [--reads N] [--confs N] [--joints N] [--crashes N] [--dups N] [--timeouts N] [--heartbeats N] [--no-drop] [--no-crash-after-send]
   [--pre-vote] [--check-quorum] [--fifo] [--max-size-per-msg B] [--max-violations N] [--max-states N] [--quiet]`
 
 function usage (msg: string): never {
@@ -90,6 +90,7 @@ export function parseArgs (argv: readonly string[]): ModelCheckOptions {
       case '--writes': o.budgets.writes = int(++i); break
       case '--reads': o.budgets.reads = int(++i); break
       case '--confs': o.budgets.confs = int(++i); break
+      case '--joints': o.budgets.joints = int(++i); break
       case '--crashes': o.budgets.crashes = int(++i); break
       case '--dups': o.budgets.dups = int(++i); break
       case '--timeouts': o.budgets.timeouts = int(++i); break

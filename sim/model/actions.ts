@@ -6,9 +6,9 @@
 // one tick (with heartbeatTick 1 that is a heartbeat round; with checkQuorum
 // every second one is also a quorum check). Crash and restart are one step:
 // a node that is down only loses messages, which "drop" already covers.
-import type { ConfChange, Entry, Message } from '../../protocols/raft/types.ts'
+import type { ConfChange, ConfChangeV2, Entry, Message } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
-import { confChangeText, decodeConfChange } from '../../protocols/raft/confchange.ts'
+import { confChangeText, decodeConfChange, isJoint } from '../../protocols/raft/confchange.ts'
 import { MODEL_ELECTION_TICK, World, linkOf, messageOf, writePayload } from './world.ts'
 import type { ModelReplica } from './world.ts'
 
@@ -20,6 +20,9 @@ export interface Budgets {
   reads: number
   /** membership changes proposed (removing one voter) */
   confs: number
+  /** joint membership changes proposed (conf change v2 with an explicit transition: one voter
+   * removed through a joint configuration, left by a second, empty change; 0 by default) */
+  joints?: number
   /** crash-restarts, including crashes right after a send */
   crashes: number
   /** messages delivered while a copy stays in flight */
@@ -38,6 +41,8 @@ export type Action =
   | { k: 'deliver' | 'dup' | 'drop' | 'deliver-crash', m: string }
   | { k: 'timeout' | 'heartbeat' | 'restart' | 'write' | 'read', n: number }
   | { k: 'conf', n: number, target: string }
+  | { k: 'joint', n: number, target: string }
+  | { k: 'leave', n: number }
 
 const DEC = new TextDecoder()
 /** A timeout that has not made a node campaign after this many ticks is not taken (a node that
@@ -68,6 +73,12 @@ export function enabled (w: World, b: Budgets): Action[] {
     if (r.role === 'leader' && w.ghost.writes < b.writes) out.push({ k: 'write', n })
     if (r.role === 'leader' && w.ghost.confs < b.confs) {
       for (const v of r.node.status().conf.voters) if (v !== r.id) out.push({ k: 'conf', n, target: v })
+    }
+    if (r.role === 'leader') {
+      const conf = r.node.status().conf
+      // any voter, the leader too: while joint, a quorum of the old set and one of the new decide
+      if (w.ghost.joints < (b.joints ?? 0) && !isJoint(conf)) for (const v of conf.voters) out.push({ k: 'joint', n, target: v })
+      if (isJoint(conf)) out.push({ k: 'leave', n })
     }
     if (w.ghost.reads < b.reads && (r.role === 'leader' || r.node.status().lead !== null)) out.push({ k: 'read', n })
   })
@@ -183,6 +194,20 @@ export function apply (w: World, a: Action, b: Budgets): boolean {
       w.drive(r)
       break
     }
+    case 'joint': {
+      const r = w.reps[a.n]
+      const cc: ConfChangeV2 = { changes: [{ type: 'remove', node: a.target }], transition: 'explicit' }
+      if (!attempt(() => r.node.proposeConfChange(cc))) return false
+      w.ghost.joints++
+      w.drive(r)
+      break
+    }
+    case 'leave': {
+      const r = w.reps[a.n]
+      if (!attempt(() => r.node.proposeConfChange({ changes: [], transition: 'explicit' }))) return false
+      w.drive(r)
+      break
+    }
     case 'read': {
       const r = w.reps[a.n]
       const ctx = `r${w.ghost.reads + 1}`
@@ -241,6 +266,8 @@ export function describe (w: World, a: Action): string {
     case 'restart': return `${who(w.reps[a.n])} crashes (unsynced writes lost) and restarts`
     case 'write': return `client proposes w${w.ghost.writes + 1} at ${who(w.reps[a.n])}`
     case 'conf': return `${who(w.reps[a.n])} proposes removing ${a.target}`
+    case 'joint': return `${who(w.reps[a.n])} proposes removing ${a.target} through a joint configuration`
+    case 'leave': return `${who(w.reps[a.n])} proposes leaving the joint configuration`
     case 'read': return `client issues ReadIndex read r${w.ghost.reads + 1} at ${who(w.reps[a.n])}`
   }
 }

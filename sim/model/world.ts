@@ -158,6 +158,7 @@ export interface Ghost {
   writes: number
   reads: number
   confs: number
+  joints: number
   crashes: number
   dups: number
   /** counted only when their budget is bounded (else they would split equal states) */
@@ -172,7 +173,7 @@ export class World {
   readonly reps: ModelReplica[]
   /** In-flight messages, canonically encoded, sorted (a multiset: copies repeat). */
   net: string[] = []
-  ghost: Ghost = { leaders: [], applied: [], persisted: [], acked: [], writes: 0, reads: 0, confs: 0, crashes: 0, dups: 0, timeouts: 0, heartbeats: 0 }
+  ghost: Ghost = { leaders: [], applied: [], persisted: [], acked: [], writes: 0, reads: 0, confs: 0, joints: 0, crashes: 0, dups: 0, timeouts: 0, heartbeats: 0 }
   /** Invariant breaks found by the last transition (not part of the state). */
   violations: string[] = []
   /** When >= 0: crash replica `crashArmed` right after its next Ready's messages go out. */

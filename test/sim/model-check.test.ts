@@ -31,6 +31,20 @@ test('clean core: writes, reads and elections to depth 10 over fifo links, no vi
   assert.ok(r.distinct > 10_000, `${r.distinct} distinct states`)
 })
 
+test('clean core: joint membership changes (enter by removing a voter, leave explicitly) to depth 6, no violation', () => {
+  const r = runModelCheck(opts({ depth: 6 }, { drop: false, dups: 0, crashes: 1, confs: 0, joints: 1, writes: 0, reads: 0 }))
+  assert.equal(r.violations, [])
+  assert.ok(r.distinct > 1_000, `${r.distinct} distinct states`)
+})
+
+test('bug conf-not-rolled-back is found through a joint change too', () => {
+  const r = runModelCheck(opts({ depth: 5, bug: 'conf-not-rolled-back' }, { drop: false, dups: 0, confs: 0, joints: 1, writes: 0, reads: 0 }))
+  assert.ok(r.violations.length > 0, `no violation within depth 5 (${r.distinct} states)`)
+  const v = r.violations[0]
+  assert.ok(v.violations.some(m => m.startsWith('config-safety:')), v.violations.join('; '))
+  assert.ok(v.path.some(p => p.includes('through a joint configuration')), v.path.join(' / '))
+})
+
 const CASES: Array<{ bug: SimBug, depth: number, checker: string, o: Partial<ModelCheckOptions>, b: Partial<ModelCheckOptions['budgets']> }> = [
   { bug: 'vote-ignores-term', depth: 6, checker: 'election-safety', o: {}, b: { drop: false, dups: 0, crashes: 0, confs: 0, writes: 0, reads: 0 } },
   { bug: 'conf-not-rolled-back', depth: 5, checker: 'config-safety', o: {}, b: { drop: false, dups: 0, writes: 0, reads: 0 } },
