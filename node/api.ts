@@ -233,7 +233,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         const vm = vmRef(p.vm)
         for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) yield { text }
       })(),
-      'cluster.events': (_p, ctx) => events(d, ctx.signal),
+      'cluster.events': (p, ctx) => events(d, p, ctx.signal),
       'admin.add': async (p) => {
         // the applied record itself: no scan of the admin table on every write
         return await propose({ type: 'AddAdmin', peerId: p.peerId, name: p.name }, p.idempotencyKey) as AdminRecord
@@ -335,8 +335,17 @@ async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmR
   }
 }
 
-async function * events (d: ApiDeps, signal: AbortSignal): AsyncGenerator<{ index: number, at: number, text: string }> {
-  const queue = d.recentEvents().slice(-20)
+/** How many recent events a stream starts with when the caller gives no `since`. */
+const EVENTS_BACKLOG = 20
+
+/** The node's recent events (all it keeps since `since`, else the last EVENTS_BACKLOG), then,
+ * unless `follow` is false, every new one as it happens. */
+async function * events (d: ApiDeps, p: { since?: number, follow?: boolean }, signal: AbortSignal): AsyncGenerator<{ index: number, at: number, text: string }> {
+  const recent = d.recentEvents()
+  const since = p.since
+  const backlog = since === undefined ? recent.slice(-EVENTS_BACKLOG) : recent.filter((e) => e.at >= since)
+  if (p.follow === false) { yield * backlog; return }
+  const queue = backlog
   let wake: (() => void) | null = null
   const unsubscribe = d.subscribe((i, env, r) => { queue.push({ index: i, at: env.at, text: d.describe(i, env, r) }); wake?.(); wake = null })
   const unsubscribeNotes = d.subscribeNotes((e) => { queue.push(e); wake?.(); wake = null })

@@ -169,7 +169,7 @@ export interface RpcMethods extends ResourceMethods {
   /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
   'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
   /** a live stream of cluster events: one line per applied command */
-  'cluster.events': { params: Record<string, never>, result: ClusterEvent }
+  'cluster.events': { params: { since?: number, follow?: boolean }, result: ClusterEvent }
   'admin.add': { params: { peerId: string, name: string } & IdempotentParams, result: AdminRecord }
   'admin.remove': { params: { peerId: string } & IdempotentParams, result: { peerId: string } }
   'admin.list': { params: ReadParams, result: AdminRecord[] }
@@ -337,7 +337,16 @@ export const METHODS: MethodTable = {
       return out
     }
   },
-  'cluster.events': { mutating: false, streaming: true, params: (x) => { params(x, []); return {} } },
+  'cluster.events': {
+    mutating: false, streaming: true,
+    params: (x) => {
+      const o = params(x, ['since', 'follow'])
+      const out: ParamsOf<'cluster.events'> = {}
+      const since = opt(o, 'since', int, 'params'); if (since !== undefined) out.since = since
+      const follow = opt(o, 'follow', bool, 'params'); if (follow !== undefined) out.follow = follow
+      return out
+    }
+  },
   'node.load': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
   // Not "mutating" in the admin sense: holding the cluster key (pnet) is what admits a node.
   'cluster.join': { mutating: false, streaming: false, params: (x) => ({ addrs: addrList(params(x, ['addrs'], ['addrs']).addrs, 'params.addrs') }) },

@@ -47,7 +47,7 @@ for (;;) {
 process.stdout.write(cli(['status'], env).out)
 
 step('creating VM "demo" (1 vCPU, 128 MiB) and waiting until it runs')
-cli(['vm', 'delete', 'demo'], env, true) // from an earlier run of the demo in the same dir
+cli(['vm', 'delete', 'demo', '--force'], env, true) // from an earlier run of the demo in the same dir
 const created = cli(['vm', 'create', 'demo', '--vcpus', '1', '--memory', '128M', '--wait', '--timeout', '240'], env)
 process.stdout.write(created.out)
 process.stdout.write(cli(['vm', 'list'], env).out)
@@ -57,7 +57,7 @@ process.stdout.write(cli(['vm', 'logs', 'demo', '--tail', '1500'], env).out)
 const ok = created.code === 0
 
 if (exitAfter) {
-  cli(['vm', 'delete', 'demo'], env)
+  cli(['vm', 'delete', 'demo', '--force'], env)
   stopAll()
   process.stdout.write(`\ndemo ${ok ? 'passed' : 'FAILED'}: cluster stopped\n`)
   process.exit(ok ? 0 : 1)

@@ -80,6 +80,18 @@ export function int (p: Parsed, name: string, dflt: number, min = 0, max = Numbe
   return n
 }
 
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** A duration flag (90s, 10m, 2h, 1d, 500ms) in milliseconds, the error naming the flag. */
+export function durationMs (p: Parsed, name: string): number | undefined {
+  const v = flag(p, name)
+  if (v === undefined) return undefined
+  const m = DURATION.exec(v.trim())
+  if (m == null) throw new UsageError(`--${name} "${v}" is not a duration: use e.g. 90s, 10m, 2h or 1d`)
+  return Math.round(Number(m[1]) * DURATION_UNIT_MS[m[2]])
+}
+
 const SIZE = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT])?(?:i?[bB])?$/
 const SIZE_UNIT_MIB: Record<string, number> = { K: 1 / 1024, M: 1, G: 1024, T: 1024 * 1024 }
 

@@ -6,7 +6,8 @@ import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '..
 import { RpcError } from '../../protocols/rpc.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
-import { parseArgs, flag, bool, int, sizeMiB, UsageError } from './args.ts'
+import { parseArgs, flag, bool, int, sizeMiB, durationMs, UsageError } from './args.ts'
+import { createInterface } from 'node:readline/promises'
 import type { FlagSpec, Parsed } from './args.ts'
 import { connect, whoami, configDir } from './connect.ts'
 import type { Connection } from './connect.ts'
@@ -257,10 +258,25 @@ const COMMANDS: Record<string, Command> = {
     })
   },
   'vm delete': {
-    summary: 'Delete a VM and everything its host created for it',
-    usage: 'blixard vm delete VM',
+    summary: 'Delete a VM and everything its host created for it (a running VM: asks first, or --force)',
+    usage: 'blixard vm delete VM [--force|--yes]',
+    flags: { force: {}, yes: { short: 'y' } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const r = await mutate(client, invocationKey(p), 'vm.delete', { vm: need(p, 1, 'VM')[0] })
+      const ref = need(p, 1, 'VM')[0]
+      if (!bool(p, 'force') && !bool(p, 'yes')) {
+        // gone already (a retried delete): the delete itself answers, as its idempotency key says
+        const vm = await client.call('vm.show', { vm: ref }).catch((e: unknown) => { if (e instanceof RpcError && e.kind === 'NotFound') return null; throw e })
+        if (vm != null && (vm.desired === 'running' || vm.status.phase === 'running' || vm.status.phase === 'starting')) {
+          const what = `VM ${vm.spec.name} is ${vm.status.phase}${vm.assignedNode == null ? '' : ` on ${nodeNames(await client.call('node.list', { stale: true })).get(vm.assignedNode) ?? shortId(vm.assignedNode)}`}`
+          if (process.stdin.isTTY !== true || out.json) {
+            throw new CliError('InvalidCommand', `${what}: not deleting it without confirmation`, `Stop it first (blixard vm stop ${vm.spec.name}), or pass --force to delete it running.`)
+          }
+          const rl = createInterface({ input: process.stdin, output: process.stderr })
+          const answer = await rl.question(`${what}. Delete it and its guest now? [y/N] `).finally(() => { rl.close() })
+          if (!/^y(es)?$/i.test(answer.trim())) { out.progress('Not deleted.'); return EXIT.error }
+        }
+      }
+      const r = await mutate(client, invocationKey(p), 'vm.delete', { vm: ref })
       out.data(r, () => `VM ${p.positionals[0]} deleted`)
       return EXIT.ok
     })
@@ -285,7 +301,15 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard vm watch [VM]',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const sub = client.watch('vm.watch', p.positionals[0] != null ? { vm: p.positionals[0] } : {})
-      for await (const ev of sub) out.item(ev, () => ev.type === 'delete' ? `deleted ${ev.id}` : `${ev.vm.spec.name} ${ev.vm.status.phase} ${ev.vm.assignedNode == null ? '' : 'on ' + shortId(ev.vm.assignedNode)} ${ev.vm.status.reason}`)
+      const names = nodeNames(await client.call('node.list', { stale: true }))
+      const vmNames = new Map<string, string>()
+      for await (const ev of sub) {
+        if (ev.type === 'put') vmNames.set(ev.vm.id, ev.vm.spec.name)
+        const at = new Date().toISOString()
+        out.item(ev, () => ev.type === 'delete'
+          ? `${at}  ${vmNames.get(ev.id) ?? ev.id} deleted`
+          : `${at}  ${ev.vm.spec.name} ${ev.vm.status.phase}${ev.vm.assignedNode == null ? '' : ' on ' + (names.get(ev.vm.assignedNode) ?? shortId(ev.vm.assignedNode))}${ev.vm.status.reason === '' ? '' : ': ' + ev.vm.status.reason}`)
+      }
       return EXIT.ok
     })
   },
@@ -309,10 +333,12 @@ const COMMANDS: Record<string, Command> = {
     })
   },
   events: {
-    summary: 'Stream cluster events live (Ctrl-C to stop)',
-    usage: 'blixard events',
+    summary: 'Show recent cluster events, then stream new ones (Ctrl-C to stop); the answering node keeps its last 100',
+    usage: 'blixard events [--since DURATION] [--no-follow]',
+    flags: { since: { value: true }, follow: {} },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const sub = client.watch('cluster.events', {})
+      const since = durationMs(p, 'since')
+      const sub = client.watch('cluster.events', { ...(since !== undefined ? { since: Date.now() - since } : {}), ...(bool(p, 'follow', true) ? {} : { follow: false }) })
       process.once('SIGINT', () => { sub.cancel() })
       for await (const e of sub) out.item(e, () => `${new Date(e.at).toISOString()}  #${e.index}  ${e.text}`)
       return EXIT.ok

@@ -46,8 +46,8 @@ test('the same idempotency key twice: applied once, the first result both times'
   assert.is(list.filter((v) => v.spec.name === 'once').length, 1)
 
   const dk = `sem-delete-${Date.now()}`
-  const d1 = json<{ id: string }>(await c.cli(['vm', 'delete', 'once', '--json', '--idempotency-key', dk]), 'delete')
-  const d2 = json<{ id: string }>(await c.cli(['vm', 'delete', 'once', '--json', '--idempotency-key', dk], { BLIXARD_PEER: c.nodes[1].addr }), 'retried delete')
+  const d1 = json<{ id: string }>(await c.cli(['vm', 'delete', 'once', '--force', '--json', '--idempotency-key', dk]), 'delete')
+  const d2 = json<{ id: string }>(await c.cli(['vm', 'delete', 'once', '--force', '--json', '--idempotency-key', dk], { BLIXARD_PEER: c.nodes[1].addr }), 'retried delete')
   assert.equal(d2, d1, 'the retried delete answers as the first, not NotFound')
   // a new key is a new command: now the VM is gone
   assert.is((await c.cli(['vm', 'delete', 'once', '--json'])).code, 3)

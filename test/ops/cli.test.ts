@@ -166,7 +166,12 @@ test('admission fails fast: a VM that fits no node is refused at once (exit 4, t
   const q = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '200', '--queue'])
   assert.is(q.code, 0, q.stderr)
   assert.match(q.stdout, /^VM too-big created, pending: node\d: cpu: /)
-  assert.is((await json<{ id: string }>(['vm', 'delete', 'too-big'])).id.length > 0, true)
+  // pending but meant to run: a delete without --force is refused off a terminal, and nothing changes
+  const refused = jsonError(await cl.cli(['vm', 'delete', 'too-big', '--json']), 'InvalidCommand', 2)
+  assert.match(refused.message, /^VM too-big is pending: not deleting it without confirmation/)
+  assert.match(refused.next, /--force/)
+  assert.ok((await cl.state(0)).vms.some((v) => v.name === 'too-big'), 'still there')
+  assert.is((await json<{ id: string }>(['vm', 'delete', 'too-big', '--force'])).id.length > 0, true)
 })
 
 test('every cluster command prints one JSON document with --json', async () => {
@@ -193,7 +198,7 @@ test('every cluster command prints one JSON document with --json', async () => {
   const other = (await runCli(['whoami', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'second') })).json as { peerId: string }
   assert.is((await json<{ peerId: string }>(['admin', 'add', other.peerId, '--name', 'second'])).peerId, other.peerId)
   assert.is((await json<{ peerId: string }>(['admin', 'remove', other.peerId])).peerId, other.peerId)
-  assert.equal(await json<{ id: string }>(['vm', 'delete', 'cli-a']), { id: vm.id })
+  assert.equal(await json<{ id: string }>(['vm', 'delete', 'cli-a', '--yes']), { id: vm.id })
 })
 
 test('streams print NDJSON with --json: events and vm watch', async () => {
@@ -207,6 +212,16 @@ test('streams print NDJSON with --json: events and vm watch', async () => {
     for (const l of lines) JSON.parse(l)
     if (args[0] === 'events') assert.ok(lines.some((l) => (JSON.parse(l) as { text: string }).text.startsWith('VM ev-probe created')), lines.slice(-5).join('\n'))
   }
+  // --since: only what happened in that window; --no-follow: the backlog, then exit 0 on its own
+  const recent = await cl.cli(['events', '--since', '2m', '--no-follow', '--json'], {}, 20_000)
+  assert.is(recent.code, 0, recent.stderr)
+  const evs = recent.stdout.trim().split('\n').map((l) => JSON.parse(l) as { at: number, text: string })
+  assert.ok(evs.some((e) => e.text.startsWith('VM ev-probe created')), recent.stdout.slice(-400))
+  assert.ok(evs.every((e) => e.at >= Date.now() - 3 * 60_000), 'nothing older than the window')
+  const none = await cl.cli(['events', '--since', '1ms', '--no-follow', '--json'], {}, 20_000)
+  assert.is(none.code, 0, none.stderr)
+  assert.ok(none.stdout.trim().split('\n').filter((l) => l !== '').length <= 1, none.stdout)
+  jsonError(await cl.cli(['events', '--since', 'yesterday', '--json']), 'Usage', 2)
   await cl.cli(['vm', 'delete', 'ev-probe', '--json'])
 })
 
