@@ -1,6 +1,6 @@
 # The Blixard package: the TypeScript compiled with tsc, production node_modules from
 # package-lock.json, and two wrappers (blixard-node, blixard) around Node 20.
-{ lib, buildNpmPackage, nodejs_20, makeWrapper, python3 }:
+{ lib, buildNpmPackage, importNpmLock, nodejs_20, makeWrapper, python3 }:
 buildNpmPackage {
   pname = "blixard";
   version = (lib.importJSON ../package.json).version;
@@ -26,12 +26,14 @@ buildNpmPackage {
 
   nodejs = nodejs_20;
 
-  # The hash of the npm dependencies fetched from package-lock.json. It cannot be
-  # computed here (no network). To get it, on a machine with network:
-  #   nix run nixpkgs#prefetch-npm-deps -- package-lock.json
-  # and paste the sha256-… it prints; or build once with lib.fakeHash and copy the
-  # `got: sha256-…` from the hash-mismatch error. Update it whenever the lockfile changes.
-  npmDepsHash = lib.fakeHash;
+  # The npm dependencies, one fixed-output fetch per package-lock.json entry with the
+  # entry's own `integrity` hash (nixpkgs' importNpmLock, in nixpkgs 24.05 and later): no
+  # npmDepsHash to compute or to keep in step with the lockfile.
+  npmDeps = importNpmLock {
+    package = lib.importJSON ../package.json;
+    packageLock = lib.importJSON ../package-lock.json;
+  };
+  npmConfigHook = importNpmLock.npmConfigHook;
 
   # lmdb and cbor-extract ship prebuilt binaries; node-gyp (python3) is the fallback.
   nativeBuildInputs = [ makeWrapper python3 ];

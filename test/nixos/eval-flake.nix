@@ -23,8 +23,17 @@ let
     nodejs_20 = { type = "derivation"; outPath = "/nix/store/00000000000000000000000000000000-nodejs-20"; };
     makeWrapper = "makeWrapper";
     python3 = "python3";
+    # what importNpmLock would fetch: every lockfile entry, by its resolved URL and integrity
+    importNpmLock = {
+      __functor = _: { package, packageLock, ... }: {
+        pname = package.name;
+        fetched = map (k: { path = k; inherit (packageLock.packages.${k}) resolved integrity; })
+          (builtins.filter (k: k != "" && (packageLock.packages.${k}.link or false) != true) (builtins.attrNames packageLock.packages));
+      };
+      npmConfigHook = "importNpmLock.npmConfigHook";
+    };
     buildNpmPackage = args: args // { type = "derivation"; outPath = "/nix/store/00000000000000000000000000000000-blixard"; };
-    callPackage = path: overrides: import path ({ inherit lib buildNpmPackage nodejs_20 makeWrapper python3; } // overrides);
+    callPackage = path: overrides: import path ({ inherit lib buildNpmPackage importNpmLock nodejs_20 makeWrapper python3; } // overrides);
     mkShell = args: args;
     nix = "nix";
     qemu = "qemu";
@@ -50,7 +59,9 @@ in
   inputs = flake.inputs;
   packageSystems = builtins.attrNames outputs.packages;
   package = {
-    inherit (pkg) pname version npmDepsHash npmBuildScript installPhase;
+    inherit (pkg) pname version npmBuildScript installPhase npmConfigHook;
+    hasNpmDepsHash = pkg ? npmDepsHash;
+    npmDeps = pkg.npmDeps;
     nodejs = pkg.nodejs.outPath;
     src = pkg.src;
     defaultIsBlixard = outputs.packages.${system}.default.pname == pkg.pname;

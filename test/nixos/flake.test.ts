@@ -13,7 +13,7 @@ interface FlakeEval {
   description: string
   inputs: Record<string, { url: string, inputs?: { nixpkgs?: { follows: string } } }>
   packageSystems: string[]
-  package: { pname: string, version: string, npmDepsHash: string, npmBuildScript: string, installPhase: string, nodejs: string, src: { root: string, fileset: string[] }, defaultIsBlixard: boolean }
+  package: { pname: string, version: string, hasNpmDepsHash: boolean, npmDeps: { pname: string, fetched: Array<{ path: string, resolved?: string, integrity?: string }> }, npmConfigHook: string, npmBuildScript: string, installPhase: string, nodejs: string, src: { root: string, fileset: string[] }, defaultIsBlixard: boolean }
   moduleImports: string[]
   modulePackageDefault: { _type: string, priority: number, pname: string }
   defaultModuleImports: string[]
@@ -40,8 +40,16 @@ test('packages.<system>.blixard for x86_64 only (the daemon runs qemu-system-x86
   assert.ok(p.src.fileset.includes(`${root}/package-lock.json`), 'the lockfile is in the source')
   assert.ok(p.src.fileset.includes(`${root}/package.json`))
   assert.not.ok(p.src.fileset.some((f) => f.includes('node_modules')), 'node_modules never enters the source')
-  // placeholder until someone with network runs prefetch-npm-deps (see nixos/package.nix)
-  assert.match(p.npmDepsHash, /^sha256-/)
+  // importNpmLock: every lockfile entry is fetched by its own integrity hash, so no npmDepsHash
+  assert.not.ok(p.hasNpmDepsHash, 'npmDepsHash (a hash nobody can compute offline) is gone')
+  assert.is(p.npmConfigHook, 'importNpmLock.npmConfigHook')
+  assert.is(p.npmDeps.pname, 'blixard')
+  const lock = JSON.parse(readFileSync(`${root}/package-lock.json`, 'utf8')) as { packages: Record<string, { link?: boolean }> }
+  assert.is(p.npmDeps.fetched.length, Object.entries(lock.packages).filter(([k, v]) => k !== '' && v.link !== true).length)
+  for (const f of p.npmDeps.fetched) {
+    assert.match(f.resolved ?? '', /^https:\/\/registry\.npmjs\.org\//, `${f.path}: fetched from the registry`)
+    assert.match(f.integrity ?? '', /^sha(512|256|1)-/, `${f.path}: has an integrity hash importNpmLock can use`)
+  }
   assert.match(p.installPhase, /makeWrapper .*\/bin\/node \$out\/bin\/\$b/)
   assert.match(p.installPhase, /cp -r package.json node_modules dist/)
 })
