@@ -1,6 +1,6 @@
 // RPC handlers for networks and volumes. Networks are metadata (each host's agent builds
 // them). Volumes are metadata plus an RBD image: the node that receives the call does the
-// Ceph side when it has a Ceph config, with the Raft record first (it reserves the name and
+// Ceph side (a node without a Ceph config refuses to create one), with the Raft record first (it reserves the name and
 // enforces the rules: grow only, no delete while attached or cloned) and rolled back when
 // Ceph refuses.
 import type { Command } from '../protocols/commands.ts'
@@ -37,6 +37,15 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
     if (v == null) throw new RpcError('NotFound', `no volume named '${name}'`)
     return v
   }
+  /** A create needs this node's Ceph: without it the record would name an image nobody makes. */
+  const cephOrRefuse = (name: string): { rbd: RbdClient, pool: string } => {
+    const c = d.ceph()
+    if (c == null) {
+      throw new RpcError('Unavailable', `this node has no Ceph configured, so it cannot create the RBD image of volume ${name}: nothing was recorded. ` +
+        'Send the command to a node whose config has a [ceph] section (blixard --peer ADDR ...), or add one to this node\'s config')
+    }
+    return c
+  }
   /** the Ceph side of a create; on failure the Raft record goes again */
   const orUndo = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
     try { await fn() } catch (e) {
@@ -53,10 +62,10 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
     'network.delete': async (p) => { await d.write({ type: 'DeleteNetwork', name: p.network }, p.idempotencyKey); return { name: p.network } },
 
     'volume.create': async (p) => {
-      const c = d.ceph()
-      const pool = p.pool ?? c?.pool ?? 'rbd'
+      const c = cephOrRefuse(p.name)
+      const pool = p.pool ?? c.pool
       const v = await d.write({ type: 'CreateVolume', name: p.name, pool, sizeGiB: p.sizeGiB }, p.idempotencyKey) as VolumeRecord
-      if (c != null) await orUndo(p.name, async () => await c.rbd.createImage(pool, p.name, p.sizeGiB))
+      await orUndo(p.name, async () => await c.rbd.createImage(pool, p.name, p.sizeGiB))
       return v
     },
     'volume.list': async (p) => { await d.read(p); return d.sm.listVolumes() },
@@ -78,16 +87,14 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
     'volume.clone': async (p) => {
       await d.barrier()
       const parent = volume(p.volume)
+      const c = cephOrRefuse(p.name)
       const size = p.sizeGiB ?? parent.sizeGiB
       const v = await d.write({ type: 'CreateVolume', name: p.name, pool: parent.pool, sizeGiB: size, parent: { volume: parent.name, snapshot: p.snapshot } }, p.idempotencyKey) as VolumeRecord
-      const c = d.ceph()
-      if (c != null) {
-        await orUndo(p.name, async () => {
-          await c.rbd.snapshotProtect(parent.pool, parent.name, p.snapshot)
-          await c.rbd.clone({ pool: parent.pool, image: parent.name, snapshot: p.snapshot }, { pool: parent.pool, image: p.name })
-          if (size > parent.sizeGiB) await c.rbd.resize(parent.pool, p.name, size)
-        })
-      }
+      await orUndo(p.name, async () => {
+        await c.rbd.snapshotProtect(parent.pool, parent.name, p.snapshot)
+        await c.rbd.clone({ pool: parent.pool, image: parent.name, snapshot: p.snapshot }, { pool: parent.pool, image: p.name })
+        if (size > parent.sizeGiB) await c.rbd.resize(parent.pool, p.name, size)
+      })
       return v
     },
     'volume.delete': async (p) => {

@@ -77,6 +77,21 @@ test('Ceph refuses (the image already exists): the Raft record is rolled back', 
   await api['volume.delete']!({ volume: 'once' }, ctx)
 })
 
+test('a node without Ceph refuses to create a volume or a clone, and records nothing', async () => {
+  const bare = createResourceApi({ sm: h.sm, read: async () => {}, barrier: async () => {}, write, ceph: () => null })
+  let err: unknown = null
+  try { await bare['volume.create']!({ name: 'nowhere', sizeGiB: 1 }, ctx) } catch (e) { err = e }
+  assert.ok(err instanceof RpcError && err.kind === 'Unavailable', String(err))
+  assert.match((err as RpcError).message, /no Ceph configured.*volume nowhere: nothing was recorded.*\[ceph\]/)
+  assert.is(h.sm.getVolume('nowhere'), undefined)
+  await api['volume.create']!({ name: 'parent', sizeGiB: 1 }, ctx)
+  await api['volume.snapshot']!({ volume: 'parent', snapshot: 's' }, ctx)
+  assert.is(await kindOf(bare['volume.clone']!({ volume: 'parent', snapshot: 's', name: 'child' }, ctx)), 'Unavailable')
+  assert.is(h.sm.getVolume('child'), undefined)
+  assert.not.ok(await rbd.exists('rbd', 'child'))
+  await api['volume.delete']!({ volume: 'parent' }, ctx)
+})
+
 test.after(async () => { await ceph?.destroy() })
 
 test.run()
