@@ -327,6 +327,10 @@ export class StateMachine {
   getNetwork (name: string): NetworkRecord | undefined { return this.kv.get<NetworkRecord>('networks', name) }
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
   listAdmins (): AdminRecord[] { return this.values<AdminRecord>('admins') }
+  /** Is the admin table empty? (One key read, not the whole table.) */
+  noAdmins (): boolean { return noAdmins(this.kv) }
+  /** Has no node registered yet? (One key read.) */
+  noNodes (): boolean { return this.kv.range<NodeRecord>('nodes', { limit: 1 }).length === 0 }
   isAdmin (peerId: string): boolean { return this.kv.get<AdminRecord>('admins', peerId) !== undefined }
   joinPolicy (): JoinPolicy { return joinPolicy(this.kv) }
   /** may this peer join (be added as a learner, register as a node) under the join policy? */
