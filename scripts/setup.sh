@@ -15,6 +15,7 @@ APT_PACKAGES=(
   etcd-server etcd-client  # the anchor of npm run bench:raft (3 etcd members on loopback)
   prometheus  # promtool check metrics on a live node's /metrics (test/ops/metrics.test.ts)
   chromium  # headless browser for the dashboard test (test/ops/dashboard.test.ts, playwright-core)
+  zsh fish  # parse and run the CLI's completion scripts (test/ops/cli.test.ts)
 )
 
 missing=()

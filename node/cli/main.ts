@@ -17,7 +17,8 @@ import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
 import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
 import { writeClusterKey, ClusterKeyError } from '../keygen.ts'
-import { completion } from './completion.ts'
+import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
+import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
@@ -37,6 +38,8 @@ interface Command {
   usage: string
   flags?: Record<string, FlagSpec>
   run: (p: Parsed, out: Output) => Promise<number>
+  /** for the completion scripts only: not listed in help */
+  hidden?: boolean
 }
 
 class Output {
@@ -424,18 +427,43 @@ const COMMANDS: Record<string, Command> = {
     }
   },
   completion: {
-    summary: 'Print shell completion (bash or zsh)',
-    usage: 'blixard completion bash|zsh',
+    summary: 'Print shell completion (bash, zsh or fish); VM, node, network and volume names complete from the cluster',
+    usage: 'blixard completion bash|zsh|fish',
     run: async (p, out) => {
-      const shell = need(p, 1, 'bash or zsh')[0]
-      if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion for "${shell}" is not available: use bash or zsh`)
-      const script = completion(shell, Object.keys(COMMANDS))
+      const shell = need(p, 1, 'bash, zsh or fish')[0]
+      if (!(COMPLETION_SHELLS as readonly string[]).includes(shell)) throw new UsageError(`completion for "${shell}" is not available: use bash, zsh or fish`)
+      const cmds = Object.entries(COMMANDS).filter(([, c]) => c.hidden !== true)
+        .map(([name, c]) => ({ name, usage: c.usage, flags: Object.keys(c.flags ?? {}).map((f) => `--${f}`) }))
+      const script = completion(shell as CompletionShell, cmds, Object.keys(GLOBAL).map((f) => `--${f}`))
       if (out.json) out.data({ shell, script }, () => script)
       else process.stdout.write(script)
       return EXIT.ok
     }
+  },
+  __complete: {
+    summary: 'Names for shell completion, one per line (stale read, short timeout)',
+    usage: 'blixard __complete vms|nodes|networks|volumes',
+    hidden: true,
+    run: async (p, out) => {
+      const kind = need(p, 1, 'a kind')[0]
+      if (!(NAME_KINDS as readonly string[]).includes(kind)) throw new UsageError(`__complete takes ${NAME_KINDS.join(', ')}, not "${kind}"`)
+      return await withCluster(p, async ({ client }) => {
+        const o = { timeoutMs: COMPLETION_TIMEOUT_MS }
+        const names = await ({
+          vms: async () => (await client.call('vm.list', { stale: true }, o)).map((v) => v.spec.name),
+          nodes: async () => (await client.call('node.list', { stale: true }, o)).map((n) => n.name),
+          networks: async () => (await client.call('network.list', { stale: true }, o)).map((n) => n.name),
+          volumes: async () => (await client.call('volume.list', { stale: true }, o)).map((v) => v.name)
+        } satisfies Record<NameKind, () => Promise<string[]>>)[kind as NameKind]()
+        out.data(names, () => names.join('\n'))
+        return EXIT.ok
+      })
+    }
   }
 }
+
+/** A completion lookup must not hang the shell: a node that does not answer in this long gives none. */
+const COMPLETION_TIMEOUT_MS = 2_000
 
 async function desired (p: Parsed, out: Output, method: 'vm.start' | 'vm.stop', goal: 'running' | 'stopped', forceWait = false): Promise<number> {
   return await withCluster(p, async ({ client }) => {
@@ -474,13 +502,14 @@ async function waitFor (client: Connection['client'], vm: VmRecord, out: Output,
 }
 
 function help (): string {
-  const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length))
+  const shown = Object.entries(COMMANDS).filter(([, c]) => c.hidden !== true)
+  const w = Math.max(...shown.map(([k]) => k.length))
   return `blixard: manage a Blixard cluster of microVM hosts
 
 Usage: blixard COMMAND [args] [--peer MULTIADDR] [--cluster-key FILE] [--json]
 
 Commands:
-${Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join('\n')}
+${shown.map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join('\n')}
 
 Global flags:
   --peer MULTIADDR      a node to talk to (any node answers everything); default: $BLIXARD_PEER, then mDNS
@@ -550,7 +579,7 @@ export async function main (argv: string[]): Promise<number> {
     if (topic === 'exit-codes') { out.data({ exitCodes: EXIT_CODES }, () => EXIT_HELP.trimEnd()); return EXIT.ok }
     if (topic !== '' && COMMANDS[topic] != null) return commandHelp(topic, COMMANDS[topic], out)
     if (topic !== '') return usageFailure(`no help on '${topic}'`, "Run 'blixard help' for the list of commands.", out)
-    out.data({ commands: Object.entries(COMMANDS).map(([command, c]) => ({ command, summary: c.summary, usage: c.usage })), exitCodes: EXIT_CODES }, () => help().trimEnd())
+    out.data({ commands: Object.entries(COMMANDS).filter(([, c]) => c.hidden !== true).map(([command, c]) => ({ command, summary: c.summary, usage: c.usage })), exitCodes: EXIT_CODES }, () => help().trimEnd())
     return EXIT.ok
   }
   if (words.length === 0) return usageFailure('no command given', "Run 'blixard help' for the list of commands.", out)

@@ -87,15 +87,35 @@ test('VM limits: one set (protocols/vm-limits.ts) for the CLI, the state machine
   assert.match(jsonError(await offline(['vm', 'create', 'x', '--vcpus', '256', '--json']), 'Usage', 2).message, /^--vcpus must be between 1 and 255, got 256$/)
 })
 
-test('completion: bash and zsh scripts that parse and complete commands; other shells refused', async () => {
-  for (const shell of ['bash', 'zsh']) {
+test('completion: bash, zsh and fish scripts that parse and complete commands, flags and names; other shells refused', async () => {
+  // each parsed by its own shell (fish and zsh come from Debian's packages: scripts/setup.sh)
+  const parse: Record<string, string[]> = { bash: ['bash', '-n'], zsh: ['zsh', '-n'], fish: ['fish', '--no-execute'] }
+  for (const shell of ['bash', 'zsh', 'fish']) {
     const r = await offline(['completion', shell])
     assert.is(r.code, 0)
     const file = join(scratch, `completion.${shell}`)
     writeFileSync(file, r.stdout)
-    const check = spawnSync('bash', ['-n', file], { encoding: 'utf8' })
-    assert.is(check.status, 0, check.stderr)
+    const check = spawnSync(parse[shell][0], [...parse[shell].slice(1), file], { encoding: 'utf8' })
+    assert.is(check.status, 0, `${shell}: ${check.stderr}`)
   }
+  assert.not.ok((await offline(['help'])).stdout.includes('__complete'), 'the names helper is not listed in help')
+  // names come from `blixard __complete KIND` (a stub here: the live one is tested with the cluster)
+  const names = `source ${join(scratch, 'completion.bash')}
+blixard() { [ "$1" = __complete ] && case "$2" in vms) echo "web db";; nodes) echo "node1 node2";; volumes) echo "disk1";; esac; }
+COMP_WORDS=(blixard vm show w); COMP_CWORD=3; _blixard; echo "\${COMPREPLY[*]}"
+COMP_WORDS=(blixard node drain ''); COMP_CWORD=3; _blixard; echo "\${COMPREPLY[*]}"
+COMP_WORDS=(blixard vm create x --disk ''); COMP_CWORD=5; _blixard; echo "\${COMPREPLY[*]}"
+COMP_WORDS=(blixard vm delete web --fo); COMP_CWORD=4; _blixard; echo "\${COMPREPLY[*]}"
+COMP_WORDS=(blixard vm create ''); COMP_CWORD=3; _blixard; echo "[\${COMPREPLY[*]}]"`
+  const n = spawnSync('bash', ['-c', names], { encoding: 'utf8' })
+  assert.is(n.status, 0, n.stderr)
+  assert.equal(n.stdout.trim().split('\n'), ['web', 'node1 node2', 'disk1', '--force', '[]'])
+  const fishNames = spawnSync('fish', ['-c', `source ${join(scratch, 'completion.fish')}
+function blixard; test "$argv[1]" = __complete; and test "$argv[2]" = vms; and printf '%s\\n' web db; end
+complete -C 'blixard vm start '; complete -C 'blixard vm'`], { encoding: 'utf8' })
+  assert.is(fishNames.status, 0, fishNames.stderr)
+  const fl = fishNames.stdout.trim().split('\n').map((l) => l.split('\t')[0])
+  assert.ok(fl.includes('web') && fl.includes('db'), fishNames.stdout)
   // the bash function really completes: `blixard vm cr<TAB>` and `blixard no<TAB>`
   const probe = `source ${join(scratch, 'completion.bash')}
 COMP_WORDS=(blixard vm cr); COMP_CWORD=2; _blixard; echo "\${COMPREPLY[*]}"
@@ -106,9 +126,9 @@ COMP_WORDS=(blixard status --js); COMP_CWORD=2; _blixard; echo "\${COMPREPLY[*]}
   assert.equal(out.stdout.trim().split('\n'), ['create', 'node nodes', '--json'])
   const j = await offline(['completion', 'bash', '--json'])
   assert.is((j.json as { shell: string, script: string }).shell, 'bash')
-  const fish = await offline(['completion', 'fish'])
-  assert.is(fish.code, 2)
-  assert.match(fish.stderr, /use bash or zsh/)
+  const ps = await offline(['completion', 'powershell'])
+  assert.is(ps.code, 2)
+  assert.match(ps.stderr, /use bash, zsh or fish/)
 })
 
 test('vm migrate is refused with a clear message and the way to move VMs today', async () => {
@@ -212,6 +232,11 @@ test('streams print NDJSON with --json: events and vm watch', async () => {
     for (const l of lines) JSON.parse(l)
     if (args[0] === 'events') assert.ok(lines.some((l) => (JSON.parse(l) as { text: string }).text.startsWith('VM ev-probe created')), lines.slice(-5).join('\n'))
   }
+  // shell completion's names come from the cluster
+  const comp = await cl.cli(['__complete', 'vms'])
+  assert.is(comp.code, 0, comp.stderr)
+  assert.ok(comp.stdout.split('\n').includes('ev-probe'), comp.stdout)
+  assert.equal((await cl.cli(['__complete', 'nodes'])).stdout.trim().split('\n').sort(), ['node1', 'node2', 'node3'])
   // --since: only what happened in that window; --no-follow: the backlog, then exit 0 on its own
   const recent = await cl.cli(['events', '--since', '2m', '--no-follow', '--json'], {}, 20_000)
   assert.is(recent.code, 0, recent.stderr)
