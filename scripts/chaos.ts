@@ -4,6 +4,14 @@
 import { runChaos } from '../test/chaos/jepsen.ts'
 
 const args = process.argv.slice(2)
+const USAGE = 'usage: npm run chaos -- [--minutes N] [--nodes 3|5] [--seed S] [--clients C] [--json]'
+if (args.includes('--help') || args.includes('-h')) { console.log(USAGE); process.exit(0) }
+// a mistyped flag must not start a 10-minute run with defaults
+const VALUED = ['--minutes', '--nodes', '--seed', '--clients']
+for (let i = 0; i < args.length; i++) {
+  if (VALUED.includes(args[i])) { i++; continue }
+  if (args[i] !== '--json') { console.error(`unknown argument ${args[i]}\n${USAGE}`); process.exit(2) }
+}
 const val = (name: string, dflt: number): number => {
   const i = args.indexOf(name)
   if (i < 0) return dflt
