@@ -1,5 +1,5 @@
 // bench:cipher — throughput of the cluster-key cipher: the stock @libp2p/pnet path (the `xsalsa20`
-// WASM package) against ours (node/net/pnet.ts on @noble/ciphers), same run, same chunks.
+// WASM package) against ours (node/net/pnet.ts on libsodium, sodium-native), same run, same chunks.
 // Chunks of 64 KiB (yamux-sized, below the size that makes the WASM memory grow, so the stock path
 // survives to be measured). `--json` prints one JSON object. Usage: npm run bench:cipher [-- --json]
 import { createRequire } from 'node:module'
@@ -39,4 +39,4 @@ const result = {
   ratioOursToStock: Number((best.ours / best.stock).toFixed(2))
 }
 if (process.argv.includes('--json')) console.log(JSON.stringify(result))
-else console.log(`xsalsa20 ${CHUNK_BYTES / 1024} KiB chunks, best of ${ROUNDS}: stock @libp2p/pnet (WASM) ${result.stockWasmMBps} MB/s, ours (@noble/ciphers) ${result.oursMBps} MB/s, ratio ${result.ratioOursToStock}`)
+else console.log(`xsalsa20 ${CHUNK_BYTES / 1024} KiB chunks, best of ${ROUNDS}: stock @libp2p/pnet (WASM) ${result.stockWasmMBps} MB/s, ours (libsodium) ${result.oursMBps} MB/s, ratio ${result.ratioOursToStock}`)

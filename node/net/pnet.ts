@@ -9,55 +9,35 @@
 // grows the memory again by the whole chunk on its next call — a few large writes on a few
 // connections hit the cap and the node dies with `WebAssembly.Memory.grow(): Maximum memory size
 // exceeded` (scripts/repro-pnet-wasm.mjs reproduces it with the cipher alone). Here the keystream
-// comes from @noble/ciphers (plain JS, no shared memory, no size limit), computed per call.
+// comes from libsodium (sodium-native): its streaming XSalsa20 state (crypto_stream_xor_init/update)
+// lives in a small buffer per direction, the output is written into a fresh buffer per chunk, and
+// nothing is shared between connections; native code, ~5x the stock cipher's speed (bench:cipher).
 import type { ConnectionProtector, MultiaddrConnection, AbortOptions, Logger } from '@libp2p/interface'
 import { InvalidParametersError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils'
 import type { AbstractMultiaddrConnectionInit, SendResult } from '@libp2p/utils'
 import type { Uint8ArrayList } from 'uint8arraylist'
-import { xsalsa20 } from '@noble/ciphers/salsa.js'
+import sodium from 'sodium-native'
 
 export const PSK_NONCE_BYTES = 24
 export const PSK_KEY_BYTES = 32
-/** XSalsa20 produces its keystream in 64-byte blocks; the block counter addresses them. */
-const BLOCK = 64
 /** How long the nonce exchange may take before the connection is dropped (ms); as @libp2p/pnet. */
 export const PSK_HANDSHAKE_TIMEOUT_MS = 1000
 
-/**
- * One direction of the XSalsa20 stream: XORs successive chunks as one continuous stream.
- * Holds the unused tail of the last keystream block so chunks need not be block-aligned.
- */
+/** One direction of the XSalsa20 stream: XORs successive chunks as one continuous stream (libsodium
+ * keeps the position, so chunks need not be block-aligned). */
 export class XSalsa20Stream {
-  private block = 0 // index of the next whole block to generate
-  private rest: Uint8Array = new Uint8Array(0) // unused keystream bytes of the previous block
-  constructor (private readonly key: Uint8Array, private readonly nonce: Uint8Array) {
+  private readonly state: Buffer
+  constructor (key: Uint8Array, nonce: Uint8Array) {
     if (key.length !== PSK_KEY_BYTES) throw new Error(`XSalsa20 key must be ${PSK_KEY_BYTES} bytes, got ${key.length}`)
     if (nonce.length !== PSK_NONCE_BYTES) throw new Error(`XSalsa20 nonce must be ${PSK_NONCE_BYTES} bytes, got ${nonce.length}`)
+    this.state = Buffer.alloc(sodium.crypto_stream_xor_STATEBYTES)
+    sodium.crypto_stream_xor_init(this.state, Buffer.from(nonce), Buffer.from(key))
   }
 
   update (input: Uint8Array): Uint8Array {
-    const out = new Uint8Array(input.length)
-    let i = 0
-    // 1. finish the previous partial block
-    const head = Math.min(this.rest.length, input.length)
-    for (; i < head; i++) out[i] = input[i]! ^ this.rest[i]!
-    this.rest = this.rest.subarray(head)
-    // 2. whole blocks in one call
-    const whole = Math.floor((input.length - i) / BLOCK) * BLOCK
-    if (whole > 0) {
-      out.set(xsalsa20(this.key, this.nonce, input.subarray(i, i + whole), undefined, this.block), i)
-      this.block += whole / BLOCK
-      i += whole
-    }
-    // 3. start a new block for the tail and keep what it does not use
-    if (i < input.length) {
-      const ks = xsalsa20(this.key, this.nonce, new Uint8Array(BLOCK), undefined, this.block)
-      this.block += 1
-      const n = input.length - i
-      for (let j = 0; j < n; j++) out[i + j] = input[i + j]! ^ ks[j]!
-      this.rest = ks.subarray(n)
-    }
+    const out = Buffer.allocUnsafe(input.length)
+    sodium.crypto_stream_xor_update(this.state, out, input)
     return out
   }
 }
