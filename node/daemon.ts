@@ -229,7 +229,7 @@ export class Daemon {
     this.ha = new HaService({ self: () => this.id, dataDir: this.cfg.dataDir, sm: this.sm, settings: this.cfg.lease, isLeader: () => this.driver?.isLeader() === true, leaderId: () => this.driver?.leaderId() ?? null, propose: async (env) => await this.propose(env), callLeader: async (leader, epoch, timeoutMs) => await (await this.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }), note: (t) => { this.note(t) }, kickScheduler: () => { void this.scheduler?.kick() }, log: this.log.child({ part: 'ha' }) })
     await this.ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
     this.agent = new Agent({
-      mayRun: () => this.ha?.mayRun() ?? 'leases not started',
+      mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(),
       nodeId: this.id,
       sm: this.sm,
       driver: this.qemu,

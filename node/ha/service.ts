@@ -30,6 +30,9 @@ import { FenceWatchdog } from './watchdog.ts'
 export const RENEW_BATCH_MS = 250
 /** How often the leader looks for expired leases, and the host at its own deadline. */
 export const LIVENESS_TICK_MS = 100
+/** Renewals in flight at once: a slow one (a loaded leader, a new connection) must not hold back
+ * the next, which may be answered first; each moves the deadline from its own send time. */
+export const MAX_RENEWALS_IN_FLIGHT = 3
 
 export interface HaDeps {
   self: () => string
@@ -58,7 +61,7 @@ export class HaService {
   private keeper: LeaseKeeper
   private readonly waiters = new Map<string, Array<(r: RenewResult | Error) => void>>()
   private timers: NodeJS.Timeout[] = []
-  private renewing = false
+  private renewing = 0
   private flushing = false
   private fencedAt: number | null = null
   private stopped = false
@@ -80,7 +83,8 @@ export class HaService {
     this.keeper = new LeaseKeeper(this.d.self(), this.settings)
     const pid = await this.watchdog.ensure()
     this.d.log.info('fence watchdog armed', { pid, deadlineInMs: initial - now })
-    this.every(this.settings.renewEveryMs, async () => await this.renew())
+    // not this.every(): renewals may overlap (MAX_RENEWALS_IN_FLIGHT)
+    this.timers.push(setInterval(() => { void this.renew() }, this.settings.renewEveryMs))
     this.every(LIVENESS_TICK_MS, async () => { await this.fenceTick(); await this.leaderTick() })
     this.every(RENEW_BATCH_MS, async () => await this.flush())
     void this.renew()
@@ -120,8 +124,8 @@ export class HaService {
 
   private async renew (): Promise<void> {
     const h = this.holder
-    if (h == null || this.renewing || this.stopped) return
-    this.renewing = true
+    if (h == null || this.renewing >= MAX_RENEWALS_IN_FLIGHT || this.stopped) return
+    this.renewing++
     try {
       const plan = h.plan(this.d.sm.getNode(this.d.self()))
       if (plan.kind === 'wait') return
@@ -134,7 +138,8 @@ export class HaService {
       const sentAt = monotonicMs()
       const r = leader === this.d.self()
         ? await this.receive(this.d.self(), plan.epoch)
-        : await this.d.callLeader(leader, plan.epoch, this.settings.renewEveryMs)
+        // an answer later than the fence deadline is worth nothing: wait no longer than that
+        : await this.d.callLeader(leader, plan.epoch, Math.max(this.settings.renewEveryMs, hostFenceAfterMs(this.settings)))
       if (r.outcome === 'renewed' || r.outcome === 'rejoined') {
         const deadline = h.acked(sentAt, r.epoch)
         await this.watchdog.feed(deadline)
@@ -146,7 +151,7 @@ export class HaService {
       }
     } catch (err) {
       this.d.log.debug('lease renewal failed', { err: String(err) })
-    } finally { this.renewing = false }
+    } finally { this.renewing-- }
   }
 
   /** The host side of the fence, in the daemon: the watchdog does the same if this loop cannot. */
