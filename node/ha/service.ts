@@ -51,6 +51,8 @@ export interface HaDeps {
   note: (text: string) => void
   /** the leader marked nodes down: place their VMs now */
   kickScheduler: () => void
+  /** this node holds a lease again (first renewal, or after a fence): the agent may start guests */
+  kickAgent?: () => void
   log: Logger
 }
 
@@ -65,6 +67,8 @@ export class HaService {
   private flushing = false
   private fencedAt: number | null = null
   private stopped = false
+  /** mayRun said no since the last acknowledged renewal: tell the agent when it may */
+  private refused = false
 
   constructor (private readonly d: HaDeps) {
     this.settings = { ...DEFAULT_LEASE, ...d.settings }
@@ -100,7 +104,11 @@ export class HaService {
   /** For the agent: why no guest may start now, or null. */
   mayRun (): string | null {
     if (this.holder == null) return 'the lease service has not started'
-    return this.holder.mayRun(monotonicMs(), this.d.sm.getNode(this.d.self()))
+    const why = this.holder.mayRun(monotonicMs(), this.d.sm.getNode(this.d.self()))
+    this.refused = this.refused || why != null
+    // a guest waits for a lease: ask now rather than at the next renewal tick
+    if (why != null && this.renewing === 0) void this.renew()
+    return why
   }
 
   private every (ms: number, fn: () => Promise<void>): void {
@@ -146,6 +154,7 @@ export class HaService {
         if (r.outcome === 'rejoined') this.d.note(`${this.nameOf(this.d.self())} rejoined ready (lease epoch ${r.epoch})`)
         this.fencedAt = null
         await this.watchdog.ensure() // it exits after fencing: a fresh one guards the new lease
+        if (this.refused) { this.refused = false; this.d.kickAgent?.() }
       } else {
         this.d.log.info('lease renewal refused', { outcome: r.outcome, epoch: plan.epoch, current: r.epoch })
       }
