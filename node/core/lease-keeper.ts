@@ -77,7 +77,7 @@ export class LeaseKeeper {
       const s = this.seen.get(m.node)
       if (s === undefined) continue
       this.marking.add(m.node)
-      out.push({ cmd: { type: 'MarkNodeDown', node: m.node, epoch: s.epoch, seq: s.seq, expiredAt: wallNow - (now - m.expiredAt), reason: m.why }, why: m })
+      out.push({ cmd: { type: 'MarkNodeDown', node: m.node, epoch: s.epoch, seq: s.seq, expiredAt: Math.max(0, Math.round(wallNow - (now - m.expiredAt))), reason: m.why }, why: m })
     }
     return out
   }
