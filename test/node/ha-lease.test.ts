@@ -3,6 +3,11 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { NodeRecord } from '../../protocols/model.ts'
+import type { Command } from '../../protocols/commands.ts'
+import { harness, registerNode, spec } from '../storage/sm-fixtures.ts'
+import { schedulePass } from '../../node/scheduler.ts'
+import { silentLogger } from '../../node/log.ts'
+import { FLAP_BACKOFF_BASE_MS } from '../../storage/reschedule-rules.ts'
 import { LeaseHolder } from '../../node/core/lease-holder.ts'
 import { LeaseKeeper } from '../../node/core/lease-keeper.ts'
 import { hostFenceAfterMs, leaderDownAfterMs } from '../../node/core/lease-rules.ts'
@@ -85,6 +90,24 @@ test('keeper: a deposed leader forgets everything; a new term counts from its el
   assert.equal(k.due([rec('a')], 100_000 + leaderDownAfterMs(S) - 1, 0), [])
   assert.is(k.due([rec('a')], 100_000 + leaderDownAfterMs(S), 0).length, 1)
   assert.equal(k.due([rec('L')], 1e9, 0), [], 'never itself')
+})
+
+test('scheduler: a VM rescheduled off a host is not placed back there within its flap backoff', async () => {
+  const h = harness()
+  for (const id of ['a', 'b']) assert.ok(h.run(registerNode(id)).ok)
+  assert.ok(h.run({ type: 'UpdateNode', id: 'b', state: 'cordoned' }).ok) // a is then the only place
+  assert.ok(h.run({ type: 'CreateVm', id: 'v1', spec: spec('v1') }).ok)
+  assert.ok(h.run({ type: 'AssignVm', id: 'v1', node: 'a' }).ok)
+  assert.ok(h.run({ type: 'MarkNodeDown', node: 'a', epoch: 0, seq: 0, expiredAt: 0, reason: 'test' }).ok)
+  const downAt = h.index() * 1000
+  assert.ok(h.run({ type: 'RenewLeases', leases: [{ node: 'a', epoch: 1 }], leaseMs: 9_000 }).ok) // back ready
+  const pass = async (now: number): Promise<Command[]> => {
+    const proposed: Command[] = []
+    await schedulePass({ sm: h.sm, load: { hints: () => new Map() }, isLeader: () => true, propose: async (env) => { proposed.push(env.cmd); return { ok: true } }, log: silentLogger, now: () => now })
+    return proposed
+  }
+  assert.equal(await pass(downAt + FLAP_BACKOFF_BASE_MS - 1), [], 'kept off a within the backoff')
+  assert.equal((await pass(downAt + FLAP_BACKOFF_BASE_MS)).map((c) => c.type === 'AssignVm' ? c.node : null), ['a'])
 })
 
 test.run()
