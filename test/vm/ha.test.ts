@@ -1,4 +1,5 @@
-// Issue 14 through 3 real blixard-node processes and a real guest (QEMU, TCG here): kill -9 of the
+// Issue 14 through 3 real blixard-node processes and a real guest (QEMU, TCG here): kill -9 (and,
+// apart, SIGSTOP) of the
 // VM's host daemon, its QEMU left running → the fence watchdog kills the guest there and it runs on
 // another host, never two QEMUs of that VM alive at once (sampled from /proc every 25 ms); the dead
 // host restarted → back `ready` with no old guest; kill -9 of a host with no VM → nothing moves.
@@ -102,6 +103,32 @@ guard('the dead host restarted: back ready, no old guest there, nothing moves ba
   await waitFor('the host ready again', 90_000, async () => (await nodes((host + 1) % 3)).find((n) => n.id === c.nodes[host].peerId)?.liveness === 'ready', 250)
   const after = await show(c, (host + 1) % 3, 'ha1')
   assert.is(after.assignedNode, before.assignedNode)
+  assert.is(qemuPidsFor(vmId).length, 1)
+})
+
+guard('SIGSTOP of the VM\'s host daemon (hung, guest alive): the same; SIGCONT: it rejoins ready with no old guest', async () => {
+  const vm = await show(c, 0, 'ha1')
+  const hung = nodeIndex(c, vm.assignedNode)
+  const ask = [0, 1, 2].find((i) => i !== hung)!
+  const [oldPid] = qemuPidsFor(vmId)
+  const watch = sampler(vmId)
+  try {
+    const t0 = Date.now()
+    c.kill(hung, 'SIGSTOP')
+    await waitFor('the hung host\'s QEMU killed by the watchdog', 30_000, () => cmdline(oldPid) == null, 25)
+    figures.stopToFencedMs = Date.now() - t0
+    await waitFor('the VM running on another host', 120_000, async () => {
+      const v = await show(c, ask, 'ha1')
+      const pids = qemuPidsFor(vmId)
+      return v.status.phase === 'running' && v.assignedNode !== c.nodes[hung].peerId && pids.length === 1 && pids[0] !== oldPid ? v : null
+    }, 200)
+    figures.stopToRunningElsewhereMs = Date.now() - t0
+    c.nodes[hung].proc?.kill('SIGCONT')
+    await waitFor('the hung host back ready', 60_000, async () => (await nodes(ask)).find((n) => n.id === c.nodes[hung].peerId)?.liveness === 'ready', 250)
+    await sleep(1_000)
+  } finally { watch.stop(); c.nodes[hung].proc?.kill('SIGCONT') }
+  console.log(`  SIGSTOP → fenced ${figures.stopToFencedMs} ms, running elsewhere ${figures.stopToRunningElsewhereMs} ms; SIGCONT → ready again`)
+  assert.is(watch.max(), 1, 'never two QEMUs of the VM alive at once')
   assert.is(qemuPidsFor(vmId).length, 1)
 })
 
