@@ -146,8 +146,10 @@ export class HaSim {
     const rec = r.sm.getNode(h.id)
     if (!this.o.noSelfFence && holder.verdict(now).kind === 'fence' && h.guests.size > 0) { this.kill(h, 'daemon: lease lost'); this.stats.fences++ }
     if (now - h.lastRenewAt >= SIM_LEASE.renewEveryMs) { h.lastRenewAt = now; this.renew(h, r, rec) }
-    // the agent: desired-running VMs assigned here start only with a lease; others stop
-    const mine = new Set(r.sm.listVms({ node: h.id }).filter((v) => v.desired === 'running').map((v) => v.id))
+    // the agent: desired-running VMs assigned here start only with a lease; others stop. A guest is
+    // one VM's: id and creation (the workload reuses ids; a deleted VM's guest left on a host whose
+    // daemon is down is not the new VM of the same name, whose ids are UUIDs outside the simulator)
+    const mine = new Set(r.sm.listVms({ node: h.id }).filter((v) => v.desired === 'running').map((v) => `${v.id}@${v.createdAt}`))
     for (const g of [...h.guests]) {
       if (!mine.has(g)) { h.guests.delete(g); this.trace(`${h.id} stops ${g}: not assigned here (or not to run)`) }
     }

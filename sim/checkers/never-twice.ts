@@ -8,6 +8,7 @@ export class NeverTwice extends BaseChecker {
   /** the most hosts one VM ran on at one time (1 when all is well) */
   maxHosts = 0
 
+  /** each host's guests, as `vmId@createdAt` (one VM, not one reused id) */
   observe (hosts: ReadonlyArray<{ id: string, guests: ReadonlySet<string> }>, now: number): void {
     const where = new Map<string, string[]>()
     for (const h of hosts) for (const g of h.guests) where.set(g, [...(where.get(g) ?? []), h.id])
