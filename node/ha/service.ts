@@ -25,6 +25,7 @@ import type { LeaseSettings } from '../core/lease-rules.ts'
 import { killAllGuests, monotonicMs } from '../fence-watchdog.ts'
 import type { Logger } from '../log.ts'
 import { FenceWatchdog } from './watchdog.ts'
+import { startSystemdWatchdog } from './systemd-watchdog.ts'
 
 /** The leader collects renewals this long before proposing them as one entry. */
 export const RENEW_BATCH_MS = 250
@@ -69,6 +70,7 @@ export class HaService {
   private stopped = false
   /** mayRun said no since the last acknowledged renewal: tell the agent when it may */
   private refused = false
+  private stopSystemdWatchdog: () => void = () => {}
 
   constructor (private readonly d: HaDeps) {
     this.settings = { ...DEFAULT_LEASE, ...d.settings }
@@ -91,10 +93,12 @@ export class HaService {
     this.timers.push(setInterval(() => { void this.renew() }, this.settings.renewEveryMs))
     this.every(LIVENESS_TICK_MS, async () => { await this.fenceTick(); await this.leaderTick() })
     this.every(RENEW_BATCH_MS, async () => await this.flush())
+    this.stopSystemdWatchdog = startSystemdWatchdog(process.env, this.d.log)
     void this.renew()
   }
 
   stop (): void {
+    this.stopSystemdWatchdog()
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
     this.timers = []
