@@ -331,7 +331,11 @@ async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmR
 async function * events (d: ApiDeps, signal: AbortSignal): AsyncGenerator<{ index: number, at: number, text: string }> {
   const queue = d.recentEvents().slice(-20)
   let wake: (() => void) | null = null
-  const unsubscribe = d.subscribe((i, env, r) => { queue.push({ index: i, at: env.at, text: d.describe(i, env, r) }); wake?.(); wake = null })
+  const unsubscribe = d.subscribe((i, env, r) => {
+    const text = d.describe(i, env, r)
+    if (text === '') return // routine, not an event (lease renewals every few seconds)
+    queue.push({ index: i, at: env.at, text }); wake?.(); wake = null
+  })
   const unsubscribeNotes = d.subscribeNotes((e) => { queue.push(e); wake?.(); wake = null })
   try {
     while (!signal.aborted) {

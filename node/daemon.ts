@@ -293,7 +293,8 @@ export class Daemon {
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     for (const fn of this.listeners) fn(i, env, r)
-    this.events.push({ at: env.at, index: i, text: describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id) })
+    const text = describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id)
+    if (text !== '') this.events.push({ at: env.at, index: i, text }) // '': routine (lease renewals)
     if (this.events.length > MAX_EVENTS) this.events.shift()
     // Learn every registered node's addresses, so Raft can reach members it never discovered.
     if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {

@@ -253,12 +253,13 @@ export class HaService {
   }
 }
 
-/** One line for the cluster's events. */
+/** One line for the cluster's events; '' for routine renewals (one every 250 ms would push every
+ * other event out of the recent ones); null for a command that is not HA's. */
 export function describeHaCommand (cmd: Command, r: ApplyResult, name: (id: string) => string): string | null {
   if (cmd.type === 'RenewLeases') {
     if (!r.ok) return `RenewLeases — rejected: ${r.error.kind}: ${r.error.message}`
     const rejoined = (r.value as { results: RenewResult[] }).results.filter((x) => x.outcome === 'rejoined').map((x) => name(x.node))
-    return rejoined.length > 0 ? `node ${rejoined.join(', ')} rejoined ready` : `leases renewed (${cmd.leases.length} node(s))`
+    return rejoined.length > 0 ? `node ${rejoined.join(', ')} rejoined ready` : ''
   }
   if (cmd.type === 'MarkNodeDown') {
     if (!r.ok) return `MarkNodeDown ${name(cmd.node)} — rejected: ${r.error.kind}: ${r.error.message}`

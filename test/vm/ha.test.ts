@@ -89,6 +89,10 @@ guard('kill -9 of the VM\'s host daemon: its QEMU is killed there, then the VM r
   const down = (await nodes(other)).find((n) => n.id === c.nodes[host].peerId)!
   assert.is(down.liveness, 'down')
   assert.type(down.downSince, 'number')
+  // the dashboard's view: red `down` with since when
+  const state = await (await fetch(`http://127.0.0.1:${18000 + other}/api/state`)).json() as { nodes: Array<{ id: string, state: string, downSince: number | null }> }
+  const row = state.nodes.find((n) => n.id === c.nodes[host].peerId)!
+  assert.equal([row.state, row.downSince], ['down', down.downSince])
   assert.match(readFileSync(watchdogPaths(c.nodes[host].dir).log, 'utf8'), /lease deadline passed with no renewal: killed QEMU of 1 VM/)
   const events: string[] = []
   const sub = (await c.client(other)).watch('cluster.events', {})
