@@ -126,8 +126,9 @@ export class HaService {
 
   private async killGuests (why: string): Promise<void> {
     const killed = await (this.d.killGuests ?? (async () => await killAllGuests(this.d.dataDir)))()
+    if (killed.length === 0) { this.d.log.debug('no guest to stop', { why }); return }
     this.d.log.warn('stopped every guest on this host', { why, vms: killed })
-    if (killed.length > 0) this.d.note(`${this.nameOf(this.d.self())}: stopped ${killed.length} guest(s): ${why}`)
+    this.d.note(`${this.nameOf(this.d.self())}: stopped ${killed.length} guest(s): ${why}`)
   }
 
   private nameOf (id: string): string { return this.d.sm.getNode(id)?.name ?? id }
