@@ -13,13 +13,19 @@ const nodesFor = (seed: number): 3 | 5 => seed % 2 === 1 ? 3 : 5
 test(`${SEEDS} seeds, 3 and 5 nodes, no violations`, () => {
   const failing: string[] = []
   let ops = 0
+  let marksDown = 0
+  let haStarts = 0
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug: null, trace: false })
     ops += r.stats.opsOk
+    marksDown += r.stats.haMarksDown
+    haStarts += r.stats.haStarts
     if (r.violations.length > 0) failing.push(`seed ${seed}: ${r.violations[0].checker}: ${r.violations[0].message.slice(0, 300)}`)
   }
   assert.equal(failing, [])
   assert.ok(ops > SEEDS * 50, `the workload made progress (${ops} completed ops)`)
+  // HA is in the model, not idle: guests start under leases and nodes get marked down
+  assert.ok(haStarts > SEEDS && marksDown > SEEDS / 10, `HA exercised: ${haStarts} guest starts, ${marksDown} nodes marked down`)
 })
 
 for (const bug of BUGS) {
