@@ -306,6 +306,11 @@ in
           # restart. "process" signals only the daemon, which re-adopts its guests when it starts.
           KillMode = "process";
           TimeoutStopSec = "30s";
+          # A hung daemon (its event loop stuck) is killed and restarted: it pings every
+          # WatchdogSec/2 (node/ha/systemd-watchdog.ts, through systemd-notify, hence NotifyAccess).
+          # Its guests do not wait for that: the fence watchdog stops them when the lease runs out.
+          WatchdogSec = "20s";
+          NotifyAccess = "all";
 
           User = user;
           Group = user;

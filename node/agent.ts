@@ -28,6 +28,8 @@ export interface AgentDeps {
   backoffMs?: { first: number, max: number }
   /** the host side of VMs: addresses, TAPs on network bridges, rbd drives (node/host-resources.ts) */
   resources?: { bindings: (vm: VmRecord) => Promise<Omit<HostBindings, 'tinyGuest'>>, reconcile: () => Promise<void> }
+  /** why no guest may start on this host now (no liveness lease held: node/ha/service.ts), or null */
+  mayRun?: () => string | null
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
@@ -195,6 +197,8 @@ export class Agent {
       this.report(vm, 'failed', this.tinyError ?? 'no tiny guest on this host')
       return
     }
+    const held = this.d.mayRun?.()
+    if (held != null) { this.d.log.debug('not starting a guest', { vmId: vm.id, why: held }); return }
     const a = this.attempts.get(vm.id) ?? { count: 0, nextAt: 0, lastStart: 0 }
     const { first, max } = this.d.backoffMs ?? { first: 1_000, max: 60_000 }
     a.count += 1

@@ -347,7 +347,11 @@ async function * events (d: ApiDeps, p: { since?: number, follow?: boolean }, si
   if (p.follow === false) { yield * backlog; return }
   const queue = backlog
   let wake: (() => void) | null = null
-  const unsubscribe = d.subscribe((i, env, r) => { queue.push({ index: i, at: env.at, text: d.describe(i, env, r) }); wake?.(); wake = null })
+  const unsubscribe = d.subscribe((i, env, r) => {
+    const text = d.describe(i, env, r)
+    if (text === '') return // routine, not an event (lease renewals every few seconds)
+    queue.push({ index: i, at: env.at, text }); wake?.(); wake = null
+  })
   const unsubscribeNotes = d.subscribeNotes((e) => { queue.push(e); wake?.(); wake = null })
   try {
     while (!signal.aborted) {

@@ -7,6 +7,7 @@ import { dirname } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Resources } from '../protocols/model.ts'
+import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
 
 export type LogLevelName = 'debug' | 'info' | 'warn' | 'error'
 
@@ -68,6 +69,8 @@ export interface NodeConfig {
     /** null: what the conf says */
     keyring: string | null
   }
+  /** node liveness lease (node/core/lease-rules.ts; README "When a node dies"); drift stays at its default */
+  lease: { leaseMs: number, renewEveryMs: number, fenceMarginMs: number, downMarginMs: number }
   network: {
     /** interface VLAN networks tag onto (null: none; VLAN guests then only reach this host) */
     uplink: string | null
@@ -127,6 +130,10 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('ceph.pool', 'ceph-pool', 'BLIXARD_CEPH_POOL', 'string', 'RBD pool'),
   K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string', 'cephx user (default admin)'),
   K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string', 'cephx keyring file'),
+  K('lease.leaseMs', 'lease-ms', 'BLIXARD_LEASE_MS', 'int', 'liveness lease, ms (every node of a cluster must agree)', 100, 3_600_000),
+  K('lease.renewEveryMs', 'lease-renew-every-ms', 'BLIXARD_LEASE_RENEW_EVERY_MS', 'int', 'how often a node renews its lease, ms', 10, 600_000),
+  K('lease.fenceMarginMs', 'lease-fence-margin-ms', 'BLIXARD_LEASE_FENCE_MARGIN_MS', 'int', 'a host stops its guests this long before its lease could end, ms', 0, 600_000),
+  K('lease.downMarginMs', 'lease-down-margin-ms', 'BLIXARD_LEASE_DOWN_MARGIN_MS', 'int', 'the leader waits this long past a lease before marking the node down, ms', 0, 600_000),
   K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string', 'interface VLAN networks tag onto'),
   K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string', 'local address of VXLAN tunnels')
 ]
@@ -152,12 +159,13 @@ export const CONFIG_DEFAULTS = {
   bootstrapExpect: 3,
   admins: [] as string[],
   ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },
+  lease: { leaseMs: DEFAULT_LEASE.leaseMs, renewEveryMs: DEFAULT_LEASE.renewEveryMs, fenceMarginMs: DEFAULT_LEASE.fenceMarginMs, downMarginMs: DEFAULT_LEASE.downMarginMs },
   network: { uplink: null as string | null, underlayIp: null as string | null }
 }
 
 const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
 const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
-const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network'])
+const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network', 'lease'])
 
 type Raw = Map<string, { value: unknown, source: string }>
 
@@ -325,6 +333,8 @@ export function resolveConfig (input: ResolveInput): ResolvedConfig {
   if (cfg.raft.heartbeatTick >= cfg.raft.electionTick) {
     throw new ConfigError('raft.heartbeatTick', 'merged', `must be below raft.electionTick (${cfg.raft.electionTick})`)
   }
+  const leaseProblem = leaseSettingsProblems({ ...DEFAULT_LEASE, ...cfg.lease })[0]
+  if (leaseProblem !== undefined) throw new ConfigError('lease', 'merged', leaseProblem)
   return cfg
 }
 

@@ -57,6 +57,7 @@ import { HostResources } from './host-resources.ts'
 import { cephSettings, rbdClientFor } from './ceph-env.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
+import { HaService, describeHaCommand } from './ha/service.ts'
 
 export interface DaemonOptions {
   /** fresh clusters wait to see this many nodes before one bootstraps (Consul's bootstrap_expect) */
@@ -87,6 +88,7 @@ export class Daemon {
   http: HttpServer | null = null
   qemu: QemuDriver | null = null
   agent: Agent | null = null
+  ha: HaService | null = null
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
   /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
   private readonly forwarder: Forwarder<RpcClient>
@@ -177,7 +179,7 @@ export class Daemon {
           log: this.netLog()
         }),
         rpc: rpcServer({
-          handlers: instrumentHandlers(api, this.metrics),
+          handlers: instrumentHandlers({ ...api, 'internal.renewLease': async (p, ctx) => { if (this.ha == null) throw new RpcError('Unavailable', 'leases not started'); return await this.ha.receive(ctx.peer, p.epoch) } }, this.metrics),
           authorize: instrumentAuthorize((peer, method) => this.authorize(peer, method), this.metrics),
           maxConcurrentFor: (peer) => this.isMember(peer) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
           log: this.netLog()
@@ -224,7 +226,10 @@ export class Daemon {
       fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
     })
     this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, qemuBinary: this.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
+    this.ha = new HaService({ self: () => this.id, dataDir: this.cfg.dataDir, sm: this.sm, settings: this.cfg.lease, isLeader: () => this.driver?.isLeader() === true, leaderId: () => this.driver?.leaderId() ?? null, propose: async (env) => await this.propose(env), callLeader: async (leader, epoch, timeoutMs) => await (await this.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }), note: (t) => { this.note(t) }, kickScheduler: () => { void this.scheduler?.kick() }, kickAgent: () => { this.agent?.kick() }, log: this.log.child({ part: 'ha' }) })
+    await this.ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
     this.agent = new Agent({
+      mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(),
       nodeId: this.id,
       sm: this.sm,
       driver: this.qemu,
@@ -288,7 +293,8 @@ export class Daemon {
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     for (const fn of this.listeners) fn(i, env, r)
-    this.events.push({ at: env.at, index: i, text: describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id) })
+    const text = describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id)
+    if (text !== '') this.events.push({ at: env.at, index: i, text }) // '': routine (lease renewals)
     if (this.events.length > MAX_EVENTS) this.events.shift()
     // Learn every registered node's addresses, so Raft can reach members it never discovered.
     if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {
@@ -628,6 +634,7 @@ export class Daemon {
     this.stopping = true
     for (const t of this.timers) clearInterval(t)
     this.scheduler?.stop()
+    this.ha?.stop()
     await this.agent?.stop()
     await this.qemu?.close() // guests keep running; the next daemon re-adopts them
     await this.driver?.stop()
@@ -663,7 +670,7 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
     case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
     case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
-    default: return `${c.type}${tail}`
+    default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }
 

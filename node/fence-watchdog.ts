@@ -85,4 +85,5 @@ async function main (): Promise<void> {
   }
 }
 
-if (process.argv[1] != null && /fence-watchdog\.ts$/.test(process.argv[1])) void main()
+// run as a script: from the sources (tsx) or from dist/ (npm run build), where it is .js
+if (process.argv[1] != null && /fence-watchdog\.(ts|js)$/.test(process.argv[1])) void main()

@@ -14,7 +14,7 @@ export interface HttpServer {
 export interface ClusterView {
   node: { id: string, name: string }
   raft: { role: string, term: number, leader: string | null, commit: number, applied: number, voters: string[], learners: string[] }
-  nodes: Array<{ id: string, name: string, state: string, role: 'voter' | 'learner' | 'none', leader: boolean, capacity: unknown, load: { cpuPct: number, memPct: number, diskPct: number, vmCount: number, ageMs: number } | null }>
+  nodes: Array<{ id: string, name: string, state: string, downSince: number | null, role: 'voter' | 'learner' | 'none', leader: boolean, capacity: unknown, load: { cpuPct: number, memPct: number, diskPct: number, vmCount: number, ageMs: number } | null }>
   vms: Array<{ id: string, name: string, phase: string, desired: string, node: string | null, nodeName: string | null, reason: string, vcpus: number, memoryMiB: number }>
   events: Array<{ at: number, index: number, text: string }>
 }
@@ -31,7 +31,9 @@ export function clusterView (d: Daemon): ClusterView {
       return {
         id: n.id,
         name: n.name,
-        state: n.state,
+        // a node whose lease expired shows `down` (red), whatever the operator's state
+        state: n.liveness === 'down' ? 'down' : n.state,
+        downSince: n.liveness === 'down' ? n.downSince ?? null : null,
         role: st?.conf.voters.includes(n.id) === true ? 'voter' : st?.conf.learners.includes(n.id) === true ? 'learner' : 'none',
         leader: st?.lead === n.id,
         capacity: n.capacity,

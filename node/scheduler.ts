@@ -9,6 +9,7 @@ import { placeBatch, placeOne } from '../placement/place.ts'
 import { sortQueue } from '../placement/queue.ts'
 import { planEvacuation } from '../placement/plans/evacuate.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
+import { avoidedNode } from '../storage/apply-ha.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 
@@ -44,8 +45,19 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
   const cluster = clusterFromModel(nodes, vms, d.load.hints())
   const todo = sortQueue(vms.filter(wantsPlacement).map(requestFromVm)).slice(0, max)
   const moves: Array<{ vmId: string, to: string | null, reason: string }> = []
-  if (todo.length > 0) {
-    const { decisions } = placeBatch(cluster, todo)
+  // Flap backoff (storage/reschedule-rules.ts): a VM rescheduled off a host keeps off it for a
+  // while, so it is placed in a batch of its own against the cluster without that host. (Two
+  // batches may count the same free capacity: AssignVm's own check refuses the second, and the
+  // next pass places it.)
+  const byId = new Map(vms.map((v) => [v.id, v]))
+  const groups = new Map<string | null, typeof todo>()
+  for (const req of todo) {
+    const avoid = avoidedNode(byId.get(req.vmId)!, now())
+    groups.set(avoid, [...(groups.get(avoid) ?? []), req])
+  }
+  for (const [avoid, reqs] of groups) {
+    const view = avoid == null ? cluster : { ...cluster, nodes: cluster.nodes.filter((n) => n.id !== avoid) }
+    const { decisions } = placeBatch(view, reqs)
     for (const dec of decisions) {
       d.metrics?.placementDecisions.inc({ result: dec.nodeId == null ? 'no-capacity' : 'placed' })
       if (dec.nodeId != null) moves.push({ vmId: dec.vmId, to: dec.nodeId, reason: `placed (score ${dec.total?.toFixed(3) ?? '-'})` })

@@ -33,7 +33,8 @@ export function clusterFromModel (nodes: NodeRecord[], vms: VmRecord[], load: Ma
       capacity: n.capacity,
       overcommit: n.overcommit,
       reserved: { cpu: 0, memoryMiB: 0, diskGiB: 0 },
-      state: n.state,
+      // a node whose lease expired takes nothing, whatever the operator's state says
+      state: n.liveness === 'down' ? 'down' : n.state,
       capabilities: n.capabilities,
       maxVms: n.maxVms,
       vmCount: 0,

@@ -50,7 +50,7 @@ export function authorityOf (cmd: Command): Authority {
   switch (cmd.type) {
     case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
-    case 'AssignVm': return 'leader'
+    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': return 'leader'
     default: return 'admin'
   }
 }

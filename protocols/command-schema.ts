@@ -21,6 +21,10 @@ export const COMMAND_LIMITS = {
   maxAddrs: 32,
   maxListItems: 64,
   maxReports: 1024,
+  /** renewals in one RenewLeases entry: more nodes than a cluster has */
+  maxLeasesPerBatch: 4096,
+  /** a lease longer than an hour is a mistake, not a setting */
+  maxLeaseMs: 3_600_000,
   maxIdempotencyKeyLength: 128,
   /** an encoded envelope larger than this is refused (TooLarge) */
   maxCommandBytes: 256 * 1024,
@@ -351,6 +355,24 @@ function validateOne (v: unknown): Command {
     case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', ['open', 'approve'] as const) }
     case 'ApproveNode': return { type: 'ApproveNode', peerId: id(o.peerId, 'peerId') }
     case 'RecoverAdmin': return { type: 'RecoverAdmin', peerId: id(o.peerId, 'peerId') }
+    case 'RenewLeases':
+      return {
+        type: 'RenewLeases',
+        leases: list(o.leases, 'leases', L.maxLeasesPerBatch, (x, p) => {
+          const r = obj(x, p)
+          return { node: id(r.node, `${p}.node`), epoch: int(r.epoch, `${p}.epoch`, 0, Number.MAX_SAFE_INTEGER) }
+        }),
+        leaseMs: int(o.leaseMs, 'leaseMs', 1, L.maxLeaseMs)
+      }
+    case 'MarkNodeDown':
+      return {
+        type: 'MarkNodeDown',
+        node: id(o.node, 'node'),
+        epoch: int(o.epoch, 'epoch', 0, Number.MAX_SAFE_INTEGER),
+        seq: int(o.seq, 'seq', 0, Number.MAX_SAFE_INTEGER),
+        expiredAt: int(o.expiredAt, 'expiredAt', 0, Number.MAX_SAFE_INTEGER),
+        reason: str(o.reason, 'reason')
+      }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
   }
 }

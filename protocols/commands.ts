@@ -34,6 +34,12 @@ export type Command =
   /** offline admin recovery: one registered node's vote (signed by its key) to make peerId an
    * admin; applied once every registered node voted (storage/apply-admins.ts) */
   | { type: 'RecoverAdmin', peerId: string }
+  /** the leader's batch of liveness renewals it received (each over the renewing node's own
+   * authenticated stream) in one interval: one entry for many nodes (storage/apply-ha.ts) */
+  | { type: 'RenewLeases', leases: Array<{ node: string, epoch: number }>, leaseMs: number }
+  /** the leader judged `node`'s lease (at this epoch and renewal seq) expired at `expiredAt`
+   * (leader's wall clock, for the reason text): down, and its VMs rescheduled */
+  | { type: 'MarkNodeDown', node: string, epoch: number, seq: number, expiredAt: number, reason: string }
 
 export type CommandType = Command['type']
 

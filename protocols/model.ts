@@ -1,6 +1,9 @@
 // The replicated metadata model: what the Raft state machine holds. Plain data, CBOR-encodable.
 
 export type NodeState = 'ready' | 'cordoned' | 'draining' | 'down'
+/** Liveness by lease (issue 14), apart from the operator's `state`: a drained node can be alive, a
+ * ready one dead. `down` is set only by the leader's MarkNodeDown (storage/apply-ha.ts). */
+export type NodeLiveness = 'ready' | 'down'
 export type Hypervisor = 'qemu' | 'cloud-hypervisor' | 'firecracker'
 export type HypervisorCapability = 'kvm' | 'nix' | 'qemu'
 
@@ -26,6 +29,20 @@ export interface NodeRecord {
   state: NodeState
   registeredAt: number // proposer's clock, ms
   updatedAt: number
+  // ---- the liveness lease (storage/apply-ha.ts); absent on a record that never renewed: ready, epoch 0 ----
+  liveness?: NodeLiveness
+  /** leader's clock (envelope.at) when it was marked down; null once it rejoined */
+  downSince?: number | null
+  /** why it is down (the leader's judgement, for `blixard nodes`) */
+  downReason?: string | null
+  /** bumped by every MarkNodeDown: a renewal naming an older epoch is refused */
+  leaseEpoch?: number
+  /** bumped by every renewal: a MarkNodeDown judged before the latest renewal is a no-op */
+  leaseSeq?: number
+  /** leader's clock (envelope.at) of the latest renewal, and that plus the lease: for display only,
+   * never compared with another host's clock (node/core/lease-rules.ts) */
+  leaseRenewedAt?: number
+  leaseExpiresAt?: number
 }
 
 export type VmDesiredState = 'running' | 'stopped'
@@ -81,6 +98,8 @@ export interface VmRecord {
   status: VmStatus
   createdAt: number
   updatedAt: number
+  /** recent reschedules off a down host (storage/apply-ha.ts): the flap backoff counts them */
+  reschedules?: Array<{ from: string, at: number }>
 }
 
 export interface VolumeRecord {

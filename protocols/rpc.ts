@@ -195,6 +195,9 @@ export interface RpcMethods extends ResourceMethods {
   'cluster.submit': { params: { method: string, params: unknown, cmd: Command, auth: CommandAuth }, result: unknown }
   /** a follower's forwarded writes, batched: one answer per envelope, in order */
   'internal.proposeMany': { params: { envs: CommandEnvelope[] }, result: ForwardedResult[] }
+  /** member to leader: renew the CALLER's liveness lease (its peer id is the stream's) at `epoch`;
+   * answered once the leader's RenewLeases batch holding it committed (node/ha/service.ts) */
+  'internal.renewLease': { params: { epoch: number }, result: { outcome: 'renewed' | 'rejoined' | 'stale' | 'notFound', epoch: number, seq: number } }
 }
 
 /** One forwarded write's outcome: its command's result, or why it was not committed (retry it). */
@@ -384,6 +387,10 @@ export const METHODS: MethodTable = {
       try { auth = commandAuth(o.auth, 'params.auth') } catch (e) { throw new RpcError('InvalidParams', (e as { error?: { message?: string } }).error?.message ?? 'params.auth is malformed') }
       return { method: str(o.method, 'params.method', 64, 1), params: o.params ?? {}, cmd: v.cmd, auth }
     }
+  },
+  'internal.renewLease': {
+    mutating: true, streaming: false,
+    params: (x) => ({ epoch: int(params(x, ['epoch'], ['epoch']).epoch, 'params.epoch', 0, Number.MAX_SAFE_INTEGER) })
   },
   'internal.propose': {
     mutating: true, streaming: false,

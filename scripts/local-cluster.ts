@@ -31,6 +31,8 @@ export interface LocalClusterOptions {
   logToFiles?: boolean
   /** node (V8) flags for each blixard-node process; default a 4 MiB semi-space */
   nodeFlags?: string[]
+  /** a command that execs node in place, e.g. ['ip', 'netns', 'exec', 'NS'] (a test's network namespace) */
+  wrap?: string[]
 }
 
 export async function prepareLocalCluster (o: LocalClusterOptions = {}): Promise<{ dir: string, keyFile: string, nodes: LocalNode[] }> {
@@ -70,7 +72,10 @@ export function startNode (c: { keyFile: string, nodes: LocalNode[] }, node: Loc
     ...(o.extraArgs ?? [])
   ]
   const out = o.logToFiles === true ? openSync(join(node.dir, 'log'), 'a') : 'inherit'
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, ...o.env } })
+  const wrap = o.wrap ?? []
+  const proc = wrap.length > 0
+    ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', out, out], env: { ...process.env, ...o.env } })
+    : spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, ...o.env } })
   node.proc = proc
   return proc
 }

@@ -33,7 +33,8 @@ const MAX_READY_ROUNDS = 10_000
 /** Planted bugs: the Raft core's (protocols/raft), the shipped loop's (node/core/raft-loop.ts:
  * 'ack-before-sync', 'vote-before-persist'), and the log store's 'conf-not-rolled-back', which
  * reads an uncommitted (later truncated) conf entry into the configuration after a restart. */
-export type SimBug = RaftBug | LoopBug | 'conf-not-rolled-back'
+/** no-self-fence: sim/ha.ts's hosts never stop their guests when their lease runs out */
+export type SimBug = RaftBug | LoopBug | 'conf-not-rolled-back' | 'no-self-fence'
 
 /** How many ticks a replica waits, after its leader's connections all closed, before it campaigns. */
 const LEADER_LOST_SLOT_TICKS = 3
@@ -100,7 +101,7 @@ export class Replica {
     const loopBugs = new Set<LoopBug>()
     for (const b of env.bugs) {
       if ((LOOP_BUGS as readonly string[]).includes(b)) loopBugs.add(b as LoopBug)
-      else if (b !== 'conf-not-rolled-back') raftBugs.add(b as RaftBug)
+      else if (b !== 'conf-not-rolled-back' && b !== 'no-self-fence') raftBugs.add(b as RaftBug)
     }
     this.raftBugs = raftBugs
     this.loopBugs = loopBugs

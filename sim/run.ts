@@ -21,8 +21,10 @@ import { StaleReads } from './checkers/stale-reads.ts'
 import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
 import { PlacementInvariants } from './checkers/placement.ts'
 import { VmScheduler } from './vm-scheduler.ts'
+import { HaSim } from './ha.ts'
+import { NeverTwice } from './checkers/never-twice.ts'
 
-export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back']
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence']
 export const DEFAULT_STEPS = 600
 /** virtual ms between log-matching sweeps */
 const CHECKPOINT_MS = 500
@@ -38,6 +40,9 @@ export interface RunOptions {
   /** false: membership changes one voter at a time only (replays a seed's trajectory from before
    * joint changes existed, for the named regression seeds). Default true. */
   jointChanges?: boolean
+  /** false: no node liveness leases, fencing or rescheduling (sim/ha.ts), for seeds whose trajectory
+   * was found before HA was in the model. Default true. */
+  ha?: boolean
 }
 
 export interface RunStats {
@@ -56,6 +61,11 @@ export interface RunStats {
   replicas: number
   inconclusive: number
   schedulerProposals: number
+  /** HA: guests stopped by a lost lease, nodes marked down, daemons paused, guests started */
+  haFences: number
+  haMarksDown: number
+  haPauses: number
+  haStarts: number
 }
 
 export interface RunResult {
@@ -92,10 +102,14 @@ export function runSeed (o: RunOptions): RunResult {
     new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter })),
     new PlacementInvariants()
   ]
+  const neverTwice = new NeverTwice()
+  if (o.ha !== false) checkers.push(neverTwice)
   const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, maxSizePerMsg, maxInflightMsgs, trace })
   const history = new History()
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
   const vmScheduler = new VmScheduler(sched, cluster, trace)
+  // forked after everything else, so HA draws change no other stream
+  const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace })
   const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), jointRng: rng.fork('nemesis-joint'), jointChanges: o.jointChanges !== false, cluster, voters: o.nodes, trace })
 
   const violations: Violation[] = []
@@ -105,6 +119,7 @@ export function runSeed (o: RunOptions): RunResult {
   cluster.start()
   workload.start()
   vmScheduler.start()
+  ha?.start()
   nemesis.start()
   const faultEnd = o.steps * TICK_MS
   for (let t = CHECKPOINT_MS; t <= faultEnd; t += CHECKPOINT_MS) {
@@ -115,6 +130,7 @@ export function runSeed (o: RunOptions): RunResult {
 
   // Heal: every member up, every link open, no more faults.
   nemesis.stop()
+  ha?.stopFaults()
   nemesis.retireRemoved()
   cluster.healAll()
   healedAt = sched.now()
@@ -127,6 +143,7 @@ export function runSeed (o: RunOptions): RunResult {
   }
   workload.stop()
   vmScheduler.stop()
+  ha?.stop()
   sched.runUntil(sched.now() + SETTLE_MS)
   for (const c of checkers) c.finish?.({ cluster, history, now: sched.now(), healedAt })
   } catch (err) {
@@ -156,7 +173,11 @@ export function runSeed (o: RunOptions): RunResult {
     joint: nemesis.stats.joint,
     replicas: cluster.replicas.length,
     inconclusive: linearizability.inconclusive,
-    schedulerProposals: vmScheduler.proposals
+    schedulerProposals: vmScheduler.proposals,
+    haFences: ha?.stats.fences ?? 0,
+    haMarksDown: ha?.stats.marksDown ?? 0,
+    haPauses: ha?.stats.pauses ?? 0,
+    haStarts: ha?.stats.starts ?? 0
   }
   for (const v of violations) trace?.(`VIOLATION ${v.checker} at ${v.at}: ${v.message}`)
   trace?.(`stats ${JSON.stringify(stats)}`)

@@ -88,7 +88,7 @@ export function setVmDesiredState (ctx: ApplyContext, c: Cmd<'SetVmDesiredState'
 }
 
 /** vmsByNode keys: node id, a space (never inside an id), VM id; so one node's VMs are one range. */
-function byNodeKey (node: string, vm: string): string {
+export function byNodeKey (node: string, vm: string): string {
   return `${node} ${vm}`
 }
 
@@ -142,6 +142,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (node === undefined) reject('NotFound', `node ${c.node} not found`)
   if (vm.assignedNode === c.node) return vm
   if (node.state !== 'ready') reject('Conflict', `node ${node.name} is ${node.state}: it takes no new VMs`)
+  if (node.liveness === 'down') reject('Conflict', `node ${node.name} is down (lease expired): it takes no new VMs`)
   checkFits(ctx, node, vm.id, vm.spec)
   const rec: VmRecord = { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }
   setAssignment(ctx, vm.id, vm.assignedNode, node.id)

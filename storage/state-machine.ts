@@ -17,6 +17,7 @@ import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
 import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
+import { markNodeDown, renewLeases } from './apply-ha.ts'
 import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError } from '../protocols/auth.ts'
@@ -64,6 +65,8 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'SetJoinPolicy': return setJoinPolicy(ctx, cmd)
     case 'ApproveNode': return approveNode(ctx, cmd)
     case 'RecoverAdmin': return recoverAdmin(ctx, cmd, ctx.signer ?? '')
+    case 'RenewLeases': return renewLeases(ctx, cmd)
+    case 'MarkNodeDown': return markNodeDown(ctx, cmd)
   }
 }
 

@@ -78,6 +78,13 @@ async function waitReason (client: Connection['client'], vm: string): Promise<st
   return (e.decision.nodes ?? []).flatMap((n) => n.feasible ? [] : [`${names.get(n.nodeId) ?? shortId(n.nodeId)}: ${n.filter}: ${n.reason}`]).join('; ')
 }
 
+/** `ready`, or `down since 12:04:05Z (2m)` (the leader's clock when it marked the node down). */
+export function liveness (n: NodeRecord, now = Date.now()): string {
+  if (n.liveness !== 'down') return 'ready'
+  if (n.downSince == null) return 'down'
+  return `down since ${new Date(n.downSince).toISOString().slice(11, 19)}Z (${ago(now - n.downSince)})`
+}
+
 function nodeNames (nodes: NodeRecord[]): Map<string, string> {
   return new Map(nodes.map((n) => [n.id, n.name]))
 }
@@ -110,11 +117,11 @@ const COMMANDS: Record<string, Command> = {
       const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => [])])
       const load = new Map(loads.map((l) => [l.node, l]))
       out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
-        ['name', 'state', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', 'id'],
+        ['name', 'state', 'liveness', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', 'id'],
         nodes.map((n) => {
           const l = load.get(n.id)
           const role = st.leader === n.id ? 'leader' : st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : '-'
-          return [n.name, n.state, role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), shortId(n.id)]
+          return [n.name, n.state, liveness(n), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), shortId(n.id)]
         })))
       return EXIT.ok
     })
@@ -124,7 +131,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard node show NODE',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const n = await client.call('node.show', { node: need(p, 1, 'NODE')[0], ...stale(p) })
-      out.data(n, () => keyValues([['Name', n.name], ['Id', n.id], ['State', n.state], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
+      out.data(n, () => keyValues([['Name', n.name], ['Id', n.id], ['State', n.state], ['Liveness', liveness(n) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
       return EXIT.ok
     })
   },

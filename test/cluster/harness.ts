@@ -115,10 +115,10 @@ export class TestCluster {
     return { BLIXARD_CONFIG_DIR: this.cliDir, BLIXARD_CLUSTER_KEY_FILE: this.keyFile, BLIXARD_PEER: this.nodes[i].addr }
   }
 
-  start (i: number, extraArgs: string[] = [], keyFile = this.keyFile, env: NodeJS.ProcessEnv = {}): ChildProcess {
+  start (i: number, extraArgs: string[] = [], keyFile = this.keyFile, env: NodeJS.ProcessEnv = {}, wrap: string[] = []): ChildProcess {
     // bootstrap-expect stays 3 even when more nodes are prepared: a later node joins the running cluster
     const p = startNode({ keyFile, nodes: this.nodes }, this.nodes[i], {
-      admins: [this.adminId], logToFiles: true, extraArgs: [...(this.opts.extraArgs ?? []), ...extraArgs], env
+      admins: [this.adminId], logToFiles: true, extraArgs: [...(this.opts.extraArgs ?? []), ...extraArgs], env, wrap
     })
     return track(p)
   }

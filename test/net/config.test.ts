@@ -135,4 +135,12 @@ test('qemuBinary: qemu-system-x86_64 from PATH by default; file < env < flags', 
   fails(() => resolveConfig({ file: { path: 'c.toml', text: 'qemuBinary = 3\n' } }), 'qemuBinary', 'non-empty string')
 })
 
+test('[lease]: defaults, file < env < flags, and settings under which one late renewal fences are refused', () => {
+  assert.equal(resolveConfig({}).lease, { leaseMs: 9_000, renewEveryMs: 3_000, fenceMarginMs: 1_000, downMarginMs: 1_000 })
+  const c = resolveConfig({ file: file('[lease]\nleaseMs = 6000\nrenewEveryMs = 1000\n'), env: { BLIXARD_LEASE_FENCE_MARGIN_MS: '500' }, argv: ['--lease-down-margin-ms', '700'] })
+  assert.equal(c.lease, { leaseMs: 6_000, renewEveryMs: 1_000, fenceMarginMs: 500, downMarginMs: 700 })
+  fails(() => resolveConfig({ argv: ['--lease-ms', '3000'] }), 'lease', 'one late renewal would fence a healthy host')
+  fails(() => resolveConfig({ file: file('[lease]\nttl = 3\n') }), 'lease.ttl', 'unknown key')
+})
+
 test.run()

@@ -92,6 +92,8 @@ test('enabled: a hardened unit for a dedicated user in kvm with CAP_NET_ADMIN on
   assert.is(sc.StateDirectory, 'blixard')
   assert.is(sc.Restart, 'on-failure')
   assert.is(sc.KillMode, 'process') // a daemon restart must not kill the QEMU guests in its cgroup
+  assert.is(sc.WatchdogSec, '20s') // a hung daemon is restarted (node/ha/systemd-watchdog.ts pings)
+  assert.is(sc.NotifyAccess, 'all') // the pings come from systemd-notify, a child
   assert.is(sc.ProtectSystem, 'strict')
   assert.equal(sc.ReadWritePaths, ['/var/lib/blixard', '-/var/lib/microvms'])
   assert.is(sc.TasksMax, 16384)
