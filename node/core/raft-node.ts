@@ -19,7 +19,7 @@ import { RaftError } from '../../protocols/raft/types.ts'
 import type { LogStore } from '../../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import { BlixardError } from '../../protocols/errors.ts'
-import { encodeEnvelope } from '../../storage/envelope.ts'
+import { encodeEnvelope, tryDecodeEnvelope } from '../../storage/envelope.ts'
 import { ReadyPersistence } from './raft-loop.ts'
 import type { LoopBug } from './raft-loop.ts'
 
@@ -282,8 +282,14 @@ export class RaftNode {
       done({ ok: false, error: new BlixardError('InFlight', `a command with idempotency key ${key} is already in flight; retry later with the same key`) })
       return
     }
+    // Only what every replica's admission filter accepts goes into the log: followers refuse a
+    // MsgApp carrying an entry that does not decode as a valid command (node/core/raft-ingress.ts),
+    // so one such entry from this leader would stall replication for good.
+    const data = encodeEnvelope(env)
+    const valid = tryDecodeEnvelope(data)
+    if (!valid.ok) { done({ ok: false, error: BlixardError.from(valid.error) }); return }
     try {
-      this.node.propose(encodeEnvelope(env))
+      this.node.propose(data)
     } catch (e) {
       done({ ok: false, error: raftToBlix(e) })
       return

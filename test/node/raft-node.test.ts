@@ -115,6 +115,23 @@ test('a key already in flight is answered InFlight; a follower refuses with NotL
   assert.is(hint, l.id)
 })
 
+test('an envelope that would not validate is refused before it is appended (followers would refuse the append and stall)', () => {
+  const env = cluster()
+  const l = leader(env)
+  env.sched.runUntil(env.sched.now() + 50)
+  const last = env.stores.get(l.id)!.lastIndex()
+  const got: string[] = []
+  // a negative timestamp: CBOR carries it, the envelope schema refuses it
+  l.propose({ at: -1, key: 'bad', cmd: { type: 'AddAdmin', peerId: ADMINS[0], name: 'a' } }, (o) => got.push(o.ok ? 'ok' : o.error.kind))
+  assert.equal(got, ['InvalidSpec'], 'answered at once')
+  assert.is(env.stores.get(l.id)!.lastIndex(), last, 'nothing appended')
+  // and the log keeps replicating
+  l.propose(addAdmin(1), (o) => got.push(o.ok ? 'ok' : o.error.kind))
+  env.sched.runUntil(env.sched.now() + 300)
+  assert.equal(got, ['InvalidSpec', 'ok'])
+  assert.is(new Set([...env.sms.values()].map(sm => sm.stateHash())).size, 1)
+})
+
 test('readIndex answers after the writes before it are applied; a proposal cut off times out on the injected clock', () => {
   const env = cluster()
   const l = leader(env)
