@@ -55,17 +55,16 @@ export interface ApiDeps {
 export const SIGNATURE_VALIDITY = AUTH_WINDOW / 2
 
 /** The leader's check before it proposes `env` (and, again, every replica's on apply): refused
- * unless it carries the authority it needs; a scheduling decision only if this leader signed it.
- * A retry of an already applied command (same idempotency key) passes: apply answers it with the
- * first result and changes nothing. */
-export function leaderRefusal (sm: StateMachine, self: string, env: CommandEnvelope): string | null {
+ * unless it carries the authority it needs; a scheduling decision only if this leader signed it
+ * for `term`, the leader's current term (the term its proposal's entry gets; apply refuses a
+ * decision whose signed term differs from its entry's). A retry of an already applied command
+ * (same idempotency key) passes: apply answers it with the first result and changes nothing. */
+export function leaderRefusal (sm: StateMachine, self: string, env: CommandEnvelope, term: number | undefined): string | null {
   if (env.key !== undefined && sm.resultFor(env.key) !== undefined) return null
-  const why = sm.authorityError(env)
-  if (why !== null) return why
   if (authorityOf(env.cmd) === 'leader' && env.auth?.signer !== self) {
     return `${env.cmd.type} is the leader's decision: signed by ${env.auth?.signer ?? 'nobody'}, not by the leader ${self}`
   }
-  return null
+  return sm.authorityError(env, term)
 }
 
 /** An admin write runs once to find its command (prepare), then again with that command signed by
@@ -253,7 +252,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
           try {
             // a forwarder is not trusted: the command must carry its own authority
-            const why = leaderRefusal(d.sm, d.id(), env)
+            const why = leaderRefusal(d.sm, d.id(), env, drv.status().term)
             if (why !== null) throw new RpcError('Unauthorized', why)
             return { ok: true, result: await drv.propose(env) }
           } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
@@ -262,7 +261,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
       'internal.propose': async (p) => {
         const drv = d.driver()
         if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
-        const why = leaderRefusal(d.sm, d.id(), p.env)
+        const why = leaderRefusal(d.sm, d.id(), p.env, drv.status().term)
         if (why !== null) throw new RpcError('Unauthorized', why)
         return await drv.propose(p.env)
       }

@@ -36,7 +36,7 @@ import { createMetrics } from './metrics.ts'
 import { openCheckedLogStore } from './store-check.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
-import { authorityOf, signCommand } from '../protocols/auth.ts'
+import { authorityOf, signCommand, withLeaderTerm } from '../protocols/auth.ts'
 import type { Signer } from '../protocols/auth.ts'
 import { validateCommand } from '../protocols/command-schema.ts'
 import { pendingRecovery, recoveryDone } from './recover.ts'
@@ -113,7 +113,7 @@ export class Daemon {
     this.forwarder = new Forwarder<RpcClient>({
       isLeader: () => this.driver?.isLeader() === true,
       leaderId: () => this.driver?.leaderId() ?? null,
-      refusal: (env) => leaderRefusal(this.sm, this.id, env),
+      refusal: (env) => leaderRefusal(this.sm, this.id, env, this.driver?.status().term),
       proposeLocal: async (env) => {
         const drv = this.driver
         if (drv == null) throw new RpcError('Unavailable', 'Raft is not running on this node yet')
@@ -324,7 +324,10 @@ export class Daemon {
     // emptiness checks read one key each (listing the tables cost ~0.3 ms a write with 257 admins)
     const bootstrapAdmin = env.cmd.type === 'AddAdmin' && (this.sm.noAdmins() || this.sm.noNodes())
     if (authorityOf(env.cmd) === 'admin' && !bootstrapAdmin) return env
-    const v = validateCommand(env.cmd) // sign exactly what every replica will verify
+    // a scheduling decision is signed for this leader's term (protocols/auth.ts leaderError)
+    const term = this.driver?.status().term
+    const cmd = authorityOf(env.cmd) === 'leader' && term !== undefined ? withLeaderTerm(env.cmd, term) : env.cmd
+    const v = validateCommand(cmd) // sign exactly what every replica will verify
     if (!v.ok) return env // refused with its own error on apply
     const auth = await signCommand(this.signer, v.cmd, crypto.randomUUID(), this.sm.applied() + SIGNATURE_VALIDITY)
     return { ...env, cmd: v.cmd, auth }

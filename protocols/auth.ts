@@ -8,8 +8,9 @@
 //   admin  — signed by a peer id in the admins table at the index where it applies (the CLI's key)
 //   node   — signed by the node the command is about (its libp2p identity key), touching only
 //            that node's own records
-//   leader — scheduling decisions (AssignVm): signed by a node key; the leader proposes only the
-//            ones it signed itself, and refuses such commands forwarded from anyone else
+//   leader — scheduling decisions (AssignVm): signed by the leader of the term whose entry carries
+//            it. The leader proposes only the ones it signed itself and refuses forwarded ones;
+//            on apply, deterministically: see leaderTermOf and the 'leader' case of authError.
 //
 // The signature is Ed25519 (the libp2p identity keys of nodes and CLIs are Ed25519, and an
 // Ed25519 peer id embeds its public key, so the state needs no key table) over signingBytes().
@@ -53,6 +54,16 @@ export function authorityOf (cmd: Command): Authority {
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': return 'leader'
     default: return 'admin'
   }
+}
+
+/** The term a leader-bound command claims to be decided in (signed with it), or undefined. */
+export function leaderTermOf (cmd: Command): number | undefined {
+  return cmd.type === 'AssignVm' ? cmd.term : undefined
+}
+
+/** `cmd` with its leader's term claim set, for a leader-bound command (what a leader signs). */
+export function withLeaderTerm (cmd: Command, term: number): Command {
+  return cmd.type === 'AssignVm' ? { ...cmd, term } : cmd
 }
 
 /** The canonical bytes a signer signs. `cmd` must be a validated (normalized) command, so that
@@ -138,11 +149,45 @@ export interface AuthState {
   vmNode: (vmId: string) => string | null | undefined
   /** has this signer used this nonce within the window? */
   nonceUsed: (signer: string, nonce: string) => boolean
+  /** the latest term in which a leader-bound command applied, and its signer (the pin) */
+  termLeader: () => TermLeader | undefined
 }
 
-/** Why a command may not apply at `index` (an Unauthorized message), or null if it may.
- * Pure and deterministic: every replica gives the same answer for the same state and entry. */
-export function authError (cmd: Command, auth: CommandAuth | undefined, index: number, st: AuthState): string | null {
+/** Who signed the scheduling decisions of a term: set by the first one that applies in it. */
+export interface TermLeader { term: number, leader: string }
+
+/** Why a leader-bound command signed by `who` may not apply in an entry of `entryTerm`, or null.
+ *
+ * The rule: the command claims a term (signed, inside the command), the claim must equal the term
+ * of the log entry that carries it, and the first leader-bound command applied in a term pins
+ * that term's signer; any other signer in the same term is refused. Why this is "signed by the
+ * leader of the entry's term": in Raft only the leader of term T creates entries of term T, and
+ * entries keep their term when later leaders replicate them; election safety gives one leader per
+ * term. So a node that never led T cannot have its decision in an entry of T unless T's leader put
+ * it there — which it does not (node/api.ts leaderRefusal), and if it ever did (a bug, a forwarded
+ * command slipping through) the pin still allows only one signer per term. A decision signed in
+ * an older term (a replay, a deposed leader's late proposal) is refused because its claim no
+ * longer matches the entry it lands in. The check needs only the entry's term and one pinned row,
+ * both deterministic; it does not need the Raft configuration (which the state machine does not
+ * hold). It cannot stop a malicious voter that wins or forges a term of its own: Raft is not
+ * Byzantine-tolerant (ARCHITECTURE.md). */
+function leaderError (cmd: Command, who: string, entryTerm: number | undefined, st: AuthState): string | null {
+  if (!st.isNode(who)) return `${cmd.type} must be signed by a node (the leader); ${who} is not a registered node`
+  const claim = leaderTermOf(cmd)
+  if (claim === undefined) return `${cmd.type} is a scheduling decision and carries no leader term`
+  if (entryTerm === undefined) return `${cmd.type} is applied without its entry's term, so its leader cannot be checked`
+  if (claim !== entryTerm) return `${cmd.type} signed by ${who} for term ${claim} lands in an entry of term ${entryTerm}: a scheduling decision applies only in the term of the leader that made it`
+  const pin = st.termLeader()
+  if (pin !== undefined && pin.term > entryTerm) return `${cmd.type} of term ${entryTerm} comes after term ${pin.term}'s decisions`
+  if (pin !== undefined && pin.term === entryTerm && pin.leader !== who) return `${cmd.type} of term ${entryTerm} must be signed by that term's leader ${pin.leader}, not ${who}`
+  return null
+}
+
+/** Why a command may not apply at `index` in an entry of `entryTerm` (an Unauthorized message),
+ * or null if it may. Pure and deterministic: every replica gives the same answer for the same
+ * state and entry. `entryTerm` is undefined only where the caller has no entry (then a
+ * leader-bound command is refused). */
+export function authError (cmd: Command, auth: CommandAuth | undefined, index: number, st: AuthState, entryTerm?: number): string | null {
   const need = authorityOf(cmd)
   if (auth === undefined) return `${cmd.type} needs ${need === 'admin' ? "an admin's" : need === 'node' ? "the node's own" : "the leader's"} signature and carries none`
   if (index > auth.until) return `${cmd.type} signed by ${auth.signer} expired at index ${auth.until} (now ${index})`
@@ -154,9 +199,7 @@ export function authError (cmd: Command, auth: CommandAuth | undefined, index: n
     case 'admin':
       return st.isAdmin(who) ? null : `${cmd.type} needs an admin's signature; ${who} is not an admin`
     case 'leader':
-      // Bound to the leader on the proposing side: a leader proposes only the scheduling commands
-      // it signed itself and refuses forwarded ones (node/api.ts). Here: a registered node's key.
-      return st.isNode(who) ? null : `${cmd.type} must be signed by a node (the leader); ${who} is not a registered node`
+      return leaderError(cmd, who, entryTerm, st)
     case 'node':
       switch (cmd.type) {
         case 'RegisterNode': return cmd.node.id === who ? null : `node ${who} may not register node ${cmd.node.id}`

@@ -308,6 +308,7 @@ function validateOne (v: unknown): Command {
     case 'AssignVm': {
       const c: Extract<Command, { type: 'AssignVm' }> = { type: 'AssignVm', id: id(o.id, 'id'), node: o.node === null ? null : id(o.node, 'node') }
       if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
+      if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
       return c
     }
     case 'ReportVmStatus':

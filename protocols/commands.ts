@@ -15,7 +15,9 @@ export type Command =
    * read-modify-write never overwrites a change made in between */
   | { type: 'UpdateVmSpec', id: string, spec: VmSpec, ifGeneration?: number }
   | { type: 'SetVmDesiredState', id: string, desired: VmDesiredState }
-  | { type: 'AssignVm', id: string, node: string | null, reason?: string }
+  // term: the term of the leader that decided it, signed with it (protocols/auth.ts: a scheduling
+  // decision applies only in an entry of that term, and only one signer places per term)
+  | { type: 'AssignVm', id: string, node: string | null, reason?: string, term?: number }
   | { type: 'ReportVmStatus', reports: Array<{ id: string, node: string, generation: number, status: Omit<VmStatus, 'node'> }> }
   | { type: 'DeleteVm', id: string }
   | { type: 'CreateVolume', name: string, pool: string, sizeGiB: number, parent?: { volume: string, snapshot: string } | null }

@@ -20,8 +20,8 @@ import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-net
 import { markNodeDown, renewLeases } from './apply-ha.ts'
 import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
-import { authError } from '../protocols/auth.ts'
-import type { AuthState, CommandAuth } from '../protocols/auth.ts'
+import { authError, authorityOf } from '../protocols/auth.ts'
+import type { AuthState, CommandAuth, TermLeader } from '../protocols/auth.ts'
 
 export { encodeEnvelope, decodeEnvelope, tryDecodeEnvelope } from './envelope.ts'
 export type { ReportOutcome } from './apply-vms.ts'
@@ -80,9 +80,16 @@ function authState (tx: KvTx): AuthState {
     isAdmin: (p) => tx.get<AdminRecord>('admins', p) !== undefined,
     isNode: (p) => tx.get<NodeRecord>('nodes', p) !== undefined,
     vmNode: (id) => tx.get<VmRecord>('vms', id)?.assignedNode,
-    nonceUsed: (signer, nonce) => tx.get<number>('nonces', nonceKey(signer, nonce)) !== undefined
+    nonceUsed: (signer, nonce) => tx.get<number>('nonces', nonceKey(signer, nonce)) !== undefined,
+    termLeader: () => tx.get<TermLeader>('meta', TERM_LEADER_KEY)
   }
 }
+
+/** The 'meta' row pinning who signs the scheduling decisions of the latest term that had one
+ * (protocols/auth.ts leaderError). One row, not one per term: entries apply in log order and log
+ * terms never decrease, so only the latest term can still be asked about. In the KV, so snapshots
+ * carry it. */
+const TERM_LEADER_KEY = 'termLeader'
 
 /** An admin table with no admin at all: a cluster bootstrapped before its first admin was added.
  * Once there is one admin there is always one (RemoveAdmin refuses the last). */
@@ -90,8 +97,9 @@ function noAdmins (tx: KvTx): boolean {
   return tx.range<AdminRecord>('admins', { limit: 1 }).length === 0
 }
 
-/** Why `env` may not apply at `index` against `tx` (Unauthorized), or null. Pure. */
-export function checkAuthority (tx: KvTx, env: CommandEnvelope, index: number): string | null {
+/** Why `env` may not apply at `index`, in an entry of `term`, against `tx` (Unauthorized), or
+ * null. Pure. */
+export function checkAuthority (tx: KvTx, env: CommandEnvelope, index: number, term?: number): string | null {
   const st = authState(tx)
   if (env.cmd.type === 'AddAdmin') {
     // The first admins: signed by anyone while no node is registered (the bootstrap node adds
@@ -101,7 +109,7 @@ export function checkAuthority (tx: KvTx, env: CommandEnvelope, index: number): 
     if (noNodes) return authError(env.cmd, env.auth, index, { ...st, isAdmin: () => true })
     if (noAdmins(tx)) return authError(env.cmd, env.auth, index, { ...st, isAdmin: (p) => st.isNode(p) })
   }
-  return authError(env.cmd, env.auth, index, st)
+  return authError(env.cmd, env.auth, index, st, term)
 }
 
 function okResult (value: unknown): ApplyResult {
@@ -137,8 +145,8 @@ export class StateMachine {
    * TooLarge, InvalidCommand, InvalidSpec) like any other command: applied still advances.
    * Errors other than a command's rejection (a failing disk) are thrown: better to stop than to diverge.
    */
-  apply (index: number, data: Uint8Array): ApplyResult {
-    return this.applyBatch([{ index, data }])[0]
+  apply (index: number, data: Uint8Array, term?: number): ApplyResult {
+    return this.applyBatch([{ index, term, data }])[0]
   }
 
   /**
@@ -147,12 +155,13 @@ export class StateMachine {
    * one leaves nothing behind), at the cost of one commit. If the store fails, nothing of the
    * batch stays and the error is thrown. `decoded`, if given, receives each entry's envelope (null
    * for a no-op, an invalid entry or one at or below applied), so callers need not decode again.
+   * `term` is the entry's Raft term: a leader-bound command (AssignVm) applies only with it.
    */
-  applyBatch (entries: ReadonlyArray<{ index: number, data: Uint8Array }>, decoded?: Array<CommandEnvelope | null>): ApplyResult[] {
+  applyBatch (entries: ReadonlyArray<{ index: number, term?: number, data: Uint8Array }>, decoded?: Array<CommandEnvelope | null>): ApplyResult[] {
     const results: ApplyResult[] = []
     let last = this.appliedIndex
     this.kv.transaction(tx => {
-      for (const { index, data } of entries) {
+      for (const { index, term, data } of entries) {
         if (index <= last) {
           decoded?.push(null)
           results.push({ ok: false, error: { kind: 'Conflict', message: `entry ${index} is at or below applied index ${last}` } })
@@ -162,7 +171,7 @@ export class StateMachine {
           decoded?.push(null)
           results.push({ ok: true })
         } else {
-          results.push(this.applyOne(tx, index, data, decoded))
+          results.push(this.applyOne(tx, index, term, data, decoded))
         }
         this.expire(tx, index)
         last = index
@@ -178,10 +187,11 @@ export class StateMachine {
   }
 
   /** The leader's check before it proposes: would `env` be authorized if it applied right after
-   * the current state? (Apply checks again at the real index: this only refuses early.) */
-  authorityError (env: CommandEnvelope): string | null {
+   * the current state, in an entry of `term` (the leader's current term, which its proposals
+   * get)? (Apply checks again at the real index: this only refuses early.) */
+  authorityError (env: CommandEnvelope, term?: number): string | null {
     if (!this.checked) return null
-    return checkAuthority(this.kv, env, this.appliedIndex + 1) // only reads
+    return checkAuthority(this.kv, env, this.appliedIndex + 1, term) // only reads
   }
 
   /** The stored result of an idempotency key, if it is still remembered. */
@@ -189,7 +199,7 @@ export class StateMachine {
     return this.kv.get<StoredResult>('idempotency', key)?.result
   }
 
-  private applyOne (tx: KvTx, index: number, data: Uint8Array, decoded?: Array<CommandEnvelope | null>): ApplyResult {
+  private applyOne (tx: KvTx, index: number, term: number | undefined, data: Uint8Array, decoded?: Array<CommandEnvelope | null>): ApplyResult {
     const d = tryDecodeEnvelope(data)
     decoded?.push(d.ok ? d.env : null)
     const key = d.ok ? d.env.key : keyOfInvalid(data)
@@ -206,11 +216,13 @@ export class StateMachine {
       const save = new OverlayTx(tx)
       try {
         if (this.checked) {
-          const denied = checkAuthority(save, d.env, index)
+          const denied = checkAuthority(save, d.env, index, term)
           if (denied !== null) throw new Rejection('Unauthorized', denied)
           // a validly signed command uses up its nonce whatever its outcome: a captured signature
           // never applies twice, not even after the state changed so that it would now succeed
           this.useNonce(tx, d.env.auth as CommandAuth)
+          // and an authorized scheduling decision pins its term's leader, whatever its outcome
+          if (authorityOf(d.env.cmd) === 'leader' && term !== undefined) this.pinTermLeader(tx, term, (d.env.auth as CommandAuth).signer)
         }
         result = okResult(dispatch({ tx: save, at: d.env.at, signer: d.env.auth?.signer }, d.env.cmd))
         save.commit()
@@ -243,6 +255,11 @@ export class StateMachine {
   private useNonce (tx: KvTx, a: CommandAuth): void {
     tx.put('nonces', nonceKey(a.signer, a.nonce), a.until)
     tx.put('noncesByUntil', `${indexKey(a.until)}/${nonceKey(a.signer, a.nonce)}`, 1)
+  }
+
+  private pinTermLeader (tx: KvTx, term: number, leader: string): void {
+    const pin = tx.get<TermLeader>('meta', TERM_LEADER_KEY)
+    if (pin?.term !== term) tx.put('meta', TERM_LEADER_KEY, { term, leader })
   }
 
   private remember (tx: KvTx, index: number, key: string | undefined, result: ApplyResult): void {

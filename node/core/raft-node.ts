@@ -26,8 +26,9 @@ import type { LoopBug } from './raft-loop.ts'
 /** What the core needs of a state machine (storage/state-machine.ts StateMachine is one). */
 export interface CoreStateMachine {
   applied: () => number
-  /** applies commands in order in one transaction; `decoded` receives each one's envelope */
-  applyBatch: (entries: ReadonlyArray<{ index: number, data: Uint8Array }>, decoded?: Array<CommandEnvelope | null>) => ApplyResult[]
+  /** applies commands in order in one transaction; `decoded` receives each one's envelope; each
+   * entry's term goes with it (a scheduling decision applies only in its leader's term) */
+  applyBatch: (entries: ReadonlyArray<{ index: number, term: number, data: Uint8Array }>, decoded?: Array<CommandEnvelope | null>) => ApplyResult[]
   restore: (data: Uint8Array, index: number) => void
   snapshot: () => Uint8Array
 }

@@ -22,14 +22,14 @@ function norm (cmd: Command): Command {
   return v.cmd
 }
 
-function setup (): { sm: StateMachine, run: (env: CommandEnvelope) => ApplyResult, signed: (s: SyncSigner, cmd: Command, nonce?: string, until?: number) => CommandEnvelope, next: () => number } {
+function setup (): { sm: StateMachine, run: (env: CommandEnvelope, term?: number) => ApplyResult, signed: (s: SyncSigner, cmd: Command, nonce?: string, until?: number) => CommandEnvelope, next: () => number } {
   const sm = new StateMachine(new MemoryKv())
   let i = 0
   let nonces = 0
   return {
     sm,
     next: () => i + 1,
-    run: (env) => sm.apply(++i, encodeEnvelope(env)),
+    run: (env, term = 1) => sm.apply(++i, encodeEnvelope(env), term),
     signed: (s, cmd, nonce, until) => {
       const c = norm(cmd)
       return { cmd: c, at: 1, auth: signCommandSync(s, c, nonce ?? `n${++nonces}`, until ?? i + 100) }
@@ -125,13 +125,13 @@ test('validity is bounded by log index, never by a clock, and used nonces are fo
 test('node commands may touch only the signing node\'s own records', () => {
   const h = cluster()
   assert.ok(h.run(h.signed(admin, { type: 'CreateVm', id: 'v1', spec: spec('web') })).ok)
-  assert.ok(h.run(h.signed(n1, { type: 'AssignVm', id: 'v1', node: n1.peerId })).ok, 'a scheduling decision signed by a node key')
+  assert.ok(h.run(h.signed(n1, { type: 'AssignVm', id: 'v1', node: n1.peerId, term: 1 })).ok, 'a scheduling decision signed by the term\'s leader')
   const before = h.sm.stateHash()
   unauthorized(h.run(h.signed(n1, registerNode(n2.peerId, { name: 'c' }))), `may not register node ${n2.peerId}`)
   unauthorized(h.run(h.signed(mallory, registerNode('fake-node', { cpu: 100_000, name: 'fake' }))), 'may not register node fake-node')
   unauthorized(h.run(h.signed(n2, { type: 'UpdateNode', id: n1.peerId, capacity: { cpu: 100_000, memoryMiB: 1, diskGiB: 1 } })), `may not update node ${n1.peerId}`)
   unauthorized(h.run(h.signed(n2, { type: 'ReportVmStatus', reports: [{ id: 'v1', node: n1.peerId, generation: 1, status: { phase: 'failed', reason: 'x', at: 1 } }] })), `may not report status for node ${n1.peerId}`)
-  unauthorized(h.run(h.signed(mallory, { type: 'AssignVm', id: 'v1', node: null })), 'is not a registered node')
+  unauthorized(h.run(h.signed(mallory, { type: 'AssignVm', id: 'v1', node: null, term: 1 })), 'is not a registered node')
   assert.is(h.sm.stateHash(), before)
   assert.ok(h.run(h.signed(n1, { type: 'UpdateNode', id: n1.peerId, addrs: ['/ip4/127.0.0.1/tcp/2'] })).ok, 'its own record')
 })
