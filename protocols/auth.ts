@@ -8,7 +8,7 @@
 //   admin  — signed by a peer id in the admins table at the index where it applies (the CLI's key)
 //   node   — signed by the node the command is about (its libp2p identity key), touching only
 //            that node's own records
-//   leader — scheduling decisions (AssignVm): signed by the leader of the term whose entry carries
+//   leader — the leader's decisions (AssignVm, RenewLeases, MarkNodeDown): signed by the leader of the term whose entry carries
 //            it. The leader proposes only the ones it signed itself and refuses forwarded ones;
 //            on apply, deterministically: see leaderTermOf and the 'leader' case of authError.
 //
@@ -58,12 +58,18 @@ export function authorityOf (cmd: Command): Authority {
 
 /** The term a leader-bound command claims to be decided in (signed with it), or undefined. */
 export function leaderTermOf (cmd: Command): number | undefined {
-  return cmd.type === 'AssignVm' ? cmd.term : undefined
+  switch (cmd.type) {
+    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': return cmd.term
+    default: return undefined
+  }
 }
 
 /** `cmd` with its leader's term claim set, for a leader-bound command (what a leader signs). */
 export function withLeaderTerm (cmd: Command, term: number): Command {
-  return cmd.type === 'AssignVm' ? { ...cmd, term } : cmd
+  switch (cmd.type) {
+    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': return { ...cmd, term }
+    default: return cmd
+  }
 }
 
 /** The canonical bytes a signer signs. `cmd` must be a validated (normalized) command, so that
@@ -174,7 +180,7 @@ export interface TermLeader { term: number, leader: string }
 function leaderError (cmd: Command, who: string, entryTerm: number | undefined, st: AuthState): string | null {
   if (!st.isNode(who)) return `${cmd.type} must be signed by a node (the leader); ${who} is not a registered node`
   const claim = leaderTermOf(cmd)
-  if (claim === undefined) return `${cmd.type} is a scheduling decision and carries no leader term`
+  if (claim === undefined) return `${cmd.type} is a leader's decision and carries no leader term`
   if (entryTerm === undefined) return `${cmd.type} is applied without its entry's term, so its leader cannot be checked`
   if (claim !== entryTerm) return `${cmd.type} signed by ${who} for term ${claim} lands in an entry of term ${entryTerm}: a scheduling decision applies only in the term of the leader that made it`
   const pin = st.termLeader()

@@ -356,8 +356,8 @@ function validateOne (v: unknown): Command {
     case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', ['open', 'approve'] as const) }
     case 'ApproveNode': return { type: 'ApproveNode', peerId: id(o.peerId, 'peerId') }
     case 'RecoverAdmin': return { type: 'RecoverAdmin', peerId: id(o.peerId, 'peerId') }
-    case 'RenewLeases':
-      return {
+    case 'RenewLeases': {
+      const c: Extract<Command, { type: 'RenewLeases' }> = {
         type: 'RenewLeases',
         leases: list(o.leases, 'leases', L.maxLeasesPerBatch, (x, p) => {
           const r = obj(x, p)
@@ -365,8 +365,11 @@ function validateOne (v: unknown): Command {
         }),
         leaseMs: int(o.leaseMs, 'leaseMs', 1, L.maxLeaseMs)
       }
-    case 'MarkNodeDown':
-      return {
+      if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+      return c
+    }
+    case 'MarkNodeDown': {
+      const c: Extract<Command, { type: 'MarkNodeDown' }> = {
         type: 'MarkNodeDown',
         node: id(o.node, 'node'),
         epoch: int(o.epoch, 'epoch', 0, Number.MAX_SAFE_INTEGER),
@@ -374,6 +377,9 @@ function validateOne (v: unknown): Command {
         expiredAt: int(o.expiredAt, 'expiredAt', 0, Number.MAX_SAFE_INTEGER),
         reason: str(o.reason, 'reason')
       }
+      if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+      return c
+    }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
   }
 }

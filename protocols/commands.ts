@@ -38,10 +38,10 @@ export type Command =
   | { type: 'RecoverAdmin', peerId: string }
   /** the leader's batch of liveness renewals it received (each over the renewing node's own
    * authenticated stream) in one interval: one entry for many nodes (storage/apply-ha.ts) */
-  | { type: 'RenewLeases', leases: Array<{ node: string, epoch: number }>, leaseMs: number }
+  | { type: 'RenewLeases', leases: Array<{ node: string, epoch: number }>, leaseMs: number, term?: number }
   /** the leader judged `node`'s lease (at this epoch and renewal seq) expired at `expiredAt`
    * (leader's wall clock, for the reason text): down, and its VMs rescheduled */
-  | { type: 'MarkNodeDown', node: string, epoch: number, seq: number, expiredAt: number, reason: string }
+  | { type: 'MarkNodeDown', node: string, epoch: number, seq: number, expiredAt: number, reason: string, term?: number }
 
 export type CommandType = Command['type']
 

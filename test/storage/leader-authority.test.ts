@@ -91,6 +91,22 @@ for (const row of rows) {
   })
 }
 
+test('lease commands are the leader\'s too: MarkNodeDown and RenewLeases by a host, or without a term, are refused; by the term\'s leader they apply', () => {
+  const h = setup()
+  const down = (term?: number): Command => ({ type: 'MarkNodeDown', node: host.peerId, epoch: 0, seq: 0, expiredAt: 5, reason: 'lease expired', ...(term === undefined ? {} : { term }) })
+  const renew = (term?: number): Command => ({ type: 'RenewLeases', leases: [{ node: leader2.peerId, epoch: 0 }], leaseMs: 9000, ...(term === undefined ? {} : { term }) })
+  const before = h.sm.stateHash()
+  for (const [by, cmd, why] of [[host, down(2), 'must be signed by that term'], [leader2, down(), 'carries no leader term'], [host, renew(3), 'lands in an entry of term 2']] as const) {
+    if (by === host && why.startsWith('must')) assert.ok(h.run(h.signed(leader2, assign(2, leader2.peerId, 'v2')), 2).ok, 'the leader decided first in term 2')
+    const r = h.run(h.signed(by, cmd), 2)
+    assert.is(r.ok, false, `${cmd.type} by ${by === host ? 'host' : 'leader'}`)
+    if (!r.ok) assert.ok(r.error.message.includes(why), r.error.message)
+  }
+  assert.not.equal(h.sm.stateHash(), before) // only the setup AssignVm changed it
+  assert.ok(h.run(h.signed(leader2, renew(2)), 2).ok)
+  assert.ok(h.run(h.signed(leader2, down(2)), 2).ok)
+})
+
 test('the same signed decision never applies twice, not even in its own term', () => {
   const h = setup()
   const env = h.signed(leader2, assign(2))
