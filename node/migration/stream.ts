@@ -6,11 +6,10 @@
 //
 // Wire: the opener sends a header {id}, the target answers {ok} or {ok:false, reason}; after an ok
 // the stream is raw migration bytes, both ways (QEMU's return path, when enabled, flows back).
-// Headers are a 2-byte big-endian length and UTF-8 JSON.
+// Headers are a 2-byte big-endian length and UTF-8 JSON; after them, DATA and CREDIT frames (bridge()).
 //
-// Backpressure: a socket whose write buffer is full pauses the stream (yamux then stops the remote
-// sender), and a stream whose send buffer is full pauses the socket (QEMU's write() blocks). Neither
-// side buffers more than one chunk beyond what the kernel and yamux's window already hold.
+// Backpressure: credit-based (BRIDGE_WINDOW_BYTES): a slow target QEMU stops the source's reads
+// from its socket, so QEMU's write() blocks; nothing buffers without bound.
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { rm } from 'node:fs/promises'
 import type { AbortOptions, PeerId, Stream, Connection } from '@libp2p/interface'
@@ -123,9 +122,31 @@ async function readHeader (stream: Stream, timeoutMs: number): Promise<{ value: 
   })
 }
 
+/** Bytes a sender may have in flight before the receiver's QEMU has taken them. Credit-based
+ * because pausing a yamux stream does not stop the remote (libp2p 3 keeps granting window and the
+ * paused read buffer overflows), so the bridge carries its own flow control. */
+export const BRIDGE_WINDOW_BYTES = 4 * 1024 * 1024
+/** the receiver returns credit in pieces of at least this, not per chunk */
+const CREDIT_STEP = BRIDGE_WINDOW_BYTES / 4
+/** one DATA frame's payload; a socket chunk larger than this is split */
+const MAX_DATA_FRAME = 256 * 1024
+const DATA = 0
+const CREDIT = 1
+const FRAME_HEAD = 5
+
+function frame (type: number, payload: Uint8Array): Uint8Array {
+  const out = Buffer.alloc(FRAME_HEAD + payload.byteLength)
+  out.writeUInt8(type, 0)
+  out.writeUInt32BE(payload.byteLength, 1)
+  out.set(payload, FRAME_HEAD)
+  return out
+}
+
 /**
- * Copies bytes both ways between a libp2p stream and a local socket until both have ended,
- * each side pausing the other when its buffer is full. `first` is what the stream already delivered.
+ * Copies bytes both ways between a libp2p stream and a local socket until both have ended.
+ * Each direction is DATA frames under a credit window: a sender stops reading its socket (so
+ * QEMU's write() blocks) when BRIDGE_WINDOW_BYTES are unacknowledged; the receiver grants credit
+ * back only once its socket has flushed the bytes to QEMU. `first` is what the stream already delivered.
  */
 export async function bridge (stream: Stream, socket: Socket, first: Uint8Array = new Uint8Array(0)): Promise<BridgeStats> {
   const t0 = performance.now()
@@ -135,6 +156,11 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
     let failed: Error | null = null
     let socketClosed = false
     let streamClosed = false
+    let credit = BRIDGE_WINDOW_BYTES // what we may still send
+    let owed = 0 // flushed to our socket, not yet granted back
+    let inFlight = 0 // received from the peer, not yet flushed (bounded by the peer's credit)
+    let buf: Buffer = Buffer.alloc(0)
+    let waitingCredit = false
     const settle = (): void => {
       if (failed != null) return
       if (socketClosed && streamClosed) { stats.durationMs = performance.now() - t0; resolve(stats) }
@@ -146,16 +172,46 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
       socket.destroy()
       reject(err)
     }
-    const toSocket = (c: Uint8Array): void => {
-      stats.receivedBytes += c.byteLength
-      if (!socket.write(c) && stream.readStatus === 'readable') {
+    const send = (b: Uint8Array): void => {
+      let ok: boolean
+      try { ok = stream.send(b) } catch (e) { fail(new MigrationStreamError('Transport', `stream send: ${(e as Error).message}`)); return }
+      if (!ok && !socket.isPaused()) {
         stats.pauses++
-        stream.pause()
-        socket.once('drain', () => { if (failed == null && stream.readStatus === 'paused') stream.resume() })
+        socket.pause()
+        stream.onDrain().then(() => { if (failed == null && !waitingCredit) socket.resume() }, (e: Error) => { fail(new MigrationStreamError('Transport', `stream drain: ${e.message}`)) })
       }
     }
-    if (first.byteLength > 0) toSocket(first)
-    stream.addEventListener('message', (evt) => { for (const c of chunksOf(evt.data)) toSocket(c) })
+    const onFrames = (chunk: Uint8Array): void => {
+      buf = buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([buf, chunk])
+      while (buf.length >= FRAME_HEAD && failed == null) {
+        const type = buf.readUInt8(0)
+        const len = buf.readUInt32BE(1)
+        if (type === DATA && len > MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `DATA frame of ${len} bytes exceeds ${MAX_DATA_FRAME}`)); return }
+        if (type === CREDIT && len !== 4) { fail(new MigrationStreamError('Protocol', `CREDIT frame of ${len} bytes`)); return }
+        if (type !== DATA && type !== CREDIT) { fail(new MigrationStreamError('Protocol', `unknown frame type ${type}`)); return }
+        if (buf.length < FRAME_HEAD + len) return
+        const payload = buf.subarray(FRAME_HEAD, FRAME_HEAD + len)
+        buf = buf.subarray(FRAME_HEAD + len)
+        if (type === CREDIT) {
+          credit += payload.readUInt32BE(0)
+          if (waitingCredit && credit > 0) { waitingCredit = false; if (!stream.writableNeedsDrain) socket.resume() }
+          continue
+        }
+        stats.receivedBytes += len
+        inFlight += len
+        if (inFlight > BRIDGE_WINDOW_BYTES + MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `peer sent ${inFlight} bytes beyond its credit`)); return }
+        socket.write(Buffer.from(payload), () => {
+          inFlight -= len
+          owed += len
+          if (owed >= CREDIT_STEP && failed == null && stream.status === 'open') {
+            const c = Buffer.alloc(4); c.writeUInt32BE(owed, 0); owed = 0
+            send(frame(CREDIT, c))
+          }
+        })
+      }
+    }
+    if (first.byteLength > 0) onFrames(first)
+    stream.addEventListener('message', (evt) => { for (const c of chunksOf(evt.data)) onFrames(c) })
     stream.addEventListener('remoteCloseWrite', () => { socket.end() })
     stream.addEventListener('close', (evt) => {
       streamClosed = true
@@ -165,13 +221,13 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
     })
     socket.on('data', (d: Buffer) => {
       stats.sentBytes += d.byteLength
-      let ok: boolean
-      try { ok = stream.send(d) } catch (e) { fail(new MigrationStreamError('Transport', `stream send: ${(e as Error).message}`)); return }
-      if (!ok) {
-        stats.pauses++
-        socket.pause()
-        stream.onDrain().then(() => { if (failed == null) socket.resume() }, (e: Error) => { fail(new MigrationStreamError('Transport', `stream drain: ${e.message}`)) })
+      for (let o = 0; o < d.byteLength; o += MAX_DATA_FRAME) {
+        const part = d.subarray(o, Math.min(d.byteLength, o + MAX_DATA_FRAME))
+        credit -= part.byteLength
+        send(frame(DATA, part))
       }
+      // one chunk of overdraft at most: the receiver allows BRIDGE_WINDOW_BYTES + MAX_DATA_FRAME
+      if (credit <= 0 && !waitingCredit) { waitingCredit = true; stats.pauses++; socket.pause() }
     })
     socket.on('end', () => { stream.close().catch((e: Error) => { fail(new MigrationStreamError('Transport', `stream close: ${e.message}`)) }) })
     socket.on('error', (e) => { fail(new MigrationStreamError('Transport', `local QEMU socket: ${e.message}`)) })
