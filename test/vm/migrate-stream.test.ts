@@ -16,7 +16,7 @@ import { buildQemuArgv, tscKhzFromCpuinfo } from '../../node/qemu/cmdline.ts'
 import { buildTinyGuest, parseReadyMarker, tinyGuestBoot, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
 import { waitForText } from '../../node/qemu/file-tail.ts'
 import { QmpClient } from '../../node/qemu/qmp.ts'
-import { incomingArgs, localMigrationUri, runState, startMigration, waitForMigration, type MigrationProgress } from '../../node/qemu/migrate.ts'
+import { incomingArgs, localMigrationUri, parseQueryMigrate, runState, startMigration, waitForMigration, type MigrationProgress } from '../../node/qemu/migrate.ts'
 import { MigrationStreams, MigrationStreamError } from '../../node/migration/stream.ts'
 
 const MEMORY_MIB = 128
@@ -65,6 +65,22 @@ async function consoleWrite (q: Qemu, line: string): Promise<void> {
 function figures (p: MigrationProgress): string {
   return `downtime ${p.downtimeMs} ms, total ${p.totalTimeMs} ms, setup ${p.setupTimeMs} ms, ${(p.transferredBytes / 1048576).toFixed(1)} MiB at ${p.mbps?.toFixed(0)} Mbit/s`
 }
+
+test('migration URIs stay on this host: a LAN address, exec: or a relative path is refused', () => {
+  assert.is(localMigrationUri('unix:/run/x/in.sock'), 'unix:/run/x/in.sock')
+  assert.is(localMigrationUri('tcp:127.0.0.1:4444'), 'tcp:127.0.0.1:4444')
+  for (const bad of ['tcp:0.0.0.0:4444', 'tcp:10.0.0.5:4444', 'tcp:[::]:4444', 'exec:cat > /tmp/x', 'unix:rel.sock', 'unix:/a,b', 'fd:3']) {
+    assert.throws(() => localMigrationUri(bad), /migration/, bad)
+  }
+})
+
+test('query-migrate replies parse into progress, failures keep QEMU\'s reason', () => {
+  const p = parseQueryMigrate({ status: 'active', 'expected-downtime': 120, 'total-time': 400, ram: { transferred: 1000, remaining: 500, total: 2000, 'dirty-pages-rate': 30, mbps: 800.5 } })
+  assert.equal([p.status, p.transferredBytes, p.remainingBytes, p.totalBytes, p.dirtyPagesRate, p.expectedDowntimeMs, p.downtimeMs, p.mbps], ['active', 1000, 500, 2000, 30, 120, null, 800.5])
+  const f = parseQueryMigrate({ status: 'failed', 'error-desc': 'Unable to write to socket' })
+  assert.equal([f.status, f.error, f.transferredBytes], ['failed', 'Unable to write to socket', 0])
+  assert.throws(() => parseQueryMigrate('nope'), /not an object/)
+})
 
 test('a running 128 MiB guest migrates through a libp2p stream; a peer not named is refused; direct loopback for comparison', async () => {
   guest = await buildTinyGuest()
