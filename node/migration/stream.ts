@@ -69,6 +69,8 @@ export interface SendOptions {
   /** where to listen for the source QEMU (`migrate unix:PATH`); removed when done */
   listenSocket: string
   handshakeTimeoutMs?: number
+  /** how long to wait for the source QEMU to connect (default EXPECT_TIMEOUT_MS) */
+  acceptTimeoutMs?: number
 }
 
 interface Expected {
@@ -323,17 +325,24 @@ export class MigrationStreams {
     if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
     await rm(opts.listenSocket, { force: true })
     const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    const acceptMs = opts.acceptTimeoutMs ?? EXPECT_TIMEOUT_MS
     const first = new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        server.close()
+        reject(new MigrationStreamError('Timeout', `migration ${opts.id}: the source QEMU did not connect to ${opts.listenSocket} within ${acceptMs} ms`))
+      }, acceptMs)
       server.once('connection', (s) => {
         // one migration, one connection: nobody else gets to connect later
+        clearTimeout(timer)
         server.close()
         resolve(s)
       })
-      server.once('error', reject)
+      server.once('error', (e) => { clearTimeout(timer); reject(e) })
     })
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(opts.listenSocket, () => { server.off('error', reject); resolve() }) })
     const done = (async (): Promise<BridgeStats> => {
-      const socket = await first
+      let socket: Socket
+      try { socket = await first } catch (err) { await rm(opts.listenSocket, { force: true }); throw err }
       try {
         const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
         let stream: Stream

@@ -118,6 +118,15 @@ test('a running 128 MiB guest migrates through a libp2p stream; a peer not named
     fake.destroy()
     assert.is(await runState(b.qmp), 'inmigrate', 'the target QEMU saw none of the stranger\'s bytes')
 
+    // a source QEMU that never connects: the listener gives up instead of waiting forever
+    const idle = await streams[0].send({ id: 'mig-idle', peer: dst.peerId, listenSocket: join(a.dir, 'idle.sock'), acceptTimeoutMs: 200 })
+    try {
+      await idle.done
+      assert.unreachable('no QEMU connected')
+    } catch (err) {
+      assert.is((err as MigrationStreamError).kind, 'Timeout')
+    }
+
     // through the stream
     const out = join(a.dir, 'out.sock')
     const { done } = await streams[0].send({ id: 'mig-1', peer: dst.peerId, listenSocket: out })
