@@ -6,7 +6,7 @@ import '../../node/polyfill.ts'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createConnection } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,7 +16,7 @@ import { buildQemuArgv, tscKhzFromCpuinfo } from '../../node/qemu/cmdline.ts'
 import { buildTinyGuest, parseReadyMarker, tinyGuestBoot, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
 import { waitForText } from '../../node/qemu/file-tail.ts'
 import { QmpClient } from '../../node/qemu/qmp.ts'
-import { incomingArgs, localMigrationUri, parseQueryMigrate, runState, startMigration, waitForMigration, type MigrationProgress } from '../../node/qemu/migrate.ts'
+import { cancelMigration, incomingArgs, localMigrationUri, parseQueryMigrate, queryMigrate, runState, startMigration, waitForMigration, type MigrationProgress } from '../../node/qemu/migrate.ts'
 import { MigrationStreams, MigrationStreamError } from '../../node/migration/stream.ts'
 
 const MEMORY_MIB = 128
@@ -156,6 +156,17 @@ test('a running 128 MiB guest migrates through a libp2p stream; a peer not named
     const lastOnB = Math.max(...ticks(await readFile(b.serialLog, 'utf8')))
     const onC = await waitForText(c.serialLog, (t) => { const xs = ticks(t); return xs.length >= 2 ? xs : null }, { timeoutMs: 20_000 })
     assert.ok(onC[0] > lastOnA && onC[0] <= lastOnB + 2, `the counter continued on c: ${lastOnB} → ${onC[0]}`)
+
+    // cancel: c migrates into a socket nobody reads, stalls, is cancelled and keeps the guest running
+    const sink = createServer({ pauseOnConnect: true }, () => {})
+    const sinkPath = join(c.dir, 'sink.sock')
+    await new Promise<void>((resolve) => { sink.listen(sinkPath, resolve) })
+    await startMigration(c.qmp, `unix:${sinkPath}`)
+    await until(async () => (await queryMigrate(c.qmp)).status === 'active', 10_000, 'migration into the sink active')
+    await cancelMigration(c.qmp)
+    await until(async () => (await queryMigrate(c.qmp)).status === 'cancelled', 10_000, 'migration cancelled')
+    assert.is(await runState(c.qmp), 'running', 'a cancelled migration leaves the guest running on its source')
+    sink.close()
 
     console.log(`  via libp2p stream: ${figures(viaStream)}; stream ${sent.sentBytes} bytes in ${sent.durationMs.toFixed(0)} ms, ${sent.pauses + received.pauses} backpressure pauses`)
     console.log(`  direct unix socket: ${figures(direct)}`)
