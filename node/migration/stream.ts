@@ -1,0 +1,380 @@
+// The migration data path between two hosts: one libp2p stream (`/blixard/migrate/1`) carries the
+// bytes QEMU's `migrate` writes on the source to the QEMU waiting with `-incoming` on the target.
+// The stream inherits what every Blixard connection has: the cluster key (pnet) keeps outsiders
+// off, Noise authenticates both node identities and encrypts. QEMU itself only ever talks to a
+// local unix socket, so no plaintext migration port exists on the LAN.
+//
+// Wire: the opener sends a header {id}, the target answers {ok} or {ok:false, reason}; after an ok
+// the stream is raw migration bytes, both ways (QEMU's return path, when enabled, flows back).
+// Headers are a 2-byte big-endian length and UTF-8 JSON; after them, DATA and CREDIT frames (bridge()).
+//
+// Backpressure: credit-based (BRIDGE_WINDOW_BYTES): a slow target QEMU stops the source's reads
+// from its socket, so QEMU's write() blocks; nothing buffers without bound.
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { rm } from 'node:fs/promises'
+import type { AbortOptions, PeerId, Stream, Connection } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export const MIGRATE_PROTOCOL = '/blixard/migrate/1'
+/** a header is a migration id and a reason: anything longer is not ours */
+export const MAX_HEADER_BYTES = 1024
+/** from stream open to an answered header */
+export const HANDSHAKE_TIMEOUT_MS = 10_000
+/** a migration that moves no byte for this long is dead (QEMU sends continuously until it ends) */
+export const MIGRATION_STREAM_IDLE_MS = 60_000
+/** how long the target waits for the source to open the stream */
+export const EXPECT_TIMEOUT_MS = 60_000
+/** concurrent inbound migration streams a node serves (each is a whole VM's memory) */
+export const MAX_INBOUND_MIGRATIONS = 4
+const ID = /^[A-Za-z0-9_.:-]{1,128}$/
+
+export class MigrationStreamError extends Error {
+  constructor (readonly kind: 'Refused' | 'Protocol' | 'Timeout' | 'Transport', message: string) {
+    super(message)
+    this.name = 'MigrationStreamError'
+  }
+}
+
+export interface BridgeStats {
+  /** bytes from the local QEMU into the stream */
+  sentBytes: number
+  /** bytes from the stream into the local QEMU */
+  receivedBytes: number
+  /** times a full buffer paused one side (socket or stream) */
+  pauses: number
+  durationMs: number
+}
+
+/** What MigrationStreams needs of a libp2p node (a BlixardHost has it). */
+export interface MigrationHost {
+  handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void, options?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
+  unhandle: (protocol: string) => Promise<void>
+  dialProtocol: (peer: PeerId, protocol: string, options?: AbortOptions) => Promise<Stream>
+}
+
+export interface ExpectOptions {
+  /** the migration this stream is for (the Raft migration record's id, later) */
+  id: string
+  /** who may open it: the source named by the caller; anyone else is refused */
+  allow: (peer: PeerId) => boolean
+  /** the unix socket the target QEMU listens on (`-incoming unix:PATH`) */
+  targetSocket: string
+  timeoutMs?: number
+}
+
+export interface SendOptions {
+  id: string
+  /** the target node; Noise proves the stream reaches that identity */
+  peer: PeerId
+  /** where to listen for the source QEMU (`migrate unix:PATH`); removed when done */
+  listenSocket: string
+  handshakeTimeoutMs?: number
+  /** how long to wait for the source QEMU to connect (default EXPECT_TIMEOUT_MS) */
+  acceptTimeoutMs?: number
+}
+
+interface Expected {
+  opts: ExpectOptions
+  resolve: (s: BridgeStats) => void
+  reject: (e: Error) => void
+  timer: NodeJS.Timeout
+}
+
+function encodeHeader (v: Record<string, unknown>): Uint8Array {
+  const body = Buffer.from(JSON.stringify(v), 'utf8')
+  if (body.length > MAX_HEADER_BYTES) throw new MigrationStreamError('Protocol', `header of ${body.length} bytes exceeds ${MAX_HEADER_BYTES}`)
+  const out = Buffer.alloc(2 + body.length)
+  out.writeUInt16BE(body.length, 0)
+  body.copy(out, 2)
+  return out
+}
+
+function chunksOf (d: Uint8Array | Uint8ArrayList): Uint8Array[] {
+  return d instanceof Uint8Array ? [d] : [...d]
+}
+
+/** Reads one header; the stream is left paused with any bytes after it returned as `rest`. */
+async function readHeader (stream: Stream, timeoutMs: number): Promise<{ value: Record<string, unknown>, rest: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0)
+    const done = (err: Error | null, v?: { value: Record<string, unknown>, rest: Buffer }): void => {
+      clearTimeout(timer)
+      stream.removeEventListener('message', onMessage)
+      stream.removeEventListener('close', onClose)
+      if (err != null) reject(err); else resolve(v as { value: Record<string, unknown>, rest: Buffer })
+    }
+    const onMessage = (evt: { data: Uint8Array | Uint8ArrayList }): void => {
+      buf = Buffer.concat([buf, ...chunksOf(evt.data)])
+      if (buf.length < 2) return
+      const len = buf.readUInt16BE(0)
+      if (len > MAX_HEADER_BYTES) { done(new MigrationStreamError('Protocol', `header declares ${len} bytes, more than ${MAX_HEADER_BYTES}`)); return }
+      if (buf.length < 2 + len) return
+      // no more 'message' events until the bridge listens: nothing is emitted into the void
+      stream.pause()
+      let value: unknown
+      try { value = JSON.parse(buf.subarray(2, 2 + len).toString('utf8')) } catch { value = null }
+      if (value == null || typeof value !== 'object' || Array.isArray(value)) { done(new MigrationStreamError('Protocol', 'header is not a JSON object')); return }
+      done(null, { value: value as Record<string, unknown>, rest: buf.subarray(2 + len) })
+    }
+    const onClose = (): void => { done(new MigrationStreamError('Transport', 'stream closed before its header')) }
+    const timer = setTimeout(() => { done(new MigrationStreamError('Timeout', `no header within ${timeoutMs} ms`)) }, timeoutMs)
+    stream.addEventListener('message', onMessage)
+    stream.addEventListener('close', onClose)
+    if (stream.readStatus === 'paused') stream.resume()
+  })
+}
+
+/** Bytes a sender may have in flight before the receiver's QEMU has taken them. Credit-based
+ * because pausing a yamux stream does not stop the remote (libp2p 3 keeps granting window and the
+ * paused read buffer overflows), so the bridge carries its own flow control. */
+export const BRIDGE_WINDOW_BYTES = 4 * 1024 * 1024
+/** the receiver returns credit in pieces of at least this, not per chunk */
+const CREDIT_STEP = BRIDGE_WINDOW_BYTES / 4
+/** one DATA frame's payload; a socket chunk larger than this is split */
+const MAX_DATA_FRAME = 256 * 1024
+const DATA = 0
+const CREDIT = 1
+const FRAME_HEAD = 5
+
+function frame (type: number, payload: Uint8Array): Uint8Array {
+  const out = Buffer.alloc(FRAME_HEAD + payload.byteLength)
+  out.writeUInt8(type, 0)
+  out.writeUInt32BE(payload.byteLength, 1)
+  out.set(payload, FRAME_HEAD)
+  return out
+}
+
+/**
+ * Copies bytes both ways between a libp2p stream and a local socket until both have ended.
+ * Each direction is DATA frames under a credit window: a sender stops reading its socket (so
+ * QEMU's write() blocks) when BRIDGE_WINDOW_BYTES are unacknowledged; the receiver grants credit
+ * back only once its socket has flushed the bytes to QEMU. `first` is what the stream already delivered.
+ */
+export async function bridge (stream: Stream, socket: Socket, first: Uint8Array = new Uint8Array(0)): Promise<BridgeStats> {
+  const t0 = performance.now()
+  const stats: BridgeStats = { sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: 0 }
+  stream.inactivityTimeout = MIGRATION_STREAM_IDLE_MS
+  return await new Promise<BridgeStats>((resolve, reject) => {
+    let failed: Error | null = null
+    let socketClosed = false
+    let streamClosed = false
+    let credit = BRIDGE_WINDOW_BYTES // what we may still send
+    let owed = 0 // flushed to our socket, not yet granted back
+    let inFlight = 0 // received from the peer, not yet flushed (bounded by the peer's credit)
+    let buf: Buffer = Buffer.alloc(0)
+    let waitingCredit = false
+    const settle = (): void => {
+      if (failed != null) return
+      if (socketClosed && streamClosed) { stats.durationMs = performance.now() - t0; resolve(stats) }
+    }
+    const fail = (err: Error): void => {
+      if (failed != null) return
+      failed = err
+      if (stream.status === 'open' || stream.status === 'closing') stream.abort(err)
+      socket.destroy()
+      reject(err)
+    }
+    const send = (b: Uint8Array): void => {
+      let ok: boolean
+      try { ok = stream.send(b) } catch (e) { fail(new MigrationStreamError('Transport', `stream send: ${(e as Error).message}`)); return }
+      if (!ok && !socket.isPaused()) {
+        stats.pauses++
+        socket.pause()
+        stream.onDrain().then(() => { if (failed == null && !waitingCredit) socket.resume() }, (e: Error) => { fail(new MigrationStreamError('Transport', `stream drain: ${e.message}`)) })
+      }
+    }
+    const onFrames = (chunk: Uint8Array): void => {
+      buf = buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([buf, chunk])
+      while (buf.length >= FRAME_HEAD && failed == null) {
+        const type = buf.readUInt8(0)
+        const len = buf.readUInt32BE(1)
+        if (type === DATA && len > MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `DATA frame of ${len} bytes exceeds ${MAX_DATA_FRAME}`)); return }
+        if (type === CREDIT && len !== 4) { fail(new MigrationStreamError('Protocol', `CREDIT frame of ${len} bytes`)); return }
+        if (type !== DATA && type !== CREDIT) { fail(new MigrationStreamError('Protocol', `unknown frame type ${type}`)); return }
+        if (buf.length < FRAME_HEAD + len) return
+        const payload = buf.subarray(FRAME_HEAD, FRAME_HEAD + len)
+        buf = buf.subarray(FRAME_HEAD + len)
+        if (type === CREDIT) {
+          credit += payload.readUInt32BE(0)
+          if (waitingCredit && credit > 0) { waitingCredit = false; if (!stream.writableNeedsDrain) socket.resume() }
+          continue
+        }
+        stats.receivedBytes += len
+        inFlight += len
+        if (inFlight > BRIDGE_WINDOW_BYTES + MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `peer sent ${inFlight} bytes beyond its credit`)); return }
+        socket.write(Buffer.from(payload), () => {
+          inFlight -= len
+          owed += len
+          if (owed >= CREDIT_STEP && failed == null && stream.status === 'open') {
+            const c = Buffer.alloc(4); c.writeUInt32BE(owed, 0); owed = 0
+            send(frame(CREDIT, c))
+          }
+        })
+      }
+    }
+    if (first.byteLength > 0) onFrames(first)
+    stream.addEventListener('message', (evt) => { for (const c of chunksOf(evt.data)) onFrames(c) })
+    stream.addEventListener('remoteCloseWrite', () => { socket.end() })
+    stream.addEventListener('close', (evt) => {
+      streamClosed = true
+      const err = (evt as Event & { error?: Error }).error
+      if (err != null) fail(new MigrationStreamError('Transport', `migration stream ended: ${err.message}`))
+      else { if (!socket.writableEnded) socket.end(); settle() }
+    })
+    socket.on('data', (d: Buffer) => {
+      stats.sentBytes += d.byteLength
+      for (let o = 0; o < d.byteLength; o += MAX_DATA_FRAME) {
+        const part = d.subarray(o, Math.min(d.byteLength, o + MAX_DATA_FRAME))
+        credit -= part.byteLength
+        send(frame(DATA, part))
+      }
+      // one chunk of overdraft at most: the receiver allows BRIDGE_WINDOW_BYTES + MAX_DATA_FRAME
+      if (credit <= 0 && !waitingCredit) { waitingCredit = true; stats.pauses++; socket.pause() }
+    })
+    socket.on('end', () => { stream.close().catch((e: Error) => { fail(new MigrationStreamError('Transport', `stream close: ${e.message}`)) }) })
+    socket.on('error', (e) => { fail(new MigrationStreamError('Transport', `local QEMU socket: ${e.message}`)) })
+    socket.on('close', () => { socketClosed = true; settle() })
+    if (stream.readStatus === 'paused') stream.resume()
+    socket.resume() // accepted with pauseOnConnect: no byte read before the stream was ready
+  })
+}
+
+/**
+ * Both ends of migration streams on one node: `expect` on the target (the stream is accepted only
+ * from a peer `allow` names, for a migration id it expects), `send` on the source.
+ */
+export class MigrationStreams {
+  private readonly expected = new Map<string, Expected>()
+  private started = false
+
+  constructor (private readonly host: MigrationHost) {}
+
+  async start (): Promise<void> {
+    if (this.started) return
+    await this.host.handle(MIGRATE_PROTOCOL, (stream, conn) => { void this.onStream(stream, conn) }, { maxInboundStreams: MAX_INBOUND_MIGRATIONS })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.host.unhandle(MIGRATE_PROTOCOL)
+    for (const [id, e] of this.expected) { clearTimeout(e.timer); e.reject(new MigrationStreamError('Transport', `migration ${id}: node stopping`)) }
+    this.expected.clear()
+  }
+
+  /** Target side: resolves when the allowed source's stream has been bridged into the target QEMU and ended. */
+  async expect (opts: ExpectOptions): Promise<BridgeStats> {
+    if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
+    if (this.expected.has(opts.id)) throw new MigrationStreamError('Protocol', `migration ${opts.id} is already expected`)
+    const timeoutMs = opts.timeoutMs ?? EXPECT_TIMEOUT_MS
+    return await new Promise<BridgeStats>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.expected.delete(opts.id)
+        reject(new MigrationStreamError('Timeout', `migration ${opts.id}: no stream from the source within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.expected.set(opts.id, { opts, resolve, reject, timer })
+    })
+  }
+
+  private async onStream (stream: Stream, conn: Connection): Promise<void> {
+    const peer = conn.remotePeer
+    let header
+    try {
+      header = await readHeader(stream, HANDSHAKE_TIMEOUT_MS)
+    } catch (e) {
+      stream.abort(e as Error)
+      return
+    }
+    const id = header.value.id
+    const e = typeof id === 'string' ? this.expected.get(id) : undefined
+    // a peer not allowed (or a migration nobody expects) is refused without consuming the
+    // expectation: a stranger cannot block the real source
+    let reason: string | null = null
+    if (e == null) reason = `no migration ${JSON.stringify(id)} is expected here`
+    else {
+      let allowed = false
+      try { allowed = e.opts.allow(peer) } catch { allowed = false }
+      if (!allowed) reason = `peer ${peer.toString()} may not open migration ${String(id)}`
+    }
+    if (reason != null || e == null) {
+      try { stream.send(encodeHeader({ ok: false, reason })); await stream.close({ signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) }) } catch (err) { stream.abort(err as Error) }
+      return
+    }
+    this.expected.delete(e.opts.id)
+    clearTimeout(e.timer)
+    let socket: Socket
+    try {
+      socket = await connectUnix(e.opts.targetSocket)
+    } catch (err) {
+      const msg = `target QEMU socket ${e.opts.targetSocket}: ${(err as Error).message}`
+      try { stream.send(encodeHeader({ ok: false, reason: msg })); await stream.close() } catch { stream.abort(new Error(msg)) }
+      e.reject(new MigrationStreamError('Transport', msg))
+      return
+    }
+    stream.send(encodeHeader({ ok: true }))
+    bridge(stream, socket, header.rest).then(e.resolve, e.reject)
+  }
+
+  /**
+   * Source side: listens on `listenSocket` for the source QEMU's one connection, opens the stream to
+   * the target and bridges them. Resolves once listening (start `migrate` after that) with `done`,
+   * which settles when the bytes have all moved, or rejects (Refused when the target said no).
+   */
+  async send (opts: SendOptions): Promise<{ done: Promise<BridgeStats> }> {
+    if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
+    await rm(opts.listenSocket, { force: true })
+    const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    const acceptMs = opts.acceptTimeoutMs ?? EXPECT_TIMEOUT_MS
+    const first = new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        server.close()
+        reject(new MigrationStreamError('Timeout', `migration ${opts.id}: the source QEMU did not connect to ${opts.listenSocket} within ${acceptMs} ms`))
+      }, acceptMs)
+      server.once('connection', (s) => {
+        // one migration, one connection: nobody else gets to connect later
+        clearTimeout(timer)
+        server.close()
+        resolve(s)
+      })
+      server.once('error', (e) => { clearTimeout(timer); reject(e) })
+    })
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(opts.listenSocket, () => { server.off('error', reject); resolve() }) })
+    const done = (async (): Promise<BridgeStats> => {
+      let socket: Socket
+      try { socket = await first } catch (err) { await rm(opts.listenSocket, { force: true }); throw err }
+      try {
+        const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
+        let stream: Stream
+        try {
+          stream = await this.host.dialProtocol(opts.peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(timeoutMs) })
+        } catch (err) {
+          throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
+        }
+        stream.send(encodeHeader({ id: opts.id }))
+        let answer
+        try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
+        if (answer.value.ok !== true) {
+          stream.abort(new Error('refused'))
+          throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
+        }
+        return await bridge(stream, socket, answer.rest)
+      } catch (err) {
+        socket.destroy() // QEMU's migrate then fails and the source keeps running the guest
+        throw err
+      } finally {
+        await rm(opts.listenSocket, { force: true })
+      }
+    })()
+    done.catch(() => {}) // the caller reads it; never an unhandled rejection meanwhile
+    return { done }
+  }
+}
+
+async function connectUnix (path: string): Promise<Socket> {
+  return await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ path, allowHalfOpen: true })
+    s.once('connect', () => { s.off('error', reject); resolve(s) })
+    s.once('error', reject)
+  })
+}

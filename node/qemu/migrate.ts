@@ -1,0 +1,150 @@
+// Live migration through QMP: the target QEMU waits with `-incoming` on a local socket (a unix
+// socket, or TCP bound to 127.0.0.1 only: the LAN never sees a plaintext migration port; the
+// bytes between hosts travel over node/migration/stream.ts), the source is told to `migrate`
+// to a local socket, and `query-migrate` reports progress until it completes, fails or is cancelled.
+import type { QmpClient } from './qmp.ts'
+import { QemuError } from './errors.ts'
+
+/** QEMU's MigrationStatus values (qapi/migration.json, 7.2). */
+export type MigrationStatus =
+  | 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'postcopy-paused'
+  | 'postcopy-recover' | 'completed' | 'failed' | 'colo' | 'pre-switchover' | 'device' | 'wait-unplug'
+
+export interface MigrationProgress {
+  status: MigrationStatus
+  /** RAM bytes sent so far */
+  transferredBytes: number
+  remainingBytes: number
+  totalBytes: number
+  /** pages dirtied per second, as QEMU last measured it */
+  dirtyPagesRate: number
+  /** downtime QEMU expects if it switched now (ms), while active */
+  expectedDowntimeMs: number | null
+  /** the pause the guest actually saw (ms), once completed */
+  downtimeMs: number | null
+  /** from `migrate` to the end (ms): once completed, or so far while active */
+  totalTimeMs: number | null
+  setupTimeMs: number | null
+  mbps: number | null
+  /** QEMU's reason, when failed */
+  error: string | null
+}
+
+/** How often waitForMigration asks query-migrate: progress shown to a user needs no more. */
+export const MIGRATION_POLL_MS = 100
+/** A migration that has not ended by then is cancelled by waitForMigration's caller. */
+export const MIGRATION_TIMEOUT_MS = 10 * 60_000
+/** QEMU's own default downtime limit (ms); set explicitly so it does not drift with QEMU versions. */
+export const DEFAULT_DOWNTIME_LIMIT_MS = 300
+const MAX_SOCKET_PATH = 107
+const TERMINAL = new Set<MigrationStatus>(['completed', 'failed', 'cancelled'])
+const STATUSES = new Set<string>(['none', 'setup', 'cancelling', 'cancelled', 'active', 'postcopy-active', 'postcopy-paused',
+  'postcopy-recover', 'completed', 'failed', 'colo', 'pre-switchover', 'device', 'wait-unplug'])
+
+/**
+ * A migration URI QEMU may listen on or connect to: `unix:PATH`, or `tcp:127.0.0.1:PORT`.
+ * Anything else (another address, exec:, fd:) is refused: it would open the guest's memory to
+ * whoever reaches that address, or run a command.
+ */
+export function localMigrationUri (uri: string): string {
+  if (uri.startsWith('unix:')) {
+    const path = uri.slice('unix:'.length)
+    if (!path.startsWith('/')) throw new QemuError('InvalidSpec', `migration socket must be an absolute path: ${uri}`)
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new QemuError('InvalidSpec', `migration socket path longer than ${MAX_SOCKET_PATH} bytes: ${path}`)
+    if (path.includes(',')) throw new QemuError('InvalidSpec', `migration socket path must not contain ',': ${path}`)
+    return uri
+  }
+  const m = /^tcp:127\.0\.0\.1:(\d{1,5})$/.exec(uri)
+  if (m != null && Number(m[1]) > 0 && Number(m[1]) < 65536) return uri
+  throw new QemuError('InvalidSpec', `migration URI must be unix:/ABS/PATH or tcp:127.0.0.1:PORT (never a LAN address): ${uri}`)
+}
+
+/** The arguments that make a QEMU wait for an incoming migration (append to buildQemuArgv's). */
+export function incomingArgs (uri: string): string[] {
+  return ['-incoming', localMigrationUri(uri)]
+}
+
+function num (v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null
+}
+
+/** query-migrate's reply as MigrationProgress; fields QEMU leaves out are 0 or null. */
+export function parseQueryMigrate (r: unknown): MigrationProgress {
+  if (r == null || typeof r !== 'object') throw new QemuError('QmpError', `query-migrate: not an object: ${JSON.stringify(r)}`)
+  const o = r as Record<string, unknown>
+  const status = typeof o.status === 'string' && STATUSES.has(o.status) ? o.status as MigrationStatus : 'none'
+  const ram = (o.ram != null && typeof o.ram === 'object' ? o.ram : {}) as Record<string, unknown>
+  return {
+    status,
+    transferredBytes: num(ram.transferred) ?? 0,
+    remainingBytes: num(ram.remaining) ?? 0,
+    totalBytes: num(ram.total) ?? 0,
+    dirtyPagesRate: num(ram['dirty-pages-rate']) ?? 0,
+    expectedDowntimeMs: num(o['expected-downtime']),
+    downtimeMs: num(o.downtime),
+    totalTimeMs: num(o['total-time']),
+    setupTimeMs: num(o['setup-time']),
+    mbps: num(ram.mbps),
+    error: typeof o['error-desc'] === 'string' ? o['error-desc'] : null
+  }
+}
+
+export async function queryMigrate (qmp: QmpClient): Promise<MigrationProgress> {
+  return parseQueryMigrate(await qmp.execute('query-migrate'))
+}
+
+export interface StartMigrationOptions {
+  /** the longest pause QEMU may plan for at switchover (ms) */
+  downtimeLimitMs?: number
+  /** bytes per second; QEMU's default (128 MiB/s in 7.2) when absent */
+  maxBandwidth?: number
+}
+
+/** Sets the limits, then tells the source QEMU to migrate to a local socket. Returns at once. */
+export async function startMigration (qmp: QmpClient, uri: string, opts: StartMigrationOptions = {}): Promise<void> {
+  const target = localMigrationUri(uri)
+  const params: Record<string, unknown> = { 'downtime-limit': opts.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS }
+  if (opts.maxBandwidth != null) {
+    if (!Number.isInteger(opts.maxBandwidth) || opts.maxBandwidth <= 0) throw new QemuError('InvalidSpec', `maxBandwidth must be a positive integer: ${opts.maxBandwidth}`)
+    params['max-bandwidth'] = opts.maxBandwidth
+  }
+  await qmp.execute('migrate-set-parameters', params)
+  await qmp.execute('migrate', { uri: target })
+}
+
+export interface WaitMigrationOptions {
+  pollMs?: number
+  timeoutMs?: number
+  onProgress?: (p: MigrationProgress) => void
+  signal?: AbortSignal
+}
+
+/**
+ * Polls query-migrate until completed (returns the final figures), failed or cancelled
+ * (throws, naming QEMU's reason). On timeout or abort it throws; cancelling is the caller's call.
+ */
+export async function waitForMigration (qmp: QmpClient, opts: WaitMigrationOptions = {}): Promise<MigrationProgress> {
+  const deadline = Date.now() + (opts.timeoutMs ?? MIGRATION_TIMEOUT_MS)
+  for (;;) {
+    const p = await queryMigrate(qmp)
+    opts.onProgress?.(p)
+    if (p.status === 'completed') return p
+    if (TERMINAL.has(p.status)) throw new QemuError('QmpError', `migration ${p.status}${p.error != null ? `: ${p.error}` : ''}`)
+    if (p.status === 'none') throw new QemuError('QmpError', 'no migration is running on this QEMU')
+    if (opts.signal?.aborted === true) throw new QemuError('Timeout', 'waiting for the migration: aborted')
+    if (Date.now() > deadline) throw new QemuError('Timeout', `migration not finished within ${opts.timeoutMs ?? MIGRATION_TIMEOUT_MS} ms (status ${p.status}, ${p.remainingBytes} bytes remaining)`)
+    await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? MIGRATION_POLL_MS))
+  }
+}
+
+/** Cancels a running migration; the source keeps running the guest. */
+export async function cancelMigration (qmp: QmpClient): Promise<void> {
+  await qmp.execute('migrate_cancel')
+}
+
+/** The run state (query-status): 'running', 'inmigrate', 'postmigrate', 'paused', … */
+export async function runState (qmp: QmpClient): Promise<string> {
+  const r = await qmp.execute('query-status') as { status?: unknown }
+  if (typeof r?.status !== 'string') throw new QemuError('QmpError', `query-status: no status in ${JSON.stringify(r)}`)
+  return r.status
+}
