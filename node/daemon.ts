@@ -183,7 +183,7 @@ export class Daemon {
           log: this.netLog()
         }),
         load: loadGossip({ sample: async () => await this.sampleLoad(), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
-      } as never
+      }
     })
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
     this.host.addEventListener('connection:open', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
@@ -191,12 +191,13 @@ export class Daemon {
     // all connections to a peer gone: if it led us, do not wait out the election timeout
     this.host.addEventListener('peer:disconnect', (e) => { this.driver?.peerDisconnected(e.detail.toString()) })
 
-    if (this.store.initialState().conf.voters.length > 0 || this.store.initialState().conf.learners.length > 0) {
-      this.startDriver()
-    } else {
+    const { conf } = this.store.initialState()
+    if (conf.voters.length === 0 && conf.learners.length === 0) {
       this.log.info('fresh data dir: looking for a cluster to join, or peers to bootstrap one with', { expect: this.expect() })
-      this.startDriver() // with an empty membership: it only listens until a leader adds it
     }
+    // A member resumes from its log; a fresh node runs Raft with an empty membership, so it only
+    // listens until a leader adds it (or the membership loop bootstraps a new cluster).
+    this.startDriver()
     this.every(LOOP_MS, async () => await this.membershipLoop())
     this.every(this.cfg.autopilot.intervalMs, async () => await this.autopilot())
     this.every(1_000, async () => await this.registerSelf())
