@@ -44,7 +44,8 @@ import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
 import { decide as autopilotDecide } from './autopilot.ts'
-import type { AutopilotDecision } from './autopilot.ts'
+import { autopilotEventText, EventLog } from './events.ts'
+import type { ClusterEvent } from './events.ts'
 import { Scheduler } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { startHttp } from './http.ts'
@@ -69,8 +70,6 @@ export interface DaemonOptions {
 type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
 const LOOP_MS = 500
-/** recent events kept for the dashboard and the start of `blixard events` */
-const MAX_EVENTS = 100
 /** autopilot: a member heard from within this window is healthy (capped by the dead timeout) */
 const AUTOPILOT_HEALTHY_WITHIN_MS = 3_000
 /** autopilot: a learner this many entries behind or fewer may become a voter */
@@ -90,6 +89,7 @@ export class Daemon {
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
   /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
   private readonly forwarder: Forwarder<RpcClient>
+  private readonly events: EventLog
   private readonly lastHeard = new Map<string, number>()
   private readonly hellos = new Map<string, PeerHello>()
   private readonly clients = new Map<string, Promise<RpcClient>>()
@@ -108,6 +108,7 @@ export class Daemon {
     this.store = openCheckedLogStore(cfg.dataDir) // bad data: CorruptStoreError, a clear exit (node/store-check.ts)
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
+    this.events = new EventLog(this.sm, Date.now)
     this.forwarder = new Forwarder<RpcClient>({
       isLeader: () => this.driver?.isLeader() === true,
       leaderId: () => this.driver?.leaderId() ?? null,
@@ -158,8 +159,8 @@ export class Daemon {
       hello: () => this.hello(),
       vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal),
       recentEvents: () => this.recentEvents(),
-      subscribeNotes: (fn) => { this.noteListeners.add(fn); return () => { this.noteListeners.delete(fn) } },
-      describe: (_i, env, r) => describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id),
+      subscribeNotes: (fn) => this.events.subscribeNotes(fn),
+      describe: (_i, env, r) => this.events.describe(env, r),
       join: async (peer, addrs) => await this.admit(peer, addrs),
       metrics: this.metrics
     })
@@ -273,24 +274,14 @@ export class Daemon {
     this.timers.push(t)
   }
 
-  private readonly events: Array<{ at: number, index: number, text: string }> = []
-
-  recentEvents (): Array<{ at: number, index: number, text: string }> { return this.events.slice() }
-
-  private readonly noteListeners = new Set<(e: { index: number, at: number, text: string }) => void>()
+  recentEvents (): ClusterEvent[] { return this.events.recent() }
 
   /** An event of this node that is not a command (an autopilot decision), shown among the cluster's. */
-  private note (text: string): void {
-    const e = { at: Date.now(), index: this.sm.applied(), text }
-    this.events.push(e)
-    if (this.events.length > MAX_EVENTS) this.events.shift()
-    for (const fn of this.noteListeners) fn(e)
-  }
+  private note (text: string): void { this.events.note(text) }
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     for (const fn of this.listeners) fn(i, env, r)
-    this.events.push({ at: env.at, index: i, text: describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id) })
-    if (this.events.length > MAX_EVENTS) this.events.shift()
+    this.events.applied(i, env, r)
     // Learn every registered node's addresses, so Raft can reach members it never discovered.
     if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {
       const id = env.cmd.type === 'RegisterNode' ? env.cmd.node.id : env.cmd.id
@@ -638,33 +629,6 @@ export class Daemon {
     this.store.close()
     this.kv.close()
     this.log.info('node stopped')
-  }
-}
-
-/** One line per autopilot decision, for the cluster's events. */
-export function autopilotEventText (d: AutopilotDecision): string {
-  switch (d.kind) {
-    case 'none': return `autopilot: no change (${d.why})`
-    case 'replace': return `autopilot: replace voter ${d.remove} by ${d.promote} (${d.why})`
-    case 'change': return `autopilot: ${d.change.type} ${d.change.node} (${d.why})`
-  }
-}
-
-/** One line per applied command, for the dashboard and `blixard events`. */
-export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id: string) => string): string {
-  const c = env.cmd
-  const tail = r.ok ? '' : ` — rejected: ${r.error.kind}: ${r.error.message}`
-  switch (c.type) {
-    case 'CreateVm': return `VM ${c.spec.name} created${tail}`
-    case 'AssignVm': return `VM ${name(c.id)} ${c.node == null ? 'unassigned' : `assigned to ${name(c.node)}`}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
-    case 'SetVmDesiredState': return `VM ${name(c.id)} desired ${c.desired}${tail}`
-    case 'DeleteVm': return `VM ${c.id} deleted${tail}`
-    case 'ReportVmStatus': return c.reports.map((x) => `VM ${name(x.id)} ${x.status.phase}${x.status.reason !== '' ? ` (${x.status.reason})` : ''}`).join('; ') + tail
-    case 'RegisterNode': return `node ${c.node.name} registered${tail}`
-    case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
-    case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
-    case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
-    default: return `${c.type}${tail}`
   }
 }
 
