@@ -52,6 +52,8 @@ import { startHttp } from './http.ts'
 import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
 import { Forwarder } from './core/forwarder.ts'
+import { vmConsole } from './console-proxy.ts'
+import type { ConsoleOptions } from './console-proxy.ts'
 import { HostNet } from './net-host/host-net.ts'
 import { ownUnderlayIp } from './net-host/peers.ts'
 import { HostResources } from './host-resources.ts'
@@ -537,24 +539,9 @@ export class Daemon {
     } finally { this.registering = false }
   }
 
-  /** A VM's console: from our driver when the VM is here, else proxied from its host. */
-  async * vmLogs (vm: VmRecord, o: { follow?: boolean, tailBytes?: number }, signal: AbortSignal): AsyncGenerator<string> {
-    const host = vm.assignedNode
-    if (host == null) throw new RpcError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
-    if (host === this.id) {
-      if (this.qemu == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
-      try {
-        yield * this.qemu.logs(vm.id, { ...o, signal })
-      } catch (err) {
-        if ((err as { kind?: string }).kind === 'NotFound') throw new RpcError('NotFound', `VM ${vm.spec.name} has not started on ${this.cfg.name} yet, so it has no console`)
-        throw err
-      }
-      return
-    }
-    const c = await this.client(host)
-    const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}) })
-    signal.addEventListener('abort', () => { sub.cancel() }, { once: true })
-    for await (const item of sub) yield item.text
+  /** A VM's console: from our driver when the VM is here, else proxied from its host (node/console-proxy.ts). */
+  vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
+    return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, qemu: () => this.qemu, client: async (p) => await this.client(p) }, vm, o, signal)
   }
 
   // ---- load ----
