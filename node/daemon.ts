@@ -6,10 +6,8 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { cpus, freemem, loadavg, totalmem } from 'node:os'
 import { statfs } from 'node:fs/promises'
-import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
-import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
@@ -39,12 +37,8 @@ import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
 import { authorityOf, signCommand } from '../protocols/auth.ts'
 import type { Signer } from '../protocols/auth.ts'
 import { validateCommand } from '../protocols/command-schema.ts'
-import { pendingRecovery, recoveryDone } from './recover.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
-import { decideBootstrap } from './bootstrap.ts'
-import type { PeerHello } from './bootstrap.ts'
-import { decide as autopilotDecide } from './autopilot.ts'
-import { autopilotEventText, EventLog } from './events.ts'
+import { EventLog } from './events.ts'
 import type { ClusterEvent } from './events.ts'
 import { Scheduler } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
@@ -53,6 +47,7 @@ import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
 import { Forwarder } from './core/forwarder.ts'
 import { vmConsole } from './console-proxy.ts'
+import { Membership, MEMBERSHIP_LOOP_MS, SELF_REGISTRATION_EVERY_MS } from './membership.ts'
 import type { ConsoleOptions } from './console-proxy.ts'
 import { HostNet } from './net-host/host-net.ts'
 import { ownUnderlayIp } from './net-host/peers.ts'
@@ -71,11 +66,6 @@ export interface DaemonOptions {
 
 type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
-const LOOP_MS = 500
-/** autopilot: a member heard from within this window is healthy (capped by the dead timeout) */
-const AUTOPILOT_HEALTHY_WITHIN_MS = 3_000
-/** autopilot: a learner this many entries behind or fewer may become a voter */
-const AUTOPILOT_MAX_PROMOTE_LAG = 1_000
 
 export class Daemon {
   readonly log: Logger
@@ -92,17 +82,13 @@ export class Daemon {
   /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
   private readonly forwarder: Forwarder<RpcClient>
   private readonly events: EventLog
-  private readonly lastHeard = new Map<string, number>()
-  private readonly hellos = new Map<string, PeerHello>()
+  private readonly membership: Membership
   private readonly clients = new Map<string, Promise<RpcClient>>()
   private timers: NodeJS.Timeout[] = []
   private scheduler: Scheduler | null = null
   private stopping = false
-  private registering = false
   /** this node's identity key: signs its own commands and its scheduling decisions */
   private signer: Signer | null = null
-  private joining = false
-  private autopilotBusy = false
 
   private constructor (readonly cfg: NodeConfig, readonly opts: DaemonOptions) {
     this.log = opts.log ?? createLogger({ node: cfg.name })
@@ -111,6 +97,25 @@ export class Daemon {
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
     this.events = new EventLog(this.sm, Date.now)
+    this.membership = new Membership({
+      self: () => this.id,
+      cfg,
+      expect: this.expect(),
+      admins: opts.admins ?? [],
+      sm: this.sm,
+      store: this.store,
+      driver: () => this.driver,
+      startDriver: () => { this.startDriver() },
+      connectedPeers: () => this.host.getConnections().map((c) => c.remotePeer.toString()),
+      ownAddrs: () => this.host.getMultiaddrs().map(String),
+      raftTransport: () => this.host.services.raft,
+      client: async (peer) => await this.client(peer),
+      propose: async (env) => await this.propose(env),
+      note: (text) => { this.events.note(text) },
+      log: this.log,
+      now: Date.now,
+      sleep: async (ms) => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+    })
     this.forwarder = new Forwarder<RpcClient>({
       isLeader: () => this.driver?.isLeader() === true,
       leaderId: () => this.driver?.leaderId() ?? null,
@@ -158,12 +163,12 @@ export class Daemon {
       subscribe: (fn) => { this.listeners.add(fn); return () => { this.listeners.delete(fn) } },
       load: board,
       loadReports: () => this.host.services.load.reports(),
-      hello: () => this.hello(),
+      hello: () => this.membership.hello(),
       vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal),
       recentEvents: () => this.recentEvents(),
       subscribeNotes: (fn) => this.events.subscribeNotes(fn),
       describe: (_i, env, r) => this.events.describe(env, r),
-      join: async (peer, addrs) => await this.admit(peer, addrs),
+      join: async (peer, addrs) => await this.membership.admit(peer, addrs),
       metrics: this.metrics
     })
     this.host = await createBlixardHost<Services>({
@@ -174,7 +179,7 @@ export class Daemon {
       mdns: this.cfg.mdns,
       services: {
         raft: raftTransport({
-          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg, from) },
+          onMessage: (from, msg) => { this.membership.heard(from); this.driver?.step(msg, from) },
           onUnreachable: (peer) => { this.driver?.reportUnreachable(peer) },
           onSnapshotStatus: (peer, ok) => { this.driver?.reportSnapshot(peer, ok) },
           log: this.netLog()
@@ -201,10 +206,10 @@ export class Daemon {
     // A member resumes from its log; a fresh node runs Raft with an empty membership, so it only
     // listens until a leader adds it (or the membership loop bootstraps a new cluster).
     this.startDriver()
-    this.every(LOOP_MS, async () => await this.membershipLoop())
-    this.every(this.cfg.autopilot.intervalMs, async () => await this.autopilot())
-    this.every(1_000, async () => await this.registerSelf())
-    this.every(1_000, async () => await this.voteRecovery())
+    this.every(MEMBERSHIP_LOOP_MS, async () => await this.membership.formationRound())
+    this.every(this.cfg.autopilot.intervalMs, async () => await this.membership.autopilotRound())
+    this.every(SELF_REGISTRATION_EVERY_MS, async () => await this.membership.registerSelf())
+    this.every(SELF_REGISTRATION_EVERY_MS, async () => await this.membership.voteRecovery())
     this.scheduler = new Scheduler({
       sm: this.sm,
       load: board,
@@ -278,9 +283,6 @@ export class Daemon {
 
   recentEvents (): ClusterEvent[] { return this.events.recent() }
 
-  /** An event of this node that is not a command (an autopilot decision), shown among the cluster's. */
-  private note (text: string): void { this.events.note(text) }
-
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     for (const fn of this.listeners) fn(i, env, r)
     this.events.applied(i, env, r)
@@ -288,17 +290,11 @@ export class Daemon {
     if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {
       const id = env.cmd.type === 'RegisterNode' ? env.cmd.node.id : env.cmd.id
       const rec = this.sm.getNode(id)
-      if (rec != null && id !== this.id) void this.learnAddrs(id, rec.addrs)
+      if (rec != null && id !== this.id) void this.membership.learnAddrs(id, rec.addrs)
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
     if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
     // VMs by phase are counted at scrape time (refreshGauges), not on every applied command.
-  }
-
-  private async learnAddrs (peer: string, addrs: string[]): Promise<void> {
-    try {
-      await this.host.services.raft.addPeerAddrs(peer, addrs.map((a) => multiaddr(a)))
-    } catch (err) { this.log.debug('bad peer addresses', { peer, err }) }
   }
 
   // ---- writes: propose here when leader, else forward to the leader ----
@@ -350,193 +346,6 @@ export class Daemon {
   private isMember (peer: string): boolean {
     const conf = this.driver?.status().conf
     return (conf != null && (conf.voters.includes(peer) || conf.learners.includes(peer))) || this.sm.getNode(peer) != null
-  }
-
-  // ---- membership ----
-
-  private inCluster (): boolean {
-    const st = this.driver?.status()
-    if (st == null) return false
-    if (st.conf.voters.includes(this.id) || st.conf.learners.includes(this.id)) return true
-    // added but still waiting for the leader's snapshot: only while that leader keeps talking to us
-    // (a node removed from the cluster keeps a stale `lead` forever and must ask to join again)
-    return st.lead != null && Date.now() - (this.lastHeard.get(st.lead) ?? 0) < 5_000
-  }
-
-  private hello (): { id: string, inCluster: boolean, lowestKnown: string, leader: string | null } {
-    const fresh = [this.id, ...[...this.hellos.values()].filter((h) => !h.inCluster).map((h) => h.id)].sort()
-    return { id: this.id, inCluster: this.inCluster(), lowestKnown: fresh[0], leader: this.driver?.leaderId() ?? null }
-  }
-
-  /** Peers that speak our Raft protocol (so: hold the key and run blixard-node, not a CLI). */
-  private blixardPeers (): string[] {
-    const out = new Set<string>()
-    for (const c of this.host.getConnections()) out.add(c.remotePeer.toString())
-    return [...out].filter((p) => p !== this.id)
-  }
-
-  private async membershipLoop (): Promise<void> {
-    if (this.inCluster()) return
-    // Fresh node: gather hellos from everyone we are connected to.
-    await Promise.all(this.blixardPeers().map(async (p) => {
-      try {
-        const c = await this.client(p)
-        const h = await c.call('cluster.hello', {}, { timeoutMs: 1_000 })
-        this.hellos.set(p, { id: h.id, inCluster: h.inCluster, lowestKnown: h.lowestKnown })
-      } catch { this.hellos.delete(p) } // a CLI or a peer that went away
-    }))
-    const dec = decideBootstrap(this.id, this.expect(), [...this.hellos.values()])
-    if (dec.action === 'bootstrap') await this.bootstrapCluster(dec.why)
-    else if (dec.action === 'join') await this.join(dec.via)
-  }
-
-  private async bootstrapCluster (why: string): Promise<void> {
-    if (this.inCluster()) return
-    this.log.info('bootstrapping a new cluster', { why })
-    await this.driver?.stop()
-    // The new cluster starts from a snapshot at index 1 whose membership is this node alone: a joiner's
-    // first step is to install the leader's snapshot, which must carry the membership (and state).
-    const data = this.sm.snapshot()
-    this.sm.restore(data, 1)
-    this.store.save({ snapshot: { meta: { index: 1, term: 1, conf: { voters: [this.id], learners: [] } }, data }, hardState: { term: 1, vote: null, commit: 1 } })
-    this.store.sync()
-    this.startDriver()
-    this.driver?.campaign()
-    // First admins: the configured operator identities.
-    const deadline = Date.now() + 10_000
-    while (this.driver?.isLeader() !== true && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
-    for (const peerId of this.opts.admins ?? []) {
-      try {
-        const r = await this.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: Date.now(), key: `bootstrap-admin-${peerId}` })
-        this.log.info('first admin', { peerId, ok: r.ok })
-      } catch (err) { this.log.warn('could not add the first admin', { peerId, err }) }
-    }
-  }
-
-  private async join (via: string): Promise<void> {
-    if (this.joining) return
-    this.joining = true
-    try {
-      const c = await this.client(via)
-      const r = await c.call('cluster.join', { addrs: this.host.getMultiaddrs().map(String) }, { timeoutMs: 5_000 })
-      this.log.info('asked to join the cluster', { via, leader: r.leader })
-    } catch (err) {
-      this.log.debug('join request failed; retrying', { via, err })
-    } finally { this.joining = false }
-  }
-
-  /** cluster.join (from the fresh node itself) or internal.admit (forwarded by a member):
-   * the joiner becomes a learner. Done by the leader; others forward. */
-  async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
-    const drv = this.driver
-    const leader = drv?.leaderId()
-    if (drv == null || leader == null) throw new RpcError('Unavailable', 'no leader yet; retry')
-    if (!drv.isLeader()) {
-      const c = await this.client(leader)
-      return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: 10_000 })
-    }
-    const conf = drv.status().conf
-    // the join policy (a cluster setting): under "approve", only peer ids an admin approved
-    if (!conf.voters.includes(peer) && !conf.learners.includes(peer) && !this.sm.mayJoin(peer)) {
-      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
-    }
-    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
-    if (!conf.voters.includes(peer) && !conf.learners.includes(peer)) {
-      // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
-      // forever and removes it at once
-      this.lastHeard.set(peer, Date.now())
-      await drv.proposeConfChange({ type: 'addLearner', node: peer })
-      this.log.info('added a learner', { peer })
-    }
-    return { leader: this.id }
-  }
-
-  /** Leader only: keep the voter set at its target (node/autopilot.ts). */
-  private async autopilot (): Promise<void> {
-    const drv = this.driver
-    if (drv == null || !drv.isLeader() || this.autopilotBusy) return
-    const st = drv.status()
-    const now = Date.now()
-    const last = Math.max(...Object.values(st.progress ?? {}).map((p) => p.match), st.commit)
-    const health = new Map<string, { silentMs: number, lag: number }>()
-    for (const [id, p] of Object.entries(st.progress ?? {})) {
-      health.set(id, { silentMs: id === this.id ? 0 : now - (this.lastHeard.get(id) ?? 0), lag: last - p.match })
-    }
-    const connected = new Set(this.blixardPeers())
-    const candidates = [this.id, ...this.sm.listNodes().map((n) => n.id).filter((id) => connected.has(id) || health.has(id))]
-    const deadAfterMs = this.cfg.autopilot.deadAfterMs
-    const dec = autopilotDecide({
-      leader: this.id,
-      conf: st.conf,
-      candidates: [...new Set(candidates)],
-      health,
-      changeInFlight: st.pendingConfIndex > this.sm.applied() && st.pendingConfIndex > st.commit,
-      deadAfterMs,
-      healthyWithinMs: Math.min(AUTOPILOT_HEALTHY_WITHIN_MS, deadAfterMs),
-      maxPromoteLag: AUTOPILOT_MAX_PROMOTE_LAG
-    })
-    // Every decision is a cluster event with its reason, once per change of mind (the loop runs
-    // every few seconds and would otherwise repeat "at its target" forever).
-    const text = autopilotEventText(dec)
-    if (text !== this.lastAutopilotEvent && dec.why !== 'a membership change is in flight') {
-      this.lastAutopilotEvent = text
-      this.note(text)
-      this.log.info('autopilot', { decision: dec.kind, ...(dec.kind === 'change' ? { change: dec.change } : {}), ...(dec.kind === 'replace' ? { promote: dec.promote, remove: dec.remove } : {}), why: dec.why })
-    }
-    if (dec.kind === 'none') return
-    this.autopilotBusy = true
-    try {
-      if (dec.kind === 'replace') await this.replaceVoter(drv, dec.promote, dec.remove)
-      else await drv.proposeConfChange(dec.change)
-    } catch (err) {
-      this.log.warn('autopilot change not applied', { err: String(err) })
-      this.lastAutopilotEvent = null // retried next round: say so again
-    } finally { this.autopilotBusy = false }
-  }
-
-  /** `blixard-node admin recover` left a note: once registered, vote (signed by this node's key). */
-  private async voteRecovery (): Promise<void> {
-    const peerId = await pendingRecovery(this.cfg.dataDir)
-    if (peerId == null || this.sm.getNode(this.id) == null || this.driver?.leaderId() == null) return
-    const r = await this.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: Date.now() })
-    if (!r.ok) { this.log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
-    this.log.info('admin recovery: voted', { peerId, result: r.value })
-    await recoveryDone(this.cfg.dataDir)
-  }
-
-  private lastAutopilotEvent: string | null = null
-
-  /**
-   * Autopilot's `replace`: the one place that knows how a voter is swapped. One joint conf change
-   * (3 voters → joint (old 3, new 3) → new 3): while joint every commit needs a majority of both
-   * sets, so the voter count and fault tolerance never drop; transition 'auto' has the leader
-   * propose the leave itself, and if it changes in between the next leader leaves.
-   */
-  private async replaceVoter (drv: RaftDriver, promote: string, remove: string): Promise<void> {
-    await drv.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
-  }
-
-  /** Once in the cluster, put (and keep) this node's record in the replicated state. */
-  private async registerSelf (): Promise<void> {
-    const drv = this.driver
-    if (drv == null || drv.leaderId() == null || this.registering) return
-    const conf = drv.status().conf
-    if (!conf.voters.includes(this.id) && !conf.learners.includes(this.id)) return
-    const addrs = this.host.getMultiaddrs().map(String)
-    const mine = this.sm.getNode(this.id)
-    const want = { addrs, labels: this.cfg.labels, capacity: this.cfg.capacity }
-    if (mine != null && same(mine, want)) return
-    this.registering = true
-    try {
-      const cmd = mine == null
-        ? { type: 'RegisterNode' as const, node: { id: this.id, name: this.cfg.name, addrs, labels: this.cfg.labels, capacity: this.cfg.capacity, overcommit: { cpu: 4, memory: 1, disk: 1 }, capabilities: ['qemu' as const], maxVms: null } }
-        : { type: 'UpdateNode' as const, id: this.id, addrs, labels: this.cfg.labels, capacity: this.cfg.capacity }
-      const r = await this.propose({ cmd, at: Date.now() })
-      if (r.ok) this.log.info(mine == null ? 'registered this node' : 'updated this node', { name: this.cfg.name })
-      else this.log.warn('registration rejected', { error: r.error })
-    } catch (err) {
-      this.log.debug('registration not committed yet', { err })
-    } finally { this.registering = false }
   }
 
   /** A VM's console: from our driver when the VM is here, else proxied from its host (node/console-proxy.ts). */
@@ -619,12 +428,4 @@ export class Daemon {
   }
 }
 
-function same (rec: NodeRecord, want: { addrs: string[], labels: Record<string, string>, capacity: NodeRecord['capacity'] }): boolean {
-  return JSON.stringify(rec.addrs) === JSON.stringify(want.addrs) &&
-    JSON.stringify(rec.labels) === JSON.stringify(want.labels) &&
-    JSON.stringify(rec.capacity) === JSON.stringify(want.capacity)
-}
-
-// used by admit() to bound the cost of a bogus caller
-export const MAX_JOIN_ADDRS = 16
 export { RAFT_PROTOCOL }
