@@ -4,8 +4,6 @@
 // scheduler, and the HTTP endpoints (metrics, dashboard).
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { cpus, freemem, loadavg, totalmem } from 'node:os'
-import { statfs } from 'node:fs/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { RpcError } from '../protocols/rpc.ts'
@@ -31,6 +29,7 @@ import { RaftDriver } from './raft-driver.ts'
 import { createLogger } from './log.ts'
 import type { Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
+import { NodeGauges, sampleHostLoad } from './metrics-wiring.ts'
 import { openCheckedLogStore } from './store-check.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
@@ -82,6 +81,7 @@ export class Daemon {
   /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
   private readonly forwarder: Forwarder<RpcClient>
   private readonly events: EventLog
+  private readonly gauges: NodeGauges
   private readonly membership: Membership
   private readonly clients = new Map<string, Promise<RpcClient>>()
   private timers: NodeJS.Timeout[] = []
@@ -97,6 +97,13 @@ export class Daemon {
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
     this.events = new EventLog(this.sm, Date.now)
+    this.gauges = new NodeGauges({
+      metrics: this.metrics,
+      load: () => this.host.services.load,
+      connections: () => this.host.getConnections().length,
+      sm: this.sm,
+      raft: () => this.driver?.status()
+    })
     this.membership = new Membership({
       self: () => this.id,
       cfg,
@@ -190,12 +197,12 @@ export class Daemon {
           maxConcurrentFor: (peer) => this.isMember(peer) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
           log: this.netLog()
         }),
-        load: loadGossip({ sample: async () => await this.sampleLoad(), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
+        load: loadGossip({ sample: async () => await sampleHostLoad(this.cfg.dataDir, this.sm, this.id), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
       }
     })
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
-    this.host.addEventListener('connection:open', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
-    this.host.addEventListener('connection:close', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
+    this.host.addEventListener('connection:open', () => { this.gauges.connectionsChanged() })
+    this.host.addEventListener('connection:close', () => { this.gauges.connectionsChanged() })
     // all connections to a peer gone: if it led us, do not wait out the election timeout
     this.host.addEventListener('peer:disconnect', (e) => { this.driver?.peerDisconnected(e.detail.toString()) })
 
@@ -353,47 +360,10 @@ export class Daemon {
     return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, qemu: () => this.qemu, client: async (p) => await this.client(p) }, vm, o, signal)
   }
 
-  // ---- load ----
+  loadHints (): Map<string, LoadHint> { return this.gauges.loadHints() }
 
-  private async sampleLoad (): Promise<{ cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number }> {
-    let diskPct = 0
-    try { const s = await statfs(this.cfg.dataDir); diskPct = 100 * (1 - s.bavail / Math.max(1, s.blocks)) } catch { diskPct = 0 }
-    return {
-      cpuPct: Math.min(100, 100 * loadavg()[0] / Math.max(1, cpus().length)),
-      memPct: Math.min(100, 100 * (1 - freemem() / totalmem())),
-      diskPct: Math.min(100, Math.max(0, diskPct)),
-      vmCount: this.sm.listVms({ node: this.id }).length,
-      appliedIndex: this.sm.applied()
-    }
-  }
-
-  loadHints (): Map<string, LoadHint> {
-    const out = new Map<string, LoadHint>()
-    for (const r of this.host.services.load.reports()) out.set(r.node, { cpuPct: r.cpuPct, memPct: r.memPct, ageMs: r.ageMs })
-    for (const r of this.host.services.load.reports()) this.metrics.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
-    return out
-  }
-
-  private gossipRejectedSeen = 0
-
-  /** Gauges read at scrape time (called by /metrics), so they are fresh on every node, leader or not. */
-  refreshMetrics (): void {
-    const m = this.metrics
-    const reports = this.host.services.load.reports()
-    m.gossipReportAge.reset()
-    for (const r of reports) m.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
-    const rejected = this.host.services.load.rejected()
-    if (rejected > this.gossipRejectedSeen) m.gossipReports.inc({ result: 'rejected' }, rejected - this.gossipRejectedSeen)
-    this.gossipRejectedSeen = rejected
-    m.libp2pConnections.set(this.host.getConnections().length)
-    const phases: Record<string, number> = {}
-    for (const vm of this.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
-    m.vmsByPhase.reset()
-    for (const [p, n] of Object.entries(phases)) m.vmsByPhase.set({ phase: p }, n)
-    const st = this.driver?.status()
-    if (st != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftIsLeader.set(st.role === 'leader' ? 1 : 0) }
-    m.raftAppliedIndex.set(this.sm.applied())
-  }
+  /** called by /metrics before each scrape (node/metrics-wiring.ts) */
+  refreshMetrics (): void { this.gauges.refresh() }
 
   // ---- shutdown ----
 
