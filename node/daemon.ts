@@ -4,7 +4,6 @@
 // scheduler, and the HTTP endpoints (metrics, dashboard).
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
@@ -20,7 +19,8 @@ import { createBlixardHost } from './net/host.ts'
 import type { BlixardHost } from './net/host.ts'
 import { raftTransport, RAFT_PROTOCOL } from './net/raft-transport.ts'
 import type { RaftTransport } from './net/raft-transport.ts'
-import { rpcServer, RpcClient } from './net/rpc.ts'
+import { rpcServer } from './net/rpc.ts'
+import type { RpcClient } from './net/rpc.ts'
 import type { RpcServer } from './net/rpc.ts'
 import { loadGossip } from './net/load-gossip.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
@@ -32,10 +32,8 @@ import { createMetrics } from './metrics.ts'
 import { NodeGauges, sampleHostLoad } from './metrics-wiring.ts'
 import { openCheckedLogStore } from './store-check.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
-import { authorityOf, signCommand } from '../protocols/auth.ts'
+import { createApi, leaderRefusal } from './api.ts'
 import type { Signer } from '../protocols/auth.ts'
-import { validateCommand } from '../protocols/command-schema.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { EventLog } from './events.ts'
 import type { ClusterEvent } from './events.ts'
@@ -45,6 +43,8 @@ import { startHttp } from './http.ts'
 import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
 import { Forwarder } from './core/forwarder.ts'
+import { signOwn } from './own-commands.ts'
+import { RpcClients } from './net/rpc-clients.ts'
 import { vmConsole } from './console-proxy.ts'
 import { Membership, MEMBERSHIP_LOOP_MS, SELF_REGISTRATION_EVERY_MS } from './membership.ts'
 import type { ConsoleOptions } from './console-proxy.ts'
@@ -65,6 +65,12 @@ export interface DaemonOptions {
 
 type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
+/** graceful stop: how long a leader waits for its chosen successor to take over, and how often it looks */
+const HANDOFF_WAIT_MS = 3_000
+const HANDOFF_POLL_MS = 25
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
 
 export class Daemon {
   readonly log: Logger
@@ -83,7 +89,7 @@ export class Daemon {
   private readonly events: EventLog
   private readonly gauges: NodeGauges
   private readonly membership: Membership
-  private readonly clients = new Map<string, Promise<RpcClient>>()
+  private readonly clients = new RpcClients(() => this.host)
   private timers: NodeJS.Timeout[] = []
   private scheduler: Scheduler | null = null
   private stopping = false
@@ -121,7 +127,7 @@ export class Daemon {
       note: (text) => { this.events.note(text) },
       log: this.log,
       now: Date.now,
-      sleep: async (ms) => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+      sleep
     })
     this.forwarder = new Forwarder<RpcClient>({
       isLeader: () => this.driver?.isLeader() === true,
@@ -135,9 +141,9 @@ export class Daemon {
       connect: async (leader) => await this.client(leader),
       callOne: async (c, env, timeoutMs) => await c.call('internal.propose', { env }, { timeoutMs }),
       callMany: async (c, envs, timeoutMs) => await c.call('internal.proposeMany', { envs }, { timeoutMs }),
-      dropConnection: (leader) => { this.dropClient(leader) },
+      dropConnection: (leader) => { this.clients.drop(leader) },
       defer: (run) => { setImmediate(run) },
-      sleep: async (ms) => { await new Promise((resolve) => setTimeout(resolve, ms)) },
+      sleep,
       stopping: () => this.stopping
     })
   }
@@ -306,44 +312,16 @@ export class Daemon {
 
   // ---- writes: propose here when leader, else forward to the leader ----
 
-  /** A command this node proposes on its own behalf (its record, its VMs' status, its addresses
-   * for its VMs, the leader's scheduling, the first admins at bootstrap) is signed by its key.
-   * Admin commands are not: they must come signed by an admin (cluster.submit). */
-  private async signOwn (env: CommandEnvelope): Promise<CommandEnvelope> {
-    if (env.auth !== undefined || this.signer == null) return env
-    // an admin's write arrives signed (above): only the first admins at bootstrap are ours to sign;
-    // emptiness checks read one key each (listing the tables cost ~0.3 ms a write with 257 admins)
-    const bootstrapAdmin = env.cmd.type === 'AddAdmin' && (this.sm.noAdmins() || this.sm.noNodes())
-    if (authorityOf(env.cmd) === 'admin' && !bootstrapAdmin) return env
-    const v = validateCommand(env.cmd) // sign exactly what every replica will verify
-    if (!v.ok) return env // refused with its own error on apply
-    const auth = await signCommand(this.signer, v.cmd, crypto.randomUUID(), this.sm.applied() + SIGNATURE_VALIDITY)
-    return { ...env, cmd: v.cmd, auth }
-  }
-
+  /** this node's RPC client to a peer (one per peer, reused) */
+  async client (peer: string): Promise<RpcClient> { return await this.clients.get(peer) }
 
   /** A write from this node (its own commands, the API's): proposed wherever the leader is, under
    * one idempotency key for every attempt (node/core/forwarder.ts says when it is Indeterminate). */
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? crypto.randomUUID()
-    const full = await this.signOwn({ ...env, key })
+    const full = await signOwn({ ...env, key }, this.signer, this.sm)
     return await this.forwarder.propose({ ...full, key })
   }
-
-  async client (peer: string): Promise<RpcClient> {
-    let c = this.clients.get(peer)
-    if (c != null) {
-      const cl = await c.catch(() => null)
-      if (cl?.usable === true) return cl
-      this.clients.delete(peer)
-    }
-    c = RpcClient.connect(this.host, peerIdFromString(peer), { maxInFlight: RPC_MEMBER_MAX_CONCURRENT })
-    this.clients.set(peer, c)
-    c.catch(() => { this.clients.delete(peer) })
-    return await c
-  }
-
-  private dropClient (peer: string): void { this.clients.delete(peer) }
 
   private authorize (peer: string, method: string): boolean {
     if (method.startsWith('internal.')) return this.isMember(peer)
@@ -379,8 +357,8 @@ export class Daemon {
       if (target != null) {
         this.log.info('transferring leadership before shutdown', { to: target })
         drv.transferLeadership(target)
-        const deadline = Date.now() + 3_000
-        while (drv.isLeader() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+        const deadline = Date.now() + HANDOFF_WAIT_MS
+        while (drv.isLeader() && Date.now() < deadline) await sleep(HANDOFF_POLL_MS)
       }
     }
     this.stopping = true
@@ -390,7 +368,7 @@ export class Daemon {
     await this.qemu?.close() // guests keep running; the next daemon re-adopts them
     await this.driver?.stop()
     await this.http?.close()
-    for (const c of this.clients.values()) void c.then(async (cl) => { await cl.close() }).catch(() => {})
+    this.clients.closeAll()
     await this.host.stop()
     this.store.close()
     this.kv.close()
