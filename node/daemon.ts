@@ -44,6 +44,7 @@ import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
 import { Forwarder } from './core/forwarder.ts'
 import { signOwn } from './own-commands.ts'
+import { handoffTarget, isMember, mayCall } from './core/membership-rules.ts'
 import { RpcClients } from './net/rpc-clients.ts'
 import { vmConsole } from './console-proxy.ts'
 import { Membership, MEMBERSHIP_LOOP_MS, SELF_REGISTRATION_EVERY_MS } from './membership.ts'
@@ -324,14 +325,10 @@ export class Daemon {
   }
 
   private authorize (peer: string, method: string): boolean {
-    if (method.startsWith('internal.')) return this.isMember(peer)
-    return this.sm.isAdmin(peer)
+    return mayCall(peer, method, this.driver?.status().conf, (p) => this.sm.getNode(p) != null, (p) => this.sm.isAdmin(p))
   }
 
-  private isMember (peer: string): boolean {
-    const conf = this.driver?.status().conf
-    return (conf != null && (conf.voters.includes(peer) || conf.learners.includes(peer))) || this.sm.getNode(peer) != null
-  }
+  private isMember (peer: string): boolean { return isMember(peer, this.driver?.status().conf, (p) => this.sm.getNode(p) != null) }
 
   /** A VM's console: from our driver when the VM is here, else proxied from its host (node/console-proxy.ts). */
   vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
@@ -350,10 +347,7 @@ export class Daemon {
     if (this.stopping) return
     const drv = this.driver
     if (drv?.isLeader() === true) {
-      const st = drv.status()
-      const target = Object.entries(st.progress ?? {})
-        .filter(([id]) => id !== this.id && st.conf.voters.includes(id))
-        .sort((a, b) => b[1].match - a[1].match)[0]?.[0]
+      const target = handoffTarget(this.id, drv.status())
       if (target != null) {
         this.log.info('transferring leadership before shutdown', { to: target })
         drv.transferLeadership(target)

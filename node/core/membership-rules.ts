@@ -77,3 +77,27 @@ export function registration (want: SelfRecord, mine: NodeRecord | null | undefi
 }
 
 function sameJson (a: unknown, b: unknown): boolean { return JSON.stringify(a) === JSON.stringify(b) }
+
+/** Graceful stop of a leader: the voter (not this node) whose log is furthest along, to hand
+ * leadership to; null when there is none (a single voter, or not the leader). */
+export function handoffTarget (self: string, st: RaftStatus): string | null {
+  let best: string | null = null
+  let bestMatch = -1
+  for (const [id, p] of Object.entries(st.progress ?? {})) {
+    if (id === self || !st.conf.voters.includes(id) || p.match <= bestMatch) continue
+    best = id
+    bestMatch = p.match
+  }
+  return best
+}
+
+/** Who may call an RPC method: `internal.*` (forwarded writes, admit) only members — in the
+ * configuration or registered — and everything else only admins (each write is signed too). */
+export function mayCall (peer: string, method: string, conf: RaftStatus['conf'] | undefined, registered: (peer: string) => boolean, isAdmin: (peer: string) => boolean): boolean {
+  if (method.startsWith('internal.')) return isMember(peer, conf, registered)
+  return isAdmin(peer)
+}
+
+export function isMember (peer: string, conf: RaftStatus['conf'] | undefined, registered: (peer: string) => boolean): boolean {
+  return (conf != null && (conf.voters.includes(peer) || conf.learners.includes(peer))) || registered(peer)
+}

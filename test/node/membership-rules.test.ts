@@ -2,7 +2,7 @@
 // given Raft status and clock.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { autopilotInput, inCluster, registration, LEADER_SILENT_REJOIN_MS, AUTOPILOT_HEALTHY_WITHIN_MS } from '../../node/core/membership-rules.ts'
+import { autopilotInput, handoffTarget, inCluster, mayCall, registration, LEADER_SILENT_REJOIN_MS, AUTOPILOT_HEALTHY_WITHIN_MS } from '../../node/core/membership-rules.ts'
 import type { RaftStatus } from '../../protocols/raft/rawnode.ts'
 import type { NodeRecord } from '../../protocols/model.ts'
 
@@ -47,6 +47,24 @@ test('registration: register when absent, update only what changed, nothing when
   assert.is(registration(want, rec), null)
   assert.equal(registration({ ...want, addrs: ['/ip4/127.0.0.1/tcp/2'] }, rec), { type: 'UpdateNode', id: 'a', addrs: ['/ip4/127.0.0.1/tcp/2'], labels: { zone: 'x' }, capacity: want.capacity })
   assert.is(registration({ ...want, labels: {} }, rec)?.type, 'UpdateNode')
+})
+
+
+test('shutdown handoff goes to the most caught-up other voter, never a learner', () => {
+  const progress = { a: { match: 100, next: 101, state: 'replicate' as const }, b: { match: 80, next: 81, state: 'replicate' as const }, c: { match: 90, next: 91, state: 'replicate' as const }, d: { match: 100, next: 101, state: 'replicate' as const } }
+  assert.is(handoffTarget('a', status({ role: 'leader', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, progress })), 'c')
+  assert.is(handoffTarget('a', status({ role: 'leader', conf: { voters: ['a'], learners: ['d'] }, progress })), null)
+})
+
+test('internal RPCs only for members (in the conf or registered), the rest only for admins', () => {
+  const conf = { voters: ['v'], learners: ['l'] }
+  const registered = (p: string): boolean => p === 'r'
+  const admin = (p: string): boolean => p === 'adm'
+  for (const p of ['v', 'l', 'r']) assert.ok(mayCall(p, 'internal.propose', conf, registered, admin), p)
+  assert.not.ok(mayCall('adm', 'internal.propose', conf, registered, admin), 'an admin is not a member')
+  assert.not.ok(mayCall('x', 'internal.admit', undefined, registered, admin))
+  assert.ok(mayCall('adm', 'vm.create', conf, registered, admin))
+  assert.not.ok(mayCall('v', 'vm.create', conf, registered, admin), 'a member is not an admin')
 })
 
 test.run()
