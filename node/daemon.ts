@@ -72,7 +72,6 @@ const HANDOFF_POLL_MS = 25
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-
 export class Daemon {
   readonly log: Logger
   readonly metrics: NodeMetrics
