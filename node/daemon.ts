@@ -1,7 +1,9 @@
-// blixard-node: one daemon per host. It composes the libp2p host (transport,
-// RPC, load gossip), the Raft driver over the LMDB log and state machine, the
-// membership loops (bootstrap or join, autopilot, self-registration), the
-// scheduler, and the HTTP endpoints (metrics, dashboard).
+// blixard-node: one daemon per host, the composition root. It wires the libp2p host (transport,
+// RPC, load gossip) to the Raft driver over the LMDB log and state machine, and starts the loops and
+// services: membership (node/membership.ts), scheduler, agent, HTTP endpoints. What those decide
+// lives beside them: events (node/events.ts), the console proxy (node/console-proxy.ts), gauges
+// (node/metrics-wiring.ts), own-command signing (node/own-commands.ts), write forwarding
+// (node/core/forwarder.ts).
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
