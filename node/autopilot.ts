@@ -44,7 +44,7 @@ export interface AutopilotInput {
 }
 
 /**
- * One decision. `replace` is one joint conf change (node/daemon.ts `replaceVoter`): the learner
+ * One decision. `replace` is one joint conf change (node/membership.ts `replaceVoter`): the learner
  * becomes a voter and the dead voter leaves in one step, never through 2 or 4 voters.
  */
 export type AutopilotAction =

@@ -1,15 +1,12 @@
-// blixard-node: one daemon per host. It composes the libp2p host (transport,
-// RPC, load gossip), the Raft driver over the LMDB log and state machine, the
-// membership loops (bootstrap or join, autopilot, self-registration), the
-// scheduler, and the HTTP endpoints (metrics, dashboard).
+// blixard-node: one daemon per host, the composition root. It wires the libp2p host (transport,
+// RPC, load gossip) to the Raft driver over the LMDB log and state machine, and starts the loops and
+// services: membership (node/membership.ts), scheduler, agent, HTTP endpoints. What those decide
+// lives beside them: events (node/events.ts), the console proxy (node/console-proxy.ts), gauges
+// (node/metrics-wiring.ts), own-command signing (node/own-commands.ts), write forwarding
+// (node/core/forwarder.ts).
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { cpus, freemem, loadavg, totalmem } from 'node:os'
-import { statfs } from 'node:fs/promises'
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
-import type { NodeRecord } from '../protocols/model.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { Message } from '../protocols/raft/types.ts'
@@ -24,7 +21,8 @@ import { createBlixardHost } from './net/host.ts'
 import type { BlixardHost } from './net/host.ts'
 import { raftTransport, RAFT_PROTOCOL } from './net/raft-transport.ts'
 import type { RaftTransport } from './net/raft-transport.ts'
-import { rpcServer, RpcClient } from './net/rpc.ts'
+import { rpcServer } from './net/rpc.ts'
+import type { RpcClient } from './net/rpc.ts'
 import type { RpcServer } from './net/rpc.ts'
 import { loadGossip } from './net/load-gossip.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
@@ -33,31 +31,33 @@ import { RaftDriver } from './raft-driver.ts'
 import { createLogger } from './log.ts'
 import type { Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
+import { NodeGauges, sampleHostLoad } from './metrics-wiring.ts'
 import { openCheckedLogStore } from './store-check.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { createApi, leaderRefusal, SIGNATURE_VALIDITY } from './api.ts'
-import { authorityOf, signCommand, withLeaderTerm } from '../protocols/auth.ts'
+import { createApi, leaderRefusal } from './api.ts'
 import type { Signer } from '../protocols/auth.ts'
-import { validateCommand } from '../protocols/command-schema.ts'
-import { pendingRecovery, recoveryDone } from './recover.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
-import { decideBootstrap } from './bootstrap.ts'
-import type { PeerHello } from './bootstrap.ts'
-import { decide as autopilotDecide } from './autopilot.ts'
-import type { AutopilotDecision } from './autopilot.ts'
+import { EventLog } from './events.ts'
+import type { ClusterEvent } from './events.ts'
 import { Scheduler } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { startHttp } from './http.ts'
 import { QemuDriver } from './qemu/driver.ts'
 import { Agent } from './agent.ts'
 import { Forwarder } from './core/forwarder.ts'
+import { signOwn } from './own-commands.ts'
+import { handoffTarget, isMember, mayCall } from './core/membership-rules.ts'
+import { RpcClients } from './net/rpc-clients.ts'
+import { vmConsole } from './console-proxy.ts'
+import { Membership, MEMBERSHIP_LOOP_MS, SELF_REGISTRATION_EVERY_MS } from './membership.ts'
+import type { ConsoleOptions } from './console-proxy.ts'
 import { HostNet } from './net-host/host-net.ts'
 import { ownUnderlayIp } from './net-host/peers.ts'
 import { HostResources } from './host-resources.ts'
 import { cephSettings, rbdClientFor } from './ceph-env.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
-import { HaService, describeHaCommand } from './ha/service.ts'
+import { HaService } from './ha/service.ts'
 
 export interface DaemonOptions {
   /** fresh clusters wait to see this many nodes before one bootstraps (Consul's bootstrap_expect) */
@@ -69,13 +69,11 @@ export interface DaemonOptions {
 
 type Services = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
-const LOOP_MS = 500
-/** recent events kept for the dashboard and the start of `blixard events` */
-const MAX_EVENTS = 100
-/** autopilot: a member heard from within this window is healthy (capped by the dead timeout) */
-const AUTOPILOT_HEALTHY_WITHIN_MS = 3_000
-/** autopilot: a learner this many entries behind or fewer may become a voter */
-const AUTOPILOT_MAX_PROMOTE_LAG = 1_000
+/** graceful stop: how long a leader waits for its chosen successor to take over, and how often it looks */
+const HANDOFF_WAIT_MS = 3_000
+const HANDOFF_POLL_MS = 25
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 export class Daemon {
   readonly log: Logger
@@ -92,17 +90,15 @@ export class Daemon {
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
   /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
   private readonly forwarder: Forwarder<RpcClient>
-  private readonly lastHeard = new Map<string, number>()
-  private readonly hellos = new Map<string, PeerHello>()
-  private readonly clients = new Map<string, Promise<RpcClient>>()
+  private readonly events: EventLog
+  private readonly gauges: NodeGauges
+  private readonly membership: Membership
+  private readonly clients = new RpcClients(() => this.host)
   private timers: NodeJS.Timeout[] = []
   private scheduler: Scheduler | null = null
   private stopping = false
-  private registering = false
   /** this node's identity key: signs its own commands and its scheduling decisions */
   private signer: Signer | null = null
-  private joining = false
-  private autopilotBusy = false
 
   private constructor (readonly cfg: NodeConfig, readonly opts: DaemonOptions) {
     this.log = opts.log ?? createLogger({ node: cfg.name })
@@ -110,6 +106,33 @@ export class Daemon {
     this.store = openCheckedLogStore(cfg.dataDir) // bad data: CorruptStoreError, a clear exit (node/store-check.ts)
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
+    this.events = new EventLog(this.sm, Date.now)
+    this.gauges = new NodeGauges({
+      metrics: this.metrics,
+      load: () => this.host.services.load,
+      connections: () => this.host.getConnections().length,
+      sm: this.sm,
+      raft: () => this.driver?.status()
+    })
+    this.membership = new Membership({
+      self: () => this.id,
+      cfg,
+      expect: this.expect(),
+      admins: opts.admins ?? [],
+      sm: this.sm,
+      store: this.store,
+      driver: () => this.driver,
+      startDriver: () => { this.startDriver() },
+      connectedPeers: () => this.host.getConnections().map((c) => c.remotePeer.toString()),
+      ownAddrs: () => this.host.getMultiaddrs().map(String),
+      raftTransport: () => this.host.services.raft,
+      client: async (peer) => await this.client(peer),
+      propose: async (env) => await this.propose(env),
+      note: (text) => { this.events.note(text) },
+      log: this.log,
+      now: Date.now,
+      sleep
+    })
     this.forwarder = new Forwarder<RpcClient>({
       isLeader: () => this.driver?.isLeader() === true,
       leaderId: () => this.driver?.leaderId() ?? null,
@@ -122,9 +145,9 @@ export class Daemon {
       connect: async (leader) => await this.client(leader),
       callOne: async (c, env, timeoutMs) => await c.call('internal.propose', { env }, { timeoutMs }),
       callMany: async (c, envs, timeoutMs) => await c.call('internal.proposeMany', { envs }, { timeoutMs }),
-      dropConnection: (leader) => { this.dropClient(leader) },
+      dropConnection: (leader) => { this.clients.drop(leader) },
       defer: (run) => { setImmediate(run) },
-      sleep: async (ms) => { await new Promise((resolve) => setTimeout(resolve, ms)) },
+      sleep,
       stopping: () => this.stopping
     })
   }
@@ -157,12 +180,12 @@ export class Daemon {
       subscribe: (fn) => { this.listeners.add(fn); return () => { this.listeners.delete(fn) } },
       load: board,
       loadReports: () => this.host.services.load.reports(),
-      hello: () => this.hello(),
+      hello: () => this.membership.hello(),
       vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal),
       recentEvents: () => this.recentEvents(),
-      subscribeNotes: (fn) => { this.noteListeners.add(fn); return () => { this.noteListeners.delete(fn) } },
-      describe: (_i, env, r) => describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id),
-      join: async (peer, addrs) => await this.admit(peer, addrs),
+      subscribeNotes: (fn) => this.events.subscribeNotes(fn),
+      describe: (_i, env, r) => this.events.describe(env, r),
+      join: async (peer, addrs) => await this.membership.admit(peer, addrs),
       metrics: this.metrics
     })
     this.host = await createBlixardHost<Services>({
@@ -173,7 +196,7 @@ export class Daemon {
       mdns: this.cfg.mdns,
       services: {
         raft: raftTransport({
-          onMessage: (from, msg) => { this.lastHeard.set(from, Date.now()); this.driver?.step(msg, from) },
+          onMessage: (from, msg) => { this.membership.heard(from); this.driver?.step(msg, from) },
           onUnreachable: (peer) => { this.driver?.reportUnreachable(peer) },
           onSnapshotStatus: (peer, ok) => { this.driver?.reportSnapshot(peer, ok) },
           log: this.netLog()
@@ -184,25 +207,26 @@ export class Daemon {
           maxConcurrentFor: (peer) => this.isMember(peer) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
           log: this.netLog()
         }),
-        load: loadGossip({ sample: async () => await this.sampleLoad(), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
-      } as never
+        load: loadGossip({ sample: async () => await sampleHostLoad(this.cfg.dataDir, this.sm, this.id), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })
+      }
     })
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
-    this.host.addEventListener('connection:open', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
-    this.host.addEventListener('connection:close', () => { this.metrics.libp2pConnections.set(this.host.getConnections().length) })
+    this.host.addEventListener('connection:open', () => { this.gauges.connectionsChanged() })
+    this.host.addEventListener('connection:close', () => { this.gauges.connectionsChanged() })
     // all connections to a peer gone: if it led us, do not wait out the election timeout
     this.host.addEventListener('peer:disconnect', (e) => { this.driver?.peerDisconnected(e.detail.toString()) })
 
-    if (this.store.initialState().conf.voters.length > 0 || this.store.initialState().conf.learners.length > 0) {
-      this.startDriver()
-    } else {
+    const { conf } = this.store.initialState()
+    if (conf.voters.length === 0 && conf.learners.length === 0) {
       this.log.info('fresh data dir: looking for a cluster to join, or peers to bootstrap one with', { expect: this.expect() })
-      this.startDriver() // with an empty membership: it only listens until a leader adds it
     }
-    this.every(LOOP_MS, async () => await this.membershipLoop())
-    this.every(this.cfg.autopilot.intervalMs, async () => await this.autopilot())
-    this.every(1_000, async () => await this.registerSelf())
-    this.every(1_000, async () => await this.voteRecovery())
+    // A member resumes from its log; a fresh node runs Raft with an empty membership, so it only
+    // listens until a leader adds it (or the membership loop bootstraps a new cluster).
+    this.startDriver()
+    this.every(MEMBERSHIP_LOOP_MS, async () => await this.membership.formationRound())
+    this.every(this.cfg.autopilot.intervalMs, async () => await this.membership.autopilotRound())
+    this.every(SELF_REGISTRATION_EVERY_MS, async () => await this.membership.registerSelf())
+    this.every(SELF_REGISTRATION_EVERY_MS, async () => await this.membership.voteRecovery())
     this.scheduler = new Scheduler({
       sm: this.sm,
       load: board,
@@ -226,7 +250,7 @@ export class Daemon {
       fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
     })
     this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, qemuBinary: this.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
-    this.ha = new HaService({ self: () => this.id, dataDir: this.cfg.dataDir, sm: this.sm, settings: this.cfg.lease, isLeader: () => this.driver?.isLeader() === true, leaderId: () => this.driver?.leaderId() ?? null, propose: async (env) => await this.propose(env), callLeader: async (leader, epoch, timeoutMs) => await (await this.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }), note: (t) => { this.note(t) }, kickScheduler: () => { void this.scheduler?.kick() }, kickAgent: () => { this.agent?.kick() }, log: this.log.child({ part: 'ha' }) })
+    this.ha = new HaService({ self: () => this.id, dataDir: this.cfg.dataDir, sm: this.sm, settings: this.cfg.lease, isLeader: () => this.driver?.isLeader() === true, leaderId: () => this.driver?.leaderId() ?? null, propose: async (env) => await this.propose(env), callLeader: async (leader, epoch, timeoutMs) => await (await this.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }), note: (t) => { this.events.note(t) }, kickScheduler: () => { void this.scheduler?.kick() }, kickAgent: () => { this.agent?.kick() }, log: this.log.child({ part: 'ha' }) })
     await this.ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
     this.agent = new Agent({
       mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(),
@@ -277,344 +301,50 @@ export class Daemon {
     this.timers.push(t)
   }
 
-  private readonly events: Array<{ at: number, index: number, text: string }> = []
-
-  recentEvents (): Array<{ at: number, index: number, text: string }> { return this.events.slice() }
-
-  private readonly noteListeners = new Set<(e: { index: number, at: number, text: string }) => void>()
-
-  /** An event of this node that is not a command (an autopilot decision), shown among the cluster's. */
-  private note (text: string): void {
-    const e = { at: Date.now(), index: this.sm.applied(), text }
-    this.events.push(e)
-    if (this.events.length > MAX_EVENTS) this.events.shift()
-    for (const fn of this.noteListeners) fn(e)
-  }
+  recentEvents (): ClusterEvent[] { return this.events.recent() }
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     for (const fn of this.listeners) fn(i, env, r)
-    const text = describeCommand(env, r, (id) => this.sm.getVm(id)?.spec.name ?? this.sm.getNode(id)?.name ?? id)
-    if (text !== '') this.events.push({ at: env.at, index: i, text }) // '': routine (lease renewals)
-    if (this.events.length > MAX_EVENTS) this.events.shift()
+    this.events.applied(i, env, r)
     // Learn every registered node's addresses, so Raft can reach members it never discovered.
     if (r.ok && (env.cmd.type === 'RegisterNode' || env.cmd.type === 'UpdateNode')) {
       const id = env.cmd.type === 'RegisterNode' ? env.cmd.node.id : env.cmd.id
       const rec = this.sm.getNode(id)
-      if (rec != null && id !== this.id) void this.learnAddrs(id, rec.addrs)
+      if (rec != null && id !== this.id) void this.membership.learnAddrs(id, rec.addrs)
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
     if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
     // VMs by phase are counted at scrape time (refreshGauges), not on every applied command.
   }
 
-  private async learnAddrs (peer: string, addrs: string[]): Promise<void> {
-    try {
-      await this.host.services.raft.addPeerAddrs(peer, addrs.map((a) => multiaddr(a)))
-    } catch (err) { this.log.debug('bad peer addresses', { peer, err }) }
-  }
-
   // ---- writes: propose here when leader, else forward to the leader ----
 
-  /** A command this node proposes on its own behalf (its record, its VMs' status, its addresses
-   * for its VMs, the leader's scheduling, the first admins at bootstrap) is signed by its key.
-   * Admin commands are not: they must come signed by an admin (cluster.submit). */
-  private async signOwn (env: CommandEnvelope): Promise<CommandEnvelope> {
-    if (env.auth !== undefined || this.signer == null) return env
-    // an admin's write arrives signed (above): only the first admins at bootstrap are ours to sign;
-    // emptiness checks read one key each (listing the tables cost ~0.3 ms a write with 257 admins)
-    const bootstrapAdmin = env.cmd.type === 'AddAdmin' && (this.sm.noAdmins() || this.sm.noNodes())
-    if (authorityOf(env.cmd) === 'admin' && !bootstrapAdmin) return env
-    // a scheduling decision is signed for this leader's term (protocols/auth.ts leaderError)
-    const term = this.driver?.status().term
-    const cmd = authorityOf(env.cmd) === 'leader' && term !== undefined ? withLeaderTerm(env.cmd, term) : env.cmd
-    const v = validateCommand(cmd) // sign exactly what every replica will verify
-    if (!v.ok) return env // refused with its own error on apply
-    const auth = await signCommand(this.signer, v.cmd, crypto.randomUUID(), this.sm.applied() + SIGNATURE_VALIDITY)
-    return { ...env, cmd: v.cmd, auth }
-  }
-
+  /** this node's RPC client to a peer (one per peer, reused) */
+  async client (peer: string): Promise<RpcClient> { return await this.clients.get(peer) }
 
   /** A write from this node (its own commands, the API's): proposed wherever the leader is, under
    * one idempotency key for every attempt (node/core/forwarder.ts says when it is Indeterminate). */
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? crypto.randomUUID()
-    const full = await this.signOwn({ ...env, key })
+    const full = await signOwn({ ...env, key }, this.signer, this.sm, this.driver?.status().term)
     return await this.forwarder.propose({ ...full, key })
   }
 
-  async client (peer: string): Promise<RpcClient> {
-    let c = this.clients.get(peer)
-    if (c != null) {
-      const cl = await c.catch(() => null)
-      if (cl?.usable === true) return cl
-      this.clients.delete(peer)
-    }
-    c = RpcClient.connect(this.host, peerIdFromString(peer), { maxInFlight: RPC_MEMBER_MAX_CONCURRENT })
-    this.clients.set(peer, c)
-    c.catch(() => { this.clients.delete(peer) })
-    return await c
-  }
-
-  private dropClient (peer: string): void { this.clients.delete(peer) }
-
   private authorize (peer: string, method: string): boolean {
-    if (method.startsWith('internal.')) return this.isMember(peer)
-    return this.sm.isAdmin(peer)
+    return mayCall(peer, method, this.driver?.status().conf, (p) => this.sm.getNode(p) != null, (p) => this.sm.isAdmin(p))
   }
 
-  private isMember (peer: string): boolean {
-    const conf = this.driver?.status().conf
-    return (conf != null && (conf.voters.includes(peer) || conf.learners.includes(peer))) || this.sm.getNode(peer) != null
+  private isMember (peer: string): boolean { return isMember(peer, this.driver?.status().conf, (p) => this.sm.getNode(p) != null) }
+
+  /** A VM's console: from our driver when the VM is here, else proxied from its host (node/console-proxy.ts). */
+  vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
+    return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, qemu: () => this.qemu, client: async (p) => await this.client(p) }, vm, o, signal)
   }
 
-  // ---- membership ----
+  loadHints (): Map<string, LoadHint> { return this.gauges.loadHints() }
 
-  private inCluster (): boolean {
-    const st = this.driver?.status()
-    if (st == null) return false
-    if (st.conf.voters.includes(this.id) || st.conf.learners.includes(this.id)) return true
-    // added but still waiting for the leader's snapshot: only while that leader keeps talking to us
-    // (a node removed from the cluster keeps a stale `lead` forever and must ask to join again)
-    return st.lead != null && Date.now() - (this.lastHeard.get(st.lead) ?? 0) < 5_000
-  }
-
-  private hello (): { id: string, inCluster: boolean, lowestKnown: string, leader: string | null } {
-    const fresh = [this.id, ...[...this.hellos.values()].filter((h) => !h.inCluster).map((h) => h.id)].sort()
-    return { id: this.id, inCluster: this.inCluster(), lowestKnown: fresh[0], leader: this.driver?.leaderId() ?? null }
-  }
-
-  /** Peers that speak our Raft protocol (so: hold the key and run blixard-node, not a CLI). */
-  private blixardPeers (): string[] {
-    const out = new Set<string>()
-    for (const c of this.host.getConnections()) out.add(c.remotePeer.toString())
-    return [...out].filter((p) => p !== this.id)
-  }
-
-  private async membershipLoop (): Promise<void> {
-    if (this.inCluster()) return
-    // Fresh node: gather hellos from everyone we are connected to.
-    await Promise.all(this.blixardPeers().map(async (p) => {
-      try {
-        const c = await this.client(p)
-        const h = await c.call('cluster.hello', {}, { timeoutMs: 1_000 })
-        this.hellos.set(p, { id: h.id, inCluster: h.inCluster, lowestKnown: h.lowestKnown })
-      } catch { this.hellos.delete(p) } // a CLI or a peer that went away
-    }))
-    const dec = decideBootstrap(this.id, this.expect(), [...this.hellos.values()])
-    if (dec.action === 'bootstrap') await this.bootstrapCluster(dec.why)
-    else if (dec.action === 'join') await this.join(dec.via)
-  }
-
-  private async bootstrapCluster (why: string): Promise<void> {
-    if (this.inCluster()) return
-    this.log.info('bootstrapping a new cluster', { why })
-    await this.driver?.stop()
-    // The new cluster starts from a snapshot at index 1 whose membership is this node alone: a joiner's
-    // first step is to install the leader's snapshot, which must carry the membership (and state).
-    const data = this.sm.snapshot()
-    this.sm.restore(data, 1)
-    this.store.save({ snapshot: { meta: { index: 1, term: 1, conf: { voters: [this.id], learners: [] } }, data }, hardState: { term: 1, vote: null, commit: 1 } })
-    this.store.sync()
-    this.startDriver()
-    this.driver?.campaign()
-    // First admins: the configured operator identities.
-    const deadline = Date.now() + 10_000
-    while (this.driver?.isLeader() !== true && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
-    for (const peerId of this.opts.admins ?? []) {
-      try {
-        const r = await this.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: Date.now(), key: `bootstrap-admin-${peerId}` })
-        this.log.info('first admin', { peerId, ok: r.ok })
-      } catch (err) { this.log.warn('could not add the first admin', { peerId, err }) }
-    }
-  }
-
-  private async join (via: string): Promise<void> {
-    if (this.joining) return
-    this.joining = true
-    try {
-      const c = await this.client(via)
-      const r = await c.call('cluster.join', { addrs: this.host.getMultiaddrs().map(String) }, { timeoutMs: 5_000 })
-      this.log.info('asked to join the cluster', { via, leader: r.leader })
-    } catch (err) {
-      this.log.debug('join request failed; retrying', { via, err })
-    } finally { this.joining = false }
-  }
-
-  /** cluster.join (from the fresh node itself) or internal.admit (forwarded by a member):
-   * the joiner becomes a learner. Done by the leader; others forward. */
-  async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
-    const drv = this.driver
-    const leader = drv?.leaderId()
-    if (drv == null || leader == null) throw new RpcError('Unavailable', 'no leader yet; retry')
-    if (!drv.isLeader()) {
-      const c = await this.client(leader)
-      return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: 10_000 })
-    }
-    const conf = drv.status().conf
-    // the join policy (a cluster setting): under "approve", only peer ids an admin approved
-    if (!conf.voters.includes(peer) && !conf.learners.includes(peer) && !this.sm.mayJoin(peer)) {
-      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
-    }
-    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
-    if (!conf.voters.includes(peer) && !conf.learners.includes(peer)) {
-      // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
-      // forever and removes it at once
-      this.lastHeard.set(peer, Date.now())
-      await drv.proposeConfChange({ type: 'addLearner', node: peer })
-      this.log.info('added a learner', { peer })
-    }
-    return { leader: this.id }
-  }
-
-  /** Leader only: keep the voter set at its target (node/autopilot.ts). */
-  private async autopilot (): Promise<void> {
-    const drv = this.driver
-    if (drv == null || !drv.isLeader() || this.autopilotBusy) return
-    const st = drv.status()
-    const now = Date.now()
-    const last = Math.max(...Object.values(st.progress ?? {}).map((p) => p.match), st.commit)
-    const health = new Map<string, { silentMs: number, lag: number }>()
-    for (const [id, p] of Object.entries(st.progress ?? {})) {
-      health.set(id, { silentMs: id === this.id ? 0 : now - (this.lastHeard.get(id) ?? 0), lag: last - p.match })
-    }
-    const connected = new Set(this.blixardPeers())
-    const candidates = [this.id, ...this.sm.listNodes().map((n) => n.id).filter((id) => connected.has(id) || health.has(id))]
-    const deadAfterMs = this.cfg.autopilot.deadAfterMs
-    const dec = autopilotDecide({
-      leader: this.id,
-      conf: st.conf,
-      candidates: [...new Set(candidates)],
-      health,
-      changeInFlight: st.pendingConfIndex > this.sm.applied() && st.pendingConfIndex > st.commit,
-      deadAfterMs,
-      healthyWithinMs: Math.min(AUTOPILOT_HEALTHY_WITHIN_MS, deadAfterMs),
-      maxPromoteLag: AUTOPILOT_MAX_PROMOTE_LAG
-    })
-    // Every decision is a cluster event with its reason, once per change of mind (the loop runs
-    // every few seconds and would otherwise repeat "at its target" forever).
-    const text = autopilotEventText(dec)
-    if (text !== this.lastAutopilotEvent && dec.why !== 'a membership change is in flight') {
-      this.lastAutopilotEvent = text
-      this.note(text)
-      this.log.info('autopilot', { decision: dec.kind, ...(dec.kind === 'change' ? { change: dec.change } : {}), ...(dec.kind === 'replace' ? { promote: dec.promote, remove: dec.remove } : {}), why: dec.why })
-    }
-    if (dec.kind === 'none') return
-    this.autopilotBusy = true
-    try {
-      if (dec.kind === 'replace') await this.replaceVoter(drv, dec.promote, dec.remove)
-      else await drv.proposeConfChange(dec.change)
-    } catch (err) {
-      this.log.warn('autopilot change not applied', { err: String(err) })
-      this.lastAutopilotEvent = null // retried next round: say so again
-    } finally { this.autopilotBusy = false }
-  }
-
-  /** `blixard-node admin recover` left a note: once registered, vote (signed by this node's key). */
-  private async voteRecovery (): Promise<void> {
-    const peerId = await pendingRecovery(this.cfg.dataDir)
-    if (peerId == null || this.sm.getNode(this.id) == null || this.driver?.leaderId() == null) return
-    const r = await this.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: Date.now() })
-    if (!r.ok) { this.log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
-    this.log.info('admin recovery: voted', { peerId, result: r.value })
-    await recoveryDone(this.cfg.dataDir)
-  }
-
-  private lastAutopilotEvent: string | null = null
-
-  /**
-   * Autopilot's `replace`: the one place that knows how a voter is swapped. One joint conf change
-   * (3 voters → joint (old 3, new 3) → new 3): while joint every commit needs a majority of both
-   * sets, so the voter count and fault tolerance never drop; transition 'auto' has the leader
-   * propose the leave itself, and if it changes in between the next leader leaves.
-   */
-  private async replaceVoter (drv: RaftDriver, promote: string, remove: string): Promise<void> {
-    await drv.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
-  }
-
-  /** Once in the cluster, put (and keep) this node's record in the replicated state. */
-  private async registerSelf (): Promise<void> {
-    const drv = this.driver
-    if (drv == null || drv.leaderId() == null || this.registering) return
-    const conf = drv.status().conf
-    if (!conf.voters.includes(this.id) && !conf.learners.includes(this.id)) return
-    const addrs = this.host.getMultiaddrs().map(String)
-    const mine = this.sm.getNode(this.id)
-    const want = { addrs, labels: this.cfg.labels, capacity: this.cfg.capacity }
-    if (mine != null && same(mine, want)) return
-    this.registering = true
-    try {
-      const cmd = mine == null
-        ? { type: 'RegisterNode' as const, node: { id: this.id, name: this.cfg.name, addrs, labels: this.cfg.labels, capacity: this.cfg.capacity, overcommit: { cpu: 4, memory: 1, disk: 1 }, capabilities: ['qemu' as const], maxVms: null } }
-        : { type: 'UpdateNode' as const, id: this.id, addrs, labels: this.cfg.labels, capacity: this.cfg.capacity }
-      const r = await this.propose({ cmd, at: Date.now() })
-      if (r.ok) this.log.info(mine == null ? 'registered this node' : 'updated this node', { name: this.cfg.name })
-      else this.log.warn('registration rejected', { error: r.error })
-    } catch (err) {
-      this.log.debug('registration not committed yet', { err })
-    } finally { this.registering = false }
-  }
-
-  /** A VM's console: from our driver when the VM is here, else proxied from its host. */
-  async * vmLogs (vm: VmRecord, o: { follow?: boolean, tailBytes?: number }, signal: AbortSignal): AsyncGenerator<string> {
-    const host = vm.assignedNode
-    if (host == null) throw new RpcError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
-    if (host === this.id) {
-      if (this.qemu == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
-      try {
-        yield * this.qemu.logs(vm.id, { ...o, signal })
-      } catch (err) {
-        if ((err as { kind?: string }).kind === 'NotFound') throw new RpcError('NotFound', `VM ${vm.spec.name} has not started on ${this.cfg.name} yet, so it has no console`)
-        throw err
-      }
-      return
-    }
-    const c = await this.client(host)
-    const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}) })
-    signal.addEventListener('abort', () => { sub.cancel() }, { once: true })
-    for await (const item of sub) yield item.text
-  }
-
-  // ---- load ----
-
-  private async sampleLoad (): Promise<{ cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number }> {
-    let diskPct = 0
-    try { const s = await statfs(this.cfg.dataDir); diskPct = 100 * (1 - s.bavail / Math.max(1, s.blocks)) } catch { diskPct = 0 }
-    return {
-      cpuPct: Math.min(100, 100 * loadavg()[0] / Math.max(1, cpus().length)),
-      memPct: Math.min(100, 100 * (1 - freemem() / totalmem())),
-      diskPct: Math.min(100, Math.max(0, diskPct)),
-      vmCount: this.sm.listVms({ node: this.id }).length,
-      appliedIndex: this.sm.applied()
-    }
-  }
-
-  loadHints (): Map<string, LoadHint> {
-    const out = new Map<string, LoadHint>()
-    for (const r of this.host.services.load.reports()) out.set(r.node, { cpuPct: r.cpuPct, memPct: r.memPct, ageMs: r.ageMs })
-    for (const r of this.host.services.load.reports()) this.metrics.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
-    return out
-  }
-
-  private gossipRejectedSeen = 0
-
-  /** Gauges read at scrape time (called by /metrics), so they are fresh on every node, leader or not. */
-  refreshMetrics (): void {
-    const m = this.metrics
-    const reports = this.host.services.load.reports()
-    m.gossipReportAge.reset()
-    for (const r of reports) m.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
-    const rejected = this.host.services.load.rejected()
-    if (rejected > this.gossipRejectedSeen) m.gossipReports.inc({ result: 'rejected' }, rejected - this.gossipRejectedSeen)
-    this.gossipRejectedSeen = rejected
-    m.libp2pConnections.set(this.host.getConnections().length)
-    const phases: Record<string, number> = {}
-    for (const vm of this.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
-    m.vmsByPhase.reset()
-    for (const [p, n] of Object.entries(phases)) m.vmsByPhase.set({ phase: p }, n)
-    const st = this.driver?.status()
-    if (st != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftIsLeader.set(st.role === 'leader' ? 1 : 0) }
-    m.raftAppliedIndex.set(this.sm.applied())
-  }
+  /** called by /metrics before each scrape (node/metrics-wiring.ts) */
+  refreshMetrics (): void { this.gauges.refresh() }
 
   // ---- shutdown ----
 
@@ -623,15 +353,12 @@ export class Daemon {
     if (this.stopping) return
     const drv = this.driver
     if (drv?.isLeader() === true) {
-      const st = drv.status()
-      const target = Object.entries(st.progress ?? {})
-        .filter(([id]) => id !== this.id && st.conf.voters.includes(id))
-        .sort((a, b) => b[1].match - a[1].match)[0]?.[0]
+      const target = handoffTarget(this.id, drv.status())
       if (target != null) {
         this.log.info('transferring leadership before shutdown', { to: target })
         drv.transferLeadership(target)
-        const deadline = Date.now() + 3_000
-        while (drv.isLeader() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+        const deadline = Date.now() + HANDOFF_WAIT_MS
+        while (drv.isLeader() && Date.now() < deadline) await sleep(HANDOFF_POLL_MS)
       }
     }
     this.stopping = true
@@ -642,7 +369,7 @@ export class Daemon {
     await this.qemu?.close() // guests keep running; the next daemon re-adopts them
     await this.driver?.stop()
     await this.http?.close()
-    for (const c of this.clients.values()) void c.then(async (cl) => { await cl.close() }).catch(() => {})
+    this.clients.closeAll()
     await this.host.stop()
     this.store.close()
     this.kv.close()
@@ -650,39 +377,4 @@ export class Daemon {
   }
 }
 
-/** One line per autopilot decision, for the cluster's events. */
-export function autopilotEventText (d: AutopilotDecision): string {
-  switch (d.kind) {
-    case 'none': return `autopilot: no change (${d.why})`
-    case 'replace': return `autopilot: replace voter ${d.remove} by ${d.promote} (${d.why})`
-    case 'change': return `autopilot: ${d.change.type} ${d.change.node} (${d.why})`
-  }
-}
-
-/** One line per applied command, for the dashboard and `blixard events`. */
-export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id: string) => string): string {
-  const c = env.cmd
-  const tail = r.ok ? '' : ` — rejected: ${r.error.kind}: ${r.error.message}`
-  switch (c.type) {
-    case 'CreateVm': return `VM ${c.spec.name} created${tail}`
-    case 'AssignVm': return `VM ${name(c.id)} ${c.node == null ? 'unassigned' : `assigned to ${name(c.node)}`}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
-    case 'SetVmDesiredState': return `VM ${name(c.id)} desired ${c.desired}${tail}`
-    case 'DeleteVm': return `VM ${c.id} deleted${tail}`
-    case 'ReportVmStatus': return c.reports.map((x) => `VM ${name(x.id)} ${x.status.phase}${x.status.reason !== '' ? ` (${x.status.reason})` : ''}`).join('; ') + tail
-    case 'RegisterNode': return `node ${c.node.name} registered${tail}`
-    case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
-    case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
-    case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
-    default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
-  }
-}
-
-function same (rec: NodeRecord, want: { addrs: string[], labels: Record<string, string>, capacity: NodeRecord['capacity'] }): boolean {
-  return JSON.stringify(rec.addrs) === JSON.stringify(want.addrs) &&
-    JSON.stringify(rec.labels) === JSON.stringify(want.labels) &&
-    JSON.stringify(rec.capacity) === JSON.stringify(want.capacity)
-}
-
-// used by admit() to bound the cost of a bogus caller
-export const MAX_JOIN_ADDRS = 16
 export { RAFT_PROTOCOL }

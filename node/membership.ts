@@ -1,0 +1,250 @@
+// Membership of one node, the shell around node/bootstrap.ts, node/autopilot.ts and
+// node/core/membership-rules.ts: a fresh node gathers hellos and bootstraps or joins; the leader
+// admits joiners as learners and runs autopilot; every member keeps its own record registered and
+// casts a pending admin-recovery vote. Every decision is pure; this file only does the I/O.
+import { multiaddr } from '@multiformats/multiaddr'
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import { RpcError } from '../protocols/rpc.ts'
+import type { LmdbLogStore } from '../storage/lmdb-log-store.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { NodeConfig } from './config.ts'
+import type { Logger } from './log.ts'
+import type { RaftDriver } from './raft-driver.ts'
+import type { RpcClient } from './net/rpc.ts'
+import type { RaftTransport } from './net/raft-transport.ts'
+import { decideBootstrap } from './bootstrap.ts'
+import type { PeerHello } from './bootstrap.ts'
+import { decide as autopilotDecide } from './autopilot.ts'
+import { autopilotEventText } from './events.ts'
+import { autopilotInput, inCluster, registration } from './core/membership-rules.ts'
+import { pendingRecovery, recoveryDone } from './recover.ts'
+
+/** a fresh node asks its peers who they are this often */
+export const MEMBERSHIP_LOOP_MS = 500
+/** a member checks its own record (and a pending recovery vote) this often */
+export const SELF_REGISTRATION_EVERY_MS = 1_000
+/** how long a fresh node waits for one peer's cluster.hello */
+export const HELLO_TIMEOUT_MS = 1_000
+/** how long a fresh node waits for cluster.join (retried on the next round) */
+export const JOIN_TIMEOUT_MS = 5_000
+/** how long a member waits for the leader to admit a joiner it forwarded */
+export const ADMIT_FORWARD_TIMEOUT_MS = 10_000
+/** after bootstrapping, how long the first leader waits to win its election before adding the first admins */
+export const BOOTSTRAP_LEADER_WAIT_MS = 10_000
+export const BOOTSTRAP_LEADER_POLL_MS = 50
+/** bounds the cost of a bogus joiner's address list */
+export const MAX_JOIN_ADDRS = 16
+
+export interface MembershipDeps {
+  self: () => string
+  cfg: NodeConfig
+  /** fresh clusters wait to see this many nodes before one bootstraps */
+  expect: number
+  /** peer ids made admins when this node bootstraps a new cluster */
+  admins: readonly string[]
+  sm: StateMachine
+  store: LmdbLogStore
+  driver: () => RaftDriver | null
+  /** starts a Raft driver over the store as it is now (the old one stopped) */
+  startDriver: () => void
+  /** the libp2p side: connected peers, our addresses, and the Raft transport's address book */
+  connectedPeers: () => string[]
+  ownAddrs: () => string[]
+  raftTransport: () => RaftTransport
+  client: (peer: string) => Promise<RpcClient>
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  /** an event that is not a command (node/events.ts) */
+  note: (text: string) => void
+  log: Logger
+  now: () => number
+  sleep: (ms: number) => Promise<void>
+}
+
+export class Membership {
+  private readonly lastHeard = new Map<string, number>()
+  private readonly hellos = new Map<string, PeerHello>()
+  private joining = false
+  private registering = false
+  private autopilotBusy = false
+  private lastAutopilotEvent: string | null = null
+
+  constructor (private readonly d: MembershipDeps) {}
+
+  /** a Raft message from `peer` arrived */
+  heard (peer: string): void { this.lastHeard.set(peer, this.d.now()) }
+
+  inCluster (): boolean { return inCluster(this.d.self(), this.d.driver()?.status(), this.lastHeard, this.d.now()) }
+
+  hello (): { id: string, inCluster: boolean, lowestKnown: string, leader: string | null } {
+    const self = this.d.self()
+    const fresh = [self, ...[...this.hellos.values()].filter((h) => !h.inCluster).map((h) => h.id)].sort()
+    return { id: self, inCluster: this.inCluster(), lowestKnown: fresh[0], leader: this.d.driver()?.leaderId() ?? null }
+  }
+
+  /** Peers that speak our Raft protocol (so: hold the key and run blixard-node, not a CLI). */
+  private blixardPeers (): string[] {
+    const self = this.d.self()
+    return [...new Set(this.d.connectedPeers())].filter((p) => p !== self)
+  }
+
+  /** Fresh node: gather hellos from everyone we are connected to, then bootstrap, join or wait. */
+  async formationRound (): Promise<void> {
+    if (this.inCluster()) return
+    await Promise.all(this.blixardPeers().map(async (p) => {
+      try {
+        const c = await this.d.client(p)
+        const h = await c.call('cluster.hello', {}, { timeoutMs: HELLO_TIMEOUT_MS })
+        this.hellos.set(p, { id: h.id, inCluster: h.inCluster, lowestKnown: h.lowestKnown })
+      } catch { this.hellos.delete(p) } // a CLI or a peer that went away
+    }))
+    const dec = decideBootstrap(this.d.self(), this.d.expect, [...this.hellos.values()])
+    if (dec.action === 'bootstrap') await this.bootstrapCluster(dec.why)
+    else if (dec.action === 'join') await this.join(dec.via)
+  }
+
+  private async bootstrapCluster (why: string): Promise<void> {
+    if (this.inCluster()) return
+    const { sm, store, log } = this.d
+    log.info('bootstrapping a new cluster', { why })
+    // The new cluster starts from a snapshot at index 1 whose membership is this node alone: a joiner's
+    // first step is to install the leader's snapshot, which must carry the membership (and state).
+    await this.d.driver()?.stop()
+    const data = sm.snapshot()
+    sm.restore(data, 1)
+    store.save({ snapshot: { meta: { index: 1, term: 1, conf: { voters: [this.d.self()], learners: [] } }, data }, hardState: { term: 1, vote: null, commit: 1 } })
+    store.sync()
+    this.d.startDriver()
+    this.d.driver()?.campaign()
+    // First admins: the configured operator identities.
+    const deadline = this.d.now() + BOOTSTRAP_LEADER_WAIT_MS
+    while (this.d.driver()?.isLeader() !== true && this.d.now() < deadline) await this.d.sleep(BOOTSTRAP_LEADER_POLL_MS)
+    for (const peerId of this.d.admins) {
+      try {
+        const r = await this.d.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: this.d.now(), key: `bootstrap-admin-${peerId}` })
+        log.info('first admin', { peerId, ok: r.ok })
+      } catch (err) { log.warn('could not add the first admin', { peerId, err }) }
+    }
+  }
+
+  private async join (via: string): Promise<void> {
+    if (this.joining) return
+    this.joining = true
+    try {
+      const c = await this.d.client(via)
+      const r = await c.call('cluster.join', { addrs: this.d.ownAddrs() }, { timeoutMs: JOIN_TIMEOUT_MS })
+      this.d.log.info('asked to join the cluster', { via, leader: r.leader })
+    } catch (err) {
+      this.d.log.debug('join request failed; retrying', { via, err })
+    } finally { this.joining = false }
+  }
+
+  /** cluster.join (from the fresh node itself) or internal.admit (forwarded by a member):
+   * the joiner becomes a learner. Done by the leader; others forward. */
+  async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
+    const drv = this.d.driver()
+    const leader = drv?.leaderId()
+    if (drv == null || leader == null) throw new RpcError('Unavailable', 'no leader yet; retry')
+    if (!drv.isLeader()) {
+      const c = await this.d.client(leader)
+      return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: ADMIT_FORWARD_TIMEOUT_MS })
+    }
+    const conf = drv.status().conf
+    const member = conf.voters.includes(peer) || conf.learners.includes(peer)
+    // the join policy (a cluster setting): under "approve", only peer ids an admin approved
+    if (!member && !this.d.sm.mayJoin(peer)) {
+      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
+    }
+    await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
+    if (!member) {
+      // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
+      // forever and removes it at once
+      this.heard(peer)
+      await drv.proposeConfChange({ type: 'addLearner', node: peer })
+      this.d.log.info('added a learner', { peer })
+    }
+    return { leader: this.d.self() }
+  }
+
+  /** Tell the Raft transport where a peer is (a joiner, or a node whose record was applied). */
+  async learnAddrs (peer: string, addrs: string[]): Promise<void> {
+    try {
+      await this.d.raftTransport().addPeerAddrs(peer, addrs.map((a) => multiaddr(a)))
+    } catch (err) { this.d.log.debug('bad peer addresses', { peer, err }) }
+  }
+
+  /** Leader only: keep the voter set at its target (node/autopilot.ts). */
+  async autopilotRound (): Promise<void> {
+    const drv = this.d.driver()
+    if (drv == null || !drv.isLeader() || this.autopilotBusy) return
+    const self = this.d.self()
+    const dec = autopilotDecide(autopilotInput({
+      self,
+      st: drv.status(),
+      lastHeard: this.lastHeard,
+      now: this.d.now(),
+      connected: new Set(this.blixardPeers()),
+      registered: this.d.sm.listNodes().map((n) => n.id),
+      applied: this.d.sm.applied(),
+      deadAfterMs: this.d.cfg.autopilot.deadAfterMs
+    }))
+    // Every decision is a cluster event with its reason, once per change of mind (the loop runs
+    // every few seconds and would otherwise repeat "at its target" forever).
+    const text = autopilotEventText(dec)
+    if (text !== this.lastAutopilotEvent && dec.why !== 'a membership change is in flight') {
+      this.lastAutopilotEvent = text
+      this.d.note(text)
+      this.d.log.info('autopilot', { decision: dec.kind, ...(dec.kind === 'change' ? { change: dec.change } : {}), ...(dec.kind === 'replace' ? { promote: dec.promote, remove: dec.remove } : {}), why: dec.why })
+    }
+    if (dec.kind === 'none') return
+    this.autopilotBusy = true
+    try {
+      if (dec.kind === 'replace') await this.replaceVoter(drv, dec.promote, dec.remove)
+      else await drv.proposeConfChange(dec.change)
+    } catch (err) {
+      this.d.log.warn('autopilot change not applied', { err: String(err) })
+      this.lastAutopilotEvent = null // retried next round: say so again
+    } finally { this.autopilotBusy = false }
+  }
+
+  /**
+   * Autopilot's `replace`: the one place that knows how a voter is swapped. One joint conf change
+   * (3 voters → joint (old 3, new 3) → new 3): while joint every commit needs a majority of both
+   * sets, so the voter count and fault tolerance never drop; transition 'auto' has the leader
+   * propose the leave itself, and if it changes in between the next leader leaves.
+   */
+  private async replaceVoter (drv: RaftDriver, promote: string, remove: string): Promise<void> {
+    await drv.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
+  }
+
+  /** Once in the cluster, put (and keep) this node's record in the replicated state. */
+  async registerSelf (): Promise<void> {
+    const drv = this.d.driver()
+    if (drv == null || drv.leaderId() == null || this.registering) return
+    const self = this.d.self()
+    const conf = drv.status().conf
+    if (!conf.voters.includes(self) && !conf.learners.includes(self)) return
+    const { cfg, sm, log } = this.d
+    const mine = sm.getNode(self)
+    const cmd = registration({ id: self, name: cfg.name, addrs: this.d.ownAddrs(), labels: cfg.labels, capacity: cfg.capacity }, mine)
+    if (cmd == null) return
+    this.registering = true
+    try {
+      const r = await this.d.propose({ cmd, at: this.d.now() })
+      if (r.ok) log.info(mine == null ? 'registered this node' : 'updated this node', { name: cfg.name })
+      else log.warn('registration rejected', { error: r.error })
+    } catch (err) {
+      log.debug('registration not committed yet', { err })
+    } finally { this.registering = false }
+  }
+
+  /** `blixard-node admin recover` left a note: once registered, vote (signed by this node's key). */
+  async voteRecovery (): Promise<void> {
+    const { cfg, sm, log } = this.d
+    const peerId = await pendingRecovery(cfg.dataDir)
+    if (peerId == null || sm.getNode(this.d.self()) == null || this.d.driver()?.leaderId() == null) return
+    const r = await this.d.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: this.d.now() })
+    if (!r.ok) { log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
+    log.info('admin recovery: voted', { peerId, result: r.value })
+    await recoveryDone(cfg.dataDir)
+  }
+}
