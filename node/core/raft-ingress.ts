@@ -26,6 +26,7 @@ export const MAX_INDEX = 2 ** 48
 
 export type DropReason =
   | 'not-member' // the authenticated sender is not in the configuration
+  | 'not-admitter' // we have no configuration yet, and the sender is not a peer that admitted us
   | 'spoofed-from' // msg.from is not the authenticated sender
   | 'wrong-to' // msg.to is not this node
   | 'learner-type' // a learner sent a message only a voter sends
@@ -48,6 +49,10 @@ export interface IngressContext {
   learners: readonly NodeId[]
   /** nodes named by a conf entry in our log above commit (a join in flight): treated as learners */
   pending?: readonly NodeId[]
+  /** while we have no configuration (a joiner before its first snapshot): the peers we asked to
+   * join through and the leader that answered; only they may send us what a leader sends.
+   * Undefined: no such binding (a caller that does not track joins, the simulator) */
+  admitters?: readonly NodeId[]
   /** our current term, the leader we know (null if none), whether we lead, our last log index */
   term: number
   leader: NodeId | null
@@ -81,6 +86,9 @@ export function admitRaftMessage (sender: NodeId, msg: Message, ctx: IngressCont
   // A node with no configuration yet (a joiner before its first snapshot) cannot tell members
   // from others; it accepts only what a leader sends, which is how it learns the configuration.
   const unconfigured = ctx.voters.length === 0
+  if (unconfigured && !voter && !learner && ctx.admitters !== undefined && !ctx.admitters.includes(sender)) {
+    return drop('not-admitter', `${sender.slice(0, 64)} is not a peer this node asked to join through, and it has no configuration yet`)
+  }
   if (!voter && !learner && !(unconfigured && FROM_LEADER.has(msg.type))) {
     return drop('not-member', `${sender.slice(0, 64)} is not a member of the configuration`)
   }

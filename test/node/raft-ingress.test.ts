@@ -67,7 +67,13 @@ const rows: Row[] = [
   ['MsgSnap of 64 garbage bytes', LEADER, m('MsgSnap', LEADER, snapMsg(garbage)), ctx(), 'bad-snapshot'],
   ['MsgSnap from our leader whose conf predates it (it joined after the snapshot index): admitted', LEADER, m('MsgSnap', LEADER, snapMsg(goodSnap, [ME, V2])), ctx(), null],
   ['joiner: non-leader type from a stranger', STRANGER, m('MsgVote', STRANGER), ctx({ voters: [], learners: [], leader: null, term: 0 }), 'not-member'],
-  ['joiner: garbage snapshot from anyone', STRANGER, m('MsgSnap', STRANGER, snapMsg(garbage, [STRANGER])), ctx({ voters: [], learners: [], leader: null, term: 0 }), 'bad-snapshot']
+  ['joiner: garbage snapshot from anyone', STRANGER, m('MsgSnap', STRANGER, snapMsg(garbage, [STRANGER])), ctx({ voters: [], learners: [], leader: null, term: 0 }), 'bad-snapshot'],
+  // a joiner bound to the peers it asked to join through and the leader that answered
+  ['bound joiner: a well-formed fake snapshot from a key holder it did not ask', STRANGER, m('MsgSnap', STRANGER, snapMsg(goodSnap, [STRANGER, ME])), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [LEADER] }), 'not-admitter'],
+  ['bound joiner: a MsgApp with a higher term from a key holder it did not ask', STRANGER, m('MsgApp', STRANGER, { term: 9, index: 0, logTerm: 0, entries: [{ term: 9, index: 1, type: 'normal', data: goodCmd }] }), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [LEADER] }), 'not-admitter'],
+  ['bound joiner: a heartbeat from a key holder it did not ask', STRANGER, m('MsgHeartbeat', STRANGER), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [] }), 'not-admitter'],
+  ['bound joiner: the snapshot of the leader that admitted it', LEADER, m('MsgSnap', LEADER, snapMsg(goodSnap)), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [LEADER] }), null],
+  ['bound joiner: configured at last, the binding no longer matters', V2, m('MsgHeartbeat', V2, { term: 6 }), ctx({ admitters: [LEADER] }), null]
 ]
 
 for (const [name, sender, msg, c, want] of rows) {
