@@ -219,6 +219,7 @@ export class Daemon {
     const { conf } = this.store.initialState()
     if (conf.voters.length === 0 && conf.learners.length === 0) {
       this.log.info('fresh data dir: looking for a cluster to join, or peers to bootstrap one with', { expect: this.expect() })
+      this.membership.bindFresh()
     }
     // A member resumes from its log; a fresh node runs Raft with an empty membership, so it only
     // listens until a leader adds it (or the membership loop bootstraps a new cluster).
@@ -282,6 +283,7 @@ export class Daemon {
       snapshotEvery: this.cfg.raft.snapshotEvery,
       snapshotKeep: this.cfg.raft.snapshotKeep,
       onApplied: (i, env, r) => { this.onApplied(i, env, r) },
+      admitters: () => this.membership.admitters(),
       onLeaderChange: (leader, isLeader) => {
         if (isLeader) void this.scheduler?.kick()
         this.forwarder.leaderChanged(leader)

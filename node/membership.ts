@@ -68,7 +68,18 @@ export class Membership {
   private autopilotBusy = false
   private lastAutopilotEvent: string | null = null
 
+  /** A fresh node accepts a leader's Raft traffic only from the peers it asked to join through and
+   * the leader that answered (node/core/raft-ingress.ts IngressContext.admitters); null: unbound
+   * (a node that starts with a configuration, or before bindFresh). */
+  private joinAdmitters: Set<string> | null = null
+
   constructor (private readonly d: MembershipDeps) {}
+
+  /** This node starts with no configuration: bind it to the peers that will admit it. */
+  bindFresh (): void { this.joinAdmitters = new Set() }
+
+  /** The peers a fresh node takes Raft traffic from (undefined: not bound). */
+  admitters (): readonly string[] | undefined { return this.joinAdmitters === null ? undefined : [...this.joinAdmitters] }
 
   /** a Raft message from `peer` arrived */
   heard (peer: string): void { this.lastHeard.set(peer, this.d.now()) }
@@ -130,8 +141,10 @@ export class Membership {
     if (this.joining) return
     this.joining = true
     try {
+      this.joinAdmitters?.add(via)
       const c = await this.d.client(via)
       const r = await c.call('cluster.join', { addrs: this.d.ownAddrs() }, { timeoutMs: JOIN_TIMEOUT_MS })
+      this.joinAdmitters?.add(r.leader)
       this.d.log.info('asked to join the cluster', { via, leader: r.leader })
     } catch (err) {
       this.d.log.debug('join request failed; retrying', { via, err })

@@ -39,6 +39,9 @@ export interface RaftDriverOptions {
   onApplied?: (index: number, env: CommandEnvelope, result: ApplyResult) => void
   /** the admission filter on the receive path (node/core/raft-node.ts RaftNodeOptions.admit) */
   admit?: (m: Message, fromPeer: NodeId | null) => string | null
+  /** while this node has no configuration: the peers it asked to join through and the leader
+   * that answered (node/core/raft-ingress.ts IngressContext.admitters); undefined: unbound */
+  admitters?: () => readonly NodeId[] | undefined
   /** called when leadership or the leader changes */
   onLeaderChange?: (leader: NodeId | null, isLeader: boolean, term: number) => void
 }
@@ -115,7 +118,7 @@ export class RaftDriver {
       admit: (msg, fromPeer) => {
         const extra = opts.admit?.(msg, fromPeer) ?? null
         if (extra != null) return extra
-        const verdict = admitRaftMessage(fromPeer ?? msg.from, msg, raftIngressContext(opts.id, this.core))
+        const verdict = admitRaftMessage(fromPeer ?? msg.from, msg, { ...raftIngressContext(opts.id, this.core), admitters: opts.admitters?.() })
         if (verdict.ok) return null
         m?.raftMessagesDropped.inc({ reason: verdict.reason })
         if (dropLog.first(fromPeer ?? msg.from, verdict.reason)) opts.log.warn('raft message dropped (logged once per peer and reason)', { peer: fromPeer ?? msg.from, type: msg.type, reason: verdict.reason, detail: verdict.detail })
