@@ -1,0 +1,61 @@
+// The phases of one live migration as the Raft record will hold them, and the
+// one rule that makes any failure end with at most one running copy: the
+// source owns the VM until QEMU's switchover (the source is paused before the
+// target resumes), the target from then on. A failure before switchover aborts
+// to the source; after it, the move is finished on the target. Pure: no I/O,
+// no clock (the caller passes `at`). Not yet wired into the state machine.
+
+export type MigrationPhase = 'preparing' | 'transferring' | 'switched' | 'done' | 'aborted'
+
+export interface MigrationRecord {
+  vm: string
+  source: string
+  target: string
+  /** the VM generation being moved: a record for an older generation is stale */
+  generation: number
+  phase: MigrationPhase
+  /** ms since epoch, from the proposer */
+  started: number
+  /** who may run the VM now */
+  owner: string
+  reason?: string
+}
+
+export type MigrationEvent =
+  | { type: 'target-ready' } // the target's QEMU listens with -incoming
+  | { type: 'source-completed' } // the source's query-migrate said completed: it is paused for good
+  | { type: 'target-running' } // the target's QEMU reports running
+  | { type: 'cancel', reason: string }
+  | { type: 'node-failed', node: string, reason: string } // a lease lapsed / daemon died
+
+export type Transition = { ok: true, record: MigrationRecord } | { ok: false, error: string }
+
+export function newMigrationRecord (vm: string, source: string, target: string, generation: number, at: number): MigrationRecord {
+  return { vm, source, target, generation, phase: 'preparing', started: at, owner: source }
+}
+
+export function isFinal (p: MigrationPhase): boolean { return p === 'done' || p === 'aborted' }
+
+export function step (r: MigrationRecord, e: MigrationEvent): Transition {
+  if (isFinal(r.phase)) return { ok: false, error: `migration of ${r.vm} already ${r.phase}` }
+  const to = (phase: MigrationPhase, extra: Partial<MigrationRecord> = {}): Transition => ({ ok: true, record: { ...r, phase, ...extra } })
+  switch (e.type) {
+    case 'target-ready':
+      return r.phase === 'preparing' ? to('transferring') : { ok: false, error: `target-ready in phase ${r.phase}` }
+    case 'source-completed':
+      // the switchover: ownership passes to the target in the same entry
+      return r.phase === 'transferring' ? to('switched', { owner: r.target }) : { ok: false, error: `source-completed in phase ${r.phase}` }
+    case 'target-running':
+      return r.phase === 'switched' ? to('done') : { ok: false, error: `target-running in phase ${r.phase}` }
+    case 'cancel':
+      // after the switchover the source is paused with stale memory: too late to cancel
+      return r.phase === 'switched' ? { ok: false, error: `migration of ${r.vm} is past switchover: it cannot be cancelled` } : to('aborted', { owner: r.source, reason: e.reason })
+    case 'node-failed':
+      if (e.node !== r.source && e.node !== r.target) return { ok: false, error: `${e.node} takes no part in the migration of ${r.vm}` }
+      if (r.phase === 'switched') {
+        // the target owns it; if the target died, HA restarts it elsewhere (never the paused source)
+        return to('done', { owner: r.target, reason: e.reason })
+      }
+      return to('aborted', { owner: r.source, reason: e.reason })
+  }
+}
