@@ -126,7 +126,8 @@ export class HaService {
 
   private async killGuests (why: string): Promise<void> {
     const killed = await (this.d.killGuests ?? (async () => await killAllGuests(this.d.dataDir)))()
-    if (killed.length === 0) { this.d.log.debug('no guest to stop', { why }); return }
+    // the fence watchdog fires at the same deadline and is often first: say so, the fence still held
+    if (killed.length === 0) { this.d.log.info('no guest of this host left to stop (already stopped, or stopped by the fence watchdog)', { why }); return }
     this.d.log.warn('stopped every guest on this host', { why, vms: killed })
     this.d.note(`${this.nameOf(this.d.self())}: stopped ${killed.length} guest(s): ${why}`)
   }
