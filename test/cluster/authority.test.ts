@@ -113,7 +113,9 @@ guard('a key holder that joined as a learner cannot make itself admin, create a 
     ['CreateVm signed by itself', async () => await toLeader.call('internal.propose', { env: await signed(evilVm) }), /not an admin/],
     ['a fake node with 100 000 CPUs', async () => await toLeader.call('internal.propose', { env: await signed(fake) }), /may not register node/],
     ['AssignVm (a scheduling decision) signed by itself', async () => await toLeader.call('internal.propose', { env: await signed({ type: 'AssignVm', id: randomUUID(), node: m.id }) }), /leader's decision|not a registered node/],
-    ['AddAdmin forwarded by a follower on its behalf', async () => await viaFollower.call('internal.propose', { env: await signed(addMe) }), /not an admin|not the leader/]
+    ['AddAdmin forwarded by a follower on its behalf', async () => await viaFollower.call('internal.propose', { env: await signed(addMe) }), /not an admin|not the leader/],
+    ['a liveness lease for itself (it is a member, not a registered node)', async () => await toLeader.call('internal.renewLease', { epoch: 0 }), /not a registered node/],
+    ['MarkNodeDown of a real node, signed by itself', async () => await toLeader.call('internal.propose', { env: await signed({ type: 'MarkNodeDown', node: c.nodes[0].peerId, epoch: 0, seq: 0, expiredAt: 1, reason: 'x' }) }), /leader's decision|not a registered node/]
   ]
   for (const [what, p, why] of tries) {
     const msg = await refused(p(), 'Unauthorized', why).catch(async (err) => {
