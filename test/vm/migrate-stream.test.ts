@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { testHost, until } from '../net/helpers.ts'
 import { buildQemuArgv, tscKhzFromCpuinfo } from '../../node/qemu/cmdline.ts'
-import { buildTinyGuest, parseReadyMarker, tinyGuestBoot, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
+import { buildTinyGuest, parseHeartbeats, parseReadyMarker, tinyGuestBoot, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
 import { waitForText } from '../../node/qemu/file-tail.ts'
 import { QmpClient } from '../../node/qemu/qmp.ts'
 import { cancelMigration, incomingArgs, localMigrationUri, parseQueryMigrate, queryMigrate, runState, startMigration, waitForMigration, type MigrationProgress } from '../../node/qemu/migrate.ts'
@@ -22,9 +22,8 @@ import { MigrationStreams, MigrationStreamError } from '../../node/migration/str
 const MEMORY_MIB = 128
 const BOOT_TIMEOUT_MS = 60_000
 const MIGRATE_TIMEOUT_MS = 60_000
-// the heartbeat started through the guest's console command loop: a counter every 100 ms
-const HEARTBEAT = '(i=0; while true; do echo BLIXARD-TICK $i; i=$((i+1)); usleep 100000; done) &\n'
-const TICK = /BLIXARD-TICK (\d+)\r?\n/g
+// the guest's own console heartbeat (blix.heartbeat): a counter every 100 ms
+const HEARTBEAT_MS = 100
 
 interface Qemu { dir: string, child: ChildProcess, qmp: QmpClient, serialLog: string, serialSock: string }
 const procs: Qemu[] = []
@@ -32,9 +31,7 @@ const procs: Qemu[] = []
 process.on('exit', () => { for (const q of procs) q.child.kill('SIGKILL') })
 let guest: TinyGuest
 
-function ticks (text: string): number[] {
-  return [...text.matchAll(TICK)].map((m) => Number(m[1]))
-}
+const ticks = parseHeartbeats
 
 async function launch (name: string, incoming: ((dir: string) => string) | null): Promise<Qemu & { incomingUri: string | null }> {
   const dir = await mkdtemp(join(tmpdir(), `blx-mig-${name}-`))
@@ -44,7 +41,7 @@ async function launch (name: string, incoming: ((dir: string) => string) | null)
   const tscKhz = tscKhzFromCpuinfo(readFileSync('/proc/cpuinfo', 'utf8'))
   // the same machine on both sides (same devices, same order): only -incoming differs
   const { binary, args } = buildQemuArgv(
-    { vmId: 'mig', vcpus: 1, memoryMiB: MEMORY_MIB, boot: tinyGuestBoot(guest, { hostname: 'mig' }) },
+    { vmId: 'mig', vcpus: 1, memoryMiB: MEMORY_MIB, boot: tinyGuestBoot(guest, { hostname: 'mig', heartbeatMs: HEARTBEAT_MS }) },
     { accel: 'tcg', tscKhz }, { serialSock, serialLog, qmpSock })
   const incomingUri = incoming != null ? incoming(dir) : null
   const child = spawn(binary, [...args, ...(incomingUri != null ? incomingArgs(incomingUri) : [])], { stdio: ['ignore', 'ignore', 'inherit'] })
@@ -52,14 +49,6 @@ async function launch (name: string, incoming: ((dir: string) => string) | null)
   const q = { dir, child, qmp, serialLog, serialSock, incomingUri }
   procs.push(q)
   return q
-}
-
-async function consoleWrite (q: Qemu, line: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const s = createConnection(q.serialSock)
-    s.once('error', reject)
-    s.once('connect', () => { s.end(line, () => { resolve() }) })
-  })
 }
 
 function figures (p: MigrationProgress): string {
@@ -93,7 +82,6 @@ test('a running 128 MiB guest migrates through a libp2p stream; a peer not named
 
     const a = await launch('a', null)
     await waitForText(a.serialLog, parseReadyMarker, { timeoutMs: BOOT_TIMEOUT_MS })
-    await consoleWrite(a, HEARTBEAT)
     await waitForText(a.serialLog, (t) => ticks(t).length >= 3 ? true : null, { timeoutMs: 20_000 })
 
     const b = await launch('b', (dir) => `unix:${join(dir, 'in.sock')}`)
