@@ -366,6 +366,8 @@ function idsTouched (cmd: Command): string[] {
       return [cmd.id]
     case 'ReportVmStatus':
       return [...new Set(cmd.reports.map((r) => r.id))]
+    case 'StartMigration': case 'CancelMigration': case 'ReportMigration':
+      return [cmd.vm]
     default:
       return []
   }

@@ -33,6 +33,10 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
     case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
     case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
+    case 'StartMigration': return `VM ${name(c.vm)} migrating live to ${name(c.target)}${tail}`
+    case 'CancelMigration': return `VM ${name(c.vm)} migration cancelled${tail}`
+    // progress is routine (a line a second while it moves): not an event
+    case 'ReportMigration': return c.event === 'progress' && r.ok ? '' : `VM ${name(c.vm)} migration: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }

@@ -49,7 +49,7 @@ export type Authority = 'admin' | 'node' | 'leader'
  * unless it sets `state` (drain, cordon, down), which only an admin may. */
 export function authorityOf (cmd: Command): Authority {
   switch (cmd.type) {
-    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': return 'node'
+    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': case 'ReportMigration': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': return 'leader'
     default: return 'admin'
@@ -157,6 +157,8 @@ export interface AuthState {
   nonceUsed: (signer: string, nonce: string) => boolean
   /** the latest term in which a leader-bound command applied, and its signer (the pin) */
   termLeader: () => TermLeader | undefined
+  /** the parties of a VM's migration attempt that started at `started` and is still in flight, or undefined */
+  migrationParties?: (vmId: string, started: number) => { source: string, target: string } | undefined
 }
 
 /** Who signed the scheduling decisions of a term: set by the first one that applies in it. */
@@ -216,6 +218,13 @@ export function authError (cmd: Command, auth: CommandAuth | undefined, index: n
             if (r.node !== who) return `node ${who} may not report status for node ${r.node}`
           }
           return null
+        case 'ReportMigration': {
+          // a node reports only as itself, and only on a migration it takes part in
+          if (cmd.node !== who) return `node ${who} may not report on migration for node ${cmd.node}`
+          const m = st.migrationParties?.(cmd.vm, cmd.started)
+          if (m === undefined) return null // no such attempt in flight: apply answers it as stale
+          return m.source === who || m.target === who ? null : `node ${who} takes no part in the migration of VM ${cmd.vm}`
+        }
         case 'AllocateIp': {
           const on = st.vmNode(cmd.vm)
           return on === who ? null : `node ${who} may not allocate an address for VM ${cmd.vm}, which is not assigned to it`

@@ -3,6 +3,8 @@
 // with the same named error. A valid command comes back as a fresh, normalized copy holding only
 // known fields (extra fields never reach the replicated state).
 import type { BlixError, Command, CommandEnvelope } from './commands.ts'
+import { MIGRATION_REPORTS } from './commands.ts'
+import type { MigrationFigures } from './migration-phases.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
@@ -114,6 +116,23 @@ function labels (v: unknown, path: string): Record<string, string> {
     out[k] = str(o[k], `${path}.${k}`, COMMAND_LIMITS.maxLabelLength)
   }
   return out
+}
+
+const BYTES_MAX = Number.MAX_SAFE_INTEGER
+
+/** query-migrate figures as a source reports them: non-negative numbers, ms or null. */
+function migrationFigures (v: unknown, path: string): MigrationFigures {
+  const o = obj(v, path)
+  const ms = (x: unknown, p: string): number | null => x === null ? null : num(x, p, 0, BYTES_MAX)
+  return {
+    transferredBytes: num(o.transferredBytes, `${path}.transferredBytes`, 0, BYTES_MAX),
+    remainingBytes: num(o.remainingBytes, `${path}.remainingBytes`, 0, BYTES_MAX),
+    totalBytes: num(o.totalBytes, `${path}.totalBytes`, 0, BYTES_MAX),
+    dirtyPagesRate: num(o.dirtyPagesRate, `${path}.dirtyPagesRate`, 0, BYTES_MAX),
+    expectedDowntimeMs: ms(o.expectedDowntimeMs ?? null, `${path}.expectedDowntimeMs`),
+    downtimeMs: ms(o.downtimeMs ?? null, `${path}.downtimeMs`),
+    totalTimeMs: ms(o.totalTimeMs ?? null, `${path}.totalTimeMs`)
+  }
 }
 
 function optional<T> (o: Record<string, unknown>, k: string, f: (v: unknown, p: string) => T): T | undefined {
@@ -378,6 +397,24 @@ function validateOne (v: unknown): Command {
         reason: str(o.reason, 'reason')
       }
       if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+      return c
+    }
+    case 'StartMigration': return { type: 'StartMigration', vm: id(o.vm, 'vm'), target: id(o.target, 'target') }
+    case 'CancelMigration': {
+      const c: Extract<Command, { type: 'CancelMigration' }> = { type: 'CancelMigration', vm: id(o.vm, 'vm') }
+      if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
+      return c
+    }
+    case 'ReportMigration': {
+      const c: Extract<Command, { type: 'ReportMigration' }> = {
+        type: 'ReportMigration',
+        vm: id(o.vm, 'vm'),
+        node: id(o.node, 'node'),
+        started: int(o.started, 'started', 0, Number.MAX_SAFE_INTEGER),
+        event: oneOf(o.event, 'event', MIGRATION_REPORTS)
+      }
+      if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
+      if (o.figures !== undefined) c.figures = migrationFigures(o.figures, 'figures')
       return c
     }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)

@@ -1,6 +1,7 @@
 // Commands replicated through Raft and applied by the state machine (storage/state-machine.ts).
 // Each is validated and applied atomically, or rejected with a named error that changes nothing.
 import type { CommandAuth } from './auth.ts'
+import type { MigrationFigures } from './migration-phases.ts'
 import type {
   NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
   NetworkKind, HypervisorCapability
@@ -42,8 +43,22 @@ export type Command =
   /** the leader judged `node`'s lease (at this epoch and renewal seq) expired at `expiredAt`
    * (leader's wall clock, for the reason text): down, and its VMs rescheduled */
   | { type: 'MarkNodeDown', node: string, epoch: number, seq: number, expiredAt: number, reason: string, term?: number }
+  /** an admin's request to live-migrate a running VM to `target` (storage/apply-migration.ts) */
+  | { type: 'StartMigration', vm: string, target: string }
+  /** an admin's cancel: aborts to the source unless past switchover (then refused) */
+  | { type: 'CancelMigration', vm: string, reason?: string }
+  /** a migration's source or target reports on the attempt that started at `started` (signed by
+   * `node`'s own key; only the parties of that attempt may report, each only its own events) */
+  | { type: 'ReportMigration', vm: string, node: string, started: number, event: MigrationReport, reason?: string, figures?: MigrationFigures }
 
 export type CommandType = Command['type']
+
+/** What a migration's source or target reports (storage/apply-migration.ts says who may report what):
+ * target-ready (target: its QEMU listens with -incoming), progress (source: query-migrate figures),
+ * source-completed (source: QEMU completed, the source is paused for good: the switchover),
+ * target-running (target: its QEMU runs the guest), failed (either: the move cannot go on). */
+export type MigrationReport = 'target-ready' | 'progress' | 'source-completed' | 'target-running' | 'failed'
+export const MIGRATION_REPORTS: readonly MigrationReport[] = ['target-ready', 'progress', 'source-completed', 'target-running', 'failed']
 
 export type JoinPolicy = 'open' | 'approve'
 /** The join policy of a cluster that never set one: see README "Security model". */

@@ -88,6 +88,8 @@ export interface VmStatus {
   ip?: string
 }
 
+import type { MigrationRecord } from './migration-phases.ts'
+
 export interface VmRecord {
   id: string
   spec: VmSpec
@@ -100,6 +102,9 @@ export interface VmRecord {
   updatedAt: number
   /** recent reschedules off a down host (storage/apply-ha.ts): the flap backoff counts them */
   reschedules?: Array<{ from: string, at: number }>
+  /** the latest live migration (storage/apply-migration.ts): in flight until done or aborted, then
+   * kept as the last one; assignedNode is always its owner (source until switchover, then target) */
+  migration?: MigrationRecord
 }
 
 export interface VolumeRecord {

@@ -16,6 +16,7 @@ import type { NodeRecord, VmRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { byNodeKey, vmIdsOn } from './apply-vms.ts'
+import { failMigrationsOf } from './apply-migration.ts'
 import { FLAP_WINDOW_MS, flapBackoffMs, rescheduleOffDownNode } from './reschedule-rules.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
@@ -71,6 +72,8 @@ export function markNodeDown (ctx: ApplyContext, c: Cmd<'MarkNodeDown'>): MarkDo
   if (rec === undefined) reject('NotFound', `node ${c.node} not found`)
   // judged on an older view: the node renewed (seq) or was already marked down (epoch) since
   if (isDown(rec) || leaseEpochOf(rec) !== c.epoch || leaseSeqOf(rec) !== c.seq) return { outcome: 'stale', rescheduled: [], stayed: [] }
+  // its migrations end first, in this entry: the VMs it was moving stay with (or pass to) their owner
+  failMigrationsOf(ctx, c.node, c.reason)
   ctx.tx.put('nodes', c.node, {
     ...rec,
     liveness: 'down',

@@ -4,6 +4,7 @@ import type { NetworkRecord, NodeRecord, VmRecord, VmSpec, VolumeRecord } from '
 import type { ApplyContext } from './apply-context.ts'
 import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
+import { refuseWhileMigrating } from './migration-guard.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
@@ -56,6 +57,7 @@ export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
  * Volumes dropped from the spec are detached, new ones attached. */
 export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmRecord {
   const vm = getVm(ctx, c.id)
+  refuseWhileMigrating(ctx, vm, 'a spec change')
   if (c.ifGeneration !== undefined && c.ifGeneration !== vm.generation) {
     reject('GenerationMismatch', `VM ${vm.spec.name} is at generation ${vm.generation}, not ${c.ifGeneration}: it changed since it was read; read it again and retry`)
   }
@@ -82,6 +84,7 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
 
 export function setVmDesiredState (ctx: ApplyContext, c: Cmd<'SetVmDesiredState'>): VmRecord {
   const vm = getVm(ctx, c.id)
+  if (c.desired !== vm.desired) refuseWhileMigrating(ctx, vm, c.desired === 'stopped' ? 'a stop' : 'a start')
   const rec: VmRecord = { ...vm, desired: c.desired, updatedAt: ctx.at }
   ctx.tx.put('vms', vm.id, rec)
   return rec
@@ -118,7 +121,7 @@ export function reservedOn (ctx: ApplyContext, node: string, except: string): { 
 }
 
 /** Rejects (NoCapacity) when `spec` does not fit on `node` next to the node's other VMs. */
-function checkFits (ctx: ApplyContext, node: NodeRecord, vmId: string, spec: VmRecord['spec']): void {
+export function checkFits (ctx: ApplyContext, node: NodeRecord, vmId: string, spec: VmRecord['spec']): void {
   const used = reservedOn(ctx, node.id, vmId)
   const cap = node.capacity
   const oc = node.overcommit
@@ -132,6 +135,7 @@ function checkFits (ctx: ApplyContext, node: NodeRecord, vmId: string, spec: VmR
  * view cannot both commit a node beyond capacity × overcommit (NoCapacity). */
 export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   const vm = getVm(ctx, c.id)
+  if (vm.assignedNode !== c.node) refuseWhileMigrating(ctx, vm, 'moving it elsewhere')
   if (c.node === null) {
     const rec: VmRecord = { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }
     setAssignment(ctx, vm.id, vm.assignedNode, null)
@@ -167,6 +171,7 @@ export function reportVmStatus (ctx: ApplyContext, c: Cmd<'ReportVmStatus'>): { 
  * retried key gets the same answer from the stored result. */
 export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): { id: string } {
   const vm = getVm(ctx, c.id)
+  refuseWhileMigrating(ctx, vm, 'a delete')
   for (const name of vm.spec.volumes) {
     const v = ctx.tx.get<VolumeRecord>('volumes', name)
     if (v !== undefined && v.attachedTo === vm.id) ctx.tx.put('volumes', name, { ...v, attachedTo: null })

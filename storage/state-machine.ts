@@ -18,6 +18,8 @@ import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, update
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
 import { markNodeDown, renewLeases } from './apply-ha.ts'
+import { cancelMigration, reportMigration, startMigration } from './apply-migration.ts'
+import { isFinal } from '../protocols/migration-phases.ts'
 import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError, authorityOf } from '../protocols/auth.ts'
@@ -67,6 +69,9 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'RecoverAdmin': return recoverAdmin(ctx, cmd, ctx.signer ?? '')
     case 'RenewLeases': return renewLeases(ctx, cmd)
     case 'MarkNodeDown': return markNodeDown(ctx, cmd)
+    case 'StartMigration': return startMigration(ctx, cmd)
+    case 'CancelMigration': return cancelMigration(ctx, cmd)
+    case 'ReportMigration': return reportMigration(ctx, cmd)
   }
 }
 
@@ -81,7 +86,11 @@ function authState (tx: KvTx): AuthState {
     isNode: (p) => tx.get<NodeRecord>('nodes', p) !== undefined,
     vmNode: (id) => tx.get<VmRecord>('vms', id)?.assignedNode,
     nonceUsed: (signer, nonce) => tx.get<number>('nonces', nonceKey(signer, nonce)) !== undefined,
-    termLeader: () => tx.get<TermLeader>('meta', TERM_LEADER_KEY)
+    termLeader: () => tx.get<TermLeader>('meta', TERM_LEADER_KEY),
+    migrationParties: (id, started) => {
+      const m = tx.get<VmRecord>('vms', id)?.migration
+      return m === undefined || m.started !== started || isFinal(m.phase) ? undefined : { source: m.source, target: m.target }
+    }
   }
 }
 

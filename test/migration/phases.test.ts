@@ -2,7 +2,7 @@
 // the owner is the source before switchover and the target after.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { newMigrationRecord, step, type MigrationEvent, type MigrationRecord } from '../../node/migration/phases.ts'
+import { newMigrationRecord, step, type MigrationEvent, type MigrationRecord } from '../../protocols/migration-phases.ts'
 
 const fresh = (): MigrationRecord => newMigrationRecord('web', 'n1', 'n2', 4, 1000)
 

@@ -3,7 +3,8 @@
 // source owns the VM until QEMU's switchover (the source is paused before the
 // target resumes), the target from then on. A failure before switchover aborts
 // to the source; after it, the move is finished on the target. Pure: no I/O,
-// no clock (the caller passes `at`). Not yet wired into the state machine.
+// no clock (the caller passes `at`). Applied by storage/apply-migration.ts; the record lives on
+// the VM (VmRecord.migration), so the VM record alone says who owns it.
 
 export type MigrationPhase = 'preparing' | 'transferring' | 'switched' | 'done' | 'aborted'
 
@@ -19,6 +20,29 @@ export interface MigrationRecord {
   /** who may run the VM now */
   owner: string
   reason?: string
+  /** the source's latest figures from QEMU's query-migrate (progress, then the final ones) */
+  figures?: MigrationFigures
+  /** proposer's clock when it reached done or aborted */
+  ended?: number
+}
+
+/** What `blixard vm migrate --wait` shows: QEMU's query-migrate, as the source last reported it. */
+export interface MigrationFigures {
+  transferredBytes: number
+  remainingBytes: number
+  totalBytes: number
+  dirtyPagesRate: number
+  /** while transferring: the pause QEMU expects if it switched now */
+  expectedDowntimeMs: number | null
+  /** once switched: the pause the guest saw */
+  downtimeMs: number | null
+  totalTimeMs: number | null
+}
+
+/** The id of one migration attempt: names its stream (node/migration/stream.ts) and its reports,
+ * so a report or a stream of an earlier attempt of the same VM never counts for this one. */
+export function migrationId (r: Pick<MigrationRecord, 'vm' | 'generation' | 'started'>): string {
+  return `${r.vm}.${r.generation}.${r.started}`
 }
 
 export type MigrationEvent =

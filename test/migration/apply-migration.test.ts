@@ -1,0 +1,226 @@
+// Live migration in the replicated state (storage/apply-migration.ts): the record on the VM, its
+// phases, the owner always equal to vm.assignedNode, HA's mark-down ending a migration the right way,
+// and who may report what (a forged or misdirected report refused, with real signatures).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
+import type { VmRecord } from '../../protocols/model.ts'
+import { seededSigner, signCommandSync } from '../../protocols/auth.ts'
+import type { SyncSigner } from '../../protocols/auth.ts'
+import { validateCommand } from '../../protocols/command-schema.ts'
+import { MemoryKv } from '../../storage/memory-kv.ts'
+import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { errorKind, harness, registerNode, spec } from '../storage/sm-fixtures.ts'
+
+type H = ReturnType<typeof harness>
+
+function value<T> (r: ApplyResult): T {
+  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.message}`)
+  return r.value as T
+}
+
+/** Three nodes a, b, c; VM v1 running on a. */
+function running (): H {
+  const h = harness()
+  for (const n of ['a', 'b', 'c']) value(h.run(registerNode(n)))
+  value(h.run({ type: 'CreateVm', id: 'v1', spec: spec('web') }))
+  value(h.run({ type: 'AssignVm', id: 'v1', node: 'a' }))
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v1', node: 'a', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  return h
+}
+
+const vm = (h: H): VmRecord => h.sm.getVm('v1')!
+const started = (h: H): number => vm(h).migration!.started
+const report = (h: H, node: string, event: Extract<Command, { type: 'ReportMigration' }>['event'], extra: Partial<Extract<Command, { type: 'ReportMigration' }>> = {}): ApplyResult =>
+  h.run({ type: 'ReportMigration', vm: 'v1', node, started: started(h), event, ...extra })
+const figures = { transferredBytes: 1000, remainingBytes: 500, totalBytes: 2000, dirtyPagesRate: 3, expectedDowntimeMs: 40, downtimeMs: null, totalTimeMs: 300 }
+
+test('the happy path: preparing → transferring → switched (the VM moves in that entry) → done; the owner is always assignedNode', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  const owners: Array<[string, string | null, string]> = []
+  const look = (): void => { const v = vm(h); owners.push([v.migration!.phase, v.assignedNode, v.migration!.owner]) }
+  look()
+  assert.is(value<{ outcome: string }>(report(h, 'b', 'target-ready')).outcome, 'applied'); look()
+  value(report(h, 'a', 'progress', { figures })); look()
+  assert.equal(vm(h).migration!.figures, figures, 'progress is on the record for the CLI')
+  value(report(h, 'a', 'source-completed', { figures: { ...figures, remainingBytes: 0, downtimeMs: 80 } })); look()
+  assert.equal(h.sm.listVms({ node: 'b' }).map(v => v.id), ['v1'], 'the by-node index moved with the switchover')
+  assert.equal(h.sm.listVms({ node: 'a' }), [])
+  assert.is(vm(h).status.phase, 'starting')
+  value(report(h, 'b', 'target-running')); look()
+  assert.equal(owners, [['preparing', 'a', 'a'], ['transferring', 'a', 'a'], ['transferring', 'a', 'a'], ['switched', 'b', 'b'], ['done', 'b', 'b']])
+  const v = vm(h)
+  assert.is(v.status.phase, 'running')
+  assert.is(v.status.node, 'b')
+  assert.match(v.status.reason, /migrated live from node-a/)
+  assert.is(v.generation, 1, 'the generation moved, not a new one (no restart)')
+  assert.is(v.migration!.ended, h.index() * 1000)
+  // a late report of the ended attempt changes nothing
+  const before = h.sm.stateHash()
+  assert.is(value<{ outcome: string }>(report(h, 'a', 'failed', { reason: 'late' })).outcome, 'stale')
+  assert.is(h.sm.stateHash(), before)
+})
+
+test('StartMigration refuses what cannot move, each with what to do', () => {
+  const h = running()
+  const start = (target: string): ApplyResult => h.run({ type: 'StartMigration', vm: 'v1', target })
+  const refused = (r: ApplyResult, kind: string, re: RegExp): void => {
+    assert.is(errorKind(r), kind)
+    if (!r.ok) assert.match(r.error.message, re)
+  }
+  refused(start('a'), 'InvalidCommand', /already runs on node-a/)
+  refused(start('zz'), 'NotFound', /node zz not found/)
+  value(h.run({ type: 'UpdateNode', id: 'c', state: 'draining' }))
+  refused(start('c'), 'Conflict', /node-c is draining/)
+  value(h.run(registerNode('small', { maxVms: 0 })))
+  refused(start('small'), 'NoCapacity', /maximum of 0 VMs/)
+  value(h.run({ type: 'CreateVm', id: 'v2', spec: spec('idle'), desired: 'stopped' }))
+  refused(h.run({ type: 'StartMigration', vm: 'v2', target: 'b' }), 'Conflict', /meant to be stopped/)
+  value(h.run({ type: 'CreateVm', id: 'v3', spec: spec('queued') }))
+  refused(h.run({ type: 'StartMigration', vm: 'v3', target: 'b' }), 'Conflict', /not placed on any node/)
+  value(start('b'))
+  refused(start('b'), 'Conflict', /already migrating to node-b \(preparing\).*--cancel/)
+})
+
+test('while it moves, the VM keeps its spec, desired state, place and existence', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  const before = h.sm.stateHash()
+  for (const cmd of [
+    { type: 'UpdateVmSpec', id: 'v1', spec: spec('web', { vcpus: 2 }) },
+    { type: 'SetVmDesiredState', id: 'v1', desired: 'stopped' },
+    { type: 'AssignVm', id: 'v1', node: 'c' },
+    { type: 'AssignVm', id: 'v1', node: null },
+    { type: 'DeleteVm', id: 'v1' }
+  ] satisfies Command[]) {
+    const r = h.run(cmd)
+    assert.is(errorKind(r), 'Conflict', cmd.type)
+    if (!r.ok) assert.match(r.error.message, /is migrating to node-b .*blixard vm migrate web --cancel/)
+  }
+  assert.is(h.sm.stateHash(), before)
+})
+
+test('cancel aborts to the source before switchover and is refused after it', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  value(report(h, 'b', 'target-ready'))
+  value(h.run({ type: 'CancelMigration', vm: 'v1' }))
+  assert.is(vm(h).migration!.phase, 'aborted')
+  assert.is(vm(h).assignedNode, 'a')
+  assert.is(errorKind(h.run({ type: 'CancelMigration', vm: 'v1' })), 'Conflict', 'nothing in flight')
+  // a new attempt; its reports are not confused with the old one's
+  const oldStarted = started(h)
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  assert.is(value<{ outcome: string }>(h.run({ type: 'ReportMigration', vm: 'v1', node: 'b', started: oldStarted, event: 'target-ready' })).outcome, 'stale')
+  assert.is(vm(h).migration!.phase, 'preparing')
+  value(report(h, 'b', 'target-ready'))
+  value(report(h, 'a', 'source-completed'))
+  const r = h.run({ type: 'CancelMigration', vm: 'v1' })
+  assert.is(errorKind(r), 'Conflict')
+  if (!r.ok) assert.match(r.error.message, /past switchover/)
+  assert.is(vm(h).assignedNode, 'b')
+})
+
+test('a failure report: before switchover back to the source, after it the target keeps the VM', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  value(report(h, 'b', 'target-ready'))
+  value(report(h, 'a', 'failed', { reason: 'Unable to write to socket' }))
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode, vm(h).status.node], ['aborted', 'a', 'a'])
+  assert.match(vm(h).migration!.reason!, /source failed: Unable to write to socket/)
+
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  value(report(h, 'b', 'target-ready'))
+  value(report(h, 'a', 'source-completed'))
+  value(report(h, 'b', 'failed', { reason: 'qemu exited' }))
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode], ['done', 'b'], 'the paused source is never resumed: the target (its agent, or HA) owns it')
+})
+
+test('HA: the target marked down before switchover → the source keeps it; the source down after switchover → the target owns it', () => {
+  const h = running()
+  const down = (node: string): ApplyResult => {
+    value(h.run({ type: 'RenewLeases', leases: [{ node, epoch: 0 }], leaseMs: 9_000 }))
+    return h.run({ type: 'MarkNodeDown', node, epoch: 0, seq: h.sm.getNode(node)!.leaseSeq ?? 0, expiredAt: 0, reason: 'lease expired' })
+  }
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  value(report(h, 'b', 'target-ready'))
+  value(down('b'))
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode, vm(h).status.phase], ['aborted', 'a', 'running'], 'the VM stays where it runs: not rescheduled')
+  assert.match(vm(h).migration!.reason!, /target node-b down/)
+
+  // c is the next target; the source dies after switchover
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'c' }))
+  value(report(h, 'c', 'target-ready'))
+  value(report(h, 'a', 'source-completed'))
+  value(down('a'))
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode], ['done', 'c'], 'not rescheduled off a: it already left')
+  assert.match(vm(h).migration!.reason!, /source node-a down/)
+})
+
+test('HA: the source down before switchover → aborted, and the VM is rescheduled like any VM of a dead host', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  value(h.run({ type: 'RenewLeases', leases: [{ node: 'a', epoch: 0 }], leaseMs: 9_000 }))
+  value(h.run({ type: 'MarkNodeDown', node: 'a', epoch: 0, seq: 1, expiredAt: 0, reason: 'lease expired' }))
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode, vm(h).status.phase], ['aborted', null, 'pending'])
+})
+
+// ---- authority, with real signatures ----
+
+const key = (n: number): SyncSigner => seededSigner(new Uint8Array(32).fill(n))
+const admin = key(11)
+const na = key(12)
+const nb = key(13)
+const nc = key(14)
+
+function signedCluster (): { sm: StateMachine, run: (s: SyncSigner, cmd: Command) => ApplyResult } {
+  const sm = new StateMachine(new MemoryKv())
+  let i = 0
+  const run = (s: SyncSigner, cmd: Command): ApplyResult => {
+    const v = validateCommand(cmd)
+    if (!v.ok) throw new Error(v.error.message)
+    const env: CommandEnvelope = { cmd: v.cmd, at: (i + 1) * 1000, auth: signCommandSync(s, v.cmd, `n${i}`, i + 100) }
+    return sm.apply(++i, encodeEnvelope(env), 1)
+  }
+  value(run(na, { type: 'AddAdmin', peerId: admin.peerId, name: 'ops' }))
+  for (const [s, name] of [[na, 'a'], [nb, 'b'], [nc, 'c']] as const) value(run(s, registerNode(s.peerId, { name })))
+  value(run(admin, { type: 'CreateVm', id: 'v1', spec: spec('web') }))
+  // the leader's placement, then the host's report
+  const sm2 = sm
+  const assign = validateCommand({ type: 'AssignVm', id: 'v1', node: na.peerId, term: 1 })
+  if (!assign.ok) throw new Error('bad AssignVm')
+  assert.ok(sm2.apply(++i, encodeEnvelope({ cmd: assign.cmd, at: i * 1000, auth: signCommandSync(na, assign.cmd, 'assign', i + 100) }), 1).ok)
+  value(run(na, { type: 'ReportVmStatus', reports: [{ id: 'v1', node: na.peerId, generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  return { sm, run }
+}
+
+test('authority: only an admin starts or cancels; a node reports only as itself, only on its own migration, only its own events', () => {
+  const h = signedCluster()
+  const refused = (r: ApplyResult, re: RegExp): void => {
+    assert.is(errorKind(r), 'Unauthorized')
+    if (!r.ok) assert.match(r.error.message, re)
+  }
+  refused(h.run(na, { type: 'StartMigration', vm: 'v1', target: nb.peerId }), /needs an admin's signature/)
+  value(h.run(admin, { type: 'StartMigration', vm: 'v1', target: nb.peerId }))
+  const at = h.sm.getVm('v1')!.migration!.started
+  const rep = (event: Extract<Command, { type: 'ReportMigration' }>['event'], node: string): Command => ({ type: 'ReportMigration', vm: 'v1', node, started: at, event })
+  const before = h.sm.stateHash()
+  // forged: c signs a report in b's name
+  refused(h.run(nc, rep('target-ready', nb.peerId)), /may not report on migration for node/)
+  // c as itself, but it takes no part
+  refused(h.run(nc, rep('target-ready', nc.peerId)), /takes no part in the migration of VM v1/)
+  refused(h.run(nc, rep('failed', nc.peerId)), /takes no part/)
+  // the source claiming the target's event (to skip the target's readiness)
+  refused(h.run(na, rep('target-ready', na.peerId)), /target-ready is the target's report; node a is the source/)
+  // an admin is not a node
+  refused(h.run(admin, rep('target-ready', nb.peerId)), /may not report on migration for node/)
+  assert.is(h.sm.stateHash(), before, 'refused reports changed nothing')
+  value(h.run(nb, rep('target-ready', nb.peerId)))
+  refused(h.run(nb, rep('source-completed', nb.peerId)), /source-completed is the source's report/)
+  value(h.run(na, rep('source-completed', na.peerId)))
+  assert.is(h.sm.getVm('v1')!.assignedNode, nb.peerId)
+  refused(h.run(nc, { type: 'CancelMigration', vm: 'v1' }), /needs an admin's signature/)
+})
+
+test.run()
