@@ -30,6 +30,9 @@ export interface AgentDeps {
   resources?: { bindings: (vm: VmRecord) => Promise<Omit<HostBindings, 'tinyGuest'>>, reconcile: () => Promise<void> }
   /** why no guest may start on this host now (no liveness lease held: node/ha/service.ts), or null */
   mayRun?: () => string | null
+  /** a live migration this host takes part in holds the VM (node/migration/service.ts): the agent
+   * neither restarts nor stops the source's guest, nor removes the target's waiting QEMU */
+  migrating?: (vmId: string) => boolean
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
@@ -101,12 +104,12 @@ export class Agent {
     const actual = new Map((await this.d.driver.list()).map((s) => [s.vmId, s]))
     const work: Array<Promise<void>> = []
     for (const vm of mine.values()) {
-      if (this.busy.has(vm.id)) continue
+      if (this.busy.has(vm.id) || this.d.migrating?.(vm.id) === true) continue
       work.push(this.guard(vm.id, async () => await this.converge(vm, actual.get(vm.id) ?? null)))
     }
     // Guests of VMs deleted or moved away: stop them and remove everything they had here.
     for (const [id, st] of actual) {
-      if (mine.has(id) || this.busy.has(id)) continue
+      if (mine.has(id) || this.busy.has(id) || this.d.migrating?.(id) === true) continue
       const rec = this.d.sm.getVm(id)
       work.push(this.guard(id, async () => {
         if (st.state === 'running') this.d.log.info('VM no longer assigned here: stopping', { vmId: id, now: rec?.assignedNode ?? 'deleted' })

@@ -58,6 +58,7 @@ import { cephSettings, rbdClientFor } from './ceph-env.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { HttpServer } from './http.ts'
 import { HaService } from './ha/service.ts'
+import { MigrationService, maxBandwidthFromEnv } from './migration/service.ts'
 
 export interface DaemonOptions {
   /** fresh clusters wait to see this many nodes before one bootstraps (Consul's bootstrap_expect) */
@@ -87,6 +88,7 @@ export class Daemon {
   qemu: QemuDriver | null = null
   agent: Agent | null = null
   ha: HaService | null = null
+  migrations: MigrationService | null = null
   private readonly listeners = new Set<(i: number, env: CommandEnvelope, r: ApplyResult) => void>()
   /** writes: proposed here when leading, else forwarded (batched, retried) to the leader */
   private readonly forwarder: Forwarder<RpcClient>
@@ -253,8 +255,11 @@ export class Daemon {
     this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, qemuBinary: this.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
     this.ha = new HaService({ self: () => this.id, dataDir: this.cfg.dataDir, sm: this.sm, settings: this.cfg.lease, isLeader: () => this.driver?.isLeader() === true, leaderId: () => this.driver?.leaderId() ?? null, propose: async (env) => await this.propose(env), callLeader: async (leader, epoch, timeoutMs) => await (await this.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }), note: (t) => { this.events.note(t) }, kickScheduler: () => { void this.scheduler?.kick() }, kickAgent: () => { this.agent?.kick() }, log: this.log.child({ part: 'ha' }) })
     await this.ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
+    this.migrations = new MigrationService({ self: () => this.id, sm: this.sm, driver: this.qemu, host: this.host, dataDir: this.cfg.dataDir, propose: async (env) => await this.propose(env), bindings: async (vm, o) => await hostResources.bindings(vm, o), mayRun: () => this.ha?.mayRun() ?? 'leases not started', maxBandwidth: maxBandwidthFromEnv(), log: this.log.child({ part: 'migration' }) })
+    await this.migrations.start()
     this.agent = new Agent({
       mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(),
+      migrating: (vmId) => this.migrations?.holds(vmId) === true,
       nodeId: this.id,
       sm: this.sm,
       driver: this.qemu,
@@ -316,6 +321,7 @@ export class Daemon {
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
     if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
+    if (r.ok && (env.cmd.type === 'StartMigration' || env.cmd.type === 'ReportMigration' || env.cmd.type === 'CancelMigration' || env.cmd.type === 'MarkNodeDown')) this.migrations?.kick()
     // VMs by phase are counted at scrape time (refreshGauges), not on every applied command.
   }
 
@@ -367,6 +373,7 @@ export class Daemon {
     for (const t of this.timers) clearInterval(t)
     this.scheduler?.stop()
     this.ha?.stop()
+    await this.migrations?.stop()
     await this.agent?.stop()
     await this.qemu?.close() // guests keep running; the next daemon re-adopts them
     await this.driver?.stop()

@@ -58,8 +58,9 @@ export class HostResources {
   }
 
   /** TAPs, addresses and drives for a VM about to start here. The tiny guest configures eth0
-   * only: it gets the first network's address and gateway. */
-  async bindings (vm: VmRecord): Promise<Omit<HostBindings, 'tinyGuest'>> {
+   * only: it gets the first network's address and gateway. `fence: false` for a live migration's
+   * target: the source holds the images and hands them over at switchover, it is not stale. */
+  async bindings (vm: VmRecord, opts: { fence?: boolean } = {}): Promise<Omit<HostBindings, 'tinyGuest'>> {
     const nics: NicSpec[] = []
     let ip: string | undefined
     let gw: string | undefined
@@ -83,7 +84,7 @@ export class HostResources {
       if (this.d.ceph == null) throw new RpcError('Unavailable', `VM ${vm.spec.name} needs volume ${name} but this host has no Ceph client: set ceph.conf in its config ([ceph] conf = ..., --ceph-conf or BLIXARD_CEPH_CONF)`)
       // Raft assigned the VM here, so any other holder of the image is a stale host: cut it
       // off (blocklist, lock broken) before our qemu opens it, so it can never write again
-      const fenced = await this.d.fence?.(v.pool, v.name) ?? []
+      const fenced = opts.fence === false ? [] : await this.d.fence?.(v.pool, v.name) ?? []
       if (fenced.length > 0) this.log.warn('fenced the previous holder of a volume', { vmId: vm.id, volume: v.name, clients: fenced })
       drives.push({ kind: 'rbd', pool: v.pool, image: v.name, conf: this.d.ceph.conf, ...(this.d.ceph.id != null ? { id: this.d.ceph.id } : {}) })
     }

@@ -16,6 +16,7 @@ import { runtimePaths, vmsDir, VM_ID, type RuntimePaths } from './paths.ts'
 import { findQemuPids, isOurQemu, signalPid } from './proc.ts'
 import { QmpClient, type QmpEvent } from './qmp.ts'
 import { loadTinyGuest, parseReadyMarker } from './tiny-guest.ts'
+import { incomingArgs } from './migrate.ts'
 import { failpoint } from '../../storage/failpoints.ts'
 
 /** what qemu.spawn's failpoint runs instead of qemu: a path that cannot exist */
@@ -30,8 +31,12 @@ export interface QemuLaunchSpec {
   boot: BootSpec
   drives?: DriveSpec[]
   nics?: NicSpec[]
-  /** marker: running once the tiny guest prints its ready marker; qmp: once QMP reports running */
+  /** marker: running once the tiny guest prints its ready marker; qmp: once QMP reports running
+   * (or resumes: an incoming migration's guest booted elsewhere and prints no marker here) */
   readiness: 'marker' | 'qmp'
+  /** a live migration's target (node/migration/service.ts): QEMU waits with `-incoming unix:PATH`
+   * for the source's state instead of booting */
+  incoming?: string
 }
 
 /** Host networking the driver does not own; cleanup() calls it for the VM's TAPs. */
@@ -206,6 +211,7 @@ export class QemuDriver {
     const paths = runtimePaths(this.dataDir, spec.vmId)
     const accel = await this.resolveAccel()
     const { binary, args } = buildQemuArgv(spec, { accel, tscKhz: this.tscKhz, qemuBinary: this.opts.qemuBinary }, paths)
+    if (spec.incoming != null) args.push(...incomingArgs(`unix:${spec.incoming}`))
     return await this.locked(spec.vmId, async () => {
       const running = await this.find(spec.vmId)
       if (running != null) throw new QemuError('AlreadyRunning', `${spec.vmId} already runs as pid ${running.pid}`)
@@ -299,6 +305,15 @@ export class QemuDriver {
       signalPid(l.pid, 'SIGKILL')
       return await this.waitExit(l, null) as ExitRecord
     })
+  }
+
+  /** The live VM's QMP connection (QEMU serves one client per socket, so a live migration goes
+   * through the driver's own); NotRunning when it has no live qemu. */
+  async qmp (vmId: string, timeoutMs = QMP_CONNECT_MS): Promise<QmpClient> {
+    this.assertOpen()
+    const l = await this.find(vmId)
+    if (l == null || l.exit != null) throw new QemuError('NotRunning', `${vmId} has no running qemu`)
+    return await this.connectQmp(l, timeoutMs)
   }
 
   /** What the VM is doing now; NotFound when the driver has no runtime dir for it. */
@@ -477,6 +492,9 @@ export class QemuDriver {
     }
     void this.connectQmp(l, QMP_CONNECT_MS).then(async (qmp) => {
       if (l.record.spec.readiness === 'qmp') {
+        // an incoming migration's guest runs once QEMU resumes it: listen before asking, so a
+        // resume between the two is not missed
+        qmp.onEvent((e) => { if (e.event === 'RESUME') markReady(null) })
         const st = await qmp.execute('query-status') as { status?: string }
         if (st.status === 'running') markReady(null)
       }

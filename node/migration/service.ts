@@ -1,0 +1,282 @@
+// The host side of a live migration (issue 15): what this node does for each migration record
+// (storage/apply-migration.ts) it takes part in, driven by the record's phase, never by a message
+// from the other host. So a restarted daemon, or a new leader, finds the same work to do.
+//
+//   target, preparing    — builds the host side without fencing the source's disks, starts QEMU
+//                          with the same launch spec and `-incoming unix:…` in the VM's runtime dir,
+//                          accepts /blixard/migrate/1 from the source's peer id only, reports target-ready
+//   source, transferring — migrates its QEMU (the driver's own QMP connection) into a local socket
+//                          that MigrationStreams carries to the target; reports progress at most every
+//                          PROGRESS_REPORT_MS, then source-completed with QEMU's final figures: the
+//                          switchover (the source QEMU is paused for good)
+//   target, switched     — reports target-running once its QEMU runs the guest
+//   either, on failure   — reports failed; before switchover that aborts to the source
+//
+// The agent (node/agent.ts) leaves a VM alone while `holds` says so: no restart or stop of the
+// source's guest mid-move, no cleanup of the target's waiting QEMU. When the record ends, the agent
+// does what is left: the host that no longer owns the VM removes its QEMU (the paused source after
+// a move, the waiting target after an abort).
+import { join } from 'node:path'
+import { stat } from 'node:fs/promises'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { ApplyResult, CommandEnvelope, MigrationReport } from '../../protocols/commands.ts'
+import type { VmRecord } from '../../protocols/model.ts'
+import { migrationId } from '../../protocols/migration-phases.ts'
+import type { MigrationFigures, MigrationRecord } from '../../protocols/migration-phases.ts'
+import { activeMigration } from '../../storage/migration-guard.ts'
+import type { StateMachine } from '../../storage/state-machine.ts'
+import type { QemuDriver } from '../qemu/driver.ts'
+import { launchSpecFromVm } from '../qemu/launch-spec.ts'
+import type { HostBindings } from '../qemu/launch-spec.ts'
+import { runtimePaths } from '../qemu/paths.ts'
+import { cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
+import type { MigrationProgress } from '../qemu/migrate.ts'
+import { loadTinyGuest } from '../qemu/tiny-guest.ts'
+import type { TinyGuest } from '../qemu/tiny-guest.ts'
+import { MigrationStreams } from './stream.ts'
+import type { MigrationHost } from './stream.ts'
+import type { Logger } from '../log.ts'
+
+/** How often records are looked at besides the kicks on every applied command. */
+export const MIGRATION_LOOP_MS = 1_000
+/** Progress reports go through Raft: one a second is enough for a person watching. */
+export const PROGRESS_REPORT_MS = 1_000
+/** A report that did not commit (no leader) is tried again after this, while the record waits for it. */
+const REPORT_RETRY_MS = 500
+/** How long a report is retried before the service gives up on it (a new leader or a mark-down decides then). */
+const REPORT_GIVE_UP_MS = 60_000
+/** The target QEMU creates its incoming socket at start: waited for this long. */
+const INCOMING_SOCKET_WAIT_MS = 10_000
+/** The target's guest runs within this after the switchover, or the move failed on the target. */
+const RESUME_WAIT_MS = 30_000
+/** How long the target waits for the source's stream once it is ready. */
+const EXPECT_STREAM_MS = 60_000
+const POLL_MS = 50
+
+export interface MigrationServiceDeps {
+  self: () => string
+  sm: StateMachine
+  driver: QemuDriver
+  host: MigrationHost
+  dataDir: string
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  /** the host side (TAPs, drives) of a VM about to run here (node/host-resources.ts) */
+  bindings: (vm: VmRecord, opts: { fence: boolean }) => Promise<Omit<HostBindings, 'tinyGuest'>>
+  /** why no guest may start here now (no liveness lease: node/ha/service.ts), or null */
+  mayRun?: () => string | null
+  guestDir?: string
+  /** bytes per second QEMU may send (default: QEMU's own limit); BLIXARD_MIGRATION_MAX_BANDWIDTH */
+  maxBandwidth?: number
+  log: Logger
+  now?: () => number
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+function figuresOf (p: MigrationProgress): MigrationFigures {
+  return {
+    transferredBytes: p.transferredBytes,
+    remainingBytes: p.remainingBytes,
+    totalBytes: p.totalBytes,
+    dirtyPagesRate: p.dirtyPagesRate,
+    expectedDowntimeMs: p.expectedDowntimeMs,
+    downtimeMs: p.downtimeMs,
+    totalTimeMs: p.totalTimeMs
+  }
+}
+
+export class MigrationService {
+  private readonly streams: MigrationStreams
+  /** migration ids with a step running here */
+  private readonly busy = new Set<string>()
+  /** migration ids whose step for this phase already ran here (so a restarted daemon, which has
+   * none, knows it lost its part: see kick) */
+  private readonly done = new Map<string, MigrationRecord['phase']>()
+  private timer: NodeJS.Timeout | null = null
+  private tiny: TinyGuest | null = null
+  private stopped = false
+
+  constructor (private readonly d: MigrationServiceDeps) {
+    this.streams = new MigrationStreams(d.host)
+  }
+
+  private now (): number { return (this.d.now ?? Date.now)() }
+
+  async start (): Promise<void> {
+    await this.streams.start()
+    try { this.tiny = await loadTinyGuest(this.d.guestDir) } catch { this.tiny = null }
+    this.timer = setInterval(() => { this.kick() }, MIGRATION_LOOP_MS)
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.timer != null) clearInterval(this.timer)
+    await this.streams.stop()
+  }
+
+  /** The agent must leave this VM alone: a migration this host takes part in is in flight. */
+  holds (vmId: string): boolean {
+    const vm = this.d.sm.getVm(vmId)
+    const m = vm == null ? null : activeMigration(vm)
+    return m != null && (m.source === this.d.self() || m.target === this.d.self())
+  }
+
+  /** Looks at every migration in flight this host takes part in (on a timer, and on every applied command). */
+  kick (): void {
+    if (this.stopped) return
+    const me = this.d.self()
+    const live = new Set<string>()
+    for (const vm of this.d.sm.listVms()) {
+      const m = activeMigration(vm)
+      if (m == null || (m.source !== me && m.target !== me)) continue
+      const id = migrationId(m)
+      live.add(id)
+      if (this.busy.has(id) || this.done.get(id) === m.phase) continue
+      const step = this.stepFor(vm, m, m.target === me ? 'target' : 'source')
+      if (step == null) continue
+      this.busy.add(id)
+      step().catch((err: unknown) => { this.d.log.warn('migration step failed', { vmId: vm.id, err }) })
+        .finally(() => { this.busy.delete(id); this.done.set(id, m.phase); this.kick() })
+    }
+    for (const id of this.done.keys()) if (!live.has(id)) this.done.delete(id)
+  }
+
+  private stepFor (vm: VmRecord, m: MigrationRecord, role: 'source' | 'target'): (() => Promise<void>) | null {
+    if (role === 'target') {
+      switch (m.phase) {
+        case 'preparing': return async () => { await this.prepareTarget(vm, m) }
+        // we are ready but have no expectation of the stream: this daemon restarted since
+        case 'transferring': return this.done.has(migrationId(m)) ? null : async () => { await this.report(m, 'failed', { reason: 'the target daemon restarted while the source was sending' }) }
+        case 'switched': return async () => { await this.finishTarget(vm, m) }
+        default: return null
+      }
+    }
+    return m.phase === 'transferring' ? async () => { await this.migrateSource(vm, m) } : null
+  }
+
+  // ---- target ----
+
+  private async prepareTarget (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    const id = migrationId(m)
+    const log = this.d.log.child({ vmId: vm.id, migration: id })
+    try {
+      const held = this.d.mayRun?.()
+      if (held != null) throw new Error(`this host may not run guests now: ${held}`)
+      if (vm.spec.image.kind === 'tiny' && this.tiny == null) throw new Error('no tiny guest on this host; run scripts/build-tiny-guest.sh')
+      const host = await this.d.bindings(vm, { fence: false })
+      const dir = runtimePaths(this.d.dataDir, vm.id).dir
+      const incoming = join(dir, 'incoming.sock')
+      const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming }
+      await this.d.driver.start(spec)
+      await waitForPath(incoming, INCOMING_SOCKET_WAIT_MS)
+      // only the record's source may open the stream, for this attempt only
+      const bridged = this.streams.expect({ id, allow: (p) => p.toString() === m.source, targetSocket: incoming, timeoutMs: EXPECT_STREAM_MS })
+      bridged.then((s) => { log.info('migration stream ended', { receivedBytes: s.receivedBytes, ms: Math.round(s.durationMs) }) }, (err: unknown) => {
+        // no stream, or it broke: the move cannot finish here (a stale record ignores the report)
+        log.warn('migration stream failed', { err })
+        void this.report(m, 'failed', { reason: `stream from the source: ${(err as Error).message}` })
+      })
+      log.info('target ready: QEMU waits for the incoming migration', { source: m.source })
+      await this.report(m, 'target-ready')
+    } catch (err) {
+      log.warn('cannot prepare the target', { err })
+      await this.report(m, 'failed', { reason: (err as Error).message })
+    }
+  }
+
+  private async finishTarget (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    const deadline = this.now() + RESUME_WAIT_MS
+    for (;;) {
+      const st = await this.d.driver.status(vm.id).catch(() => null)
+      if (st?.state === 'running' && st.ready) { await this.report(m, 'target-running'); return }
+      if (st == null || st.state !== 'running') { await this.report(m, 'failed', { reason: 'the target QEMU is not running after the switchover' }); return }
+      if (this.now() > deadline) { await this.report(m, 'failed', { reason: `the target QEMU did not resume within ${RESUME_WAIT_MS} ms` }); return }
+      await sleep(POLL_MS)
+    }
+  }
+
+  // ---- source ----
+
+  private async migrateSource (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    const id = migrationId(m)
+    const log = this.d.log.child({ vmId: vm.id, migration: id })
+    let qmp
+    try {
+      qmp = await this.d.driver.qmp(vm.id)
+      const listenSocket = join(runtimePaths(this.d.dataDir, vm.id).dir, 'outgoing.sock')
+      const { done } = await this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket })
+      log.info('migrating live', { target: m.target })
+      await startMigration(qmp, `unix:${listenSocket}`, this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {})
+      let lastReport = 0
+      const abort = new AbortController()
+      const final = await waitForMigration(qmp, {
+        signal: abort.signal,
+        onProgress: (p) => {
+          // cancelled, or the target died: stop sending (QEMU resumes the guest here)
+          if (!this.stillPhase(m, 'transferring')) { abort.abort(); return }
+          if (p.status !== 'active' || this.now() - lastReport < PROGRESS_REPORT_MS) return
+          lastReport = this.now()
+          void this.report(m, 'progress', { figures: figuresOf(p) }, { once: true })
+        }
+      })
+      await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }) })
+      log.info('migration completed: the switchover', { downtimeMs: final.downtimeMs, totalTimeMs: final.totalTimeMs, bytes: final.transferredBytes })
+      await this.report(m, 'source-completed', { figures: figuresOf(final) })
+    } catch (err) {
+      if (qmp != null) {
+        const st = await queryMigrate(qmp).catch(() => null)
+        if (st?.status === 'completed') {
+          // QEMU finished even though we stopped watching: the switchover happened
+          await this.report(m, 'source-completed', { figures: figuresOf(st) })
+          return
+        }
+        if (st?.status === 'active' || st?.status === 'setup') await cancelMigration(qmp).catch(() => {})
+      }
+      log.warn('live migration failed on the source; the guest keeps running here', { err })
+      await this.report(m, 'failed', { reason: (err as Error).message })
+    }
+  }
+
+  private stillPhase (m: MigrationRecord, phase: MigrationRecord['phase']): boolean {
+    const cur = this.d.sm.getVm(m.vm)?.migration
+    return cur != null && cur.started === m.started && cur.phase === phase
+  }
+
+  // ---- reports ----
+
+  /** Proposes this node's report on attempt `m`, retrying while it does not commit (no leader) and
+   * the attempt is still in flight; `once` (progress) tries one time. */
+  private async report (m: MigrationRecord, event: MigrationReport, extra: { reason?: string, figures?: MigrationFigures } = {}, opts: { once?: boolean } = {}): Promise<void> {
+    const giveUp = this.now() + REPORT_GIVE_UP_MS
+    for (;;) {
+      try {
+        const r = await this.d.propose({ cmd: { type: 'ReportMigration', vm: m.vm, node: this.d.self(), started: m.started, event, ...extra }, at: this.now() })
+        if (!r.ok) this.d.log.warn('migration report refused', { vmId: m.vm, event, error: r.error })
+        return
+      } catch (err) {
+        if (opts.once === true || this.stopped || this.now() > giveUp) { this.d.log.warn('migration report not committed', { vmId: m.vm, event, err }); return }
+        const cur = this.d.sm.getVm(m.vm)?.migration
+        if (cur == null || cur.started !== m.started || cur.phase === 'done' || cur.phase === 'aborted') return
+        await sleep(REPORT_RETRY_MS)
+      }
+    }
+  }
+}
+
+async function waitForPath (path: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try { await stat(path); return } catch {}
+    if (Date.now() > deadline) throw new Error(`the target QEMU did not open ${path} within ${timeoutMs} ms`)
+    await sleep(POLL_MS)
+  }
+}
+
+/** BLIXARD_MIGRATION_MAX_BANDWIDTH (bytes/s), for tests that need a move slow enough to interrupt. */
+export function maxBandwidthFromEnv (env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.BLIXARD_MIGRATION_MAX_BANDWIDTH
+  if (v == null || v === '') return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`BLIXARD_MIGRATION_MAX_BANDWIDTH must be a positive integer (bytes per second), got "${v}"`)
+  return n
+}
