@@ -14,7 +14,7 @@ import type { RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { RaftDriver } from './raft-driver.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { admissionRefusal, explainVm } from './scheduler.ts'
+import { admissionRefusal, explainVm, migrationTarget } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { RbdClient } from '../storage/rbd.ts'
@@ -211,6 +211,20 @@ export function createApi (d: ApiDeps): RpcHandlers {
       'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
       'vm.start': async (p) => await setDesired(p.vm, 'running', p.idempotencyKey),
       'vm.stop': async (p) => await setDesired(p.vm, 'stopped', p.idempotencyKey),
+      'vm.migrate': async (p) => {
+        await barrier()
+        const done = prior(p.idempotencyKey); if (done != null) return done.value as VmRecord
+        const vm = vmRef(p.vm)
+        if (p.cancel === true) return await propose({ type: 'CancelMigration', vm: vm.id }, p.idempotencyKey) as VmRecord
+        let target: string
+        if (p.to != null) target = nodeRef(p.to).id
+        else {
+          const t = migrationTarget(d.sm, d.load, vm)
+          if ('why' in t) throw new RpcError('NoCapacity', `no other node can take VM ${vm.spec.name}: ${t.why}. Free capacity, or name a node with --to NODE`)
+          target = t.node
+        }
+        return await propose({ type: 'StartMigration', vm: vm.id, target }, p.idempotencyKey) as VmRecord
+      },
       'vm.update': async (p) => {
         await barrier()
         const done = prior(p.idempotencyKey); if (done != null) return done.value as VmRecord

@@ -97,6 +97,20 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
   return { vm: vm.id, assignedNode: vm.assignedNode, decision: placeOne(cluster, requestFromVm(vm), {}, { explain: true }) }
 }
 
+/** Where a live migration of `vm` should go when the admin names no node: the placement pipeline's
+ * choice (constraints, anti-affinity, capacity, load) among the nodes other than the VM's own,
+ * judged without the VM's own reservation; or why no node fits, nodes by name. */
+export function migrationTarget (sm: StateMachine, load: LoadBoard, vm: VmRecord): { node: string } | { why: string } {
+  const nodes = sm.listNodes()
+  const others = sm.listVms().filter((v) => v.id !== vm.id)
+  const cluster = clusterFromModel(nodes.filter((n) => n.id !== vm.assignedNode), others, load.hints())
+  const d = placeOne(cluster, requestFromVm(vm), {}, { explain: true })
+  if (d.nodeId !== null) return { node: d.nodeId }
+  const name = new Map(nodes.map((n) => [n.id, n.name]))
+  const why = (d.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.filter}: ${v.reason}`])
+  return { why: why.length === 0 ? 'there is no other node' : why.join('; ') }
+}
+
 /** Why a new VM with this spec fits no node now (the reasons `vm explain` would give, nodes by
  * name), or null when some node fits. Judged on committed state plus gossiped load, like the
  * scheduler's own pass, so a create can be refused at once instead of waiting pending forever. */

@@ -161,6 +161,9 @@ export interface RpcMethods extends ResourceMethods {
   'vm.show': { params: ReadParams & { vm: string }, result: VmRecord }
   'vm.start': { params: { vm: string } & IdempotentParams, result: VmRecord }
   'vm.stop': { params: { vm: string } & IdempotentParams, result: VmRecord }
+  /** starts a live migration of a running VM (to `to`, else where placement puts it), or with
+   * `cancel` cancels the one in flight; answers with the VM, its migration record on it */
+  'vm.migrate': { params: { vm: string, to?: string, cancel?: boolean } & IdempotentParams, result: VmRecord }
   'vm.delete': { params: { vm: string } & IdempotentParams, result: { id: string } }
   /** replaces a VM's spec (a new generation): its host restarts the guest with it */
   /** ifGeneration: only if the VM is still at that generation (else Conflict) */
@@ -295,6 +298,15 @@ export const METHODS: MethodTable = {
   'vm.start': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
   'vm.stop': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
   'vm.delete': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
+  'vm.migrate': {
+    mutating: true, streaming: false,
+    params: (x) => {
+      const o = params(x, ['vm', 'to', 'cancel'], ['vm'])
+      const to = o.to === undefined ? undefined : ref(o.to, 'params.to')
+      const cancel = opt(o, 'cancel', bool, 'params')
+      return { vm: ref(o.vm, 'params.vm'), ...(to !== undefined ? { to } : {}), ...(cancel !== undefined ? { cancel } : {}) }
+    }
+  },
   'vm.update': {
     mutating: true, streaming: false,
     params: (x) => {

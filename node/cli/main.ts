@@ -3,6 +3,7 @@
 // documented in `blixard help exit-codes`.
 import '../polyfill.ts'
 import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '../../protocols/model.ts'
+import type { MigrationRecord } from '../../protocols/migration-phases.ts'
 import { RpcError } from '../../protocols/rpc.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
@@ -219,8 +220,12 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard vm show VM [--stale]',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const v = await client.call('vm.show', { vm: need(p, 1, 'VM')[0], ...stale(p) })
+      const names = nodeNames(await client.call('node.list', { stale: true }))
+      const nm = (id: string): string => `${names.get(id) ?? shortId(id)} (${shortId(id)})`
+      const m = v.migration
       out.data(v, () => keyValues([
-        ['Name', v.spec.name], ['Id', v.id], ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode],
+        ['Name', v.spec.name], ['Id', v.id], ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
+        ...(m == null ? [] : [['Migration', `${m.phase} ${nm(m.source)} → ${nm(m.target)}${m.reason != null ? `: ${m.reason}` : ''}${m.figures?.downtimeMs != null ? ` (downtime ${m.figures.downtimeMs} ms)` : ''}`] as [string, string]]),
         ['vCPUs', v.spec.vcpus], ['Memory', mib(v.spec.memoryMiB)], ['Image', v.spec.image.kind === 'flake' ? v.spec.image.ref : v.spec.image.kind],
         ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
       ]))
@@ -355,13 +360,10 @@ const COMMANDS: Record<string, Command> = {
     })
   },
   'vm migrate': {
-    summary: 'Live migration (not available yet)',
-    usage: 'blixard vm migrate VM --to NODE',
-    flags: { to: { value: true } },
-    run: async () => {
-      throw new CliError('InvalidCommand', 'live migration is not available yet: Blixard cannot move a running VM without restarting it',
-        'To move VMs off a node now, run `blixard node drain NODE`: its VMs restart on other nodes (a cold move), then `blixard node undrain NODE`.')
-    }
+    summary: 'Move a running VM to another node live: its memory moves, the guest keeps running (no restart)',
+    usage: 'blixard vm migrate VM [--to NODE] [--wait] [--cancel] [--json]',
+    flags: { to: { value: true }, wait: {}, cancel: {} },
+    run: async (p, out) => await migrate(p, out)
   },
   'admin add': {
     summary: 'Allow a CLI identity to change the cluster',
@@ -483,6 +485,77 @@ async function desired (p: Parsed, out: Output, method: 'vm.start' | 'vm.stop', 
 }
 
 /** Follows a VM through its phases (pending → scheduled → starting → running), printing each. */
+/** One line of `vm migrate --wait`: the phase, and QEMU's figures while memory moves. */
+const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`
+
+function migrationLine (m: MigrationRecord, nm: (id: string) => string, t0: number): string {
+  const f = m.figures
+  const at = `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`
+  const route = `${nm(m.source)} → ${nm(m.target)}`
+  if (m.phase === 'transferring' && f != null) {
+    return `  ${at}  ${m.phase} ${route}: ${mb(f.transferredBytes)} sent, ${mb(f.remainingBytes)} remaining, ${f.dirtyPagesRate} dirty pages/s, expected downtime ${f.expectedDowntimeMs ?? '-'} ms`
+  }
+  if ((m.phase === 'switched' || m.phase === 'done') && f?.downtimeMs != null) return `  ${at}  ${m.phase} ${route}: downtime ${f.downtimeMs} ms, total ${f.totalTimeMs ?? '-'} ms, ${mb(f.transferredBytes)} moved`
+  return `  ${at}  ${m.phase} ${route}${m.reason != null ? `: ${m.reason}` : ''}`
+}
+
+/** `blixard vm migrate`: start (or cancel) a live migration; with --wait, follow it to its end. */
+async function migrate (p: Parsed, out: Output): Promise<number> {
+  const ref = need(p, 1, 'VM')[0]
+  const to = flag(p, 'to')
+  const cancel = bool(p, 'cancel')
+  if (cancel && to != null) throw new UsageError('--cancel cancels the migration in flight: give it no --to')
+  return await withCluster(p, async ({ client }) => {
+    const names = nodeNames(await client.call('node.list', { stale: true }))
+    const nm = (id: string): string => names.get(id) ?? shortId(id)
+    const vm = await mutate(client, invocationKey(p), 'vm.migrate', { vm: ref, ...(to != null ? { to } : {}), ...(cancel ? { cancel } : {}) })
+    const m = vm.migration
+    if (m == null) throw new CliError('Internal', `VM ${vm.spec.name} has no migration record after the request`, 'Run blixard vm show ' + vm.spec.name)
+    const name = vm.spec.name
+    if (cancel) {
+      out.data(vm, () => `migration of VM ${name} to ${nm(m.target)} cancelled: it keeps running on ${nm(m.source)}`)
+      return EXIT.ok
+    }
+    if (!bool(p, 'wait')) {
+      out.data(vm, () => `VM ${name} is migrating live from ${nm(m.source)} to ${nm(m.target)}; follow it with: blixard vm show ${name} (or cancel: blixard vm migrate ${name} --cancel)`)
+      return EXIT.ok
+    }
+    const timeoutMs = int(p, 'timeout', 120, 1, 3600) * 1000
+    const t0 = Date.now()
+    const sub = client.watch('vm.watch', { vm: vm.id })
+    const timer = setTimeout(() => { sub.cancel() }, timeoutMs)
+    let cur: MigrationRecord = m
+    let current: VmRecord = vm
+    let last = ''
+    try {
+      for await (const ev of sub as AsyncIterable<VmWatchEvent>) {
+        if (ev.type === 'delete') throw new CliError('NotFound', `VM ${name} was deleted while it migrated`, 'Nothing to do: it is gone.')
+        const mm = ev.vm.migration
+        if (mm == null || mm.started !== m.started) continue
+        cur = mm
+        current = ev.vm
+        const line = migrationLine(mm, nm, t0)
+        const key = JSON.stringify([mm.phase, mm.figures ?? null, mm.reason ?? null])
+        if (key !== last) {
+          last = key
+          out.item({ vm: name, phase: mm.phase, source: nm(mm.source), target: nm(mm.target), owner: nm(mm.owner), figures: mm.figures ?? null, reason: mm.reason ?? null, elapsedMs: Date.now() - t0 }, () => line)
+        }
+        if (mm.phase === 'done' || mm.phase === 'aborted') break
+      }
+    } finally { clearTimeout(timer); sub.cancel() }
+    if (cur.phase !== 'done' && cur.phase !== 'aborted') {
+      throw new CliError('Timeout', `the migration of VM ${name} did not end within ${timeoutMs / 1000}s (now ${cur.phase}, ${nm(cur.source)} → ${nm(cur.target)})`,
+        `It goes on: follow it with blixard vm show ${name}, or give it longer with --timeout SECONDS${cur.phase !== 'switched' ? `; or cancel it: blixard vm migrate ${name} --cancel` : ''}`)
+    }
+    if (cur.phase === 'aborted') {
+      throw new CliError('Conflict', `the migration of VM ${name} to ${nm(cur.target)} was aborted: ${cur.reason ?? 'no reason given'}; the VM keeps running on ${nm(cur.source)}`,
+        `Look at the reason above, then try again (blixard vm migrate ${name} --to NODE), or pick another node.`)
+    }
+    out.item({ vm: name, phase: 'done', node: nm(cur.target), nodeId: cur.target, figures: cur.figures ?? null, reason: cur.reason ?? null, status: current.status.phase }, () => `VM ${name} now runs on ${nm(cur.target)}${cur.reason != null ? ` (${cur.reason})` : ''}${cur.figures?.downtimeMs != null ? `, downtime ${cur.figures.downtimeMs} ms` : ''}`)
+    return EXIT.ok
+  })
+}
+
 async function waitFor (client: Connection['client'], vm: VmRecord, out: Output, timeoutMs: number, goal: 'running' | 'stopped' = 'running', restart = false): Promise<VmRecord> {
   const sub = client.watch('vm.watch', { vm: vm.id })
   const t0 = Date.now()
