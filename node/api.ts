@@ -338,14 +338,21 @@ async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmR
     else for (const vm of d.sm.listVms()) queue.push({ type: 'put', vm })
     while (!signal.aborted) {
       while (queue.length > 0) yield queue.shift()!
-      await new Promise<void>((resolve) => {
-        wake = resolve
-        signal.addEventListener('abort', () => resolve(), { once: true })
-      })
+      await untilWoken(signal, (w) => { wake = w })
     }
   } finally {
     unsubscribe()
   }
+}
+
+/** Waits until `setWake`'s function is called or `signal` aborts; the abort listener goes again
+ * after each wait (one per wait piled up on a long watch: a VM migrating reports every second). */
+async function untilWoken (signal: AbortSignal, setWake: (wake: () => void) => void): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const onAbort = (): void => { resolve() }
+    signal.addEventListener('abort', onAbort, { once: true })
+    setWake(() => { signal.removeEventListener('abort', onAbort); resolve() })
+  })
 }
 
 /** How many recent events a stream starts with when the caller gives no `since`. */
@@ -369,7 +376,7 @@ async function * events (d: ApiDeps, p: { since?: number, follow?: boolean }, si
   try {
     while (!signal.aborted) {
       while (queue.length > 0) yield queue.shift()!
-      await new Promise<void>((resolve) => { wake = resolve; signal.addEventListener('abort', () => resolve(), { once: true }) })
+      await untilWoken(signal, (w) => { wake = w })
     }
   } finally { unsubscribe(); unsubscribeNotes() }
 }

@@ -20,6 +20,7 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'vm.stop': ['SetVmDesiredState'],
   'vm.update': ['UpdateVmSpec'],
   'vm.delete': ['DeleteVm'],
+  'vm.migrate': ['StartMigration', 'CancelMigration'],
   'admin.add': ['AddAdmin'],
   'admin.remove': ['RemoveAdmin'],
   'node.approve': ['ApproveNode'],
@@ -39,6 +40,13 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   if (want === undefined || !want.includes(cmd.type)) throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${method}: refusing to sign it`)
   if ((cmd.type === 'AddAdmin' || cmd.type === 'RemoveAdmin' || cmd.type === 'ApproveNode') && cmd.peerId !== params.peerId) {
     throw new RpcError('Internal', `the node prepared ${cmd.type} of ${cmd.peerId}, not of ${String(params.peerId)}: refusing to sign it`)
+  }
+  if ((cmd.type === 'CancelMigration') !== (params.cancel === true) && (cmd.type === 'StartMigration' || cmd.type === 'CancelMigration')) {
+    throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${params.cancel === true ? 'a cancel' : 'a migration'}: refusing to sign it`)
+  }
+  // a target given as a peer id is what must be signed (a name the node resolved cannot be checked here)
+  if (cmd.type === 'StartMigration' && typeof params.to === 'string' && params.to.startsWith('12D3KooW') && cmd.target !== params.to) {
+    throw new RpcError('Internal', `the node prepared a migration to ${cmd.target}, not to ${params.to}: refusing to sign it`)
   }
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new RpcError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {

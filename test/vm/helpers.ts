@@ -104,6 +104,8 @@ export interface SuiteOptions {
   prepare?: () => Promise<string[]>
   /** after the nodes are up */
   ready?: () => Promise<void>
+  /** extra environment of every node process */
+  startEnv?: NodeJS.ProcessEnv
   /** after the nodes and guests are gone (devices, Ceph) */
   cleanup?: () => Promise<void> | void
 }
@@ -119,7 +121,7 @@ export function vmSuite (test: Test, c: TestCluster, o: SuiteOptions): (name: st
   test.before(async () => {
     const extra = await o.prepare?.() ?? []
     await c.prepare()
-    for (const i of [0, 1, 2]) c.start(i, extra)
+    for (const i of [0, 1, 2]) c.start(i, extra, undefined, o.startEnv ?? {})
     await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
     await o.ready?.()
   })

@@ -1,0 +1,118 @@
+// Live migration (issue 15) through 3 real blixard-node processes and a real tiny guest (QEMU, TCG
+// here) printing a heartbeat counter on its console: `blixard vm migrate --wait --json` moves it
+// to the node placement picks, with progress lines; the counter goes on where it was on the new
+// host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node. Then
+// kill -9 of the target's daemon mid-migration: the move aborts and the guest goes on running on
+// its source, in the same QEMU, and once the dead host's fence watchdog killed its waiting QEMU,
+// exactly one QEMU is left. QEMU's bandwidth is capped (BLIXARD_MIGRATION_MAX_BANDWIDTH) so a move
+// lasts long enough to be watched and interrupted. Ports 26300-26302 (metrics 26400-26402).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { TestCluster, runCli, sleep, vmSpec, waitFor } from '../cluster/harness.ts'
+import { cmdline, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
+import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
+
+const HEARTBEAT_MS = 100
+/** bytes/s: a 96 MiB tiny guest then moves in several seconds (about 9 here), not in half of one */
+const MAX_BANDWIDTH = 8 * 1024 * 1024
+const LEASE = { leaseMs: 6_000, renewEveryMs: 1_000, fenceMarginMs: 500, downMarginMs: 500 }
+const c = new TestCluster({
+  nodes: 3,
+  basePort: 26300,
+  extraArgs: ['--lease-ms', String(LEASE.leaseMs), '--lease-renew-every-ms', String(LEASE.renewEveryMs), '--lease-fence-margin-ms', String(LEASE.fenceMarginMs), '--lease-down-margin-ms', String(LEASE.downMarginMs)]
+}, 'vm-migrate')
+const ids: string[] = []
+const figures: Record<string, number> = {}
+const guard = vmSuite(test, c, { vmIds: () => ids, figures, logLines: 40, startEnv: { BLIXARD_MIGRATION_MAX_BANDWIDTH: String(MAX_BANDWIDTH) } })
+
+const beats = (node: number, vmId: string): number[] => {
+  try { return parseHeartbeats(readFileSync(join(runtimeDir(c, node, vmId), 'serial.log'), 'utf8')) } catch { return [] }
+}
+/** the node whose data dir the QEMU runs from */
+const nodeOfPid = (pid: number): number => c.nodes.findIndex((n) => cmdline(pid)?.some((a) => a.includes(n.dir + '/')) === true)
+
+let vmId = ''
+
+guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one QEMU on the new node, vm show names it', async () => {
+  const vm = await (await c.client(0)).call('vm.create', { spec: { ...vmSpec('mig1'), memoryMiB: 96, kernelParams: [`blix.heartbeat=${HEARTBEAT_MS}`] } })
+  vmId = vm.id
+  ids.push(vm.id)
+  const running = await waitPhase(c, 0, 'mig1', 'running', 120_000)
+  const source = nodeIndex(c, running.assignedNode)
+  await waitFor('heartbeats on the source', 30_000, () => beats(source, vmId).length >= 3, 100)
+  const [sourcePid] = qemuPidsFor(vmId)
+
+  // the source's console, read as it grows: its agent removes it soon after the move
+  let onSource: number[] = []
+  const reader = setInterval(() => { const b = beats(source, vmId); if (b.length >= onSource.length) onSource = b }, 50)
+  const t0 = Date.now()
+  const r = await runCli(['vm', 'migrate', 'mig1', '--wait', '--json'], c.cliEnv((source + 1) % 3), 90_000).finally(() => { clearInterval(reader) })
+  figures.cliMigrateMs = Date.now() - t0
+  assert.is(r.code, 0, `vm migrate: ${r.stderr}\n${r.stdout}`)
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { phase: string, node?: string, nodeId?: string, target?: string, figures: { transferredBytes: number, remainingBytes: number, downtimeMs: number | null, totalTimeMs: number | null } | null })
+  const last = lines[lines.length - 1]
+  assert.is(last.phase, 'done', r.stdout)
+  const target = nodeIndex(c, last.nodeId ?? null)
+  assert.ok(target !== source, 'placement chose another node')
+  assert.is(last.node, c.nodes[target].name, 'names, not peer ids')
+  assert.ok(lines.some((l) => l.phase === 'transferring' && l.figures != null && l.figures.transferredBytes > 0 && l.figures.remainingBytes > 0), `a progress line with figures: ${r.stdout}`)
+  assert.ok(last.figures?.downtimeMs != null && last.figures.downtimeMs < 5_000, `QEMU's downtime: ${last.figures?.downtimeMs}`)
+  figures.downtimeMs = last.figures.downtimeMs
+  figures.totalTimeMs = last.figures.totalTimeMs ?? -1
+
+  // the guest's counter went on on the target from where it was on the source: no reboot
+  const onTarget = await waitFor('heartbeats on the target', 20_000, () => { const b = beats(target, vmId); return b.length >= 5 ? b : null }, 100)
+  const lastOnSource = Math.max(...onSource)
+  assert.ok(onTarget[0] > 1 && onTarget[0] >= lastOnSource && onTarget[0] <= lastOnSource + 2, `the counter continued: last ${lastOnSource} on the source, first ${onTarget[0]} on the target`)
+  assert.ok(onTarget.every((x, i) => i === 0 || x === onTarget[i - 1] + 1), `it counts on: ${onTarget.slice(0, 20).join(',')}`)
+
+  // exactly one QEMU afterwards, the target's; the paused source QEMU and its runtime dir gone
+  const pid = await waitFor('one QEMU left, on the target', 20_000, () => { const p = qemuPidsFor(vmId); return p.length === 1 && nodeOfPid(p[0]) === target ? p[0] : null }, 100)
+  assert.ok(pid !== sourcePid)
+  await waitFor('the source runtime dir removed', 20_000, async () => { try { readFileSync(join(runtimeDir(c, source, vmId), 'spec.json')); return false } catch { return true } }, 200)
+  const after = await show(c, source, 'mig1')
+  assert.equal([after.assignedNode, after.status.phase, after.generation, after.migration?.phase], [c.nodes[target].peerId, 'running', vm.generation, 'done'])
+  const human = await runCli(['vm', 'show', 'mig1'], c.cliEnv(source), 60_000)
+  assert.is(human.code, 0, human.stderr)
+  assert.match(human.stdout, new RegExp(`Node:\\s+${c.nodes[target].name} `), human.stdout)
+  assert.match(human.stdout, new RegExp(`Migration:\\s+done ${c.nodes[source].name} .*→ ${c.nodes[target].name}`))
+  console.log(`  migrated ${c.nodes[source].name} → ${c.nodes[target].name}: CLI ${figures.cliMigrateMs} ms, QEMU downtime ${figures.downtimeMs} ms, total ${figures.totalTimeMs} ms; heartbeat ${lastOnSource} → ${onTarget[0]}`)
+})
+
+guard('kill -9 of the target daemon mid-migration: aborted, the guest runs on in its source QEMU, one QEMU left', async () => {
+  const before = await show(c, 0, 'mig1')
+  const source = nodeIndex(c, before.assignedNode)
+  const target = [0, 1, 2].find((i) => i !== source)!
+  const ask = [0, 1, 2].find((i) => i !== source && i !== target)!
+  const [sourcePid] = qemuPidsFor(vmId)
+  const r = await runCli(['vm', 'migrate', 'mig1', '--to', c.nodes[target].name, '--json'], c.cliEnv(ask), 60_000)
+  assert.is(r.code, 0, r.stderr)
+  await waitFor('memory moving', 30_000, async () => {
+    const m = (await show(c, ask, 'mig1')).migration
+    return m?.phase === 'transferring' && (m.figures?.transferredBytes ?? 0) > 0
+  }, 50)
+  const t0 = Date.now()
+  c.kill(target, 'SIGKILL')
+  const ended = await waitFor('the migration aborted', 30_000, async () => {
+    const v = await show(c, ask, 'mig1')
+    return v.migration?.phase === 'aborted' ? v : null
+  }, 100)
+  figures.killToAbortedMs = Date.now() - t0
+  assert.is(ended.assignedNode, c.nodes[source].peerId, 'the source still owns it')
+  assert.match(ended.migration?.reason ?? '', /failed|down/)
+  // the same QEMU on the source, still counting
+  assert.ok(cmdline(sourcePid) != null, 'the source QEMU lives')
+  const n = beats(source, vmId).length
+  await waitFor('the heartbeat goes on on the source', 10_000, () => beats(source, vmId).length >= n + 5, 100)
+  // the dead host's waiting QEMU: killed by its fence watchdog once its lease lapsed
+  await waitFor('one QEMU left', 30_000, () => { const p = qemuPidsFor(vmId); return p.length === 1 && p[0] === sourcePid }, 100)
+  figures.killToOneQemuMs = Date.now() - t0
+  await sleep(500)
+  const v = await show(c, ask, 'mig1')
+  assert.equal([v.assignedNode, v.status.phase], [c.nodes[source].peerId, 'running'])
+  console.log(`  kill -9 of the target mid-migration: aborted after ${figures.killToAbortedMs} ms (${ended.migration?.reason}), one QEMU after ${figures.killToOneQemuMs} ms`)
+})
+
+test.run()
