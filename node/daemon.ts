@@ -255,7 +255,7 @@ export class Daemon {
     this.qemu = new QemuDriver({ dataDir: this.cfg.dataDir, qemuBinary: this.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: this.log.child({ part: 'qemu' }) })
     this.ha = new HaService({ self: () => this.id, dataDir: this.cfg.dataDir, sm: this.sm, settings: this.cfg.lease, isLeader: () => this.driver?.isLeader() === true, leaderId: () => this.driver?.leaderId() ?? null, propose: async (env) => await this.propose(env), callLeader: async (leader, epoch, timeoutMs) => await (await this.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }), note: (t) => { this.events.note(t) }, kickScheduler: () => { void this.scheduler?.kick() }, kickAgent: () => { this.agent?.kick() }, log: this.log.child({ part: 'ha' }) })
     await this.ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
-    this.migrations = new MigrationService({ self: () => this.id, sm: this.sm, driver: this.qemu, host: this.host, dataDir: this.cfg.dataDir, propose: async (env) => await this.propose(env), bindings: async (vm, o) => await hostResources.bindings(vm, o), mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(), maxBandwidth: maxBandwidthFromEnv(), log: this.log.child({ part: 'migration' }) })
+    this.migrations = new MigrationService({ self: () => this.id, sm: this.sm, driver: this.qemu, host: this.host, dataDir: this.cfg.dataDir, propose: async (env) => await this.propose(env), bindings: async (vm, o) => await hostResources.bindings(vm, o), mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(), isLeader: () => this.driver?.isLeader() === true, maxBandwidth: maxBandwidthFromEnv(), log: this.log.child({ part: 'migration' }) })
     await this.migrations.start()
     this.agent = new Agent({
       mayRun: () => this.ha == null ? 'leases not started' : this.ha.mayRun(),
@@ -321,7 +321,7 @@ export class Daemon {
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
     if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
-    if (r.ok && (env.cmd.type === 'StartMigration' || env.cmd.type === 'ReportMigration' || env.cmd.type === 'CancelMigration' || env.cmd.type === 'MarkNodeDown')) this.migrations?.kick()
+    if (r.ok && (env.cmd.type === 'StartMigration' || env.cmd.type === 'ReportMigration' || env.cmd.type === 'CancelMigration' || env.cmd.type === 'ExpireMigration' || env.cmd.type === 'MarkNodeDown')) this.migrations?.kick()
     // VMs by phase are counted at scrape time (refreshGauges), not on every applied command.
   }
 

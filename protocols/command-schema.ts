@@ -5,6 +5,7 @@
 import type { BlixError, Command, CommandEnvelope } from './commands.ts'
 import { MIGRATION_REPORTS } from './commands.ts'
 import type { MigrationFigures } from './migration-phases.ts'
+import { MIGRATION_PHASES } from './migration-phases.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
@@ -415,6 +416,17 @@ function validateOne (v: unknown): Command {
       }
       if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
       if (o.figures !== undefined) c.figures = migrationFigures(o.figures, 'figures')
+      return c
+    }
+    case 'ExpireMigration': {
+      const c: Extract<Command, { type: 'ExpireMigration' }> = {
+        type: 'ExpireMigration',
+        vm: id(o.vm, 'vm'),
+        started: int(o.started, 'started', 0, Number.MAX_SAFE_INTEGER),
+        phase: oneOf(o.phase, 'phase', MIGRATION_PHASES),
+        reason: str(o.reason, 'reason')
+      }
+      if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
       return c
     }
     default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)

@@ -1,7 +1,7 @@
 // Commands replicated through Raft and applied by the state machine (storage/state-machine.ts).
 // Each is validated and applied atomically, or rejected with a named error that changes nothing.
 import type { CommandAuth } from './auth.ts'
-import type { MigrationFigures } from './migration-phases.ts'
+import type { MigrationFigures, MigrationPhase } from './migration-phases.ts'
 import type {
   NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
   NetworkKind, HypervisorCapability
@@ -50,6 +50,9 @@ export type Command =
   /** a migration's source or target reports on the attempt that started at `started` (signed by
    * `node`'s own key; only the parties of that attempt may report, each only its own events) */
   | { type: 'ReportMigration', vm: string, node: string, started: number, event: MigrationReport, reason?: string, figures?: MigrationFigures }
+  /** the leader saw the attempt that started at `started` make no step in `phase` for too long
+   * (node/migration/service.ts): ends it by the switchover rule; a no-op if it moved on since */
+  | { type: 'ExpireMigration', vm: string, started: number, phase: MigrationPhase, reason: string, term?: number }
 
 export type CommandType = Command['type']
 

@@ -7,6 +7,7 @@
 // the VM (VmRecord.migration), so the VM record alone says who owns it.
 
 export type MigrationPhase = 'preparing' | 'transferring' | 'switched' | 'done' | 'aborted'
+export const MIGRATION_PHASES: readonly MigrationPhase[] = ['preparing', 'transferring', 'switched', 'done', 'aborted']
 
 export interface MigrationRecord {
   vm: string
@@ -51,6 +52,7 @@ export type MigrationEvent =
   | { type: 'target-running' } // the target's QEMU reports running
   | { type: 'cancel', reason: string }
   | { type: 'node-failed', node: string, reason: string } // a lease lapsed / daemon died
+  | { type: 'stalled', reason: string } // the leader saw no step for too long (nobody is driving it)
 
 export type Transition = { ok: true, record: MigrationRecord } | { ok: false, error: string }
 
@@ -74,6 +76,9 @@ export function step (r: MigrationRecord, e: MigrationEvent): Transition {
     case 'cancel':
       // after the switchover the source is paused with stale memory: too late to cancel
       return r.phase === 'switched' ? { ok: false, error: `migration of ${r.vm} is past switchover: it cannot be cancelled` } : to('aborted', { owner: r.source, reason: e.reason })
+    case 'stalled':
+      // the same rule as a failure: the paused source is never resumed after the switchover
+      return r.phase === 'switched' ? to('done', { owner: r.target, reason: e.reason }) : to('aborted', { owner: r.source, reason: e.reason })
     case 'node-failed':
       if (e.node !== r.source && e.node !== r.target) return { ok: false, error: `${e.node} takes no part in the migration of ${r.vm}` }
       if (r.phase === 'switched') {

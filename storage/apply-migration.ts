@@ -99,6 +99,19 @@ export function reportMigration (ctx: ApplyContext, c: Cmd<'ReportMigration'>): 
   return { outcome: 'applied', phase: next.phase }
 }
 
+/** The leader's judgement that an attempt stalled in `phase` (node/migration/service.ts): ends it
+ * like a failure (aborted before switchover, done on the target after); stale if it moved on. */
+export function expireMigration (ctx: ApplyContext, c: Cmd<'ExpireMigration'>): { outcome: MigrationReportOutcome, phase?: MigrationRecord['phase'] } {
+  const vm = ctx.tx.get<VmRecord>('vms', c.vm)
+  if (vm === undefined) return { outcome: 'notFound' }
+  const m = vm.migration
+  if (m === undefined || m.started !== c.started || m.phase !== c.phase || isFinal(m.phase)) return { outcome: 'stale', ...(m !== undefined ? { phase: m.phase } : {}) }
+  const t = step(m, { type: 'stalled', reason: c.reason })
+  if (!t.ok) return { outcome: 'stale', phase: m.phase }
+  settle(ctx, vm, t.record)
+  return { outcome: 'applied', phase: t.record.phase }
+}
+
 /** Writes the VM with its migration record moved on, and its assignment and status following the
  * record's owner (the switchover moves the VM to the target in this same entry). */
 function settle (ctx: ApplyContext, vm: VmRecord, m: MigrationRecord): VmRecord {

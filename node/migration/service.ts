@@ -12,6 +12,12 @@
 //   target, switched     — reports target-running once its QEMU runs the guest
 //   either, on failure   — reports failed; before switchover that aborts to the source
 //
+// On the leader it also watches that every migration in flight makes steps: one whose phase and
+// figures stayed the same for MIGRATION_STALL_MS (nobody drives it: a party's service lost its
+// part, a report never committed) is ended by ExpireMigration, the leader's decision signed for its
+// term, by the switchover rule. A new leader starts watching afresh: it finishes or aborts what
+// its predecessor left.
+//
 // The agent (node/agent.ts) leaves a VM alone while `holds` says so: no restart or stop of the
 // source's guest mid-move, no cleanup of the target's waiting QEMU. When the record ends, the agent
 // does what is left: the host that no longer owns the VM removes its QEMU (the paused source after
@@ -52,6 +58,31 @@ const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
 const EXPECT_STREAM_MS = 60_000
 const POLL_MS = 50
+/** A migration with no step (phase or figures) for this long is ended by the leader. A moving one
+ * reports figures every PROGRESS_REPORT_MS, so only one nobody drives gets there. */
+export const MIGRATION_STALL_MS = 60_000
+
+/** What the leader remembers of a migration in flight: its last step, and since when (leader's clock). */
+export type StallWatch = Map<string, { sig: string, since: number }>
+
+/** The migrations in flight that made no step for `stallMs` by `now`, updating `seen` (pure but for
+ * `seen`, which only this leader keeps). */
+export function stalledMigrations (vms: VmRecord[], seen: StallWatch, now: number, stallMs: number): MigrationRecord[] {
+  const out: MigrationRecord[] = []
+  const live = new Set<string>()
+  for (const vm of vms) {
+    const m = activeMigration(vm)
+    if (m == null) continue
+    const id = migrationId(m)
+    live.add(id)
+    const sig = JSON.stringify([m.phase, m.figures ?? null])
+    const s = seen.get(id)
+    if (s == null || s.sig !== sig) { seen.set(id, { sig, since: now }); continue }
+    if (now - s.since >= stallMs) { out.push(m); s.since = now } // judged once per stall period
+  }
+  for (const id of seen.keys()) if (!live.has(id)) seen.delete(id)
+  return out
+}
 
 export interface MigrationServiceDeps {
   self: () => string
@@ -65,6 +96,9 @@ export interface MigrationServiceDeps {
   /** why no guest may start here now (no liveness lease: node/ha/service.ts), or null */
   mayRun?: () => string | null
   guestDir?: string
+  /** is this node the Raft leader (it judges stalled migrations)? */
+  isLeader?: () => boolean
+  stallMs?: number
   /** bytes per second QEMU may send (default: QEMU's own limit); BLIXARD_MIGRATION_MAX_BANDWIDTH */
   maxBandwidth?: number
   log: Logger
@@ -93,6 +127,7 @@ export class MigrationService {
    * none, knows it lost its part: see kick) */
   private readonly done = new Map<string, MigrationRecord['phase']>()
   private timer: NodeJS.Timeout | null = null
+  private readonly stalls: StallWatch = new Map()
   private tiny: TinyGuest | null = null
   private stopped = false
 
@@ -139,6 +174,19 @@ export class MigrationService {
         .finally(() => { this.busy.delete(id); this.done.set(id, m.phase); this.kick() })
     }
     for (const id of this.done.keys()) if (!live.has(id)) this.done.delete(id)
+    this.judgeStalls()
+  }
+
+  /** The leader's part: end a migration nobody drives any more. */
+  private judgeStalls (): void {
+    if (this.d.isLeader?.() !== true) { this.stalls.clear(); return }
+    const stallMs = this.d.stallMs ?? MIGRATION_STALL_MS
+    for (const m of stalledMigrations(this.d.sm.listVms(), this.stalls, this.now(), stallMs)) {
+      const reason = `no step in phase ${m.phase} for ${Math.round(stallMs / 1000)} s`
+      this.d.log.warn('migration stalled: ending it', { vmId: m.vm, phase: m.phase, reason })
+      void this.d.propose({ cmd: { type: 'ExpireMigration', vm: m.vm, started: m.started, phase: m.phase, reason }, at: this.now() })
+        .then((r) => { if (!r.ok) this.d.log.warn('ExpireMigration refused', { vmId: m.vm, error: r.error }) }, (err: unknown) => { this.d.log.debug('ExpireMigration not committed', { vmId: m.vm, err }) })
+    }
   }
 
   private stepFor (vm: VmRecord, m: MigrationRecord, role: 'source' | 'target'): (() => Promise<void>) | null {

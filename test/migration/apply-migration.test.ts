@@ -11,6 +11,8 @@ import { validateCommand } from '../../protocols/command-schema.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { errorKind, harness, registerNode, spec } from '../storage/sm-fixtures.ts'
+import { stalledMigrations } from '../../node/migration/service.ts'
+import type { StallWatch } from '../../node/migration/service.ts'
 
 type H = ReturnType<typeof harness>
 
@@ -166,6 +168,43 @@ test('HA: the source down before switchover → aborted, and the VM is reschedul
   assert.equal([vm(h).migration!.phase, vm(h).assignedNode, vm(h).status.phase], ['aborted', null, 'pending'])
 })
 
+test('ExpireMigration (the leader saw no step): ends the phase it judged by the switchover rule, a no-op once it moved on', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  const expire = (phase: 'preparing' | 'transferring' | 'switched'): ApplyResult => h.run({ type: 'ExpireMigration', vm: 'v1', started: started(h), phase, reason: 'no step in phase x for 60 s' })
+  value(report(h, 'b', 'target-ready'))
+  const before = h.sm.stateHash()
+  assert.is(value<{ outcome: string }>(expire('preparing')).outcome, 'stale', 'judged on an older phase')
+  assert.is(h.sm.stateHash(), before)
+  assert.is(value<{ outcome: string }>(expire('transferring')).outcome, 'applied')
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode], ['aborted', 'a'])
+
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  value(report(h, 'b', 'target-ready'))
+  value(report(h, 'a', 'source-completed'))
+  value(expire('switched'))
+  assert.equal([vm(h).migration!.phase, vm(h).assignedNode, vm(h).migration!.reason], ['done', 'b', 'no step in phase x for 60 s'])
+})
+
+test('stalledMigrations: a migration whose phase and figures stay the same for the stall time, judged once per period', () => {
+  const h = running()
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
+  const seen: StallWatch = new Map()
+  const at = (t: number): string[] => stalledMigrations(h.sm.listVms(), seen, t, 1000).map(m => m.phase)
+  assert.equal(at(0), [])
+  assert.equal(at(999), [])
+  assert.equal(at(1000), ['preparing'])
+  assert.equal(at(1500), [], 'not again at once')
+  value(report(h, 'b', 'target-ready'))
+  assert.equal(at(1600), [], 'a step resets the watch')
+  value(report(h, 'a', 'progress', { figures }))
+  assert.equal(at(2500), [], 'new figures are a step')
+  assert.equal(at(3500), ['transferring'])
+  value(h.run({ type: 'CancelMigration', vm: 'v1' }))
+  assert.equal(at(9000), [])
+  assert.is(seen.size, 0, 'ended migrations are forgotten')
+})
+
 // ---- authority, with real signatures ----
 
 const key = (n: number): SyncSigner => seededSigner(new Uint8Array(32).fill(n))
@@ -221,6 +260,24 @@ test('authority: only an admin starts or cancels; a node reports only as itself,
   value(h.run(na, rep('source-completed', na.peerId)))
   assert.is(h.sm.getVm('v1')!.assignedNode, nb.peerId)
   refused(h.run(nc, { type: 'CancelMigration', vm: 'v1' }), /needs an admin's signature/)
+})
+
+test('authority: ExpireMigration is the leader\'s decision, signed for its term', () => {
+  const h = signedCluster() // a signed AssignVm pinned node a as term 1's leader
+  value(h.run(admin, { type: 'StartMigration', vm: 'v1', target: nb.peerId }))
+  const at = h.sm.getVm('v1')!.migration!.started
+  const expire = (term?: number): Command => ({ type: 'ExpireMigration', vm: 'v1', started: at, phase: 'preparing', reason: 'stalled', ...(term !== undefined ? { term } : {}) })
+  const refused = (r: ApplyResult, re: RegExp): void => {
+    assert.is(errorKind(r), 'Unauthorized')
+    if (!r.ok) assert.match(r.error.message, re)
+  }
+  refused(h.run(admin, expire(1)), /must be signed by a node \(the leader\)/)
+  refused(h.run(nb, expire(1)), /must be signed by that term's leader/)
+  refused(h.run(na, expire()), /carries no leader term/)
+  refused(h.run(na, expire(2)), /lands in an entry of term 1/)
+  assert.is(h.sm.getVm('v1')!.migration!.phase, 'preparing')
+  value(h.run(na, expire(1)))
+  assert.is(h.sm.getVm('v1')!.migration!.phase, 'aborted')
 })
 
 test.run()

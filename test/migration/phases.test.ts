@@ -27,6 +27,8 @@ const cases: Array<[string, MigrationEvent[], string, string, number]> = [
   ['cancel after switchover is refused', [{ type: 'target-ready' }, { type: 'source-completed' }, { type: 'cancel', reason: 'user' }, { type: 'target-running' }], 'done', 'n2', 1],
   ['switchover before target ready is refused', [{ type: 'source-completed' }], 'preparing', 'n1', 1],
   ['nothing after final', [{ type: 'cancel', reason: 'x' }, { type: 'target-ready' }], 'aborted', 'n1', 1],
+  ['stalled before switchover: back to the source', [{ type: 'target-ready' }, { type: 'stalled', reason: 'no step for 60 s' }], 'aborted', 'n1', 0],
+  ['stalled after switchover: the target keeps it', [{ type: 'target-ready' }, { type: 'source-completed' }, { type: 'stalled', reason: 'no step for 60 s' }], 'done', 'n2', 0],
   ['a bystander failing changes nothing', [{ type: 'node-failed', node: 'n3', reason: 'lease' }], 'preparing', 'n1', 1]
 ]
 
