@@ -387,7 +387,7 @@ function idsTouched (cmd: Command): string[] {
       return [cmd.id]
     case 'ReportVmStatus':
       return [...new Set(cmd.reports.map((r) => r.id))]
-    case 'StartMigration': case 'CancelMigration': case 'ReportMigration': case 'ExpireMigration':
+    case 'StartMigration': case 'CancelMigration': case 'ReportMigration': case 'ExpireMigration': case 'EvacuateVm':
       return [cmd.vm]
     default:
       return []

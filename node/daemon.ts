@@ -321,7 +321,7 @@ export class Daemon {
     }
     if (r.ok && env.cmd.type === 'CreateVm') void this.scheduler?.kick()
     if (r.ok && env.cmd.type !== 'ReportVmStatus' && env.cmd.type !== 'AddAdmin') this.agent?.kick()
-    if (r.ok && (env.cmd.type === 'StartMigration' || env.cmd.type === 'ReportMigration' || env.cmd.type === 'CancelMigration' || env.cmd.type === 'ExpireMigration' || env.cmd.type === 'MarkNodeDown')) this.migrations?.kick()
+    if (r.ok && (env.cmd.type === 'StartMigration' || env.cmd.type === 'EvacuateVm' || env.cmd.type === 'ReportMigration' || env.cmd.type === 'CancelMigration' || env.cmd.type === 'ExpireMigration' || env.cmd.type === 'MarkNodeDown')) this.migrations?.kick()
     // VMs by phase are counted at scrape time (refreshGauges), not on every applied command.
   }
 

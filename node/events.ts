@@ -34,6 +34,7 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
     case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
     case 'StartMigration': return `VM ${name(c.vm)} migrating live to ${name(c.target)}${tail}`
+    case 'EvacuateVm': return `VM ${name(c.vm)} migrating live to ${name(c.target)} to drain its node${tail}`
     case 'ExpireMigration': return `VM ${name(c.vm)} migration ended by the leader: ${c.reason}${tail}`
     case 'CancelMigration': return `VM ${name(c.vm)} migration cancelled${tail}`
     // progress is routine (a line a second while it moves): not an event

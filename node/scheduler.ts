@@ -1,5 +1,6 @@
 // The leader's scheduler loop: places unassigned VMs that should run, and
-// evacuates draining nodes, by proposing AssignVm through Raft. Decisions
+// evacuates draining nodes, by proposing AssignVm through Raft (running VMs of a
+// draining node move live: EvacuateVm, a live migration; see `evacuation`). Decisions
 // come from placement/ over committed state plus the freshest gossiped load.
 import type { NodeRecord, VmRecord, VmSpec } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
@@ -10,6 +11,7 @@ import { sortQueue } from '../placement/queue.ts'
 import { planEvacuation } from '../placement/plans/evacuate.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { avoidedNode } from '../storage/apply-ha.ts'
+import { activeMigration } from '../storage/migration-guard.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 
@@ -28,6 +30,25 @@ export interface SchedulerDeps {
   /** max AssignVm proposals per pass */
   maxPerPass?: number
   now?: () => number
+}
+
+/** Live migrations off one draining node at a time: each moves a whole VM's memory. */
+export const MAX_LIVE_EVACUATIONS_PER_NODE = 2
+/** A VM whose live move off a node aborted this recently moves cold instead (no endless retries). */
+export const LIVE_RETRY_WINDOW_MS = 5 * 60_000
+
+/** How a VM leaves a draining node: live when it runs here under QEMU and no live move of it from
+ * here failed lately; else cold (reassigned: its guest stops here and starts there), with the reason. */
+export function evacuation (vm: VmRecord, node: NodeRecord, to: string | null, now: number): { kind: 'live' } | { kind: 'cold', reason: string } {
+  const from = `evacuated from draining ${node.name}`
+  if (to == null) return { kind: 'cold', reason: `${from}; no other node fits` }
+  if (vm.desired !== 'running' || vm.status.phase !== 'running' || vm.status.node !== node.id) return { kind: 'cold', reason: `${from} (not running: nothing to move live)` }
+  if (vm.spec.hypervisor !== 'qemu') return { kind: 'cold', reason: `${from} (${vm.spec.hypervisor} guests do not migrate live)` }
+  const m = vm.migration
+  if (m?.phase === 'aborted' && m.source === node.id && now - (m.ended ?? m.started) < LIVE_RETRY_WINDOW_MS) {
+    return { kind: 'cold', reason: `${from} (its live migration failed: ${m.reason ?? 'no reason given'})` }
+  }
+  return { kind: 'live' }
 }
 
 function wantsPlacement (vm: VmRecord): boolean {
@@ -63,18 +84,35 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
       if (dec.nodeId != null) moves.push({ vmId: dec.vmId, to: dec.nodeId, reason: `placed (score ${dec.total?.toFixed(3) ?? '-'})` })
     }
   }
-  // Draining nodes: move their VMs away (one evacuation plan per node).
+  // Draining nodes: move their VMs away (one evacuation plan per node), running ones live.
+  const lives: Array<{ vmId: string, to: string }> = []
   for (const n of nodes) {
     if (n.state !== 'draining') continue
     if (!vms.some((v) => v.assignedNode === n.id)) continue
     const plan = planEvacuation(cluster, n.id)
+    let inFlight = vms.filter((v) => activeMigration(v)?.source === n.id).length
     for (const m of plan.moves) {
-      if (moves.length >= max) break
-      moves.push({ vmId: m.vmId, to: m.to, reason: m.to == null ? `evacuated from draining ${n.id}; no other node fits` : `evacuated from draining ${n.id}` })
+      if (moves.length + lives.length >= max) break
+      const vm = byId.get(m.vmId)
+      if (vm == null || activeMigration(vm) != null) continue // on its way already
+      const how = evacuation(vm, n, m.to, now())
+      if (how.kind === 'cold') { moves.push({ vmId: m.vmId, to: m.to, reason: how.reason }); continue }
+      if (inFlight >= MAX_LIVE_EVACUATIONS_PER_NODE) continue // the next pass, once one is done
+      inFlight++
+      lives.push({ vmId: m.vmId, to: m.to as string })
     }
   }
   d.metrics?.placementSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9)
   let done = 0
+  await Promise.all(lives.map(async (m) => {
+    try {
+      const r = await d.propose({ cmd: { type: 'EvacuateVm', vm: m.vmId, target: m.to }, at: now() })
+      if (r.ok) done++
+      else d.log.warn('live evacuation refused', { vm: m.vmId, node: m.to, error: r.error })
+    } catch (err) {
+      d.log.debug('live evacuation not committed', { vm: m.vmId, err })
+    }
+  }))
   await Promise.all(moves.map(async (m) => {
     try {
       const r = await d.propose({ cmd: { type: 'AssignVm', id: m.vmId, node: m.to, reason: m.reason }, at: now() })

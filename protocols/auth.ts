@@ -8,7 +8,7 @@
 //   admin  — signed by a peer id in the admins table at the index where it applies (the CLI's key)
 //   node   — signed by the node the command is about (its libp2p identity key), touching only
 //            that node's own records
-//   leader — the leader's decisions (AssignVm, RenewLeases, MarkNodeDown, ExpireMigration): signed by the leader of the term whose entry carries
+//   leader — the leader's decisions (AssignVm, RenewLeases, MarkNodeDown, ExpireMigration, EvacuateVm): signed by the leader of the term whose entry carries
 //            it. The leader proposes only the ones it signed itself and refuses forwarded ones;
 //            on apply, deterministically: see leaderTermOf and the 'leader' case of authError.
 //
@@ -51,7 +51,7 @@ export function authorityOf (cmd: Command): Authority {
   switch (cmd.type) {
     case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': case 'ReportMigration': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
-    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': return 'leader'
+    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return 'leader'
     default: return 'admin'
   }
 }
@@ -59,7 +59,7 @@ export function authorityOf (cmd: Command): Authority {
 /** The term a leader-bound command claims to be decided in (signed with it), or undefined. */
 export function leaderTermOf (cmd: Command): number | undefined {
   switch (cmd.type) {
-    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': return cmd.term
+    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return cmd.term
     default: return undefined
   }
 }
@@ -67,7 +67,7 @@ export function leaderTermOf (cmd: Command): number | undefined {
 /** `cmd` with its leader's term claim set, for a leader-bound command (what a leader signs). */
 export function withLeaderTerm (cmd: Command, term: number): Command {
   switch (cmd.type) {
-    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': return { ...cmd, term }
+    case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return { ...cmd, term }
     default: return cmd
   }
 }

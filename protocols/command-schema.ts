@@ -401,6 +401,11 @@ function validateOne (v: unknown): Command {
       return c
     }
     case 'StartMigration': return { type: 'StartMigration', vm: id(o.vm, 'vm'), target: id(o.target, 'target') }
+    case 'EvacuateVm': {
+      const c: Extract<Command, { type: 'EvacuateVm' }> = { type: 'EvacuateVm', vm: id(o.vm, 'vm'), target: id(o.target, 'target') }
+      if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+      return c
+    }
     case 'CancelMigration': {
       const c: Extract<Command, { type: 'CancelMigration' }> = { type: 'CancelMigration', vm: id(o.vm, 'vm') }
       if (o.reason !== undefined) c.reason = str(o.reason, 'reason')

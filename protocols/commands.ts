@@ -45,6 +45,9 @@ export type Command =
   | { type: 'MarkNodeDown', node: string, epoch: number, seq: number, expiredAt: number, reason: string, term?: number }
   /** an admin's request to live-migrate a running VM to `target` (storage/apply-migration.ts) */
   | { type: 'StartMigration', vm: string, target: string }
+  /** the leader's evacuation of a draining node (node/scheduler.ts): a live migration of one of its
+   * running VMs, as StartMigration but only off a node an admin set draining */
+  | { type: 'EvacuateVm', vm: string, target: string, term?: number }
   /** an admin's cancel: aborts to the source unless past switchover (then refused) */
   | { type: 'CancelMigration', vm: string, reason?: string }
   /** a migration's source or target reports on the attempt that started at `started` (signed by

@@ -33,6 +33,14 @@ function getVm (ctx: ApplyContext, id: string): VmRecord {
   return vm
 }
 
+/** The leader's live move of a VM off a node an admin set draining (node/scheduler.ts). */
+export function evacuateVm (ctx: ApplyContext, c: Cmd<'EvacuateVm'>): VmRecord {
+  const vm = getVm(ctx, c.vm)
+  const on = vm.assignedNode === null ? undefined : ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
+  if (on?.state !== 'draining') reject('Conflict', `VM ${vm.spec.name} is not on a draining node: the scheduler moves VMs only off those (an admin migrates others: blixard vm migrate)`)
+  return startMigration(ctx, { type: 'StartMigration', vm: c.vm, target: c.target })
+}
+
 export function startMigration (ctx: ApplyContext, c: Cmd<'StartMigration'>): VmRecord {
   const vm = getVm(ctx, c.vm)
   const name = vm.spec.name

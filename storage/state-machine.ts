@@ -18,7 +18,7 @@ import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, update
 import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
 import { markNodeDown, renewLeases } from './apply-ha.ts'
-import { cancelMigration, expireMigration, reportMigration, startMigration } from './apply-migration.ts'
+import { cancelMigration, evacuateVm, expireMigration, reportMigration, startMigration } from './apply-migration.ts'
 import { isFinal } from '../protocols/migration-phases.ts'
 import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
@@ -73,6 +73,7 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'CancelMigration': return cancelMigration(ctx, cmd)
     case 'ReportMigration': return reportMigration(ctx, cmd)
     case 'ExpireMigration': return expireMigration(ctx, cmd)
+    case 'EvacuateVm': return evacuateVm(ctx, cmd)
   }
 }
 
