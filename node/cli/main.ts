@@ -137,14 +137,10 @@ const COMMANDS: Record<string, Command> = {
     })
   },
   'node drain': {
-    summary: 'Move every VM off a node and take no new ones',
-    usage: 'blixard node drain NODE',
-    run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const n = await mutate(client, invocationKey(p), 'node.drain', { node: need(p, 1, 'NODE')[0] })
-      out.progress(`Node ${n.name} is draining; its VMs are being moved. Follow with: blixard vm list`)
-      out.data(n, () => `node ${n.name}: ${n.state}`)
-      return EXIT.ok
-    })
+    summary: 'Move every VM off a node (running ones live, without a restart) and take no new ones',
+    usage: 'blixard node drain NODE [--wait] [--json]',
+    flags: { wait: {} },
+    run: async (p, out) => await drain(p, out)
   },
   'node undrain': {
     summary: 'Let a drained node take VMs again',
@@ -497,6 +493,76 @@ function migrationLine (m: MigrationRecord, nm: (id: string) => string, t0: numb
   }
   if ((m.phase === 'switched' || m.phase === 'done') && f?.downtimeMs != null) return `  ${at}  ${m.phase} ${route}: downtime ${f.downtimeMs} ms, total ${f.totalTimeMs ?? '-'} ms, ${mb(f.transferredBytes)} moved`
   return `  ${at}  ${m.phase} ${route}${m.reason != null ? `: ${m.reason}` : ''}`
+}
+
+/** `blixard node drain`: set the node draining (the leader's scheduler then moves its running VMs
+ * live, the others cold); with --wait, one line per VM as it moves, until the node is empty. */
+async function drain (p: Parsed, out: Output): Promise<number> {
+  return await withCluster(p, async ({ client }) => {
+    const n = await mutate(client, invocationKey(p), 'node.drain', { node: need(p, 1, 'NODE')[0] })
+    if (!bool(p, 'wait')) {
+      out.progress(`Node ${n.name} is draining: its running VMs move live, the others cold. Follow with: blixard node drain ${n.name} --wait`)
+      out.data(n, () => `node ${n.name}: ${n.state}`)
+      return EXIT.ok
+    }
+    const names = nodeNames(await client.call('node.list', { stale: true }))
+    const nm = (id: string | null): string => id == null ? 'nowhere (pending)' : names.get(id) ?? shortId(id)
+    const timeoutMs = int(p, 'timeout', 300, 1, 3600) * 1000
+    const t0 = Date.now()
+    const leaving = new Map((await client.call('vm.list', { node: n.id })).map((v) => [v.id, v]))
+    // the migrations of this drain: those started since (an older one of the same VM is history)
+    const before = new Map([...leaving.values()].map((v) => [v.id, v.migration != null && v.migration.phase !== 'done' && v.migration.phase !== 'aborted' ? null : v.migration?.started ?? null]))
+    const last = new Map<string, string>()
+    const moved = { live: 0, cold: 0 }
+    const onNode = (v: VmRecord): boolean => v.assignedNode === n.id || (v.migration != null && v.migration.source === n.id && v.migration.phase !== 'done' && v.migration.phase !== 'aborted')
+    const report = (v: VmRecord): void => {
+      const m = v.migration != null && v.migration.source === n.id && v.migration.started !== before.get(v.id) ? v.migration : null
+      const elapsedMs = Date.now() - t0
+      let item: Record<string, unknown>
+      let line: string
+      if (m != null && m.phase !== 'aborted' && (onNode(v) || m.phase === 'done')) {
+        const f = m.figures
+        const fig = m.phase === 'transferring' && f != null ? `: ${mb(f.transferredBytes)} sent, ${mb(f.remainingBytes)} remaining` : m.phase === 'done' && f?.downtimeMs != null ? `: downtime ${f.downtimeMs} ms` : ''
+        item = { vm: v.spec.name, how: 'live', phase: m.phase, from: n.name, to: nm(m.target), figures: f ?? null, elapsedMs }
+        line = m.phase === 'done' ? `  VM ${v.spec.name}: moved live to ${nm(m.target)}${fig}` : `  VM ${v.spec.name}: migrating live to ${nm(m.target)} (${m.phase})${fig}`
+      } else if (!onNode(v)) {
+        item = { vm: v.spec.name, how: 'cold', phase: v.status.phase, from: n.name, to: nm(v.assignedNode), reason: v.status.reason, elapsedMs }
+        line = `  VM ${v.spec.name}: moved cold to ${nm(v.assignedNode)} (${v.status.reason})`
+      } else {
+        item = { vm: v.spec.name, how: 'waiting', phase: v.status.phase, from: n.name, reason: m?.reason ?? v.status.reason, elapsedMs }
+        line = `  VM ${v.spec.name}: waiting on ${n.name}${m?.phase === 'aborted' ? ` (live migration aborted: ${m.reason ?? 'no reason'}; it moves cold next)` : ''}`
+      }
+      const key = JSON.stringify([item.how, item.phase, item.to ?? null, m?.figures ?? null])
+      if (last.get(v.id) === key) return
+      last.set(v.id, key)
+      out.item(item, () => line)
+    }
+    if (leaving.size > 0) {
+      const sub = client.watch('vm.watch', {})
+      const timer = setTimeout(() => { sub.cancel() }, timeoutMs)
+      try {
+        for await (const ev of sub as AsyncIterable<VmWatchEvent>) {
+          if (ev.type === 'delete') { leaving.delete(ev.id); continue }
+          if (!leaving.has(ev.vm.id)) continue
+          leaving.set(ev.vm.id, ev.vm)
+          report(ev.vm)
+          if ([...leaving.values()].every((v) => !onNode(v))) break
+        }
+      } finally { clearTimeout(timer); sub.cancel() }
+    }
+    const left = [...leaving.values()].filter(onNode)
+    if (left.length > 0) {
+      throw new CliError('Timeout', `node ${n.name} still has ${left.length} VM(s) after ${timeoutMs / 1000}s: ${left.map((v) => v.spec.name).join(', ')}`,
+        `It goes on draining: follow it with blixard node drain ${n.name} --wait, and see why with blixard vm explain VM`)
+    }
+    for (const v of leaving.values()) {
+      const m = v.migration
+      if (m != null && m.source === n.id && m.phase === 'done' && v.assignedNode === m.target) moved.live++
+      else moved.cold++
+    }
+    out.item({ node: n.name, drained: true, live: moved.live, cold: moved.cold }, () => `node ${n.name} drained: ${moved.live} VM(s) moved live, ${moved.cold} cold`)
+    return EXIT.ok
+  })
 }
 
 /** `blixard vm migrate`: start (or cancel) a live migration; with --wait, follow it to its end. */
