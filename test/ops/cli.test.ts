@@ -135,7 +135,7 @@ test('vm migrate: bad flags are refused before any node is asked, naming the fla
   const r = await offline(['vm', 'migrate', 'web-1', '--to', 'node2', '--cancel'])
   assert.is(r.code, 2)
   assert.match(r.stderr, /--cancel cancels the migration in flight: give it no --to/)
-  const e = jsonError(await offline(['vm', 'migrate', '--json']), 'InvalidCommand', 2)
+  const e = jsonError(await offline(['vm', 'migrate', '--json']), 'Usage', 2)
   assert.match(e.message, /missing VM/)
 })
 
