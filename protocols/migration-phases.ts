@@ -25,6 +25,9 @@ export interface MigrationRecord {
   figures?: MigrationFigures
   /** proposer's clock when it reached done or aborted */
   ended?: number
+  /** a cancel asked for while memory moves: the source's QEMU decides (it cancels and reports
+   * failed, or it had already completed and the switchover stands) */
+  cancelRequested?: string
 }
 
 /** What `blixard vm migrate --wait` shows: QEMU's query-migrate, as the source last reported it. */
@@ -75,7 +78,11 @@ export function step (r: MigrationRecord, e: MigrationEvent): Transition {
       return r.phase === 'switched' ? to('done') : { ok: false, error: `target-running in phase ${r.phase}` }
     case 'cancel':
       // after the switchover the source is paused with stale memory: too late to cancel
-      return r.phase === 'switched' ? { ok: false, error: `migration of ${r.vm} is past switchover: it cannot be cancelled` } : to('aborted', { owner: r.source, reason: e.reason })
+      if (r.phase === 'switched') return { ok: false, error: `migration of ${r.vm} is past switchover: it cannot be cancelled` }
+      // while memory moves, QEMU may complete at any moment: aborting here could leave the guest
+      // paused on the source and running on the target. The source's QEMU decides.
+      if (r.phase === 'transferring') return r.cancelRequested != null ? { ok: false, error: `migration of ${r.vm} is already being cancelled` } : to('transferring', { cancelRequested: e.reason })
+      return to('aborted', { owner: r.source, reason: e.reason })
     case 'stalled':
       // the same rule as a failure: the paused source is never resumed after the switchover
       return r.phase === 'switched' ? to('done', { owner: r.target, reason: e.reason }) : to('aborted', { owner: r.source, reason: e.reason })

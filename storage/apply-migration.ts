@@ -125,13 +125,15 @@ export function expireMigration (ctx: ApplyContext, c: Cmd<'ExpireMigration'>): 
 function settle (ctx: ApplyContext, vm: VmRecord, m: MigrationRecord): VmRecord {
   const rec: MigrationRecord = isFinal(m.phase) ? { ...m, ended: ctx.at } : m
   let out: VmRecord = { ...vm, migration: rec, updatedAt: ctx.at }
+  // the guest keeps its address: it moved, it did not boot again
+  const ip = vm.status.ip != null ? { ip: vm.status.ip } : {}
   if (vm.assignedNode !== rec.owner) {
     if (vm.assignedNode !== null) ctx.tx.delete('vmsByNode', byNodeKey(vm.assignedNode, vm.id))
     ctx.tx.put('vmsByNode', byNodeKey(rec.owner, vm.id), vm.id)
-    out = { ...out, assignedNode: rec.owner, status: { phase: 'starting', reason: `migrated live from ${nodeName(ctx, rec.source)}: resuming`, node: rec.owner, at: ctx.at } }
+    out = { ...out, assignedNode: rec.owner, status: { phase: 'starting', reason: `migrated live from ${nodeName(ctx, rec.source)}: resuming`, node: rec.owner, at: ctx.at, ...ip } }
   }
   if (rec.phase === 'done' && rec.reason === undefined && vm.status.node === rec.target) {
-    out = { ...out, status: { phase: 'running', reason: `migrated live from ${nodeName(ctx, rec.source)}`, node: rec.target, at: ctx.at } }
+    out = { ...out, status: { phase: 'running', reason: `migrated live from ${nodeName(ctx, rec.source)}`, node: rec.target, at: ctx.at, ...ip } }
   }
   ctx.tx.put('vms', vm.id, out)
   return out

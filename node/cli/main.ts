@@ -579,7 +579,9 @@ async function migrate (p: Parsed, out: Output): Promise<number> {
     if (m == null) throw new CliError('Internal', `VM ${vm.spec.name} has no migration record after the request`, 'Run blixard vm show ' + vm.spec.name)
     const name = vm.spec.name
     if (cancel) {
-      out.data(vm, () => `migration of VM ${name} to ${nm(m.target)} cancelled: it keeps running on ${nm(m.source)}`)
+      out.data(vm, () => m.phase === 'aborted'
+        ? `migration of VM ${name} to ${nm(m.target)} cancelled: it keeps running on ${nm(m.source)}`
+        : `cancel of the migration of VM ${name} to ${nm(m.target)} requested: ${nm(m.source)} stops sending, unless QEMU completed first (then the move stands); follow it with: blixard vm show ${name}`)
       return EXIT.ok
     }
     if (!bool(p, 'wait')) {

@@ -37,6 +37,7 @@ import type { HostBindings } from '../qemu/launch-spec.ts'
 import { runtimePaths } from '../qemu/paths.ts'
 import { cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
 import type { MigrationProgress } from '../qemu/migrate.ts'
+import type { QmpClient } from '../qemu/qmp.ts'
 import { loadTinyGuest } from '../qemu/tiny-guest.ts'
 import type { TinyGuest } from '../qemu/tiny-guest.ts'
 import { MigrationStreams } from './stream.ts'
@@ -58,6 +59,8 @@ const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
 const EXPECT_STREAM_MS = 60_000
 const POLL_MS = 50
+/** How long a cancelled migration may take to say how it ended. */
+const CANCEL_SETTLE_MS = 10_000
 /** A migration with no step (phase or figures) for this long is ended by the leader. A moving one
  * reports figures every PROGRESS_REPORT_MS, so only one nobody drives gets there. */
 export const MIGRATION_STALL_MS = 60_000
@@ -75,7 +78,7 @@ export function stalledMigrations (vms: VmRecord[], seen: StallWatch, now: numbe
     if (m == null) continue
     const id = migrationId(m)
     live.add(id)
-    const sig = JSON.stringify([m.phase, m.figures ?? null])
+    const sig = JSON.stringify([m.phase, m.figures ?? null, m.cancelRequested ?? null])
     const s = seen.get(id)
     if (s == null || s.sig !== sig) { seen.set(id, { sig, since: now }); continue }
     if (now - s.since >= stallMs) { out.push(m); s.since = now } // judged once per stall period
@@ -248,7 +251,7 @@ export class MigrationService {
   private async migrateSource (vm: VmRecord, m: MigrationRecord): Promise<void> {
     const id = migrationId(m)
     const log = this.d.log.child({ vmId: vm.id, migration: id })
-    let qmp
+    let qmp: QmpClient | undefined
     try {
       qmp = await this.d.driver.qmp(vm.id)
       const listenSocket = join(runtimePaths(this.d.dataDir, vm.id).dir, 'outgoing.sock')
@@ -260,8 +263,9 @@ export class MigrationService {
       const final = await waitForMigration(qmp, {
         signal: abort.signal,
         onProgress: (p) => {
-          // cancelled, or the target died: stop sending (QEMU resumes the guest here)
-          if (!this.stillPhase(m, 'transferring')) { abort.abort(); return }
+          // cancel asked for, or the move ended meanwhile (the target died): stop sending (QEMU
+          // resumes the guest here), unless QEMU completed first: then the switchover stands
+          if (!this.stillPhase(m, 'transferring') || this.cancelAsked(m) != null) { abort.abort(); return }
           if (p.status !== 'active' || this.now() - lastReport < PROGRESS_REPORT_MS) return
           lastReport = this.now()
           void this.report(m, 'progress', { figures: figuresOf(p) }, { once: true })
@@ -269,19 +273,44 @@ export class MigrationService {
       })
       await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }) })
       log.info('migration completed: the switchover', { downtimeMs: final.downtimeMs, totalTimeMs: final.totalTimeMs, bytes: final.transferredBytes })
-      await this.report(m, 'source-completed', { figures: figuresOf(final) })
+      await this.switchedOver(qmp, m, final)
     } catch (err) {
       if (qmp != null) {
-        const st = await queryMigrate(qmp).catch(() => null)
-        if (st?.status === 'completed') {
-          // QEMU finished even though we stopped watching: the switchover happened
-          await this.report(m, 'source-completed', { figures: figuresOf(st) })
-          return
+        // QEMU decides: a migration it completed (even one we stopped watching, or one cancelled
+        // too late) is the switchover; one still going is cancelled and waited out
+        let st = await queryMigrate(qmp).catch(() => null)
+        if (st?.status === 'active' || st?.status === 'setup' || st?.status === 'device' || st?.status === 'pre-switchover') {
+          await cancelMigration(qmp).catch(() => {})
+          st = await settledMigration(qmp)
         }
-        if (st?.status === 'active' || st?.status === 'setup') await cancelMigration(qmp).catch(() => {})
+        if (st?.status === 'completed') { await this.switchedOver(qmp, m, st); return }
       }
-      log.warn('live migration failed on the source; the guest keeps running here', { err })
-      await this.report(m, 'failed', { reason: (err as Error).message })
+      const cancel = this.cancelAsked(m)
+      const reason = cancel != null ? `cancelled: ${cancel}` : (err as Error).message
+      log.warn('live migration ended on the source; the guest keeps running here', { reason })
+      await this.report(m, 'failed', { reason })
+    }
+  }
+
+  /** The cancel asked for on this attempt, if any. */
+  private cancelAsked (m: MigrationRecord): string | null {
+    const cur = this.d.sm.getVm(m.vm)?.migration
+    return cur != null && cur.started === m.started ? cur.cancelRequested ?? null : null
+  }
+
+  /** QEMU completed: report the switchover. If the record ended meanwhile without it (the target
+   * was marked down while the last bytes moved), the source owns the VM again and its guest is
+   * paused here: it resumes only when the target is down, hence fenced (a host fences its guests
+   * before the leader marks it down); otherwise it stays paused rather than run twice. */
+  private async switchedOver (qmp: QmpClient, m: MigrationRecord, final: MigrationProgress): Promise<void> {
+    await this.report(m, 'source-completed', { figures: figuresOf(final) })
+    const cur = this.d.sm.getVm(m.vm)?.migration
+    if (cur == null || cur.started !== m.started || cur.phase !== 'aborted') return
+    if (this.d.sm.getNode(m.target)?.liveness === 'down') {
+      this.d.log.warn('migration completed but the move was aborted (target down): resuming the guest here', { vmId: m.vm })
+      await qmp.execute('cont').catch((err: unknown) => { this.d.log.error('could not resume the guest', { vmId: m.vm, err }) })
+    } else {
+      this.d.log.error('migration completed but the move was aborted: the guest stays paused here (its target may run it); stop and start it to recover', { vmId: m.vm, reason: cur.reason })
     }
   }
 
@@ -308,6 +337,17 @@ export class MigrationService {
         await sleep(REPORT_RETRY_MS)
       }
     }
+  }
+}
+
+/** After a cancel: query-migrate until QEMU says how it ended (completed, cancelled or failed). */
+async function settledMigration (qmp: QmpClient): Promise<MigrationProgress | null> {
+  const deadline = Date.now() + CANCEL_SETTLE_MS
+  for (;;) {
+    const st = await queryMigrate(qmp).catch(() => null)
+    if (st == null || st.status === 'completed' || st.status === 'cancelled' || st.status === 'failed' || st.status === 'none') return st
+    if (Date.now() > deadline) return st
+    await sleep(POLL_MS)
   }
 }
 

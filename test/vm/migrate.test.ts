@@ -82,6 +82,26 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   console.log(`  migrated ${c.nodes[source].name} → ${c.nodes[target].name}: CLI ${figures.cliMigrateMs} ms, QEMU downtime ${figures.downtimeMs} ms, total ${figures.totalTimeMs} ms; heartbeat ${lastOnSource} → ${onTarget[0]}`)
 })
 
+guard('vm migrate --cancel while memory moves: the source stops sending, the guest runs on in the same QEMU', async () => {
+  const before = await show(c, 0, 'mig1')
+  const source = nodeIndex(c, before.assignedNode)
+  const target = [0, 1, 2].find((i) => i !== source)!
+  const [sourcePid] = qemuPidsFor(vmId)
+  const r = await runCli(['vm', 'migrate', 'mig1', '--to', c.nodes[target].name], c.cliEnv(target), 60_000)
+  assert.is(r.code, 0, r.stderr)
+  assert.match(r.stdout, new RegExp(`VM mig1 is migrating live from ${c.nodes[source].name} to ${c.nodes[target].name}`))
+  await waitFor('memory moving', 30_000, async () => (await show(c, source, 'mig1')).migration?.phase === 'transferring', 50)
+  const cancel = await runCli(['vm', 'migrate', 'mig1', '--cancel'], c.cliEnv(source), 60_000)
+  assert.is(cancel.code, 0, cancel.stderr)
+  assert.match(cancel.stdout, /cancel of the migration of VM mig1 .* requested/)
+  const v = await waitFor('aborted', 30_000, async () => { const x = await show(c, source, 'mig1'); return x.migration?.phase === 'aborted' ? x : null }, 100)
+  assert.match(v.migration?.reason ?? '', /source failed: cancelled: cancelled by an admin/)
+  assert.equal([v.assignedNode, v.status.phase], [c.nodes[source].peerId, 'running'])
+  const n = beats(source, vmId).length
+  await waitFor('the heartbeat goes on on the source', 10_000, () => beats(source, vmId).length >= n + 3, 100)
+  await waitFor('one QEMU, the same', 20_000, () => { const p = qemuPidsFor(vmId); return p.length === 1 && p[0] === sourcePid }, 100)
+})
+
 guard('kill -9 of the target daemon mid-migration: aborted, the guest runs on in its source QEMU, one QEMU left', async () => {
   const before = await show(c, 0, 'mig1')
   const source = nodeIndex(c, before.assignedNode)
