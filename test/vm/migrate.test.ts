@@ -4,7 +4,8 @@
 // host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node. Then
 // kill -9 of the target's daemon mid-migration: the move aborts and the guest goes on running on
 // its source, in the same QEMU, and once the dead host's fence watchdog killed its waiting QEMU,
-// exactly one QEMU is left. Then `node drain --wait` of a node running 2 VMs moves both live.
+// exactly one QEMU is left. Then `node drain --wait` of a node running 2 VMs moves both live, and
+// a migration survives kill -9 of the Raft leader (a bystander): the new leader commits the rest.
 // QEMU's bandwidth is capped (BLIXARD_MIGRATION_MAX_BANDWIDTH) so a move
 // lasts long enough to be watched and interrupted. Ports 26300-26302 (metrics 26400-26402).
 import { test } from 'uvu'
@@ -176,6 +177,51 @@ guard('node drain --wait of a node with 2 running VMs: both move live (no restar
   }
   assert.equal(await (await c.client(ask)).call('vm.list', { node: c.nodes[x].peerId }), [], 'the node is empty')
   console.log(`  drain of ${c.nodes[x].name}: 2 VMs moved live in ${figures.drainMs} ms`)
+  drained = x
+})
+
+let drained = -1
+
+guard('kill -9 of the Raft leader (neither source nor target) mid-migration: the new leader commits the rest, the move finishes', async () => {
+  const ask0 = [0, 1, 2].find((i) => i !== drained)!
+  const un = await runCli(['node', 'undrain', c.nodes[drained].name], c.cliEnv(ask0), 60_000)
+  assert.is(un.code, 0, un.stderr)
+  const st = await c.agreed([0, 1, 2], 3)
+  assert.ok(st != null, 'a leader')
+  const leader = nodeIndex(c, st[0].leader)
+  // a VM on a node that is not the leader, moving to the third node
+  let pick: { name: string, id: string, from: number } | null = null
+  for (const name of ['mig1', 'mig2']) {
+    const v = await show(c, ask0, name)
+    const from = nodeIndex(c, v.assignedNode)
+    if (from !== leader) { pick = { name, id: v.id, from }; break }
+  }
+  if (pick == null) { // both on the leader: move one off it first
+    const v = await show(c, ask0, 'mig1')
+    const to = [0, 1, 2].find((i) => i !== leader)!
+    const r = await runCli(['vm', 'migrate', 'mig1', '--to', c.nodes[to].name, '--wait'], c.cliEnv(to), 90_000)
+    assert.is(r.code, 0, r.stderr)
+    pick = { name: 'mig1', id: v.id, from: to }
+  }
+  const to = [0, 1, 2].find((i) => i !== leader && i !== pick.from)!
+  const [fromPid] = qemuPidsFor(pick.id)
+  const r = await runCli(['vm', 'migrate', pick.name, '--to', c.nodes[to].name], c.cliEnv(to), 60_000)
+  assert.is(r.code, 0, r.stderr)
+  await waitFor('memory moving', 30_000, async () => (await show(c, to, pick.name)).migration?.phase === 'transferring', 50)
+  const t0 = Date.now()
+  c.kill(leader, 'SIGKILL')
+  const done = await waitFor('the move finished under a new leader', 60_000, async () => {
+    const v = await show(c, to, pick.name).catch(() => null)
+    return v?.migration?.phase === 'done' || v?.migration?.phase === 'aborted' ? v : null
+  }, 200)
+  figures.leaderKillToDoneMs = Date.now() - t0
+  assert.equal([done.migration?.phase, done.assignedNode, done.generation], ['done', c.nodes[to].peerId, 1], done.migration?.reason)
+  const b = await waitFor(`heartbeats on ${c.nodes[to].name}`, 20_000, () => { const h = beats(to, pick.id); return h.length >= 2 ? h : null }, 100)
+  assert.ok(b[0] > 20, `the counter went on: ${b[0]}`)
+  await waitFor('one QEMU, on the target', 20_000, () => { const p = qemuPidsFor(pick.id); return p.length === 1 && p[0] !== fromPid && nodeOfPid(p[0]) === to }, 100)
+  const st2 = await c.status(to)
+  assert.ok(st2?.leader != null && st2.leader !== c.nodes[leader].peerId, 'a new leader')
+  console.log(`  leader ${c.nodes[leader].name} killed mid-migration of ${pick.name} (${c.nodes[pick.from].name} → ${c.nodes[to].name}): done ${figures.leaderKillToDoneMs} ms later`)
 })
 
 test.run()
