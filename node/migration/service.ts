@@ -214,6 +214,9 @@ export class MigrationService {
       const held = this.d.mayRun?.()
       if (held != null) throw new Error(`this host may not run guests now: ${held}`)
       if (vm.spec.image.kind === 'tiny' && this.tiny == null) throw new Error('no tiny guest on this host; run scripts/build-tiny-guest.sh')
+      // a QEMU of this VM left here by an earlier attempt (the VM is not ours: its source runs it)
+      // goes first, with its TAPs, before the new ones are made
+      await this.d.driver.cleanup(vm.id)
       const host = await this.d.bindings(vm, { fence: false })
       const dir = runtimePaths(this.d.dataDir, vm.id).dir
       const incoming = join(dir, 'incoming.sock')

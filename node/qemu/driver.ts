@@ -502,6 +502,9 @@ export class QemuDriver {
       if (l.exit == null) this.log.warn('no QMP connection; relying on process exit', { vmId: l.vmId, err: e })
     })
     const bootMs = this.opts.bootTimeoutMs ?? BOOT_TIMEOUT_MS
+    // an incoming migration's QEMU is not booting: it runs when the source's memory has arrived,
+    // which for a large guest takes longer than a boot; its migration record ends it otherwise
+    if (l.record.spec.incoming != null) return this.watchLiveness(l)
     const boot = setTimeout(() => {
       if (l.ready || l.exit != null) return
       l.bootFailure = `guest not ready within ${bootMs} ms (${l.record.spec.readiness === 'marker' ? 'no ready marker on the console' : 'QMP never reported running'})`
@@ -510,6 +513,10 @@ export class QemuDriver {
     }, bootMs)
     boot.unref()
     l.timers.push(boot)
+    this.watchLiveness(l)
+  }
+
+  private watchLiveness (l: Live): void {
     if (l.child == null) {
       // not our child: no exit event, so look
       const poll = setInterval(() => { void this.checkAdopted(l) }, this.opts.livenessPollMs ?? LIVENESS_POLL_MS)
