@@ -50,6 +50,12 @@ export function clusterFromModel (nodes: NodeRecord[], vms: VmRecord[], load: Ma
     const request = requestFromVm(vm)
     reserve(node, request, 1)
     placed.push({ request, nodeId: node.id })
+    // a live migration's target holds the VM's resources from the start of the move (its QEMU
+    // waits with the memory allocated), not only from the switchover; not `placed` there: the VM
+    // is not on it yet, so nothing evacuates or moves it from there
+    const m = vm.migration
+    const target = m != null && (m.phase === 'preparing' || m.phase === 'transferring') ? out.get(m.target) : undefined
+    if (target !== undefined) reserve(target, request, 1)
   }
   return { nodes: [...out.values()], placed }
 }

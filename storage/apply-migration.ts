@@ -33,6 +33,21 @@ function getVm (ctx: ApplyContext, id: string): VmRecord {
   return vm
 }
 
+/** What live migrations already moving into `node` hold there (a scan of the VMs: a start of a
+ * migration is rare, and this keeps no index that could drift). */
+function incomingTo (ctx: ApplyContext, node: string): { cpu: number, memoryMiB: number, diskGiB: number, vms: number } {
+  const r = { cpu: 0, memoryMiB: 0, diskGiB: 0, vms: 0 }
+  for (const [, v] of ctx.tx.range<VmRecord>('vms')) {
+    const m = activeMigration(v)
+    if (m === null || m.target !== node || m.phase === 'switched') continue
+    r.cpu += v.spec.vcpus
+    r.memoryMiB += v.spec.memoryMiB
+    r.diskGiB += v.spec.diskGiB
+    r.vms++
+  }
+  return r
+}
+
 /** The leader's live move of a VM off a node an admin set draining (node/scheduler.ts). */
 export function evacuateVm (ctx: ApplyContext, c: Cmd<'EvacuateVm'>): VmRecord {
   const vm = getVm(ctx, c.vm)
@@ -58,7 +73,7 @@ export function startMigration (ctx: ApplyContext, c: Cmd<'StartMigration'>): Vm
   if (target.id === source) reject('InvalidCommand', `VM ${name} already runs on ${target.name}: name another node`)
   if (target.state !== 'ready') reject('Conflict', `node ${target.name} is ${target.state}: it takes no new VMs`)
   if (target.liveness === 'down') reject('Conflict', `node ${target.name} is down (lease expired): it takes no new VMs`)
-  checkFits(ctx, target, vm.id, vm.spec)
+  checkFits(ctx, target, vm.id, vm.spec, incomingTo(ctx, target.id))
   const rec: VmRecord = { ...vm, migration: newMigrationRecord(vm.id, source, target.id, vm.generation, ctx.at), updatedAt: ctx.at }
   ctx.tx.put('vms', vm.id, rec)
   return rec

@@ -120,9 +120,11 @@ export function reservedOn (ctx: ApplyContext, node: string, except: string): { 
   return r
 }
 
-/** Rejects (NoCapacity) when `spec` does not fit on `node` next to the node's other VMs. */
-export function checkFits (ctx: ApplyContext, node: NodeRecord, vmId: string, spec: VmRecord['spec']): void {
-  const used = reservedOn(ctx, node.id, vmId)
+/** Rejects (NoCapacity) when `spec` does not fit on `node` next to the node's other VMs (and
+ * `also`: what else is on its way there, such as live migrations into it). */
+export function checkFits (ctx: ApplyContext, node: NodeRecord, vmId: string, spec: VmRecord['spec'], also: { cpu: number, memoryMiB: number, diskGiB: number, vms: number } = { cpu: 0, memoryMiB: 0, diskGiB: 0, vms: 0 }): void {
+  const own = reservedOn(ctx, node.id, vmId)
+  const used = { cpu: own.cpu + also.cpu, memoryMiB: own.memoryMiB + also.memoryMiB, diskGiB: own.diskGiB + also.diskGiB, vms: own.vms + also.vms }
   const cap = node.capacity
   const oc = node.overcommit
   if (used.cpu + spec.vcpus > cap.cpu * oc.cpu) reject('NoCapacity', `node ${node.name} has no CPU left for ${spec.vcpus} vCPUs`)

@@ -12,6 +12,7 @@ import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { errorKind, harness, registerNode, spec } from '../storage/sm-fixtures.ts'
 import { stalledMigrations } from '../../node/migration/service.ts'
+import { clusterFromModel } from '../../placement/from-model.ts'
 import type { StallWatch } from '../../node/migration/service.ts'
 
 type H = ReturnType<typeof harness>
@@ -83,6 +84,22 @@ test('StartMigration refuses what cannot move, each with what to do', () => {
   refused(h.run({ type: 'StartMigration', vm: 'v3', target: 'b' }), 'Conflict', /not placed on any node/)
   value(start('b'))
   refused(start('b'), 'Conflict', /already migrating to node-b \(preparing\).*--cancel/)
+})
+
+test('the target holds the VM\'s resources from the start of the move: in apply and in placement\'s view', () => {
+  const h = running()
+  value(h.run(registerNode('d', { maxVms: 1 })))
+  value(h.run({ type: 'CreateVm', id: 'v2', spec: spec('db') }))
+  value(h.run({ type: 'AssignVm', id: 'v2', node: 'a' }))
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v2', node: 'a', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'd' }))
+  const r = h.run({ type: 'StartMigration', vm: 'v2', target: 'd' })
+  assert.is(errorKind(r), 'NoCapacity', 'a second move into a node with room for one')
+  const cluster = clusterFromModel(h.sm.listNodes(), h.sm.listVms(), new Map())
+  const d = cluster.nodes.find(n => n.id === 'd')!
+  assert.equal([d.vmCount, d.reserved.memoryMiB], [1, 128], 'placement counts the incoming VM on its target')
+  assert.equal(cluster.placed.filter(p => p.nodeId === 'd'), [], 'but it is not placed there yet: nothing moves it from there')
+  assert.equal(cluster.placed.filter(p => p.nodeId === 'a').map(p => p.request.vmId).sort(), ['v1', 'v2'])
 })
 
 test('while it moves, the VM keeps its spec, desired state, place and existence', () => {
