@@ -78,7 +78,8 @@ export function stalledMigrations (vms: VmRecord[], seen: StallWatch, now: numbe
     if (m == null) continue
     const id = migrationId(m)
     live.add(id)
-    const sig = JSON.stringify([m.phase, m.figures ?? null, m.cancelRequested ?? null])
+    // bytes, not times: a stuck stream still reports a growing total time
+    const sig = JSON.stringify([m.phase, m.figures?.transferredBytes ?? null, m.figures?.remainingBytes ?? null, m.cancelRequested ?? null])
     const s = seen.get(id)
     if (s == null || s.sig !== sig) { seen.set(id, { sig, since: now }); continue }
     if (now - s.since >= stallMs) { out.push(m); s.since = now } // judged once per stall period

@@ -163,6 +163,13 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
     let inFlight = 0 // received from the peer, not yet flushed (bounded by the peer's credit)
     let buf: Buffer = Buffer.alloc(0)
     let waitingCredit = false
+    let drainWaiting = false
+    /** resume reading the socket once the stream drained (and credit allows); one waiter at a time */
+    const resumeAfterDrain = (): void => {
+      if (drainWaiting) return
+      drainWaiting = true
+      stream.onDrain().then(() => { drainWaiting = false; if (failed == null && !waitingCredit) socket.resume() }, (e: Error) => { drainWaiting = false; fail(new MigrationStreamError('Transport', `stream drain: ${e.message}`)) })
+    }
     const settle = (): void => {
       if (failed != null) return
       if (socketClosed && streamClosed) { stats.durationMs = performance.now() - t0; resolve(stats) }
@@ -177,10 +184,12 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
     const send = (b: Uint8Array): void => {
       let ok: boolean
       try { ok = stream.send(b) } catch (e) { fail(new MigrationStreamError('Transport', `stream send: ${(e as Error).message}`)); return }
-      if (!ok && !socket.isPaused()) {
-        stats.pauses++
-        socket.pause()
-        stream.onDrain().then(() => { if (failed == null && !waitingCredit) socket.resume() }, (e: Error) => { fail(new MigrationStreamError('Transport', `stream drain: ${e.message}`)) })
+      if (!ok) {
+        // also when the socket is already paused for credit: the credit may come back while the
+        // stream is still full, and then only the drain may resume it (two migrations sharing one
+        // connection stalled for good without this)
+        if (!socket.isPaused()) { stats.pauses++; socket.pause() }
+        resumeAfterDrain()
       }
     }
     const onFrames = (chunk: Uint8Array): void => {
@@ -196,7 +205,7 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
         buf = buf.subarray(FRAME_HEAD + len)
         if (type === CREDIT) {
           credit += payload.readUInt32BE(0)
-          if (waitingCredit && credit > 0) { waitingCredit = false; if (!stream.writableNeedsDrain) socket.resume() }
+          if (waitingCredit && credit > 0) { waitingCredit = false; if (!stream.writableNeedsDrain) socket.resume(); else resumeAfterDrain() }
           continue
         }
         stats.receivedBytes += len
