@@ -38,6 +38,7 @@ import { runtimePaths } from '../qemu/paths.ts'
 import { cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
 import type { MigrationProgress } from '../qemu/migrate.ts'
 import type { QmpClient } from '../qemu/qmp.ts'
+import { QemuError } from '../qemu/errors.ts'
 import { loadTinyGuest } from '../qemu/tiny-guest.ts'
 import type { TinyGuest } from '../qemu/tiny-guest.ts'
 import { MigrationStreams } from './stream.ts'
@@ -59,6 +60,8 @@ const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
 const EXPECT_STREAM_MS = 60_000
 const POLL_MS = 50
+/** query-migrate replies that may come late (a loaded host) before the source gives up. */
+const MAX_LATE_QMP_REPLIES = 5
 /** How long a cancelled migration may take to say how it ended. */
 const CANCEL_SETTLE_MS = 10_000
 /** A migration with no step (phase or figures) for this long is ended by the leader. A moving one
@@ -264,8 +267,7 @@ export class MigrationService {
       await startMigration(qmp, `unix:${listenSocket}`, this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {})
       let lastReport = 0
       const abort = new AbortController()
-      const final = await waitForMigration(qmp, {
-        signal: abort.signal,
+      const final = await this.waitOut(qmp, abort.signal, log, {
         onProgress: (p) => {
           // cancel asked for, or the move ended meanwhile (the target died): stop sending (QEMU
           // resumes the guest here), unless QEMU completed first: then the switchover stands
@@ -293,6 +295,20 @@ export class MigrationService {
       const reason = cancel != null ? `cancelled: ${cancel}` : (err as Error).message
       log.warn('live migration ended on the source; the guest keeps running here', { reason })
       await this.report(m, 'failed', { reason })
+    }
+  }
+
+  /** waitForMigration, riding out a QMP reply that came late (a loaded host): QEMU keeps
+   * migrating meanwhile, and giving up there would cancel a healthy move. */
+  private async waitOut (qmp: QmpClient, signal: AbortSignal, log: Logger, opts: { onProgress: (p: MigrationProgress) => void }): Promise<MigrationProgress> {
+    for (let late = 0; ; late++) {
+      try {
+        return await waitForMigration(qmp, { signal, onProgress: opts.onProgress })
+      } catch (err) {
+        const slowReply = err instanceof QemuError && err.kind === 'Timeout' && err.message.startsWith('QMP ') && !signal.aborted
+        if (!slowReply || late >= MAX_LATE_QMP_REPLIES) throw err
+        log.debug('query-migrate answered late; still waiting', { err })
+      }
     }
   }
 

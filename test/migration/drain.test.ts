@@ -26,7 +26,7 @@ async function pass (h: H, now: number): Promise<Array<{ cmd: Command, ok: boole
   return out
 }
 
-test('a draining node: running VMs leave live, two at a time; a stopped one and one whose live move failed leave cold, with reasons', async () => {
+test('a draining node: running VMs leave live, MAX_LIVE_EVACUATIONS_PER_NODE at a time; a stopped one and one whose live move failed leave cold, with reasons', async () => {
   const h = harness()
   for (const n of ['a', 'b', 'c']) ok(h.run(registerNode(n, { cpu: 8 })))
   for (const id of ['v1', 'v2', 'v3']) runningOn(h, id, 'a')
@@ -58,12 +58,12 @@ test('a draining node: running VMs leave live, two at a time; a stopped one and 
     assert.equal([v.migration?.phase, v.migration?.source, v.assignedNode], ['preparing', 'a', 'a'], `${id} stays on a until its switchover`)
   }
 
-  // the next pass leaves the moving ones alone and starts no third while two are in flight
+  // the next pass leaves the moving ones alone and starts no other while the limit is in flight
   const second = await pass(h, now + 500)
   assert.equal(second.filter((p) => p.cmd.type === 'EvacuateVm'), [])
   assert.equal(second.filter((p) => p.cmd.type === 'AssignVm' && movingLive.includes(p.cmd.id)), [])
 
-  // one finishes: the third goes live
+  // one finishes: the next goes live
   const done = movingLive[0]
   const s = h.sm.getVm(done)!.migration!
   ok(h.run({ type: 'ReportMigration', vm: done, node: s.target, started: s.started, event: 'target-ready' }))
