@@ -19,7 +19,9 @@ import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
 const HEARTBEAT_MS = 100
 /** bytes/s: a 96 MiB tiny guest then moves in several seconds (about 9 here), not in half of one */
 const MAX_BANDWIDTH = 8 * 1024 * 1024
-const LEASE = { leaseMs: 6_000, renewEveryMs: 1_000, fenceMarginMs: 500, downMarginMs: 500 }
+// leases long enough that a host starved on a loaded test machine is not fenced mid-test (a 6 s
+// lease fenced both parties of a move at load ~19), short enough that a killed host is fenced in time
+const LEASE = { leaseMs: 15_000, renewEveryMs: 2_000, fenceMarginMs: 1_000, downMarginMs: 1_000 }
 const c = new TestCluster({
   nodes: 3,
   basePort: 26300,
