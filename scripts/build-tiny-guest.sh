@@ -99,6 +99,7 @@ for a in $(cat /proc/cmdline); do
     blix.disk=*) DISK=${a#blix.disk=};;
     blix.vlan=*) VLAN=${a#blix.vlan=};;
     blix.ping=*) PING=${a#blix.ping=};;
+    blix.heartbeat=*) HB=${a#blix.heartbeat=};;
   esac
 done
 hostname "$NAME"
@@ -132,6 +133,10 @@ while [ $i -lt 100 ] && ! ls -l /proc/$A/fd 2>/dev/null | grep -q /dev/input/eve
 DISKS=$(ls /sys/block 2>/dev/null | tr '\n' ' ')
 ADDR=${IP%/*}
 echo "BLIXARD-GUEST-UP $NAME ${ADDR:-none} uptime=$(cut -d' ' -f1 /proc/uptime) eth0=$MAC disks=[${DISKS% }]" > $CON
+# heartbeat (blix.heartbeat=MS): a counter on the console, so a test sees the guest kept running across a migration
+if [ -n "$HB" ]; then
+  ( n=0; while true; do n=$((n + 1)); echo "BLIXARD-HEARTBEAT $n" > $CON; usleep $((HB * 1000)); done ) &
+fi
 # ping peers in the background: they may still be booting, so retry for 20 tries (20-40 s)
 for P in $(echo "$PING" | tr ',' ' '); do
   ( i=0; while [ $i -lt 20 ]; do

@@ -25,6 +25,8 @@ export interface TinyGuestParams {
   vlan?: number
   /** after the ready marker, ping these and print BLIXARD-PING lines */
   ping?: string[]
+  /** print BLIXARD-HEARTBEAT N on the console every this many ms */
+  heartbeatMs?: number
 }
 
 export interface ReadyMarker {
@@ -55,6 +57,13 @@ export function parseDiskBoots (text: string): number | null {
   return m == null ? null : Number(m[2])
 }
 
+const HEARTBEAT = /BLIXARD-HEARTBEAT (\d+)\r?\n/g
+
+/** The heartbeat counters in console text, in order (whole lines only). */
+export function parseHeartbeats (text: string): number[] {
+  return [...text.matchAll(HEARTBEAT)].map(m => Number(m[1]))
+}
+
 /** What the guest reported for each blix.ping target: replies received, or 0 for fail. */
 export function parsePings (text: string): Map<string, number> {
   const out = new Map<string, number>()
@@ -78,6 +87,10 @@ export function tinyGuestParams (p: TinyGuestParams): string[] {
     out.push(`blix.vlan=${p.vlan}`)
   }
   if (p.ping != null && p.ping.length > 0) add('blix.ping', p.ping.join(','))
+  if (p.heartbeatMs != null) {
+    if (!Number.isInteger(p.heartbeatMs) || p.heartbeatMs < 10 || p.heartbeatMs > 60_000) throw new QemuError('InvalidSpec', `blix.heartbeat must be 10..60000 ms: ${p.heartbeatMs}`)
+    out.push(`blix.heartbeat=${p.heartbeatMs}`)
+  }
   return out
 }
 
