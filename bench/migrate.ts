@@ -117,20 +117,45 @@ function guestGap (src: Qemu, dst: Qemu, fromT: number): number {
   return gap
 }
 
-interface Net { src: BlixardHost, dst: BlixardHost, streams: [MigrationStreams, MigrationStreams] }
+interface Net { src: BlixardHost, dst: BlixardHost, streams: [MigrationStreams, MigrationStreams], windowBytes?: number }
 
-async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Net, seq: number): Promise<{ dst: Qemu, r: Result }> {
+/** `libp2p[:w=MiB][:y=MiB]`: the bridge's credit window, yamux's initial stream window (defaults: the code's) */
+function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number } {
+  const out: { windowBytes?: number, streamWindowBytes?: number } = {}
+  const [kind, ...kv] = v.split(':')
+  if (kind !== 'libp2p') throw new Error(`unknown variant ${v}: direct or libp2p[:w=MiB][:y=MiB]`)
+  for (const p of kv) {
+    const [k, n] = p.split('=')
+    const bytes = Math.round(Number(n) * 1048576)
+    if (!Number.isFinite(bytes) || bytes <= 0) throw new Error(`variant ${v}: ${p} is not a size in MiB`)
+    if (k === 'w') out.windowBytes = bytes
+    else if (k === 'y') out.streamWindowBytes = bytes
+    else throw new Error(`variant ${v}: unknown parameter ${k}`)
+  }
+  return out
+}
+
+async function makeNet (v: string): Promise<Net> {
+  const o = parseVariant(v)
+  const [src, dst] = await Promise.all([testHost({ streamWindowBytes: o.streamWindowBytes }), testHost({ streamWindowBytes: o.streamWindowBytes })])
+  const streams: [MigrationStreams, MigrationStreams] = [new MigrationStreams(src), new MigrationStreams(dst)]
+  for (const s of streams) await s.start()
+  await src.dial(dst.getMultiaddrs()[0])
+  return { src, dst, streams, windowBytes: o.windowBytes }
+}
+
+async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Net | undefined, seq: number): Promise<{ dst: Qemu, r: Result }> {
   const dst = await launch(sizeMiB, true)
   const target = dst.incomingUri ?? ''
   const opts: StartMigrationOptions = MAX_BANDWIDTH != null ? { maxBandwidth: MAX_BANDWIDTH === 0 ? Number.MAX_SAFE_INTEGER : MAX_BANDWIDTH } : {}
   let streamStats: Promise<[BridgeStats, BridgeStats]> | null = null
   let uri = target
-  if (variant !== 'direct') {
+  if (net != null) {
     const id = `bench-${seq}`
-    const accepted = net.streams[1].expect({ id, allow: (p) => p.equals(net.src.peerId), targetSocket: target.slice('unix:'.length) })
+    const accepted = net.streams[1].expect({ id, allow: (p) => p.equals(net.src.peerId), targetSocket: target.slice('unix:'.length), windowBytes: net.windowBytes })
     accepted.catch(() => {})
     const out = join(src.dir, `out-${seq}.sock`)
-    const { done } = await net.streams[0].send({ id, peer: net.dst.peerId, listenSocket: out })
+    const { done } = await net.streams[0].send({ id, peer: net.dst.peerId, listenSocket: out, windowBytes: net.windowBytes })
     streamStats = Promise.all([done, accepted])
     uri = localMigrationUri(`unix:${out}`)
   }
@@ -159,11 +184,8 @@ async function main (): Promise<void> {
   const [l1, l5, l15] = loadavg()
   say(`load average at start: ${l1.toFixed(2)} ${l5.toFixed(2)} ${l15.toFixed(2)} (2 cores; sizes ${SIZES.join(',')} MiB, ${TRIALS} trials, heartbeat ${HEARTBEAT_MS} ms, max-bandwidth ${MAX_BANDWIDTH ?? 'QEMU default'})`)
   guest = await buildTinyGuest()
-  const [src, dst] = await Promise.all([testHost(), testHost()])
-  const streams: [MigrationStreams, MigrationStreams] = [new MigrationStreams(src), new MigrationStreams(dst)]
-  for (const s of streams) await s.start()
-  await src.dial(dst.getMultiaddrs()[0])
-  const net: Net = { src, dst, streams }
+  const nets = new Map<string, Net>()
+  for (const v of VARIANTS) if (v !== 'direct') nets.set(v, await makeNet(v))
   const results: Result[] = []
   let seq = 0
   try {
@@ -175,7 +197,7 @@ async function main (): Promise<void> {
         // alternate the order: the guest ages along the chain, neither path always sees it younger
         const order = t % 2 === 0 ? VARIANTS : [...VARIANTS].reverse()
         for (const v of order) {
-          const { dst: next, r } = await migrateOnce(v, size, q, net, seq++)
+          const { dst: next, r } = await migrateOnce(v, size, q, nets.get(v), seq++)
           q = next
           results.push(r)
           say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms, guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}`)
@@ -185,8 +207,10 @@ async function main (): Promise<void> {
     }
   } finally {
     for (const q of procs) q.child.kill('SIGKILL')
-    for (const s of streams) await s.stop()
-    await Promise.all([src.stop(), dst.stop()])
+    for (const n of nets.values()) {
+      for (const s of n.streams) await s.stop()
+      await Promise.all([n.src.stop(), n.dst.stop()])
+    }
   }
   const summary = SIZES.map((size) => {
     const per: Record<string, { downtimeMs: number, totalTimeMs: number, guestGapMs: number }> = {}
