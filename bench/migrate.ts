@@ -18,7 +18,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { testHost, until } from '../test/net/helpers.ts'
+import { CLUSTER_KEY, testHost, until } from '../test/net/helpers.ts'
 import { buildQemuArgv, tscKhzFromCpuinfo } from '../node/qemu/cmdline.ts'
 import { buildTinyGuest, parseReadyMarker, tinyGuestBoot, type TinyGuest } from '../node/qemu/tiny-guest.ts'
 import { waitForText } from '../node/qemu/file-tail.ts'
@@ -26,6 +26,10 @@ import { QmpClient } from '../node/qemu/qmp.ts'
 import { incomingArgs, localMigrationUri, runState, startMigration, waitForMigration, type MigrationProgress, type StartMigrationOptions } from '../node/qemu/migrate.ts'
 import { MigrationStreams, type BridgeStats } from '../node/migration/stream.ts'
 import type { BlixardHost } from '../node/net/host.ts'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createInterface } from 'node:readline'
 
 const argv = process.argv.slice(2)
 const arg = (f: string): string | undefined => { const i = argv.indexOf(f); return i >= 0 ? argv[i + 1] : undefined }
@@ -49,7 +53,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 interface Beat { n: number, t: number }
 interface Qemu { dir: string, child: ChildProcess, qmp: QmpClient, serialSock: string, serialLog: string, incomingUri: string | null, beats: Beat[], console: Socket | null }
-interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, mbps: number, stream?: BridgeStats }
+interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats }
 
 let guest: TinyGuest
 const procs: Qemu[] = []
@@ -117,14 +121,24 @@ function guestGap (src: Qemu, dst: Qemu, fromT: number): number {
   return gap
 }
 
-interface Net { src: BlixardHost, dst: BlixardHost, streams: [MigrationStreams, MigrationStreams], windowBytes?: number }
+/** The two daemons' sides: the source here, the target here too or in a process of its own. */
+interface Net {
+  src: BlixardHost
+  srcStreams: MigrationStreams
+  dstPeer: PeerId
+  expect: (id: string, targetSocket: string) => Promise<BridgeStats>
+  stop: () => Promise<void>
+  windowBytes?: number
+}
 
-/** `libp2p[:w=MiB][:y=MiB]`: the bridge's credit window, yamux's initial stream window (defaults: the code's) */
-function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number } {
-  const out: { windowBytes?: number, streamWindowBytes?: number } = {}
+/** `libp2p[:w=MiB][:y=MiB][:p]`: the bridge's credit window, yamux's initial stream window
+ * (defaults: the code's), p: the target daemon in a process of its own */
+function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number, process: boolean } {
+  const out: { windowBytes?: number, streamWindowBytes?: number, process: boolean } = { process: false }
   const [kind, ...kv] = v.split(':')
-  if (kind !== 'libp2p') throw new Error(`unknown variant ${v}: direct or libp2p[:w=MiB][:y=MiB]`)
+  if (kind !== 'libp2p') throw new Error(`unknown variant ${v}: direct or libp2p[:w=MiB][:y=MiB][:p]`)
   for (const p of kv) {
+    if (p === 'p') { out.process = true; continue }
     const [k, n] = p.split('=')
     const bytes = Math.round(Number(n) * 1048576)
     if (!Number.isFinite(bytes) || bytes <= 0) throw new Error(`variant ${v}: ${p} is not a size in MiB`)
@@ -137,11 +151,48 @@ function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: n
 
 async function makeNet (v: string): Promise<Net> {
   const o = parseVariant(v)
-  const [src, dst] = await Promise.all([testHost({ streamWindowBytes: o.streamWindowBytes }), testHost({ streamWindowBytes: o.streamWindowBytes })])
-  const streams: [MigrationStreams, MigrationStreams] = [new MigrationStreams(src), new MigrationStreams(dst)]
-  for (const s of streams) await s.start()
-  await src.dial(dst.getMultiaddrs()[0])
-  return { src, dst, streams, windowBytes: o.windowBytes }
+  const src = await testHost({ streamWindowBytes: o.streamWindowBytes, clusterKey: CLUSTER_KEY })
+  const srcStreams = new MigrationStreams(src)
+  await srcStreams.start()
+  if (!o.process) {
+    const dst = await testHost({ streamWindowBytes: o.streamWindowBytes })
+    const dstStreams = new MigrationStreams(dst)
+    await dstStreams.start()
+    await src.dial(dst.getMultiaddrs()[0])
+    return {
+      src,
+      srcStreams,
+      dstPeer: dst.peerId,
+      windowBytes: o.windowBytes,
+      expect: async (id, targetSocket) => await dstStreams.expect({ id, allow: (p) => p.equals(src.peerId), targetSocket, windowBytes: o.windowBytes }),
+      stop: async () => { await srcStreams.stop(); await dstStreams.stop(); await Promise.all([src.stop(), dst.stop()]) }
+    }
+  }
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'migrate-peer.ts'), '--cluster-key', Buffer.from(CLUSTER_KEY).toString('base64'), ...(o.streamWindowBytes != null ? ['--stream-window', String(o.streamWindowBytes)] : [])], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const waiting = new Map<string, { resolve: (s: BridgeStats) => void, reject: (e: Error) => void }>()
+  const addr = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => { reject(new Error(`migrate-peer exited ${code}`)) })
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const m = JSON.parse(line) as { addr?: string, done?: string, stats?: BridgeStats, failed?: string, error?: string }
+      if (m.addr != null) resolve(m.addr)
+      if (m.done != null && m.stats != null) waiting.get(m.done)?.resolve(m.stats)
+      if (m.failed != null) waiting.get(m.failed)?.reject(new Error(m.error))
+    })
+  })
+  const ma = multiaddr(addr)
+  await src.dial(ma)
+  const dstPeer = peerIdFromString(ma.getComponents().find((c) => c.name === 'p2p')?.value ?? '')
+  return {
+    src,
+    srcStreams,
+    dstPeer,
+    windowBytes: o.windowBytes,
+    expect: async (id, targetSocket) => await new Promise<BridgeStats>((resolve, reject) => {
+      waiting.set(id, { resolve, reject })
+      child.stdin?.write(JSON.stringify({ expect: { id, allow: src.peerId.toString(), targetSocket, windowBytes: o.windowBytes } }) + '\n')
+    }),
+    stop: async () => { child.stdin?.end(); await srcStreams.stop(); await src.stop(); setTimeout(() => child.kill('SIGKILL'), 2000).unref() }
+  }
 }
 
 async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Net | undefined, seq: number): Promise<{ dst: Qemu, r: Result }> {
@@ -152,17 +203,21 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
   let uri = target
   if (net != null) {
     const id = `bench-${seq}`
-    const accepted = net.streams[1].expect({ id, allow: (p) => p.equals(net.src.peerId), targetSocket: target.slice('unix:'.length), windowBytes: net.windowBytes })
+    const accepted = net.expect(id, target.slice('unix:'.length))
     accepted.catch(() => {})
     const out = join(src.dir, `out-${seq}.sock`)
-    const { done } = await net.streams[0].send({ id, peer: net.dst.peerId, listenSocket: out, windowBytes: net.windowBytes })
+    // the expectation reaches a peer process over a pipe: give it a moment before the stream opens
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const { done } = await net.srcStreams.send({ id, peer: net.dstPeer, listenSocket: out, windowBytes: net.windowBytes })
     streamStats = Promise.all([done, accepted])
     uri = localMigrationUri(`unix:${out}`)
   }
   const t0 = performance.now()
+  const cpu0 = process.cpuUsage()
   await startMigration(src.qmp, uri, opts)
   const p: MigrationProgress = await waitForMigration(src.qmp, { timeoutMs: MIGRATE_TIMEOUT_MS, pollMs: 20 })
   const stats = streamStats != null ? (await streamStats)[0] : undefined
+  const cpu = process.cpuUsage(cpu0)
   await until(async () => await runState(dst.qmp) === 'running', 10_000, 'target running')
   await until(() => dst.beats.length >= BEATS_AFTER, 20_000, 'heartbeats on the target')
   const r: Result = {
@@ -173,6 +228,8 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     guestGapMs: guestGap(src, dst, t0 - 1000),
     switchoverGapMs: switchoverGap(src, dst),
     transferredMiB: p.transferredBytes / 1048576,
+    // this process's CPU (user+system) over the move: both daemons' sides unless the target runs apart
+    cpuMsPerMiB: (cpu.user + cpu.system) / 1000 / (p.transferredBytes / 1048576),
     mbps: p.mbps ?? NaN,
     stream: stats
   }
@@ -200,17 +257,14 @@ async function main (): Promise<void> {
           const { dst: next, r } = await migrateOnce(v, size, q, nets.get(v), seq++)
           q = next
           results.push(r)
-          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms, guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}`)
+          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms, guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}`)
         }
       }
       await retire(q)
     }
   } finally {
     for (const q of procs) q.child.kill('SIGKILL')
-    for (const n of nets.values()) {
-      for (const s of n.streams) await s.stop()
-      await Promise.all([n.src.stop(), n.dst.stop()])
-    }
+    for (const n of nets.values()) await n.stop()
   }
   const summary = SIZES.map((size) => {
     const per: Record<string, { downtimeMs: number, totalTimeMs: number, guestGapMs: number }> = {}
