@@ -129,12 +129,13 @@ interface Net {
   expect: (id: string, targetSocket: string) => Promise<BridgeStats>
   stop: () => Promise<void>
   windowBytes?: number
+  framePayloadBytes?: number
 }
 
-/** `libp2p[:w=MiB][:y=MiB][:p]`: the bridge's credit window, yamux's initial stream window
- * (defaults: the code's), p: the target daemon in a process of its own */
-function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number, process: boolean } {
-  const out: { windowBytes?: number, streamWindowBytes?: number, process: boolean } = { process: false }
+/** `libp2p[:w=MiB][:y=MiB][:f=KiB][:p]`: the bridge's credit window, yamux's initial stream window,
+ * the DATA frame payload (defaults: the code's), p: the target daemon in a process of its own */
+function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number, framePayloadBytes?: number, process: boolean } {
+  const out: { windowBytes?: number, streamWindowBytes?: number, framePayloadBytes?: number, process: boolean } = { process: false }
   const [kind, ...kv] = v.split(':')
   if (kind !== 'libp2p') throw new Error(`unknown variant ${v}: direct or libp2p[:w=MiB][:y=MiB][:p]`)
   for (const p of kv) {
@@ -144,6 +145,7 @@ function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: n
     if (!Number.isFinite(bytes) || bytes <= 0) throw new Error(`variant ${v}: ${p} is not a size in MiB`)
     if (k === 'w') out.windowBytes = bytes
     else if (k === 'y') out.streamWindowBytes = bytes
+    else if (k === 'f') out.framePayloadBytes = Math.round(Number(n) * 1024)
     else throw new Error(`variant ${v}: unknown parameter ${k}`)
   }
   return out
@@ -164,6 +166,7 @@ async function makeNet (v: string): Promise<Net> {
       srcStreams,
       dstPeer: dst.peerId,
       windowBytes: o.windowBytes,
+      framePayloadBytes: o.framePayloadBytes,
       expect: async (id, targetSocket) => await dstStreams.expect({ id, allow: (p) => p.equals(src.peerId), targetSocket, windowBytes: o.windowBytes }),
       stop: async () => { await srcStreams.stop(); await dstStreams.stop(); await Promise.all([src.stop(), dst.stop()]) }
     }
@@ -208,7 +211,7 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     const out = join(src.dir, `out-${seq}.sock`)
     // the expectation reaches a peer process over a pipe: give it a moment before the stream opens
     await new Promise((resolve) => setTimeout(resolve, 50))
-    const { done } = await net.srcStreams.send({ id, peer: net.dstPeer, listenSocket: out, windowBytes: net.windowBytes })
+    const { done } = await net.srcStreams.send({ id, peer: net.dstPeer, listenSocket: out, windowBytes: net.windowBytes, framePayloadBytes: net.framePayloadBytes })
     streamStats = Promise.all([done, accepted])
     uri = localMigrationUri(`unix:${out}`)
   }

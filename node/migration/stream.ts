@@ -76,6 +76,8 @@ export interface SendOptions {
   acceptTimeoutMs?: number
   /** bytes the target may have in flight back toward this source (QEMU's return path; default BRIDGE_WINDOW_BYTES) */
   windowBytes?: number
+  /** DATA frame payload toward the target (BridgeOptions.framePayloadBytes): for measuring only */
+  framePayloadBytes?: number
 }
 
 interface Expected {
@@ -147,12 +149,19 @@ const MAX_DATA_FRAME = 256 * 1024
 const DATA = 0
 const CREDIT = 1
 const FRAME_HEAD = 5
+/** Noise carries at most 65535 bytes per message, 16 of them its tag; yamux adds a 12-byte header.
+ * A DATA frame of this payload is one yamux frame in exactly one Noise message: a 64 KiB frame
+ * would need two (65519 bytes and a 29-byte tail), each with its own cipher call, pnet pass and
+ * socket write, so the sender cuts QEMU's bytes at this size, not at the socket's reads. */
+const WIRE_PAYLOAD = 65535 - 16 - 12 - FRAME_HEAD
 
 export interface BridgeOptions {
   /** how many bytes this side lets its peer have in flight toward it (default BRIDGE_WINDOW_BYTES) */
   recvWindowBytes?: number
   /** the window the peer announced: what this side may send unacknowledged (default BRIDGE_WINDOW_BYTES) */
   sendWindowBytes?: number
+  /** DATA payload this side sends (default WIRE_PAYLOAD; 1..MAX_DATA_FRAME): for measuring only */
+  framePayloadBytes?: number
 }
 
 function frameHead (type: number, len: number): Buffer {
@@ -220,6 +229,8 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
   const t0 = performance.now()
   const recvWindow = announcedWindow(opts.recvWindowBytes)
   const creditStep = recvWindow / CREDIT_PARTS
+  const framePayload = opts.framePayloadBytes ?? WIRE_PAYLOAD
+  if (!Number.isInteger(framePayload) || framePayload < 1 || framePayload > MAX_DATA_FRAME) throw new MigrationStreamError('Protocol', `framePayloadBytes must be 1..${MAX_DATA_FRAME}: ${framePayload}`)
   const stats: BridgeStats = { sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: 0 }
   stream.inactivityTimeout = MIGRATION_STREAM_IDLE_MS
   return await new Promise<BridgeStats>((resolve, reject) => {
@@ -292,18 +303,31 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
       if (err != null) fail(new MigrationStreamError('Transport', `migration stream ended: ${err.message}`))
       else { if (!socket.writableEnded) socket.end(); settle() }
     })
+    // bytes read from QEMU not yet framed: full WIRE_PAYLOAD frames go at once, a shorter tail
+    // waits for the next read of the same turn (setImmediate), so reads of any size pack into whole frames
+    const outbox = new Inbox()
+    let flushScheduled = false
+    const emit = (n: number): void => {
+      credit -= n
+      // head and payload views as one list: yamux frames them without a copy here
+      send(new Uint8ArrayList(frameHead(DATA, n), ...outbox.take(n)))
+    }
+    const flushTail = (): void => {
+      flushScheduled = false
+      if (failed == null && outbox.length > 0 && stream.writeStatus === 'writable') emit(outbox.length)
+    }
     socket.on('data', (d: Buffer) => {
       stats.sentBytes += d.byteLength
-      for (let o = 0; o < d.byteLength; o += MAX_DATA_FRAME) {
-        const part = d.subarray(o, Math.min(d.byteLength, o + MAX_DATA_FRAME))
-        credit -= part.byteLength
-        // head and payload as one list: yamux frames it without copying the payload here
-        send(new Uint8ArrayList(frameHead(DATA, part.byteLength), part))
-      }
-      // one chunk of overdraft at most: the receiver allows its window + MAX_DATA_FRAME
+      outbox.push(d)
+      while (outbox.length >= framePayload && failed == null) emit(framePayload)
+      if (outbox.length > 0 && !flushScheduled) { flushScheduled = true; setImmediate(flushTail) }
+      // one read of overdraft at most: the receiver allows its window + MAX_DATA_FRAME
       if (credit <= 0 && !waitingCredit) { waitingCredit = true; stats.pauses++; socket.pause() }
     })
-    socket.on('end', () => { stream.close().catch((e: Error) => { fail(new MigrationStreamError('Transport', `stream close: ${e.message}`)) }) })
+    socket.on('end', () => {
+      flushTail()
+      stream.close().catch((e: Error) => { fail(new MigrationStreamError('Transport', `stream close: ${e.message}`)) })
+    })
     socket.on('error', (e) => { fail(new MigrationStreamError('Transport', `local QEMU socket: ${e.message}`)) })
     socket.on('close', () => { socketClosed = true; settle() })
     if (stream.readStatus === 'paused') stream.resume()
@@ -439,7 +463,7 @@ export class MigrationStreams {
         }
         let sendWindow: number
         try { sendWindow = announcedWindow(answer.value.window) } catch (err) { stream.abort(err as Error); throw err }
-        return await bridge(stream, socket, answer.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow })
+        return await bridge(stream, socket, answer.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow, framePayloadBytes: opts.framePayloadBytes })
       } catch (err) {
         socket.destroy() // QEMU's migrate then fails and the source keeps running the guest
         throw err
