@@ -4,16 +4,17 @@
 // off, Noise authenticates both node identities and encrypts. QEMU itself only ever talks to a
 // local unix socket, so no plaintext migration port exists on the LAN.
 //
-// Wire: the opener sends a header {id}, the target answers {ok} or {ok:false, reason}; after an ok
+// Wire: the opener sends a header {id, window}, the target answers {ok, window} or {ok:false, reason}
+// (window: the bytes each side lets the other have in flight toward it); after an ok
 // the stream is raw migration bytes, both ways (QEMU's return path, when enabled, flows back).
 // Headers are a 2-byte big-endian length and UTF-8 JSON; after them, DATA and CREDIT frames (bridge()).
 //
-// Backpressure: credit-based (BRIDGE_WINDOW_BYTES): a slow target QEMU stops the source's reads
+// Backpressure: credit-based (each receiver's announced window, BRIDGE_WINDOW_BYTES by default): a slow target QEMU stops the source's reads
 // from its socket, so QEMU's write() blocks; nothing buffers without bound.
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { rm } from 'node:fs/promises'
 import type { AbortOptions, PeerId, Stream, Connection } from '@libp2p/interface'
-import type { Uint8ArrayList } from 'uint8arraylist'
+import { Uint8ArrayList } from 'uint8arraylist'
 
 export const MIGRATE_PROTOCOL = '/blixard/migrate/1'
 /** a header is a migration id and a reason: anything longer is not ours */
@@ -60,6 +61,8 @@ export interface ExpectOptions {
   /** the unix socket the target QEMU listens on (`-incoming unix:PATH`) */
   targetSocket: string
   timeoutMs?: number
+  /** bytes the source may have in flight toward this target (announced to it; default BRIDGE_WINDOW_BYTES) */
+  windowBytes?: number
 }
 
 export interface SendOptions {
@@ -71,6 +74,10 @@ export interface SendOptions {
   handshakeTimeoutMs?: number
   /** how long to wait for the source QEMU to connect (default EXPECT_TIMEOUT_MS) */
   acceptTimeoutMs?: number
+  /** bytes the target may have in flight back toward this source (QEMU's return path; default BRIDGE_WINDOW_BYTES) */
+  windowBytes?: number
+  /** DATA frame payload toward the target (BridgeOptions.framePayloadBytes): for measuring only */
+  framePayloadBytes?: number
 }
 
 interface Expected {
@@ -124,44 +131,116 @@ async function readHeader (stream: Stream, timeoutMs: number): Promise<{ value: 
   })
 }
 
-/** Bytes a sender may have in flight before the receiver's QEMU has taken them. Credit-based
- * because pausing a yamux stream does not stop the remote (libp2p 3 keeps granting window and the
- * paused read buffer overflows), so the bridge carries its own flow control. */
-export const BRIDGE_WINDOW_BYTES = 4 * 1024 * 1024
-/** the receiver returns credit in pieces of at least this, not per chunk */
-const CREDIT_STEP = BRIDGE_WINDOW_BYTES / 4
+/** Bytes a sender may have in flight before the receiver's QEMU has taken them, unless the
+ * receiver announces another window (BridgeOptions.windowBytes). Credit-based because pausing a
+ * yamux stream does not stop the remote (libp2p 3 keeps granting window and the paused read buffer
+ * overflows), so the bridge carries its own flow control. 16 MiB, not 4: with both event loops
+ * busy a credit round trip is long, and bench:migrate moved 128 MiB in fewer pauses and less CPU
+ * per MiB with it (same run, 2-core host); it stays under STREAM_READ_BUFFER_BYTES. */
+export const BRIDGE_WINDOW_BYTES = 16 * 1024 * 1024
+/** the smallest and largest window a peer may announce: below, the bridge crawls; above, one
+ * migration could make its receiver hold more than its QEMU socket and read buffer ever need */
+export const MIN_BRIDGE_WINDOW_BYTES = 256 * 1024
+export const MAX_BRIDGE_WINDOW_BYTES = 64 * 1024 * 1024
+/** the receiver returns credit in pieces of at least window / CREDIT_PARTS, not per chunk */
+const CREDIT_PARTS = 4
 /** one DATA frame's payload; a socket chunk larger than this is split */
 const MAX_DATA_FRAME = 256 * 1024
 const DATA = 0
 const CREDIT = 1
 const FRAME_HEAD = 5
+/** Noise carries at most 65535 bytes per message, 16 of them its tag; yamux adds a 12-byte header.
+ * A DATA frame of this payload is one yamux frame in exactly one Noise message: a 64 KiB frame
+ * would need two (65519 bytes and a 29-byte tail), each with its own cipher call, pnet pass and
+ * socket write, so the sender cuts QEMU's bytes at this size, not at the socket's reads. */
+const WIRE_PAYLOAD = 65535 - 16 - 12 - FRAME_HEAD
 
-function frame (type: number, payload: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(FRAME_HEAD + payload.byteLength)
-  out.writeUInt8(type, 0)
-  out.writeUInt32BE(payload.byteLength, 1)
-  out.set(payload, FRAME_HEAD)
-  return out
+export interface BridgeOptions {
+  /** how many bytes this side lets its peer have in flight toward it (default BRIDGE_WINDOW_BYTES) */
+  recvWindowBytes?: number
+  /** the window the peer announced: what this side may send unacknowledged (default BRIDGE_WINDOW_BYTES) */
+  sendWindowBytes?: number
+  /** DATA payload this side sends (default WIRE_PAYLOAD; 1..MAX_DATA_FRAME): for measuring only */
+  framePayloadBytes?: number
+}
+
+function frameHead (type: number, len: number): Buffer {
+  const h = Buffer.allocUnsafe(FRAME_HEAD)
+  h.writeUInt8(type, 0)
+  h.writeUInt32BE(len, 1)
+  return h
+}
+
+function creditFrame (n: number): Buffer {
+  const f = Buffer.allocUnsafe(FRAME_HEAD + 4)
+  f.writeUInt8(CREDIT, 0)
+  f.writeUInt32BE(4, 1)
+  f.writeUInt32BE(n, FRAME_HEAD)
+  return f
+}
+
+/** A window announced in a header, checked: a peer's number bounds what we buffer for it. */
+export function announcedWindow (v: unknown): number {
+  if (v == null) return BRIDGE_WINDOW_BYTES
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < MIN_BRIDGE_WINDOW_BYTES || v > MAX_BRIDGE_WINDOW_BYTES) {
+    throw new MigrationStreamError('Protocol', `window must be an integer ${MIN_BRIDGE_WINDOW_BYTES}..${MAX_BRIDGE_WINDOW_BYTES}: ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+/** Bytes received from the stream, parsed in place: frames are cut out as views, never concatenated
+ * (the payload goes to the socket as the very buffers the stream delivered). */
+class Inbox {
+  private chunks: Buffer[] = []
+  length = 0
+  push (c: Uint8Array): void {
+    if (c.byteLength === 0) return
+    this.chunks.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength))
+    this.length += c.byteLength
+  }
+
+  /** the first n bytes (n is a frame head: small), not consumed */
+  peek (n: number): Buffer {
+    const first = this.chunks[0]
+    if (first.length >= n) return first
+    return Buffer.concat(this.chunks, Math.min(this.length, n))
+  }
+
+  /** removes n bytes from the front, as views into the received buffers */
+  take (n: number): Buffer[] {
+    const out: Buffer[] = []
+    while (n > 0) {
+      const c = this.chunks[0]
+      if (c.length <= n) { out.push(c); this.chunks.shift(); n -= c.length; this.length -= c.length } else {
+        out.push(c.subarray(0, n)); this.chunks[0] = c.subarray(n); this.length -= n; n = 0
+      }
+    }
+    return out
+  }
 }
 
 /**
  * Copies bytes both ways between a libp2p stream and a local socket until both have ended.
  * Each direction is DATA frames under a credit window: a sender stops reading its socket (so
- * QEMU's write() blocks) when BRIDGE_WINDOW_BYTES are unacknowledged; the receiver grants credit
+ * QEMU's write() blocks) when its peer's window is unacknowledged; the receiver grants credit
  * back only once its socket has flushed the bytes to QEMU. `first` is what the stream already delivered.
  */
-export async function bridge (stream: Stream, socket: Socket, first: Uint8Array = new Uint8Array(0)): Promise<BridgeStats> {
+export async function bridge (stream: Stream, socket: Socket, first: Uint8Array = new Uint8Array(0), opts: BridgeOptions = {}): Promise<BridgeStats> {
   const t0 = performance.now()
+  const recvWindow = announcedWindow(opts.recvWindowBytes)
+  const creditStep = recvWindow / CREDIT_PARTS
+  const framePayload = opts.framePayloadBytes ?? WIRE_PAYLOAD
+  if (!Number.isInteger(framePayload) || framePayload < 1 || framePayload > MAX_DATA_FRAME) throw new MigrationStreamError('Protocol', `framePayloadBytes must be 1..${MAX_DATA_FRAME}: ${framePayload}`)
   const stats: BridgeStats = { sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: 0 }
   stream.inactivityTimeout = MIGRATION_STREAM_IDLE_MS
   return await new Promise<BridgeStats>((resolve, reject) => {
     let failed: Error | null = null
     let socketClosed = false
     let streamClosed = false
-    let credit = BRIDGE_WINDOW_BYTES // what we may still send
+    let credit = announcedWindow(opts.sendWindowBytes) // what we may still send
     let owed = 0 // flushed to our socket, not yet granted back
     let inFlight = 0 // received from the peer, not yet flushed (bounded by the peer's credit)
-    let buf: Buffer = Buffer.alloc(0)
+    const inbox = new Inbox()
     let waitingCredit = false
     let drainWaiting = false
     /** resume reading the socket once the stream drained (and credit allows); one waiter at a time */
@@ -181,7 +260,7 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
       socket.destroy()
       reject(err)
     }
-    const send = (b: Uint8Array): void => {
+    const send = (b: Uint8Array | Uint8ArrayList): void => {
       let ok: boolean
       try { ok = stream.send(b) } catch (e) { fail(new MigrationStreamError('Transport', `stream send: ${(e as Error).message}`)); return }
       if (!ok) {
@@ -193,30 +272,33 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
       }
     }
     const onFrames = (chunk: Uint8Array): void => {
-      buf = buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([buf, chunk])
-      while (buf.length >= FRAME_HEAD && failed == null) {
-        const type = buf.readUInt8(0)
-        const len = buf.readUInt32BE(1)
+      inbox.push(chunk)
+      while (inbox.length >= FRAME_HEAD && failed == null) {
+        const head = inbox.peek(FRAME_HEAD)
+        const type = head.readUInt8(0)
+        const len = head.readUInt32BE(1)
         if (type === DATA && len > MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `DATA frame of ${len} bytes exceeds ${MAX_DATA_FRAME}`)); return }
         if (type === CREDIT && len !== 4) { fail(new MigrationStreamError('Protocol', `CREDIT frame of ${len} bytes`)); return }
         if (type !== DATA && type !== CREDIT) { fail(new MigrationStreamError('Protocol', `unknown frame type ${type}`)); return }
-        if (buf.length < FRAME_HEAD + len) return
-        const payload = buf.subarray(FRAME_HEAD, FRAME_HEAD + len)
-        buf = buf.subarray(FRAME_HEAD + len)
+        if (inbox.length < FRAME_HEAD + len) return
         if (type === CREDIT) {
-          credit += payload.readUInt32BE(0)
+          credit += inbox.peek(FRAME_HEAD + 4).readUInt32BE(FRAME_HEAD)
+          inbox.take(FRAME_HEAD + 4)
           if (waitingCredit && credit > 0) { waitingCredit = false; if (!stream.writableNeedsDrain) socket.resume(); else resumeAfterDrain() }
           continue
         }
+        inbox.take(FRAME_HEAD)
+        const parts = inbox.take(len)
         stats.receivedBytes += len
         inFlight += len
-        if (inFlight > BRIDGE_WINDOW_BYTES + MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `peer sent ${inFlight} bytes beyond its credit`)); return }
-        socket.write(Buffer.from(payload), () => {
+        if (inFlight > recvWindow + MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `peer sent ${inFlight} bytes beyond its credit`)); return }
+        for (let i = 0; i < parts.length - 1; i++) socket.write(parts[i])
+        socket.write(parts[parts.length - 1] ?? Buffer.alloc(0), () => {
           inFlight -= len
           owed += len
-          if (owed >= CREDIT_STEP && failed == null && stream.status === 'open') {
-            const c = Buffer.alloc(4); c.writeUInt32BE(owed, 0); owed = 0
-            send(frame(CREDIT, c))
+          if (owed >= creditStep && failed == null && stream.status === 'open') {
+            send(creditFrame(owed))
+            owed = 0
           }
         })
       }
@@ -230,17 +312,31 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
       if (err != null) fail(new MigrationStreamError('Transport', `migration stream ended: ${err.message}`))
       else { if (!socket.writableEnded) socket.end(); settle() }
     })
+    // bytes read from QEMU not yet framed: full WIRE_PAYLOAD frames go at once, a shorter tail
+    // waits for the next read of the same turn (setImmediate), so reads of any size pack into whole frames
+    const outbox = new Inbox()
+    let flushScheduled = false
+    const emit = (n: number): void => {
+      credit -= n
+      // head and payload views as one list: yamux frames them without a copy here
+      send(new Uint8ArrayList(frameHead(DATA, n), ...outbox.take(n)))
+    }
+    const flushTail = (): void => {
+      flushScheduled = false
+      if (failed == null && outbox.length > 0 && stream.writeStatus === 'writable') emit(outbox.length)
+    }
     socket.on('data', (d: Buffer) => {
       stats.sentBytes += d.byteLength
-      for (let o = 0; o < d.byteLength; o += MAX_DATA_FRAME) {
-        const part = d.subarray(o, Math.min(d.byteLength, o + MAX_DATA_FRAME))
-        credit -= part.byteLength
-        send(frame(DATA, part))
-      }
-      // one chunk of overdraft at most: the receiver allows BRIDGE_WINDOW_BYTES + MAX_DATA_FRAME
+      outbox.push(d)
+      while (outbox.length >= framePayload && failed == null) emit(framePayload)
+      if (outbox.length > 0 && !flushScheduled) { flushScheduled = true; setImmediate(flushTail) }
+      // one read of overdraft at most: the receiver allows its window + MAX_DATA_FRAME
       if (credit <= 0 && !waitingCredit) { waitingCredit = true; stats.pauses++; socket.pause() }
     })
-    socket.on('end', () => { stream.close().catch((e: Error) => { fail(new MigrationStreamError('Transport', `stream close: ${e.message}`)) }) })
+    socket.on('end', () => {
+      flushTail()
+      stream.close().catch((e: Error) => { fail(new MigrationStreamError('Transport', `stream close: ${e.message}`)) })
+    })
     socket.on('error', (e) => { fail(new MigrationStreamError('Transport', `local QEMU socket: ${e.message}`)) })
     socket.on('close', () => { socketClosed = true; settle() })
     if (stream.readStatus === 'paused') stream.resume()
@@ -275,6 +371,7 @@ export class MigrationStreams {
   /** Target side: resolves when the allowed source's stream has been bridged into the target QEMU and ended. */
   async expect (opts: ExpectOptions): Promise<BridgeStats> {
     if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
+    announcedWindow(opts.windowBytes)
     if (this.expected.has(opts.id)) throw new MigrationStreamError('Protocol', `migration ${opts.id} is already expected`)
     const timeoutMs = opts.timeoutMs ?? EXPECT_TIMEOUT_MS
     return await new Promise<BridgeStats>((resolve, reject) => {
@@ -306,6 +403,10 @@ export class MigrationStreams {
       try { allowed = e.opts.allow(peer) } catch { allowed = false }
       if (!allowed) reason = `peer ${peer.toString()} may not open migration ${String(id)}`
     }
+    let sendWindow = BRIDGE_WINDOW_BYTES
+    if (reason == null) {
+      try { sendWindow = announcedWindow(header.value.window) } catch (err) { reason = (err as Error).message }
+    }
     if (reason != null || e == null) {
       try { stream.send(encodeHeader({ ok: false, reason })); await stream.close({ signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) }) } catch (err) { stream.abort(err as Error) }
       return
@@ -321,8 +422,9 @@ export class MigrationStreams {
       e.reject(new MigrationStreamError('Transport', msg))
       return
     }
-    stream.send(encodeHeader({ ok: true }))
-    bridge(stream, socket, header.rest).then(e.resolve, e.reject)
+    const recvWindow = announcedWindow(e.opts.windowBytes)
+    stream.send(encodeHeader({ ok: true, window: recvWindow }))
+    bridge(stream, socket, header.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow }).then(e.resolve, e.reject)
   }
 
   /**
@@ -332,6 +434,7 @@ export class MigrationStreams {
    */
   async send (opts: SendOptions): Promise<{ done: Promise<BridgeStats> }> {
     if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
+    const recvWindow = announcedWindow(opts.windowBytes)
     await rm(opts.listenSocket, { force: true })
     const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const acceptMs = opts.acceptTimeoutMs ?? EXPECT_TIMEOUT_MS
@@ -360,14 +463,16 @@ export class MigrationStreams {
         } catch (err) {
           throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
         }
-        stream.send(encodeHeader({ id: opts.id }))
+        stream.send(encodeHeader({ id: opts.id, window: recvWindow }))
         let answer
         try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
         if (answer.value.ok !== true) {
           stream.abort(new Error('refused'))
           throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
         }
-        return await bridge(stream, socket, answer.rest)
+        let sendWindow: number
+        try { sendWindow = announcedWindow(answer.value.window) } catch (err) { stream.abort(err as Error); throw err }
+        return await bridge(stream, socket, answer.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow, framePayloadBytes: opts.framePayloadBytes })
       } catch (err) {
         socket.destroy() // QEMU's migrate then fails and the source keeps running the guest
         throw err

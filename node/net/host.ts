@@ -24,6 +24,8 @@ import {
   INBOUND_CONNECTIONS_PER_IP_PER_S, MAX_CONNECTIONS, MAX_PARALLEL_DIALS
 } from '../../protocols/limits.ts'
 
+/** yamux's own cap on a stream's window (its MAX_STREAM_WINDOW) */
+const YAMUX_MAX_STREAM_WINDOW = 16 * 1024 * 1024
 /** Kademlia protocol id: our own DHT, never joined with the public IPFS one. */
 export const DHT_PROTOCOL = '/blixard/kad/1.0.0'
 /** mDNS service tag, so Blixard nodes find each other and nothing else. */
@@ -61,6 +63,9 @@ export interface BlixardHostOptions<S extends ServiceMap> {
   gossipHeartbeatMs?: number
   /** how often unconnected bootstrap peers are redialed (ms); default 2000 */
   bootstrapRedialMs?: number
+  /** yamux's initial receive window per stream (bytes); default yamux's 256 KiB. A bulk stream
+   * (a migration) moves at most one window per round trip through both event loops. */
+  streamWindowBytes?: number
   /** our own services, composed into the same createLibp2p */
   services?: ServiceFactories<S>
 }
@@ -74,7 +79,12 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     addresses: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER_BYTES } })],
+    streamMuxers: [yamux({
+      streamOptions: {
+        maxReadBufferLength: STREAM_READ_BUFFER_BYTES,
+        ...(opts.streamWindowBytes != null ? { initialStreamWindowSize: opts.streamWindowBytes, maxStreamWindowSize: Math.max(opts.streamWindowBytes, YAMUX_MAX_STREAM_WINDOW) } : {})
+      }
+    })],
     // our own protector: same wire format as @libp2p/pnet, without its WASM cipher's memory cap (pnet.ts)
     connectionProtector: clusterKeyProtector({ psk: opts.clusterKey }),
     // keyless sockets must not block keyed peers: short upgrade timeout, more pending slots, a

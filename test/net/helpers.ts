@@ -14,6 +14,8 @@ export interface TestHostOptions<S extends ServiceMap> {
   listen?: string[]
   dialTimeoutMs?: number
   bootstrap?: string[]
+  /** yamux initial stream window (bytes) */
+  streamWindowBytes?: number
 }
 
 export async function testHost<S extends ServiceMap = Record<string, never>> (opts: TestHostOptions<S> = {}): Promise<BlixardHost<S>> {
@@ -24,6 +26,7 @@ export async function testHost<S extends ServiceMap = Record<string, never>> (op
     mdns: false,
     dialTimeoutMs: opts.dialTimeoutMs ?? 3000,
     gossipHeartbeatMs: 100,
+    streamWindowBytes: opts.streamWindowBytes,
     bootstrap: opts.bootstrap,
     services: opts.services
   })
