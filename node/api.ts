@@ -7,7 +7,7 @@ import type { ApplyResult, Command, CommandEnvelope } from '../protocols/command
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
 import { METHODS, RpcError, checkParams, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
 import type { MethodName } from '../protocols/rpc.ts'
-import { AUTH_WINDOW, authorityOf } from '../protocols/auth.ts'
+import { AUTH_WINDOW, authorityOf, preverifyAuth } from '../protocols/auth.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
@@ -252,6 +252,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
           try {
             // a forwarder is not trusted: the command must carry its own authority
+            if (env.auth !== undefined) await preverifyAuth(env.cmd, env.auth)
             const why = leaderRefusal(d.sm, d.id(), env, drv.status().term)
             if (why !== null) throw new RpcError('Unauthorized', why)
             return { ok: true, result: await drv.propose(env) }
@@ -259,6 +260,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         }))
       },
       'internal.propose': async (p) => {
+        if (p.env.auth !== undefined) await preverifyAuth(p.env.cmd, p.env.auth)
         const drv = d.driver()
         if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
         const why = leaderRefusal(d.sm, d.id(), p.env, drv.status().term)
@@ -298,6 +300,9 @@ export function createApi (d: ApiDeps): RpcHandlers {
     }
   }
   handlers['cluster.submit'] = async (p, ctx) => {
+    // the signature is checked off the event loop first; the synchronous check where the write
+    // is decided then finds it in the cache (protocols/auth.ts preverifyAuth)
+    await preverifyAuth(p.cmd, p.auth)
     const run = adminWrite(p.method, { mode: 'submit', cmd: p.cmd, auth: p.auth })
     return await run(p.params, ctx)
   }

@@ -116,21 +116,69 @@ export function isEd25519PeerId (s: string): boolean {
 const VERIFIED_CACHE_MAX = 4096
 const verified = new Map<string, Uint8Array>()
 
+function sigId (sig: Uint8Array): string {
+  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64')
+}
+
+function remember (id: string, bytes: Uint8Array): void {
+  if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string)
+  verified.set(id, bytes)
+}
+
 /** A plain, deterministic signature check (Ed25519 verification has no randomness). */
 export function verifyAuth (cmd: Command, auth: CommandAuth): boolean {
   const key = publicKeyOf(auth.signer)
   if (key === null || auth.sig.byteLength !== AUTH_LIMITS.signatureBytes) return false
   const bytes = signingBytes(cmd, auth.signer, auth.nonce, auth.until)
-  const id = Buffer.from(auth.sig.buffer, auth.sig.byteOffset, auth.sig.byteLength).toString('base64')
+  const id = sigId(auth.sig)
   const seen = verified.get(id)
   if (seen !== undefined && Buffer.compare(seen, bytes) === 0) return true
   let ok = false
   try { ok = edVerify(null, bytes, key, auth.sig) } catch { ok = false }
-  if (ok) {
-    if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string)
-    verified.set(id, bytes)
-  }
+  if (ok) remember(id, bytes)
   return ok
+}
+
+/** Checks started by preverifyAuth and not finished yet. Bounded: past this many, a signature is
+ * simply left to the synchronous check where it is decided. */
+export const MAX_PREVERIFY_IN_FLIGHT = 1024
+const preverifying = new Map<string, { bytes: Uint8Array, done: Promise<boolean> }>()
+
+/**
+ * A head start for verifyAuth: the same Ed25519 check, run on libuv's thread pool instead of the
+ * event loop, its positive answer kept in the cache verifyAuth consults. The leader calls it when a
+ * signed write arrives, before its synchronous authority check; a follower when a MsgApp brings the
+ * entry, long before the entry commits and applies. So in the steady state no signature is
+ * verified on the event loop, where it delays every Raft message behind it, and Ready passes stay
+ * short and batch more. It never decides anything: verifyAuth still runs where the command is
+ * decided and gives the same answer with or without it (same OpenSSL call, same bytes; only
+ * positive answers are cached, keyed by signature and bytes). Resolves to the answer, or to null
+ * when too many are in flight (then nothing was started).
+ */
+export async function preverifyAuth (cmd: Command, auth: CommandAuth): Promise<boolean | null> {
+  const key = publicKeyOf(auth.signer)
+  if (key === null || auth.sig.byteLength !== AUTH_LIMITS.signatureBytes) return false
+  const bytes = signingBytes(cmd, auth.signer, auth.nonce, auth.until)
+  const id = sigId(auth.sig)
+  const seen = verified.get(id)
+  if (seen !== undefined && Buffer.compare(seen, bytes) === 0) return true
+  const running = preverifying.get(id)
+  if (running !== undefined && Buffer.compare(running.bytes, bytes) === 0) return await running.done
+  if (preverifying.size >= MAX_PREVERIFY_IN_FLIGHT) return null
+  let settle: (ok: boolean) => void = () => {}
+  const done = new Promise<boolean>((resolve) => { settle = resolve })
+  preverifying.set(id, { bytes, done })
+  const finish = (ok: boolean): void => {
+    preverifying.delete(id)
+    if (ok) remember(id, bytes)
+    settle(ok)
+  }
+  try {
+    edVerify(null, bytes, key, auth.sig, (err, ok) => { finish(err == null && ok) })
+  } catch {
+    finish(false)
+  }
+  return await done
 }
 
 /** Anything that signs: a libp2p private key (node identity, CLI identity). */
