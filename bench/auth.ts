@@ -1,17 +1,18 @@
 // Cost per write of command signatures (protocols/auth.ts), which sit on the write path: µs per
 // Ed25519 sign (CLI / node), per verify (leader before proposing, every replica on apply), the
-// event loop's share of a verify started on the thread pool (preverifyAuth: what the leader and
+// event loop's share of a verify started on the worker thread (node/preverify.ts: what the leader and
 // the followers pay since the check moved off the loop), and per apply of a small command without
 // and with the authority check, on the daemon's LMDB store and on the in-memory one. The checked
 // apply is timed twice: with signatures this process has not seen, and with signatures already
-// verified on the thread pool (a follower's steady state).
+// verified on the worker thread (a follower's steady state).
 //   node --import tsx bench/auth.ts [--n 5000] [--json]
 import { performance } from 'node:perf_hooks'
 import { loadavg } from 'node:os'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { preverifyAuth, seededSigner, signCommandSync, verifyAuth } from '../protocols/auth.ts'
+import { seededSigner, signCommandSync, verifyAuth } from '../protocols/auth.ts'
+import { preverifyAuth } from '../node/preverify.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { Kv } from '../storage/kv.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
@@ -77,7 +78,7 @@ for (let start = 0; start < N; start += WINDOW) {
 }
 const reverifyUs = reverifyMs * 1000 / N
 
-// the event loop's share of a verify started on the thread pool, a window of them in flight at once
+// the event loop's share of a verify started on the worker thread, a window of them in flight at once
 const asyncSigs = Array.from({ length: N }, (_, i) => signCommandSync(admin, cmd, `p${i}`, 10))
 let issueMs = 0
 for (let start = 0; start < N; start += WINDOW) {
@@ -103,7 +104,7 @@ async function applyCosts (kind: 'lmdb' | 'memory'): Promise<{ plainUs: number, 
     const r = checked.sm.apply(checked.next(), fresh.envs[i])
     if (!r.ok) throw new Error(r.error.message)
   })
-  // verified ahead on the thread pool, in windows the cache holds (as a follower does when a
+  // verified ahead on the worker thread, in windows the cache holds (as a follower does when a
   // MsgApp arrives), then applied: only the apply is timed
   const pre = signed(`q-${kind}-`)
   const again = world(true, kind)
@@ -149,7 +150,7 @@ else {
   console.log(`sign:                ${out.signUs} µs`)
   console.log(`verify:              ${out.verifyUs} µs  (${out.verifyToApplyRatio}× a plain apply)`)
   console.log(`verify again:        ${out.reverifyUs} µs  (a signature this process verified before: a cache hit)`)
-  console.log(`preverify, on loop:  ${out.preverifyEventLoopUs} µs  (the event loop's share of a verify run on the thread pool)`)
+  console.log(`preverify, on loop:  ${out.preverifyEventLoopUs} µs  (the event loop's share of a verify run on the worker thread)`)
   console.log(`apply, LMDB (plain):       ${out.applyUs} µs`)
   console.log(`apply, LMDB (checked):     ${out.applyCheckedUs} µs  (${out.checkedToPlainApplyRatio}× plain: verify + nonce bookkeeping)`)
   console.log(`apply, LMDB (preverified): ${out.applyPreverifiedUs} µs  (${out.preverifiedToPlainApplyRatio}× plain: the nonce bookkeeping and a cache hit)`)

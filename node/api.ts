@@ -7,7 +7,8 @@ import type { ApplyResult, Command, CommandEnvelope } from '../protocols/command
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
 import { METHODS, RpcError, checkParams, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
 import type { MethodName } from '../protocols/rpc.ts'
-import { AUTH_WINDOW, authorityOf, preverifyAuth } from '../protocols/auth.ts'
+import { AUTH_WINDOW, authorityOf } from '../protocols/auth.ts'
+import { preverifyAuth } from './preverify.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
@@ -301,7 +302,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
   }
   handlers['cluster.submit'] = async (p, ctx) => {
     // the signature is checked off the event loop first; the synchronous check where the write
-    // is decided then finds it in the cache (protocols/auth.ts preverifyAuth)
+    // is decided then finds it in the cache (node/preverify.ts)
     await preverifyAuth(p.cmd, p.auth)
     const run = adminWrite(p.method, { mode: 'submit', cmd: p.cmd, auth: p.auth })
     return await run(p.params, ctx)

@@ -16,7 +16,7 @@ import { RaftNode, raftToBlix as coreRaftToBlix } from './core/raft-node.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { CONFIG_DEFAULTS } from './config.ts'
 import { raftIngressContext } from './core/raft-ingress-context.ts'
-import { preverifyAuth } from '../protocols/auth.ts'
+import { preverifyAuth } from './preverify.ts'
 import { admitRaftMessage, DropLogOnce } from './core/raft-ingress.ts'
 
 export interface RaftDriverOptions {
@@ -77,7 +77,7 @@ function secondsSince (t0: bigint): number {
 
 
 /** A follower starts checking the signature of each command a MsgApp brings as soon as it arrives,
- * on the thread pool, so that applying the entry later finds it verified (protocols/auth.ts
+ * on a worker thread, so that applying the entry later finds it verified (node/preverify.ts
  * preverifyAuth): the event loop stays free for Raft messages in between. */
 function preverifyCommand (env: CommandEnvelope): void {
   if (env.auth !== undefined) void preverifyAuth(env.cmd, env.auth)

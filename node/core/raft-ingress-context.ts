@@ -24,7 +24,7 @@ export function checkEntryData (type: 'normal' | 'conf', data: Uint8Array, onCom
 export interface IngressSource { status: () => RaftStatus, lastIndex: () => number }
 
 /** `onCommand`: told each command an inbound MsgApp brings, as it is admitted (the daemon starts
- * the command's signature check there, off the event loop: protocols/auth.ts preverifyAuth). */
+ * the command's signature check there, off the event loop: node/preverify.ts). */
 export function raftIngressContext (self: NodeId, node: IngressSource, onCommand?: (env: CommandEnvelope) => void): IngressContext {
   const s = node.status()
   // while joint, the outgoing voters (a removed leader among them) and the learners-to-be are

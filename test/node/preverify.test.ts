@@ -1,11 +1,12 @@
-// Signatures checked ahead on the thread pool (protocols/auth.ts preverifyAuth) only warm a cache:
+// Signatures checked ahead on a worker thread (node/preverify.ts) only warm a cache:
 // the synchronous check where a command is decided gives the same answer with or without them, a
 // signature moved onto other bytes is refused both ways and poisons nothing, and the number of
 // checks in flight is bounded.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Command } from '../../protocols/commands.ts'
-import { MAX_PREVERIFY_IN_FLIGHT, preverifyAuth, seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
+import { seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
+import { MAX_PREVERIFY_IN_FLIGHT, preverifyAuth } from '../../node/preverify.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 
 const admin = seededSigner(new Uint8Array(32).fill(7))
