@@ -8,6 +8,7 @@ import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
 import { METHODS, RpcError, checkParams, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
 import type { MethodName } from '../protocols/rpc.ts'
 import { AUTH_WINDOW, authorityOf } from '../protocols/auth.ts'
+import { preverifyAuth } from './preverify.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
@@ -266,6 +267,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
           try {
             // a forwarder is not trusted: the command must carry its own authority
+            if (env.auth !== undefined) await preverifyAuth(env.cmd, env.auth)
             const why = leaderRefusal(d.sm, d.id(), env, drv.status().term)
             if (why !== null) throw new RpcError('Unauthorized', why)
             return { ok: true, result: await drv.propose(env) }
@@ -273,6 +275,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         }))
       },
       'internal.propose': async (p) => {
+        if (p.env.auth !== undefined) await preverifyAuth(p.env.cmd, p.env.auth)
         const drv = d.driver()
         if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
         const why = leaderRefusal(d.sm, d.id(), p.env, drv.status().term)
@@ -312,6 +315,9 @@ export function createApi (d: ApiDeps): RpcHandlers {
     }
   }
   handlers['cluster.submit'] = async (p, ctx) => {
+    // the signature is checked off the event loop first; the synchronous check where the write
+    // is decided then finds it in the cache (node/preverify.ts)
+    await preverifyAuth(p.cmd, p.auth)
     const run = adminWrite(p.method, { mode: 'submit', cmd: p.cmd, auth: p.auth })
     return await run(p.params, ctx)
   }

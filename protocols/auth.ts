@@ -85,22 +85,27 @@ const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 /** Peer ids seen recently → their public key; a bounded cache (parsing a peer id is the costly part
  * of a verify). Only a cache: the answer never depends on it. */
 const KEY_CACHE_MAX = 1024
-const keyCache = new Map<string, KeyObject | null>()
+const keyCache = new Map<string, { obj: KeyObject, raw: Uint8Array } | null>()
 
-/** The Ed25519 public key a peer id embeds, or null if it is not an Ed25519 peer id. */
-export function publicKeyOf (peerId: string): KeyObject | null {
+function keyEntry (peerId: string): { obj: KeyObject, raw: Uint8Array } | null {
   const hit = keyCache.get(peerId)
   if (hit !== undefined) return hit
-  let key: KeyObject | null = null
+  let entry: { obj: KeyObject, raw: Uint8Array } | null = null
   try {
     const pid = peerIdFromString(peerId)
     if (pid.type === 'Ed25519' && pid.publicKey != null) {
-      key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, pid.publicKey.raw]), format: 'der', type: 'spki' })
+      const raw = new Uint8Array(pid.publicKey.raw) // a copy: no view into a larger buffer
+      entry = { obj: createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' }), raw }
     }
-  } catch { key = null }
+  } catch { entry = null }
   if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value as string)
-  keyCache.set(peerId, key)
-  return key
+  keyCache.set(peerId, entry)
+  return entry
+}
+
+/** The Ed25519 public key a peer id embeds, or null if it is not an Ed25519 peer id. */
+export function publicKeyOf (peerId: string): KeyObject | null {
+  return keyEntry(peerId)?.obj ?? null
 }
 
 /** Is `s` a libp2p peer id we can verify signatures of (Ed25519)? */
@@ -116,21 +121,60 @@ export function isEd25519PeerId (s: string): boolean {
 const VERIFIED_CACHE_MAX = 4096
 const verified = new Map<string, Uint8Array>()
 
+function sigId (sig: Uint8Array): string {
+  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64')
+}
+
+function remember (id: string, bytes: Uint8Array): void {
+  if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string)
+  verified.set(id, bytes)
+}
+
 /** A plain, deterministic signature check (Ed25519 verification has no randomness). */
 export function verifyAuth (cmd: Command, auth: CommandAuth): boolean {
   const key = publicKeyOf(auth.signer)
   if (key === null || auth.sig.byteLength !== AUTH_LIMITS.signatureBytes) return false
   const bytes = signingBytes(cmd, auth.signer, auth.nonce, auth.until)
-  const id = Buffer.from(auth.sig.buffer, auth.sig.byteOffset, auth.sig.byteLength).toString('base64')
+  const id = sigId(auth.sig)
   const seen = verified.get(id)
   if (seen !== undefined && Buffer.compare(seen, bytes) === 0) return true
   let ok = false
   try { ok = edVerify(null, bytes, key, auth.sig) } catch { ok = false }
-  if (ok) {
-    if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string)
-    verified.set(id, bytes)
-  }
+  if (ok) remember(id, bytes)
   return ok
+}
+
+/** A signature check to run elsewhere (node/preverify.ts runs them on a worker thread), so that
+ * verifyAuth, where the command is decided, finds the answer cached. */
+export interface SignatureJob {
+  /** the signature, as the cache's key */
+  id: string
+  /** what was signed: signingBytes of the command */
+  bytes: Uint8Array
+  /** the signer's raw 32-byte Ed25519 public key */
+  key: Uint8Array
+  sig: Uint8Array
+}
+
+/** The check verifyAuth would make for `auth` over `cmd`, as a job; or its answer when no job is
+ * needed: true when this process has verified it already, false when it cannot be valid (a signer
+ * that is not an Ed25519 peer id, a signature of the wrong length). */
+export function signatureJob (cmd: Command, auth: CommandAuth): SignatureJob | boolean {
+  const key = keyEntry(auth.signer)
+  if (auth.sig.byteLength !== AUTH_LIMITS.signatureBytes || key === null) return false
+  const bytes = signingBytes(cmd, auth.signer, auth.nonce, auth.until)
+  const id = sigId(auth.sig)
+  const seen = verified.get(id)
+  if (seen !== undefined && Buffer.compare(seen, bytes) === 0) return true
+  // copies, so that a job never holds (or ships to a worker) a view into a larger buffer
+  return { id, bytes: new Uint8Array(bytes), key: key.raw, sig: new Uint8Array(auth.sig) }
+}
+
+/** The answer of a job run elsewhere. Only for answers of node:crypto's Ed25519 verify over
+ * exactly job.bytes with job.key (the check verifyAuth makes), so that the cache never changes an
+ * answer: only positive ones are kept, keyed by signature and bytes. */
+export function noteVerified (job: SignatureJob, ok: boolean): void {
+  if (ok) remember(job.id, job.bytes)
 }
 
 /** Anything that signs: a libp2p private key (node identity, CLI identity). */

@@ -10,6 +10,12 @@ export interface FlagSpec {
   /** may be given several times (values collected) */
   repeat?: boolean
   short?: string
+  /** what it does, for `help` (one line) */
+  help?: string
+  /** the value's placeholder in help (N, SIZE, NODE); default VALUE */
+  arg?: string
+  /** the default, as help shows it, when there is one worth saying */
+  default?: string
 }
 
 export class UsageError extends Error {

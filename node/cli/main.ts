@@ -13,7 +13,7 @@ import type { FlagSpec, Parsed } from './args.ts'
 import { connect, whoami, configDir } from './connect.ts'
 import type { Connection } from './connect.ts'
 import { table, keyValues, mib, ago, shortId, pct } from './format.ts'
-import { VM_LIMITS } from '../../protocols/vm-limits.ts'
+import { VM_LIMITS, formatMiB } from '../../protocols/vm-limits.ts'
 import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
 import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
@@ -139,7 +139,7 @@ const COMMANDS: Record<string, Command> = {
   'node drain': {
     summary: 'Move every VM off a node (running ones live, without a restart) and take no new ones',
     usage: 'blixard node drain NODE [--wait] [--json]',
-    flags: { wait: {} },
+    flags: { wait: { help: 'follow each VM as it leaves (live or cold, with its reason) until the node is empty' } },
     run: async (p, out) => await drain(p, out)
   },
   'node undrain': {
@@ -154,7 +154,25 @@ const COMMANDS: Record<string, Command> = {
   'vm create': {
     summary: 'Create a VM (placed by the scheduler, started by its host)',
     usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--queue] [--wait]',
-    flags: { vcpus: { value: true }, memory: { value: true }, 'disk-size': { value: true }, image: { value: true }, flake: { value: true }, constraint: { value: true, repeat: true }, 'anti-affinity': { value: true }, spread: { value: true }, priority: { value: true }, restart: { value: true }, hypervisor: { value: true }, disk: { value: true, repeat: true }, network: { value: true, repeat: true }, 'kernel-param': { value: true, repeat: true }, start: {}, queue: {}, wait: {} },
+    flags: {
+      vcpus: { value: true, arg: 'N', help: 'virtual CPUs', default: '1' },
+      memory: { value: true, arg: 'SIZE', help: `guest memory (M, G or T; ${formatMiB(VM_LIMITS.minMemoryMiB)} to ${formatMiB(VM_LIMITS.maxMemoryMiB)})`, default: '128M' },
+      'disk-size': { value: true, arg: 'GIB', help: 'size of a local root disk, in GiB (0: none)', default: '0' },
+      image: { value: true, arg: 'NAME', help: 'built-in guest image (only "tiny")', default: 'tiny' },
+      flake: { value: true, arg: 'REF', help: 'a microvm.nix flake reference to boot instead of --image' },
+      constraint: { value: true, repeat: true, arg: 'EXPR', help: 'placement rule on node labels: zone==a, zone!=c, zone in [a, b], gpu exists' },
+      'anti-affinity': { value: true, arg: 'GROUP', help: 'never two VMs of this group on one node' },
+      spread: { value: true, arg: 'LABEL', help: "spread VMs evenly over this node label's values" },
+      priority: { value: true, arg: 'N', help: 'scheduling priority, -1000 to 1000', default: '0' },
+      restart: { value: true, arg: 'POLICY', help: 'always, on-failure or never', default: 'always' },
+      hypervisor: { value: true, arg: 'NAME', help: 'qemu, cloud-hypervisor or firecracker', default: 'qemu' },
+      disk: { value: true, repeat: true, arg: 'VOLUME', help: 'attach a volume (blixard volume create)' },
+      network: { value: true, repeat: true, arg: 'NAME', help: 'attach a network (blixard network create)' },
+      'kernel-param': { value: true, repeat: true, arg: 'P', help: 'extra kernel command-line parameter' },
+      start: { help: 'start it once placed (--no-start: create it stopped)', default: 'true' },
+      queue: { help: 'accept it even if no node fits now; it waits, pending, saying why' },
+      wait: { help: 'follow it until it runs (or fails), printing each phase' }
+    },
     run: async (p, out) => {
       const name = need(p, 1, 'NAME')[0]
       if (flag(p, 'image') != null && flag(p, 'flake') != null) throw new UsageError('give --image or --flake, not both')
@@ -202,7 +220,7 @@ const COMMANDS: Record<string, Command> = {
   'vm list': {
     summary: 'List VMs',
     usage: 'blixard vm list [--node NODE] [--stale]',
-    flags: { node: { value: true } },
+    flags: { node: { value: true, arg: 'NODE', help: 'only the VMs on this node (name or id)' } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const node = flag(p, 'node')
       const [vms, nodes] = await Promise.all([client.call('vm.list', { ...stale(p), ...(node != null ? { node } : {}) }), client.call('node.list', { stale: true })])
@@ -228,8 +246,8 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok
     })
   },
-  'vm start': { summary: 'Start a stopped VM', usage: 'blixard vm start VM [--wait]', flags: { wait: {} }, run: async (p, out) => await desired(p, out, 'vm.start', 'running') },
-  'vm stop': { summary: 'Stop a VM (ACPI power-down, then kill after a timeout)', usage: 'blixard vm stop VM [--wait]', flags: { wait: {} }, run: async (p, out) => await desired(p, out, 'vm.stop', 'stopped') },
+  'vm start': { summary: 'Start a stopped VM', usage: 'blixard vm start VM [--wait]', flags: { wait: { help: 'follow it until it runs' } }, run: async (p, out) => await desired(p, out, 'vm.start', 'running') },
+  'vm stop': { summary: 'Stop a VM (ACPI power-down, then kill after a timeout)', usage: 'blixard vm stop VM [--wait]', flags: { wait: { help: 'follow it until it has stopped' } }, run: async (p, out) => await desired(p, out, 'vm.stop', 'stopped') },
   'vm restart': {
     summary: 'Stop then start a VM',
     usage: 'blixard vm restart VM',
@@ -242,7 +260,13 @@ const COMMANDS: Record<string, Command> = {
   'vm update': {
     summary: "Change a VM's spec; its host restarts the guest with the new one",
     usage: 'blixard vm update VM [--memory 192M] [--vcpus N] [--restart always|on-failure|never] [--kernel-param P]... [--wait]',
-    flags: { memory: { value: true }, vcpus: { value: true }, restart: { value: true }, 'kernel-param': { value: true, repeat: true }, wait: {} },
+    flags: {
+      memory: { value: true, arg: 'SIZE', help: 'new guest memory (M, G or T)' },
+      vcpus: { value: true, arg: 'N', help: 'new number of virtual CPUs' },
+      restart: { value: true, arg: 'POLICY', help: 'always, on-failure or never' },
+      'kernel-param': { value: true, repeat: true, arg: 'P', help: 'replace the extra kernel parameters' },
+      wait: { help: 'follow the restart until the guest runs the new spec' }
+    },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const ref = need(p, 1, 'VM')[0]
       const cur = await client.call('vm.show', { vm: ref })
@@ -271,7 +295,7 @@ const COMMANDS: Record<string, Command> = {
   'vm delete': {
     summary: 'Delete a VM and everything its host created for it (a running VM: asks first, or --force)',
     usage: 'blixard vm delete VM [--force|--yes]',
-    flags: { force: {}, yes: { short: 'y' } },
+    flags: { force: { help: 'delete it even while it runs (stops the guest)' }, yes: { short: 'y', help: 'the same, for scripts: do not ask' } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const ref = need(p, 1, 'VM')[0]
       if (!bool(p, 'force') && !bool(p, 'yes')) {
@@ -327,7 +351,7 @@ const COMMANDS: Record<string, Command> = {
   'vm logs': {
     summary: "Print a VM's serial console (-f to follow)",
     usage: 'blixard vm logs VM [-f] [--tail BYTES]',
-    flags: { follow: { short: 'f' }, tail: { value: true } },
+    flags: { follow: { short: 'f', help: 'keep printing new output (Ctrl-C to stop)' }, tail: { value: true, arg: 'BYTES', help: 'start this many bytes before the end' } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const vm = need(p, 1, 'VM')[0]
       const tail = flag(p, 'tail')
@@ -346,7 +370,7 @@ const COMMANDS: Record<string, Command> = {
   events: {
     summary: 'Show recent cluster events, then stream new ones (Ctrl-C to stop); the answering node keeps its last 100',
     usage: 'blixard events [--since DURATION] [--no-follow]',
-    flags: { since: { value: true }, follow: {} },
+    flags: { since: { value: true, arg: 'DURATION', help: 'only events newer than this (30s, 5m, 2h)' }, follow: { help: 'keep streaming new events (--no-follow: print and exit)', default: 'true' } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const since = durationMs(p, 'since')
       const sub = client.watch('cluster.events', { ...(since !== undefined ? { since: Date.now() - since } : {}), ...(bool(p, 'follow', true) ? {} : { follow: false }) })
@@ -358,13 +382,17 @@ const COMMANDS: Record<string, Command> = {
   'vm migrate': {
     summary: 'Move a running VM to another node live: its memory moves, the guest keeps running (no restart)',
     usage: 'blixard vm migrate VM [--to NODE] [--wait] [--cancel] [--json]',
-    flags: { to: { value: true }, wait: {}, cancel: {} },
+    flags: {
+      to: { value: true, arg: 'NODE', help: 'the node to move it to', default: 'the node placement picks' },
+      wait: { help: 'follow the move, printing progress (transferred, remaining, dirty rate), until it ends' },
+      cancel: { help: 'stop a move in progress (before switchover only); the VM keeps running where it was' }
+    },
     run: async (p, out) => await migrate(p, out)
   },
   'admin add': {
     summary: 'Allow a CLI identity to change the cluster',
     usage: 'blixard admin add PEER_ID [--name NAME]',
-    flags: { name: { value: true } },
+    flags: { name: { value: true, arg: 'NAME', help: 'a name to recognise the admin by', default: 'admin' } },
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const a = await mutate(client, invocationKey(p), 'admin.add', { peerId: need(p, 1, 'PEER_ID')[0], name: flag(p, 'name') ?? 'admin' })
       out.data(a, () => `admin ${a.peerId} added`)
@@ -710,10 +738,25 @@ function wordPositions (argv: string[]): number[] {
   return out
 }
 
+/** One flag as help shows it: `--memory SIZE`, `--follow, -f`, `--constraint EXPR ...`. */
+function flagLabel (name: string, f: FlagSpec): string {
+  return `--${name}${f.value === true ? ` ${f.arg ?? 'VALUE'}` : ''}${f.repeat === true ? ' ...' : ''}${f.short != null ? `, -${f.short}` : ''}`
+}
+
+/** A command's flags for --json help: what a script or a completion generator needs. */
+function flagDetails (cmd: Command): Array<{ flag: string, arg?: string, short?: string, repeatable: boolean, help: string, default?: string }> {
+  return Object.entries(cmd.flags ?? {}).map(([k, f]) => ({ flag: `--${k}`, ...(f.value === true ? { arg: f.arg ?? 'VALUE' } : {}), ...(f.short != null ? { short: `-${f.short}` } : {}), repeatable: f.repeat === true, help: f.help ?? '', ...(f.default != null ? { default: f.default } : {}) }))
+}
+
 function commandHelp (name: string, cmd: Command, out: Output): number {
-  const flags = Object.entries(cmd.flags ?? {}).map(([k, f]) => `--${k}${f.value === true ? ' VALUE' : ''}${f.short != null ? ` (-${f.short})` : ''}${f.repeat === true ? ' (repeatable)' : ''}`)
-  out.data({ command: name, summary: cmd.summary, usage: cmd.usage, flags: Object.keys(cmd.flags ?? {}) }, () =>
-    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${flags.length > 0 ? `\nFlags:\n${flags.map((f) => `  ${f}`).join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, --stale, --timeout SECONDS (see blixard help)`)
+  const entries = Object.entries(cmd.flags ?? {})
+  const w = Math.max(0, ...entries.map(([k, f]) => flagLabel(k, f).length))
+  const lines = entries.map(([k, f]) => {
+    const what = [f.help ?? '', f.default != null ? `(default ${f.default})` : '', f.repeat === true && f.help != null ? '(repeatable)' : ''].filter((x) => x !== '').join(' ')
+    return `  ${flagLabel(k, f).padEnd(w)}  ${what}`.trimEnd()
+  })
+  out.data({ command: name, summary: cmd.summary, usage: cmd.usage, flags: Object.keys(cmd.flags ?? {}), flagDetails: flagDetails(cmd) }, () =>
+    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${lines.length > 0 ? `\nFlags:\n${lines.join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, --stale, --timeout SECONDS (see blixard help)`)
   return EXIT.ok
 }
 
@@ -727,7 +770,7 @@ export async function main (argv: string[]): Promise<number> {
     if (topic === 'exit-codes') { out.data({ exitCodes: EXIT_CODES }, () => EXIT_HELP.trimEnd()); return EXIT.ok }
     if (topic !== '' && COMMANDS[topic] != null) return commandHelp(topic, COMMANDS[topic], out)
     if (topic !== '') return usageFailure(`no help on '${topic}'`, "Run 'blixard help' for the list of commands.", out)
-    out.data({ commands: Object.entries(COMMANDS).filter(([, c]) => c.hidden !== true).map(([command, c]) => ({ command, summary: c.summary, usage: c.usage })), exitCodes: EXIT_CODES }, () => help().trimEnd())
+    out.data({ commands: Object.entries(COMMANDS).filter(([, c]) => c.hidden !== true).map(([command, c]) => ({ command, summary: c.summary, usage: c.usage, flags: flagDetails(c) })), exitCodes: EXIT_CODES }, () => help().trimEnd())
     return EXIT.ok
   }
   if (words.length === 0) return usageFailure('no command given', "Run 'blixard help' for the list of commands.", out)

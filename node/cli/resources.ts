@@ -45,7 +45,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
     'network create': {
       summary: 'Create a network: a plain bridge, a VLAN on the hosts\' uplink, or a VXLAN overlay across hosts',
       usage: 'blixard network create NAME --subnet CIDR [--vlan ID | --vxlan VNI] [--gateway IP]',
-      flags: { subnet: { value: true }, vlan: { value: true }, vxlan: { value: true }, gateway: { value: true } },
+      flags: { subnet: { value: true, arg: 'CIDR', help: 'the network\'s addresses, e.g. 10.10.0.0/24 (must not overlap another network)' }, vlan: { value: true, arg: 'ID', help: 'a VLAN on the hosts\' uplink (1-4094)' }, vxlan: { value: true, arg: 'VNI', help: 'a VXLAN overlay across hosts' }, gateway: { value: true, arg: 'IP', help: 'the gateway guests are told to use (none unless given)' } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const name = need(p, 1, 'NAME')[0]
         const subnet = flag(p, 'subnet')
@@ -89,7 +89,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
     'volume create': {
       summary: 'Create a volume (a Ceph RBD image)',
       usage: 'blixard volume create NAME --size GIB [--pool POOL]',
-      flags: { size: { value: true }, pool: { value: true } },
+      flags: { size: { value: true, arg: 'GIB', help: 'size in GiB' }, pool: { value: true, arg: 'POOL', help: 'the Ceph pool', default: 'the cluster\'s pool' } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
         const pool = flag(p, 'pool')
@@ -119,7 +119,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
     'volume resize': {
       summary: 'Grow a volume',
       usage: 'blixard volume resize NAME --size GIB',
-      flags: { size: { value: true } },
+      flags: { size: { value: true, arg: 'GIB', help: 'the new size in GiB (only grows)' } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
         const v = await mutate(client, invocationKey(p), 'volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB) })
@@ -140,7 +140,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
     'volume clone': {
       summary: 'Clone a volume snapshot into a new volume (copy-on-write)',
       usage: 'blixard volume clone VOLUME@SNAPSHOT NAME [--size GIB]',
-      flags: { size: { value: true } },
+      flags: { size: { value: true, arg: 'GIB', help: 'grow the clone to this size in GiB', default: 'the snapshot\'s size' } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const [src, name] = need(p, 2, 'VOLUME@SNAPSHOT and NAME')
         const at = src.indexOf('@')

@@ -45,8 +45,18 @@ test('help lists every command and the global flags; per-command help shows usag
   const one = await offline(['vm', 'create', '--help'])
   assert.is(one.code, 0)
   assert.match(one.stdout, /Usage: blixard vm create NAME/)
-  assert.match(one.stdout, /--memory VALUE/)
+  assert.match(one.stdout, /--memory SIZE +guest memory .*\(default 128M\)/)
+  assert.match(one.stdout, /--restart POLICY +always, on-failure or never \(default always\)/)
   assert.is((await offline(['help', 'vm', 'create'])).stdout, one.stdout)
+  const oj = (await offline(['vm', 'create', '--help', '--json'])).json as { flagDetails: Array<{ flag: string, arg?: string, help: string, default?: string }> }
+  assert.equal(oj.flagDetails.find((f) => f.flag === '--vcpus'), { flag: '--vcpus', arg: 'N', repeatable: false, help: 'virtual CPUs', default: '1' })
+})
+
+test('every flag of every command says what it does in help', async () => {
+  const all = (await offline(['help', '--json'])).json as { commands: Array<{ command: string, flags: Array<{ flag: string, help: string }> }> }
+  const missing = all.commands.flatMap((c) => c.flags.filter((f) => f.help.trim() === '').map((f) => `${c.command} ${f.flag}`))
+  assert.equal(missing, [], `flags without a description: ${missing.join(', ')}`)
+  assert.ok(all.commands.find((c) => c.command === 'vm create')?.flags.some((f) => f.flag === '--memory'))
 })
 
 test('exit codes are documented, also as JSON', async () => {

@@ -1,0 +1,65 @@
+// Signatures checked ahead on a worker thread (node/preverify.ts) only warm a cache:
+// the synchronous check where a command is decided gives the same answer with or without them, a
+// signature moved onto other bytes is refused both ways and poisons nothing, and the number of
+// checks in flight is bounded.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { Command } from '../../protocols/commands.ts'
+import { seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
+import { MAX_PREVERIFY_IN_FLIGHT, preverifyAuth } from '../../node/preverify.ts'
+import { validateCommand } from '../../protocols/command-schema.ts'
+
+const admin = seededSigner(new Uint8Array(32).fill(7))
+const other = seededSigner(new Uint8Array(32).fill(8))
+
+function cmd (desired: 'running' | 'stopped', id = 'v1'): Command {
+  const v = validateCommand({ type: 'SetVmDesiredState', id, desired })
+  if (!v.ok) throw new Error(v.error.message)
+  return v.cmd
+}
+
+test('a good signature verified ahead is still good where it is decided', async () => {
+  const c = cmd('running')
+  const a = signCommandSync(admin, c, 'good-1', 10)
+  assert.is(await preverifyAuth(c, a), true)
+  assert.is(verifyAuth(c, a), true)
+  // and a second head start answers at once from the cache
+  assert.is(await preverifyAuth(c, a), true)
+})
+
+test('a signature carried onto another command is refused ahead and where it is decided, and does not poison the first', async () => {
+  const c = cmd('running')
+  const a = signCommandSync(admin, c, 'moved-1', 10)
+  const forged = cmd('stopped')
+  assert.is(await preverifyAuth(forged, a), false)
+  assert.is(verifyAuth(forged, a), false)
+  // the same signature over the bytes it was made for is still good, before and after
+  assert.is(await preverifyAuth(c, a), true)
+  assert.is(verifyAuth(forged, a), false, 'a cached good signature must not vouch for other bytes')
+  // nor for another signer claiming it
+  assert.is(verifyAuth(c, { ...a, signer: other.peerId }), false)
+})
+
+test('a corrupted signature, a wrong length and an unusable signer are refused ahead and where decided', async () => {
+  const c = cmd('running')
+  const a = signCommandSync(admin, c, 'bad-1', 10)
+  const flipped = new Uint8Array(a.sig)
+  flipped[5] ^= 1
+  assert.is(await preverifyAuth(c, { ...a, sig: flipped }), false)
+  assert.is(verifyAuth(c, { ...a, sig: flipped }), false)
+  assert.is(await preverifyAuth(c, { ...a, sig: a.sig.subarray(0, 63) }), false)
+  assert.is(await preverifyAuth(c, { ...a, signer: 'not-a-peer-id' }), false)
+})
+
+test('checks in flight are bounded: past the bound nothing is started (null), and the decision is unaffected', async () => {
+  const c = cmd('running')
+  const many = Array.from({ length: MAX_PREVERIFY_IN_FLIGHT + 5 }, (_, i) => signCommandSync(admin, c, `flood-${i}`, 10))
+  const started = many.map(async (a) => await preverifyAuth(c, a))
+  const answers = await Promise.all(started)
+  assert.is(answers.filter((x) => x === true).length, MAX_PREVERIFY_IN_FLIGHT)
+  assert.is(answers.filter((x) => x === null).length, 5)
+  // the ones left out are decided by the synchronous check as before
+  for (const a of many.slice(-5)) assert.is(verifyAuth(c, a), true)
+})
+
+test.run()
