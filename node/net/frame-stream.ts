@@ -117,11 +117,47 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
   }
 }
 
-/** Sends one frame; when the stream's buffer is full, waits for it to drain (backpressure), at
- * most `drainTimeoutMs` when given (then rejects with the abort reason, a TimeoutError). */
+/** Sends one frame and returns once the stream has handed all of it to the muxer (yamux's window
+ * had room). When a write finds the window exhausted, it waits for the peer to read (its window
+ * update empties the write buffer), at most `drainTimeoutMs` when given; then the stream is aborted
+ * and the TimeoutError thrown.
+ *
+ * Why not `stream.send()` + `stream.onDrain()`: libp2p 3 creates the drain promise once per stream
+ * and never renews it, so after the first drain `onDrain()` resolves at once, and `send()` appends
+ * to an unbounded write buffer — a writer to a peer that paused its reading grew our heap by every
+ * frame it wrote (test/net/backpressure.test.ts: 98 MiB in 1.5 s). Here the write buffer itself is
+ * the credit: a writer waits (before and after) until it is empty, so concurrent writers on one
+ * stream hold at most one frame beyond yamux's window between them. */
 export async function writeFrame (stream: Stream, value: unknown, maxFrameBytes: number, drainTimeoutMs?: number): Promise<void> {
   const frame = encodeFrame(value, maxFrameBytes)
-  if (!stream.send(frame)) {
-    await stream.onDrain(drainTimeoutMs == null ? undefined : { signal: AbortSignal.timeout(drainTimeoutMs) })
+  const deadline = drainTimeoutMs == null ? null : Date.now() + drainTimeoutMs
+  // the check and the send must run in one synchronous step: writers woken by the same 'idle'
+  // would otherwise all see an empty buffer and all append (a helper function's return adds ticks)
+  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs)
+  stream.send(frame)
+  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs)
+}
+
+/** Waits once for the write buffer to empty ('idle'), the stream to close, or the deadline (then
+ * the stream is aborted and a TimeoutError thrown). */
+async function writeBufferProgress (stream: Stream, deadline: number | null, timeoutMs: number | undefined): Promise<void> {
+  if (stream.status !== 'open') throw new Error(`stream ${stream.status} with ${stream.writeBufferLength} bytes unsent`)
+  const left = deadline == null ? null : deadline - Date.now()
+  if (left != null && left <= 0) {
+    const err = new Error(`peer did not read ${stream.writeBufferLength} queued bytes within ${timeoutMs ?? 0} ms: stream reset`)
+    err.name = 'TimeoutError'
+    stream.abort(err)
+    throw err
   }
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      if (timer != null) clearTimeout(timer)
+      stream.removeEventListener('idle', done)
+      stream.removeEventListener('close', done)
+      resolve()
+    }
+    const timer = left == null ? null : setTimeout(done, left)
+    stream.addEventListener('idle', done)
+    stream.addEventListener('close', done)
+  })
 }
