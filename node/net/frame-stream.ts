@@ -4,12 +4,14 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { FrameDecoder, decodePayload, encodeFrame } from '../../protocols/framing.ts'
-import { MAX_FRAMES_BUFFERED, FRAME_READ_TIMEOUT_MS, MAX_PARTIAL_FRAME_BYTES_TOTAL } from '../../protocols/limits.ts'
+import { MAX_FRAMES_BUFFERED, MAX_FRAME_BYTES_BUFFERED, FRAME_READ_TIMEOUT_MS, MAX_PARTIAL_FRAME_BYTES_TOTAL } from '../../protocols/limits.ts'
 
 export interface ReadFramesOptions {
   maxFrameBytes: number
   /** decoded frames held before the stream is paused (default MAX_FRAMES_BUFFERED) */
   maxBuffered?: number
+  /** their encoded bytes held before the stream is paused (default MAX_FRAME_BYTES_BUFFERED) */
+  maxBufferedBytes?: number
   /** a started frame must complete within this (ms), else the stream is reset (default FRAME_READ_TIMEOUT_MS) */
   frameTimeoutMs?: number
 }
@@ -25,7 +27,10 @@ export function partialFrameBytes (): number { return partialBytesTotal }
 export async function * readFrames (stream: Stream, opts: ReadFramesOptions): AsyncGenerator<unknown, void, undefined> {
   const decoder = new FrameDecoder(opts.maxFrameBytes)
   const maxBuffered = opts.maxBuffered ?? MAX_FRAMES_BUFFERED
-  const queue: unknown[] = []
+  const maxBufferedBytes = opts.maxBufferedBytes ?? MAX_FRAME_BYTES_BUFFERED
+  const queue: Array<{ value: unknown, bytes: number }> = []
+  let queuedBytes = 0
+  const full = (): boolean => queue.length >= maxBuffered || queuedBytes >= maxBufferedBytes
   let error: Error | null = null
   let ended = false
   let remoteClosed = false
@@ -62,8 +67,10 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
     if (error != null) return
     try {
       const chunks = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data]
-      for (const c of chunks) for (const f of decoder.push(c)) queue.push(decodePayload(f))
-      if (queue.length >= maxBuffered && stream.readStatus === 'readable') stream.pause()
+      for (const c of chunks) {
+        for (const f of decoder.push(c)) { queue.push({ value: decodePayload(f), bytes: f.byteLength }); queuedBytes += f.byteLength }
+      }
+      if (full() && stream.readStatus === 'readable') stream.pause()
       if (partialBytesTotal - held + decoder.buffered() > MAX_PARTIAL_FRAME_BYTES_TOTAL) {
         throw new Error(`incomplete frames of all streams exceed ${MAX_PARTIAL_FRAME_BYTES_TOTAL} bytes: stream reset`)
       }
@@ -94,10 +101,14 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
     if (stream.status !== 'open') ended = true
     else if (stream.remoteWriteStatus === 'closed') onRemoteCloseWrite()
     for (;;) {
+      // a stream that failed (reset by either side, bad bytes) yields nothing more: frames still
+      // queued would have nobody to answer, and a peer that left would still cost their work
+      if (error != null) throw error
       if (queue.length > 0) {
-        const v = queue.shift()
-        if (stream.readStatus === 'paused' && queue.length <= maxBuffered / 2) stream.resume()
-        yield v
+        const v = queue.shift()!
+        queuedBytes -= v.bytes
+        if (stream.readStatus === 'paused' && queue.length <= maxBuffered / 2 && queuedBytes <= maxBufferedBytes / 2) stream.resume()
+        yield v.value
         continue
       }
       if (error != null) throw error
@@ -129,7 +140,11 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
  * the credit: a writer waits (before and after) until it is empty, so concurrent writers on one
  * stream hold at most one frame beyond yamux's window between them. */
 export async function writeFrame (stream: Stream, value: unknown, maxFrameBytes: number, drainTimeoutMs?: number): Promise<void> {
-  const frame = encodeFrame(value, maxFrameBytes)
+  await writeFrameBytes(stream, encodeFrame(value, maxFrameBytes), drainTimeoutMs)
+}
+
+/** writeFrame for a frame already encoded (encodeFrame), when the caller needs its size first. */
+export async function writeFrameBytes (stream: Stream, frame: Uint8Array, drainTimeoutMs?: number): Promise<void> {
   const deadline = drainTimeoutMs == null ? null : Date.now() + drainTimeoutMs
   // the check and the send must run in one synchronous step: writers woken by the same 'idle'
   // would otherwise all see an empty buffer and all append (a helper function's return adds ticks)
