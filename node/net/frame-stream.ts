@@ -148,14 +148,17 @@ export async function writeFrameBytes (stream: Stream, frame: Uint8Array, drainT
   const deadline = drainTimeoutMs == null ? null : Date.now() + drainTimeoutMs
   // the check and the send must run in one synchronous step: writers woken by the same 'idle'
   // would otherwise all see an empty buffer and all append (a helper function's return adds ticks)
-  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs)
-  stream.send(frame)
-  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs)
+  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs, 'idle')
+  // false with an empty write buffer: yamux took the frame but the connection below is saturated
+  // (or closing); wait for it to drain, so that a dying connection fails this write, not a later one
+  if (!stream.send(frame) && stream.writeBufferLength === 0) await writeBufferProgress(stream, deadline, drainTimeoutMs, 'drain')
+  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs, 'idle')
+  if (stream.status !== 'open') throw new Error(`stream ${stream.status} before the frame was sent`)
 }
 
-/** Waits once for the write buffer to empty ('idle'), the stream to close, or the deadline (then
+/** Waits once for `event` (the write buffer empty: 'idle'; the connection drained: 'drain'), the stream to close, or the deadline (then
  * the stream is aborted and a TimeoutError thrown). */
-async function writeBufferProgress (stream: Stream, deadline: number | null, timeoutMs: number | undefined): Promise<void> {
+async function writeBufferProgress (stream: Stream, deadline: number | null, timeoutMs: number | undefined, event: 'idle' | 'drain'): Promise<void> {
   if (stream.status !== 'open') throw new Error(`stream ${stream.status} with ${stream.writeBufferLength} bytes unsent`)
   const left = deadline == null ? null : deadline - Date.now()
   if (left != null && left <= 0) {
@@ -167,12 +170,12 @@ async function writeBufferProgress (stream: Stream, deadline: number | null, tim
   await new Promise<void>((resolve) => {
     const done = (): void => {
       if (timer != null) clearTimeout(timer)
-      stream.removeEventListener('idle', done)
+      stream.removeEventListener(event, done)
       stream.removeEventListener('close', done)
       resolve()
     }
     const timer = left == null ? null : setTimeout(done, left)
-    stream.addEventListener('idle', done)
+    stream.addEventListener(event, done)
     stream.addEventListener('close', done)
   })
 }
