@@ -64,7 +64,13 @@ export interface RpcServerInit {
 export type RpcRefusal = 'answer_bytes' | 'streams'
 
 /** What one connection holds on this server: requests being handled, encoded answers not yet taken by yamux. */
-interface ConnLoad { streams: number, inflight: number, queued: number }
+interface ConnLoad {
+  streams: number
+  inflight: number
+  queued: number
+  /** an answer was refused for bytes: read no more requests until every queued answer is taken */
+  refused: boolean
+}
 
 export interface RpcServer extends Startable {
   readonly protocol: string
@@ -154,7 +160,7 @@ class RpcServerService implements RpcServer {
     const memberLimit = this.init.maxConcurrentFor?.(peer)
     const limit = memberLimit ?? this.maxConcurrent
     const connLimit = memberLimit ?? RPC_MAX_IN_FLIGHT_PER_CONNECTION
-    const load = this.loads.get(connection.id) ?? { streams: 0, inflight: 0, queued: 0 }
+    const load = this.loads.get(connection.id) ?? { streams: 0, inflight: 0, queued: 0, refused: false }
     this.loads.set(connection.id, load)
     load.streams++
     const watches = new Map<number, AbortController>()
@@ -177,6 +183,7 @@ class RpcServerService implements RpcServer {
         ((load.queued > 0 && load.queued + n > RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION) ||
          (this.queuedTotal > 0 && this.queuedTotal + n > RPC_QUEUED_ANSWER_BYTES_TOTAL))) {
         this.refuse('answer_bytes')
+        load.refused = true
         frame = encodeFrame({
           id: res.id,
           ok: false,
@@ -201,6 +208,7 @@ class RpcServerService implements RpcServer {
       } finally {
         load.queued -= held
         this.queuedTotal -= held
+        if (load.queued === 0) load.refused = false
         this.wake()
       }
     }
@@ -216,9 +224,11 @@ class RpcServerService implements RpcServer {
         if ('cancel' in req) { watches.get(req.id)?.abort(); continue }
         // at a bound, stop reading: frames queue up to readFrames' limit, then the stream pauses.
         // Bounds: this stream's and this connection's requests in flight, all requests in flight,
-        // and this connection's answers waiting for it to read them.
+        // and this connection's answers waiting for it to read them (after a refusal: until none
+        // wait, else a peer that never reads gets a fresh batch of answers built each time a
+        // partial frame slips into yamux's window).
         while (inflight.size >= limit || load.inflight >= connLimit || this.inflightTotal >= RPC_MAX_IN_FLIGHT_TOTAL ||
-          load.queued >= RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION) {
+          load.queued >= RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION || (load.refused && load.queued > 0)) {
           await this.room()
           if (stream.status !== 'open') throw new Error(`stream ${stream.status} while its requests waited for room`)
         }
