@@ -207,6 +207,7 @@ export class Daemon {
           handlers: instrumentHandlers({ ...api, 'internal.renewLease': async (p, ctx) => { if (this.ha == null) throw new RpcError('Unavailable', 'leases not started'); return await this.ha.receive(ctx.peer, p.epoch) } }, this.metrics),
           authorize: instrumentAuthorize((peer, method) => this.authorize(peer, method), this.metrics),
           maxConcurrentFor: (peer) => this.isMember(peer) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
+          onRefused: (reason) => { this.metrics.rpcRefused.inc({ reason }) },
           log: this.netLog()
         }),
         load: loadGossip({ sample: async () => await sampleHostLoad(this.cfg.dataDir, this.sm, this.id), onReport: () => { this.metrics.gossipReports.inc({ result: 'accepted' }) }, log: this.netLog() })

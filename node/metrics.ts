@@ -16,6 +16,7 @@ export interface NodeMetrics {
   raftReadySeconds: Histogram
   rpcRequests: Counter<'method' | 'error'>
   rpcSeconds: Histogram<'method'>
+  rpcRefused: Counter<'reason'>
   gossipReports: Counter<'result'>
   gossipReportAge: Gauge<'node'>
   placementDecisions: Counter<'result'>
@@ -48,6 +49,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): NodeMet
     raftMessagesDropped: new Counter({ name: 'blixard_raft_messages_dropped_total', help: 'Raft messages refused before the core by reason (non-member, spoofed, learner acting as voter, term or index out of bounds, bad entry or snapshot)', labelNames: ['reason'], registers: r }),
     raftReadySeconds: new Histogram({ name: 'blixard_raft_ready_duration_seconds', help: 'Time to persist, send and apply one Ready', buckets: ms, registers: r }),
     rpcRequests: new Counter({ name: 'blixard_rpc_requests_total', help: 'RPC requests served by method and error kind (none = success)', labelNames: ['method', 'error'], registers: r }),
+    rpcRefused: new Counter({ name: 'blixard_rpc_refused_total', help: 'RPC work refused by a resource bound: answer_bytes (an answer too big for the bytes already queued for its connection or for all peers, answered Unavailable), streams (a stream over the process-wide cap, reset)', labelNames: ['reason'], registers: r }),
     rpcSeconds: new Histogram({ name: 'blixard_rpc_duration_seconds', help: 'RPC latency by method', labelNames: ['method'], buckets: ms, registers: r }),
     gossipReports: new Counter({ name: 'blixard_gossip_reports_total', help: 'Load reports received by result', labelNames: ['result'], registers: r }),
     gossipReportAge: new Gauge({ name: 'blixard_gossip_report_age_seconds', help: 'Age of the freshest load report per node', labelNames: ['node'], registers: r }),

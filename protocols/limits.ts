@@ -67,6 +67,24 @@ export const RPC_MEMBER_MAX_CONCURRENT = 1024
 /** Forwarded writes per internal.proposeMany call, and their encoded bytes (under the frame limit) */
 export const MAX_FORWARD_BATCH = 256
 export const MAX_FORWARD_BATCH_BYTES = 512 * 1024
+/** RPC requests in flight on all the streams of one connection (a member's connection: its
+ * maxConcurrentFor bound). Without it a peer multiplies the per-stream bound by its 32 streams:
+ * 16 streams x 64 vm.list answers of 0.9 MiB were ~920 MiB built at once (issue 12). 32 covers
+ * bench:raft's 32 clients a connection, one write each in flight. */
+export const RPC_MAX_IN_FLIGHT_PER_CONNECTION = 32
+/** RPC requests in flight in this process, all peers together. */
+export const RPC_MAX_IN_FLIGHT_TOTAL = 4096
+/** RPC streams open in this process (libp2p bounds them per connection; this bounds the sum). */
+export const RPC_MAX_STREAMS_TOTAL = 1024
+/** Encoded answers queued for one connection (waiting for its peer to read). An answer that would
+ * cross it while others wait is refused with Unavailable instead of held, and the connection's
+ * streams stop reading requests until it drains. Four maximal answers. */
+export const RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION = 4 * MiB
+/** The same for all connections together: what peers that do not read can make this node hold. */
+export const RPC_QUEUED_ANSWER_BYTES_TOTAL = 32 * MiB
+/** Answers up to this size are never refused for queued bytes (status, write results): they stay
+ * bounded by the in-flight caps, and refusing them would starve the admin behind a big reader. */
+export const RPC_SMALL_ANSWER_BYTES = 16 * KiB
 /** Open `watch` subscriptions per RPC stream. */
 export const RPC_MAX_WATCHES_PER_STREAM = 16
 /** Raw bytes a libp2p stream may hold unread. Yamux lets a sender fill up to its 16 MiB window
@@ -74,6 +92,9 @@ export const RPC_MAX_WATCHES_PER_STREAM = 16
 export const STREAM_READ_BUFFER_BYTES = 17 * MiB
 /** Decoded frames buffered on a read side before the stream is paused. */
 export const MAX_FRAMES_BUFFERED = 64
+/** ... and their encoded bytes: 64 maximal RPC requests would otherwise be 64 MiB a stream. One
+ * frame is always taken, so a maximal Raft frame (16 MiB) still passes. */
+export const MAX_FRAME_BYTES_BUFFERED = 4 * MiB
 
 /** Load gossip: publish period and the age after which a report counts as stale. */
 export const LOAD_INTERVAL_MS = 1000

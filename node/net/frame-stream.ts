@@ -4,12 +4,14 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { FrameDecoder, decodePayload, encodeFrame } from '../../protocols/framing.ts'
-import { MAX_FRAMES_BUFFERED, FRAME_READ_TIMEOUT_MS, MAX_PARTIAL_FRAME_BYTES_TOTAL } from '../../protocols/limits.ts'
+import { MAX_FRAMES_BUFFERED, MAX_FRAME_BYTES_BUFFERED, FRAME_READ_TIMEOUT_MS, MAX_PARTIAL_FRAME_BYTES_TOTAL } from '../../protocols/limits.ts'
 
 export interface ReadFramesOptions {
   maxFrameBytes: number
   /** decoded frames held before the stream is paused (default MAX_FRAMES_BUFFERED) */
   maxBuffered?: number
+  /** their encoded bytes held before the stream is paused (default MAX_FRAME_BYTES_BUFFERED) */
+  maxBufferedBytes?: number
   /** a started frame must complete within this (ms), else the stream is reset (default FRAME_READ_TIMEOUT_MS) */
   frameTimeoutMs?: number
 }
@@ -25,7 +27,10 @@ export function partialFrameBytes (): number { return partialBytesTotal }
 export async function * readFrames (stream: Stream, opts: ReadFramesOptions): AsyncGenerator<unknown, void, undefined> {
   const decoder = new FrameDecoder(opts.maxFrameBytes)
   const maxBuffered = opts.maxBuffered ?? MAX_FRAMES_BUFFERED
-  const queue: unknown[] = []
+  const maxBufferedBytes = opts.maxBufferedBytes ?? MAX_FRAME_BYTES_BUFFERED
+  const queue: Array<{ value: unknown, bytes: number }> = []
+  let queuedBytes = 0
+  const full = (): boolean => queue.length >= maxBuffered || queuedBytes >= maxBufferedBytes
   let error: Error | null = null
   let ended = false
   let remoteClosed = false
@@ -62,8 +67,10 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
     if (error != null) return
     try {
       const chunks = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data]
-      for (const c of chunks) for (const f of decoder.push(c)) queue.push(decodePayload(f))
-      if (queue.length >= maxBuffered && stream.readStatus === 'readable') stream.pause()
+      for (const c of chunks) {
+        for (const f of decoder.push(c)) { queue.push({ value: decodePayload(f), bytes: f.byteLength }); queuedBytes += f.byteLength }
+      }
+      if (full() && stream.readStatus === 'readable') stream.pause()
       if (partialBytesTotal - held + decoder.buffered() > MAX_PARTIAL_FRAME_BYTES_TOTAL) {
         throw new Error(`incomplete frames of all streams exceed ${MAX_PARTIAL_FRAME_BYTES_TOTAL} bytes: stream reset`)
       }
@@ -94,10 +101,14 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
     if (stream.status !== 'open') ended = true
     else if (stream.remoteWriteStatus === 'closed') onRemoteCloseWrite()
     for (;;) {
+      // a stream that failed (reset by either side, bad bytes) yields nothing more: frames still
+      // queued would have nobody to answer, and a peer that left would still cost their work
+      if (error != null) throw error
       if (queue.length > 0) {
-        const v = queue.shift()
-        if (stream.readStatus === 'paused' && queue.length <= maxBuffered / 2) stream.resume()
-        yield v
+        const v = queue.shift()!
+        queuedBytes -= v.bytes
+        if (stream.readStatus === 'paused' && queue.length <= maxBuffered / 2 && queuedBytes <= maxBufferedBytes / 2) stream.resume()
+        yield v.value
         continue
       }
       if (error != null) throw error
@@ -117,11 +128,54 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
   }
 }
 
-/** Sends one frame; when the stream's buffer is full, waits for it to drain (backpressure), at
- * most `drainTimeoutMs` when given (then rejects with the abort reason, a TimeoutError). */
+/** Sends one frame and returns once the stream has handed all of it to the muxer (yamux's window
+ * had room). When a write finds the window exhausted, it waits for the peer to read (its window
+ * update empties the write buffer), at most `drainTimeoutMs` when given; then the stream is aborted
+ * and the TimeoutError thrown.
+ *
+ * Why not `stream.send()` + `stream.onDrain()`: libp2p 3 creates the drain promise once per stream
+ * and never renews it, so after the first drain `onDrain()` resolves at once, and `send()` appends
+ * to an unbounded write buffer — a writer to a peer that paused its reading grew our heap by every
+ * frame it wrote (test/net/backpressure.test.ts: 98 MiB in 1.5 s). Here the write buffer itself is
+ * the credit: a writer waits (before and after) until it is empty, so concurrent writers on one
+ * stream hold at most one frame beyond yamux's window between them. */
 export async function writeFrame (stream: Stream, value: unknown, maxFrameBytes: number, drainTimeoutMs?: number): Promise<void> {
-  const frame = encodeFrame(value, maxFrameBytes)
-  if (!stream.send(frame)) {
-    await stream.onDrain(drainTimeoutMs == null ? undefined : { signal: AbortSignal.timeout(drainTimeoutMs) })
+  await writeFrameBytes(stream, encodeFrame(value, maxFrameBytes), drainTimeoutMs)
+}
+
+/** writeFrame for a frame already encoded (encodeFrame), when the caller needs its size first. */
+export async function writeFrameBytes (stream: Stream, frame: Uint8Array, drainTimeoutMs?: number): Promise<void> {
+  const deadline = drainTimeoutMs == null ? null : Date.now() + drainTimeoutMs
+  // the check and the send must run in one synchronous step: writers woken by the same 'idle'
+  // would otherwise all see an empty buffer and all append (a helper function's return adds ticks)
+  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs, 'idle')
+  // false with an empty write buffer: yamux took the frame but the connection below is saturated
+  // (or closing); wait for it to drain, so that a dying connection fails this write, not a later one
+  if (!stream.send(frame) && stream.writeBufferLength === 0) await writeBufferProgress(stream, deadline, drainTimeoutMs, 'drain')
+  while (stream.writeBufferLength > 0) await writeBufferProgress(stream, deadline, drainTimeoutMs, 'idle')
+  if (stream.status !== 'open') throw new Error(`stream ${stream.status} before the frame was sent`)
+}
+
+/** Waits once for `event` (the write buffer empty: 'idle'; the connection drained: 'drain'), the stream to close, or the deadline (then
+ * the stream is aborted and a TimeoutError thrown). */
+async function writeBufferProgress (stream: Stream, deadline: number | null, timeoutMs: number | undefined, event: 'idle' | 'drain'): Promise<void> {
+  if (stream.status !== 'open') throw new Error(`stream ${stream.status} with ${stream.writeBufferLength} bytes unsent`)
+  const left = deadline == null ? null : deadline - Date.now()
+  if (left != null && left <= 0) {
+    const err = new Error(`peer did not read ${stream.writeBufferLength} queued bytes within ${timeoutMs ?? 0} ms: stream reset`)
+    err.name = 'TimeoutError'
+    stream.abort(err)
+    throw err
   }
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      if (timer != null) clearTimeout(timer)
+      stream.removeEventListener(event, done)
+      stream.removeEventListener('close', done)
+      resolve()
+    }
+    const timer = left == null ? null : setTimeout(done, left)
+    stream.addEventListener(event, done)
+    stream.addEventListener('close', done)
+  })
 }

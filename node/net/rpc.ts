@@ -9,13 +9,14 @@ import {
   type MethodName, type ParamsOf, type ResultOf, type RpcRequest, type RpcResponse, type StreamingMethodName,
   type UnaryMethodName
 } from '../../protocols/rpc.ts'
-import { WireError } from '../../protocols/framing.ts'
+import { WireError, encodeFrame } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
-  RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS
+  RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL,
+  RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION, RPC_QUEUED_ANSWER_BYTES_TOTAL, RPC_SMALL_ANSWER_BYTES
 } from '../../protocols/limits.ts'
 import type { NetComponents } from './components.ts'
-import { readFrames, writeFrame } from './frame-stream.ts'
+import { readFrames, writeFrame, writeFrameBytes } from './frame-stream.ts'
 import { errFields, stderrLog, type NetLog } from './log.ts'
 
 export { RPC_PROTOCOL }
@@ -55,12 +56,39 @@ export interface RpcServerInit {
   maxFrameBytes?: number
   /** inbound RPC streams per connection (default 32) */
   maxInboundStreams?: number
+  /** called when a bound refuses work: an answer too big for what is already queued for its
+   * connection or for all (answer_bytes), a stream over RPC_MAX_STREAMS_TOTAL (streams) */
+  onRefused?: (reason: RpcRefusal) => void
+}
+
+export type RpcRefusal = 'answer_bytes' | 'streams'
+
+/** What one connection holds on this server: requests being handled, encoded answers not yet taken by yamux. */
+interface ConnLoad {
+  streams: number
+  inflight: number
+  queued: number
+  /** an answer was refused for bytes: read no more requests until every queued answer is taken */
+  refused: boolean
 }
 
 export interface RpcServer extends Startable {
   readonly protocol: string
   /** requests answered since start, by outcome */
-  stats: () => { ok: number, failed: number, rejectedStreams: number }
+  stats: () => RpcServerStats
+}
+
+export interface RpcServerStats {
+  ok: number
+  failed: number
+  rejectedStreams: number
+  /** answers replaced by Unavailable because too many answer bytes waited for their peer(s) */
+  refusedAnswers: number
+  /** streams reset at once because RPC_MAX_STREAMS_TOTAL were open */
+  refusedStreams: number
+  /** now: requests being handled, and encoded answer bytes waiting for peers to read them */
+  inflight: number
+  queuedAnswerBytes: number
 }
 
 export function rpcServer (init: RpcServerInit): (components: NetComponents) => RpcServer {
@@ -75,7 +103,12 @@ class RpcServerService implements RpcServer {
   private readonly maxFrameBytes: number
   private readonly open = new Set<Stream>()
   private started = false
-  private readonly counts = { ok: 0, failed: 0, rejectedStreams: 0 }
+  private readonly counts = { ok: 0, failed: 0, rejectedStreams: 0, refusedAnswers: 0, refusedStreams: 0 }
+  // per connection and in total (this server): bounded by RPC_MAX_IN_FLIGHT_* and RPC_QUEUED_ANSWER_BYTES_*
+  private readonly loads = new Map<string, ConnLoad>()
+  private inflightTotal = 0
+  private queuedTotal = 0
+  private waiters: Array<() => void> = []
 
   constructor (private readonly components: NetComponents, private readonly init: RpcServerInit) {
     this.protocol = init.protocol ?? RPC_PROTOCOL
@@ -102,27 +135,81 @@ class RpcServerService implements RpcServer {
   }
 
   isStarted (): boolean { return this.started }
-  stats (): { ok: number, failed: number, rejectedStreams: number } { return { ...this.counts } }
+  stats (): RpcServerStats { return { ...this.counts, inflight: this.inflightTotal, queuedAnswerBytes: this.queuedTotal } }
+
+  /** wakes every read loop waiting for room; each re-checks its own bounds */
+  private wake (): void { const w = this.waiters; this.waiters = []; for (const f of w) f() }
+  private async room (): Promise<void> { await new Promise<void>(resolve => this.waiters.push(resolve)) }
+
+  private refuse (reason: RpcRefusal): void {
+    if (reason === 'streams') this.counts.refusedStreams++
+    else this.counts.refusedAnswers++
+    try { this.init.onRefused?.(reason) } catch { /* a metric must not break serving */ }
+  }
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
+    if (this.open.size >= RPC_MAX_STREAMS_TOTAL) {
+      this.refuse('streams')
+      this.log('warn', 'rpc.stream.refused', { peer, reason: `${RPC_MAX_STREAMS_TOTAL} RPC streams open` })
+      stream.abort(new Error(`this node has ${RPC_MAX_STREAMS_TOTAL} RPC streams open`))
+      return
+    }
     const gone = new AbortController()
     const inflight = new Set<Promise<void>>()
-    const limit = this.init.maxConcurrentFor?.(peer) ?? this.maxConcurrent
+    const memberLimit = this.init.maxConcurrentFor?.(peer)
+    const limit = memberLimit ?? this.maxConcurrent
+    const connLimit = memberLimit ?? RPC_MAX_IN_FLIGHT_PER_CONNECTION
+    const load = this.loads.get(connection.id) ?? { streams: 0, inflight: 0, queued: 0, refused: false }
+    this.loads.set(connection.id, load)
+    load.streams++
     const watches = new Map<number, AbortController>()
-    let slotFree: (() => void) | null = null
     this.open.add(stream)
-    // a caller that stops reading answers is dropped rather than holding handlers forever
+    // Answers are encoded as soon as they exist and counted until yamux takes them, per connection
+    // and in total. One that would cross a bound while others wait is refused (Unavailable, small)
+    // rather than held: a peer that does not read cannot make us hold more than the bounds. Small
+    // answers always pass (the in-flight caps bound them). A caller that does not drain what we
+    // wrote within WRITE_TIMEOUT_MS is dropped rather than holding handlers forever.
     const send = async (res: RpcResponse): Promise<void> => {
+      let frame: Uint8Array
       try {
-        await writeFrame(stream, res, this.maxFrameBytes, WRITE_TIMEOUT_MS)
+        frame = encodeFrame(res, this.maxFrameBytes)
       } catch (err) {
-        if (err instanceof WireError && err.kind === 'TooLarge') {
-          await send({ id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } })
-        } else {
-          stream.abort(err instanceof Error ? err : new Error(String(err)))
-          throw err
+        if (!(err instanceof WireError && err.kind === 'TooLarge')) throw err
+        frame = encodeFrame({ id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } }, this.maxFrameBytes)
+      }
+      const n = frame.byteLength
+      if (n > RPC_SMALL_ANSWER_BYTES &&
+        ((load.queued > 0 && load.queued + n > RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION) ||
+         (this.queuedTotal > 0 && this.queuedTotal + n > RPC_QUEUED_ANSWER_BYTES_TOTAL))) {
+        this.refuse('answer_bytes')
+        load.refused = true
+        frame = encodeFrame({
+          id: res.id,
+          ok: false,
+          error: { kind: 'Unavailable', message: `answer of ${n} bytes refused: ${load.queued} bytes of answers wait for this connection to read them (cap ${RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION}), ${this.queuedTotal} for all (cap ${RPC_QUEUED_ANSWER_BYTES_TOTAL}); read your answers, then retry` }
+        }, this.maxFrameBytes)
+      }
+      const held = frame.byteLength
+      load.queued += held
+      this.queuedTotal += held
+      try {
+        await writeFrameBytes(stream, frame, WRITE_TIMEOUT_MS)
+      } catch (err) {
+        const e = err instanceof Error ? err : new Error(String(err))
+        stream.abort(e)
+        // a peer that is not a member and leaves our answers unread loses its connection, not only
+        // this stream: its other streams' queued requests would each cost a round of answers
+        if (memberLimit == null && e.name === 'TimeoutError') {
+          this.log('warn', 'rpc.peer.dropped', { peer, reason: e.message })
+          connection.abort(e)
         }
+        throw new SendFailed(e)
+      } finally {
+        load.queued -= held
+        this.queuedTotal -= held
+        if (load.queued === 0) load.refused = false
+        this.wake()
       }
     }
     try {
@@ -135,12 +222,27 @@ class RpcServerService implements RpcServer {
           throw err
         }
         if ('cancel' in req) { watches.get(req.id)?.abort(); continue }
-        // at the bound, stop reading: frames queue up to readFrames' limit, then the stream pauses
-        while (inflight.size >= limit) await new Promise<void>(resolve => { slotFree = resolve })
+        // at a bound, stop reading: frames queue up to readFrames' limit, then the stream pauses.
+        // Bounds: this stream's and this connection's requests in flight, all requests in flight,
+        // and this connection's answers waiting for it to read them (after a refusal: until none
+        // wait, else a peer that never reads gets a fresh batch of answers built each time a
+        // partial frame slips into yamux's window).
+        while (inflight.size >= limit || load.inflight >= connLimit || this.inflightTotal >= RPC_MAX_IN_FLIGHT_TOTAL ||
+          load.queued >= RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION || (load.refused && load.queued > 0)) {
+          await this.room()
+          if (stream.status !== 'open') throw new Error(`stream ${stream.status} while its requests waited for room`)
+        }
+        if (stream.status !== 'open') break // reset while its requests waited: nobody to answer
         const ctx: RpcCallContext = { peer, connection, method: req.method as MethodName, signal: gone.signal }
+        load.inflight++
+        this.inflightTotal++
         const p: Promise<void> = this.handle(req, ctx, send, watches)
           .catch(err => { this.log('debug', 'rpc.answer.failed', { peer, ...errFields(err) }) })
-          .finally(() => { inflight.delete(p); const f = slotFree; slotFree = null; f?.() })
+          .finally(() => {
+            inflight.delete(p); load.inflight--; this.inflightTotal--
+            if (load.streams === 0 && load.inflight === 0) this.loads.delete(connection.id)
+            this.wake()
+          })
         inflight.add(p)
       }
       // the caller closed its side: finish the answers still owed, end watches, then close ours
@@ -159,6 +261,8 @@ class RpcServerService implements RpcServer {
       gone.abort()
       for (const w of watches.values()) w.abort()
       this.open.delete(stream)
+      if (--load.streams === 0 && load.inflight === 0) this.loads.delete(connection.id)
+      this.wake()
     }
   }
 
@@ -203,12 +307,18 @@ class RpcServerService implements RpcServer {
       }
       this.counts.ok++
     } catch (err) {
+      if (err instanceof SendFailed) throw err // the stream is gone: nothing to answer, nothing to log as the handler's
       this.counts.failed++
       const error = toRpcErrorBody(err)
       if (error.kind === 'Internal') this.log('error', 'rpc.handler.failed', { peer: ctx.peer, method, ...errFields(err) })
       if (!ctx.signal.aborted) await send({ id, ok: false, error })
     }
   }
+}
+
+/** Writing an answer failed (peer gone or not reading): not the handler's error. */
+class SendFailed extends Error {
+  constructor (cause: Error) { super(`answer not delivered: ${cause.message}`, { cause }); this.name = 'SendFailed' }
 }
 
 // ---- client ----

@@ -17,7 +17,7 @@ test('frames arrive in order and the reader ends when the writer half-closes', a
   for await (const v of readFrames(inb, { maxFrameBytes: 1 << 20, maxBuffered: 8 })) {
     got.push((v as { i: number }).i)
     if (inb.readStatus === 'paused') sawPause = true
-    if (got.length % 100 === 0) await new Promise(resolve => setTimeout(resolve, 1)) // a slow consumer
+    if (got.length % 20 === 0) await new Promise(resolve => setTimeout(resolve, 2)) // a slow consumer
   }
   await writing
   assert.is(got.length, n)
