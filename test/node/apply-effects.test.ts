@@ -1,0 +1,24 @@
+// What an applied command sets in motion on a node (node/apply-effects.ts effectsOf): learning
+// another node's addresses, waking the scheduler, waking the agent; nothing for a refused command.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { effectsOf } from '../../node/apply-effects.ts'
+import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
+import { vmSpec } from '../../sim/workload.ts'
+
+const ok: ApplyResult = { ok: true }
+const refused: ApplyResult = { ok: false, error: { kind: 'NotFound', message: 'no such VM' } }
+const env = (cmd: Command): CommandEnvelope => ({ cmd, at: 0 })
+
+const cases: Array<[string, Command, ApplyResult, ReturnType<typeof effectsOf>]> = [
+  ['another node registers: learn its addresses', { type: 'UpdateNode', id: 'n2' } as unknown as Command, ok, { learnAddrsOf: 'n2', kickScheduler: false, kickAgent: true }],
+  ['this node updates itself: nothing to learn', { type: 'UpdateNode', id: 'self' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true }],
+  ['a VM is created: place it', { type: 'CreateVm', id: 'vm1', spec: vmSpec('vm1', 1, 128), desired: 'running' }, ok, { learnAddrsOf: null, kickScheduler: true, kickAgent: true }],
+  ['a status report changes nothing to act on', { type: 'ReportVmStatus' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: false }],
+  ['a refused command sets nothing in motion', { type: 'CreateVm', id: 'vm1', spec: vmSpec('vm1', 1, 128), desired: 'running' }, refused, { learnAddrsOf: null, kickScheduler: false, kickAgent: false }]
+]
+for (const [name, cmd, r, want] of cases) {
+  test(name, () => { assert.equal(effectsOf('self', env(cmd), r), want) })
+}
+
+test.run()
