@@ -5,6 +5,7 @@ import { mkdir, readFile, writeFile, chmod, stat, rename } from 'node:fs/promise
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import type { Signer } from '../protocols/auth.ts'
 
 export const IDENTITY_FILE = 'identity.key'
 
@@ -40,4 +41,12 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ privateK
   await writeFile(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600 })
   await rename(tmp, path)
   return { privateKey, created: true }
+}
+
+/** The identity with a signer over it: a node signs its own commands and its scheduling decisions
+ * with the key that is also its libp2p peer id. */
+export async function loadSigningIdentity (dataDir: string): Promise<{ privateKey: PrivateKey, created: boolean, signer: Signer }> {
+  const { privateKey, created } = await loadOrCreateIdentity(dataDir)
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+  return { privateKey, created, signer: { peerId: peerIdFromPrivateKey(privateKey).toString(), sign: (data) => privateKey.sign(data) } }
 }

@@ -78,6 +78,25 @@ export class Membership {
   /** This node starts with no configuration: bind it to the peers that will admit it. */
   bindFresh (): void { this.joinAdmitters = new Set() }
 
+  /** At start: a store without a configuration is a fresh node, bound until a leader admits it. */
+  bindIfFresh (): void {
+    const { conf } = this.d.store.initialState()
+    if (conf.voters.length > 0 || conf.learners.length > 0) return
+    this.d.log.info('fresh data dir: looking for a cluster to join, or peers to bootstrap one with', { expect: this.d.expect })
+    this.bindFresh()
+  }
+
+  /** The periodic rounds the daemon runs, each with its period: formation (bootstrap or join),
+   * autopilot (on the leader), self-registration, and vote recovery. */
+  rounds (): Array<[number, () => Promise<void>]> {
+    return [
+      [MEMBERSHIP_LOOP_MS, async () => { await this.formationRound() }],
+      [this.d.cfg.autopilot.intervalMs, async () => { await this.autopilotRound() }],
+      [SELF_REGISTRATION_EVERY_MS, async () => { await this.registerSelf() }],
+      [SELF_REGISTRATION_EVERY_MS, async () => { await this.voteRecovery() }]
+    ]
+  }
+
   /** The peers a fresh node takes Raft traffic from (undefined: not bound). */
   admitters (): readonly string[] | undefined { return this.joinAdmitters === null ? undefined : [...this.joinAdmitters] }
 

@@ -66,10 +66,10 @@ export function nodesFor (seed: number, fixed: 3 | 5 | null): 3 | 5 {
 }
 
 /** Run one seed, turning an exception (a crash of the code under test) into a violation. */
-export function runSafely (seed: number, o: Pick<CliOptions, 'nodes' | 'steps' | 'bug' | 'trace'>): RunResult {
+export async function runSafely (seed: number, o: Pick<CliOptions, 'nodes' | 'steps' | 'bug' | 'trace'>): Promise<RunResult> {
   const nodes = nodesFor(seed, o.nodes)
   try {
-    return runSeed({ seed, nodes, steps: o.steps, bug: o.bug, trace: o.trace })
+    return await runSeed({ seed, nodes, steps: o.steps, bug: o.bug, trace: o.trace })
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err))
     const where = (e.stack ?? '').split('\n').slice(1, 4).map(l => l.trim()).join(' < ')
@@ -92,13 +92,13 @@ function report (r: RunResult): void {
 interface WorkerJob { seeds: number[], nodes: 3 | 5 | null, steps: number, bug: SimBug | null }
 
 function workerMain (): void {
-  process.on('message', (job: WorkerJob) => {
+  process.on('message', (job: WorkerJob) => { void (async () => {
     for (const seed of job.seeds) {
-      const r = runSafely(seed, { nodes: job.nodes, steps: job.steps, bug: job.bug, trace: false })
+      const r = await runSafely(seed, { nodes: job.nodes, steps: job.steps, bug: job.bug, trace: false })
       process.send?.(r)
     }
     // The parent disconnects once it has every result; then this process has nothing left and exits.
-  })
+  })() })
 }
 
 async function main (): Promise<void> {
@@ -118,7 +118,7 @@ async function main (): Promise<void> {
   const workers = o.trace || seeds.length < 20 ? 1 : o.workers
   if (workers === 1) {
     for (const seed of seeds) {
-      const r = runSafely(seed, o)
+      const r = await runSafely(seed, o)
       if (o.trace) process.stdout.write(r.trace.join('\n') + (r.trace.length > 0 ? '\n' : ''))
       report(r)
       violations += r.violations.length

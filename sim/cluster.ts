@@ -5,8 +5,8 @@ import type { AnyConfChange, ConfState, Message, Ready } from '../protocols/raft
 import { confChangeText } from '../protocols/raft/confchange.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import { Network } from './network.ts'
-import { Replica } from './replica.ts'
-import type { ReplicaTuning, RpcReply } from './replica.ts'
+import { Replica, isRpcFrame } from './replica.ts'
+import type { ReplicaTuning, RpcReply, Wire } from './replica.ts'
 import type { CommandEnvelope } from '../protocols/commands.ts'
 
 export interface ClusterOptions extends ReplicaTuning {
@@ -19,7 +19,12 @@ export type ClientRequest =
   | { kind: 'stale-read', vm: string }
 
 /** One line per message for traces: only stable fields, no object identity. */
-export function describeMessage (m: Message): string {
+export function describeMessage (w: Wire): string {
+  if (isRpcFrame(w)) {
+    if (w.rpc === 'req') return `rpc propose${w.many ? 'Many' : ''} #${w.id} keys=${w.envs.map(e => e.key ?? '?').join(',')}`
+    return `rpc answer #${w.id} ${w.ok ? 'ok' : w.error.kind}`
+  }
+  const m: Message = w
   let s = `${m.type} term=${m.term}`
   if (m.index !== undefined) s += ` index=${m.index}`
   if (m.logTerm !== undefined) s += ` logTerm=${m.logTerm}`
@@ -31,7 +36,7 @@ export function describeMessage (m: Message): string {
 }
 
 export class Cluster {
-  readonly net: Network<Message>
+  readonly net: Network<Wire>
   /** every replica ever created, in creation order (n1, n2, ...) */
   readonly replicas: Replica[] = []
   private readonly byId = new Map<string, Replica>()
@@ -49,11 +54,12 @@ export class Cluster {
   private nextId: number
 
   constructor (private readonly o: ClusterOptions) {
-    this.net = new Network<Message>(o.sched, o.rng.fork('network'), (from, to, m) => {
+    this.net = new Network<Wire>(o.sched, o.rng.fork('network'), (from, to, m) => {
       const r = this.byId.get(to)
       const there = r !== undefined && r.up
       o.trace?.(`${to} <- ${from} ${describeMessage(m)}${there ? '' : ' (nobody there)'}`)
-      return there && r.receive(m)
+      if (!there) return false
+      return isRpcFrame(m) ? r.receiveRpc(from, m) : r.receive(m)
     })
     const voters: string[] = []
     for (let i = 1; i <= o.nodes; i++) voters.push(`n${i}`)

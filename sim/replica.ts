@@ -6,8 +6,12 @@
 // committed log after it.
 import type { RaftBug, RaftStatus } from '../protocols/raft/index.ts'
 import type { Message, Ready } from '../protocols/raft/types.ts'
-import type { BlixError, CommandEnvelope } from '../protocols/commands.ts'
+import type { ApplyResult, BlixError, CommandEnvelope } from '../protocols/commands.ts'
 import type { BlixardError } from '../protocols/errors.ts'
+import { RpcError, toRpcErrorBody } from '../protocols/rpc.ts'
+import type { ForwardedResult, RpcErrorBody } from '../protocols/rpc.ts'
+import { FORWARDER_BUGS, Forwarder } from '../node/core/forwarder.ts'
+import type { ForwarderBug } from '../node/core/forwarder.ts'
 import { StateMachine, UNCHECKED_AUTHORITY } from '../storage/state-machine.ts'
 import { MemoryKv } from '../storage/memory-kv.ts'
 import { RaftNode } from '../node/core/raft-node.ts'
@@ -33,15 +37,39 @@ const MAX_READY_ROUNDS = 10_000
 /** Planted bugs: the Raft core's (protocols/raft), the shipped loop's (node/core/raft-loop.ts:
  * 'ack-before-sync', 'vote-before-persist'), and the log store's 'conf-not-rolled-back', which
  * reads an uncommitted (later truncated) conf entry into the configuration after a restart. */
-/** no-self-fence: sim/ha.ts's hosts never stop their guests when their lease runs out */
-export type SimBug = RaftBug | LoopBug | 'conf-not-rolled-back' | 'no-self-fence'
+/** no-self-fence: sim/ha.ts's hosts never stop their guests when their lease runs out;
+ * 'retry-new-key' is the shipped forwarder's (node/core/forwarder.ts) */
+export type SimBug = RaftBug | LoopBug | ForwarderBug | 'conf-not-rolled-back' | 'no-self-fence'
+
+/** The RPCs the shipped forwarder makes to a leader (internal.propose and internal.proposeMany in
+ * node/api.ts), as frames on the same simulated network as Raft: partitions, loss, delay and
+ * duplication strike them alike. */
+export type RpcFrame =
+  | { rpc: 'req', id: number, many: boolean, envs: CommandEnvelope[] }
+  | { rpc: 'res', id: number, ok: true, value: ApplyResult | ForwardedResult[] }
+  | { rpc: 'res', id: number, ok: false, error: RpcErrorBody }
+export type Wire = Message | RpcFrame
+
+export function isRpcFrame (w: Wire): w is RpcFrame {
+  return 'rpc' in w
+}
+
+/** Where and at which index each applied result was committed (by object identity: results are
+ * handed over the simulated network unserialized), so a client's answer names its entry for the
+ * durability checker, whichever replica forwarded it. */
+const committedAt = new WeakMap<ApplyResult, { index: number, data: Uint8Array, node: string }>()
+
+interface PendingCall {
+  resolve: (v: unknown) => void
+  reject: (e: unknown) => void
+}
 
 /** How many ticks a replica waits, after its leader's connections all closed, before it campaigns. */
 const LEADER_LOST_SLOT_TICKS = 3
 
 export type RpcReply =
-  | { ok: true, view: VmView | null, index: number, data: Uint8Array | null, node: string, incarnation: number, applied: number }
-  | { ok: false, error: BlixError, index: number, data: Uint8Array | null, node: string }
+  | { ok: true, view: VmView | null, index: number, data: Uint8Array | null, node: string, incarnation: number, applied: number, definite?: boolean }
+  | { ok: false, error: BlixError, index: number, data: Uint8Array | null, node: string, definite?: boolean }
 
 /** What a seed sets for every replica alike (the cluster passes it through unchanged). */
 export interface ReplicaTuning {
@@ -58,7 +86,7 @@ export interface ReplicaTuning {
 }
 
 export interface ReplicaEnv extends ReplicaTuning {
-  net: Network<Message>
+  net: Network<Wire>
   /** Asked right after a Ready's messages went out: crash now? (power loss between send and the next step) */
   crashAfterSend: (r: Replica, rd: Ready) => boolean
   /** Told after a Ready's committed entries were applied (a fault may strike right then). */
@@ -92,6 +120,12 @@ export class Replica {
   private compactEvery: number
   private readonly raftBugs: ReadonlySet<RaftBug>
   private readonly loopBugs: ReadonlySet<LoopBug>
+  private readonly forwarderBugs: ReadonlySet<ForwarderBug>
+  /** the shipped write path of the current life: proposes here when leading, else forwards */
+  private forwarder: Forwarder<string> | null = null
+  /** forwarded calls of the current life waiting for the leader's answer, by frame id */
+  private readonly calls = new Map<number, PendingCall>()
+  private nextCall = 1
 
   constructor (id: string, store: MemoryLogStore, private readonly env: ReplicaEnv) {
     this.id = id
@@ -99,12 +133,15 @@ export class Replica {
     this.compactEvery = env.rng.range(8, 60)
     const raftBugs = new Set<RaftBug>()
     const loopBugs = new Set<LoopBug>()
+    const forwarderBugs = new Set<ForwarderBug>()
     for (const b of env.bugs) {
       if ((LOOP_BUGS as readonly string[]).includes(b)) loopBugs.add(b as LoopBug)
+      else if ((FORWARDER_BUGS as readonly string[]).includes(b)) forwarderBugs.add(b as ForwarderBug)
       else if (b !== 'conf-not-rolled-back' && b !== 'no-self-fence') raftBugs.add(b as RaftBug)
     }
     this.raftBugs = raftBugs
     this.loopBugs = loopBugs
+    this.forwarderBugs = forwarderBugs
   }
 
   /** The core's status while up (what the checkers look at). */
@@ -162,8 +199,11 @@ export class Replica {
       raftBugs: this.raftBugs,
       loopBugs: this.loopBugs,
       hooks: {
-        onRole: (role, _leader, term) => {
+        onRole: (role, leader, term) => {
           this.term = term
+          // as node/daemon.ts does: forwarded writes stop waiting on a deposed leader
+          this.forwarder?.leaderChanged(leader)
+          sched.promiseWork = true
           if (this.role === role) return
           this.role = role
           this.trace(`role ${role} term=${term}`)
@@ -196,6 +236,7 @@ export class Replica {
       }
     })
     this.core = core
+    this.forwarder = this.buildForwarder(core, inc)
     this.applied = core.applied()
     this.term = core.status().term
     this.trace(`start inc=${inc} snap=${this.store.snapshot().meta.index} last=${this.store.lastIndex()} term=${this.term}`)
@@ -208,6 +249,8 @@ export class Replica {
     this.core?.crash()
     this.store.crash()
     this.core = null
+    this.forwarder = null
+    this.calls.clear() // their answers would reach a process that no longer exists
     this.sm = null
     this.up = false
     this.incarnation++
@@ -230,16 +273,115 @@ export class Replica {
 
   // --- client requests -------------------------------------------------------
 
+  /** A client's write, submitted here and carried by the shipped forwarder: proposed here when
+   * leading, else forwarded (batched with the other writes of the same turn) to the leader this
+   * replica knows, retried under the same key. A client whose replica crashes hears nothing. */
   write (env: CommandEnvelope, reply: (r: RpcReply) => void): void {
-    if (!this.up || this.core === null) return
+    if (!this.up || this.forwarder === null) return
     const inc = this.incarnation
-    this.core.propose({ ...env, key: env.key as string }, (o) => {
-      if (!o.ok) { reply(this.refusal(o.error)); return }
-      const r = o.result
+    const live = (): boolean => this.up && this.incarnation === inc
+    this.forwarder.propose({ ...env, key: env.key as string }).then((r) => {
+      if (!live()) return
+      const at = committedAt.get(r)
+      const index = at?.index ?? -1
+      const data = at?.data ?? null
+      const node = at?.node ?? this.id
       reply(r.ok
-        ? { ok: true, view: null, index: o.index, data: o.data, node: this.id, incarnation: inc, applied: o.index }
-        : { ok: false, error: r.error, index: o.index, data: o.data, node: this.id })
+        ? { ok: true, view: null, index, data, node, incarnation: inc, applied: index, definite: true }
+        : { ok: false, error: r.error, index, data, node, definite: true })
+    }, (err: unknown) => {
+      if (!live()) return
+      const body = toRpcErrorBody(err)
+      const error: BlixError = { kind: body.kind === 'NotLeader' ? 'NotLeader' : 'Unavailable', message: `${body.kind}: ${body.message}` }
+      if (body.leader !== undefined) error.leader = body.leader
+      reply({ ok: false, error, index: -1, data: null, node: this.id, definite: false })
     })
+    this.env.sched.promiseWork = true
+  }
+
+  /** core.propose, recording where the result committed (see committedAt). */
+  private proposeHere (core: RaftNode, env: CommandEnvelope & { key: string }, done: (r: ApplyResult | null, err: BlixardError | null) => void): void {
+    core.propose(env, (o) => {
+      this.env.sched.promiseWork = true
+      if (!o.ok) { done(null, o.error); return }
+      committedAt.set(o.result, { index: o.index, data: o.data, node: this.id })
+      done(o.result, null)
+    })
+  }
+
+  private buildForwarder (core: RaftNode, inc: number): Forwarder<string> {
+    const sched = this.env.sched
+    const live = (): boolean => this.up && this.incarnation === inc
+    return new Forwarder<string>({
+      isLeader: () => live() && this.role === 'leader',
+      leaderId: () => live() ? core.status().lead : null,
+      // the simulated clients are all authorised; authority is tested in test/node/
+      refusal: () => null,
+      proposeLocal: async (env) => await new Promise<ApplyResult>((resolve, reject) => {
+        this.proposeHere(core, { ...env, key: env.key as string }, (r, err) => { if (r !== null) resolve(r); else reject(err) })
+      }),
+      connect: async (leader) => leader,
+      callOne: async (leader, env, timeoutMs) => await this.call(leader, [env], false, timeoutMs) as ApplyResult,
+      callMany: async (leader, envs, timeoutMs) => await this.call(leader, envs, true, timeoutMs),
+      dropConnection: () => {},
+      defer: (run) => { sched.after(0, run) },
+      sleep: async (ms) => await new Promise<void>((resolve) => { sched.after(ms, () => { sched.promiseWork = true; resolve() }) }),
+      stopping: () => !live()
+    }, this.forwarderBugs)
+  }
+
+  /** One forwarded call to `leader`: a request frame out, its answer (or the timeout) back. */
+  private async call (leader: string, envs: CommandEnvelope[], many: boolean, timeoutMs: number): Promise<unknown> {
+    const id = this.nextCall++
+    const sched = this.env.sched
+    return await new Promise<unknown>((resolve, reject) => {
+      this.calls.set(id, { resolve, reject })
+      this.env.net.send(this.id, leader, { rpc: 'req', id, many, envs })
+      sched.after(timeoutMs, () => {
+        if (!this.calls.delete(id)) return
+        sched.promiseWork = true
+        reject(new RpcError('Timeout', `no answer from ${leader} within ${timeoutMs} ms`))
+      })
+    })
+  }
+
+  /** An RPC frame arrived: a forwarded write to serve (as node/api.ts's internal.propose and
+   * internal.proposeMany do) or the answer to one of ours. */
+  receiveRpc (from: string, f: RpcFrame): boolean {
+    if (!this.up || this.core === null) return false
+    if (f.rpc === 'res') {
+      const c = this.calls.get(f.id)
+      if (c === undefined) return true // late, duplicated, or timed out already
+      this.calls.delete(f.id)
+      this.env.sched.promiseWork = true
+      if (f.ok) c.resolve(f.value)
+      else c.reject(RpcError.fromBody(f.error))
+      return true
+    }
+    const core = this.core
+    const inc = this.incarnation
+    const answer = (res: RpcFrame): void => { if (this.up && this.incarnation === inc) this.env.net.send(this.id, from, res) }
+    if (this.role !== 'leader') {
+      const leader = core.status().lead
+      answer({ rpc: 'res', id: f.id, ok: false, error: new RpcError('NotLeader', 'this node is not the leader', leader ?? undefined).toBody() })
+      return true
+    }
+    if (!f.many) {
+      this.proposeHere(core, { ...f.envs[0], key: f.envs[0].key as string }, (r, err) => {
+        answer(r !== null ? { rpc: 'res', id: f.id, ok: true, value: r } : { rpc: 'res', id: f.id, ok: false, error: toRpcErrorBody(err) })
+      })
+      return true
+    }
+    // all of them into the same Raft round; the answer goes once every one has its own
+    const results: ForwardedResult[] = new Array(f.envs.length)
+    let left = f.envs.length
+    for (const [i, env] of f.envs.entries()) {
+      this.proposeHere(core, { ...env, key: env.key as string }, (r, err) => {
+        results[i] = r !== null ? { ok: true, result: r } : { ok: false, error: toRpcErrorBody(err) }
+        if (--left === 0) answer({ rpc: 'res', id: f.id, ok: true, value: results })
+      })
+    }
+    return true
   }
 
   read (vm: string, reply: (r: RpcReply) => void): void {

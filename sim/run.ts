@@ -24,7 +24,7 @@ import { VmScheduler } from './vm-scheduler.ts'
 import { HaSim } from './ha.ts'
 import { NeverTwice } from './checkers/never-twice.ts'
 
-export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence']
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence', 'retry-new-key']
 export const DEFAULT_STEPS = 600
 /** virtual ms between log-matching sweeps */
 const CHECKPOINT_MS = 500
@@ -78,7 +78,7 @@ export interface RunResult {
   stats: RunStats
 }
 
-export function runSeed (o: RunOptions): RunResult {
+export async function runSeed (o: RunOptions): Promise<RunResult> {
   const lines: string[] = []
   const sched = new Scheduler()
   const trace = o.trace ? (line: string) => { lines.push(`${String(sched.now()).padStart(7, ' ')} ${line}`) } : null
@@ -123,10 +123,10 @@ export function runSeed (o: RunOptions): RunResult {
   nemesis.start()
   const faultEnd = o.steps * TICK_MS
   for (let t = CHECKPOINT_MS; t <= faultEnd; t += CHECKPOINT_MS) {
-    sched.runUntil(t)
+    await sched.runUntilSettled(t)
     for (const c of checkers) c.onCheckpoint?.(cluster, t)
   }
-  sched.runUntil(faultEnd)
+  await sched.runUntilSettled(faultEnd)
 
   // Heal: every member up, every link open, no more faults.
   nemesis.stop()
@@ -138,13 +138,13 @@ export function runSeed (o: RunOptions): RunResult {
   workload.watchFrom(healedAt)
   const liveEnd = healedAt + LIVENESS_BOUND_MS
   while (sched.now() < liveEnd && (leaderAt === null || workload.completedAfter === null)) {
-    sched.runUntil(sched.now() + 20)
+    await sched.runUntilSettled(sched.now() + 20)
     if (leaderAt === null && cluster.leader() !== null) leaderAt = sched.now()
   }
   workload.stop()
   vmScheduler.stop()
   ha?.stop()
-  sched.runUntil(sched.now() + SETTLE_MS)
+  await sched.runUntilSettled(sched.now() + SETTLE_MS)
   for (const c of checkers) c.finish?.({ cluster, history, now: sched.now(), healedAt })
   } catch (err) {
     // The code under test threw: that is a failure of this seed, replayable like any other.

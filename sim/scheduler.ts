@@ -16,6 +16,10 @@ export class Scheduler {
   executed = 0
   /** A runaway guard: a run that needs more events than this is stuck in a loop. */
   maxEvents = 200_000
+  /** Set by an event that settled a promise (the shipped forwarder, node/core/forwarder.ts, is
+   * async): runUntilSettled then lets the microtasks that follow run before the next event, so
+   * their effects land at the same virtual time, in the same order, on every run. */
+  promiseWork = false
 
   now (): number {
     return this.clock.now()
@@ -42,6 +46,23 @@ export class Scheduler {
       this.clock.advanceTo(e.at)
       this.executed++
       e.run()
+    }
+    if (until > this.clock.now()) this.clock.advanceTo(until)
+  }
+
+  /** runUntil, draining the microtask queue after every event that settled a promise. */
+  async runUntilSettled (until: number): Promise<void> {
+    while (this.heap.length > 0 && this.heap[0].at <= until) {
+      if (this.executed >= this.maxEvents) throw new Error(`more than ${this.maxEvents} events by ${this.clock.now()} ms: a run that does not settle`)
+      const e = this.pop()
+      this.clock.advanceTo(e.at)
+      this.executed++
+      e.run()
+      while (this.promiseWork) {
+        this.promiseWork = false
+        // a macrotask boundary: every queued microtask (and those they queue) has run after it
+        await new Promise<void>((resolve) => { setImmediate(resolve) })
+      }
     }
     if (until > this.clock.now()) this.clock.advanceTo(until)
   }

@@ -159,7 +159,7 @@ class Client {
 
   private onReply (op: Op, r: RpcReply): void {
     if (this.op !== op) return // a late answer to an operation already finished or given up
-    const final = r.ok || r.index >= 0
+    const final = r.ok || r.index >= 0 || r.definite === true
     if (!final) {
       if (r.error.kind === 'NotLeader' && r.error.leader !== undefined && r.error.leader !== r.node) {
         this.guess = r.error.leader

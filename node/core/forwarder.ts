@@ -25,6 +25,12 @@ const RETRY_MAX_DOUBLINGS = 5
 /** How long a forwarded write (or batch) may wait for the leader's answer. */
 export const FORWARD_TIMEOUT_MS = 10_000
 
+/** Planted bugs, for the simulator only (sim/replica.ts wires them; node/ never does):
+ * 'retry-new-key' re-submits a retried write under a fresh idempotency key, so an attempt that
+ * did commit is applied a second time. */
+export type ForwarderBug = 'retry-new-key'
+export const FORWARDER_BUGS: readonly ForwarderBug[] = ['retry-new-key']
+
 /** Error kinds after which another attempt (same key) may succeed. */
 const RETRYABLE = new Set(['NotLeader', 'Unavailable', 'Timeout', 'InFlight'])
 
@@ -83,7 +89,7 @@ export class Forwarder<C> {
   /** told every change of the known leader (forwarded writes give up on a deposed one) */
   private readonly watchers = new Set<(leader: string | null) => void>()
 
-  constructor (private readonly env: ForwarderEnv<C>) {}
+  constructor (private readonly env: ForwarderEnv<C>, private readonly bugs: ReadonlySet<ForwarderBug> = new Set()) {}
 
   /** The node's Raft core named a new leader (or none). */
   leaderChanged (leader: string | null): void {
@@ -97,18 +103,19 @@ export class Forwarder<C> {
     let mayHaveProposed = false
     for (let attempt = 0; attempt < PROPOSE_ATTEMPTS && !e.stopping(); attempt++) {
       const leader = e.leaderId()
+      const sending = attempt > 0 && this.bugs.has('retry-new-key') ? { ...env, key: `${env.key}~${attempt}` } : env
       let sent = false
       try {
         if (e.isLeader()) {
-          const why = e.refusal(env)
+          const why = e.refusal(sending)
           if (why !== null) throw new RpcError('Unauthorized', why)
           sent = true
-          return await e.proposeLocal(env)
+          return await e.proposeLocal(sending)
         }
         if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
         const conn = await e.connect(leader)
         sent = true
-        return await this.untilLeaderChanges(leader, this.forwardTo(leader, conn, env))
+        return await this.untilLeaderChanges(leader, this.forwardTo(leader, conn, sending))
       } catch (err) {
         lastErr = err
         const kind = (err as { kind?: string }).kind

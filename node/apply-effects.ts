@@ -1,0 +1,30 @@
+// What an applied command sets in motion on this node besides the state machine: learning a
+// registered node's addresses (so Raft can reach members it never discovered), waking the
+// scheduler for a new VM, and the agent for anything that may change what runs here. The decision
+// is a pure function (effectsOf); node/daemon.ts carries it out.
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+
+export interface AppliedEffects {
+  /** a node whose addresses to learn from the state machine (not this one) */
+  learnAddrsOf: string | null
+  kickScheduler: boolean
+  kickAgent: boolean
+  /** a migration record changed (or a node went down, which ends its migrations) */
+  kickMigrations: boolean
+}
+
+const MIGRATION_COMMANDS: ReadonlySet<string> = new Set(['StartMigration', 'EvacuateVm', 'ReportMigration', 'CancelMigration', 'ExpireMigration', 'MarkNodeDown'])
+
+export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): AppliedEffects {
+  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false }
+  if (!r.ok) return none
+  const cmd = env.cmd
+  const node = cmd.type === 'RegisterNode' ? cmd.node.id : cmd.type === 'UpdateNode' ? cmd.id : null
+  return {
+    learnAddrsOf: node !== null && node !== self ? node : null,
+    kickScheduler: cmd.type === 'CreateVm',
+    // a status report or a new admin changes nothing the agent acts on
+    kickAgent: cmd.type !== 'ReportVmStatus' && cmd.type !== 'AddAdmin',
+    kickMigrations: MIGRATION_COMMANDS.has(cmd.type)
+  }
+}

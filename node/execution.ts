@@ -1,0 +1,101 @@
+// The execution block of a node: what places and runs guests on this host. The scheduler (placement
+// decisions, on the leader), host networking and resources (bridges, VLANs, VXLAN, Ceph images),
+// the QEMU driver, HA leases (with the fence watchdog), and the agent that reconciles guests. Built
+// in the order their safety needs: the fence watchdog is armed before the agent may adopt or start
+// a guest. node/daemon.ts wires it to Raft and libp2p through ExecutionDeps.
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { NodeConfig } from './config.ts'
+import type { Logger } from './log.ts'
+import type { NodeMetrics } from './metrics.ts'
+import type { RpcClient } from './net/rpc.ts'
+import { Scheduler } from './scheduler.ts'
+import type { LoadBoard } from './scheduler.ts'
+import { HostNet } from './net-host/host-net.ts'
+import { ownUnderlayIp } from './net-host/peers.ts'
+import { HostResources } from './host-resources.ts'
+import { cephSettings, rbdClientFor } from './ceph-env.ts'
+import { QemuDriver } from './qemu/driver.ts'
+import { HaService } from './ha/service.ts'
+import { Agent } from './agent.ts'
+import { MigrationService, maxBandwidthFromEnv } from './migration/service.ts'
+import type { BlixardHost } from './net/host.ts'
+
+export interface ExecutionDeps {
+  id: string
+  cfg: NodeConfig
+  sm: StateMachine
+  board: LoadBoard
+  isLeader: () => boolean
+  leaderId: () => string | null
+  /** a write from this node, wherever the leader is (node/write-path.ts) */
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  client: (peer: string) => Promise<RpcClient>
+  /** a line for the cluster's event log */
+  note: (text: string) => void
+  log: Logger
+  metrics: NodeMetrics
+  /** the libp2p host (live migration streams) */
+  host: BlixardHost
+}
+
+export interface Execution {
+  scheduler: Scheduler
+  qemu: QemuDriver
+  ha: HaService
+  agent: Agent
+  migrations: MigrationService
+  /** stops the loops; guests keep running (the next daemon re-adopts them) */
+  stop: () => Promise<void>
+}
+
+export async function startExecution (d: ExecutionDeps): Promise<Execution> {
+  const propose = d.propose
+  const scheduler = new Scheduler({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'scheduler' }), metrics: d.metrics })
+  scheduler.start()
+  // host networking: the uplink VLANs tag onto and the underlay address VXLAN tunnels start from
+  const hostNet = new HostNet({
+    uplink: d.cfg.network.uplink,
+    underlayIp: d.cfg.network.underlayIp ?? (() => ownUnderlayIp(d.sm.listNodes(), d.id)),
+    log: d.log.child({ part: 'net' })
+  })
+  const ceph = cephSettings(d.cfg.ceph)
+  const fencer = ceph == null ? null : rbdClientFor(ceph)
+  const resources = new HostResources({
+    nodeId: d.id, sm: d.sm, propose, net: hostNet, ceph, log: d.log,
+    fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
+  })
+  const qemu = new QemuDriver({ dataDir: d.cfg.dataDir, qemuBinary: d.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: d.log.child({ part: 'qemu' }) })
+  let agent: Agent | null = null
+  const ha = new HaService({
+    self: () => d.id,
+    dataDir: d.cfg.dataDir,
+    sm: d.sm,
+    settings: d.cfg.lease,
+    isLeader: d.isLeader,
+    leaderId: d.leaderId,
+    propose,
+    callLeader: async (leader, epoch, timeoutMs) => await (await d.client(leader)).call('internal.renewLease', { epoch }, { timeoutMs }),
+    note: d.note,
+    kickScheduler: () => { void scheduler.kick() },
+    kickAgent: () => { agent?.kick() },
+    log: d.log.child({ part: 'ha' })
+  })
+  await ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
+  // live migrations (node/migration/service.ts): the agent leaves a VM alone while one holds it
+  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: () => ha.mayRun(), isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), log: d.log.child({ part: 'migration' }) })
+  await migrations.start()
+  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId), nodeId: d.id, sm: d.sm, driver: qemu, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
+  await agent.start()
+  const started = agent
+  return {
+    scheduler, qemu, ha, agent: started, migrations,
+    stop: async () => {
+      scheduler.stop()
+      ha.stop()
+      await migrations.stop()
+      await started.stop()
+      await qemu.close()
+    }
+  }
+}

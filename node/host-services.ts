@@ -1,0 +1,91 @@
+// The libp2p host of a node with its three services: the Raft transport (messages into the
+// driver), the RPC server (the API of node/api.ts plus internal.renewLease, behind the membership
+// rules' authorization and per-peer limits) and load gossip. node/daemon.ts supplies the node's
+// parts through HostServicesDeps; this file only connects them.
+import type { PrivateKey } from '@libp2p/interface'
+import { RpcError } from '../protocols/rpc.ts'
+import type { ResultOf } from '../protocols/rpc.ts'
+import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { NodeConfig } from './config.ts'
+import { createBlixardHost } from './net/host.ts'
+import type { BlixardHost } from './net/host.ts'
+import { raftTransport } from './net/raft-transport.ts'
+import type { RaftTransport } from './net/raft-transport.ts'
+import { rpcServer } from './net/rpc.ts'
+import type { RpcHandlers, RpcServer } from './net/rpc.ts'
+import { loadGossip } from './net/load-gossip.ts'
+import type { LoadGossip } from './net/load-gossip.ts'
+import type { NetLog } from './net/log.ts'
+import type { RaftDriver } from './raft-driver.ts'
+import type { Logger } from './log.ts'
+import type { NodeMetrics } from './metrics.ts'
+import { sampleHostLoad } from './metrics-wiring.ts'
+import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
+import { isMember, mayCall } from './core/membership-rules.ts'
+
+export type NodeServices = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
+
+export interface HostServicesDeps {
+  privateKey: PrivateKey
+  clusterKey: Uint8Array
+  cfg: NodeConfig
+  sm: StateMachine
+  self: () => string
+  driver: () => RaftDriver | null
+  /** the API's handlers (node/api.ts) */
+  api: RpcHandlers
+  /** internal.renewLease from a member (null until HA has started) */
+  renewLease: (() => ((peer: string, epoch: number) => Promise<ResultOf<'internal.renewLease'>>) | null)
+  /** a Raft message arrived from `peer` (membership keeps who it heard from) */
+  heard: (peer: string) => void
+  log: Logger
+  metrics: NodeMetrics
+}
+
+export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<NodeServices>> {
+  const netLog: NetLog = (level, event, fields) => { d.log[level](event, fields) }
+  // who may call what, and who gets a member's share of streams: node/core/membership-rules.ts
+  const registered = (p: string): boolean => d.sm.getNode(p) != null
+  const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.driver()?.status().conf, registered, (p) => d.sm.isAdmin(p))
+  const handlers: RpcHandlers = {
+    ...d.api,
+    'internal.renewLease': async (p, ctx) => {
+      const renew = d.renewLease()
+      if (renew == null) throw new RpcError('Unavailable', 'leases not started')
+      return await renew(ctx.peer, p.epoch)
+    }
+  }
+  return await createBlixardHost<NodeServices>({
+    privateKey: d.privateKey,
+    clusterKey: d.clusterKey,
+    listen: d.cfg.listen,
+    bootstrap: d.cfg.bootstrap,
+    mdns: d.cfg.mdns,
+    services: {
+      raft: raftTransport({
+        onMessage: (from, msg) => { d.heard(from); d.driver()?.step(msg, from) },
+        onUnreachable: (peer) => { d.driver()?.reportUnreachable(peer) },
+        onSnapshotStatus: (peer, ok) => { d.driver()?.reportSnapshot(peer, ok) },
+        log: netLog
+      }),
+      rpc: rpcServer({
+        handlers: instrumentHandlers(handlers, d.metrics),
+        authorize: instrumentAuthorize(authorize, d.metrics),
+        maxConcurrentFor: (peer) => isMember(peer, d.driver()?.status().conf, registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
+        onRefused: (reason) => { d.metrics.rpcRefused.inc({ reason }) },
+        log: netLog
+      }),
+      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self()), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: netLog })
+    }
+  })
+}
+
+/** What the membership loop sees of the host: connected peers, our addresses, the Raft transport. */
+export function hostView (host: () => BlixardHost<NodeServices>): { connectedPeers: () => string[], ownAddrs: () => string[], raftTransport: () => RaftTransport } {
+  return {
+    connectedPeers: () => host().getConnections().map((c) => c.remotePeer.toString()),
+    ownAddrs: () => host().getMultiaddrs().map(String),
+    raftTransport: () => host().services.raft
+  }
+}
