@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert'
 import { cpSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TestCluster, waitFor, vmSpec, sleep } from '../cluster/harness.ts'
-import { cmdline, nodeIndex, qemuPidsFor, show, waitPhase } from './helpers.ts'
+import { cmdline, nodeIndex, qemuPidsFor, runningElsewhere, waitPhase } from './helpers.ts'
 import { watchdogPaths } from '../../node/ha/watchdog.ts'
 import { NetnsSwitch } from '../cluster/netns-switch.ts'
 
@@ -70,11 +70,7 @@ guard('the VM\'s host cut off: it stops its guest, the VM runs elsewhere, never 
     net.setPort(`v${host + 1}`, false)
     await waitFor('the cut-off host stopping its own guest', 30_000, () => cmdline(oldPid) == null, 25)
     figures.cutToFencedMs = Date.now() - t0
-    await waitFor('the VM running on another host', 120_000, async () => {
-      const v = await show(c, ask, 'part1')
-      const pids = qemuPidsFor(vmId)
-      return v.status.phase === 'running' && v.assignedNode !== c.nodes[host].peerId && pids.length === 1 && pids[0] !== oldPid ? v : null
-    }, 200)
+    await runningElsewhere(c, ask, 'part1', vmId, host, oldPid)
     figures.cutToRunningElsewhereMs = Date.now() - t0
     assert.is(await liveness(ask, host), 'down')
     net.setPort(`v${host + 1}`, true)
