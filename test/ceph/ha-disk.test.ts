@@ -20,8 +20,8 @@ const LEASE = ['--lease-ms', '6000', '--lease-renew-every-ms', '1000', '--lease-
 const c = new TestCluster({ nodes: 3, basePort: 17950, extraArgs: LEASE }, 'ha-disk')
 const VOL = `hadata${process.pid % 10000}`
 const figures: Record<string, number> = {}
-/** records the new writer must have put down before the disk is judged (one per 100 ms) */
-const NEW_WRITER_RECORDS = 10
+/** records the new writer must have put down before the disk is judged (one per 100 ms, plus its dd) */
+const NEW_WRITER_RECORDS = 3
 
 const s = cephVmSuite(test, c, {
   vm: 'havm',
@@ -67,7 +67,7 @@ s.guard('kill -9 of its host daemon: fenced there, the new host fences the old d
     assert.match(c.log(to), /fenced the previous holder of a volume/, 'the new host cut off the old holder before opening the disk')
     const start = await waitFor('the new disk writer started', 60_000, () => parseWriterStart(s.serial(to)), 250)
     assert.equal([start.host, start.region], [c.nodes[to].name, 1])
-    await sleep(NEW_WRITER_RECORDS * 100 * 2)
+    await sleep(NEW_WRITER_RECORDS * 200)
   } finally { clearInterval(sampler) }
   assert.is(max, 1, 'never two QEMUs of the VM alive at once')
   const t1 = Date.now()
