@@ -210,7 +210,10 @@ export class Agent {
     this.attempts.set(vm.id, a)
     this.stopSeen.delete(vm.id)
     const host = await this.d.resources?.bindings(vm) ?? {}
-    const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host })
+    // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
+    const name = this.d.sm.getNode(this.d.nodeId)?.name
+    const hostName = name != null && /^[\w.-]{1,64}$/.test(name) ? name : undefined
+    const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, hostName, ...host })
     this.report(vm, 'starting', why)
     await this.d.driver.start(spec)
   }

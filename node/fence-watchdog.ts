@@ -8,11 +8,15 @@
 // It also exits (without killing) when the heartbeat file says `stop` (an orderly daemon shutdown
 // that stopped its guests or hands them to its restarted self, which spawns a new watchdog).
 //
-// Usage: node --import tsx node/fence-watchdog.ts <dataDir> <heartbeatFile>
+// Guests on the NixOS path (systemd microvm@NAME units, node/ha/microvm-fence.ts) are stopped with
+// `systemctl stop` at the same deadline.
+//
+// Usage: node --import tsx node/fence-watchdog.ts <dataDir> <heartbeatFile> [--systemctl=PATH]
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runtimePaths, vmsDir, VM_ID } from './qemu/paths.ts'
 import { findQemuPids, isOurQemu, signalPid } from './qemu/proc.ts'
+import { execSystemctl, stopMicrovmGuests, type SystemctlRunner } from './ha/microvm-fence.ts'
 
 /** How often the watchdog looks at the heartbeat: a bound on how late past the deadline it fences. */
 export const WATCHDOG_POLL_MS = 100
@@ -36,8 +40,16 @@ export function formatHeartbeat (deadlineMonotonicMs: number): string {
   return `deadline ${Math.floor(deadlineMonotonicMs)}\n`
 }
 
-/** SIGKILL every QEMU of this host's data dir; returns the VM ids whose QEMU was signalled. */
-export async function killAllGuests (dataDir: string): Promise<string[]> {
+/**
+ * SIGKILL every QEMU of this host's data dir and stop every microvm@ unit of its NixOS-path guests
+ * (both at once); returns the VM ids whose QEMU was signalled and the names of the units stopped.
+ */
+export async function killAllGuests (dataDir: string, systemctl: SystemctlRunner = execSystemctl()): Promise<string[]> {
+  const units = stopMicrovmGuests(dataDir, systemctl, (name, err) => { process.stderr.write(`fence-watchdog: cannot stop microvm@${name}: ${err.message}\n`) })
+  return [...await killQemus(dataDir), ...(await units).map((n) => `microvm@${n}`)]
+}
+
+async function killQemus (dataDir: string): Promise<string[]> {
   let ids: string[]
   try { ids = await readdir(vmsDir(dataDir)) } catch { return [] }
   const killed: string[] = []
@@ -59,9 +71,10 @@ export async function killAllGuests (dataDir: string): Promise<string[]> {
 }
 
 async function main (): Promise<void> {
-  const [dataDir, hbFile] = process.argv.slice(2)
-  if (dataDir == null || hbFile == null) {
-    process.stderr.write('usage: fence-watchdog <dataDir> <heartbeatFile>\n')
+  const [dataDir, hbFile, opt] = process.argv.slice(2)
+  const systemctlBin = opt?.startsWith('--systemctl=') === true ? opt.slice('--systemctl='.length) : 'systemctl'
+  if (dataDir == null || hbFile == null || (opt != null && systemctlBin === 'systemctl')) {
+    process.stderr.write('usage: fence-watchdog <dataDir> <heartbeatFile> [--systemctl=PATH]\n')
     process.exit(2)
   }
   // With no readable heartbeat yet, the deadline is the one the daemon wrote before spawning us; a
@@ -77,7 +90,7 @@ async function main (): Promise<void> {
       deadline = 0
     }
     if (monotonicMs() >= deadline) {
-      const killed = await killAllGuests(dataDir)
+      const killed = await killAllGuests(dataDir, execSystemctl(systemctlBin))
       process.stderr.write(`fence-watchdog: lease deadline passed with no renewal: killed QEMU of ${killed.length} VM(s): ${killed.join(', ')}\n`)
       process.exit(0)
     }

@@ -14,6 +14,8 @@ export interface HostBindings {
   /** eth0 of the tiny guest: ADDR/PFX and gateway, from the network's allocation */
   ip?: string
   gw?: string
+  /** this host's node name: the tiny guest's disk writer records it (blix.host) */
+  hostName?: string
 }
 
 export function launchSpecFromVm (vm: VmRecord, host: HostBindings = {}): QemuLaunchSpec {
@@ -24,7 +26,7 @@ export function launchSpecFromVm (vm: VmRecord, host: HostBindings = {}): QemuLa
   switch (image.kind) {
     case 'tiny': {
       if (host.tinyGuest == null) throw new QemuError('NotFound', `${vm.id}: no tiny guest on this host (scripts/build-tiny-guest.sh)`)
-      const params = [...tinyGuestParams({ hostname: spec.name, ip: host.ip, gw: host.gw, disk: (host.drives ?? []).length > 0 }), ...spec.kernelParams]
+      const params = [...tinyGuestParams({ hostname: spec.name, ip: host.ip, gw: host.gw, host: host.hostName, disk: (host.drives ?? []).length > 0 }), ...spec.kernelParams]
       return { ...base, readiness: 'marker', boot: { kernel: host.tinyGuest.kernel, initrd: host.tinyGuest.initrd, params } }
     }
     case 'kernel': {

@@ -19,8 +19,10 @@ export interface TinyGuestParams {
   /** ADDR/PFX for eth0 */
   ip?: string
   gw?: string
-  /** mount /dev/vda at /data (mke2fs when blank) and count boots there */
+  /** mount /dev/vda at /data (mke2fs when blank), count boots there, run the disk writer */
   disk?: boolean
+  /** the host running the guest: the disk writer puts it in every record */
+  host?: string
   /** tag inside the guest: the address goes on eth0.VLAN */
   vlan?: number
   /** after the ready marker, ping these and print BLIXARD-PING lines */
@@ -64,6 +66,14 @@ export function parseHeartbeats (text: string): number[] {
   return [...text.matchAll(HEARTBEAT)].map(m => Number(m[1]))
 }
 
+const WRITER = /BLIXARD-WRITER (\S+) region=(\d+) from=(\d+)\r?\n/
+
+/** The disk writer's start line (blix.disk=1): the host it names, its region, its first counter. */
+export function parseWriterStart (text: string): { host: string, region: number, from: number } | null {
+  const m = WRITER.exec(text)
+  return m == null ? null : { host: m[1], region: Number(m[2]), from: Number(m[3]) }
+}
+
 /** What the guest reported for each blix.ping target: replies received, or 0 for fail. */
 export function parsePings (text: string): Map<string, number> {
   const out = new Map<string, number>()
@@ -81,6 +91,7 @@ export function tinyGuestParams (p: TinyGuestParams): string[] {
   add('blix.hostname', p.hostname)
   add('blix.ip', p.ip)
   add('blix.gw', p.gw)
+  add('blix.host', p.host)
   if (p.disk === true) out.push('blix.disk=1')
   if (p.vlan != null) {
     if (!Number.isInteger(p.vlan) || p.vlan < 1 || p.vlan > 4094) throw new QemuError('InvalidSpec', `blix.vlan must be 1..4094: ${p.vlan}`)

@@ -7,62 +7,36 @@
 // deleting the volume removes the image. Ports 17740-17742 (metrics 17840-17842).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { TestCluster, waitFor, vmSpec } from '../cluster/harness.ts'
-import { nodeIndex, qemuPidsFor, show, vmSuite } from '../vm/helpers.ts'
+import { nodeIndex, qemuPidsFor, show } from '../vm/helpers.ts'
 import { parseDiskBoots } from '../../node/qemu/tiny-guest.ts'
-import { RbdClient } from '../../storage/rbd.ts'
-import { startTestCeph, type TestCeph } from './single-host-ceph.ts'
-import type { VmRecord } from '../../protocols/model.ts'
+import { cephVmSuite } from './ceph-vm.ts'
 
 const c = new TestCluster({ nodes: 3, basePort: 17740 }, 'disk')
 const VOL = `data${process.pid % 10000}`
-let ceph: TestCeph | null = null
-let rbd: RbdClient
+const s = cephVmSuite(test, c, { vm: 'diskvm' })
+const serial = s.serial
+const runningOn = async (notOn: number | null, timeoutMs: number): ReturnType<typeof s.runningOn> => await s.runningOn(0, notOn, timeoutMs)
 let vmId = ''
-
-const guard = vmSuite(test, c, {
-  vmIds: () => vmId === '' ? [] : [vmId],
-  logLines: 30,
-  prepare: async () => {
-    ceph = await startTestCeph()
-    console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
-    rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
-    return ['--ceph-conf', ceph.conf, '--ceph-keyring', ceph.keyring, '--ceph-id', 'admin']
-  },
-  ready: async () => { await waitFor('3 nodes registered', 30_000, async () => (await (await c.client(0)).call('node.list', {})).length === 3, 200) },
-  cleanup: async () => { await ceph?.destroy() }
-})
-
-function serial (node: number): string {
-  try { return readFileSync(join(c.nodes[node].dir, 'vms', vmId, 'serial.log'), 'utf8') } catch { return '' }
-}
-
-async function runningOn (notOn: number | null, timeoutMs: number): Promise<VmRecord> {
-  return await waitFor(`VM running${notOn == null ? '' : ` away from node ${notOn}`}`, timeoutMs, async () => {
-    const v = await show(c, 0, 'diskvm')
-    if (v.status.phase === 'failed') throw new Error(`VM failed: ${v.status.reason}`)
-    return v.status.phase === 'running' && v.assignedNode != null && nodeIndex(c, v.assignedNode) !== notOn ? v : null
-  }, 250)
-}
+const guard = s.guard
 
 guard('volume create makes a real RBD image; a VM with it boots and counts its first boot on that disk', async () => {
   const cl = await c.client(1)
   const vol = await cl.call('volume.create', { name: VOL, sizeGiB: 1 })
   assert.is(vol.name, VOL)
-  const info = await rbd.info(vol.pool, VOL)
+  const info = await s.rbd().info(vol.pool, VOL)
   assert.is(info.sizeBytes, 2 ** 30, 'the image exists in Ceph with the size asked for')
   const t0 = Date.now()
   const created = await cl.call('vm.create', { spec: { ...vmSpec('diskvm'), memoryMiB: 96, volumes: [VOL], restartPolicy: 'always' } })
   vmId = created.id
+  s.setVmId(vmId)
   const vm = await runningOn(null, 180_000)
   const host = nodeIndex(c, vm.assignedNode)
   console.log(`  create → running with an RBD disk: ${Date.now() - t0} ms on node ${host}`)
   const boots = await waitFor('boots= on the console', 60_000, () => parseDiskBoots(serial(host)), 250)
   assert.is(boots, 1, 'a blank image: the guest made a filesystem and counted boot 1')
   assert.is((await cl.call('volume.show', { volume: VOL })).attachedTo, vmId)
-  const holder = await rbd.lockHolder(vol.pool, VOL)
+  const holder = await s.rbd().lockHolder(vol.pool, VOL)
   assert.ok(holder != null, 'the running guest holds the image\'s exclusive lock')
 })
 
@@ -87,9 +61,9 @@ guard('deleting the VM keeps the volume and its image; deleting the volume remov
   await cl.call('vm.delete', { vm: vmId })
   await waitFor('no qemu for the VM', 60_000, () => qemuPidsFor(vmId).length === 0, 250)
   await waitFor('volume detached', 30_000, async () => (await cl.call('volume.show', { volume: VOL })).attachedTo === null, 250)
-  assert.ok((await rbd.info('rbd', VOL)).sizeBytes > 0, 'the image outlives the VM')
+  assert.ok((await s.rbd().info('rbd', VOL)).sizeBytes > 0, 'the image outlives the VM')
   await cl.call('volume.delete', { volume: VOL })
-  const gone = await rbd.info('rbd', VOL).then(() => false, () => true)
+  const gone = await s.rbd().info('rbd', VOL).then(() => false, () => true)
   assert.ok(gone, 'the image is gone from Ceph')
 })
 

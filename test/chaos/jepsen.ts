@@ -8,7 +8,7 @@
 // every node alive and answering. Used by test/chaos/chaos.test.ts (short) and
 // scripts/chaos.ts (`npm run chaos -- --minutes N`).
 import '../../node/polyfill.ts'
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -18,6 +18,7 @@ import { createInterface } from 'node:readline'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { writeClusterKey } from '../../node/keygen.ts'
+import { NetnsSwitch } from '../cluster/netns-switch.ts'
 import { checkLinearizable } from '../../sim/checkers/linearizability.ts'
 import { Prng } from '../../sim/prng.ts'
 import { REGISTER_MODEL, staleNotFound } from './register-model.ts'
@@ -62,38 +63,21 @@ function describe (op: ChaosOp): string {
   return `    c${op.client} ${op.kind}${arg} [${op.call.toFixed(0)}, ${op.ret?.toFixed(0) ?? 'inf'}] -> ${out} @n${op.node + 1}`
 }
 
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
 
 export async function runChaos (o: ChaosOptions): Promise<ChaosResult> {
   if (process.getuid?.() !== 0) throw new Error('the chaos run needs root (ip netns)')
   const t0 = Date.now()
-  const tag = `bj${process.pid % 100000}`
-  const SW = `${tag}sw`
-  const CL = `${tag}cl`
-  const nsOf = (i: number): string => `${tag}n${i + 1}`
-  const ipOf = (i: number): string => `10.79.0.${i + 1}`
+  const net = new NetnsSwitch(`bj${process.pid % 100000}`, '10.79.0')
+  const CL = `${net.tag}cl`
+  const nsOf = (i: number): string => `${net.tag}n${i + 1}`
+  const ipOf = (i: number): string => net.addr(i + 1)
   const dir = mkdtempSync(join(tmpdir(), 'blixard-chaos-'))
   const rng = new Prng(o.seed).fork('nemesis')
-  const teardown = (): void => {
-    for (const ns of [...Array.from({ length: o.nodes }, (_, i) => nsOf(i)), CL, SW]) { try { ip('netns', 'del', ns) } catch { /* not created */ } }
-  }
-  const attach = (ns: string, veth: string, addr: string): void => {
-    ip('netns', 'add', ns)
-    ip('-n', SW, 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-    ip('-n', SW, 'link', 'set', veth, 'master', 'br0')
-    ip('-n', SW, 'link', 'set', veth, 'up')
-    ip('-n', ns, 'link', 'set', 'lo', 'up')
-    ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0')
-    ip('-n', ns, 'link', 'set', 'eth0', 'up')
-  }
-  teardown()
+  const teardown = (): void => { net.teardown() }
   process.on('exit', teardown)
-  ip('netns', 'add', SW)
-  ip('-n', SW, 'link', 'set', 'lo', 'up')
-  ip('-n', SW, 'link', 'add', 'br0', 'type', 'bridge')
-  ip('-n', SW, 'link', 'set', 'br0', 'up')
-  for (let i = 0; i < o.nodes; i++) attach(nsOf(i), `v${i + 1}`, ipOf(i))
-  attach(CL, 'vc', '10.79.0.100')
+  net.up()
+  for (let i = 0; i < o.nodes; i++) net.attach(nsOf(i), `v${i + 1}`, i + 1)
+  net.attach(CL, 'vc', 100)
 
   const key = join(dir, 'cluster.key')
   await writeClusterKey(key)
@@ -124,7 +108,7 @@ export async function runChaos (o: ChaosOptions): Promise<ChaosResult> {
     await gone
   }
   const signal = (n: Node, sig: 'SIGSTOP' | 'SIGCONT'): void => { if (n.proc?.pid != null) { try { process.kill(n.proc.pid, sig) } catch { /* gone */ } } }
-  const cut = (n: Node, down: boolean): void => { ip('-n', SW, 'link', 'set', `v${n.i + 1}`, down ? 'down' : 'up'); n.cut = down }
+  const cut = (n: Node, down: boolean): void => { net.setPort(`v${n.i + 1}`, !down); n.cut = down }
 
   for (const n of nodes) start(n)
   const client = spawn('ip', ['netns', 'exec', CL, process.execPath, '--import', 'tsx', join(ROOT, 'test', 'chaos', 'client.ts'), key, cliDir, String(o.registers), ...nodes.map((n) => n.addr)],

@@ -7,7 +7,7 @@
 // with BLIXARD_PEER unset, finds a node by mDNS. Needs root and `ip netns`.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, openSync, readFileSync, rmSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,43 +17,26 @@ import { ROOT, track, waitFor, runCli } from './harness.ts'
 import type { Status } from './harness.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { writeClusterKey } from '../../node/keygen.ts'
+import { NetnsSwitch, ip } from './netns-switch.ts'
 
-const tag = `bc${process.pid % 100000}`
-const SW = `${tag}sw`
+const net = new NetnsSwitch(`bc${process.pid % 100000}`, '10.78.0')
+const tag = net.tag
 const CL = `${tag}cl`
 const MAX = 5
 const NS = Array.from({ length: MAX }, (_, i) => `${tag}n${i + 1}`)
-const ipOf = (i: number): string => `10.78.0.${i + 1}`
-const CL_IP = '10.78.0.100'
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+const ipOf = (i: number): string => net.addr(i + 1)
 const dir = mkdtempSync(join(tmpdir(), 'blixard-mdns-cluster-'))
 const cliDir = join(dir, 'cli')
 const figures: Record<string, string> = {}
 let adminId = ''
 
-function attach (ns: string, veth: string, addr: string): void {
-  ip('netns', 'add', ns)
-  ip('-n', SW, 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-  ip('-n', SW, 'link', 'set', veth, 'master', 'br0')
-  ip('-n', SW, 'link', 'set', veth, 'up')
-  ip('-n', ns, 'link', 'set', 'lo', 'up')
-  ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0')
-  ip('-n', ns, 'link', 'set', 'eth0', 'up')
-  ip('-n', ns, 'route', 'replace', '224.0.0.0/4', 'dev', 'eth0')
-}
-
 function setup (): void {
-  ip('netns', 'add', SW)
-  ip('-n', SW, 'link', 'set', 'lo', 'up')
-  ip('-n', SW, 'link', 'add', 'br0', 'type', 'bridge')
-  ip('-n', SW, 'link', 'set', 'br0', 'up')
-  NS.forEach((ns, i) => { attach(ns, `v${i + 1}`, ipOf(i)) })
-  attach(CL, 'vc', CL_IP)
+  net.up()
+  NS.forEach((ns, i) => { net.attach(ns, `v${i + 1}`, i + 1, { multicast: true }) })
+  net.attach(CL, 'vc', 100, { multicast: true })
 }
 
-function teardown (): void {
-  for (const ns of [...NS, CL, SW]) { try { ip('netns', 'del', ns) } catch { /* not created */ } }
-}
+function teardown (): void { net.teardown() }
 process.on('exit', teardown)
 
 interface Run { key: string, nodes: Array<{ id: string, dir: string, addr: string, proc: ChildProcess }>, probe: ChildProcess | null, seen: Array<Status | null> }

@@ -20,12 +20,12 @@ function kind (fn: () => unknown): string {
   return 'none'
 }
 
-test('tiny image: marker readiness, hostname/ip/gw/disk on the kernel command line, then the spec params', () => {
-  const s = launchSpecFromVm(vm(), { tinyGuest, ip: '10.0.0.5/24', gw: '10.0.0.1', nics: [{ tap: 't0', mac: '02:00:00:00:00:07' }], drives: [{ kind: 'file', path: '/d.img' }] })
+test('tiny image: marker readiness, hostname/ip/gw/host/disk on the kernel command line, then the spec params', () => {
+  const s = launchSpecFromVm(vm(), { tinyGuest, ip: '10.0.0.5/24', gw: '10.0.0.1', hostName: 'node2', nics: [{ tap: 't0', mac: '02:00:00:00:00:07' }], drives: [{ kind: 'file', path: '/d.img' }] })
   assert.equal(s, {
     vmId: 'vm-7', generation: 5, vcpus: 2, memoryMiB: 128, readiness: 'marker',
     drives: [{ kind: 'file', path: '/d.img' }], nics: [{ tap: 't0', mac: '02:00:00:00:00:07' }],
-    boot: { kernel: '/boot/vmlinuz', initrd: '/g/tiny.cpio.gz', params: ['blix.hostname=web', 'blix.ip=10.0.0.5/24', 'blix.gw=10.0.0.1', 'blix.disk=1', 'loglevel=3'] }
+    boot: { kernel: '/boot/vmlinuz', initrd: '/g/tiny.cpio.gz', params: ['blix.hostname=web', 'blix.ip=10.0.0.5/24', 'blix.gw=10.0.0.1', 'blix.host=node2', 'blix.disk=1', 'loglevel=3'] }
   })
 })
 

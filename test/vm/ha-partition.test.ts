@@ -7,19 +7,16 @@
 // Ports 17930-17932.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { execFileSync } from 'node:child_process'
 import { cpSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TestCluster, waitFor, vmSpec, sleep } from '../cluster/harness.ts'
-import { cmdline, nodeIndex, qemuPidsFor, show, waitPhase } from './helpers.ts'
+import { cmdline, nodeIndex, qemuPidsFor, runningElsewhere, waitPhase } from './helpers.ts'
 import { watchdogPaths } from '../../node/ha/watchdog.ts'
+import { NetnsSwitch } from '../cluster/netns-switch.ts'
 
-const tag = `bh${process.pid % 100000}`
-const SW = `${tag}sw`
-const NS = [1, 2, 3].map((i) => `${tag}n${i}`)
-const ROOT_VETH = `${tag}r`
-const ipOf = (i: number): string => `10.79.0.${i + 1}`
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+const net = new NetnsSwitch(`bh${process.pid % 100000}`, '10.79.0')
+const NS = [1, 2, 3].map((i) => `${net.tag}n${i}`)
+const ipOf = (i: number): string => net.addr(i + 1)
 const LEASE = ['--lease-ms', '6000', '--lease-renew-every-ms', '1000', '--lease-fence-margin-ms', '500', '--lease-down-margin-ms', '500']
 
 const c = new TestCluster({ nodes: 3, basePort: 17930, extraArgs: LEASE }, 'vm-ha-partition')
@@ -27,34 +24,14 @@ const figures: Record<string, number> = {}
 let vmId = ''
 let failed = false
 
-function attach (ns: string, veth: string, addr: string): void {
-  ip('netns', 'add', ns)
-  ip('-n', SW, 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-  ip('-n', SW, 'link', 'set', veth, 'master', 'br0')
-  ip('-n', SW, 'link', 'set', veth, 'up')
-  ip('-n', ns, 'link', 'set', 'lo', 'up')
-  ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0')
-  ip('-n', ns, 'link', 'set', 'eth0', 'up')
-}
-
-function teardown (): void {
-  for (const ns of [...NS, SW]) { try { ip('netns', 'del', ns) } catch { /* not created */ } }
-  try { ip('link', 'del', ROOT_VETH) } catch { /* gone with the switch */ }
-}
+const teardown = (): void => { net.teardown() }
 process.on('exit', teardown)
 
 test.before(async () => {
-  ip('netns', 'add', SW)
-  ip('-n', SW, 'link', 'set', 'lo', 'up')
-  ip('-n', SW, 'link', 'add', 'br0', 'type', 'bridge')
-  ip('-n', SW, 'link', 'set', 'br0', 'up')
-  NS.forEach((ns, i) => { attach(ns, `v${i + 1}`, ipOf(i)) })
+  net.up()
+  NS.forEach((ns, i) => { net.attach(ns, `v${i + 1}`, i + 1) })
   // the test's own port on the switch: its RPC client dials the nodes' 10.79.0.x addresses
-  ip('link', 'add', ROOT_VETH, 'type', 'veth', 'peer', 'name', 'r0', 'netns', SW)
-  ip('-n', SW, 'link', 'set', 'r0', 'master', 'br0')
-  ip('-n', SW, 'link', 'set', 'r0', 'up')
-  ip('addr', 'add', '10.79.0.100/24', 'dev', ROOT_VETH)
-  ip('link', 'set', ROOT_VETH, 'up')
+  net.attachRoot(`${net.tag}r`, 100)
   await c.prepare()
   c.nodes.forEach((n, i) => { n.addr = `/ip4/${ipOf(i)}/tcp/${n.port}/p2p/${n.peerId}` })
   for (const i of [0, 1, 2]) c.start(i, ['--listen', `/ip4/${ipOf(i)}/tcp/${c.nodes[i].port}`], c.keyFile, {}, ['ip', 'netns', 'exec', NS[i]])
@@ -90,17 +67,13 @@ guard('the VM\'s host cut off: it stops its guest, the VM runs elsewhere, never 
   const sampler = setInterval(() => { max = Math.max(max, qemuPidsFor(vmId).length) }, 25)
   try {
     const t0 = Date.now()
-    ip('-n', SW, 'link', 'set', `v${host + 1}`, 'down')
+    net.setPort(`v${host + 1}`, false)
     await waitFor('the cut-off host stopping its own guest', 30_000, () => cmdline(oldPid) == null, 25)
     figures.cutToFencedMs = Date.now() - t0
-    await waitFor('the VM running on another host', 120_000, async () => {
-      const v = await show(c, ask, 'part1')
-      const pids = qemuPidsFor(vmId)
-      return v.status.phase === 'running' && v.assignedNode !== c.nodes[host].peerId && pids.length === 1 && pids[0] !== oldPid ? v : null
-    }, 200)
+    await runningElsewhere(c, ask, 'part1', vmId, host, oldPid)
     figures.cutToRunningElsewhereMs = Date.now() - t0
     assert.is(await liveness(ask, host), 'down')
-    ip('-n', SW, 'link', 'set', `v${host + 1}`, 'up')
+    net.setPort(`v${host + 1}`, true)
     const t1 = Date.now()
     await waitFor('the healed host ready again', 90_000, async () => await liveness(ask, host) === 'ready', 250)
     figures.healToReadyMs = Date.now() - t1

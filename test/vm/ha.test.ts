@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert'
 import { cpSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TestCluster, waitFor, vmSpec, sleep } from '../cluster/harness.ts'
-import { cmdline, nodeIndex, qemuPidsFor, show, vmSuite, waitPhase } from './helpers.ts'
+import { cmdline, nodeIndex, qemuPidsFor, runningElsewhere, show, vmSuite, waitPhase } from './helpers.ts'
 import { hostFenceAfterMs, leaderDownAfterMs, DEFAULT_LEASE } from '../../node/core/lease-rules.ts'
 import { watchdogPaths } from '../../node/ha/watchdog.ts'
 
@@ -76,11 +76,7 @@ guard('kill -9 of the VM\'s host daemon: its QEMU is killed there, then the VM r
     c.kill(host, 'SIGKILL')
     await waitFor('the orphaned QEMU killed by the watchdog', 30_000, () => cmdline(oldPid) == null, 25)
     figures.killToFencedMs = Date.now() - t0
-    const moved = await waitFor('the VM running on another host', 120_000, async () => {
-      const vm = await show(c, other, 'ha1')
-      const pids = qemuPidsFor(vmId)
-      return vm.status.phase === 'running' && vm.assignedNode !== c.nodes[host].peerId && pids.length === 1 && pids[0] !== oldPid ? vm : null
-    }, 200)
+    const moved = await runningElsewhere(c, other, 'ha1', vmId, host, oldPid)
     figures.killToRunningElsewhereMs = Date.now() - t0
     console.log(`  kill -9 → fenced ${figures.killToFencedMs} ms (host fences ${hostFenceAfterMs(S)} ms after its last acked renewal was sent), running on ${c.nodes[nodeIndex(c, moved.assignedNode)].name} ${figures.killToRunningElsewhereMs} ms (leader marks down ${leaderDownAfterMs(S)} ms after it last saw a renewal)`)
     assert.ok(figures.killToFencedMs <= hostFenceAfterMs(S) + 2_000, `fenced within the host's deadline: ${figures.killToFencedMs} ms`)
@@ -121,11 +117,7 @@ guard('SIGSTOP of the VM\'s host daemon (hung, guest alive): the same; SIGCONT: 
     c.kill(hung, 'SIGSTOP')
     await waitFor('the hung host\'s QEMU killed by the watchdog', 30_000, () => cmdline(oldPid) == null, 25)
     figures.stopToFencedMs = Date.now() - t0
-    await waitFor('the VM running on another host', 120_000, async () => {
-      const v = await show(c, ask, 'ha1')
-      const pids = qemuPidsFor(vmId)
-      return v.status.phase === 'running' && v.assignedNode !== c.nodes[hung].peerId && pids.length === 1 && pids[0] !== oldPid ? v : null
-    }, 200)
+    await runningElsewhere(c, ask, 'ha1', vmId, hung, oldPid)
     figures.stopToRunningElsewhereMs = Date.now() - t0
     c.nodes[hung].proc?.kill('SIGCONT')
     await waitFor('the hung host back ready', 60_000, async () => (await nodes(ask)).find((n) => n.id === c.nodes[hung].peerId)?.liveness === 'ready', 250)

@@ -138,3 +138,15 @@ export function vmSuite (test: Test, c: TestCluster, o: SuiteOptions): (name: st
     })
   }
 }
+
+/**
+ * The HA tests' "moved" condition: the VM (asked of node `ask`) running on a host other than `from`,
+ * with exactly one QEMU of it alive and that not the old one (`oldPid`).
+ */
+export async function runningElsewhere (c: TestCluster, ask: number, vm: string, vmId: string, from: number, oldPid: number | undefined, timeoutMs = 120_000): Promise<VmRecord> {
+  return await waitFor('the VM running on another host', timeoutMs, async () => {
+    const v = await show(c, ask, vm)
+    const pids = qemuPidsFor(vmId)
+    return v.status.phase === 'running' && v.assignedNode !== c.nodes[from].peerId && pids.length === 1 && pids[0] !== oldPid ? v : null
+  }, 200)
+}
