@@ -2,13 +2,18 @@
 //
 // Every replica checks the Ed25519 signature of every command it applies (protocols/auth.ts), and
 // the leader checks it once more before proposing. Done synchronously on the event loop, each
-// check (~75-100 µs) delays every Raft message and RPC queued behind it, so Ready passes grow
-// longer and batch less. Here the check starts when the command arrives — on the leader when the
-// signed write comes in, on a follower when a MsgApp brings the entry, long before it commits —
-// and runs on one worker thread in batches (one postMessage per event-loop turn, not one
-// thread-pool job per signature: a job costs the loop ~15-25 µs, a batch ~1-2 µs per signature).
-// The worker's positive answers go into the cache verifyAuth consults, so the synchronous check
-// where the command is decided becomes a lookup.
+// check (~75-100 µs) delays every Raft message and RPC queued behind it. The leader's check before
+// proposing runs here instead: the signed write awaits its check on one worker thread, in batches
+// (one postMessage per event-loop turn, not one thread-pool job per signature: a job costs the loop
+// ~15-25 µs, a batch ~1-2 µs per signature), and the positive answer goes into the cache
+// verifyAuth consults, so the leader's own synchronous checks (before proposing, on apply) are
+// lookups.
+//
+// Followers do not use it. Started when a MsgApp brings the entry, the worker's answer came back
+// after the entry had already committed and applied under load (256 clients: the apply path still
+// verified every signature, and the worker's work came on top), so a follower verifies on apply as
+// before. A follower that waited for its checks before applying would need the Ready loop to
+// pause between persisting and applying; not done.
 //
 // It never decides anything: the worker runs the same node:crypto (OpenSSL) Ed25519 verify over
 // the same bytes as verifyAuth, only positive answers are cached, and a signature that was not

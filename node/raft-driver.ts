@@ -16,7 +16,6 @@ import { RaftNode, raftToBlix as coreRaftToBlix } from './core/raft-node.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { CONFIG_DEFAULTS } from './config.ts'
 import { raftIngressContext } from './core/raft-ingress-context.ts'
-import { preverifyAuth } from './preverify.ts'
 import { admitRaftMessage, DropLogOnce } from './core/raft-ingress.ts'
 
 export interface RaftDriverOptions {
@@ -75,13 +74,6 @@ function secondsSince (t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1e9
 }
 
-
-/** A follower starts checking the signature of each command a MsgApp brings as soon as it arrives,
- * on a worker thread, so that applying the entry later finds it verified (node/preverify.ts
- * preverifyAuth): the event loop stays free for Raft messages in between. */
-function preverifyCommand (env: CommandEnvelope): void {
-  if (env.auth !== undefined) void preverifyAuth(env.cmd, env.auth)
-}
 export class RaftDriver {
   readonly id: NodeId
   private readonly core: RaftNode
@@ -126,7 +118,7 @@ export class RaftDriver {
       admit: (msg, fromPeer) => {
         const extra = opts.admit?.(msg, fromPeer) ?? null
         if (extra != null) return extra
-        const verdict = admitRaftMessage(fromPeer ?? msg.from, msg, { ...raftIngressContext(opts.id, this.core, preverifyCommand), admitters: opts.admitters?.() })
+        const verdict = admitRaftMessage(fromPeer ?? msg.from, msg, { ...raftIngressContext(opts.id, this.core), admitters: opts.admitters?.() })
         if (verdict.ok) return null
         m?.raftMessagesDropped.inc({ reason: verdict.reason })
         if (dropLog.first(fromPeer ?? msg.from, verdict.reason)) opts.log.warn('raft message dropped (logged once per peer and reason)', { peer: fromPeer ?? msg.from, type: msg.type, reason: verdict.reason, detail: verdict.detail })

@@ -4,28 +4,23 @@
 import type { RaftStatus } from '../../protocols/raft/rawnode.ts'
 import { decodeConfChange } from '../../protocols/raft/rawnode.ts'
 import type { NodeId } from '../../protocols/raft/types.ts'
-import type { CommandEnvelope } from '../../protocols/commands.ts'
 import { tryDecodeEnvelope } from '../../storage/envelope.ts'
 import { validateSnapshot } from '../../storage/state-machine.ts'
 import type { IngressContext } from './raft-ingress.ts'
 
-/** Why `data` is not a valid entry of `type`, or null. `onCommand` sees each valid command. */
-export function checkEntryData (type: 'normal' | 'conf', data: Uint8Array, onCommand?: (env: CommandEnvelope) => void): string | null {
+/** Why `data` is not a valid entry of `type`, or null. */
+export function checkEntryData (type: 'normal' | 'conf', data: Uint8Array): string | null {
   if (type === 'conf') {
     try { decodeConfChange(data); return null } catch (e) { return `not a conf change: ${e instanceof Error ? e.message : String(e)}` }
   }
   const r = tryDecodeEnvelope(data)
-  if (!r.ok) return `not a command: ${r.error.message}`
-  onCommand?.(r.env)
-  return null
+  return r.ok ? null : `not a command: ${r.error.message}`
 }
 
 /** What the context needs of a node: a RawNode, or node/core/raft-node.ts's RaftNode around one. */
 export interface IngressSource { status: () => RaftStatus, lastIndex: () => number }
 
-/** `onCommand`: told each command an inbound MsgApp brings, as it is admitted (the daemon starts
- * the command's signature check there, off the event loop: node/preverify.ts). */
-export function raftIngressContext (self: NodeId, node: IngressSource, onCommand?: (env: CommandEnvelope) => void): IngressContext {
+export function raftIngressContext (self: NodeId, node: IngressSource): IngressContext {
   const s = node.status()
   // while joint, the outgoing voters (a removed leader among them) and the learners-to-be are
   // members until the leave commits
@@ -39,7 +34,7 @@ export function raftIngressContext (self: NodeId, node: IngressSource, onCommand
     leader: s.lead,
     isLeader: s.role === 'leader',
     lastIndex: node.lastIndex(),
-    checkEntry: onCommand == null ? checkEntryData : (type, data) => checkEntryData(type, data, onCommand),
+    checkEntry: checkEntryData,
     checkSnapshot: validateSnapshot
   }
 }
