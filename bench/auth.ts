@@ -1,10 +1,10 @@
 // Cost per write of command signatures (protocols/auth.ts), which sit on the write path: µs per
 // Ed25519 sign (CLI / node), per verify (leader before proposing, every replica on apply), the
-// event loop's share of a verify started on the worker thread (node/preverify.ts: what the leader and
-// the followers pay since the check moved off the loop), and per apply of a small command without
+// event loop's share of a verify started on the worker thread (node/preverify.ts: what the leader pays
+// for a signed write since its check moved off the loop; followers verify on apply), and per apply of a small command without
 // and with the authority check, on the daemon's LMDB store and on the in-memory one. The checked
 // apply is timed twice: with signatures this process has not seen, and with signatures already
-// verified on the worker thread (a follower's steady state).
+// verified on the worker thread (the leader's steady state).
 //   node --import tsx bench/auth.ts [--n 5000] [--json]
 import { performance } from 'node:perf_hooks'
 import { loadavg } from 'node:os'
@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seededSigner, signCommandSync, verifyAuth } from '../protocols/auth.ts'
-import { preverifyAuth } from '../node/preverify.ts'
+import { preverifyAuth, preverifyReady } from '../node/preverify.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { Kv } from '../storage/kv.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
@@ -79,6 +79,7 @@ for (let start = 0; start < N; start += WINDOW) {
 const reverifyUs = reverifyMs * 1000 / N
 
 // the event loop's share of a verify started on the worker thread, a window of them in flight at once
+await preverifyReady()
 const asyncSigs = Array.from({ length: N }, (_, i) => signCommandSync(admin, cmd, `p${i}`, 10))
 let issueMs = 0
 for (let start = 0; start < N; start += WINDOW) {
@@ -104,8 +105,8 @@ async function applyCosts (kind: 'lmdb' | 'memory'): Promise<{ plainUs: number, 
     const r = checked.sm.apply(checked.next(), fresh.envs[i])
     if (!r.ok) throw new Error(r.error.message)
   })
-  // verified ahead on the worker thread, in windows the cache holds (as a follower does when a
-  // MsgApp arrives), then applied: only the apply is timed
+  // verified ahead on the worker thread, in windows the cache holds (as the leader does when a
+  // signed write arrives), then applied: only the apply is timed
   const pre = signed(`q-${kind}-`)
   const again = world(true, kind)
   let ms = 0

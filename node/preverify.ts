@@ -29,6 +29,8 @@ import type { Command } from '../protocols/commands.ts'
 export const MAX_PREVERIFY_IN_FLIGHT = 1024
 /** Signatures per message to the worker. */
 export const PREVERIFY_BATCH = 256
+/** A worker with nothing to do for this long is ended (an idle node does not carry its memory). */
+export const PREVERIFY_WORKER_IDLE_MS = 30_000
 /** Public keys the worker keeps parsed (the admins and nodes that sign). */
 const WORKER_KEY_CACHE = 1024
 
@@ -66,6 +68,10 @@ interface Waiting { job: SignatureJob, resolve: (ok: boolean | null) => void }
 
 class VerifyWorker {
   private worker: Worker | null = null
+  /** the worker has started and answers messages */
+  private online = false
+  private idleTimer: NodeJS.Timeout | null = null
+  private readonly onlineWaiters: Array<() => void> = []
   private queue: Waiting[] = []
   private readonly sent = new Map<number, Waiting[]>()
   private readonly byId = new Map<string, Promise<boolean | null>>()
@@ -76,15 +82,25 @@ class VerifyWorker {
   submit (job: SignatureJob): Promise<boolean | null> {
     const running = this.byId.get(job.id)
     if (running !== undefined) return running
+    // a worker that is not up yet (the first write after an idle spell) is started, and this
+    // signature is left to the synchronous check: no write waits for a thread to boot
+    if (!this.online) { this.start(); return Promise.resolve(null) }
     if (this.inFlight >= MAX_PREVERIFY_IN_FLIGHT) return Promise.resolve(null)
     this.inFlight++
     const done = new Promise<boolean | null>((resolve) => { this.queue.push({ job, resolve }) })
     this.byId.set(job.id, done)
+    if (this.idleTimer !== null) { clearTimeout(this.idleTimer); this.idleTimer = null }
     if (!this.flushing) {
       this.flushing = true
       setImmediate(() => { this.flushing = false; this.flush() })
     }
     return done
+  }
+
+  /** Resolves once the worker answers (tests and benchmarks warm it up with this). */
+  async ready (): Promise<void> {
+    if (this.online) return
+    await new Promise<void>((resolve) => { this.onlineWaiters.push(resolve); this.start(); this.worker?.ref() })
   }
 
   private settle (w: Waiting, ok: boolean | null): void {
@@ -95,7 +111,7 @@ class VerifyWorker {
   }
 
   private flush (): void {
-    const worker = this.ensure()
+    const worker = this.online ? this.worker : null
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, PREVERIFY_BATCH)
       if (worker === null) { for (const w of batch) this.settle(w, null); continue }
@@ -106,42 +122,67 @@ class VerifyWorker {
     }
   }
 
-  private ensure (): Worker | null {
-    if (this.worker !== null) return this.worker
+  /** An idle worker is ended (a thread and its V8 heap, ~8 MiB of resident memory an idle node
+   * should not carry); the next signed write starts it again. */
+  private idleLater (w: Worker): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null
+      if (this.worker !== w || this.sent.size > 0 || this.queue.length > 0) return
+      this.worker = null
+      this.online = false
+      void w.terminate()
+    }, PREVERIFY_WORKER_IDLE_MS)
+    this.idleTimer.unref()
+  }
+
+  private start (): void {
+    if (this.worker !== null) return
+    let w: Worker
     try {
-      const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] })
-      w.on('message', (m: { seq: number, out: Uint8Array }) => {
-        const batch = this.sent.get(m.seq)
-        if (batch === undefined) return
-        this.sent.delete(m.seq)
-        if (this.sent.size === 0) w.unref()
-        batch.forEach((b, i) => { this.settle(b, m.out[i] === 1) })
-      })
-      const gone = (): void => {
-        if (this.worker !== w) return
-        this.worker = null
-        // whatever it had not answered is left to the synchronous check
-        for (const batch of this.sent.values()) for (const b of batch) this.settle(b, null)
-        this.sent.clear()
-      }
-      w.on('error', gone)
-      w.on('exit', gone)
-      w.unref() // idle, never what keeps a process alive (after the listeners, which ref it)
-      this.worker = w
-      return w
+      w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] })
     } catch {
-      return null
+      return
     }
+    w.on('online', () => {
+      if (this.worker !== w) return
+      this.online = true
+      if (this.sent.size === 0) w.unref()
+      for (const f of this.onlineWaiters.splice(0)) f()
+      this.idleLater(w)
+    })
+    w.on('message', (m: { seq: number, out: Uint8Array }) => {
+      const batch = this.sent.get(m.seq)
+      if (batch === undefined) return
+      this.sent.delete(m.seq)
+      if (this.sent.size === 0) { w.unref(); this.idleLater(w) }
+      batch.forEach((b, i) => { this.settle(b, m.out[i] === 1) })
+    })
+    const gone = (): void => {
+      if (this.worker !== w) return
+      this.worker = null
+      this.online = false
+      // whatever it had not answered is left to the synchronous check
+      for (const batch of this.sent.values()) for (const b of batch) this.settle(b, null)
+      this.sent.clear()
+    }
+    w.on('error', gone)
+    w.on('exit', gone)
+    w.unref() // idle, never what keeps a process alive (after the listeners, which ref it)
+    this.worker = w
   }
 }
 
 const pool = new VerifyWorker()
 
+/** Starts the worker if it is not running and resolves once it answers (tests, benchmarks). */
+export async function preverifyReady (): Promise<void> { await pool.ready() }
+
 /**
  * Starts checking `auth` over `cmd` on the worker thread. Resolves to the answer (true: the
  * signature is now cached as good; false: it is bad, and verifyAuth will say so too), or to null
- * when nothing was checked (bound reached, no worker): then verifyAuth checks it where it is
- * decided, as always.
+ * when nothing was checked (bound reached, the worker not up yet, no worker): then verifyAuth
+ * checks it where it is decided, as always.
  */
 export async function preverifyAuth (cmd: Command, auth: CommandAuth): Promise<boolean | null> {
   const job = signatureJob(cmd, auth)

@@ -6,7 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Command } from '../../protocols/commands.ts'
 import { seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
-import { MAX_PREVERIFY_IN_FLIGHT, preverifyAuth } from '../../node/preverify.ts'
+import { MAX_PREVERIFY_IN_FLIGHT, preverifyAuth, preverifyReady } from '../../node/preverify.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 
 const admin = seededSigner(new Uint8Array(32).fill(7))
@@ -17,6 +17,14 @@ function cmd (desired: 'running' | 'stopped', id = 'v1'): Command {
   if (!v.ok) throw new Error(v.error.message)
   return v.cmd
 }
+
+test('until the worker is up nothing is checked ahead (null): the decision stays with the synchronous check', async () => {
+  const c = cmd('running', 'cold')
+  const a = signCommandSync(admin, c, 'cold-1', 10)
+  assert.is(await preverifyAuth(c, a), null)
+  assert.is(verifyAuth(c, a), true)
+  await preverifyReady()
+})
 
 test('a good signature verified ahead is still good where it is decided', async () => {
   const c = cmd('running')
