@@ -32,14 +32,17 @@ export interface MigrationRecord {
 
 /** What `blixard vm migrate --wait` shows: QEMU's query-migrate, as the source last reported it. */
 export interface MigrationFigures {
+  /** RAM bytes sent so far */
   transferredBytes: number
   remainingBytes: number
   totalBytes: number
+  /** pages dirtied per second, as QEMU last measured it */
   dirtyPagesRate: number
-  /** while transferring: the pause QEMU expects if it switched now */
+  /** while transferring: the pause QEMU expects if it switched now (ms) */
   expectedDowntimeMs: number | null
-  /** once switched: the pause the guest saw */
+  /** once switched: the pause the guest saw (ms) */
   downtimeMs: number | null
+  /** from `migrate` to the end (ms): once completed, or so far while active */
   totalTimeMs: number | null
 }
 

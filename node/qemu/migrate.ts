@@ -4,26 +4,17 @@
 // to a local socket, and `query-migrate` reports progress until it completes, fails or is cancelled.
 import type { QmpClient } from './qmp.ts'
 import { QemuError } from './errors.ts'
+import type { MigrationFigures } from '../../protocols/migration-phases.ts'
 
 /** QEMU's MigrationStatus values (qapi/migration.json, 7.2). */
 export type MigrationStatus =
   | 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'postcopy-paused'
   | 'postcopy-recover' | 'completed' | 'failed' | 'colo' | 'pre-switchover' | 'device' | 'wait-unplug'
 
-export interface MigrationProgress {
+/** QEMU's query-migrate: the figures a migration record carries (protocols/migration-phases.ts),
+ * plus what only the host needs. */
+export interface MigrationProgress extends MigrationFigures {
   status: MigrationStatus
-  /** RAM bytes sent so far */
-  transferredBytes: number
-  remainingBytes: number
-  totalBytes: number
-  /** pages dirtied per second, as QEMU last measured it */
-  dirtyPagesRate: number
-  /** downtime QEMU expects if it switched now (ms), while active */
-  expectedDowntimeMs: number | null
-  /** the pause the guest actually saw (ms), once completed */
-  downtimeMs: number | null
-  /** from `migrate` to the end (ms): once completed, or so far while active */
-  totalTimeMs: number | null
   setupTimeMs: number | null
   mbps: number | null
   /** QEMU's reason, when failed */
