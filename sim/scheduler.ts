@@ -40,24 +40,13 @@ export class Scheduler {
 
   /** Run events in order until the queue is empty or the next one is later than `until`; time ends at `until`. */
   runUntil (until: number): void {
-    while (this.heap.length > 0 && this.heap[0].at <= until) {
-      if (this.executed >= this.maxEvents) throw new Error(`more than ${this.maxEvents} events by ${this.clock.now()} ms: a run that does not settle`)
-      const e = this.pop()
-      this.clock.advanceTo(e.at)
-      this.executed++
-      e.run()
-    }
+    while (this.runNext(until)) { /* one event per pass */ }
     if (until > this.clock.now()) this.clock.advanceTo(until)
   }
 
   /** runUntil, draining the microtask queue after every event that settled a promise. */
   async runUntilSettled (until: number): Promise<void> {
-    while (this.heap.length > 0 && this.heap[0].at <= until) {
-      if (this.executed >= this.maxEvents) throw new Error(`more than ${this.maxEvents} events by ${this.clock.now()} ms: a run that does not settle`)
-      const e = this.pop()
-      this.clock.advanceTo(e.at)
-      this.executed++
-      e.run()
+    while (this.runNext(until)) {
       while (this.promiseWork) {
         this.promiseWork = false
         // a macrotask boundary: every queued microtask (and those they queue) has run after it
@@ -65,6 +54,17 @@ export class Scheduler {
       }
     }
     if (until > this.clock.now()) this.clock.advanceTo(until)
+  }
+
+  /** Runs the next event due by `until`, if any (false: none left by then). */
+  private runNext (until: number): boolean {
+    if (this.heap.length === 0 || this.heap[0].at > until) return false
+    if (this.executed >= this.maxEvents) throw new Error(`more than ${this.maxEvents} events by ${this.clock.now()} ms: a run that does not settle`)
+    const e = this.pop()
+    this.clock.advanceTo(e.at)
+    this.executed++
+    e.run()
+    return true
   }
 
   private less (x: Event, y: Event): boolean {
