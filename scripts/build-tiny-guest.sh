@@ -153,8 +153,10 @@ writer() {
 if [ "$DISK" = 1 ]; then
   # a blank disk gets a filesystem once; the boot counter shows data survived
   if [ -b /dev/vda ]; then
-    # 64 MiB of filesystem: the disk writer's log lives after it (W_BASE)
-    mount -t ext4 /dev/vda /data 2>/dev/null || { mke2fs -q /dev/vda 65536 >/dev/null 2>&1 && mount -t ext4 /dev/vda /data; }
+    # 64 MiB of filesystem (the disk writer's log lives after it, at W_BASE), or the whole disk
+    # when it is smaller (mke2fs refuses a filesystem larger than its device)
+    FSK=$(( $(cat /sys/block/vda/size 2>/dev/null || echo 0) / 2 )); [ "$FSK" -gt 65536 ] && FSK=65536
+    mount -t ext4 /dev/vda /data 2>/dev/null || { mke2fs -q -b 1024 /dev/vda $FSK >/dev/null 2>&1 && mount -t ext4 /dev/vda /data; }
   fi
   if grep -q " /data " /proc/mounts; then
     N=$(cat /data/blixard-boots 2>/dev/null || echo 0); N=$((N + 1))
