@@ -19,19 +19,15 @@ import { isFinal, newMigrationRecord, step } from '../protocols/migration-phases
 import type { MigrationEvent, MigrationRecord } from '../protocols/migration-phases.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
-import { byNodeKey, checkFits } from './apply-vms.ts'
+import { byNodeKey, checkFits, getVm } from './apply-vms.ts'
+import type { ReportOutcome } from './apply-vms.ts'
 import { activeMigration, nodeName } from './migration-guard.ts'
 export { activeMigration, refuseWhileMigrating } from './migration-guard.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
-export type MigrationReportOutcome = 'applied' | 'stale' | 'notFound'
-
-function getVm (ctx: ApplyContext, id: string): VmRecord {
-  const vm = ctx.tx.get<VmRecord>('vms', id)
-  if (vm === undefined) reject('NotFound', `VM ${id} not found`)
-  return vm
-}
+/** A phase report's outcome, as a VM status report's (storage/apply-vms.ts). */
+export type MigrationReportOutcome = ReportOutcome
 
 /** What live migrations already moving into `node` hold there (a scan of the VMs: a start of a
  * migration is rare, and this keeps no index that could drift). */

@@ -10,7 +10,8 @@ type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
 export type ReportOutcome = 'applied' | 'stale' | 'notFound'
 
-function getVm (ctx: ApplyContext, id: string): VmRecord {
+/** The VM with this id, or a NotFound rejection. */
+export function getVm (ctx: ApplyContext, id: string): VmRecord {
   const vm = ctx.tx.get<VmRecord>('vms', id)
   if (vm === undefined) reject('NotFound', `VM ${id} not found`)
   return vm
