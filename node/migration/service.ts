@@ -60,6 +60,10 @@ const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
 const EXPECT_STREAM_MS = 60_000
 const POLL_MS = 50
+/** A target without a lease yet (it has just started) waits this long for its first one; the
+ * first renewal is acknowledged within a renew interval or two (node/core/lease-rules.ts). */
+const TARGET_LEASE_WAIT_MS = 15_000
+const LEASE_POLL_MS = 250
 /** query-migrate replies that may come late (a loaded host) before the source gives up. */
 const MAX_LATE_QMP_REPLIES = 5
 /** How long a cancelled migration may take to say how it ended. */
@@ -215,7 +219,9 @@ export class MigrationService {
     const id = migrationId(m)
     const log = this.d.log.child({ vmId: vm.id, migration: id })
     try {
-      const held = this.d.mayRun?.()
+      // a target that has just (re)started holds no lease for a moment: it waits for its first
+      // one rather than failing a move that placement sent to a ready node
+      const held = await heldFor(() => this.d.mayRun?.() ?? null, TARGET_LEASE_WAIT_MS)
       if (held != null) throw new Error(`this host may not run guests now: ${held}`)
       if (vm.spec.image.kind === 'tiny' && this.tiny == null) throw new Error('no tiny guest on this host; run scripts/build-tiny-guest.sh')
       // a QEMU of this VM left here by an earlier attempt (the VM is not ours: its source runs it)
@@ -368,6 +374,15 @@ async function settledMigration (qmp: QmpClient): Promise<MigrationProgress | nu
     if (st == null || st.status === 'completed' || st.status === 'cancelled' || st.status === 'failed' || st.status === 'none') return st
     if (Date.now() > deadline) return st
     await sleep(POLL_MS)
+  }
+}
+
+/** Why this host may not run guests, asked until it may or `timeoutMs` passed (null: it may). */
+async function heldFor (why: () => string | null, timeoutMs: number): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs
+  for (let held = why(); ; held = why()) {
+    if (held == null || Date.now() > deadline) return held
+    await sleep(LEASE_POLL_MS)
   }
 }
 
