@@ -11,6 +11,7 @@ import type { NodeConfig } from './config.ts'
 import { createBlixardHost } from './net/host.ts'
 import type { BlixardHost } from './net/host.ts'
 import { raftTransport } from './net/raft-transport.ts'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { RaftTransport } from './net/raft-transport.ts'
 import { rpcServer } from './net/rpc.ts'
 import type { RpcHandlers, RpcServer } from './net/rpc.ts'
@@ -82,10 +83,11 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
 }
 
 /** What the membership loop sees of the host: connected peers, our addresses, the Raft transport. */
-export function hostView (host: () => BlixardHost<NodeServices>): { connectedPeers: () => string[], ownAddrs: () => string[], raftTransport: () => RaftTransport } {
+export function hostView (host: () => BlixardHost<NodeServices>): { connectedPeers: () => string[], ownAddrs: () => string[], addPeerAddrs: (peer: string, addrs: string[]) => Promise<void> } {
   return {
     connectedPeers: () => host().getConnections().map((c) => c.remotePeer.toString()),
     ownAddrs: () => host().getMultiaddrs().map(String),
-    raftTransport: () => host().services.raft
+    // a bad address throws here (multiaddr's parser), and the caller logs it
+    addPeerAddrs: async (peer, addrs) => { await host().services.raft.addPeerAddrs(peer, addrs.map((a) => multiaddr(a))) }
   }
 }

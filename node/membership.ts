@@ -1,23 +1,23 @@
 // Membership of one node, the shell around node/bootstrap.ts, node/autopilot.ts and
 // node/core/membership-rules.ts: a fresh node gathers hellos and bootstraps or joins; the leader
 // admits joiners as learners and runs autopilot; every member keeps its own record registered and
-// casts a pending admin-recovery vote. Every decision is pure; this file only does the I/O.
-import { multiaddr } from '@multiformats/multiaddr'
+// casts a pending admin-recovery vote. Every decision is pure; this file only does the I/O, and all
+// of that through its deps: node/daemon.ts wires them to libp2p, LMDB and real timers,
+// sim/replica.ts to the simulated network, store and clock, so the seeds run these rounds too.
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { RpcError } from '../protocols/rpc.ts'
-import type { LmdbLogStore } from '../storage/lmdb-log-store.ts'
+import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
+import type { AnyConfChange } from '../protocols/raft/types.ts'
+import type { RaftStatus } from '../protocols/raft/rawnode.ts'
+import type { LogStore } from '../protocols/raft/storage.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
 import type { Logger } from './log.ts'
-import type { RaftDriver } from './raft-driver.ts'
-import type { RpcClient } from './net/rpc.ts'
-import type { RaftTransport } from './net/raft-transport.ts'
 import { decideBootstrap } from './bootstrap.ts'
 import type { PeerHello } from './bootstrap.ts'
 import { decide as autopilotDecide } from './autopilot.ts'
 import { autopilotEventText } from './events.ts'
 import { autopilotInput, inCluster, registration } from './core/membership-rules.ts'
-import { pendingRecovery, recoveryDone } from './recover.ts'
 
 /** a fresh node asks its peers who they are this often */
 export const MEMBERSHIP_LOOP_MS = 500
@@ -35,24 +35,47 @@ export const BOOTSTRAP_LEADER_POLL_MS = 50
 /** bounds the cost of a bogus joiner's address list */
 export const MAX_JOIN_ADDRS = 16
 
+/** What membership needs of the Raft node (node/raft-driver.ts RaftDriver is one). */
+export interface MembershipDriver {
+  status: () => RaftStatus
+  leaderId: () => string | null
+  isLeader: () => boolean
+  stop: () => Promise<void>
+  campaign: () => void
+  /** resolves once the change applied on this node (the leader) */
+  proposeConfChange: (cc: AnyConfChange) => Promise<void>
+}
+
+/** The RPCs membership makes to a peer (node/net/rpc.ts RpcClient is one). */
+export type MembershipMethod = 'cluster.hello' | 'cluster.join' | 'internal.admit'
+export interface MembershipClient {
+  call: <M extends MembershipMethod>(method: M, params: ParamsOf<M>, opts?: { timeoutMs?: number }) => Promise<ResultOf<M>>
+}
+
+/** The configuration keys membership reads. */
+export type MembershipConfig = Pick<NodeConfig, 'name' | 'labels' | 'capacity' | 'autopilot'>
+
 export interface MembershipDeps {
   self: () => string
-  cfg: NodeConfig
+  cfg: MembershipConfig
   /** fresh clusters wait to see this many nodes before one bootstraps */
   expect: number
   /** peer ids made admins when this node bootstraps a new cluster */
   admins: readonly string[]
   sm: StateMachine
-  store: LmdbLogStore
-  driver: () => RaftDriver | null
+  store: Pick<LogStore, 'initialState' | 'save' | 'sync'>
+  driver: () => MembershipDriver | null
   /** starts a Raft driver over the store as it is now (the old one stopped) */
   startDriver: () => void
-  /** the libp2p side: connected peers, our addresses, and the Raft transport's address book */
+  /** the transport side: connected peers, our addresses, and where the Raft transport finds a peer */
   connectedPeers: () => string[]
   ownAddrs: () => string[]
-  raftTransport: () => RaftTransport
-  client: (peer: string) => Promise<RpcClient>
+  addPeerAddrs: (peer: string, addrs: string[]) => Promise<void>
+  client: (peer: string) => Promise<MembershipClient>
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  /** an admin recovery this node must vote for (`blixard-node admin recover` left a note), and
+   * the call that clears it once voted */
+  recovery: { pending: () => Promise<string | null>, done: () => Promise<void> }
   /** an event that is not a command (node/events.ts) */
   note: (text: string) => void
   log: Logger
@@ -200,7 +223,7 @@ export class Membership {
   /** Tell the Raft transport where a peer is (a joiner, or a node whose record was applied). */
   async learnAddrs (peer: string, addrs: string[]): Promise<void> {
     try {
-      await this.d.raftTransport().addPeerAddrs(peer, addrs.map((a) => multiaddr(a)))
+      await this.d.addPeerAddrs(peer, addrs)
     } catch (err) { this.d.log.debug('bad peer addresses', { peer, err }) }
   }
 
@@ -244,7 +267,7 @@ export class Membership {
    * sets, so the voter count and fault tolerance never drop; transition 'auto' has the leader
    * propose the leave itself, and if it changes in between the next leader leaves.
    */
-  private async replaceVoter (drv: RaftDriver, promote: string, remove: string): Promise<void> {
+  private async replaceVoter (drv: MembershipDriver, promote: string, remove: string): Promise<void> {
     await drv.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
   }
 
@@ -271,12 +294,12 @@ export class Membership {
 
   /** `blixard-node admin recover` left a note: once registered, vote (signed by this node's key). */
   async voteRecovery (): Promise<void> {
-    const { cfg, sm, log } = this.d
-    const peerId = await pendingRecovery(cfg.dataDir)
+    const { sm, log } = this.d
+    const peerId = await this.d.recovery.pending()
     if (peerId == null || sm.getNode(this.d.self()) == null || this.d.driver()?.leaderId() == null) return
     const r = await this.d.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: this.d.now() })
     if (!r.ok) { log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
     log.info('admin recovery: voted', { peerId, result: r.value })
-    await recoveryDone(cfg.dataDir)
+    await this.d.recovery.done()
   }
 }

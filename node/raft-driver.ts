@@ -6,10 +6,8 @@
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
 import type { AnyConfChange, Message, NodeId } from '../protocols/raft/types.ts'
 import type { RaftStatus } from '../protocols/raft/rawnode.ts'
-import { confChangeDone, confChangeText } from '../protocols/raft/confchange.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
-import { BlixardError } from '../protocols/errors.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
 import { RaftNode, raftToBlix as coreRaftToBlix } from './core/raft-node.ts'
@@ -197,17 +195,11 @@ export class RaftDriver {
     })
   }
 
+  /** Resolves once the change has applied here (the leader), rejects as the core says why not. */
   async proposeConfChange (cc: AnyConfChange): Promise<void> {
-    this.core.proposeConfChange(cc)
-    // Wait until the core has applied it (it leaves pendingConfIndex behind).
-    const deadline = Date.now() + this.proposalTimeoutMs
-    while (Date.now() < deadline) {
-      const st = this.core.status()
-      if (confChangeDone(st.conf, cc)) return
-      if (st.role !== 'leader') throw new BlixardError('NotLeader', 'leadership changed during the membership change', st.lead ?? undefined)
-      await new Promise((resolve) => setTimeout(resolve, CONF_POLL_MS))
-    }
-    throw new BlixardError('Timeout', `membership change ${confChangeText(cc)} not applied in time`)
+    await new Promise<void>((resolve, reject) => {
+      this.core.proposeConfChangeWatched(cc, this.proposalTimeoutMs, CONF_POLL_MS, (err) => { if (err != null) reject(err); else resolve() })
+    })
   }
 
   transferLeadership (to: NodeId): void { this.core.transferLeadership(to) }

@@ -22,6 +22,7 @@ export type ClientRequest =
 export function describeMessage (w: Wire): string {
   if (isRpcFrame(w)) {
     if (w.rpc === 'req') return `rpc propose${w.many ? 'Many' : ''} #${w.id} keys=${w.envs.map(e => e.key ?? '?').join(',')}`
+    if (w.rpc === 'mreq') return `rpc ${w.method} #${w.id}`
     return `rpc answer #${w.id} ${w.ok ? 'ok' : w.error.kind}`
   }
   const m: Message = w
@@ -81,7 +82,8 @@ export class Cluster {
       trace: this.o.trace,
       crashAfterSend: (rep, rd) => this.crashAfterSend(rep, rd),
       afterApply: (rep) => this.afterApply(rep),
-      onRole: (rep) => { if (rep.role === 'leader') this.onLeaderElected?.(rep) }
+      onRole: (rep) => { if (rep.role === 'leader') this.onLeaderElected?.(rep) },
+      connected: (self) => this.replicas.filter(o => o.id !== self && o.up && !o.removed && this.net.open(self, o.id) && this.net.open(o.id, self)).map(o => o.id)
     })
     this.replicas.push(r)
     this.byId.set(id, r)

@@ -293,9 +293,11 @@ export class Nemesis {
       }
       return
     }
-    const id = this.joining ?? cluster.spawn().id
-    this.joining = id
-    if (cluster.changeMembership({ type: 'addLearner', node: id })) this.stats.membership++
+    // a fresh replica joins by itself, through the shipped membership rounds (node/membership.ts:
+    // hellos, cluster.join, the leader's admit); the nemesis waits until it is a member
+    if (this.joining !== null) return
+    this.joining = cluster.spawn().id
+    this.stats.membership++
   }
 
   /** Stop replicas whose removal the leader has applied: they are gone for good. */

@@ -25,6 +25,10 @@ import type { Scheduler } from './scheduler.ts'
 import type { Network } from './network.ts'
 import type { Checker } from './checkers/checker.ts'
 import type { VmView } from './history.ts'
+import { Membership, MEMBERSHIP_LOOP_MS } from '../node/membership.ts'
+import type { MembershipClient, MembershipDriver, MembershipMethod } from '../node/membership.ts'
+import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
+import { createLogger } from '../node/log.ts'
 
 /** Raft timing, in ticks of TICK_MS virtual ms. */
 export const TICK_MS = 10
@@ -46,7 +50,8 @@ export type SimBug = RaftBug | LoopBug | ForwarderBug | 'conf-not-rolled-back' |
  * duplication strike them alike. */
 export type RpcFrame =
   | { rpc: 'req', id: number, many: boolean, envs: CommandEnvelope[] }
-  | { rpc: 'res', id: number, ok: true, value: ApplyResult | ForwardedResult[] }
+  | { rpc: 'mreq', id: number, method: MembershipMethod, params: unknown }
+  | { rpc: 'res', id: number, ok: true, value: unknown }
   | { rpc: 'res', id: number, ok: false, error: RpcErrorBody }
 export type Wire = Message | RpcFrame
 
@@ -63,6 +68,18 @@ interface PendingCall {
   resolve: (v: unknown) => void
   reject: (e: unknown) => void
 }
+
+/** Membership in the simulator (node/membership.ts, the daemon's rounds): a fresh replica joins by
+ * asking its peers for hellos and one of them to admit it; the leader runs autopilot. Autopilot's
+ * cadence and dead timeout are scaled to the simulator's 100 ms election timeout (the daemon's
+ * is 1 s). Self-registration is not run: sim/ha.ts models the hosts, and the replicas are not. */
+export const SIM_AUTOPILOT = { intervalMs: 250, deadAfterMs: 1_500 }
+/** how long a membership RPC waits for its answer, and a conf change for its apply */
+const MEMBERSHIP_RPC_TIMEOUT_MS = 1_000
+const CONF_CHANGE_TIMEOUT_MS = 3_000
+const CONF_CHANGE_POLL_MS = 20
+/** fresh clusters wait for this many nodes before bootstrapping (the daemon's default) */
+const SIM_BOOTSTRAP_EXPECT = 3
 
 /** How many ticks a replica waits, after its leader's connections all closed, before it campaigns. */
 const LEADER_LOST_SLOT_TICKS = 3
@@ -93,6 +110,8 @@ export interface ReplicaEnv extends ReplicaTuning {
   afterApply: (r: Replica, rd: Ready) => void
   /** Role changes, for the cluster's bookkeeping. */
   onRole: (r: Replica) => void
+  /** the replicas `self` can reach now (up, not retired, link open): what libp2p calls connected */
+  connected: (self: string) => string[]
 }
 
 export function viewOf (sm: StateMachine, vm: string): VmView | null {
@@ -126,6 +145,9 @@ export class Replica {
   /** forwarded calls of the current life waiting for the leader's answer, by frame id */
   private readonly calls = new Map<number, PendingCall>()
   private nextCall = 1
+  /** the shipped membership rounds of the current life (node/membership.ts) */
+  membership: Membership | null = null
+  private nextMembershipKey = 1
 
   constructor (id: string, store: MemoryLogStore, private readonly env: ReplicaEnv) {
     this.id = id
@@ -158,6 +180,16 @@ export class Replica {
     const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
     this.sm = sm
     this.role = 'follower'
+    this.startCore(sm)
+    this.membership = this.buildMembership(this.incarnation)
+    this.membership.bindIfFresh()
+    this.runRound(MEMBERSHIP_LOOP_MS, this.incarnation, async (m) => { await m.formationRound() })
+    this.runRound(SIM_AUTOPILOT.intervalMs, this.incarnation, async (m) => { await m.autopilotRound() })
+  }
+
+  /** The node core over the store as it is now: at start, and again after membership bootstrapped
+   * a new cluster in this store (node/membership.ts startDriver). */
+  private startCore (sm: StateMachine): void {
     const rng = this.env.rng.fork(`election/${this.incarnation}`)
     const inc = this.incarnation
     const { sched, checkers } = this.env
@@ -194,7 +226,7 @@ export class Replica {
       applyEachEntryAlone: true,
       // the daemon's admission filter (who may speak Raft, bounds, payload checks), so the seeds
       // say whether it ever drops a message an honest member needs
-      admit: (m) => { const v = admitRaftMessage(m.from, m, raftIngressContext(this.id, core)); return v.ok ? null : v.reason },
+      admit: (m) => { const v = admitRaftMessage(m.from, m, { ...raftIngressContext(this.id, core), admitters: this.membership?.admitters() }); return v.ok ? null : v.reason },
       readiesPerDrain: MAX_READY_ROUNDS,
       raftBugs: this.raftBugs,
       loopBugs: this.loopBugs,
@@ -243,6 +275,75 @@ export class Replica {
     core.start()
   }
 
+  /** A membership round every `ms` for as long as this life lasts (node/loops.ts in the daemon:
+   * one round at a time, the next `ms` after the last one ended). */
+  private runRound (ms: number, inc: number, round: (m: Membership) => Promise<void>): void {
+    const sched = this.env.sched
+    sched.after(ms, () => {
+      const m = this.membership
+      if (!this.up || this.incarnation !== inc || m === null) return
+      sched.promiseWork = true
+      round(m).catch((err: unknown) => { this.trace(`membership round failed: ${String(err)}`) }).finally(() => {
+        if (this.up && this.incarnation === inc) this.runRound(ms, inc, round)
+      })
+    })
+  }
+
+  private buildMembership (inc: number): Membership {
+    const sched = this.env.sched
+    const live = (): boolean => this.up && this.incarnation === inc
+    const driver = (): MembershipDriver | null => {
+      const core = this.core
+      if (core === null || !live()) return null
+      return {
+        status: () => core.status(),
+        leaderId: () => core.leaderId(),
+        isLeader: () => core.status().role === 'leader',
+        stop: async () => { core.stop(true) },
+        campaign: () => { core.campaign() },
+        proposeConfChange: async (cc) => await new Promise<void>((resolve, reject) => {
+          core.proposeConfChangeWatched(cc, CONF_CHANGE_TIMEOUT_MS, CONF_CHANGE_POLL_MS, (err) => {
+            sched.promiseWork = true
+            if (err !== null) reject(err); else resolve()
+          })
+        })
+      }
+    }
+    const traceLine = (line: string): void => { this.env.trace?.(`${this.id} log ${line}`) }
+    return new Membership({
+      self: () => this.id,
+      cfg: { name: this.id, labels: {}, capacity: { cpu: 1, memoryMiB: 1024, diskGiB: 1 }, autopilot: SIM_AUTOPILOT },
+      expect: SIM_BOOTSTRAP_EXPECT,
+      admins: [],
+      sm: this.sm as StateMachine,
+      store: this.store,
+      driver,
+      startDriver: () => { if (live() && this.sm !== null) { this.startCore(this.sm); this.trace('bootstrapped a new cluster') } },
+      connectedPeers: () => live() ? this.env.connected(this.id) : [],
+      ownAddrs: () => [`/sim/${this.id}`],
+      addPeerAddrs: async () => {},
+      client: async (peer) => this.membershipClient(peer),
+      propose: async (env) => {
+        if (!live() || this.forwarder === null) throw new RpcError('Unavailable', 'the node is shutting down')
+        return await this.forwarder.propose({ ...env, key: env.key ?? `${this.id}/${inc}/m${this.nextMembershipKey++}` })
+      },
+      recovery: { pending: async () => null, done: async () => {} },
+      note: (text) => { this.trace(`event ${text}`) },
+      log: createLogger({ node: this.id }, { level: 'info', write: traceLine, now: () => new Date(sched.now()) }),
+      now: () => sched.now(),
+      sleep: async (ms) => await new Promise<void>((resolve) => { sched.after(ms, () => { sched.promiseWork = true; resolve() }) })
+    })
+  }
+
+  private membershipClient (peer: string): MembershipClient {
+    return {
+      call: async <M extends MembershipMethod>(method: M, params: ParamsOf<M>, opts?: { timeoutMs?: number }): Promise<ResultOf<M>> => {
+        const id = this.nextCall++
+        return await this.awaitAnswer(id, peer, { rpc: 'mreq', id, method, params }, opts?.timeoutMs ?? MEMBERSHIP_RPC_TIMEOUT_MS) as ResultOf<M>
+      }
+    }
+  }
+
   /** Power loss: unsynced writes are gone, in-flight client requests die with the process. */
   crash (why: string): void {
     if (!this.up) return
@@ -250,6 +351,7 @@ export class Replica {
     this.store.crash()
     this.core = null
     this.forwarder = null
+    this.membership = null
     this.calls.clear() // their answers would reach a process that no longer exists
     this.sm = null
     this.up = false
@@ -268,6 +370,7 @@ export class Replica {
   /** A Raft message arrived from the network: the core's receive hook. False when there was nobody to take it. */
   receive (m: Message): boolean {
     if (!this.up || this.core === null) return false
+    this.membership?.heard(m.from)
     return this.core.receive(m, m.from)
   }
 
@@ -333,14 +436,18 @@ export class Replica {
   /** One forwarded call to `leader`: a request frame out, its answer (or the timeout) back. */
   private async call (leader: string, envs: CommandEnvelope[], many: boolean, timeoutMs: number): Promise<unknown> {
     const id = this.nextCall++
+    return await this.awaitAnswer(id, leader, { rpc: 'req', id, many, envs }, timeoutMs)
+  }
+
+  private async awaitAnswer (id: number, to: string, frame: RpcFrame, timeoutMs: number): Promise<unknown> {
     const sched = this.env.sched
     return await new Promise<unknown>((resolve, reject) => {
       this.calls.set(id, { resolve, reject })
-      this.env.net.send(this.id, leader, { rpc: 'req', id, many, envs })
+      this.env.net.send(this.id, to, frame)
       sched.after(timeoutMs, () => {
         if (!this.calls.delete(id)) return
         sched.promiseWork = true
-        reject(new RpcError('Timeout', `no answer from ${leader} within ${timeoutMs} ms`))
+        reject(new RpcError('Timeout', `no answer from ${to} within ${timeoutMs} ms`))
       })
     })
   }
@@ -361,6 +468,10 @@ export class Replica {
     const core = this.core
     const inc = this.incarnation
     const answer = (res: RpcFrame): void => { if (this.up && this.incarnation === inc) this.env.net.send(this.id, from, res) }
+    if (f.rpc === 'mreq') {
+      this.serveMembership(from, f, answer)
+      return true
+    }
     if (this.role !== 'leader') {
       const leader = core.status().lead
       answer({ rpc: 'res', id: f.id, ok: false, error: new RpcError('NotLeader', 'this node is not the leader', leader ?? undefined).toBody() })
@@ -382,6 +493,21 @@ export class Replica {
       })
     }
     return true
+  }
+
+  /** cluster.hello, cluster.join and internal.admit, as node/api.ts hands them to membership. */
+  private serveMembership (from: string, f: Extract<RpcFrame, { rpc: 'mreq' }>, answer: (res: RpcFrame) => void): void {
+    const m = this.membership
+    if (m === null) return
+    const params = f.params as { addrs?: string[], peer?: string }
+    const work: Promise<unknown> = f.method === 'cluster.hello'
+      ? Promise.resolve(m.hello())
+      : f.method === 'cluster.join'
+        ? m.admit(from, params.addrs ?? [])
+        : m.admit(params.peer ?? '', params.addrs ?? [])
+    this.env.sched.promiseWork = true
+    work.then((value) => { answer({ rpc: 'res', id: f.id, ok: true, value }) }, (err: unknown) => { answer({ rpc: 'res', id: f.id, ok: false, error: toRpcErrorBody(err) }) })
+      .finally(() => { this.env.sched.promiseWork = true })
   }
 
   read (vm: string, reply: (r: RpcReply) => void): void {

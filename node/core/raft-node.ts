@@ -16,6 +16,7 @@ import { RawNode } from '../../protocols/raft/rawnode.ts'
 import type { RaftBug, RaftStatus } from '../../protocols/raft/rawnode.ts'
 import type { AnyConfChange, Entry, Message, NodeId, Ready, Role, Snapshot } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
+import { confChangeDone, confChangeText } from '../../protocols/raft/confchange.ts'
 import type { LogStore } from '../../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import { BlixardError } from '../../protocols/errors.ts'
@@ -264,6 +265,24 @@ export class RaftNode {
     if (this.stopped) throw new BlixardError('Unavailable', 'the node is shutting down')
     try { this.node.proposeConfChange(cc) } catch (e) { throw raftToBlix(e) }
     this.schedule()
+  }
+
+  /** Proposes a membership change and answers `done` once the leader's configuration shows it
+   * applied (null), or why not: refused now, leadership lost, this node stopped, or not applied
+   * within `timeoutMs` (looked at every `pollMs`, on the environment's timers, so the simulator
+   * runs the same wait as the daemon). */
+  proposeConfChangeWatched (cc: AnyConfChange, timeoutMs: number, pollMs: number, done: (err: BlixardError | null) => void): void {
+    try { this.proposeConfChange(cc) } catch (e) { done(e instanceof BlixardError ? e : raftToBlix(e)); return }
+    let polls = Math.max(1, Math.ceil(timeoutMs / pollMs))
+    const check = (): void => {
+      if (this.stopped) { done(new BlixardError('Unavailable', 'the node stopped during the membership change')); return }
+      const st = this.node.status()
+      if (confChangeDone(st.conf, cc)) { done(null); return }
+      if (st.role !== 'leader') { done(new BlixardError('NotLeader', 'leadership changed during the membership change', st.lead ?? undefined)); return }
+      if (polls-- <= 0) { done(new BlixardError('Timeout', `membership change ${confChangeText(cc)} not applied in time`)); return }
+      this.o.timers.after(pollMs, check)
+    }
+    check()
   }
 
   /** Proposes a command without waiting for it (a scheduler's fire-and-forget); throws if refused. */
