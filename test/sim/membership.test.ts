@@ -1,0 +1,80 @@
+// Membership as the simulator runs it: the shipped rounds of node/membership.ts (a fresh node's
+// hellos and cluster.join, the leader's admit, autopilot) over the simulated network and clock,
+// with no nemesis, so each step is the membership code's own doing. A fresh replica becomes a
+// learner by itself; a voter dead longer than autopilot's timeout is replaced by that learner in
+// one joint change; a fresh replica cut off from everyone stays out (it neither joins nor
+// bootstraps a cluster of its own).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { Scheduler } from '../../sim/scheduler.ts'
+import { Prng } from '../../sim/prng.ts'
+import { Cluster } from '../../sim/cluster.ts'
+import { ElectionSafety } from '../../sim/checkers/election-safety.ts'
+import { ConfigSafety } from '../../sim/checkers/config-safety.ts'
+import { SIM_AUTOPILOT } from '../../sim/replica.ts'
+import type { Checker } from '../../sim/checkers/checker.ts'
+
+function world (seed: number): { sched: Scheduler, cluster: Cluster, checkers: Checker[], trace: string[] } {
+  const sched = new Scheduler()
+  const trace: string[] = []
+  const checkers: Checker[] = [new ElectionSafety(), new ConfigSafety()]
+  const cluster = new Cluster({
+    sched, rng: new Prng(seed), nodes: 3, bugs: new Set(), checkers, preVote: true, checkQuorum: true,
+    maxSizePerMsg: 64 * 1024, maxInflightMsgs: 64, trace: (line) => { trace.push(`${sched.now()} ${line}`) }
+  })
+  cluster.start()
+  return { sched, cluster, checkers, trace }
+}
+
+function violations (checkers: Checker[]): string[] {
+  return checkers.flatMap((c) => c.violations.map((v) => `${c.name}: ${v.message}`))
+}
+
+test('a fresh replica joins as a learner through hellos, cluster.join and the leader\'s admit', async () => {
+  const { sched, cluster, checkers, trace } = world(11)
+  await sched.runUntilSettled(2_000)
+  assert.ok(cluster.leader() !== null, 'a leader after 2 s')
+  const fresh = cluster.spawn()
+  await sched.runUntilSettled(5_000)
+  const conf = cluster.conf()
+  assert.ok(conf !== null && conf.learners.includes(fresh.id), `${fresh.id} is a learner: ${JSON.stringify(conf)}`)
+  assert.ok(trace.some((l) => l.includes('rpc cluster.join')), 'it asked to join')
+  assert.ok(trace.some((l) => l.includes('added a learner')), 'the leader admitted it')
+  assert.equal(violations(checkers), [])
+})
+
+test('autopilot replaces a voter dead for longer than its timeout by the caught-up learner', async () => {
+  const { sched, cluster, checkers } = world(12)
+  await sched.runUntilSettled(2_000)
+  const fresh = cluster.spawn()
+  await sched.runUntilSettled(5_000)
+  const leader = cluster.leader()
+  assert.ok(leader !== null)
+  const victim = cluster.conf()?.voters.find((v) => v !== leader.id)
+  assert.ok(victim !== undefined)
+  cluster.crash(victim, 'test')
+  await sched.runUntilSettled(5_000 + SIM_AUTOPILOT.deadAfterMs + 3_000)
+  const conf = cluster.conf()
+  assert.ok(conf !== null, 'still a leader')
+  assert.ok(conf.voters.includes(fresh.id), `${fresh.id} promoted: ${JSON.stringify(conf)}`)
+  assert.not.ok(conf.voters.includes(victim), `${victim} removed: ${JSON.stringify(conf)}`)
+  assert.equal(conf.voters.length, 3, 'three voters again')
+  assert.equal(violations(checkers), [])
+})
+
+test('a fresh replica cut off from every member neither joins nor bootstraps a cluster of its own', async () => {
+  const { sched, cluster, checkers, trace } = world(13)
+  await sched.runUntilSettled(2_000)
+  const fresh = cluster.spawn()
+  cluster.net.isolate(fresh.id, cluster.memberIds())
+  await sched.runUntilSettled(6_000)
+  assert.not.ok(cluster.conf()?.learners.includes(fresh.id) ?? false)
+  assert.equal(fresh.raftStatus()?.conf.voters ?? [], [], 'no configuration of its own')
+  assert.not.ok(trace.some((l) => l.includes('bootstrapped a new cluster')))
+  cluster.net.rejoin(fresh.id)
+  await sched.runUntilSettled(9_000)
+  assert.ok(cluster.conf()?.learners.includes(fresh.id) ?? false, 'joins once the link is back')
+  assert.equal(violations(checkers), [])
+})
+
+test.run()
