@@ -26,7 +26,7 @@ import type { LoadBoard } from './scheduler.ts'
 import { startHttp, type HttpServer } from './http.ts'
 import { vmConsole, type ConsoleOptions } from './console-proxy.ts'
 import { Membership } from './membership.ts'
-import { pendingRecovery, recoveryDone } from './recover.ts'
+import { recoveryNote } from './recover.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import { hostView, startNodeHost, type NodeServices } from './host-services.ts'
 import { startExecution, type Execution } from './execution.ts'
@@ -88,8 +88,7 @@ export class Daemon {
       ...hostView(() => this.host),
       client: async (peer) => await this.client(peer),
       propose: async (env) => await this.propose(env),
-      recovery: { pending: async () => await pendingRecovery(cfg.dataDir), done: async () => { await recoveryDone(cfg.dataDir) } },
-      note: (text) => { this.events.note(text) },
+      recovery: recoveryNote(cfg.dataDir), note: (text) => { this.events.note(text) },
       log: this.log, now: Date.now, sleep
     })
   }

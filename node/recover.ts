@@ -39,3 +39,8 @@ export async function pendingRecovery (dataDir: string): Promise<string | null> 
 export async function recoveryDone (dataDir: string): Promise<void> {
   await rm(join(dataDir, RECOVER_FILE), { force: true })
 }
+
+/** The note as membership reads it (node/membership.ts MembershipDeps.recovery). */
+export function recoveryNote (dataDir: string): { pending: () => Promise<string | null>, done: () => Promise<void> } {
+  return { pending: async () => await pendingRecovery(dataDir), done: async () => { await recoveryDone(dataDir) } }
+}
