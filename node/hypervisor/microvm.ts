@@ -164,9 +164,15 @@ export class MicrovmHypervisor implements Hypervisor {
       await this.writeMeta(name, meta).catch(() => {})
       throw err
     }
+    try {
+      await this.o.exec.run(systemctlArgv('start', name))
+    } catch (err) {
+      // an inactive unit that never ran must not read as a guest that powered off
+      await this.writeMeta(name, { ...meta, startError: `unit not started: ${(err as Error).message}` })
+      throw err
+    }
     meta.startedAt = this.now()
     await this.writeMeta(name, meta)
-    await this.o.exec.run(systemctlArgv('start', name))
     // microvm.nix makes the TAPs (microvm-tap-interfaces@NAME) but puts none on a bridge
     for (const iface of this.interfaces(vm, host)) for (const argv of attachTapArgv(iface)) await this.o.exec.run(argv)
     this.log.info('microvm started', { vmId: vm.id, name, generation: vm.generation })

@@ -51,8 +51,8 @@ test('start: render the flake, build and install the runner, start microvm@NAME,
     `write ${v}/flake`,
     `chgrp -h kvm ${v} ${v}/current ${v}/toplevel ${v}/flake`,
     `chmod g+w ${v}`,
-    `write ${g}/${GUEST_META_FILE}`,
     'systemctl start microvm@web.service',
+    `write ${g}/${GUEST_META_FILE}`,
     `ip link set dev blxt0000web0n0 master ${bridgeName('lan')}`,
     'ip link set dev blxt0000web0n0 up'
   ])
@@ -104,6 +104,15 @@ test('a failed nix build rejects naming the command, and is observed as a crash 
   const st = (await hv.list()).find((s) => s.vmId === 'id-db')
   assert.equal(st, { state: 'crashed', vmId: 'id-db', generation: 4, exit: { reason: `guest not built: ${err?.message ?? ''}`, requested: null } })
   assert.not.ok(host.log.includes('systemctl start microvm@db.service'), 'no unit started without a runner')
+})
+
+test('a unit systemd refuses to start is a crash with the reason, not a guest that powered off', async () => {
+  host.failStart = 'Access denied'
+  const err = await hv.start({ vm: vm('db', { id: 'id-db', generation: 5 }, { volumes: [], networks: [] }), host: {} }).then(() => null, (e: unknown) => e as Error)
+  host.failStart = null
+  assert.match(err?.message ?? '', /^systemctl start microvm@db.service: Access denied/)
+  const st = (await hv.list()).find((s) => s.vmId === 'id-db')
+  assert.equal(st, { state: 'crashed', vmId: 'id-db', generation: 5, exit: { reason: `unit not started: ${err?.message ?? ''}`, requested: null } })
 })
 
 test('what microvm.nix cannot run is refused before any command: kernel images, local-file drives, a name still held', async () => {

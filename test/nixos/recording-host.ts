@@ -14,6 +14,7 @@ export class RecordingHost {
   readonly log: string[] = []
   readonly units = new Map<string, Unit>()
   failBuild: string | null = null
+  failStart: string | null = null
   /** stateDir: microvm.nix's state dir of the Hypervisor under test (a start needs its runner there) */
   constructor (readonly stateDir: string) {}
 
@@ -42,6 +43,7 @@ export class RecordingHost {
         const u = this.units.get(name)
         switch (argv[1]) {
           case 'start':
+            if (this.failStart != null) throw new Error(`${line}: ${this.failStart}`)
             if (!existsSync(join(this.stateDir, name, 'current'))) throw new Error(`${line}: runner not installed`)
             this.units.set(name, { active: 'active', sub: 'running', result: 'success', pid: 4242 })
             return ''
