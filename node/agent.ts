@@ -1,14 +1,13 @@
-// The node agent: makes this host's guests match the replicated state. It
-// compares the VMs assigned here with what the QEMU driver reports, starts,
-// stops, restarts (new spec generation, restart policy with backoff) and
-// deletes to match, and reports observed status through Raft in batches.
+// The node agent: makes this host's guests match the replicated state. Each round it observes the
+// guests through the Hypervisor (node/hypervisor/types.ts: QEMU or microvm.nix), asks the pure
+// decision (node/agent-decide.ts) what to do about the VMs assigned here, and does it: starts,
+// stops, restarts (new spec generation, restart policy with backoff) and cleans up, and reports
+// observed status through Raft in batches. Hypervisor events report at once, between rounds.
 import type { VmRecord, VmPhase } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
-import type { QemuDriver, VmEvent, VmRuntimeStatus } from './qemu/driver.ts'
-import { launchSpecFromVm } from './qemu/launch-spec.ts'
-import { loadTinyGuest } from './qemu/tiny-guest.ts'
-import type { TinyGuest } from './qemu/tiny-guest.ts'
+import type { GuestEvent, Hypervisor } from './hypervisor/types.ts'
+import { decide, decideEvent, DEFAULT_BACKOFF, type AgentAction, type Attempts, type Backoff } from './agent-decide.ts'
 import type { HostBindings } from './qemu/launch-spec.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -16,16 +15,14 @@ import type { NodeMetrics } from './metrics.ts'
 export interface AgentDeps {
   nodeId: string
   sm: StateMachine
-  driver: QemuDriver
+  hypervisor: Hypervisor
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
   log: Logger
   metrics?: NodeMetrics
-  /** where the tiny guest lives (default .guest/ of the checkout) */
-  guestDir?: string
   now?: () => number
   reconcileEveryMs?: number
   /** restart backoff: first delay and cap */
-  backoffMs?: { first: number, max: number }
+  backoffMs?: Backoff
   /** the host side of VMs: addresses, TAPs on network bridges, rbd drives (node/host-resources.ts) */
   resources?: { bindings: (vm: VmRecord) => Promise<Omit<HostBindings, 'tinyGuest'>>, reconcile: () => Promise<void> }
   /** why no guest may start on this host now (no liveness lease held: node/ha/service.ts), or null */
@@ -36,11 +33,6 @@ export interface AgentDeps {
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
-
-interface Attempts { count: number, nextAt: number, lastStart: number }
-
-/** Phases the agent owns once a VM is assigned here (pending/scheduled are the scheduler's). */
-const STABLE_AFTER_MS = 60_000
 
 export class Agent {
   private timer: NodeJS.Timeout | null = null
@@ -54,8 +46,6 @@ export class Agent {
   private readonly stopSeen = new Set<string>()
   private flushTimer: NodeJS.Timeout | null = null
   private flushing: Promise<void> | null = null
-  private tiny: TinyGuest | null = null
-  private tinyError: string | null = null
   private offEvents: (() => void) | null = null
   private stopped = false
 
@@ -64,13 +54,8 @@ export class Agent {
   private now (): number { return (this.d.now ?? Date.now)() }
 
   async start (): Promise<void> {
-    try { this.tiny = await loadTinyGuest(this.d.guestDir) } catch (err) {
-      this.tinyError = `no tiny guest on this host (${(err as Error).message}); run scripts/build-tiny-guest.sh`
-      this.d.log.warn('tiny guest unavailable', { err })
-    }
-    // KVM or TCG is probed with a test boot: do it now, not inside the first create's latency
-    if (this.tiny != null) void this.d.driver.resolveAccel().catch((err: unknown) => { this.d.log.warn('accelerator probe failed', { err }) })
-    this.offEvents = this.d.driver.onEvent((e) => { this.onEvent(e) })
+    await this.d.hypervisor.prepare()
+    this.offEvents = this.d.hypervisor.onEvent((e) => { this.onEvent(e) })
     this.timer = setInterval(() => { this.kick() }, this.d.reconcileEveryMs ?? 1_000)
     this.kick()
   }
@@ -98,28 +83,74 @@ export class Agent {
     })
   }
 
+  /** One round: observe, decide, act (each VM's actions in order, VMs side by side). */
   private async reconcile (): Promise<void> {
     await this.d.resources?.reconcile().catch((err: unknown) => { this.d.log.warn('host networks not reconciled', { err }) })
-    const mine = new Map(this.d.sm.listVms({ node: this.d.nodeId }).map((v) => [v.id, v]))
-    const actual = new Map((await this.d.driver.list()).map((s) => [s.vmId, s]))
+    const hv = this.d.hypervisor
+    const vms = this.d.sm.listVms({ node: this.d.nodeId })
+    const guests = new Map((await hv.list()).map((s) => [s.vmId, s]))
+    const mine = new Map(vms.map((v) => [v.id, v]))
+    const elsewhere = new Map<string, string | null>()
+    for (const id of guests.keys()) if (!mine.has(id)) elsewhere.set(id, this.d.sm.getVm(id)?.assignedNode ?? null)
+    const cannotLaunch = new Map<string, string>()
+    for (const vm of vms) { const why = hv.cannotLaunch(vm); if (why != null) cannotLaunch.set(vm.id, why) }
+    const lastReported = new Map<string, VmPhase>()
+    for (const [id, o] of this.reported) lastReported.set(id, o.phase)
+    for (const [id, o] of this.pending) lastReported.set(id, o.phase)
+    const migrating = new Set([...mine.keys(), ...guests.keys()].filter((id) => this.d.migrating?.(id) === true))
+    const actions = decide(
+      { self: this.d.nodeId, vms, assignedElsewhere: elsewhere, backoff: this.d.backoffMs ?? DEFAULT_BACKOFF },
+      { guests, held: this.d.mayRun?.() ?? null, migrating, cannotLaunch },
+      { attempts: this.attempts, stopSeen: this.stopSeen, lastReported, unsent: new Set(this.pending.keys()), busy: this.busy },
+      this.now())
+    const perVm = new Map<string, AgentAction[]>()
+    for (const a of actions) perVm.set(a.vmId, [...(perVm.get(a.vmId) ?? []), a])
     const work: Array<Promise<void>> = []
-    for (const vm of mine.values()) {
-      if (this.busy.has(vm.id) || this.d.migrating?.(vm.id) === true) continue
-      work.push(this.guard(vm.id, async () => await this.converge(vm, actual.get(vm.id) ?? null)))
-    }
-    // Guests of VMs deleted or moved away: stop them and remove everything they had here.
-    for (const [id, st] of actual) {
-      if (mine.has(id) || this.busy.has(id) || this.d.migrating?.(id) === true) continue
-      const rec = this.d.sm.getVm(id)
-      work.push(this.guard(id, async () => {
-        if (st.state === 'running') this.d.log.info('VM no longer assigned here: stopping', { vmId: id, now: rec?.assignedNode ?? 'deleted' })
-        await this.d.driver.cleanup(id)
-        this.attempts.delete(id)
-        this.reported.delete(id)
-        this.stopSeen.delete(id)
-      }))
+    for (const [id, list] of perVm) {
+      if (list.every((a) => a.kind === 'hold')) { for (const a of list) this.d.log.debug('leaving a VM as it is', { vmId: id, why: a.reason }); continue }
+      work.push(this.guard(id, async () => { for (const a of list) await this.act(a, mine.get(id) ?? null) }))
     }
     await Promise.all(work)
+  }
+
+  /** Does one action; vm is the record assigned here (null for a guest that is not ours). */
+  private async act (a: AgentAction, vm: VmRecord | null): Promise<void> {
+    const hv = this.d.hypervisor
+    switch (a.kind) {
+      case 'hold': this.d.log.debug('leaving a VM as it is', { vmId: a.vmId, why: a.reason }); return
+      case 'note-stop': this.stopSeen.add(a.vmId); return
+      case 'reset-backoff': this.attempts.delete(a.vmId); return
+      case 'cleanup':
+        this.d.log.info('removing a guest', { vmId: a.vmId, why: a.reason })
+        await hv.cleanup(a.vmId)
+        this.attempts.delete(a.vmId)
+        this.reported.delete(a.vmId)
+        this.stopSeen.delete(a.vmId)
+        return
+      default: break
+    }
+    if (vm == null) return // decide() acts only on records assigned here beyond this point
+    switch (a.kind) {
+      case 'report': this.report(vm, a.phase, a.reason, a.ip); return
+      case 'stop': {
+        if (a.reportExit) this.d.log.info('stopping a guest', { vmId: vm.id, why: a.reason })
+        else this.d.log.info('VM spec changed: restarting with the new spec', { vmId: vm.id, why: a.reason })
+        this.report(vm, 'stopping', a.reason)
+        const exit = await hv.stop(vm.id)
+        if (a.reportExit) this.report(vm, 'stopped', exit.reason)
+        return
+      }
+      case 'start': {
+        this.attempts.set(vm.id, a.attempt)
+        this.stopSeen.delete(vm.id)
+        const host = await this.d.resources?.bindings(vm) ?? {}
+        // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
+        const name = this.d.sm.getNode(this.d.nodeId)?.name
+        const hostName = name != null && /^[\w.-]{1,64}$/.test(name) ? name : undefined
+        this.report(vm, 'starting', a.reason)
+        await hv.start({ vm, host: { ...host, ...(hostName != null ? { hostName } : {}) } })
+      }
+    }
   }
 
   private async guard (id: string, fn: () => Promise<void>): Promise<void> {
@@ -131,103 +162,11 @@ export class Agent {
     } finally { this.busy.delete(id) }
   }
 
-  private async converge (vm: VmRecord, st: VmRuntimeStatus | null): Promise<void> {
-    if (vm.desired === 'stopped') {
-      this.stopSeen.add(vm.id)
-      if (st?.state === 'running') {
-        this.report(vm, 'stopping', 'stop requested')
-        const exit = await this.d.driver.stop(vm.id)
-        this.report(vm, 'stopped', exit.reason)
-      } else if (this.lastPhase(vm) !== 'stopped' || (vm.status.node !== this.d.nodeId && !this.pending.has(vm.id))) {
-        // lastPhase, not the record: the stop just reported may not be committed yet
-        this.report(vm, 'stopped', st == null ? 'never started' : 'stopped')
-      }
-      this.attempts.delete(vm.id)
-      return
-    }
-    // desired running
-    if (st?.state === 'running') {
-      if (st.generation !== vm.generation) {
-        this.d.log.info('VM spec changed: restarting with the new spec', { vmId: vm.id, from: st.generation, to: vm.generation })
-        this.report(vm, 'stopping', `spec changed (generation ${st.generation} → ${vm.generation})`)
-        await this.d.driver.stop(vm.id)
-        await this.launch(vm, 'new spec')
-        return
-      }
-      if (st.ready && this.lastPhase(vm) !== 'running') this.report(vm, 'running', '', st.ip ?? undefined)
-      const a = this.attempts.get(vm.id)
-      if (a != null && st.ready && this.now() - a.lastStart > STABLE_AFTER_MS) this.attempts.delete(vm.id)
-      return
-    }
-    if (st == null) { await this.launch(vm, 'first start'); return }
-    // The guest is gone: the restart policy decides.
-    const exit = st.exit
-    const crashed = st.state === 'crashed'
-    const policy = vm.spec.restartPolicy
-    const restart = policy === 'always' || (policy === 'on-failure' && crashed)
-    // A generation change or an explicit start after a stop always starts again. The stop is
-    // known from this agent's own view, or (after a daemon restart) from the exit the stop caused.
-    // Not from the record's phase: a guest that powered itself off is 'stopped' too, and the
-    // policy alone decides about it (on-failure and never restarted it on the next round).
-    const startedOver = st.generation !== vm.generation || this.stopSeen.has(vm.id) || exit?.requested === 'stop'
-    if (startedOver) {
-      // asked for, not a crash loop: no backoff, no 'failed' in between
-      this.attempts.delete(vm.id)
-      await this.launch(vm, st.generation !== vm.generation ? 'new spec' : 'start requested')
-      return
-    }
-    if (!restart) {
-      const phase: VmPhase = crashed ? 'failed' : 'stopped'
-      const reason = `${exit?.reason ?? 'exited'}; restart policy ${policy}`
-      if (this.lastPhase(vm) !== phase) this.report(vm, phase, reason)
-      return
-    }
-    const a = this.attempts.get(vm.id) ?? { count: 0, nextAt: 0, lastStart: 0 }
-    if (this.now() < a.nextAt) {
-      const reason = `${exit?.reason ?? 'exited'}; restarting in ${Math.ceil((a.nextAt - this.now()) / 1000)}s (attempt ${a.count + 1}, policy ${policy})`
-      if (this.lastPhase(vm) !== 'failed') this.report(vm, 'failed', reason)
-      return
-    }
-    await this.launch(vm, `restart after: ${exit?.reason ?? 'exit'} (policy ${policy})`)
-  }
-
-  private lastPhase (vm: VmRecord): VmPhase {
-    return this.pending.get(vm.id)?.phase ?? this.reported.get(vm.id)?.phase ?? vm.status.phase
-  }
-
-  private async launch (vm: VmRecord, why: string): Promise<void> {
-    if (vm.spec.image.kind === 'tiny' && this.tiny == null) {
-      this.report(vm, 'failed', this.tinyError ?? 'no tiny guest on this host')
-      return
-    }
-    const held = this.d.mayRun?.()
-    if (held != null) { this.d.log.debug('not starting a guest', { vmId: vm.id, why: held }); return }
-    const a = this.attempts.get(vm.id) ?? { count: 0, nextAt: 0, lastStart: 0 }
-    const { first, max } = this.d.backoffMs ?? { first: 1_000, max: 60_000 }
-    a.count += 1
-    a.lastStart = this.now()
-    a.nextAt = this.now() + Math.min(max, first * 2 ** Math.min(a.count - 1, 16))
-    this.attempts.set(vm.id, a)
-    this.stopSeen.delete(vm.id)
-    const host = await this.d.resources?.bindings(vm) ?? {}
-    // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
-    const name = this.d.sm.getNode(this.d.nodeId)?.name
-    const hostName = name != null && /^[\w.-]{1,64}$/.test(name) ? name : undefined
-    const spec = launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, hostName, ...host })
-    this.report(vm, 'starting', why)
-    await this.d.driver.start(spec)
-  }
-
-  private onEvent (e: VmEvent): void {
-    const vm = this.d.sm.getVm(e.vmId)
-    if (vm == null || vm.assignedNode !== this.d.nodeId) return
-    if (e.generation !== vm.generation) return
-    switch (e.type) {
-      case 'running': this.report(vm, 'running', e.adopted ? 're-adopted after a daemon restart' : '', e.ip ?? undefined); break
-      case 'failed': this.report(vm, 'failed', e.reason); this.kick(); break
-      case 'stopped': if (vm.desired === 'running') this.kick(); else this.report(vm, 'stopped', e.exit.reason); break
-      default: break
-    }
+  private onEvent (e: GuestEvent): void {
+    const vm = this.d.sm.getVm(e.vmId) ?? null
+    const d = decideEvent(e, vm, this.d.nodeId)
+    if (d.report != null && vm != null) this.report(vm, d.report.phase, d.report.reason, d.report.ip)
+    if (d.kick) this.kick()
   }
 
   /** Queue an observed status; reports are sent in batches (one ReportVmStatus per flush). */

@@ -3,14 +3,14 @@
 import { RpcError } from '../protocols/rpc.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { RpcClient } from './net/rpc.ts'
-import type { QemuDriver } from './qemu/driver.ts'
+import type { Hypervisor } from './hypervisor/types.ts'
 
 export interface ConsoleProxyDeps {
   /** this node's peer id and name (the name is for error text) */
   selfId: () => string
   selfName: string
-  /** the local driver, null when this node runs none (yet) */
-  qemu: () => QemuDriver | null
+  /** the local hypervisor (QEMU or microvm.nix), null when this node runs none (yet) */
+  hypervisor: () => Pick<Hypervisor, 'logs'> | null
   client: (peer: string) => Promise<RpcClient>
 }
 
@@ -21,10 +21,10 @@ export async function * vmConsole (deps: ConsoleProxyDeps, vm: VmRecord, o: Cons
   const host = vm.assignedNode
   if (host == null) throw new RpcError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
   if (host === deps.selfId()) {
-    const qemu = deps.qemu()
-    if (qemu == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
+    const hv = deps.hypervisor()
+    if (hv == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
     try {
-      yield * qemu.logs(vm.id, { ...o, signal })
+      yield * hv.logs(vm.id, { ...o, signal })
     } catch (err) {
       if ((err as { kind?: string }).kind === 'NotFound') throw new RpcError('NotFound', `VM ${vm.spec.name} has not started on ${deps.selfName} yet, so it has no console`)
       throw err

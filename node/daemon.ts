@@ -172,9 +172,9 @@ export class Daemon {
   /** A write from this node, wherever the leader is (node/write-path.ts). */
   async propose (env: CommandEnvelope): Promise<ApplyResult> { return await this.writes.propose(env) }
 
-  /** A VM's console: from our QEMU driver when the VM is here, else proxied from its host. */
+  /** A VM's console: from our hypervisor when the VM is here, else proxied from its host. */
   vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
-    return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) }, vm, o, signal)
+    return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, client: async (p) => await this.client(p) }, vm, o, signal)
   }
 
   /** called by /metrics before each scrape (node/metrics-wiring.ts) */

@@ -1,8 +1,9 @@
 // The execution block of a node: what places and runs guests on this host. The scheduler (placement
 // decisions, on the leader), host networking and resources (bridges, VLANs, VXLAN, Ceph images),
-// the QEMU driver, HA leases (with the fence watchdog), and the agent that reconciles guests. Built
-// in the order their safety needs: the fence watchdog is armed before the agent may adopt or start
-// a guest. node/daemon.ts wires it to Raft and libp2p through ExecutionDeps.
+// the hypervisor (the QEMU driver, or microvm.nix on NixOS hosts: node/hypervisor/choose.ts), HA
+// leases (with the fence watchdog), and the agent that reconciles guests. Built in the order their
+// safety needs: the fence watchdog is armed before the agent may adopt or start a guest.
+// node/daemon.ts wires it to Raft and libp2p through ExecutionDeps.
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
@@ -16,6 +17,10 @@ import { ownUnderlayIp } from './net-host/peers.ts'
 import { HostResources } from './host-resources.ts'
 import { cephSettings, rbdClientFor } from './ceph-env.ts'
 import { QemuDriver } from './qemu/driver.ts'
+import { QemuHypervisor } from './hypervisor/qemu.ts'
+import { MicrovmHypervisor, hostExecutor } from './hypervisor/microvm.ts'
+import { chooseHypervisor, hypervisorSettingFromEnv, probeHostCapabilities } from './hypervisor/choose.ts'
+import type { Hypervisor } from './hypervisor/types.ts'
 import { HaService } from './ha/service.ts'
 import { Agent } from './agent.ts'
 import { MigrationService, maxBandwidthFromEnv } from './migration/service.ts'
@@ -41,6 +46,9 @@ export interface ExecutionDeps {
 
 export interface Execution {
   scheduler: Scheduler
+  /** what runs this host's guests: the agent's only way to them */
+  hypervisor: Hypervisor
+  /** the QEMU driver: the hypervisor of hosts without microvm.nix, and live migration's engine */
   qemu: QemuDriver
   ha: HaService
   agent: Agent
@@ -66,6 +74,11 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
     fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
   })
   const qemu = new QemuDriver({ dataDir: d.cfg.dataDir, qemuBinary: d.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: d.log.child({ part: 'qemu' }) })
+  const choice = chooseHypervisor(hypervisorSettingFromEnv(), await probeHostCapabilities())
+  d.log.info('guests run through ' + (choice.kind === 'microvm' ? 'microvm.nix' : 'the QEMU driver'), { why: choice.why })
+  const hypervisor: Hypervisor = choice.kind === 'microvm'
+    ? new MicrovmHypervisor({ dataDir: d.cfg.dataDir, exec: hostExecutor(), volumeSizeGiB: (_pool, image) => d.sm.getVolume(image)?.sizeGiB ?? null, log: d.log.child({ part: 'microvm' }) })
+    : new QemuHypervisor(qemu, { log: d.log.child({ part: 'qemu' }) })
   let agent: Agent | null = null
   const ha = new HaService({
     self: () => d.id,
@@ -83,19 +96,23 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   })
   await ha.start() // the fence watchdog is armed before the agent may adopt or start a guest
   // live migrations (node/migration/service.ts): the agent leaves a VM alone while one holds it
-  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: () => ha.mayRun(), isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), log: d.log.child({ part: 'migration' }) })
+  // Live migration moves QEMUs the driver runs itself; a microvm.nix guest runs in its systemd unit,
+  // so such a host takes no incoming migration (the move fails with this reason, nothing starts twice)
+  const migrationHeld = (): string | null => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; live migration needs the QEMU driver' : ha.mayRun()
+  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: migrationHeld, isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), log: d.log.child({ part: 'migration' }) })
   await migrations.start()
-  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId), nodeId: d.id, sm: d.sm, driver: qemu, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
+  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
   await agent.start()
   const started = agent
   return {
-    scheduler, qemu, ha, agent: started, migrations,
+    scheduler, hypervisor, qemu, ha, agent: started, migrations,
     stop: async () => {
       scheduler.stop()
       ha.stop()
       await migrations.stop()
       await started.stop()
-      await qemu.close()
+      await hypervisor.close()
+      await qemu.close() // again for the QEMU hypervisor: closing is idempotent
     }
   }
 }
