@@ -75,8 +75,10 @@ export async function stopMicrovmGuests (dataDir: string, run: SystemctlRunner, 
   const t0 = performance.now()
   const stopped = await Promise.all(names.map(async (name) => {
     try {
+      // a show that fails or is slower than the grace leaves the state unknown: stop it anyway
+      const shown = await raceUntil(run(systemctlShowArgv(name)), t0 + budget.graceMs)
       let phase: string | null = null
-      try { phase = parseSystemctlShow(await run(systemctlShowArgv(name))).phase } catch { /* unknown: stop it */ }
+      if (shown.kind === 'done') { try { phase = parseSystemctlShow(shown.value).phase } catch { /* unknown */ } }
       if (phase === 'stopped' || phase === 'failed') return null
       return { name, how: await stopWithin(name, run, budget, t0, onError) }
     } catch (e) {
