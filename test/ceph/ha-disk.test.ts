@@ -104,7 +104,7 @@ function lastBoot (i: number, marker: string): string {
 /** the hosts that wrote the disk, in order: the judge must find exactly these writers */
 const writers: string[] = []
 
-/** Exports the image, judges it, prints the writers; the counter never back, no interleaving, the expected hosts. */
+/** Reads the writer log off the image, judges it, prints the writers: the counter never back, no interleaving, the expected hosts. */
 async function judge (label: string): Promise<WriterVerdict> {
   const t0 = Date.now()
   const v = await s.judgeDisk(VOL)
