@@ -1,4 +1,4 @@
-// npm run bench:ha [-- --trials 3] [--json] [--lease-ms MS]
+// npm run bench:ha [-- --trials 3] [--json] [--lease-ms MS]   (--help: what it does)
 //
 // Issue 14 item 7: from kill -9 of a VM's host daemon (its QEMU left running) to the VM running on
 // another host, through 3 blixard-node processes at the default lease settings (or --lease-ms),
@@ -18,14 +18,44 @@ import { bareBoot } from '../node/qemu/bare-boot.ts'
 import { loadTinyGuest } from '../node/qemu/tiny-guest.ts'
 import { probeKvm } from '../node/qemu/kvm-probe.ts'
 import { tscKhzFromCpuinfo } from '../node/qemu/cmdline.ts'
-import { DEFAULT_LEASE, hostFenceAfterMs, leaderDownAfterMs } from '../node/core/lease-rules.ts'
+import { DEFAULT_LEASE, hostFenceAfterMs, leaderDownAfterMs, leaseSettingsProblems } from '../node/core/lease-rules.ts'
 import type { VmRecord } from '../protocols/model.ts'
 
-const argv = process.argv.slice(2)
-const get = (f: string, d: number): number => { const i = argv.indexOf(f); return i >= 0 ? Number(argv[i + 1]) : d }
-const json = argv.includes('--json')
-const TRIALS = get('--trials', 3)
-const LEASE = { ...DEFAULT_LEASE, leaseMs: get('--lease-ms', DEFAULT_LEASE.leaseMs) }
+const USAGE = `usage: npm run bench:ha [-- --trials N] [--json] [--lease-ms MS]
+  kill -9 of a VM's host daemon → the VM running on another host, through 3 blixard-node processes
+  and a real guest, split into detection, fencing, placement and boot; medians of N trials (default 3,
+  at least 3 for a figure to quote), with the guest's bare boot measured in the same run.
+  --json      one JSON object on stdout
+  --lease-ms  the nodes' lease (default ${DEFAULT_LEASE.leaseMs}; the other lease settings stay at their defaults)
+Run it on a quiet machine: it takes minutes and its figures are wall-clock times.`
+
+export interface BenchArgs { trials: number, json: boolean, leaseMs: number, help: boolean }
+
+/** The command line; an error names the flag and the value that was wrong. */
+export function parseBenchArgs (argv: readonly string[]): BenchArgs {
+  const out: BenchArgs = { trials: 3, json: false, leaseMs: DEFAULT_LEASE.leaseMs, help: false }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--json') out.json = true
+    else if (a === '--help' || a === '-h') out.help = true
+    else if (a === '--trials' || a === '--lease-ms') {
+      const v = Number(argv[++i])
+      if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${a} needs a positive integer, got ${JSON.stringify(argv[i] ?? '(nothing)')}`)
+      if (a === '--trials') out.trials = v
+      else out.leaseMs = v
+    } else throw new Error(`unknown argument ${JSON.stringify(a)}`)
+  }
+  const problems = leaseSettingsProblems({ ...DEFAULT_LEASE, leaseMs: out.leaseMs })
+  if (problems.length > 0) throw new Error(`--lease-ms ${out.leaseMs}: ${problems.join('; ')}`)
+  return out
+}
+
+let args: BenchArgs
+try { args = parseBenchArgs(process.argv.slice(2)) } catch (e) { process.stderr.write(`bench:ha: ${(e as Error).message}\n${USAGE}\n`); process.exit(2) }
+if (args.help) { process.stdout.write(`${USAGE}\n`); process.exit(0) }
+const json = args.json
+const TRIALS = args.trials
+const LEASE = { ...DEFAULT_LEASE, leaseMs: args.leaseMs }
 const MEMORY = 96 // MiB
 /** the issue's bound on kill → running elsewhere, beyond the guest's own boot */
 const TARGET_BEYOND_BOOT_MS = 15_000

@@ -355,14 +355,15 @@ in
         };
       };
 
-      # The daemon runs as an unprivileged user: let it start and stop guest units, and nothing else.
+      # The daemon runs as an unprivileged user: let it start and stop guest units, and nothing else
+      # (`kill`: its fence SIGKILLs a guest whose stop outlasts the fence budget, node/ha/microvm-fence.ts).
       security.polkit.enable = true;
       security.polkit.extraConfig = ''
         polkit.addRule(function (action, subject) {
           if (action.id == "org.freedesktop.systemd1.manage-units" &&
               subject.user == "${user}" &&
               /^microvm@[a-z0-9-]+\.service$/.test(action.lookup("unit")) &&
-              ["start", "stop", "restart", "reset-failed"].indexOf(action.lookup("verb")) >= 0) {
+              ["start", "stop", "restart", "reset-failed", "kill"].indexOf(action.lookup("verb")) >= 0) {
             return polkit.Result.YES;
           }
         });

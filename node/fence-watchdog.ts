@@ -9,14 +9,16 @@
 // that stopped its guests or hands them to its restarted self, which spawns a new watchdog).
 //
 // Guests on the NixOS path (systemd microvm@NAME units, node/ha/microvm-fence.ts) are stopped with
-// `systemctl stop` at the same deadline.
+// `systemctl stop` at the same deadline, and SIGKILLed (`systemctl kill`) if that has not finished
+// half way through the fence's stop budget (--stop-budget-ms, from the lease settings: see
+// fenceStopBudgetMs in node/core/lease-rules.ts).
 //
-// Usage: node --import tsx node/fence-watchdog.ts <dataDir> <heartbeatFile> [--systemctl=PATH]
+// Usage: node --import tsx node/fence-watchdog.ts <dataDir> <heartbeatFile> [--systemctl=PATH] [--stop-budget-ms=MS]
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runtimePaths, vmsDir, VM_ID } from './qemu/paths.ts'
 import { findQemuPids, isOurQemu, signalPid } from './qemu/proc.ts'
-import { execSystemctl, stopMicrovmGuests, type SystemctlRunner } from './ha/microvm-fence.ts'
+import { DEFAULT_STOP_BUDGET_MS, execSystemctl, stopBudget, stopMicrovmGuests, type StopBudget, type SystemctlRunner } from './ha/microvm-fence.ts'
 
 /** How often the watchdog looks at the heartbeat: a bound on how late past the deadline it fences. */
 export const WATCHDOG_POLL_MS = 100
@@ -44,9 +46,9 @@ export function formatHeartbeat (deadlineMonotonicMs: number): string {
  * SIGKILL every QEMU of this host's data dir and stop every microvm@ unit of its NixOS-path guests
  * (both at once); returns the VM ids whose QEMU was signalled and the names of the units stopped.
  */
-export async function killAllGuests (dataDir: string, systemctl: SystemctlRunner = execSystemctl()): Promise<string[]> {
-  const units = stopMicrovmGuests(dataDir, systemctl, (name, err) => { process.stderr.write(`fence-watchdog: cannot stop microvm@${name}: ${err.message}\n`) })
-  return [...await killQemus(dataDir), ...(await units).map((n) => `microvm@${n}`)]
+export async function killAllGuests (dataDir: string, systemctl: SystemctlRunner = execSystemctl(), budget: StopBudget = stopBudget(DEFAULT_STOP_BUDGET_MS)): Promise<string[]> {
+  const units = stopMicrovmGuests(dataDir, systemctl, (name, err) => { process.stderr.write(`fence-watchdog: microvm@${name}: ${err.message}\n`) }, budget)
+  return [...await killQemus(dataDir), ...(await units).map((u) => `microvm@${u.name}${u.how === 'killed' ? ' (SIGKILLed)' : ''}`)]
 }
 
 async function killQemus (dataDir: string): Promise<string[]> {
@@ -70,13 +72,33 @@ async function killQemus (dataDir: string): Promise<string[]> {
   return killed
 }
 
+export interface WatchdogArgs { dataDir: string, heartbeat: string, systemctl: string, stopBudgetMs: number }
+
+/** The command line; a usage error names what was wrong. */
+export function parseWatchdogArgs (args: readonly string[]): WatchdogArgs | { error: string } {
+  const [dataDir, heartbeat, ...opts] = args
+  if (dataDir == null || heartbeat == null || dataDir.startsWith('--') || heartbeat.startsWith('--')) return { error: 'a data dir and a heartbeat file are required' }
+  const out: WatchdogArgs = { dataDir, heartbeat, systemctl: 'systemctl', stopBudgetMs: DEFAULT_STOP_BUDGET_MS }
+  for (const o of opts) {
+    const m = /^--(systemctl|stop-budget-ms)=(.+)$/.exec(o)
+    if (m == null) return { error: `unknown option ${JSON.stringify(o)}` }
+    if (m[1] === 'systemctl') out.systemctl = m[2]
+    else {
+      const n = Number(m[2])
+      if (!Number.isSafeInteger(n) || n < 0) return { error: `--stop-budget-ms must be a non-negative integer of ms, got ${JSON.stringify(m[2])}` }
+      out.stopBudgetMs = n
+    }
+  }
+  return out
+}
+
 async function main (): Promise<void> {
-  const [dataDir, hbFile, opt] = process.argv.slice(2)
-  const systemctlBin = opt?.startsWith('--systemctl=') === true ? opt.slice('--systemctl='.length) : 'systemctl'
-  if (dataDir == null || hbFile == null || (opt != null && systemctlBin === 'systemctl')) {
-    process.stderr.write('usage: fence-watchdog <dataDir> <heartbeatFile> [--systemctl=PATH]\n')
+  const args = parseWatchdogArgs(process.argv.slice(2))
+  if ('error' in args) {
+    process.stderr.write(`fence-watchdog: ${args.error}\nusage: fence-watchdog <dataDir> <heartbeatFile> [--systemctl=PATH] [--stop-budget-ms=MS]\n`)
     process.exit(2)
   }
+  const { dataDir, heartbeat: hbFile } = args
   // With no readable heartbeat yet, the deadline is the one the daemon wrote before spawning us; a
   // missing or garbled file after that counts as no refresh: the last good deadline stands.
   let deadline: number | null = null
@@ -90,7 +112,7 @@ async function main (): Promise<void> {
       deadline = 0
     }
     if (monotonicMs() >= deadline) {
-      const killed = await killAllGuests(dataDir, execSystemctl(systemctlBin))
+      const killed = await killAllGuests(dataDir, execSystemctl(args.systemctl), stopBudget(args.stopBudgetMs))
       process.stderr.write(`fence-watchdog: lease deadline passed with no renewal: killed QEMU of ${killed.length} VM(s): ${killed.join(', ')}\n`)
       process.exit(0)
     }

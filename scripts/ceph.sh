@@ -13,7 +13,9 @@
 # Knobs: CEPH_MON_PORT (msgr2 port, default 13300; msgr1 uses CEPH_MON_PORT+1) so that parallel
 #        clusters do not clash; CEPH_OBJECTSTORE=memstore|bluestore; CEPH_POOL=rbd; CEPH_PG_NUM=8;
 #        CEPH_TIMEOUT (seconds one ceph/rbd call may wait for a monitor, default 15);
-#        CEPH_UP_TIMEOUT (seconds `up` may take in all, default 180).
+#        CEPH_UP_TIMEOUT (seconds `up` may take in all, default 180);
+#        CEPH_ADDR (the IPv4 address every daemon binds, default 127.0.0.1: the HA partition test
+#        binds a storage network's address so that nodes in their own network namespaces reach it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +32,8 @@ UP_TIMEOUT=${CEPH_UP_TIMEOUT:-180}
 MGR_MODULES=/usr/share/ceph/mgr
 PY=/usr/bin/python3          # ceph-common depends on it; not whatever python3 is first on PATH
 export CEPH_CONF=$CONF
+ADDR=${CEPH_ADDR:-127.0.0.1}
+[[ $ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || { echo "CEPH_ADDR must be an IPv4 address, got '$ADDR'" >&2; exit 2; }
 if [ -n "${CEPH_MON_PORT:-}" ]; then
   [[ $CEPH_MON_PORT =~ ^[0-9]+$ ]] && (( CEPH_MON_PORT >= 1024 && CEPH_MON_PORT < 65535 )) \
     || { echo "CEPH_MON_PORT must be a port in 1024..65534 (it uses that and the next)" >&2; exit 2; }
@@ -48,7 +52,7 @@ r() { timeout -k 2 $((CALL_TIMEOUT + 60)) rbd --client-mount-timeout "$CALL_TIME
 
 # The port lives in the conf once a cluster exists (the monmap fixes it); before that, the knob.
 mon_port() {
-  if [ -f "$CONF" ]; then sed -n 's/^mon host = \[v2:127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$CONF"
+  if [ -f "$CONF" ]; then sed -n 's/^mon host = \[v2:[0-9.]*:\([0-9]*\),.*/\1/p' "$CONF"
   else echo "${CEPH_MON_PORT:-13300}"; fi
 }
 
@@ -149,9 +153,9 @@ write_conf() { # write_conf <fsid> <port>
 # Written by scripts/ceph.sh: a single-host test cluster, one replica, no redundancy.
 [global]
 fsid = $fsid
-mon host = [v2:127.0.0.1:$port,v1:127.0.0.1:$((port + 1))]
-public addr = 127.0.0.1
-cluster addr = 127.0.0.1
+mon host = [v2:$ADDR:$port,v1:$ADDR:$((port + 1))]
+public addr = $ADDR
+cluster addr = $ADDR
 auth cluster required = cephx
 auth service required = cephx
 auth client required = cephx
@@ -237,7 +241,7 @@ bootstrap() {
   ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   ceph-authtool "$DIR/keyring" --gen-key -n client.admin \
     --cap mon 'allow *' --cap osd 'allow *' --cap mds 'allow *' --cap mgr 'allow *' >/dev/null
-  monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port,v1:127.0.0.1:$((port + 1))]" \
+  monmaptool --create --fsid "$fsid" --addv a "[v2:$ADDR:$port,v1:$ADDR:$((port + 1))]" \
     --clobber "$DIR/monmap" >/dev/null
   ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
   daemon ceph-mon -c "$CONF" -i a

@@ -16,6 +16,8 @@ interface Seen { epoch: number, seq: number, at: number }
 
 export class LeaseKeeper {
   private electedAt: number | null = null
+  /** the committed nodes were looked at since the election: one first seen later registered since */
+  private looked = false
   /** per node: the (epoch, seq) this leader last saw committed, and when (its monotonic clock) */
   private readonly seen = new Map<string, Seen>()
   private queue = new Map<string, number>()
@@ -27,7 +29,7 @@ export class LeaseKeeper {
   /** Leadership changed: a new term of leadership counts every lease from its first moment (rule 3). */
   leadership (isLeader: boolean, now: number): void {
     if (isLeader && this.electedAt === null) this.electedAt = now
-    if (!isLeader) { this.electedAt = null; this.seen.clear(); this.queue.clear(); this.marking.clear() }
+    if (!isLeader) { this.electedAt = null; this.looked = false; this.seen.clear(); this.queue.clear(); this.marking.clear() }
   }
 
   isLeading (): boolean { return this.electedAt !== null }
@@ -50,7 +52,11 @@ export class LeaseKeeper {
   /**
    * Note what the committed state says now. A node whose (epoch, seq) changed since last look was
    * renewed (or marked down) in between: counted as seen now — never earlier than the commit, so
-   * never earlier than the truth. Called often (each liveness tick) and after each batch commits.
+   * never earlier than the truth. The nodes of the first look after the election count from the
+   * election (rule 3); a node that appears later (registered since) counts from when it appeared:
+   * counting it from the election marked it down before its first renewal could commit (seen at
+   * cluster start on a loaded host: both joiners down within 1 s of registering). Called often (each
+   * liveness tick) and after each batch commits.
    */
   observe (nodes: readonly NodeRecord[], now: number): void {
     if (this.electedAt === null) return
@@ -58,9 +64,10 @@ export class LeaseKeeper {
       const epoch = n.leaseEpoch ?? 0
       const seq = n.leaseSeq ?? 0
       const s = this.seen.get(n.id)
-      if (s === undefined) this.seen.set(n.id, { epoch, seq, at: this.electedAt })
+      if (s === undefined) this.seen.set(n.id, { epoch, seq, at: this.looked ? now : this.electedAt })
       else if (s.epoch !== epoch || s.seq !== seq) { this.seen.set(n.id, { epoch, seq, at: now }); this.marking.delete(n.id) }
     }
+    this.looked = true
   }
 
   /** The MarkNodeDown commands due now (each node once per judgement), with the leader's reasons. */

@@ -24,6 +24,10 @@
 //    leader marks down no earlier than sent + leaseMs + downMargin / (1 + d) (fastest clock) of real
 //    time. The margins (≥ the time to SIGKILL the QEMUs and see them gone; a MarkNodeDown commit)
 //    keep the two apart: the guests are dead before the VM can be placed elsewhere.
+//    So the host's fence has a STOP BUDGET, measured from its deadline on its own clock: the real
+//    gap fenceMargin + downMargin / (1 + d), on a clock that may run as slow as 1 − d (fenceStopBudgetMs).
+//    A guest the fence cannot see gone within it (a microvm@ unit whose graceful stop takes longer)
+//    is SIGKILLed part way through (node/ha/microvm-fence.ts), not waited for.
 // 6. Marking down bumps the node's epoch. A renewal carrying an older epoch is refused; a node that
 //    sees itself down (or its epoch stale) stops every guest it still runs BEFORE it re-registers
 //    with the new epoch and goes back to `ready` — an old guest never resumes.
@@ -83,4 +87,14 @@ export function hostFenceAfterMs (s: LeaseSettings): number {
 /** ms after seeing a renewal (or its election) at which the leader may mark the node down (its clock). */
 export function leaderDownAfterMs (s: LeaseSettings): number {
   return Math.ceil(s.leaseMs * (1 + s.driftRatio)) + s.downMarginMs
+}
+
+/**
+ * How long the host's fence may take, on the host's own clock, from its fence deadline to its guests
+ * gone: the real time between the latest the host fences (sent + leaseMs − fenceMargin, rule 5) and
+ * the earliest a leader may mark it down (sent + leaseMs + downMargin / (1 + drift)), as measured by a
+ * clock that may run as slow as 1 − drift. The fence's own lateness (a poll interval) comes out of it.
+ */
+export function fenceStopBudgetMs (s: LeaseSettings): number {
+  return Math.floor((s.fenceMarginMs + s.downMarginMs / (1 + s.driftRatio)) * (1 - s.driftRatio))
 }

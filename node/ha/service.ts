@@ -20,9 +20,10 @@ import type { MarkDownResult, RenewResult } from '../../storage/apply-ha.ts'
 import type { StateMachine } from '../../storage/state-machine.ts'
 import { LeaseHolder } from '../core/lease-holder.ts'
 import { LeaseKeeper } from '../core/lease-keeper.ts'
-import { DEFAULT_LEASE, hostFenceAfterMs } from '../core/lease-rules.ts'
+import { DEFAULT_LEASE, fenceStopBudgetMs, hostFenceAfterMs } from '../core/lease-rules.ts'
 import type { LeaseSettings } from '../core/lease-rules.ts'
-import { killAllGuests, monotonicMs } from '../fence-watchdog.ts'
+import { killAllGuests, monotonicMs, WATCHDOG_POLL_MS } from '../fence-watchdog.ts'
+import { execSystemctl, stopBudget } from './microvm-fence.ts'
 import type { Logger } from '../log.ts'
 import { FenceWatchdog } from './watchdog.ts'
 import { startSystemdWatchdog } from './systemd-watchdog.ts'
@@ -60,6 +61,8 @@ export interface HaDeps {
 export class HaService {
   readonly settings: LeaseSettings
   readonly watchdog: FenceWatchdog
+  /** how long a fence may take to see this host's guests gone (microvm@ units: SIGKILL half way) */
+  readonly stopBudgetMs: number
   private holder: LeaseHolder | null = null
   private keeper: LeaseKeeper
   private readonly waiters = new Map<string, Array<(r: RenewResult | Error) => void>>()
@@ -74,7 +77,9 @@ export class HaService {
 
   constructor (private readonly d: HaDeps) {
     this.settings = { ...DEFAULT_LEASE, ...d.settings }
-    this.watchdog = new FenceWatchdog(d.dataDir)
+    // the fence of either (the watchdog or this daemon) notices its deadline up to one poll late
+    this.stopBudgetMs = Math.max(0, fenceStopBudgetMs(this.settings) - Math.max(WATCHDOG_POLL_MS, LIVENESS_TICK_MS))
+    this.watchdog = new FenceWatchdog(d.dataDir, this.stopBudgetMs)
     this.keeper = new LeaseKeeper('', this.settings)
   }
 
@@ -125,7 +130,7 @@ export class HaService {
   }
 
   private async killGuests (why: string): Promise<void> {
-    const killed = await (this.d.killGuests ?? (async () => await killAllGuests(this.d.dataDir)))()
+    const killed = await (this.d.killGuests ?? (async () => await killAllGuests(this.d.dataDir, execSystemctl(), stopBudget(this.stopBudgetMs))))()
     // the fence watchdog fires at the same deadline and is often first: say so, the fence still held
     if (killed.length === 0) { this.d.log.info('no guest of this host left to stop (already stopped, or stopped by the fence watchdog)', { why }); return }
     this.d.log.warn('stopped every guest on this host', { why, vms: killed })

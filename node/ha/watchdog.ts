@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { formatHeartbeat, parseHeartbeat } from '../fence-watchdog.ts'
 import { readCmdline } from '../qemu/proc.ts'
+import { DEFAULT_STOP_BUDGET_MS } from './microvm-fence.ts'
 
 export interface WatchdogPaths { dir: string, heartbeat: string, pidFile: string, log: string }
 
@@ -35,7 +36,8 @@ export class FenceWatchdog {
   private pid: number | null = null
   private last: number | null = null
 
-  constructor (readonly dataDir: string) {
+  /** `stopBudgetMs`: how long the watchdog's fence may take to see a microvm@ guest gone (then SIGKILL) */
+  constructor (readonly dataDir: string, readonly stopBudgetMs: number = DEFAULT_STOP_BUDGET_MS) {
     this.paths = watchdogPaths(dataDir)
   }
 
@@ -75,7 +77,7 @@ export class FenceWatchdog {
     await mkdir(this.paths.dir, { recursive: true, mode: 0o700 })
     const out = openSync(this.paths.log, 'a')
     try {
-      const child = spawn(process.execPath, [...watchdogCommand(), this.dataDir, this.paths.heartbeat], { detached: true, stdio: ['ignore', out, out] })
+      const child = spawn(process.execPath, [...watchdogCommand(), this.dataDir, this.paths.heartbeat, `--stop-budget-ms=${Math.floor(this.stopBudgetMs)}`], { detached: true, stdio: ['ignore', out, out] })
       child.unref()
       if (child.pid == null) throw new Error('the fence watchdog did not start')
       this.pid = child.pid

@@ -47,11 +47,11 @@ export async function freeMonPort (): Promise<number> {
   throw new Error('no free port pair for a Ceph monitor')
 }
 
-function runScript (cmd: string, dir: string, monPort: number): Promise<ScriptRun> {
+function runScript (cmd: string, dir: string, monPort: number, addr: string): Promise<ScriptRun> {
   const t0 = performance.now()
   return new Promise((resolve) => {
     execFile(CEPH_SCRIPT, [cmd, dir], {
-      env: { ...process.env, CEPH_MON_PORT: String(monPort), CEPH_TIMEOUT: '10' },
+      env: { ...process.env, CEPH_MON_PORT: String(monPort), CEPH_ADDR: addr, CEPH_TIMEOUT: '10' },
       timeout: CEPH_UP_TIMEOUT_MS,
       killSignal: 'SIGKILL',
       maxBuffer: 16 * 1024 * 1024
@@ -62,7 +62,8 @@ function runScript (cmd: string, dir: string, monPort: number): Promise<ScriptRu
   })
 }
 
-export async function startTestCeph (): Promise<TestCeph> {
+/** `addr`: the address the daemons bind (scripts/ceph.sh CEPH_ADDR); a test network's, for nodes in namespaces. */
+export async function startTestCeph (addr = '127.0.0.1'): Promise<TestCeph> {
   const dir = mkdtempSync(join(tmpdir(), 'blixard-ceph-'))
   const monPort = await freeMonPort()
   // a test run cut short (Ctrl-C, CI timeout) must not leave daemons behind
@@ -75,10 +76,10 @@ export async function startTestCeph (): Promise<TestCeph> {
   const destroy = async (): Promise<void> => {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    await runScript('purge', dir, monPort)
+    await runScript('purge', dir, monPort, addr)
     rmSync(dir, { recursive: true, force: true })
   }
-  const up = await runScript('up', dir, monPort)
+  const up = await runScript('up', dir, monPort, addr)
   if (up.code !== 0) {
     await destroy()
     throw new Error(`scripts/ceph.sh up failed (exit ${up.code}):\n${up.out}`)
@@ -90,7 +91,7 @@ export async function startTestCeph (): Promise<TestCeph> {
     keyring: join(dir, 'keyring'),
     monPort,
     startSeconds: up.seconds,
-    script: async (cmd) => await runScript(cmd, dir, monPort),
+    script: async (cmd) => await runScript(cmd, dir, monPort, addr),
     destroy
   }
 }

@@ -34,14 +34,26 @@ export class NetnsSwitch {
     try { ip('netns', 'del', ns) } catch { /* none left by an earlier run */ }
     ip('netns', 'add', ns)
     this.spaces.push(ns)
-    ip('-n', this.sw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-    ip('-n', this.sw, 'link', 'set', port, 'master', 'br0')
-    ip('-n', this.sw, 'link', 'set', port, 'up')
     ip('-n', ns, 'link', 'set', 'lo', 'up')
-    ip('-n', ns, 'addr', 'add', `${this.addr(host)}/24`, 'dev', 'eth0')
-    ip('-n', ns, 'link', 'set', 'eth0', 'up')
+    this.plug(ns, port, host, 'eth0')
     // without it mDNS fails silently
     if (o.multicast === true) ip('-n', ns, 'route', 'replace', '224.0.0.0/4', 'dev', 'eth0')
+  }
+
+  /**
+   * A namespace another switch made (and tears down) joins this one too, as link `ifname`: a second
+   * network, so that one can be cut while the other stays (the HA test's storage network).
+   */
+  join (ns: string, port: string, host: number, ifname: string): void {
+    this.plug(ns, port, host, ifname)
+  }
+
+  private plug (ns: string, port: string, host: number, ifname: string): void {
+    ip('-n', this.sw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', ifname, 'netns', ns)
+    ip('-n', this.sw, 'link', 'set', port, 'master', 'br0')
+    ip('-n', this.sw, 'link', 'set', port, 'up')
+    ip('-n', ns, 'addr', 'add', `${this.addr(host)}/24`, 'dev', ifname)
+    ip('-n', ns, 'link', 'set', ifname, 'up')
   }
 
   /** The test process's own port on the switch: link `link` in the host namespace with subnet.host/24. */

@@ -216,6 +216,8 @@ test('the polkit rule lets only the blixard user start/stop microvm@ units (run 
   assert.is(ask('blixard', 'microvm@web-1.service', 'start'), 'yes')
   assert.is(ask('blixard', 'microvm@web-1.service', 'stop'), 'yes')
   assert.is(ask('blixard', 'microvm@web-1.service', 'reset-failed'), 'yes')
+  assert.is(ask('blixard', 'microvm@web-1.service', 'kill'), 'yes', 'the fence SIGKILLs a guest whose stop outlasts its budget')
+  assert.is(ask('blixard', 'sshd.service', 'kill'), undefined)
   assert.is(ask('blixard', 'sshd.service', 'stop'), undefined)
   assert.is(ask('blixard', 'microvm@x.service; rm', 'start'), undefined)
   assert.is(ask('blixard', 'microvm@web-1.service', 'enable'), undefined)

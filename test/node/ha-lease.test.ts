@@ -79,6 +79,19 @@ test('keeper: marks down from its own election, with the seq it saw; a renewal s
   assert.equal(k.due(later, 5_000 + after, 0).map((x) => x.cmd.node), ['b'])
 })
 
+test('keeper: a node registered after the election counts from when it appeared, not from the election', () => {
+  const k = new LeaseKeeper('L', S)
+  const after = leaderDownAfterMs(S)
+  k.leadership(true, 0)
+  assert.equal(k.due([rec('a')], 100, 0), [])
+  // b registers at 5 000 and has not renewed yet when the election's lease would have run out
+  const both = [rec('a'), rec('b')]
+  k.observe(both, 5_000)
+  assert.equal(k.due(both, after, 0).map((x) => x.cmd.node), ['a'], 'a (there at the election) is due; b is not')
+  assert.equal(k.due(both, 5_000 + after - 1, 0).map((x) => x.cmd.node), [])
+  assert.equal(k.due(both, 5_000 + after, 0).map((x) => x.cmd.node), ['b'], 'b is judged from when it appeared')
+})
+
 test('keeper: a deposed leader forgets everything; a new term counts from its election again', () => {
   const k = new LeaseKeeper('L', S)
   k.leadership(true, 0)

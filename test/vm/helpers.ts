@@ -2,7 +2,7 @@
 // processes in /proc, runtime dirs under each node's data dir, network links.
 // Checking the host directly is the point: the cluster's own view could be wrong.
 import { execFileSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { VmRecord } from '../../protocols/model.ts'
 import type { TestCluster } from '../cluster/harness.ts'
@@ -108,6 +108,8 @@ export interface SuiteOptions {
   startEnv?: NodeJS.ProcessEnv
   /** after the nodes and guests are gone (devices, Ceph) */
   cleanup?: () => Promise<void> | void
+  /** how node i starts, given the extra flags (default: c.start on 127.0.0.1; the HA test: in a network namespace) */
+  start?: (i: number, extra: string[]) => void
 }
 
 /**
@@ -119,14 +121,27 @@ export interface SuiteOptions {
 export function vmSuite (test: Test, c: TestCluster, o: SuiteOptions): (name: string, fn: () => Promise<void>) => void {
   let failed = false
   test.before(async () => {
-    const extra = await o.prepare?.() ?? []
-    await c.prepare()
-    for (const i of [0, 1, 2]) c.start(i, extra, undefined, o.startEnv ?? {})
-    await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
-    await o.ready?.()
+    try {
+      const extra = await o.prepare?.() ?? []
+      await c.prepare()
+      for (const i of [0, 1, 2]) {
+        if (o.start != null) o.start(i, extra)
+        else c.start(i, extra, undefined, o.startEnv ?? {})
+      }
+      await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
+      await o.ready?.()
+    } catch (err) {
+      // uvu reports every test failed and not why: say it here (the logs go with the after hook)
+      failed = true
+      console.log(`  setup failed: ${(err as Error).stack ?? String(err)}`)
+      throw err
+    }
   })
   test.after(async () => {
     if (failed) console.log(c.logTails(o.logLines ?? 25))
+    // BLIXARD_TEST_KEEP_LOGS=DIR: the nodes' logs are copied there before the cluster's dir goes
+    const keep = process.env.BLIXARD_TEST_KEEP_LOGS
+    if (keep != null) for (const n of c.nodes) cpSync(n.dir, join(keep, n.name), { recursive: true, filter: (f) => !f.includes('/vms/') && !f.endsWith('.mdb') })
     await c.stop()
     for (const id of o.vmIds()) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
     await o.cleanup?.()
