@@ -3,6 +3,7 @@
 // admits joiners as learners and runs autopilot; every member keeps its own record registered and
 // casts a pending admin-recovery vote. Every decision is pure; this file only does the I/O.
 import { multiaddr } from '@multiformats/multiaddr'
+import type { HypervisorCapability } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import type { LmdbLogStore } from '../storage/lmdb-log-store.ts'
@@ -257,7 +258,9 @@ export class Membership {
     if (!conf.voters.includes(self) && !conf.learners.includes(self)) return
     const { cfg, sm, log } = this.d
     const mine = sm.getNode(self)
-    const cmd = registration({ id: self, name: cfg.name, addrs: this.d.ownAddrs(), labels: cfg.labels, capacity: cfg.capacity }, mine)
+    // rbd: a Ceph client is configured here, so this node can open volumes and reconcile them
+    const capabilities: HypervisorCapability[] = cfg.ceph.conf != null ? ['qemu', 'rbd'] : ['qemu']
+    const cmd = registration({ id: self, name: cfg.name, addrs: this.d.ownAddrs(), labels: cfg.labels, capacity: cfg.capacity, capabilities }, mine)
     if (cmd == null) return
     this.registering = true
     try {
