@@ -11,7 +11,7 @@ import type { AuthState } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import { volumeReconciler, volumeUnusable } from '../../protocols/volume-phases.ts'
 import { volumeTasks } from '../../node/volumes/plan.ts'
-import { volumeWait } from '../../node/scheduler.ts'
+import { explainVm, volumeWait } from '../../node/scheduler.ts'
 import { errorKind, harness, registerNode, spec } from './sm-fixtures.ts'
 
 type H = ReturnType<typeof harness>
@@ -155,8 +155,17 @@ test('VMs and volumes: pending waits (with the reason explain shows), deleting a
   h.run({ type: 'CreateVolume', name: 'v', pool: 'rbd', sizeGiB: 1 })
   assert.ok(h.run({ type: 'CreateVm', id: 'vm1', spec: spec('a', { volumes: ['v'] }) }).ok, 'a pending volume is taken: the VM waits')
   assert.is(volumeWait(h.sm, h.sm.getVm('vm1')!), 'volume v is pending: its RBD image is not made yet')
+  // `vm explain`: no node takes it yet, each saying why
+  const load = { hints: () => new Map() }
+  const e = explainVm(h.sm, load, 'vm1')
+  assert.equal([e.decision.nodeId, e.decision.nodes?.map((n) => [n.nodeId, n.feasible, 'filter' in n ? n.filter : '', 'reason' in n ? n.reason : ''])],
+    [null, ['n1', 'n2', 'n3'].map((id) => [id, false, 'volume', 'volume v is pending: its RBD image is not made yet'])])
   report(h, 'v', 'ready')
   assert.is(volumeWait(h.sm, h.sm.getVm('vm1')!), null)
+  // ready: placed on a node with Ceph only (a VM with volumes requires rbd)
+  const placed = explainVm(h.sm, load, 'vm1').decision
+  assert.ok(placed.nodeId === 'n1' || placed.nodeId === 'n3', String(placed.nodeId))
+  assert.match(JSON.stringify(placed.nodes?.find((n) => n.nodeId === 'n2')), /capability: needs rbd/)
   // a resize in flight leaves the image usable
   h.run({ type: 'ResizeVolume', name: 'v', sizeGiB: 2 })
   assert.is(volumeWait(h.sm, h.sm.getVm('vm1')!), null)
