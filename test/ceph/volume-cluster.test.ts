@@ -2,7 +2,8 @@
 // call lands no longer decides whether an image is made. With no node configured for Ceph,
 // `volume create` is refused at once (exit 4, naming the config key) and nothing is recorded; once
 // one node (node 2) has a ceph.conf, a create sent to node 0 (no Ceph) makes the image in the pool
-// and `--wait` sees the volume ready; resize and delete, sent to node 1 (no Ceph), reach the image.
+// and `--wait` sees the volume ready; resize and delete, sent to node 1 (no Ceph), reach the image;
+// a create Ceph cannot carry out ends failed with the reason under --wait, and can be deleted.
 // Ports 17780-17782 (metrics 17880-17882).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -44,7 +45,13 @@ guard('no node has Ceph: volume create is refused at once with what to do, and n
   assert.match(r.stderr, /no node in the cluster can reach Ceph/)
   assert.match(r.stderr, /nothing was recorded/)
   assert.match(r.stderr, /ceph\.conf.*--ceph-conf.*BLIXARD_CEPH_CONF/)
-  assert.equal(await (await c.client(1)).call('volume.list', {}), [])
+  // the same refusal over RPC, without the CLI process's start
+  const cl = await c.client(1)
+  const t1 = Date.now()
+  const kind = await cl.call('volume.create', { name: VOL, sizeGiB: 1 }).then(() => 'ok', (e: { kind?: string }) => e.kind)
+  console.log(`  refused over RPC in ${Date.now() - t1} ms`)
+  assert.is(kind, 'NoCapacity')
+  assert.equal(await cl.call('volume.list', {}), [])
   assert.not.ok(await rbd.exists('rbd', VOL))
 })
 
@@ -76,6 +83,21 @@ guard('resize and delete sent to node 1 (no Ceph) reach the image', async () => 
   assert.match(d.stdout, /deleted/)
   assert.not.ok(await rbd.exists('rbd', VOL))
   assert.equal(await cl.call('volume.list', {}), [])
+})
+
+guard('a create Ceph refuses: --wait shows the reason (exit 1); the failed volume is deleted, someone else\'s image left alone', async () => {
+  const other = `${VOL}x`
+  await rbd.createImage('rbd', other, 1)
+  await rbd.metaSet('rbd', other, 'blixard.volume', 'someone-else@1')
+  const r = await runCli(['volume', 'create', other, '--size', '1', '--wait'], c.cliEnv(0))
+  assert.is(r.code, 1, r.stderr)
+  assert.match(r.stdout, new RegExp(`volume ${other} failed: .*already has an RBD image ${other} that this volume did not make`))
+  assert.match(r.stdout, new RegExp(`blixard volume delete ${other} removes the record`))
+  const d = await runCli(['volume', 'delete', other, '--wait'], c.cliEnv(0))
+  assert.is(d.code, 0, d.stderr)
+  assert.equal(await (await c.client(0)).call('volume.list', {}), [])
+  assert.ok(await rbd.exists('rbd', other), 'the image it did not make is still there')
+  await rbd.remove('rbd', other)
 })
 
 test.run()
