@@ -98,13 +98,16 @@ export class VolumeReconciler {
       if (t.kind === 'wait') continue
       if (t.kind === 'fail') { await this.report(t.volume, 'failed', t.reason); continue }
       const key = `${t.volume.name}#${generationOf(t.volume)}`
+      // the Ceph side decides the outcome; a report that fails to commit is not a Ceph failure:
+      // it ends the pass, and the next one carries the change out again (idempotent) and reports
+      let outcome: { report: VolumeReport, reason?: string }
       try {
         if (t.kind === 'remove') {
           const note = await this.remove(t.volume)
-          await this.report(t.volume, 'gone', note)
+          outcome = note === undefined ? { report: 'gone' } : { report: 'gone', reason: note }
         } else {
           await this.ensure(t)
-          await this.report(t.volume, 'ready')
+          outcome = { report: 'ready' }
         }
         this.attempts.delete(key)
       } catch (e) {
@@ -117,8 +120,9 @@ export class VolumeReconciler {
         }
         this.attempts.delete(key)
         const what = t.kind === 'remove' ? 'removing its RBD image failed' : imageMade(t.volume) ? 'changing its RBD image failed' : 'making its RBD image failed'
-        await this.report(t.volume, 'failed', `${what}: ${e instanceof Error ? e.message : String(e)}`)
+        outcome = { report: 'failed', reason: `${what}: ${e instanceof Error ? e.message : String(e)}` }
       }
+      await this.report(t.volume, outcome.report, outcome.reason)
     }
   }
 
