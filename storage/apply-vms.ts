@@ -72,6 +72,13 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
     ctx.tx.put('vmNames', c.spec.name, vm.id)
   }
   const vols = checkRefs(ctx, c.spec, vm.id)
+  // a placed VM restarts with the new spec at once: a volume it adds must have its image already
+  if (vm.assignedNode !== null) {
+    for (const v of vols) {
+      const why = v.attachedTo === vm.id ? null : volumeUnusable(v)
+      if (why !== null) reject('Conflict', `${why}: VM ${vm.spec.name} is placed and would restart without it; add it once the volume is ready (blixard volume show ${v.name})`)
+    }
+  }
   // A placed VM keeps its node: a larger spec must still fit there (stop and unassign it to move it).
   if (vm.assignedNode !== null) {
     const node = ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
