@@ -18,11 +18,9 @@ import type { NodeMetrics } from './metrics.ts'
 import { admissionRefusal, explainVm, migrationTarget } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
-import type { RbdClient } from '../storage/rbd.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
-import { cephSettings, rbdClientFor } from './ceph-env.ts'
 
 export interface ApiDeps {
   id: () => string
@@ -45,9 +43,7 @@ export interface ApiDeps {
   describe: (index: number, env: CommandEnvelope, r: ApplyResult) => string
   /** subscribe to this node's own events that are not commands (autopilot decisions on the leader) */
   subscribeNotes: (fn: (e: { index: number, at: number, text: string }) => void) => () => void
-  /** this node's Ceph client for volume RPCs; default: one for cephConfig (none: metadata only) */
-  ceph?: () => { rbd: RbdClient, pool: string } | null
-  /** the node config's [ceph] section */
+  /** the node config's [ceph] section (its pool is the default of a volume created here) */
   cephConfig?: NodeConfig['ceph']
 }
 
@@ -99,9 +95,6 @@ export function createApi (d: ApiDeps): RpcHandlers {
     const drv = d.driver()
     if (drv != null && !drv.isLeader()) await drv.readBarrier()
   }
-
-  const configured = d.cephConfig == null ? null : cephSettings(d.cephConfig)
-  const envCeph = configured == null ? null : { rbd: rbdClientFor(configured), pool: configured.pool }
 
   /** The handlers, each write proposing as `s` says: null for a plain call, or the admin write
    * that cluster.prepare/submit runs (a fresh set per such call: explicit context, where an
@@ -176,7 +169,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     }
 
     const handlers: RpcHandlers = {
-      ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), ceph: d.ceph ?? (() => envCeph) }),
+      ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
       'cluster.status': async (p) => {
         await read(p)
         const drv = d.driver()
@@ -299,13 +292,6 @@ export function createApi (d: ApiDeps): RpcHandlers {
   handlers['cluster.prepare'] = async (p, ctx) => {
     const run = adminWrite(p.method, { mode: 'prepare' })
     const until = d.sm.applied() + SIGNATURE_VALIDITY
-    if (p.method === 'volume.delete') {
-      // its handler removes the Ceph image before it writes: prepare must not run it
-      const ref = checkParams('volume.delete', p.params).volume
-      const v = d.sm.getVolume(ref)
-      if (v == null) throw new RpcError('NotFound', `no volume '${ref}'`)
-      return { cmd: { type: 'DeleteVolume', name: v.name }, until }
-    }
     try {
       // a handler returns without proposing only when its idempotency key was already applied
       return { done: await run(p.params, ctx) }

@@ -11,20 +11,25 @@ export interface AppliedEffects {
   kickAgent: boolean
   /** a migration record changed (or a node went down, which ends its migrations) */
   kickMigrations: boolean
+  /** a volume change to carry out, or a node change that may make this node the volume reconciler */
+  kickVolumes: boolean
 }
 
+const VOLUME_COMMANDS: ReadonlySet<string> = new Set(['CreateVolume', 'ResizeVolume', 'SnapshotVolume', 'DeleteVolume', 'ReportVolume', 'RegisterNode', 'UpdateNode', 'RemoveNode', 'MarkNodeDown'])
 const MIGRATION_COMMANDS: ReadonlySet<string> = new Set(['StartMigration', 'EvacuateVm', 'ReportMigration', 'CancelMigration', 'ExpireMigration', 'MarkNodeDown'])
 
 export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): AppliedEffects {
-  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false }
+  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false }
   if (!r.ok) return none
   const cmd = env.cmd
   const node = cmd.type === 'RegisterNode' ? cmd.node.id : cmd.type === 'UpdateNode' ? cmd.id : null
   return {
     learnAddrsOf: node !== null && node !== self ? node : null,
-    kickScheduler: cmd.type === 'CreateVm',
+    // a volume made ready may let a VM waiting for it be placed (node/scheduler.ts)
+    kickScheduler: cmd.type === 'CreateVm' || cmd.type === 'ReportVolume',
     // a status report or a new admin changes nothing the agent acts on
     kickAgent: cmd.type !== 'ReportVmStatus' && cmd.type !== 'AddAdmin',
-    kickMigrations: MIGRATION_COMMANDS.has(cmd.type)
+    kickMigrations: MIGRATION_COMMANDS.has(cmd.type),
+    kickVolumes: VOLUME_COMMANDS.has(cmd.type)
   }
 }

@@ -164,6 +164,7 @@ export class Daemon {
     if (fx.kickScheduler) void this.exec?.scheduler.kick()
     if (fx.kickAgent) this.exec?.agent.kick()
     if (fx.kickMigrations) this.exec?.migrations.kick()
+    if (fx.kickVolumes) this.exec?.volumes?.kick()
   }
 
   /** this node's RPC client to a peer (one per peer, reused) */

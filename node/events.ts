@@ -39,6 +39,7 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'CancelMigration': return `VM ${name(c.vm)} migration cancelled${tail}`
     // progress is routine (a line a second while it moves): not an event
     case 'ReportMigration': return c.event === 'progress' && r.ok ? '' : `VM ${name(c.vm)} migration: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
+    case 'ReportVolume': return `volume ${c.name} ${c.outcome === 'gone' ? 'deleted (its RBD image removed)' : c.outcome}${c.reason != null ? ` (${c.reason})` : ''}, reported by ${name(c.node)}${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }

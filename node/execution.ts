@@ -25,6 +25,7 @@ import { HaService } from './ha/service.ts'
 import { Agent } from './agent.ts'
 import { MigrationService, maxBandwidthFromEnv } from './migration/service.ts'
 import type { BlixardHost } from './net/host.ts'
+import { VolumeReconciler } from './volumes/reconciler.ts'
 
 export interface ExecutionDeps {
   id: string
@@ -53,6 +54,8 @@ export interface Execution {
   ha: HaService
   agent: Agent
   migrations: MigrationService
+  /** carries out volume changes when this node is the volume reconciler; null without Ceph here */
+  volumes: VolumeReconciler | null
   /** stops the loops; guests keep running (the next daemon re-adopts them) */
   stop: () => Promise<void>
 }
@@ -104,10 +107,14 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
   await agent.start()
   const started = agent
+  // volumes (node/volumes/): only a node with a Ceph client can be the one that makes the images
+  const volumes = fencer == null ? null : new VolumeReconciler({ self: () => d.id, sm: d.sm, rbd: fencer, propose, log: d.log.child({ part: 'volumes' }) })
+  volumes?.start()
   return {
-    scheduler, hypervisor, qemu, ha, agent: started, migrations,
+    scheduler, hypervisor, qemu, ha, agent: started, migrations, volumes,
     stop: async () => {
       scheduler.stop()
+      await volumes?.stop()
       ha.stop()
       await migrations.stop()
       await started.stop()

@@ -4,6 +4,7 @@
 // casts a pending admin-recovery vote. Every decision is pure; this file only does the I/O, and all
 // of that through its deps: node/daemon.ts wires them to libp2p, LMDB and real timers,
 // sim/replica.ts to the simulated network, store and clock, so the seeds run these rounds too.
+import type { HypervisorCapability } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { RpcError } from '../protocols/rpc.ts'
 import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
@@ -52,8 +53,8 @@ export interface MembershipClient {
   call: <M extends MembershipMethod>(method: M, params: ParamsOf<M>, opts?: { timeoutMs?: number }) => Promise<ResultOf<M>>
 }
 
-/** The configuration keys membership reads. */
-export type MembershipConfig = Pick<NodeConfig, 'name' | 'labels' | 'capacity' | 'autopilot'>
+/** The configuration keys membership reads (a Ceph client configured here: the node advertises rbd). */
+export type MembershipConfig = Pick<NodeConfig, 'name' | 'labels' | 'capacity' | 'autopilot'> & { ceph: Pick<NodeConfig['ceph'], 'conf'> }
 
 export interface MembershipDeps {
   self: () => string
@@ -280,7 +281,9 @@ export class Membership {
     if (!conf.voters.includes(self) && !conf.learners.includes(self)) return
     const { cfg, sm, log } = this.d
     const mine = sm.getNode(self)
-    const cmd = registration({ id: self, name: cfg.name, addrs: this.d.ownAddrs(), labels: cfg.labels, capacity: cfg.capacity }, mine)
+    // rbd: a Ceph client is configured here, so this node can open volumes and reconcile them
+    const capabilities: HypervisorCapability[] = cfg.ceph.conf != null ? ['qemu', 'rbd'] : ['qemu']
+    const cmd = registration({ id: self, name: cfg.name, addrs: this.d.ownAddrs(), labels: cfg.labels, capacity: cfg.capacity, capabilities }, mine)
     if (cmd == null) return
     this.registering = true
     try {

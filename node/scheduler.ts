@@ -12,6 +12,7 @@ import { planEvacuation } from '../placement/plans/evacuate.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { avoidedNode } from '../storage/apply-ha.ts'
 import { activeMigration } from '../storage/migration-guard.ts'
+import { volumeUnusable } from '../protocols/volume-phases.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 
@@ -57,6 +58,18 @@ function wantsPlacement (vm: VmRecord): boolean {
   return vm.desired === 'running' && vm.assignedNode == null
 }
 
+/** Why a VM cannot start yet because of its volumes (one pending, being deleted, or failed before
+ * its image was made: protocols/volume-phases.ts), or null: it is not placed until then. */
+export function volumeWait (sm: Pick<StateMachine, 'getVolume'>, vm: VmRecord): string | null {
+  for (const name of vm.spec.volumes) {
+    const v = sm.getVolume(name)
+    if (v == null) return `volume ${name} does not exist`
+    const why = volumeUnusable(v)
+    if (why != null) return why
+  }
+  return null
+}
+
 /** One scheduler pass; returns how many assignments were committed. Pure over the replica, effects via propose. */
 export async function schedulePass (d: SchedulerDeps): Promise<number> {
   if (!d.isLeader()) return 0
@@ -66,7 +79,7 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
   const max = d.maxPerPass ?? 256
   const t0 = process.hrtime.bigint()
   const cluster = clusterFromModel(nodes, vms, d.load.hints())
-  const todo = sortQueue(vms.filter(wantsPlacement).map(requestFromVm)).slice(0, max)
+  const todo = sortQueue(vms.filter((vm) => wantsPlacement(vm) && volumeWait(d.sm, vm) == null).map(requestFromVm)).slice(0, max)
   const moves: Array<{ vmId: string, to: string | null, reason: string }> = []
   // Flap backoff (storage/reschedule-rules.ts): a VM rescheduled off a host keeps off it for a
   // while, so it is placed in a batch of its own against the cluster without that host. (Two
@@ -134,7 +147,12 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
   // Explain against the cluster without this VM's own reservation, as if placing it afresh.
   const others = sm.listVms().filter((v) => v.id !== vmId)
   const cluster = clusterFromModel(sm.listNodes(), others, load.hints())
-  return { vm: vm.id, assignedNode: vm.assignedNode, decision: placeOne(cluster, requestFromVm(vm), {}, { explain: true }) }
+  const decision = placeOne(cluster, requestFromVm(vm), {}, { explain: true })
+  // a VM waiting for its volumes is not placed, wherever it would fit: every node says why
+  const wait = vm.assignedNode == null ? volumeWait(sm, vm) : null
+  if (wait == null) return { vm: vm.id, assignedNode: vm.assignedNode, decision }
+  const nodes = (decision.nodes ?? []).map((n) => ({ nodeId: n.nodeId, feasible: false as const, filter: 'volume' as const, reason: wait }))
+  return { vm: vm.id, assignedNode: null, decision: { ...decision, nodeId: null, total: null, rejections: { volume: nodes.length }, nodes } }
 }
 
 /** Where a live migration of `vm` should go when the admin names no node: the placement pipeline's

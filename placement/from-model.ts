@@ -12,7 +12,8 @@ export function requestFromSpec (vmId: string, spec: VmSpec): PlacementRequest {
     affinity: spec.affinity,
     spreadLabel: spec.spreadLabel,
     priority: spec.priority,
-    requires: spec.requires
+    // a VM with volumes opens RBD images: only a host with a Ceph client can run it
+    requires: spec.volumes.length > 0 && !spec.requires.includes('rbd') ? [...spec.requires, 'rbd'] : spec.requires
   }
 }
 

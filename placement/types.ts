@@ -68,6 +68,8 @@ export interface PlacementConfig {
 }
 
 export type FilterName = 'state' | 'cpu' | 'memory' | 'disk' | 'max-vms' | 'constraint' | 'capability' | 'anti-affinity'
+  /** not a placement filter: the VM waits for a volume (node/scheduler.ts volumeWait), shown per node by explain */
+  | 'volume'
 
 export interface ScoreComponents {
   fit: number

@@ -3,7 +3,7 @@
 // with the same named error. A valid command comes back as a fresh, normalized copy holding only
 // known fields (extra fields never reach the replicated state).
 import type { BlixError, Command, CommandEnvelope } from './commands.ts'
-import { MIGRATION_REPORTS } from './commands.ts'
+import { MIGRATION_REPORTS, VOLUME_REPORTS } from './commands.ts'
 import type { MigrationFigures } from './migration-phases.ts'
 import { MIGRATION_PHASES } from './migration-phases.ts'
 import type { CommandAuth } from './auth.ts'
@@ -141,7 +141,7 @@ function optional<T> (o: Record<string, unknown>, k: string, f: (v: unknown, p: 
 }
 
 const NODE_STATES: readonly NodeState[] = ['ready', 'cordoned', 'draining', 'down']
-const CAPABILITIES: readonly HypervisorCapability[] = ['kvm', 'nix', 'qemu']
+const CAPABILITIES: readonly HypervisorCapability[] = ['kvm', 'nix', 'qemu', 'rbd']
 const HYPERVISORS: readonly Hypervisor[] = ['qemu', 'cloud-hypervisor', 'firecracker']
 const RESTART: readonly RestartPolicy[] = ['always', 'on-failure', 'never']
 const DESIRED: readonly VmDesiredState[] = ['running', 'stopped']
@@ -353,6 +353,17 @@ function validateOne (v: unknown): Command {
     case 'ResizeVolume': return { type: 'ResizeVolume', name: name(o.name, 'name'), sizeGiB: int(o.sizeGiB, 'sizeGiB', 1, L.maxVolumeGiB, 'InvalidSpec') }
     case 'SnapshotVolume': return { type: 'SnapshotVolume', name: name(o.name, 'name'), snapshot: name(o.snapshot, 'snapshot') }
     case 'DeleteVolume': return { type: 'DeleteVolume', name: name(o.name, 'name') }
+    case 'ReportVolume': {
+      const c: Extract<Command, { type: 'ReportVolume' }> = {
+        type: 'ReportVolume',
+        name: name(o.name, 'name'),
+        node: id(o.node, 'node'),
+        generation: int(o.generation, 'generation', 0, Number.MAX_SAFE_INTEGER),
+        outcome: oneOf(o.outcome, 'outcome', VOLUME_REPORTS)
+      }
+      if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
+      return c
+    }
     case 'CreateNetwork': {
       const subnet = str(o.subnet, 'subnet', 32)
       const cidr = parseCidr(subnet)

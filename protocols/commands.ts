@@ -25,6 +25,9 @@ export type Command =
   | { type: 'ResizeVolume', name: string, sizeGiB: number }
   | { type: 'SnapshotVolume', name: string, snapshot: string }
   | { type: 'DeleteVolume', name: string }
+  /** the volume reconciler (`node`, signed by its own key) carried out generation `generation` of
+   * a volume: its image is ready, or the change failed (reason), or the image is gone (a delete) */
+  | { type: 'ReportVolume', name: string, node: string, generation: number, outcome: VolumeReport, reason?: string }
   | { type: 'CreateNetwork', name: string, kind: NetworkKind, subnet: string, gateway?: string | null }
   | { type: 'DeleteNetwork', name: string }
   | { type: 'AllocateIp', network: string, vm: string }
@@ -58,6 +61,10 @@ export type Command =
   | { type: 'ExpireMigration', vm: string, started: number, phase: MigrationPhase, reason: string, term?: number }
 
 export type CommandType = Command['type']
+
+/** What the volume reconciler reports on one generation of a volume (storage/apply-volumes.ts). */
+export type VolumeReport = 'ready' | 'failed' | 'gone'
+export const VOLUME_REPORTS: readonly VolumeReport[] = ['ready', 'failed', 'gone']
 
 /** What a migration's source or target reports (storage/apply-migration.ts says who may report what):
  * target-ready (target: its QEMU listens with -incoming), progress (source: query-migrate figures),

@@ -5,7 +5,9 @@ export type NodeState = 'ready' | 'cordoned' | 'draining' | 'down'
  * ready one dead. `down` is set only by the leader's MarkNodeDown (storage/apply-ha.ts). */
 export type NodeLiveness = 'ready' | 'down'
 export type Hypervisor = 'qemu' | 'cloud-hypervisor' | 'firecracker'
-export type HypervisorCapability = 'kvm' | 'nix' | 'qemu'
+/** What a host can do: run KVM, build Nix guests, run QEMU; `rbd`: it has a Ceph client configured
+ * (its config's ceph.conf), so it can open RBD volumes and run the volume reconciler. */
+export type HypervisorCapability = 'kvm' | 'nix' | 'qemu' | 'rbd'
 
 export interface Resources {
   /** vCPUs (cores) */
@@ -107,14 +109,30 @@ export interface VmRecord {
   migration?: MigrationRecord
 }
 
+/** Where a volume's RBD image stands (protocols/volume-phases.ts): `pending` until the volume
+ * reconciler made the image match the record (created, grown, snapshotted), then `ready`, or
+ * `failed` with the reason; `deleting` until it removed the image, then the record goes. */
+export type VolumePhase = 'pending' | 'ready' | 'failed' | 'deleting'
+
 export interface VolumeRecord {
   name: string
   pool: string
+  /** desired size; the image has it once the phase is ready */
   sizeGiB: number
+  /** desired snapshots (each protected, so clonable); the image has them once ready */
   snapshots: string[]
   parent: { volume: string, snapshot: string } | null
   attachedTo: string | null // vm id
   createdAt: number
+  // ---- the reconciler's side (storage/apply-volumes.ts); absent on a record made before volumes
+  // had phases, whose image the RPC handler made at once: ready, generation 0, image made ----
+  phase?: VolumePhase
+  /** why it failed, or what it waits for; null when there is nothing to say */
+  reason?: string | null
+  /** bumped by every change the reconciler must carry out: a report names the one it carried out */
+  generation?: number
+  /** the RBD image exists (a ready report said so once): a VM may use the volume */
+  imageMade?: boolean
 }
 
 export type NetworkKind = { type: 'bridge' } | { type: 'vlan', vlan: number } | { type: 'vxlan', vni: number }

@@ -12,7 +12,7 @@ export interface ResourceMethods {
   'network.list': { params: ReadParams, result: NetworkRecord[] }
   'network.show': { params: ReadParams & { network: string }, result: NetworkRecord }
   'network.delete': { params: { network: string } & IdempotentParams, result: { name: string } }
-  /** a new RBD image (pool: the answering node's default) and its Raft record */
+  /** a volume recorded pending (pool: the answering node's ceph.pool, else rbd); the volume reconciler makes its RBD image (node/volumes/) */
   'volume.create': { params: { name: string, sizeGiB: number, pool?: string } & IdempotentParams, result: VolumeRecord }
   'volume.list': { params: ReadParams, result: VolumeRecord[] }
   'volume.show': { params: ReadParams & { volume: string }, result: VolumeRecord }

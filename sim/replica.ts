@@ -312,7 +312,7 @@ export class Replica {
     const traceLine = (line: string): void => { this.env.trace?.(`${this.id} log ${line}`) }
     return new Membership({
       self: () => this.id,
-      cfg: { name: this.id, labels: {}, capacity: { cpu: 1, memoryMiB: 1024, diskGiB: 1 }, autopilot: SIM_AUTOPILOT },
+      cfg: { name: this.id, labels: {}, capacity: { cpu: 1, memoryMiB: 1024, diskGiB: 1 }, autopilot: SIM_AUTOPILOT, ceph: { conf: null } },
       expect: SIM_BOOTSTRAP_EXPECT,
       admins: [],
       sm: this.sm as StateMachine,

@@ -5,6 +5,7 @@ import type { ApplyContext } from './apply-context.ts'
 import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
 import { refuseWhileMigrating } from './migration-guard.ts'
+import { imageMade, phaseOf, volumeUnusable } from '../protocols/volume-phases.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
@@ -26,6 +27,9 @@ function checkRefs (ctx: ApplyContext, spec: VmSpec, vmId: string): VolumeRecord
     const v = ctx.tx.get<VolumeRecord>('volumes', name)
     if (v === undefined) reject('NotFound', `volume ${name} not found`)
     if (v.attachedTo !== null && v.attachedTo !== vmId) reject('InUse', `volume ${name} is attached to VM ${v.attachedTo}`)
+    // a pending volume is taken: the VM waits for it (node/scheduler.ts); one that can never be
+    // used is refused now (being deleted, or its image failed to be made)
+    if (v.attachedTo !== vmId && (phaseOf(v) === 'deleting' || (phaseOf(v) === 'failed' && !imageMade(v)))) reject('Conflict', volumeUnusable(v) ?? `volume ${name} cannot be used`)
     return v
   })
 }
@@ -68,6 +72,13 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
     ctx.tx.put('vmNames', c.spec.name, vm.id)
   }
   const vols = checkRefs(ctx, c.spec, vm.id)
+  // a placed VM restarts with the new spec at once: a volume it adds must have its image already
+  if (vm.assignedNode !== null) {
+    for (const v of vols) {
+      const why = v.attachedTo === vm.id ? null : volumeUnusable(v)
+      if (why !== null) reject('Conflict', `${why}: VM ${vm.spec.name} is placed and would restart without it; add it once the volume is ready (blixard volume show ${v.name})`)
+    }
+  }
   // A placed VM keeps its node: a larger spec must still fit there (stop and unassign it to move it).
   if (vm.assignedNode !== null) {
     const node = ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)

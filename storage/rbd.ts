@@ -201,6 +201,22 @@ export class RbdClient {
     await this.#rbdRun(['rm', '--no-progress', spec])
   }
 
+  /** An image's metadata value under `key` (rbd image-meta), or null when it has none. */
+  async metaGet (pool: string, name: string, key: string): Promise<string | null> {
+    try {
+      const { stdout } = await this.#rbdRun(['image-meta', 'get', imageSpec(pool, name), checkMetaKey(key)])
+      return stdout.replace(/\n$/, '')
+    } catch (e) {
+      if (e instanceof RbdError && e.kind === 'NotFound' && await this.exists(pool, name)) return null
+      throw e
+    }
+  }
+
+  async metaSet (pool: string, name: string, key: string, value: string): Promise<void> {
+    if (value === '' || value.startsWith('-') || value.length > 1024) throw new RbdError('InvalidSpec', `invalid image metadata value ${JSON.stringify(value.slice(0, 64))}`)
+    await this.#rbdRun(['image-meta', 'set', imageSpec(pool, name), checkMetaKey(key), value])
+  }
+
   // ---- snapshots and clones
 
   async snapshotCreate (pool: string, name: string, snapshot: string): Promise<RbdSnapshot> {
@@ -381,6 +397,11 @@ export class RbdClient {
     return await runCli(this.#ceph, [...this.#auth, '--connect-timeout', this.#connectSeconds(this.timeoutMs), ...args],
       this.timeoutMs + KILL_GRACE_MS)
   }
+}
+
+function checkMetaKey (key: string): string {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(key)) throw new RbdError('InvalidSpec', `invalid image metadata key ${JSON.stringify(key.slice(0, 64))}`)
+  return key
 }
 
 function imageSpec (pool: string, name: string): string {

@@ -15,7 +15,7 @@ import { decodeCbor, encodeCbor } from './codec.ts'
 import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
 import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
 import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
-import { createVolume, deleteVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
+import { createVolume, deleteVolume, reportVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
 import { markNodeDown, renewLeases } from './apply-ha.ts'
 import { cancelMigration, evacuateVm, expireMigration, reportMigration, startMigration } from './apply-migration.ts'
@@ -58,6 +58,7 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'ResizeVolume': return resizeVolume(ctx, cmd)
     case 'SnapshotVolume': return snapshotVolume(ctx, cmd)
     case 'DeleteVolume': return deleteVolume(ctx, cmd)
+    case 'ReportVolume': return reportVolume(ctx, cmd)
     case 'CreateNetwork': return createNetwork(ctx, cmd)
     case 'DeleteNetwork': return deleteNetwork(ctx, cmd)
     case 'AllocateIp': return allocateIp(ctx, cmd)

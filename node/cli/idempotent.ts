@@ -15,10 +15,10 @@ const CLI_RETRY_BASE_MS = 500
 /** As the RPC validator: keys longer than this are refused. */
 const MAX_KEY_LENGTH = 128
 
-/** Methods the CLI does not retry itself: volume.create does Ceph I/O on the receiving node
- * before its command, and a retried key would create the image again, fail, and undo the
- * volume record the first attempt made. Its first answer is returned as it is. */
-const NO_RETRY: ReadonlySet<string> = new Set(['volume.create'])
+/** Methods the CLI does not retry itself (their first answer is returned as it is): none today.
+ * (volume.create was one while it did Ceph I/O on the receiving node; it is now a Raft write like
+ * the others, its image made by the volume reconciler: node/volumes/.) */
+const NO_RETRY: ReadonlySet<string> = new Set([])
 
 /** Kinds after which the same call, under the same key, may still succeed. */
 const RETRYABLE = new Set(['NotLeader', 'Unavailable', 'Timeout', 'InFlight', 'Indeterminate'])

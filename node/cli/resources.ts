@@ -1,14 +1,16 @@
 // CLI commands for networks and volumes: `blixard network ...`, `blixard volume ...`.
 import type { NetworkKind, NetworkRecord, VolumeRecord } from '../../protocols/model.ts'
-import { flag, int, UsageError } from './args.ts'
+import { bool, flag, int, UsageError } from './args.ts'
 import type { FlagSpec, Parsed } from './args.ts'
 import type { Connection } from './connect.ts'
-import { EXIT } from './errors.ts'
+import { CliError, EXIT } from './errors.ts'
+import { RpcError } from '../../protocols/rpc.ts'
+import { phaseOf } from '../../protocols/volume-phases.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 import { keyValues, shortId, table } from './format.ts'
 import { VM_LIMITS } from '../../protocols/vm-limits.ts'
 
-interface Out { json: boolean, data: (value: unknown, human: () => string) => void }
+interface Out { json: boolean, data: (value: unknown, human: () => string) => void, progress: (line: string) => void }
 
 export interface ResourceCommand {
   summary: string
@@ -31,13 +33,64 @@ function netRow (n: NetworkRecord): Array<string | number> {
   return [n.name, kindText(n.kind), n.subnet, n.gateway ?? '-', Object.keys(n.allocations).length]
 }
 
+/** `ready`, `pending`, `failed: why`, `deleting` */
+function volPhase (v: VolumeRecord): string {
+  const p = phaseOf(v)
+  return v.reason != null && v.reason !== '' ? `${p}: ${v.reason}` : p
+}
+
 function volRow (v: VolumeRecord): Array<string | number> {
-  return [v.name, v.pool, `${v.sizeGiB} GiB`, v.snapshots.join(',') || '-', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`, v.attachedTo == null ? '-' : shortId(v.attachedTo, 8)]
+  return [v.name, volPhase(v), v.pool, `${v.sizeGiB} GiB`, v.snapshots.join(',') || '-', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`, v.attachedTo == null ? '-' : shortId(v.attachedTo, 8)]
 }
 
 function volShow (v: VolumeRecord): string {
-  return keyValues([['Name', v.name], ['Pool', v.pool], ['Size', `${v.sizeGiB} GiB`], ['Snapshots', v.snapshots.join(', ') || '-'],
+  return keyValues([['Name', v.name], ['Phase', volPhase(v)], ['Pool', v.pool], ['Size', `${v.sizeGiB} GiB`], ['Snapshots', v.snapshots.join(', ') || '-'],
     ['Parent', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`], ['Attached to', v.attachedTo ?? '-']])
+}
+
+/** How often `--wait` reads a volume's phase. */
+const VOLUME_POLL_MS = 300
+/** `--wait` gives up after this long unless --timeout says otherwise (seconds). */
+const VOLUME_WAIT_DEFAULT_S = 120
+
+const WAIT_FLAGS: Record<string, FlagSpec> = {
+  wait: { help: 'wait until the RBD image is made (ready) or the change failed, and show why' },
+  timeout: { value: true, arg: 'SECONDS', help: 'with --wait: how long to wait', default: String(VOLUME_WAIT_DEFAULT_S) }
+}
+
+type Client = Connection['client']
+
+/** Follows a volume's phase (linearizable reads) until the reconciler reported on this change:
+ * ready (exit 0), failed (exit 1, with the reason and what to do), or, for a delete, gone. */
+async function waitVolume (client: Client, name: string, goal: 'ready' | 'gone', p: Parsed, out: Out): Promise<number> {
+  const deadline = Date.now() + int(p, 'timeout', VOLUME_WAIT_DEFAULT_S, 1, 3600) * 1000
+  let last = ''
+  for (;;) {
+    let v: VolumeRecord | null
+    try { v = await client.call('volume.show', { volume: name }) } catch (e) {
+      if (goal === 'gone' && e instanceof RpcError && e.kind === 'NotFound') v = null
+      else throw e
+    }
+    if (v == null) { out.data({ name, phase: 'gone' }, () => `volume ${name} deleted (its RBD image removed)`); return EXIT.ok }
+    const phase = phaseOf(v)
+    if (phase !== last) { out.progress(`volume ${name}: ${volPhase(v)}`); last = phase }
+    if (phase === 'ready' && goal === 'ready') { out.data(v, () => `volume ${v.name} ready (${v.sizeGiB} GiB in pool ${v.pool})`); return EXIT.ok }
+    if (phase === 'failed') {
+      out.data(v, () => `volume ${v.name} failed: ${v.reason ?? 'no reason given'}\n` +
+        `It stays recorded as failed (no VM can start on it until its image is made); blixard volume delete ${v.name} removes the record and any image it made.`)
+      return EXIT.error
+    }
+    if (Date.now() > deadline) {
+      throw new CliError('Timeout', `volume ${name} is still ${volPhase(v)} after ${int(p, 'timeout', VOLUME_WAIT_DEFAULT_S, 1, 3600)} s`,
+        'The node that makes RBD images (the lowest-id node with Ceph that is up) may be busy or down: check `blixard nodes` and its log, and follow with `blixard volume show NAME`.')
+    }
+    await new Promise((resolve) => setTimeout(resolve, VOLUME_POLL_MS))
+  }
+}
+
+/** Without --wait: the change is recorded, the image follows. */
+function recorded (v: VolumeRecord, what: string): string {
+  return `volume ${v.name} ${what}: recorded, ${volPhase(v)} until its RBD image is made (follow with blixard volume show ${v.name}, or use --wait)`
 }
 
 export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Record<string, ResourceCommand> {
@@ -88,13 +141,14 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
     },
     'volume create': {
       summary: 'Create a volume (a Ceph RBD image)',
-      usage: 'blixard volume create NAME --size GIB [--pool POOL]',
-      flags: { size: { value: true, arg: 'GIB', help: 'size in GiB' }, pool: { value: true, arg: 'POOL', help: 'the Ceph pool', default: 'the cluster\'s pool' } },
+      usage: 'blixard volume create NAME --size GIB [--pool POOL] [--wait]',
+      flags: { size: { value: true, arg: 'GIB', help: 'size in GiB' }, pool: { value: true, arg: 'POOL', help: 'the Ceph pool', default: 'the answering node\'s ceph.pool, else rbd' }, ...WAIT_FLAGS },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
         const pool = flag(p, 'pool')
         const v = await mutate(client, invocationKey(p), 'volume.create', { name: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB), ...(pool != null ? { pool } : {}) })
-        out.data(v, () => `volume ${v.name} created (${v.sizeGiB} GiB in pool ${v.pool})`)
+        if (bool(p, 'wait')) return await waitVolume(client, v.name, 'ready', p, out)
+        out.data(v, () => recorded(v, `created (${v.sizeGiB} GiB in pool ${v.pool})`))
         return EXIT.ok
       })
     },
@@ -103,7 +157,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       usage: 'blixard volume list [--stale]',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const list = await client.call('volume.list', stale(p))
-        out.data(list, () => table(['name', 'pool', 'size', 'snapshots', 'parent', 'attached to'], list.map(volRow)))
+        out.data(list, () => table(['name', 'phase', 'pool', 'size', 'snapshots', 'parent', 'attached to'], list.map(volRow)))
         return EXIT.ok
       })
     },
@@ -118,44 +172,50 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
     },
     'volume resize': {
       summary: 'Grow a volume',
-      usage: 'blixard volume resize NAME --size GIB',
-      flags: { size: { value: true, arg: 'GIB', help: 'the new size in GiB (only grows)' } },
+      usage: 'blixard volume resize NAME --size GIB [--wait]',
+      flags: { size: { value: true, arg: 'GIB', help: 'the new size in GiB (only grows)' }, ...WAIT_FLAGS },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         if (flag(p, 'size') == null) throw new UsageError('--size GIB is required')
         const v = await mutate(client, invocationKey(p), 'volume.resize', { volume: need(p, 1, 'NAME')[0], sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB) })
-        out.data(v, () => `volume ${v.name} is now ${v.sizeGiB} GiB`)
+        if (bool(p, 'wait')) return await waitVolume(client, v.name, 'ready', p, out)
+        out.data(v, () => recorded(v, `grows to ${v.sizeGiB} GiB`))
         return EXIT.ok
       })
     },
     'volume snapshot': {
       summary: 'Snapshot a volume (protected, ready to clone)',
-      usage: 'blixard volume snapshot NAME SNAPSHOT',
+      usage: 'blixard volume snapshot NAME SNAPSHOT [--wait]',
+      flags: WAIT_FLAGS,
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const [name, snapshot] = need(p, 2, 'NAME and SNAPSHOT')
         const v = await mutate(client, invocationKey(p), 'volume.snapshot', { volume: name, snapshot })
-        out.data(v, () => `snapshot ${v.name}@${snapshot} created`)
+        if (bool(p, 'wait')) return await waitVolume(client, v.name, 'ready', p, out)
+        out.data(v, () => recorded(v, `gets snapshot ${snapshot}`))
         return EXIT.ok
       })
     },
     'volume clone': {
       summary: 'Clone a volume snapshot into a new volume (copy-on-write)',
-      usage: 'blixard volume clone VOLUME@SNAPSHOT NAME [--size GIB]',
-      flags: { size: { value: true, arg: 'GIB', help: 'grow the clone to this size in GiB', default: 'the snapshot\'s size' } },
+      usage: 'blixard volume clone VOLUME@SNAPSHOT NAME [--size GIB] [--wait]',
+      flags: { size: { value: true, arg: 'GIB', help: 'grow the clone to this size in GiB', default: 'the snapshot\'s size' }, ...WAIT_FLAGS },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const [src, name] = need(p, 2, 'VOLUME@SNAPSHOT and NAME')
         const at = src.indexOf('@')
         if (at <= 0 || at === src.length - 1) throw new UsageError(`expected VOLUME@SNAPSHOT, got "${src}"`)
         const v = await mutate(client, invocationKey(p), 'volume.clone', { volume: src.slice(0, at), snapshot: src.slice(at + 1), name, ...(flag(p, 'size') != null ? { sizeGiB: int(p, 'size', 0, 1, VM_LIMITS.maxVolumeGiB) } : {}) })
-        out.data(v, () => `volume ${v.name} cloned from ${src}`)
+        if (bool(p, 'wait')) return await waitVolume(client, v.name, 'ready', p, out)
+        out.data(v, () => recorded(v, `cloned from ${src}`))
         return EXIT.ok
       })
     },
     'volume delete': {
       summary: 'Delete a volume and its image (refused while attached or cloned)',
-      usage: 'blixard volume delete NAME',
+      usage: 'blixard volume delete NAME [--wait]',
+      flags: { ...WAIT_FLAGS, wait: { help: 'wait until its RBD image is removed and the record gone' } },
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const r = await mutate(client, invocationKey(p), 'volume.delete', { volume: need(p, 1, 'NAME')[0] })
-        out.data(r, () => `volume ${r.name} deleted`)
+        if (bool(p, 'wait')) return await waitVolume(client, r.name, 'gone', p, out)
+        out.data(r, () => `volume ${r.name} deleting: its RBD image is removed next, then the record goes (follow with blixard volume show ${r.name}, or use --wait)`)
         return EXIT.ok
       })
     }

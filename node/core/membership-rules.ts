@@ -3,7 +3,7 @@
 // Bootstrap-or-join is node/bootstrap.ts, the voter set node/autopilot.ts; these are the glue
 // between them and the Raft status.
 import type { Command } from '../../protocols/commands.ts'
-import type { NodeRecord, Resources } from '../../protocols/model.ts'
+import type { HypervisorCapability, NodeRecord, Resources } from '../../protocols/model.ts'
 import type { RaftStatus } from '../../protocols/raft/rawnode.ts'
 import type { AutopilotInput, MemberHealth } from '../autopilot.ts'
 
@@ -64,16 +64,21 @@ export function autopilotInput (o: {
 }
 
 /** What this node says about itself in the replicated state. */
-export interface SelfRecord { id: string, name: string, addrs: string[], labels: Record<string, string>, capacity: Resources }
+export interface SelfRecord {
+  id: string, name: string, addrs: string[], labels: Record<string, string>, capacity: Resources
+  /** what this host can do (`rbd`: a Ceph client is configured); default ['qemu'] */
+  capabilities?: HypervisorCapability[]
+}
 
 /** The command that puts (or keeps) this node's record right: RegisterNode when it has none,
  * UpdateNode when its addresses, labels or capacity changed, null when it is up to date. */
 export function registration (want: SelfRecord, mine: NodeRecord | null | undefined): Command | null {
   if (mine == null) {
-    return { type: 'RegisterNode', node: { id: want.id, name: want.name, addrs: want.addrs, labels: want.labels, capacity: want.capacity, overcommit: { ...SELF_OVERCOMMIT }, capabilities: ['qemu'], maxVms: null } }
+    return { type: 'RegisterNode', node: { id: want.id, name: want.name, addrs: want.addrs, labels: want.labels, capacity: want.capacity, overcommit: { ...SELF_OVERCOMMIT }, capabilities: want.capabilities ?? ['qemu'], maxVms: null } }
   }
-  if (sameJson(mine.addrs, want.addrs) && sameJson(mine.labels, want.labels) && sameJson(mine.capacity, want.capacity)) return null
-  return { type: 'UpdateNode', id: want.id, addrs: want.addrs, labels: want.labels, capacity: want.capacity }
+  const caps = want.capabilities ?? mine.capabilities
+  if (sameJson(mine.addrs, want.addrs) && sameJson(mine.labels, want.labels) && sameJson(mine.capacity, want.capacity) && sameJson(mine.capabilities, caps)) return null
+  return { type: 'UpdateNode', id: want.id, addrs: want.addrs, labels: want.labels, capacity: want.capacity, ...(sameJson(mine.capabilities, caps) ? {} : { capabilities: caps }) }
 }
 
 function sameJson (a: unknown, b: unknown): boolean { return JSON.stringify(a) === JSON.stringify(b) }

@@ -27,6 +27,8 @@ guard('volume create makes a real RBD image; a VM with it boots and counts its f
   const cl = await c.client(1)
   const vol = await cl.call('volume.create', { name: VOL, sizeGiB: 1 })
   assert.is(vol.name, VOL)
+  // the volume reconciler (on a node with Ceph) makes the image, then reports it ready
+  await waitFor('volume ready', 60_000, async () => (await cl.call('volume.show', { volume: VOL })).phase === 'ready', 250)
   const info = await s.rbd().info(vol.pool, VOL)
   assert.is(info.sizeBytes, 2 ** 30, 'the image exists in Ceph with the size asked for')
   const t0 = Date.now()
@@ -72,6 +74,7 @@ guard('deleting the VM keeps the volume and its image; deleting the volume remov
   await waitFor('volume detached', 30_000, async () => (await cl.call('volume.show', { volume: VOL })).attachedTo === null, 250)
   assert.ok((await s.rbd().info('rbd', VOL)).sizeBytes > 0, 'the image outlives the VM')
   await cl.call('volume.delete', { volume: VOL })
+  await waitFor('volume record gone', 60_000, async () => (await cl.call('volume.list', {})).every((v) => v.name !== VOL), 250)
   const gone = await s.rbd().info('rbd', VOL).then(() => false, () => true)
   assert.ok(gone, 'the image is gone from Ceph')
 })

@@ -49,6 +49,18 @@ test('registration: register when absent, update only what changed, nothing when
   assert.is(registration({ ...want, labels: {} }, rec)?.type, 'UpdateNode')
 })
 
+test('registration: a node given a ceph.conf advertises rbd (the volume reconciler is chosen among those), and drops it when it loses it', () => {
+  const want = { id: 'a', name: 'n1', addrs: ['/ip4/127.0.0.1/tcp/1'], labels: {}, capacity: { cpu: 4, memoryMiB: 4096, diskGiB: 10 } }
+  const reg = registration({ ...want, capabilities: ['qemu', 'rbd'] }, null)
+  if (reg?.type !== 'RegisterNode') throw new Error(`expected RegisterNode, got ${JSON.stringify(reg)}`)
+  assert.equal(reg.node.capabilities, ['qemu', 'rbd'])
+  const plain: NodeRecord = { ...reg.node, capabilities: ['qemu'], state: 'ready', registeredAt: 0, updatedAt: 0 }
+  assert.equal(registration({ ...want, capabilities: ['qemu', 'rbd'] }, plain), { type: 'UpdateNode', id: 'a', addrs: want.addrs, labels: {}, capacity: want.capacity, capabilities: ['qemu', 'rbd'] })
+  const withRbd: NodeRecord = { ...plain, capabilities: ['qemu', 'rbd'] }
+  assert.is(registration({ ...want, capabilities: ['qemu', 'rbd'] }, withRbd), null)
+  assert.equal(registration({ ...want, capabilities: ['qemu'] }, withRbd)?.type === 'UpdateNode' && (registration({ ...want, capabilities: ['qemu'] }, withRbd) as { capabilities?: string[] }).capabilities, ['qemu'])
+})
+
 
 test('shutdown handoff goes to the most caught-up other voter, never a learner', () => {
   const progress = { a: { match: 100, next: 101, state: 'replicate' as const }, b: { match: 80, next: 81, state: 'replicate' as const }, c: { match: 90, next: 91, state: 'replicate' as const }, d: { match: 100, next: 101, state: 'replicate' as const } }

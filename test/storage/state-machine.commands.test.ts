@@ -223,9 +223,20 @@ test('volumes: create, clone, grow only, snapshot, delete', () => {
   expectKind(h, { type: 'DeleteVolume', name: 'c' }, 'InUse') // attached
   h.run({ type: 'DeleteVm', id: 'v1' })
   expectKind(h, { type: 'DeleteVolume', name: 'c' }, 'ok')
+  // the record stays, deleting, until the volume reconciler reports its image gone
+  expectKind(h, { type: 'DeleteVolume', name: 'a' }, 'InUse') // its clone is still being deleted
+  h.run(cephNode('n1'))
+  expectKind(h, { type: 'ReportVolume', name: 'c', node: 'n1', generation: h.sm.getVolume('c')?.generation ?? -1, outcome: 'gone' }, 'ok')
   expectKind(h, { type: 'DeleteVolume', name: 'a' }, 'ok')
+  expectKind(h, { type: 'DeleteVolume', name: 'a' }, 'ok') // already deleting: a retry changes nothing
+  expectKind(h, { type: 'ReportVolume', name: 'a', node: 'n1', generation: h.sm.getVolume('a')?.generation ?? -1, outcome: 'gone' }, 'ok')
   expectKind(h, { type: 'DeleteVolume', name: 'a' }, 'NotFound')
 })
+
+function cephNode (id: string): Command {
+  const c = registerNode(id) as Extract<Command, { type: 'RegisterNode' }>
+  return { ...c, node: { ...c.node, capabilities: ['qemu', 'rbd'] } }
+}
 
 test('networks: CIDR, VLAN and VNI validation', () => {
   const h = harness()
