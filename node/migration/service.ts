@@ -35,14 +35,14 @@ import type { QemuDriver } from '../qemu/driver.ts'
 import { launchSpecFromVm } from '../qemu/launch-spec.ts'
 import type { HostBindings } from '../qemu/launch-spec.ts'
 import { runtimePaths } from '../qemu/paths.ts'
-import { cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
+import { announceSelf, cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
 import type { MigrationProgress } from '../qemu/migrate.ts'
 import type { QmpClient } from '../qemu/qmp.ts'
 import { QemuError } from '../qemu/errors.ts'
 import { loadTinyGuest } from '../qemu/tiny-guest.ts'
 import type { TinyGuest } from '../qemu/tiny-guest.ts'
 import { MigrationStreams } from './stream.ts'
-import type { MigrationHost } from './stream.ts'
+import type { BridgeTimes, MigrationHost } from './stream.ts'
 import type { Logger } from '../log.ts'
 
 /** How often records are looked at besides the kicks on every applied command. */
@@ -55,6 +55,9 @@ const REPORT_RETRY_MS = 500
 const REPORT_GIVE_UP_MS = 60_000
 /** The target QEMU creates its incoming socket at start: waited for this long. */
 const INCOMING_SOCKET_WAIT_MS = 10_000
+/** How often the target looks for that socket: QEMU makes it within tens of ms of its spawn, and
+ * every poll period of waiting is set-up time the move pays before any byte moves. */
+const INCOMING_SOCKET_POLL_MS = 5
 /** The target's guest runs within this after the switchover, or the move failed on the target. */
 const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
@@ -127,6 +130,22 @@ function figuresOf (p: MigrationProgress): MigrationFigures {
     expectedDowntimeMs: p.expectedDowntimeMs,
     downtimeMs: p.downtimeMs,
     totalTimeMs: p.totalTimeMs
+  }
+}
+
+/**
+ * Marks of one party's part in a migration, as ms since the record's start (the proposer's clock;
+ * on one machine, or hosts with synchronised clocks, the source's and the target's timelines line
+ * up): logged as one line when the part ends, so the set-up cost of a move can be read off the
+ * two hosts' logs ('migration timeline').
+ */
+export class MigrationTimeline {
+  readonly marks: Record<string, number> = {}
+  constructor (private readonly started: number, private readonly clock: () => number = Date.now) {}
+  mark (name: string, at = this.clock()): void { this.marks[name] = at - this.started }
+  /** a stream's moments (BridgeTimes), prefixed */
+  stream (prefix: string, t: BridgeTimes): void {
+    for (const [k, v] of Object.entries(t)) if (typeof v === 'number') this.mark(`${prefix}.${k}`, v)
   }
 }
 
@@ -218,44 +237,83 @@ export class MigrationService {
   private async prepareTarget (vm: VmRecord, m: MigrationRecord): Promise<void> {
     const id = migrationId(m)
     const log = this.d.log.child({ vmId: vm.id, migration: id })
+    const tl = new MigrationTimeline(m.started)
+    tl.mark('target.preparing')
     try {
       // a target that has just (re)started holds no lease for a moment: it waits for its first
       // one rather than failing a move that placement sent to a ready node
       const held = await heldFor(() => this.d.mayRun?.() ?? null, TARGET_LEASE_WAIT_MS)
       if (held != null) throw new Error(`this host may not run guests now: ${held}`)
+      tl.mark('target.leaseHeld')
       if (vm.spec.image.kind === 'tiny' && this.tiny == null) throw new Error('no tiny guest on this host; run scripts/build-tiny-guest.sh')
       // a QEMU of this VM left here by an earlier attempt (the VM is not ours: its source runs it)
       // goes first, with its TAPs, before the new ones are made
       await this.d.driver.cleanup(vm.id)
+      // the TAPs on the network's bridge (and its VLAN/VXLAN port) exist before QEMU starts, so
+      // they are in place long before the switchover; the MAC is the VM's own (names.ts macFor)
       const host = await this.d.bindings(vm, { fence: false })
+      tl.mark('target.hostReady')
       const dir = runtimePaths(this.d.dataDir, vm.id).dir
       const incoming = join(dir, 'incoming.sock')
       const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming }
       await this.d.driver.start(spec)
-      await waitForPath(incoming, INCOMING_SOCKET_WAIT_MS)
+      tl.mark('target.qemuSpawned')
+      await waitForPath(incoming, INCOMING_SOCKET_WAIT_MS, INCOMING_SOCKET_POLL_MS)
+      tl.mark('target.incomingListening')
       // only the record's source may open the stream, for this attempt only
       const bridged = this.streams.expect({ id, allow: (p) => p.toString() === m.source, targetSocket: incoming, timeoutMs: EXPECT_STREAM_MS })
-      bridged.then((s) => { log.info('migration stream ended', { receivedBytes: s.receivedBytes, ms: Math.round(s.durationMs) }) }, (err: unknown) => {
+      bridged.then((st) => {
+        tl.stream('target.stream', st.times)
+        log.info('migration stream ended', { receivedBytes: st.receivedBytes, ms: Math.round(st.durationMs) })
+        log.info('migration timeline (target, preparing)', { marks: tl.marks })
+      }, (err: unknown) => {
         // no stream, or it broke: the move cannot finish here (a stale record ignores the report)
         log.warn('migration stream failed', { err })
         void this.report(m, 'failed', { reason: `stream from the source: ${(err as Error).message}` })
       })
       log.info('target ready: QEMU waits for the incoming migration', { source: m.source })
       await this.report(m, 'target-ready')
+      tl.mark('target.readyCommitted')
     } catch (err) {
       log.warn('cannot prepare the target', { err })
       await this.report(m, 'failed', { reason: (err as Error).message })
     }
   }
 
+  /** After the switchover: waits for the guest to run here, has its NICs announce their new place
+   * (announce-self), and reports target-running. */
   private async finishTarget (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    const log = this.d.log.child({ vmId: vm.id, migration: migrationId(m) })
+    const tl = new MigrationTimeline(m.started)
+    tl.mark('target.switchedSeen')
     const deadline = this.now() + RESUME_WAIT_MS
     for (;;) {
       const st = await this.d.driver.status(vm.id).catch(() => null)
-      if (st?.state === 'running' && st.ready) { await this.report(m, 'target-running'); return }
+      if (st?.state === 'running' && st.ready) break
       if (st == null || st.state !== 'running') { await this.report(m, 'failed', { reason: 'the target QEMU is not running after the switchover' }); return }
       if (this.now() > deadline) { await this.report(m, 'failed', { reason: `the target QEMU did not resume within ${RESUME_WAIT_MS} ms` }); return }
-      await sleep(POLL_MS)
+      // the driver marks it ready on QEMU's RESUME event: wake on it, poll as a fallback
+      await this.d.driver.waitForEvent(vm.id, (e) => e.type === 'running', POLL_MS).catch(() => {})
+    }
+    tl.mark('target.resumed')
+    await this.announce(vm, log)
+    tl.mark('target.announced')
+    await this.report(m, 'target-running')
+    tl.mark('target.runningCommitted')
+    log.info('migration timeline (target, switched)', { marks: tl.marks })
+  }
+
+  /** announce-self on the guest's QEMU here. QEMU announces on its own after an incoming migration
+   * too; this one is issued once the target knows the guest runs, and its answer is logged. A
+   * failure is logged, never a reason to fail the move: the guest runs, and its next packet
+   * teaches the network its place anyway. */
+  private async announce (vm: VmRecord, log: Logger): Promise<void> {
+    try {
+      const qmp = await this.d.driver.qmp(vm.id)
+      const answer = await announceSelf(qmp)
+      log.info('network announced on the target (announce-self)', { nics: vm.spec.networks.length, answer })
+    } catch (err) {
+      log.warn('announce-self failed on the target', { err })
     }
   }
 
@@ -265,12 +323,17 @@ export class MigrationService {
     const id = migrationId(m)
     const log = this.d.log.child({ vmId: vm.id, migration: id })
     let qmp: QmpClient | undefined
+    const tl = new MigrationTimeline(m.started)
+    tl.mark('source.transferringSeen')
     try {
-      qmp = await this.d.driver.qmp(vm.id)
       const listenSocket = join(runtimePaths(this.d.dataDir, vm.id).dir, 'outgoing.sock')
-      const { done } = await this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket })
+      // the stream opens (a round trip to the target) while QMP connects and QEMU is told to migrate
+      const [{ done }, q] = await Promise.all([this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket }), this.d.driver.qmp(vm.id)])
+      qmp = q
+      tl.mark('source.qmpAndListening')
       log.info('migrating live', { target: m.target })
       await startMigration(qmp, `unix:${listenSocket}`, this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {})
+      tl.mark('source.migrateIssued')
       let lastReport = 0
       const abort = new AbortController()
       const final = await this.waitOut(qmp, abort.signal, log, {
@@ -283,9 +346,16 @@ export class MigrationService {
           void this.report(m, 'progress', { figures: figuresOf(p) }, { once: true })
         }
       })
-      await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }) })
-      log.info('migration completed: the switchover', { downtimeMs: final.downtimeMs, totalTimeMs: final.totalTimeMs, bytes: final.transferredBytes })
+      tl.mark('source.completedSeen')
+      log.info('migration completed: the switchover', { downtimeMs: final.downtimeMs, totalTimeMs: final.totalTimeMs, setupTimeMs: final.setupTimeMs, bytes: final.transferredBytes })
+      // reported before the stream's close handshake ends: QEMU's completion decides the
+      // switchover (a stream that breaks now changes nothing), and the close is a round trip
+      // through both daemons and the target QEMU that the move need not wait for
       await this.switchedOver(qmp, m, final)
+      tl.mark('source.completedCommitted')
+      const st = await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }); return null })
+      if (st != null) tl.stream('source.stream', st.times)
+      log.info('migration timeline (source)', { marks: tl.marks, qemuTotalMs: final.totalTimeMs, qemuSetupMs: final.setupTimeMs, qemuDowntimeMs: final.downtimeMs, bytes: final.transferredBytes })
     } catch (err) {
       if (qmp != null) {
         // QEMU decides: a migration it completed (even one we stopped watching, or one cancelled
@@ -386,12 +456,12 @@ async function heldFor (why: () => string | null, timeoutMs: number): Promise<st
   }
 }
 
-async function waitForPath (path: string, timeoutMs: number): Promise<void> {
+async function waitForPath (path: string, timeoutMs: number, pollMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try { await stat(path); return } catch {}
     if (Date.now() > deadline) throw new Error(`the target QEMU did not open ${path} within ${timeoutMs} ms`)
-    await sleep(POLL_MS)
+    await sleep(pollMs)
   }
 }
 
