@@ -100,8 +100,10 @@ export class Agent {
 
   private async reconcile (): Promise<void> {
     await this.d.resources?.reconcile().catch((err: unknown) => { this.d.log.warn('host networks not reconciled', { err }) })
-    const mine = new Map(this.d.sm.listVms({ node: this.d.nodeId }).map((v) => [v.id, v]))
+    // the host first, the replicated state after it: both are then read in the same turn as the
+    // migrating() checks below (a move that ended while list() ran had its new guest here cleaned up)
     const actual = new Map((await this.d.driver.list()).map((s) => [s.vmId, s]))
+    const mine = new Map(this.d.sm.listVms({ node: this.d.nodeId }).map((v) => [v.id, v]))
     const work: Array<Promise<void>> = []
     for (const vm of mine.values()) {
       if (this.busy.has(vm.id) || this.d.migrating?.(vm.id) === true) continue
