@@ -401,6 +401,21 @@ export class MigrationService {
   private async switchedOver (qmp: QmpClient, m: MigrationRecord, final: MigrationProgress): Promise<void> {
     await this.report(m, 'source-completed', { figures: figuresOf(final) })
     const cur = this.d.sm.getVm(m.vm)?.migration
+    if (cur != null && cur.started === m.started && cur.phase !== 'aborted' && cur.owner === m.target) {
+      // The target owns the VM for good (no path resumes a switched-over source). The paused
+      // QEMU quits now rather than wait for the agent's SIGKILL: quitting closes its disks, so
+      // librbd hands the image's exclusive lock over cleanly when the target's first write asks
+      // for it (or finds it free). A killed holder's lock would have to be broken by the target,
+      // which blocklists the old client: fencing, for a host that did nothing wrong.
+      // (QEMU may close QMP before its answer arrives: that is the quit too)
+      await qmp.execute('quit').then(
+        () => { this.d.log.info('source QEMU quit after the switchover: its disks are closed and their locks released', { vmId: m.vm }) },
+        (err: unknown) => {
+          if (err instanceof QemuError && err.kind === 'QmpClosed') this.d.log.info('source QEMU quit after the switchover: its disks are closed and their locks released', { vmId: m.vm })
+          else this.d.log.warn('source QEMU did not quit after the switchover (the agent removes it)', { vmId: m.vm, err })
+        })
+      return
+    }
     if (cur == null || cur.started !== m.started || cur.phase !== 'aborted') return
     if (this.d.sm.getNode(m.target)?.liveness === 'down') {
       this.d.log.warn('migration completed but the move was aborted (target down): resuming the guest here', { vmId: m.vm })
