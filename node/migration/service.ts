@@ -35,7 +35,7 @@ import type { QemuDriver } from '../qemu/driver.ts'
 import { launchSpecFromVm } from '../qemu/launch-spec.ts'
 import type { HostBindings } from '../qemu/launch-spec.ts'
 import { runtimePaths } from '../qemu/paths.ts'
-import { announceSelf, cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
+import { announceSelf, cancelMigration, migrateTo, queryMigrate, setMigrationParameters, startMigration, waitForMigration } from '../qemu/migrate.ts'
 import type { MigrationProgress } from '../qemu/migrate.ts'
 import type { QmpClient } from '../qemu/qmp.ts'
 import { QemuError } from '../qemu/errors.ts'
@@ -156,6 +156,8 @@ export class MigrationService {
   /** migration ids whose step for this phase already ran here (so a restarted daemon, which has
    * none, knows it lost its part: see kick) */
   private readonly done = new Map<string, MigrationRecord['phase']>()
+  /** source side: migration ids whose QEMU got its migration parameters while the target prepared */
+  private readonly primed = new Set<string>()
   private timer: NodeJS.Timeout | null = null
   private readonly stalls: StallWatch = new Map()
   private tiny: TinyGuest | null = null
@@ -204,6 +206,7 @@ export class MigrationService {
         .finally(() => { this.busy.delete(id); this.done.set(id, m.phase); this.kick() })
     }
     for (const id of this.done.keys()) if (!live.has(id)) this.done.delete(id)
+    for (const id of this.primed) if (!live.has(id)) this.primed.delete(id)
     this.judgeStalls()
   }
 
@@ -229,7 +232,25 @@ export class MigrationService {
         default: return null
       }
     }
+    if (m.phase === 'preparing') return async () => { await this.primeSource(vm, m) }
     return m.phase === 'transferring' ? async () => { await this.migrateSource(vm, m) } : null
+  }
+
+  /** While the target prepares: the source's QMP connection and QEMU's migration parameters, so
+   * that once the target is ready only `migrate` is left (three QMP round trips less on the
+   * critical path; under load each was 100-200 ms). Best effort: migrateSource sets them if not. */
+  private async primeSource (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    try {
+      const qmp = await this.d.driver.qmp(vm.id)
+      await setMigrationParameters(qmp, this.migrationOptions())
+      this.primed.add(migrationId(m))
+    } catch (err) {
+      this.d.log.debug('source not primed for the migration (set when it starts)', { vmId: vm.id, err })
+    }
+  }
+
+  private migrationOptions (): { maxBandwidth?: number } {
+    return this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {}
   }
 
   // ---- target ----
@@ -332,7 +353,8 @@ export class MigrationService {
       qmp = q
       tl.mark('source.qmpAndListening')
       log.info('migrating live', { target: m.target })
-      await startMigration(qmp, `unix:${listenSocket}`, this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {})
+      if (this.primed.has(id)) await migrateTo(qmp, `unix:${listenSocket}`)
+      else await startMigration(qmp, `unix:${listenSocket}`, this.migrationOptions())
       tl.mark('source.migrateIssued')
       let lastReport = 0
       const abort = new AbortController()

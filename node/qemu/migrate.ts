@@ -94,6 +94,13 @@ export interface StartMigrationOptions {
 /** Sets the limits, then tells the source QEMU to migrate to a local socket. Returns at once. */
 export async function startMigration (qmp: QmpClient, uri: string, opts: StartMigrationOptions = {}): Promise<void> {
   const target = localMigrationUri(uri)
+  await setMigrationParameters(qmp, opts)
+  await qmp.execute('migrate', { uri: target })
+}
+
+/** The part of startMigration that can run ahead, while the target gets ready: the limits, and
+ * MIGRATION events (they stay set on this QEMU for the next migration too, which sets its own). */
+export async function setMigrationParameters (qmp: QmpClient, opts: StartMigrationOptions = {}): Promise<void> {
   const params: Record<string, unknown> = { 'downtime-limit': opts.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS }
   if (opts.maxBandwidth != null) {
     if (!Number.isInteger(opts.maxBandwidth) || opts.maxBandwidth <= 0) throw new QemuError('InvalidSpec', `maxBandwidth must be a positive integer: ${opts.maxBandwidth}`)
@@ -103,7 +110,11 @@ export async function startMigration (qmp: QmpClient, uri: string, opts: StartMi
   // MIGRATION events on every status change: waitForMigration sees the completion at once
   // instead of at its next poll (up to MIGRATION_POLL_MS later)
   await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] })
-  await qmp.execute('migrate', { uri: target })
+}
+
+/** Tells the source QEMU to migrate to a local socket, its parameters set already (setMigrationParameters). */
+export async function migrateTo (qmp: QmpClient, uri: string): Promise<void> {
+  await qmp.execute('migrate', { uri: localMigrationUri(uri) })
 }
 
 /** announce-self's timing (QEMU's own defaults for the announcement after an incoming migration:
