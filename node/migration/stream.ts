@@ -79,6 +79,9 @@ export interface ExpectOptions {
   allow: (peer: PeerId) => boolean
   /** the unix socket the target QEMU listens on (`-incoming unix:PATH`) */
   targetSocket: string
+  /** how long to keep trying that socket while it is absent or refuses (a QEMU still starting:
+   * the target may say ready before its QEMU listens, so the two overlap); default 0: one try */
+  connectWaitMs?: number
   timeoutMs?: number
   /** bytes the source may have in flight toward this target (announced to it; default BRIDGE_WINDOW_BYTES) */
   windowBytes?: number
@@ -439,7 +442,7 @@ export class MigrationStreams {
     clearTimeout(e.timer)
     let socket: Socket
     try {
-      socket = await connectUnix(e.opts.targetSocket)
+      socket = await connectUnix(e.opts.targetSocket, e.opts.connectWaitMs ?? 0)
     } catch (err) {
       const msg = `target QEMU socket ${e.opts.targetSocket}: ${(err as Error).message}`
       try { stream.send(encodeHeader({ ok: false, reason: msg })); await stream.close() } catch { stream.abort(new Error(msg)) }
@@ -529,10 +532,22 @@ export class MigrationStreams {
   }
 }
 
-async function connectUnix (path: string): Promise<Socket> {
-  return await new Promise<Socket>((resolve, reject) => {
-    const s = createConnection({ path, allowHalfOpen: true })
-    s.once('connect', () => { s.off('error', reject); resolve(s) })
-    s.once('error', reject)
-  })
+/** How often a socket that is not there yet is tried again (connectUnix). */
+const CONNECT_RETRY_MS = 5
+
+async function connectUnix (path: string, waitMs = 0): Promise<Socket> {
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const s = createConnection({ path, allowHalfOpen: true })
+        s.once('connect', () => { s.off('error', reject); resolve(s) })
+        s.once('error', reject)
+      })
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() + CONNECT_RETRY_MS > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS))
+    }
+  }
 }
