@@ -195,7 +195,7 @@ guard('node drain --wait of a node with 2 running VMs: both move live (no restar
   console.log(`  two concurrent live moves into ${c.nodes[x].name}: ${m1.ended! - m1.started} ms and ${m2.ended! - m2.started} ms, overlapping`)
 
   // a VM that cannot move live: --live is refused with the reason; without a flag it moves cold
-  await (await c.client(ask)).call('vm.create', { spec: { ...vmSpec('idle'), memoryMiB: 64 }, start: false })
+  await (await c.client(ask)).call('vm.create', { spec: { ...vmSpec('idle'), memoryMiB: 96 }, start: false })
   const refused = await runCli(['vm', 'migrate', 'idle', '--to', c.nodes[x].name, '--live'], c.cliEnv(ask), 60_000)
   assert.is.not(refused.code, 0, refused.stdout)
   assert.match(refused.stderr, /idle is meant to be stopped: only a running VM migrates live.*--cold/)
