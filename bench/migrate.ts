@@ -53,7 +53,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 interface Beat { n: number, t: number }
 interface Qemu { dir: string, child: ChildProcess, qmp: QmpClient, serialSock: string, serialLog: string, incomingUri: string | null, beats: Beat[], console: Socket | null }
-interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats }
+interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, setupTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats, timeline?: Record<string, number> }
 
 let guest: TinyGuest
 const procs: Qemu[] = []
@@ -216,10 +216,19 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     uri = localMigrationUri(`unix:${out}`)
   }
   const t0 = performance.now()
+  const wall0 = Date.now()
   const cpu0 = process.cpuUsage()
   await startMigration(src.qmp, uri, opts)
   const p: MigrationProgress = await waitForMigration(src.qmp, { timeoutMs: MIGRATE_TIMEOUT_MS, pollMs: 20 })
-  const stats = streamStats != null ? (await streamStats)[0] : undefined
+  const completedAt = Date.now()
+  const both = streamStats != null ? await streamStats : undefined
+  const stats = both?.[0]
+  // the source's and the target's stream moments, ms after `migrate` was issued (negative: before)
+  const timeline: Record<string, number> | undefined = both == null ? undefined : {
+    ...Object.fromEntries(Object.entries(both[0].times).map(([k, v]) => [`src.${k}`, v - wall0])),
+    ...Object.fromEntries(Object.entries(both[1].times).map(([k, v]) => [`dst.${k}`, v - wall0])),
+    completedSeen: completedAt - wall0
+  }
   const cpu = process.cpuUsage(cpu0)
   await until(async () => await runState(dst.qmp) === 'running', 10_000, 'target running')
   await until(() => dst.beats.length >= BEATS_AFTER, 20_000, 'heartbeats on the target')
@@ -228,13 +237,15 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     sizeMiB,
     downtimeMs: p.downtimeMs ?? NaN,
     totalTimeMs: p.totalTimeMs ?? NaN,
+    setupTimeMs: p.setupTimeMs ?? NaN,
     guestGapMs: guestGap(src, dst, t0 - 1000),
     switchoverGapMs: switchoverGap(src, dst),
     transferredMiB: p.transferredBytes / 1048576,
     // this process's CPU (user+system) over the move: both daemons' sides unless the target runs apart
     cpuMsPerMiB: (cpu.user + cpu.system) / 1000 / (p.transferredBytes / 1048576),
     mbps: p.mbps ?? NaN,
-    stream: stats
+    stream: stats,
+    timeline
   }
   await retire(src)
   return { dst, r }
@@ -260,7 +271,8 @@ async function main (): Promise<void> {
           const { dst: next, r } = await migrateOnce(v, size, q, nets.get(v), seq++)
           q = next
           results.push(r)
-          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms, guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}`)
+          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms, guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}, QEMU setup ${r.setupTimeMs} ms`)
+          if (r.timeline != null) say(`    timeline (ms after migrate): ${Object.entries(r.timeline).sort((a, b) => a[1] - b[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`)
         }
       }
       await retire(q)

@@ -87,8 +87,10 @@ export class Agent {
   private async reconcile (): Promise<void> {
     await this.d.resources?.reconcile().catch((err: unknown) => { this.d.log.warn('host networks not reconciled', { err }) })
     const hv = this.d.hypervisor
-    const vms = this.d.sm.listVms({ node: this.d.nodeId })
+    // the host first, the replicated state after it: both are then read in the same turn as the
+    // migrating() checks below (a move that ended while list() ran had its new guest here cleaned up)
     const guests = new Map((await hv.list()).map((s) => [s.vmId, s]))
+    const vms = this.d.sm.listVms({ node: this.d.nodeId })
     const mine = new Map(vms.map((v) => [v.id, v]))
     const elsewhere = new Map<string, string | null>()
     for (const id of guests.keys()) if (!mine.has(id)) elsewhere.set(id, this.d.sm.getVm(id)?.assignedNode ?? null)

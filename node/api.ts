@@ -217,7 +217,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
           if ('why' in t) throw new RpcError('NoCapacity', `no other node can take VM ${vm.spec.name}: ${t.why}. Free capacity, or name a node with --to NODE`)
           target = t.node
         }
-        return await propose({ type: 'StartMigration', vm: vm.id, target }, p.idempotencyKey) as VmRecord
+        return await propose({ type: 'StartMigration', vm: vm.id, target, ...(p.mode === 'cold' ? { cold: true as const } : {}) }, p.idempotencyKey) as VmRecord
       },
       'vm.update': async (p) => {
         await barrier()

@@ -33,7 +33,7 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'UpdateNode': return `node ${name(c.id)} updated${c.state != null ? ` to ${c.state}` : ''}${tail}`
     case 'AddAdmin': return `admin ${c.name} added (${c.peerId})${tail}`
     case 'RemoveAdmin': return `admin ${c.peerId} removed${tail}`
-    case 'StartMigration': return `VM ${name(c.vm)} migrating live to ${name(c.target)}${tail}`
+    case 'StartMigration': return c.cold === true ? `VM ${name(c.vm)} moving cold to ${name(c.target)} (stopped here, booted there)${tail}` : `VM ${name(c.vm)} migrating live to ${name(c.target)}${tail}`
     case 'EvacuateVm': return `VM ${name(c.vm)} migrating live to ${name(c.target)} to drain its node${tail}`
     case 'ExpireMigration': return `VM ${name(c.vm)} migration ended by the leader: ${c.reason}${tail}`
     case 'CancelMigration': return `VM ${name(c.vm)} migration cancelled${tail}`

@@ -411,7 +411,14 @@ function validateOne (v: unknown): Command {
       if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
       return c
     }
-    case 'StartMigration': return { type: 'StartMigration', vm: id(o.vm, 'vm'), target: id(o.target, 'target') }
+    case 'StartMigration': {
+      const c: Extract<Command, { type: 'StartMigration' }> = { type: 'StartMigration', vm: id(o.vm, 'vm'), target: id(o.target, 'target') }
+      if (o.cold !== undefined) {
+        if (o.cold !== true) fail('InvalidCommand', `cold must be true or absent, got ${JSON.stringify(o.cold)}`)
+        c.cold = true
+      }
+      return c
+    }
     case 'EvacuateVm': {
       const c: Extract<Command, { type: 'EvacuateVm' }> = { type: 'EvacuateVm', vm: id(o.vm, 'vm'), target: id(o.target, 'target') }
       if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)

@@ -46,8 +46,9 @@ export type Command =
   /** the leader judged `node`'s lease (at this epoch and renewal seq) expired at `expiredAt`
    * (leader's wall clock, for the reason text): down, and its VMs rescheduled */
   | { type: 'MarkNodeDown', node: string, epoch: number, seq: number, expiredAt: number, reason: string, term?: number }
-  /** an admin's request to live-migrate a running VM to `target` (storage/apply-migration.ts) */
-  | { type: 'StartMigration', vm: string, target: string }
+  /** an admin's move of a VM to `target`: live (a migration record) unless `cold`, which
+   * reassigns it the way a drain moves a stopped VM (its guest stops here and boots there) */
+  | { type: 'StartMigration', vm: string, target: string, cold?: true }
   /** the leader's evacuation of a draining node (node/scheduler.ts): a live migration of one of its
    * running VMs, as StartMigration but only off a node an admin set draining */
   | { type: 'EvacuateVm', vm: string, target: string, term?: number }

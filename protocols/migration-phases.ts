@@ -5,6 +5,7 @@
 // to the source; after it, the move is finished on the target. Pure: no I/O,
 // no clock (the caller passes `at`). Applied by storage/apply-migration.ts; the record lives on
 // the VM (VmRecord.migration), so the VM record alone says who owns it.
+import type { NodeRecord, VmRecord } from './model.ts'
 
 export type MigrationPhase = 'preparing' | 'transferring' | 'switched' | 'done' | 'aborted'
 export const MIGRATION_PHASES: readonly MigrationPhase[] = ['preparing', 'transferring', 'switched', 'done', 'aborted']
@@ -97,4 +98,18 @@ export function step (r: MigrationRecord, e: MigrationEvent): Transition {
       }
       return to('aborted', { owner: r.source, reason: e.reason })
   }
+}
+
+/** Why a VM cannot migrate live now (what `vm migrate --live` is refused with, and the reason a
+ * default move goes cold), or null. Pure over the VM and its node's record. */
+export function cannotMigrateLive (vm: VmRecord, nodeOf: (id: string) => NodeRecord | undefined): { kind: 'InvalidCommand' | 'Conflict', message: string } | null {
+  const name = vm.spec.name
+  const nm = (id: string): string => nodeOf(id)?.name ?? id
+  if (vm.spec.hypervisor !== 'qemu') return { kind: 'InvalidCommand', message: `VM ${name} runs on ${vm.spec.hypervisor}: only QEMU guests migrate live` }
+  if (vm.desired !== 'running') return { kind: 'Conflict', message: `VM ${name} is meant to be stopped: only a running VM migrates live; start it first (blixard vm start ${name}), or move it cold (--cold)` }
+  const source = vm.assignedNode
+  if (source === null) return { kind: 'Conflict', message: `VM ${name} is not placed on any node yet: there is nothing to move` }
+  if (vm.status.phase !== 'running' || vm.status.node !== source) return { kind: 'Conflict', message: `VM ${name} is ${vm.status.phase}, not running on ${nm(source)}: only a running VM migrates live; wait until it runs, or move it cold (--cold)` }
+  if (nodeOf(source)?.liveness === 'down') return { kind: 'Conflict', message: `node ${nm(source)}, which runs VM ${name}, is down: HA restarts the VM elsewhere` }
+  return null
 }

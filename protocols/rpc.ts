@@ -163,7 +163,8 @@ export interface RpcMethods extends ResourceMethods {
   'vm.stop': { params: { vm: string } & IdempotentParams, result: VmRecord }
   /** starts a live migration of a running VM (to `to`, else where placement puts it), or with
    * `cancel` cancels the one in flight; answers with the VM, its migration record on it */
-  'vm.migrate': { params: { vm: string, to?: string, cancel?: boolean } & IdempotentParams, result: VmRecord }
+  /** mode: live (default; refused with the reason when the VM cannot move live) or cold (stopped here, booted there) */
+  'vm.migrate': { params: { vm: string, to?: string, cancel?: boolean, mode?: 'live' | 'cold' } & IdempotentParams, result: VmRecord }
   'vm.delete': { params: { vm: string } & IdempotentParams, result: { id: string } }
   /** replaces a VM's spec (a new generation): its host restarts the guest with it */
   /** ifGeneration: only if the VM is still at that generation (else Conflict) */
@@ -301,10 +302,13 @@ export const METHODS: MethodTable = {
   'vm.migrate': {
     mutating: true, streaming: false,
     params: (x) => {
-      const o = params(x, ['vm', 'to', 'cancel'], ['vm'])
+      const o = params(x, ['vm', 'to', 'cancel', 'mode'], ['vm'])
       const to = o.to === undefined ? undefined : ref(o.to, 'params.to')
       const cancel = opt(o, 'cancel', bool, 'params')
-      return { vm: ref(o.vm, 'params.vm'), ...(to !== undefined ? { to } : {}), ...(cancel !== undefined ? { cancel } : {}) }
+      if (o.mode !== undefined && o.mode !== 'live' && o.mode !== 'cold') throw new RpcError('InvalidParams', `params.mode must be "live" or "cold", got ${JSON.stringify(o.mode)}`)
+      const mode = o.mode as 'live' | 'cold' | undefined
+      if (mode !== undefined && cancel === true) throw new RpcError('InvalidParams', 'params.mode does not go with params.cancel: a cancel stops the live migration in flight')
+      return { vm: ref(o.vm, 'params.vm'), ...(to !== undefined ? { to } : {}), ...(cancel !== undefined ? { cancel } : {}), ...(mode !== undefined ? { mode } : {}) }
     }
   },
   'vm.update': {

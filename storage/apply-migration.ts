@@ -15,11 +15,11 @@
 // Pure: the only clock is envelope.at.
 import type { Command } from '../protocols/commands.ts'
 import type { NodeRecord, VmRecord } from '../protocols/model.ts'
-import { isFinal, newMigrationRecord, step } from '../protocols/migration-phases.ts'
+import { cannotMigrateLive, isFinal, newMigrationRecord, step } from '../protocols/migration-phases.ts'
 import type { MigrationEvent, MigrationRecord } from '../protocols/migration-phases.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
-import { byNodeKey, checkFits, getVm } from './apply-vms.ts'
+import { assignVm, byNodeKey, checkFits, getVm } from './apply-vms.ts'
 import type { ReportOutcome } from './apply-vms.ts'
 import { activeMigration, nodeName } from './migration-guard.ts'
 export { activeMigration, refuseWhileMigrating } from './migration-guard.ts'
@@ -52,18 +52,26 @@ export function evacuateVm (ctx: ApplyContext, c: Cmd<'EvacuateVm'>): VmRecord {
   return startMigration(ctx, { type: 'StartMigration', vm: c.vm, target: c.target })
 }
 
+/** `vm migrate --cold`: the VM is reassigned to the target, as a drain moves a stopped VM; its
+ * guest (if any) stops on the old node and boots on the new one (disks fenced there as for any
+ * cold start). Refused while a live move of it is in flight. */
+function moveCold (ctx: ApplyContext, vm: VmRecord, c: Cmd<'StartMigration'>): VmRecord {
+  const target = ctx.tx.get<NodeRecord>('nodes', c.target)
+  if (target === undefined) reject('NotFound', `node ${c.target} not found`)
+  if (target.id === vm.assignedNode) reject('InvalidCommand', `VM ${vm.spec.name} is already on ${target.name}: name another node`)
+  const from = vm.assignedNode === null ? '' : ` from ${nodeName(ctx, vm.assignedNode)}`
+  return assignVm(ctx, { type: 'AssignVm', id: vm.id, node: target.id, reason: `moved cold${from} by an admin` })
+}
+
 export function startMigration (ctx: ApplyContext, c: Cmd<'StartMigration'>): VmRecord {
   const vm = getVm(ctx, c.vm)
   const name = vm.spec.name
   const m = activeMigration(vm)
   if (m !== null) reject('Conflict', `VM ${name} is already migrating to ${nodeName(ctx, m.target)} (${m.phase}): wait for it, or cancel it: blixard vm migrate ${name} --cancel`)
-  if (vm.spec.hypervisor !== 'qemu') reject('InvalidCommand', `VM ${name} runs on ${vm.spec.hypervisor}: only QEMU guests migrate live`)
-  if (vm.desired !== 'running') reject('Conflict', `VM ${name} is meant to be stopped: only a running VM migrates live; start it first (blixard vm start ${name})`)
-  const source = vm.assignedNode
-  if (source === null) reject('Conflict', `VM ${name} is not placed on any node yet: there is nothing to move`)
-  if (vm.status.phase !== 'running' || vm.status.node !== source) reject('Conflict', `VM ${name} is ${vm.status.phase}, not running on ${nodeName(ctx, source)}: only a running VM migrates live; wait until it runs`)
-  const src = ctx.tx.get<NodeRecord>('nodes', source)
-  if (src?.liveness === 'down') reject('Conflict', `node ${nodeName(ctx, source)}, which runs VM ${name}, is down: HA restarts the VM elsewhere`)
+  if (c.cold === true) return moveCold(ctx, vm, c)
+  const why = cannotMigrateLive(vm, (id) => ctx.tx.get<NodeRecord>('nodes', id))
+  if (why !== null) reject(why.kind, why.message)
+  const source = vm.assignedNode as string
   const target = ctx.tx.get<NodeRecord>('nodes', c.target)
   if (target === undefined) reject('NotFound', `node ${c.target} not found`)
   if (target.id === source) reject('InvalidCommand', `VM ${name} already runs on ${target.name}: name another node`)

@@ -4,6 +4,7 @@
 import '../polyfill.ts'
 import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '../../protocols/model.ts'
 import type { MigrationRecord } from '../../protocols/migration-phases.ts'
+import { cannotMigrateLive } from '../../protocols/migration-phases.ts'
 import { RpcError } from '../../protocols/rpc.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
@@ -380,10 +381,12 @@ const COMMANDS: Record<string, Command> = {
     })
   },
   'vm migrate': {
-    summary: 'Move a running VM to another node live: its memory moves, the guest keeps running (no restart)',
-    usage: 'blixard vm migrate VM [--to NODE] [--wait] [--cancel] [--json]',
+    summary: 'Move a VM to another node: live for a running VM (its memory moves, the guest keeps running), else cold',
+    usage: 'blixard vm migrate VM [--to NODE] [--live|--cold] [--wait] [--cancel] [--json]',
     flags: {
       to: { value: true, arg: 'NODE', help: 'the node to move it to', default: 'the node placement picks' },
+      live: { help: 'move it live, or refuse with the reason it cannot (not running, not a QEMU guest)', default: 'live when it runs, else cold' },
+      cold: { help: 'stop it here and boot it there (a reboot; what a VM that cannot move live gets)' },
       wait: { help: 'follow the move, printing progress (transferred, remaining, dirty rate), until it ends' },
       cancel: { help: 'stop a move in progress (before switchover only); the VM keeps running where it was' }
     },
@@ -593,16 +596,45 @@ async function drain (p: Parsed, out: Output): Promise<number> {
   })
 }
 
+/** `vm migrate --cold` (or a VM that cannot move live): reassigned; with --wait, followed until it
+ * runs (or, meant to be stopped, sits) on its new node. */
+async function coldMoved (client: Connection['client'], p: Parsed, out: Output, vm: VmRecord, nm: (id: string) => string): Promise<number> {
+  const name = vm.spec.name
+  const on = vm.assignedNode == null ? 'nowhere' : nm(vm.assignedNode)
+  if (!bool(p, 'wait')) {
+    out.data(vm, () => `VM ${name} is moving cold to ${on}: it stops where it ran and ${vm.desired === 'running' ? 'boots' : 'stays stopped'} there; follow it with: blixard vm show ${name}`)
+    return EXIT.ok
+  }
+  const goal = vm.desired === 'running' ? 'running' : 'stopped'
+  const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000, goal)
+  out.item({ vm: name, how: 'cold', phase: final.status.phase, node: final.assignedNode == null ? null : nm(final.assignedNode), nodeId: final.assignedNode, reason: final.status.reason }, () => `VM ${name} moved cold to ${on}: ${final.status.phase}`)
+  return final.status.phase === goal ? EXIT.ok : EXIT.error
+}
+
 /** `blixard vm migrate`: start (or cancel) a live migration; with --wait, follow it to its end. */
 async function migrate (p: Parsed, out: Output): Promise<number> {
   const ref = need(p, 1, 'VM')[0]
   const to = flag(p, 'to')
   const cancel = bool(p, 'cancel')
+  const live = bool(p, 'live')
+  const cold = bool(p, 'cold')
   if (cancel && to != null) throw new UsageError('--cancel cancels the migration in flight: give it no --to')
+  if (live && cold) throw new UsageError('--live and --cold exclude each other: give one (or neither: live when the VM runs, else cold)')
+  if (cancel && (live || cold)) throw new UsageError('--cancel stops the live migration in flight: give it no --live or --cold')
   return await withCluster(p, async ({ client }) => {
-    const names = nodeNames(await client.call('node.list', { stale: true }))
+    const nodes = await client.call('node.list', { stale: true })
+    const names = nodeNames(nodes)
     const nm = (id: string): string => names.get(id) ?? shortId(id)
-    const vm = await mutate(client, invocationKey(p), 'vm.migrate', { vm: ref, ...(to != null ? { to } : {}), ...(cancel ? { cancel } : {}) })
+    let mode: 'live' | 'cold' | undefined = live ? 'live' : cold ? 'cold' : undefined
+    if (!cancel && mode === undefined) {
+      // neither flag: live when it can, else cold, saying why
+      const cur = await client.call('vm.show', { vm: ref })
+      const why = cannotMigrateLive(cur, (id) => nodes.find((n) => n.id === id))
+      mode = why === null ? 'live' : 'cold'
+      if (why !== null) out.progress(`${why.message.replace(/; .*$/, '')}: moving it cold (it stops and boots on the new node)`)
+    }
+    const vm = await mutate(client, invocationKey(p), 'vm.migrate', { vm: ref, ...(to != null ? { to } : {}), ...(cancel ? { cancel } : {}), ...(mode !== undefined ? { mode } : {}) })
+    if (mode === 'cold') return await coldMoved(client, p, out, vm, nm)
     const m = vm.migration
     if (m == null) throw new CliError('Internal', `VM ${vm.spec.name} has no migration record after the request`, 'Run blixard vm show ' + vm.spec.name)
     const name = vm.spec.name

@@ -41,6 +41,9 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   if ((cmd.type === 'AddAdmin' || cmd.type === 'RemoveAdmin' || cmd.type === 'ApproveNode') && cmd.peerId !== params.peerId) {
     throw new RpcError('Internal', `the node prepared ${cmd.type} of ${cmd.peerId}, not of ${String(params.peerId)}: refusing to sign it`)
   }
+  if (cmd.type === 'StartMigration' && (cmd.cold === true) !== (params.mode === 'cold')) {
+    throw new RpcError('Internal', `the node prepared a ${cmd.cold === true ? 'cold' : 'live'} move for a ${params.mode === 'cold' ? 'cold' : 'live'} one: refusing to sign it`)
+  }
   if ((cmd.type === 'CancelMigration') !== (params.cancel === true) && (cmd.type === 'StartMigration' || cmd.type === 'CancelMigration')) {
     throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${params.cancel === true ? 'a cancel' : 'a migration'}: refusing to sign it`)
   }

@@ -5,11 +5,15 @@
 //   target, preparing    — builds the host side without fencing the source's disks, starts QEMU
 //                          with the same launch spec and `-incoming unix:…` in the VM's runtime dir,
 //                          accepts /blixard/migrate/1 from the source's peer id only, reports target-ready
+//                          (while QEMU starts: the stream waits for its socket)
+//   source, preparing    — primes its QEMU meanwhile (QMP, migration parameters)
 //   source, transferring — migrates its QEMU (the driver's own QMP connection) into a local socket
 //                          that MigrationStreams carries to the target; reports progress at most every
 //                          PROGRESS_REPORT_MS, then source-completed with QEMU's final figures: the
 //                          switchover (the source QEMU is paused for good)
-//   target, switched     — reports target-running once its QEMU runs the guest
+//   target, switched     — once its QEMU runs the guest: announce-self (the network learns the
+//                          MAC's new port), then reports target-running; the source's QEMU quits
+//                          once the switchover committed (its disks closed: locks released)
 //   either, on failure   — reports failed; before switchover that aborts to the source
 //
 // On the leader it also watches that every migration in flight makes steps: one whose phase and
@@ -35,14 +39,14 @@ import type { QemuDriver } from '../qemu/driver.ts'
 import { launchSpecFromVm } from '../qemu/launch-spec.ts'
 import type { HostBindings } from '../qemu/launch-spec.ts'
 import { runtimePaths } from '../qemu/paths.ts'
-import { cancelMigration, queryMigrate, startMigration, waitForMigration } from '../qemu/migrate.ts'
+import { announceSelf, cancelMigration, migrateTo, queryMigrate, setMigrationParameters, startMigration, waitForMigration } from '../qemu/migrate.ts'
 import type { MigrationProgress } from '../qemu/migrate.ts'
 import type { QmpClient } from '../qemu/qmp.ts'
 import { QemuError } from '../qemu/errors.ts'
 import { loadTinyGuest } from '../qemu/tiny-guest.ts'
 import type { TinyGuest } from '../qemu/tiny-guest.ts'
 import { MigrationStreams } from './stream.ts'
-import type { MigrationHost } from './stream.ts'
+import type { BridgeTimes, MigrationHost } from './stream.ts'
 import type { Logger } from '../log.ts'
 
 /** How often records are looked at besides the kicks on every applied command. */
@@ -55,6 +59,9 @@ const REPORT_RETRY_MS = 500
 const REPORT_GIVE_UP_MS = 60_000
 /** The target QEMU creates its incoming socket at start: waited for this long. */
 const INCOMING_SOCKET_WAIT_MS = 10_000
+/** How often the target looks for that socket: QEMU makes it within tens of ms of its spawn, and
+ * every poll period of waiting is set-up time the move pays before any byte moves. */
+const INCOMING_SOCKET_POLL_MS = 5
 /** The target's guest runs within this after the switchover, or the move failed on the target. */
 const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
@@ -130,6 +137,22 @@ function figuresOf (p: MigrationProgress): MigrationFigures {
   }
 }
 
+/**
+ * Marks of one party's part in a migration, as ms since the record's start (the proposer's clock;
+ * on one machine, or hosts with synchronised clocks, the source's and the target's timelines line
+ * up): logged as one line when the part ends, so the set-up cost of a move can be read off the
+ * two hosts' logs ('migration timeline').
+ */
+export class MigrationTimeline {
+  readonly marks: Record<string, number> = {}
+  constructor (private readonly started: number, private readonly clock: () => number = Date.now) {}
+  mark (name: string, at = this.clock()): void { this.marks[name] = at - this.started }
+  /** a stream's moments (BridgeTimes), prefixed */
+  stream (prefix: string, t: BridgeTimes): void {
+    for (const [k, v] of Object.entries(t)) if (typeof v === 'number') this.mark(`${prefix}.${k}`, v)
+  }
+}
+
 export class MigrationService {
   private readonly streams: MigrationStreams
   /** migration ids with a step running here */
@@ -137,6 +160,8 @@ export class MigrationService {
   /** migration ids whose step for this phase already ran here (so a restarted daemon, which has
    * none, knows it lost its part: see kick) */
   private readonly done = new Map<string, MigrationRecord['phase']>()
+  /** source side: migration ids whose QEMU got its migration parameters while the target prepared */
+  private readonly primed = new Set<string>()
   private timer: NodeJS.Timeout | null = null
   private readonly stalls: StallWatch = new Map()
   private tiny: TinyGuest | null = null
@@ -185,6 +210,7 @@ export class MigrationService {
         .finally(() => { this.busy.delete(id); this.done.set(id, m.phase); this.kick() })
     }
     for (const id of this.done.keys()) if (!live.has(id)) this.done.delete(id)
+    for (const id of this.primed) if (!live.has(id)) this.primed.delete(id)
     this.judgeStalls()
   }
 
@@ -210,7 +236,25 @@ export class MigrationService {
         default: return null
       }
     }
+    if (m.phase === 'preparing') return async () => { await this.primeSource(vm, m) }
     return m.phase === 'transferring' ? async () => { await this.migrateSource(vm, m) } : null
+  }
+
+  /** While the target prepares: the source's QMP connection and QEMU's migration parameters, so
+   * that once the target is ready only `migrate` is left (three QMP round trips less on the
+   * critical path; under load each was 100-200 ms). Best effort: migrateSource sets them if not. */
+  private async primeSource (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    try {
+      const qmp = await this.d.driver.qmp(vm.id)
+      await setMigrationParameters(qmp, this.migrationOptions())
+      this.primed.add(migrationId(m))
+    } catch (err) {
+      this.d.log.debug('source not primed for the migration (set when it starts)', { vmId: vm.id, err })
+    }
+  }
+
+  private migrationOptions (): { maxBandwidth?: number } {
+    return this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {}
   }
 
   // ---- target ----
@@ -218,44 +262,84 @@ export class MigrationService {
   private async prepareTarget (vm: VmRecord, m: MigrationRecord): Promise<void> {
     const id = migrationId(m)
     const log = this.d.log.child({ vmId: vm.id, migration: id })
+    const tl = new MigrationTimeline(m.started)
+    tl.mark('target.preparing')
     try {
       // a target that has just (re)started holds no lease for a moment: it waits for its first
       // one rather than failing a move that placement sent to a ready node
       const held = await heldFor(() => this.d.mayRun?.() ?? null, TARGET_LEASE_WAIT_MS)
       if (held != null) throw new Error(`this host may not run guests now: ${held}`)
+      tl.mark('target.leaseHeld')
       if (vm.spec.image.kind === 'tiny' && this.tiny == null) throw new Error('no tiny guest on this host; run scripts/build-tiny-guest.sh')
       // a QEMU of this VM left here by an earlier attempt (the VM is not ours: its source runs it)
       // goes first, with its TAPs, before the new ones are made
       await this.d.driver.cleanup(vm.id)
+      // the TAPs on the network's bridge (and its VLAN/VXLAN port) exist before QEMU starts, so
+      // they are in place long before the switchover; the MAC is the VM's own (names.ts macFor)
       const host = await this.d.bindings(vm, { fence: false })
+      tl.mark('target.hostReady')
       const dir = runtimePaths(this.d.dataDir, vm.id).dir
       const incoming = join(dir, 'incoming.sock')
       const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming }
       await this.d.driver.start(spec)
-      await waitForPath(incoming, INCOMING_SOCKET_WAIT_MS)
-      // only the record's source may open the stream, for this attempt only
-      const bridged = this.streams.expect({ id, allow: (p) => p.toString() === m.source, targetSocket: incoming, timeoutMs: EXPECT_STREAM_MS })
-      bridged.then((s) => { log.info('migration stream ended', { receivedBytes: s.receivedBytes, ms: Math.round(s.durationMs) }) }, (err: unknown) => {
+      tl.mark('target.qemuSpawned')
+      // only the record's source may open the stream, for this attempt only; it may come before
+      // QEMU listens (the ready report below does not wait for that), and then waits for it
+      const bridged = this.streams.expect({ id, allow: (p) => p.toString() === m.source, targetSocket: incoming, timeoutMs: EXPECT_STREAM_MS, connectWaitMs: INCOMING_SOCKET_WAIT_MS })
+      bridged.then((st) => {
+        tl.stream('target.stream', st.times)
+        log.info('migration stream ended', { receivedBytes: st.receivedBytes, ms: Math.round(st.durationMs) })
+        log.info('migration timeline (target, preparing)', { marks: tl.marks })
+      }, (err: unknown) => {
         // no stream, or it broke: the move cannot finish here (a stale record ignores the report)
         log.warn('migration stream failed', { err })
         void this.report(m, 'failed', { reason: `stream from the source: ${(err as Error).message}` })
       })
-      log.info('target ready: QEMU waits for the incoming migration', { source: m.source })
-      await this.report(m, 'target-ready')
+      // the ready report's Raft round trip overlaps QEMU's start-up (both took 0.5-0.7 s each at
+      // load ~22); a QEMU that never listens fails the move (the report of it aborts to the source)
+      const listening = waitForPath(incoming, INCOMING_SOCKET_WAIT_MS, INCOMING_SOCKET_POLL_MS).then(() => { tl.mark('target.incomingListening') })
+      log.info('target ready: QEMU starts and waits for the incoming migration', { source: m.source })
+      await Promise.all([this.report(m, 'target-ready').then(() => { tl.mark('target.readyCommitted') }), listening])
     } catch (err) {
       log.warn('cannot prepare the target', { err })
       await this.report(m, 'failed', { reason: (err as Error).message })
     }
   }
 
+  /** After the switchover: waits for the guest to run here, has its NICs announce their new place
+   * (announce-self), and reports target-running. */
   private async finishTarget (vm: VmRecord, m: MigrationRecord): Promise<void> {
+    const log = this.d.log.child({ vmId: vm.id, migration: migrationId(m) })
+    const tl = new MigrationTimeline(m.started)
+    tl.mark('target.switchedSeen')
     const deadline = this.now() + RESUME_WAIT_MS
     for (;;) {
       const st = await this.d.driver.status(vm.id).catch(() => null)
-      if (st?.state === 'running' && st.ready) { await this.report(m, 'target-running'); return }
+      if (st?.state === 'running' && st.ready) break
       if (st == null || st.state !== 'running') { await this.report(m, 'failed', { reason: 'the target QEMU is not running after the switchover' }); return }
       if (this.now() > deadline) { await this.report(m, 'failed', { reason: `the target QEMU did not resume within ${RESUME_WAIT_MS} ms` }); return }
-      await sleep(POLL_MS)
+      // the driver marks it ready on QEMU's RESUME event: wake on it, poll as a fallback
+      await this.d.driver.waitForEvent(vm.id, (e) => e.type === 'running', POLL_MS).catch(() => {})
+    }
+    tl.mark('target.resumed')
+    await this.announce(vm, log)
+    tl.mark('target.announced')
+    await this.report(m, 'target-running')
+    tl.mark('target.runningCommitted')
+    log.info('migration timeline (target, switched)', { marks: tl.marks })
+  }
+
+  /** announce-self on the guest's QEMU here. QEMU announces on its own after an incoming migration
+   * too; this one is issued once the target knows the guest runs, and its answer is logged. A
+   * failure is logged, never a reason to fail the move: the guest runs, and its next packet
+   * teaches the network its place anyway. */
+  private async announce (vm: VmRecord, log: Logger): Promise<void> {
+    try {
+      const qmp = await this.d.driver.qmp(vm.id)
+      const answer = await announceSelf(qmp)
+      log.info('network announced on the target (announce-self)', { nics: vm.spec.networks.length, answer })
+    } catch (err) {
+      log.warn('announce-self failed on the target', { err })
     }
   }
 
@@ -265,12 +349,18 @@ export class MigrationService {
     const id = migrationId(m)
     const log = this.d.log.child({ vmId: vm.id, migration: id })
     let qmp: QmpClient | undefined
+    const tl = new MigrationTimeline(m.started)
+    tl.mark('source.transferringSeen')
     try {
-      qmp = await this.d.driver.qmp(vm.id)
       const listenSocket = join(runtimePaths(this.d.dataDir, vm.id).dir, 'outgoing.sock')
-      const { done } = await this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket })
+      // the stream opens (a round trip to the target) while QMP connects and QEMU is told to migrate
+      const [{ done }, q] = await Promise.all([this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket }), this.d.driver.qmp(vm.id)])
+      qmp = q
+      tl.mark('source.qmpAndListening')
       log.info('migrating live', { target: m.target })
-      await startMigration(qmp, `unix:${listenSocket}`, this.d.maxBandwidth != null ? { maxBandwidth: this.d.maxBandwidth } : {})
+      if (this.primed.has(id)) await migrateTo(qmp, `unix:${listenSocket}`)
+      else await startMigration(qmp, `unix:${listenSocket}`, this.migrationOptions())
+      tl.mark('source.migrateIssued')
       let lastReport = 0
       const abort = new AbortController()
       const final = await this.waitOut(qmp, abort.signal, log, {
@@ -283,9 +373,16 @@ export class MigrationService {
           void this.report(m, 'progress', { figures: figuresOf(p) }, { once: true })
         }
       })
-      await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }) })
-      log.info('migration completed: the switchover', { downtimeMs: final.downtimeMs, totalTimeMs: final.totalTimeMs, bytes: final.transferredBytes })
+      tl.mark('source.completedSeen')
+      log.info('migration completed: the switchover', { downtimeMs: final.downtimeMs, totalTimeMs: final.totalTimeMs, setupTimeMs: final.setupTimeMs, bytes: final.transferredBytes })
+      // reported before the stream's close handshake ends: QEMU's completion decides the
+      // switchover (a stream that breaks now changes nothing), and the close is a round trip
+      // through both daemons and the target QEMU that the move need not wait for
       await this.switchedOver(qmp, m, final)
+      tl.mark('source.completedCommitted')
+      const st = await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }); return null })
+      if (st != null) tl.stream('source.stream', st.times)
+      log.info('migration timeline (source)', { marks: tl.marks, qemuTotalMs: final.totalTimeMs, qemuSetupMs: final.setupTimeMs, qemuDowntimeMs: final.downtimeMs, bytes: final.transferredBytes })
     } catch (err) {
       if (qmp != null) {
         // QEMU decides: a migration it completed (even one we stopped watching, or one cancelled
@@ -331,6 +428,21 @@ export class MigrationService {
   private async switchedOver (qmp: QmpClient, m: MigrationRecord, final: MigrationProgress): Promise<void> {
     await this.report(m, 'source-completed', { figures: figuresOf(final) })
     const cur = this.d.sm.getVm(m.vm)?.migration
+    if (cur != null && cur.started === m.started && cur.phase !== 'aborted' && cur.owner === m.target) {
+      // The target owns the VM for good (no path resumes a switched-over source). The paused
+      // QEMU quits now rather than wait for the agent's SIGKILL: quitting closes its disks, so
+      // librbd hands the image's exclusive lock over cleanly when the target's first write asks
+      // for it (or finds it free). A killed holder's lock would have to be broken by the target,
+      // which blocklists the old client: fencing, for a host that did nothing wrong.
+      // (QEMU may close QMP before its answer arrives: that is the quit too)
+      await qmp.execute('quit').then(
+        () => { this.d.log.info('source QEMU quit after the switchover: its disks are closed and their locks released', { vmId: m.vm }) },
+        (err: unknown) => {
+          if (err instanceof QemuError && err.kind === 'QmpClosed') this.d.log.info('source QEMU quit after the switchover: its disks are closed and their locks released', { vmId: m.vm })
+          else this.d.log.warn('source QEMU did not quit after the switchover (the agent removes it)', { vmId: m.vm, err })
+        })
+      return
+    }
     if (cur == null || cur.started !== m.started || cur.phase !== 'aborted') return
     if (this.d.sm.getNode(m.target)?.liveness === 'down') {
       this.d.log.warn('migration completed but the move was aborted (target down): resuming the guest here', { vmId: m.vm })
@@ -386,12 +498,12 @@ async function heldFor (why: () => string | null, timeoutMs: number): Promise<st
   }
 }
 
-async function waitForPath (path: string, timeoutMs: number): Promise<void> {
+async function waitForPath (path: string, timeoutMs: number, pollMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try { await stat(path); return } catch {}
     if (Date.now() > deadline) throw new Error(`the target QEMU did not open ${path} within ${timeoutMs} ms`)
-    await sleep(POLL_MS)
+    await sleep(pollMs)
   }
 }
 

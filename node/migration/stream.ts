@@ -44,6 +44,25 @@ export interface BridgeStats {
   /** times a full buffer paused one side (socket or stream) */
   pauses: number
   durationMs: number
+  /** when things happened (Date.now(), ms since the epoch: comparable across the daemons of one
+   * machine, and between hosts as far as their clocks agree), for the migration's timeline log */
+  times: BridgeTimes
+}
+
+/** Moments of one side of a migration stream; absent ones did not happen (yet). */
+export interface BridgeTimes {
+  /** source: the QEMU connected to the listen socket */
+  qemuConnected?: number
+  /** source: the stream opened and its header sent; target: the header arrived */
+  streamOpened?: number
+  /** source: the target's ok arrived; target: its QEMU's incoming socket connected and ok sent */
+  answered?: number
+  /** the bridge started copying */
+  bridging?: number
+  /** the first byte from the local QEMU (source) or into it (target) */
+  firstByte?: number
+  /** both directions ended */
+  ended?: number
 }
 
 /** What MigrationStreams needs of a libp2p node (a BlixardHost has it). */
@@ -60,6 +79,9 @@ export interface ExpectOptions {
   allow: (peer: PeerId) => boolean
   /** the unix socket the target QEMU listens on (`-incoming unix:PATH`) */
   targetSocket: string
+  /** how long to keep trying that socket while it is absent or refuses (a QEMU still starting:
+   * the target may say ready before its QEMU listens, so the two overlap); default 0: one try */
+  connectWaitMs?: number
   timeoutMs?: number
   /** bytes the source may have in flight toward this target (announced to it; default BRIDGE_WINDOW_BYTES) */
   windowBytes?: number
@@ -162,6 +184,8 @@ export interface BridgeOptions {
   sendWindowBytes?: number
   /** DATA payload this side sends (default WIRE_PAYLOAD; 1..MAX_DATA_FRAME): for measuring only */
   framePayloadBytes?: number
+  /** what happened before the bridge (BridgeStats.times) */
+  times?: BridgeTimes
 }
 
 function frameHead (type: number, len: number): Buffer {
@@ -231,7 +255,7 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
   const creditStep = recvWindow / CREDIT_PARTS
   const framePayload = opts.framePayloadBytes ?? WIRE_PAYLOAD
   if (!Number.isInteger(framePayload) || framePayload < 1 || framePayload > MAX_DATA_FRAME) throw new MigrationStreamError('Protocol', `framePayloadBytes must be 1..${MAX_DATA_FRAME}: ${framePayload}`)
-  const stats: BridgeStats = { sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: 0 }
+  const stats: BridgeStats = { sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: 0, times: { ...opts.times, bridging: Date.now() } }
   stream.inactivityTimeout = MIGRATION_STREAM_IDLE_MS
   return await new Promise<BridgeStats>((resolve, reject) => {
     let failed: Error | null = null
@@ -251,7 +275,7 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
     }
     const settle = (): void => {
       if (failed != null) return
-      if (socketClosed && streamClosed) { stats.durationMs = performance.now() - t0; resolve(stats) }
+      if (socketClosed && streamClosed) { stats.durationMs = performance.now() - t0; stats.times.ended = Date.now(); resolve(stats) }
     }
     const fail = (err: Error): void => {
       if (failed != null) return
@@ -289,6 +313,7 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
         }
         inbox.take(FRAME_HEAD)
         const parts = inbox.take(len)
+        if (stats.receivedBytes === 0) stats.times.firstByte ??= Date.now()
         stats.receivedBytes += len
         inFlight += len
         if (inFlight > recvWindow + MAX_DATA_FRAME) { fail(new MigrationStreamError('Protocol', `peer sent ${inFlight} bytes beyond its credit`)); return }
@@ -326,6 +351,7 @@ export async function bridge (stream: Stream, socket: Socket, first: Uint8Array 
       if (failed == null && outbox.length > 0 && stream.writeStatus === 'writable') emit(outbox.length)
     }
     socket.on('data', (d: Buffer) => {
+      if (stats.sentBytes === 0) stats.times.firstByte ??= Date.now()
       stats.sentBytes += d.byteLength
       outbox.push(d)
       while (outbox.length >= framePayload && failed == null) emit(framePayload)
@@ -392,6 +418,7 @@ export class MigrationStreams {
       stream.abort(e as Error)
       return
     }
+    const streamOpened = Date.now()
     const id = header.value.id
     const e = typeof id === 'string' ? this.expected.get(id) : undefined
     // a peer not allowed (or a migration nobody expects) is refused without consuming the
@@ -415,7 +442,7 @@ export class MigrationStreams {
     clearTimeout(e.timer)
     let socket: Socket
     try {
-      socket = await connectUnix(e.opts.targetSocket)
+      socket = await connectUnix(e.opts.targetSocket, e.opts.connectWaitMs ?? 0)
     } catch (err) {
       const msg = `target QEMU socket ${e.opts.targetSocket}: ${(err as Error).message}`
       try { stream.send(encodeHeader({ ok: false, reason: msg })); await stream.close() } catch { stream.abort(new Error(msg)) }
@@ -424,7 +451,7 @@ export class MigrationStreams {
     }
     const recvWindow = announcedWindow(e.opts.windowBytes)
     stream.send(encodeHeader({ ok: true, window: recvWindow }))
-    bridge(stream, socket, header.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow }).then(e.resolve, e.reject)
+    bridge(stream, socket, header.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow, times: { streamOpened, answered: Date.now() } }).then(e.resolve, e.reject)
   }
 
   /**
@@ -449,30 +476,50 @@ export class MigrationStreams {
         server.close()
         resolve(s)
       })
+      timer.unref()
       server.once('error', (e) => { clearTimeout(timer); reject(e) })
     })
+    first.catch(() => {}) // read by `done`, which may have settled on a failed open already
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(opts.listenSocket, () => { server.off('error', reject); resolve() }) })
+    const times: BridgeTimes = {}
+    // the stream opens now, while the caller tells QEMU to migrate and QEMU connects: its
+    // handshake (a round trip to the target) is then not part of the migration's time
+    const opened = (async (): Promise<{ stream: Stream, sendWindow: number, rest: Buffer }> => {
+      const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
+      let stream: Stream
+      try {
+        stream = await this.host.dialProtocol(opts.peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(timeoutMs) })
+      } catch (err) {
+        throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
+      }
+      stream.send(encodeHeader({ id: opts.id, window: recvWindow }))
+      times.streamOpened = Date.now()
+      let answer
+      try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
+      times.answered = Date.now()
+      if (answer.value.ok !== true) {
+        stream.abort(new Error('refused'))
+        throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
+      }
+      let sendWindow: number
+      try { sendWindow = announcedWindow(answer.value.window) } catch (err) { stream.abort(err as Error); throw err }
+      return { stream, sendWindow, rest: answer.rest }
+    })()
+    // a refused or failed open: nobody may connect any more (QEMU's migrate then fails at once)
+    opened.catch(() => { server.close() })
     const done = (async (): Promise<BridgeStats> => {
       let socket: Socket
-      try { socket = await first } catch (err) { await rm(opts.listenSocket, { force: true }); throw err }
       try {
-        const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
-        let stream: Stream
-        try {
-          stream = await this.host.dialProtocol(opts.peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(timeoutMs) })
-        } catch (err) {
-          throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
-        }
-        stream.send(encodeHeader({ id: opts.id, window: recvWindow }))
-        let answer
-        try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
-        if (answer.value.ok !== true) {
-          stream.abort(new Error('refused'))
-          throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
-        }
-        let sendWindow: number
-        try { sendWindow = announcedWindow(answer.value.window) } catch (err) { stream.abort(err as Error); throw err }
-        return await bridge(stream, socket, answer.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow, framePayloadBytes: opts.framePayloadBytes })
+        socket = await Promise.race([first, opened.then(async () => await new Promise<never>(() => {}))])
+      } catch (err) {
+        await rm(opts.listenSocket, { force: true })
+        void opened.then(({ stream }) => { stream.abort(err as Error) }, () => {})
+        throw err
+      }
+      times.qemuConnected = Date.now()
+      try {
+        const { stream, sendWindow, rest } = await opened
+        return await bridge(stream, socket, rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow, framePayloadBytes: opts.framePayloadBytes, times })
       } catch (err) {
         socket.destroy() // QEMU's migrate then fails and the source keeps running the guest
         throw err
@@ -485,10 +532,22 @@ export class MigrationStreams {
   }
 }
 
-async function connectUnix (path: string): Promise<Socket> {
-  return await new Promise<Socket>((resolve, reject) => {
-    const s = createConnection({ path, allowHalfOpen: true })
-    s.once('connect', () => { s.off('error', reject); resolve(s) })
-    s.once('error', reject)
-  })
+/** How often a socket that is not there yet is tried again (connectUnix). */
+const CONNECT_RETRY_MS = 5
+
+async function connectUnix (path: string, waitMs = 0): Promise<Socket> {
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const s = createConnection({ path, allowHalfOpen: true })
+        s.once('connect', () => { s.off('error', reject); resolve(s) })
+        s.once('error', reject)
+      })
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() + CONNECT_RETRY_MS > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS))
+    }
+  }
 }

@@ -94,13 +94,41 @@ export interface StartMigrationOptions {
 /** Sets the limits, then tells the source QEMU to migrate to a local socket. Returns at once. */
 export async function startMigration (qmp: QmpClient, uri: string, opts: StartMigrationOptions = {}): Promise<void> {
   const target = localMigrationUri(uri)
+  await setMigrationParameters(qmp, opts)
+  await qmp.execute('migrate', { uri: target })
+}
+
+/** The part of startMigration that can run ahead, while the target gets ready: the limits, and
+ * MIGRATION events (they stay set on this QEMU for the next migration too, which sets its own). */
+export async function setMigrationParameters (qmp: QmpClient, opts: StartMigrationOptions = {}): Promise<void> {
   const params: Record<string, unknown> = { 'downtime-limit': opts.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS }
   if (opts.maxBandwidth != null) {
     if (!Number.isInteger(opts.maxBandwidth) || opts.maxBandwidth <= 0) throw new QemuError('InvalidSpec', `maxBandwidth must be a positive integer: ${opts.maxBandwidth}`)
     params['max-bandwidth'] = opts.maxBandwidth
   }
   await qmp.execute('migrate-set-parameters', params)
-  await qmp.execute('migrate', { uri: target })
+  // MIGRATION events on every status change: waitForMigration sees the completion at once
+  // instead of at its next poll (up to MIGRATION_POLL_MS later)
+  await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] })
+}
+
+/** Tells the source QEMU to migrate to a local socket, its parameters set already (setMigrationParameters). */
+export async function migrateTo (qmp: QmpClient, uri: string): Promise<void> {
+  await qmp.execute('migrate', { uri: localMigrationUri(uri) })
+}
+
+/** announce-self's timing (QEMU's own defaults for the announcement after an incoming migration:
+ * the first packets at 50 ms, 5 rounds, 100 ms more between each, at most 550 ms). */
+export const ANNOUNCE_PARAMS = { initial: 50, max: 550, rounds: 5, step: 100 } as const
+
+/**
+ * Has the guest's NICs announce their MAC addresses on the host it now runs on (QEMU's
+ * `announce-self`: gratuitous RARP from each NIC, or the guest's own ARP when its virtio-net
+ * driver negotiated GUEST_ANNOUNCE), so bridges and VXLAN forwarding tables learn the new port at
+ * once instead of when the guest next sends. Returns QEMU's answer ({} on success).
+ */
+export async function announceSelf (qmp: QmpClient): Promise<unknown> {
+  return await qmp.execute('announce-self', { ...ANNOUNCE_PARAMS })
 }
 
 export interface WaitMigrationOptions {
@@ -124,7 +152,12 @@ export async function waitForMigration (qmp: QmpClient, opts: WaitMigrationOptio
     if (p.status === 'none') throw new QemuError('QmpError', 'no migration is running on this QEMU')
     if (opts.signal?.aborted === true) throw new QemuError('Timeout', 'waiting for the migration: aborted')
     if (Date.now() > deadline) throw new QemuError('Timeout', `migration not finished within ${opts.timeoutMs ?? MIGRATION_TIMEOUT_MS} ms (status ${p.status}, ${p.remainingBytes} bytes remaining)`)
-    await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? MIGRATION_POLL_MS))
+    // the next poll, or earlier on a MIGRATION event (status change: startMigration enables them)
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, opts.pollMs ?? MIGRATION_POLL_MS)
+      const off = qmp.onEvent((e) => { if (e.event === 'MIGRATION') done() })
+      function done (): void { clearTimeout(t); off(); resolve() }
+    })
   }
 }
 

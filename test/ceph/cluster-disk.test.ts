@@ -3,7 +3,8 @@
 // real RBD image through Raft, `vm create` with that volume boots a guest whose data disk is the
 // image (QEMU's rbd driver); the guest counts its boots on it (boots=1). `node drain` of its host
 // moves the running VM live (a clean hand-over: no reboot, no fencing): the guest keeps writing
-// its disk from the new host, whose client then holds the image's exclusive lock. (The cold move
+// its disk from the new host, whose client then holds the image's exclusive lock, and the old
+// host's client is not blocklisted (`ceph osd blocklist ls`). (The cold move
 // that fences the old holder and boots from the same image is test/ceph/ha-disk.test.ts's.)
 // Deleting the VM leaves the volume (and its data); deleting the volume removes the image.
 // Ports 17740-17742 (metrics 17840-17842).
@@ -21,6 +22,7 @@ const serial = s.serial
 const runningOn = async (notOn: number | null, timeoutMs: number): ReturnType<typeof s.runningOn> => await s.runningOn(0, notOn, timeoutMs)
 let vmId = ''
 let firstLocker = ''
+let firstAddress = ''
 const guard = s.guard
 
 guard('volume create makes a real RBD image; a VM with it boots and counts its first boot on that disk', async () => {
@@ -44,6 +46,7 @@ guard('volume create makes a real RBD image; a VM with it boots and counts its f
   const holder = await s.rbd().lockHolder(vol.pool, VOL)
   assert.ok(holder != null, 'the running guest holds the image\'s exclusive lock')
   firstLocker = holder.locker
+  firstAddress = holder.address
 })
 
 guard('node drain moves the running VM live: no reboot, and the new host takes the disk\'s lock as the guest writes on', async () => {
@@ -63,6 +66,10 @@ guard('node drain moves the running VM live: no reboot, and the new host takes t
   }, 250)
   console.log(`  drained node ${from}: running on node ${to} after ${Date.now() - t0} ms; lock ${firstLocker} → ${holder.locker}`)
   assert.is(parseDiskBoots(serial(to)), null, 'no boot on the new host: the guest moved live')
+  // a clean hand-over fences nobody: the source's QEMU quit after the switchover and its librbd
+  // released the lock; the source's client is not on the OSDs' blocklist
+  const blocklist = await s.rbd().blocklistLs()
+  assert.not.ok(blocklist.some((e) => e.addr === firstAddress), `the source's client ${firstAddress} was blocklisted: ${JSON.stringify(blocklist)}`)
   assert.is((await show(c, 0, 'diskvm')).migration?.phase, 'done', 'the move was live and finished')
   await cl.call('node.undrain', { node: c.nodes[from].peerId })
 })

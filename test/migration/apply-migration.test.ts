@@ -13,6 +13,7 @@ import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { errorKind, harness, registerNode, spec } from '../storage/sm-fixtures.ts'
 import { stalledMigrations } from '../../node/migration/service.ts'
 import { clusterFromModel } from '../../placement/from-model.ts'
+import { cannotMigrateLive } from '../../protocols/migration-phases.ts'
 import type { StallWatch } from '../../node/migration/service.ts'
 
 type H = ReturnType<typeof harness>
@@ -324,6 +325,32 @@ test('authority: ExpireMigration is the leader\'s decision, signed for its term'
   assert.is(h.sm.getVm('v1')!.migration!.phase, 'preparing')
   value(h.run(na, expire(1)))
   assert.is(h.sm.getVm('v1')!.migration!.phase, 'aborted')
+})
+
+test('vm migrate --cold (StartMigration cold): a reassignment with its reason, no migration record; refused mid-live-move; a VM that cannot move live says why', () => {
+  const h = running()
+  const nodeOf = (id: string): ReturnType<H['sm']['getNode']> => h.sm.getNode(id)
+  assert.is(cannotMigrateLive(vm(h), nodeOf), null, 'a running QEMU guest can move live')
+  // cold, running: it leaves a for b at once, to boot there (the agents stop and start it)
+  let v = value<VmRecord>(h.run({ type: 'StartMigration', vm: 'v1', target: 'b', cold: true }))
+  assert.equal([v.assignedNode, v.status.phase, v.status.reason, v.migration], ['b', 'scheduled', 'moved cold from node-a by an admin', undefined])
+  assert.is(errorKind(h.run({ type: 'StartMigration', vm: 'v1', target: 'b', cold: true })), 'InvalidCommand', 'already there')
+  // while a live move is in flight, no cold one
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v1', node: 'b', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'c' }))
+  assert.is(errorKind(h.run({ type: 'StartMigration', vm: 'v1', target: 'a', cold: true })), 'Conflict')
+  // a stopped VM cannot move live (the reason names --cold) but moves cold
+  value(h.run({ type: 'CreateVm', id: 'v2', spec: spec('idle'), desired: 'stopped' }))
+  value(h.run({ type: 'AssignVm', id: 'v2', node: 'a' }))
+  const why = cannotMigrateLive(h.sm.getVm('v2')!, nodeOf)
+  assert.is(why?.kind, 'Conflict')
+  assert.match(why?.message ?? '', /meant to be stopped.*--cold/)
+  v = value<VmRecord>(h.run({ type: 'StartMigration', vm: 'v2', target: 'c', cold: true }))
+  assert.equal([v.assignedNode, v.desired], ['c', 'stopped'])
+  // the schema takes cold: true or nothing
+  assert.ok(validateCommand({ type: 'StartMigration', vm: 'v1', target: 'b', cold: true }).ok)
+  assert.not.ok(validateCommand({ type: 'StartMigration', vm: 'v1', target: 'b', cold: false }).ok)
+  assert.not.ok(validateCommand({ type: 'StartMigration', vm: 'v1', target: 'b', cold: 'yes' }).ok)
 })
 
 test.run()

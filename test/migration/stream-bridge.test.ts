@@ -76,4 +76,42 @@ test('odd-sized writes cross the stream whole and in order under the smallest wi
   }
 })
 
+test('the stream opens before the source QEMU connects, and the target waits for a QEMU socket that appears late (connectWaitMs); the timeline is stamped in order', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'blx-bridge-'))
+  const [src, dst] = await Promise.all([testHost(), testHost()])
+  const streams = [new MigrationStreams(src), new MigrationStreams(dst)]
+  const target = createServer({ allowHalfOpen: true })
+  try {
+    for (const s of streams) await s.start()
+    await src.dial(dst.getMultiaddrs()[0])
+    const targetSock = join(dir, 'late.sock')
+    const received = new Promise<number>((resolve) => {
+      target.on('connection', (s: Socket) => { let n = 0; s.on('data', (d: Buffer) => { n += d.length }); s.on('end', () => { s.end(); resolve(n) }) })
+    })
+    // no target socket yet: without connectWaitMs the target would refuse the stream
+    const accepted = streams[1].expect({ id: 'late-1', allow: (p) => p.equals(src.peerId), targetSocket: targetSock, connectWaitMs: 5_000 })
+    accepted.catch(() => {})
+    const out = join(dir, 'out.sock')
+    const { done } = await streams[0].send({ id: 'late-1', peer: dst.peerId, listenSocket: out })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await new Promise<void>((resolve) => { target.listen(targetSock, resolve) })
+    const qemu = createConnection({ path: out, allowHalfOpen: true })
+    await new Promise<void>((resolve) => { qemu.once('connect', resolve) })
+    qemu.end(Buffer.alloc(100_000, 7))
+    const [sent, got, n] = await Promise.all([done, accepted, received])
+    qemu.destroy()
+    assert.is(n, 100_000)
+    const t = sent.times
+    assert.ok(t.streamOpened != null && t.answered != null && t.qemuConnected != null && t.firstByte != null && t.ended != null, JSON.stringify(t))
+    assert.ok(t.streamOpened <= t.answered && t.streamOpened < t.qemuConnected, `the stream opened before the QEMU connected, not after: ${JSON.stringify(t)}`)
+    assert.ok(t.qemuConnected <= t.firstByte && t.firstByte <= t.ended, JSON.stringify(t))
+    assert.ok(got.times.answered != null && got.times.firstByte != null && got.times.answered <= got.times.firstByte, JSON.stringify(got.times))
+  } finally {
+    target.close()
+    for (const s of streams) await s.stop()
+    await Promise.all([src.stop(), dst.stop()])
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 test.run()

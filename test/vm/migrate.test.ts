@@ -4,7 +4,10 @@
 // host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node. Then
 // kill -9 of the target's daemon mid-migration: the move aborts and the guest goes on running on
 // its source, in the same QEMU, and once the dead host's fence watchdog killed its waiting QEMU,
-// exactly one QEMU is left. Then `node drain --wait` of a node running 2 VMs moves both live, and
+// exactly one QEMU is left. The target issues announce-self once the guest runs (QEMU answers {}),
+// and both parties log the move's timeline. Two concurrent `vm migrate --live` into one node both
+// finish live; a stopped VM is refused --live with the reason and moves cold without a flag.
+// Then `node drain --wait` of a node running 2 VMs moves both live (two at once), and
 // a migration survives kill -9 of the Raft leader (a bystander): the new leader commits the rest.
 // QEMU's bandwidth is capped (BLIXARD_MIGRATION_MAX_BANDWIDTH) so a move
 // lasts long enough to be watched and interrupted. Ports 26300-26302 (metrics 26400-26402).
@@ -30,6 +33,11 @@ const c = new TestCluster({
 const ids: string[] = []
 const figures: Record<string, number> = {}
 const guard = vmSuite(test, c, { vmIds: () => ids, figures, logLines: 40, startEnv: { BLIXARD_MIGRATION_MAX_BANDWIDTH: String(MAX_BANDWIDTH) } })
+
+/** the node's log lines with this msg about this VM, parsed */
+const logged = (node: number, msg: string, vmId: string): Array<Record<string, unknown>> => c.log(node).split('\n')
+  .filter((l) => l.includes(`"msg":"${msg}"`) && l.includes(vmId))
+  .flatMap((l) => { try { return [JSON.parse(l) as Record<string, unknown>] } catch { return [] } })
 
 const beats = (node: number, vmId: string): number[] => {
   try { return parseHeartbeats(readFileSync(join(runtimeDir(c, node, vmId), 'serial.log'), 'utf8')) } catch { return [] }
@@ -83,6 +91,20 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   assert.match(human.stdout, new RegExp(`Node:\\s+${c.nodes[target].name} `), human.stdout)
   assert.match(human.stdout, new RegExp(`Migration:\\s+done ${c.nodes[source].name} .*→ ${c.nodes[target].name}`))
   console.log(`  migrated ${c.nodes[source].name} → ${c.nodes[target].name}: CLI ${figures.cliMigrateMs} ms, QEMU downtime ${figures.downtimeMs} ms, total ${figures.totalTimeMs} ms; heartbeat ${lastOnSource} → ${onTarget[0]}`)
+
+  // the target told the network where the guest now is: announce-self issued after the resume,
+  // and QEMU answered it with success ({}), before target-running was reported
+  const announced = logged(target, 'network announced on the target (announce-self)', vmId)
+  assert.is(announced.length, 1, c.log(target).split('\n').filter((l) => l.includes('announce')).join('\n'))
+  assert.equal(announced[0].answer, {}, 'QEMU answered announce-self with success')
+  // each party logged its timeline of the move (ms since the record's start)
+  const timeline = async (node: number, msg: string): Promise<Record<string, number>> => await waitFor(msg, 10_000, () => logged(node, msg, vmId)[0]?.marks as Record<string, number> | undefined, 100)
+  const tSrc = await timeline(source, 'migration timeline (source)')
+  const tDst = await timeline(target, 'migration timeline (target, switched)')
+  const tPrep = await timeline(target, 'migration timeline (target, preparing)')
+  const all = { ...tPrep, ...tSrc, ...tDst }
+  assert.ok(all['target.announced'] >= all['target.resumed'] && all['target.runningCommitted'] >= all['target.announced'], `announce after resume, before target-running: ${JSON.stringify(all)}`)
+  console.log(`  timeline (ms after StartMigration): ${Object.entries(all).sort((a, b) => a[1] - b[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`)
 })
 
 guard('vm migrate --cancel while memory moves: the source stops sending, the guest runs on in the same QEMU', async () => {
@@ -94,11 +116,16 @@ guard('vm migrate --cancel while memory moves: the source stops sending, the gue
   assert.is(r.code, 0, r.stderr)
   assert.match(r.stdout, new RegExp(`VM mig1 is migrating live from ${c.nodes[source].name} to ${c.nodes[target].name}`))
   await waitFor('memory moving', 30_000, async () => (await show(c, source, 'mig1')).migration?.phase === 'transferring', 50)
-  const cancel = await runCli(['vm', 'migrate', 'mig1', '--cancel'], c.cliEnv(source), 60_000)
-  assert.is(cancel.code, 0, cancel.stderr)
-  assert.match(cancel.stdout, /cancel of the migration of VM mig1 .* requested/)
+  // the cancel goes through the API the CLI calls (vm.migrate cancel, admin-signed): a CLI process
+  // starting on a loaded machine took longer than the ~10 s the move lasts, and came too late
+  const cancelled = await (await c.client(source)).call('vm.migrate', { vm: 'mig1', cancel: true })
+  assert.equal([cancelled.migration?.phase, typeof cancelled.migration?.cancelRequested], ['transferring', 'string'], 'asked while memory moved')
   const v = await waitFor('aborted', 30_000, async () => { const x = await show(c, source, 'mig1'); return x.migration?.phase === 'aborted' ? x : null }, 100)
   assert.match(v.migration?.reason ?? '', /source failed: cancelled: cancelled by an admin/)
+  // the CLI's --cancel, once nothing is moving: refused with the reason
+  const late = await runCli(['vm', 'migrate', 'mig1', '--cancel'], c.cliEnv(source), 60_000)
+  assert.is.not(late.code, 0, late.stdout)
+  assert.match(late.stderr, /VM mig1 has no migration in flight/)
   assert.equal([v.assignedNode, v.status.phase], [c.nodes[source].peerId, 'running'])
   const n = beats(source, vmId).length
   await waitFor('the heartbeat goes on on the source', 10_000, () => beats(source, vmId).length >= n + 3, 100)
@@ -143,19 +170,45 @@ guard('node drain --wait of a node with 2 running VMs: both move live (no restar
   // the host killed above comes back; both VMs then meet on one node by live migrations (a VM whose
   // live move off a node just failed would leave that node cold: see node/scheduler.ts evacuation)
   const dead = [0, 1, 2].find((i) => c.nodes[i].proc?.exitCode != null || c.nodes[i].proc?.signalCode != null)
+  const restartAt = Date.now()
   if (dead != null) c.start(dead, [], undefined, { BLIXARD_MIGRATION_MAX_BANDWIDTH: String(MAX_BANDWIDTH) })
   const ask = [0, 1, 2].find((i) => i !== dead)!
-  await waitFor('all 3 nodes ready', 60_000, async () => (await (await c.client(ask)).call('node.list', {})).every((n) => n.liveness !== 'down'), 250)
+  // the restarted host counts once it renewed its lease since the restart: before that the leader
+  // may still mark it down for the silence of its death (and refuse moves into it)
+  await waitFor('all 3 nodes ready', 90_000, async () => (await (await c.client(ask)).call('node.list', {})).every((n) =>
+    n.liveness !== 'down' && (dead == null || n.id !== c.nodes[dead].peerId || (n.leaseRenewedAt ?? 0) > restartAt)), 250)
   const vm2 = await (await c.client(ask)).call('vm.create', { spec: { ...vmSpec('mig2'), memoryMiB: 96, kernelParams: [`blix.heartbeat=${HEARTBEAT_MS}`] } })
   ids.push(vm2.id)
   await waitPhase(c, ask, 'mig2', 'running', 120_000)
   const mig1 = await show(c, ask, 'mig1')
-  const x = [0, 1, 2].find((i) => c.nodes[i].peerId !== mig1.assignedNode)! // mig1's last move off its node failed: both go elsewhere
-  for (const name of ['mig1', 'mig2']) {
-    if ((await show(c, ask, name)).assignedNode === c.nodes[x].peerId) continue
-    const r = await runCli(['vm', 'migrate', name, '--to', c.nodes[x].name, '--wait'], c.cliEnv(ask), 90_000)
-    assert.is(r.code, 0, `${name} to ${c.nodes[x].name}: ${r.stderr}`)
+  const mig2 = await show(c, ask, 'mig2')
+  // the node running neither (3 nodes, 2 VMs): both move into it at once, two concurrent live
+  // moves into one target (and mig1's last move off its node failed: neither stays there)
+  const x = [0, 1, 2].find((i) => c.nodes[i].peerId !== mig1.assignedNode && c.nodes[i].peerId !== mig2.assignedNode)!
+  const both = await Promise.all(['mig1', 'mig2'].map(async (name) => await runCli(['vm', 'migrate', name, '--to', c.nodes[x].name, '--live', '--wait', '--json'], c.cliEnv(ask), 120_000)))
+  for (const [i, r] of both.entries()) {
+    assert.is(r.code, 0, `mig${i + 1} to ${c.nodes[x].name}: ${r.stderr}\n${r.stdout}`)
+    const end = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { phase?: string, node?: string }
+    assert.equal([end.phase, end.node], ['done', c.nodes[x].name], r.stdout)
   }
+  const [m1, m2] = [(await show(c, ask, 'mig1')).migration, (await show(c, ask, 'mig2')).migration]
+  assert.ok(m1 != null && m2 != null && m1.started < (m2.ended ?? 0) && m2.started < (m1.ended ?? 0), `the two moves overlapped: ${JSON.stringify([m1, m2])}`)
+  for (const [id, name] of [[mig1.id, 'mig1'], [vm2.id, 'mig2']]) {
+    const b = await waitFor(`${name} heartbeats on ${c.nodes[x].name}`, 20_000, () => { const h = beats(x, id); return h.length >= 2 ? h : null }, 100)
+    assert.ok(b[0] > 20, `${name} kept running through the concurrent move: counter ${b[0]} on ${c.nodes[x].name}`)
+  }
+  console.log(`  two concurrent live moves into ${c.nodes[x].name}: ${m1.ended! - m1.started} ms and ${m2.ended! - m2.started} ms, overlapping`)
+
+  // a VM that cannot move live: --live is refused with the reason; without a flag it moves cold
+  await (await c.client(ask)).call('vm.create', { spec: { ...vmSpec('idle'), memoryMiB: 96 }, start: false })
+  const refused = await runCli(['vm', 'migrate', 'idle', '--to', c.nodes[x].name, '--live'], c.cliEnv(ask), 60_000)
+  assert.is.not(refused.code, 0, refused.stdout)
+  assert.match(refused.stderr, /idle is meant to be stopped: only a running VM migrates live.*--cold/)
+  const cold = await runCli(['vm', 'migrate', 'idle', '--to', c.nodes[(x + 1) % 3].name, '--wait'], c.cliEnv(ask), 60_000)
+  assert.is(cold.code, 0, cold.stderr)
+  assert.match(cold.stderr + cold.stdout, /moving it cold/)
+  assert.match(cold.stdout, new RegExp(`VM idle moved cold to ${c.nodes[(x + 1) % 3].name}: stopped`))
+  await (await c.client(ask)).call('vm.delete', { vm: 'idle' })
   const pidsBefore = new Map([[mig1.id, qemuPidsFor(mig1.id)], [vm2.id, qemuPidsFor(vm2.id)]])
   assert.ok([...pidsBefore.values()].every((p) => p.length === 1), 'one QEMU each before the drain')
 
