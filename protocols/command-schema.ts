@@ -221,7 +221,8 @@ export function validateVmSpec (v: unknown, path = 'spec'): VmSpec {
   }
 }
 
-/** IPv4 dotted quad → 32-bit unsigned number, or null. */
+/** IPv4 dotted quad → 32-bit unsigned number, or null. The one IPv4 rule of the tree: each part
+ * 0-255 with no leading zero (`010` is octal to inet_aton and ten to others, so it is refused). */
 export function parseIpv4 (s: string): number | null {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s)
   if (m === null) return null
