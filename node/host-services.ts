@@ -16,7 +16,6 @@ import { rpcServer } from './net/rpc.ts'
 import type { RpcHandlers, RpcServer } from './net/rpc.ts'
 import { loadGossip } from './net/load-gossip.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
-import type { NetLog } from './net/log.ts'
 import type { RaftDriver } from './raft-driver.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -44,7 +43,6 @@ export interface HostServicesDeps {
 }
 
 export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<NodeServices>> {
-  const netLog: NetLog = (level, event, fields) => { d.log[level](event, fields) }
   // who may call what, and who gets a member's share of streams: node/core/membership-rules.ts
   const registered = (p: string): boolean => d.sm.getNode(p) != null
   const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.driver()?.status().conf, registered, (p) => d.sm.isAdmin(p))
@@ -67,16 +65,16 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
         onMessage: (from, msg) => { d.heard(from); d.driver()?.step(msg, from) },
         onUnreachable: (peer) => { d.driver()?.reportUnreachable(peer) },
         onSnapshotStatus: (peer, ok) => { d.driver()?.reportSnapshot(peer, ok) },
-        log: netLog
+        log: d.log
       }),
       rpc: rpcServer({
         handlers: instrumentHandlers(handlers, d.metrics),
         authorize: instrumentAuthorize(authorize, d.metrics),
         maxConcurrentFor: (peer) => isMember(peer, d.driver()?.status().conf, registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
         onRefused: (reason) => { d.metrics.rpcRefused.inc({ reason }) },
-        log: netLog
+        log: d.log
       }),
-      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self()), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: netLog })
+      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self()), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: d.log })
     }
   })
 }

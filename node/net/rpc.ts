@@ -17,7 +17,7 @@ import {
 } from '../../protocols/limits.ts'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame, writeFrameBytes } from './frame-stream.ts'
-import { errFields, stderrLog, type NetLog } from './log.ts'
+import { createLogger, errFields, type Logger } from '../log.ts'
 
 export { RPC_PROTOCOL }
 
@@ -45,7 +45,7 @@ export interface RpcServerInit {
   handlers: RpcHandlers
   /** called before every mutating method; false answers Unauthorized. Default: allow. */
   authorize?: (peer: string, method: MethodName) => boolean | Promise<boolean>
-  log?: NetLog
+  log?: Logger
   /** requests handled at once per stream (default RPC_SERVER_MAX_CONCURRENT) */
   maxConcurrent?: number
   /** a different bound for some peers' streams (cluster members forwarding their clients' writes) */
@@ -97,7 +97,7 @@ export function rpcServer (init: RpcServerInit): (components: NetComponents) => 
 
 class RpcServerService implements RpcServer {
   readonly protocol: string
-  private readonly log: NetLog
+  private readonly log: Logger
   private readonly maxConcurrent: number
   private readonly maxWatches: number
   private readonly maxFrameBytes: number
@@ -112,7 +112,7 @@ class RpcServerService implements RpcServer {
 
   constructor (private readonly components: NetComponents, private readonly init: RpcServerInit) {
     this.protocol = init.protocol ?? RPC_PROTOCOL
-    this.log = init.log ?? stderrLog
+    this.log = init.log ?? createLogger({ component: 'net' })
     this.maxConcurrent = init.maxConcurrent ?? RPC_SERVER_MAX_CONCURRENT
     this.maxWatches = init.maxWatches ?? RPC_MAX_WATCHES_PER_STREAM
     this.maxFrameBytes = init.maxFrameBytes ?? MAX_RPC_FRAME_BYTES
@@ -151,7 +151,7 @@ class RpcServerService implements RpcServer {
     const peer = connection.remotePeer.toString()
     if (this.open.size >= RPC_MAX_STREAMS_TOTAL) {
       this.refuse('streams')
-      this.log('warn', 'rpc.stream.refused', { peer, reason: `${RPC_MAX_STREAMS_TOTAL} RPC streams open` })
+      this.log.warn('rpc.stream.refused', { peer, reason: `${RPC_MAX_STREAMS_TOTAL} RPC streams open` })
       stream.abort(new Error(`this node has ${RPC_MAX_STREAMS_TOTAL} RPC streams open`))
       return
     }
@@ -201,7 +201,7 @@ class RpcServerService implements RpcServer {
         // a peer that is not a member and leaves our answers unread loses its connection, not only
         // this stream: its other streams' queued requests would each cost a round of answers
         if (memberLimit == null && e.name === 'TimeoutError') {
-          this.log('warn', 'rpc.peer.dropped', { peer, reason: e.message })
+          this.log.warn('rpc.peer.dropped', { peer, reason: e.message })
           connection.abort(e)
         }
         throw new SendFailed(e)
@@ -237,7 +237,7 @@ class RpcServerService implements RpcServer {
         load.inflight++
         this.inflightTotal++
         const p: Promise<void> = this.handle(req, ctx, send, watches)
-          .catch(err => { this.log('debug', 'rpc.answer.failed', { peer, ...errFields(err) }) })
+          .catch(err => { this.log.debug('rpc.answer.failed', { peer, ...errFields(err) }) })
           .finally(() => {
             inflight.delete(p); load.inflight--; this.inflightTotal--
             if (load.streams === 0 && load.inflight === 0) this.loads.delete(connection.id)
@@ -252,9 +252,9 @@ class RpcServerService implements RpcServer {
     } catch (err) {
       if (err instanceof WireError) {
         this.counts.rejectedStreams++
-        this.log('warn', 'rpc.stream.rejected', { peer, ...errFields(err) })
+        this.log.warn('rpc.stream.rejected', { peer, ...errFields(err) })
       } else {
-        this.log('debug', 'rpc.stream.closed', { peer, ...errFields(err) })
+        this.log.debug('rpc.stream.closed', { peer, ...errFields(err) })
       }
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
@@ -310,7 +310,7 @@ class RpcServerService implements RpcServer {
       if (err instanceof SendFailed) throw err // the stream is gone: nothing to answer, nothing to log as the handler's
       this.counts.failed++
       const error = toRpcErrorBody(err)
-      if (error.kind === 'Internal') this.log('error', 'rpc.handler.failed', { peer: ctx.peer, method, ...errFields(err) })
+      if (error.kind === 'Internal') this.log.error('rpc.handler.failed', { peer: ctx.peer, method, ...errFields(err) })
       if (!ctx.signal.aborted) await send({ id, ok: false, error })
     }
   }

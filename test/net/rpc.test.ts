@@ -10,7 +10,7 @@ import { RaftError } from '../../protocols/raft/types.ts'
 import { rpcServer, RpcClient, RPC_PROTOCOL, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
-import type { LogLevel } from '../../node/net/log.ts'
+import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
 import { testHost, until, percentile, sleep } from './helpers.ts'
 
 const spec: VmSpec = {
@@ -22,7 +22,7 @@ const vm = (id: string, s: VmSpec = spec): VmRecord => ({
   status: { phase: 'pending', reason: '', node: null, at: 1 }, createdAt: 1, updatedAt: 1
 })
 
-const logs: Array<{ level: LogLevel, event: string, fields?: Record<string, unknown> }> = []
+const logs: LogRecord[] = []
 let admins = new Set<string>()
 let watchEnded = 0
 let server: BlixardHost<{ rpc: RpcServer }>
@@ -65,7 +65,7 @@ test.before(async () => {
       rpc: rpcServer({
         handlers,
         authorize: (peer) => admins.has(peer),
-        log: (level, event, fields) => logs.push({ level, event, fields })
+        log: recordingLogger(logs).log
       })
     }
   })
@@ -191,8 +191,8 @@ test('garbage on /blixard/rpc/1 resets that stream with a named error; the node 
     logs.length = 0
     const s = await garbage(bytes)
     assert.ok(['reset', 'aborted', 'closed'].includes(s.status), s.status)
-    await until(() => logs.some(l => l.event === 'rpc.stream.rejected'), 2000, 'rejection log')
-    assert.is(logs.find(l => l.event === 'rpc.stream.rejected')!.fields?.error, kind)
+    await until(() => logs.some(l => l.msg === 'rpc.stream.rejected'), 2000, 'rejection log')
+    assert.is(logs.find(l => l.msg === 'rpc.stream.rejected')!.fields.error, kind)
     const fresh = await RpcClient.connect(client, dialableAddr(server))
     assert.is((await fresh.call('cluster.status', {})).term, 3)
     await fresh.close()
@@ -219,7 +219,7 @@ test('fuzz: random bytes and random CBOR values on fresh streams never stop the 
 })
 
 test('a server that goes away fails pending calls with Unavailable', async () => {
-  const tmp = await testHost<{ rpc: RpcServer }>({ services: { rpc: rpcServer({ handlers, log: () => {} }) } })
+  const tmp = await testHost<{ rpc: RpcServer }>({ services: { rpc: rpcServer({ handlers, log: silentLogger }) } })
   const c = await RpcClient.connect(client, dialableAddr(tmp))
   const slow = c.call('vm.show', { vm: 'slow' }).then(() => null, (err: unknown) => err)
   await sleep(50)
