@@ -8,6 +8,7 @@ import { parse as parseToml } from 'smol-toml'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Resources } from '../protocols/model.ts'
 import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
+import { LOG_LEVEL_ENV } from './log.ts'
 
 export type LogLevelName = 'debug' | 'info' | 'warn' | 'error'
 
@@ -27,10 +28,8 @@ export interface NodeConfig {
   labels: Record<string, string>
   /** what this node offers to VMs; detected when not configured */
   capacity: Resources
-  /** HTTP ports (null: disabled) */
-  rpcPort: number | null
+  /** the HTTP port of /metrics, the dashboard and /api/state (null: disabled) */
   metricsPort: number | null
-  dashboardPort: number | null
   /** extra names (host or host:port) the HTTP endpoints answer to, besides the listen address and
    * localhost names: a DNS-rebinding page comes with a foreign Host: and gets nothing (node/http.ts) */
   httpAllowedHosts: string[]
@@ -111,9 +110,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('capacity.cpu', 'capacity-cpu', 'BLIXARD_CAPACITY_CPU', 'int', 'vCPUs offered (default: detected)', 1, 65536),
   K('capacity.memoryMiB', 'capacity-memory-mib', 'BLIXARD_CAPACITY_MEMORY_MIB', 'int', 'memory offered, MiB (default: detected)', 64, 1 << 30),
   K('capacity.diskGiB', 'capacity-disk-gib', 'BLIXARD_CAPACITY_DISK_GIB', 'int', 'disk offered, GiB (default: detected)', 0, 1 << 30),
-  K('rpcPort', 'rpc-port', 'BLIXARD_RPC_PORT', 'port', 'HTTP RPC port (0: any, none: off)'),
-  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'Prometheus metrics port'),
-  K('dashboardPort', 'dashboard-port', 'BLIXARD_DASHBOARD_PORT', 'port', 'dashboard port'),
+  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'HTTP port of /metrics, the dashboard and /api/state'),
   K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
@@ -122,7 +119,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
   K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', 'int', 'a voter silent this long is replaced, ms', 500, 86_400_000),
   K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', 'int', 'how often the leader runs autopilot, ms', 100, 600_000),
-  K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
+  K('logLevel', 'log-level', LOG_LEVEL_ENV, 'level', 'debug|info|warn|error'),
   K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', 'string', 'QEMU to run guests with (name in PATH or absolute path)'),
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
   K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
@@ -138,6 +135,16 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string', 'local address of VXLAN tunnels')
 ]
 
+/** Keys an older config could set that nothing reads any more: accepted (an old file still
+ * starts the node) with a warning naming the key, instead of being silently kept in NodeConfig. */
+export const RETIRED_KEYS: ReadonlyArray<{ key: string, flag: string, env: string, why: string }> = [
+  { key: 'rpcPort', flag: 'rpc-port', env: 'BLIXARD_RPC_PORT', why: 'the RPC runs over libp2p on the listen addresses; there is no HTTP RPC port' },
+  { key: 'dashboardPort', flag: 'dashboard-port', env: 'BLIXARD_DASHBOARD_PORT', why: 'the dashboard is served on metricsPort' }
+]
+
+/** A key the node accepted but does not use (RETIRED_KEYS). */
+export interface ConfigWarning { key: string, source: string, message: string }
+
 /** Defaults for everything but capacity (detected) and name (host name). */
 export const CONFIG_DEFAULTS = {
   dataDir: '/var/lib/blixard',
@@ -146,9 +153,7 @@ export const CONFIG_DEFAULTS = {
   bootstrap: [] as string[],
   mdns: true,
   labels: {} as Record<string, string>,
-  rpcPort: null,
   metricsPort: 9630,
-  dashboardPort: 9631,
   httpAllowedHosts: [] as string[],
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
@@ -165,6 +170,8 @@ export const CONFIG_DEFAULTS = {
 
 const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
 const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
+const RETIRED_BY_KEY = new Map(RETIRED_KEYS.map(k => [k.key, k]))
+const RETIRED_BY_FLAG = new Map(RETIRED_KEYS.map(k => [k.flag, k]))
 const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network', 'lease'])
 
 type Raw = Map<string, { value: unknown, source: string }>
@@ -243,7 +250,14 @@ function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): u
 
 // ---- layers ----
 
-function fromToml (text: string, path: string): Raw {
+type Warn = (w: ConfigWarning) => void
+
+function retired (key: string, source: string, warn: Warn): void {
+  const r = RETIRED_BY_KEY.get(key)
+  if (r !== undefined) warn({ key, source, message: `ignored: ${r.why}; remove it` })
+}
+
+function fromToml (text: string, path: string, warn: Warn): Raw {
   const source = `file ${path}`
   let doc: Record<string, unknown>
   try {
@@ -260,6 +274,8 @@ function fromToml (text: string, path: string): Raw {
       }
     } else if (SPEC_BY_KEY.has(k)) {
       out.set(k, { value: v, source })
+    } else if (RETIRED_BY_KEY.has(k)) {
+      retired(k, source, warn)
     } else {
       throw new ConfigError(k, source, SECTIONS.has(k) ? `[${k}] must be a table` : 'unknown key')
     }
@@ -267,8 +283,9 @@ function fromToml (text: string, path: string): Raw {
   return out
 }
 
-function fromEnv (env: Record<string, string | undefined>): Raw {
+function fromEnv (env: Record<string, string | undefined>, warn: Warn): Raw {
   const out: Raw = new Map()
+  for (const r of RETIRED_KEYS) if (env[r.env] !== undefined) retired(r.key, `env ${r.env}`, warn)
   for (const spec of CONFIG_KEYS) {
     const v = env[spec.env]
     if (v !== undefined) out.set(spec.key, { value: v, source: `env ${spec.env}` })
@@ -277,7 +294,7 @@ function fromEnv (env: Record<string, string | undefined>): Raw {
 }
 
 /** Flags: --key value, --key=value, repeatable list flags, --mdns / --no-mdns; --config PATH. */
-function fromArgv (argv: string[]): { raw: Raw, configPath: string | null } {
+function fromArgv (argv: string[], warn: Warn = () => {}): { raw: Raw, configPath: string | null } {
   const out: Raw = new Map()
   let configPath: string | null = null
   for (let i = 0; i < argv.length; i++) {
@@ -287,6 +304,12 @@ function fromArgv (argv: string[]): { raw: Raw, configPath: string | null } {
     let name = eq > 0 ? arg.slice(2, eq) : arg.slice(2)
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : undefined
     if (name.startsWith('no-') && SPEC_BY_FLAG.get(name.slice(3))?.kind === 'bool' && value === undefined) { name = name.slice(3); value = 'false' }
+    const old = RETIRED_BY_FLAG.get(name)
+    if (old !== undefined) {
+      if (value === undefined && argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) i++
+      retired(old.key, `flag --${name}`, warn)
+      continue
+    }
     const spec = name === 'config' ? null : SPEC_BY_FLAG.get(name)
     if (spec === undefined) throw new ConfigError(`--${name}`, 'command line', 'unknown flag')
     if (value === undefined) {
@@ -308,6 +331,8 @@ export interface ResolveInput {
   file?: { text: string, path: string } | null
   env?: Record<string, string | undefined>
   argv?: string[]
+  /** told about each accepted key that nothing reads (RETIRED_KEYS) */
+  warn?: (w: ConfigWarning) => void
 }
 
 /** The configured values, checked, without detection: capacity fields and name may be missing. */
@@ -315,10 +340,11 @@ export type ResolvedConfig = Omit<NodeConfig, 'capacity' | 'name'> & { name?: st
 
 /** Merges the layers (pure: no file or host access) and checks every value. */
 export function resolveConfig (input: ResolveInput): ResolvedConfig {
+  const warn = input.warn ?? (() => {})
   const layers: Array<[Raw, boolean]> = []
-  if (input.file != null) layers.push([fromToml(input.file.text, input.file.path), false])
-  layers.push([fromEnv(input.env ?? {}), true])
-  layers.push([fromArgv(input.argv ?? []).raw, true])
+  if (input.file != null) layers.push([fromToml(input.file.text, input.file.path, warn), false])
+  layers.push([fromEnv(input.env ?? {}, warn), true])
+  layers.push([fromArgv(input.argv ?? [], warn).raw, true])
   const cfg: ResolvedConfig = structuredClone({ ...CONFIG_DEFAULTS, capacity: {} })
   const target = cfg as unknown as Record<string, Record<string, unknown>>
   for (const [raw, fromText] of layers) {
@@ -362,7 +388,7 @@ export async function detectCapacity (dataDir: string): Promise<Resources> {
 }
 
 /** Reads the config file (from --config or BLIXARD_CONFIG), merges env and flags, detects capacity. */
-export async function loadConfig (argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env): Promise<NodeConfig> {
+export async function loadConfig (argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env, warn?: (w: ConfigWarning) => void): Promise<NodeConfig> {
   const path = configPathFrom(argv, env)
   let file: ResolveInput['file'] = null
   if (path != null) {
@@ -372,7 +398,7 @@ export async function loadConfig (argv: string[] = process.argv.slice(2), env: R
       throw new ConfigError('config', path, `cannot read: ${(err as Error).message}`)
     }
   }
-  const cfg = resolveConfig({ file, env, argv })
+  const cfg = resolveConfig({ file, env, argv, warn })
   const needDetect = cfg.capacity.cpu === undefined || cfg.capacity.memoryMiB === undefined || cfg.capacity.diskGiB === undefined
   const detected = needDetect ? await detectCapacity(cfg.dataDir) : { cpu: 0, memoryMiB: 0, diskGiB: 0 }
   return {

@@ -48,7 +48,7 @@ memoryMiB = 16384
 tickMs = 50
 `),
     env: { BLIXARD_DATA_DIR: '/data/env', BLIXARD_CAPACITY_CPU: '4', BLIXARD_MDNS: 'yes', BLIXARD_LABELS: 'zone=b,gpu=none', UNRELATED: 'x' },
-    argv: ['--data-dir', '/data/flag', '--listen=/ip4/127.0.0.1/tcp/8001', '--listen', '/ip4/127.0.0.1/tcp/8002', '--no-mdns', '--raft-election-tick', '20', '--dashboard-port', 'none']
+    argv: ['--data-dir', '/data/flag', '--listen=/ip4/127.0.0.1/tcp/8001', '--listen', '/ip4/127.0.0.1/tcp/8002', '--no-mdns', '--raft-election-tick', '20']
   })
   assert.is(c.dataDir, '/data/flag')
   assert.is(c.name, 'n1')
@@ -59,7 +59,25 @@ tickMs = 50
   assert.equal(c.capacity, { cpu: 4, memoryMiB: 16384 })
   assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 })
   assert.is(c.metricsPort, 9100)
-  assert.is(c.dashboardPort, null)
+})
+
+test('retired keys (rpcPort, dashboardPort) are accepted from file, env and flags with a warning naming each', () => {
+  const warnings: Array<{ key: string, source: string, message: string }> = []
+  const c = resolveConfig({
+    file: file('rpcPort = 7100\ndashboardPort = 9631\nmetricsPort = 9100'),
+    env: { BLIXARD_RPC_PORT: '7100' },
+    argv: ['--dashboard-port', 'none', '--name', 'n2', '--rpc-port=1'],
+    warn: (w) => warnings.push(w)
+  })
+  assert.is(c.name, 'n2', 'the value after a retired flag is consumed with it')
+  assert.is(c.metricsPort, 9100)
+  assert.not.ok('rpcPort' in c)
+  assert.equal(warnings.map(w => `${w.key} ${w.source}`), [
+    'rpcPort file /etc/blixard.toml', 'dashboardPort file /etc/blixard.toml', 'rpcPort env BLIXARD_RPC_PORT',
+    'dashboardPort flag --dashboard-port', 'rpcPort flag --rpc-port'
+  ])
+  assert.ok(warnings.every(w => w.message.startsWith('ignored: ')))
+  fails(() => resolveConfig({ file: file('dashbordPort = 1') }), 'dashbordPort', 'unknown key')
 })
 
 test('bad values name the key, the source and what was wrong', () => {
