@@ -3,7 +3,6 @@
 // rules' authorization and per-peer limits) and load gossip. node/daemon.ts supplies the node's
 // parts through HostServicesDeps; this file only connects them.
 import type { PrivateKey } from '@libp2p/interface'
-import { RpcError } from '../protocols/rpc.ts'
 import type { ResultOf } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
@@ -22,6 +21,7 @@ import type { NodeMetrics } from './metrics.ts'
 import { sampleHostLoad } from './metrics-wiring.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { isMember, mayCall } from './core/membership-rules.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export type NodeServices = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
@@ -50,7 +50,7 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
     ...d.api,
     'internal.renewLease': async (p, ctx) => {
       const renew = d.renewLease()
-      if (renew == null) throw new RpcError('Unavailable', 'leases not started')
+      if (renew == null) throw new BlixardError('Unavailable', 'leases not started')
       return await renew(ctx.peer, p.epoch)
     }
   }

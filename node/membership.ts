@@ -4,7 +4,6 @@
 // casts a pending admin-recovery vote. Every decision is pure; this file only does the I/O.
 import { multiaddr } from '@multiformats/multiaddr'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
-import { RpcError } from '../protocols/rpc.ts'
 import type { LmdbLogStore } from '../storage/lmdb-log-store.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
@@ -18,6 +17,7 @@ import { decide as autopilotDecide } from './autopilot.ts'
 import { autopilotEventText } from './events.ts'
 import { autopilotInput, inCluster, registration } from './core/membership-rules.ts'
 import { pendingRecovery, recoveryDone } from './recover.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 /** a fresh node asks its peers who they are this often */
 export const MEMBERSHIP_LOOP_MS = 500
@@ -175,7 +175,7 @@ export class Membership {
   async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
     const drv = this.d.driver()
     const leader = drv?.leaderId()
-    if (drv == null || leader == null) throw new RpcError('Unavailable', 'no leader yet; retry')
+    if (drv == null || leader == null) throw new BlixardError('Unavailable', 'no leader yet; retry')
     if (!drv.isLeader()) {
       const c = await this.d.client(leader)
       return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: ADMIT_FORWARD_TIMEOUT_MS })
@@ -184,7 +184,7 @@ export class Membership {
     const member = conf.voters.includes(peer) || conf.learners.includes(peer)
     // the join policy (a cluster setting): under "approve", only peer ids an admin approved
     if (!member && !this.d.sm.mayJoin(peer)) {
-      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
+      throw new BlixardError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
     }
     await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     if (!member) {

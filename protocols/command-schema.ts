@@ -2,7 +2,8 @@
 // entry it applies and by the RPC layer on bytes from the network, so both reject the same things
 // with the same named error. A valid command comes back as a fresh, normalized copy holding only
 // known fields (extra fields never reach the replicated state).
-import type { BlixError, Command, CommandEnvelope } from './commands.ts'
+import type { BlixError, Command, CommandEnvelope, ErrorKind } from './commands.ts'
+import { BlixardError } from './errors.ts'
 import { MIGRATION_REPORTS } from './commands.ts'
 import type { MigrationFigures } from './migration-phases.ts'
 import { MIGRATION_PHASES } from './migration-phases.ts'
@@ -42,17 +43,10 @@ export const COMMAND_LIMITS = {
 
 export type Validation<T> = { ok: true, cmd: T } | { ok: false, error: BlixError }
 
-/** Thrown inside validation and caught at its top. Not an Error: capturing a stack for every
- * rejected field showed up in profiles. */
-class Invalid {
-  readonly error: BlixError
-  constructor (error: BlixError) {
-    this.error = error
-  }
-}
-
-function fail (kind: BlixError['kind'], message: string): never {
-  throw new Invalid({ kind, message })
+/** Thrown inside validation and caught at its top; stackless (BlixardError.quiet), since
+ * capturing a stack for every rejected field showed up in profiles. */
+function fail (kind: ErrorKind, message: string): never {
+  throw BlixardError.quiet(kind, message)
 }
 
 function obj (v: unknown, path: string): Record<string, unknown> {
@@ -82,7 +76,7 @@ function name (v: unknown, path: string): string {
   return s
 }
 
-function int (v: unknown, path: string, min: number, max: number, kind: BlixError['kind'] = 'InvalidCommand'): number {
+function int (v: unknown, path: string, min: number, max: number, kind: ErrorKind = 'InvalidCommand'): number {
   if (typeof v !== 'number' || !Number.isInteger(v)) fail('InvalidCommand', `${path} must be an integer`)
   if (v < min || v > max) fail(kind, `${path} must be in ${min}..${max}`)
   return v
@@ -443,7 +437,7 @@ export function validateCommand (x: unknown): Validation<Command> {
   try {
     return { ok: true, cmd: validateOne(x) }
   } catch (e) {
-    if (e instanceof Invalid) return { ok: false, error: e.error }
+    if (e instanceof BlixardError) return { ok: false, error: e.toJSON() }
     // Anything odd (e.g. a getter that throws) is still the sender's fault, never a crash.
     return { ok: false, error: { kind: 'InvalidCommand', message: e instanceof Error ? e.message : 'invalid command' } }
   }
@@ -476,7 +470,7 @@ export function validateEnvelope (x: unknown): Validation<CommandEnvelope> {
     if (auth !== undefined) env.auth = auth
     return { ok: true, cmd: env }
   } catch (e) {
-    if (e instanceof Invalid) return { ok: false, error: e.error }
+    if (e instanceof BlixardError) return { ok: false, error: e.toJSON() }
     return { ok: false, error: { kind: 'InvalidCommand', message: e instanceof Error ? e.message : 'invalid envelope' } }
   }
 }

@@ -81,36 +81,8 @@ export interface CommandEnvelope {
   auth?: CommandAuth
 }
 
-/** Named error kinds that travel over RPC unchanged; the CLI turns each into a sentence. */
-export type ErrorKind =
-  | 'NotLeader'
-  | 'NotFound'
-  | 'AlreadyExists'
-  | 'InvalidSpec'
-  | 'InvalidCommand'
-  | 'InUse'
-  | 'NoCapacity'
-  | 'Conflict'
-  /** ifGeneration did not match: definite, nothing was applied; read again and retry */
-  | 'GenerationMismatch'
-  /** a command with this idempotency key is still being processed: retry later with the same key */
-  | 'InFlight'
-  /** the command may or may not have applied (an attempt was proposed, its outcome is unknown):
-   * retry with the same idempotency key, which applies it at most once */
-  | 'Indeterminate'
-  | 'Unauthorized'
-  | 'Unavailable'
-  | 'Timeout'
-  | 'TooLarge'
-  | 'BadMessage'
-  | 'Internal'
-
-export interface BlixError {
-  kind: ErrorKind
-  message: string
-  /** leader hint for NotLeader */
-  leader?: string
-}
+import type { BlixError } from './errors.ts'
+export type { BlixError, ErrorKind } from './errors.ts'
 
 /** The message of an Indeterminate answer names the key to retry with in this form. */
 export function indeterminateMessage (key: string, why: string): string {

@@ -7,9 +7,8 @@
 import type { RaftBug, RaftStatus } from '../protocols/raft/index.ts'
 import type { Message, Ready } from '../protocols/raft/types.ts'
 import type { ApplyResult, BlixError, CommandEnvelope } from '../protocols/commands.ts'
-import type { BlixardError } from '../protocols/errors.ts'
-import { RpcError, toRpcErrorBody } from '../protocols/rpc.ts'
-import type { ForwardedResult, RpcErrorBody } from '../protocols/rpc.ts'
+import { BlixardError, toBlixError } from '../protocols/errors.ts'
+import type { ForwardedResult } from '../protocols/rpc.ts'
 import { FORWARDER_BUGS, Forwarder } from '../node/core/forwarder.ts'
 import type { ForwarderBug } from '../node/core/forwarder.ts'
 import { StateMachine, UNCHECKED_AUTHORITY } from '../storage/state-machine.ts'
@@ -47,7 +46,7 @@ export type SimBug = RaftBug | LoopBug | ForwarderBug | 'conf-not-rolled-back' |
 export type RpcFrame =
   | { rpc: 'req', id: number, many: boolean, envs: CommandEnvelope[] }
   | { rpc: 'res', id: number, ok: true, value: ApplyResult | ForwardedResult[] }
-  | { rpc: 'res', id: number, ok: false, error: RpcErrorBody }
+  | { rpc: 'res', id: number, ok: false, error: BlixError }
 export type Wire = Message | RpcFrame
 
 export function isRpcFrame (w: Wire): w is RpcFrame {
@@ -291,7 +290,7 @@ export class Replica {
         : { ok: false, error: r.error, index, data, node, definite: true })
     }, (err: unknown) => {
       if (!live()) return
-      const body = toRpcErrorBody(err)
+      const body = toBlixError(err)
       const error: BlixError = { kind: body.kind === 'NotLeader' ? 'NotLeader' : 'Unavailable', message: `${body.kind}: ${body.message}` }
       if (body.leader !== undefined) error.leader = body.leader
       reply({ ok: false, error, index: -1, data: null, node: this.id, definite: false })
@@ -340,7 +339,7 @@ export class Replica {
       sched.after(timeoutMs, () => {
         if (!this.calls.delete(id)) return
         sched.promiseWork = true
-        reject(new RpcError('Timeout', `no answer from ${leader} within ${timeoutMs} ms`))
+        reject(new BlixardError('Timeout', `no answer from ${leader} within ${timeoutMs} ms`))
       })
     })
   }
@@ -355,7 +354,7 @@ export class Replica {
       this.calls.delete(f.id)
       this.env.sched.promiseWork = true
       if (f.ok) c.resolve(f.value)
-      else c.reject(RpcError.fromBody(f.error))
+      else c.reject(BlixardError.from(f.error))
       return true
     }
     const core = this.core
@@ -363,12 +362,12 @@ export class Replica {
     const answer = (res: RpcFrame): void => { if (this.up && this.incarnation === inc) this.env.net.send(this.id, from, res) }
     if (this.role !== 'leader') {
       const leader = core.status().lead
-      answer({ rpc: 'res', id: f.id, ok: false, error: new RpcError('NotLeader', 'this node is not the leader', leader ?? undefined).toBody() })
+      answer({ rpc: 'res', id: f.id, ok: false, error: new BlixardError('NotLeader', 'this node is not the leader', leader ?? undefined).toJSON() })
       return true
     }
     if (!f.many) {
       this.proposeHere(core, { ...f.envs[0], key: f.envs[0].key as string }, (r, err) => {
-        answer(r !== null ? { rpc: 'res', id: f.id, ok: true, value: r } : { rpc: 'res', id: f.id, ok: false, error: toRpcErrorBody(err) })
+        answer(r !== null ? { rpc: 'res', id: f.id, ok: true, value: r } : { rpc: 'res', id: f.id, ok: false, error: toBlixError(err) })
       })
       return true
     }
@@ -377,7 +376,7 @@ export class Replica {
     let left = f.envs.length
     for (const [i, env] of f.envs.entries()) {
       this.proposeHere(core, { ...env, key: env.key as string }, (r, err) => {
-        results[i] = r !== null ? { ok: true, result: r } : { ok: false, error: toRpcErrorBody(err) }
+        results[i] = r !== null ? { ok: true, result: r } : { ok: false, error: toBlixError(err) }
         if (--left === 0) answer({ rpc: 'res', id: f.id, ok: true, value: results })
       })
     }

@@ -5,7 +5,8 @@ import type { PeerId, Startable } from '@libp2p/interface'
 import type { GossipSub, Message as GossipMessage } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { LOAD_TOPIC, isNewer, validateLoadReport, type LoadReport } from '../../protocols/load.ts'
-import { decodePayload, encodePayload, WireError } from '../../protocols/framing.ts'
+import { decodePayload, encodePayload } from '../../protocols/framing.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 import { LOAD_INTERVAL_MS, LOAD_MAX_FUTURE_SKEW_MS, LOAD_STALE_MS, MAX_LOAD_REPORT_BYTES } from '../../protocols/limits.ts'
 import { createLogger, errFields, type Logger } from '../log.ts'
 
@@ -143,11 +144,11 @@ class LoadGossipService implements LoadGossip {
   private check (msg: GossipMessage): LoadReport | null {
     if (msg.topic !== this.topic) return null
     try {
-      if (msg.type !== 'signed') throw new WireError('BadMessage', 'unsigned load report')
-      if (msg.data.byteLength > MAX_LOAD_REPORT_BYTES) throw new WireError('TooLarge', `load report of ${msg.data.byteLength} bytes`)
+      if (msg.type !== 'signed') throw new BlixardError('BadMessage', 'unsigned load report')
+      if (msg.data.byteLength > MAX_LOAD_REPORT_BYTES) throw new BlixardError('TooLarge', `load report of ${msg.data.byteLength} bytes`)
       const r = validateLoadReport(decodePayload(msg.data))
-      if (r.node !== msg.from.toString()) throw new WireError('BadMessage', `load.node '${r.node}' is not the signer ${msg.from.toString()}`)
-      if (r.at > this.now() + LOAD_MAX_FUTURE_SKEW_MS) throw new WireError('BadMessage', 'load.at is in the future')
+      if (r.node !== msg.from.toString()) throw new BlixardError('BadMessage', `load.node '${r.node}' is not the signer ${msg.from.toString()}`)
+      if (r.at > this.now() + LOAD_MAX_FUTURE_SKEW_MS) throw new BlixardError('BadMessage', 'load.at is in the future')
       return r
     } catch (err) {
       this.refused++

@@ -8,7 +8,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Message } from '../../protocols/raft/types.ts'
 import { validateBatch, validateMessage } from '../../protocols/raft-wire.ts'
-import { WireError } from '../../protocols/framing.ts'
+import { BlixardError, isWireError } from '../../protocols/errors.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RAFT_BATCH_BYTES, MAX_RAFT_BATCH_MSGS, MAX_RAFT_FRAME_BYTES,
   RAFT_QUEUE_MAX_MSGS, RAFT_RECONNECT_MAX_MS, RAFT_RECONNECT_MIN_MS, WRITE_TIMEOUT_MS
@@ -30,7 +30,7 @@ export interface RaftTransportInit {
   /** a MsgSnap was written to the peer's stream (true) or lost (false): call rawNode.reportSnapshot */
   onSnapshotStatus?: (peer: string, ok: boolean) => void
   /** an inbound message or frame was refused (also logged) */
-  onRejected?: (peer: string, err: WireError) => void
+  onRejected?: (peer: string, err: BlixardError) => void
   log?: Logger
   /** per-peer queue bound (messages); default RAFT_QUEUE_MAX_MSGS */
   maxQueue?: number
@@ -135,7 +135,7 @@ class PeerSender {
           this.snapshots(batch, true)
         } catch (err) {
           this.snapshots(batch, false)
-          if (err instanceof WireError) {
+          if (isWireError(err)) {
             // our own batch is too large (a huge snapshot): never retry it, tell Raft
             this.t.log.error('raft.send.refused', { peer: this.id, ...errFields(err) })
             this.t.unreachable(this.id)
@@ -307,7 +307,7 @@ class RaftTransportService implements RaftTransport {
     try { this.init.onSnapshotStatus?.(peer, ok) } catch (err) { this.log.error('raft.callback.failed', errFields(err)) }
   }
 
-  private rejected (peer: string, err: WireError): void {
+  private rejected (peer: string, err: BlixardError): void {
     this.log.warn('raft.message.rejected', { peer, ...errFields(err) })
     try { this.init.onRejected?.(peer, err) } catch { /* the callback is for observers only */ }
   }
@@ -332,15 +332,15 @@ class RaftTransportService implements RaftTransport {
           try {
             msg = validateMessage(raw, `batch[${i}]`)
           } catch (err) {
-            if (err instanceof WireError) { this.rejected(remote, err); continue }
+            if (isWireError(err)) { this.rejected(remote, err); continue }
             throw err
           }
           if (msg.from !== remote) {
-            this.rejected(remote, new WireError('BadMessage', `batch[${i}].from '${msg.from}' is not the sending peer`))
+            this.rejected(remote, new BlixardError('BadMessage', `batch[${i}].from '${msg.from}' is not the sending peer`))
             continue
           }
           if (msg.to !== self) {
-            this.rejected(remote, new WireError('BadMessage', `batch[${i}].to '${msg.to}' is not this node`))
+            this.rejected(remote, new BlixardError('BadMessage', `batch[${i}].to '${msg.to}' is not this node`))
             continue
           }
           try {
@@ -352,7 +352,7 @@ class RaftTransportService implements RaftTransport {
       }
       await stream.close().catch(() => {})
     } catch (err) {
-      if (err instanceof WireError) this.rejected(remote, err)
+      if (isWireError(err)) this.rejected(remote, err)
       else this.log.debug('raft.stream.closed', { peer: remote, ...errFields(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {

@@ -5,18 +5,18 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createResourceApi } from '../../node/api-resources.ts'
 import type { Command } from '../../protocols/commands.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import { RbdClient } from '../../storage/rbd.ts'
 import type { RpcCallContext } from '../../node/net/rpc.ts'
 import { harness, spec } from '../storage/sm-fixtures.ts'
 import { startTestCeph, type TestCeph } from './single-host-ceph.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 let ceph: TestCeph | null = null
 let rbd: RbdClient
 const h = harness()
 const write = async (cmd: Command): Promise<unknown> => {
   const r = h.run(cmd)
-  if (!r.ok) throw new RpcError(r.error.kind, r.error.message)
+  if (!r.ok) throw new BlixardError(r.error.kind, r.error.message)
   return r.value
 }
 let api: ReturnType<typeof createResourceApi>
@@ -81,8 +81,8 @@ test('a node without Ceph refuses to create a volume or a clone, and records not
   const bare = createResourceApi({ sm: h.sm, read: async () => {}, barrier: async () => {}, write, ceph: () => null })
   let err: unknown = null
   try { await bare['volume.create']!({ name: 'nowhere', sizeGiB: 1 }, ctx) } catch (e) { err = e }
-  assert.ok(err instanceof RpcError && err.kind === 'Unavailable', String(err))
-  assert.match((err as RpcError).message, /no Ceph configured.*volume nowhere: nothing was recorded.*\[ceph\]/)
+  assert.ok(err instanceof BlixardError && err.kind === 'Unavailable', String(err))
+  assert.match((err as BlixardError).message, /no Ceph configured.*volume nowhere: nothing was recorded.*\[ceph\]/)
   assert.is(h.sm.getVolume('nowhere'), undefined)
   await api['volume.create']!({ name: 'parent', sizeGiB: 1 }, ctx)
   await api['volume.snapshot']!({ volume: 'parent', snapshot: 's' }, ctx)

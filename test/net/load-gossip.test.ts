@@ -3,7 +3,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { loadGossip, type LoadGossip, type LoadSample } from '../../node/net/load-gossip.ts'
 import { LOAD_TOPIC, validateLoadReport } from '../../protocols/load.ts'
-import { encodePayload, WireError } from '../../protocols/framing.ts'
+import { encodePayload} from '../../protocols/framing.ts'
+import { isWireError } from '../../protocols/errors.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 import { testHost, until } from './helpers.ts'
@@ -97,7 +98,7 @@ test('the schema names the bad field', () => {
   assert.equal(validateLoadReport(ok), ok)
   for (const [bad, field] of [[{ ...ok, memPct: -1 }, 'load.memPct'], [{ ...ok, seq: 'x' }, 'load.seq'], [{ ...ok, x: 1 }, "'x'"], [{ ...ok, node: '' }, 'load.node']] as const) {
     try { validateLoadReport(bad); assert.unreachable() } catch (err) {
-      assert.instance(err, WireError)
+      assert.ok(isWireError(err), String(err))
       assert.ok((err as Error).message.includes(field), (err as Error).message)
     }
   }

@@ -5,13 +5,14 @@ import fc from 'fast-check'
 import type { Stream } from '@libp2p/interface'
 import type { VmRecord, VmSpec } from '../../protocols/model.ts'
 import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
-import { RpcError, type VmWatchEvent } from '../../protocols/rpc.ts'
+import { type VmWatchEvent } from '../../protocols/rpc.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { rpcServer, RpcClient, RPC_PROTOCOL, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
 import { testHost, until, percentile, sleep } from './helpers.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 const spec: VmSpec = {
   name: 'web-1', vcpus: 2, memoryMiB: 512, diskGiB: 4, hypervisor: 'qemu', image: { kind: 'tiny' }, volumes: [], networks: [],
@@ -32,10 +33,10 @@ let rpc: RpcClient
 
 const handlers: RpcHandlers = {
   'cluster.status': (p, ctx) => ({ id: 'srv', leader: 'srv', term: 3, commit: 10, applied: p.stale === true ? 9 : 10, voters: ['srv', ctx.peer], learners: [], joint: null }),
-  'node.show': (p) => { throw new RpcError('NotFound', `no node '${p.node}'`) },
+  'node.show': (p) => { throw new BlixardError('NotFound', `no node '${p.node}'`) },
   'node.list': () => { throw new RaftError('NotLeader', 'not the leader', 'leader-peer') },
   'vm.create': (p) => {
-    if (p.spec.name === 'unsure') throw new RpcError('Indeterminate', 'the leader changed under the write', undefined, p.idempotencyKey)
+    if (p.spec.name === 'unsure') throw new BlixardError('Indeterminate', 'the leader changed under the write', undefined, p.idempotencyKey)
     return vm('vm-1', p.spec)
   },
   'vm.show': async (p, ctx) => {
@@ -102,8 +103,8 @@ test('sequential latency and pipelined throughput on loopback', async () => {
 test('unknown methods and malformed params get named errors, and the stream keeps serving', async () => {
   const expectErr = async (p: Promise<unknown>, kind: string, needle: string): Promise<void> => {
     try { await p; assert.unreachable('should fail') } catch (err) {
-      assert.instance(err, RpcError)
-      assert.is((err as RpcError).kind, kind, (err as Error).message)
+      assert.instance(err, BlixardError)
+      assert.is((err as BlixardError).kind, kind, (err as Error).message)
       assert.ok((err as Error).message.includes(needle), (err as Error).message)
     }
   }
@@ -117,8 +118,8 @@ test('unknown methods and malformed params get named errors, and the stream keep
   await expectErr(rpc.call('node.show', { node: 'n9' }), 'NotFound', "no node 'n9'")
   await expectErr(rpc.call('vm.show', { vm: 'boom' }), 'Internal', 'disk on fire')
   try { await rpc.call('node.list', {}); assert.unreachable() } catch (err) {
-    assert.is((err as RpcError).kind, 'NotLeader')
-    assert.is((err as RpcError).leader, 'leader-peer')
+    assert.is((err as BlixardError).kind, 'NotLeader')
+    assert.is((err as BlixardError).leader, 'leader-peer')
   }
   assert.ok(rpc.usable)
   assert.is((await rpc.call('vm.show', { vm: 'after' })).id, 'after')
@@ -130,7 +131,7 @@ test('mutating methods are refused to non-admins', async () => {
     await rpc2.call('vm.create', { spec })
     assert.unreachable()
   } catch (err) {
-    assert.is((err as RpcError).kind, 'Unauthorized')
+    assert.is((err as BlixardError).kind, 'Unauthorized')
   }
   assert.is((await rpc2.call('cluster.status', {})).term, 3) // reads are open
   await rpc2.close()
@@ -138,16 +139,16 @@ test('mutating methods are refused to non-admins', async () => {
 
 test('an Indeterminate answer carries the idempotency key to retry with, as a field a script can read', async () => {
   const err = await rpc.call('vm.create', { spec: { ...spec, name: 'unsure' }, idempotencyKey: 'key-42' }).then(() => null, (e: unknown) => e)
-  assert.ok(err instanceof RpcError)
+  assert.ok(err instanceof BlixardError)
   assert.is(err.kind, 'Indeterminate')
   assert.is(err.key, 'key-42')
-  assert.equal(err.toBody(), { kind: 'Indeterminate', message: 'the leader changed under the write', key: 'key-42' })
+  assert.equal(err.toJSON(), { kind: 'Indeterminate', message: 'the leader changed under the write', key: 'key-42' })
 })
 
 test('per-request timeout, then the client still works', async () => {
   const t0 = Date.now()
   try { await rpc.call('vm.show', { vm: 'slow' }, { timeoutMs: 150 }); assert.unreachable() } catch (err) {
-    assert.is((err as RpcError).kind, 'Timeout')
+    assert.is((err as BlixardError).kind, 'Timeout')
   }
   assert.ok(Date.now() - t0 < 1000)
   assert.is((await rpc.call('vm.show', { vm: 'ok' })).id, 'ok')
@@ -224,10 +225,10 @@ test('a server that goes away fails pending calls with Unavailable', async () =>
   const slow = c.call('vm.show', { vm: 'slow' }).then(() => null, (err: unknown) => err)
   await sleep(50)
   await tmp.stop()
-  assert.instance(await slow, RpcError)
-  assert.is((await slow as RpcError).kind, 'Unavailable')
+  assert.instance(await slow, BlixardError)
+  assert.is((await slow as BlixardError).kind, 'Unavailable')
   assert.not.ok(c.usable)
-  try { await c.call('cluster.status', {}); assert.unreachable() } catch (err) { assert.is((err as RpcError).kind, 'Unavailable') }
+  try { await c.call('cluster.status', {}); assert.unreachable() } catch (err) { assert.is((err as BlixardError).kind, 'Unavailable') }
 })
 
 test.run()
