@@ -15,6 +15,7 @@ import {
   RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL,
   RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION, RPC_QUEUED_ANSWER_BYTES_TOTAL, RPC_SMALL_ANSWER_BYTES
 } from '../../protocols/limits.ts'
+import { pushable } from 'it-pushable'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame, writeFrameBytes } from './frame-stream.ts'
 import { createLogger, errFields, type Logger } from '../log.ts'
@@ -420,22 +421,27 @@ export class RpcClient {
   /** Starts a streaming method (vm.watch). Items arrive until the server ends it or cancel(). */
   watch<M extends StreamingMethodName> (method: M, params: ParamsOf<M>): RpcSubscription<ResultOf<M>> {
     const id = this.nextId++
-    const items: unknown[] = []
-    let end: BlixardError | null | undefined // undefined: running; null: ended cleanly
-    let wake: (() => void) | null = null
-    const notify = (): void => { const w = wake; wake = null; w?.() }
-    const finish = (e: BlixardError | null): void => { if (end === undefined) { end = e; this.pending.delete(id); notify() } }
-    const cancel = (): void => {
-      if (end !== undefined) return
-      finish(null)
+    // an error travels in the queue behind the items before it, so they are still delivered
+    const queue = pushable<{ item: ResultOf<M> } | { error: BlixardError }>({ objectMode: true })
+    let ended = false
+    const finish = (e: BlixardError | null): void => {
+      if (ended) return
+      ended = true
+      this.pending.delete(id)
+      if (e != null) queue.push({ error: e })
+      queue.end()
+    }
+    const stop = (e: BlixardError | null): void => {
+      if (ended) return
+      finish(e)
       if (this.dead == null) this.write({ id, cancel: true }).catch(() => {})
     }
+    const cancel = (): void => { stop(null) }
     this.pending.set(id, {
       method,
       item: (v) => {
-        items.push(v)
-        if (items.length > this.maxWatchBacklog) { cancel(); end = new BlixardError('TooLarge', `watch backlog over ${this.maxWatchBacklog} items`) }
-        notify()
+        queue.push({ item: v as ResultOf<M> })
+        if (queue.readableLength > this.maxWatchBacklog) stop(new BlixardError('TooLarge', `watch backlog over ${this.maxWatchBacklog} items`))
       },
       resolve: () => finish(null),
       reject: (e) => finish(e)
@@ -444,10 +450,9 @@ export class RpcClient {
     else this.write({ id, method, params }).catch((err: unknown) => finish(this.asRpcError(err)))
     const iterator = async function * (): AsyncGenerator<ResultOf<M>, void, undefined> {
       try {
-        for (;;) {
-          if (items.length > 0) { yield items.shift() as ResultOf<M>; continue }
-          if (end !== undefined) { if (end != null) throw end; return }
-          await new Promise<void>(resolve => { wake = resolve })
+        for await (const x of queue) {
+          if ('error' in x) throw x.error
+          yield x.item
         }
       } finally {
         cancel()

@@ -174,6 +174,24 @@ test('watch streams results to the end, and cancel stops the server side', async
   sub.cancel()
 })
 
+test('a watch the caller does not read past its backlog ends with TooLarge after the items it holds', async () => {
+  const slow = await RpcClient.connect(client, dialableAddr(server), { timeoutMs: 2000, maxWatchBacklog: 4 })
+  try {
+    const before = watchEnded
+    const it = slow.watch('vm.watch', {})[Symbol.asyncIterator]()
+    await sleep(200) // ticks every 5 ms arrive unread
+    const got: string[] = []
+    try {
+      for (;;) { const r = await it.next(); if (r.done === true) break; if (r.value.type === 'put') got.push(r.value.vm.id) }
+      assert.unreachable('ended without an error')
+    } catch (err) {
+      assert.is((err as BlixardError).kind, 'TooLarge')
+    }
+    assert.equal(got, ['tick0', 'tick1', 'tick2', 'tick3', 'tick4'], 'the backlog is delivered before the error')
+    await until(() => watchEnded === before + 1, 2000, 'server-side watch cancelled')
+  } finally { await slow.close() }
+})
+
 async function garbage (bytes: Uint8Array): Promise<Stream> {
   const s = await client.dialProtocol(dialableAddr(server), RPC_PROTOCOL)
   s.send(bytes)
