@@ -20,7 +20,7 @@ import { LOOP_BUGS } from '../node/core/raft-loop.ts'
 import type { LoopBug } from '../node/core/raft-loop.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import type { Prng } from './prng.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 import type { Network } from './network.ts'
 import type { Checker } from './checkers/checker.ts'
 import type { VmView } from './history.ts'
@@ -72,7 +72,7 @@ export type RpcReply =
 
 /** What a seed sets for every replica alike (the cluster passes it through unchanged). */
 export interface ReplicaTuning {
-  sched: Scheduler
+  sched: EventQueue
   rng: Prng
   bugs: ReadonlySet<SimBug>
   checkers: readonly Checker[]
