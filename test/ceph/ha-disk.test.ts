@@ -1,4 +1,4 @@
-// Issue 14 with a real disk: 3 real blixard-node processes on the single-host Ceph, a guest whose
+// Failover of a VM with a Ceph data disk: 3 real blixard-node processes on the single-host Ceph, a guest whose
 // data disk is an RBD image: it counts its boots on it, and its disk writer appends a record
 // `counter host boot-id` every 100 ms (scripts/build-tiny-guest.sh). kill -9 of the VM's host
 // daemon, its QEMU left running → the fence watchdog kills the guest there; the VM is rescheduled,

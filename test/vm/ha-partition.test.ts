@@ -1,4 +1,4 @@
-// Issue 14, the partition: 3 real blixard-node processes, each in its own network namespace joined
+// Failover when the VM's host is partitioned away: 3 real blixard-node processes, each in its own network namespace joined
 // by a bridge in a "switch" namespace (10.79.0.x/24; the test reaches them through one veth of its
 // own), a real guest under QEMU. The VM's host is cut off (its switch port down) with its daemon
 // alive: it stops the guest itself when its lease runs out, the others mark it down and run the VM

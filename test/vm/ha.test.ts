@@ -1,4 +1,4 @@
-// Issue 14 through 3 real blixard-node processes and a real guest (QEMU, TCG here): kill -9 (and,
+// Failover of a VM whose host dies, through 3 real blixard-node processes and a real guest (QEMU, TCG here): kill -9 (and,
 // apart, SIGSTOP) of the
 // VM's host daemon, its QEMU left running → the fence watchdog kills the guest there and it runs on
 // another host, never two QEMUs of that VM alive at once (sampled from /proc every 25 ms); the dead
