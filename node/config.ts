@@ -8,9 +8,7 @@ import { parse as parseToml } from 'smol-toml'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Resources } from '../protocols/model.ts'
 import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
-import { LOG_LEVEL_ENV } from './log.ts'
-
-export type LogLevelName = 'debug' | 'info' | 'warn' | 'error'
+import { LOG_LEVEL_ENV, LOG_LEVELS, type Level } from './log.ts'
 
 export interface NodeConfig {
   /** where the identity, the Raft log and the state machine live */
@@ -45,7 +43,7 @@ export interface NodeConfig {
     /** entries kept behind a snapshot, so a follower a little behind catches up without one */
     snapshotKeep: number
   }
-  logLevel: LogLevelName
+  logLevel: Level
   /** the QEMU the driver spawns and probes KVM with: a name looked up in PATH, or an absolute path
    * (the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd) */
   qemuBinary: string
@@ -158,7 +156,7 @@ export const CONFIG_DEFAULTS = {
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
-  logLevel: 'info' as LogLevelName,
+  logLevel: 'info' as Level,
   qemuBinary: 'qemu-system-x86_64',
   autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
   bootstrapExpect: 3,
@@ -215,7 +213,7 @@ function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): u
       return n
     }
     case 'level':
-      if (v !== 'debug' && v !== 'info' && v !== 'warn' && v !== 'error') fail(`expected debug|info|warn|error, got ${show(v)}`)
+      if (!(LOG_LEVELS as readonly unknown[]).includes(v)) fail(`expected ${LOG_LEVELS.join('|')}, got ${show(v)}`)
       return v
     case 'strings':
       return list(v)

@@ -3,7 +3,8 @@
 // BLIXARD_LOG_LEVEL); a logger made without a level (tests, tools, a service started alone) reads
 // the same variable.
 
-export type Level = 'debug' | 'info' | 'warn' | 'error'
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
+export type Level = typeof LOG_LEVELS[number]
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
 
 export type Fields = Record<string, unknown>
@@ -37,7 +38,7 @@ function levelFromEnv (write: (line: string) => void): Level {
     }
   }
   const v = process.env[LOG_LEVEL_ENV]
-  return v === 'debug' || v === 'info' || v === 'warn' || v === 'error' ? v : 'info'
+  return (LOG_LEVELS as readonly string[]).includes(v ?? '') ? v as Level : 'info'
 }
 
 function serializable (v: unknown): unknown {

@@ -63,10 +63,11 @@ export type CommandType = Command['type']
  * target-ready (target: its QEMU listens with -incoming), progress (source: query-migrate figures),
  * source-completed (source: QEMU completed, the source is paused for good: the switchover),
  * target-running (target: its QEMU runs the guest), failed (either: the move cannot go on). */
-export type MigrationReport = 'target-ready' | 'progress' | 'source-completed' | 'target-running' | 'failed'
-export const MIGRATION_REPORTS: readonly MigrationReport[] = ['target-ready', 'progress', 'source-completed', 'target-running', 'failed']
+export const MIGRATION_REPORTS = ['target-ready', 'progress', 'source-completed', 'target-running', 'failed'] as const
+export type MigrationReport = typeof MIGRATION_REPORTS[number]
 
-export type JoinPolicy = 'open' | 'approve'
+export const JOIN_POLICIES = ['open', 'approve'] as const
+export type JoinPolicy = typeof JOIN_POLICIES[number]
 /** The join policy of a cluster that never set one: see README "Security model". */
 export const DEFAULT_JOIN_POLICY: JoinPolicy = 'open'
 

@@ -4,39 +4,23 @@
 // are all a BlixardError; only its kind says which.
 
 /** Named error kinds; the CLI turns each into a sentence. */
-export type ErrorKind =
-  | 'NotLeader'
-  | 'NotFound'
-  | 'AlreadyExists'
-  | 'InvalidSpec'
-  | 'InvalidCommand'
-  | 'InUse'
-  | 'NoCapacity'
-  | 'Conflict'
-  /** ifGeneration did not match: definite, nothing was applied; read again and retry */
-  | 'GenerationMismatch'
-  /** a command with this idempotency key is still being processed: retry later with the same key */
-  | 'InFlight'
-  /** the command may or may not have applied (an attempt was proposed, its outcome is unknown):
-   * retry with the same idempotency key, which applies it at most once */
-  | 'Indeterminate'
-  | 'Unauthorized'
-  | 'Unavailable'
-  | 'Timeout'
-  | 'TooLarge'
-  /** bytes from a peer that do not decode or do not have the expected shape */
-  | 'BadMessage'
-  | 'Internal'
-  /** RPC only: the method does not exist on this node */
-  | 'UnknownMethod'
-  /** RPC only: the params of a method are malformed */
-  | 'InvalidParams'
-
-export const ERROR_KINDS: readonly ErrorKind[] = [
-  'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity',
-  'Conflict', 'GenerationMismatch', 'InFlight', 'Indeterminate', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
+export const ERROR_KINDS = [
+  'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity', 'Conflict',
+  // ifGeneration did not match: definite, nothing was applied; read again and retry
+  'GenerationMismatch',
+  // a command with this idempotency key is still being processed: retry later with the same key
+  'InFlight',
+  // the command may or may not have applied (an attempt was proposed, its outcome is unknown):
+  // retry with the same idempotency key, which applies it at most once
+  'Indeterminate',
+  'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge',
+  // bytes from a peer that do not decode or do not have the expected shape
+  'BadMessage',
+  'Internal',
+  // RPC only: the method does not exist on this node; the params of a method are malformed
   'UnknownMethod', 'InvalidParams'
-]
+] as const
+export type ErrorKind = typeof ERROR_KINDS[number]
 
 /** An error as data: what an apply result and an RPC answer carry. */
 export interface BlixError {

@@ -6,8 +6,8 @@
 // no clock (the caller passes `at`). Applied by storage/apply-migration.ts; the record lives on
 // the VM (VmRecord.migration), so the VM record alone says who owns it.
 
-export type MigrationPhase = 'preparing' | 'transferring' | 'switched' | 'done' | 'aborted'
-export const MIGRATION_PHASES: readonly MigrationPhase[] = ['preparing', 'transferring', 'switched', 'done', 'aborted']
+export const MIGRATION_PHASES = ['preparing', 'transferring', 'switched', 'done', 'aborted'] as const
+export type MigrationPhase = typeof MIGRATION_PHASES[number]
 
 export interface MigrationRecord {
   vm: string
