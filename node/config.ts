@@ -10,72 +10,6 @@ import type { Resources } from '../protocols/model.ts'
 import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
 import { LOG_LEVEL_ENV, LOG_LEVELS, type Level } from './log.ts'
 
-export interface NodeConfig {
-  /** where the identity, the Raft log and the state machine live */
-  dataDir: string
-  /** human name of the node (default: the host name) */
-  name: string
-  /** libp2p listen multiaddrs */
-  listen: string[]
-  /** the pnet cluster key file (`blixard keygen PATH`) */
-  clusterKeyFile: string
-  /** multiaddrs with /p2p/<peer id> dialed at start */
-  bootstrap: string[]
-  /** multicast discovery on the LAN (off for local clusters on one host) */
-  mdns: boolean
-  labels: Record<string, string>
-  /** what this node offers to VMs; detected when not configured */
-  capacity: Resources
-  /** the HTTP port of /metrics, the dashboard and /api/state (null: disabled) */
-  metricsPort: number | null
-  /** extra names (host or host:port) the HTTP endpoints answer to, besides the listen address and
-   * localhost names: a DNS-rebinding page comes with a foreign Host: and gets nothing (node/http.ts) */
-  httpAllowedHosts: string[]
-  raft: {
-    /** one Raft tick (ms) */
-    tickMs: number
-    /** ticks without a leader before a campaign */
-    electionTick: number
-    /** leader heartbeat period in ticks */
-    heartbeatTick: number
-    /** snapshot the state machine and compact the log every this many applied entries */
-    snapshotEvery: number
-    /** entries kept behind a snapshot, so a follower a little behind catches up without one */
-    snapshotKeep: number
-  }
-  logLevel: Level
-  /** the QEMU the driver spawns and probes KVM with: a name looked up in PATH, or an absolute path
-   * (the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd) */
-  qemuBinary: string
-  autopilot: {
-    /** a voter silent this long is dead: replaced once a caught-up learner exists (node/autopilot.ts) */
-    deadAfterMs: number
-    /** how often the leader runs autopilot */
-    intervalMs: number
-  }
-  /** a fresh cluster forms once this many nodes see each other (node/bootstrap.ts) */
-  bootstrapExpect: number
-  /** CLI peer ids made admins when this node bootstraps a new cluster */
-  admins: string[]
-  /** this host's Ceph client: RBD volumes need `conf` (null: volumes are metadata only here) */
-  ceph: {
-    conf: string | null
-    pool: string
-    /** cephx user (null: client.admin) */
-    id: string | null
-    /** null: what the conf says */
-    keyring: string | null
-  }
-  /** node liveness lease (node/core/lease-rules.ts; README "When a node dies"); drift stays at its default */
-  lease: { leaseMs: number, renewEveryMs: number, fenceMarginMs: number, downMarginMs: number }
-  network: {
-    /** interface VLAN networks tag onto (null: none; VLAN guests then only reach this host) */
-    uplink: string | null
-    /** this host's address VXLAN tunnels start from (null: from this node's own registered addresses) */
-    underlayIp: string | null
-  }
-}
-
 export class ConfigError extends Error {
   constructor (readonly key: string, readonly source: string, message: string) {
     super(`config ${key} (${source}): ${message}`)
@@ -83,55 +17,94 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'int' | 'bool' | 'strings' | 'multiaddrs' | 'labels' | 'port' | 'level'
+/** What each kind of key holds once checked: NodeConfig is derived from CONFIG_KEYS through it. */
+interface KindTypes {
+  string: string
+  /** a string whose default is null (off, or "decided elsewhere") */
+  'string?': string | null
+  int: number
+  bool: boolean
+  strings: string[]
+  multiaddrs: string[]
+  labels: Record<string, string>
+  /** a port, or null: disabled */
+  port: number | null
+  level: Level
+}
+type Kind = keyof KindTypes
 
-interface KeySpec {
-  key: string // dotted path in NodeConfig and in the TOML file
+interface KeySpec<Key extends string = string, Kd extends Kind = Kind> {
+  key: Key // dotted path in NodeConfig and in the TOML file
   flag: string // --flag
   env: string // BLIXARD_...
-  kind: Kind
+  kind: Kd
   min?: number
   max?: number
   help: string
 }
 
-const K = (key: string, flag: string, env: string, kind: Kind, help: string, min?: number, max?: number): KeySpec => ({ key, flag, env, kind, help, min, max })
+const K = <const Key extends string, const Kd extends Kind>(key: Key, flag: string, env: string, kind: Kd, help: string, min?: number, max?: number): KeySpec<Key, Kd> => ({ key, flag, env, kind, help, min, max })
 
-export const CONFIG_KEYS: readonly KeySpec[] = [
+// One entry per key: its flag, its variable, its kind (hence its type in NodeConfig), its bounds.
+export const CONFIG_KEYS = [
+  // where the identity, the Raft log and the state machine live
   K('dataDir', 'data-dir', 'BLIXARD_DATA_DIR', 'string', 'data directory'),
   K('name', 'name', 'BLIXARD_NAME', 'string', 'node name'),
   K('listen', 'listen', 'BLIXARD_LISTEN', 'multiaddrs', 'listen multiaddrs (repeat or comma-separate)'),
   K('clusterKeyFile', 'cluster-key-file', 'BLIXARD_CLUSTER_KEY_FILE', 'string', 'cluster key file'),
   K('bootstrap', 'bootstrap', 'BLIXARD_BOOTSTRAP', 'multiaddrs', 'bootstrap peer multiaddrs'),
+  // multicast discovery on the LAN (off for local clusters on one host)
   K('mdns', 'mdns', 'BLIXARD_MDNS', 'bool', 'mDNS discovery (--no-mdns to disable)'),
   K('labels', 'label', 'BLIXARD_LABELS', 'labels', 'node labels k=v (repeat or comma-separate)'),
+  // what this node offers to VMs; detected when not configured
   K('capacity.cpu', 'capacity-cpu', 'BLIXARD_CAPACITY_CPU', 'int', 'vCPUs offered (default: detected)', 1, 65536),
   K('capacity.memoryMiB', 'capacity-memory-mib', 'BLIXARD_CAPACITY_MEMORY_MIB', 'int', 'memory offered, MiB (default: detected)', 64, 1 << 30),
   K('capacity.diskGiB', 'capacity-disk-gib', 'BLIXARD_CAPACITY_DISK_GIB', 'int', 'disk offered, GiB (default: detected)', 0, 1 << 30),
   K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'HTTP port of /metrics, the dashboard and /api/state'),
+  // besides the listen address and localhost names: a DNS-rebinding page comes with a foreign
+  // Host: and gets nothing (node/http.ts)
   K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
   K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', 'int', 'compact the log every N applied entries', 100, 10_000_000),
+  // kept behind a snapshot, so a follower a little behind catches up without one
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
+  // replaced once a caught-up learner exists (node/autopilot.ts)
   K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', 'int', 'a voter silent this long is replaced, ms', 500, 86_400_000),
   K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', 'int', 'how often the leader runs autopilot, ms', 100, 600_000),
   K('logLevel', 'log-level', LOG_LEVEL_ENV, 'level', 'debug|info|warn|error'),
+  // the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd
   K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', 'string', 'QEMU to run guests with (name in PATH or absolute path)'),
+  // a fresh cluster forms once this many nodes see each other (node/bootstrap.ts)
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
   K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
-  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string', 'ceph.conf of this host (enables RBD volumes)'),
+  // this host's Ceph client: RBD volumes need ceph.conf (null: volumes are metadata only here);
+  // ceph.id null: client.admin; ceph.keyring null: what the conf says
+  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string?', 'ceph.conf of this host (enables RBD volumes)'),
   K('ceph.pool', 'ceph-pool', 'BLIXARD_CEPH_POOL', 'string', 'RBD pool'),
-  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string', 'cephx user (default admin)'),
-  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string', 'cephx keyring file'),
+  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string?', 'cephx user (default admin)'),
+  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string?', 'cephx keyring file'),
+  // node liveness lease (node/core/lease-rules.ts; README "When a node dies"); drift stays at its default
   K('lease.leaseMs', 'lease-ms', 'BLIXARD_LEASE_MS', 'int', 'liveness lease, ms (every node of a cluster must agree)', 100, 3_600_000),
   K('lease.renewEveryMs', 'lease-renew-every-ms', 'BLIXARD_LEASE_RENEW_EVERY_MS', 'int', 'how often a node renews its lease, ms', 10, 600_000),
   K('lease.fenceMarginMs', 'lease-fence-margin-ms', 'BLIXARD_LEASE_FENCE_MARGIN_MS', 'int', 'a host stops its guests this long before its lease could end, ms', 0, 600_000),
   K('lease.downMarginMs', 'lease-down-margin-ms', 'BLIXARD_LEASE_DOWN_MARGIN_MS', 'int', 'the leader waits this long past a lease before marking the node down, ms', 0, 600_000),
-  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string', 'interface VLAN networks tag onto'),
-  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string', 'local address of VXLAN tunnels')
-]
+  // network.uplink null: none (VLAN guests then only reach this host); network.underlayIp null:
+  // from this node's own registered addresses
+  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string?', 'interface VLAN networks tag onto'),
+  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string?', 'local address of VXLAN tunnels')
+] as const
+
+type Spec = typeof CONFIG_KEYS[number]
+type Flat = { [S in Spec as S['key']]: KindTypes[S['kind']] }
+type Section<K> = K extends `${infer A}.${string}` ? A : never
+type Top<K> = K extends `${string}.${string}` ? never : K
+/** The checked configuration, its shape derived from CONFIG_KEYS (a dotted key is a field of its
+ * section). What each key means: its help text there, and README "Configuration". */
+export type NodeConfig =
+  { [K in Top<keyof Flat>]: Flat[K] } &
+  { [A in Section<keyof Flat>]: { [K in keyof Flat as K extends `${A}.${infer B}` ? B : never]: Flat[K] } }
 
 /** Keys an older config could set that nothing reads any more: accepted (an old file still
  * starts the node) with a warning naming the key, instead of being silently kept in NodeConfig. */
@@ -144,33 +117,33 @@ export const RETIRED_KEYS: ReadonlyArray<{ key: string, flag: string, env: strin
 export interface ConfigWarning { key: string, source: string, message: string }
 
 /** Defaults for everything but capacity (detected) and name (host name). */
-export const CONFIG_DEFAULTS = {
+export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   dataDir: '/var/lib/blixard',
   listen: ['/ip4/0.0.0.0/tcp/7000'],
   clusterKeyFile: '/etc/blixard/cluster.key',
-  bootstrap: [] as string[],
+  bootstrap: [],
   mdns: true,
-  labels: {} as Record<string, string>,
+  labels: {},
   metricsPort: 9630,
-  httpAllowedHosts: [] as string[],
+  httpAllowedHosts: [],
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
-  logLevel: 'info' as Level,
+  logLevel: 'info',
   qemuBinary: 'qemu-system-x86_64',
   autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
   bootstrapExpect: 3,
-  admins: [] as string[],
-  ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },
+  admins: [],
+  ceph: { conf: null, pool: 'rbd', id: null, keyring: null },
   lease: { leaseMs: DEFAULT_LEASE.leaseMs, renewEveryMs: DEFAULT_LEASE.renewEveryMs, fenceMarginMs: DEFAULT_LEASE.fenceMarginMs, downMarginMs: DEFAULT_LEASE.downMarginMs },
-  network: { uplink: null as string | null, underlayIp: null as string | null }
+  network: { uplink: null, underlayIp: null }
 }
 
-const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
-const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
+const SPEC_BY_KEY = new Map<string, KeySpec>(CONFIG_KEYS.map(k => [k.key, k]))
+const SPEC_BY_FLAG = new Map<string, KeySpec>(CONFIG_KEYS.map(k => [k.flag, k]))
 const RETIRED_BY_KEY = new Map(RETIRED_KEYS.map(k => [k.key, k]))
 const RETIRED_BY_FLAG = new Map(RETIRED_KEYS.map(k => [k.flag, k]))
-const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network', 'lease'])
+const SECTIONS = new Set(CONFIG_KEYS.filter(k => k.key.includes('.')).map(k => k.key.split('.')[0]))
 
 type Raw = Map<string, { value: unknown, source: string }>
 
@@ -191,7 +164,7 @@ function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): u
     return n
   }
   switch (spec.kind) {
-    case 'string':
+    case 'string': case 'string?':
       if (typeof v !== 'string' || v === '') fail(`expected a non-empty string, got ${show(v)}`)
       return v
     case 'bool':

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir, cpus } from 'node:os'
 import { join } from 'node:path'
-import { resolveConfig, loadConfig, detectCapacity, ConfigError, CONFIG_DEFAULTS, configHelp, CONFIG_KEYS } from '../../node/config.ts'
+import { resolveConfig, loadConfig, detectCapacity, ConfigError, CONFIG_DEFAULTS, configHelp, CONFIG_KEYS, type NodeConfig } from '../../node/config.ts'
 
 const PEER = '/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'
 
@@ -19,6 +19,19 @@ function fails (f: () => unknown, key: string, needle: string): void {
     assert.ok(err.message.includes(needle), `'${err.message}' should mention '${needle}'`)
   }
 }
+
+test('NodeConfig, derived from CONFIG_KEYS, nests dotted keys in their section with each kind\'s type', () => {
+  // a compile-time check as much as a run-time one: these assignments fail to typecheck if the
+  // derivation loses a key, a section or a nullable
+  const ceph: NodeConfig['ceph'] = { conf: null, pool: 'rbd', id: null, keyring: null }
+  const net: NodeConfig['network'] = { uplink: 'eth0', underlayIp: null }
+  const ports: Pick<NodeConfig, 'metricsPort' | 'logLevel' | 'labels'> = { metricsPort: null, logLevel: 'debug', labels: { a: 'b' } }
+  assert.equal({ ...CONFIG_DEFAULTS.ceph, pool: ceph.pool }, ceph)
+  assert.equal(CONFIG_DEFAULTS.network, { uplink: null, underlayIp: null })
+  assert.ok(net.uplink === 'eth0' && ports.logLevel === 'debug')
+  const sections = new Set(CONFIG_KEYS.filter(k => k.key.includes('.')).map(k => k.key.split('.')[0]))
+  assert.equal([...sections].sort(), ['autopilot', 'capacity', 'ceph', 'lease', 'network', 'raft'])
+})
 
 test('defaults apply with no file, env or flags', () => {
   const c = resolveConfig({})
