@@ -29,7 +29,7 @@ let
   dropNulls = lib.filterAttrs (_: v: v != null);
 
   # config.toml: exactly the keys node/config.ts reads (it refuses unknown ones); settings
-  # (rpcPort, metricsPort, raft.*, logLevel, …) wins on any key.
+  # (metricsPort, raft.*, logLevel, …) wins on any key.
   bridgeNames = builtins.attrNames cfg.bridges;
   settings = lib.recursiveUpdate
     ({

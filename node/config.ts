@@ -8,76 +8,7 @@ import { parse as parseToml } from 'smol-toml'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Resources } from '../protocols/model.ts'
 import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
-
-export type LogLevelName = 'debug' | 'info' | 'warn' | 'error'
-
-export interface NodeConfig {
-  /** where the identity, the Raft log and the state machine live */
-  dataDir: string
-  /** human name of the node (default: the host name) */
-  name: string
-  /** libp2p listen multiaddrs */
-  listen: string[]
-  /** the pnet cluster key file (`blixard keygen PATH`) */
-  clusterKeyFile: string
-  /** multiaddrs with /p2p/<peer id> dialed at start */
-  bootstrap: string[]
-  /** multicast discovery on the LAN (off for local clusters on one host) */
-  mdns: boolean
-  labels: Record<string, string>
-  /** what this node offers to VMs; detected when not configured */
-  capacity: Resources
-  /** HTTP ports (null: disabled) */
-  rpcPort: number | null
-  metricsPort: number | null
-  dashboardPort: number | null
-  /** extra names (host or host:port) the HTTP endpoints answer to, besides the listen address and
-   * localhost names: a DNS-rebinding page comes with a foreign Host: and gets nothing (node/http.ts) */
-  httpAllowedHosts: string[]
-  raft: {
-    /** one Raft tick (ms) */
-    tickMs: number
-    /** ticks without a leader before a campaign */
-    electionTick: number
-    /** leader heartbeat period in ticks */
-    heartbeatTick: number
-    /** snapshot the state machine and compact the log every this many applied entries */
-    snapshotEvery: number
-    /** entries kept behind a snapshot, so a follower a little behind catches up without one */
-    snapshotKeep: number
-  }
-  logLevel: LogLevelName
-  /** the QEMU the driver spawns and probes KVM with: a name looked up in PATH, or an absolute path
-   * (the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd) */
-  qemuBinary: string
-  autopilot: {
-    /** a voter silent this long is dead: replaced once a caught-up learner exists (node/autopilot.ts) */
-    deadAfterMs: number
-    /** how often the leader runs autopilot */
-    intervalMs: number
-  }
-  /** a fresh cluster forms once this many nodes see each other (node/bootstrap.ts) */
-  bootstrapExpect: number
-  /** CLI peer ids made admins when this node bootstraps a new cluster */
-  admins: string[]
-  /** this host's Ceph client: RBD volumes need `conf` (null: volumes are metadata only here) */
-  ceph: {
-    conf: string | null
-    pool: string
-    /** cephx user (null: client.admin) */
-    id: string | null
-    /** null: what the conf says */
-    keyring: string | null
-  }
-  /** node liveness lease (node/core/lease-rules.ts; README "When a node dies"); drift stays at its default */
-  lease: { leaseMs: number, renewEveryMs: number, fenceMarginMs: number, downMarginMs: number }
-  network: {
-    /** interface VLAN networks tag onto (null: none; VLAN guests then only reach this host) */
-    uplink: string | null
-    /** this host's address VXLAN tunnels start from (null: from this node's own registered addresses) */
-    underlayIp: string | null
-  }
-}
+import { LOG_LEVEL_ENV, LOG_LEVELS, type Level } from './log.ts'
 
 export class ConfigError extends Error {
   constructor (readonly key: string, readonly source: string, message: string) {
@@ -86,86 +17,133 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'int' | 'bool' | 'strings' | 'multiaddrs' | 'labels' | 'port' | 'level'
+/** What each kind of key holds once checked: NodeConfig is derived from CONFIG_KEYS through it. */
+interface KindTypes {
+  string: string
+  /** a string whose default is null (off, or "decided elsewhere") */
+  'string?': string | null
+  int: number
+  bool: boolean
+  strings: string[]
+  multiaddrs: string[]
+  labels: Record<string, string>
+  /** a port, or null: disabled */
+  port: number | null
+  level: Level
+}
+type Kind = keyof KindTypes
 
-interface KeySpec {
-  key: string // dotted path in NodeConfig and in the TOML file
+interface KeySpec<Key extends string = string, Kd extends Kind = Kind> {
+  key: Key // dotted path in NodeConfig and in the TOML file
   flag: string // --flag
   env: string // BLIXARD_...
-  kind: Kind
+  kind: Kd
   min?: number
   max?: number
   help: string
 }
 
-const K = (key: string, flag: string, env: string, kind: Kind, help: string, min?: number, max?: number): KeySpec => ({ key, flag, env, kind, help, min, max })
+const K = <const Key extends string, const Kd extends Kind>(key: Key, flag: string, env: string, kind: Kd, help: string, min?: number, max?: number): KeySpec<Key, Kd> => ({ key, flag, env, kind, help, min, max })
 
-export const CONFIG_KEYS: readonly KeySpec[] = [
+// One entry per key: its flag, its variable, its kind (hence its type in NodeConfig), its bounds.
+export const CONFIG_KEYS = [
+  // where the identity, the Raft log and the state machine live
   K('dataDir', 'data-dir', 'BLIXARD_DATA_DIR', 'string', 'data directory'),
   K('name', 'name', 'BLIXARD_NAME', 'string', 'node name'),
   K('listen', 'listen', 'BLIXARD_LISTEN', 'multiaddrs', 'listen multiaddrs (repeat or comma-separate)'),
   K('clusterKeyFile', 'cluster-key-file', 'BLIXARD_CLUSTER_KEY_FILE', 'string', 'cluster key file'),
   K('bootstrap', 'bootstrap', 'BLIXARD_BOOTSTRAP', 'multiaddrs', 'bootstrap peer multiaddrs'),
+  // multicast discovery on the LAN (off for local clusters on one host)
   K('mdns', 'mdns', 'BLIXARD_MDNS', 'bool', 'mDNS discovery (--no-mdns to disable)'),
   K('labels', 'label', 'BLIXARD_LABELS', 'labels', 'node labels k=v (repeat or comma-separate)'),
+  // what this node offers to VMs; detected when not configured
   K('capacity.cpu', 'capacity-cpu', 'BLIXARD_CAPACITY_CPU', 'int', 'vCPUs offered (default: detected)', 1, 65536),
   K('capacity.memoryMiB', 'capacity-memory-mib', 'BLIXARD_CAPACITY_MEMORY_MIB', 'int', 'memory offered, MiB (default: detected)', 64, 1 << 30),
   K('capacity.diskGiB', 'capacity-disk-gib', 'BLIXARD_CAPACITY_DISK_GIB', 'int', 'disk offered, GiB (default: detected)', 0, 1 << 30),
-  K('rpcPort', 'rpc-port', 'BLIXARD_RPC_PORT', 'port', 'HTTP RPC port (0: any, none: off)'),
-  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'Prometheus metrics port'),
-  K('dashboardPort', 'dashboard-port', 'BLIXARD_DASHBOARD_PORT', 'port', 'dashboard port'),
+  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'HTTP port of /metrics, the dashboard and /api/state'),
+  // besides the listen address and localhost names: a DNS-rebinding page comes with a foreign
+  // Host: and gets nothing (node/http.ts)
   K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
   K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', 'int', 'compact the log every N applied entries', 100, 10_000_000),
+  // kept behind a snapshot, so a follower a little behind catches up without one
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
+  // replaced once a caught-up learner exists (node/autopilot.ts)
   K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', 'int', 'a voter silent this long is replaced, ms', 500, 86_400_000),
   K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', 'int', 'how often the leader runs autopilot, ms', 100, 600_000),
-  K('logLevel', 'log-level', 'BLIXARD_LOG_LEVEL', 'level', 'debug|info|warn|error'),
+  K('logLevel', 'log-level', LOG_LEVEL_ENV, 'level', 'debug|info|warn|error'),
+  // the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd
   K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', 'string', 'QEMU to run guests with (name in PATH or absolute path)'),
+  // a fresh cluster forms once this many nodes see each other (node/bootstrap.ts)
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
   K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
-  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string', 'ceph.conf of this host (enables RBD volumes)'),
+  // this host's Ceph client: RBD volumes need ceph.conf (null: volumes are metadata only here);
+  // ceph.id null: client.admin; ceph.keyring null: what the conf says
+  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string?', 'ceph.conf of this host (enables RBD volumes)'),
   K('ceph.pool', 'ceph-pool', 'BLIXARD_CEPH_POOL', 'string', 'RBD pool'),
-  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string', 'cephx user (default admin)'),
-  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string', 'cephx keyring file'),
+  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string?', 'cephx user (default admin)'),
+  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string?', 'cephx keyring file'),
+  // node liveness lease (node/core/lease-rules.ts; README "When a node dies"); drift stays at its default
   K('lease.leaseMs', 'lease-ms', 'BLIXARD_LEASE_MS', 'int', 'liveness lease, ms (every node of a cluster must agree)', 100, 3_600_000),
   K('lease.renewEveryMs', 'lease-renew-every-ms', 'BLIXARD_LEASE_RENEW_EVERY_MS', 'int', 'how often a node renews its lease, ms', 10, 600_000),
   K('lease.fenceMarginMs', 'lease-fence-margin-ms', 'BLIXARD_LEASE_FENCE_MARGIN_MS', 'int', 'a host stops its guests this long before its lease could end, ms', 0, 600_000),
   K('lease.downMarginMs', 'lease-down-margin-ms', 'BLIXARD_LEASE_DOWN_MARGIN_MS', 'int', 'the leader waits this long past a lease before marking the node down, ms', 0, 600_000),
-  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string', 'interface VLAN networks tag onto'),
-  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string', 'local address of VXLAN tunnels')
+  // network.uplink null: none (VLAN guests then only reach this host); network.underlayIp null:
+  // from this node's own registered addresses
+  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string?', 'interface VLAN networks tag onto'),
+  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string?', 'local address of VXLAN tunnels')
+] as const
+
+type Spec = typeof CONFIG_KEYS[number]
+type Flat = { [S in Spec as S['key']]: KindTypes[S['kind']] }
+type Section<K> = K extends `${infer A}.${string}` ? A : never
+type Top<K> = K extends `${string}.${string}` ? never : K
+/** The checked configuration, its shape derived from CONFIG_KEYS (a dotted key is a field of its
+ * section). What each key means: its help text there, and README "Configuration". */
+export type NodeConfig =
+  { [K in Top<keyof Flat>]: Flat[K] } &
+  { [A in Section<keyof Flat>]: { [K in keyof Flat as K extends `${A}.${infer B}` ? B : never]: Flat[K] } }
+
+/** Keys an older config could set that nothing reads any more: accepted (an old file still
+ * starts the node) with a warning naming the key, instead of being silently kept in NodeConfig. */
+export const RETIRED_KEYS: ReadonlyArray<{ key: string, flag: string, env: string, why: string }> = [
+  { key: 'rpcPort', flag: 'rpc-port', env: 'BLIXARD_RPC_PORT', why: 'the RPC runs over libp2p on the listen addresses; there is no HTTP RPC port' },
+  { key: 'dashboardPort', flag: 'dashboard-port', env: 'BLIXARD_DASHBOARD_PORT', why: 'the dashboard is served on metricsPort' }
 ]
 
+/** A key the node accepted but does not use (RETIRED_KEYS). */
+export interface ConfigWarning { key: string, source: string, message: string }
+
 /** Defaults for everything but capacity (detected) and name (host name). */
-export const CONFIG_DEFAULTS = {
+export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   dataDir: '/var/lib/blixard',
   listen: ['/ip4/0.0.0.0/tcp/7000'],
   clusterKeyFile: '/etc/blixard/cluster.key',
-  bootstrap: [] as string[],
+  bootstrap: [],
   mdns: true,
-  labels: {} as Record<string, string>,
-  rpcPort: null,
+  labels: {},
   metricsPort: 9630,
-  dashboardPort: 9631,
-  httpAllowedHosts: [] as string[],
+  httpAllowedHosts: [],
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
-  logLevel: 'info' as LogLevelName,
+  logLevel: 'info',
   qemuBinary: 'qemu-system-x86_64',
   autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
   bootstrapExpect: 3,
-  admins: [] as string[],
-  ceph: { conf: null as string | null, pool: 'rbd', id: null as string | null, keyring: null as string | null },
+  admins: [],
+  ceph: { conf: null, pool: 'rbd', id: null, keyring: null },
   lease: { leaseMs: DEFAULT_LEASE.leaseMs, renewEveryMs: DEFAULT_LEASE.renewEveryMs, fenceMarginMs: DEFAULT_LEASE.fenceMarginMs, downMarginMs: DEFAULT_LEASE.downMarginMs },
-  network: { uplink: null as string | null, underlayIp: null as string | null }
+  network: { uplink: null, underlayIp: null }
 }
 
-const SPEC_BY_KEY = new Map(CONFIG_KEYS.map(k => [k.key, k]))
-const SPEC_BY_FLAG = new Map(CONFIG_KEYS.map(k => [k.flag, k]))
-const SECTIONS = new Set(['capacity', 'raft', 'autopilot', 'ceph', 'network', 'lease'])
+const SPEC_BY_KEY = new Map<string, KeySpec>(CONFIG_KEYS.map(k => [k.key, k]))
+const SPEC_BY_FLAG = new Map<string, KeySpec>(CONFIG_KEYS.map(k => [k.flag, k]))
+const RETIRED_BY_KEY = new Map(RETIRED_KEYS.map(k => [k.key, k]))
+const RETIRED_BY_FLAG = new Map(RETIRED_KEYS.map(k => [k.flag, k]))
+const SECTIONS = new Set(CONFIG_KEYS.filter(k => k.key.includes('.')).map(k => k.key.split('.')[0]))
 
 type Raw = Map<string, { value: unknown, source: string }>
 
@@ -186,7 +164,7 @@ function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): u
     return n
   }
   switch (spec.kind) {
-    case 'string':
+    case 'string': case 'string?':
       if (typeof v !== 'string' || v === '') fail(`expected a non-empty string, got ${show(v)}`)
       return v
     case 'bool':
@@ -208,7 +186,7 @@ function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): u
       return n
     }
     case 'level':
-      if (v !== 'debug' && v !== 'info' && v !== 'warn' && v !== 'error') fail(`expected debug|info|warn|error, got ${show(v)}`)
+      if (!(LOG_LEVELS as readonly unknown[]).includes(v)) fail(`expected ${LOG_LEVELS.join('|')}, got ${show(v)}`)
       return v
     case 'strings':
       return list(v)
@@ -243,7 +221,14 @@ function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): u
 
 // ---- layers ----
 
-function fromToml (text: string, path: string): Raw {
+type Warn = (w: ConfigWarning) => void
+
+function retired (key: string, source: string, warn: Warn): void {
+  const r = RETIRED_BY_KEY.get(key)
+  if (r !== undefined) warn({ key, source, message: `ignored: ${r.why}; remove it` })
+}
+
+function fromToml (text: string, path: string, warn: Warn): Raw {
   const source = `file ${path}`
   let doc: Record<string, unknown>
   try {
@@ -260,6 +245,8 @@ function fromToml (text: string, path: string): Raw {
       }
     } else if (SPEC_BY_KEY.has(k)) {
       out.set(k, { value: v, source })
+    } else if (RETIRED_BY_KEY.has(k)) {
+      retired(k, source, warn)
     } else {
       throw new ConfigError(k, source, SECTIONS.has(k) ? `[${k}] must be a table` : 'unknown key')
     }
@@ -267,8 +254,9 @@ function fromToml (text: string, path: string): Raw {
   return out
 }
 
-function fromEnv (env: Record<string, string | undefined>): Raw {
+function fromEnv (env: Record<string, string | undefined>, warn: Warn): Raw {
   const out: Raw = new Map()
+  for (const r of RETIRED_KEYS) if (env[r.env] !== undefined) retired(r.key, `env ${r.env}`, warn)
   for (const spec of CONFIG_KEYS) {
     const v = env[spec.env]
     if (v !== undefined) out.set(spec.key, { value: v, source: `env ${spec.env}` })
@@ -277,7 +265,7 @@ function fromEnv (env: Record<string, string | undefined>): Raw {
 }
 
 /** Flags: --key value, --key=value, repeatable list flags, --mdns / --no-mdns; --config PATH. */
-function fromArgv (argv: string[]): { raw: Raw, configPath: string | null } {
+function fromArgv (argv: string[], warn: Warn = () => {}): { raw: Raw, configPath: string | null } {
   const out: Raw = new Map()
   let configPath: string | null = null
   for (let i = 0; i < argv.length; i++) {
@@ -287,6 +275,12 @@ function fromArgv (argv: string[]): { raw: Raw, configPath: string | null } {
     let name = eq > 0 ? arg.slice(2, eq) : arg.slice(2)
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : undefined
     if (name.startsWith('no-') && SPEC_BY_FLAG.get(name.slice(3))?.kind === 'bool' && value === undefined) { name = name.slice(3); value = 'false' }
+    const old = RETIRED_BY_FLAG.get(name)
+    if (old !== undefined) {
+      if (value === undefined && argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) i++
+      retired(old.key, `flag --${name}`, warn)
+      continue
+    }
     const spec = name === 'config' ? null : SPEC_BY_FLAG.get(name)
     if (spec === undefined) throw new ConfigError(`--${name}`, 'command line', 'unknown flag')
     if (value === undefined) {
@@ -308,6 +302,8 @@ export interface ResolveInput {
   file?: { text: string, path: string } | null
   env?: Record<string, string | undefined>
   argv?: string[]
+  /** told about each accepted key that nothing reads (RETIRED_KEYS) */
+  warn?: (w: ConfigWarning) => void
 }
 
 /** The configured values, checked, without detection: capacity fields and name may be missing. */
@@ -315,10 +311,11 @@ export type ResolvedConfig = Omit<NodeConfig, 'capacity' | 'name'> & { name?: st
 
 /** Merges the layers (pure: no file or host access) and checks every value. */
 export function resolveConfig (input: ResolveInput): ResolvedConfig {
+  const warn = input.warn ?? (() => {})
   const layers: Array<[Raw, boolean]> = []
-  if (input.file != null) layers.push([fromToml(input.file.text, input.file.path), false])
-  layers.push([fromEnv(input.env ?? {}), true])
-  layers.push([fromArgv(input.argv ?? []).raw, true])
+  if (input.file != null) layers.push([fromToml(input.file.text, input.file.path, warn), false])
+  layers.push([fromEnv(input.env ?? {}, warn), true])
+  layers.push([fromArgv(input.argv ?? [], warn).raw, true])
   const cfg: ResolvedConfig = structuredClone({ ...CONFIG_DEFAULTS, capacity: {} })
   const target = cfg as unknown as Record<string, Record<string, unknown>>
   for (const [raw, fromText] of layers) {
@@ -362,7 +359,7 @@ export async function detectCapacity (dataDir: string): Promise<Resources> {
 }
 
 /** Reads the config file (from --config or BLIXARD_CONFIG), merges env and flags, detects capacity. */
-export async function loadConfig (argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env): Promise<NodeConfig> {
+export async function loadConfig (argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env, warn?: (w: ConfigWarning) => void): Promise<NodeConfig> {
   const path = configPathFrom(argv, env)
   let file: ResolveInput['file'] = null
   if (path != null) {
@@ -372,7 +369,7 @@ export async function loadConfig (argv: string[] = process.argv.slice(2), env: R
       throw new ConfigError('config', path, `cannot read: ${(err as Error).message}`)
     }
   }
-  const cfg = resolveConfig({ file, env, argv })
+  const cfg = resolveConfig({ file, env, argv, warn })
   const needDetect = cfg.capacity.cpu === undefined || cfg.capacity.memoryMiB === undefined || cfg.capacity.diskGiB === undefined
   const detected = needDetect ? await detectCapacity(cfg.dataDir) : { cpu: 0, memoryMiB: 0, diskGiB: 0 }
   return {

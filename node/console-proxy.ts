@@ -1,9 +1,9 @@
 // `vm.logs` on any node: a VM's console comes from the local hypervisor driver when the VM is
 // placed here, else it is proxied from the node it is placed on (over that node's RPC).
-import { RpcError } from '../protocols/rpc.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { RpcClient } from './net/rpc.ts'
 import type { Hypervisor } from './hypervisor/types.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export interface ConsoleProxyDeps {
   /** this node's peer id and name (the name is for error text) */
@@ -19,14 +19,14 @@ export interface ConsoleOptions { follow?: boolean, tailBytes?: number }
 /** A VM's console: from our driver when the VM is here, else proxied from its host. */
 export async function * vmConsole (deps: ConsoleProxyDeps, vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
   const host = vm.assignedNode
-  if (host == null) throw new RpcError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
+  if (host == null) throw new BlixardError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
   if (host === deps.selfId()) {
     const hv = deps.hypervisor()
-    if (hv == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
+    if (hv == null) throw new BlixardError('Unavailable', 'this node runs no hypervisor driver')
     try {
       yield * hv.logs(vm.id, { ...o, signal })
     } catch (err) {
-      if ((err as { kind?: string }).kind === 'NotFound') throw new RpcError('NotFound', `VM ${vm.spec.name} has not started on ${deps.selfName} yet, so it has no console`)
+      if ((err as { kind?: string }).kind === 'NotFound') throw new BlixardError('NotFound', `VM ${vm.spec.name} has not started on ${deps.selfName} yet, so it has no console`)
       throw err
     }
     return

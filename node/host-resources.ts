@@ -8,7 +8,6 @@
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { NetworkRecord, VmRecord } from '../protocols/model.ts'
 import { parseCidr } from '../protocols/command-schema.ts'
-import { RpcError } from '../protocols/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { HostNet } from './net-host/host-net.ts'
 import { bridgeName } from './net-host/names.ts'
@@ -17,6 +16,7 @@ import type { CephSettings } from './ceph-env.ts'
 import type { DriveSpec, NicSpec } from './qemu/cmdline.ts'
 import type { HostBindings } from './qemu/launch-spec.ts'
 import { silentLogger, type Logger } from './log.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export interface HostResourcesDeps {
   nodeId: string
@@ -53,7 +53,7 @@ export class HostResources {
     const held = Object.entries(rec.allocations).find(([, vm]) => vm === vmId)
     if (held != null) return held[0]
     const r = await this.d.propose({ cmd: { type: 'AllocateIp', network: rec.name, vm: vmId }, at: (this.d.now ?? Date.now)() })
-    if (!r.ok) throw new RpcError(r.error.kind, `address on network ${rec.name}: ${r.error.message}`)
+    if (!r.ok) throw new BlixardError(r.error.kind, `address on network ${rec.name}: ${r.error.message}`)
     return (r.value as { ip: string }).ip
   }
 
@@ -66,7 +66,7 @@ export class HostResources {
     let gw: string | undefined
     for (const [i, name] of vm.spec.networks.entries()) {
       const rec = this.d.sm.getNetwork(name)
-      if (rec == null) throw new RpcError('NotFound', `network ${name} not found`)
+      if (rec == null) throw new BlixardError('NotFound', `network ${name} not found`)
       const addr = await this.address(rec, vm.id)
       this.built.add(bridgeName(rec.name))
       await this.d.net.ensureNetwork(rec, this.peers())
@@ -80,8 +80,8 @@ export class HostResources {
     const drives: DriveSpec[] = []
     for (const name of vm.spec.volumes) {
       const v = this.d.sm.getVolume(name)
-      if (v == null) throw new RpcError('NotFound', `volume ${name} not found`)
-      if (this.d.ceph == null) throw new RpcError('Unavailable', `VM ${vm.spec.name} needs volume ${name} but this host has no Ceph client: set ceph.conf in its config ([ceph] conf = ..., --ceph-conf or BLIXARD_CEPH_CONF)`)
+      if (v == null) throw new BlixardError('NotFound', `volume ${name} not found`)
+      if (this.d.ceph == null) throw new BlixardError('Unavailable', `VM ${vm.spec.name} needs volume ${name} but this host has no Ceph client: set ceph.conf in its config ([ceph] conf = ..., --ceph-conf or BLIXARD_CEPH_CONF)`)
       // Raft assigned the VM here, so any other holder of the image is a stale host: cut it
       // off (blocklist, lock broken) before our qemu opens it, so it can never write again
       const fenced = opts.fence === false ? [] : await this.d.fence?.(v.pool, v.name) ?? []

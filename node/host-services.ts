@@ -3,7 +3,6 @@
 // rules' authorization and per-peer limits) and load gossip. node/daemon.ts supplies the node's
 // parts through HostServicesDeps; this file only connects them.
 import type { PrivateKey } from '@libp2p/interface'
-import { RpcError } from '../protocols/rpc.ts'
 import type { ResultOf } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
@@ -17,13 +16,13 @@ import { rpcServer } from './net/rpc.ts'
 import type { RpcHandlers, RpcServer } from './net/rpc.ts'
 import { loadGossip } from './net/load-gossip.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
-import type { NetLog } from './net/log.ts'
 import type { RaftDriver } from './raft-driver.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { sampleHostLoad } from './metrics-wiring.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { isMember, mayCall } from './core/membership-rules.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export type NodeServices = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 
@@ -45,7 +44,6 @@ export interface HostServicesDeps {
 }
 
 export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<NodeServices>> {
-  const netLog: NetLog = (level, event, fields) => { d.log[level](event, fields) }
   // who may call what, and who gets a member's share of streams: node/core/membership-rules.ts
   const registered = (p: string): boolean => d.sm.getNode(p) != null
   const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.driver()?.status().conf, registered, (p) => d.sm.isAdmin(p))
@@ -53,7 +51,7 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
     ...d.api,
     'internal.renewLease': async (p, ctx) => {
       const renew = d.renewLease()
-      if (renew == null) throw new RpcError('Unavailable', 'leases not started')
+      if (renew == null) throw new BlixardError('Unavailable', 'leases not started')
       return await renew(ctx.peer, p.epoch)
     }
   }
@@ -68,16 +66,16 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
         onMessage: (from, msg) => { d.heard(from); d.driver()?.step(msg, from) },
         onUnreachable: (peer) => { d.driver()?.reportUnreachable(peer) },
         onSnapshotStatus: (peer, ok) => { d.driver()?.reportSnapshot(peer, ok) },
-        log: netLog
+        log: d.log
       }),
       rpc: rpcServer({
         handlers: instrumentHandlers(handlers, d.metrics),
         authorize: instrumentAuthorize(authorize, d.metrics),
         maxConcurrentFor: (peer) => isMember(peer, d.driver()?.status().conf, registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
         onRefused: (reason) => { d.metrics.rpcRefused.inc({ reason }) },
-        log: netLog
+        log: d.log
       }),
-      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self()), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: netLog })
+      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self()), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: d.log })
     }
   })
 }

@@ -1,7 +1,10 @@
-// Structured logs: one JSON object per line on stderr, so journald and log
-// shippers can index fields. `BLIXARD_LOG=debug|info|warn|error` sets the level.
+// The one logger of the tree: one JSON object per line on stderr, so journald and log shippers can
+// index fields. The daemon takes its level from the config key `logLevel` (node/config.ts, env
+// BLIXARD_LOG_LEVEL); a logger made without a level (tests, tools, a service started alone) reads
+// the same variable.
 
-export type Level = 'debug' | 'info' | 'warn' | 'error'
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
+export type Level = typeof LOG_LEVELS[number]
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
 
 export type Fields = Record<string, unknown>
@@ -20,9 +23,22 @@ export interface LoggerOptions {
   now?: () => Date
 }
 
-function levelFromEnv (): Level {
-  const v = process.env.BLIXARD_LOG
-  return v === 'debug' || v === 'info' || v === 'warn' || v === 'error' ? v : 'info'
+/** The one variable that sets the level; the config key `logLevel` reads it too. */
+export const LOG_LEVEL_ENV = 'BLIXARD_LOG_LEVEL'
+/** Variables that once set a level (the structured logger's and the network layer's): now ignored. */
+const RETIRED_LEVEL_ENVS = ['BLIXARD_LOG', 'BLIXARD_DEBUG'] as const
+let retiredWarned = false
+
+function levelFromEnv (write: (line: string) => void): Level {
+  if (!retiredWarned) {
+    const set = RETIRED_LEVEL_ENVS.filter((k) => process.env[k] !== undefined)
+    if (set.length > 0) {
+      retiredWarned = true
+      write(JSON.stringify({ ts: new Date().toISOString(), level: 'warn', msg: 'log.env.ignored', ignored: set, use: LOG_LEVEL_ENV }))
+    }
+  }
+  const v = process.env[LOG_LEVEL_ENV]
+  return (LOG_LEVELS as readonly string[]).includes(v ?? '') ? v as Level : 'info'
 }
 
 function serializable (v: unknown): unknown {
@@ -33,8 +49,8 @@ function serializable (v: unknown): unknown {
 }
 
 export function createLogger (base: Fields = {}, opts: LoggerOptions = {}): Logger {
-  const min = ORDER[opts.level ?? levelFromEnv()]
   const write = opts.write ?? ((line: string) => { process.stderr.write(line + '\n') })
+  const min = ORDER[opts.level ?? levelFromEnv(write)]
   const now = opts.now ?? (() => new Date())
   const emit = (level: Level, msg: string, fields?: Fields): void => {
     if (ORDER[level] < min) return
@@ -55,3 +71,23 @@ export function createLogger (base: Fields = {}, opts: LoggerOptions = {}): Logg
 
 /** A logger that drops everything (tests that assert on behaviour, not logs). */
 export const silentLogger: Logger = createLogger({}, { write: () => {} })
+
+/** An error as log fields: its kind when it has one, else its name. */
+export function errFields (err: unknown): Fields {
+  const e = err as { kind?: unknown, name?: unknown, message?: unknown } | null
+  return { error: e?.kind ?? e?.name ?? 'Error', message: String(e?.message ?? err) }
+}
+
+export interface LogRecord { level: Level, msg: string, fields: Fields }
+
+/** A logger at debug level that keeps what it was given (tests that assert on what was logged). */
+export function recordingLogger (records: LogRecord[] = []): { log: Logger, records: LogRecord[] } {
+  const log = createLogger({}, {
+    level: 'debug',
+    write: (line) => {
+      const { level, msg, ...fields } = JSON.parse(line) as { level: Level, msg: string } & Fields
+      records.push({ level, msg, fields })
+    }
+  })
+  return { log, records }
+}

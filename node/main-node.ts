@@ -1,6 +1,6 @@
 // blixard-node: the daemon's entry point.
 import './polyfill.ts'
-import { loadConfig, ConfigError, configHelp } from './config.ts'
+import { loadConfig, ConfigError, configHelp, type ConfigWarning } from './config.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger } from './log.ts'
 import { recoverCommand, RecoverError } from './recover.ts'
@@ -22,8 +22,9 @@ async function main (argv: string[]): Promise<number> {
     return 0
   }
   let cfg
+  const warnings: ConfigWarning[] = []
   try {
-    cfg = await loadConfig(argv, process.env)
+    cfg = await loadConfig(argv, process.env, (w) => warnings.push(w))
   } catch (err) {
     if (err instanceof ConfigError) { process.stderr.write(`blixard-node: ${err.message}\nSee blixard-node --help for every key.\n`); return 2 }
     throw err
@@ -34,6 +35,7 @@ async function main (argv: string[]): Promise<number> {
     throw err
   }
   const log = createLogger({ node: cfg.name }, { level: cfg.logLevel })
+  for (const w of warnings) log.warn(`config ${w.key} (${w.source}): ${w.message}`, { key: w.key, source: w.source })
   if (failpoints.size > 0) log.warn('failpoints armed (tests only)', { failpoints: [...failpoints].map(([p, a]) => `${p}=${a.action}${a.arg != null ? `(${a.arg})` : ''}`) })
   // A promise nobody awaited that failed (a library's background task, a peer that vanished
   // mid-call): logged, the node keeps serving. An exception thrown out of a callback leaves state

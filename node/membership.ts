@@ -6,7 +6,7 @@
 // sim/replica.ts to the simulated network, store and clock, so the seeds run these rounds too.
 import type { HypervisorCapability } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
-import { RpcError } from '../protocols/rpc.ts'
+import { BlixardError } from '../protocols/errors.ts'
 import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
 import type { AnyConfChange } from '../protocols/raft/types.ts'
 import type { RaftStatus } from '../protocols/raft/rawnode.ts'
@@ -199,7 +199,7 @@ export class Membership {
   async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
     const drv = this.d.driver()
     const leader = drv?.leaderId()
-    if (drv == null || leader == null) throw new RpcError('Unavailable', 'no leader yet; retry')
+    if (drv == null || leader == null) throw new BlixardError('Unavailable', 'no leader yet; retry')
     if (!drv.isLeader()) {
       const c = await this.d.client(leader)
       return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: ADMIT_FORWARD_TIMEOUT_MS })
@@ -208,7 +208,7 @@ export class Membership {
     const member = conf.voters.includes(peer) || conf.learners.includes(peer)
     // the join policy (a cluster setting): under "approve", only peer ids an admin approved
     if (!member && !this.d.sm.mayJoin(peer)) {
-      throw new RpcError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
+      throw new BlixardError('Unauthorized', `${peer} is not approved to join this cluster (join policy "approve"; an admin runs: blixard node approve ${peer})`)
     }
     await this.learnAddrs(peer, addrs.slice(0, MAX_JOIN_ADDRS))
     if (!member) {

@@ -2,10 +2,11 @@
 // free of Prometheus): requests by method and error kind ('none' = success),
 // latency by method for unary calls, and refusals by the admin check, which
 // happen before a handler runs.
-import { METHODS, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
+import { METHODS, isMethod } from '../protocols/rpc.ts'
 import type { MethodName } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
 import type { NodeMetrics } from './metrics.ts'
+import { toBlixError } from '../protocols/errors.ts'
 
 type AnyHandler = (params: unknown, ctx: unknown) => unknown
 
@@ -42,7 +43,7 @@ function unary (outer: MethodName, h: AnyHandler, m: NodeMetrics): AnyHandler {
     try {
       return await h(params, ctx)
     } catch (err) {
-      error = toRpcErrorBody(err).kind
+      error = toBlixError(err).kind
       throw err
     } finally {
       m.rpcRequests.inc({ method, error })
@@ -58,7 +59,7 @@ function streaming (method: MethodName, h: AnyHandler, m: NodeMetrics): AnyHandl
     try {
       yield * (h(params, ctx) as AsyncIterable<unknown>)
     } catch (err) {
-      error = toRpcErrorBody(err).kind
+      error = toBlixError(err).kind
       throw err
     } finally {
       m.rpcRequests.inc({ method, error })

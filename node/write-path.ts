@@ -6,7 +6,6 @@
 import { randomUUID } from 'node:crypto'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { Signer } from '../protocols/auth.ts'
-import { RpcError } from '../protocols/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { Forwarder } from './core/forwarder.ts'
 import { leaderRefusal } from './api.ts'
@@ -14,6 +13,7 @@ import { signOwn } from './own-commands.ts'
 import type { RaftDriver } from './raft-driver.ts'
 import type { RpcClient } from './net/rpc.ts'
 import type { RpcClients } from './net/rpc-clients.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export interface WritePathDeps {
   self: () => string
@@ -35,7 +35,7 @@ export class WritePath {
       refusal: (env) => leaderRefusal(d.sm, d.self(), env, d.driver()?.status().term),
       proposeLocal: async (env) => {
         const drv = d.driver()
-        if (drv == null) throw new RpcError('Unavailable', 'Raft is not running on this node yet')
+        if (drv == null) throw new BlixardError('Unavailable', 'Raft is not running on this node yet')
         return await drv.propose(env)
       },
       connect: async (leader) => await d.clients.get(leader),

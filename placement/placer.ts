@@ -7,7 +7,7 @@ import { resolveConfig, type PlacementConfigInput } from './config.ts'
 import { FILTERS, capabilityFilter, constraintFilter, constraintHolds, feasible, firstRejection } from './filters.ts'
 import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
-import { better } from './select.ts'
+import { better } from './rank-order.ts'
 import { PlacementError } from './errors.ts'
 import { reserve } from './from-model.ts'
 

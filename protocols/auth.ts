@@ -222,7 +222,7 @@ export interface TermLeader { term: number, leader: string }
  * longer matches the entry it lands in. The check needs only the entry's term and one pinned row,
  * both deterministic; it does not need the Raft configuration (which the state machine does not
  * hold). It cannot stop a malicious voter that wins or forges a term of its own: Raft is not
- * Byzantine-tolerant (ARCHITECTURE.md). */
+ * Byzantine-tolerant (../shared/ARCHITECTURE.md). */
 function leaderError (cmd: Command, who: string, entryTerm: number | undefined, st: AuthState): string | null {
   if (!st.isNode(who)) return `${cmd.type} must be signed by a node (the leader); ${who} is not a registered node`
   const claim = leaderTermOf(cmd)

@@ -2,17 +2,16 @@
 // entry it applies and by the RPC layer on bytes from the network, so both reject the same things
 // with the same named error. A valid command comes back as a fresh, normalized copy holding only
 // known fields (extra fields never reach the replicated state).
-import type { BlixError, Command, CommandEnvelope } from './commands.ts'
-import { MIGRATION_REPORTS, VOLUME_REPORTS } from './commands.ts'
+import type { BlixError, Command, CommandEnvelope, ErrorKind } from './commands.ts'
+import { BlixardError } from './errors.ts'
+import { JOIN_POLICIES, MIGRATION_REPORTS, VOLUME_REPORTS } from './commands.ts'
 import type { MigrationFigures } from './migration-phases.ts'
 import { MIGRATION_PHASES } from './migration-phases.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
-import type {
-  Constraint, Hypervisor, HypervisorCapability, NetworkKind, NodeState, Resources, RestartPolicy,
-  VmDesiredState, VmPhase, VmSpec, VmStatus
-} from './model.ts'
+import type { Constraint, HypervisorCapability, NetworkKind, Resources, VmSpec, VmStatus } from './model.ts'
+import { HYPERVISORS, HYPERVISOR_CAPABILITIES, NODE_STATES, RESTART_POLICIES, VM_DESIRED_STATES, VM_PHASES } from './model.ts'
 
 /** Bounds on what one command may carry. */
 export const COMMAND_LIMITS = {
@@ -42,17 +41,10 @@ export const COMMAND_LIMITS = {
 
 export type Validation<T> = { ok: true, cmd: T } | { ok: false, error: BlixError }
 
-/** Thrown inside validation and caught at its top. Not an Error: capturing a stack for every
- * rejected field showed up in profiles. */
-class Invalid {
-  readonly error: BlixError
-  constructor (error: BlixError) {
-    this.error = error
-  }
-}
-
-function fail (kind: BlixError['kind'], message: string): never {
-  throw new Invalid({ kind, message })
+/** Thrown inside validation and caught at its top; stackless (BlixardError.quiet), since
+ * capturing a stack for every rejected field showed up in profiles. */
+function fail (kind: ErrorKind, message: string): never {
+  throw BlixardError.quiet(kind, message)
 }
 
 function obj (v: unknown, path: string): Record<string, unknown> {
@@ -82,7 +74,7 @@ function name (v: unknown, path: string): string {
   return s
 }
 
-function int (v: unknown, path: string, min: number, max: number, kind: BlixError['kind'] = 'InvalidCommand'): number {
+function int (v: unknown, path: string, min: number, max: number, kind: ErrorKind = 'InvalidCommand'): number {
   if (typeof v !== 'number' || !Number.isInteger(v)) fail('InvalidCommand', `${path} must be an integer`)
   if (v < min || v > max) fail(kind, `${path} must be in ${min}..${max}`)
   return v
@@ -140,12 +132,6 @@ function optional<T> (o: Record<string, unknown>, k: string, f: (v: unknown, p: 
   return o[k] === undefined ? undefined : f(o[k], k)
 }
 
-const NODE_STATES: readonly NodeState[] = ['ready', 'cordoned', 'draining', 'down']
-const CAPABILITIES: readonly HypervisorCapability[] = ['kvm', 'nix', 'qemu', 'rbd']
-const HYPERVISORS: readonly Hypervisor[] = ['qemu', 'cloud-hypervisor', 'firecracker']
-const RESTART: readonly RestartPolicy[] = ['always', 'on-failure', 'never']
-const DESIRED: readonly VmDesiredState[] = ['running', 'stopped']
-const PHASES: readonly VmPhase[] = ['pending', 'scheduled', 'starting', 'running', 'stopping', 'stopped', 'failed']
 
 function resources (v: unknown, path: string): Resources {
   const o = obj(v, path)
@@ -157,7 +143,7 @@ function resources (v: unknown, path: string): Resources {
 }
 
 function capabilities (v: unknown, path: string): HypervisorCapability[] {
-  return list(v, path, CAPABILITIES.length, (x, p) => oneOf(x, p, CAPABILITIES))
+  return list(v, path, HYPERVISOR_CAPABILITIES.length, (x, p) => oneOf(x, p, HYPERVISOR_CAPABILITIES))
 }
 
 function maxVms (v: unknown, path: string): number | null {
@@ -216,12 +202,13 @@ export function validateVmSpec (v: unknown, path = 'spec'): VmSpec {
     }),
     spreadLabel: o.spreadLabel === null ? null : str(o.spreadLabel, `${path}.spreadLabel`, L.maxLabelLength),
     priority: int(o.priority, `${path}.priority`, -1000, 1000, 'InvalidSpec'),
-    restartPolicy: oneOf(o.restartPolicy, `${path}.restartPolicy`, RESTART),
+    restartPolicy: oneOf(o.restartPolicy, `${path}.restartPolicy`, RESTART_POLICIES),
     requires: capabilities(o.requires, `${path}.requires`)
   }
 }
 
-/** IPv4 dotted quad → 32-bit unsigned number, or null. */
+/** IPv4 dotted quad → 32-bit unsigned number, or null. The one IPv4 rule of the tree: each part
+ * 0-255 with no leading zero (`010` is octal to inet_aton and ten to others, so it is refused). */
 export function parseIpv4 (s: string): number | null {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s)
   if (m === null) return null
@@ -266,7 +253,7 @@ function networkKind (v: unknown, path: string): NetworkKind {
 function status (v: unknown, path: string): Omit<VmStatus, 'node'> {
   const o = obj(v, path)
   const out: Omit<VmStatus, 'node'> = {
-    phase: oneOf(o.phase, `${path}.phase`, PHASES),
+    phase: oneOf(o.phase, `${path}.phase`, VM_PHASES),
     reason: str(o.reason, `${path}.reason`),
     at: num(o.at, `${path}.at`, 0, Number.MAX_SAFE_INTEGER)
   }
@@ -316,7 +303,7 @@ function validateOne (v: unknown): Command {
     case 'RemoveNode': return { type: 'RemoveNode', id: id(o.id, 'id') }
     case 'CreateVm': {
       const c: Extract<Command, { type: 'CreateVm' }> = { type: 'CreateVm', id: id(o.id, 'id'), spec: validateVmSpec(o.spec) }
-      if (o.desired !== undefined) c.desired = oneOf(o.desired, 'desired', DESIRED)
+      if (o.desired !== undefined) c.desired = oneOf(o.desired, 'desired', VM_DESIRED_STATES)
       return c
     }
     case 'UpdateVmSpec': {
@@ -324,7 +311,7 @@ function validateOne (v: unknown): Command {
       if (o.ifGeneration !== undefined) c.ifGeneration = int(o.ifGeneration, 'ifGeneration', 0, Number.MAX_SAFE_INTEGER)
       return c
     }
-    case 'SetVmDesiredState': return { type: 'SetVmDesiredState', id: id(o.id, 'id'), desired: oneOf(o.desired, 'desired', DESIRED) }
+    case 'SetVmDesiredState': return { type: 'SetVmDesiredState', id: id(o.id, 'id'), desired: oneOf(o.desired, 'desired', VM_DESIRED_STATES) }
     case 'AssignVm': {
       const c: Extract<Command, { type: 'AssignVm' }> = { type: 'AssignVm', id: id(o.id, 'id'), node: o.node === null ? null : id(o.node, 'node') }
       if (o.reason !== undefined) c.reason = str(o.reason, 'reason')
@@ -384,7 +371,7 @@ function validateOne (v: unknown): Command {
     case 'ReleaseIp': return { type: 'ReleaseIp', network: name(o.network, 'network'), vm: id(o.vm, 'vm') }
     case 'AddAdmin': return { type: 'AddAdmin', peerId: id(o.peerId, 'peerId'), name: str(o.name, 'name', L.maxIdLength) }
     case 'RemoveAdmin': return { type: 'RemoveAdmin', peerId: id(o.peerId, 'peerId') }
-    case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', ['open', 'approve'] as const) }
+    case 'SetJoinPolicy': return { type: 'SetJoinPolicy', policy: oneOf(o.policy, 'policy', JOIN_POLICIES) }
     case 'ApproveNode': return { type: 'ApproveNode', peerId: id(o.peerId, 'peerId') }
     case 'RecoverAdmin': return { type: 'RecoverAdmin', peerId: id(o.peerId, 'peerId') }
     case 'RenewLeases': {
@@ -460,7 +447,7 @@ export function validateCommand (x: unknown): Validation<Command> {
   try {
     return { ok: true, cmd: validateOne(x) }
   } catch (e) {
-    if (e instanceof Invalid) return { ok: false, error: e.error }
+    if (e instanceof BlixardError) return { ok: false, error: e.toJSON() }
     // Anything odd (e.g. a getter that throws) is still the sender's fault, never a crash.
     return { ok: false, error: { kind: 'InvalidCommand', message: e instanceof Error ? e.message : 'invalid command' } }
   }
@@ -493,7 +480,7 @@ export function validateEnvelope (x: unknown): Validation<CommandEnvelope> {
     if (auth !== undefined) env.auth = auth
     return { ok: true, cmd: env }
   } catch (e) {
-    if (e instanceof Invalid) return { ok: false, error: e.error }
+    if (e instanceof BlixardError) return { ok: false, error: e.toJSON() }
     return { ok: false, error: { kind: 'InvalidCommand', message: e instanceof Error ? e.message : 'invalid envelope' } }
   }
 }

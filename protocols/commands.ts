@@ -71,10 +71,11 @@ export const VOLUME_REPORTS: readonly VolumeReport[] = ['ready', 'failed', 'gone
  * target-ready (target: its QEMU listens with -incoming), progress (source: query-migrate figures),
  * source-completed (source: QEMU completed, the source is paused for good: the switchover),
  * target-running (target: its QEMU runs the guest), failed (either: the move cannot go on). */
-export type MigrationReport = 'target-ready' | 'progress' | 'source-completed' | 'target-running' | 'failed'
-export const MIGRATION_REPORTS: readonly MigrationReport[] = ['target-ready', 'progress', 'source-completed', 'target-running', 'failed']
+export const MIGRATION_REPORTS = ['target-ready', 'progress', 'source-completed', 'target-running', 'failed'] as const
+export type MigrationReport = typeof MIGRATION_REPORTS[number]
 
-export type JoinPolicy = 'open' | 'approve'
+export const JOIN_POLICIES = ['open', 'approve'] as const
+export type JoinPolicy = typeof JOIN_POLICIES[number]
 /** The join policy of a cluster that never set one: see README "Security model". */
 export const DEFAULT_JOIN_POLICY: JoinPolicy = 'open'
 
@@ -89,36 +90,8 @@ export interface CommandEnvelope {
   auth?: CommandAuth
 }
 
-/** Named error kinds that travel over RPC unchanged; the CLI turns each into a sentence. */
-export type ErrorKind =
-  | 'NotLeader'
-  | 'NotFound'
-  | 'AlreadyExists'
-  | 'InvalidSpec'
-  | 'InvalidCommand'
-  | 'InUse'
-  | 'NoCapacity'
-  | 'Conflict'
-  /** ifGeneration did not match: definite, nothing was applied; read again and retry */
-  | 'GenerationMismatch'
-  /** a command with this idempotency key is still being processed: retry later with the same key */
-  | 'InFlight'
-  /** the command may or may not have applied (an attempt was proposed, its outcome is unknown):
-   * retry with the same idempotency key, which applies it at most once */
-  | 'Indeterminate'
-  | 'Unauthorized'
-  | 'Unavailable'
-  | 'Timeout'
-  | 'TooLarge'
-  | 'BadMessage'
-  | 'Internal'
-
-export interface BlixError {
-  kind: ErrorKind
-  message: string
-  /** leader hint for NotLeader */
-  leader?: string
-}
+import type { BlixError } from './errors.ts'
+export type { BlixError, ErrorKind } from './errors.ts'
 
 /** The message of an Indeterminate answer names the key to retry with in this form. */
 export function indeterminateMessage (key: string, why: string): string {

@@ -1,35 +1,83 @@
-// A thrown form of BlixError: the named error kinds that travel over RPC
-// unchanged (protocols/commands.ts) and that the CLI turns into a sentence.
-import type { BlixError, ErrorKind } from './commands.ts'
+// The one error type of the tree: a named kind that travels over RPC unchanged (as a BlixError
+// body) and that the CLI turns into a sentence with the next step (node/cli/errors.ts). The state
+// machine's rejections, the validators' refusals, a peer's bad bytes and an RPC handler's failure
+// are all a BlixardError; only its kind says which.
+
+/** Named error kinds; the CLI turns each into a sentence. */
+export const ERROR_KINDS = [
+  'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity', 'Conflict',
+  // ifGeneration did not match: definite, nothing was applied; read again and retry
+  'GenerationMismatch',
+  // a command with this idempotency key is still being processed: retry later with the same key
+  'InFlight',
+  // the command may or may not have applied (an attempt was proposed, its outcome is unknown):
+  // retry with the same idempotency key, which applies it at most once
+  'Indeterminate',
+  'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge',
+  // bytes from a peer that do not decode or do not have the expected shape
+  'BadMessage',
+  'Internal',
+  // RPC only: the method does not exist on this node; the params of a method are malformed
+  'UnknownMethod', 'InvalidParams'
+] as const
+export type ErrorKind = typeof ERROR_KINDS[number]
+
+/** An error as data: what an apply result and an RPC answer carry. */
+export interface BlixError {
+  kind: ErrorKind
+  message: string
+  /** leader hint with NotLeader */
+  leader?: string
+  /** with Indeterminate and InFlight: the idempotency key to send the same write again under */
+  key?: string
+}
+
+/** A peer sent bytes we refuse: the stream carrying them is reset. */
+export type WireErrorKind = 'BadMessage' | 'TooLarge'
 
 export class BlixardError extends Error {
   readonly kind: ErrorKind
   readonly leader?: string
-  constructor (kind: ErrorKind, message: string, leader?: string) {
+  readonly key?: string
+  constructor (kind: ErrorKind, message: string, leader?: string, key?: string) {
     super(message)
     this.name = 'BlixardError'
     this.kind = kind
     if (leader != null) this.leader = leader
+    if (key != null) this.key = key
   }
 
+  /** The body that travels over RPC and into apply results. */
   toJSON (): BlixError {
-    return this.leader != null ? { kind: this.kind, message: this.message, leader: this.leader } : { kind: this.kind, message: this.message }
+    const body: BlixError = { kind: this.kind, message: this.message }
+    if (this.leader != null) body.leader = this.leader
+    if (this.key != null) body.key = this.key
+    return body
   }
 
-  static from (e: BlixError): BlixardError {
-    return new BlixardError(e.kind, e.message, e.leader)
+  static from (b: BlixError): BlixardError { return new BlixardError(b.kind, b.message, b.leader, b.key) }
+
+  /** Without a stack trace: for refusals that are ordinary outcomes on hot paths (a validator
+   * failing field by field, a command rejected on apply), where capturing one showed in profiles. */
+  static quiet (kind: ErrorKind, message: string): BlixardError {
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try { return new BlixardError(kind, message) } finally { Error.stackTraceLimit = limit }
   }
 }
 
-/** Any thrown value as a BlixError (unknown exceptions become Internal). */
+export function isWireError (e: unknown): e is BlixardError & { kind: WireErrorKind } {
+  return e instanceof BlixardError && (e.kind === 'BadMessage' || e.kind === 'TooLarge')
+}
+
+/** Any thrown value as an error body: named kinds are kept (NotLeader keeps its leader hint,
+ * RaftError's `leaderHint` included), anything else becomes Internal. */
 export function toBlixError (e: unknown): BlixError {
   if (e instanceof BlixardError) return e.toJSON()
-  if (e != null && typeof e === 'object' && 'kind' in e && 'message' in e && typeof (e as { message: unknown }).message === 'string') {
-    const kind = (e as { kind: unknown }).kind
-    if (kind === 'NotLeader') {
-      const hint = (e as { leaderHint?: unknown }).leaderHint
-      return typeof hint === 'string' ? { kind, message: (e as { message: string }).message, leader: hint } : { kind, message: (e as { message: string }).message }
-    }
+  const x = e as { kind?: unknown, message?: unknown, leader?: unknown, leaderHint?: unknown } | null
+  if (x != null && typeof x === 'object' && typeof x.kind === 'string' && (ERROR_KINDS as readonly string[]).includes(x.kind) && typeof x.message === 'string') {
+    const leader = typeof x.leader === 'string' ? x.leader : typeof x.leaderHint === 'string' ? x.leaderHint : undefined
+    return leader != null ? { kind: x.kind as ErrorKind, message: x.message, leader } : { kind: x.kind as ErrorKind, message: x.message }
   }
   return { kind: 'Internal', message: e instanceof Error ? e.message : String(e) }
 }

@@ -1,22 +1,8 @@
 // Stream framing: each frame is an unsigned LEB128 varint length followed by that many bytes of
 // CBOR. Pure (no streams here): node/net/frame-stream.ts moves these bytes over libp2p streams.
-// Any bytes a peer sends either decode to frames or raise a WireError; nothing else escapes.
+// Any bytes a peer sends either decode to frames or raise a BlixardError of a wire kind (BadMessage, TooLarge); nothing else escapes.
 import { Encoder } from 'cbor-x'
-import type { BlixError } from './commands.ts'
-
-export type WireErrorKind = 'BadMessage' | 'TooLarge'
-
-/** A peer sent bytes we refuse. The stream carrying them is reset. */
-export class WireError extends Error {
-  readonly kind: WireErrorKind
-  constructor (kind: WireErrorKind, message: string) {
-    super(message)
-    this.name = 'WireError'
-    this.kind = kind
-  }
-
-  toBlixError (): BlixError { return { kind: this.kind, message: this.message } }
-}
+import { BlixardError, type WireErrorKind } from './errors.ts'
 
 // Plain CBOR: no shared structures/records (any CBOR decoder can read our frames), and
 // Uint8Array as a plain byte string rather than cbor-x's typed-array tag.
@@ -46,7 +32,7 @@ export function decodePayload (bytes: Uint8Array): unknown {
   try {
     return cbor.decode(bytes)
   } catch (err) {
-    throw new WireError('BadMessage', `undecodable CBOR: ${(err as Error)?.message ?? String(err)}`)
+    throw new BlixardError('BadMessage', `undecodable CBOR: ${(err as Error)?.message ?? String(err)}`)
   }
 }
 
@@ -54,7 +40,7 @@ export function decodePayload (bytes: Uint8Array): unknown {
 export function encodeFrame (value: unknown, maxBytes: number): Uint8Array {
   const payload = encodePayload(value)
   if (payload.byteLength > maxBytes) {
-    throw new WireError('TooLarge', `frame of ${payload.byteLength} bytes exceeds ${maxBytes}`)
+    throw new BlixardError('TooLarge', `frame of ${payload.byteLength} bytes exceeds ${maxBytes}`)
   }
   const prefix = encodeVarint(payload.byteLength)
   const frame = new Uint8Array(prefix.byteLength + payload.byteLength)
@@ -72,7 +58,7 @@ export class FrameDecoder {
   private chunks: Uint8Array[] = []
   private size = 0
   private need: number | null = null // body length of the frame being read, once known
-  private failed: WireError | null = null
+  private failed: (BlixardError & { kind: WireErrorKind }) | null = null
 
   constructor (readonly maxFrameBytes: number) {}
 
@@ -98,7 +84,7 @@ export class FrameDecoder {
         this.need = null
       }
     } catch (err) {
-      this.failed = err as WireError
+      this.failed = err as BlixardError & { kind: WireErrorKind }
       throw err
     }
     return out
@@ -115,14 +101,14 @@ export class FrameDecoder {
         value += (b & 0x7f) * scale
         i++
         if ((b & 0x80) === 0) {
-          if (i > 1 && b === 0) throw new WireError('BadMessage', 'non-minimal varint length prefix')
+          if (i > 1 && b === 0) throw new BlixardError('BadMessage', 'non-minimal varint length prefix')
           if (value > this.maxFrameBytes) {
-            throw new WireError('TooLarge', `frame of ${value} bytes exceeds ${this.maxFrameBytes}`)
+            throw new BlixardError('TooLarge', `frame of ${value} bytes exceeds ${this.maxFrameBytes}`)
           }
           this.take(i)
           return value
         }
-        if (i >= MAX_VARINT_BYTES) throw new WireError('BadMessage', 'varint length prefix too long')
+        if (i >= MAX_VARINT_BYTES) throw new BlixardError('BadMessage', 'varint length prefix too long')
         scale *= 0x80
       }
     }

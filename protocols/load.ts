@@ -23,7 +23,7 @@ export interface LoadReport {
 
 const FIELDS = ['node', 'cpuPct', 'memPct', 'diskPct', 'vmCount', 'appliedIndex', 'at', 'seq'] as const
 
-/** Checks a decoded report; throws WireError('BadMessage') naming the field. */
+/** Checks a decoded report; throws BlixardError('BadMessage') naming the field. */
 export function validateLoadReport (x: unknown): LoadReport {
   const o = obj(x, 'load', FIELDS, FIELDS)
   return {

@@ -7,8 +7,8 @@
 // the VM (VmRecord.migration), so the VM record alone says who owns it.
 import type { NodeRecord, VmRecord } from './model.ts'
 
-export type MigrationPhase = 'preparing' | 'transferring' | 'switched' | 'done' | 'aborted'
-export const MIGRATION_PHASES: readonly MigrationPhase[] = ['preparing', 'transferring', 'switched', 'done', 'aborted']
+export const MIGRATION_PHASES = ['preparing', 'transferring', 'switched', 'done', 'aborted'] as const
+export type MigrationPhase = typeof MIGRATION_PHASES[number]
 
 export interface MigrationRecord {
   vm: string

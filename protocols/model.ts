@@ -1,13 +1,18 @@
 // The replicated metadata model: what the Raft state machine holds. Plain data, CBOR-encodable.
+// Each closed set of names is one value list that the validators check against
+// (protocols/command-schema.ts) with its type derived from it, so the two cannot drift.
 
-export type NodeState = 'ready' | 'cordoned' | 'draining' | 'down'
+export const NODE_STATES = ['ready', 'cordoned', 'draining', 'down'] as const
+export type NodeState = typeof NODE_STATES[number]
 /** Liveness by lease (issue 14), apart from the operator's `state`: a drained node can be alive, a
  * ready one dead. `down` is set only by the leader's MarkNodeDown (storage/apply-ha.ts). */
 export type NodeLiveness = 'ready' | 'down'
-export type Hypervisor = 'qemu' | 'cloud-hypervisor' | 'firecracker'
+export const HYPERVISORS = ['qemu', 'cloud-hypervisor', 'firecracker'] as const
+export type Hypervisor = typeof HYPERVISORS[number]
 /** What a host can do: run KVM, build Nix guests, run QEMU; `rbd`: it has a Ceph client configured
  * (its config's ceph.conf), so it can open RBD volumes and run the volume reconciler. */
-export type HypervisorCapability = 'kvm' | 'nix' | 'qemu' | 'rbd'
+export const HYPERVISOR_CAPABILITIES = ['kvm', 'nix', 'qemu', 'rbd'] as const
+export type HypervisorCapability = typeof HYPERVISOR_CAPABILITIES[number]
 
 export interface Resources {
   /** vCPUs (cores) */
@@ -47,9 +52,12 @@ export interface NodeRecord {
   leaseExpiresAt?: number
 }
 
-export type VmDesiredState = 'running' | 'stopped'
-export type VmPhase = 'pending' | 'scheduled' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
-export type RestartPolicy = 'always' | 'on-failure' | 'never'
+export const VM_DESIRED_STATES = ['running', 'stopped'] as const
+export type VmDesiredState = typeof VM_DESIRED_STATES[number]
+export const VM_PHASES = ['pending', 'scheduled', 'starting', 'running', 'stopping', 'stopped', 'failed'] as const
+export type VmPhase = typeof VM_PHASES[number]
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const
+export type RestartPolicy = typeof RESTART_POLICIES[number]
 
 /** A placement constraint on node labels: `arch == x86_64`, `zone in [a, b]`, `gpu exists`. */
 export type Constraint =

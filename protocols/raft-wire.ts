@@ -1,7 +1,6 @@
 // Validation of Raft messages arriving from the network. The core trusts its input, so every
 // field is checked here for shape, type and size before a message reaches step().
 import type { Entry, Message, MessageType, Snapshot } from './raft/types.ts'
-import { WireError } from './framing.ts'
 import { arr, bad, bool, bytes, int, obj, oneOf, opt, str } from './validate.ts'
 import {
   MAX_CONF_MEMBERS, MAX_CONTEXT_BYTES, MAX_ENTRIES_PER_MSG, MAX_ENTRY_BYTES, MAX_NODE_ID_LENGTH,
@@ -102,4 +101,3 @@ export function validateBatch (x: unknown): unknown[] {
   return arr(x, 'batch', MAX_RAFT_BATCH_MSGS)
 }
 
-export { WireError }

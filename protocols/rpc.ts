@@ -8,7 +8,7 @@ import { COMMAND_LIMITS, commandAuth, validateCommand, validateEnvelope, validat
 import type { Command } from './commands.ts'
 import type { CommandAuth } from './auth.ts'
 import { isEd25519PeerId } from './auth.ts'
-import { WireError } from './framing.ts'
+import { BlixardError, ERROR_KINDS, isWireError } from './errors.ts'
 import type { LoadReport } from './load.ts'
 import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
 import { MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
@@ -16,14 +16,6 @@ import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
-
-/** Error kinds an RPC answer may carry: the state machine's kinds plus two of the protocol's own. */
-export type RpcErrorKind = ErrorKind | 'UnknownMethod' | 'InvalidParams'
-export const RPC_ERROR_KINDS: readonly RpcErrorKind[] = [
-  'NotLeader', 'NotFound', 'AlreadyExists', 'InvalidSpec', 'InvalidCommand', 'InUse', 'NoCapacity',
-  'Conflict', 'GenerationMismatch', 'InFlight', 'Indeterminate', 'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge', 'BadMessage', 'Internal',
-  'UnknownMethod', 'InvalidParams'
-]
 
 /** Every client-facing mutating method takes an optional idempotency key, in this one field
  * next to its params. The node puts it in the Raft envelope (CommandEnvelope.key): a retried
@@ -34,50 +26,9 @@ export interface IdempotentParams { idempotencyKey?: string }
 /** The RPC param holding the idempotency key. */
 export const IDEMPOTENCY_PARAM = 'idempotencyKey'
 
-export interface RpcErrorBody {
-  kind: RpcErrorKind
-  message: string
-  /** leader hint with NotLeader */
-  leader?: string
-  /** with Indeterminate and InFlight: the idempotency key to send the same write again under */
-  key?: string
-}
-
-/** Thrown by handlers and by the client; travels over the wire as RpcErrorBody unchanged. */
-export class RpcError extends Error {
-  readonly kind: RpcErrorKind
-  readonly leader?: string
-  readonly key?: string
-  constructor (kind: RpcErrorKind, message: string, leader?: string, key?: string) {
-    super(message)
-    this.name = 'RpcError'
-    this.kind = kind
-    if (leader != null) this.leader = leader
-    if (key != null) this.key = key
-  }
-
-  toBody (): RpcErrorBody {
-    const body: RpcErrorBody = { kind: this.kind, message: this.message }
-    if (this.leader != null) body.leader = this.leader
-    if (this.key != null) body.key = this.key
-    return body
-  }
-
-  static fromBody (b: RpcErrorBody): RpcError { return new RpcError(b.kind, b.message, b.leader, b.key) }
-}
-
-/** Any thrown value as an error body: named kinds are kept (NotLeader keeps its leader hint,
- * RaftError's `leaderHint` included), anything else becomes Internal. */
-export function toRpcErrorBody (e: unknown): RpcErrorBody {
-  if (e instanceof RpcError) return e.toBody()
-  if (e instanceof WireError) return { kind: e.kind, message: e.message }
-  const x = e as { kind?: unknown, message?: unknown, leader?: unknown, leaderHint?: unknown } | null
-  if (x != null && typeof x === 'object' && typeof x.kind === 'string' && (RPC_ERROR_KINDS as readonly string[]).includes(x.kind) && typeof x.message === 'string') {
-    const leader = typeof x.leader === 'string' ? x.leader : typeof x.leaderHint === 'string' ? x.leaderHint : undefined
-    return leader != null ? { kind: x.kind as RpcErrorKind, message: x.message, leader } : { kind: x.kind as RpcErrorKind, message: x.message }
-  }
-  return { kind: 'Internal', message: e instanceof Error ? e.message : String(e) }
-}
+/** @deprecated the one error type is BlixardError (protocols/errors.ts); this alias remains for
+ * files other branches are editing and goes once they are merged. */
+export { BlixardError as RpcError, toBlixError as toRpcErrorBody } from './errors.ts'
 
 // ---- envelopes ----
 
@@ -86,7 +37,7 @@ export interface RpcRequest { id: number, method: string, params?: unknown }
 export interface RpcCancel { id: number, cancel: true }
 export type RpcResponse =
   | { id: number, ok: true, result: unknown, more?: true }
-  | { id: number, ok: false, error: RpcErrorBody }
+  | { id: number, ok: false, error: BlixError }
 
 export const MAX_METHOD_LENGTH = 64
 const MAX_ID = 2 ** 48
@@ -115,9 +66,9 @@ export function validateServerFrame (x: unknown): RpcResponse {
   }
   const e = obj(o.error, 'response.error', ['kind', 'message', 'leader', 'key'], ['kind', 'message'])
   const kind = str(e.kind, 'response.error.kind', 32, 1)
-  const error: RpcErrorBody = {
+  const error: BlixError = {
     // a kind this client does not know (a newer server) is still an error: keep it as Internal
-    kind: (RPC_ERROR_KINDS as readonly string[]).includes(kind) ? kind as RpcErrorKind : 'Internal',
+    kind: (ERROR_KINDS as readonly string[]).includes(kind) ? kind as ErrorKind : 'Internal',
     message: str(e.message, 'response.error.message', 4096)
   }
   const leader = opt(e, 'leader', (v, p) => str(v, p, MAX_NODE_ID_LENGTH), 'response.error')
@@ -205,7 +156,7 @@ export interface RpcMethods extends ResourceMethods {
 }
 
 /** One forwarded write's outcome: its command's result, or why it was not committed (retry it). */
-export type ForwardedResult = { ok: true, result: ApplyResult } | { ok: false, error: RpcErrorBody }
+export type ForwardedResult = { ok: true, result: ApplyResult } | { ok: false, error: BlixError }
 
 export interface ClusterEvent { index: number, at: number, text: string }
 
@@ -233,7 +184,7 @@ export type ParamsOf<M extends MethodName> = RpcMethods[M]['params']
 export type ResultOf<M extends MethodName> = RpcMethods[M]['result']
 
 export interface MethodSpec<P> {
-  /** checks and normalizes params; throws WireError('BadMessage') naming the field */
+  /** checks and normalizes params; throws BlixardError('BadMessage') naming the field */
   params: (x: unknown) => P
   /** changes cluster state: only admins may call it */
   mutating: boolean
@@ -257,8 +208,7 @@ function spec (x: unknown): VmSpec {
   try {
     return validateVmSpec(x, 'params.spec')
   } catch (err) {
-    const e = (err as { error?: BlixError }).error
-    if (e != null) throw new RpcError(e.kind === 'TooLarge' ? 'TooLarge' : 'InvalidSpec', e.message)
+    if (err instanceof BlixardError) throw new BlixardError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidSpec', err.message)
     throw err
   }
 }
@@ -305,9 +255,9 @@ export const METHODS: MethodTable = {
       const o = params(x, ['vm', 'to', 'cancel', 'mode'], ['vm'])
       const to = o.to === undefined ? undefined : ref(o.to, 'params.to')
       const cancel = opt(o, 'cancel', bool, 'params')
-      if (o.mode !== undefined && o.mode !== 'live' && o.mode !== 'cold') throw new RpcError('InvalidParams', `params.mode must be "live" or "cold", got ${JSON.stringify(o.mode)}`)
+      if (o.mode !== undefined && o.mode !== 'live' && o.mode !== 'cold') throw new BlixardError('InvalidParams', `params.mode must be "live" or "cold", got ${JSON.stringify(o.mode)}`)
       const mode = o.mode as 'live' | 'cold' | undefined
-      if (mode !== undefined && cancel === true) throw new RpcError('InvalidParams', 'params.mode does not go with params.cancel: a cancel stops the live migration in flight')
+      if (mode !== undefined && cancel === true) throw new BlixardError('InvalidParams', 'params.mode does not go with params.cancel: a cancel stops the live migration in flight')
       return { vm: ref(o.vm, 'params.vm'), ...(to !== undefined ? { to } : {}), ...(cancel !== undefined ? { cancel } : {}), ...(mode !== undefined ? { mode } : {}) }
     }
   },
@@ -337,7 +287,7 @@ export const METHODS: MethodTable = {
     mutating: true, streaming: false,
     params: (x) => {
       const v = params(x, ['policy'], ['policy']).policy
-      if (v !== 'open' && v !== 'approve') throw new RpcError('InvalidParams', 'params.policy must be "open" or "approve"')
+      if (v !== 'open' && v !== 'approve') throw new BlixardError('InvalidParams', 'params.policy must be "open" or "approve"')
       return { policy: v }
     }
   },
@@ -380,7 +330,7 @@ export const METHODS: MethodTable = {
       return {
         envs: list.map((e, i) => {
           const v = validateEnvelope(e)
-          if (!v.ok) throw new RpcError(v.error.kind, `params.envs[${i}]: ${v.error.message}`)
+          if (!v.ok) throw new BlixardError(v.error.kind, `params.envs[${i}]: ${v.error.message}`)
           return v.cmd
         })
       }
@@ -398,9 +348,9 @@ export const METHODS: MethodTable = {
     params: (x) => {
       const o = params(x, ['method', 'params', 'cmd', 'auth'], ['method', 'cmd', 'auth'])
       const v = validateCommand(o.cmd)
-      if (!v.ok) throw new RpcError(v.error.kind, `params.cmd: ${v.error.message}`)
+      if (!v.ok) throw new BlixardError(v.error.kind, `params.cmd: ${v.error.message}`)
       let auth: CommandAuth
-      try { auth = commandAuth(o.auth, 'params.auth') } catch (e) { throw new RpcError('InvalidParams', (e as { error?: { message?: string } }).error?.message ?? 'params.auth is malformed') }
+      try { auth = commandAuth(o.auth, 'params.auth') } catch (e) { throw new BlixardError('InvalidParams', e instanceof BlixardError ? e.message : 'params.auth is malformed') }
       return { method: str(o.method, 'params.method', 64, 1), params: o.params ?? {}, cmd: v.cmd, auth }
     }
   },
@@ -412,7 +362,7 @@ export const METHODS: MethodTable = {
     mutating: true, streaming: false,
     params: (x) => {
       const v = validateEnvelope(params(x, ['env'], ['env']).env)
-      if (!v.ok) throw new RpcError(v.error.kind, `params.env: ${v.error.message}`)
+      if (!v.ok) throw new BlixardError(v.error.kind, `params.env: ${v.error.message}`)
       return { env: v.cmd }
     }
   }
@@ -422,7 +372,7 @@ export const METHODS: MethodTable = {
  * `blixard whoami` prints), else nobody could ever sign as it. */
 function adminPeerId (x: unknown): string {
   const s = str(x, 'params.peerId', ID, 1)
-  if (!isEd25519PeerId(s)) throw new RpcError('InvalidParams', `params.peerId "${s.slice(0, 64)}" is not a libp2p peer id of an Ed25519 key (like 12D3KooW…; \`blixard whoami\` prints yours)`)
+  if (!isEd25519PeerId(s)) throw new BlixardError('InvalidParams', `params.peerId "${s.slice(0, 64)}" is not a libp2p peer id of an Ed25519 key (like 12D3KooW…; \`blixard whoami\` prints yours)`)
   return s
 }
 
@@ -449,7 +399,7 @@ export function checkParams<M extends MethodName> (method: M, x: unknown): Param
     const idempotencyKey = str(raw, `params.${IDEMPOTENCY_PARAM}`, COMMAND_LIMITS.maxIdempotencyKeyLength, 1)
     return { ...(inner as object), idempotencyKey } as ParamsOf<M>
   } catch (err) {
-    if (err instanceof WireError) throw new RpcError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidParams', err.message)
+    if (isWireError(err)) throw new BlixardError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidParams', err.message)
     throw err
   }
 }

@@ -1,12 +1,12 @@
 // Small schema helpers for data decoded from the network. Each returns the checked value with
-// its precise type or throws WireError('BadMessage') naming the path and what was wrong, so a
+// its precise type or throws BlixardError('BadMessage') naming the path and what was wrong, so a
 // validator reads like the shape it checks.
-import { WireError } from './framing.ts'
+import { BlixardError } from './errors.ts'
 
 export type Obj = Record<string, unknown>
 
 export function bad (path: string, what: string): never {
-  throw new WireError('BadMessage', `${path}: ${what}`)
+  throw new BlixardError('BadMessage', `${path}: ${what}`)
 }
 
 function describe (x: unknown): string {

@@ -19,7 +19,7 @@ import type { RenewResult } from '../storage/apply-ha.ts'
 import type { Cluster } from './cluster.ts'
 import type { Prng } from './prng.ts'
 import type { Replica } from './replica.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 import { HOSTS } from './vm-scheduler.ts'
 import type { NeverTwice } from './checkers/never-twice.ts'
 
@@ -46,7 +46,7 @@ interface Host {
 }
 
 export interface HaSimOptions {
-  sched: Scheduler
+  sched: EventQueue
   rng: Prng
   cluster: Cluster
   checker: NeverTwice

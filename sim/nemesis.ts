@@ -7,11 +7,11 @@
 // sent before its entries were synced would lose a committed write.
 import type { Cluster } from './cluster.ts'
 import type { Prng } from './prng.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 import { isJoint, isMember } from '../protocols/raft/confchange.ts'
 
 export interface NemesisOptions {
-  sched: Scheduler
+  sched: EventQueue
   rng: Prng
   /** Joint-change choices draw from their own stream, so a run that picks the one-step path
    * replays exactly as before joint changes existed (the named regression seeds stay meaningful). */

@@ -3,7 +3,7 @@
 // one way (asymmetric partition) or both ways; heal() reopens all of them.
 // Every decision comes from the network's own PRNG stream.
 import type { Prng } from './prng.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 
 export interface NetworkFaults {
   /** probability a message is dropped */
@@ -34,7 +34,7 @@ export class Network<T> {
   private blocked = new Set<string>()
 
   constructor (
-    private readonly sched: Scheduler,
+    private readonly sched: EventQueue,
     private readonly rng: Prng,
     /** returns false when nobody was there to receive it (node down) */
     private readonly deliver: (from: string, to: string, payload: T) => boolean

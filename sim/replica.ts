@@ -7,9 +7,8 @@
 import type { RaftBug, RaftStatus } from '../protocols/raft/index.ts'
 import type { Message, Ready } from '../protocols/raft/types.ts'
 import type { ApplyResult, BlixError, CommandEnvelope } from '../protocols/commands.ts'
-import type { BlixardError } from '../protocols/errors.ts'
-import { RpcError, toRpcErrorBody } from '../protocols/rpc.ts'
-import type { ForwardedResult, RpcErrorBody } from '../protocols/rpc.ts'
+import { BlixardError, toBlixError } from '../protocols/errors.ts'
+import type { ForwardedResult } from '../protocols/rpc.ts'
 import { FORWARDER_BUGS, Forwarder } from '../node/core/forwarder.ts'
 import type { ForwarderBug } from '../node/core/forwarder.ts'
 import { StateMachine, UNCHECKED_AUTHORITY } from '../storage/state-machine.ts'
@@ -21,7 +20,7 @@ import { LOOP_BUGS } from '../node/core/raft-loop.ts'
 import type { LoopBug } from '../node/core/raft-loop.ts'
 import { MemoryLogStore } from './memory-log-store.ts'
 import type { Prng } from './prng.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 import type { Network } from './network.ts'
 import type { Checker } from './checkers/checker.ts'
 import type { VmView } from './history.ts'
@@ -52,7 +51,7 @@ export type RpcFrame =
   | { rpc: 'req', id: number, many: boolean, envs: CommandEnvelope[] }
   | { rpc: 'mreq', id: number, method: MembershipMethod, params: unknown }
   | { rpc: 'res', id: number, ok: true, value: unknown }
-  | { rpc: 'res', id: number, ok: false, error: RpcErrorBody }
+  | { rpc: 'res', id: number, ok: false, error: BlixError }
 export type Wire = Message | RpcFrame
 
 export function isRpcFrame (w: Wire): w is RpcFrame {
@@ -90,7 +89,7 @@ export type RpcReply =
 
 /** What a seed sets for every replica alike (the cluster passes it through unchanged). */
 export interface ReplicaTuning {
-  sched: Scheduler
+  sched: EventQueue
   rng: Prng
   bugs: ReadonlySet<SimBug>
   checkers: readonly Checker[]
@@ -324,7 +323,7 @@ export class Replica {
       addPeerAddrs: async () => {},
       client: async (peer) => this.membershipClient(peer),
       propose: async (env) => {
-        if (!live() || this.forwarder === null) throw new RpcError('Unavailable', 'the node is shutting down')
+        if (!live() || this.forwarder === null) throw new BlixardError('Unavailable', 'the node is shutting down')
         return await this.forwarder.propose({ ...env, key: env.key ?? `${this.id}/${inc}/m${this.nextMembershipKey++}` })
       },
       recovery: { pending: async () => null, done: async () => {} },
@@ -394,7 +393,7 @@ export class Replica {
         : { ok: false, error: r.error, index, data, node, definite: true })
     }, (err: unknown) => {
       if (!live()) return
-      const body = toRpcErrorBody(err)
+      const body = toBlixError(err)
       const error: BlixError = { kind: body.kind === 'NotLeader' ? 'NotLeader' : 'Unavailable', message: `${body.kind}: ${body.message}` }
       if (body.leader !== undefined) error.leader = body.leader
       reply({ ok: false, error, index: -1, data: null, node: this.id, definite: false })
@@ -447,7 +446,7 @@ export class Replica {
       sched.after(timeoutMs, () => {
         if (!this.calls.delete(id)) return
         sched.promiseWork = true
-        reject(new RpcError('Timeout', `no answer from ${to} within ${timeoutMs} ms`))
+        reject(new BlixardError('Timeout', `no answer from ${to} within ${timeoutMs} ms`))
       })
     })
   }
@@ -462,7 +461,7 @@ export class Replica {
       this.calls.delete(f.id)
       this.env.sched.promiseWork = true
       if (f.ok) c.resolve(f.value)
-      else c.reject(RpcError.fromBody(f.error))
+      else c.reject(BlixardError.from(f.error))
       return true
     }
     const core = this.core
@@ -474,12 +473,12 @@ export class Replica {
     }
     if (this.role !== 'leader') {
       const leader = core.status().lead
-      answer({ rpc: 'res', id: f.id, ok: false, error: new RpcError('NotLeader', 'this node is not the leader', leader ?? undefined).toBody() })
+      answer({ rpc: 'res', id: f.id, ok: false, error: new BlixardError('NotLeader', 'this node is not the leader', leader ?? undefined).toJSON() })
       return true
     }
     if (!f.many) {
       this.proposeHere(core, { ...f.envs[0], key: f.envs[0].key as string }, (r, err) => {
-        answer(r !== null ? { rpc: 'res', id: f.id, ok: true, value: r } : { rpc: 'res', id: f.id, ok: false, error: toRpcErrorBody(err) })
+        answer(r !== null ? { rpc: 'res', id: f.id, ok: true, value: r } : { rpc: 'res', id: f.id, ok: false, error: toBlixError(err) })
       })
       return true
     }
@@ -488,7 +487,7 @@ export class Replica {
     let left = f.envs.length
     for (const [i, env] of f.envs.entries()) {
       this.proposeHere(core, { ...env, key: env.key as string }, (r, err) => {
-        results[i] = r !== null ? { ok: true, result: r } : { ok: false, error: toRpcErrorBody(err) }
+        results[i] = r !== null ? { ok: true, result: r } : { ok: false, error: toBlixError(err) }
         if (--left === 0) answer({ rpc: 'res', id: f.id, ok: true, value: results })
       })
     }
@@ -506,7 +505,7 @@ export class Replica {
         ? m.admit(from, params.addrs ?? [])
         : m.admit(params.peer ?? '', params.addrs ?? [])
     this.env.sched.promiseWork = true
-    work.then((value) => { answer({ rpc: 'res', id: f.id, ok: true, value }) }, (err: unknown) => { answer({ rpc: 'res', id: f.id, ok: false, error: toRpcErrorBody(err) }) })
+    work.then((value) => { answer({ rpc: 'res', id: f.id, ok: true, value }) }, (err: unknown) => { answer({ rpc: 'res', id: f.id, ok: false, error: toBlixError(err) }) })
       .finally(() => { this.env.sched.promiseWork = true })
   }
 

@@ -2,7 +2,7 @@
 // the nemesis for `steps` ticks, heal everything, require progress (liveness),
 // let the cluster settle, then ask every checker for its verdict.
 import { Prng } from './prng.ts'
-import { Scheduler } from './scheduler.ts'
+import { EventQueue } from './event-queue.ts'
 import { Cluster } from './cluster.ts'
 import { History } from './history.ts'
 import { Workload, OP_DEADLINE_MS } from './workload.ts'
@@ -80,7 +80,7 @@ export interface RunResult {
 
 export async function runSeed (o: RunOptions): Promise<RunResult> {
   const lines: string[] = []
-  const sched = new Scheduler()
+  const sched = new EventQueue()
   const trace = o.trace ? (line: string) => { lines.push(`${String(sched.now()).padStart(7, ' ')} ${line}`) } : null
   const rng = new Prng(o.seed)
   const config = rng.fork('config')

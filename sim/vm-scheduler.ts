@@ -7,7 +7,7 @@ import type { NodeRecord } from '../protocols/model.ts'
 import type { Command } from '../protocols/commands.ts'
 import { clusterFromModel, placeOne, requestFromVm } from '../placement/index.ts'
 import type { Cluster } from './cluster.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 
 /** virtual ms between scheduling rounds */
 export const SCHEDULE_EVERY_MS = 100
@@ -32,7 +32,7 @@ export class VmScheduler {
   running = false
   proposals = 0
 
-  constructor (private readonly sched: Scheduler, private readonly cluster: Cluster, private readonly trace: ((line: string) => void) | null) {}
+  constructor (private readonly sched: EventQueue, private readonly cluster: Cluster, private readonly trace: ((line: string) => void) | null) {}
 
   start (): void {
     this.running = true

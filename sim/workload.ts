@@ -10,14 +10,14 @@ import type { History, Op, OpInput, OpKind } from './history.ts'
 import { viewString } from './history.ts'
 import type { Prng } from './prng.ts'
 import type { RpcReply } from './replica.ts'
-import type { Scheduler } from './scheduler.ts'
+import type { EventQueue } from './event-queue.ts'
 
 /** virtual ms: one attempt's patience, and the whole operation's */
 export const ATTEMPT_TIMEOUT_MS = 200
 export const OP_DEADLINE_MS = 1500
 
 export interface WorkloadOptions {
-  sched: Scheduler
+  sched: EventQueue
   rng: Prng
   cluster: Cluster
   history: History

@@ -1,6 +1,7 @@
 // What every command handler gets: the open transaction and the proposer's clock.
-// A handler rejects by throwing a Rejection (reject()); the state machine then rolls everything back.
-import type { BlixError, ErrorKind } from '../protocols/commands.ts'
+// A handler rejects by throwing (reject()); the state machine then rolls everything back.
+import type { ErrorKind } from '../protocols/commands.ts'
+import { BlixardError } from '../protocols/errors.ts'
 import type { KvTx } from './kv.ts'
 
 export interface ApplyContext {
@@ -11,15 +12,8 @@ export interface ApplyContext {
   signer?: string
 }
 
-/** A command's rejection. Not an Error: rejections are ordinary outcomes, and capturing a stack
- * for each one showed in profiles. */
-export class Rejection {
-  readonly error: BlixError
-  constructor (kind: ErrorKind, message: string) {
-    this.error = { kind, message }
-  }
-}
-
+/** A command's rejection: stackless (BlixardError.quiet), since rejections are ordinary outcomes
+ * and capturing a stack for each one showed in profiles. */
 export function reject (kind: ErrorKind, message: string): never {
-  throw new Rejection(kind, message)
+  throw BlixardError.quiet(kind, message)
 }

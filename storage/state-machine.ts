@@ -9,7 +9,6 @@ import { BlixardError } from '../protocols/errors.ts'
 import type { Kv, KvTx, Table } from './kv.ts'
 import { TABLES } from './kv.ts'
 import type { ApplyContext } from './apply-context.ts'
-import { Rejection } from './apply-context.ts'
 import { OverlayTx } from './overlay-tx.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
 import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
@@ -229,7 +228,7 @@ export class StateMachine {
       try {
         if (this.checked) {
           const denied = checkAuthority(save, d.env, index, term)
-          if (denied !== null) throw new Rejection('Unauthorized', denied)
+          if (denied !== null) throw BlixardError.quiet('Unauthorized', denied)
           // a validly signed command uses up its nonce whatever its outcome: a captured signature
           // never applies twice, not even after the state changed so that it would now succeed
           this.useNonce(tx, d.env.auth as CommandAuth)
@@ -239,8 +238,7 @@ export class StateMachine {
         result = okResult(dispatch({ tx: save, at: d.env.at, signer: d.env.auth?.signer }, d.env.cmd))
         save.commit()
       } catch (e) {
-        if (e instanceof Rejection) result = { ok: false, error: e.error }
-        else if (e instanceof BlixardError) result = { ok: false, error: e.toJSON() }
+        if (e instanceof BlixardError) result = { ok: false, error: e.toJSON() }
         else throw e
       }
     }

@@ -13,12 +13,12 @@ import { readClusterKey } from '../../node/keygen.ts'
 import { createBlixardHost } from '../../node/net/host.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { RpcClient } from '../../node/net/rpc.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { ResultOf } from '../../protocols/rpc.ts'
 import { signCommand } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import { SIGNATURE_VALIDITY } from '../../node/api.ts'
 import { randomUUID } from 'node:crypto'
+import { BlixardError } from '../../protocols/errors.ts'
 
 /** The bench's admin keys by peer id: every admin write is signed (protocols/auth.ts). */
 const KEYS = new Map<string, PrivateKey>()
@@ -107,7 +107,7 @@ export function adminWrite (client: RpcClient, self: string, tag: string): (time
       const auth = await signCommand({ peerId: self, sign: (d) => key.sign(d) }, v.cmd, randomUUID(), until)
       await client.call('cluster.submit', { method: 'admin.add', params: { peerId: self, name }, cmd: v.cmd, auth }, timeoutMs != null ? { timeoutMs } : {})
     } catch (err) {
-      if (err instanceof RpcError && err.kind === 'AlreadyExists') return
+      if (err instanceof BlixardError && err.kind === 'AlreadyExists') return
       throw err
     }
   }

@@ -23,7 +23,7 @@ export function exitCodeFor (kind: ErrorKind): number {
     case 'Indeterminate': case 'InFlight': return EXIT.indeterminate
     case 'NotLeader': case 'Unavailable': case 'Timeout': return EXIT.unavailable
     case 'Unauthorized': return EXIT.unauthorized
-    case 'InvalidSpec': case 'InvalidCommand': case 'BadMessage': case 'TooLarge': return EXIT.usage
+    case 'InvalidSpec': case 'InvalidCommand': case 'InvalidParams': case 'BadMessage': case 'UnknownMethod': case 'TooLarge': return EXIT.usage
     default: return EXIT.error
   }
 }
@@ -45,7 +45,9 @@ const NEXT: Record<ErrorKind, string> = {
   Timeout: 'The cluster may be overloaded or without quorum; retry, or check `blixard status --stale`.',
   TooLarge: 'Send a smaller request.',
   BadMessage: 'The node and the CLI may be different versions; upgrade both.',
-  Internal: 'This is a bug in Blixard; please report it with the node logs.'
+  Internal: 'This is a bug in Blixard; please report it with the node logs.',
+  UnknownMethod: 'The node and the CLI may be different versions; upgrade both.',
+  InvalidParams: 'Fix the value named above; `blixard help` shows the accepted forms.'
 }
 
 /** An error the CLI raises itself, with its own next step instead of the kind's generic one. */

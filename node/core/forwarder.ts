@@ -11,10 +11,10 @@
 // flight), it is Indeterminate, naming the key to retry with.
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import { indeterminateMessage } from '../../protocols/commands.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { ForwardedResult } from '../../protocols/rpc.ts'
 import { MAX_FORWARD_BATCH, MAX_FORWARD_BATCH_BYTES } from '../../protocols/limits.ts'
 import { encodeEnvelope } from '../../storage/envelope.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 /** Attempts per write before giving up (each after a back-off, below). */
 export const PROPOSE_ATTEMPTS = 20
@@ -74,9 +74,9 @@ export function isForwardedResult (r: unknown): r is ForwardedResult {
   return o.ok === false && o.error != null && typeof o.error === 'object' && typeof (o.error as { kind?: unknown }).kind === 'string' && typeof (o.error as { message?: unknown }).message === 'string'
 }
 
-export function indeterminate (key: string, last: unknown): RpcError {
+export function indeterminate (key: string, last: unknown): BlixardError {
   const why = last instanceof Error ? `last attempt: ${last.message}` : 'no answer from a leader'
-  return new RpcError('Indeterminate', indeterminateMessage(key, why), undefined, key)
+  return new BlixardError('Indeterminate', indeterminateMessage(key, why), undefined, key)
 }
 
 export function retryDelayMs (attempt: number): number {
@@ -108,11 +108,11 @@ export class Forwarder<C> {
       try {
         if (e.isLeader()) {
           const why = e.refusal(sending)
-          if (why !== null) throw new RpcError('Unauthorized', why)
+          if (why !== null) throw new BlixardError('Unauthorized', why)
           sent = true
           return await e.proposeLocal(sending)
         }
-        if (leader == null) throw new RpcError('Unavailable', 'no leader elected yet')
+        if (leader == null) throw new BlixardError('Unavailable', 'no leader elected yet')
         const conn = await e.connect(leader)
         sent = true
         return await this.untilLeaderChanges(leader, this.forwardTo(leader, conn, sending))
@@ -132,7 +132,7 @@ export class Forwarder<C> {
       }
     }
     if (mayHaveProposed) throw indeterminate(env.key, lastErr)
-    throw lastErr instanceof Error ? lastErr : new RpcError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
+    throw lastErr instanceof Error ? lastErr : new BlixardError('Unavailable', 'no leader could take the command; check that a quorum of nodes is up')
   }
 
   /**
@@ -170,14 +170,14 @@ export class Forwarder<C> {
         // a peer's answer is checked before use: a malformed one fails these writes as Unavailable,
         // which propose() retries (with the same keys: a write that did apply is not applied twice)
         if (!Array.isArray(results) || results.length !== batch.length || !results.every(isForwardedResult)) {
-          const err = new RpcError('Unavailable', `the leader's answer to ${batch.length} forwarded writes is malformed`)
+          const err = new BlixardError('Unavailable', `the leader's answer to ${batch.length} forwarded writes is malformed`)
           for (const x of batch) x.reject(err)
           return
         }
         for (const [i, x] of batch.entries()) {
           const r = results[i]
           if (r.ok) x.resolve(r.result)
-          else x.reject(RpcError.fromBody(r.error))
+          else x.reject(BlixardError.from(r.error))
         }
       }, (err: unknown) => {
         // a leader without internal.proposeMany (older version, rolling upgrade): one by one
@@ -195,7 +195,7 @@ export class Forwarder<C> {
   private async untilLeaderChanges<T> (leader: string, call: Promise<T>): Promise<T> {
     let watcher: ((l: string | null) => void) | null = null
     const changed = new Promise<never>((_resolve, reject) => {
-      watcher = (l) => { if (l !== leader) reject(new RpcError('Unavailable', `leader ${leader} was replaced while the command was forwarded to it`)) }
+      watcher = (l) => { if (l !== leader) reject(new BlixardError('Unavailable', `leader ${leader} was replaced while the command was forwarded to it`)) }
       this.watchers.add(watcher)
     })
     try {

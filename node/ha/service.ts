@@ -15,7 +15,6 @@
 //     MarkNodeDown entry itself puts their VMs back to pending, and the scheduler places them.
 import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
 import type { ParamsOf, ResultOf } from '../../protocols/rpc.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { MarkDownResult, RenewResult } from '../../storage/apply-ha.ts'
 import type { StateMachine } from '../../storage/state-machine.ts'
 import { LeaseHolder } from '../core/lease-holder.ts'
@@ -27,6 +26,7 @@ import { execSystemctl, stopBudget } from './microvm-fence.ts'
 import type { Logger } from '../log.ts'
 import { FenceWatchdog } from './watchdog.ts'
 import { startSystemdWatchdog } from './systemd-watchdog.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 /** The leader collects renewals this long before proposing them as one entry. */
 export const RENEW_BATCH_MS = 250
@@ -188,8 +188,8 @@ export class HaService {
 
   /** internal.renewLease from `peer` (the stream's authenticated peer id), or this leader itself. */
   async receive (peer: string, epoch: number): Promise<ResultOf<'internal.renewLease'>> {
-    if (!this.d.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', this.d.leaderId() ?? undefined)
-    if (this.d.sm.getNode(peer) == null) throw new RpcError('Unauthorized', `${peer} is not a registered node: it holds no lease`)
+    if (!this.d.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', this.d.leaderId() ?? undefined)
+    if (this.d.sm.getNode(peer) == null) throw new BlixardError('Unauthorized', `${peer} is not a registered node: it holds no lease`)
     this.keeper.enqueue(peer, epoch)
     const r = await new Promise<RenewResult | Error>((resolve) => {
       const list = this.waiters.get(peer) ?? []
@@ -217,7 +217,7 @@ export class HaService {
     }
     try {
       const r = await this.d.propose({ cmd, at: Date.now() })
-      if (!r.ok) throw new RpcError(r.error.kind, r.error.message)
+      if (!r.ok) throw new BlixardError(r.error.kind, r.error.message)
       const results = (r.value as { results: RenewResult[] }).results
       for (const x of results) answer(x.node, x)
     } catch (err) {
@@ -232,7 +232,7 @@ export class HaService {
     this.keeper.leadership(leading, now)
     if (!leading) {
       for (const node of [...this.waiters.keys()]) {
-        for (const w of this.waiters.get(node) ?? []) w(new RpcError('NotLeader', 'leadership changed before the renewal committed'))
+        for (const w of this.waiters.get(node) ?? []) w(new BlixardError('NotLeader', 'leadership changed before the renewal committed'))
         this.waiters.delete(node)
       }
       return

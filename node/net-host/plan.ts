@@ -2,6 +2,7 @@
 // (observe.ts) to the exact ip/bridge commands that make the host match.
 // Each plan is empty when the host already matches: that is the idempotency.
 import type { NetworkRecord } from '../../protocols/model.ts'
+import { parseIpv4 } from '../../protocols/command-schema.ts'
 import { NetError } from './errors.ts'
 import type { HostLinks, LinkState } from './observe.ts'
 import { VXLAN_PORT, bridgeName, checkIfName, checkVlan, checkVni, vlanIfName, vxlanName } from './names.ts'
@@ -23,10 +24,10 @@ export interface HostNetConfig {
   underlayIp?: string | null
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/
-
+/** The one IPv4 rule (protocols/command-schema.ts parseIpv4): a dotted quad, each part 0-255
+ * without a leading zero, since `010` reads as octal to some tools and as ten to others. */
 export function checkIpv4 (ip: string, what: string): string {
-  if (!IPV4.test(ip)) throw new NetError('InvalidSpec', `${what} is not an IPv4 address: ${JSON.stringify(ip)}`)
+  if (parseIpv4(ip) === null) throw new NetError('InvalidSpec', `${what} is not an IPv4 address: ${JSON.stringify(ip)}`)
   return ip
 }
 

@@ -1,6 +1,7 @@
 // Moves protocols/framing.ts frames over libp2p 3 streams. Reading is event-driven with a bounded
 // queue of decoded frames: when the consumer falls behind, the stream is paused (yamux then stops
-// the sender), so a fast peer cannot grow our memory. Bad bytes reset the stream with a WireError.
+// the sender), so a fast peer cannot grow our memory. Bad bytes reset the stream with a
+// BlixardError of a wire kind (BadMessage, TooLarge).
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { FrameDecoder, decodePayload, encodeFrame } from '../../protocols/framing.ts'
@@ -22,7 +23,7 @@ export function partialFrameBytes (): number { return partialBytesTotal }
 
 /**
  * Yields each decoded frame (the CBOR value, unvalidated) until the remote closes its write
- * side. Throws the WireError that reset the stream, or the stream's own error.
+ * side. Throws the wire error (isWireError) that reset the stream, or the stream's own error.
  */
 export async function * readFrames (stream: Stream, opts: ReadFramesOptions): AsyncGenerator<unknown, void, undefined> {
   const decoder = new FrameDecoder(opts.maxFrameBytes)

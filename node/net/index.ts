@@ -26,6 +26,4 @@ export type {
 export { loadGossip } from './load-gossip.ts'
 export type { LoadGossip, LoadGossipInit, LoadSample, AgedLoadReport } from './load-gossip.ts'
 export { readFrames, writeFrame } from './frame-stream.ts'
-export { stderrLog, errFields } from './log.ts'
-export type { NetLog, LogLevel } from './log.ts'
 export type { NetComponents } from './components.ts'

@@ -5,9 +5,10 @@ import type { PeerId, Startable } from '@libp2p/interface'
 import type { GossipSub, Message as GossipMessage } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { LOAD_TOPIC, isNewer, validateLoadReport, type LoadReport } from '../../protocols/load.ts'
-import { decodePayload, encodePayload, WireError } from '../../protocols/framing.ts'
+import { decodePayload, encodePayload } from '../../protocols/framing.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 import { LOAD_INTERVAL_MS, LOAD_MAX_FUTURE_SKEW_MS, LOAD_STALE_MS, MAX_LOAD_REPORT_BYTES } from '../../protocols/limits.ts'
-import { errFields, stderrLog, type NetLog } from './log.ts'
+import { createLogger, errFields, type Logger } from '../log.ts'
 
 /** The local figures a report carries; the service adds node, at and seq. */
 export type LoadSample = Omit<LoadReport, 'node' | 'at' | 'seq'>
@@ -27,7 +28,7 @@ export interface LoadGossipInit {
   pubsubService?: string
   /** every accepted report (including our own) */
   onReport?: (r: LoadReport) => void
-  log?: NetLog
+  log?: Logger
   /** nodes tracked at most; the stalest is forgotten first (default 4096) */
   maxNodes?: number
 }
@@ -63,7 +64,7 @@ export function loadGossip (init: LoadGossipInit): (components: LoadGossipCompon
 class LoadGossipService implements LoadGossip {
   readonly topic: string
   private readonly now: () => number
-  private readonly log: NetLog
+  private readonly log: Logger
   private readonly latest = new Map<string, { r: LoadReport, receivedAt: number }>()
   private seq = 0
   private timer: ReturnType<typeof setInterval> | null = null
@@ -74,7 +75,7 @@ class LoadGossipService implements LoadGossip {
   constructor (private readonly components: LoadGossipComponents, private readonly init: LoadGossipInit) {
     this.topic = init.topic ?? LOAD_TOPIC
     this.now = init.now ?? Date.now
-    this.log = init.log ?? stderrLog
+    this.log = init.log ?? createLogger({ component: 'net' })
   }
 
   readonly [Symbol.toStringTag] = '@blixard/load-gossip'
@@ -92,7 +93,7 @@ class LoadGossipService implements LoadGossip {
     pubsub.subscribe(this.topic)
     const every = this.init.intervalMs ?? LOAD_INTERVAL_MS
     if (every > 0) {
-      this.timer = setInterval(() => { this.publishNow().catch(err => this.log('warn', 'load.publish.failed', errFields(err))) }, every)
+      this.timer = setInterval(() => { this.publishNow().catch(err => this.log.warn('load.publish.failed', errFields(err))) }, every)
       this.timer.unref()
     }
   }
@@ -143,15 +144,15 @@ class LoadGossipService implements LoadGossip {
   private check (msg: GossipMessage): LoadReport | null {
     if (msg.topic !== this.topic) return null
     try {
-      if (msg.type !== 'signed') throw new WireError('BadMessage', 'unsigned load report')
-      if (msg.data.byteLength > MAX_LOAD_REPORT_BYTES) throw new WireError('TooLarge', `load report of ${msg.data.byteLength} bytes`)
+      if (msg.type !== 'signed') throw new BlixardError('BadMessage', 'unsigned load report')
+      if (msg.data.byteLength > MAX_LOAD_REPORT_BYTES) throw new BlixardError('TooLarge', `load report of ${msg.data.byteLength} bytes`)
       const r = validateLoadReport(decodePayload(msg.data))
-      if (r.node !== msg.from.toString()) throw new WireError('BadMessage', `load.node '${r.node}' is not the signer ${msg.from.toString()}`)
-      if (r.at > this.now() + LOAD_MAX_FUTURE_SKEW_MS) throw new WireError('BadMessage', 'load.at is in the future')
+      if (r.node !== msg.from.toString()) throw new BlixardError('BadMessage', `load.node '${r.node}' is not the signer ${msg.from.toString()}`)
+      if (r.at > this.now() + LOAD_MAX_FUTURE_SKEW_MS) throw new BlixardError('BadMessage', 'load.at is in the future')
       return r
     } catch (err) {
       this.refused++
-      this.log('warn', 'load.report.rejected', { from: msg.type === 'signed' ? msg.from.toString() : null, ...errFields(err) })
+      this.log.warn('load.report.rejected', { from: msg.type === 'signed' ? msg.from.toString() : null, ...errFields(err) })
       return null
     }
   }
@@ -174,6 +175,6 @@ class LoadGossipService implements LoadGossip {
       for (const [n, e] of this.latest) if (e.receivedAt < t) { t = e.receivedAt; oldest = n }
       if (oldest != null) this.latest.delete(oldest)
     }
-    try { this.init.onReport?.(r) } catch (err) { this.log('error', 'load.onReport.failed', errFields(err)) }
+    try { this.init.onReport?.(r) } catch (err) { this.log.error('load.onReport.failed', errFields(err)) }
   }
 }

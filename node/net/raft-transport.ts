@@ -8,7 +8,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Message } from '../../protocols/raft/types.ts'
 import { validateBatch, validateMessage } from '../../protocols/raft-wire.ts'
-import { WireError } from '../../protocols/framing.ts'
+import { BlixardError, isWireError } from '../../protocols/errors.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RAFT_BATCH_BYTES, MAX_RAFT_BATCH_MSGS, MAX_RAFT_FRAME_BYTES,
   RAFT_QUEUE_MAX_MSGS, RAFT_RECONNECT_MAX_MS, RAFT_RECONNECT_MIN_MS, WRITE_TIMEOUT_MS
@@ -16,7 +16,7 @@ import {
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame } from './frame-stream.ts'
 import { failpoint } from '../../storage/failpoints.ts'
-import { errFields, stderrLog, type NetLog } from './log.ts'
+import { createLogger, errFields, type Logger } from '../log.ts'
 
 export const RAFT_PROTOCOL = '/blixard/raft/1'
 
@@ -30,8 +30,8 @@ export interface RaftTransportInit {
   /** a MsgSnap was written to the peer's stream (true) or lost (false): call rawNode.reportSnapshot */
   onSnapshotStatus?: (peer: string, ok: boolean) => void
   /** an inbound message or frame was refused (also logged) */
-  onRejected?: (peer: string, err: WireError) => void
-  log?: NetLog
+  onRejected?: (peer: string, err: BlixardError) => void
+  log?: Logger
   /** per-peer queue bound (messages); default RAFT_QUEUE_MAX_MSGS */
   maxQueue?: number
   /** messages and soft byte size per frame; defaults MAX_RAFT_BATCH_MSGS / MAX_RAFT_BATCH_BYTES */
@@ -107,7 +107,7 @@ class PeerSender {
     }
     if (dropped > 0) {
       this.stats.dropped += dropped
-      this.t.log('warn', 'raft.queue.overflow', { peer: this.id, dropped })
+      this.t.log.warn('raft.queue.overflow', { peer: this.id, dropped })
       this.t.unreachable(this.id)
     }
     if (!this.running) void this.run()
@@ -135,9 +135,9 @@ class PeerSender {
           this.snapshots(batch, true)
         } catch (err) {
           this.snapshots(batch, false)
-          if (err instanceof WireError) {
+          if (isWireError(err)) {
             // our own batch is too large (a huge snapshot): never retry it, tell Raft
-            this.t.log('error', 'raft.send.refused', { peer: this.id, ...errFields(err) })
+            this.t.log.error('raft.send.refused', { peer: this.id, ...errFields(err) })
             this.t.unreachable(this.id)
             continue
           }
@@ -162,7 +162,7 @@ class PeerSender {
       this.stats.connected = true
       this.backoffMs = this.t.reconnectMinMs
       this.retryAt = 0
-      this.t.log('debug', 'raft.stream.open', { peer: this.id })
+      this.t.log.debug('raft.stream.open', { peer: this.id })
       return stream
     } catch (err) {
       this.fail(err, 0)
@@ -186,7 +186,7 @@ class PeerSender {
     this.stats.connected = false
     this.retryAt = Date.now() + this.backoffMs * (0.5 + Math.random() / 2)
     this.backoffMs = Math.min(this.backoffMs * 2, this.t.reconnectMaxMs)
-    this.t.log('warn', 'raft.peer.unreachable', { peer: this.id, ...errFields(err) })
+    this.t.log.warn('raft.peer.unreachable', { peer: this.id, ...errFields(err) })
     this.t.unreachable(this.id)
   }
 
@@ -221,7 +221,7 @@ class RaftTransportService implements RaftTransport {
   readonly reconnectMaxMs: number
   readonly dialTimeoutMs: number
   readonly writeTimeoutMs: number
-  readonly log: NetLog
+  readonly log: Logger
   private readonly peers = new Map<string, PeerSender>()
   private readonly inbound = new Set<Stream>()
   private started = false
@@ -236,7 +236,7 @@ class RaftTransportService implements RaftTransport {
     this.reconnectMaxMs = init.reconnectMaxMs ?? RAFT_RECONNECT_MAX_MS
     this.dialTimeoutMs = init.dialTimeoutMs ?? DIAL_TIMEOUT_MS
     this.writeTimeoutMs = init.writeTimeoutMs ?? WRITE_TIMEOUT_MS
-    this.log = init.log ?? stderrLog
+    this.log = init.log ?? createLogger({ component: 'net' })
   }
 
   readonly [Symbol.toStringTag] = '@blixard/raft-transport'
@@ -264,7 +264,7 @@ class RaftTransportService implements RaftTransport {
     const self = this.components.peerId.toString()
     const byPeer = new Map<string, Message[]>()
     for (const m of msgs) {
-      if (m.to === self) { this.log('warn', 'raft.send.self', { type: m.type }); continue }
+      if (m.to === self) { this.log.warn('raft.send.self', { type: m.type }); continue }
       const list = byPeer.get(m.to)
       if (list == null) byPeer.set(m.to, [m])
       else list.push(m)
@@ -275,7 +275,7 @@ class RaftTransportService implements RaftTransport {
         try {
           p = new PeerSender(to, this)
         } catch {
-          this.log('error', 'raft.send.bad-peer-id', { peer: to.slice(0, 128) })
+          this.log.error('raft.send.bad-peer-id', { peer: to.slice(0, 128) })
           continue
         }
         this.peers.set(to, p)
@@ -300,15 +300,15 @@ class RaftTransportService implements RaftTransport {
   }
 
   unreachable (peer: string): void {
-    try { this.init.onUnreachable?.(peer) } catch (err) { this.log('error', 'raft.callback.failed', errFields(err)) }
+    try { this.init.onUnreachable?.(peer) } catch (err) { this.log.error('raft.callback.failed', errFields(err)) }
   }
 
   snapshotStatus (peer: string, ok: boolean): void {
-    try { this.init.onSnapshotStatus?.(peer, ok) } catch (err) { this.log('error', 'raft.callback.failed', errFields(err)) }
+    try { this.init.onSnapshotStatus?.(peer, ok) } catch (err) { this.log.error('raft.callback.failed', errFields(err)) }
   }
 
-  private rejected (peer: string, err: WireError): void {
-    this.log('warn', 'raft.message.rejected', { peer, ...errFields(err) })
+  private rejected (peer: string, err: BlixardError): void {
+    this.log.warn('raft.message.rejected', { peer, ...errFields(err) })
     try { this.init.onRejected?.(peer, err) } catch { /* the callback is for observers only */ }
   }
 
@@ -332,28 +332,28 @@ class RaftTransportService implements RaftTransport {
           try {
             msg = validateMessage(raw, `batch[${i}]`)
           } catch (err) {
-            if (err instanceof WireError) { this.rejected(remote, err); continue }
+            if (isWireError(err)) { this.rejected(remote, err); continue }
             throw err
           }
           if (msg.from !== remote) {
-            this.rejected(remote, new WireError('BadMessage', `batch[${i}].from '${msg.from}' is not the sending peer`))
+            this.rejected(remote, new BlixardError('BadMessage', `batch[${i}].from '${msg.from}' is not the sending peer`))
             continue
           }
           if (msg.to !== self) {
-            this.rejected(remote, new WireError('BadMessage', `batch[${i}].to '${msg.to}' is not this node`))
+            this.rejected(remote, new BlixardError('BadMessage', `batch[${i}].to '${msg.to}' is not this node`))
             continue
           }
           try {
             this.init.onMessage(remote, msg)
           } catch (err) {
-            this.log('error', 'raft.onMessage.failed', { peer: remote, ...errFields(err) })
+            this.log.error('raft.onMessage.failed', { peer: remote, ...errFields(err) })
           }
         }
       }
       await stream.close().catch(() => {})
     } catch (err) {
-      if (err instanceof WireError) this.rejected(remote, err)
-      else this.log('debug', 'raft.stream.closed', { peer: remote, ...errFields(err) })
+      if (isWireError(err)) this.rejected(remote, err)
+      else this.log.debug('raft.stream.closed', { peer: remote, ...errFields(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       this.inbound.delete(stream)

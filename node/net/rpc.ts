@@ -5,19 +5,21 @@
 import type { AbortOptions, Connection, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
-  METHODS, RPC_PROTOCOL, RpcError, checkParams, isMethod, toRpcErrorBody, validateClientFrame, validateServerFrame,
+  METHODS, RPC_PROTOCOL, checkParams, isMethod, validateClientFrame, validateServerFrame,
   type MethodName, type ParamsOf, type ResultOf, type RpcRequest, type RpcResponse, type StreamingMethodName,
   type UnaryMethodName
 } from '../../protocols/rpc.ts'
-import { WireError, encodeFrame } from '../../protocols/framing.ts'
+import { encodeFrame } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
   RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL,
   RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION, RPC_QUEUED_ANSWER_BYTES_TOTAL, RPC_SMALL_ANSWER_BYTES
 } from '../../protocols/limits.ts'
+import { pushable } from 'it-pushable'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame, writeFrameBytes } from './frame-stream.ts'
-import { errFields, stderrLog, type NetLog } from './log.ts'
+import { createLogger, errFields, type Logger } from '../log.ts'
+import { BlixardError, isWireError, toBlixError } from '../../protocols/errors.ts'
 
 export { RPC_PROTOCOL }
 
@@ -45,7 +47,7 @@ export interface RpcServerInit {
   handlers: RpcHandlers
   /** called before every mutating method; false answers Unauthorized. Default: allow. */
   authorize?: (peer: string, method: MethodName) => boolean | Promise<boolean>
-  log?: NetLog
+  log?: Logger
   /** requests handled at once per stream (default RPC_SERVER_MAX_CONCURRENT) */
   maxConcurrent?: number
   /** a different bound for some peers' streams (cluster members forwarding their clients' writes) */
@@ -97,7 +99,7 @@ export function rpcServer (init: RpcServerInit): (components: NetComponents) => 
 
 class RpcServerService implements RpcServer {
   readonly protocol: string
-  private readonly log: NetLog
+  private readonly log: Logger
   private readonly maxConcurrent: number
   private readonly maxWatches: number
   private readonly maxFrameBytes: number
@@ -112,7 +114,7 @@ class RpcServerService implements RpcServer {
 
   constructor (private readonly components: NetComponents, private readonly init: RpcServerInit) {
     this.protocol = init.protocol ?? RPC_PROTOCOL
-    this.log = init.log ?? stderrLog
+    this.log = init.log ?? createLogger({ component: 'net' })
     this.maxConcurrent = init.maxConcurrent ?? RPC_SERVER_MAX_CONCURRENT
     this.maxWatches = init.maxWatches ?? RPC_MAX_WATCHES_PER_STREAM
     this.maxFrameBytes = init.maxFrameBytes ?? MAX_RPC_FRAME_BYTES
@@ -151,7 +153,7 @@ class RpcServerService implements RpcServer {
     const peer = connection.remotePeer.toString()
     if (this.open.size >= RPC_MAX_STREAMS_TOTAL) {
       this.refuse('streams')
-      this.log('warn', 'rpc.stream.refused', { peer, reason: `${RPC_MAX_STREAMS_TOTAL} RPC streams open` })
+      this.log.warn('rpc.stream.refused', { peer, reason: `${RPC_MAX_STREAMS_TOTAL} RPC streams open` })
       stream.abort(new Error(`this node has ${RPC_MAX_STREAMS_TOTAL} RPC streams open`))
       return
     }
@@ -175,7 +177,7 @@ class RpcServerService implements RpcServer {
       try {
         frame = encodeFrame(res, this.maxFrameBytes)
       } catch (err) {
-        if (!(err instanceof WireError && err.kind === 'TooLarge')) throw err
+        if (!(isWireError(err) && err.kind === 'TooLarge')) throw err
         frame = encodeFrame({ id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } }, this.maxFrameBytes)
       }
       const n = frame.byteLength
@@ -201,7 +203,7 @@ class RpcServerService implements RpcServer {
         // a peer that is not a member and leaves our answers unread loses its connection, not only
         // this stream: its other streams' queued requests would each cost a round of answers
         if (memberLimit == null && e.name === 'TimeoutError') {
-          this.log('warn', 'rpc.peer.dropped', { peer, reason: e.message })
+          this.log.warn('rpc.peer.dropped', { peer, reason: e.message })
           connection.abort(e)
         }
         throw new SendFailed(e)
@@ -237,7 +239,7 @@ class RpcServerService implements RpcServer {
         load.inflight++
         this.inflightTotal++
         const p: Promise<void> = this.handle(req, ctx, send, watches)
-          .catch(err => { this.log('debug', 'rpc.answer.failed', { peer, ...errFields(err) }) })
+          .catch(err => { this.log.debug('rpc.answer.failed', { peer, ...errFields(err) }) })
           .finally(() => {
             inflight.delete(p); load.inflight--; this.inflightTotal--
             if (load.streams === 0 && load.inflight === 0) this.loads.delete(connection.id)
@@ -250,11 +252,11 @@ class RpcServerService implements RpcServer {
       await Promise.allSettled(inflight)
       await stream.close()
     } catch (err) {
-      if (err instanceof WireError) {
+      if (isWireError(err)) {
         this.counts.rejectedStreams++
-        this.log('warn', 'rpc.stream.rejected', { peer, ...errFields(err) })
+        this.log.warn('rpc.stream.rejected', { peer, ...errFields(err) })
       } else {
-        this.log('debug', 'rpc.stream.closed', { peer, ...errFields(err) })
+        this.log.debug('rpc.stream.closed', { peer, ...errFields(err) })
       }
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
@@ -269,16 +271,16 @@ class RpcServerService implements RpcServer {
   private async handle (req: RpcRequest, ctx: RpcCallContext, send: (r: RpcResponse) => Promise<void>, watches: Map<number, AbortController>): Promise<void> {
     const { id, method } = req
     try {
-      if (!isMethod(method)) throw new RpcError('UnknownMethod', `unknown method '${method}'`)
+      if (!isMethod(method)) throw new BlixardError('UnknownMethod', `unknown method '${method}'`)
       const handler = this.init.handlers[method]
-      if (handler == null) throw new RpcError('UnknownMethod', `method '${method}' is not served by this node`)
+      if (handler == null) throw new BlixardError('UnknownMethod', `method '${method}' is not served by this node`)
       const params = checkParams(method, req.params)
       const spec = METHODS[method]
       if (spec.mutating && this.init.authorize != null && !(await this.init.authorize(ctx.peer, method))) {
-        throw new RpcError('Unauthorized', `${ctx.peer} is not an admin; '${method}' changes the cluster`)
+        throw new BlixardError('Unauthorized', `${ctx.peer} is not an admin; '${method}' changes the cluster`)
       }
       if (spec.streaming) {
-        if (watches.size >= this.maxWatches) throw new RpcError('Unavailable', `more than ${this.maxWatches} open watches on one stream`)
+        if (watches.size >= this.maxWatches) throw new BlixardError('Unavailable', `more than ${this.maxWatches} open watches on one stream`)
         const stop = new AbortController()
         const signal = AbortSignal.any([stop.signal, ctx.signal])
         watches.set(id, stop)
@@ -309,8 +311,8 @@ class RpcServerService implements RpcServer {
     } catch (err) {
       if (err instanceof SendFailed) throw err // the stream is gone: nothing to answer, nothing to log as the handler's
       this.counts.failed++
-      const error = toRpcErrorBody(err)
-      if (error.kind === 'Internal') this.log('error', 'rpc.handler.failed', { peer: ctx.peer, method, ...errFields(err) })
+      const error = toBlixError(err)
+      if (error.kind === 'Internal') this.log.error('rpc.handler.failed', { peer: ctx.peer, method, ...errFields(err) })
       if (!ctx.signal.aborted) await send({ id, ok: false, error })
     }
   }
@@ -351,7 +353,7 @@ export interface RpcSubscription<T> extends AsyncIterable<T> {
 interface Pending {
   method: string
   resolve: (v: unknown) => void
-  reject: (e: RpcError) => void
+  reject: (e: BlixardError) => void
   item?: (v: unknown) => void
 }
 
@@ -360,7 +362,7 @@ export class RpcClient {
   private readonly pending = new Map<number, Pending>()
   private inFlight = 0
   private readonly slotWaiters: Array<() => void> = []
-  private dead: RpcError | null = null
+  private dead: BlixardError | null = null
   private readonly timeoutMs: number
   private readonly maxInFlight: number
   private readonly maxFrameBytes: number
@@ -372,7 +374,7 @@ export class RpcClient {
     try {
       stream = await dialer.dialProtocol(target, opts.protocol ?? RPC_PROTOCOL, { signal: AbortSignal.timeout(opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS) })
     } catch (err) {
-      throw new RpcError('Unavailable', `cannot open an RPC stream: ${(err as Error).message}`)
+      throw new BlixardError('Unavailable', `cannot open an RPC stream: ${(err as Error).message}`)
     }
     return new RpcClient(stream, opts)
   }
@@ -388,7 +390,7 @@ export class RpcClient {
   /** false once the stream has failed or closed: open a new client. */
   get usable (): boolean { return this.dead == null }
 
-  /** Calls a unary method; throws RpcError with the server's kind (NotLeader carries `leader`). */
+  /** Calls a unary method; throws BlixardError with the server's kind (NotLeader carries `leader`). */
   async call<M extends UnaryMethodName> (method: M, params: ParamsOf<M>, opts: CallOptions = {}): Promise<ResultOf<M>> {
     return await this.callRaw(method, params, opts) as ResultOf<M>
   }
@@ -401,8 +403,8 @@ export class RpcClient {
         const id = this.nextId++
         const timeoutMs = opts.timeoutMs ?? this.timeoutMs
         const finish = (): void => { clearTimeout(timer); opts.signal?.removeEventListener('abort', onAbort); this.pending.delete(id) }
-        const timer = setTimeout(() => { finish(); reject(new RpcError('Timeout', `'${method}' got no answer within ${timeoutMs} ms`)) }, timeoutMs)
-        const onAbort = (): void => { finish(); reject(new RpcError('Timeout', `'${method}' aborted by the caller`)) }
+        const timer = setTimeout(() => { finish(); reject(new BlixardError('Timeout', `'${method}' got no answer within ${timeoutMs} ms`)) }, timeoutMs)
+        const onAbort = (): void => { finish(); reject(new BlixardError('Timeout', `'${method}' aborted by the caller`)) }
         opts.signal?.addEventListener('abort', onAbort, { once: true })
         this.pending.set(id, {
           method,
@@ -419,22 +421,27 @@ export class RpcClient {
   /** Starts a streaming method (vm.watch). Items arrive until the server ends it or cancel(). */
   watch<M extends StreamingMethodName> (method: M, params: ParamsOf<M>): RpcSubscription<ResultOf<M>> {
     const id = this.nextId++
-    const items: unknown[] = []
-    let end: RpcError | null | undefined // undefined: running; null: ended cleanly
-    let wake: (() => void) | null = null
-    const notify = (): void => { const w = wake; wake = null; w?.() }
-    const finish = (e: RpcError | null): void => { if (end === undefined) { end = e; this.pending.delete(id); notify() } }
-    const cancel = (): void => {
-      if (end !== undefined) return
-      finish(null)
+    // an error travels in the queue behind the items before it, so they are still delivered
+    const queue = pushable<{ item: ResultOf<M> } | { error: BlixardError }>({ objectMode: true })
+    let ended = false
+    const finish = (e: BlixardError | null): void => {
+      if (ended) return
+      ended = true
+      this.pending.delete(id)
+      if (e != null) queue.push({ error: e })
+      queue.end()
+    }
+    const stop = (e: BlixardError | null): void => {
+      if (ended) return
+      finish(e)
       if (this.dead == null) this.write({ id, cancel: true }).catch(() => {})
     }
+    const cancel = (): void => { stop(null) }
     this.pending.set(id, {
       method,
       item: (v) => {
-        items.push(v)
-        if (items.length > this.maxWatchBacklog) { cancel(); end = new RpcError('TooLarge', `watch backlog over ${this.maxWatchBacklog} items`) }
-        notify()
+        queue.push({ item: v as ResultOf<M> })
+        if (queue.readableLength > this.maxWatchBacklog) stop(new BlixardError('TooLarge', `watch backlog over ${this.maxWatchBacklog} items`))
       },
       resolve: () => finish(null),
       reject: (e) => finish(e)
@@ -443,10 +450,9 @@ export class RpcClient {
     else this.write({ id, method, params }).catch((err: unknown) => finish(this.asRpcError(err)))
     const iterator = async function * (): AsyncGenerator<ResultOf<M>, void, undefined> {
       try {
-        for (;;) {
-          if (items.length > 0) { yield items.shift() as ResultOf<M>; continue }
-          if (end !== undefined) { if (end != null) throw end; return }
-          await new Promise<void>(resolve => { wake = resolve })
+        for await (const x of queue) {
+          if ('error' in x) throw x.error
+          yield x.item
         }
       } finally {
         cancel()
@@ -466,10 +472,9 @@ export class RpcClient {
     await writeFrame(this.stream, frame, this.maxFrameBytes)
   }
 
-  private asRpcError (err: unknown): RpcError {
-    if (err instanceof RpcError) return err
-    if (err instanceof WireError) return new RpcError(err.kind, err.message)
-    return new RpcError('Unavailable', `RPC stream failed: ${(err as Error)?.message ?? String(err)}`)
+  private asRpcError (err: unknown): BlixardError {
+    if (err instanceof BlixardError) return err
+    return new BlixardError('Unavailable', `RPC stream failed: ${(err as Error)?.message ?? String(err)}`)
   }
 
   private async acquire (): Promise<void> {
@@ -483,17 +488,17 @@ export class RpcClient {
   }
 
   private async readLoop (): Promise<void> {
-    let reason: RpcError
+    let reason: BlixardError
     try {
       for await (const frame of readFrames(this.stream, { maxFrameBytes: this.maxFrameBytes })) {
         const res = validateServerFrame(frame)
         const p = this.pending.get(res.id)
         if (p == null) continue // timed out or cancelled: the late answer is dropped
-        if (!res.ok) p.reject(RpcError.fromBody(res.error))
+        if (!res.ok) p.reject(BlixardError.from(res.error))
         else if (res.more === true && p.item != null) p.item(res.result)
         else p.resolve(res.result)
       }
-      reason = new RpcError('Unavailable', 'the server closed the RPC stream')
+      reason = new BlixardError('Unavailable', 'the server closed the RPC stream')
     } catch (err) {
       reason = this.asRpcError(err)
       this.stream.abort(err instanceof Error ? err : new Error(String(err)))

@@ -3,6 +3,7 @@
 import { open } from 'node:fs/promises'
 import { StringDecoder } from 'node:string_decoder'
 import { tailFile } from './file-tail.ts'
+import { pushableV } from 'it-pushable'
 
 export interface ConsoleReadOptions {
   /** start this many bytes before the end (default: the whole log) */
@@ -33,21 +34,17 @@ export async function readConsole (path: string, opts: ConsoleReadOptions = {}):
 export async function * followConsole (path: string, opts: ConsoleFollowOptions): AsyncGenerator<string> {
   const first = await readConsole(path, opts)
   if (first.text !== '') yield first.text
-  const queue: string[] = []
-  let wake: (() => void) | null = null
-  let ended = false
-  const tail = tailFile(path, (s) => { queue.push(s); wake?.() }, first.end)
-  const end = (): void => { void tail.poke().then(() => { ended = true; wake?.() }) }
+  const queue = pushableV<string>({ objectMode: true })
+  const tail = tailFile(path, (s) => { queue.push(s) }, first.end)
+  const end = (): void => { void tail.poke().then(() => { queue.end() }) }
   void opts.until.then(end, end)
   opts.signal?.addEventListener('abort', end, { once: true })
   if (opts.signal?.aborted === true) end()
   try {
-    for (;;) {
-      while (queue.length === 0 && !ended) await new Promise<void>((resolve) => { wake = resolve })
-      wake = null
-      const chunk = queue.splice(0).join('')
+    // pushableV hands over everything queued since the last turn: one chunk per turn
+    for await (const pieces of queue) {
+      const chunk = pieces.join('')
       if (chunk !== '') yield chunk
-      if (ended && queue.length === 0) return
     }
   } finally {
     tail.stop()

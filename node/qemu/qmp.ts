@@ -5,6 +5,7 @@
 import { createConnection, type Socket } from 'node:net'
 import { QemuError } from './errors.ts'
 import { failpoint } from '../../storage/failpoints.ts'
+import { pushable } from 'it-pushable'
 
 export interface QmpGreeting {
   version: { qemu: { major: number, minor: number, micro: number }, package: string }
@@ -156,25 +157,10 @@ export class QmpClient {
 
   /** An async iterator over events; it ends when the connection closes. */
   events (): AsyncIterableIterator<QmpEvent> {
-    const queue: QmpEvent[] = []
-    let wake: (() => void) | null = null
-    let ended = false
-    const off = this.onEvent((e) => { queue.push(e); wake?.() })
-    const offClose = this.onClose(() => { ended = true; wake?.() })
-    const finish = (): void => { off(); offClose(); ended = true; wake?.() }
-    const it: AsyncIterableIterator<QmpEvent> = {
-      async next () {
-        while (queue.length === 0 && !ended) await new Promise<void>((resolve) => { wake = resolve })
-        wake = null
-        const e = queue.shift()
-        if (e != null) return { value: e, done: false }
-        finish()
-        return { value: undefined, done: true }
-      },
-      async return () { finish(); return { value: undefined, done: true } },
-      [Symbol.asyncIterator] () { return it }
-    }
-    return it
+    const queue = pushable<QmpEvent>({ objectMode: true, onEnd: () => { off(); offClose() } })
+    const off = this.onEvent((e) => { queue.push(e) })
+    const offClose = this.onClose(() => { queue.end() })
+    return queue
   }
 
   async close (): Promise<void> {

@@ -1,4 +1,4 @@
-// Issue 14, item 6: the four real-process HA scenarios, each judged on the guest's disk. 3 real
+// The four real-process HA scenarios, each judged on the guest's disk. 3 real
 // blixard-node processes, each in its own network namespace with two links: a cluster network
 // (10.74.0.x, the Raft/libp2p traffic and the test's RPC) and a storage network (10.75.0.x) on which
 // the test's single-host Ceph listens. One guest (QEMU, TCG here) whose data disk is an RBD image:

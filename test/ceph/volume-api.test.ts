@@ -11,7 +11,7 @@ import { createResourceApi } from '../../node/api-resources.ts'
 import { VolumeReconciler, OWNER_KEY, ownerTag } from '../../node/volumes/reconciler.ts'
 import type { ApplyResult, Command } from '../../protocols/commands.ts'
 import type { HypervisorCapability } from '../../protocols/model.ts'
-import { RpcError } from '../../protocols/rpc.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 import { RbdClient } from '../../storage/rbd.ts'
 import type { RpcCallContext } from '../../node/net/rpc.ts'
 import { createLogger } from '../../node/log.ts'
@@ -23,7 +23,7 @@ let rbd: RbdClient
 const h = harness()
 const write = async (cmd: Command): Promise<unknown> => {
   const r = h.run(cmd)
-  if (!r.ok) throw new RpcError(r.error.kind, r.error.message)
+  if (!r.ok) throw new BlixardError(r.error.kind, r.error.message)
   return r.value
 }
 // every node's handlers are the same now: none of them touches Ceph
@@ -60,8 +60,8 @@ test('no node can reach Ceph: create and clone are refused at once, saying what 
   assert.ok(h.run(node('n-bare', ['qemu'])).ok)
   let err: unknown = null
   try { await api['volume.create']!({ name: 'nowhere', sizeGiB: 1 }, ctx) } catch (e) { err = e }
-  assert.ok(err instanceof RpcError && err.kind === 'NoCapacity', String(err))
-  assert.match((err as RpcError).message, /no node in the cluster can reach Ceph.*nothing was recorded.*ceph\.conf.*--ceph-conf.*BLIXARD_CEPH_CONF/)
+  assert.ok(err instanceof BlixardError && err.kind === 'NoCapacity', String(err))
+  assert.match((err as BlixardError).message, /no node in the cluster can reach Ceph.*nothing was recorded.*ceph\.conf.*--ceph-conf.*BLIXARD_CEPH_CONF/)
   assert.is(h.sm.getVolume('nowhere'), undefined)
   assert.equal(h.sm.listVolumes(), [])
   assert.not.ok(await rbd.exists('rbd', 'nowhere'))

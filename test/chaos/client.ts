@@ -14,11 +14,11 @@ import { createBlixardHost } from '../../node/net/host.ts'
 import { RpcClient } from '../../node/net/rpc.ts'
 import { keySigner, signingClient } from '../../node/cli/signing.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { VmSpec } from '../../protocols/model.ts'
 import { Prng } from '../../sim/prng.ts'
 import { DEFINITE_ERRORS } from './register-model.ts'
 import type { ChaosOp, ChaosOpKind, ChaosOutput } from './register-model.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 const OP_TIMEOUT_MS = 4_000
 const DIAL_TIMEOUT_MS = 1_500
@@ -94,8 +94,8 @@ async function op (client: number, conn: Conn, kind: ChaosOpKind, reg: string, v
     rec.ret = now()
     rec.out = out
   } catch (err) {
-    const kindOf = err instanceof RpcError ? err.kind : 'Transport'
-    if (!(err instanceof RpcError) || kindOf === 'Timeout' || kindOf === 'Unavailable') conn.drop()
+    const kindOf = err instanceof BlixardError ? err.kind : 'Transport'
+    if (!(err instanceof BlixardError) || kindOf === 'Timeout' || kindOf === 'Unavailable') conn.drop()
     if (DEFINITE_ERRORS.has(kindOf) || (kind === 'read')) {
       // a read that failed changed nothing whatever the reason
       rec.ret = now()

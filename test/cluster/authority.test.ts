@@ -1,4 +1,4 @@
-// Authority travels with the command (issue 12, items 2 and 6), against 3 real blixard-node
+// Authority travels with the command, against 3 real blixard-node
 // processes: an extra libp2p peer holding the cluster key joins as a learner and then tries what
 // a key holder tried before (internal.propose of AddAdmin of itself, a VM, a fake node with 100 000
 // CPUs, a scheduling decision, a replay of an admin's signed command). Each is refused; no node

@@ -1,4 +1,4 @@
-// Real blixard-node processes on 127.0.0.1 (issue 11, item 3): with one of 3 voters killed -9,
+// Autopilot with real blixard-node processes on 127.0.0.1: with one of 3 voters killed -9,
 // autopilot keeps 3 voters past its dead timeout (it used to remove the dead voter and demote a
 // healthy one: 3 → 1); a 4th node started then replaces the dead voter. Autopilot's timings are
 // shortened by flags so the test waits ~2 s for "dead", not 10.

@@ -1,4 +1,4 @@
-// Issue 12, item 4, case (d): one vm.list answer of ~0.9 MiB (under the 1 MiB RPC limit) used to
+// A near-limit RPC answer: one vm.list answer of ~0.9 MiB (under the 1 MiB RPC limit) used to
 // kill the node that answered it (the old pnet cipher's WASM memory). Here a real 3-node cluster
 // holds enough stopped VMs (created with start: false: records only, no guest) for a ~0.9 MiB
 // answer; it is read from the leader and a follower, and every node lives. Ports 18420 (metrics 18520).

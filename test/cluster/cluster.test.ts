@@ -1,4 +1,4 @@
-// Real blixard-node processes on 127.0.0.1 (issue 3, item 10): three fresh nodes form one cluster;
+// Cluster formation and failover with real blixard-node processes on 127.0.0.1: three fresh nodes form one cluster;
 // a write through a follower is forwarded; kill -9 of the leader gives a new leader and writes
 // succeed again; the killed node restarts and catches up; a 4th node joins as a learner; idle RSS.
 // Ports 17110-17113 (metrics 17210-17213).

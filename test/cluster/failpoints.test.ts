@@ -1,4 +1,4 @@
-// Real blixard-node processes on 127.0.0.1 with failpoints (storage/failpoints.ts, issue 11 item 5):
+// Real blixard-node processes on 127.0.0.1 with failpoints (storage/failpoints.ts):
 // a client keeps writing while node3 first drops 30% of its outgoing Raft messages, then is
 // restarted with a failing log fsync, then with a batch torn half-way: each time it must exit with a clear line (never take the failed fsync
 // as success), and after a clean restart every acknowledged write is on every node.

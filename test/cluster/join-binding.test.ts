@@ -1,4 +1,4 @@
-// Issue 12, item 1: a fresh node (no configuration yet) accepts a leader's Raft traffic only from
+// Join binding: a fresh node (no configuration yet) accepts a leader's Raft traffic only from
 // the peers it asked to join through and the leader that answered. Before, any holder of the
 // cluster key could install a well-formed fake snapshot on it (and become its only admin).
 // One real blixard-node process that waits for peers (bootstrap-expect 3, none started) plays

@@ -1,4 +1,4 @@
-// mDNS for real (issue 3, items 6 and 10), never in the host's own network namespace: a "switch"
+// mDNS for real, never in the host's own network namespace: a "switch"
 // namespace holds a bridge, veth pairs join it to one namespace per node plus one for clients,
 // 10.78.0.x/24 addresses, a multicast route in each (without it mDNS fails silently). Nothing is
 // routed out: the switch namespace has no uplink. blixard-node processes run with --mdns and no

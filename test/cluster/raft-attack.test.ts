@@ -1,4 +1,4 @@
-// Issue 12, item 1/3/7: a key holder that is not a member speaks /blixard/raft/1 to 3 real
+// Forged Raft traffic: a key holder that is not a member speaks /blixard/raft/1 to 3 real
 // blixard-node processes. Every forged message must be dropped before the core (counted in
 // blixard_raft_messages_dropped_total), and afterwards the cluster keeps its leader (or holds a
 // clean election), its term stays near where it was, no forged state appears on any node, an

@@ -1,4 +1,4 @@
-// Issue 12, "one peer exhausts a node": one key holder that is not an admin pipelines 64 large
+// A read flood from one peer: one key holder that is not an admin pipelines 64 large
 // reads (vm.list answers of ~0.9 MiB) on each of 16 RPC streams and never reads the answers (its
 // streams are paused, so yamux stops granting the node window). Against one real blixard-node
 // process: the node stays alive, its RSS growth stays under a bound that follows from the caps in

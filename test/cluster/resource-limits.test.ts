@@ -1,5 +1,5 @@
-// Attackers against one real blixard-node process (issue 12, "one peer exhausts a node" and "no
-// key needed"): idle keyless TCP sockets must not block a keyed client, and key holders sending
+// Attackers against one real blixard-node process (one peer trying to exhaust a node, with and
+// without the key): idle keyless TCP sockets must not block a keyed client, and key holders sending
 // partial maximum-size Raft frames on many streams must not grow the node without bound. RSS is
 // read from /proc/PID/status of the node process.
 import { test } from 'uvu'

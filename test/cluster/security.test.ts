@@ -1,4 +1,4 @@
-// Security with real blixard-node processes (issue 3, items 7 and 10): the cluster key keeps
+// Security with real blixard-node processes: the cluster key keeps
 // everyone else out (the CLI fails fast and clearly, a 4th node never joins); a non-admin CLI
 // identity can read but gets Unauthorized (exit 6) on a change until an admin adds it; garbage on
 // /blixard/rpc/1 and /blixard/raft/1 resets that stream and the node keeps serving.

@@ -5,7 +5,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { HostNet } from '../../node/net-host/host-net.ts'
 import { bridgeName, macFor, tapName, vlanIfName, vxlanName } from '../../node/net-host/names.ts'
-import { hostNetwork, planEnsureNetwork, planPeers } from '../../node/net-host/plan.ts'
+import { checkIpv4, hostNetwork, planEnsureNetwork, planPeers } from '../../node/net-host/plan.ts'
+import { parseIpv4 } from '../../protocols/command-schema.ts'
 import { parseFloodList, parseLinks } from '../../node/net-host/observe.ts'
 import { underlayPeers } from '../../node/net-host/peers.ts'
 import type { NodeRecord } from '../../protocols/model.ts'
@@ -71,6 +72,17 @@ test('VLAN network: the exact commands on an empty host, then none', async () =>
   assert.equal(await net.removeNetwork(rec), [])
   assert.equal(await net.ourLinks(), [])
   assert.equal([...host.links.keys()], ['lo', 'eth0'], 'the uplink is left alone')
+})
+
+test('IPv4: the host plan and the command schema accept and refuse the same addresses (no leading zeros)', () => {
+  for (const ip of ['10.0.0.1', '0.0.0.0', '255.255.255.255', '192.168.100.7']) {
+    assert.is(checkIpv4(ip, 'peer'), ip)
+    assert.ok(parseIpv4(ip) !== null, ip)
+  }
+  for (const ip of ['010.0.0.1', '10.0.0.01', '10.00.0.1', '256.0.0.1', '1.2.3', '1.2.3.4.5', ' 1.2.3.4', '']) {
+    assert.throws(() => checkIpv4(ip, 'peer'), (e: unknown) => (e as { kind?: string }).kind === 'InvalidSpec', ip)
+    assert.is(parseIpv4(ip), null, ip)
+  }
 })
 
 test('VLAN network: no uplink configured or present is Unavailable', async () => {

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert'
 import type { Message } from '../../protocols/raft/types.ts'
 import { raftTransport, rpcServer, loadGossip, RpcClient, dialableAddr, type BlixardHost, type RaftTransport, type RpcServer, type LoadGossip } from '../../node/net/index.ts'
 import { testHost, until } from './helpers.ts'
+import { silentLogger } from '../../node/log.ts'
 
 type S = { raft: RaftTransport, rpc: RpcServer, load: LoadGossip }
 const hosts: Array<BlixardHost<S>> = []
@@ -15,9 +16,9 @@ async function start (i: number, bootstrap: string[]): Promise<BlixardHost<S>> {
   return await testHost<S>({
     bootstrap,
     services: {
-      raft: raftTransport({ onMessage: (_from, m) => inbox[i].push(m), log: () => {} }),
-      rpc: rpcServer({ handlers: { 'cluster.status': (_p, ctx) => ({ id: `host${i}`, leader: null, term: i, commit: 0, applied: 0, voters: [ctx.peer], learners: [], joint: null }) }, log: () => {} }),
-      load: loadGossip({ sample: () => ({ cpuPct: i, memPct: 1, diskPct: 1, vmCount: 0, appliedIndex: 0 }), intervalMs: 200, log: () => {} })
+      raft: raftTransport({ onMessage: (_from, m) => inbox[i].push(m), log: silentLogger }),
+      rpc: rpcServer({ handlers: { 'cluster.status': (_p, ctx) => ({ id: `host${i}`, leader: null, term: i, commit: 0, applied: 0, voters: [ctx.peer], learners: [], joint: null }) }, log: silentLogger }),
+      load: loadGossip({ sample: () => ({ cpuPct: i, memPct: 1, diskPct: 1, vmCount: 0, appliedIndex: 0 }), intervalMs: 200, log: silentLogger })
     }
   })
 }

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir, cpus } from 'node:os'
 import { join } from 'node:path'
-import { resolveConfig, loadConfig, detectCapacity, ConfigError, CONFIG_DEFAULTS, configHelp, CONFIG_KEYS } from '../../node/config.ts'
+import { resolveConfig, loadConfig, detectCapacity, ConfigError, CONFIG_DEFAULTS, configHelp, CONFIG_KEYS, type NodeConfig } from '../../node/config.ts'
 
 const PEER = '/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'
 
@@ -19,6 +19,19 @@ function fails (f: () => unknown, key: string, needle: string): void {
     assert.ok(err.message.includes(needle), `'${err.message}' should mention '${needle}'`)
   }
 }
+
+test('NodeConfig, derived from CONFIG_KEYS, nests dotted keys in their section with each kind\'s type', () => {
+  // a compile-time check as much as a run-time one: these assignments fail to typecheck if the
+  // derivation loses a key, a section or a nullable
+  const ceph: NodeConfig['ceph'] = { conf: null, pool: 'rbd', id: null, keyring: null }
+  const net: NodeConfig['network'] = { uplink: 'eth0', underlayIp: null }
+  const ports: Pick<NodeConfig, 'metricsPort' | 'logLevel' | 'labels'> = { metricsPort: null, logLevel: 'debug', labels: { a: 'b' } }
+  assert.equal({ ...CONFIG_DEFAULTS.ceph, pool: ceph.pool }, ceph)
+  assert.equal(CONFIG_DEFAULTS.network, { uplink: null, underlayIp: null })
+  assert.ok(net.uplink === 'eth0' && ports.logLevel === 'debug')
+  const sections = new Set(CONFIG_KEYS.filter(k => k.key.includes('.')).map(k => k.key.split('.')[0]))
+  assert.equal([...sections].sort(), ['autopilot', 'capacity', 'ceph', 'lease', 'network', 'raft'])
+})
 
 test('defaults apply with no file, env or flags', () => {
   const c = resolveConfig({})
@@ -48,7 +61,7 @@ memoryMiB = 16384
 tickMs = 50
 `),
     env: { BLIXARD_DATA_DIR: '/data/env', BLIXARD_CAPACITY_CPU: '4', BLIXARD_MDNS: 'yes', BLIXARD_LABELS: 'zone=b,gpu=none', UNRELATED: 'x' },
-    argv: ['--data-dir', '/data/flag', '--listen=/ip4/127.0.0.1/tcp/8001', '--listen', '/ip4/127.0.0.1/tcp/8002', '--no-mdns', '--raft-election-tick', '20', '--dashboard-port', 'none']
+    argv: ['--data-dir', '/data/flag', '--listen=/ip4/127.0.0.1/tcp/8001', '--listen', '/ip4/127.0.0.1/tcp/8002', '--no-mdns', '--raft-election-tick', '20']
   })
   assert.is(c.dataDir, '/data/flag')
   assert.is(c.name, 'n1')
@@ -59,7 +72,25 @@ tickMs = 50
   assert.equal(c.capacity, { cpu: 4, memoryMiB: 16384 })
   assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 })
   assert.is(c.metricsPort, 9100)
-  assert.is(c.dashboardPort, null)
+})
+
+test('retired keys (rpcPort, dashboardPort) are accepted from file, env and flags with a warning naming each', () => {
+  const warnings: Array<{ key: string, source: string, message: string }> = []
+  const c = resolveConfig({
+    file: file('rpcPort = 7100\ndashboardPort = 9631\nmetricsPort = 9100'),
+    env: { BLIXARD_RPC_PORT: '7100' },
+    argv: ['--dashboard-port', 'none', '--name', 'n2', '--rpc-port=1'],
+    warn: (w) => warnings.push(w)
+  })
+  assert.is(c.name, 'n2', 'the value after a retired flag is consumed with it')
+  assert.is(c.metricsPort, 9100)
+  assert.not.ok('rpcPort' in c)
+  assert.equal(warnings.map(w => `${w.key} ${w.source}`), [
+    'rpcPort file /etc/blixard.toml', 'dashboardPort file /etc/blixard.toml', 'rpcPort env BLIXARD_RPC_PORT',
+    'dashboardPort flag --dashboard-port', 'rpcPort flag --rpc-port'
+  ])
+  assert.ok(warnings.every(w => w.message.startsWith('ignored: ')))
+  fails(() => resolveConfig({ file: file('dashbordPort = 1') }), 'dashbordPort', 'unknown key')
 })
 
 test('bad values name the key, the source and what was wrong', () => {

@@ -3,7 +3,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { streamPair } from '@libp2p/utils'
 import { readFrames, writeFrame, partialFrameBytes } from '../../node/net/frame-stream.ts'
-import { WireError, encodeVarint } from '../../protocols/framing.ts'
+import { encodeVarint } from '../../protocols/framing.ts'
+import { BlixardError, isWireError } from '../../protocols/errors.ts'
 
 test('frames arrive in order and the reader ends when the writer half-closes', async () => {
   const [out, inb] = await streamPair()
@@ -49,8 +50,8 @@ test('a frame declared over the limit resets the stream with TooLarge', async ()
     for await (const _ of readFrames(inb, { maxFrameBytes: 1000 })) assert.unreachable('no frame expected')
     assert.unreachable('should throw')
   } catch (err) {
-    assert.instance(err, WireError)
-    assert.is((err as WireError).kind, 'TooLarge')
+    assert.ok(isWireError(err), String(err))
+    assert.is((err as BlixardError).kind, 'TooLarge')
   }
   assert.is(inb.status, 'aborted')
 })

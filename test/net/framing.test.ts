@@ -1,7 +1,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
-import { FrameDecoder, WireError, decodePayload, encodeFrame, encodeVarint } from '../../protocols/framing.ts'
+import { FrameDecoder, decodePayload, encodeFrame, encodeVarint } from '../../protocols/framing.ts'
+import { BlixardError, isWireError } from '../../protocols/errors.ts'
 
 function split (bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   const points = [...new Set(cuts.map(c => c % (bytes.byteLength + 1)))].sort((a, b) => a - b)
@@ -52,34 +53,34 @@ test('an oversized declared length is TooLarge before the body arrives', () => {
     dec.push(encodeVarint(1001))
     assert.unreachable('should throw')
   } catch (err) {
-    assert.instance(err, WireError)
-    assert.is((err as WireError).kind, 'TooLarge')
+    assert.ok(isWireError(err), String(err))
+    assert.is((err as BlixardError).kind, 'TooLarge')
   }
   // and stays failed
-  assert.throws(() => dec.push(new Uint8Array([0])), (e: unknown) => e instanceof WireError)
+  assert.throws(() => dec.push(new Uint8Array([0])), (e: unknown) => isWireError(e))
 })
 
 test('encodeFrame refuses a value over the limit', () => {
   try { encodeFrame(new Uint8Array(2000), 1000); assert.unreachable() } catch (err) {
-    assert.is((err as WireError).kind, 'TooLarge')
+    assert.is((err as BlixardError).kind, 'TooLarge')
   }
 })
 
 test('overlong and non-minimal varints are BadMessage', () => {
   for (const bad of [[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], [0x80, 0x00]]) {
     try { new FrameDecoder(1 << 30).push(Uint8Array.from(bad)); assert.unreachable() } catch (err) {
-      assert.is((err as WireError).kind, 'BadMessage')
+      assert.is((err as BlixardError).kind, 'BadMessage')
     }
   }
 })
 
-test('random bytes only ever raise WireError', () => {
+test('random bytes only ever raise a wire error', () => {
   fc.assert(fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
     const dec = new FrameDecoder(4096)
     try {
       for (const f of dec.push(bytes)) decodePayload(f)
     } catch (err) {
-      assert.instance(err, WireError)
+      assert.ok(isWireError(err), String(err))
     }
   }), { numRuns: 2000 })
 })
@@ -87,8 +88,8 @@ test('random bytes only ever raise WireError', () => {
 test('bad CBOR and trailing bytes are BadMessage', () => {
   for (const b of [[0xff], [0x1c], [0x01, 0x02], [0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]]) {
     try { decodePayload(Uint8Array.from(b)); assert.unreachable(`accepted ${b}`) } catch (err) {
-      assert.instance(err, WireError)
-      assert.is((err as WireError).kind, 'BadMessage')
+      assert.ok(isWireError(err), String(err))
+      assert.is((err as BlixardError).kind, 'BadMessage')
     }
   }
 })

@@ -9,6 +9,7 @@ import { raftTransport, type RaftTransport } from '../../node/net/raft-transport
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 import { testHost, until } from './helpers.ts'
+import { silentLogger } from '../../node/log.ts'
 import { setFailpoints } from '../../storage/failpoints.ts'
 
 interface Node { host: BlixardHost<{ raft: RaftTransport }>, id: string, got: Message[], unreachable: string[] }
@@ -21,7 +22,7 @@ async function node (): Promise<Node> {
         onMessage: (_from, msg) => { n.got.push(msg) },
         onUnreachable: (peer) => n.unreachable.push(peer),
         onSnapshotStatus: () => {},
-        log: () => {},
+        log: silentLogger,
         reconnectMinMs: 20,
         reconnectMaxMs: 200,
         dialTimeoutMs: 1000

@@ -9,7 +9,7 @@ import { encodeFrame } from '../../protocols/framing.ts'
 import { raftTransport, RAFT_PROTOCOL, type RaftTransport } from '../../node/net/raft-transport.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
-import type { LogLevel } from '../../node/net/log.ts'
+import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
 import { testHost, until, sleep } from './helpers.ts'
 
 interface Node {
@@ -17,7 +17,7 @@ interface Node {
   id: string
   got: Array<{ from: string, msg: Message }>
   unreachable: string[]
-  logs: Array<{ level: LogLevel, event: string, fields?: Record<string, unknown> }>
+  logs: LogRecord[]
   key: PrivateKey
   onGot?: () => void
   snaps: Array<[string, boolean]>
@@ -34,7 +34,7 @@ async function node (opts: { key?: PrivateKey, listen?: string[], maxQueue?: num
         onMessage: (from, msg) => { n.got.push({ from, msg }); n.onGot?.() },
         onUnreachable: (peer) => n.unreachable.push(peer),
         onSnapshotStatus: (peer, ok) => n.snaps.push([peer, ok]),
-        log: (level, event, fields) => n.logs.push({ level, event, fields }),
+        log: recordingLogger(n.logs).log,
         maxQueue: opts.maxQueue,
         writeTimeoutMs: opts.writeTimeoutMs,
         reconnectMinMs: 20,
@@ -133,9 +133,9 @@ test('garbage bytes on /blixard/raft/1 reset the stream with a named error; the 
     const s = await rawStream(c, a)
     s.send(garbage)
     await resetOf(s)
-    await until(() => a.logs.some(l => l.event === 'raft.message.rejected'), 3000, 'rejection log')
-    const l = a.logs.find(l => l.event === 'raft.message.rejected')!
-    assert.ok(['BadMessage', 'TooLarge'].includes(String(l.fields?.error)), JSON.stringify(l))
+    await until(() => a.logs.some(l => l.msg === 'raft.message.rejected'), 3000, 'rejection log')
+    const l = a.logs.find(l => l.msg === 'raft.message.rejected')!
+    assert.ok(['BadMessage', 'TooLarge'].includes(String(l.fields.error)), JSON.stringify(l))
   }
   const before = a.got.length
   c.host.services.raft.send([{ type: 'MsgVote', from: c.id, to: a.id, term: 9, index: 1, logTerm: 1 }])
@@ -174,7 +174,7 @@ test('a message whose from is not the sending peer is dropped, the rest of the b
   ], 10000))
   await until(() => a.got.length === before + 1, 3000, 'the good message')
   assert.is(a.got[before].from, c.id)
-  const rejected = a.logs.filter(l => l.event === 'raft.message.rejected').map(l => String(l.fields?.message))
+  const rejected = a.logs.filter(l => l.msg === 'raft.message.rejected').map(l => String(l.fields.message))
   assert.is(rejected.length, 2)
   assert.ok(rejected[0].includes('is not the sending peer'))
   assert.ok(rejected[1].includes('.type'))
@@ -192,7 +192,7 @@ test('an overflowing queue drops the oldest MsgApp first and reports the peer un
   assert.ok(a.unreachable.includes(ghost.id))
   const st = a.host.services.raft.stats()[ghost.id]
   assert.ok(st.dropped >= 11, `dropped ${st.dropped}`)
-  assert.ok(a.logs.some(l => l.event === 'raft.queue.overflow'))
+  assert.ok(a.logs.some(l => l.msg === 'raft.queue.overflow'))
 })
 
 test('a peer that stops reading gets its stream reset after the write timeout, and is reported', async () => {
@@ -212,9 +212,9 @@ test('a peer that stops reading gets its stream reset after the write timeout, a
     await until(() => a.unreachable.includes(id), 5000, 'unreachable after the write timeout')
     const took = Date.now() - t0
     assert.ok(took >= 250, `reported after ${took} ms`)
-    const why = a.logs.find(l => l.event === 'raft.peer.unreachable')
+    const why = a.logs.find(l => l.msg === 'raft.peer.unreachable')
     console.log(`  stuck reader detected after ${took} ms: ${JSON.stringify(why?.fields)}`)
-    assert.is(why?.fields?.error, 'TimeoutError')
+    assert.is(why?.fields.error, 'TimeoutError')
     assert.ok(a.host.services.raft.stats()[id].failures >= 1)
     assert.ok(streams.length >= 1)
   } finally {

@@ -5,13 +5,14 @@ import fc from 'fast-check'
 import type { Stream } from '@libp2p/interface'
 import type { VmRecord, VmSpec } from '../../protocols/model.ts'
 import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
-import { RpcError, type VmWatchEvent } from '../../protocols/rpc.ts'
+import { type VmWatchEvent } from '../../protocols/rpc.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { rpcServer, RpcClient, RPC_PROTOCOL, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
-import type { LogLevel } from '../../node/net/log.ts'
+import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
 import { testHost, until, percentile, sleep } from './helpers.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 const spec: VmSpec = {
   name: 'web-1', vcpus: 2, memoryMiB: 512, diskGiB: 4, hypervisor: 'qemu', image: { kind: 'tiny' }, volumes: [], networks: [],
@@ -22,7 +23,7 @@ const vm = (id: string, s: VmSpec = spec): VmRecord => ({
   status: { phase: 'pending', reason: '', node: null, at: 1 }, createdAt: 1, updatedAt: 1
 })
 
-const logs: Array<{ level: LogLevel, event: string, fields?: Record<string, unknown> }> = []
+const logs: LogRecord[] = []
 let admins = new Set<string>()
 let watchEnded = 0
 let server: BlixardHost<{ rpc: RpcServer }>
@@ -32,10 +33,10 @@ let rpc: RpcClient
 
 const handlers: RpcHandlers = {
   'cluster.status': (p, ctx) => ({ id: 'srv', leader: 'srv', term: 3, commit: 10, applied: p.stale === true ? 9 : 10, voters: ['srv', ctx.peer], learners: [], joint: null }),
-  'node.show': (p) => { throw new RpcError('NotFound', `no node '${p.node}'`) },
+  'node.show': (p) => { throw new BlixardError('NotFound', `no node '${p.node}'`) },
   'node.list': () => { throw new RaftError('NotLeader', 'not the leader', 'leader-peer') },
   'vm.create': (p) => {
-    if (p.spec.name === 'unsure') throw new RpcError('Indeterminate', 'the leader changed under the write', undefined, p.idempotencyKey)
+    if (p.spec.name === 'unsure') throw new BlixardError('Indeterminate', 'the leader changed under the write', undefined, p.idempotencyKey)
     return vm('vm-1', p.spec)
   },
   'vm.show': async (p, ctx) => {
@@ -65,7 +66,7 @@ test.before(async () => {
       rpc: rpcServer({
         handlers,
         authorize: (peer) => admins.has(peer),
-        log: (level, event, fields) => logs.push({ level, event, fields })
+        log: recordingLogger(logs).log
       })
     }
   })
@@ -102,8 +103,8 @@ test('sequential latency and pipelined throughput on loopback', async () => {
 test('unknown methods and malformed params get named errors, and the stream keeps serving', async () => {
   const expectErr = async (p: Promise<unknown>, kind: string, needle: string): Promise<void> => {
     try { await p; assert.unreachable('should fail') } catch (err) {
-      assert.instance(err, RpcError)
-      assert.is((err as RpcError).kind, kind, (err as Error).message)
+      assert.instance(err, BlixardError)
+      assert.is((err as BlixardError).kind, kind, (err as Error).message)
       assert.ok((err as Error).message.includes(needle), (err as Error).message)
     }
   }
@@ -117,8 +118,8 @@ test('unknown methods and malformed params get named errors, and the stream keep
   await expectErr(rpc.call('node.show', { node: 'n9' }), 'NotFound', "no node 'n9'")
   await expectErr(rpc.call('vm.show', { vm: 'boom' }), 'Internal', 'disk on fire')
   try { await rpc.call('node.list', {}); assert.unreachable() } catch (err) {
-    assert.is((err as RpcError).kind, 'NotLeader')
-    assert.is((err as RpcError).leader, 'leader-peer')
+    assert.is((err as BlixardError).kind, 'NotLeader')
+    assert.is((err as BlixardError).leader, 'leader-peer')
   }
   assert.ok(rpc.usable)
   assert.is((await rpc.call('vm.show', { vm: 'after' })).id, 'after')
@@ -130,7 +131,7 @@ test('mutating methods are refused to non-admins', async () => {
     await rpc2.call('vm.create', { spec })
     assert.unreachable()
   } catch (err) {
-    assert.is((err as RpcError).kind, 'Unauthorized')
+    assert.is((err as BlixardError).kind, 'Unauthorized')
   }
   assert.is((await rpc2.call('cluster.status', {})).term, 3) // reads are open
   await rpc2.close()
@@ -138,16 +139,16 @@ test('mutating methods are refused to non-admins', async () => {
 
 test('an Indeterminate answer carries the idempotency key to retry with, as a field a script can read', async () => {
   const err = await rpc.call('vm.create', { spec: { ...spec, name: 'unsure' }, idempotencyKey: 'key-42' }).then(() => null, (e: unknown) => e)
-  assert.ok(err instanceof RpcError)
+  assert.ok(err instanceof BlixardError)
   assert.is(err.kind, 'Indeterminate')
   assert.is(err.key, 'key-42')
-  assert.equal(err.toBody(), { kind: 'Indeterminate', message: 'the leader changed under the write', key: 'key-42' })
+  assert.equal(err.toJSON(), { kind: 'Indeterminate', message: 'the leader changed under the write', key: 'key-42' })
 })
 
 test('per-request timeout, then the client still works', async () => {
   const t0 = Date.now()
   try { await rpc.call('vm.show', { vm: 'slow' }, { timeoutMs: 150 }); assert.unreachable() } catch (err) {
-    assert.is((err as RpcError).kind, 'Timeout')
+    assert.is((err as BlixardError).kind, 'Timeout')
   }
   assert.ok(Date.now() - t0 < 1000)
   assert.is((await rpc.call('vm.show', { vm: 'ok' })).id, 'ok')
@@ -173,6 +174,24 @@ test('watch streams results to the end, and cancel stops the server side', async
   sub.cancel()
 })
 
+test('a watch the caller does not read past its backlog ends with TooLarge after the items it holds', async () => {
+  const slow = await RpcClient.connect(client, dialableAddr(server), { timeoutMs: 2000, maxWatchBacklog: 4 })
+  try {
+    const before = watchEnded
+    const it = slow.watch('vm.watch', {})[Symbol.asyncIterator]()
+    await sleep(200) // ticks every 5 ms arrive unread
+    const got: string[] = []
+    try {
+      for (;;) { const r = await it.next(); if (r.done === true) break; if (r.value.type === 'put') got.push(r.value.vm.id) }
+      assert.unreachable('ended without an error')
+    } catch (err) {
+      assert.is((err as BlixardError).kind, 'TooLarge')
+    }
+    assert.equal(got, ['tick0', 'tick1', 'tick2', 'tick3', 'tick4'], 'the backlog is delivered before the error')
+    await until(() => watchEnded === before + 1, 2000, 'server-side watch cancelled')
+  } finally { await slow.close() }
+})
+
 async function garbage (bytes: Uint8Array): Promise<Stream> {
   const s = await client.dialProtocol(dialableAddr(server), RPC_PROTOCOL)
   s.send(bytes)
@@ -191,8 +210,8 @@ test('garbage on /blixard/rpc/1 resets that stream with a named error; the node 
     logs.length = 0
     const s = await garbage(bytes)
     assert.ok(['reset', 'aborted', 'closed'].includes(s.status), s.status)
-    await until(() => logs.some(l => l.event === 'rpc.stream.rejected'), 2000, 'rejection log')
-    assert.is(logs.find(l => l.event === 'rpc.stream.rejected')!.fields?.error, kind)
+    await until(() => logs.some(l => l.msg === 'rpc.stream.rejected'), 2000, 'rejection log')
+    assert.is(logs.find(l => l.msg === 'rpc.stream.rejected')!.fields.error, kind)
     const fresh = await RpcClient.connect(client, dialableAddr(server))
     assert.is((await fresh.call('cluster.status', {})).term, 3)
     await fresh.close()
@@ -219,15 +238,15 @@ test('fuzz: random bytes and random CBOR values on fresh streams never stop the 
 })
 
 test('a server that goes away fails pending calls with Unavailable', async () => {
-  const tmp = await testHost<{ rpc: RpcServer }>({ services: { rpc: rpcServer({ handlers, log: () => {} }) } })
+  const tmp = await testHost<{ rpc: RpcServer }>({ services: { rpc: rpcServer({ handlers, log: silentLogger }) } })
   const c = await RpcClient.connect(client, dialableAddr(tmp))
   const slow = c.call('vm.show', { vm: 'slow' }).then(() => null, (err: unknown) => err)
   await sleep(50)
   await tmp.stop()
-  assert.instance(await slow, RpcError)
-  assert.is((await slow as RpcError).kind, 'Unavailable')
+  assert.instance(await slow, BlixardError)
+  assert.is((await slow as BlixardError).kind, 'Unavailable')
   assert.not.ok(c.usable)
-  try { await c.call('cluster.status', {}); assert.unreachable() } catch (err) { assert.is((err as RpcError).kind, 'Unavailable') }
+  try { await c.call('cluster.status', {}); assert.unreachable() } catch (err) { assert.is((err as BlixardError).kind, 'Unavailable') }
 })
 
 test.run()

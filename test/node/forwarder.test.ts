@@ -8,8 +8,8 @@ import * as assert from 'uvu/assert'
 import { Forwarder, PROPOSE_ATTEMPTS, retryDelayMs, RETRY_MAX_MS } from '../../node/core/forwarder.ts'
 import type { ForwarderEnv } from '../../node/core/forwarder.ts'
 import { MAX_FORWARD_BATCH } from '../../protocols/limits.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 type Env = CommandEnvelope & { key: string }
 const write = (i: number): Env => ({ at: 0, key: `k${i}`, cmd: { type: 'DeleteVm', id: `vm${i}` } })
@@ -49,7 +49,7 @@ test('a leader proposes locally; its refusal is definite and not retried', async
   assert.equal(calls, ['local k1'])
   const refusing = forwarder({ leading: true, refusal: 'not an admin' })
   try { await refusing.f.propose(write(2)); assert.unreachable() } catch (e) {
-    assert.is((e as RpcError).kind, 'Unauthorized')
+    assert.is((e as BlixardError).kind, 'Unauthorized')
   }
   assert.equal(refusing.calls, [])
 })
@@ -80,7 +80,7 @@ test('a malformed batch answer is retried under the same keys, after dropping th
 })
 
 test('a leader without proposeMany gets the batch one by one', async () => {
-  const { f, calls } = forwarder({ many: async () => { throw new RpcError('UnknownMethod', 'no such method') } })
+  const { f, calls } = forwarder({ many: async () => { throw new BlixardError('UnknownMethod', 'no such method') } })
   await Promise.all([f.propose(write(1)), f.propose(write(2))])
   assert.equal(calls, ['many conn-L 2', 'one conn-L k1', 'one conn-L k2'])
 })
@@ -90,20 +90,20 @@ test('after a Timeout (maybe proposed) a later refusal is Indeterminate, naming 
   const { f } = forwarder({
     one: async () => {
       n++
-      if (n === 1) throw new RpcError('Timeout', 'no answer')
-      throw new RpcError('InvalidCommand', 'bad')
+      if (n === 1) throw new BlixardError('Timeout', 'no answer')
+      throw new BlixardError('InvalidCommand', 'bad')
     }
   })
   try { await f.propose(write(7)); assert.unreachable() } catch (e) {
-    assert.is((e as RpcError).kind, 'Indeterminate')
+    assert.is((e as BlixardError).kind, 'Indeterminate')
     assert.match((e as Error).message, 'k7')
   }
 })
 
 test('NotLeader on every attempt stays definite, with capped back-off, after PROPOSE_ATTEMPTS', async () => {
-  const { f, calls, sleeps } = forwarder({ one: async () => { throw new RpcError('NotLeader', 'not me') } })
+  const { f, calls, sleeps } = forwarder({ one: async () => { throw new BlixardError('NotLeader', 'not me') } })
   try { await f.propose(write(1)); assert.unreachable() } catch (e) {
-    assert.is((e as RpcError).kind, 'NotLeader')
+    assert.is((e as BlixardError).kind, 'NotLeader')
   }
   assert.is(calls.length, PROPOSE_ATTEMPTS)
   assert.is(Math.max(...sleeps), RETRY_MAX_MS)

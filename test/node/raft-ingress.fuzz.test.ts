@@ -1,6 +1,6 @@
 // Fuzzer (bounded, a few seconds): random and mutated frames on the Raft wire schema and the RPC
 // frame schema, as an authenticated member would send them, through decode → validate → admit →
-// RawNode.step on a follower with a MemoryLogStore. Properties: nothing but a WireError escapes
+// RawNode.step on a follower with a MemoryLogStore. Properties: nothing but a wire error (BadMessage, TooLarge) escapes
 // decoding; step never throws on what admission lets through; and input that decoding or
 // admission refuses changes nothing (term, vote, commit, last index, configuration, no Ready).
 import { test } from 'uvu'
@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import { admitRaftMessage } from '../../node/core/raft-ingress.ts'
 import { checkEntryData } from '../../node/core/raft-ingress-context.ts'
-import { WireError, decodePayload, encodePayload } from '../../protocols/framing.ts'
+import { decodePayload, encodePayload } from '../../protocols/framing.ts'
+import { isWireError } from '../../protocols/errors.ts'
 import { validateBatch, validateMessage } from '../../protocols/raft-wire.ts'
 import { validateClientFrame } from '../../protocols/rpc.ts'
 import { RawNode } from '../../protocols/raft/rawnode.ts'
@@ -60,11 +61,11 @@ test('Raft frames from an authenticated member: no throw escapes, refused input 
     for (let i = 0; i < ticks; i++) node.tick()
     if (node.hasReady()) node.advance(node.ready())
     let batch: unknown[]
-    try { batch = validateBatch(decodePayload(bytes)) } catch (e) { assert.instance(e, WireError); refused++; return }
+    try { batch = validateBatch(decodePayload(bytes)) } catch (e) { assert.ok(isWireError(e), String(e)); refused++; return }
     for (const raw of batch) {
       const before = fingerprint(node)
       let msg
-      try { msg = validateMessage(raw) } catch (e) { assert.instance(e, WireError); refused++; continue }
+      try { msg = validateMessage(raw) } catch (e) { assert.ok(isWireError(e), String(e)); refused++; continue }
       const s = node.status()
       const v = admitRaftMessage(sender, msg, {
         self: 'n1', voters: s.conf.voters, learners: s.conf.learners, term: s.term, leader: s.lead, isLeader: s.role === 'leader',
@@ -80,12 +81,12 @@ test('Raft frames from an authenticated member: no throw escapes, refused input 
   assert.ok(refused > 0 && admitted > 0, 'the generator reaches both sides')
 })
 
-test('RPC client frames: random and mutated bytes give a WireError or a request, never another throw', () => {
+test('RPC client frames: random and mutated bytes give a wire error or a request, never another throw', () => {
   const good = fc.record({ id: int, method: fc.constantFrom('vm.list', 'cluster.status', ''), params: fc.option(fc.anything({ maxDepth: 2 }), { nil: undefined, freq: 2 }), cancel: fc.option(fc.constantFrom(true, false, 1), { nil: undefined, freq: 2 }) })
   fc.assert(fc.property(good, fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 2 }), (req, flips) => {
     const b = encodePayload(Object.fromEntries(Object.entries(req).filter(([, v]) => v !== undefined)))
     for (const [at, v] of flips) if (b.byteLength > 0) b[at % b.byteLength] = v
-    try { validateClientFrame(decodePayload(b)) } catch (e) { assert.instance(e, WireError) }
+    try { validateClientFrame(decodePayload(b)) } catch (e) { assert.ok(isWireError(e), String(e)) }
   }), { numRuns: RUNS * 2, seed: 13 })
 })
 

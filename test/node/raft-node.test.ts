@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert'
 import { RaftNode } from '../../node/core/raft-node.ts'
 import type { ProposalOutcome, RaftNodeOptions } from '../../node/core/raft-node.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
-import { Scheduler } from '../../sim/scheduler.ts'
+import { EventQueue } from '../../sim/event-queue.ts'
 import { StateMachine, UNCHECKED_AUTHORITY } from '../../storage/state-machine.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { seededSigner } from '../../protocols/auth.ts'
@@ -20,7 +20,7 @@ const TICK_MS = 10
 const NET_DELAY_MS = 2
 
 interface Env {
-  sched: Scheduler
+  sched: EventQueue
   cores: Map<string, RaftNode>
   sms: Map<string, StateMachine>
   stores: Map<string, MemoryLogStore>
@@ -29,7 +29,7 @@ interface Env {
 }
 
 function cluster (over: Partial<RaftNodeOptions> & { admitOn?: Record<string, RaftNodeOptions['admit']> } = {}): Env {
-  const sched = new Scheduler()
+  const sched = new EventQueue()
   const env: Env = { sched, cores: new Map(), sms: new Map(), stores: new Map(), cut: new Set() }
   let seed = 7
   for (const id of IDS) {

@@ -1,4 +1,4 @@
-// Client semantics against 3 real nodes (issue 11): a write sent to a follower that has just
+// Client semantics against 3 real nodes: a write sent to a follower that has just
 // restarted resolves a VM created while it was down (after a ReadIndex barrier, never a stale
 // NotFound), and a mutating call retried with the same idempotency key applies once and
 // answers with the first attempt's result.

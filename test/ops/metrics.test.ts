@@ -1,6 +1,6 @@
 // Every node of a live 3-node cluster serves Prometheus text on /metrics that
 // `promtool check metrics` (Debian's prometheus package) accepts, with the
-// metrics issue 7 lists and values that agree with what the cluster did:
+// metrics node/metrics.ts defines and values that agree with what the cluster did:
 // one VM created and placed, one lookup that failed, one refused write.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'

@@ -6,7 +6,7 @@
 // bootstraps a cluster of its own).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { Scheduler } from '../../sim/scheduler.ts'
+import { EventQueue } from '../../sim/event-queue.ts'
 import { Prng } from '../../sim/prng.ts'
 import { Cluster } from '../../sim/cluster.ts'
 import { ElectionSafety } from '../../sim/checkers/election-safety.ts'
@@ -14,8 +14,8 @@ import { ConfigSafety } from '../../sim/checkers/config-safety.ts'
 import { SIM_AUTOPILOT } from '../../sim/replica.ts'
 import type { Checker } from '../../sim/checkers/checker.ts'
 
-function world (seed: number): { sched: Scheduler, cluster: Cluster, checkers: Checker[], trace: string[] } {
-  const sched = new Scheduler()
+function world (seed: number): { sched: EventQueue, cluster: Cluster, checkers: Checker[], trace: string[] } {
+  const sched = new EventQueue()
   const trace: string[] = []
   const checkers: Checker[] = [new ElectionSafety(), new ConfigSafety()]
   const cluster = new Cluster({

@@ -1,4 +1,4 @@
-// Client semantics on the state-machine side (issue 11): a key applied twice is applied once
+// Client semantics on the state-machine side: a key applied twice is applied once
 // and answers the first result; GenerationMismatch is a definite rejection that changes nothing.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'

@@ -1,4 +1,4 @@
-// Issue 5 item 6: a VM's whole life through 3 real blixard-node processes and a real guest
+// A VM's whole life through 3 real blixard-node processes and a real guest
 // (TCG here): create --wait → the marker on its console and its qemu on the node placement
 // chose (and only there) → stop (qemu gone) → start (a new qemu, the marker again) → delete
 // (no qemu, no runtime dir, no TAP left). The CLI runs create --wait and logs; the other steps

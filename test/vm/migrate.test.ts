@@ -1,4 +1,4 @@
-// Live migration (issue 15) through 3 real blixard-node processes and a real tiny guest (QEMU, TCG
+// Live migration through 3 real blixard-node processes and a real tiny guest (QEMU, TCG
 // here) printing a heartbeat counter on its console: `blixard vm migrate --wait --json` moves it
 // to the node placement picks, with progress lines; the counter goes on where it was on the new
 // host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node. Then

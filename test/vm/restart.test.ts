@@ -1,4 +1,4 @@
-// Issue 5 item 6, the failure half, through 3 real blixard-node processes and real guests:
+// Restart policies when guests and hosts fail, through 3 real blixard-node processes and real guests:
 // kill -9 of a qemu → restarted under `always` (new pid, the marker again); under `never` a
 // killed guest ends `failed` and stays down; under `on-failure` a guest that powers itself off
 // ends `stopped` and stays down; SIGTERM and restart of the blixard-node hosting a guest → the

@@ -1,4 +1,4 @@
-// Issue 5 item 3: a changed spec is applied, never silently ignored (microvm.nix#94). Through
+// Spec updates: a changed spec is applied, never silently ignored (microvm.nix#94). Through
 // 3 real blixard-node processes: `blixard vm update NAME --memory 192M --wait` on a running
 // guest → its host restarts it with the new spec (qemu argv `-m 192`, one qemu, the marker).
 // Ports 17630-17632 (metrics 17730-17732).

@@ -8,7 +8,7 @@ interface Event {
   run: () => void
 }
 
-export class Scheduler {
+export class EventQueue {
   readonly clock = new Clock()
   private heap: Event[] = []
   private seq = 0
