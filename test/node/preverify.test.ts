@@ -6,7 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Command } from '../../protocols/commands.ts'
 import { seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
-import { MAX_PREVERIFY_IN_FLIGHT, preverifyAuth, preverifyReady } from '../../node/preverify.ts'
+import { MAX_PREVERIFY_IN_FLIGHT, PREVERIFY_INLINE_GAP_MS, preverifyAuth, preverifyReady, setPreverifyInlineGap } from '../../node/preverify.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 
 const admin = seededSigner(new Uint8Array(32).fill(7))
@@ -17,6 +17,9 @@ function cmd (desired: 'running' | 'stopped', id = 'v1'): Command {
   if (!v.ok) throw new Error(v.error.message)
   return v.cmd
 }
+
+// the head start on its own; the low-rate shortcut has its own test at the end
+setPreverifyInlineGap(Infinity)
 
 test('until the worker is up nothing is checked ahead (null): the decision stays with the synchronous check', async () => {
   const c = cmd('running', 'cold')
@@ -68,6 +71,20 @@ test('checks in flight are bounded: past the bound nothing is started (null), an
   assert.is(answers.filter((x) => x === null).length, 5)
   // the ones left out are decided by the synchronous check as before
   for (const a of many.slice(-5)) assert.is(verifyAuth(c, a), true)
+})
+
+test('at a low rate a lone signature is left to the synchronous check (no thread round trip); a burst goes to the worker', async () => {
+  setPreverifyInlineGap(PREVERIFY_INLINE_GAP_MS)
+  try {
+    const c = cmd('running', 'rate')
+    await new Promise((resolve) => setTimeout(resolve, PREVERIFY_INLINE_GAP_MS + 5))
+    const lone = signCommandSync(admin, c, 'lone-1', 10)
+    assert.is(await preverifyAuth(c, lone), null, 'lone: checked where decided')
+    assert.is(verifyAuth(c, lone), true)
+    const burst = Array.from({ length: 8 }, (_, i) => signCommandSync(admin, c, `burst-${i}`, 10))
+    const answers = await Promise.all(burst.map(async (a) => await preverifyAuth(c, a)))
+    assert.ok(answers.slice(1).every((x) => x === true), `after the first, a burst is checked ahead: ${JSON.stringify(answers)}`)
+  } finally { setPreverifyInlineGap(Infinity) }
 })
 
 test.run()
