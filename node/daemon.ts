@@ -142,6 +142,7 @@ export class Daemon {
       id: this.id, store: this.store, sm: this.sm, log: this.log.child({ part: 'raft' }), metrics: this.metrics,
       send: (msgs) => { this.host.services.raft.send(msgs) },
       onApplied: (i, env, res) => { this.onApplied(i, env, res) },
+      onConfApplied: (i, cc) => { this.events.confApplied(i, cc) },
       admitters: () => this.membership.admitters(),
       onLeaderChange: (leader, isLeader) => {
         if (isLeader) void this.exec?.scheduler.kick()
@@ -155,6 +156,7 @@ export class Daemon {
   recentEvents (): ClusterEvent[] { return this.events.recent() }
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
+    this.events.beforeDescribe(env, r)
     for (const fn of this.listeners) fn(i, env, r)
     this.events.applied(i, env, r)
     const fx = effectsOf(this.id, env, r)

@@ -25,6 +25,8 @@ import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
   json: {},
+  // -o wide: ids next to names (people read names; ids only where asked); -o json: --json
+  output: { value: true, short: 'o' },
   peer: { value: true },
   'cluster-key': { value: true },
   stale: {},
@@ -44,7 +46,7 @@ interface Command {
 }
 
 class Output {
-  constructor (readonly json: boolean) {}
+  constructor (readonly json: boolean, readonly wide = false) {}
   data (value: unknown, human: () => string): void {
     process.stdout.write(this.json ? JSON.stringify(value, null, 2) + '\n' : human() + '\n')
   }
@@ -67,8 +69,9 @@ function need (p: Parsed, n: number, what: string): string[] {
 
 const stale = (p: Parsed): { stale?: boolean } => bool(p, 'stale') ? { stale: true } : {}
 
-function vmRow (v: VmRecord, names: Map<string, string>): Array<string | number | null> {
-  return [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), v.status.reason, shortId(v.id, 8)]
+function vmRow (v: VmRecord, names: Map<string, string>, wide: boolean): Array<string | number | null> {
+  const row = [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), v.status.reason]
+  return wide ? [...row, v.id, v.assignedNode] : row
 }
 
 /** Why a VM waits unplaced, node by node and by name, or '' when some node would take it. */
@@ -76,7 +79,13 @@ async function waitReason (client: Connection['client'], vm: string): Promise<st
   const [e, nodes] = await Promise.all([client.call('vm.explain', { vm }), client.call('node.list', { stale: true })])
   if (e.decision.nodeId != null) return ''
   const names = nodeNames(nodes)
-  return (e.decision.nodes ?? []).flatMap((n) => n.feasible ? [] : [`${names.get(n.nodeId) ?? shortId(n.nodeId)}: ${n.filter}: ${n.reason}`]).join('; ')
+  return (e.decision.nodes ?? []).flatMap((n) => n.feasible ? [] : [`${names.get(n.nodeId) ?? shortId(n.nodeId)}: ${filterReason(n.filter, n.reason)}`]).join('; ')
+}
+
+/** A placement filter's refusal, its name said once (the reasons start with it already). */
+function filterReason (filter: string | undefined, reason: string | undefined): string {
+  const r = reason ?? ''
+  return filter == null || r.startsWith(`${filter}:`) ? r : `${filter}: ${r}`
 }
 
 /** `ready`, or `down since 12:04:05Z (2m)` (the leader's clock when it marked the node down). */
@@ -99,7 +108,7 @@ const COMMANDS: Record<string, Command> = {
       const st = await client.call('cluster.status', stale(p))
       const nodes = await client.call('node.list', { stale: true })
       const names = nodeNames(nodes)
-      const nm = (id: string | null): string => id == null ? 'none' : `${names.get(id) ?? shortId(id)} (${shortId(id)})`
+      const nm = (id: string | null): string => id == null ? 'none' : out.wide ? `${names.get(id) ?? shortId(id)} (${id})` : names.get(id) ?? shortId(id)
       out.data({ ...st, via: peer }, () => keyValues([
         ['Leader', nm(st.leader)], ['Term', st.term], ['Commit index', st.commit], ['Applied index', st.applied],
         ['Voters', st.voters.map(nm).join(', ')], ['Learners', st.learners.map(nm).join(', ') || '-'],
@@ -118,11 +127,11 @@ const COMMANDS: Record<string, Command> = {
       const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => [])])
       const load = new Map(loads.map((l) => [l.node, l]))
       out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
-        ['name', 'state', 'liveness', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', 'id'],
+        ['name', 'state', 'liveness', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', ...(out.wide ? ['id'] : [])],
         nodes.map((n) => {
           const l = load.get(n.id)
           const role = st.leader === n.id ? 'leader' : st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : '-'
-          return [n.name, n.state, liveness(n), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), shortId(n.id)]
+          return [n.name, n.state, liveness(n), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), ...(out.wide ? [n.id] : [])]
         })))
       return EXIT.ok
     })
@@ -132,7 +141,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard node show NODE',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const n = await client.call('node.show', { node: need(p, 1, 'NODE')[0], ...stale(p) })
-      out.data(n, () => keyValues([['Name', n.name], ['Id', n.id], ['State', n.state], ['Liveness', liveness(n) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
+      out.data(n, () => keyValues([['Name', n.name], ...(out.wide ? [['Id', n.id] as [string, string]] : []), ['State', n.state], ['Liveness', liveness(n) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
       return EXIT.ok
     })
   },
@@ -202,7 +211,12 @@ const COMMANDS: Record<string, Command> = {
       }
       return await withCluster(p, async ({ client }) => {
         const queue = bool(p, 'queue')
-        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true), ...(queue ? { queue } : {}) })
+        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true), ...(queue ? { queue } : {}) }).catch((e: unknown) => {
+          // a --disk or --network that does not exist: say which flag, and where to look
+          const m = e instanceof RpcError && e.kind === 'NotFound' ? /^(volume|network) (\S+) not found/.exec(e.message) : null
+          if (m != null) throw new CliError('NotFound', `${m[1] === 'volume' ? '--disk' : '--network'} ${m[2]}: no ${m[1]} of that name; VM ${name} was not created`, `Create it first (blixard ${m[1]} create ${m[2]} ...), or see the names with blixard ${m[1]} list.`)
+          throw e
+        })
         if (!bool(p, 'wait')) {
           // queued by choice: say why it waits (the reasons `vm explain` gives), nodes by name
           const why = queue && vm.assignedNode == null && vm.desired === 'running' ? await waitReason(client, vm.id) : ''
@@ -225,7 +239,7 @@ const COMMANDS: Record<string, Command> = {
       const node = flag(p, 'node')
       const [vms, nodes] = await Promise.all([client.call('vm.list', { ...stale(p), ...(node != null ? { node } : {}) }), client.call('node.list', { stale: true })])
       const names = nodeNames(nodes)
-      out.data(vms, () => table(['name', 'phase', 'desired', 'node', 'vcpus', 'memory', 'reason', 'id'], vms.map((v) => vmRow(v, names))))
+      out.data(vms, () => table(['name', 'phase', 'desired', 'node', 'vcpus', 'memory', 'reason', ...(out.wide ? ['id', 'node id'] : [])], vms.map((v) => vmRow(v, names, out.wide))))
       return EXIT.ok
     })
   },
@@ -235,10 +249,10 @@ const COMMANDS: Record<string, Command> = {
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const v = await client.call('vm.show', { vm: need(p, 1, 'VM')[0], ...stale(p) })
       const names = nodeNames(await client.call('node.list', { stale: true }))
-      const nm = (id: string): string => `${names.get(id) ?? shortId(id)} (${shortId(id)})`
+      const nm = (id: string): string => out.wide ? `${names.get(id) ?? shortId(id)} (${id})` : names.get(id) ?? shortId(id)
       const m = v.migration
       out.data(v, () => keyValues([
-        ['Name', v.spec.name], ['Id', v.id], ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
+        ['Name', v.spec.name], ...(out.wide ? [['Id', v.id] as [string, string]] : []), ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
         ...(m == null ? [] : [['Migration', `${m.phase} ${nm(m.source)} → ${nm(m.target)}${m.reason != null ? `: ${m.reason}` : ''}${m.figures?.downtimeMs != null ? ` (downtime ${m.figures.downtimeMs} ms)` : ''}`] as [string, string]]),
         ['vCPUs', v.spec.vcpus], ['Memory', mib(v.spec.memoryMiB)], ['Image', v.spec.image.kind === 'flake' ? v.spec.image.ref : v.spec.image.kind],
         ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
@@ -325,7 +339,7 @@ const COMMANDS: Record<string, Command> = {
       out.data(e, () => {
         const d = e.decision
         const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? d.nodeId} (score ${d.total?.toFixed(3)})`
-        const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : `${n.filter}: ${n.reason}`])
+        const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : filterReason(n.filter, n.reason)])
         return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
       })
       return EXIT.ok
@@ -691,6 +705,7 @@ Global flags:
   --peer MULTIADDR      a node to talk to (any node answers everything); default: $BLIXARD_PEER, then mDNS
   --cluster-key FILE    the cluster key; default: $BLIXARD_CLUSTER_KEY_FILE, ~/.config/blixard/cluster.key, /etc/blixard/cluster.key
   --json                machine-readable output
+  -o wide|json          wide: ids next to names (tables and show); json: the same as --json
   --stale               read from the answering node's replica without a linearizable barrier
   --timeout SECONDS     per-request timeout (and --wait limit)
   --idempotency-key KEY a write's key (default: a fresh one per invocation, reused on the CLI's
@@ -729,7 +744,7 @@ function wordPositions (argv: string[]): number[] {
     const a = argv[i]
     if (a === '--') break
     if (a.startsWith('-')) {
-      const spec = a.startsWith('--') && !a.includes('=') ? GLOBAL[a.slice(2)] : undefined
+      const spec = a.startsWith('--') && !a.includes('=') ? GLOBAL[a.slice(2)] : a.length === 2 ? Object.values(GLOBAL).find((g) => g.short === a.slice(1)) : undefined
       if (spec?.value === true) i++
       continue
     }
@@ -756,13 +771,27 @@ function commandHelp (name: string, cmd: Command, out: Output): number {
     return `  ${flagLabel(k, f).padEnd(w)}  ${what}`.trimEnd()
   })
   out.data({ command: name, summary: cmd.summary, usage: cmd.usage, flags: Object.keys(cmd.flags ?? {}), flagDetails: flagDetails(cmd) }, () =>
-    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${lines.length > 0 ? `\nFlags:\n${lines.join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, --stale, --timeout SECONDS (see blixard help)`)
+    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${lines.length > 0 ? `\nFlags:\n${lines.join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, -o wide, --stale, --timeout SECONDS (see blixard help)`)
   return EXIT.ok
 }
 
+/** The -o/--output value wherever it stands (before or after the command), or null. */
+function outputFormat (argv: string[]): string | null {
+  let v: string | null = null
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') break
+    if (a === '-o' || a === '--output') v = argv[i + 1] ?? null
+    else if (a.startsWith('--output=')) v = a.slice('--output='.length)
+  }
+  return v
+}
+
 export async function main (argv: string[]): Promise<number> {
-  const json = argv.includes('--json')
-  const out = new Output(json)
+  const format = outputFormat(argv)
+  const json = argv.includes('--json') || format === 'json'
+  const out = new Output(json, format === 'wide')
+  if (format != null && format !== 'wide' && format !== 'json') return usageFailure(`-o ${format}: the output formats are wide (ids too) and json`, "Run 'blixard help' for the global flags.", out)
   const at = wordPositions(argv)
   const words = at.map((i) => argv[i])
   if (argv.length === 0 || words[0] === 'help' || (words.length === 0 && (argv.includes('--help') || argv.includes('-h')))) {
