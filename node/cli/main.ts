@@ -88,11 +88,32 @@ function filterReason (filter: string | undefined, reason: string | undefined): 
   return filter == null || r.startsWith(`${filter}:`) ? r : `${filter}: ${r}`
 }
 
-/** `ready`, or `down since 12:04:05Z (2m)` (the leader's clock when it marked the node down). */
-export function liveness (n: NodeRecord, now = Date.now()): string {
-  if (n.liveness !== 'down') return 'ready'
-  if (n.downSince == null) return 'down'
-  return `down since ${new Date(n.downSince).toISOString().slice(11, 19)}Z (${ago(now - n.downSince)})`
+/** What the answering node heard of a node lately: its gossiped load report's age, if any. */
+interface Heard { ageMs: number, stale: boolean }
+
+const clock = (t: number): string => `${new Date(t).toISOString().slice(11, 19)}Z`
+
+/** `ready`; `unreachable since 12:04:01Z (9s)` when its reports went stale but its lease has not
+ * expired yet (silent, maybe dead: not to be read as healthy); `down since 12:04:05Z (2m)` (the
+ * leader's clock when it marked the node down). `heard` null: no report from it at all. */
+export function liveness (n: NodeRecord, heard?: Heard | null, now = Date.now()): string {
+  if (n.liveness === 'down') return n.downSince == null ? 'down' : `down since ${clock(n.downSince)} (${ago(now - n.downSince)})`
+  if (heard === null) return 'unreachable (no report)'
+  if (heard?.stale === true) return `unreachable since ${clock(now - heard.ageMs)} (${ago(heard.ageMs)})`
+  return 'ready'
+}
+
+/** One word for a node's health: ready, unreachable or down (JSON and the status summary). */
+function health (n: NodeRecord, heard?: Heard | null): 'ready' | 'unreachable' | 'down' {
+  if (n.liveness === 'down') return 'down'
+  return heard === null || heard?.stale === true ? 'unreachable' : 'ready'
+}
+
+/** A node's last report as the answering node heard it (null: none); every node `undefined`
+ * when the load reports could not be read (then liveness says only what the lease says). */
+function heardFrom (loads: Array<{ node: string, ageMs: number, stale: boolean }> | null): (id: string) => Heard | null | undefined {
+  const by = new Map((loads ?? []).map((l) => [l.node, l]))
+  return (id) => loads == null ? undefined : by.get(id) ?? null
 }
 
 function nodeNames (nodes: NodeRecord[]): Map<string, string> {
@@ -106,12 +127,21 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard status [--stale]',
     run: async (p, out) => await withCluster(p, async ({ client, peer }) => {
       const st = await client.call('cluster.status', stale(p))
-      const nodes = await client.call('node.list', { stale: true })
+      const [nodes, loads] = await Promise.all([client.call('node.list', { stale: true }), client.call('node.load', {}).catch(() => null)])
       const names = nodeNames(nodes)
+      const heard = heardFrom(loads)
+      const byId = new Map(nodes.map((n) => [n.id, n]))
       const nm = (id: string | null): string => id == null ? 'none' : out.wide ? `${names.get(id) ?? shortId(id)} (${id})` : names.get(id) ?? shortId(id)
-      out.data({ ...st, via: peer }, () => keyValues([
+      // a member that is not ready says so next to its name (the leader is the answering node's view)
+      const member = (id: string): string => {
+        const n = byId.get(id)
+        const h = n == null ? 'ready' : health(n, heard(id))
+        return h === 'ready' ? nm(id) : `${nm(id)} (${liveness(n!, heard(id))})`
+      }
+      const nodeHealth = Object.fromEntries(nodes.map((n) => [n.name, health(n, heard(n.id))]))
+      out.data({ ...st, via: peer, health: nodeHealth }, () => keyValues([
         ['Leader', nm(st.leader)], ['Term', st.term], ['Commit index', st.commit], ['Applied index', st.applied],
-        ['Voters', st.voters.map(nm).join(', ')], ['Learners', st.learners.map(nm).join(', ') || '-'],
+        ['Voters', st.voters.map(member).join(', ')], ['Learners', st.learners.map(member).join(', ') || '-'],
         ...(st.joint == null
           ? []
           : [['Joint change', `in flight: old voters ${st.joint.votersOutgoing.map(nm).join(', ')} must agree too${st.joint.learnersNext.length > 0 ? `; then learners ${st.joint.learnersNext.map(nm).join(', ')}` : ''}`] as [string, string]]),
@@ -124,14 +154,15 @@ const COMMANDS: Record<string, Command> = {
     summary: 'List the nodes with their state, role and gossiped load',
     usage: 'blixard nodes [--stale]',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => [])])
-      const load = new Map(loads.map((l) => [l.node, l]))
-      out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
+      const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => null)])
+      const load = new Map((loads ?? []).map((l) => [l.node, l]))
+      const heard = heardFrom(loads)
+      out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, health: health(n, heard(n.id)), role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
         ['name', 'state', 'liveness', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', ...(out.wide ? ['id'] : [])],
         nodes.map((n) => {
           const l = load.get(n.id)
           const role = st.leader === n.id ? 'leader' : st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : '-'
-          return [n.name, n.state, liveness(n), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), ...(out.wide ? [n.id] : [])]
+          return [n.name, n.state, liveness(n, heard(n.id)), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), ...(out.wide ? [n.id] : [])]
         })))
       return EXIT.ok
     })
@@ -141,7 +172,8 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard node show NODE',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const n = await client.call('node.show', { node: need(p, 1, 'NODE')[0], ...stale(p) })
-      out.data(n, () => keyValues([['Name', n.name], ...(out.wide ? [['Id', n.id] as [string, string]] : []), ['State', n.state], ['Liveness', liveness(n) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
+      const heard = heardFrom(await client.call('node.load', {}).catch(() => null))
+      out.data({ ...n, health: health(n, heard(n.id)) }, () => keyValues([['Name', n.name], ...(out.wide ? [['Id', n.id] as [string, string]] : []), ['State', n.state], ['Liveness', liveness(n, heard(n.id)) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
       return EXIT.ok
     })
   },
@@ -854,6 +886,9 @@ function report (err: unknown, out: Output): number {
   process.stderr.write(describe(e, next) + '\n')
   return code
 }
+
+// a reader that went away (`blixard events | head`): stop quietly, as other Unix tools do
+process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(EXIT.ok); throw err })
 
 main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
   process.stderr.write(`blixard: ${(err as Error).stack ?? String(err)}\n`)
