@@ -1,9 +1,14 @@
-// `vm.logs` on any node: a VM's console comes from the local hypervisor driver when the VM is
+// `vm.logs` and `vm.consoleInput` on any node: a VM's console comes from the local hypervisor driver when the VM is
 // placed here, else it is proxied from the node it is placed on (over that node's RPC).
+import { createConnection } from 'node:net'
 import { RpcError } from '../protocols/rpc.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { RpcClient } from './net/rpc.ts'
 import type { QemuDriver } from './qemu/driver.ts'
+import { runtimePaths } from './qemu/paths.ts'
+
+/** How long a write into a guest's serial socket may take (QEMU accepts at once, or is hung). */
+const CONSOLE_WRITE_TIMEOUT_MS = 5_000
 
 export interface ConsoleProxyDeps {
   /** this node's peer id and name (the name is for error text) */
@@ -35,4 +40,38 @@ export async function * vmConsole (deps: ConsoleProxyDeps, vm: VmRecord, o: Cons
   const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}) })
   signal.addEventListener('abort', () => { sub.cancel() }, { once: true })
   for await (const item of sub) yield item.text
+}
+
+/** Types `data` into a VM's serial console: into QEMU's serial socket when the VM is here, else
+ * relayed to its host (`relayed`: we are that host, asked by another node; never relay again). */
+export async function consoleInput (deps: ConsoleProxyDeps, vm: VmRecord, data: Buffer, relayed: boolean): Promise<{ bytes: number, node: string }> {
+  const host = vm.assignedNode
+  if (host == null) throw new RpcError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
+  if (host !== deps.selfId()) {
+    if (relayed) throw new RpcError('Conflict', `VM ${vm.spec.name} is no longer on ${deps.selfName}: it moved; try again`)
+    const c = await deps.client(host)
+    return await c.call('internal.consoleInput', { vm: vm.id, data: data.toString('base64') })
+  }
+  const qemu = deps.qemu()
+  if (qemu == null) throw new RpcError('Unavailable', 'this node runs no hypervisor driver')
+  if (vm.status.phase !== 'running' && vm.status.phase !== 'starting') throw new RpcError('Conflict', `VM ${vm.spec.name} is ${vm.status.phase}: its console takes input only while it runs`)
+  await writeSerial(runtimePaths(qemu.dataDir, vm.id).serialSock, data, vm.spec.name)
+  return { bytes: data.length, node: deps.selfName }
+}
+
+/** One short connection to QEMU's serial chardev socket (server=on, wait=off): write, then close.
+ * The guest reads the bytes as if typed; its answer goes to the console log vm.logs follows. */
+async function writeSerial (path: string, data: Buffer, name: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const sock = createConnection(path)
+    const timer = setTimeout(() => { sock.destroy(); reject(new RpcError('Timeout', `VM ${name}'s serial console did not take input within ${CONSOLE_WRITE_TIMEOUT_MS} ms`)) }, CONSOLE_WRITE_TIMEOUT_MS)
+    sock.on('data', () => {}) // the guest's output also comes here: the log has it already
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+        ? new RpcError('Conflict', `VM ${name} has no serial console open on this host (not running here)`)
+        : new RpcError('Internal', `VM ${name}'s serial console: ${err.message}`))
+    })
+    sock.once('connect', () => { sock.end(data, () => { clearTimeout(timer); resolve() }) })
+  })
 }

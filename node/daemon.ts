@@ -24,7 +24,7 @@ import { nodeApi, type AppliedListener } from './api-deps.ts'
 import { EventLog, type ClusterEvent } from './events.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { startHttp, type HttpServer } from './http.ts'
-import { vmConsole, type ConsoleOptions } from './console-proxy.ts'
+import { consoleInput, vmConsole, type ConsoleOptions, type ConsoleProxyDeps } from './console-proxy.ts'
 import { Membership } from './membership.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import { hostView, startNodeHost, type NodeServices } from './host-services.ts'
@@ -106,7 +106,7 @@ export class Daemon {
     this.signer = signer
     const board: LoadBoard = { hints: () => this.gauges.loadHints() }
     const propose = async (env: CommandEnvelope): Promise<ApplyResult> => await this.propose(env)
-    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, driver: () => this.driver, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), metrics: this.metrics })
+    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, driver: () => this.driver, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data, relayed) => await consoleInput(this.consoleDeps(), vm, data, relayed), metrics: this.metrics })
     this.host = await startNodeHost({
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, driver: () => this.driver, api,
       renewLease: () => this.exec == null ? null : async (peer, epoch) => await (this.exec as Execution).ha.receive(peer, epoch),
@@ -175,7 +175,11 @@ export class Daemon {
 
   /** A VM's console: from our QEMU driver when the VM is here, else proxied from its host. */
   vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
-    return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) }, vm, o, signal)
+    return vmConsole(this.consoleDeps(), vm, o, signal)
+  }
+
+  private consoleDeps (): ConsoleProxyDeps {
+    return { selfId: () => this.id, selfName: this.cfg.name, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) }
   }
 
   /** called by /metrics before each scrape (node/metrics-wiring.ts) */

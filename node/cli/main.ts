@@ -14,6 +14,7 @@ import { connect, whoami, configDir } from './connect.ts'
 import type { Connection } from './connect.ts'
 import { table, keyValues, mib, ago, shortId, pct } from './format.ts'
 import { VM_LIMITS, formatMiB } from '../../protocols/vm-limits.ts'
+import { MAX_CONSOLE_INPUT_BYTES } from '../../protocols/limits.ts'
 import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
 import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
@@ -119,6 +120,12 @@ function heardFrom (loads: Array<{ node: string, ageMs: number, stale: boolean }
 function nodeNames (nodes: NodeRecord[]): Map<string, string> {
   return new Map(nodes.map((n) => [n.id, n.name]))
 }
+
+/** The detach key of `vm console`: Ctrl-] (0x1d), as telnet and virsh console. */
+const DETACH_BYTE = 0x1d
+const DETACH_KEY = 'Ctrl-]'
+/** What `vm console` shows of the console's past before it attaches. */
+const CONSOLE_TAIL_BYTES = 2048
 
 const COMMANDS: Record<string, Command> = {
   ...resourceCommands({ withCluster, need, stale }),
@@ -413,6 +420,12 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok
     })
   },
+  'vm console': {
+    summary: "Attach to a VM's serial console (type into the guest, see its output); Ctrl-] detaches, the guest keeps running",
+    usage: 'blixard vm console VM [--tail BYTES]',
+    flags: { tail: { value: true, arg: 'BYTES', help: 'first show this much of what the console printed before', default: String(CONSOLE_TAIL_BYTES) } },
+    run: async (p, out) => await attachConsole(p, out)
+  },
   events: {
     summary: 'Show recent cluster events, then stream new ones (Ctrl-C to stop); the answering node keeps its last 100',
     usage: 'blixard events [--since DURATION] [--no-follow]',
@@ -540,6 +553,75 @@ const COMMANDS: Record<string, Command> = {
     }
   }
 }
+
+/** `blixard vm console VM`: the console's output (vm.logs, following) on stdout, and what is typed
+ * (raw, key by key on a terminal; or piped in) into the guest's serial port through
+ * vm.consoleInput, in order, until Ctrl-] (or, piped, until the input ends and the output went
+ * quiet). Any node relays both to and from the VM's host. */
+async function attachConsole (p: Parsed, out: Output): Promise<number> {
+  const ref = need(p, 1, 'VM')[0]
+  const tail = int(p, 'tail', CONSOLE_TAIL_BYTES, 0, 64 << 20)
+  return await withCluster(p, async ({ client }) => {
+    const vm = await client.call('vm.show', { vm: ref })
+    if (vm.assignedNode == null) throw new CliError('NotFound', `VM ${vm.spec.name} is not placed on any node, so it has no console`, `See why with blixard vm explain ${vm.spec.name}`)
+    const names = nodeNames(await client.call('node.list', { stale: true }))
+    const host = names.get(vm.assignedNode) ?? shortId(vm.assignedNode)
+    const tty = process.stdin.isTTY === true
+    out.progress(`Connected to the serial console of VM ${vm.spec.name} on ${host}. Detach with ${DETACH_KEY} (the guest keeps running).`)
+    const sub = client.watch('vm.logs', { vm: vm.id, follow: true, tailBytes: tail })
+    let detached = false
+    let failure: unknown = null
+    let lastOutput = Date.now()
+    const done = (async () => {
+      for await (const chunk of sub) {
+        lastOutput = Date.now()
+        if (out.json) process.stdout.write(JSON.stringify(chunk) + '\n')
+        else process.stdout.write(chunk.text)
+      }
+    })()
+    // keystrokes go one call at a time, in order; a paste in MAX_CONSOLE_INPUT_BYTES pieces
+    let sending: Promise<void> = Promise.resolve()
+    const send = (bytes: Buffer): void => {
+      for (let i = 0; i < bytes.length; i += MAX_CONSOLE_INPUT_BYTES) {
+        const piece = bytes.subarray(i, i + MAX_CONSOLE_INPUT_BYTES)
+        sending = sending.then(async () => {
+          if (failure != null) return
+          try { await client.call('vm.consoleInput', { vm: vm.id, data: piece.toString('base64') }) } catch (err) { failure = err; sub.cancel() }
+        })
+      }
+    }
+    const stop = (): void => { detached = true; sub.cancel() }
+    let inputEnded = false
+    const onData = (d: Buffer): void => {
+      const at = d.indexOf(DETACH_BYTE)
+      if (at >= 0) { if (at > 0) send(d.subarray(0, at)); void sending.then(stop); return }
+      send(d)
+    }
+    if (tty) process.stdin.setRawMode(true)
+    process.stdin.on('data', onData)
+    process.stdin.once('end', () => { inputEnded = true })
+    process.once('SIGINT', stop)
+    // piped input (a script, a test): once it ended and everything was sent, stay while the
+    // guest still answers, then leave on our own
+    const quiet = setInterval(() => {
+      if (inputEnded && Date.now() - lastOutput > CONSOLE_PIPED_QUIET_MS) void sending.then(stop)
+    }, 250)
+    try { await done } finally {
+      clearInterval(quiet)
+      process.stdin.off('data', onData)
+      process.off('SIGINT', stop)
+      if (tty) process.stdin.setRawMode(false)
+      process.stdin.pause()
+    }
+    await sending
+    if (failure != null) throw failure
+    out.progress(`\r\n${detached ? 'Detached from' : 'The console closed:'} VM ${vm.spec.name}${detached ? ' (it keeps running)' : ' (the guest stopped?)'}.`)
+    return EXIT.ok
+  })
+}
+
+/** With piped input, how long the output must stay quiet after the input ended before `vm console` leaves. */
+const CONSOLE_PIPED_QUIET_MS = 3_000
 
 /** A completion lookup must not hang the shell: a node that does not answer in this long gives none. */
 const COMPLETION_TIMEOUT_MS = 2_000
