@@ -5,6 +5,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Daemon } from './daemon.ts'
 import { dashboardHtml } from './dashboard.ts'
+import { namesForIds } from './events.ts'
 
 export interface HttpServer {
   port: number
@@ -49,7 +50,7 @@ export function clusterView (d: Daemon, now = Date.now()): ClusterView {
     }),
     vms: d.sm.listVms().map((v) => ({
       id: v.id, name: v.spec.name, phase: v.status.phase, desired: v.desired, node: v.assignedNode,
-      nodeName: v.assignedNode == null ? null : names.get(v.assignedNode) ?? null, reason: v.status.reason, vcpus: v.spec.vcpus, memoryMiB: v.spec.memoryMiB
+      nodeName: v.assignedNode == null ? null : names.get(v.assignedNode) ?? null, reason: namesForIds(v.status.reason, (id) => names.get(id) ?? id), vcpus: v.spec.vcpus, memoryMiB: v.spec.memoryMiB
     })),
     events: d.recentEvents()
   }

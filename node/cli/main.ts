@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline/promises'
 import type { FlagSpec, Parsed } from './args.ts'
 import { connect, whoami, configDir } from './connect.ts'
 import type { Connection } from './connect.ts'
-import { table, keyValues, mib, ago, shortId, pct } from './format.ts'
+import { table, keyValues, mib, ago, shortId, pct, named } from './format.ts'
 import { VM_LIMITS, formatMiB } from '../../protocols/vm-limits.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../../protocols/limits.ts'
 import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
@@ -71,7 +71,7 @@ function need (p: Parsed, n: number, what: string): string[] {
 const stale = (p: Parsed): { stale?: boolean } => bool(p, 'stale') ? { stale: true } : {}
 
 function vmRow (v: VmRecord, names: Map<string, string>, wide: boolean): Array<string | number | null> {
-  const row = [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), v.status.reason]
+  const row = [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), wide ? v.status.reason : named(v.status.reason, names)]
   return wide ? [...row, v.id, v.assignedNode] : row
 }
 
@@ -265,7 +265,7 @@ const COMMANDS: Record<string, Command> = {
         const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
         const names = nodeNames(await client.call('node.list', { stale: true }))
         const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
-        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${final.status.reason})` : ''}`)
+        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${named(final.status.reason, names)})` : ''}`)
         return final.status.phase === 'running' ? EXIT.ok : EXIT.error
       })
     }
@@ -291,7 +291,7 @@ const COMMANDS: Record<string, Command> = {
       const nm = (id: string): string => out.wide ? `${names.get(id) ?? shortId(id)} (${id})` : names.get(id) ?? shortId(id)
       const m = v.migration
       out.data(v, () => keyValues([
-        ['Name', v.spec.name], ...(out.wide ? [['Id', v.id] as [string, string]] : []), ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
+        ['Name', v.spec.name], ...(out.wide ? [['Id', v.id] as [string, string]] : []), ['Phase', v.status.phase], ['Reason', out.wide ? v.status.reason : named(v.status.reason, names)], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
         ...(m == null ? [] : [['Migration', `${m.phase} ${nm(m.source)} → ${nm(m.target)}${m.reason != null ? `: ${m.reason}` : ''}${m.figures?.downtimeMs != null ? ` (downtime ${m.figures.downtimeMs} ms)` : ''}`] as [string, string]]),
         ['vCPUs', v.spec.vcpus], ['Memory', mib(v.spec.memoryMiB)], ['Image', v.spec.image.kind === 'flake' ? v.spec.image.ref : v.spec.image.kind],
         ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
@@ -396,7 +396,7 @@ const COMMANDS: Record<string, Command> = {
         const at = new Date().toISOString()
         out.item(ev, () => ev.type === 'delete'
           ? `${at}  ${vmNames.get(ev.id) ?? ev.id} deleted`
-          : `${at}  ${ev.vm.spec.name} ${ev.vm.status.phase}${ev.vm.assignedNode == null ? '' : ' on ' + (names.get(ev.vm.assignedNode) ?? shortId(ev.vm.assignedNode))}${ev.vm.status.reason === '' ? '' : ': ' + ev.vm.status.reason}`)
+          : `${at}  ${ev.vm.spec.name} ${ev.vm.status.phase}${ev.vm.assignedNode == null ? '' : ' on ' + (names.get(ev.vm.assignedNode) ?? shortId(ev.vm.assignedNode))}${ev.vm.status.reason === '' ? '' : ': ' + named(ev.vm.status.reason, names)}`)
       }
       return EXIT.ok
     })

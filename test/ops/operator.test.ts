@@ -82,6 +82,22 @@ test('names where people read: status, nodes, vm list/show and events name nodes
   for (const line of ev.split('\n').filter((l) => !l.includes(' admin '))) assert.not.match(line, PEER_ID, line)
 })
 
+test('fast honest failures: a missing --disk or --network names the flag and where to look; an overlapping subnet names the other network and what to do', async () => {
+  const disk = jsonError(await cli(['vm', 'create', 'no-disk', '--disk', 'nosuchvol', '--json']), 'NotFound', 3)
+  assert.is(disk.message, '--disk nosuchvol: no volume of that name; VM no-disk was not created')
+  assert.match(disk.next, /blixard volume list/)
+  const net = jsonError(await cli(['vm', 'create', 'no-net', '--network', 'nosuchnet', '--json']), 'NotFound', 3)
+  assert.match(net.next, /blixard network list/)
+  await human(['network', 'create', 'wide-net', '--subnet', '10.88.0.0/16'])
+  const overlap = jsonError(await cli(['network', 'create', 'inner-net', '--subnet', '10.88.4.0/24', '--json']), 'Conflict', 4)
+  assert.match(overlap.message, /^subnet 10\.88\.4\.0\/24 overlaps network wide-net \(10\.88\.0\.0\/16\)/)
+  assert.match(overlap.next, /^Pick a subnet outside every other network/)
+  // the reasons of a refused create name each filter once ("cpu: …", not "cpu: cpu: …")
+  const big = jsonError(await cli(['vm', 'create', 'too-big', '--vcpus', '200', '--json']), 'NoCapacity', 4)
+  assert.match(big.message, /^no node fits VM too-big: node\d: cpu: \d/)
+  assert.not.match(big.message, /cpu: cpu:/)
+})
+
 test('a silent node is not shown as ready: `unreachable since` (reports stale, lease not expired) in nodes, status and the dashboard; ready again once it speaks', async () => {
   const cl = await cluster()
   const n3 = cl.nodes[2]
