@@ -92,7 +92,7 @@ const NOTHING_LISTENS = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL/
 /** Garbage where libp2p expected its handshake (after the cluster key's encryption): the address
  * answers, but it is another service (HTTP, SSH, the dashboard port), or a node of another
  * cluster (another key: its bytes decrypt to noise, or it resets the connection). */
-const SPEAKS_OTHER = /Message length too long|Missing newline|[Ii]nvalid varint|protocol selection failed|[Pp]rotocol (error|negotiation)|[Uu]nexpected end of input|ECONNRESET|EPIPE|stream reset|[Ii]nvalid (message|multistream)|not supported/
+const SPEAKS_OTHER = /[Mm]essage length (length )?too long|Missing newline|[Ii]nvalid varint|protocol selection failed|[Pp]rotocol (error|negotiation)|[Uu]nexpected end of input|ECONNRESET|EPIPE|stream reset|[Ii]nvalid (message|multistream)|not supported/
 
 export function connectFailure (peer: string, detail: string): CliError {
   if (NOTHING_LISTENS.test(detail)) {
