@@ -30,6 +30,7 @@ export interface NodeApiParts {
   membership: Membership
   events: EventLog
   vmLogs: (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal) => AsyncIterable<string>
+  consoleInput: (vm: VmRecord, data: Buffer) => Promise<{ bytes: number, node: string }>
   metrics: NodeMetrics
 }
 
@@ -47,6 +48,7 @@ export function nodeApi (p: NodeApiParts): RpcHandlers {
     hello: () => p.membership.hello(),
     join: async (peer, addrs) => await p.membership.admit(peer, addrs),
     vmLogs: p.vmLogs,
+    consoleInput: p.consoleInput,
     recentEvents: () => p.events.recent(),
     subscribeNotes: (fn) => p.events.subscribeNotes(fn),
     describe: (_i, env, r) => p.events.describe(env, r)

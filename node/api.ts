@@ -21,6 +21,7 @@ import type { LoadReport } from '../protocols/load.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
+import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 
 export interface ApiDeps {
   id: () => string
@@ -38,6 +39,8 @@ export interface ApiDeps {
   now?: () => number
   /** the console of a VM, from this host's driver or proxied from the VM's host */
   vmLogs: (vm: VmRecord, opts: { follow?: boolean, tailBytes?: number }, signal: AbortSignal) => AsyncIterable<string>
+  /** type into a VM's serial console (here, or relayed to its host unless `relayed` already) */
+  consoleInput?: (vm: VmRecord, data: Buffer) => Promise<{ bytes: number, node: string }>
   /** recent events, for cluster.events to start with */
   recentEvents: () => Array<{ at: number, index: number, text: string }>
   describe: (index: number, env: CommandEnvelope, r: ApplyResult) => string
@@ -147,6 +150,13 @@ export function createApi (d: ApiDeps): RpcHandlers {
       return vm
     }
 
+    const typeInto = async (ref: string, data: string): Promise<{ bytes: number, node: string }> => {
+      if (d.consoleInput == null) throw new RpcError('Unavailable', 'this node serves no consoles')
+      const bytes = Buffer.from(data, 'base64')
+      if (bytes.length > MAX_CONSOLE_INPUT_BYTES) throw new RpcError('InvalidParams', `params.data: at most ${MAX_CONSOLE_INPUT_BYTES} bytes per call, got ${bytes.length}`)
+      return await d.consoleInput(vmRef(ref), bytes)
+    }
+
     const nodeRef = (ref: string): NodeRecord => {
       const n = d.sm.getNode(ref) ?? d.sm.listNodes().find((x) => x.name === ref || x.id.endsWith(ref))
       if (n == null) throw new RpcError('NotFound', `no node named or with id '${ref}'`)
@@ -241,6 +251,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) yield { text }
       })(),
       'cluster.events': (p, ctx) => events(d, p, ctx.signal),
+      'vm.consoleInput': async (p) => await typeInto(p.vm, p.data),
       'admin.add': async (p) => {
         // the applied record itself: no scan of the admin table on every write
         return await propose({ type: 'AddAdmin', peerId: p.peerId, name: p.name }, p.idempotencyKey) as AdminRecord

@@ -1,9 +1,17 @@
-// `vm.logs` on any node: a VM's console comes from the local hypervisor driver when the VM is
-// placed here, else it is proxied from the node it is placed on (over that node's RPC).
+// `vm.logs` on any node: a VM's console comes from the local hypervisor driver when the VM is placed
+// here, else it is proxied from the node it is placed on (over that node's RPC). `vm.consoleInput` is
+// taken only by the VM's own host, from the admin's own connection (the CLI dials the host itself): a
+// relayed keystroke would carry only the relaying member's word that an admin typed it.
+import { createConnection } from 'node:net'
+import { BlixardError } from '../protocols/errors.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { RpcClient } from './net/rpc.ts'
 import type { Hypervisor } from './hypervisor/types.ts'
-import { BlixardError } from '../protocols/errors.ts'
+import type { QemuDriver } from './qemu/driver.ts'
+import { runtimePaths } from './qemu/paths.ts'
+
+/** How long a write into a guest's serial socket may take (QEMU accepts at once, or is hung). */
+const CONSOLE_WRITE_TIMEOUT_MS = 5_000
 
 export interface ConsoleProxyDeps {
   /** this node's peer id and name (the name is for error text) */
@@ -11,6 +19,8 @@ export interface ConsoleProxyDeps {
   selfName: string
   /** the local hypervisor (QEMU or microvm.nix), null when this node runs none (yet) */
   hypervisor: () => Pick<Hypervisor, 'logs'> | null
+  /** the QEMU driver when this node runs guests through it (console input goes to its serial socket) */
+  qemu: () => Pick<QemuDriver, 'dataDir'> | null
   client: (peer: string) => Promise<RpcClient>
 }
 
@@ -35,4 +45,33 @@ export async function * vmConsole (deps: ConsoleProxyDeps, vm: VmRecord, o: Cons
   const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}) })
   signal.addEventListener('abort', () => { sub.cancel() }, { once: true })
   for await (const item of sub) yield item.text
+}
+
+/** Types `data` into a VM's serial console: into QEMU's serial socket, on the VM's own host only. */
+export async function consoleInput (deps: ConsoleProxyDeps, vm: VmRecord, data: Buffer): Promise<{ bytes: number, node: string }> {
+  const host = vm.assignedNode
+  if (host == null) throw new BlixardError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
+  if (host !== deps.selfId()) throw new BlixardError('Conflict', `VM ${vm.spec.name} runs on another node (${host}): only its host takes console input, from an admin connected to it (blixard vm console dials it)`)
+  const qemu = deps.qemu()
+  if (qemu == null) throw new BlixardError('Unavailable', `${deps.selfName} runs VM ${vm.spec.name} without the QEMU driver: console input needs its serial socket`)
+  if (vm.status.phase !== 'running' && vm.status.phase !== 'starting') throw new BlixardError('Conflict', `VM ${vm.spec.name} is ${vm.status.phase}: its console takes input only while it runs`)
+  await writeSerial(runtimePaths(qemu.dataDir, vm.id).serialSock, data, vm.spec.name)
+  return { bytes: data.length, node: deps.selfName }
+}
+
+/** One short connection to QEMU's serial chardev socket (server=on, wait=off): write, then close.
+ * The guest reads the bytes as if typed; its answer goes to the console log vm.logs follows. */
+async function writeSerial (path: string, data: Buffer, name: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const sock = createConnection(path)
+    const timer = setTimeout(() => { sock.destroy(); reject(new BlixardError('Timeout', `VM ${name}'s serial console did not take input within ${CONSOLE_WRITE_TIMEOUT_MS} ms`)) }, CONSOLE_WRITE_TIMEOUT_MS)
+    sock.on('data', () => {}) // the guest's output also comes here: the log has it already
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+        ? new BlixardError('Conflict', `VM ${name} has no serial console open on this host (not running here)`)
+        : new BlixardError('Internal', `VM ${name}'s serial console: ${err.message}`))
+    })
+    sock.once('connect', () => { sock.end(data, () => { clearTimeout(timer); resolve() }) })
+  })
 }

@@ -24,7 +24,7 @@ import { nodeApi, type AppliedListener } from './api-deps.ts'
 import { EventLog, type ClusterEvent } from './events.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { startHttp, type HttpServer } from './http.ts'
-import { vmConsole, type ConsoleOptions } from './console-proxy.ts'
+import { consoleInput, vmConsole, type ConsoleOptions, type ConsoleProxyDeps } from './console-proxy.ts'
 import { Membership } from './membership.ts'
 import { recoveryNote } from './recover.ts'
 import type { VmRecord } from '../protocols/model.ts'
@@ -107,7 +107,7 @@ export class Daemon {
     this.signer = signer
     const board: LoadBoard = { hints: () => this.gauges.loadHints() }
     const propose = async (env: CommandEnvelope): Promise<ApplyResult> => await this.propose(env)
-    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, driver: () => this.driver, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), metrics: this.metrics })
+    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, driver: () => this.driver, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data) => await consoleInput(this.consoleDeps(), vm, data), metrics: this.metrics })
     this.host = await startNodeHost({
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, driver: () => this.driver, api,
       renewLease: () => this.exec == null ? null : async (peer, epoch) => await (this.exec as Execution).ha.receive(peer, epoch),
@@ -143,6 +143,7 @@ export class Daemon {
       id: this.id, store: this.store, sm: this.sm, log: this.log.child({ part: 'raft' }), metrics: this.metrics,
       send: (msgs) => { this.host.services.raft.send(msgs) },
       onApplied: (i, env, res) => { this.onApplied(i, env, res) },
+      onConfApplied: (i, cc) => { this.events.confApplied(i, cc) },
       admitters: () => this.membership.admitters(),
       onLeaderChange: (leader, isLeader) => {
         if (isLeader) void this.exec?.scheduler.kick()
@@ -156,6 +157,7 @@ export class Daemon {
   recentEvents (): ClusterEvent[] { return this.events.recent() }
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
+    this.events.beforeDescribe(env, r)
     for (const fn of this.listeners) fn(i, env, r)
     this.events.applied(i, env, r)
     const fx = effectsOf(this.id, env, r)
@@ -175,7 +177,11 @@ export class Daemon {
 
   /** A VM's console: from our hypervisor when the VM is here, else proxied from its host. */
   vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
-    return vmConsole({ selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, client: async (p) => await this.client(p) }, vm, o, signal)
+    return vmConsole(this.consoleDeps(), vm, o, signal)
+  }
+
+  private consoleDeps (): ConsoleProxyDeps {
+    return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) }
   }
 
   /** called by /metrics before each scrape (node/metrics-wiring.ts) */

@@ -5,6 +5,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Daemon } from './daemon.ts'
 import { dashboardHtml } from './dashboard.ts'
+import { namesForIds } from './events.ts'
 
 export interface HttpServer {
   port: number
@@ -14,12 +15,14 @@ export interface HttpServer {
 export interface ClusterView {
   node: { id: string, name: string }
   raft: { role: string, term: number, leader: string | null, commit: number, applied: number, voters: string[], learners: string[] }
-  nodes: Array<{ id: string, name: string, state: string, downSince: number | null, role: 'voter' | 'learner' | 'none', leader: boolean, capacity: unknown, load: { cpuPct: number, memPct: number, diskPct: number, vmCount: number, ageMs: number } | null }>
+  /** state: the operator's (ready, draining…), or `unreachable` (its reports went stale: silent,
+   * maybe dead, its lease not expired yet) or `down` (lease expired), each with since when */
+  nodes: Array<{ id: string, name: string, state: string, downSince: number | null, unreachableSince: number | null, role: 'voter' | 'learner' | 'none', leader: boolean, capacity: unknown, load: { cpuPct: number, memPct: number, diskPct: number, vmCount: number, ageMs: number } | null }>
   vms: Array<{ id: string, name: string, phase: string, desired: string, node: string | null, nodeName: string | null, reason: string, vcpus: number, memoryMiB: number }>
   events: Array<{ at: number, index: number, text: string }>
 }
 
-export function clusterView (d: Daemon): ClusterView {
+export function clusterView (d: Daemon, now = Date.now()): ClusterView {
   const st = d.driver?.status()
   const loads = new Map(d.host.services.load.reports().map((r) => [r.node, r]))
   const names = new Map(d.sm.listNodes().map((n) => [n.id, n.name]))
@@ -28,12 +31,17 @@ export function clusterView (d: Daemon): ClusterView {
     raft: { role: st?.role ?? 'none', term: st?.term ?? 0, leader: st?.lead ?? null, commit: st?.commit ?? 0, applied: d.sm.applied(), voters: st?.conf.voters ?? [], learners: st?.conf.learners ?? [] },
     nodes: d.sm.listNodes().map((n) => {
       const l = loads.get(n.id)
+      const down = n.liveness === 'down'
+      // no report from it lately (or ever): not healthy, whatever its lease still says
+      const silent = !down && (l == null || l.stale)
       return {
         id: n.id,
         name: n.name,
-        // a node whose lease expired shows `down` (red), whatever the operator's state
-        state: n.liveness === 'down' ? 'down' : n.state,
-        downSince: n.liveness === 'down' ? n.downSince ?? null : null,
+        // a node whose lease expired shows `down` (red), a silent one `unreachable` (amber),
+        // whatever the operator's state
+        state: down ? 'down' : silent ? 'unreachable' : n.state,
+        downSince: down ? n.downSince ?? null : null,
+        unreachableSince: silent && l != null ? now - l.ageMs : null,
         role: st?.conf.voters.includes(n.id) === true ? 'voter' : st?.conf.learners.includes(n.id) === true ? 'learner' : 'none',
         leader: st?.lead === n.id,
         capacity: n.capacity,
@@ -42,7 +50,7 @@ export function clusterView (d: Daemon): ClusterView {
     }),
     vms: d.sm.listVms().map((v) => ({
       id: v.id, name: v.spec.name, phase: v.status.phase, desired: v.desired, node: v.assignedNode,
-      nodeName: v.assignedNode == null ? null : names.get(v.assignedNode) ?? null, reason: v.status.reason, vcpus: v.spec.vcpus, memoryMiB: v.spec.memoryMiB
+      nodeName: v.assignedNode == null ? null : names.get(v.assignedNode) ?? null, reason: namesForIds(v.status.reason, (id) => names.get(id) ?? id), vcpus: v.spec.vcpus, memoryMiB: v.spec.memoryMiB
     })),
     events: d.recentEvents()
   }

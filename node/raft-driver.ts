@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
 import type { AnyConfChange, Message, NodeId } from '../protocols/raft/types.ts'
 import type { RaftStatus } from '../protocols/raft/rawnode.ts'
+import { decodeConfChange } from '../protocols/raft/confchange.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
@@ -35,6 +36,8 @@ export interface RaftDriverOptions {
   proposalTimeoutMs?: number
   /** called after every applied command (watch streams, events, agents) */
   onApplied?: (index: number, env: CommandEnvelope, result: ApplyResult) => void
+  /** called after every applied membership change (events on every node) */
+  onConfApplied?: (index: number, cc: AnyConfChange) => void
   /** the admission filter on the receive path (node/core/raft-node.ts RaftNodeOptions.admit) */
   admit?: (m: Message, fromPeer: NodeId | null) => string | null
   /** while this node has no configuration: the peers it asked to join through and the leader
@@ -136,9 +139,13 @@ export class RaftDriver {
           opts.log.info('leader changed', { leader, isLeader, term })
           opts.onLeaderChange?.(leader, isLeader, term)
         },
-        onApplied: opts.onApplied == null
+        onApplied: opts.onApplied == null && opts.onConfApplied == null
           ? undefined
           : (e, env, result) => {
+              if (e.type === 'conf' && opts.onConfApplied != null) {
+                try { opts.onConfApplied(e.index, decodeConfChange(e.data)) } catch (err) { opts.log.warn('onConfApplied hook failed', { err }) }
+                return
+              }
               if (env == null || result == null) return
               try { opts.onApplied?.(e.index, env, result) } catch (err) { opts.log.warn('onApplied hook failed', { err }) }
             },

@@ -165,7 +165,8 @@ export function migrationTarget (sm: StateMachine, load: LoadBoard, vm: VmRecord
   const d = placeOne(cluster, requestFromVm(vm), {}, { explain: true })
   if (d.nodeId !== null) return { node: d.nodeId }
   const name = new Map(nodes.map((n) => [n.id, n.name]))
-  const why = (d.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.filter}: ${v.reason}`])
+  // a filter's reason starts with the filter's name already ("cpu: 1 reserved + …")
+  const why = (d.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.reason.startsWith(`${v.filter}:`) ? v.reason : `${v.filter}: ${v.reason}`}`])
   return { why: why.length === 0 ? 'there is no other node' : why.join('; ') }
 }
 
@@ -177,7 +178,8 @@ export function admissionRefusal (nodes: NodeRecord[], vms: VmRecord[], hints: M
   if (d.nodeId !== null) return null
   if (nodes.length === 0) return 'the cluster has no nodes'
   const name = new Map(nodes.map((n) => [n.id, n.name]))
-  const why = (d.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.filter}: ${v.reason}`])
+  // a filter's reason starts with the filter's name already ("cpu: 1 reserved + …")
+  const why = (d.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.reason.startsWith(`${v.filter}:`) ? v.reason : `${v.filter}: ${v.reason}`}`])
   return `no node fits VM ${spec.name}: ${why.join('; ')}`
 }
 

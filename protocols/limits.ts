@@ -101,3 +101,6 @@ export const LOAD_INTERVAL_MS = 1000
 export const LOAD_STALE_MS = 5000
 /** Reports further than this ahead of the receiver's clock are rejected as bogus. */
 export const LOAD_MAX_FUTURE_SKEW_MS = 60_000
+
+/** Serial console input: bytes per vm.consoleInput call (a paste is sent in pieces of this size). */
+export const MAX_CONSOLE_INPUT_BYTES = 4 * KiB

@@ -11,7 +11,7 @@ import { isEd25519PeerId } from './auth.ts'
 import { BlixardError, ERROR_KINDS, isWireError } from './errors.ts'
 import type { LoadReport } from './load.ts'
 import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
-import { MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
+import { MAX_CONSOLE_INPUT_BYTES, MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
 import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
 
@@ -123,6 +123,11 @@ export interface RpcMethods extends ResourceMethods {
   'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
   /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
   'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
+  /** type into a VM's serial console (admin only: it is a root shell on most guests); `data` is
+   * base64, at most MAX_CONSOLE_INPUT_BYTES once decoded. Only the node the VM is on takes it,
+   * from the admin's own connection: no node relays it, since a relay would have to trust the
+   * relaying member's word that an admin asked (a key holder is a host, not an admin) */
+  'vm.consoleInput': { params: { vm: string, data: string }, result: { bytes: number, node: string } }
   /** a live stream of cluster events: one line per applied command */
   'cluster.events': { params: { since?: number, follow?: boolean }, result: ClusterEvent }
   'admin.add': { params: { peerId: string, name: string } & IdempotentParams, result: AdminRecord }
@@ -317,6 +322,8 @@ export const METHODS: MethodTable = {
     }
   },
   'node.load': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
+  // "mutating": only an admin may type into a guest (the RPC server's authorize check)
+  'vm.consoleInput': { mutating: true, streaming: false, params: (x) => consoleInput(x) },
   // Not "mutating" in the admin sense: holding the cluster key (pnet) is what admits a node.
   'cluster.join': { mutating: false, streaming: false, params: (x) => ({ addrs: addrList(params(x, ['addrs'], ['addrs']).addrs, 'params.addrs') }) },
   'internal.admit': {
@@ -366,6 +373,15 @@ export const METHODS: MethodTable = {
       return { env: v.cmd }
     }
   }
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+
+function consoleInput (x: unknown): { vm: string, data: string } {
+  const o = params(x, ['vm', 'data'], ['vm', 'data'])
+  const data = str(o.data, 'params.data', Math.ceil(MAX_CONSOLE_INPUT_BYTES / 3) * 4, 1)
+  if (data.length % 4 !== 0 || !BASE64.test(data)) bad('params.data', 'must be base64')
+  return { vm: ref(o.vm, 'params.vm'), data }
 }
 
 /** An admin is a key that signs commands: its id must be an Ed25519 libp2p peer id (what

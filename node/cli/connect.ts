@@ -69,8 +69,7 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
     try {
       client = await RpcClient.connect(host, target, { timeoutMs: opts.timeoutMs ?? 15_000 })
     } catch (err) {
-      throw new CliError('Unavailable', `cannot reach the node ${peerLabel}: ${(err as Error).message}`,
-        'Check that blixard-node runs there and that this CLI has the cluster\'s key, or try another node with --peer; `blixard status --stale --peer ADDR` shows what a node knows.')
+      throw connectFailure(peerLabel, (err as Error).message)
     }
     const signed = signingClient(client, keySigner(host.peerId.toString(), privateKey))
     return { client: signed, host, peer: peerLabel, close: async () => { await client.close().catch(() => {}); await host.stop() } }
@@ -86,4 +85,24 @@ async function discover (host: BlixardHost, waitMs: number): Promise<PeerId | nu
     const on = (evt: CustomEvent<PeerId>): void => { clearTimeout(timer); host.removeEventListener('peer:connect', on); resolve(evt.detail) }
     host.addEventListener('peer:connect', on)
   })
+}
+
+/** What a dial's error text says about the other end, and what to do about it. */
+const NOTHING_LISTENS = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL/
+/** Garbage where libp2p expected its handshake (after the cluster key's encryption): the address
+ * answers, but it is another service (HTTP, SSH, the dashboard port), or a node of another
+ * cluster (another key: its bytes decrypt to noise, or it resets the connection). */
+const SPEAKS_OTHER = /[Mm]essage length (length )?too long|Missing newline|[Ii]nvalid varint|protocol selection failed|[Pp]rotocol (error|negotiation)|[Uu]nexpected end of input|ECONNRESET|EPIPE|stream reset|[Ii]nvalid (message|multistream)|not supported/
+
+export function connectFailure (peer: string, detail: string): CliError {
+  if (NOTHING_LISTENS.test(detail)) {
+    return new CliError('Unavailable', `cannot reach the node ${peer}: nothing listens there (${detail})`,
+      'Check the address and port (a node\'s libp2p port, e.g. 7001, not its dashboard port), that blixard-node runs there, or try another node with --peer.')
+  }
+  if (SPEAKS_OTHER.test(detail)) {
+    return new CliError('Unavailable', `${peer} answered, but not as a Blixard node of this cluster: either another service listens there, or a Blixard node whose cluster key differs from this CLI's (libp2p said: ${detail})`,
+      'Check the address and port (a node\'s libp2p port, e.g. 7001, not its dashboard or metrics port), and that --cluster-key (or BLIXARD_CLUSTER_KEY_FILE) is the key of that node\'s cluster.')
+  }
+  return new CliError('Unavailable', `cannot reach the node ${peer}: ${detail}`,
+    'Check that blixard-node runs there and that this CLI has the cluster\'s key, or try another node with --peer; `blixard status --stale --peer ADDR` shows what a node knows.')
 }

@@ -36,3 +36,11 @@ export function pct (x: number | null | undefined): string {
   return x == null ? '-' : `${Math.round(x)}%`
 }
 
+
+/** A libp2p Ed25519 peer id inside free text (a VM's reason written by the state machine). */
+const PEER_ID_IN_TEXT = /12D3KooW[1-9A-HJ-NP-Za-km-z]{44}/g
+
+/** `text` with node ids replaced by node names (people read names; `-o wide`/--json keep ids). */
+export function named (text: string, names: ReadonlyMap<string, string>): string {
+  return text.replace(PEER_ID_IN_TEXT, (id) => names.get(id) ?? shortId(id))
+}

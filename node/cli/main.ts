@@ -11,10 +11,13 @@ import type { BlixError } from '../../protocols/commands.ts'
 import { parseArgs, flag, bool, int, sizeMiB, durationMs, UsageError } from './args.ts'
 import { createInterface } from 'node:readline/promises'
 import type { FlagSpec, Parsed } from './args.ts'
-import { connect, whoami, configDir } from './connect.ts'
+import { connect, whoami, configDir, connectFailure } from './connect.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import { RpcClient } from '../net/rpc.ts'
 import type { Connection } from './connect.ts'
-import { table, keyValues, mib, ago, shortId, pct } from './format.ts'
+import { table, keyValues, mib, ago, shortId, pct, named } from './format.ts'
 import { VM_LIMITS, formatMiB } from '../../protocols/vm-limits.ts'
+import { MAX_CONSOLE_INPUT_BYTES } from '../../protocols/limits.ts'
 import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
 import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
@@ -26,6 +29,8 @@ import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
   json: {},
+  // -o wide: ids next to names (people read names; ids only where asked); -o json: --json
+  output: { value: true, short: 'o' },
   peer: { value: true },
   'cluster-key': { value: true },
   stale: {},
@@ -45,7 +50,7 @@ interface Command {
 }
 
 class Output {
-  constructor (readonly json: boolean) {}
+  constructor (readonly json: boolean, readonly wide = false) {}
   data (value: unknown, human: () => string): void {
     process.stdout.write(this.json ? JSON.stringify(value, null, 2) + '\n' : human() + '\n')
   }
@@ -68,8 +73,9 @@ function need (p: Parsed, n: number, what: string): string[] {
 
 const stale = (p: Parsed): { stale?: boolean } => bool(p, 'stale') ? { stale: true } : {}
 
-function vmRow (v: VmRecord, names: Map<string, string>): Array<string | number | null> {
-  return [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), v.status.reason, shortId(v.id, 8)]
+function vmRow (v: VmRecord, names: Map<string, string>, wide: boolean): Array<string | number | null> {
+  const row = [v.spec.name, v.status.phase, v.desired, v.assignedNode == null ? null : (names.get(v.assignedNode) ?? shortId(v.assignedNode)), v.spec.vcpus, mib(v.spec.memoryMiB), wide ? v.status.reason : named(v.status.reason, names)]
+  return wide ? [...row, v.id, v.assignedNode] : row
 }
 
 /** Why a VM waits unplaced, node by node and by name, or '' when some node would take it. */
@@ -77,19 +83,52 @@ async function waitReason (client: Connection['client'], vm: string): Promise<st
   const [e, nodes] = await Promise.all([client.call('vm.explain', { vm }), client.call('node.list', { stale: true })])
   if (e.decision.nodeId != null) return ''
   const names = nodeNames(nodes)
-  return (e.decision.nodes ?? []).flatMap((n) => n.feasible ? [] : [`${names.get(n.nodeId) ?? shortId(n.nodeId)}: ${n.filter}: ${n.reason}`]).join('; ')
+  return (e.decision.nodes ?? []).flatMap((n) => n.feasible ? [] : [`${names.get(n.nodeId) ?? shortId(n.nodeId)}: ${filterReason(n.filter, n.reason)}`]).join('; ')
 }
 
-/** `ready`, or `down since 12:04:05Z (2m)` (the leader's clock when it marked the node down). */
-export function liveness (n: NodeRecord, now = Date.now()): string {
-  if (n.liveness !== 'down') return 'ready'
-  if (n.downSince == null) return 'down'
-  return `down since ${new Date(n.downSince).toISOString().slice(11, 19)}Z (${ago(now - n.downSince)})`
+/** A placement filter's refusal, its name said once (the reasons start with it already). */
+function filterReason (filter: string | undefined, reason: string | undefined): string {
+  const r = reason ?? ''
+  return filter == null || r.startsWith(`${filter}:`) ? r : `${filter}: ${r}`
+}
+
+/** What the answering node heard of a node lately: its gossiped load report's age, if any. */
+interface Heard { ageMs: number, stale: boolean }
+
+const clock = (t: number): string => `${new Date(t).toISOString().slice(11, 19)}Z`
+
+/** `ready`; `unreachable since 12:04:01Z (9s)` when its reports went stale but its lease has not
+ * expired yet (silent, maybe dead: not to be read as healthy); `down since 12:04:05Z (2m)` (the
+ * leader's clock when it marked the node down). `heard` null: no report from it at all. */
+export function liveness (n: NodeRecord, heard?: Heard | null, now = Date.now()): string {
+  if (n.liveness === 'down') return n.downSince == null ? 'down' : `down since ${clock(n.downSince)} (${ago(now - n.downSince)})`
+  if (heard === null) return 'unreachable (no report)'
+  if (heard?.stale === true) return `unreachable since ${clock(now - heard.ageMs)} (${ago(heard.ageMs)})`
+  return 'ready'
+}
+
+/** One word for a node's health: ready, unreachable or down (JSON and the status summary). */
+function health (n: NodeRecord, heard?: Heard | null): 'ready' | 'unreachable' | 'down' {
+  if (n.liveness === 'down') return 'down'
+  return heard === null || heard?.stale === true ? 'unreachable' : 'ready'
+}
+
+/** A node's last report as the answering node heard it (null: none); every node `undefined`
+ * when the load reports could not be read (then liveness says only what the lease says). */
+function heardFrom (loads: Array<{ node: string, ageMs: number, stale: boolean }> | null): (id: string) => Heard | null | undefined {
+  const by = new Map((loads ?? []).map((l) => [l.node, l]))
+  return (id) => loads == null ? undefined : by.get(id) ?? null
 }
 
 function nodeNames (nodes: NodeRecord[]): Map<string, string> {
   return new Map(nodes.map((n) => [n.id, n.name]))
 }
+
+/** The detach key of `vm console`: Ctrl-] (0x1d), as telnet and virsh console. */
+const DETACH_BYTE = 0x1d
+const DETACH_KEY = 'Ctrl-]'
+/** What `vm console` shows of the console's past before it attaches. */
+const CONSOLE_TAIL_BYTES = 2048
 
 const COMMANDS: Record<string, Command> = {
   ...resourceCommands({ withCluster, need, stale }),
@@ -98,12 +137,21 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard status [--stale]',
     run: async (p, out) => await withCluster(p, async ({ client, peer }) => {
       const st = await client.call('cluster.status', stale(p))
-      const nodes = await client.call('node.list', { stale: true })
+      const [nodes, loads] = await Promise.all([client.call('node.list', { stale: true }), client.call('node.load', {}).catch(() => null)])
       const names = nodeNames(nodes)
-      const nm = (id: string | null): string => id == null ? 'none' : `${names.get(id) ?? shortId(id)} (${shortId(id)})`
-      out.data({ ...st, via: peer }, () => keyValues([
+      const heard = heardFrom(loads)
+      const byId = new Map(nodes.map((n) => [n.id, n]))
+      const nm = (id: string | null): string => id == null ? 'none' : out.wide ? `${names.get(id) ?? shortId(id)} (${id})` : names.get(id) ?? shortId(id)
+      // a member that is not ready says so next to its name (the leader is the answering node's view)
+      const member = (id: string): string => {
+        const n = byId.get(id)
+        const h = n == null ? 'ready' : health(n, heard(id))
+        return h === 'ready' ? nm(id) : `${nm(id)} (${liveness(n!, heard(id))})`
+      }
+      const nodeHealth = Object.fromEntries(nodes.map((n) => [n.name, health(n, heard(n.id))]))
+      out.data({ ...st, via: peer, health: nodeHealth }, () => keyValues([
         ['Leader', nm(st.leader)], ['Term', st.term], ['Commit index', st.commit], ['Applied index', st.applied],
-        ['Voters', st.voters.map(nm).join(', ')], ['Learners', st.learners.map(nm).join(', ') || '-'],
+        ['Voters', st.voters.map(member).join(', ')], ['Learners', st.learners.map(member).join(', ') || '-'],
         ...(st.joint == null
           ? []
           : [['Joint change', `in flight: old voters ${st.joint.votersOutgoing.map(nm).join(', ')} must agree too${st.joint.learnersNext.length > 0 ? `; then learners ${st.joint.learnersNext.map(nm).join(', ')}` : ''}`] as [string, string]]),
@@ -116,14 +164,15 @@ const COMMANDS: Record<string, Command> = {
     summary: 'List the nodes with their state, role and gossiped load',
     usage: 'blixard nodes [--stale]',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
-      const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => [])])
-      const load = new Map(loads.map((l) => [l.node, l]))
-      out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
-        ['name', 'state', 'liveness', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', 'id'],
+      const [nodes, st, loads] = await Promise.all([client.call('node.list', stale(p)), client.call('cluster.status', { stale: true }), client.call('node.load', {}).catch(() => null)])
+      const load = new Map((loads ?? []).map((l) => [l.node, l]))
+      const heard = heardFrom(loads)
+      out.data(nodes.map((n) => ({ ...n, load: load.get(n.id) ?? null, health: health(n, heard(n.id)), role: st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : 'none', leader: st.leader === n.id })), () => table(
+        ['name', 'state', 'liveness', 'role', 'cpu', 'mem', 'disk', 'vms', 'capacity', 'report age', ...(out.wide ? ['id'] : [])],
         nodes.map((n) => {
           const l = load.get(n.id)
           const role = st.leader === n.id ? 'leader' : st.voters.includes(n.id) ? 'voter' : st.learners.includes(n.id) ? 'learner' : '-'
-          return [n.name, n.state, liveness(n), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), shortId(n.id)]
+          return [n.name, n.state, liveness(n, heard(n.id)), role, pct(l?.cpuPct), pct(l?.memPct), pct(l?.diskPct), l?.vmCount ?? null, `${n.capacity.cpu}c/${mib(n.capacity.memoryMiB)}`, l == null ? null : ago(l.ageMs) + (l.stale ? ' (stale)' : ''), ...(out.wide ? [n.id] : [])]
         })))
       return EXIT.ok
     })
@@ -133,7 +182,8 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard node show NODE',
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const n = await client.call('node.show', { node: need(p, 1, 'NODE')[0], ...stale(p) })
-      out.data(n, () => keyValues([['Name', n.name], ['Id', n.id], ['State', n.state], ['Liveness', liveness(n) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
+      const heard = heardFrom(await client.call('node.load', {}).catch(() => null))
+      out.data({ ...n, health: health(n, heard(n.id)) }, () => keyValues([['Name', n.name], ...(out.wide ? [['Id', n.id] as [string, string]] : []), ['State', n.state], ['Liveness', liveness(n, heard(n.id)) + (n.downReason != null ? ` (${n.downReason})` : '')], ['Addresses', n.addrs.join(' ')], ['Labels', Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ')], ['Capacity', `${n.capacity.cpu} vCPU, ${mib(n.capacity.memoryMiB)}, ${n.capacity.diskGiB} GiB`], ['Capabilities', n.capabilities.join(', ')]]))
       return EXIT.ok
     })
   },
@@ -203,7 +253,12 @@ const COMMANDS: Record<string, Command> = {
       }
       return await withCluster(p, async ({ client }) => {
         const queue = bool(p, 'queue')
-        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true), ...(queue ? { queue } : {}) })
+        const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true), ...(queue ? { queue } : {}) }).catch((e: unknown) => {
+          // a --disk or --network that does not exist: say which flag, and where to look
+          const m = e instanceof RpcError && e.kind === 'NotFound' ? /^(volume|network) (\S+) not found/.exec(e.message) : null
+          if (m != null) throw new CliError('NotFound', `${m[1] === 'volume' ? '--disk' : '--network'} ${m[2]}: no ${m[1]} of that name; VM ${name} was not created`, `Create it first (blixard ${m[1]} create ${m[2]} ...), or see the names with blixard ${m[1]} list.`)
+          throw e
+        })
         if (!bool(p, 'wait')) {
           // queued by choice: say why it waits (the reasons `vm explain` gives), nodes by name
           const why = queue && vm.assignedNode == null && vm.desired === 'running' ? await waitReason(client, vm.id) : ''
@@ -213,7 +268,7 @@ const COMMANDS: Record<string, Command> = {
         const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
         const names = nodeNames(await client.call('node.list', { stale: true }))
         const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
-        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${final.status.reason})` : ''}`)
+        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${named(final.status.reason, names)})` : ''}`)
         return final.status.phase === 'running' ? EXIT.ok : EXIT.error
       })
     }
@@ -226,7 +281,7 @@ const COMMANDS: Record<string, Command> = {
       const node = flag(p, 'node')
       const [vms, nodes] = await Promise.all([client.call('vm.list', { ...stale(p), ...(node != null ? { node } : {}) }), client.call('node.list', { stale: true })])
       const names = nodeNames(nodes)
-      out.data(vms, () => table(['name', 'phase', 'desired', 'node', 'vcpus', 'memory', 'reason', 'id'], vms.map((v) => vmRow(v, names))))
+      out.data(vms, () => table(['name', 'phase', 'desired', 'node', 'vcpus', 'memory', 'reason', ...(out.wide ? ['id', 'node id'] : [])], vms.map((v) => vmRow(v, names, out.wide))))
       return EXIT.ok
     })
   },
@@ -236,10 +291,10 @@ const COMMANDS: Record<string, Command> = {
     run: async (p, out) => await withCluster(p, async ({ client }) => {
       const v = await client.call('vm.show', { vm: need(p, 1, 'VM')[0], ...stale(p) })
       const names = nodeNames(await client.call('node.list', { stale: true }))
-      const nm = (id: string): string => `${names.get(id) ?? shortId(id)} (${shortId(id)})`
+      const nm = (id: string): string => out.wide ? `${names.get(id) ?? shortId(id)} (${id})` : names.get(id) ?? shortId(id)
       const m = v.migration
       out.data(v, () => keyValues([
-        ['Name', v.spec.name], ['Id', v.id], ['Phase', v.status.phase], ['Reason', v.status.reason], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
+        ['Name', v.spec.name], ...(out.wide ? [['Id', v.id] as [string, string]] : []), ['Phase', v.status.phase], ['Reason', out.wide ? v.status.reason : named(v.status.reason, names)], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
         ...(m == null ? [] : [['Migration', `${m.phase} ${nm(m.source)} → ${nm(m.target)}${m.reason != null ? `: ${m.reason}` : ''}${m.figures?.downtimeMs != null ? ` (downtime ${m.figures.downtimeMs} ms)` : ''}`] as [string, string]]),
         ['vCPUs', v.spec.vcpus], ['Memory', mib(v.spec.memoryMiB)], ['Image', v.spec.image.kind === 'flake' ? v.spec.image.ref : v.spec.image.kind],
         ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
@@ -326,7 +381,7 @@ const COMMANDS: Record<string, Command> = {
       out.data(e, () => {
         const d = e.decision
         const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? d.nodeId} (score ${d.total?.toFixed(3)})`
-        const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : `${n.filter}: ${n.reason}`])
+        const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : filterReason(n.filter, n.reason)])
         return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
       })
       return EXIT.ok
@@ -344,7 +399,7 @@ const COMMANDS: Record<string, Command> = {
         const at = new Date().toISOString()
         out.item(ev, () => ev.type === 'delete'
           ? `${at}  ${vmNames.get(ev.id) ?? ev.id} deleted`
-          : `${at}  ${ev.vm.spec.name} ${ev.vm.status.phase}${ev.vm.assignedNode == null ? '' : ' on ' + (names.get(ev.vm.assignedNode) ?? shortId(ev.vm.assignedNode))}${ev.vm.status.reason === '' ? '' : ': ' + ev.vm.status.reason}`)
+          : `${at}  ${ev.vm.spec.name} ${ev.vm.status.phase}${ev.vm.assignedNode == null ? '' : ' on ' + (names.get(ev.vm.assignedNode) ?? shortId(ev.vm.assignedNode))}${ev.vm.status.reason === '' ? '' : ': ' + named(ev.vm.status.reason, names)}`)
       }
       return EXIT.ok
     })
@@ -367,6 +422,12 @@ const COMMANDS: Record<string, Command> = {
       } finally { process.off('SIGINT', stop) }
       return EXIT.ok
     })
+  },
+  'vm console': {
+    summary: "Attach to a VM's serial console (type into the guest, see its output); Ctrl-] detaches, the guest keeps running",
+    usage: 'blixard vm console VM [--tail BYTES]',
+    flags: { tail: { value: true, arg: 'BYTES', help: 'first show this much of what the console printed before', default: String(CONSOLE_TAIL_BYTES) } },
+    run: async (p, out) => await attachConsole(p, out)
   },
   events: {
     summary: 'Show recent cluster events, then stream new ones (Ctrl-C to stop); the answering node keeps its last 100',
@@ -497,6 +558,86 @@ const COMMANDS: Record<string, Command> = {
     }
   }
 }
+
+/** `blixard vm console VM`: the console's output (vm.logs, following) on stdout, and what is typed
+ * (raw, key by key on a terminal; or piped in) into the guest's serial port through
+ * vm.consoleInput, in order, until Ctrl-] (or, piped, until the input ends and the output went
+ * quiet). Any node relays the output from the VM's host; the input goes to the host itself, over
+ * this CLI's own connection to it (only the host takes it, from an admin: no member relays it). */
+async function attachConsole (p: Parsed, out: Output): Promise<number> {
+  const ref = need(p, 1, 'VM')[0]
+  const tail = int(p, 'tail', CONSOLE_TAIL_BYTES, 0, 64 << 20)
+  return await withCluster(p, async ({ client, host: libp2p }) => {
+    const vm = await client.call('vm.show', { vm: ref })
+    if (vm.assignedNode == null) throw new CliError('NotFound', `VM ${vm.spec.name} is not placed on any node, so it has no console`, `See why with blixard vm explain ${vm.spec.name}`)
+    const nodes = await client.call('node.list', { stale: true })
+    const names = nodeNames(nodes)
+    const host = names.get(vm.assignedNode) ?? shortId(vm.assignedNode)
+    const hostId = vm.assignedNode
+    const addrs = (nodes.find((n) => n.id === hostId)?.addrs ?? []).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${hostId}`)
+    let input: RpcClient
+    try {
+      input = await RpcClient.connect(libp2p, addrs.map((a) => multiaddr(a)), { timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })
+    } catch (err) {
+      throw connectFailure(`${host} (${addrs[0] ?? 'no address recorded'})`, (err as Error).message)
+    }
+    const tty = process.stdin.isTTY === true
+    out.progress(`Connected to the serial console of VM ${vm.spec.name} on ${host}. Detach with ${DETACH_KEY} (the guest keeps running).`)
+    const sub = client.watch('vm.logs', { vm: vm.id, follow: true, tailBytes: tail })
+    let detached = false
+    let failure: unknown = null
+    let lastOutput = Date.now()
+    const done = (async () => {
+      for await (const chunk of sub) {
+        lastOutput = Date.now()
+        if (out.json) process.stdout.write(JSON.stringify(chunk) + '\n')
+        else process.stdout.write(chunk.text)
+      }
+    })()
+    // keystrokes go one call at a time, in order; a paste in MAX_CONSOLE_INPUT_BYTES pieces
+    let sending: Promise<void> = Promise.resolve()
+    const send = (bytes: Buffer): void => {
+      for (let i = 0; i < bytes.length; i += MAX_CONSOLE_INPUT_BYTES) {
+        const piece = bytes.subarray(i, i + MAX_CONSOLE_INPUT_BYTES)
+        sending = sending.then(async () => {
+          if (failure != null) return
+          try { await input.call('vm.consoleInput', { vm: vm.id, data: piece.toString('base64') }) } catch (err) { failure = err; sub.cancel() }
+        })
+      }
+    }
+    const stop = (): void => { detached = true; sub.cancel() }
+    let inputEnded = false
+    const onData = (d: Buffer): void => {
+      const at = d.indexOf(DETACH_BYTE)
+      if (at >= 0) { if (at > 0) send(d.subarray(0, at)); void sending.then(stop); return }
+      send(d)
+    }
+    if (tty) process.stdin.setRawMode(true)
+    process.stdin.on('data', onData)
+    process.stdin.once('end', () => { inputEnded = true })
+    process.once('SIGINT', stop)
+    // piped input (a script, a test): once it ended and everything was sent, stay while the
+    // guest still answers, then leave on our own
+    const quiet = setInterval(() => {
+      if (inputEnded && Date.now() - lastOutput > CONSOLE_PIPED_QUIET_MS) void sending.then(stop)
+    }, 250)
+    try { await done } finally {
+      clearInterval(quiet)
+      process.stdin.off('data', onData)
+      process.off('SIGINT', stop)
+      if (tty) process.stdin.setRawMode(false)
+      process.stdin.pause()
+    }
+    await sending
+    await input.close().catch(() => {})
+    if (failure != null) throw failure
+    out.progress(`\r\n${detached ? 'Detached from' : 'The console closed:'} VM ${vm.spec.name}${detached ? ' (it keeps running)' : ' (the guest stopped?)'}.`)
+    return EXIT.ok
+  })
+}
+
+/** With piped input, how long the output must stay quiet after the input ended before `vm console` leaves. */
+const CONSOLE_PIPED_QUIET_MS = 3_000
 
 /** A completion lookup must not hang the shell: a node that does not answer in this long gives none. */
 const COMPLETION_TIMEOUT_MS = 2_000
@@ -723,6 +864,7 @@ Global flags:
   --peer MULTIADDR      a node to talk to (any node answers everything); default: $BLIXARD_PEER, then mDNS
   --cluster-key FILE    the cluster key; default: $BLIXARD_CLUSTER_KEY_FILE, ~/.config/blixard/cluster.key, /etc/blixard/cluster.key
   --json                machine-readable output
+  -o wide|json          wide: ids next to names (tables and show); json: the same as --json
   --stale               read from the answering node's replica without a linearizable barrier
   --timeout SECONDS     per-request timeout (and --wait limit)
   --idempotency-key KEY a write's key (default: a fresh one per invocation, reused on the CLI's
@@ -761,7 +903,7 @@ function wordPositions (argv: string[]): number[] {
     const a = argv[i]
     if (a === '--') break
     if (a.startsWith('-')) {
-      const spec = a.startsWith('--') && !a.includes('=') ? GLOBAL[a.slice(2)] : undefined
+      const spec = a.startsWith('--') && !a.includes('=') ? GLOBAL[a.slice(2)] : a.length === 2 ? Object.values(GLOBAL).find((g) => g.short === a.slice(1)) : undefined
       if (spec?.value === true) i++
       continue
     }
@@ -788,13 +930,27 @@ function commandHelp (name: string, cmd: Command, out: Output): number {
     return `  ${flagLabel(k, f).padEnd(w)}  ${what}`.trimEnd()
   })
   out.data({ command: name, summary: cmd.summary, usage: cmd.usage, flags: Object.keys(cmd.flags ?? {}), flagDetails: flagDetails(cmd) }, () =>
-    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${lines.length > 0 ? `\nFlags:\n${lines.join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, --stale, --timeout SECONDS (see blixard help)`)
+    `${cmd.summary}\n\nUsage: ${cmd.usage}\n${lines.length > 0 ? `\nFlags:\n${lines.join('\n')}\n` : ''}\nGlobal flags: --peer MULTIADDR, --cluster-key FILE, --json, -o wide, --stale, --timeout SECONDS (see blixard help)`)
   return EXIT.ok
 }
 
+/** The -o/--output value wherever it stands (before or after the command), or null. */
+function outputFormat (argv: string[]): string | null {
+  let v: string | null = null
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') break
+    if (a === '-o' || a === '--output') v = argv[i + 1] ?? null
+    else if (a.startsWith('--output=')) v = a.slice('--output='.length)
+  }
+  return v
+}
+
 export async function main (argv: string[]): Promise<number> {
-  const json = argv.includes('--json')
-  const out = new Output(json)
+  const format = outputFormat(argv)
+  const json = argv.includes('--json') || format === 'json'
+  const out = new Output(json, format === 'wide')
+  if (format != null && format !== 'wide' && format !== 'json') return usageFailure(`-o ${format}: the output formats are wide (ids too) and json`, "Run 'blixard help' for the global flags.", out)
   const at = wordPositions(argv)
   const words = at.map((i) => argv[i])
   if (argv.length === 0 || words[0] === 'help' || (words.length === 0 && (argv.includes('--help') || argv.includes('-h')))) {
@@ -857,6 +1013,9 @@ function report (err: unknown, out: Output): number {
   process.stderr.write(describe(e, next) + '\n')
   return code
 }
+
+// a reader that went away (`blixard events | head`): stop quietly, as other Unix tools do
+process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(EXIT.ok); throw err })
 
 main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
   process.stderr.write(`blixard: ${(err as Error).stack ?? String(err)}\n`)

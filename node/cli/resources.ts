@@ -39,13 +39,19 @@ function volPhase (v: VolumeRecord): string {
   return v.reason != null && v.reason !== '' ? `${p}: ${v.reason}` : p
 }
 
-function volRow (v: VolumeRecord): Array<string | number> {
-  return [v.name, volPhase(v), v.pool, `${v.sizeGiB} GiB`, v.snapshots.join(',') || '-', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`, v.attachedTo == null ? '-' : shortId(v.attachedTo, 8)]
+/** VM names by id (a stale read: names for people, the ids stay in --json). */
+async function vmNames (c: Connection['client']): Promise<(id: string) => string> {
+  const names = new Map((await c.call('vm.list', { stale: true })).map((v) => [v.id, v.spec.name]))
+  return (id) => names.get(id) ?? shortId(id, 8)
 }
 
-function volShow (v: VolumeRecord): string {
+function volRow (v: VolumeRecord, vm: (id: string) => string): Array<string | number> {
+  return [v.name, volPhase(v), v.pool, `${v.sizeGiB} GiB`, v.snapshots.join(',') || '-', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`, v.attachedTo == null ? '-' : `VM ${vm(v.attachedTo)}`]
+}
+
+function volShow (v: VolumeRecord, vm: (id: string) => string): string {
   return keyValues([['Name', v.name], ['Phase', volPhase(v)], ['Pool', v.pool], ['Size', `${v.sizeGiB} GiB`], ['Snapshots', v.snapshots.join(', ') || '-'],
-    ['Parent', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`], ['Attached to', v.attachedTo ?? '-']])
+    ['Parent', v.parent == null ? '-' : `${v.parent.volume}@${v.parent.snapshot}`], ['Attached to', v.attachedTo == null ? '-' : `VM ${vm(v.attachedTo)}`]])
 }
 
 /** How often `--wait` reads a volume's phase. */
@@ -107,7 +113,13 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
         const kind: NetworkKind = flag(p, 'vlan') != null ? { type: 'vlan', vlan: int(p, 'vlan', 0, 1, 4094) }
           : flag(p, 'vxlan') != null ? { type: 'vxlan', vni: int(p, 'vxlan', 0, 1, 16_777_215) } : { type: 'bridge' }
         const gateway = flag(p, 'gateway')
-        const n = await mutate(client, invocationKey(p), 'network.create', { name, kind, subnet, ...(gateway != null ? { gateway } : {}) })
+        const n = await mutate(client, invocationKey(p), 'network.create', { name, kind, subnet, ...(gateway != null ? { gateway } : {}) }).catch((e: unknown) => {
+          // the state machine refuses an overlapping subnet (Conflict): the next step is another subnet, not a retry
+          if (e instanceof RpcError && e.kind === 'Conflict' && / overlaps network /.test(e.message)) {
+            throw new CliError('Conflict', e.message, 'Pick a subnet outside every other network (blixard network list shows their subnets).')
+          }
+          throw e
+        })
         out.data(n, () => `network ${n.name} created (${kindText(n.kind)}, ${n.subnet})`)
         return EXIT.ok
       })
@@ -126,7 +138,8 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       usage: 'blixard network show NAME [--stale]',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const n = await client.call('network.show', { network: need(p, 1, 'NAME')[0], ...stale(p) })
-        out.data(n, () => `${keyValues([['Name', n.name], ['Kind', kindText(n.kind)], ['Subnet', n.subnet], ['Gateway', n.gateway ?? '-']])}\n\n${table(['address', 'vm'], Object.entries(n.allocations).map(([ip, vm]) => [ip, vm]))}`)
+        const vm = await vmNames(client)
+        out.data(n, () => `${keyValues([['Name', n.name], ['Kind', kindText(n.kind)], ['Subnet', n.subnet], ['Gateway', n.gateway ?? '-']])}\n\n${table(['address', 'vm'], Object.entries(n.allocations).map(([ip, id]) => [ip, vm(id)]))}`)
         return EXIT.ok
       })
     },
@@ -157,7 +170,8 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       usage: 'blixard volume list [--stale]',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const list = await client.call('volume.list', stale(p))
-        out.data(list, () => table(['name', 'phase', 'pool', 'size', 'snapshots', 'parent', 'attached to'], list.map(volRow)))
+        const vm = await vmNames(client)
+        out.data(list, () => table(['name', 'phase', 'pool', 'size', 'snapshots', 'parent', 'attached to'], list.map((v) => volRow(v, vm))))
         return EXIT.ok
       })
     },
@@ -166,7 +180,8 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
       usage: 'blixard volume show NAME [--stale]',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const v = await client.call('volume.show', { volume: need(p, 1, 'NAME')[0], ...stale(p) })
-        out.data(v, () => volShow(v))
+        const vm = await vmNames(client)
+        out.data(v, () => volShow(v, vm))
         return EXIT.ok
       })
     },

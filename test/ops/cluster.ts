@@ -73,7 +73,7 @@ export class OpsCluster {
   ) {}
 
   /** Starts `n` nodes on basePort.. (HTTP on basePort+100..) and waits for a leader and every node registered. */
-  static async start (label: string, basePort: number, n = 3): Promise<OpsCluster> {
+  static async start (label: string, basePort: number, n = 3, readyWithinMs = 90_000): Promise<OpsCluster> {
     const dir = mkdtempSync(join(tmpdir(), `blixard-ops-${label}-`))
     const configDir = join(dir, 'cli')
     const { privateKey } = await loadOrCreateIdentity(configDir)
@@ -83,7 +83,7 @@ export class OpsCluster {
     const env = { BLIXARD_CONFIG_DIR: configDir, BLIXARD_PEER: c.nodes[0].addr, BLIXARD_CLUSTER_KEY_FILE: c.keyFile }
     const oc = new OpsCluster(dir, c.nodes, c.keyFile, env, adminId)
     try {
-      await until('a leader and every node registered', 90_000, async () => {
+      await until('a leader and every node registered', readyWithinMs, async () => {
         const s = await oc.state(0)
         return s.raft.leader != null && s.nodes.length === n && s.raft.voters.length === Math.min(3, n) && s.nodes.some((x) => x.leader)
       }, 300)

@@ -1,8 +1,8 @@
 // The dashboard of a live 3-node cluster, opened in headless Chromium (Debian
 // chromium driven by playwright-core): it shows the nodes with their roles and
 // the VMs with phase and host as /api/state and the CLI's --json view have
-// them, refreshes live, stays read-only and on localhost, and leaves a
-// screenshot in test/out/dashboard.png.
+// them, refreshes live, shows a silent node amber `unreachable`, stays read-only and on localhost,
+// and leaves screenshots in test/out/dashboard.png (and dashboard-unreachable.png).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdirSync, statSync } from 'node:fs'
@@ -17,6 +17,10 @@ const CHROMIUM = '/usr/bin/chromium'
 // as root in a sandbox with no internet: no sandbox, no GPU, no background calls home
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 const VIEW = 1 // a follower or the leader: any node serves the dashboard
+
+// a 60 s lease (the default is 9 s): a stopped node stays `unreachable` (reports stale, lease not
+// yet expired) long enough to be seen on a loaded host before it is marked down (the nodes inherit it)
+process.env.BLIXARD_LEASE_MS = '60000'
 
 let c: OpsCluster
 let browser: Browser
@@ -120,6 +124,19 @@ test('read-only and on localhost: no forms or buttons, writes refused, not reach
   })
   assert.is(reachable, false, `dashboard reachable on ${target}`)
   assert.equal(pageErrors, [])
+})
+
+test('a silent node turns amber `unreachable` with since when (not a green ready), and ready again once it speaks', async () => {
+  const silent = c.nodes[2] // not VIEW: the page's own node keeps answering
+  const pid = silent.proc?.pid
+  assert.ok(pid != null)
+  const state = `[...document.querySelectorAll('#nodes tr[data-node="${silent.name}"] .state')]`
+  process.kill(pid, 'SIGSTOP')
+  try {
+    await page.waitForFunction(`${state}.some((td) => /^unreachable since \\d\\d:\\d\\d:\\d\\dZ \\(\\d+ s\\)$/.test(td.textContent) && td.querySelector('.pill.unreachable') != null)`, undefined, { timeout: 30_000 })
+    await page.screenshot({ path: join(ROOT, 'test', 'out', 'dashboard-unreachable.png'), fullPage: true })
+  } finally { process.kill(pid, 'SIGCONT') }
+  await page.waitForFunction(`${state}.some((td) => td.textContent === 'ready')`, undefined, { timeout: 60_000 })
 })
 
 test('screenshot of the cluster in test/out/dashboard.png', async () => {

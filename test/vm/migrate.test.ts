@@ -88,7 +88,7 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   assert.equal([after.assignedNode, after.status.phase, after.generation, after.migration?.phase], [c.nodes[target].peerId, 'running', vm.generation, 'done'])
   const human = await runCli(['vm', 'show', 'mig1'], c.cliEnv(source), 60_000)
   assert.is(human.code, 0, human.stderr)
-  assert.match(human.stdout, new RegExp(`Node:\\s+${c.nodes[target].name} `), human.stdout)
+  assert.match(human.stdout, new RegExp(`Node:\\s+${c.nodes[target].name}\\s`), human.stdout) // the name alone (its id only with -o wide)
   assert.match(human.stdout, new RegExp(`Migration:\\s+done ${c.nodes[source].name} .*→ ${c.nodes[target].name}`))
   console.log(`  migrated ${c.nodes[source].name} → ${c.nodes[target].name}: CLI ${figures.cliMigrateMs} ms, QEMU downtime ${figures.downtimeMs} ms, total ${figures.totalTimeMs} ms; heartbeat ${lastOnSource} → ${onTarget[0]}`)
 

@@ -1,0 +1,196 @@
+// The operator's day (issue 16), each check against one live 3-node cluster through the real
+// `blixard` CLI: names where people read (ids only with -o wide or --json), events that say what
+// happened by name, node health that does not show a silent node as ready, a clear error from an
+// address that is not a Blixard node.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { spawn, spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { OpsCluster, ROOT, until } from './cluster.ts'
+import { writeClusterKey } from '../../node/keygen.ts'
+import { loadTinyGuest } from '../../node/qemu/tiny-guest.ts'
+import type { CliResult } from './cluster.ts'
+
+/** A CLI start costs seconds on a loaded 2-core host: give each command room. */
+const CLI_TIMEOUT_MS = 180_000
+
+const PEER_ID = /12D3KooW[1-9A-HJ-NP-Za-km-z]{44}/
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/
+
+// A 120 s lease (the default is 9 s): a stopped node stays `unreachable` (reports stale, lease not
+// yet expired) long enough for a CLI that takes seconds to start on a loaded host to see it. The
+// nodes inherit this environment.
+process.env.BLIXARD_LEASE_MS = '120000'
+
+let c: OpsCluster | null = null
+// the start is slow on a loaded host (three daemons compiling their TypeScript at once)
+const cluster = async (): Promise<OpsCluster> => { c ??= await OpsCluster.start('operator', 17461, 3, 240_000); return c }
+test.after(async () => { await c?.stop() })
+
+async function cli (args: string[], timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
+  return await (await cluster()).cli(args, {}, timeoutMs)
+}
+
+/** Human output of a command that must succeed. */
+async function human (args: string[]): Promise<string> {
+  const r = await cli(args)
+  assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+  return r.stdout
+}
+
+async function json<T> (args: string[]): Promise<T> {
+  const r = await cli([...args, '--json'])
+  assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+  return r.json as T
+}
+
+function jsonError (r: CliResult, kind: string, code: number): { message: string, next: string } {
+  assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
+  const e = (r.json as { error?: { kind: string, message: string, next: string } } | null)?.error
+  assert.ok(e != null, `--json error on stdout, got: ${r.stdout}`)
+  assert.is(e.kind, kind)
+  return e
+}
+
+test('names where people read: status, nodes, vm list/show and events name nodes and VMs; ids only with -o wide or --json', async () => {
+  const cl = await cluster()
+  for (const args of [['status'], ['nodes'], ['node', 'show', 'node2']]) {
+    // a node's addresses end in its id (/p2p/12D3…): what --peer takes, so they stay
+    const text = (await human(args)).split('\n').filter((l) => !l.startsWith('Addresses:')).join('\n')
+    assert.not.match(text, PEER_ID, `${args.join(' ')} shows a peer id: ${text}`)
+  }
+  const wideStatus = await human(['status', '-o', 'wide'])
+  for (const n of cl.nodes) assert.ok(wideStatus.includes(n.peerId), `status -o wide has ${n.name}'s id: ${wideStatus}`)
+  const wideNodes = await human(['nodes', '-o', 'wide'])
+  for (const n of cl.nodes) assert.ok(wideNodes.includes(n.peerId), `nodes -o wide has ${n.name}'s id`)
+  assert.is((await cli(['nodes', '-o', 'json'])).json != null, true, '-o json is --json')
+  jsonError(await cli(['nodes', '-o', 'yaml', '--json']), 'Usage', 2)
+  const vm = await json<{ id: string }>(['vm', 'create', 'names-probe', '--no-start'])
+  assert.not.match(await human(['vm', 'list']), UUID)
+  assert.ok((await human(['vm', 'list', '-o', 'wide'])).includes(vm.id))
+  assert.not.match(await human(['vm', 'show', 'names-probe']), UUID)
+  await human(['network', 'create', 'names-net', '--subnet', '10.77.0.0/24'])
+  // vm watch: a timestamp and the VM's name on every line (a stream: killed when the time is up)
+  const watch = await cli(['vm', 'watch', 'names-probe'], 20_000)
+  assert.match(watch.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}names-probe pending/m, watch.stdout + watch.stderr)
+  await human(['vm', 'delete', 'names-probe', '--force'])
+  const ev = await human(['events', '--no-follow', '--since', '30m'])
+  assert.match(ev, / {2}VM names-probe deleted$/m, 'a deleted VM by name')
+  assert.not.match(ev, UUID, 'no VM uuid in events')
+  assert.match(ev, / {2}network names-net created \(10\.77\.0\.0\/24\)$/m, 'a network by name')
+  // membership changes applied from the log, on whichever node answers; the autopilot's reasons
+  // (leader only) name nodes too: no peer id but the admin's own (admins are not nodes)
+  assert.match(ev, / {2}membership: (node\d|…\w{12}) becomes a voter$/m, ev)
+  for (const line of ev.split('\n').filter((l) => !l.includes(' admin '))) assert.not.match(line, PEER_ID, line)
+})
+
+test('fast honest failures: a missing --disk or --network names the flag and where to look; an overlapping subnet names the other network and what to do', async () => {
+  const disk = jsonError(await cli(['vm', 'create', 'no-disk', '--disk', 'nosuchvol', '--json']), 'NotFound', 3)
+  assert.is(disk.message, '--disk nosuchvol: no volume of that name; VM no-disk was not created')
+  assert.match(disk.next, /blixard volume list/)
+  const net = jsonError(await cli(['vm', 'create', 'no-net', '--network', 'nosuchnet', '--json']), 'NotFound', 3)
+  assert.match(net.next, /blixard network list/)
+  await human(['network', 'create', 'wide-net', '--subnet', '10.88.0.0/16'])
+  const overlap = jsonError(await cli(['network', 'create', 'inner-net', '--subnet', '10.88.4.0/24', '--json']), 'Conflict', 4)
+  assert.match(overlap.message, /^subnet 10\.88\.4\.0\/24 overlaps network wide-net \(10\.88\.0\.0\/16\)/)
+  assert.match(overlap.next, /^Pick a subnet outside every other network/)
+  // the reasons of a refused create name each filter once ("cpu: …", not "cpu: cpu: …")
+  const big = jsonError(await cli(['vm', 'create', 'too-big', '--vcpus', '200', '--json']), 'NoCapacity', 4)
+  assert.match(big.message, /^no node fits VM too-big: node\d: cpu: \d/)
+  assert.not.match(big.message, /cpu: cpu:/)
+})
+
+test('a silent node is not shown as ready: `unreachable since` (reports stale, lease not expired) in nodes, status and the dashboard; ready again once it speaks', async () => {
+  const cl = await cluster()
+  const n3 = cl.nodes[2]
+  const pid = n3.proc?.pid
+  assert.ok(pid != null, 'node3 runs')
+  process.kill(pid, 'SIGSTOP')
+  try {
+    // the dashboard's feed: unreachable with since when, not the green ready it showed before
+    const row = await until('node3 unreachable on the dashboard', 30_000, async () => {
+      const r = (await cl.state(0)).nodes.find((n) => n.name === 'node3')
+      return r?.state === 'unreachable' ? r : null
+    }, 250)
+    assert.ok(row.unreachableSince != null && row.unreachableSince <= Date.now(), 'since when')
+    assert.is(row.downSince, null)
+    const nodes = await human(['nodes'])
+    assert.match(nodes, /^node3 .* unreachable since \d\d:\d\d:\d\dZ \(\d+s\)/m, nodes)
+    assert.match(nodes, /^node1 .* ready /m, nodes)
+    const health = await json<Array<{ name: string, health: string }>>(['nodes'])
+    assert.is(health.find((n) => n.name === 'node3')?.health, 'unreachable')
+    const status = await human(['status'])
+    assert.match(status, /^Voters: .*node3 \(unreachable since \d\d:\d\d:\d\dZ/m, status)
+  } finally { process.kill(pid, 'SIGCONT') }
+  await until('node3 ready again on the dashboard', 60_000, async () => (await cl.state(0)).nodes.find((n) => n.name === 'node3')?.state === 'ready', 250)
+  assert.match(await human(['nodes']), /^node3 .* ready /m)
+})
+
+test('an address that does not speak Blixard (or speaks it with another cluster key) gets an error that says so, not a wire-format message', async () => {
+  const cl = await cluster()
+  // a service that answers anything with an HTTP error page (2740 bytes: the length libp2p read as a frame)
+  const server = createServer((sock) => {
+    sock.on('error', () => {})
+    sock.once('data', () => { sock.end(`HTTP/1.1 400 Bad Request\r\nContent-Length: 2740\r\n\r\n${'x'.repeat(2740)}`) })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  try {
+    const e = jsonError(await cli(['status', '--peer', `/ip4/127.0.0.1/tcp/${port}`, '--json']), 'Unavailable', 5)
+    assert.match(e.message, new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/${port} answered, but not as a Blixard node of this cluster: either another service listens there, or a Blixard node whose cluster key differs`), e.message)
+    assert.match(e.next, /libp2p port/)
+  } finally { server.close() }
+  // a Blixard node of another cluster (another key): the same answer
+  const otherKey = join(cl.dir, 'other.key')
+  await writeClusterKey(otherKey)
+  const e2 = jsonError(await cli(['status', '--cluster-key', otherKey, '--json']), 'Unavailable', 5)
+  assert.match(e2.message, /answered, but not as a Blixard node of this cluster/, e2.message)
+  assert.match(e2.next, /cluster-key|cluster's key/)
+  // nothing listening: says so
+  const e3 = jsonError(await cli(['status', '--peer', '/ip4/127.0.0.1/tcp/1', '--json']), 'Unavailable', 5)
+  assert.match(e3.message, /nothing listens there/)
+  // a reader that goes away early (events | head) ends the CLI quietly, not with an EPIPE trace
+  const piped = spawnSync('sh', ['-c', `node ${join(ROOT, 'bin', 'blixard.js')} events --no-follow | head -c 1`], { env: { ...process.env, ...cl.env }, encoding: 'utf8', timeout: CLI_TIMEOUT_MS })
+  assert.not.match(piped.stderr, /EPIPE|Unhandled/, piped.stderr)
+})
+
+test('vm console: what is typed reaches the guest\'s shell through any node, its answer comes back, Ctrl-] detaches and the guest runs on', async () => {
+  const cl = await cluster()
+  await loadTinyGuest() // the nodes boot this guest: fail here, clearly, when it was never built
+  const created = await cli(['vm', 'create', 'con-probe', '--memory', '96M', '--wait', '--timeout', '300'], 320_000)
+  assert.is(created.code, 0, created.stderr)
+  const host = (await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.nodeName
+  // ask a node that is not the VM's host: input and output are relayed
+  const via = cl.nodes.find((n) => n.name !== host) ?? cl.nodes[0]
+  const p = spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), 'vm', 'console', 'con-probe', '--tail', '0'], {
+    cwd: ROOT, env: { ...process.env, ...cl.env, BLIXARD_PEER: via.addr }, stdio: ['pipe', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  p.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const exited = new Promise<number>((resolve) => p.on('exit', (code) => { resolve(code ?? 128) }))
+  try {
+    await until('the console attached', CLI_TIMEOUT_MS, () => stderr.includes('Detach with Ctrl-]'), 200)
+    assert.match(stderr, new RegExp(`^Connected to the serial console of VM con-probe on ${host ?? 'node\\d'}\\. Detach with Ctrl-\\] \\(the guest keeps running\\)\\.`), stderr)
+    // the tiny guest runs each console line in a shell; the sum proves the shell ran it (the
+    // console echoes the typed line itself too, with $((...)) unexpanded)
+    p.stdin.write('echo console-sum=$((40+2))\n')
+    await until('the guest\'s answer on the console', 120_000, () => /^console-sum=42\r?$/m.test(stdout) && /BLIXARD-CMD-DONE rc=0/.test(stdout), 200)
+    p.stdin.write(Buffer.from([0x1d]))
+    assert.is(await exited, 0, stderr)
+    assert.match(stderr, /Detached from VM con-probe \(it keeps running\)/)
+  } finally { if (p.exitCode == null) p.kill('SIGKILL') }
+  assert.is((await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.phase, 'running', 'the guest runs on after the detach')
+  // typing into a guest is an admin's (a root shell on most guests): another identity is refused
+  const stranger = spawnSync(process.execPath, [join(ROOT, 'bin', 'blixard.js'), 'vm', 'console', 'con-probe', '--tail', '0'], {
+    cwd: ROOT, env: { ...process.env, ...cl.env, BLIXARD_CONFIG_DIR: join(cl.dir, 'not-admin') }, input: 'echo intruder\n', encoding: 'utf8', timeout: CLI_TIMEOUT_MS
+  })
+  assert.is(stranger.status, 6, stranger.stderr)
+  assert.match(stranger.stderr, /is not an admin; 'vm\.consoleInput' changes the cluster/)
+  await human(['vm', 'delete', 'con-probe', '--force'])
+})
+
+test.run()
