@@ -162,7 +162,7 @@ test('vm console: what is typed reaches the guest\'s shell through any node, its
   const created = await cli(['vm', 'create', 'con-probe', '--memory', '96M', '--wait', '--timeout', '300'], 320_000)
   assert.is(created.code, 0, created.stderr)
   const host = (await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.nodeName
-  // ask a node that is not the VM's host: input and output are relayed
+  // ask a node that is not the VM's host: output is relayed, input goes to the host over the CLI's own connection
   const via = cl.nodes.find((n) => n.name !== host) ?? cl.nodes[0]
   const p = spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), 'vm', 'console', 'con-probe', '--tail', '0'], {
     cwd: ROOT, env: { ...process.env, ...cl.env, BLIXARD_PEER: via.addr }, stdio: ['pipe', 'pipe', 'pipe']
