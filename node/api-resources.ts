@@ -4,10 +4,10 @@
 // reconciler on a node with Ceph makes the RBD image match and reports (node/volumes/), so the
 // outcome does not depend on which node the CLI reached. `blixard volume create --wait` follows
 // the volume's phase to ready or failed.
+import { BlixardError } from '../protocols/errors.ts'
 import type { Command } from '../protocols/commands.ts'
 import type { NetworkRecord, VolumeRecord } from '../protocols/model.ts'
 import type { ReadParams } from '../protocols/rpc.ts'
-import { RpcError } from '../protocols/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { CEPH_CONFIG_HINT, volumeReconciler } from '../protocols/volume-phases.ts'
 import type { RpcHandlers } from './net/rpc.ts'
@@ -29,19 +29,19 @@ type ResourceHandlers = Pick<RpcHandlers, 'network.create' | 'network.list' | 'n
 export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
   const network = (name: string): NetworkRecord => {
     const n = d.sm.getNetwork(name)
-    if (n == null) throw new RpcError('NotFound', `no network named '${name}'`)
+    if (n == null) throw new BlixardError('NotFound', `no network named '${name}'`)
     return n
   }
   const volume = (name: string): VolumeRecord => {
     const v = d.sm.getVolume(name)
-    if (v == null) throw new RpcError('NotFound', `no volume named '${name}'`)
+    if (v == null) throw new BlixardError('NotFound', `no volume named '${name}'`)
     return v
   }
   /** A new image needs a node that can reach Ceph to make it: without one the record would wait
    * for nobody, so the write is refused before anything is recorded (on barriered state). */
   const refuseWithoutCeph = (what: string): void => {
     if (volumeReconciler(d.sm.listNodes()) !== null) return
-    throw new RpcError('NoCapacity', `cannot ${what}: no node in the cluster can reach Ceph to make its RBD image, so nothing was recorded. To fix it, ${CEPH_CONFIG_HINT}`)
+    throw new BlixardError('NoCapacity', `cannot ${what}: no node in the cluster can reach Ceph to make its RBD image, so nothing was recorded. To fix it, ${CEPH_CONFIG_HINT}`)
   }
   return {
     'network.create': async (p) => {

@@ -2,10 +2,11 @@
 // replica, after a ReadIndex barrier unless the caller asked for `stale`.
 // Writes are proposed on the leader: a follower forwards them itself
 // (internal.propose), so clients never see a redirect.
+import { BlixardError, toBlixError } from '../protocols/errors.ts'
 import { randomUUID } from 'node:crypto'
 import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
-import { METHODS, RpcError, checkParams, isMethod, toRpcErrorBody } from '../protocols/rpc.ts'
+import { METHODS, checkParams, isMethod } from '../protocols/rpc.ts'
 import type { MethodName } from '../protocols/rpc.ts'
 import { AUTH_WINDOW, authorityOf } from '../protocols/auth.ts'
 import { preverifyAuth } from './preverify.ts'
@@ -79,7 +80,7 @@ class Prepared {
 
 function fail (r: ApplyResult): never {
   if (r.ok) throw new Error('unreachable')
-  throw new RpcError(r.error.kind, r.error.message, r.error.leader)
+  throw new BlixardError(r.error.kind, r.error.message, r.error.leader)
 }
 
 export function createApi (d: ApiDeps): RpcHandlers {
@@ -88,7 +89,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
   const read = async (p: ReadParams): Promise<void> => {
     if (p.stale === true) return
     const drv = d.driver()
-    if (drv == null) throw new RpcError('Unavailable', 'this node has not joined a cluster yet; retry with --stale or ask another node')
+    if (drv == null) throw new BlixardError('Unavailable', 'this node has not joined a cluster yet; retry with --stale or ask another node')
     await drv.readBarrier()
   }
 
@@ -106,7 +107,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     const proposeCmd = async (cmd: Command, key?: string): Promise<ApplyResult> => {
       if (s?.mode === 'prepare') throw new Prepared(cmd)
       if (s?.mode === 'submit') {
-        if (s.cmd.type !== cmd.type) throw new RpcError('InvalidParams', `the signed command is a ${s.cmd.type}, this write is a ${cmd.type}`)
+        if (s.cmd.type !== cmd.type) throw new BlixardError('InvalidParams', `the signed command is a ${s.cmd.type}, this write is a ${cmd.type}`)
         return await d.propose({ cmd: s.cmd, at: now(), key: key ?? randomUUID(), auth: s.auth })
       }
       return await d.propose({ cmd, at: now(), key: key ?? randomUUID() })
@@ -117,7 +118,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     // create was acknowledged, or act on an old record. A failed barrier proposes nothing (definite).
     const barrier = async (): Promise<void> => {
       const drv = d.driver()
-      if (drv == null) throw new RpcError('Unavailable', 'this node has not joined a cluster yet; ask another node')
+      if (drv == null) throw new BlixardError('Unavailable', 'this node has not joined a cluster yet; ask another node')
       await drv.readBarrier()
     }
 
@@ -146,20 +147,20 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
     const vmRef = (ref: string): VmRecord => {
       const vm = d.sm.getVm(ref) ?? d.sm.getVmByName(ref)
-      if (vm == null) throw new RpcError('NotFound', `no VM named or with id '${ref}'`)
+      if (vm == null) throw new BlixardError('NotFound', `no VM named or with id '${ref}'`)
       return vm
     }
 
     const typeInto = async (ref: string, data: string): Promise<{ bytes: number, node: string }> => {
-      if (d.consoleInput == null) throw new RpcError('Unavailable', 'this node serves no consoles')
+      if (d.consoleInput == null) throw new BlixardError('Unavailable', 'this node serves no consoles')
       const bytes = Buffer.from(data, 'base64')
-      if (bytes.length > MAX_CONSOLE_INPUT_BYTES) throw new RpcError('InvalidParams', `params.data: at most ${MAX_CONSOLE_INPUT_BYTES} bytes per call, got ${bytes.length}`)
+      if (bytes.length > MAX_CONSOLE_INPUT_BYTES) throw new BlixardError('InvalidParams', `params.data: at most ${MAX_CONSOLE_INPUT_BYTES} bytes per call, got ${bytes.length}`)
       return await d.consoleInput(vmRef(ref), bytes)
     }
 
     const nodeRef = (ref: string): NodeRecord => {
       const n = d.sm.getNode(ref) ?? d.sm.listNodes().find((x) => x.name === ref || x.id.endsWith(ref))
-      if (n == null) throw new RpcError('NotFound', `no node named or with id '${ref}'`)
+      if (n == null) throw new BlixardError('NotFound', `no node named or with id '${ref}'`)
       return n
     }
 
@@ -206,7 +207,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
           await barrier()
           const done = prior(p.idempotencyKey ?? p.key); if (done != null) return done.value as VmRecord
           const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
-          if (why != null) throw new RpcError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
+          if (why != null) throw new BlixardError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
         }
         // a retried key answers with the VM its first attempt created, whatever id we draw now
         return await propose({ type: 'CreateVm', id: randomUUID(), spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey ?? p.key) as VmRecord
@@ -224,7 +225,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         if (p.to != null) target = nodeRef(p.to).id
         else {
           const t = migrationTarget(d.sm, d.load, vm)
-          if ('why' in t) throw new RpcError('NoCapacity', `no other node can take VM ${vm.spec.name}: ${t.why}. Free capacity, or name a node with --to NODE`)
+          if ('why' in t) throw new BlixardError('NoCapacity', `no other node can take VM ${vm.spec.name}: ${t.why}. Free capacity, or name a node with --to NODE`)
           target = t.node
         }
         return await propose({ type: 'StartMigration', vm: vm.id, target, ...(p.mode === 'cold' ? { cold: true as const } : {}) }, p.idempotencyKey) as VmRecord
@@ -266,24 +267,24 @@ export function createApi (d: ApiDeps): RpcHandlers {
       'internal.admit': async (p) => await d.join(p.peer, p.addrs),
       'internal.proposeMany': async (p) => {
         const drv = d.driver()
-        if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+        if (drv == null || !drv.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
         // all of them into the same Raft round; each answers on its own
         return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
           try {
             // a forwarder is not trusted: the command must carry its own authority
             if (env.auth !== undefined) await preverifyAuth(env.cmd, env.auth)
             const why = leaderRefusal(d.sm, d.id(), env, drv.status().term)
-            if (why !== null) throw new RpcError('Unauthorized', why)
+            if (why !== null) throw new BlixardError('Unauthorized', why)
             return { ok: true, result: await drv.propose(env) }
-          } catch (err) { return { ok: false, error: toRpcErrorBody(err) } }
+          } catch (err) { return { ok: false, error: toBlixError(err) } }
         }))
       },
       'internal.propose': async (p) => {
         if (p.env.auth !== undefined) await preverifyAuth(p.env.cmd, p.env.auth)
         const drv = d.driver()
-        if (drv == null || !drv.isLeader()) throw new RpcError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+        if (drv == null || !drv.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
         const why = leaderRefusal(d.sm, d.id(), p.env, drv.status().term)
-        if (why !== null) throw new RpcError('Unauthorized', why)
+        if (why !== null) throw new BlixardError('Unauthorized', why)
         return await drv.propose(p.env)
       }
     }
@@ -294,7 +295,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
   /** The handler of an admin write that cluster.prepare/submit may run. */
   const adminWrite = (method: string, s: Signing): ((params: unknown, ctx: unknown) => Promise<unknown>) => {
     if (!isMethod(method) || !METHODS[method].mutating || METHODS[method].streaming || method.startsWith('internal.') || method === 'cluster.prepare' || method === 'cluster.submit') {
-      throw new RpcError('InvalidParams', `${method} is not an admin write that can be signed`)
+      throw new BlixardError('InvalidParams', `${method} is not an admin write that can be signed`)
     }
     const h = build(s)[method as MethodName] as unknown as (params: unknown, ctx: unknown) => Promise<unknown>
     return async (params, ctx) => await h(checkParams(method, params), ctx)

@@ -28,7 +28,6 @@ export const IDEMPOTENCY_PARAM = 'idempotencyKey'
 
 /** @deprecated the one error type is BlixardError (protocols/errors.ts); this alias remains for
  * files other branches are editing and goes once they are merged. */
-export { BlixardError as RpcError, toBlixError as toRpcErrorBody } from './errors.ts'
 
 // ---- envelopes ----
 

@@ -2,6 +2,7 @@
 // ~/.config/blixard/, the cluster key, and a node to talk to (--peer, or
 // BLIXARD_PEER, or mDNS discovery on the LAN). Any node will do: every node
 // answers every method.
+import { BlixardError } from '../../protocols/errors.ts'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { existsSync } from 'node:fs'
@@ -12,7 +13,6 @@ import { readClusterKey } from '../keygen.ts'
 import { createBlixardHost } from '../net/host.ts'
 import type { BlixardHost } from '../net/host.ts'
 import { RpcClient } from '../net/rpc.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import { CliError } from './errors.ts'
 import { keySigner, signingClient } from './signing.ts'
 
@@ -57,7 +57,7 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
     let target: PeerId | ReturnType<typeof multiaddr>
     let peerLabel: string
     if (peerAddr != null) {
-      try { target = multiaddr(peerAddr) } catch { throw new RpcError('InvalidParams', `--peer "${peerAddr}" is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7001/p2p/12D3…)`) }
+      try { target = multiaddr(peerAddr) } catch { throw new BlixardError('InvalidParams', `--peer "${peerAddr}" is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7001/p2p/12D3…)`) }
       peerLabel = peerAddr
     } else {
       const found = await discover(host, opts.mdnsWaitMs ?? 3_000)

@@ -1,8 +1,8 @@
 // One idempotency key per CLI invocation: every mutating call carries it, and the CLI's own
 // retries reuse it, so a write the cluster already applied is not applied again. An answer
 // the CLI cannot make definite is reported as Indeterminate with the key to run again with.
+import { BlixardError } from '../../protocols/errors.ts'
 import { randomUUID } from 'node:crypto'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { IdempotentParams, ParamsOf, ResultOf, UnaryMethodName } from '../../protocols/rpc.ts'
 import type { RpcClient } from '../net/rpc.ts'
 import { flag, UsageError } from './args.ts'
@@ -48,12 +48,12 @@ export async function mutate<M extends MutatingMethod> (client: RpcClient, key: 
       return await client.call(method, { ...params, idempotencyKey: key } as unknown as ParamsOf<M>)
     } catch (err) {
       last = err
-      if (!(err instanceof RpcError) || !RETRYABLE.has(err.kind)) throw err
+      if (!(err instanceof BlixardError) || !RETRYABLE.has(err.kind)) throw err
     }
   }
-  const e = last as RpcError
+  const e = last as BlixardError
   if (e.kind === 'Indeterminate' || e.kind === 'InFlight' || e.kind === 'Timeout') {
-    throw new RpcError(e.kind === 'InFlight' ? 'InFlight' : 'Indeterminate', `${e.message} (idempotency key ${key}; run the command again with --idempotency-key ${key})`, undefined, key)
+    throw new BlixardError(e.kind === 'InFlight' ? 'InFlight' : 'Indeterminate', `${e.message} (idempotency key ${key}; run the command again with --idempotency-key ${key})`, undefined, key)
   }
   throw e
 }

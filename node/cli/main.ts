@@ -1,11 +1,11 @@
 // blixard: the command-line client. Talks to any node over libp2p RPC; every
 // command has --json; every error says what to do next; exit codes are
 // documented in `blixard help exit-codes`.
+import { BlixardError } from '../../protocols/errors.ts'
 import '../polyfill.ts'
 import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '../../protocols/model.ts'
 import type { MigrationRecord } from '../../protocols/migration-phases.ts'
 import { cannotMigrateLive } from '../../protocols/migration-phases.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
 import { parseArgs, flag, bool, int, sizeMiB, durationMs, UsageError } from './args.ts'
@@ -255,7 +255,7 @@ const COMMANDS: Record<string, Command> = {
         const queue = bool(p, 'queue')
         const vm = await mutate(client, invocationKey(p), 'vm.create', { spec, start: bool(p, 'start', true), ...(queue ? { queue } : {}) }).catch((e: unknown) => {
           // a --disk or --network that does not exist: say which flag, and where to look
-          const m = e instanceof RpcError && e.kind === 'NotFound' ? /^(volume|network) (\S+) not found/.exec(e.message) : null
+          const m = e instanceof BlixardError && e.kind === 'NotFound' ? /^(volume|network) (\S+) not found/.exec(e.message) : null
           if (m != null) throw new CliError('NotFound', `${m[1] === 'volume' ? '--disk' : '--network'} ${m[2]}: no ${m[1]} of that name; VM ${name} was not created`, `Create it first (blixard ${m[1]} create ${m[2]} ...), or see the names with blixard ${m[1]} list.`)
           throw e
         })
@@ -356,7 +356,7 @@ const COMMANDS: Record<string, Command> = {
       const ref = need(p, 1, 'VM')[0]
       if (!bool(p, 'force') && !bool(p, 'yes')) {
         // gone already (a retried delete): the delete itself answers, as its idempotency key says
-        const vm = await client.call('vm.show', { vm: ref }).catch((e: unknown) => { if (e instanceof RpcError && e.kind === 'NotFound') return null; throw e })
+        const vm = await client.call('vm.show', { vm: ref }).catch((e: unknown) => { if (e instanceof BlixardError && e.kind === 'NotFound') return null; throw e })
         if (vm != null && (vm.desired === 'running' || vm.status.phase === 'running' || vm.status.phase === 'starting')) {
           const what = `VM ${vm.spec.name} is ${vm.status.phase}${vm.assignedNode == null ? '' : ` on ${nodeNames(await client.call('node.list', { stale: true })).get(vm.assignedNode) ?? shortId(vm.assignedNode)}`}`
           if (process.stdin.isTTY !== true || out.json) {
@@ -834,7 +834,7 @@ async function waitFor (client: Connection['client'], vm: VmRecord, out: Output,
   const timer = setTimeout(() => sub.cancel(), timeoutMs)
   try {
     for await (const ev of sub as AsyncIterable<VmWatchEvent>) {
-      if (ev.type === 'delete') throw new RpcError('NotFound', `VM ${vm.spec.name} was deleted while waiting`)
+      if (ev.type === 'delete') throw new BlixardError('NotFound', `VM ${vm.spec.name} was deleted while waiting`)
       current = ev.vm
       const line = `${current.status.phase}${current.status.reason !== '' ? ` (${current.status.reason})` : ''}`
       if (line !== last) { out.progress(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s  ${line}`); last = line }
@@ -845,7 +845,7 @@ async function waitFor (client: Connection['client'], vm: VmRecord, out: Output,
     }
   } finally { clearTimeout(timer); sub.cancel() }
   if (current.status.phase !== goal && current.status.phase !== 'failed') {
-    throw new RpcError('Timeout', `VM ${vm.spec.name} did not reach ${goal} within ${timeoutMs / 1000}s (now ${current.status.phase}); see blixard vm show ${vm.spec.name} and blixard vm explain ${vm.spec.name}`)
+    throw new BlixardError('Timeout', `VM ${vm.spec.name} did not reach ${goal} within ${timeoutMs / 1000}s (now ${current.status.phase}); see blixard vm show ${vm.spec.name} and blixard vm explain ${vm.spec.name}`)
   }
   return current
 }
@@ -1000,7 +1000,7 @@ function report (err: unknown, out: Output): number {
   if (err instanceof CliError) {
     e = { kind: err.kind, message: err.message }
     next = err.next
-  } else if (err instanceof RpcError) {
+  } else if (err instanceof BlixardError) {
     const kind = err.kind === 'UnknownMethod' ? 'BadMessage' : err.kind === 'InvalidParams' ? 'InvalidCommand' : err.kind
     e = { kind, message: err.message }
     key = err.key

@@ -1,10 +1,10 @@
 // CLI commands for networks and volumes: `blixard network ...`, `blixard volume ...`.
+import { BlixardError } from '../../protocols/errors.ts'
 import type { NetworkKind, NetworkRecord, VolumeRecord } from '../../protocols/model.ts'
 import { bool, flag, int, UsageError } from './args.ts'
 import type { FlagSpec, Parsed } from './args.ts'
 import type { Connection } from './connect.ts'
 import { CliError, EXIT } from './errors.ts'
-import { RpcError } from '../../protocols/rpc.ts'
 import { phaseOf } from '../../protocols/volume-phases.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 import { keyValues, shortId, table } from './format.ts'
@@ -74,7 +74,7 @@ async function waitVolume (client: Client, name: string, goal: 'ready' | 'gone',
   for (;;) {
     let v: VolumeRecord | null
     try { v = await client.call('volume.show', { volume: name }) } catch (e) {
-      if (goal === 'gone' && e instanceof RpcError && e.kind === 'NotFound') v = null
+      if (goal === 'gone' && e instanceof BlixardError && e.kind === 'NotFound') v = null
       else throw e
     }
     if (v == null) { out.data({ name, phase: 'gone' }, () => `volume ${name} deleted (its RBD image removed)`); return EXIT.ok }
@@ -115,7 +115,7 @@ export function resourceCommands ({ withCluster, need, stale }: CliHelpers): Rec
         const gateway = flag(p, 'gateway')
         const n = await mutate(client, invocationKey(p), 'network.create', { name, kind, subnet, ...(gateway != null ? { gateway } : {}) }).catch((e: unknown) => {
           // the state machine refuses an overlapping subnet (Conflict): the next step is another subnet, not a retry
-          if (e instanceof RpcError && e.kind === 'Conflict' && / overlaps network /.test(e.message)) {
+          if (e instanceof BlixardError && e.kind === 'Conflict' && / overlaps network /.test(e.message)) {
             throw new CliError('Conflict', e.message, 'Pick a subnet outside every other network (blixard network list shows their subnets).')
           }
           throw e

@@ -2,8 +2,9 @@
 // cluster.prepare (which command would this write propose?) then cluster.submit (that command,
 // signed here). The node never holds the admin's key, so no node, forwarder or forged log entry can
 // act as the admin; the nodes check the signature on the leader and on apply.
+import { BlixardError } from '../../protocols/errors.ts'
 import { randomUUID } from 'node:crypto'
-import { METHODS, RpcError, isMethod } from '../../protocols/rpc.ts'
+import { METHODS, isMethod } from '../../protocols/rpc.ts'
 import type { Command } from '../../protocols/commands.ts'
 import { signCommand } from '../../protocols/auth.ts'
 import type { Signer } from '../../protocols/auth.ts'
@@ -37,23 +38,23 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
 /** Check that the prepared command is the one the admin asked for, as far as the request says. */
 export function checkPrepared (method: string, params: Record<string, unknown>, cmd: Command): void {
   const want = EXPECTED[method]
-  if (want === undefined || !want.includes(cmd.type)) throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${method}: refusing to sign it`)
+  if (want === undefined || !want.includes(cmd.type)) throw new BlixardError('Internal', `the node prepared a ${cmd.type} for ${method}: refusing to sign it`)
   if ((cmd.type === 'AddAdmin' || cmd.type === 'RemoveAdmin' || cmd.type === 'ApproveNode') && cmd.peerId !== params.peerId) {
-    throw new RpcError('Internal', `the node prepared ${cmd.type} of ${cmd.peerId}, not of ${String(params.peerId)}: refusing to sign it`)
+    throw new BlixardError('Internal', `the node prepared ${cmd.type} of ${cmd.peerId}, not of ${String(params.peerId)}: refusing to sign it`)
   }
   if (cmd.type === 'StartMigration' && (cmd.cold === true) !== (params.mode === 'cold')) {
-    throw new RpcError('Internal', `the node prepared a ${cmd.cold === true ? 'cold' : 'live'} move for a ${params.mode === 'cold' ? 'cold' : 'live'} one: refusing to sign it`)
+    throw new BlixardError('Internal', `the node prepared a ${cmd.cold === true ? 'cold' : 'live'} move for a ${params.mode === 'cold' ? 'cold' : 'live'} one: refusing to sign it`)
   }
   if ((cmd.type === 'CancelMigration') !== (params.cancel === true) && (cmd.type === 'StartMigration' || cmd.type === 'CancelMigration')) {
-    throw new RpcError('Internal', `the node prepared a ${cmd.type} for ${params.cancel === true ? 'a cancel' : 'a migration'}: refusing to sign it`)
+    throw new BlixardError('Internal', `the node prepared a ${cmd.type} for ${params.cancel === true ? 'a cancel' : 'a migration'}: refusing to sign it`)
   }
   // a target given as a peer id is what must be signed (a name the node resolved cannot be checked here)
   if (cmd.type === 'StartMigration' && typeof params.to === 'string' && params.to.startsWith('12D3KooW') && cmd.target !== params.to) {
-    throw new RpcError('Internal', `the node prepared a migration to ${cmd.target}, not to ${params.to}: refusing to sign it`)
+    throw new BlixardError('Internal', `the node prepared a migration to ${cmd.target}, not to ${params.to}: refusing to sign it`)
   }
-  if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new RpcError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
+  if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {
-    throw new RpcError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)
+    throw new BlixardError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)
   }
 }
 
@@ -68,7 +69,7 @@ export function signingClient (client: RpcClient, signer: Signer): RpcClient {
     if ('done' in answer) return answer.done // a retry of an applied key: its first result
     const prep = answer
     const v = validateCommand(prep.cmd)
-    if (!v.ok) throw new RpcError('Internal', `the node prepared an invalid command: ${v.error.message}`)
+    if (!v.ok) throw new BlixardError('Internal', `the node prepared an invalid command: ${v.error.message}`)
     checkPrepared(method, (params ?? {}) as Record<string, unknown>, v.cmd)
     const auth = await signCommand(signer, v.cmd, randomUUID(), prep.until)
     return await plain('cluster.submit', { method, params, cmd: v.cmd, auth }, opts)
