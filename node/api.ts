@@ -206,6 +206,10 @@ export function createApi (d: ApiDeps): RpcHandlers {
         if (p.start !== false && p.queue !== true) {
           await barrier()
           const done = prior(p.idempotencyKey ?? p.key); if (done != null) return done.value as VmRecord
+          // a volume or network that does not exist is the first thing to say (the state machine
+          // refuses it with these words on apply too), before which nodes could take the VM
+          for (const n of p.spec.networks) if (d.sm.getNetwork(n) == null) throw new BlixardError('NotFound', `network ${n} not found`)
+          for (const v of p.spec.volumes) if (d.sm.getVolume(v) == null) throw new BlixardError('NotFound', `volume ${v} not found`)
           const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
           if (why != null) throw new BlixardError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
         }
