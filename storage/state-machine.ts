@@ -112,15 +112,17 @@ function noAdmins (tx: KvTx): boolean {
  * null. Pure. */
 export function checkAuthority (tx: KvTx, env: CommandEnvelope, index: number, term?: number): string | null {
   const st = authState(tx)
-  if (env.cmd.type === 'AddAdmin') {
-    // The first admins: signed by anyone while no node is registered (the bootstrap node adds
-    // every configured admin before it registers itself, so `--admin a --admin b` makes both),
-    // then, while there is still no admin at all, by a registered node.
-    const noNodes = tx.range<NodeRecord>('nodes', { limit: 1 }).length === 0
-    if (noNodes) return authError(env.cmd, env.auth, index, { ...st, isAdmin: () => true })
-    if (noAdmins(tx)) return authError(env.cmd, env.auth, index, { ...st, isAdmin: (p) => st.isNode(p) })
-  }
-  return authError(env.cmd, env.auth, index, st, term)
+  const normal = authError(env.cmd, env.auth, index, st, term)
+  // The bootstrap rules below only widen who counts as an admin, so a command the normal rule
+  // accepts is accepted by them too: they are looked at (two table scans) only when it refuses.
+  if (normal === null || env.cmd.type !== 'AddAdmin') return normal
+  // The first admins: signed by anyone while no node is registered (the bootstrap node adds
+  // every configured admin before it registers itself, so `--admin a --admin b` makes both),
+  // then, while there is still no admin at all, by a registered node.
+  const noNodes = tx.range<NodeRecord>('nodes', { limit: 1 }).length === 0
+  if (noNodes) return authError(env.cmd, env.auth, index, { ...st, isAdmin: () => true })
+  if (noAdmins(tx)) return authError(env.cmd, env.auth, index, { ...st, isAdmin: (p) => st.isNode(p) })
+  return normal
 }
 
 function okResult (value: unknown): ApplyResult {
