@@ -4,7 +4,7 @@
 import '../../node/polyfill.ts'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createConnection, createServer, type Socket } from 'node:net'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { randomBytes, createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,25 @@ import { announcedWindow, BRIDGE_WINDOW_BYTES, MAX_BRIDGE_WINDOW_BYTES, MIN_BRID
 /** what the source "QEMU" writes: enough to cross the window many times, in pieces that never align with a frame */
 const TOTAL_BYTES = 6 * 1024 * 1024 + 12_345
 
+/** Two libp2p hosts with the migration stream service, dialled to each other, a scratch dir and a
+ * unix-socket server for the "target QEMU"; all of it stopped and removed after `fn`. */
+async function withBridge (fn: (b: { dir: string, src: Awaited<ReturnType<typeof testHost>>, dst: Awaited<ReturnType<typeof testHost>>, streams: MigrationStreams[], target: Server }) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'blx-bridge-'))
+  const [src, dst] = await Promise.all([testHost(), testHost()])
+  const streams = [new MigrationStreams(src), new MigrationStreams(dst)]
+  const target = createServer({ allowHalfOpen: true })
+  try {
+    for (const s of streams) await s.start()
+    await src.dial(dst.getMultiaddrs()[0])
+    await fn({ dir, src, dst, streams, target })
+  } finally {
+    target.close()
+    for (const s of streams) await s.stop()
+    await Promise.all([src.stop(), dst.stop()])
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 test('a window a peer announces is checked: absent means the default, outside the bounds is refused', () => {
   assert.is(announcedWindow(undefined), BRIDGE_WINDOW_BYTES)
   assert.is(announcedWindow(MIN_BRIDGE_WINDOW_BYTES), MIN_BRIDGE_WINDOW_BYTES)
@@ -24,13 +43,7 @@ test('a window a peer announces is checked: absent means the default, outside th
 })
 
 test('odd-sized writes cross the stream whole and in order under the smallest window, and the return path too', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'blx-bridge-'))
-  const [src, dst] = await Promise.all([testHost(), testHost()])
-  const streams = [new MigrationStreams(src), new MigrationStreams(dst)]
-  const target = createServer({ allowHalfOpen: true })
-  try {
-    for (const s of streams) await s.start()
-    await src.dial(dst.getMultiaddrs()[0])
+  await withBridge(async ({ dir, src, dst, streams, target }) => {
     // the "target QEMU": hashes what arrives, answers a short reply on the return path, then ends
     const targetSock = join(dir, 'in.sock')
     const received = new Promise<{ bytes: number, sha: string }>((resolve) => {
@@ -68,22 +81,11 @@ test('odd-sized writes cross the stream whole and in order under the smallest wi
     assert.ok(sent.pauses > 0, `a 256 KiB window must hold the sender back (${sent.pauses} pauses)`)
     assert.is(reply, 'ACK-FROM-TARGET', 'the return path reached the source')
     qemu.destroy()
-  } finally {
-    target.close()
-    for (const s of streams) await s.stop()
-    await Promise.all([src.stop(), dst.stop()])
-    await rm(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('the stream opens before the source QEMU connects, and the target waits for a QEMU socket that appears late (connectWaitMs); the timeline is stamped in order', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'blx-bridge-'))
-  const [src, dst] = await Promise.all([testHost(), testHost()])
-  const streams = [new MigrationStreams(src), new MigrationStreams(dst)]
-  const target = createServer({ allowHalfOpen: true })
-  try {
-    for (const s of streams) await s.start()
-    await src.dial(dst.getMultiaddrs()[0])
+  await withBridge(async ({ dir, src, dst, streams, target }) => {
     const targetSock = join(dir, 'late.sock')
     const received = new Promise<number>((resolve) => {
       target.on('connection', (s: Socket) => { let n = 0; s.on('data', (d: Buffer) => { n += d.length }); s.on('end', () => { s.end(); resolve(n) }) })
@@ -106,12 +108,7 @@ test('the stream opens before the source QEMU connects, and the target waits for
     assert.ok(t.streamOpened <= t.answered && t.streamOpened < t.qemuConnected, `the stream opened before the QEMU connected, not after: ${JSON.stringify(t)}`)
     assert.ok(t.qemuConnected <= t.firstByte && t.firstByte <= t.ended, JSON.stringify(t))
     assert.ok(got.times.answered != null && got.times.firstByte != null && got.times.answered <= got.times.firstByte, JSON.stringify(got.times))
-  } finally {
-    target.close()
-    for (const s of streams) await s.stop()
-    await Promise.all([src.stop(), dst.stop()])
-    await rm(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test.run()
