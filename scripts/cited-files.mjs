@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Lists comments that cite a file the tree does not have (`node/foo.ts`, `./bar.nix`): a cited
+// Lists comments that cite a file the tree does not have (a path ending in a source extension): a cited
 // path must exist from the repository root, from the citing file's folder, or as the tail of a
 // tracked path. Exits 1 when any is found. Usage: node scripts/cited-files.mjs
 import { execFileSync } from 'node:child_process'
