@@ -106,7 +106,11 @@ test('a running 128 MiB guest migrates through a libp2p stream; a peer not named
     fake.destroy()
     assert.is(await runState(b.qmp), 'inmigrate', 'the target QEMU saw none of the stranger\'s bytes')
 
-    // a source QEMU that never connects: the listener gives up instead of waiting forever
+    // a source QEMU that never connects: the listener gives up instead of waiting forever (the
+    // target expects this move, so the stream itself opens: the source opens it while QEMU connects)
+    const idleTarget = createServer(() => {}).listen(join(a.dir, 'idle-target.sock')) // a target QEMU that listens
+    const idleExpected = streams[1].expect({ id: 'mig-idle', allow: (p) => p.equals(src.peerId), targetSocket: join(a.dir, 'idle-target.sock') })
+    idleExpected.catch(() => {}) // nothing ever arrives: it ends with the source's stream
     const idle = await streams[0].send({ id: 'mig-idle', peer: dst.peerId, listenSocket: join(a.dir, 'idle.sock'), acceptTimeoutMs: 200 })
     try {
       await idle.done
@@ -114,6 +118,7 @@ test('a running 128 MiB guest migrates through a libp2p stream; a peer not named
     } catch (err) {
       assert.is((err as MigrationStreamError).kind, 'Timeout')
     }
+    idleTarget.close()
 
     // through the stream
     const out = join(a.dir, 'out.sock')
