@@ -7,7 +7,7 @@ import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
 import { createApi } from './api.ts'
 import type { RpcHandlers } from './net/rpc.ts'
-import type { RaftDriver } from './raft-driver.ts'
+import type { RaftService } from './raft-service.ts'
 import type { NodeMetrics } from './metrics.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
@@ -21,7 +21,7 @@ export interface NodeApiParts {
   id: () => string
   cfg: NodeConfig
   sm: StateMachine
-  driver: () => RaftDriver | null
+  raft: () => RaftService | null
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
   /** watchers of applied commands (the daemon calls each on apply) */
   listeners: Set<AppliedListener>
@@ -39,7 +39,7 @@ export function nodeApi (p: NodeApiParts): RpcHandlers {
     id: p.id,
     cephConfig: p.cfg.ceph,
     sm: p.sm,
-    driver: p.driver,
+    raft: p.raft,
     propose: p.propose,
     load: p.board,
     metrics: p.metrics,

@@ -14,7 +14,7 @@ import type { CommandAuth } from '../protocols/auth.ts'
 import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
 import type { RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
-import type { RaftDriver } from './raft-driver.ts'
+import type { RaftService } from './raft-service.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { admissionRefusal, explainVm, migrationTarget } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
@@ -27,7 +27,7 @@ import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 export interface ApiDeps {
   id: () => string
   sm: StateMachine
-  driver: () => RaftDriver | null
+  raft: () => RaftService | null
   /** proposes on the leader, forwarding when this node is not the leader */
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
   /** subscribe to applied commands (for watch) */
@@ -88,16 +88,16 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
   const read = async (p: ReadParams): Promise<void> => {
     if (p.stale === true) return
-    const drv = d.driver()
-    if (drv == null) throw new BlixardError('Unavailable', 'this node has not joined a cluster yet; retry with --stale or ask another node')
-    await drv.readBarrier()
+    const raft = d.raft()
+    if (raft == null) throw new BlixardError('Unavailable', 'this node has not joined a cluster yet; retry with --stale or ask another node')
+    await raft.readBarrier()
   }
 
   // A write forwarded to the leader is applied there first: before answering from the local replica,
   // wait until it has applied as far (else vm.create through a follower could answer NotFound).
   const caughtUp = async (): Promise<void> => {
-    const drv = d.driver()
-    if (drv != null && !drv.isLeader()) await drv.readBarrier()
+    const raft = d.raft()
+    if (raft != null && !raft.isLeader()) await raft.readBarrier()
   }
 
   /** The handlers, each write proposing as `s` says: null for a plain call, or the admin write
@@ -117,9 +117,9 @@ export function createApi (d: ApiDeps): RpcHandlers {
     // barrier: a node that just restarted or healed would otherwise answer NotFound for a VM whose
     // create was acknowledged, or act on an old record. A failed barrier proposes nothing (definite).
     const barrier = async (): Promise<void> => {
-      const drv = d.driver()
-      if (drv == null) throw new BlixardError('Unavailable', 'this node has not joined a cluster yet; ask another node')
-      await drv.readBarrier()
+      const raft = d.raft()
+      if (raft == null) throw new BlixardError('Unavailable', 'this node has not joined a cluster yet; ask another node')
+      await raft.readBarrier()
     }
 
     /** After the barrier, a key already applied answers with its stored result before any name is
@@ -183,8 +183,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
       'cluster.status': async (p) => {
         await read(p)
-        const drv = d.driver()
-        const st = drv?.status()
+        const raft = d.raft()
+        const st = raft?.status()
         return {
           id: d.id(),
           leader: st?.lead ?? null,
@@ -270,26 +270,26 @@ export function createApi (d: ApiDeps): RpcHandlers {
       'cluster.join': async (p, ctx) => await d.join(ctx.peer, p.addrs),
       'internal.admit': async (p) => await d.join(p.peer, p.addrs),
       'internal.proposeMany': async (p) => {
-        const drv = d.driver()
-        if (drv == null || !drv.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
+        const raft = d.raft()
+        if (raft == null || !raft.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', raft?.leaderId() ?? undefined)
         // all of them into the same Raft round; each answers on its own
         return await Promise.all(p.envs.map(async (env): Promise<ForwardedResult> => {
           try {
             // a forwarder is not trusted: the command must carry its own authority
             if (env.auth !== undefined) await preverifyAuth(env.cmd, env.auth)
-            const why = leaderRefusal(d.sm, d.id(), env, drv.status().term)
+            const why = leaderRefusal(d.sm, d.id(), env, raft.status().term)
             if (why !== null) throw new BlixardError('Unauthorized', why)
-            return { ok: true, result: await drv.propose(env) }
+            return { ok: true, result: await raft.propose(env) }
           } catch (err) { return { ok: false, error: toBlixError(err) } }
         }))
       },
       'internal.propose': async (p) => {
         if (p.env.auth !== undefined) await preverifyAuth(p.env.cmd, p.env.auth)
-        const drv = d.driver()
-        if (drv == null || !drv.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', drv?.leaderId() ?? undefined)
-        const why = leaderRefusal(d.sm, d.id(), p.env, drv.status().term)
+        const raft = d.raft()
+        if (raft == null || !raft.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', raft?.leaderId() ?? undefined)
+        const why = leaderRefusal(d.sm, d.id(), p.env, raft.status().term)
         if (why !== null) throw new BlixardError('Unauthorized', why)
-        return await drv.propose(p.env)
+        return await raft.propose(p.env)
       }
     }
     return handlers

@@ -12,8 +12,9 @@
 //      Everyone else then sees a cluster and joins (rule 1); autopilot grows
 //      the voters to 3 (5).
 // Two clusters could only form if two groups of at least `expect` nodes each
-// never saw one another during the start-up: on one LAN segment with mDNS
-// every node sees every other within a second, so the lowest id wins alone.
+// never saw one another during the start-up. Usually the lowest id of all wins;
+// a node that decides before mDNS has shown it the lowest one (a loaded host)
+// bootstraps as the lowest of those it saw, and the rest still join it.
 // This is Consul's bootstrap_expect with a deterministic single bootstrapper.
 
 export interface PeerHello {

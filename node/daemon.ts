@@ -1,5 +1,5 @@
 // blixard-node: one daemon per host, the composition root and nothing else. It opens the stores and
-// starts the libp2p host (node/host-services.ts), the Raft driver, the membership rounds
+// starts the libp2p host (node/host-services.ts), the Raft service, the membership rounds
 // (node/membership.ts), the execution block (node/execution.ts) and HTTP, and stops them in reverse.
 // Writes: node/write-path.ts; applied-command effects: node/apply-effects.ts.
 import { mkdir } from 'node:fs/promises'
@@ -15,7 +15,7 @@ import { readClusterKey } from './keygen.ts'
 import type { BlixardHost } from './net/host.ts'
 import type { RpcClient } from './net/rpc.ts'
 import { RpcClients } from './net/rpc-clients.ts'
-import { RaftDriver } from './raft-driver.ts'
+import { RaftService } from './raft-service.ts'
 import { createLogger, type Logger } from './log.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { NodeGauges } from './metrics-wiring.ts'
@@ -52,7 +52,7 @@ export class Daemon {
   readonly log: Logger
   readonly metrics: NodeMetrics = createMetrics()
   host!: BlixardHost<NodeServices>
-  driver: RaftDriver | null = null
+  raft: RaftService | null = null
   readonly store: LmdbLogStore
   readonly kv: LmdbKv
   readonly sm: StateMachine
@@ -79,12 +79,12 @@ export class Daemon {
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
     this.events = new EventLog(this.sm, Date.now)
-    this.gauges = new NodeGauges({ metrics: this.metrics, load: () => this.host.services.load, connections: () => this.host.getConnections().length, sm: this.sm, raft: () => this.driver?.status() })
-    this.writes = new WritePath({ self: () => this.id, sm: this.sm, driver: () => this.driver, clients: this.clients, signer: () => this.signer, stopping: () => this.stopping, sleep })
+    this.gauges = new NodeGauges({ metrics: this.metrics, load: () => this.host.services.load, connections: () => this.host.getConnections().length, sm: this.sm, raft: () => this.raft?.status() })
+    this.writes = new WritePath({ self: () => this.id, sm: this.sm, raft: () => this.raft, clients: this.clients, signer: () => this.signer, stopping: () => this.stopping, sleep })
     this.membership = new Membership({
       self: () => this.id, cfg, expect: this.expect(), admins: opts.admins ?? [], sm: this.sm, store: this.store,
-      driver: () => this.driver,
-      startDriver: () => { this.startDriver() },
+      raft: () => this.raft,
+      startRaft: () => { this.startRaft() },
       ...hostView(() => this.host),
       client: async (peer) => await this.client(peer),
       propose: async (env) => await this.propose(env),
@@ -107,9 +107,9 @@ export class Daemon {
     this.signer = signer
     const board: LoadBoard = { hints: () => this.gauges.loadHints() }
     const propose = async (env: CommandEnvelope): Promise<ApplyResult> => await this.propose(env)
-    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, driver: () => this.driver, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data) => await consoleInput(this.consoleDeps(), vm, data), metrics: this.metrics })
+    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, raft: () => this.raft, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data) => await consoleInput(this.consoleDeps(), vm, data), metrics: this.metrics })
     this.host = await startNodeHost({
-      privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, driver: () => this.driver, api,
+      privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, raft: () => this.raft, api,
       renewLease: () => this.exec == null ? null : async (peer, epoch) => await (this.exec as Execution).ha.receive(peer, epoch),
       heard: (peer) => { this.membership.heard(peer) },
       log: this.log, metrics: this.metrics
@@ -117,17 +117,17 @@ export class Daemon {
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })
     for (const ev of ['connection:open', 'connection:close'] as const) this.host.addEventListener(ev, () => { this.gauges.connectionsChanged() })
     // all connections to a peer gone: if it led us, do not wait out the election timeout
-    this.host.addEventListener('peer:disconnect', (e) => { this.driver?.peerDisconnected(e.detail.toString()) })
+    this.host.addEventListener('peer:disconnect', (e) => { this.raft?.peerDisconnected(e.detail.toString()) })
 
     this.membership.bindIfFresh()
     // A member resumes from its log; a fresh node runs Raft with an empty membership, so it only
     // listens until a leader adds it (or the membership loop bootstraps a new cluster).
-    this.startDriver()
+    this.startRaft()
     for (const [ms, round] of this.membership.rounds()) this.loops.every(ms, round)
     this.exec = await startExecution({
       id: this.id, cfg: this.cfg, sm: this.sm, board, propose, log: this.log, metrics: this.metrics, host: this.host,
-      isLeader: () => this.driver?.isLeader() === true,
-      leaderId: () => this.driver?.leaderId() ?? null,
+      isLeader: () => this.raft?.isLeader() === true,
+      leaderId: () => this.raft?.leaderId() ?? null,
       client: async (peer) => await this.client(peer),
       note: (t) => { this.events.note(t) }
     })
@@ -137,8 +137,8 @@ export class Daemon {
 
   expect (): number { return this.opts.bootstrapExpect ?? DEFAULT_BOOTSTRAP_EXPECT }
 
-  private startDriver (): void {
-    this.driver = new RaftDriver({
+  private startRaft (): void {
+    this.raft = new RaftService({
       ...this.cfg.raft, // ticks and snapshot cadence, named in node/config.ts
       id: this.id, store: this.store, sm: this.sm, log: this.log.child({ part: 'raft' }), metrics: this.metrics,
       send: (msgs) => { this.host.services.raft.send(msgs) },
@@ -151,7 +151,7 @@ export class Daemon {
         this.log.debug('leader', { leader })
       }
     })
-    this.driver.start()
+    this.raft.start()
   }
 
   recentEvents (): ClusterEvent[] { return this.events.recent() }
@@ -190,12 +190,12 @@ export class Daemon {
   /** Graceful stop: hand leadership to the most caught-up voter first, then close everything. */
   async stop (): Promise<void> {
     if (this.stopping) return
-    await handOffLeadership(this.id, this.driver, this.log, sleep, Date.now)
+    await handOffLeadership(this.id, this.raft, this.log, sleep, Date.now)
     this.stopping = true
     this.loops.stop()
     for (const stop of this.stoppers.reverse()) await stop()
     await this.exec?.stop()
-    await this.driver?.stop()
+    await this.raft?.stop()
     await this.http?.close()
     this.clients.closeAll()
     await this.host.stop()

@@ -1,5 +1,5 @@
 // The libp2p host of a node with its three services: the Raft transport (messages into the
-// driver), the RPC server (the API of node/api.ts plus internal.renewLease, behind the membership
+// service), the RPC server (the API of node/api.ts plus internal.renewLease, behind the membership
 // rules' authorization and per-peer limits) and load gossip. node/daemon.ts supplies the node's
 // parts through HostServicesDeps; this file only connects them.
 import type { PrivateKey } from '@libp2p/interface'
@@ -16,7 +16,7 @@ import { rpcServer } from './net/rpc.ts'
 import type { RpcHandlers, RpcServer } from './net/rpc.ts'
 import { loadGossip } from './net/load-gossip.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
-import type { RaftDriver } from './raft-driver.ts'
+import type { RaftService } from './raft-service.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { sampleHostLoad } from './metrics-wiring.ts'
@@ -32,7 +32,7 @@ export interface HostServicesDeps {
   cfg: NodeConfig
   sm: StateMachine
   self: () => string
-  driver: () => RaftDriver | null
+  raft: () => RaftService | null
   /** the API's handlers (node/api.ts) */
   api: RpcHandlers
   /** internal.renewLease from a member (null until HA has started) */
@@ -46,7 +46,7 @@ export interface HostServicesDeps {
 export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<NodeServices>> {
   // who may call what, and who gets a member's share of streams: node/core/membership-rules.ts
   const registered = (p: string): boolean => d.sm.getNode(p) != null
-  const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.driver()?.status().conf, registered, (p) => d.sm.isAdmin(p))
+  const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.raft()?.status().conf, registered, (p) => d.sm.isAdmin(p))
   const handlers: RpcHandlers = {
     ...d.api,
     'internal.renewLease': async (p, ctx) => {
@@ -63,15 +63,15 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
     mdns: d.cfg.mdns,
     services: {
       raft: raftTransport({
-        onMessage: (from, msg) => { d.heard(from); d.driver()?.step(msg, from) },
-        onUnreachable: (peer) => { d.driver()?.reportUnreachable(peer) },
-        onSnapshotStatus: (peer, ok) => { d.driver()?.reportSnapshot(peer, ok) },
+        onMessage: (from, msg) => { d.heard(from); d.raft()?.step(msg, from) },
+        onUnreachable: (peer) => { d.raft()?.reportUnreachable(peer) },
+        onSnapshotStatus: (peer, ok) => { d.raft()?.reportSnapshot(peer, ok) },
         log: d.log
       }),
       rpc: rpcServer({
         handlers: instrumentHandlers(handlers, d.metrics),
         authorize: instrumentAuthorize(authorize, d.metrics),
-        maxConcurrentFor: (peer) => isMember(peer, d.driver()?.status().conf, registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
+        maxConcurrentFor: (peer) => isMember(peer, d.raft()?.status().conf, registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
         onRefused: (reason) => { d.metrics.rpcRefused.inc({ reason }) },
         log: d.log
       }),

@@ -23,7 +23,7 @@ export interface ClusterView {
 }
 
 export function clusterView (d: Daemon, now = Date.now()): ClusterView {
-  const st = d.driver?.status()
+  const st = d.raft?.status()
   const loads = new Map(d.host.services.load.reports().map((r) => [r.node, r]))
   const names = new Map(d.sm.listNodes().map((n) => [n.id, n.name]))
   return {

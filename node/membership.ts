@@ -36,8 +36,8 @@ export const BOOTSTRAP_LEADER_POLL_MS = 50
 /** bounds the cost of a bogus joiner's address list */
 export const MAX_JOIN_ADDRS = 16
 
-/** What membership needs of the Raft node (node/raft-driver.ts RaftDriver is one). */
-export interface MembershipDriver {
+/** What membership needs of the Raft node (node/raft-service.ts RaftService is one). */
+export interface MembershipRaft {
   status: () => RaftStatus
   leaderId: () => string | null
   isLeader: () => boolean
@@ -65,9 +65,9 @@ export interface MembershipDeps {
   admins: readonly string[]
   sm: StateMachine
   store: Pick<LogStore, 'initialState' | 'save' | 'sync'>
-  driver: () => MembershipDriver | null
-  /** starts a Raft driver over the store as it is now (the old one stopped) */
-  startDriver: () => void
+  raft: () => MembershipRaft | null
+  /** starts a Raft service over the store as it is now (the old one stopped) */
+  startRaft: () => void
   /** the transport side: connected peers, our addresses, and where the Raft transport finds a peer */
   connectedPeers: () => string[]
   ownAddrs: () => string[]
@@ -127,12 +127,12 @@ export class Membership {
   /** a Raft message from `peer` arrived */
   heard (peer: string): void { this.lastHeard.set(peer, this.d.now()) }
 
-  inCluster (): boolean { return inCluster(this.d.self(), this.d.driver()?.status(), this.lastHeard, this.d.now()) }
+  inCluster (): boolean { return inCluster(this.d.self(), this.d.raft()?.status(), this.lastHeard, this.d.now()) }
 
   hello (): { id: string, inCluster: boolean, lowestKnown: string, leader: string | null } {
     const self = this.d.self()
     const fresh = [self, ...[...this.hellos.values()].filter((h) => !h.inCluster).map((h) => h.id)].sort()
-    return { id: self, inCluster: this.inCluster(), lowestKnown: fresh[0], leader: this.d.driver()?.leaderId() ?? null }
+    return { id: self, inCluster: this.inCluster(), lowestKnown: fresh[0], leader: this.d.raft()?.leaderId() ?? null }
   }
 
   /** Peers that speak our Raft protocol (so: hold the key and run blixard-node, not a CLI). */
@@ -162,16 +162,16 @@ export class Membership {
     log.info('bootstrapping a new cluster', { why })
     // The new cluster starts from a snapshot at index 1 whose membership is this node alone: a joiner's
     // first step is to install the leader's snapshot, which must carry the membership (and state).
-    await this.d.driver()?.stop()
+    await this.d.raft()?.stop()
     const data = sm.snapshot()
     sm.restore(data, 1)
     store.save({ snapshot: { meta: { index: 1, term: 1, conf: { voters: [this.d.self()], learners: [] } }, data }, hardState: { term: 1, vote: null, commit: 1 } })
     store.sync()
-    this.d.startDriver()
-    this.d.driver()?.campaign()
+    this.d.startRaft()
+    this.d.raft()?.campaign()
     // First admins: the configured operator identities.
     const deadline = this.d.now() + BOOTSTRAP_LEADER_WAIT_MS
-    while (this.d.driver()?.isLeader() !== true && this.d.now() < deadline) await this.d.sleep(BOOTSTRAP_LEADER_POLL_MS)
+    while (this.d.raft()?.isLeader() !== true && this.d.now() < deadline) await this.d.sleep(BOOTSTRAP_LEADER_POLL_MS)
     for (const peerId of this.d.admins) {
       try {
         const r = await this.d.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: this.d.now(), key: `bootstrap-admin-${peerId}` })
@@ -197,14 +197,14 @@ export class Membership {
   /** cluster.join (from the fresh node itself) or internal.admit (forwarded by a member):
    * the joiner becomes a learner. Done by the leader; others forward. */
   async admit (peer: string, addrs: string[]): Promise<{ leader: string }> {
-    const drv = this.d.driver()
-    const leader = drv?.leaderId()
-    if (drv == null || leader == null) throw new BlixardError('Unavailable', 'no leader yet; retry')
-    if (!drv.isLeader()) {
+    const raft = this.d.raft()
+    const leader = raft?.leaderId()
+    if (raft == null || leader == null) throw new BlixardError('Unavailable', 'no leader yet; retry')
+    if (!raft.isLeader()) {
       const c = await this.d.client(leader)
       return await c.call('internal.admit', { peer, addrs: addrs.slice(0, MAX_JOIN_ADDRS) }, { timeoutMs: ADMIT_FORWARD_TIMEOUT_MS })
     }
-    const conf = drv.status().conf
+    const conf = raft.status().conf
     const member = conf.voters.includes(peer) || conf.learners.includes(peer)
     // the join policy (a cluster setting): under "approve", only peer ids an admin approved
     if (!member && !this.d.sm.mayJoin(peer)) {
@@ -215,7 +215,7 @@ export class Membership {
       // it has not spoken Raft to us yet: without this, autopilot sees a learner silent since
       // forever and removes it at once
       this.heard(peer)
-      await drv.proposeConfChange({ type: 'addLearner', node: peer })
+      await raft.proposeConfChange({ type: 'addLearner', node: peer })
       this.d.log.info('added a learner', { peer })
     }
     return { leader: this.d.self() }
@@ -230,12 +230,12 @@ export class Membership {
 
   /** Leader only: keep the voter set at its target (node/autopilot.ts). */
   async autopilotRound (): Promise<void> {
-    const drv = this.d.driver()
-    if (drv == null || !drv.isLeader() || this.autopilotBusy) return
+    const raft = this.d.raft()
+    if (raft == null || !raft.isLeader() || this.autopilotBusy) return
     const self = this.d.self()
     const dec = autopilotDecide(autopilotInput({
       self,
-      st: drv.status(),
+      st: raft.status(),
       lastHeard: this.lastHeard,
       now: this.d.now(),
       connected: new Set(this.blixardPeers()),
@@ -254,8 +254,8 @@ export class Membership {
     if (dec.kind === 'none') return
     this.autopilotBusy = true
     try {
-      if (dec.kind === 'replace') await this.replaceVoter(drv, dec.promote, dec.remove)
-      else await drv.proposeConfChange(dec.change)
+      if (dec.kind === 'replace') await this.replaceVoter(raft, dec.promote, dec.remove)
+      else await raft.proposeConfChange(dec.change)
     } catch (err) {
       this.d.log.warn('autopilot change not applied', { err: String(err) })
       this.lastAutopilotEvent = null // retried next round: say so again
@@ -268,16 +268,16 @@ export class Membership {
    * sets, so the voter count and fault tolerance never drop; transition 'auto' has the leader
    * propose the leave itself, and if it changes in between the next leader leaves.
    */
-  private async replaceVoter (drv: MembershipDriver, promote: string, remove: string): Promise<void> {
-    await drv.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
+  private async replaceVoter (raft: MembershipRaft, promote: string, remove: string): Promise<void> {
+    await raft.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
   }
 
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */
   async registerSelf (): Promise<void> {
-    const drv = this.d.driver()
-    if (drv == null || drv.leaderId() == null || this.registering) return
+    const raft = this.d.raft()
+    if (raft == null || raft.leaderId() == null || this.registering) return
     const self = this.d.self()
-    const conf = drv.status().conf
+    const conf = raft.status().conf
     if (!conf.voters.includes(self) && !conf.learners.includes(self)) return
     const { cfg, sm, log } = this.d
     const mine = sm.getNode(self)
@@ -299,7 +299,7 @@ export class Membership {
   async voteRecovery (): Promise<void> {
     const { sm, log } = this.d
     const peerId = await this.d.recovery.pending()
-    if (peerId == null || sm.getNode(this.d.self()) == null || this.d.driver()?.leaderId() == null) return
+    if (peerId == null || sm.getNode(this.d.self()) == null || this.d.raft()?.leaderId() == null) return
     const r = await this.d.propose({ cmd: { type: 'RecoverAdmin', peerId }, at: this.d.now() })
     if (!r.ok) { log.warn('admin recovery vote refused', { peerId, error: r.error }); return }
     log.info('admin recovery: voted', { peerId, result: r.value })

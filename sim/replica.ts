@@ -1,5 +1,5 @@
 // One simulated server: the node core that ships (node/core/raft-node.ts, the same Ready loop
-// as node/raft-driver.ts: send-first when leading, deferred commit-only HardState) wired to a
+// as node/raft-service.ts: send-first when leading, deferred commit-only HardState) wired to a
 // MemoryLogStore, a StateMachine over a MemoryKv, the simulated network and the virtual clock.
 // A crash drops the core and the state machine and reverts the store to its last sync; a
 // restart rebuilds the state machine from the store's snapshot and lets the core replay the
@@ -25,7 +25,7 @@ import type { Network } from './network.ts'
 import type { Checker } from './checkers/checker.ts'
 import type { VmView } from './history.ts'
 import { Membership, MEMBERSHIP_LOOP_MS } from '../node/membership.ts'
-import type { MembershipClient, MembershipDriver, MembershipMethod } from '../node/membership.ts'
+import type { MembershipClient, MembershipRaft, MembershipMethod } from '../node/membership.ts'
 import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
 import { createLogger } from '../node/log.ts'
 
@@ -187,7 +187,7 @@ export class Replica {
   }
 
   /** The node core over the store as it is now: at start, and again after membership bootstrapped
-   * a new cluster in this store (node/membership.ts startDriver). */
+   * a new cluster in this store (node/membership.ts startRaft). */
   private startCore (sm: StateMachine): void {
     const rng = this.env.rng.fork(`election/${this.incarnation}`)
     const inc = this.incarnation
@@ -291,7 +291,7 @@ export class Replica {
   private buildMembership (inc: number): Membership {
     const sched = this.env.sched
     const live = (): boolean => this.up && this.incarnation === inc
-    const driver = (): MembershipDriver | null => {
+    const raft = (): MembershipRaft | null => {
       const core = this.core
       if (core === null || !live()) return null
       return {
@@ -316,8 +316,8 @@ export class Replica {
       admins: [],
       sm: this.sm as StateMachine,
       store: this.store,
-      driver,
-      startDriver: () => { if (live() && this.sm !== null) { this.startCore(this.sm); this.trace('bootstrapped a new cluster') } },
+      raft,
+      startRaft: () => { if (live() && this.sm !== null) { this.startCore(this.sm); this.trace('bootstrapped a new cluster') } },
       connectedPeers: () => live() ? this.env.connected(this.id) : [],
       ownAddrs: () => [`/sim/${this.id}`],
       addPeerAddrs: async () => {},

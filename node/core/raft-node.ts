@@ -1,5 +1,5 @@
 // One Raft node: a RawNode and the Ready loop that drives it, with its whole environment as
-// parameters (log store, transport, state machine, timers, randomness). node/raft-driver.ts wires
+// parameters (log store, transport, state machine, timers, randomness). node/raft-service.ts wires
 // it to LMDB, libp2p and real timers; sim/replica.ts to sim/memory-log-store.ts, the simulated
 // network and the virtual clock; bench/raft-core.ts to LMDB and an in-memory hand-over. So the
 // simulator's seeds run the loop the daemon ships, send-first and deferred HardState included

@@ -6,7 +6,7 @@
 //     privateKey, clusterKey: await readClusterKey(cfg.clusterKeyFile),
 //     listen: cfg.listen, bootstrap: cfg.bootstrap, mdns: cfg.mdns,
 //     services: {
-//       raft: raftTransport({ onMessage: (from, m) => driver.step(m), onUnreachable: (p) => node.reportUnreachable(p),
+//       raft: raftTransport({ onMessage: (from, m) => raft.step(m), onUnreachable: (p) => node.reportUnreachable(p),
 //                             onSnapshotStatus: (p, ok) => node.reportSnapshot(p, ok) }),
 //       rpc: rpcServer({ handlers, authorize: (peer) => isAdmin(peer) }),
 //       load: loadGossip({ sample: () => readLoad() })

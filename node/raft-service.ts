@@ -17,7 +17,7 @@ import { CONFIG_DEFAULTS } from './config.ts'
 import { raftIngressContext } from './core/raft-ingress-context.ts'
 import { admitRaftMessage, DropLogOnce } from './core/raft-ingress.ts'
 
-export interface RaftDriverOptions {
+export interface RaftServiceOptions {
   id: NodeId
   store: LogStore
   sm: StateMachine
@@ -75,13 +75,13 @@ function secondsSince (t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1e9
 }
 
-export class RaftDriver {
+export class RaftService {
   readonly id: NodeId
   private readonly core: RaftNode
   private readonly proposalTimeoutMs: number
   private readonly tickMs: number
 
-  constructor (private readonly opts: RaftDriverOptions) {
+  constructor (private readonly opts: RaftServiceOptions) {
     this.id = opts.id
     this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS
     this.proposalTimeoutMs = opts.proposalTimeoutMs ?? DEFAULT_PROPOSAL_TIMEOUT_MS
