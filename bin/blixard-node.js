@@ -3,12 +3,14 @@
 // scripts/local-cluster.ts): GNU env (coreutils 8.30+) passes it with -S; the NixOS unit sets NODE_OPTIONS.
 // Runs the TypeScript sources through tsx in a source checkout (tsx is a dev dependency), and the
 // compiled output (dist/, from `npm run build`) in an installed package, where tsx is absent.
+// BLIXARD_COMPILED=1 runs dist/ in a checkout too: the daemon as installed (bench:raft measures it;
+// tsx's loader and source maps add ~35 MiB of idle RSS).
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 let tsx = false
-try { createRequire(import.meta.url).resolve('tsx/esm/api'); tsx = existsSync(root + 'node/main-node.ts') } catch { tsx = false }
+try { createRequire(import.meta.url).resolve('tsx/esm/api'); tsx = existsSync(root + 'node/main-node.ts') && process.env.BLIXARD_COMPILED !== '1' } catch { tsx = false }
 if (tsx) {
   const { register } = await import('tsx/esm/api')
   register()

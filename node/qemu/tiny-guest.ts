@@ -2,7 +2,7 @@
 // the kernel parameters it understands, and the console lines it prints.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import type { BootSpec } from './cmdline.ts'
@@ -37,7 +37,8 @@ export interface ReadyMarker {
   ip: string | null
 }
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+/** The checkout: two levels up from this file, or three when it runs compiled from dist/. */
+export const REPO_ROOT = ((up) => basename(up) === 'dist' ? dirname(up) : up)(fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, ''))
 export const DEFAULT_GUEST_DIR = join(REPO_ROOT, '.guest')
 const BUILD_SCRIPT = join(REPO_ROOT, 'scripts', 'build-tiny-guest.sh')
 // whole lines only: the console log is read while the guest is still writing it
