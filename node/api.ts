@@ -21,6 +21,7 @@ import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
+import { missingRef } from '../storage/apply-vms.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 
@@ -206,10 +207,10 @@ export function createApi (d: ApiDeps): RpcHandlers {
         if (p.start !== false && p.queue !== true) {
           await barrier()
           const done = prior(p.idempotencyKey ?? p.key); if (done != null) return done.value as VmRecord
-          // a volume or network that does not exist is the first thing to say (the state machine
-          // refuses it with these words on apply too), before which nodes could take the VM
-          for (const n of p.spec.networks) if (d.sm.getNetwork(n) == null) throw new BlixardError('NotFound', `network ${n} not found`)
-          for (const v of p.spec.volumes) if (d.sm.getVolume(v) == null) throw new BlixardError('NotFound', `volume ${v} not found`)
+          // a volume or network that does not exist is the first thing to say (in the words the
+          // state machine refuses it with on apply), before which nodes could take the VM
+          const missing = missingRef(p.spec, { network: (n) => d.sm.getNetwork(n) != null, volume: (v) => d.sm.getVolume(v) != null })
+          if (missing !== null) throw new BlixardError('NotFound', missing)
           const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
           if (why != null) throw new BlixardError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
         }

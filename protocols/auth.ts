@@ -19,6 +19,8 @@ import type { KeyObject } from 'node:crypto'
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import type { Command } from './commands.ts'
+import type { Infer } from './schema.ts'
+import type { COMMAND_AUTH } from './command-schema.ts'
 import { encodeCbor } from '../storage/codec.ts'
 
 /** A signature's validity is bounded by log index, never by a clock: `until` is the last index at
@@ -32,16 +34,8 @@ export const AUTH_LIMITS = { maxNonceLength: 128, signatureBytes: 64, maxSignerL
 /** Domain separation: these bytes are signed for nothing else. */
 export const SIGNING_DOMAIN = 'blixard-command/1'
 
-export interface CommandAuth {
-  /** the signer's peer id (an Ed25519 libp2p peer id) */
-  signer: string
-  /** unique per signed command: a second entry with the same signer and nonce is refused */
-  nonce: string
-  /** the last log index at which this command may apply */
-  until: number
-  /** Ed25519 signature over signingBytes(cmd, signer, nonce, until) */
-  sig: Uint8Array
-}
+/** A command's signed authority (declared in protocols/command-schema.ts COMMAND_AUTH). */
+export type CommandAuth = Infer<typeof COMMAND_AUTH>
 
 export type Authority = 'admin' | 'node' | 'leader'
 

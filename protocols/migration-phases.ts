@@ -6,6 +6,8 @@
 // no clock (the caller passes `at`). Applied by storage/apply-migration.ts; the record lives on
 // the VM (VmRecord.migration), so the VM record alone says who owns it.
 import type { NodeRecord, VmRecord } from './model.ts'
+import type { Infer } from './schema.ts'
+import type { MIGRATION_FIGURES } from './command-schema.ts'
 
 export const MIGRATION_PHASES = ['preparing', 'transferring', 'switched', 'done', 'aborted'] as const
 export type MigrationPhase = typeof MIGRATION_PHASES[number]
@@ -31,21 +33,8 @@ export interface MigrationRecord {
   cancelRequested?: string
 }
 
-/** What `blixard vm migrate --wait` shows: QEMU's query-migrate, as the source last reported it. */
-export interface MigrationFigures {
-  /** RAM bytes sent so far */
-  transferredBytes: number
-  remainingBytes: number
-  totalBytes: number
-  /** pages dirtied per second, as QEMU last measured it */
-  dirtyPagesRate: number
-  /** while transferring: the pause QEMU expects if it switched now (ms) */
-  expectedDowntimeMs: number | null
-  /** once switched: the pause the guest saw (ms) */
-  downtimeMs: number | null
-  /** from `migrate` to the end (ms): once completed, or so far while active */
-  totalTimeMs: number | null
-}
+/** What `blixard vm migrate --wait` shows (declared in protocols/command-schema.ts). */
+export type MigrationFigures = Infer<typeof MIGRATION_FIGURES>
 
 /** The id of one migration attempt: names its stream (node/migration/stream.ts) and its reports,
  * so a report or a stream of an earlier attempt of the same VM never counts for this one. */

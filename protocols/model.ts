@@ -14,25 +14,14 @@ export type Hypervisor = typeof HYPERVISORS[number]
 export const HYPERVISOR_CAPABILITIES = ['kvm', 'nix', 'qemu', 'rbd'] as const
 export type HypervisorCapability = typeof HYPERVISOR_CAPABILITIES[number]
 
-export interface Resources {
-  /** vCPUs (cores) */
-  cpu: number
-  /** MiB */
-  memoryMiB: number
-  /** GiB */
-  diskGiB: number
-}
+// The shapes commands carry are declared once in protocols/command-schema.ts; their types here are
+// derived from those declarations (the records add what the state machine keeps beside them).
+import type { Infer } from './schema.ts'
+import type { CONSTRAINT, NETWORK_KIND, NODE_REGISTRATION, RESOURCES, VM_SPEC, VM_STATUS } from './command-schema.ts'
 
-export interface NodeRecord {
-  id: string // libp2p peer id
-  name: string
-  addrs: string[]
-  labels: Record<string, string>
-  capacity: Resources
-  /** reservations may exceed capacity by this ratio (1 = none) */
-  overcommit: { cpu: number, memory: number, disk: number }
-  capabilities: HypervisorCapability[]
-  maxVms: number | null
+export type Resources = Infer<typeof RESOURCES>
+
+export interface NodeRecord extends Omit<Infer<typeof NODE_REGISTRATION>, 'state'> {
   state: NodeState
   registeredAt: number // proposer's clock, ms
   updatedAt: number
@@ -60,42 +49,12 @@ export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const
 export type RestartPolicy = typeof RESTART_POLICIES[number]
 
 /** A placement constraint on node labels: `arch == x86_64`, `zone in [a, b]`, `gpu exists`. */
-export type Constraint =
-  | { label: string, op: '==', value: string }
-  | { label: string, op: '!=', value: string }
-  | { label: string, op: 'in', values: string[] }
-  | { label: string, op: 'not in', values: string[] }
-  | { label: string, op: 'exists' }
-  | { label: string, op: 'not exists' }
+export type Constraint = Infer<typeof CONSTRAINT>
 
-export interface VmSpec {
-  name: string
-  vcpus: number
-  memoryMiB: number
-  diskGiB: number
-  hypervisor: Hypervisor
-  image: { kind: 'tiny' } | { kind: 'flake', ref: string } | { kind: 'kernel', kernel: string, initrd?: string, cmdline?: string }
-  volumes: string[] // volume names
-  networks: string[] // network names
-  kernelParams: string[]
-  constraints: Constraint[]
-  /** hard anti-affinity: no two VMs of one group on the same node */
-  antiAffinityGroup: string | null
-  /** soft affinity/anti-affinity to labels or groups, weighted in placement */
-  affinity: Array<{ label: string, value: string, weight: number }>
-  spreadLabel: string | null
-  priority: number
-  restartPolicy: RestartPolicy
-  requires: HypervisorCapability[]
-}
+export type VmSpec = Infer<typeof VM_SPEC>
 
-export interface VmStatus {
-  phase: VmPhase
-  reason: string
+export interface VmStatus extends Infer<typeof VM_STATUS> {
   node: string | null
-  /** observed at (reporter's clock, ms) */
-  at: number
-  ip?: string
 }
 
 import type { MigrationRecord } from './migration-phases.ts'
@@ -143,7 +102,7 @@ export interface VolumeRecord {
   imageMade?: boolean
 }
 
-export type NetworkKind = { type: 'bridge' } | { type: 'vlan', vlan: number } | { type: 'vxlan', vni: number }
+export type NetworkKind = Infer<typeof NETWORK_KIND>
 
 export interface NetworkRecord {
   name: string

@@ -18,14 +18,24 @@ export function getVm (ctx: ApplyContext, id: string): VmRecord {
   return vm
 }
 
+/** The first network or volume a spec names that does not exist, as the NotFound message the
+ * state machine refuses it with; node/api.ts says the same before proposing a VM. */
+export function missingRef (spec: Pick<VmSpec, 'networks' | 'volumes'>, exists: { network: (name: string) => boolean, volume: (name: string) => boolean }): string | null {
+  for (const n of spec.networks) if (!exists.network(n)) return `network ${n} not found`
+  for (const v of spec.volumes) if (!exists.volume(v)) return `volume ${v} not found`
+  return null
+}
+
 /** Networks must exist; volumes must exist and be free or already ours. */
 function checkRefs (ctx: ApplyContext, spec: VmSpec, vmId: string): VolumeRecord[] {
-  for (const n of spec.networks) {
-    if (ctx.tx.get<NetworkRecord>('networks', n) === undefined) reject('NotFound', `network ${n} not found`)
-  }
+  const missing = missingRef(spec, {
+    network: (n) => ctx.tx.get<NetworkRecord>('networks', n) !== undefined,
+    volume: (v) => ctx.tx.get<VolumeRecord>('volumes', v) !== undefined
+  })
+  if (missing !== null) reject('NotFound', missing)
   return spec.volumes.map(name => {
     const v = ctx.tx.get<VolumeRecord>('volumes', name)
-    if (v === undefined) reject('NotFound', `volume ${name} not found`)
+    if (v === undefined) reject('NotFound', `volume ${name} not found`) // (checked above; narrows v)
     if (v.attachedTo !== null && v.attachedTo !== vmId) reject('InUse', `volume ${name} is attached to VM ${v.attachedTo}`)
     // a pending volume is taken: the VM waits for it (node/scheduler.ts); one that can never be
     // used is refused now (being deleted, or its image failed to be made)

@@ -6,6 +6,7 @@ import type { NodeRecord, VmRecord } from '../../protocols/model.ts'
 import { encodeCbor } from '../../storage/codec.ts'
 import { harness, registerNode, spec, errorKind } from './sm-fixtures.ts'
 import { seededSigner } from '../../protocols/auth.ts'
+import { missingRef } from '../../storage/apply-vms.ts'
 
 /** admins are real (Ed25519) peer ids */
 const [P1, P2, P9] = [1, 2, 9].map((n) => seededSigner(new Uint8Array(32).fill(n)).peerId)
@@ -74,8 +75,12 @@ test('CreateVm: spec validation, uniqueness, references', () => {
   expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('a', { memoryMiB: 63 }) }, 'InvalidSpec')
   expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('Bad_Name') }, 'InvalidSpec')
   expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('-a') }, 'InvalidSpec')
-  expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('a', { volumes: ['nope'] }) }, 'NotFound')
-  expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('a', { networks: ['nope'] }) }, 'NotFound')
+  const noVol = expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('a', { volumes: ['nope'] }) }, 'NotFound')
+  const noNet = expectKind(h, { type: 'CreateVm', id: 'v', spec: spec('a', { networks: ['nope'] }) }, 'NotFound')
+  // the words node/api.ts answers vm.create with before proposing come from the same function
+  const none = { network: () => false, volume: () => false }
+  assert.is(noVol.ok ? '' : noVol.error.message, missingRef(spec('a', { volumes: ['nope'] }), none))
+  assert.is(noNet.ok ? '' : noNet.error.message, 'network nope not found')
   h.run({ type: 'CreateVolume', name: 'vol', pool: 'rbd', sizeGiB: 5 })
   const r = expectKind(h, { type: 'CreateVm', id: 'v1', spec: spec('a', { volumes: ['vol'] }), desired: 'stopped' }, 'ok')
   const vm = (r as { value: VmRecord }).value
