@@ -91,6 +91,11 @@ export interface RpcServerStats {
   /** now: requests being handled, and encoded answer bytes waiting for peers to read them */
   inflight: number
   queuedAnswerBytes: number
+  /** now: RPC streams open, connections with streams or requests, and watch generators not yet
+   * finished (a watch whose caller left counts until its generator has run its finally) */
+  streams: number
+  connections: number
+  watches: number
 }
 
 export function rpcServer (init: RpcServerInit): (components: NetComponents) => RpcServer {
@@ -110,6 +115,7 @@ class RpcServerService implements RpcServer {
   private readonly loads = new Map<string, ConnLoad>()
   private inflightTotal = 0
   private queuedTotal = 0
+  private watchesLive = 0
   private waiters: Array<() => void> = []
 
   constructor (private readonly components: NetComponents, private readonly init: RpcServerInit) {
@@ -137,7 +143,9 @@ class RpcServerService implements RpcServer {
   }
 
   isStarted (): boolean { return this.started }
-  stats (): RpcServerStats { return { ...this.counts, inflight: this.inflightTotal, queuedAnswerBytes: this.queuedTotal } }
+  stats (): RpcServerStats {
+    return { ...this.counts, inflight: this.inflightTotal, queuedAnswerBytes: this.queuedTotal, streams: this.open.size, connections: this.loads.size, watches: this.watchesLive }
+  }
 
   /** wakes every read loop waiting for room; each re-checks its own bounds */
   private wake (): void { const w = this.waiters; this.waiters = []; for (const f of w) f() }
@@ -285,20 +293,8 @@ class RpcServerService implements RpcServer {
         const signal = AbortSignal.any([stop.signal, ctx.signal])
         watches.set(id, stop)
         try {
-          const items = (handler as StreamingHandler<StreamingMethodName>)(params as ParamsOf<StreamingMethodName>, { ...ctx, signal })
-          const it = items[Symbol.asyncIterator]()
-          const onAbort = (): void => { void it.return?.() }
-          signal.addEventListener('abort', onAbort, { once: true })
-          try {
-            while (!signal.aborted) {
-              const next = await it.next()
-              if (next.done === true || signal.aborted) break
-              await send({ id, ok: true, result: next.value, more: true })
-            }
-          } finally {
-            signal.removeEventListener('abort', onAbort)
-            if (!signal.aborted) await it.return?.()
-          }
+          await this.runWatch(handler as StreamingHandler<StreamingMethodName>, params as ParamsOf<StreamingMethodName>, { ...ctx, signal }, signal,
+            async (item) => { await send({ id, ok: true, result: item, more: true }) })
         } finally {
           watches.delete(id)
         }
@@ -316,6 +312,60 @@ class RpcServerService implements RpcServer {
       if (!ctx.signal.aborted) await send({ id, ok: false, error })
     }
   }
+
+  /** Runs one watch's generator until it ends, its caller cancels or leaves (`signal`), or an item
+   * cannot be delivered. On every way out the generator is ended with return(): its finally runs
+   * (a subscription's listener is released) as soon as the generator next gets control, and it
+   * counts in stats().watches until it has. */
+  private async runWatch (handler: StreamingHandler<StreamingMethodName>, params: ParamsOf<StreamingMethodName>, ctx: RpcCallContext,
+    signal: AbortSignal, deliver: (item: ResultOf<StreamingMethodName>) => Promise<void>): Promise<void> {
+    const it = handler(params, ctx)[Symbol.asyncIterator]()
+    this.watchesLive++
+    let finished = false
+    let returning = false
+    const finish = (): void => { if (!finished) { finished = true; this.watchesLive-- } }
+    // return() on a generator waiting inside next() is queued behind that next(): it resolves once
+    // the generator has actually ended, which is when it stops counting
+    const end = (): void => {
+      if (finished || returning) return
+      returning = true
+      if (it.return == null) { finish(); return }
+      it.return().then(finish, (err: unknown) => { finish(); this.log.debug('rpc.watch.return.failed', { method: ctx.method, ...errFields(err) }) })
+    }
+    signal.addEventListener('abort', end, { once: true })
+    try {
+      for (;;) {
+        let next: IteratorResult<ResultOf<StreamingMethodName>> | null
+        try {
+          next = await nextOrAbort(it, signal)
+        } catch (err) {
+          finish() // a generator that threw has ended
+          throw err
+        }
+        if (next == null) break
+        if (next.done === true) { finish(); break }
+        await deliver(next.value)
+      }
+    } finally {
+      signal.removeEventListener('abort', end)
+      end()
+    }
+  }
+}
+
+/** The next item of a watch, or null once `signal` aborts, whichever comes first: a handler that
+ * does not look at its signal must not keep the server waiting (and its stream's slot held). A
+ * next() that settles after the abort is consumed here, so its rejection is never unhandled. */
+async function nextOrAbort<T> (it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T> | null> {
+  if (signal.aborted) return null
+  const next = it.next()
+  return await new Promise<IteratorResult<T> | null>((resolve, reject) => {
+    const onAbort = (): void => { resolve(null) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    next.then(
+      (r) => { signal.removeEventListener('abort', onAbort); resolve(r) },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) })
+  })
 }
 
 /** Writing an answer failed (peer gone or not reading): not the handler's error. */
