@@ -9,7 +9,7 @@ import {
   type MethodName, type ParamsOf, type ResultOf, type RpcRequest, type RpcResponse, type StreamingMethodName,
   type UnaryMethodName
 } from '../../protocols/rpc.ts'
-import { encodeFrame } from '../../protocols/framing.ts'
+import { encodeFrame, encodeListFrame } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
   RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL,
@@ -34,7 +34,17 @@ export interface RpcCallContext {
   signal: AbortSignal
 }
 
-export type UnaryHandler<M extends UnaryMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => Promise<ResultOf<M>> | ResultOf<M>
+/** A list answer drawn lazily and encoded item by item under the frame limit (encodeListFrame): a
+ * handler returns `new ListAnswer(items, what)` instead of an array, so that a table too big for one
+ * answer is refused with TooLarge (naming `what` and how far it got) before it is ever held whole
+ * in memory, as records or as bytes. `items` is drawn in one synchronous pass. */
+export class ListAnswer<T> {
+  constructor (readonly items: Iterable<T>, readonly what: string) {}
+}
+/** What a unary handler may return for a result of type R: R, or R's items as a ListAnswer. */
+export type Answer<R> = R | (R extends Array<infer E> ? ListAnswer<E> : never)
+
+export type UnaryHandler<M extends UnaryMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => Promise<Answer<ResultOf<M>>> | Answer<ResultOf<M>>
 export type StreamingHandler<M extends StreamingMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => AsyncIterable<ResultOf<M>>
 export type RpcHandlers =
   & { [M in UnaryMethodName]?: UnaryHandler<M> }
@@ -180,10 +190,10 @@ class RpcServerService implements RpcServer {
     // rather than held: a peer that does not read cannot make us hold more than the bounds. Small
     // answers always pass (the in-flight caps bound them). A caller that does not drain what we
     // wrote within WRITE_TIMEOUT_MS is dropped rather than holding handlers forever.
-    const send = async (res: RpcResponse): Promise<void> => {
+    const send = async (res: RpcResponse, encoded?: Uint8Array): Promise<void> => {
       let frame: Uint8Array
       try {
-        frame = encodeFrame(res, this.maxFrameBytes)
+        frame = encoded ?? encodeFrame(res, this.maxFrameBytes)
       } catch (err) {
         if (!(isWireError(err) && err.kind === 'TooLarge')) throw err
         frame = encodeFrame({ id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } }, this.maxFrameBytes)
@@ -276,7 +286,7 @@ class RpcServerService implements RpcServer {
     }
   }
 
-  private async handle (req: RpcRequest, ctx: RpcCallContext, send: (r: RpcResponse) => Promise<void>, watches: Map<number, AbortController>): Promise<void> {
+  private async handle (req: RpcRequest, ctx: RpcCallContext, send: (r: RpcResponse, encoded?: Uint8Array) => Promise<void>, watches: Map<number, AbortController>): Promise<void> {
     const { id, method } = req
     try {
       if (!isMethod(method)) throw new BlixardError('UnknownMethod', `unknown method '${method}'`)
@@ -301,7 +311,13 @@ class RpcServerService implements RpcServer {
         if (!ctx.signal.aborted) await send({ id, ok: true, result: null })
       } else {
         const result = await (handler as UnaryHandler<UnaryMethodName>)(params as ParamsOf<UnaryMethodName>, ctx)
-        await send({ id, ok: true, result })
+        if (result instanceof ListAnswer) {
+          // built here, in one pass, under this server's frame limit; past it: ListTooLarge (TooLarge)
+          const frame = encodeListFrame({ id, ok: true, result: null }, 'result', result.items as Iterable<unknown>, this.maxFrameBytes, result.what)
+          await send({ id, ok: true, result: null }, frame)
+        } else {
+          await send({ id, ok: true, result })
+        }
       }
       this.counts.ok++
     } catch (err) {

@@ -8,7 +8,7 @@ import type { VmRecord, VmSpec } from '../../protocols/model.ts'
 import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
 import { type VmWatchEvent } from '../../protocols/rpc.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
-import { rpcServer, RpcClient, RPC_PROTOCOL, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
+import { rpcServer, RpcClient, RPC_PROTOCOL, ListAnswer, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
@@ -27,6 +27,7 @@ const vm = (id: string, s: VmSpec = spec): VmRecord => ({
 const logs: LogRecord[] = []
 let admins = new Set<string>()
 let watchEnded = 0
+let listDrawn = 0
 /** vm.watch generators started and not yet finished; each subscribes to `feed` like the daemon's watch subscribes to applied commands */
 let watchesLive = 0
 const feed = new EventEmitter().setMaxListeners(0)
@@ -47,6 +48,11 @@ const handlers: RpcHandlers = {
     if (p.vm === 'slow') await new Promise(resolve => { ctx.signal.addEventListener('abort', resolve); setTimeout(resolve, 5000).unref() })
     if (p.vm === 'boom') throw new Error('disk on fire')
     return vm(p.vm)
+  },
+  // a table of `node` VMs (a number), drawn lazily: as the daemon's vm.list draws the state machine's pages
+  'vm.list': (p) => {
+    const n = Number(p.node ?? '3')
+    return new ListAnswer((function * () { for (let i = 0; i < n; i++) { listDrawn++; yield vm(`vm-${i}`) } })(), 'vm.list (narrow it with --node NODE)')
   },
   'vm.watch': async function * (p, ctx): AsyncGenerator<VmWatchEvent> {
     watchesLive++
@@ -242,6 +248,29 @@ test('attacker: two key holders open 64 watches and vanish (connections reset): 
     assert.is(st.queuedAnswerBytes, 0)
   } finally { await Promise.all(attackers.map(async a => { await a.stop() })) }
   assert.is((await rpc.call('vm.show', { vm: 'after-vanish' })).id, 'after-vanish')
+})
+
+test('attacker: a non-admin asking for a 10-million-VM list gets TooLarge, and the server drew only what fits in one answer', async () => {
+  const asker = await RpcClient.connect(other, dialableAddr(server), { timeoutMs: 5000 })
+  try {
+    const small = await asker.call('vm.list', {})
+    assert.equal(small.map(v => v.id), ['vm-0', 'vm-1', 'vm-2'])
+    const heap0 = process.memoryUsage().heapUsed
+    listDrawn = 0
+    const t0 = Date.now()
+    const err = await asker.call('vm.list', { node: String(10_000_000) }).then(() => null, (e: unknown) => e)
+    const ms = Date.now() - t0
+    assert.instance(err, BlixardError)
+    assert.is((err as BlixardError).kind, 'TooLarge')
+    assert.match((err as Error).message, /^vm\.list \(narrow it with --node NODE\): the answer passed 1048576 bytes after \d+ items/)
+    const fit = Number(/after (\d+) items/.exec((err as Error).message)![1])
+    console.log(`  10M-VM vm.list refused in ${ms} ms after drawing ${listDrawn} records (${fit} fit in 1 MiB); heap +${((process.memoryUsage().heapUsed - heap0) / 2 ** 20).toFixed(0)} MiB`)
+    // built a record at a time: one past what fits, never the table (10M records would be ~15 GB)
+    assert.is(listDrawn, fit + 1)
+    assert.ok(ms < 2000, `${ms} ms`)
+    assert.ok(asker.usable)
+    assert.is((await asker.call('vm.list', { node: '2' })).length, 2)
+  } finally { await asker.close() }
 })
 
 async function garbage (bytes: Uint8Array): Promise<Stream> {
