@@ -10,7 +10,7 @@ import type { NetworkRecord, VolumeRecord } from '../protocols/model.ts'
 import type { ReadParams } from '../protocols/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { CEPH_CONFIG_HINT, volumeReconciler } from '../protocols/volume-phases.ts'
-import type { RpcHandlers } from './net/rpc.ts'
+import { ListAnswer, type RpcHandlers } from './net/rpc.ts'
 
 export interface ResourceApiDeps {
   sm: StateMachine
@@ -47,7 +47,7 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
     'network.create': async (p) => {
       return await d.write({ type: 'CreateNetwork', name: p.name, kind: p.kind, subnet: p.subnet, ...(p.gateway !== undefined ? { gateway: p.gateway } : {}) }, p.idempotencyKey) as NetworkRecord
     },
-    'network.list': async (p) => { await d.read(p); return d.sm.listNetworks() },
+    'network.list': async (p) => { await d.read(p); return new ListAnswer(d.sm.each('networks'), 'network.list') },
     'network.show': async (p) => { await d.read(p); return network(p.network) },
     'network.delete': async (p) => { await d.write({ type: 'DeleteNetwork', name: p.network }, p.idempotencyKey); return { name: p.network } },
 
@@ -56,7 +56,7 @@ export function createResourceApi (d: ResourceApiDeps): ResourceHandlers {
       refuseWithoutCeph(`create volume ${p.name}`)
       return await d.write({ type: 'CreateVolume', name: p.name, pool: p.pool ?? d.defaultPool(), sizeGiB: p.sizeGiB }, p.idempotencyKey) as VolumeRecord
     },
-    'volume.list': async (p) => { await d.read(p); return d.sm.listVolumes() },
+    'volume.list': async (p) => { await d.read(p); return new ListAnswer(d.sm.each('volumes'), 'volume.list') },
     'volume.show': async (p) => { await d.read(p); return volume(p.volume) },
     'volume.resize': async (p) => await d.write({ type: 'ResizeVolume', name: p.volume, sizeGiB: p.sizeGiB }, p.idempotencyKey) as VolumeRecord,
     'volume.snapshot': async (p) => await d.write({ type: 'SnapshotVolume', name: p.volume, snapshot: p.snapshot }, p.idempotencyKey) as VolumeRecord,

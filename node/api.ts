@@ -12,7 +12,7 @@ import { AUTH_WINDOW, authorityOf } from '../protocols/auth.ts'
 import { preverifyAuth } from './preverify.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { ForwardedResult, ReadParams, VmWatchEvent } from '../protocols/rpc.ts'
-import type { RpcHandlers } from './net/rpc.ts'
+import { ListAnswer, type RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { RaftService } from './raft-service.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -197,7 +197,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
           joint: st == null || !isJoint(st.conf) ? null : { votersOutgoing: [...(st.conf.votersOutgoing ?? [])], learnersNext: [...(st.conf.learnersNext ?? [])] }
         }
       },
-      'node.list': async (p) => { await read(p); return d.sm.listNodes() },
+      'node.list': async (p) => { await read(p); return new ListAnswer(d.sm.each('nodes'), 'node.list') },
       'node.show': async (p) => { await read(p); return nodeRef(p.node) },
       'node.drain': async (p) => await setNodeState(p.node, 'draining', p.idempotencyKey),
       'node.undrain': async (p) => await setNodeState(p.node, 'ready', p.idempotencyKey),
@@ -217,7 +217,12 @@ export function createApi (d: ApiDeps): RpcHandlers {
         // a retried key answers with the VM its first attempt created, whatever id we draw now
         return await propose({ type: 'CreateVm', id: randomUUID(), spec: p.spec, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey ?? p.key) as VmRecord
       },
-      'vm.list': async (p) => { await read(p); return d.sm.listVms(p.node != null ? { node: nodeRef(p.node).id } : {}) },
+      'vm.list': async (p) => {
+        await read(p)
+        // drawn a page at a time while encoded: too many VMs for one answer are refused (TooLarge)
+        // before the table is held in memory
+        return new ListAnswer(d.sm.eachVm(p.node != null ? { node: nodeRef(p.node).id } : {}), p.node != null ? 'vm.list --node' : 'vm.list (narrow it with --node NODE)')
+      },
       'vm.show': async (p) => { await read(p); return vmRef(p.vm) },
       'vm.start': async (p) => await setDesired(p.vm, 'running', p.idempotencyKey),
       'vm.stop': async (p) => await setDesired(p.vm, 'stopped', p.idempotencyKey),
@@ -263,7 +268,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         return await propose({ type: 'AddAdmin', peerId: p.peerId, name: p.name }, p.idempotencyKey) as AdminRecord
       },
       'admin.remove': async (p) => { await propose({ type: 'RemoveAdmin', peerId: p.peerId }, p.idempotencyKey); return { peerId: p.peerId } },
-      'admin.list': async (p) => { await read(p); return d.sm.listAdmins() },
+      'admin.list': async (p) => { await read(p); return new ListAnswer(d.sm.each('admins'), 'admin.list') },
       'node.approve': async (p) => await write({ type: 'ApproveNode', peerId: p.peerId }) as { peerId: string, approvedAt: number },
       'cluster.joinPolicy': async (p) => await write({ type: 'SetJoinPolicy', policy: p.policy }) as { policy: 'open' | 'approve' },
       'cluster.hello': () => d.hello(),

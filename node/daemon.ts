@@ -79,7 +79,7 @@ export class Daemon {
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
     this.events = new EventLog(this.sm, Date.now)
-    this.gauges = new NodeGauges({ metrics: this.metrics, load: () => this.host.services.load, connections: () => this.host.getConnections().length, sm: this.sm, raft: () => this.raft?.status() })
+    this.gauges = new NodeGauges({ metrics: this.metrics, load: () => this.host.services.load, connections: () => this.host.getConnections().length, sm: this.sm, raft: () => this.raft?.status(), rpc: () => this.host?.services.rpc.stats() })
     this.writes = new WritePath({ self: () => this.id, sm: this.sm, raft: () => this.raft, clients: this.clients, signer: () => this.signer, stopping: () => this.stopping, sleep })
     this.membership = new Membership({
       self: () => this.id, cfg, expect: this.expect(), admins: opts.admins ?? [], sm: this.sm, store: this.store,

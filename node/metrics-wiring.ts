@@ -7,6 +7,8 @@ import type { LoadHint } from '../placement/types.ts'
 import type { RaftStatus } from '../protocols/raft/rawnode.ts'
 import type { LoadGossip } from './net/load-gossip.ts'
 import type { NodeMetrics } from './metrics.ts'
+import type { RpcServerStats } from './net/rpc.ts'
+import { partialFrameBytes } from './net/frame-stream.ts'
 
 export interface LoadSample { cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number }
 
@@ -30,6 +32,8 @@ export interface NodeGaugeSources {
   connections: () => number
   sm: StateMachine
   raft: () => RaftStatus | undefined
+  /** the RPC server's counters (undefined before the host is up) */
+  rpc: () => RpcServerStats | undefined
 }
 
 export class NodeGauges {
@@ -60,11 +64,20 @@ export class NodeGauges {
     this.gossipRejectedSeen = rejected
     this.connectionsChanged()
     const phases: Record<string, number> = {}
-    for (const vm of this.s.sm.listVms()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
+    for (const vm of this.s.sm.eachVm()) phases[vm.status.phase] = (phases[vm.status.phase] ?? 0) + 1
     m.vmsByPhase.reset()
     for (const [p, n] of Object.entries(phases)) m.vmsByPhase.set({ phase: p }, n)
     const st = this.s.raft()
     if (st != null) { m.raftTerm.set(st.term); m.raftCommitIndex.set(st.commit); m.raftIsLeader.set(st.role === 'leader' ? 1 : 0) }
     m.raftAppliedIndex.set(this.s.sm.applied())
+    const rpc = this.s.rpc()
+    if (rpc != null) {
+      m.rpcHeld.set({ what: 'inflight' }, rpc.inflight)
+      m.rpcHeld.set({ what: 'queued_answer_bytes' }, rpc.queuedAnswerBytes)
+      m.rpcHeld.set({ what: 'streams' }, rpc.streams)
+      m.rpcHeld.set({ what: 'connections' }, rpc.connections)
+      m.rpcHeld.set({ what: 'watches' }, rpc.watches)
+    }
+    m.rpcHeld.set({ what: 'partial_frame_bytes' }, partialFrameBytes())
   }
 }

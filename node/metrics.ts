@@ -17,6 +17,7 @@ export interface NodeMetrics {
   rpcRequests: Counter<'method' | 'error'>
   rpcSeconds: Histogram<'method'>
   rpcRefused: Counter<'reason'>
+  rpcHeld: Gauge<'what'>
   gossipReports: Counter<'result'>
   gossipReportAge: Gauge<'node'>
   placementDecisions: Counter<'result'>
@@ -50,6 +51,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): NodeMet
     raftReadySeconds: new Histogram({ name: 'blixard_raft_ready_duration_seconds', help: 'Time to persist, send and apply one Ready', buckets: ms, registers: r }),
     rpcRequests: new Counter({ name: 'blixard_rpc_requests_total', help: 'RPC requests served by method and error kind (none = success)', labelNames: ['method', 'error'], registers: r }),
     rpcRefused: new Counter({ name: 'blixard_rpc_refused_total', help: 'RPC work refused by a resource bound: answer_bytes (an answer too big for the bytes already queued for its connection or for all peers, answered Unavailable), streams (a stream over the process-wide cap, reset)', labelNames: ['reason'], registers: r }),
+    rpcHeld: new Gauge({ name: 'blixard_rpc_held', help: 'What the RPC server holds now, read at scrape time: requests in flight (inflight), encoded answer bytes waiting for peers to read them (queued_answer_bytes), open streams (streams), connections with streams or requests (connections), watch generators not yet finished (watches), bytes of incomplete frames on all streams (partial_frame_bytes). Each returns to its idle value once a peer leaves', labelNames: ['what'], registers: r }),
     rpcSeconds: new Histogram({ name: 'blixard_rpc_duration_seconds', help: 'RPC latency by method', labelNames: ['method'], buckets: ms, registers: r }),
     gossipReports: new Counter({ name: 'blixard_gossip_reports_total', help: 'Load reports received by result', labelNames: ['result'], registers: r }),
     gossipReportAge: new Gauge({ name: 'blixard_gossip_report_age_seconds', help: 'Age of the freshest load report per node', labelNames: ['node'], registers: r }),

@@ -137,3 +137,51 @@ export class FrameDecoder {
     return out
   }
 }
+
+/** Most bytes a CBOR array header takes (major type 4 with a 4-byte length: 0x9a + uint32). */
+const MAX_ARRAY_HEADER_BYTES = 5
+
+function arrayHeader (n: number): Uint8Array {
+  if (n < 24) return Uint8Array.of(0x80 | n)
+  if (n < 0x100) return Uint8Array.of(0x98, n)
+  if (n < 0x10000) return Uint8Array.of(0x99, n >> 8, n & 0xff)
+  return Uint8Array.of(0x9a, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff)
+}
+
+/** Why a list answer was cut short: how far it got before its bytes passed the frame's room. */
+export class ListTooLarge extends BlixardError {
+  constructor (readonly items: number, readonly bytes: number, readonly maxBytes: number, what: string) {
+    super('TooLarge', `${what}: the answer passed ${maxBytes} bytes after ${items} items (${bytes} bytes so far) and was not built further`)
+  }
+}
+
+/**
+ * One frame holding `envelope` with `items` as the value of its last key, `listKey` (which the
+ * envelope must hold as null, in last place), encoded item by item as they are drawn: once the
+ * encoded items would take the frame past `maxBytes`, the rest are not drawn and ListTooLarge is
+ * thrown. A lazy `items` (a generator over a table) is therefore never held whole, neither as
+ * values nor as bytes. The bytes equal encodeFrame({ ...envelope, [listKey]: [...items] }).
+ */
+export function encodeListFrame (envelope: Record<string, unknown>, listKey: string, items: Iterable<unknown>, maxBytes: number, what: string): Uint8Array {
+  const keys = Object.keys(envelope)
+  if (keys[keys.length - 1] !== listKey || envelope[listKey] !== null) throw new Error(`encodeListFrame: '${listKey}' must be the envelope's last key, held as null`)
+  const shell = encodePayload(envelope)
+  if (shell[shell.byteLength - 1] !== 0xf6) throw new Error('encodeListFrame: the envelope did not end with CBOR null')
+  const head = shell.subarray(0, shell.byteLength - 1)
+  const room = maxBytes - head.byteLength - MAX_ARRAY_HEADER_BYTES
+  const parts: Uint8Array[] = []
+  let bytes = 0
+  for (const item of items) {
+    const b = encodePayload(item)
+    if (bytes + b.byteLength > room) throw new ListTooLarge(parts.length, bytes, maxBytes, what)
+    parts.push(b)
+    bytes += b.byteLength
+  }
+  const header = arrayHeader(parts.length)
+  const payloadLength = head.byteLength + header.byteLength + bytes
+  const prefix = encodeVarint(payloadLength)
+  const frame = new Uint8Array(prefix.byteLength + payloadLength)
+  let off = 0
+  for (const p of [prefix, head, header, ...parts]) { frame.set(p, off); off += p.byteLength }
+  return frame
+}

@@ -35,6 +35,11 @@ export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsBy
 
 const SNAPSHOT_VERSION = 1
 
+/** Rows decoded per page by the lazy listings (each, eachVm). */
+const SCAN_PAGE_ROWS = 64
+/** The tables listed to clients, and their records. */
+interface Listed { nodes: NodeRecord, vms: VmRecord, volumes: VolumeRecord, networks: NetworkRecord, admins: AdminRecord }
+
 interface StoredResult { index: number, result: ApplyResult }
 
 /** Fixed-width so that key order is index order. */
@@ -352,6 +357,25 @@ export class StateMachine {
     if (filter.node === undefined) return this.values<VmRecord>('vms')
     if (filter.node === null) return this.values<VmRecord>('vms').filter(v => v.assignedNode === null)
     return vmIdsOn(this.kv, filter.node).map(id => this.kv.get<VmRecord>('vms', id)).filter((v): v is VmRecord => v !== undefined)
+  }
+
+  /** listVms read lazily, a page at a time: a caller that stops early (an RPC answer past its byte
+   * budget, node/net/rpc.ts ListAnswer) has decoded only the records it used. */
+  * eachVm (filter: { node?: string | null } = {}): Generator<VmRecord, void, undefined> {
+    if (filter.node === undefined) { yield * this.each('vms'); return }
+    if (filter.node === null) { for (const v of this.each('vms')) if (v.assignedNode === null) yield v; return }
+    for (const id of vmIdsOn(this.kv, filter.node)) { const v = this.kv.get<VmRecord>('vms', id); if (v !== undefined) yield v }
+  }
+
+  /** A listed table's records in key order, read SCAN_PAGE_ROWS at a time (see eachVm). */
+  * each<T extends keyof Listed> (t: T): Generator<Listed[T], void, undefined> {
+    let start: string | undefined
+    for (;;) {
+      const rows = this.kv.range<Listed[T]>(t, { start, limit: SCAN_PAGE_ROWS })
+      for (const [, v] of rows) yield v
+      if (rows.length < SCAN_PAGE_ROWS) return
+      start = rows[rows.length - 1][0] + '\u0000' // the least key after the last one read
+    }
   }
 
   getVolume (name: string): VolumeRecord | undefined { return this.kv.get<VolumeRecord>('volumes', name) }

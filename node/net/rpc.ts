@@ -9,7 +9,7 @@ import {
   type MethodName, type ParamsOf, type ResultOf, type RpcRequest, type RpcResponse, type StreamingMethodName,
   type UnaryMethodName
 } from '../../protocols/rpc.ts'
-import { encodeFrame } from '../../protocols/framing.ts'
+import { encodeFrame, encodeListFrame } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
   RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL,
@@ -34,7 +34,17 @@ export interface RpcCallContext {
   signal: AbortSignal
 }
 
-export type UnaryHandler<M extends UnaryMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => Promise<ResultOf<M>> | ResultOf<M>
+/** A list answer drawn lazily and encoded item by item under the frame limit (encodeListFrame): a
+ * handler returns `new ListAnswer(items, what)` instead of an array, so that a table too big for one
+ * answer is refused with TooLarge (naming `what` and how far it got) before it is ever held whole
+ * in memory, as records or as bytes. `items` is drawn in one synchronous pass. */
+export class ListAnswer<T> {
+  constructor (readonly items: Iterable<T>, readonly what: string) {}
+}
+/** What a unary handler may return for a result of type R: R, or R's items as a ListAnswer. */
+export type Answer<R> = R | (R extends Array<infer E> ? ListAnswer<E> : never)
+
+export type UnaryHandler<M extends UnaryMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => Promise<Answer<ResultOf<M>>> | Answer<ResultOf<M>>
 export type StreamingHandler<M extends StreamingMethodName> = (params: ParamsOf<M>, ctx: RpcCallContext) => AsyncIterable<ResultOf<M>>
 export type RpcHandlers =
   & { [M in UnaryMethodName]?: UnaryHandler<M> }
@@ -91,6 +101,11 @@ export interface RpcServerStats {
   /** now: requests being handled, and encoded answer bytes waiting for peers to read them */
   inflight: number
   queuedAnswerBytes: number
+  /** now: RPC streams open, connections with streams or requests, and watch generators not yet
+   * finished (a watch whose caller left counts until its generator has run its finally) */
+  streams: number
+  connections: number
+  watches: number
 }
 
 export function rpcServer (init: RpcServerInit): (components: NetComponents) => RpcServer {
@@ -110,6 +125,7 @@ class RpcServerService implements RpcServer {
   private readonly loads = new Map<string, ConnLoad>()
   private inflightTotal = 0
   private queuedTotal = 0
+  private watchesLive = 0
   private waiters: Array<() => void> = []
 
   constructor (private readonly components: NetComponents, private readonly init: RpcServerInit) {
@@ -137,7 +153,9 @@ class RpcServerService implements RpcServer {
   }
 
   isStarted (): boolean { return this.started }
-  stats (): RpcServerStats { return { ...this.counts, inflight: this.inflightTotal, queuedAnswerBytes: this.queuedTotal } }
+  stats (): RpcServerStats {
+    return { ...this.counts, inflight: this.inflightTotal, queuedAnswerBytes: this.queuedTotal, streams: this.open.size, connections: this.loads.size, watches: this.watchesLive }
+  }
 
   /** wakes every read loop waiting for room; each re-checks its own bounds */
   private wake (): void { const w = this.waiters; this.waiters = []; for (const f of w) f() }
@@ -172,10 +190,10 @@ class RpcServerService implements RpcServer {
     // rather than held: a peer that does not read cannot make us hold more than the bounds. Small
     // answers always pass (the in-flight caps bound them). A caller that does not drain what we
     // wrote within WRITE_TIMEOUT_MS is dropped rather than holding handlers forever.
-    const send = async (res: RpcResponse): Promise<void> => {
+    const send = async (res: RpcResponse, encoded?: Uint8Array): Promise<void> => {
       let frame: Uint8Array
       try {
-        frame = encodeFrame(res, this.maxFrameBytes)
+        frame = encoded ?? encodeFrame(res, this.maxFrameBytes)
       } catch (err) {
         if (!(isWireError(err) && err.kind === 'TooLarge')) throw err
         frame = encodeFrame({ id: res.id, ok: false, error: { kind: 'TooLarge', message: `answer too large: ${err.message}` } }, this.maxFrameBytes)
@@ -268,7 +286,7 @@ class RpcServerService implements RpcServer {
     }
   }
 
-  private async handle (req: RpcRequest, ctx: RpcCallContext, send: (r: RpcResponse) => Promise<void>, watches: Map<number, AbortController>): Promise<void> {
+  private async handle (req: RpcRequest, ctx: RpcCallContext, send: (r: RpcResponse, encoded?: Uint8Array) => Promise<void>, watches: Map<number, AbortController>): Promise<void> {
     const { id, method } = req
     try {
       if (!isMethod(method)) throw new BlixardError('UnknownMethod', `unknown method '${method}'`)
@@ -285,27 +303,21 @@ class RpcServerService implements RpcServer {
         const signal = AbortSignal.any([stop.signal, ctx.signal])
         watches.set(id, stop)
         try {
-          const items = (handler as StreamingHandler<StreamingMethodName>)(params as ParamsOf<StreamingMethodName>, { ...ctx, signal })
-          const it = items[Symbol.asyncIterator]()
-          const onAbort = (): void => { void it.return?.() }
-          signal.addEventListener('abort', onAbort, { once: true })
-          try {
-            while (!signal.aborted) {
-              const next = await it.next()
-              if (next.done === true || signal.aborted) break
-              await send({ id, ok: true, result: next.value, more: true })
-            }
-          } finally {
-            signal.removeEventListener('abort', onAbort)
-            if (!signal.aborted) await it.return?.()
-          }
+          await this.runWatch(handler as StreamingHandler<StreamingMethodName>, params as ParamsOf<StreamingMethodName>, { ...ctx, signal }, signal,
+            async (item) => { await send({ id, ok: true, result: item, more: true }) })
         } finally {
           watches.delete(id)
         }
         if (!ctx.signal.aborted) await send({ id, ok: true, result: null })
       } else {
         const result = await (handler as UnaryHandler<UnaryMethodName>)(params as ParamsOf<UnaryMethodName>, ctx)
-        await send({ id, ok: true, result })
+        if (result instanceof ListAnswer) {
+          // built here, in one pass, under this server's frame limit; past it: ListTooLarge (TooLarge)
+          const frame = encodeListFrame({ id, ok: true, result: null }, 'result', result.items as Iterable<unknown>, this.maxFrameBytes, result.what)
+          await send({ id, ok: true, result: null }, frame)
+        } else {
+          await send({ id, ok: true, result })
+        }
       }
       this.counts.ok++
     } catch (err) {
@@ -316,6 +328,60 @@ class RpcServerService implements RpcServer {
       if (!ctx.signal.aborted) await send({ id, ok: false, error })
     }
   }
+
+  /** Runs one watch's generator until it ends, its caller cancels or leaves (`signal`), or an item
+   * cannot be delivered. On every way out the generator is ended with return(): its finally runs
+   * (a subscription's listener is released) as soon as the generator next gets control, and it
+   * counts in stats().watches until it has. */
+  private async runWatch (handler: StreamingHandler<StreamingMethodName>, params: ParamsOf<StreamingMethodName>, ctx: RpcCallContext,
+    signal: AbortSignal, deliver: (item: ResultOf<StreamingMethodName>) => Promise<void>): Promise<void> {
+    const it = handler(params, ctx)[Symbol.asyncIterator]()
+    this.watchesLive++
+    let finished = false
+    let returning = false
+    const finish = (): void => { if (!finished) { finished = true; this.watchesLive-- } }
+    // return() on a generator waiting inside next() is queued behind that next(): it resolves once
+    // the generator has actually ended, which is when it stops counting
+    const end = (): void => {
+      if (finished || returning) return
+      returning = true
+      if (it.return == null) { finish(); return }
+      it.return().then(finish, (err: unknown) => { finish(); this.log.debug('rpc.watch.return.failed', { method: ctx.method, ...errFields(err) }) })
+    }
+    signal.addEventListener('abort', end, { once: true })
+    try {
+      for (;;) {
+        let next: IteratorResult<ResultOf<StreamingMethodName>> | null
+        try {
+          next = await nextOrAbort(it, signal)
+        } catch (err) {
+          finish() // a generator that threw has ended
+          throw err
+        }
+        if (next == null) break
+        if (next.done === true) { finish(); break }
+        await deliver(next.value)
+      }
+    } finally {
+      signal.removeEventListener('abort', end)
+      end()
+    }
+  }
+}
+
+/** The next item of a watch, or null once `signal` aborts, whichever comes first: a handler that
+ * does not look at its signal must not keep the server waiting (and its stream's slot held). A
+ * next() that settles after the abort is consumed here, so its rejection is never unhandled. */
+async function nextOrAbort<T> (it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T> | null> {
+  if (signal.aborted) return null
+  const next = it.next()
+  return await new Promise<IteratorResult<T> | null>((resolve, reject) => {
+    const onAbort = (): void => { resolve(null) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    next.then(
+      (r) => { signal.removeEventListener('abort', onAbort); resolve(r) },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) })
+  })
 }
 
 /** Writing an answer failed (peer gone or not reading): not the handler's error. */

@@ -3,7 +3,9 @@
 // streams are paused, so yamux stops granting the node window). Against one real blixard-node
 // process: the node stays alive, its RSS growth stays under a bound that follows from the caps in
 // protocols/limits.ts, the admin's reads and writes on another connection go through during and
-// after, and the memory comes back once the attacker disconnects. Ports 28100 (metrics 28200).
+// after, and the memory comes back once the attacker disconnects: the RPC server's own counters
+// (blixard_rpc_held: in flight, answer bytes queued, streams, connections, watches, partial frame
+// bytes) return exactly to their values before the attack, and RSS to within a bound. Ports 28100 (metrics 28200).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -47,6 +49,14 @@ async function heldMiB (port: number): Promise<number> {
   return (v('blixard_nodejs_heap_size_used_bytes') + v('blixard_nodejs_external_memory_bytes')) / 2 ** 20
 }
 
+/** the RPC server's blixard_rpc_held gauges (node/metrics.ts), by `what` */
+async function rpcHeld (port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const out: Record<string, number> = {}
+  for (const m of text.matchAll(/^blixard_rpc_held\{what="([a-z_]+)"\} (\S+)$/gm)) out[m[1]] = Number(m[2])
+  return out
+}
+
 test.before(async () => {
   await c.prepare()
   c.start(0)
@@ -77,6 +87,8 @@ test('a non-admin pipelining 64 large reads on 16 streams without reading: node 
     const pid = c.nodes[0].proc!.pid!
     const before = rssMiB(pid)
     const heldBefore = await heldMiB(c.nodes[0].metricsPort)
+    const rpcBefore = await rpcHeld(c.nodes[0].metricsPort)
+    assert.equal(Object.keys(rpcBefore).sort(), ['connections', 'inflight', 'partial_frame_bytes', 'queued_answer_bytes', 'streams', 'watches'])
 
     const attacker = await testHost({ clusterKey: await readClusterKey(c.keyFile) })
     let peak = before
@@ -113,6 +125,13 @@ test('a non-admin pipelining 64 large reads on 16 streams without reading: node 
     }
     const left = Date.now()
     clearInterval(sampler)
+    // what the RPC layer holds for the attacker is back to what it held before, soon: nothing in
+    // flight or queued, its streams and connection forgotten (the admin's are still there)
+    const rpcAfter = await waitFor('the RPC server to hold what it held before the attacker', 5_000, async () => {
+      const now = await rpcHeld(c.nodes[0].metricsPort)
+      return JSON.stringify(now) === JSON.stringify(rpcBefore) ? now : null
+    }, 100).catch(async (err: Error) => { throw new Error(`${err.message}: before ${JSON.stringify(rpcBefore)}, now ${JSON.stringify(await rpcHeld(c.nodes[0].metricsPort))}`) })
+    log(`RPC server holds ${JSON.stringify(rpcAfter)} ${Date.now() - left} ms after the attacker left, as before it came`)
     // the admin is served after the attack (its reads also allocate: heap used is not a measure of
     // what the node holds for the attacker until V8 collects, which an idle node may not do for long)
     for (let i = 0; i < 3; i++) assert.is((await admin.call('vm.list', {}, { timeoutMs: 15_000 })).length, want + 3)

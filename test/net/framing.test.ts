@@ -1,7 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
-import { FrameDecoder, decodePayload, encodeFrame, encodeVarint } from '../../protocols/framing.ts'
+import { FrameDecoder, ListTooLarge, decodePayload, encodeFrame, encodeListFrame, encodeVarint } from '../../protocols/framing.ts'
 import { BlixardError, isWireError } from '../../protocols/errors.ts'
 
 function split (bytes: Uint8Array, cuts: number[]): Uint8Array[] {
@@ -100,6 +100,33 @@ test('__proto__ keys cannot pollute', () => {
   const v = decodePayload(enc) as Record<string, unknown>
   assert.is(({} as Record<string, unknown>).polluted, undefined)
   assert.is(Object.getPrototypeOf(v), Object.prototype)
+})
+
+test('a list frame built item by item has the bytes of the whole frame encoded at once', () => {
+  const item = fc.oneof(fc.record({ id: fc.string(), n: fc.integer(), tags: fc.array(fc.string(), { maxLength: 4 }) }), fc.string(), fc.integer(), fc.constant(null))
+  // lengths around each CBOR array header size (<24, <256, <65536)
+  fc.assert(fc.property(fc.nat(), fc.array(item, { maxLength: 300 }), fc.constantFrom(0, 23, 24, 255, 256), (id, items, pad) => {
+    const list = [...items, ...Array.from({ length: pad }, (_, i) => i)]
+    const whole = encodeFrame({ id, ok: true, result: list }, 1 << 20)
+    const built = encodeListFrame({ id, ok: true, result: null }, 'result', list, 1 << 20, 'test')
+    assert.equal(built, whole)
+  }), { numRuns: 200 })
+  const big = Array.from({ length: 70_000 }, (_, i) => i % 7)
+  assert.equal(encodeListFrame({ id: 1, ok: true, result: null }, 'result', big, 1 << 20, 'test'), encodeFrame({ id: 1, ok: true, result: big }, 1 << 20))
+})
+
+test('a list frame past its limit stops drawing items and names how far it got', () => {
+  let drawn = 0
+  const endless = (function * () { for (;;) { drawn++; yield { id: `vm-${drawn}`, pad: 'x'.repeat(1000) } } })()
+  const err = (() => { try { encodeListFrame({ id: 7, ok: true, result: null }, 'result', endless, 64 * 1024, 'vm.list') } catch (e) { return e } })()
+  assert.instance(err, ListTooLarge)
+  assert.instance(err, BlixardError)
+  const e = err as ListTooLarge
+  assert.is(e.kind, 'TooLarge')
+  assert.ok(e.items >= 60 && e.items < 66, `${e.items} items fit in 64 KiB`)
+  assert.is(drawn, e.items + 1, 'not one item drawn past the one that did not fit')
+  assert.match(e.message, /^vm\.list: the answer passed 65536 bytes after \d+ items/)
+  assert.throws(() => encodeListFrame({ id: 1, result: null, ok: true }, 'result', [], 1000, 'x'), /last key/)
 })
 
 test.run()

@@ -2,12 +2,13 @@ import './helpers.ts'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
+import { EventEmitter } from 'node:events'
 import type { Stream } from '@libp2p/interface'
 import type { VmRecord, VmSpec } from '../../protocols/model.ts'
 import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
 import { type VmWatchEvent } from '../../protocols/rpc.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
-import { rpcServer, RpcClient, RPC_PROTOCOL, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
+import { rpcServer, RpcClient, RPC_PROTOCOL, ListAnswer, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
@@ -26,6 +27,10 @@ const vm = (id: string, s: VmSpec = spec): VmRecord => ({
 const logs: LogRecord[] = []
 let admins = new Set<string>()
 let watchEnded = 0
+let listDrawn = 0
+/** vm.watch generators started and not yet finished; each subscribes to `feed` like the daemon's watch subscribes to applied commands */
+let watchesLive = 0
+const feed = new EventEmitter().setMaxListeners(0)
 let server: BlixardHost<{ rpc: RpcServer }>
 let client: BlixardHost
 let other: BlixardHost
@@ -44,7 +49,15 @@ const handlers: RpcHandlers = {
     if (p.vm === 'boom') throw new Error('disk on fire')
     return vm(p.vm)
   },
+  // a table of `node` VMs (a number), drawn lazily: as the daemon's vm.list draws the state machine's pages
+  'vm.list': (p) => {
+    const n = Number(p.node ?? '3')
+    return new ListAnswer((function * () { for (let i = 0; i < n; i++) { listDrawn++; yield vm(`vm-${i}`) } })(), 'vm.list (narrow it with --node NODE)')
+  },
   'vm.watch': async function * (p, ctx): AsyncGenerator<VmWatchEvent> {
+    watchesLive++
+    const onChange = (): void => {}
+    feed.on('change', onChange)
     try {
       if (p.vm === 'three') {
         for (let i = 0; i < 3; i++) yield { type: 'put', vm: vm(`v${i}`) }
@@ -56,6 +69,8 @@ const handlers: RpcHandlers = {
       }
     } finally {
       watchEnded++
+      watchesLive--
+      feed.off('change', onChange)
     }
   }
 }
@@ -174,7 +189,12 @@ test('watch streams results to the end, and cancel stops the server side', async
   sub.cancel()
 })
 
-test('a watch the caller does not read past its backlog ends with TooLarge after the items it holds', async () => {
+/** nothing left of any watch on the server: no generator suspended, no listener, no count */
+const watchesGone = (): boolean => watchesLive === 0 && feed.listenerCount('change') === 0 && server.services.rpc.stats().watches === 0
+
+test('a watch the caller does not read past its backlog ends with TooLarge after the items it holds, and its server side ends', async () => {
+  // the previous test's cancelled watch ends on its own time: start from none
+  await until(watchesGone, 2000, 'earlier watches to end')
   const slow = await RpcClient.connect(client, dialableAddr(server), { timeoutMs: 2000, maxWatchBacklog: 4 })
   try {
     const it = slow.watch('vm.watch', {})[Symbol.asyncIterator]()
@@ -187,10 +207,70 @@ test('a watch the caller does not read past its backlog ends with TooLarge after
       assert.is((err as BlixardError).kind, 'TooLarge')
     }
     assert.equal(got, ['tick0', 'tick1', 'tick2', 'tick3', 'tick4'], 'the backlog is delivered before the error')
+    // the client's overflow cancel alone ends the server's generator and releases its listener
+    await until(watchesGone, 2000, `server-side watch to end after the overflow cancel (live ${watchesLive}, listeners ${feed.listenerCount('change')}, ${JSON.stringify(server.services.rpc.stats())})`)
   } finally { await slow.close() }
-  // Not asserted: that the server's side of this watch ends. In this setup its generator stays
-  // suspended after the client's overflow cancel and even after the client closes (seen while
-  // merging; open: a watch whose reader vanished must not hold its generator).
+  // and a client that closes with a watch running leaves nothing either
+  const closing = await RpcClient.connect(client, dialableAddr(server), { timeoutMs: 2000 })
+  const it = closing.watch('vm.watch', {})[Symbol.asyncIterator]()
+  assert.ok((await it.next()).done !== true)
+  assert.is(watchesLive, 1)
+  await closing.close()
+  await until(watchesGone, 2000, `server-side watch to end after the client closed (live ${watchesLive})`)
+})
+
+test('attacker: two key holders open 64 watches and vanish (connections reset): nothing is left on the server', async () => {
+  await until(watchesGone, 2000, 'earlier watches to end')
+  const base = server.services.rpc.stats()
+  const attackers = [await testHost(), await testHost()]
+  try {
+    // each: 2 streams x 16 watches (the per-stream cap; a watch counts against the 32 requests a
+    // connection may have in flight), each read once so that it is running on the server
+    const opened = Promise.all(attackers.map(async (a) => {
+      const clients = await Promise.all([0, 1].map(async () => await RpcClient.connect(a, dialableAddr(server), { timeoutMs: 2000 })))
+      await Promise.all(clients.flatMap(c => Array.from({ length: 16 }, async () => {
+        assert.ok((await c.watch('vm.watch', {})[Symbol.asyncIterator]().next()).done !== true)
+      })))
+    }))
+    await Promise.race([opened, sleep(3000).then(() => { throw new Error(`64 watches not all running within 3 s (live ${watchesLive})`) })])
+    assert.is(watchesLive, 64)
+    assert.is(feed.listenerCount('change'), 64)
+    assert.is(server.services.rpc.stats().watches, 64)
+    assert.is(server.services.rpc.stats().streams, base.streams + 4)
+    // vanish: their connections are reset under their streams, nothing is closed politely
+    for (const a of attackers) for (const conn of a.getConnections()) conn.abort(new Error('attacker vanishes'))
+    const t0 = Date.now()
+    await until(() => watchesGone() && server.services.rpc.stats().streams === base.streams && server.services.rpc.stats().connections === base.connections,
+      1000, `the server to release the attackers' watches (live ${watchesLive}, ${JSON.stringify(server.services.rpc.stats())})`)
+    const st = server.services.rpc.stats()
+    console.log(`  64 watches of two vanished peers released in ${Date.now() - t0} ms; server: ${st.streams} streams, ${st.inflight} in flight, ${st.queuedAnswerBytes} answer bytes queued`)
+    assert.is(st.inflight, base.inflight)
+    assert.is(st.queuedAnswerBytes, 0)
+  } finally { await Promise.all(attackers.map(async a => { await a.stop() })) }
+  assert.is((await rpc.call('vm.show', { vm: 'after-vanish' })).id, 'after-vanish')
+})
+
+test('attacker: a non-admin asking for a 10-million-VM list gets TooLarge, and the server drew only what fits in one answer', async () => {
+  const asker = await RpcClient.connect(other, dialableAddr(server), { timeoutMs: 5000 })
+  try {
+    const small = await asker.call('vm.list', {})
+    assert.equal(small.map(v => v.id), ['vm-0', 'vm-1', 'vm-2'])
+    const heap0 = process.memoryUsage().heapUsed
+    listDrawn = 0
+    const t0 = Date.now()
+    const err = await asker.call('vm.list', { node: String(10_000_000) }).then(() => null, (e: unknown) => e)
+    const ms = Date.now() - t0
+    assert.instance(err, BlixardError)
+    assert.is((err as BlixardError).kind, 'TooLarge')
+    assert.match((err as Error).message, /^vm\.list \(narrow it with --node NODE\): the answer passed 1048576 bytes after \d+ items/)
+    const fit = Number(/after (\d+) items/.exec((err as Error).message)![1])
+    console.log(`  10M-VM vm.list refused in ${ms} ms after drawing ${listDrawn} records (${fit} fit in 1 MiB); heap +${((process.memoryUsage().heapUsed - heap0) / 2 ** 20).toFixed(0)} MiB`)
+    // built a record at a time: one past what fits, never the table (10M records would be ~15 GB)
+    assert.is(listDrawn, fit + 1)
+    assert.ok(ms < 2000, `${ms} ms`)
+    assert.ok(asker.usable)
+    assert.is((await asker.call('vm.list', { node: '2' })).length, 2)
+  } finally { await asker.close() }
 })
 
 async function garbage (bytes: Uint8Array): Promise<Stream> {
