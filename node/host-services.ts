@@ -7,7 +7,9 @@ import type { ResultOf } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
-import { createBlixardHost } from './net/host.ts'
+import { createBlixardHost, reachPeer } from './net/host.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { MembershipDeps } from './membership.ts'
 import type { BlixardHost } from './net/host.ts'
 import { raftTransport } from './net/raft-transport.ts'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -81,11 +83,13 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
 }
 
 /** What the membership loop sees of the host: connected peers, our addresses, the Raft transport. */
-export function hostView (host: () => BlixardHost<NodeServices>): { connectedPeers: () => string[], ownAddrs: () => string[], addPeerAddrs: (peer: string, addrs: string[]) => Promise<void> } {
+export function hostView (host: () => BlixardHost<NodeServices>): Pick<MembershipDeps, 'connectedPeers' | 'ownAddrs' | 'addPeerAddrs' | 'reach'> {
   return {
     connectedPeers: () => host().getConnections().map((c) => c.remotePeer.toString()),
     ownAddrs: () => host().getMultiaddrs().map(String),
     // a bad address throws here (multiaddr's parser), and the caller logs it
-    addPeerAddrs: async (peer, addrs) => { await host().services.raft.addPeerAddrs(peer, addrs.map((a) => multiaddr(a))) }
+    addPeerAddrs: async (peer, addrs) => { await host().services.raft.addPeerAddrs(peer, addrs.map((a) => multiaddr(a))) },
+    // a record's address that does not parse is skipped (the others may still work)
+    reach: async (peer, addrs) => await reachPeer(host(), peerIdFromString(peer), addrs.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } }))
   }
 }

@@ -35,6 +35,13 @@ export const BOOTSTRAP_LEADER_WAIT_MS = 10_000
 export const BOOTSTRAP_LEADER_POLL_MS = 50
 /** bounds the cost of a bogus joiner's address list */
 export const MAX_JOIN_ADDRS = 16
+/** a member checks that it is connected to every other member this often */
+export const REACH_MEMBERS_EVERY_MS = 2_000
+/** members looked for at once (each may take a dial timeout and a DHT lookup) */
+export const REACH_MAX_PER_ROUND = 4
+/** a member not found is looked for again after this, doubling per failure up to the max */
+export const REACH_RETRY_MIN_MS = 2_000
+export const REACH_RETRY_MAX_MS = 30_000
 
 /** What membership needs of the Raft node (node/raft-service.ts RaftService is one). */
 export interface MembershipRaft {
@@ -72,6 +79,9 @@ export interface MembershipDeps {
   connectedPeers: () => string[]
   ownAddrs: () => string[]
   addPeerAddrs: (peer: string, addrs: string[]) => Promise<void>
+  /** connect to a member: at its recorded addresses, else through the DHT (node/net/host.ts
+   * reachPeer); says how. Absent: no reach round (the simulator, whose network connects all). */
+  reach?: (peer: string, addrs: string[]) => Promise<'connected' | 'known-addrs' | 'dht' | 'unreachable'>
   client: (peer: string) => Promise<MembershipClient>
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
   /** an admin recovery this node must vote for (`blixard-node admin recover` left a note), and
@@ -90,6 +100,9 @@ export class Membership {
   private joining = false
   private registering = false
   private autopilotBusy = false
+  private reaching = false
+  /** members not found: when to look again, and the current wait */
+  private readonly reachRetry = new Map<string, { at: number, waitMs: number }>()
   private lastAutopilotEvent: string | null = null
 
   /** A fresh node accepts a leader's Raft traffic only from the peers it asked to join through and
@@ -117,7 +130,8 @@ export class Membership {
       [MEMBERSHIP_LOOP_MS, async () => { await this.formationRound() }],
       [this.d.cfg.autopilot.intervalMs, async () => { await this.autopilotRound() }],
       [SELF_REGISTRATION_EVERY_MS, async () => { await this.registerSelf() }],
-      [SELF_REGISTRATION_EVERY_MS, async () => { await this.voteRecovery() }]
+      [SELF_REGISTRATION_EVERY_MS, async () => { await this.voteRecovery() }],
+      [REACH_MEMBERS_EVERY_MS, async () => { await this.reachMembers() }]
     ]
   }
 
@@ -270,6 +284,44 @@ export class Membership {
    */
   private async replaceVoter (raft: MembershipRaft, promote: string, remove: string): Promise<void> {
     await raft.proposeConfChange({ changes: [{ type: 'add-voter', node: promote }, { type: 'remove', node: remove }], transition: 'auto' })
+  }
+
+  /**
+   * A member keeps a connection to every other member: those it is not connected to are dialed at
+   * their recorded addresses, and when those fail (the member moved: a new lease, re-IPed, another
+   * subnet) found through the DHT, whose members connected to it know where it is now. The moved
+   * node then corrects its own record (registerSelf), and everyone learns it when it applies.
+   * Without this, a restarted node waits for mDNS (LAN only) or for someone to dial it.
+   */
+  async reachMembers (): Promise<void> {
+    const reach = this.d.reach
+    const raft = this.d.raft()
+    if (reach == null || raft == null || this.reaching) return
+    const self = this.d.self()
+    const conf = raft.status().conf
+    if (!conf.voters.includes(self) && !conf.learners.includes(self)) return
+    const connected = new Set(this.d.connectedPeers())
+    const now = this.d.now()
+    const members = [...new Set([...conf.voters, ...conf.learners])].filter((p) => p !== self)
+    for (const p of this.reachRetry.keys()) if (!members.includes(p) || connected.has(p)) this.reachRetry.delete(p)
+    const todo = members.filter((p) => !connected.has(p) && (this.reachRetry.get(p)?.at ?? 0) <= now).slice(0, REACH_MAX_PER_ROUND)
+    if (todo.length === 0) return
+    this.reaching = true
+    try {
+      await Promise.all(todo.map(async (p) => {
+        const addrs = (this.d.sm.getNode(p)?.addrs ?? []).slice(0, MAX_JOIN_ADDRS)
+        let how: Awaited<ReturnType<typeof reach>> = 'unreachable'
+        try { how = await reach(p, addrs) } catch (err) { this.d.log.debug('reach failed', { peer: p, err }) }
+        if (how === 'unreachable') {
+          const waitMs = Math.min(REACH_RETRY_MAX_MS, 2 * (this.reachRetry.get(p)?.waitMs ?? REACH_RETRY_MIN_MS / 2))
+          this.reachRetry.set(p, { at: this.d.now() + waitMs, waitMs })
+          this.d.log.debug('member unreachable at its addresses and through the DHT', { peer: p, retryMs: waitMs })
+          return
+        }
+        this.reachRetry.delete(p)
+        if (how === 'dht') this.d.log.info('member found through the DHT at a new address', { peer: p, recorded: addrs })
+      }))
+    } finally { this.reaching = false }
   }
 
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */

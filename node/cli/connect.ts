@@ -1,7 +1,8 @@
 // How the CLI reaches the cluster: its own libp2p identity under
 // ~/.config/blixard/, the cluster key, and a node to talk to (--peer, or
 // BLIXARD_PEER, or mDNS discovery on the LAN). Any node will do: every node
-// answers every method.
+// answers every method. --peer-id names one node in particular: the CLI reaches any node first,
+// then finds that one through the cluster's DHT (node/net/host.ts reachPeer).
 import { BlixardError } from '../../protocols/errors.ts'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +11,9 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
 import { loadOrCreateIdentity } from '../identity.ts'
 import { readClusterKey } from '../keygen.ts'
-import { createBlixardHost } from '../net/host.ts'
+import { createBlixardHost, reachPeer } from '../net/host.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { SingleKadDHT } from '@libp2p/kad-dht'
 import type { BlixardHost } from '../net/host.ts'
 import { RpcClient } from '../net/rpc.ts'
 import { CliError } from './errors.ts'
@@ -40,7 +43,10 @@ export async function whoami (): Promise<string> {
   return peerIdFromPrivateKey(privateKey).toString()
 }
 
-export async function connect (opts: { peer?: string, clusterKey?: string, timeoutMs?: number, mdnsWaitMs?: number }): Promise<Connection> {
+/** how long the CLI waits for the node it reached to enter its DHT routing table (identify) */
+const DHT_ENTRY_WAIT_MS = 3_000
+
+export async function connect (opts: { peer?: string, peerId?: string, clusterKey?: string, timeoutMs?: number, mdnsWaitMs?: number }): Promise<Connection> {
   const { privateKey } = await loadOrCreateIdentity(configDir())
   const keyPath = clusterKeyPath(opts.clusterKey)
   let clusterKey: Uint8Array
@@ -52,7 +58,12 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
   }
   const peerAddr = opts.peer ?? process.env.BLIXARD_PEER
   const useMdns = peerAddr == null
-  const host = await createBlixardHost({ privateKey, clusterKey, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: useMdns, mdnsIntervalMs: 500 })
+  let wanted: PeerId | null = null
+  if (opts.peerId != null) {
+    try { wanted = peerIdFromString(opts.peerId) } catch { throw new BlixardError('InvalidParams', `--peer-id "${opts.peerId}" is not a peer id (e.g. 12D3KooW…; \`blixard node list -o wide\` shows them)`) }
+  }
+  // a DHT client: it asks, and stays out of the nodes' routing tables (it leaves in a moment)
+  const host = await createBlixardHost({ privateKey, clusterKey, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: useMdns, mdnsIntervalMs: 500, dht: 'client' })
   try {
     let target: PeerId | ReturnType<typeof multiaddr>
     let peerLabel: string
@@ -71,11 +82,35 @@ export async function connect (opts: { peer?: string, clusterKey?: string, timeo
     } catch (err) {
       throw connectFailure(peerLabel, (err as Error).message)
     }
+    const entryId = 'getComponents' in target ? target.getComponents().find((c) => c.name === 'p2p')?.value : target.toString()
+    if (wanted != null && wanted.toString() !== entryId) {
+      const entry = peerLabel
+      await client.close().catch(() => {})
+      await dhtReady(host, DHT_ENTRY_WAIT_MS)
+      if (await reachPeer(host, wanted) === 'unreachable') {
+        throw new CliError('Unavailable', `node ${wanted.toString()} not found through ${entry}: no member it asked knows where that peer id is`,
+          'Check the peer id (`blixard node list -o wide`), and that the node runs; or give its address with --peer.')
+      }
+      peerLabel = wanted.toString()
+      try {
+        client = await RpcClient.connect(host, wanted, { timeoutMs: opts.timeoutMs ?? 15_000 })
+      } catch (err) {
+        throw connectFailure(peerLabel, (err as Error).message)
+      }
+    }
     const signed = signingClient(client, keySigner(host.peerId.toString(), privateKey))
     return { client: signed, host, peer: peerLabel, close: async () => { await client.close().catch(() => {}); await host.stop() } }
   } catch (err) {
     await host.stop()
     throw err
+  }
+}
+
+/** Waits until the DHT's routing table holds a peer (the node just reached, once identify ran). */
+async function dhtReady (host: BlixardHost, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs
+  while (((host.services.dht as SingleKadDHT | undefined)?.routingTable.size ?? 1) === 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
 

@@ -32,6 +32,8 @@ const GLOBAL: Record<string, FlagSpec> = {
   // -o wide: ids next to names (people read names; ids only where asked); -o json: --json
   output: { value: true, short: 'o' },
   peer: { value: true },
+  // a node reached through the one --peer (or mDNS) found: looked up in the cluster's DHT
+  'peer-id': { value: true },
   'cluster-key': { value: true },
   stale: {},
   timeout: { value: true },
@@ -62,7 +64,7 @@ class Output {
 }
 
 async function withCluster<T> (p: Parsed, fn: (c: Connection) => Promise<T>): Promise<T> {
-  const conn = await connect({ peer: flag(p, 'peer'), clusterKey: flag(p, 'cluster-key'), timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })
+  const conn = await connect({ peer: flag(p, 'peer'), peerId: flag(p, 'peer-id'), clusterKey: flag(p, 'cluster-key'), timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })
   try { return await fn(conn) } finally { await conn.close() }
 }
 
@@ -862,6 +864,7 @@ ${shown.map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join('\n')}
 
 Global flags:
   --peer MULTIADDR      a node to talk to (any node answers everything); default: $BLIXARD_PEER, then mDNS
+  --peer-id PEER_ID     talk to this node instead, found through the node --peer (or mDNS) reached
   --cluster-key FILE    the cluster key; default: $BLIXARD_CLUSTER_KEY_FILE, ~/.config/blixard/cluster.key, /etc/blixard/cluster.key
   --json                machine-readable output
   -o wide|json          wide: ids next to names (tables and show); json: the same as --json

@@ -1,6 +1,12 @@
 // The libp2p host of a Blixard node: one createLibp2p with TCP, Noise, Yamux, pnet (the cluster
 // key), identify, ping, Kademlia (/blixard prefix, server mode: we run on a LAN), gossipsub and
 // optional mDNS, plus the caller's own services (Raft transport, RPC, load gossip).
+//
+// Discovery: mDNS finds peers on the LAN; beyond it, Kademlia. A host that connects to its first
+// DHT peer (a bootstrap address) looks itself up, and every peer that lookup meets is a discovery
+// (dialed below). reachPeer() finds a peer whose known addresses fail through the DHT: the
+// members connected to it answer with where it is now. pnet keeps the DHT ours: only holders of
+// the cluster key ever connect, so only they fill our routing table or answer our queries.
 import type { Libp2p, PrivateKey, ServiceMap, PeerId } from '@libp2p/interface'
 import type { ServiceFactoryMap } from 'libp2p'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -16,7 +22,7 @@ import type { Ping } from '@libp2p/ping'
 import { clusterKeyProtector } from './pnet.ts'
 import { mdns } from '@libp2p/mdns'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
-import type { KadDHT } from '@libp2p/kad-dht'
+import type { KadDHT, SingleKadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import {
@@ -30,11 +36,25 @@ const YAMUX_MAX_STREAM_WINDOW = 16 * 1024 * 1024
 export const DHT_PROTOCOL = '/blixard/kad/1.0.0'
 /** mDNS service tag, so Blixard nodes find each other and nothing else. */
 export const MDNS_SERVICE_TAG = 'blixard.local'
+/** Kademlia's k: peers kept per bucket (and returned per FIND_NODE answer). */
+export const DHT_K_BUCKET_SIZE = 20
+/** Depth of the routing table's trie in bits: with k it bounds the table (DHT_MAX_PEERS). 4 bits
+ * instead of kad-dht's 6: a cluster has hundreds of nodes, not the public DHT's millions. */
+export const DHT_PREFIX_LENGTH = 4
+/** the most peers our routing table holds, however many connect: 2^prefix × k */
+export const DHT_MAX_PEERS = (2 ** DHT_PREFIX_LENGTH) * DHT_K_BUCKET_SIZE
+/** one DHT lookup of a peer gives up after this (ms) */
+export const DHT_FIND_PEER_TIMEOUT_MS = 5_000
+/** the self-lookup that finds the members behind a bootstrap peer gives up after this (ms) */
+export const DHT_JOIN_LOOKUP_TIMEOUT_MS = 5_000
+/** after the routing table last emptied, the next first peer triggers a join lookup no sooner than this (ms) */
+export const DHT_JOIN_LOOKUP_MIN_GAP_MS = 10_000
 
 export interface CoreServices extends ServiceMap {
   identify: Identify
   ping: Ping
-  dht: KadDHT
+  /** absent when the host was created with `dht: 'off'` (the bench's baseline) */
+  dht?: KadDHT
   pubsub: GossipSub
 }
 
@@ -66,6 +86,9 @@ export interface BlixardHostOptions<S extends ServiceMap> {
   /** yamux's initial receive window per stream (bytes); default yamux's 256 KiB. A bulk stream
    * (a migration) moves at most one window per round trip through both event loops. */
   streamWindowBytes?: number
+  /** Kademlia: 'server' (a node: answers queries, default), 'client' (a CLI or probe: asks, and
+   * never enters the nodes' routing tables, which it would leave at once), 'off' (no DHT at all) */
+  dht?: 'server' | 'client' | 'off'
   /** our own services, composed into the same createLibp2p */
   services?: ServiceFactories<S>
 }
@@ -102,7 +125,8 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     services: {
       identify: identify(),
       ping: ping(),
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
+      // passthroughMapper: a cluster lives on private addresses, which the default mapper drops
+      ...(opts.dht === 'off' ? {} : { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: opts.dht === 'client', peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true, kBucketSize: DHT_K_BUCKET_SIZE, prefixLength: DHT_PREFIX_LENGTH }) }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
@@ -120,7 +144,75 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
   })
 
   if (bootstrap.length > 0) startBootstrap(host, bootstrap, opts.bootstrapRedialMs ?? 2000)
+  if (host.services.dht != null) joinThroughDht(host, host.services.dht)
   return host
+}
+
+/**
+ * kad-dht looks itself up 1 s after start and then every 5 minutes: a node whose bootstrap peer
+ * answers later (it started first, or the link was down) would learn the members behind that peer
+ * only minutes on. So: whenever the routing table gets its first peer, look ourselves up now. The
+ * lookup meets the peers closest to us; each is a `peer:discovery`, which createBlixardHost dials.
+ */
+function joinThroughDht (host: Libp2p, dht: KadDHT): void {
+  let lastAt = -Infinity
+  let running = false
+  const lookup = async (): Promise<void> => {
+    if (running || host.status !== 'started' || Date.now() - lastAt < DHT_JOIN_LOOKUP_MIN_GAP_MS) return
+    running = true
+    lastAt = Date.now()
+    try {
+      for await (const ev of dht.getClosestPeers(host.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(DHT_JOIN_LOOKUP_TIMEOUT_MS) })) void ev
+    } catch { /* nobody answered in time: the periodic self-lookup retries */ } finally { running = false }
+  }
+  // kad-dht's RoutingTable is an event emitter ('peer:add'); its public type says only `size`
+  const table = (dht as SingleKadDHT).routingTable as RoutingTableEvents
+  table.addEventListener('peer:add', () => {
+    if (table.size === 1) void lookup()
+  })
+}
+
+interface RoutingTableEvents { size: number, addEventListener: (type: 'peer:add', fn: () => void) => void }
+
+/** What reachPeer did: already connected, dialed at the addresses we knew, or found through the DHT. */
+export type ReachResult = 'connected' | 'known-addrs' | 'dht' | 'unreachable'
+
+/**
+ * Connect to `peer`: at once if connected; else at its known addresses (`addrs`, e.g. its node
+ * record, merged into the peer store first); else through the DHT: the members connected to it
+ * tell us where it is now, those addresses replace the stale ones (the dialer tries addresses one
+ * after another, a dead one costs a whole address timeout), and we dial again. Never throws.
+ */
+export async function reachPeer (host: Libp2p<{ dht?: KadDHT }>, peer: PeerId, addrs: Multiaddr[] = []): Promise<ReachResult> {
+  if (peer.equals(host.peerId)) return 'connected'
+  if (host.getConnections(peer).length > 0) return 'connected'
+  try {
+    if (addrs.length > 0) await host.peerStore.merge(peer, { multiaddrs: addrs })
+    if ((await host.peerStore.get(peer).catch(() => null))?.addresses.length !== 0) {
+      await host.dial(peer)
+      return 'known-addrs'
+    }
+  } catch { /* stale or no addresses: ask the DHT */ }
+  const found = await findPeerAddrs(host, peer)
+  if (found.length === 0) return 'unreachable'
+  try {
+    await host.peerStore.patch(peer, { multiaddrs: found })
+    await host.dial(peer)
+    return 'dht'
+  } catch { return 'unreachable' }
+}
+
+/** Where the DHT says `peer` is now (its own answer or its neighbours'), never our cache: [] when
+ * nobody knows or the lookup timed out. */
+export async function findPeerAddrs (host: Libp2p<{ dht?: KadDHT }>, peer: PeerId, timeoutMs = DHT_FIND_PEER_TIMEOUT_MS): Promise<Multiaddr[]> {
+  const dht = host.services.dht
+  if (dht == null) return []
+  try {
+    for await (const ev of dht.findPeer(peer, { useCache: false, signal: AbortSignal.timeout(timeoutMs) })) {
+      if (ev.name === 'FINAL_PEER' && ev.peer.multiaddrs.length > 0) return ev.peer.multiaddrs
+    }
+  } catch { /* not found, or timed out */ }
+  return []
 }
 
 /** Dials bootstrap peers now, then redials the unconnected ones until the host stops. */
