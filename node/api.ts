@@ -395,7 +395,8 @@ async function * events (d: ApiDeps, p: { since?: number, follow?: boolean }, si
   } finally { unsubscribe(); unsubscribeNotes() }
 }
 
-function idsTouched (cmd: Command): string[] {
+/** The VMs a command is about (their watchers and their history on the dashboard). */
+export function idsTouched (cmd: Command): string[] {
   switch (cmd.type) {
     case 'CreateVm': case 'UpdateVmSpec': case 'SetVmDesiredState': case 'AssignVm': case 'DeleteVm':
       return [cmd.id]

@@ -63,6 +63,9 @@ export const CONFIG_KEYS = [
   K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'HTTP port of /metrics, the dashboard and /api/state'),
   // besides the listen address and localhost names: a DNS-rebinding page comes with a foreign
   // Host: and gets nothing (node/http.ts)
+  // off: the dashboard is read-only. On: it offers start/stop/migrate/drain, each command signed in
+  // the browser by a key an admin added with `blixard admin add` (node/dashboard-actions.ts)
+  K('dashboardActions', 'dashboard-actions', 'BLIXARD_DASHBOARD_ACTIONS', 'bool', 'let the dashboard offer admin actions, signed in the browser by an admin\'s key'),
   K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
@@ -126,6 +129,7 @@ export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   labels: {},
   metricsPort: 9630,
   httpAllowedHosts: [],
+  dashboardActions: false,
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },

@@ -13,7 +13,7 @@ import type { NodeConfig } from './config.ts'
 import { loadSigningIdentity } from './identity.ts'
 import { readClusterKey } from './keygen.ts'
 import type { BlixardHost } from './net/host.ts'
-import type { RpcClient } from './net/rpc.ts'
+import type { RpcClient, RpcHandlers } from './net/rpc.ts'
 import { RpcClients } from './net/rpc-clients.ts'
 import { RaftService } from './raft-service.ts'
 import { createLogger, type Logger } from './log.ts'
@@ -57,6 +57,8 @@ export class Daemon {
   readonly kv: LmdbKv
   readonly sm: StateMachine
   http: HttpServer | null = null
+  /** the API's handlers, which the dashboard's actions and VM view call in-process (node/http.ts) */
+  api: RpcHandlers = {}
   /** scheduler, HA, agent, QEMU: null until boot has started them */
   exec: Execution | null = null
   private readonly listeners = new Set<AppliedListener>()
@@ -108,6 +110,7 @@ export class Daemon {
     const board: LoadBoard = { hints: () => this.gauges.loadHints() }
     const propose = async (env: CommandEnvelope): Promise<ApplyResult> => await this.propose(env)
     const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, raft: () => this.raft, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data) => await consoleInput(this.consoleDeps(), vm, data), metrics: this.metrics })
+    this.api = api
     this.host = await startNodeHost({
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, raft: () => this.raft, api,
       renewLease: () => this.exec == null ? null : async (peer, epoch) => await (this.exec as Execution).ha.receive(peer, epoch),
@@ -155,6 +158,9 @@ export class Daemon {
   }
 
   recentEvents (): ClusterEvent[] { return this.events.recent() }
+
+  /** one VM's recent events, for the dashboard's VM view */
+  vmHistory (id: string): ClusterEvent[] { return this.events.vmHistory(id) }
 
   private onApplied (i: number, env: CommandEnvelope, r: ApplyResult): void {
     this.events.beforeDescribe(env, r)

@@ -6,11 +6,15 @@ import { describeHaCommand } from './ha/service.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { AnyConfChange } from '../protocols/raft/types.ts'
 import { isConfChangeV2 } from '../protocols/raft/confchange.ts'
+import { idsTouched } from './api.ts'
 
 /** recent events kept for the dashboard and the start of `blixard events` */
 export const MAX_EVENTS = 100
 
 export interface ClusterEvent { at: number, index: number, text: string }
+
+/** events kept per VM for its history on the dashboard's VM view (dropped with the VM) */
+export const VM_HISTORY_MAX = 30
 
 /** One line per autopilot decision, for the cluster's events (peer ids: EventLog.note names them). */
 export function autopilotEventText (d: AutopilotDecision): string {
@@ -99,6 +103,8 @@ export class EventLog {
   private readonly noteListeners = new Set<(e: ClusterEvent) => void>()
   /** every VM's name by id: a DeleteVm is described after it applied, when the record is gone */
   private readonly vmNames = new Map<string, string>()
+  /** per VM id, its own recent events (vmHistory) */
+  private readonly vmEvents = new Map<string, ClusterEvent[]>()
   /** names of the VMs the entry being described deleted (until the next entry) */
   private gone = new Map<string, string>()
 
@@ -125,7 +131,21 @@ export class EventLog {
   applied (index: number, env: CommandEnvelope, r: ApplyResult): void {
     const text = this.describe(env, r)
     if (text !== '') this.push({ at: env.at, index, text }) // '': routine (lease renewals)
+    const c = env.cmd
+    for (const id of idsTouched(c)) {
+      if (c.type === 'DeleteVm' && r.ok) { this.vmEvents.delete(id); continue }
+      // a status report names only this VM's line, not its batch-mates'
+      const own = c.type === 'ReportVmStatus' ? this.describe({ ...env, cmd: { ...c, reports: c.reports.filter((x) => x.id === id) } }, r) : text
+      if (own === '' || (!r.ok && this.vmEvents.get(id) == null)) continue
+      const list = this.vmEvents.get(id) ?? []
+      list.push({ at: env.at, index, text: own })
+      if (list.length > VM_HISTORY_MAX) list.shift()
+      this.vmEvents.set(id, list)
+    }
   }
+
+  /** The last VM_HISTORY_MAX events of one VM since this node started (oldest first). */
+  vmHistory (id: string): ClusterEvent[] { return (this.vmEvents.get(id) ?? []).slice() }
 
   describe (env: CommandEnvelope, r: ApplyResult): string { return describeCommand(env, r, nameIn(this.sm, this.gone)) }
 

@@ -1,11 +1,22 @@
 // The daemon's HTTP side, bound to localhost by default: Prometheus metrics on
-// /metrics, the read-only dashboard on / with its JSON feed on /api/state.
+// /metrics, the dashboard on / with its JSON feed on /api/state and one VM's view on /api/vm, and
+// (only when the config turns them on) the dashboard's signed actions on /api/prepare and
+// /api/submit (node/dashboard-actions.ts).
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { randomBytes } from 'node:crypto'
 import type { Daemon } from './daemon.ts'
 import { dashboardHtml } from './dashboard.ts'
+import { handleAction } from './dashboard-actions.ts'
 import { namesForIds } from './events.ts'
+import type { ClusterEvent } from './events.ts'
+import type { VmSpec } from '../protocols/model.ts'
+import type { RpcCallContext } from './net/rpc.ts'
+
+/** The console tail the VM view shows, and how long fetching it (maybe from another node) may take. */
+export const CONSOLE_TAIL_BYTES = 4096
+const CONSOLE_TAIL_TIMEOUT_MS = 3_000
 
 export interface HttpServer {
   port: number
@@ -20,6 +31,72 @@ export interface ClusterView {
   nodes: Array<{ id: string, name: string, state: string, downSince: number | null, unreachableSince: number | null, role: 'voter' | 'learner' | 'none', leader: boolean, capacity: unknown, load: { cpuPct: number, memPct: number, diskPct: number, vmCount: number, ageMs: number } | null }>
   vms: Array<{ id: string, name: string, phase: string, desired: string, node: string | null, nodeName: string | null, reason: string, vcpus: number, memoryMiB: number }>
   events: Array<{ at: number, index: number, text: string }>
+  /** whether this node's dashboard offers actions (dashboardActions), and who may sign them */
+  actions: { enabled: boolean, admins: string[] }
+}
+
+/** One VM as the dashboard's VM view shows it: spec, status, its recent events, why it is placed
+ * where it is (vm explain, nodes by name), and the tail of its serial console. */
+export interface VmDetail {
+  id: string
+  name: string
+  spec: VmSpec
+  generation: number
+  desired: string
+  phase: string
+  reason: string
+  node: string | null
+  nodeName: string | null
+  ip: string | null
+  migration: { target: string, phase: string } | null
+  history: ClusterEvent[]
+  /** chosen: where the scheduler would place it afresh now (vm explain), node by node why */
+  placement: { chosen: string | null, nodes: Array<{ node: string, feasible: boolean, why: string, score: number | null }> } | { error: string }
+  console: { text: string } | { error: string }
+}
+
+export async function vmDetail (d: Daemon, ref: string): Promise<VmDetail | null> {
+  const vm = d.sm.getVm(ref) ?? d.sm.getVmByName(ref)
+  if (vm == null) return null
+  const names = new Map(d.sm.listNodes().map((n) => [n.id, n.name]))
+  const name = (id: string | null | undefined): string | null => id == null ? null : names.get(id) ?? id
+  const signal = AbortSignal.timeout(CONSOLE_TAIL_TIMEOUT_MS)
+  const ctx = { peer: '', method: 'vm.explain', signal } as unknown as RpcCallContext
+  let placement: VmDetail['placement']
+  try {
+    const ex = await d.api['vm.explain']!({ vm: vm.id, stale: true }, ctx)
+    placement = {
+      chosen: name(ex.decision.nodeId),
+      // a filter's reason starts with the filter's name already ("cpu: 1 reserved + …")
+      nodes: (ex.decision.nodes ?? []).map((n) => {
+        const reason = n.reason ?? ''
+        const why = n.feasible ? '' : reason.startsWith(`${n.filter ?? ''}:`) ? reason : `${n.filter ?? ''}: ${reason}`
+        return { node: name(n.nodeId) ?? n.nodeId, feasible: n.feasible, why: namesForIds(why, (id) => name(id) ?? id), score: n.total ?? null }
+      })
+    }
+  } catch (e) { placement = { error: (e as Error).message } }
+  let console: VmDetail['console']
+  try {
+    let text = ''
+    for await (const t of d.vmLogs(vm, { follow: false, tailBytes: CONSOLE_TAIL_BYTES }, signal)) text += t
+    console = { text: text.slice(-CONSOLE_TAIL_BYTES) }
+  } catch (e) { console = { error: (e as Error).message } }
+  return {
+    id: vm.id,
+    name: vm.spec.name,
+    spec: vm.spec,
+    generation: vm.generation,
+    desired: vm.desired,
+    phase: vm.status.phase,
+    reason: namesForIds(vm.status.reason, (id) => name(id) ?? id),
+    node: vm.assignedNode,
+    nodeName: name(vm.assignedNode),
+    ip: vm.status.ip ?? null,
+    migration: vm.migration == null ? null : { target: name(vm.migration.target) ?? vm.migration.target, phase: vm.migration.phase },
+    history: d.vmHistory(vm.id),
+    placement,
+    console
+  }
 }
 
 export function clusterView (d: Daemon, now = Date.now()): ClusterView {
@@ -52,7 +129,8 @@ export function clusterView (d: Daemon, now = Date.now()): ClusterView {
       id: v.id, name: v.spec.name, phase: v.status.phase, desired: v.desired, node: v.assignedNode,
       nodeName: v.assignedNode == null ? null : names.get(v.assignedNode) ?? null, reason: namesForIds(v.status.reason, (id) => names.get(id) ?? id), vcpus: v.spec.vcpus, memoryMiB: v.spec.memoryMiB
     })),
-    events: d.recentEvents()
+    events: d.recentEvents(),
+    actions: { enabled: d.cfg.dashboardActions, admins: d.sm.listAdmins().map((a) => a.peerId) }
   }
 }
 
@@ -98,6 +176,10 @@ export async function startHttp (d: Daemon, host = '127.0.0.1'): Promise<HttpSer
     // before anything else, so a foreign host learns nothing of the state (not even a 404 list)
     const refused = checkRequestHost({ host: req.headers.host, origin: req.headers.origin }, host, extraHosts)
     if (refused != null) { res.writeHead(refused.status, { 'content-type': 'text/plain' }).end(refused.why); return }
+    if (req.method === 'POST' && (url === '/api/prepare' || url === '/api/submit')) {
+      void handleAction(url === '/api/prepare' ? 'prepare' : 'submit', req, res, { enabled: d.cfg.dashboardActions, api: d.api, sm: d.sm })
+      return
+    }
     if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('method not allowed\n'); return }
     if (url === '/metrics') {
       try { d.refreshMetrics() } catch (err) { d.log.debug('metrics refresh failed', { err }) }
@@ -110,8 +192,25 @@ export async function startHttp (d: Daemon, host = '127.0.0.1'): Promise<HttpSer
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(clusterView(d)))
       return
     }
+    if (url === '/api/vm') {
+      const ref = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('vm') ?? ''
+      vmDetail(d, ref).then((v) => {
+        if (v == null) res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { kind: 'NotFound', message: `no VM named or with id '${ref}'` } }))
+        else res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(v))
+      }).catch((err: Error) => { res.writeHead(500).end(`vm view failed: ${err.message}\n`) })
+      return
+    }
     if (url === '/' || url === '/index.html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(dashboardHtml())
+      // the page's one script runs by its nonce; nothing else may run, load, or frame the page
+      // (an injected script or a framing page could otherwise click the actions with the admin's key)
+      const nonce = randomBytes(16).toString('base64')
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+        'x-frame-options': 'DENY',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer'
+      }).end(dashboardHtml(nonce))
       return
     }
     if (url === '/healthz') { res.writeHead(200).end('ok\n'); return }

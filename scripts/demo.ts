@@ -5,10 +5,9 @@
 //   npm start [-- --exit] [--dir .cluster] [--base-port 7001]
 import '../node/polyfill.ts'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { prepareLocalCluster, startNode } from './local-cluster.ts'
+import { prepareLocalCluster, removeEnvFile, startNode, writeEnvFile } from './local-cluster.ts'
 import { whoami } from '../node/cli/connect.ts'
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
@@ -30,10 +29,10 @@ if (g.status !== 0) { process.stderr.write('cannot build the tiny guest; run scr
 step('starting 3 blixard-node processes on 127.0.0.1 (bootstrap addresses, mDNS off)')
 const admin = await whoami()
 const c = await prepareLocalCluster({ dir: get('--dir'), basePort: Number(get('--base-port') ?? 7001) })
-writeFileSync(join(c.dir, 'env'), `export BLIXARD_PEER=${c.nodes[0].addr}\nexport BLIXARD_CLUSTER_KEY_FILE=${c.keyFile}\n`)
+const envFile = writeEnvFile(c)
 for (const n of c.nodes) { startNode(c, n, { admins: [admin], logToFiles: true }); process.stdout.write(`  ${n.name}  ${n.addr}\n`) }
 const env = { ...process.env, BLIXARD_PEER: c.nodes[0].addr, BLIXARD_CLUSTER_KEY_FILE: c.keyFile }
-const stopAll = (): void => { for (const n of c.nodes) n.proc?.kill('SIGTERM') }
+const stopAll = (): void => { for (const n of c.nodes) n.proc?.kill('SIGTERM'); removeEnvFile(c) }
 process.on('SIGINT', () => { stopAll(); process.exit(130) })
 
 step('waiting for the cluster to elect a leader')
@@ -64,7 +63,7 @@ if (exitAfter) {
 }
 process.stdout.write(`
 The cluster keeps running. In another shell:
-  source ${c.dir}/env
+  source ${envFile}
   node bin/blixard.js nodes
   node bin/blixard.js vm logs demo -f
   node bin/blixard.js node drain node1
@@ -72,4 +71,5 @@ The cluster keeps running. In another shell:
 Ctrl-C here stops all three nodes (the guest keeps running until its node's agent is back: delete it first with 'blixard vm delete demo').
 `)
 await Promise.all(c.nodes.map(async (n) => await new Promise((r) => n.proc?.on('exit', r))))
+removeEnvFile(c)
 

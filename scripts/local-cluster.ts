@@ -7,7 +7,7 @@
 import '../node/polyfill.ts'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdirSync, existsSync, openSync, writeFileSync } from 'node:fs'
+import { mkdirSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -53,6 +53,21 @@ export async function prepareLocalCluster (o: LocalClusterOptions = {}): Promise
   return { dir, keyFile, nodes }
 }
 
+/** Writes DIR/env (BLIXARD_PEER and BLIXARD_CLUSTER_KEY_FILE of this cluster) for `source`, and
+ * returns its path. It lives with the cluster's own dir, so `--dir` elsewhere never leaves the
+ * tour reading another cluster's file; removeEnvFile takes it away when the cluster stops. */
+export function writeEnvFile (c: { dir: string, keyFile: string, nodes: LocalNode[] }): string {
+  const path = join(c.dir, 'env')
+  writeFileSync(path, `# the local cluster in ${c.dir} (removed when it stops)\nexport BLIXARD_PEER=${c.nodes[0].addr}\nexport BLIXARD_CLUSTER_KEY_FILE=${c.keyFile}\n`)
+  return path
+}
+
+/** The cluster stopped: its env file goes, so a later `source` fails loudly instead of pointing the
+ * CLI at nodes that are gone. */
+export function removeEnvFile (c: { dir: string }): void {
+  rmSync(join(c.dir, 'env'), { force: true })
+}
+
 export function startNode (c: { keyFile: string, nodes: LocalNode[] }, node: LocalNode, o: LocalClusterOptions = {}): ChildProcess {
   const admins = o.admins ?? []
   const args = [
@@ -85,15 +100,16 @@ async function main (): Promise<void> {
   const get = (f: string): string | undefined => { const i = argv.indexOf(f); return i >= 0 ? argv[i + 1] : undefined }
   const admin = await whoami()
   const c = await prepareLocalCluster({ nodes: Number(get('--nodes') ?? 3), dir: get('--dir'), basePort: Number(get('--base-port') ?? 7001) })
-  writeFileSync(join(c.dir, 'env'), `export BLIXARD_PEER=${c.nodes[0].addr}\nexport BLIXARD_CLUSTER_KEY_FILE=${c.keyFile}\n`)
+  const envFile = writeEnvFile(c)
   for (const n of c.nodes) startNode(c, n, { admins: [admin], logToFiles: true })
   process.stdout.write(`Started ${c.nodes.length} blixard-node processes (logs in ${c.dir}/nodeN/log):\n`)
   for (const n of c.nodes) process.stdout.write(`  ${n.name}  ${n.addr}  metrics+dashboard http://127.0.0.1:${n.metricsPort}/\n`)
-  process.stdout.write(`\nTalk to it (any node answers):\n  source ${c.dir}/env\n  npx blixard status\n  npx blixard vm create demo --memory 128M --wait\n\nCtrl-C stops the cluster.\n`)
+  process.stdout.write(`\nTalk to it (any node answers):\n  source ${envFile}\n  npx blixard status\n  npx blixard vm create demo --memory 128M --wait\n\nCtrl-C stops the cluster.\n`)
   const stop = (): void => { for (const n of c.nodes) n.proc?.kill('SIGTERM') }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
   await Promise.all(c.nodes.map(async (n) => await new Promise((resolve) => n.proc?.on('exit', resolve))))
+  removeEnvFile(c)
 }
 
 if (process.argv[1] != null && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main()

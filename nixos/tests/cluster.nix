@@ -1,7 +1,7 @@
 # Three NixOS VMs running services.blixard: they form one cluster over mDNS and the static
 # one leader, and each daemon is active with its QEMU from the module.
-# Run with network and Nix: `nix build .#checks.x86_64-linux.cluster -L` (needs the real
-# npmDepsHash in nixos/package.nix). Not run in this repository's own test suite (no nixpkgs here).
+# Run with network and Nix: `nix build .#checks.x86_64-linux.cluster -L` (the package takes its npm
+# dependencies by importNpmLock: no hash to fill in). Not run in this repository's own test suite (no nixpkgs here).
 { self }:
 let
   node = { pkgs, ... }: {

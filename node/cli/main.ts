@@ -191,8 +191,11 @@ const COMMANDS: Record<string, Command> = {
   },
   'node drain': {
     summary: 'Move every VM off a node (running ones live, without a restart) and take no new ones',
-    usage: 'blixard node drain NODE [--wait] [--json]',
-    flags: { wait: { help: 'follow each VM as it leaves (live or cold, with its reason) until the node is empty' } },
+    usage: 'blixard node drain NODE [--wait] [--force] [--json]',
+    flags: {
+      wait: { help: 'follow each VM as it leaves (live or cold, with its reason) until the node is empty' },
+      force: { help: 'drain even when some of its VMs fit no other node (they stop and stay pending)' }
+    },
     run: async (p, out) => await drain(p, out)
   },
   'node undrain': {
@@ -673,9 +676,34 @@ function migrationLine (m: MigrationRecord, nm: (id: string) => string, t0: numb
  * live, the others cold); with --wait, one line per VM as it moves, until the node is empty. */
 async function drain (p: Parsed, out: Output): Promise<number> {
   return await withCluster(p, async ({ client }) => {
-    const n = await mutate(client, invocationKey(p), 'node.drain', { node: need(p, 1, 'NODE')[0] })
+    const ref = need(p, 1, 'NODE')[0]
+    const node = await client.call('node.show', { node: ref })
+    const held = await client.call('vm.list', { node: node.id })
+    // a VM no other node can take would stop and wait, pending: say which and why, before acting
+    if (!bool(p, 'force')) {
+      const names = nodeNames(await client.call('node.list', { stale: true }))
+      const stranded: string[] = []
+      for (const v of held.filter((x) => x.desired === 'running')) {
+        const ex = await client.call('vm.explain', { vm: v.id })
+        const others = (ex.decision.nodes ?? []).filter((x) => x.nodeId !== node.id)
+        if (others.some((x) => x.feasible)) continue
+        const why = others.map((x) => `${names.get(x.nodeId) ?? shortId(x.nodeId)}: ${x.reason ?? x.filter ?? 'does not fit'}`).join(', ')
+        stranded.push(`${v.spec.name} (${why === '' ? 'no other node' : why})`)
+      }
+      if (stranded.length > 0) {
+        throw new CliError('Conflict', `draining node ${node.name} would strand ${stranded.length} VM(s) that no other node can take now: ${stranded.join('; ')}; node ${node.name} was not drained`,
+          `Free capacity or relax their constraints (blixard vm explain VM), or drain anyway with --force: they stop and stay pending until a node fits.`)
+      }
+    }
+    const n = await mutate(client, invocationKey(p), 'node.drain', { node: node.id })
+    if (held.length === 0 && !bool(p, 'wait')) {
+      // nothing to move: drained as soon as it is marked
+      out.progress(`Node ${n.name} is drained: it holds no VMs, and takes no new ones until blixard node undrain ${n.name}.`)
+      out.data(n, () => `node ${n.name}: ${n.state}`)
+      return EXIT.ok
+    }
     if (!bool(p, 'wait')) {
-      out.progress(`Node ${n.name} is draining: its running VMs move live, the others cold. Follow with: blixard node drain ${n.name} --wait`)
+      out.progress(`Node ${n.name} is draining: its ${held.length} VM(s) move, running ones live, the others cold. Follow with: blixard node drain ${n.name} --wait`)
       out.data(n, () => `node ${n.name}: ${n.state}`)
       return EXIT.ok
     }

@@ -1,8 +1,13 @@
 // The dashboard of a live 3-node cluster, opened in headless Chromium (Debian
 // chromium driven by playwright-core): it shows the nodes with their roles and
 // the VMs with phase and host as /api/state and the CLI's --json view have
-// them, refreshes live, shows a silent node amber `unreachable`, stays read-only and on localhost,
-// and leaves screenshots in test/out/dashboard.png (and dashboard-unreachable.png).
+// them, refreshes live, shows a silent node amber `unreachable`, stays read-only where actions are
+// off and on localhost, opens a VM's view (spec, history, placement, console), and — on the one
+// node with dashboardActions, once an admin added the browser's own key — stops, migrates, starts
+// a VM and drains a node by clicks, while requests without an admin's signature (or from another
+// site) are refused and change nothing. Screenshots in test/out/dashboard.png,
+// dashboard-unreachable.png, dashboard-vm.png (a VM's view after the clicks) and
+// dashboard-actions.png (a node drained by a click).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdirSync, statSync } from 'node:fs'
@@ -11,12 +16,21 @@ import { join } from 'node:path'
 import { connect as tcpConnect } from 'node:net'
 import { chromium } from 'playwright-core'
 import type { Browser, Page } from 'playwright-core'
+import { generateKeyPairSync, sign as edSign } from 'node:crypto'
+import { peerIdFromPublicKey } from '@libp2p/peer-id'
+import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { OpsCluster, ROOT, until } from './cluster.ts'
+import { signCommand } from '../../protocols/auth.ts'
+import type { Signer } from '../../protocols/auth.ts'
+import type { Command } from '../../protocols/commands.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
+import { keySigner } from '../../node/cli/signing.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 // as root in a sandbox with no internet: no sandbox, no GPU, no background calls home
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-const VIEW = 1 // a follower or the leader: any node serves the dashboard
+const VIEW = 1 // a follower or the leader: any node serves the dashboard; the only one with actions on
+const READ_ONLY = 0 // dashboardActions off (the default)
 
 // a 60 s lease (the default is 9 s): a stopped node stays `unreachable` (reports stale, lease not
 // yet expired) long enough to be seen on a loaded host before it is marked down (the nodes inherit it)
@@ -43,14 +57,17 @@ async function vmRows (): Promise<VmRow[]> {
 }
 
 test.before(async () => {
-  c = await OpsCluster.start('dashboard', 17411)
+  c = await OpsCluster.start('dashboard', 17411, 3, 90_000, (i) => i === VIEW ? ['--dashboard-actions'] : [])
   const r = await c.cli(['vm', 'create', 'dash-first', '--json'])
   assert.is(r.code, 0, r.stderr)
   await until('dash-first placed', 30_000, async () => (await c.state(VIEW)).vms.find((v) => v.name === 'dash-first')?.node != null)
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS })
-  page = await browser.newPage({ viewport: { width: 1280, height: 720 } })
+  // the test's own predicates are strings evaluated in the page, which the page's CSP forbids
+  // (as it should): this page bypasses it; the read-only test's page runs under it
+  page = await browser.newPage({ viewport: { width: 1280, height: 720 }, bypassCSP: true })
   page.on('pageerror', (e) => { pageErrors.push(e.message) })
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()) })
+  page.on('dialog', (d) => { void d.accept() }) // the page asks before a drain or a migration
   await page.goto(c.url(VIEW, '/'))
   await page.waitForSelector('#nodes tbody tr', { timeout: 15_000 })
 })
@@ -112,8 +129,23 @@ test('the page refreshes live: a VM created after it loaded appears, with its ev
   assert.is(await page.locator('#nodes tbody tr .meter').count(), 9)
 })
 
-test('read-only and on localhost: no forms or buttons, writes refused, not reachable from outside', async () => {
+test('read-only where actions are off (the default) and on localhost: no forms or buttons, writes refused, not reachable from outside', async () => {
+  // the acting node too shows no control until an admin added this browser's key
   assert.is(await page.locator('form, button, input, select, textarea').count(), 0)
+  // the page under its own CSP (its script runs by nonce, nothing else may run or frame it)
+  const ro = await browser.newPage()
+  const roErrors: string[] = []
+  ro.on('pageerror', (e) => { roErrors.push(e.message) })
+  ro.on('console', (m) => { if (m.type() === 'error') roErrors.push(m.text()) })
+  const res = await ro.goto(c.url(READ_ONLY, '/#vm=dash-first'))
+  const csp = (await res?.allHeaders())?.['content-security-policy'] ?? ''
+  assert.match(csp, /script-src 'nonce-[^']+';/)
+  assert.match(csp, /frame-ancestors 'none'/)
+  await ro.locator('#vm-title', { hasText: 'VM dash-first' }).waitFor({ timeout: 15_000 })
+  assert.match(await ro.textContent('#access') ?? '', /^Read-only: actions are off on this node/)
+  assert.is(await ro.locator('form, button, input, select, textarea').count(), 0)
+  await ro.close()
+  assert.equal(roErrors, [])
   const post = await fetch(c.url(VIEW, '/api/state'), { method: 'POST', body: '{}' })
   assert.is(post.status, 405)
   const outside = Object.values(networkInterfaces()).flat().find((a) => a != null && a.family === 'IPv4' && !a.internal)
@@ -124,6 +156,142 @@ test('read-only and on localhost: no forms or buttons, writes refused, not reach
   })
   assert.is(reachable, false, `dashboard reachable on ${target}`)
   assert.equal(pageErrors, [])
+})
+
+/** A POST as the dashboard's own page sends it (JSON, its own Origin), with `headers` over that. */
+async function postAction (i: number, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, error: { kind: string, message: string } | null, json: Record<string, unknown> }> {
+  const res = await fetch(c.url(i, path), { method: 'POST', headers: { 'content-type': 'application/json', origin: `http://127.0.0.1:${c.nodes[i].metricsPort}`, ...headers }, body: JSON.stringify(body) })
+  const json = await res.json().catch(() => ({})) as Record<string, unknown>
+  return { status: res.status, error: (json.error as { kind: string, message: string } | undefined) ?? null, json }
+}
+
+/** prepare on the acting node, sign with `signer`, submit to node `to` as the page would. */
+async function signedSubmit (to: number, method: string, params: Record<string, unknown>, signer: Signer): Promise<Awaited<ReturnType<typeof postAction>>> {
+  const prep = await postAction(VIEW, '/api/prepare', { method, params })
+  assert.is(prep.status, 200, JSON.stringify(prep.json))
+  const cmd = prep.json.cmd as Command
+  const auth = await signCommand(signer, cmd, `attack-${Math.random()}`, prep.json.until as number)
+  return await postAction(to, '/api/submit', { method, params, cmd, auth: { ...auth, sig: Buffer.from(auth.sig).toString('base64') } })
+}
+
+async function vmState (name: string): Promise<{ desired: string, nodeName: string | null, phase: string }> {
+  const v = (await c.state(VIEW)).vms.find((x) => x.name === name)
+  assert.ok(v != null, name)
+  return v
+}
+
+test('a VM\'s view: its spec, status history, placement explanation and console tail', async () => {
+  await page.click('#vms tr[data-vm="dash-first"] .name a')
+  await page.waitForFunction('document.getElementById("vm-title").textContent === "VM dash-first"', undefined, { timeout: 15_000 })
+  const spec = await page.textContent('#vm-spec') ?? ''
+  assert.match(spec, /vCPUs1Memory128 MiB/, spec)
+  await page.waitForFunction('[...document.querySelectorAll("#vm-history .text")].some((td) => td.textContent === "VM dash-first created")', undefined, { timeout: 10_000 })
+  const host = (await vmState('dash-first')).nodeName
+  assert.match(await page.textContent('#vm-status') ?? '', `on ${host ?? '-'}`)
+  // vm explain, node by node: all three judged, the pick named
+  await page.waitForFunction('document.querySelectorAll("#vm-placement tbody tr").length === 3 && /would go to node\\d/.test(document.getElementById("vm-placement").textContent)', undefined, { timeout: 10_000 })
+  assert.ok(((await page.textContent('#vm-console')) ?? '').length > 0, 'a console tail, or why there is none')
+})
+
+test('attacks on the actions change nothing: no signature, a non-admin\'s, another site\'s request, or any request where actions are off', async () => {
+  const vm = await vmState('dash-first')
+  const before = (await c.state(VIEW)).raft.applied
+  const id = (await c.state(VIEW)).vms.find((v) => v.name === 'dash-first')?.id
+  // a key that is no admin, signing a well-formed stop
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+  const raw = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32))
+  const stranger: Signer = { peerId: peerIdFromPublicKey(publicKeyFromRaw(raw)).toString(), sign: (data) => new Uint8Array(edSign(null, data, privateKey)) }
+  const bad = await signedSubmit(VIEW, 'vm.stop', { vm: 'dash-first' }, stranger)
+  assert.is(bad.status, 403)
+  assert.is(bad.error?.kind, 'Unauthorized')
+  assert.match(bad.error?.message ?? '', /admin/)
+  // no signature at all; a forged one in the admin's name
+  const prep = await postAction(VIEW, '/api/prepare', { method: 'vm.stop', params: { vm: 'dash-first' } })
+  const unsigned = await postAction(VIEW, '/api/submit', { method: 'vm.stop', params: { vm: 'dash-first' }, cmd: prep.json.cmd })
+  assert.ok(unsigned.status >= 400 && unsigned.status < 500, `unsigned: ${unsigned.status}`)
+  const forged = await postAction(VIEW, '/api/submit', { method: 'vm.stop', params: { vm: 'dash-first' }, cmd: prep.json.cmd, auth: { signer: c.adminId, nonce: 'forged-1', until: prep.json.until, sig: Buffer.alloc(64, 7).toString('base64') } })
+  assert.is(forged.status, 403, JSON.stringify(forged.json))
+  // the admin's real signature, but sent by another site's page (CSRF), or as a form post
+  const { privateKey: adminKey } = await loadOrCreateIdentity(join(c.dir, 'cli'))
+  const admin = keySigner(c.adminId, adminKey)
+  const cross = await signedSubmitWith({ origin: 'http://evil.example' }, admin)
+  assert.is(cross.status, 403)
+  const sideways = await signedSubmitWith({ origin: `http://127.0.0.1:${c.nodes[VIEW].metricsPort}`, 'sec-fetch-site': 'cross-site' }, admin)
+  assert.is(sideways.status, 403)
+  const form = await signedSubmitWith({ 'content-type': 'application/x-www-form-urlencoded' }, admin)
+  assert.is(form.status, 403)
+  assert.match(form.error?.message ?? '', /JSON body/)
+  // the admin's real signature on a node whose dashboard is read-only: refused there
+  const ro = await signedSubmit(READ_ONLY, 'vm.stop', { vm: 'dash-first' }, admin)
+  assert.is(ro.status, 403)
+  assert.match(ro.error?.message ?? '', /^dashboard actions are off on this node/)
+  // a method the dashboard does not offer
+  const other = await postAction(VIEW, '/api/prepare', { method: 'admin.add', params: { peerId: stranger.peerId, name: 'x' } })
+  assert.is(other.status, 400)
+  // nothing changed: same desired state, and no command about the VM was even proposed
+  assert.is((await vmState('dash-first')).desired, vm.desired)
+  const events = (await c.state(VIEW)).events.filter((e) => e.index > before)
+  assert.not.ok(events.some((e) => /dash-first desired|admin/.test(e.text)), JSON.stringify(events))
+  assert.ok(id != null)
+
+  async function signedSubmitWith (headers: Record<string, string>, signer: Signer): Promise<Awaited<ReturnType<typeof postAction>>> {
+    const p = await postAction(VIEW, '/api/prepare', { method: 'vm.stop', params: { vm: 'dash-first' } })
+    const cmd = p.json.cmd as Command
+    const auth = await signCommand(signer, cmd, `csrf-${Math.random()}`, p.json.until as number)
+    return await postAction(VIEW, '/api/submit', { method: 'vm.stop', params: { vm: 'dash-first' }, cmd, auth: { ...auth, sig: Buffer.from(auth.sig).toString('base64') } }, headers)
+  }
+})
+
+test('actions by clicks once an admin added the browser\'s key: stop, migrate, start a VM; drain and undrain a node', async () => {
+  await page.goto(c.url(VIEW, '/#vm=dash-first'))
+  await page.waitForSelector('#browser-id', { timeout: 15_000 })
+  assert.match(await page.textContent('#access') ?? '', /not an admin\. To act from here, run blixard admin add 12D3KooW\w+ --name dashboard/)
+  const browserId = await page.textContent('#browser-id') ?? ''
+  const added = await c.cli(['admin', 'add', browserId, '--name', 'dashboard'])
+  assert.is(added.code, 0, added.stderr)
+  await page.waitForSelector('#vm-stop', { timeout: 15_000 })
+  assert.match(await page.textContent('#access') ?? '', /^Actions on: this browser signs as admin/)
+  // the key survives a reload (IndexedDB), and no script can read it out (non-extractable)
+  await page.reload()
+  await page.waitForSelector('#vm-stop', { timeout: 15_000 })
+  assert.is(await page.textContent('#browser-id'), browserId)
+  assert.is(await page.evaluate('(async () => { const db = await new Promise((r) => { const q = indexedDB.open("blixard-dashboard", 1); q.onsuccess = () => r(q.result) }); const p = await new Promise((r) => { const q = db.transaction("keys").objectStore("keys").get("admin"); q.onsuccess = () => r(q.result) }); return p.privateKey.extractable })()'), false)
+
+  await page.click('#vm-stop')
+  await page.waitForFunction('document.getElementById("action-status").textContent === "stop dash-first: done"', undefined, { timeout: 30_000 })
+  await until('dash-first desired stopped', 15_000, async () => (await vmState('dash-first')).desired === 'stopped')
+  await page.waitForFunction('document.querySelector("#vm-status .desired")?.textContent === "stopped"', undefined, { timeout: 10_000 })
+  // a stopped VM moves cold: to the first other node the page offers
+  await until('dash-first stopped', 60_000, async () => (await vmState('dash-first')).phase === 'stopped')
+  await page.waitForSelector('#vm-migrate:has-text("Migrate (cold)")', { timeout: 15_000 })
+  const from = (await vmState('dash-first')).nodeName
+  const to = await page.$eval('#vm-migrate-to option:nth-child(2)', (o) => o.textContent ?? '')
+  assert.ok(to !== from && /^node\d$/.test(to), `${to} from ${from ?? '-'}`)
+  await page.selectOption('#vm-migrate-to', to)
+  await page.click('#vm-migrate')
+  await page.waitForFunction('document.getElementById("action-status").textContent === "migrate dash-first: done"', undefined, { timeout: 30_000 })
+  await until(`dash-first on ${to}`, 15_000, async () => (await vmState('dash-first')).nodeName === to)
+  await page.click('#vm-start')
+  await page.waitForFunction('document.getElementById("action-status").textContent === "start dash-first: done"', undefined, { timeout: 30_000 })
+  await until('dash-first desired running', 15_000, async () => (await vmState('dash-first')).desired === 'running')
+  // the VM's own history tells the story, by name, as signed by the browser's admin key
+  await page.waitForFunction('["VM dash-first desired stopped", "VM dash-first desired running"].every((t) => [...document.querySelectorAll("#vm-history .text")].some((td) => td.textContent === t)) && [...document.querySelectorAll("#vm-history .text")].some((td) => /^VM dash-first moving cold to node\\d/.test(td.textContent))', undefined, { timeout: 15_000 })
+
+  await page.screenshot({ path: join(ROOT, 'test', 'out', 'dashboard-vm.png'), fullPage: true })
+
+  // a node without VMs, when there is one: its drain moves nothing (a live evacuation is migrate.test's)
+  const hosts = new Set((await c.state(VIEW)).vms.map((v) => v.nodeName))
+  const target = (c.nodes.find((n) => !hosts.has(n.name)) ?? c.nodes.find((n) => n.name !== to))?.name ?? 'node1'
+  await page.click(`#nodes tr[data-node="${target}"] .name a`)
+  await page.waitForSelector('#node-drain', { timeout: 10_000 })
+  await page.click('#node-drain')
+  await page.waitForFunction(`[...document.querySelectorAll('#nodes tr[data-node="${target}"] .state')].some((td) => td.textContent.startsWith('draining'))`, undefined, { timeout: 30_000 })
+  assert.match(await page.textContent('#node-action-status') ?? '', new RegExp(`^drain ${target}: done$`))
+  await page.screenshot({ path: join(ROOT, 'test', 'out', 'dashboard-actions.png'), fullPage: true })
+  await page.click('#node-undrain')
+  await page.waitForFunction(`[...document.querySelectorAll('#nodes tr[data-node="${target}"] .state')].some((td) => td.textContent === 'ready')`, undefined, { timeout: 30_000 })
+  await page.goto(c.url(VIEW, '/'))
+  await page.waitForSelector('#nodes tbody tr', { timeout: 15_000 })
 })
 
 test('a silent node turns amber `unreachable` with since when (not a green ready), and ready again once it speaks', async () => {

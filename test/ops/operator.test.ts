@@ -1,7 +1,7 @@
 // The operator's day (issue 16), each check against one live 3-node cluster through the real
 // `blixard` CLI: names where people read (ids only with -o wide or --json), events that say what
 // happened by name, node health that does not show a silent node as ready, a clear error from an
-// address that is not a Blixard node.
+// address that is not a Blixard node, a console, and a drain that warns before stranding a VM.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createServer } from 'node:net'
@@ -26,7 +26,8 @@ process.env.BLIXARD_LEASE_MS = '120000'
 
 let c: OpsCluster | null = null
 // the start is slow on a loaded host (three daemons compiling their TypeScript at once)
-const cluster = async (): Promise<OpsCluster> => { c ??= await OpsCluster.start('operator', 17461, 3, 240_000); return c }
+// node3 carries a label no other node has: a VM pinned to it fits nowhere else (the drain test)
+const cluster = async (): Promise<OpsCluster> => { c ??= await OpsCluster.start('operator', 17461, 3, 240_000, (i) => i === 2 ? ['--label', 'pin=here'] : []); return c }
 test.after(async () => { await c?.stop() })
 
 async function cli (args: string[], timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
@@ -191,6 +192,31 @@ test('vm console: what is typed reaches the guest\'s shell through any node, its
   assert.is(stranger.status, 6, stranger.stderr)
   assert.match(stranger.stderr, /is not an admin; 'vm\.consoleInput' changes the cluster/)
   await human(['vm', 'delete', 'con-probe', '--force'])
+})
+
+test('node drain: refused (exit 4, naming the VM and why) when a VM would be stranded, unless --force; a node holding no VMs is drained at once and says so', async () => {
+  const cl = await cluster()
+  const pinned = await cli(['vm', 'create', 'pinned', '--memory', '96M', '--constraint', 'pin==here', '--json'])
+  assert.is(pinned.code, 0, pinned.stderr)
+  await until('pinned placed on node3', 30_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'pinned')?.nodeName === 'node3')
+  const refused = jsonError(await cli(['node', 'drain', 'node3', '--json']), 'Conflict', 4)
+  assert.match(refused.message, /^draining node node3 would strand 1 VM\(s\) that no other node can take now: pinned \(node\d: constraint: pin == here fails/, refused.message)
+  assert.match(refused.message, /; node node3 was not drained$/)
+  assert.match(refused.next, /--force: they stop and stay pending/)
+  assert.is((await cl.state(0)).nodes.find((n) => n.name === 'node3')?.state, 'ready', 'nothing changed')
+  const forced = await cli(['node', 'drain', 'node3', '--force'])
+  assert.is(forced.code, 0, forced.stderr)
+  assert.match(forced.stderr, /^Node node3 is draining: its 1 VM\(s\) move/m)
+  await human(['node', 'undrain', 'node3'])
+  // nothing to move: not "its VMs are being moved"
+  const hosts = new Set((await cl.state(0)).vms.map((v) => v.nodeName))
+  const idle = ['node1', 'node2'].find((n) => !hosts.has(n)) ?? 'node1'
+  const empty = await cli(['node', 'drain', idle])
+  assert.is(empty.code, 0, empty.stderr)
+  assert.match(empty.stderr, new RegExp(`^Node ${idle} is drained: it holds no VMs`, 'm'))
+  assert.not.match(empty.stderr, /move/)
+  await human(['node', 'undrain', idle])
+  await human(['vm', 'delete', 'pinned', '--force'])
 })
 
 test.run()
