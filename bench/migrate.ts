@@ -1,13 +1,15 @@
-// npm run bench:migrate [-- --json] [--trials N] [--sizes 128,512,1024] [--variants direct,libp2p]
+// npm run bench:migrate [-- --json] [--trials N] [--sizes 128,512,1024] [--variants direct,tls,libp2p]
 //
-// Issue 15 item 8: a running tiny guest (TCG, console heartbeat every HEARTBEAT_MS) migrates
-// through the libp2p data path (node/migration/stream.ts: pnet + Noise + yamux between two libp2p
-// hosts on 127.0.0.1) and, in the same run, directly QEMU to QEMU over a loopback unix socket (the
-// anchor: the physical limit on this machine). Per guest size and path: QEMU's downtime and total
+// Issue 15 item 8: a running tiny guest (TCG, console heartbeat every HEARTBEAT_MS) migrates the way
+// the product moves it (tls: the two daemons' libp2p stream hands over a fresh key and the port,
+// then QEMU migrates over its own TCP with TLS-PSK: node/migration/tls.ts), through the older
+// libp2p data path (libp2p: the bytes carried by the stream, node/migration/stream.ts: pnet + Noise
+// + yamux between two libp2p hosts on 127.0.0.1) and, in the same run, directly QEMU to QEMU over a
+// loopback unix socket (the anchor: the physical limit on this machine). Per guest size and path: QEMU's downtime and total
 // time, and the downtime the guest saw (the longest gap between heartbeat lines as they reached
 // the host: the source's console until it stops, the target's after it resumes). One guest per
 // size moves from QEMU to QEMU along the chain of trials, the paths alternating in order so that
-// neither always goes first. Medians of --trials, and the libp2p/direct ratios.
+// neither always goes first. Medians of --trials, and each path's ratio to direct.
 //
 // Both paths use the same QEMU parameters (downtime limit DEFAULT_DOWNTIME_LIMIT_MS, QEMU's own
 // bandwidth default unless --max-bandwidth BYTES/s, 0 = unlimited).
@@ -23,8 +25,9 @@ import { buildQemuArgv, tscKhzFromCpuinfo } from '../node/qemu/cmdline.ts'
 import { buildTinyGuest, parseReadyMarker, tinyGuestBoot, type TinyGuest } from '../node/qemu/tiny-guest.ts'
 import { waitForText } from '../node/qemu/file-tail.ts'
 import { QmpClient } from '../node/qemu/qmp.ts'
-import { incomingArgs, localMigrationUri, runState, startMigration, waitForMigration, type MigrationProgress, type StartMigrationOptions } from '../node/qemu/migrate.ts'
-import { MigrationStreams, type BridgeStats } from '../node/migration/stream.ts'
+import { incomingArgs, localMigrationUri, runState, setMigrationParameters, startMigration, waitForMigration, type MigrationProgress, type StartMigrationOptions } from '../node/qemu/migrate.ts'
+import { MigrationStreams, type BridgeStats, type TlsHandshake } from '../node/migration/stream.ts'
+import { PSK_IDENTITY, credsId, listenTls, migrateTls, newPsk, removePskDir, writePskDir, type TlsOffer } from '../node/migration/tls.ts'
 import type { BlixardHost } from '../node/net/host.ts'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -36,7 +39,7 @@ const arg = (f: string): string | undefined => { const i = argv.indexOf(f); retu
 const json = argv.includes('--json')
 const TRIALS = Number(arg('--trials') ?? 3)
 const SIZES = (arg('--sizes') ?? '128,512,1024').split(',').map(Number)
-const VARIANTS = (arg('--variants') ?? 'direct,libp2p').split(',')
+const VARIANTS = (arg('--variants') ?? 'direct,tls,libp2p').split(',')
 const MAX_BANDWIDTH = arg('--max-bandwidth') != null ? Number(arg('--max-bandwidth')) : undefined
 /** the guest prints a counter this often: the resolution of the guest-seen downtime */
 const HEARTBEAT_MS = 20
@@ -53,7 +56,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 interface Beat { n: number, t: number }
 interface Qemu { dir: string, child: ChildProcess, qmp: QmpClient, serialSock: string, serialLog: string, incomingUri: string | null, beats: Beat[], console: Socket | null }
-interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, setupTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats, timeline?: Record<string, number> }
+interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, wallMs: number, setupTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats, timeline?: Record<string, number> }
 
 let guest: TinyGuest
 const procs: Qemu[] = []
@@ -79,7 +82,7 @@ function watchConsole (q: Qemu): void {
   q.console = s
 }
 
-async function launch (sizeMiB: number, incoming: boolean): Promise<Qemu> {
+async function launch (sizeMiB: number, incoming: boolean | 'defer'): Promise<Qemu> {
   const dir = await mkdtemp(join(tmpdir(), 'blx-bmig-'))
   const serialLog = join(dir, 'serial.log')
   const serialSock = join(dir, 'serial.sock')
@@ -87,7 +90,7 @@ async function launch (sizeMiB: number, incoming: boolean): Promise<Qemu> {
   const { binary, args } = buildQemuArgv(
     { vmId: 'bmig', vcpus: 1, memoryMiB: sizeMiB, boot: tinyGuestBoot(guest, { hostname: 'bmig', heartbeatMs: HEARTBEAT_MS }) },
     { accel: 'tcg', tscKhz }, { serialSock, serialLog, qmpSock })
-  const incomingUri = incoming ? `unix:${join(dir, 'in.sock')}` : null
+  const incomingUri = incoming === 'defer' ? 'defer' : incoming ? `unix:${join(dir, 'in.sock')}` : null
   const child = spawn(binary, [...args, ...(incomingUri != null ? incomingArgs(incomingUri) : [])], { stdio: ['ignore', 'ignore', 'inherit'] })
   const qmp = await QmpClient.connect(qmpSock, { timeoutMs: 10_000 })
   const q: Qemu = { dir, child, qmp, serialSock, serialLog, incomingUri, beats: [], console: null }
@@ -130,6 +133,8 @@ interface Net {
   stop: () => Promise<void>
   windowBytes?: number
   framePayloadBytes?: number
+  /** tls: the target's side of the handshake (it answers with `offer` once its QEMU listens) */
+  expectTls?: (id: string, offer: () => Promise<TlsOffer>) => Promise<BridgeStats>
 }
 
 /** `libp2p[:w=MiB][:y=MiB][:f=KiB][:p]`: the bridge's credit window, yamux's initial stream window,
@@ -137,6 +142,7 @@ interface Net {
 function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number, framePayloadBytes?: number, process: boolean } {
   const out: { windowBytes?: number, streamWindowBytes?: number, framePayloadBytes?: number, process: boolean } = { process: false }
   const [kind, ...kv] = v.split(':')
+  if (kind === 'tls') return out
   if (kind !== 'libp2p') throw new Error(`unknown variant ${v}: direct or libp2p[:w=MiB][:y=MiB][:p]`)
   for (const p of kv) {
     if (p === 'p') { out.process = true; continue }
@@ -168,6 +174,7 @@ async function makeNet (v: string): Promise<Net> {
       windowBytes: o.windowBytes,
       framePayloadBytes: o.framePayloadBytes,
       expect: async (id, targetSocket) => await dstStreams.expect({ id, allow: (p) => p.equals(src.peerId), targetSocket, windowBytes: o.windowBytes }),
+      expectTls: async (id, offer) => await dstStreams.expect({ id, allow: (p) => p.equals(src.peerId), offer }),
       stop: async () => { await srcStreams.stop(); await dstStreams.stop(); await Promise.all([src.stop(), dst.stop()]) }
     }
   }
@@ -199,12 +206,26 @@ async function makeNet (v: string): Promise<Net> {
 }
 
 async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Net | undefined, seq: number): Promise<{ dst: Qemu, r: Result }> {
-  const dst = await launch(sizeMiB, true)
+  const tls = variant === 'tls'
+  const dst = await launch(sizeMiB, tls ? 'defer' : true)
   const target = dst.incomingUri ?? ''
   const opts: StartMigrationOptions = MAX_BANDWIDTH != null ? { maxBandwidth: MAX_BANDWIDTH === 0 ? Number.MAX_SAFE_INTEGER : MAX_BANDWIDTH } : {}
   let streamStats: Promise<[BridgeStats, BridgeStats]> | null = null
   let uri = target
-  if (net != null) {
+  let control: TlsHandshake | null = null
+  let pskDir: string | null = null
+  if (tls && net?.expectTls != null) {
+    // the product's sequence (node/migration/service.ts): the target's QEMU listens with TLS under
+    // a fresh key, the source gets the offer over the libp2p stream, then QEMU migrates on its own
+    const id = `bench-${seq}`
+    const key = newPsk()
+    pskDir = await writePskDir(dst.dir, PSK_IDENTITY, key)
+    const port = await listenTls(dst.qmp, { host: '127.0.0.1', pskDir, credsId: credsId() })
+    const answered = net.expectTls(id, async () => ({ host: '127.0.0.1', port, identity: PSK_IDENTITY, key }))
+    answered.catch(() => {})
+    control = await net.srcStreams.handshakeTls({ id, peer: net.dstPeer })
+    await setMigrationParameters(src.qmp, opts)
+  } else if (net != null) {
     const id = `bench-${seq}`
     const accepted = net.expect(id, target.slice('unix:'.length))
     accepted.catch(() => {})
@@ -218,9 +239,12 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
   const t0 = performance.now()
   const wall0 = Date.now()
   const cpu0 = process.cpuUsage()
-  await startMigration(src.qmp, uri, opts)
+  if (control != null) await migrateTls(src.qmp, control.offer, { keyParent: src.dir, credsId: credsId() })
+  else await startMigration(src.qmp, uri, opts)
   const p: MigrationProgress = await waitForMigration(src.qmp, { timeoutMs: MIGRATE_TIMEOUT_MS, pollMs: 20 })
   const completedAt = Date.now()
+  await control?.end()
+  if (pskDir != null) await removePskDir(pskDir)
   const both = streamStats != null ? await streamStats : undefined
   const stats = both?.[0]
   // the source's and the target's stream moments, ms after `migrate` was issued (negative: before)
@@ -237,6 +261,8 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     sizeMiB,
     downtimeMs: p.downtimeMs ?? NaN,
     totalTimeMs: p.totalTimeMs ?? NaN,
+    // from `migrate` issued to completed seen here, the same clock for every path
+    wallMs: completedAt - wall0,
     setupTimeMs: p.setupTimeMs ?? NaN,
     guestGapMs: guestGap(src, dst, t0 - 1000),
     switchoverGapMs: switchoverGap(src, dst),
@@ -257,6 +283,7 @@ async function main (): Promise<void> {
   guest = await buildTinyGuest()
   const nets = new Map<string, Net>()
   for (const v of VARIANTS) if (v !== 'direct') nets.set(v, await makeNet(v))
+  for (const v of VARIANTS) if (v !== 'direct' && !v.startsWith('libp2p') && v !== 'tls') throw new Error(`unknown variant ${v}`)
   const results: Result[] = []
   let seq = 0
   try {
@@ -271,7 +298,7 @@ async function main (): Promise<void> {
           const { dst: next, r } = await migrateOnce(v, size, q, nets.get(v), seq++)
           q = next
           results.push(r)
-          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms, guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}, QEMU setup ${r.setupTimeMs} ms`)
+          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms (wall ${r.wallMs} ms), guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}, QEMU setup ${r.setupTimeMs} ms`)
           if (r.timeline != null) say(`    timeline (ms after migrate): ${Object.entries(r.timeline).sort((a, b) => a[1] - b[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`)
         }
       }
@@ -282,10 +309,10 @@ async function main (): Promise<void> {
     for (const n of nets.values()) await n.stop()
   }
   const summary = SIZES.map((size) => {
-    const per: Record<string, { downtimeMs: number, totalTimeMs: number, guestGapMs: number }> = {}
+    const per: Record<string, { downtimeMs: number, totalTimeMs: number, wallMs: number, guestGapMs: number }> = {}
     for (const v of VARIANTS) {
       const rs = results.filter((r) => r.sizeMiB === size && r.variant === v)
-      per[v] = { downtimeMs: median(rs.map((r) => r.downtimeMs)), totalTimeMs: median(rs.map((r) => r.totalTimeMs)), guestGapMs: median(rs.map((r) => r.guestGapMs)) }
+      per[v] = { downtimeMs: median(rs.map((r) => r.downtimeMs)), totalTimeMs: median(rs.map((r) => r.totalTimeMs)), wallMs: median(rs.map((r) => r.wallMs)), guestGapMs: median(rs.map((r) => r.guestGapMs)) }
     }
     const ratios: Record<string, number> = {}
     for (const v of VARIANTS) if (v !== 'direct' && per.direct != null) ratios[v] = per[v].totalTimeMs / per.direct.totalTimeMs
@@ -300,7 +327,7 @@ async function main (): Promise<void> {
   for (const s of summary) {
     for (const v of VARIANTS) {
       const m = s.medians[v]
-      say(`  ${String(s.sizeMiB).padStart(5)} MiB ${v.padEnd(8)} total ${m.totalTimeMs.toFixed(0)} ms, downtime ${m.downtimeMs.toFixed(0)} ms (QEMU), ${m.guestGapMs.toFixed(0)} ms (guest-seen)${v !== 'direct' && s.totalTimeRatio[v] != null ? `  ratio ${s.totalTimeRatio[v].toFixed(2)}× direct ${s.totalTimeRatio[v] <= MAX_RATIO ? '≤' : '>'} ${MAX_RATIO}` : ''}${m.guestGapMs > MAX_GUEST_DOWNTIME_MS ? `  guest gap > ${MAX_GUEST_DOWNTIME_MS} ms` : ''}`)
+      say(`  ${String(s.sizeMiB).padStart(5)} MiB ${v.padEnd(8)} total ${m.totalTimeMs.toFixed(0)} ms (wall ${m.wallMs.toFixed(0)}), downtime ${m.downtimeMs.toFixed(0)} ms (QEMU), ${m.guestGapMs.toFixed(0)} ms (guest-seen)${v !== 'direct' && s.totalTimeRatio[v] != null ? `  ratio ${s.totalTimeRatio[v].toFixed(2)}× direct ${s.totalTimeRatio[v] <= MAX_RATIO ? '≤' : '>'} ${MAX_RATIO}` : ''}${m.guestGapMs > MAX_GUEST_DOWNTIME_MS ? `  guest gap > ${MAX_GUEST_DOWNTIME_MS} ms` : ''}`)
     }
   }
 }

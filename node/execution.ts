@@ -23,7 +23,8 @@ import { chooseHypervisor, hypervisorSettingFromEnv, probeHostCapabilities } fro
 import type { Hypervisor } from './hypervisor/types.ts'
 import { HaService } from './ha/service.ts'
 import { Agent } from './agent.ts'
-import { MigrationService, maxBandwidthFromEnv } from './migration/service.ts'
+import { MigrationService, maxBandwidthFromEnv, transportFromEnv } from './migration/service.ts'
+import { migrationAddress } from './migration/tls.ts'
 import type { BlixardHost } from './net/host.ts'
 import { VolumeReconciler } from './volumes/reconciler.ts'
 
@@ -102,7 +103,7 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   // Live migration moves QEMUs the driver runs itself; a microvm.nix guest runs in its systemd unit,
   // so such a host takes no incoming migration (the move fails with this reason, nothing starts twice)
   const migrationHeld = (): string | null => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; live migration needs the QEMU driver' : ha.mayRun()
-  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: migrationHeld, isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), log: d.log.child({ part: 'migration' }) })
+  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: migrationHeld, isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), transport: transportFromEnv(), listenAddress: () => migrationAddress(d.host.getMultiaddrs()), log: d.log.child({ part: 'migration' }) })
   await migrations.start()
   agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
   await agent.start()

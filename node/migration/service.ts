@@ -3,12 +3,17 @@
 // from the other host. So a restarted daemon, or a new leader, finds the same work to do.
 //
 //   target, preparing    — builds the host side without fencing the source's disks, starts QEMU
-//                          with the same launch spec and `-incoming unix:…` in the VM's runtime dir,
-//                          accepts /blixard/migrate/1 from the source's peer id only, reports target-ready
-//                          (while QEMU starts: the stream waits for its socket)
+//                          with the same launch spec and `-incoming defer`, has it listen with TLS on
+//                          this node's address under a fresh key (node/migration/tls.ts), accepts
+//                          /blixard/migrate/1 from the source's peer id only and answers it with the
+//                          key and the port, reports target-ready (while QEMU starts: the answer waits
+//                          for it). Transport 'stream' instead: `-incoming unix:…`, the bytes bridged
+//                          through the stream
 //   source, preparing    — primes its QEMU meanwhile (QMP, migration parameters)
-//   source, transferring — migrates its QEMU (the driver's own QMP connection) into a local socket
-//                          that MigrationStreams carries to the target; reports progress at most every
+//   source, transferring — asks the target for its offer over the stream, then migrates its QEMU
+//                          (the driver's own QMP connection) straight to the target's with TLS (or,
+//                          transport 'stream', into a local socket that MigrationStreams carries to
+//                          the target); reports progress at most every
 //                          PROGRESS_REPORT_MS, then source-completed with QEMU's final figures: the
 //                          switchover (the source QEMU is paused for good)
 //   target, switched     — once its QEMU runs the guest: announce-self (the network learns the
@@ -46,7 +51,9 @@ import { QemuError } from '../qemu/errors.ts'
 import { loadTinyGuest } from '../qemu/tiny-guest.ts'
 import type { TinyGuest } from '../qemu/tiny-guest.ts'
 import { MigrationStreams } from './stream.ts'
-import type { BridgeTimes, MigrationHost } from './stream.ts'
+import type { BridgeStats, BridgeTimes, MigrationHost, MigrationTransport, TlsHandshake } from './stream.ts'
+import { PSK_IDENTITY, clearTls, credsId, listenTls, migrateTls, newPsk, removePskDir, writePskDir } from './tls.ts'
+import type { TlsOffer } from './tls.ts'
 import type { Logger } from '../log.ts'
 
 /** How often records are looked at besides the kicks on every applied command. */
@@ -66,6 +73,10 @@ const INCOMING_SOCKET_POLL_MS = 5
 const RESUME_WAIT_MS = 30_000
 /** How long the target waits for the source's stream once it is ready. */
 const EXPECT_STREAM_MS = 60_000
+/** tls: how often the target asks its QEMU whether the migration's connection is in (then its key
+ * file goes), and for how long at most */
+const KEY_WATCH_POLL_MS = 100
+const KEY_WATCH_MS = EXPECT_STREAM_MS + 30_000
 const POLL_MS = 50
 /** A target without a lease yet (it has just started) waits this long for its first one; the
  * first renewal is acknowledged within a renew interval or two (node/core/lease-rules.ts). */
@@ -119,6 +130,12 @@ export interface MigrationServiceDeps {
   stallMs?: number
   /** bytes per second QEMU may send (default: QEMU's own limit); BLIXARD_MIGRATION_MAX_BANDWIDTH */
   maxBandwidth?: number
+  /** how memory travels (default tls); BLIXARD_MIGRATION_TRANSPORT. Both parties must agree: the
+   * target refuses a source that asks for the other one, with the reason */
+  transport?: MigrationTransport
+  /** tls: the IP address this node's QEMU listens on for an incoming migration (the node's own,
+   * as its peers reach it); default 127.0.0.1 */
+  listenAddress?: () => string | null
   log: Logger
   now?: () => number
 }
@@ -280,9 +297,26 @@ export class MigrationService {
       tl.mark('target.hostReady')
       const dir = runtimePaths(this.d.dataDir, vm.id).dir
       const incoming = join(dir, 'incoming.sock')
-      const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming }
+      const tls = this.transport() === 'tls'
+      const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming: tls ? 'defer' : incoming }
       await this.d.driver.start(spec)
       tl.mark('target.qemuSpawned')
+      if (tls) {
+        const offer = this.offerTls(vm.id, dir, log)
+        offer.catch(() => {}) // read by the answer and below
+        const answered = this.streams.expect({ id, allow: (p) => p.toString() === m.source, offer: async () => await offer, timeoutMs: EXPECT_STREAM_MS })
+        answered.then((st) => {
+          tl.stream('target.handshake', st.times)
+          log.info('migration offer sent: the source QEMU connects with TLS', { ms: Math.round(st.durationMs) })
+        }, (err: unknown) => {
+          log.warn('migration handshake failed', { err })
+          void this.report(m, 'failed', { reason: `handshake with the source: ${(err as Error).message}` })
+        })
+        log.info('target ready: QEMU starts and waits for the incoming migration (TLS)', { source: m.source })
+        await Promise.all([this.report(m, 'target-ready').then(() => { tl.mark('target.readyCommitted') }), offer.then(() => { tl.mark('target.incomingListening') })])
+        log.info('migration timeline (target, preparing)', { marks: tl.marks })
+        return
+      }
       // only the record's source may open the stream, for this attempt only; it may come before
       // QEMU listens (the ready report below does not wait for that), and then waits for it
       const bridged = this.streams.expect({ id, allow: (p) => p.toString() === m.source, targetSocket: incoming, timeoutMs: EXPECT_STREAM_MS, connectWaitMs: INCOMING_SOCKET_WAIT_MS })
@@ -305,6 +339,25 @@ export class MigrationService {
       await this.report(m, 'failed', { reason: (err as Error).message })
     }
   }
+
+  /** tls: a fresh key in its private file, and the target QEMU listening on this node's address
+   * with it. The key file goes once the migration's connection is in (or the wait ends). */
+  private async offerTls (vmId: string, dir: string, log: Logger): Promise<TlsOffer> {
+    const key = newPsk()
+    const pskDir = await writePskDir(dir, PSK_IDENTITY, key)
+    try {
+      const qmp = await this.d.driver.qmp(vmId)
+      const host = this.d.listenAddress?.() ?? '127.0.0.1'
+      const port = await listenTls(qmp, { host, pskDir, credsId: credsId() })
+      void removeKeyWhenConnected(qmp, pskDir).then(() => { log.debug('migration key file removed', { pskDir }) })
+      return { host, port, identity: PSK_IDENTITY, key }
+    } catch (err) {
+      await removePskDir(pskDir)
+      throw err
+    }
+  }
+
+  private transport (): MigrationTransport { return this.d.transport ?? 'tls' }
 
   /** After the switchover: waits for the guest to run here, has its NICs announce their new place
    * (announce-self), and reports target-running. */
@@ -351,23 +404,42 @@ export class MigrationService {
     let qmp: QmpClient | undefined
     const tl = new MigrationTimeline(m.started)
     tl.mark('source.transferringSeen')
+    let creds: string | null = null
+    let control: TlsHandshake | null = null
     try {
-      const listenSocket = join(runtimePaths(this.d.dataDir, vm.id).dir, 'outgoing.sock')
-      // the stream opens (a round trip to the target) while QMP connects and QEMU is told to migrate
-      const [{ done }, q] = await Promise.all([this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket }), this.d.driver.qmp(vm.id)])
-      qmp = q
-      tl.mark('source.qmpAndListening')
-      log.info('migrating live', { target: m.target })
-      if (this.primed.has(id)) await migrateTo(qmp, `unix:${listenSocket}`)
-      else await startMigration(qmp, `unix:${listenSocket}`, this.migrationOptions())
+      const dir = runtimePaths(this.d.dataDir, vm.id).dir
+      let done: Promise<BridgeStats | null> = Promise.resolve(null)
+      if (this.transport() === 'tls') {
+        // the offer (a round trip to the target, which answers once its QEMU listens) while QMP connects
+        const [hs, q] = await Promise.all([this.streams.handshakeTls({ id, peer: peerIdFromString(m.target) }), this.d.driver.qmp(vm.id)])
+        control = hs
+        qmp = q
+        tl.stream('source.handshake', hs.times)
+        log.info('migrating live (TLS)', { target: m.target, to: `${hs.offer.host}:${hs.offer.port}` })
+        if (!this.primed.has(id)) await setMigrationParameters(qmp, this.migrationOptions())
+        creds = credsId()
+        await migrateTls(qmp, hs.offer, { keyParent: dir, credsId: creds })
+      } else {
+        const listenSocket = join(dir, 'outgoing.sock')
+        // the stream opens (a round trip to the target) while QMP connects and QEMU is told to migrate
+        const [sent, q] = await Promise.all([this.streams.send({ id, peer: peerIdFromString(m.target), listenSocket }), this.d.driver.qmp(vm.id)])
+        qmp = q
+        done = sent.done
+        tl.mark('source.qmpAndListening')
+        log.info('migrating live', { target: m.target })
+        if (this.primed.has(id)) await migrateTo(qmp, `unix:${listenSocket}`)
+        else await startMigration(qmp, `unix:${listenSocket}`, this.migrationOptions())
+      }
       tl.mark('source.migrateIssued')
       let lastReport = 0
       const abort = new AbortController()
       const final = await this.waitOut(qmp, abort.signal, log, {
         onProgress: (p) => {
-          // cancel asked for, or the move ended meanwhile (the target died): stop sending (QEMU
-          // resumes the guest here), unless QEMU completed first: then the switchover stands
-          if (!this.stillPhase(m, 'transferring') || this.cancelAsked(m) != null) { abort.abort(); return }
+          // cancel asked for, the move ended meanwhile (the target marked down), or the target
+          // daemon gone (its control stream broke: its QEMU would take the guest with nobody there
+          // to run it): stop sending (QEMU resumes the guest here), unless QEMU completed first:
+          // then the switchover stands
+          if (!this.stillPhase(m, 'transferring') || this.cancelAsked(m) != null || control?.lost() != null) { abort.abort(); return }
           if (p.status !== 'active' || this.now() - lastReport < PROGRESS_REPORT_MS) return
           lastReport = this.now()
           void this.report(m, 'progress', { figures: figuresOf(p) }, { once: true })
@@ -380,10 +452,14 @@ export class MigrationService {
       // through both daemons and the target QEMU that the move need not wait for
       await this.switchedOver(qmp, m, final)
       tl.mark('source.completedCommitted')
+      await control?.end()
       const st = await done.catch((err: unknown) => { log.debug('stream ended with an error after QEMU completed', { err }); return null })
       if (st != null) tl.stream('source.stream', st.times)
       log.info('migration timeline (source)', { marks: tl.marks, qemuTotalMs: final.totalTimeMs, qemuSetupMs: final.setupTimeMs, qemuDowntimeMs: final.downtimeMs, bytes: final.transferredBytes })
     } catch (err) {
+      // the target gone, if that is what ended it (read before end(), which is no loss)
+      const lost = control?.lost() ?? null
+      await control?.end()
       if (qmp != null) {
         // QEMU decides: a migration it completed (even one we stopped watching, or one cancelled
         // too late) is the switchover; one still going is cancelled and waited out
@@ -395,8 +471,10 @@ export class MigrationService {
         if (st?.status === 'completed') { await this.switchedOver(qmp, m, st); return }
       }
       const cancel = this.cancelAsked(m)
-      const reason = cancel != null ? `cancelled: ${cancel}` : (err as Error).message
+      const reason = cancel != null ? `cancelled: ${cancel}` : lost ?? (err as Error).message
       log.warn('live migration ended on the source; the guest keeps running here', { reason })
+      // the guest stays here and may move again: its QEMU drops this move's TLS credentials
+      if (qmp != null && creds != null) await clearTls(qmp, creds)
       await this.report(m, 'failed', { reason })
     }
   }
@@ -498,6 +576,21 @@ async function heldFor (why: () => string | null, timeoutMs: number): Promise<st
   }
 }
 
+/** tls, target: removes the key file once the migration's connection is in (QEMU past 'setup':
+ * the TLS handshake is done, and QEMU listens no more), QEMU is gone, or the wait ran out. */
+async function removeKeyWhenConnected (qmp: QmpClient, pskDir: string): Promise<void> {
+  const deadline = Date.now() + KEY_WATCH_MS
+  try {
+    for (;;) {
+      const st = await queryMigrate(qmp)
+      if ((st.status !== 'setup' && st.status !== 'none') || Date.now() > deadline) return
+      await sleep(KEY_WATCH_POLL_MS)
+    }
+  } catch { /* QEMU gone: nothing reads the file any more */ } finally {
+    await removePskDir(pskDir)
+  }
+}
+
 async function waitForPath (path: string, timeoutMs: number, pollMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -505,6 +598,14 @@ async function waitForPath (path: string, timeoutMs: number, pollMs: number): Pr
     if (Date.now() > deadline) throw new Error(`the target QEMU did not open ${path} within ${timeoutMs} ms`)
     await sleep(pollMs)
   }
+}
+
+/** BLIXARD_MIGRATION_TRANSPORT: tls (default) or stream. */
+export function transportFromEnv (env: NodeJS.ProcessEnv = process.env): MigrationTransport {
+  const v = env.BLIXARD_MIGRATION_TRANSPORT
+  if (v == null || v === '' || v === 'tls') return 'tls'
+  if (v === 'stream') return 'stream'
+  throw new Error(`BLIXARD_MIGRATION_TRANSPORT must be tls or stream, got "${v}"`)
 }
 
 /** BLIXARD_MIGRATION_MAX_BANDWIDTH (bytes/s), for tests that need a move slow enough to interrupt. */

@@ -1,10 +1,18 @@
-// The migration data path between two hosts: one libp2p stream (`/blixard/migrate/1`) carries the
-// bytes QEMU's `migrate` writes on the source to the QEMU waiting with `-incoming` on the target.
+// The migration's stream between two hosts (`/blixard/migrate/1`), in one of two transports the
+// source names in its header:
+//   tls    — the stream is the control handshake only: the target answers with a fresh key and the
+//            address its QEMU listens on, and QEMU migrates over its own TCP with TLS (node/migration/tls.ts).
+//            The default: no daemon copies the guest's memory.
+//   stream — the stream carries the bytes QEMU's `migrate` writes on the source to the QEMU waiting
+//            with `-incoming` on the target (bridge() below); kept for hosts whose QEMU lacks TLS.
 // The stream inherits what every Blixard connection has: the cluster key (pnet) keeps outsiders
 // off, Noise authenticates both node identities and encrypts. QEMU itself only ever talks to a
 // local unix socket, so no plaintext migration port exists on the LAN.
 //
-// Wire: the opener sends a header {id, window}, the target answers {ok, window} or {ok:false, reason}
+// Wire: the opener sends a header {id, window, transport}, the target answers {ok, window} (stream),
+// {ok, tls: TlsOffer} (tls) or {ok:false, reason}. A tls stream then stays open, idle, for as long
+// as the source's QEMU migrates: it ends when the source closes it, and when it breaks first (the
+// target daemon died) the source cancels, as a broken data stream would have made it
 // (window: the bytes each side lets the other have in flight toward it); after an ok
 // the stream is raw migration bytes, both ways (QEMU's return path, when enabled, flows back).
 // Headers are a 2-byte big-endian length and UTF-8 JSON; after them, DATA and CREDIT frames (bridge()).
@@ -15,6 +23,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { rm } from 'node:fs/promises'
 import type { AbortOptions, PeerId, Stream, Connection } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { parseTlsOffer } from './tls.ts'
+import type { TlsOffer } from './tls.ts'
 
 export const MIGRATE_PROTOCOL = '/blixard/migrate/1'
 /** a header is a migration id and a reason: anything longer is not ours */
@@ -27,6 +37,13 @@ export const MIGRATION_STREAM_IDLE_MS = 60_000
 export const EXPECT_TIMEOUT_MS = 60_000
 /** concurrent inbound migration streams a node serves (each is a whole VM's memory) */
 export const MAX_INBOUND_MIGRATIONS = 4
+/** tls: how long the source waits for the target's offer, which waits for its QEMU to listen
+ * (a QEMU start and four QMP commands: seconds on a loaded host) */
+export const TLS_OFFER_WAIT_MS = 30_000
+/** how the guest's memory travels: QEMU's TLS straight between the QEMUs, or through this stream */
+export type MigrationTransport = 'tls' | 'stream'
+/** tls: the control stream is idle while QEMU migrates; it may stay so this long (a whole move) */
+export const CONTROL_STREAM_IDLE_MS = 10 * 60_000
 const ID = /^[A-Za-z0-9_.:-]{1,128}$/
 
 export class MigrationStreamError extends Error {
@@ -65,6 +82,17 @@ export interface BridgeTimes {
   ended?: number
 }
 
+/** The source's side of a tls handshake: the target's offer, and the control stream kept open while
+ * QEMU migrates. */
+export interface TlsHandshake {
+  offer: TlsOffer
+  times: BridgeTimes
+  /** why the stream ended before end() (the target daemon went away), or null while it is open */
+  lost: () => string | null
+  /** closes the stream: the move is over */
+  end: () => Promise<void>
+}
+
 /** What MigrationStreams needs of a libp2p node (a BlixardHost has it). */
 export interface MigrationHost {
   handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void, options?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
@@ -77,8 +105,11 @@ export interface ExpectOptions {
   id: string
   /** who may open it: the source named by the caller; anyone else is refused */
   allow: (peer: PeerId) => boolean
-  /** the unix socket the target QEMU listens on (`-incoming unix:PATH`) */
-  targetSocket: string
+  /** stream transport: the unix socket the target QEMU listens on (`-incoming unix:PATH`) */
+  targetSocket?: string
+  /** tls transport (instead of targetSocket): what to answer the source with, once the target
+   * QEMU listens; the stream then ends, the migration goes QEMU to QEMU */
+  offer?: () => Promise<TlsOffer>
   /** how long to keep trying that socket while it is absent or refuses (a QEMU still starting:
    * the target may say ready before its QEMU listens, so the two overlap); default 0: one try */
   connectWaitMs?: number
@@ -398,6 +429,7 @@ export class MigrationStreams {
   async expect (opts: ExpectOptions): Promise<BridgeStats> {
     if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
     announcedWindow(opts.windowBytes)
+    if ((opts.targetSocket == null) === (opts.offer == null)) throw new MigrationStreamError('Protocol', `migration ${opts.id}: expect either a target socket (stream) or an offer (tls)`)
     if (this.expected.has(opts.id)) throw new MigrationStreamError('Protocol', `migration ${opts.id} is already expected`)
     const timeoutMs = opts.timeoutMs ?? EXPECT_TIMEOUT_MS
     return await new Promise<BridgeStats>((resolve, reject) => {
@@ -431,7 +463,12 @@ export class MigrationStreams {
       if (!allowed) reason = `peer ${peer.toString()} may not open migration ${String(id)}`
     }
     let sendWindow = BRIDGE_WINDOW_BYTES
-    if (reason == null) {
+    // the transport the source asked for must be the one this target prepared (a header without
+    // one is from a source that only knows the stream)
+    const asked = header.value.transport ?? 'stream'
+    const prepared: MigrationTransport | null = e == null ? null : e.opts.offer != null ? 'tls' : 'stream'
+    if (reason == null && asked !== prepared) reason = `the source asked for transport ${JSON.stringify(asked)}; this target prepared ${String(prepared)}`
+    if (reason == null && prepared === 'stream') {
       try { sendWindow = announcedWindow(header.value.window) } catch (err) { reason = (err as Error).message }
     }
     if (reason != null || e == null) {
@@ -440,9 +477,10 @@ export class MigrationStreams {
     }
     this.expected.delete(e.opts.id)
     clearTimeout(e.timer)
+    if (e.opts.offer != null) { await this.answerTls(stream, e, streamOpened); return }
     let socket: Socket
     try {
-      socket = await connectUnix(e.opts.targetSocket, e.opts.connectWaitMs ?? 0)
+      socket = await connectUnix(e.opts.targetSocket ?? '', e.opts.connectWaitMs ?? 0)
     } catch (err) {
       const msg = `target QEMU socket ${e.opts.targetSocket}: ${(err as Error).message}`
       try { stream.send(encodeHeader({ ok: false, reason: msg })); await stream.close() } catch { stream.abort(new Error(msg)) }
@@ -452,6 +490,79 @@ export class MigrationStreams {
     const recvWindow = announcedWindow(e.opts.windowBytes)
     stream.send(encodeHeader({ ok: true, window: recvWindow }))
     bridge(stream, socket, header.rest, { recvWindowBytes: recvWindow, sendWindowBytes: sendWindow, times: { streamOpened, answered: Date.now() } }).then(e.resolve, e.reject)
+  }
+
+  /** tls: the target's answer, once its QEMU listens (or why it cannot); then the stream ends. */
+  private async answerTls (stream: Stream, e: Expected, streamOpened: number): Promise<void> {
+    let offer: TlsOffer
+    try {
+      offer = await (e.opts.offer as () => Promise<TlsOffer>)()
+    } catch (err) {
+      const msg = `target QEMU not listening for the migration: ${(err as Error).message}`
+      try { stream.send(encodeHeader({ ok: false, reason: msg })); await stream.close({ signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) }) } catch { stream.abort(new Error(msg)) }
+      e.reject(new MigrationStreamError('Transport', msg))
+      return
+    }
+    try {
+      stream.inactivityTimeout = CONTROL_STREAM_IDLE_MS
+      // open until the source closes it at the end of its move (or this node goes)
+      stream.addEventListener('remoteCloseWrite', () => { stream.close().catch((err: Error) => { stream.abort(err) }) })
+      if (stream.readStatus === 'paused') stream.resume()
+      stream.send(encodeHeader({ ok: true, tls: offer }))
+    } catch (err) {
+      stream.abort(err as Error)
+      e.reject(new MigrationStreamError('Transport', `answering the source: ${(err as Error).message}`))
+      return
+    }
+    const answered = Date.now()
+    e.resolve({ sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: answered - streamOpened, times: { streamOpened, answered } })
+  }
+
+  /**
+   * Source side of the tls transport: opens the stream to the target, asks for migration `id` and
+   * returns the target's offer (its QEMU's address and the key), checked; the stream then ends.
+   * Refused when the target says no; Noise proved the answer comes from `peer`.
+   */
+  async handshakeTls (opts: { id: string, peer: PeerId, timeoutMs?: number }): Promise<TlsHandshake> {
+    if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
+    const timeoutMs = opts.timeoutMs ?? TLS_OFFER_WAIT_MS
+    let stream: Stream
+    try {
+      stream = await this.host.dialProtocol(opts.peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) })
+    } catch (err) {
+      throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
+    }
+    stream.send(encodeHeader({ id: opts.id, transport: 'tls' }))
+    const times: BridgeTimes = { streamOpened: Date.now() }
+    let answer
+    try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
+    times.answered = Date.now()
+    if (answer.value.ok !== true) {
+      stream.abort(new Error('refused'))
+      throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
+    }
+    let offer: TlsOffer
+    try { offer = parseTlsOffer(answer.value.tls) } catch (err) {
+      stream.abort(err as Error)
+      throw new MigrationStreamError('Protocol', `${opts.peer.toString()} answered migration ${opts.id} with a bad offer: ${(err as Error).message}`)
+    }
+    // the stream stays open while QEMU migrates: its end before end() is the target going away
+    stream.inactivityTimeout = CONTROL_STREAM_IDLE_MS
+    let ending = false
+    let lostReason: string | null = null
+    const gone = (why: string): void => { if (!ending && lostReason == null) lostReason = why }
+    stream.addEventListener('close', (evt) => { const err = (evt as Event & { error?: Error }).error; gone(`the control stream to the target ended${err != null ? `: ${err.message}` : ''}`) })
+    stream.addEventListener('remoteCloseWrite', () => { gone('the target closed the control stream') })
+    if (stream.readStatus === 'paused') stream.resume()
+    return {
+      offer,
+      times,
+      lost: () => lostReason,
+      end: async () => {
+        ending = true
+        await stream.close({ signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) }).catch(() => { stream.abort(new Error('close timed out')) })
+      }
+    }
   }
 
   /**
@@ -492,7 +603,7 @@ export class MigrationStreams {
       } catch (err) {
         throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
       }
-      stream.send(encodeHeader({ id: opts.id, window: recvWindow }))
+      stream.send(encodeHeader({ id: opts.id, window: recvWindow, transport: 'stream' }))
       times.streamOpened = Date.now()
       let answer
       try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }

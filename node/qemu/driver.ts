@@ -35,7 +35,8 @@ export interface QemuLaunchSpec {
    * (or resumes: an incoming migration's guest booted elsewhere and prints no marker here) */
   readiness: 'marker' | 'qmp'
   /** a live migration's target (node/migration/service.ts): QEMU waits with `-incoming unix:PATH`
-   * for the source's state instead of booting */
+   * for the source's state instead of booting; 'defer': with `-incoming defer`, until QMP says
+   * where (migrate-incoming, once its TLS credentials are in: node/migration/tls.ts) */
   incoming?: string
 }
 
@@ -211,7 +212,7 @@ export class QemuDriver {
     const paths = runtimePaths(this.dataDir, spec.vmId)
     const accel = await this.resolveAccel()
     const { binary, args } = buildQemuArgv(spec, { accel, tscKhz: this.tscKhz, qemuBinary: this.opts.qemuBinary }, paths)
-    if (spec.incoming != null) args.push(...incomingArgs(`unix:${spec.incoming}`))
+    if (spec.incoming != null) args.push(...incomingArgs(spec.incoming === 'defer' ? 'defer' : `unix:${spec.incoming}`))
     return await this.locked(spec.vmId, async () => {
       const running = await this.find(spec.vmId)
       if (running != null) throw new QemuError('AlreadyRunning', `${spec.vmId} already runs as pid ${running.pid}`)

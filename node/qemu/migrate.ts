@@ -50,9 +50,10 @@ export function localMigrationUri (uri: string): string {
   throw new QemuError('InvalidSpec', `migration URI must be unix:/ABS/PATH or tcp:127.0.0.1:PORT (never a LAN address): ${uri}`)
 }
 
-/** The arguments that make a QEMU wait for an incoming migration (append to buildQemuArgv's). */
+/** The arguments that make a QEMU wait for an incoming migration (append to buildQemuArgv's);
+ * 'defer': until a migrate-incoming over QMP names where. */
 export function incomingArgs (uri: string): string[] {
-  return ['-incoming', localMigrationUri(uri)]
+  return ['-incoming', uri === 'defer' ? uri : localMigrationUri(uri)]
 }
 
 function num (v: unknown): number | null {
@@ -147,7 +148,7 @@ export async function waitForMigration (qmp: QmpClient, opts: WaitMigrationOptio
   for (;;) {
     const p = await queryMigrate(qmp)
     opts.onProgress?.(p)
-    if (p.status === 'completed') return p
+    if (p.status === 'completed') return await finalFigures(qmp, p)
     if (TERMINAL.has(p.status)) throw new QemuError('QmpError', `migration ${p.status}${p.error != null ? `: ${p.error}` : ''}`)
     if (p.status === 'none') throw new QemuError('QmpError', 'no migration is running on this QEMU')
     if (opts.signal?.aborted === true) throw new QemuError('Timeout', 'waiting for the migration: aborted')
@@ -159,6 +160,21 @@ export async function waitForMigration (qmp: QmpClient, opts: WaitMigrationOptio
       function done (): void { clearTimeout(t); off(); resolve() }
     })
   }
+}
+
+/** A completed migration's figures come a moment after its status: QEMU 7.2 sets 'completed'
+ * before it computes total-time and downtime, and a query woken by the MIGRATION event can land in
+ * between (it read 0 ms for both). Asked again, briefly, until total-time is there. */
+const FINAL_FIGURES_TRIES = 20
+const FINAL_FIGURES_POLL_MS = 5
+
+async function finalFigures (qmp: QmpClient, p: MigrationProgress): Promise<MigrationProgress> {
+  let cur = p
+  for (let i = 0; i < FINAL_FIGURES_TRIES && (cur.totalTimeMs == null || cur.totalTimeMs === 0); i++) {
+    await new Promise((resolve) => setTimeout(resolve, FINAL_FIGURES_POLL_MS))
+    cur = await queryMigrate(qmp)
+  }
+  return cur
 }
 
 /** Cancels a running migration; the source keeps running the guest. */

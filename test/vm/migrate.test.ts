@@ -16,6 +16,8 @@ import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TestCluster, runCli, sleep, vmSpec, waitFor } from '../cluster/harness.ts'
+import type { CliResult } from '../cluster/harness.ts'
+import type { VmRecord } from '../../protocols/model.ts'
 import { cmdline, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
 import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
 
@@ -46,6 +48,38 @@ const beats = (node: number, vmId: string): number[] => {
 const nodeOfPid = (pid: number): number => c.nodes.findIndex((n) => cmdline(pid)?.some((a) => a.includes(n.dir + '/')) === true)
 
 let vmId = ''
+
+/** How long `vm migrate` (a CLI process: seconds to start on a loaded host) may take to have the
+ * move seen in transferring, bytes moved. */
+const MOVING_WAIT_MS = 60_000
+
+/**
+ * Runs `blixard vm migrate NAME ...args` (asked of node `cli`) and, at the same time, watches the
+ * VM's record on node `read` until the new move is in `transferring` with bytes moved, as the
+ * source reported them. The watch does not wait for the CLI process: its start and its exit each
+ * take seconds on a loaded host, as long as the capped move itself, and a look only after it
+ * returned found the move already past transferring (the kill -9 case failed CI so, 1 run in 3).
+ * A move that ends before it was seen moving fails at once, naming how it ended.
+ */
+async function migrateSeenMoving (name: string, args: string[], cli: number, read: number): Promise<{ moving: VmRecord, cli: Promise<CliResult> }> {
+  const before = (await show(c, read, name)).migration?.started ?? null
+  const run = runCli(['vm', 'migrate', name, ...args], c.cliEnv(cli), 60_000)
+  run.catch(() => {})
+  const t0 = Date.now()
+  for (;;) {
+    const v = await show(c, read, name)
+    const m = v.migration
+    if (m != null && m.started !== before) {
+      if (m.phase === 'transferring' && (m.figures?.transferredBytes ?? 0) > 0) return { moving: v, cli: run }
+      if (m.phase === 'done' || m.phase === 'aborted') throw new Error(`the move of ${name} ended ${m.phase} (${m.reason ?? 'no reason'}) before it was seen moving: ${JSON.stringify(m)}`)
+    }
+    if (Date.now() - t0 > MOVING_WAIT_MS) {
+      const r = await Promise.race([run, sleep(0).then(() => null)])
+      throw new Error(`no move of ${name} seen in transferring with bytes moved within ${MOVING_WAIT_MS} ms; last record ${JSON.stringify(m)}; CLI ${r == null ? 'still running' : `exited ${r.code}: ${r.stderr}`}`)
+    }
+    await sleep(50)
+  }
+}
 
 guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one QEMU on the new node, vm show names it', async () => {
   const vm = await (await c.client(0)).call('vm.create', { spec: { ...vmSpec('mig1'), memoryMiB: 96, kernelParams: [`blix.heartbeat=${HEARTBEAT_MS}`] } })
@@ -112,16 +146,16 @@ guard('vm migrate --cancel while memory moves: the source stops sending, the gue
   const source = nodeIndex(c, before.assignedNode)
   const target = [0, 1, 2].find((i) => i !== source)!
   const [sourcePid] = qemuPidsFor(vmId)
-  const r = await runCli(['vm', 'migrate', 'mig1', '--to', c.nodes[target].name], c.cliEnv(target), 60_000)
-  assert.is(r.code, 0, r.stderr)
-  assert.match(r.stdout, new RegExp(`VM mig1 is migrating live from ${c.nodes[source].name} to ${c.nodes[target].name}`))
-  await waitFor('memory moving', 30_000, async () => (await show(c, source, 'mig1')).migration?.phase === 'transferring', 50)
+  const { cli } = await migrateSeenMoving('mig1', ['--to', c.nodes[target].name], target, source)
   // the cancel goes through the API the CLI calls (vm.migrate cancel, admin-signed): a CLI process
   // starting on a loaded machine took longer than the ~10 s the move lasts, and came too late
   const cancelled = await (await c.client(source)).call('vm.migrate', { vm: 'mig1', cancel: true })
   assert.equal([cancelled.migration?.phase, typeof cancelled.migration?.cancelRequested], ['transferring', 'string'], 'asked while memory moved')
   const v = await waitFor('aborted', 30_000, async () => { const x = await show(c, source, 'mig1'); return x.migration?.phase === 'aborted' ? x : null }, 100)
   assert.match(v.migration?.reason ?? '', /source failed: cancelled: cancelled by an admin/)
+  const r = await cli
+  assert.is(r.code, 0, r.stderr)
+  assert.match(r.stdout, new RegExp(`VM mig1 is migrating live from ${c.nodes[source].name} to ${c.nodes[target].name}`))
   // the CLI's --cancel, once nothing is moving: refused with the reason
   const late = await runCli(['vm', 'migrate', 'mig1', '--cancel'], c.cliEnv(source), 60_000)
   assert.is.not(late.code, 0, late.stdout)
@@ -138,14 +172,11 @@ guard('kill -9 of the target daemon mid-migration: aborted, the guest runs on in
   const target = [0, 1, 2].find((i) => i !== source)!
   const ask = [0, 1, 2].find((i) => i !== source && i !== target)!
   const [sourcePid] = qemuPidsFor(vmId)
-  const r = await runCli(['vm', 'migrate', 'mig1', '--to', c.nodes[target].name, '--json'], c.cliEnv(ask), 60_000)
-  assert.is(r.code, 0, r.stderr)
-  await waitFor('memory moving', 30_000, async () => {
-    const m = (await show(c, ask, 'mig1')).migration
-    return m?.phase === 'transferring' && (m.figures?.transferredBytes ?? 0) > 0
-  }, 50)
+  const { cli } = await migrateSeenMoving('mig1', ['--to', c.nodes[target].name, '--json'], ask, ask)
   const t0 = Date.now()
   c.kill(target, 'SIGKILL')
+  const r = await cli
+  assert.is(r.code, 0, r.stderr)
   const ended = await waitFor('the migration aborted', 30_000, async () => {
     const v = await show(c, ask, 'mig1')
     return v.migration?.phase === 'aborted' ? v : null
@@ -260,11 +291,11 @@ guard('kill -9 of the Raft leader (neither source nor target) mid-migration: the
   }
   const to = [0, 1, 2].find((i) => i !== leader && i !== pick.from)!
   const [fromPid] = qemuPidsFor(pick.id)
-  const r = await runCli(['vm', 'migrate', pick.name, '--to', c.nodes[to].name], c.cliEnv(to), 60_000)
-  assert.is(r.code, 0, r.stderr)
-  await waitFor('memory moving', 30_000, async () => (await show(c, to, pick.name)).migration?.phase === 'transferring', 50)
+  const { cli } = await migrateSeenMoving(pick.name, ['--to', c.nodes[to].name], to, to)
   const t0 = Date.now()
   c.kill(leader, 'SIGKILL')
+  const r = await cli
+  assert.is(r.code, 0, r.stderr)
   const done = await waitFor('the move finished under a new leader', 60_000, async () => {
     const v = await show(c, to, pick.name).catch(() => null)
     return v?.migration?.phase === 'done' || v?.migration?.phase === 'aborted' ? v : null
