@@ -10,7 +10,8 @@ import { MIGRATION_PHASES } from './migration-phases.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
-import type { Constraint, HypervisorCapability, NetworkKind, Resources, VmSpec, VmStatus } from './model.ts'
+import type { Constraint, HypervisorCapability, NetworkKind, QuotaLimits, Resources, VmSpec, VmStatus } from './model.ts'
+import { QUOTA_RESOURCES } from './model.ts'
 import { HYPERVISORS, HYPERVISOR_CAPABILITIES, NODE_STATES, RESTART_POLICIES, VM_DESIRED_STATES, VM_PHASES } from './model.ts'
 
 /** Bounds on what one command may carry. */
@@ -203,7 +204,8 @@ export function validateVmSpec (v: unknown, path = 'spec'): VmSpec {
     spreadLabel: o.spreadLabel === null ? null : str(o.spreadLabel, `${path}.spreadLabel`, L.maxLabelLength),
     priority: int(o.priority, `${path}.priority`, -1000, 1000, 'InvalidSpec'),
     restartPolicy: oneOf(o.restartPolicy, `${path}.restartPolicy`, RESTART_POLICIES),
-    requires: capabilities(o.requires, `${path}.requires`)
+    requires: capabilities(o.requires, `${path}.requires`),
+    ...schedulerSpecFields(o, path)
   }
 }
 
@@ -439,7 +441,56 @@ function validateOne (v: unknown): Command {
       if (o.term !== undefined) c.term = int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER)
       return c
     }
-    default: return fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
+    default: return schedulerCommand(o) ?? fail('InvalidCommand', `unknown command type ${typeof o.type === 'string' ? o.type.slice(0, 64) : typeof o.type}`)
+  }
+}
+
+// ---- scheduler commands and spec fields (issue 19: quotas, preemption, rebalancing) ----
+
+/** Bounds of a quota limit: larger than any cluster, so a typo is caught, not a real setting. */
+export const QUOTA_LIMIT_MAX = 1e12
+/** VMs one preemption may evict: a VM needs at most a node's worth of room. */
+export const MAX_PREEMPTION_VICTIMS = 256
+
+/** The optional spec fields of issue 19, present in the normalized spec only when set, so a spec
+ * without them encodes (and is signed) exactly as before they existed. */
+function schedulerSpecFields (o: Record<string, unknown>, path: string): Pick<VmSpec, 'project' | 'preemptible'> {
+  const out: Pick<VmSpec, 'project' | 'preemptible'> = {}
+  if (o.project !== undefined && o.project !== null) out.project = name(o.project, `${path}.project`)
+  if (o.preemptible !== undefined && o.preemptible !== null && o.preemptible !== true) {
+    if (o.preemptible !== false) fail('InvalidSpec', `${path}.preemptible must be true or false`)
+    out.preemptible = false
+  }
+  return out
+}
+
+function quotaLimits (v: unknown, path: string): QuotaLimits {
+  const o = obj(v, path)
+  const out: QuotaLimits = {}
+  for (const k of Object.keys(o)) {
+    if (!(QUOTA_RESOURCES as readonly string[]).includes(k)) fail('InvalidCommand', `${path}.${k.slice(0, 64)} is not a quota resource (${QUOTA_RESOURCES.join(', ')})`)
+  }
+  // in QUOTA_RESOURCES order, so the same limits always encode the same
+  for (const r of QUOTA_RESOURCES) if (o[r] !== undefined) out[r] = int(o[r], `${path}.${r}`, 0, QUOTA_LIMIT_MAX, 'InvalidSpec')
+  return out
+}
+
+function term (o: Record<string, unknown>): { term?: number } {
+  return o.term === undefined ? {} : { term: int(o.term, 'term', 1, Number.MAX_SAFE_INTEGER) }
+}
+
+/** The issue-19 commands, or undefined for a type that is not one of them. */
+function schedulerCommand (o: Record<string, unknown>): Command | undefined {
+  switch (o.type) {
+    case 'SetQuota': return { type: 'SetQuota', project: name(o.project, 'project'), limits: o.limits === null ? null : quotaLimits(o.limits, 'limits') }
+    case 'PreemptVm': {
+      const victims = list(o.victims, 'victims', MAX_PREEMPTION_VICTIMS, id)
+      if (victims.length === 0) fail('InvalidCommand', 'victims must name at least one VM (a placement without evictions is an AssignVm)')
+      if (new Set(victims).size !== victims.length) fail('InvalidCommand', 'victims names a VM twice')
+      return { type: 'PreemptVm', vm: id(o.vm, 'vm'), node: id(o.node, 'node'), victims, ...term(o) }
+    }
+    case 'RebalanceVm': return { type: 'RebalanceVm', vm: id(o.vm, 'vm'), target: id(o.target, 'target'), reason: str(o.reason, 'reason'), ...term(o) }
+    default: return undefined
   }
 }
 

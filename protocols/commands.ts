@@ -4,7 +4,7 @@ import type { CommandAuth } from './auth.ts'
 import type { MigrationFigures, MigrationPhase } from './migration-phases.ts'
 import type {
   NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
-  NetworkKind, HypervisorCapability
+  NetworkKind, HypervisorCapability, QuotaLimits
 } from './model.ts'
 
 export type Command =
@@ -60,6 +60,16 @@ export type Command =
   /** the leader saw the attempt that started at `started` make no step in `phase` for too long
    * (node/migration/service.ts): ends it by the switchover rule; a no-op if it moved on since */
   | { type: 'ExpireMigration', vm: string, started: number, phase: MigrationPhase, reason: string, term?: number }
+  // ---- scheduler commands (issue 19: quotas, preemption, rebalancing) ----
+  /** an admin sets a project's limits (a limit left out: unlimited), or clears them with null */
+  | { type: 'SetQuota', project: string, limits: QuotaLimits | null }
+  /** the leader's preemption (node/scheduler.ts): `victims`, all on `node` and each preemptible and
+   * of strictly lower priority than `vm`, are unassigned (pending, the reason naming `vm`), and
+   * `vm` is assigned to `node`, in one entry (storage/apply-sched.ts) */
+  | { type: 'PreemptVm', vm: string, node: string, victims: string[], term?: number }
+  /** the leader's rebalancing move (node/rebalancer.ts): a live migration of a running VM to a
+   * less loaded node, refused within REBALANCE_COOLDOWN_MS of the VM's last move */
+  | { type: 'RebalanceVm', vm: string, target: string, reason: string, term?: number }
 
 export type CommandType = Command['type']
 

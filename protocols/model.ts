@@ -87,6 +87,32 @@ export interface VmSpec {
   priority: number
   restartPolicy: RestartPolicy
   requires: HypervisorCapability[]
+  /** the project (tenant) it belongs to: its quota counts it (storage/apply-quotas.ts); absent: none */
+  project?: string
+  /** false: never evicted by a higher-priority VM (node/scheduler.ts preemption); absent: it may be */
+  preemptible?: false
+}
+
+// ---- quotas (issue 19): per-project limits, held in Raft, checked on apply ----
+
+/** What a project may hold at most; a limit left out is unlimited. `ips`: network attachments,
+ * one address each. `diskGiB`: the VMs' local root disks (spec.diskGiB). */
+export interface QuotaLimits {
+  vcpus?: number
+  memoryMiB?: number
+  diskGiB?: number
+  vms?: number
+  ips?: number
+}
+export const QUOTA_RESOURCES = ['vcpus', 'memoryMiB', 'diskGiB', 'vms', 'ips'] as const
+export type QuotaResource = typeof QUOTA_RESOURCES[number]
+/** What a project's VMs hold now (every VM of it, running or not: a stopped VM keeps its claim). */
+export type QuotaUsage = Record<QuotaResource, number>
+
+export interface QuotaRecord {
+  project: string
+  limits: QuotaLimits
+  setAt: number
 }
 
 export interface VmStatus {
