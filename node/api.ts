@@ -21,6 +21,7 @@ import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
+import { createSchedApi, quotaRefusal } from './api-sched.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 
@@ -181,6 +182,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
     const handlers: RpcHandlers = {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
+      ...createSchedApi({ sm: d.sm, read, write: async (cmd, key) => await write(cmd, key) }),
       'cluster.status': async (p) => {
         await read(p)
         const raft = d.raft()
@@ -210,6 +212,9 @@ export function createApi (d: ApiDeps): RpcHandlers {
           // refuses it with these words on apply too), before which nodes could take the VM
           for (const n of p.spec.networks) if (d.sm.getNetwork(n) == null) throw new BlixardError('NotFound', `network ${n} not found`)
           for (const v of p.spec.volumes) if (d.sm.getVolume(v) == null) throw new BlixardError('NotFound', `volume ${v} not found`)
+          // over its project's quota: said before "no node fits" (apply refuses it with these words too)
+          const over = quotaRefusal(d.sm, p.spec)
+          if (over != null) throw new BlixardError('QuotaExceeded', over)
           const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
           if (why != null) throw new BlixardError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
         }
@@ -397,6 +402,8 @@ function idsTouched (cmd: Command): string[] {
       return [...new Set(cmd.reports.map((r) => r.id))]
     case 'StartMigration': case 'CancelMigration': case 'ReportMigration': case 'ExpireMigration': case 'EvacuateVm':
       return [cmd.vm]
+    case 'RebalanceVm': return [cmd.vm]
+    case 'PreemptVm': return [cmd.vm, ...cmd.victims]
     default:
       return []
   }
