@@ -172,6 +172,10 @@ export interface ClusterHello { id: string, inCluster: boolean, lowestKnown: str
 export interface VmExplanation {
   vm: string
   assignedNode: string | null
+  /** a VM meant to run but unplaced: why it waits (its status reason: "preempted by VM x ...") */
+  waiting?: string | null
+  /** a VM that fits nowhere: the preemption the scheduler would make for it (issue 19), or why none */
+  preemption?: { nodeId: string | null, evictions: string[], reason: string } | null
   decision: {
     vmId: string
     nodeId: string | null
