@@ -22,6 +22,7 @@ import type { LoadReport } from '../protocols/load.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
 import { missingRef } from '../storage/apply-vms.ts'
+import { createSchedApi, quotaRefusal } from './api-sched.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 
@@ -182,6 +183,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
     const handlers: RpcHandlers = {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
+      ...createSchedApi({ sm: d.sm, read, write: async (cmd, key) => await write(cmd, key) }),
       'cluster.status': async (p) => {
         await read(p)
         const raft = d.raft()
@@ -211,6 +213,9 @@ export function createApi (d: ApiDeps): RpcHandlers {
           // state machine refuses it with on apply), before which nodes could take the VM
           const missing = missingRef(p.spec, { network: (n) => d.sm.getNetwork(n) != null, volume: (v) => d.sm.getVolume(v) != null })
           if (missing !== null) throw new BlixardError('NotFound', missing)
+          // over its project's quota: said before "no node fits" (apply refuses it with these words too)
+          const over = quotaRefusal(d.sm, p.spec)
+          if (over != null) throw new BlixardError('QuotaExceeded', over)
           const why = admissionRefusal(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), p.spec)
           if (why != null) throw new BlixardError('NoCapacity', `${why}. Add --queue to accept it as pending until a node fits.`)
         }
@@ -404,6 +409,8 @@ export function idsTouched (cmd: Command): string[] {
       return [...new Set(cmd.reports.map((r) => r.id))]
     case 'StartMigration': case 'CancelMigration': case 'ReportMigration': case 'ExpireMigration': case 'EvacuateVm':
       return [cmd.vm]
+    case 'RebalanceVm': return [cmd.vm]
+    case 'PreemptVm': return [cmd.vm, ...cmd.victims]
     default:
       return []
   }

@@ -59,6 +59,10 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     // progress is routine (a line a second while it moves): not an event
     case 'ReportMigration': return c.event === 'progress' && r.ok ? '' : `VM ${name(c.vm)} migration: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     case 'ReportVolume': return `volume ${c.name} ${c.outcome === 'gone' ? 'deleted (its RBD image removed)' : c.outcome}${c.reason != null ? ` (${c.reason})` : ''}, reported by ${name(c.node)}${tail}`
+    // issue 19
+    case 'SetQuota': return c.limits === null ? `quota of project ${c.project} cleared${tail}` : `quota of project ${c.project} set: ${Object.entries(c.limits).map(([k, v]) => `${k} ${String(v)}`).join(', ') || 'no limits'}${tail}`
+    case 'PreemptVm': return `VM ${name(c.vm)} placed on ${name(c.node)} by preempting ${c.victims.map((v) => `VM ${name(v)}`).join(', ')} (pending until room appears)${tail}`
+    case 'RebalanceVm': return `VM ${name(c.vm)} migrating live to ${name(c.target)} to rebalance (${c.reason})${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }

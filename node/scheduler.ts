@@ -9,6 +9,8 @@ import { clusterFromModel, requestFromSpec, requestFromVm } from '../placement/f
 import { placeBatch, placeOne } from '../placement/place.ts'
 import { sortQueue } from '../placement/queue.ts'
 import { planEvacuation } from '../placement/plans/evacuate.ts'
+import { planPreemption } from '../placement/plans/preempt.ts'
+import type { PlacementCluster, PlacementRequest } from '../placement/types.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { avoidedNode } from '../storage/apply-ha.ts'
 import { activeMigration } from '../storage/migration-guard.ts'
@@ -54,6 +56,48 @@ export function evacuation (vm: VmRecord, node: NodeRecord, to: string | null, n
   return { kind: 'live' }
 }
 
+/** Preemptions one pass may propose: each stops running guests, so a few at a time; a VM still
+ * waiting is looked at again next pass (with the room the earlier ones made counted). */
+export const MAX_PREEMPTIONS_PER_PASS = 4
+
+/** A preemption the leader proposes (PreemptVm): `vm` goes to `node` once `victims` left it. */
+export interface PreemptionDecision { vm: string, node: string, victims: string[], reason: string }
+
+/** The cluster placement sees for preemption: a VM being live-migrated is not a victim (apply
+ * would refuse it: refuseWhileMigrating), whatever its priority. */
+function preemptionView (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>): PlacementCluster {
+  const c = clusterFromModel(nodes, vms, hints)
+  const moving = new Set(vms.filter((v) => activeMigration(v) != null).map((v) => v.id))
+  if (moving.size === 0) return c
+  return { ...c, placed: c.placed.map((p) => moving.has(p.request.vmId) ? { ...p, request: { ...p.request, preemptible: false } } : p) }
+}
+
+/** For VMs that fit nowhere (`waiting`, most important first), the preemptions to propose: each
+ * planned on the view left by the placements of this pass (`placed`) and the preemptions before
+ * it, so two never count the same freed room. Pure over its arguments. */
+export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>, waiting: PlacementRequest[], placed: ReadonlyArray<{ vmId: string, to: string | null }>, avoid: (vmId: string) => string | null, max = MAX_PREEMPTIONS_PER_PASS): PreemptionDecision[] {
+  const out: PreemptionDecision[] = []
+  if (waiting.length === 0) return out
+  const at = new Map(placed.map((m) => [m.vmId, m.to]))
+  let view = vms.map((v) => at.has(v.id) ? { ...v, assignedNode: at.get(v.id) ?? null } : v)
+  const order = [...waiting].sort((a, b) => (b.priority - a.priority) || (a.vmId < b.vmId ? -1 : a.vmId > b.vmId ? 1 : 0))
+  for (const req of order) {
+    if (out.length >= max) break
+    const lowest = Math.min(...view.filter((v) => v.assignedNode != null).map((v) => v.spec.priority))
+    if (!(lowest < req.priority)) continue // nobody below it runs: nothing to preempt (the common case)
+    const skip = avoid(req.vmId)
+    const cluster = preemptionView(skip == null ? nodes : nodes.filter((n) => n.id !== skip), view, hints)
+    const plan = planPreemption(cluster, req)
+    // no evictions: it fits now on this view (the room came from an earlier preemption's view
+    // difference); the next pass places it the ordinary way
+    if (plan.nodeId == null || plan.evictions.length === 0) continue
+    out.push({ vm: req.vmId, node: plan.nodeId, victims: plan.evictions, reason: plan.reason })
+    const gone = new Set(plan.evictions)
+    view = view.map((v) => gone.has(v.id) ? { ...v, assignedNode: null } : v.id === req.vmId ? { ...v, assignedNode: plan.nodeId } : v)
+  }
+  return out
+}
+
 function wantsPlacement (vm: VmRecord): boolean {
   return vm.desired === 'running' && vm.assignedNode == null
 }
@@ -91,14 +135,20 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
     const avoid = avoidedNode(byId.get(req.vmId)!, now())
     groups.set(avoid, [...(groups.get(avoid) ?? []), req])
   }
+  const waiting: PlacementRequest[] = []
+  const reqOf = new Map(todo.map((r) => [r.vmId, r]))
   for (const [avoid, reqs] of groups) {
     const view = avoid == null ? cluster : { ...cluster, nodes: cluster.nodes.filter((n) => n.id !== avoid) }
     const { decisions } = placeBatch(view, reqs)
     for (const dec of decisions) {
       d.metrics?.placementDecisions.inc({ result: dec.nodeId == null ? 'no-capacity' : 'placed' })
       if (dec.nodeId != null) moves.push({ vmId: dec.vmId, to: dec.nodeId, reason: `placed (score ${dec.total?.toFixed(3) ?? '-'})` })
+      else waiting.push(reqOf.get(dec.vmId)!)
     }
   }
+  // Priority preemption (issue 19): a VM that fits nowhere may displace strictly lower-priority,
+  // preemptible VMs (placement/plans/preempt.ts); apply checks the same rules again (storage/apply-sched.ts).
+  const preempts = planPreemptions(nodes, vms, d.load.hints(), waiting, moves, (id) => avoidedNode(byId.get(id)!, now()))
   // Draining nodes: move their VMs away (one evacuation plan per node), running ones live.
   const lives: Array<{ vmId: string, to: string }> = []
   for (const n of nodes) {
@@ -128,6 +178,14 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
       d.log.debug('live evacuation not committed', { vm: m.vmId, err })
     }
   }))
+  await Promise.all(preempts.map(async (p) => {
+    try {
+      const r = await d.propose({ cmd: { type: 'PreemptVm', vm: p.vm, node: p.node, victims: p.victims }, at: now() })
+      if (r.ok) { done++; d.log.info('preempted', { vm: p.vm, node: p.node, victims: p.victims, why: p.reason }) } else d.log.warn('preemption refused', { vm: p.vm, node: p.node, error: r.error })
+    } catch (err) {
+      d.log.debug('preemption not committed', { vm: p.vm, err })
+    }
+  }))
   await Promise.all(moves.map(async (m) => {
     try {
       const r = await d.propose({ cmd: { type: 'AssignVm', id: m.vmId, node: m.to, reason: m.reason }, at: now() })
@@ -140,19 +198,27 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
   return done
 }
 
-/** `blixard vm explain`: why each node would or would not take this VM now. */
-export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { vm: string, assignedNode: string | null, decision: Decision } {
+/** `blixard vm explain`: why each node would or would not take this VM now; for a VM that waits,
+ * why it waits (its status: preempted by whom, say) and whether it could preempt lower ones. */
+export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { vm: string, assignedNode: string | null, decision: Decision, waiting: string | null, preemption: { nodeId: string | null, evictions: string[], reason: string } | null } {
   const vm = sm.getVm(vmId)
   if (vm == null) throw new Error(`no VM ${vmId}`)
   // Explain against the cluster without this VM's own reservation, as if placing it afresh.
   const others = sm.listVms().filter((v) => v.id !== vmId)
   const cluster = clusterFromModel(sm.listNodes(), others, load.hints())
   const decision = placeOne(cluster, requestFromVm(vm), {}, { explain: true })
+  const pending = vm.assignedNode == null && vm.desired === 'running'
+  const waiting = pending ? vm.status.reason : null
   // a VM waiting for its volumes is not placed, wherever it would fit: every node says why
   const wait = vm.assignedNode == null ? volumeWait(sm, vm) : null
-  if (wait == null) return { vm: vm.id, assignedNode: vm.assignedNode, decision }
+  if (wait == null) {
+    const preemption = pending && decision.nodeId == null ? planPreemption(preemptionView(sm.listNodes(), others, load.hints()), requestFromVm(vm)) : null
+    // the plan names VMs by id: people read names (node ids the CLI names itself)
+    const reason = preemption?.evictions.reduce((r, id) => r.split(id).join(`VM ${sm.getVm(id)?.spec.name ?? id}`), preemption.reason)
+    return { vm: vm.id, assignedNode: vm.assignedNode, decision, waiting, preemption: preemption == null ? null : { nodeId: preemption.nodeId, evictions: preemption.evictions, reason: reason ?? preemption.reason } }
+  }
   const nodes = (decision.nodes ?? []).map((n) => ({ nodeId: n.nodeId, feasible: false as const, filter: 'volume' as const, reason: wait }))
-  return { vm: vm.id, assignedNode: null, decision: { ...decision, nodeId: null, total: null, rejections: { volume: nodes.length }, nodes } }
+  return { vm: vm.id, assignedNode: null, decision: { ...decision, nodeId: null, total: null, rejections: { volume: nodes.length }, nodes }, waiting: wait, preemption: null }
 }
 
 /** Where a live migration of `vm` should go when the admin names no node: the placement pipeline's
@@ -176,6 +242,8 @@ export function migrationTarget (sm: StateMachine, load: LoadBoard, vm: VmRecord
 export function admissionRefusal (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>, spec: VmSpec): string | null {
   const d = placeOne(clusterFromModel(nodes, vms, hints), requestFromSpec(spec.name, spec), {}, { explain: true })
   if (d.nodeId !== null) return null
+  // it fits once lower-priority VMs make room: admitted, the scheduler preempts them
+  if (planPreemption(preemptionView(nodes, vms, hints), requestFromSpec(spec.name, spec)).nodeId !== null) return null
   if (nodes.length === 0) return 'the cluster has no nodes'
   const name = new Map(nodes.map((n) => [n.id, n.name]))
   // a filter's reason starts with the filter's name already ("cpu: 1 reserved + …")

@@ -13,7 +13,8 @@ export function requestFromSpec (vmId: string, spec: VmSpec): PlacementRequest {
     spreadLabel: spec.spreadLabel,
     priority: spec.priority,
     // a VM with volumes opens RBD images: only a host with a Ceph client can run it
-    requires: spec.volumes.length > 0 && !spec.requires.includes('rbd') ? [...spec.requires, 'rbd'] : spec.requires
+    requires: spec.volumes.length > 0 && !spec.requires.includes('rbd') ? [...spec.requires, 'rbd'] : spec.requires,
+    ...(spec.preemptible === false ? { preemptible: false } : {})
   }
 }
 

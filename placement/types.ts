@@ -42,6 +42,8 @@ export interface PlacementRequest {
   spreadLabel: string | null
   priority: number
   requires: HypervisorCapability[]
+  /** false: never evicted by preemption (plans/preempt.ts); absent: it may be */
+  preemptible?: boolean
 }
 
 /** A VM already holding a reservation on a node: what plans (evacuate, rebalance, preempt) move around. */

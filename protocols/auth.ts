@@ -8,7 +8,8 @@
 //   admin  — signed by a peer id in the admins table at the index where it applies (the CLI's key)
 //   node   — signed by the node the command is about (its libp2p identity key), touching only
 //            that node's own records
-//   leader — the leader's decisions (AssignVm, RenewLeases, MarkNodeDown, ExpireMigration, EvacuateVm): signed by the leader of the term whose entry carries
+//   leader — the leader's decisions (AssignVm, RenewLeases, MarkNodeDown, ExpireMigration, EvacuateVm,
+//            PreemptVm, RebalanceVm): signed by the leader of the term whose entry carries
 //            it. The leader proposes only the ones it signed itself and refuses forwarded ones;
 //            on apply, deterministically: see leaderTermOf and the 'leader' case of authError.
 //
@@ -46,6 +47,8 @@ export function authorityOf (cmd: Command): Authority {
     case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': case 'ReportMigration': case 'ReportVolume': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return 'leader'
+    // the scheduler's decisions (issue 19); SetQuota falls to the default: an admin's
+    case 'PreemptVm': case 'RebalanceVm': return 'leader'
     default: return 'admin'
   }
 }
@@ -54,6 +57,7 @@ export function authorityOf (cmd: Command): Authority {
 export function leaderTermOf (cmd: Command): number | undefined {
   switch (cmd.type) {
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return cmd.term
+    case 'PreemptVm': case 'RebalanceVm': return cmd.term
     default: return undefined
   }
 }
@@ -62,6 +66,7 @@ export function leaderTermOf (cmd: Command): number | undefined {
 export function withLeaderTerm (cmd: Command, term: number): Command {
   switch (cmd.type) {
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return { ...cmd, term }
+    case 'PreemptVm': case 'RebalanceVm': return { ...cmd, term }
     default: return cmd
   }
 }

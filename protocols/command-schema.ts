@@ -13,8 +13,8 @@ import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
 import type { VmSpec } from './model.ts'
-import { HYPERVISORS, HYPERVISOR_CAPABILITIES, NODE_STATES, RESTART_POLICIES, VM_DESIRED_STATES, VM_PHASES } from './model.ts'
-import type { Problem, Schema } from './schema.ts'
+import { HYPERVISORS, HYPERVISOR_CAPABILITIES, NODE_STATES, QUOTA_RESOURCES, RESTART_POLICIES, VM_DESIRED_STATES, VM_PHASES } from './model.ts'
+import type { Infer, Problem, Schema } from './schema.ts'
 import { compile, s } from './schema.ts'
 
 /** Bounds on what one command may carry. */
@@ -122,6 +122,12 @@ export const VM_SPEC = s.obj({
   priority: s.int(-1000, 1000, 'InvalidSpec'),
   restartPolicy: s.oneOf(RESTART_POLICIES),
   requires: capabilities
+}, {
+  /** the project (tenant) it belongs to: its quota counts it (storage/apply-quotas.ts); absent: none */
+  project: s.nullAbsent(name),
+  /** false: never evicted by a higher-priority VM (node/scheduler.ts preemption); absent: it may be.
+   * Left out of a spec when absent, so a spec without it encodes (and is signed) as before it existed. */
+  preemptible: s.nullAbsent(s.bool())
 })
 
 const NOT_IPV4: Problem = { kind: 'InvalidCommand', message: (p) => `${p} is not an IPv4 address` }
@@ -193,6 +199,33 @@ function networkProblem (c: { subnet: string, gateway?: string | null }): Proble
 const reporter = { node: id }
 const reportReason = { reason: text() }
 
+// ---- scheduler pieces (issue 19) ----
+
+/** Bounds of a quota limit: larger than any cluster, so a typo is caught, not a real setting. */
+export const QUOTA_LIMIT_MAX = 1e12
+/** VMs one preemption may evict: a VM needs at most a node's worth of room. */
+export const MAX_PREEMPTION_VICTIMS = 256
+
+const quotaLimit = s.int(0, QUOTA_LIMIT_MAX, 'InvalidSpec')
+const QUOTA_LIMITS_SHAPE = s.obj({}, { vcpus: quotaLimit, memoryMiB: quotaLimit, diskGiB: quotaLimit, vms: quotaLimit, ips: quotaLimit })
+const checkQuotaShape = compile(QUOTA_LIMITS_SHAPE, 'limits')
+/** What a project may hold at most (SetQuota's `limits`); a limit left out is unlimited, in
+ * QUOTA_RESOURCES order. A resource it does not know is refused, not dropped: a typo in a limit
+ * would otherwise leave that resource unlimited without a word. */
+export const QUOTA_LIMITS = s.custom<Infer<typeof QUOTA_LIMITS_SHAPE>>((x) => {
+  if (x != null && typeof x === 'object' && !Array.isArray(x)) {
+    for (const k of Object.keys(x)) {
+      if (!(QUOTA_RESOURCES as readonly string[]).includes(k)) throw BlixardError.quiet('InvalidCommand', `limits.${k.slice(0, 64)} is not a quota resource (${QUOTA_RESOURCES.join(', ')})`)
+    }
+  }
+  return checkQuotaShape(x)
+})
+
+const victimsProblem = (v: string[]): Problem | undefined =>
+  v.length === 0
+    ? { kind: 'InvalidCommand', message: (p) => `${p} must name at least one VM (a placement without evictions is an AssignVm)` }
+    : new Set(v).size !== v.length ? { kind: 'InvalidCommand', message: (p) => `${p} names a VM twice` } : undefined
+
 // ---- the commands (protocols/commands.ts derives Command from this) ----
 
 export const COMMAND = s.union('type', [
@@ -247,7 +280,17 @@ export const COMMAND = s.union('type', [
   s.obj({ type: s.tag('ReportMigration'), vm: id, ...reporter, started: counter, event: s.oneOf(MIGRATION_REPORTS) }, { ...reportReason, figures: MIGRATION_FIGURES }),
   /** the leader saw the attempt that started at `started` make no step in `phase` for too long
    * (node/migration/service.ts): ends it by the switchover rule; a no-op if it moved on since */
-  s.obj({ type: s.tag('ExpireMigration'), vm: id, started: counter, phase: s.oneOf(MIGRATION_PHASES), reason: text() }, { term })
+  s.obj({ type: s.tag('ExpireMigration'), vm: id, started: counter, phase: s.oneOf(MIGRATION_PHASES), reason: text() }, { term }),
+  // ---- scheduler commands (issue 19: quotas, preemption, rebalancing) ----
+  /** an admin sets a project's limits (a limit left out: unlimited), or clears them with null */
+  s.obj({ type: s.tag('SetQuota'), project: name, limits: s.nullable(QUOTA_LIMITS) }),
+  /** the leader's preemption (node/scheduler.ts): `victims`, all on `node` and each preemptible and
+   * of strictly lower priority than `vm`, are unassigned (pending, the reason naming `vm`), and
+   * `vm` is assigned to `node`, in one entry (storage/apply-sched.ts) */
+  s.obj({ type: s.tag('PreemptVm'), vm: id, node: id, victims: s.refine(s.list(MAX_PREEMPTION_VICTIMS, id), victimsProblem) }, { term }),
+  /** the leader's rebalancing move (node/rebalancer.ts): a live migration of a running VM to a
+   * less loaded node, refused within REBALANCE_COOLDOWN_MS of the VM's last move */
+  s.obj({ type: s.tag('RebalanceVm'), vm: id, target: id, reason: text() }, { term })
 ], (t) => `unknown command type ${typeof t === 'string' ? t.slice(0, 64) : typeof t}`)
 
 /** The `auth` field of an envelope: shape only (the signature is checked by protocols/auth.ts). */

@@ -14,6 +14,8 @@ export const ERROR_KINDS = [
   // retry with the same idempotency key, which applies it at most once
   'Indeterminate',
   'Unauthorized', 'Unavailable', 'Timeout', 'TooLarge',
+  // a project's quota would be exceeded (storage/apply-quotas.ts): definite, nothing was applied
+  'QuotaExceeded',
   // bytes from a peer that do not decode or do not have the expected shape
   'BadMessage',
   'Internal',

@@ -17,7 +17,7 @@ export type HypervisorCapability = typeof HYPERVISOR_CAPABILITIES[number]
 // The shapes commands carry are declared once in protocols/command-schema.ts; their types here are
 // derived from those declarations (the records add what the state machine keeps beside them).
 import type { Infer } from './schema.ts'
-import type { CONSTRAINT, NETWORK_KIND, NODE_REGISTRATION, RESOURCES, VM_SPEC, VM_STATUS } from './command-schema.ts'
+import type { CONSTRAINT, NETWORK_KIND, NODE_REGISTRATION, QUOTA_LIMITS, RESOURCES, VM_SPEC, VM_STATUS } from './command-schema.ts'
 
 export type Resources = Infer<typeof RESOURCES>
 
@@ -52,6 +52,22 @@ export type RestartPolicy = typeof RESTART_POLICIES[number]
 export type Constraint = Infer<typeof CONSTRAINT>
 
 export type VmSpec = Infer<typeof VM_SPEC>
+
+// ---- quotas (issue 19): per-project limits, held in Raft, checked on apply ----
+
+/** What a project may hold at most; a limit left out is unlimited. `ips`: network attachments,
+ * one address each. `diskGiB`: the VMs' local root disks (spec.diskGiB). */
+export type QuotaLimits = Infer<typeof QUOTA_LIMITS>
+export const QUOTA_RESOURCES = ['vcpus', 'memoryMiB', 'diskGiB', 'vms', 'ips'] as const
+export type QuotaResource = typeof QUOTA_RESOURCES[number]
+/** What a project's VMs hold now (every VM of it, running or not: a stopped VM keeps its claim). */
+export type QuotaUsage = Record<QuotaResource, number>
+
+export interface QuotaRecord {
+  project: string
+  limits: QuotaLimits
+  setAt: number
+}
 
 export interface VmStatus extends Infer<typeof VM_STATUS> {
   node: string | null

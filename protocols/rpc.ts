@@ -14,6 +14,8 @@ import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
 import { MAX_CONSOLE_INPUT_BYTES, MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
 import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
+import { SCHED_METHODS } from './rpc-sched.ts'
+import type { SchedMethods } from './rpc-sched.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
 
@@ -100,7 +102,7 @@ export type VmWatchEvent =
   | { type: 'put', vm: VmRecord }
   | { type: 'delete', id: string }
 
-export interface RpcMethods extends ResourceMethods {
+export interface RpcMethods extends ResourceMethods, SchedMethods {
   'cluster.status': { params: ReadParams, result: ClusterStatus }
   'node.list': { params: ReadParams, result: NodeRecord[] }
   'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
@@ -170,6 +172,10 @@ export interface ClusterHello { id: string, inCluster: boolean, lowestKnown: str
 export interface VmExplanation {
   vm: string
   assignedNode: string | null
+  /** a VM meant to run but unplaced: why it waits (its status reason: "preempted by VM x ...") */
+  waiting?: string | null
+  /** a VM that fits nowhere: the preemption the scheduler would make for it (issue 19), or why none */
+  preemption?: { nodeId: string | null, evictions: string[], reason: string } | null
   decision: {
     vmId: string
     nodeId: string | null
@@ -219,6 +225,7 @@ function spec (x: unknown): VmSpec {
 
 export const METHODS: MethodTable = {
   ...RESOURCE_METHODS,
+  ...SCHED_METHODS,
   'cluster.status': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.show': {

@@ -6,6 +6,7 @@ import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
 import { refuseWhileMigrating } from './migration-guard.ts'
 import { imageMade, phaseOf, volumeUnusable } from '../protocols/volume-phases.ts'
+import { chargeQuota } from './apply-quotas.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
@@ -52,6 +53,8 @@ export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
   if (ctx.tx.get<VmRecord>('vms', c.id) !== undefined) reject('AlreadyExists', `VM ${c.id} already exists`)
   if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
   const vols = checkRefs(ctx, c.spec, c.id)
+  // its project's quota, in this same entry: a racing create through another node sees this one
+  chargeQuota(ctx, c.spec.name, null, c.spec)
   setAttached(ctx, vols, c.id)
   const vm: VmRecord = {
     id: c.id,
@@ -94,6 +97,7 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
     const node = ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
     if (node !== undefined) checkFits(ctx, node, vm.id, c.spec)
   }
+  chargeQuota(ctx, c.spec.name, vm.spec, c.spec)
   const dropped = vm.spec.volumes.filter(n => !c.spec.volumes.includes(n))
     .map(n => ctx.tx.get<VolumeRecord>('volumes', n))
     .filter((v): v is VolumeRecord => v !== undefined && v.attachedTo === vm.id)
@@ -207,6 +211,7 @@ export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): { id: string }
     for (const ip of ips) delete allocations[ip]
     ctx.tx.put('networks', name, { ...net, allocations })
   }
+  chargeQuota(ctx, vm.spec.name, vm.spec, null)
   setAssignment(ctx, vm.id, vm.assignedNode, null)
   ctx.tx.delete('vmNames', vm.spec.name)
   ctx.tx.delete('vms', vm.id)

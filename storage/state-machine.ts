@@ -19,6 +19,9 @@ import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-net
 import { markNodeDown, renewLeases } from './apply-ha.ts'
 import { cancelMigration, evacuateVm, expireMigration, reportMigration, startMigration } from './apply-migration.ts'
 import { isFinal } from '../protocols/migration-phases.ts'
+import { listQuotas, setQuota } from './apply-quotas.ts'
+import { preemptVm, rebalanceVm } from './apply-sched.ts'
+import type { QuotaLimits, QuotaUsage } from '../protocols/model.ts'
 import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError, authorityOf } from '../protocols/auth.ts'
@@ -79,6 +82,10 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'ReportMigration': return reportMigration(ctx, cmd)
     case 'ExpireMigration': return expireMigration(ctx, cmd)
     case 'EvacuateVm': return evacuateVm(ctx, cmd)
+    // issue 19
+    case 'SetQuota': return setQuota(ctx, cmd)
+    case 'PreemptVm': return preemptVm(ctx, cmd)
+    case 'RebalanceVm': return rebalanceVm(ctx, cmd)
   }
 }
 
@@ -387,6 +394,8 @@ export class StateMachine {
   noAdmins (): boolean { return noAdmins(this.kv) }
   /** Has no node registered yet? (One key read.) */
   noNodes (): boolean { return this.kv.range<NodeRecord>('nodes', { limit: 1 }).length === 0 }
+  /** Every project with a quota or with VMs, its limits (null: none) and what it holds (issue 19). */
+  listQuotas (): Array<{ project: string, limits: QuotaLimits | null, usage: QuotaUsage }> { return listQuotas(this.kv) }
   isAdmin (peerId: string): boolean { return this.kv.get<AdminRecord>('admins', peerId) !== undefined }
   joinPolicy (): JoinPolicy { return joinPolicy(this.kv) }
   /** may this peer join (be added as a learner, register as a node) under the join policy? */

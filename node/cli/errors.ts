@@ -19,7 +19,7 @@ export const EXIT = {
 export function exitCodeFor (kind: ErrorKind): number {
   switch (kind) {
     case 'NotFound': return EXIT.notFound
-    case 'AlreadyExists': case 'InUse': case 'Conflict': case 'GenerationMismatch': case 'NoCapacity': return EXIT.conflict
+    case 'AlreadyExists': case 'InUse': case 'Conflict': case 'GenerationMismatch': case 'NoCapacity': case 'QuotaExceeded': return EXIT.conflict
     case 'Indeterminate': case 'InFlight': return EXIT.indeterminate
     case 'NotLeader': case 'Unavailable': case 'Timeout': return EXIT.unavailable
     case 'Unauthorized': return EXIT.unauthorized
@@ -44,6 +44,7 @@ const NEXT: Record<ErrorKind, string> = {
   Unavailable: 'Check that a quorum of nodes is up (`blixard status --stale`), then retry.',
   Timeout: 'The cluster may be overloaded or without quorum; retry, or check `blixard status --stale`.',
   TooLarge: 'Send a smaller request.',
+  QuotaExceeded: 'Nothing was created or changed. Free room in the project (delete or shrink its VMs), or ask an admin to raise it: `blixard quota show PROJECT`, `blixard quota set PROJECT ...`.',
   BadMessage: 'The node and the CLI may be different versions; upgrade both.',
   Internal: 'This is a bug in Blixard; please report it with the node logs.',
   UnknownMethod: 'The node and the CLI may be different versions; upgrade both.',

@@ -25,6 +25,7 @@ import { writeClusterKey, ClusterKeyError } from '../keygen.ts'
 import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
 import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
+import { schedCommands } from './sched.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
@@ -134,6 +135,7 @@ const CONSOLE_TAIL_BYTES = 2048
 
 const COMMANDS: Record<string, Command> = {
   ...resourceCommands({ withCluster, need, stale }),
+  ...schedCommands({ withCluster, need, stale }),
   status: {
     summary: 'Show the Raft state of the cluster',
     usage: 'blixard status [--stale]',
@@ -209,7 +211,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'vm create': {
     summary: 'Create a VM (placed by the scheduler, started by its host)',
-    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--queue] [--wait]',
+    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--project NAME] [--no-preemptible] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--queue] [--wait]',
     flags: {
       vcpus: { value: true, arg: 'N', help: 'virtual CPUs', default: '1' },
       memory: { value: true, arg: 'SIZE', help: `guest memory (M, G or T; ${formatMiB(VM_LIMITS.minMemoryMiB)} to ${formatMiB(VM_LIMITS.maxMemoryMiB)})`, default: '128M' },
@@ -219,7 +221,9 @@ const COMMANDS: Record<string, Command> = {
       constraint: { value: true, repeat: true, arg: 'EXPR', help: 'placement rule on node labels: zone==a, zone!=c, zone in [a, b], gpu exists' },
       'anti-affinity': { value: true, arg: 'GROUP', help: 'never two VMs of this group on one node' },
       spread: { value: true, arg: 'LABEL', help: "spread VMs evenly over this node label's values" },
-      priority: { value: true, arg: 'N', help: 'scheduling priority, -1000 to 1000', default: '0' },
+      priority: { value: true, arg: 'N', help: 'scheduling priority, -1000 to 1000: a VM that fits nowhere may preempt lower ones', default: '0' },
+      project: { value: true, arg: 'NAME', help: "the project it belongs to: counted against the project's quota (blixard quota show)" },
+      preemptible: { help: 'may be stopped to make room for a higher-priority VM (--no-preemptible or --preemptible=false: never)', default: 'true' },
       restart: { value: true, arg: 'POLICY', help: 'always, on-failure or never', default: 'always' },
       hypervisor: { value: true, arg: 'NAME', help: 'qemu, cloud-hypervisor or firecracker', default: 'qemu' },
       disk: { value: true, repeat: true, arg: 'VOLUME', help: 'attach a volume (blixard volume create)' },
@@ -254,7 +258,9 @@ const COMMANDS: Record<string, Command> = {
         spreadLabel: flag(p, 'spread') ?? null,
         priority: int(p, 'priority', 0, -1000, 1000),
         restartPolicy: restart,
-        requires: []
+        requires: [],
+        ...(flag(p, 'project') != null ? { project: flag(p, 'project') } : {}),
+        ...(bool(p, 'preemptible', true) ? {} : { preemptible: false as const })
       }
       return await withCluster(p, async ({ client }) => {
         const queue = bool(p, 'queue')
@@ -387,7 +393,9 @@ const COMMANDS: Record<string, Command> = {
         const d = e.decision
         const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? d.nodeId} (score ${d.total?.toFixed(3)})`
         const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : filterReason(n.filter, n.reason)])
-        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
+        const waiting = e.waiting != null ? `\nWaiting: ${named(e.waiting, names)}` : ''
+        const pre = e.preemption == null ? '' : e.preemption.nodeId == null ? `\nPreemption: none possible: ${e.preemption.reason}` : `\nPreemption: ${named(e.preemption.reason, names)}`
+        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}${waiting}${pre}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
       })
       return EXIT.ok
     })

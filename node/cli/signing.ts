@@ -6,6 +6,7 @@ import { BlixardError } from '../../protocols/errors.ts'
 import { randomUUID } from 'node:crypto'
 import { METHODS, isMethod } from '../../protocols/rpc.ts'
 import type { Command } from '../../protocols/commands.ts'
+import type { QuotaLimits } from '../../protocols/model.ts'
 import { signCommand } from '../../protocols/auth.ts'
 import type { Signer } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
@@ -32,7 +33,8 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'volume.resize': ['ResizeVolume'],
   'volume.snapshot': ['SnapshotVolume'],
   'volume.clone': ['CreateVolume'],
-  'volume.delete': ['DeleteVolume']
+  'volume.delete': ['DeleteVolume'],
+  'quota.set': ['SetQuota']
 }
 
 /** Check that the prepared command is the one the admin asked for, as far as the request says. */
@@ -52,10 +54,23 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   if (cmd.type === 'StartMigration' && typeof params.to === 'string' && params.to.startsWith('12D3KooW') && cmd.target !== params.to) {
     throw new BlixardError('Internal', `the node prepared a migration to ${cmd.target}, not to ${params.to}: refusing to sign it`)
   }
+  // the project and its limits are what the admin typed: a node may not widen or move them
+  if (cmd.type === 'SetQuota' && (cmd.project !== params.project || !sameLimits(cmd.limits, params.limits))) {
+    throw new BlixardError('Internal', `the node prepared quota ${cmd.project} ${JSON.stringify(cmd.limits)}, not ${String(params.project)} ${JSON.stringify(params.limits)}: refusing to sign it`)
+  }
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {
     throw new BlixardError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)
   }
+}
+
+/** The same quota limits, whatever the order of their keys (the node normalizes the order). */
+function sameLimits (limits: QuotaLimits | null, b: unknown): boolean {
+  const a = limits as Record<string, number | undefined> | null
+  if (a === null || b === null || typeof b !== 'object') return a === b
+  const o = b as Record<string, unknown>
+  const keys = new Set([...Object.keys(a), ...Object.keys(o)])
+  return [...keys].every((k) => a[k] === o[k])
 }
 
 type Call = RpcClient['call']

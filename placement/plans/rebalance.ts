@@ -16,6 +16,8 @@ export const DEFAULT_SOURCES_PER_STEP = 4
 export interface RebalanceOptions {
   maxMoves?: number
   sourcesPerStep?: number
+  /** nodes that take no VM (hot by gossiped load: plans/rebalance-policy.ts); they may still give */
+  excludeTargets?: ReadonlySet<string>
 }
 
 /** Population variance of fill over ready nodes; 0 when fewer than two. */
@@ -34,6 +36,7 @@ export function imbalance (nodes: readonly PlacementNode[]): number {
 export function planRebalance (cluster: PlacementCluster, config: PlacementConfigInput | PlacementConfig = {}, opts: RebalanceOptions = {}): RebalancePlan {
   const maxMoves = opts.maxMoves ?? DEFAULT_MAX_MOVES
   const sources = opts.sourcesPerStep ?? DEFAULT_SOURCES_PER_STEP
+  const excluded = opts.excludeTargets ?? new Set<string>()
   const placer = new Placer(cluster, config)
   const nodes = placer.nodes
   const onNode = new Map<string, PlacementRequest[]>()
@@ -60,7 +63,7 @@ export function planRebalance (cluster: PlacementCluster, config: PlacementConfi
         placer.unassign(req, src.id)
         const fs2 = fill(src)
         for (const dst of ready) {
-          if (dst === src || !feasible(dst, req)) continue
+          if (dst === src || excluded.has(dst.id) || !feasible(dst, req)) continue
           const fd = fill(dst)
           const fd2 = fillOf(dst.reserved.cpu + req.resources.cpu, dst.reserved.memoryMiB + req.resources.memoryMiB, dst.reserved.diskGiB + req.resources.diskGiB, dst)
           const t1 = s1 - fs - fd + fs2 + fd2

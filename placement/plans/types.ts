@@ -28,4 +28,6 @@ export interface PreemptionPlan {
   evictions: string[]
   /** the evicted VMs, to be queued again for placement */
   requeue: PlacementRequest[]
+  /** why this plan: the node and what it evicts, or why no node can be freed (for events and explain) */
+  reason: string
 }

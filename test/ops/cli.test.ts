@@ -203,6 +203,21 @@ test('admission fails fast: a VM that fits no node is refused at once (exit 4, t
   assert.is((await json<{ id: string }>(['vm', 'delete', 'too-big', '--force'])).id.length > 0, true)
 })
 
+test('quotas: an admin sets one, the over-quota create is refused with the numbers (exit 4), quota show --json counts', async () => {
+  const cl = await cluster()
+  const set = await json<{ project: string, limits: Record<string, number> }>(['quota', 'set', 'team-q', '--vms', '1', '--vcpus', '2'])
+  assert.equal(set.limits, { vcpus: 2, vms: 1 })
+  const vm = await json<{ id: string, spec: { project?: string } }>(['vm', 'create', 'q-one', '--project', 'team-q', '--no-start'])
+  assert.is(vm.spec.project, 'team-q')
+  const e = jsonError(await cl.cli(['vm', 'create', 'q-two', '--project', 'team-q', '--no-start', '--json']), 'QuotaExceeded', 4)
+  assert.match(e.message, /project team-q quota exceeded by VM q-two: vms: 1 used \+ 1 asked > 1 VMs allowed/)
+  assert.not.ok((await cl.state(0)).vms.some((v) => v.name === 'q-two'), 'nothing recorded')
+  const shown = await json<Array<{ project: string, usage: { vms: number, vcpus: number }, limits: { vms: number } | null }>>(['quota', 'show', 'team-q'])
+  assert.equal(shown.map((q) => [q.project, q.usage.vms, q.usage.vcpus, q.limits?.vms]), [['team-q', 1, 1, 1]])
+  assert.is((await json<{ limits: null }>(['quota', 'set', 'team-q', '--clear'])).limits, null)
+  await json(['vm', 'delete', 'q-one', '--yes'])
+})
+
 test('every cluster command prints one JSON document with --json', async () => {
   const cl = await cluster()
   const st = await json<{ leader: string, term: number, voters: string[] }>(['status'])

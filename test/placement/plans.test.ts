@@ -97,7 +97,7 @@ test('preemption: a higher-priority VM evicts the fewest, least important VMs', 
   // lower or equal priority evicts nothing
   assert.is(planPreemption(c, { ...req, priority: 10 }).nodeId, null)
   // room somewhere: no eviction at all
-  assert.equal(planPreemption(releasePlacement(c, 'b3'), req), { vmId: 'urgent', nodeId: 'b', evictions: [], requeue: [] })
+  assert.equal(planPreemption(releasePlacement(c, 'b3'), req), { vmId: 'urgent', nodeId: 'b', evictions: [], requeue: [], reason: 'fits on b without evicting anything' })
 })
 
 test('preemption: resolves anti-affinity by evicting a lower-priority group member', () => {

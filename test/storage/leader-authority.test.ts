@@ -107,6 +107,31 @@ test('lease commands are the leader\'s too: MarkNodeDown and RenewLeases by a ho
   assert.ok(h.run(h.signed(leader2, down(2)), 2).ok)
 })
 
+test('issue 19: PreemptVm and RebalanceVm are the leader\'s (a host, an admin or no term is refused); SetQuota is an admin\'s (a node, even the leader, is refused)', () => {
+  const h = setup()
+  assert.ok(h.run(h.signed(leader2, assign(2)), 2).ok, 'the leader decided first in term 2')
+  const preempt = (term?: number): Command => ({ type: 'PreemptVm', vm: 'v2', node: leader2.peerId, victims: ['v1'], ...(term === undefined ? {} : { term }) })
+  const rebalance = (term?: number): Command => ({ type: 'RebalanceVm', vm: 'v1', target: host.peerId, reason: 'skew', ...(term === undefined ? {} : { term }) })
+  const quota: Command = { type: 'SetQuota', project: 'team', limits: { vms: 100 } }
+  const before = h.sm.stateHash()
+  for (const [by, cmd, why] of [
+    [host, preempt(2), 'must be signed by that term\'s leader'], [admin, preempt(2), 'is not a registered node'], [leader2, preempt(), 'carries no leader term'],
+    [host, rebalance(2), 'must be signed by that term\'s leader'], [admin, rebalance(2), 'is not a registered node'], [leader2, rebalance(3), 'lands in an entry of term 2'],
+    [leader2, quota, 'is not an admin'], [stranger, quota, 'is not an admin']
+  ] as const) {
+    const r = h.run(h.signed(by, cmd), 2)
+    assert.is(r.ok, false, `${cmd.type} by ${by.peerId}`)
+    if (!r.ok) { assert.is(r.error.kind, 'Unauthorized'); assert.ok(r.error.message.includes(why), `${cmd.type}: "${r.error.message}" names "${why}"`) }
+  }
+  assert.is(h.sm.stateHash(), before, 'refused decisions change nothing')
+  // by the right signer, they pass the authority check (and are judged on their merits: v1 and v2
+  // have the same priority, so the preemption is refused as such, not as unauthorized)
+  const q = h.run(h.signed(admin, quota), 2)
+  assert.ok(q.ok, JSON.stringify(q))
+  const p = h.run(h.signed(leader2, preempt(2)), 2)
+  assert.ok(!p.ok && p.error.kind === 'Conflict' && p.error.message.includes('only strictly lower priorities are preempted'), JSON.stringify(p))
+})
+
 test('the same signed decision never applies twice, not even in its own term', () => {
   const h = setup()
   const env = h.signed(leader2, assign(2))

@@ -1,0 +1,49 @@
+// RPC handlers of issue 19: project quotas. The limits live in Raft (SetQuota, signed by an
+// admin) and are enforced on apply (storage/apply-quotas.ts); `quota show` reads them with the
+// usage the state machine keeps.
+import { BlixardError } from '../protocols/errors.ts'
+import type { Command } from '../protocols/commands.ts'
+import type { ReadParams } from '../protocols/rpc.ts'
+import type { QuotaView } from '../protocols/rpc-sched.ts'
+import type { VmSpec } from '../protocols/model.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import { claimOf, quotaExcess } from '../storage/apply-quotas.ts'
+import { QUOTA_RESOURCES } from '../protocols/model.ts'
+import type { RpcHandlers } from './net/rpc.ts'
+
+export interface SchedApiDeps {
+  sm: StateMachine
+  read: (p: ReadParams) => Promise<void>
+  /** proposes under the client's idempotency key (or a fresh one); answers with the command's own result */
+  write: (cmd: Command, key?: string) => Promise<unknown>
+}
+
+type SchedHandlers = Pick<RpcHandlers, 'quota.set' | 'quota.show'>
+
+/** Why a new VM of `spec` would go over its project's quota now (the words apply would use), or
+ * null: the create is refused before placement is asked, so the first reason given is the quota's
+ * and not "no node fits". Apply checks again on the state at its index. */
+export function quotaRefusal (sm: StateMachine, spec: VmSpec): string | null {
+  if (spec.project === undefined) return null
+  const q = sm.listQuotas().find((x) => x.project === spec.project)
+  if (q?.limits == null) return null
+  const after = { ...q.usage }
+  const claim = claimOf(spec)
+  for (const r of QUOTA_RESOURCES) after[r] += claim[r]
+  const why = quotaExcess(q.limits, q.usage, after)
+  return why === null ? null : `project ${spec.project} quota exceeded by VM ${spec.name}: ${why}`
+}
+
+export function createSchedApi (d: SchedApiDeps): SchedHandlers {
+  return {
+    'quota.set': async (p) => await d.write({ type: 'SetQuota', project: p.project, limits: p.limits }, p.idempotencyKey) as QuotaView,
+    'quota.show': async (p) => {
+      await d.read(p)
+      const all = d.sm.listQuotas()
+      if (p.project === undefined) return all
+      const one = all.filter((q) => q.project === p.project)
+      if (one.length === 0) throw new BlixardError('NotFound', `project ${p.project} has no quota and no VMs`)
+      return one
+    }
+  }
+}
