@@ -55,6 +55,11 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     // progress is routine (a line a second while it moves): not an event
     case 'ReportMigration': return c.event === 'progress' && r.ok ? '' : `VM ${name(c.vm)} migration: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     case 'ReportVolume': return `volume ${c.name} ${c.outcome === 'gone' ? 'deleted (its RBD image removed)' : c.outcome}${c.reason != null ? ` (${c.reason})` : ''}, reported by ${name(c.node)}${tail}`
+    // VM memory snapshots (issue 18)
+    case 'SnapshotVm': return `VM ${name(c.vm)} snapshot ${c.name} requested${tail}`
+    case 'RestoreVm': return `VM ${name(c.vm)} restore from snapshot ${c.name} requested${tail}`
+    case 'DeleteVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name} deleted${tail}`
+    case 'ReportVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name}: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }

@@ -8,6 +8,7 @@ import { JOIN_POLICIES, MIGRATION_REPORTS, VOLUME_REPORTS } from './commands.ts'
 import type { MigrationFigures } from './migration-phases.ts'
 import { MIGRATION_PHASES } from './migration-phases.ts'
 import type { CommandAuth } from './auth.ts'
+import { SNAPSHOT_COMMAND_TYPES, validateSnapshotCommand } from './snapshots.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
 import type { Constraint, HypervisorCapability, NetworkKind, Resources, VmSpec, VmStatus } from './model.ts'
@@ -268,6 +269,8 @@ function status (v: unknown, path: string): Omit<VmStatus, 'node'> {
 function validateOne (v: unknown): Command {
   const o = obj(v, 'command')
   const L = COMMAND_LIMITS
+  // VM memory snapshots (issue 18): validated by their own block in ./snapshots.ts
+  if (typeof o.type === 'string' && SNAPSHOT_COMMAND_TYPES.has(o.type)) return validateSnapshotCommand(o)
   switch (o.type) {
     case 'RegisterNode': {
       const n = obj(o.node, 'node')

@@ -2,6 +2,7 @@
 // Each is validated and applied atomically, or rejected with a named error that changes nothing.
 import type { CommandAuth } from './auth.ts'
 import type { MigrationFigures, MigrationPhase } from './migration-phases.ts'
+import type { SnapshotCommand } from './snapshots.ts'
 import type {
   NodeRecord, NodeState, Resources, VmDesiredState, VmSpec, VmStatus,
   NetworkKind, HypervisorCapability
@@ -60,6 +61,8 @@ export type Command =
   /** the leader saw the attempt that started at `started` make no step in `phase` for too long
    * (node/migration/service.ts): ends it by the switchover rule; a no-op if it moved on since */
   | { type: 'ExpireMigration', vm: string, started: number, phase: MigrationPhase, reason: string, term?: number }
+  // ---- VM memory snapshots (issue 18): the commands and their validation live in ./snapshots.ts ----
+  | SnapshotCommand
 
 export type CommandType = Command['type']
 
