@@ -21,6 +21,7 @@ import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
+import { createSnapshotApi } from './api-snapshots.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 
@@ -181,6 +182,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
     const handlers: RpcHandlers = {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
+      ...createSnapshotApi({ sm: d.sm, read, barrier, prior, write: async (cmd, key) => await write(cmd, key), vmRef }),
       'cluster.status': async (p) => {
         await read(p)
         const raft = d.raft()

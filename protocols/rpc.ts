@@ -14,6 +14,8 @@ import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
 import { MAX_CONSOLE_INPUT_BYTES, MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
 import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
+import { SNAPSHOT_METHODS } from './rpc-snapshots.ts'
+import type { SnapshotMethods } from './rpc-snapshots.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
 
@@ -100,7 +102,7 @@ export type VmWatchEvent =
   | { type: 'put', vm: VmRecord }
   | { type: 'delete', id: string }
 
-export interface RpcMethods extends ResourceMethods {
+export interface RpcMethods extends ResourceMethods, SnapshotMethods {
   'cluster.status': { params: ReadParams, result: ClusterStatus }
   'node.list': { params: ReadParams, result: NodeRecord[] }
   'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
@@ -219,6 +221,7 @@ function spec (x: unknown): VmSpec {
 
 export const METHODS: MethodTable = {
   ...RESOURCE_METHODS,
+  ...SNAPSHOT_METHODS,
   'cluster.status': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.show': {

@@ -25,6 +25,7 @@ import { writeClusterKey, ClusterKeyError } from '../keygen.ts'
 import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
 import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
+import { snapshotCommands } from './snapshots.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
@@ -132,6 +133,7 @@ const CONSOLE_TAIL_BYTES = 2048
 
 const COMMANDS: Record<string, Command> = {
   ...resourceCommands({ withCluster, need, stale }),
+  ...snapshotCommands({ withCluster, need, stale }),
   status: {
     summary: 'Show the Raft state of the cluster',
     usage: 'blixard status [--stale]',
