@@ -32,7 +32,11 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'volume.resize': ['ResizeVolume'],
   'volume.snapshot': ['SnapshotVolume'],
   'volume.clone': ['CreateVolume'],
-  'volume.delete': ['DeleteVolume']
+  'volume.delete': ['DeleteVolume'],
+  // VM memory snapshots (issue 18)
+  'vm.snapshot': ['SnapshotVm'],
+  'vm.restore': ['RestoreVm'],
+  'vm.snapshotDelete': ['DeleteVmSnapshot']
 }
 
 /** Check that the prepared command is the one the admin asked for, as far as the request says. */
@@ -51,6 +55,9 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   // a target given as a peer id is what must be signed (a name the node resolved cannot be checked here)
   if (cmd.type === 'StartMigration' && typeof params.to === 'string' && params.to.startsWith('12D3KooW') && cmd.target !== params.to) {
     throw new BlixardError('Internal', `the node prepared a migration to ${cmd.target}, not to ${params.to}: refusing to sign it`)
+  }
+  if ((cmd.type === 'SnapshotVm' || cmd.type === 'RestoreVm' || cmd.type === 'DeleteVmSnapshot') && cmd.name !== params.name) {
+    throw new BlixardError('Internal', `the node prepared a ${cmd.type} of snapshot ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   }
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {
