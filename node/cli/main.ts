@@ -133,7 +133,6 @@ const CONSOLE_TAIL_BYTES = 2048
 
 const COMMANDS: Record<string, Command> = {
   ...resourceCommands({ withCluster, need, stale }),
-  ...snapshotCommands({ withCluster, need, stale }),
   status: {
     summary: 'Show the Raft state of the cluster',
     usage: 'blixard status [--stale]',
@@ -558,7 +557,9 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.ok
       })
     }
-  }
+  },
+  // VM memory snapshots (issue 18): node/cli/snapshots.ts; after the other vm commands, so help lists them last
+  ...snapshotCommands({ withCluster, need, stale })
 }
 
 /** `blixard vm console VM`: the console's output (vm.logs, following) on stdout, and what is typed
