@@ -16,7 +16,7 @@
 // a VM alone while `holds` says so (a save or a restore runs), as it does for a live migration.
 // A daemon that restarts mid-step does the step again: a save is taken afresh; a restore whose
 // report did not commit rolls the guest back once more to the same point.
-import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import type { SnapshotReport, VmSnapshotRecord } from '../../protocols/snapshots.ts'
@@ -148,20 +148,24 @@ export class SnapshotService {
     if (why != null) { await this.report(s, 'restore-failed', { reason: why }); return }
     const vm = this.d.sm.getVm(s.vm)
     const t0 = this.now()
+    let started = false
     try {
       const saved = JSON.parse(await readFile(f.spec, 'utf8')) as { spec: QemuLaunchSpec }
+      await stat(f.state) // a missing state file fails here, before the running guest is touched
       const sock = join(runtimePaths(this.d.dataDir, s.vm).dir, 'restore.sock')
       await this.d.driver.kill(s.vm).catch((e: unknown) => { if (!(e instanceof QemuError && e.kind === 'NotRunning')) throw e })
       await rm(sock, { force: true }) // a stale socket file would look like the new QEMU's
       // readiness 'qmp': the restored guest prints no ready marker again; it runs once resumed
+      started = true
       await this.d.driver.start({ ...saved.spec, generation: vm?.generation ?? s.generation, readiness: 'qmp', incoming: sock })
       await loadState(async () => await this.d.driver.qmp(s.vm), f.state, sock)
       const ms = this.now() - t0
       this.d.log.info('snapshot restored', { vmId: s.vm, name: s.name, ms })
       await this.report(s, 'restored', { ms })
     } catch (err) {
-      // a QEMU left waiting for state that never came would hold the VM: the agent boots it afresh
-      await this.d.driver.kill(s.vm).catch(() => {})
+      // a QEMU left waiting for state that never came would hold the VM: the agent boots it afresh.
+      // Before the old QEMU was stopped (no saved spec or state here) the guest runs on untouched.
+      if (started) await this.d.driver.kill(s.vm).catch(() => {})
       await this.report(s, 'restore-failed', { reason: (err as Error).message })
     }
   }
