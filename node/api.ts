@@ -23,6 +23,7 @@ import type { NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
 import { missingRef } from '../storage/apply-vms.ts'
 import { createSchedApi, quotaRefusal } from './api-sched.ts'
+import { createSnapshotApi } from './api-snapshots.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
 
@@ -184,6 +185,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     const handlers: RpcHandlers = {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
       ...createSchedApi({ sm: d.sm, read, write: async (cmd, key) => await write(cmd, key) }),
+      ...createSnapshotApi({ sm: d.sm, read, barrier, prior, write: async (cmd, key) => await write(cmd, key), vmRef }),
       'cluster.status': async (p) => {
         await read(p)
         const raft = d.raft()

@@ -63,6 +63,11 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'SetQuota': return c.limits === null ? `quota of project ${c.project} cleared${tail}` : `quota of project ${c.project} set: ${Object.entries(c.limits).map(([k, v]) => `${k} ${String(v)}`).join(', ') || 'no limits'}${tail}`
     case 'PreemptVm': return `VM ${name(c.vm)} placed on ${name(c.node)} by preempting ${c.victims.map((v) => `VM ${name(v)}`).join(', ')} (pending until room appears)${tail}`
     case 'RebalanceVm': return `VM ${name(c.vm)} migrating live to ${name(c.target)} to rebalance (${c.reason})${tail}`
+    // VM memory snapshots (issue 18)
+    case 'SnapshotVm': return `VM ${name(c.vm)} snapshot ${c.name} requested${tail}`
+    case 'RestoreVm': return `VM ${name(c.vm)} restore from snapshot ${c.name} requested${tail}`
+    case 'DeleteVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name} deleted${tail}`
+    case 'ReportVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name}: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }

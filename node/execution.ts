@@ -27,6 +27,7 @@ import { MigrationService, maxBandwidthFromEnv, transportFromEnv } from './migra
 import { migrationAddress } from './migration/tls.ts'
 import type { BlixardHost } from './net/host.ts'
 import { VolumeReconciler } from './volumes/reconciler.ts'
+import { SnapshotService } from './snapshots/service.ts'
 
 export interface ExecutionDeps {
   id: string
@@ -55,6 +56,8 @@ export interface Execution {
   ha: HaService
   agent: Agent
   migrations: MigrationService
+  /** VM memory snapshots this host holds: saves, restores, deletes (node/snapshots/service.ts) */
+  snapshots: SnapshotService
   /** carries out volume changes when this node is the volume reconciler; null without Ceph here */
   volumes: VolumeReconciler | null
   /** stops the loops; guests keep running (the next daemon re-adopts them) */
@@ -105,16 +108,23 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   const migrationHeld = (): string | null => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; live migration needs the QEMU driver' : ha.mayRun()
   const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: migrationHeld, isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), transport: transportFromEnv(), listenAddress: () => migrationAddress(d.host.getMultiaddrs()), log: d.log.child({ part: 'migration' }) })
   await migrations.start()
-  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
+  // memory snapshots go through the QEMU driver too; the agent leaves a guest alone while one is saved or restored
+  const snapshots = new SnapshotService({
+    self: () => d.id, sm: d.sm, driver: qemu, dataDir: d.cfg.dataDir, propose, log: d.log.child({ part: 'snapshots' }),
+    unsupported: () => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; memory snapshots need the QEMU driver' : null
+  })
+  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId) || snapshots.holds(vmId), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
   await agent.start()
+  snapshots.start()
   const started = agent
   // volumes (node/volumes/): only a node with a Ceph client can be the one that makes the images
   const volumes = fencer == null ? null : new VolumeReconciler({ self: () => d.id, sm: d.sm, rbd: fencer, propose, log: d.log.child({ part: 'volumes' }) })
   volumes?.start()
   return {
-    scheduler, hypervisor, qemu, ha, agent: started, migrations, volumes,
+    scheduler, hypervisor, qemu, ha, agent: started, migrations, snapshots, volumes,
     stop: async () => {
       scheduler.stop()
+      snapshots.stop()
       await volumes?.stop()
       ha.stop()
       await migrations.stop()

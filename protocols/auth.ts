@@ -44,7 +44,7 @@ export type Authority = 'admin' | 'node' | 'leader'
  * unless it sets `state` (drain, cordon, down), which only an admin may. */
 export function authorityOf (cmd: Command): Authority {
   switch (cmd.type) {
-    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': case 'ReportMigration': case 'ReportVolume': return 'node'
+    case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': case 'ReportMigration': case 'ReportVolume': case 'ReportVmSnapshot': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return 'leader'
     // the scheduler's decisions (issue 19); SetQuota falls to the default: an admin's
@@ -270,6 +270,8 @@ export function authError (cmd: Command, auth: CommandAuth | undefined, index: n
         }
         // only as itself; whether it is the volume reconciler is apply's question (storage/apply-volumes.ts)
         case 'ReportVolume': return cmd.node === who ? null : `node ${who} may not report on volumes for node ${cmd.node}`
+        // only as itself; whether the snapshot is its own is apply's question (storage/apply-snapshots.ts)
+        case 'ReportVmSnapshot': return cmd.node === who ? null : `node ${who} may not report on snapshots for node ${cmd.node}`
         case 'AllocateIp': {
           const on = st.vmNode(cmd.vm)
           return on === who ? null : `node ${who} may not allocate an address for VM ${cmd.vm}, which is not assigned to it`

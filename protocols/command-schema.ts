@@ -9,6 +9,7 @@ import type { BlixError, Command, CommandEnvelope } from './commands.ts'
 import { BlixardError } from './errors.ts'
 import { JOIN_POLICIES, MIGRATION_REPORTS, VOLUME_REPORTS } from './commands.ts'
 import { MIGRATION_PHASES } from './migration-phases.ts'
+import { SNAPSHOT_REPORTS } from './snapshots.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
@@ -226,6 +227,31 @@ const victimsProblem = (v: string[]): Problem | undefined =>
     ? { kind: 'InvalidCommand', message: (p) => `${p} must name at least one VM (a placement without evictions is an AssignVm)` }
     : new Set(v).size !== v.length ? { kind: 'InvalidCommand', message: (p) => `${p} names a VM twice` } : undefined
 
+// ---- VM memory snapshots (issue 18): protocols/snapshots.ts holds the record and the rules' words ----
+
+/** A snapshot name: a DNS label (it becomes a file name on the VM's host). */
+export const SNAPSHOT_NAME = name
+const snapshotName = SNAPSHOT_NAME
+const snapshotCount = s.int(0, MAX_SAFE)
+const TAKEN_NEEDS: Problem = { kind: 'InvalidCommand', message: () => 'a taken report carries sizeBytes and path' }
+const NOT_ABSOLUTE: Problem = { kind: 'InvalidCommand', message: (p) => `${p} must be absolute` }
+export const SNAPSHOT_COMMANDS = [
+  /** an admin asks the VM's host to save its memory and devices under `name` */
+  s.obj({ type: s.tag('SnapshotVm'), vm: id, name: snapshotName }),
+  /** an admin asks that host to roll the running guest back to a ready snapshot */
+  s.obj({ type: s.tag('RestoreVm'), vm: id, name: snapshotName }),
+  /** an admin deletes it: the host removes the file, then reports it gone */
+  s.obj({ type: s.tag('DeleteVmSnapshot'), vm: id, name: snapshotName }),
+  /** the holding host reports (signed by its own key, only on its own snapshots) */
+  s.refine(s.obj({ type: s.tag('ReportVmSnapshot'), vm: id, name: snapshotName, node: id, event: s.oneOf(SNAPSHOT_REPORTS) }, {
+    sizeBytes: snapshotCount,
+    pausedMs: snapshotCount,
+    ms: snapshotCount,
+    path: s.refine(text(4096), (v) => v.startsWith('/') ? undefined : NOT_ABSOLUTE),
+    reason: text()
+  }), (c) => c.event === 'taken' && (c.sizeBytes === undefined || c.path === undefined) ? TAKEN_NEEDS : undefined)
+] as const
+
 // ---- the commands (protocols/commands.ts derives Command from this) ----
 
 export const COMMAND = s.union('type', [
@@ -290,7 +316,8 @@ export const COMMAND = s.union('type', [
   s.obj({ type: s.tag('PreemptVm'), vm: id, node: id, victims: s.refine(s.list(MAX_PREEMPTION_VICTIMS, id), victimsProblem) }, { term }),
   /** the leader's rebalancing move (node/rebalancer.ts): a live migration of a running VM to a
    * less loaded node, refused within REBALANCE_COOLDOWN_MS of the VM's last move */
-  s.obj({ type: s.tag('RebalanceVm'), vm: id, target: id, reason: text() }, { term })
+  s.obj({ type: s.tag('RebalanceVm'), vm: id, target: id, reason: text() }, { term }),
+  ...SNAPSHOT_COMMANDS
 ], (t) => `unknown command type ${typeof t === 'string' ? t.slice(0, 64) : typeof t}`)
 
 /** The `auth` field of an envelope: shape only (the signature is checked by protocols/auth.ts). */

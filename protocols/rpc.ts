@@ -16,6 +16,8 @@ import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
 import { SCHED_METHODS } from './rpc-sched.ts'
 import type { SchedMethods } from './rpc-sched.ts'
+import { SNAPSHOT_METHODS } from './rpc-snapshots.ts'
+import type { SnapshotMethods } from './rpc-snapshots.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
 
@@ -102,7 +104,7 @@ export type VmWatchEvent =
   | { type: 'put', vm: VmRecord }
   | { type: 'delete', id: string }
 
-export interface RpcMethods extends ResourceMethods, SchedMethods {
+export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMethods {
   'cluster.status': { params: ReadParams, result: ClusterStatus }
   'node.list': { params: ReadParams, result: NodeRecord[] }
   'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
@@ -226,6 +228,7 @@ function spec (x: unknown): VmSpec {
 export const METHODS: MethodTable = {
   ...RESOURCE_METHODS,
   ...SCHED_METHODS,
+  ...SNAPSHOT_METHODS,
   'cluster.status': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
   'node.show': {

@@ -11,7 +11,9 @@ export const TABLES = [
   // cluster settings (the join policy) and the peer ids an admin approved to join
   'settings', 'approvals',
   // admin recovery votes: `${peerId}/${voter}` (storage/apply-admins.ts)
-  'recoveryVotes'
+  'recoveryVotes',
+  // VM memory snapshots: `${vmId}/${name}` (storage/apply-snapshots.ts)
+  'vmSnapshots'
 ] as const
 export type Table = typeof TABLES[number]
 

@@ -22,6 +22,9 @@ import { isFinal } from '../protocols/migration-phases.ts'
 import { listQuotas, setQuota } from './apply-quotas.ts'
 import { preemptVm, rebalanceVm } from './apply-sched.ts'
 import type { QuotaLimits, QuotaUsage } from '../protocols/model.ts'
+import { deleteVmSnapshot, forgetVmSnapshots, reportVmSnapshot, restoreVm, snapshotVm } from './apply-snapshots.ts'
+import type { VmSnapshotRecord } from '../protocols/snapshots.ts'
+import { snapshotRange } from '../protocols/snapshots.ts'
 import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, setJoinPolicy } from './apply-admins.ts'
 import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError, authorityOf } from '../protocols/auth.ts'
@@ -34,7 +37,7 @@ export type { ReportOutcome } from './apply-vms.ts'
 export const IDEMPOTENCY_WINDOW = 10_000
 
 /** Tables that make up the model (what stateHash covers). */
-export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals', 'recoveryVotes']
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals', 'recoveryVotes', 'vmSnapshots']
 
 const SNAPSHOT_VERSION = 1
 
@@ -60,7 +63,7 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'SetVmDesiredState': return setVmDesiredState(ctx, cmd)
     case 'AssignVm': return assignVm(ctx, cmd)
     case 'ReportVmStatus': return reportVmStatus(ctx, cmd)
-    case 'DeleteVm': return deleteVm(ctx, cmd)
+    case 'DeleteVm': { const r = deleteVm(ctx, cmd); forgetVmSnapshots(ctx, cmd.id); return r }
     case 'CreateVolume': return createVolume(ctx, cmd)
     case 'ResizeVolume': return resizeVolume(ctx, cmd)
     case 'SnapshotVolume': return snapshotVolume(ctx, cmd)
@@ -86,6 +89,11 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'SetQuota': return setQuota(ctx, cmd)
     case 'PreemptVm': return preemptVm(ctx, cmd)
     case 'RebalanceVm': return rebalanceVm(ctx, cmd)
+    // VM memory snapshots (issue 18): storage/apply-snapshots.ts
+    case 'SnapshotVm': return snapshotVm(ctx, cmd)
+    case 'RestoreVm': return restoreVm(ctx, cmd)
+    case 'DeleteVmSnapshot': return deleteVmSnapshot(ctx, cmd)
+    case 'ReportVmSnapshot': return reportVmSnapshot(ctx, cmd)
   }
 }
 
@@ -389,6 +397,10 @@ export class StateMachine {
   listVolumes (): VolumeRecord[] { return this.values<VolumeRecord>('volumes') }
   getNetwork (name: string): NetworkRecord | undefined { return this.kv.get<NetworkRecord>('networks', name) }
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
+  /** VM memory snapshots, in (VM id, name) order; with `vm`, that VM's only. */
+  listVmSnapshots (vm?: string): VmSnapshotRecord[] {
+    return this.kv.range<VmSnapshotRecord>('vmSnapshots', vm === undefined ? {} : snapshotRange(vm)).map(([, v]) => v)
+  }
   listAdmins (): AdminRecord[] { return this.values<AdminRecord>('admins') }
   /** Is the admin table empty? (One key read, not the whole table.) */
   noAdmins (): boolean { return noAdmins(this.kv) }

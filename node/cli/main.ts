@@ -26,6 +26,7 @@ import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
 import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
 import { schedCommands } from './sched.ts'
+import { snapshotCommands } from './snapshots.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
@@ -569,7 +570,9 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.ok
       })
     }
-  }
+  },
+  // VM memory snapshots (issue 18): node/cli/snapshots.ts; after the other vm commands, so help lists them last
+  ...snapshotCommands({ withCluster, need, stale })
 }
 
 /** `blixard vm console VM`: the console's output (vm.logs, following) on stdout, and what is typed

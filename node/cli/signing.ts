@@ -34,7 +34,11 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'volume.snapshot': ['SnapshotVolume'],
   'volume.clone': ['CreateVolume'],
   'volume.delete': ['DeleteVolume'],
-  'quota.set': ['SetQuota']
+  'quota.set': ['SetQuota'],
+  // VM memory snapshots (issue 18)
+  'vm.snapshot': ['SnapshotVm'],
+  'vm.restore': ['RestoreVm'],
+  'vm.snapshotDelete': ['DeleteVmSnapshot']
 }
 
 /** Check that the prepared command is the one the admin asked for, as far as the request says. */
@@ -57,6 +61,9 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   // the project and its limits are what the admin typed: a node may not widen or move them
   if (cmd.type === 'SetQuota' && (cmd.project !== params.project || !sameLimits(cmd.limits, params.limits))) {
     throw new BlixardError('Internal', `the node prepared quota ${cmd.project} ${JSON.stringify(cmd.limits)}, not ${String(params.project)} ${JSON.stringify(params.limits)}: refusing to sign it`)
+  }
+  if ((cmd.type === 'SnapshotVm' || cmd.type === 'RestoreVm' || cmd.type === 'DeleteVmSnapshot') && cmd.name !== params.name) {
+    throw new BlixardError('Internal', `the node prepared a ${cmd.type} of snapshot ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   }
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {

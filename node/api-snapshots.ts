@@ -1,0 +1,58 @@
+// RPC handlers of VM memory snapshots (issue 18): each write records the request through Raft
+// (storage/apply-snapshots.ts decides what may be asked) and the VM's host carries it out
+// (node/snapshots/service.ts), so the answer does not depend on which node the CLI reached. A
+// name is resolved only after a ReadIndex barrier, and a retried idempotency key answers with its
+// first result before any name is resolved (as the VM writes in node/api.ts).
+import type { Command } from '../protocols/commands.ts'
+import type { VmRecord } from '../protocols/model.ts'
+import type { ReadParams } from '../protocols/rpc.ts'
+import type { SnapshotDeleteResult } from '../protocols/rpc-snapshots.ts'
+import type { VmSnapshotRecord } from '../protocols/snapshots.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { RpcHandlers } from './net/rpc.ts'
+
+export interface SnapshotApiDeps {
+  sm: StateMachine
+  read: (p: ReadParams) => Promise<void>
+  barrier: () => Promise<void>
+  /** an applied idempotency key's stored result (thrown if it was an error), or null */
+  prior: (key: string | undefined) => { value: unknown } | null
+  /** proposes (admin-signed under cluster.prepare/submit) and answers with the command's result */
+  write: (cmd: Command, key?: string) => Promise<unknown>
+  vmRef: (ref: string) => VmRecord
+}
+
+type SnapshotHandlers = Pick<RpcHandlers, 'vm.snapshot' | 'vm.snapshotList' | 'vm.snapshotDelete' | 'vm.restore'>
+
+export function createSnapshotApi (d: SnapshotApiDeps): SnapshotHandlers {
+  /** The VM a snapshot command names: by name or id; a deleted VM's id still names the snapshots
+   * its host has not removed yet (so they can be listed and deleted). */
+  const vmId = (ref: string): string => {
+    try { return d.vmRef(ref).id } catch (e) {
+      if (d.sm.listVmSnapshots(ref).length > 0) return ref
+      throw e
+    }
+  }
+  return {
+    'vm.snapshot': async (p) => {
+      await d.barrier()
+      const done = d.prior(p.idempotencyKey); if (done != null) return done.value as VmSnapshotRecord
+      return await d.write({ type: 'SnapshotVm', vm: d.vmRef(p.vm).id, name: p.name }, p.idempotencyKey) as VmSnapshotRecord
+    },
+    'vm.restore': async (p) => {
+      await d.barrier()
+      const done = d.prior(p.idempotencyKey); if (done != null) return done.value as VmSnapshotRecord
+      return await d.write({ type: 'RestoreVm', vm: d.vmRef(p.vm).id, name: p.name }, p.idempotencyKey) as VmSnapshotRecord
+    },
+    'vm.snapshotDelete': async (p) => {
+      await d.barrier()
+      const done = d.prior(p.idempotencyKey); if (done != null) return done.value as SnapshotDeleteResult
+      return await d.write({ type: 'DeleteVmSnapshot', vm: vmId(p.vm), name: p.name }, p.idempotencyKey) as SnapshotDeleteResult
+    },
+    'vm.snapshotList': async (p) => {
+      await d.read(p)
+      if (p.vm == null) return d.sm.listVmSnapshots()
+      return d.sm.listVmSnapshots(vmId(p.vm))
+    }
+  }
+}

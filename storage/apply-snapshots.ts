@@ -1,0 +1,136 @@
+// VM memory snapshots in the replicated state (issue 18; the record and commands are
+// protocols/snapshots.ts). The VM's host carries each step out (node/snapshots/service.ts) and
+// reports; these rules decide what may be asked and which reports count. Pure: the only clock is
+// envelope.at.
+//
+// - one snapshot operation per VM at a time (a save, a restore or nothing): a second is refused
+//   (Conflict) rather than queued, so the host never has two QEMU operations on one guest;
+// - a snapshot is taken of a running guest on the node the VM is assigned to, not while it migrates,
+//   and not of a VM with volumes (its disks are not snapshotted with it yet);
+// - a restore needs the snapshot ready, the VM still on the node holding the file, running, and at
+//   the spec generation the snapshot was taken at (the same devices: QEMU refuses other ones);
+// - a VM's delete marks its snapshots 'deleting', so its host removes their files.
+import type { VmRecord, NodeRecord } from '../protocols/model.ts'
+import type { SnapshotCommand, VmSnapshotRecord } from '../protocols/snapshots.ts'
+import { MAX_SNAPSHOTS_PER_VM, snapshotKey, snapshotRange } from '../protocols/snapshots.ts'
+import type { ApplyContext } from './apply-context.ts'
+import { reject } from './apply-context.ts'
+import { activeMigration, nodeName } from './migration-guard.ts'
+
+type Cmd<T extends SnapshotCommand['type']> = Extract<SnapshotCommand, { type: T }>
+
+const TABLE = 'vmSnapshots'
+
+function vmOf (ctx: ApplyContext, id: string): VmRecord {
+  const vm = ctx.tx.get<VmRecord>('vms', id)
+  if (vm === undefined) reject('NotFound', `VM ${id} not found`)
+  return vm
+}
+
+function get (ctx: ApplyContext, vm: string, name: string, vmName: string): VmSnapshotRecord {
+  const s = ctx.tx.get<VmSnapshotRecord>(TABLE, snapshotKey(vm, name))
+  if (s === undefined) reject('NotFound', `VM ${vmName} has no snapshot named ${name}`)
+  return s
+}
+
+/** The VM's snapshots in name order. */
+export function snapshotsOf (ctx: ApplyContext, vm: string): VmSnapshotRecord[] {
+  return ctx.tx.range<VmSnapshotRecord>(TABLE, snapshotRange(vm)).map(([, s]) => s)
+}
+
+/** What of the VM's snapshots keeps its host busy now, in words, or null. */
+function busyWith (snaps: VmSnapshotRecord[]): string | null {
+  for (const s of snaps) {
+    if (s.phase === 'taking') return `snapshot ${s.name} is being taken`
+    if (s.restore?.phase === 'requested') return `a restore from snapshot ${s.name} is running`
+  }
+  return null
+}
+
+function put (ctx: ApplyContext, s: VmSnapshotRecord): VmSnapshotRecord {
+  ctx.tx.put(TABLE, snapshotKey(s.vm, s.name), s)
+  return s
+}
+
+export function snapshotVm (ctx: ApplyContext, c: Cmd<'SnapshotVm'>): VmSnapshotRecord {
+  const vm = vmOf(ctx, c.vm)
+  const n = vm.spec.name
+  if (ctx.tx.get(TABLE, snapshotKey(vm.id, c.name)) !== undefined) reject('AlreadyExists', `VM ${n} already has a snapshot named ${c.name}`)
+  if (vm.spec.hypervisor !== 'qemu') reject('InvalidSpec', `VM ${n} runs through ${vm.spec.hypervisor}: memory snapshots are taken through the QEMU driver only`)
+  if (vm.spec.volumes.length > 0) reject('InvalidSpec', `VM ${n} has volumes (${vm.spec.volumes.join(', ')}): its disks are not snapshotted with its memory yet, and a memory image restored over disks that moved on would corrupt them`)
+  if (vm.assignedNode === null || vm.desired !== 'running' || vm.status.phase !== 'running' || vm.status.node !== vm.assignedNode) {
+    reject('Conflict', `VM ${n} is not running (${vm.status.phase}${vm.desired !== 'running' ? `, desired ${vm.desired}` : ''}): a memory snapshot is taken of a running guest`)
+  }
+  const m = activeMigration(vm)
+  if (m !== null) reject('Conflict', `VM ${n} is migrating to ${nodeName(ctx, m.target)} (${m.phase}): snapshot it once the move ended`)
+  const snaps = snapshotsOf(ctx, vm.id)
+  const busy = busyWith(snaps)
+  if (busy !== null) reject('Conflict', `VM ${n}: ${busy}; one snapshot operation per VM at a time`)
+  if (snaps.length >= MAX_SNAPSHOTS_PER_VM) reject('NoCapacity', `VM ${n} has ${snaps.length} snapshots, the most a VM keeps (${MAX_SNAPSHOTS_PER_VM}): delete one first`)
+  return put(ctx, {
+    vm: vm.id, name: c.name, node: vm.assignedNode, generation: vm.generation, phase: 'taking',
+    createdAt: ctx.at, updatedAt: ctx.at, location: null, sizeBytes: null, pausedMs: null, disks: 'none'
+  })
+}
+
+export function restoreVm (ctx: ApplyContext, c: Cmd<'RestoreVm'>): VmSnapshotRecord {
+  const vm = vmOf(ctx, c.vm)
+  const n = vm.spec.name
+  const s = get(ctx, vm.id, c.name, n)
+  if (s.phase !== 'ready') reject('Conflict', `snapshot ${c.name} of VM ${n} is ${s.phase}, not ready${s.reason != null ? ` (${s.reason})` : ''}`)
+  if (vm.assignedNode !== s.node) {
+    reject('Conflict', `snapshot ${c.name} is a local file on ${nodeName(ctx, s.node)}, and VM ${n} is ${vm.assignedNode === null ? 'not placed' : `on ${nodeName(ctx, vm.assignedNode)}`}: only that host can restore it (move the VM back first)`)
+  }
+  if (vm.generation !== s.generation) reject('Conflict', `VM ${n}'s spec changed since snapshot ${c.name} (generation ${s.generation} → ${vm.generation}): its devices would not match the saved state`)
+  if (vm.desired !== 'running') reject('Conflict', `VM ${n} is desired ${vm.desired}: start it first (blixard vm start ${n}), then restore`)
+  const m = activeMigration(vm)
+  if (m !== null) reject('Conflict', `VM ${n} is migrating to ${nodeName(ctx, m.target)} (${m.phase}): restore it once the move ended`)
+  const busy = busyWith(snapshotsOf(ctx, vm.id))
+  if (busy !== null) reject('Conflict', `VM ${n}: ${busy}; one snapshot operation per VM at a time`)
+  return put(ctx, { ...s, updatedAt: ctx.at, restore: { phase: 'requested', requestedAt: ctx.at } })
+}
+
+export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>): VmSnapshotRecord | { vm: string, name: string, removed: true } {
+  const vm = ctx.tx.get<VmRecord>('vms', c.vm)
+  const s = get(ctx, c.vm, c.name, vm?.spec.name ?? c.vm)
+  if (s.phase === 'taking') reject('Conflict', `snapshot ${c.name} is still being taken: delete it once it is ready or failed`)
+  if (s.restore?.phase === 'requested') reject('Conflict', `a restore from snapshot ${c.name} is running: delete it once that ended`)
+  // a host no longer in the cluster will never remove its file: the record goes now
+  if (ctx.tx.get<NodeRecord>('nodes', s.node) === undefined) {
+    ctx.tx.delete(TABLE, snapshotKey(s.vm, s.name))
+    return { vm: s.vm, name: s.name, removed: true }
+  }
+  if (s.phase === 'deleting') return s
+  return put(ctx, { ...s, phase: 'deleting', updatedAt: ctx.at })
+}
+
+/** DeleteVm's part: the VM's snapshots are marked 'deleting' (their host removes the files). */
+export function forgetVmSnapshots (ctx: ApplyContext, vm: string): void {
+  for (const s of snapshotsOf(ctx, vm)) {
+    if (s.phase !== 'deleting') put(ctx, { ...s, phase: 'deleting', updatedAt: ctx.at, ...(s.restore?.phase === 'requested' ? { restore: { ...s.restore, phase: 'failed', at: ctx.at, reason: 'the VM was deleted' } } : {}) })
+  }
+}
+
+export function reportVmSnapshot (ctx: ApplyContext, c: Cmd<'ReportVmSnapshot'>): VmSnapshotRecord | { vm: string, name: string, removed: true } {
+  const s = ctx.tx.get<VmSnapshotRecord>(TABLE, snapshotKey(c.vm, c.name))
+  if (s === undefined) reject('NotFound', `no snapshot ${c.name} of VM ${c.vm}`)
+  if (s.node !== c.node) reject('Unauthorized', `snapshot ${c.name} of VM ${c.vm} is held by ${s.node}, not ${c.node}`)
+  const stale = (what: string): never => reject('Conflict', `stale report ${c.event} on snapshot ${c.name} of VM ${c.vm}: ${what}`)
+  switch (c.event) {
+    case 'taken':
+      if (s.phase !== 'taking') stale(`it is ${s.phase}`)
+      return put(ctx, { ...s, phase: 'ready', updatedAt: ctx.at, sizeBytes: c.sizeBytes ?? null, pausedMs: c.pausedMs ?? null, location: { kind: 'local-file', path: c.path ?? '' } })
+    case 'failed':
+      if (s.phase !== 'taking') stale(`it is ${s.phase}`)
+      return put(ctx, { ...s, phase: 'failed', updatedAt: ctx.at, reason: c.reason ?? 'no reason given' })
+    case 'restored': case 'restore-failed': {
+      if (s.restore?.phase !== 'requested') return stale('no restore of it is running')
+      const restore = { requestedAt: s.restore.requestedAt, phase: c.event === 'restored' ? 'done' as const : 'failed' as const, at: ctx.at, ...(c.ms !== undefined ? { ms: c.ms } : {}), ...(c.reason !== undefined ? { reason: c.reason } : {}) }
+      return put(ctx, { ...s, updatedAt: ctx.at, restore })
+    }
+    case 'removed':
+      if (s.phase !== 'deleting') stale(`it is ${s.phase}, not being deleted`)
+      ctx.tx.delete(TABLE, snapshotKey(s.vm, s.name))
+      return { vm: s.vm, name: s.name, removed: true }
+  }
+}

@@ -1,0 +1,133 @@
+// VM memory snapshots in the replicated state (storage/apply-snapshots.ts), with real signatures:
+// only an admin asks for a snapshot, a restore or a delete; only the holding host reports, as
+// itself; the rules refuse what the host could not carry out (a VM with volumes, not running, on
+// another host than the file, at another spec generation, a second operation at once), and a
+// refused command changes nothing.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
+import { seededSigner, signCommandSync } from '../../protocols/auth.ts'
+import type { SyncSigner } from '../../protocols/auth.ts'
+import { validateCommand } from '../../protocols/command-schema.ts'
+import type { VmSnapshotRecord } from '../../protocols/snapshots.ts'
+import { MAX_SNAPSHOTS_PER_VM } from '../../protocols/snapshots.ts'
+import { MemoryKv } from '../../storage/memory-kv.ts'
+import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { errorKind, registerNode, spec } from './sm-fixtures.ts'
+
+const key = (n: number): SyncSigner => seededSigner(new Uint8Array(32).fill(n))
+const admin = key(21)
+const na = key(22)
+const nb = key(23)
+
+function value<T> (r: ApplyResult): T {
+  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.message}`)
+  return r.value as T
+}
+
+type H = { sm: StateMachine, run: (s: SyncSigner, cmd: Command) => ApplyResult }
+
+/** admin, nodes a and b, VM v1 running on a */
+function cluster (): H {
+  const sm = new StateMachine(new MemoryKv())
+  let i = 0
+  const run = (s: SyncSigner, cmd: Command): ApplyResult => {
+    const v = validateCommand(cmd)
+    if (!v.ok) return { ok: false, error: v.error }
+    const env: CommandEnvelope = { cmd: v.cmd, at: (i + 1) * 1000, auth: signCommandSync(s, v.cmd, `n${i}`, i + 100) }
+    return sm.apply(++i, encodeEnvelope(env), 1)
+  }
+  value(run(na, { type: 'AddAdmin', peerId: admin.peerId, name: 'ops' }))
+  for (const [s, name] of [[na, 'a'], [nb, 'b']] as const) value(run(s, registerNode(s.peerId, { name })))
+  value(run(admin, { type: 'CreateVm', id: 'v1', spec: spec('web') }))
+  const assign = validateCommand({ type: 'AssignVm', id: 'v1', node: na.peerId, term: 1 })
+  if (!assign.ok) throw new Error('bad AssignVm')
+  assert.ok(sm.apply(++i, encodeEnvelope({ cmd: assign.cmd, at: i * 1000, auth: signCommandSync(na, assign.cmd, 'assign', i + 100) }), 1).ok)
+  value(run(na, { type: 'ReportVmStatus', reports: [{ id: 'v1', node: na.peerId, generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  return { sm, run }
+}
+
+const refused = (r: ApplyResult, kind: string, re: RegExp): void => {
+  assert.is(errorKind(r), kind, r.ok ? 'applied' : r.error.message)
+  if (!r.ok) assert.match(r.error.message, re)
+}
+const snap = (h: H, name = 's1'): VmSnapshotRecord | undefined => h.sm.listVmSnapshots('v1').find((s) => s.name === name)
+const report = (node: SyncSigner, event: string, extra: Record<string, unknown> = {}, name = 's1'): Command =>
+  ({ type: 'ReportVmSnapshot', vm: 'v1', name, node: node.peerId, event, ...extra }) as Command
+
+test('snapshot → taken → restore → restored → delete → removed: the record says where the state is, then is gone', () => {
+  const h = cluster()
+  const taking = value<VmSnapshotRecord>(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  assert.is(taking.phase, 'taking')
+  assert.is(taking.node, na.peerId, 'taken by the VM\'s host')
+  assert.is(taking.generation, 1)
+  value(h.run(na, report(na, 'taken', { sizeBytes: 5_000_000, pausedMs: 300, path: '/d/snapshots/v1/s1.state' })))
+  assert.equal(snap(h)?.location, { kind: 'local-file', path: '/d/snapshots/v1/s1.state' })
+  assert.is(snap(h)?.sizeBytes, 5_000_000)
+  assert.is(snap(h)?.disks, 'none')
+  value(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 's1' }))
+  assert.is(snap(h)?.restore?.phase, 'requested')
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's2' }), 'Conflict', /a restore from snapshot s1 is running; one snapshot operation per VM/)
+  refused(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /restore .* is running/)
+  value(h.run(na, report(na, 'restored', { ms: 900 })))
+  assert.equal(snap(h)?.restore, { requestedAt: snap(h)?.restore?.requestedAt, phase: 'done', at: snap(h)?.restore?.at, ms: 900 })
+  assert.is(value<VmSnapshotRecord>(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting')
+  refused(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is deleting, not ready/)
+  value(h.run(na, report(na, 'removed')))
+  assert.is(snap(h), undefined)
+})
+
+test('authority: only an admin asks; only the holding host reports, as itself', () => {
+  const h = cluster()
+  refused(h.run(na, { type: 'SnapshotVm', vm: 'v1', name: 's1' }), 'Unauthorized', /needs an admin's signature/)
+  value(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  const before = h.sm.stateHash()
+  refused(h.run(nb, report(na, 'taken', { sizeBytes: 1, path: '/x' })), 'Unauthorized', /may not report on snapshots for node/)
+  refused(h.run(nb, report(nb, 'taken', { sizeBytes: 1, path: '/x' })), 'Unauthorized', /held by .*, not /)
+  refused(h.run(admin, report(na, 'failed')), 'Unauthorized', /may not report on snapshots for node/)
+  refused(h.run(na, report(na, 'restored')), 'Conflict', /stale report restored .* no restore of it is running/)
+  refused(h.run(na, report(na, 'taken', { path: '/x' })), 'InvalidCommand', /a taken report carries sizeBytes and path/)
+  assert.is(h.sm.stateHash(), before, 'refused commands changed nothing')
+  value(h.run(na, report(na, 'failed', { reason: 'qemu said no' })))
+  assert.is(snap(h)?.phase, 'failed')
+  assert.is(snap(h)?.reason, 'qemu said no')
+  refused(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is failed, not ready \(qemu said no\)/)
+})
+
+test('refusals name why: volumes, not running, another host, another generation, duplicates, the per-VM limit', () => {
+  const h = cluster()
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 'Bad_Name' }), 'InvalidSpec', /must be a DNS label/)
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'nope', name: 's1' }), 'NotFound', /VM nope not found/)
+  value(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's2' }), 'Conflict', /snapshot s1 is being taken/)
+  value(h.run(na, report(na, 'taken', { sizeBytes: 1, path: '/x' })))
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's1' }), 'AlreadyExists', /already has a snapshot named s1/)
+  refused(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 'zz' }), 'NotFound', /has no snapshot named zz/)
+  // a spec change: other devices
+  value(h.run(admin, { type: 'UpdateVmSpec', id: 'v1', spec: spec('web', { vcpus: 2 }) }))
+  refused(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /spec changed since snapshot s1 \(generation 1 → 2\)/)
+  // a VM with volumes, and a stopped one
+  value(h.run(admin, { type: 'CreateVm', id: 'v2', spec: spec('db'), desired: 'stopped' }))
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v2', name: 's1' }), 'Conflict', /VM db is not running \(pending, desired stopped\)/)
+  value(h.run(admin, { type: 'CreateVolume', name: 'disk1', pool: 'rbd', sizeGiB: 1 }))
+  value(h.run(admin, { type: 'CreateVm', id: 'v3', spec: spec('withdisk', { volumes: ['disk1'] }) }))
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v3', name: 's1' }), 'InvalidSpec', /VM withdisk has volumes \(disk1\): its disks are not snapshotted/)
+})
+
+test('the per-VM limit, a VM\'s delete marks its snapshots deleting, and a snapshot of a host that left goes at once', () => {
+  const h = cluster()
+  for (let i = 0; i < MAX_SNAPSHOTS_PER_VM; i++) {
+    value(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: `s${i}` }))
+    value(h.run(na, report(na, 'taken', { sizeBytes: 1, path: `/x${i}` }, `s${i}`)))
+  }
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 'one-more' }), 'NoCapacity', new RegExp(`the most a VM keeps \\(${MAX_SNAPSHOTS_PER_VM}\\)`))
+  value(h.run(admin, { type: 'DeleteVm', id: 'v1' }))
+  assert.ok(h.sm.listVmSnapshots('v1').every((s) => s.phase === 'deleting'), 'the host is told to remove every file')
+  value(h.run(na, report(na, 'removed', {}, 's0')))
+  assert.is(h.sm.listVmSnapshots('v1').length, MAX_SNAPSHOTS_PER_VM - 1)
+  value(h.run(admin, { type: 'RemoveNode', id: na.peerId }))
+  const r = value<{ removed: boolean }>(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }))
+  assert.is(r.removed, true, 'no host left to remove the file: the record goes')
+})
+
+test.run()
