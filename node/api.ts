@@ -25,7 +25,7 @@ import { missingRef } from '../storage/apply-vms.ts'
 import { createSchedApi, quotaRefusal } from './api-sched.ts'
 import { createSnapshotApi } from './api-snapshots.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
-import { MAX_CONSOLE_INPUT_BYTES } from '../protocols/limits.ts'
+import { MAX_CONSOLE_INPUT_BYTES, WATCH_MAX_QUEUED_CHANGES } from '../protocols/limits.ts'
 
 export interface ApiDeps {
   id: () => string
@@ -342,28 +342,39 @@ export function createApi (d: ApiDeps): RpcHandlers {
 /** A stream of changes to one VM (or all): the current state first, then every change as it applies. */
 async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmRef: (r: string) => VmRecord): AsyncGenerator<VmWatchEvent> {
   const queue: VmWatchEvent[] = []
+  let behind = false
   let wake: (() => void) | null = null
   const target = ref == null ? null : vmRef(ref).id
   const unsubscribe = d.subscribe((_i, env, result) => {
-    if (!result.ok) return
+    if (!result.ok || behind) return
     const ids = idsTouched(env.cmd)
     for (const id of ids) {
       if (target != null && id !== target) continue
+      // a reader that does not take its changes must not make us hold them without end
+      if (queue.length >= WATCH_MAX_QUEUED_CHANGES) { behind = true; queue.length = 0; break }
       const vm = d.sm.getVm(id)
       queue.push(vm == null ? { type: 'delete', id } : { type: 'put', vm })
     }
-    if (queue.length > 0) { wake?.(); wake = null }
+    if (queue.length > 0 || behind) { wake?.(); wake = null }
   })
   try {
-    if (target != null) queue.push({ type: 'put', vm: vmRef(target) })
-    else for (const vm of d.sm.listVms()) queue.push({ type: 'put', vm })
+    // the current state, drawn a page at a time (not held whole); a change made meanwhile is
+    // also in the queue, and a put seen twice is harmless
+    if (target != null) yield { type: 'put', vm: vmRef(target) }
+    else for (const vm of d.sm.eachVm()) { if (signal.aborted || behind) break; yield { type: 'put', vm } }
     while (!signal.aborted) {
+      if (behind) throw fellBehind()
       while (queue.length > 0) yield queue.shift()!
+      if (behind) throw fellBehind()
       await untilWoken(signal, (w) => { wake = w })
     }
   } finally {
     unsubscribe()
   }
+}
+
+function fellBehind (): BlixardError {
+  return new BlixardError('TooLarge', `this watch fell more than ${WATCH_MAX_QUEUED_CHANGES} changes behind its reader; start it again (it begins with the current state)`)
 }
 
 /** Waits until `setWake`'s function is called or `signal` aborts; the abort listener goes again
@@ -388,15 +399,25 @@ async function * events (d: ApiDeps, p: { since?: number, follow?: boolean }, si
   if (p.follow === false) { yield * backlog; return }
   const queue = backlog
   let wake: (() => void) | null = null
+  let behind = false
+  // the backlog is bounded by what the node keeps; what arrives after it, by WATCH_MAX_QUEUED_CHANGES
+  const bound = backlog.length + WATCH_MAX_QUEUED_CHANGES
+  const add = (e: { index: number, at: number, text: string }): void => {
+    if (behind) return
+    if (queue.length >= bound) { behind = true; queue.length = 0 } else queue.push(e)
+    wake?.(); wake = null
+  }
   const unsubscribe = d.subscribe((i, env, r) => {
     const text = d.describe(i, env, r)
     if (text === '') return // routine, not an event (lease renewals every few seconds)
-    queue.push({ index: i, at: env.at, text }); wake?.(); wake = null
+    add({ index: i, at: env.at, text })
   })
-  const unsubscribeNotes = d.subscribeNotes((e) => { queue.push(e); wake?.(); wake = null })
+  const unsubscribeNotes = d.subscribeNotes(add)
   try {
     while (!signal.aborted) {
+      if (behind) throw fellBehind()
       while (queue.length > 0) yield queue.shift()!
+      if (behind) throw fellBehind()
       await untilWoken(signal, (w) => { wake = w })
     }
   } finally { unsubscribe(); unsubscribeNotes() }

@@ -85,6 +85,11 @@ export const RPC_QUEUED_ANSWER_BYTES_TOTAL = 32 * MiB
 /** Answers up to this size are never refused for queued bytes (status, write results): they stay
  * bounded by the in-flight caps, and refusing them would starve the admin behind a big reader. */
 export const RPC_SMALL_ANSWER_BYTES = 16 * KiB
+/** Changes a server-side watch (vm.watch, cluster.events) holds for a reader that has not taken
+ * them yet (its answers wait for the peer to read). Past it the watch ends with TooLarge: the
+ * reader restarts it and gets the current state. A watch counts against its connection's
+ * RPC_MAX_IN_FLIGHT_PER_CONNECTION, so one connection holds at most 32 x 256 changes. */
+export const WATCH_MAX_QUEUED_CHANGES = 256
 /** Open `watch` subscriptions per RPC stream. */
 export const RPC_MAX_WATCHES_PER_STREAM = 16
 /** Raw bytes a libp2p stream may hold unread. Yamux lets a sender fill up to its 16 MiB window

@@ -455,6 +455,8 @@ export class RpcClient {
 
   /** false once the stream has failed or closed: open a new client. */
   get usable (): boolean { return this.dead == null }
+  /** why the stream failed or closed (null while usable) */
+  get deadReason (): string | null { return this.dead?.message ?? null }
 
   /** Calls a unary method; throws BlixardError with the server's kind (NotLeader carries `leader`). */
   async call<M extends UnaryMethodName> (method: M, params: ParamsOf<M>, opts: CallOptions = {}): Promise<ResultOf<M>> {
