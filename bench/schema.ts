@@ -15,8 +15,9 @@
 //   - the compiled schema with closures over a flat key table (static paths): VmSpec alone
 //     1.13-1.16×: the loop's keyed field reads and writes are megamorphic.
 //   - the compiled schema as shipped (each object's reads and output literal generated per shape,
-//     leaves as closures), load 29: rpc decode 0.62× and 0.75×, raft apply 0.90× and 0.95×,
-//     VmSpec alone 0.49× (CBOR decoding is ~6-9 µs of the apply path and unchanged).
+//     leaves as closures; RPC params compiled too), 8 runs at load 25-30: rpc decode 0.62-1.11×
+//     (median 0.86×), raft apply 0.73-1.03× (median 0.90×), VmSpec alone 0.49-0.62×. CBOR
+//     decoding is ~6-9 µs of the apply path and unchanged.
 import assert from 'node:assert/strict'
 import { decodePayload, encodePayload } from '../protocols/framing.ts'
 import { IDEMPOTENCY_PARAM, checkParams, takesIdempotencyKey, validateClientFrame } from '../protocols/rpc.ts'

@@ -56,7 +56,12 @@ const text = (max: number = L.maxStringLength): Schema<string> => s.str(max)
 const id = s.str(L.maxIdLength, { re: /^[\x21-\x7e]+$/, kind: 'InvalidCommand', text: (p) => `${p} must be non-empty printable ASCII without spaces` })
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 /** Names users type: DNS-label-ish (lowercase letters, digits, inner dashes, at most 63). */
-const name = s.str(L.maxNameLength, { re: DNS_LABEL, kind: 'InvalidSpec', text: (p, v) => `${p} "${v}" must be a DNS label: a-z, 0-9 and inner '-', 1-63 chars` })
+export const NAME = s.str(L.maxNameLength, { re: DNS_LABEL, kind: 'InvalidSpec', text: (p, v) => `${p} "${v}" must be a DNS label: a-z, 0-9 and inner '-', 1-63 chars` })
+const name = NAME
+/** a volume's size */
+export const VOLUME_GIB = s.int(1, L.maxVolumeGiB, 'InvalidSpec')
+/** a network's subnet (CIDR) or gateway, as written */
+export const ADDRESS_TEXT = s.str(32)
 const label = text(L.maxLabelLength)
 const counter = s.int(0, MAX_SAFE)
 /** the leader term a scheduling decision is signed with (protocols/auth.ts) */
@@ -183,7 +188,7 @@ export const NODE_REGISTRATION = s.obj({
 }, { state: s.oneOf(NODE_STATES) })
 
 /** A network's subnet and gateway, checked together: the gateway must be a host of the subnet. */
-function networkProblem (c: { subnet: string, gateway?: string | null }): Problem | undefined {
+export function networkProblem (c: { subnet: string, gateway?: string | null }): Problem | undefined {
   const cidr = parseCidr(c.subnet)
   if (cidr === null) return { kind: 'InvalidSpec', message: (_, pre) => `${pre}subnet "${c.subnet}" is not an IPv4 CIDR with zero host bits` }
   if (cidr.prefix > L.maxPrefixLength) return { kind: 'InvalidSpec', message: (_, pre) => `${pre}subnet /${cidr.prefix} is too small (at most /${L.maxPrefixLength})` }
@@ -268,14 +273,14 @@ export const COMMAND = s.union('type', [
   s.obj({ type: s.tag('AssignVm'), id, node: s.nullable(id) }, { reason: text(), term }),
   s.obj({ type: s.tag('ReportVmStatus'), reports: s.list(L.maxReports, s.obj({ id, node: id, generation: counter, status: VM_STATUS })) }),
   s.obj({ type: s.tag('DeleteVm'), id }),
-  s.obj({ type: s.tag('CreateVolume'), name, pool: name, sizeGiB: s.int(1, L.maxVolumeGiB, 'InvalidSpec') }, { parent: s.nullable(s.obj({ volume: name, snapshot: name })) }),
-  s.obj({ type: s.tag('ResizeVolume'), name, sizeGiB: s.int(1, L.maxVolumeGiB, 'InvalidSpec') }),
+  s.obj({ type: s.tag('CreateVolume'), name, pool: name, sizeGiB: VOLUME_GIB }, { parent: s.nullable(s.obj({ volume: name, snapshot: name })) }),
+  s.obj({ type: s.tag('ResizeVolume'), name, sizeGiB: VOLUME_GIB }),
   s.obj({ type: s.tag('SnapshotVolume'), name, snapshot: name }),
   s.obj({ type: s.tag('DeleteVolume'), name }),
   /** the volume reconciler (`node`, signed by its own key) carried out generation `generation` of
    * a volume: its image is ready, or the change failed (reason), or the image is gone (a delete) */
   s.obj({ type: s.tag('ReportVolume'), name, ...reporter, generation: counter, outcome: s.oneOf(VOLUME_REPORTS) }, reportReason),
-  s.refine(s.obj({ type: s.tag('CreateNetwork'), name, kind: NETWORK_KIND, subnet: text(32) }, { gateway: s.nullable(text(32)) }), networkProblem),
+  s.refine(s.obj({ type: s.tag('CreateNetwork'), name, kind: NETWORK_KIND, subnet: ADDRESS_TEXT }, { gateway: s.nullable(ADDRESS_TEXT) }), networkProblem),
   s.obj({ type: s.tag('DeleteNetwork'), name }),
   s.obj({ type: s.tag('AllocateIp'), network: name, vm: id }),
   s.obj({ type: s.tag('ReleaseIp'), network: name, vm: id }),

@@ -1,84 +1,69 @@
-// RPC methods for networks and volumes. Params are checked with the same schema as the
-// Raft commands they become (validateCommand), so the RPC and the log accept the same values.
-import type { Command } from './commands.ts'
-import type { NetworkKind, NetworkRecord, VolumeRecord } from './model.ts'
-import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
-import { validateCommand } from './command-schema.ts'
-import { BlixardError } from './errors.ts'
-import { bool, int, obj, opt, str } from './validate.ts'
+// RPC methods for networks and volumes. Params are declared with the same pieces as the Raft
+// commands they become (protocols/command-schema.ts) and checked in those commands' words, so
+// the RPC and the log accept the same values.
+import type { NetworkRecord, VolumeRecord } from './model.ts'
+import type { IdempotentParams, MethodSpec } from './rpc.ts'
+import { ADDRESS_TEXT, NAME, NETWORK_KIND, VOLUME_GIB, networkProblem } from './command-schema.ts'
+import type { Infer, Schema } from './schema.ts'
+import { compile, s } from './schema.ts'
 
 export interface ResourceMethods {
-  'network.create': { params: { name: string, kind: NetworkKind, subnet: string, gateway?: string | null } & IdempotentParams, result: NetworkRecord }
-  'network.list': { params: ReadParams, result: NetworkRecord[] }
-  'network.show': { params: ReadParams & { network: string }, result: NetworkRecord }
-  'network.delete': { params: { network: string } & IdempotentParams, result: { name: string } }
+  'network.create': { params: P<'network.create'> & IdempotentParams, result: NetworkRecord }
+  'network.list': { params: P<'network.list'>, result: NetworkRecord[] }
+  'network.show': { params: P<'network.show'>, result: NetworkRecord }
+  'network.delete': { params: P<'network.delete'> & IdempotentParams, result: { name: string } }
   /** a volume recorded pending (pool: the answering node's ceph.pool, else rbd); the volume reconciler makes its RBD image (node/volumes/) */
-  'volume.create': { params: { name: string, sizeGiB: number, pool?: string } & IdempotentParams, result: VolumeRecord }
-  'volume.list': { params: ReadParams, result: VolumeRecord[] }
-  'volume.show': { params: ReadParams & { volume: string }, result: VolumeRecord }
-  'volume.resize': { params: { volume: string, sizeGiB: number } & IdempotentParams, result: VolumeRecord }
-  'volume.snapshot': { params: { volume: string, snapshot: string } & IdempotentParams, result: VolumeRecord }
+  'volume.create': { params: P<'volume.create'> & IdempotentParams, result: VolumeRecord }
+  'volume.list': { params: P<'volume.list'>, result: VolumeRecord[] }
+  'volume.show': { params: P<'volume.show'>, result: VolumeRecord }
+  'volume.resize': { params: P<'volume.resize'> & IdempotentParams, result: VolumeRecord }
+  'volume.snapshot': { params: P<'volume.snapshot'> & IdempotentParams, result: VolumeRecord }
   /** a copy-on-write clone of a volume's snapshot (a golden image per VM) */
-  'volume.clone': { params: { volume: string, snapshot: string, name: string, sizeGiB?: number } & IdempotentParams, result: VolumeRecord }
-  'volume.delete': { params: { volume: string } & IdempotentParams, result: { name: string } }
+  'volume.clone': { params: P<'volume.clone'> & IdempotentParams, result: VolumeRecord }
+  'volume.delete': { params: P<'volume.delete'> & IdempotentParams, result: { name: string } }
 }
 
 type Table = { [M in keyof ResourceMethods]: MethodSpec<ResourceMethods[M]['params']> }
 
-const NAME_MAX = 128
+/** A param checked as the command it becomes checks it, in that command's words and kinds
+ * (InvalidSpec for a bad name or size), named as the param is. */
+const asCommand = <T>(node: Schema<T>, param: string): Schema<T> => s.custom(compile(node, param))
 
-function checked<T extends Command['type']> (c: Extract<Command, { type: T }>): Extract<Command, { type: T }> {
-  const v = validateCommand(c)
-  if (!v.ok) throw new BlixardError(v.error.kind, v.error.message)
-  return v.cmd as Extract<Command, { type: T }>
-}
+const ref = s.str(128, { min: 1 })
+const stale = { stale: s.bool() }
 
-const p = (x: unknown, allowed: readonly string[], required: readonly string[] = []): Record<string, unknown> => obj(x ?? {}, 'params', allowed, required)
-const stale = (o: Record<string, unknown>): ReadParams => {
-  const s = opt(o, 'stale', bool, 'params')
-  return s === undefined ? {} : { stale: s }
+export const RESOURCE_PARAMS = {
+  'network.create': s.refine(s.obj({ name: asCommand(NAME, 'name'), kind: asCommand(NETWORK_KIND, 'kind'), subnet: asCommand(ADDRESS_TEXT, 'subnet') }, { gateway: asCommand(s.nullable(ADDRESS_TEXT), 'gateway') }),
+    (v) => { const p = networkProblem(v); return p === undefined ? undefined : { kind: p.kind, message: (path) => p.message(path, '') } }),
+  'network.list': s.obj({}, stale),
+  'network.show': s.obj({ network: ref }, stale),
+  'network.delete': s.obj({ network: ref }),
+  'volume.create': s.obj({ name: asCommand(NAME, 'name'), sizeGiB: asCommand(VOLUME_GIB, 'sizeGiB') }, { pool: asCommand(NAME, 'pool') }),
+  'volume.list': s.obj({}, stale),
+  'volume.show': s.obj({ volume: ref }, stale),
+  'volume.resize': s.obj({ volume: asCommand(NAME, 'volume'), sizeGiB: asCommand(VOLUME_GIB, 'sizeGiB') }),
+  'volume.snapshot': s.obj({ volume: asCommand(NAME, 'volume'), snapshot: asCommand(NAME, 'snapshot') }),
+  'volume.clone': s.obj({ volume: asCommand(NAME, 'volume'), snapshot: asCommand(NAME, 'snapshot'), name: asCommand(NAME, 'name') }, { sizeGiB: s.int(1, 1 << 20) }),
+  'volume.delete': s.obj({ volume: ref })
+} as const
+
+type P<M extends keyof typeof RESOURCE_PARAMS> = Infer<(typeof RESOURCE_PARAMS)[M]>
+
+function method<M extends keyof typeof RESOURCE_PARAMS> (m: M, mutating: boolean): MethodSpec<P<M>> {
+  const check = compile<P<M>>(RESOURCE_PARAMS[m] as Schema<P<M>>, 'params', 'params.', 'wire')
+  return { mutating, streaming: false, params: (x) => check(x ?? {}) }
 }
-const nm = (x: unknown, path: string): string => str(x, path, NAME_MAX, 1)
-const gib = (x: unknown, path: string): number => int(x, path, 1, 1 << 20)
 
 export const RESOURCE_METHODS: Table = {
-  'network.create': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = p(x, ['name', 'kind', 'subnet', 'gateway'], ['name', 'kind', 'subnet'])
-      const c = checked<'CreateNetwork'>({ type: 'CreateNetwork', name: o.name as string, kind: o.kind as NetworkKind, subnet: o.subnet as string, ...(o.gateway !== undefined ? { gateway: o.gateway as string | null } : {}) })
-      return { name: c.name, kind: c.kind, subnet: c.subnet, ...(c.gateway !== undefined ? { gateway: c.gateway } : {}) }
-    }
-  },
-  'network.list': { mutating: false, streaming: false, params: (x) => stale(p(x, ['stale'])) },
-  'network.show': { mutating: false, streaming: false, params: (x) => { const o = p(x, ['network', 'stale'], ['network']); return { ...stale(o), network: nm(o.network, 'params.network') } } },
-  'network.delete': { mutating: true, streaming: false, params: (x) => ({ network: nm(p(x, ['network'], ['network']).network, 'params.network') }) },
-  'volume.create': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = p(x, ['name', 'sizeGiB', 'pool'], ['name', 'sizeGiB'])
-      const c = checked<'CreateVolume'>({ type: 'CreateVolume', name: o.name as string, pool: (o.pool ?? 'rbd') as string, sizeGiB: o.sizeGiB as number })
-      return o.pool === undefined ? { name: c.name, sizeGiB: c.sizeGiB } : { name: c.name, sizeGiB: c.sizeGiB, pool: c.pool }
-    }
-  },
-  'volume.list': { mutating: false, streaming: false, params: (x) => stale(p(x, ['stale'])) },
-  'volume.show': { mutating: false, streaming: false, params: (x) => { const o = p(x, ['volume', 'stale'], ['volume']); return { ...stale(o), volume: nm(o.volume, 'params.volume') } } },
-  'volume.resize': {
-    mutating: true, streaming: false,
-    params: (x) => { const o = p(x, ['volume', 'sizeGiB'], ['volume', 'sizeGiB']); const c = checked<'ResizeVolume'>({ type: 'ResizeVolume', name: o.volume as string, sizeGiB: o.sizeGiB as number }); return { volume: c.name, sizeGiB: c.sizeGiB } }
-  },
-  'volume.snapshot': {
-    mutating: true, streaming: false,
-    params: (x) => { const o = p(x, ['volume', 'snapshot'], ['volume', 'snapshot']); const c = checked<'SnapshotVolume'>({ type: 'SnapshotVolume', name: o.volume as string, snapshot: o.snapshot as string }); return { volume: c.name, snapshot: c.snapshot } }
-  },
-  'volume.clone': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = p(x, ['volume', 'snapshot', 'name', 'sizeGiB'], ['volume', 'snapshot', 'name'])
-      const size = opt(o, 'sizeGiB', gib, 'params')
-      const c = checked<'CreateVolume'>({ type: 'CreateVolume', name: o.name as string, pool: 'rbd', sizeGiB: size ?? 1, parent: { volume: o.volume as string, snapshot: o.snapshot as string } })
-      return { volume: c.parent!.volume, snapshot: c.parent!.snapshot, name: c.name, ...(size !== undefined ? { sizeGiB: size } : {}) }
-    }
-  },
-  'volume.delete': { mutating: true, streaming: false, params: (x) => ({ volume: nm(p(x, ['volume'], ['volume']).volume, 'params.volume') }) }
+  'network.create': method('network.create', true),
+  'network.list': method('network.list', false),
+  'network.show': method('network.show', false),
+  'network.delete': method('network.delete', true),
+  'volume.create': method('volume.create', true),
+  'volume.list': method('volume.list', false),
+  'volume.show': method('volume.show', false),
+  'volume.resize': method('volume.resize', true),
+  'volume.snapshot': method('volume.snapshot', true),
+  'volume.clone': method('volume.clone', true),
+  'volume.delete': method('volume.delete', true)
 }

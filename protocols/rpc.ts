@@ -10,7 +10,10 @@ import type { CommandAuth } from './auth.ts'
 import { isEd25519PeerId } from './auth.ts'
 import { BlixardError, ERROR_KINDS, isWireError } from './errors.ts'
 import type { LoadReport } from './load.ts'
-import { arr, bad, bool, int, obj, opt, str } from './validate.ts'
+import { bad, bool, int, obj, opt, str } from './validate.ts'
+import type { Infer, Schema } from './schema.ts'
+import { compile, s } from './schema.ts'
+import { JOIN_POLICIES } from './commands.ts'
 import { MAX_CONSOLE_INPUT_BYTES, MAX_FORWARD_BATCH, MAX_NODE_ID_LENGTH } from './limits.ts'
 import { RESOURCE_METHODS } from './rpc-resources.ts'
 import type { ResourceMethods } from './rpc-resources.ts'
@@ -105,62 +108,62 @@ export type VmWatchEvent =
   | { type: 'delete', id: string }
 
 export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMethods {
-  'cluster.status': { params: ReadParams, result: ClusterStatus }
-  'node.list': { params: ReadParams, result: NodeRecord[] }
-  'node.show': { params: ReadParams & { node: string }, result: NodeRecord }
-  'node.drain': { params: { node: string } & IdempotentParams, result: NodeRecord }
-  'node.undrain': { params: { node: string } & IdempotentParams, result: NodeRecord }
-  'vm.create': { params: { spec: VmSpec, start?: boolean, key?: string, queue?: boolean } & IdempotentParams, result: VmRecord }
-  'vm.list': { params: ReadParams & { node?: string }, result: VmRecord[] }
-  'vm.show': { params: ReadParams & { vm: string }, result: VmRecord }
-  'vm.start': { params: { vm: string } & IdempotentParams, result: VmRecord }
-  'vm.stop': { params: { vm: string } & IdempotentParams, result: VmRecord }
+  'cluster.status': { params: P<'cluster.status'>, result: ClusterStatus }
+  'node.list': { params: P<'node.list'>, result: NodeRecord[] }
+  'node.show': { params: P<'node.show'>, result: NodeRecord }
+  'node.drain': { params: P<'node.drain'> & IdempotentParams, result: NodeRecord }
+  'node.undrain': { params: P<'node.undrain'> & IdempotentParams, result: NodeRecord }
+  'vm.create': { params: P<'vm.create'> & IdempotentParams, result: VmRecord }
+  'vm.list': { params: P<'vm.list'>, result: VmRecord[] }
+  'vm.show': { params: P<'vm.show'>, result: VmRecord }
+  'vm.start': { params: P<'vm.start'> & IdempotentParams, result: VmRecord }
+  'vm.stop': { params: P<'vm.stop'> & IdempotentParams, result: VmRecord }
   /** starts a live migration of a running VM (to `to`, else where placement puts it), or with
    * `cancel` cancels the one in flight; answers with the VM, its migration record on it */
   /** mode: live (default; refused with the reason when the VM cannot move live) or cold (stopped here, booted there) */
-  'vm.migrate': { params: { vm: string, to?: string, cancel?: boolean, mode?: 'live' | 'cold' } & IdempotentParams, result: VmRecord }
-  'vm.delete': { params: { vm: string } & IdempotentParams, result: { id: string } }
+  'vm.migrate': { params: P<'vm.migrate'> & IdempotentParams, result: VmRecord }
+  'vm.delete': { params: P<'vm.delete'> & IdempotentParams, result: { id: string } }
   /** replaces a VM's spec (a new generation): its host restarts the guest with it */
   /** ifGeneration: only if the VM is still at that generation (else Conflict) */
-  'vm.update': { params: { vm: string, spec: VmSpec, ifGeneration?: number } & IdempotentParams, result: VmRecord }
-  'vm.watch': { params: { vm?: string }, result: VmWatchEvent }
+  'vm.update': { params: P<'vm.update'> & IdempotentParams, result: VmRecord }
+  'vm.watch': { params: P<'vm.watch'>, result: VmWatchEvent }
   /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
-  'vm.logs': { params: { vm: string, follow?: boolean, tailBytes?: number }, result: { text: string } }
+  'vm.logs': { params: P<'vm.logs'>, result: { text: string } }
   /** type into a VM's serial console (admin only: it is a root shell on most guests); `data` is
    * base64, at most MAX_CONSOLE_INPUT_BYTES once decoded. Only the node the VM is on takes it,
    * from the admin's own connection: no node relays it, since a relay would have to trust the
    * relaying member's word that an admin asked (a key holder is a host, not an admin) */
-  'vm.consoleInput': { params: { vm: string, data: string }, result: { bytes: number, node: string } }
+  'vm.consoleInput': { params: P<'vm.consoleInput'>, result: { bytes: number, node: string } }
   /** a live stream of cluster events: one line per applied command */
-  'cluster.events': { params: { since?: number, follow?: boolean }, result: ClusterEvent }
-  'admin.add': { params: { peerId: string, name: string } & IdempotentParams, result: AdminRecord }
-  'admin.remove': { params: { peerId: string } & IdempotentParams, result: { peerId: string } }
-  'admin.list': { params: ReadParams, result: AdminRecord[] }
+  'cluster.events': { params: P<'cluster.events'>, result: ClusterEvent }
+  'admin.add': { params: P<'admin.add'> & IdempotentParams, result: AdminRecord }
+  'admin.remove': { params: P<'admin.remove'> & IdempotentParams, result: { peerId: string } }
+  'admin.list': { params: P<'admin.list'>, result: AdminRecord[] }
   /** join policy "approve": let this peer id join as a host */
-  'node.approve': { params: { peerId: string }, result: { peerId: string, approvedAt: number } }
-  'cluster.joinPolicy': { params: { policy: 'open' | 'approve' }, result: { policy: 'open' | 'approve' } }
-  'vm.explain': { params: ReadParams & { vm: string }, result: VmExplanation }
+  'node.approve': { params: P<'node.approve'>, result: { peerId: string, approvedAt: number } }
+  'cluster.joinPolicy': { params: P<'cluster.joinPolicy'>, result: { policy: 'open' | 'approve' } }
+  'vm.explain': { params: P<'vm.explain'>, result: VmExplanation }
   /** the gossiped load reports this node holds, aged on its clock */
-  'node.load': { params: Record<string, never>, result: Array<LoadReport & { ageMs: number, stale: boolean }> }
+  'node.load': { params: P<'node.load'>, result: Array<LoadReport & { ageMs: number, stale: boolean }> }
   /** a fresh node's question during cluster formation (node/bootstrap.ts) */
-  'cluster.hello': { params: Record<string, never>, result: ClusterHello }
+  'cluster.hello': { params: P<'cluster.hello'>, result: ClusterHello }
   /** a fresh node with the key asks to be added as a learner; its addresses let the leader reach it */
-  'cluster.join': { params: { addrs: string[] }, result: { leader: string } }
+  'cluster.join': { params: P<'cluster.join'>, result: { leader: string } }
   /** member to leader: add this joiner as a learner */
-  'internal.admit': { params: { peer: string, addrs: string[] }, result: { leader: string } }
+  'internal.admit': { params: P<'internal.admit'>, result: { leader: string } }
   /** member to leader: propose a client's command (writes are forwarded, never bounced) */
-  'internal.propose': { params: { env: CommandEnvelope }, result: ApplyResult }
+  'internal.propose': { params: P<'internal.propose'>, result: ApplyResult }
   /** Admin writes in two steps, so that the admin's own key signs the exact command (protocols/auth.ts):
    * prepare answers the command a mutating `method` would propose and the last index its signature
    * may apply at; submit runs `method` again with that command, signed, in place of the one it builds. */
   /** `done`: the request's idempotency key was already applied; this is its result and there is nothing to sign */
-  'cluster.prepare': { params: { method: string, params: unknown }, result: { cmd: Command, until: number } | { done: unknown } }
-  'cluster.submit': { params: { method: string, params: unknown, cmd: Command, auth: CommandAuth }, result: unknown }
+  'cluster.prepare': { params: P<'cluster.prepare'> & { params: unknown }, result: { cmd: Command, until: number } | { done: unknown } }
+  'cluster.submit': { params: P<'cluster.submit'> & { params: unknown }, result: unknown }
   /** a follower's forwarded writes, batched: one answer per envelope, in order */
-  'internal.proposeMany': { params: { envs: CommandEnvelope[] }, result: ForwardedResult[] }
+  'internal.proposeMany': { params: P<'internal.proposeMany'>, result: ForwardedResult[] }
   /** member to leader: renew the CALLER's liveness lease (its peer id is the stream's) at `epoch`;
    * answered once the leader's RenewLeases batch holding it committed (node/ha/service.ts) */
-  'internal.renewLease': { params: { epoch: number }, result: { outcome: 'renewed' | 'rejoined' | 'stale' | 'notFound', epoch: number, seq: number } }
+  'internal.renewLease': { params: P<'internal.renewLease'>, result: { outcome: 'renewed' | 'rejoined' | 'stale' | 'notFound', epoch: number, seq: number } }
 }
 
 /** One forwarded write's outcome: its command's result, or why it was not committed (retry it). */
@@ -206,203 +209,145 @@ export interface MethodSpec<P> {
 
 export type MethodTable = { [M in MethodName]: MethodSpec<ParamsOf<M>> }
 
+// ---- params, declared once (protocols/schema.ts, wire dialect): RpcMethods derives its params
+// types from PARAMS and each method's checker is compiled from the same declaration ----
+
 const ID = MAX_NODE_ID_LENGTH
 /** vm and node references: an id or a name */
-const ref = (x: unknown, path: string): string => str(x, path, ID, 1)
-const stale = (o: Record<string, unknown>): ReadParams => {
-  const s = opt(o, 'stale', bool, 'params')
-  return s === undefined ? {} : { stale: s }
-}
-const params = (x: unknown, allowed: readonly string[], required: readonly string[] = []): Record<string, unknown> =>
-  obj(x ?? {}, 'params', allowed, required)
+const ref = s.str(ID, { min: 1 })
+const stale = { stale: s.bool() }
+const counter = s.int(0, Number.MAX_SAFE_INTEGER)
+const addrs = s.list(16, s.str(256, { min: 1 }))
 
-function spec (x: unknown): VmSpec {
+/** A VM spec in params: the state machine's checker and words, its kinds kept (InvalidSpec, TooLarge). */
+const spec = s.custom((x): VmSpec => {
   try {
     return validateVmSpec(x, 'params.spec')
   } catch (err) {
     if (err instanceof BlixardError) throw new BlixardError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidSpec', err.message)
     throw err
   }
+})
+
+/** An envelope or a command in params: the state machine's checker, its message after the path. */
+const envelope = s.custom((x): CommandEnvelope => {
+  const v = validateEnvelope(x)
+  if (!v.ok) throw new BlixardError(v.error.kind, v.error.message)
+  return v.cmd
+}, { named: true })
+const command = s.custom((x): Command => {
+  const v = validateCommand(x)
+  if (!v.ok) throw new BlixardError(v.error.kind, v.error.message)
+  return v.cmd
+}, { named: true })
+const auth = s.custom((x): CommandAuth => {
+  try { return commandAuth(x, 'params.auth') } catch (e) { throw new BlixardError('InvalidParams', e instanceof BlixardError ? e.message : 'params.auth is malformed') }
+})
+
+/** An admin is a key that signs commands: its id must be an Ed25519 libp2p peer id (what
+ * `blixard whoami` prints), else nobody could ever sign as it. */
+const adminPeerId = s.refine(s.str(ID, { min: 1 }), (v) => isEd25519PeerId(v) ? undefined : {
+  kind: 'InvalidParams', message: (p) => `${p} "${v.slice(0, 64)}" is not a libp2p peer id of an Ed25519 key (like 12D3KooW…; \`blixard whoami\` prints yours)`
+})
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+const consoleData = s.refine(s.str(Math.ceil(MAX_CONSOLE_INPUT_BYTES / 3) * 4, { min: 1 }), (v) =>
+  v.length % 4 !== 0 || !BASE64.test(v) ? { kind: 'BadMessage', message: (p) => `${p}: must be base64` } : undefined)
+
+const migrateMode = s.oneOf(['live', 'cold'], { kind: 'InvalidParams', text: (p, x) => `${p} must be "live" or "cold", got ${JSON.stringify(x)}` })
+
+/** Opaque params of the method a prepare or submit names (checked when that method runs). */
+const inner = s.custom((x): unknown => x)
+
+export const PARAMS = {
+  'cluster.status': s.obj({}, stale),
+  'node.list': s.obj({}, stale),
+  'node.show': s.obj({ node: ref }, stale),
+  'node.drain': s.obj({ node: ref }),
+  'node.undrain': s.obj({ node: ref }),
+  'vm.create': s.obj({ spec }, { start: s.bool(), key: s.str(128, { min: 1 }), queue: s.bool() }),
+  'vm.list': s.obj({}, { ...stale, node: ref }),
+  'vm.show': s.obj({ vm: ref }, stale),
+  'vm.start': s.obj({ vm: ref }),
+  'vm.stop': s.obj({ vm: ref }),
+  'vm.migrate': s.refine(s.obj({ vm: ref }, { to: ref, cancel: s.bool(), mode: migrateMode }), (v) => v.mode !== undefined && v.cancel === true
+    ? { kind: 'InvalidParams', message: () => 'params.mode does not go with params.cancel: a cancel stops the live migration in flight' }
+    : undefined),
+  'vm.delete': s.obj({ vm: ref }),
+  'vm.update': s.obj({ vm: ref, spec }, { ifGeneration: counter }),
+  'vm.watch': s.obj({}, { vm: ref }),
+  'vm.logs': s.obj({ vm: ref }, { follow: s.bool(), tailBytes: s.int(0, 64 * 1024 * 1024) }),
+  'vm.consoleInput': s.obj({ vm: ref, data: consoleData }),
+  'cluster.events': s.obj({}, { since: counter, follow: s.bool() }),
+  'admin.add': s.obj({ peerId: adminPeerId, name: s.str(128, { min: 1 }) }),
+  'admin.remove': s.obj({ peerId: s.str(ID, { min: 1 }) }),
+  'admin.list': s.obj({}, stale),
+  'node.approve': s.obj({ peerId: adminPeerId }),
+  'cluster.joinPolicy': s.obj({ policy: s.oneOf(JOIN_POLICIES, { kind: 'InvalidParams', text: (p) => `${p} must be "open" or "approve"` }) }),
+  'vm.explain': s.obj({ vm: ref }, stale),
+  'node.load': s.obj({}),
+  'cluster.hello': s.obj({}),
+  'cluster.join': s.obj({ addrs }),
+  'internal.admit': s.obj({ peer: s.str(ID, { min: 1 }), addrs }),
+  'internal.propose': s.obj({ env: envelope }),
+  'cluster.prepare': s.obj({ method: s.str(64, { min: 1 }) }, { params: inner }),
+  'cluster.submit': s.obj({ method: s.str(64, { min: 1 }), cmd: command, auth }, { params: inner }),
+  'internal.proposeMany': s.obj({ envs: s.list(MAX_FORWARD_BATCH, envelope) }),
+  'internal.renewLease': s.obj({ epoch: counter })
+} as const
+
+/** A method's params as declared in PARAMS. */
+type P<M extends keyof typeof PARAMS> = Infer<(typeof PARAMS)[M]>
+
+/** A method's entry: its params checker compiled from PARAMS (absent params are `{}`). */
+function method<M extends keyof typeof PARAMS> (m: M, mutating: boolean, streaming: boolean): MethodSpec<P<M>> {
+  const check = compile<P<M>>(PARAMS[m] as Schema<P<M>>, 'params', 'params.', 'wire')
+  return { mutating, streaming, params: (x) => check(x ?? {}) }
+}
+
+/** prepare and submit always hand on the named method's params, `{}` when absent. */
+function withInner<T extends { params?: unknown }> (spec: MethodSpec<T>): MethodSpec<T & { params: unknown }> {
+  return { ...spec, params: (x) => { const v = spec.params(x); return { ...v, params: v.params ?? {} } } }
 }
 
 export const METHODS: MethodTable = {
   ...RESOURCE_METHODS,
   ...SCHED_METHODS,
   ...SNAPSHOT_METHODS,
-  'cluster.status': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
-  'node.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
-  'node.show': {
-    mutating: false, streaming: false,
-    params: (x) => { const o = params(x, ['node', 'stale'], ['node']); return { ...stale(o), node: ref(o.node, 'params.node') } }
-  },
-  'node.drain': { mutating: true, streaming: false, params: (x) => ({ node: ref(params(x, ['node'], ['node']).node, 'params.node') }) },
-  'node.undrain': { mutating: true, streaming: false, params: (x) => ({ node: ref(params(x, ['node'], ['node']).node, 'params.node') }) },
-  'vm.create': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = params(x, ['spec', 'start', 'key', 'queue'], ['spec'])
-      const out: ParamsOf<'vm.create'> = { spec: spec(o.spec) }
-      const start = opt(o, 'start', bool, 'params'); if (start !== undefined) out.start = start
-      const queue = opt(o, 'queue', bool, 'params'); if (queue !== undefined) out.queue = queue
-      const key = opt(o, 'key', (v, p) => str(v, p, 128, 1), 'params'); if (key !== undefined) out.key = key
-      return out
-    }
-  },
-  'vm.list': {
-    mutating: false, streaming: false,
-    params: (x) => {
-      const o = params(x, ['stale', 'node'])
-      const node = opt(o, 'node', ref, 'params')
-      return node === undefined ? stale(o) : { ...stale(o), node }
-    }
-  },
-  'vm.show': {
-    mutating: false, streaming: false,
-    params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }
-  },
-  'vm.start': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
-  'vm.stop': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
-  'vm.delete': { mutating: true, streaming: false, params: (x) => ({ vm: ref(params(x, ['vm'], ['vm']).vm, 'params.vm') }) },
-  'vm.migrate': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = params(x, ['vm', 'to', 'cancel', 'mode'], ['vm'])
-      const to = o.to === undefined ? undefined : ref(o.to, 'params.to')
-      const cancel = opt(o, 'cancel', bool, 'params')
-      if (o.mode !== undefined && o.mode !== 'live' && o.mode !== 'cold') throw new BlixardError('InvalidParams', `params.mode must be "live" or "cold", got ${JSON.stringify(o.mode)}`)
-      const mode = o.mode as 'live' | 'cold' | undefined
-      if (mode !== undefined && cancel === true) throw new BlixardError('InvalidParams', 'params.mode does not go with params.cancel: a cancel stops the live migration in flight')
-      return { vm: ref(o.vm, 'params.vm'), ...(to !== undefined ? { to } : {}), ...(cancel !== undefined ? { cancel } : {}), ...(mode !== undefined ? { mode } : {}) }
-    }
-  },
-  'vm.update': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = params(x, ['vm', 'spec', 'ifGeneration'], ['vm', 'spec'])
-      const g = opt(o, 'ifGeneration', int, 'params')
-      return { vm: ref(o.vm, 'params.vm'), spec: spec(o.spec), ...(g !== undefined ? { ifGeneration: g } : {}) }
-    }
-  },
-  'vm.watch': {
-    mutating: false, streaming: true,
-    params: (x) => { const vm = opt(params(x, ['vm']), 'vm', ref, 'params'); return vm === undefined ? {} : { vm } }
-  },
-  'admin.add': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = params(x, ['peerId', 'name'], ['peerId', 'name'])
-      return { peerId: adminPeerId(o.peerId), name: str(o.name, 'params.name', 128, 1) }
-    }
-  },
-  'admin.remove': { mutating: true, streaming: false, params: (x) => ({ peerId: str(params(x, ['peerId'], ['peerId']).peerId, 'params.peerId', ID, 1) }) },
-  'admin.list': { mutating: false, streaming: false, params: (x) => stale(params(x, ['stale'])) },
-  'node.approve': { mutating: true, streaming: false, params: (x) => ({ peerId: adminPeerId(params(x, ['peerId'], ['peerId']).peerId) }) },
-  'cluster.joinPolicy': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const v = params(x, ['policy'], ['policy']).policy
-      if (v !== 'open' && v !== 'approve') throw new BlixardError('InvalidParams', 'params.policy must be "open" or "approve"')
-      return { policy: v }
-    }
-  },
-  'vm.explain': {
-    mutating: false, streaming: false,
-    params: (x) => { const o = params(x, ['vm', 'stale'], ['vm']); return { ...stale(o), vm: ref(o.vm, 'params.vm') } }
-  },
-  'cluster.hello': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
-  'vm.logs': {
-    mutating: false, streaming: true,
-    params: (x) => {
-      const o = params(x, ['vm', 'follow', 'tailBytes'], ['vm'])
-      const out: ParamsOf<'vm.logs'> = { vm: ref(o.vm, 'params.vm') }
-      const follow = opt(o, 'follow', bool, 'params'); if (follow !== undefined) out.follow = follow
-      const tail = opt(o, 'tailBytes', (v, p) => int(v, p, 0, 64 * 1024 * 1024), 'params'); if (tail !== undefined) out.tailBytes = tail
-      return out
-    }
-  },
-  'cluster.events': {
-    mutating: false, streaming: true,
-    params: (x) => {
-      const o = params(x, ['since', 'follow'])
-      const out: ParamsOf<'cluster.events'> = {}
-      const since = opt(o, 'since', int, 'params'); if (since !== undefined) out.since = since
-      const follow = opt(o, 'follow', bool, 'params'); if (follow !== undefined) out.follow = follow
-      return out
-    }
-  },
-  'node.load': { mutating: false, streaming: false, params: (x) => { params(x, []); return {} } },
+  'cluster.status': method('cluster.status', false, false),
+  'node.list': method('node.list', false, false),
+  'node.show': method('node.show', false, false),
+  'node.drain': method('node.drain', true, false),
+  'node.undrain': method('node.undrain', true, false),
+  'vm.create': method('vm.create', true, false),
+  'vm.list': method('vm.list', false, false),
+  'vm.show': method('vm.show', false, false),
+  'vm.start': method('vm.start', true, false),
+  'vm.stop': method('vm.stop', true, false),
+  'vm.delete': method('vm.delete', true, false),
+  'vm.migrate': method('vm.migrate', true, false),
+  'vm.update': method('vm.update', true, false),
+  'vm.watch': method('vm.watch', false, true),
+  'admin.add': method('admin.add', true, false),
+  'admin.remove': method('admin.remove', true, false),
+  'admin.list': method('admin.list', false, false),
+  'node.approve': method('node.approve', true, false),
+  'cluster.joinPolicy': method('cluster.joinPolicy', true, false),
+  'vm.explain': method('vm.explain', false, false),
+  'cluster.hello': method('cluster.hello', false, false),
+  'vm.logs': method('vm.logs', false, true),
+  'cluster.events': method('cluster.events', false, true),
+  'node.load': method('node.load', false, false),
   // "mutating": only an admin may type into a guest (the RPC server's authorize check)
-  'vm.consoleInput': { mutating: true, streaming: false, params: (x) => consoleInput(x) },
+  'vm.consoleInput': method('vm.consoleInput', true, false),
   // Not "mutating" in the admin sense: holding the cluster key (pnet) is what admits a node.
-  'cluster.join': { mutating: false, streaming: false, params: (x) => ({ addrs: addrList(params(x, ['addrs'], ['addrs']).addrs, 'params.addrs') }) },
-  'internal.admit': {
-    mutating: true, streaming: false,
-    params: (x) => { const o = params(x, ['peer', 'addrs'], ['peer', 'addrs']); return { peer: str(o.peer, 'params.peer', ID, 1), addrs: addrList(o.addrs, 'params.addrs') } }
-  },
-  'internal.proposeMany': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const list = arr(params(x, ['envs'], ['envs']).envs, 'params.envs', MAX_FORWARD_BATCH)
-      return {
-        envs: list.map((e, i) => {
-          const v = validateEnvelope(e)
-          if (!v.ok) throw new BlixardError(v.error.kind, `params.envs[${i}]: ${v.error.message}`)
-          return v.cmd
-        })
-      }
-    }
-  },
-  'cluster.prepare': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = params(x, ['method', 'params'], ['method'])
-      return { method: str(o.method, 'params.method', 64, 1), params: o.params ?? {} }
-    }
-  },
-  'cluster.submit': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = params(x, ['method', 'params', 'cmd', 'auth'], ['method', 'cmd', 'auth'])
-      const v = validateCommand(o.cmd)
-      if (!v.ok) throw new BlixardError(v.error.kind, `params.cmd: ${v.error.message}`)
-      let auth: CommandAuth
-      try { auth = commandAuth(o.auth, 'params.auth') } catch (e) { throw new BlixardError('InvalidParams', e instanceof BlixardError ? e.message : 'params.auth is malformed') }
-      return { method: str(o.method, 'params.method', 64, 1), params: o.params ?? {}, cmd: v.cmd, auth }
-    }
-  },
-  'internal.renewLease': {
-    mutating: true, streaming: false,
-    params: (x) => ({ epoch: int(params(x, ['epoch'], ['epoch']).epoch, 'params.epoch', 0, Number.MAX_SAFE_INTEGER) })
-  },
-  'internal.propose': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const v = validateEnvelope(params(x, ['env'], ['env']).env)
-      if (!v.ok) throw new BlixardError(v.error.kind, `params.env: ${v.error.message}`)
-      return { env: v.cmd }
-    }
-  }
-}
-
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
-
-function consoleInput (x: unknown): { vm: string, data: string } {
-  const o = params(x, ['vm', 'data'], ['vm', 'data'])
-  const data = str(o.data, 'params.data', Math.ceil(MAX_CONSOLE_INPUT_BYTES / 3) * 4, 1)
-  if (data.length % 4 !== 0 || !BASE64.test(data)) bad('params.data', 'must be base64')
-  return { vm: ref(o.vm, 'params.vm'), data }
-}
-
-/** An admin is a key that signs commands: its id must be an Ed25519 libp2p peer id (what
- * `blixard whoami` prints), else nobody could ever sign as it. */
-function adminPeerId (x: unknown): string {
-  const s = str(x, 'params.peerId', ID, 1)
-  if (!isEd25519PeerId(s)) throw new BlixardError('InvalidParams', `params.peerId "${s.slice(0, 64)}" is not a libp2p peer id of an Ed25519 key (like 12D3KooW…; \`blixard whoami\` prints yours)`)
-  return s
-}
-
-function addrList (x: unknown, path: string): string[] {
-  return arr(x, path, 16).map((a, i) => str(a, `${path}[${i}]`, 256, 1))
+  'cluster.join': method('cluster.join', false, false),
+  'internal.admit': method('internal.admit', true, false),
+  'internal.proposeMany': method('internal.proposeMany', true, false),
+  'cluster.prepare': withInner(method('cluster.prepare', true, false)),
+  'cluster.submit': withInner(method('cluster.submit', true, false)),
+  'internal.renewLease': method('internal.renewLease', true, false),
+  'internal.propose': method('internal.propose', true, false)
 }
 
 export function isMethod (m: string): m is MethodName {

@@ -192,22 +192,15 @@ function build (n: Node, d: Dialect, path: string, prefix: string, optional = fa
         return x
       }
     }
-    case 'int': {
-      const { min, max, kind } = n
-      const range = d.range(min, max)
-      const rangeKind = d.strict ? d.shape : kind
-      return (x) => {
-        if (typeof x !== 'number' || !Number.isInteger(x)) fail(d.shape, path, about(d.notInt, x))
-        if ((x as number) < min || (x as number) > max) fail(rangeKind, path, about(range, x))
-        return x
-      }
-    }
+    case 'int':
     case 'num': {
       const { min, max, kind } = n
       const range = d.range(min, max)
       const rangeKind = d.strict ? d.shape : kind
+      const wrongType = n.k === 'int' ? d.notInt : d.notNum
+      const isNumber = n.k === 'int' ? Number.isInteger : Number.isFinite
       return (x) => {
-        if (typeof x !== 'number' || !Number.isFinite(x)) fail(d.shape, path, about(d.notNum, x))
+        if (typeof x !== 'number' || !isNumber(x)) fail(d.shape, path, about(wrongType, x))
         if ((x as number) < min || (x as number) > max) fail(rangeKind, path, about(range, x))
         return x
       }

@@ -1,43 +1,20 @@
+// The hand-written command validators the schema (protocols/command-schema.ts) replaced, as they
+// were, kept only as bench:schema's baseline (parseIpv4/parseCidr now come from the tree).
+//
 // Validation of commands: shape, size limits and spec ranges. Used by the state machine on every
 // entry it applies and by the RPC layer on bytes from the network, so both reject the same things
 // with the same named error. A valid command comes back as a fresh, normalized copy holding only
 // known fields (extra fields never reach the replicated state).
 import type { BlixError, Command, CommandEnvelope, ErrorKind } from '../../protocols/commands.ts'
 import { BlixardError } from '../../protocols/errors.ts'
+import { COMMAND_LIMITS, parseCidr, parseIpv4 } from '../../protocols/command-schema.ts'
 import { JOIN_POLICIES, MIGRATION_REPORTS, VOLUME_REPORTS } from '../../protocols/commands.ts'
 import type { MigrationFigures } from '../../protocols/migration-phases.ts'
 import { MIGRATION_PHASES } from '../../protocols/migration-phases.ts'
 import type { CommandAuth } from '../../protocols/auth.ts'
 import { AUTH_LIMITS } from '../../protocols/auth.ts'
-import { VM_LIMITS } from '../../protocols/vm-limits.ts'
 import type { Constraint, HypervisorCapability, NetworkKind, Resources, VmSpec, VmStatus } from '../../protocols/model.ts'
 import { HYPERVISORS, HYPERVISOR_CAPABILITIES, NODE_STATES, RESTART_POLICIES, VM_DESIRED_STATES, VM_PHASES } from '../../protocols/model.ts'
-
-/** Bounds on what one command may carry. */
-export const COMMAND_LIMITS = {
-  maxIdLength: 128,
-  maxNameLength: 63,
-  maxStringLength: 1024,
-  maxLabels: 64,
-  maxLabelLength: 128,
-  maxAddrs: 32,
-  maxListItems: 64,
-  maxReports: 1024,
-  /** renewals in one RenewLeases entry: more nodes than a cluster has */
-  maxLeasesPerBatch: 4096,
-  /** a lease longer than an hour is a mistake, not a setting */
-  maxLeaseMs: 3_600_000,
-  maxIdempotencyKeyLength: 128,
-  /** an encoded envelope larger than this is refused (TooLarge) */
-  maxCommandBytes: 256 * 1024,
-  ...VM_LIMITS,
-  minVlan: 1,
-  maxVlan: 4094,
-  minVni: 1,
-  maxVni: 16777215,
-  /** a network needs room for at least 2 hosts */
-  maxPrefixLength: 30
-} as const
 
 export type Validation<T> = { ok: true, cmd: T } | { ok: false, error: BlixError }
 
@@ -205,40 +182,6 @@ export function validateVmSpec (v: unknown, path = 'spec'): VmSpec {
     restartPolicy: oneOf(o.restartPolicy, `${path}.restartPolicy`, RESTART_POLICIES),
     requires: capabilities(o.requires, `${path}.requires`)
   }
-}
-
-/** IPv4 dotted quad → 32-bit unsigned number, or null. The one IPv4 rule of the tree: each part
- * 0-255 with no leading zero (`010` is octal to inet_aton and ten to others, so it is refused). */
-export function parseIpv4 (s: string): number | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s)
-  if (m === null) return null
-  let n = 0
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]
-    if (part.length > 1 && part[0] === '0') return null
-    const b = Number(part)
-    if (b > 255) return null
-    n = n * 256 + b
-  }
-  return n
-}
-
-export function formatIpv4 (n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
-}
-
-export interface Cidr { network: number, prefix: number, broadcast: number }
-
-/** `a.b.c.d/p` with the host bits zero; null if malformed. */
-export function parseCidr (s: string): Cidr | null {
-  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s)
-  if (m === null) return null
-  const ip = parseIpv4(m[1])
-  const prefix = Number(m[2])
-  if (ip === null || prefix > 32) return null
-  const size = 2 ** (32 - prefix)
-  if (ip % size !== 0) return null
-  return { network: ip, prefix, broadcast: ip + size - 1 }
 }
 
 function networkKind (v: unknown, path: string): NetworkKind {
