@@ -56,7 +56,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 interface Beat { n: number, t: number }
 interface Qemu { dir: string, child: ChildProcess, qmp: QmpClient, serialSock: string, serialLog: string, incomingUri: string | null, beats: Beat[], console: Socket | null }
-interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, wallMs: number, setupTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats, timeline?: Record<string, number> }
+interface Result { variant: string, sizeMiB: number, downtimeMs: number, totalTimeMs: number, wallMs: number, qemuCpuMsPerMiB: number, setupTimeMs: number, guestGapMs: number, switchoverGapMs: number, transferredMiB: number, cpuMsPerMiB: number, mbps: number, stream?: BridgeStats, timeline?: Record<string, number> }
 
 let guest: TinyGuest
 const procs: Qemu[] = []
@@ -105,6 +105,16 @@ async function retire (q: Qemu): Promise<void> {
   await q.qmp.close().catch(() => {})
   await rm(q.dir, { recursive: true, force: true })
 }
+
+/** CPU time (user + system, ms) a process has used so far, from /proc: 0 once it is gone. */
+function cpuMsOf (pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(f[11]) + Number(f[12])) * 1000 / CLOCK_TICKS
+  } catch { return 0 }
+}
+/** USER_HZ on Linux */
+const CLOCK_TICKS = 100
 
 /** From the source's last heartbeat to the target's first: the pause at switchover alone. */
 function switchoverGap (src: Qemu, dst: Qemu): number {
@@ -239,10 +249,13 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
   const t0 = performance.now()
   const wall0 = Date.now()
   const cpu0 = process.cpuUsage()
+  const qcpu0 = cpuMsOf(src.child.pid) + cpuMsOf(dst.child.pid)
   if (control != null) await migrateTls(src.qmp, control.offer, { keyParent: src.dir, credsId: credsId() })
   else await startMigration(src.qmp, uri, opts)
   const p: MigrationProgress = await waitForMigration(src.qmp, { timeoutMs: MIGRATE_TIMEOUT_MS, pollMs: 20 })
   const completedAt = Date.now()
+  // both QEMUs' CPU over the move (the guest's own share included: the same on every path)
+  const qemuCpuMs = cpuMsOf(src.child.pid) + cpuMsOf(dst.child.pid) - qcpu0
   await control?.end()
   if (pskDir != null) await removePskDir(pskDir)
   const both = streamStats != null ? await streamStats : undefined
@@ -263,6 +276,7 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     totalTimeMs: p.totalTimeMs ?? NaN,
     // from `migrate` issued to completed seen here, the same clock for every path
     wallMs: completedAt - wall0,
+    qemuCpuMsPerMiB: qemuCpuMs / (p.transferredBytes / 1048576),
     setupTimeMs: p.setupTimeMs ?? NaN,
     guestGapMs: guestGap(src, dst, t0 - 1000),
     switchoverGapMs: switchoverGap(src, dst),
@@ -298,7 +312,7 @@ async function main (): Promise<void> {
           const { dst: next, r } = await migrateOnce(v, size, q, nets.get(v), seq++)
           q = next
           results.push(r)
-          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms (wall ${r.wallMs} ms), guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}, QEMU setup ${r.setupTimeMs} ms`)
+          say(`  ${size} MiB ${v.padEnd(8)} downtime ${r.downtimeMs} ms, total ${r.totalTimeMs} ms (wall ${r.wallMs} ms), guest gap ${r.guestGapMs.toFixed(0)} ms (switchover ${r.switchoverGapMs.toFixed(0)}), ${r.transferredMiB.toFixed(1)} MiB at ${r.mbps.toFixed(0)} Mbit/s, bench process CPU ${r.cpuMsPerMiB.toFixed(1)} ms/MiB, QEMUs' CPU ${r.qemuCpuMsPerMiB.toFixed(1)} ms/MiB${r.stream != null ? `, ${r.stream.pauses} pauses` : ''}, QEMU setup ${r.setupTimeMs} ms`)
           if (r.timeline != null) say(`    timeline (ms after migrate): ${Object.entries(r.timeline).sort((a, b) => a[1] - b[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`)
         }
       }
@@ -309,10 +323,10 @@ async function main (): Promise<void> {
     for (const n of nets.values()) await n.stop()
   }
   const summary = SIZES.map((size) => {
-    const per: Record<string, { downtimeMs: number, totalTimeMs: number, wallMs: number, guestGapMs: number }> = {}
+    const per: Record<string, { downtimeMs: number, totalTimeMs: number, wallMs: number, qemuCpuMsPerMiB: number, guestGapMs: number }> = {}
     for (const v of VARIANTS) {
       const rs = results.filter((r) => r.sizeMiB === size && r.variant === v)
-      per[v] = { downtimeMs: median(rs.map((r) => r.downtimeMs)), totalTimeMs: median(rs.map((r) => r.totalTimeMs)), wallMs: median(rs.map((r) => r.wallMs)), guestGapMs: median(rs.map((r) => r.guestGapMs)) }
+      per[v] = { downtimeMs: median(rs.map((r) => r.downtimeMs)), totalTimeMs: median(rs.map((r) => r.totalTimeMs)), wallMs: median(rs.map((r) => r.wallMs)), qemuCpuMsPerMiB: median(rs.map((r) => r.qemuCpuMsPerMiB)), guestGapMs: median(rs.map((r) => r.guestGapMs)) }
     }
     const ratios: Record<string, number> = {}
     for (const v of VARIANTS) if (v !== 'direct' && per.direct != null) ratios[v] = per[v].totalTimeMs / per.direct.totalTimeMs
@@ -327,7 +341,7 @@ async function main (): Promise<void> {
   for (const s of summary) {
     for (const v of VARIANTS) {
       const m = s.medians[v]
-      say(`  ${String(s.sizeMiB).padStart(5)} MiB ${v.padEnd(8)} total ${m.totalTimeMs.toFixed(0)} ms (wall ${m.wallMs.toFixed(0)}), downtime ${m.downtimeMs.toFixed(0)} ms (QEMU), ${m.guestGapMs.toFixed(0)} ms (guest-seen)${v !== 'direct' && s.totalTimeRatio[v] != null ? `  ratio ${s.totalTimeRatio[v].toFixed(2)}× direct ${s.totalTimeRatio[v] <= MAX_RATIO ? '≤' : '>'} ${MAX_RATIO}` : ''}${m.guestGapMs > MAX_GUEST_DOWNTIME_MS ? `  guest gap > ${MAX_GUEST_DOWNTIME_MS} ms` : ''}`)
+      say(`  ${String(s.sizeMiB).padStart(5)} MiB ${v.padEnd(8)} total ${m.totalTimeMs.toFixed(0)} ms (wall ${m.wallMs.toFixed(0)}, QEMUs' CPU ${m.qemuCpuMsPerMiB.toFixed(1)} ms/MiB), downtime ${m.downtimeMs.toFixed(0)} ms (QEMU), ${m.guestGapMs.toFixed(0)} ms (guest-seen)${v !== 'direct' && s.totalTimeRatio[v] != null ? `  ratio ${s.totalTimeRatio[v].toFixed(2)}× direct ${s.totalTimeRatio[v] <= MAX_RATIO ? '≤' : '>'} ${MAX_RATIO}` : ''}${m.guestGapMs > MAX_GUEST_DOWNTIME_MS ? `  guest gap > ${MAX_GUEST_DOWNTIME_MS} ms` : ''}`)
     }
   }
 }

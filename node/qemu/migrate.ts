@@ -102,7 +102,9 @@ export async function startMigration (qmp: QmpClient, uri: string, opts: StartMi
 /** The part of startMigration that can run ahead, while the target gets ready: the limits, and
  * MIGRATION events (they stay set on this QEMU for the next migration too, which sets its own). */
 export async function setMigrationParameters (qmp: QmpClient, opts: StartMigrationOptions = {}): Promise<void> {
-  const params: Record<string, unknown> = { 'downtime-limit': opts.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS }
+  // no TLS unless this migration sets it (node/migration/tls.ts): a QEMU that arrived here by a TLS
+  // migration keeps its server credentials in tls-creds, and a plain migrate out of it would fail
+  const params: Record<string, unknown> = { 'downtime-limit': opts.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS, 'tls-creds': '' }
   if (opts.maxBandwidth != null) {
     if (!Number.isInteger(opts.maxBandwidth) || opts.maxBandwidth <= 0) throw new QemuError('InvalidSpec', `maxBandwidth must be a positive integer: ${opts.maxBandwidth}`)
     params['max-bandwidth'] = opts.maxBandwidth
