@@ -38,9 +38,12 @@ export function snapshotsOf (ctx: ApplyContext, vm: string): VmSnapshotRecord[] 
   return ctx.tx.range<VmSnapshotRecord>(TABLE, snapshotRange(vm)).map(([, s]) => s)
 }
 
-/** What of the VM's snapshots keeps its host busy now, in words, or null. */
-function busyWith (snaps: VmSnapshotRecord[]): string | null {
+/** What of the VM's snapshots keeps its host busy now, in words, or null. Only operations on the
+ * node the VM is assigned to count: one left on a host the VM moved off (that host died mid-save)
+ * can no longer touch the guest, and must not block its snapshots for ever. */
+function busyWith (snaps: VmSnapshotRecord[], vm: VmRecord | undefined): string | null {
   for (const s of snaps) {
+    if (vm !== undefined && s.node !== vm.assignedNode) continue
     if (s.phase === 'taking') return `snapshot ${s.name} is being taken`
     if (s.restore?.phase === 'requested') return `a restore from snapshot ${s.name} is running`
   }
@@ -64,7 +67,7 @@ export function snapshotVm (ctx: ApplyContext, c: Cmd<'SnapshotVm'>): VmSnapshot
   const m = activeMigration(vm)
   if (m !== null) reject('Conflict', `VM ${n} is migrating to ${nodeName(ctx, m.target)} (${m.phase}): snapshot it once the move ended`)
   const snaps = snapshotsOf(ctx, vm.id)
-  const busy = busyWith(snaps)
+  const busy = busyWith(snaps, vm)
   if (busy !== null) reject('Conflict', `VM ${n}: ${busy}; one snapshot operation per VM at a time`)
   if (snaps.length >= MAX_SNAPSHOTS_PER_VM) reject('NoCapacity', `VM ${n} has ${snaps.length} snapshots, the most a VM keeps (${MAX_SNAPSHOTS_PER_VM}): delete one first`)
   return put(ctx, {
@@ -85,7 +88,7 @@ export function restoreVm (ctx: ApplyContext, c: Cmd<'RestoreVm'>): VmSnapshotRe
   if (vm.desired !== 'running') reject('Conflict', `VM ${n} is desired ${vm.desired}: start it first (blixard vm start ${n}), then restore`)
   const m = activeMigration(vm)
   if (m !== null) reject('Conflict', `VM ${n} is migrating to ${nodeName(ctx, m.target)} (${m.phase}): restore it once the move ended`)
-  const busy = busyWith(snapshotsOf(ctx, vm.id))
+  const busy = busyWith(snapshotsOf(ctx, vm.id), vm)
   if (busy !== null) reject('Conflict', `VM ${n}: ${busy}; one snapshot operation per VM at a time`)
   return put(ctx, { ...s, updatedAt: ctx.at, restore: { phase: 'requested', requestedAt: ctx.at } })
 }
@@ -93,8 +96,10 @@ export function restoreVm (ctx: ApplyContext, c: Cmd<'RestoreVm'>): VmSnapshotRe
 export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>): VmSnapshotRecord | { vm: string, name: string, removed: true } {
   const vm = ctx.tx.get<VmRecord>('vms', c.vm)
   const s = get(ctx, c.vm, c.name, vm?.spec.name ?? c.vm)
-  if (s.phase === 'taking') reject('Conflict', `snapshot ${c.name} is still being taken: delete it once it is ready or failed`)
-  if (s.restore?.phase === 'requested') reject('Conflict', `a restore from snapshot ${c.name} is running: delete it once that ended`)
+  // an operation still in flight on the VM's host is waited for; one on a host the VM left is not
+  const inFlight = vm !== undefined && vm.assignedNode === s.node
+  if (inFlight && s.phase === 'taking') reject('Conflict', `snapshot ${c.name} is still being taken: delete it once it is ready or failed`)
+  if (inFlight && s.restore?.phase === 'requested') reject('Conflict', `a restore from snapshot ${c.name} is running: delete it once that ended`)
   // a host no longer in the cluster will never remove its file: the record goes now
   if (ctx.tx.get<NodeRecord>('nodes', s.node) === undefined) {
     ctx.tx.delete(TABLE, snapshotKey(s.vm, s.name))

@@ -13,7 +13,7 @@ import type { VmSnapshotRecord } from '../../protocols/snapshots.ts'
 import { MAX_SNAPSHOTS_PER_VM } from '../../protocols/snapshots.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
-import { errorKind, registerNode, spec } from './sm-fixtures.ts'
+import { errorKind, harness, registerNode, spec } from './sm-fixtures.ts'
 
 const key = (n: number): SyncSigner => seededSigner(new Uint8Array(32).fill(n))
 const admin = key(21)
@@ -128,6 +128,24 @@ test('the per-VM limit, a VM\'s delete marks its snapshots deleting, and a snaps
   value(h.run(admin, { type: 'RemoveNode', id: na.peerId }))
   const r = value<{ removed: boolean }>(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }))
   assert.is(r.removed, true, 'no host left to remove the file: the record goes')
+})
+
+test('a save left on a host the VM moved off (it died mid-save) blocks nothing: the VM is snapshotted on its new host, the old one deleted', () => {
+  const h = harness()
+  for (const n of ['a', 'b']) value(h.run(registerNode(n)))
+  value(h.run({ type: 'CreateVm', id: 'v1', spec: spec('web') }))
+  const runningOn = (n: string): void => {
+    value(h.run({ type: 'AssignVm', id: 'v1', node: n }))
+    value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v1', node: n, generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  }
+  runningOn('a')
+  value(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  refused(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /still being taken/)
+  refused(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's2' }), 'Conflict', /snapshot s1 is being taken/)
+  runningOn('b')
+  assert.is(value<VmSnapshotRecord>(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's2' })).node, 'b')
+  assert.is(value<VmSnapshotRecord>(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting', 'its host removes the partial file if it comes back')
+  refused(h.run({ type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is deleting, not ready/)
 })
 
 test.run()
