@@ -163,6 +163,9 @@ test('vm console: what is typed reaches the guest\'s shell through any node, its
   const created = await cli(['vm', 'create', 'con-probe', '--memory', '96M', '--wait', '--timeout', '300'], 320_000)
   assert.is(created.code, 0, created.stderr)
   const host = (await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.nodeName
+  // create --wait ends by naming the host, not its peer id
+  assert.match(created.stdout, new RegExp(`^VM con-probe is running on ${host ?? 'node\\d'}( \\(.*\\))?$`, 'm'), created.stdout)
+  assert.not.match(created.stdout, PEER_ID)
   // ask a node that is not the VM's host: output is relayed, input goes to the host over the CLI's own connection
   const via = cl.nodes.find((n) => n.name !== host) ?? cl.nodes[0]
   const p = spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), 'vm', 'console', 'con-probe', '--tail', '0'], {
