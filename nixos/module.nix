@@ -164,7 +164,7 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open the TCP ports of listenAddresses, UDP 4789 for VXLAN networks, and UDP 5353 when mDNS is on.";
+      description = "Open the TCP ports of listenAddresses, the live-migration port range (settings.migration.portLow..portHigh, default 7400-7499), UDP 4789 for VXLAN networks, and UDP 5353 when mDNS is on.";
     };
 
     bridges = mkOption {
@@ -415,6 +415,12 @@ in
 
     (mkIf cfg.openFirewall {
       networking.firewall.allowedTCPPorts = tcpPorts;
+      # live migration: the target's QEMU listens on one port of this range for each move (QEMU's
+      # TLS with a per-migration key; node/migration/tls.ts), defaults as node/config.ts MIGRATION_PORTS
+      networking.firewall.allowedTCPPortRanges = [{
+        from = settings.migration.portLow or 7400;
+        to = settings.migration.portHigh or 7499;
+      }];
       # VXLAN networks between nodes (node/net-host/names.ts VXLAN_PORT), mDNS discovery
       networking.firewall.allowedUDPPorts = [ 4789 ] ++ lib.optional cfg.mdns 5353;
     })

@@ -45,6 +45,9 @@ interface KeySpec<Key extends string = string, Kd extends Kind = Kind> {
 
 const K = <const Key extends string, const Kd extends Kind>(key: Key, flag: string, env: string, kind: Kd, help: string, min?: number, max?: number): KeySpec<Key, Kd> => ({ key, flag, env, kind, help, min, max })
 
+/** The TCP ports migration targets listen on by default (nixos/module.nix opens the same range). */
+export const MIGRATION_PORTS = { low: 7400, high: 7499 } as const
+
 // One entry per key: its flag, its variable, its kind (hence its type in NodeConfig), its bounds.
 export const CONFIG_KEYS = [
   // where the identity, the Raft log and the state machine live
@@ -67,6 +70,10 @@ export const CONFIG_KEYS = [
   // the browser by a key an admin added with `blixard admin add` (node/dashboard-actions.ts)
   K('dashboardActions', 'dashboard-actions', 'BLIXARD_DASHBOARD_ACTIONS', 'bool', 'let the dashboard offer admin actions, signed in the browser by an admin\'s key'),
   K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
+  // a live migration's memory goes from the source QEMU to the target QEMU over QEMU's own TLS, to a
+  // port the target's QEMU listens on for that one migration: one of these (open them between nodes)
+  K('migration.portLow', 'migration-port-low', 'BLIXARD_MIGRATION_PORT_LOW', 'int', 'lowest TCP port a migration target listens on', 1024, 65535),
+  K('migration.portHigh', 'migration-port-high', 'BLIXARD_MIGRATION_PORT_HIGH', 'int', 'highest TCP port a migration target listens on', 1024, 65535),
   K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
   K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
   K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
@@ -136,6 +143,7 @@ export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   logLevel: 'info',
   qemuBinary: 'qemu-system-x86_64',
   autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
+  migration: { portLow: MIGRATION_PORTS.low, portHigh: MIGRATION_PORTS.high },
   bootstrapExpect: 3,
   admins: [],
   ceph: { conf: null, pool: 'rbd', id: null, keyring: null },

@@ -136,6 +136,8 @@ export interface MigrationServiceDeps {
   /** tls: the IP address this node's QEMU listens on for an incoming migration (the node's own,
    * as its peers reach it); default 127.0.0.1 */
   listenAddress?: () => string | null
+  /** the TCP ports a target's QEMU may listen on (the firewall's range); absent: any the kernel picks */
+  migrationPorts?: { low: number, high: number }
   log: Logger
   now?: () => number
 }
@@ -348,7 +350,7 @@ export class MigrationService {
     try {
       const qmp = await this.d.driver.qmp(vmId)
       const host = this.d.listenAddress?.() ?? '127.0.0.1'
-      const port = await listenTls(qmp, { host, pskDir, credsId: credsId() })
+      const port = await listenTls(qmp, { host, pskDir, credsId: credsId(), ...(this.d.migrationPorts !== undefined ? { ports: this.d.migrationPorts } : {}) })
       void removeKeyWhenConnected(qmp, pskDir).then(() => { log.debug('migration key file removed', { pskDir }) })
       return { host, port, identity: PSK_IDENTITY, key }
     } catch (err) {

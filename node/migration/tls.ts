@@ -11,7 +11,7 @@
 // when its credentials object is made; the server reads it at each TLS handshake, so its copy stays
 // until the connection is in). The target's QEMU listens on one address, the node's own, on a port
 // the kernel picks, and stops listening once the migration's connection has arrived.
-import { createDiffieHellmanGroup, randomBytes } from 'node:crypto'
+import { createDiffieHellmanGroup, randomBytes, randomInt } from 'node:crypto'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
@@ -90,16 +90,42 @@ async function addCreds (qmp: QmpClient, id: string, dir: string, endpoint: 'ser
  * required of the incoming migration, and a listener on `host` (a port the kernel picks). Returns
  * that port.
  */
-export async function listenTls (qmp: QmpClient, opts: { host: string, pskDir: string, credsId: string }): Promise<number> {
-  const uri = tcpUri(opts.host, 0)
+export async function listenTls (qmp: QmpClient, opts: { host: string, pskDir: string, credsId: string, ports?: { low: number, high: number } }): Promise<number> {
   await addCreds(qmp, opts.credsId, opts.pskDir, 'server')
   await qmp.execute('migrate-set-parameters', { 'tls-creds': opts.credsId })
-  await qmp.execute('migrate-incoming', { uri })
+  if (opts.ports === undefined) {
+    await qmp.execute('migrate-incoming', { uri: tcpUri(opts.host, 0) })
+  } else {
+    await listenInRange(qmp, opts.host, opts.ports)
+  }
   // QEMU reports the address it listens on (with the port it got) while the migration is set up
   const r = await qmp.execute('query-migrate') as { 'socket-address'?: Array<{ type?: string, port?: string | number }> }
   const port = Number(r['socket-address']?.find((a) => a.type === 'inet')?.port)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new QemuError('QmpError', `query-migrate names no port the incoming migration listens on: ${JSON.stringify(r)}`)
   return port
+}
+
+/** Ports of the range tried before giving up (another migration or service may hold some). */
+export const MIGRATION_PORT_TRIES = 16
+
+/** migrate-incoming on a port of [low, high] (the range the firewall opens between nodes): random
+ * ports first, so concurrent migrations into one host rarely collide; QEMU allows another
+ * migrate-incoming after one that failed to bind. */
+async function listenInRange (qmp: QmpClient, host: string, ports: { low: number, high: number }): Promise<void> {
+  if (!(Number.isInteger(ports.low) && Number.isInteger(ports.high) && ports.low >= 1 && ports.low <= ports.high && ports.high <= 65535)) {
+    throw new QemuError('QmpError', `the migration port range ${ports.low}-${ports.high} is empty or invalid: set migration.portLow <= migration.portHigh`)
+  }
+  const span = ports.high - ports.low + 1
+  const start = randomInt(span)
+  let last: unknown = null
+  for (let i = 0; i < Math.min(span, MIGRATION_PORT_TRIES); i++) {
+    const port = ports.low + (start + i) % span
+    try {
+      await qmp.execute('migrate-incoming', { uri: tcpUri(host, port) })
+      return
+    } catch (err) { last = err }
+  }
+  throw new QemuError('QmpError', `no free port for the incoming migration in ${ports.low}-${ports.high} on ${host} (${Math.min(span, MIGRATION_PORT_TRIES)} tried; last: ${last instanceof Error ? last.message : String(last)}): widen migration.portLow/portHigh`)
 }
 
 /**

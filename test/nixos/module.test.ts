@@ -192,7 +192,10 @@ test('openFirewall opens the listen ports, VXLAN and mDNS; on a networkd host br
     listenAddresses: ['/ip4/0.0.0.0/tcp/7000', '/ip6/::/tcp/7000', '/ip4/0.0.0.0/tcp/7001/ws', '/ip4/0.0.0.0/udp/9/quic'],
     bridges: { br0: { interfaces: ['enp1s0', 'enp2s0'] }, brvx: {} }
   }, 'host-a', { networking: { useNetworkd: true } })
-  assert.equal(e.config.networking.firewall, { allowedTCPPorts: [7000, 7001], allowedUDPPorts: [4789, 5353] })
+  assert.equal(e.config.networking.firewall, { allowedTCPPorts: [7000, 7001], allowedTCPPortRanges: [{ from: 7400, to: 7499 }], allowedUDPPorts: [4789, 5353] })
+  // the live-migration range follows the daemon's settings (node/config.ts migration.portLow/High)
+  const moved = evalModule({ ...KEY, enable: true, openFirewall: true, settings: { migration: { portLow: 9000, portHigh: 9009 } } })
+  assert.equal(moved.config.networking.firewall.allowedTCPPortRanges, [{ from: 9000, to: 9009 }])
   assert.equal(e.warnings, [])
   const net = e.config.systemd.network
   assert.is(net.enable, undefined) // the host's choice, not ours
