@@ -10,15 +10,19 @@ import type { StateMachine } from '../storage/state-machine.ts'
 import { claimOf, quotaExcess } from '../storage/apply-quotas.ts'
 import { QUOTA_RESOURCES } from '../protocols/model.ts'
 import type { RpcHandlers } from './net/rpc.ts'
+import type { LoadBoard } from './scheduler.ts'
+import { rebalanceFromEnv, rebalancePlan } from './rebalancer.ts'
 
 export interface SchedApiDeps {
   sm: StateMachine
+  load: LoadBoard
+  now: () => number
   read: (p: ReadParams) => Promise<void>
   /** proposes under the client's idempotency key (or a fresh one); answers with the command's own result */
   write: (cmd: Command, key?: string) => Promise<unknown>
 }
 
-type SchedHandlers = Pick<RpcHandlers, 'quota.set' | 'quota.show'>
+type SchedHandlers = Pick<RpcHandlers, 'quota.set' | 'quota.show' | 'rebalance.plan'>
 
 /** Why a new VM of `spec` would go over its project's quota now (the words apply would use), or
  * null: the create is refused before placement is asked, so the first reason given is the quota's
@@ -36,6 +40,14 @@ export function quotaRefusal (sm: StateMachine, spec: VmSpec): string | null {
 
 export function createSchedApi (d: SchedApiDeps): SchedHandlers {
   return {
+    'rebalance.plan': async (p) => {
+      await d.read(p)
+      // as an active rebalancer would plan now (the hysteresis start threshold aside): the operator
+      // asked to see the moves
+      const step = rebalancePlan(d.sm, d.load.hints(), d.now(), { active: true, started: [] })
+      const name = (id: string): string => d.sm.getVm(id)?.spec.name ?? id
+      return { before: step.before, after: step.after, why: step.why, enabled: rebalanceFromEnv(), moves: step.moves.map((m) => ({ vm: m.vmId, name: name(m.vmId), from: m.from, to: m.to, gain: m.gain })) }
+    },
     'quota.set': async (p) => await d.write({ type: 'SetQuota', project: p.project, limits: p.limits }, p.idempotencyKey) as QuotaView,
     'quota.show': async (p) => {
       await d.read(p)

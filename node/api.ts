@@ -184,7 +184,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
     const handlers: RpcHandlers = {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
-      ...createSchedApi({ sm: d.sm, read, write: async (cmd, key) => await write(cmd, key) }),
+      ...createSchedApi({ sm: d.sm, load: d.load, now, read, write: async (cmd, key) => await write(cmd, key) }),
       ...createSnapshotApi({ sm: d.sm, read, barrier, prior, write: async (cmd, key) => await write(cmd, key), vmRef }),
       'cluster.status': async (p) => {
         await read(p)

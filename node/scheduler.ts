@@ -81,10 +81,13 @@ export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Ma
   const at = new Map(placed.map((m) => [m.vmId, m.to]))
   let view = vms.map((v) => at.has(v.id) ? { ...v, assignedNode: at.get(v.id) ?? null } : v)
   const order = [...waiting].sort((a, b) => (b.priority - a.priority) || (a.vmId < b.vmId ? -1 : a.vmId > b.vmId ? 1 : 0))
+  // the lowest priority placed: a VM at or below it has nobody to preempt (the common case, skipped
+  // without a plan); recomputed only after a preemption changed the view
+  const lowestPlaced = (): number => view.reduce((m, v) => v.assignedNode != null && v.spec.priority < m ? v.spec.priority : m, Infinity)
+  let lowest = lowestPlaced()
   for (const req of order) {
     if (out.length >= max) break
-    const lowest = Math.min(...view.filter((v) => v.assignedNode != null).map((v) => v.spec.priority))
-    if (!(lowest < req.priority)) continue // nobody below it runs: nothing to preempt (the common case)
+    if (!(lowest < req.priority)) continue
     const skip = avoid(req.vmId)
     const cluster = preemptionView(skip == null ? nodes : nodes.filter((n) => n.id !== skip), view, hints)
     const plan = planPreemption(cluster, req)
@@ -94,6 +97,7 @@ export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Ma
     out.push({ vm: req.vmId, node: plan.nodeId, victims: plan.evictions, reason: plan.reason })
     const gone = new Set(plan.evictions)
     view = view.map((v) => gone.has(v.id) ? { ...v, assignedNode: null } : v.id === req.vmId ? { ...v, assignedNode: plan.nodeId } : v)
+    lowest = lowestPlaced()
   }
   return out
 }

@@ -10,7 +10,20 @@ import { bool, obj, opt, str } from './validate.ts'
 /** One project's quota as `quota show` prints it. */
 export interface QuotaView { project: string, limits: QuotaLimits | null, usage: QuotaUsage }
 
+/** `blixard rebalance --dry-run`: the moves the leader's rebalancer would start now, and why. */
+export interface RebalanceView {
+  /** the objective: population variance of node fill over ready nodes (placement/plans/rebalance.ts) */
+  before: number
+  after: number
+  moves: Array<{ vm: string, name: string, from: string, to: string, gain: number }>
+  why: string
+  /** is the leader's rebalancer running (BLIXARD_REBALANCE=on on the answering node)? */
+  enabled: boolean
+}
+
 export interface SchedMethods {
+  /** the rebalancer's plan on this node's replica and gossip, changing nothing */
+  'rebalance.plan': { params: ReadParams, result: RebalanceView }
   /** sets a project's quota (limits: null clears it); answers with its limits and usage */
   'quota.set': { params: { project: string, limits: QuotaLimits | null } & IdempotentParams, result: QuotaView }
   /** every project with a quota or VMs, or one */
@@ -26,6 +39,7 @@ const stale = (o: Record<string, unknown>): ReadParams => {
 }
 
 export const SCHED_METHODS: Table = {
+  'rebalance.plan': { mutating: false, streaming: false, params: (x) => stale(p(x, ['stale'])) },
   'quota.set': {
     mutating: true, streaming: false,
     params: (x) => {

@@ -52,6 +52,20 @@ export function schedCommands ({ withCluster, need, stale }: CliHelpers): Record
         return EXIT.ok
       })
     },
+    rebalance: {
+      summary: 'Show the live migrations the rebalancer would start now and the imbalance they would leave (changes nothing)',
+      usage: 'blixard rebalance --dry-run [--stale]',
+      flags: { 'dry-run': { help: 'show the plan (the only mode: the leader applies it itself when its nodes run with BLIXARD_REBALANCE=on)' } },
+      run: async (p, out) => {
+        if (!bool(p, 'dry-run')) throw new UsageError('give --dry-run: the plan is applied by the leader itself when the nodes run with BLIXARD_REBALANCE=on')
+        return await withCluster(p, async ({ client }) => {
+        const [plan, nodes] = await Promise.all([client.call('rebalance.plan', stale(p)), client.call('node.list', { stale: true })])
+        const nm = new Map(nodes.map((n) => [n.id, n.name]))
+          out.data(plan, () => `${plan.why}\nimbalance (variance of node fill): ${plan.before.toFixed(4)} → ${plan.after.toFixed(4)}; rebalancer ${plan.enabled ? 'on' : 'off (BLIXARD_REBALANCE=on turns it on)'}\n\n${table(['vm', 'from', 'to', 'gain'], plan.moves.map((m) => [m.name, nm.get(m.from) ?? m.from, nm.get(m.to) ?? m.to, m.gain.toFixed(4)]))}`)
+          return EXIT.ok
+        })
+      }
+    },
     'quota show': {
       summary: 'Show projects: what each holds against its quota (used / limit; - is unlimited)',
       usage: 'blixard quota show [PROJECT] [--stale]',

@@ -1,0 +1,103 @@
+// The leader's rebalancer (issue 19): every few seconds, from committed reservations plus the
+// freshest gossiped load, the policy of placement/plans/rebalance-policy.ts (hysteresis, budget,
+// cooldown, hot targets) picks live migrations that lower the imbalance, and the leader commits
+// each as RebalanceVm (its own signed decision; apply re-checks the target's room and the VM's
+// cooldown: storage/apply-sched.ts). The migration machinery (node/migration/) then moves the guest
+// without a reboot. Off unless BLIXARD_REBALANCE=on: moving guests on its own is a choice the
+// operator makes (`blixard rebalance --dry-run` shows what it would do).
+import type { VmRecord } from '../protocols/model.ts'
+import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import type { LoadHint } from '../placement/types.ts'
+import { clusterFromModel } from '../placement/from-model.ts'
+import { DEFAULT_REBALANCE_POLICY, FRESH_MEMORY, planRebalanceStep } from '../placement/plans/rebalance-policy.ts'
+import type { RebalanceMemory, RebalancePolicy, RebalanceStep } from '../placement/plans/rebalance-policy.ts'
+import { cannotMigrateLive } from '../protocols/migration-phases.ts'
+import { activeMigration } from '../storage/migration-guard.ts'
+import { REBALANCE_COOLDOWN_MS } from '../storage/apply-sched.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
+import type { Logger } from './log.ts'
+import type { LoadBoard } from './scheduler.ts'
+
+/** The leader's policy: the state machine's cooldown, so the plan never proposes what apply refuses. */
+export const LEADER_REBALANCE_POLICY: RebalancePolicy = { ...DEFAULT_REBALANCE_POLICY, cooldownMs: REBALANCE_COOLDOWN_MS }
+/** How often the leader looks: a plan is cheap, a move takes seconds to minutes. */
+export const REBALANCE_EVERY_MS = 15_000
+
+export interface RebalancerDeps {
+  sm: StateMachine
+  load: LoadBoard
+  isLeader: () => boolean
+  propose: (env: CommandEnvelope) => Promise<ApplyResult>
+  log: Logger
+  now?: () => number
+  policy?: RebalancePolicy
+}
+
+/** May this VM move live now? Running under QEMU on its node, not migrating. */
+function movable (sm: StateMachine, vm: VmRecord): boolean {
+  return vm.status.phase === 'running' && vm.status.node === vm.assignedNode && activeMigration(vm) == null && cannotMigrateLive(vm, (id) => sm.getNode(id)) == null
+}
+
+/** The plan on the replica now (what `rebalance --dry-run` shows, and what a pass proposes). */
+export function rebalancePlan (sm: StateMachine, hints: Map<string, LoadHint>, now: number, memory: RebalanceMemory, policy: RebalancePolicy = LEADER_REBALANCE_POLICY): RebalanceStep {
+  const vms = sm.listVms()
+  const cluster = clusterFromModel(sm.listNodes(), vms, hints)
+  const lastMoved = new Map<string, number>()
+  for (const v of vms) if (v.migration != null) lastMoved.set(v.id, v.migration.ended ?? v.migration.started)
+  // every migration in flight counts against the budget: the rebalancer's and anyone else's
+  const inFlight = vms.filter((v) => activeMigration(v) != null).length
+  return planRebalanceStep({ cluster, movable: new Set(vms.filter((v) => movable(sm, v)).map((v) => v.id)), lastMoved, inFlight, now, memory }, policy)
+}
+
+/** One pass on the leader: plan, then propose each move; returns the step and how many were committed. */
+export async function rebalancePass (d: RebalancerDeps, memory: RebalanceMemory): Promise<{ step: RebalanceStep, started: number }> {
+  const now = (d.now ?? Date.now)()
+  const step = rebalancePlan(d.sm, d.load.hints(), now, memory, d.policy)
+  let started = 0
+  for (const m of step.moves) {
+    try {
+      const reason = `imbalance ${step.before.toFixed(4)} → ${(step.before - m.gain).toFixed(4)}`
+      const r = await d.propose({ cmd: { type: 'RebalanceVm', vm: m.vmId, target: m.to, reason }, at: now })
+      if (r.ok) started++
+      else d.log.warn('rebalancing move refused', { vm: m.vmId, node: m.to, error: r.error })
+    } catch (err) {
+      d.log.debug('rebalancing move not committed', { vm: m.vmId, err })
+    }
+  }
+  return { step, started }
+}
+
+export class Rebalancer {
+  private timer: NodeJS.Timeout | null = null
+  private running = false
+  /** soft state: a new leader starts inactive with an empty hour (apply's cooldown still holds) */
+  private memory: RebalanceMemory = FRESH_MEMORY
+  constructor (private readonly d: RebalancerDeps, private readonly everyMs = REBALANCE_EVERY_MS) {}
+
+  start (): void {
+    this.timer = setInterval(() => { void this.tick() }, this.everyMs)
+  }
+
+  private async tick (): Promise<void> {
+    if (!this.d.isLeader()) { this.memory = FRESH_MEMORY; return }
+    if (this.running) return
+    this.running = true
+    try {
+      const { step, started } = await rebalancePass(this.d, this.memory)
+      this.memory = step.memory
+      if (step.moves.length > 0) this.d.log.info('rebalancing', { why: step.why, started })
+    } catch (err) {
+      this.d.log.warn('rebalancer pass failed', { err })
+    } finally { this.running = false }
+  }
+
+  stop (): void { if (this.timer != null) clearInterval(this.timer); this.timer = null }
+}
+
+/** BLIXARD_REBALANCE=on starts the rebalancer on every node (it acts only while leading). */
+export function rebalanceFromEnv (env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.BLIXARD_REBALANCE
+  if (v == null || v === '' || v === 'off') return false
+  if (v === 'on') return true
+  throw new Error(`BLIXARD_REBALANCE must be on or off, got "${v}"`)
+}
