@@ -30,7 +30,7 @@ test('NodeConfig, derived from CONFIG_KEYS, nests dotted keys in their section w
   assert.equal(CONFIG_DEFAULTS.network, { uplink: null, underlayIp: null })
   assert.ok(net.uplink === 'eth0' && ports.logLevel === 'debug')
   const sections = new Set(CONFIG_KEYS.filter(k => k.key.includes('.')).map(k => k.key.split('.')[0]))
-  assert.equal([...sections].sort(), ['autopilot', 'capacity', 'ceph', 'lease', 'network', 'raft'])
+  assert.equal([...sections].sort(), ['autopilot', 'capacity', 'ceph', 'lease', 'migration', 'network', 'raft'])
 })
 
 test('defaults apply with no file, env or flags', () => {
@@ -40,6 +40,7 @@ test('defaults apply with no file, env or flags', () => {
   assert.is(c.mdns, true)
   assert.equal(c.capacity, {})
   assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 })
+  assert.equal(c.migration, { portLow: 7400, portHigh: 7499 })
 })
 
 test('file < env < flags, for the same keys', () => {
