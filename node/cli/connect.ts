@@ -44,7 +44,9 @@ export async function whoami (): Promise<string> {
 }
 
 /** how long the CLI waits for the node it reached to enter its DHT routing table (identify) */
-const DHT_ENTRY_WAIT_MS = 3_000
+const DHT_ENTRY_WAIT_MS = 10_000
+/** a --peer-id lookup that found nothing is retried after this (ms), until the CLI's timeout */
+const PEER_ID_RETRY_MS = 500
 
 export async function connect (opts: { peer?: string, peerId?: string, clusterKey?: string, timeoutMs?: number, mdnsWaitMs?: number }): Promise<Connection> {
   const { privateKey } = await loadOrCreateIdentity(configDir())
@@ -86,8 +88,16 @@ export async function connect (opts: { peer?: string, peerId?: string, clusterKe
     if (wanted != null && wanted.toString() !== entryId) {
       const entry = peerLabel
       await client.close().catch(() => {})
+      // a loaded entry node may answer the first lookup before it knows the peer: retry until the
+      // CLI's timeout (each lookup is bounded by DHT_FIND_PEER_TIMEOUT_MS)
+      const deadline = Date.now() + (opts.timeoutMs ?? 15_000)
       await dhtReady(host, DHT_ENTRY_WAIT_MS)
-      if (await reachPeer(host, wanted) === 'unreachable') {
+      let how = await reachPeer(host, wanted)
+      while (how === 'unreachable' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, PEER_ID_RETRY_MS))
+        how = await reachPeer(host, wanted)
+      }
+      if (how === 'unreachable') {
         throw new CliError('Unavailable', `node ${wanted.toString()} not found through ${entry}: no member it asked knows where that peer id is`,
           'Check the peer id (`blixard node list -o wide`), and that the node runs; or give its address with --peer.')
       }

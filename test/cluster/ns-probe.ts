@@ -1,5 +1,6 @@
 // Runs inside a test's network namespace (mdns.test.ts): asks each given node for cluster.status
-// every 300 ms and prints one JSON line per answer, {i, st} (st null when it did not answer).
+// every 300 ms and prints one JSON line per answer, {i, st} (st null when it did not answer);
+// with PROBE_NODES=1 also each node's node table, {i, st, nodes} (dht-subnets.test.ts).
 // usage: node --import tsx test/cluster/ns-probe.ts KEY_FILE CLI_DIR ADDR...
 import '../../node/polyfill.ts'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -22,7 +23,8 @@ for (;;) {
     try {
       if (clients[i]?.usable !== true) clients[i] = await RpcClient.connect(host, multiaddr(a), { timeoutMs: 3_000, dialTimeoutMs: 2_000 })
       const st = await clients[i]!.call('cluster.status', { stale: true })
-      process.stdout.write(JSON.stringify({ i, st }) + '\n')
+      const nodes = process.env.PROBE_NODES === '1' ? await clients[i]!.call('node.list', { stale: true }) : undefined
+      process.stdout.write(JSON.stringify({ i, st, nodes }) + '\n')
     } catch {
       clients[i] = null
       process.stdout.write(JSON.stringify({ i, st: null }) + '\n')
