@@ -518,6 +518,28 @@ export class MigrationStreams {
     e.resolve({ sentBytes: 0, receivedBytes: 0, pauses: 0, durationMs: answered - streamOpened, times: { streamOpened, answered } })
   }
 
+  /** Opens the stream to `peer`, sends `header` and reads the target's answer (both transports
+   * start so): the stream and that answer, or Transport when it cannot open, Refused when the target
+   * says no. Stamps `times` when the stream opened and when the answer came. */
+  private async ask (peer: PeerId, id: string, header: Record<string, unknown>, openMs: number, answerMs: number, times: BridgeTimes): Promise<{ stream: Stream, answer: Awaited<ReturnType<typeof readHeader>> }> {
+    let stream: Stream
+    try {
+      stream = await this.host.dialProtocol(peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(openMs) })
+    } catch (err) {
+      throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${peer.toString()}: ${(err as Error).message}`)
+    }
+    stream.send(encodeHeader(header))
+    times.streamOpened = Date.now()
+    let answer
+    try { answer = await readHeader(stream, answerMs) } catch (err) { stream.abort(err as Error); throw err }
+    times.answered = Date.now()
+    if (answer.value.ok !== true) {
+      stream.abort(new Error('refused'))
+      throw new MigrationStreamError('Refused', `${peer.toString()} refused migration ${id}: ${String(answer.value.reason ?? 'no reason given')}`)
+    }
+    return { stream, answer }
+  }
+
   /**
    * Source side of the tls transport: opens the stream to the target, asks for migration `id` and
    * returns the target's offer (its QEMU's address and the key), checked; the stream then ends.
@@ -526,21 +548,8 @@ export class MigrationStreams {
   async handshakeTls (opts: { id: string, peer: PeerId, timeoutMs?: number }): Promise<TlsHandshake> {
     if (!ID.test(opts.id)) throw new MigrationStreamError('Protocol', `migration id must match ${ID.source}: ${JSON.stringify(opts.id)}`)
     const timeoutMs = opts.timeoutMs ?? TLS_OFFER_WAIT_MS
-    let stream: Stream
-    try {
-      stream = await this.host.dialProtocol(opts.peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) })
-    } catch (err) {
-      throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
-    }
-    stream.send(encodeHeader({ id: opts.id, transport: 'tls' }))
-    const times: BridgeTimes = { streamOpened: Date.now() }
-    let answer
-    try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
-    times.answered = Date.now()
-    if (answer.value.ok !== true) {
-      stream.abort(new Error('refused'))
-      throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
-    }
+    const times: BridgeTimes = {}
+    const { stream, answer } = await this.ask(opts.peer, opts.id, { id: opts.id, transport: 'tls' }, HANDSHAKE_TIMEOUT_MS, timeoutMs, times)
     let offer: TlsOffer
     try { offer = parseTlsOffer(answer.value.tls) } catch (err) {
       stream.abort(err as Error)
@@ -597,21 +606,7 @@ export class MigrationStreams {
     // handshake (a round trip to the target) is then not part of the migration's time
     const opened = (async (): Promise<{ stream: Stream, sendWindow: number, rest: Buffer }> => {
       const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
-      let stream: Stream
-      try {
-        stream = await this.host.dialProtocol(opts.peer, MIGRATE_PROTOCOL, { signal: AbortSignal.timeout(timeoutMs) })
-      } catch (err) {
-        throw new MigrationStreamError('Transport', `open ${MIGRATE_PROTOCOL} to ${opts.peer.toString()}: ${(err as Error).message}`)
-      }
-      stream.send(encodeHeader({ id: opts.id, window: recvWindow, transport: 'stream' }))
-      times.streamOpened = Date.now()
-      let answer
-      try { answer = await readHeader(stream, timeoutMs) } catch (err) { stream.abort(err as Error); throw err }
-      times.answered = Date.now()
-      if (answer.value.ok !== true) {
-        stream.abort(new Error('refused'))
-        throw new MigrationStreamError('Refused', `${opts.peer.toString()} refused migration ${opts.id}: ${String(answer.value.reason ?? 'no reason given')}`)
-      }
+      const { stream, answer } = await this.ask(opts.peer, opts.id, { id: opts.id, window: recvWindow, transport: 'stream' }, timeoutMs, timeoutMs, times)
       let sendWindow: number
       try { sendWindow = announcedWindow(answer.value.window) } catch (err) { stream.abort(err as Error); throw err }
       return { stream, sendWindow, rest: answer.rest }
