@@ -9,7 +9,7 @@ import type { VmSpec } from '../protocols/model.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { claimOf, quotaExcess } from '../storage/apply-quotas.ts'
 import { QUOTA_RESOURCES } from '../protocols/model.ts'
-import type { RpcHandlers } from './net/rpc.ts'
+import type { RpcCallContext, RpcHandlers } from './net/rpc.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { rebalanceFromEnv, rebalancePlan } from './rebalancer.ts'
 
@@ -19,7 +19,8 @@ export interface SchedApiDeps {
   now: () => number
   read: (p: ReadParams) => Promise<void>
   /** proposes under the client's idempotency key (or a fresh one); answers with the command's own result */
-  write: (cmd: Command, key?: string) => Promise<unknown>
+  /** `ctx`: the call's context (an admin write that cluster.submit runs proposes its signed command) */
+  write: (cmd: Command, key: string | undefined, ctx: RpcCallContext) => Promise<unknown>
 }
 
 type SchedHandlers = Pick<RpcHandlers, 'quota.set' | 'quota.show' | 'rebalance.plan'>
@@ -48,7 +49,7 @@ export function createSchedApi (d: SchedApiDeps): SchedHandlers {
       const name = (id: string): string => d.sm.getVm(id)?.spec.name ?? id
       return { before: step.before, after: step.after, why: step.why, enabled: rebalanceFromEnv(), moves: step.moves.map((m) => ({ vm: m.vmId, name: name(m.vmId), from: m.from, to: m.to, gain: m.gain })) }
     },
-    'quota.set': async (p) => await d.write({ type: 'SetQuota', project: p.project, limits: p.limits }, p.idempotencyKey) as QuotaView,
+    'quota.set': async (p, ctx) => await d.write({ type: 'SetQuota', project: p.project, limits: p.limits }, p.idempotencyKey, ctx) as QuotaView,
     'quota.show': async (p) => {
       await d.read(p)
       const all = d.sm.listQuotas()

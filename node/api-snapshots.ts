@@ -9,7 +9,7 @@ import type { ReadParams } from '../protocols/rpc.ts'
 import type { SnapshotDeleteResult } from '../protocols/rpc-snapshots.ts'
 import type { VmSnapshotRecord } from '../protocols/snapshots.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
-import type { RpcHandlers } from './net/rpc.ts'
+import type { RpcCallContext, RpcHandlers } from './net/rpc.ts'
 
 export interface SnapshotApiDeps {
   sm: StateMachine
@@ -18,7 +18,8 @@ export interface SnapshotApiDeps {
   /** an applied idempotency key's stored result (thrown if it was an error), or null */
   prior: (key: string | undefined) => { value: unknown } | null
   /** proposes (admin-signed under cluster.prepare/submit) and answers with the command's result */
-  write: (cmd: Command, key?: string) => Promise<unknown>
+  /** `ctx`: the call's context (an admin write that cluster.submit runs proposes its signed command) */
+  write: (cmd: Command, key: string | undefined, ctx: RpcCallContext) => Promise<unknown>
   vmRef: (ref: string) => VmRecord
 }
 
@@ -34,20 +35,20 @@ export function createSnapshotApi (d: SnapshotApiDeps): SnapshotHandlers {
     }
   }
   return {
-    'vm.snapshot': async (p) => {
+    'vm.snapshot': async (p, ctx) => {
       await d.barrier()
       const done = d.prior(p.idempotencyKey); if (done != null) return done.value as VmSnapshotRecord
-      return await d.write({ type: 'SnapshotVm', vm: d.vmRef(p.vm).id, name: p.name }, p.idempotencyKey) as VmSnapshotRecord
+      return await d.write({ type: 'SnapshotVm', vm: d.vmRef(p.vm).id, name: p.name }, p.idempotencyKey, ctx) as VmSnapshotRecord
     },
-    'vm.restore': async (p) => {
+    'vm.restore': async (p, ctx) => {
       await d.barrier()
       const done = d.prior(p.idempotencyKey); if (done != null) return done.value as VmSnapshotRecord
-      return await d.write({ type: 'RestoreVm', vm: d.vmRef(p.vm).id, name: p.name }, p.idempotencyKey) as VmSnapshotRecord
+      return await d.write({ type: 'RestoreVm', vm: d.vmRef(p.vm).id, name: p.name }, p.idempotencyKey, ctx) as VmSnapshotRecord
     },
-    'vm.snapshotDelete': async (p) => {
+    'vm.snapshotDelete': async (p, ctx) => {
       await d.barrier()
       const done = d.prior(p.idempotencyKey); if (done != null) return done.value as SnapshotDeleteResult
-      return await d.write({ type: 'DeleteVmSnapshot', vm: vmId(p.vm), name: p.name }, p.idempotencyKey) as SnapshotDeleteResult
+      return await d.write({ type: 'DeleteVmSnapshot', vm: vmId(p.vm), name: p.name }, p.idempotencyKey, ctx) as SnapshotDeleteResult
     },
     'vm.snapshotList': async (p) => {
       await d.read(p)
