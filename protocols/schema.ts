@@ -110,13 +110,16 @@ interface Dialect {
   noMaps: boolean
   shape: ErrorKind
   size: ErrorKind
-  notMap: Text, notStr: Text, long: (max: number) => Text, short: (min: number) => Text
+  notMap: Text, notStr: Text
+  /** not a string where a non-empty one is wanted (else notStr) */
+  notText?: Text
+  long: (max: number) => Text, short: (min: number) => Text
   notInt: Text, notNum: Text, range: (min: number, max: number) => Text, notBool: Text
   notEnum: (values: readonly string[]) => Text, notList: Text, longList: (max: number) => Text
   unknown: (path: string, key: string) => string, missing: (path: string, key: string) => string
 }
 
-export type DialectName = 'command' | 'wire'
+export type DialectName = 'command' | 'wire' | 'config'
 
 const DIALECTS: Record<DialectName, Dialect> = {
   command: {
@@ -156,7 +159,34 @@ const DIALECTS: Record<DialectName, Dialect> = {
     longList: (max) => (p) => `${p}: array longer than ${max}`,
     unknown: (p, k) => `${p}: unknown field '${k.slice(0, 64)}'`,
     missing: (p, k) => `${p}: missing field '${k}'`
+  },
+  // node/config.ts: an operator reads these next to the key and where it came from, so they show
+  // the value that was given (cut short); the kinds do not matter there (a ConfigError has none)
+  config: {
+    strict: false,
+    noMaps: false,
+    shape: 'InvalidSpec',
+    size: 'InvalidSpec',
+    notMap: (p, x) => `${p}: expected a table, got ${showShort(x)}`,
+    notStr: (p, x) => `${p} must be a string, got ${showShort(x)}`,
+    notText: (p, x) => `${p}: expected a non-empty string, got ${showShort(x)}`,
+    long: (max) => (p) => `${p}: longer than ${max} characters`,
+    short: (min) => (p) => min === 1 ? `${p}: expected a non-empty string` : `${p}: shorter than ${min} characters`,
+    notInt: (p, x) => `${p}: expected an integer, got ${showShort(x)}`,
+    notNum: (p, x) => `${p}: expected a finite number, got ${showShort(x)}`,
+    range: (min, max) => (p, x) => `${p}: ${String(x)} is outside [${min}, ${max}]`,
+    notBool: (p, x) => `${p}: expected true or false, got ${showShort(x)}`,
+    notEnum: (values) => (p, x) => `${p}: expected ${values.join('|')}, got ${showShort(x)}`,
+    notList: (p, x) => `${p}: expected a list, got ${showShort(x)}`,
+    longList: (max) => (p) => `${p}: more than ${max} items`,
+    unknown: (p, k) => `${p}: unknown key '${k.slice(0, 64)}'`,
+    missing: (p, k) => `${p}: missing key '${k}'`
   }
+}
+
+/** A value as JSON, cut to what an error line can hold. */
+function showShort (x: unknown): string {
+  return typeof x === 'bigint' ? String(x) : show(x).slice(0, 80)
 }
 
 // ---- the compiler ----
@@ -184,8 +214,9 @@ function build (n: Node, d: Dialect, path: string, prefix: string, optional = fa
       const { max, min, re, reKind, reText } = n
       const long = d.long(max)
       const short = d.short(min)
+      const notStr = min >= 1 && d.notText !== undefined ? d.notText : d.notStr
       return (x) => {
-        if (typeof x !== 'string') fail(d.shape, path, about(d.notStr, x))
+        if (typeof x !== 'string') fail(d.shape, path, about(notStr, x))
         if ((x as string).length > max) fail(d.size, path, long)
         if ((x as string).length < min) fail(d.shape, path, short)
         if (re !== undefined && !re.test(x as string)) fail(reKind ?? d.shape, path, (p) => reText === undefined ? `${p} is malformed` : reText(p, x as string))
