@@ -12,6 +12,7 @@ import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
 import { LOG_LEVEL_ENV, LOG_LEVELS } from './log.ts'
 import { compile, s, type Infer, type Node, type Schema } from '../protocols/schema.ts'
 import { BlixardError } from '../protocols/errors.ts'
+import { parseIpv4 } from '../protocols/command-schema.ts'
 
 export class ConfigError extends Error {
   constructor (readonly key: string, readonly source: string, message: string) {
@@ -51,6 +52,9 @@ const multiaddrs = (opts: { peer: boolean }): Schema<string[]> => s.list(MAX_CON
   if (opts.peer && !a.includes('/p2p/')) return { kind: 'InvalidSpec', message: (p) => `${p} '${a}' needs a /p2p/<peer id> suffix` }
   return undefined
 }))
+/** an IPv4 address (the tree's one rule: protocols/command-schema.ts parseIpv4), or null */
+const ipv4OrNull = (): Schema<string | null> => s.nullable(s.refine(text(), (a) =>
+  parseIpv4(a) === null ? { kind: 'InvalidSpec', message: (p) => `${p}: '${a.slice(0, 64)}' is not an IPv4 address` } : undefined))
 const labels = (): Schema<Record<string, string>> => s.refine(s.labels(MAX_CONFIG_LABELS, MAX_LABEL_LENGTH), (v) => {
   const k = Object.keys(v).find((name) => !LABEL_NAME.test(name))
   return k === undefined ? undefined : { kind: 'InvalidSpec', message: () => `label name '${k}' must be 1-128 letters, digits, . _ / -` }
@@ -114,7 +118,7 @@ export const CONFIG_KEYS = [
   // network.uplink null: none (VLAN guests then only reach this host); network.underlayIp null:
   // from this node's own registered addresses
   K('network.uplink', 'uplink', 'BLIXARD_UPLINK', textOrNull(), 'interface VLAN networks tag onto'),
-  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', textOrNull(), 'local address of VXLAN tunnels')
+  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', ipv4OrNull(), 'local address of VXLAN tunnels')
 ] as const
 
 type Spec = typeof CONFIG_KEYS[number]

@@ -129,6 +129,7 @@ test('each shape a key is made of refuses its bad values, naming the key and the
   fails(() => resolveConfig({ env: { BLIXARD_LABELS: Array.from({ length: 65 }, (_, i) => `k${i}=v`).join(',') } }), 'labels', 'more than 64 labels')
   fails(() => resolveConfig({ file: file('logLevel = "loud"') }), 'logLevel', 'expected debug|info|warn|error, got "loud"')
   fails(() => resolveConfig({ file: file('mdns = 1') }), 'mdns', 'expected true or false, got 1')
+  fails(() => resolveConfig({ argv: ['--underlay-ip', '10.1.0.05'] }), 'network.underlayIp', "'10.1.0.05' is not an IPv4 address")
 })
 
 test('loadConfig reads --config, detects missing capacity, keeps configured parts', async () => {
