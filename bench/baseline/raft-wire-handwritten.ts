@@ -1,19 +1,15 @@
+// The hand-written Raft message validator that protocols/raft-wire.ts replaced, as it was (its
+// wire types now imported from there), kept only as bench:schema's baseline.
+//
 // Validation of Raft messages arriving from the network. The core trusts its input, so every
 // field is checked here for shape, type and size before a message reaches step().
-import type { Entry, Message, MessageType, Snapshot } from '../../protocols/raft/types.ts'
+import type { Entry, Message, Snapshot } from '../../protocols/raft/types.ts'
+import { WIRE_MESSAGE_TYPES } from '../../protocols/raft-wire.ts'
 import { arr, bad, bool, bytes, int, obj, oneOf, opt, str } from '../../protocols/validate.ts'
 import {
   MAX_CONF_MEMBERS, MAX_CONTEXT_BYTES, MAX_ENTRIES_PER_MSG, MAX_ENTRY_BYTES, MAX_NODE_ID_LENGTH,
   MAX_RAFT_BATCH_MSGS, MAX_SNAPSHOT_BYTES
 } from '../../protocols/limits.ts'
-
-/** Types that may cross the wire. Local-only types (MsgHup, MsgBeat, MsgUnreachable,
- * MsgSnapStatus) never do; MsgProp neither, since proposals are forwarded over RPC, not Raft. */
-export const WIRE_MESSAGE_TYPES: readonly MessageType[] = [
-  'MsgApp', 'MsgAppResp', 'MsgPreVote', 'MsgPreVoteResp', 'MsgVote', 'MsgVoteResp', 'MsgSnap',
-  'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex',
-  'MsgReadIndexResp'
-]
 
 const MESSAGE_FIELDS = ['type', 'from', 'to', 'term', 'logTerm', 'index', 'entries', 'commit', 'reject', 'rejectHint', 'snapshot', 'context'] as const
 
