@@ -28,7 +28,7 @@ const TOTAL = flag('--proposals', 20_000)
 const BATCH = flag('--batch', 256) // proposals in flight at once (the client window)
 /** virtual ms per Raft tick (time only moves when the replicas have nothing else to do) */
 const TICK_MS = 10
-/** Ready passes per drain before the next replica's turn, as the driver yields to the event loop */
+/** Ready passes per drain before the next replica's turn, as node/core/raft-node.ts yields to the event loop */
 const READIES_PER_DRAIN = 64
 
 interface Replica { id: string, core: RaftNode, store: LmdbLogStore, kv: LmdbKv, sm: StateMachine }

@@ -4,6 +4,7 @@
 // (internal.propose), so clients never see a redirect.
 import { BlixardError, toBlixError } from '../protocols/errors.ts'
 import { randomUUID } from 'node:crypto'
+import { pushable } from 'it-pushable'
 import type { ApplyResult, Command, CommandEnvelope } from '../protocols/commands.ts'
 import type { AdminRecord, NodeRecord, VmRecord } from '../protocols/model.ts'
 import { METHODS, checkParams, isMethod } from '../protocols/rpc.ts'
@@ -345,35 +346,25 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
 /** A stream of changes to one VM (or all): the current state first, then every change as it applies. */
 async function * watch (d: ApiDeps, ref: string | null, signal: AbortSignal, vmRef: (r: string) => VmRecord): AsyncGenerator<VmWatchEvent> {
-  const queue: VmWatchEvent[] = []
-  let behind = false
-  let wake: (() => void) | null = null
+  const feed = boundedFeed<VmWatchEvent>(signal, WATCH_MAX_QUEUED_CHANGES)
   const target = ref == null ? null : vmRef(ref).id
   const unsubscribe = d.subscribe((_i, env, result) => {
-    if (!result.ok || behind) return
-    const ids = idsTouched(env.cmd)
-    for (const id of ids) {
+    if (!result.ok || feed.behind()) return
+    for (const id of idsTouched(env.cmd)) {
       if (target != null && id !== target) continue
-      // a reader that does not take its changes must not make us hold them without end
-      if (queue.length >= WATCH_MAX_QUEUED_CHANGES) { behind = true; queue.length = 0; break }
       const vm = d.sm.getVm(id)
-      queue.push(vm == null ? { type: 'delete', id } : { type: 'put', vm })
+      if (!feed.push(vm == null ? { type: 'delete', id } : { type: 'put', vm })) break
     }
-    if (queue.length > 0 || behind) { wake?.(); wake = null }
   })
   try {
     // the current state, drawn a page at a time (not held whole); a change made meanwhile is
-    // also in the queue, and a put seen twice is harmless
+    // also in the feed, and a put seen twice is harmless
     if (target != null) yield { type: 'put', vm: vmRef(target) }
-    else for (const vm of d.sm.eachVm()) { if (signal.aborted || behind) break; yield { type: 'put', vm } }
-    while (!signal.aborted) {
-      if (behind) throw fellBehind()
-      while (queue.length > 0) yield queue.shift()!
-      if (behind) throw fellBehind()
-      await untilWoken(signal, (w) => { wake = w })
-    }
+    else for (const vm of d.sm.eachVm()) { if (signal.aborted || feed.behind()) break; yield { type: 'put', vm } }
+    yield * feed.items
   } finally {
     unsubscribe()
+    feed.close()
   }
 }
 
@@ -381,14 +372,27 @@ function fellBehind (): BlixardError {
   return new BlixardError('TooLarge', `this watch fell more than ${WATCH_MAX_QUEUED_CHANGES} changes behind its reader; start it again (it begins with the current state)`)
 }
 
-/** Waits until `setWake`'s function is called or `signal` aborts; the abort listener goes again
- * after each wait (one per wait piled up on a long watch: a VM migrating reports every second). */
-async function untilWoken (signal: AbortSignal, setWake: (wake: () => void) => void): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const onAbort = (): void => { resolve() }
-    signal.addEventListener('abort', onAbort, { once: true })
-    setWake(() => { signal.removeEventListener('abort', onAbort); resolve() })
-  })
+/** What a stream has yet to send its reader, bounded: it ends when `signal` aborts, and once the
+ * reader leaves `bound` items untaken it drops them and fails with fellBehind() (a reader that
+ * does not take its changes must not make the node hold them without end). */
+function boundedFeed<T> (signal: AbortSignal, bound: number): { push: (x: T) => boolean, behind: () => boolean, items: AsyncIterable<T>, close: () => void } {
+  const queue = pushable<T>({ objectMode: true })
+  let behind = false
+  const onAbort = (): void => { queue.end() }
+  if (signal.aborted) queue.end()
+  else signal.addEventListener('abort', onAbort, { once: true })
+  return {
+    /** false once the reader has fallen behind: nothing more is taken */
+    push: (x) => {
+      if (behind) return false
+      if (queue.readableLength >= bound) { behind = true; queue.end(fellBehind()); return false }
+      queue.push(x)
+      return true
+    },
+    behind: () => behind,
+    items: queue,
+    close: () => { signal.removeEventListener('abort', onAbort); queue.end() }
+  }
 }
 
 /** How many recent events a stream starts with when the caller gives no `since`. */
@@ -401,30 +405,18 @@ async function * events (d: ApiDeps, p: { since?: number, follow?: boolean }, si
   const since = p.since
   const backlog = since === undefined ? recent.slice(-EVENTS_BACKLOG) : recent.filter((e) => e.at >= since)
   if (p.follow === false) { yield * backlog; return }
-  const queue = backlog
-  let wake: (() => void) | null = null
-  let behind = false
   // the backlog is bounded by what the node keeps; what arrives after it, by WATCH_MAX_QUEUED_CHANGES
-  const bound = backlog.length + WATCH_MAX_QUEUED_CHANGES
-  const add = (e: { index: number, at: number, text: string }): void => {
-    if (behind) return
-    if (queue.length >= bound) { behind = true; queue.length = 0 } else queue.push(e)
-    wake?.(); wake = null
-  }
+  const feed = boundedFeed<{ index: number, at: number, text: string }>(signal, backlog.length + WATCH_MAX_QUEUED_CHANGES)
+  for (const e of backlog) feed.push(e)
   const unsubscribe = d.subscribe((i, env, r) => {
     const text = d.describe(i, env, r)
     if (text === '') return // routine, not an event (lease renewals every few seconds)
-    add({ index: i, at: env.at, text })
+    feed.push({ index: i, at: env.at, text })
   })
-  const unsubscribeNotes = d.subscribeNotes(add)
+  const unsubscribeNotes = d.subscribeNotes((e) => { feed.push(e) })
   try {
-    while (!signal.aborted) {
-      if (behind) throw fellBehind()
-      while (queue.length > 0) yield queue.shift()!
-      if (behind) throw fellBehind()
-      await untilWoken(signal, (w) => { wake = w })
-    }
-  } finally { unsubscribe(); unsubscribeNotes() }
+    yield * feed.items
+  } finally { unsubscribe(); unsubscribeNotes(); feed.close() }
 }
 
 /** The VMs a command is about (their watchers and their history on the dashboard). */

@@ -1,8 +1,10 @@
 // What an applied command sets in motion on this node besides the state machine: learning a
 // registered node's addresses (so Raft can reach members it never discovered), waking the
-// scheduler for a new VM, and the agent for anything that may change what runs here. The decision
+// scheduler for a new VM, the agent for anything that may change what runs here, and the migration,
+// volume and snapshot services for their commands. The decision
 // is a pure function (effectsOf); node/daemon.ts carries it out.
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
+import { SNAPSHOT_COMMAND_TYPES } from '../protocols/snapshots.ts'
 
 export interface AppliedEffects {
   /** a node whose addresses to learn from the state machine (not this one) */
@@ -13,13 +15,15 @@ export interface AppliedEffects {
   kickMigrations: boolean
   /** a volume change to carry out, or a node change that may make this node the volume reconciler */
   kickVolumes: boolean
+  /** a VM snapshot to take, restore, delete or finish reporting (node/snapshots/) */
+  kickSnapshots: boolean
 }
 
 const VOLUME_COMMANDS: ReadonlySet<string> = new Set(['CreateVolume', 'ResizeVolume', 'SnapshotVolume', 'DeleteVolume', 'ReportVolume', 'RegisterNode', 'UpdateNode', 'RemoveNode', 'MarkNodeDown'])
 const MIGRATION_COMMANDS: ReadonlySet<string> = new Set(['StartMigration', 'EvacuateVm', 'ReportMigration', 'CancelMigration', 'ExpireMigration', 'MarkNodeDown'])
 
 export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): AppliedEffects {
-  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false }
+  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false }
   if (!r.ok) return none
   const cmd = env.cmd
   const node = cmd.type === 'RegisterNode' ? cmd.node.id : cmd.type === 'UpdateNode' ? cmd.id : null
@@ -30,6 +34,7 @@ export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): 
     // a status report or a new admin changes nothing the agent acts on
     kickAgent: cmd.type !== 'ReportVmStatus' && cmd.type !== 'AddAdmin',
     kickMigrations: MIGRATION_COMMANDS.has(cmd.type),
-    kickVolumes: VOLUME_COMMANDS.has(cmd.type)
+    kickVolumes: VOLUME_COMMANDS.has(cmd.type),
+    kickSnapshots: SNAPSHOT_COMMAND_TYPES.has(cmd.type)
   }
 }

@@ -1,6 +1,7 @@
 // Node configuration: defaults < TOML file < BLIXARD_* environment < command-line flags, for the
-// same keys. Every value is checked; a bad one is a ConfigError naming the key, where it came
-// from and what was wrong. Capacity not given anywhere is detected from the host.
+// same keys. Every value is checked against its key's shape, declared in the schema vocabulary
+// (protocols/schema.ts) that NodeConfig's types are derived from; a bad one is a ConfigError
+// naming the key, where it came from and what was wrong. Capacity not given anywhere is detected from the host.
 import { readFile, statfs } from 'node:fs/promises'
 import { cpus, hostname, totalmem } from 'node:os'
 import { dirname } from 'node:path'
@@ -8,7 +9,10 @@ import { parse as parseToml } from 'smol-toml'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Resources } from '../protocols/model.ts'
 import { DEFAULT_LEASE, leaseSettingsProblems } from './core/lease-rules.ts'
-import { LOG_LEVEL_ENV, LOG_LEVELS, type Level } from './log.ts'
+import { LOG_LEVEL_ENV, LOG_LEVELS } from './log.ts'
+import { compile, s, type Infer, type Node, type Schema } from '../protocols/schema.ts'
+import { BlixardError } from '../protocols/errors.ts'
+import { parseIpv4 } from '../protocols/command-schema.ts'
 
 export class ConfigError extends Error {
   constructor (readonly key: string, readonly source: string, message: string) {
@@ -17,97 +21,108 @@ export class ConfigError extends Error {
   }
 }
 
-/** What each kind of key holds once checked: NodeConfig is derived from CONFIG_KEYS through it. */
-interface KindTypes {
-  string: string
-  /** a string whose default is null (off, or "decided elsewhere") */
-  'string?': string | null
-  int: number
-  bool: boolean
-  strings: string[]
-  multiaddrs: string[]
-  labels: Record<string, string>
-  /** a port, or null: disabled */
-  port: number | null
-  level: Level
-}
-type Kind = keyof KindTypes
-
-interface KeySpec<Key extends string = string, Kd extends Kind = Kind> {
+interface KeySpec<Key extends string = string, T = unknown> {
   key: Key // dotted path in NodeConfig and in the TOML file
   flag: string // --flag
   env: string // BLIXARD_...
-  kind: Kd
-  min?: number
-  max?: number
+  /** what the value must be (protocols/schema.ts): its type in NodeConfig is derived from it */
+  shape: Schema<T>
   help: string
 }
 
-const K = <const Key extends string, const Kd extends Kind>(key: Key, flag: string, env: string, kind: Kd, help: string, min?: number, max?: number): KeySpec<Key, Kd> => ({ key, flag, env, kind, help, min, max })
+const K = <const Key extends string, T>(key: Key, flag: string, env: string, shape: Schema<T>, help: string): KeySpec<Key, T> => ({ key, flag, env, shape, help })
+
+/** Bounds on what a config value may hold (a path, a list of addresses, the node's labels). */
+const MAX_CONFIG_STRING = 4096
+const MAX_CONFIG_LIST = 256
+const MAX_CONFIG_LABELS = 64
+const MAX_LABEL_LENGTH = 128
+const LABEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/
+
+// The shapes keys are made of.
+const text = (): Schema<string> => s.str(MAX_CONFIG_STRING, { min: 1 })
+/** a string whose default is null (off, or "decided elsewhere") */
+const textOrNull = (): Schema<string | null> => s.nullable(text())
+const int = (min: number, max: number): Schema<number> => s.int(min, max)
+/** a port, or null: disabled ("none"/"off" in text, false in TOML) */
+const port = (): Schema<number | null> => s.nullable(s.int(0, 65535))
+const strings = (): Schema<string[]> => s.list(MAX_CONFIG_LIST, text())
+const multiaddrs = (opts: { peer: boolean }): Schema<string[]> => s.list(MAX_CONFIG_LIST, s.refine(text(), (a) => {
+  try { multiaddr(a) } catch (err) { return { kind: 'InvalidSpec', message: (p) => `${p} '${a}' is not a multiaddr (${(err as Error).message})` } }
+  if (opts.peer && !a.includes('/p2p/')) return { kind: 'InvalidSpec', message: (p) => `${p} '${a}' needs a /p2p/<peer id> suffix` }
+  return undefined
+}))
+/** an IPv4 address (the tree's one rule: protocols/command-schema.ts parseIpv4), or null */
+const ipv4OrNull = (): Schema<string | null> => s.nullable(s.refine(text(), (a) =>
+  parseIpv4(a) === null ? { kind: 'InvalidSpec', message: (p) => `${p}: '${a.slice(0, 64)}' is not an IPv4 address` } : undefined))
+const labels = (): Schema<Record<string, string>> => s.refine(s.labels(MAX_CONFIG_LABELS, MAX_LABEL_LENGTH), (v) => {
+  const k = Object.keys(v).find((name) => !LABEL_NAME.test(name))
+  return k === undefined ? undefined : { kind: 'InvalidSpec', message: () => `label name '${k}' must be 1-128 letters, digits, . _ / -` }
+})
 
 /** The TCP ports migration targets listen on by default (nixos/module.nix opens the same range). */
 export const MIGRATION_PORTS = { low: 7400, high: 7499 } as const
 
-// One entry per key: its flag, its variable, its kind (hence its type in NodeConfig), its bounds.
+// One entry per key: its flag, its variable, its shape (hence its type in NodeConfig and its bounds).
 export const CONFIG_KEYS = [
   // where the identity, the Raft log and the state machine live
-  K('dataDir', 'data-dir', 'BLIXARD_DATA_DIR', 'string', 'data directory'),
-  K('name', 'name', 'BLIXARD_NAME', 'string', 'node name'),
-  K('listen', 'listen', 'BLIXARD_LISTEN', 'multiaddrs', 'listen multiaddrs (repeat or comma-separate)'),
-  K('clusterKeyFile', 'cluster-key-file', 'BLIXARD_CLUSTER_KEY_FILE', 'string', 'cluster key file'),
-  K('bootstrap', 'bootstrap', 'BLIXARD_BOOTSTRAP', 'multiaddrs', 'bootstrap peer multiaddrs'),
+  K('dataDir', 'data-dir', 'BLIXARD_DATA_DIR', text(), 'data directory'),
+  K('name', 'name', 'BLIXARD_NAME', text(), 'node name'),
+  K('listen', 'listen', 'BLIXARD_LISTEN', multiaddrs({ peer: false }), 'listen multiaddrs (repeat or comma-separate)'),
+  K('clusterKeyFile', 'cluster-key-file', 'BLIXARD_CLUSTER_KEY_FILE', text(), 'cluster key file'),
+  K('bootstrap', 'bootstrap', 'BLIXARD_BOOTSTRAP', multiaddrs({ peer: true }), 'bootstrap peer multiaddrs'),
   // multicast discovery on the LAN (off for local clusters on one host)
-  K('mdns', 'mdns', 'BLIXARD_MDNS', 'bool', 'mDNS discovery (--no-mdns to disable)'),
-  K('labels', 'label', 'BLIXARD_LABELS', 'labels', 'node labels k=v (repeat or comma-separate)'),
+  K('mdns', 'mdns', 'BLIXARD_MDNS', s.bool(), 'mDNS discovery (--no-mdns to disable)'),
+  K('labels', 'label', 'BLIXARD_LABELS', labels(), 'node labels k=v (repeat or comma-separate)'),
   // what this node offers to VMs; detected when not configured
-  K('capacity.cpu', 'capacity-cpu', 'BLIXARD_CAPACITY_CPU', 'int', 'vCPUs offered (default: detected)', 1, 65536),
-  K('capacity.memoryMiB', 'capacity-memory-mib', 'BLIXARD_CAPACITY_MEMORY_MIB', 'int', 'memory offered, MiB (default: detected)', 64, 1 << 30),
-  K('capacity.diskGiB', 'capacity-disk-gib', 'BLIXARD_CAPACITY_DISK_GIB', 'int', 'disk offered, GiB (default: detected)', 0, 1 << 30),
-  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', 'port', 'HTTP port of /metrics, the dashboard and /api/state'),
+  K('capacity.cpu', 'capacity-cpu', 'BLIXARD_CAPACITY_CPU', int(1, 65536), 'vCPUs offered (default: detected)'),
+  K('capacity.memoryMiB', 'capacity-memory-mib', 'BLIXARD_CAPACITY_MEMORY_MIB', int(64, 1 << 30), 'memory offered, MiB (default: detected)'),
+  K('capacity.diskGiB', 'capacity-disk-gib', 'BLIXARD_CAPACITY_DISK_GIB', int(0, 1 << 30), 'disk offered, GiB (default: detected)'),
+  K('metricsPort', 'metrics-port', 'BLIXARD_METRICS_PORT', port(), 'HTTP port of /metrics, the dashboard and /api/state'),
   // besides the listen address and localhost names: a DNS-rebinding page comes with a foreign
   // Host: and gets nothing (node/http.ts)
   // off: the dashboard is read-only. On: it offers start/stop/migrate/drain, each command signed in
   // the browser by a key an admin added with `blixard admin add` (node/dashboard-actions.ts)
-  K('dashboardActions', 'dashboard-actions', 'BLIXARD_DASHBOARD_ACTIONS', 'bool', 'let the dashboard offer admin actions, signed in the browser by an admin\'s key'),
-  K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', 'strings', 'extra Host: names the HTTP endpoints answer to'),
+  K('dashboardActions', 'dashboard-actions', 'BLIXARD_DASHBOARD_ACTIONS', s.bool(), 'let the dashboard offer admin actions, signed in the browser by an admin\'s key'),
+  K('httpAllowedHosts', 'http-allowed-host', 'BLIXARD_HTTP_ALLOWED_HOSTS', strings(), 'extra Host: names the HTTP endpoints answer to'),
   // a live migration's memory goes from the source QEMU to the target QEMU over QEMU's own TLS, to a
   // port the target's QEMU listens on for that one migration: one of these (open them between nodes)
-  K('migration.portLow', 'migration-port-low', 'BLIXARD_MIGRATION_PORT_LOW', 'int', 'lowest TCP port a migration target listens on', 1024, 65535),
-  K('migration.portHigh', 'migration-port-high', 'BLIXARD_MIGRATION_PORT_HIGH', 'int', 'highest TCP port a migration target listens on', 1024, 65535),
-  K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', 'int', 'Raft tick, ms', 1, 60_000),
-  K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', 'int', 'election timeout, ticks', 2, 10_000),
-  K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', 'int', 'heartbeat period, ticks', 1, 10_000),
-  K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', 'int', 'compact the log every N applied entries', 100, 10_000_000),
+  K('migration.portLow', 'migration-port-low', 'BLIXARD_MIGRATION_PORT_LOW', int(1024, 65535), 'lowest TCP port a migration target listens on'),
+  K('migration.portHigh', 'migration-port-high', 'BLIXARD_MIGRATION_PORT_HIGH', int(1024, 65535), 'highest TCP port a migration target listens on'),
+  K('raft.tickMs', 'raft-tick-ms', 'BLIXARD_RAFT_TICK_MS', int(1, 60_000), 'Raft tick, ms'),
+  K('raft.electionTick', 'raft-election-tick', 'BLIXARD_RAFT_ELECTION_TICK', int(2, 10_000), 'election timeout, ticks'),
+  K('raft.heartbeatTick', 'raft-heartbeat-tick', 'BLIXARD_RAFT_HEARTBEAT_TICK', int(1, 10_000), 'heartbeat period, ticks'),
+  K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', int(100, 10_000_000), 'compact the log every N applied entries'),
   // kept behind a snapshot, so a follower a little behind catches up without one
-  K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', 'int', 'entries kept behind a snapshot', 0, 10_000_000),
+  K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', int(0, 10_000_000), 'entries kept behind a snapshot'),
   // replaced once a caught-up learner exists (node/autopilot.ts)
-  K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', 'int', 'a voter silent this long is replaced, ms', 500, 86_400_000),
-  K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', 'int', 'how often the leader runs autopilot, ms', 100, 600_000),
-  K('logLevel', 'log-level', LOG_LEVEL_ENV, 'level', 'debug|info|warn|error'),
+  K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', int(500, 86_400_000), 'a voter silent this long is replaced, ms'),
+  K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', int(100, 600_000), 'how often the leader runs autopilot, ms'),
+  K('logLevel', 'log-level', LOG_LEVEL_ENV, s.oneOf(LOG_LEVELS), 'debug|info|warn|error'),
   // the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd
-  K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', 'string', 'QEMU to run guests with (name in PATH or absolute path)'),
+  K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', text(), 'QEMU to run guests with (name in PATH or absolute path)'),
   // a fresh cluster forms once this many nodes see each other (node/bootstrap.ts)
-  K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', 'int', 'nodes a fresh cluster waits for before forming', 1, 7),
-  K('admins', 'admin', 'BLIXARD_ADMINS', 'strings', 'CLI peer ids that become admins of a new cluster'),
+  K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', int(1, 7), 'nodes a fresh cluster waits for before forming'),
+  K('admins', 'admin', 'BLIXARD_ADMINS', strings(), 'CLI peer ids that become admins of a new cluster'),
   // this host's Ceph client: RBD volumes need ceph.conf (null: volumes are metadata only here);
   // ceph.id null: client.admin; ceph.keyring null: what the conf says
-  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', 'string?', 'ceph.conf of this host (enables RBD volumes)'),
-  K('ceph.pool', 'ceph-pool', 'BLIXARD_CEPH_POOL', 'string', 'RBD pool'),
-  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', 'string?', 'cephx user (default admin)'),
-  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', 'string?', 'cephx keyring file'),
+  K('ceph.conf', 'ceph-conf', 'BLIXARD_CEPH_CONF', textOrNull(), 'ceph.conf of this host (enables RBD volumes)'),
+  K('ceph.pool', 'ceph-pool', 'BLIXARD_CEPH_POOL', text(), 'RBD pool'),
+  K('ceph.id', 'ceph-id', 'BLIXARD_CEPH_ID', textOrNull(), 'cephx user (default admin)'),
+  K('ceph.keyring', 'ceph-keyring', 'BLIXARD_CEPH_KEYRING', textOrNull(), 'cephx keyring file'),
   // node liveness lease (node/core/lease-rules.ts; README "When a node dies"); drift stays at its default
-  K('lease.leaseMs', 'lease-ms', 'BLIXARD_LEASE_MS', 'int', 'liveness lease, ms (every node of a cluster must agree)', 100, 3_600_000),
-  K('lease.renewEveryMs', 'lease-renew-every-ms', 'BLIXARD_LEASE_RENEW_EVERY_MS', 'int', 'how often a node renews its lease, ms', 10, 600_000),
-  K('lease.fenceMarginMs', 'lease-fence-margin-ms', 'BLIXARD_LEASE_FENCE_MARGIN_MS', 'int', 'a host stops its guests this long before its lease could end, ms', 0, 600_000),
-  K('lease.downMarginMs', 'lease-down-margin-ms', 'BLIXARD_LEASE_DOWN_MARGIN_MS', 'int', 'the leader waits this long past a lease before marking the node down, ms', 0, 600_000),
+  K('lease.leaseMs', 'lease-ms', 'BLIXARD_LEASE_MS', int(100, 3_600_000), 'liveness lease, ms (every node of a cluster must agree)'),
+  K('lease.renewEveryMs', 'lease-renew-every-ms', 'BLIXARD_LEASE_RENEW_EVERY_MS', int(10, 600_000), 'how often a node renews its lease, ms'),
+  K('lease.fenceMarginMs', 'lease-fence-margin-ms', 'BLIXARD_LEASE_FENCE_MARGIN_MS', int(0, 600_000), 'a host stops its guests this long before its lease could end, ms'),
+  K('lease.downMarginMs', 'lease-down-margin-ms', 'BLIXARD_LEASE_DOWN_MARGIN_MS', int(0, 600_000), 'the leader waits this long past a lease before marking the node down, ms'),
   // network.uplink null: none (VLAN guests then only reach this host); network.underlayIp null:
   // from this node's own registered addresses
-  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', 'string?', 'interface VLAN networks tag onto'),
-  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', 'string?', 'local address of VXLAN tunnels')
+  K('network.uplink', 'uplink', 'BLIXARD_UPLINK', textOrNull(), 'interface VLAN networks tag onto'),
+  K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', ipv4OrNull(), 'local address of VXLAN tunnels')
 ] as const
 
 type Spec = typeof CONFIG_KEYS[number]
-type Flat = { [S in Spec as S['key']]: KindTypes[S['kind']] }
+type Flat = { [S in Spec as S['key']]: Infer<S['shape']> }
 type Section<K> = K extends `${infer A}.${string}` ? A : never
 type Top<K> = K extends `${string}.${string}` ? never : K
 /** The checked configuration, its shape derived from CONFIG_KEYS (a dotted key is a field of its
@@ -161,73 +176,51 @@ type Raw = Map<string, { value: unknown, source: string }>
 
 // ---- checking one value ----
 
+/** Each key's checker, compiled once from its shape. */
+const CHECKERS = new Map<string, (x: unknown) => unknown>(CONFIG_KEYS.map(k => [k.key, compile(k.shape as Schema<unknown>, k.key, `${k.key}.`, 'config')]))
+
+/** The schema node a shape stands on, past its refinements (what its text form is read as). */
+function base (n: Node): Node {
+  return n.k === 'refine' ? base(n.inner) : n
+}
+
+/** A key's value as its shape reads it. Environment variables and flags are text: "4" for an
+ * integer, "yes" for a boolean, "a,b" for a list, "k=v,k2=v2" for labels, "none" for a port that
+ * is off. TOML has its own types: an integer may come as a bigint, an off port as false. */
+function typed (n: Node, v: unknown, fromText: boolean, fail: (what: string) => never): unknown {
+  const b = base(n)
+  if (typeof v === 'bigint') return Number(v)
+  if (b.k === 'nullable') {
+    if (v === false || (fromText && typeof v === 'string' && /^(none|off)$/i.test(v))) return null
+    return typed(b.inner, v, fromText, fail)
+  }
+  if (!fromText || typeof v !== 'string') return v
+  switch (b.k) {
+    case 'int': return /^-?\d+$/.test(v.trim()) ? Number(v) : v
+    case 'bool':
+      if (/^(true|1|yes|on)$/i.test(v)) return true
+      if (/^(false|0|no|off)$/i.test(v)) return false
+      return v
+    case 'list': return splitList(v)
+    case 'labels':
+      return Object.fromEntries(splitList(v).map(kv => {
+        const i = kv.indexOf('=')
+        return i > 0 ? [kv.slice(0, i), kv.slice(i + 1)] : fail(`'${kv}' is not key=value`)
+      }))
+    default: return v
+  }
+}
+
+const splitList = (v: string): string[] => v.split(',').map(x => x.trim()).filter(x => x !== '')
+
 function check (spec: KeySpec, v: unknown, source: string, fromText: boolean): unknown {
   const fail = (what: string): never => { throw new ConfigError(spec.key, source, what) }
-  const show = (x: unknown): string => JSON.stringify(x)?.slice(0, 80) ?? String(x)
-  const list = (x: unknown): string[] => {
-    if (fromText && typeof x === 'string') return x.split(',').map(s => s.trim()).filter(s => s !== '')
-    if (Array.isArray(x)) return x.map((s, i) => typeof s === 'string' ? s : fail(`item ${i} must be a string, got ${show(s)}`))
-    return fail(`expected a list of strings, got ${show(x)}`)
-  }
-  const integer = (x: unknown): number => {
-    const n = fromText && typeof x === 'string' && /^-?\d+$/.test(x.trim()) ? Number(x) : x
-    if (typeof n === 'bigint') return integer(Number(n))
-    if (typeof n !== 'number' || !Number.isSafeInteger(n)) return fail(`expected an integer, got ${show(x)}`)
-    return n
-  }
-  switch (spec.kind) {
-    case 'string': case 'string?':
-      if (typeof v !== 'string' || v === '') fail(`expected a non-empty string, got ${show(v)}`)
-      return v
-    case 'bool':
-      if (typeof v === 'boolean') return v
-      if (fromText && typeof v === 'string') {
-        if (/^(true|1|yes|on)$/i.test(v)) return true
-        if (/^(false|0|no|off)$/i.test(v)) return false
-      }
-      return fail(`expected true or false, got ${show(v)}`)
-    case 'int': {
-      const n = integer(v)
-      if (n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) fail(`${n} is outside [${spec.min}, ${spec.max}]`)
-      return n
-    }
-    case 'port': {
-      if (v === null || v === false || (fromText && typeof v === 'string' && /^(none|off)$/i.test(v))) return null
-      const n = integer(v)
-      if (n < 0 || n > 65535) fail(`port ${n} is outside [0, 65535]`)
-      return n
-    }
-    case 'level':
-      if (!(LOG_LEVELS as readonly unknown[]).includes(v)) fail(`expected ${LOG_LEVELS.join('|')}, got ${show(v)}`)
-      return v
-    case 'strings':
-      return list(v)
-    case 'multiaddrs':
-      return list(v).map((a, i) => {
-        try { multiaddr(a) } catch (err) { fail(`item ${i} '${a}' is not a multiaddr (${(err as Error).message})`) }
-        if (spec.key === 'bootstrap' && !a.includes('/p2p/')) fail(`item ${i} '${a}' needs a /p2p/<peer id> suffix`)
-        return a
-      })
-    case 'labels': {
-      let pairs: Array<[string, unknown]>
-      if (fromText && typeof v === 'string') {
-        pairs = list(v).map(kv => {
-          const i = kv.indexOf('=')
-          return i > 0 ? [kv.slice(0, i), kv.slice(i + 1)] : fail(`'${kv}' is not key=value`)
-        })
-      } else if (v != null && typeof v === 'object' && !Array.isArray(v)) {
-        pairs = Object.entries(v)
-      } else {
-        return fail(`expected a table of strings, got ${show(v)}`)
-      }
-      const out: Record<string, string> = {}
-      for (const [k, x] of pairs) {
-        if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/.test(k)) fail(`label name '${k}' must be 1-128 letters, digits, . _ / -`)
-        if (typeof x !== 'string' || x.length > 128) return fail(`label ${k} must be a string of at most 128 characters`)
-        out[k] = x
-      }
-      return out
-    }
+  try {
+    return CHECKERS.get(spec.key)!(typed(spec.shape, v, fromText, fail))
+  } catch (err) {
+    if (!(err instanceof BlixardError)) throw err
+    // the message leads with the key when the key itself is wrong; ConfigError names it already
+    return fail(err.message.startsWith(`${spec.key}: `) ? err.message.slice(spec.key.length + 2) : err.message)
   }
 }
 
@@ -276,6 +269,8 @@ function fromEnv (env: Record<string, string | undefined>, warn: Warn): Raw {
   return out
 }
 
+const isBool = (spec: KeySpec | null | undefined): boolean => spec != null && base(spec.shape).k === 'bool'
+
 /** Flags: --key value, --key=value, repeatable list flags, --mdns / --no-mdns; --config PATH. */
 function fromArgv (argv: string[], warn: Warn = () => {}): { raw: Raw, configPath: string | null } {
   const out: Raw = new Map()
@@ -286,7 +281,7 @@ function fromArgv (argv: string[], warn: Warn = () => {}): { raw: Raw, configPat
     const eq = arg.indexOf('=')
     let name = eq > 0 ? arg.slice(2, eq) : arg.slice(2)
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : undefined
-    if (name.startsWith('no-') && SPEC_BY_FLAG.get(name.slice(3))?.kind === 'bool' && value === undefined) { name = name.slice(3); value = 'false' }
+    if (name.startsWith('no-') && isBool(SPEC_BY_FLAG.get(name.slice(3))) && value === undefined) { name = name.slice(3); value = 'false' }
     const old = RETIRED_BY_FLAG.get(name)
     if (old !== undefined) {
       if (value === undefined && argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) i++
@@ -296,14 +291,15 @@ function fromArgv (argv: string[], warn: Warn = () => {}): { raw: Raw, configPat
     const spec = name === 'config' ? null : SPEC_BY_FLAG.get(name)
     if (spec === undefined) throw new ConfigError(`--${name}`, 'command line', 'unknown flag')
     if (value === undefined) {
-      if (spec?.kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1].startsWith('--'))) value = 'true'
+      if (isBool(spec) && (argv[i + 1] === undefined || argv[i + 1].startsWith('--'))) value = 'true'
       else if (argv[i + 1] === undefined) throw new ConfigError(spec?.key ?? 'config', `flag --${name}`, 'needs a value')
       else value = argv[++i]
     }
     if (spec == null) { configPath = value; continue }
     const source = `flag --${name}`
     const prev = out.get(spec.key)
-    const repeatable = spec.kind === 'multiaddrs' || spec.kind === 'strings' || spec.kind === 'labels'
+    const k = base(spec.shape).k
+    const repeatable = k === 'list' || k === 'labels'
     out.set(spec.key, { value: repeatable && prev != null ? `${String(prev.value)},${value}` : value, source })
   }
   return { raw: out, configPath }

@@ -30,7 +30,6 @@ import { recoveryNote } from './recover.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import { hostView, startNodeHost, type NodeServices } from './host-services.ts'
 import { startExecution, type Execution } from './execution.ts'
-import { SNAPSHOT_COMMAND_TYPES } from '../protocols/snapshots.ts'
 import { WritePath } from './write-path.ts'
 import { effectsOf } from './apply-effects.ts'
 import { Loops } from './loops.ts'
@@ -174,7 +173,7 @@ export class Daemon {
     if (fx.kickAgent) this.exec?.agent.kick()
     if (fx.kickMigrations) this.exec?.migrations.kick()
     if (fx.kickVolumes) this.exec?.volumes?.kick()
-    if (r.ok && SNAPSHOT_COMMAND_TYPES.has(env.cmd.type)) this.exec?.snapshots.kick()
+    if (fx.kickSnapshots) this.exec?.snapshots.kick()
   }
 
   /** this node's RPC client to a peer (one per peer, reused) */

@@ -165,17 +165,21 @@ export class Placer {
   }
 
   private reindex (i: number): void {
+    for (const idx of this.memberOf[i]) idx.remove(i)
+    this.insertInto(this.memberOf[i], i)
+  }
+
+  /** Puts node i, if it takes VMs, into each of `indexes` with what it has left: capacity ×
+   * overcommit − reserved, and the slots under maxVms. The one place that arithmetic is written. */
+  private insertInto (indexes: readonly CapacityIndex[], i: number): void {
     const n = this.nodes[i]
-    const ready = n.state === 'ready'
+    if (n.state !== 'ready') return
     const key = fitScore(this.config.strategy, n)
     const cpu = n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu
     const mem = n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB
     const disk = n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB
     const slots = n.maxVms === null ? Infinity : n.maxVms - n.vmCount
-    for (const idx of this.memberOf[i]) {
-      idx.remove(i)
-      if (ready) idx.insert(i, key, i, cpu, mem, disk, slots)
-    }
+    for (const idx of indexes) idx.insert(i, key, i, cpu, mem, disk, slots)
   }
 
   /** The index to walk for a request: its static-filter class, built on first use (see MAX_CLASS_INDEXES). */
@@ -200,15 +204,8 @@ export class Placer {
     idx = new CapacityIndex(this.nodes.length)
     this.classes.set(key, idx)
     for (const i of members) {
-      const n = this.nodes[i]
       this.memberOf[i].push(idx)
-      if (n.state === 'ready') {
-        idx.insert(i, fitScore(this.config.strategy, n), i,
-          n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
-          n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
-          n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,
-          n.maxVms === null ? Infinity : n.maxVms - n.vmCount)
-      }
+      this.insertInto([idx], i)
     }
     return idx
   }
@@ -296,16 +293,9 @@ export class Placer {
     idx = new CapacityIndex(this.nodes.length)
     this.classes.set(key, idx)
     for (let i = 0; i < this.nodes.length; i++) {
-      const n = this.nodes[i]
-      if (!constraintHolds(n.labels, c)) continue
+      if (!constraintHolds(this.nodes[i].labels, c)) continue
       this.memberOf[i].push(idx)
-      if (n.state === 'ready') {
-        idx.insert(i, fitScore(this.config.strategy, n), i,
-          n.capacity.cpu * n.overcommit.cpu - n.reserved.cpu,
-          n.capacity.memoryMiB * n.overcommit.memory - n.reserved.memoryMiB,
-          n.capacity.diskGiB * n.overcommit.disk - n.reserved.diskGiB,
-          n.maxVms === null ? Infinity : n.maxVms - n.vmCount)
-      }
+      this.insertInto([idx], i)
     }
     return idx
   }

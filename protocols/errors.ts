@@ -72,10 +72,25 @@ export function isWireError (e: unknown): e is BlixardError & { kind: WireErrorK
   return e instanceof BlixardError && (e.kind === 'BadMessage' || e.kind === 'TooLarge')
 }
 
+/** An error of one part of the node (QEMU, host networking) with kinds of its own that its
+ * callers tell apart, each answered as the protocol kind `protocolKind` once it reaches the RPC
+ * boundary (toBlixError): one error vocabulary on the wire, however many inside. */
+export class SubsystemError<K extends string> extends Error {
+  readonly kind: K
+  readonly protocolKind: ErrorKind
+  constructor (kind: K, message: string, protocolKind: ErrorKind) {
+    super(message)
+    this.kind = kind
+    this.protocolKind = protocolKind
+  }
+}
+
 /** Any thrown value as an error body: named kinds are kept (NotLeader keeps its leader hint,
- * RaftError's `leaderHint` included), anything else becomes Internal. */
+ * RaftError's `leaderHint` included), a SubsystemError becomes its protocol kind, anything else
+ * becomes Internal. */
 export function toBlixError (e: unknown): BlixError {
   if (e instanceof BlixardError) return e.toJSON()
+  if (e instanceof SubsystemError) return { kind: e.protocolKind, message: e.message }
   const x = e as { kind?: unknown, message?: unknown, leader?: unknown, leaderHint?: unknown } | null
   if (x != null && typeof x === 'object' && typeof x.kind === 'string' && (ERROR_KINDS as readonly string[]).includes(x.kind) && typeof x.message === 'string') {
     const leader = typeof x.leader === 'string' ? x.leader : typeof x.leaderHint === 'string' ? x.leaderHint : undefined

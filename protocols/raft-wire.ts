@@ -1,7 +1,9 @@
 // Validation of Raft messages arriving from the network. The core trusts its input, so every
-// field is checked here for shape, type and size before a message reaches step().
-import type { Entry, Message, MessageType, Snapshot } from './raft/types.ts'
-import { arr, bad, bool, bytes, int, obj, oneOf, opt, str } from './validate.ts'
+// field is checked here for shape, type and size before a message reaches step(). The shapes are
+// declared in the schema vocabulary (protocols/schema.ts), wire dialect: unknown fields refused.
+import type { Message, MessageType } from './raft/types.ts'
+import { BlixardError } from './errors.ts'
+import { compile, s, type Infer, type Problem } from './schema.ts'
 import {
   MAX_CONF_MEMBERS, MAX_CONTEXT_BYTES, MAX_ENTRIES_PER_MSG, MAX_ENTRY_BYTES, MAX_NODE_ID_LENGTH,
   MAX_RAFT_BATCH_MSGS, MAX_SNAPSHOT_BYTES
@@ -15,89 +17,92 @@ export const WIRE_MESSAGE_TYPES: readonly MessageType[] = [
   'MsgReadIndexResp'
 ]
 
-const MESSAGE_FIELDS = ['type', 'from', 'to', 'term', 'logTerm', 'index', 'entries', 'commit', 'reject', 'rejectHint', 'snapshot', 'context'] as const
+const bad = (message: (path: string, prefix: string) => string): Problem => ({ kind: 'BadMessage', message })
 
-const nodeId = (x: unknown, path: string): string => str(x, path, MAX_NODE_ID_LENGTH, 1)
+const nodeId = s.str(MAX_NODE_ID_LENGTH, { min: 1 })
+/** a term or an index: a non-negative safe integer */
+const count = (min = 0): ReturnType<typeof s.int> => s.int(min, Number.MAX_SAFE_INTEGER, 'BadMessage')
 
-function entry (x: unknown, path: string): Entry {
-  const o = obj(x, path, ['term', 'index', 'type', 'data'], ['term', 'index', 'type', 'data'])
-  return {
-    term: int(o.term, `${path}.term`),
-    index: int(o.index, `${path}.index`, 1),
-    type: oneOf(o.type, `${path}.type`, ['normal', 'conf'] as const),
-    data: bytes(o.data, `${path}.data`, MAX_ENTRY_BYTES)
-  }
-}
+const ENTRY = s.obj({
+  term: count(),
+  index: count(1),
+  type: s.oneOf(['normal', 'conf'] as const),
+  data: s.blob(MAX_ENTRY_BYTES)
+})
 
-function members (x: unknown, path: string): string[] {
-  const ids = arr(x, path, MAX_CONF_MEMBERS).map((id, i) => nodeId(id, `${path}[${i}]`))
-  if (new Set(ids).size !== ids.length) bad(path, 'duplicate member')
-  return ids
-}
+const members = s.refine(s.list(MAX_CONF_MEMBERS, nodeId), (ids) =>
+  new Set(ids).size === ids.length ? undefined : bad((p) => `${p}: duplicate member`))
 
-function snapshot (x: unknown, path: string): Snapshot {
-  const o = obj(x, path, ['meta', 'data'], ['meta', 'data'])
-  const m = obj(o.meta, `${path}.meta`, ['index', 'term', 'conf'], ['index', 'term', 'conf'])
-  // The joint fields are optional: snapshots from before joint consensus have none.
-  const c = obj(m.conf, `${path}.meta.conf`, ['voters', 'learners', 'votersOutgoing', 'learnersNext', 'autoLeave'], ['voters', 'learners'])
-  const conf: Snapshot['meta']['conf'] = { voters: members(c.voters, `${path}.meta.conf.voters`), learners: members(c.learners, `${path}.meta.conf.learners`) }
-  if (c.votersOutgoing !== undefined) conf.votersOutgoing = members(c.votersOutgoing, `${path}.meta.conf.votersOutgoing`)
-  if (c.learnersNext !== undefined) conf.learnersNext = members(c.learnersNext, `${path}.meta.conf.learnersNext`)
-  if (c.autoLeave !== undefined) conf.autoLeave = bool(c.autoLeave, `${path}.meta.conf.autoLeave`)
-  return {
-    meta: {
-      index: int(m.index, `${path}.meta.index`),
-      term: int(m.term, `${path}.meta.term`),
-      conf
-    },
-    data: bytes(o.data, `${path}.data`, MAX_SNAPSHOT_BYTES)
-  }
-}
+const SNAPSHOT = s.obj({
+  meta: s.obj({
+    index: count(),
+    term: count(),
+    // the joint fields are optional: snapshots from before joint consensus have none
+    conf: s.obj({ voters: members, learners: members }, { votersOutgoing: members, learnersNext: members, autoLeave: s.bool() })
+  }),
+  data: s.blob(MAX_SNAPSHOT_BYTES)
+})
 
-/** Checks one decoded Raft message; returns a fresh Message holding only known fields. */
-export function validateMessage (x: unknown, path = 'msg'): Message {
-  const o = obj(x, path, MESSAGE_FIELDS, ['type', 'from', 'to', 'term'])
-  const type = oneOf(o.type, `${path}.type`, WIRE_MESSAGE_TYPES)
-  const m: Message = {
-    type,
-    from: nodeId(o.from, `${path}.from`),
-    to: nodeId(o.to, `${path}.to`),
-    term: int(o.term, `${path}.term`)
-  }
-  if (m.from === m.to) bad(path, 'from equals to')
-  const logTerm = opt(o, 'logTerm', int, path); if (logTerm !== undefined) m.logTerm = logTerm
-  const index = opt(o, 'index', int, path); if (index !== undefined) m.index = index
-  const commit = opt(o, 'commit', int, path); if (commit !== undefined) m.commit = commit
-  const reject = opt(o, 'reject', bool, path); if (reject !== undefined) m.reject = reject
-  const rejectHint = opt(o, 'rejectHint', int, path); if (rejectHint !== undefined) m.rejectHint = rejectHint
-  const context = opt(o, 'context', (v, p) => bytes(v, p, MAX_CONTEXT_BYTES), path); if (context !== undefined) m.context = context
+const FIELDS = s.obj({
+  type: s.oneOf(WIRE_MESSAGE_TYPES),
+  from: nodeId,
+  to: nodeId,
+  term: count()
+}, {
+  logTerm: count(),
+  index: count(),
+  entries: s.list(MAX_ENTRIES_PER_MSG, ENTRY),
+  commit: count(),
+  reject: s.bool(),
+  rejectHint: count(),
+  snapshot: SNAPSHOT,
+  context: s.blob(MAX_CONTEXT_BYTES)
+})
+const MESSAGE = s.refine(FIELDS, crossFields)
 
-  if (o.entries !== undefined) {
-    if (type !== 'MsgApp') bad(`${path}.entries`, `not allowed on ${type}`)
-    const entries = arr(o.entries, `${path}.entries`, MAX_ENTRIES_PER_MSG).map((e, i) => entry(e, `${path}.entries[${i}]`))
-    // entries follow the (index, logTerm) they are appended after, consecutively, terms never decreasing
-    let prevIndex = m.index ?? bad(`${path}.index`, 'required with entries')
+/** What no single field says: who it is between, where entries and a snapshot may be, and that
+ * entries follow the (index, logTerm) they are appended after, consecutively, terms never decreasing. */
+function crossFields (m: Infer<typeof FIELDS>): Problem | undefined {
+  if (m.from === m.to) return bad((p) => `${p}: from equals to`)
+  if (m.entries !== undefined) {
+    if (m.type !== 'MsgApp') return bad((_p, f) => `${f}entries: not allowed on ${m.type}`)
+    if (m.index === undefined) return bad((_p, f) => `${f}index: required with entries`)
+    let prevIndex = m.index
     let prevTerm = m.logTerm ?? 0
-    for (const [i, e] of entries.entries()) {
-      if (e.index !== prevIndex + 1) bad(`${path}.entries[${i}].index`, `expected ${prevIndex + 1}, got ${e.index}`)
-      if (e.term < prevTerm || e.term > m.term) bad(`${path}.entries[${i}].term`, `${e.term} out of order`)
+    for (let i = 0; i < m.entries.length; i++) {
+      const e = m.entries[i]
+      if (e.index !== prevIndex + 1) { const want = prevIndex + 1; return bad((_p, f) => `${f}entries[${i}].index: expected ${want}, got ${e.index}`) }
+      if (e.term < prevTerm || e.term > m.term) return bad((_p, f) => `${f}entries[${i}].term: ${e.term} out of order`)
       prevIndex = e.index
       prevTerm = e.term
     }
-    m.entries = entries
   }
-  if (o.snapshot !== undefined) {
-    if (type !== 'MsgSnap') bad(`${path}.snapshot`, `not allowed on ${type}`)
-    m.snapshot = snapshot(o.snapshot, `${path}.snapshot`)
-  } else if (type === 'MsgSnap') {
-    bad(`${path}.snapshot`, 'required on MsgSnap')
-  }
-  return m
+  if (m.snapshot !== undefined && m.type !== 'MsgSnap') return bad((_p, f) => `${f}snapshot: not allowed on ${m.type}`)
+  if (m.snapshot === undefined && m.type === 'MsgSnap') return bad((_p, f) => `${f}snapshot: required on MsgSnap`)
+  return undefined
 }
+
+const ROOT = 'msg'
+const checkMessage = compile(MESSAGE, ROOT, `${ROOT}.`, 'wire')
+
+/** Checks one decoded Raft message; returns a fresh Message holding only known fields. `path`
+ * names it in errors (its place in a batch). */
+export function validateMessage (x: unknown, path = ROOT): Message {
+  try {
+    return checkMessage(x)
+  } catch (err) {
+    // the checker names fields from a fixed root; a message's place in its batch is put in only
+    // when it failed, so the path costs nothing on the receive path
+    if (path === ROOT || !(err instanceof BlixardError) || !err.message.startsWith(ROOT)) throw err
+    throw BlixardError.quiet(err.kind, path + err.message.slice(ROOT.length))
+  }
+}
+
+const BATCH = s.list(MAX_RAFT_BATCH_MSGS, s.custom((x) => x))
+const checkBatch = compile(BATCH, 'batch', 'batch.', 'wire')
 
 /** A Raft frame is an array of messages; the frame itself must be well formed. Messages inside
  * are checked one by one by the receiver so that one bad message costs only itself. */
 export function validateBatch (x: unknown): unknown[] {
-  return arr(x, 'batch', MAX_RAFT_BATCH_MSGS)
+  return checkBatch(x)
 }
-

@@ -1,11 +1,11 @@
-// RPC methods of issue 19 (quotas). Params are checked with the same schema as the
+// RPC methods of the rebalancer and project quotas. Params are checked with the same schema as the
 // Raft commands they become (validateCommand), so the RPC and the log accept the same values.
 import type { Command } from './commands.ts'
 import type { QuotaLimits, QuotaUsage } from './model.ts'
-import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
+import type { IdempotentParams, MethodSpec } from './rpc.ts'
 import { validateCommand } from './command-schema.ts'
 import { BlixardError } from './errors.ts'
-import { bool, obj, opt, str } from './validate.ts'
+import { compile, s, type Infer, type Schema } from './schema.ts'
 
 /** One project's quota as `quota show` prints it. */
 export interface QuotaView { project: string, limits: QuotaLimits | null, usage: QuotaUsage }
@@ -21,41 +21,47 @@ export interface RebalanceView {
   enabled: boolean
 }
 
+/** anything: checked by validateCommand as the SetQuota it becomes */
+const asCommand = s.custom((x): unknown => x)
+
+/** params, declared once (protocols/schema.ts, wire dialect): SchedMethods derives its params
+ * types from these and each method's checker is compiled from the same declaration */
+const SCHED_PARAMS = {
+  'rebalance.plan': s.obj({}, { stale: s.bool() }),
+  'quota.set': s.obj({ project: asCommand, limits: asCommand }),
+  'quota.show': s.obj({}, { project: s.str(63, { min: 1 }), stale: s.bool() })
+} as const
+
+type P<M extends keyof typeof SCHED_PARAMS> = Infer<(typeof SCHED_PARAMS)[M]>
+
 export interface SchedMethods {
   /** the rebalancer's plan on this node's replica and gossip, changing nothing */
-  'rebalance.plan': { params: ReadParams, result: RebalanceView }
+  'rebalance.plan': { params: P<'rebalance.plan'>, result: RebalanceView }
   /** sets a project's quota (limits: null clears it); answers with its limits and usage */
   'quota.set': { params: { project: string, limits: QuotaLimits | null } & IdempotentParams, result: QuotaView }
   /** every project with a quota or VMs, or one */
-  'quota.show': { params: ReadParams & { project?: string }, result: QuotaView[] }
+  'quota.show': { params: P<'quota.show'>, result: QuotaView[] }
 }
 
 type Table = { [M in keyof SchedMethods]: MethodSpec<SchedMethods[M]['params']> }
 
-const p = (x: unknown, allowed: readonly string[], required: readonly string[] = []): Record<string, unknown> => obj(x ?? {}, 'params', allowed, required)
-const stale = (o: Record<string, unknown>): ReadParams => {
-  const s = opt(o, 'stale', bool, 'params')
-  return s === undefined ? {} : { stale: s }
+const checker = <M extends keyof typeof SCHED_PARAMS>(m: M): (x: unknown) => P<M> => {
+  const check = compile<P<M>>(SCHED_PARAMS[m] as Schema<P<M>>, 'params', 'params.', 'wire')
+  return (x) => check(x ?? {})
 }
+const quotaSet = checker('quota.set')
 
 export const SCHED_METHODS: Table = {
-  'rebalance.plan': { mutating: false, streaming: false, params: (x) => stale(p(x, ['stale'])) },
+  'rebalance.plan': { mutating: false, streaming: false, params: checker('rebalance.plan') },
   'quota.set': {
     mutating: true, streaming: false,
     params: (x) => {
-      const o = p(x, ['project', 'limits'], ['project', 'limits'])
+      const o = quotaSet(x)
       const v = validateCommand({ type: 'SetQuota', project: o.project, limits: o.limits })
       if (!v.ok) throw new BlixardError('InvalidParams', `params.${v.error.message}`)
       const c = v.cmd as Extract<Command, { type: 'SetQuota' }>
       return { project: c.project, limits: c.limits }
     }
   },
-  'quota.show': {
-    mutating: false, streaming: false,
-    params: (x) => {
-      const o = p(x, ['project', 'stale'])
-      const project = opt(o, 'project', (v, path) => str(v, path, 63, 1), 'params')
-      return { ...stale(o), ...(project !== undefined ? { project } : {}) }
-    }
-  }
+  'quota.show': { mutating: false, streaming: false, params: checker('quota.show') }
 }

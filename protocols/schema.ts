@@ -32,6 +32,7 @@ export type Node =
   | { readonly k: 'true' }
   | { readonly k: 'tag', readonly value: string }
   | { readonly k: 'bytes', readonly len: number }
+  | { readonly k: 'blob', readonly max: number }
   | { readonly k: 'labels', readonly maxKeys: number, readonly maxLen: number }
   | { readonly k: 'list', readonly max: number, readonly item: Node }
   /** null, else `inner`; with absentIsNull an absent value is null too */
@@ -72,6 +73,9 @@ export const s = {
   /** bytes of exactly `len`, copied out of the decoder's buffer */
   bytes: (len: number): Schema<Uint8Array> => as({ k: 'bytes', len }),
   /** string → string map, keys sorted on output so that equal maps encode equal */
+  /** bytes of at most `max`, handed on as a view of the decoder's buffer (not copied: a Raft
+   * entry's data or a snapshot is large, and nothing keeps the buffer apart from it) */
+  blob: (max: number): Schema<Uint8Array> => as({ k: 'blob', max }),
   labels: (maxKeys: number, maxLen: number): Schema<Record<string, string>> => as({ k: 'labels', maxKeys, maxLen }),
   list: <T>(max: number, item: Schema<T>): Schema<T[]> => as({ k: 'list', max, item }),
   nullable: <T>(inner: Schema<T>, opts?: { absentIsNull: true }): Schema<T | null> => as({ k: 'nullable', inner, absentIsNull: opts?.absentIsNull === true }),
@@ -110,13 +114,17 @@ interface Dialect {
   noMaps: boolean
   shape: ErrorKind
   size: ErrorKind
-  notMap: Text, notStr: Text, long: (max: number) => Text, short: (min: number) => Text
+  notMap: Text, notStr: Text
+  /** not a string where a non-empty one is wanted (else notStr) */
+  notText?: Text
+  long: (max: number) => Text, short: (min: number) => Text
+  notBytes: Text, longBytes: (max: number) => Text
   notInt: Text, notNum: Text, range: (min: number, max: number) => Text, notBool: Text
   notEnum: (values: readonly string[]) => Text, notList: Text, longList: (max: number) => Text
   unknown: (path: string, key: string) => string, missing: (path: string, key: string) => string
 }
 
-export type DialectName = 'command' | 'wire'
+export type DialectName = 'command' | 'wire' | 'config'
 
 const DIALECTS: Record<DialectName, Dialect> = {
   command: {
@@ -126,6 +134,8 @@ const DIALECTS: Record<DialectName, Dialect> = {
     size: 'TooLarge',
     notMap: (p) => `${p} must be a map`,
     notStr: (p) => `${p} must be a string`,
+    notBytes: (p) => `${p} must be bytes`,
+    longBytes: (max) => (p, x) => `${p} is longer than ${max} bytes (${(x as Uint8Array).byteLength})`,
     long: (max) => (p) => `${p} is longer than ${max}`,
     short: (min) => (p) => min === 1 ? `${p} must not be empty` : `${p} is shorter than ${min}`,
     notInt: (p) => `${p} must be an integer`,
@@ -145,6 +155,8 @@ const DIALECTS: Record<DialectName, Dialect> = {
     size: 'BadMessage',
     notMap: (p, x) => `${p}: expected an object, got ${describe(x)}`,
     notStr: (p, x) => `${p}: expected a string, got ${describe(x)}`,
+    notBytes: (p, x) => `${p}: expected bytes, got ${describe(x)}`,
+    longBytes: (max) => (p, x) => `${p}: ${(x as Uint8Array).byteLength} bytes exceeds ${max}`,
     long: (max) => (p) => `${p}: string longer than ${max}`,
     short: (min) => (p) => min === 1 ? `${p}: must not be empty` : `${p}: string shorter than ${min}`,
     notInt: (p, x) => `${p}: expected an integer, got ${describe(x)}`,
@@ -156,7 +168,36 @@ const DIALECTS: Record<DialectName, Dialect> = {
     longList: (max) => (p) => `${p}: array longer than ${max}`,
     unknown: (p, k) => `${p}: unknown field '${k.slice(0, 64)}'`,
     missing: (p, k) => `${p}: missing field '${k}'`
+  },
+  // node/config.ts: an operator reads these next to the key and where it came from, so they show
+  // the value that was given (cut short); the kinds do not matter there (a ConfigError has none)
+  config: {
+    strict: false,
+    noMaps: false,
+    shape: 'InvalidSpec',
+    size: 'InvalidSpec',
+    notMap: (p, x) => `${p}: expected a table, got ${showShort(x)}`,
+    notStr: (p, x) => `${p} must be a string, got ${showShort(x)}`,
+    notBytes: (p, x) => `${p}: expected bytes, got ${showShort(x)}`,
+    longBytes: (max) => (p, x) => `${p}: ${(x as Uint8Array).byteLength} bytes exceeds ${max}`,
+    notText: (p, x) => `${p}: expected a non-empty string, got ${showShort(x)}`,
+    long: (max) => (p) => `${p}: longer than ${max} characters`,
+    short: (min) => (p) => min === 1 ? `${p}: expected a non-empty string` : `${p}: shorter than ${min} characters`,
+    notInt: (p, x) => `${p}: expected an integer, got ${showShort(x)}`,
+    notNum: (p, x) => `${p}: expected a finite number, got ${showShort(x)}`,
+    range: (min, max) => (p, x) => `${p}: ${String(x)} is outside [${min}, ${max}]`,
+    notBool: (p, x) => `${p}: expected true or false, got ${showShort(x)}`,
+    notEnum: (values) => (p, x) => `${p}: expected ${values.join('|')}, got ${showShort(x)}`,
+    notList: (p, x) => `${p}: expected a list, got ${showShort(x)}`,
+    longList: (max) => (p) => `${p}: more than ${max} items`,
+    unknown: (p, k) => `${p}: unknown key '${k.slice(0, 64)}'`,
+    missing: (p, k) => `${p}: missing key '${k}'`
   }
+}
+
+/** A value as JSON, cut to what an error line can hold. */
+function showShort (x: unknown): string {
+  return typeof x === 'bigint' ? String(x) : show(x).slice(0, 80)
 }
 
 // ---- the compiler ----
@@ -184,8 +225,9 @@ function build (n: Node, d: Dialect, path: string, prefix: string, optional = fa
       const { max, min, re, reKind, reText } = n
       const long = d.long(max)
       const short = d.short(min)
+      const notStr = min >= 1 && d.notText !== undefined ? d.notText : d.notStr
       return (x) => {
-        if (typeof x !== 'string') fail(d.shape, path, about(d.notStr, x))
+        if (typeof x !== 'string') fail(d.shape, path, about(notStr, x))
         if ((x as string).length > max) fail(d.size, path, long)
         if ((x as string).length < min) fail(d.shape, path, short)
         if (re !== undefined && !re.test(x as string)) fail(reKind ?? d.shape, path, (p) => reText === undefined ? `${p} is malformed` : reText(p, x as string))
@@ -228,6 +270,17 @@ function build (n: Node, d: Dialect, path: string, prefix: string, optional = fa
         if (!(x instanceof Uint8Array)) fail(d.shape, path, (p) => `${p} must be bytes`)
         if ((x as Uint8Array).byteLength !== len) fail(d.shape, path, (p) => `${p} must be ${len} bytes`)
         return new Uint8Array(x as Uint8Array)
+      }
+    }
+    case 'blob': {
+      const long = d.longBytes(n.max)
+      const max = n.max
+      return (x) => {
+        if (!(x instanceof Uint8Array)) fail(d.shape, path, about(d.notBytes, x))
+        const b = x as Uint8Array
+        if (b.byteLength > max) fail(d.size, path, about(long, b))
+        // a plain Uint8Array view: decoders may hand out Buffers
+        return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
       }
     }
     case 'labels': {

@@ -1,6 +1,7 @@
-// Named errors of the execution layer. Each maps onto a protocol ErrorKind so
-// the agent can report it through Raft and the CLI can phrase it.
+// Named errors of the execution layer. Each maps onto a protocol ErrorKind, the kind an RPC
+// answers with when one reaches it (toBlixError), so the CLI can phrase it.
 import type { ErrorKind } from '../../protocols/commands.ts'
+import { SubsystemError } from '../../protocols/errors.ts'
 
 export type QemuErrorKind =
   | 'InvalidSpec' // the launch spec cannot become a QEMU command line
@@ -13,15 +14,6 @@ export type QemuErrorKind =
   | 'QmpError' // QMP answered with an error object
   | 'QmpClosed' // the QMP socket closed (qemu exited) during a call
   | 'Closed' // the driver was closed
-
-export class QemuError extends Error {
-  readonly kind: QemuErrorKind
-  constructor (kind: QemuErrorKind, message: string) {
-    super(message)
-    this.name = 'QemuError'
-    this.kind = kind
-  }
-}
 
 const TO_PROTOCOL: Record<QemuErrorKind, ErrorKind> = {
   InvalidSpec: 'InvalidSpec',
@@ -36,7 +28,9 @@ const TO_PROTOCOL: Record<QemuErrorKind, ErrorKind> = {
   Closed: 'Unavailable'
 }
 
-/** The protocol error kind an agent reports for a driver error. */
-export function protocolKind (kind: QemuErrorKind): ErrorKind {
-  return TO_PROTOCOL[kind]
+export class QemuError extends SubsystemError<QemuErrorKind> {
+  constructor (kind: QemuErrorKind, message: string) {
+    super(kind, message, TO_PROTOCOL[kind])
+    this.name = 'QemuError'
+  }
 }

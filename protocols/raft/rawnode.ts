@@ -1,5 +1,5 @@
-// The seam between the pure core and its shell (node/ driver, sim/): feed it
-// ticks and messages, take a Ready, do what it says, then advance().
+// The seam between the pure core and its shell (node/core/raft-node.ts, which the daemon, sim/
+// and bench/ all run): feed it ticks and messages, take a Ready, do what it says, then advance().
 //
 // Contract for shells, beyond the order documented on Ready:
 // - call advance(rd) for every ready() before the next ready(); the leader counts its own

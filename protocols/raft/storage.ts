@@ -20,7 +20,7 @@ export interface RaftStorage {
   snapshot(): Snapshot
 }
 
-/** Write side, used by the shell (node/ driver, sim/). */
+/** Write side, used by the shell (node/core/raft-loop.ts). */
 export interface LogStore extends RaftStorage {
   /** Record what a Ready asks to persist. Appending at index i discards any stored entries >= i.
    * A snapshot replaces the whole log before it. Not durable until sync(). */

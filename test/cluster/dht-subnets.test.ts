@@ -1,4 +1,4 @@
-// Discovery beyond the LAN (issue 20), with real blixard-node processes in network namespaces,
+// Discovery beyond the LAN, with real blixard-node processes in network namespaces,
 // never the host's own: subnet A (10.81.1.0/24, a bridge) and subnet B (10.81.2.0/24, another)
 // joined by a router namespace with IP forwarding and no multicast routing, so mDNS stays inside
 // each subnet. 3 nodes form a cluster in A by mDNS; a node in B given one bootstrap address of a

@@ -115,6 +115,23 @@ test('bad values name the key, the source and what was wrong', () => {
   fails(() => resolveConfig({ argv: ['stray'] }), 'stray', 'unexpected argument')
 })
 
+test('each shape a key is made of refuses its bad values, naming the key and the item', () => {
+  fails(() => resolveConfig({ file: file('dataDir = ""') }), 'dataDir', 'expected a non-empty string')
+  fails(() => resolveConfig({ argv: ['--qemu-binary', 'q'.repeat(4097)] }), 'qemuBinary', 'longer than 4096')
+  fails(() => resolveConfig({ file: file('[ceph]\nconf = 3') }), 'ceph.conf', 'expected a non-empty string, got 3')
+  fails(() => resolveConfig({ file: file('metricsPort = "9100"') }), 'metricsPort', 'expected an integer, got "9100"')
+  assert.is(resolveConfig({ env: { BLIXARD_METRICS_PORT: 'none' } }).metricsPort, null)
+  assert.is(resolveConfig({ file: file('metricsPort = false') }).metricsPort, null)
+  fails(() => resolveConfig({ file: file('admins = ["a", 4]') }), 'admins', 'admins[1]: expected a non-empty string, got 4')
+  fails(() => resolveConfig({ env: { BLIXARD_ADMINS: Array.from({ length: 257 }, (_, i) => `p${i}`).join(',') } }), 'admins', 'more than 256 items')
+  fails(() => resolveConfig({ file: file(`listen = ["/ip4/1.2.3.4/tcp/1", "nope"]`) }), 'listen', "listen[1] 'nope' is not a multiaddr")
+  fails(() => resolveConfig({ env: { BLIXARD_LABELS: '-zone=a' } }), 'labels', "label name '-zone'")
+  fails(() => resolveConfig({ env: { BLIXARD_LABELS: Array.from({ length: 65 }, (_, i) => `k${i}=v`).join(',') } }), 'labels', 'more than 64 labels')
+  fails(() => resolveConfig({ file: file('logLevel = "loud"') }), 'logLevel', 'expected debug|info|warn|error, got "loud"')
+  fails(() => resolveConfig({ file: file('mdns = 1') }), 'mdns', 'expected true or false, got 1')
+  fails(() => resolveConfig({ argv: ['--underlay-ip', '10.1.0.05'] }), 'network.underlayIp', "'10.1.0.05' is not an IPv4 address")
+})
+
 test('loadConfig reads --config, detects missing capacity, keeps configured parts', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'blixard-cfg-'))
   try {

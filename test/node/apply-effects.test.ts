@@ -1,5 +1,5 @@
 // What an applied command sets in motion on a node (node/apply-effects.ts effectsOf): learning
-// another node's addresses, waking the scheduler, waking the agent, the migration service and the volume reconciler; nothing for a refused command.
+// another node's addresses, waking the scheduler, waking the agent, the migration service, the volume reconciler and the snapshot service; nothing for a refused command.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { effectsOf } from '../../node/apply-effects.ts'
@@ -11,14 +11,16 @@ const refused: ApplyResult = { ok: false, error: { kind: 'NotFound', message: 'n
 const env = (cmd: Command): CommandEnvelope => ({ cmd, at: 0 })
 
 const cases: Array<[string, Command, ApplyResult, ReturnType<typeof effectsOf>]> = [
-  ['another node registers: learn its addresses', { type: 'UpdateNode', id: 'n2' } as unknown as Command, ok, { learnAddrsOf: 'n2', kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: true }],
-  ['this node updates itself: nothing to learn', { type: 'UpdateNode', id: 'self' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: true }],
-  ['a VM is created: place it', { type: 'CreateVm', id: 'vm1', spec: vmSpec('vm1', 1, 128), desired: 'running' }, ok, { learnAddrsOf: null, kickScheduler: true, kickAgent: true, kickMigrations: false, kickVolumes: false }],
-  ['a status report changes nothing to act on', { type: 'ReportVmStatus' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false }],
-  ['a node marked down ends its migrations: wake the migration service', { type: 'MarkNodeDown' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: true, kickVolumes: true }],
-  ['a volume change: wake the volume reconciler', { type: 'ResizeVolume', name: 'v', sizeGiB: 2 }, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: true }],
-  ['a volume report: a VM waiting for it may be placed now', { type: 'ReportVolume', name: 'v', node: 'n1', generation: 1, outcome: 'ready' }, ok, { learnAddrsOf: null, kickScheduler: true, kickAgent: true, kickMigrations: false, kickVolumes: true }],
-  ['a refused command sets nothing in motion', { type: 'CreateVm', id: 'vm1', spec: vmSpec('vm1', 1, 128), desired: 'running' }, refused, { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false }]
+  ['another node registers: learn its addresses', { type: 'UpdateNode', id: 'n2' } as unknown as Command, ok, { learnAddrsOf: 'n2', kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: true, kickSnapshots: false }],
+  ['this node updates itself: nothing to learn', { type: 'UpdateNode', id: 'self' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: true, kickSnapshots: false }],
+  ['a VM is created: place it', { type: 'CreateVm', id: 'vm1', spec: vmSpec('vm1', 1, 128), desired: 'running' }, ok, { learnAddrsOf: null, kickScheduler: true, kickAgent: true, kickMigrations: false, kickVolumes: false, kickSnapshots: false }],
+  ['a status report changes nothing to act on', { type: 'ReportVmStatus' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false }],
+  ['a node marked down ends its migrations: wake the migration service', { type: 'MarkNodeDown' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: true, kickVolumes: true, kickSnapshots: false }],
+  ['a volume change: wake the volume reconciler', { type: 'ResizeVolume', name: 'v', sizeGiB: 2 }, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: true, kickSnapshots: false }],
+  ['a volume report: a VM waiting for it may be placed now', { type: 'ReportVolume', name: 'v', node: 'n1', generation: 1, outcome: 'ready' }, ok, { learnAddrsOf: null, kickScheduler: true, kickAgent: true, kickMigrations: false, kickVolumes: true, kickSnapshots: false }],
+  ['a VM snapshot: wake the snapshot service', { type: 'DeleteVmSnapshot', vm: 'vm1', name: 's1' } as unknown as Command, ok, { learnAddrsOf: null, kickScheduler: false, kickAgent: true, kickMigrations: false, kickVolumes: false, kickSnapshots: true }],
+  ['a refused snapshot command sets nothing in motion', { type: 'SnapshotVm', vm: 'vm1', name: 's1' } as unknown as Command, refused, { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false }],
+  ['a refused command sets nothing in motion', { type: 'CreateVm', id: 'vm1', spec: vmSpec('vm1', 1, 128), desired: 'running' }, refused, { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false }]
 ]
 for (const [name, cmd, r, want] of cases) {
   test(name, () => { assert.equal(effectsOf('self', env(cmd), r), want) })

@@ -1,4 +1,4 @@
-// The tour's `source DIR/env` (issue 16): the env file lives in the cluster's own dir and names that
+// The tour's `source DIR/env`: the env file lives in the cluster's own dir and names that
 // cluster's node and key, so `--dir` elsewhere does not leave the tour reading another run's file,
 // and it goes when the cluster stops, so a stale one is never read as live.
 import { test } from 'uvu'

@@ -1,4 +1,4 @@
-// The operator's day (issue 16), each check against one live 3-node cluster through the real
+// The operator's day, each check against one live 3-node cluster through the real
 // `blixard` CLI: names where people read (ids only with -o wide or --json), events that say what
 // happened by name, node health that does not show a silent node as ready, a clear error from an
 // address that is not a Blixard node, a console, and a drain that warns before stranding a VM.

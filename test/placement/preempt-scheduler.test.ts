@@ -1,4 +1,4 @@
-// Preemption wired in (issue 19): the leader's scheduler pass over a real state machine, its
+// Preemption wired in: the leader's scheduler pass over a real state machine, its
 // proposals applied to it. A high-priority VM that fits nowhere displaces the cheapest
 // lower-priority VM (PreemptVm, one entry); the victim waits, pending, its reason naming who
 // displaced it (`vm explain` shows it), and comes back when room appears. Equal priorities,

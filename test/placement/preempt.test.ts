@@ -1,4 +1,4 @@
-// Priority preemption (issue 19): the pure plan (placement/plans/preempt.ts), table-tested with its
+// Priority preemption: the pure plan (placement/plans/preempt.ts), table-tested with its
 // reasons, and its properties: never an equal-or-higher priority victim, never a non-preemptible
 // one, the fewest victims at the cheapest node, and the VM fits once they left.
 import { test } from 'uvu'

@@ -1,4 +1,4 @@
-// The rebalancer's policy (issue 19, placement/plans/rebalance-policy.ts): hysteresis, budget,
+// The rebalancer's policy (placement/plans/rebalance-policy.ts): hysteresis, budget,
 // cooldown, minimum gain and hot targets around the greedy plan; and its properties: a step never
 // makes the imbalance worse, respects every filter and every limit, and repeated steps on a static
 // cluster converge without moving any VM twice (no flapping).

@@ -1,4 +1,4 @@
-// The leader's rebalancer (issue 19, node/rebalancer.ts) over a real state machine, its proposals
+// The leader's rebalancer (node/rebalancer.ts) over a real state machine, its proposals
 // applied to it: a node joins an unbalanced cluster and receives live migrations (RebalanceVm →
 // migration records), within the in-flight budget; apply refuses a move within the cooldown and
 // off a node that is not ready.

@@ -1,4 +1,4 @@
-// Per-project quotas in the state machine (issue 19): SetQuota, and CreateVm / UpdateVmSpec /
+// Per-project quotas in the state machine: SetQuota, and CreateVm / UpdateVmSpec /
 // DeleteVm charged against them on apply, with the numbers in the refusal.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'

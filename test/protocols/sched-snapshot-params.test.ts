@@ -1,0 +1,37 @@
+// The params of the snapshot, quota and rebalance methods: what each accepts, and that a bad one
+// is refused as InvalidParams naming the field (the quota's limits by the SetQuota command's rules).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { checkParams } from '../../protocols/rpc.ts'
+
+function refusal (f: () => unknown): string {
+  try { f(); return 'ok' } catch (e) { return `${(e as { kind?: string }).kind ?? '?'}: ${(e as Error).message}` }
+}
+
+test('vm.snapshot, vm.snapshotDelete, vm.restore: a VM and a snapshot name', () => {
+  for (const m of ['vm.snapshot', 'vm.snapshotDelete', 'vm.restore'] as const) {
+    assert.equal(checkParams(m, { vm: 'web-1', name: 'before-upgrade' }), { vm: 'web-1', name: 'before-upgrade' })
+    assert.match(refusal(() => checkParams(m, { vm: 'web-1' })), /^InvalidParams: params: missing field 'name'/)
+    assert.match(refusal(() => checkParams(m, { vm: 'web-1', name: 's', extra: 1 })), /^InvalidParams: params: unknown field 'extra'/)
+    assert.match(refusal(() => checkParams(m, { vm: '', name: 's' })), /params\.vm/)
+    assert.match(refusal(() => checkParams(m, { vm: 'web-1', name: 'no spaces allowed' })), /params\.name/)
+  }
+})
+
+test('vm.snapshotList: optionally one VM, optionally stale', () => {
+  assert.equal(checkParams('vm.snapshotList', undefined), {})
+  assert.equal(checkParams('vm.snapshotList', { vm: 'a', stale: true }), { vm: 'a', stale: true })
+  assert.match(refusal(() => checkParams('vm.snapshotList', { stale: 1 })), /^InvalidParams: params\.stale: expected a boolean/)
+})
+
+test('quota.set: project and limits (null clears) as SetQuota takes them; quota.show, rebalance.plan', () => {
+  assert.equal(checkParams('quota.set', { project: 'team-a', limits: null }), { project: 'team-a', limits: null })
+  assert.match(refusal(() => checkParams('quota.set', { project: 'team-a' })), /^InvalidParams: params: missing field 'limits'/)
+  assert.match(refusal(() => checkParams('quota.set', { project: 'team-a', limits: 'lots' })), /^InvalidParams: params\./)
+  assert.equal(checkParams('quota.show', { project: 'team-a', stale: true }), { project: 'team-a', stale: true })
+  assert.match(refusal(() => checkParams('quota.show', { project: '' })), /^InvalidParams: params\.project/)
+  assert.equal(checkParams('rebalance.plan', {}), {})
+  assert.match(refusal(() => checkParams('rebalance.plan', { dry: true })), /^InvalidParams: params: unknown field 'dry'/)
+})
+
+test.run()
