@@ -3,7 +3,7 @@
 // with the product's VXLAN network (node/net-host: bridge + VXLAN device + flood list). A tiny
 // guest G (10.63.0.2) runs on A; a guest P on C pings G without end (blix.pingloop). G then moves
 // live from A to B the way the product moves it: B's QEMU listens with TLS-PSK on B's underlay
-// address (not loopback), A's QEMU migrates to it over the underlay, then B's QEMU announces the
+// address (not loopback), A's QEMU migrates to it over the underlay (multifd channels, as the product does), then B's QEMU announces the
 // guest (announce-self) and A's QEMU and TAP go. What must show: P's pings to G resume on B (the
 // network learned the new place: C's bridge now sends G's MAC over the VXLAN to B, not to A), G's
 // heartbeat counter goes on (no reboot), and G kept its MAC and address (same TAP name and MAC on B).
@@ -23,7 +23,7 @@ import { buildQemuArgv, tscKhzFromCpuinfo } from '../../node/qemu/cmdline.ts'
 import { buildTinyGuest, parseHeartbeats, parsePongs, parseReadyMarker, tinyGuestBoot, type TinyGuest, type TinyGuestParams } from '../../node/qemu/tiny-guest.ts'
 import { QmpClient } from '../../node/qemu/qmp.ts'
 import { announceSelf, incomingArgs, runState, setMigrationParameters, waitForMigration } from '../../node/qemu/migrate.ts'
-import { PSK_IDENTITY, credsId, listenTls, migrateTls, newPsk, removePskDir, writePskDir } from '../../node/migration/tls.ts'
+import { DEFAULT_MULTIFD_CHANNELS, PSK_IDENTITY, credsId, hostTlsPriority, listenTls, migrateTls, newPsk, removePskDir, writePskDir } from '../../node/migration/tls.ts'
 
 const MEMORY_MIB = 96
 const HEARTBEAT_MS = 100
@@ -111,9 +111,12 @@ test('a guest moved live from A to B over the underlay keeps its address: pings 
   const dst = await launch('g-dst', B, gNicB, gParams, true)
   const key = newPsk()
   const pskDir = await writePskDir(dst.dir, PSK_IDENTITY, key)
-  const port = await listenTls(dst.qmp, { host: B.ip, pskDir, credsId: credsId() })
+  // the product's defaults: multifd channels, AES-GCM first where the CPU has AES-NI
+  const multifd = DEFAULT_MULTIFD_CHANNELS
+  const priority = hostTlsPriority()
+  const port = await listenTls(dst.qmp, { host: B.ip, pskDir, credsId: credsId(), multifd, priority })
   await setMigrationParameters(src.qmp, {})
-  await migrateTls(src.qmp, { host: B.ip, port, identity: PSK_IDENTITY, key }, { keyParent: src.dir, credsId: credsId() })
+  await migrateTls(src.qmp, { host: B.ip, port, identity: PSK_IDENTITY, key, multifd }, { keyParent: src.dir, credsId: credsId(), priority })
   const p = await waitForMigration(src.qmp, { pollMs: 20, timeoutMs: 60_000 })
   assert.is(p.status, 'completed')
   await removePskDir(pskDir)
@@ -136,7 +139,7 @@ test('a guest moved live from A to B over the underlay keeps its address: pings 
   const firstBeat = parseHeartbeats(consoleOf(dst))[0]
   assert.ok(firstBeat > 1 && firstBeat <= lastBeat + 2, `the counter went on: ${lastBeat} on A, ${firstBeat} first on B`)
   assert.match(execFileSync('ip', ['-n', B.ns, 'link', 'show', gNicB.tap], { encoding: 'utf8' }), new RegExp(`master ${gNicB.bridge}`))
-  console.log(`  overlay move A → B: QEMU total ${p.totalTimeMs} ms, downtime ${p.downtimeMs} ms, ${(p.transferredBytes / 1048576).toFixed(1)} MiB over ${B.ip}; P's pings: last answer on A at try ${lastTry}, first on B at try ${firstAfter} (${firstAfter - lastTry - 1} tries unanswered, ~${(firstAfter - lastTry) * PING_TRY_MS} ms); ${((Date.now() - t0) / 1000).toFixed(1)} s in all`)
+  console.log(`  overlay move A → B: QEMU total ${p.totalTimeMs} ms, downtime ${p.downtimeMs} ms, ${(p.transferredBytes / 1048576).toFixed(1)} MiB over ${B.ip} on ${multifd} multifd channels; P's pings: last answer on A at try ${lastTry}, first on B at try ${firstAfter} (${firstAfter - lastTry - 1} tries unanswered, ~${(firstAfter - lastTry) * PING_TRY_MS} ms); ${((Date.now() - t0) / 1000).toFixed(1)} s in all`)
   for (const g of [dst, pinger]) { g.child.kill('SIGKILL'); await g.qmp.close().catch(() => {}) }
   await src.qmp.close().catch(() => {})
 })
