@@ -422,7 +422,7 @@ export class MigrationService {
         control = hs
         qmp = q
         tl.stream('source.handshake', hs.times)
-        log.info('migrating live (TLS)', { target: m.target, to: `${hs.offer.host}:${hs.offer.port}` })
+        log.info('migrating live (TLS)', { target: m.target, to: `${hs.offer.host}:${hs.offer.port}`, multifd: hs.offer.multifd ?? 0 })
         if (!this.primed.has(id)) await setMigrationParameters(qmp, this.migrationOptions())
         creds = credsId()
         await migrateTls(qmp, hs.offer, { keyParent: dir, credsId: creds, priority: hostTlsPriority() })
