@@ -1,16 +1,18 @@
 // The migration data path over QEMU's own TLS (issue 15 item 3), keyed per migration. The two
 // daemons agree on the move over their libp2p stream (pnet + Noise: both node identities proven,
 // encrypted); the target hands the source a fresh random pre-shared key over that stream, with the
-// address and port its QEMU listens on for this one migration; the source's QEMU then connects
-// straight to the target's, TLS with that key (QEMU's `tls-creds-psk`). So the bytes of the guest's
+// address and port its QEMU listens on for this one migration and the number of multifd channels;
+// the source's QEMU then connects straight to the target's, TLS with that key (QEMU's
+// `tls-creds-psk`), one connection per channel. So the bytes of the guest's
 // memory cross no daemon (the libp2p bridge of node/migration/stream.ts cost a core's worth of
 // copying and ciphering per stream), and still never travel in clear or to anyone without the key.
 //
 // The key lives in a `keys.psk` file because that is how QEMU takes it: 0600 in a 0700 directory
 // of its own under the VM's runtime dir, removed once QEMU no longer needs it (the client loads it
 // when its credentials object is made; the server reads it at each TLS handshake, so its copy stays
-// until the connection is in). The target's QEMU listens on one address, the node's own, on a port
-// the kernel picks, and stops listening once the migration's connection has arrived.
+// until every connection is in). The target's QEMU listens on one address, the node's own, on a port
+// of the configured range (or one the kernel picks), and stops listening once the migration's
+// connections have arrived.
 import { createDiffieHellmanGroup, randomBytes, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
