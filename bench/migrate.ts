@@ -1,15 +1,21 @@
-// npm run bench:migrate [-- --json] [--trials N] [--sizes 128,512,1024] [--variants direct,tls,libp2p]
+// npm run bench:migrate [-- --json] [--trials N] [--sizes 128,512,1024] [--variants direct,tcp,tls,tls1,libp2p]
 //
 // Issue 15 item 8: a running tiny guest (TCG, console heartbeat every HEARTBEAT_MS) migrates the way
-// the product moves it (tls: the two daemons' libp2p stream hands over a fresh key and the port,
-// then QEMU migrates over its own TCP with TLS-PSK: node/migration/tls.ts), through the older
+// the product moves it (tls: the two daemons' libp2p stream hands over a fresh key, the port and the
+// multifd channel count, then QEMU migrates over its own TCP with TLS-PSK on DEFAULT_MULTIFD_CHANNELS
+// channels, AES-GCM first where the CPU has AES-NI: node/migration/tls.ts), the same over one stream
+// with QEMU's default ciphers (tls1: the product before multifd), plain TCP on loopback with no
+// encryption (tcp: what TLS adds over the same socket kind), through the older
 // libp2p data path (libp2p: the bytes carried by the stream, node/migration/stream.ts: pnet + Noise
 // + yamux between two libp2p hosts on 127.0.0.1) and, in the same run, directly QEMU to QEMU over a
 // loopback unix socket (the anchor: the physical limit on this machine). Per guest size and path: QEMU's downtime and total
 // time, and the downtime the guest saw (the longest gap between heartbeat lines as they reached
 // the host: the source's console until it stops, the target's after it resumes). One guest per
 // size moves from QEMU to QEMU along the chain of trials, the paths alternating in order so that
-// neither always goes first. Medians of --trials, and each path's ratio to direct.
+// neither always goes first. Medians of --trials, and each path's ratio to direct: of total time and
+// of CPU per MiB (both QEMUs' user+system time from /proc/PID/stat over the move, divided by the MiB
+// QEMU transferred: unlike wall time it hardly moves with the machine's load; the guest's own share
+// is in every path alike).
 //
 // Both paths use the same QEMU parameters (downtime limit DEFAULT_DOWNTIME_LIMIT_MS, QEMU's own
 // bandwidth default unless --max-bandwidth BYTES/s, 0 = unlimited).
@@ -27,7 +33,7 @@ import { waitForText } from '../node/qemu/file-tail.ts'
 import { QmpClient } from '../node/qemu/qmp.ts'
 import { incomingArgs, localMigrationUri, runState, setMigrationParameters, startMigration, waitForMigration, type MigrationProgress, type StartMigrationOptions } from '../node/qemu/migrate.ts'
 import { MigrationStreams, type BridgeStats, type TlsHandshake } from '../node/migration/stream.ts'
-import { PSK_IDENTITY, credsId, listenTls, migrateTls, newPsk, removePskDir, writePskDir, type TlsOffer } from '../node/migration/tls.ts'
+import { DEFAULT_MULTIFD_CHANNELS, PSK_IDENTITY, credsId, hostTlsPriority, listenTls, migrateTls, newPsk, removePskDir, writePskDir, type TlsOffer } from '../node/migration/tls.ts'
 import type { BlixardHost } from '../node/net/host.ts'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -39,7 +45,9 @@ const arg = (f: string): string | undefined => { const i = argv.indexOf(f); retu
 const json = argv.includes('--json')
 const TRIALS = Number(arg('--trials') ?? 3)
 const SIZES = (arg('--sizes') ?? '128,512,1024').split(',').map(Number)
-const VARIANTS = (arg('--variants') ?? 'direct,tls,libp2p').split(',')
+const VARIANTS = (arg('--variants') ?? 'direct,tcp,tls,tls1,libp2p').split(',')
+/** variants that hand over a key on the libp2p control stream and migrate with QEMU's TLS */
+const isTls = (v: string): boolean => v === 'tls' || v === 'tls1'
 const MAX_BANDWIDTH = arg('--max-bandwidth') != null ? Number(arg('--max-bandwidth')) : undefined
 /** the guest prints a counter this often: the resolution of the guest-seen downtime */
 const HEARTBEAT_MS = 20
@@ -152,7 +160,7 @@ interface Net {
 function parseVariant (v: string): { windowBytes?: number, streamWindowBytes?: number, framePayloadBytes?: number, process: boolean } {
   const out: { windowBytes?: number, streamWindowBytes?: number, framePayloadBytes?: number, process: boolean } = { process: false }
   const [kind, ...kv] = v.split(':')
-  if (kind === 'tls') return out
+  if (isTls(kind)) return out
   if (kind !== 'libp2p') throw new Error(`unknown variant ${v}: direct or libp2p[:w=MiB][:y=MiB][:p]`)
   for (const p of kv) {
     if (p === 'p') { out.process = true; continue }
@@ -216,9 +224,17 @@ async function makeNet (v: string): Promise<Net> {
 }
 
 async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Net | undefined, seq: number): Promise<{ dst: Qemu, r: Result }> {
-  const tls = variant === 'tls'
-  const dst = await launch(sizeMiB, tls ? 'defer' : true)
-  const target = dst.incomingUri ?? ''
+  const tls = isTls(variant)
+  // tls: the product's defaults; tls1: one stream, QEMU's own cipher preference
+  const multifd = variant === 'tls' ? DEFAULT_MULTIFD_CHANNELS : 0
+  const priority = variant === 'tls' ? hostTlsPriority() : undefined
+  const dst = await launch(sizeMiB, tls || variant === 'tcp' ? 'defer' : true)
+  let target = dst.incomingUri ?? ''
+  if (variant === 'tcp') {
+    await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' })
+    const r = await dst.qmp.execute('query-migrate') as { 'socket-address'?: Array<{ port?: string | number }> }
+    target = `tcp:127.0.0.1:${Number(r['socket-address']?.[0]?.port)}`
+  }
   const opts: StartMigrationOptions = MAX_BANDWIDTH != null ? { maxBandwidth: MAX_BANDWIDTH === 0 ? Number.MAX_SAFE_INTEGER : MAX_BANDWIDTH } : {}
   let streamStats: Promise<[BridgeStats, BridgeStats]> | null = null
   let uri = target
@@ -230,8 +246,8 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
     const id = `bench-${seq}`
     const key = newPsk()
     pskDir = await writePskDir(dst.dir, PSK_IDENTITY, key)
-    const port = await listenTls(dst.qmp, { host: '127.0.0.1', pskDir, credsId: credsId() })
-    const answered = net.expectTls(id, async () => ({ host: '127.0.0.1', port, identity: PSK_IDENTITY, key }))
+    const port = await listenTls(dst.qmp, { host: '127.0.0.1', pskDir, credsId: credsId(), multifd, priority })
+    const answered = net.expectTls(id, async () => ({ host: '127.0.0.1', port, identity: PSK_IDENTITY, key, multifd }))
     answered.catch(() => {})
     control = await net.srcStreams.handshakeTls({ id, peer: net.dstPeer })
     await setMigrationParameters(src.qmp, opts)
@@ -250,7 +266,7 @@ async function migrateOnce (variant: string, sizeMiB: number, src: Qemu, net: Ne
   const wall0 = Date.now()
   const cpu0 = process.cpuUsage()
   const qcpu0 = cpuMsOf(src.child.pid) + cpuMsOf(dst.child.pid)
-  if (control != null) await migrateTls(src.qmp, control.offer, { keyParent: src.dir, credsId: credsId() })
+  if (control != null) await migrateTls(src.qmp, control.offer, { keyParent: src.dir, credsId: credsId(), priority })
   else await startMigration(src.qmp, uri, opts)
   const p: MigrationProgress = await waitForMigration(src.qmp, { timeoutMs: MIGRATE_TIMEOUT_MS, pollMs: 20 })
   const completedAt = Date.now()
@@ -296,8 +312,8 @@ async function main (): Promise<void> {
   say(`load average at start: ${l1.toFixed(2)} ${l5.toFixed(2)} ${l15.toFixed(2)} (2 cores; sizes ${SIZES.join(',')} MiB, ${TRIALS} trials, heartbeat ${HEARTBEAT_MS} ms, max-bandwidth ${MAX_BANDWIDTH ?? 'QEMU default'})`)
   guest = await buildTinyGuest()
   const nets = new Map<string, Net>()
-  for (const v of VARIANTS) if (v !== 'direct') nets.set(v, await makeNet(v))
-  for (const v of VARIANTS) if (v !== 'direct' && !v.startsWith('libp2p') && v !== 'tls') throw new Error(`unknown variant ${v}`)
+  for (const v of VARIANTS) if (v !== 'direct' && v !== 'tcp' && !v.startsWith('libp2p') && !isTls(v)) throw new Error(`unknown variant ${v}: direct, tcp, tls, tls1 or libp2p[:...]`)
+  for (const v of VARIANTS) if (v !== 'direct' && v !== 'tcp') nets.set(v, await makeNet(v))
   const results: Result[] = []
   let seq = 0
   try {
@@ -329,8 +345,13 @@ async function main (): Promise<void> {
       per[v] = { downtimeMs: median(rs.map((r) => r.downtimeMs)), totalTimeMs: median(rs.map((r) => r.totalTimeMs)), wallMs: median(rs.map((r) => r.wallMs)), qemuCpuMsPerMiB: median(rs.map((r) => r.qemuCpuMsPerMiB)), guestGapMs: median(rs.map((r) => r.guestGapMs)) }
     }
     const ratios: Record<string, number> = {}
-    for (const v of VARIANTS) if (v !== 'direct' && per.direct != null) ratios[v] = per[v].totalTimeMs / per.direct.totalTimeMs
-    return { sizeMiB: size, medians: per, totalTimeRatio: ratios }
+    const cpuRatios: Record<string, number> = {}
+    for (const v of VARIANTS) {
+      if (v === 'direct' || per.direct == null) continue
+      ratios[v] = per[v].totalTimeMs / per.direct.totalTimeMs
+      cpuRatios[v] = per[v].qemuCpuMsPerMiB / per.direct.qemuCpuMsPerMiB
+    }
+    return { sizeMiB: size, medians: per, totalTimeRatio: ratios, cpuPerMiBRatio: cpuRatios }
   })
   const [e1, e5, e15] = loadavg()
   if (json) {
@@ -341,7 +362,7 @@ async function main (): Promise<void> {
   for (const s of summary) {
     for (const v of VARIANTS) {
       const m = s.medians[v]
-      say(`  ${String(s.sizeMiB).padStart(5)} MiB ${v.padEnd(8)} total ${m.totalTimeMs.toFixed(0)} ms (wall ${m.wallMs.toFixed(0)}, QEMUs' CPU ${m.qemuCpuMsPerMiB.toFixed(1)} ms/MiB), downtime ${m.downtimeMs.toFixed(0)} ms (QEMU), ${m.guestGapMs.toFixed(0)} ms (guest-seen)${v !== 'direct' && s.totalTimeRatio[v] != null ? `  ratio ${s.totalTimeRatio[v].toFixed(2)}× direct ${s.totalTimeRatio[v] <= MAX_RATIO ? '≤' : '>'} ${MAX_RATIO}` : ''}${m.guestGapMs > MAX_GUEST_DOWNTIME_MS ? `  guest gap > ${MAX_GUEST_DOWNTIME_MS} ms` : ''}`)
+      say(`  ${String(s.sizeMiB).padStart(5)} MiB ${v.padEnd(8)} total ${m.totalTimeMs.toFixed(0)} ms (wall ${m.wallMs.toFixed(0)}), QEMUs' CPU ${m.qemuCpuMsPerMiB.toFixed(1)} ms/MiB${v !== 'direct' && s.cpuPerMiBRatio[v] != null ? ` (${s.cpuPerMiBRatio[v].toFixed(2)}× direct)` : ''}, downtime ${m.downtimeMs.toFixed(0)} ms (QEMU), ${m.guestGapMs.toFixed(0)} ms (guest-seen)${v !== 'direct' && s.totalTimeRatio[v] != null ? `  ratio ${s.totalTimeRatio[v].toFixed(2)}× direct ${s.totalTimeRatio[v] <= MAX_RATIO ? '≤' : '>'} ${MAX_RATIO}` : ''}${m.guestGapMs > MAX_GUEST_DOWNTIME_MS ? `  guest gap > ${MAX_GUEST_DOWNTIME_MS} ms` : ''}`)
     }
   }
 }

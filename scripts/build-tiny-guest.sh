@@ -15,6 +15,8 @@
 #   blix.host=NAME          the name of the host running the guest (the disk writer's records)
 #   blix.vlan=ID            tag: the address goes on eth0.ID (802.1Q inside the guest)
 #   blix.ping=IP[,IP..]     after the ready marker, ping each IP (20 tries, 20-40 s) and report it
+#   blix.pingloop=IP        after the ready marker, ping IP without end, one try every 200 ms (1 s
+#                           timeout), and print each reply: a test sees when traffic stops and resumes
 # Serial console lines it prints:
 #   BLIXARD-DISK <hostname> boots=N          (with blix.disk=1, before the ready marker)
 #   BLIXARD-WRITER <host> region=R from=N    (the disk writer started) | BLIXARD-WRITER <host> error=WHY
@@ -28,6 +30,7 @@
 #   BLIXARD-GUEST-UP <hostname> <ip|none> uptime=S eth0=MAC disks=[..]
 #   BLIXARD-GUEST-POWEROFF                   (ACPI power button, then poweroff -f)
 #   BLIXARD-PING <ip> ok received=N | BLIXARD-PING <ip> fail   (with blix.ping=)
+#   BLIXARD-PONG <ip> <try>                  (with blix.pingloop=: try N of the loop had a reply)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${1:-$ROOT/.guest}
@@ -100,7 +103,7 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m 2>/dev/null; done
 CON=/dev/console
-NAME=blixard-guest; IP=; GW=; DISK=; VLAN=; PING=; HOST=unknown
+NAME=blixard-guest; IP=; GW=; DISK=; VLAN=; PING=; PINGLOOP=; HOST=unknown
 for a in $(cat /proc/cmdline); do
   case $a in
     blix.hostname=*) NAME=${a#blix.hostname=};;
@@ -111,6 +114,7 @@ for a in $(cat /proc/cmdline); do
     blix.vlan=*) VLAN=${a#blix.vlan=};;
     blix.ping=*) PING=${a#blix.ping=};;
     blix.heartbeat=*) HB=${a#blix.heartbeat=};;
+    blix.pingloop=*) PINGLOOP=${a#blix.pingloop=};;
   esac
 done
 hostname "$NAME"
@@ -188,6 +192,12 @@ for P in $(echo "$PING" | tr ',' ' '); do
     done
     echo "BLIXARD-PING $P fail" > $CON ) &
 done
+# ping one peer without end (blix.pingloop=IP): each reply on the console, numbered by try
+if [ -n "$PINGLOOP" ]; then
+  ( n=0; while true; do n=$((n + 1))
+      ping -c 1 -W 1 "$PINGLOOP" >/dev/null 2>&1 && echo "BLIXARD-PONG $PINGLOOP $n" > $CON
+      usleep 200000; done ) &
+fi
 # console command loop: 'poweroff' or any shell command (for debugging a guest by hand)
 while true; do
   read -r line < $CON || { sleep 3600; continue; }

@@ -52,7 +52,7 @@ import { loadTinyGuest } from '../qemu/tiny-guest.ts'
 import type { TinyGuest } from '../qemu/tiny-guest.ts'
 import { MigrationStreams } from './stream.ts'
 import type { BridgeStats, BridgeTimes, MigrationHost, MigrationTransport, TlsHandshake } from './stream.ts'
-import { PSK_IDENTITY, clearTls, credsId, listenTls, migrateTls, newPsk, removePskDir, writePskDir } from './tls.ts'
+import { DEFAULT_MULTIFD_CHANNELS, MAX_MULTIFD_CHANNELS, PSK_IDENTITY, clearTls, credsId, hostTlsPriority, listenTls, migrateTls, newPsk, removePskDir, writePskDir } from './tls.ts'
 import type { TlsOffer } from './tls.ts'
 import type { Logger } from '../log.ts'
 
@@ -138,6 +138,9 @@ export interface MigrationServiceDeps {
   listenAddress?: () => string | null
   /** the TCP ports a target's QEMU may listen on (the firewall's range); absent: any the kernel picks */
   migrationPorts?: { low: number, high: number }
+  /** tls: the multifd channels this node's QEMU listens with as a target (0: one stream; default
+   * DEFAULT_MULTIFD_CHANNELS); BLIXARD_MIGRATION_MULTIFD. The source follows the target's offer */
+  multifd?: number
   log: Logger
   now?: () => number
 }
@@ -350,9 +353,11 @@ export class MigrationService {
     try {
       const qmp = await this.d.driver.qmp(vmId)
       const host = this.d.listenAddress?.() ?? '127.0.0.1'
-      const port = await listenTls(qmp, { host, pskDir, credsId: credsId(), ...(this.d.migrationPorts !== undefined ? { ports: this.d.migrationPorts } : {}) })
+      const multifd = this.d.multifd ?? DEFAULT_MULTIFD_CHANNELS
+      const port = await listenTls(qmp, { host, pskDir, credsId: credsId(), multifd, priority: hostTlsPriority(), ...(this.d.migrationPorts !== undefined ? { ports: this.d.migrationPorts } : {}) })
+      // with multifd QEMU leaves `setup` only once every channel is in (each reads the key at its handshake)
       void removeKeyWhenConnected(qmp, pskDir).then(() => { log.debug('migration key file removed', { pskDir }) })
-      return { host, port, identity: PSK_IDENTITY, key }
+      return { host, port, identity: PSK_IDENTITY, key, multifd }
     } catch (err) {
       await removePskDir(pskDir)
       throw err
@@ -417,10 +422,10 @@ export class MigrationService {
         control = hs
         qmp = q
         tl.stream('source.handshake', hs.times)
-        log.info('migrating live (TLS)', { target: m.target, to: `${hs.offer.host}:${hs.offer.port}` })
+        log.info('migrating live (TLS)', { target: m.target, to: `${hs.offer.host}:${hs.offer.port}`, multifd: hs.offer.multifd ?? 0 })
         if (!this.primed.has(id)) await setMigrationParameters(qmp, this.migrationOptions())
         creds = credsId()
-        await migrateTls(qmp, hs.offer, { keyParent: dir, credsId: creds })
+        await migrateTls(qmp, hs.offer, { keyParent: dir, credsId: creds, priority: hostTlsPriority() })
       } else {
         const listenSocket = join(dir, 'outgoing.sock')
         // the stream opens (a round trip to the target) while QMP connects and QEMU is told to migrate
@@ -600,6 +605,15 @@ async function waitForPath (path: string, timeoutMs: number, pollMs: number): Pr
     if (Date.now() > deadline) throw new Error(`the target QEMU did not open ${path} within ${timeoutMs} ms`)
     await sleep(pollMs)
   }
+}
+
+/** BLIXARD_MIGRATION_MULTIFD: multifd channels of a TLS migration into this node, 0..MAX_MULTIFD_CHANNELS (0: one stream). */
+export function multifdFromEnv (env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.BLIXARD_MIGRATION_MULTIFD
+  if (v == null || v === '') return DEFAULT_MULTIFD_CHANNELS
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n > MAX_MULTIFD_CHANNELS) throw new Error(`BLIXARD_MIGRATION_MULTIFD must be an integer 0..${MAX_MULTIFD_CHANNELS} (multifd channels; 0: one stream), got "${v}"`)
+  return n
 }
 
 /** BLIXARD_MIGRATION_TRANSPORT: tls (default) or stream. */

@@ -17,6 +17,8 @@ export interface MigrationProgress extends MigrationFigures {
   status: MigrationStatus
   setupTimeMs: number | null
   mbps: number | null
+  /** bytes the multifd channels carried (0 on one stream) */
+  multifdBytes: number
   /** QEMU's reason, when failed */
   error: string | null
 }
@@ -77,6 +79,7 @@ export function parseQueryMigrate (r: unknown): MigrationProgress {
     totalTimeMs: num(o['total-time']),
     setupTimeMs: num(o['setup-time']),
     mbps: num(ram.mbps),
+    multifdBytes: num(ram['multifd-bytes']) ?? 0,
     error: typeof o['error-desc'] === 'string' ? o['error-desc'] : null
   }
 }
@@ -112,7 +115,9 @@ export async function setMigrationParameters (qmp: QmpClient, opts: StartMigrati
   await qmp.execute('migrate-set-parameters', params)
   // MIGRATION events on every status change: waitForMigration sees the completion at once
   // instead of at its next poll (up to MIGRATION_POLL_MS later)
-  await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] })
+  // and multifd off: a QEMU that arrived by a multifd migration keeps it on, and a migration into a
+  // single socket would fail (node/migration/tls.ts turns it on again when the target offers it)
+  await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }, { capability: 'multifd', state: false }] })
 }
 
 /** Tells the source QEMU to migrate to a local socket, its parameters set already (setMigrationParameters). */

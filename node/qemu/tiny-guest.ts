@@ -27,6 +27,9 @@ export interface TinyGuestParams {
   vlan?: number
   /** after the ready marker, ping these and print BLIXARD-PING lines */
   ping?: string[]
+  /** after the ready marker, ping this address without end (a try every 200 ms) and print
+   * BLIXARD-PONG IP TRY for each reply: when traffic to a peer stops and when it resumes */
+  pingLoop?: string
   /** print BLIXARD-HEARTBEAT N on the console every this many ms */
   heartbeatMs?: number
 }
@@ -82,6 +85,13 @@ export function parsePings (text: string): Map<string, number> {
   return out
 }
 
+const PONG = /BLIXARD-PONG (\S+) (\d+)\r?\n/g
+
+/** The tries of the guest's ping loop (blix.pingloop) that had a reply from `target`, in order. */
+export function parsePongs (text: string, target: string): number[] {
+  return [...text.matchAll(PONG)].filter((m) => m[1] === target).map((m) => Number(m[2]))
+}
+
 export function tinyGuestParams (p: TinyGuestParams): string[] {
   const out: string[] = []
   const add = (k: string, v: string | undefined): void => {
@@ -99,6 +109,7 @@ export function tinyGuestParams (p: TinyGuestParams): string[] {
     out.push(`blix.vlan=${p.vlan}`)
   }
   if (p.ping != null && p.ping.length > 0) add('blix.ping', p.ping.join(','))
+  add('blix.pingloop', p.pingLoop)
   if (p.heartbeatMs != null) {
     if (!Number.isInteger(p.heartbeatMs) || p.heartbeatMs < 10 || p.heartbeatMs > 60_000) throw new QemuError('InvalidSpec', `blix.heartbeat must be 10..60000 ms: ${p.heartbeatMs}`)
     out.push(`blix.heartbeat=${p.heartbeatMs}`)

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { buildQemuArgv, isQemuFor, kernelParams, optValue, tscKhzFromCpuinfo, type QemuMachine, type HostFacts } from '../../node/qemu/cmdline.ts'
 import { QemuError } from '../../node/qemu/errors.ts'
 import { runtimePaths } from '../../node/qemu/paths.ts'
-import { tinyGuestParams, parseReadyMarker, parseDiskBoots, parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
+import { tinyGuestParams, parseReadyMarker, parseDiskBoots, parseHeartbeats, parsePongs } from '../../node/qemu/tiny-guest.ts'
 
 const rt = runtimePaths('/var/lib/blixard', 'vm-1')
 const vm: QemuMachine = { vmId: 'vm-1', vcpus: 2, memoryMiB: 128, boot: { kernel: '/boot/vmlinuz', initrd: '/g/tiny.cpio.gz', params: ['blix.ip=10.0.0.2/24'] } }
@@ -123,6 +123,10 @@ test('tiny guest parameters and console lines', () => {
   invalid(() => tinyGuestParams({ hostname: 'a b' }), /blix.hostname/)
   assert.equal(tinyGuestParams({ heartbeatMs: 50 }), ['blix.heartbeat=50'])
   invalid(() => tinyGuestParams({ heartbeatMs: 5 }), /blix.heartbeat must be 10..60000 ms: 5/)
+  assert.equal(tinyGuestParams({ pingLoop: '10.60.0.2' }), ['blix.pingloop=10.60.0.2'])
+  invalid(() => tinyGuestParams({ pingLoop: '10.60.0.2 x' }), /blix.pingloop/)
+  // replies of the ping loop by try, one target's only, whole lines only
+  assert.equal(parsePongs('BLIXARD-PONG 10.0.0.2 1\nBLIXARD-PONG 10.0.0.3 2\r\nBLIXARD-PONG 10.0.0.2 4\r\nBLIXARD-PONG 10.0.0.2 5', '10.0.0.2'), [1, 4])
   // whole lines only: the line being written at the end is not counted yet
   assert.equal(parseHeartbeats('x\nBLIXARD-HEARTBEAT 1\r\nBLIXARD-HEARTBEAT 2\nBLIXARD-HEARTBEAT 3'), [1, 2])
   assert.equal(parseReadyMarker('junk\nBLIXARD-GUEST-UP web 10.1.0.5 uptime=2.1 eth0=02:00:00:00:00:01 disks=[]\n'), { hostname: 'web', ip: '10.1.0.5' })

@@ -20,7 +20,8 @@ import { waitForText } from '../../node/qemu/file-tail.ts'
 import { QmpClient } from '../../node/qemu/qmp.ts'
 import { incomingArgs, queryMigrate, runState, setMigrationParameters, waitForMigration } from '../../node/qemu/migrate.ts'
 import { MigrationStreams, MigrationStreamError } from '../../node/migration/stream.ts'
-import { PSK_IDENTITY, clearTls, credsId, listenTls, migrateTls, migrationAddress, newPsk, parseTlsOffer, tcpUri, writePskDir } from '../../node/migration/tls.ts'
+import { AES_FIRST_PRIORITY, DEFAULT_MULTIFD_CHANNELS, PSK_IDENTITY, clearTls, credsId, hostTlsPriority, listenTls, migrateTls, migrationAddress, newPsk, parseTlsOffer, tcpUri, tlsPriorityFor, writePskDir } from '../../node/migration/tls.ts'
+import { multifdFromEnv } from '../../node/migration/service.ts'
 
 const MEMORY_MIB = 96
 const HEARTBEAT_MS = 100
@@ -47,7 +48,18 @@ async function launch (name: string, defer: boolean): Promise<Qemu> {
 
 test('a peer\'s offer is checked field by field; addresses are IPs, never names', () => {
   const key = newPsk()
-  assert.equal(parseTlsOffer({ host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key }), { host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key })
+  // an older target's offer names no multifd: one stream
+  assert.equal(parseTlsOffer({ host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key }), { host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key, multifd: 0 })
+  assert.equal(parseTlsOffer({ host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key, multifd: 2 }).multifd, 2)
+  assert.throws(() => parseTlsOffer({ host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key, multifd: 99 }), /multifd must be an integer 0\.\.8: 99/)
+  assert.throws(() => parseTlsOffer({ host: '10.0.0.2', port: 4444, identity: PSK_IDENTITY, key, multifd: '2' }), /multifd must be an integer/)
+  assert.is(multifdFromEnv({}), DEFAULT_MULTIFD_CHANNELS)
+  assert.is(multifdFromEnv({ BLIXARD_MIGRATION_MULTIFD: '0' }), 0)
+  assert.throws(() => multifdFromEnv({ BLIXARD_MIGRATION_MULTIFD: 'two' }), /BLIXARD_MIGRATION_MULTIFD must be an integer 0\.\.8/)
+  // AES-GCM first where the CPU has AES-NI and carry-less multiply, QEMU's default elsewhere
+  assert.is(tlsPriorityFor('processor\t: 0\nflags\t\t: fpu sse2 aes avx pclmulqdq\n'), AES_FIRST_PRIORITY)
+  assert.is(tlsPriorityFor('flags\t\t: fpu sse2 avx\n'), undefined)
+  assert.is(tlsPriorityFor(''), undefined)
   assert.throws(() => parseTlsOffer({ host: 'evil.example', port: 4444, identity: PSK_IDENTITY, key }), /host must be an IP address/)
   assert.throws(() => parseTlsOffer({ host: '10.0.0.2', port: 0, identity: PSK_IDENTITY, key }), /port must be an integer/)
   assert.throws(() => parseTlsOffer({ host: '10.0.0.2', port: 4444, identity: 'a,b', key }), /identity must match/)
@@ -69,7 +81,7 @@ test('handshake: the named source gets the offer; a stranger and the other trans
   const strangerStreams = new MigrationStreams(stranger)
   try {
     for (const h of [src, stranger]) await h.dial(dst.getMultiaddrs()[0])
-    const offer = { host: '127.0.0.1', port: 4444, identity: PSK_IDENTITY, key: newPsk() }
+    const offer = { host: '127.0.0.1', port: 4444, identity: PSK_IDENTITY, key: newPsk(), multifd: 2 }
     const answered = dstStreams.expect({ id: 'm1', allow: (p) => p.equals(src.peerId), offer: async () => offer, timeoutMs: 20_000 })
     answered.catch(() => {})
     const refused = await strangerStreams.handshakeTls({ id: 'm1', peer: dst.peerId }).then(() => null, (e: unknown) => e)
@@ -92,7 +104,7 @@ test('handshake: the named source gets the offer; a stranger and the other trans
   }
 })
 
-test('QEMU over its own TLS: a wrong key moves nothing; the key from the handshake moves the guest, which counts on', async () => {
+test('QEMU over its own TLS on multifd channels (the default): a wrong key moves nothing; the key from the handshake moves the guest, which counts on', async () => {
   guest = await buildTinyGuest()
   const src = await launch('src', false)
   const dst = await launch('dst', true)
@@ -105,20 +117,24 @@ test('QEMU over its own TLS: a wrong key moves nothing; the key from the handsha
     assert.is((await stat(pskDir)).mode & 0o777, 0o700)
     assert.is((await stat(join(pskDir, 'keys.psk'))).mode & 0o777, 0o600)
     assert.is(await readFile(join(pskDir, 'keys.psk'), 'utf8'), `${PSK_IDENTITY}:${key}\n`)
-    const port = await listenTls(dst.qmp, { host: '127.0.0.1', pskDir, credsId: credsId() })
+    const multifd = DEFAULT_MULTIFD_CHANNELS
+    const priority = hostTlsPriority()
+    const port = await listenTls(dst.qmp, { host: '127.0.0.1', pskDir, credsId: credsId(), multifd, priority })
     await setMigrationParameters(src.qmp, {})
 
     // someone who reached the port without the key: the TLS handshake fails, the guest stays
     const bad = credsId()
-    await migrateTls(src.qmp, { host: '127.0.0.1', port, identity: PSK_IDENTITY, key: newPsk() }, { keyParent: src.dir, credsId: bad })
+    await migrateTls(src.qmp, { host: '127.0.0.1', port, identity: PSK_IDENTITY, key: newPsk(), multifd }, { keyParent: src.dir, credsId: bad, priority })
     const failed = await waitForMigration(src.qmp, { pollMs: 20, timeoutMs: 30_000 }).then(() => null, (e: unknown) => e)
     assert.match(String(failed), /migration failed/)
     assert.is(await runState(src.qmp), 'running')
+    // nothing reached the target: it still waits for a migration, no byte of memory counted
+    assert.is(await runState(dst.qmp), 'inmigrate')
     await clearTls(src.qmp, bad)
 
     // the right key: the move completes, the target runs the guest, its counter continues
     const good = credsId()
-    await migrateTls(src.qmp, { host: '127.0.0.1', port, identity: PSK_IDENTITY, key }, { keyParent: src.dir, credsId: good })
+    await migrateTls(src.qmp, { host: '127.0.0.1', port, identity: PSK_IDENTITY, key, multifd }, { keyParent: src.dir, credsId: good, priority })
     const p = await waitForMigration(src.qmp, { pollMs: 20, timeoutMs: 60_000 })
     assert.is(p.status, 'completed')
     const last = Math.max(...parseHeartbeats(readFileSync(src.serialLog, 'utf8')))
@@ -127,7 +143,9 @@ test('QEMU over its own TLS: a wrong key moves nothing; the key from the handsha
     const first = parseHeartbeats(readFileSync(dst.serialLog, 'utf8'))[0]
     assert.ok(first > 1 && first <= last + 2, `the counter went on: ${last} on the source, ${first} first on the target`)
     assert.is((await queryMigrate(dst.qmp)).status, 'completed')
-    console.log(`  TLS-PSK migration of ${MEMORY_MIB} MiB: total ${p.totalTimeMs} ms, downtime ${p.downtimeMs} ms, ${(p.transferredBytes / 1048576).toFixed(1)} MiB`)
+    // the move went over the multifd channels: QEMU counts the bytes they carried
+    assert.ok(p.multifdBytes > 32 * 1048576, `multifd carried the pages: ${p.multifdBytes}`)
+    console.log(`  TLS-PSK migration of ${MEMORY_MIB} MiB on ${multifd} multifd channels (priority ${priority ?? 'QEMU default'}): total ${p.totalTimeMs} ms, downtime ${p.downtimeMs} ms, ${(p.transferredBytes / 1048576).toFixed(1)} MiB`)
   } finally {
     for (const q of [src, dst]) { q.child.kill('SIGKILL'); await q.qmp.close().catch(() => {}); await rm(q.dir, { recursive: true, force: true }) }
   }
