@@ -1,6 +1,8 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
-// The shebang sets a 4 MiB V8 young generation (idle RSS ~135 MiB instead of ~160; see
-// scripts/local-cluster.ts): GNU env (coreutils 8.30+) passes it with -S; the NixOS unit sets NODE_OPTIONS.
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=4 --v8-pool-size=1
+// The shebang sets the daemon's node flags and glibc's heap trim threshold, which bound its idle
+// RSS (why each: DAEMON_NODE_FLAGS and DAEMON_ENV in scripts/local-cluster.ts, which starts local
+// clusters, tests and benches with the same; keep them equal): GNU env (coreutils 8.30+) passes
+// them with -S; the NixOS unit sets NODE_OPTIONS and the variable.
 // Runs the TypeScript sources through tsx in a source checkout (tsx is a dev dependency), and the
 // compiled output (dist/, from `npm run build`) in an installed package, where tsx is absent.
 // BLIXARD_COMPILED=1 runs dist/ in a checkout too: the daemon as installed (bench:raft measures it;

@@ -292,9 +292,12 @@ in
         environment = {
           HOME = cfg.dataDir;
           XDG_CACHE_HOME = "${cfg.dataDir}/.cache";
-          # A 4 MiB V8 young generation (default 16): idle RSS ~135 MiB instead of ~160, at a small
-          # cost in write throughput (2 MiB: ~128 MiB, ~20% fewer writes/s; measured by bench:raft).
-          NODE_OPTIONS = "--max-semi-space-size=4";
+          # What bounds the daemon's idle RSS (bench:idle; why each: DAEMON_NODE_FLAGS and DAEMON_ENV
+          # in scripts/local-cluster.ts, the same flags as bin/blixard-node.js's shebang): a 4 MiB V8
+          # young generation (default 16), one V8 worker thread (default 4), and glibc's heap trim
+          # threshold fixed at its initial 128 KiB (it otherwise grows to 32 MiB and keeps freed heap).
+          NODE_OPTIONS = "--max-semi-space-size=4 --v8-pool-size=1";
+          MALLOC_TRIM_THRESHOLD_ = "131072";
         };
         serviceConfig = {
           ExecStart = "${cfg.package}/bin/blixard-node --config ${configFile}";

@@ -19,6 +19,26 @@ const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
 
 export interface LocalNode { name: string, dir: string, port: number, metricsPort: number, peerId: string, addr: string, proc: ChildProcess | null }
 
+/**
+ * The node (V8) flags every blixard-node runs with; bin/blixard-node.js's shebang and
+ * nixos/module.nix's NODE_OPTIONS carry the same (keep the three equal). Idle RSS (bench:idle,
+ * median of 3 compiled nodes): ~101 MiB with only the semi-space flag.
+ * - a 4 MiB young generation (V8's default is 16): ~25 MiB less idle RSS; 2 MiB saves another
+ *   ~4.5 MiB but costs ~20% write throughput in scavenges (bench:raft)
+ * - one V8 worker thread instead of 4 (--v8-pool-size): ~4 MiB less (the workers' stacks and
+ *   their malloc arenas); V8's background work (concurrent marking, sweeping, TurboFan jobs) on a
+ *   heap of ~40 MiB fits in one thread, and a host's cores belong to its guests
+ */
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--v8-pool-size=1']
+
+/**
+ * The environment every blixard-node runs with (the shebang and nixos/module.nix set it too).
+ * glibc raises its heap trim threshold up to 32 MiB as large blocks are freed (startup's module
+ * loading frees many), so the freed top of the heap is never returned; a fixed threshold of
+ * 128 KiB (its initial value) returns it: ~5 MiB less idle RSS.
+ */
+export const DAEMON_ENV: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: '131072' }
+
 export interface LocalClusterOptions {
   nodes?: number
   dir?: string
@@ -29,7 +49,7 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv
   /** write node logs to DIR/nodeN/log instead of inheriting stderr */
   logToFiles?: boolean
-  /** node (V8) flags for each blixard-node process; default a 4 MiB semi-space */
+  /** node (V8) flags for each blixard-node process; default DAEMON_NODE_FLAGS */
   nodeFlags?: string[]
   /** a command that execs node in place, e.g. ['ip', 'netns', 'exec', 'NS'] (a test's network namespace) */
   wrap?: string[]
@@ -71,9 +91,7 @@ export function removeEnvFile (c: { dir: string }): void {
 export function startNode (c: { keyFile: string, nodes: LocalNode[] }, node: LocalNode, o: LocalClusterOptions = {}): ChildProcess {
   const admins = o.admins ?? []
   const args = [
-    // a 4 MiB young generation (V8's default is 16): idle RSS ~135 MiB instead of ~160 (issue 3's
-    // target is 150 MB); 2 MiB saves another ~7 MiB but costs ~20% write throughput in scavenges
-    ...(o.nodeFlags ?? ['--max-semi-space-size=4']),
+    ...(o.nodeFlags ?? DAEMON_NODE_FLAGS),
     join(root, 'bin', 'blixard-node.js'),
     '--name', node.name,
     '--data-dir', node.dir,
@@ -89,8 +107,8 @@ export function startNode (c: { keyFile: string, nodes: LocalNode[] }, node: Loc
   const out = o.logToFiles === true ? openSync(join(node.dir, 'log'), 'a') : 'inherit'
   const wrap = o.wrap ?? []
   const proc = wrap.length > 0
-    ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', out, out], env: { ...process.env, ...o.env } })
-    : spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, ...o.env } })
+    ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', out, out], env: { ...process.env, ...DAEMON_ENV, ...o.env } })
+    : spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, ...DAEMON_ENV, ...o.env } })
   node.proc = proc
   return proc
 }
