@@ -17,7 +17,7 @@ import { ListAnswer, type RpcCallContext, type RpcHandlers } from './net/rpc.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { RaftService } from './raft-service.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { admissionRefusal, explainVm, migrationTarget } from './scheduler.ts'
+import { admissionRefusal, drainTargets, explainVm, migrationTarget } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
 import type { NodeConfig } from './config.ts'
@@ -207,7 +207,19 @@ export function createApi (d: ApiDeps): RpcHandlers {
     },
     'node.list': async (p) => { await read(p); return new ListAnswer(d.sm.each('nodes'), 'node.list') },
     'node.show': async (p) => { await read(p); return nodeRef(p.node) },
-    'node.drain': async (p, ctx) => await setNodeState(p.node, 'draining', p.idempotencyKey, ctx),
+    'node.drain': async (p, ctx) => {
+      await barrier()
+      const done = prior(p.idempotencyKey); if (done != null) return done.value as NodeRecord
+      const n = nodeRef(p.node)
+      if (p.force === true) return await propose({ type: 'UpdateNode', id: n.id, state: 'draining', force: true }, p.idempotencyKey, ctx) as NodeRecord
+      // checked here to answer at once with the reasons, and again on apply against the plan's
+      // premise (its target nodes still ready), which is what makes racing drains safe
+      const t = n.state === 'draining' ? { onto: [] } : drainTargets(d.sm.listNodes(), d.sm.listVms(), d.load.hints(), n)
+      if ('stranded' in t) {
+        throw new BlixardError('Conflict', `draining node ${n.name} would strand ${t.stranded.length} VM(s) that no other node can take now: ${t.stranded.join('; ')}; node ${n.name} was not drained`)
+      }
+      return await propose({ type: 'UpdateNode', id: n.id, state: 'draining', onto: t.onto }, p.idempotencyKey, ctx) as NodeRecord
+    },
     'node.undrain': async (p, ctx) => await setNodeState(p.node, 'ready', p.idempotencyKey, ctx),
     'vm.create': async (p, ctx) => {
       // Fail fast: a VM to be started that fits no node now is refused with the reason, unless the

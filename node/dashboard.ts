@@ -137,6 +137,7 @@ async function showVm (name) {
   const r = await fetch('/api/vm?vm=' + encodeURIComponent(name), { cache: 'no-store' });
   $('vm-detail').hidden = false;
   if (r.status === 404) { $('vm-title').textContent = 'VM ' + name + ' (gone)'; $('vm-actions').innerHTML = ''; $('vm-actions').dataset.key = ''; return }
+  if (!r.ok) { const e = await r.json().catch(() => null); $('err').textContent = 'VM view: ' + (e && e.error ? e.error.message : 'HTTP ' + r.status); return }
   const v = await r.json();
   vmShown = v;
   $('vm-title').textContent = 'VM ' + v.name;
@@ -171,7 +172,10 @@ function showNode (name) {
 let tick = 0;
 async function refresh () {
   try {
-    const s = await (await fetch('/api/state', { cache: 'no-store' })).json();
+    const r = await fetch('/api/state', { cache: 'no-store' });
+    const s = await r.json();
+    // a 429 (too many requests: node/http-limits.ts) says why in its body
+    if (!r.ok) throw new Error(s.error ? s.error.message : 'HTTP ' + r.status);
     state = s;
     const leader = s.nodes.find((n) => n.leader);
     $('summary').textContent = s.nodes.length + ' nodes, ' + s.vms.length + ' VMs, term ' + s.raft.term + ', leader ' + (leader ? leader.name : (s.raft.leader ?? 'none')) + ', applied ' + s.raft.applied + ' (served by ' + s.node.name + ')';

@@ -108,7 +108,9 @@ export function confChangeEventText (cc: AnyConfChange, name: (id: string) => st
 /** The last MAX_EVENTS events of this node: applied commands, and notes (events that are not
  * commands, such as autopilot decisions) which also go to live subscribers. */
 export class EventLog {
-  private readonly events: ClusterEvent[] = []
+  /** `ids`: a note kept with its peer ids, named when read (a joiner's membership note comes
+   * before its node registers: read later, it says node1, not …qUYm3zak3oUX) */
+  private readonly events: Array<ClusterEvent & { ids?: true }> = []
   private readonly noteListeners = new Set<(e: ClusterEvent) => void>()
   /** every VM's name by id: a DeleteVm is described after it applied, when the record is gone */
   private readonly vmNames = new Map<string, string>()
@@ -121,7 +123,10 @@ export class EventLog {
     for (const v of sm.listVms()) this.vmNames.set(v.id, v.spec.name)
   }
 
-  recent (): ClusterEvent[] { return this.events.slice() }
+  recent (): ClusterEvent[] {
+    const name = nodeName(this.sm)
+    return this.events.map((e) => e.ids === true ? { at: e.at, index: e.index, text: namesForIds(e.text, name) } : e)
+  }
 
   /** Called with every applied entry before anyone describes it (watchers of cluster.events too). */
   beforeDescribe (env: CommandEnvelope, r: ApplyResult): void {
@@ -161,14 +166,15 @@ export class EventLog {
   /** An event that is not a command (an autopilot decision, a membership change); node ids in it
    * are replaced by the nodes' names. */
   note (text: string, index = this.sm.applied()): void {
-    const e = { at: this.now(), index, text: namesForIds(text, nodeName(this.sm)) }
-    this.push(e)
+    const at = this.now()
+    this.push({ at, index, text, ids: true })
+    const e = { at, index, text: namesForIds(text, nodeName(this.sm)) }
     for (const fn of this.noteListeners) fn(e)
   }
 
   /** A membership change applied from the log (every node sees it). */
   confApplied (index: number, cc: AnyConfChange): void {
-    this.note(confChangeEventText(cc, nodeName(this.sm)), index)
+    this.note(confChangeEventText(cc, (id) => id), index)
   }
 
   subscribeNotes (fn: (e: ClusterEvent) => void): () => void {
@@ -176,7 +182,7 @@ export class EventLog {
     return () => { this.noteListeners.delete(fn) }
   }
 
-  private push (e: ClusterEvent): void {
+  private push (e: ClusterEvent & { ids?: true }): void {
     this.events.push(e)
     if (this.events.length > MAX_EVENTS) this.events.shift()
   }

@@ -3,12 +3,13 @@
 // (only when the config turns them on) the dashboard's signed actions on /api/prepare and
 // /api/submit (node/dashboard-actions.ts).
 import { createServer } from 'node:http'
-import type { Server } from 'node:http'
+import type { Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import type { Daemon } from './daemon.ts'
 import { dashboardHtml } from './dashboard.ts'
 import { handleAction } from './dashboard-actions.ts'
+import { HTTP_LIMITS, RequestLimiter } from './http-limits.ts'
 import { namesForIds } from './events.ts'
 import type { ClusterEvent } from './events.ts'
 import type { VmSpec } from '../protocols/model.ts'
@@ -167,15 +168,33 @@ export function checkRequestHost (headers: { host?: string, origin?: string }, l
   return null
 }
 
+/** 429 with why (JSON, as the page and the actions read errors) and when to retry. */
+function tooMany (res: ServerResponse, why: string, retryAfterS: number): void {
+  res.writeHead(429, { 'content-type': 'application/json', 'cache-control': 'no-store', 'retry-after': String(retryAfterS) })
+    .end(JSON.stringify({ error: { kind: 'Unavailable', message: `${why}; retry in ${retryAfterS} s` } }))
+}
+
 export async function startHttp (d: Daemon, host = '127.0.0.1'): Promise<HttpServer | null> {
   const port = d.cfg.metricsPort
   if (port == null) return null
   const extraHosts = d.cfg.httpAllowedHosts ?? []
-  const server: Server = createServer((req, res) => {
+  const limiter = new RequestLimiter()
+  const server: Server = createServer({ headersTimeout: HTTP_LIMITS.headersTimeoutMs, requestTimeout: HTTP_LIMITS.requestTimeoutMs }, (req, res) => {
     const url = (req.url ?? '/').split('?')[0]
     // before anything else, so a foreign host learns nothing of the state (not even a 404 list)
     const refused = checkRequestHost({ host: req.headers.host, origin: req.headers.origin }, host, extraHosts)
     if (refused != null) { res.writeHead(refused.status, { 'content-type': 'text/plain' }).end(refused.why); return }
+    // the endpoints that do work per request are bounded per client and for all (node/http-limits.ts)
+    const cls = url === '/api/state' || url === '/metrics' ? 'view' : url === '/api/vm' || (req.method === 'POST' && (url === '/api/prepare' || url === '/api/submit')) ? 'work' : null
+    if (cls !== null) {
+      const client = req.socket.remoteAddress ?? 'unknown'
+      const over = limiter.take(client, cls)
+      if (over != null) { tooMany(res, over.why, over.retryAfterS); return }
+      if (cls === 'work') {
+        if (!limiter.begin()) { tooMany(res, `too many requests in progress: at most ${HTTP_LIMITS.workInFlight} VM views and actions at once`, 1); return }
+        res.once('close', () => { limiter.end() })
+      }
+    }
     if (req.method === 'POST' && (url === '/api/prepare' || url === '/api/submit')) {
       void handleAction(url === '/api/prepare' ? 'prepare' : 'submit', req, res, { enabled: d.cfg.dashboardActions, api: d.api, sm: d.sm })
       return

@@ -240,6 +240,37 @@ export function migrationTarget (sm: StateMachine, load: LoadBoard, vm: VmRecord
   return { why: why.length === 0 ? 'there is no other node' : why.join('; ') }
 }
 
+/** Where the running VMs of `node` would go if it were drained now (the evacuation plan the
+ * scheduler would run, on committed state plus gossiped load): the nodes they land on, which a
+ * drain without --force carries (UpdateNode.onto) so that apply can refuse it if one of them
+ * stopped being ready in between; or the VMs that fit no other node, each with why (nodes by name). */
+export function drainTargets (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>, node: NodeRecord): { onto: string[] } | { stranded: string[] } {
+  const byId = new Map(vms.map((v) => [v.id, v]))
+  // another drain counting on this node while its VMs are still to move (apply refuses it too)
+  const counted = nodes.flatMap((o) => o.id !== node.id && o.state === 'draining' && (o.drainOnto ?? []).includes(node.id)
+    ? vms.filter((v) => v.assignedNode === o.id && v.desired === 'running').map((v) => `${v.spec.name} (on node ${o.name}, draining onto node ${node.name})`)
+    : [])
+  if (counted.length > 0) return { stranded: counted }
+  if (!vms.some((v) => v.assignedNode === node.id && v.desired === 'running')) return { onto: [] }
+  const plan = planEvacuation(clusterFromModel(nodes, vms, hints), node.id)
+  const onto = new Set<string>()
+  const stranded: string[] = []
+  const name = new Map(nodes.map((n) => [n.id, n.name]))
+  for (const m of plan.moves) {
+    const vm = byId.get(m.vmId)
+    if (vm === undefined || vm.desired !== 'running') continue
+    if (m.to !== null) { onto.add(m.to); continue }
+    // why: the verdicts for this VM alone on the other nodes (it may fit one alone, but not once
+    // the node's other VMs took the room)
+    const alone = placeOne(clusterFromModel(nodes.filter((n) => n.id !== node.id), vms.filter((v) => v.id !== vm.id), hints), requestFromVm(vm), {}, { explain: true })
+    const why = alone.nodeId !== null
+      ? `no room left on ${name.get(alone.nodeId) ?? alone.nodeId} once the node's other VMs moved`
+      : (alone.nodes ?? []).flatMap((v) => v.feasible ? [] : [`${name.get(v.nodeId) ?? v.nodeId}: ${v.reason.startsWith(`${v.filter}:`) ? v.reason : `${v.filter}: ${v.reason}`}`]).join(', ')
+    stranded.push(`${vm.spec.name} (${why === '' ? 'there is no other node' : why})`)
+  }
+  return stranded.length > 0 ? { stranded } : { onto: [...onto].sort() }
+}
+
 /** Why a new VM with this spec fits no node now (the reasons `vm explain` would give, nodes by
  * name), or null when some node fits. Judged on committed state plus gossiped load, like the
  * scheduler's own pass, so a create can be refused at once instead of waiting pending forever. */

@@ -32,6 +32,9 @@ export const COMMAND_LIMITS = {
   maxLeasesPerBatch: 4096,
   /** a lease longer than an hour is a mistake, not a setting */
   maxLeaseMs: 3_600_000,
+  /** the nodes a drain counts on to take its VMs (UpdateNode.onto): at most one per VM it moves,
+   * and more nodes than a cluster has */
+  maxDrainTargets: 4096,
   maxIdempotencyKeyLength: 128,
   /** an encoded envelope larger than this is refused (TooLarge) */
   maxCommandBytes: 256 * 1024,
@@ -238,6 +241,7 @@ const victimsProblem = (v: string[]): Problem | undefined =>
 export const SNAPSHOT_NAME = name
 const snapshotName = SNAPSHOT_NAME
 const snapshotCount = s.int(0, MAX_SAFE)
+const DRAIN_ONLY: Problem = { kind: 'InvalidCommand', message: () => 'force and onto go only with state draining' }
 const TAKEN_NEEDS: Problem = { kind: 'InvalidCommand', message: () => 'a taken report carries sizeBytes and path' }
 const NOT_ABSOLUTE: Problem = { kind: 'InvalidCommand', message: (p) => `${p} must be absolute` }
 export const SNAPSHOT_COMMANDS = [
@@ -261,7 +265,13 @@ export const SNAPSHOT_COMMANDS = [
 
 export const COMMAND = s.union('type', [
   s.obj({ type: s.tag('RegisterNode'), node: NODE_REGISTRATION }),
-  s.obj({ type: s.tag('UpdateNode'), id }, { labels, capacity: RESOURCES, addrs, capabilities, maxVms, state: s.oneOf(NODE_STATES) }),
+  /** state (drain, cordon, down) is an admin's. A drain without `force` carries `onto`: the nodes
+   * the node that prepared it found its running VMs fit (an evacuation plan); apply refuses the
+   * drain if the node holds running VMs and one of those is no longer ready, so of two drains
+   * racing for the same room at most one lands (storage/apply-nodes.ts). `force`: drain anyway,
+   * VMs that fit nowhere stop and wait pending. */
+  s.refine(s.obj({ type: s.tag('UpdateNode'), id }, { labels, capacity: RESOURCES, addrs, capabilities, maxVms, state: s.oneOf(NODE_STATES), force: s.bool(), onto: s.list(L.maxDrainTargets, id) }),
+    (c) => (c.force !== undefined || c.onto !== undefined) && c.state !== 'draining' ? DRAIN_ONLY : undefined),
   s.obj({ type: s.tag('RemoveNode'), id }),
   s.obj({ type: s.tag('CreateVm'), id, spec: VM_SPEC }, { desired: s.oneOf(VM_DESIRED_STATES) }),
   /** ifGeneration: apply only if the VM is still at this generation (GenerationMismatch otherwise), so a

@@ -39,6 +39,9 @@ export interface NodeRecord extends Omit<Infer<typeof NODE_REGISTRATION>, 'state
    * never compared with another host's clock (node/core/lease-rules.ts) */
   leaseRenewedAt?: number
   leaseExpiresAt?: number
+  /** while draining: the nodes its drain counted on to take its running VMs (UpdateNode.onto);
+   * another drain of one of them is refused while this node still holds such a VM */
+  drainOnto?: string[]
 }
 
 export const VM_DESIRED_STATES = ['running', 'stopped'] as const

@@ -263,7 +263,7 @@ export const PARAMS = {
   'cluster.status': s.obj({}, stale),
   'node.list': s.obj({}, stale),
   'node.show': s.obj({ node: ref }, stale),
-  'node.drain': s.obj({ node: ref }),
+  'node.drain': s.obj({ node: ref }, { force: s.bool() }),
   'node.undrain': s.obj({ node: ref }),
   'vm.create': s.obj({ spec }, { start: s.bool(), key: s.str(128, { min: 1 }), queue: s.bool() }),
   'vm.list': s.obj({}, { ...stale, node: ref }),

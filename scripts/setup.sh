@@ -29,7 +29,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# by content: a fresh checkout's lockfile is newer than node_modules without anything to install
+if [ ! -d node_modules ] || ! node scripts/deps-current.mjs; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -1,6 +1,6 @@
 // Node membership in the metadata (not Raft membership): register, update, remove.
 import type { Command } from '../protocols/commands.ts'
-import type { NodeRecord } from '../protocols/model.ts'
+import type { NodeRecord, VmRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { encodeCbor } from './codec.ts'
@@ -52,6 +52,8 @@ export function registerNode (ctx: ApplyContext, c: Cmd<'RegisterNode'>): NodeRe
 export function updateNode (ctx: ApplyContext, c: Cmd<'UpdateNode'>): NodeRecord {
   const old = ctx.tx.get<NodeRecord>('nodes', c.id)
   if (old === undefined) reject('NotFound', `node ${c.id} not found`)
+  // decided here, on apply, so that two drains racing for the same room cannot both land
+  if (c.state === 'draining' && old.state !== 'draining' && c.force !== true) strandingRefusal(ctx, old, c.onto ?? [])
   const rec: NodeRecord = { ...old, updatedAt: ctx.at }
   if (c.labels !== undefined) rec.labels = c.labels
   if (c.capacity !== undefined) rec.capacity = c.capacity
@@ -59,8 +61,42 @@ export function updateNode (ctx: ApplyContext, c: Cmd<'UpdateNode'>): NodeRecord
   if (c.capabilities !== undefined) rec.capabilities = c.capabilities
   if (c.maxVms !== undefined) rec.maxVms = c.maxVms
   if (c.state !== undefined) rec.state = c.state
+  if (c.state === 'draining' && old.state !== 'draining') rec.drainOnto = c.force === true ? [] : c.onto ?? []
+  if (c.state !== undefined && c.state !== 'draining') delete rec.drainOnto
   ctx.tx.put('nodes', c.id, rec)
   return rec
+}
+
+/** A drain without --force lands only if the node holds no VM meant to run, or every node its
+ * evacuation plan counted on (`onto`, computed where it was prepared: node/scheduler.ts
+ * drainTargets) is still ready and alive. Placement itself is not run here (storage imports only
+ * protocols/): this checks the plan's premise, which is what another drain, a cordon or a node's
+ * death changes in between. Deterministic: committed state only. */
+function strandingRefusal (ctx: ApplyContext, node: NodeRecord, onto: string[]): void {
+  const running = vmIdsOn(ctx.tx, node.id).flatMap((id) => {
+    const vm = ctx.tx.get<VmRecord>('vms', id)
+    return vm !== undefined && vm.desired === 'running' ? [vm] : []
+  })
+  const how = `node ${node.name} was not drained; check again (blixard node drain ${node.name}), or drain with --force: VMs that fit nowhere stop and wait pending`
+  // a node another drain counts on to take its VMs, while that node still holds one meant to run
+  for (const [, other] of ctx.tx.range<NodeRecord>('nodes')) {
+    if (other.id === node.id || other.state !== 'draining' || !(other.drainOnto ?? []).includes(node.id)) continue
+    const waiting = vmIdsOn(ctx.tx, other.id).find((id) => ctx.tx.get<VmRecord>('vms', id)?.desired === 'running')
+    if (waiting !== undefined) {
+      reject('Conflict', `draining node ${node.name} would strand VMs: node ${other.name} is draining onto it and still holds VM ${ctx.tx.get<VmRecord>('vms', waiting)?.spec.name ?? waiting}; ${how}`)
+    }
+  }
+  if (running.length === 0) return
+  if (onto.length === 0) {
+    reject('Conflict', `draining node ${node.name} would strand its ${running.length} running VM(s) (${running.slice(0, 3).map((v) => v.spec.name).join(', ')}${running.length > 3 ? ', …' : ''}): the drain names no node to take them; ${how}`)
+  }
+  for (const id of onto) {
+    const to = ctx.tx.get<NodeRecord>('nodes', id)
+    const state = to === undefined ? 'gone' : id === node.id ? 'the node being drained' : to.liveness === 'down' ? 'down' : to.state
+    if (state !== 'ready') {
+      reject('Conflict', `draining node ${node.name} would strand VMs: node ${to?.name ?? id}, which was to take them, is ${state === 'gone' ? 'no longer in the cluster' : `now ${state}`}; ${how}`)
+    }
+  }
 }
 
 export function removeNode (ctx: ApplyContext, c: Cmd<'RemoveNode'>): void {

@@ -80,7 +80,7 @@ export async function connect (opts: { peer?: string, peerId?: string, clusterKe
     }
     let client: RpcClient
     try {
-      client = await RpcClient.connect(host, target, { timeoutMs: opts.timeoutMs ?? 15_000 })
+      client = await connectRetrying(host, target, opts.timeoutMs ?? 15_000)
     } catch (err) {
       throw connectFailure(peerLabel, (err as Error).message)
     }
@@ -103,7 +103,7 @@ export async function connect (opts: { peer?: string, peerId?: string, clusterKe
       }
       peerLabel = wanted.toString()
       try {
-        client = await RpcClient.connect(host, wanted, { timeoutMs: opts.timeoutMs ?? 15_000 })
+        client = await connectRetrying(host, wanted, opts.timeoutMs ?? 15_000)
       } catch (err) {
         throw connectFailure(peerLabel, (err as Error).message)
       }
@@ -132,6 +132,25 @@ async function discover (host: BlixardHost, waitMs: number): Promise<PeerId | nu
   })
 }
 
+/** A node too loaded to finish the handshake within its inbound upgrade timeout resets the
+ * connection, as a node of another cluster does: dial again this many times, this far apart,
+ * before saying what the address may be (seen in the README tour at load 36: one `vm logs` of a
+ * healthy node was told it was not a Blixard node of this cluster). */
+const RESET_RETRIES = 2
+const RESET_RETRY_MS = 1000
+const RESET = /ECONNRESET|EPIPE|stream reset|Encryption failed/
+
+async function connectRetrying (host: BlixardHost, target: Parameters<typeof RpcClient.connect>[1], timeoutMs: number): Promise<RpcClient> {
+  for (let i = 0; ; i++) {
+    try {
+      return await RpcClient.connect(host, target, { timeoutMs })
+    } catch (err) {
+      if (i >= RESET_RETRIES || !RESET.test((err as Error).message)) throw err
+      await new Promise((resolve) => setTimeout(resolve, RESET_RETRY_MS))
+    }
+  }
+}
+
 /** What a dial's error text says about the other end, and what to do about it. */
 const NOTHING_LISTENS = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL/
 /** Garbage where libp2p expected its handshake (after the cluster key's encryption): the address
@@ -145,7 +164,8 @@ export function connectFailure (peer: string, detail: string): CliError {
       'Check the address and port (a node\'s libp2p port, e.g. 7001, not its dashboard port), that blixard-node runs there, or try another node with --peer.')
   }
   if (SPEAKS_OTHER.test(detail)) {
-    return new CliError('Unavailable', `${peer} answered, but not as a Blixard node of this cluster: either another service listens there, or a Blixard node whose cluster key differs from this CLI's (libp2p said: ${detail})`,
+    const busy = RESET.test(detail) ? `, or a Blixard node too loaded to finish the handshake in time (reset ${RESET_RETRIES + 1} times)` : ''
+    return new CliError('Unavailable', `${peer} answered, but not as a Blixard node of this cluster: either another service listens there, or a Blixard node whose cluster key differs from this CLI's${busy} (libp2p said: ${detail})`,
       'Check the address and port (a node\'s libp2p port, e.g. 7001, not its dashboard or metrics port), and that --cluster-key (or BLIXARD_CLUSTER_KEY_FILE) is the key of that node\'s cluster.')
   }
   return new CliError('Unavailable', `cannot reach the node ${peer}: ${detail}`,

@@ -690,23 +690,15 @@ async function drain (p: Parsed, out: Output): Promise<number> {
     const ref = need(p, 1, 'NODE')[0]
     const node = await client.call('node.show', { node: ref })
     const held = await client.call('vm.list', { node: node.id })
-    // a VM no other node can take would stop and wait, pending: say which and why, before acting
-    if (!bool(p, 'force')) {
-      const names = nodeNames(await client.call('node.list', { stale: true }))
-      const stranded: string[] = []
-      for (const v of held.filter((x) => x.desired === 'running')) {
-        const ex = await client.call('vm.explain', { vm: v.id })
-        const others = (ex.decision.nodes ?? []).filter((x) => x.nodeId !== node.id)
-        if (others.some((x) => x.feasible)) continue
-        const why = others.map((x) => `${names.get(x.nodeId) ?? shortId(x.nodeId)}: ${x.reason ?? x.filter ?? 'does not fit'}`).join(', ')
-        stranded.push(`${v.spec.name} (${why === '' ? 'no other node' : why})`)
+    // whether a VM would be stranded is decided by the cluster (the node that prepares the drain
+    // answers Conflict with the VMs and why; apply refuses a drain whose targets changed since)
+    const n = await mutate(client, invocationKey(p), 'node.drain', { node: node.id, ...(bool(p, 'force') ? { force: true } : {}) }).catch((e: unknown) => {
+      // the next step is room or --force, not a retry (the generic Conflict hint)
+      if (e instanceof BlixardError && e.kind === 'Conflict' && / would strand /.test(e.message)) {
+        throw new CliError('Conflict', e.message, `Free capacity or relax their constraints (blixard vm explain VM), or drain anyway with --force: they stop and stay pending until a node fits.`)
       }
-      if (stranded.length > 0) {
-        throw new CliError('Conflict', `draining node ${node.name} would strand ${stranded.length} VM(s) that no other node can take now: ${stranded.join('; ')}; node ${node.name} was not drained`,
-          `Free capacity or relax their constraints (blixard vm explain VM), or drain anyway with --force: they stop and stay pending until a node fits.`)
-      }
-    }
-    const n = await mutate(client, invocationKey(p), 'node.drain', { node: node.id })
+      throw e
+    })
     if (held.length === 0 && !bool(p, 'wait')) {
       // nothing to move: drained as soon as it is marked
       out.progress(`Node ${n.name} is drained: it holds no VMs, and takes no new ones until blixard node undrain ${n.name}.`)

@@ -66,8 +66,12 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
     throw new BlixardError('Internal', `the node prepared a ${cmd.type} of snapshot ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   }
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
-  if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state'].includes(k)))) {
+  if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state', 'force', 'onto'].includes(k)))) {
     throw new BlixardError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)
+  }
+  // --force is the admin's choice: a node may not add it (and so strand VMs in the admin's name)
+  if (cmd.type === 'UpdateNode' && (cmd.force === true) !== (params.force === true)) {
+    throw new BlixardError('Internal', `the node prepared a drain ${cmd.force === true ? 'with' : 'without'} --force for one ${params.force === true ? 'with' : 'without'} it: refusing to sign it`)
   }
 }
 

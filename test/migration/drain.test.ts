@@ -42,7 +42,7 @@ test('a draining node: running VMs leave live, MAX_LIVE_EVACUATIONS_PER_NODE at 
   assert.equal(await pass(h, now), [])
   assert.is(errorKind(h.run({ type: 'EvacuateVm', vm: 'v1', target: 'b' })), 'Conflict')
 
-  ok(h.run({ type: 'UpdateNode', id: 'a', state: 'draining' }))
+  ok(h.run({ type: 'UpdateNode', id: 'a', state: 'draining', onto: ['b', 'c'] }))
   const first = await pass(h, now)
   const live = first.filter((p) => p.cmd.type === 'EvacuateVm')
   const cold = first.filter((p) => p.cmd.type === 'AssignVm')

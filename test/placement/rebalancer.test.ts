@@ -54,7 +54,7 @@ test('apply refuses a rebalancing move within the cooldown of the VM\'s last mov
   assert.is(errorKind(r), 'Conflict')
   assert.match(r.ok ? '' : r.error.message, new RegExp(`the rebalancer waits ${REBALANCE_COOLDOWN_MS / 60_000} min between moves of one VM`))
   assert.ok(m.started > 0)
-  ok(h.run({ type: 'UpdateNode', id: 'a', state: 'draining' }))
+  ok(h.run({ type: 'UpdateNode', id: 'a', state: 'draining', onto: ['b'] }))
   const d = h.run({ type: 'RebalanceVm', vm: 'v', target: 'b', reason: 'x' })
   assert.match(d.ok ? '' : d.error.message, /not on a ready node/)
 })

@@ -186,6 +186,14 @@ test('admin recovery: a registered node\'s signed vote each; the admin is added 
   assert.ok(h.sm.isAdmin(admin.peerId), 'recovery adds; it removes nobody')
 })
 
+test('an admin that is not a peer id (admin add notapeerid) is refused on apply, whoever signed it', () => {
+  const h = cluster()
+  const r = h.run(h.signed(admin, { type: 'AddAdmin', peerId: 'notapeerid', name: 'x' }))
+  assert.is(r.ok, false)
+  if (!r.ok) { assert.is(r.error.kind, 'InvalidCommand'); assert.match(r.error.message, /"notapeerid" is not a libp2p peer id/) }
+  assert.not.ok(h.sm.isAdmin('notapeerid'))
+})
+
 test('the last admin cannot be removed, by itself either', () => {
   const h = cluster()
   const r = h.run(h.signed(admin, { type: 'RemoveAdmin', peerId: admin.peerId }))
