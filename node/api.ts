@@ -24,6 +24,7 @@ import { createResourceApi } from './api-resources.ts'
 import { missingRef } from '../storage/apply-vms.ts'
 import { createSchedApi, quotaRefusal } from './api-sched.ts'
 import { createSnapshotApi } from './api-snapshots.ts'
+import { createPoolApi } from './api-pools.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES, WATCH_MAX_QUEUED_CHANGES } from '../protocols/limits.ts'
 
@@ -186,6 +187,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
       ...createResourceApi({ sm: d.sm, read, barrier, write: async (cmd, key) => await write(cmd, key), defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
       ...createSchedApi({ sm: d.sm, load: d.load, now, read, write: async (cmd, key) => await write(cmd, key) }),
       ...createSnapshotApi({ sm: d.sm, read, barrier, prior, write: async (cmd, key) => await write(cmd, key), vmRef }),
+      ...createPoolApi({ sm: d.sm, read, barrier, prior, write: async (cmd, key) => await write(cmd, key) }),
       'cluster.status': async (p) => {
         await read(p)
         const raft = d.raft()
