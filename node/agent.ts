@@ -3,6 +3,7 @@
 // decision (node/agent-decide.ts) what to do about the VMs assigned here, and does it: starts,
 // stops, restarts (new spec generation, restart policy with backoff) and cleans up, and reports
 // observed status through Raft in batches. Hypervisor events report at once, between rounds.
+import { WARM_GUEST_PREFIX } from '../protocols/pools.ts'
 import type { VmRecord, VmPhase } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
@@ -30,6 +31,9 @@ export interface AgentDeps {
   /** a live migration this host takes part in holds the VM (node/migration/service.ts): the agent
    * neither restarts nor stops the source's guest, nor removes the target's waiting QEMU */
   migrating?: (vmId: string) => boolean
+  /** a warm pool guest of the VM's shape handed over to it, resumed (node/pools/service.ts), or
+   * null: asked before a first start, so a matching create runs without a boot */
+  claimWarm?: (vm: VmRecord) => Promise<{ guest: string, pool: string } | null>
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
@@ -89,7 +93,8 @@ export class Agent {
     const hv = this.d.hypervisor
     // the host first, the replicated state after it: both are then read in the same turn as the
     // migrating() checks below (a move that ended while list() ran had its new guest here cleaned up)
-    const guests = new Map((await hv.list()).map((s) => [s.vmId, s]))
+    // warm pool guests are the pool service's (node/pools/service.ts) until one is claimed
+    const guests = new Map((await hv.list()).filter((s) => !s.vmId.startsWith(WARM_GUEST_PREFIX)).map((s) => [s.vmId, s]))
     const vms = this.d.sm.listVms({ node: this.d.nodeId })
     const mine = new Map(vms.map((v) => [v.id, v]))
     const elsewhere = new Map<string, string | null>()
@@ -149,6 +154,9 @@ export class Agent {
         // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
         const name = this.d.sm.getNode(this.d.nodeId)?.name
         const hostName = name != null && /^[\w.-]{1,64}$/.test(name) ? name : undefined
+        // a first start of a VM a warm pool can serve: no boot, the guest runs once resumed
+        const warm = a.attempt.count <= 1 ? await this.d.claimWarm?.(vm) ?? null : null
+        if (warm != null) { this.report(vm, 'running', `claimed warm guest ${warm.guest} of pool ${warm.pool}: no boot`); return }
         this.report(vm, 'starting', a.reason)
         await hv.start({ vm, host: { ...host, ...(hostName != null ? { hostName } : {}) } })
       }

@@ -31,6 +31,7 @@ import type { VmRecord } from '../protocols/model.ts'
 import { hostView, startNodeHost, type NodeServices } from './host-services.ts'
 import { startExecution, type Execution } from './execution.ts'
 import { SNAPSHOT_COMMAND_TYPES } from '../protocols/snapshots.ts'
+import { POOL_COMMAND_TYPES } from '../protocols/pools.ts'
 import { WritePath } from './write-path.ts'
 import { effectsOf } from './apply-effects.ts'
 import { Loops } from './loops.ts'
@@ -175,6 +176,7 @@ export class Daemon {
     if (fx.kickMigrations) this.exec?.migrations.kick()
     if (fx.kickVolumes) this.exec?.volumes?.kick()
     if (r.ok && SNAPSHOT_COMMAND_TYPES.has(env.cmd.type)) this.exec?.snapshots.kick()
+    if (r.ok && POOL_COMMAND_TYPES.has(env.cmd.type)) this.exec?.pools.kick()
   }
 
   /** this node's RPC client to a peer (one per peer, reused) */

@@ -42,14 +42,14 @@ export function poolKey (name: string): string { return POOL_KEY_PREFIX + name }
 export const POOL_RANGE = { start: POOL_KEY_PREFIX, end: 'warmPool0' } as const
 
 /** Why a VM of this spec cannot be served by a pool guest (a pool guest is a plain tiny guest: no
- * disks, no network, no kernel parameters of its own), or null when it can. */
+ * volumes, no network, no kernel parameters of its own; diskGiB is not looked at: the QEMU driver
+ * gives a tiny guest no local disk either way), or null when it can. */
 export function unpoolable (spec: VmSpec): string | null {
   if (spec.hypervisor !== 'qemu') return `hypervisor ${spec.hypervisor}`
   if (spec.image.kind !== 'tiny') return `image ${spec.image.kind}`
   if (spec.volumes.length > 0) return 'volumes'
   if (spec.networks.length > 0) return 'networks'
   if (spec.kernelParams.length > 0) return 'kernel parameters'
-  if (spec.diskGiB > 0) return 'a local disk'
   return null
 }
 
