@@ -44,6 +44,9 @@ export class Agent {
   private again = false
   private readonly reported = new Map<string, Observed>()
   private readonly pending = new Map<string, Observed>()
+  /** the batch a ReportVmStatus carries now: neither pending nor committed yet, but reported (a
+   * round that missed it would report the same phase again, with its own reason over the one sent) */
+  private readonly inflight = new Map<string, Observed>()
   private readonly attempts = new Map<string, Attempts>()
   private readonly busy = new Set<string>()
   /** VMs this agent saw with desired 'stopped': a later desired 'running' is a start, whatever the policy */
@@ -103,6 +106,7 @@ export class Agent {
     for (const vm of vms) { const why = hv.cannotLaunch(vm); if (why != null) cannotLaunch.set(vm.id, why) }
     const lastReported = new Map<string, VmPhase>()
     for (const [id, o] of this.reported) lastReported.set(id, o.phase)
+    for (const [id, o] of this.inflight) lastReported.set(id, o.phase)
     for (const [id, o] of this.pending) lastReported.set(id, o.phase)
     const migrating = new Set([...mine.keys(), ...guests.keys()].filter((id) => this.d.migrating?.(id) === true))
     const actions = decide(
@@ -181,7 +185,7 @@ export class Agent {
 
   /** Queue an observed status; reports are sent in batches (one ReportVmStatus per flush). */
   private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string): void {
-    const prev = this.pending.get(vm.id) ?? this.reported.get(vm.id)
+    const prev = this.pending.get(vm.id) ?? this.inflight.get(vm.id) ?? this.reported.get(vm.id)
     if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation) return
     this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}) })
     this.d.log.info('vm status', { vmId: vm.id, name: vm.spec.name, phase, reason })
@@ -212,6 +216,7 @@ export class Agent {
   private async flushOnce (): Promise<number> {
     const batch = [...this.pending]
     this.pending.clear()
+    for (const [id, o] of batch) this.inflight.set(id, o)
     const at = this.now()
     const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) } }))
     try {
@@ -223,6 +228,8 @@ export class Agent {
       for (const [id, o] of batch) if (!this.pending.has(id)) this.pending.set(id, o)
       this.d.log.debug('status report not committed; will retry', { err })
       return 500
+    } finally {
+      for (const [id, o] of batch) if (this.inflight.get(id) === o) this.inflight.delete(id)
     }
     return 0
   }

@@ -86,7 +86,8 @@ export class WarmPoolService {
       if (st.state !== 'running') { out.push({ id: st.vmId, state: 'gone', ...shape }); continue }
       if (!st.ready) { out.push({ id: st.vmId, state: 'booting', ...shape }); continue }
       const q = await this.d.driver.qmp(st.vmId).then(async (c) => await c.execute('query-status') as { status?: string }).catch(() => null)
-      out.push({ id: st.vmId, state: q?.status === 'paused' ? 'paused' : 'ready', ...shape })
+      // no answer (its QEMU just ended, or QMP is busy): not claimable, not to be paused; the next pass looks again
+      out.push({ id: st.vmId, state: q == null ? 'booting' : q.status === 'paused' ? 'paused' : 'ready', ...shape })
     }
     return out
   }
