@@ -154,13 +154,14 @@ export class Agent {
       case 'start': {
         this.attempts.set(vm.id, a.attempt)
         this.stopSeen.delete(vm.id)
+        // a first start of a VM a warm pool can serve: no boot, the guest runs once resumed (first,
+        // before the host side: a VM a pool serves has no networks or volumes to bind)
+        const warm = a.attempt.count <= 1 ? await this.d.claimWarm?.(vm) ?? null : null
+        if (warm != null) { this.report(vm, 'running', `claimed warm guest ${warm.guest} of pool ${warm.pool}: no boot`); return }
         const host = await this.d.resources?.bindings(vm) ?? {}
         // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
         const name = this.d.sm.getNode(this.d.nodeId)?.name
         const hostName = name != null && /^[\w.-]{1,64}$/.test(name) ? name : undefined
-        // a first start of a VM a warm pool can serve: no boot, the guest runs once resumed
-        const warm = a.attempt.count <= 1 ? await this.d.claimWarm?.(vm) ?? null : null
-        if (warm != null) { this.report(vm, 'running', `claimed warm guest ${warm.guest} of pool ${warm.pool}: no boot`); return }
         this.report(vm, 'starting', a.reason)
         await hv.start({ vm, host: { ...host, ...(hostName != null ? { hostName } : {}) } })
       }

@@ -39,6 +39,9 @@ export class WarmPoolService {
   /** guest ids with an action running (boot, pause, remove, claim): planned around, never twice */
   private readonly busy = new Set<string>()
   private seq = 0
+  /** guests this service saw paused in its last look (or paused since): a claim picks from these
+   * without asking every guest's QMP again, in the create's latency */
+  private paused: WarmGuest[] = []
   private timer: NodeJS.Timeout | null = null
   private passing: Promise<void> | null = null
   private again = false
@@ -98,7 +101,9 @@ export class WarmPoolService {
   }
 
   private async pass (): Promise<void> {
-    const actions = planWarmPools(this.pools(), await this.guests(), this.busy)
+    const seen = await this.guests()
+    this.paused = seen.filter((g) => g.state === 'paused')
+    const actions = planWarmPools(this.pools(), seen, this.busy)
     const held = this.d.mayRun?.() ?? null
     for (const a of actions) {
       if (this.stopped) return
@@ -109,7 +114,11 @@ export class WarmPoolService {
         const id = warmGuestId(p.name, ++this.seq)
         await this.act(id, 'boot', a.reason, async () => { await this.d.driver.start(await this.launchSpec(id, p)) })
       } else if (a.kind === 'pause') {
-        await this.act(a.id, 'pause', a.reason, async () => { await (await this.d.driver.qmp(a.id)).execute('stop') })
+        await this.act(a.id, 'pause', a.reason, async () => {
+          await (await this.d.driver.qmp(a.id)).execute('stop')
+          const g = seen.find((x) => x.id === a.id)
+          if (g != null) this.paused = [...this.paused.filter((x) => x.id !== a.id), { ...g, state: 'paused' }]
+        })
       } else {
         await this.act(a.id, 'remove', a.reason, async () => { await this.d.driver.cleanup(a.id) })
       }
@@ -139,8 +148,11 @@ export class WarmPoolService {
     if (this.stopped || this.d.unsupported?.() != null) return null
     const pool = poolFor(vm.spec, this.d.sm.listWarmPools())
     if (pool == null) return null
-    const id = pickWarmGuest(pool.name, await this.guests(), this.busy)
+    // from what the last pass saw paused: a guest that died since fails the hand-over (NotRunning)
+    // and the VM boots as ever
+    const id = pickWarmGuest(pool.name, this.paused.filter((g) => g.vcpus === pool.vcpus && g.memoryMiB === pool.memoryMiB), this.busy)
     if (id == null) return null
+    this.paused = this.paused.filter((g) => g.id !== id)
     this.busy.add(id)
     try {
       await this.d.driver.claim(id, vm.id, vm.generation)
