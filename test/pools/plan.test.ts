@@ -14,6 +14,7 @@ import { MAX_WARM_BOOTING, MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, 
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { registerNode, spec } from '../storage/sm-fixtures.ts'
+import { checkPrepared } from '../../node/cli/signing.ts'
 
 const pool = (name: string, size: number, over: Partial<WarmPoolRecord> = {}): WarmPoolRecord => ({ name, vcpus: 1, memoryMiB: 96, size, setAt: 0, ...over })
 const g = (id: string, state: WarmGuest['state'], over: Partial<WarmGuest> = {}): WarmGuest => ({ id, state, vcpus: 1, memoryMiB: 96, ...over })
@@ -104,6 +105,17 @@ test('SetWarmPool / DeleteWarmPool: admin-signed, checked, recorded in Raft', ()
   refused(run(admin, { type: 'DeleteWarmPool', name: 'nope' }), 'NotFound', /no warm pool named nope/)
   assert.ok(run(admin, { type: 'DeleteWarmPool', name: 'fn' }).ok)
   assert.equal(sm.listWarmPools(), [])
+})
+
+test('the CLI signs only the pool it was asked for (a node may not grow, reshape or swap it)', () => {
+  const asked = { name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 }
+  checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked })
+  for (const over of [{ size: 16 }, { memoryMiB: 4096 }, { vcpus: 8 }, { name: 'other' }]) {
+    assert.throws(() => { checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked, ...over }) }, /refusing to sign/, JSON.stringify(over))
+  }
+  checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'fn' })
+  assert.throws(() => { checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'prod' }) }, /refusing to sign/)
+  assert.throws(() => { checkPrepared('pool.set', asked, { type: 'DeleteWarmPool', name: 'fn' }) }, /refusing to sign/)
 })
 
 test.run()
