@@ -3,6 +3,7 @@
 // decision (node/agent-decide.ts) what to do about the VMs assigned here, and does it: starts,
 // stops, restarts (new spec generation, restart policy with backoff) and cleans up, and reports
 // observed status through Raft in batches. Hypervisor events report at once, between rounds.
+import { WARM_GUEST_PREFIX } from '../protocols/pools.ts'
 import type { VmRecord, VmPhase } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
@@ -30,6 +31,9 @@ export interface AgentDeps {
   /** a live migration this host takes part in holds the VM (node/migration/service.ts): the agent
    * neither restarts nor stops the source's guest, nor removes the target's waiting QEMU */
   migrating?: (vmId: string) => boolean
+  /** a warm pool guest of the VM's shape handed over to it, resumed (node/pools/service.ts), or
+   * null: asked before a first start, so a matching create runs without a boot */
+  claimWarm?: (vm: VmRecord) => Promise<{ guest: string, pool: string } | null>
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
@@ -40,6 +44,9 @@ export class Agent {
   private again = false
   private readonly reported = new Map<string, Observed>()
   private readonly pending = new Map<string, Observed>()
+  /** the batch a ReportVmStatus carries now: neither pending nor committed yet, but reported (a
+   * round that missed it would report the same phase again, with its own reason over the one sent) */
+  private readonly inflight = new Map<string, Observed>()
   private readonly attempts = new Map<string, Attempts>()
   private readonly busy = new Set<string>()
   /** VMs this agent saw with desired 'stopped': a later desired 'running' is a start, whatever the policy */
@@ -89,7 +96,8 @@ export class Agent {
     const hv = this.d.hypervisor
     // the host first, the replicated state after it: both are then read in the same turn as the
     // migrating() checks below (a move that ended while list() ran had its new guest here cleaned up)
-    const guests = new Map((await hv.list()).map((s) => [s.vmId, s]))
+    // warm pool guests are the pool service's (node/pools/service.ts) until one is claimed
+    const guests = new Map((await hv.list()).filter((s) => !s.vmId.startsWith(WARM_GUEST_PREFIX)).map((s) => [s.vmId, s]))
     const vms = this.d.sm.listVms({ node: this.d.nodeId })
     const mine = new Map(vms.map((v) => [v.id, v]))
     const elsewhere = new Map<string, string | null>()
@@ -98,6 +106,7 @@ export class Agent {
     for (const vm of vms) { const why = hv.cannotLaunch(vm); if (why != null) cannotLaunch.set(vm.id, why) }
     const lastReported = new Map<string, VmPhase>()
     for (const [id, o] of this.reported) lastReported.set(id, o.phase)
+    for (const [id, o] of this.inflight) lastReported.set(id, o.phase)
     for (const [id, o] of this.pending) lastReported.set(id, o.phase)
     const migrating = new Set([...mine.keys(), ...guests.keys()].filter((id) => this.d.migrating?.(id) === true))
     const actions = decide(
@@ -145,6 +154,10 @@ export class Agent {
       case 'start': {
         this.attempts.set(vm.id, a.attempt)
         this.stopSeen.delete(vm.id)
+        // a first start of a VM a warm pool can serve: no boot, the guest runs once resumed (first,
+        // before the host side: a VM a pool serves has no networks or volumes to bind)
+        const warm = a.attempt.count <= 1 ? await this.d.claimWarm?.(vm) ?? null : null
+        if (warm != null) { this.report(vm, 'running', `claimed warm guest ${warm.guest} of pool ${warm.pool}: no boot`); return }
         const host = await this.d.resources?.bindings(vm) ?? {}
         // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
         const name = this.d.sm.getNode(this.d.nodeId)?.name
@@ -173,7 +186,7 @@ export class Agent {
 
   /** Queue an observed status; reports are sent in batches (one ReportVmStatus per flush). */
   private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string): void {
-    const prev = this.pending.get(vm.id) ?? this.reported.get(vm.id)
+    const prev = this.pending.get(vm.id) ?? this.inflight.get(vm.id) ?? this.reported.get(vm.id)
     if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation) return
     this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}) })
     this.d.log.info('vm status', { vmId: vm.id, name: vm.spec.name, phase, reason })
@@ -204,6 +217,7 @@ export class Agent {
   private async flushOnce (): Promise<number> {
     const batch = [...this.pending]
     this.pending.clear()
+    for (const [id, o] of batch) this.inflight.set(id, o)
     const at = this.now()
     const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) } }))
     try {
@@ -215,6 +229,8 @@ export class Agent {
       for (const [id, o] of batch) if (!this.pending.has(id)) this.pending.set(id, o)
       this.d.log.debug('status report not committed; will retry', { err })
       return 500
+    } finally {
+      for (const [id, o] of batch) if (this.inflight.get(id) === o) this.inflight.delete(id)
     }
     return 0
   }

@@ -25,6 +25,7 @@ import { createResourceApi } from './api-resources.ts'
 import { missingRef } from '../storage/apply-vms.ts'
 import { createSchedApi, quotaRefusal } from './api-sched.ts'
 import { createSnapshotApi } from './api-snapshots.ts'
+import { createPoolApi } from './api-pools.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
 import { MAX_CONSOLE_INPUT_BYTES, WATCH_MAX_QUEUED_CHANGES } from '../protocols/limits.ts'
 
@@ -190,6 +191,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     ...createResourceApi({ sm: d.sm, read, barrier, write, defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
     ...createSchedApi({ sm: d.sm, load: d.load, now, read, write }),
     ...createSnapshotApi({ sm: d.sm, read, barrier, prior, write, vmRef }),
+    ...createPoolApi({ sm: d.sm, read, barrier, prior, write }),
     'cluster.status': async (p) => {
       await read(p)
       const raft = d.raft()

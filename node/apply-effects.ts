@@ -1,10 +1,11 @@
 // What an applied command sets in motion on this node besides the state machine: learning a
 // registered node's addresses (so Raft can reach members it never discovered), waking the
 // scheduler for a new VM, the agent for anything that may change what runs here, and the migration,
-// volume and snapshot services for their commands. The decision
+// volume, snapshot and warm-pool services for their commands. The decision
 // is a pure function (effectsOf); node/daemon.ts carries it out.
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { SNAPSHOT_COMMAND_TYPES } from '../protocols/snapshots.ts'
+import { POOL_COMMAND_TYPES } from '../protocols/pools.ts'
 
 export interface AppliedEffects {
   /** a node whose addresses to learn from the state machine (not this one) */
@@ -17,13 +18,15 @@ export interface AppliedEffects {
   kickVolumes: boolean
   /** a VM snapshot to take, restore, delete or finish reporting (node/snapshots/) */
   kickSnapshots: boolean
+  /** a warm pool's settings changed: this host's pool service refills or drains (node/pools/) */
+  kickPools: boolean
 }
 
 const VOLUME_COMMANDS: ReadonlySet<string> = new Set(['CreateVolume', 'ResizeVolume', 'SnapshotVolume', 'DeleteVolume', 'ReportVolume', 'RegisterNode', 'UpdateNode', 'RemoveNode', 'MarkNodeDown'])
 const MIGRATION_COMMANDS: ReadonlySet<string> = new Set(['StartMigration', 'EvacuateVm', 'ReportMigration', 'CancelMigration', 'ExpireMigration', 'MarkNodeDown'])
 
 export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): AppliedEffects {
-  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false }
+  const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false, kickPools: false }
   if (!r.ok) return none
   const cmd = env.cmd
   const node = cmd.type === 'RegisterNode' ? cmd.node.id : cmd.type === 'UpdateNode' ? cmd.id : null
@@ -35,6 +38,7 @@ export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): 
     kickAgent: cmd.type !== 'ReportVmStatus' && cmd.type !== 'AddAdmin',
     kickMigrations: MIGRATION_COMMANDS.has(cmd.type),
     kickVolumes: VOLUME_COMMANDS.has(cmd.type),
-    kickSnapshots: SNAPSHOT_COMMAND_TYPES.has(cmd.type)
+    kickSnapshots: SNAPSHOT_COMMAND_TYPES.has(cmd.type),
+    kickPools: POOL_COMMAND_TYPES.has(cmd.type)
   }
 }

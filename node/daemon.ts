@@ -174,6 +174,7 @@ export class Daemon {
     if (fx.kickMigrations) this.exec?.migrations.kick()
     if (fx.kickVolumes) this.exec?.volumes?.kick()
     if (fx.kickSnapshots) this.exec?.snapshots.kick()
+    if (fx.kickPools) this.exec?.pools.kick()
   }
 
   /** this node's RPC client to a peer (one per peer, reused) */

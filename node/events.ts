@@ -68,6 +68,9 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'RestoreVm': return `VM ${name(c.vm)} restore from snapshot ${c.name} requested${tail}`
     case 'DeleteVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name} deleted${tail}`
     case 'ReportVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name}: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
+    // warm pools (issue 18)
+    case 'SetWarmPool': return `warm pool ${c.name} set: ${c.size} guest(s) of ${c.vcpus} vCPU × ${c.memoryMiB} MiB per node${tail}`
+    case 'DeleteWarmPool': return `warm pool ${c.name} deleted${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }
 }

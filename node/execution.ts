@@ -29,6 +29,7 @@ import { migrationAddress } from './migration/tls.ts'
 import type { BlixardHost } from './net/host.ts'
 import { VolumeReconciler } from './volumes/reconciler.ts'
 import { SnapshotService } from './snapshots/service.ts'
+import { WarmPoolService } from './pools/service.ts'
 
 export interface ExecutionDeps {
   id: string
@@ -59,6 +60,8 @@ export interface Execution {
   migrations: MigrationService
   /** VM memory snapshots this host holds: saves, restores, deletes (node/snapshots/service.ts) */
   snapshots: SnapshotService
+  /** warm pool guests this host keeps booted and paused for matching creates (node/pools/service.ts) */
+  pools: WarmPoolService
   /** carries out volume changes when this node is the volume reconciler; null without Ceph here */
   volumes: VolumeReconciler | null
   /** stops the loops; guests keep running (the next daemon re-adopts them) */
@@ -117,18 +120,25 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
     self: () => d.id, sm: d.sm, driver: qemu, dataDir: d.cfg.dataDir, propose, log: d.log.child({ part: 'snapshots' }),
     unsupported: () => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; memory snapshots need the QEMU driver' : null
   })
-  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId) || snapshots.holds(vmId), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
+  // warm pools: pre-booted paused guests a matching create is handed instead of a boot
+  const pools = new WarmPoolService({
+    sm: d.sm, driver: qemu, mayRun: () => ha.mayRun(), log: d.log.child({ part: 'pools' }),
+    unsupported: () => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; warm pools need the QEMU driver' : null
+  })
+  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId) || snapshots.holds(vmId), claimWarm: async (vm) => await pools.claim(vm), nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
   await agent.start()
   snapshots.start()
+  pools.start()
   const started = agent
   // volumes (node/volumes/): only a node with a Ceph client can be the one that makes the images
   const volumes = fencer == null ? null : new VolumeReconciler({ self: () => d.id, sm: d.sm, rbd: fencer, propose, log: d.log.child({ part: 'volumes' }) })
   volumes?.start()
   return {
-    scheduler, hypervisor, qemu, ha, agent: started, migrations, snapshots, volumes,
+    scheduler, hypervisor, qemu, ha, agent: started, migrations, snapshots, pools, volumes,
     stop: async () => {
       scheduler.stop()
       snapshots.stop()
+      await pools.stop()
       rebalancer?.stop()
       await volumes?.stop()
       ha.stop()

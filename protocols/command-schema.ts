@@ -10,6 +10,7 @@ import { BlixardError } from './errors.ts'
 import { JOIN_POLICIES, MIGRATION_REPORTS, VOLUME_REPORTS } from './commands.ts'
 import { MIGRATION_PHASES } from './migration-phases.ts'
 import { SNAPSHOT_REPORTS } from './snapshots.ts'
+import { MAX_WARM_POOL_SIZE } from './pools.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
 import { VM_LIMITS } from './vm-limits.ts'
@@ -261,6 +262,15 @@ export const SNAPSHOT_COMMANDS = [
   }), (c) => c.event === 'taken' && (c.sizeBytes === undefined || c.path === undefined) ? TAKEN_NEEDS : undefined)
 ] as const
 
+// ---- warm pools (issue 18): protocols/pools.ts holds the record and the hosts' decisions ----
+
+export const POOL_COMMANDS = [
+  /** an admin declares or resizes pool `name`: `size` pre-booted paused guests of this shape per node */
+  s.obj({ type: s.tag('SetWarmPool'), name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }),
+  /** an admin removes it: every host removes its guests of it */
+  s.obj({ type: s.tag('DeleteWarmPool'), name })
+] as const
+
 // ---- the commands (protocols/commands.ts derives Command from this) ----
 
 export const COMMAND = s.union('type', [
@@ -332,7 +342,8 @@ export const COMMAND = s.union('type', [
   /** the leader's rebalancing move (node/rebalancer.ts): a live migration of a running VM to a
    * less loaded node, refused within REBALANCE_COOLDOWN_MS of the VM's last move */
   s.obj({ type: s.tag('RebalanceVm'), vm: id, target: id, reason: text() }, { term }),
-  ...SNAPSHOT_COMMANDS
+  ...SNAPSHOT_COMMANDS,
+  ...POOL_COMMANDS
 ], (t) => `unknown command type ${typeof t === 'string' ? t.slice(0, 64) : typeof t}`)
 
 /** The `auth` field of an envelope: shape only (the signature is checked by protocols/auth.ts). */

@@ -21,6 +21,8 @@ import { SCHED_METHODS } from './rpc-sched.ts'
 import type { SchedMethods } from './rpc-sched.ts'
 import { SNAPSHOT_METHODS } from './rpc-snapshots.ts'
 import type { SnapshotMethods } from './rpc-snapshots.ts'
+import { POOL_METHODS } from './rpc-pools.ts'
+import type { PoolMethods } from './rpc-pools.ts'
 
 export const RPC_PROTOCOL = '/blixard/rpc/1'
 
@@ -107,7 +109,7 @@ export type VmWatchEvent =
   | { type: 'put', vm: VmRecord }
   | { type: 'delete', id: string }
 
-export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMethods {
+export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMethods, PoolMethods {
   'cluster.status': { params: P<'cluster.status'>, result: ClusterStatus }
   'node.list': { params: P<'node.list'>, result: NodeRecord[] }
   'node.show': { params: P<'node.show'>, result: NodeRecord }
@@ -314,6 +316,7 @@ export const METHODS: MethodTable = {
   ...RESOURCE_METHODS,
   ...SCHED_METHODS,
   ...SNAPSHOT_METHODS,
+  ...POOL_METHODS,
   'cluster.status': method('cluster.status', false, false),
   'node.list': method('node.list', false, false),
   'node.show': method('node.show', false, false),

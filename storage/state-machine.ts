@@ -2,6 +2,8 @@
 // Every entry is applied atomically together with the applied index (so a restart resumes exactly),
 // or rejected with a named error that changes nothing but the applied index.
 // Only envelope.at is a clock here; iteration is always in key order.
+import { deleteWarmPool, listPools, setWarmPool } from './apply-pools.ts'
+import type { WarmPoolRecord } from '../protocols/pools.ts'
 import { createHash } from 'node:crypto'
 import type { ApplyResult, BlixError, Command, CommandEnvelope } from '../protocols/commands.ts'
 import type { AdminRecord, NetworkRecord, NodeRecord, VmRecord, VolumeRecord } from '../protocols/model.ts'
@@ -94,6 +96,9 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'RestoreVm': return restoreVm(ctx, cmd)
     case 'DeleteVmSnapshot': return deleteVmSnapshot(ctx, cmd)
     case 'ReportVmSnapshot': return reportVmSnapshot(ctx, cmd)
+    // warm pools (issue 18): storage/apply-pools.ts
+    case 'SetWarmPool': return setWarmPool(ctx, cmd)
+    case 'DeleteWarmPool': return deleteWarmPool(ctx, cmd)
   }
 }
 
@@ -398,6 +403,9 @@ export class StateMachine {
   getNetwork (name: string): NetworkRecord | undefined { return this.kv.get<NetworkRecord>('networks', name) }
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
   /** VM memory snapshots, in (VM id, name) order; with `vm`, that VM's only. */
+  /** the declared warm pools, by name (issue 18) */
+  listWarmPools (): WarmPoolRecord[] { return listPools(this.kv) }
+
   listVmSnapshots (vm?: string): VmSnapshotRecord[] {
     return this.kv.range<VmSnapshotRecord>('vmSnapshots', vm === undefined ? {} : snapshotRange(vm)).map(([, v]) => v)
   }

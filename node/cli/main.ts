@@ -27,6 +27,7 @@ import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
 import { schedCommands } from './sched.ts'
 import { snapshotCommands } from './snapshots.ts'
+import { poolCommands } from './pools.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
 const GLOBAL: Record<string, FlagSpec> = {
@@ -572,7 +573,9 @@ const COMMANDS: Record<string, Command> = {
     }
   },
   // VM memory snapshots (issue 18): node/cli/snapshots.ts; after the other vm commands, so help lists them last
-  ...snapshotCommands({ withCluster, need, stale })
+  ...snapshotCommands({ withCluster, need, stale }),
+  // warm pools (issue 18): node/cli/pools.ts
+  ...poolCommands({ withCluster, need, stale })
 }
 
 /** `blixard vm console VM`: the console's output (vm.logs, following) on stdout, and what is typed

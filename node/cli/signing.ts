@@ -38,7 +38,10 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   // VM memory snapshots (issue 18)
   'vm.snapshot': ['SnapshotVm'],
   'vm.restore': ['RestoreVm'],
-  'vm.snapshotDelete': ['DeleteVmSnapshot']
+  'vm.snapshotDelete': ['DeleteVmSnapshot'],
+  // warm pools (issue 18)
+  'pool.set': ['SetWarmPool'],
+  'pool.delete': ['DeleteWarmPool']
 }
 
 /** Check that the prepared command is the one the admin asked for, as far as the request says. */
@@ -65,6 +68,11 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   if ((cmd.type === 'SnapshotVm' || cmd.type === 'RestoreVm' || cmd.type === 'DeleteVmSnapshot') && cmd.name !== params.name) {
     throw new BlixardError('Internal', `the node prepared a ${cmd.type} of snapshot ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   }
+  // the pool and its shape are what the admin typed: a node may not grow or reshape them
+  if (cmd.type === 'SetWarmPool' && (cmd.name !== params.name || cmd.vcpus !== params.vcpus || cmd.memoryMiB !== params.memoryMiB || cmd.size !== params.size)) {
+    throw new BlixardError('Internal', `the node prepared warm pool ${cmd.name} (${cmd.size} × ${cmd.vcpus} vCPU × ${cmd.memoryMiB} MiB), not what was asked: refusing to sign it`)
+  }
+  if (cmd.type === 'DeleteWarmPool' && cmd.name !== params.name) throw new BlixardError('Internal', `the node prepared the delete of warm pool ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)
   if (cmd.type === 'UpdateNode' && (cmd.state === undefined || Object.keys(cmd).some((k) => !['type', 'id', 'state', 'force', 'onto'].includes(k)))) {
     throw new BlixardError('Internal', `the node prepared an UpdateNode that changes more than the node's state: refusing to sign it`)

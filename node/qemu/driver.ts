@@ -84,6 +84,10 @@ export interface LaunchRecord {
   argv: string[]
   accel: Accel
   startedAt: number
+  /** the id the QEMU was launched under when it was handed to another since (claim(): a warm pool
+   * guest taken by a VM). Its command line still names that id and its QMP socket's old path, so
+   * re-adoption after a daemon restart matches the process by it. */
+  launchedAs?: string
 }
 
 export interface StartResult {
@@ -140,6 +144,13 @@ async function readJson<T> (path: string): Promise<T | null> {
 async function writeJsonAtomic (path: string, v: unknown): Promise<void> {
   await writeFile(`${path}.tmp`, JSON.stringify(v, null, 2) + '\n')
   await rename(`${path}.tmp`, path)
+}
+
+/** The id and QMP socket path a QEMU's command line names: its own, or those it was launched under
+ * before claim() handed it on. */
+function launchedAs (dataDir: string, vmId: string, record: LaunchRecord): { id: string, qmpSock: string } {
+  const id = record.launchedAs ?? vmId
+  return { id, qmpSock: runtimePaths(dataDir, id).qmpSock }
 }
 
 async function exists (path: string): Promise<boolean> {
@@ -260,6 +271,35 @@ export class QemuDriver {
     this.emit({ type: 'starting', vmId: spec.vmId, generation: spec.generation, pid })
     this.watch(l, false)
     return { pid, accel }
+  }
+
+  /** Hands the running, booted guest `from` over to id `to` at `generation` and resumes it (a warm
+   * pool guest claimed by a VM, node/pools/service.ts): its runtime dir is renamed (QEMU keeps its
+   * open files and sockets, which move with the dir), the launch record rewritten under the new id
+   * (naming the old one for re-adoption), and `cont` sent. No 'running' event: the caller reports.
+   * NotRunning when `from` has no booted QEMU; AlreadyRunning when `to` has one. */
+  async claim (from: string, to: string, generation: number): Promise<{ pid: number, ip: string | null }> {
+    this.assertOpen()
+    return await this.locked(from, async () => await this.locked(to, async () => {
+      const l = await this.find(from)
+      if (l == null || l.exit != null || !l.ready) throw new QemuError('NotRunning', `${from} has no booted qemu to hand over`)
+      const there = await this.find(to)
+      if (there != null) throw new QemuError('AlreadyRunning', `${to} already runs as pid ${there.pid}`)
+      const target = runtimePaths(this.dataDir, to)
+      await rm(target.dir, { recursive: true, force: true }) // what an earlier, ended guest of `to` left
+      await rename(l.paths.dir, target.dir)
+      this.live.delete(from)
+      l.vmId = to
+      l.paths = target
+      l.generation = generation
+      l.record = { ...l.record, spec: { ...l.record.spec, vmId: to, generation }, launchedAs: l.record.launchedAs ?? from }
+      this.live.set(to, l)
+      await writeJsonAtomic(target.specFile, l.record)
+      const qmp = await this.connectQmp(l, QMP_CONNECT_MS)
+      await qmp.execute('cont')
+      this.log.info('guest handed over', { from, vmId: to, pid: l.pid, generation })
+      return { pid: l.pid, ip: l.ip }
+    }))
   }
 
   /** Graceful stop: ACPI power button through QMP, then SIGKILL after the timeout. */
@@ -433,10 +473,11 @@ export class QemuDriver {
     if (record == null) return null
     let pid: number | null = null
     const fromFile = Number((await readFile(paths.pidFile, 'utf8').catch(() => '')).trim())
-    if (fromFile > 0 && await isOurQemu(fromFile, vmId, paths.qmpSock)) pid = fromFile
+    const as = launchedAs(this.dataDir, vmId, record)
+    if (fromFile > 0 && await isOurQemu(fromFile, as.id, as.qmpSock)) pid = fromFile
     else if (fromFile === 0 && !await exists(paths.exitFile)) {
       // a daemon that died between spawn and writing the pid file left no pid: scan
-      const found = await findQemuPids(vmId, paths.qmpSock)
+      const found = await findQemuPids(as.id, as.qmpSock)
       if (found.length > 1) this.log.error('several qemu processes for one VM', { vmId, pids: found })
       pid = found[0] ?? null
     }
@@ -564,7 +605,8 @@ export class QemuDriver {
 
   private async checkAdopted (l: Live): Promise<void> {
     if (l.exit != null || this.closed) return
-    if (await isOurQemu(l.pid, l.vmId, l.paths.qmpSock)) return
+    const as = launchedAs(this.dataDir, l.vmId, l.record)
+    if (await isOurQemu(l.pid, as.id, as.qmpSock)) return
     await this.onExit(l, null, null)
   }
 

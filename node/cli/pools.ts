@@ -1,0 +1,62 @@
+// CLI commands for warm pools (issue 18): `blixard pool set NAME --size N [--vcpus V] [--memory MiB]`,
+// `pool list`, `pool delete NAME`. The record goes through Raft (admin-signed); every host then keeps
+// that many pre-booted, paused guests of the shape, and a `vm create` of that shape (tiny image, no
+// volumes, networks or kernel parameters) is handed one of them instead of booting.
+import type { WarmPoolRecord } from '../../protocols/pools.ts'
+import { MAX_WARM_POOL_SIZE } from '../../protocols/pools.ts'
+import { int, UsageError } from './args.ts'
+import type { FlagSpec, Parsed } from './args.ts'
+import { EXIT } from './errors.ts'
+import { invocationKey, mutate } from './idempotent.ts'
+import { ago, table } from './format.ts'
+import type { CliHelpers } from './resources.ts'
+
+interface Out { json: boolean, data: (value: unknown, human: () => string) => void, progress: (line: string) => void }
+interface PoolCommand { summary: string, usage: string, flags?: Record<string, FlagSpec>, run: (p: Parsed, out: Out) => Promise<number> }
+
+/** the shape `vm create` gives a VM unless told otherwise, so a bare `pool set` serves bare creates */
+const DEFAULT_VCPUS = 1
+const DEFAULT_MEMORY_MIB = 128
+
+function shape (p: WarmPoolRecord): string { return `${p.vcpus} vCPU × ${p.memoryMiB} MiB` }
+
+export function poolCommands ({ withCluster, need, stale }: CliHelpers): Record<string, PoolCommand> {
+  return {
+    'pool set': {
+      summary: 'Declare or resize a warm pool: pre-booted paused guests per node that matching creates take',
+      usage: 'blixard pool set NAME --size N [--vcpus V] [--memory MiB] [--json]',
+      flags: {
+        size: { value: true, arg: 'N', help: `warm guests per node (0-${MAX_WARM_POOL_SIZE}; 0 keeps the pool and stops its guests)` },
+        vcpus: { value: true, arg: 'V', help: 'vCPUs of the guests (a create must ask for the same)', default: String(DEFAULT_VCPUS) },
+        memory: { value: true, arg: 'MiB', help: 'memory of the guests (a create must ask for the same)', default: String(DEFAULT_MEMORY_MIB) }
+      },
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const name = need(p, 1, 'NAME')[0]
+        const params = { name, size: int(p, 'size', -1, 0, MAX_WARM_POOL_SIZE), vcpus: int(p, 'vcpus', DEFAULT_VCPUS, 1), memoryMiB: int(p, 'memory', DEFAULT_MEMORY_MIB, 1) }
+        if (params.size < 0) throw new UsageError('pool set needs --size N')
+        const r = await mutate(client, invocationKey(p), 'pool.set', params)
+        out.data(r, () => `warm pool ${r.name}: ${r.size} guest(s) of ${shape(r)} per node (each host boots them in the background)`)
+        return EXIT.ok
+      })
+    },
+    'pool list': {
+      summary: 'The declared warm pools',
+      usage: 'blixard pool list [--json] [--stale]',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const pools = await client.call('pool.list', stale(p))
+        out.data(pools, () => pools.length === 0 ? 'no warm pools' : table(['name', 'per node', 'shape', 'set'], pools.map((x) => [x.name, String(x.size), shape(x), `${ago(Date.now() - x.setAt)} ago`])))
+        return EXIT.ok
+      })
+    },
+    'pool delete': {
+      summary: 'Remove a warm pool; every host stops and removes its guests of it',
+      usage: 'blixard pool delete NAME [--json]',
+      run: async (p, out) => await withCluster(p, async ({ client }) => {
+        const name = need(p, 1, 'NAME')[0]
+        const r = await mutate(client, invocationKey(p), 'pool.delete', { name })
+        out.data(r, () => `warm pool ${name} deleted (its guests are removed from every host)`)
+        return EXIT.ok
+      })
+    }
+  }
+}

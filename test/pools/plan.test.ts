@@ -1,0 +1,121 @@
+// Warm pools (issue 18): the hosts' pure decisions (protocols/pools.ts) as tables, and the two
+// commands through a real state machine with real signatures (storage/apply-pools.ts): only an
+// admin declares or deletes a pool, bad shapes are refused with the field named, a second pool of
+// one shape is refused (creates would only ever claim from the first).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
+import { seededSigner, signCommandSync } from '../../protocols/auth.ts'
+import type { SyncSigner } from '../../protocols/auth.ts'
+import { validateCommand } from '../../protocols/command-schema.ts'
+import type { WarmGuest, WarmPoolRecord } from '../../protocols/pools.ts'
+import type { VmSpec } from '../../protocols/model.ts'
+import { MAX_WARM_BOOTING, MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, unpoolable, warmGuestId } from '../../protocols/pools.ts'
+import { MemoryKv } from '../../storage/memory-kv.ts'
+import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { registerNode, spec } from '../storage/sm-fixtures.ts'
+import { checkPrepared } from '../../node/cli/signing.ts'
+
+const pool = (name: string, size: number, over: Partial<WarmPoolRecord> = {}): WarmPoolRecord => ({ name, vcpus: 1, memoryMiB: 96, size, setAt: 0, ...over })
+const g = (id: string, state: WarmGuest['state'], over: Partial<WarmGuest> = {}): WarmGuest => ({ id, state, vcpus: 1, memoryMiB: 96, ...over })
+const kinds = (a: ReturnType<typeof planWarmPools>): string[] => a.map((x) => x.kind === 'boot' ? `boot ${x.pool}` : `${x.kind} ${x.id}`)
+
+test('planWarmPools: what a host does, table', () => {
+  assert.is(MAX_WARM_BOOTING, 1, 'the table below assumes one boot at a time')
+  const rows: Array<[string, WarmPoolRecord[], WarmGuest[], string[], Set<string>?]> = [
+    ['empty pool: one boot at a time', [pool('p', 2)], [], ['boot p']],
+    ['one booting: wait for it', [pool('p', 2)], [g('warm.p.1', 'booting')], []],
+    ['booted: pause it, boot the next', [pool('p', 2)], [g('warm.p.1', 'ready')], ['pause warm.p.1', 'boot p']],
+    ['full and paused: nothing', [pool('p', 2)], [g('warm.p.1', 'paused'), g('warm.p.2', 'paused')], []],
+    ['dead guest: removed, and replaced', [pool('p', 1)], [g('warm.p.1', 'gone')], ['remove warm.p.1', 'boot p']],
+    ['shrunk: the newest goes (by sequence, .10 after .2)', [pool('p', 1)], [g('warm.p.10', 'paused'), g('warm.p.2', 'paused')], ['remove warm.p.10']],
+    ['deleted pool: all its guests go', [], [g('warm.p.1', 'paused'), g('warm.p.2', 'booting')], ['remove warm.p.1', 'remove warm.p.2']],
+    ['reshaped pool: old-shape guests go', [pool('p', 1, { memoryMiB: 128 })], [g('warm.p.1', 'paused')], ['remove warm.p.1', 'boot p']],
+    ['size 0 keeps the pool, no guests', [pool('p', 0)], [g('warm.p.1', 'paused')], ['remove warm.p.1']],
+    ['two pools share the one boot slot, by name', [pool('b', 1, { memoryMiB: 128 }), pool('a', 1)], [], ['boot a']],
+    ['a busy guest is left alone but counted', [pool('p', 1)], [g('warm.p.1', 'ready')], [], new Set(['warm.p.1'])],
+    ['not a pool guest id: removed', [pool('p', 1)], [g('warm.p.x', 'paused'), g('warm.p.1', 'paused')], ['remove warm.p.x']]
+  ]
+  for (const [what, pools, guests, want, busy] of rows) assert.equal(kinds(planWarmPools(pools, guests, busy)), want, what)
+})
+
+test('pickWarmGuest: the oldest paused guest of the pool, never a busy, booting or other pool\'s one', () => {
+  const gs = [g('warm.p.3', 'paused'), g('warm.p.12', 'paused'), g('warm.p.1', 'booting'), g('warm.q.1', 'paused'), g('warm.p.2', 'ready')]
+  assert.is(pickWarmGuest('p', gs), 'warm.p.3')
+  assert.is(pickWarmGuest('p', gs, new Set(['warm.p.3'])), 'warm.p.12')
+  assert.is(pickWarmGuest('p', gs, new Set(['warm.p.3', 'warm.p.12'])), null)
+  assert.is(pickWarmGuest('r', gs), null)
+})
+
+test('poolFor / unpoolable: a create matches a pool by shape, only a plain tiny guest', () => {
+  const pools = [pool('zz', 1), pool('big', 1, { memoryMiB: 512 }), pool('aa', 1), pool('none', 0, { memoryMiB: 256 })]
+  const base = { ...spec('web'), memoryMiB: 96 }
+  assert.is(poolFor(base, pools)?.name, 'aa', 'the first by name of the shape')
+  assert.is(poolFor({ ...base, memoryMiB: 512 }, pools)?.name, 'big')
+  assert.is(poolFor({ ...base, memoryMiB: 256 }, pools), null, 'a pool of size 0 serves nothing')
+  assert.is(poolFor({ ...base, memoryMiB: 200 }, pools), null)
+  const unfit: Array<[Partial<VmSpec>, string]> = [
+    [{ volumes: ['d'] }, 'volumes'], [{ networks: ['n'] }, 'networks'], [{ kernelParams: ['x=1'] }, 'kernel parameters'],
+    [{ image: { kind: 'kernel', kernel: '/k' } }, 'image kernel'], [{ hypervisor: 'firecracker' }, 'hypervisor firecracker']
+  ]
+  for (const [over, why] of unfit) {
+    assert.is(unpoolable({ ...base, ...over }), why)
+    assert.is(poolFor({ ...base, ...over }, pools), null, why)
+  }
+  assert.equal(parseWarmGuestId(warmGuestId('p-1', 7)), { pool: 'p-1', seq: 7 })
+  assert.is(parseWarmGuestId('3f2c1b8e-0000-4000-8000-000000000000'), null, 'a VM id is no pool guest')
+})
+
+const key = (n: number): SyncSigner => seededSigner(new Uint8Array(32).fill(n))
+const admin = key(31)
+const na = key(32)
+
+function cluster (): { sm: StateMachine, run: (s: SyncSigner, cmd: Command) => ApplyResult } {
+  const sm = new StateMachine(new MemoryKv())
+  let i = 0
+  const run = (s: SyncSigner, cmd: Command): ApplyResult => {
+    const v = validateCommand(cmd)
+    if (!v.ok) return { ok: false, error: v.error }
+    const env: CommandEnvelope = { cmd: v.cmd, at: (i + 1) * 1000, auth: signCommandSync(s, v.cmd, `n${i}`, i + 100) }
+    return sm.apply(++i, encodeEnvelope(env), 1)
+  }
+  assert.ok(run(na, { type: 'AddAdmin', peerId: admin.peerId, name: 'ops' }).ok)
+  assert.ok(run(na, registerNode(na.peerId, { name: 'a' })).ok)
+  return { sm, run }
+}
+
+function refused (r: ApplyResult, kind: string, re: RegExp): void {
+  assert.not.ok(r.ok, 'refused')
+  if (!r.ok) { assert.is(r.error.kind, kind, r.error.message); assert.match(r.error.message, re) }
+}
+
+test('SetWarmPool / DeleteWarmPool: admin-signed, checked, recorded in Raft', () => {
+  const { sm, run } = cluster()
+  refused(run(na, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 }), 'Unauthorized', /admin/)
+  assert.equal(sm.listWarmPools(), [], 'a node may not declare a pool')
+  const r = run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 })
+  assert.ok(r.ok)
+  assert.equal(sm.listWarmPools().map((p) => [p.name, p.vcpus, p.memoryMiB, p.size]), [['fn', 1, 96, 2]])
+  assert.ok(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 3 }).ok, 'a resize')
+  assert.is(sm.listWarmPools()[0].size, 3)
+  refused(run(admin, { type: 'SetWarmPool', name: 'other', vcpus: 1, memoryMiB: 96, size: 1 }), 'AlreadyExists', /fn already holds guests of 1 vCPU × 96 MiB/)
+  refused(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: MAX_WARM_POOL_SIZE + 1 }), 'InvalidSpec', /size/)
+  refused(run(admin, { type: 'SetWarmPool', name: 'Bad_Name', vcpus: 1, memoryMiB: 96, size: 1 }), 'InvalidSpec', /name/)
+  refused(run(na, { type: 'DeleteWarmPool', name: 'fn' }), 'Unauthorized', /admin/)
+  refused(run(admin, { type: 'DeleteWarmPool', name: 'nope' }), 'NotFound', /no warm pool named nope/)
+  assert.ok(run(admin, { type: 'DeleteWarmPool', name: 'fn' }).ok)
+  assert.equal(sm.listWarmPools(), [])
+})
+
+test('the CLI signs only the pool it was asked for (a node may not grow, reshape or swap it)', () => {
+  const asked = { name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 }
+  checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked })
+  for (const over of [{ size: 16 }, { memoryMiB: 4096 }, { vcpus: 8 }, { name: 'other' }]) {
+    assert.throws(() => { checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked, ...over }) }, /refusing to sign/, JSON.stringify(over))
+  }
+  checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'fn' })
+  assert.throws(() => { checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'prod' }) }, /refusing to sign/)
+  assert.throws(() => { checkPrepared('pool.set', asked, { type: 'DeleteWarmPool', name: 'fn' }) }, /refusing to sign/)
+})
+
+test.run()
