@@ -24,18 +24,20 @@ import { createServer } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { multiaddr } from '@multiformats/multiaddr'
-import { cpus, loadavg, tmpdir } from 'node:os'
+import { cpus, freemem, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encodeEnvelope } from '../storage/state-machine.ts'
 import { closedLoop, failoverProbe, median, processCpuMs } from './raft/load.ts'
 import type { LoadResult, WriteFn } from './raft/load.ts'
-import { etcdCluster, etcdLeader, etcdStatus, EtcdGrpc, putFrame } from './raft/etcd.ts'
+import { etcdCerts, etcdCluster, etcdLeader, etcdStatus, EtcdGrpc, putFrame } from './raft/etcd.ts'
 import type { EtcdCluster, EtcdMember } from './raft/etcd.ts'
 import { blixardCluster, clientHost, rpcTo, waitForCluster, adminWrite, rssMiB } from './raft/blixard.ts'
 import type { BlixardBench, Status } from './raft/blixard.ts'
 import type { BlixardHost } from '../node/net/host.ts'
 import type { RpcClient } from '../node/net/rpc.ts'
 import type { LocalNode } from '../scripts/local-cluster.ts'
+import { learnerCounts, learnerReport, learnerScale } from './raft/learners.ts'
+import type { LearnerLevel } from './raft/learners.ts'
 
 const argv = process.argv.slice(2)
 const opt = (name: string, dflt: string): string => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : dflt }
@@ -43,12 +45,16 @@ const JSON_OUT = argv.includes('--json')
 const DURATION_MS = 1000 * Number(opt('--duration', '5'))
 const WARMUP_MS = 1000 * Number(opt('--warmup', '1'))
 const LEVELS = opt('--clients', '1,16,256').split(',').map(Number)
-const TARGETS = opt('--targets', 'leader,follower').split(',') as Array<'leader' | 'follower'>
+// `--targets none` skips the throughput levels (e.g. to run only --learners or --cost-model)
+const TARGETS = opt('--targets', 'leader,follower').split(',').filter((t): t is 'leader' | 'follower' => t === 'leader' || t === 'follower')
 const FAILOVERS = Number(opt('--failovers', '3'))
 const JOIN = !argv.includes('--no-join')
 const FREEZE = !argv.includes('--no-freeze')
 const KEEP = argv.includes('--keep')
 const COMPILED = !argv.includes('--tsx')
+const LEARNERS = argv.includes('--learners') ? learnerCounts(opt('--learners', '')) : null
+const LEARNER_CLIENTS = Number(opt('--learner-clients', '16'))
+const ETCD_TLS = argv.includes('--etcd-tls')
 /** clients per connection (libp2p connection or HTTP/2 session) */
 const PER_CONN = 32
 const VALUE_BYTES = 256
@@ -77,34 +83,45 @@ async function freeBase (n: number, withMetrics: boolean): Promise<number> {
   throw new Error('no free ports')
 }
 
-interface Pair { target: string, clients: number, blixard: LoadResult, etcd: LoadResult }
+/** etcdTls: the same level against the etcd cluster with TLS (--etcd-tls) */
+interface Pair { target: string, clients: number, blixard: LoadResult, etcd: LoadResult, etcdTls?: LoadResult }
 
 async function main (): Promise<void> {
   const t0 = Date.now()
   const load0 = loadavg()[0]
   const dir = mkdtempSync(join(tmpdir(), 'blixard-bench-raft-'))
   const connsFor = (clients: number): number => Math.ceil(clients / PER_CONN)
-  const maxConns = Math.max(...LEVELS.map(connsFor))
+  const maxConns = Math.max(...(TARGETS.length > 0 ? LEVELS : []).map(connsFor), LEARNERS != null ? connsFor(LEARNER_CLIENTS) : 1)
+  const maxLearners = LEARNERS == null ? 0 : Math.max(...LEARNERS)
+  const totalNodes = 3 + (JOIN ? 1 : 0) + maxLearners
   let etcd: EtcdCluster | null = null
+  let etcdTls: EtcdCluster | null = null
   let bx: BlixardBench | null = null
   const hosts: BlixardHost[] = []
-  const stopAll = (): void => { etcd?.stop(); bx?.stop() }
+  const stopAll = (): void => { etcd?.stop(); etcdTls?.stop(); bx?.stop() }
   process.on('SIGINT', () => { stopAll(); process.exit(130) })
   try {
     // ---- start both clusters at once ----
     const eBase = await freeBase(6, false)
     etcd = etcdCluster(join(dir, 'etcd'), [...Array(6).keys()].map((i) => eBase + i))
     for (const m of etcd.members) etcd.start(m)
-    const bBase = await freeBase(4, true)
+    if (ETCD_TLS) {
+      const tBase = await freeBase(6, false)
+      etcdTls = etcdCluster(join(dir, 'etcd-tls'), [...Array(6).keys()].map((i) => tBase + i), etcdCerts(join(dir, 'etcd-certs'), ['e1', 'e2', 'e3']))
+      for (const m of etcdTls.members) etcdTls.start(m)
+    }
+    const bBase = await freeBase(totalNodes, true)
     if (COMPILED) {
       say('building the daemon (npm run build) to run it as installed')
       execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'ignore', 'inherit'] })
     }
-    bx = await blixardCluster(join(dir, 'blixard'), bBase, JOIN ? 4 : 3, 1 + maxConns, COMPILED ? { BLIXARD_COMPILED: '1' } : undefined)
+    bx = await blixardCluster(join(dir, 'blixard'), bBase, totalNodes, 1 + maxConns, COMPILED ? { BLIXARD_COMPILED: '1' } : undefined)
     const e = etcd
     const b = bx
     say(`dir ${dir}; etcd client ports ${eBase}.., blixard ports ${bBase}..; daemon ${COMPILED ? 'compiled (dist/)' : 'from sources (tsx)'}`)
     await etcdLeader(e)
+    const et = etcdTls
+    if (et != null) await etcdLeader(et)
     for (const id of b.admins) hosts.push(await clientHost(b.keyFile, id))
     const control = hosts[0]
     // libp2p accepts at most 5 new connections a second from one IP (inboundConnectionThreshold),
@@ -152,14 +169,23 @@ async function main (): Promise<void> {
         const conns = connsFor(clients)
         const el = await etcdLeader(e)
         const em = target === 'leader' ? el : e.members.find((m) => m !== el && m.proc != null) as EtcdMember
-        const sessions = await Promise.all([...Array(conns).keys()].map(async () => await EtcdGrpc.connect(em.clientPort)))
-        const ew: WriteFn[] = [...Array(clients).keys()].map((i) => {
-          let seq = 0
-          const s = sessions[i % conns]
-          return async () => { await s.put(putFrame(Buffer.from(`/bench/${target}/${clients}/${i}/${seq++}`), value)) }
-        })
-        const er = await closedLoop(ew, WARMUP_MS, DURATION_MS, () => sum(e.members.map((m) => processCpuMs(m.proc?.pid))))
-        for (const s of sessions) s.close()
+        const etcdLevel = async (c: EtcdCluster, em: EtcdMember): Promise<LoadResult> => {
+          const sessions = await Promise.all([...Array(conns).keys()].map(async () => await EtcdGrpc.connect(em.clientPort, em.tls)))
+          const ew: WriteFn[] = [...Array(clients).keys()].map((i) => {
+            let seq = 0
+            const s = sessions[i % conns]
+            return async () => { await s.put(putFrame(Buffer.from(`/bench/${target}/${clients}/${i}/${seq++}`), value)) }
+          })
+          const r = await closedLoop(ew, WARMUP_MS, DURATION_MS, () => sum(c.members.map((m) => processCpuMs(m.proc?.pid))))
+          for (const s of sessions) s.close()
+          return r
+        }
+        const er = await etcdLevel(e, em)
+        let tr: LoadResult | undefined
+        if (et != null) {
+          const tl = await etcdLeader(et)
+          tr = await etcdLevel(et, target === 'leader' ? tl : et.members.find((m) => m !== tl && m.proc != null) as EtcdMember)
+        }
 
         const bl = await bLeader()
         const bn = target === 'leader' ? bl : b.voters.find((n) => n !== bl && n.proc != null) as LocalNode
@@ -167,9 +193,9 @@ async function main (): Promise<void> {
         const bw: WriteFn[] = rpcs.map((c, i) => { const w = adminWrite(c, b.admins[1 + (i % conns)].peerId, `w${clients}-${i}`); return async () => { await w() } })
         const br = await closedLoop(bw, WARMUP_MS, DURATION_MS, () => sum(b.voters.map((n) => processCpuMs(n.proc?.pid))))
         await Promise.all(rpcs.map(async (c) => { await c.close() }))
-        pairs.push({ target, clients, blixard: br, etcd: er })
+        pairs.push({ target, clients, blixard: br, etcd: er, ...(tr != null ? { etcdTls: tr } : {}) })
         const line = (x: LoadResult): string => `${x.perSec.toFixed(0)}/s p50 ${x.p50Ms.toFixed(1)} p99 ${x.p99Ms.toFixed(1)} ms, servers ${x.serverCpuMsPerWrite.toFixed(2)} cpu-ms/write (${x.serverCpuPct.toFixed(0)}%), client ${x.clientCpuPct.toFixed(0)}%, ${x.errors} errors`
-        say(`${target} ${clients} clients: blixard ${line(br)}; etcd ${line(er)}`)
+        say(`${target} ${clients} clients: blixard ${line(br)}; etcd ${line(er)}${tr != null ? `; etcd TLS ${line(tr)}` : ''}`)
       }
     }
 
@@ -247,7 +273,20 @@ async function main (): Promise<void> {
       say(`frozen leader (SIGSTOP): blixard ${frozen.blixardMs.toFixed(0)} ms, etcd ${frozen.etcdMs.toFixed(0)} ms`)
     }
 
-    // ---- a 4th node joins as a learner ----
+    // ---- the replica set grows: nodes added as learners, leader CPU per write at each count ----
+    let learners: LearnerLevel[] | null = null
+    if (LEARNERS != null) {
+      const extra = b.nodes.slice(JOIN ? 4 : 3)
+      const perNode = Math.max(...b.voters.map((n) => rssMiB(n.proc?.pid ?? 0)))
+      const need = maxLearners * perNode * 1.3 // RSS grows under load
+      if (need > freemem() / 2 ** 20) say(`learners: ${maxLearners} more nodes may need ~${need.toFixed(0)} MiB, more than the ${(freemem() / 2 ** 20).toFixed(0)} MiB free`)
+      learners = await learnerScale({
+        b, extra, control, hosts: hosts.slice(1), admins: b.admins.slice(1).map((a) => a.peerId), perConn: PER_CONN,
+        clients: LEARNER_CLIENTS, warmupMs: WARMUP_MS, durationMs: DURATION_MS, leader: bLeader, say
+      }, LEARNERS)
+    }
+
+    // ---- a 4th node joins as a learner (after --learners: into the grown cluster) ----
     let joined: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null = null
     if (JOIN) {
       const n4 = b.nodes[3]
@@ -260,7 +299,7 @@ async function main (): Promise<void> {
       say(`4th node a learner ${joined.spawnToLearnerMs} ms after spawn (${joined.startedToLearnerMs ?? '?'} ms after its host started)`)
     }
 
-    report({ pairs, fo, frozen, rssB, rssE, idleCpu, join: joined, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
+    report({ pairs, fo, frozen, rssB, rssE, idleCpu, join: joined, learners, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
   } finally {
     await Promise.all(hosts.map(async (h) => { try { await h.stop() } catch { /* stopping anyway */ } }))
     stopAll()
@@ -326,6 +365,7 @@ interface Report {
   /** % of one core per member over 3 idle seconds */
   idleCpu: { blixard: number[], etcd: number[] }
   join: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null
+  learners: LearnerLevel[] | null
   commandBytes: number
   etcdPutBytes: number
   seconds: number
@@ -347,6 +387,7 @@ function report (r: Report): void {
     // as test/cluster counts it: from the moment the node is up (its host started), not from spawn
     join: r.join?.startedToLearnerMs == null ? null : { ms: r.join.startedToLearnerMs, want: '<= 5000 ms after the node is up', pass: r.join.startedToLearnerMs <= 5000 }
   }
+  const lrep = r.learners == null ? null : learnerReport(r.learners)
   if (JSON_OUT) {
     const out = {
       config: { daemon: COMPILED ? 'compiled' : 'tsx', durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000, clientsPerConnection: PER_CONN, valueBytes: VALUE_BYTES, blixardCommandBytes: r.commandBytes, etcdPutRequestBytes: r.etcdPutBytes, failoverTrials: r.fo.etcdMs.length },
@@ -356,6 +397,7 @@ function report (r: Report): void {
       idleRssMiB: { blixard: r.rssB, etcd: r.rssE, ratio: ratio(rssB, Math.max(...r.rssE)) },
       idleCpuPct: r.idleCpu,
       join: r.join,
+      ...(r.learners != null ? { learners: { clients: LEARNER_CLIENTS, levels: r.learners, target: lrep?.target ?? null } } : {}),
       targets,
       machine: { cores: cpus().length, loadAverage: r.load },
       seconds: r.seconds
@@ -399,6 +441,7 @@ function report (r: Report): void {
     `p99 at 256 ${targets.p99at256 == null ? '' : f(targets.p99at256.ratio, 2)}x (<= 2) ${mark(targets.p99at256)}; ` +
     `failover ${f(targets.failover.ratio, 2)}x (<= 1) ${mark(targets.failover)}; idle RSS ${f(rssB, 0)} MiB (<= 100) ${mark(targets.idleRss)}; ` +
     `learner ${targets.join == null ? '' : `${targets.join.ms} ms after up `}(<= 5000) ${mark(targets.join)}`)
+  if (lrep != null) lines.push('', ...lrep.lines)
   lines.push(`(${r.seconds.toFixed(0)} s in all; ${cpus().length} cores, 1-min load average ${r.load.map((x) => x.toFixed(1)).join(' → ')}: everything here shares them)`)
   process.stdout.write(lines.join('\n') + '\n')
 }
