@@ -385,13 +385,19 @@ function report (r: Report): void {
     failover: { ratio: ratio(foB, foE), want: '<= 1', pass: foB <= foE },
     idleRss: { mib: rssB, want: '<= 100 MiB', pass: rssB <= 100 },
     // as test/cluster counts it: from the moment the node is up (its host started), not from spawn
-    join: r.join?.startedToLearnerMs == null ? null : { ms: r.join.startedToLearnerMs, want: '<= 5000 ms after the node is up', pass: r.join.startedToLearnerMs <= 5000 }
+    join: r.join?.startedToLearnerMs == null ? null : { ms: r.join.startedToLearnerMs, want: '<= 5000 ms after the node is up', pass: r.join.startedToLearnerMs <= 5000 },
+    // issue 17: at 256 clients, >= 1.2x etcd running with TLS (the transport encryption Blixard always has)
+    tlsThroughput256: at256?.etcdTls == null ? null : { ratio: ratio(at256.blixard.perSec, at256.etcdTls.perSec), want: '>= 1.2', pass: ratio(at256.blixard.perSec, at256.etcdTls.perSec) >= 1.2 }
   }
   const lrep = r.learners == null ? null : learnerReport(r.learners)
   if (JSON_OUT) {
     const out = {
       config: { daemon: COMPILED ? 'compiled' : 'tsx', durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000, clientsPerConnection: PER_CONN, valueBytes: VALUE_BYTES, blixardCommandBytes: r.commandBytes, etcdPutRequestBytes: r.etcdPutBytes, failoverTrials: r.fo.etcdMs.length },
-      runs: r.pairs.map((p) => ({ ...p, ratio: { perSec: ratio(p.blixard.perSec, p.etcd.perSec), p50: ratio(p.blixard.p50Ms, p.etcd.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcd.p99Ms) } })),
+      runs: r.pairs.map((p) => ({
+        ...p,
+        ratio: { perSec: ratio(p.blixard.perSec, p.etcd.perSec), p50: ratio(p.blixard.p50Ms, p.etcd.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcd.p99Ms) },
+        ...(p.etcdTls != null ? { ratioTls: { perSec: ratio(p.blixard.perSec, p.etcdTls.perSec), p50: ratio(p.blixard.p50Ms, p.etcdTls.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcdTls.p99Ms) } } : {})
+      })),
       failover: { ...r.fo, blixardMedianMs: foB, etcdMedianMs: foE, ratio: ratio(foB, foE) },
       frozenLeader: { ...r.frozen, ratio: ratio(r.frozen.blixardMs, r.frozen.etcdMs) },
       idleRssMiB: { blixard: r.rssB, etcd: r.rssE, ratio: ratio(rssB, Math.max(...r.rssE)) },
@@ -405,33 +411,41 @@ function report (r: Report): void {
     process.stdout.write(JSON.stringify(out) + '\n')
     return
   }
-  const rows: Array<[string, number, number | null, number]> = []
+  // [figure, blixard, etcd, decimals, etcd with TLS (--etcd-tls; null: not measured)]
+  const rows: Array<[string, number, number | null, number, number | null]> = []
   const f = (x: number, d: number): string => Number.isFinite(x) ? x.toFixed(d) : '—'
+  const tlsCols = r.pairs.some((p) => p.etcdTls != null)
   for (const p of r.pairs) {
     const k = `${p.target.padEnd(8)} ${String(p.clients).padStart(3)} cl`
-    rows.push([`${k}  writes/s`, p.blixard.perSec, p.etcd.perSec, 0])
-    rows.push([`${k}  p50 ms`, p.blixard.p50Ms, p.etcd.p50Ms, 2])
-    rows.push([`${k}  p99 ms`, p.blixard.p99Ms, p.etcd.p99Ms, 2])
-    rows.push([`${k}  server cpu ms/write`, p.blixard.serverCpuMsPerWrite, p.etcd.serverCpuMsPerWrite, 2])
+    const t = p.etcdTls
+    rows.push([`${k}  writes/s`, p.blixard.perSec, p.etcd.perSec, 0, t?.perSec ?? null])
+    rows.push([`${k}  p50 ms`, p.blixard.p50Ms, p.etcd.p50Ms, 2, t?.p50Ms ?? null])
+    rows.push([`${k}  p99 ms`, p.blixard.p99Ms, p.etcd.p99Ms, 2, t?.p99Ms ?? null])
+    rows.push([`${k}  server cpu ms/write`, p.blixard.serverCpuMsPerWrite, p.etcd.serverCpuMsPerWrite, 2, t?.serverCpuMsPerWrite ?? null])
   }
-  rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0])
-  rows.push(['  of which new leader named ms', median(r.fo.blixardLeaderMs), median(r.fo.etcdLeaderMs), 0])
-  if (Number.isFinite(r.frozen.blixardMs)) rows.push(['failover ms, frozen leader (1 trial)', r.frozen.blixardMs, r.frozen.etcdMs, 0])
-  rows.push(['idle RSS MiB (max of 3 nodes)', rssB, Math.max(...r.rssE), 0])
-  rows.push(['idle CPU % of a core (max of 3)', Math.max(...r.idleCpu.blixard), Math.max(...r.idleCpu.etcd), 1])
-  if (r.join != null) rows.push(['4th node learner ms (from spawn)', r.join.spawnToLearnerMs, null, 0])
-  if (r.join?.startedToLearnerMs != null) rows.push(['4th node learner ms (from host up)', r.join.startedToLearnerMs, null, 0])
+  rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0, null])
+  rows.push(['  of which new leader named ms', median(r.fo.blixardLeaderMs), median(r.fo.etcdLeaderMs), 0, null])
+  if (Number.isFinite(r.frozen.blixardMs)) rows.push(['failover ms, frozen leader (1 trial)', r.frozen.blixardMs, r.frozen.etcdMs, 0, null])
+  rows.push(['idle RSS MiB (max of 3 nodes)', rssB, Math.max(...r.rssE), 0, null])
+  rows.push(['idle CPU % of a core (max of 3)', Math.max(...r.idleCpu.blixard), Math.max(...r.idleCpu.etcd), 1, null])
+  if (r.join != null) rows.push(['4th node learner ms (from spawn)', r.join.spawnToLearnerMs, null, 0, null])
+  if (r.join?.startedToLearnerMs != null) rows.push(['4th node learner ms (from host up)', r.join.startedToLearnerMs, null, 0, null])
   const lines = [
     `Raft writes on 127.0.0.1, 3 nodes each: blixard-node vs etcd ${'3.4'} (defaults, fsync on). ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warmup.`,
     `Each client: one write in flight on its own stream, ${PER_CONN} clients per connection. Value ${VALUE_BYTES} B (blixard command ${r.commandBytes} B, etcd PutRequest ${r.etcdPutBytes} B).`,
     '',
-    `${'figure'.padEnd(34)} ${'blixard'.padStart(10)} ${'etcd'.padStart(10)} ${'blixard/etcd'.padStart(13)}`
+    ...(tlsCols ? ['etcd TLS: a second etcd cluster with peer and client TLS (client certificates required), written over h2 with TLS (--etcd-tls).'] : []),
+    `${'figure'.padEnd(34)} ${'blixard'.padStart(10)} ${'etcd'.padStart(10)} ${'blixard/etcd'.padStart(13)}${tlsCols ? ` ${'etcd TLS'.padStart(10)} ${'blixard/TLS'.padStart(12)}` : ''}`
   ]
-  for (const [name, bv, ev, d] of rows) {
-    lines.push(`${name.padEnd(34)} ${f(bv, d).padStart(10)} ${(ev == null ? '—' : f(ev, d)).padStart(10)} ${(ev == null ? '—' : f(bv / ev, 2)).padStart(13)}`)
+  for (const [name, bv, ev, d, tv] of rows) {
+    lines.push(`${name.padEnd(34)} ${f(bv, d).padStart(10)} ${(ev == null ? '—' : f(ev, d)).padStart(10)} ${(ev == null ? '—' : f(bv / ev, 2)).padStart(13)}` +
+      (tlsCols ? ` ${(tv == null ? '—' : f(tv, d)).padStart(10)} ${(tv == null ? '—' : f(bv / tv, 2)).padStart(12)}` : ''))
   }
-  const errs = r.pairs.filter((p) => p.blixard.errors + p.etcd.errors > 0)
-  for (const p of errs) lines.push(`errors: ${p.target} ${p.clients} clients: blixard ${p.blixard.errors}${p.blixard.firstError != null ? ` (${p.blixard.firstError})` : ''}, etcd ${p.etcd.errors}${p.etcd.firstError != null ? ` (${p.etcd.firstError})` : ''}`)
+  const errs = r.pairs.filter((p) => p.blixard.errors + p.etcd.errors + (p.etcdTls?.errors ?? 0) > 0)
+  for (const p of errs) {
+    lines.push(`errors: ${p.target} ${p.clients} clients: blixard ${p.blixard.errors}${p.blixard.firstError != null ? ` (${p.blixard.firstError})` : ''}, etcd ${p.etcd.errors}${p.etcd.firstError != null ? ` (${p.etcd.firstError})` : ''}` +
+      (p.etcdTls != null ? `, etcd TLS ${p.etcdTls.errors}${p.etcdTls.firstError != null ? ` (${p.etcdTls.firstError})` : ''}` : ''))
+  }
   lines.push('')
   const trials = (w: number[], l: number[]): string => w.map((x, i) => `${x.toFixed(0)} (leader ${l[i].toFixed(0)})`).join(', ')
   lines.push(`failover trials ms, kill to first write (to new leader named): blixard ${trials(r.fo.blixardMs, r.fo.blixardLeaderMs)}; etcd ${trials(r.fo.etcdMs, r.fo.etcdLeaderMs)}`)
@@ -440,7 +454,8 @@ function report (r: Report): void {
   lines.push(`targets: writes at 256 clients ${targets.throughput256 == null ? '' : f(targets.throughput256.ratio, 2)}x etcd (>= 0.5) ${mark(targets.throughput256)}; ` +
     `p99 at 256 ${targets.p99at256 == null ? '' : f(targets.p99at256.ratio, 2)}x (<= 2) ${mark(targets.p99at256)}; ` +
     `failover ${f(targets.failover.ratio, 2)}x (<= 1) ${mark(targets.failover)}; idle RSS ${f(rssB, 0)} MiB (<= 100) ${mark(targets.idleRss)}; ` +
-    `learner ${targets.join == null ? '' : `${targets.join.ms} ms after up `}(<= 5000) ${mark(targets.join)}`)
+    `learner ${targets.join == null ? '' : `${targets.join.ms} ms after up `}(<= 5000) ${mark(targets.join)}` +
+    (targets.tlsThroughput256 == null ? '' : `; writes at 256 clients ${f(targets.tlsThroughput256.ratio, 2)}x etcd with TLS (>= 1.2) ${mark(targets.tlsThroughput256)}`))
   if (lrep != null) lines.push('', ...lrep.lines)
   lines.push(`(${r.seconds.toFixed(0)} s in all; ${cpus().length} cores, 1-min load average ${r.load.map((x) => x.toFixed(1)).join(' → ')}: everything here shares them)`)
   process.stdout.write(lines.join('\n') + '\n')
