@@ -17,7 +17,29 @@
 // from before the compiled mode, to compare with them).
 //
 // npm run bench:raft [-- --json] [--duration 5] [--warmup 1] [--clients 1,16,256]
-//   [--targets leader,follower] [--failovers 3] [--no-freeze] [--no-join] [--keep] [--tsx]
+//   [--targets leader,follower|none] [--failovers 3] [--no-freeze] [--no-join] [--keep] [--tsx]
+//   [--etcd-tls] [--learners N|0,5,15] [--learner-clients 16]
+//   [--cost-model] [--cost-clients 256] [--strace-seconds 3]
+//
+// Options for issue 17, all off by default (the default run is the one above):
+// --etcd-tls  a second etcd cluster, with peer and client TLS and client certificates required
+//     (CA, member and client certificates made with openssl, ECDSA P-256, SAN IP:127.0.0.1), runs
+//     every level too, written over h2 with TLS: the report gains an "etcd TLS" column and the
+//     target ">= 1.2x etcd with TLS at 256 clients" (Blixard's transport is always encrypted).
+// --learners N (or a list; up to 15)  after the other phases (before the 4th-node join), N more
+//     blixard-node processes join the way a new host does, in steps; at 0 and at each count, one
+//     closed loop of --learner-clients clients to the leader: the leader process's CPU per write,
+//     commit p50/p99, RSS, and the ratio to 0 with the target "leader CPU per write with N learners
+//     <= 2x with 0". Autopilot makes 5 of the 3+N nodes voters once 5 are healthy; the table says
+//     how many voters and learners each level had. Each node is ~100-140 MiB RSS: 15 add ~2 GiB.
+// --cost-model  after everything else, the main cluster stops and a fresh 3-node cluster runs under
+//     V8's sampling profiler (--cpu-prof); one level (--cost-clients to the leader) is measured and
+//     each node's main-thread samples in the recorded window are bucketed by stage from their script
+//     URL (bench/raft/cost.ts: RPC, auth, write path, Raft step, log + fsync, apply, transport, GC,
+//     other), against /proc's all-thread CPU; then strace -c -f on every node for --strace-seconds
+//     under the same load counts syscalls per committed Raft entry (socket writes and reads, fsyncs,
+//     epoll, futex). Profiler and ptrace slow the nodes: a breakdown, not a throughput figure.
+//     Needs strace; `--targets none --failovers 0 --no-freeze --no-join` runs it alone.
 import '../node/polyfill.ts'
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -37,6 +59,8 @@ import type { BlixardHost } from '../node/net/host.ts'
 import type { RpcClient } from '../node/net/rpc.ts'
 import type { LocalNode } from '../scripts/local-cluster.ts'
 import { learnerCounts, learnerReport, learnerScale } from './raft/learners.ts'
+import { bucketProfile, costReport, groupSyscalls, mainThreadCpuMs, monoUs, profileFlags, readProfile, scaleToCpu, STAGES, STRACE_ATTACH_MS, straceCounts } from './raft/cost.ts'
+import type { CostModel, NodeCost, Stage } from './raft/cost.ts'
 import type { LearnerLevel } from './raft/learners.ts'
 
 const argv = process.argv.slice(2)
@@ -55,6 +79,10 @@ const COMPILED = !argv.includes('--tsx')
 const LEARNERS = argv.includes('--learners') ? learnerCounts(opt('--learners', '')) : null
 const LEARNER_CLIENTS = Number(opt('--learner-clients', '16'))
 const ETCD_TLS = argv.includes('--etcd-tls')
+const COST = argv.includes('--cost-model')
+const COST_CLIENTS = Number(opt('--cost-clients', '256'))
+/** how long strace counts syscalls during the cost model's level */
+const STRACE_MS = 1000 * Number(opt('--strace-seconds', '3'))
 /** clients per connection (libp2p connection or HTTP/2 session) */
 const PER_CONN = 32
 const VALUE_BYTES = 256
@@ -97,8 +125,9 @@ async function main (): Promise<void> {
   let etcd: EtcdCluster | null = null
   let etcdTls: EtcdCluster | null = null
   let bx: BlixardBench | null = null
+  let profiled: BlixardBench | null = null
   const hosts: BlixardHost[] = []
-  const stopAll = (): void => { etcd?.stop(); etcdTls?.stop(); bx?.stop() }
+  const stopAll = (): void => { etcd?.stop(); etcdTls?.stop(); bx?.stop(); profiled?.stop() }
   process.on('SIGINT', () => { stopAll(); process.exit(130) })
   try {
     // ---- start both clusters at once ----
@@ -122,23 +151,7 @@ async function main (): Promise<void> {
     await etcdLeader(e)
     const et = etcdTls
     if (et != null) await etcdLeader(et)
-    for (const id of b.admins) hosts.push(await clientHost(b.keyFile, id))
-    const control = hosts[0]
-    // libp2p accepts at most 5 new connections a second from one IP (inboundConnectionThreshold),
-    // and every client here is 127.0.0.1: connect each host to each node up front, paced.
-    for (const h of hosts) {
-      await Promise.all(b.voters.map(async (n) => { for (let i = 0; i < 50; i++) { try { await h.dial(multiaddr(n.addr)); return } catch { await sleep(300) } } }))
-      await sleep(300)
-    }
-    const formedAt = Date.now()
-    await waitForCluster(control, b.voters[0], (s) => s.leader != null && s.voters.length === 3)
-    // every node must have applied the admins before it authorizes their writes
-    for (const n of b.voters) {
-      const c = await rpcTo(control, n)
-      const w = adminWrite(c, b.admins[0].peerId, 'ready')
-      for (let ok = false; !ok;) { try { await w(2_000); ok = true } catch { await sleep(200) } }
-      await c.close()
-    }
+    const { control, formedAt } = await connectHosts(b, hosts)
     say(`both clusters up (${((Date.now() - t0) / 1000).toFixed(1)} s; blixard formed in ${((Date.now() - formedAt) / 1000).toFixed(1)} s after etcd)`)
     const sample = encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: b.admins[1].peerId, name: 'w0-0-'.padEnd(110, 'x') }, at: Date.now(), key: crypto.randomUUID() })
 
@@ -299,7 +312,20 @@ async function main (): Promise<void> {
       say(`4th node a learner ${joined.spawnToLearnerMs} ms after spawn (${joined.startedToLearnerMs ?? '?'} ms after its host started)`)
     }
 
-    report({ pairs, fo, frozen, rssB, rssE, idleCpu, join: joined, learners, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
+    // ---- the cost model: a fresh cluster under the profiler, one level, then strace ----
+    let cost: CostModel | null = null
+    if (COST) {
+      // the main cluster and its clients stop first: the profiled cluster runs alone
+      for (const h of hosts.splice(0)) { try { await h.stop() } catch { /* stopping anyway */ } }
+      b.stop()
+      const profDir = join(dir, 'profiles')
+      const conns = connsFor(COST_CLIENTS)
+      const pb = await blixardCluster(join(dir, 'blixard-prof'), await freeBase(3, true), 3, 1 + conns, COMPILED ? { BLIXARD_COMPILED: '1' } : undefined, profileFlags(profDir))
+      profiled = pb
+      cost = await costModel(pb, hosts, profDir, conns, (w: RpcClient, i: number) => adminWrite(w, pb.admins[1 + (i % conns)].peerId, `c${i}`))
+    }
+
+    report({ pairs, fo, frozen, rssB, rssE, idleCpu, join: joined, learners, cost, commandBytes: sample.length, etcdPutBytes: putFrame(Buffer.from('/bench/leader/256/255/9999'), value).length - 5, seconds: (Date.now() - t0) / 1000, load: [load0, loadavg()[0]] })
   } finally {
     await Promise.all(hosts.map(async (h) => { try { await h.stop() } catch { /* stopping anyway */ } }))
     stopAll()
@@ -307,6 +333,106 @@ async function main (): Promise<void> {
     if (!KEEP) rmSync(dir, { recursive: true, force: true })
     else say(`kept ${dir}`)
   }
+}
+
+/**
+ * The cost model's run on a profiled cluster `pb` (its nodes write V8 CPU profiles into profDir on
+ * exit): one level of COST_CLIENTS clients to the leader, whose recorded window marks the samples
+ * that count; then strace -c on every node while the same load runs, against the Raft entries the
+ * leader applied meanwhile; then SIGTERM, so each node writes its profile, and the buckets.
+ */
+async function costModel (pb: BlixardBench, hosts: BlixardHost[], profDir: string, conns: number, writer: (c: RpcClient, i: number) => (timeoutMs?: number) => Promise<void>): Promise<CostModel> {
+  const { control } = await connectHosts(pb, hosts)
+  const mine = hosts.slice(hosts.length - pb.admins.length)
+  const st = await waitForCluster(control, pb.voters[0], (s) => s.leader != null)
+  const leader = pb.voters.find((n) => n.peerId === st.leader)
+  if (leader == null) throw new Error(`cost model: leader ${String(st.leader)} is not one of the profiled nodes`)
+  const nodes = [leader, ...pb.voters.filter((n) => n !== leader)]
+  const pids = nodes.map((n) => n.proc?.pid ?? 0)
+  const rpcs: RpcClient[] = await Promise.all([...Array(COST_CLIENTS).keys()].map(async (i) => await rpcTo(mine[1 + (i % conns)], leader)))
+  const ws: WriteFn[] = rpcs.map((c, i) => { const w = writer(c, i); return async () => { await w() } })
+  let from = 0
+  let to = 0
+  let cpu0: number[] = []
+  let cpu1: number[] = []
+  let main0: number[] = []
+  let main1: number[] = []
+  say(`cost model: ${COST_CLIENTS} clients to the profiled leader ${leader.name}`)
+  const r = await closedLoop(ws, WARMUP_MS, DURATION_MS, () => processCpuMs(leader.proc?.pid), undefined, {
+    start: () => { from = monoUs(); cpu0 = pids.map((p) => processCpuMs(p)); main0 = pids.map((p) => mainThreadCpuMs(p)) },
+    stop: () => { to = monoUs(); cpu1 = pids.map((p) => processCpuMs(p)); main1 = pids.map((p) => mainThreadCpuMs(p)) }
+  })
+  // syscalls: strace every thread of every node while the same load runs
+  const sc = await rpcTo(control, leader)
+  const applied = async (): Promise<number> => (await sc.call('cluster.status', { stale: true }, { timeoutMs: 5_000 })).applied
+  const bg = closedLoop(ws, 0, STRACE_ATTACH_MS + STRACE_MS + 3_000)
+  await sleep(500)
+  const traces = pids.map((pid, i) => straceCounts(pid, join(profDir, `strace-${nodes[i].name}.txt`)))
+  await sleep(STRACE_ATTACH_MS)
+  const a0 = await applied()
+  const s0 = performance.now()
+  await sleep(STRACE_MS)
+  const a1 = await applied()
+  let counts: Array<Record<string, number>>
+  try { counts = await Promise.all(traces.map(async (t) => await t.stop())) } catch (err) { say(`cost model: ${(err as Error).message}`); counts = pids.map(() => ({})) }
+  const straceMs = performance.now() - s0
+  await bg
+  await sc.close()
+  await Promise.all(rpcs.map(async (c) => { await c.close() }))
+  // SIGTERM: each node stops and writes its profile on exit
+  for (const n of nodes) n.proc?.kill('SIGTERM')
+  await Promise.race([Promise.all(nodes.map(async (n) => { await exited(n.proc) })), sleep(PROFILE_EXIT_WAIT_MS)])
+  const entries = a1 - a0
+  const out: NodeCost[] = nodes.map((n, i) => {
+    const prof = readProfile(profDir, pids[i])
+    if (prof == null) say(`cost model: ${n.name} (pid ${pids[i]}) wrote no profile into ${profDir}`)
+    const b = prof == null ? null : bucketProfile(prof, from, to)
+    const mainMsPerWrite = (main1[i] - main0[i]) / r.writes
+    const shares = b == null ? null : scaleToCpu(b, mainMsPerWrite)
+    const stageMsPerWrite = Object.fromEntries(STAGES.map((s) => [s, shares == null ? NaN : shares[s]])) as Record<Stage, number>
+    const sampled = b == null ? NaN : STAGES.reduce((a, s) => a + b.ms[s], 0) + b.idleMs
+    const procMsPerWrite = (cpu1[i] - cpu0[i]) / r.writes
+    const grouped = groupSyscalls(counts[i])
+    return {
+      role: i === 0 ? 'leader' as const : 'follower' as const,
+      name: n.name,
+      stageMsPerWrite,
+      idleShare: b == null ? NaN : b.idleMs / sampled,
+      procMsPerWrite,
+      mainMsPerWrite,
+      offMainMsPerWrite: procMsPerWrite - mainMsPerWrite,
+      syscallsPerWrite: Object.fromEntries(Object.entries(grouped).map(([g, c]) => [g, c / entries])),
+      syscalls: counts[i]
+    }
+  })
+  return { clients: COST_CLIENTS, writes: r.writes, perSec: r.perSec, windowMs: (to - from) / 1000, straceEntries: entries, straceMs, nodes: out }
+}
+
+/** How long profiled nodes get to stop after SIGTERM and write their profiles. */
+const PROFILE_EXIT_WAIT_MS = 30_000
+
+/** Client hosts, one per bench admin (pushed onto `hosts`; hosts[0] is the control host), connected
+ * to every voter, once the voters formed and every voter applied the admins. */
+async function connectHosts (b: BlixardBench, hosts: BlixardHost[]): Promise<{ control: BlixardHost, formedAt: number }> {
+  const mine: BlixardHost[] = []
+  for (const id of b.admins) { const h = await clientHost(b.keyFile, id); hosts.push(h); mine.push(h) }
+  const control = mine[0]
+  // libp2p accepts at most 5 new connections a second from one IP (inboundConnectionThreshold),
+  // and every client here is 127.0.0.1: connect each host to each node up front, paced.
+  for (const h of mine) {
+    await Promise.all(b.voters.map(async (n) => { for (let i = 0; i < 50; i++) { try { await h.dial(multiaddr(n.addr)); return } catch { await sleep(300) } } }))
+    await sleep(300)
+  }
+  const formedAt = Date.now()
+  await waitForCluster(control, b.voters[0], (s) => s.leader != null && s.voters.length === 3)
+  // every node must have applied the admins before it authorizes their writes
+  for (const n of b.voters) {
+    const c = await rpcTo(control, n)
+    const w = adminWrite(c, b.admins[0].peerId, 'ready')
+    for (let ok = false; !ok;) { try { await w(2_000); ok = true } catch { await sleep(200) } }
+    await c.close()
+  }
+  return { control, formedAt }
 }
 
 /** Starts now; answers ms until `elected()` first holds (polled every 10 ms, errors count as no). */
@@ -366,6 +492,7 @@ interface Report {
   idleCpu: { blixard: number[], etcd: number[] }
   join: { spawnToLearnerMs: number, startedToLearnerMs: number | null } | null
   learners: LearnerLevel[] | null
+  cost: CostModel | null
   commandBytes: number
   etcdPutBytes: number
   seconds: number
@@ -392,7 +519,7 @@ function report (r: Report): void {
   const lrep = r.learners == null ? null : learnerReport(r.learners)
   if (JSON_OUT) {
     const out = {
-      config: { daemon: COMPILED ? 'compiled' : 'tsx', durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000, clientsPerConnection: PER_CONN, valueBytes: VALUE_BYTES, blixardCommandBytes: r.commandBytes, etcdPutRequestBytes: r.etcdPutBytes, failoverTrials: r.fo.etcdMs.length },
+      config: { daemon: COMPILED ? 'compiled' : 'tsx', etcdTls: ETCD_TLS, learners: LEARNERS, costModel: COST ? { clients: COST_CLIENTS, straceS: STRACE_MS / 1000 } : null, durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000, clientsPerConnection: PER_CONN, valueBytes: VALUE_BYTES, blixardCommandBytes: r.commandBytes, etcdPutRequestBytes: r.etcdPutBytes, failoverTrials: r.fo.etcdMs.length },
       runs: r.pairs.map((p) => ({
         ...p,
         ratio: { perSec: ratio(p.blixard.perSec, p.etcd.perSec), p50: ratio(p.blixard.p50Ms, p.etcd.p50Ms), p99: ratio(p.blixard.p99Ms, p.etcd.p99Ms) },
@@ -403,6 +530,7 @@ function report (r: Report): void {
       idleRssMiB: { blixard: r.rssB, etcd: r.rssE, ratio: ratio(rssB, Math.max(...r.rssE)) },
       idleCpuPct: r.idleCpu,
       join: r.join,
+      ...(r.cost != null ? { costModel: r.cost } : {}),
       ...(r.learners != null ? { learners: { clients: LEARNER_CLIENTS, levels: r.learners, target: lrep?.target ?? null } } : {}),
       targets,
       machine: { cores: cpus().length, loadAverage: r.load },
@@ -457,6 +585,7 @@ function report (r: Report): void {
     `learner ${targets.join == null ? '' : `${targets.join.ms} ms after up `}(<= 5000) ${mark(targets.join)}` +
     (targets.tlsThroughput256 == null ? '' : `; writes at 256 clients ${f(targets.tlsThroughput256.ratio, 2)}x etcd with TLS (>= 1.2) ${mark(targets.tlsThroughput256)}`))
   if (lrep != null) lines.push('', ...lrep.lines)
+  if (r.cost != null) lines.push('', ...costReport(r.cost))
   lines.push(`(${r.seconds.toFixed(0)} s in all; ${cpus().length} cores, 1-min load average ${r.load.map((x) => x.toFixed(1)).join(' → ')}: everything here shares them)`)
   process.stdout.write(lines.join('\n') + '\n')
 }
