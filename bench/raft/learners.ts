@@ -155,6 +155,10 @@ export function learnerReport (levels: LearnerLevel[]): { lines: string[], targe
   const top = levels[levels.length - 1]
   if (base == null || top == null || top === base) return { lines, target: null }
   const ratio = top.leaderCpuMsPerWrite / base.leaderCpuMsPerWrite
+  if (!Number.isFinite(ratio)) {
+    lines.push(`target: leader CPU per write with ${top.added} learners <= 2x with 0: not measured (a level committed no write in its window; a longer --duration?)`)
+    return { lines, target: null }
+  }
   const target = { added: top.added, ratio, want: '<= 2', pass: ratio <= 2 }
   lines.push(`target: leader CPU per write with ${top.added} learners <= 2x with 0: ${f(ratio, 2)}x ${target.pass ? 'PASS' : 'MISS'} (${top.added} added nodes: ${top.voters} voters, ${top.learners} learners)`)
   return { lines, target }
