@@ -69,7 +69,8 @@ export interface LearnerRun {
 }
 
 /** Parses `--learners`: one count or a comma list; 0 is always measured first (the baseline). */
-export function learnerCounts (arg: string): number[] {
+export function learnerCounts (arg: string | undefined): number[] {
+  if (arg == null || arg.trim() === '') throw new Error(`--learners needs a count or a list (e.g. 15 or 0,5,15), from 0 to ${MAX_LEARNERS}`)
   const xs = arg.split(',').map((s) => Number(s.trim()))
   for (const x of xs) {
     if (!Number.isInteger(x) || x < 0 || x > MAX_LEARNERS) throw new Error(`--learners: ${JSON.stringify(arg)} must be counts from 0 to ${MAX_LEARNERS}, comma-separated`)
