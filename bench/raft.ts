@@ -365,8 +365,9 @@ async function costModel (pb: BlixardBench, hosts: BlixardHost[], profDir: strin
   // syscalls: strace every thread of every node while the same load runs
   const sc = await rpcTo(control, leader)
   const applied = async (): Promise<number> => (await sc.call('cluster.status', { stale: true }, { timeoutMs: 5_000 })).applied
-  const bg = closedLoop(ws, 0, STRACE_ATTACH_MS + STRACE_MS + 3_000)
-  await sleep(500)
+  // the load runs from before strace attaches until after it detaches (STRACE_LOAD_MARGIN_MS each side)
+  const bg = closedLoop(ws, 0, STRACE_ATTACH_MS + STRACE_MS + 6 * STRACE_LOAD_MARGIN_MS)
+  await sleep(STRACE_LOAD_MARGIN_MS)
   const traces = pids.map((pid, i) => straceCounts(pid, join(profDir, `strace-${nodes[i].name}.txt`)))
   await sleep(STRACE_ATTACH_MS)
   const a0 = await applied()
@@ -408,6 +409,8 @@ async function costModel (pb: BlixardBench, hosts: BlixardHost[], profDir: strin
   return { clients: COST_CLIENTS, writes: r.writes, perSec: r.perSec, windowMs: (to - from) / 1000, straceEntries: entries, straceMs, nodes: out }
 }
 
+/** Load time before strace attaches, and (several times over) after it detaches. */
+const STRACE_LOAD_MARGIN_MS = 500
 /** How long profiled nodes get to stop after SIGTERM and write their profiles. */
 const PROFILE_EXIT_WAIT_MS = 30_000
 
