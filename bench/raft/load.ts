@@ -19,6 +19,8 @@ export interface LoadResult {
    * committed write, and in % of one core. The cost figure that load on the machine does not skew. */
   serverCpuMsPerWrite: number
   serverCpuPct: number
+  /** the optional second CPU reading (allCpuMs) per committed write */
+  allCpuMsPerWrite?: number
   firstError?: string
 }
 
@@ -28,12 +30,15 @@ export function percentile (sorted: Float64Array, p: number): number {
   return sorted[i]
 }
 
+/** Called when the recorded window starts and ends (e.g. to mark a CPU profile's window). */
+export interface RecordHooks { start?: () => void, stop?: () => void }
+
 /**
  * Runs one closed loop per writer (each writer is one client: one write in flight at a time) for
  * warmupMs, unrecorded, then for durationMs, recorded. Writes still in flight at the end are
  * awaited but not counted.
  */
-export async function closedLoop (writers: WriteFn[], warmupMs: number, durationMs: number, serverCpuMs: () => number = () => NaN): Promise<LoadResult> {
+export async function closedLoop (writers: WriteFn[], warmupMs: number, durationMs: number, serverCpuMs: () => number = () => NaN, allCpuMs?: () => number, hooks: RecordHooks = {}): Promise<LoadResult> {
   let recording = false
   let stop = false
   let lat = new Float64Array(1 << 16)
@@ -57,14 +62,18 @@ export async function closedLoop (writers: WriteFn[], warmupMs: number, duration
   const loops = writers.map(loop)
   await new Promise((resolve) => setTimeout(resolve, warmupMs))
   recording = true
+  hooks.start?.()
   const cpu0 = process.cpuUsage()
   const server0 = serverCpuMs()
+  const all0 = allCpuMs?.() ?? NaN
   const t0 = performance.now()
   await new Promise((resolve) => setTimeout(resolve, durationMs))
   stop = true
   const elapsed = performance.now() - t0
   const cpu = process.cpuUsage(cpu0)
   const server = serverCpuMs() - server0
+  const all = (allCpuMs?.() ?? NaN) - all0
+  hooks.stop?.()
   await Promise.all(loops)
   const sorted = lat.slice(0, n).sort()
   return {
@@ -78,6 +87,7 @@ export async function closedLoop (writers: WriteFn[], warmupMs: number, duration
     clientCpuPct: 100 * (cpu.user + cpu.system) / 1000 / elapsed,
     serverCpuMsPerWrite: server / n,
     serverCpuPct: 100 * server / elapsed,
+    ...(allCpuMs != null ? { allCpuMsPerWrite: all / n } : {}),
     ...(firstError != null ? { firstError } : {})
   }
 }
