@@ -176,14 +176,21 @@ export class HaSim {
 
   /** A live migration's end on the wire: QEMU on `from` finished sending, paused there for good,
    * and the guest runs on `to` from now (the source reports source-completed right after). */
-  handOver (guest: string, from: string, to: string): void {
+  handOver (guest: string, from: string, to: string): boolean {
     const src = this.hosts.find((x) => x.id === from)
     const dst = this.hosts.find((x) => x.id === to)
-    if (src === undefined || dst === undefined || !src.guests.has(guest)) return
+    if (src === undefined || dst === undefined || !src.guests.has(guest)) return false
+    // the target's QEMU runs only under its daemon's lease, with its watchdog armed (the real
+    // target waits for its lease before it takes a guest: node/migration/service.ts); without
+    // them the transfer fails and the guest stays on the source
+    const r = this.replica(dst.replica)
+    const rec = r?.sm?.getNode(dst.id)
+    if (dst.watchdog === null || dst.holder === null || r === undefined || !r.up || dst.holder.mayRun(this.clock(dst.replica), rec) !== null) return false
     src.guests.delete(guest)
     dst.guests.add(guest)
     this.trace(`${from} hands ${guest} over to ${to} (live migration)`)
     this.o.checker.observe(this.hosts, this.o.sched.now())
+    return true
   }
 
   private renew (h: Host, r: Replica, rec: NodeRecord | undefined): void {

@@ -175,8 +175,9 @@ export class SchedModel {
       if (m !== null) {
         if (m.phase === 'preparing' && m.target === host) cmds.push({ type: 'ReportMigration', vm: vm.id, node: host, started: m.started, event: 'target-ready' })
         if (m.phase === 'transferring' && m.source === host) {
-          // the transfer ends here: the guest runs on the target from now on, whatever the report's fate
-          this.o.ha?.handOver(`${vm.id}@${vm.createdAt}`, host, m.target)
+          // the transfer ends here: the guest runs on the target from now on, whatever the report's
+          // fate (or it fails, the target holding no lease: nothing is reported, the move stalls)
+          if (this.o.ha !== null && !this.o.ha.handOver(`${vm.id}@${vm.createdAt}`, host, m.target)) continue
           cmds.push({ type: 'ReportMigration', vm: vm.id, node: host, started: m.started, event: 'source-completed' })
         }
         if (m.phase === 'switched' && m.target === host) cmds.push({ type: 'ReportMigration', vm: vm.id, node: host, started: m.started, event: 'target-running' })
