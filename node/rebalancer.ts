@@ -16,7 +16,8 @@ import { activeMigration } from '../storage/migration-guard.ts'
 import { REBALANCE_COOLDOWN_MS } from '../storage/apply-sched.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { Logger } from './log.ts'
-import type { LoadBoard } from './scheduler.ts'
+import { realEvery } from './scheduler.ts'
+import type { Every, LoadBoard } from './scheduler.ts'
 
 /** The leader's policy: the state machine's cooldown, so the plan never proposes what apply refuses. */
 export const LEADER_REBALANCE_POLICY: RebalancePolicy = { ...DEFAULT_REBALANCE_POLICY, cooldownMs: REBALANCE_COOLDOWN_MS }
@@ -68,30 +69,37 @@ export async function rebalancePass (d: RebalancerDeps, memory: RebalanceMemory)
 }
 
 export class Rebalancer {
-  private timer: NodeJS.Timeout | null = null
+  private timer: (() => void) | null = null
   private running = false
   /** soft state: a new leader starts inactive with an empty hour (apply's cooldown still holds) */
   private memory: RebalanceMemory = FRESH_MEMORY
-  constructor (private readonly d: RebalancerDeps, private readonly everyMs = REBALANCE_EVERY_MS) {}
+  /** passes that planned at least one move, and moves committed (the simulator's stats) */
+  readonly stats = { passesWithMoves: 0, started: 0 }
+  constructor (private readonly d: RebalancerDeps, private readonly everyMs = REBALANCE_EVERY_MS, private readonly every: Every = realEvery) {}
 
   start (): void {
-    this.timer = setInterval(() => { void this.tick() }, this.everyMs)
+    this.timer = this.every(this.everyMs, () => { void this.tick() })
   }
 
-  private async tick (): Promise<void> {
+  /** One round of the loop (what the timer runs). */
+  async tick (): Promise<void> {
     if (!this.d.isLeader()) { this.memory = FRESH_MEMORY; return }
     if (this.running) return
     this.running = true
     try {
       const { step, started } = await rebalancePass(this.d, this.memory)
       this.memory = step.memory
-      if (step.moves.length > 0) this.d.log.info('rebalancing', { why: step.why, started })
+      if (step.moves.length > 0) {
+        this.stats.passesWithMoves++
+        this.stats.started += started
+        this.d.log.info('rebalancing', { why: step.why, started })
+      }
     } catch (err) {
       this.d.log.warn('rebalancer pass failed', { err })
     } finally { this.running = false }
   }
 
-  stop (): void { if (this.timer != null) clearInterval(this.timer); this.timer = null }
+  stop (): void { this.timer?.(); this.timer = null }
 }
 
 /** BLIXARD_REBALANCE=on starts the rebalancer on every node (it acts only while leading). */

@@ -10,6 +10,7 @@ import { placeBatch, placeOne } from '../placement/place.ts'
 import { sortQueue } from '../placement/queue.ts'
 import { planEvacuation } from '../placement/plans/evacuate.ts'
 import { planPreemption } from '../placement/plans/preempt.ts'
+import type { PreemptBug } from '../placement/plans/preempt.ts'
 import type { PlacementCluster, PlacementRequest } from '../placement/types.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { avoidedNode } from '../storage/apply-ha.ts'
@@ -33,6 +34,17 @@ export interface SchedulerDeps {
   /** max AssignVm proposals per pass */
   maxPerPass?: number
   now?: () => number
+  /** planted bugs: the simulator's only (sim/sched-model.ts) */
+  bugs?: ReadonlySet<PreemptBug>
+}
+
+/** How a periodic loop is driven: setInterval in a daemon, the virtual clock in the simulator.
+ * Returns a function that stops it. */
+export type Every = (ms: number, run: () => void) => () => void
+
+export const realEvery: Every = (ms, run) => {
+  const t = setInterval(run, ms)
+  return () => { clearInterval(t) }
 }
 
 /** Live migrations off one draining node at a time: each moves a whole VM's memory (and its CPU
@@ -75,7 +87,7 @@ function preemptionView (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string
 /** For VMs that fit nowhere (`waiting`, most important first), the preemptions to propose: each
  * planned on the view left by the placements of this pass (`placed`) and the preemptions before
  * it, so two never count the same freed room. Pure over its arguments. */
-export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>, waiting: PlacementRequest[], placed: ReadonlyArray<{ vmId: string, to: string | null }>, avoid: (vmId: string) => string | null, max = MAX_PREEMPTIONS_PER_PASS): PreemptionDecision[] {
+export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Map<string, LoadHint>, waiting: PlacementRequest[], placed: ReadonlyArray<{ vmId: string, to: string | null }>, avoid: (vmId: string) => string | null, max = MAX_PREEMPTIONS_PER_PASS, bugs?: ReadonlySet<PreemptBug>): PreemptionDecision[] {
   const out: PreemptionDecision[] = []
   if (waiting.length === 0) return out
   const at = new Map(placed.map((m) => [m.vmId, m.to]))
@@ -87,10 +99,10 @@ export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Ma
   let lowest = lowestPlaced()
   for (const req of order) {
     if (out.length >= max) break
-    if (!(lowest < req.priority)) continue
+    if (!(lowest < req.priority) && !(bugs?.has('preempt-equal') === true && lowest === req.priority)) continue
     const skip = avoid(req.vmId)
     const cluster = preemptionView(skip == null ? nodes : nodes.filter((n) => n.id !== skip), view, hints)
-    const plan = planPreemption(cluster, req)
+    const plan = planPreemption(cluster, req, {}, bugs)
     // no evictions: it fits now on this view (the room came from an earlier preemption's view
     // difference); the next pass places it the ordinary way
     if (plan.nodeId == null || plan.evictions.length === 0) continue
@@ -152,7 +164,7 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
   }
   // Priority preemption (issue 19): a VM that fits nowhere may displace strictly lower-priority,
   // preemptible VMs (placement/plans/preempt.ts); apply checks the same rules again (storage/apply-sched.ts).
-  const preempts = planPreemptions(nodes, vms, d.load.hints(), waiting, moves, (id) => avoidedNode(byId.get(id)!, now()))
+  const preempts = planPreemptions(nodes, vms, d.load.hints(), waiting, moves, (id) => avoidedNode(byId.get(id)!, now()), MAX_PREEMPTIONS_PER_PASS, d.bugs)
   // Draining nodes: move their VMs away (one evacuation plan per node), running ones live.
   const lives: Array<{ vmId: string, to: string }> = []
   for (const n of nodes) {
@@ -287,13 +299,13 @@ export function admissionRefusal (nodes: NodeRecord[], vms: VmRecord[], hints: M
 }
 
 export class Scheduler {
-  private timer: NodeJS.Timeout | null = null
+  private timer: (() => void) | null = null
   private running = false
   private again = false
-  constructor (private readonly d: SchedulerDeps, private readonly everyMs = 500) {}
+  constructor (private readonly d: SchedulerDeps, private readonly everyMs = 500, private readonly every: Every = realEvery) {}
 
   start (): void {
-    this.timer = setInterval(() => { void this.kick() }, this.everyMs)
+    this.timer = this.every(this.everyMs, () => { void this.kick() })
   }
 
   /** Run a pass now (after a VM was created, say); passes never overlap. A kick during a pass
@@ -310,5 +322,5 @@ export class Scheduler {
     } finally { this.running = false }
   }
 
-  stop (): void { if (this.timer != null) clearInterval(this.timer); this.timer = null }
+  stop (): void { this.timer?.(); this.timer = null }
 }

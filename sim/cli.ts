@@ -76,7 +76,7 @@ export async function runSafely (seed: number, o: Pick<CliOptions, 'nodes' | 'st
     return {
       seed, nodes, steps: o.steps, bug: o.bug, trace: [],
       violations: [{ checker: 'exception', at: -1, message: `${e.name}: ${e.message} at ${where}` }],
-      stats: { events: 0, messages: 0, ops: 0, opsOk: 0, opsUnknown: 0, maxTerm: 0, commit: 0, crashes: 0, partitions: 0, membership: 0, joint: 0, replicas: 0, inconclusive: 0, schedulerProposals: 0, haFences: 0, haMarksDown: 0, haPauses: 0, haStarts: 0 }
+      stats: { events: 0, messages: 0, ops: 0, opsOk: 0, opsUnknown: 0, maxTerm: 0, commit: 0, crashes: 0, partitions: 0, membership: 0, joint: 0, replicas: 0, inconclusive: 0, schedulerProposals: 0, haFences: 0, haMarksDown: 0, haPauses: 0, haStarts: 0, preemptions: 0, rebalanceMoves: 0, tenantOps: 0 }
     }
   }
 }

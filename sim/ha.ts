@@ -21,6 +21,7 @@ import type { Prng } from './prng.ts'
 import type { Replica } from './replica.ts'
 import type { EventQueue } from './event-queue.ts'
 import { HOSTS } from './vm-scheduler.ts'
+import { activeMigration } from '../storage/migration-guard.ts'
 import type { NeverTwice } from './checkers/never-twice.ts'
 
 /** The lease rules at the simulator's scale (runs last seconds, elections ~100 ms). */
@@ -150,15 +151,46 @@ export class HaSim {
     // one VM's: id and creation (the workload reuses ids; a deleted VM's guest left on a host whose
     // daemon is down is not the new VM of the same name, whose ids are UUIDs outside the simulator)
     const mine = new Set(r.sm.listVms({ node: h.id }).filter((v) => v.desired === 'running').map((v) => `${v.id}@${v.createdAt}`))
+    // as node/agent.ts: a VM a live migration of this host holds is neither started nor stopped
+    // here (node/migration/service.ts holds); the migration hands the guest over (handOver)
+    const held = new Set(r.sm.listVms().filter((v) => { const m = activeMigration(v); return m !== null && (m.source === h.id || m.target === h.id) }).map((v) => `${v.id}@${v.createdAt}`))
     for (const g of [...h.guests]) {
-      if (!mine.has(g)) { h.guests.delete(g); this.trace(`${h.id} stops ${g}: not assigned here (or not to run)`) }
+      if (!mine.has(g) && !held.has(g)) { h.guests.delete(g); this.trace(`${h.id} stops ${g}: not assigned here (or not to run)`) }
     }
     for (const id of mine) {
+      if (held.has(id)) continue
       if (h.guests.has(id) || holder.mayRun(now, rec) !== null) continue
       h.guests.add(id)
       this.stats.starts++
       this.trace(`${h.id} starts ${id}`)
     }
+  }
+
+  /** Is host `host`'s daemon running now (its replica up, not paused)? */
+  daemonUp (host: string): boolean {
+    const h = this.hosts.find((x) => x.id === host)
+    if (h === undefined) return false
+    const r = this.replica(h.replica)
+    return r !== undefined && r.up && this.o.sched.now() >= h.pausedUntil
+  }
+
+  /** A live migration's end on the wire: QEMU on `from` finished sending, paused there for good,
+   * and the guest runs on `to` from now (the source reports source-completed right after). */
+  handOver (guest: string, from: string, to: string): boolean {
+    const src = this.hosts.find((x) => x.id === from)
+    const dst = this.hosts.find((x) => x.id === to)
+    if (src === undefined || dst === undefined || !src.guests.has(guest)) return false
+    // the target's QEMU runs only under its daemon's lease, with its watchdog armed (the real
+    // target waits for its lease before it takes a guest: node/migration/service.ts); without
+    // them the transfer fails and the guest stays on the source
+    const r = this.replica(dst.replica)
+    const rec = r?.sm?.getNode(dst.id)
+    if (dst.watchdog === null || dst.holder === null || r === undefined || !r.up || dst.holder.mayRun(this.clock(dst.replica), rec) !== null) return false
+    src.guests.delete(guest)
+    dst.guests.add(guest)
+    this.trace(`${from} hands ${guest} over to ${to} (live migration)`)
+    this.o.checker.observe(this.hosts, this.o.sched.now())
+    return true
   }
 
   private renew (h: Host, r: Replica, rec: NodeRecord | undefined): void {

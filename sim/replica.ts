@@ -28,6 +28,8 @@ import { Membership, MEMBERSHIP_LOOP_MS } from '../node/membership.ts'
 import type { MembershipClient, MembershipRaft, MembershipMethod } from '../node/membership.ts'
 import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
 import { createLogger } from '../node/log.ts'
+import { PREEMPT_BUGS } from '../placement/plans/preempt.ts'
+import type { PreemptBug } from '../placement/plans/preempt.ts'
 
 /** Raft timing, in ticks of TICK_MS virtual ms. */
 export const TICK_MS = 10
@@ -42,7 +44,9 @@ const MAX_READY_ROUNDS = 10_000
  * reads an uncommitted (later truncated) conf entry into the configuration after a restart. */
 /** no-self-fence: sim/ha.ts's hosts never stop their guests when their lease runs out;
  * 'retry-new-key' is the shipped forwarder's (node/core/forwarder.ts) */
-export type SimBug = RaftBug | LoopBug | ForwarderBug | 'conf-not-rolled-back' | 'no-self-fence'
+/** 'preempt-equal' is the scheduler's (placement/plans/preempt.ts and its apply re-check): a
+ * preemption may evict a VM of equal priority. */
+export type SimBug = RaftBug | LoopBug | ForwarderBug | PreemptBug | 'conf-not-rolled-back' | 'no-self-fence'
 
 /** The RPCs the shipped forwarder makes to a leader (internal.propose and internal.proposeMany in
  * node/api.ts), as frames on the same simulated network as Raft: partitions, loss, delay and
@@ -139,6 +143,7 @@ export class Replica {
   private readonly raftBugs: ReadonlySet<RaftBug>
   private readonly loopBugs: ReadonlySet<LoopBug>
   private readonly forwarderBugs: ReadonlySet<ForwarderBug>
+  private readonly preemptBugs: ReadonlySet<PreemptBug>
   /** the shipped write path of the current life: proposes here when leading, else forwards */
   private forwarder: Forwarder<string> | null = null
   /** forwarded calls of the current life waiting for the leader's answer, by frame id */
@@ -155,14 +160,17 @@ export class Replica {
     const raftBugs = new Set<RaftBug>()
     const loopBugs = new Set<LoopBug>()
     const forwarderBugs = new Set<ForwarderBug>()
+    const preemptBugs = new Set<PreemptBug>()
     for (const b of env.bugs) {
       if ((LOOP_BUGS as readonly string[]).includes(b)) loopBugs.add(b as LoopBug)
+      else if ((PREEMPT_BUGS as readonly string[]).includes(b)) preemptBugs.add(b as PreemptBug)
       else if ((FORWARDER_BUGS as readonly string[]).includes(b)) forwarderBugs.add(b as ForwarderBug)
       else if (b !== 'conf-not-rolled-back' && b !== 'no-self-fence') raftBugs.add(b as RaftBug)
     }
     this.raftBugs = raftBugs
     this.loopBugs = loopBugs
     this.forwarderBugs = forwarderBugs
+    this.preemptBugs = preemptBugs
   }
 
   /** The core's status while up (what the checkers look at). */
@@ -176,7 +184,7 @@ export class Replica {
 
   start (): void {
     this.up = true
-    const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
+    const sm = new StateMachine(new MemoryKv(), { ...UNCHECKED_AUTHORITY, bugs: this.preemptBugs })
     this.sm = sm
     this.role = 'follower'
     this.startCore(sm)
@@ -242,9 +250,9 @@ export class Replica {
           this.env.onRole(this)
         },
         onPersisted: (entries) => { for (const c of checkers) c.onPersist?.(this, entries, sched.now()) },
-        onApplied: (e) => {
+        onApplied: (e, env, result) => {
           this.applied = e.index
-          for (const c of checkers) c.onApply?.(this, e, sched.now())
+          for (const c of checkers) c.onApply?.(this, e, sched.now(), env, result)
         },
         onSnapshotInstalled: (snap) => {
           this.applied = Math.max(this.applied, snap.meta.index)

@@ -23,8 +23,12 @@ import { PlacementInvariants } from './checkers/placement.ts'
 import { VmScheduler } from './vm-scheduler.ts'
 import { HaSim } from './ha.ts'
 import { NeverTwice } from './checkers/never-twice.ts'
+import { SchedulingInvariants } from './checkers/scheduling.ts'
+import { SchedModel } from './sched-model.ts'
+import { PREEMPT_BUGS } from '../placement/plans/preempt.ts'
+import type { PreemptBug } from '../placement/plans/preempt.ts'
 
-export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence', 'retry-new-key']
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence', 'retry-new-key', 'preempt-equal']
 export const DEFAULT_STEPS = 600
 /** virtual ms between log-matching sweeps */
 const CHECKPOINT_MS = 500
@@ -43,6 +47,9 @@ export interface RunOptions {
   /** false: no node liveness leases, fencing or rescheduling (sim/ha.ts), for seeds whose trajectory
    * was found before HA was in the model. Default true. */
   ha?: boolean
+  /** false: no shipped scheduler, preemption, rebalancing or tenant (sim/sched-model.ts), for seeds
+   * whose trajectory was found before issue 19 was in the model. Default true. */
+  sched?: boolean
 }
 
 export interface RunStats {
@@ -66,6 +73,10 @@ export interface RunStats {
   haMarksDown: number
   haPauses: number
   haStarts: number
+  /** issue 19: preemptions and rebalancing moves applied, tenant operations proposed */
+  preemptions: number
+  rebalanceMoves: number
+  tenantOps: number
 }
 
 export interface RunResult {
@@ -102,14 +113,18 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
     new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter })),
     new PlacementInvariants()
   ]
+  const scheduling = new SchedulingInvariants()
+  if (o.sched !== false) checkers.push(scheduling)
   const neverTwice = new NeverTwice()
   if (o.ha !== false) checkers.push(neverTwice)
   const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, maxSizePerMsg, maxInflightMsgs, trace })
   const history = new History()
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
-  const vmScheduler = new VmScheduler(sched, cluster, trace)
+  const vmScheduler = new VmScheduler(sched, cluster, trace, o.sched === false)
   // forked after everything else, so HA draws change no other stream
   const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace })
+  // the scheduler of issue 19 (shipped loops, a tenant, the hosts' agents); forked last, like HA
+  const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace })
   const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), jointRng: rng.fork('nemesis-joint'), jointChanges: o.jointChanges !== false, cluster, voters: o.nodes, trace })
 
   const violations: Violation[] = []
@@ -120,6 +135,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   workload.start()
   vmScheduler.start()
   ha?.start()
+  schedModel?.start()
   nemesis.start()
   const faultEnd = o.steps * TICK_MS
   for (let t = CHECKPOINT_MS; t <= faultEnd; t += CHECKPOINT_MS) {
@@ -131,6 +147,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   // Heal: every member up, every link open, no more faults.
   nemesis.stop()
   ha?.stopFaults()
+  schedModel?.stopTenant()
   nemesis.retireRemoved()
   cluster.healAll()
   healedAt = sched.now()
@@ -143,6 +160,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   }
   workload.stop()
   vmScheduler.stop()
+  schedModel?.stop()
   ha?.stop()
   await sched.runUntilSettled(sched.now() + SETTLE_MS)
   for (const c of checkers) c.finish?.({ cluster, history, now: sched.now(), healedAt })
@@ -177,7 +195,10 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
     haFences: ha?.stats.fences ?? 0,
     haMarksDown: ha?.stats.marksDown ?? 0,
     haPauses: ha?.stats.pauses ?? 0,
-    haStarts: ha?.stats.starts ?? 0
+    haStarts: ha?.stats.starts ?? 0,
+    preemptions: scheduling.stats.preemptions,
+    rebalanceMoves: scheduling.stats.rebalanceMoves,
+    tenantOps: schedModel?.stats.tenantOps ?? 0
   }
   for (const v of violations) trace?.(`VIOLATION ${v.checker} at ${v.at}: ${v.message}`)
   trace?.(`stats ${JSON.stringify(stats)}`)

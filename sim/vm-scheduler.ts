@@ -1,4 +1,5 @@
-// The leader's control loop, as node/ runs it: register the hosts, then place
+// The hosts' registration, and (for runs without sim/sched-model.ts, whose shipped scheduler
+// places VMs: the regression seeds found before it) the old control loop: register the hosts, then place
 // every unassigned VM with the real placement/ code over the leader's
 // committed state and propose AssignVm. Only the current leader acts, and
 // only through Raft proposals, so faults can make it act on a stale view:
@@ -32,7 +33,7 @@ export class VmScheduler {
   running = false
   proposals = 0
 
-  constructor (private readonly sched: EventQueue, private readonly cluster: Cluster, private readonly trace: ((line: string) => void) | null) {}
+  constructor (private readonly sched: EventQueue, private readonly cluster: Cluster, private readonly trace: ((line: string) => void) | null, private readonly place = true) {}
 
   start (): void {
     this.running = true
@@ -54,7 +55,7 @@ export class VmScheduler {
     for (let i = 1; i <= HOSTS; i++) {
       if (sm.getNode(`host${i}`) === undefined) cmds.push({ type: 'RegisterNode', node: hostRecord(i) })
     }
-    if (cmds.length === 0) {
+    if (cmds.length === 0 && this.place) {
       const nodes = sm.listNodes()
       const vms = sm.listVms()
       let view = clusterFromModel(nodes, vms, new Map())

@@ -3,6 +3,7 @@
 import type { ErrorKind } from '../protocols/commands.ts'
 import { BlixardError } from '../protocols/errors.ts'
 import type { KvTx } from './kv.ts'
+import type { PreemptBug } from '../placement/plans/preempt.ts'
 
 export interface ApplyContext {
   tx: KvTx
@@ -10,6 +11,8 @@ export interface ApplyContext {
   at: number
   /** the verified signer of the command (protocols/auth.ts), when it carries one */
   signer?: string
+  /** planted bugs, the simulator's only (StateMachineOptions.bugs) */
+  bugs?: ReadonlySet<PreemptBug>
 }
 
 /** A command's rejection: stackless (BlixardError.quiet), since rejections are ordinary outcomes

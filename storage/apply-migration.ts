@@ -21,28 +21,13 @@ import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { assignVm, byNodeKey, checkFits, getVm } from './apply-vms.ts'
 import type { ReportOutcome } from './apply-vms.ts'
-import { activeMigration, nodeName } from './migration-guard.ts'
+import { activeMigration, incomingTo, nodeName, trackIncoming } from './migration-guard.ts'
 export { activeMigration, refuseWhileMigrating } from './migration-guard.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
 /** A phase report's outcome, as a VM status report's (storage/apply-vms.ts). */
 export type MigrationReportOutcome = ReportOutcome
-
-/** What live migrations already moving into `node` hold there (a scan of the VMs: a start of a
- * migration is rare, and this keeps no index that could drift). */
-function incomingTo (ctx: ApplyContext, node: string): { cpu: number, memoryMiB: number, diskGiB: number, vms: number } {
-  const r = { cpu: 0, memoryMiB: 0, diskGiB: 0, vms: 0 }
-  for (const [, v] of ctx.tx.range<VmRecord>('vms')) {
-    const m = activeMigration(v)
-    if (m === null || m.target !== node || m.phase === 'switched') continue
-    r.cpu += v.spec.vcpus
-    r.memoryMiB += v.spec.memoryMiB
-    r.diskGiB += v.spec.diskGiB
-    r.vms++
-  }
-  return r
-}
 
 /** The leader's live move of a VM off a node an admin set draining (node/scheduler.ts). */
 export function evacuateVm (ctx: ApplyContext, c: Cmd<'EvacuateVm'>): VmRecord {
@@ -77,8 +62,9 @@ export function startMigration (ctx: ApplyContext, c: Cmd<'StartMigration'>): Vm
   if (target.id === source) reject('InvalidCommand', `VM ${name} already runs on ${target.name}: name another node`)
   if (target.state !== 'ready') reject('Conflict', `node ${target.name} is ${target.state}: it takes no new VMs`)
   if (target.liveness === 'down') reject('Conflict', `node ${target.name} is down (lease expired): it takes no new VMs`)
-  checkFits(ctx, target, vm.id, vm.spec, incomingTo(ctx, target.id))
+  checkFits(ctx, target, vm.id, vm.spec, incomingTo(ctx.tx, target.id))
   const rec: VmRecord = { ...vm, migration: newMigrationRecord(vm.id, source, target.id, vm.generation, ctx.at), updatedAt: ctx.at }
+  trackIncoming(ctx.tx, vm, vm.migration, rec.migration)
   ctx.tx.put('vms', vm.id, rec)
   return rec
 }
@@ -143,6 +129,7 @@ export function expireMigration (ctx: ApplyContext, c: Cmd<'ExpireMigration'>): 
  * record's owner (the switchover moves the VM to the target in this same entry). */
 function settle (ctx: ApplyContext, vm: VmRecord, m: MigrationRecord): VmRecord {
   const rec: MigrationRecord = isFinal(m.phase) ? { ...m, ended: ctx.at } : m
+  trackIncoming(ctx.tx, vm, vm.migration, rec)
   let out: VmRecord = { ...vm, migration: rec, updatedAt: ctx.at }
   // the guest keeps its address: it moved, it did not boot again
   const ip = vm.status.ip != null ? { ip: vm.status.ip } : {}

@@ -36,7 +36,8 @@ export function preemptVm (ctx: ApplyContext, c: Cmd<'PreemptVm'>): VmRecord {
     if (id === vm.id) reject('InvalidCommand', `VM ${name} cannot preempt itself`)
     const v = getVm(ctx, id)
     if (v.assignedNode !== node.id) reject('Conflict', `VM ${v.spec.name} is not on node ${node.name}: it cannot make room there`)
-    if (v.spec.priority >= vm.spec.priority) reject('Conflict', `VM ${v.spec.name} has priority ${v.spec.priority}, not below ${name}'s ${vm.spec.priority}: only strictly lower priorities are preempted`)
+    const below = ctx.bugs?.has('preempt-equal') === true ? v.spec.priority <= vm.spec.priority : v.spec.priority < vm.spec.priority
+    if (!below) reject('Conflict', `VM ${v.spec.name} has priority ${v.spec.priority}, not below ${name}'s ${vm.spec.priority}: only strictly lower priorities are preempted`)
     if (v.spec.preemptible === false) reject('Conflict', `VM ${v.spec.name} is not preemptible`)
     refuseWhileMigrating(ctx, v, 'a preemption')
     return v

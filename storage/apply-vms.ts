@@ -4,7 +4,7 @@ import type { NetworkRecord, NodeRecord, VmRecord, VmSpec, VolumeRecord } from '
 import type { ApplyContext } from './apply-context.ts'
 import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
-import { refuseWhileMigrating } from './migration-guard.ts'
+import { incomingTo, refuseWhileMigrating } from './migration-guard.ts'
 import { imageMade, phaseOf, volumeUnusable } from '../protocols/volume-phases.ts'
 import { chargeQuota } from './apply-quotas.ts'
 
@@ -95,7 +95,7 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
   // A placed VM keeps its node: a larger spec must still fit there (stop and unassign it to move it).
   if (vm.assignedNode !== null) {
     const node = ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
-    if (node !== undefined) checkFits(ctx, node, vm.id, c.spec)
+    if (node !== undefined) checkFits(ctx, node, vm.id, c.spec, incomingTo(ctx.tx, node.id))
   }
   chargeQuota(ctx, c.spec.name, vm.spec, c.spec)
   const dropped = vm.spec.volumes.filter(n => !c.spec.volumes.includes(n))
@@ -175,7 +175,8 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (vm.assignedNode === c.node) return vm
   if (node.state !== 'ready') reject('Conflict', `node ${node.name} is ${node.state}: it takes no new VMs`)
   if (node.liveness === 'down') reject('Conflict', `node ${node.name} is down (lease expired): it takes no new VMs`)
-  checkFits(ctx, node, vm.id, vm.spec)
+  // the room live moves into the node were promised is not free (migration-guard.ts incomingTo)
+  checkFits(ctx, node, vm.id, vm.spec, incomingTo(ctx.tx, node.id))
   const rec: VmRecord = { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }
   setAssignment(ctx, vm.id, vm.assignedNode, node.id)
   ctx.tx.put('vms', vm.id, rec)

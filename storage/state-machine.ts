@@ -31,6 +31,7 @@ import { addAdmin, approveNode, joinPolicy, mayJoin, recoverAdmin, removeAdmin, 
 import type { JoinPolicy } from '../protocols/commands.ts'
 import { authError, authorityOf } from '../protocols/auth.ts'
 import type { AuthState, CommandAuth, TermLeader } from '../protocols/auth.ts'
+import type { PreemptBug } from '../placement/plans/preempt.ts'
 
 export { encodeEnvelope, decodeEnvelope, tryDecodeEnvelope } from './envelope.ts'
 export type { ReportOutcome } from './apply-vms.ts'
@@ -160,6 +161,9 @@ export interface StateMachineOptions {
    * simulator and the tests of the tables themselves, whose commands are about Raft and apply
    * semantics and use ids that are not peer ids. */
   authority?: 'checked' | 'unchecked'
+  /** planted bugs for the simulator's checkers to catch (`npm run sim -- --bug preempt-equal`);
+   * a daemon never sets any */
+  bugs?: ReadonlySet<PreemptBug>
 }
 
 /** For the simulator and table tests: see StateMachineOptions. */
@@ -169,10 +173,12 @@ export class StateMachine {
   private readonly kv: Kv
   private appliedIndex: number
   private readonly checked: boolean
+  private readonly bugs: ReadonlySet<PreemptBug>
 
   constructor (kv: Kv, opts: StateMachineOptions = {}) {
     this.kv = kv
     this.checked = opts.authority !== 'unchecked'
+    this.bugs = opts.bugs ?? new Set()
     this.appliedIndex = kv.get<number>('meta', 'applied') ?? 0
   }
 
@@ -262,7 +268,7 @@ export class StateMachine {
           // and an authorized scheduling decision pins its term's leader, whatever its outcome
           if (authorityOf(d.env.cmd) === 'leader' && term !== undefined) this.pinTermLeader(tx, term, (d.env.auth as CommandAuth).signer)
         }
-        result = okResult(dispatch({ tx: save, at: d.env.at, signer: d.env.auth?.signer }, d.env.cmd))
+        result = okResult(dispatch({ tx: save, at: d.env.at, signer: d.env.auth?.signer, ...(this.bugs.size > 0 ? { bugs: this.bugs } : {}) }, d.env.cmd))
         save.commit()
       } catch (e) {
         if (e instanceof BlixardError) result = { ok: false, error: e.toJSON() }

@@ -1,4 +1,4 @@
-// CLI commands of issue 19: `blixard quota set|show`. Every limit is optional (left out:
+// CLI commands of issue 19: `blixard quota set|show`, `blixard rebalance --dry-run|--apply`. Every limit is optional (left out:
 // unlimited); `--json` prints the records as the node answers them.
 import type { QuotaLimits, QuotaUsage } from '../../protocols/model.ts'
 import { QUOTA_LIMIT_MAX } from '../../protocols/command-schema.ts'
@@ -9,6 +9,79 @@ import { invocationKey, mutate } from './idempotent.ts'
 import { table } from './format.ts'
 import { formatMiB } from '../../protocols/vm-limits.ts'
 import type { CliHelpers, ResourceCommand } from './resources.ts'
+import type { Parsed } from './args.ts'
+
+interface Out { json: boolean, data: (value: unknown, human: () => string) => void, progress: (line: string) => void }
+
+/** `rebalance --apply`: the moves it starts unless --max-moves says otherwise (the rebalancer's own
+ * hourly budget), how long it follows one round of moves, how often it looks, and how many rounds
+ * of plan-and-move it runs at most (each round is at most the plan's concurrent budget). */
+export const REBALANCE_APPLY_MAX_MOVES = 20
+const REBALANCE_APPLY_WAIT_S = 600
+const REBALANCE_APPLY_POLL_MS = 500
+const REBALANCE_APPLY_MAX_ROUNDS = 100
+
+interface AppliedMove { vm: string, name: string, from: string, to: string, gain: number, outcome: 'done' | 'aborted' | 'refused' | 'timeout', reason?: string }
+
+/** Plan, start each move as an admin-signed live migration, follow them to their end; again until
+ * the plan is empty, a round moved nothing, or the budget is spent. Exit 0 when every move it
+ * started finished (an empty plan included), 1 otherwise. */
+async function applyRebalance (p: Parsed, out: Out, withCluster: CliHelpers['withCluster']): Promise<number> {
+  const max = int(p, 'max-moves', REBALANCE_APPLY_MAX_MOVES, 1, 10_000)
+  const waitMs = int(p, 'timeout', REBALANCE_APPLY_WAIT_S, 1, 86_400) * 1000
+  const base = invocationKey(p)
+  return await withCluster(p, async ({ client }) => {
+    const nodes = await client.call('node.list', { stale: true })
+    const nm = new Map(nodes.map((n) => [n.id, n.name]))
+    const name = (id: string): string => nm.get(id) ?? id
+    const moves: AppliedMove[] = []
+    let first: { before: number, why: string } | null = null
+    let last = 0
+    for (let round = 0; round < REBALANCE_APPLY_MAX_ROUNDS && moves.length < max; round++) {
+      const plan = await client.call('rebalance.plan', {})
+      first ??= { before: plan.before, why: plan.why }
+      last = plan.after
+      if (plan.moves.length === 0) { out.progress(plan.why); break }
+      const started: Array<{ m: AppliedMove, started: number }> = []
+      for (const m of plan.moves.slice(0, max - moves.length)) {
+        const rec: AppliedMove = { vm: m.vm, name: m.name, from: m.from, to: m.to, gain: m.gain, outcome: 'refused' }
+        moves.push(rec)
+        try {
+          // one key per move of this invocation: a retried call starts no second move
+          const vm = await mutate(client, `${base}:${moves.length}`, 'vm.migrate', { vm: m.vm, to: m.to })
+          started.push({ m: rec, started: vm.migration?.started ?? 0 })
+          out.progress(`moving VM ${m.name}: ${name(m.from)} → ${name(m.to)} (imbalance −${m.gain.toFixed(4)})`)
+        } catch (err) {
+          rec.reason = err instanceof Error ? err.message : String(err)
+          out.progress(`VM ${m.name} not moved: ${rec.reason}`)
+        }
+      }
+      if (started.length === 0) break
+      const deadline = Date.now() + waitMs
+      for (const s of started) {
+        for (;;) {
+          const vm = await client.call('vm.show', { vm: s.m.vm })
+          const mg = vm.migration
+          if (mg != null && mg.started === s.started && (mg.phase === 'done' || mg.phase === 'aborted')) {
+            s.m.outcome = mg.phase
+            if (mg.reason != null) s.m.reason = mg.reason
+            out.progress(`VM ${s.m.name} ${mg.phase === 'done' ? `now on ${name(s.m.to)}` : `stays on ${name(s.m.from)}: ${mg.reason ?? 'aborted'}`}`)
+            break
+          }
+          if (Date.now() > deadline) { s.m.outcome = 'timeout'; out.progress(`VM ${s.m.name} still moving after ${waitMs / 1000} s (${mg?.phase ?? 'no migration'}): not waiting any longer`); break }
+          await new Promise((resolve) => setTimeout(resolve, REBALANCE_APPLY_POLL_MS))
+        }
+      }
+      if (!started.some((s) => s.m.outcome === 'done')) break
+    }
+    const result = { before: first?.before ?? 0, after: last, moves }
+    const ok = moves.every((m) => m.outcome === 'done')
+    out.data(result, () => moves.length === 0
+      ? `nothing to move: ${first?.why ?? ''}`
+      : `${moves.filter((m) => m.outcome === 'done').length} of ${moves.length} moves done; imbalance (variance of node fill) ${result.before.toFixed(4)} → ${last.toFixed(4)} as planned\n\n${table(['vm', 'from', 'to', 'outcome'], moves.map((m) => [m.name, name(m.from), name(m.to), m.reason != null ? `${m.outcome}: ${m.reason}` : m.outcome]))}`)
+    return ok ? EXIT.ok : EXIT.error
+  })
+}
 
 function cell (used: number, limit: number | undefined, fmt: (n: number) => string = String): string {
   return limit === undefined ? `${fmt(used)} / -` : `${fmt(used)} / ${fmt(limit)}`
@@ -53,11 +126,19 @@ export function schedCommands ({ withCluster, need, stale }: CliHelpers): Record
       })
     },
     rebalance: {
-      summary: 'Show the live migrations the rebalancer would start now and the imbalance they would leave (changes nothing)',
-      usage: 'blixard rebalance --dry-run [--stale]',
-      flags: { 'dry-run': { help: 'show the plan (the only mode: the leader applies it itself when its nodes run with BLIXARD_REBALANCE=on)' } },
+      summary: 'Show the live migrations the rebalancer would start now (--dry-run), or start them and follow them to the end (--apply)',
+      usage: 'blixard rebalance --dry-run [--stale] | --apply [--max-moves N] [--timeout SECONDS] [--json]',
+      flags: {
+        'dry-run': { help: 'show the plan and the imbalance it would leave (changes nothing)' },
+        apply: { help: 'start the plan\'s moves, each an admin-signed live migration (vm migrate), wait for them, plan again, until nothing helps or --max-moves' },
+        'max-moves': { value: true, arg: 'N', help: 'moves --apply starts at most', default: String(REBALANCE_APPLY_MAX_MOVES) },
+        timeout: { value: true, arg: 'SECONDS', help: 'how long --apply waits for each round of moves', default: String(REBALANCE_APPLY_WAIT_S) }
+      },
       run: async (p, out) => {
-        if (!bool(p, 'dry-run')) throw new UsageError('give --dry-run: the plan is applied by the leader itself when the nodes run with BLIXARD_REBALANCE=on')
+        const dry = bool(p, 'dry-run')
+        const apply = bool(p, 'apply')
+        if (dry === apply) throw new UsageError('give --dry-run (show the plan) or --apply (run it), one of them')
+        if (apply) return await applyRebalance(p, out, withCluster)
         return await withCluster(p, async ({ client }) => {
         const [plan, nodes] = await Promise.all([client.call('rebalance.plan', stale(p)), client.call('node.list', { stale: true })])
         const nm = new Map(nodes.map((n) => [n.id, n.name]))

@@ -18,7 +18,13 @@ function evictionOrder (a: PlacementRequest, b: PlacementRequest): number {
 
 interface Option { node: PlacementNode, evict: PlacementRequest[], cost: [number, number, number] }
 
-export function planPreemption (cluster: PlacementCluster, req: PlacementRequest, config: PlacementConfigInput | PlacementConfig = {}): PreemptionPlan {
+/** Planted bugs for the simulator (sim/, `--bug preempt-equal`): its checker must catch a planner
+ * (and an apply re-check: storage/apply-sched.ts) that evicts an equal-priority VM. Never set in a daemon. */
+export const PREEMPT_BUGS = ['preempt-equal'] as const
+export type PreemptBug = typeof PREEMPT_BUGS[number]
+const NO_BUGS: ReadonlySet<PreemptBug> = new Set()
+
+export function planPreemption (cluster: PlacementCluster, req: PlacementRequest, config: PlacementConfigInput | PlacementConfig = {}, bugs: ReadonlySet<PreemptBug> = NO_BUGS): PreemptionPlan {
   const placer = new Placer(cluster, config)
   const d = placer.place(req)
   if (d.nodeId !== null) return { vmId: req.vmId, nodeId: d.nodeId, evictions: [], requeue: [], reason: `fits on ${d.nodeId} without evicting anything` }
@@ -36,11 +42,11 @@ export function planPreemption (cluster: PlacementCluster, req: PlacementRequest
     const vms = onNode.get(node.id) ?? []
     const g = req.antiAffinityGroup
     const forced = g === null ? [] : vms.filter((v) => v.antiAffinityGroup === g)
-    if (forced.some((v) => !evictable(v, req))) continue
+    if (forced.some((v) => !evictable(v, req, bugs))) continue
     const work = cloneNode(node)
     const evict: PlacementRequest[] = []
     for (const v of forced) { reserve(work, v, -1); evict.push(v) }
-    const order = vms.filter((v) => evictable(v, req) && !evict.includes(v)).sort(evictionOrder)
+    const order = vms.filter((v) => evictable(v, req, bugs) && !evict.includes(v)).sort(evictionOrder)
     for (const v of order) {
       if (feasible(work, req)) break
       reserve(work, v, -1)
@@ -68,8 +74,9 @@ export function planPreemption (cluster: PlacementCluster, req: PlacementRequest
 }
 
 /** May `v` be evicted to make room for `req`? Strictly lower priority, and not marked non-preemptible. */
-export function evictable (v: PlacementRequest, req: PlacementRequest): boolean {
-  return v.priority < req.priority && v.preemptible !== false
+export function evictable (v: PlacementRequest, req: PlacementRequest, bugs: ReadonlySet<PreemptBug> = NO_BUGS): boolean {
+  const below = bugs.has('preempt-equal') ? v.priority <= req.priority : v.priority < req.priority
+  return below && v.preemptible !== false
 }
 
 function lessCost (a: [number, number, number], aId: string, b: [number, number, number], bId: string): boolean {

@@ -1,6 +1,7 @@
 // What every checker looks like: it may watch events as they happen (hooks
 // called by the cluster) and it judges at the end; each returns violations.
 import type { Entry } from '../../protocols/raft/types.ts'
+import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import type { Replica } from '../replica.ts'
 import type { History } from '../history.ts'
 import type { Cluster } from '../cluster.ts'
@@ -28,8 +29,9 @@ export interface Checker {
   onLeader?: (r: Replica, term: number, now: number) => void
   /** r saved these entries (not yet necessarily synced). */
   onPersist?: (r: Replica, entries: readonly Entry[], now: number) => void
-  /** r applied a committed entry (its state machine reflects it now). */
-  onApply?: (r: Replica, e: Entry, now: number) => void
+  /** r applied a committed entry (its state machine reflects it now); `env` and `result` are the
+   * decoded command and its outcome (null for a no-op or a conf entry). */
+  onApply?: (r: Replica, e: Entry, now: number, env?: CommandEnvelope | null, result?: ApplyResult | null) => void
   /** r took a state-machine snapshot at `index` whose stateHash is `hash`. */
   onSnapshot?: (r: Replica, index: number, hash: string, now: number) => void
   /** Every so often during the run, with the whole cluster in view. */

@@ -36,6 +36,9 @@ export function stepVm (s: State, op: Op): State | undefined {
       const next: State = s === null ? null : { vcpus: i.vcpus as number, memoryMiB: i.memoryMiB as number, desired: s.desired }
       if (out === null) return next
       if (out.ok) return s !== null ? next : undefined
+      // a placed VM's larger spec must still fit its node (storage/apply-vms.ts); the tenant's big
+      // VMs (sim/sched-model.ts) fill the hosts, so a refused update, changing nothing, is legal
+      if (out.error === 'NoCapacity') return s !== null ? s : undefined
       return out.error === 'NotFound' && s === null ? s : undefined
     }
     case 'desire': {

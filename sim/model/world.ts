@@ -118,7 +118,7 @@ export class ModelReplica {
 
   makeNode (cfg: ModelConfig): RawNode {
     const bugs = new Set<RaftBug>()
-    for (const b of cfg.bugs) if (b !== 'ack-before-sync' && b !== 'vote-before-persist' && b !== 'conf-not-rolled-back' && b !== 'no-self-fence' && b !== 'retry-new-key') bugs.add(b)
+    for (const b of cfg.bugs) if (b !== 'ack-before-sync' && b !== 'vote-before-persist' && b !== 'conf-not-rolled-back' && b !== 'no-self-fence' && b !== 'retry-new-key' && b !== 'preempt-equal') bugs.add(b)
     return new RawNode({
       id: this.id,
       storage: this.store,

@@ -103,6 +103,38 @@ test('the target holds the VM\'s resources from the start of the move: in apply 
   assert.equal(cluster.placed.filter(p => p.nodeId === 'a').map(p => p.request.vmId).sort(), ['v1', 'v2'])
 })
 
+test('an assignment, a preemption or a larger spec cannot take the room a move into the node holds (found by the simulator: the switchover then overfilled it)', () => {
+  const h = running()
+  value(h.run(registerNode('d', { maxVms: 2 })))
+  value(h.run({ type: 'CreateVm', id: 'v2', spec: spec('db', { memoryMiB: 3000 }) }))
+  value(h.run({ type: 'CreateVm', id: 'v3', spec: spec('batch', { memoryMiB: 4000, priority: 5 }) }))
+  value(h.run({ type: 'StartMigration', vm: 'v1', target: 'd' }))
+  // d: 4096 MiB, 128 promised to v1's move: 3000 more would still fit, but not 3000 + 1000
+  value(h.run({ type: 'AssignVm', id: 'v2', node: 'd' }))
+  value(h.run({ type: 'CreateVm', id: 'v4', spec: spec('cache', { memoryMiB: 1000 }) }))
+  const r = h.run({ type: 'AssignVm', id: 'v4', node: 'd' })
+  assert.is(errorKind(r), 'NoCapacity', 'the move\'s room is not free: 128 + 3000 + 1000 > 4096')
+  const p = h.run({ type: 'PreemptVm', vm: 'v3', node: 'd', victims: ['v2'] })
+  assert.is(errorKind(p), 'NoCapacity', 'evicting v2 makes room for 4000 only if the incoming 128 is forgotten')
+  value(h.run({ type: 'UpdateVmSpec', id: 'v2', spec: spec('db', { memoryMiB: 3968 }) }))
+  const u = h.run({ type: 'UpdateVmSpec', id: 'v2', spec: spec('db', { memoryMiB: 3969 }) })
+  assert.is(errorKind(u), 'NoCapacity', 'a spec one MiB over what the move left')
+  // once it switched over, v1 is d's own: the room is counted once, through the by-node index
+  value(report(h, 'd', 'target-ready'))
+  value(report(h, 'a', 'source-completed'))
+  assert.is(errorKind(h.run({ type: 'UpdateVmSpec', id: 'v2', spec: spec('db', { memoryMiB: 3969 }) })), 'NoCapacity', 'still over: v1 is on d now')
+  value(report(h, 'd', 'target-running'))
+  // an aborted move gives its room back
+  const h2 = running()
+  value(h2.run(registerNode('d', { maxVms: 1 })))
+  value(h2.run({ type: 'StartMigration', vm: 'v1', target: 'd' }))
+  value(h2.run({ type: 'CreateVm', id: 'v2', spec: spec('db') }))
+  assert.is(errorKind(h2.run({ type: 'AssignVm', id: 'v2', node: 'd' })), 'NoCapacity', 'one VM allowed: the incoming one')
+  value(h2.run({ type: 'CancelMigration', vm: 'v1' }))
+  assert.is(vm(h2).migration!.phase, 'aborted')
+  value(h2.run({ type: 'AssignVm', id: 'v2', node: 'd' }))
+})
+
 test('while it moves, the VM keeps its spec, desired state, place and existence', () => {
   const h = running()
   value(h.run({ type: 'StartMigration', vm: 'v1', target: 'b' }))
