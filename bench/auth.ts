@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seededSigner, signCommandSync, verifyAuth } from '../protocols/auth.ts'
-import { preverifyAuth, preverifyReady, setPreverifyInlineGap } from '../node/preverify.ts'
+import { preverifyAuth, preverifyReady, setPreverifyInlineGap, setPreverifyMinBatch } from '../node/preverify.ts'
 import type { CommandAuth } from '../protocols/auth.ts'
 import type { Kv } from '../storage/kv.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
@@ -81,6 +81,7 @@ const reverifyUs = reverifyMs * 1000 / N
 // the event loop's share of a verify started on the worker thread, a window of them in flight at once
 // (every signature goes to the worker here: none is a lone one left to the synchronous check)
 setPreverifyInlineGap(Infinity)
+setPreverifyMinBatch(1)
 await preverifyReady()
 const asyncSigs = Array.from({ length: N }, (_, i) => signCommandSync(admin, cmd, `p${i}`, 10))
 let issueMs = 0

@@ -6,7 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Command } from '../../protocols/commands.ts'
 import { seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
-import { MAX_PREVERIFY_IN_FLIGHT, PREVERIFY_INLINE_GAP_MS, preverifyAuth, preverifyReady, setPreverifyInlineGap } from '../../node/preverify.ts'
+import { MAX_PREVERIFY_IN_FLIGHT, PREVERIFY_INLINE_GAP_MS, PREVERIFY_MIN_WORKER_BATCH, preverifyAuth, preverifyReady, setPreverifyInlineGap, setPreverifyMinBatch } from '../../node/preverify.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 
 const admin = seededSigner(new Uint8Array(32).fill(7))
@@ -18,8 +18,9 @@ function cmd (desired: 'running' | 'stopped', id = 'v1'): Command {
   return v.cmd
 }
 
-// the head start on its own; the low-rate shortcut has its own test at the end
+// the head start on its own; the low-rate and small-batch shortcuts have their own test at the end
 setPreverifyInlineGap(Infinity)
+setPreverifyMinBatch(1)
 
 test('until the worker is up nothing is checked ahead (null): the decision stays with the synchronous check', async () => {
   const c = cmd('running', 'cold')
@@ -73,18 +74,24 @@ test('checks in flight are bounded: past the bound nothing is started (null), an
   for (const a of many.slice(-5)) assert.is(verifyAuth(c, a), true)
 })
 
-test('at a low rate a lone signature is left to the synchronous check (no thread round trip); a burst goes to the worker', async () => {
+test('at a low rate a lone signature, and a small batch, are left to the synchronous check (no thread round trip); a big batch goes to the worker', async () => {
   setPreverifyInlineGap(PREVERIFY_INLINE_GAP_MS)
+  setPreverifyMinBatch(PREVERIFY_MIN_WORKER_BATCH)
   try {
+    await preverifyReady()
     const c = cmd('running', 'rate')
     await new Promise((resolve) => setTimeout(resolve, PREVERIFY_INLINE_GAP_MS + 5))
     const lone = signCommandSync(admin, c, 'lone-1', 10)
     assert.is(await preverifyAuth(c, lone), null, 'lone: checked where decided')
     assert.is(verifyAuth(c, lone), true)
-    const burst = Array.from({ length: 8 }, (_, i) => signCommandSync(admin, c, `burst-${i}`, 10))
+    const small = Array.from({ length: 4 }, (_, i) => signCommandSync(admin, c, `small-${i}`, 10))
+    const smallAnswers = await Promise.all(small.map(async (a) => await preverifyAuth(c, a)))
+    assert.ok(smallAnswers.every((x) => x === null), `a small batch is checked where decided: ${JSON.stringify(smallAnswers)}`)
+    for (const a of small) assert.is(verifyAuth(c, a), true)
+    const burst = Array.from({ length: 2 * PREVERIFY_MIN_WORKER_BATCH }, (_, i) => signCommandSync(admin, c, `burst-${i}`, 10))
     const answers = await Promise.all(burst.map(async (a) => await preverifyAuth(c, a)))
-    assert.ok(answers.slice(1).every((x) => x === true), `after the first, a burst is checked ahead: ${JSON.stringify(answers)}`)
-  } finally { setPreverifyInlineGap(Infinity) }
+    assert.ok(answers.slice(1).every((x) => x === true), `after the first, a big batch is checked ahead: ${JSON.stringify(answers)}`)
+  } finally { setPreverifyInlineGap(Infinity); setPreverifyMinBatch(1) }
 })
 
 test.run()
