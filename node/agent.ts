@@ -32,7 +32,7 @@ export interface AgentDeps {
   migrating?: (vmId: string) => boolean
 }
 
-interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
+interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string, released?: number }
 
 export class Agent {
   private timer: NodeJS.Timeout | null = null
@@ -100,8 +100,10 @@ export class Agent {
     for (const [id, o] of this.reported) lastReported.set(id, o.phase)
     for (const [id, o] of this.pending) lastReported.set(id, o.phase)
     const migrating = new Set([...mine.keys(), ...guests.keys()].filter((id) => this.d.migrating?.(id) === true))
+    // VMs taken off this host, waiting for it to say their guest is gone (storage/release-rules.ts)
+    const releasing = this.d.sm.listVms().flatMap((v) => v.releasing?.node === this.d.nodeId ? [{ vmId: v.id, since: v.releasing.since }] : [])
     const actions = decide(
-      { self: this.d.nodeId, vms, assignedElsewhere: elsewhere, backoff: this.d.backoffMs ?? DEFAULT_BACKOFF },
+      { self: this.d.nodeId, vms, assignedElsewhere: elsewhere, backoff: this.d.backoffMs ?? DEFAULT_BACKOFF, releasing },
       { guests, held: this.d.mayRun?.() ?? null, migrating, cannotLaunch },
       { attempts: this.attempts, stopSeen: this.stopSeen, lastReported, unsent: new Set(this.pending.keys()), busy: this.busy },
       this.now())
@@ -129,6 +131,13 @@ export class Agent {
         this.reported.delete(a.vmId)
         this.stopSeen.delete(a.vmId)
         return
+      case 'release': {
+        const rec = this.d.sm.getVm(a.vmId)
+        if (rec?.releasing?.node !== this.d.nodeId) return // released already, or deleted
+        this.d.log.info('guest gone: releasing a VM taken off this host', { vmId: a.vmId, why: a.reason })
+        this.report(rec, 'stopped', a.reason, undefined, a.since)
+        return
+      }
       default: break
     }
     if (vm == null) return // decide() acts only on records assigned here beyond this point
@@ -172,10 +181,10 @@ export class Agent {
   }
 
   /** Queue an observed status; reports are sent in batches (one ReportVmStatus per flush). */
-  private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string): void {
+  private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string, released?: number): void {
     const prev = this.pending.get(vm.id) ?? this.reported.get(vm.id)
-    if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation) return
-    this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}) })
+    if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation && prev.released === released) return
+    this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}), ...(released != null ? { released } : {}) })
     this.d.log.info('vm status', { vmId: vm.id, name: vm.spec.name, phase, reason })
     this.scheduleFlush(0)
   }
@@ -205,7 +214,7 @@ export class Agent {
     const batch = [...this.pending]
     this.pending.clear()
     const at = this.now()
-    const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) } }))
+    const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) }, ...(o.released != null ? { released: o.released } : {}) }))
     try {
       const r = await this.d.propose({ cmd: { type: 'ReportVmStatus', reports }, at })
       if (!r.ok) this.d.log.warn('status report rejected', { error: r.error })
