@@ -16,10 +16,12 @@ export type Releasing = NonNullable<VmRecord['releasing']>
 
 /** The release a VM carries after its assignment goes from `from` to `to` at `at`. Moving back to
  * the node it is releasing ends the release (the guest there is simply its own again); a release
- * already under way is kept (it is refused elsewhere before this is asked). */
-export function releaseAfterMove (current: Releasing | undefined, from: string | null, to: string | null, at: number): Releasing | undefined {
+ * already under way is kept (it is refused elsewhere before this is asked). Leaving a node marked
+ * down (`fromDown`: a restart-policy-never VM an admin moves off it) binds nothing: its guests are
+ * fenced, and it runs none again before it rejoined, having stopped them all (storage/apply-ha.ts). */
+export function releaseAfterMove (current: Releasing | undefined, from: string | null, to: string | null, at: number, fromDown = false): Releasing | undefined {
   if (current !== undefined) return to === current.node ? undefined : current
-  if (from === null || from === to) return undefined
+  if (from === null || from === to || fromDown) return undefined
   return { node: from, since: at }
 }
 

@@ -23,6 +23,7 @@ test('releaseAfterMove: taken off a node binds it; back to it ends; an ongoing r
     [rel, null, null, rel]
   ]
   for (const [cur, from, to, want] of rows) assert.equal(releaseAfterMove(cur, from, to, 9), want, `${JSON.stringify(cur)} ${from}→${to}`)
+  assert.is(releaseAfterMove(undefined, 'a', null, 9, true), undefined, 'leaving a node marked down binds nothing: its guests are fenced')
 })
 
 test('releaseBlocks: only another node is refused while releasing', () => {
@@ -107,6 +108,18 @@ test('release on MarkNodeDown of the old node (its guests are fenced); not on an
   ok(h.run({ type: 'MarkNodeDown', node: 'c', epoch: 0, seq: 0, expiredAt: 0, reason: 'lease expired' }))
   assert.ok(h.sm.getVm('lo')!.releasing !== undefined, 'another node down releases nothing')
   ok(h.run({ type: 'MarkNodeDown', node: 'a', epoch: 0, seq: 0, expiredAt: 0, reason: 'lease expired' }))
+  assert.is(h.sm.getVm('lo')!.releasing, undefined)
+  ok(h.run({ type: 'AssignVm', id: 'lo', node: 'b' }))
+})
+
+test('a restart-policy-never VM left on a node marked down is moved off it without a release', () => {
+  const h = harness()
+  for (const n of ['a', 'b']) ok(h.run(registerNode(n, { cpu: 4 })))
+  ok(h.run({ type: 'CreateVm', id: 'lo', spec: spec('lo', { vcpus: 2, restartPolicy: 'never' }) }))
+  ok(h.run({ type: 'AssignVm', id: 'lo', node: 'a' }))
+  ok(h.run({ type: 'MarkNodeDown', node: 'a', epoch: 0, seq: 0, expiredAt: 0, reason: 'lease expired' }))
+  assert.is(h.sm.getVm('lo')!.assignedNode, 'a', 'policy never: it stays')
+  ok(h.run({ type: 'AssignVm', id: 'lo', node: null }))
   assert.is(h.sm.getVm('lo')!.releasing, undefined)
   ok(h.run({ type: 'AssignVm', id: 'lo', node: 'b' }))
 })
