@@ -15,7 +15,10 @@
 //   stay down), and a restart waits out its backoff (first·2^(n-1), capped);
 // - every start first asks whether the host can launch the VM at all (tiny guest missing: failed)
 //   and whether it may run guests now (no lease or fenced: hold, nothing starts);
-// - a guest of a VM not assigned here (deleted, moved, assigned elsewhere) is cleaned up.
+// - a guest of a VM not assigned here (deleted, moved, assigned elsewhere) is cleaned up;
+// - a VM taken off this host (its record `releasing` this node) whose guest is gone here is
+//   reported released, so it may start elsewhere (storage/release-rules.ts); a VM assigned here
+//   that is still releasing another node does not start until that node released it.
 import type { VmPhase, VmRecord } from '../protocols/model.ts'
 import type { GuestEvent, GuestStatus } from './hypervisor/types.ts'
 
@@ -38,6 +41,9 @@ export interface Desired {
   /** for guests here whose VM is not ours: the node it is assigned to now (absent: deleted) */
   assignedElsewhere: ReadonlyMap<string, string | null>
   backoff: Backoff
+  /** VMs taken off this host whose release is pending (`releasing.node` is this host): since is
+   * the record's `releasing.since`, echoed in the report */
+  releasing?: ReadonlyArray<{ vmId: string, since: number }>
 }
 
 export interface Observed {
@@ -74,6 +80,8 @@ export type AgentAction =
   | { kind: 'reset-backoff', vmId: string, reason: string }
   /** remember that the VM was desired stopped (a later start is asked for, not a crash loop) */
   | { kind: 'note-stop', vmId: string, reason: string }
+  /** report 'stopped' with `released: since`: the guest of a VM taken off this host is gone here */
+  | { kind: 'release', vmId: string, since: number, reason: string }
   /** nothing now, and why (fenced, backing off, migrating, busy) */
   | { kind: 'hold', vmId: string, reason: string }
 
@@ -94,6 +102,12 @@ export function decide (desired: Desired, observed: Observed, history: History, 
     const owner = desired.assignedElsewhere.get(id)
     const where = owner == null ? 'deleted' : `assigned to ${owner}`
     out.push({ kind: 'cleanup', vmId: id, reason: `not assigned here (${where})${g.state === 'running' ? ': stopping its guest' : ''}` })
+  }
+  for (const r of desired.releasing ?? []) {
+    // a guest still here is cleaned up above (this round or an earlier one still busy): the
+    // release is reported in the round that finds it gone
+    if (mine.has(r.vmId) || observed.guests.has(r.vmId) || leftAlone(r.vmId, observed, history) != null) continue
+    out.push({ kind: 'release', vmId: r.vmId, since: r.since, reason: 'taken off this host: no guest here' })
   }
   return out
 }
@@ -170,6 +184,7 @@ function converge (vm: VmRecord, st: GuestStatus | null, desired: Desired, obser
 function launch (vm: VmRecord, why: string, attempts: Attempts | undefined, observed: Observed, now: number, backoff: Backoff): AgentAction[] {
   const cannot = observed.cannotLaunch.get(vm.id)
   if (cannot != null) return [{ kind: 'report', vmId: vm.id, phase: 'failed', reason: cannot }]
+  if (vm.releasing != null && vm.releasing.node !== vm.assignedNode) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): node ${vm.releasing.node} may still run its guest (waits for its release)` }]
   if (observed.held != null) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): ${observed.held}` }]
   const count = (attempts?.count ?? 0) + 1
   return [{ kind: 'start', vmId: vm.id, reason: why, attempt: { count, lastStart: now, nextAt: now + backoffMs(count, backoff) } }]

@@ -36,7 +36,7 @@ export interface AgentDeps {
   claimWarm?: (vm: VmRecord) => Promise<{ guest: string, pool: string } | null>
 }
 
-interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string }
+interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string, released?: number }
 
 export class Agent {
   private timer: NodeJS.Timeout | null = null
@@ -109,8 +109,10 @@ export class Agent {
     for (const [id, o] of this.inflight) lastReported.set(id, o.phase)
     for (const [id, o] of this.pending) lastReported.set(id, o.phase)
     const migrating = new Set([...mine.keys(), ...guests.keys()].filter((id) => this.d.migrating?.(id) === true))
+    // VMs taken off this host, waiting for it to say their guest is gone (storage/release-rules.ts)
+    const releasing = this.d.sm.listVms().flatMap((v) => v.releasing?.node === this.d.nodeId ? [{ vmId: v.id, since: v.releasing.since }] : [])
     const actions = decide(
-      { self: this.d.nodeId, vms, assignedElsewhere: elsewhere, backoff: this.d.backoffMs ?? DEFAULT_BACKOFF },
+      { self: this.d.nodeId, vms, assignedElsewhere: elsewhere, backoff: this.d.backoffMs ?? DEFAULT_BACKOFF, releasing },
       { guests, held: this.d.mayRun?.() ?? null, migrating, cannotLaunch },
       { attempts: this.attempts, stopSeen: this.stopSeen, lastReported, unsent: new Set(this.pending.keys()), busy: this.busy },
       this.now())
@@ -138,6 +140,13 @@ export class Agent {
         this.reported.delete(a.vmId)
         this.stopSeen.delete(a.vmId)
         return
+      case 'release': {
+        const rec = this.d.sm.getVm(a.vmId)
+        if (rec?.releasing?.node !== this.d.nodeId) return // released already, or deleted
+        this.d.log.info('guest gone: releasing a VM taken off this host', { vmId: a.vmId, why: a.reason })
+        this.report(rec, 'stopped', a.reason, undefined, a.since)
+        return
+      }
       default: break
     }
     if (vm == null) return // decide() acts only on records assigned here beyond this point
@@ -185,10 +194,10 @@ export class Agent {
   }
 
   /** Queue an observed status; reports are sent in batches (one ReportVmStatus per flush). */
-  private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string): void {
+  private report (vm: VmRecord, phase: VmPhase, reason: string, ip?: string, released?: number): void {
     const prev = this.pending.get(vm.id) ?? this.inflight.get(vm.id) ?? this.reported.get(vm.id)
-    if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation) return
-    this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}) })
+    if (prev != null && prev.phase === phase && prev.reason === reason && prev.generation === vm.generation && prev.released === released) return
+    this.pending.set(vm.id, { phase, reason, generation: vm.generation, ...(ip != null ? { ip } : {}), ...(released != null ? { released } : {}) })
     this.d.log.info('vm status', { vmId: vm.id, name: vm.spec.name, phase, reason })
     this.scheduleFlush(0)
   }
@@ -219,7 +228,7 @@ export class Agent {
     this.pending.clear()
     for (const [id, o] of batch) this.inflight.set(id, o)
     const at = this.now()
-    const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) } }))
+    const reports = batch.map(([id, o]) => ({ id, node: this.d.nodeId, generation: o.generation, status: { phase: o.phase, reason: o.reason, at, ...(o.ip != null ? { ip: o.ip } : {}) }, ...(o.released != null ? { released: o.released } : {}) }))
     try {
       const r = await this.d.propose({ cmd: { type: 'ReportVmStatus', reports }, at })
       if (!r.ok) this.d.log.warn('status report rejected', { error: r.error })

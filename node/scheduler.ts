@@ -15,6 +15,7 @@ import type { PlacementCluster, PlacementRequest } from '../placement/types.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { avoidedNode } from '../storage/apply-ha.ts'
 import { activeMigration } from '../storage/migration-guard.ts'
+import { releaseWait } from '../storage/release-rules.ts'
 import { volumeUnusable } from '../protocols/volume-phases.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -114,8 +115,10 @@ export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Ma
   return out
 }
 
+/** A VM still releasing the node it was taken off (storage/release-rules.ts) is not placed: apply
+ * would refuse it anywhere else until that node reports its guest gone or is marked down. */
 function wantsPlacement (vm: VmRecord): boolean {
-  return vm.desired === 'running' && vm.assignedNode == null
+  return vm.desired === 'running' && vm.assignedNode == null && vm.releasing == null
 }
 
 /** Why a VM cannot start yet because of its volumes (one pending, being deleted, or failed before
@@ -176,6 +179,7 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
       if (moves.length + lives.length >= max) break
       const vm = byId.get(m.vmId)
       if (vm == null || activeMigration(vm) != null) continue // on its way already
+      if (vm.releasing != null) continue // bound to the node it left until released (AssignVm refuses)
       const how = evacuation(vm, n, m.to, now())
       if (how.kind === 'cold') { moves.push({ vmId: m.vmId, to: m.to, reason: how.reason }); continue }
       if (inFlight >= MAX_LIVE_EVACUATIONS_PER_NODE) continue // the next pass, once one is done
@@ -224,7 +228,9 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
   const cluster = clusterFromModel(sm.listNodes(), others, load.hints())
   const decision = placeOne(cluster, requestFromVm(vm), {}, { explain: true })
   const pending = vm.assignedNode == null && vm.desired === 'running'
-  const waiting = pending ? vm.status.reason : null
+  // a VM taken off a node waits first of all for that node to let go of its guest
+  const release = releaseWait(vm, (id) => sm.getNode(id)?.name ?? id)
+  const waiting = pending ? (release != null ? `${vm.status.reason}; ${release}` : vm.status.reason) : (release != null ? `placed, not started: ${release}` : null)
   // a VM waiting for its volumes is not placed, wherever it would fit: every node says why
   const wait = vm.assignedNode == null ? volumeWait(sm, vm) : null
   if (wait == null) {

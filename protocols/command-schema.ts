@@ -291,7 +291,9 @@ export const COMMAND = s.union('type', [
   // term: the term of the leader that decided it, signed with it (protocols/auth.ts: a scheduling
   // decision applies only in an entry of that term, and only one signer places per term)
   s.obj({ type: s.tag('AssignVm'), id, node: s.nullable(id) }, { reason: text(), term }),
-  s.obj({ type: s.tag('ReportVmStatus'), reports: s.list(L.maxReports, s.obj({ id, node: id, generation: counter, status: VM_STATUS })) }),
+  // released: the `releasing.since` the node saw on the record when it found the guest gone (a VM
+  // taken off it: storage/release-rules.ts); only such a report ends the release
+  s.obj({ type: s.tag('ReportVmStatus'), reports: s.list(L.maxReports, s.obj({ id, node: id, generation: counter, status: VM_STATUS }, { released: s.num(0, MAX_SAFE) })) }),
   s.obj({ type: s.tag('DeleteVm'), id }),
   s.obj({ type: s.tag('CreateVolume'), name, pool: name, sizeGiB: VOLUME_GIB }, { parent: s.nullable(s.obj({ volume: name, snapshot: name })) }),
   s.obj({ type: s.tag('ResizeVolume'), name, sizeGiB: VOLUME_GIB }),

@@ -93,6 +93,11 @@ export interface VmRecord {
   /** the latest live migration (storage/apply-migration.ts): in flight until done or aborted, then
    * kept as the last one; assignedNode is always its owner (source until switchover, then target) */
   migration?: MigrationRecord
+  /** the node it was taken off (a preemption, a cold move, an unassignment) whose guest may still
+   * run there: the VM is bound to it until that node reports the guest gone or is marked down
+   * (storage/release-rules.ts), and is placed nowhere else meanwhile. `since` is the entry's time,
+   * which the node's report echoes (so a report made before the release never ends it). */
+  releasing?: { node: string, since: number }
 }
 
 /** Where a volume's RBD image stands (protocols/volume-phases.ts): `pending` until the volume

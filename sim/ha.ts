@@ -150,7 +150,8 @@ export class HaSim {
     // the agent: desired-running VMs assigned here start only with a lease; others stop. A guest is
     // one VM's: id and creation (the workload reuses ids; a deleted VM's guest left on a host whose
     // daemon is down is not the new VM of the same name, whose ids are UUIDs outside the simulator)
-    const mine = new Set(r.sm.listVms({ node: h.id }).filter((v) => v.desired === 'running').map((v) => `${v.id}@${v.createdAt}`))
+    // (and, as node/agent-decide.ts: not while another host may still run it: storage/release-rules.ts)
+    const mine = new Set(r.sm.listVms({ node: h.id }).filter((v) => v.desired === 'running' && (v.releasing === undefined || v.releasing.node === h.id)).map((v) => `${v.id}@${v.createdAt}`))
     // as node/agent.ts: a VM a live migration of this host holds is neither started nor stopped
     // here (node/migration/service.ts holds); the migration hands the guest over (handOver)
     const held = new Set(r.sm.listVms().filter((v) => { const m = activeMigration(v); return m !== null && (m.source === h.id || m.target === h.id) }).map((v) => `${v.id}@${v.createdAt}`))
@@ -164,6 +165,11 @@ export class HaSim {
       this.stats.starts++
       this.trace(`${h.id} starts ${id}`)
     }
+  }
+
+  /** Does host `host` run this guest (`vmId@createdAt`) now? The ground truth its agent observes. */
+  runs (host: string, guest: string): boolean {
+    return this.hosts.find((x) => x.id === host)?.guests.has(guest) === true
   }
 
   /** Is host `host`'s daemon running now (its replica up, not paused)? */

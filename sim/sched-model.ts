@@ -170,6 +170,15 @@ export class SchedModel {
     const cmds: Command[] = []
     const at = this.o.sched.now()
     for (const vm of r.sm.listVms()) {
+      // any VM taken off this host (the workload's too: they are preempted): released once the
+      // host's daemon stopped its guest (node/agent-decide.ts 'release'; storage/release-rules.ts)
+      const rel = vm.releasing
+      if (rel?.node === host) {
+        if (this.o.ha === null || !this.o.ha.runs(host, `${vm.id}@${vm.createdAt}`)) {
+          cmds.push({ type: 'ReportVmStatus', reports: [{ id: vm.id, node: host, generation: vm.generation, status: { phase: 'stopped', reason: 'sim agent: guest gone', at }, released: rel.since }] })
+        }
+        continue
+      }
       if (!vm.id.startsWith('p')) continue
       const m = activeMigration(vm)
       if (m !== null) {

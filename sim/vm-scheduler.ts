@@ -60,7 +60,8 @@ export class VmScheduler {
       const vms = sm.listVms()
       let view = clusterFromModel(nodes, vms, new Map())
       for (const vm of vms) {
-        if (vm.assignedNode !== null) continue
+        // a VM still releasing the host it was taken off is placed nowhere else (apply refuses it)
+        if (vm.assignedNode !== null || vm.releasing !== undefined) continue
         const d = placeOne(view, requestFromVm(vm))
         if (d.nodeId === null) continue
         cmds.push({ type: 'AssignVm', id: vm.id, node: d.nodeId, reason: 'sim scheduler' })

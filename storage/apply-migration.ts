@@ -39,7 +39,8 @@ export function evacuateVm (ctx: ApplyContext, c: Cmd<'EvacuateVm'>): VmRecord {
 
 /** `vm migrate --cold`: the VM is reassigned to the target, as a drain moves a stopped VM; its
  * guest (if any) stops on the old node and boots on the new one (disks fenced there as for any
- * cold start). Refused while a live move of it is in flight. */
+ * cold start) once the old node released it (VmRecord.releasing, storage/release-rules.ts: the
+ * target's agent holds the start until then). Refused while a live move of it is in flight. */
 function moveCold (ctx: ApplyContext, vm: VmRecord, c: Cmd<'StartMigration'>): VmRecord {
   const target = ctx.tx.get<NodeRecord>('nodes', c.target)
   if (target === undefined) reject('NotFound', `node ${c.target} not found`)

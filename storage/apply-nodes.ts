@@ -103,5 +103,9 @@ export function removeNode (ctx: ApplyContext, c: Cmd<'RemoveNode'>): void {
   if (ctx.tx.get<NodeRecord>('nodes', c.id) === undefined) reject('NotFound', `node ${c.id} not found`)
   const assigned = vmIdsOn(ctx.tx, c.id)
   if (assigned.length > 0) reject('InUse', `node ${c.id} still has ${assigned.length} VMs assigned, e.g. ${assigned[0]} (drain it first)`)
+  // a VM taken off it may still run there: it must say so, or be marked down, first (release-rules.ts)
+  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
+    if (vm.releasing?.node === c.id) reject('InUse', `node ${c.id} may still run the guest of VM ${vm.spec.name}, taken off it: wait until it reports the guest stopped, or until it is marked down`)
+  }
   ctx.tx.delete('nodes', c.id)
 }

@@ -42,6 +42,8 @@ export function preemptVm (ctx: ApplyContext, c: Cmd<'PreemptVm'>): VmRecord {
     refuseWhileMigrating(ctx, v, 'a preemption')
     return v
   })
+  // each victim stays bound to this node until it reports the guest gone or is marked down
+  // (storage/release-rules.ts): placed nowhere else before, so it never runs on two hosts
   for (const v of victims) {
     assignVm(ctx, { type: 'AssignVm', id: v.id, node: null, reason: preemptedReason(vm, v, node.name) })
   }

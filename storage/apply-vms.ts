@@ -7,6 +7,8 @@ import { reject } from './apply-context.ts'
 import { incomingTo, refuseWhileMigrating } from './migration-guard.ts'
 import { imageMade, phaseOf, volumeUnusable } from '../protocols/volume-phases.ts'
 import { chargeQuota } from './apply-quotas.ts'
+import { releaseAfterMove, releaseBlocks, reportReleases } from './release-rules.ts'
+import type { Releasing } from './release-rules.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
@@ -165,7 +167,8 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   const vm = getVm(ctx, c.id)
   if (vm.assignedNode !== c.node) refuseWhileMigrating(ctx, vm, 'moving it elsewhere')
   if (c.node === null) {
-    const rec: VmRecord = { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }
+    // its guest may still run on the node it leaves: bound there until released (release-rules.ts)
+    const rec: VmRecord = withRelease({ ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, null, ctx.at, leftDown(ctx, vm)))
     setAssignment(ctx, vm.id, vm.assignedNode, null)
     ctx.tx.put('vms', vm.id, rec)
     return rec
@@ -173,14 +176,29 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   const node = ctx.tx.get<NodeRecord>('nodes', c.node)
   if (node === undefined) reject('NotFound', `node ${c.node} not found`)
   if (vm.assignedNode === c.node) return vm
+  // never on two hosts: not elsewhere while the node it left may still run its guest
+  const waits = releaseBlocks(vm, node.id, (id) => ctx.tx.get<NodeRecord>('nodes', id)?.name ?? id)
+  if (waits !== null) reject('Conflict', `VM ${vm.spec.name} cannot be placed on ${node.name} yet: ${waits}`)
   if (node.state !== 'ready') reject('Conflict', `node ${node.name} is ${node.state}: it takes no new VMs`)
   if (node.liveness === 'down') reject('Conflict', `node ${node.name} is down (lease expired): it takes no new VMs`)
   // the room live moves into the node were promised is not free (migration-guard.ts incomingTo)
   checkFits(ctx, node, vm.id, vm.spec, incomingTo(ctx.tx, node.id))
-  const rec: VmRecord = { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }
+  const rec: VmRecord = withRelease({ ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, node.id, ctx.at, leftDown(ctx, vm)))
   setAssignment(ctx, vm.id, vm.assignedNode, node.id)
   ctx.tx.put('vms', vm.id, rec)
   return rec
+}
+
+/** Is the node the VM is assigned to marked down (its guests fenced)? */
+function leftDown (ctx: ApplyContext, vm: VmRecord): boolean {
+  return vm.assignedNode !== null && ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)?.liveness === 'down'
+}
+
+/** The record with this release, or none (the field absent, not undefined: records are compared
+ * and encoded as they are). */
+export function withRelease (vm: VmRecord, releasing: Releasing | undefined): VmRecord {
+  const { releasing: _old, ...rest } = vm
+  return releasing === undefined ? rest : { ...rest, releasing }
 }
 
 /** Each report counts only if it comes from the assigned node about the current generation;
@@ -189,6 +207,12 @@ export function reportVmStatus (ctx: ApplyContext, c: Cmd<'ReportVmStatus'>): { 
   const outcomes = c.reports.map((r): ReportOutcome => {
     const vm = ctx.tx.get<VmRecord>('vms', r.id)
     if (vm === undefined) return 'notFound'
+    // the node it was taken off says its guest is gone: it may run elsewhere now (its status stays:
+    // that is the VM's, pending or starting elsewhere, not the old node's)
+    if (reportReleases(vm, r)) {
+      ctx.tx.put('vms', vm.id, withRelease({ ...vm, updatedAt: ctx.at }, undefined))
+      return 'applied'
+    }
     if (vm.assignedNode !== r.node || vm.generation !== r.generation) return 'stale'
     ctx.tx.put('vms', vm.id, { ...vm, status: { ...r.status, node: r.node }, updatedAt: ctx.at })
     return 'applied'

@@ -52,12 +52,13 @@ interface Row {
   lastReported?: Array<[string, VmPhase]>
   unsent?: string[]
   busy?: string[]
+  releasing?: Array<{ vmId: string, since: number }>
   now?: number
   want: AgentAction[]
 }
 
 function run (r: Row): AgentAction[] {
-  const desired: Desired = { self: SELF, vms: r.vms ?? [], assignedElsewhere: new Map(r.elsewhere ?? []), backoff: DEFAULT_BACKOFF }
+  const desired: Desired = { self: SELF, vms: r.vms ?? [], assignedElsewhere: new Map(r.elsewhere ?? []), backoff: DEFAULT_BACKOFF, ...(r.releasing !== undefined ? { releasing: r.releasing } : {}) }
   const observed: Observed = {
     guests: new Map((r.guests ?? []).map((g) => [g.vmId, g])),
     held: r.held ?? null,
@@ -158,6 +159,11 @@ const rows: Row[] = [
   { name: 'bug: a VM a live migration holds is neither restarted nor stopped', vms: [vm({ desired: 'stopped' })], guests: [running()], migrating: ['vm1'], want: [{ kind: 'hold', vmId: 'vm1', reason: 'a live migration holds it' }] },
   { name: 'bug: the waiting target QEMU of an incoming migration is not cleaned up as an orphan', elsewhere: [['vm1', 'node-b']], guests: [running({ ready: false })], migrating: ['vm1'], want: [{ kind: 'hold', vmId: 'vm1', reason: 'a live migration holds it' }] },
   { name: 'a VM whose earlier action still runs is left alone this round', vms: [vm()], busy: ['vm1'], want: [{ kind: 'hold', vmId: 'vm1', reason: 'an earlier action is still running' }] },
+  // ---- the release handshake (storage/release-rules.ts) ----
+  { name: 'a VM taken off this host with no guest left here is reported released, echoing since', releasing: [{ vmId: 'vm1', since: 42 }], want: [{ kind: 'release', vmId: 'vm1', since: 42, reason: 'taken off this host: no guest here' }] },
+  { name: 'bug: not released while its guest is still here: cleaned up first', releasing: [{ vmId: 'vm1', since: 42 }], guests: [running()], elsewhere: [['vm1', null]], want: [{ kind: 'cleanup', vmId: 'vm1', reason: 'not assigned here (deleted): stopping its guest' }] },
+  { name: 'bug: not released while an earlier action (the cleanup) still runs', releasing: [{ vmId: 'vm1', since: 42 }], busy: ['vm1'], want: [] },
+  { name: 'bug: a VM assigned here still releasing another node is not started', vms: [{ ...vm(), releasing: { node: 'node-b', since: 1 } }], want: [{ kind: 'hold', vmId: 'vm1', reason: 'not starting (first start): node node-b may still run its guest (waits for its release)' }] },
   // ---- several VMs at once ----
   {
     name: 'VMs are decided independently: one starts, one restarts, one stays down, an orphan goes',

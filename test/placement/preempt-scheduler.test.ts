@@ -58,13 +58,17 @@ test('a high-priority VM preempts the cheapest lower one; the victim waits with 
   assert.equal([victim.assignedNode, victim.status.phase, victim.desired], [null, 'pending', 'running'])
   assert.is(victim.status.reason, 'preempted by VM hi (priority 10 > 0) on node-a; waits for room')
   const ex = explainVm(h.sm, NO_LOAD, 'a0')
-  assert.is(ex.waiting, victim.status.reason, 'vm explain shows why it waits')
+  assert.is(ex.waiting, `${victim.status.reason}; it waits for node node-a to stop its guest (taken off it at ${new Date(victim.releasing!.since).toISOString()}): it runs on one host at a time, and is placed elsewhere once that node reports it stopped or is marked down`, 'vm explain shows why it waits: who displaced it, and the release it waits for')
   assert.is(ex.preemption?.nodeId, null, 'priority 0 preempts nobody')
 
   // no room: the victim waits, and the scheduler proposes nothing more (no cascade below 0)
   assert.equal(await pass(h), [])
   // room appears: it is placed again the ordinary way
   ok(h.run({ type: 'DeleteVm', id: 'b1' }))
+  // ... but not before node a said its guest is gone (the release handshake: never on two hosts)
+  assert.equal(await pass(h), [], 'still releasing node a: not placed')
+  ok(h.run({ type: 'ReportVmStatus', reports: [{ id: 'a0', node: 'a', generation: 1, status: { phase: 'stopped', reason: 'gone', at: 2 }, released: victim.releasing!.since }] }))
+  assert.is(h.sm.getVm('a0')?.releasing, undefined)
   const back = await pass(h)
   assert.equal(back.map((p) => [p.cmd.type, p.ok]), [['AssignVm', true]])
   assert.is(h.sm.getVm('a0')?.assignedNode, 'b')

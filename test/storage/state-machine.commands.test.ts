@@ -64,6 +64,10 @@ test('UpdateNode and RemoveNode', () => {
   h.run({ type: 'AssignVm', id: 'v1', node: 'n1' })
   expectKind(h, { type: 'RemoveNode', id: 'n1' }, 'InUse')
   h.run({ type: 'AssignVm', id: 'v1', node: null })
+  // its guest may still run on n1 until n1 says it is gone (storage/release-rules.ts)
+  expectKind(h, { type: 'RemoveNode', id: 'n1' }, 'InUse')
+  const since = h.sm.getVm('v1')!.releasing!.since
+  h.run({ type: 'ReportVmStatus', reports: [{ id: 'v1', node: 'n1', generation: 1, status: { phase: 'stopped', reason: '', at: 1 }, released: since }] })
   expectKind(h, { type: 'RemoveNode', id: 'n1' }, 'ok')
   assert.is(h.sm.getNode('n1'), undefined)
 })
