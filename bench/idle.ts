@@ -14,8 +14,8 @@
 //   [--env NAME=VALUE]... (added to the daemons' environment, over DAEMON_ENV; NAME= unsets one)
 //   [--snapshot DIR] (node1 of the last run writes a V8 heap snapshot into DIR after the idle wait)
 import '../node/polyfill.ts'
+import { freeBase } from './raft/ports.ts'
 import { mkdtempSync, rmSync, readFileSync, readdirSync, mkdirSync, statSync, openSync, readSync, closeSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { tmpdir } from 'node:os'
@@ -52,25 +52,6 @@ const READY_WRITE_MS = 60_000
 
 const say = (s: string): void => { if (!JSON_OUT) process.stderr.write(`bench:idle: ${s}\n`) }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function portFree (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen(port, '127.0.0.1', () => { s.close(() => resolve(true)) })
-  })
-}
-
-/** A base port with base..base+2 and their metrics ports (local-cluster: port+100) free. */
-async function freeBase (): Promise<number> {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 25_000)
-    let ok = true
-    for (const p of [0, 1, 2].flatMap((i) => [base + i, base + 100 + i])) if (!(await portFree(p))) { ok = false; break }
-    if (ok) return base
-  }
-  throw new Error('no free ports')
-}
 
 /** RSS by what backs it, in MiB, from /proc/PID/smaps. */
 interface Smaps { nodeBinary: number, otherFiles: number, anonymous: number }
@@ -136,7 +117,7 @@ async function oneRun (run: number, snapshot: boolean): Promise<NodeIdle[]> {
       mkdirSync(SNAPSHOT_DIR, { recursive: true })
       flags = [...(flags ?? DAEMON_NODE_FLAGS), '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`]
     }
-    bx = await blixardCluster(join(dir, 'blixard'), await freeBase(), 3, 1, env, flags)
+    bx = await blixardCluster(join(dir, 'blixard'), await freeBase(3, true), 3, 1, env, flags)
     const b = bx
     control = await clientHost(b.keyFile, b.admins[0])
     await waitForCluster(control, b.voters[0], (s) => s.leader != null && s.voters.length === 3, FORM_MS)

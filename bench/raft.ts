@@ -41,8 +41,8 @@
 //     epoll, futex). Profiler and ptrace slow the nodes: a breakdown, not a throughput figure.
 //     Needs strace; `--targets none --failovers 0 --no-freeze --no-join` runs it alone.
 import '../node/polyfill.ts'
+import { freeBase } from './raft/ports.ts'
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -90,26 +90,6 @@ const VALUE_BYTES = 256
 const say = (s: string): void => { if (!JSON_OUT) process.stderr.write(`bench:raft: ${s}\n`) }
 const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function portFree (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen(port, '127.0.0.1', () => { s.close(() => resolve(true)) })
-  })
-}
-
-/** A base port with base..base+n-1 and base+100.. free (local-cluster puts metrics at port+100). */
-async function freeBase (n: number, withMetrics: boolean): Promise<number> {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 25_000)
-    const want = [...Array(n).keys()].flatMap((i) => withMetrics ? [base + i, base + 100 + i] : [base + i])
-    let ok = true
-    for (const p of want) if (!(await portFree(p))) { ok = false; break }
-    if (ok) return base
-  }
-  throw new Error('no free ports')
-}
 
 /** etcdTls: the same level against the etcd cluster with TLS (--etcd-tls) */
 interface Pair { target: string, clients: number, blixard: LoadResult, etcd: LoadResult, etcdTls?: LoadResult }
