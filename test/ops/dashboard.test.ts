@@ -159,10 +159,19 @@ test('read-only where actions are off (the default) and on localhost: no forms o
 })
 
 /** A POST as the dashboard's own page sends it (JSON, its own Origin), with `headers` over that. */
+/** A POST as the page makes it. Like the page, it waits out a 429 (the node's per-client bound on
+ * work requests, node/http-limits.ts: the attack rows below send more in a second than a person
+ * clicks) and tries again, so each row's status is the answer to the request itself. */
 async function postAction (i: number, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, error: { kind: string, message: string } | null, json: Record<string, unknown> }> {
-  const res = await fetch(c.url(i, path), { method: 'POST', headers: { 'content-type': 'application/json', origin: `http://127.0.0.1:${c.nodes[i].metricsPort}`, ...headers }, body: JSON.stringify(body) })
-  const json = await res.json().catch(() => ({})) as Record<string, unknown>
-  return { status: res.status, error: (json.error as { kind: string, message: string } | undefined) ?? null, json }
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(c.url(i, path), { method: 'POST', headers: { 'content-type': 'application/json', origin: `http://127.0.0.1:${c.nodes[i].metricsPort}`, ...headers }, body: JSON.stringify(body) })
+    const json = await res.json().catch(() => ({})) as Record<string, unknown>
+    if (res.status === 429 && attempt < 5) {
+      await new Promise((resolve) => setTimeout(resolve, 1000 * Number(res.headers.get('retry-after') ?? '1')))
+      continue
+    }
+    return { status: res.status, error: (json.error as { kind: string, message: string } | undefined) ?? null, json }
+  }
 }
 
 /** prepare on the acting node, sign with `signer`, submit to node `to` as the page would. */
