@@ -59,7 +59,7 @@ import type { BlixardHost } from '../node/net/host.ts'
 import type { RpcClient } from '../node/net/rpc.ts'
 import type { LocalNode } from '../scripts/local-cluster.ts'
 import { learnerCounts, learnerReport, learnerScale } from './raft/learners.ts'
-import { bucketProfile, costReport, groupSyscalls, mainThreadCpuMs, monoUs, profileFlags, readProfile, scaleToCpu, STAGES, STRACE_ATTACH_MS, straceCounts } from './raft/cost.ts'
+import { bucketProfile, costReport, groupSyscalls, mainThreadCpuMs, monoUs, profileFlags, readProfile, scaleToCpu, STAGES, STRACE_ATTACH_MS, straceCounts, threadCpuMsByName, threadDelta } from './raft/cost.ts'
 import type { CostModel, NodeCost, Stage } from './raft/cost.ts'
 import type { LearnerLevel } from './raft/learners.ts'
 
@@ -337,10 +337,12 @@ async function costModel (pb: BlixardBench, hosts: BlixardHost[], profDir: strin
   let cpu1: number[] = []
   let main0: number[] = []
   let main1: number[] = []
+  let th0: Array<Map<string, number>> = []
+  let th1: Array<Map<string, number>> = []
   say(`cost model: ${COST_CLIENTS} clients to the profiled leader ${leader.name}`)
   const r = await closedLoop(ws, WARMUP_MS, DURATION_MS, () => processCpuMs(leader.proc?.pid), undefined, {
-    start: () => { from = monoUs(); cpu0 = pids.map((p) => processCpuMs(p)); main0 = pids.map((p) => mainThreadCpuMs(p)) },
-    stop: () => { to = monoUs(); cpu1 = pids.map((p) => processCpuMs(p)); main1 = pids.map((p) => mainThreadCpuMs(p)) }
+    start: () => { from = monoUs(); cpu0 = pids.map((p) => processCpuMs(p)); main0 = pids.map((p) => mainThreadCpuMs(p)); th0 = pids.map((p) => threadCpuMsByName(p)) },
+    stop: () => { to = monoUs(); cpu1 = pids.map((p) => processCpuMs(p)); main1 = pids.map((p) => mainThreadCpuMs(p)); th1 = pids.map((p) => threadCpuMsByName(p)) }
   })
   // syscalls: strace every thread of every node while the same load runs
   const sc = await rpcTo(control, leader)
@@ -382,6 +384,7 @@ async function costModel (pb: BlixardBench, hosts: BlixardHost[], profDir: strin
       procMsPerWrite,
       mainMsPerWrite,
       offMainMsPerWrite: procMsPerWrite - mainMsPerWrite,
+      threadsMsPerWrite: Object.fromEntries(Object.entries(threadDelta(th0[i], th1[i])).map(([t, ms]) => [t, ms / r.writes])),
       syscallsPerWrite: Object.fromEntries(Object.entries(grouped).map(([g, c]) => [g, c / entries])),
       syscalls: counts[i]
     }

@@ -130,6 +130,35 @@ export function mainThreadCpuMs (pid: number): number {
   } catch { return NaN }
 }
 
+/** CPU time (user + sys, ms) of each thread but the main one, summed by thread name (`comm`: libuv's pool
+ * `libuv-worker`, V8's `V8 DefaultWorke`, worker threads, LMDB's writer…), from /proc. A thread that ends inside a
+ * window loses its time there: the rows are a lower bound, the all-thread total is exact. */
+export function threadCpuMsByName (pid: number): Map<string, number> {
+  const out = new Map<string, number>()
+  let tids: string[] = []
+  try { tids = readdirSync(`/proc/${pid}/task`) } catch { return out }
+  for (const tid of tids) {
+    if (tid === String(pid)) continue
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(`${name} (${tid})`, (Number(f[11]) + Number(f[12])) * 1000 / CLOCK_TICKS)
+    } catch { /* the thread ended */ }
+  }
+  return out
+}
+
+/** Per-name CPU ms between two `threadCpuMsByName` readings (threads are matched by tid, summed by name). */
+export function threadDelta (a: Map<string, number>, b: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [key, ms] of b) {
+    const name = key.slice(0, key.lastIndexOf(' ('))
+    out[name] = (out[name] ?? 0) + ms - (a.get(key) ?? 0)
+  }
+  return out
+}
+
 /** USER_HZ: 100 on Linux for every architecture we run on. */
 const CLOCK_TICKS = 100
 
@@ -216,6 +245,8 @@ export interface NodeCost {
   procMsPerWrite: number
   mainMsPerWrite: number
   offMainMsPerWrite: number
+  /** the off-main CPU per write by thread name (a lower bound per row: see threadCpuMsByName) */
+  threadsMsPerWrite: Record<string, number>
   /** per Raft entry committed in the strace window, by group, and the raw counts */
   syscallsPerWrite: Record<string, number>
   syscalls: Record<string, number>
@@ -244,6 +275,10 @@ export function costReport (c: CostModel): string[] {
   for (const s of STAGES) lines.push(`${STAGE_NAMES[s].padEnd(w)} ${c.nodes.map((n) => f(n.stageMsPerWrite[s], 3).padStart(16)).join(' ')}`)
   lines.push(`${'= main thread'.padEnd(w)} ${c.nodes.map((n) => f(n.mainMsPerWrite, 3).padStart(16)).join(' ')}`)
   lines.push(`${'+ other threads (/proc all − main thread)'.padEnd(w)} ${c.nodes.map((n) => f(n.offMainMsPerWrite, 3).padStart(16)).join(' ')}`)
+  const threadNames = [...new Set(c.nodes.flatMap((n) => Object.keys(n.threadsMsPerWrite ?? {})))]
+    .filter((t) => c.nodes.some((n) => (n.threadsMsPerWrite?.[t] ?? 0) >= 0.005))
+    .sort((a, b) => Math.max(...c.nodes.map((n) => n.threadsMsPerWrite?.[b] ?? 0)) - Math.max(...c.nodes.map((n) => n.threadsMsPerWrite?.[a] ?? 0)))
+  for (const t of threadNames) lines.push(`${`    of which thread "${t}"`.padEnd(w)} ${c.nodes.map((n) => f(n.threadsMsPerWrite?.[t] ?? 0, 3).padStart(16)).join(' ')}`)
   lines.push(`${'= process, all threads (/proc user+sys)'.padEnd(w)} ${c.nodes.map((n) => f(n.procMsPerWrite, 3).padStart(16)).join(' ')}`)
   lines.push(`${'(event loop idle, % of sampled time)'.padEnd(w)} ${c.nodes.map((n) => f(100 * n.idleShare, 0).padStart(16)).join(' ')}`)
   lines.push('')

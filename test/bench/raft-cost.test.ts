@@ -2,7 +2,8 @@
 // strace -c summary, and the --learners argument. The bench itself runs real processes and is not a test.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { bucketProfile, groupSyscalls, parseStraceSummary, scaleToCpu } from '../../bench/raft/cost.ts'
+import { bucketProfile, groupSyscalls, parseStraceSummary, scaleToCpu, threadCpuMsByName, threadDelta } from '../../bench/raft/cost.ts'
+import { Worker } from 'node:worker_threads'
 import { learnerCounts } from '../../bench/raft/learners.ts'
 
 const node = (id: number, functionName: string, url: string, children: number[] = []): { id: number, callFrame: { functionName: string, url: string }, children: number[] } =>
@@ -67,6 +68,21 @@ test('parseStraceSummary and groupSyscalls: counts by name, the profiler signals
   assert.is(g['fsync (fsync, fdatasync, msync, sync_file_range)'], 32)
   assert.is(g['file writes (pwrite64, pwritev: LMDB pages)'], 455)
   assert.is(g.total, 3902 + 643 + 32 + 455)
+})
+
+test('threadDelta: per-name sums over threads matched by tid; a thread born in the window counts from 0', () => {
+  const a = new Map([['libuv-worker (11)', 100], ['libuv-worker (12)', 50], ['V8 DefaultWorke (13)', 10]])
+  const b = new Map([['libuv-worker (11)', 130], ['libuv-worker (12)', 55], ['V8 DefaultWorke (13)', 10], ['node (14)', 7]])
+  assert.equal(threadDelta(a, b), { 'libuv-worker': 35, 'V8 DefaultWorke': 0, node: 7 })
+})
+
+test('threadCpuMsByName: this process\'s worker thread shows up by name, busy, and the main thread does not', async () => {
+  const w = new Worker('const t = Date.now(); while (Date.now() - t < 300) {}', { eval: true })
+  await new Promise((resolve) => setTimeout(resolve, 250))
+  const seen = threadCpuMsByName(process.pid)
+  await w.terminate()
+  assert.not.ok([...seen.keys()].some((k) => k.endsWith(`(${process.pid})`)), 'the main thread is left out')
+  assert.ok([...seen.values()].some((ms) => ms >= 50), `a thread with the worker's CPU: ${JSON.stringify([...seen])}`)
 })
 
 test('learnerCounts: 0 first, sorted, bounded, a clear error otherwise', () => {
