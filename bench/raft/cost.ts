@@ -278,7 +278,9 @@ export function costReport (c: CostModel): string[] {
   const threadNames = [...new Set(c.nodes.flatMap((n) => Object.keys(n.threadsMsPerWrite ?? {})))]
     .filter((t) => c.nodes.some((n) => (n.threadsMsPerWrite?.[t] ?? 0) >= 0.005))
     .sort((a, b) => Math.max(...c.nodes.map((n) => n.threadsMsPerWrite?.[b] ?? 0)) - Math.max(...c.nodes.map((n) => n.threadsMsPerWrite?.[a] ?? 0)))
-  for (const t of threadNames) lines.push(`${`    of which thread "${t}"`.padEnd(w)} ${c.nodes.map((n) => f(n.threadsMsPerWrite?.[t] ?? 0, 3).padStart(16)).join(' ')}`)
+  // V8's profiler thread is the cost model's own overhead, like the profiler signals below
+  const label = (t: string): string => t.startsWith('v8:Prof') ? `    of which thread "${t}" (the profiler's own)` : `    of which thread "${t}"`
+  for (const t of threadNames) lines.push(`${label(t).padEnd(w)} ${c.nodes.map((n) => f(n.threadsMsPerWrite?.[t] ?? 0, 3).padStart(16)).join(' ')}`)
   lines.push(`${'= process, all threads (/proc user+sys)'.padEnd(w)} ${c.nodes.map((n) => f(n.procMsPerWrite, 3).padStart(16)).join(' ')}`)
   lines.push(`${'(event loop idle, % of sampled time)'.padEnd(w)} ${c.nodes.map((n) => f(100 * n.idleShare, 0).padStart(16)).join(' ')}`)
   lines.push('')
