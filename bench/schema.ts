@@ -3,7 +3,7 @@
 //   - Raft receive: a frame's bytes → decodePayload → validateBatch → validateMessage each (a
 //     MsgApp with entries, and a batch of heartbeats), as node/net/raft-transport.ts does;
 //   - RPC decode: a client frame's bytes → decodePayload → validateClientFrame → checkParams
-//     (vm.create, the largest params a client sends);
+//     (vm.create, the largest params a client sends), the frame envelope and params both;
 //   - Raft apply: a committed entry's bytes → CBOR + validateEnvelope of a CreateVm, as the state
 //     machine does for every entry it applies.
 // The bench asserts both give equal results (and equal errors) before timing. Figures are ns per
@@ -31,12 +31,13 @@ import { validateVmSpec } from '../protocols/command-schema.ts'
 import { tryDecodeEnvelope, encodeEnvelope } from '../storage/envelope.ts'
 import { decodeCbor } from '../storage/codec.ts'
 import { BlixardError, isWireError } from '../protocols/errors.ts'
-import { bool, obj, opt, str } from '../protocols/validate.ts'
+import { bool, obj, opt, str } from './baseline/validate-handwritten.ts'
 import type { CommandEnvelope } from '../protocols/commands.ts'
 import type { VmSpec } from '../protocols/model.ts'
 // the hand-written validators the schema replaced, kept as the baseline
 import * as handwritten from './baseline/command-schema-handwritten.ts'
 import * as handwrittenWire from './baseline/raft-wire-handwritten.ts'
+import * as handwrittenFrames from './baseline/rpc-frames-handwritten.ts'
 import { validateBatch, validateMessage } from '../protocols/raft-wire.ts'
 import type { Message } from '../protocols/raft/types.ts'
 
@@ -58,6 +59,8 @@ const spec: VmSpec = {
 const env: CommandEnvelope = { cmd: { type: 'CreateVm', id: 'vm-0001', spec, desired: 'running' }, at: 1_700_000_000_000, key: 'k-0001' }
 const entry = encodeEnvelope(env)
 const frame = encodePayload({ id: 7, method: 'vm.create', params: { spec, start: true } })
+/** a frame whose params are trivial: the envelope's check is most of the work */
+const smallFrame = encodePayload({ id: 8, method: 'cluster.status', params: {} })
 // Raft frames as a follower receives them: a MsgApp of 8 entries of 256 bytes (a busy leader),
 // and a batch of heartbeats (an idle cluster of 8 talking to this node)
 const appMsg: Message = {
@@ -84,7 +87,7 @@ function handwrittenVmCreate (x: unknown): unknown {
   return out
 }
 const rpcHandwritten = (): unknown => {
-  const req = validateClientFrame(decodePayload(frame))
+  const req = handwrittenFrames.validateClientFrame(decodePayload(frame))
   if ('cancel' in req) throw new Error('cancel')
   // as checkParams runs a method's validator (rpc.ts): the idempotency key split off, wire errors renamed
   const x = req.params
@@ -121,6 +124,11 @@ const specHandwritten = (): unknown => handwritten.validateVmSpec(spec)
 const specSchema = (): unknown => validateVmSpec(spec)
 
 assert.deepEqual(rpcSchema(), rpcHandwritten())
+for (const bad of [null, [], { id: -1, method: 'm' }, { id: 1 }, { id: 1, method: '' }, { id: 1, method: 'm', extra: 1 }, { id: 1, cancel: true, method: 'm' }, new Map([['id', 1]])]) {
+  const kind = (f: () => unknown): string => { try { f(); return 'ok' } catch (e) { return (e as BlixardError).kind } }
+  assert.equal(kind(() => validateClientFrame(bad)), 'BadMessage', JSON.stringify(bad))
+  assert.equal(kind(() => handwrittenFrames.validateClientFrame(bad)), 'BadMessage', JSON.stringify(bad))
+}
 assert.deepEqual(applySchema(), applyHandwritten())
 assert.deepEqual(specSchema(), specHandwritten())
 for (const bad of [{ ...spec, vcpus: 0 }, { ...spec, name: 'Web' }, { ...spec, networks: ['a', 'a'] }, { ...spec, image: { kind: 'iso' } }, { ...spec, constraints: [{ label: 'x', op: 'in', values: [1] }] }]) {
@@ -165,6 +173,7 @@ function compare (path: string, today: () => unknown, candidate: (() => unknown)
 
 const rows = [
   compare('rpc decode: vm.create frame → params', rpcHandwritten, rpcSchema),
+  compare('rpc frame alone: cluster.status', () => handwrittenFrames.validateClientFrame(decodePayload(smallFrame)), () => validateClientFrame(decodePayload(smallFrame))),
   compare('raft apply: CreateVm entry → envelope', applyHandwritten, applySchema),
   compare('VmSpec alone (no CBOR)', specHandwritten, specSchema),
   compare('raft receive: MsgApp 8×256 B frame', appHandwritten, appSchema),

@@ -2,7 +2,7 @@
 // registered node's addresses (so Raft can reach members it never discovered), waking the
 // scheduler for a new VM, the agent for anything that may change what runs here, and the migration,
 // volume, snapshot and warm-pool services for their commands. The decision
-// is a pure function (effectsOf); node/daemon.ts carries it out.
+// is a pure function (effectsOf); carryOut wakes the services node/daemon.ts hands it.
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import { SNAPSHOT_COMMAND_TYPES } from '../protocols/snapshots.ts'
 import { POOL_COMMAND_TYPES } from '../protocols/pools.ts'
@@ -41,4 +41,28 @@ export function effectsOf (self: string, env: CommandEnvelope, r: ApplyResult): 
     kickSnapshots: SNAPSHOT_COMMAND_TYPES.has(cmd.type),
     kickPools: POOL_COMMAND_TYPES.has(cmd.type)
   }
+}
+
+/** The services an applied command may wake (node/execution.ts Execution has them all). */
+export interface EffectTargets {
+  scheduler: { kick: () => unknown }
+  agent: { kick: () => void }
+  migrations: { kick: () => void }
+  volumes: { kick: () => void } | null
+  snapshots: { kick: () => void }
+  pools: { kick: () => void }
+}
+
+/** Carry out `fx`: learn a node's addresses (looked up in the committed state) and wake the
+ * services it names; `exec` is null before the execution block started. */
+export function carryOut (fx: AppliedEffects, exec: EffectTargets | null, learn: { addrsOf: (node: string) => string[] | undefined, learnAddrs: (node: string, addrs: string[]) => Promise<void> }): void {
+  const addrs = fx.learnAddrsOf == null ? undefined : learn.addrsOf(fx.learnAddrsOf)
+  if (fx.learnAddrsOf != null && addrs !== undefined) void learn.learnAddrs(fx.learnAddrsOf, addrs)
+  if (exec === null) return
+  if (fx.kickScheduler) void exec.scheduler.kick()
+  if (fx.kickAgent) exec.agent.kick()
+  if (fx.kickMigrations) exec.migrations.kick()
+  if (fx.kickVolumes) exec.volumes?.kick()
+  if (fx.kickSnapshots) exec.snapshots.kick()
+  if (fx.kickPools) exec.pools.kick()
 }

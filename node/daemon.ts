@@ -3,6 +3,7 @@
 // (node/membership.ts), the execution block (node/execution.ts) and HTTP, and stops them in reverse.
 // Writes: node/write-path.ts; applied-command effects: node/apply-effects.ts.
 import { mkdir } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { Signer } from '../protocols/auth.ts'
@@ -31,7 +32,7 @@ import type { VmRecord } from '../protocols/model.ts'
 import { hostView, startNodeHost, type NodeServices } from './host-services.ts'
 import { startExecution, type Execution } from './execution.ts'
 import { WritePath } from './write-path.ts'
-import { effectsOf } from './apply-effects.ts'
+import { carryOut, effectsOf } from './apply-effects.ts'
 import { Loops } from './loops.ts'
 import { handOffLeadership } from './handoff.ts'
 
@@ -45,8 +46,6 @@ export interface DaemonOptions {
 
 /** nodes a fresh cluster waits for before bootstrapping, unless the config says otherwise */
 export const DEFAULT_BOOTSTRAP_EXPECT = 3
-
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 export class Daemon {
   readonly log: Logger
@@ -67,6 +66,7 @@ export class Daemon {
   private readonly membership: Membership
   private readonly clients = new RpcClients(() => this.host)
   private readonly writes: WritePath
+  private get console (): ConsoleProxyDeps { return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) } }
   private readonly loops: Loops
   /** services started after the execution block, stopped before it (last started, first stopped) */
   private readonly stoppers: Array<() => Promise<void> | void> = []
@@ -84,7 +84,7 @@ export class Daemon {
     this.gauges = new NodeGauges({ metrics: this.metrics, load: () => this.host.services.load, connections: () => this.host.getConnections().length, sm: this.sm, raft: () => this.raft?.status(), rpc: () => this.host?.services.rpc.stats() })
     this.writes = new WritePath({ self: () => this.id, sm: this.sm, raft: () => this.raft, clients: this.clients, signer: () => this.signer, stopping: () => this.stopping, sleep })
     this.membership = new Membership({
-      self: () => this.id, cfg, expect: this.expect(), admins: opts.admins ?? [], sm: this.sm, store: this.store,
+      self: () => this.id, cfg, expect: opts.bootstrapExpect ?? DEFAULT_BOOTSTRAP_EXPECT, admins: opts.admins ?? [], sm: this.sm, store: this.store,
       raft: () => this.raft,
       startRaft: () => { this.startRaft() },
       ...hostView(() => this.host),
@@ -109,11 +109,11 @@ export class Daemon {
     this.signer = signer
     const board: LoadBoard = { hints: () => this.gauges.loadHints() }
     const propose = async (env: CommandEnvelope): Promise<ApplyResult> => await this.propose(env)
-    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, raft: () => this.raft, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data) => await consoleInput(this.consoleDeps(), vm, data), metrics: this.metrics })
+    const api = nodeApi({ id: () => this.id, cfg: this.cfg, sm: this.sm, raft: () => this.raft, propose, listeners: this.listeners, board, gossip: () => this.host.services.load, membership: this.membership, events: this.events, vmLogs: (vm, o, signal) => this.vmLogs(vm, o, signal), consoleInput: async (vm, data) => await consoleInput(this.console, vm, data), metrics: this.metrics })
     this.api = api
     this.host = await startNodeHost({
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, raft: () => this.raft, api,
-      renewLease: () => this.exec == null ? null : async (peer, epoch) => await (this.exec as Execution).ha.receive(peer, epoch),
+      renewLease: () => { const ha = this.exec?.ha; return ha == null ? null : async (peer, epoch) => await ha.receive(peer, epoch) },
       heard: (peer) => { this.membership.heard(peer) },
       log: this.log, metrics: this.metrics
     })
@@ -137,8 +137,6 @@ export class Daemon {
     // further services go here, each one line: start it and push its stop onto this.stoppers
     this.http = await startHttp(this)
   }
-
-  expect (): number { return this.opts.bootstrapExpect ?? DEFAULT_BOOTSTRAP_EXPECT }
 
   private startRaft (): void {
     this.raft = new RaftService({
@@ -166,15 +164,7 @@ export class Daemon {
     this.events.beforeDescribe(env, r)
     for (const fn of this.listeners) fn(i, env, r)
     this.events.applied(i, env, r)
-    const fx = effectsOf(this.id, env, r)
-    const learn = fx.learnAddrsOf == null ? null : this.sm.getNode(fx.learnAddrsOf)
-    if (learn != null) void this.membership.learnAddrs(learn.id, learn.addrs)
-    if (fx.kickScheduler) void this.exec?.scheduler.kick()
-    if (fx.kickAgent) this.exec?.agent.kick()
-    if (fx.kickMigrations) this.exec?.migrations.kick()
-    if (fx.kickVolumes) this.exec?.volumes?.kick()
-    if (fx.kickSnapshots) this.exec?.snapshots.kick()
-    if (fx.kickPools) this.exec?.pools.kick()
+    carryOut(effectsOf(this.id, env, r), this.exec, { addrsOf: (n) => this.sm.getNode(n)?.addrs, learnAddrs: async (n, a) => await this.membership.learnAddrs(n, a) })
   }
 
   /** this node's RPC client to a peer (one per peer, reused) */
@@ -184,13 +174,7 @@ export class Daemon {
   async propose (env: CommandEnvelope): Promise<ApplyResult> { return await this.writes.propose(env) }
 
   /** A VM's console: from our hypervisor when the VM is here, else proxied from its host. */
-  vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
-    return vmConsole(this.consoleDeps(), vm, o, signal)
-  }
-
-  private consoleDeps (): ConsoleProxyDeps {
-    return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) }
-  }
+  vmLogs (vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> { return vmConsole(this.console, vm, o, signal) }
 
   /** called by /metrics before each scrape (node/metrics-wiring.ts) */
   refreshMetrics (): void { this.gauges.refresh() }

@@ -264,9 +264,12 @@ export const SNAPSHOT_COMMANDS = [
 
 // ---- warm pools (issue 18): protocols/pools.ts holds the record and the hosts' decisions ----
 
+/** a pool's fields, shared by its command and its RPC params (protocols/rpc-pools.ts) */
+export const POOL_FIELDS = { name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }
+
 export const POOL_COMMANDS = [
   /** an admin declares or resizes pool `name`: `size` pre-booted paused guests of this shape per node */
-  s.obj({ type: s.tag('SetWarmPool'), name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }),
+  s.obj({ type: s.tag('SetWarmPool'), ...POOL_FIELDS }),
   /** an admin removes it: every host removes its guests of it */
   s.obj({ type: s.tag('DeleteWarmPool'), name })
 ] as const

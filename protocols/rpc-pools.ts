@@ -2,9 +2,8 @@
 // checks as the commands they become (POOL_COMMANDS), so the RPC and the log accept the same values.
 import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
 import type { WarmPoolRecord } from './pools.ts'
-import { POOL_COMMANDS } from './command-schema.ts'
-import { compile } from './schema.ts'
-import { bool, obj, opt } from './validate.ts'
+import { POOL_FIELDS } from './command-schema.ts'
+import { compile, s } from './schema.ts'
 
 export interface PoolMethods {
   /** declares or resizes a warm pool: `size` pre-booted paused guests of vcpus × memoryMiB per node */
@@ -17,31 +16,13 @@ export interface PoolMethods {
 
 type Table = { [M in keyof PoolMethods]: MethodSpec<PoolMethods[M]['params']> }
 
-const setShape = compile(POOL_COMMANDS[0], 'params', 'params.', 'wire')
-const deleteShape = compile(POOL_COMMANDS[1], 'params', 'params.', 'wire')
+/** params, declared with the commands they become (POOL_FIELDS), checked in the wire dialect */
+const checkSet = compile(s.obj(POOL_FIELDS), 'params', 'params.', 'wire')
+const checkDelete = compile(s.obj({ name: POOL_FIELDS.name }), 'params', 'params.', 'wire')
+const checkList = compile(s.obj({}, { stale: s.bool() }), 'params', 'params.', 'wire')
 
 export const POOL_METHODS: Table = {
-  'pool.set': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = obj(x ?? {}, 'params', ['name', 'vcpus', 'memoryMiB', 'size'], ['name', 'vcpus', 'memoryMiB', 'size'])
-      const c = setShape({ type: 'SetWarmPool', ...o })
-      return { name: c.name, vcpus: c.vcpus, memoryMiB: c.memoryMiB, size: c.size }
-    }
-  },
-  'pool.delete': {
-    mutating: true, streaming: false,
-    params: (x) => {
-      const o = obj(x ?? {}, 'params', ['name'], ['name'])
-      return { name: deleteShape({ type: 'DeleteWarmPool', ...o }).name }
-    }
-  },
-  'pool.list': {
-    mutating: false, streaming: false,
-    params: (x) => {
-      const o = obj(x ?? {}, 'params', ['stale'])
-      const stale = opt(o, 'stale', bool, 'params')
-      return stale !== undefined ? { stale } : {}
-    }
-  }
+  'pool.set': { mutating: true, streaming: false, params: (x) => checkSet(x ?? {}) },
+  'pool.delete': { mutating: true, streaming: false, params: (x) => checkDelete(x ?? {}) },
+  'pool.list': { mutating: false, streaming: false, params: (x) => checkList(x ?? {}) }
 }

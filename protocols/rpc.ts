@@ -10,7 +10,6 @@ import type { CommandAuth } from './auth.ts'
 import { isEd25519PeerId } from './auth.ts'
 import { BlixardError, ERROR_KINDS, isWireError } from './errors.ts'
 import type { LoadReport } from './load.ts'
-import { bad, bool, int, obj, opt, str } from './validate.ts'
 import type { Infer, Schema } from './schema.ts'
 import { compile, s } from './schema.ts'
 import { JOIN_POLICIES } from './commands.ts'
@@ -50,40 +49,43 @@ export type RpcResponse =
 export const MAX_METHOD_LENGTH = 64
 const MAX_ID = 2 ** 48
 
+const frameId = s.int(0, MAX_ID)
+/** any value: a method's params are checked by its own schema (checkParams), a result by its caller */
+const opaque = s.custom((x): unknown => x)
+
 /** A client frame: a request or a cancel. Malformed envelopes are a protocol violation
  * (BadMessage: the stream is reset); malformed params are answered (InvalidParams). */
+const CLIENT_FRAME = s.refine(s.obj({ id: frameId }, { method: s.str(MAX_METHOD_LENGTH, { min: 1 }), params: opaque, cancel: s.true() }), (v) =>
+  v.cancel === true
+    ? v.method !== undefined || v.params !== undefined ? { kind: 'BadMessage', message: (p) => `${p}: a cancel carries only id and cancel: true` } : undefined
+    : v.method === undefined ? { kind: 'BadMessage', message: (p) => `${p}: missing field 'method'` } : undefined)
+const checkClientFrame = compile(CLIENT_FRAME, 'request', 'request.', 'wire')
+
 export function validateClientFrame (x: unknown): RpcRequest | RpcCancel {
-  const o = obj(x, 'request', ['id', 'method', 'params', 'cancel'], ['id'])
-  const id = int(o.id, 'request.id', 0, MAX_ID)
-  if (o.cancel !== undefined) {
-    if (o.cancel !== true || o.method !== undefined || o.params !== undefined) bad('request', 'a cancel carries only id and cancel: true')
-    return { id, cancel: true }
-  }
-  const method = str(o.method, 'request.method', MAX_METHOD_LENGTH, 1)
-  return o.params === undefined ? { id, method } : { id, method, params: o.params }
+  const f = checkClientFrame(x)
+  if (f.cancel === true) return { id: f.id, cancel: true }
+  return f.params === undefined ? { id: f.id, method: f.method as string } : { id: f.id, method: f.method as string, params: f.params }
 }
 
+const RPC_ERROR = s.obj({ kind: s.str(32, { min: 1 }), message: s.str(4096) }, {
+  leader: s.str(MAX_NODE_ID_LENGTH),
+  key: s.str(COMMAND_LIMITS.maxIdempotencyKeyLength, { min: 1 })
+})
+
 /** A server frame as the client sees it. */
+const SERVER_FRAME = s.refine(s.obj({ id: frameId, ok: s.bool() }, { result: opaque, more: s.true(), error: RPC_ERROR }), (v) =>
+  v.ok
+    ? v.error !== undefined ? { kind: 'BadMessage', message: (p) => `${p}: ok response with an error` } : undefined
+    : v.error === undefined ? { kind: 'BadMessage', message: (p) => `${p}: missing field 'error'` } : undefined)
+const checkServerFrame = compile(SERVER_FRAME, 'response', 'response.', 'wire')
+
 export function validateServerFrame (x: unknown): RpcResponse {
-  const o = obj(x, 'response', ['id', 'ok', 'result', 'more', 'error'], ['id', 'ok'])
-  const id = int(o.id, 'response.id', 0, MAX_ID)
-  if (bool(o.ok, 'response.ok')) {
-    if (o.error !== undefined) bad('response', 'ok response with an error')
-    if (o.more !== undefined && o.more !== true) bad('response.more', 'must be true when present')
-    return o.more === true ? { id, ok: true, result: o.result, more: true } : { id, ok: true, result: o.result }
-  }
-  const e = obj(o.error, 'response.error', ['kind', 'message', 'leader', 'key'], ['kind', 'message'])
-  const kind = str(e.kind, 'response.error.kind', 32, 1)
-  const error: BlixError = {
-    // a kind this client does not know (a newer server) is still an error: keep it as Internal
-    kind: (ERROR_KINDS as readonly string[]).includes(kind) ? kind as ErrorKind : 'Internal',
-    message: str(e.message, 'response.error.message', 4096)
-  }
-  const leader = opt(e, 'leader', (v, p) => str(v, p, MAX_NODE_ID_LENGTH), 'response.error')
-  if (leader !== undefined) error.leader = leader
-  const key = opt(e, 'key', (v, p) => str(v, p, COMMAND_LIMITS.maxIdempotencyKeyLength, 1), 'response.error')
-  if (key !== undefined) error.key = key
-  return { id, ok: false, error }
+  const f = checkServerFrame(x)
+  if (f.ok) return f.more === true ? { id: f.id, ok: true, result: f.result, more: true } : { id: f.id, ok: true, result: f.result }
+  const e = f.error as Infer<typeof RPC_ERROR>
+  // a kind this client does not know (a newer server) is still an error: keep it as Internal
+  const error: BlixError = { ...e, kind: (ERROR_KINDS as readonly string[]).includes(e.kind) ? e.kind as ErrorKind : 'Internal' }
+  return { id: f.id, ok: false, error }
 }
 
 // ---- methods ----
@@ -362,6 +364,8 @@ export function takesIdempotencyKey (method: MethodName): boolean {
   return METHODS[method].mutating && !method.startsWith('internal.')
 }
 
+const checkIdempotencyKey = compile(s.str(COMMAND_LIMITS.maxIdempotencyKeyLength, { min: 1 }), `params.${IDEMPOTENCY_PARAM}`, '', 'wire')
+
 /** Runs a method's params validator; shape errors become InvalidParams, spec errors keep their kind. */
 export function checkParams<M extends MethodName> (method: M, x: unknown): ParamsOf<M> {
   try {
@@ -369,7 +373,7 @@ export function checkParams<M extends MethodName> (method: M, x: unknown): Param
     const { [IDEMPOTENCY_PARAM]: raw, ...rest } = x as Record<string, unknown>
     const inner = METHODS[method].params(rest)
     if (raw === undefined) return inner as ParamsOf<M>
-    const idempotencyKey = str(raw, `params.${IDEMPOTENCY_PARAM}`, COMMAND_LIMITS.maxIdempotencyKeyLength, 1)
+    const idempotencyKey = checkIdempotencyKey(raw)
     return { ...(inner as object), idempotencyKey } as ParamsOf<M>
   } catch (err) {
     if (isWireError(err)) throw new BlixardError(err.kind === 'TooLarge' ? 'TooLarge' : 'InvalidParams', err.message)

@@ -213,6 +213,12 @@ export class Cluster {
     else r.staleRead(req.vm, reply)
   }
 
+  /** `blixard-node admin recover PEERID` run on every member: each votes once it is registered. */
+  noteRecovery (peerId: string): void {
+    this.o.trace?.(`admin recovery of ${peerId} noted on every member`)
+    for (const r of this.members()) r.recoveryNote = peerId
+  }
+
   /** End of the fault phase: every link open, calm network, every member up. */
   healAll (): void {
     this.net.heal()

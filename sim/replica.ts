@@ -24,10 +24,12 @@ import type { EventQueue } from './event-queue.ts'
 import type { Network } from './network.ts'
 import type { Checker } from './checkers/checker.ts'
 import type { VmView } from './history.ts'
-import { Membership, MEMBERSHIP_LOOP_MS } from '../node/membership.ts'
+import { Membership } from '../node/membership.ts'
 import type { MembershipClient, MembershipRaft, MembershipMethod } from '../node/membership.ts'
 import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
 import { createLogger } from '../node/log.ts'
+import { AUTH_LIMITS } from '../protocols/auth.ts'
+import type { CommandAuth } from '../protocols/auth.ts'
 import { PREEMPT_BUGS } from '../placement/plans/preempt.ts'
 import type { PreemptBug } from '../placement/plans/preempt.ts'
 
@@ -72,11 +74,21 @@ interface PendingCall {
   reject: (e: unknown) => void
 }
 
-/** Membership in the simulator (node/membership.ts, the daemon's rounds): a fresh replica joins by
- * asking its peers for hellos and one of them to admit it; the leader runs autopilot. Autopilot's
- * cadence and dead timeout are scaled to the simulator's 100 ms election timeout (the daemon's
- * is 1 s). Self-registration is not run: sim/ha.ts models the hosts, and the replicas are not. */
+/** Membership in the simulator: every round the daemon runs (node/membership.ts rounds()) — a
+ * fresh replica joins by asking its peers for hellos and one of them to admit it; the leader runs
+ * autopilot; every member registers itself, casts a pending admin-recovery vote and looks for the
+ * members it is not connected to. Autopilot's cadence and dead timeout are scaled to the
+ * simulator's 100 ms election timeout (the daemon's is 1 s). */
 export const SIM_AUTOPILOT = { intervalMs: 250, deadAfterMs: 1_500 }
+/** A replica registers itself with no capacity: the guests of a run live on sim/ha.ts's hosts,
+ * so placement never picks a replica's record. */
+const REPLICA_CAPACITY = { cpu: 0, memoryMiB: 0, diskGiB: 0 }
+/** The simulator's state machine checks no signatures (UNCHECKED_AUTHORITY) but reads who signed
+ * a node's own command (a RecoverAdmin vote counts for its signer): a replica's own writes carry
+ * its id as signer, with a placeholder signature of the right size. */
+const UNVERIFIED_SIG = new Uint8Array(AUTH_LIMITS.signatureBytes)
+/** how long a replica's dial of a member it is not connected to takes (membership's reach round) */
+const DIAL_MS = 20
 /** how long a membership RPC waits for its answer, and a conf change for its apply */
 const MEMBERSHIP_RPC_TIMEOUT_MS = 1_000
 const CONF_CHANGE_TIMEOUT_MS = 3_000
@@ -152,6 +164,9 @@ export class Replica {
   /** the shipped membership rounds of the current life (node/membership.ts) */
   membership: Membership | null = null
   private nextMembershipKey = 1
+  /** `blixard-node admin recover`'s note: on this replica's disk, so it outlives a crash, until
+   * the vote for it applied (node/recover.ts in the daemon) */
+  recoveryNote: string | null = null
 
   constructor (id: string, store: MemoryLogStore, private readonly env: ReplicaEnv) {
     this.id = id
@@ -190,8 +205,7 @@ export class Replica {
     this.startCore(sm)
     this.membership = this.buildMembership(this.incarnation)
     this.membership.bindIfFresh()
-    this.runRound(MEMBERSHIP_LOOP_MS, this.incarnation, async (m) => { await m.formationRound() })
-    this.runRound(SIM_AUTOPILOT.intervalMs, this.incarnation, async (m) => { await m.autopilotRound() })
+    for (const [ms, round] of this.membership.rounds()) this.runRound(ms, this.incarnation, round)
   }
 
   /** The node core over the store as it is now: at start, and again after membership bootstrapped
@@ -284,13 +298,12 @@ export class Replica {
 
   /** A membership round every `ms` for as long as this life lasts (node/loops.ts in the daemon:
    * one round at a time, the next `ms` after the last one ended). */
-  private runRound (ms: number, inc: number, round: (m: Membership) => Promise<void>): void {
+  private runRound (ms: number, inc: number, round: () => Promise<void>): void {
     const sched = this.env.sched
     sched.after(ms, () => {
-      const m = this.membership
-      if (!this.up || this.incarnation !== inc || m === null) return
+      if (!this.up || this.incarnation !== inc || this.membership === null) return
       sched.promiseWork = true
-      round(m).catch((err: unknown) => { this.trace(`membership round failed: ${String(err)}`) }).finally(() => {
+      round().catch((err: unknown) => { this.trace(`membership round failed: ${String(err)}`) }).finally(() => {
         if (this.up && this.incarnation === inc) this.runRound(ms, inc, round)
       })
     })
@@ -319,7 +332,7 @@ export class Replica {
     const traceLine = (line: string): void => { this.env.trace?.(`${this.id} log ${line}`) }
     return new Membership({
       self: () => this.id,
-      cfg: { name: this.id, labels: {}, capacity: { cpu: 1, memoryMiB: 1024, diskGiB: 1 }, autopilot: SIM_AUTOPILOT, ceph: { conf: null } },
+      cfg: { name: this.id, labels: {}, capacity: REPLICA_CAPACITY, autopilot: SIM_AUTOPILOT, ceph: { conf: null } },
       expect: SIM_BOOTSTRAP_EXPECT,
       admins: [],
       sm: this.sm as StateMachine,
@@ -329,12 +342,25 @@ export class Replica {
       connectedPeers: () => live() ? this.env.connected(this.id) : [],
       ownAddrs: () => [`/sim/${this.id}`],
       addPeerAddrs: async () => {},
+      // Addresses never change here, so a dial at the recorded address is all there is: it takes
+      // DIAL_MS, and reaches the member if the link to it is open by then, else it is looked for later.
+      reach: async (peer) => {
+        await new Promise<void>((resolve) => { sched.after(DIAL_MS, () => { sched.promiseWork = true; resolve() }) })
+        const how = live() && this.env.connected(this.id).includes(peer) ? 'connected' : 'unreachable'
+        this.trace(`reach ${peer} ${how}`)
+        return how
+      },
       client: async (peer) => this.membershipClient(peer),
       propose: async (env) => {
         if (!live() || this.forwarder === null) throw new BlixardError('Unavailable', 'the node is shutting down')
-        return await this.forwarder.propose({ ...env, key: env.key ?? `${this.id}/${inc}/m${this.nextMembershipKey++}` })
+        const key = env.key ?? `${this.id}/${inc}/m${this.nextMembershipKey++}`
+        const auth: CommandAuth = { signer: this.id, nonce: key, until: Number.MAX_SAFE_INTEGER, sig: UNVERIFIED_SIG }
+        return await this.forwarder.propose({ ...env, key, auth: env.auth ?? auth })
       },
-      recovery: { pending: async () => null, done: async () => {} },
+      recovery: {
+        pending: async () => live() ? this.recoveryNote : null,
+        done: async () => { if (live()) this.recoveryNote = null }
+      },
       note: (text) => { this.trace(`event ${text}`) },
       log: createLogger({ node: this.id }, { level: 'info', write: traceLine, now: () => new Date(sched.now()) }),
       now: () => sched.now(),

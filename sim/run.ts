@@ -30,6 +30,9 @@ import type { PreemptBug } from '../placement/plans/preempt.ts'
 
 export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence', 'retry-new-key', 'preempt-equal']
 export const DEFAULT_STEPS = 600
+/** the admin an operator recovers in the runs that note a recovery (an Ed25519 peer id, as
+ * RecoverAdmin requires) */
+export const RECOVERED_ADMIN = '12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7'
 /** virtual ms between log-matching sweeps */
 const CHECKPOINT_MS = 500
 /** virtual ms, after the liveness phase, for the last operations to finish and replicas to catch up */
@@ -125,6 +128,10 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace })
   // the scheduler of issue 19 (shipped loops, a tenant, the hosts' agents); forked last, like HA
   const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace })
+  // some runs note an admin recovery on every member mid-faults (membership's voteRecovery round);
+  // forked, so its draws change no other stream
+  const recovery = rng.fork('recovery')
+  const recoveryAt = recovery.chance(0.5) ? recovery.range(0, o.steps * TICK_MS) : null
   const nemesis = new Nemesis({ sched, rng: rng.fork('nemesis'), jointRng: rng.fork('nemesis-joint'), jointChanges: o.jointChanges !== false, cluster, voters: o.nodes, trace })
 
   const violations: Violation[] = []
@@ -137,6 +144,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   ha?.start()
   schedModel?.start()
   nemesis.start()
+  if (recoveryAt !== null) sched.after(recoveryAt, () => { cluster.noteRecovery(RECOVERED_ADMIN) })
   const faultEnd = o.steps * TICK_MS
   for (let t = CHECKPOINT_MS; t <= faultEnd; t += CHECKPOINT_MS) {
     await sched.runUntilSettled(t)

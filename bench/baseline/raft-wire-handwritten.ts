@@ -5,7 +5,7 @@
 // field is checked here for shape, type and size before a message reaches step().
 import type { Entry, Message, Snapshot } from '../../protocols/raft/types.ts'
 import { WIRE_MESSAGE_TYPES } from '../../protocols/raft-wire.ts'
-import { arr, bad, bool, bytes, int, obj, oneOf, opt, str } from '../../protocols/validate.ts'
+import { arr, bad, bool, bytes, int, obj, oneOf, opt, str } from './validate-handwritten.ts'
 import {
   MAX_CONF_MEMBERS, MAX_CONTEXT_BYTES, MAX_ENTRIES_PER_MSG, MAX_ENTRY_BYTES, MAX_NODE_ID_LENGTH,
   MAX_RAFT_BATCH_MSGS, MAX_SNAPSHOT_BYTES

@@ -1,9 +1,10 @@
 // Moves protocols/framing.ts frames over libp2p 3 streams. Reading is event-driven with a bounded
-// queue of decoded frames: when the consumer falls behind, the stream is paused (yamux then stops
+// queue of decoded frames (an it-pushable): when the consumer falls behind, the stream is paused (yamux then stops
 // the sender), so a fast peer cannot grow our memory. Bad bytes reset the stream with a
 // BlixardError of a wire kind (BadMessage, TooLarge).
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
+import { pushable } from 'it-pushable'
 import { FrameDecoder, decodePayload, encodeFrame } from '../../protocols/framing.ts'
 import { MAX_FRAMES_BUFFERED, MAX_FRAME_BYTES_BUFFERED, FRAME_READ_TIMEOUT_MS, MAX_PARTIAL_FRAME_BYTES_TOTAL } from '../../protocols/limits.ts'
 
@@ -29,14 +30,14 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
   const decoder = new FrameDecoder(opts.maxFrameBytes)
   const maxBuffered = opts.maxBuffered ?? MAX_FRAMES_BUFFERED
   const maxBufferedBytes = opts.maxBufferedBytes ?? MAX_FRAME_BYTES_BUFFERED
-  const queue: Array<{ value: unknown, bytes: number }> = []
+  // decoded frames not yet taken by the consumer; ending it with an error drops what it holds, so
+  // a failed stream (reset by either side, bad bytes) yields nothing more: frames still queued
+  // would have nobody to answer, and a peer that left would still cost their work
+  const frames = pushable<{ value: unknown, bytes: number }>({ objectMode: true })
   let queuedBytes = 0
-  const full = (): boolean => queue.length >= maxBuffered || queuedBytes >= maxBufferedBytes
+  const full = (): boolean => frames.readableLength >= maxBuffered || queuedBytes >= maxBufferedBytes
   let error: Error | null = null
-  let ended = false
   let remoteClosed = false
-  let wake: (() => void) | null = null
-  const notify = (): void => { const w = wake; wake = null; w?.() }
   const frameTimeoutMs = opts.frameTimeoutMs ?? FRAME_READ_TIMEOUT_MS
   let partialTimer: ReturnType<typeof setTimeout> | null = null
   let held = 0 // this stream's share of partialBytesTotal
@@ -44,7 +45,7 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
     if (error != null) return
     error = err
     stream.abort(err)
-    notify()
+    frames.end(err)
   }
   // keeps the global count and the stall timer in step with the decoder's partial frame
   const account = (): void => {
@@ -69,56 +70,43 @@ export async function * readFrames (stream: Stream, opts: ReadFramesOptions): As
     try {
       const chunks = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data]
       for (const c of chunks) {
-        for (const f of decoder.push(c)) { queue.push({ value: decodePayload(f), bytes: f.byteLength }); queuedBytes += f.byteLength }
+        for (const f of decoder.push(c)) { frames.push({ value: decodePayload(f), bytes: f.byteLength }); queuedBytes += f.byteLength }
       }
       if (full() && stream.readStatus === 'readable') stream.pause()
       if (partialBytesTotal - held + decoder.buffered() > MAX_PARTIAL_FRAME_BYTES_TOTAL) {
         throw new Error(`incomplete frames of all streams exceed ${MAX_PARTIAL_FRAME_BYTES_TOTAL} bytes: stream reset`)
       }
     } catch (err) {
-      error = err as Error
-      stream.abort(error)
+      fail(err as Error)
     }
     account()
-    if (remoteClosed && stream.readBufferLength === 0) ended = true
-    notify()
+    if (remoteClosed && stream.readBufferLength === 0) frames.end()
   }
   const onClose = (evt: Event): void => {
     const e = (evt as Event & { error?: Error }).error
-    if (e != null && error == null) error = e
-    ended = true
-    notify()
+    if (e != null) fail(e)
+    else frames.end()
   }
   // buffered bytes may still be dispatched after the remote half-closes: end once they are read
   const onRemoteCloseWrite = (): void => {
     remoteClosed = true
-    if (stream.readBufferLength === 0) ended = true
-    notify()
+    if (stream.readBufferLength === 0) frames.end()
   }
   stream.addEventListener('message', onMessage)
   stream.addEventListener('close', onClose)
   stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite)
   try {
-    if (stream.status !== 'open') ended = true
+    if (stream.status !== 'open') frames.end()
     else if (stream.remoteWriteStatus === 'closed') onRemoteCloseWrite()
-    for (;;) {
-      // a stream that failed (reset by either side, bad bytes) yields nothing more: frames still
-      // queued would have nobody to answer, and a peer that left would still cost their work
+    for await (const f of frames) {
+      // an error after the queue had ended (a reset once the remote closed its side) still wins
       if (error != null) throw error
-      if (queue.length > 0) {
-        const v = queue.shift()!
-        queuedBytes -= v.bytes
-        if (stream.readStatus === 'paused' && queue.length <= maxBuffered / 2 && queuedBytes <= maxBufferedBytes / 2) stream.resume()
-        yield v.value
-        continue
-      }
-      if (error != null) throw error
-      if (ended) {
-        if (decoder.buffered() > 0) throw new Error('stream ended inside a frame')
-        return
-      }
-      await new Promise<void>(resolve => { wake = resolve })
+      queuedBytes -= f.bytes
+      if (stream.readStatus === 'paused' && frames.readableLength <= maxBuffered / 2 && queuedBytes <= maxBufferedBytes / 2) stream.resume()
+      yield f.value
     }
+    if (error != null) throw error
+    if (decoder.buffered() > 0) throw new Error('stream ended inside a frame')
   } finally {
     if (partialTimer != null) clearTimeout(partialTimer)
     partialBytesTotal -= held

@@ -1,8 +1,11 @@
 // What an applied command sets in motion on a node (node/apply-effects.ts effectsOf): learning
 // another node's addresses, waking the scheduler, waking the agent, the migration service, the volume reconciler and the snapshot service; nothing for a refused command.
+// carryOut wakes exactly the services named, learns addresses only of a node the state knows, and
+// before the execution block started only learns addresses.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { effectsOf } from '../../node/apply-effects.ts'
+import { carryOut, effectsOf } from '../../node/apply-effects.ts'
+import type { AppliedEffects, EffectTargets } from '../../node/apply-effects.ts'
 import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
 import { vmSpec } from '../../sim/workload.ts'
 
@@ -26,5 +29,36 @@ const cases: Array<[string, Command, ApplyResult, ReturnType<typeof effectsOf>]>
 for (const [name, cmd, r, want] of cases) {
   test(name, () => { assert.equal(effectsOf('self', env(cmd), r), want) })
 }
+
+function recorder (): { woke: string[], learned: string[], exec: EffectTargets, learn: Parameters<typeof carryOut>[2] } {
+  const woke: string[] = []
+  const learned: string[] = []
+  const k = (name: string) => ({ kick: () => { woke.push(name) } })
+  return {
+    woke,
+    learned,
+    exec: { scheduler: k('scheduler'), agent: k('agent'), migrations: k('migrations'), volumes: k('volumes'), snapshots: k('snapshots'), pools: k('pools') },
+    learn: { addrsOf: (n) => n === 'n2' ? ['/ip4/10.0.0.2/tcp/1'] : undefined, learnAddrs: async (n, a) => { learned.push(`${n} ${a.join(',')}`) } }
+  }
+}
+const none: AppliedEffects = { learnAddrsOf: null, kickScheduler: false, kickAgent: false, kickMigrations: false, kickVolumes: false, kickSnapshots: false, kickPools: false }
+
+test('carryOut wakes only the services named, and learns a known node\'s addresses', () => {
+  const r = recorder()
+  carryOut({ ...none, learnAddrsOf: 'n2', kickScheduler: true, kickVolumes: true }, r.exec, r.learn)
+  assert.equal(r.woke, ['scheduler', 'volumes'])
+  assert.equal(r.learned, ['n2 /ip4/10.0.0.2/tcp/1'])
+  const u = recorder()
+  carryOut({ ...none, learnAddrsOf: 'gone', kickPools: true }, u.exec, u.learn)
+  assert.equal(u.learned, [], 'a node the state does not know: nothing to learn')
+  assert.equal(u.woke, ['pools'])
+})
+
+test('carryOut before the execution block started only learns addresses', () => {
+  const r = recorder()
+  carryOut({ ...none, learnAddrsOf: 'n2', kickScheduler: true, kickAgent: true }, null, r.learn)
+  assert.equal(r.woke, [])
+  assert.equal(r.learned.length, 1)
+})
 
 test.run()

@@ -1,7 +1,10 @@
+// The hand-written check helpers the schema vocabulary (protocols/schema.ts) replaced, as they
+// were, kept only for bench:schema's baselines (bench/baseline/*-handwritten.ts).
+//
 // Small schema helpers for data decoded from the network. Each returns the checked value with
 // its precise type or throws BlixardError('BadMessage') naming the path and what was wrong, so a
 // validator reads like the shape it checks.
-import { BlixardError } from './errors.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 export type Obj = Record<string, unknown>
 
