@@ -303,7 +303,8 @@ export class MigrationService {
       const dir = runtimePaths(this.d.dataDir, vm.id).dir
       const incoming = join(dir, 'incoming.sock')
       const tls = this.transport() === 'tls'
-      const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming: tls ? 'defer' : incoming }
+      // the guest keeps the address it has on the source: this host reports it once the guest runs
+      const spec = { ...launchSpecFromVm(vm, { tinyGuest: this.tiny ?? undefined, ...host }), readiness: 'qmp' as const, incoming: tls ? 'defer' : incoming, ...(vm.status.ip != null ? { resumedIp: vm.status.ip } : {}) }
       await this.d.driver.start(spec)
       tl.mark('target.qemuSpawned')
       if (tls) {

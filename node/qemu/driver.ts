@@ -38,6 +38,10 @@ export interface QemuLaunchSpec {
    * for the source's state instead of booting; 'defer': with `-incoming defer`, until QMP says
    * where (migrate-incoming, once its TLS credentials are in: node/migration/tls.ts) */
   incoming?: string
+  /** readiness 'qmp' of a guest that booted elsewhere (a live migration's target): the address it
+   * reported there, reported again once it runs here (it prints no ready marker here, and the
+   * running report replaces the VM's status) */
+  resumedIp?: string
 }
 
 /** Host networking the driver does not own; cleanup() calls it for the VM's TAPs. */
@@ -536,9 +540,10 @@ export class QemuDriver {
       if (l.record.spec.readiness === 'qmp') {
         // an incoming migration's guest runs once QEMU resumes it: listen before asking, so a
         // resume between the two is not missed
-        qmp.onEvent((e) => { if (e.event === 'RESUME') markReady(null) })
+        const ip = l.record.spec.resumedIp ?? null
+        qmp.onEvent((e) => { if (e.event === 'RESUME') markReady(ip) })
         const st = await qmp.execute('query-status') as { status?: string }
-        if (st.status === 'running') markReady(null)
+        if (st.status === 'running') markReady(ip)
       }
     }).catch((e: unknown) => {
       if (l.exit == null) this.log.warn('no QMP connection; relying on process exit', { vmId: l.vmId, err: e })

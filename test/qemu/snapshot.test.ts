@@ -2,7 +2,9 @@
 // saveState pauses the guest, writes its state to a file and resumes it (the counter goes on);
 // a QEMU started with the same devices and -incoming, fed that file by loadState, resumes the
 // guest at the snapshot's point (its first counter after the restore follows the one at the save,
-// well below where the killed guest had got to). One guest at a time; about 15 s under TCG.
+// well below where the killed guest had got to), and is reported running with the address it was
+// given to resume with (resumedIp: a live migration's target knows it from the source). One guest
+// at a time; about 15 s under TCG.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
@@ -58,10 +60,14 @@ test('save to a file and restore: the guest resumes at the snapshot point', asyn
 
   const sock = join(runtimePaths(dataDir, VM).dir, 'restore.sock')
   const t0 = Date.now()
-  await d.start({ ...spec, readiness: 'qmp', incoming: sock })
+  // resumedIp: the address the guest had where it booted (it prints no ready marker when resumed)
+  await d.start({ ...spec, readiness: 'qmp', incoming: sock, resumedIp: '10.64.0.9' })
   const running = d.waitForEvent(VM, (e) => e.type === 'running', 60_000)
   await loadState(async () => await d.qmp(VM), file, sock)
-  await running
+  const ev = await running
+  assert.equal(ev.type === 'running' ? ev.ip : 'no running event', '10.64.0.9', 'the resumed guest is reported with the address it had')
+  const st = await d.status(VM)
+  assert.equal(st.state === 'running' ? [st.ready, st.ip] : st.state, [true, '10.64.0.9'])
   const restoreMs = Date.now() - t0
   const after = await until('heartbeats after the restore', 30_000, () => { const b = beats(); return b.length >= 3 ? b : null })
   console.log(`  state ${(saved.sizeBytes / 1048576).toFixed(1)} MiB, paused ${saved.pausedMs} ms; counter ${atSave} at save, ${later} at kill, ${after[0]} first after restore; restore to running ${restoreMs} ms`)
