@@ -265,8 +265,11 @@ export const SNAPSHOT_COMMANDS = [
 // ---- warm pools (issue 18): protocols/pools.ts holds the record and the hosts' decisions ----
 
 export const POOL_COMMANDS = [
-  /** an admin declares or resizes pool `name`: `size` pre-booted paused guests of this shape per node */
-  s.obj({ type: s.tag('SetWarmPool'), name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }),
+  /** an admin declares or resizes pool `name`: `size` pre-booted paused guests of this shape per node
+   * (per node whose labels meet `constraints`, when given) */
+  s.obj({ type: s.tag('SetWarmPool'), name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }, {
+    constraints: s.list(L.maxListItems, CONSTRAINT)
+  }),
   /** an admin removes it: every host removes its guests of it */
   s.obj({ type: s.tag('DeleteWarmPool'), name })
 ] as const
