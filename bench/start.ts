@@ -15,7 +15,7 @@
 // Prints the medians and the ratios against the cold boot (issue 18's targets, through Blixard:
 // restore ≤ 0.3 × cold, warm-pool create→running ≤ 100 ms).
 import '../node/polyfill.ts'
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TestCluster, vmSpec, waitFor } from '../test/cluster/harness.ts'
@@ -26,6 +26,7 @@ import { loadTinyGuest, tinyGuestBoot } from '../node/qemu/tiny-guest.ts'
 import { probeKvm } from '../node/qemu/kvm-probe.ts'
 import type { RpcClient } from '../node/net/rpc.ts'
 import type { VmRecord } from '../protocols/model.ts'
+import { qemuPidsFor } from '../test/vm/helpers.ts'
 
 const argv = process.argv.slice(2)
 const get = (f: string, d: number): number => { const i = argv.indexOf(f); return i >= 0 ? Number(argv[i + 1]) : d }
@@ -56,6 +57,7 @@ async function bareRun (): Promise<{ cold: number[], restore: number[], accel: s
   const cold: number[] = []
   const restore: number[] = []
   let stateBytes = 0
+  const started = new Set<string>(['saved'])
   try {
     // the snapshot every restore starts from: a booted guest, saved once
     await d.start(spec('saved'))
@@ -64,6 +66,7 @@ async function bareRun (): Promise<{ cold: number[], restore: number[], accel: s
     stateBytes = (await saveState(await d.qmp('saved'), file, join(dir, 'save.sock'))).sizeBytes
     await d.cleanup('saved')
     for (let i = 0; i < SAMPLES; i++) {
+      started.add(`cold${i}`)
       let t0 = performance.now()
       await d.start(spec(`cold${i}`))
       await d.waitForEvent(`cold${i}`, (e) => e.type === 'running', BOOT_TIMEOUT_MS)
@@ -81,6 +84,8 @@ async function bareRun (): Promise<{ cold: number[], restore: number[], accel: s
       say(`  bare sample ${i + 1}: cold ${r0(cold[i])} ms, restore ${r0(restore[i])} ms`)
     }
   } finally {
+    // a sample that failed half-way leaves its guest running: close() leaves guests alone
+    for (const id of started) await d.cleanup(id).catch(() => {})
     await d.close()
     rmSync(dir, { recursive: true, force: true })
   }
@@ -111,6 +116,8 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
   const hostRestore: number[] = []
   const warm: number[] = []
   const warmSteps: Array<{ createdMs: number, handedOverMs: number }> = []
+  /** every VM this run created: the snapshot's VM runs to the end, and a guest outlives its daemon */
+  const ids: string[] = []
   try {
     await c.prepare()
     c.start(0)
@@ -118,6 +125,7 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
     const client = await c.client(0)
     await waitFor('node registered', 30_000, async () => (await client.call('node.list', {})).length === 1, 200)
     const saved = await client.call('vm.create', { spec: { ...vmSpec('saved'), memoryMiB: MEMORY } })
+    ids.push(saved.id)
     await untilPhase(client, saved.id, 'running', BOOT_TIMEOUT_MS)
     await client.call('vm.snapshot', { vm: saved.id, name: 'warm' })
     await waitFor('the snapshot ready', 60_000, async () => (await client.call('vm.snapshotList', { vm: saved.id }))[0]?.phase === 'ready', 50)
@@ -127,6 +135,7 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
       await waitFor('the warm pool full', REFILL_TIMEOUT_MS, () => poolFull(c, 1), 50)
       let t0 = performance.now()
       const vm = await client.call('vm.create', { spec: { ...vmSpec(`cold${i}`), memoryMiB: MEMORY, kernelParams: ['blix.nopool=1'] } })
+      ids.push(vm.id)
       await untilPhase(client, vm.id, 'running', BOOT_TIMEOUT_MS)
       cold.push(performance.now() - t0)
       await client.call('vm.delete', { vm: vm.id })
@@ -142,6 +151,7 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
       t0 = performance.now()
       const wall0 = Date.now()
       const w = await client.call('vm.create', { spec: { ...vmSpec(`warm${i}`), memoryMiB: MEMORY } })
+      ids.push(w.id)
       const created = performance.now() - t0
       const running = await untilPhase(client, w.id, 'running', BOOT_TIMEOUT_MS)
       warm.push(performance.now() - t0)
@@ -154,9 +164,10 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
       say(`  Blixard sample ${i + 1}: create→running cold ${r0(cold[i])} ms, restore→done ${r0(restore[i])} ms (host ${s.restore?.ms ?? '?'} ms), warm-pool create→running ${r0(warm[i])} ms (create answered ${r0(warmSteps[i].createdMs)}, handed over ${r0(warmSteps[i].handedOverMs)})`)
     }
   } finally {
+    // guests outlive their daemon (the snapshot's VM was never deleted, a delete may not have
+    // finished): none may outlive the bench, pool guests and claimed ones (named warm.bench.N) too
     await c.stop()
-    // pool guests outlive their daemon as every guest does: none may outlive the bench
-    for (const pid of qemuPids('warm.bench.')) process.kill(pid, 'SIGKILL')
+    for (const id of [...ids, 'warm.bench.']) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
   }
   return { cold, restore, hostRestore, warm, warmSteps }
 }
@@ -168,17 +179,6 @@ function handedOverAt (c: TestCluster, vmId: string): number | null {
   try { return Date.parse((JSON.parse(line) as { ts: string }).ts) } catch { return null }
 }
 
-/** live QEMUs whose command line names `needle` */
-function qemuPids (needle: string): number[] {
-  const out: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    let argv = ''
-    try { argv = readFileSync(`/proc/${name}/cmdline`, 'utf8') } catch { continue }
-    if (argv.includes('qemu-system') && argv.includes(needle)) out.push(Number(name))
-  }
-  return out
-}
 
 const t0 = Date.now()
 const load = loadavg()[0]

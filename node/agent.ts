@@ -34,6 +34,9 @@ export interface AgentDeps {
   /** a warm pool guest of the VM's shape handed over to it, resumed (node/pools/service.ts), or
    * null: asked before a first start, so a matching create runs without a boot */
   claimWarm?: (vm: VmRecord) => Promise<{ guest: string, pool: string } | null>
+  /** before a boot: warm pool guests here give back the room the VMs placed here need (they
+   * reserve none: node/pools/service.ts), so the boot does not overfill the host */
+  makeRoom?: (vm: VmRecord) => Promise<void>
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string, released?: number }
@@ -167,6 +170,7 @@ export class Agent {
         // before the host side: a VM a pool serves has no networks or volumes to bind)
         const warm = a.attempt.count <= 1 ? await this.d.claimWarm?.(vm) ?? null : null
         if (warm != null) { this.report(vm, 'running', `claimed warm guest ${warm.guest} of pool ${warm.pool}: no boot`); return }
+        await this.d.makeRoom?.(vm)
         const host = await this.d.resources?.bindings(vm) ?? {}
         // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
         const name = this.d.sm.getNode(this.d.nodeId)?.name

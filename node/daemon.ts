@@ -115,6 +115,7 @@ export class Daemon {
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, raft: () => this.raft, api,
       renewLease: () => { const ha = this.exec?.ha; return ha == null ? null : async (peer, epoch) => await ha.receive(peer, epoch) },
       heard: (peer) => { this.membership.heard(peer) },
+      warm: () => this.exec?.pools.report() ?? [],
       log: this.log, metrics: this.metrics
     })
     this.log.info('node started', { id: this.id, identityCreated: created, addrs: this.host.getMultiaddrs().map(String) })

@@ -21,7 +21,7 @@ import type { LoadGossip } from './net/load-gossip.ts'
 import type { RaftService } from './raft-service.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { sampleHostLoad } from './metrics-wiring.ts'
+import { sampleHostLoad, type WarmCount } from './metrics-wiring.ts'
 import { instrumentAuthorize, instrumentHandlers } from './rpc-metrics.ts'
 import { isMember, mayCall } from './core/membership-rules.ts'
 import { BlixardError } from '../protocols/errors.ts'
@@ -43,6 +43,8 @@ export interface HostServicesDeps {
   heard: (peer: string) => void
   log: Logger
   metrics: NodeMetrics
+  /** this host's warm pool guests per pool, for its load reports (none before execution started) */
+  warm?: () => WarmCount[]
 }
 
 export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<NodeServices>> {
@@ -77,7 +79,7 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
         onRefused: (reason) => { d.metrics.rpcRefused.inc({ reason }) },
         log: d.log
       }),
-      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self()), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: d.log })
+      load: loadGossip({ sample: async () => await sampleHostLoad(d.cfg.dataDir, d.sm, d.self(), d.warm?.() ?? []), onReport: () => { d.metrics.gossipReports.inc({ result: 'accepted' }) }, log: d.log })
     }
   })
 }

@@ -10,11 +10,13 @@ import type { NodeMetrics } from './metrics.ts'
 import type { RpcServerStats } from './net/rpc.ts'
 import { partialFrameBytes } from './net/frame-stream.ts'
 
-export interface LoadSample { cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number }
+export interface WarmCount { pool: string, guests: number, paused: number }
+export interface LoadSample { cpuPct: number, memPct: number, diskPct: number, vmCount: number, appliedIndex: number, warm?: WarmCount[] }
 
 /** This host's load for the gossip: cpu (1-minute load average over cores), memory, the data
- * dir's disk, and the VMs placed here. */
-export async function sampleHostLoad (dataDir: string, sm: StateMachine, self: string): Promise<LoadSample> {
+ * dir's disk, the VMs placed here, and its warm pool guests (node/pools/service.ts report(); the
+ * field is left out when there are none). */
+export async function sampleHostLoad (dataDir: string, sm: StateMachine, self: string, warm: WarmCount[] = []): Promise<LoadSample> {
   let diskPct = 0
   try { const s = await statfs(dataDir); diskPct = 100 * (1 - s.bavail / Math.max(1, s.blocks)) } catch { diskPct = 0 }
   return {
@@ -22,7 +24,8 @@ export async function sampleHostLoad (dataDir: string, sm: StateMachine, self: s
     memPct: Math.min(100, 100 * (1 - freemem() / totalmem())),
     diskPct: Math.min(100, Math.max(0, diskPct)),
     vmCount: sm.listVms({ node: self }).length,
-    appliedIndex: sm.applied()
+    appliedIndex: sm.applied(),
+    ...(warm.length > 0 ? { warm } : {})
   }
 }
 
@@ -45,7 +48,7 @@ export class NodeGauges {
   loadHints (): Map<string, LoadHint> {
     const out = new Map<string, LoadHint>()
     for (const r of this.s.load().reports()) {
-      out.set(r.node, { cpuPct: r.cpuPct, memPct: r.memPct, ageMs: r.ageMs })
+      out.set(r.node, { cpuPct: r.cpuPct, memPct: r.memPct, ageMs: r.ageMs, ...(r.warm !== undefined ? { warm: Object.fromEntries(r.warm.map((w) => [w.pool, w.paused])) } : {}) })
       this.s.metrics.gossipReportAge.set({ node: r.node }, r.ageMs / 1000)
     }
     return out

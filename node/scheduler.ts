@@ -17,6 +17,7 @@ import { avoidedNode } from '../storage/apply-ha.ts'
 import { activeMigration } from '../storage/migration-guard.ts'
 import { releaseWait } from '../storage/release-rules.ts'
 import { volumeUnusable } from '../protocols/volume-phases.ts'
+import { poolFor, type WarmPoolRecord } from '../protocols/pools.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
 
@@ -115,6 +116,14 @@ export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Ma
   return out
 }
 
+/** A VM's placement request, naming the warm pool whose paused guest its first start would be
+ * handed (protocols/pools.ts poolFor): placement's warm scorer prefers a node holding one. */
+export function requestWithPool (vm: VmRecord, pools: readonly WarmPoolRecord[]): PlacementRequest {
+  const req = requestFromVm(vm)
+  const pool = poolFor(vm.spec, pools)
+  return pool == null ? req : { ...req, warmPool: pool.name }
+}
+
 /** A VM still releasing the node it was taken off (storage/release-rules.ts) is not placed: apply
  * would refuse it anywhere else until that node reports its guest gone or is marked down. */
 function wantsPlacement (vm: VmRecord): boolean {
@@ -142,7 +151,8 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
   const max = d.maxPerPass ?? 256
   const t0 = process.hrtime.bigint()
   const cluster = clusterFromModel(nodes, vms, d.load.hints())
-  const todo = sortQueue(vms.filter((vm) => wantsPlacement(vm) && volumeWait(d.sm, vm) == null).map(requestFromVm)).slice(0, max)
+  const pools = d.sm.listWarmPools()
+  const todo = sortQueue(vms.filter((vm) => wantsPlacement(vm) && volumeWait(d.sm, vm) == null).map((vm) => requestWithPool(vm, pools))).slice(0, max)
   const moves: Array<{ vmId: string, to: string | null, reason: string }> = []
   // Flap backoff (storage/reschedule-rules.ts): a VM rescheduled off a host keeps off it for a
   // while, so it is placed in a batch of its own against the cluster without that host. (Two
@@ -226,7 +236,7 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
   // Explain against the cluster without this VM's own reservation, as if placing it afresh.
   const others = sm.listVms().filter((v) => v.id !== vmId)
   const cluster = clusterFromModel(sm.listNodes(), others, load.hints())
-  const decision = placeOne(cluster, requestFromVm(vm), {}, { explain: true })
+  const decision = placeOne(cluster, requestWithPool(vm, sm.listWarmPools()), {}, { explain: true })
   const pending = vm.assignedNode == null && vm.desired === 'running'
   // a VM taken off a node waits first of all for that node to let go of its guest
   const release = releaseWait(vm, (id) => sm.getNode(id)?.name ?? id)

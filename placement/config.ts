@@ -5,7 +5,9 @@ import { PlacementError } from './errors.ts'
 
 export const DEFAULT_CONFIG: PlacementConfig = {
   strategy: 'binpack',
-  weights: { fit: 1, affinity: 0.5, domain: 0.5, pressure: 0.5 },
+  // warm 1: a paused pool guest saves a whole boot (seconds under TCG), worth as much as packing:
+  // an idle node holding one (fit 0 + 1) ties the fullest busy node (0.5 + 0.5 × fill <= 1)
+  weights: { fit: 1, affinity: 0.5, domain: 0.5, pressure: 0.5, warm: 1 },
   hotPct: 80,
   staleMs: 10_000
 }

@@ -41,7 +41,8 @@ export function clusterFromModel (nodes: NodeRecord[], vms: VmRecord[], load: Ma
       maxVms: n.maxVms,
       vmCount: 0,
       groups: {},
-      load: load.get(n.id) ?? null
+      load: load.get(n.id) ?? null,
+      ...warmOf(load.get(n.id))
     })
   }
   const placed: PlacedVm[] = []
@@ -60,6 +61,11 @@ export function clusterFromModel (nodes: NodeRecord[], vms: VmRecord[], load: Ma
     if (target !== undefined) reserve(target, request, 1)
   }
   return { nodes: [...out.values()], placed }
+}
+
+/** The node's working count of paused warm guests, from its load hint (a copy: placements take from it). */
+function warmOf (hint: LoadHint | undefined): { warm?: Record<string, number> } {
+  return hint?.warm === undefined ? {} : { warm: { ...hint.warm } }
 }
 
 /** Add (sign 1) or remove (sign -1) a request's reservation on a node, in place. */

@@ -5,7 +5,7 @@ export { DEFAULT_CONFIG, resolveConfig, type PlacementConfigInput } from './conf
 export { PlacementError } from './errors.ts'
 export { clusterFromModel, requestFromVm, requestFromSpec } from './from-model.ts'
 export * from './filters.ts'
-export { fill, binpackScore, spreadScore, affinityScore, domainScore, pressureScore } from './scorers.ts'
+export { fill, binpackScore, spreadScore, affinityScore, domainScore, pressureScore, warmScore } from './scorers.ts'
 export { better } from './rank-order.ts'
 export { Placer, type PlaceOptions } from './placer.ts'
 export { placeOne, placeBatch, applyPlacement, releasePlacement, type BatchResult } from './place.ts'

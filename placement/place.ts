@@ -3,6 +3,7 @@ import type { Decision, PlacementCluster, PlacementConfig, PlacementRequest } fr
 import type { PlacementConfigInput } from './config.ts'
 import { Placer, cloneNode, type PlaceOptions } from './placer.ts'
 import { reserve } from './from-model.ts'
+import { takeWarm } from './scorers.ts'
 import { PlacementError } from './errors.ts'
 
 /** Choose a node for one VM. */
@@ -40,6 +41,7 @@ export function applyPlacement (cluster: PlacementCluster, req: PlacementRequest
     if (n.id !== nodeId) return n
     const c = cloneNode(n)
     reserve(c, req, 1)
+    takeWarm(c, req)
     return c
   })
   return { nodes, placed: [...cluster.placed, { request: req, nodeId }] }

@@ -5,7 +5,7 @@ import type { Constraint } from '../protocols/model.ts'
 import type { Decision, FilterName, NodeVerdict, PlacedVm, PlacementCluster, PlacementConfig, PlacementNode, PlacementRequest, ScoreComponents } from './types.ts'
 import { resolveConfig, type PlacementConfigInput } from './config.ts'
 import { FILTERS, capabilityFilter, constraintFilter, constraintHolds, feasible, firstRejection } from './filters.ts'
-import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, weightedTotal } from './scorers.ts'
+import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, takeWarm, warmScore, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
 import { better } from './rank-order.ts'
 import { PlacementError } from './errors.ts'
@@ -85,7 +85,11 @@ export class Placer {
   /** Place and commit: the next request sees this one's reservation. */
   placeAndCommit (req: PlacementRequest, opts: PlaceOptions = {}): Decision {
     const d = this.place(req, opts)
-    if (d.nodeId !== null) this.assign(req, d.nodeId)
+    if (d.nodeId !== null) {
+      this.assign(req, d.nodeId)
+      // a new VM is handed a paused guest there: the next request does not count on the same one
+      takeWarm(this.nodes[this.mustIndex(d.nodeId)], req)
+    }
     return d
   }
 
@@ -117,12 +121,13 @@ export class Placer {
       fit: fitScore(this.config.strategy, n),
       affinity: affinityScore(n, req),
       domain: this.domain(i, req),
-      pressure: pressureScore(n.load, this.config)
+      pressure: pressureScore(n.load, this.config),
+      warm: warmScore(n, req, this.config)
     }
   }
 
   total (s: ScoreComponents): number {
-    return weightedTotal(this.config, s.fit, s.affinity, s.domain, s.pressure)
+    return weightedTotal(this.config, s.fit, s.affinity, s.domain, s.pressure, s.warm)
   }
 
   private mustIndex (nodeId: string): number {
@@ -219,18 +224,20 @@ export class Placer {
    * busy node. So nodes that can earn those bonuses (a positive affinity term matches, or a value of the
    * spread label) are walked in their own class index with their own bound, and the general walk uses the
    * bound of a node that earns none. Every node is covered by a walk whose bound holds for it, so the result
-   * is still the exact argmax; the walks share the best node and its tie-break.
+   * is still the exact argmax; the walks share the best node and its tie-break. The warm scorer works the
+   * same way: the nodes holding paused guests of the request's pool are walked in their own index; each
+   * special walk's bound counts every bonus a node in it could also earn.
    */
   private fastSelect (req: PlacementRequest): number {
-    const cfg = this.config
     const affB = affinityBound(req)
+    const warmB = req.warmPool === undefined ? 0 : 1
     const counts = this.domainCounts(req)
     const sel = this.selection
     sel.best = -1
     sel.total = -Infinity
     sel.fit = -Infinity
-    if (affB === 0 && req.spreadLabel === null) {
-      this.walk(this.indexFor(req, null), req, counts, 0, 0)
+    if (affB === 0 && req.spreadLabel === null && warmB === 0) {
+      this.walk(this.indexFor(req, null), req, counts, 0, 0, 0)
       return sel.best
     }
     let domMax = 0
@@ -238,19 +245,20 @@ export class Placer {
       for (const v of this.labelValues(req.spreadLabel)) {
         const dom = domainScore(counts?.get(v) ?? 0, true)
         if (dom > domMax) domMax = dom
-        this.walk(this.indexFor(req, { label: req.spreadLabel, op: '==', value: v }), req, counts, affB, dom)
+        this.walk(this.indexFor(req, { label: req.spreadLabel, op: '==', value: v }), req, counts, affB, dom, warmB)
       }
     }
     for (const a of req.affinity) {
-      if (a.weight > 0) this.walk(this.indexFor(req, { label: a.label, op: '==', value: a.value }), req, counts, affB, domMax)
+      if (a.weight > 0) this.walk(this.indexFor(req, { label: a.label, op: '==', value: a.value }), req, counts, affB, domMax, warmB)
     }
-    this.walk(this.indexFor(req, null), req, counts, 0, 0)
+    if (req.warmPool !== undefined) this.walk(this.warmIndex(req.warmPool), req, counts, affB, domMax, warmB)
+    this.walk(this.indexFor(req, null), req, counts, 0, 0, 0)
     return sel.best
   }
 
   private readonly selection = { best: -1, total: -Infinity, fit: -Infinity }
 
-  private walk (idx: CapacityIndex, req: PlacementRequest, counts: Map<string, number> | undefined, affBound: number, domBound: number): void {
+  private walk (idx: CapacityIndex, req: PlacementRequest, counts: Map<string, number> | undefined, affBound: number, domBound: number, warmBound: number): void {
     const cfg = this.config
     const w = cfg.weights
     const sel = this.selection
@@ -270,11 +278,11 @@ export class Placer {
       t = stack[--sp]
       const fit = idx.key[t]
       // every later node in this walk has a lower bound, a lower fit, or the same fit and a larger id
-      if (sel.best >= 0 && !better(weightedTotal(cfg, fit, affBound, domBound, 0), fit, t, sel.total, sel.fit, sel.best)) break
+      if (sel.best >= 0 && !better(weightedTotal(cfg, fit, affBound, domBound, 0, warmBound), fit, t, sel.total, sel.fit, sel.best)) break
       const n = this.nodes[t]
       // the subtree could hold the request, this node itself may not: skip it without running the filters
       if (idx.ownMayFit(t, cpu, mem, disk) && feasible(n, req)) {
-        const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg)
+        const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg) + w.warm * warmScore(n, req, cfg)
         if (sel.best < 0 || better(total, fit, t, sel.total, sel.fit, sel.best)) { sel.best = t; sel.total = total; sel.fit = fit }
       }
       t = idx.right[t]
@@ -294,6 +302,25 @@ export class Placer {
     this.classes.set(key, idx)
     for (let i = 0; i < this.nodes.length; i++) {
       if (!constraintHolds(this.nodes[i].labels, c)) continue
+      this.memberOf[i].push(idx)
+      this.insertInto([idx], i)
+    }
+    return idx
+  }
+
+  /**
+   * Index of the nodes holding a paused guest of warm pool `pool`, built on first use. Placements only
+   * ever take guests (a placer never sees one appear), so a node that has one later had one when the
+   * index was built; one that ran out stays in it and scores 0 there, which the bound allows.
+   */
+  private warmIndex (pool: string): CapacityIndex {
+    const key = '\u0005' + pool
+    let idx = this.classes.get(key)
+    if (idx !== undefined) return idx
+    idx = new CapacityIndex(this.nodes.length)
+    this.classes.set(key, idx)
+    for (let i = 0; i < this.nodes.length; i++) {
+      if (!((this.nodes[i].warm?.[pool] ?? 0) > 0)) continue
       this.memberOf[i].push(idx)
       this.insertInto([idx], i)
     }
@@ -374,7 +401,8 @@ export function cloneNode (n: PlacementNode): PlacementNode {
     maxVms: n.maxVms,
     vmCount: n.vmCount,
     groups: { ...n.groups },
-    load: n.load
+    load: n.load,
+    ...(n.warm !== undefined ? { warm: { ...n.warm } } : {})
   }
 }
 

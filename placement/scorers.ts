@@ -90,8 +90,26 @@ export function pressureScore (load: LoadHint | null, cfg: PlacementConfig): num
   return -(p > 1 ? 1 : p)
 }
 
+/**
+ * Warm start in [0, 1]: 1 when the node's fresh load report shows a paused guest of the warm pool that
+ * serves this VM, not yet taken by an earlier placement (a first start there is handed that guest: no
+ * boot), else 0. A missing or stale report counts as none.
+ */
+export function warmScore (node: PlacementNode, req: PlacementRequest, cfg: PlacementConfig): number {
+  if (req.warmPool === undefined) return 0
+  if (node.load === null || !(node.load.ageMs <= cfg.staleMs)) return 0
+  return (node.warm?.[req.warmPool] ?? 0) > 0 ? 1 : 0
+}
+
+/** A placement of `req` on `node` takes one of its paused warm guests (in place), if it has one. */
+export function takeWarm (node: PlacementNode, req: PlacementRequest): void {
+  const pool = req.warmPool
+  const n = pool === undefined ? 0 : node.warm?.[pool] ?? 0
+  if (pool !== undefined && node.warm !== undefined && n > 0) node.warm[pool] = n - 1
+}
+
 /** The weighted total; always summed in this order so that total <= bound holds in floating point too. */
-export function weightedTotal (cfg: PlacementConfig, fit: number, affinity: number, domain: number, pressure: number): number {
+export function weightedTotal (cfg: PlacementConfig, fit: number, affinity: number, domain: number, pressure: number, warm: number): number {
   const w = cfg.weights
-  return w.fit * fit + w.affinity * affinity + w.domain * domain + w.pressure * pressure
+  return w.fit * fit + w.affinity * affinity + w.domain * domain + w.pressure * pressure + w.warm * warm
 }

@@ -7,6 +7,10 @@ export interface LoadHint {
   cpuPct: number
   memPct: number
   ageMs: number
+  /** warm pool name -> paused pool guests on the node, claimable by a create of the pool's shape
+   * (absent: none). Pool guests are not reservations: the room they hold is reclaimable, the host
+   * stops them when a VM placed there needs it (node/pools/service.ts) */
+  warm?: Readonly<Record<string, number>>
 }
 
 export interface PlacementNode {
@@ -24,6 +28,9 @@ export interface PlacementNode {
   /** hard anti-affinity group -> number of its VMs on this node */
   groups: Record<string, number>
   load: LoadHint | null
+  /** paused warm guests per pool not yet counted as taken by a placement (from load.warm; each
+   * placement of a request with that warmPool takes one); absent: none */
+  warm?: Record<string, number>
 }
 
 export interface Affinity {
@@ -44,6 +51,9 @@ export interface PlacementRequest {
   requires: HypervisorCapability[]
   /** false: never evicted by preemption (plans/preempt.ts); absent: it may be */
   preemptible?: boolean
+  /** the warm pool whose paused guest a first start of this VM is handed (protocols/pools.ts
+   * poolFor, decided by the caller); absent: no pool serves it */
+  warmPool?: string
 }
 
 /** A VM already holding a reservation on a node: what plans (evacuate, rebalance, preempt) move around. */
@@ -61,8 +71,8 @@ export type Strategy = 'binpack' | 'spread'
 
 export interface PlacementConfig {
   strategy: Strategy
-  /** each score component lies in a fixed range (fit [0,1], affinity [-1,1], domain [0,1], pressure [-1,0]) */
-  weights: { fit: number, affinity: number, domain: number, pressure: number }
+  /** each score component lies in a fixed range (fit [0,1], affinity [-1,1], domain [0,1], pressure [-1,0], warm [0,1]) */
+  weights: { fit: number, affinity: number, domain: number, pressure: number, warm: number }
   /** a node is hot when its reported cpu or memory percent exceeds hotPct */
   hotPct: number
   /** load reports older than this are ignored */
@@ -78,6 +88,7 @@ export interface ScoreComponents {
   affinity: number
   domain: number
   pressure: number
+  warm: number
 }
 
 export type NodeVerdict =

@@ -2,14 +2,26 @@
 // for placement and liveness, never authoritative, so a bad one is dropped and nothing waits on it.
 import { compile, s, type Infer } from './schema.ts'
 import { MAX_NODE_ID_LENGTH } from './limits.ts'
+import { MAX_WARM_POOL_SIZE, MAX_WARM_POOLS } from './pools.ts'
 
 export const LOAD_TOPIC = '/blixard/load/1'
 
 const pct = (): ReturnType<typeof s.num> => s.num(0, 100, 'BadMessage')
 const count = (max = Number.MAX_SAFE_INTEGER): ReturnType<typeof s.int> => s.int(0, max, 'BadMessage')
 
+/** One warm pool's guests on the publisher (protocols/pools.ts), counts capped at the pool size
+ * limit: the scheduler prefers a node with a paused one for a VM the pool serves; the room they
+ * all hold is reclaimable (the host stops them for a VM placed there). */
+const WARM_COUNT = s.obj({
+  pool: s.str(63, { min: 1 }),
+  /** booting, running or paused */
+  guests: count(MAX_WARM_POOL_SIZE),
+  /** booted and paused: what a create is handed */
+  paused: count(MAX_WARM_POOL_SIZE)
+})
+
 /** What a node publishes each second; declared here, its type derived (wire dialect: unknown
- * fields refused, every field required). */
+ * fields refused, every field but `warm` required). */
 const LOAD_REPORT = s.obj({
   /** the publisher's peer id; must equal the gossip message's signer */
   node: s.str(MAX_NODE_ID_LENGTH, { min: 1 }),
@@ -24,6 +36,10 @@ const LOAD_REPORT = s.obj({
   at: count(),
   /** increases by one per report of one process */
   seq: count()
+}, {
+  /** per warm pool with guests here; left out when there are none, so a host without pools
+   * publishes what a node from before warm pools reads */
+  warm: s.list(MAX_WARM_POOLS, WARM_COUNT)
 })
 export type LoadReport = Infer<typeof LOAD_REPORT>
 

@@ -1,8 +1,11 @@
 // Warm pools (issue 18 item 3): a declared number of pre-booted, paused guests of one shape kept on
-// every node, so a create of a VM of that shape is handed a guest that already booted (a `cont`)
+// every node (or on the nodes whose labels meet the pool's constraints), so a create of a VM of that shape is handed a guest that already booted (a `cont`)
 // instead of booting one. The record is replicated config; the guests themselves are each host's
 // own business (node/pools/service.ts), never recorded one by one: a pool guest is no VM until a
-// create claims it, and what claimed it shows in that VM's status.
+// create claims it, and what claimed it shows in that VM's status. Pool guests reserve nothing:
+// placement places VMs into the room they hold (reclaimable), and the host stops pool guests when
+// the VMs placed on it need that room (warmRoom, planWarmPools); the scheduler prefers a node with a
+// paused guest for a VM a pool serves (placement's warm scorer, fed by the load reports).
 //
 //   SetWarmPool     admin  declare or resize pool `name`: `size` guests of vcpus × memoryMiB per node
 //   DeleteWarmPool  admin  remove it: every host stops and removes its guests of it
@@ -10,7 +13,7 @@
 // Both are declared with the other commands in protocols/command-schema.ts (POOL_COMMANDS). The
 // decisions the hosts take are pure functions here, table-tested in test/pools/plan.test.ts.
 import type { Command } from './commands.ts'
-import type { VmSpec } from './model.ts'
+import type { Constraint, VmSpec } from './model.ts'
 
 /** At most this many warm guests of one pool per node (each holds its memory while it waits). */
 export const MAX_WARM_POOL_SIZE = 16
@@ -29,6 +32,8 @@ export interface WarmPoolRecord {
   /** warm guests per node */
   size: number
   setAt: number
+  /** only nodes whose labels meet these keep guests of the pool (absent: every node) */
+  constraints?: Constraint[]
 }
 
 /** The two commands, declared in protocols/command-schema.ts (POOL_COMMANDS). */
@@ -85,10 +90,48 @@ export type WarmAction =
   | { kind: 'pause', id: string, reason: string }
   | { kind: 'remove', id: string, reason: string }
 
+/** What pool guests may hold on a host: cpu (vCPUs) and memory (MiB). */
+export interface WarmRoom { cpu: number, memoryMiB: number }
+
+/** A VM placed on this host that has not started yet, as warmRoom sees it. */
+export interface PendingStart {
+  spec: VmSpec
+  /** its first start already asked the pool (claimed or not): it no longer counts on a guest */
+  asked: boolean
+}
+
+/**
+ * The room pool guests may hold on a host: what the VMs placed there leave of its capacity ×
+ * overcommit (`free`, negative when they overfill it), plus the shape of each VM placed there, not
+ * started yet, that a paused guest of its pool will serve (its claim turns that guest into the VM,
+ * so it needs no room of its own: evicting that guest for it would cost it its warm start).
+ * Each paused guest is counted for one such VM at most. Pure.
+ */
+export function warmRoom (free: WarmRoom, pending: readonly PendingStart[], pools: readonly WarmPoolRecord[], guests: readonly WarmGuest[]): WarmRoom {
+  const room = { ...free }
+  const left = new Map<string, number>()
+  for (const g of guests) {
+    const pool = g.state === 'paused' ? parseWarmGuestId(g.id)?.pool : undefined
+    if (pool !== undefined) left.set(pool, (left.get(pool) ?? 0) + 1)
+  }
+  for (const v of pending) {
+    const p = v.asked ? null : poolFor(v.spec, pools)
+    const n = p == null ? 0 : left.get(p.name) ?? 0
+    if (p == null || n === 0) continue
+    left.set(p.name, n - 1)
+    room.cpu += v.spec.vcpus
+    room.memoryMiB += v.spec.memoryMiB
+  }
+  return room
+}
+
 /** What a host does about its pool guests: pause the booted ones, remove the dead, the surplus,
  * those of a pool deleted or reshaped, and boot what is missing (at most MAX_WARM_BOOTING at a time
- * over all pools; pools in name order). Pure. `busy`: ids with an action still running, left alone. */
-export function planWarmPools (pools: readonly WarmPoolRecord[], guests: readonly WarmGuest[], busy: ReadonlySet<string> = new Set()): WarmAction[] {
+ * over all pools; pools in name order). Pool guests never hold more than `room` (warmRoom; absent:
+ * no bound): when the VMs placed here need more, guests are removed, the newest first (a booting one
+ * before the paused ones that long booted), and a guest boots only into room no VM needs. Busy
+ * guests count but are not removed. Pure. `busy`: ids with an action still running, left alone. */
+export function planWarmPools (pools: readonly WarmPoolRecord[], guests: readonly WarmGuest[], busy: ReadonlySet<string> = new Set(), room?: WarmRoom): WarmAction[] {
   const out: WarmAction[] = []
   const byName = new Map(pools.map((p) => [p.name, p]))
   const kept = new Map<string, WarmGuest[]>()
@@ -102,12 +145,40 @@ export function planWarmPools (pools: readonly WarmPoolRecord[], guests: readonl
     pushTo(kept, p.name, g)
   }
   let booting = [...kept.values()].flat().filter((g) => g.state === 'booting').length
-  for (const p of [...pools].sort((a, b) => a.name < b.name ? -1 : 1)) {
+  const sorted = [...pools].sort((a, b) => a.name < b.name ? -1 : 1)
+  // the surplus goes newest first: the oldest have long booted
+  const within = new Map<string, WarmGuest[]>()
+  for (const p of sorted) {
     const mine = kept.get(p.name) ?? []
-    // the surplus goes newest first: the oldest have long booted
     for (const g of mine.slice(p.size).reverse()) if (!busy.has(g.id)) out.push({ kind: 'remove', id: g.id, reason: `pool ${p.name} holds ${p.size} per node` })
-    for (const g of mine.slice(0, p.size)) if (g.state === 'ready' && !busy.has(g.id)) out.push({ kind: 'pause', id: g.id, reason: 'booted: held paused until claimed' })
-    for (let n = mine.length; n < p.size && booting < MAX_WARM_BOOTING; n++, booting++) out.push({ kind: 'boot', pool: p.name, reason: `pool ${p.name} has ${n} of ${p.size}` })
+    within.set(p.name, [...mine.slice(0, p.size), ...mine.slice(p.size).filter((g) => busy.has(g.id))])
+  }
+  // the room VMs placed here need: pool guests give it back, the newest first
+  const held = { cpu: 0, memoryMiB: 0 }
+  for (const l of within.values()) for (const g of l) { held.cpu += g.vcpus; held.memoryMiB += g.memoryMiB }
+  const evicted = new Set<string>()
+  if (room !== undefined) {
+    const newestFirst = [...within.values()].flat().sort((a, b) => bySeq(b, a))
+    for (const g of newestFirst) {
+      if (held.cpu <= room.cpu && held.memoryMiB <= room.memoryMiB) break
+      if (busy.has(g.id)) continue
+      evicted.add(g.id)
+      held.cpu -= g.vcpus
+      held.memoryMiB -= g.memoryMiB
+      if (g.state === 'booting') booting--
+      out.push({ kind: 'remove', id: g.id, reason: `VMs placed here need its room (pool guests may hold ${room.cpu} vCPU, ${room.memoryMiB} MiB)` })
+    }
+  }
+  for (const p of sorted) {
+    const mine = (within.get(p.name) ?? []).filter((g) => !evicted.has(g.id))
+    for (const g of mine) if (g.state === 'ready' && !busy.has(g.id)) out.push({ kind: 'pause', id: g.id, reason: 'booted: held paused until claimed' })
+    // nothing boots back into room just given back, or into room the VMs here need
+    for (let n = mine.length; n < p.size && booting < MAX_WARM_BOOTING && evicted.size === 0; n++, booting++) {
+      if (room !== undefined && (held.cpu + p.vcpus > room.cpu || held.memoryMiB + p.memoryMiB > room.memoryMiB)) break
+      held.cpu += p.vcpus
+      held.memoryMiB += p.memoryMiB
+      out.push({ kind: 'boot', pool: p.name, reason: `pool ${p.name} has ${n} of ${p.size}` })
+    }
   }
   return out
 }

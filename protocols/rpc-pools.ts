@@ -2,12 +2,13 @@
 // checks as the commands they become (POOL_COMMANDS), so the RPC and the log accept the same values.
 import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
 import type { WarmPoolRecord } from './pools.ts'
-import { POOL_FIELDS } from './command-schema.ts'
+import type { Constraint } from './model.ts'
+import { POOL_FIELDS, POOL_OPTIONAL } from './command-schema.ts'
 import { compile, s } from './schema.ts'
 
 export interface PoolMethods {
   /** declares or resizes a warm pool: `size` pre-booted paused guests of vcpus × memoryMiB per node */
-  'pool.set': { params: { name: string, vcpus: number, memoryMiB: number, size: number } & IdempotentParams, result: WarmPoolRecord }
+  'pool.set': { params: { name: string, vcpus: number, memoryMiB: number, size: number, constraints?: Constraint[] } & IdempotentParams, result: WarmPoolRecord }
   /** the declared pools, by name */
   'pool.list': { params: ReadParams, result: WarmPoolRecord[] }
   /** removes a pool; every host removes its guests of it */
@@ -17,7 +18,7 @@ export interface PoolMethods {
 type Table = { [M in keyof PoolMethods]: MethodSpec<PoolMethods[M]['params']> }
 
 /** params, declared with the commands they become (POOL_FIELDS), checked in the wire dialect */
-const checkSet = compile(s.obj(POOL_FIELDS), 'params', 'params.', 'wire')
+const checkSet = compile(s.obj(POOL_FIELDS, POOL_OPTIONAL), 'params', 'params.', 'wire')
 const checkDelete = compile(s.obj({ name: POOL_FIELDS.name }), 'params', 'params.', 'wire')
 const checkList = compile(s.obj({}, { stale: s.bool() }), 'params', 'params.', 'wire')
 

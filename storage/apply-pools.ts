@@ -21,7 +21,7 @@ export function setWarmPool (ctx: ApplyContext, c: Cmd<'SetWarmPool'>): WarmPool
   // would hold memory on every node for nothing
   const twin = listPools(ctx.tx).find((p) => p.name !== c.name && p.vcpus === c.vcpus && p.memoryMiB === c.memoryMiB)
   if (twin !== undefined) reject('AlreadyExists', `warm pool ${twin.name} already holds guests of ${c.vcpus} vCPU × ${c.memoryMiB} MiB: resize it instead`)
-  const rec: WarmPoolRecord = { name: c.name, vcpus: c.vcpus, memoryMiB: c.memoryMiB, size: c.size, setAt: ctx.at }
+  const rec: WarmPoolRecord = { name: c.name, vcpus: c.vcpus, memoryMiB: c.memoryMiB, size: c.size, setAt: ctx.at, ...(c.constraints !== undefined && c.constraints.length > 0 ? { constraints: c.constraints } : {}) }
   ctx.tx.put('settings', poolKey(c.name), rec)
   return rec
 }

@@ -7,12 +7,18 @@
 // ones and any surplus are removed. Nothing per guest goes through Raft: a pool guest is no VM until
 // it is claimed, and a restarted daemon finds them by their runtime dirs (the driver re-adopts).
 //
-// Not here yet: pool guests are not counted against the node's capacity in placement, the scheduler
-// does not prefer nodes with a warm guest, and a claimed guest keeps the pool's hostname (it learns
-// no new identity after resume). See the README's warm-pool section.
+// Pool guests reserve nothing in Raft: placement counts the room they hold as free (reclaimable),
+// and this host keeps them within what the VMs placed on it leave (warmRoom): a guest boots only
+// into room no VM here needs, and guests are stopped, the newest first, when a VM placed here needs
+// theirs — in the background pass, and before the agent cold-boots a VM (makeRoom). The counts go
+// out in the load report (report()), where the scheduler's warm scorer reads them.
+//
+// Not here yet: a claimed guest keeps the pool's hostname (it learns no new identity after resume).
 import type { VmRecord } from '../../protocols/model.ts'
-import type { WarmGuest, WarmPoolRecord } from '../../protocols/pools.ts'
-import { parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, warmGuestId } from '../../protocols/pools.ts'
+import type { PendingStart, WarmGuest, WarmPoolRecord, WarmRoom } from '../../protocols/pools.ts'
+import { MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, warmGuestId, warmRoom } from '../../protocols/pools.ts'
+import { constraintHolds } from '../../placement/filters.ts'
+import { clusterFromModel } from '../../placement/from-model.ts'
 import type { StateMachine } from '../../storage/state-machine.ts'
 import type { LaunchRecord, QemuDriver, QemuLaunchSpec } from '../qemu/driver.ts'
 import { runtimePaths } from '../qemu/paths.ts'
@@ -24,6 +30,8 @@ import type { Logger } from '../log.ts'
 export const POOL_LOOP_MS = 1_000
 
 export interface WarmPoolServiceDeps {
+  /** this node's id: its labels pick the pools it keeps, its capacity bounds their guests */
+  nodeId: string
   sm: StateMachine
   driver: QemuDriver
   /** why this host runs no pool guests at all (microvm.nix host), or null */
@@ -47,6 +55,11 @@ export class WarmPoolService {
   private again = false
   private stopped = false
   private offDriver: (() => void) | null = null
+  /** what the last pass saw, for the load report */
+  private seen: WarmGuest[] = []
+  /** VMs placed here whose first start asked for a guest (claimed or not): they no longer count
+   * on one (warmRoom); forgotten once they left 'scheduled' */
+  private readonly asked = new Set<string>()
 
   constructor (private readonly d: WarmPoolServiceDeps) {}
 
@@ -95,15 +108,63 @@ export class WarmPoolService {
     return out
   }
 
+  /** The pools this host keeps guests of: every pool whose constraints its labels meet. */
   private pools (): WarmPoolRecord[] {
     // a host that cannot run pool guests keeps none: every guest it has is removed
-    return this.d.unsupported?.() != null ? [] : this.d.sm.listWarmPools()
+    if (this.d.unsupported?.() != null) return []
+    const labels = this.d.sm.getNode(this.d.nodeId)?.labels ?? {}
+    return this.d.sm.listWarmPools().filter((p) => (p.constraints ?? []).every((c) => constraintHolds(labels, c)))
+  }
+
+  /** What pool guests may hold here now (protocols/pools.ts warmRoom): this node's capacity ×
+   * overcommit less what the VMs placed here (and live migrations coming in) reserve, as placement
+   * counts it, plus the VMs about to be handed a guest. Nothing before the node is registered. */
+  private room (seen: readonly WarmGuest[]): WarmRoom {
+    const node = this.d.sm.getNode(this.d.nodeId)
+    if (node == null) return { cpu: 0, memoryMiB: 0 }
+    const vms = this.d.sm.listVms()
+    const here = clusterFromModel([node], vms, new Map()).nodes[0]
+    const free = { cpu: here.capacity.cpu * here.overcommit.cpu - here.reserved.cpu, memoryMiB: here.capacity.memoryMiB * here.overcommit.memory - here.reserved.memoryMiB }
+    const pending: PendingStart[] = []
+    const waiting = new Set<string>()
+    for (const v of vms) {
+      if (v.assignedNode !== this.d.nodeId || v.desired !== 'running' || v.status.phase !== 'scheduled') continue
+      waiting.add(v.id)
+      pending.push({ spec: v.spec, asked: this.asked.has(v.id) })
+    }
+    for (const id of this.asked) if (!waiting.has(id)) this.asked.delete(id)
+    return warmRoom(free, pending, this.pools(), seen)
+  }
+
+  /** This host's pool guests per pool, for the load report (counts capped as its schema caps them). */
+  report (): Array<{ pool: string, guests: number, paused: number }> {
+    const out = new Map<string, { pool: string, guests: number, paused: number }>()
+    for (const g of this.seen) {
+      const pool = parseWarmGuestId(g.id)?.pool
+      if (pool == null || g.state === 'gone') continue
+      const r = out.get(pool) ?? { pool, guests: 0, paused: 0 }
+      r.guests = Math.min(MAX_WARM_POOL_SIZE, r.guests + 1)
+      if (g.state === 'paused') r.paused = Math.min(MAX_WARM_POOL_SIZE, r.paused + 1)
+      out.set(pool, r)
+    }
+    return [...out.values()].sort((a, b) => a.pool < b.pool ? -1 : 1)
+  }
+
+  /** Before the agent boots `vm` here (no guest was handed to it): a pass now, which stops pool
+   * guests until those left fit beside the VMs placed here, this one included. */
+  async makeRoom (vm: VmRecord): Promise<void> {
+    if (this.stopped) return
+    this.asked.add(vm.id)
+    while (this.passing != null) await this.passing
+    this.kick()
+    await this.passing
   }
 
   private async pass (): Promise<void> {
     const seen = await this.guests()
     this.paused = seen.filter((g) => g.state === 'paused')
-    const actions = planWarmPools(this.pools(), seen, this.busy)
+    this.seen = seen
+    const actions = planWarmPools(this.pools(), seen, this.busy, this.room(seen))
     const held = this.d.mayRun?.() ?? null
     for (const a of actions) {
       if (this.stopped) return
@@ -117,7 +178,10 @@ export class WarmPoolService {
         await this.act(a.id, 'pause', a.reason, async () => {
           await (await this.d.driver.qmp(a.id)).execute('stop')
           const g = seen.find((x) => x.id === a.id)
-          if (g != null) this.paused = [...this.paused.filter((x) => x.id !== a.id), { ...g, state: 'paused' }]
+          if (g != null) {
+            this.paused = [...this.paused.filter((x) => x.id !== a.id), { ...g, state: 'paused' }]
+            this.seen = this.seen.map((x) => x.id === a.id ? { ...x, state: 'paused' } : x)
+          }
         })
       } else {
         await this.act(a.id, 'remove', a.reason, async () => { await this.d.driver.cleanup(a.id) })
@@ -146,13 +210,15 @@ export class WarmPoolService {
    * or the hand-over failed: then the agent boots the VM as ever). */
   async claim (vm: VmRecord): Promise<{ guest: string, pool: string } | null> {
     if (this.stopped || this.d.unsupported?.() != null) return null
-    const pool = poolFor(vm.spec, this.d.sm.listWarmPools())
+    this.asked.add(vm.id)
+    const pool = poolFor(vm.spec, this.pools())
     if (pool == null) return null
     // from what the last pass saw paused: a guest that died since fails the hand-over (NotRunning)
     // and the VM boots as ever
     const id = pickWarmGuest(pool.name, this.paused.filter((g) => g.vcpus === pool.vcpus && g.memoryMiB === pool.memoryMiB), this.busy)
     if (id == null) return null
     this.paused = this.paused.filter((g) => g.id !== id)
+    this.seen = this.seen.filter((g) => g.id !== id)
     this.busy.add(id)
     try {
       await this.d.driver.claim(id, vm.id, vm.generation)

@@ -96,7 +96,13 @@ test('forged and malformed reports are rejected with a named error and change no
 test('the schema names the bad field', () => {
   const ok = { node: 'n', cpuPct: 1, memPct: 2, diskPct: 3, vmCount: 0, appliedIndex: 0, at: 1, seq: 1 }
   assert.equal(validateLoadReport(ok), ok)
-  for (const [bad, field] of [[{ ...ok, memPct: -1 }, 'load.memPct'], [{ ...ok, seq: 'x' }, 'load.seq'], [{ ...ok, x: 1 }, "'x'"], [{ ...ok, node: '' }, 'load.node']] as const) {
+  const warm = { ...ok, warm: [{ pool: 'fn', guests: 2, paused: 1 }] }
+  assert.equal(validateLoadReport(warm), warm)
+  // a peer's warm-pool counts are bounded: per pool by the pool size limit, pools by their limit
+  const many = Array.from({ length: 33 }, (_, i) => ({ pool: `p${i}`, guests: 0, paused: 0 }))
+  for (const [bad, field] of [[{ ...ok, memPct: -1 }, 'load.memPct'], [{ ...ok, seq: 'x' }, 'load.seq'], [{ ...ok, x: 1 }, "'x'"], [{ ...ok, node: '' }, 'load.node'],
+    [{ ...ok, warm: [{ pool: 'fn', guests: 1e9, paused: 0 }] }, 'load.warm[0].guests'], [{ ...ok, warm: [{ pool: 'fn', guests: 1 }] }, 'load.warm[0]'],
+    [{ ...ok, warm: many }, 'load.warm'], [{ ...ok, warm: [{ pool: 'x'.repeat(64), guests: 1, paused: 1 }] }, 'load.warm[0].pool']] as const) {
     try { validateLoadReport(bad); assert.unreachable() } catch (err) {
       assert.ok(isWireError(err), String(err))
       assert.ok((err as Error).message.includes(field), (err as Error).message)

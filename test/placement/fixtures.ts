@@ -50,7 +50,9 @@ export const arbNode = (i: number): fc.Arbitrary<PlacementNode> => fc.record({
   state: fc.constantFrom<NodeState>('ready', 'ready', 'ready', 'ready', 'cordoned', 'draining', 'down'),
   caps: fc.subarray(caps, { minLength: 1 }),
   maxVms: fc.option(fc.integer({ min: 1, max: 12 }), { nil: null }),
-  load: fc.option(fc.record({ cpuPct: fc.integer({ min: 0, max: 100 }), memPct: fc.integer({ min: 0, max: 100 }), ageMs: fc.integer({ min: 0, max: 30_000 }) }), { nil: null })
+  load: fc.option(fc.record({ cpuPct: fc.integer({ min: 0, max: 100 }), memPct: fc.integer({ min: 0, max: 100 }), ageMs: fc.integer({ min: 0, max: 30_000 }) }), { nil: null }),
+  // paused warm guests per pool (as a fresh or stale load report told)
+  warm: fc.option(fc.record({ fn: fc.integer({ min: 0, max: 2 }), big: fc.integer({ min: 0, max: 1 }) }), { nil: undefined })
 }).map((r) => node(`n${String(i).padStart(3, '0')}`, {
   labels: r.gpu ? { zone: r.zone, arch: r.arch, gpu: 'yes' } : { zone: r.zone, arch: r.arch },
   capacity: { cpu: r.cpu, memoryMiB: r.memG * 1024, diskGiB: r.disk },
@@ -58,7 +60,8 @@ export const arbNode = (i: number): fc.Arbitrary<PlacementNode> => fc.record({
   state: r.state,
   capabilities: r.caps,
   maxVms: r.maxVms,
-  load: r.load
+  load: r.load,
+  ...(r.warm !== undefined ? { warm: r.warm } : {})
 }))
 
 export const arbConstraint: fc.Arbitrary<Constraint> = fc.oneof(
@@ -79,8 +82,10 @@ export const arbRequest = (i: number): fc.Arbitrary<PlacementRequest> => fc.reco
   affinity: fc.array(fc.record({ label: fc.constant('zone'), value: fc.constantFrom(...zones), weight: fc.integer({ min: -3, max: 3 }) }), { maxLength: 2 }),
   spread: fc.option(fc.constantFrom('zone', 'arch'), { nil: null }),
   priority: fc.integer({ min: 0, max: 100 }),
-  requires: fc.subarray(caps, { maxLength: 2 })
+  requires: fc.subarray(caps, { maxLength: 2 }),
+  warmPool: fc.option(fc.constantFrom('fn', 'big'), { nil: undefined })
 }).map((r) => vm(`vm${String(i).padStart(4, '0')}`, {
+  ...(r.warmPool !== undefined ? { warmPool: r.warmPool } : {}),
   resources: { cpu: r.cpu, memoryMiB: r.memG * 1024, diskGiB: r.disk },
   constraints: r.constraints,
   antiAffinityGroup: r.group,

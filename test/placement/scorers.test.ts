@@ -1,8 +1,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { affinityScore, binpackScore, domainScore, fill, pressureScore, spreadScore } from '../../placement/scorers.ts'
+import { affinityScore, binpackScore, domainScore, fill, pressureScore, spreadScore, warmScore } from '../../placement/scorers.ts'
 import { DEFAULT_CONFIG, resolveConfig } from '../../placement/config.ts'
-import { placeOne } from '../../placement/place.ts'
+import { applyPlacement, placeBatch, placeOne } from '../../placement/place.ts'
+import { clusterFromModel } from '../../placement/from-model.ts'
+import { formatScores } from '../../placement/format.ts'
 import { Placer } from '../../placement/placer.ts'
 import { node, vm } from './fixtures.ts'
 
@@ -66,6 +68,57 @@ test('live pressure scorer: hot scores lower, stale ignored', () => {
   assert.is(placeOne({ nodes: [hot, cool], placed: [] }, vm('v'), { strategy: 'spread' }).nodeId, 'cool')
   const stale = node('hot', { load: { cpuPct: 100, memPct: 50, ageMs: 60_000 } })
   assert.is(placeOne({ nodes: [stale, cool], placed: [] }, vm('v'), { strategy: 'spread' }).nodeId, 'hot')
+})
+
+test('warm scorer: 1 on a node whose fresh report shows a paused guest of the VM\'s pool, table', () => {
+  const cfg = DEFAULT_CONFIG
+  const fresh = { cpuPct: 10, memPct: 10, ageMs: 100 }
+  const rows: Array<[string, Partial<Parameters<typeof node>[1]>, string | undefined, number]> = [
+    ['a paused guest of its pool', { load: fresh, warm: { fn: 2 } }, 'fn', 1],
+    ['the last one', { load: fresh, warm: { fn: 1 } }, 'fn', 1],
+    ['none left', { load: fresh, warm: { fn: 0 } }, 'fn', 0],
+    ['guests of another pool only', { load: fresh, warm: { big: 2 } }, 'fn', 0],
+    ['no pool serves the VM', { load: fresh, warm: { fn: 2 } }, undefined, 0],
+    ['no report', { load: null, warm: { fn: 2 } }, 'fn', 0],
+    ['a stale report: its guests may be long claimed', { load: { ...fresh, ageMs: cfg.staleMs + 1 }, warm: { fn: 2 } }, 'fn', 0],
+    ['a report without pools', { load: fresh }, 'fn', 0]
+  ]
+  for (const [what, over, pool, want] of rows) assert.is(warmScore(node('n', over), vm('v', pool === undefined ? {} : { warmPool: pool }), cfg), want, what)
+})
+
+test('warm scorer in the pipeline: prefers the node holding a warm guest over packing, each placement takes one', () => {
+  const load = { cpuPct: 10, memPct: 10, ageMs: 100 }
+  const warm = node('w', { load, warm: { fn: 1 } })
+  const nodes = [half, warm, empty]
+  const req = (id: string): ReturnType<typeof vm> => vm(id, { warmPool: 'fn', resources: { cpu: 1, memoryMiB: 96, diskGiB: 0 } })
+  // an idle node with a warm guest ties the best-packed busy node (fit 0 + warm 1 vs 0.5 + 0.5 × fill < 1)
+  const d = placeOne({ nodes, placed: [] }, req('a'), {}, { explain: true })
+  assert.is(d.nodeId, 'w')
+  assert.equal(d.scores, { fit: 0, affinity: 0, domain: 0, pressure: 0, warm: 1 })
+  assert.match(formatScores(d.scores!), /warm 1$/)
+  assert.equal(d.nodes?.map((v) => [v.nodeId, v.feasible ? v.scores.warm : null]), [['empty', 0], ['half', 0], ['w', 1]], 'vm explain shows the warm component per node')
+  // a VM no pool serves packs as ever
+  assert.is(placeOne({ nodes, placed: [] }, vm('cold', { resources: { cpu: 1, memoryMiB: 96, diskGiB: 0 } })).nodeId, 'half')
+  // one guest: the first placement takes it, the second packs (the busy node is the fuller one)
+  const batch = placeBatch({ nodes, placed: [] }, [req('a'), req('b')])
+  assert.equal(batch.decisions.map((x) => [x.nodeId, x.scores?.warm]), [['w', 1], ['half', 0]])
+  assert.equal(batch.cluster.nodes.find((n) => n.id === 'w')?.warm, { fn: 0 })
+  assert.equal(warm.warm, { fn: 1 }, 'the input is not mutated')
+  // one by one gives the same: applyPlacement takes the guest too
+  const after = applyPlacement({ nodes, placed: [] }, req('a'), 'w')
+  assert.is(placeOne(after, req('b')).nodeId, 'half')
+  // a weight of 0 turns it off
+  assert.is(placeOne({ nodes, placed: [] }, req('a'), { weights: { warm: 0 } }).nodeId, 'half')
+})
+
+test('pool guests are reclaimable: the room they hold is not reserved, a VM is placed into it', () => {
+  // a 1 GiB node whose report shows 10 pool guests of 96 MiB: filters see only what VMs reserve
+  const n = { id: 'n', name: 'n', addrs: [], labels: {}, capacity: { cpu: 2, memoryMiB: 1024, diskGiB: 10 }, overcommit: { cpu: 1, memory: 1, disk: 1 }, capabilities: ['qemu' as const], maxVms: null, state: 'ready' as const, liveness: 'up' as const, registeredAt: 0, updatedAt: 0 } as unknown as Parameters<typeof clusterFromModel>[0][number]
+  const c = clusterFromModel([n], [], new Map([['n', { cpuPct: 40, memPct: 60, ageMs: 0, warm: { fn: 10 } }]]))
+  assert.equal(c.nodes[0].reserved, { cpu: 0, memoryMiB: 0, diskGiB: 0 })
+  assert.equal(c.nodes[0].warm, { fn: 10 })
+  const d = placeOne(c, vm('big', { resources: { cpu: 2, memoryMiB: 1024, diskGiB: 0 } }))
+  assert.is(d.nodeId, 'n', 'the whole node, pool guests or not: its host stops them to make room')
 })
 
 test('weights are configurable and validated', () => {

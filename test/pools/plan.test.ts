@@ -10,7 +10,8 @@ import type { SyncSigner } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import type { WarmGuest, WarmPoolRecord } from '../../protocols/pools.ts'
 import type { VmSpec } from '../../protocols/model.ts'
-import { MAX_WARM_BOOTING, MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, unpoolable, warmGuestId } from '../../protocols/pools.ts'
+import { MAX_WARM_BOOTING, MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, unpoolable, warmGuestId, warmRoom } from '../../protocols/pools.ts'
+import type { WarmRoom } from '../../protocols/pools.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { registerNode, spec } from '../storage/sm-fixtures.ts'
@@ -37,6 +38,41 @@ test('planWarmPools: what a host does, table', () => {
     ['not a pool guest id: removed', [pool('p', 1)], [g('warm.p.x', 'paused'), g('warm.p.1', 'paused')], ['remove warm.p.x']]
   ]
   for (const [what, pools, guests, want, busy] of rows) assert.equal(kinds(planWarmPools(pools, guests, busy)), want, what)
+})
+
+test('planWarmPools with room: pool guests hold only what the VMs placed here leave, table', () => {
+  const r = (cpu: number, memoryMiB: number): WarmRoom => ({ cpu, memoryMiB })
+  const rows: Array<[string, WarmPoolRecord[], WarmGuest[], WarmRoom, string[], Set<string>?]> = [
+    ['room for all: as without a bound', [pool('p', 2)], [g('warm.p.1', 'paused')], r(8, 1024), ['boot p']],
+    ['room for exactly the pool: full, nothing to do', [pool('p', 2)], [g('warm.p.1', 'paused'), g('warm.p.2', 'paused')], r(2, 192), []],
+    ['no room for a refill: it does not boot', [pool('p', 2)], [g('warm.p.1', 'paused')], r(8, 100), []],
+    ['no cpu for a refill: it does not boot', [pool('p', 2)], [g('warm.p.1', 'paused')], r(1, 1024), []],
+    ['a VM placed here needs the room of one guest: the newest goes, nothing boots', [pool('p', 2)], [g('warm.p.1', 'paused'), g('warm.p.2', 'paused')], r(4, 100), ['remove warm.p.2']],
+    ['a booting guest goes before paused ones', [pool('p', 3)], [g('warm.p.1', 'paused'), g('warm.p.2', 'paused'), g('warm.p.3', 'booting')], r(4, 150), ['remove warm.p.3', 'remove warm.p.2']],
+    ['newest first across pools', [pool('a', 1), pool('b', 1, { memoryMiB: 128 })], [g('warm.a.5', 'paused'), g('warm.b.2', 'paused', { memoryMiB: 128 })], r(4, 100), ['remove warm.a.5', 'remove warm.b.2']],
+    ['the VMs overfill the host: every guest goes', [pool('p', 2)], [g('warm.p.1', 'paused'), g('warm.p.2', 'ready')], r(-1, -50), ['remove warm.p.2', 'remove warm.p.1']],
+    ['a busy guest cannot go now: the next one does, and it counts', [pool('p', 2)], [g('warm.p.1', 'paused'), g('warm.p.2', 'ready')], r(4, 100), ['remove warm.p.1'], new Set(['warm.p.2'])],
+    ['a kept guest that booted is still paused', [pool('p', 2)], [g('warm.p.1', 'ready'), g('warm.p.2', 'paused')], r(4, 100), ['remove warm.p.2', 'pause warm.p.1']]
+  ]
+  for (const [what, pools, guests, room, want, busy] of rows) assert.equal(kinds(planWarmPools(pools, guests, busy, room)), want, what)
+})
+
+test('warmRoom: what the VMs placed here leave, plus the room of guests about to be handed to a VM, table', () => {
+  const pools = [pool('fn', 2)]
+  const fn = { ...spec('f'), memoryMiB: 96 }
+  const cold = { ...fn, kernelParams: ['x=1'] }
+  const paused = [g('warm.fn.1', 'paused'), g('warm.fn.2', 'paused'), g('warm.fn.3', 'booting')]
+  const free = { cpu: 2, memoryMiB: 0 }
+  const rows: Array<[string, Array<{ spec: VmSpec, asked: boolean }>, WarmGuest[], WarmRoom]> = [
+    ['nothing pending: the free room', [], paused, free],
+    ['a VM a paused guest will serve: its guest stays', [{ spec: fn, asked: false }], paused, { cpu: 3, memoryMiB: 96 }],
+    ['two of them, two paused guests', [{ spec: fn, asked: false }, { spec: fn, asked: false }], paused, { cpu: 4, memoryMiB: 192 }],
+    ['three of them: a booting guest serves none', [{ spec: fn, asked: false }, { spec: fn, asked: false }, { spec: fn, asked: false }], paused, { cpu: 4, memoryMiB: 192 }],
+    ['it already asked (claimed or booting cold): it needs room of its own', [{ spec: fn, asked: true }], paused, free],
+    ['a VM no pool serves needs its room', [{ spec: cold, asked: false }], paused, free],
+    ['no paused guest: it boots, it needs its room', [{ spec: fn, asked: false }], [g('warm.fn.3', 'booting')], free]
+  ]
+  for (const [what, pending, guests, want] of rows) assert.equal(warmRoom(free, pending, pools, guests), want, what)
 })
 
 test('pickWarmGuest: the oldest paused guest of the pool, never a busy, booting or other pool\'s one', () => {
@@ -105,6 +141,12 @@ test('SetWarmPool / DeleteWarmPool: admin-signed, checked, recorded in Raft', ()
   refused(run(admin, { type: 'DeleteWarmPool', name: 'nope' }), 'NotFound', /no warm pool named nope/)
   assert.ok(run(admin, { type: 'DeleteWarmPool', name: 'fn' }).ok)
   assert.equal(sm.listWarmPools(), [])
+  // confined to the nodes whose labels meet its constraints (the same vocabulary as a VM's)
+  assert.ok(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 2, constraints: [{ label: 'pool', op: '==', value: 'yes' }] }).ok)
+  assert.equal(sm.listWarmPools()[0].constraints, [{ label: 'pool', op: '==', value: 'yes' }])
+  assert.ok(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 2, constraints: [] }).ok)
+  assert.is(sm.listWarmPools()[0].constraints, undefined, 'an empty list: every node')
+  refused(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 2, constraints: [{ label: 'pool', op: 'is', value: 'yes' }] } as unknown as Command), 'InvalidCommand', /constraints\[0\]/)
 })
 
 test('the CLI signs only the pool it was asked for (a node may not grow, reshape or swap it)', () => {
@@ -113,6 +155,11 @@ test('the CLI signs only the pool it was asked for (a node may not grow, reshape
   for (const over of [{ size: 16 }, { memoryMiB: 4096 }, { vcpus: 8 }, { name: 'other' }]) {
     assert.throws(() => { checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked, ...over }) }, /refusing to sign/, JSON.stringify(over))
   }
+  // nor move it to other nodes
+  const on = { ...asked, constraints: [{ label: 'pool', op: '==' as const, value: 'yes' }] }
+  checkPrepared('pool.set', on, { type: 'SetWarmPool', ...on })
+  assert.throws(() => { checkPrepared('pool.set', on, { type: 'SetWarmPool', ...asked }) }, /refusing to sign/, 'constraints dropped')
+  assert.throws(() => { checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...on }) }, /refusing to sign/, 'constraints added')
   checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'fn' })
   assert.throws(() => { checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'prod' }) }, /refusing to sign/)
   assert.throws(() => { checkPrepared('pool.set', asked, { type: 'DeleteWarmPool', name: 'fn' }) }, /refusing to sign/)
