@@ -209,12 +209,12 @@ export class SnapshotService {
   }
 
   /** The launch spec of a guest restored from an RBD image here: this host's bindings for the VM
-   * (as a migration target builds them), fencing the image's dead holder. */
+   * (as a migration target builds them). The restore fenced the disks' dead holder already. */
   private async specHere (vm: VmRecord): Promise<QemuLaunchSpec> {
     if (this.d.bindings == null) throw new QemuError('NotFound', 'this host cannot build a guest\'s devices for a restore (no host resources)')
     let tiny: TinyGuest | undefined
     if (vm.spec.image.kind === 'tiny') tiny = await loadTinyGuest(this.d.guestDir)
-    const host = await this.d.bindings(vm, { fence: true })
+    const host = await this.d.bindings(vm, { fence: false })
     return launchSpecFromVm(vm, { ...(tiny != null ? { tinyGuest: tiny } : {}), ...host })
   }
 
