@@ -118,6 +118,9 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   // memory snapshots go through the QEMU driver too; the agent leaves a guest alone while one is saved or restored
   const snapshots = new SnapshotService({
     self: () => d.id, sm: d.sm, driver: qemu, dataDir: d.cfg.dataDir, propose, log: d.log.child({ part: 'snapshots' }),
+    // with Ceph here, disks are snapshotted with the memory and the state goes to the cluster's pool
+    ceph: fencer == null || ceph == null ? null : { rbd: fencer, pool: ceph.pool },
+    bindings: async (vm, o) => await resources.bindings(vm, o),
     unsupported: () => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; memory snapshots need the QEMU driver' : null
   })
   // warm pools: pre-booted paused guests a matching create is handed instead of a boot

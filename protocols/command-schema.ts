@@ -243,7 +243,7 @@ export const SNAPSHOT_NAME = name
 const snapshotName = SNAPSHOT_NAME
 const snapshotCount = s.int(0, MAX_SAFE)
 const DRAIN_ONLY: Problem = { kind: 'InvalidCommand', message: () => 'force and onto go only with state draining' }
-const TAKEN_NEEDS: Problem = { kind: 'InvalidCommand', message: () => 'a taken report carries sizeBytes and path' }
+const TAKEN_NEEDS: Problem = { kind: 'InvalidCommand', message: () => 'a taken report carries sizeBytes and where the state is: path (a local file) or pool and image (an RBD image), not both' }
 const NOT_ABSOLUTE: Problem = { kind: 'InvalidCommand', message: (p) => `${p} must be absolute` }
 export const SNAPSHOT_COMMANDS = [
   /** an admin asks the VM's host to save its memory and devices under `name` */
@@ -258,8 +258,11 @@ export const SNAPSHOT_COMMANDS = [
     pausedMs: snapshotCount,
     ms: snapshotCount,
     path: s.refine(text(4096), (v) => v.startsWith('/') ? undefined : NOT_ABSOLUTE),
+    /** the RBD image holding the state (a host with Ceph): checked on apply against the name it must have */
+    pool: name,
+    image: text(128),
     reason: text()
-  }), (c) => c.event === 'taken' && (c.sizeBytes === undefined || c.path === undefined) ? TAKEN_NEEDS : undefined)
+  }), (c) => c.event === 'taken' && (c.sizeBytes === undefined || (c.path === undefined) === (c.image === undefined || c.pool === undefined)) ? TAKEN_NEEDS : undefined)
 ] as const
 
 // ---- warm pools (issue 18): protocols/pools.ts holds the record and the hosts' decisions ----

@@ -1,15 +1,19 @@
 // VM memory snapshots in the replicated state (issue 18): the record and the value lists; the four
 // commands are declared with the others in protocols/command-schema.ts (SNAPSHOT_COMMANDS).
 //
-// A snapshot is memory + device state saved by the VM's host (node/snapshots/service.ts) into a
-// local file on that host: only that host can restore it. RBD disks are not snapshotted with it
-// yet, so a VM with volumes is refused (a memory image restored over disks that moved on would
-// corrupt the guest's file systems); see storage/apply-snapshots.ts for the rules.
+// A snapshot is memory + device state saved by the VM's host (node/snapshots/service.ts), with a
+// crash-consistent RBD snapshot of each of the VM's volumes taken while the guest is paused for the
+// save (so memory and disks match). Where the host has Ceph, the memory state goes into an RBD image
+// in the cluster's pool, and the VM's host of the moment restores it wherever the VM runs; a host
+// without Ceph keeps it in a local file, and only that host can restore it. The record says which.
+// See storage/apply-snapshots.ts for the rules.
 //
-//   SnapshotVm        admin  record 'taking' on the VM's host
-//   RestoreVm         admin  ask that host to roll the running guest back to a 'ready' snapshot
-//   DeleteVmSnapshot  admin  'deleting': the host removes the file, then reports it gone
-//   ReportVmSnapshot  node   the host reports (signed by its own key, only on its own snapshots):
+//   SnapshotVm        admin  record 'taking' on the VM's host (the disk snapshots it will take named)
+//   RestoreVm         admin  ask the VM's host to roll the running guest (and its disks) back to a
+//                            'ready' snapshot
+//   DeleteVmSnapshot  admin  'deleting': the host removes the state and the disk snapshots, then
+//                            reports it gone
+//   ReportVmSnapshot  node   the host reports (signed by its own key, only on its own steps):
 //                            taken | failed | restored | restore-failed | removed
 import type { Command } from './commands.ts'
 
@@ -19,7 +23,7 @@ export type SnapshotPhase = typeof SNAPSHOT_PHASES[number]
 export const SNAPSHOT_REPORTS = ['taken', 'failed', 'restored', 'restore-failed', 'removed'] as const
 export type SnapshotReport = typeof SNAPSHOT_REPORTS[number]
 
-/** A VM keeps at most this many snapshots (each is a file the size of its memory on its host). */
+/** A VM keeps at most this many snapshots (each holds state the size of its memory). */
 export const MAX_SNAPSHOTS_PER_VM = 16
 
 export interface SnapshotRestore {
@@ -30,6 +34,20 @@ export interface SnapshotRestore {
   reason?: string
   /** the host's figure: stop of the old QEMU → the guest running again (ms) */
   ms?: number
+  /** the host asked to carry it out: the VM's host when it was asked (absent: the snapshot's node) */
+  node?: string
+}
+
+/** Where the memory state lives: a local file on the snapshot's node, or an RBD image any host
+ * with Ceph reads. */
+export type SnapshotLocation = { kind: 'local-file', path: string } | { kind: 'rbd', pool: string, image: string }
+
+/** One of the VM's volumes as the snapshot holds it: the RBD snapshot taken with the memory. */
+export interface SnapshotDisk {
+  volume: string
+  pool: string
+  image: string
+  snapshot: string
 }
 
 export interface VmSnapshotRecord {
@@ -43,14 +61,14 @@ export interface VmSnapshotRecord {
   phase: SnapshotPhase
   createdAt: number
   updatedAt: number
-  /** where the state lives: a file on `node` (no RBD image yet: only that host can restore it) */
-  location: { kind: 'local-file', path: string } | null
+  /** where the state lives (null until taken) */
+  location: SnapshotLocation | null
   sizeBytes: number | null
   /** how long the guest stood still for the save (ms) */
   pausedMs: number | null
-  /** what of the VM's disks the snapshot holds: 'none' (the VM has no volumes; VMs with volumes are
-   * refused until RBD snapshots are taken with the memory) */
-  disks: 'none'
+  /** the VM's volumes, each with the RBD snapshot taken while the guest was paused; 'none' when
+   * the VM has no volumes */
+  disks: 'none' | SnapshotDisk[]
   reason?: string
   /** the last restore asked of this snapshot */
   restore?: SnapshotRestore
@@ -60,6 +78,12 @@ export interface VmSnapshotRecord {
 export type SnapshotCommand = Extract<Command, { type: 'SnapshotVm' | 'RestoreVm' | 'DeleteVmSnapshot' | 'ReportVmSnapshot' }>
 
 export const SNAPSHOT_COMMAND_TYPES: ReadonlySet<string> = new Set(['SnapshotVm', 'RestoreVm', 'DeleteVmSnapshot', 'ReportVmSnapshot'])
+
+/** The RBD snapshot of a volume that VM snapshot `name` takes (a '.' keeps it apart from the
+ * volume snapshots an admin names: those are DNS labels). */
+export function diskSnapshotName (name: string): string { return `blixard-vm.${name}` }
+/** The RBD image a host with Ceph writes VM snapshot `name`'s memory state into. */
+export function stateImageName (vm: string, name: string): string { return `blixard-state.${vm}.${name}` }
 
 /** The table key of a snapshot: VM ids hold no '/', so one VM's snapshots are one key range. */
 export function snapshotKey (vm: string, name: string): string { return `${vm}/${name}` }

@@ -5,14 +5,20 @@
 //
 // - one snapshot operation per VM at a time (a save, a restore or nothing): a second is refused
 //   (Conflict) rather than queued, so the host never has two QEMU operations on one guest;
-// - a snapshot is taken of a running guest on the node the VM is assigned to, not while it migrates,
-//   and not of a VM with volumes (its disks are not snapshotted with it yet);
-// - a restore needs the snapshot ready, the VM still on the node holding the file, running, and at
-//   the spec generation the snapshot was taken at (the same devices: QEMU refuses other ones);
-// - a VM's delete marks its snapshots 'deleting', so its host removes their files.
+// - a snapshot is taken of a running guest on the node the VM is assigned to, not while it migrates;
+//   a VM with volumes gets an RBD snapshot of each (named here, taken by the host while the guest
+//   is paused), so every volume must have its image;
+// - a restore needs the snapshot ready, the VM running, at the spec generation the snapshot was
+//   taken at (the same devices: QEMU refuses other ones), and on a host that can read the state: any
+//   host when it is an RBD image, only the holding node when it is a local file. The VM's host of the
+//   moment carries it out (and alone may report it);
+// - a VM's delete marks its snapshots 'deleting', so their host removes the state and disk snapshots.
 import type { VmRecord, NodeRecord } from '../protocols/model.ts'
 import type { SnapshotCommand, VmSnapshotRecord } from '../protocols/snapshots.ts'
-import { MAX_SNAPSHOTS_PER_VM, snapshotKey, snapshotRange } from '../protocols/snapshots.ts'
+import { MAX_SNAPSHOTS_PER_VM, diskSnapshotName, snapshotKey, snapshotRange, stateImageName } from '../protocols/snapshots.ts'
+import type { SnapshotDisk } from '../protocols/snapshots.ts'
+import type { VolumeRecord } from '../protocols/model.ts'
+import { imageMade } from '../protocols/volume-phases.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { activeMigration, nodeName } from './migration-guard.ts'
@@ -47,6 +53,8 @@ function busyWith (snaps: VmSnapshotRecord[], vm: VmRecord | undefined): string 
     if (s.phase === 'taking') return `snapshot ${s.name} is being taken`
     if (s.restore?.phase === 'requested') return `a restore from snapshot ${s.name} is running`
   }
+  // a restore runs on the VM's host of the moment, which need not be the snapshot's node
+  for (const s of snaps) if (s.restore?.phase === 'requested' && vm !== undefined && s.restore.node === vm.assignedNode) return `a restore from snapshot ${s.name} is running`
   return null
 }
 
@@ -60,7 +68,6 @@ export function snapshotVm (ctx: ApplyContext, c: Cmd<'SnapshotVm'>): VmSnapshot
   const n = vm.spec.name
   if (ctx.tx.get(TABLE, snapshotKey(vm.id, c.name)) !== undefined) reject('AlreadyExists', `VM ${n} already has a snapshot named ${c.name}`)
   if (vm.spec.hypervisor !== 'qemu') reject('InvalidSpec', `VM ${n} runs through ${vm.spec.hypervisor}: memory snapshots are taken through the QEMU driver only`)
-  if (vm.spec.volumes.length > 0) reject('InvalidSpec', `VM ${n} has volumes (${vm.spec.volumes.join(', ')}): its disks are not snapshotted with its memory yet, and a memory image restored over disks that moved on would corrupt them`)
   if (vm.assignedNode === null || vm.desired !== 'running' || vm.status.phase !== 'running' || vm.status.node !== vm.assignedNode) {
     reject('Conflict', `VM ${n} is not running (${vm.status.phase}${vm.desired !== 'running' ? `, desired ${vm.desired}` : ''}): a memory snapshot is taken of a running guest`)
   }
@@ -70,9 +77,15 @@ export function snapshotVm (ctx: ApplyContext, c: Cmd<'SnapshotVm'>): VmSnapshot
   const busy = busyWith(snaps, vm)
   if (busy !== null) reject('Conflict', `VM ${n}: ${busy}; one snapshot operation per VM at a time`)
   if (snaps.length >= MAX_SNAPSHOTS_PER_VM) reject('NoCapacity', `VM ${n} has ${snaps.length} snapshots, the most a VM keeps (${MAX_SNAPSHOTS_PER_VM}): delete one first`)
+  const disks: SnapshotDisk[] = vm.spec.volumes.map((name) => {
+    const v = ctx.tx.get<VolumeRecord>('volumes', name)
+    if (v === undefined) reject('NotFound', `VM ${n}'s volume ${name} not found`)
+    if (!imageMade(v)) reject('Conflict', `VM ${n}'s volume ${name} has no RBD image yet (${v.phase ?? 'pending'}): its disk cannot be snapshotted`)
+    return { volume: v.name, pool: v.pool, image: v.name, snapshot: diskSnapshotName(c.name) }
+  })
   return put(ctx, {
     vm: vm.id, name: c.name, node: vm.assignedNode, generation: vm.generation, phase: 'taking',
-    createdAt: ctx.at, updatedAt: ctx.at, location: null, sizeBytes: null, pausedMs: null, disks: 'none'
+    createdAt: ctx.at, updatedAt: ctx.at, location: null, sizeBytes: null, pausedMs: null, disks: disks.length > 0 ? disks : 'none'
   })
 }
 
@@ -81,8 +94,9 @@ export function restoreVm (ctx: ApplyContext, c: Cmd<'RestoreVm'>): VmSnapshotRe
   const n = vm.spec.name
   const s = get(ctx, vm.id, c.name, n)
   if (s.phase !== 'ready') reject('Conflict', `snapshot ${c.name} of VM ${n} is ${s.phase}, not ready${s.reason != null ? ` (${s.reason})` : ''}`)
-  if (vm.assignedNode !== s.node) {
-    reject('Conflict', `snapshot ${c.name} is a local file on ${nodeName(ctx, s.node)}, and VM ${n} is ${vm.assignedNode === null ? 'not placed' : `on ${nodeName(ctx, vm.assignedNode)}`}: only that host can restore it (move the VM back first)`)
+  if (vm.assignedNode === null) reject('Conflict', `VM ${n} is not placed: restore it once it runs`)
+  if (s.location?.kind !== 'rbd' && vm.assignedNode !== s.node) {
+    reject('Conflict', `snapshot ${c.name} is a local file on ${nodeName(ctx, s.node)}, and VM ${n} is on ${nodeName(ctx, vm.assignedNode)}: only that host can restore it (move the VM back first)`)
   }
   if (vm.generation !== s.generation) reject('Conflict', `VM ${n}'s spec changed since snapshot ${c.name} (generation ${s.generation} → ${vm.generation}): its devices would not match the saved state`)
   if (vm.desired !== 'running') reject('Conflict', `VM ${n} is desired ${vm.desired}: start it first (blixard vm start ${n}), then restore`)
@@ -90,7 +104,7 @@ export function restoreVm (ctx: ApplyContext, c: Cmd<'RestoreVm'>): VmSnapshotRe
   if (m !== null) reject('Conflict', `VM ${n} is migrating to ${nodeName(ctx, m.target)} (${m.phase}): restore it once the move ended`)
   const busy = busyWith(snapshotsOf(ctx, vm.id), vm)
   if (busy !== null) reject('Conflict', `VM ${n}: ${busy}; one snapshot operation per VM at a time`)
-  return put(ctx, { ...s, updatedAt: ctx.at, restore: { phase: 'requested', requestedAt: ctx.at } })
+  return put(ctx, { ...s, updatedAt: ctx.at, restore: { phase: 'requested', requestedAt: ctx.at, node: vm.assignedNode } })
 }
 
 export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>): VmSnapshotRecord | { vm: string, name: string, removed: true } {
@@ -99,9 +113,16 @@ export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>)
   // an operation still in flight on the VM's host is waited for; one on a host the VM left is not
   const inFlight = vm !== undefined && vm.assignedNode === s.node
   if (inFlight && s.phase === 'taking') reject('Conflict', `snapshot ${c.name} is still being taken: delete it once it is ready or failed`)
-  if (inFlight && s.restore?.phase === 'requested') reject('Conflict', `a restore from snapshot ${c.name} is running: delete it once that ended`)
+  if (vm !== undefined && s.restore?.phase === 'requested' && vm.assignedNode === (s.restore.node ?? s.node)) reject('Conflict', `a restore from snapshot ${c.name} is running: delete it once that ended`)
+  const gone = ctx.tx.get<NodeRecord>('nodes', s.node) === undefined
+  // what lives in Ceph (the state image, the disk snapshots) any host with Ceph removes: the VM's
+  // host of the moment takes it over from a holder that left the cluster
+  const inCeph = s.location?.kind === 'rbd' || s.disks !== 'none'
+  if (gone && inCeph && vm?.assignedNode != null && ctx.tx.get<NodeRecord>('nodes', vm.assignedNode) !== undefined) {
+    return put(ctx, { ...s, node: vm.assignedNode, phase: 'deleting', updatedAt: ctx.at })
+  }
   // a host no longer in the cluster will never remove its file: the record goes now
-  if (ctx.tx.get<NodeRecord>('nodes', s.node) === undefined) {
+  if (gone) {
     ctx.tx.delete(TABLE, snapshotKey(s.vm, s.name))
     return { vm: s.vm, name: s.name, removed: true }
   }
@@ -119,18 +140,25 @@ export function forgetVmSnapshots (ctx: ApplyContext, vm: string): void {
 export function reportVmSnapshot (ctx: ApplyContext, c: Cmd<'ReportVmSnapshot'>): VmSnapshotRecord | { vm: string, name: string, removed: true } {
   const s = ctx.tx.get<VmSnapshotRecord>(TABLE, snapshotKey(c.vm, c.name))
   if (s === undefined) reject('NotFound', `no snapshot ${c.name} of VM ${c.vm}`)
-  if (s.node !== c.node) reject('Unauthorized', `snapshot ${c.name} of VM ${c.vm} is held by ${s.node}, not ${c.node}`)
+  const restoring = c.event === 'restored' || c.event === 'restore-failed'
+  const actor = restoring ? (s.restore?.node ?? s.node) : s.node
+  if (actor !== c.node) reject('Unauthorized', `snapshot ${c.name} of VM ${c.vm}: this step is ${actor}'s, not ${c.node}'s`)
   const stale = (what: string): never => reject('Conflict', `stale report ${c.event} on snapshot ${c.name} of VM ${c.vm}: ${what}`)
   switch (c.event) {
     case 'taken':
       if (s.phase !== 'taking') stale(`it is ${s.phase}`)
-      return put(ctx, { ...s, phase: 'ready', updatedAt: ctx.at, sizeBytes: c.sizeBytes ?? null, pausedMs: c.pausedMs ?? null, location: { kind: 'local-file', path: c.path ?? '' } })
+      // the state image has the one name a delete may remove: a host cannot point it at another image
+      if (c.image !== undefined && c.image !== stateImageName(s.vm, s.name)) reject('InvalidCommand', `the state image of snapshot ${c.name} of VM ${c.vm} is named ${stateImageName(s.vm, s.name)}, not ${c.image}`)
+      return put(ctx, {
+        ...s, phase: 'ready', updatedAt: ctx.at, sizeBytes: c.sizeBytes ?? null, pausedMs: c.pausedMs ?? null,
+        location: c.image !== undefined && c.pool !== undefined ? { kind: 'rbd', pool: c.pool, image: c.image } : { kind: 'local-file', path: c.path ?? '' }
+      })
     case 'failed':
       if (s.phase !== 'taking') stale(`it is ${s.phase}`)
       return put(ctx, { ...s, phase: 'failed', updatedAt: ctx.at, reason: c.reason ?? 'no reason given' })
     case 'restored': case 'restore-failed': {
       if (s.restore?.phase !== 'requested') return stale('no restore of it is running')
-      const restore = { requestedAt: s.restore.requestedAt, phase: c.event === 'restored' ? 'done' as const : 'failed' as const, at: ctx.at, ...(c.ms !== undefined ? { ms: c.ms } : {}), ...(c.reason !== undefined ? { reason: c.reason } : {}) }
+      const restore = { requestedAt: s.restore.requestedAt, ...(s.restore.node !== undefined ? { node: s.restore.node } : {}), phase: c.event === 'restored' ? 'done' as const : 'failed' as const, at: ctx.at, ...(c.ms !== undefined ? { ms: c.ms } : {}), ...(c.reason !== undefined ? { reason: c.reason } : {}) }
       return put(ctx, { ...s, updatedAt: ctx.at, restore })
     }
     case 'removed':

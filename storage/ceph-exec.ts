@@ -1,5 +1,6 @@
 // Runs one ceph/rbd CLI call: argument vector (no shell), hard timeout, failures as RbdError.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import type { Readable } from 'node:stream'
 import { RbdError, classifyFailure, summaryLine } from './ceph-errors.ts'
 import { failpoint } from './failpoints.ts'
 
@@ -44,6 +45,34 @@ export function runCli (bin: string, args: readonly string[], timeoutMs: number)
       reject(new RbdError(kind, `${what}: ${line !== '' ? line : `exit ${exit ?? '?'}`}\n${stderr.trim()}`, { errno, stderr }))
     })
   })
+}
+
+/** Run `bin args...` whose stdout is data for the caller (`rbd export SPEC -`): the stream, and
+ * `done`, which settles when the process ended (a named RbdError when it failed or ran past
+ * timeoutMs). The caller reads the stream to its end, or destroys it. */
+export function spawnCliStream (bin: string, args: readonly string[], timeoutMs: number): { stdout: Readable, done: Promise<void> } {
+  const what = `${bin} ${args.join(' ')}`
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  let stderr = ''
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (d: string) => { if (stderr.length < 64 * 1024) stderr += d })
+  let killed = false
+  const timer = setTimeout(() => { killed = true; child.kill('SIGKILL') }, timeoutMs)
+  const done = new Promise<void>((resolve, reject) => {
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(err.code === 'ENOENT' ? new RbdError('Unavailable', `${bin} is not installed (install ceph-common)`, { stderr }) : err)
+    })
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      if (code === 0) { resolve(); return }
+      if (killed || signal != null) { reject(new RbdError('Unavailable', `${what}: no end within ${timeoutMs} ms (killed)`, { stderr })); return }
+      const { kind, errno } = classifyFailure(code, stderr)
+      const line = summaryLine(stderr)
+      reject(new RbdError(kind, `${what}: ${line !== '' ? line : `exit ${code ?? '?'}`}\n${stderr.trim()}`, { errno, stderr }))
+    })
+  })
+  return { stdout: child.stdout, done }
 }
 
 /** What a failpoint makes a call fail with: the same errors the real failures produce (the

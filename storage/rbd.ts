@@ -3,7 +3,8 @@
 // a Ceph client with no monitor otherwise waits forever. Failures are RbdError values of a
 // named kind (NotFound, AlreadyExists, InUse, Unavailable, InvalidSpec, Unauthorized, Internal).
 import { RbdError } from './ceph-errors.ts'
-import { KILL_GRACE_MS, parseFirstJson, runCli } from './ceph-exec.ts'
+import type { Readable } from 'node:stream'
+import { KILL_GRACE_MS, parseFirstJson, runCli, spawnCliStream } from './ceph-exec.ts'
 import {
   DEFAULT_FEATURES, checkBlocklistSeconds, checkClientAddr, checkFeatures, checkName, sizeMiB
 } from './rbd-spec.ts'
@@ -261,6 +262,12 @@ export class RbdClient {
     await this.#rbdRun(['snap', 'rm', '--no-progress', snapSpec(pool, name, snapshot)])
   }
 
+  /** Roll an image back to one of its snapshots. Nobody may have the image open: a holder that
+   * died is fenced first (fence), or rbd waits for its lock. */
+  async snapshotRollback (pool: string, name: string, snapshot: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    await this.#rbdRun(['snap', 'rollback', '--no-progress', snapSpec(pool, name, snapshot)], opts.timeoutMs ?? DEFAULT_RBD_DATA_TIMEOUT_MS)
+  }
+
   /** Clones made from a snapshot. */
   async children (pool: string, name: string, snapshot: string): Promise<RbdImageRef[]> {
     const raw = await this.#rbdJson(['children', snapSpec(pool, name, snapshot)])
@@ -299,6 +306,16 @@ export class RbdClient {
   async exportFile (pool: string, name: string, path: string, opts: { snapshot?: string, timeoutMs?: number } = {}): Promise<void> {
     const spec = opts.snapshot != null ? snapSpec(pool, name, opts.snapshot) : imageSpec(pool, name)
     await this.#rbdRun(['export', '--no-progress', '--', spec, path], opts.timeoutMs ?? DEFAULT_RBD_DATA_TIMEOUT_MS)
+  }
+
+  /** An image's content as a stream (`rbd export SPEC -`): `done` settles when rbd ended, with a
+   * named error when it failed. */
+  exportStream (pool: string, name: string, opts: { timeoutMs?: number } = {}): { stream: Readable, done: Promise<void> } {
+    const t = opts.timeoutMs ?? DEFAULT_RBD_DATA_TIMEOUT_MS
+    const s = this.#connectSeconds(t)
+    const { stdout, done } = spawnCliStream(this.#rbd, [...this.#auth, '--client-mount-timeout', s, '--rados-mon-op-timeout', s,
+      'export', '--no-progress', imageSpec(pool, name), '-'], t + KILL_GRACE_MS)
+    return { stream: stdout, done }
   }
 
   // ---- locks and fencing

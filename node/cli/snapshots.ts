@@ -43,7 +43,13 @@ function phaseText (s: VmSnapshotRecord): string {
 }
 
 function where (s: VmSnapshotRecord, node: (id: string) => string): string {
-  return s.location == null ? `on ${node(s.node)}` : `local file on ${node(s.node)}`
+  if (s.location == null) return `on ${node(s.node)}`
+  if (s.location.kind === 'rbd') return `RBD image ${s.location.pool}/${s.location.image}`
+  return `local file on ${node(s.node)}`
+}
+
+function disksText (s: VmSnapshotRecord): string {
+  return s.disks === 'none' ? 'disks: none' : `disks: ${s.disks.map((d) => `${d.pool}/${d.image}@${d.snapshot}`).join(', ')}`
 }
 
 async function find (client: Client, vm: string, name: string): Promise<VmSnapshotRecord | null> {
@@ -78,7 +84,7 @@ async function take (client: Client, p: Parsed, out: Out, vm: string, name: stri
   if (s.phase !== 'ready') {
     throw new CliError('Internal', `snapshot ${name} of VM ${n.vm(s.vm)} ${phaseText(s)}`, `The guest runs on as before. See the host's log (${n.node(s.node)}), then delete it: blixard vm snapshot delete ${vm} ${name}`)
   }
-  out.data(s, () => `snapshot ${name} of VM ${n.vm(s.vm)} ready: ${mb(s.sizeBytes)}, guest paused ${s.pausedMs ?? '?'} ms, ${where(s, n.node)} (only that host can restore it; disks: none)`)
+  out.data(s, () => `snapshot ${name} of VM ${n.vm(s.vm)} ready: ${mb(s.sizeBytes)}, guest paused ${s.pausedMs ?? '?'} ms, ${where(s, n.node)} (${s.location?.kind === 'rbd' ? 'any host with Ceph restores it' : 'only that host can restore it'}; ${disksText(s)})`)
   return EXIT.ok
 }
 
@@ -94,14 +100,14 @@ async function list (client: Client, out: Out, vm: string | undefined, stale: { 
 async function remove (client: Client, p: Parsed, out: Out, vm: string, name: string): Promise<number> {
   const r = await mutate(client, invocationKey(p), 'vm.snapshotDelete', { vm, name })
   if (!('removed' in r)) await follow(client, vm, name, p, 'the delete', (x) => x == null)
-  out.data({ vm, name, removed: true }, () => `snapshot ${name} of VM ${vm} deleted (its file removed from its host)`)
+  out.data({ vm, name, removed: true }, () => `snapshot ${name} of VM ${vm} deleted (its state and disk snapshots removed)`)
   return EXIT.ok
 }
 
 export function snapshotCommands ({ withCluster, need, stale }: CliHelpers): Record<string, SnapshotCommand> {
   return {
     'vm snapshot': {
-      summary: 'Snapshot a running VM\'s memory and devices (a local file on its host); list or delete snapshots',
+      summary: 'Snapshot a running VM\'s memory, devices and disks (state in the Ceph pool, or a local file without Ceph); list or delete snapshots',
       usage: 'blixard vm snapshot VM NAME | vm snapshot list [VM] | vm snapshot delete VM NAME   [--json] [--timeout S]',
       flags: WAIT_FLAGS,
       run: async (p, out) => await withCluster(p, async ({ client }) => {
@@ -120,7 +126,7 @@ export function snapshotCommands ({ withCluster, need, stale }: CliHelpers): Rec
       })
     },
     'vm restore': {
-      summary: 'Roll a running VM back to one of its snapshots (on the host holding the file)',
+      summary: 'Roll a running VM (memory and disks) back to one of its snapshots',
       usage: 'blixard vm restore VM NAME [--json] [--timeout S]',
       flags: WAIT_FLAGS,
       run: async (p, out) => await withCluster(p, async ({ client }) => {
@@ -132,7 +138,7 @@ export function snapshotCommands ({ withCluster, need, stale }: CliHelpers): Rec
         if (s?.restore?.phase !== 'done') {
           throw new CliError('Internal', `restore of VM ${vm} from snapshot ${name} failed: ${s?.restore?.reason ?? 'the snapshot is gone'}`, `The VM's host boots the guest afresh; see its log (${s == null ? 'its host' : n.node(s.node)}) and blixard vm show ${vm}.`)
         }
-        out.data(s, () => keyValues([['Restored', `VM ${n.vm(s.vm)} from snapshot ${name}`], ['Host', n.node(s.node)], ['Took', `${s.restore?.ms ?? '?'} ms (old QEMU stopped → guest running)`]]))
+        out.data(s, () => keyValues([['Restored', `VM ${n.vm(s.vm)} from snapshot ${name}`], ['Host', n.node(s.restore?.node ?? s.node)], ['Took', `${s.restore?.ms ?? '?'} ms (old QEMU stopped → guest running)`]]))
         return EXIT.ok
       })
     }

@@ -7,6 +7,7 @@
 import { createReadStream, createWriteStream } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { connect, createServer, type Socket } from 'node:net'
+import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { QmpClient } from './qmp.ts'
 import { QemuError } from './errors.ts'
@@ -37,9 +38,11 @@ export interface SaveResult {
 /**
  * Pauses the guest, writes its memory and device state to `file` (through `sock`, a unix socket
  * path this process listens on while QEMU connects), and resumes it if it was running. The file
- * appears complete or not at all (written as FILE.partial, then renamed).
+ * appears complete or not at all (written as FILE.partial, then renamed). `whilePaused` runs once
+ * the state is saved and before the guest resumes (the disks' snapshots: they then match the
+ * memory); its failure fails the save.
  */
-export async function saveState (qmp: QmpClient, file: string, sock: string, opts: { timeoutMs?: number } = {}): Promise<SaveResult> {
+export async function saveState (qmp: QmpClient, file: string, sock: string, opts: { timeoutMs?: number, whilePaused?: () => Promise<void> } = {}): Promise<SaveResult> {
   const uri = localMigrationUri(`unix:${sock}`)
   const partial = `${file}.partial`
   await rm(sock, { force: true })
@@ -58,6 +61,7 @@ export async function saveState (qmp: QmpClient, file: string, sock: string, opt
     await waitForMigration(qmp, { timeoutMs: opts.timeoutMs ?? SNAPSHOT_TIMEOUT_MS })
     if (written == null) throw new QemuError('QmpError', 'QEMU completed the save without connecting to the snapshot socket')
     await written
+    await opts.whilePaused?.()
     await rename(partial, file)
   } catch (e) {
     await rm(partial, { force: true })
@@ -73,10 +77,11 @@ export async function saveState (qmp: QmpClient, file: string, sock: string, opt
 }
 
 /**
- * Streams `file` into a QEMU that waits with `-incoming unix:SOCK` (started with the devices the
- * state was saved with), waits until it has loaded it (paused), then resumes the guest.
+ * Streams `source` (a file, or a stream such as an RBD image's export) into a QEMU that waits with
+ * `-incoming unix:SOCK` (started with the devices the state was saved with), waits until it has
+ * loaded it (paused), then resumes the guest.
  */
-export async function loadState (qmp: () => Promise<QmpClient>, file: string, sock: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+export async function loadState (qmp: () => Promise<QmpClient>, source: string | (() => Readable), sock: string, opts: { timeoutMs?: number } = {}): Promise<void> {
   const deadline = Date.now() + (opts.timeoutMs ?? SNAPSHOT_TIMEOUT_MS)
   const socketDeadline = Date.now() + INCOMING_WAIT_MS
   for (;;) {
@@ -86,11 +91,13 @@ export async function loadState (qmp: () => Promise<QmpClient>, file: string, so
   }
   const conn = connect(sock)
   await new Promise<void>((resolve, reject) => { conn.once('connect', resolve); conn.once('error', reject) })
-  try { await pipeline(createReadStream(file), conn) } catch (e) {
+  const input = typeof source === 'string' ? createReadStream(source) : source()
+  try { await pipeline(input, conn) } catch (e) {
     // QEMU closes the socket as soon as it has read the stream's end marker, which can race our
     // own end of the write (seen once under load: "Premature close" after a complete load). Its
     // run state below is the judge: a QEMU that failed to load has quit, or is not paused
     if (!CLOSED_BY_PEER.has((e as NodeJS.ErrnoException).code ?? '')) throw e
+    input.destroy()
   }
   const q = await qmp()
   for (;;) {

@@ -3,26 +3,39 @@
 // node. So a restarted daemon finds the same work to do.
 //
 //   taking              — pause the guest, save memory + devices through QEMU's migration stream
-//                         into <dataDir>/snapshots/<vmId>/<name>.state (node/qemu/snapshot.ts), resume
-//                         it, keep the launch spec beside it (<name>.json: a restore needs the same
-//                         devices), report taken (size, pause) or failed
-//   restore requested   — stop the guest's QEMU, start one with the saved launch spec and
-//                         `-incoming unix:…`, stream the file into it, `cont`; report restored (with
-//                         the time from the old QEMU's stop to the guest running) or restore-failed
-//                         (the agent then boots the guest afresh, by its restart policy)
-//   deleting            — remove the files, report removed (the record goes)
+//                         into <dataDir>/snapshots/<vmId>/<name>.state (node/qemu/snapshot.ts), take
+//                         the RBD snapshot of each disk the record names while it is still paused,
+//                         resume it; on a host with Ceph move the state into its RBD image in the
+//                         cluster's pool (blixard-state.<vm>.<name>: any host can restore it) and
+//                         drop the file, else keep the file with the launch spec beside it
+//                         (<name>.json); report taken (size, pause, where) or failed
+//   restore requested   — on the VM's host of the moment (restore.node): stop the guest's QEMU, roll
+//                         each disk back to its RBD snapshot (its dead holder fenced first), start a
+//                         QEMU with the same devices and `-incoming unix:…`, stream the state (the
+//                         file, or the RBD image's export) into it, `cont`; report restored (the
+//                         time from the old QEMU's stop to the guest running) or restore-failed (the
+//                         agent then boots the guest afresh, by its restart policy)
+//   deleting            — remove the state (file or image) and the disks' RBD snapshots, report
+//                         removed (the record goes)
 //
-// The state is a local file: no RBD image, no copy elsewhere (the record says so). The agent leaves
-// a VM alone while `holds` says so (a save or a restore runs), as it does for a live migration.
-// A daemon that restarts mid-step does the step again: a save is taken afresh; a restore whose
-// report did not commit rolls the guest back once more to the same point.
+// The state image is written after the guest resumed (`rbd import` of the file): the pause is the
+// local save and the disk snapshots, not the trip through Ceph. The agent leaves a VM alone while
+// `holds` says so (a save or a restore runs), as it does for a live migration. A daemon that
+// restarts mid-step does the step again: a save is taken afresh (disk snapshots of the same name
+// replaced); a restore whose report did not commit rolls the guest back once more to the same point.
 import { mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
-import type { SnapshotReport, VmSnapshotRecord } from '../../protocols/snapshots.ts'
-import { snapshotKey } from '../../protocols/snapshots.ts'
+import type { VmRecord } from '../../protocols/model.ts'
+import type { SnapshotDisk, SnapshotReport, VmSnapshotRecord } from '../../protocols/snapshots.ts'
+import { snapshotKey, stateImageName } from '../../protocols/snapshots.ts'
 import type { StateMachine } from '../../storage/state-machine.ts'
+import type { RbdClient } from '../../storage/rbd.ts'
+import { RbdError } from '../../storage/ceph-errors.ts'
 import type { LaunchRecord, QemuDriver, QemuLaunchSpec } from '../qemu/driver.ts'
+import type { HostBindings } from '../qemu/launch-spec.ts'
+import { launchSpecFromVm } from '../qemu/launch-spec.ts'
+import { loadTinyGuest, type TinyGuest } from '../qemu/tiny-guest.ts'
 import { QemuError } from '../qemu/errors.ts'
 import { checkVmId, runtimePaths } from '../qemu/paths.ts'
 import { loadState, saveState } from '../qemu/snapshot.ts'
@@ -43,8 +56,24 @@ export interface SnapshotServiceDeps {
   propose: (env: CommandEnvelope) => Promise<ApplyResult>
   /** why this host cannot snapshot its guests at all (they run through microvm.nix), or null */
   unsupported?: () => string | null
+  /** this host's Ceph client and the cluster's pool for state images; null: no Ceph here (the
+   * state stays a local file, and VMs with volumes cannot be snapshotted here) */
+  ceph?: { rbd: SnapshotCeph, pool: string } | null
+  /** TAPs, addresses and drives for a guest restored here from an RBD image (the host-resources
+   * bindings, as a migration target's): the saved launch spec is another host's */
+  bindings?: (vm: VmRecord, opts: { fence: boolean }) => Promise<Omit<HostBindings, 'tinyGuest'>>
+  /** where build-tiny-guest.sh left the tiny guest (default the checkout's .guest) */
+  guestDir?: string
   log: Logger
   now?: () => number
+}
+
+/** The Ceph calls snapshots make (an RbdClient). */
+export type SnapshotCeph = Pick<RbdClient, 'snapshotCreate' | 'snapshotRemove' | 'snapshotUnprotect' | 'snapshotRollback' | 'fence' | 'importFile' | 'exportStream' | 'remove' | 'exists'>
+
+/** Ceph's NotFound is the outcome a removal wants. */
+async function gone (p: Promise<unknown>): Promise<void> {
+  try { await p } catch (e) { if (!(e instanceof RbdError && e.kind === 'NotFound')) throw e }
 }
 
 /** Where a VM's snapshots live on its host. */
@@ -91,7 +120,9 @@ export class SnapshotService {
     const me = this.d.self()
     const live = new Set<string>()
     for (const s of this.d.sm.listVmSnapshots()) {
-      if (s.node !== me) continue
+      // a restore is the VM's host's of the moment; saving and removing are the holder's
+      const restoring = s.phase === 'ready' && s.restore?.phase === 'requested'
+      if ((restoring ? (s.restore?.node ?? s.node) : s.node) !== me) continue
       const key = snapshotKey(s.vm, s.name)
       live.add(key)
       const step = this.stepOf(s)
@@ -126,20 +157,65 @@ export class SnapshotService {
     const f = snapshotFiles(this.d.dataDir, s.vm, s.name)
     const why = this.refusal(s)
     if (why != null) { await this.report(s, 'failed', { reason: why }); return }
+    const disks = s.disks === 'none' ? [] : s.disks
+    const ceph = this.d.ceph ?? null
+    const image = stateImageName(s.vm, s.name)
+    let disksTaken = false
     try {
+      if (disks.length > 0 && ceph == null) throw new QemuError('NotFound', 'the VM has volumes and this host has no Ceph client to snapshot them')
       const launched = JSON.parse(await readFile(runtimePaths(this.d.dataDir, s.vm).specFile, 'utf8')) as LaunchRecord
       if (launched.spec.generation !== s.generation) throw new QemuError('InvalidSpec', `the guest runs generation ${launched.spec.generation}, the snapshot is of ${s.generation}`)
       await mkdir(f.dir, { recursive: true })
+      // a save taken afresh after a restart replaces what the first attempt left in Ceph
+      if (ceph != null) {
+        for (const d of disks) await this.removeDiskSnapshot(ceph.rbd, d)
+        await gone(ceph.rbd.remove(ceph.pool, image))
+      }
       const { incoming: _incoming, ...spec } = launched.spec
-      const r = await saveState(await this.d.driver.qmp(s.vm), f.state, f.sock)
+      // the disks are snapshotted while the guest stands still, after its memory is saved: they match
+      const whilePaused = ceph == null || disks.length === 0
+        ? undefined
+        : async () => { disksTaken = true; for (const d of disks) await ceph.rbd.snapshotCreate(d.pool, d.image, d.snapshot) }
+      const r = await saveState(await this.d.driver.qmp(s.vm), f.state, f.sock, whilePaused != null ? { whilePaused } : {})
+      if (ceph != null) {
+        // the guest runs again: the state goes to the cluster's pool, where any host reads it
+        await ceph.rbd.importFile(f.state, ceph.pool, image)
+        await rm(f.state, { force: true })
+        this.d.log.info('snapshot taken', { vmId: s.vm, name: s.name, sizeBytes: r.sizeBytes, pausedMs: r.pausedMs, image: `${ceph.pool}/${image}`, disks: disks.length })
+        await this.report(s, 'taken', { sizeBytes: r.sizeBytes, pausedMs: r.pausedMs, pool: ceph.pool, image })
+        return
+      }
       await writeFile(f.spec, JSON.stringify({ spec, sizeBytes: r.sizeBytes, savedAt: this.now() }, null, 2) + '\n')
       this.d.log.info('snapshot taken', { vmId: s.vm, name: s.name, sizeBytes: r.sizeBytes, pausedMs: r.pausedMs, file: f.state })
       await this.report(s, 'taken', { sizeBytes: r.sizeBytes, pausedMs: r.pausedMs, path: f.state })
     } catch (err) {
       await rm(f.state, { force: true })
       await rm(f.spec, { force: true })
+      if (ceph != null) {
+        const left = async (): Promise<void> => {
+          if (disksTaken) for (const d of disks) await this.removeDiskSnapshot(ceph.rbd, d)
+          await gone(ceph.rbd.remove(ceph.pool, image))
+        }
+        await left().catch((e: unknown) => { this.d.log.warn('a failed save left Ceph objects; the delete removes them', { vmId: s.vm, name: s.name, err: e }) })
+      }
       await this.report(s, 'failed', { reason: (err as Error).message })
     }
+  }
+
+  /** Removes one disk's RBD snapshot (unprotected first); already gone, or its image gone, is done. */
+  private async removeDiskSnapshot (rbd: SnapshotCeph, d: SnapshotDisk): Promise<void> {
+    await gone(rbd.snapshotUnprotect(d.pool, d.image, d.snapshot))
+    await gone(rbd.snapshotRemove(d.pool, d.image, d.snapshot))
+  }
+
+  /** The launch spec of a guest restored from an RBD image here: this host's bindings for the VM
+   * (as a migration target builds them). The restore fenced the disks' dead holder already. */
+  private async specHere (vm: VmRecord): Promise<QemuLaunchSpec> {
+    if (this.d.bindings == null) throw new QemuError('NotFound', 'this host cannot build a guest\'s devices for a restore (no host resources)')
+    let tiny: TinyGuest | undefined
+    if (vm.spec.image.kind === 'tiny') tiny = await loadTinyGuest(this.d.guestDir)
+    const host = await this.d.bindings(vm, { fence: false })
+    return launchSpecFromVm(vm, { ...(tiny != null ? { tinyGuest: tiny } : {}), ...host })
   }
 
   private async restore (s: VmSnapshotRecord): Promise<void> {
@@ -149,16 +225,45 @@ export class SnapshotService {
     const vm = this.d.sm.getVm(s.vm)
     const t0 = this.now()
     let started = false
+    const loc = s.location
+    const disks = s.disks === 'none' ? [] : s.disks
+    const ceph = this.d.ceph ?? null
     try {
-      const saved = JSON.parse(await readFile(f.spec, 'utf8')) as { spec: QemuLaunchSpec }
-      await stat(f.state) // a missing state file fails here, before the running guest is touched
+      if (vm == null) throw new QemuError('NotFound', 'the VM is gone')
+      if ((loc?.kind === 'rbd' || disks.length > 0) && ceph == null) throw new QemuError('NotFound', 'the snapshot lives in Ceph and this host has no Ceph client')
+      let saved: { spec: QemuLaunchSpec } | null = null
+      if (loc?.kind === 'rbd') {
+        // a missing state image fails here, before the running guest is touched
+        if (!(await ceph!.rbd.exists(loc.pool, loc.image))) throw new QemuError('NotFound', `the state image ${loc.pool}/${loc.image} is gone`)
+      } else {
+        saved = JSON.parse(await readFile(f.spec, 'utf8')) as { spec: QemuLaunchSpec }
+        await stat(f.state) // a missing state file fails here, before the running guest is touched
+      }
       const sock = join(runtimePaths(this.d.dataDir, s.vm).dir, 'restore.sock')
       await this.d.driver.kill(s.vm).catch((e: unknown) => { if (!(e instanceof QemuError && e.kind === 'NotRunning')) throw e })
+      started = true
+      // the disks go back to the snapshot's point before any QEMU opens them again; the killed
+      // QEMU still holds their locks: fenced (blocklisted, lock broken), as a dead holder is
+      for (const d of disks) {
+        await ceph!.rbd.fence(d.pool, d.image)
+        await ceph!.rbd.snapshotRollback(d.pool, d.image, d.snapshot)
+      }
+      const spec = saved != null ? saved.spec : await this.specHere(vm)
       await rm(sock, { force: true }) // a stale socket file would look like the new QEMU's
       // readiness 'qmp': the restored guest prints no ready marker again; it runs once resumed
-      started = true
-      await this.d.driver.start({ ...saved.spec, generation: vm?.generation ?? s.generation, readiness: 'qmp', incoming: sock })
-      await loadState(async () => await this.d.driver.qmp(s.vm), f.state, sock)
+      await this.d.driver.start({ ...spec, generation: vm.generation, readiness: 'qmp', incoming: sock })
+      if (loc?.kind === 'rbd') {
+        let exported: Promise<void> = Promise.resolve()
+        await loadState(async () => await this.d.driver.qmp(s.vm), () => {
+          const x = ceph!.rbd.exportStream(loc.pool, loc.image)
+          exported = x.done
+          return x.stream
+        }, sock)
+        // QEMU stops reading at the state's end: rbd may then fail on a closed pipe, which is fine
+        await exported.catch(() => {})
+      } else {
+        await loadState(async () => await this.d.driver.qmp(s.vm), f.state, sock)
+      }
       const ms = this.now() - t0
       this.d.log.info('snapshot restored', { vmId: s.vm, name: s.name, ms })
       await this.report(s, 'restored', { ms })
@@ -172,13 +277,23 @@ export class SnapshotService {
 
   private async remove (s: VmSnapshotRecord): Promise<void> {
     const f = snapshotFiles(this.d.dataDir, s.vm, s.name)
+    const disks = s.disks === 'none' ? [] : s.disks
+    const ceph = this.d.ceph ?? null
+    if (ceph == null && (disks.length > 0 || s.location?.kind === 'rbd')) {
+      this.d.log.warn('a snapshot in Ceph cannot be removed from this host (no Ceph client)', { vmId: s.vm, name: s.name })
+      return
+    }
+    if (ceph != null) {
+      for (const d of disks) await this.removeDiskSnapshot(ceph.rbd, d)
+      if (s.location?.kind === 'rbd') await gone(ceph.rbd.remove(s.location.pool, s.location.image))
+    }
     for (const p of [f.state, `${f.state}.partial`, f.spec]) await rm(p, { force: true })
     // the VM's snapshot dir goes with its last snapshot
     if ((await readdir(f.dir).catch(() => null))?.length === 0) await rmdir(f.dir).catch(() => {})
     await this.report(s, 'removed', {})
   }
 
-  private async report (s: VmSnapshotRecord, event: SnapshotReport, extra: { sizeBytes?: number, pausedMs?: number, ms?: number, path?: string, reason?: string }): Promise<void> {
+  private async report (s: VmSnapshotRecord, event: SnapshotReport, extra: { sizeBytes?: number, pausedMs?: number, ms?: number, path?: string, pool?: string, image?: string, reason?: string }): Promise<void> {
     const cmd = { type: 'ReportVmSnapshot' as const, vm: s.vm, name: s.name, node: this.d.self(), event, ...extra }
     if (cmd.reason != null && cmd.reason.length > 1000) cmd.reason = cmd.reason.slice(0, 1000)
     const giveUp = this.now() + REPORT_GIVE_UP_MS

@@ -42,6 +42,8 @@ export interface CephVm {
   runningOn: (ask: number, notOn: number | null, timeoutMs: number) => Promise<VmRecord>
   /** reads the disk writer's log off the volume's image (its RADOS objects) and judges it */
   judgeDisk: (volume: string) => Promise<WriterVerdict>
+  /** `length` bytes of the volume's image from `offset`, read off its RADOS objects (zeros where never written) */
+  readDisk: (volume: string, offset: number, length: number) => Promise<Buffer>
 }
 
 export function cephVmSuite (test: Test, c: TestCluster, o: CephVmOptions): CephVm {
@@ -66,6 +68,34 @@ export function cephVmSuite (test: Test, c: TestCluster, o: CephVmOptions): Ceph
     }
   })
   const client = (): RbdClient => { if (rbd == null) throw new Error('ceph is not up'); return rbd }
+  /** Reads an image's bytes off its RADOS objects (rados get of rbd_data.<id>.<object no>). */
+  const readDisk = async (volume: string, offset: number, length: number): Promise<Buffer> => {
+    const info = await client().info('rbd', volume)
+    const dir = mkdtempSync(join(tmpdir(), 'blixard-disk-'))
+    try {
+      const object = async (no: number): Promise<Buffer> => {
+        const file = join(dir, `obj${no}`)
+        const name = `rbd_data.${info.id}.${no.toString(16).padStart(16, '0')}`
+        try {
+          await execFileP('timeout', ['-k', '2', String(RADOS_TIMEOUT_S), 'rados', '-c', ceph!.conf, '--keyring', ceph!.keyring, '--id', 'admin', '-p', 'rbd', 'get', name, file])
+        } catch (e) {
+          // never written: reads as zeros (rados says ENOENT); anything else is a failed read
+          if (/No such file or directory/.test((e as { stderr?: string }).stderr ?? '')) return Buffer.alloc(0)
+          throw e
+        }
+        try { return readFileSync(file) } finally { rmSync(file, { force: true }) }
+      }
+      const out = Buffer.alloc(length)
+      for (let at = offset; at < offset + length;) {
+        const no = Math.floor(at / info.objectSizeBytes)
+        const inObj = at - no * info.objectSizeBytes
+        const take = Math.min(info.objectSizeBytes - inObj, offset + length - at)
+        ;(await object(no)).subarray(inObj, inObj + take).copy(out, at - offset)
+        at += take
+      }
+      return out
+    } finally { rmSync(dir, { recursive: true, force: true }) }
+  }
   return {
     guard,
     rbd: client,
@@ -77,37 +107,12 @@ export function cephVmSuite (test: Test, c: TestCluster, o: CephVmOptions): Ceph
       if (v.status.phase === 'failed') throw new Error(`VM failed: ${v.status.reason}`)
       return v.status.phase === 'running' && v.assignedNode != null && nodeIndex(c, v.assignedNode) !== notOn ? v : null
     }, 250),
+    readDisk: async (volume, offset, length) => await readDisk(volume, offset, length),
     judgeDisk: async (volume) => {
-      // Only the log's objects are read (rados get of rbd_data.<id>.<object no>), region by region
-      // until the first empty one: exporting the whole 1 GiB image took 12 s on a loaded host.
-      const info = await client().info('rbd', volume)
-      const dir = mkdtempSync(join(tmpdir(), 'blixard-disk-'))
-      try {
-        const object = async (no: number): Promise<Buffer> => {
-          const file = join(dir, `obj${no}`)
-          const name = `rbd_data.${info.id}.${no.toString(16).padStart(16, '0')}`
-          try {
-            await execFileP('timeout', ['-k', '2', String(RADOS_TIMEOUT_S), 'rados', '-c', ceph!.conf, '--keyring', ceph!.keyring, '--id', 'admin', '-p', 'rbd', 'get', name, file])
-          } catch (e) {
-            // never written: reads as zeros (rados says ENOENT); anything else is a failed read
-            if (/No such file or directory/.test((e as { stderr?: string }).stderr ?? '')) return Buffer.alloc(0)
-            throw e
-          }
-          try { return readFileSync(file) } finally { rmSync(file, { force: true }) }
-        }
-        return judgeWriterLog(await readWriterLog(async (offset, length) => {
-          // past the last byte written the disk reads zeros: empty slots, where the judge stops
-          const out = Buffer.alloc(length)
-          for (let at = offset; at < offset + length;) {
-            const no = Math.floor(at / info.objectSizeBytes)
-            const inObj = at - no * info.objectSizeBytes
-            const take = Math.min(info.objectSizeBytes - inObj, offset + length - at)
-            ;(await object(no)).subarray(inObj, inObj + take).copy(out, at - offset)
-            at += take
-          }
-          return out
-        }))
-      } finally { rmSync(dir, { recursive: true, force: true }) }
+      // Only the log's objects are read, region by region until the first empty one: exporting the
+      // whole 1 GiB image took 12 s on a loaded host. Past the last byte written the disk reads
+      // zeros: empty slots, where the judge stops
+      return judgeWriterLog(await readWriterLog(async (offset, length) => await readDisk(volume, offset, length)))
     }
   }
 }

@@ -15,6 +15,13 @@ test('vm.snapshot, vm.snapshotDelete, vm.restore: a VM and a snapshot name', () 
     assert.match(refusal(() => checkParams(m, { vm: 'web-1', name: 's', extra: 1 })), /^InvalidParams: params: unknown field 'extra'/)
     assert.match(refusal(() => checkParams(m, { vm: '', name: 's' })), /params\.vm/)
     assert.match(refusal(() => checkParams(m, { vm: 'web-1', name: 'no spaces allowed' })), /params\.name/)
+    // the name becomes part of an RBD snapshot and image name and of a file name: nothing that
+    // splits pool/image@snap or climbs out of a directory, and not longer than a DNS label
+    for (const bad of ['x@y', 'a/b', '../etc', 'a.b', '-lead', 'a'.repeat(64)]) {
+      assert.match(refusal(() => checkParams(m, { vm: 'web-1', name: bad })), /^(InvalidParams|InvalidSpec|TooLarge): .*params\.name/, bad)
+    }
+    assert.is(refusal(() => checkParams(m, { vm: 'web-1', name: 'a'.repeat(63) })), 'ok')
+    assert.match(refusal(() => checkParams(m, { vm: 'v'.repeat(10_000), name: 's' })), /params\.vm/)
   }
 })
 

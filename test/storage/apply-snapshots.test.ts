@@ -70,7 +70,7 @@ test('snapshot → taken → restore → restored → delete → removed: the re
   refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's2' }), 'Conflict', /a restore from snapshot s1 is running; one snapshot operation per VM/)
   refused(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /restore .* is running/)
   value(h.run(na, report(na, 'restored', { ms: 900 })))
-  assert.equal(snap(h)?.restore, { requestedAt: snap(h)?.restore?.requestedAt, phase: 'done', at: snap(h)?.restore?.at, ms: 900 })
+  assert.equal(snap(h)?.restore, { requestedAt: snap(h)?.restore?.requestedAt, node: na.peerId, phase: 'done', at: snap(h)?.restore?.at, ms: 900 })
   assert.is(value<VmSnapshotRecord>(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting')
   refused(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is deleting, not ready/)
   value(h.run(na, report(na, 'removed')))
@@ -83,10 +83,15 @@ test('authority: only an admin asks; only the holding host reports, as itself', 
   value(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's1' }))
   const before = h.sm.stateHash()
   refused(h.run(nb, report(na, 'taken', { sizeBytes: 1, path: '/x' })), 'Unauthorized', /may not report on snapshots for node/)
-  refused(h.run(nb, report(nb, 'taken', { sizeBytes: 1, path: '/x' })), 'Unauthorized', /held by .*, not /)
+  refused(h.run(nb, report(nb, 'taken', { sizeBytes: 1, path: '/x' })), 'Unauthorized', /this step is .*'s, not /)
   refused(h.run(admin, report(na, 'failed')), 'Unauthorized', /may not report on snapshots for node/)
   refused(h.run(na, report(na, 'restored')), 'Conflict', /stale report restored .* no restore of it is running/)
-  refused(h.run(na, report(na, 'taken', { path: '/x' })), 'InvalidCommand', /a taken report carries sizeBytes and path/)
+  refused(h.run(na, report(na, 'taken', { path: '/x' })), 'InvalidCommand', /a taken report carries sizeBytes and where the state is/)
+  refused(h.run(na, report(na, 'taken', { sizeBytes: 1, path: '/x', pool: 'rbd', image: 'blixard-state.v1.s1' })), 'InvalidCommand', /path .* or pool and image .*, not both/)
+  refused(h.run(na, report(na, 'taken', { sizeBytes: 1, image: 'blixard-state.v1.s1' })), 'InvalidCommand', /where the state is/)
+  refused(h.run(na, report(na, 'taken', { sizeBytes: 1, pool: 'rbd', image: 'x'.repeat(129) })), 'TooLarge', /image is longer than 128/)
+  // a host may name only the one state image a delete later removes, never another VM's disk
+  refused(h.run(na, report(na, 'taken', { sizeBytes: 1, pool: 'rbd', image: 'victim-disk' })), 'InvalidCommand', /is named blixard-state\.v1\.s1, not victim-disk/)
   assert.is(h.sm.stateHash(), before, 'refused commands changed nothing')
   value(h.run(na, report(na, 'failed', { reason: 'qemu said no' })))
   assert.is(snap(h)?.phase, 'failed')
@@ -94,7 +99,7 @@ test('authority: only an admin asks; only the holding host reports, as itself', 
   refused(h.run(admin, { type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is failed, not ready \(qemu said no\)/)
 })
 
-test('refusals name why: volumes, not running, another host, another generation, duplicates, the per-VM limit', () => {
+test('refusals name why: a volume without its image, not running, another host, another generation, duplicates, the per-VM limit', () => {
   const h = cluster()
   refused(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 'Bad_Name' }), 'InvalidSpec', /must be a DNS label/)
   refused(h.run(admin, { type: 'SnapshotVm', vm: 'nope', name: 's1' }), 'NotFound', /VM nope not found/)
@@ -111,7 +116,71 @@ test('refusals name why: volumes, not running, another host, another generation,
   refused(h.run(admin, { type: 'SnapshotVm', vm: 'v2', name: 's1' }), 'Conflict', /VM db is not running \(pending, desired stopped\)/)
   value(h.run(admin, { type: 'CreateVolume', name: 'disk1', pool: 'rbd', sizeGiB: 1 }))
   value(h.run(admin, { type: 'CreateVm', id: 'v3', spec: spec('withdisk', { volumes: ['disk1'] }) }))
-  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v3', name: 's1' }), 'InvalidSpec', /VM withdisk has volumes \(disk1\): its disks are not snapshotted/)
+  refused(h.run(admin, { type: 'SnapshotVm', vm: 'v3', name: 's1' }), 'Conflict', /VM withdisk is not running/)
+})
+
+/** A cluster of nodes a and b with Ceph, VM v1 with volume disk1 (its image made), running on a. */
+function withDisk (): ReturnType<typeof harness> {
+  const h = harness()
+  for (const n of ['a', 'b']) {
+    const reg = registerNode(n) as Extract<Command, { type: 'RegisterNode' }>
+    value(h.run({ ...reg, node: { ...reg.node, capabilities: ['qemu', 'rbd'] } }))
+  }
+  value(h.run({ type: 'CreateVolume', name: 'disk1', pool: 'rbd', sizeGiB: 1 }))
+  value(h.run({ type: 'ReportVolume', name: 'disk1', node: 'a', generation: h.sm.getVolume('disk1')?.generation ?? -1, outcome: 'ready' }))
+  value(h.run({ type: 'CreateVm', id: 'v1', spec: spec('web', { volumes: ['disk1'] }) }))
+  return h
+}
+const runningOn = (h: ReturnType<typeof harness>, n: string): void => {
+  const from = h.sm.getVm('v1')?.assignedNode
+  value(h.run({ type: 'AssignVm', id: 'v1', node: n }))
+  // the host it left says its guest stopped (the release a VM with volumes waits for)
+  const since = h.sm.getVm('v1')?.releasing?.since
+  if (from != null && since != null) value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v1', node: from, generation: 1, released: since, status: { phase: 'stopped', reason: '', at: 1 } }] }))
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v1', node: n, generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+}
+
+test('a volume whose image is not made yet is refused by name', () => {
+  const h = withDisk()
+  value(h.run({ type: 'CreateVolume', name: 'disk2', pool: 'rbd', sizeGiB: 1 }))
+  value(h.run({ type: 'CreateVm', id: 'v2', spec: spec('two', { volumes: ['disk2'] }) }))
+  value(h.run({ type: 'AssignVm', id: 'v2', node: 'a' }))
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'v2', node: 'a', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  refused(h.run({ type: 'SnapshotVm', vm: 'v2', name: 's1' }), 'Conflict', /VM two's volume disk2 has no RBD image yet \(pending\)/)
+})
+
+test('a VM with volumes: the record names each disk\'s RBD snapshot; state in an RBD image restores on any host, which alone reports it', () => {
+  const h = withDisk()
+  runningOn(h, 'a')
+  const taking = value<VmSnapshotRecord>(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  assert.equal(taking.disks, [{ volume: 'disk1', pool: 'rbd', image: 'disk1', snapshot: 'blixard-vm.s1' }])
+  value(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'a', event: 'taken', sizeBytes: 9, pausedMs: 5, pool: 'rbd', image: 'blixard-state.v1.s1' }))
+  assert.equal(h.sm.listVmSnapshots('v1')[0].location, { kind: 'rbd', pool: 'rbd', image: 'blixard-state.v1.s1' })
+  // the VM moved to b: b restores it (a local file would have been refused)
+  runningOn(h, 'b')
+  assert.equal(value<VmSnapshotRecord>(h.run({ type: 'RestoreVm', vm: 'v1', name: 's1' })).restore?.node, 'b')
+  refused(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's2' }), 'Conflict', /a restore from snapshot s1 is running/)
+  refused(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /restore .* is running/)
+  refused(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'a', event: 'restored', ms: 1 }), 'Unauthorized', /this step is b's, not a's/)
+  value(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'b', event: 'restored', ms: 400 }))
+  assert.is(h.sm.listVmSnapshots('v1')[0].restore?.phase, 'done')
+  // a holds it: a removes the image and the disk snapshots; once a left, b takes that over
+  value(h.run({ type: 'RemoveNode', id: 'a' }))
+  const del = value<VmSnapshotRecord>(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }))
+  assert.is(del.phase, 'deleting')
+  assert.is(del.node, 'b', 'what lives in Ceph is removed by the VM\'s host when the holder left')
+  refused(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'a', event: 'removed' }), 'Unauthorized', /this step is b's/)
+  value(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'b', event: 'removed' }))
+  assert.is(h.sm.listVmSnapshots('v1').length, 0)
+})
+
+test('a local-file snapshot still restores only on its holder', () => {
+  const h = withDisk()
+  runningOn(h, 'a')
+  value(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  value(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'a', event: 'taken', sizeBytes: 9, path: '/d/s1.state' }))
+  runningOn(h, 'b')
+  refused(h.run({ type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is a local file on node-a, and VM web is on node-b: only that host can restore it/)
 })
 
 test('the per-VM limit, a VM\'s delete marks its snapshots deleting, and a snapshot of a host that left goes at once', () => {

@@ -40,7 +40,7 @@ guard('vm snapshot, the counter goes on, vm restore → back at the snapshot poi
   assert.is(rec.phase, 'ready', rec.reason)
   assert.is(rec.node, c.nodes[host].peerId, 'held by the VM\'s host')
   assert.is(rec.location?.kind, 'local-file')
-  const file = rec.location?.path ?? ''
+  const file = rec.location?.kind === 'local-file' ? rec.location.path : ''
   assert.ok(file.startsWith(c.nodes[host].dir + '/') && existsSync(file), `the state is a file on the VM's host: ${file}`)
   assert.ok(rec.sizeBytes != null && rec.sizeBytes > 1024 * 1024, `size ${rec.sizeBytes}`)
   figures.stateMiB = Math.round((rec.sizeBytes ?? 0) / 1048576)
@@ -77,7 +77,7 @@ guard('vm snapshot, the counter goes on, vm restore → back at the snapshot poi
   // a VM's delete takes its snapshots' files with it, and leaves no QEMU
   const s2 = await (await c.client(0)).call('vm.snapshot', { vm: 'snap1', name: 's2' })
   const s2ready = await waitFor('s2 ready', 30_000, async () => (await (await c.client(0)).call('vm.snapshotList', { vm: 'snap1' })).find((s) => s.name === s2.name && s.phase === 'ready') ?? null, 100)
-  const file2 = s2ready.location?.path ?? ''
+  const file2 = s2ready.location?.kind === 'local-file' ? s2ready.location.path : ''
   assert.ok(existsSync(file2), file2)
   await (await c.client(0)).call('vm.delete', { vm: 'snap1' })
   await waitFor('no QEMU, no runtime dir, no snapshot file', 30_000, async () =>
