@@ -16,7 +16,22 @@
 //    fill, each by at most its largest VM's.
 // Targets: plan time < 2 s, max fill <= 1.1 × L, moves <= 1.2 × M.
 //
-// Usage: npm run bench:placement [-- --json] [-- --small] [-- --only=rebalance]
+// The preemption scenario (issue 19): 1 000 nodes filled to the brim with about 10 000 VMs of mixed
+// priorities (some equal to or above the newcomers', some marked non-preemptible), then a burst of
+// high-priority VMs that fit only by evicting others, planned one after another by the planner the
+// leader's scheduler runs (placement/plans/preempt.ts), each plan applied before the next. Per VM: plan
+// time; the victims, each checked to be strictly lower in priority and preemptible; and the victims
+// against the minimum possible, computed exactly by search on every node:
+//  - P* = the lowest "highest evicted priority" any node allows (evicting everything evictable at or
+//    below a priority only frees more, so per node it is the first priority level whose evictions fit);
+//    the planner ranks nodes by this first, so its plans must reach P*.
+//  - K = the fewest victims of priority <= the plan's highest that make room on any node, and K0 = the
+//    fewest victims of any allowed priority (subsets searched by size on every node, pruned by the room
+//    the k largest could free). K0 <= K: fewer victims may cost a more important one.
+// Targets: every burst VM placed, no forbidden victim, highest evicted priority = P*, victims <= K in
+// every plan, plan time per VM < 50 ms (cpu, mean).
+//
+// Usage: npm run bench:placement [-- --json] [-- --small] [-- --only=rebalance|preempt]
 import { resourceUsage } from 'node:process'
 import type { Constraint, HypervisorCapability } from '../protocols/model.ts'
 import type { PlacementCluster, PlacementNode, PlacementRequest } from '../placement/types.ts'
@@ -27,6 +42,10 @@ import { checkClusterInvariants } from '../placement/invariants.ts'
 import { imbalance, planRebalance } from '../placement/plans/rebalance.ts'
 import { applyMove } from '../placement/plans/rebalance-policy.ts'
 import { fill, fillOf } from '../placement/scorers.ts'
+import { capabilityFilter, constraintFilter, feasible, stateFilter } from '../placement/filters.ts'
+import { cloneNode } from '../placement/placer.ts'
+import { reserve } from '../placement/from-model.ts'
+import { evictable, planPreemption } from '../placement/plans/preempt.ts'
 
 const CAP = { cpu: 128, memoryMiB: 1024 * 1024, diskGiB: 8000 }
 const OVERCOMMIT = { cpu: 4, memory: 1, disk: 1 }
@@ -297,11 +316,195 @@ function runRebalanceCase (nodeCount: number, joined: number, vmCount: number, s
   }
 }
 
+/** The preemption scenario's nodes and VM shapes ([vcpus, GiB, disk GiB]): about 10 VMs fill a node. */
+const PRE_CAP = { cpu: 64, memoryMiB: 256 * 1024, diskGiB: 2000 }
+const PRE_SHAPES: Array<[number, number, number]> = [[2, 8, 20], [4, 16, 40], [4, 32, 40], [8, 32, 80], [8, 64, 100], [16, 64, 200], [2, 16, 20]]
+const PRE_WEIGHTS = [18, 22, 18, 18, 10, 6, 10]
+/** the burst: larger than any node's free room, so each gets in only by evicting */
+const BURST_SHAPES: Array<[number, number, number]> = [[16, 64, 100], [32, 128, 200], [8, 96, 100]]
+const BURST_PRIORITY = 50
+/** priorities of the VMs already placed: most below the burst's, some equal, some above */
+const PRE_PRIORITIES: Array<[number, number]> = [[0, 0.35], [10, 0.25], [20, 0.15], [30, 0.1], [BURST_PRIORITY, 0.1], [80, 0.05]]
+const PRE_NON_PREEMPTIBLE = 0.1
+const PRE_PLAN_MS_GOAL = 50
+
+interface PreemptResult {
+  name: string
+  nodes: number
+  vms: number
+  burst: number
+  /** burst VMs the planner found a node for, and of them how many fit without evicting */
+  placed: number
+  placedWithoutEviction: number
+  victims: number
+  /** Σ K and Σ K0 over the plans (see the header) */
+  minimalVictims: number
+  minimalVictimsAnyPriority: number
+  /** plans with more victims than K */
+  plansAboveMinimal: number
+  /** plans whose highest evicted priority is above P* */
+  plansAbovePriorityBound: number
+  /** victims of equal or higher priority, or marked non-preemptible: must be 0 */
+  forbiddenVictims: number
+  /** plans whose node, once the victims left, still does not fit the VM: must be 0 */
+  unfitPlans: number
+  planMsMean: number
+  planMsP99: number
+  planMsMax: number
+  planCpuMsMean: number
+  seconds: number
+  targets: Record<string, 'PASS' | 'MISS'>
+}
+
+/** The fewest of `cands` whose removal frees at least `need` (cpu, memory, disk), if <= limit; else Infinity. */
+function fewestFreeing (cands: PlacementRequest[], need: [number, number, number], limit: number): number {
+  const dims = cands.map((v) => [v.resources.cpu, v.resources.memoryMiB, v.resources.diskGiB])
+  if (need.every((x) => x <= 0)) return 0
+  const topK = (d: number, k: number): number => dims.map((x) => x[d]).sort((a, b) => b - a).slice(0, k).reduce((a, b) => a + b, 0)
+  const search = (from: number, k: number, left: [number, number, number]): boolean => {
+    if (left.every((x) => x <= 0)) return true
+    if (k === 0) return false
+    for (let i = from; i <= dims.length - k; i++) {
+      if (search(i + 1, k - 1, [left[0] - dims[i][0], left[1] - dims[i][1], left[2] - dims[i][2]])) return true
+    }
+    return false
+  }
+  for (let k = 1; k <= Math.min(limit, dims.length); k++) {
+    // no k of them could free enough in some dimension: skip the search
+    if (topK(0, k) < need[0] || topK(1, k) < need[1] || topK(2, k) < need[2]) continue
+    if (search(0, k, need)) return k
+  }
+  return Infinity
+}
+
+function runPreemptCase (nodeCount: number, burst: number, seed: number): PreemptResult {
+  const rnd = prng(seed)
+  const draw = <T>(items: T[], weights: number[]): T => {
+    let x = rnd() * weights.reduce((a, b) => a + b, 0)
+    for (let i = 0; i < items.length; i++) { x -= weights[i]; if (x < 0) return items[i] }
+    return items[0]
+  }
+  const nodes: PlacementNode[] = []
+  const onNode = new Map<string, PlacementRequest[]>()
+  let vmCount = 0
+  for (let i = 0; i < nodeCount; i++) {
+    const arch = i % 10 === 9 ? 'aarch64' : 'x86_64'
+    const n: PlacementNode = {
+      id: `node-${String(i).padStart(6, '0')}`, labels: { arch }, capacity: PRE_CAP, overcommit: { cpu: 1, memory: 1, disk: 1 },
+      reserved: { cpu: 0, memoryMiB: 0, diskGiB: 0 }, state: 'ready', capabilities: ['kvm', 'qemu'], maxVms: 1000, vmCount: 0, groups: {}, load: null
+    }
+    const vms: PlacementRequest[] = []
+    // fill it: shapes drawn until three in a row no longer fit
+    for (let misses = 0; misses < 3;) {
+      const [cpu, gib, disk] = draw(PRE_SHAPES, PRE_WEIGHTS)
+      const v: PlacementRequest = {
+        vmId: `vm-${String(vmCount).padStart(7, '0')}`, resources: { cpu, memoryMiB: gib * 1024, diskGiB: disk },
+        constraints: [{ label: 'arch', op: '==', value: arch }], antiAffinityGroup: null, affinity: [], spreadLabel: null,
+        priority: draw(PRE_PRIORITIES.map((p) => p[0]), PRE_PRIORITIES.map((p) => p[1])), requires: ['kvm'],
+        ...(rnd() < PRE_NON_PREEMPTIBLE ? { preemptible: false } : {})
+      }
+      if (!feasible(n, v)) { misses++; continue }
+      misses = 0
+      reserve(n, v, 1)
+      vms.push(v)
+      vmCount++
+    }
+    nodes.push(n)
+    onNode.set(n.id, vms)
+  }
+  const byNode = new Map(nodes.map((n) => [n.id, n]))
+  const placedOf = (): PlacementCluster['placed'] => [...onNode].flatMap(([nodeId, vms]) => vms.map((request) => ({ request, nodeId })))
+  let placed = placedOf()
+  const r: Omit<PreemptResult, 'targets' | 'planMsMean' | 'planMsP99' | 'planMsMax' | 'planCpuMsMean' | 'seconds'> = {
+    name: `preemption: ${burst} high-priority VMs into ${vmCount.toLocaleString('en-US')} VMs on ${nodeCount.toLocaleString('en-US')} full nodes`,
+    nodes: nodeCount, vms: vmCount, burst, placed: 0, placedWithoutEviction: 0, victims: 0, minimalVictims: 0, minimalVictimsAnyPriority: 0,
+    plansAboveMinimal: 0, plansAbovePriorityBound: 0, forbiddenVictims: 0, unfitPlans: 0
+  }
+  const planMs: number[] = []
+  let cpuMs = 0
+  const started = performance.now()
+  for (let b = 0; b < burst; b++) {
+    const [cpu, gib, disk] = BURST_SHAPES[b % BURST_SHAPES.length]
+    const req: PlacementRequest = {
+      vmId: `burst-${String(b).padStart(5, '0')}`, resources: { cpu, memoryMiB: gib * 1024, diskGiB: disk },
+      constraints: [{ label: 'arch', op: '==', value: b % 25 === 24 ? 'aarch64' : 'x86_64' }], antiAffinityGroup: null, affinity: [], spreadLabel: null,
+      priority: BURST_PRIORITY, requires: ['kvm']
+    }
+    const c0 = process.cpuUsage()
+    const t0 = performance.now()
+    const plan = planPreemption({ nodes, placed }, req)
+    planMs.push(performance.now() - t0)
+    const cu = process.cpuUsage(c0)
+    cpuMs += (cu.user + cu.system) / 1000
+    if (plan.nodeId === null) continue
+    r.placed++
+    if (plan.evictions.length === 0) r.placedWithoutEviction++
+    const target = byNode.get(plan.nodeId) as PlacementNode
+    const here = onNode.get(plan.nodeId) as PlacementRequest[]
+    const gone = new Set(plan.evictions)
+    const victims = here.filter((v) => gone.has(v.vmId))
+    r.victims += victims.length
+    r.forbiddenVictims += victims.filter((v) => !(v.priority < req.priority) || v.preemptible === false).length + (plan.evictions.length - victims.length)
+    // the bounds, on every node that passes the filters eviction cannot change
+    let pStar = Infinity
+    const planMax = victims.reduce((m, v) => Math.max(m, v.priority), -Infinity)
+    let k = victims.length
+    let k0 = victims.length
+    for (const n of nodes) {
+      if (!stateFilter.passes(n, req) || !constraintFilter.passes(n, req) || !capabilityFilter.passes(n, req)) continue
+      const cands = (onNode.get(n.id) ?? []).filter((v) => evictable(v, req))
+      const need: [number, number, number] = [
+        n.reserved.cpu + req.resources.cpu - n.capacity.cpu * n.overcommit.cpu,
+        n.reserved.memoryMiB + req.resources.memoryMiB - n.capacity.memoryMiB * n.overcommit.memory,
+        n.reserved.diskGiB + req.resources.diskGiB - n.capacity.diskGiB * n.overcommit.disk
+      ]
+      const work = cloneNode(n)
+      for (const p of [...new Set(cands.map((v) => v.priority))].sort((a, b) => a - b)) {
+        if (p >= pStar) break
+        for (const v of cands) if (v.priority === p) reserve(work, v, -1)
+        if (feasible(work, req)) { pStar = p; break }
+      }
+      if (feasible(n, req)) pStar = -Infinity
+      k = Math.min(k, fewestFreeing(cands.filter((v) => v.priority <= planMax), need, k - 1))
+      k0 = Math.min(k0, fewestFreeing(cands, need, k0 - 1))
+    }
+    r.minimalVictims += k
+    r.minimalVictimsAnyPriority += k0
+    if (victims.length > k) r.plansAboveMinimal++
+    if (victims.length > 0 && planMax > pStar) r.plansAbovePriorityBound++
+    // apply the plan: victims leave (queued again: the cluster has no room for them), the VM moves in
+    for (const v of victims) reserve(target, v, -1)
+    if (!feasible(target, req)) r.unfitPlans++
+    reserve(target, req, 1)
+    onNode.set(plan.nodeId, [...here.filter((v) => !gone.has(v.vmId)), req])
+    placed = placedOf()
+  }
+  const seconds = (performance.now() - started) / 1000
+  const sorted = [...planMs].sort((a, b) => a - b)
+  const planCpuMsMean = cpuMs / burst
+  return {
+    ...r,
+    planMsMean: planMs.reduce((a, b) => a + b, 0) / burst,
+    planMsP99: sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))],
+    planMsMax: sorted[sorted.length - 1],
+    planCpuMsMean,
+    seconds,
+    targets: {
+      'every burst VM placed': r.placed === burst ? 'PASS' : 'MISS',
+      'no equal/higher-priority or non-preemptible victim': r.forbiddenVictims === 0 ? 'PASS' : 'MISS',
+      'every plan leaves room for its VM': r.unfitPlans === 0 ? 'PASS' : 'MISS',
+      'highest evicted priority = P* in every plan': r.plansAbovePriorityBound === 0 ? 'PASS' : 'MISS',
+      'victims <= K in every plan': r.plansAboveMinimal === 0 ? 'PASS' : 'MISS',
+      [`plan time per VM < ${PRE_PLAN_MS_GOAL} ms (cpu, mean)`]: planCpuMsMean < PRE_PLAN_MS_GOAL ? 'PASS' : 'MISS'
+    }
+  }
+}
+
 const json = process.argv.includes('--json')
 const small = process.argv.includes('--small')
 const started = performance.now()
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) // 'small', 'medium' or 'large'
-const cases = only === 'rebalance'
+const cases = only === 'rebalance' || only === 'preempt'
   ? []
   : small
   ? [runCase('7k VMs / 100 nodes', 100, 7_000, 0.5, 1)]
@@ -311,10 +514,11 @@ const cases = only === 'rebalance'
       ...(only === undefined || only === 'large' ? [runCase('1M VMs / 10k nodes', 10_000, 1_000_000, 60, 2)] : [])
     ]
 const rebalance = small || (only !== undefined && only !== 'rebalance') ? [] : [runRebalanceCase(1000, 100, 10_000, 4)]
+const preemption = only !== undefined && only !== 'preempt' ? [] : small ? [runPreemptCase(100, 20, 5)] : [runPreemptCase(1000, 200, 5)]
 const totalSeconds = (performance.now() - started) / 1000
 
 if (json) {
-  console.log(JSON.stringify({ bench: 'placement', strategy: 'binpack', totalSeconds, cases, rebalance }))
+  console.log(JSON.stringify({ bench: 'placement', strategy: 'binpack', totalSeconds, cases, rebalance, preemption }))
 } else {
   for (const r of rebalance) {
     console.log(`\n${r.name}`)
@@ -323,6 +527,15 @@ if (json) {
     console.log(`  moves             ${r.moves}   minimal M ${r.minimalMoves} (${(r.moves / r.minimalMoves).toFixed(3)}× M)`)
     console.log(`  variance of fill  ${r.varianceBefore.toExponential(3)} → ${r.varianceAfter.toExponential(3)}`)
     console.log(`  invariants        ${r.invariantViolations} violations`)
+    for (const [t, v] of Object.entries(r.targets)) console.log(`  ${v.padEnd(5)} ${t}`)
+  }
+  for (const r of preemption) {
+    console.log(`\n${r.name}`)
+    console.log(`  plan time per VM  ${r.planMsMean.toFixed(1)} ms wall mean, p99 ${r.planMsP99.toFixed(1)} ms, max ${r.planMsMax.toFixed(1)} ms; ${r.planCpuMsMean.toFixed(1)} ms cpu mean   (${r.seconds.toFixed(1)} s with the bounds' search)`)
+    console.log(`  placed            ${r.placed} / ${r.burst} (${r.placedWithoutEviction} without evicting)`)
+    console.log(`  victims           ${r.victims} (${(r.victims / Math.max(1, r.placed)).toFixed(2)} per placement)   minimal K ${r.minimalVictims} (${(r.victims / Math.max(1, r.minimalVictims)).toFixed(3)}× K, ${r.plansAboveMinimal} plans above)   K0 any priority ${r.minimalVictimsAnyPriority}`)
+    console.log(`  priority bound    ${r.plansAbovePriorityBound} plans evict above P*`)
+    console.log(`  forbidden victims ${r.forbiddenVictims} (equal/higher priority or non-preemptible), plans without room after eviction ${r.unfitPlans}`)
     for (const [t, v] of Object.entries(r.targets)) console.log(`  ${v.padEnd(5)} ${t}`)
   }
   const pad = (s: string, n: number): string => s.padEnd(n)

@@ -11,7 +11,7 @@ import { claimOf, quotaExcess } from '../storage/apply-quotas.ts'
 import { QUOTA_RESOURCES } from '../protocols/model.ts'
 import type { RpcCallContext, RpcHandlers } from './net/rpc.ts'
 import type { LoadBoard } from './scheduler.ts'
-import { rebalanceFromEnv, rebalancePlan } from './rebalancer.ts'
+import { LEADER_REBALANCE_POLICY, rebalanceConfigFromEnv, rebalanceFromEnv, rebalancePlan } from './rebalancer.ts'
 
 export interface SchedApiDeps {
   sm: StateMachine
@@ -45,7 +45,7 @@ export function createSchedApi (d: SchedApiDeps): SchedHandlers {
       await d.read(p)
       // as an active rebalancer would plan now (the hysteresis start threshold aside): the operator
       // asked to see the moves
-      const step = rebalancePlan(d.sm, d.load.hints(), d.now(), { active: true, started: [] })
+      const step = rebalancePlan(d.sm, d.load.hints(), d.now(), { active: true, started: [] }, LEADER_REBALANCE_POLICY, rebalanceConfigFromEnv())
       const name = (id: string): string => d.sm.getVm(id)?.spec.name ?? id
       return { before: step.before, after: step.after, why: step.why, enabled: rebalanceFromEnv(), moves: step.moves.map((m) => ({ vm: m.vmId, name: name(m.vmId), from: m.from, to: m.to, gain: m.gain })) }
     },

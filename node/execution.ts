@@ -4,7 +4,7 @@
 // leases (with the fence watchdog), and the agent that reconciles guests. Built in the order their
 // safety needs: the fence watchdog is armed before the agent may adopt or start a guest.
 // node/daemon.ts wires it to Raft and libp2p through ExecutionDeps.
-import { Rebalancer, rebalanceFromEnv } from './rebalancer.ts'
+import { Rebalancer, rebalanceConfigFromEnv, rebalanceFromEnv } from './rebalancer.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
@@ -72,8 +72,10 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   const propose = d.propose
   const scheduler = new Scheduler({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'scheduler' }), metrics: d.metrics })
   scheduler.start()
-  // issue 19: live-migration rebalancing, only when the operator turned it on
-  const rebalancer = rebalanceFromEnv() ? new Rebalancer({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'rebalancer' }) }) : null
+  // issue 19: live-migration rebalancing, only when the operator turned it on; its settings are
+  // checked either way (rebalance --dry-run/--apply read them too), so a bad one stops the start
+  const rebalanceConfig = rebalanceConfigFromEnv()
+  const rebalancer = rebalanceFromEnv() ? new Rebalancer({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'rebalancer' }), config: rebalanceConfig }) : null
   rebalancer?.start()
   // host networking: the uplink VLANs tag onto and the underlay address VXLAN tunnels start from
   const hostNet = new HostNet({

@@ -8,6 +8,7 @@
 import type { VmRecord } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { LoadHint } from '../placement/types.ts'
+import type { PlacementConfigInput } from '../placement/config.ts'
 import { clusterFromModel } from '../placement/from-model.ts'
 import { DEFAULT_REBALANCE_POLICY, FRESH_MEMORY, planRebalanceStep } from '../placement/plans/rebalance-policy.ts'
 import type { RebalanceMemory, RebalancePolicy, RebalanceStep } from '../placement/plans/rebalance-policy.ts'
@@ -32,6 +33,8 @@ export interface RebalancerDeps {
   log: Logger
   now?: () => number
   policy?: RebalancePolicy
+  /** placement settings of the plan (rebalanceConfigFromEnv) */
+  config?: PlacementConfigInput
 }
 
 /** May this VM move live now? Running under QEMU on its node, not migrating. */
@@ -40,20 +43,20 @@ function movable (sm: StateMachine, vm: VmRecord): boolean {
 }
 
 /** The plan on the replica now (what `rebalance --dry-run` shows, and what a pass proposes). */
-export function rebalancePlan (sm: StateMachine, hints: Map<string, LoadHint>, now: number, memory: RebalanceMemory, policy: RebalancePolicy = LEADER_REBALANCE_POLICY): RebalanceStep {
+export function rebalancePlan (sm: StateMachine, hints: Map<string, LoadHint>, now: number, memory: RebalanceMemory, policy: RebalancePolicy = LEADER_REBALANCE_POLICY, config: PlacementConfigInput = {}): RebalanceStep {
   const vms = sm.listVms()
   const cluster = clusterFromModel(sm.listNodes(), vms, hints)
   const lastMoved = new Map<string, number>()
   for (const v of vms) if (v.migration != null) lastMoved.set(v.id, v.migration.ended ?? v.migration.started)
   // every migration in flight counts against the budget: the rebalancer's and anyone else's
   const inFlight = vms.filter((v) => activeMigration(v) != null).length
-  return planRebalanceStep({ cluster, movable: new Set(vms.filter((v) => movable(sm, v)).map((v) => v.id)), lastMoved, inFlight, now, memory }, policy)
+  return planRebalanceStep({ cluster, movable: new Set(vms.filter((v) => movable(sm, v)).map((v) => v.id)), lastMoved, inFlight, now, memory }, policy, config)
 }
 
 /** One pass on the leader: plan, then propose each move; returns the step and how many were committed. */
 export async function rebalancePass (d: RebalancerDeps, memory: RebalanceMemory): Promise<{ step: RebalanceStep, started: number }> {
   const now = (d.now ?? Date.now)()
-  const step = rebalancePlan(d.sm, d.load.hints(), now, memory, d.policy)
+  const step = rebalancePlan(d.sm, d.load.hints(), now, memory, d.policy, d.config)
   let started = 0
   for (const m of step.moves) {
     try {
@@ -108,4 +111,15 @@ export function rebalanceFromEnv (env: NodeJS.ProcessEnv = process.env): boolean
   if (v == null || v === '' || v === 'off') return false
   if (v === 'on') return true
   throw new Error(`BLIXARD_REBALANCE must be on or off, got "${v}"`)
+}
+
+/** BLIXARD_REBALANCE_HOT_PCT=N: a node whose gossiped cpu or memory is above N % takes no VM from the
+ * rebalancer (default: placement's hotPct, 80). The cpu figure is the host's load average over its
+ * cores, so nodes that share one host (a local cluster, the tests) all read the same, often 100 %:
+ * at the default every one of them is hot and nothing moves; 100 turns the check off. */
+export function rebalanceConfigFromEnv (env: NodeJS.ProcessEnv = process.env): PlacementConfigInput {
+  const v = env.BLIXARD_REBALANCE_HOT_PCT
+  if (v == null || v === '') return {}
+  if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 100) throw new Error(`BLIXARD_REBALANCE_HOT_PCT must be a whole percent from 1 to 100, got "${v}"`)
+  return { hotPct: Number(v) }
 }

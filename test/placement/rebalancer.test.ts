@@ -6,7 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { ApplyResult, Command } from '../../protocols/commands.ts'
 import { harness, registerNode, spec, errorKind } from '../storage/sm-fixtures.ts'
-import { rebalancePass, rebalancePlan, LEADER_REBALANCE_POLICY } from '../../node/rebalancer.ts'
+import { rebalancePass, rebalancePlan, rebalanceConfigFromEnv, LEADER_REBALANCE_POLICY } from '../../node/rebalancer.ts'
 import { FRESH_MEMORY } from '../../placement/plans/rebalance-policy.ts'
 import { REBALANCE_COOLDOWN_MS } from '../../storage/apply-sched.ts'
 import { silentLogger } from '../../node/log.ts'
@@ -57,6 +57,25 @@ test('apply refuses a rebalancing move within the cooldown of the VM\'s last mov
   ok(h.run({ type: 'UpdateNode', id: 'a', state: 'draining', onto: ['b'] }))
   const d = h.run({ type: 'RebalanceVm', vm: 'v', target: 'b', reason: 'x' })
   assert.match(d.ok ? '' : d.error.message, /not on a ready node/)
+})
+
+test('nodes that share one busy host all gossip a hot cpu: nothing moves at the default hotPct; BLIXARD_REBALANCE_HOT_PCT=100 lets them take VMs, and a bad value is named', () => {
+  const h = harness()
+  for (const n of ['a', 'b', 'c']) ok(h.run(registerNode(n, { cpu: 8 })))
+  for (let i = 0; i < 4; i++) runningOn(h, `v${i}`, 'a')
+  const busy = new Map(['a', 'b', 'c'].map((n) => [n, { cpuPct: 100, memPct: 30, ageMs: 500 }]))
+  const now = h.index() * 1000
+  const hot = rebalancePlan(h.sm, busy, now, FRESH_MEMORY)
+  assert.equal(hot.moves, [])
+  assert.match(hot.why, /hot or full targets/)
+  const config = rebalanceConfigFromEnv({ BLIXARD_REBALANCE_HOT_PCT: '100' })
+  assert.equal(config, { hotPct: 100 })
+  const moves = rebalancePlan(h.sm, busy, now, FRESH_MEMORY, LEADER_REBALANCE_POLICY, config).moves
+  assert.ok(moves.length > 0 && moves.every((m) => m.from === 'a' && m.to !== 'a'), JSON.stringify(moves))
+  assert.equal(rebalanceConfigFromEnv({}), {})
+  for (const bad of ['0', '101', '50%', '7.5', '-1', 'hot']) {
+    assert.throws(() => rebalanceConfigFromEnv({ BLIXARD_REBALANCE_HOT_PCT: bad }), (e: Error) => e.message.includes(`BLIXARD_REBALANCE_HOT_PCT must be a whole percent from 1 to 100, got "${bad}"`))
+  }
 })
 
 test.run()
