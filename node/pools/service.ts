@@ -184,7 +184,12 @@ export class WarmPoolService {
           }
         })
       } else {
-        await this.act(a.id, 'remove', a.reason, async () => { await this.d.driver.cleanup(a.id) })
+        await this.act(a.id, 'remove', a.reason, async () => {
+          await this.d.driver.cleanup(a.id)
+          // not reported (nor claimed) as paused until the next pass looks
+          this.seen = this.seen.filter((x) => x.id !== a.id)
+          this.paused = this.paused.filter((x) => x.id !== a.id)
+        })
       }
     }
   }

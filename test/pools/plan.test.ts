@@ -16,6 +16,7 @@ import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { registerNode, spec } from '../storage/sm-fixtures.ts'
 import { checkPrepared } from '../../node/cli/signing.ts'
+import { POOL_METHODS } from '../../protocols/rpc-pools.ts'
 
 const pool = (name: string, size: number, over: Partial<WarmPoolRecord> = {}): WarmPoolRecord => ({ name, vcpus: 1, memoryMiB: 96, size, setAt: 0, ...over })
 const g = (id: string, state: WarmGuest['state'], over: Partial<WarmGuest> = {}): WarmGuest => ({ id, state, vcpus: 1, memoryMiB: 96, ...over })
@@ -163,6 +164,20 @@ test('the CLI signs only the pool it was asked for (a node may not grow, reshape
   checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'fn' })
   assert.throws(() => { checkPrepared('pool.delete', { name: 'fn' }, { type: 'DeleteWarmPool', name: 'prod' }) }, /refusing to sign/)
   assert.throws(() => { checkPrepared('pool.set', asked, { type: 'DeleteWarmPool', name: 'fn' }) }, /refusing to sign/)
+})
+
+test('pool.set params: constraints checked as a VM\'s are, bounded, the field named', () => {
+  const ok = { name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 }
+  assert.equal(POOL_METHODS['pool.set'].params({ ...ok, constraints: [{ label: 'pool', op: 'in', values: ['a', 'b'] }] }), { ...ok, constraints: [{ label: 'pool', op: 'in', values: ['a', 'b'] }] })
+  assert.equal(POOL_METHODS['pool.set'].params(ok), ok)
+  const bad: Array<[unknown, RegExp]> = [
+    [[{ label: 'pool', op: 'is', value: 'yes' }], /params\.constraints\[0\]/],
+    [[{ label: 'pool', op: '==' }], /params\.constraints\[0\]/],
+    ['pool==yes', /params\.constraints/],
+    [Array.from({ length: 10_000 }, () => ({ label: 'pool', op: 'exists' })), /params\.constraints/]
+  ]
+  for (const [constraints, re] of bad) assert.throws(() => POOL_METHODS['pool.set'].params({ ...ok, constraints }), re, JSON.stringify(constraints).slice(0, 60))
+  assert.throws(() => POOL_METHODS['pool.set'].params({ ...ok, where: 'x' }), /where/)
 })
 
 test.run()
