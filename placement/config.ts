@@ -1,7 +1,7 @@
 // Scoring weights and thresholds, with defaults. Weights scale components of fixed range, so the bounds the
 // index uses for early exit (see placer.ts) stay valid for any non-negative weights.
 import type { PlacementConfig } from './types.ts'
-import { PlacementError } from './errors.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export const DEFAULT_CONFIG: PlacementConfig = {
   strategy: 'binpack',
@@ -17,9 +17,9 @@ export type PlacementConfigInput = Partial<Omit<PlacementConfig, 'weights'>> & {
 export function resolveConfig (input: PlacementConfigInput = {}): PlacementConfig {
   const weights = { ...DEFAULT_CONFIG.weights, ...(input.weights ?? {}) }
   for (const [k, w] of Object.entries(weights)) {
-    if (!(w >= 0) || !Number.isFinite(w)) throw new PlacementError('InvalidSpec', `placement weight ${k} must be a finite number >= 0, got ${w}`)
+    if (!(w >= 0) || !Number.isFinite(w)) throw new BlixardError('InvalidSpec', `placement weight ${k} must be a finite number >= 0, got ${w}`)
   }
   const cfg = { ...DEFAULT_CONFIG, ...input, weights }
-  if (cfg.strategy !== 'binpack' && cfg.strategy !== 'spread') throw new PlacementError('InvalidSpec', `placement strategy must be binpack or spread, got ${String(cfg.strategy)}`)
+  if (cfg.strategy !== 'binpack' && cfg.strategy !== 'spread') throw new BlixardError('InvalidSpec', `placement strategy must be binpack or spread, got ${String(cfg.strategy)}`)
   return cfg
 }

@@ -2,7 +2,6 @@
 export type * from './types.ts'
 export type { Move, EvacuationPlan, RebalancePlan, PreemptionPlan } from './plans/types.ts'
 export { DEFAULT_CONFIG, resolveConfig, type PlacementConfigInput } from './config.ts'
-export { PlacementError } from './errors.ts'
 export { clusterFromModel, requestFromVm, requestFromSpec } from './from-model.ts'
 export * from './filters.ts'
 export { fill, binpackScore, spreadScore, affinityScore, domainScore, pressureScore, warmScore } from './scorers.ts'

@@ -4,7 +4,7 @@ import type { PlacementConfigInput } from './config.ts'
 import { Placer, cloneNode, type PlaceOptions } from './placer.ts'
 import { reserve } from './from-model.ts'
 import { takeWarm } from './scorers.ts'
-import { PlacementError } from './errors.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 /** Choose a node for one VM. */
 export function placeOne (cluster: PlacementCluster, req: PlacementRequest, config: PlacementConfigInput | PlacementConfig = {}, opts: PlaceOptions = {}): Decision {
@@ -36,7 +36,7 @@ export function placeBatch (cluster: PlacementCluster, reqs: readonly PlacementR
 
 /** The cluster after reserving `req` on `nodeId` (input untouched). */
 export function applyPlacement (cluster: PlacementCluster, req: PlacementRequest, nodeId: string): PlacementCluster {
-  if (!cluster.nodes.some((n) => n.id === nodeId)) throw new PlacementError('NotFound', `node ${nodeId} is not in the cluster`)
+  if (!cluster.nodes.some((n) => n.id === nodeId)) throw new BlixardError('NotFound', `node ${nodeId} is not in the cluster`)
   const nodes = cluster.nodes.map((n) => {
     if (n.id !== nodeId) return n
     const c = cloneNode(n)
@@ -50,7 +50,7 @@ export function applyPlacement (cluster: PlacementCluster, req: PlacementRequest
 /** The cluster without `vmId`'s reservation (input untouched). */
 export function releasePlacement (cluster: PlacementCluster, vmId: string): PlacementCluster {
   const p = cluster.placed.find((x) => x.request.vmId === vmId)
-  if (p === undefined) throw new PlacementError('NotFound', `vm ${vmId} holds no reservation`)
+  if (p === undefined) throw new BlixardError('NotFound', `vm ${vmId} holds no reservation`)
   const nodes = cluster.nodes.map((n) => {
     if (n.id !== p.nodeId) return n
     const c = cloneNode(n)

@@ -8,7 +8,7 @@ import { FILTERS, capabilityFilter, constraintFilter, constraintHolds, feasible,
 import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, takeWarm, warmScore, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
 import { better } from './rank-order.ts'
-import { PlacementError } from './errors.ts'
+import { BlixardError } from '../protocols/errors.ts'
 import { reserve } from './from-model.ts'
 
 /** Slack for the index's subtree pruning so rounding can never hide a node that the exact filter accepts. */
@@ -59,7 +59,7 @@ export class Placer {
     this.config = resolveConfig(config)
     this.nodes = cluster.nodes.map(cloneNode).sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
     this.nodes.forEach((n, i) => {
-      if (this.byId.has(n.id)) throw new PlacementError('InvalidSpec', `duplicate node id ${n.id}`)
+      if (this.byId.has(n.id)) throw new BlixardError('InvalidSpec', `duplicate node id ${n.id}`)
       this.byId.set(n.id, i)
     })
     this.all = new CapacityIndex(this.nodes.length)
@@ -132,7 +132,7 @@ export class Placer {
 
   private mustIndex (nodeId: string): number {
     const i = this.byId.get(nodeId)
-    if (i === undefined) throw new PlacementError('NotFound', `node ${nodeId} is not in the placement snapshot`)
+    if (i === undefined) throw new BlixardError('NotFound', `node ${nodeId} is not in the placement snapshot`)
     return i
   }
 

@@ -2,6 +2,21 @@
 // body) and that the CLI turns into a sentence with the next step (node/cli/errors.ts). The state
 // machine's rejections, the validators' refusals, a peer's bad bytes and an RPC handler's failure
 // are all a BlixardError; only its kind says which.
+//
+// Other error classes, and why each stays (none crosses the wire as itself: toBlixError turns
+// each into a body with a protocol kind, Internal for those that should never reach it):
+// - subclasses that add data to a BlixardError: ListTooLarge (protocols/framing.ts), RbdError
+//   (storage/ceph-errors.ts: Ceph's errno and stderr);
+// - SubsystemError, for a part whose callers tell apart kinds of its own, each mapped to a protocol
+//   kind: QemuError, NetError (host networking), MigrationStreamError;
+// - RaftError (protocols/raft/types.ts): the pure core's own contract with its storage and callers
+//   (Compacted, ProposalDropped, as etcd's raft); the shell turns it into a BlixardError;
+// - process exits, never answered over RPC: ConfigError, IdentityError, ClusterKeyError,
+//   CorruptStoreError, RecoverError, FailpointSpecError (blixard-node prints the message and exits
+//   with its code), LogDurabilityError (the node stops and recovers from its log);
+// - the CLI's own: UsageError and CliError (a kind plus the next step to print);
+// - InjectedFault (storage/failpoints.ts): tests only; each caller turns it into its own error;
+// - SendFailed (node/net/rpc.ts): private, tells "the answer was lost" apart from a handler's error.
 
 /** Named error kinds; the CLI turns each into a sentence. */
 export const ERROR_KINDS = [

@@ -1,28 +1,25 @@
 // Ceph failures as named errors. The rbd and ceph CLIs exit with the errno of the failed
 // operation (or print "(errno) text" / "Error ENAME:"), so the errno decides the kind; the
 // CLI's stderr stays in the message for the operator.
-import type { BlixError, ErrorKind } from '../protocols/commands.ts'
+import type { ErrorKind } from '../protocols/commands.ts'
+import { BlixardError } from '../protocols/errors.ts'
 
 export type RbdErrorKind = Extract<ErrorKind,
   'NotFound' | 'AlreadyExists' | 'InUse' | 'Unavailable' | 'InvalidSpec' | 'Unauthorized' | 'Internal'>
 
-export class RbdError extends Error {
-  readonly kind: RbdErrorKind
+/** A BlixardError (it crosses the wire as its kind) that keeps what Ceph said. */
+export class RbdError extends BlixardError {
+  declare readonly kind: RbdErrorKind
   /** the errno Ceph reported, when it reported one */
   readonly errno: number | null
   /** the CLI's stderr, as it was ('' when the error came from our own checks) */
   readonly stderr: string
 
   constructor (kind: RbdErrorKind, message: string, opts: { errno?: number | null, stderr?: string } = {}) {
-    super(message)
+    super(kind, message)
     this.name = 'RbdError'
-    this.kind = kind
     this.errno = opts.errno ?? null
     this.stderr = opts.stderr ?? ''
-  }
-
-  toJSON (): BlixError {
-    return { kind: this.kind, message: this.message }
   }
 }
 

@@ -25,6 +25,7 @@ import type { AbortOptions, PeerId, Stream, Connection } from '@libp2p/interface
 import { Uint8ArrayList } from 'uint8arraylist'
 import { parseTlsOffer } from './tls.ts'
 import type { TlsOffer } from './tls.ts'
+import { SubsystemError } from '../../protocols/errors.ts'
 
 export const MIGRATE_PROTOCOL = '/blixard/migrate/1'
 /** a header is a migration id and a reason: anything longer is not ours */
@@ -46,9 +47,13 @@ export type MigrationTransport = 'tls' | 'stream'
 export const CONTROL_STREAM_IDLE_MS = 10 * 60_000
 const ID = /^[A-Za-z0-9_.:-]{1,128}$/
 
-export class MigrationStreamError extends Error {
-  constructor (readonly kind: 'Refused' | 'Protocol' | 'Timeout' | 'Transport', message: string) {
-    super(message)
+export type MigrationStreamErrorKind = 'Refused' | 'Protocol' | 'Timeout' | 'Transport'
+/** each kind as the RPC boundary answers it (protocols/errors.ts toBlixError) */
+const MIGRATION_STREAM_PROTOCOL_KIND = { Refused: 'Unauthorized', Protocol: 'BadMessage', Timeout: 'Timeout', Transport: 'Unavailable' } as const
+
+export class MigrationStreamError extends SubsystemError<MigrationStreamErrorKind> {
+  constructor (kind: MigrationStreamErrorKind, message: string) {
+    super(kind, message, MIGRATION_STREAM_PROTOCOL_KIND[kind])
     this.name = 'MigrationStreamError'
   }
 }

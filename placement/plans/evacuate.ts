@@ -6,11 +6,11 @@ import type { PlacementConfigInput } from '../config.ts'
 import type { EvacuationPlan } from './types.ts'
 import { Placer } from '../placer.ts'
 import { sortQueue } from '../queue.ts'
-import { PlacementError } from '../errors.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 export function planEvacuation (cluster: PlacementCluster, nodeId: string, config: PlacementConfigInput | PlacementConfig = {}, as: 'draining' | 'down' = 'draining'): EvacuationPlan {
   const placer = new Placer(cluster, config)
-  if (placer.nodeIndex(nodeId) === undefined) throw new PlacementError('NotFound', `node ${nodeId} is not in the cluster`)
+  if (placer.nodeIndex(nodeId) === undefined) throw new BlixardError('NotFound', `node ${nodeId} is not in the cluster`)
   placer.setState(nodeId, as)
   const leaving: PlacementRequest[] = cluster.placed.filter((p) => p.nodeId === nodeId).map((p) => p.request)
   for (const r of leaving) placer.unassign(r, nodeId)
