@@ -61,7 +61,7 @@ export async function consoleInput (deps: ConsoleProxyDeps, vm: VmRecord, data: 
 
 /** One short connection to QEMU's serial chardev socket (server=on, wait=off): write, then close.
  * The guest reads the bytes as if typed; its answer goes to the console log vm.logs follows. */
-async function writeSerial (path: string, data: Buffer, name: string): Promise<void> {
+export async function writeSerial (path: string, data: Buffer, name: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const sock = createConnection(path)
     const timer = setTimeout(() => { sock.destroy(); reject(new BlixardError('Timeout', `VM ${name}'s serial console did not take input within ${CONSOLE_WRITE_TIMEOUT_MS} ms`)) }, CONSOLE_WRITE_TIMEOUT_MS)

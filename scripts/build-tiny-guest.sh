@@ -31,6 +31,12 @@
 #   BLIXARD-GUEST-POWEROFF                   (ACPI power button, then poweroff -f)
 #   BLIXARD-PING <ip> ok received=N | BLIXARD-PING <ip> fail   (with blix.ping=)
 #   BLIXARD-PONG <ip> <try>                  (with blix.pingloop=: try N of the loop had a reply)
+#   BLIXARD-IDENTITY <hostname> <ip|none> eth0=MAC   (after a blix-identity console line, below)
+# Console lines it reads (the host types them into the serial socket):
+#   blix-identity NAME IP/PFX|none GW|none MAC|none  a guest resumed from another VM's memory snapshot
+#                           (a clone) takes its own identity without a reboot: hostname, eth0's MAC
+#                           (virtio-net passes it to the device), address and default route
+#   poweroff | any other line: run by sh (debugging a guest by hand)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${1:-$ROOT/.guest}
@@ -96,6 +102,24 @@ umount /data 2>/dev/null
 poweroff -f
 A
 chmod +x "$W/sbin/guest-poweroff"
+cat > "$W/sbin/blix-identity" <<'A'
+#!/bin/sh
+# blix-identity NAME IP/PFX|none GW|none MAC|none
+NAME=$1; IP=$2; GW=$3; NEWMAC=$4
+hostname "$NAME"
+DEV=eth0
+for d in /sys/class/net/eth0.*; do [ -e "$d" ] && DEV=${d##*/}; done
+if [ -e /sys/class/net/eth0 ]; then
+  [ "$NEWMAC" != none ] && ip link set eth0 address "$NEWMAC"
+  ip addr flush dev $DEV
+  [ "$IP" != none ] && ip addr add "$IP" dev $DEV
+  [ "$GW" != none ] && ip route replace default via "$GW"
+  MAC=$(cat /sys/class/net/eth0/address)
+else MAC=absent; fi
+ADDR=${IP%/*}; [ "$IP" = none ] && ADDR=none
+echo "BLIXARD-IDENTITY $NAME $ADDR eth0=$MAC" > /dev/console
+A
+chmod +x "$W/sbin/blix-identity"
 
 cat > "$W/init" <<'A'
 #!/bin/sh
@@ -203,6 +227,7 @@ while true; do
   read -r line < $CON || { sleep 3600; continue; }
   case "$line" in
     poweroff) /sbin/guest-poweroff;;
+    "blix-identity "*) set -- $line; /sbin/blix-identity "$2" "$3" "$4" "$5";;
     "") ;;
     *) sh -c "$line" > $CON 2>&1; echo "BLIXARD-CMD-DONE rc=$?" > $CON;;
   esac

@@ -50,6 +50,36 @@ const DISK = /BLIXARD-DISK (\S+) boots=(\d+)\r?\n/
 const PING = /BLIXARD-PING (\S+) (ok received=(\d+)|fail)\r?\n/g
 const WORD = /^[^\s"]+$/
 
+/** Who a guest is: what a clone resumed from another VM's memory snapshot must be told, since its
+ * memory still holds the source's hostname, MAC and address. */
+export interface GuestIdentity {
+  hostname: string
+  /** ADDR/PFX for eth0 (or its VLAN device), or null: none */
+  ip: string | null
+  gw: string | null
+  /** eth0's new MAC, or null: keep it */
+  mac: string | null
+}
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+const IDENTITY = /BLIXARD-IDENTITY (\S+) (\S+) eth0=(\S+)\r?\n/g
+
+/** The console line the tiny guest reads to take a new identity after a resume, without a reboot
+ * (scripts/build-tiny-guest.sh: blix-identity). Typed into its serial socket by the host. */
+export function identityLine (id: GuestIdentity): string {
+  const word = (k: string, v: string): string => {
+    if (!WORD.test(v) || v.length > 253) throw new QemuError('InvalidSpec', `${k} must be one word: ${JSON.stringify(v)}`)
+    return v
+  }
+  if (id.mac != null && !MAC.test(id.mac)) throw new QemuError('InvalidSpec', `mac must be six lowercase hex pairs: ${JSON.stringify(id.mac)}`)
+  return `blix-identity ${word('hostname', id.hostname)} ${id.ip == null ? 'none' : word('ip', id.ip)} ${id.gw == null ? 'none' : word('gw', id.gw)} ${id.mac ?? 'none'}\n`
+}
+
+/** The identities the guest reported taking (BLIXARD-IDENTITY lines), in order. */
+export function parseIdentities (text: string): Array<{ hostname: string, ip: string | null, mac: string }> {
+  return [...text.matchAll(IDENTITY)].map((m) => ({ hostname: m[1], ip: m[2] === 'none' ? null : m[2], mac: m[3] }))
+}
+
 /** The first ready marker in console text, if any. */
 export function parseReadyMarker (text: string): ReadyMarker | null {
   const m = READY.exec(text)
