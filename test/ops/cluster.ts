@@ -73,14 +73,14 @@ export class OpsCluster {
   ) {}
 
   /** Starts `n` nodes on basePort.. (HTTP on basePort+100..), node i with nodeArgs(i) added to its
-   * command line and nodeEnv to its environment, and waits for a leader and every node registered. */
-  static async start (label: string, basePort: number, n = 3, readyWithinMs = 90_000, nodeArgs: (i: number) => string[] = () => [], nodeEnv: NodeJS.ProcessEnv = {}): Promise<OpsCluster> {
+   * command line, and waits for a leader and every node registered. */
+  static async start (label: string, basePort: number, n = 3, readyWithinMs = 90_000, nodeArgs: (i: number) => string[] = () => []): Promise<OpsCluster> {
     const dir = mkdtempSync(join(tmpdir(), `blixard-ops-${label}-`))
     const configDir = join(dir, 'cli')
     const { privateKey } = await loadOrCreateIdentity(configDir)
     const adminId = peerIdFromPrivateKey(privateKey).toString()
     const c = await prepareLocalCluster({ nodes: n, dir, basePort })
-    c.nodes.forEach((node, i) => track(startNode(c, node, { admins: [adminId], logToFiles: true, extraArgs: nodeArgs(i), env: nodeEnv })))
+    c.nodes.forEach((node, i) => track(startNode(c, node, { admins: [adminId], logToFiles: true, extraArgs: nodeArgs(i) })))
     const env = { BLIXARD_CONFIG_DIR: configDir, BLIXARD_PEER: c.nodes[0].addr, BLIXARD_CLUSTER_KEY_FILE: c.keyFile }
     const oc = new OpsCluster(dir, c.nodes, c.keyFile, env, adminId)
     try {
