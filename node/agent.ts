@@ -113,7 +113,7 @@ export class Agent {
     for (const [id, o] of this.pending) lastReported.set(id, o.phase)
     const migrating = new Set([...mine.keys(), ...guests.keys()].filter((id) => this.d.migrating?.(id) === true))
     // VMs taken off this host, waiting for it to say their guest is gone (storage/release-rules.ts)
-    const releasing = this.d.sm.listVms().flatMap((v) => v.releasing?.node === this.d.nodeId ? [{ vmId: v.id, since: v.releasing.since }] : [])
+    const releasing = this.d.sm.listVmsReleasing(this.d.nodeId).flatMap((v) => v.releasing === undefined ? [] : [{ vmId: v.id, since: v.releasing.since }])
     const actions = decide(
       { self: this.d.nodeId, vms, assignedElsewhere: elsewhere, backoff: this.d.backoffMs ?? DEFAULT_BACKOFF, releasing },
       { guests, held: this.d.mayRun?.() ?? null, migrating, cannotLaunch },

@@ -15,7 +15,7 @@ import type { Command } from '../protocols/commands.ts'
 import type { NodeRecord, VmRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
-import { byNodeKey, vmIdsOn, withRelease } from './apply-vms.ts'
+import { byNodeKey, vmIdsOn, vmIdsReleasing, withRelease } from './apply-vms.ts'
 import { downReleases } from './release-rules.ts'
 import { failMigrationsOf } from './apply-migration.ts'
 import { FLAP_WINDOW_MS, flapBackoffMs, rescheduleOffDownNode } from './reschedule-rules.ts'
@@ -83,8 +83,9 @@ export function markNodeDown (ctx: ApplyContext, c: Cmd<'MarkNodeDown'>): MarkDo
     leaseEpoch: c.epoch + 1
   } satisfies NodeRecord)
   // its guests are fenced dead: VMs taken off it earlier may run elsewhere now (release-rules.ts)
-  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
-    if (downReleases(vm, c.node)) ctx.tx.put('vms', vm.id, withRelease({ ...vm, updatedAt: ctx.at }, undefined))
+  for (const id of vmIdsReleasing(ctx.tx, c.node)) {
+    const vm = ctx.tx.get<VmRecord>('vms', id)
+    if (vm !== undefined && downReleases(vm, c.node)) ctx.tx.put('vms', vm.id, withRelease(ctx.tx, { ...vm, updatedAt: ctx.at }, undefined))
   }
   const vms = vmIdsOn(ctx.tx, c.node).map(id => ctx.tx.get<VmRecord>('vms', id)).filter((v): v is VmRecord => v !== undefined)
   const expiredAtText = new Date(c.expiredAt).toISOString()

@@ -4,7 +4,7 @@ import type { NodeRecord, VmRecord } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { encodeCbor } from './codec.ts'
-import { vmIdsOn } from './apply-vms.ts'
+import { vmIdsOn, vmIdsReleasing } from './apply-vms.ts'
 import { mayJoin } from './apply-admins.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
@@ -104,8 +104,10 @@ export function removeNode (ctx: ApplyContext, c: Cmd<'RemoveNode'>): void {
   const assigned = vmIdsOn(ctx.tx, c.id)
   if (assigned.length > 0) reject('InUse', `node ${c.id} still has ${assigned.length} VMs assigned, e.g. ${assigned[0]} (drain it first)`)
   // a VM taken off it may still run there: it must say so, or be marked down, first (release-rules.ts)
-  for (const [, vm] of ctx.tx.range<VmRecord>('vms')) {
-    if (vm.releasing?.node === c.id) reject('InUse', `node ${c.id} may still run the guest of VM ${vm.spec.name}, taken off it: wait until it reports the guest stopped, or until it is marked down`)
+  const releasing = vmIdsReleasing(ctx.tx, c.id)
+  if (releasing.length > 0) {
+    const name = ctx.tx.get<VmRecord>('vms', releasing[0])?.spec.name ?? releasing[0]
+    reject('InUse', `node ${c.id} may still run the guest of VM ${name}, taken off it: wait until it reports the guest stopped, or until it is marked down`)
   }
   ctx.tx.delete('nodes', c.id)
 }

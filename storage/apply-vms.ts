@@ -168,7 +168,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (vm.assignedNode !== c.node) refuseWhileMigrating(ctx, vm, 'moving it elsewhere')
   if (c.node === null) {
     // its guest may still run on the node it leaves: bound there until released (release-rules.ts)
-    const rec: VmRecord = withRelease({ ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, null, ctx.at, leftDown(ctx, vm)))
+    const rec: VmRecord = withRelease(ctx.tx, { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, null, ctx.at, leftDown(ctx, vm)))
     setAssignment(ctx, vm.id, vm.assignedNode, null)
     ctx.tx.put('vms', vm.id, rec)
     return rec
@@ -183,7 +183,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (node.liveness === 'down') reject('Conflict', `node ${node.name} is down (lease expired): it takes no new VMs`)
   // the room live moves into the node were promised is not free (migration-guard.ts incomingTo)
   checkFits(ctx, node, vm.id, vm.spec, incomingTo(ctx.tx, node.id))
-  const rec: VmRecord = withRelease({ ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, node.id, ctx.at, leftDown(ctx, vm)))
+  const rec: VmRecord = withRelease(ctx.tx, { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, node.id, ctx.at, leftDown(ctx, vm)))
   setAssignment(ctx, vm.id, vm.assignedNode, node.id)
   ctx.tx.put('vms', vm.id, rec)
   return rec
@@ -195,10 +195,27 @@ function leftDown (ctx: ApplyContext, vm: VmRecord): boolean {
 }
 
 /** The record with this release, or none (the field absent, not undefined: records are compared
- * and encoded as they are). */
-export function withRelease (vm: VmRecord, releasing: Releasing | undefined): VmRecord {
-  const { releasing: _old, ...rest } = vm
+ * and encoded as they are), the vmsReleasing index kept in step; `vm` still holds the old release. */
+export function withRelease (tx: KvTx, vm: VmRecord, releasing: Releasing | undefined): VmRecord {
+  const { releasing: old, ...rest } = vm
+  if (old?.node !== releasing?.node) {
+    if (old !== undefined) tx.delete('vmsReleasing', byNodeKey(old.node, vm.id))
+    if (releasing !== undefined) tx.put('vmsReleasing', byNodeKey(releasing.node, vm.id), vm.id)
+  }
   return releasing === undefined ? rest : { ...rest, releasing }
+}
+
+/** Ids of the VMs still releasing `node` (taken off it, its guest maybe still there). */
+export function vmIdsReleasing (tx: Pick<KvTx, 'range'>, node: string): string[] {
+  return tx.range<string>('vmsReleasing', { start: `${node} `, end: `${node}!` }).map(([, id]) => id)
+}
+
+/** The vmsReleasing index rebuilt from the VM records (a store or snapshot from before it existed). */
+export function rebuildReleasingIndex (tx: KvTx): void {
+  tx.clear('vmsReleasing')
+  for (const [, vm] of tx.range<VmRecord>('vms')) {
+    if (vm.releasing !== undefined) tx.put('vmsReleasing', byNodeKey(vm.releasing.node, vm.id), vm.id)
+  }
 }
 
 /** Each report counts only if it comes from the assigned node about the current generation;
@@ -210,7 +227,7 @@ export function reportVmStatus (ctx: ApplyContext, c: Cmd<'ReportVmStatus'>): { 
     // the node it was taken off says its guest is gone: it may run elsewhere now (its status stays:
     // that is the VM's, pending or starting elsewhere, not the old node's)
     if (reportReleases(vm, r)) {
-      ctx.tx.put('vms', vm.id, withRelease({ ...vm, updatedAt: ctx.at }, undefined))
+      ctx.tx.put('vms', vm.id, withRelease(ctx.tx, { ...vm, updatedAt: ctx.at }, undefined))
       return 'applied'
     }
     if (vm.assignedNode !== r.node || vm.generation !== r.generation) return 'stale'
@@ -238,6 +255,7 @@ export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): { id: string }
   }
   chargeQuota(ctx, vm.spec.name, vm.spec, null)
   setAssignment(ctx, vm.id, vm.assignedNode, null)
+  if (vm.releasing !== undefined) ctx.tx.delete('vmsReleasing', byNodeKey(vm.releasing.node, vm.id))
   ctx.tx.delete('vmNames', vm.spec.name)
   ctx.tx.delete('vms', vm.id)
   return { id: vm.id }

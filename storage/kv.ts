@@ -13,7 +13,10 @@ export const TABLES = [
   // admin recovery votes: `${peerId}/${voter}` (storage/apply-admins.ts)
   'recoveryVotes',
   // VM memory snapshots: `${vmId}/${name}` (storage/apply-snapshots.ts)
-  'vmSnapshots'
+  'vmSnapshots',
+  // VMs still releasing a node they were taken off, by that node: `${node} ${vmId}` → vmId
+  // (storage/apply-vms.ts withRelease), so a node's agent finds its releases without a full scan
+  'vmsReleasing'
 ] as const
 export type Table = typeof TABLES[number]
 

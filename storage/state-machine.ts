@@ -15,7 +15,7 @@ import { OverlayTx } from './overlay-tx.ts'
 import { decodeCbor, encodeCbor } from './codec.ts'
 import { keyOfInvalid, tryDecodeEnvelope } from './envelope.ts'
 import { registerNode, removeNode, updateNode } from './apply-nodes.ts'
-import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn } from './apply-vms.ts'
+import { assignVm, createVm, deleteVm, reportVmStatus, setVmDesiredState, updateVmSpec, vmIdsOn, vmIdsReleasing, rebuildReleasingIndex } from './apply-vms.ts'
 import { createVolume, deleteVolume, reportVolume, resizeVolume, snapshotVolume } from './apply-volumes.ts'
 import { allocateIp, createNetwork, deleteNetwork, releaseIp } from './apply-networks.ts'
 import { markNodeDown, renewLeases } from './apply-ha.ts'
@@ -40,9 +40,11 @@ export type { ReportOutcome } from './apply-vms.ts'
 export const IDEMPOTENCY_WINDOW = 10_000
 
 /** Tables that make up the model (what stateHash covers). */
-export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals', 'recoveryVotes', 'vmSnapshots']
+export const MODEL_TABLES: readonly Table[] = ['nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'settings', 'approvals', 'recoveryVotes', 'vmSnapshots', 'vmsReleasing']
 
 const SNAPSHOT_VERSION = 1
+/** meta key: the vmsReleasing index is built (a store that predates it is indexed once at open) */
+const RELEASING_INDEXED = 'releasingIndexed'
 
 /** Rows decoded per page by the lazy listings (each, eachVm). */
 const SCAN_PAGE_ROWS = 64
@@ -180,6 +182,8 @@ export class StateMachine {
     this.checked = opts.authority !== 'unchecked'
     this.bugs = opts.bugs ?? new Set()
     this.appliedIndex = kv.get<number>('meta', 'applied') ?? 0
+    // a store from before the vmsReleasing index: derive it once from the VM records
+    if (kv.get<number>('meta', RELEASING_INDEXED) === undefined) kv.transaction((tx) => { rebuildReleasingIndex(tx); tx.put('meta', RELEASING_INDEXED, 1) })
   }
 
   /**
@@ -337,6 +341,9 @@ export class StateMachine {
           tx.putRaw(t, row[0], row[1])
         }
       }
+      // a snapshot from before the vmsReleasing index: derive it from the VM records
+      if (tables.vmsReleasing === undefined) rebuildReleasingIndex(tx)
+      tx.put('meta', RELEASING_INDEXED, 1)
       tx.put('meta', 'applied', index)
     })
     this.appliedIndex = index
@@ -383,6 +390,12 @@ export class StateMachine {
     if (filter.node === undefined) return this.values<VmRecord>('vms')
     if (filter.node === null) return this.values<VmRecord>('vms').filter(v => v.assignedNode === null)
     return vmIdsOn(this.kv, filter.node).map(id => this.kv.get<VmRecord>('vms', id)).filter((v): v is VmRecord => v !== undefined)
+  }
+
+  /** The VMs still releasing `node` (taken off it, their guest maybe still there), by index
+   * (sim/checkers/scheduling.ts checks it against the records). */
+  listVmsReleasing (node: string): VmRecord[] {
+    return vmIdsReleasing(this.kv, node).map(id => this.kv.get<VmRecord>('vms', id)).filter((v): v is VmRecord => v !== undefined)
   }
 
   /** listVms read lazily, a page at a time: a caller that stops early (an RPC answer past its byte

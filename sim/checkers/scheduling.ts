@@ -72,6 +72,11 @@ export class SchedulingInvariants extends BaseChecker {
         const placed = new Set(vms.filter((v) => v.assignedNode === n.id).map((v) => v.id))
         for (const id of indexed) if (!placed.has(id)) this.fail(now, `${r.id} at applied ${r.applied}: VM ${id} is indexed under ${n.id} but assigned to ${String(sm.getVm(id)?.assignedNode)}`)
         for (const id of placed) if (!indexed.has(id)) this.fail(now, `${r.id} at applied ${r.applied}: VM ${id} is assigned to ${n.id} but not indexed there`)
+        // and the releases: the vmsReleasing index and the records' releasing.node agree
+        const releasingIndexed = new Set(sm.listVmsReleasing(n.id).map((v) => v.id))
+        const releasing = new Set(vms.filter((v) => v.releasing?.node === n.id).map((v) => v.id))
+        for (const id of releasingIndexed) if (!releasing.has(id)) this.fail(now, `${r.id} at applied ${r.applied}: VM ${id} is indexed as releasing ${n.id} but its record says ${String(sm.getVm(id)?.releasing?.node)}`)
+        for (const id of releasing) if (!releasingIndexed.has(id)) this.fail(now, `${r.id} at applied ${r.applied}: VM ${id} is releasing ${n.id} but not indexed there`)
       }
       // quota usage: the kept rows against a recount
       const recount = new Map<string, QuotaUsage>()

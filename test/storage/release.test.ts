@@ -1,12 +1,17 @@
 // The release handshake (storage/release-rules.ts): a VM taken off a node stays bound to it until
 // that node reports its guest gone (echoing releasing.since) or is marked down; meanwhile no other
-// node gets it. Pure rules as tables, then each transition on a real state machine.
+// node gets it. Pure rules as tables, then each transition on a real state machine. A node's
+// releases are found through the vmsReleasing index, kept in step by every transition and derived
+// again for a snapshot or a store from before the index existed.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { ApplyResult, Command } from '../../protocols/commands.ts'
 import { downReleases, releaseAfterMove, releaseBlocks, reportReleases } from '../../storage/release-rules.ts'
 import type { StatusReport } from '../../storage/release-rules.ts'
 import { errorKind, harness, registerNode, spec } from './sm-fixtures.ts'
+import { StateMachine, UNCHECKED_AUTHORITY } from '../../storage/state-machine.ts'
+import { MemoryKv } from '../../storage/memory-kv.ts'
+import { decodeCbor, encodeCbor } from '../../storage/codec.ts'
 
 type H = ReturnType<typeof harness>
 function ok (r: ApplyResult): void { assert.ok(r.ok, r.ok ? '' : `${r.error.kind}: ${r.error.message}`) }
@@ -145,6 +150,37 @@ test('a cold move binds the VM to its old node: the target holds it, RemoveNode 
   ok(h.run(released('a', lo.releasing!.since)))
   assert.equal([h.sm.getVm('lo')!.assignedNode, h.sm.getVm('lo')!.releasing], ['b', undefined])
   ok(h.run({ type: 'RemoveNode', id: 'a' }))
+})
+
+test('the vmsReleasing index follows a release from its start to its end, and to a delete', () => {
+  const h = preempted()
+  const ids = (node: string): string[] => h.sm.listVmsReleasing(node).map((v) => v.id)
+  assert.equal(ids('a'), ['lo'])
+  assert.equal(ids('b'), [])
+  ok(h.run(released('a', h.sm.getVm('lo')!.releasing!.since)))
+  assert.equal(ids('a'), [], 'released: out of the index')
+  const g = preempted()
+  ok(g.run({ type: 'DeleteVm', id: 'lo' }))
+  assert.equal(g.sm.listVmsReleasing('a'), [], 'deleted while releasing: out of the index')
+  const d = preempted()
+  ok(d.run({ type: 'MarkNodeDown', node: 'a', epoch: 0, seq: 0, expiredAt: 0, reason: 'test' }))
+  assert.equal(d.sm.listVmsReleasing('a'), [], 'its node marked down: released, out of the index')
+})
+
+test('a snapshot or a store from before the index gets it derived from the VM records', () => {
+  const h = preempted()
+  // a snapshot without the table, as an older node makes it
+  const snap = decodeCbor(h.sm.snapshot()) as { version: number, applied: number, tables: Record<string, unknown> }
+  const { vmsReleasing: _dropped, ...older } = snap.tables
+  const restored = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
+  restored.restore(encodeCbor({ ...snap, tables: older }), h.index())
+  assert.equal(restored.listVmsReleasing('a').map((v) => v.id), ['lo'])
+  assert.is(restored.stateHash(), h.sm.stateHash())
+  // a store that never had it: the marker and the rows gone, as a data dir of an older version
+  const kv = new MemoryKv()
+  new StateMachine(kv, UNCHECKED_AUTHORITY).restore(encodeCbor({ ...snap, tables: older }), h.index())
+  kv.transaction((tx) => { tx.clear('vmsReleasing'); tx.delete('meta', 'releasingIndexed') })
+  assert.equal(new StateMachine(kv, UNCHECKED_AUTHORITY).listVmsReleasing('a').map((v) => v.id), ['lo'])
 })
 
 test.run()
