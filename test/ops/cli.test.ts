@@ -174,7 +174,7 @@ test('no key, or no node answering: exit 5 (cluster unreachable) with a next ste
 // ---- against a live cluster ----
 
 let c: OpsCluster | null = null
-const cluster = async (): Promise<OpsCluster> => { c ??= await OpsCluster.start('cli', 17421); return c }
+const cluster = async (): Promise<OpsCluster> => { c ??= await OpsCluster.start('cli', 17421, 3, 240_000); return c }
 test.after(async () => { await c?.stop() })
 
 /** Runs a command with --json and returns the parsed document (exit 0 required). */
@@ -192,6 +192,11 @@ test('admission fails fast: a VM that fits no node is refused at once (exit 4, t
   assert.match(e.message, /^no node fits VM too-big: node\d: cpu: /)
   assert.match(e.message, /--queue/)
   assert.not.ok((await cl.state(0)).vms.some((v) => v.name === 'too-big'), 'nothing recorded')
+  // with --wait too: refused at once, not after waiting out --timeout and blaming the cluster (exit 5)
+  const started = Date.now()
+  const w = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '64', '--wait', '--timeout', '60', '--json'], {}, 90_000)
+  assert.match(jsonError(w, 'NoCapacity', 4).message, /^no node fits VM too-big: node\d: cpu: /)
+  assert.ok(Date.now() - started < 60_000, `answered before --timeout ran out: ${Date.now() - started} ms`)
   const q = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '200', '--queue'])
   assert.is(q.code, 0, q.stderr)
   assert.match(q.stdout, /^VM too-big created, pending: node\d: cpu: /)
@@ -201,6 +206,14 @@ test('admission fails fast: a VM that fits no node is refused at once (exit 4, t
   assert.match(refused.next, /--force/)
   assert.ok((await cl.state(0)).vms.some((v) => v.name === 'too-big'), 'still there')
   assert.is((await json<{ id: string }>(['vm', 'delete', 'too-big', '--force'])).id.length > 0, true)
+})
+
+test('volume create with no node that can reach Ceph: refused at once (exit 4, naming the config), nothing recorded', async () => {
+  const cl = await cluster()
+  const e = jsonError(await cl.cli(['volume', 'create', 'no-ceph', '--size', '1', '--json']), 'NoCapacity', 4)
+  assert.match(e.message, /^cannot create volume no-ceph: no node in the cluster can reach Ceph to make its RBD image, so nothing was recorded/)
+  assert.match(e.message, /ceph\.conf/)
+  assert.equal(await json<unknown[]>(['volume', 'list']), [])
 })
 
 test('quotas: an admin sets one, the over-quota create is refused with the numbers (exit 4), quota show --json counts', async () => {

@@ -43,10 +43,14 @@ function track (p: ChildProcess): ChildProcess {
   return p
 }
 
+/** A CLI start (TypeScript loaded through tsx) takes seconds, and over a minute on a 2-core host
+ * shared with other clusters: a command is killed only after this. */
+export const CLI_TIMEOUT_MS = 180_000
+
 export interface CliResult { code: number, stdout: string, stderr: string, json: unknown }
 
 /** Runs bin/blixard.js; `json` is stdout parsed when it is one JSON document, else null. */
-export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<CliResult> {
+export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
   const p = track(spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), ...args], {
     cwd: ROOT, env: { ...process.env, ...env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe']
   }))
