@@ -21,8 +21,8 @@
 // The state image is written after the guest resumed (`rbd import` of the file): the pause is the
 // local save and the disk snapshots, not the trip through Ceph. The agent leaves a VM alone while
 // `holds` says so (a save or a restore runs), as it does for a live migration. A daemon that
-// restarts mid-step does the step again: a save is taken afresh (disk snapshots of the same name
-// replaced); a restore whose report did not commit rolls the guest back once more to the same point.
+// restarts mid-step does the step again: a save is taken afresh (a disk snapshot or state image
+// of the same name that the first attempt left is replaced); a restore whose report did not commit rolls the guest back once more to the same point.
 import { mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
@@ -74,6 +74,16 @@ export type SnapshotCeph = Pick<RbdClient, 'snapshotCreate' | 'snapshotRemove' |
 /** Ceph's NotFound is the outcome a removal wants. */
 async function gone (p: Promise<unknown>): Promise<void> {
   try { await p } catch (e) { if (!(e instanceof RbdError && e.kind === 'NotFound')) throw e }
+}
+
+/** Runs `make`; when Ceph says what it makes exists already (left by an attempt a restart cut
+ * short), runs `clear` and `make` once more. */
+async function again (make: () => Promise<unknown>, clear: () => Promise<void>): Promise<void> {
+  try { await make() } catch (e) {
+    if (!(e instanceof RbdError && e.kind === 'AlreadyExists')) throw e
+    await clear()
+    await make()
+  }
 }
 
 /** Where a VM's snapshots live on its host. */
@@ -166,20 +176,22 @@ export class SnapshotService {
       const launched = JSON.parse(await readFile(runtimePaths(this.d.dataDir, s.vm).specFile, 'utf8')) as LaunchRecord
       if (launched.spec.generation !== s.generation) throw new QemuError('InvalidSpec', `the guest runs generation ${launched.spec.generation}, the snapshot is of ${s.generation}`)
       await mkdir(f.dir, { recursive: true })
-      // a save taken afresh after a restart replaces what the first attempt left in Ceph
-      if (ceph != null) {
-        for (const d of disks) await this.removeDiskSnapshot(ceph.rbd, d)
-        await gone(ceph.rbd.remove(ceph.pool, image))
-      }
       const { incoming: _incoming, ...spec } = launched.spec
-      // the disks are snapshotted while the guest stands still, after its memory is saved: they match
+      // the disks are snapshotted while the guest stands still, after its memory is saved: they
+      // match. One left by an attempt a restart cut short is replaced (only then: each rbd call
+      // lengthens the pause)
       const whilePaused = ceph == null || disks.length === 0
         ? undefined
-        : async () => { disksTaken = true; for (const d of disks) await ceph.rbd.snapshotCreate(d.pool, d.image, d.snapshot) }
+        : async () => {
+          disksTaken = true
+          for (const d of disks) {
+            await again(async () => await ceph.rbd.snapshotCreate(d.pool, d.image, d.snapshot), async () => { await this.removeDiskSnapshot(ceph.rbd, d) })
+          }
+        }
       const r = await saveState(await this.d.driver.qmp(s.vm), f.state, f.sock, whilePaused != null ? { whilePaused } : {})
       if (ceph != null) {
         // the guest runs again: the state goes to the cluster's pool, where any host reads it
-        await ceph.rbd.importFile(f.state, ceph.pool, image)
+        await again(async () => await ceph.rbd.importFile(f.state, ceph.pool, image), async () => { await gone(ceph.rbd.remove(ceph.pool, image)) })
         await rm(f.state, { force: true })
         this.d.log.info('snapshot taken', { vmId: s.vm, name: s.name, sizeBytes: r.sizeBytes, pausedMs: r.pausedMs, image: `${ceph.pool}/${image}`, disks: disks.length })
         await this.report(s, 'taken', { sizeBytes: r.sizeBytes, pausedMs: r.pausedMs, pool: ceph.pool, image })

@@ -1,7 +1,8 @@
 // VM snapshots of a guest with an RBD disk, through 3 real blixard-node processes configured with the
 // single-host Ceph: the guest prints a heartbeat counter and has written a marker to its disk; a
 // snapshot pauses it, saves memory + devices and takes an RBD snapshot of the disk, and puts the
-// state into an RBD image in the cluster's pool (no file left on the host). The guest then writes
+// state into an RBD image in the cluster's pool (no file left on the host), replacing what a save
+// cut short by a restart would have left. The guest then writes
 // another marker and counts on; the VM moves live to another host, and `vm restore` there rolls the
 // disk back to its RBD snapshot and streams the state image into a new QEMU: the counter and the
 // disk are back at the snapshot's point. Deleting the snapshot leaves no state image, no RBD
@@ -50,6 +51,10 @@ s.guard('snapshot with an RBD disk → state in the pool; write more; restore on
   await mark('BLXMARK-BEFORE')
   assert.is(await onDisk(), 'BLXMARK-BEFORE')
 
+  // what a save cut short by a daemon restart leaves (a disk snapshot, a small state image) is replaced
+  const image = stateImageName(vm.id, 's1')
+  await s.rbd().snapshotCreate('rbd', VOL, diskSnapshotName('s1'))
+  await s.rbd().createImage('rbd', image, 1 / 1024)
   const before = top()
   let t0 = Date.now()
   await cl.call('vm.snapshot', { vm: 'snapdisk', name: 's1' })
@@ -59,10 +64,10 @@ s.guard('snapshot with an RBD disk → state in the pool; write more; restore on
   assert.is(rec.phase, 'ready', rec.reason)
   figures.pausedMs = rec.pausedMs ?? -1
   figures.stateMiB = Math.round((rec.sizeBytes ?? 0) / 1048576)
-  const image = stateImageName(vm.id, 's1')
   assert.equal(rec.location, { kind: 'rbd', pool: 'rbd', image }, 'the state is an RBD image in the cluster\'s pool')
   assert.equal(rec.disks, [{ volume: VOL, pool: 'rbd', image: VOL, snapshot: diskSnapshotName('s1') }])
-  assert.ok(await s.rbd().exists('rbd', image), 'the state image exists in Ceph')
+  const held = (await s.rbd().info('rbd', image)).sizeBytes
+  assert.ok(rec.sizeBytes != null && held >= rec.sizeBytes, `the state image holds the whole state (${held} bytes for ${rec.sizeBytes}): the 1 MiB leftover was replaced`)
   assert.equal((await s.rbd().snapshotList('rbd', VOL)).map((x) => x.name), [diskSnapshotName('s1')], 'the disk has its RBD snapshot')
   assert.not.ok(existsSync(join(c.nodes[host].dir, 'snapshots', vm.id, 's1.state')), 'no state file left on the host')
 
