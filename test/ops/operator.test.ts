@@ -8,13 +8,16 @@ import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { OpsCluster, ROOT, until } from './cluster.ts'
-import { writeClusterKey } from '../../node/keygen.ts'
+import { CLI_TIMEOUT_MS, OpsCluster, ROOT, until } from './cluster.ts'
+import { readClusterKey, writeClusterKey } from '../../node/keygen.ts'
 import { loadTinyGuest } from '../../node/qemu/tiny-guest.ts'
 import type { CliResult } from './cluster.ts'
-
-/** A CLI start costs seconds on a loaded 2-core host: give each command room. */
-const CLI_TIMEOUT_MS = 180_000
+import { multiaddr } from '@multiformats/multiaddr'
+import { createBlixardHost } from '../../node/net/host.ts'
+import { RpcClient } from '../../node/net/rpc.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
+import { keySigner, signingClient } from '../../node/cli/signing.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 const PEER_ID = /12D3KooW[1-9A-HJ-NP-Za-km-z]{44}/
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/
@@ -202,6 +205,10 @@ test('node drain: refused (exit 4, naming the VM and why) when a VM would be str
   const pinned = await cli(['vm', 'create', 'pinned', '--memory', '96M', '--constraint', 'pin==here', '--json'])
   assert.is(pinned.code, 0, pinned.stderr)
   await until('pinned placed on node3', 30_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'pinned')?.nodeName === 'node3')
+  // vm show names the VM's node (its id only with -o wide)
+  const placed = await human(['vm', 'show', 'pinned'])
+  assert.match(placed, /^Node: +node3$/m, placed)
+  assert.not.match(placed, PEER_ID, placed)
   const refused = jsonError(await cli(['node', 'drain', 'node3', '--json']), 'Conflict', 4)
   assert.match(refused.message, /^draining node node3 would strand 1 VM\(s\) that no other node can take now: pinned \(node\d: constraint: pin == here fails/, refused.message)
   assert.match(refused.message, /; node node3 was not drained$/)
@@ -210,6 +217,16 @@ test('node drain: refused (exit 4, naming the VM and why) when a VM would be str
   const forced = await cli(['node', 'drain', 'node3', '--force'])
   assert.is(forced.code, 0, forced.stderr)
   assert.match(forced.stderr, /^Node node3 is draining: its 1 VM\(s\) move/m)
+  // the stranded VM's reason names the node it left, in vm show and vm list (the id only with -o wide)
+  const shown = await until('pinned evacuated', 60_000, async () => {
+    const out = await human(['vm', 'show', 'pinned'])
+    return /^Reason: +evacuated from draining/m.test(out) ? out : null
+  }, 1_000)
+  assert.match(shown, /^Reason: +evacuated from draining node3; no other node fits$/m, shown)
+  assert.not.match(shown, PEER_ID, shown)
+  const listed = await human(['vm', 'list'])
+  assert.match(listed, /evacuated from draining node3/, listed)
+  assert.not.match(listed, PEER_ID, listed)
   await human(['node', 'undrain', 'node3'])
   // nothing to move: not "its VMs are being moved"
   const hosts = new Set((await cl.state(0)).vms.map((v) => v.nodeName))
@@ -222,27 +239,62 @@ test('node drain: refused (exit 4, naming the VM and why) when a VM would be str
   await human(['vm', 'delete', 'pinned', '--force'])
 })
 
-test('node drain, twice at once: of the only two nodes a VM fits (node1, node2), at most one drain lands without --force (the cluster decides, on apply)', async () => {
+/** Two admin sessions each asking to drain a node, both prepared (the answering node ran its
+ * stranding check on the same committed state) before either is submitted: the overlap two CLIs
+ * started together only sometimes reach on a loaded host. Signed as the CLI signs (signingClient),
+ * each through its own node. Resolves each to its record or its error. */
+async function drainsPreparedTogether (cl: OpsCluster, targets: string[]): Promise<Array<{ node: string, result: { name: string, state: string } | BlixardError }>> {
+  // the admin's own identity, as the CLI's: only an admin may ask a node to prepare a write
+  const { privateKey } = await loadOrCreateIdentity(join(cl.dir, 'cli'))
+  const host = await createBlixardHost({ privateKey, clusterKey: await readClusterKey(cl.keyFile), listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, dialTimeoutMs: 60_000 })
+  let prepared = 0
+  let allPrepared = (): void => {}
+  const gate = new Promise<void>((resolve) => { allPrepared = resolve })
+  try {
+    return await Promise.all(targets.map(async (node, i) => {
+      const plain = await RpcClient.connect(host, multiaddr(cl.nodes[i % cl.nodes.length].addr), { timeoutMs: CLI_TIMEOUT_MS, dialTimeoutMs: 60_000 })
+      const held = new Proxy(plain, {
+        get (target, prop) {
+          if (prop !== 'call') { const v = Reflect.get(target, prop, target) as unknown; return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v }
+          return async (method: string, params: unknown, opts?: unknown): Promise<unknown> => {
+            if (method === 'cluster.submit') await gate
+            const call = target.call.bind(target) as unknown as (m: string, p: unknown, o?: unknown) => Promise<unknown>
+            try { return await call(method, params, opts) } finally { if (method === 'cluster.prepare' && ++prepared === targets.length) allPrepared() }
+          }
+        }
+      })
+      const admin = signingClient(held, keySigner(cl.adminId, privateKey))
+      try {
+        return { node, result: await admin.call('node.drain', { node }) as { name: string, state: string } }
+      } catch (err) {
+        if (err instanceof BlixardError) return { node, result: err }
+        throw err
+      } finally { await plain.close() }
+    }))
+  } finally { await host.stop() }
+}
+
+test('node drain, twice at once: of the only two nodes a VM fits (node1, node2), both drains prepared on one state, at most one lands without --force (the cluster decides, on apply)', async () => {
   const cl = await cluster()
   const pair = await cli(['vm', 'create', 'pair', '--memory', '96M', '--constraint', 'pin not exists', '--json'])
   assert.is(pair.code, 0, pair.stderr)
   const on = await until('pair placed', 30_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'pair')?.nodeName ?? null)
-  // the two CLIs start together; whether their prepares overlap depends on timing (at load ~40 they
-  // did not, and this passed with the CLI's old check too): test/migration/drain-stranding.test.ts
-  // drives the race itself, two drains prepared on one state and applied in turn
-  const results = await Promise.all(['node1', 'node2'].map(async (n) => ({ n, r: await cli(['node', 'drain', n, '--json']) })))
-  const landed = results.filter((x) => x.r.code === 0)
-  assert.is(landed.length, 1, `exactly one drain lands: ${results.map((x) => `${x.n}: ${x.r.code} ${x.r.stdout}${x.r.stderr}`).join(' | ')}`)
-  const other = results.find((x) => x.r.code !== 0)!
-  const e = jsonError(other.r, 'Conflict', 4)
-  assert.match(e.message, new RegExp(`^draining node ${other.n} would strand `), e.message)
-  assert.match(e.message, /pair/, 'names the VM')
-  const view = await cl.state(0)
-  assert.equal(view.nodes.filter((n) => n.state === 'draining').map((n) => n.name), [landed[0]!.n])
-  // the VM is not stranded: it ends on the node left ready (where it was, or moved there)
-  await until(`pair on ${other.n}`, 60_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'pair')?.nodeName === other.n)
   assert.ok(on === 'node1' || on === 'node2', String(on))
-  await human(['node', 'undrain', landed[0]!.n])
+  const results = await drainsPreparedTogether(cl, ['node1', 'node2'])
+  const landed = results.filter((x) => !(x.result instanceof BlixardError))
+  assert.is(landed.length, 1, `exactly one drain lands: ${results.map((x) => `${x.node}: ${x.result instanceof BlixardError ? `${x.result.kind} ${x.result.message}` : x.result.state}`).join(' | ')}`)
+  const other = results.find((x) => x.result instanceof BlixardError)!
+  const e = other.result as BlixardError
+  assert.is(e.kind, 'Conflict', e.message)
+  // refused where the write is decided, by the node that takes the submit (the other drain already
+  // applied) or on apply (the plan it was prepared on no longer holds): either names the node that drains
+  assert.match(e.message, new RegExp(`^draining node ${other.node} would strand `), e.message)
+  assert.match(e.message, new RegExp(`node ${landed[0]!.node}\\b.*; node ${other.node} was not drained`), e.message)
+  const view = await cl.state(0)
+  assert.equal(view.nodes.filter((n) => n.state === 'draining').map((n) => n.name), [landed[0]!.node])
+  // the VM is not stranded: it ends on the node left ready (where it was, or moved there)
+  await until(`pair on ${other.node}`, 120_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'pair')?.nodeName === other.node)
+  await human(['node', 'undrain', landed[0]!.node])
   await human(['vm', 'delete', 'pair', '--force'])
 })
 
