@@ -423,6 +423,17 @@ interface Pending {
   item?: (v: unknown) => void
 }
 
+/** What a failed dial says, never "undefined": libp2p rejects with errors whose message is empty
+ * (an AggregateError of every address tried, an abort) or with a value that is not an Error. */
+export function dialFailure (err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) return [...new Set(err.errors.map(dialFailure))].join('; ')
+  if (err instanceof Error) {
+    if (err.message !== '') return err.message
+    return err.name !== '' && err.name !== 'Error' ? err.name : 'the dial failed without a reason'
+  }
+  return err == null ? 'the dial failed without a reason' : String(err)
+}
+
 export class RpcClient {
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
@@ -440,7 +451,7 @@ export class RpcClient {
     try {
       stream = await dialer.dialProtocol(target, opts.protocol ?? RPC_PROTOCOL, { signal: AbortSignal.timeout(opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS) })
     } catch (err) {
-      throw new BlixardError('Unavailable', `cannot open an RPC stream: ${(err as Error).message}`)
+      throw new BlixardError('Unavailable', `cannot open an RPC stream: ${dialFailure(err)}`)
     }
     return new RpcClient(stream, opts)
   }

@@ -8,7 +8,7 @@ import type { VmRecord, VmSpec } from '../../protocols/model.ts'
 import { encodeFrame, encodeVarint } from '../../protocols/framing.ts'
 import { type VmWatchEvent } from '../../protocols/rpc.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
-import { rpcServer, RpcClient, RPC_PROTOCOL, ListAnswer, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
+import { rpcServer, RpcClient, RPC_PROTOCOL, ListAnswer, dialFailure, type RpcServer, type RpcHandlers } from '../../node/net/rpc.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { dialableAddr } from '../../node/net/host.ts'
 import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
@@ -316,6 +316,25 @@ test('fuzz: random bytes and random CBOR values on fresh streams never stop the 
   assert.is((await fresh.call('cluster.status', {})).term, 3)
   await fresh.close()
   assert.is((await rpc.call('vm.show', { vm: 'alive' })).id, 'alive')
+})
+
+test('a dial that fails says why, never "undefined": empty messages, every address of an AggregateError, non-Errors', async () => {
+  assert.is(dialFailure(new Error('connection refused')), 'connection refused')
+  const abort = new Error(''); abort.name = 'AbortError'
+  assert.is(dialFailure(abort), 'AbortError')
+  assert.is(dialFailure(new AggregateError([new Error('ECONNREFUSED 127.0.0.1:1'), new Error('ECONNREFUSED 127.0.0.1:1'), abort], '')), 'ECONNREFUSED 127.0.0.1:1; AbortError')
+  assert.is(dialFailure(undefined), 'the dial failed without a reason')
+  assert.is(dialFailure('boom'), 'boom')
+  // a real failed dial: a port nobody listens on
+  const a = await testHost()
+  try {
+    await RpcClient.connect(a, dialableAddr(a).decapsulate('/tcp').encapsulate('/tcp/1'), { dialTimeoutMs: 2_000 })
+    assert.unreachable('the dial should fail')
+  } catch (err) {
+    assert.instance(err, BlixardError)
+    assert.match((err as Error).message, /^cannot open an RPC stream: /)
+    assert.not.match((err as Error).message, /undefined/)
+  } finally { await a.stop() }
 })
 
 test('a server that goes away fails pending calls with Unavailable', async () => {
