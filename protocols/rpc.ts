@@ -62,9 +62,9 @@ const CLIENT_FRAME = s.refine(s.obj({ id: frameId }, { method: s.str(MAX_METHOD_
 const checkClientFrame = compile(CLIENT_FRAME, 'request', 'request.', 'wire')
 
 export function validateClientFrame (x: unknown): RpcRequest | RpcCancel {
-  const f = checkClientFrame(x)
-  if (f.cancel === true) return { id: f.id, cancel: true }
-  return f.params === undefined ? { id: f.id, method: f.method as string } : { id: f.id, method: f.method as string, params: f.params }
+  // the checker's output is already one of the two (the refine above), fields absent when absent:
+  // a second copy into the union's shapes cost ~0.3 µs a frame
+  return checkClientFrame(x) as RpcRequest | RpcCancel
 }
 
 const RPC_ERROR = s.obj({ kind: s.str(32, { min: 1 }), message: s.str(4096) }, {
