@@ -6,7 +6,7 @@
 // another marker and counts on; the VM moves live to another host, and `vm restore` there rolls the
 // disk back to its RBD snapshot and streams the state image into a new QEMU: the counter and the
 // disk are back at the snapshot's point. Deleting the snapshot leaves no state image, no RBD
-// snapshot, no file, and the guest's one QEMU. Ports 27300-27302 (metrics 27400-27402).
+// snapshot, no file, and the guest's one QEMU. Ports 27600-27602 (metrics 27700-27702).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { existsSync, readFileSync } from 'node:fs'
@@ -24,7 +24,7 @@ process.env.BLIXARD_LEASE_MS = '60000'
 const HEARTBEAT_MS = 100
 /** A sector the guest leaves alone: past its 64 MiB filesystem, before the disk writer's log. */
 const MARK_SECTOR = 140_000
-const c = new TestCluster({ nodes: 3, basePort: 27300 }, 'ceph-snap')
+const c = new TestCluster({ nodes: 3, basePort: 27600 }, 'ceph-snap')
 const VOL = `snapvol${process.pid % 10000}`
 const figures: Record<string, number> = {}
 const s = cephVmSuite(test, c, { vm: 'snapdisk', figures })
