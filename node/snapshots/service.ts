@@ -262,8 +262,10 @@ export class SnapshotService {
       }
       const spec = saved != null ? saved.spec : await this.specHere(vm)
       await rm(sock, { force: true }) // a stale socket file would look like the new QEMU's
-      // readiness 'qmp': the restored guest prints no ready marker again; it runs once resumed
-      await this.d.driver.start({ ...spec, generation: vm.generation, readiness: 'qmp', incoming: sock })
+      // readiness 'qmp': the restored guest prints no ready marker again; it runs once resumed, with
+      // the address it has now (the same VM: the same address as at the snapshot's point), which
+      // its status would otherwise lose, as a live migration's target would without resumedIp
+      await this.d.driver.start({ ...spec, generation: vm.generation, readiness: 'qmp', incoming: sock, ...(vm.status.ip != null ? { resumedIp: vm.status.ip } : {}) })
       if (loc?.kind === 'rbd') {
         let exported: Promise<void> = Promise.resolve()
         await loadState(async () => await this.d.driver.qmp(s.vm), () => {
