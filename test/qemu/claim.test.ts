@@ -13,6 +13,7 @@ import { QemuError } from '../../node/qemu/errors.ts'
 import { runtimePaths } from '../../node/qemu/paths.ts'
 import { buildTinyGuest, parseHeartbeats, tinyGuestBoot } from '../../node/qemu/tiny-guest.ts'
 import { silentLogger } from '../../node/log.ts'
+import { waitFor } from '../cluster/harness.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'blx-claim-'))
 const WARM = 'warm.p.1'
@@ -25,15 +26,6 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 async function failsWith (p: Promise<unknown>, kind: string): Promise<void> {
   try { await p } catch (e) { assert.ok(e instanceof QemuError && e.kind === kind, `${kind}: ${String(e)}`); return }
   assert.unreachable(`expected ${kind}`)
-}
-async function until<T> (what: string, ms: number, check: () => T | null | false): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = check()
-    if (v != null && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
 }
 
 test.after(async () => {
@@ -48,7 +40,7 @@ test('claim: a paused pool guest runs on under the VM\'s id, and is re-adopted b
   await failsWith(d.claim(WARM, VM, 1), 'NotRunning')
   const started = await d.start({ vmId: WARM, generation: 0, vcpus: 1, memoryMiB: 96, readiness: 'marker', boot: tinyGuestBoot(guest, { hostname: 'p', heartbeatMs: 100 }) })
   await d.waitForEvent(WARM, (e) => e.type === 'running', 150_000)
-  await until('heartbeats', 30_000, () => beats(WARM).length >= 3)
+  await waitFor('heartbeats', 30_000, () => beats(WARM).length >= 3)
   await (await d.qmp(WARM)).execute('stop')
   await sleep(300) // a beat already on its way may land
   const atPause = top(WARM)
@@ -61,7 +53,7 @@ test('claim: a paused pool guest runs on under the VM\'s id, and is re-adopted b
   const st = await d.status(VM)
   assert.is(st.state, 'running')
   if (st.state === 'running') { assert.is(st.generation, 3); assert.is(st.pid, started.pid); assert.ok(st.ready) }
-  await until('the counter to go on under the new id', 30_000, () => top(VM) >= atPause + 5)
+  await waitFor('the counter to go on under the new id', 30_000, () => top(VM) >= atPause + 5)
   await failsWith(d.status(WARM), 'NotFound')
 
   // a daemon restart: a new driver finds it by the id its command line names
@@ -70,7 +62,7 @@ test('claim: a paused pool guest runs on under the VM\'s id, and is re-adopted b
   const listed = await d.list()
   assert.equal(listed.map((s) => [s.vmId, s.state, s.state === 'running' ? s.pid : null, s.generation]), [[VM, 'running', started.pid, 3]])
   await d.cleanup(VM)
-  await until('the QEMU gone', 10_000, () => { try { process.kill(started.pid, 0); return false } catch { return true } })
+  await waitFor('the QEMU gone', 10_000, () => { try { process.kill(started.pid, 0); return false } catch { return true } })
 })
 
 test.run()

@@ -16,6 +16,7 @@ import { buildTinyGuest, identityLine, parseIdentities, parseReadyMarker, tinyGu
 import { loadState, saveState } from '../../node/qemu/snapshot.ts'
 import { writeSerial } from '../../node/console-proxy.ts'
 import { silentLogger } from '../../node/log.ts'
+import { waitFor } from '../cluster/harness.ts'
 
 const NS = `blxid${process.pid % 100000}`
 const dataDir = mkdtempSync(join(tmpdir(), 'blx-ident-'))
@@ -27,15 +28,6 @@ let guest: TinyGuest
 let d: QemuDriver
 const ip = (...a: string[]): string => execFileSync('ip', a, { stdio: 'pipe' }).toString()
 const serial = (vm: string): string => { try { return readFileSync(runtimePaths(dataDir, vm).serialLog, 'utf8') } catch { return '' } }
-async function until<T> (what: string, ms: number, check: () => T | null | false): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = check()
-    if (v != null && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 const ping = (addr: string): string => {
   try { return execFileSync('ip', ['netns', 'exec', NS, 'busybox', 'ping', '-c', '3', '-W', '2', addr], { stdio: 'pipe', timeout: 30_000 }).toString() } catch (e) { return String((e as { stdout?: Buffer }).stdout ?? e) }
 }
@@ -75,7 +67,7 @@ test('a guest resumed from another\'s memory takes its own hostname, address and
   await d.start({ ...spec, vmId: B, nics: [{ tap: 'blxi-b', mac: MAC_B }], readiness: 'qmp', incoming: sock })
   await loadState(async () => await d.qmp(B), file, sock)
   await writeSerial(runtimePaths(dataDir, B).serialSock, Buffer.from(identityLine({ hostname: B, ip: '10.77.12.3/24', gw: '10.77.12.1', mac: MAC_B })), B)
-  const id = await until('the clone\'s new identity on its console', 30_000, () => parseIdentities(serial(B))[0] ?? null)
+  const id = await waitFor('the clone\'s new identity on its console', 30_000, () => parseIdentities(serial(B))[0] ?? null)
   console.log(`  resume + identity ${Date.now() - t0} ms: ${JSON.stringify(id)}`)
   assert.equal(id, { hostname: B, ip: '10.77.12.3', mac: MAC_B })
 

@@ -15,6 +15,7 @@ import { runtimePaths } from '../../node/qemu/paths.ts'
 import { buildTinyGuest, parseHeartbeats, tinyGuestBoot, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
 import { loadState, saveState } from '../../node/qemu/snapshot.ts'
 import { silentLogger } from '../../node/log.ts'
+import { waitFor } from '../cluster/harness.ts'
 
 const HEARTBEAT_MS = 100
 const dataDir = mkdtempSync(join(tmpdir(), 'blx-snap-'))
@@ -24,15 +25,6 @@ let d: QemuDriver
 
 const beats = (): number[] => {
   try { return parseHeartbeats(readFileSync(runtimePaths(dataDir, VM).serialLog, 'utf8')) } catch { return [] }
-}
-async function until<T> (what: string, ms: number, check: () => T | null | false): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = check()
-    if (v != null && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 test.before(async () => {
@@ -49,13 +41,13 @@ test('save to a file and restore: the guest resumes at the snapshot point', asyn
   const spec: QemuLaunchSpec = { vmId: VM, generation: 1, vcpus: 1, memoryMiB: 96, readiness: 'marker', boot: tinyGuestBoot(guest, { hostname: VM, heartbeatMs: HEARTBEAT_MS }) }
   await d.start(spec)
   await d.waitForEvent(VM, (e) => e.type === 'running', 150_000)
-  await until('heartbeats', 30_000, () => beats().length >= 5)
+  await waitFor('heartbeats', 30_000, () => beats().length >= 5)
   const file = join(dataDir, 'state.bin')
   const saved = await saveState(await d.qmp(VM), file, join(dataDir, 'save.sock'))
   const atSave = Math.max(...beats())
   assert.ok(saved.sizeBytes > 1024 * 1024 && saved.sizeBytes === statSync(file).size, `state file of ${saved.sizeBytes} bytes`)
   // resumed after the save: the counter goes on in the same QEMU
-  const later = await until('the counter to go on after the save', 30_000, () => { const m = Math.max(...beats()); return m >= atSave + 15 ? m : null })
+  const later = await waitFor('the counter to go on after the save', 30_000, () => { const m = Math.max(...beats()); return m >= atSave + 15 ? m : null })
   await d.kill(VM)
 
   const sock = join(runtimePaths(dataDir, VM).dir, 'restore.sock')
@@ -69,7 +61,7 @@ test('save to a file and restore: the guest resumes at the snapshot point', asyn
   const st = await d.status(VM)
   assert.equal(st.state === 'running' ? [st.ready, st.ip] : st.state, [true, '10.64.0.9'])
   const restoreMs = Date.now() - t0
-  const after = await until('heartbeats after the restore', 30_000, () => { const b = beats(); return b.length >= 3 ? b : null })
+  const after = await waitFor('heartbeats after the restore', 30_000, () => { const b = beats(); return b.length >= 3 ? b : null })
   console.log(`  state ${(saved.sizeBytes / 1048576).toFixed(1)} MiB, paused ${saved.pausedMs} ms; counter ${atSave} at save, ${later} at kill, ${after[0]} first after restore; restore to running ${restoreMs} ms`)
   assert.ok(after[0] >= atSave && after[0] <= atSave + 3, `restored counter ${after[0]} follows the snapshot's ${atSave}`)
   assert.ok(after[0] < later, `and is below where the killed guest was (${later})`)
