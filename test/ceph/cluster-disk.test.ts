@@ -22,7 +22,7 @@ import * as assert from 'uvu/assert'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { TestCluster, runCli, sleep, waitFor, vmSpec } from '../cluster/harness.ts'
+import { TestCluster, runCli, sleep, waitFor, vmSpec, leaseArgs } from '../cluster/harness.ts'
 import { NetnsSwitch } from '../cluster/netns-switch.ts'
 import { nodeIndex, qemuPidsFor, runtimeDir, show } from '../vm/helpers.ts'
 import { parseDiskBoots, parseHeartbeats, parsePongs } from '../../node/qemu/tiny-guest.ts'
@@ -56,7 +56,7 @@ const LEASE = { leaseMs: 30_000, renewEveryMs: 2_000, fenceMarginMs: 1_000, down
 const c = new TestCluster({
   nodes: 3,
   basePort: 17740,
-  extraArgs: ['--lease-ms', String(LEASE.leaseMs), '--lease-renew-every-ms', String(LEASE.renewEveryMs), '--lease-fence-margin-ms', String(LEASE.fenceMarginMs), '--lease-down-margin-ms', String(LEASE.downMarginMs)]
+  extraArgs: leaseArgs(LEASE)
 }, 'disk')
 const VOL = `data${process.pid % 10000}`
 const NET = `ovl${process.pid % 10000}`

@@ -23,7 +23,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { TestCluster, waitFor, vmSpec, sleep } from '../cluster/harness.ts'
+import { TestCluster, waitFor, vmSpec, sleep, leaseArgs } from '../cluster/harness.ts'
 import { NetnsSwitch } from '../cluster/netns-switch.ts'
 import { cmdline, nodeIndex, qemuPidsFor, show } from '../vm/helpers.ts'
 import { parseDiskBoots, parseWriterStart } from '../../node/qemu/tiny-guest.ts'
@@ -34,7 +34,7 @@ import { cephVmSuite } from './ceph-vm.ts'
 
 const LEASE = { leaseMs: 6_000, renewEveryMs: 1_000, fenceMarginMs: 500, downMarginMs: 500 }
 const S = { ...DEFAULT_LEASE, ...LEASE }
-const LEASE_ARGS = ['--lease-ms', String(LEASE.leaseMs), '--lease-renew-every-ms', String(LEASE.renewEveryMs), '--lease-fence-margin-ms', String(LEASE.fenceMarginMs), '--lease-down-margin-ms', String(LEASE.downMarginMs)]
+const LEASE_ARGS = leaseArgs(LEASE)
 /** the watchdog polls every 100 ms and a loaded host is slow to reap: slack past the host's deadline */
 const FENCE_SLACK_MS = 2_500
 /**

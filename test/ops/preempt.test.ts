@@ -14,7 +14,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { TestCluster, runCli, sleep, vmSpec, waitFor } from '../cluster/harness.ts'
+import { TestCluster, runCli, sleep, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
 import type { VmSpec } from '../../protocols/model.ts'
 import { cmdline, qemuPidsFor, show, vmSuite } from '../vm/helpers.ts'
 import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
@@ -25,7 +25,7 @@ const CLI_TIMEOUT_MS = 120_000
 const NODE_ENV = { BLIXARD_REBALANCE_HOT_PCT: '100' }
 // leases long enough that a host starved on a loaded test machine is not fenced mid-test (the
 // default fenced a guest between its start and the plan at load 57); no host is killed here
-const LEASE = ['--lease-ms', '30000', '--lease-renew-every-ms', '2000', '--lease-fence-margin-ms', '1000', '--lease-down-margin-ms', '1000']
+const LEASE = leaseArgs({ leaseMs: 30_000 })
 const c = new TestCluster({ nodes: 3, basePort: 17471, extraArgs: LEASE }, 'ops-preempt')
 const ids: string[] = []
 const guard = vmSuite(test, c, {

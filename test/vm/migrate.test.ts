@@ -15,7 +15,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { TestCluster, runCli, sleep, vmSpec, waitFor } from '../cluster/harness.ts'
+import { TestCluster, runCli, sleep, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
 import type { CliResult } from '../cluster/harness.ts'
 import type { VmRecord } from '../../protocols/model.ts'
 import { cmdline, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
@@ -30,7 +30,7 @@ const LEASE = { leaseMs: 15_000, renewEveryMs: 2_000, fenceMarginMs: 1_000, down
 const c = new TestCluster({
   nodes: 3,
   basePort: 26300,
-  extraArgs: ['--lease-ms', String(LEASE.leaseMs), '--lease-renew-every-ms', String(LEASE.renewEveryMs), '--lease-fence-margin-ms', String(LEASE.fenceMarginMs), '--lease-down-margin-ms', String(LEASE.downMarginMs)]
+  extraArgs: leaseArgs(LEASE)
 }, 'vm-migrate')
 const ids: string[] = []
 const figures: Record<string, number> = {}

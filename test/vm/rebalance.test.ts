@@ -17,7 +17,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { TestCluster, logTime, runCli, vmSpec, waitFor } from '../cluster/harness.ts'
+import { TestCluster, logTime, runCli, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
 import type { VmRecord } from '../../protocols/model.ts'
 import { cmdline, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite } from './helpers.ts'
 import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
@@ -25,7 +25,7 @@ import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
 const HEARTBEAT_MS = 200
 // leases long enough that a host starved on a loaded test machine is not fenced mid-test (15 s
 // fenced every guest at load 37); no host is killed here, so a long lease costs nothing
-const LEASE = ['--lease-ms', '30000', '--lease-renew-every-ms', '2000', '--lease-fence-margin-ms', '1000', '--lease-down-margin-ms', '1000']
+const LEASE = leaseArgs({ leaseMs: 30_000 })
 const NODE_ENV = { BLIXARD_REBALANCE: 'on', BLIXARD_REBALANCE_HOT_PCT: '100' }
 const c = new TestCluster({ nodes: 4, basePort: 27300, extraArgs: [...LEASE, '--capacity-cpu', '1', '--capacity-memory-mib', '192'] }, 'vm-rebalance')
 const ids: string[] = []
