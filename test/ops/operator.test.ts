@@ -50,6 +50,20 @@ async function json<T> (args: string[]): Promise<T> {
   return r.json as T
 }
 
+/** Runs a command that streams until `re` shows on its stdout (or CLI_TIMEOUT_MS passed), then
+ * stops it: a fixed window is either too short on a loaded host or wasted on a quiet one. */
+async function streamUntil (args: string[], re: RegExp): Promise<{ stdout: string, stderr: string }> {
+  const cl = await cluster()
+  const p = spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), ...args], { cwd: ROOT, env: { ...process.env, ...cl.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const got = { stdout: '', stderr: '' }
+  p.stdout.on('data', (d: Buffer) => { got.stdout += d.toString() })
+  p.stderr.on('data', (d: Buffer) => { got.stderr += d.toString() })
+  try {
+    await until(`${args.join(' ')} to print ${String(re)}`, CLI_TIMEOUT_MS, () => re.test(got.stdout) || p.exitCode != null, 200)
+  } finally { p.kill('SIGKILL') }
+  return got
+}
+
 function jsonError (r: CliResult, kind: string, code: number): { message: string, next: string } {
   assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
   const e = (r.json as { error?: { kind: string, message: string, next: string } } | null)?.error
@@ -76,8 +90,8 @@ test('names where people read: status, nodes, vm list/show and events name nodes
   assert.ok((await human(['vm', 'list', '-o', 'wide'])).includes(vm.id))
   assert.not.match(await human(['vm', 'show', 'names-probe']), UUID)
   await human(['network', 'create', 'names-net', '--subnet', '10.77.0.0/24'])
-  // vm watch: a timestamp and the VM's name on every line (a stream: killed when the time is up)
-  const watch = await cli(['vm', 'watch', 'names-probe'], 20_000)
+  // vm watch: a timestamp and the VM's name on every line (a stream: stopped once it printed the VM)
+  const watch = await streamUntil(['vm', 'watch', 'names-probe'], /names-probe pending/)
   assert.match(watch.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}names-probe pending/m, watch.stdout + watch.stderr)
   await human(['vm', 'delete', 'names-probe', '--force'])
   const ev = await human(['events', '--no-follow', '--since', '30m'])
