@@ -154,6 +154,8 @@ export class WarmPoolService {
    * guests until those left fit beside the VMs placed here, this one included. */
   async makeRoom (vm: VmRecord): Promise<void> {
     if (this.stopped) return
+    // no pool here and no guest left of one: nothing holds room, and no pass is worth waiting for
+    if (this.seen.length === 0 && this.pools().length === 0) return
     this.asked.add(vm.id)
     while (this.passing != null) await this.passing
     this.kick()
@@ -164,7 +166,10 @@ export class WarmPoolService {
     const seen = await this.guests()
     this.paused = seen.filter((g) => g.state === 'paused')
     this.seen = seen
-    const actions = planWarmPools(this.pools(), seen, this.busy, this.room(seen))
+    const pools = this.pools()
+    // the room is a read of every VM: only worth it on a host that keeps (or still holds) pool guests,
+    // not once a second on every node of a cluster without pools
+    const actions = pools.length === 0 && seen.length === 0 ? [] : planWarmPools(pools, seen, this.busy, this.room(seen))
     const held = this.d.mayRun?.() ?? null
     for (const a of actions) {
       if (this.stopped) return
