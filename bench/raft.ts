@@ -411,11 +411,15 @@ async function connectHosts (b: BlixardBench, hosts: BlixardHost[]): Promise<{ c
   }
   const formedAt = Date.now()
   await waitForCluster(control, b.voters[0], (s) => s.leader != null && s.voters.length === 3)
-  // every node must have applied the admins before it authorizes their writes
+  // every node must have applied every admin before it authorizes their writes: the bootstrap node
+  // adds the configured admins one by one, and under load the last of them lands seconds after the
+  // first (a run at load ~20 lost 4084 writes to "is not an admin" when only the first was awaited)
   for (const n of b.voters) {
     const c = await rpcTo(control, n)
-    const w = adminWrite(c, b.admins[0].peerId, 'ready')
-    for (let ok = false; !ok;) { try { await w(2_000); ok = true } catch { await sleep(200) } }
+    for (const a of b.admins) {
+      const w = adminWrite(c, a.peerId, 'ready')
+      for (let ok = false; !ok;) { try { await w(2_000); ok = true } catch { await sleep(200) } }
+    }
     await c.close()
   }
   return { control, formedAt }
