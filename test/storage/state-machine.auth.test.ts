@@ -202,4 +202,47 @@ test('the last admin cannot be removed, by itself either', () => {
   assert.ok(h.sm.isAdmin(admin.peerId))
 })
 
+
+test('expiry of used nonces and idempotency keys: batches, restarts and the skipped scans forget exactly what one-by-one apply forgets', async () => {
+  const { IDEMPOTENCY_WINDOW } = await import('../../storage/state-machine.ts')
+  // one stream of entries: signed AddAdmins (short and long validity), keyed or not, and no-ops
+  const total = IDEMPOTENCY_WINDOW + 600
+  const boot = norm({ type: 'AddAdmin', peerId: admin.peerId, name: 'root' })
+  const entries: Uint8Array[] = [encodeEnvelope({ cmd: boot, at: 1, auth: signCommandSync(admin, boot, 'boot', 50) })]
+  for (let i = 2; i <= total; i++) {
+    if (i % 97 === 0) { entries.push(new Uint8Array(0)); continue }
+    // a signed command only every so often (signing is the slow part); keyed plain retries of it between
+    const cmd = norm({ type: 'AddAdmin', peerId: admin.peerId, name: `a${i % 7}` })
+    const signedHere = i % 50 === 0 || i > total - 300
+    // a short validity among long ones: its nonce expires before every nonce already held
+    const until = i + ((i > total - 300 ? i % 3 === 0 : i % 100 === 0) ? 5 : 400)
+    entries.push(encodeEnvelope(signedHere
+      ? { cmd, at: 1, key: `k${i}`, auth: signCommandSync(admin, cmd, `n${i}`, until) }
+      : { cmd, at: 1, key: `k${i}` }))
+  }
+  // batch boundaries (varied sizes); the state is compared there, over the part dense in nonces
+  const bounds: number[] = []
+  for (let n = 0, batch = 1; n < entries.length; batch = (batch * 7 + 3) % 61 + 1) { n = Math.min(entries.length, n + batch); bounds.push(n) }
+  const checked = new Set(bounds.filter((b) => b > total - 700))
+  const reference = new StateMachine(new MemoryKv())
+  const want = new Map<number, string>()
+  entries.forEach((data, n) => { reference.apply(n + 1, data, 1); if (checked.has(n + 1)) want.set(n + 1, reference.fullStateHash()) })
+  const kv = new MemoryKv()
+  let sm = new StateMachine(kv)
+  let n = 0
+  for (const b of bounds) {
+    sm.applyBatch(entries.slice(n, b).map((data, j) => ({ index: n + j + 1, term: 1, data })))
+    n = b
+    if (want.has(b)) assert.is(sm.fullStateHash(), want.get(b), `state after index ${b}`)
+    if (b % 5 === 0) sm = new StateMachine(kv) // a restart: nothing of the skipped scans is known
+  }
+  assert.is(sm.applied(), total)
+  assert.is(sm.fullStateHash(), reference.fullStateHash())
+  // and what is left is exactly what may still matter
+  const left = (t: 'noncesByUntil' | 'idempotencyByIndex'): number[] => kv.range<unknown>(t).map(([k]) => Number(k.slice(0, 16)))
+  assert.ok(left('noncesByUntil').every((until) => until >= total), 'no expired nonce is kept')
+  assert.ok(left('idempotencyByIndex').every((i) => i > total - IDEMPOTENCY_WINDOW), 'no key older than the window is kept')
+  assert.ok(left('idempotencyByIndex').length > IDEMPOTENCY_WINDOW - 200, 'the keys within the window are kept')
+})
+
 test.run()
