@@ -196,8 +196,8 @@ export interface AuthState {
   isNode: (peerId: string) => boolean
   /** the node a VM is assigned to, or undefined if there is no such VM */
   vmNode: (vmId: string) => string | null | undefined
-  /** has this signer used this nonce within the window? */
-  nonceUsed: (signer: string, nonce: string) => boolean
+  /** has this signer's signature with this nonce and validity applied already? */
+  nonceUsed: (signer: string, nonce: string, until: number) => boolean
   /** the latest term in which a leader-bound command applied, and its signer (the pin) */
   termLeader: () => TermLeader | undefined
   /** the parties of a VM's migration attempt that started at `started` and is still in flight, or undefined */
@@ -244,7 +244,7 @@ export function authError (cmd: Command, auth: CommandAuth | undefined, index: n
   if (index > auth.until) return `${cmd.type} signed by ${auth.signer} expired at index ${auth.until} (now ${index})`
   if (auth.until > index + AUTH_WINDOW) return `${cmd.type} signature is valid until index ${auth.until}, more than ${AUTH_WINDOW} beyond ${index}`
   if (!verifyAuth(cmd, auth)) return `${cmd.type} has a bad signature for ${auth.signer}`
-  if (st.nonceUsed(auth.signer, auth.nonce)) return `${cmd.type} replays nonce ${auth.nonce} of ${auth.signer}`
+  if (st.nonceUsed(auth.signer, auth.nonce, auth.until)) return `${cmd.type} replays nonce ${auth.nonce} of ${auth.signer}`
   const who = auth.signer
   switch (need) {
     case 'admin':

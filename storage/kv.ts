@@ -6,7 +6,8 @@
 
 export const TABLES = [
   'nodes', 'vms', 'vmNames', 'vmsByNode', 'volumes', 'networks', 'admins', 'idempotency', 'idempotencyByIndex', 'meta',
-  // used signature nonces (protocols/auth.ts), and the same keyed by the index they expire after
+  // used signature nonces (protocols/auth.ts), keyed by the index they expire after
+  // ('nonces' is no longer written: it keeps the rows of stores written before, until they expire)
   'nonces', 'noncesByUntil',
   // cluster settings (the join policy) and the peer ids an admin approved to join
   'settings', 'approvals',
