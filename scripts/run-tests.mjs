@@ -90,13 +90,19 @@ function runOne (file, { live, nice }) {
 }
 
 const flush = () => { while (held.length > 0) process.stdout.write(held.shift()) }
+const secs = () => ((Date.now() - started) / 1000).toFixed(1)
+let pureDone = ''
+let serialDone = ''
 const pureLane = (async () => {
   for (const f of pure) held.push(await runOne(f, { live: false, nice: PURE_NICE }))
+  pureDone = secs()
 })()
 for (const f of serial) { flush(); await runOne(f, { live: true }) }
+serialDone = secs()
 await pureLane
 flush()
 if (failures.length > 0) console.log(`failing files:\n  ${failures.join('\n  ')}`)
-console.log(`test time ${((Date.now() - started) / 1000).toFixed(1)}s over ${files.length} files (${serial.length} serial, ${pure.length} in the pure lane)`)
+// a pure lane ending after the serial one means the real-cluster files left it too little CPU
+console.log(`test time ${secs()}s over ${files.length} files (${serial.length} serial, done at ${serialDone}s; ${pure.length} in the pure lane, done at ${pureDone}s)`)
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`)
 process.exit(failed > 0 ? 1 : 0)
