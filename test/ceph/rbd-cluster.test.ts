@@ -8,13 +8,24 @@
 // (image made, volume ready); create when no node has Ceph (refused, nothing recorded); resize,
 // snapshot, clone, delete reach the image; an image someone else made under the volume's name is
 // neither adopted nor removed; a crash between making the image and reporting converges on the next pass.
+// Last, a guest's data survives its move to another host: the guest boots on host 1 with an RBD data
+// disk (QEMU's own rbd driver), writes its boot counter (boots=1); host 1 is then cut off but its qemu
+// still runs (the dangerous case), so before the VM starts on host 2 the old holder is fenced (`ceph
+// osd blocklist add` of its client address, stale lock broken). Host 2 boots the same VM from the same
+// image and reads the counter back (boots=2). The two hosts are two QEMU drivers with their own data dirs.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { QemuDriver } from '../../node/qemu/driver.ts'
+import { launchSpecFromVm } from '../../node/qemu/launch-spec.ts'
+import { buildTinyGuest, parseDiskBoots, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
+import type { DriveSpec } from '../../node/qemu/cmdline.ts'
+import type { VmRecord } from '../../protocols/model.ts'
 import { RbdClient, RbdError } from '../../storage/rbd.ts'
 import { GIB, MIB } from '../../storage/rbd-spec.ts'
 import { qemuRbdBlockdev, qemuRbdFilename } from '../../storage/rbd-qemu.ts'
@@ -117,6 +128,58 @@ function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
   })
 }
 
+// the guest's two hosts
+const BOOT_WAIT_MS = 180_000
+const IMAGE = 'vm-data-move'
+const VM_ID = 'vm-rbd-move'
+const root = mkdtempSync(join(tmpdir(), 'blx-guest-rbd-'))
+let guest: TinyGuest
+const drivers: QemuDriver[] = []
+
+function vmRecord (generation: number): VmRecord {
+  return {
+    id: VM_ID, generation, desired: 'running', assignedNode: null, createdAt: 0, updatedAt: 0,
+    status: { phase: 'scheduled', reason: '', node: null, at: 0 },
+    spec: {
+      name: 'data-mover', vcpus: 1, memoryMiB: 96, diskGiB: 0, hypervisor: 'qemu', image: { kind: 'tiny' },
+      volumes: [IMAGE], networks: [], kernelParams: [], constraints: [], antiAffinityGroup: null, affinity: [],
+      spreadLabel: null, priority: 0, restartPolicy: 'never', requires: []
+    }
+  }
+}
+
+function host (name: string): QemuDriver {
+  const d = new QemuDriver({ dataDir: join(root, name), accel: 'auto', stopTimeoutMs: 10_000 })
+  drivers.push(d)
+  return d
+}
+
+async function bootOn (d: QemuDriver, generation: number): Promise<{ boots: number | null, ms: number }> {
+  if (ceph == null) throw new Error('no ceph')
+  const drive: DriveSpec = { kind: 'rbd', pool: POOL, image: IMAGE, conf: ceph.conf, id: 'admin' }
+  const spec = launchSpecFromVm(vmRecord(generation), { tinyGuest: guest, drives: [drive] })
+  assert.ok(spec.boot.params?.includes('blix.disk=1'), 'a VM with a volume gets blix.disk=1')
+  const ts = Date.now()
+  const up = d.waitForEvent(VM_ID, (e) => e.type === 'running' || e.type === 'failed', BOOT_WAIT_MS)
+  await d.start(spec)
+  const e = await up
+  assert.is(e.type, 'running', JSON.stringify(e))
+  const log = readFileSync(join(d.dataDir, 'vms', VM_ID, 'serial.log'), 'utf8')
+  return { boots: parseDiskBoots(log), ms: Date.now() - ts }
+}
+
+function killOurQemus (): void {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8')
+      if (cmd.startsWith('qemu-system') && cmd.includes(root)) process.kill(Number(name), 'SIGKILL')
+    } catch {}
+  }
+}
+process.on('exit', () => { killOurQemus(); rmSync(root, { recursive: true, force: true }) })
+
+
 // the volume API's state machine, handlers and reconcilers
 const h = harness()
 const write = async (cmd: Command): Promise<unknown> => {
@@ -147,6 +210,7 @@ async function kindOf (p: unknown): Promise<string> {
 const phase = (name: string): string => h.sm.getVolume(name)?.phase ?? 'gone'
 
 test.before(async () => {
+  guest = await buildTinyGuest()
   ceph = await startTestCeph()
   console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
   rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
@@ -157,7 +221,10 @@ test.before(async () => {
 test.after(async () => {
   for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill('SIGKILL')
   await withCeph?.stop()
+  for (const d of drivers) await d.close().catch(() => {})
+  killOurQemus()
   if (ceph != null) await ceph.destroy()
+  rmSync(root, { recursive: true, force: true })
 })
 
 test('cluster: healthy, start time printed', async () => {
@@ -431,6 +498,41 @@ test('a crash after the image was made and before the report: the next pass adop
   await api['volume.delete']!({ volume: 'crashy' }, ctx)
   await withCeph.pass()
   assert.not.ok(await rbd.exists('rbd', 'crashy'))
+})
+
+// A guest's data moves with it
+
+test('a guest on an RBD disk moves to another host with its data; the old holder is fenced first', async () => {
+  await rbd.createImage(POOL, IMAGE, 64 / 1024) // 64 MiB, layering + exclusive-lock
+  assert.ok((await rbd.info(POOL, IMAGE)).features.includes('exclusive-lock'))
+  const h1 = host('host-1')
+  const first = await bootOn(h1, 1)
+  console.log(`  host 1: booted from rbd:${POOL}/${IMAGE} in ${first.ms} ms, boots=${first.boots}`)
+  assert.is(first.boots, 1, 'a blank image: the guest made a filesystem and counted its first boot')
+  const holder = await rbd.lockHolder(POOL, IMAGE)
+  assert.ok(holder != null && holder.watching, `host 1's qemu holds the exclusive lock: ${JSON.stringify(holder)}`)
+
+  // host 1 is presumed dead but its qemu still runs: fence before host 2 starts the VM
+  const fenced = await rbd.fence(POOL, IMAGE, 600)
+  assert.ok(fenced.includes(holder.address), `fenced ${JSON.stringify(fenced)} includes the holder ${holder.address}`)
+  const blocked = (await rbd.blocklistLs()).map((b) => b.addr)
+  assert.ok(blocked.includes(holder.address), `blocklist ${JSON.stringify(blocked)}`)
+  console.log(`  fenced the old holder ${holder.address} (ceph osd blocklist add), lock broken`)
+
+  const h2 = host('host-2')
+  const second = await bootOn(h2, 2)
+  console.log(`  host 2: booted the same volume in ${second.ms} ms, boots=${second.boots}`)
+  assert.is(second.boots, 2, 'the counter written on host 1 was read back on host 2: the data moved with the VM')
+  const now = await rbd.lockHolder(POOL, IMAGE)
+  assert.ok(now != null && now.address !== holder.address, `host 2 holds the lock now: ${JSON.stringify(now)}`)
+
+  // the stale host's VM is deleted there; host 2's stop releases the image
+  await h1.cleanup(VM_ID)
+  await h2.stop(VM_ID)
+  await h2.cleanup(VM_ID)
+  await rbd.blocklistRm(holder.address)
+  await rbd.remove(POOL, IMAGE)
+  assert.not.ok(await rbd.exists(POOL, IMAGE))
 })
 
 test.run()
