@@ -1,18 +1,44 @@
 // RbdClient against a real single-host Ceph 16 that this file starts (scripts/ceph.sh) and
 // removes: volume lifecycle, named errors, bytes through librbd (rbd import/export and QEMU's
 // rbd driver via qemu-io), fencing a lock holder.
+// Then, on the same Ceph (its start costs more than most cases here), volumes through a real state
+// machine, the real RPC handlers and the real volume reconciler (node/volumes/reconciler.ts): a
+// handler only records the change; the reconciler on the node with Ceph makes the RBD image match
+// and reports through the state machine. Create through a node without Ceph while another has it
+// (image made, volume ready); create when no node has Ceph (refused, nothing recorded); resize,
+// snapshot, clone, delete reach the image; an image someone else made under the volume's name is
+// neither adopted nor removed; a crash between making the image and reporting converges on the next pass.
+// Last, a guest's data survives its move to another host: the guest boots on host 1 with an RBD data
+// disk (QEMU's own rbd driver), writes its boot counter (boots=1); host 1 is then cut off but its qemu
+// still runs (the dangerous case), so before the VM starts on host 2 the old holder is fenced (`ceph
+// osd blocklist add` of its client address, stale lock broken). Host 2 boots the same VM from the same
+// image and reads the counter back (boots=2). The two hosts are two QEMU drivers with their own data dirs.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { QemuDriver } from '../../node/qemu/driver.ts'
+import { launchSpecFromVm } from '../../node/qemu/launch-spec.ts'
+import { buildTinyGuest, parseDiskBoots, type TinyGuest } from '../../node/qemu/tiny-guest.ts'
+import type { DriveSpec } from '../../node/qemu/cmdline.ts'
+import type { VmRecord } from '../../protocols/model.ts'
 import { RbdClient, RbdError } from '../../storage/rbd.ts'
 import { GIB, MIB } from '../../storage/rbd-spec.ts'
 import { qemuRbdBlockdev, qemuRbdFilename } from '../../storage/rbd-qemu.ts'
 import { freeMonPort, startTestCeph } from './single-host-ceph.ts'
 import type { TestCeph } from './single-host-ceph.ts'
+import { createResourceApi } from '../../node/api-resources.ts'
+import { VolumeReconciler, OWNER_KEY, ownerTag } from '../../node/volumes/reconciler.ts'
+import type { ApplyResult, Command } from '../../protocols/commands.ts'
+import type { HypervisorCapability } from '../../protocols/model.ts'
+import { BlixardError } from '../../protocols/errors.ts'
+import type { RpcCallContext } from '../../node/net/rpc.ts'
+import { createLogger } from '../../node/log.ts'
+import { harness, registerNode, spec } from '../storage/sm-fixtures.ts'
 
 const POOL = 'rbd'
 let ceph: TestCeph
@@ -102,14 +128,103 @@ function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
   })
 }
 
+// the guest's two hosts
+const BOOT_WAIT_MS = 180_000
+const IMAGE = 'vm-data-move'
+const VM_ID = 'vm-rbd-move'
+const root = mkdtempSync(join(tmpdir(), 'blx-guest-rbd-'))
+let guest: TinyGuest
+const drivers: QemuDriver[] = []
+
+function vmRecord (generation: number): VmRecord {
+  return {
+    id: VM_ID, generation, desired: 'running', assignedNode: null, createdAt: 0, updatedAt: 0,
+    status: { phase: 'scheduled', reason: '', node: null, at: 0 },
+    spec: {
+      name: 'data-mover', vcpus: 1, memoryMiB: 96, diskGiB: 0, hypervisor: 'qemu', image: { kind: 'tiny' },
+      volumes: [IMAGE], networks: [], kernelParams: [], constraints: [], antiAffinityGroup: null, affinity: [],
+      spreadLabel: null, priority: 0, restartPolicy: 'never', requires: []
+    }
+  }
+}
+
+function host (name: string): QemuDriver {
+  const d = new QemuDriver({ dataDir: join(root, name), accel: 'auto', stopTimeoutMs: 10_000 })
+  drivers.push(d)
+  return d
+}
+
+async function bootOn (d: QemuDriver, generation: number): Promise<{ boots: number | null, ms: number }> {
+  if (ceph == null) throw new Error('no ceph')
+  const drive: DriveSpec = { kind: 'rbd', pool: POOL, image: IMAGE, conf: ceph.conf, id: 'admin' }
+  const spec = launchSpecFromVm(vmRecord(generation), { tinyGuest: guest, drives: [drive] })
+  assert.ok(spec.boot.params?.includes('blix.disk=1'), 'a VM with a volume gets blix.disk=1')
+  const ts = Date.now()
+  const up = d.waitForEvent(VM_ID, (e) => e.type === 'running' || e.type === 'failed', BOOT_WAIT_MS)
+  await d.start(spec)
+  const e = await up
+  assert.is(e.type, 'running', JSON.stringify(e))
+  const log = readFileSync(join(d.dataDir, 'vms', VM_ID, 'serial.log'), 'utf8')
+  return { boots: parseDiskBoots(log), ms: Date.now() - ts }
+}
+
+function killOurQemus (): void {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8')
+      if (cmd.startsWith('qemu-system') && cmd.includes(root)) process.kill(Number(name), 'SIGKILL')
+    } catch {}
+  }
+}
+process.on('exit', () => { killOurQemus(); rmSync(root, { recursive: true, force: true }) })
+
+
+// the volume API's state machine, handlers and reconcilers
+const h = harness()
+const write = async (cmd: Command): Promise<unknown> => {
+  const r = h.run(cmd)
+  if (!r.ok) throw new BlixardError(r.error.kind, r.error.message)
+  return r.value
+}
+// every node's handlers are the same now: none of them touches Ceph
+const api = createResourceApi({ sm: h.sm, read: async () => {}, barrier: async () => {}, write, defaultPool: () => 'rbd' })
+// the handlers never look at the caller's connection
+const ctx = { peer: 'test', signal: new AbortController().signal } as unknown as RpcCallContext
+const log = createLogger({ test: 'volume-api' }, { level: 'warn' })
+/** the reconciler of the node with Ceph ('n-ceph'), and one of a node without it: never acts */
+let withCeph: VolumeReconciler
+let bare: VolumeReconciler
+const reports: Command[] = []
+const propose = async (env: { cmd: Command }): Promise<ApplyResult> => { reports.push(env.cmd); return h.run(env.cmd) }
+
+function node (id: string, caps: HypervisorCapability[]): Command {
+  const c = registerNode(id) as Extract<Command, { type: 'RegisterNode' }>
+  return { ...c, node: { ...c.node, capabilities: caps } }
+}
+
+async function kindOf (p: unknown): Promise<string> {
+  try { await p; return 'ok' } catch (e) { return (e as { kind?: string }).kind ?? String(e) }
+}
+
+const phase = (name: string): string => h.sm.getVolume(name)?.phase ?? 'gone'
+
 test.before(async () => {
+  guest = await buildTinyGuest()
   ceph = await startTestCeph()
+  console.log(`  ceph start took ${ceph.startSeconds.toFixed(1)} s`)
   rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
+  withCeph = new VolumeReconciler({ self: () => 'n-ceph', sm: h.sm, rbd, propose, log })
+  bare = new VolumeReconciler({ self: () => 'n-bare', sm: h.sm, rbd, propose, log })
 })
 
 test.after(async () => {
   for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill('SIGKILL')
+  await withCeph?.stop()
+  for (const d of drivers) await d.close().catch(() => {})
+  killOurQemus()
   if (ceph != null) await ceph.destroy()
+  rmSync(root, { recursive: true, force: true })
 })
 
 test('cluster: healthy, start time printed', async () => {
@@ -283,6 +398,141 @@ test('fence(): blocklists the holder and breaks its lock in one call', async () 
   await rbd.blocklistRm(holder.address)
   await rbd.remove(POOL, 'fenced')
   await rejectsKind(rbd.blocklistAdd('garbage'), 'InvalidSpec')
+})
+
+// Volumes through the API and the reconciler
+
+test('no node can reach Ceph: create and clone are refused at once, saying what to do, and nothing is recorded', async () => {
+  assert.ok(h.run(node('n-bare', ['qemu'])).ok)
+  let err: unknown = null
+  try { await api['volume.create']!({ name: 'nowhere', sizeGiB: 1 }, ctx) } catch (e) { err = e }
+  assert.ok(err instanceof BlixardError && err.kind === 'NoCapacity', String(err))
+  assert.match((err as BlixardError).message, /no node in the cluster can reach Ceph.*nothing was recorded.*ceph\.conf.*--ceph-conf.*BLIXARD_CEPH_CONF/)
+  assert.is(h.sm.getVolume('nowhere'), undefined)
+  assert.equal(h.sm.listVolumes(), [])
+  assert.not.ok(await rbd.exists('rbd', 'nowhere'))
+})
+
+test('created through a node without Ceph while another has it: the reconciler there makes the image, the volume is ready', async () => {
+  assert.ok(h.run(node('n-ceph', ['qemu', 'rbd'])).ok)
+  const t = Date.now()
+  const v = await api['volume.create']!({ name: 'golden', sizeGiB: 1 }, ctx)
+  assert.equal([v.name, v.pool, v.sizeGiB, v.phase], ['golden', 'rbd', 1, 'pending'])
+  assert.not.ok(await rbd.exists('rbd', 'golden'), 'the handler itself makes no image')
+  await bare.pass()
+  assert.is(phase('golden'), 'pending', 'a node without Ceph does nothing')
+  assert.not.ok(await rbd.exists('rbd', 'golden'))
+  await withCeph.pass()
+  assert.is(phase('golden'), 'ready')
+  const info = await rbd.info('rbd', 'golden')
+  assert.is(info.sizeBytes, 1024 ** 3)
+  assert.ok(info.features.includes('exclusive-lock') && info.features.includes('layering'))
+  assert.is(await rbd.metaGet('rbd', 'golden', OWNER_KEY), ownerTag(h.sm.getVolume('golden')!))
+  assert.equal(reports.map((c) => c.type === 'ReportVolume' ? [c.name, c.node, c.outcome] : null), [['golden', 'n-ceph', 'ready']])
+  console.log(`  create to ready in ${Date.now() - t} ms`)
+})
+
+test('resize, snapshot and clone reach the image; delete removes it and then the record', async () => {
+  assert.is((await api['volume.resize']!({ volume: 'golden', sizeGiB: 2 }, ctx)).phase, 'pending')
+  await withCeph.pass()
+  assert.is(phase('golden'), 'ready')
+  assert.is((await rbd.info('rbd', 'golden')).sizeBytes, 2 * 1024 ** 3)
+  assert.is(await kindOf(api['volume.resize']!({ volume: 'golden', sizeGiB: 1 }, ctx)), 'InvalidSpec', 'shrink refused')
+  await api['volume.snapshot']!({ volume: 'golden', snapshot: 'v1' }, ctx)
+  // a clone recorded while its parent's snapshot is still pending waits for it
+  const c = await api['volume.clone']!({ volume: 'golden', snapshot: 'v1', name: 'vm-disk-1', sizeGiB: 3 }, ctx)
+  assert.equal([c.parent, c.phase], [{ volume: 'golden', snapshot: 'v1' }, 'pending'])
+  await withCeph.pass() // golden's snapshot (the clone's task, planned while golden was pending, waits)
+  assert.equal([phase('golden'), phase('vm-disk-1')], ['ready', 'pending'])
+  await withCeph.pass()
+  assert.equal([phase('golden'), phase('vm-disk-1')], ['ready', 'ready'])
+  const snaps = await rbd.snapshotList('rbd', 'golden')
+  assert.ok(snaps.length === 1 && snaps[0].name === 'v1' && snaps[0].protected, JSON.stringify(snaps))
+  const ci = await rbd.info('rbd', 'vm-disk-1')
+  assert.ok(ci.parent?.image === 'golden' && ci.parent.snapshot === 'v1' && ci.sizeBytes === 3 * 1024 ** 3, JSON.stringify(ci))
+  assert.is(await kindOf(api['volume.delete']!({ volume: 'golden' }, ctx)), 'InUse', 'a volume with a clone stays')
+  // attached to a VM: delete refused, image kept
+  assert.ok(h.run({ type: 'CreateVm', id: 'vm-a', spec: spec('a', { volumes: ['vm-disk-1'] }) }).ok)
+  assert.is(await kindOf(api['volume.delete']!({ volume: 'vm-disk-1' }, ctx)), 'InUse')
+  assert.ok(h.run({ type: 'DeleteVm', id: 'vm-a' }).ok)
+  await api['volume.delete']!({ volume: 'vm-disk-1' }, ctx)
+  assert.is(phase('vm-disk-1'), 'deleting')
+  assert.ok(await rbd.exists('rbd', 'vm-disk-1'), 'the record goes only once the image is gone')
+  assert.is(await kindOf(api['volume.delete']!({ volume: 'golden' }, ctx)), 'InUse', 'its clone is still being deleted')
+  await withCeph.pass()
+  assert.is(phase('vm-disk-1'), 'gone')
+  assert.not.ok(await rbd.exists('rbd', 'vm-disk-1'))
+  await api['volume.delete']!({ volume: 'golden' }, ctx)
+  await withCeph.pass()
+  assert.not.ok(await rbd.exists('rbd', 'golden'))
+  assert.equal(h.sm.listVolumes(), [])
+})
+
+test('an image someone else made under the name: the volume fails with the reason, and its delete leaves that image alone', async () => {
+  await rbd.createImage('rbd', 'taken2', 1)
+  await rbd.metaSet('rbd', 'taken2', OWNER_KEY, 'someone-else@1')
+  await api['volume.create']!({ name: 'taken2', sizeGiB: 1 }, ctx)
+  await withCeph.pass()
+  const v = h.sm.getVolume('taken2')!
+  assert.is(v.phase, 'failed')
+  assert.match(v.reason ?? '', /already has an RBD image taken2 that this volume did not make \(it was made for someone-else@1\).*rbd rm rbd\/taken2/)
+  // a VM cannot be created on a volume whose image was never made
+  assert.is(h.run({ type: 'CreateVm', id: 'vm-b', spec: spec('b', { volumes: ['taken2'] }) }).ok, false)
+  await api['volume.delete']!({ volume: 'taken2' }, ctx)
+  await withCeph.pass()
+  assert.is(phase('taken2'), 'gone', 'the failed record is gone')
+  assert.ok(await rbd.exists('rbd', 'taken2'), 'someone else\'s image is left alone')
+  assert.match(JSON.stringify(reports.at(-1)), /was not made by this volume.*left alone/)
+  await rbd.remove('rbd', 'taken2')
+})
+
+test('a crash after the image was made and before the report: the next pass adopts it (tagged) and reports ready', async () => {
+  await api['volume.create']!({ name: 'crashy', sizeGiB: 1 }, ctx)
+  const v = h.sm.getVolume('crashy')!
+  // what the reconciler had done before it died: the image, its tag, no report
+  await rbd.createImage('rbd', 'crashy', 1)
+  await rbd.metaSet('rbd', 'crashy', OWNER_KEY, ownerTag(v))
+  await withCeph.pass()
+  assert.is(phase('crashy'), 'ready')
+  assert.is((await rbd.info('rbd', 'crashy')).sizeBytes, 1024 ** 3)
+  await api['volume.delete']!({ volume: 'crashy' }, ctx)
+  await withCeph.pass()
+  assert.not.ok(await rbd.exists('rbd', 'crashy'))
+})
+
+// A guest's data moves with it
+
+test('a guest on an RBD disk moves to another host with its data; the old holder is fenced first', async () => {
+  await rbd.createImage(POOL, IMAGE, 64 / 1024) // 64 MiB, layering + exclusive-lock
+  assert.ok((await rbd.info(POOL, IMAGE)).features.includes('exclusive-lock'))
+  const h1 = host('host-1')
+  const first = await bootOn(h1, 1)
+  console.log(`  host 1: booted from rbd:${POOL}/${IMAGE} in ${first.ms} ms, boots=${first.boots}`)
+  assert.is(first.boots, 1, 'a blank image: the guest made a filesystem and counted its first boot')
+  const holder = await rbd.lockHolder(POOL, IMAGE)
+  assert.ok(holder != null && holder.watching, `host 1's qemu holds the exclusive lock: ${JSON.stringify(holder)}`)
+
+  // host 1 is presumed dead but its qemu still runs: fence before host 2 starts the VM
+  const fenced = await rbd.fence(POOL, IMAGE, 600)
+  assert.ok(fenced.includes(holder.address), `fenced ${JSON.stringify(fenced)} includes the holder ${holder.address}`)
+  const blocked = (await rbd.blocklistLs()).map((b) => b.addr)
+  assert.ok(blocked.includes(holder.address), `blocklist ${JSON.stringify(blocked)}`)
+  console.log(`  fenced the old holder ${holder.address} (ceph osd blocklist add), lock broken`)
+
+  const h2 = host('host-2')
+  const second = await bootOn(h2, 2)
+  console.log(`  host 2: booted the same volume in ${second.ms} ms, boots=${second.boots}`)
+  assert.is(second.boots, 2, 'the counter written on host 1 was read back on host 2: the data moved with the VM')
+  const now = await rbd.lockHolder(POOL, IMAGE)
+  assert.ok(now != null && now.address !== holder.address, `host 2 holds the lock now: ${JSON.stringify(now)}`)
+
+  // the stale host's VM is deleted there; host 2's stop releases the image
+  await h1.cleanup(VM_ID)
+  await h2.stop(VM_ID)
+  await h2.cleanup(VM_ID)
+  await rbd.blocklistRm(holder.address)
+  await rbd.remove(POOL, IMAGE)
+  assert.not.ok(await rbd.exists(POOL, IMAGE))
 })
 
 test.run()

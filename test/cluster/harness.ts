@@ -87,6 +87,13 @@ export function rssMiB (pid: number): number {
   return Number(m[1]) / 1024
 }
 
+/**
+ * Environment of every test node (a flag, or the test's own env, overrides it). Autopilot every
+ * 500 ms instead of 2 s: a fresh cluster's learners become voters one per round, so a test cluster
+ * forms ~3 s sooner; its decisions and the dead timeout are unchanged (autopilot-replace sets its own).
+ */
+export const TEST_NODE_ENV: Readonly<Record<string, string>> = { BLIXARD_AUTOPILOT_INTERVAL_MS: '500' }
+
 export interface TestClusterOptions {
   /** nodes prepared (addresses known to each other); `start` of them started by start() */
   nodes: number
@@ -126,7 +133,7 @@ export class TestCluster {
   start (i: number, extraArgs: string[] = [], keyFile = this.keyFile, env: NodeJS.ProcessEnv = {}, wrap: string[] = []): ChildProcess {
     // bootstrap-expect stays 3 even when more nodes are prepared: a later node joins the running cluster
     const p = startNode({ keyFile, nodes: this.nodes }, this.nodes[i], {
-      admins: [this.adminId], logToFiles: true, extraArgs: [...(this.opts.extraArgs ?? []), ...extraArgs], env, wrap
+      admins: [this.adminId], logToFiles: true, extraArgs: [...(this.opts.extraArgs ?? []), ...extraArgs], env: { ...TEST_NODE_ENV, ...env }, wrap
     })
     return track(p)
   }
