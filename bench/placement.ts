@@ -6,7 +6,7 @@
 //
 // The rebalancing scenario (issue 19): 10 000 VMs spread over 900 nodes, then 100 empty nodes join; the
 // rebalance planner (placement/plans/rebalance.ts, the one the leader's rebalancer runs) plans the moves.
-// The imbalance the goal is stated on is the max node fill (the issue's "max-node pressure"); the
+// The imbalance the goal is stated on is the max node fill ("max-node pressure"); the
 // variance of fill, which the leader's rebalancer lowers move by move, is printed beside it.
 // How its bounds are computed (and printed with the figures, `bounds` in --json):
 //  - the max node fill (the fullest node's mean of cpu, memory and disk fractions) can be no lower than

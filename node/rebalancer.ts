@@ -1,4 +1,4 @@
-// The leader's rebalancer (issue 19): from committed reservations plus the freshest gossiped load,
+// The leader's rebalancer: from committed reservations plus the freshest gossiped load,
 // the policy of placement/plans/rebalance-policy.ts (modes, hysteresis, budget, cooldown, hot
 // targets) picks live migrations that lower the imbalance, and the leader commits each as
 // RebalanceVm (its own signed decision; apply re-checks the target's room and the VM's cooldown:

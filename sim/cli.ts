@@ -110,7 +110,7 @@ async function main (): Promise<void> {
   const t0 = Date.now()
   let done = 0
   let violations = 0
-  // what the scheduler of issue 19 did over all seeds (stderr, beside the progress)
+  // what the scheduler (preemption, rebalancing) did over all seeds (stderr, beside the progress)
   const sched = { preemptions: 0, rebalanceMoves: 0, skewRuns: 0, joinRuns: 0, drains: 0, undrains: 0, movesJudged: 0 }
   const tally = (r: RunResult): void => {
     sched.preemptions += r.stats.preemptions; sched.rebalanceMoves += r.stats.rebalanceMoves; sched.drains += r.stats.drains

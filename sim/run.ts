@@ -134,10 +134,12 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
   const vmScheduler = new VmScheduler(sched, cluster, trace, o.sched === false)
   // forked after everything else, so HA draws change no other stream
-  const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace })
+  // moves are judged against the hosts' guests (sim/ha.ts) when HA is in the run
+  let moves: MoveInvariants | null = null
+  const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace, onStart: (h, g, vm, now) => { moves?.started(h, g, vm, now) } })
   // the scheduler of issue 19 (shipped loops, a tenant, the hosts' agents); forked last, like HA
   const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace })
-  const moves = new MoveInvariants(ha === null ? null : { hosts: Array.from({ length: HOSTS }, (_, i) => `host${i + 1}`), runs: (h, g) => ha.runs(h, g) })
+  moves = new MoveInvariants(ha === null ? null : { hosts: Array.from({ length: HOSTS }, (_, i) => `host${i + 1}`), runs: (h, g) => ha.runs(h, g), handedOver: (h, g) => ha.handedOver.has(`${g}>${h}`) })
   if (schedModel !== null) {
     // the model's rebalancers hear of applied commands as the daemon's do (node/apply-effects.ts)
     checkers.push({ name: 'sched-effects', violations: [], onApply: (r, _e, _now, env, result) => { schedModel.applied(r, env, result) } })

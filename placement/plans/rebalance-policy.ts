@@ -1,4 +1,4 @@
-// When the rebalancer acts (issue 19), around the greedy plan of rebalance.ts, in one of two modes:
+// When the rebalancer acts, around the greedy plan of rebalance.ts, in one of two modes:
 // - `join` (the default): only new or emptied nodes are filled. A node that joined or became ready
 //   (from a drain, say) with no VM at all while the other ready nodes are loaded is remembered as
 //   filling; moves go only into filling nodes and only out of the others, until no

@@ -1,15 +1,18 @@
-// Moves of VMs (issue 19: the rebalancer's, a drain's, a preemption's), judged against committed
+// Moves of VMs (the rebalancer's, a drain's, a preemption's), judged against committed
 // state and, when HA is in the run, against the hosts' ground truth:
 // - capacity is never exceeded, counting what moves in: a live migration's target holds the VM's
 //   reservation from the start of the move (placement/from-model.ts, storage's incomingTo), so a
 //   node's placed VMs plus those moving in fit its capacity × overcommit, on every replica at every
 //   checkpoint (PlacementInvariants counts placed VMs only);
-// - no VM is lost or duplicated by a move: once the run settled, every VM that was moved and is
-//   meant to run, placed, not moving and reported running on its node, runs there, and on no
-//   other host.
+// - no VM is lost or duplicated by a move: a host's agent never boots afresh a guest whose live
+//   migration to that host ended done without the guest's state having been handed over to it
+//   (the move lost the running guest: it would reboot); and once the run settled, every VM that
+//   was moved and is meant to run, placed, not moving and reported running on its node, runs
+//   there, and on no other host.
 import type { Entry } from '../../protocols/raft/types.ts'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import { clusterFromModel } from '../../placement/from-model.ts'
+import type { VmRecord } from '../../protocols/model.ts'
 import { activeMigration } from '../../storage/migration-guard.ts'
 import type { Cluster } from '../cluster.ts'
 import type { Replica } from '../replica.ts'
@@ -20,6 +23,8 @@ import type { FinalView } from './checker.ts'
 export interface GuestTruth {
   hosts: readonly string[]
   runs: (host: string, guest: string) => boolean
+  /** did a live migration hand this guest over to this host? */
+  handedOver: (host: string, guest: string) => boolean
 }
 
 const EPS = 1e-9
@@ -43,6 +48,13 @@ export class MoveInvariants extends BaseChecker {
       const vm = r.sm.getVm(id)
       if (vm !== undefined) this.moved.add(`${vm.id}@${vm.createdAt}`)
     }
+  }
+
+  /** An agent booted `guest` on `host` (sim/ha.ts), its VM's record there being `vm`. */
+  started (host: string, guest: string, vm: VmRecord | undefined, now: number): void {
+    const m = vm?.migration
+    if (this.truth === null || m === undefined || m.phase !== 'done' || m.target !== host || vm?.assignedNode !== host) return
+    if (!this.truth.handedOver(host, guest)) this.fail(now, `${host} boots ${guest} afresh after its live migration there ended done (${m.source} → ${m.target}) without the guest being handed over: the move lost it`)
   }
 
   onCheckpoint = (c: Cluster, now: number): void => {

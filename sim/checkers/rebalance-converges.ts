@@ -1,4 +1,4 @@
-// Rebalancing converges (issue 19): in a skew-mode run, once the faults healed and the tenant
+// Rebalancing converges: in a skew-mode run, once the faults healed and the tenant
 // stopped, the shipped rebalancer gets CONVERGE_ROUNDS passes with nothing else changing the
 // cluster but the moves it starts; by the end its own plan, on the leader's committed state with
 // the state machine's cooldowns, has no move left (the imbalance is within the hysteresis band, or

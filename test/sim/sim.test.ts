@@ -33,7 +33,7 @@ test(`${SEEDS} seeds, 3 and 5 nodes, no violations`, async () => {
   assert.ok(ops > SEEDS * 50, `the workload made progress (${ops} completed ops)`)
   // HA is in the model, not idle: guests start under leases and nodes get marked down
   assert.ok(haStarts > SEEDS && marksDown > SEEDS / 10, `HA exercised: ${haStarts} guest starts, ${marksDown} nodes marked down`)
-  // the scheduler of issue 19 acts, not idles: the shipped loops preempt and move VMs live, in
+  // the scheduler acts, not idles: the shipped loops preempt and move VMs live, in
   // skew mode more than once a run; in join mode only into a host set ready again after a drain
   // (whose evacuated VMs are cooling), so less often
   assert.ok(preemptions > SEEDS / 10 && byMode.skew.moves > byMode.skew.runs && byMode.join.moves > byMode.join.runs / 10, `scheduler exercised: ${preemptions} preemptions, rebalancing ${JSON.stringify(byMode)}`)
