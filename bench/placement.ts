@@ -6,7 +6,9 @@
 //
 // The rebalancing scenario (issue 19): 10 000 VMs spread over 900 nodes, then 100 empty nodes join; the
 // rebalance planner (placement/plans/rebalance.ts, the one the leader's rebalancer runs) plans the moves.
-// How its bounds are computed:
+// The imbalance the goal is stated on is the max node fill ("max-node pressure"); the
+// variance of fill, which the leader's rebalancer lowers move by move, is printed beside it.
+// How its bounds are computed (and printed with the figures, `bounds` in --json):
 //  - the max node fill (the fullest node's mean of cpu, memory and disk fractions) can be no lower than
 //    L = max(mean fill over the nodes, the largest fill one VM adds on its own): fill is linear in what
 //    a node holds and every node has the same capacity, so moves keep the mean fixed and the fullest
@@ -251,7 +253,15 @@ interface RebalanceResult {
   varianceBefore: number
   varianceAfter: number
   invariantViolations: number
+  /** how L and M are computed, in words (the output says it with the figures) */
+  bounds: { maxFillLowerBound: string, minimalMoves: string }
   targets: Record<string, 'PASS' | 'MISS'>
+}
+
+/** The rebalancing bounds, as the output states them. */
+const REBAL_BOUNDS = {
+  maxFillLowerBound: 'L = max(mean fill over all nodes, the largest fill one VM adds): moves keep the mean (equal capacities), so the fullest node is at least at it, and a node holding a VM is at least at that VM\'s fill',
+  minimalMoves: `M = sum over nodes above ${REBAL_GOAL} × L of ceil((fill − ${REBAL_GOAL} × L) ÷ the largest fill of one VM on that node): only a move off a node lowers its fill, by at most its largest VM's`
 }
 
 function runRebalanceCase (nodeCount: number, joined: number, vmCount: number, seed: number): RebalanceResult {
@@ -306,6 +316,7 @@ function runRebalanceCase (nodeCount: number, joined: number, vmCount: number, s
     vms: vmCount, nodes: nodeCount, joined, seconds, cpuSeconds: (cu.user + cu.system) / 1e6,
     moves: plan.moves.length, minimalMoves, maxFillBefore, maxFillAfter, maxFillLowerBound: bound,
     varianceBefore, varianceAfter: imbalance(after.nodes), invariantViolations: violations,
+    bounds: REBAL_BOUNDS,
     targets: {
       // judged on CPU time: on a shared machine wall time measures the neighbours (both are printed)
       'plan time < 2 s (cpu)': (cu.user + cu.system) / 1e6 < 2 ? 'PASS' : 'MISS',
@@ -526,6 +537,8 @@ if (json) {
     console.log(`  max node fill     ${r.maxFillBefore.toFixed(4)} → ${r.maxFillAfter.toFixed(4)}   lower bound L ${r.maxFillLowerBound.toFixed(4)} (${(r.maxFillAfter / r.maxFillLowerBound).toFixed(3)}× L)`)
     console.log(`  moves             ${r.moves}   minimal M ${r.minimalMoves} (${(r.moves / r.minimalMoves).toFixed(3)}× M)`)
     console.log(`  variance of fill  ${r.varianceBefore.toExponential(3)} → ${r.varianceAfter.toExponential(3)}`)
+    console.log(`  lower bound       ${r.bounds.maxFillLowerBound}`)
+    console.log(`  minimal moves     ${r.bounds.minimalMoves}`)
     console.log(`  invariants        ${r.invariantViolations} violations`)
     for (const [t, v] of Object.entries(r.targets)) console.log(`  ${v.padEnd(5)} ${t}`)
   }

@@ -38,6 +38,7 @@ export function nodeApi (p: NodeApiParts): RpcHandlers {
   return createApi({
     id: p.id,
     cephConfig: p.cfg.ceph,
+    rebalanceConfig: p.cfg.rebalance,
     sm: p.sm,
     raft: p.raft,
     propose: p.propose,

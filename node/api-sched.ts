@@ -11,7 +11,9 @@ import { claimOf, quotaExcess } from '../storage/apply-quotas.ts'
 import { QUOTA_RESOURCES } from '../protocols/model.ts'
 import type { RpcCallContext, RpcHandlers } from './net/rpc.ts'
 import type { LoadBoard } from './scheduler.ts'
-import { LEADER_REBALANCE_POLICY, rebalanceConfigFromEnv, rebalanceFromEnv, rebalancePlan } from './rebalancer.ts'
+import { LEADER_REBALANCE_POLICY, rebalancePlacementConfig, rebalancePlan } from './rebalancer.ts'
+import type { NodeConfig } from './config.ts'
+import { FRESH_MEMORY } from '../placement/plans/rebalance-policy.ts'
 
 export interface SchedApiDeps {
   sm: StateMachine
@@ -21,6 +23,8 @@ export interface SchedApiDeps {
   /** proposes under the client's idempotency key (or a fresh one); answers with the command's own result */
   /** `ctx`: the call's context (an admin write that cluster.submit runs proposes its signed command) */
   write: (cmd: Command, key: string | undefined, ctx: RpcCallContext) => Promise<unknown>
+  /** this node's rebalancer settings (config rebalance.*) */
+  rebalance: NodeConfig['rebalance']
 }
 
 type SchedHandlers = Pick<RpcHandlers, 'quota.set' | 'quota.show' | 'rebalance.plan'>
@@ -43,11 +47,12 @@ export function createSchedApi (d: SchedApiDeps): SchedHandlers {
   return {
     'rebalance.plan': async (p) => {
       await d.read(p)
-      // as an active rebalancer would plan now (the hysteresis start threshold aside): the operator
-      // asked to see the moves
-      const step = rebalancePlan(d.sm, d.load.hints(), d.now(), { active: true, started: [] }, LEADER_REBALANCE_POLICY, rebalanceConfigFromEnv())
+      // what `rebalance --apply` would start now: the skew plan of an active rebalancer (the
+      // hysteresis start threshold aside: the operator asked to see the moves), whatever the mode
+      // the leader's own rebalancer runs in (shown beside it)
+      const step = rebalancePlan(d.sm, d.load.hints(), d.now(), { ...FRESH_MEMORY, active: true }, LEADER_REBALANCE_POLICY, rebalancePlacementConfig(d.rebalance), 'skew')
       const name = (id: string): string => d.sm.getVm(id)?.spec.name ?? id
-      return { before: step.before, after: step.after, why: step.why, enabled: rebalanceFromEnv(), moves: step.moves.map((m) => ({ vm: m.vmId, name: name(m.vmId), from: m.from, to: m.to, gain: m.gain })) }
+      return { before: step.before, after: step.after, why: step.why, mode: d.rebalance.mode, moves: step.moves.map((m) => ({ vm: m.vmId, name: name(m.vmId), from: m.from, to: m.to, gain: m.gain })) }
     },
     'quota.set': async (p, ctx) => await d.write({ type: 'SetQuota', project: p.project, limits: p.limits }, p.idempotencyKey, ctx) as QuotaView,
     'quota.show': async (p) => {

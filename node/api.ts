@@ -20,7 +20,7 @@ import type { NodeMetrics } from './metrics.ts'
 import { admissionRefusal, drainTargets, explainVm, migrationTarget } from './scheduler.ts'
 import type { LoadBoard } from './scheduler.ts'
 import type { LoadReport } from '../protocols/load.ts'
-import type { NodeConfig } from './config.ts'
+import { CONFIG_DEFAULTS, type NodeConfig } from './config.ts'
 import { createResourceApi } from './api-resources.ts'
 import { missingRef } from '../storage/apply-vms.ts'
 import { createSchedApi, quotaRefusal } from './api-sched.ts'
@@ -54,6 +54,8 @@ export interface ApiDeps {
   subscribeNotes: (fn: (e: { index: number, at: number, text: string }) => void) => () => void
   /** the node config's [ceph] section (its pool is the default of a volume created here) */
   cephConfig?: NodeConfig['ceph']
+  /** the node config's [rebalance] section (what `rebalance --dry-run` reports and plans with) */
+  rebalanceConfig?: NodeConfig['rebalance']
 }
 
 /** How long (in log indexes) an admin's signature on a prepared command stays valid: half the
@@ -189,7 +191,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
 
   const handlers: RpcHandlers = {
     ...createResourceApi({ sm: d.sm, read, barrier, write, defaultPool: () => d.cephConfig?.pool ?? 'rbd' }),
-    ...createSchedApi({ sm: d.sm, load: d.load, now, read, write }),
+    ...createSchedApi({ sm: d.sm, load: d.load, now, read, write, rebalance: d.rebalanceConfig ?? CONFIG_DEFAULTS.rebalance }),
     ...createSnapshotApi({ sm: d.sm, read, barrier, prior, write, vmRef }),
     ...createPoolApi({ sm: d.sm, read, barrier, prior, write }),
     'cluster.status': async (p) => {

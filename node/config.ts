@@ -13,6 +13,8 @@ import { LOG_LEVEL_ENV, LOG_LEVELS } from './log.ts'
 import { compile, s, type Infer, type Node, type Schema } from '../protocols/schema.ts'
 import { BlixardError } from '../protocols/errors.ts'
 import { parseIpv4 } from '../protocols/command-schema.ts'
+import { DEFAULT_REBALANCE_MODE, REBALANCE_MODES } from '../placement/plans/rebalance-policy.ts'
+import { DEFAULT_CONFIG } from '../placement/config.ts'
 
 export class ConfigError extends Error {
   constructor (readonly key: string, readonly source: string, message: string) {
@@ -117,6 +119,11 @@ export const CONFIG_KEYS = [
   K('lease.downMarginMs', 'lease-down-margin-ms', 'BLIXARD_LEASE_DOWN_MARGIN_MS', int(0, 600_000), 'the leader waits this long past a lease before marking the node down, ms'),
   // network.uplink null: none (VLAN guests then only reach this host); network.underlayIp null:
   // from this node's own registered addresses
+  // the leader's rebalancer (node/rebalancer.ts): join fills nodes that join or become ready empty,
+  // skew evens out any imbalance, off moves nothing by itself. hotPct: a node whose gossiped cpu or
+  // memory is above it takes no VM (nodes sharing one host all gossip that host's load: 100 there)
+  K('rebalance.mode', 'rebalance', 'BLIXARD_REBALANCE', s.oneOf(REBALANCE_MODES), 'what the leader moves live by itself: join (fill new nodes), skew (even out), off'),
+  K('rebalance.hotPct', 'rebalance-hot-pct', 'BLIXARD_REBALANCE_HOT_PCT', int(1, 100), 'a node whose gossiped cpu or memory is above this % takes no rebalanced VM'),
   K('network.uplink', 'uplink', 'BLIXARD_UPLINK', textOrNull(), 'interface VLAN networks tag onto'),
   K('network.underlayIp', 'underlay-ip', 'BLIXARD_UNDERLAY_IP', ipv4OrNull(), 'local address of VXLAN tunnels')
 ] as const
@@ -163,7 +170,8 @@ export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   admins: [],
   ceph: { conf: null, pool: 'rbd', id: null, keyring: null },
   lease: { leaseMs: DEFAULT_LEASE.leaseMs, renewEveryMs: DEFAULT_LEASE.renewEveryMs, fenceMarginMs: DEFAULT_LEASE.fenceMarginMs, downMarginMs: DEFAULT_LEASE.downMarginMs },
-  network: { uplink: null, underlayIp: null }
+  network: { uplink: null, underlayIp: null },
+  rebalance: { mode: DEFAULT_REBALANCE_MODE, hotPct: DEFAULT_CONFIG.hotPct }
 }
 
 const SPEC_BY_KEY = new Map<string, KeySpec>(CONFIG_KEYS.map(k => [k.key, k]))

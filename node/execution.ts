@@ -4,7 +4,7 @@
 // leases (with the fence watchdog), and the agent that reconciles guests. Built in the order their
 // safety needs: the fence watchdog is armed before the agent may adopt or start a guest.
 // node/daemon.ts wires it to Raft and libp2p through ExecutionDeps.
-import { Rebalancer, rebalanceConfigFromEnv, rebalanceFromEnv } from './rebalancer.ts'
+import { Rebalancer, rebalancePlacementConfig } from './rebalancer.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
@@ -51,6 +51,8 @@ export interface ExecutionDeps {
 
 export interface Execution {
   scheduler: Scheduler
+  /** the leader's rebalancer (acts only while leading); null when config rebalance.mode is off */
+  rebalancer: Rebalancer | null
   /** what runs this host's guests: the agent's only way to them */
   hypervisor: Hypervisor
   /** the QEMU driver: the hypervisor of hosts without microvm.nix, and live migration's engine */
@@ -72,10 +74,9 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   const propose = d.propose
   const scheduler = new Scheduler({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'scheduler' }), metrics: d.metrics })
   scheduler.start()
-  // issue 19: live-migration rebalancing, only when the operator turned it on; its settings are
-  // checked either way (rebalance --dry-run/--apply read them too), so a bad one stops the start
-  const rebalanceConfig = rebalanceConfigFromEnv()
-  const rebalancer = rebalanceFromEnv() ? new Rebalancer({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'rebalancer' }), config: rebalanceConfig }) : null
+  // live-migration rebalancing (config rebalance.mode): by default it fills nodes that join
+  const { mode } = d.cfg.rebalance
+  const rebalancer = mode === 'off' ? null : new Rebalancer({ sm: d.sm, load: d.board, isLeader: d.isLeader, propose, log: d.log.child({ part: 'rebalancer' }), config: rebalancePlacementConfig(d.cfg.rebalance), mode })
   rebalancer?.start()
   // host networking: the uplink VLANs tag onto and the underlay address VXLAN tunnels start from
   const hostNet = new HostNet({
@@ -139,7 +140,7 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   const volumes = fencer == null ? null : new VolumeReconciler({ self: () => d.id, sm: d.sm, rbd: fencer, propose, log: d.log.child({ part: 'volumes' }) })
   volumes?.start()
   return {
-    scheduler, hypervisor, qemu, ha, agent: started, migrations, snapshots, pools, volumes,
+    scheduler, rebalancer, hypervisor, qemu, ha, agent: started, migrations, snapshots, pools, volumes,
     stop: async () => {
       scheduler.stop()
       snapshots.stop()

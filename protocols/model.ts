@@ -98,6 +98,10 @@ export interface VmRecord {
    * (storage/release-rules.ts), and is placed nowhere else meanwhile. `since` is the entry's time,
    * which the node's report echoes (so a report made before the release never ends it). */
   releasing?: { node: string, since: number }
+  /** when it last left a node other than by a live migration (a cold move, a preemption, an
+   * unassignment; HA's reschedules are in `reschedules`): the rebalancer's cooldown counts from the
+   * latest of these and of a live move (storage/apply-sched.ts lastMovedAt) */
+  movedAt?: number
 }
 
 /** Where a volume's RBD image stands (protocols/volume-phases.ts): `pending` until the volume

@@ -17,8 +17,9 @@ export interface RebalanceView {
   after: number
   moves: Array<{ vm: string, name: string, from: string, to: string, gain: number }>
   why: string
-  /** is the leader's rebalancer running (BLIXARD_REBALANCE=on on the answering node)? */
-  enabled: boolean
+  /** what the answering node's rebalancer does while it leads (config rebalance.mode): join fills
+   * nodes that join or become ready empty, skew evens out any imbalance, off moves nothing */
+  mode: 'off' | 'join' | 'skew'
 }
 
 /** anything: checked by validateCommand as the SetQuota it becomes */

@@ -76,7 +76,7 @@ export async function runSafely (seed: number, o: Pick<CliOptions, 'nodes' | 'st
     return {
       seed, nodes, steps: o.steps, bug: o.bug, trace: [],
       violations: [{ checker: 'exception', at: -1, message: `${e.name}: ${e.message} at ${where}` }],
-      stats: { events: 0, messages: 0, ops: 0, opsOk: 0, opsUnknown: 0, maxTerm: 0, commit: 0, crashes: 0, partitions: 0, membership: 0, joint: 0, replicas: 0, inconclusive: 0, schedulerProposals: 0, haFences: 0, haMarksDown: 0, haPauses: 0, haStarts: 0, preemptions: 0, rebalanceMoves: 0, tenantOps: 0 }
+      stats: { events: 0, messages: 0, ops: 0, opsOk: 0, opsUnknown: 0, maxTerm: 0, commit: 0, crashes: 0, partitions: 0, membership: 0, joint: 0, replicas: 0, inconclusive: 0, schedulerProposals: 0, haFences: 0, haMarksDown: 0, haPauses: 0, haStarts: 0, preemptions: 0, rebalanceMoves: 0, tenantOps: 0, rebalanceMode: 'none', drains: 0, undrains: 0, movesJudged: 0 }
     }
   }
 }
@@ -110,6 +110,13 @@ async function main (): Promise<void> {
   const t0 = Date.now()
   let done = 0
   let violations = 0
+  // what the scheduler (preemption, rebalancing) did over all seeds (stderr, beside the progress)
+  const sched = { preemptions: 0, rebalanceMoves: 0, skewRuns: 0, joinRuns: 0, drains: 0, undrains: 0, movesJudged: 0 }
+  const tally = (r: RunResult): void => {
+    sched.preemptions += r.stats.preemptions; sched.rebalanceMoves += r.stats.rebalanceMoves; sched.drains += r.stats.drains
+    sched.undrains += r.stats.undrains; sched.movesJudged += r.stats.movesJudged
+    if (r.stats.rebalanceMode === 'skew') sched.skewRuns++; else if (r.stats.rebalanceMode === 'join') sched.joinRuns++
+  }
   const progress = (): void => {
     if (seeds.length >= 20 && (done % 50 === 0 || done === seeds.length)) {
       process.stderr.write(`sim: ${done}/${seeds.length} seeds, ${violations} violations, ${((Date.now() - t0) / 1000).toFixed(1)}s\n`)
@@ -121,6 +128,7 @@ async function main (): Promise<void> {
       const r = await runSafely(seed, o)
       if (o.trace) process.stdout.write(r.trace.join('\n') + (r.trace.length > 0 ? '\n' : ''))
       report(r)
+      tally(r)
       violations += r.violations.length
       done++
       progress()
@@ -145,6 +153,7 @@ async function main (): Promise<void> {
             const rr = results.get(seeds[nextToPrint]) as RunResult
             results.delete(seeds[nextToPrint])
             report(rr)
+            tally(rr)
             violations += rr.violations.length
             nextToPrint++
             done++
@@ -161,6 +170,7 @@ async function main (): Promise<void> {
     })
     if (done !== seeds.length) throw new Error(`sim: only ${done} of ${seeds.length} seeds reported`)
   }
+  process.stderr.write(`sim: scheduler: ${sched.preemptions} preemptions, ${sched.rebalanceMoves} rebalancing moves (${sched.skewRuns} skew-mode runs, ${sched.joinRuns} join-mode), ${sched.drains} drains and ${sched.undrains} undrains, ${sched.movesJudged} moved VMs checked against the hosts at the end\n`)
   process.stdout.write(`sim: ${seeds.length} seeds, ${violations} violations\n`)
   process.exitCode = violations > 0 ? 1 : 0
 }

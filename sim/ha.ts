@@ -10,7 +10,7 @@
 // (the HA nemesis pauses a daemon whose guests keep running). Ground truth is which guests run where,
 // and the NeverTwice checker judges it.
 import type { Command } from '../protocols/commands.ts'
-import type { NodeRecord } from '../protocols/model.ts'
+import type { NodeRecord, VmRecord } from '../protocols/model.ts'
 import { LeaseHolder } from '../node/core/lease-holder.ts'
 import { LeaseKeeper } from '../node/core/lease-keeper.ts'
 import { hostFenceAfterMs } from '../node/core/lease-rules.ts'
@@ -54,6 +54,8 @@ export interface HaSimOptions {
   /** planted bug: neither the watchdog nor the daemon stops guests when the lease runs out */
   noSelfFence: boolean
   trace: ((line: string) => void) | null
+  /** told of every guest an agent boots, with the VM's record on that host's replica */
+  onStart?: (host: string, guest: string, vm: VmRecord | undefined, now: number) => void
 }
 
 export class HaSim {
@@ -164,8 +166,12 @@ export class HaSim {
       h.guests.add(id)
       this.stats.starts++
       this.trace(`${h.id} starts ${id}`)
+      this.o.onStart?.(h.id, id, r.sm.getVm(id.slice(0, id.lastIndexOf('@'))), now)
     }
   }
+
+  /** guests a live migration handed over, `guest>host` (the guest's state reached that host) */
+  readonly handedOver = new Set<string>()
 
   /** Does host `host` run this guest (`vmId@createdAt`) now? The ground truth its agent observes. */
   runs (host: string, guest: string): boolean {
@@ -194,6 +200,7 @@ export class HaSim {
     if (dst.watchdog === null || dst.holder === null || r === undefined || !r.up || dst.holder.mayRun(this.clock(dst.replica), rec) !== null) return false
     src.guests.delete(guest)
     dst.guests.add(guest)
+    this.handedOver.add(`${guest}>${to}`)
     this.trace(`${from} hands ${guest} over to ${to} (live migration)`)
     this.o.checker.observe(this.hosts, this.o.sched.now())
     return true

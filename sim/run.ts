@@ -20,11 +20,13 @@ import { Linearizability } from './checkers/linearizability.ts'
 import { StaleReads } from './checkers/stale-reads.ts'
 import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
 import { PlacementInvariants } from './checkers/placement.ts'
-import { VmScheduler } from './vm-scheduler.ts'
+import { VmScheduler, HOSTS } from './vm-scheduler.ts'
 import { HaSim } from './ha.ts'
 import { NeverTwice } from './checkers/never-twice.ts'
 import { SchedulingInvariants } from './checkers/scheduling.ts'
-import { SchedModel } from './sched-model.ts'
+import { SchedModel, SIM_REBALANCE_EVERY_MS } from './sched-model.ts'
+import { MoveInvariants } from './checkers/moves.ts'
+import { RebalanceConverges } from './checkers/rebalance-converges.ts'
 import { PREEMPT_BUGS } from '../placement/plans/preempt.ts'
 import type { PreemptBug } from '../placement/plans/preempt.ts'
 
@@ -37,6 +39,8 @@ export const RECOVERED_ADMIN = '12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto
 const CHECKPOINT_MS = 500
 /** virtual ms, after the liveness phase, for the last operations to finish and replicas to catch up */
 const SETTLE_MS = OP_DEADLINE_MS + 500
+/** rebalancer passes after the heal before the scheduler's loops stop (rebalance-converges) */
+export const CONVERGE_ROUNDS = 20
 
 export interface RunOptions {
   seed: number
@@ -80,6 +84,11 @@ export interface RunStats {
   preemptions: number
   rebalanceMoves: number
   tenantOps: number
+  /** the rebalancer's mode in this run; drains and undrains by the admin; moved VMs judged at the end */
+  rebalanceMode: string
+  drains: number
+  undrains: number
+  movesJudged: number
 }
 
 export interface RunResult {
@@ -125,9 +134,17 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
   const vmScheduler = new VmScheduler(sched, cluster, trace, o.sched === false)
   // forked after everything else, so HA draws change no other stream
-  const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace })
+  // moves are judged against the hosts' guests (sim/ha.ts) when HA is in the run
+  let moves: MoveInvariants | null = null
+  const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace, onStart: (h, g, vm, now) => { moves?.started(h, g, vm, now) } })
   // the scheduler of issue 19 (shipped loops, a tenant, the hosts' agents); forked last, like HA
   const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace })
+  moves = new MoveInvariants(ha === null ? null : { hosts: Array.from({ length: HOSTS }, (_, i) => `host${i + 1}`), runs: (h, g) => ha.runs(h, g), handedOver: (h, g) => ha.handedOver.has(`${g}>${h}`) })
+  if (schedModel !== null) {
+    // the model's rebalancers hear of applied commands as the daemon's do (node/apply-effects.ts)
+    checkers.push({ name: 'sched-effects', violations: [], onApply: (r, _e, _now, env, result) => { schedModel.applied(r, env, result) } })
+    checkers.push(moves, new RebalanceConverges(CONVERGE_ROUNDS, schedModel.mode === 'skew'))
+  }
   // some runs note an admin recovery on every member mid-faults (membership's voteRecovery round);
   // forked, so its draws change no other stream
   const recovery = rng.fork('recovery')
@@ -168,6 +185,8 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   }
   workload.stop()
   vmScheduler.stop()
+  // the rebalancer's rounds on a cluster nothing else changes (rebalance-converges)
+  if (schedModel !== null) await sched.runUntilSettled(sched.now() + CONVERGE_ROUNDS * SIM_REBALANCE_EVERY_MS)
   schedModel?.stop()
   ha?.stop()
   await sched.runUntilSettled(sched.now() + SETTLE_MS)
@@ -206,7 +225,11 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
     haStarts: ha?.stats.starts ?? 0,
     preemptions: scheduling.stats.preemptions,
     rebalanceMoves: scheduling.stats.rebalanceMoves,
-    tenantOps: schedModel?.stats.tenantOps ?? 0
+    tenantOps: schedModel?.stats.tenantOps ?? 0,
+    rebalanceMode: schedModel?.mode ?? 'none',
+    drains: schedModel?.stats.drains ?? 0,
+    undrains: schedModel?.stats.undrains ?? 0,
+    movesJudged: moves.judged
   }
   for (const v of violations) trace?.(`VIOLATION ${v.checker} at ${v.at}: ${v.message}`)
   trace?.(`stats ${JSON.stringify(stats)}`)

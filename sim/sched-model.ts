@@ -3,8 +3,13 @@
 // Rebalancer loop (node/rebalancer.ts: hysteresis, budget, cooldown), each acting only while its
 // replica leads, driven by the virtual clock and proposing through its replica's core. What is
 // simulated is around them, as sim/ha.ts does for HA:
-// - an admin who sets project quotas and a tenant who creates, stops and deletes VMs of several
-//   priorities (some not preemptible) in those projects, big enough that the hosts run full;
+// - an admin who sets project quotas, and now and then drains a host (its VMs leave it, running
+//   ones live) and sets it ready again (an empty node: the join mode's event), and a tenant who
+//   creates, stops and deletes VMs of several priorities (some not preemptible) in those
+//   projects, big enough that the hosts run full;
+// - the rebalancer's mode, drawn per seed: join (the default: fill a node set ready empty, woken by
+//   the apply of that command on each replica, through node/apply-effects.ts as in the daemon) or
+//   skew (even out any imbalance);
 // - each host's agent, which reports its VMs running (so they may move live) and reports its part
 //   of each live migration (target-ready, source-completed, target-running), over the simulated
 //   network to the leader.
@@ -17,7 +22,8 @@ import { BlixardError } from '../protocols/errors.ts'
 import { Scheduler } from '../node/scheduler.ts'
 import type { Every, SchedulerDeps } from '../node/scheduler.ts'
 import { LEADER_REBALANCE_POLICY, Rebalancer } from '../node/rebalancer.ts'
-import type { RebalancerDeps } from '../node/rebalancer.ts'
+import type { ActiveRebalanceMode, RebalancerDeps } from '../node/rebalancer.ts'
+import { effectsOf } from '../node/apply-effects.ts'
 import { activeMigration } from '../storage/migration-guard.ts'
 import { createLogger } from '../node/log.ts'
 import type { PreemptBug } from '../placement/plans/preempt.ts'
@@ -46,6 +52,9 @@ export const PROJECTS = ['alpha', 'beta'] as const
 export const PROJECT_LIMITS = { vcpus: 40, memoryMiB: 24_576, vms: 4 }
 /** one way, an agent's report to the leader */
 const LINK_MS = 3
+/** per tenant round: the admin drains a host (when none drains), or sets the draining one ready */
+const DRAIN_CHANCE = 0.06
+const UNDRAIN_CHANCE = 0.25
 
 interface Loops { inc: number, scheduler: Scheduler, rebalancer: Rebalancer }
 
@@ -64,9 +73,24 @@ export class SchedModel {
   private running = false
   private tenantOn = false
   private seq = 0
-  readonly stats = { rebalancePasses: 0, rebalanceStarted: 0, tenantOps: 0 }
+  readonly stats = { rebalancePasses: 0, rebalanceStarted: 0, tenantOps: 0, drains: 0, undrains: 0 }
+  /** the rebalancer's mode in this run (drawn once per seed) */
+  readonly mode: ActiveRebalanceMode
 
-  constructor (private readonly o: SchedModelOptions) {}
+  constructor (private readonly o: SchedModelOptions) {
+    this.mode = o.rng.chance(0.5) ? 'join' : 'skew'
+  }
+
+  /** A command applied on replica `r`: what the daemon's apply effects would tell its rebalancer
+   * (a node that joined or was set ready), told to that replica's loop, after the apply returns. */
+  applied (r: Replica, env: CommandEnvelope | null | undefined, result: ApplyResult | null | undefined): void {
+    if (env == null || result == null) return
+    const node = effectsOf(r.id, env, result).nodeReady
+    const l = this.loops.get(r.id)
+    if (node == null || l === undefined) return
+    const inc = l.inc
+    this.o.sched.after(0, () => { if (this.loops.get(r.id)?.inc === inc && r.up) l.rebalancer.nodeReady(node) })
+  }
 
   start (): void {
     this.running = true
@@ -139,7 +163,7 @@ export class SchedModel {
     const now = (): number => sched.now()
     const noLoad = { hints: () => new Map() }
     const sdeps: SchedulerDeps = { sm, load: noLoad, isLeader, propose, log: log.child({ part: 'scheduler' }), now, bugs: this.o.bugs }
-    const rdeps: RebalancerDeps = { sm, load: noLoad, isLeader, propose, log: log.child({ part: 'rebalancer' }), now, policy: LEADER_REBALANCE_POLICY }
+    const rdeps: RebalancerDeps = { sm, load: noLoad, isLeader, propose, log: log.child({ part: 'rebalancer' }), now, policy: LEADER_REBALANCE_POLICY, mode: this.mode }
     const scheduler = new Scheduler(sdeps, SIM_SCHEDULE_EVERY_MS, this.every(live))
     const rebalancer = new Rebalancer(rdeps, SIM_REBALANCE_EVERY_MS, this.every(live))
     scheduler.start()
@@ -219,7 +243,15 @@ export class SchedModel {
     for (const p of PROJECTS) {
       if (quotas.find((q) => q.project === p)?.limits == null) cmds.push({ type: 'SetQuota', project: p, limits: PROJECT_LIMITS })
     }
-    if (cmds.length === 0) {
+    const draining = sm.listNodes().filter((n) => n.state === 'draining')
+    if (cmds.length === 0 && draining.length > 0 && rng.chance(UNDRAIN_CHANCE)) {
+      cmds.push({ type: 'UpdateNode', id: draining[0].id, state: 'ready' })
+      this.stats.undrains++
+    } else if (cmds.length === 0 && draining.length === 0 && rng.chance(DRAIN_CHANCE)) {
+      // forced: VMs that fit nowhere else stop and wait (the admin's --force)
+      cmds.push({ type: 'UpdateNode', id: `host${rng.range(1, HOSTS)}`, state: 'draining', force: true })
+      this.stats.drains++
+    } else if (cmds.length === 0) {
       const id = `p${rng.range(1, MODEL_VMS)}`
       const vm: VmRecord | undefined = sm.getVm(id)
       if (vm === undefined) {

@@ -13,10 +13,18 @@ import { startMigration } from './apply-migration.ts'
 
 type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 
-/** A VM moved (by anyone: an admin, an evacuation, the rebalancer) is not moved again by the
- * rebalancer for this long after its last move ended: a guest pays a pause each move, and a
+/** A VM moved (by anyone: an admin, an evacuation, the rebalancer, a preemption or HA; live or
+ * cold) is not moved again by the rebalancer for this long after its last move ended: a guest pays a pause each move, and a
  * planner that changed its mind on fresh load figures must not shuttle it to and fro. */
 export const REBALANCE_COOLDOWN_MS = 30 * 60_000
+
+/** When the VM last moved, by any way: a live migration's end (its start while in flight), a cold
+ * move or being taken off its node (movedAt), an HA reschedule; null if it never moved. */
+export function lastMovedAt (vm: VmRecord): number | null {
+  const m = vm.migration
+  const times = [m === undefined ? null : (m.ended ?? m.started), vm.movedAt ?? null, vm.reschedules?.at(-1)?.at ?? null].filter((t): t is number => t !== null)
+  return times.length === 0 ? null : Math.max(...times)
+}
 
 /** The reason a victim's status carries while it waits: who displaced it, and why it may. */
 export function preemptedReason (by: VmRecord, victim: VmRecord, node: string): string {
@@ -56,9 +64,9 @@ export function rebalanceVm (ctx: ApplyContext, c: Cmd<'RebalanceVm'>): VmRecord
   const from = vm.assignedNode === null ? undefined : ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
   // a draining node is the evacuation's (EvacuateVm); a down one is HA's
   if (from?.state !== 'ready') reject('Conflict', `VM ${vm.spec.name} is not on a ready node: the rebalancer moves VMs only between ready nodes`)
-  const last = vm.migration
-  if (last !== undefined) {
-    const since = ctx.at - (last.ended ?? last.started)
+  const last = lastMovedAt(vm)
+  if (last !== null) {
+    const since = ctx.at - last
     if (since < REBALANCE_COOLDOWN_MS) reject('Conflict', `VM ${vm.spec.name} last moved ${Math.round(since / 1000)} s ago: the rebalancer waits ${REBALANCE_COOLDOWN_MS / 60_000} min between moves of one VM`)
   }
   return startMigration(ctx, { type: 'StartMigration', vm: c.vm, target: c.target })

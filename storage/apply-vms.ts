@@ -168,7 +168,7 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (vm.assignedNode !== c.node) refuseWhileMigrating(ctx, vm, 'moving it elsewhere')
   if (c.node === null) {
     // its guest may still run on the node it leaves: bound there until released (release-rules.ts)
-    const rec: VmRecord = withRelease(ctx.tx, { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, null, ctx.at, leftDown(ctx, vm)))
+    const rec: VmRecord = withRelease(ctx.tx, { ...vm, assignedNode: null, status: { phase: 'pending', reason: c.reason ?? 'unassigned', node: null, at: ctx.at }, updatedAt: ctx.at, ...leaving(vm, ctx.at) }, releaseAfterMove(vm.releasing, vm.assignedNode, null, ctx.at, leftDown(ctx, vm)))
     setAssignment(ctx, vm.id, vm.assignedNode, null)
     ctx.tx.put('vms', vm.id, rec)
     return rec
@@ -183,10 +183,16 @@ export function assignVm (ctx: ApplyContext, c: Cmd<'AssignVm'>): VmRecord {
   if (node.liveness === 'down') reject('Conflict', `node ${node.name} is down (lease expired): it takes no new VMs`)
   // the room live moves into the node were promised is not free (migration-guard.ts incomingTo)
   checkFits(ctx, node, vm.id, vm.spec, incomingTo(ctx.tx, node.id))
-  const rec: VmRecord = withRelease(ctx.tx, { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at }, releaseAfterMove(vm.releasing, vm.assignedNode, node.id, ctx.at, leftDown(ctx, vm)))
+  const rec: VmRecord = withRelease(ctx.tx, { ...vm, assignedNode: node.id, status: { phase: 'scheduled', reason: c.reason ?? 'assigned', node: node.id, at: ctx.at }, updatedAt: ctx.at, ...leaving(vm, ctx.at) }, releaseAfterMove(vm.releasing, vm.assignedNode, node.id, ctx.at, leftDown(ctx, vm)))
   setAssignment(ctx, vm.id, vm.assignedNode, node.id)
   ctx.tx.put('vms', vm.id, rec)
   return rec
+}
+
+/** A VM taken off the node it was on moved (cold): the rebalancer's cooldown counts from now. A
+ * first placement is no move. */
+function leaving (vm: VmRecord, at: number): { movedAt?: number } {
+  return vm.assignedNode === null ? {} : { movedAt: at }
 }
 
 /** Is the node the VM is assigned to marked down (its guests fenced)? */

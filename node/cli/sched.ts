@@ -2,7 +2,7 @@
 // unlimited); `--json` prints the records as the node answers them.
 import type { QuotaLimits, QuotaUsage } from '../../protocols/model.ts'
 import { QUOTA_LIMIT_MAX } from '../../protocols/command-schema.ts'
-import type { QuotaView } from '../../protocols/rpc-sched.ts'
+import type { QuotaView, RebalanceView } from '../../protocols/rpc-sched.ts'
 import { bool, flag, int, sizeMiB, UsageError } from './args.ts'
 import { EXIT } from './errors.ts'
 import { invocationKey, mutate } from './idempotent.ts'
@@ -10,6 +10,13 @@ import { table } from './format.ts'
 import { formatMiB } from '../../protocols/vm-limits.ts'
 import type { CliHelpers, ResourceCommand } from './resources.ts'
 import type { Parsed } from './args.ts'
+
+/** What each rebalancer mode does, for `rebalance --dry-run` (config rebalance.mode, BLIXARD_REBALANCE). */
+const REBALANCE_MODE_TEXT: Record<RebalanceView['mode'], string> = {
+  off: 'it moves nothing by itself; --apply runs this plan by hand',
+  join: 'it fills a node that joins or becomes ready empty; this plan is what --apply, or mode skew, runs',
+  skew: 'it runs this plan by itself, within its budget'
+}
 
 interface Out { json: boolean, data: (value: unknown, human: () => string) => void, progress: (line: string) => void }
 
@@ -142,7 +149,7 @@ export function schedCommands ({ withCluster, need, stale }: CliHelpers): Record
         return await withCluster(p, async ({ client }) => {
         const [plan, nodes] = await Promise.all([client.call('rebalance.plan', stale(p)), client.call('node.list', { stale: true })])
         const nm = new Map(nodes.map((n) => [n.id, n.name]))
-          out.data(plan, () => `${plan.why}\nimbalance (variance of node fill): ${plan.before.toFixed(4)} → ${plan.after.toFixed(4)}; rebalancer ${plan.enabled ? 'on' : 'off (BLIXARD_REBALANCE=on turns it on)'}\n\n${table(['vm', 'from', 'to', 'gain'], plan.moves.map((m) => [m.name, nm.get(m.from) ?? m.from, nm.get(m.to) ?? m.to, m.gain.toFixed(4)]))}`)
+          out.data(plan, () => `${plan.why}\nimbalance (variance of node fill): ${plan.before.toFixed(4)} → ${plan.after.toFixed(4)}; the leader's rebalancer: mode ${plan.mode} (${REBALANCE_MODE_TEXT[plan.mode]})\n\n${table(['vm', 'from', 'to', 'gain'], plan.moves.map((m) => [m.name, nm.get(m.from) ?? m.from, nm.get(m.to) ?? m.to, m.gain.toFixed(4)]))}`)
           return EXIT.ok
         })
       }

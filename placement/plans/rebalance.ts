@@ -22,6 +22,8 @@ export interface RebalanceOptions {
   sourcesPerStep?: number
   /** nodes that take no VM (hot by gossiped load: plans/rebalance-policy.ts); they may still give */
   excludeTargets?: ReadonlySet<string>
+  /** nodes that give no VM (in the join mode, the new nodes being filled) */
+  excludeSources?: ReadonlySet<string>
   targetsPerStep?: number
   /** stop once no ready node's fill is above this (a goal on the fullest node, as well as the
    * variance: bench:placement stops at 1.1 × the lower bound of the max fill) */
@@ -45,6 +47,7 @@ export function planRebalance (cluster: PlacementCluster, config: PlacementConfi
   const maxMoves = opts.maxMoves ?? DEFAULT_MAX_MOVES
   const sources = opts.sourcesPerStep ?? DEFAULT_SOURCES_PER_STEP
   const excluded = opts.excludeTargets ?? new Set<string>()
+  const keep = opts.excludeSources ?? new Set<string>()
   const targets = opts.targetsPerStep ?? DEFAULT_TARGETS_PER_STEP
   const placer = new Placer(cluster, config)
   const nodes = placer.nodes
@@ -66,7 +69,8 @@ export function planRebalance (cluster: PlacementCluster, config: PlacementConfi
     const count = ready.length
     const byFill = [...ready].sort((a, b) => fill(b) - fill(a) || (a.id < b.id ? -1 : 1))
     if (opts.stopAtMaxFill !== undefined && fill(byFill[0]) <= opts.stopAtMaxFill) break
-    const fullest = byFill.slice(0, sources)
+    const fullest: PlacementNode[] = []
+    for (let i = 0; i < byFill.length && fullest.length < sources; i++) if (!keep.has(byFill[i].id)) fullest.push(byFill[i])
     const emptiest: PlacementNode[] = []
     for (let i = byFill.length - 1; i >= 0 && emptiest.length < targets; i--) if (!excluded.has(byFill[i].id)) emptiest.push(byFill[i])
     let best: { req: PlacementRequest, from: PlacementNode, to: PlacementNode, metric: number } | null = null

@@ -229,9 +229,9 @@ test('quotas: an admin sets one, the over-quota create is refused with the numbe
   assert.equal(shown.map((q) => [q.project, q.usage.vms, q.usage.vcpus, q.limits?.vms]), [['team-q', 1, 1, 1]])
   assert.is((await json<{ limits: null }>(['quota', 'set', 'team-q', '--clear'])).limits, null)
   await json(['vm', 'delete', 'q-one', '--yes'])
-  // the rebalancer's plan, read-only (off by default: BLIXARD_REBALANCE)
-  const plan = await json<{ before: number, after: number, moves: unknown[], enabled: boolean }>(['rebalance', '--dry-run'])
-  assert.ok(plan.after <= plan.before && Array.isArray(plan.moves) && plan.enabled === false, JSON.stringify(plan))
+  // the rebalancer's plan, read-only, and the mode the leader's rebalancer runs in (join by default)
+  const plan = await json<{ before: number, after: number, moves: unknown[], mode: string }>(['rebalance', '--dry-run'])
+  assert.ok(plan.after <= plan.before && Array.isArray(plan.moves) && plan.mode === 'join', JSON.stringify(plan))
 })
 
 test('every cluster command prints one JSON document with --json', async () => {

@@ -6,7 +6,8 @@
 // Then `rebalance` on a skewed cluster (binpack puts two tiny guests, QEMU under TCG, printing a
 // heartbeat counter, on one node): `--dry-run` shows the move and its expected gain, `--apply` runs
 // it as a live migration (the counter goes on, one QEMU), and the flag checks exit 2. The automatic
-// rebalancer stays off here (the operator's plan is what is tested); BLIXARD_REBALANCE_HOT_PCT=100
+// rebalancer is off here (BLIXARD_REBALANCE=off: the operator's plan is what is tested; its default
+// join mode would act only on a node joining, which none does); BLIXARD_REBALANCE_HOT_PCT=100
 // because the nodes share this host's load average, which marks every one of them hot.
 // VMs are made and read through the RPC the CLI calls (a CLI process costs seconds to start); the
 // CLI runs where it is what is tested: rebalance. Ports 17471-17473 (metrics 17571-17573).
@@ -22,7 +23,7 @@ import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
 const NODE_MEMORY_MIB = 256
 /** a CLI run is a fresh node process compiling TypeScript: on a loaded 2-core machine it took over 30 s */
 const CLI_TIMEOUT_MS = 120_000
-const NODE_ENV = { BLIXARD_REBALANCE_HOT_PCT: '100' }
+const NODE_ENV = { BLIXARD_REBALANCE: 'off', BLIXARD_REBALANCE_HOT_PCT: '100' }
 // leases long enough that a host starved on a loaded test machine is not fenced mid-test (the
 // default fenced a guest between its start and the plan at load 57); no host is killed here
 const LEASE = leaseArgs({ leaseMs: 30_000 })
@@ -98,6 +99,7 @@ guard('rebalance on a skewed cluster: --dry-run shows the move and its gain, --a
   const m = /imbalance \(variance of node fill\): (\d+\.\d+) → (\d+\.\d+)/.exec(dry.stdout)
   const seen = async (): Promise<string> => JSON.stringify((await Promise.all(['skew-a', 'skew-b'].map(async (n) => await show(c, 0, n)))).map((v) => [v.spec.name, v.assignedNode, v.status.phase, v.status.node, v.status.reason]))
   assert.ok(m != null && Number(m[2]) < Number(m[1]), `the imbalance it expects to leave: ${dry.stdout}; VMs now ${await seen()}`)
+  assert.match(dry.stdout, /the leader's rebalancer: mode off \(it moves nothing by itself/, 'the plan says what the leader does by itself')
   const row = dry.stdout.split('\n').find((l) => /^skew-[ab]\s/.test(l))
   assert.ok(row != null, `a move of one of them: ${dry.stdout}`)
   const [name, from, to, gain] = row.trim().split(/\s+/)
