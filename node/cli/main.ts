@@ -393,11 +393,11 @@ const COMMANDS: Record<string, Command> = {
       const names = nodeNames(nodes)
       out.data(e, () => {
         const d = e.decision
-        const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? d.nodeId} (score ${d.total?.toFixed(3)})`
+        const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? shortId(d.nodeId)} (score ${d.total?.toFixed(3)})`
         const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : filterReason(n.filter, n.reason)])
         const waiting = e.waiting != null ? `\nWaiting: ${named(e.waiting, names)}` : ''
-        const pre = e.preemption == null ? '' : e.preemption.nodeId == null ? `\nPreemption: none possible: ${e.preemption.reason}` : `\nPreemption: ${named(e.preemption.reason, names)}`
-        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}${waiting}${pre}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
+        const pre = e.preemption == null ? '' : e.preemption.nodeId == null ? `\nPreemption: none possible: ${named(e.preemption.reason, names)}` : `\nPreemption: ${named(e.preemption.reason, names)}`
+        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? shortId(e.assignedNode)}${waiting}${pre}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
       })
       return EXIT.ok
     })
