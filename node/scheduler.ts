@@ -245,8 +245,9 @@ export function explainVm (sm: StateMachine, load: LoadBoard, vmId: string): { v
   const wait = vm.assignedNode == null ? volumeWait(sm, vm) : null
   if (wait == null) {
     const preemption = pending && decision.nodeId == null ? planPreemption(preemptionView(sm.listNodes(), others, load.hints()), requestFromVm(vm)) : null
-    // the plan names VMs by id: people read names (node ids the CLI names itself)
-    const reason = preemption?.evictions.reduce((r, id) => r.split(id).join(`VM ${sm.getVm(id)?.spec.name ?? id}`), preemption.reason)
+    // the plan names VMs and its node by id: people read names (the dashboard and --json too)
+    const node = preemption?.nodeId == null ? null : preemption.nodeId
+    const reason = preemption?.evictions.reduce((r, id) => r.split(id).join(`VM ${sm.getVm(id)?.spec.name ?? id}`), node == null ? preemption.reason : preemption.reason.split(` on ${node}:`).join(` on ${sm.getNode(node)?.name ?? node}:`))
     return { vm: vm.id, assignedNode: vm.assignedNode, decision, waiting, preemption: preemption == null ? null : { nodeId: preemption.nodeId, evictions: preemption.evictions, reason: reason ?? preemption.reason } }
   }
   const nodes = (decision.nodes ?? []).map((n) => ({ nodeId: n.nodeId, feasible: false as const, filter: 'volume' as const, reason: wait }))

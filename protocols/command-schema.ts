@@ -13,7 +13,7 @@ import { SNAPSHOT_REPORTS } from './snapshots.ts'
 import { MAX_WARM_POOL_SIZE } from './pools.ts'
 import type { CommandAuth } from './auth.ts'
 import { AUTH_LIMITS } from './auth.ts'
-import { VM_LIMITS } from './vm-limits.ts'
+import { QUOTA_LIMIT_MAX, VM_LIMITS } from './vm-limits.ts'
 import type { VmSpec } from './model.ts'
 import { HYPERVISORS, HYPERVISOR_CAPABILITIES, NODE_STATES, QUOTA_RESOURCES, RESTART_POLICIES, VM_DESIRED_STATES, VM_PHASES } from './model.ts'
 import type { Infer, Problem, Schema } from './schema.ts'
@@ -211,8 +211,6 @@ const reportReason = { reason: text() }
 
 // ---- scheduler pieces (issue 19) ----
 
-/** Bounds of a quota limit: larger than any cluster, so a typo is caught, not a real setting. */
-export const QUOTA_LIMIT_MAX = 1e12
 /** VMs one preemption may evict: a VM needs at most a node's worth of room. */
 export const MAX_PREEMPTION_VICTIMS = 256
 

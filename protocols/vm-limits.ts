@@ -13,6 +13,10 @@ export const VM_LIMITS = {
   maxVolumeGiB: 1024 * 1024
 } as const
 
+/** Bounds of a project's quota limit: larger than any cluster, so a typo is caught, not a real
+ * setting (here, beside the VM limits, so the CLI checks its flags without loading the schemas). */
+export const QUOTA_LIMIT_MAX = 1e12
+
 /** A MiB count the way a person writes it: 96M, 2G, 16T. */
 export function formatMiB (mib: number): string {
   if (mib >= 1024 * 1024 && mib % (1024 * 1024) === 0) return `${mib / (1024 * 1024)}T`

@@ -2,7 +2,7 @@
 // microVM and shows its console. Leaves the cluster running for you to explore
 // (Ctrl-C stops it; --exit stops it after the demo).
 //
-//   npm start [-- --exit] [--dir .cluster] [--base-port 7001]
+//   npm start [-- --exit] [--dir .cluster] [--base-port 7001] [--form-timeout 600]
 import '../node/polyfill.ts'
 import { spawnSync } from 'node:child_process'
 import { join, resolve } from 'node:path'
@@ -35,12 +35,33 @@ const env = { ...process.env, BLIXARD_PEER: c.nodes[0].addr, BLIXARD_CLUSTER_KEY
 const stopAll = (): void => { for (const n of c.nodes) n.proc?.kill('SIGTERM'); removeEnvFile(c) }
 process.on('SIGINT', () => { stopAll(); process.exit(130) })
 
-step('waiting for the cluster to elect a leader')
+// three daemons compiling their TypeScript and electing a leader: seconds on a quiet host, minutes
+// on a loaded one (it took over 120 s at load 40)
+const formSeconds = Number(get('--form-timeout') ?? 600)
+if (!Number.isInteger(formSeconds) || formSeconds < 1) { process.stderr.write(`--form-timeout must be a whole number of seconds, got ${get('--form-timeout') ?? ''}\n`); stopAll(); process.exit(2) }
+step(`waiting for the cluster to elect a leader (up to ${formSeconds} s; progress every 10 s)`)
 const t0 = Date.now()
+let said = 0
 for (;;) {
   const r = cli(['status', '--json', '--timeout', '5'], env, true)
-  if (r.code === 0 && JSON.parse(r.out).voters.length === 3) break
-  if (Date.now() - t0 > 120_000) { process.stderr.write(`no 3-voter cluster after 120 s; see ${c.dir}/nodeN/log\n`); stopAll(); process.exit(1) }
+  const st = r.code === 0 ? JSON.parse(r.out) as { leader: string | null, voters: string[] } : null
+  if (st != null && st.voters.length === 3) break
+  const gone = c.nodes.filter((n) => n.proc?.exitCode != null || n.proc?.signalCode != null)
+  if (gone.length > 0) {
+    process.stderr.write(`${gone.map((n) => n.name).join(', ')} stopped while the cluster formed; see ${gone.map((n) => join(n.dir, 'log')).join(', ')} (a port in use? try --base-port)\n`)
+    stopAll(); process.exit(1)
+  }
+  const s = Math.round((Date.now() - t0) / 1000)
+  if (s >= formSeconds) {
+    process.stderr.write(`no 3-voter cluster after ${s} s. What the nodes said is in ${c.nodes.map((n) => join(n.dir, 'log')).join(', ')}.
+On a busy host the start may only be slow: run again with --form-timeout ${formSeconds * 2} (npm start -- --form-timeout ${formSeconds * 2}),
+or stop other work first; if the logs show no leader ever, check that ports ${c.nodes[0].addr.split('/')[4]}.. are free (--base-port PORT).\n`)
+    stopAll(); process.exit(1)
+  }
+  if (s - said >= 10) {
+    said = s
+    process.stdout.write(`  ${s} s: ${st == null ? 'no node answers yet (they are starting)' : st.leader == null ? `${st.voters.length} voter(s), no leader yet` : `leader elected, ${st.voters.length} of 3 voters`}\n`)
+  }
   await new Promise((r) => setTimeout(r, 1000))
 }
 process.stdout.write(cli(['status'], env).out)

@@ -64,8 +64,9 @@ export async function connect (opts: { peer?: string, peerId?: string, clusterKe
   if (opts.peerId != null) {
     try { wanted = peerIdFromString(opts.peerId) } catch { throw new BlixardError('InvalidParams', `--peer-id "${opts.peerId}" is not a peer id (e.g. 12D3KooW…; \`blixard node list -o wide\` shows them)`) }
   }
-  // a DHT client: it asks, and stays out of the nodes' routing tables (it leaves in a moment)
-  const host = await createBlixardHost({ privateKey, clusterKey, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: useMdns, mdnsIntervalMs: 500, dht: 'client' })
+  // a DHT client only to find --peer-id: it asks, and stays out of the nodes' routing tables (it
+  // leaves in a moment); no gossip (load reports are for nodes)
+  const host = await createBlixardHost({ privateKey, clusterKey, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: useMdns, mdnsIntervalMs: 500, dht: wanted != null ? 'client' : 'off', pubsub: false })
   try {
     let target: PeerId | ReturnType<typeof multiaddr>
     let peerLabel: string

@@ -11,17 +11,16 @@ import type { BlixError } from '../../protocols/commands.ts'
 import { parseArgs, flag, bool, int, sizeMiB, durationMs, UsageError } from './args.ts'
 import { createInterface } from 'node:readline/promises'
 import type { FlagSpec, Parsed } from './args.ts'
-import { connect, whoami, configDir, connectFailure } from './connect.ts'
-import { multiaddr } from '@multiformats/multiaddr'
-import { RpcClient } from '../net/rpc.ts'
+// the libp2p half (connect.ts, net/rpc.ts, keygen.ts) is imported where a command needs it: loading
+// it is most of a CLI start, and help, usage errors and completion scripts need none of it
 import type { Connection } from './connect.ts'
+import type { RpcClient } from '../net/rpc.ts'
 import { table, keyValues, mib, ago, shortId, pct, named } from './format.ts'
 import { VM_LIMITS, formatMiB } from '../../protocols/vm-limits.ts'
 import { MAX_CONSOLE_INPUT_BYTES } from '../../protocols/limits.ts'
 import { describe, exitCodeFor, nextStep, CliError, EXIT } from './errors.ts'
 import type { JsonError } from './errors.ts'
 import { parseConstraint } from './constraints.ts'
-import { writeClusterKey, ClusterKeyError } from '../keygen.ts'
 import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
 import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
@@ -67,6 +66,7 @@ class Output {
 }
 
 async function withCluster<T> (p: Parsed, fn: (c: Connection) => Promise<T>): Promise<T> {
+  const { connect } = await import('./connect.ts')
   const conn = await connect({ peer: flag(p, 'peer'), peerId: flag(p, 'peer-id'), clusterKey: flag(p, 'cluster-key'), timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })
   try { return await fn(conn) } finally { await conn.close() }
 }
@@ -393,11 +393,11 @@ const COMMANDS: Record<string, Command> = {
       const names = nodeNames(nodes)
       out.data(e, () => {
         const d = e.decision
-        const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? d.nodeId} (score ${d.total?.toFixed(3)})`
+        const head = d.nodeId == null ? 'No node can run this VM now.' : `Best node: ${names.get(d.nodeId) ?? shortId(d.nodeId)} (score ${d.total?.toFixed(3)})`
         const rows = (d.nodes ?? []).map((n) => [names.get(n.nodeId) ?? shortId(n.nodeId), n.feasible ? 'yes' : 'no', n.feasible ? n.total?.toFixed(3) ?? '' : '', n.feasible ? Object.entries(n.scores ?? {}).map(([k, v]) => `${k}=${(v).toFixed(2)}`).join(' ') : filterReason(n.filter, n.reason)])
         const waiting = e.waiting != null ? `\nWaiting: ${named(e.waiting, names)}` : ''
-        const pre = e.preemption == null ? '' : e.preemption.nodeId == null ? `\nPreemption: none possible: ${e.preemption.reason}` : `\nPreemption: ${named(e.preemption.reason, names)}`
-        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? e.assignedNode}${waiting}${pre}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
+        const pre = e.preemption == null ? '' : e.preemption.nodeId == null ? `\nPreemption: none possible: ${named(e.preemption.reason, names)}` : `\nPreemption: ${named(e.preemption.reason, names)}`
+        return `${head}\nAssigned now: ${e.assignedNode == null ? '-' : names.get(e.assignedNode) ?? shortId(e.assignedNode)}${waiting}${pre}\n\n${table(['node', 'fits', 'score', 'why'], rows)}`
       })
       return EXIT.ok
     })
@@ -520,6 +520,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Print this CLI identity (the peer id an admin must add)',
     usage: 'blixard whoami',
     run: async (_p, out) => {
+      const { whoami, configDir } = await import('./connect.ts')
       const id = await whoami()
       out.data({ peerId: id, configDir: configDir() }, () => id)
       return EXIT.ok
@@ -530,6 +531,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'blixard keygen PATH',
     run: async (p, out) => {
       const path = need(p, 1, 'PATH')[0]
+      const { writeClusterKey, ClusterKeyError } = await import('../keygen.ts')
       try { await writeClusterKey(path) } catch (err) {
         if (err instanceof ClusterKeyError && err.message.includes('already exists')) throw new CliError('AlreadyExists', err.message, 'Pick another path, or keep using the key that is there: every node of a cluster needs the same key.')
         throw err
@@ -594,6 +596,7 @@ async function attachConsole (p: Parsed, out: Output): Promise<number> {
     const host = names.get(vm.assignedNode) ?? shortId(vm.assignedNode)
     const hostId = vm.assignedNode
     const addrs = (nodes.find((n) => n.id === hostId)?.addrs ?? []).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${hostId}`)
+    const [{ RpcClient }, { multiaddr }, { connectFailure }] = await Promise.all([import('../net/rpc.ts'), import('@multiformats/multiaddr'), import('./connect.ts')])
     let input: RpcClient
     try {
       input = await RpcClient.connect(libp2p, addrs.map((a) => multiaddr(a)), { timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })

@@ -1,13 +1,12 @@
 // CLI commands of issue 19: `blixard quota set|show`, `blixard rebalance --dry-run|--apply`. Every limit is optional (left out:
 // unlimited); `--json` prints the records as the node answers them.
 import type { QuotaLimits, QuotaUsage } from '../../protocols/model.ts'
-import { QUOTA_LIMIT_MAX } from '../../protocols/command-schema.ts'
 import type { QuotaView, RebalanceView } from '../../protocols/rpc-sched.ts'
 import { bool, flag, int, sizeMiB, UsageError } from './args.ts'
 import { EXIT } from './errors.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 import { table } from './format.ts'
-import { formatMiB } from '../../protocols/vm-limits.ts'
+import { QUOTA_LIMIT_MAX, formatMiB } from '../../protocols/vm-limits.ts'
 import type { CliHelpers, ResourceCommand } from './resources.ts'
 import type { Parsed } from './args.ts'
 

@@ -20,10 +20,9 @@ import type { Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import type { Ping } from '@libp2p/ping'
 import { clusterKeyProtector } from './pnet.ts'
-import { mdns } from '@libp2p/mdns'
-import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+// mDNS, Kademlia and gossipsub are imported only by a host that runs them: a CLI runs none of them
+// (most commands), and they are a third of the code a CLI start would otherwise load
 import type { KadDHT, SingleKadDHT } from '@libp2p/kad-dht'
-import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import {
   DIAL_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES, INBOUND_UPGRADE_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS,
@@ -53,9 +52,10 @@ export const DHT_JOIN_LOOKUP_MIN_GAP_MS = 10_000
 export interface CoreServices extends ServiceMap {
   identify: Identify
   ping: Ping
-  /** absent when the host was created with `dht: 'off'` (the bench's baseline) */
+  /** absent when the host was created with `dht: 'off'` (the bench's baseline, a CLI) */
   dht?: KadDHT
-  pubsub: GossipSub
+  /** absent when the host was created with `pubsub: false` (a CLI) */
+  pubsub?: GossipSub
 }
 
 /** A service factory as libp2p takes it: `(components) => service`. */
@@ -89,6 +89,8 @@ export interface BlixardHostOptions<S extends ServiceMap> {
   /** Kademlia: 'server' (a node: answers queries, default), 'client' (a CLI or probe: asks, and
    * never enters the nodes' routing tables, which it would leave at once), 'off' (no DHT at all) */
   dht?: 'server' | 'client' | 'off'
+  /** gossipsub (load reports travel on it); default on. A CLI has no use for it. */
+  pubsub?: boolean
   /** our own services, composed into the same createLibp2p */
   services?: ServiceFactories<S>
 }
@@ -97,6 +99,11 @@ export interface BlixardHostOptions<S extends ServiceMap> {
 export async function createBlixardHost<S extends ServiceMap = Record<string, never>> (opts: BlixardHostOptions<S>): Promise<BlixardHost<S>> {
   const dialTimeout = opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS
   const bootstrap = (opts.bootstrap ?? []).map(a => multiaddr(a))
+  const [mdnsMod, dhtMod, pubsubMod] = await Promise.all([
+    opts.mdns === true ? import('@libp2p/mdns') : null,
+    opts.dht === 'off' ? null : import('@libp2p/kad-dht'),
+    opts.pubsub === false ? null : import('@libp2p/gossipsub')
+  ])
   const host = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
@@ -121,17 +128,21 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
       maxConnections: MAX_CONNECTIONS,
       maxParallelDials: MAX_PARALLEL_DIALS
     },
-    peerDiscovery: opts.mdns === true ? [mdns({ serviceTag: MDNS_SERVICE_TAG, interval: opts.mdnsIntervalMs ?? 10_000 })] : [],
+    peerDiscovery: mdnsMod != null ? [mdnsMod.mdns({ serviceTag: MDNS_SERVICE_TAG, interval: opts.mdnsIntervalMs ?? 10_000 })] : [],
     services: {
       identify: identify(),
       ping: ping(),
       // passthroughMapper: a cluster lives on private addresses, which the default mapper drops
-      ...(opts.dht === 'off' ? {} : { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: opts.dht === 'client', peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true, kBucketSize: DHT_K_BUCKET_SIZE, prefixLength: DHT_PREFIX_LENGTH }) }),
-      pubsub: gossipsub({
-        allowPublishToZeroTopicPeers: true,
-        emitSelf: false,
-        heartbeatInterval: opts.gossipHeartbeatMs ?? 1000
-      }),
+      ...(dhtMod == null ? {} : { dht: dhtMod.kadDHT({ protocol: DHT_PROTOCOL, clientMode: opts.dht === 'client', peerInfoMapper: dhtMod.passthroughMapper, allowQueryWithZeroPeers: true, kBucketSize: DHT_K_BUCKET_SIZE, prefixLength: DHT_PREFIX_LENGTH }) }),
+      ...(pubsubMod == null
+        ? {}
+        : {
+            pubsub: pubsubMod.gossipsub({
+              allowPublishToZeroTopicPeers: true,
+              emitSelf: false,
+              heartbeatInterval: opts.gossipHeartbeatMs ?? 1000
+            })
+          }),
       ...(opts.services ?? {})
     } as unknown as ServiceFactoryMap<CoreServices & S>
   })

@@ -79,10 +79,12 @@ test('forged and malformed reports are rejected with a named error and change no
   const forged = { node: victim, cpuPct: 99, memPct: 99, diskPct: 99, vmCount: 9, appliedIndex: 1, at: clock + 10, seq: 1e9 }
   // publish straight on the topic, bypassing b's own validation (pubsub validates our own publish too, so
   // remove b's validator first)
-  b.services.pubsub.topicValidators.delete(LOAD_TOPIC)
-  await b.services.pubsub.publish(LOAD_TOPIC, encodePayload(forged))
-  await b.services.pubsub.publish(LOAD_TOPIC, Uint8Array.from([0xff, 0x00, 0x13]))
-  await b.services.pubsub.publish(LOAD_TOPIC, encodePayload({ ...forged, node: b.peerId.toString(), cpuPct: 250 }))
+  const pubsub = b.services.pubsub
+  assert.ok(pubsub != null, 'a node host runs gossipsub')
+  pubsub.topicValidators.delete(LOAD_TOPIC)
+  await pubsub.publish(LOAD_TOPIC, encodePayload(forged))
+  await pubsub.publish(LOAD_TOPIC, Uint8Array.from([0xff, 0x00, 0x13]))
+  await pubsub.publish(LOAD_TOPIC, encodePayload({ ...forged, node: b.peerId.toString(), cpuPct: 250 }))
   await until(() => a.services.load.rejected() >= rejected + 3, 3000, 'three rejections')
   assert.ok(before != null)
   assert.is(a.services.load.get(victim)!.cpuPct, 0) // a's own figures, not the forged 99

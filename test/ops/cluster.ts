@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import * as assert from 'uvu/assert'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { prepareLocalCluster, startNode } from '../../scripts/local-cluster.ts'
 import type { LocalNode } from '../../scripts/local-cluster.ts'
@@ -64,6 +65,19 @@ export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs 
   let json: unknown = null
   try { json = JSON.parse(stdout) } catch { json = null }
   return { code, stdout, stderr, json }
+}
+
+/** The --json error a failed command printed, checked: its exit code (in the JSON too), its kind,
+ * a next step that says something, and that next step on stderr as well. */
+export function jsonError (r: CliResult, kind: string, code: number): { kind: string, message: string, next: string, exitCode: number } {
+  assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
+  const e = (r.json as { error?: { kind: string, message: string, next: string, exitCode: number } } | null)?.error
+  assert.ok(e != null, `--json error on stdout, got: ${r.stdout}`)
+  assert.is(e.kind, kind)
+  assert.is(e.exitCode, code)
+  assert.ok(e.next.length > 10, 'the error says what to do next')
+  assert.ok(r.stderr.includes(e.next.split('\n')[0]), 'the next step is on stderr too')
+  return e
 }
 
 export class OpsCluster {

@@ -1,14 +1,19 @@
-// The operator's day, each check against one live 3-node cluster through the real
-// `blixard` CLI: names where people read (ids only with -o wide or --json), events that say what
-// happened by name, node health that does not show a silent node as ready, a clear error from an
-// address that is not a Blixard node, a console, and a drain that warns before stranding a VM.
+// The operator's day, every check against one live 3-node cluster through the real `blixard` CLI
+// (one cluster for all: each start costs three daemons and a leader election): names where people
+// read (ids only with -o wide or --json), admission that fails fast, quotas, a JSON document (or
+// NDJSON for streams) from every command with --json and the exit code its error kind documents,
+// events that say what happened by name, node health that does not show a silent node as ready, a
+// clear error from an address that is not a Blixard node, a console, and a drain that warns before
+// stranding a VM. One guest boots (the console's, pinned to node3, which the drain test then
+// strands) and one more for the two-drains race; every other VM is a record that never boots.
+// Ports 17461-17463 (HTTP 17561-17563). The CLI checks that need no cluster are in cli.test.ts.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { CLI_TIMEOUT_MS, OpsCluster, ROOT, until } from './cluster.ts'
+import { CLI_TIMEOUT_MS, OpsCluster, ROOT, jsonError, runCli, until } from './cluster.ts'
 import { readClusterKey, writeClusterKey } from '../../node/keygen.ts'
 import { loadTinyGuest } from '../../node/qemu/tiny-guest.ts'
 import type { CliResult } from './cluster.ts'
@@ -44,9 +49,11 @@ async function human (args: string[]): Promise<string> {
   return r.stdout
 }
 
+/** Runs a command with --json and returns the parsed document (exit 0 required). */
 async function json<T> (args: string[]): Promise<T> {
   const r = await cli([...args, '--json'])
   assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+  assert.ok(r.json != null, `${args.join(' ')} --json printed: ${r.stdout.slice(0, 200)}`)
   return r.json as T
 }
 
@@ -64,13 +71,8 @@ async function streamUntil (args: string[], re: RegExp): Promise<{ stdout: strin
   return got
 }
 
-function jsonError (r: CliResult, kind: string, code: number): { message: string, next: string } {
-  assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
-  const e = (r.json as { error?: { kind: string, message: string, next: string } } | null)?.error
-  assert.ok(e != null, `--json error on stdout, got: ${r.stdout}`)
-  assert.is(e.kind, kind)
-  return e
-}
+/** What a stream printed up to its last complete line. */
+const completeLines = (stdout: string): string[] => stdout.slice(0, stdout.lastIndexOf('\n') + 1).split('\n').filter((l) => l !== '')
 
 test('names where people read: status, nodes, vm list/show and events name nodes and VMs; ids only with -o wide or --json', async () => {
   const cl = await cluster()
@@ -104,7 +106,134 @@ test('names where people read: status, nodes, vm list/show and events name nodes
   for (const line of ev.split('\n').filter((l) => !l.includes(' admin '))) assert.not.match(line, PEER_ID, line)
 })
 
-test('fast honest failures: a missing --disk or --network names the flag and where to look; an overlapping subnet names the other network and what to do', async () => {
+test('admission fails fast: a VM that fits no node is refused at once (exit 4, the reasons by node name); --queue accepts it pending, saying why', async () => {
+  const cl = await cluster()
+  const r = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '200', '--json'])
+  const e = jsonError(r, 'NoCapacity', 4)
+  assert.match(e.message, /^no node fits VM too-big: node\d: cpu: \d/)
+  // the reasons name each filter once ("cpu: …", not "cpu: cpu: …")
+  assert.not.match(e.message, /cpu: cpu:/)
+  assert.match(e.message, /--queue/)
+  assert.not.ok((await cl.state(0)).vms.some((v) => v.name === 'too-big'), 'nothing recorded')
+  // with --wait too: refused at once, not after waiting out --timeout and blaming the cluster (exit 5)
+  const started = Date.now()
+  const w = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '64', '--wait', '--timeout', '60', '--json'], {}, 90_000)
+  assert.match(jsonError(w, 'NoCapacity', 4).message, /^no node fits VM too-big: node\d: cpu: /)
+  assert.ok(Date.now() - started < 60_000, `answered before --timeout ran out: ${Date.now() - started} ms`)
+  const q = await cl.cli(['vm', 'create', 'too-big', '--vcpus', '200', '--queue'])
+  assert.is(q.code, 0, q.stderr)
+  assert.match(q.stdout, /^VM too-big created, pending: node\d: cpu: /)
+  // pending but meant to run: a delete without --force is refused off a terminal, and nothing changes
+  const refused = jsonError(await cl.cli(['vm', 'delete', 'too-big', '--json']), 'InvalidCommand', 2)
+  assert.match(refused.message, /^VM too-big is pending: not deleting it without confirmation/)
+  assert.match(refused.next, /--force/)
+  assert.ok((await cl.state(0)).vms.some((v) => v.name === 'too-big'), 'still there')
+  assert.is((await json<{ id: string }>(['vm', 'delete', 'too-big', '--force'])).id.length > 0, true)
+})
+
+test('volume create with no node that can reach Ceph: refused at once (exit 4, naming the config), nothing recorded', async () => {
+  const cl = await cluster()
+  const e = jsonError(await cl.cli(['volume', 'create', 'no-ceph', '--size', '1', '--json']), 'NoCapacity', 4)
+  assert.match(e.message, /^cannot create volume no-ceph: no node in the cluster can reach Ceph to make its RBD image, so nothing was recorded/)
+  assert.match(e.message, /ceph\.conf/)
+  assert.equal(await json<unknown[]>(['volume', 'list']), [])
+})
+
+test('quotas: an admin sets one, the over-quota create is refused with the numbers (exit 4), quota show --json counts', async () => {
+  const cl = await cluster()
+  const set = await json<{ project: string, limits: Record<string, number> }>(['quota', 'set', 'team-q', '--vms', '1', '--vcpus', '2'])
+  assert.equal(set.limits, { vcpus: 2, vms: 1 })
+  const vm = await json<{ id: string, spec: { project?: string } }>(['vm', 'create', 'q-one', '--project', 'team-q', '--no-start'])
+  assert.is(vm.spec.project, 'team-q')
+  const e = jsonError(await cl.cli(['vm', 'create', 'q-two', '--project', 'team-q', '--no-start', '--json']), 'QuotaExceeded', 4)
+  assert.match(e.message, /project team-q quota exceeded by VM q-two: vms: 1 used \+ 1 asked > 1 VMs allowed/)
+  assert.not.ok((await cl.state(0)).vms.some((v) => v.name === 'q-two'), 'nothing recorded')
+  const shown = await json<Array<{ project: string, usage: { vms: number, vcpus: number }, limits: { vms: number } | null }>>(['quota', 'show', 'team-q'])
+  assert.equal(shown.map((q) => [q.project, q.usage.vms, q.usage.vcpus, q.limits?.vms]), [['team-q', 1, 1, 1]])
+  assert.is((await json<{ limits: null }>(['quota', 'set', 'team-q', '--clear'])).limits, null)
+  await json(['vm', 'delete', 'q-one', '--yes'])
+  // the rebalancer's plan, read-only, and the mode the leader's rebalancer runs in (join by default)
+  const plan = await json<{ before: number, after: number, moves: unknown[], mode: string }>(['rebalance', '--dry-run'])
+  assert.ok(plan.after <= plan.before && Array.isArray(plan.moves) && plan.mode === 'join', JSON.stringify(plan))
+})
+
+test('every cluster command prints one JSON document with --json', async () => {
+  const cl = await cluster()
+  const st = await json<{ leader: string, term: number, voters: string[] }>(['status'])
+  assert.is(st.voters.length, 3)
+  const nodes = await json<Array<{ name: string, role: string, leader: boolean }>>(['nodes'])
+  assert.equal(nodes.map((n) => n.name).sort(), ['node1', 'node2', 'node3'])
+  assert.is(nodes.filter((n) => n.leader).length, 1)
+  assert.is((await json<{ name: string }>(['node', 'show', 'node2'])).name, 'node2')
+  assert.is((await json<{ state: string }>(['node', 'drain', 'node3'])).state, 'draining')
+  assert.is((await json<{ state: string }>(['node', 'undrain', 'node3'])).state, 'ready')
+  // a record only: created stopped, and no node has the label, so its start leaves it pending
+  // rather than booting a guest (a boot is the console test's, below)
+  const vm = await json<{ id: string, spec: { name: string } }>(['vm', 'create', 'cli-a', '--memory', '96M', '--no-start', '--constraint', 'cli-test-nowhere exists'])
+  assert.is(vm.spec.name, 'cli-a')
+  assert.ok((await json<Array<{ id: string }>>(['vm', 'list'])).some((v) => v.id === vm.id))
+  assert.is((await json<{ id: string }>(['vm', 'show', 'cli-a'])).id, vm.id)
+  const ex = await json<{ decision: { nodes: Array<{ feasible: boolean }> } }>(['vm', 'explain', 'cli-a'])
+  assert.is(ex.decision.nodes.length, 3, 'a verdict per node')
+  assert.is((await json<{ desired: string }>(['vm', 'stop', 'cli-a'])).desired, 'stopped')
+  assert.is((await json<{ desired: string }>(['vm', 'start', 'cli-a'])).desired, 'running')
+  const admins = await json<Array<{ peerId: string }>>(['admin', 'list'])
+  assert.ok(admins.some((a) => a.peerId === cl.adminId))
+  const other = (await runCli(['whoami', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'second') })).json as { peerId: string }
+  assert.is((await json<{ peerId: string }>(['admin', 'add', other.peerId, '--name', 'second'])).peerId, other.peerId)
+  assert.is((await json<{ peerId: string }>(['admin', 'remove', other.peerId])).peerId, other.peerId)
+  assert.equal(await json<{ id: string }>(['vm', 'delete', 'cli-a', '--yes']), { id: vm.id })
+})
+
+test('streams print NDJSON with --json: events and vm watch', async () => {
+  const cl = await cluster()
+  // events keep the last 100 lines: make one of our own instead of relying on the cluster's first
+  await json(['vm', 'create', 'ev-probe', '--no-start'])
+  // each streams until stopped: read until ev-probe's line is complete, then stopped
+  const ev = await streamUntil(['events', '--json'], /"text":"VM ev-probe created[^\n]*\n/)
+  const lines = completeLines(ev.stdout)
+  assert.ok(lines.length >= 3, `events: ${ev.stdout.slice(0, 200)} ${ev.stderr}`)
+  for (const l of lines) JSON.parse(l)
+  assert.ok(lines.some((l) => (JSON.parse(l) as { text: string }).text.startsWith('VM ev-probe created')), lines.slice(-5).join('\n'))
+  const watch = await streamUntil(['vm', 'watch', '--json'], /"name":"ev-probe"[^\n]*\n/)
+  const puts = completeLines(watch.stdout).map((l) => JSON.parse(l) as { type: string, vm?: { spec: { name: string } } })
+  assert.ok(puts.some((e) => e.type === 'put' && e.vm?.spec.name === 'ev-probe'), watch.stdout.slice(0, 400) + watch.stderr)
+  // shell completion's names come from the cluster
+  const comp = await cl.cli(['__complete', 'vms'])
+  assert.is(comp.code, 0, comp.stderr)
+  assert.ok(comp.stdout.split('\n').includes('ev-probe'), comp.stdout)
+  assert.equal((await cl.cli(['__complete', 'nodes'])).stdout.trim().split('\n').sort(), ['node1', 'node2', 'node3'])
+  // --since: only what happened in that window; --no-follow: the backlog, then exit 0 on its own
+  const recent = await cl.cli(['events', '--since', '2m', '--no-follow', '--json'], {}, 20_000)
+  assert.is(recent.code, 0, recent.stderr)
+  const evs = recent.stdout.trim().split('\n').map((l) => JSON.parse(l) as { at: number, text: string })
+  assert.ok(evs.some((e) => e.text.startsWith('VM ev-probe created')), recent.stdout.slice(-400))
+  assert.ok(evs.every((e) => e.at >= Date.now() - 3 * 60_000), 'nothing older than the window')
+  const none = await cl.cli(['events', '--since', '1ms', '--no-follow', '--json'], {}, 20_000)
+  assert.is(none.code, 0, none.stderr)
+  assert.ok(none.stdout.trim().split('\n').filter((l) => l !== '').length <= 1, none.stdout)
+  jsonError(await cl.cli(['events', '--since', 'yesterday', '--json']), 'Usage', 2)
+  await json(['vm', 'delete', 'ev-probe'])
+})
+
+test('exit codes by kind against the cluster: not found 3, unauthorized 6, usage 2', async () => {
+  const cl = await cluster()
+  const nf = jsonError(await cl.cli(['vm', 'show', 'no-such-vm', '--json']), 'NotFound', 3)
+  assert.match(nf.message, /no-such-vm/)
+  assert.match(nf.next, /blixard vm list/)
+  jsonError(await cl.cli(['node', 'show', 'node9', '--json']), 'NotFound', 3)
+  const human = await cl.cli(['vm', 'delete', 'no-such-vm'])
+  assert.is(human.code, 3)
+  assert.is(human.stdout, '')
+  assert.match(human.stderr, /^Error: no VM named or with id 'no-such-vm'\nCheck the name with `blixard vm list`/)
+  const un = jsonError(await cl.cli(['vm', 'create', 'intruder', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'not-admin') }), 'Unauthorized', 6)
+  assert.match(un.next, /blixard admin add/)
+  // reads need no admin rights
+  assert.is((await cl.cli(['vm', 'list', '--json'], { BLIXARD_CONFIG_DIR: join(cl.dir, 'not-admin') })).code, 0)
+  jsonError(await cl.cli(['vm', 'create', 'x', '--restart', 'sometimes', '--json']), 'Usage', 2)
+})
+
+test('fast honest failures: a missing --disk or --network names the flag and where to look; an overlapping subnet names the other network and what to do (a VM that fits no node: the admission test above)', async () => {
   const disk = jsonError(await cli(['vm', 'create', 'no-disk', '--disk', 'nosuchvol', '--json']), 'NotFound', 3)
   assert.is(disk.message, '--disk nosuchvol: no volume of that name; VM no-disk was not created')
   assert.match(disk.next, /blixard volume list/)
@@ -114,10 +243,6 @@ test('fast honest failures: a missing --disk or --network names the flag and whe
   const overlap = jsonError(await cli(['network', 'create', 'inner-net', '--subnet', '10.88.4.0/24', '--json']), 'Conflict', 4)
   assert.match(overlap.message, /^subnet 10\.88\.4\.0\/24 overlaps network wide-net \(10\.88\.0\.0\/16\)/)
   assert.match(overlap.next, /^Pick a subnet outside every other network/)
-  // the reasons of a refused create name each filter once ("cpu: …", not "cpu: cpu: …")
-  const big = jsonError(await cli(['vm', 'create', 'too-big', '--vcpus', '200', '--json']), 'NoCapacity', 4)
-  assert.match(big.message, /^no node fits VM too-big: node\d: cpu: \d/)
-  assert.not.match(big.message, /cpu: cpu:/)
 })
 
 test('a silent node is not shown as ready: `unreachable since` (reports stale, lease not expired) in nodes, status and the dashboard; ready again once it speaks', async () => {
@@ -174,10 +299,21 @@ test('an address that does not speak Blixard (or speaks it with another cluster 
   assert.not.match(piped.stderr, /EPIPE|Unhandled/, piped.stderr)
 })
 
+/** The one guest the single-VM tests boot: con-probe, pinned to node3 (the only node labelled
+ * pin=here) so that the drain test can strand it after the console test typed into it. Created
+ * by whichever of them runs first, with `vm create --wait`. */
+let pinned: Promise<CliResult> | null = null
+async function pinnedGuest (): Promise<CliResult> {
+  pinned ??= (async () => {
+    await loadTinyGuest() // the nodes boot this guest: fail here, clearly, when it was never built
+    return await cli(['vm', 'create', 'con-probe', '--memory', '96M', '--constraint', 'pin==here', '--wait', '--timeout', '300'], 320_000)
+  })()
+  return await pinned
+}
+
 test('vm console: what is typed reaches the guest\'s shell through any node, its answer comes back, Ctrl-] detaches and the guest runs on', async () => {
   const cl = await cluster()
-  await loadTinyGuest() // the nodes boot this guest: fail here, clearly, when it was never built
-  const created = await cli(['vm', 'create', 'con-probe', '--memory', '96M', '--wait', '--timeout', '300'], 320_000)
+  const created = await pinnedGuest()
   assert.is(created.code, 0, created.stderr)
   const host = (await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.nodeName
   // create --wait ends by naming the host, not its peer id
@@ -211,20 +347,19 @@ test('vm console: what is typed reaches the guest\'s shell through any node, its
   })
   assert.is(stranger.status, 6, stranger.stderr)
   assert.match(stranger.stderr, /is not an admin; 'vm\.consoleInput' changes the cluster/)
-  await human(['vm', 'delete', 'con-probe', '--force'])
 })
 
 test('node drain: refused (exit 4, naming the VM and why) when a VM would be stranded, unless --force; a node holding no VMs is drained at once and says so', async () => {
   const cl = await cluster()
-  const pinned = await cli(['vm', 'create', 'pinned', '--memory', '96M', '--constraint', 'pin==here', '--json'])
-  assert.is(pinned.code, 0, pinned.stderr)
-  await until('pinned placed on node3', 30_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'pinned')?.nodeName === 'node3')
+  const created = await pinnedGuest()
+  assert.is(created.code, 0, created.stderr)
+  await until('con-probe placed on node3', 30_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.nodeName === 'node3')
   // vm show names the VM's node (its id only with -o wide)
-  const placed = await human(['vm', 'show', 'pinned'])
+  const placed = await human(['vm', 'show', 'con-probe'])
   assert.match(placed, /^Node: +node3$/m, placed)
   assert.not.match(placed, PEER_ID, placed)
   const refused = jsonError(await cli(['node', 'drain', 'node3', '--json']), 'Conflict', 4)
-  assert.match(refused.message, /^draining node node3 would strand 1 VM\(s\) that no other node can take now: pinned \(node\d: constraint: pin == here fails/, refused.message)
+  assert.match(refused.message, /^draining node node3 would strand 1 VM\(s\) that no other node can take now: con-probe \(node\d: constraint: pin == here fails/, refused.message)
   assert.match(refused.message, /; node node3 was not drained$/)
   assert.match(refused.next, /--force: they stop and stay pending/)
   assert.is((await cl.state(0)).nodes.find((n) => n.name === 'node3')?.state, 'ready', 'nothing changed')
@@ -232,15 +367,15 @@ test('node drain: refused (exit 4, naming the VM and why) when a VM would be str
   assert.is(forced.code, 0, forced.stderr)
   assert.match(forced.stderr, /^Node node3 is draining: its 1 VM\(s\) move/m)
   // the stranded VM's reason names the node it left, in vm show and vm list (the id only with -o wide)
-  const shown = await until('pinned evacuated', 60_000, async () => {
-    const out = await human(['vm', 'show', 'pinned'])
-    return /^Reason: +evacuated from draining/m.test(out) ? out : null
-  }, 1_000)
+  await until('con-probe evacuated', 60_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'con-probe')?.reason.startsWith('evacuated from draining'), 250)
+  const shown = await human(['vm', 'show', 'con-probe'])
   assert.match(shown, /^Reason: +evacuated from draining node3; no other node fits$/m, shown)
   assert.not.match(shown, PEER_ID, shown)
   const listed = await human(['vm', 'list'])
   assert.match(listed, /evacuated from draining node3/, listed)
   assert.not.match(listed, PEER_ID, listed)
+  // gone before node3 takes VMs again: undrained, it would boot there once more
+  await human(['vm', 'delete', 'con-probe', '--force'])
   await human(['node', 'undrain', 'node3'])
   // nothing to move: not "its VMs are being moved"
   const hosts = new Set((await cl.state(0)).vms.map((v) => v.nodeName))
@@ -250,7 +385,6 @@ test('node drain: refused (exit 4, naming the VM and why) when a VM would be str
   assert.match(empty.stderr, new RegExp(`^Node ${idle} is drained: it holds no VMs`, 'm'))
   assert.not.match(empty.stderr, /move/)
   await human(['node', 'undrain', idle])
-  await human(['vm', 'delete', 'pinned', '--force'])
 })
 
 /** Two admin sessions each asking to drain a node, both prepared (the answering node ran its

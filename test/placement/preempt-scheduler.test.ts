@@ -47,7 +47,8 @@ test('a high-priority VM preempts the cheapest lower one; the victim waits with 
   ok(h.run({ type: 'CreateVm', id: 'hi', spec: hi }))
   const before = explainVm(h.sm, NO_LOAD, 'hi')
   assert.equal([before.preemption?.nodeId, before.preemption?.evictions], ['a', ['a0']])
-  assert.match(before.preemption?.reason ?? '', /^evicts VM a0 \(priority 0\) on a/)
+  // by names, as vm explain and the dashboard print it: no VM or node id
+  assert.match(before.preemption?.reason ?? '', /^evicts VM a0 \(priority 0\) on node-a: the cheapest node/)
 
   const first = await pass(h)
   assert.equal(first.map((p) => [p.cmd.type, p.ok]), [['PreemptVm', true]])
