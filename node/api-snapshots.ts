@@ -64,7 +64,7 @@ export function createSnapshotApi (d: SnapshotApiDeps): SnapshotHandlers {
       if (!d.sm.listVmSnapshots(src.id).some((x) => x.name === p.snapshot)) throw new BlixardError('NotFound', `--from-snapshot ${p.vm}/${p.snapshot}: VM ${src.spec.name} has no snapshot named ${p.snapshot}`)
       // the source's spec under the new name (its devices: the saved state needs them); apply
       // checks the snapshot is ready and makes the clone's disks
-      return await d.write({ type: 'CreateVm', id: randomUUID(), spec: cloneSpec(src.spec, p.name), fromSnapshot: { vm: src.id, name: p.snapshot } }, p.idempotencyKey, ctx) as VmRecord
+      return await d.write({ type: 'CreateVm', id: randomUUID(), spec: cloneSpec(src.spec, p.name), fromSnapshot: { vm: src.id, name: p.snapshot }, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey, ctx) as VmRecord
     },
     'vm.snapshotList': async (p) => {
       await d.read(p)

@@ -24,7 +24,7 @@ const SNAPSHOT_PARAMS = {
   'vm.snapshotDelete': vmAndName,
   'vm.restore': vmAndName,
   /** a new VM `name` started from snapshot `snapshot` of VM `vm` (vm create NAME --from-snapshot VM/SNAPSHOT) */
-  'vm.clone': s.obj({ name: NAME, vm: ref, snapshot: SNAPSHOT_NAME })
+  'vm.clone': s.obj({ name: NAME, vm: ref, snapshot: SNAPSHOT_NAME }, { start: s.bool() })
 } as const
 
 type P<M extends keyof typeof SNAPSHOT_PARAMS> = Infer<(typeof SNAPSHOT_PARAMS)[M]>

@@ -85,7 +85,7 @@ function vmRow (v: VmRecord, names: Map<string, string>, wide: boolean): Array<s
 
 /** Why a VM waits unplaced, node by node and by name, or '' when some node would take it. */
 /** Flags that shape a new VM's devices or placement: a clone takes its source's. */
-const SPEC_FLAGS = ['vcpus', 'memory', 'disk-size', 'image', 'flake', 'constraint', 'anti-affinity', 'spread', 'priority', 'project', 'preemptible', 'restart', 'hypervisor', 'disk', 'network', 'kernel-param', 'start', 'queue']
+const SPEC_FLAGS = ['vcpus', 'memory', 'disk-size', 'image', 'flake', 'constraint', 'anti-affinity', 'spread', 'priority', 'project', 'preemptible', 'restart', 'hypervisor', 'disk', 'network', 'kernel-param', 'queue']
 
 /** `vm create NAME --from-snapshot VM/SNAPSHOT`: a clone of a ready memory snapshot. */
 async function cloneVm (p: Parsed, out: Output, name: string, from: string): Promise<number> {
@@ -94,7 +94,7 @@ async function cloneVm (p: Parsed, out: Output, name: string, from: string): Pro
   const given = SPEC_FLAGS.filter((f) => p.flags.has(f))
   if (given.length > 0) throw new UsageError(`--from-snapshot: a clone has its source's spec; drop --${given.join(', --')}`)
   return await withCluster(p, async ({ client }) => {
-    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2] })
+    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2], start: bool(p, 'start', true) })
     if (!bool(p, 'wait')) {
       out.data(vm, () => `VM ${vm.spec.name} created from snapshot ${m[2]} of VM ${m[1]}${vm.spec.volumes.length > 0 ? ` (its disks: ${vm.spec.volumes.join(', ')}, cloned)` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
       return EXIT.ok
