@@ -37,6 +37,9 @@ export interface AgentDeps {
   /** before a boot: warm pool guests here give back the room the VMs placed here need (they
    * reserve none: node/pools/service.ts), so the boot does not overfill the host */
   makeRoom?: (vm: VmRecord) => Promise<void>
+  /** a clone's first start (vm create --from-snapshot): resumes the snapshot's state with the
+   * clone's devices and identity instead of a boot (node/snapshots/service.ts) */
+  resumeClone?: (vm: VmRecord, host: Omit<HostBindings, 'tinyGuest'>) => Promise<void>
 }
 
 interface Observed { phase: VmPhase, reason: string, generation: number, ip?: string, released?: number }
@@ -168,13 +171,20 @@ export class Agent {
         this.stopSeen.delete(vm.id)
         // a first start of a VM a warm pool can serve: no boot, the guest runs once resumed (first,
         // before the host side: a VM a pool serves has no networks or volumes to bind)
-        const warm = a.attempt.count <= 1 ? await this.d.claimWarm?.(vm) ?? null : null
+        // a clone's first start resumes its snapshot (a later one, after a failure, boots its disks)
+        const resume = a.attempt.count <= 1 && vm.clonedFrom != null && vm.clonedFrom.resumedAt == null && vm.generation === 1 ? this.d.resumeClone : undefined
+        const warm = a.attempt.count <= 1 && resume == null ? await this.d.claimWarm?.(vm) ?? null : null
         if (warm != null) { this.report(vm, 'running', `claimed warm guest ${warm.guest} of pool ${warm.pool}: no boot`); return }
         await this.d.makeRoom?.(vm)
         const host = await this.d.resources?.bindings(vm) ?? {}
         // a name that is not one plain word stays out of the kernel command line (the guest says unknown)
         const name = this.d.sm.getNode(this.d.nodeId)?.name
         const hostName = name != null && /^[\w.-]{1,64}$/.test(name) ? name : undefined
+        if (resume != null) {
+          this.report(vm, 'starting', `resuming snapshot ${vm.clonedFrom?.name ?? ''}: no boot`)
+          await resume(vm, { ...host, ...(hostName != null ? { hostName } : {}) })
+          return
+        }
         this.report(vm, 'starting', a.reason)
         await hv.start({ vm, host: { ...host, ...(hostName != null ? { hostName } : {}) } })
       }

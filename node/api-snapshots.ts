@@ -3,7 +3,10 @@
 // (node/snapshots/service.ts), so the answer does not depend on which node the CLI reached. A
 // name is resolved only after a ReadIndex barrier, and a retried idempotency key answers with its
 // first result before any name is resolved (as the VM writes in node/api.ts).
+import { randomUUID } from 'node:crypto'
 import type { Command } from '../protocols/commands.ts'
+import { BlixardError } from '../protocols/errors.ts'
+import { cloneSpec } from '../protocols/snapshots.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { ReadParams } from '../protocols/rpc.ts'
 import type { SnapshotDeleteResult } from '../protocols/rpc-snapshots.ts'
@@ -23,7 +26,7 @@ export interface SnapshotApiDeps {
   vmRef: (ref: string) => VmRecord
 }
 
-type SnapshotHandlers = Pick<RpcHandlers, 'vm.snapshot' | 'vm.snapshotList' | 'vm.snapshotDelete' | 'vm.restore'>
+type SnapshotHandlers = Pick<RpcHandlers, 'vm.snapshot' | 'vm.snapshotList' | 'vm.snapshotDelete' | 'vm.restore' | 'vm.clone'>
 
 export function createSnapshotApi (d: SnapshotApiDeps): SnapshotHandlers {
   /** The VM a snapshot command names: by name or id; a deleted VM's id still names the snapshots
@@ -49,6 +52,19 @@ export function createSnapshotApi (d: SnapshotApiDeps): SnapshotHandlers {
       await d.barrier()
       const done = d.prior(p.idempotencyKey); if (done != null) return done.value as SnapshotDeleteResult
       return await d.write({ type: 'DeleteVmSnapshot', vm: vmId(p.vm), name: p.name }, p.idempotencyKey, ctx) as SnapshotDeleteResult
+    },
+    'vm.clone': async (p, ctx) => {
+      await d.barrier()
+      const done = d.prior(p.idempotencyKey); if (done != null) return done.value as VmRecord
+      let src: VmRecord
+      try { src = d.vmRef(p.vm) } catch (e) {
+        if (e instanceof BlixardError && e.kind === 'NotFound') throw new BlixardError('NotFound', `--from-snapshot ${p.vm}/${p.snapshot}: no VM named or with id '${p.vm}'`)
+        throw e
+      }
+      if (!d.sm.listVmSnapshots(src.id).some((x) => x.name === p.snapshot)) throw new BlixardError('NotFound', `--from-snapshot ${p.vm}/${p.snapshot}: VM ${src.spec.name} has no snapshot named ${p.snapshot}`)
+      // the source's spec under the new name (its devices: the saved state needs them); apply
+      // checks the snapshot is ready and makes the clone's disks
+      return await d.write({ type: 'CreateVm', id: randomUUID(), spec: cloneSpec(src.spec, p.name), fromSnapshot: { vm: src.id, name: p.snapshot }, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey, ctx) as VmRecord
     },
     'vm.snapshotList': async (p) => {
       await d.read(p)

@@ -131,7 +131,7 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
     nodeId: d.id, sm: d.sm, driver: qemu, mayRun: () => ha.mayRun(), log: d.log.child({ part: 'pools' }),
     unsupported: () => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; warm pools need the QEMU driver' : null
   })
-  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId) || snapshots.holds(vmId), claimWarm: async (vm) => await pools.claim(vm), makeRoom: async (vm) => { await pools.makeRoom(vm) }, nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
+  agent = new Agent({ mayRun: () => ha.mayRun(), migrating: (vmId) => migrations.holds(vmId) || snapshots.holds(vmId), claimWarm: async (vm) => await pools.claim(vm), resumeClone: async (vm, host) => { await snapshots.resumeClone(vm, host) }, makeRoom: async (vm) => { await pools.makeRoom(vm) }, nodeId: d.id, sm: d.sm, hypervisor, propose, log: d.log.child({ part: 'agent' }), resources, metrics: d.metrics })
   await agent.start()
   snapshots.start()
   pools.start()

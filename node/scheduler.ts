@@ -121,7 +121,8 @@ export function planPreemptions (nodes: NodeRecord[], vms: VmRecord[], hints: Ma
 export function requestWithPool (vm: VmRecord, pools: readonly WarmPoolRecord[]): PlacementRequest {
   const req = requestFromVm(vm)
   const pool = poolFor(vm.spec, pools)
-  return pool == null ? req : { ...req, warmPool: pool.name }
+  // a clone's first start resumes its snapshot, never a pool guest (node/agent.ts)
+  return pool == null || req.snapshot !== undefined ? req : { ...req, warmPool: pool.name }
 }
 
 /** A VM still releasing the node it was taken off (storage/release-rules.ts) is not placed: apply

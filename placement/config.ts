@@ -7,7 +7,10 @@ export const DEFAULT_CONFIG: PlacementConfig = {
   strategy: 'binpack',
   // warm 1: a paused pool guest saves a whole boot (seconds under TCG), worth as much as packing:
   // an idle node holding one (fit 0 + 1) ties the fullest busy node (0.5 + 0.5 × fill <= 1)
-  weights: { fit: 1, affinity: 0.5, domain: 0.5, pressure: 0.5, warm: 1 },
+  // snapshot 0.5: the state on hand saves a read of it from Ceph (hundreds of ms), less than a
+  // boot: it wins among busy nodes, but an empty node holding it (0 + 0.5) only ties a busy one,
+  // which the fit tie-break then takes, so it opens no host
+  weights: { fit: 1, affinity: 0.5, domain: 0.5, pressure: 0.5, warm: 1, snapshot: 0.5 },
   hotPct: 80,
   staleMs: 10_000
 }

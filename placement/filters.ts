@@ -94,8 +94,15 @@ export const antiAffinityFilter: Filter = {
   reason: (node, req) => `anti-affinity: group ${String(req.antiAffinityGroup)} already has ${node.groups[req.antiAffinityGroup ?? ''] ?? 0} VM(s) on this node`
 }
 
+/** A clone whose snapshot state is a local file starts only on the node holding it. */
+export const snapshotFilter: Filter = {
+  name: 'snapshot',
+  passes: (node, req) => req.snapshot == null || req.snapshot.pinnedTo === null || req.snapshot.pinnedTo === node.id,
+  reason: (_node, req) => `snapshot: the snapshot's state is a local file on node ${String(req.snapshot?.pinnedTo)}, the only host that can start this clone`
+}
+
 /** Pipeline order: static checks first, then capacity, then per-node counts. */
-export const FILTERS: readonly Filter[] = [stateFilter, constraintFilter, capabilityFilter, cpuFilter, memoryFilter, diskFilter, maxVmsFilter, antiAffinityFilter]
+export const FILTERS: readonly Filter[] = [stateFilter, snapshotFilter, constraintFilter, capabilityFilter, cpuFilter, memoryFilter, diskFilter, maxVmsFilter, antiAffinityFilter]
 
 /** Null when the node passes every filter, else the first failing filter and its reason. */
 export function firstRejection (node: PlacementNode, req: PlacementRequest): { filter: FilterName, reason: string } | null {

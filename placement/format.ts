@@ -4,7 +4,7 @@ import type { Decision, NodeVerdict, ScoreComponents } from './types.ts'
 const n2 = (x: number): string => (Math.round(x * 1000) / 1000).toString()
 
 export function formatScores (s: ScoreComponents): string {
-  return `fit ${n2(s.fit)}, affinity ${n2(s.affinity)}, domain ${n2(s.domain)}, pressure ${n2(s.pressure)}, warm ${n2(s.warm)}`
+  return `fit ${n2(s.fit)}, affinity ${n2(s.affinity)}, domain ${n2(s.domain)}, pressure ${n2(s.pressure)}, warm ${n2(s.warm)}, snapshot ${n2(s.snapshot)}`
 }
 
 export function formatVerdict (v: NodeVerdict): string {

@@ -19,7 +19,10 @@ export function requestFromSpec (vmId: string, spec: VmSpec): PlacementRequest {
 }
 
 export function requestFromVm (vm: VmRecord): PlacementRequest {
-  return requestFromSpec(vm.id, vm.spec)
+  const req = requestFromSpec(vm.id, vm.spec)
+  // a clone not started yet resumes its snapshot's state: where that is on hand, or only there
+  const c = vm.clonedFrom
+  return c === undefined || c.resumedAt !== undefined ? req : { ...req, snapshot: { cachedOn: c.cachedOn, pinnedTo: c.pinnedTo } }
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Constraint } from '../protocols/model.ts'
 import type { Decision, FilterName, NodeVerdict, PlacedVm, PlacementCluster, PlacementConfig, PlacementNode, PlacementRequest, ScoreComponents } from './types.ts'
 import { resolveConfig, type PlacementConfigInput } from './config.ts'
 import { FILTERS, capabilityFilter, constraintFilter, constraintHolds, feasible, firstRejection } from './filters.ts'
-import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, spreadSetKey, takeWarm, warmScore, weightedTotal } from './scorers.ts'
+import { affinityBound, affinityScore, domainScore, fitScore, pressureScore, snapshotScore, spreadSetKey, takeWarm, warmScore, weightedTotal } from './scorers.ts'
 import { CapacityIndex } from './capacity-index.ts'
 import { better } from './rank-order.ts'
 import { BlixardError } from '../protocols/errors.ts'
@@ -122,12 +122,13 @@ export class Placer {
       affinity: affinityScore(n, req),
       domain: this.domain(i, req),
       pressure: pressureScore(n.load, this.config),
-      warm: warmScore(n, req, this.config)
+      warm: warmScore(n, req, this.config),
+      snapshot: snapshotScore(n, req)
     }
   }
 
   total (s: ScoreComponents): number {
-    return weightedTotal(this.config, s.fit, s.affinity, s.domain, s.pressure, s.warm)
+    return weightedTotal(this.config, s.fit, s.affinity, s.domain, s.pressure, s.warm, s.snapshot)
   }
 
   private mustIndex (nodeId: string): number {
@@ -231,11 +232,15 @@ export class Placer {
   private fastSelect (req: PlacementRequest): number {
     const affB = affinityBound(req)
     const warmB = req.warmPool === undefined ? 0 : 1
+    const snapB = req.snapshot === undefined || req.snapshot.cachedOn.length === 0 ? 0 : 1
     const counts = this.domainCounts(req)
     const sel = this.selection
     sel.best = -1
     sel.total = -Infinity
     sel.fit = -Infinity
+    // a clone's nodes with the snapshot on hand are a handful: each is scored outright (its bonus
+    // counted), so the walks below, whose bounds leave the bonus out, still find the exact argmax
+    if (snapB === 1) this.visitSnapshotNodes(req, counts)
     if (affB === 0 && req.spreadLabel === null && warmB === 0) {
       this.walk(this.indexFor(req, null), req, counts, 0, 0, 0)
       return sel.best
@@ -278,14 +283,30 @@ export class Placer {
       t = stack[--sp]
       const fit = idx.key[t]
       // every later node in this walk has a lower bound, a lower fit, or the same fit and a larger id
-      if (sel.best >= 0 && !better(weightedTotal(cfg, fit, affBound, domBound, 0, warmBound), fit, t, sel.total, sel.fit, sel.best)) break
+      if (sel.best >= 0 && !better(weightedTotal(cfg, fit, affBound, domBound, 0, warmBound, 0), fit, t, sel.total, sel.fit, sel.best)) break
       const n = this.nodes[t]
       // the subtree could hold the request, this node itself may not: skip it without running the filters
-      if (idx.ownMayFit(t, cpu, mem, disk) && feasible(n, req)) {
-        const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg) + w.warm * warmScore(n, req, cfg)
-        if (sel.best < 0 || better(total, fit, t, sel.total, sel.fit, sel.best)) { sel.best = t; sel.total = total; sel.fit = fit }
-      }
+      if (idx.ownMayFit(t, cpu, mem, disk) && feasible(n, req)) this.consider(t, fit, req, counts)
       t = idx.right[t]
+    }
+  }
+
+  /** Scores feasible node t in full and keeps it if it beats the best so far. */
+  private consider (t: number, fit: number, req: PlacementRequest, counts: Map<string, number> | undefined): void {
+    const cfg = this.config
+    const w = cfg.weights
+    const sel = this.selection
+    const n = this.nodes[t]
+    const total = w.fit * fit + w.affinity * affinityScore(n, req) + w.domain * this.domain(t, req, counts) + w.pressure * pressureScore(n.load, cfg) + w.warm * warmScore(n, req, cfg) + w.snapshot * snapshotScore(n, req)
+    if (sel.best < 0 || better(total, fit, t, sel.total, sel.fit, sel.best)) { sel.best = t; sel.total = total; sel.fit = fit }
+  }
+
+  /** The nodes holding a clone's snapshot state, scored directly (bounded by the record: at most two). */
+  private visitSnapshotNodes (req: PlacementRequest, counts: Map<string, number> | undefined): void {
+    for (const id of req.snapshot?.cachedOn ?? []) {
+      const t = this.byId.get(id)
+      if (t === undefined || !feasible(this.nodes[t], req)) continue
+      this.consider(t, fitScore(this.config.strategy, this.nodes[t]), req, counts)
     }
   }
 

@@ -108,8 +108,16 @@ export function takeWarm (node: PlacementNode, req: PlacementRequest): void {
   if (pool !== undefined && node.warm !== undefined && n > 0) node.warm[pool] = n - 1
 }
 
+/**
+ * Snapshot on hand in [0, 1]: 1 when the request is a clone's first start and the node holds the
+ * snapshot's state (it took it, or last restored it), else 0. From the replicated record, not gossip.
+ */
+export function snapshotScore (node: PlacementNode, req: PlacementRequest): number {
+  return req.snapshot !== undefined && req.snapshot.cachedOn.includes(node.id) ? 1 : 0
+}
+
 /** The weighted total; always summed in this order so that total <= bound holds in floating point too. */
-export function weightedTotal (cfg: PlacementConfig, fit: number, affinity: number, domain: number, pressure: number, warm: number): number {
+export function weightedTotal (cfg: PlacementConfig, fit: number, affinity: number, domain: number, pressure: number, warm: number, snapshot: number): number {
   const w = cfg.weights
-  return w.fit * fit + w.affinity * affinity + w.domain * domain + w.pressure * pressure + w.warm * warm
+  return w.fit * fit + w.affinity * affinity + w.domain * domain + w.pressure * pressure + w.warm * warm + w.snapshot * snapshot
 }

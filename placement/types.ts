@@ -54,6 +54,10 @@ export interface PlacementRequest {
   /** the warm pool whose paused guest a first start of this VM is handed (protocols/pools.ts
    * poolFor, decided by the caller); absent: no pool serves it */
   warmPool?: string
+  /** a clone's first start from a memory snapshot (vm create --from-snapshot): the nodes holding
+   * the snapshot's state on hand (the snapshot scorer prefers them) and, for a state kept in a local
+   * file, the one node that can start it (the snapshot filter); absent: not a clone, or started */
+  snapshot?: { cachedOn: readonly string[], pinnedTo: string | null }
 }
 
 /** A VM already holding a reservation on a node: what plans (evacuate, rebalance, preempt) move around. */
@@ -71,8 +75,8 @@ export type Strategy = 'binpack' | 'spread'
 
 export interface PlacementConfig {
   strategy: Strategy
-  /** each score component lies in a fixed range (fit [0,1], affinity [-1,1], domain [0,1], pressure [-1,0], warm [0,1]) */
-  weights: { fit: number, affinity: number, domain: number, pressure: number, warm: number }
+  /** each score component lies in a fixed range (fit [0,1], affinity [-1,1], domain [0,1], pressure [-1,0], warm [0,1], snapshot [0,1]) */
+  weights: { fit: number, affinity: number, domain: number, pressure: number, warm: number, snapshot: number }
   /** a node is hot when its reported cpu or memory percent exceeds hotPct */
   hotPct: number
   /** load reports older than this are ignored */
@@ -82,6 +86,7 @@ export interface PlacementConfig {
 export type FilterName = 'state' | 'cpu' | 'memory' | 'disk' | 'max-vms' | 'constraint' | 'capability' | 'anti-affinity'
   /** not a placement filter: the VM waits for a volume (node/scheduler.ts volumeWait), shown per node by explain */
   | 'volume'
+  | 'snapshot'
 
 export interface ScoreComponents {
   fit: number
@@ -89,6 +94,7 @@ export interface ScoreComponents {
   domain: number
   pressure: number
   warm: number
+  snapshot: number
 }
 
 export type NodeVerdict =

@@ -290,7 +290,9 @@ export const COMMAND = s.union('type', [
   s.refine(s.obj({ type: s.tag('UpdateNode'), id }, { labels, capacity: RESOURCES, addrs, capabilities, maxVms, state: s.oneOf(NODE_STATES), force: s.bool(), onto: s.list(L.maxDrainTargets, id) }),
     (c) => (c.force !== undefined || c.onto !== undefined) && c.state !== 'draining' ? DRAIN_ONLY : undefined),
   s.obj({ type: s.tag('RemoveNode'), id }),
-  s.obj({ type: s.tag('CreateVm'), id, spec: VM_SPEC }, { desired: s.oneOf(VM_DESIRED_STATES) }),
+  /** fromSnapshot: a clone of another VM's memory snapshot (storage/apply-vms.ts createVm): the
+   * source's devices, its disks RBD clones of the snapshot's, its first start a resume */
+  s.obj({ type: s.tag('CreateVm'), id, spec: VM_SPEC }, { desired: s.oneOf(VM_DESIRED_STATES), fromSnapshot: s.obj({ vm: id, name: snapshotName }) }),
   /** ifGeneration: apply only if the VM is still at this generation (GenerationMismatch otherwise), so a
    * read-modify-write never overwrites a change made in between */
   s.obj({ type: s.tag('UpdateVmSpec'), id, spec: VM_SPEC }, { ifGeneration: counter }),

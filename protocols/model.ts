@@ -102,6 +102,23 @@ export interface VmRecord {
    * unassignment; HA's reschedules are in `reschedules`): the rebalancer's cooldown counts from the
    * latest of these and of a live move (storage/apply-sched.ts lastMovedAt) */
   movedAt?: number
+  /** a clone of another VM's memory snapshot (vm create --from-snapshot): its first start resumes
+   * the snapshot's state instead of a boot (node/snapshots/service.ts resumeClone) */
+  clonedFrom?: VmCloneSource
+}
+
+export interface VmCloneSource {
+  /** the source VM's id and the snapshot's name */
+  vm: string
+  name: string
+  /** the volumes made for the clone, RBD clones of the snapshot's disks (removed with the VM) */
+  volumes: string[]
+  /** hosts with the snapshot's state on hand: the one that took it, the one that last restored it */
+  cachedOn: string[]
+  /** the state is a local file: only this host can start the clone; null: an RBD image, any host */
+  pinnedTo: string | null
+  /** when its first running report applied: later starts boot from its disks */
+  resumedAt?: number
 }
 
 /** Where a volume's RBD image stands (protocols/volume-phases.ts): `pending` until the volume

@@ -3,7 +3,8 @@
 // become, so the RPC and the log accept the same values.
 import type { IdempotentParams, MethodSpec } from './rpc.ts'
 import type { VmSnapshotRecord } from './snapshots.ts'
-import { SNAPSHOT_NAME } from './command-schema.ts'
+import type { VmRecord } from './model.ts'
+import { NAME, SNAPSHOT_NAME } from './command-schema.ts'
 import { compile, s, type Infer, type Schema } from './schema.ts'
 import { MAX_NODE_ID_LENGTH } from './limits.ts'
 
@@ -21,7 +22,9 @@ const SNAPSHOT_PARAMS = {
   'vm.snapshot': vmAndName,
   'vm.snapshotList': s.obj({}, { stale: s.bool(), vm: ref }),
   'vm.snapshotDelete': vmAndName,
-  'vm.restore': vmAndName
+  'vm.restore': vmAndName,
+  /** a new VM `name` started from snapshot `snapshot` of VM `vm` (vm create NAME --from-snapshot VM/SNAPSHOT) */
+  'vm.clone': s.obj({ name: NAME, vm: ref, snapshot: SNAPSHOT_NAME }, { start: s.bool() })
 } as const
 
 type P<M extends keyof typeof SNAPSHOT_PARAMS> = Infer<(typeof SNAPSHOT_PARAMS)[M]>
@@ -34,6 +37,9 @@ export interface SnapshotMethods {
   'vm.snapshotDelete': { params: P<'vm.snapshotDelete'> & IdempotentParams, result: SnapshotDeleteResult }
   /** asks the VM's host to roll the running guest back to a ready snapshot */
   'vm.restore': { params: P<'vm.restore'> & IdempotentParams, result: VmSnapshotRecord }
+  /** creates a VM from a ready snapshot: the source's devices, its disks RBD clones of the
+   * snapshot's, its first start a resume of the saved state with its own identity */
+  'vm.clone': { params: P<'vm.clone'> & IdempotentParams, result: VmRecord }
 }
 
 type Table = { [M in keyof SnapshotMethods]: MethodSpec<SnapshotMethods[M]['params']> }
@@ -47,5 +53,6 @@ export const SNAPSHOT_METHODS: Table = {
   'vm.snapshot': method('vm.snapshot', true),
   'vm.snapshotDelete': method('vm.snapshotDelete', true),
   'vm.restore': method('vm.restore', true),
+  'vm.clone': method('vm.clone', true),
   'vm.snapshotList': method('vm.snapshotList', false)
 }

@@ -190,7 +190,7 @@ export interface VmExplanation {
     nodeId: string | null
     total: number | null
     rejections: Record<string, number> | null
-    nodes: Array<{ nodeId: string, feasible: boolean, filter?: string, reason?: string, scores?: { fit: number, affinity: number, domain: number, pressure: number, warm: number }, total?: number }> | null
+    nodes: Array<{ nodeId: string, feasible: boolean, filter?: string, reason?: string, scores?: { fit: number, affinity: number, domain: number, pressure: number, warm: number, snapshot: number }, total?: number }> | null
   }
 }
 

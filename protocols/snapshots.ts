@@ -16,6 +16,7 @@
 //   ReportVmSnapshot  node   the host reports (signed by its own key, only on its own steps):
 //                            taken | failed | restored | restore-failed | removed
 import type { Command } from './commands.ts'
+import type { VmSpec } from './model.ts'
 
 export const SNAPSHOT_PHASES = ['taking', 'ready', 'failed', 'deleting'] as const
 export type SnapshotPhase = typeof SNAPSHOT_PHASES[number]
@@ -89,3 +90,20 @@ export function stateImageName (vm: string, name: string): string { return `blix
 export function snapshotKey (vm: string, name: string): string { return `${vm}/${name}` }
 /** [start, end) of one VM's snapshot keys ('0' follows '/'). */
 export function snapshotRange (vm: string): { start: string, end: string } { return { start: `${vm}/`, end: `${vm}0` } }
+
+/** The volume made for disk `i` of a clone named `vm` (an RBD clone of the snapshot's disk): a DNS
+ * label like every volume name, so the clone's name is cut to leave room for the suffix. */
+export function cloneVolumeName (vm: string, i: number): string {
+  return `${vm.slice(0, 58).replace(/-+$/, '')}-d${i}`
+}
+
+/** What of a VM's spec its memory state depends on: a clone must have the same, or QEMU refuses
+ * the state (other devices) or the guest finds other disks and networks. */
+export function cloneDevices (spec: VmSpec): string {
+  return JSON.stringify([spec.vcpus, spec.memoryMiB, spec.diskGiB, spec.hypervisor, spec.image, spec.networks, spec.kernelParams, spec.requires, spec.volumes.length])
+}
+
+/** A clone's spec: the source's, under its own name, with its own disks. */
+export function cloneSpec (source: VmSpec, name: string): VmSpec {
+  return { ...source, name, volumes: source.volumes.map((_, i) => cloneVolumeName(name, i)) }
+}

@@ -13,12 +13,12 @@
 //   host when it is an RBD image, only the holding node when it is a local file. The VM's host of the
 //   moment carries it out (and alone may report it);
 // - a VM's delete marks its snapshots 'deleting', so their host removes the state and disk snapshots.
-import type { VmRecord, NodeRecord } from '../protocols/model.ts'
+import type { VmCloneSource, VmRecord, VmSpec, NodeRecord } from '../protocols/model.ts'
 import type { SnapshotCommand, VmSnapshotRecord } from '../protocols/snapshots.ts'
-import { MAX_SNAPSHOTS_PER_VM, diskSnapshotName, snapshotKey, snapshotRange, stateImageName } from '../protocols/snapshots.ts'
+import { MAX_SNAPSHOTS_PER_VM, cloneDevices, cloneVolumeName, diskSnapshotName, snapshotKey, snapshotRange, stateImageName } from '../protocols/snapshots.ts'
 import type { SnapshotDisk } from '../protocols/snapshots.ts'
 import type { VolumeRecord } from '../protocols/model.ts'
-import { imageMade } from '../protocols/volume-phases.ts'
+import { imageMade, phaseOf } from '../protocols/volume-phases.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { activeMigration, nodeName } from './migration-guard.ts'
@@ -107,9 +107,64 @@ export function restoreVm (ctx: ApplyContext, c: Cmd<'RestoreVm'>): VmSnapshotRe
   return put(ctx, { ...s, updatedAt: ctx.at, restore: { phase: 'requested', requestedAt: ctx.at, node: vm.assignedNode } })
 }
 
+/** The VMs cloned from the snapshot, by name. */
+function clonesOf (ctx: ApplyContext, vm: string, name: string): string[] {
+  return ctx.tx.range<VmRecord>('vms').flatMap(([, v]) => v.clonedFrom?.vm === vm && v.clonedFrom.name === name ? [v.spec.name] : [])
+}
+
+/** Volumes that are RBD clones of the snapshot's disk snapshots (a deleted clone's, still being removed). */
+function cloneVolumesOf (ctx: ApplyContext, s: VmSnapshotRecord): string[] {
+  if (s.disks === 'none') return []
+  const disks = s.disks
+  return ctx.tx.range<VolumeRecord>('volumes').flatMap(([, v]) => disks.some((d) => v.parent?.volume === d.volume && v.parent.snapshot === d.snapshot) ? [v.name] : [])
+}
+
+/**
+ * CreateVm's part for a clone (vm create --from-snapshot): the snapshot must be ready and the source
+ * at the spec generation it was taken at; the clone has the source's devices (cloneDevices), and
+ * each of its volumes is made here as an RBD clone of the matching disk snapshot, named by
+ * cloneVolumeName and attached to the clone (the volume reconciler makes the image; the VM waits for
+ * it). A local-file state pins the clone to the host holding the file.
+ */
+export function cloneFromSnapshot (ctx: ApplyContext, id: string, spec: VmSpec, from: { vm: string, name: string }): VmCloneSource {
+  const src = ctx.tx.get<VmRecord>('vms', from.vm)
+  if (src === undefined) reject('NotFound', `VM ${from.vm} not found: nothing to clone snapshot ${from.name} of`)
+  const n = src.spec.name
+  const s = get(ctx, src.id, from.name, n)
+  if (s.phase !== 'ready') reject('Conflict', `snapshot ${from.name} of VM ${n} is ${s.phase}, not ready: a clone starts from a ready snapshot`)
+  if (src.generation !== s.generation) reject('Conflict', `VM ${n}'s spec changed since snapshot ${from.name} (generation ${s.generation} → ${src.generation}): the clone's devices would not match the saved state`)
+  if (cloneDevices(spec) !== cloneDevices(src.spec)) reject('InvalidSpec', `a clone of VM ${n} has its devices (vCPUs, memory, image, networks, kernel parameters, number of disks): ${spec.name}'s differ`)
+  const disks = s.disks === 'none' ? [] : s.disks
+  const volumes = disks.map((d, i) => {
+    const name = spec.volumes[i]
+    if (name !== cloneVolumeName(spec.name, i)) reject('InvalidCommand', `disk ${i} of clone ${spec.name} is volume ${cloneVolumeName(spec.name, i)}, not ${name}`)
+    if (ctx.tx.get<VolumeRecord>('volumes', name) !== undefined) reject('AlreadyExists', `volume ${name} already exists: clone ${spec.name}'s disk ${i} would take that name`)
+    const parent = ctx.tx.get<VolumeRecord>('volumes', d.volume)
+    if (parent === undefined || phaseOf(parent) === 'deleting') reject('Conflict', `VM ${n}'s volume ${d.volume} is gone: snapshot ${from.name}'s disk cannot be cloned`)
+    const rec: VolumeRecord = {
+      name, pool: d.pool, sizeGiB: parent.sizeGiB, snapshots: [], parent: { volume: d.volume, snapshot: d.snapshot }, attachedTo: id, createdAt: ctx.at,
+      phase: 'pending', reason: null, generation: 1, imageMade: false
+    }
+    ctx.tx.put('volumes', name, rec)
+    return name
+  })
+  const restoredOn = s.restore?.phase === 'done' ? s.restore.node : undefined
+  return {
+    vm: src.id, name: s.name, volumes,
+    cachedOn: restoredOn !== undefined && restoredOn !== s.node ? [s.node, restoredOn] : [s.node],
+    pinnedTo: s.location?.kind === 'rbd' ? null : s.node
+  }
+}
+
 export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>): VmSnapshotRecord | { vm: string, name: string, removed: true } {
   const vm = ctx.tx.get<VmRecord>('vms', c.vm)
   const s = get(ctx, c.vm, c.name, vm?.spec.name ?? c.vm)
+  // a clone's disks are RBD clones of the disk snapshots (and a clone not started yet needs the
+  // state): refused, not flattened, so a delete never copies whole disks behind the admin's back
+  const clones = clonesOf(ctx, s.vm, s.name)
+  if (clones.length > 0) reject('Conflict', `snapshot ${c.name} of VM ${vm?.spec.name ?? c.vm} has clones: VM ${clones.join(', VM ')}; delete them first`)
+  const children = cloneVolumesOf(ctx, s)
+  if (children.length > 0) reject('Conflict', `snapshot ${c.name} of VM ${vm?.spec.name ?? c.vm}: the clone volume ${children.join(', ')} of its disks is still being removed; retry once it is gone`)
   // an operation still in flight on the VM's host is waited for; one on a host the VM left is not
   const inFlight = vm !== undefined && vm.assignedNode === s.node
   if (inFlight && s.phase === 'taking') reject('Conflict', `snapshot ${c.name} is still being taken: delete it once it is ready or failed`)
@@ -133,6 +188,8 @@ export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>)
 /** DeleteVm's part: the VM's snapshots are marked 'deleting' (their host removes the files). */
 export function forgetVmSnapshots (ctx: ApplyContext, vm: string): void {
   for (const s of snapshotsOf(ctx, vm)) {
+    // one with clones stays ready (they depend on it): deleted by the VM's id once they are gone
+    if (clonesOf(ctx, vm, s.name).length > 0 || cloneVolumesOf(ctx, s).length > 0) continue
     if (s.phase !== 'deleting') put(ctx, { ...s, phase: 'deleting', updatedAt: ctx.at, ...(s.restore?.phase === 'requested' ? { restore: { ...s.restore, phase: 'failed', at: ctx.at, reason: 'the VM was deleted' } } : {}) })
   }
 }

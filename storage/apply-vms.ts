@@ -5,7 +5,8 @@ import type { ApplyContext } from './apply-context.ts'
 import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
 import { incomingTo, refuseWhileMigrating } from './migration-guard.ts'
-import { imageMade, phaseOf, volumeUnusable } from '../protocols/volume-phases.ts'
+import { generationOf, imageMade, phaseOf, volumeUnusable } from '../protocols/volume-phases.ts'
+import { cloneFromSnapshot } from './apply-snapshots.ts'
 import { chargeQuota } from './apply-quotas.ts'
 import { releaseAfterMove, releaseBlocks, reportReleases } from './release-rules.ts'
 import type { Releasing } from './release-rules.ts'
@@ -54,6 +55,8 @@ function setAttached (ctx: ApplyContext, vols: VolumeRecord[], to: string | null
 export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
   if (ctx.tx.get<VmRecord>('vms', c.id) !== undefined) reject('AlreadyExists', `VM ${c.id} already exists`)
   if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
+  // a clone's volumes are made here, from the snapshot's disks, before the refs are checked
+  const clonedFrom = c.fromSnapshot !== undefined ? cloneFromSnapshot(ctx, c.id, c.spec, c.fromSnapshot) : undefined
   const vols = checkRefs(ctx, c.spec, c.id)
   // its project's quota, in this same entry: a racing create through another node sees this one
   chargeQuota(ctx, c.spec.name, null, c.spec)
@@ -66,7 +69,8 @@ export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
     assignedNode: null,
     status: { phase: 'pending', reason: 'created', node: null, at: ctx.at },
     createdAt: ctx.at,
-    updatedAt: ctx.at
+    updatedAt: ctx.at,
+    ...(clonedFrom !== undefined ? { clonedFrom } : {})
   }
   ctx.tx.put('vms', c.id, vm)
   ctx.tx.put('vmNames', c.spec.name, c.id)
@@ -237,7 +241,9 @@ export function reportVmStatus (ctx: ApplyContext, c: Cmd<'ReportVmStatus'>): { 
       return 'applied'
     }
     if (vm.assignedNode !== r.node || vm.generation !== r.generation) return 'stale'
-    ctx.tx.put('vms', vm.id, { ...vm, status: { ...r.status, node: r.node }, updatedAt: ctx.at })
+    // a clone ran once: it resumed the snapshot (or its host booted it), later starts boot its disks
+    const resumed = vm.clonedFrom !== undefined && vm.clonedFrom.resumedAt === undefined && r.status.phase === 'running' ? { clonedFrom: { ...vm.clonedFrom, resumedAt: ctx.at } } : {}
+    ctx.tx.put('vms', vm.id, { ...vm, ...resumed, status: { ...r.status, node: r.node }, updatedAt: ctx.at })
     return 'applied'
   })
   return { outcomes }
@@ -250,7 +256,11 @@ export function deleteVm (ctx: ApplyContext, c: Cmd<'DeleteVm'>): { id: string }
   refuseWhileMigrating(ctx, vm, 'a delete')
   for (const name of vm.spec.volumes) {
     const v = ctx.tx.get<VolumeRecord>('volumes', name)
-    if (v !== undefined && v.attachedTo === vm.id) ctx.tx.put('volumes', name, { ...v, attachedTo: null })
+    if (v === undefined || v.attachedTo !== vm.id) continue
+    // a clone's own disks (RBD clones of the snapshot's) go with it: they hold the snapshot's
+    // disk snapshots in place, which its delete then can remove
+    const own = vm.clonedFrom?.volumes.includes(name) === true
+    ctx.tx.put('volumes', name, own ? { ...v, attachedTo: null, phase: 'deleting', reason: null, generation: generationOf(v) + 1 } : { ...v, attachedTo: null })
   }
   for (const [name, net] of ctx.tx.range<NetworkRecord>('networks')) {
     const ips = Object.keys(net.allocations).filter(ip => net.allocations[ip] === vm.id)

@@ -84,6 +84,29 @@ function vmRow (v: VmRecord, names: Map<string, string>, wide: boolean): Array<s
 }
 
 /** Why a VM waits unplaced, node by node and by name, or '' when some node would take it. */
+/** Flags that shape a new VM's devices or placement: a clone takes its source's. */
+const SPEC_FLAGS = ['vcpus', 'memory', 'disk-size', 'image', 'flake', 'constraint', 'anti-affinity', 'spread', 'priority', 'project', 'preemptible', 'restart', 'hypervisor', 'disk', 'network', 'kernel-param', 'queue']
+
+/** `vm create NAME --from-snapshot VM/SNAPSHOT`: a clone of a ready memory snapshot. */
+async function cloneVm (p: Parsed, out: Output, name: string, from: string): Promise<number> {
+  const m = /^([^/]+)\/([^/]+)$/.exec(from)
+  if (m == null) throw new UsageError(`--from-snapshot takes VM/SNAPSHOT (one '/'), got "${from}"`)
+  const given = SPEC_FLAGS.filter((f) => p.flags.has(f))
+  if (given.length > 0) throw new UsageError(`--from-snapshot: a clone has its source's spec; drop --${given.join(', --')}`)
+  return await withCluster(p, async ({ client }) => {
+    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2], start: bool(p, 'start', true) })
+    if (!bool(p, 'wait')) {
+      out.data(vm, () => `VM ${vm.spec.name} created from snapshot ${m[2]} of VM ${m[1]}${vm.spec.volumes.length > 0 ? ` (its disks: ${vm.spec.volumes.join(', ')}, cloned)` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
+      return EXIT.ok
+    }
+    const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
+    const names = nodeNames(await client.call('node.list', { stale: true }))
+    const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
+    out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${named(final.status.reason, names)})` : ''}`)
+    return final.status.phase === 'running' ? EXIT.ok : EXIT.error
+  })
+}
+
 async function waitReason (client: Connection['client'], vm: string): Promise<string> {
   const [e, nodes] = await Promise.all([client.call('vm.explain', { vm }), client.call('node.list', { stale: true })])
   if (e.decision.nodeId != null) return ''
@@ -213,7 +236,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'vm create': {
     summary: 'Create a VM (placed by the scheduler, started by its host)',
-    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--project NAME] [--no-preemptible] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--queue] [--wait]',
+    usage: 'blixard vm create NAME [--vcpus 1] [--memory 128M] [--image tiny | --flake REF] [--constraint EXPR]... [--anti-affinity GROUP] [--priority N] [--project NAME] [--no-preemptible] [--restart always|on-failure|never] [--disk VOLUME]... [--network NAME]... [--no-start] [--queue] [--wait]  |  vm create NAME --from-snapshot VM/SNAPSHOT [--wait]',
     flags: {
       vcpus: { value: true, arg: 'N', help: 'virtual CPUs', default: '1' },
       memory: { value: true, arg: 'SIZE', help: `guest memory (M, G or T; ${formatMiB(VM_LIMITS.minMemoryMiB)} to ${formatMiB(VM_LIMITS.maxMemoryMiB)})`, default: '128M' },
@@ -233,10 +256,13 @@ const COMMANDS: Record<string, Command> = {
       'kernel-param': { value: true, repeat: true, arg: 'P', help: 'extra kernel command-line parameter' },
       start: { help: 'start it once placed (--no-start: create it stopped)', default: 'true' },
       queue: { help: 'accept it even if no node fits now; it waits, pending, saying why' },
-      wait: { help: 'follow it until it runs (or fails), printing each phase' }
+      wait: { help: 'follow it until it runs (or fails), printing each phase' },
+      'from-snapshot': { value: true, arg: 'VM/SNAPSHOT', help: 'a clone of that memory snapshot: the source\'s devices, its disks cloned from the snapshot\'s, resumed (no boot) with its own name, MAC and address' }
     },
     run: async (p, out) => {
       const name = need(p, 1, 'NAME')[0]
+      const from = flag(p, 'from-snapshot')
+      if (from != null) return await cloneVm(p, out, name, from)
       if (flag(p, 'image') != null && flag(p, 'flake') != null) throw new UsageError('give --image or --flake, not both')
       const image = flag(p, 'image') ?? 'tiny'
       if (flag(p, 'flake') == null && image !== 'tiny') throw new UsageError(`--image ${image}: only "tiny" is built in; use --flake REF for your own guest`)

@@ -39,6 +39,7 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'vm.snapshot': ['SnapshotVm'],
   'vm.restore': ['RestoreVm'],
   'vm.snapshotDelete': ['DeleteVmSnapshot'],
+  'vm.clone': ['CreateVm'],
   // warm pools (issue 18)
   'pool.set': ['SetWarmPool'],
   'pool.delete': ['DeleteWarmPool']
@@ -65,6 +66,11 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   if (cmd.type === 'SetQuota' && (cmd.project !== params.project || !sameLimits(cmd.limits, params.limits))) {
     throw new BlixardError('Internal', `the node prepared quota ${cmd.project} ${JSON.stringify(cmd.limits)}, not ${String(params.project)} ${JSON.stringify(params.limits)}: refusing to sign it`)
   }
+  // a clone is of the snapshot named and under the name asked; a plain create is no clone
+  if (cmd.type === 'CreateVm' && method === 'vm.clone' && (cmd.spec.name !== params.name || cmd.fromSnapshot?.name !== params.snapshot)) {
+    throw new BlixardError('Internal', `the node prepared VM ${cmd.spec.name} from snapshot ${String(cmd.fromSnapshot?.name)}, not ${String(params.name)} from ${String(params.snapshot)}: refusing to sign it`)
+  }
+  if (cmd.type === 'CreateVm' && method === 'vm.create' && cmd.fromSnapshot !== undefined) throw new BlixardError('Internal', 'the node prepared a clone for a plain create: refusing to sign it')
   if ((cmd.type === 'SnapshotVm' || cmd.type === 'RestoreVm' || cmd.type === 'DeleteVmSnapshot') && cmd.name !== params.name) {
     throw new BlixardError('Internal', `the node prepared a ${cmd.type} of snapshot ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   }

@@ -18,6 +18,11 @@
 //   deleting            — remove the state (file or image) and the disks' RBD snapshots, report
 //                         removed (the record goes)
 //
+// And a clone's first start (resumeClone, asked by the agent of the clone's host): a QEMU with the
+// clone's own devices (its TAPs, MAC, disks cloned from the snapshot's) and `-incoming`, the state
+// streamed in as a restore does, `cont`, then the tiny guest is told its identity on its serial
+// console (identityLine: name, address, MAC), so it answers as itself without a reboot.
+//
 // The state image is written after the guest resumed (`rbd import` of the file): the pause is the
 // local save and the disk snapshots, not the trip through Ceph. The agent leaves a VM alone while
 // `holds` says so (a save or a restore runs), as it does for a live migration. A daemon that
@@ -35,7 +40,8 @@ import { RbdError } from '../../storage/ceph-errors.ts'
 import type { LaunchRecord, QemuDriver, QemuLaunchSpec } from '../qemu/driver.ts'
 import type { HostBindings } from '../qemu/launch-spec.ts'
 import { launchSpecFromVm } from '../qemu/launch-spec.ts'
-import { loadTinyGuest, type TinyGuest } from '../qemu/tiny-guest.ts'
+import { identityLine, loadTinyGuest, type TinyGuest } from '../qemu/tiny-guest.ts'
+import { writeSerial } from '../console-proxy.ts'
 import { QemuError } from '../qemu/errors.ts'
 import { checkVmId, runtimePaths } from '../qemu/paths.ts'
 import { loadState, saveState } from '../qemu/snapshot.ts'
@@ -286,6 +292,57 @@ export class SnapshotService {
       // Before the old QEMU was stopped (no saved spec or state here) the guest runs on untouched.
       if (started) await this.d.driver.kill(s.vm).catch(() => {})
       await this.report(s, 'restore-failed', { reason: (err as Error).message })
+    }
+  }
+
+  /**
+   * A clone's first start here (vm create --from-snapshot): resumes the snapshot's state in a QEMU
+   * with the clone's devices (`host`: this host's bindings for it), then types its identity into
+   * its console. Throws on failure with no QEMU left: the agent reports the clone failed and its
+   * restart policy boots it from its disks.
+   */
+  async resumeClone (vm: VmRecord, host: Omit<HostBindings, 'tinyGuest'>): Promise<void> {
+    const c = vm.clonedFrom
+    if (c == null) throw new QemuError('InvalidSpec', `VM ${vm.spec.name} is not a clone`)
+    const why = this.d.unsupported?.() ?? null
+    if (why != null) throw new QemuError('InvalidSpec', why)
+    const s = this.d.sm.listVmSnapshots(c.vm).find((x) => x.name === c.name)
+    if (s?.phase !== 'ready' || s.location == null) throw new QemuError('NotFound', `snapshot ${c.name} of VM ${c.vm} is ${s == null ? 'gone' : s.phase}: clone ${vm.spec.name} cannot resume it`)
+    const loc = s.location
+    const ceph = this.d.ceph ?? null
+    if (loc.kind === 'rbd' && ceph == null) throw new QemuError('NotFound', `snapshot ${c.name} lives in Ceph and this host has no Ceph client`)
+    if (loc.kind === 'local-file' && s.node !== this.d.self()) throw new QemuError('NotFound', `snapshot ${c.name} is a local file on another host`)
+    const tiny = vm.spec.image.kind === 'tiny' ? await loadTinyGuest(this.d.guestDir) : undefined
+    const spec = launchSpecFromVm(vm, { ...host, ...(tiny != null ? { tinyGuest: tiny } : {}) })
+    const paths = runtimePaths(this.d.dataDir, vm.id)
+    const sock = join(paths.dir, 'restore.sock')
+    const t0 = this.now()
+    await rm(sock, { force: true })
+    // no ready marker follows a resume: it runs once QEMU says so, with its own address
+    const ip = host.ip?.split('/')[0]
+    await this.d.driver.start({ ...spec, readiness: 'qmp', incoming: sock, ...(ip != null ? { resumedIp: ip } : {}) })
+    try {
+      if (loc.kind === 'rbd') {
+        let exported: Promise<void> = Promise.resolve()
+        await loadState(async () => await this.d.driver.qmp(vm.id), () => {
+          const x = ceph!.rbd.exportStream(loc.pool, loc.image)
+          exported = x.done
+          return x.stream
+        }, sock)
+        await exported.catch(() => {})
+      } else {
+        await loadState(async () => await this.d.driver.qmp(vm.id), snapshotFiles(this.d.dataDir, c.vm, c.name).state, sock)
+      }
+      const resumedMs = this.now() - t0
+      // its memory still says it is the source: the tiny guest takes its own name, address and MAC
+      if (tiny != null) {
+        const id = identityLine({ hostname: vm.spec.name, ip: host.ip ?? null, gw: host.gw ?? null, mac: host.nics?.[0]?.mac ?? null })
+        await writeSerial(paths.serialSock, Buffer.from(id), vm.spec.name)
+      }
+      this.d.log.info('clone resumed from a snapshot', { vmId: vm.id, from: c.vm, snapshot: c.name, resumedMs, ms: this.now() - t0 })
+    } catch (err) {
+      await this.d.driver.kill(vm.id).catch(() => {})
+      throw err
     }
   }
 

@@ -29,7 +29,7 @@ test('fast path carries the chosen node scores but no per-node verdicts', () => 
   assert.is(d.nodeId, 'a', 'ties go to the smaller node id')
   assert.is(d.nodes, null)
   assert.is(d.rejections, null)
-  assert.equal(d.scores, { fit: 0, affinity: 0, domain: 0, pressure: 0, warm: 0 })
+  assert.equal(d.scores, { fit: 0, affinity: 0, domain: 0, pressure: 0, warm: 0, snapshot: 0 })
 })
 
 test('failure summary on the fast path counts the first failing filter per node', () => {

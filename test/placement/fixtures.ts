@@ -83,9 +83,13 @@ export const arbRequest = (i: number): fc.Arbitrary<PlacementRequest> => fc.reco
   spread: fc.option(fc.constantFrom('zone', 'arch'), { nil: null }),
   priority: fc.integer({ min: 0, max: 100 }),
   requires: fc.subarray(caps, { maxLength: 2 }),
-  warmPool: fc.option(fc.constantFrom('fn', 'big'), { nil: undefined })
+  warmPool: fc.option(fc.constantFrom('fn', 'big'), { nil: undefined }),
+  // a clone's first start: the nodes with its snapshot on hand (ids as arbNode names them, some
+  // absent from the cluster), sometimes pinned to one
+  snapshot: fc.option(fc.record({ cachedOn: fc.subarray(['n000', 'n001', 'n003', 'n007', 'n042']), pinnedTo: fc.option(fc.constantFrom('n001', 'n003'), { nil: null }) }), { nil: undefined })
 }).map((r) => vm(`vm${String(i).padStart(4, '0')}`, {
   ...(r.warmPool !== undefined ? { warmPool: r.warmPool } : {}),
+  ...(r.snapshot !== undefined ? { snapshot: r.snapshot } : {}),
   resources: { cpu: r.cpu, memoryMiB: r.memG * 1024, diskGiB: r.disk },
   constraints: r.constraints,
   antiAffinityGroup: r.group,

@@ -12,7 +12,7 @@ import { arbNodes, arbRequests, arbRequest, emptyCluster, permute } from './fixt
 const RUNS = 150
 const arbConfig: fc.Arbitrary<PlacementConfigInput> = fc.record({
   strategy: fc.constantFrom<'binpack' | 'spread'>('binpack', 'spread'),
-  weights: fc.record({ fit: fc.constantFrom(0, 0.5, 1, 2), affinity: fc.constantFrom(0, 0.5, 3), domain: fc.constantFrom(0, 0.5, 3), pressure: fc.constantFrom(0, 0.5, 3), warm: fc.constantFrom(0, 0.5, 1, 3) })
+  weights: fc.record({ fit: fc.constantFrom(0, 0.5, 1, 2), affinity: fc.constantFrom(0, 0.5, 3), domain: fc.constantFrom(0, 0.5, 3), pressure: fc.constantFrom(0, 0.5, 3), warm: fc.constantFrom(0, 0.5, 1, 3), snapshot: fc.constantFrom(0, 0.5, 1, 3) })
 })
 
 test('never over-commits; constraints, capabilities and anti-affinity always hold', () => {

@@ -1,6 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { affinityScore, binpackScore, domainScore, fill, pressureScore, spreadScore, warmScore } from '../../placement/scorers.ts'
+import { affinityScore, binpackScore, domainScore, fill, pressureScore, snapshotScore, spreadScore, warmScore } from '../../placement/scorers.ts'
 import { DEFAULT_CONFIG, resolveConfig } from '../../placement/config.ts'
 import { applyPlacement, placeBatch, placeOne } from '../../placement/place.ts'
 import { clusterFromModel } from '../../placement/from-model.ts'
@@ -94,8 +94,8 @@ test('warm scorer in the pipeline: prefers the node holding a warm guest over pa
   // an idle node with a warm guest ties the best-packed busy node (fit 0 + warm 1 vs 0.5 + 0.5 × fill < 1)
   const d = placeOne({ nodes, placed: [] }, req('a'), {}, { explain: true })
   assert.is(d.nodeId, 'w')
-  assert.equal(d.scores, { fit: 0, affinity: 0, domain: 0, pressure: 0, warm: 1 })
-  assert.match(formatScores(d.scores!), /warm 1$/)
+  assert.equal(d.scores, { fit: 0, affinity: 0, domain: 0, pressure: 0, warm: 1, snapshot: 0 })
+  assert.match(formatScores(d.scores!), /warm 1, snapshot 0$/)
   assert.equal(d.nodes?.map((v) => [v.nodeId, v.feasible ? v.scores.warm : null]), [['empty', 0], ['half', 0], ['w', 1]], 'vm explain shows the warm component per node')
   // a VM no pool serves packs as ever
   assert.is(placeOne({ nodes, placed: [] }, vm('cold', { resources: { cpu: 1, memoryMiB: 96, diskGiB: 0 } })).nodeId, 'half')
@@ -109,6 +109,42 @@ test('warm scorer in the pipeline: prefers the node holding a warm guest over pa
   assert.is(placeOne(after, req('b')).nodeId, 'half')
   // a weight of 0 turns it off
   assert.is(placeOne({ nodes, placed: [] }, req('a'), { weights: { warm: 0 } }).nodeId, 'half')
+})
+
+test('snapshot scorer: 1 on a node holding the clone\'s snapshot state, 0 elsewhere and for other VMs, table', () => {
+  const rows: Array<[string, Parameters<typeof vm>[1], number]> = [
+    ['the node took the snapshot', { snapshot: { cachedOn: ['n'], pinnedTo: null } }, 1],
+    ['it last restored it', { snapshot: { cachedOn: ['a', 'n'], pinnedTo: null } }, 1],
+    ['another node holds it', { snapshot: { cachedOn: ['a'], pinnedTo: null } }, 0],
+    ['not a clone (or started already)', {}, 0]
+  ]
+  for (const [what, over, want] of rows) assert.is(snapshotScore(node('n'), vm('v', over)), want, what)
+})
+
+test('snapshot scorer in the pipeline: among nodes that pack alike the one holding the state wins, shown in explain; a local file pins', () => {
+  const busy = (id: string): ReturnType<typeof node> => node(id, { reserved: { cpu: 8, memoryMiB: 32768, diskGiB: 500 }, vmCount: 4 })
+  const nodes = [busy('a'), busy('b'), busy('c'), empty]
+  const clone = vm('h', { snapshot: { cachedOn: ['b'], pinnedTo: null } })
+  const d = placeOne({ nodes, placed: [] }, clone, {}, { explain: true })
+  assert.is(d.nodeId, 'b')
+  assert.equal(d.scores, { fit: 0.75, affinity: 0, domain: 0, pressure: 0, warm: 0, snapshot: 1 })
+  assert.match(formatScores(d.scores!), /snapshot 1$/)
+  assert.equal(d.nodes?.map((v) => [v.nodeId, v.feasible ? v.scores.snapshot : null]), [['a', 0], ['b', 1], ['c', 0], ['empty', 0]], 'vm explain shows the snapshot component per node')
+  // the fast path agrees with the full scan
+  assert.is(placeOne({ nodes, placed: [] }, clone).nodeId, 'b')
+  // it wins over a fuller busy node too, but at weight 0.5 it does not open an empty node
+  const fuller = node('f', { reserved: { cpu: 15, memoryMiB: 60000, diskGiB: 900 }, vmCount: 9 })
+  assert.is(placeOne({ nodes: [...nodes, fuller], placed: [] }, clone).nodeId, 'b')
+  assert.is(placeOne({ nodes, placed: [] }, vm('h', { snapshot: { cachedOn: ['empty'], pinnedTo: null } })).nodeId, 'a')
+  // a weight of 0 turns it off (the tie then goes to the lowest id)
+  assert.is(placeOne({ nodes, placed: [] }, clone, { weights: { snapshot: 0 } }).nodeId, 'a')
+  // a local-file snapshot: only its node, said by the snapshot filter
+  const pinned = vm('h', { snapshot: { cachedOn: ['c'], pinnedTo: 'c' } })
+  const p = placeOne({ nodes: [...nodes, fuller], placed: [] }, pinned, {}, { explain: true })
+  assert.is(p.nodeId, 'c')
+  const other = p.nodes?.find((v) => v.nodeId === 'f')
+  assert.ok(other != null && !other.feasible && other.filter === 'snapshot' && /local file on node c/.test(other.reason), JSON.stringify(other))
+  assert.is(placeOne({ nodes: [busy('a')], placed: [] }, pinned).nodeId, null, 'its node gone: nowhere')
 })
 
 test('pool guests are reclaimable: the room they hold is not reserved, a VM is placed into it', () => {

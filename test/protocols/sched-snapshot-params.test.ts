@@ -3,6 +3,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { checkParams } from '../../protocols/rpc.ts'
+import { checkPrepared } from '../../node/cli/signing.ts'
+import { cloneSpec } from '../../protocols/snapshots.ts'
+import type { Command } from '../../protocols/commands.ts'
+import type { VmSpec } from '../../protocols/model.ts'
 
 function refusal (f: () => unknown): string {
   try { f(); return 'ok' } catch (e) { return `${(e as { kind?: string }).kind ?? '?'}: ${(e as Error).message}` }
@@ -39,6 +43,23 @@ test('quota.set: project and limits (null clears) as SetQuota takes them; quota.
   assert.match(refusal(() => checkParams('quota.show', { project: '' })), /^InvalidParams: params\.project/)
   assert.equal(checkParams('rebalance.plan', {}), {})
   assert.match(refusal(() => checkParams('rebalance.plan', { dry: true })), /^InvalidParams: params: unknown field 'dry'/)
+})
+
+test('vm.clone: a new VM name, a source VM and a snapshot name, each bounded; the CLI signs only the clone it asked for', () => {
+  assert.equal(checkParams('vm.clone', { name: 'web-2', vm: 'web', snapshot: 's1' }), { name: 'web-2', vm: 'web', snapshot: 's1' })
+  assert.equal(checkParams('vm.clone', { name: 'web-2', vm: 'web', snapshot: 's1', start: false }), { name: 'web-2', vm: 'web', snapshot: 's1', start: false })
+  assert.match(refusal(() => checkParams('vm.clone', { name: 'web-2', vm: 'web' })), /^InvalidParams: params: missing field 'snapshot'/)
+  for (const bad of ['Web', 'a b', 'a.b', '-x', 'h'.repeat(64)]) assert.match(refusal(() => checkParams('vm.clone', { name: bad, vm: 'web', snapshot: 's1' })), /params\.name/, bad)
+  for (const bad of ['x@y', 'a/b', '../etc', 'a'.repeat(64)]) assert.match(refusal(() => checkParams('vm.clone', { name: 'h', vm: 'web', snapshot: bad })), /params\.snapshot/, bad)
+  assert.match(refusal(() => checkParams('vm.clone', { name: 'h', vm: 'v'.repeat(10_000), snapshot: 's1' })), /params\.vm/)
+  const spec = { name: 'web', vcpus: 1, memoryMiB: 96, diskGiB: 0, hypervisor: 'qemu', image: { kind: 'tiny' }, volumes: ['data'], networks: [], kernelParams: [], constraints: [], antiAffinityGroup: null, affinity: [], spreadLabel: null, priority: 0, restartPolicy: 'never', requires: [] } as unknown as VmSpec
+  const clone = (name: string, snap: string): Command => ({ type: 'CreateVm', id: 'x', spec: cloneSpec(spec, name), fromSnapshot: { vm: 'web-id', name: snap } })
+  const params = { name: 'h', vm: 'web', snapshot: 's1' }
+  checkPrepared('vm.clone', params, clone('h', 's1'))
+  assert.match(refusal(() => { checkPrepared('vm.clone', params, clone('other', 's1')) }), /prepared VM other from snapshot s1, not h from s1: refusing/)
+  assert.match(refusal(() => { checkPrepared('vm.clone', params, clone('h', 's2')) }), /refusing to sign it/)
+  assert.match(refusal(() => { checkPrepared('vm.create', { spec: cloneSpec(spec, 'h') }, clone('h', 's1')) }), /a clone for a plain create: refusing/)
+  assert.equal(cloneSpec(spec, 'h').volumes, ['h-d0'], 'the clone\'s own disks')
 })
 
 test.run()

@@ -10,7 +10,9 @@ import { seededSigner, signCommandSync } from '../../protocols/auth.ts'
 import type { SyncSigner } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import type { VmSnapshotRecord } from '../../protocols/snapshots.ts'
-import { MAX_SNAPSHOTS_PER_VM } from '../../protocols/snapshots.ts'
+import { MAX_SNAPSHOTS_PER_VM, cloneSpec } from '../../protocols/snapshots.ts'
+import type { VmRecord } from '../../protocols/model.ts'
+import { requestFromVm } from '../../placement/from-model.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { errorKind, harness, registerNode, spec } from './sm-fixtures.ts'
@@ -215,6 +217,62 @@ test('a save left on a host the VM moved off (it died mid-save) blocks nothing: 
   assert.is(value<VmSnapshotRecord>(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's2' })).node, 'b')
   assert.is(value<VmSnapshotRecord>(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting', 'its host removes the partial file if it comes back')
   refused(h.run({ type: 'RestoreVm', vm: 'v1', name: 's1' }), 'Conflict', /is deleting, not ready/)
+})
+
+
+test('a clone (CreateVm fromSnapshot): its disks are RBD clones of the snapshot\'s, where the state is on hand; the snapshot cannot go while clones exist; the clone\'s delete removes its disks', () => {
+  const h = withDisk()
+  runningOn(h, 'a')
+  value(h.run({ type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  const from = { vm: 'v1', name: 's1' }
+  const src = h.sm.getVm('v1')!.spec
+  refused(h.run({ type: 'CreateVm', id: 'h1', spec: cloneSpec(src, 'h'), fromSnapshot: from }), 'Conflict', /snapshot s1 of VM web is taking, not ready/)
+  value(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'a', event: 'taken', sizeBytes: 9, pausedMs: 5, pool: 'rbd', image: 'blixard-state.v1.s1' }))
+  runningOn(h, 'b')
+  value(h.run({ type: 'RestoreVm', vm: 'v1', name: 's1' }))
+  value(h.run({ type: 'ReportVmSnapshot', vm: 'v1', name: 's1', node: 'b', event: 'restored', ms: 400 }))
+  // refusals by name: a missing VM or snapshot, other devices, volume names it did not choose
+  refused(h.run({ type: 'CreateVm', id: 'h1', spec: cloneSpec(src, 'h'), fromSnapshot: { vm: 'nope', name: 's1' } }), 'NotFound', /VM nope not found: nothing to clone snapshot s1 of/)
+  refused(h.run({ type: 'CreateVm', id: 'h1', spec: cloneSpec(src, 'h'), fromSnapshot: { vm: 'v1', name: 's9' } }), 'NotFound', /VM web has no snapshot named s9/)
+  refused(h.run({ type: 'CreateVm', id: 'h1', spec: { ...cloneSpec(src, 'h'), memoryMiB: 512 }, fromSnapshot: from }), 'InvalidSpec', /has its devices .*h's differ/)
+  refused(h.run({ type: 'CreateVm', id: 'h1', spec: { ...cloneSpec(src, 'h'), volumes: ['disk1'] }, fromSnapshot: from }), 'InvalidCommand', /disk 0 of clone h is volume h-d0, not disk1/)
+  assert.is(h.sm.getVolume('h-d0'), undefined, 'a refused clone made no volume')
+  const vm = value<VmRecord>(h.run({ type: 'CreateVm', id: 'h1', spec: cloneSpec(src, 'h'), fromSnapshot: from }))
+  assert.equal(vm.clonedFrom, { vm: 'v1', name: 's1', volumes: ['h-d0'], cachedOn: ['a', 'b'], pinnedTo: null })
+  assert.equal(vm.spec.volumes, ['h-d0'])
+  const vol = h.sm.getVolume('h-d0')
+  assert.equal([vol?.parent, vol?.attachedTo, vol?.phase, vol?.sizeGiB], [{ volume: 'disk1', snapshot: 'blixard-vm.s1' }, 'h1', 'pending', 1], 'an RBD clone of the disk snapshot, for the volume reconciler to make')
+  assert.equal(requestFromVm(vm).snapshot, { cachedOn: ['a', 'b'], pinnedTo: null }, 'placement prefers where the state is on hand')
+  refused(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /snapshot s1 of VM web has clones: VM h; delete them first/)
+  // its first running report: later starts boot its disk, placement no longer cares where the state is
+  value(h.run({ type: 'ReportVolume', name: 'h-d0', node: 'a', generation: 1, outcome: 'ready' }))
+  value(h.run({ type: 'AssignVm', id: 'h1', node: 'a' }))
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'h1', node: 'a', generation: 1, status: { phase: 'running', reason: 'resumed', at: 1 } }] }))
+  const ran = h.sm.getVm('h1')!
+  assert.is(typeof ran.clonedFrom?.resumedAt, 'number')
+  assert.is(requestFromVm(ran).snapshot, undefined)
+  // the clone's delete removes its own disk; the snapshot waits until that disk is gone
+  value(h.run({ type: 'DeleteVm', id: 'h1' }))
+  assert.equal([h.sm.getVolume('h-d0')?.phase, h.sm.getVolume('h-d0')?.attachedTo], ['deleting', null])
+  refused(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /the clone volume h-d0 of its disks is still being removed/)
+  value(h.run({ type: 'ReportVolume', name: 'h-d0', node: 'a', generation: h.sm.getVolume('h-d0')?.generation ?? -1, outcome: 'gone' }))
+  assert.is(value<VmSnapshotRecord>(h.run({ type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting')
+})
+
+test('a clone of a local-file snapshot is pinned to its holder; the source\'s delete keeps a snapshot that has clones', () => {
+  const h = cluster()
+  value(h.run(admin, { type: 'SnapshotVm', vm: 'v1', name: 's1' }))
+  value(h.run(na, report(na, 'taken', { sizeBytes: 1, path: '/d/s1.state' })))
+  const src = h.sm.getVm('v1')!.spec
+  // a host cannot create a VM, clone or not
+  refused(h.run(na, { type: 'CreateVm', id: 'h1', spec: cloneSpec(src, 'h'), fromSnapshot: { vm: 'v1', name: 's1' } }), 'Unauthorized', /admin/)
+  const vm = value<VmRecord>(h.run(admin, { type: 'CreateVm', id: 'h1', spec: cloneSpec(src, 'h'), fromSnapshot: { vm: 'v1', name: 's1' } }))
+  assert.equal(vm.clonedFrom, { vm: 'v1', name: 's1', volumes: [], cachedOn: [na.peerId], pinnedTo: na.peerId })
+  value(h.run(admin, { type: 'DeleteVm', id: 'v1' }))
+  assert.is(h.sm.listVmSnapshots('v1')[0]?.phase, 'ready', 'its clone still needs it')
+  refused(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' }), 'Conflict', /has clones: VM h/)
+  value(h.run(admin, { type: 'DeleteVm', id: 'h1' }))
+  assert.is(value<VmSnapshotRecord>(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting')
 })
 
 test.run()
