@@ -431,6 +431,12 @@ export function dialFailure (err: unknown): string {
     if (err.message !== '') return err.message
     return err.name !== '' && err.name !== 'Error' ? err.name : 'the dial failed without a reason'
   }
+  // libp2p rejects some dials with the Event that ended them (an abort, a connection's close),
+  // which would print as "[object Event]": say what it was, with its error if it carries one
+  if (err instanceof Event) {
+    const inner = (err as Event & { error?: unknown }).error
+    return inner != null ? dialFailure(inner) : `the connection ended (${err.type} event) before the stream opened`
+  }
   return err == null ? 'the dial failed without a reason' : String(err)
 }
 

@@ -318,13 +318,17 @@ test('fuzz: random bytes and random CBOR values on fresh streams never stop the 
   assert.is((await rpc.call('vm.show', { vm: 'alive' })).id, 'alive')
 })
 
-test('a dial that fails says why, never "undefined": empty messages, every address of an AggregateError, non-Errors', async () => {
+test('a dial that fails says why, never "undefined" or "[object Event]": empty messages, every address of an AggregateError, Events, non-Errors', async () => {
   assert.is(dialFailure(new Error('connection refused')), 'connection refused')
   const abort = new Error(''); abort.name = 'AbortError'
   assert.is(dialFailure(abort), 'AbortError')
   assert.is(dialFailure(new AggregateError([new Error('ECONNREFUSED 127.0.0.1:1'), new Error('ECONNREFUSED 127.0.0.1:1'), abort], '')), 'ECONNREFUSED 127.0.0.1:1; AbortError')
   assert.is(dialFailure(undefined), 'the dial failed without a reason')
   assert.is(dialFailure('boom'), 'boom')
+  // an Event libp2p rejected with: its error if it carries one, else its type, never "[object Event]"
+  const closed = Object.assign(new Event('close'), { error: new Error('stream reset by remote') })
+  assert.is(dialFailure(closed), 'stream reset by remote')
+  assert.is(dialFailure(new Event('abort')), 'the connection ended (abort event) before the stream opened')
   // a real failed dial: a port nobody listens on
   const a = await testHost()
   try {
