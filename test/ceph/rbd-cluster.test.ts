@@ -39,6 +39,7 @@ import { BlixardError } from '../../protocols/errors.ts'
 import type { RpcCallContext } from '../../node/net/rpc.ts'
 import { createLogger } from '../../node/log.ts'
 import { harness, registerNode, spec } from '../storage/sm-fixtures.ts'
+import { waitFor } from '../cluster/harness.ts'
 
 const POOL = 'rbd'
 let ceph: TestCeph
@@ -109,16 +110,6 @@ function startWriter (image: string): { proc: ChildProcess, exited: Promise<{ co
     proc.on('exit', (code) => resolve({ code, stderr }))
   })
   return { proc, exited }
-}
-
-async function waitFor<T> (what: string, ms: number, fn: () => Promise<T | null>): Promise<T> {
-  const end = performance.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v != null) return v
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
 }
 
 function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {

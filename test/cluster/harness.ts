@@ -26,7 +26,6 @@ export type Status = ResultOf<'cluster.status'>
 
 export const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-/** Polls `fn` until it returns a value other than null/undefined/false, or fails naming `what`. */
 /** A lease for a test cluster's daemons, as flags (node/core/lease-rules.ts checks them at start). Tests
  * with guests lengthen it: on a loaded machine a starved daemon renews late and its host is fenced mid-test. */
 export interface TestLease { leaseMs: number, renewEveryMs?: number, fenceMarginMs?: number, downMarginMs?: number }
@@ -35,6 +34,7 @@ export function leaseArgs (l: TestLease): string[] {
     '--lease-fence-margin-ms', String(l.fenceMarginMs ?? 1_000), '--lease-down-margin-ms', String(l.downMarginMs ?? 1_000)]
 }
 
+/** Polls `fn` until it returns a value other than null/undefined/false, or fails naming `what`. */
 export async function waitFor<T> (what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let lastErr: unknown = null
