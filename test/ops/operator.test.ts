@@ -349,7 +349,7 @@ test('vm console: what is typed reaches the guest\'s shell through any node, its
   assert.match(stranger.stderr, /is not an admin; 'vm\.consoleInput' changes the cluster/)
 })
 
-test('node drain: refused (exit 4, naming the VM and why) when a VM would be stranded, unless --force; a node holding no VMs is drained at once and says so', async () => {
+test('node drain: refused (exit 4, naming the VM and why) when a VM would be stranded, unless --force; a node holding no VMs is drained at once and says so; --wait ends in one drained line with the node empty', async () => {
   const cl = await cluster()
   const created = await pinnedGuest()
   assert.is(created.code, 0, created.stderr)
@@ -385,6 +385,20 @@ test('node drain: refused (exit 4, naming the VM and why) when a VM would be str
   assert.match(empty.stderr, new RegExp(`^Node ${idle} is drained: it holds no VMs`, 'm'))
   assert.not.match(empty.stderr, /move/)
   await human(['node', 'undrain', idle])
+  // drain --wait follows each VM out and ends in one `drained` line (a stopped VM moves cold: no boot)
+  await json(['vm', 'create', 'parked', '--no-start'])
+  await json(['vm', 'migrate', 'parked', '--to', 'node1', '--cold'])
+  await until('parked on node1', 60_000, async () => (await cl.state(0)).vms.find((v) => v.name === 'parked')?.nodeName === 'node1', 250)
+  const waited = await cli(['node', 'drain', 'node1', '--wait', '--json'])
+  assert.is(waited.code, 0, waited.stderr)
+  const lines = completeLines(waited.stdout).map((l) => JSON.parse(l) as Record<string, unknown>)
+  assert.equal(lines.at(-1), { node: 'node1', drained: true, live: 0, cold: 1 }, waited.stdout)
+  assert.ok(lines.some((l) => l.vm === 'parked' && l.how === 'cold' && l.from === 'node1'), waited.stdout)
+  const after = await cl.state(0)
+  assert.equal(after.vms.filter((v) => v.nodeName === 'node1').map((v) => v.name), [], 'node1 holds nothing once drain --wait ended')
+  assert.is(after.nodes.find((n) => n.name === 'node1')?.state, 'draining', 'and takes nothing new until undrained')
+  await human(['node', 'undrain', 'node1'])
+  await human(['vm', 'delete', 'parked', '--force'])
 })
 
 /** Two admin sessions each asking to drain a node, both prepared (the answering node ran its
