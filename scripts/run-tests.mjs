@@ -81,6 +81,7 @@ function runOne (file, { live, nice }) {
       const p = t('Passed'); const s = t('Skipped'); const total = t('Total')
       let f = Math.max(0, total - p - s)
       if (code !== 0 && f === 0) f = 1 // crashed or exited non-zero without a uvu failure
+      if (total === 0 && f === 0) f = 1 // ran no test at all (a setup that died quietly): never a pass
       passed += p; failed += f; skipped += s
       if (f > 0) failures.push(`${rel} (exit ${code ?? signal})`)
       const line = `-- ${rel}: ${p} passed, ${f} failed, ${s} skipped in ${((Date.now() - t0) / 1000).toFixed(1)}s${live ? '' : ' (pure lane)'}\n`
