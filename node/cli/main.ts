@@ -99,11 +99,7 @@ async function cloneVm (p: Parsed, out: Output, name: string, from: string): Pro
       out.data(vm, () => `VM ${vm.spec.name} created from snapshot ${m[2]} of VM ${m[1]}${vm.spec.volumes.length > 0 ? ` (its disks: ${vm.spec.volumes.join(', ')}, cloned)` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
       return EXIT.ok
     }
-    const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
-    const names = nodeNames(await client.call('node.list', { stale: true }))
-    const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
-    out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${named(final.status.reason, names)})` : ''}`)
-    return final.status.phase === 'running' ? EXIT.ok : EXIT.error
+    return await waitRunning(client, vm, p, out)
   })
 }
 
@@ -304,11 +300,7 @@ const COMMANDS: Record<string, Command> = {
           out.data(vm, () => `VM ${vm.spec.name} created${why !== '' ? `, pending: ${why}` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
           return EXIT.ok
         }
-        const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
-        const names = nodeNames(await client.call('node.list', { stale: true }))
-        const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
-        out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${named(final.status.reason, names)})` : ''}`)
-        return final.status.phase === 'running' ? EXIT.ok : EXIT.error
+        return await waitRunning(client, vm, p, out)
       })
     }
   },
@@ -700,7 +692,6 @@ async function desired (p: Parsed, out: Output, method: 'vm.start' | 'vm.stop', 
   })
 }
 
-/** Follows a VM through its phases (pending → scheduled → starting → running), printing each. */
 /** One line of `vm migrate --wait`: the phase, and QEMU's figures while memory moves. */
 const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`
 
@@ -890,6 +881,16 @@ async function migrate (p: Parsed, out: Output): Promise<number> {
   })
 }
 
+/** `--wait` of a VM create: follows it to running (or its end) and says where it runs, by name. */
+async function waitRunning (client: Connection['client'], vm: VmRecord, p: Parsed, out: Output): Promise<number> {
+  const final = await waitFor(client, vm, out, int(p, 'timeout', 120, 1, 3600) * 1000)
+  const names = nodeNames(await client.call('node.list', { stale: true }))
+  const on = final.assignedNode == null ? '' : ` on ${names.get(final.assignedNode) ?? shortId(final.assignedNode)}`
+  out.data(final, () => `VM ${final.spec.name} is ${final.status.phase}${on}${final.status.reason !== '' ? ` (${named(final.status.reason, names)})` : ''}`)
+  return final.status.phase === 'running' ? EXIT.ok : EXIT.error
+}
+
+/** Follows a VM through its phases (pending → scheduled → starting → running), printing each. */
 async function waitFor (client: Connection['client'], vm: VmRecord, out: Output, timeoutMs: number, goal: 'running' | 'stopped' = 'running', restart = false): Promise<VmRecord> {
   const sub = client.watch('vm.watch', { vm: vm.id })
   const t0 = Date.now()

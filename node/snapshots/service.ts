@@ -32,7 +32,7 @@ import { mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/pr
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
 import type { VmRecord } from '../../protocols/model.ts'
-import type { SnapshotDisk, SnapshotReport, VmSnapshotRecord } from '../../protocols/snapshots.ts'
+import type { SnapshotDisk, SnapshotLocation, SnapshotReport, VmSnapshotRecord } from '../../protocols/snapshots.ts'
 import { snapshotKey, stateImageName } from '../../protocols/snapshots.ts'
 import type { StateMachine } from '../../storage/state-machine.ts'
 import type { RbdClient } from '../../storage/rbd.ts'
@@ -45,6 +45,7 @@ import { writeSerial } from '../console-proxy.ts'
 import { QemuError } from '../qemu/errors.ts'
 import { checkVmId, runtimePaths } from '../qemu/paths.ts'
 import { loadState, saveState } from '../qemu/snapshot.ts'
+import type { QmpClient } from '../qemu/qmp.ts'
 import type { Logger } from '../log.ts'
 
 /** How often records are looked at besides the kicks on every applied snapshot command. */
@@ -272,18 +273,7 @@ export class SnapshotService {
       // the address it has now (the same VM: the same address as at the snapshot's point), which
       // its status would otherwise lose, as a live migration's target would without resumedIp
       await this.d.driver.start({ ...spec, generation: vm.generation, readiness: 'qmp', incoming: sock, ...(vm.status.ip != null ? { resumedIp: vm.status.ip } : {}) })
-      if (loc?.kind === 'rbd') {
-        let exported: Promise<void> = Promise.resolve()
-        await loadState(async () => await this.d.driver.qmp(s.vm), () => {
-          const x = ceph!.rbd.exportStream(loc.pool, loc.image)
-          exported = x.done
-          return x.stream
-        }, sock)
-        // QEMU stops reading at the state's end: rbd may then fail on a closed pipe, which is fine
-        await exported.catch(() => {})
-      } else {
-        await loadState(async () => await this.d.driver.qmp(s.vm), f.state, sock)
-      }
+      await this.loadInto(s.vm, loc ?? null, f.state, sock)
       const ms = this.now() - t0
       this.d.log.info('snapshot restored', { vmId: s.vm, name: s.name, ms })
       await this.report(s, 'restored', { ms })
@@ -322,17 +312,7 @@ export class SnapshotService {
     const ip = host.ip?.split('/')[0]
     await this.d.driver.start({ ...spec, readiness: 'qmp', incoming: sock, ...(ip != null ? { resumedIp: ip } : {}) })
     try {
-      if (loc.kind === 'rbd') {
-        let exported: Promise<void> = Promise.resolve()
-        await loadState(async () => await this.d.driver.qmp(vm.id), () => {
-          const x = ceph!.rbd.exportStream(loc.pool, loc.image)
-          exported = x.done
-          return x.stream
-        }, sock)
-        await exported.catch(() => {})
-      } else {
-        await loadState(async () => await this.d.driver.qmp(vm.id), snapshotFiles(this.d.dataDir, c.vm, c.name).state, sock)
-      }
+      await this.loadInto(vm.id, loc, snapshotFiles(this.d.dataDir, c.vm, c.name).state, sock)
       const resumedMs = this.now() - t0
       // its memory still says it is the source: the tiny guest takes its own name, address and MAC
       if (tiny != null) {
@@ -344,6 +324,23 @@ export class SnapshotService {
       await this.d.driver.kill(vm.id).catch(() => {})
       throw err
     }
+  }
+
+  /** Streams a snapshot's state into the QEMU of `vmId` waiting on `sock`: from its RBD image, or
+   * from the local file `file` when it has no image. */
+  private async loadInto (vmId: string, loc: SnapshotLocation | null, file: string, sock: string): Promise<void> {
+    const qmp = async (): Promise<QmpClient> => await this.d.driver.qmp(vmId)
+    if (loc?.kind !== 'rbd') { await loadState(qmp, file, sock); return }
+    const ceph = this.d.ceph
+    if (ceph == null) throw new QemuError('NotFound', `the state of this snapshot is in Ceph (${loc.pool}/${loc.image}) and this host has no Ceph client`)
+    let exported: Promise<void> = Promise.resolve()
+    await loadState(qmp, () => {
+      const x = ceph.rbd.exportStream(loc.pool, loc.image)
+      exported = x.done
+      return x.stream
+    }, sock)
+    // QEMU stops reading at the state's end: rbd may then fail on a closed pipe, which is fine
+    await exported.catch(() => {})
   }
 
   private async remove (s: VmSnapshotRecord): Promise<void> {

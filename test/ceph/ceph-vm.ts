@@ -12,6 +12,7 @@ import { nodeIndex, show, vmSuite } from '../vm/helpers.ts'
 import { RbdClient } from '../../storage/rbd.ts'
 import { judgeWriterLog, readWriterLog, type WriterVerdict } from '../../node/qemu/disk-writer-log.ts'
 import { startTestCeph, type TestCeph } from './single-host-ceph.ts'
+import type { NetnsSwitch } from '../cluster/netns-switch.ts'
 import type { VmRecord } from '../../protocols/model.ts'
 
 const execFileP = promisify(execFile)
@@ -29,6 +30,25 @@ export interface CephVmOptions {
    * in its namespace, `down` after everything else is gone.
    */
   net?: { up: () => void, cephAddr: string, start: (i: number, extra: string[]) => void, down: () => void }
+}
+
+/** CephVmOptions.net for `c`'s nodes, each in its own namespace `ns[i]` on `net` (address i + 1),
+ * listening and known to the others at its switch address (which it advertises: the VXLAN underlay
+ * and the migration listener take it from there), the test itself and Ceph at `rootHost`. */
+export function switchedNodes (c: TestCluster, net: NetnsSwitch, ns: string[], rootHost: number): NonNullable<CephVmOptions['net']> {
+  return {
+    cephAddr: net.addr(rootHost),
+    up: () => {
+      net.up()
+      ns.forEach((n, i) => { net.attach(n, `v${i + 1}`, i + 1) })
+      net.attachRoot(`${net.tag}r`, rootHost)
+    },
+    start: (i, extra) => {
+      c.nodes.forEach((n, j) => { n.addr = `/ip4/${net.addr(j + 1)}/tcp/${n.port}/p2p/${n.peerId}` })
+      c.start(i, [...extra, '--listen', `/ip4/${net.addr(i + 1)}/tcp/${c.nodes[i].port}`], c.keyFile, {}, ['ip', 'netns', 'exec', ns[i]])
+    },
+    down: () => { net.teardown() }
+  }
 }
 
 export interface CephVm {

@@ -28,7 +28,7 @@ import { nodeIndex, qemuPidsFor, runtimeDir, show } from '../vm/helpers.ts'
 import { parseDiskBoots, parseHeartbeats, parsePongs } from '../../node/qemu/tiny-guest.ts'
 import { bridgeName, macFor, tapName, vxlanName } from '../../node/net-host/names.ts'
 import { DEFAULT_MULTIFD_CHANNELS } from '../../node/migration/tls.ts'
-import { cephVmSuite } from './ceph-vm.ts'
+import { cephVmSuite, switchedNodes } from './ceph-vm.ts'
 
 const HEARTBEAT_MS = 100
 /** P's ping loop tries every 200 ms (scripts/build-tiny-guest.sh) */
@@ -65,21 +65,7 @@ const figures: Record<string, number> = {}
 const s = cephVmSuite(test, c, {
   vm: 'diskvm',
   figures,
-  net: {
-    cephAddr: net.addr(ROOT_HOST),
-    up: () => {
-      net.up()
-      NS.forEach((ns, i) => { net.attach(ns, `v${i + 1}`, i + 1) })
-      net.attachRoot(`${net.tag}r`, ROOT_HOST)
-    },
-    start: (i, extra) => {
-      // node i listens (and the others know it: every bootstrap address) on its switch address,
-      // which it advertises: the VXLAN underlay and the migration listener take it from there
-      c.nodes.forEach((n, j) => { n.addr = `/ip4/${net.addr(j + 1)}/tcp/${n.port}/p2p/${n.peerId}` })
-      c.start(i, [...extra, '--listen', `/ip4/${net.addr(i + 1)}/tcp/${c.nodes[i].port}`], c.keyFile, {}, ['ip', 'netns', 'exec', NS[i]])
-    },
-    down: () => { net.teardown() }
-  },
+  net: switchedNodes(c, net, NS, ROOT_HOST),
   cleanup: () => { if (pingerId !== '') for (const pid of qemuPidsFor(pingerId)) process.kill(pid, 'SIGKILL') }
 })
 const serial = s.serial

@@ -18,7 +18,7 @@ import * as assert from 'uvu/assert'
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { QemuDriver } from '../../node/qemu/driver.ts'
@@ -40,6 +40,7 @@ import type { RpcCallContext } from '../../node/net/rpc.ts'
 import { createLogger } from '../../node/log.ts'
 import { harness, registerNode, spec } from '../storage/sm-fixtures.ts'
 import { waitFor } from '../cluster/harness.ts'
+import { qemuPidsFor } from '../vm/helpers.ts'
 
 const POOL = 'rbd'
 let ceph: TestCeph
@@ -160,13 +161,7 @@ async function bootOn (d: QemuDriver, generation: number): Promise<{ boots: numb
 }
 
 function killOurQemus (): void {
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8')
-      if (cmd.startsWith('qemu-system') && cmd.includes(root)) process.kill(Number(name), 'SIGKILL')
-    } catch {}
-  }
+  for (const pid of qemuPidsFor(root)) { try { process.kill(pid, 'SIGKILL') } catch {} }
 }
 process.on('exit', () => { killOurQemus(); rmSync(root, { recursive: true, force: true }) })
 

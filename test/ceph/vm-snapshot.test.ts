@@ -26,7 +26,7 @@ import { nodeIndex, qemuPidsFor, runtimeDir } from '../vm/helpers.ts'
 import { parseHeartbeats, parseIdentities, parseReadyMarker } from '../../node/qemu/tiny-guest.ts'
 import { bridgeName, macFor } from '../../node/net-host/names.ts'
 import { cloneVolumeName, diskSnapshotName, stateImageName } from '../../protocols/snapshots.ts'
-import { cephVmSuite } from './ceph-vm.ts'
+import { cephVmSuite, switchedNodes } from './ceph-vm.ts'
 
 // A 60 s lease (the default is 9 s; the nodes inherit it): this file is about snapshots, and on a
 // starved host the fence watchdog of a daemon late to renew killed the guest mid-test
@@ -49,19 +49,7 @@ let cloneId = ''
 const s = cephVmSuite(test, c, {
   vm: 'snapdisk',
   figures,
-  net: {
-    cephAddr: net.addr(ROOT_HOST),
-    up: () => {
-      net.up()
-      NS.forEach((ns, i) => { net.attach(ns, `v${i + 1}`, i + 1) })
-      net.attachRoot(`${net.tag}r`, ROOT_HOST)
-    },
-    start: (i, extra) => {
-      c.nodes.forEach((n, j) => { n.addr = `/ip4/${net.addr(j + 1)}/tcp/${n.port}/p2p/${n.peerId}` })
-      c.start(i, [...extra, '--listen', `/ip4/${net.addr(i + 1)}/tcp/${c.nodes[i].port}`], c.keyFile, {}, ['ip', 'netns', 'exec', NS[i]])
-    },
-    down: () => { net.teardown() }
-  },
+  net: switchedNodes(c, net, NS, ROOT_HOST),
   cleanup: () => { if (cloneId !== '') for (const pid of qemuPidsFor(cloneId)) process.kill(pid, 'SIGKILL') }
 })
 const vmConsole = (node: number, vmId: string): string => { try { return readFileSync(join(runtimeDir(c, node, vmId), 'serial.log'), 'utf8') } catch { return '' } }

@@ -19,7 +19,7 @@ export function cmdline (pid: number): string[] | null {
   } catch { return null }
 }
 
-/** every live qemu whose command line names this VM id (any node, any data dir) */
+/** every live qemu whose command line names this VM id (any node, any data dir), or this path */
 export function qemuPidsFor (vmId: string): number[] {
   const out: number[] = []
   for (const name of readdirSync('/proc')) {
