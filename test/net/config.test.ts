@@ -30,7 +30,7 @@ test('NodeConfig, derived from CONFIG_KEYS, nests dotted keys in their section w
   assert.equal(CONFIG_DEFAULTS.network, { uplink: null, underlayIp: null })
   assert.ok(net.uplink === 'eth0' && ports.logLevel === 'debug')
   const sections = new Set(CONFIG_KEYS.filter(k => k.key.includes('.')).map(k => k.key.split('.')[0]))
-  assert.equal([...sections].sort(), ['autopilot', 'capacity', 'ceph', 'lease', 'migration', 'network', 'raft'])
+  assert.equal([...sections].sort(), ['autopilot', 'capacity', 'ceph', 'lease', 'migration', 'network', 'raft', 'rebalance'])
 })
 
 test('defaults apply with no file, env or flags', () => {
