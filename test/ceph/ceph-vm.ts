@@ -82,7 +82,6 @@ export function cephVmSuite (test: Test, c: TestCluster, o: CephVmOptions): Ceph
       rbd = new RbdClient({ conf: ceph.conf, keyring: ceph.keyring, id: 'admin', timeoutMs: 20_000 })
       return ['--ceph-conf', ceph.conf, '--ceph-keyring', ceph.keyring, '--ceph-id', 'admin']
     },
-    ready: async () => { await waitFor('3 nodes registered', 30_000, async () => (await (await c.client(0)).call('node.list', {})).length === 3, 200) },
     cleanup: async () => {
       try { await o.cleanup?.(); await ceph?.destroy() } finally { o.net?.down() }
     }

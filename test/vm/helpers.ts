@@ -129,6 +129,9 @@ export function vmSuite (test: Test, c: TestCluster, o: SuiteOptions): (name: st
         else c.start(i, extra, undefined, o.startEnv ?? {})
       }
       await waitFor('3 voters and a leader', 120_000, async () => await c.agreed([0, 1, 2], 3), 250)
+      // and every node registered: a create that fits nowhere is refused at once now, so a test
+      // whose first VM is pinned to the last node to register would race its registration
+      await waitFor('3 nodes registered', 60_000, async () => (await (await c.client(0)).call('node.list', {})).length === 3, 200)
       await o.ready?.()
     } catch (err) {
       // uvu reports every test failed and not why: say it here (the logs go with the after hook)
