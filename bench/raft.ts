@@ -418,7 +418,13 @@ async function connectHosts (b: BlixardBench, hosts: BlixardHost[]): Promise<{ c
     const c = await rpcTo(control, n)
     for (const a of b.admins) {
       const w = adminWrite(c, a.peerId, 'ready')
-      for (let ok = false; !ok;) { try { await w(2_000); ok = true } catch { await sleep(200) } }
+      const deadline = Date.now() + 120_000
+      for (let ok = false; !ok;) {
+        try { await w(2_000); ok = true } catch (err) {
+          if (Date.now() > deadline) throw new Error(`node ${n.name} did not take a write of admin ${a.peerId} for 120 s: ${(err as Error).message}`)
+          await sleep(200)
+        }
+      }
     }
     await c.close()
   }

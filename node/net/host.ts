@@ -15,6 +15,7 @@ import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
+import { coalescing } from './coalesce.ts'
 import { identify } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -109,12 +110,13 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     addresses: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({
+    // one write per connection per turn instead of one per frame (coalesce.ts says why)
+    streamMuxers: [coalescing(yamux({
       streamOptions: {
         maxReadBufferLength: STREAM_READ_BUFFER_BYTES,
         ...(opts.streamWindowBytes != null ? { initialStreamWindowSize: opts.streamWindowBytes, maxStreamWindowSize: Math.max(opts.streamWindowBytes, YAMUX_MAX_STREAM_WINDOW) } : {})
       }
-    })],
+    }))],
     // our own protector: same wire format as @libp2p/pnet, without its WASM cipher's memory cap (pnet.ts)
     connectionProtector: clusterKeyProtector({ psk: opts.clusterKey }),
     // keyless sockets must not block keyed peers: short upgrade timeout, more pending slots, a

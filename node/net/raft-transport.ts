@@ -15,6 +15,7 @@ import {
 } from '../../protocols/limits.ts'
 import type { NetComponents } from './components.ts'
 import { readFrames, writeFrame } from './frame-stream.ts'
+import { flushCoalesced } from './coalesce.ts'
 import { failpoint } from '../../storage/failpoints.ts'
 import { createLogger, errFields, type Logger } from '../log.ts'
 
@@ -154,8 +155,13 @@ class PeerSender {
       const stream = await this.t.components.connectionManager.openStream(this.peerId, this.t.protocol, {
         signal: AbortSignal.timeout(this.t.dialTimeoutMs)
       })
-      stream.addEventListener('close', () => {
-        if (this.stream === stream) { this.stream = null; this.stats.connected = false }
+      stream.addEventListener('close', (evt) => {
+        if (this.stream !== stream) return
+        // Raft's stream to a peer lives as long as both ends do: closed under us (an error, or the
+        // connection below gone, perhaps under a frame already handed over and written only when
+        // the turn ended, node/net/coalesce.ts), the peer is unreachable as surely as if a send threw
+        if (!this.closed) this.fail(evt.error ?? new Error('the stream to the peer closed (its connection went)'), 0)
+        else { this.stream = null; this.stats.connected = false }
       }, { once: true })
       if (this.closed) { stream.abort(new Error('peer removed')); return null }
       this.stream = stream
@@ -181,9 +187,10 @@ class PeerSender {
     this.stats.dropped += lost + this.queue.length
     this.snapshots(this.queue, false)
     this.queue.length = 0
-    this.stream?.abort(err instanceof Error ? err : new Error(String(err)))
+    const stream = this.stream
     this.stream = null
     this.stats.connected = false
+    stream?.abort(err instanceof Error ? err : new Error(String(err)))
     this.retryAt = Date.now() + this.backoffMs * (0.5 + Math.random() / 2)
     this.backoffMs = Math.min(this.backoffMs * 2, this.t.reconnectMaxMs)
     this.t.log.warn('raft.peer.unreachable', { peer: this.id, ...errFields(err) })
@@ -282,6 +289,8 @@ class RaftTransportService implements RaftTransport {
       }
       p.enqueue(list)
     }
+    // on the wire now: the Ready loop's fsync comes next and blocks the loop (coalesce.ts)
+    flushCoalesced()
   }
 
   async addPeerAddrs (peer: string, addrs: Multiaddr[]): Promise<void> {
