@@ -33,6 +33,9 @@ export const ADMIT_FORWARD_TIMEOUT_MS = 10_000
 /** after bootstrapping, how long the first leader waits to win its election before adding the first admins */
 export const BOOTSTRAP_LEADER_WAIT_MS = 10_000
 export const BOOTSTRAP_LEADER_POLL_MS = 50
+/** how long the bootstrap node keeps proposing a first admin that failed for a passing reason */
+export const FIRST_ADMINS_WAIT_MS = 120_000
+export const FIRST_ADMINS_RETRY_MS = 1_000
 /** bounds the cost of a bogus joiner's address list */
 export const MAX_JOIN_ADDRS = 16
 /** a member checks that it is connected to every other member this often */
@@ -99,6 +102,8 @@ export class Membership {
   private readonly hellos = new Map<string, PeerHello>()
   private joining = false
   private registering = false
+  /** bootstrapping: the configured first admins are being added (this node registers after them) */
+  private addingFirstAdmins = false
   private autopilotBusy = false
   private reaching = false
   /** members not found: when to look again, and the current wait */
@@ -183,15 +188,38 @@ export class Membership {
     store.sync()
     this.d.startRaft()
     this.d.raft()?.campaign()
-    // First admins: the configured operator identities.
-    const deadline = this.d.now() + BOOTSTRAP_LEADER_WAIT_MS
-    while (this.d.raft()?.isLeader() !== true && this.d.now() < deadline) await this.d.sleep(BOOTSTRAP_LEADER_POLL_MS)
-    for (const peerId of this.d.admins) {
-      try {
-        const r = await this.d.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: this.d.now(), key: `bootstrap-admin-${peerId}` })
-        log.info('first admin', { peerId, ok: r.ok })
-      } catch (err) { log.warn('could not add the first admin', { peerId, err }) }
-    }
+    // First admins: the configured operator identities. Anyone may sign them only while no node is
+    // registered (storage/state-machine.ts checkAuthority), so they go first, all at once (one
+    // Ready carries them), this node does not register itself until they are in, and one that
+    // failed for a passing reason (a lost leadership, a timeout) is proposed again: an admin lost
+    // here is lost for good, and the operator would meet "not an admin" on their first command.
+    this.addingFirstAdmins = true
+    try {
+      const deadline = this.d.now() + BOOTSTRAP_LEADER_WAIT_MS
+      while (this.d.raft()?.isLeader() !== true && this.d.now() < deadline) await this.d.sleep(BOOTSTRAP_LEADER_POLL_MS)
+      const pending = new Set(this.d.admins)
+      const until = this.d.now() + FIRST_ADMINS_WAIT_MS
+      while (pending.size > 0) {
+        await Promise.all([...pending].map(async (peerId) => {
+          try {
+            const r = await this.d.propose({ cmd: { type: 'AddAdmin', peerId, name: 'operator' }, at: this.d.now(), key: `bootstrap-admin-${peerId}` })
+            // refused by apply: proposing it again would be refused again
+            pending.delete(peerId)
+            if (r.ok) log.info('first admin', { peerId })
+            else log.error('first admin refused', { peerId, error: r.error, next: 'add it with `blixard admin add` as an admin, or `blixard-node admin recover`' })
+          } catch (err) {
+            if (sm.isAdmin(peerId)) pending.delete(peerId)
+            else log.warn('could not add a first admin yet; trying again', { peerId, err })
+          }
+        }))
+        if (pending.size === 0) break
+        if (this.d.now() >= until) {
+          log.error('first admins not added', { missing: [...pending], next: 'add them with `blixard admin add` as an admin, or `blixard-node admin recover`' })
+          break
+        }
+        await this.d.sleep(FIRST_ADMINS_RETRY_MS)
+      }
+    } finally { this.addingFirstAdmins = false }
   }
 
   private async join (via: string): Promise<void> {
@@ -327,7 +355,7 @@ export class Membership {
   /** Once in the cluster, put (and keep) this node's record in the replicated state. */
   async registerSelf (): Promise<void> {
     const raft = this.d.raft()
-    if (raft == null || raft.leaderId() == null || this.registering) return
+    if (raft == null || raft.leaderId() == null || this.registering || this.addingFirstAdmins) return
     const self = this.d.self()
     const conf = raft.status().conf
     if (!conf.voters.includes(self) && !conf.learners.includes(self)) return
