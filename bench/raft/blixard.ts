@@ -61,7 +61,17 @@ export async function clientHost (keyFile: string, id: ClientIdentity): Promise<
 }
 
 export async function rpcTo (host: BlixardHost, n: LocalNode, timeoutMs = 10_000): Promise<RpcClient> {
-  return await RpcClient.connect(host, multiaddr(n.addr), { timeoutMs, maxInFlight: 256 })
+  // a level opens 32 streams per connection, the server's cap (RPC maxInboundStreams): one of the
+  // previous level's streams not yet gone on the server's side gets a new one reset (seen once at
+  // load 11); a few tries instead of a failed run
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await RpcClient.connect(host, multiaddr(n.addr), { timeoutMs, maxInFlight: 256 })
+    } catch (err) {
+      if (attempt >= 5 || !/reset/i.test((err as Error).message)) throw err
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
+    }
+  }
 }
 
 export type Status = ResultOf<'cluster.status'>
