@@ -38,8 +38,8 @@ async function pair (streams: number): Promise<{ out: Stream[], got: unknown[][]
   }
 }
 
-/** Socket writes made while `fn` runs and until the turn after it ends (the coalesced flush). */
-async function countWrites (fn: () => void): Promise<{ writes: number, bytes: number }> {
+/** Counts socket writes (calls and bytes) from now until `stop()`. */
+function spyWrites (): { writes: () => number, bytes: () => number, stop: () => void } {
   const orig = Socket.prototype.write
   let writes = 0
   let bytes = 0
@@ -49,14 +49,18 @@ async function countWrites (fn: () => void): Promise<{ writes: number, bytes: nu
     bytes += typeof chunk === 'string' ? chunk.length : chunk.byteLength
     return orig.apply(this, args)
   } as Socket['write']
+  return { writes: () => writes, bytes: () => bytes, stop: () => { Socket.prototype.write = orig } }
+}
+
+/** Socket writes made while `fn` runs and until the turn after it ends (the coalesced flush). */
+async function countWrites (fn: () => void): Promise<{ writes: number, bytes: number }> {
+  const spy = spyWrites()
   try {
     fn()
     await new Promise((resolve) => setImmediate(resolve))
     await new Promise((resolve) => setImmediate(resolve))
-  } finally {
-    Socket.prototype.write = orig
-  }
-  return { writes, bytes }
+  } finally { spy.stop() }
+  return { writes: spy.writes(), bytes: spy.bytes() }
 }
 
 const sendAll = (p: Pair, perStream: number, size: number): void => {
@@ -84,17 +88,15 @@ test('60 small frames on 6 streams in one turn leave in one socket write, and al
 test('flushCoalesced() puts what waits on the wire at once (the Raft transport calls it before an fsync)', async () => {
   const p = await pair(1)
   try {
-    const orig = Socket.prototype.write
-    let writes = 0
-    Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket['write']>) { writes++; return orig.apply(this, args) } as Socket['write']
+    const spy = spyWrites()
     try {
       for (let n = 0; n < 5; n++) void writeFrame(p.out[0], { n }, MAX)
-      assert.is(writes, 0, 'held until the turn ends')
+      assert.is(spy.writes(), 0, 'held until the turn ends')
       assert.ok(coalescedPending() >= 1)
       flushCoalesced()
-      assert.is(writes, 1, 'one write, synchronously')
+      assert.is(spy.writes(), 1, 'one write, synchronously')
       assert.is(coalescedPending(), 0)
-    } finally { Socket.prototype.write = orig }
+    } finally { spy.stop() }
     await until(() => p.got[0].length === 6, 5000, 'the 5 frames on the receiver')
   } finally { await p.stop() }
 })
@@ -102,13 +104,11 @@ test('flushCoalesced() puts what waits on the wire at once (the Raft transport c
 test('a bulk send is not held: a list past the flush size goes at once', async () => {
   const p = await pair(1)
   try {
-    const orig = Socket.prototype.write
-    let bytes = 0
-    Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket['write']>) { bytes += (args[0] as Uint8Array).byteLength; return orig.apply(this, args) } as Socket['write']
+    const spy = spyWrites()
     try {
       void writeFrame(p.out[0], { big: new Uint8Array(COALESCE_FLUSH_BYTES) }, MAX)
-      assert.ok(bytes >= COALESCE_FLUSH_BYTES, `${bytes} bytes written synchronously`)
-    } finally { Socket.prototype.write = orig }
+      assert.ok(spy.bytes() >= COALESCE_FLUSH_BYTES, `${spy.bytes()} bytes written synchronously`)
+    } finally { spy.stop() }
     await until(() => p.got[0].length === 2, 5000, 'the bulk frame on the receiver')
   } finally { await p.stop() }
 })
