@@ -16,6 +16,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
 import { coalescing } from './coalesce.ts'
+import { sodiumNoiseCrypto } from './noise-crypto.ts'
 import { identify } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -109,7 +110,7 @@ export async function createBlixardHost<S extends ServiceMap = Record<string, ne
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: sodiumNoiseCrypto })],
     // one write per connection per turn instead of one per frame (coalesce.ts says why)
     streamMuxers: [coalescing(yamux({
       streamOptions: {
