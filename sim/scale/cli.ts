@@ -1,5 +1,5 @@
 // npm run sim:scale -- [--hosts 3,20,100,1000] [--topology a,b,c,d] [--seed S] [--writes W]
-//   [--batch B] [--interval MS] [--hop MS] [--fanout K] [--faults] [--loss P] [--json]
+//   [--batch B] [--interval MS] [--hop MS] [--jitter MS] [--fanout K] [--faults] [--loss P] [--json]
 // Prints the estimate table (estimate.ts): per topology and host count, the leader's frames,
 // bytes and CPU per committed write, the busiest other node's CPU, and how many ticks a committed
 // entry takes to reach the learners (p50/p99); --json prints the same as JSON. Exit 1 when a
@@ -22,7 +22,7 @@ export interface ScaleCli {
   json: boolean
 }
 
-const USAGE = 'usage: npm run sim:scale -- [--hosts 3,20,100,1000] [--topology a,b,c,d] [--seed S] [--writes W] [--batch B] [--interval MS] [--hop MS] [--fanout K] [--faults] [--loss P] [--msg-ms X] [--byte-ns Y] [--json]'
+const USAGE = 'usage: npm run sim:scale -- [--hosts 3,20,100,1000] [--topology a,b,c,d] [--seed S] [--writes W] [--batch B] [--interval MS] [--hop MS] [--jitter MS] [--fanout K] [--faults] [--loss P] [--msg-ms X] [--byte-ns Y] [--json]'
 
 /** Parses the arguments; throws an Error naming the argument that is wrong. */
 export function parseScaleArgs (argv: readonly string[]): ScaleCli {
@@ -67,6 +67,7 @@ export function parseScaleArgs (argv: readonly string[]): ScaleCli {
       case '--batch': o.run.batch = int(++i, 1, SCALE_LIMITS.maxBatch); break
       case '--interval': o.run.intervalMs = int(++i, 1, SCALE_LIMITS.maxMs); break
       case '--hop': o.run.hopMs = int(++i, 1, SCALE_LIMITS.maxMs); break
+      case '--jitter': o.run.jitterMs = int(++i, 0, SCALE_LIMITS.maxMs); break
       case '--fanout': o.run.fanout = int(++i, 1, SCALE_LIMITS.maxFanout); break
       case '--loss': o.run.loss = num(++i, 0, 0.5); break
       case '--faults': o.run.faults = true; break

@@ -27,6 +27,11 @@ export interface EstimateRow {
   converged: boolean
   violations: Violation[]
   reattaches: number
+  /** linearizable reads from non-leader hosts: the leader's frames per read, latency at the asker */
+  readLeaderFrames: number
+  readP50Ticks: number
+  readP99Ticks: number
+  readsAnswered: number
 }
 
 export interface Estimate {
@@ -66,7 +71,11 @@ export function rowOf (r: ScaleResult, c: Calibration, p: CostParams): EstimateR
     lagP99Ticks: r.lagTicks.p99,
     converged: r.converged,
     violations: r.violations,
-    reattaches: r.reattaches
+    reattaches: r.reattaches,
+    readLeaderFrames: r.reads.leaderFramesPerRead,
+    readP50Ticks: r.reads.latencyTicks.p50,
+    readP99Ticks: r.reads.latencyTicks.p99,
+    readsAnswered: r.reads.answered
   }
 }
 
@@ -95,7 +104,7 @@ export function estimate (topologies: readonly Topology[], hosts: readonly numbe
 const f = (x: number, d: number): string => Number.isFinite(x) ? x.toFixed(d) : '—'
 
 export function estimateTable (e: Estimate): string[] {
-  const head = `${'top'.padEnd(17)} ${'hosts'.padStart(5)} ${'V/L/W'.padStart(12)} ${'depth'.padStart(5)} ${'ldr frames/w'.padStart(12)} ${'ldr KiB/w'.padStart(9)} ${'ldr cpu-ms/w'.padStart(12)} ${'busiest other cpu-ms/w'.padStart(26)} ${'lag p50/p99 ticks'.padStart(17)} ok`
+  const head = `${'top'.padEnd(17)} ${'hosts'.padStart(5)} ${'V/L/W'.padStart(12)} ${'depth'.padStart(5)} ${'ldr frames/w'.padStart(12)} ${'ldr KiB/w'.padStart(9)} ${'ldr cpu-ms/w'.padStart(12)} ${'busiest other cpu-ms/w'.padStart(26)} ${'lag p50/p99 ticks'.padStart(17)} ${'read: ldr frames'.padStart(16)} ${'p50/p99 ticks'.padStart(13)} ok`
   const lines = [
     `cost model: ${e.params.msgMs} ms per frame sent or received, ${(e.params.byteMs * 1e6).toFixed(1)} ns per byte; fixed per write: leader ${e.calibration.leaderFixedMs.toFixed(3)} ms, replica ${e.calibration.followerFixedMs.toFixed(3)} ms (calibrated to ${e.params.leaderMsPerWrite} / ${e.params.followerMsPerWrite} ms at leader-fed, 3 hosts)`,
     head
@@ -105,7 +114,7 @@ export function estimateTable (e: Estimate): string[] {
     const frames = `${f(r.leaderFramesSentPerWrite, 2)}+${f(r.leaderFramesRecvPerWrite, 2)}`
     const busy = r.busiest === null ? '—' : `${f(r.busiest.cpuMsPerWrite, 3)} (${r.busiest.role} ${r.busiest.id})`
     const ok = (r.violations.length === 0 ? 'yes' : `NO: ${r.violations.length} violations`) + (r.reattaches > 0 ? ` (${r.reattaches} moved)` : '')
-    lines.push(`${`(${r.letter}) ${r.topology}`.padEnd(17)} ${String(r.hosts).padStart(5)} ${vlw.padStart(12)} ${String(r.depth).padStart(5)} ${frames.padStart(12)} ${f(r.leaderBytesSentPerWrite / 1024, 2).padStart(9)} ${f(r.leaderCpuMsPerWrite, 3).padStart(12)} ${busy.padStart(26)} ${`${f(r.lagP50Ticks, 2)} / ${f(r.lagP99Ticks, 2)}`.padStart(17)} ${ok}`)
+    lines.push(`${`(${r.letter}) ${r.topology}`.padEnd(17)} ${String(r.hosts).padStart(5)} ${vlw.padStart(12)} ${String(r.depth).padStart(5)} ${frames.padStart(12)} ${f(r.leaderBytesSentPerWrite / 1024, 2).padStart(9)} ${f(r.leaderCpuMsPerWrite, 3).padStart(12)} ${busy.padStart(26)} ${`${f(r.lagP50Ticks, 2)} / ${f(r.lagP99Ticks, 2)}`.padStart(17)} ${f(r.readLeaderFrames, 1).padStart(16)} ${`${f(r.readP50Ticks, 2)} / ${f(r.readP99Ticks, 2)}`.padStart(13)} ${ok}`)
   }
   return lines
 }

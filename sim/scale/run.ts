@@ -42,8 +42,10 @@ export interface ScaleOptions {
   /** writes proposed together (one forwarder turn), and the virtual ms between batches */
   batch: number
   intervalMs: number
-  /** one-way delay of every link, virtual ms (constant: each pair's stream delivers in order) */
+  /** one-way delay of a link, virtual ms: uniform in [hopMs, hopMs + jitterMs]; each pair's
+   * stream delivers in order (sim/network.ts `ordered`) */
   hopMs: number
+  jitterMs: number
   /** probability a frame is lost */
   loss: number
   /** crash relays during the workload and restart them */
@@ -51,12 +53,16 @@ export interface ScaleOptions {
   fanout: number
   /** virtual ms after the last write for everyone to converge */
   settleMs: number
+  /** linearizable reads, issued from hosts other than the leader after the writes, one every
+   * readIntervalMs (their own phase, so the leader's frames per read can be told apart) */
+  reads: number
+  readIntervalMs: number
   bugs: ReadonlySet<RelayBug>
   trace: ((line: string) => void) | null
 }
 
 export const DEFAULT_SCALE: Omit<ScaleOptions, 'topology' | 'hosts'> = {
-  seed: 1, writes: 400, batch: 4, intervalMs: 2, hopMs: 2, loss: 0, faults: false, fanout: DEFAULT_FANOUT, settleMs: 1_000, bugs: new Set(), trace: null
+  seed: 1, writes: 400, batch: 4, intervalMs: 2, hopMs: 1, jitterMs: 2, loss: 0, faults: false, fanout: DEFAULT_FANOUT, settleMs: 1_000, reads: 100, readIntervalMs: 4, bugs: new Set(), trace: null
 }
 
 export type NodeRole = 'leader' | 'follower' | 'learner' | 'host'
@@ -90,9 +96,26 @@ export interface ScaleResult {
   violations: Violation[]
   /** relay (re)subscriptions over the run, beyond each learner's first */
   reattaches: number
+  /** linearizable reads: answered, the leader's frames (sent + received) per read beyond an
+   * idle window as long, and the latency at the host that asked */
+  reads: { answered: number, leaderFramesPerRead: number, latencyTicks: { p50: number, p99: number } }
 }
 
-type ScaleWire = { kind: 'raft', msgs: Message[] } | RelayMsg
+/** A linearizable read of a host without a Raft core: the read index comes from a voter (Raft's
+ * ReadIndex, through the leader), then the asker waits until it has applied that index; a host
+ * without a replica asks its replica, which does the same and answers when it is there. */
+type ReadMsg =
+  | { kind: 'read', from: string, to: string, id: number }
+  | { kind: 'read-index', from: string, to: string, id: number, index: number }
+  | { kind: 'read-done', from: string, to: string, id: number }
+
+type ScaleWire = { kind: 'raft', msgs: Message[] } | RelayMsg | ReadMsg
+
+function quantile (xs: number[], p: number): number {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]
+}
 
 function emptyTraffic (): Traffic { return { framesSent: 0, framesRecv: 0, bytesSent: 0, bytesRecv: 0 } }
 
@@ -159,18 +182,26 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   const raftSent = new Map<string, number>()
   const t = (id: string): Traffic => { let x = traffic.get(id); if (x === undefined) { x = emptyTraffic(); traffic.set(id, x) } return x }
 
-  const net = new Network<ScaleWire>(sched, rng.fork('network'), (from, to, w) => {
-    const ok = deliver(to, w)
-    if (ok) { const r = t(to); r.framesRecv++; r.bytesRecv += wireBytes(w) }
-    return ok
-  })
-  net.faults = { loss: o.loss, duplicate: 0, minDelay: o.hopMs, maxDelay: o.hopMs, slow: 0, slowDelay: 0 }
+  // Raft frames and relay traffic draw their delays and losses from streams of their own, so the
+  // voters' Raft exchange does not change with how many relays share the network.
+  const network = (stream: string): Network<ScaleWire> => {
+    const n = new Network<ScaleWire>(sched, rng.fork(stream), (from, to, w) => {
+      const ok = deliver(to, w)
+      if (ok) { const r = t(to); r.framesRecv++; r.bytesRecv += wireBytes(w) }
+      return ok
+    })
+    n.faults = { loss: o.loss, duplicate: 0, minDelay: o.hopMs, maxDelay: o.hopMs + o.jitterMs, slow: 0, slowDelay: 0 }
+    n.ordered = true
+    return n
+  }
+  const raftNet = network('network/raft')
+  const relayNet = network('network/relay')
 
   const send = (from: string, to: string, w: ScaleWire): void => {
     const s = t(from)
     s.framesSent++
     s.bytesSent += wireBytes(w)
-    net.send(from, to, w)
+    if (w.kind === 'raft') raftNet.send(from, to, w); else relayNet.send(from, to, w)
   }
   const relayEnv = (id: string): { now: () => number, send: (m: RelayMsg) => void } => ({ now: () => sched.now(), send: (m) => { send(id, m.to, m) } })
 
@@ -237,6 +268,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
             checker.onLearnerAppend(v.id, e, now)
             noteArrival(e, now)
           }
+          settleReads(v.id, e.index)
         },
         onReadyDone: () => { v.feeder?.pump() }
       }
@@ -274,7 +306,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   if (o.topology !== 'leader-fed') {
     for (const id of shape.learners) {
       relays.set(id, new RelayLearner(id, relayEnv(id), (lead) => feederCandidates(shape, id, followersBut(lead), parents),
-        { onAppend: (who, e, now) => { checker.onLearnerAppend(who, e, now); noteArrival(e, now) } }, o.bugs, concerns))
+        { onAppend: (who, e, now) => { checker.onLearnerAppend(who, e, now); noteArrival(e, now); settleReads(who, e.index) } }, o.bugs, concerns))
     }
     for (const id of shape.watchers) {
       hosts.set(id, new WatchHost(id, relayEnv(id), (lead) => watchCandidates(shape, id, followersBut(lead)),
@@ -283,6 +315,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   }
 
   function deliver (to: string, w: ScaleWire): boolean {
+    if (w.kind === 'read' || w.kind === 'read-index' || w.kind === 'read-done') return deliverRead(to, w)
     const v = voters.get(to)
     if (v !== undefined) {
       if (!v.up || v.core === null) return false
@@ -370,7 +403,102 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
     relays.get(id)?.restart()
   }
 
-  sched.runUntil(workEnd + 500 + o.settleMs)
+  // --- linearizable reads, in a phase of their own --------------------------------------------
+  const readStart = new Map<number, number>()
+  const readLat: number[] = []
+  /** per replica learner: reads waiting for its log to reach an index; `host`: who to answer */
+  const waiting = new Map<string, Array<{ id: number, index: number, host: string | null }>>()
+  let nextRead = 1
+  const readRng = rng.fork('reads')
+  const doneRead = (id: number): void => {
+    const t0r = readStart.get(id)
+    if (t0r === undefined) return
+    readStart.delete(id)
+    readLat.push(sched.now() - t0r)
+  }
+  function settleReads (who: string, applied: number): void {
+    const ws = waiting.get(who)
+    if (ws === undefined) return
+    const left = ws.filter((r) => {
+      if (r.index > applied) return true
+      if (r.host === null) doneRead(r.id)
+      else send(who, r.host, { kind: 'read-done', from: who, to: r.host, id: r.id })
+      return false
+    })
+    if (left.length === 0) waiting.delete(who); else waiting.set(who, left)
+  }
+  /** A replica learner asks a follower for the read index on behalf of itself or `host`. */
+  const relayRead = (r: RelayLearner, id: number, host: string | null): void => {
+    const voter = followersBut(r.knownLeader).find((x) => voters.get(x)?.up === true) ?? shape.voters[0]
+    const ws = waiting.get(r.id) ?? []
+    ws.push({ id, index: Infinity, host })
+    waiting.set(r.id, ws)
+    send(r.id, voter, { kind: 'read', from: r.id, to: voter, id })
+  }
+  function deliverRead (to: string, w: ReadMsg): boolean {
+    const v = voters.get(to)
+    if (v !== undefined) {
+      if (!v.up || v.core === null) return false
+      if (w.kind !== 'read') return true
+      v.core.readIndex(2_000, (err, index) => {
+        if (err === null) send(to, w.from, { kind: 'read-index', from: to, to: w.from, id: w.id, index })
+        else trace?.(`${sched.now()} read ${w.id} at ${to}: ${err.message}`)
+      })
+      return true
+    }
+    const r = relays.get(to)
+    if (r !== undefined) {
+      if (!r.up) return false
+      if (w.kind === 'read') relayRead(r, w.id, w.from)
+      else if (w.kind === 'read-index') {
+        const ws = waiting.get(to)?.find((x) => x.id === w.id)
+        if (ws !== undefined) ws.index = w.index
+        settleReads(to, r.last())
+      }
+      return true
+    }
+    const h = hosts.get(to)
+    if (h === undefined || !h.up) return false
+    // read-index straight from a voter: a host whose watch fell back to a follower; the voter
+    // answered once it had applied the index, so the read is served there
+    if (w.kind === 'read-done' || w.kind === 'read-index') doneRead(w.id)
+    return true
+  }
+  const issueRead = (who: string): void => {
+    const id = nextRead++
+    readStart.set(id, sched.now())
+    const v = voters.get(who)
+    if (v !== undefined) {
+      v.core?.readIndex(2_000, (err) => { if (err === null) doneRead(id) })
+      return
+    }
+    const r = relays.get(who)
+    if (r !== undefined) { relayRead(r, id, null); return }
+    const h = hosts.get(who)
+    if (h?.replica != null) send(who, h.replica, { kind: 'read', from: who, to: h.replica, id })
+  }
+  const readPhase = workEnd + 600 + o.settleMs
+  const readSpan = Math.max(1, o.reads) * o.readIntervalMs
+  let idleFrames = 0
+  let readFrames = 0
+  const leaderFrames = (): number => { const id = leaderNow()?.id; const x = id === undefined ? undefined : traffic.get(id); return x === undefined ? 0 : x.framesSent + x.framesRecv }
+  if (o.reads > 0) {
+    // an idle window as long as the reads' just before them: the heartbeats the leader sends anyway
+    sched.at(readPhase - readSpan - 200, () => { idleFrames = -leaderFrames() })
+    sched.at(readPhase - 200, () => { idleFrames += leaderFrames() })
+    sched.at(readPhase, () => { readFrames = -leaderFrames() })
+    const askers = [...shape.voters.slice(1), ...shape.learners, ...shape.watchers]
+    for (let i = 0; i < o.reads && askers.length > 0; i++) {
+      sched.at(readPhase + i * o.readIntervalMs, () => {
+        const lead = leaderNow()?.id
+        const pool = askers.filter((x) => x !== lead)
+        if (pool.length > 0) issueRead(readRng.pick(pool))
+      })
+    }
+    sched.at(readPhase + readSpan, () => { readFrames += leaderFrames() })
+  }
+
+  sched.runUntil(o.reads > 0 ? readPhase + readSpan + 500 : workEnd + 500 + o.settleMs)
 
   // --- what the run counted -------------------------------------------------------------------
   const end = after ?? copy()
@@ -422,6 +550,11 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
     lagTicks: { p50: q(0.5), p99: q(0.99), max: lags.length === 0 ? NaN : lags[lags.length - 1] / TICK_MS },
     converged: checker.violations.every((v) => !v.message.includes('not converged')),
     violations: checker.violations,
-    reattaches: [...relays.values(), ...hosts.values()].reduce((a, x) => a + Math.max(0, x.attaches - 1), 0)
+    reattaches: [...relays.values(), ...hosts.values()].reduce((a, x) => a + Math.max(0, x.attaches - 1), 0),
+    reads: {
+      answered: readLat.length,
+      leaderFramesPerRead: readLat.length === 0 ? NaN : (readFrames - idleFrames) / o.reads,
+      latencyTicks: { p50: quantile(readLat, 0.5) / TICK_MS, p99: quantile(readLat, 0.99) / TICK_MS }
+    }
   }
 }
