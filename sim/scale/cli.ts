@@ -4,6 +4,8 @@
 // bytes and CPU per committed write, the busiest other node's CPU, and how many ticks a committed
 // entry takes to reach the learners (p50/p99); --json prints the same as JSON. Exit 1 when a
 // relayed log broke the checker or did not converge.
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { DEFAULT_COST } from './cost.ts'
 import type { CostParams } from './cost.ts'
 import { estimate, estimateTable } from './estimate.ts'
@@ -96,4 +98,5 @@ function main (): void {
   process.exitCode = bad.length > 0 ? 1 : 0
 }
 
-if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0')) main()
+// run as the script only (the tests import parseScaleArgs)
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1])) main()

@@ -24,7 +24,7 @@ import type { Violation } from '../checkers/checker.ts'
 import type { Traffic } from './cost.ts'
 import { Feeder, RelayLearner, WatchHost } from './relay.ts'
 import type { RelayBug, RelayMsg } from './relay.ts'
-import { DEFAULT_FANOUT, feederCandidates, shapeOf, treeDepth, treeParents, watchCandidates } from './topology.ts'
+import { DEFAULT_FANOUT, feederCandidates, rendezvous, shapeOf, treeDepth, treeParents, watchCandidates } from './topology.ts'
 import type { Shape, Topology } from './topology.ts'
 
 /** A libp2p peer id (Ed25519, base58) is 52 characters; the model's ids are short, so each id a
@@ -429,7 +429,8 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   }
   /** A replica learner asks a follower for the read index on behalf of itself or `host`. */
   const relayRead = (r: RelayLearner, id: number, host: string | null): void => {
-    const voter = followersBut(r.knownLeader).find((x) => voters.get(x)?.up === true) ?? shape.voters[0]
+    // its feeder when that is a voter (a connection it holds already), else its first follower
+    const voter = r.feeder !== null && voters.has(r.feeder) ? r.feeder : (rendezvous(r.id, followersBut(r.knownLeader))[0] ?? shape.voters[0])
     const ws = waiting.get(r.id) ?? []
     ws.push({ id, index: Infinity, host })
     waiting.set(r.id, ws)
