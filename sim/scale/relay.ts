@@ -34,8 +34,9 @@ export const WATCH_TIMEOUT_MS = 150
 /** entries per feed message */
 export const MAX_FEED_ENTRIES = 256
 
-/** Planted bugs for the checker's own test: a learner that appends across a gap in its log. */
-export type RelayBug = 'accept-gap'
+/** Planted bugs for the checker's own tests: a learner that appends across a gap in its log; a
+ * host that takes an event after a lost one as if nothing were missing. */
+export type RelayBug = 'accept-gap' | 'ignore-lost-event'
 
 /** What a feeder forwards from: a voter's applied log, or a learner's own. */
 export interface LogSource {
@@ -281,7 +282,8 @@ export class WatchHost {
     readonly id: string,
     private readonly env: RelayEnv,
     private readonly candidates: (knownLeader: string | null) => string[],
-    private readonly onEvent: (who: string, e: Entry, now: number) => void
+    private readonly onEvent: (who: string, e: Entry, now: number) => void,
+    private readonly bugs: ReadonlySet<RelayBug>
   ) {}
 
   private knownLeader: string | null = null
@@ -320,7 +322,7 @@ export class WatchHost {
     if (m.from !== this.replica) { this.env.send({ kind: 'unsub', from: this.id, to: m.from }); return }
     this.lastHeard = this.env.now()
     this.suspects.delete(m.from)
-    if (m.after !== this.upTo) {
+    if (m.after !== this.upTo && !this.bugs.has('ignore-lost-event')) {
       // an event was lost (or the replica restarted): watch again from what we have
       if (m.after > this.upTo && this.env.now() - this.askedAt >= RELAY_HEARTBEAT_MS) {
         this.askedAt = this.env.now()

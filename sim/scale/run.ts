@@ -310,7 +310,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
     }
     for (const id of shape.watchers) {
       hosts.set(id, new WatchHost(id, relayEnv(id), (lead) => watchCandidates(shape, id, followersBut(lead)),
-        (who, e, now) => { checker.onEvent(who, e, now, concerns); noteArrival(e, now) }))
+        (who, e, now) => { checker.onEvent(who, e, now, concerns); noteArrival(e, now) }, o.bugs))
     }
   }
 

@@ -4,7 +4,7 @@
 // when followers or a tree feed them; a relay tree bounds every node's fan-out; every relayed
 // learner and every watching host ends with exactly the committed log (or its own records of it)
 // through relay crashes, restarts and loss; and the checker that says so fails on a learner that
-// appends across a gap. No processes, no ports.
+// appends across a gap and on a host that ignores a lost event. No processes, no ports.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { runScale } from '../../sim/scale/run.ts'
@@ -102,6 +102,13 @@ test('the relay checker fails on a learner that appends across a gap in its log'
   const r = runScale({ topology: 'follower-relay', hosts: 20, writes: 300, loss: 0.05, bugs: new Set(['accept-gap']) })
   assert.ok(r.violations.some((v) => v.checker === 'relay-logs' && /hole|differs|different|not converged/.test(v.message)), JSON.stringify(r.violations))
   const ok = runScale({ topology: 'follower-relay', hosts: 20, writes: 300, loss: 0.05 })
+  assert.equal(ok.violations, [])
+})
+
+test('the relay checker fails on a host that takes an event after a lost one as if nothing were missing', () => {
+  const r = runScale({ topology: 'read-through', hosts: 60, writes: 300, loss: 0.05, bugs: new Set(['ignore-lost-event']) })
+  assert.ok(r.violations.some((v) => v.checker === 'relay-logs' && /not converged/.test(v.message)), JSON.stringify(r.violations))
+  const ok = runScale({ topology: 'read-through', hosts: 60, writes: 300, loss: 0.05 })
   assert.equal(ok.violations, [])
 })
 
