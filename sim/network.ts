@@ -32,6 +32,12 @@ export class Network<T> {
   readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0 }
   /** Blocked directed links, as "from>to". */
   private blocked = new Set<string>()
+  /** Deliver each directed link's messages in the order sent, as one stream per peer pair does
+   * (a message never overtakes an earlier one; delays still vary). Raft tolerates reordering, so
+   * the Raft simulation leaves this off; sim/scale/ relays rely on their stream's order. */
+  ordered = false
+  /** when the last message on each directed link arrives (ordered only) */
+  private readonly lastArrival = new Map<string, number>()
 
   constructor (
     private readonly sched: EventQueue,
@@ -54,6 +60,12 @@ export class Network<T> {
     for (let c = 0; c < copies; c++) {
       let delay = this.rng.range(this.faults.minDelay, this.faults.maxDelay)
       if (this.rng.chance(this.faults.slow)) delay += this.rng.range(1, Math.max(1, this.faults.slowDelay))
+      if (this.ordered) {
+        const link = from + '>' + to
+        const at = Math.max(this.sched.now() + delay, this.lastArrival.get(link) ?? 0)
+        this.lastArrival.set(link, at)
+        delay = at - this.sched.now()
+      }
       this.sched.after(delay, () => {
         // A partition that starts while a message is in flight cuts it too.
         if (!this.open(from, to)) {
