@@ -114,6 +114,7 @@ export class Daemon {
     this.host = await startNodeHost({
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, raft: () => this.raft, api,
       renewLease: () => { const ha = this.exec?.ha; return ha == null ? null : async (peer, epoch) => await ha.receive(peer, epoch) },
+      consoleHistory: () => { const m = this.exec?.migrations; return m == null ? null : (peer, p) => m.consoleHistory(peer, p) },
       heard: (peer) => { this.membership.heard(peer) },
       warm: () => this.exec?.pools.report() ?? [],
       log: this.log, metrics: this.metrics

@@ -1,7 +1,9 @@
 // Live migration through 3 real blixard-node processes and a real tiny guest (QEMU, TCG
 // here) printing a heartbeat counter on its console: `blixard vm migrate --wait --json` moves it
 // to the node placement picks, with progress lines; the counter goes on where it was on the new
-// host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node. Then
+// host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node; `vm logs`
+// of the moved VM (and with follow) holds its whole console, boot and counter through the
+// switchover, as if it had never moved (the target took the source's history over). Then
 // kill -9 of the target's daemon mid-migration: the move aborts and the guest goes on running on
 // its source, in the same QEMU, and once the dead host's fence watchdog killed its waiting QEMU,
 // exactly one QEMU is left. The target issues announce-self once the guest runs (QEMU answers {}),
@@ -18,8 +20,9 @@ import { join } from 'node:path'
 import { TestCluster, runCli, sleep, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
 import type { CliResult } from '../cluster/harness.ts'
 import type { VmRecord } from '../../protocols/model.ts'
-import { cmdline, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
+import { cmdline, consoleText, markerCount, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
 import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 const HEARTBEAT_MS = 100
 /** bytes/s: a 96 MiB tiny guest then moves in several seconds (about 9 here), not in half of one */
@@ -118,6 +121,30 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   const pid = await waitFor('one QEMU left, on the target', 20_000, () => { const p = qemuPidsFor(vmId); return p.length === 1 && nodeOfPid(p[0]) === target ? p[0] : null }, 100)
   assert.ok(pid !== sourcePid)
   await waitFor('the source runtime dir removed', 20_000, async () => { try { readFileSync(join(runtimeDir(c, source, vmId), 'spec.json')); return false } catch { return true } }, 200)
+
+  // vm logs (the RPC the CLI calls, asked of the old host) reads as if the VM had never moved: its
+  // boot, the counter from 1 through the switchover and on, no gap or repeat beyond the one line
+  // the switchover may cut; with --follow the same, then what the guest prints next
+  const logs = await consoleText(c, source, 'mig1')
+  assert.is(markerCount(logs), 1, `the boot on the console once: ${logs.slice(0, 300)}`)
+  const seq = parseHeartbeats(logs)
+  const jumps = seq.flatMap((x, i) => i > 0 && x !== seq[i - 1] + 1 ? [`${seq[i - 1]}->${x}`] : [])
+  assert.ok(seq[0] <= 2 && seq.includes(lastOnSource) && seq.includes(onTarget[4]), `from the first beat through the source's last (${lastOnSource}) to the target's (${onTarget[4]}): ${seq[0]}..${seq.at(-1)}`)
+  assert.ok(jumps.length <= 1 && jumps.every((j) => { const [a, b] = j.split('->').map(Number); return b === a || b === a + 2 }), `in order, no gap or repeat beyond one line: ${jumps.join(', ')}`)
+  let followed = ''
+  const sub = (await c.client(source)).watch('vm.logs', { vm: 'mig1', follow: true })
+  const stop = setTimeout(() => { sub.cancel() }, 30_000)
+  try {
+    for await (const chunk of sub) { followed += chunk.text; if (Math.max(...parseHeartbeats(followed)) > seq.at(-1)! + 2) break }
+  } finally { clearTimeout(stop); sub.cancel() }
+  assert.ok(followed.startsWith(logs.slice(0, 200)) && markerCount(followed) === 1, `the follow starts with the whole console: ${followed.slice(0, 200)}`)
+  assert.ok(Math.max(...parseHeartbeats(followed)) > seq.at(-1)! + 2, `the follow goes on past what was there (${seq.at(-1)}): ${parseHeartbeats(followed).slice(-3).join(',')}`)
+  // the history is the move's target's to take: a caller that is no member is refused
+  const started = (await show(c, target, 'mig1')).migration?.started ?? 0
+  const asked = (async () => { for await (const _ of (await c.client(target)).watch('internal.consoleHistory', { vm: vmId, started })) return 'answered'; return 'ended' })()
+  const why = await asked.catch((err: unknown) => err as BlixardError)
+  assert.ok(why instanceof BlixardError && why.kind === 'Unauthorized' && /'internal\.consoleHistory'/.test(why.message), `a non-member is refused: ${String(why)}`)
+  console.log(`  vm logs after the move: beats ${seq[0]}..${seq.at(-1)} (${seq.length}), jumps [${jumps.join(', ')}]`)
   const after = await show(c, source, 'mig1')
   assert.equal([after.assignedNode, after.status.phase, after.generation, after.migration?.phase], [c.nodes[target].peerId, 'running', vm.generation, 'done'])
   const human = await runCli(['vm', 'show', 'mig1'], c.cliEnv(source), 60_000)
