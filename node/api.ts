@@ -45,7 +45,7 @@ export interface ApiDeps {
   metrics?: NodeMetrics
   now?: () => number
   /** the console of a VM, from this host's driver or proxied from the VM's host */
-  vmLogs: (vm: VmRecord, opts: { follow?: boolean, tailBytes?: number }, signal: AbortSignal) => AsyncIterable<string>
+  vmLogs: (vm: VmRecord, opts: { follow?: boolean, tailBytes?: number, history?: boolean }, signal: AbortSignal) => AsyncIterable<string>
   /** type into a VM's serial console (here, or relayed to its host unless `relayed` already) */
   consoleInput?: (vm: VmRecord, data: Buffer) => Promise<{ bytes: number, node: string }>
   /** recent events, for cluster.events to start with */
@@ -288,7 +288,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'vm.logs': (p, ctx) => (async function * () {
       const vm = vmRef(p.vm)
       // a console read at once (a moved guest's history alone is up to 1 MiB) goes in frame-sized pieces
-      for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) {
+      for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes, history: p.history }, ctx.signal)) {
         for (const piece of textPieces(text, CONSOLE_PIECE_UNITS)) yield { text: piece }
       }
     })(),

@@ -66,7 +66,7 @@ export class Daemon {
   private readonly membership: Membership
   private readonly clients = new RpcClients(() => this.host)
   private readonly writes: WritePath
-  private get console (): ConsoleProxyDeps { return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) } }
+  private get console (): ConsoleProxyDeps { return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p), vm: (id) => this.sm.getVm(id) } }
   private readonly loops: Loops
   /** services started after the execution block, stopped before it (last started, first stopped) */
   private readonly stoppers: Array<() => Promise<void> | void> = []

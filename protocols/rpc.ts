@@ -131,7 +131,9 @@ export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMetho
   /** ifGeneration: only if the VM is still at that generation (else Conflict) */
   'vm.update': { params: P<'vm.update'> & IdempotentParams, result: VmRecord }
   'vm.watch': { params: P<'vm.watch'>, result: VmWatchEvent }
-  /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
+  /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes
+   * next, also across a live move; `history: false` leaves out what the guest printed before a live
+   * move to its host (a follow that continues on the new host has that already) */
   'vm.logs': { params: P<'vm.logs'>, result: { text: string } }
   /** type into a VM's serial console (admin only: it is a root shell on most guests); `data` is
    * base64, at most MAX_CONSOLE_INPUT_BYTES once decoded. Only the node the VM is on takes it,
@@ -284,7 +286,7 @@ export const PARAMS = {
   'vm.delete': s.obj({ vm: ref }),
   'vm.update': s.obj({ vm: ref, spec }, { ifGeneration: counter }),
   'vm.watch': s.obj({}, { vm: ref }),
-  'vm.logs': s.obj({ vm: ref }, { follow: s.bool(), tailBytes: s.int(0, 64 * 1024 * 1024) }),
+  'vm.logs': s.obj({ vm: ref }, { follow: s.bool(), tailBytes: s.int(0, 64 * 1024 * 1024), history: s.bool() }),
   'vm.consoleInput': s.obj({ vm: ref, data: consoleData }),
   'cluster.events': s.obj({}, { since: counter, follow: s.bool() }),
   'admin.add': s.obj({ peerId: adminPeerId, name: s.str(128, { min: 1 }) }),

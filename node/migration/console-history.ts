@@ -2,7 +2,8 @@
 // printed before (internal.consoleHistory), stores it beside its own console log, and `vm logs`
 // of the moved VM reads both as one console. The source answers only the target recorded for the
 // VM's migration in flight, once it switched over (the history is complete: the source's guest is
-// paused for good); any other peer, member or not, is refused. The text is bounded on both sides
+// paused for good: a target whose replica saw the switchover first asks again until the source's
+// has); any other peer, member or not, is refused. The text is bounded on both sides
 // (MAX_CONSOLE_HISTORY_BYTES), and travels in pieces under the RPC frame limit.
 import { StringDecoder } from 'node:string_decoder'
 import { BlixardError } from '../../protocols/errors.ts'

@@ -57,8 +57,11 @@ import type { TlsOffer } from './tls.ts'
 import type { Logger } from '../log.ts'
 import type { RpcClient } from '../net/rpc.ts'
 import type { ParamsOf } from '../../protocols/rpc.ts'
-import { pullConsoleHistory, serveConsoleHistory } from './console-history.ts'
+import { CONSOLE_HISTORY_PULL_MS, pullConsoleHistory, serveConsoleHistory } from './console-history.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
+/** How soon the target asks the source for the console history again after a Conflict. */
+const HISTORY_RETRY_MS = 200
 /** How often records are looked at besides the kicks on every applied command. */
 export const MIGRATION_LOOP_MS = 1_000
 /** Progress reports go through Raft: one a second is enough for a person watching. */
@@ -411,7 +414,18 @@ export class MigrationService {
     if (this.d.client == null) return
     let text: string
     try {
-      text = await pullConsoleHistory(await this.d.client(m.source), m)
+      const deadline = this.now() + CONSOLE_HISTORY_PULL_MS
+      for (;;) {
+        try {
+          text = await pullConsoleHistory(await this.d.client(m.source), m, Math.max(1, deadline - this.now()))
+          break
+        } catch (err) {
+          // the source's replica may not have applied the switchover yet (its report committed
+          // on the leader, and here, first): asked again until it has
+          if (!(err instanceof BlixardError && err.kind === 'Conflict') || this.now() > deadline) throw err
+          await sleep(HISTORY_RETRY_MS)
+        }
+      }
       log.info('console history taken over from the source', { bytes: Buffer.byteLength(text) })
     } catch (err) {
       log.warn('console history not taken over from the source', { err })

@@ -104,6 +104,8 @@ export interface LogOptions {
   follow?: boolean
   /** start this many bytes before the end (default: the whole log) */
   tailBytes?: number
+  /** false: only this host's console, without what the guest printed before a live move here */
+  history?: boolean
   signal?: AbortSignal
 }
 
@@ -400,7 +402,7 @@ export class QemuDriver {
     // a guest that moved here live: what it printed before, then this host's log, as one console
     // (a tail takes from the history only what this host's log does not cover)
     const fromHistory = opts.tailBytes == null ? undefined : Math.max(0, opts.tailBytes - await sizeOf(paths.serialLog))
-    if (fromHistory !== 0) {
+    if (fromHistory !== 0 && opts.history !== false) {
       const { text } = await readConsole(paths.consoleHistory, fromHistory == null ? {} : { tailBytes: fromHistory })
       if (text !== '') yield text
     }

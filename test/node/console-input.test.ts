@@ -19,7 +19,8 @@ function deps (dialled: string[]): ConsoleProxyDeps {
     selfName: 'a',
     hypervisor: () => null,
     qemu: () => null,
-    client: async (peer) => { dialled.push(peer); throw new Error('must not dial') }
+    client: async (peer) => { dialled.push(peer); throw new Error('must not dial') },
+    vm: () => undefined
   }
 }
 
