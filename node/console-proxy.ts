@@ -76,10 +76,13 @@ async function * consoleOn (deps: ConsoleProxyDeps, vm: VmRecord, host: string |
 async function movedLive (deps: ConsoleProxyDeps, vmId: string, host: string, signal: AbortSignal): Promise<string | null> {
   const deadline = Date.now() + MOVE_SEEN_WAIT_MS
   for (;;) {
-    const m = deps.vm(vmId)?.migration
-    if (m == null || m.source !== host || m.phase === 'aborted') return null
-    if ((m.phase === 'switched' || m.phase === 'done') && m.owner === m.target) return m.target
-    if (Date.now() > deadline || signal.aborted) return null
+    const cur = deps.vm(vmId)
+    const m = cur?.migration
+    if (cur == null || m == null || m.source !== host || m.phase === 'aborted') return null
+    // the VM is where that move took it (not an old record of a VM that came back since, cold or by HA)
+    if ((m.phase === 'switched' || m.phase === 'done') && m.owner === m.target && cur.assignedNode === m.target) return m.target
+    // only a move still before its switchover here may yet show one (this replica behind the source's)
+    if (m.phase === 'switched' || m.phase === 'done' || Date.now() > deadline || signal.aborted) return null
     await new Promise((resolve) => setTimeout(resolve, MOVE_POLL_MS))
   }
 }

@@ -5,7 +5,8 @@
 // asking for this VM's console, the same member with its own VM but another attempt's start, a key
 // holder that is no member, and the right target before the switchover. The history is the last
 // MAX_CONSOLE_HISTORY_BYTES, in frame-sized pieces; a source that sends more is refused by the
-// target. The driver's logs() reads the history first, a tail across both files.
+// target. The driver's logs() reads the history first, a tail across both files; a follow of a
+// guest that ended here goes on with its new host only when the replica shows it moved live there.
 // No fixed ports (tcp/0).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -20,6 +21,7 @@ import { mayCall } from '../../node/core/membership-rules.ts'
 import { QemuDriver } from '../../node/qemu/driver.ts'
 import { runtimePaths } from '../../node/qemu/paths.ts'
 import { pullConsoleHistory, serveConsoleHistory } from '../../node/migration/console-history.ts'
+import { vmConsole } from '../../node/console-proxy.ts'
 import { BlixardError } from '../../protocols/errors.ts'
 import { CONSOLE_PIECE_UNITS, MAX_CONSOLE_HISTORY_BYTES } from '../../protocols/limits.ts'
 import type { MigrationRecord } from '../../protocols/migration-phases.ts'
@@ -165,6 +167,36 @@ test('the driver\'s logs(): the history first, then this host\'s console; a tail
   // what the source hands on: the same
   assert.is((await driver.consoleHistory('vm-l', 1 << 20)).toString(), 'on A: 1\non A: 2\non B: 3\non B: 4\n')
   assert.is((await driver.consoleHistory('vm-l', 20)).toString(), ': 2\non B: 3\non B: 4\n')
+})
+
+test('a follow here whose guest ended: continued on the new host only when the replica shows the live move that took it there', async () => {
+  runtime('vm-f', 'here 1\nhere 2\n')
+  const self = source.peerId.toString()
+  const b = target.peerId.toString()
+  const follow = async (rec: VmRecord): Promise<{ text: string, dialled: string[], err: string | null }> => {
+    const dialled: string[] = []
+    let text = ''
+    let err: string | null = null
+    const deps = {
+      selfId: () => self, selfName: 'a', hypervisor: () => driver, qemu: () => driver, vm: () => rec,
+      client: async (peer: string): Promise<RpcClient> => { dialled.push(peer); throw new Error('dialled') }
+    }
+    try { for await (const t of vmConsole(deps, { ...rec, assignedNode: self }, { follow: true }, new AbortController().signal)) text += t } catch (e) { err = (e as Error).message }
+    return { text, dialled, err }
+  }
+  // no QEMU runs vm-f here: the driver's follow reads the log and ends, as at a guest's exit
+  const done = migrating('vm-f', b, 'done', 5000)
+  const moved = { ...done, assignedNode: b, migration: { ...done.migration!, owner: b } }
+  assert.equal(await follow(moved), { text: 'here 1\nhere 2\n', dialled: [b], err: 'dialled' }, 'goes on with the new host')
+  // the same record, but the VM is back here since (moved cold, or rescheduled): the follow ends
+  assert.equal(await follow({ ...moved, assignedNode: self }), { text: 'here 1\nhere 2\n', dialled: [], err: null })
+  // still before the switchover as this replica has it: waited for a moment, then it ends
+  const t0 = Date.now()
+  assert.equal((await follow({ ...migrating('vm-f', b, 'transferring', 5000), assignedNode: self })).dialled, [])
+  assert.ok(Date.now() - t0 >= 4_000, 'waited for the replica to catch up')
+  // an aborted move, and none at all: it ends
+  assert.equal((await follow({ ...migrating('vm-f', b, 'aborted', 5000), assignedNode: self })).dialled, [])
+  assert.equal((await follow({ ...moved, migration: undefined, assignedNode: self })).dialled, [])
 })
 
 test.run()
