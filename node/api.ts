@@ -27,7 +27,8 @@ import { createSchedApi, quotaRefusal } from './api-sched.ts'
 import { createSnapshotApi } from './api-snapshots.ts'
 import { createPoolApi } from './api-pools.ts'
 import { isJoint } from '../protocols/raft/confchange.ts'
-import { MAX_CONSOLE_INPUT_BYTES, WATCH_MAX_QUEUED_CHANGES } from '../protocols/limits.ts'
+import { CONSOLE_PIECE_UNITS, MAX_CONSOLE_INPUT_BYTES, WATCH_MAX_QUEUED_CHANGES } from '../protocols/limits.ts'
+import { textPieces } from './qemu/console-log.ts'
 
 export interface ApiDeps {
   id: () => string
@@ -44,7 +45,7 @@ export interface ApiDeps {
   metrics?: NodeMetrics
   now?: () => number
   /** the console of a VM, from this host's driver or proxied from the VM's host */
-  vmLogs: (vm: VmRecord, opts: { follow?: boolean, tailBytes?: number }, signal: AbortSignal) => AsyncIterable<string>
+  vmLogs: (vm: VmRecord, opts: { follow?: boolean, tailBytes?: number, history?: boolean }, signal: AbortSignal) => AsyncIterable<string>
   /** type into a VM's serial console (here, or relayed to its host unless `relayed` already) */
   consoleInput?: (vm: VmRecord, data: Buffer) => Promise<{ bytes: number, node: string }>
   /** recent events, for cluster.events to start with */
@@ -286,7 +287,10 @@ export function createApi (d: ApiDeps): RpcHandlers {
     'vm.watch': (p, ctx) => watch(d, p.vm ?? null, ctx.signal, vmRef),
     'vm.logs': (p, ctx) => (async function * () {
       const vm = vmRef(p.vm)
-      for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes }, ctx.signal)) yield { text }
+      // a console read at once (a moved guest's history alone is up to 1 MiB) goes in frame-sized pieces
+      for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes, history: p.history }, ctx.signal)) {
+        for (const piece of textPieces(text, CONSOLE_PIECE_UNITS)) yield { text: piece }
+      }
     })(),
     'cluster.events': (p, ctx) => events(d, p, ctx.signal),
     'vm.consoleInput': async (p) => await typeInto(p.vm, p.data),

@@ -22,13 +22,37 @@ export interface ConsoleProxyDeps {
   /** the QEMU driver when this node runs guests through it (console input goes to its serial socket) */
   qemu: () => Pick<QemuDriver, 'dataDir'> | null
   client: (peer: string) => Promise<RpcClient>
+  /** the VM as this node's replica has it now (a follow looks for the live move that ended it) */
+  vm: (id: string) => VmRecord | undefined
 }
 
-export interface ConsoleOptions { follow?: boolean, tailBytes?: number }
+export interface ConsoleOptions { follow?: boolean, tailBytes?: number, history?: boolean }
 
-/** A VM's console: from our driver when the VM is here, else proxied from its host. */
+/** How long a follow whose local guest ended waits for this node's replica to show the live move
+ * that ended it: the source's QEMU quits once the switchover committed, which the replica applies
+ * at about the same time. */
+const MOVE_SEEN_WAIT_MS = 5_000
+const MOVE_POLL_MS = 100
+
+/** A VM's console: from our driver when the VM is here, else proxied from its host. A follow of a
+ * guest here that moves live goes on with its new host's console (which it proxies from there),
+ * without the history that host took over: the reader has seen all of it here. */
 export async function * vmConsole (deps: ConsoleProxyDeps, vm: VmRecord, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
-  const host = vm.assignedNode
+  let host = vm.assignedNode
+  let opts = o
+  for (;;) {
+    const here = host === deps.selfId()
+    yield * consoleOn(deps, vm, host, opts, signal)
+    // a proxied follow is continued by the host that served it
+    if (!here || host == null || o.follow !== true || signal.aborted) return
+    const next = await movedLive(deps, vm.id, host, signal)
+    if (next == null) return
+    host = next
+    opts = { follow: true, history: false }
+  }
+}
+
+async function * consoleOn (deps: ConsoleProxyDeps, vm: VmRecord, host: string | null, o: ConsoleOptions, signal: AbortSignal): AsyncGenerator<string> {
   if (host == null) throw new BlixardError('NotFound', `VM ${vm.spec.name} is not placed on any node yet, so it has no console`)
   if (host === deps.selfId()) {
     const hv = deps.hypervisor()
@@ -42,9 +66,25 @@ export async function * vmConsole (deps: ConsoleProxyDeps, vm: VmRecord, o: Cons
     return
   }
   const c = await deps.client(host)
-  const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}) })
+  const sub = c.watch('vm.logs', { vm: vm.id, ...(o.follow != null ? { follow: o.follow } : {}), ...(o.tailBytes != null ? { tailBytes: o.tailBytes } : {}), ...(o.history != null ? { history: o.history } : {}) })
   signal.addEventListener('abort', () => { sub.cancel() }, { once: true })
   for await (const item of sub) yield item.text
+}
+
+/** The VM's new host when a live move off `host` switched over (as the replica shows it, waited for
+ * a moment while the move is still in flight there), else null: the guest ended for another reason. */
+async function movedLive (deps: ConsoleProxyDeps, vmId: string, host: string, signal: AbortSignal): Promise<string | null> {
+  const deadline = Date.now() + MOVE_SEEN_WAIT_MS
+  for (;;) {
+    const cur = deps.vm(vmId)
+    const m = cur?.migration
+    if (cur == null || m == null || m.source !== host || m.phase === 'aborted') return null
+    // the VM is where that move took it (not an old record of a VM that came back since, cold or by HA)
+    if ((m.phase === 'switched' || m.phase === 'done') && m.owner === m.target && cur.assignedNode === m.target) return m.target
+    // only a move still before its switchover here may yet show one (this replica behind the source's)
+    if (m.phase === 'switched' || m.phase === 'done' || Date.now() > deadline || signal.aborted) return null
+    await new Promise((resolve) => setTimeout(resolve, MOVE_POLL_MS))
+  }
 }
 
 /** Types `data` into a VM's serial console: into QEMU's serial socket, on the VM's own host only. */

@@ -66,7 +66,7 @@ export class Daemon {
   private readonly membership: Membership
   private readonly clients = new RpcClients(() => this.host)
   private readonly writes: WritePath
-  private get console (): ConsoleProxyDeps { return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p) } }
+  private get console (): ConsoleProxyDeps { return { selfId: () => this.id, selfName: this.cfg.name, hypervisor: () => this.exec?.hypervisor ?? null, qemu: () => this.exec?.qemu ?? null, client: async (p) => await this.client(p), vm: (id) => this.sm.getVm(id) } }
   private readonly loops: Loops
   /** services started after the execution block, stopped before it (last started, first stopped) */
   private readonly stoppers: Array<() => Promise<void> | void> = []
@@ -114,6 +114,7 @@ export class Daemon {
     this.host = await startNodeHost({
       privateKey, clusterKey: await readClusterKey(this.cfg.clusterKeyFile), cfg: this.cfg, sm: this.sm, self: () => this.id, raft: () => this.raft, api,
       renewLease: () => { const ha = this.exec?.ha; return ha == null ? null : async (peer, epoch) => await ha.receive(peer, epoch) },
+      consoleHistory: () => { const m = this.exec?.migrations; return m == null ? null : (peer, p) => m.consoleHistory(peer, p) },
       heard: (peer) => { this.membership.heard(peer) },
       warm: () => this.exec?.pools.report() ?? [],
       log: this.log, metrics: this.metrics

@@ -116,7 +116,7 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
   // Live migration moves QEMUs the driver runs itself; a microvm.nix guest runs in its systemd unit,
   // so such a host takes no incoming migration (the move fails with this reason, nothing starts twice)
   const migrationHeld = (): string | null => choice.kind === 'microvm' ? 'this host runs guests through microvm.nix; live migration needs the QEMU driver' : ha.mayRun()
-  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: migrationHeld, isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), transport: transportFromEnv(), multifd: multifdFromEnv(), listenAddress: () => migrationAddress(d.host.getMultiaddrs()), migrationPorts: { low: d.cfg.migration.portLow, high: d.cfg.migration.portHigh }, log: d.log.child({ part: 'migration' }) })
+  const migrations = new MigrationService({ self: () => d.id, sm: d.sm, driver: qemu, host: d.host, dataDir: d.cfg.dataDir, propose, bindings: async (vm, o) => await resources.bindings(vm, o), mayRun: migrationHeld, isLeader: d.isLeader, maxBandwidth: maxBandwidthFromEnv(), transport: transportFromEnv(), multifd: multifdFromEnv(), listenAddress: () => migrationAddress(d.host.getMultiaddrs()), migrationPorts: { low: d.cfg.migration.portLow, high: d.cfg.migration.portHigh }, client: d.client, log: d.log.child({ part: 'migration' }) })
   await migrations.start()
   // memory snapshots go through the QEMU driver too; the agent leaves a guest alone while one is saved or restored
   const snapshots = new SnapshotService({

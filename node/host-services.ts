@@ -3,7 +3,7 @@
 // rules' authorization and per-peer limits) and load gossip. node/daemon.ts supplies the node's
 // parts through HostServicesDeps; this file only connects them.
 import type { PrivateKey } from '@libp2p/interface'
-import type { ResultOf } from '../protocols/rpc.ts'
+import type { ParamsOf, ResultOf } from '../protocols/rpc.ts'
 import { RPC_MEMBER_MAX_CONCURRENT } from '../protocols/limits.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
@@ -39,6 +39,9 @@ export interface HostServicesDeps {
   api: RpcHandlers
   /** internal.renewLease from a member (null until HA has started) */
   renewLease: (() => ((peer: string, epoch: number) => Promise<ResultOf<'internal.renewLease'>>) | null)
+  /** internal.consoleHistory from a member: a live move's source hands the guest's console to its
+   * target (null until execution has started) */
+  consoleHistory: () => ((peer: string, p: ParamsOf<'internal.consoleHistory'>) => AsyncIterable<ResultOf<'internal.consoleHistory'>>) | null
   /** a Raft message arrived from `peer` (membership keeps who it heard from) */
   heard: (peer: string) => void
   log: Logger
@@ -57,7 +60,12 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
       const renew = d.renewLease()
       if (renew == null) throw new BlixardError('Unavailable', 'leases not started')
       return await renew(ctx.peer, p.epoch)
-    }
+    },
+    'internal.consoleHistory': (p, ctx) => (async function * () {
+      const serve = d.consoleHistory()
+      if (serve == null) throw new BlixardError('Unavailable', 'this node runs no guests yet')
+      yield * serve(ctx.peer, p)
+    })()
   }
   return await createBlixardHost<NodeServices>({
     privateKey: d.privateKey,

@@ -109,3 +109,11 @@ export const LOAD_MAX_FUTURE_SKEW_MS = 60_000
 
 /** Serial console input: bytes per vm.consoleInput call (a paste is sent in pieces of this size). */
 export const MAX_CONSOLE_INPUT_BYTES = 4 * KiB
+
+/** Console history a live migration's target takes over from its source at the switchover (the
+ * last this many bytes of what the guest printed before the move): `vm logs` of a moved VM then
+ * reads as if it had never moved, and a console that printed gigabytes costs a move no more. */
+export const MAX_CONSOLE_HISTORY_BYTES = 1 * MiB
+/** Console text per streamed answer (vm.logs, internal.consoleHistory), in UTF-16 code units: at
+ * most 3 UTF-8 bytes each, so a piece stays under MAX_RPC_FRAME_BYTES with room for the envelope. */
+export const CONSOLE_PIECE_UNITS = 256 * KiB

@@ -131,7 +131,9 @@ export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMetho
   /** ifGeneration: only if the VM is still at that generation (else Conflict) */
   'vm.update': { params: P<'vm.update'> & IdempotentParams, result: VmRecord }
   'vm.watch': { params: P<'vm.watch'>, result: VmWatchEvent }
-  /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes next */
+  /** a VM's serial console: what is logged so far (or its last tailBytes), then with follow what comes
+   * next, also across a live move; `history: false` leaves out what the guest printed before a live
+   * move to its host (a follow that continues on the new host has that already) */
   'vm.logs': { params: P<'vm.logs'>, result: { text: string } }
   /** type into a VM's serial console (admin only: it is a root shell on most guests); `data` is
    * base64, at most MAX_CONSOLE_INPUT_BYTES once decoded. Only the node the VM is on takes it,
@@ -168,6 +170,10 @@ export interface RpcMethods extends ResourceMethods, SchedMethods, SnapshotMetho
   /** member to leader: renew the CALLER's liveness lease (its peer id is the stream's) at `epoch`;
    * answered once the leader's RenewLeases batch holding it committed (node/ha/service.ts) */
   'internal.renewLease': { params: P<'internal.renewLease'>, result: { outcome: 'renewed' | 'rejoined' | 'stale' | 'notFound', epoch: number, seq: number } }
+  /** a live migration's target to its source, after the switchover: the console the guest printed
+   * before the move (at most MAX_CONSOLE_HISTORY_BYTES, in pieces). Only the target recorded for the
+   * VM's migration that `started` then may ask (node/migration/console-history.ts) */
+  'internal.consoleHistory': { params: P<'internal.consoleHistory'>, result: { text: string } }
 }
 
 /** One forwarded write's outcome: its command's result, or why it was not committed (retry it). */
@@ -196,7 +202,7 @@ export interface VmExplanation {
 
 export type MethodName = keyof RpcMethods
 /** Methods answered with a stream of results. */
-export type StreamingMethodName = 'vm.watch' | 'vm.logs' | 'cluster.events'
+export type StreamingMethodName = 'vm.watch' | 'vm.logs' | 'cluster.events' | 'internal.consoleHistory'
 export type UnaryMethodName = Exclude<MethodName, StreamingMethodName>
 export type ParamsOf<M extends MethodName> = RpcMethods[M]['params']
 /** For a streaming method, the type of each item. */
@@ -280,7 +286,7 @@ export const PARAMS = {
   'vm.delete': s.obj({ vm: ref }),
   'vm.update': s.obj({ vm: ref, spec }, { ifGeneration: counter }),
   'vm.watch': s.obj({}, { vm: ref }),
-  'vm.logs': s.obj({ vm: ref }, { follow: s.bool(), tailBytes: s.int(0, 64 * 1024 * 1024) }),
+  'vm.logs': s.obj({ vm: ref }, { follow: s.bool(), tailBytes: s.int(0, 64 * 1024 * 1024), history: s.bool() }),
   'vm.consoleInput': s.obj({ vm: ref, data: consoleData }),
   'cluster.events': s.obj({}, { since: counter, follow: s.bool() }),
   'admin.add': s.obj({ peerId: adminPeerId, name: s.str(128, { min: 1 }) }),
@@ -297,7 +303,8 @@ export const PARAMS = {
   'cluster.prepare': s.obj({ method: s.str(64, { min: 1 }) }, { params: inner }),
   'cluster.submit': s.obj({ method: s.str(64, { min: 1 }), cmd: command, auth }, { params: inner }),
   'internal.proposeMany': s.obj({ envs: s.list(MAX_FORWARD_BATCH, envelope) }),
-  'internal.renewLease': s.obj({ epoch: counter })
+  'internal.renewLease': s.obj({ epoch: counter }),
+  'internal.consoleHistory': s.obj({ vm: s.str(ID, { min: 1 }), started: counter })
 } as const
 
 /** A method's params as declared in PARAMS. */
@@ -352,6 +359,8 @@ export const METHODS: MethodTable = {
   'cluster.prepare': withInner(method('cluster.prepare', true, false)),
   'cluster.submit': withInner(method('cluster.submit', true, false)),
   'internal.renewLease': method('internal.renewLease', true, false),
+  // a member's call (internal.*); which member, the handler checks against the migration record
+  'internal.consoleHistory': method('internal.consoleHistory', true, true),
   'internal.propose': method('internal.propose', true, false)
 }
 

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { prepareLocalCluster, removeEnvFile, startNode, writeEnvFile } from './local-cluster.ts'
-import { whoami } from '../node/cli/connect.ts'
+import { whoami } from '../node/cli/whoami.ts'
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
 const argv = process.argv.slice(2)

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateIdentity } from '../node/identity.ts'
 import { writeClusterKey } from '../node/keygen.ts'
-import { whoami } from '../node/cli/connect.ts'
+import { whoami } from '../node/cli/whoami.ts'
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
 

@@ -4,7 +4,6 @@
 // answers every method. --peer-id names one node in particular: the CLI reaches any node first,
 // then finds that one through the cluster's DHT (node/net/host.ts reachPeer).
 import { BlixardError } from '../../protocols/errors.ts'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { existsSync } from 'node:fs'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -17,11 +16,8 @@ import type { SingleKadDHT } from '@libp2p/kad-dht'
 import type { BlixardHost } from '../net/host.ts'
 import { RpcClient } from '../net/rpc.ts'
 import { CliError } from './errors.ts'
+import { configDir } from './whoami.ts'
 import { keySigner, signingClient } from './signing.ts'
-
-export function configDir (): string {
-  return process.env.BLIXARD_CONFIG_DIR ?? join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'blixard')
-}
 
 export function clusterKeyPath (explicit?: string): string {
   if (explicit != null) return explicit
@@ -35,12 +31,6 @@ export interface Connection {
   host: BlixardHost
   peer: string
   close: () => Promise<void>
-}
-
-export async function whoami (): Promise<string> {
-  const { privateKey } = await loadOrCreateIdentity(configDir())
-  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
-  return peerIdFromPrivateKey(privateKey).toString()
 }
 
 /** how long the CLI waits for the node it reached to enter its DHT routing table (identify) */

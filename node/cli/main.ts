@@ -538,7 +538,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Print this CLI identity (the peer id an admin must add)',
     usage: 'blixard whoami',
     run: async (_p, out) => {
-      const { whoami, configDir } = await import('./connect.ts')
+      const { whoami, configDir } = await import('./whoami.ts')
       const id = await whoami()
       out.data({ peerId: id, configDir: configDir() }, () => id)
       return EXIT.ok

@@ -35,6 +35,8 @@ export interface GuestStart {
 export interface ConsoleOptions {
   follow?: boolean
   tailBytes?: number
+  /** false: only this host's console, without what the guest printed before a live move here */
+  history?: boolean
   signal?: AbortSignal
 }
 

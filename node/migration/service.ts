@@ -55,7 +55,13 @@ import type { BridgeStats, BridgeTimes, MigrationHost, MigrationTransport, TlsHa
 import { DEFAULT_MULTIFD_CHANNELS, MAX_MULTIFD_CHANNELS, PSK_IDENTITY, clearTls, credsId, hostTlsPriority, listenTls, migrateTls, newPsk, removePskDir, writePskDir } from './tls.ts'
 import type { TlsOffer } from './tls.ts'
 import type { Logger } from '../log.ts'
+import type { RpcClient } from '../net/rpc.ts'
+import type { ParamsOf } from '../../protocols/rpc.ts'
+import { CONSOLE_HISTORY_PULL_MS, pullConsoleHistory, serveConsoleHistory } from './console-history.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
+/** How soon the target asks the source for the console history again after a Conflict. */
+const HISTORY_RETRY_MS = 200
 /** How often records are looked at besides the kicks on every applied command. */
 export const MIGRATION_LOOP_MS = 1_000
 /** Progress reports go through Raft: one a second is enough for a person watching. */
@@ -141,6 +147,8 @@ export interface MigrationServiceDeps {
   /** tls: the multifd channels this node's QEMU listens with as a target (0: one stream; default
    * DEFAULT_MULTIFD_CHANNELS); BLIXARD_MIGRATION_MULTIFD. The source follows the target's offer */
   multifd?: number
+  /** an RPC client to a member (the target takes the guest's console history from the source) */
+  client?: (peer: string) => Promise<RpcClient>
   log: Logger
   now?: () => number
 }
@@ -205,6 +213,11 @@ export class MigrationService {
     this.stopped = true
     if (this.timer != null) clearInterval(this.timer)
     await this.streams.stop()
+  }
+
+  /** internal.consoleHistory on the source: the guest's console so far, for the move's target only. */
+  consoleHistory (peer: string, p: ParamsOf<'internal.consoleHistory'>): AsyncGenerator<{ text: string }> {
+    return serveConsoleHistory({ self: this.d.self, getVm: (id) => this.d.sm.getVm(id) ?? null, driver: this.d.driver }, peer, p)
   }
 
   /** The agent must leave this VM alone: a migration this host takes part in is in flight. */
@@ -373,6 +386,9 @@ export class MigrationService {
     const log = this.d.log.child({ vmId: vm.id, migration: migrationId(m) })
     const tl = new MigrationTimeline(m.started)
     tl.mark('target.switchedSeen')
+    // taken while the guest resumes; stored before target-running, since once the move ends the
+    // source removes its runtime dir and the console with it
+    const history = this.takeConsoleHistory(vm, m, log).then(() => { tl.mark('target.historyStored') })
     const deadline = this.now() + RESUME_WAIT_MS
     for (;;) {
       const st = await this.d.driver.status(vm.id).catch(() => null)
@@ -385,9 +401,37 @@ export class MigrationService {
     tl.mark('target.resumed')
     await this.announce(vm, log)
     tl.mark('target.announced')
+    await history
     await this.report(m, 'target-running')
     tl.mark('target.runningCommitted')
     log.info('migration timeline (target, switched)', { marks: tl.marks })
+  }
+
+  /** The guest's console before the move, from the source, stored beside this host's console log
+   * (the driver's logs() reads it first). Without it `vm logs` would begin at the switchover: when
+   * it cannot be had, a line in its place says so. Never fails the move. */
+  private async takeConsoleHistory (vm: VmRecord, m: MigrationRecord, log: Logger): Promise<void> {
+    if (this.d.client == null) return
+    let text: string
+    try {
+      const deadline = this.now() + CONSOLE_HISTORY_PULL_MS
+      for (;;) {
+        try {
+          text = await pullConsoleHistory(await this.d.client(m.source), m, Math.max(1, deadline - this.now()))
+          break
+        } catch (err) {
+          // the source's replica may not have applied the switchover yet (its report committed
+          // on the leader, and here, first): asked again until it has
+          if (!(err instanceof BlixardError && err.kind === 'Conflict') || this.now() > deadline) throw err
+          await sleep(HISTORY_RETRY_MS)
+        }
+      }
+      log.info('console history taken over from the source', { bytes: Buffer.byteLength(text) })
+    } catch (err) {
+      log.warn('console history not taken over from the source', { err })
+      text = `[blixard: the console before the live move from ${this.d.sm.getNode(m.source)?.name ?? m.source} could not be fetched: ${(err as Error).message}]\n`
+    }
+    await this.d.driver.writeConsoleHistory(vm.id, text).catch((err: unknown) => { log.warn('console history not stored', { err }) })
   }
 
   /** announce-self on the guest's QEMU here. QEMU announces on its own after an incoming migration

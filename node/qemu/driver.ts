@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../log.ts'
 import { buildQemuArgv, tscKhzFromCpuinfo, type Accel, type BootSpec, type DriveSpec, type NicSpec } from './cmdline.ts'
 import { QemuError } from './errors.ts'
 import { classifyExit, type ExitRecord, type StopRequest } from './exit.ts'
-import { followConsole, readConsole } from './console-log.ts'
+import { followConsole, readConsole, readTail, sizeOf } from './console-log.ts'
 import { tailFile, type FileTail } from './file-tail.ts'
 import { probeKvm } from './kvm-probe.ts'
 import { runtimePaths, vmsDir, VM_ID, type RuntimePaths } from './paths.ts'
@@ -104,6 +104,8 @@ export interface LogOptions {
   follow?: boolean
   /** start this many bytes before the end (default: the whole log) */
   tailBytes?: number
+  /** false: only this host's console, without what the guest printed before a live move here */
+  history?: boolean
   signal?: AbortSignal
 }
 
@@ -244,7 +246,8 @@ export class QemuDriver {
   private async launch (spec: QemuLaunchSpec, paths: RuntimePaths, binary: string, args: string[], accel: Accel): Promise<StartResult> {
     await mkdir(paths.dir, { recursive: true })
     if (await exists(paths.serialLog)) await rename(paths.serialLog, `${paths.serialLog}.1`) // keep the previous boot's console
-    for (const p of [paths.exitFile, paths.pidFile, paths.qmpSock, paths.serialSock]) await rm(p, { force: true })
+    // an earlier boot's history is not this one's: a live move's target writes its own after the switchover
+    for (const p of [paths.exitFile, paths.pidFile, paths.qmpSock, paths.serialSock, paths.consoleHistory]) await rm(p, { force: true })
     const record: LaunchRecord = { spec, argv: [binary, ...args], accel, startedAt: this.now() }
     await writeJsonAtomic(paths.specFile, record)
     const out = openSync(paths.qemuLog, 'a')
@@ -396,12 +399,38 @@ export class QemuDriver {
     const paths = runtimePaths(this.dataDir, vmId)
     if (!await exists(paths.specFile)) throw new QemuError('NotFound', `no runtime dir for ${vmId}`)
     const l = opts.follow === true ? await this.find(vmId) : null
+    // a guest that moved here live: what it printed before, then this host's log, as one console
+    // (a tail takes from the history only what this host's log does not cover)
+    const fromHistory = opts.tailBytes == null ? undefined : Math.max(0, opts.tailBytes - await sizeOf(paths.serialLog))
+    if (fromHistory !== 0 && opts.history !== false) {
+      const { text } = await readConsole(paths.consoleHistory, fromHistory == null ? {} : { tailBytes: fromHistory })
+      if (text !== '') yield text
+    }
     if (l == null || l.exit != null) {
       const { text } = await readConsole(paths.serialLog, opts)
       if (text !== '') yield text
       return
     }
     yield * followConsole(paths.serialLog, { ...opts, until: l.exited })
+  }
+
+  /** The console to hand to a live move's target: the last `maxBytes` of this guest's history
+   * (from the moves before) and this host's log, as bytes. NotFound without a runtime dir. */
+  async consoleHistory (vmId: string, maxBytes: number): Promise<Buffer> {
+    const paths = runtimePaths(this.dataDir, vmId)
+    if (!await exists(paths.specFile)) throw new QemuError('NotFound', `no runtime dir for ${vmId}`)
+    const here = await readTail(paths.serialLog, maxBytes)
+    const before = here.length < maxBytes ? await readTail(paths.consoleHistory, maxBytes - here.length) : Buffer.alloc(0)
+    return Buffer.concat([before, here])
+  }
+
+  /** Stores what the guest printed before its live move here (read first by logs()). */
+  async writeConsoleHistory (vmId: string, text: string): Promise<void> {
+    const paths = runtimePaths(this.dataDir, vmId)
+    if (!await exists(paths.specFile)) throw new QemuError('NotFound', `no runtime dir for ${vmId}`)
+    const tmp = `${paths.consoleHistory}.tmp`
+    await writeFile(tmp, text)
+    await rename(tmp, paths.consoleHistory)
   }
 
   /** Removes everything start() created: kills a live qemu, asks the network hook to

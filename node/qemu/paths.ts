@@ -15,6 +15,9 @@ export interface RuntimePaths {
   dir: string
   /** what the guest wrote on its serial console (QEMU's chardev logfile) */
   serialLog: string
+  /** what the guest printed on the hosts it ran on before a live move into this one (the source's
+   * history and console, pulled at the switchover): read before serialLog */
+  consoleHistory: string
   serialSock: string
   qmpSock: string
   /** the pid of the qemu process, written after spawn */
@@ -36,6 +39,7 @@ export function runtimePaths (dataDir: string, vmId: string): RuntimePaths {
   return {
     dir,
     serialLog: join(dir, 'serial.log'),
+    consoleHistory: join(dir, 'console-history.log'),
     serialSock: join(dir, 'serial.sock'),
     qmpSock: join(dir, 'qmp.sock'),
     pidFile: join(dir, 'qemu.pid'),

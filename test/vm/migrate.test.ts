@@ -1,7 +1,9 @@
 // Live migration through 3 real blixard-node processes and a real tiny guest (QEMU, TCG
 // here) printing a heartbeat counter on its console: `blixard vm migrate --wait --json` moves it
 // to the node placement picks, with progress lines; the counter goes on where it was on the new
-// host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node. Then
+// host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node; `vm logs`
+// of the moved VM (and with follow) holds its whole console, boot and counter through the
+// switchover, as if it had never moved (the target took the source's history over). Then
 // kill -9 of the target's daemon mid-migration: the move aborts and the guest goes on running on
 // its source, in the same QEMU, and once the dead host's fence watchdog killed its waiting QEMU,
 // exactly one QEMU is left. The target issues announce-self once the guest runs (QEMU answers {}),
@@ -18,8 +20,9 @@ import { join } from 'node:path'
 import { TestCluster, runCli, sleep, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
 import type { CliResult } from '../cluster/harness.ts'
 import type { VmRecord } from '../../protocols/model.ts'
-import { cmdline, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
+import { cmdline, consoleText, markerCount, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
 import { parseHeartbeats } from '../../node/qemu/tiny-guest.ts'
+import { BlixardError } from '../../protocols/errors.ts'
 
 const HEARTBEAT_MS = 100
 /** bytes/s: a 96 MiB tiny guest then moves in several seconds (about 9 here), not in half of one */
@@ -93,6 +96,11 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   // the source's console, read as it grows: its agent removes it soon after the move
   let onSource: number[] = []
   const reader = setInterval(() => { const b = beats(source, vmId); if (b.length >= onSource.length) onSource = b }, 50)
+  // vm logs --follow started before the move, asked of a node that is not the source: it goes on across the switchover
+  let across = ''
+  const acrossSub = (await c.client((source + 2) % 3)).watch('vm.logs', { vm: 'mig1', follow: true })
+  void (async () => { for await (const chunk of acrossSub) across += chunk.text })().catch((err: unknown) => { across += `\n[ended: ${String(err)}]` })
+  await waitFor('the follow under way', 30_000, () => parseHeartbeats(across).length >= 3, 100)
   const t0 = Date.now()
   const r = await runCli(['vm', 'migrate', 'mig1', '--wait', '--json'], c.cliEnv((source + 1) % 3), 90_000).finally(() => { clearInterval(reader) })
   figures.cliMigrateMs = Date.now() - t0
@@ -118,6 +126,36 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   const pid = await waitFor('one QEMU left, on the target', 20_000, () => { const p = qemuPidsFor(vmId); return p.length === 1 && nodeOfPid(p[0]) === target ? p[0] : null }, 100)
   assert.ok(pid !== sourcePid)
   await waitFor('the source runtime dir removed', 20_000, async () => { try { readFileSync(join(runtimeDir(c, source, vmId), 'spec.json')); return false } catch { return true } }, 200)
+
+  // vm logs (the RPC the CLI calls, asked of the old host) reads as if the VM had never moved: its
+  // boot, the counter from 1 through the switchover and on, no gap or repeat beyond the one line
+  // the switchover may cut; with --follow the same, then what the guest prints next
+  const logs = await consoleText(c, source, 'mig1')
+  assert.is(markerCount(logs), 1, `the boot on the console once: ${logs.slice(0, 300)}`)
+  const seq = parseHeartbeats(logs)
+  const jumps = seq.flatMap((x, i) => i > 0 && x !== seq[i - 1] + 1 ? [`${seq[i - 1]}->${x}`] : [])
+  assert.ok(seq[0] <= 2 && seq.includes(lastOnSource) && seq.includes(onTarget[4]), `from the first beat through the source's last (${lastOnSource}) to the target's (${onTarget[4]}): ${seq[0]}..${seq.at(-1)}`)
+  assert.ok(jumps.length <= 1 && jumps.every((j) => { const [a, b] = j.split('->').map(Number); return b === a || b === a + 2 }), `in order, no gap or repeat beyond one line: ${jumps.join(', ')}`)
+  let followed = ''
+  const sub = (await c.client(source)).watch('vm.logs', { vm: 'mig1', follow: true })
+  const stop = setTimeout(() => { sub.cancel() }, 30_000)
+  try {
+    for await (const chunk of sub) { followed += chunk.text; if (Math.max(...parseHeartbeats(followed)) > seq.at(-1)! + 2) break }
+  } finally { clearTimeout(stop); sub.cancel() }
+  assert.ok(followed.startsWith(logs.slice(0, 200)) && markerCount(followed) === 1, `the follow starts with the whole console: ${followed.slice(0, 200)}`)
+  assert.ok(Math.max(...parseHeartbeats(followed)) > seq.at(-1)! + 2, `the follow goes on past what was there (${seq.at(-1)}): ${parseHeartbeats(followed).slice(-3).join(',')}`)
+  // the follow started before the move went on on the new host, without a repeat or a gap
+  await waitFor('the follow from before the move past the target\'s beats', 30_000, () => Math.max(...parseHeartbeats(across)) > onTarget[4] + 2, 100).finally(() => { acrossSub.cancel() })
+  const fseq = parseHeartbeats(across)
+  const fjumps = fseq.flatMap((x, i) => i > 0 && x !== fseq[i - 1] + 1 ? [`${fseq[i - 1]}->${x}`] : [])
+  assert.ok(markerCount(across) === 1 && fseq[0] <= 2 && fseq.includes(lastOnSource) && !across.includes('[ended'), `one follow across the move: ${fseq[0]}..${fseq.at(-1)} ${across.slice(-200)}`)
+  assert.ok(fjumps.length <= 1 && fjumps.every((j) => { const [a, b] = j.split('->').map(Number); return b === a || b === a + 2 }), `the follow: no gap or repeat beyond one line: ${fjumps.join(', ')}`)
+  // the history is the move's target's to take: a caller that is no member is refused
+  const started = (await show(c, target, 'mig1')).migration?.started ?? 0
+  const asked = (async () => { for await (const _ of (await c.client(target)).watch('internal.consoleHistory', { vm: vmId, started })) return 'answered'; return 'ended' })()
+  const why = await asked.catch((err: unknown) => err as BlixardError)
+  assert.ok(why instanceof BlixardError && why.kind === 'Unauthorized' && /'internal\.consoleHistory'/.test(why.message), `a non-member is refused: ${String(why)}`)
+  console.log(`  vm logs after the move: beats ${seq[0]}..${seq.at(-1)} (${seq.length}), jumps [${jumps.join(', ')}]; a follow across it: ${fseq[0]}..${fseq.at(-1)}, jumps [${fjumps.join(', ')}]`)
   const after = await show(c, source, 'mig1')
   assert.equal([after.assignedNode, after.status.phase, after.generation, after.migration?.phase], [c.nodes[target].peerId, 'running', vm.generation, 'done'])
   const human = await runCli(['vm', 'show', 'mig1'], c.cliEnv(source), 60_000)
@@ -304,6 +342,12 @@ guard('kill -9 of the Raft leader (neither source nor target) mid-migration: the
   assert.equal([done.migration?.phase, done.assignedNode, done.generation], ['done', c.nodes[to].peerId, 1], done.migration?.reason)
   const b = await waitFor(`heartbeats on ${c.nodes[to].name}`, 20_000, () => { const h = beats(to, pick.id); return h.length >= 2 ? h : null }, 100)
   assert.ok(b[0] > 20, `the counter went on: ${b[0]}`)
+  // moved host to host several times by now (A -> B -> C ...): vm logs still holds its one boot and every beat
+  const chain = await consoleText(c, to, pick.name)
+  const cseq = parseHeartbeats(chain)
+  const cjumps = cseq.flatMap((x, i) => i > 0 && x !== cseq[i - 1] + 1 ? [`${cseq[i - 1]}->${x}`] : [])
+  assert.ok(markerCount(chain) === 1 && cseq[0] <= 2 && cseq.includes(b[0]), `${pick.name}'s whole console after its moves: ${cseq[0]}..${cseq.at(-1)}`)
+  assert.ok(cjumps.every((j) => { const [x, y] = j.split('->').map(Number); return y === x || y === x + 2 }), `at most a line at each switchover: ${cjumps.join(', ')}`)
   await waitFor('one QEMU, on the target', 20_000, () => { const p = qemuPidsFor(pick.id); return p.length === 1 && p[0] !== fromPid && nodeOfPid(p[0]) === to }, 100)
   const st2 = await c.status(to)
   assert.ok(st2?.leader != null && st2.leader !== c.nodes[leader].peerId, 'a new leader')
