@@ -160,6 +160,16 @@ export interface LearnerHooks {
   onAppend: (who: string, e: Entry, now: number) => void
 }
 
+/** The first candidate (best first) that is not `self` and not suspected; when every one is
+ * suspected, the suspicions are dropped and the best is tried again. */
+function pickUpstream (candidates: string[], self: string, suspects: Set<string>): string | undefined {
+  const cs = candidates.filter((c) => c !== self)
+  const next = cs.find((c) => !suspects.has(c))
+  if (next !== undefined) return next
+  suspects.clear()
+  return cs[0]
+}
+
 /** A replica outside the Raft configuration: it keeps the committed log it is fed, and (relay-tree,
  * read-through) feeds others from it. Its log is durable: a crash keeps it, loses subscriptions. */
 export class RelayLearner {
@@ -215,9 +225,7 @@ export class RelayLearner {
   }
 
   private attach (): void {
-    const cs = this.candidates(this.knownLeader).filter((c) => c !== this.id)
-    let next = cs.find((c) => !this.suspects.has(c))
-    if (next === undefined) { this.suspects.clear(); next = cs[0] }
+    const next = pickUpstream(this.candidates(this.knownLeader), this.id, this.suspects)
     if (next === undefined) return
     this.feeder = next
     this.attaches++
@@ -298,9 +306,7 @@ export class WatchHost {
   }
 
   private attach (): void {
-    const cs = this.candidates(this.knownLeader).filter((c) => c !== this.id)
-    let next = cs.find((c) => !this.suspects.has(c))
-    if (next === undefined) { this.suspects.clear(); next = cs[0] }
+    const next = pickUpstream(this.candidates(this.knownLeader), this.id, this.suspects)
     if (next === undefined) return
     this.replica = next
     this.attaches++
