@@ -72,14 +72,16 @@ export class BlixardError extends Error {
     return body
   }
 
-  static from (b: BlixError): BlixardError { return new BlixardError(b.kind, b.message, b.leader, b.key) }
+  /** From a body that came over RPC or out of apply: an outcome reported by someone else, whose
+   * stack here would only show the decoder, so none is captured. */
+  static from (b: BlixError): BlixardError { return BlixardError.quiet(b.kind, b.message, b.leader, b.key) }
 
   /** Without a stack trace: for refusals that are ordinary outcomes on hot paths (a validator
    * failing field by field, a command rejected on apply), where capturing one showed in profiles. */
-  static quiet (kind: ErrorKind, message: string): BlixardError {
+  static quiet (kind: ErrorKind, message: string, leader?: string, key?: string): BlixardError {
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
-    try { return new BlixardError(kind, message) } finally { Error.stackTraceLimit = limit }
+    try { return new BlixardError(kind, message, leader, key) } finally { Error.stackTraceLimit = limit }
   }
 }
 
