@@ -149,7 +149,8 @@ async function main (): Promise<void> {
     const bStatus = async (): Promise<Status> => await waitForCluster(control, b.voters.find((n) => n.proc != null) ?? b.voters[0], (s) => s.leader != null)
     const bLeader = async (): Promise<LocalNode> => {
       const s = await bStatus()
-      const n = b.voters.find((x) => x.peerId === s.leader)
+      // with --learners, autopilot makes added nodes voters too, and one of them may lead
+      const n = b.nodes.find((x) => x.peerId === s.leader && x.proc != null)
       if (n == null) throw new Error(`blixard leader ${String(s.leader)} is not one of the started nodes`)
       return n
     }
