@@ -75,6 +75,8 @@ export const RPC_MAX_IN_FLIGHT_PER_CONNECTION = 32
 /** RPC requests in flight in this process, all peers together. */
 export const RPC_MAX_IN_FLIGHT_TOTAL = 4096
 /** RPC streams open in this process (libp2p bounds them per connection; this bounds the sum). */
+/** RPC streams one connection may hold open on a server (libp2p resets the ones past it). */
+export const RPC_SERVER_STREAMS_PER_CONNECTION = 32
 export const RPC_MAX_STREAMS_TOTAL = 1024
 /** Encoded answers queued for one connection (waiting for its peer to read). An answer that would
  * cross it while others wait is refused with Unavailable instead of held, and the connection's

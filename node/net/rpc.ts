@@ -12,7 +12,7 @@ import {
 import { encodeFrame, encodeListFrame } from '../../protocols/framing.ts'
 import {
   DIAL_TIMEOUT_MS, MAX_RPC_FRAME_BYTES, RPC_MAX_IN_FLIGHT, RPC_MAX_WATCHES_PER_STREAM, RPC_SERVER_MAX_CONCURRENT,
-  RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL,
+  RPC_TIMEOUT_MS, WRITE_TIMEOUT_MS, RPC_MAX_IN_FLIGHT_PER_CONNECTION, RPC_MAX_IN_FLIGHT_TOTAL, RPC_MAX_STREAMS_TOTAL, RPC_SERVER_STREAMS_PER_CONNECTION,
   RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION, RPC_QUEUED_ANSWER_BYTES_TOTAL, RPC_SMALL_ANSWER_BYTES
 } from '../../protocols/limits.ts'
 import { pushable } from 'it-pushable'
@@ -140,7 +140,7 @@ class RpcServerService implements RpcServer {
 
   async start (): Promise<void> {
     await this.components.registrar.handle(this.protocol, (stream, conn) => { void this.serve(stream, conn) }, {
-      maxInboundStreams: this.init.maxInboundStreams ?? 32
+      maxInboundStreams: this.init.maxInboundStreams ?? RPC_SERVER_STREAMS_PER_CONNECTION
     })
     this.started = true
   }
@@ -440,12 +440,17 @@ export function dialFailure (err: unknown): string {
   return err == null ? 'the dial failed without a reason' : String(err)
 }
 
+// what a stream reset before any answer most often means, and what to do about it
+const STREAM_REFUSED_HINT = `the node refuses RPC streams past its limits (${RPC_SERVER_STREAMS_PER_CONNECTION} per connection, ${RPC_MAX_STREAMS_TOTAL} in all) or closed the connection; close idle clients or share one stream, then retry`
+
 export class RpcClient {
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
   private inFlight = 0
   private readonly slotWaiters: Array<() => void> = []
   private dead: BlixardError | null = null
+  /** has the server sent anything on this stream yet? */
+  private answered = false
   private readonly timeoutMs: number
   private readonly maxInFlight: number
   private readonly maxFrameBytes: number
@@ -457,7 +462,8 @@ export class RpcClient {
     try {
       stream = await dialer.dialProtocol(target, opts.protocol ?? RPC_PROTOCOL, { signal: AbortSignal.timeout(opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS) })
     } catch (err) {
-      throw new BlixardError('Unavailable', `cannot open an RPC stream: ${dialFailure(err)}`)
+      const why = dialFailure(err)
+      throw new BlixardError('Unavailable', `cannot open an RPC stream: ${why}${/reset/i.test(why) ? `: ${STREAM_REFUSED_HINT}` : ''}`)
     }
     return new RpcClient(stream, opts)
   }
@@ -559,7 +565,13 @@ export class RpcClient {
 
   private asRpcError (err: unknown): BlixardError {
     if (err instanceof BlixardError) return err
-    return new BlixardError('Unavailable', `RPC stream failed: ${(err as Error)?.message ?? String(err)}`)
+    const why = (err as Error)?.message ?? String(err)
+    // a server past its stream limits resets a new stream before reading it; the bare reset told
+    // the caller nothing it could act on
+    if (!this.answered && /reset/i.test(why)) {
+      return new BlixardError('Unavailable', `RPC stream failed: ${why} before any answer: ${STREAM_REFUSED_HINT}`)
+    }
+    return new BlixardError('Unavailable', `RPC stream failed: ${why}`)
   }
 
   private async acquire (): Promise<void> {
@@ -576,6 +588,7 @@ export class RpcClient {
     let reason: BlixardError
     try {
       for await (const frame of readFrames(this.stream, { maxFrameBytes: this.maxFrameBytes })) {
+        this.answered = true
         const res = validateServerFrame(frame)
         const p = this.pending.get(res.id)
         if (p == null) continue // timed out or cancelled: the late answer is dropped
@@ -583,7 +596,7 @@ export class RpcClient {
         else if (res.more === true && p.item != null) p.item(res.result)
         else p.resolve(res.result)
       }
-      reason = new BlixardError('Unavailable', 'the server closed the RPC stream')
+      reason = new BlixardError('Unavailable', this.answered ? 'the server closed the RPC stream' : `the server closed the RPC stream before any answer: ${STREAM_REFUSED_HINT}`)
     } catch (err) {
       reason = this.asRpcError(err)
       this.stream.abort(err instanceof Error ? err : new Error(String(err)))

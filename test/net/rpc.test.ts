@@ -14,6 +14,7 @@ import { dialableAddr } from '../../node/net/host.ts'
 import { recordingLogger, silentLogger, type LogRecord } from '../../node/log.ts'
 import { testHost, until, percentile, sleep } from './helpers.ts'
 import { BlixardError } from '../../protocols/errors.ts'
+import { RPC_SERVER_STREAMS_PER_CONNECTION } from '../../protocols/limits.ts'
 
 const spec: VmSpec = {
   name: 'web-1', vcpus: 2, memoryMiB: 512, diskGiB: 4, hypervisor: 'qemu', image: { kind: 'tiny' }, volumes: [], networks: [],
@@ -339,6 +340,25 @@ test('a dial that fails says why, never "undefined" or "[object Event]": empty m
     assert.match((err as Error).message, /^cannot open an RPC stream: /)
     assert.not.match((err as Error).message, /undefined/)
   } finally { await a.stop() }
+})
+
+test('a stream past the per-connection limit fails with an error that names the limit and what to do, and the streams within it serve', async () => {
+  const peer = await testHost()
+  try {
+    // the first opens the connection (concurrent first dials may race to two, and one is closed)
+    const clients = [await RpcClient.connect(peer, dialableAddr(server), { timeoutMs: 2000 })]
+    clients.push(...await Promise.all(Array.from({ length: RPC_SERVER_STREAMS_PER_CONNECTION - 1 }, async () => await RpcClient.connect(peer, dialableAddr(server), { timeoutMs: 2000 }))))
+    await Promise.all(clients.map(async (c) => { assert.is((await c.call('cluster.status', {})).id, 'srv') }))
+    // refused while it is negotiated (connect fails) or on its first call, as libp2p's timing goes
+    const err = await RpcClient.connect(peer, dialableAddr(server), { timeoutMs: 2000 }).then(async (c) => await c.call('cluster.status', {})).then(() => null, (e: unknown) => e)
+    assert.instance(err, BlixardError)
+    assert.is((err as BlixardError).kind, 'Unavailable')
+    assert.match((err as BlixardError).message, `${RPC_SERVER_STREAMS_PER_CONNECTION} per connection`, (err as BlixardError).message)
+    assert.match((err as BlixardError).message, 'close idle clients')
+    assert.is((await clients[0].call('cluster.status', {})).id, 'srv')
+  } finally {
+    await peer.stop()
+  }
 })
 
 test('a server that goes away fails pending calls with Unavailable', async () => {
