@@ -609,17 +609,32 @@ async function attachConsole (p: Parsed, out: Output): Promise<number> {
   return await withCluster(p, async ({ client, host: libp2p }) => {
     const vm = await client.call('vm.show', { vm: ref })
     if (vm.assignedNode == null) throw new CliError('NotFound', `VM ${vm.spec.name} is not placed on any node, so it has no console`, `See why with blixard vm explain ${vm.spec.name}`)
-    const nodes = await client.call('node.list', { stale: true })
-    const names = nodeNames(nodes)
-    const host = names.get(vm.assignedNode) ?? shortId(vm.assignedNode)
-    const hostId = vm.assignedNode
-    const addrs = (nodes.find((n) => n.id === hostId)?.addrs ?? []).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${hostId}`)
     const [{ RpcClient }, { multiaddr }, { connectFailure }] = await Promise.all([import('../net/rpc.ts'), import('@multiformats/multiaddr'), import('./connect.ts')])
-    let input: RpcClient
-    try {
-      input = await RpcClient.connect(libp2p, addrs.map((a) => multiaddr(a)), { timeoutMs: int(p, 'timeout', 15, 1, 3600) * 1000 })
-    } catch (err) {
-      throw connectFailure(`${host} (${addrs[0] ?? 'no address recorded'})`, (err as Error).message)
+    const timeoutMs = int(p, 'timeout', 15, 1, 3600) * 1000
+    // input goes to the VM's host itself; after a live move that is another node, so a refusal
+    // naming another host sends the input on to wherever the VM is now
+    const dialHost = async (hostId: string): Promise<{ rpc: InstanceType<typeof RpcClient>, name: string }> => {
+      const nodes = await client.call('node.list', { stale: true })
+      const name = nodeNames(nodes).get(hostId) ?? shortId(hostId)
+      const addrs = (nodes.find((n) => n.id === hostId)?.addrs ?? []).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${hostId}`)
+      try {
+        return { rpc: await RpcClient.connect(libp2p, addrs.map((a) => multiaddr(a)), { timeoutMs }), name }
+      } catch (err) {
+        throw connectFailure(`${name} (${addrs[0] ?? 'no address recorded'})`, (err as Error).message)
+      }
+    }
+    let hostId = vm.assignedNode
+    let { rpc: input, name: host } = await dialHost(hostId)
+    const follow = async (): Promise<boolean> => {
+      const now = await client.call('vm.show', { vm: vm.id })
+      if (now.assignedNode == null || now.assignedNode === hostId) return false
+      const next = await dialHost(now.assignedNode)
+      await input.close().catch(() => {})
+      hostId = now.assignedNode
+      input = next.rpc
+      host = next.name
+      out.progress(`\r\n[VM ${vm.spec.name} moved to ${host}: input now goes there]\r\n`)
+      return true
     }
     const tty = process.stdin.isTTY === true
     out.progress(`Connected to the serial console of VM ${vm.spec.name} on ${host}. Detach with ${DETACH_KEY} (the guest keeps running).`)
@@ -641,7 +656,15 @@ async function attachConsole (p: Parsed, out: Output): Promise<number> {
         const piece = bytes.subarray(i, i + MAX_CONSOLE_INPUT_BYTES)
         sending = sending.then(async () => {
           if (failure != null) return
-          try { await input.call('vm.consoleInput', { vm: vm.id, data: piece.toString('base64') }) } catch (err) { failure = err; sub.cancel() }
+          const data = piece.toString('base64')
+          try {
+            try {
+              await input.call('vm.consoleInput', { vm: vm.id, data })
+            } catch (err) {
+              if (!(err instanceof BlixardError && err.kind === 'Conflict') || !await follow()) throw err
+              await input.call('vm.consoleInput', { vm: vm.id, data })
+            }
+          } catch (err) { failure = err; sub.cancel() }
         })
       }
     }

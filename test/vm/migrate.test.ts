@@ -3,7 +3,8 @@
 // to the node placement picks, with progress lines; the counter goes on where it was on the new
 // host (no restart), exactly one QEMU runs it afterwards, and `vm show` names the new node; `vm logs`
 // of the moved VM (and with follow) holds its whole console, boot and counter through the
-// switchover, as if it had never moved (the target took the source's history over). Then
+// switchover, as if it had never moved (the target took the source's history over), and a
+// `vm console` attached before the move types into the guest on its new host. Then
 // kill -9 of the target's daemon mid-migration: the move aborts and the guest goes on running on
 // its source, in the same QEMU, and once the dead host's fence watchdog killed its waiting QEMU,
 // exactly one QEMU is left. The target issues announce-self once the guest runs (QEMU answers {}),
@@ -17,7 +18,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { TestCluster, runCli, sleep, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
+import { spawn } from 'node:child_process'
+import { ROOT, TestCluster, runCli, sleep, vmSpec, waitFor, leaseArgs } from '../cluster/harness.ts'
 import type { CliResult } from '../cluster/harness.ts'
 import type { VmRecord } from '../../protocols/model.ts'
 import { cmdline, consoleText, markerCount, nodeIndex, qemuPidsFor, runtimeDir, show, vmSuite, waitPhase } from './helpers.ts'
@@ -101,6 +103,17 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   const acrossSub = (await c.client((source + 2) % 3)).watch('vm.logs', { vm: 'mig1', follow: true })
   void (async () => { for await (const chunk of acrossSub) across += chunk.text })().catch((err: unknown) => { across += `\n[ended: ${String(err)}]` })
   await waitFor('the follow under way', 30_000, () => parseHeartbeats(across).length >= 3, 100)
+  // `vm console` attached before the move, through a node that is not the source: what is typed
+  // after the move must reach the guest on its new host (the old one refuses console input)
+  const con = spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), 'vm', 'console', 'mig1', '--tail', '0'], {
+    cwd: ROOT, env: { ...process.env, ...c.cliEnv((source + 2) % 3) }, stdio: ['pipe', 'pipe', 'pipe']
+  })
+  let conOut = ''
+  let conErr = ''
+  con.stdout.on('data', (d: Buffer) => { conOut += d.toString() })
+  con.stderr.on('data', (d: Buffer) => { conErr += d.toString() })
+  const conExited = new Promise<number>((resolve) => con.on('exit', (code) => { resolve(code ?? 128) }))
+  await waitFor('vm console attached', 60_000, () => conErr.includes('Detach with Ctrl-]'), 100)
   const t0 = Date.now()
   const r = await runCli(['vm', 'migrate', 'mig1', '--wait', '--json'], c.cliEnv((source + 1) % 3), 90_000).finally(() => { clearInterval(reader) })
   figures.cliMigrateMs = Date.now() - t0
@@ -121,6 +134,15 @@ guard('vm migrate --wait moves a running guest live: the heartbeat goes on, one 
   const lastOnSource = Math.max(...onSource)
   assert.ok(onTarget[0] > 1 && onTarget[0] >= lastOnSource && onTarget[0] <= lastOnSource + 2, `the counter continued: last ${lastOnSource} on the source, first ${onTarget[0]} on the target`)
   assert.ok(onTarget.every((x, i) => i === 0 || x === onTarget[i - 1] + 1), `it counts on: ${onTarget.slice(0, 20).join(',')}`)
+
+  // the console attached before the move types into the guest where it runs now
+  try {
+    con.stdin.write('echo moved-sum=$((40+2))\n')
+    await waitFor('the moved guest\'s answer on the console', 60_000, () => /^moved-sum=42\r?$/m.test(conOut), 100)
+    assert.match(conErr, new RegExp(`moved to ${c.nodes[target].name}: input now goes there`), conErr)
+    con.stdin.write(Buffer.from([0x1d]))
+    assert.is(await conExited, 0, conErr)
+  } finally { if (con.exitCode == null) con.kill('SIGKILL') }
 
   // exactly one QEMU afterwards, the target's; the paused source QEMU and its runtime dir gone
   const pid = await waitFor('one QEMU left, on the target', 20_000, () => { const p = qemuPidsFor(vmId); return p.length === 1 && nodeOfPid(p[0]) === target ? p[0] : null }, 100)
