@@ -16,6 +16,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
 import { coalescing } from './coalesce.ts'
+import { halfWindowUpdates } from './yamux-window.ts'
 import { sodiumNoiseCrypto } from './noise-crypto.ts'
 import { identify } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
@@ -101,6 +102,8 @@ export interface BlixardHostOptions<S extends ServiceMap> {
 export async function createBlixardHost<S extends ServiceMap = Record<string, never>> (opts: BlixardHostOptions<S>): Promise<BlixardHost<S>> {
   const dialTimeout = opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS
   const bootstrap = (opts.bootstrap ?? []).map(a => multiaddr(a))
+  // yamux returns credit at half a window, not after every frame (yamux-window.ts says why)
+  halfWindowUpdates()
   const [mdnsMod, dhtMod, pubsubMod] = await Promise.all([
     opts.mdns === true ? import('@libp2p/mdns') : null,
     opts.dht === 'off' ? null : import('@libp2p/kad-dht'),
