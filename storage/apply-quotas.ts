@@ -1,7 +1,7 @@
 // Per-project quotas: an admin sets a project's limits (SetQuota); every VM counts against its
-// project's (a VM created without one is in the project `default`: protocols/model.ts projectOf). The check runs on apply, inside the same entry that
-// creates or changes the VM, so two creates racing through different nodes cannot both pass: the
-// second one sees the first one's usage. Usage is kept as a row per project, changed by the three
+// project's (a VM created without one is in the project `default`: protocols/model.ts projectOf).
+// The check runs on apply, inside the same entry that creates or changes the VM, so two creates
+// racing through different nodes cannot both pass: the second one sees the first one's usage. Usage is kept as a row per project, changed by the three
 // commands that change what a VM claims (CreateVm, UpdateVmSpec, DeleteVm), so a create reads two
 // rows instead of scanning every VM.
 import type { Command } from '../protocols/commands.ts'
