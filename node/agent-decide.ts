@@ -14,7 +14,9 @@
 //   restart policy decides (always: restart; on-failure: restart a crash only; never: report and
 //   stay down), and a restart waits out its backoff (first·2^(n-1), capped);
 // - every start first asks whether the host can launch the VM at all (tiny guest missing: failed)
-//   and whether it may run guests now (no lease or fenced: hold, nothing starts);
+//   and whether it may run guests now (no lease or fenced: hold, nothing starts), and waits while a
+//   guest of a VM no longer assigned here still runs: apply gave its room away (a preemption's
+//   victim, a VM moved cold or deleted), so starting beside it would overfill the host;
 // - a guest of a VM not assigned here (deleted, moved, assigned elsewhere) is cleaned up;
 // - a VM taken off this host (its record `releasing` this node) whose guest is gone here is
 //   reported released, so it may start elsewhere (storage/release-rules.ts); a VM assigned here
@@ -90,10 +92,11 @@ export function decide (desired: Desired, observed: Observed, history: History, 
   const out: AgentAction[] = []
   const mine = new Map<string, VmRecord>()
   for (const vm of desired.vms) if (vm.assignedNode === desired.self) mine.set(vm.id, vm)
+  const vacating = [...observed.guests.values()].filter((g) => g.state === 'running' && !mine.has(g.vmId) && !observed.migrating.has(g.vmId)).map((g) => g.vmId).sort()
   for (const vm of mine.values()) {
     const held = leftAlone(vm.id, observed, history)
     if (held != null) { out.push({ kind: 'hold', vmId: vm.id, reason: held }); continue }
-    out.push(...converge(vm, observed.guests.get(vm.id) ?? null, desired, observed, history, now))
+    out.push(...converge(vm, observed.guests.get(vm.id) ?? null, desired, { ...observed, vacating }, history, now))
   }
   for (const [id, g] of observed.guests) {
     if (mine.has(id)) continue
@@ -122,7 +125,11 @@ function lastPhase (vm: VmRecord, history: History): VmPhase {
   return history.lastReported.get(vm.id) ?? vm.status.phase
 }
 
-function converge (vm: VmRecord, st: GuestStatus | null, desired: Desired, observed: Observed, history: History, now: number): AgentAction[] {
+/** What a start needs to know besides Observed: the running guests here of VMs not assigned here
+ * (a migration's excepted), which the same round cleans up. */
+type Seen = Observed & { vacating: readonly string[] }
+
+function converge (vm: VmRecord, st: GuestStatus | null, desired: Desired, observed: Seen, history: History, now: number): AgentAction[] {
   const id = vm.id
   const attempts = history.attempts.get(id)
   if (vm.desired === 'stopped') {
@@ -181,11 +188,12 @@ function converge (vm: VmRecord, st: GuestStatus | null, desired: Desired, obser
 }
 
 /** A start, unless the host cannot launch the VM (failed) or may not run guests now (hold). */
-function launch (vm: VmRecord, why: string, attempts: Attempts | undefined, observed: Observed, now: number, backoff: Backoff): AgentAction[] {
+function launch (vm: VmRecord, why: string, attempts: Attempts | undefined, observed: Seen, now: number, backoff: Backoff): AgentAction[] {
   const cannot = observed.cannotLaunch.get(vm.id)
   if (cannot != null) return [{ kind: 'report', vmId: vm.id, phase: 'failed', reason: cannot }]
   if (vm.releasing != null && vm.releasing.node !== vm.assignedNode) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): node ${vm.releasing.node} may still run its guest (waits for its release)` }]
   if (observed.held != null) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): ${observed.held}` }]
+  if (observed.vacating.length > 0) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): the guest of ${observed.vacating.map((id) => `VM ${id}`).join(', ')}, no longer assigned here, still holds its room (stopped first)` }]
   const count = (attempts?.count ?? 0) + 1
   return [{ kind: 'start', vmId: vm.id, reason: why, attempt: { count, lastStart: now, nextAt: now + backoffMs(count, backoff) } }]
 }

@@ -8,7 +8,7 @@ import type { QuotaView } from '../protocols/rpc-sched.ts'
 import type { VmSpec } from '../protocols/model.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import { claimOf, quotaExcess } from '../storage/apply-quotas.ts'
-import { QUOTA_RESOURCES } from '../protocols/model.ts'
+import { projectOf, QUOTA_RESOURCES } from '../protocols/model.ts'
 import type { RpcCallContext, RpcHandlers } from './net/rpc.ts'
 import type { LoadBoard } from './scheduler.ts'
 import { LEADER_REBALANCE_POLICY, rebalancePlacementConfig, rebalancePlan } from './rebalancer.ts'
@@ -33,14 +33,14 @@ type SchedHandlers = Pick<RpcHandlers, 'quota.set' | 'quota.show' | 'rebalance.p
  * null: the create is refused before placement is asked, so the first reason given is the quota's
  * and not "no node fits". Apply checks again on the state at its index. */
 export function quotaRefusal (sm: StateMachine, spec: VmSpec): string | null {
-  if (spec.project === undefined) return null
-  const q = sm.listQuotas().find((x) => x.project === spec.project)
+  const project = projectOf(spec)
+  const q = sm.listQuotas().find((x) => x.project === project)
   if (q?.limits == null) return null
   const after = { ...q.usage }
   const claim = claimOf(spec)
   for (const r of QUOTA_RESOURCES) after[r] += claim[r]
   const why = quotaExcess(q.limits, q.usage, after)
-  return why === null ? null : `project ${spec.project} quota exceeded by VM ${spec.name}: ${why}`
+  return why === null ? null : `project ${project} quota exceeded by VM ${spec.name}: ${why}`
 }
 
 export function createSchedApi (d: SchedApiDeps): SchedHandlers {

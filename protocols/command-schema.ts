@@ -133,7 +133,8 @@ export const VM_SPEC = s.obj({
   restartPolicy: s.oneOf(RESTART_POLICIES),
   requires: capabilities
 }, {
-  /** the project (tenant) it belongs to: its quota counts it (storage/apply-quotas.ts); absent: none */
+  /** the project (tenant) it belongs to: its quota counts it (storage/apply-quotas.ts); absent in a
+   * command: `default` on create, the VM's own on a spec change (apply records it) */
   project: s.nullAbsent(name),
   /** false: never evicted by a higher-priority VM (node/scheduler.ts preemption); absent: it may be.
    * Left out of a spec when absent, so a spec without it encodes (and is signed) as before it existed. */

@@ -66,6 +66,16 @@ export type QuotaResource = typeof QUOTA_RESOURCES[number]
 /** What a project's VMs hold now (every VM of it, running or not: a stopped VM keeps its claim). */
 export type QuotaUsage = Record<QuotaResource, number>
 
+/** The project of a VM created without one: every VM counts against some project's quota, so
+ * leaving out --project does not dodge one (`quota set default ...` caps those VMs). */
+export const DEFAULT_PROJECT = 'default'
+
+/** The project a VM belongs to: a record stored before projects were filled in has none, and
+ * reads as the default one. */
+export function projectOf (spec: Pick<VmSpec, 'project'>): string {
+  return spec.project ?? DEFAULT_PROJECT
+}
+
 export interface QuotaRecord {
   project: string
   limits: QuotaLimits

@@ -1,12 +1,12 @@
-// Per-project quotas (issue 19): an admin sets a project's limits (SetQuota); every VM whose spec
-// names the project counts against them. The check runs on apply, inside the same entry that
-// creates or changes the VM, so two creates racing through different nodes cannot both pass: the
-// second one sees the first one's usage. Usage is kept as a row per project, changed by the three
+// Per-project quotas: an admin sets a project's limits (SetQuota); every VM counts against its
+// project's (a VM created without one is in the project `default`: protocols/model.ts projectOf).
+// The check runs on apply, inside the same entry that creates or changes the VM, so two creates
+// racing through different nodes cannot both pass: the second one sees the first one's usage. Usage is kept as a row per project, changed by the three
 // commands that change what a VM claims (CreateVm, UpdateVmSpec, DeleteVm), so a create reads two
 // rows instead of scanning every VM.
 import type { Command } from '../protocols/commands.ts'
 import type { QuotaLimits, QuotaRecord, QuotaResource, QuotaUsage, VmSpec } from '../protocols/model.ts'
-import { QUOTA_RESOURCES } from '../protocols/model.ts'
+import { projectOf, QUOTA_RESOURCES } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
@@ -70,8 +70,10 @@ function putUsage (tx: KvTx, project: string, u: QuotaUsage): void {
 /** Move a VM's claim from its old spec (null: it is new) to its new one (null: it is deleted),
  * refusing (QuotaExceeded) when the project it lands in would go over a limit it grew against. */
 export function chargeQuota (ctx: ApplyContext, vmName: string, from: VmSpec | null, to: VmSpec | null): void {
+  // a record stored without a project (before they were filled in on apply) was charged to none:
+  // nothing to release, so no usage row goes below what its VMs hold
   const was = from?.project
-  const now = to?.project
+  const now = to === null ? undefined : projectOf(to)
   if (was !== undefined && from !== null) {
     // released first: a VM that stays in its project is judged against the usage without itself
     putUsage(ctx.tx, was, add(usageOf(ctx.tx, was), claimOf(from), -1))

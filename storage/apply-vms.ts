@@ -1,6 +1,7 @@
 // VM lifecycle: create, change spec or desired state, assign to a node, status reports, delete.
 import type { Command } from '../protocols/commands.ts'
 import type { NetworkRecord, NodeRecord, VmRecord, VmSpec, VolumeRecord } from '../protocols/model.ts'
+import { DEFAULT_PROJECT, projectOf } from '../protocols/model.ts'
 import type { ApplyContext } from './apply-context.ts'
 import type { KvTx } from './kv.ts'
 import { reject } from './apply-context.ts'
@@ -59,11 +60,13 @@ export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
   const clonedFrom = c.fromSnapshot !== undefined ? cloneFromSnapshot(ctx, c.id, c.spec, c.fromSnapshot) : undefined
   const vols = checkRefs(ctx, c.spec, c.id)
   // its project's quota, in this same entry: a racing create through another node sees this one
-  chargeQuota(ctx, c.spec.name, null, c.spec)
+  // recorded with its project, the default one when the command names none (what quotas count)
+  const spec = c.spec.project === undefined ? { ...c.spec, project: DEFAULT_PROJECT } : c.spec
+  chargeQuota(ctx, spec.name, null, spec)
   setAttached(ctx, vols, c.id)
   const vm: VmRecord = {
     id: c.id,
-    spec: c.spec,
+    spec,
     generation: 1,
     desired: c.desired ?? 'running',
     assignedNode: null,
@@ -103,13 +106,15 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
     const node = ctx.tx.get<NodeRecord>('nodes', vm.assignedNode)
     if (node !== undefined) checkFits(ctx, node, vm.id, c.spec, incomingTo(ctx.tx, node.id))
   }
-  chargeQuota(ctx, c.spec.name, vm.spec, c.spec)
+  // a spec that names no project keeps the VM's (a client that knows nothing of projects moves none)
+  const spec = c.spec.project === undefined ? { ...c.spec, project: projectOf(vm.spec) } : c.spec
+  chargeQuota(ctx, spec.name, vm.spec, spec)
   const dropped = vm.spec.volumes.filter(n => !c.spec.volumes.includes(n))
     .map(n => ctx.tx.get<VolumeRecord>('volumes', n))
     .filter((v): v is VolumeRecord => v !== undefined && v.attachedTo === vm.id)
   setAttached(ctx, dropped, null)
   setAttached(ctx, vols, vm.id)
-  const rec: VmRecord = { ...vm, spec: c.spec, generation: vm.generation + 1, updatedAt: ctx.at }
+  const rec: VmRecord = { ...vm, spec, generation: vm.generation + 1, updatedAt: ctx.at }
   ctx.tx.put('vms', vm.id, rec)
   return rec
 }

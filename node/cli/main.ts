@@ -4,6 +4,7 @@
 import { BlixardError } from '../../protocols/errors.ts'
 import '../polyfill.ts'
 import type { VmRecord, VmSpec, NodeRecord, Hypervisor, RestartPolicy } from '../../protocols/model.ts'
+import { projectOf } from '../../protocols/model.ts'
 import type { MigrationRecord } from '../../protocols/migration-phases.ts'
 import { cannotMigrateLive } from '../../protocols/migration-phases.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
@@ -243,7 +244,7 @@ const COMMANDS: Record<string, Command> = {
       'anti-affinity': { value: true, arg: 'GROUP', help: 'never two VMs of this group on one node' },
       spread: { value: true, arg: 'LABEL', help: "spread VMs evenly over this node label's values" },
       priority: { value: true, arg: 'N', help: 'scheduling priority, -1000 to 1000: a VM that fits nowhere may preempt lower ones', default: '0' },
-      project: { value: true, arg: 'NAME', help: "the project it belongs to: counted against the project's quota (blixard quota show)" },
+      project: { value: true, arg: 'NAME', help: "the project it belongs to (default: default): counted against the project's quota (blixard quota show)" },
       preemptible: { help: 'may be stopped to make room for a higher-priority VM (--no-preemptible or --preemptible=false: never)', default: 'true' },
       restart: { value: true, arg: 'POLICY', help: 'always, on-failure or never', default: 'always' },
       hypervisor: { value: true, arg: 'NAME', help: 'qemu, cloud-hypervisor or firecracker', default: 'qemu' },
@@ -328,7 +329,7 @@ const COMMANDS: Record<string, Command> = {
         ['Name', v.spec.name], ...(out.wide ? [['Id', v.id] as [string, string]] : []), ['Phase', v.status.phase], ['Reason', out.wide ? v.status.reason : named(v.status.reason, names)], ['Desired', v.desired], ['Node', v.assignedNode == null ? null : nm(v.assignedNode)],
         ...(m == null ? [] : [['Migration', `${m.phase} ${nm(m.source)} → ${nm(m.target)}${m.reason != null ? `: ${m.reason}` : ''}${m.figures?.downtimeMs != null ? ` (downtime ${m.figures.downtimeMs} ms)` : ''}`] as [string, string]]),
         ['vCPUs', v.spec.vcpus], ['Memory', mib(v.spec.memoryMiB)], ['Image', v.spec.image.kind === 'flake' ? v.spec.image.ref : v.spec.image.kind],
-        ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
+        ['Project', projectOf(v.spec)], ['Restart', v.spec.restartPolicy], ['Generation', v.generation], ['Constraints', v.spec.constraints.map((c) => JSON.stringify(c)).join(' ')]
       ]))
       return EXIT.ok
     })

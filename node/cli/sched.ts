@@ -102,7 +102,7 @@ function row (q: QuotaView): string[] {
 export function schedCommands ({ withCluster, need, stale }: CliHelpers): Record<string, ResourceCommand> {
   return {
     'quota set': {
-      summary: "Set a project's quota (VMs with --project NAME count against it); a limit left out is unlimited",
+      summary: "Set a project's quota (VMs with --project NAME count against it, VMs created without one are in the project default); a limit left out is unlimited",
       usage: 'blixard quota set PROJECT [--vms N] [--vcpus N] [--memory SIZE] [--disk GIB] [--ips N] | --clear',
       flags: {
         vms: { value: true, arg: 'N', help: 'most VMs of the project' },

@@ -10,7 +10,7 @@
 // Guests running on two hosts at once (the ground truth) are NeverTwice's (sim/ha.ts).
 import type { Entry } from '../../protocols/raft/types.ts'
 import type { ApplyResult, CommandEnvelope } from '../../protocols/commands.ts'
-import { QUOTA_RESOURCES } from '../../protocols/model.ts'
+import { projectOf, QUOTA_RESOURCES } from '../../protocols/model.ts'
 import type { QuotaUsage } from '../../protocols/model.ts'
 import { REBALANCE_COOLDOWN_MS } from '../../storage/apply-sched.ts'
 import { claimOf, emptyUsage } from '../../storage/apply-quotas.ts'
@@ -81,8 +81,7 @@ export class SchedulingInvariants extends BaseChecker {
       // quota usage: the kept rows against a recount
       const recount = new Map<string, QuotaUsage>()
       for (const v of vms) {
-        const p = v.spec.project
-        if (p === undefined) continue
+        const p = projectOf(v.spec)
         const u = recount.get(p) ?? emptyUsage()
         const c2 = claimOf(v.spec)
         for (const k of QUOTA_RESOURCES) u[k] += c2[k]

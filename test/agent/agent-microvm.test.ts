@@ -2,8 +2,9 @@
 // real state machine takes the agent's reports, the MicrovmHypervisor issues its commands to the
 // recording host (test/nixos/recording-host.ts), which plays systemd. Shown: a VM assigned here is
 // built and started and reported running; a crashed unit is restarted under `always` only after its
-// backoff (on the injected clock); no start while the host is fenced; a stop and a delete reach
-// systemctl and leave nothing behind.
+// backoff (on the injected clock); no start while the host is fenced; a preemption's victim, whose
+// graceful stop takes a while, is down before the VM that displaced it starts; a stop and a delete
+// reach systemctl and leave nothing behind.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -50,10 +51,10 @@ function spec (name: string, restartPolicy: RestartPolicy): VmSpec {
   return { name, vcpus: 1, memoryMiB: 128, diskGiB: 1, hypervisor: 'qemu', image: { kind: 'flake', ref: 'github:acme/guests#web' }, volumes: [], networks: [], kernelParams: [], constraints: [], antiAffinityGroup: null, affinity: [], spreadLabel: null, priority: 0, restartPolicy, requires: [] }
 }
 
-async function until<T> (what: string, f: () => T | null | undefined, ms = 5_000): Promise<T> {
+async function until<T> (what: string, f: () => T | null | undefined | Promise<T | null | undefined>, ms = 5_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
-    const v = f()
+    const v = await f()
     if (v != null) return v
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 10))
@@ -106,13 +107,35 @@ test('never: a crash stays down; a fenced host starts nothing', async () => {
   assert.is(starts('db'), 1, 'never: not restarted')
 })
 
+test('a preemption: the victim\'s unit, stopping gracefully, is down before the unit of the VM that displaced it starts', async () => {
+  assert.ok(apply({ type: 'CreateVm', id: 'vm-low', spec: { ...spec('low', 'always'), priority: 1 } }).ok)
+  assert.ok(apply({ type: 'AssignVm', id: 'vm-low', node: SELF }).ok)
+  await phase('vm-low', 'running')
+  host.stopMs = 300
+  try {
+    assert.ok(apply({ type: 'CreateVm', id: 'vm-high', spec: { ...spec('high', 'always'), priority: 10 } }).ok)
+    const r = apply({ type: 'PreemptVm', vm: 'vm-high', node: SELF, victims: ['vm-low'] })
+    assert.ok(r.ok, JSON.stringify(r))
+    await phase('vm-high', 'running')
+  } finally { host.stopMs = 0 }
+  assert.not.ok(host.activeAtStart.get('high')?.includes('low'), `units active when high started: ${String(host.activeAtStart.get('high'))}`)
+  assert.ok(host.log.indexOf('systemctl stop microvm@low.service') < host.log.indexOf('systemctl start microvm@high.service'))
+  await until('the victim released', () => vm('vm-low').releasing == null ? true : null)
+  assert.match(vm('vm-low').status.reason, /^preempted by VM high \(priority 10 > 1\) on self; waits for room/)
+  assert.ok(apply({ type: 'DeleteVm', id: 'vm-high' }).ok)
+  assert.ok(apply({ type: 'DeleteVm', id: 'vm-low' }).ok)
+  await until('their guests removed', async () => { const g = await microvmGuests(dataDir); return g.includes('high') || g.includes('low') ? null : true })
+})
+
 test('stop and delete reach systemctl; nothing of the guests is left', async () => {
   assert.ok(apply({ type: 'SetVmDesiredState', id: 'vm-web', desired: 'stopped' }).ok)
   await phase('vm-web', 'stopped', /stopped on request/)
   assert.ok(host.log.includes('systemctl stop microvm@web.service'))
+  const removed = (): number => host.log.filter((l) => l.startsWith('rm -rf')).length
+  const before = removed()
   assert.ok(apply({ type: 'DeleteVm', id: 'vm-web' }).ok)
   assert.ok(apply({ type: 'DeleteVm', id: 'vm-db' }).ok)
-  await until('guest dirs removed', () => host.log.filter((l) => l.startsWith('rm -rf')).length === 4 ? true : null)
+  await until('guest dirs removed', () => removed() === before + 4 ? true : null)
   assert.equal(await microvmGuests(dataDir), [])
 })
 

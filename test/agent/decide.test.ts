@@ -164,6 +164,31 @@ const rows: Row[] = [
   { name: 'bug: not released while its guest is still here: cleaned up first', releasing: [{ vmId: 'vm1', since: 42 }], guests: [running()], elsewhere: [['vm1', null]], want: [{ kind: 'cleanup', vmId: 'vm1', reason: 'not assigned here (deleted): stopping its guest' }] },
   { name: 'bug: not released while an earlier action (the cleanup) still runs', releasing: [{ vmId: 'vm1', since: 42 }], busy: ['vm1'], want: [] },
   { name: 'bug: a VM assigned here still releasing another node is not started', vms: [{ ...vm(), releasing: { node: 'node-b', since: 1 } }], want: [{ kind: 'hold', vmId: 'vm1', reason: 'not starting (first start): node node-b may still run its guest (waits for its release)' }] },
+  // ---- room given away on apply: a start waits until the guest that held it is gone ----
+  {
+    name: 'bug: a VM placed in the room of a preempted one does not start beside its still-running guest (cleaned up first)',
+    vms: [vm({ id: 'high' })], releasing: [{ vmId: 'low', since: 7 }], guests: [running({ id: 'low' })], elsewhere: [['low', null]],
+    want: [
+      { kind: 'hold', vmId: 'high', reason: 'not starting (first start): the guest of VM low, no longer assigned here, still holds its room (stopped first)' },
+      { kind: 'cleanup', vmId: 'low', reason: 'not assigned here (deleted): stopping its guest' }
+    ]
+  },
+  {
+    name: 'once that guest is gone the VM starts and the victim is released, in one round',
+    vms: [vm({ id: 'high' })], releasing: [{ vmId: 'low', since: 7 }],
+    want: [
+      { kind: 'start', vmId: 'high', reason: 'first start', attempt: first() },
+      { kind: 'release', vmId: 'low', since: 7, reason: 'taken off this host: no guest here' }
+    ]
+  },
+  {
+    name: 'a live migration\'s guest here, held by it, does not stop a start',
+    vms: [vm({ id: 'a' })], guests: [running({ id: 'moving' })], elsewhere: [['moving', 'node-b']], migrating: ['moving'],
+    want: [
+      { kind: 'start', vmId: 'a', reason: 'first start', attempt: first() },
+      { kind: 'hold', vmId: 'moving', reason: 'a live migration holds it' }
+    ]
+  },
   // ---- several VMs at once ----
   {
     name: 'VMs are decided independently: one starts, one restarts, one stays down, an orphan goes',

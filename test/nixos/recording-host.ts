@@ -15,6 +15,10 @@ export class RecordingHost {
   readonly units = new Map<string, Unit>()
   failBuild: string | null = null
   failStart: string | null = null
+  /** how long a `systemctl stop` takes: microvm.nix powers the guest off gracefully, the unit active until it is down */
+  stopMs = 0
+  /** per unit started: the units that were active when it started */
+  readonly activeAtStart = new Map<string, string[]>()
   /** stateDir: microvm.nix's state dir of the Hypervisor under test (a start needs its runner there) */
   constructor (readonly stateDir: string) {}
 
@@ -45,9 +49,12 @@ export class RecordingHost {
           case 'start':
             if (this.failStart != null) throw new Error(`${line}: ${this.failStart}`)
             if (!existsSync(join(this.stateDir, name, 'current'))) throw new Error(`${line}: runner not installed`)
+            this.activeAtStart.set(name, [...this.units].filter(([, x]) => x.active === 'active').map(([n]) => n))
             this.units.set(name, { active: 'active', sub: 'running', result: 'success', pid: 4242 })
             return ''
-          case 'stop': this.units.set(name, { active: 'inactive', sub: 'dead', result: u?.result === 'success' || u == null ? 'success' : u.result, pid: 0 }); return ''
+          case 'stop':
+            if (this.stopMs > 0) await new Promise((resolve) => setTimeout(resolve, this.stopMs))
+            this.units.set(name, { active: 'inactive', sub: 'dead', result: u?.result === 'success' || u == null ? 'success' : u.result, pid: 0 }); return ''
           case 'reset-failed':
             if (u == null) throw new Error(`${line}: Unit ${argv[2]} not loaded.`)
             u.result = 'success'

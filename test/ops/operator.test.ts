@@ -139,7 +139,7 @@ test('volume create with no node that can reach Ceph: refused at once (exit 4, n
   assert.equal(await json<unknown[]>(['volume', 'list']), [])
 })
 
-test('quotas: an admin sets one, the over-quota create is refused with the numbers (exit 4), quota show --json counts', async () => {
+test('quotas: an admin sets one, the over-quota create is refused with the numbers (exit 4), quota show --json counts; a VM without --project is capped by the quota of default', async () => {
   const cl = await cluster()
   const set = await json<{ project: string, limits: Record<string, number> }>(['quota', 'set', 'team-q', '--vms', '1', '--vcpus', '2'])
   assert.equal(set.limits, { vcpus: 2, vms: 1 })
@@ -152,6 +152,16 @@ test('quotas: an admin sets one, the over-quota create is refused with the numbe
   assert.equal(shown.map((q) => [q.project, q.usage.vms, q.usage.vcpus, q.limits?.vms]), [['team-q', 1, 1, 1]])
   assert.is((await json<{ limits: null }>(['quota', 'set', 'team-q', '--clear'])).limits, null)
   await json(['vm', 'delete', 'q-one', '--yes'])
+  // no --project: the project default, which a quota caps like any other (leaving the flag out dodges nothing)
+  const plain = await json<{ spec: { project?: string } }>(['vm', 'create', 'q-plain', '--no-start'])
+  assert.is(plain.spec.project, 'default')
+  const held = (await json<Array<{ project: string, usage: { vms: number } }>>(['quota', 'show', 'default']))[0].usage.vms
+  assert.ok(held >= 1, 'q-plain counts in default')
+  await json(['quota', 'set', 'default', '--vms', String(held)])
+  const e2 = jsonError(await cl.cli(['vm', 'create', 'q-plain2', '--no-start', '--json']), 'QuotaExceeded', 4)
+  assert.match(e2.message, `project default quota exceeded by VM q-plain2: vms: ${held} used + 1 asked > ${held} VMs allowed`)
+  await json(['quota', 'set', 'default', '--clear'])
+  await json(['vm', 'delete', 'q-plain', '--yes'])
   // the rebalancer's plan, read-only, and the mode the leader's rebalancer runs in (join by default)
   const plan = await json<{ before: number, after: number, moves: unknown[], mode: string }>(['rebalance', '--dry-run'])
   assert.ok(plan.after <= plan.before && Array.isArray(plan.moves) && plan.mode === 'join', JSON.stringify(plan))

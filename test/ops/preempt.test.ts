@@ -1,8 +1,12 @@
-// Priority preemption on a real 3-node cluster (issue 19): node processes on 127.0.0.1, the test
-// an admin. Each node offers 256 MiB and carries a label of its own, so a VM pinned to node1 that
-// does not fit beside what runs there can only get in by evicting it: the leader's scheduler
-// proposes PreemptVm, apply re-checks it, and the victim waits unassigned with a reason naming
-// the VM that displaced it. A non-preemptible VM is never evicted (the newcomer waits instead).
+// Priority preemption on a real 3-node cluster: node processes on 127.0.0.1, the test an admin,
+// real QEMU guests (TCG). Each node offers 256 MiB and carries a label of its own. The cluster is
+// made full by capacity: two non-preemptible 192 MiB VMs on node2 and node3, a preemptible one on
+// node1, so a 128 MiB VM of higher priority fits on no node (64 MiB free on each) and gets in only
+// by evicting the preemptible one: the leader's scheduler proposes PreemptVm, apply re-checks it.
+// The host stops the victim's QEMU before the newcomer's starts (sampled from /proc), the
+// newcomer runs, the victim waits unassigned with a reason naming the VM that displaced it, an
+// event line says so; once the newcomer is deleted the victim is placed again and its QEMU runs.
+// A non-preemptible VM is never evicted (the newcomer waits instead).
 // Then `rebalance` on a skewed cluster (binpack puts two tiny guests, QEMU under TCG, printing a
 // heartbeat counter, on one node): `--dry-run` shows the move and its expected gain, `--apply` runs
 // it as a live migration (the counter goes on, one QEMU), and the flag checks exit 2. The automatic
@@ -35,44 +39,84 @@ const guard = vmSuite(test, c, {
   start: (i, extra) => { c.start(i, [...extra, '--label', `slot=s${i}`, '--capacity-memory-mib', String(NODE_MEMORY_MIB)], undefined, NODE_ENV) }
 })
 
-/** as `vm create NAME --memory M --priority P --constraint slot==sN` would ask (restart: the CLI's default) */
-async function create (name: string, memoryMiB: number, priority: number, slot: string | null, more: Partial<VmSpec> = {}, queue = false): Promise<void> {
+/** as `vm create NAME --memory M --priority P --constraint slot==sN` would ask (restart: the CLI's default); returns its id */
+async function create (name: string, memoryMiB: number, priority: number, slot: string | null, more: Partial<VmSpec> = {}, queue = false): Promise<string> {
   const spec: VmSpec = { ...vmSpec(name), memoryMiB, priority, restartPolicy: 'always', constraints: slot == null ? [] : [{ label: 'slot', op: '==', value: slot }], ...more }
   const vm = await (await c.client(0)).call('vm.create', { spec, ...(queue ? { queue } : {}) })
   ids.push(vm.id)
+  return vm.id
 }
 const remove = async (name: string): Promise<void> => { await (await c.client(0)).call('vm.delete', { vm: name }) }
 const nodeOf = async (name: string): Promise<string | null> => (await show(c, 0, name)).assignedNode
+/** the QEMU processes of a VM launched from node i's data dir */
+const qemuOn = (i: number, vmId: string): number[] => qemuPidsFor(vmId).filter((p) => cmdline(p)?.some((a) => a.includes(c.nodes[i].dir + '/')) === true)
+async function events (): Promise<string[]> {
+  const out: string[] = []
+  for await (const e of (await c.client(0)).watch('cluster.events', { follow: false })) out.push(e.text)
+  return out
+}
 
-guard('a high-priority VM that fits only by evicting a preemptible low one evicts it; the victim waits with a reason naming it', async () => {
-  // 192 MiB of node1's 256: the 128 MiB newcomer fits only without it
-  await create('pre-low', 192, 1, 's0')
-  const node1 = await waitFor('pre-low placed on node1', 90_000, async () => await nodeOf('pre-low'), 200)
-  assert.is(node1, c.nodes[0].peerId)
-  await create('pre-high', 128, 10, 's0')
-  await waitFor('pre-high placed on node1 by preempting pre-low', 90_000, async () => await nodeOf('pre-high') === node1, 200)
-  const victim = await waitFor('pre-low unassigned', 90_000, async () => { const v = await show(c, 0, 'pre-low'); return v.assignedNode == null ? v : null }, 200)
+guard('on a cluster full by capacity a high-priority VM evicts a preemptible low one: its QEMU stops before the newcomer\'s starts, it waits naming it, and comes back running once there is room', async () => {
+  // node2 and node3 hold 192 of their 256 MiB each, in VMs that may not be evicted
+  await create('keep-2', 192, 1, 's1', { preemptible: false })
+  await create('keep-3', 192, 1, 's2', { preemptible: false })
+  await waitFor('keep-2 and keep-3 placed', 90_000, async () => (await nodeOf('keep-2')) != null && (await nodeOf('keep-3')) != null, 200)
+  // no constraint: node1 is the only node with room for it
+  const lowId = await create('pre-low', 192, 1, null)
+  const node1 = c.nodes[0].peerId
+  const low = await waitFor('pre-low running', 180_000, async () => { const v = await show(c, 0, 'pre-low'); return v.status.phase === 'running' ? v : null }, 250)
+  assert.is(low.assignedNode, node1)
+  await waitFor('its QEMU on node1', 30_000, () => qemuOn(0, lowId).length === 1, 100)
+
+  // from here on, which of the two QEMUs run, sampled from /proc
+  const samples: Array<{ low: boolean, high: boolean }> = []
+  let highId = ''
+  const sampler = setInterval(() => { samples.push({ low: qemuPidsFor(lowId).length > 0, high: highId !== '' && qemuPidsFor(highId).length > 0 }) }, 25)
+  const t0 = Date.now()
+  try {
+    // 128 MiB fits on no node (64 free on each) unless pre-low goes: admitted, not refused
+    highId = await create('pre-high', 128, 10, null)
+    await waitFor('pre-high placed on node1 by preempting pre-low', 90_000, async () => await nodeOf('pre-high') === node1, 200)
+    const high = await waitFor('pre-high running', 180_000, async () => { const v = await show(c, 0, 'pre-high'); return v.status.phase === 'running' ? v : null }, 250)
+    assert.is(high.assignedNode, node1)
+    assert.is(qemuOn(0, highId).length, 1, 'its QEMU runs on node1')
+  } finally { clearInterval(sampler) }
+  const highAfter = Date.now() - t0
+  const both = samples.filter((x) => x.low && x.high).length
+  assert.ok(samples.some((x) => x.low) && samples.some((x) => x.high), `both seen running in turn (${samples.length} samples)`)
+  assert.is(both, 0, `pre-low's QEMU was gone before pre-high's started: ${both} of ${samples.length} samples saw both`)
+  assert.equal(qemuPidsFor(lowId), [], 'no QEMU of pre-low anywhere')
+
+  const victim = await show(c, 0, 'pre-low')
   assert.match(victim.status.reason, /^preempted by VM pre-high \(priority 10 > 1\) on node1; waits for room/)
-  assert.equal([victim.assignedNode, victim.status.phase, victim.desired], [null, 'pending', 'running'], 'still meant to run: it waits, it is not stopped for good')
-  // the victim comes back when room appears
+  assert.equal([victim.assignedNode, victim.desired], [null, 'running'], 'still meant to run: it waits, it is not stopped for good')
+  const ex = await (await c.client(0)).call('vm.explain', { vm: 'pre-low' })
+  assert.match(ex.waiting ?? '', /preempted by VM pre-high/, 'explain says who displaced it')
+  const lines = await events()
+  assert.ok(lines.some((t) => t.startsWith(`VM pre-high placed on ${c.nodes[0].name} by preempting VM pre-low`)), `an event says who displaced whom:\n${lines.slice(-15).join('\n')}`)
+
+  // room appears: the victim is placed again and its guest runs
+  const t1 = Date.now()
   await remove('pre-high')
-  await waitFor('pre-low placed again once pre-high is gone', 90_000, async () => await nodeOf('pre-low') === node1, 200)
+  const back = await waitFor('pre-low running again once pre-high is gone', 180_000, async () => { const v = await show(c, 0, 'pre-low'); return v.status.phase === 'running' && v.assignedNode != null ? v : null }, 250)
+  assert.is(back.assignedNode, node1, 'node1 is the only node with room for it')
+  await waitFor('one QEMU of pre-low, on node1', 30_000, () => qemuOn(0, lowId).length === 1 && qemuPidsFor(lowId).length === 1, 100)
+  console.log(`  preemption: pre-high running ${(highAfter / 1000).toFixed(1)} s after its create, never beside pre-low (${samples.length} samples); pre-low running again ${((Date.now() - t1) / 1000).toFixed(1)} s after pre-high's delete`)
   await remove('pre-low')
 })
 
 guard('a non-preemptible VM is never evicted: the newcomer waits, and explain says why', async () => {
-  await create('keep-low', 192, 1, 's1', { preemptible: false })
-  await waitFor('keep-low placed', 90_000, async () => await nodeOf('keep-low') != null, 200)
+  // keep-2, non-preemptible, holds 192 of node2's 256 MiB
+  assert.is(await nodeOf('keep-2'), c.nodes[1].peerId)
   await create('want-high', 128, 10, 's1', {}, true)
-  // a few scheduler passes (500 ms each) later it still waits, and keep-low stays
+  // a few scheduler passes (500 ms each) later it still waits, and keep-2 stays
   await sleep(3_000)
   assert.is(await nodeOf('want-high'), null)
-  assert.ok(await nodeOf('keep-low') != null, 'keep-low was not evicted')
+  assert.is(await nodeOf('keep-2'), c.nodes[1].peerId, 'keep-2 was not evicted')
   const ex = await (await c.client(0)).call('vm.explain', { vm: 'want-high' })
   assert.is(ex.preemption?.nodeId, null)
   assert.match(ex.preemption?.reason ?? '', /no node would fit it even after evicting every preemptible VM of priority below 10/)
-  await remove('want-high')
-  await remove('keep-low')
+  for (const n of ['want-high', 'keep-2', 'keep-3']) await remove(n)
 })
 
 const beats = (node: number, vmId: string): number[] => {

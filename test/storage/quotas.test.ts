@@ -4,13 +4,16 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import type { Command } from '../../protocols/commands.ts'
-import { QUOTA_RESOURCES } from '../../protocols/model.ts'
-import type { QuotaUsage } from '../../protocols/model.ts'
+import { DEFAULT_PROJECT, projectOf, QUOTA_RESOURCES } from '../../protocols/model.ts'
+import type { QuotaUsage, VmSpec } from '../../protocols/model.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import { claimOf, emptyUsage } from '../../storage/apply-quotas.ts'
 import { errorKind, harness, registerNode, spec } from './sm-fixtures.ts'
+import type { ApplyResult } from '../../protocols/commands.ts'
+import { MemoryKv } from '../../storage/memory-kv.ts'
+import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 
-test('a create over the project quota is refused with the numbers; other projects and no project are not charged', () => {
+test('a create over the project quota is refused with the numbers; other projects are not charged', () => {
   const h = harness()
   h.run({ type: 'CreateNetwork', name: 'net', kind: { type: 'bridge' }, subnet: '10.0.0.0/24' })
   assert.is(errorKind(h.run({ type: 'SetQuota', project: 'team-a', limits: { vcpus: 4, vms: 3, ips: 1 } })), 'ok')
@@ -24,13 +27,59 @@ test('a create over the project quota is refused with the numbers; other project
   const r2 = h.run({ type: 'UpdateVmSpec', id: 'a2', spec: spec('a2', { project: 'team-a', vcpus: 2, networks: ['net'] }) })
   assert.is(errorKind(r2), 'QuotaExceeded')
   assert.ok(!r2.ok && r2.error.message.includes('ips: 1 used + 1 asked > 1'), !r2.ok ? r2.error.message : '')
-  // no quota: unlimited; no project: not counted
+  // no quota: unlimited
   assert.is(errorKind(h.run({ type: 'CreateVm', id: 'b1', spec: spec('b1', { project: 'team-b', vcpus: 64 }) })), 'ok')
-  assert.is(errorKind(h.run({ type: 'CreateVm', id: 'c1', spec: spec('c1', { vcpus: 64 }) })), 'ok')
   const q = h.sm.listQuotas()
   assert.equal(q.map((x) => x.project), ['team-a', 'team-b'])
   assert.equal(q[0].usage, { vcpus: 4, memoryMiB: 256, diskGiB: 2, vms: 2, ips: 1 })
   assert.equal(q[1].limits, null)
+})
+
+test('a VM created without a project is in the project default, recorded so, and its quota caps it: leaving --project out dodges nothing', () => {
+  const h = harness()
+  assert.is(errorKind(h.run({ type: 'CreateVm', id: 'c1', spec: spec('c1', { vcpus: 64 }) })), 'ok')
+  assert.is(h.sm.getVm('c1')?.spec.project, 'default', 'the record names its project')
+  assert.equal(h.sm.listQuotas(), [{ project: 'default', limits: null, usage: { vcpus: 64, memoryMiB: 128, diskGiB: 1, vms: 1, ips: 0 } }])
+  assert.is(errorKind(h.run({ type: 'SetQuota', project: 'default', limits: { vms: 1 } })), 'ok')
+  const r = h.run({ type: 'CreateVm', id: 'c2', spec: spec('c2') })
+  assert.is(errorKind(r), 'QuotaExceeded')
+  assert.ok(!r.ok && r.error.message === 'project default quota exceeded by VM c2: vms: 1 used + 1 asked > 1 VMs allowed', !r.ok ? r.error.message : '')
+  // naming it is the same project
+  assert.is(errorKind(h.run({ type: 'CreateVm', id: 'c3', spec: spec('c3', { project: 'default' }) })), 'QuotaExceeded')
+  // a spec change that names no project keeps the VM's own: it neither leaves its quota nor joins default's
+  h.run({ type: 'CreateVm', id: 't1', spec: spec('t1', { project: 'team-t' }) })
+  assert.is(errorKind(h.run({ type: 'UpdateVmSpec', id: 't1', spec: spec('t1', { memoryMiB: 256 }) })), 'ok')
+  assert.is(h.sm.getVm('t1')?.spec.project, 'team-t')
+  assert.equal(h.sm.listQuotas().map((x) => [x.project, x.usage.vms, x.usage.memoryMiB]), [['default', 1, 128], ['team-t', 1, 256]])
+})
+
+test('a record stored before projects were filled in reads as default; it was charged to none, so its delete takes no usage row below zero and a spec change charges it', () => {
+  const kv = new MemoryKv()
+  const sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
+  let i = 0
+  const run = (cmd: Command): ApplyResult => sm.apply(++i, encodeEnvelope({ cmd, at: i * 1000 }))
+  run({ type: 'CreateVm', id: 'new', spec: spec('new') })
+  run({ type: 'CreateVm', id: 'old', spec: spec('old', { vcpus: 3 }) })
+  // what an older version stored: no project in the spec, nothing in any usage row
+  run({ type: 'CreateVm', id: 'old2', spec: spec('old2', { vcpus: 2 }) })
+  const strip = (id: string): VmSpec => {
+    const { project: _dropped, ...bare } = sm.getVm(id)!.spec
+    kv.put('vms', id, { ...sm.getVm(id)!, spec: bare })
+    return bare
+  }
+  const bare = strip('old')
+  strip('old2')
+  kv.put('settings', 'quotaUsage/default', { vcpus: 1, memoryMiB: 128, diskGiB: 1, vms: 1, ips: 0 })
+  assert.is(projectOf(sm.getVm('old')!.spec), 'default')
+  assert.is(errorKind(run({ type: 'DeleteVm', id: 'old2' })), 'ok')
+  assert.equal(sm.listQuotas()[0].usage, { vcpus: 1, memoryMiB: 128, diskGiB: 1, vms: 1, ips: 0 }, 'nothing released for a VM never charged')
+  const upd = run({ type: 'UpdateVmSpec', id: 'old', spec: bare })
+  assert.is(errorKind(upd), 'ok')
+  assert.is(sm.getVm('old')?.spec.project, 'default', 'recorded with its project from its first change on')
+  assert.equal(sm.listQuotas()[0].usage, { vcpus: 4, memoryMiB: 256, diskGiB: 2, vms: 2, ips: 0 }, 'charged once it changed')
+  assert.is(errorKind(run({ type: 'DeleteVm', id: 'new' })), 'ok')
+  assert.is(errorKind(run({ type: 'DeleteVm', id: 'old' })), 'ok')
+  assert.equal(sm.listQuotas(), [], 'back to nothing, not below')
 })
 
 test('a delete frees room; a lowered quota refuses growth but lets the project shrink; clearing removes it', () => {
@@ -76,7 +125,7 @@ test('SetQuota and the spec fields validate: unknown resources, negatives, bad n
 
 // ---- property: no command sequence takes a project over a quota it grew against ----
 
-const projects = ['p', 'q']
+const projects = ['p', 'q', DEFAULT_PROJECT]
 const ids = ['v1', 'v2', 'v3', 'v4', 'v5']
 const cmdArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ id: fc.constantFrom(...ids), project: fc.constantFrom('p', 'q', undefined), vcpus: fc.integer({ min: 1, max: 4 }), mem: fc.constantFrom(128, 512), nets: fc.integer({ min: 0, max: 2 }) })
@@ -89,11 +138,10 @@ const cmdArb: fc.Arbitrary<Command> = fc.oneof(
 function recount (vms: ReturnType<ReturnType<typeof harness>['sm']['listVms']>): Map<string, QuotaUsage> {
   const m = new Map<string, QuotaUsage>()
   for (const vm of vms) {
-    if (vm.spec.project === undefined) continue
-    const u = m.get(vm.spec.project) ?? emptyUsage()
+    const u = m.get(projectOf(vm.spec)) ?? emptyUsage()
     const c = claimOf(vm.spec)
     for (const r of QUOTA_RESOURCES) u[r] += c[r]
-    m.set(vm.spec.project, u)
+    m.set(projectOf(vm.spec), u)
   }
   return m
 }
