@@ -25,7 +25,7 @@ import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
 import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
 import { schedCommands } from './sched.ts'
-import { snapshotCommands } from './snapshots.ts'
+import { cloneRefusal, snapshotCommands } from './snapshots.ts'
 import { poolCommands } from './pools.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
@@ -94,7 +94,7 @@ async function cloneVm (p: Parsed, out: Output, name: string, from: string): Pro
   const given = SPEC_FLAGS.filter((f) => p.flags.has(f))
   if (given.length > 0) throw new UsageError(`--from-snapshot: a clone has its source's spec; drop --${given.join(', --')}`)
   return await withCluster(p, async ({ client }) => {
-    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2], start: bool(p, 'start', true) })
+    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2], start: bool(p, 'start', true) }).catch((e: unknown) => { throw cloneRefusal(e, name) })
     if (!bool(p, 'wait')) {
       out.data(vm, () => `VM ${vm.spec.name} created from snapshot ${m[2]} of VM ${m[1]}${vm.spec.volumes.length > 0 ? ` (its disks: ${vm.spec.volumes.join(', ')}, cloned)` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
       return EXIT.ok
