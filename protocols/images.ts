@@ -11,13 +11,17 @@ export interface ImageCapabilities {
    * that name, MAC and address without a reboot (node/qemu/tiny-guest.ts identityLine): a clone
    * resumed from a snapshot of it does not keep its source's MAC and address */
   identity: boolean
+  /** the host can hold a booted guest of it paused in a warm pool: the QEMU driver boots it and the
+   * guest prints the ready marker once booted (node/qemu/tiny-guest.ts), so the host knows when to
+   * pause it; a create of this image is then handed one instead of a boot */
+  warm: boolean
 }
 
 export function imageCapabilities (image: VmImage): ImageCapabilities {
   switch (image.kind) {
-    case 'tiny': return { identity: true }
-    case 'flake': return { identity: false }
-    case 'kernel': return { identity: false }
+    case 'tiny': return { identity: true, warm: true }
+    case 'flake': return { identity: false, warm: false }
+    case 'kernel': return { identity: false, warm: false }
   }
 }
 
@@ -27,6 +31,19 @@ export function imageLabel (image: VmImage): string {
     case 'tiny': return 'tiny'
     case 'flake': return `flake ${image.ref}`
     case 'kernel': return `kernel ${image.kernel}`
+  }
+}
+
+/** One image the same as another (the same kind and the same fields). */
+export function sameImage (a: VmImage, b: VmImage): boolean {
+  return imageKey(a) === imageKey(b)
+}
+
+function imageKey (i: VmImage): string {
+  switch (i.kind) {
+    case 'tiny': return 'tiny'
+    case 'flake': return JSON.stringify(['flake', i.ref])
+    case 'kernel': return JSON.stringify(['kernel', i.kernel, i.initrd ?? null, i.cmdline ?? null])
   }
 }
 

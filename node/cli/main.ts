@@ -8,7 +8,7 @@ import type { MigrationRecord } from '../../protocols/migration-phases.ts'
 import { cannotMigrateLive } from '../../protocols/migration-phases.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
-import { parseArgs, flag, bool, int, sizeMiB, durationMs, UsageError } from './args.ts'
+import { parseArgs, flag, bool, int, sizeMiB, durationMs, imageFlags, UsageError } from './args.ts'
 import { createInterface } from 'node:readline/promises'
 import type { FlagSpec, Parsed } from './args.ts'
 // the libp2p half (connect.ts, net/rpc.ts, keygen.ts) is imported where a command needs it: loading
@@ -259,9 +259,7 @@ const COMMANDS: Record<string, Command> = {
       const name = need(p, 1, 'NAME')[0]
       const from = flag(p, 'from-snapshot')
       if (from != null) return await cloneVm(p, out, name, from)
-      if (flag(p, 'image') != null && flag(p, 'flake') != null) throw new UsageError('give --image or --flake, not both')
-      const image = flag(p, 'image') ?? 'tiny'
-      if (flag(p, 'flake') == null && image !== 'tiny') throw new UsageError(`--image ${image}: only "tiny" is built in; use --flake REF for your own guest`)
+      const image = imageFlags(p)
       const restart = (flag(p, 'restart') ?? 'always') as RestartPolicy
       if (!['always', 'on-failure', 'never'].includes(restart)) throw new UsageError(`--restart must be always, on-failure or never, got "${restart}"`)
       const hypervisor = (flag(p, 'hypervisor') ?? 'qemu') as Hypervisor
@@ -272,7 +270,7 @@ const COMMANDS: Record<string, Command> = {
         memoryMiB: sizeMiB(p, 'memory', 128, VM_LIMITS.minMemoryMiB, VM_LIMITS.maxMemoryMiB),
         diskGiB: int(p, 'disk-size', 0, 0, VM_LIMITS.maxDiskGiB),
         hypervisor,
-        image: flag(p, 'flake') != null ? { kind: 'flake', ref: flag(p, 'flake')! } : { kind: 'tiny' },
+        image,
         volumes: p.flags.get('disk') ?? [],
         networks: p.flags.get('network') ?? [],
         kernelParams: p.flags.get('kernel-param') ?? [],
