@@ -7,13 +7,16 @@
 //    cont) to QMP's RESUME;
 // 2. through Blixard (1 blixard-node process): vm.create → the VM running (its record read every
 //    POLL_MS), against vm.restore → its host reported the restore done, against vm.create of the
-//    warm pool's shape → running (handed a paused pool guest: no boot). Each sample starts with the
+//    warm pool's shape → running (handed a paused pool guest: no boot), against vm.clone of the
+//    snapshot (vm create --from-snapshot) → the clone running (resumed from the saved state with its
+//    own identity: no boot; the node has no Ceph, so the state is a local file and the clone is
+//    pinned to the node that holds it). Each sample starts with the
 //    pool full and idle (its paused guests take no CPU), so the cold boot does not share the host
 //    with a refill. The cold VMs carry one inert kernel parameter (blix.nopool=1), which keeps them
 //    out of the pool (protocols/pools.ts: a VM with kernel parameters is never served from one):
 //    same kernel, initrd, vCPUs and memory.
 // Prints the medians and the ratios against the cold boot (issue 18's targets, through Blixard:
-// restore ≤ 0.3 × cold, warm-pool create→running ≤ 100 ms).
+// restore ≤ 0.3 × cold, warm-pool create→running ≤ 100 ms; the clone has no target of its own).
 import '../node/polyfill.ts'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
@@ -109,13 +112,18 @@ function poolFull (c: TestCluster, size: number): boolean {
   return dirs.length === size && dirs.every((id) => log.some((l) => l.includes(`"${id}"`)))
 }
 
-async function blixardRun (): Promise<{ cold: number[], restore: number[], hostRestore: number[], warm: number[], warmSteps: Array<{ createdMs: number, handedOverMs: number }> }> {
+/** the create's answer; the host's figures: QEMU start → the state in and resumed, and that plus the identity typed */
+interface CloneSteps { createdMs: number, resumedMs: number, hostMs: number }
+
+async function blixardRun (): Promise<{ cold: number[], restore: number[], hostRestore: number[], warm: number[], warmSteps: Array<{ createdMs: number, handedOverMs: number }>, clone: number[], cloneSteps: CloneSteps[] }> {
   const c = new TestCluster({ nodes: 1, basePort: 17670 }, 'bench-start')
   const cold: number[] = []
   const restore: number[] = []
   const hostRestore: number[] = []
   const warm: number[] = []
   const warmSteps: Array<{ createdMs: number, handedOverMs: number }> = []
+  const clone: number[] = []
+  const cloneSteps: CloneSteps[] = []
   /** every VM this run created: the snapshot's VM runs to the end, and a guest outlives its daemon */
   const ids: string[] = []
   try {
@@ -148,6 +156,16 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
       }, 20)
       restore.push(performance.now() - t0)
       hostRestore.push(s.restore?.ms ?? NaN)
+      // a clone of the same snapshot, before the warm claim: the pool is still full and idle
+      t0 = performance.now()
+      const k = await client.call('vm.clone', { name: `clone${i}`, vm: saved.id, snapshot: 'warm' })
+      ids.push(k.id)
+      const cloneCreated = performance.now() - t0
+      const resumed = await untilPhase(client, k.id, 'running', BOOT_TIMEOUT_MS)
+      clone.push(performance.now() - t0)
+      cloneSteps.push({ createdMs: cloneCreated, ...cloneHostMs(c, k.id) })
+      if (resumed.clonedFrom?.resumedAt == null) throw new Error(`clone${i} was not resumed from the snapshot: ${resumed.status.reason}`)
+      await client.call('vm.delete', { vm: k.id })
       t0 = performance.now()
       const wall0 = Date.now()
       const w = await client.call('vm.create', { spec: { ...vmSpec(`warm${i}`), memoryMiB: MEMORY } })
@@ -161,7 +179,7 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
       warmSteps.push({ createdMs: created, handedOverMs: handed == null ? NaN : handed - wall0 })
       if (!running.status.reason.startsWith('claimed warm guest')) throw new Error(`warm${i} was not served from the pool: ${running.status.reason}`)
       await client.call('vm.delete', { vm: w.id })
-      say(`  Blixard sample ${i + 1}: create→running cold ${r0(cold[i])} ms, restore→done ${r0(restore[i])} ms (host ${s.restore?.ms ?? '?'} ms), warm-pool create→running ${r0(warm[i])} ms (create answered ${r0(warmSteps[i].createdMs)}, handed over ${r0(warmSteps[i].handedOverMs)})`)
+      say(`  Blixard sample ${i + 1}: create→running cold ${r0(cold[i])} ms, restore→done ${r0(restore[i])} ms (host ${s.restore?.ms ?? '?'} ms), clone create→running ${r0(clone[i])} ms (answered ${r0(cloneSteps[i].createdMs)}, host ${r0(cloneSteps[i].hostMs)}, of which resumed ${r0(cloneSteps[i].resumedMs)}), warm-pool create→running ${r0(warm[i])} ms (create answered ${r0(warmSteps[i].createdMs)}, handed over ${r0(warmSteps[i].handedOverMs)})`)
     }
   } finally {
     // guests outlive their daemon (the snapshot's VM was never deleted, a delete may not have
@@ -169,7 +187,15 @@ async function blixardRun (): Promise<{ cold: number[], restore: number[], hostR
     await c.stop()
     for (const id of [...ids, 'warm.bench.']) for (const pid of qemuPidsFor(id)) process.kill(pid, 'SIGKILL')
   }
-  return { cold, restore, hostRestore, warm, warmSteps }
+  return { cold, restore, hostRestore, warm, warmSteps, clone, cloneSteps }
+}
+
+/** the host's figures for a clone's resume (its log line), NaN where it said none */
+function cloneHostMs (c: TestCluster, vmId: string): { resumedMs: number, hostMs: number } {
+  const line = c.log(0).split('\n').find((l) => l.includes('"msg":"clone resumed from a snapshot"') && l.includes(`"${vmId}"`))
+  let rec: { resumedMs?: unknown, ms?: unknown } = {}
+  try { if (line != null) rec = JSON.parse(line) as typeof rec } catch {}
+  return { resumedMs: typeof rec.resumedMs === 'number' ? rec.resumedMs : NaN, hostMs: typeof rec.ms === 'number' ? rec.ms : NaN }
 }
 
 /** wall-clock ms of the node's 'guest handed over' log line for this VM, or null */
@@ -184,7 +210,7 @@ const t0 = Date.now()
 const load = loadavg()[0]
 const bare = await bareRun()
 const blix = await blixardRun()
-const m = { bareCold: median(bare.cold), bareRestore: median(bare.restore), blixCold: median(blix.cold), blixRestore: median(blix.restore), blixWarm: median(blix.warm) }
+const m = { bareCold: median(bare.cold), bareRestore: median(bare.restore), blixCold: median(blix.cold), blixRestore: median(blix.restore), blixWarm: median(blix.warm), blixClone: median(blix.clone) }
 const result = {
   accel: bare.accel,
   load: r2(load),
@@ -193,6 +219,7 @@ const result = {
   bare: { coldMedianMs: r0(m.bareCold), restoreMedianMs: r0(m.bareRestore), ratio: r2(m.bareRestore / m.bareCold) },
   blixard: { coldMedianMs: r0(m.blixCold), restoreMedianMs: r0(m.blixRestore), hostRestoreMedianMs: r0(median(blix.hostRestore)), ratio: r2(m.blixRestore / m.blixCold), target: TARGET_RATIO, pass: m.blixRestore / m.blixCold <= TARGET_RATIO },
   warmPool: { createToRunningMedianMs: r0(m.blixWarm), createAnsweredMedianMs: r0(median(blix.warmSteps.map((x) => x.createdMs))), handedOverMedianMs: r0(median(blix.warmSteps.map((x) => x.handedOverMs))), minMs: r0(Math.min(...blix.warm)), maxMs: r0(Math.max(...blix.warm)), ratioToCold: r2(m.blixWarm / m.blixCold), targetMs: TARGET_WARM_MS, pass: m.blixWarm <= TARGET_WARM_MS },
+  clone: { createToRunningMedianMs: r0(m.blixClone), createAnsweredMedianMs: r0(median(blix.cloneSteps.map((x) => x.createdMs))), hostMedianMs: r0(median(blix.cloneSteps.map((x) => x.hostMs))), hostResumedMedianMs: r0(median(blix.cloneSteps.map((x) => x.resumedMs))), minMs: r0(Math.min(...blix.clone)), maxMs: r0(Math.max(...blix.clone)), ratioToCold: r2(m.blixClone / m.blixCold), state: 'local-file' },
   wallSeconds: Math.round((Date.now() - t0) / 1000)
 }
 if (json) process.stdout.write(JSON.stringify(result, null, 2) + '\n')
@@ -201,6 +228,7 @@ else {
     ['accelerator', `${result.accel} (load average ${result.load})`],
     [`bare QEMU: cold boot / restore, medians of ${SAMPLES}`, `${result.bare.coldMedianMs} / ${result.bare.restoreMedianMs} ms, ratio ${result.bare.ratio}`],
     [`Blixard: create→running / restore→done, medians of ${SAMPLES}`, `${result.blixard.coldMedianMs} / ${result.blixard.restoreMedianMs} ms, ratio ${result.blixard.ratio} (target ≤ ${TARGET_RATIO}: ${result.blixard.pass ? 'PASS' : 'MISS'})`],
+    [`Blixard: clone (--from-snapshot) create→running, median of ${SAMPLES}`, `${result.clone.createToRunningMedianMs} ms (${result.clone.minMs}-${result.clone.maxMs}; create answered ${result.clone.createAnsweredMedianMs}, the host's part ${result.clone.hostMedianMs}, resumed at ${result.clone.hostResumedMedianMs}; state in a local file), ratio to cold ${result.clone.ratioToCold}`],
     [`Blixard: warm-pool create→running, median of ${SAMPLES}`, `${result.warmPool.createToRunningMedianMs} ms (${result.warmPool.minMs}-${result.warmPool.maxMs}; create answered ${result.warmPool.createAnsweredMedianMs}, guest handed over ${result.warmPool.handedOverMedianMs}), ratio to cold ${result.warmPool.ratioToCold} (target ≤ ${TARGET_WARM_MS} ms: ${result.warmPool.pass ? 'PASS' : 'MISS'})`]
   ]) process.stdout.write(`${k.padEnd(60)} ${v}\n`)
 }

@@ -24,7 +24,7 @@ export function createPoolApi (d: PoolApiDeps): PoolHandlers {
     'pool.set': async (p, ctx) => {
       await d.barrier()
       const done = d.prior(p.idempotencyKey); if (done != null) return done.value as WarmPoolRecord
-      return await d.write({ type: 'SetWarmPool', name: p.name, vcpus: p.vcpus, memoryMiB: p.memoryMiB, size: p.size, ...(p.constraints !== undefined ? { constraints: p.constraints } : {}) }, p.idempotencyKey, ctx) as WarmPoolRecord
+      return await d.write({ type: 'SetWarmPool', name: p.name, vcpus: p.vcpus, memoryMiB: p.memoryMiB, size: p.size, ...(p.constraints !== undefined ? { constraints: p.constraints } : {}), ...(p.image !== undefined ? { image: p.image } : {}) }, p.idempotencyKey, ctx) as WarmPoolRecord
     },
     'pool.delete': async (p, ctx) => {
       await d.barrier()

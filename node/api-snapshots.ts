@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import type { Command } from '../protocols/commands.ts'
 import { BlixardError } from '../protocols/errors.ts'
 import { cloneSpec } from '../protocols/snapshots.ts'
+import { cloneIdentityRefusal } from '../protocols/images.ts'
 import type { VmRecord } from '../protocols/model.ts'
 import type { ReadParams } from '../protocols/rpc.ts'
 import type { SnapshotDeleteResult } from '../protocols/rpc-snapshots.ts'
@@ -62,6 +63,9 @@ export function createSnapshotApi (d: SnapshotApiDeps): SnapshotHandlers {
         throw e
       }
       if (!d.sm.listVmSnapshots(src.id).some((x) => x.name === p.snapshot)) throw new BlixardError('NotFound', `--from-snapshot ${p.vm}/${p.snapshot}: VM ${src.spec.name} has no snapshot named ${p.snapshot}`)
+      // said before anything is proposed (apply refuses it too, for a command signed elsewhere)
+      const identity = cloneIdentityRefusal(src.spec, src.spec.name, p.snapshot)
+      if (identity !== null) throw new BlixardError('InvalidSpec', identity)
       // the source's spec under the new name (its devices: the saved state needs them); apply
       // checks the snapshot is ready and makes the clone's disks
       return await d.write({ type: 'CreateVm', id: randomUUID(), spec: cloneSpec(src.spec, p.name), fromSnapshot: { vm: src.id, name: p.snapshot }, desired: p.start === false ? 'stopped' : 'running' }, p.idempotencyKey, ctx) as VmRecord

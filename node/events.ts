@@ -1,5 +1,7 @@
 // The cluster's events as people read them: one line per applied command and per autopilot
 // decision, the last MAX_EVENTS kept for the dashboard and the start of `blixard events`.
+import { imageLabel } from '../protocols/images.ts'
+import { poolImage } from '../protocols/pools.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { AutopilotDecision } from './autopilot.ts'
 import { describeHaCommand } from './ha/service.ts'
@@ -69,7 +71,7 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     case 'DeleteVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name} deleted${tail}`
     case 'ReportVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name}: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     // warm pools (issue 18)
-    case 'SetWarmPool': return `warm pool ${c.name} set: ${c.size} guest(s) of ${c.vcpus} vCPU × ${c.memoryMiB} MiB per node${tail}`
+    case 'SetWarmPool': return `warm pool ${c.name} set: ${c.size} guest(s) of image ${imageLabel(poolImage(c))}, ${c.vcpus} vCPU × ${c.memoryMiB} MiB per node${tail}`
     case 'DeleteWarmPool': return `warm pool ${c.name} deleted${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`
   }

@@ -268,12 +268,13 @@ export const SNAPSHOT_COMMANDS = [
 
 /** a pool's fields, shared by its command and its RPC params (protocols/rpc-pools.ts) */
 export const POOL_FIELDS = { name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }
-/** a pool's optional fields: the labels a node must meet to keep the pool */
-export const POOL_OPTIONAL = { constraints: s.list(L.maxListItems, CONSTRAINT) }
+/** a pool's optional fields: the labels a node must meet to keep the pool; the image its guests
+ * boot (absent: the tiny image) */
+export const POOL_OPTIONAL = { constraints: s.list(L.maxListItems, CONSTRAINT), image: IMAGE }
 
 export const POOL_COMMANDS = [
-  /** an admin declares or resizes pool `name`: `size` pre-booted paused guests of this shape per node
-   * (per node whose labels meet `constraints`, when given) */
+  /** an admin declares or resizes pool `name`: `size` pre-booted paused guests of this image and shape
+   * per node (per node whose labels meet `constraints`, when given) */
   s.obj({ type: s.tag('SetWarmPool'), ...POOL_FIELDS }, POOL_OPTIONAL),
   /** an admin removes it: every host removes its guests of it */
   s.obj({ type: s.tag('DeleteWarmPool'), name })

@@ -1,19 +1,21 @@
-// Warm pools (issue 18 item 3): a declared number of pre-booted, paused guests of one shape kept on
-// every node (or on the nodes whose labels meet the pool's constraints), so a create of a VM of that shape is handed a guest that already booted (a `cont`)
-// instead of booting one. The record is replicated config; the guests themselves are each host's
+// Warm pools (issue 18 item 3): a declared number of pre-booted, paused guests of one image and one
+// shape kept on every node (or on the nodes whose labels meet the pool's constraints), so a create
+// of a VM of that image and shape is handed a guest that already booted (a `cont`) instead of
+// booting one. Which images a host can hold warm is a capability of the image (protocols/images.ts). The record is replicated config; the guests themselves are each host's
 // own business (node/pools/service.ts), never recorded one by one: a pool guest is no VM until a
 // create claims it, and what claimed it shows in that VM's status. Pool guests reserve nothing:
 // placement places VMs into the room they hold (reclaimable), and the host stops pool guests when
 // the VMs placed on it need that room (warmRoom, planWarmPools); the scheduler prefers a node with a
 // paused guest for a VM a pool serves (placement's warm scorer, fed by the load reports).
 //
-//   SetWarmPool     admin  declare or resize pool `name`: `size` guests of vcpus × memoryMiB per node
+//   SetWarmPool     admin  declare or resize pool `name`: `size` guests of image × vcpus × memoryMiB per node
 //   DeleteWarmPool  admin  remove it: every host stops and removes its guests of it
 //
 // Both are declared with the other commands in protocols/command-schema.ts (POOL_COMMANDS). The
 // decisions the hosts take are pure functions here, table-tested in test/pools/plan.test.ts.
 import type { Command } from './commands.ts'
 import type { Constraint, VmSpec } from './model.ts'
+import { imageCapabilities, imageLabel, sameImage, type VmImage } from './images.ts'
 
 /** At most this many warm guests of one pool per node (each holds its memory while it waits). */
 export const MAX_WARM_POOL_SIZE = 16
@@ -27,6 +29,8 @@ export const WARM_GUEST_PREFIX = 'warm.'
 
 export interface WarmPoolRecord {
   name: string
+  /** the image its guests boot; absent in a record set before pools had one: the tiny image */
+  image?: VmImage
   vcpus: number
   memoryMiB: number
   /** warm guests per node */
@@ -34,6 +38,17 @@ export interface WarmPoolRecord {
   setAt: number
   /** only nodes whose labels meet these keep guests of the pool (absent: every node) */
   constraints?: Constraint[]
+}
+
+const TINY: VmImage = { kind: 'tiny' }
+
+/** The image a pool's guests boot. */
+export function poolImage (p: Pick<WarmPoolRecord, 'image'>): VmImage { return p.image ?? TINY }
+
+/** Why a pool of this image cannot be kept, or null (apply refuses such a SetWarmPool). */
+export function unwarmableImage (image: VmImage): string | null {
+  if (imageCapabilities(image).warm) return null
+  return `image ${imageLabel(image)} cannot be held warm: a pool guest is booted by the QEMU driver and paused once its ready marker shows, which only the tiny image prints`
 }
 
 /** The two commands, declared in protocols/command-schema.ts (POOL_COMMANDS). */
@@ -46,23 +61,23 @@ export function poolKey (name: string): string { return POOL_KEY_PREFIX + name }
 /** [start, end) of every pool key ('0' follows '/'). */
 export const POOL_RANGE = { start: POOL_KEY_PREFIX, end: 'warmPool0' } as const
 
-/** Why a VM of this spec cannot be served by a pool guest (a pool guest is a plain tiny guest: no
- * volumes, no network, no kernel parameters of its own; diskGiB is not looked at: the QEMU driver
- * gives a tiny guest no local disk either way), or null when it can. */
+/** Why a VM of this spec cannot be served by a pool guest (a pool guest is a plain guest of its
+ * image: no volumes, no network, no kernel parameters of its own; diskGiB is not looked at: the QEMU
+ * driver gives a tiny guest no local disk either way), or null when it can. */
 export function unpoolable (spec: VmSpec): string | null {
   if (spec.hypervisor !== 'qemu') return `hypervisor ${spec.hypervisor}`
-  if (spec.image.kind !== 'tiny') return `image ${spec.image.kind}`
+  if (!imageCapabilities(spec.image).warm) return `image ${imageLabel(spec.image)}`
   if (spec.volumes.length > 0) return 'volumes'
   if (spec.networks.length > 0) return 'networks'
   if (spec.kernelParams.length > 0) return 'kernel parameters'
   return null
 }
 
-/** The pool a create of this spec may claim from: the first (by name) of its shape, or null. */
+/** The pool a create of this spec may claim from: the first (by name) of its image and shape, or null. */
 export function poolFor (spec: VmSpec, pools: readonly WarmPoolRecord[]): WarmPoolRecord | null {
   if (unpoolable(spec) != null) return null
   return [...pools].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
-    .find((p) => p.size > 0 && p.vcpus === spec.vcpus && p.memoryMiB === spec.memoryMiB) ?? null
+    .find((p) => p.size > 0 && sameImage(poolImage(p), spec.image) && p.vcpus === spec.vcpus && p.memoryMiB === spec.memoryMiB) ?? null
 }
 
 /** A pool guest's runtime id: `warm.<pool>.<seq>`. */

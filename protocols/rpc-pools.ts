@@ -3,12 +3,14 @@
 import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
 import type { WarmPoolRecord } from './pools.ts'
 import type { Constraint } from './model.ts'
+import type { VmImage } from './images.ts'
 import { POOL_FIELDS, POOL_OPTIONAL } from './command-schema.ts'
 import { compile, s } from './schema.ts'
 
 export interface PoolMethods {
-  /** declares or resizes a warm pool: `size` pre-booted paused guests of vcpus × memoryMiB per node */
-  'pool.set': { params: { name: string, vcpus: number, memoryMiB: number, size: number, constraints?: Constraint[] } & IdempotentParams, result: WarmPoolRecord }
+  /** declares or resizes a warm pool: `size` pre-booted paused guests of `image` (default tiny) and
+   * vcpus × memoryMiB per node */
+  'pool.set': { params: { name: string, vcpus: number, memoryMiB: number, size: number, constraints?: Constraint[], image?: VmImage } & IdempotentParams, result: WarmPoolRecord }
   /** the declared pools, by name */
   'pool.list': { params: ReadParams, result: WarmPoolRecord[] }
   /** removes a pool; every host removes its guests of it */

@@ -19,6 +19,7 @@ import { MAX_SNAPSHOTS_PER_VM, cloneDevices, cloneVolumeName, diskSnapshotName, 
 import type { SnapshotDisk } from '../protocols/snapshots.ts'
 import type { VolumeRecord } from '../protocols/model.ts'
 import { imageMade, phaseOf } from '../protocols/volume-phases.ts'
+import { cloneIdentityRefusal } from '../protocols/images.ts'
 import type { ApplyContext } from './apply-context.ts'
 import { reject } from './apply-context.ts'
 import { activeMigration, nodeName } from './migration-guard.ts'
@@ -121,7 +122,8 @@ function cloneVolumesOf (ctx: ApplyContext, s: VmSnapshotRecord): string[] {
 
 /**
  * CreateVm's part for a clone (vm create --from-snapshot): the snapshot must be ready and the source
- * at the spec generation it was taken at; the clone has the source's devices (cloneDevices), and
+ * at the spec generation it was taken at, and a source with networks must run an image that takes a
+ * new identity after a resume (cloneIdentityRefusal); the clone has the source's devices (cloneDevices), and
  * each of its volumes is made here as an RBD clone of the matching disk snapshot, named by
  * cloneVolumeName and attached to the clone (the volume reconciler makes the image; the VM waits for
  * it). A local-file state pins the clone to the host holding the file.
@@ -131,6 +133,9 @@ export function cloneFromSnapshot (ctx: ApplyContext, id: string, spec: VmSpec, 
   if (src === undefined) reject('NotFound', `VM ${from.vm} not found: nothing to clone snapshot ${from.name} of`)
   const n = src.spec.name
   const s = get(ctx, src.id, from.name, n)
+  // the clone would answer on the network as its source: refused whatever the snapshot's phase
+  const identity = cloneIdentityRefusal(src.spec, n, from.name)
+  if (identity !== null) reject('InvalidSpec', identity)
   if (s.phase !== 'ready') reject('Conflict', `snapshot ${from.name} of VM ${n} is ${s.phase}, not ready: a clone starts from a ready snapshot`)
   if (src.generation !== s.generation) reject('Conflict', `VM ${n}'s spec changed since snapshot ${from.name} (generation ${s.generation} → ${src.generation}): the clone's devices would not match the saved state`)
   if (cloneDevices(spec) !== cloneDevices(src.spec)) reject('InvalidSpec', `a clone of VM ${n} has its devices (vCPUs, memory, image, networks, kernel parameters, number of disks): ${spec.name}'s differ`)

@@ -3,6 +3,7 @@
 // error that names the flag (kubectl style), never silently ignored.
 
 import { formatMiB } from '../../protocols/vm-limits.ts'
+import type { VmImage } from '../../protocols/images.ts'
 
 export interface FlagSpec {
   /** takes a value (otherwise boolean) */
@@ -70,6 +71,16 @@ export function parseArgs (argv: string[], specs: Record<string, FlagSpec>): Par
 export function flag (p: Parsed, name: string): string | undefined {
   const v = p.flags.get(name)
   return v?.[v.length - 1]
+}
+
+/** The image `--image NAME` (only the built-in "tiny") or `--flake REF` names; tiny when neither. */
+export function imageFlags (p: Parsed): VmImage {
+  const image = flag(p, 'image')
+  const flake = flag(p, 'flake')
+  if (image != null && flake != null) throw new UsageError('give --image or --flake, not both')
+  if (flake != null) return { kind: 'flake', ref: flake }
+  if (image != null && image !== 'tiny') throw new UsageError(`--image ${image}: only "tiny" is built in; use --flake REF for your own guest`)
+  return { kind: 'tiny' }
 }
 
 export function bool (p: Parsed, name: string, dflt = false): boolean {

@@ -9,7 +9,7 @@ import type { MigrationRecord } from '../../protocols/migration-phases.ts'
 import { cannotMigrateLive } from '../../protocols/migration-phases.ts'
 import type { VmWatchEvent } from '../../protocols/rpc.ts'
 import type { BlixError } from '../../protocols/commands.ts'
-import { parseArgs, flag, bool, int, sizeMiB, durationMs, UsageError } from './args.ts'
+import { parseArgs, flag, bool, int, sizeMiB, durationMs, imageFlags, UsageError } from './args.ts'
 import { createInterface } from 'node:readline/promises'
 import type { FlagSpec, Parsed } from './args.ts'
 // the libp2p half (connect.ts, net/rpc.ts, keygen.ts) is imported where a command needs it: loading
@@ -26,7 +26,7 @@ import { completion, COMPLETION_SHELLS, NAME_KINDS } from './completion.ts'
 import type { CompletionShell, NameKind } from './completion.ts'
 import { resourceCommands } from './resources.ts'
 import { schedCommands } from './sched.ts'
-import { snapshotCommands } from './snapshots.ts'
+import { cloneRefusal, snapshotCommands } from './snapshots.ts'
 import { poolCommands } from './pools.ts'
 import { invocationKey, mutate } from './idempotent.ts'
 
@@ -95,7 +95,7 @@ async function cloneVm (p: Parsed, out: Output, name: string, from: string): Pro
   const given = SPEC_FLAGS.filter((f) => p.flags.has(f))
   if (given.length > 0) throw new UsageError(`--from-snapshot: a clone has its source's spec; drop --${given.join(', --')}`)
   return await withCluster(p, async ({ client }) => {
-    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2], start: bool(p, 'start', true) })
+    const vm = await mutate(client, invocationKey(p), 'vm.clone', { name, vm: m[1], snapshot: m[2], start: bool(p, 'start', true) }).catch((e: unknown) => { throw cloneRefusal(e, name) })
     if (!bool(p, 'wait')) {
       out.data(vm, () => `VM ${vm.spec.name} created from snapshot ${m[2]} of VM ${m[1]}${vm.spec.volumes.length > 0 ? ` (its disks: ${vm.spec.volumes.join(', ')}, cloned)` : ''}; follow it with: blixard vm show ${vm.spec.name}`)
       return EXIT.ok
@@ -260,9 +260,7 @@ const COMMANDS: Record<string, Command> = {
       const name = need(p, 1, 'NAME')[0]
       const from = flag(p, 'from-snapshot')
       if (from != null) return await cloneVm(p, out, name, from)
-      if (flag(p, 'image') != null && flag(p, 'flake') != null) throw new UsageError('give --image or --flake, not both')
-      const image = flag(p, 'image') ?? 'tiny'
-      if (flag(p, 'flake') == null && image !== 'tiny') throw new UsageError(`--image ${image}: only "tiny" is built in; use --flake REF for your own guest`)
+      const image = imageFlags(p)
       const restart = (flag(p, 'restart') ?? 'always') as RestartPolicy
       if (!['always', 'on-failure', 'never'].includes(restart)) throw new UsageError(`--restart must be always, on-failure or never, got "${restart}"`)
       const hypervisor = (flag(p, 'hypervisor') ?? 'qemu') as Hypervisor
@@ -273,7 +271,7 @@ const COMMANDS: Record<string, Command> = {
         memoryMiB: sizeMiB(p, 'memory', 128, VM_LIMITS.minMemoryMiB, VM_LIMITS.maxMemoryMiB),
         diskGiB: int(p, 'disk-size', 0, 0, VM_LIMITS.maxDiskGiB),
         hypervisor,
-        image: flag(p, 'flake') != null ? { kind: 'flake', ref: flag(p, 'flake')! } : { kind: 'tiny' },
+        image,
         volumes: p.flags.get('disk') ?? [],
         networks: p.flags.get('network') ?? [],
         kernelParams: p.flags.get('kernel-param') ?? [],

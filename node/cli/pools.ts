@@ -1,10 +1,12 @@
-// CLI commands for warm pools (issue 18): `blixard pool set NAME --size N [--vcpus V] [--memory MiB]`,
-// `pool list`, `pool delete NAME`. The record goes through Raft (admin-signed); every host then keeps
-// that many pre-booted, paused guests of the shape, and a `vm create` of that shape (tiny image, no
-// volumes, networks or kernel parameters) is handed one of them instead of booting.
+// CLI commands for warm pools (issue 18): `blixard pool set NAME --size N [--image IMAGE] [--vcpus V]
+// [--memory MiB]`, `pool list`, `pool delete NAME`. The record goes through Raft (admin-signed); every
+// host then keeps that many pre-booted, paused guests of the image and shape, and a `vm create` of
+// that image and shape (no volumes, networks or kernel parameters) is handed one of them instead of
+// booting. Only the tiny image can be held warm today (the cluster refuses others, saying why).
 import type { WarmPoolRecord } from '../../protocols/pools.ts'
-import { MAX_WARM_POOL_SIZE } from '../../protocols/pools.ts'
-import { int, UsageError } from './args.ts'
+import { MAX_WARM_POOL_SIZE, poolImage } from '../../protocols/pools.ts'
+import { imageLabel } from '../../protocols/images.ts'
+import { imageFlags, int, UsageError } from './args.ts'
 import { parseConstraint } from './constraints.ts'
 import { formatConstraint } from '../../placement/filters.ts'
 import type { FlagSpec, Parsed } from './args.ts'
@@ -21,15 +23,19 @@ const DEFAULT_VCPUS = 1
 const DEFAULT_MEMORY_MIB = 128
 
 function shape (p: WarmPoolRecord): string { return `${p.vcpus} vCPU × ${p.memoryMiB} MiB` }
+function image (p: WarmPoolRecord): string { return imageLabel(poolImage(p)) }
+
 function where (p: WarmPoolRecord): string { return p.constraints === undefined ? 'every node' : p.constraints.map(formatConstraint).join(', ') }
 
 export function poolCommands ({ withCluster, need, stale }: CliHelpers): Record<string, PoolCommand> {
   return {
     'pool set': {
       summary: 'Declare or resize a warm pool: pre-booted paused guests per node that matching creates take',
-      usage: 'blixard pool set NAME --size N [--vcpus V] [--memory MiB] [--constraint EXPR]... [--json]',
+      usage: 'blixard pool set NAME --size N [--image tiny | --flake REF] [--vcpus V] [--memory MiB] [--constraint EXPR]... [--json]',
       flags: {
         size: { value: true, arg: 'N', help: `warm guests per node (0-${MAX_WARM_POOL_SIZE}; 0 keeps the pool and stops its guests)` },
+        image: { value: true, arg: 'NAME', help: 'the image of the guests (a create must ask for the same); only "tiny" can be held warm', default: 'tiny' },
+        flake: { value: true, arg: 'REF', help: 'a flake image instead (refused by the cluster until a flake guest can be held warm)' },
         vcpus: { value: true, arg: 'V', help: 'vCPUs of the guests (a create must ask for the same)', default: String(DEFAULT_VCPUS) },
         memory: { value: true, arg: 'MiB', help: 'memory of the guests (a create must ask for the same)', default: String(DEFAULT_MEMORY_MIB) },
         constraint: { value: true, repeat: true, arg: 'EXPR', help: 'only nodes whose labels meet it keep guests: pool==yes, zone in [a, b] (default: every node)' }
@@ -37,10 +43,10 @@ export function poolCommands ({ withCluster, need, stale }: CliHelpers): Record<
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const name = need(p, 1, 'NAME')[0]
         const constraints = (p.flags.get('constraint') ?? []).map(parseConstraint)
-        const params = { name, size: int(p, 'size', -1, 0, MAX_WARM_POOL_SIZE), vcpus: int(p, 'vcpus', DEFAULT_VCPUS, 1), memoryMiB: int(p, 'memory', DEFAULT_MEMORY_MIB, 1), ...(constraints.length > 0 ? { constraints } : {}) }
+        const params = { name, image: imageFlags(p), size: int(p, 'size', -1, 0, MAX_WARM_POOL_SIZE), vcpus: int(p, 'vcpus', DEFAULT_VCPUS, 1), memoryMiB: int(p, 'memory', DEFAULT_MEMORY_MIB, 1), ...(constraints.length > 0 ? { constraints } : {}) }
         if (params.size < 0) throw new UsageError('pool set needs --size N')
         const r = await mutate(client, invocationKey(p), 'pool.set', params)
-        out.data(r, () => `warm pool ${r.name}: ${r.size} guest(s) of ${shape(r)} per node on ${where(r)} (each host boots them in the background)`)
+        out.data(r, () => `warm pool ${r.name}: ${r.size} guest(s) of image ${image(r)}, ${shape(r)} per node on ${where(r)} (each host boots them in the background)`)
         return EXIT.ok
       })
     },
@@ -49,7 +55,7 @@ export function poolCommands ({ withCluster, need, stale }: CliHelpers): Record<
       usage: 'blixard pool list [--json] [--stale]',
       run: async (p, out) => await withCluster(p, async ({ client }) => {
         const pools = await client.call('pool.list', stale(p))
-        out.data(pools, () => pools.length === 0 ? 'no warm pools' : table(['name', 'per node', 'shape', 'nodes', 'set'], pools.map((x) => [x.name, String(x.size), shape(x), where(x), `${ago(Date.now() - x.setAt)} ago`])))
+        out.data(pools, () => pools.length === 0 ? 'no warm pools' : table(['name', 'per node', 'image', 'shape', 'nodes', 'set'], pools.map((x) => [x.name, String(x.size), image(x), shape(x), where(x), `${ago(Date.now() - x.setAt)} ago`])))
         return EXIT.ok
       })
     },

@@ -76,8 +76,8 @@ export function checkPrepared (method: string, params: Record<string, unknown>, 
   }
   // the pool and its shape are what the admin typed: a node may not grow or reshape them
   if (cmd.type === 'SetWarmPool' && (cmd.name !== params.name || cmd.vcpus !== params.vcpus || cmd.memoryMiB !== params.memoryMiB || cmd.size !== params.size ||
-    JSON.stringify(cmd.constraints ?? []) !== JSON.stringify(params.constraints ?? []))) {
-    throw new BlixardError('Internal', `the node prepared warm pool ${cmd.name} (${cmd.size} × ${cmd.vcpus} vCPU × ${cmd.memoryMiB} MiB), not what was asked: refusing to sign it`)
+    JSON.stringify(cmd.constraints ?? []) !== JSON.stringify(params.constraints ?? []) || JSON.stringify(cmd.image ?? null) !== JSON.stringify(params.image ?? null))) {
+    throw new BlixardError('Internal', `the node prepared warm pool ${cmd.name} (${cmd.size} × ${cmd.image?.kind ?? 'tiny'} × ${cmd.vcpus} vCPU × ${cmd.memoryMiB} MiB), not what was asked: refusing to sign it`)
   }
   if (cmd.type === 'DeleteWarmPool' && cmd.name !== params.name) throw new BlixardError('Internal', `the node prepared the delete of warm pool ${cmd.name}, not ${String(params.name)}: refusing to sign it`)
   if (cmd.type === 'SetJoinPolicy' && cmd.policy !== params.policy) throw new BlixardError('Internal', `the node prepared join policy ${cmd.policy}, not ${String(params.policy)}: refusing to sign it`)

@@ -5,6 +5,7 @@
 import { BlixardError } from '../../protocols/errors.ts'
 import type { NodeRecord, VmRecord } from '../../protocols/model.ts'
 import type { VmSnapshotRecord } from '../../protocols/snapshots.ts'
+import { NO_IDENTITY_CHANNEL } from '../../protocols/images.ts'
 import { int, UsageError } from './args.ts'
 import type { FlagSpec, Parsed } from './args.ts'
 import type { Connection } from './connect.ts'
@@ -31,6 +32,15 @@ async function names (client: Client): Promise<{ vm: (id: string) => string, nod
   const v = new Map(vms.map((x: VmRecord) => [x.id, x.spec.name]))
   const n = new Map(nodes.map((x: NodeRecord) => [x.id, x.name]))
   return { vm: (id) => v.get(id) ?? shortId(id, 8), node: (id) => n.get(id) ?? shortId(id) }
+}
+
+/** A clone the cluster refused because its image would keep the source's MAC and address: the
+ * next step is another source, not another flag value (the kind's generic advice). Other errors
+ * pass unchanged. */
+export function cloneRefusal (e: unknown, name: string): unknown {
+  if (!(e instanceof BlixardError) || e.kind !== 'InvalidSpec' || !e.message.includes(NO_IDENTITY_CHANNEL)) return e
+  return new CliError('InvalidSpec', `VM ${name} was not created: ${e.message}`,
+    'Clone a snapshot of a VM that has no networks, or create the source with the tiny image (blixard vm create NAME --image tiny --network NET), snapshot it and clone that.')
 }
 
 function mb (bytes: number | null): string {

@@ -1,5 +1,6 @@
 // The host side of warm pools (issue 18; the record and the decisions are protocols/pools.ts): this
-// node keeps, for every declared pool, `size` tiny guests of the pool's shape booted and paused
+// node keeps, for every declared pool, `size` guests of the pool's image (the tiny image, the one
+// image a host can hold warm: protocols/images.ts) and shape booted and paused
 // (QMP `stop` once the ready marker showed), under runtime ids `warm.<pool>.<seq>` that no VM id
 // ever takes. A create of a matching VM assigned here is handed one (claim(): the agent asks
 // before it would boot): the guest's runtime is renamed to the VM's id and resumed, with no boot;
@@ -16,7 +17,7 @@
 // Not here yet: a claimed guest keeps the pool's hostname (it learns no new identity after resume).
 import type { VmRecord } from '../../protocols/model.ts'
 import type { PendingStart, WarmGuest, WarmPoolRecord, WarmRoom } from '../../protocols/pools.ts'
-import { MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, warmGuestId, warmRoom } from '../../protocols/pools.ts'
+import { MAX_WARM_POOL_SIZE, parseWarmGuestId, pickWarmGuest, planWarmPools, poolFor, poolImage, warmGuestId, warmRoom } from '../../protocols/pools.ts'
 import { constraintHolds } from '../../placement/filters.ts'
 import { clusterFromModel } from '../../placement/from-model.ts'
 import type { StateMachine } from '../../storage/state-machine.ts'
@@ -130,7 +131,8 @@ export class WarmPoolService {
     for (const v of vms) {
       if (v.assignedNode !== this.d.nodeId || v.desired !== 'running' || v.status.phase !== 'scheduled') continue
       waiting.add(v.id)
-      pending.push({ spec: v.spec, asked: this.asked.has(v.id) })
+      // a clone's first start resumes its snapshot, never a pool guest: it counts on none
+      pending.push({ spec: v.spec, asked: this.asked.has(v.id) || (v.clonedFrom != null && v.clonedFrom.resumedAt == null) })
     }
     for (const id of this.asked) if (!waiting.has(id)) this.asked.delete(id)
     return warmRoom(free, pending, this.pools(), seen)
@@ -210,13 +212,16 @@ export class WarmPoolService {
   }
 
   private async launchSpec (id: string, p: WarmPoolRecord): Promise<QemuLaunchSpec> {
+    // apply refuses a pool of any image that cannot be held warm
+    const image = poolImage(p)
+    if (image.kind !== 'tiny') throw new Error(`warm pool ${p.name}: image ${image.kind} cannot be held warm`)
     const guest = await loadTinyGuest(this.d.guestDir)
     // generation 0: no VM has it yet; claim() sets the claiming VM's
     return { vmId: id, generation: 0, vcpus: p.vcpus, memoryMiB: p.memoryMiB, readiness: 'marker', boot: tinyGuestBoot(guest, { hostname: p.name }) }
   }
 
   /** Hands a paused guest of the pool matching `vm`'s spec over to it, resumed: what the agent asks
-   * before it would boot the VM. The guest claimed, or null (no pool of its shape, none paused here,
+   * before it would boot the VM. The guest claimed, or null (no pool of its image and shape, none paused here,
    * or the hand-over failed: then the agent boots the VM as ever). */
   async claim (vm: VmRecord): Promise<{ guest: string, pool: string } | null> {
     if (this.stopped || this.d.unsupported?.() != null) return null

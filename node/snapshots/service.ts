@@ -41,6 +41,7 @@ import type { LaunchRecord, QemuDriver, QemuLaunchSpec } from '../qemu/driver.ts
 import type { HostBindings } from '../qemu/launch-spec.ts'
 import { launchSpecFromVm } from '../qemu/launch-spec.ts'
 import { identityLine, loadTinyGuest, type TinyGuest } from '../qemu/tiny-guest.ts'
+import { imageCapabilities } from '../../protocols/images.ts'
 import { writeSerial } from '../console-proxy.ts'
 import { QemuError } from '../qemu/errors.ts'
 import { checkVmId, runtimePaths } from '../qemu/paths.ts'
@@ -314,8 +315,9 @@ export class SnapshotService {
     try {
       await this.loadInto(vm.id, loc, snapshotFiles(this.d.dataDir, c.vm, c.name).state, sock)
       const resumedMs = this.now() - t0
-      // its memory still says it is the source: the tiny guest takes its own name, address and MAC
-      if (tiny != null) {
+      // its memory still says it is the source: an image that reads the identity line takes its
+      // own name, address and MAC (apply refuses a clone with networks of any other image)
+      if (imageCapabilities(vm.spec.image).identity) {
         const id = identityLine({ hostname: vm.spec.name, ip: host.ip ?? null, gw: host.gw ?? null, mac: host.nics?.[0]?.mac ?? null })
         await writeSerial(paths.serialSock, Buffer.from(id), vm.spec.name)
       }

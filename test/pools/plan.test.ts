@@ -1,7 +1,8 @@
 // Warm pools (issue 18): the hosts' pure decisions (protocols/pools.ts) as tables, and the two
 // commands through a real state machine with real signatures (storage/apply-pools.ts): only an
 // admin declares or deletes a pool, bad shapes are refused with the field named, a second pool of
-// one shape is refused (creates would only ever claim from the first).
+// one image and shape is refused (creates would only ever claim from the first), a pool of an image
+// that cannot be held warm is refused naming it.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { ApplyResult, Command, CommandEnvelope } from '../../protocols/commands.ts'
@@ -36,7 +37,8 @@ test('planWarmPools: what a host does, table', () => {
     ['size 0 keeps the pool, no guests', [pool('p', 0)], [g('warm.p.1', 'paused')], ['remove warm.p.1']],
     ['two pools share the one boot slot, by name', [pool('b', 1, { memoryMiB: 128 }), pool('a', 1)], [], ['boot a']],
     ['a busy guest is left alone but counted', [pool('p', 1)], [g('warm.p.1', 'ready')], [], new Set(['warm.p.1'])],
-    ['not a pool guest id: removed', [pool('p', 1)], [g('warm.p.x', 'paused'), g('warm.p.1', 'paused')], ['remove warm.p.x']]
+    ['not a pool guest id: removed', [pool('p', 1)], [g('warm.p.x', 'paused'), g('warm.p.1', 'paused')], ['remove warm.p.x']],
+    ['a pool that names its image plans as one set before pools had one', [pool('p', 2, { image: { kind: 'tiny' } })], [g('warm.p.1', 'ready')], ['pause warm.p.1', 'boot p']]
   ]
   for (const [what, pools, guests, want, busy] of rows) assert.equal(kinds(planWarmPools(pools, guests, busy)), want, what)
 })
@@ -84,16 +86,20 @@ test('pickWarmGuest: the oldest paused guest of the pool, never a busy, booting 
   assert.is(pickWarmGuest('r', gs), null)
 })
 
-test('poolFor / unpoolable: a create matches a pool by shape, only a plain tiny guest', () => {
+test('poolFor / unpoolable: a create matches a pool by image and shape, only a plain guest of an image held warm', () => {
   const pools = [pool('zz', 1), pool('big', 1, { memoryMiB: 512 }), pool('aa', 1), pool('none', 0, { memoryMiB: 256 })]
   const base = { ...spec('web'), memoryMiB: 96 }
   assert.is(poolFor(base, pools)?.name, 'aa', 'the first by name of the shape')
+  // the image is part of the key: a record without one is the tiny image's
+  assert.is(poolFor(base, [pool('t', 1, { image: { kind: 'tiny' } })])?.name, 't')
+  assert.is(poolFor(base, [pool('f', 1, { image: { kind: 'flake', ref: 'github:a/b#g' } })]), null, 'a pool of another image does not serve a tiny create')
+  assert.is(poolFor(base, [pool('f', 1, { image: { kind: 'flake', ref: 'github:a/b#g' } }), pool('zt', 1)])?.name, 'zt', 'the first by name of its image, not of the shape alone')
   assert.is(poolFor({ ...base, memoryMiB: 512 }, pools)?.name, 'big')
   assert.is(poolFor({ ...base, memoryMiB: 256 }, pools), null, 'a pool of size 0 serves nothing')
   assert.is(poolFor({ ...base, memoryMiB: 200 }, pools), null)
   const unfit: Array<[Partial<VmSpec>, string]> = [
     [{ volumes: ['d'] }, 'volumes'], [{ networks: ['n'] }, 'networks'], [{ kernelParams: ['x=1'] }, 'kernel parameters'],
-    [{ image: { kind: 'kernel', kernel: '/k' } }, 'image kernel'], [{ hypervisor: 'firecracker' }, 'hypervisor firecracker']
+    [{ image: { kind: 'kernel', kernel: '/k' } }, 'image kernel /k'], [{ image: { kind: 'flake', ref: 'github:a/b#g' } }, 'image flake github:a/b#g'], [{ hypervisor: 'firecracker' }, 'hypervisor firecracker']
   ]
   for (const [over, why] of unfit) {
     assert.is(unpoolable({ ...base, ...over }), why)
@@ -132,10 +138,16 @@ test('SetWarmPool / DeleteWarmPool: admin-signed, checked, recorded in Raft', ()
   assert.equal(sm.listWarmPools(), [], 'a node may not declare a pool')
   const r = run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 })
   assert.ok(r.ok)
-  assert.equal(sm.listWarmPools().map((p) => [p.name, p.vcpus, p.memoryMiB, p.size]), [['fn', 1, 96, 2]])
+  assert.equal(sm.listWarmPools().map((p) => [p.name, p.image, p.vcpus, p.memoryMiB, p.size]), [['fn', { kind: 'tiny' }, 1, 96, 2]], 'the image recorded: the tiny one when none is named')
   assert.ok(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: 3 }).ok, 'a resize')
   assert.is(sm.listWarmPools()[0].size, 3)
-  refused(run(admin, { type: 'SetWarmPool', name: 'other', vcpus: 1, memoryMiB: 96, size: 1 }), 'AlreadyExists', /fn already holds guests of 1 vCPU × 96 MiB/)
+  refused(run(admin, { type: 'SetWarmPool', name: 'other', vcpus: 1, memoryMiB: 96, size: 1 }), 'AlreadyExists', /fn already holds guests of image tiny, 1 vCPU × 96 MiB/)
+  refused(run(admin, { type: 'SetWarmPool', name: 'other', image: { kind: 'tiny' }, vcpus: 1, memoryMiB: 96, size: 1 }), 'AlreadyExists', /fn already holds guests of image tiny/)
+  // only an image a host can hold warm: named, and why
+  refused(run(admin, { type: 'SetWarmPool', name: 'nix', image: { kind: 'flake', ref: 'github:acme/fn#guest' }, vcpus: 1, memoryMiB: 96, size: 1 }), 'InvalidSpec', /^warm pool nix: image flake github:acme\/fn#guest cannot be held warm: .*only the tiny image prints/)
+  refused(run(admin, { type: 'SetWarmPool', name: 'k', image: { kind: 'kernel', kernel: '/boot/vmlinuz' }, vcpus: 1, memoryMiB: 128, size: 1 }), 'InvalidSpec', /image kernel \/boot\/vmlinuz cannot be held warm/)
+  refused(run(admin, { type: 'SetWarmPool', name: 'k', image: { kind: 'qcow2' }, vcpus: 1, memoryMiB: 128, size: 1 } as unknown as Command), 'InvalidCommand', /image/)
+  assert.equal(sm.listWarmPools().map((p) => p.name), ['fn'], 'nothing recorded by a refusal')
   refused(run(admin, { type: 'SetWarmPool', name: 'fn', vcpus: 1, memoryMiB: 96, size: MAX_WARM_POOL_SIZE + 1 }), 'InvalidSpec', /size/)
   refused(run(admin, { type: 'SetWarmPool', name: 'Bad_Name', vcpus: 1, memoryMiB: 96, size: 1 }), 'InvalidSpec', /name/)
   refused(run(na, { type: 'DeleteWarmPool', name: 'fn' }), 'Unauthorized', /admin/)
@@ -153,7 +165,7 @@ test('SetWarmPool / DeleteWarmPool: admin-signed, checked, recorded in Raft', ()
 test('the CLI signs only the pool it was asked for (a node may not grow, reshape or swap it)', () => {
   const asked = { name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 }
   checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked })
-  for (const over of [{ size: 16 }, { memoryMiB: 4096 }, { vcpus: 8 }, { name: 'other' }]) {
+  for (const over of [{ size: 16 }, { memoryMiB: 4096 }, { vcpus: 8 }, { name: 'other' }, { image: { kind: 'flake' as const, ref: 'github:x/y#z' } }]) {
     assert.throws(() => { checkPrepared('pool.set', asked, { type: 'SetWarmPool', ...asked, ...over }) }, /refusing to sign/, JSON.stringify(over))
   }
   // nor move it to other nodes
@@ -170,6 +182,9 @@ test('pool.set params: constraints checked as a VM\'s are, bounded, the field na
   const ok = { name: 'fn', vcpus: 1, memoryMiB: 96, size: 2 }
   assert.equal(POOL_METHODS['pool.set'].params({ ...ok, constraints: [{ label: 'pool', op: 'in', values: ['a', 'b'] }] }), { ...ok, constraints: [{ label: 'pool', op: 'in', values: ['a', 'b'] }] })
   assert.equal(POOL_METHODS['pool.set'].params(ok), ok)
+  assert.equal(POOL_METHODS['pool.set'].params({ ...ok, image: { kind: 'tiny' } }), { ...ok, image: { kind: 'tiny' } })
+  assert.throws(() => POOL_METHODS['pool.set'].params({ ...ok, image: { kind: 'flake', ref: 'x'.repeat(100_000) } }), /params\.image/)
+  assert.throws(() => POOL_METHODS['pool.set'].params({ ...ok, image: 'tiny' }), /params\.image/)
   const bad: Array<[unknown, RegExp]> = [
     [[{ label: 'pool', op: 'is', value: 'yes' }], /params\.constraints\[0\]/],
     [[{ label: 'pool', op: '==' }], /params\.constraints\[0\]/],

@@ -1,12 +1,20 @@
 // The params of the snapshot, quota and rebalance methods: what each accepts, and that a bad one
-// is refused as InvalidParams naming the field (the quota's limits by the SetQuota command's rules).
+// is refused as InvalidParams naming the field (the quota's limits by the SetQuota command's rules);
+// vm.clone's handler refuses a clone that would keep its source's MAC and address, and the CLI's
+// sentence for it.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { checkParams } from '../../protocols/rpc.ts'
 import { checkPrepared } from '../../node/cli/signing.ts'
 import { cloneSpec } from '../../protocols/snapshots.ts'
 import type { Command } from '../../protocols/commands.ts'
-import type { VmSpec } from '../../protocols/model.ts'
+import type { VmRecord, VmSpec } from '../../protocols/model.ts'
+import { BlixardError } from '../../protocols/errors.ts'
+import { createSnapshotApi } from '../../node/api-snapshots.ts'
+import { cloneRefusal } from '../../node/cli/snapshots.ts'
+import { CliError } from '../../node/cli/errors.ts'
+import type { RpcCallContext } from '../../node/net/rpc.ts'
+import { harness, registerNode, spec as vmSpec } from '../storage/sm-fixtures.ts'
 
 function refusal (f: () => unknown): string {
   try { f(); return 'ok' } catch (e) { return `${(e as { kind?: string }).kind ?? '?'}: ${(e as Error).message}` }
@@ -60,6 +68,46 @@ test('vm.clone: a new VM name, a source VM and a snapshot name, each bounded; th
   assert.match(refusal(() => { checkPrepared('vm.clone', params, clone('h', 's2')) }), /refusing to sign it/)
   assert.match(refusal(() => { checkPrepared('vm.create', { spec: cloneSpec(spec, 'h') }, clone('h', 's1')) }), /a clone for a plain create: refusing/)
   assert.equal(cloneSpec(spec, 'h').volumes, ['h-d0'], 'the clone\'s own disks')
+})
+
+test('vm.clone of a snapshot whose image lacks the identity channel, with networks: refused before anything is proposed, and the CLI says what to do', async () => {
+  const h = harness()
+  const ok = (r: ReturnType<typeof h.run>): void => { if (!r.ok) throw new Error(r.error.message) }
+  ok(h.run(registerNode('a')))
+  ok(h.run({ type: 'CreateNetwork', name: 'lan', kind: { type: 'bridge' }, subnet: '10.0.0.0/24', gateway: '10.0.0.1' }))
+  for (const [id, sp] of [['k1', vmSpec('kvm', { image: { kind: 'kernel', kernel: '/boot/vmlinuz' }, networks: ['lan'] })], ['t1', vmSpec('tvm', { networks: ['lan'] })]] as const) {
+    ok(h.run({ type: 'CreateVm', id, spec: sp }))
+    ok(h.run({ type: 'AssignVm', id, node: 'a' }))
+    ok(h.run({ type: 'ReportVmStatus', reports: [{ id, node: 'a', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+    ok(h.run({ type: 'SnapshotVm', vm: id, name: 's1' }))
+    ok(h.run({ type: 'ReportVmSnapshot', vm: id, name: 's1', node: 'a', event: 'taken', sizeBytes: 9, pausedMs: 5, path: `/d/${id}.state` }))
+  }
+  const proposed: Command[] = []
+  const api = createSnapshotApi({
+    sm: h.sm,
+    read: async () => {},
+    barrier: async () => {},
+    prior: () => null,
+    write: async (cmd) => { proposed.push(cmd); const r = h.run(cmd); if (!r.ok) throw new BlixardError(r.error.kind, r.error.message); return r.value },
+    vmRef: (ref) => { const v = h.sm.getVmByName(ref) ?? h.sm.getVm(ref); if (v == null) throw new BlixardError('NotFound', `VM ${ref} not found`); return v }
+  })
+  const ctx = {} as RpcCallContext
+  let err: unknown
+  try { await api['vm.clone']!({ name: 'kc', vm: 'kvm', snapshot: 's1' }, ctx) } catch (e) { err = e }
+  assert.ok(err instanceof BlixardError, String(err))
+  assert.is((err as BlixardError).kind, 'InvalidSpec')
+  assert.match((err as Error).message, /^snapshot s1 of VM kvm: its image \(kernel \/boot\/vmlinuz\) does not read the blix-identity line, so a clone would resume with VM kvm's MAC and address on network lan/)
+  assert.equal(proposed, [], 'nothing proposed')
+  // the CLI turns it into its own sentence and next step; other errors pass unchanged
+  const cli = cloneRefusal(err, 'kc')
+  assert.ok(cli instanceof CliError)
+  assert.match((cli as CliError).message, /^VM kc was not created: snapshot s1 of VM kvm: its image \(kernel \/boot\/vmlinuz\)/)
+  assert.match((cli as CliError).next, /Clone a snapshot of a VM that has no networks, or create the source with the tiny image/)
+  const other = new BlixardError('InvalidSpec', 'memoryMiB: too large')
+  assert.is(cloneRefusal(other, 'kc'), other)
+  // the tiny image reads the identity line: the clone is proposed and made
+  const made = await api['vm.clone']!({ name: 'tc', vm: 'tvm', snapshot: 's1' }, ctx) as VmRecord
+  assert.equal([made.spec.name, made.spec.networks, proposed.length], ['tc', ['lan'], 1])
 })
 
 test.run()

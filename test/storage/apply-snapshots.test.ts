@@ -275,4 +275,38 @@ test('a clone of a local-file snapshot is pinned to its holder; the source\'s de
   assert.is(value<VmSnapshotRecord>(h.run(admin, { type: 'DeleteVmSnapshot', vm: 'v1', name: 's1' })).phase, 'deleting')
 })
 
+test('a clone with networks is refused on apply when the source\'s image does not read the identity line; without networks, or with the tiny image, it is made', () => {
+  const h = harness()
+  for (const n of ['a', 'b']) value(h.run(registerNode(n)))
+  value(h.run({ type: 'CreateNetwork', name: 'lan', kind: { type: 'bridge' }, subnet: '10.0.0.0/24', gateway: '10.0.0.1' }))
+  const kernel = { kind: 'kernel', kernel: '/boot/vmlinuz' } as const
+  const flake = { kind: 'flake', ref: 'github:acme/fn#guest' } as const
+  const sources = [
+    ['k1', spec('kvm', { image: kernel, networks: ['lan'] })],
+    ['f1', spec('fvm', { image: flake, networks: ['lan'] })],
+    ['k2', spec('kquiet', { image: kernel })],
+    ['t1', spec('tvm', { networks: ['lan'] })]
+  ] as const
+  for (const [id, sp] of sources) {
+    value(h.run({ type: 'CreateVm', id, spec: sp }))
+    value(h.run({ type: 'AssignVm', id, node: 'a' }))
+    value(h.run({ type: 'ReportVmStatus', reports: [{ id, node: 'a', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+    value(h.run({ type: 'SnapshotVm', vm: id, name: 's1' }))
+    value(h.run({ type: 'ReportVmSnapshot', vm: id, name: 's1', node: 'a', event: 'taken', sizeBytes: 9, pausedMs: 5, path: `/d/${id}.state` }))
+  }
+  const clone = (id: string, name: string): ApplyResult => h.run({ type: 'CreateVm', id: `c-${id}`, spec: cloneSpec(h.sm.getVm(id)!.spec, name), fromSnapshot: { vm: id, name: 's1' } })
+  // the image named, what would happen, what to do
+  refused(clone('k1', 'kc'), 'InvalidSpec', /^snapshot s1 of VM kvm: its image \(kernel \/boot\/vmlinuz\) does not read the blix-identity line, so a clone would resume with VM kvm's MAC and address on network lan; .*clone a snapshot of a VM without networks, or run the source on an image that reads blix-identity \(--image tiny\)$/)
+  refused(clone('f1', 'fc'), 'InvalidSpec', /its image \(flake github:acme\/fn#guest\) does not read the blix-identity line/)
+  assert.is(h.sm.getVm('c-k1'), undefined, 'a refused clone is no VM')
+  assert.is(h.sm.listVms().length, 4)
+  // refused whatever the snapshot's state: the same answer before it is ready
+  value(h.run({ type: 'ReportVmStatus', reports: [{ id: 'k1', node: 'a', generation: 1, status: { phase: 'running', reason: '', at: 1 } }] }))
+  value(h.run({ type: 'SnapshotVm', vm: 'k1', name: 's2' }))
+  refused(h.run({ type: 'CreateVm', id: 'c-k1', spec: cloneSpec(h.sm.getVm('k1')!.spec, 'kc'), fromSnapshot: { vm: 'k1', name: 's2' } }), 'InvalidSpec', /snapshot s2 of VM kvm: its image \(kernel/)
+  // no network: nothing to collide on; the tiny image takes its own identity after the resume
+  assert.equal(value<VmRecord>(clone('k2', 'kqc')).spec.image, kernel)
+  assert.equal(value<VmRecord>(clone('t1', 'tc')).spec.networks, ['lan'])
+})
+
 test.run()

@@ -1,7 +1,7 @@
 // Warm pools through 3 real blixard-node processes and real tiny guests (QEMU, TCG here). The pool
 // is confined by a label constraint to node 0 (the only one labelled pool=yes, offering 384 MiB), so
 // the test pays for 2 pool boots and 2 refills, not 6 and 6: `pool set fn --size 2 --constraint
-// pool==yes` makes node 0 boot two guests of the pool's shape and pause them, and no other node any;
+// pool==yes --image tiny` makes node 0 boot two guests of the pool's image and shape and pause them, and no other node any;
 // `vm explain` of a VM of that shape shows the warm scorer choosing node 0; two creates without
 // constraints are placed there by it and each handed a paused guest (the VM's QEMU is a pool guest's,
 // alive before the create; its console shows the one boot from before the create; its status says it
@@ -40,9 +40,10 @@ const full = (n = SIZE): boolean => { const w = warmDirs(0); return w.length ===
 const noneElsewhere = (): void => { assert.equal([warmDirs(1), warmDirs(2)], [[], []], 'no pool guest on the nodes the constraint leaves out') }
 
 guard('a pool of 2 on one node: placement prefers it, two creates run without a boot, it refills, gives a VM its room, delete leaves nothing', async () => {
-  const set = await runCli(['pool', 'set', 'fn', '--size', String(SIZE), '--vcpus', '1', '--memory', String(MEMORY), '--constraint', 'pool==yes', '--json'], c.cliEnv(1), 120_000)
+  const set = await runCli(['pool', 'set', 'fn', '--size', String(SIZE), '--image', 'tiny', '--vcpus', '1', '--memory', String(MEMORY), '--constraint', 'pool==yes', '--json'], c.cliEnv(1), 120_000)
   assert.is(set.code, 0, `pool set: ${set.stderr}`)
-  assert.equal((JSON.parse(set.stdout) as WarmPoolRecord).constraints, [{ label: 'pool', op: '==', value: 'yes' }])
+  const rec = JSON.parse(set.stdout) as WarmPoolRecord
+  assert.equal([rec.image, rec.constraints], [{ kind: 'tiny' }, [{ label: 'pool', op: '==', value: 'yes' }]])
   let t0 = Date.now()
   await waitFor('node 0 with 2 paused pool guests', 300_000, () => full(), 250)
   figures.poolFullMs = Date.now() - t0
