@@ -187,13 +187,17 @@ function converge (vm: VmRecord, st: GuestStatus | null, desired: Desired, obser
   return launch(vm, `restart after: ${exit?.reason ?? 'exit'} (policy ${policy})`, attempts, observed, now, desired.backoff)
 }
 
+/** How the reason of every hold that keeps a VM assigned here from starting begins (the agent says
+ * these once at info: a VM waiting on its host otherwise shows no reason anywhere). */
+export const START_WAIT = 'not starting'
+
 /** A start, unless the host cannot launch the VM (failed) or may not run guests now (hold). */
 function launch (vm: VmRecord, why: string, attempts: Attempts | undefined, observed: Seen, now: number, backoff: Backoff): AgentAction[] {
   const cannot = observed.cannotLaunch.get(vm.id)
   if (cannot != null) return [{ kind: 'report', vmId: vm.id, phase: 'failed', reason: cannot }]
-  if (vm.releasing != null && vm.releasing.node !== vm.assignedNode) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): node ${vm.releasing.node} may still run its guest (waits for its release)` }]
-  if (observed.held != null) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): ${observed.held}` }]
-  if (observed.vacating.length > 0) return [{ kind: 'hold', vmId: vm.id, reason: `not starting (${why}): the guest of ${observed.vacating.map((id) => `VM ${id}`).join(', ')}, no longer assigned here, still holds its room (stopped first)` }]
+  if (vm.releasing != null && vm.releasing.node !== vm.assignedNode) return [{ kind: 'hold', vmId: vm.id, reason: `${START_WAIT} (${why}): node ${vm.releasing.node} may still run its guest (waits for its release)` }]
+  if (observed.held != null) return [{ kind: 'hold', vmId: vm.id, reason: `${START_WAIT} (${why}): ${observed.held}` }]
+  if (observed.vacating.length > 0) return [{ kind: 'hold', vmId: vm.id, reason: `${START_WAIT} (${why}): the guest of ${observed.vacating.map((id) => `VM ${id}`).join(', ')}, no longer assigned here, still holds its room (stopped first)` }]
   const count = (attempts?.count ?? 0) + 1
   return [{ kind: 'start', vmId: vm.id, reason: why, attempt: { count, lastStart: now, nextAt: now + backoffMs(count, backoff) } }]
 }

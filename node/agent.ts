@@ -8,7 +8,7 @@ import type { VmRecord, VmPhase } from '../protocols/model.ts'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { StateMachine } from '../storage/state-machine.ts'
 import type { GuestEvent, Hypervisor } from './hypervisor/types.ts'
-import { decide, decideEvent, DEFAULT_BACKOFF, type AgentAction, type Attempts, type Backoff } from './agent-decide.ts'
+import { decide, decideEvent, DEFAULT_BACKOFF, START_WAIT, type AgentAction, type Attempts, type Backoff } from './agent-decide.ts'
 import type { HostBindings } from './qemu/launch-spec.ts'
 import type { Logger } from './log.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -57,6 +57,9 @@ export class Agent {
   private readonly busy = new Set<string>()
   /** VMs this agent saw with desired 'stopped': a later desired 'running' is a start, whatever the policy */
   private readonly stopSeen = new Set<string>()
+  /** the start wait last said for each VM held from starting, so that a wait is logged once at info
+   * (with its reason) and not on every pass */
+  private readonly waitSaid = new Map<string, string>()
   private flushTimer: NodeJS.Timeout | null = null
   private flushing: Promise<void> | null = null
   private offEvents: (() => void) | null = null
@@ -125,18 +128,30 @@ export class Agent {
     const perVm = new Map<string, AgentAction[]>()
     for (const a of actions) perVm.set(a.vmId, [...(perVm.get(a.vmId) ?? []), a])
     const work: Array<Promise<void>> = []
+    for (const id of [...this.waitSaid.keys()]) {
+      if (!(perVm.get(id) ?? []).some((a) => a.kind === 'hold' && a.reason.startsWith(START_WAIT))) this.waitSaid.delete(id)
+    }
     for (const [id, list] of perVm) {
-      if (list.every((a) => a.kind === 'hold')) { for (const a of list) this.d.log.debug('leaving a VM as it is', { vmId: id, why: a.reason }); continue }
+      if (list.every((a) => a.kind === 'hold')) { for (const a of list) this.held(id, a.reason); continue }
       work.push(this.guard(id, async () => { for (const a of list) await this.act(a, mine.get(id) ?? null) }))
     }
     await Promise.all(work)
+  }
+
+  private held (vmId: string, why: string): void {
+    if (why.startsWith(START_WAIT) && this.waitSaid.get(vmId) !== why) {
+      this.waitSaid.set(vmId, why)
+      this.d.log.info('VM waits to start here', { vmId, why })
+      return
+    }
+    this.d.log.debug('leaving a VM as it is', { vmId, why })
   }
 
   /** Does one action; vm is the record assigned here (null for a guest that is not ours). */
   private async act (a: AgentAction, vm: VmRecord | null): Promise<void> {
     const hv = this.d.hypervisor
     switch (a.kind) {
-      case 'hold': this.d.log.debug('leaving a VM as it is', { vmId: a.vmId, why: a.reason }); return
+      case 'hold': this.held(a.vmId, a.reason); return
       case 'note-stop': this.stopSeen.add(a.vmId); return
       case 'reset-backoff': this.attempts.delete(a.vmId); return
       case 'cleanup':

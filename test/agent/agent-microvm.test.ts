@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { Agent } from '../../node/agent.ts'
 import { MicrovmHypervisor } from '../../node/hypervisor/microvm.ts'
 import { microvmGuests } from '../../node/ha/microvm-fence.ts'
-import { silentLogger } from '../../node/log.ts'
+import { recordingLogger, type LogRecord } from '../../node/log.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { StateMachine, UNCHECKED_AUTHORITY, encodeEnvelope } from '../../storage/state-machine.ts'
 import type { ApplyResult, Command } from '../../protocols/commands.ts'
@@ -25,6 +25,7 @@ const root = mkdtempSync(join(tmpdir(), 'blx-agent-microvm-'))
 const dataDir = join(root, 'data')
 const stateDir = join(root, 'microvms')
 const host = new RecordingHost(stateDir)
+const logs: LogRecord[] = []
 const sm = new StateMachine(new MemoryKv(), UNCHECKED_AUTHORITY)
 let index = 0
 let t = 1_000_000
@@ -41,7 +42,7 @@ const agent = new Agent({
   sm,
   hypervisor: new MicrovmHypervisor({ dataDir, stateDir, exec: host.exec, now: () => t }),
   propose: async (env) => sm.apply(++index, encodeEnvelope(env)),
-  log: silentLogger,
+  log: recordingLogger(logs).log,
   now: () => t,
   reconcileEveryMs: 20,
   mayRun: () => held
@@ -119,6 +120,11 @@ test('a preemption: the victim\'s unit, stopping gracefully, is down before the 
     await phase('vm-high', 'running')
   } finally { host.stopMs = 0 }
   assert.not.ok(host.activeAtStart.get('high')?.includes('low'), `units active when high started: ${String(host.activeAtStart.get('high'))}`)
+  // the wait is said once, at info, with what it waits for, though the agent passed every 20 ms meanwhile
+  const waits = logs.filter((r) => r.msg === 'VM waits to start here' && r.fields.vmId === 'vm-high')
+  assert.is(waits.length, 1, JSON.stringify(waits))
+  assert.is(waits[0].level, 'info')
+  assert.match(String(waits[0].fields.why), /^not starting \(.*\): the guest of VM vm-low, no longer assigned here, still holds its room/)
   assert.ok(host.log.indexOf('systemctl stop microvm@low.service') < host.log.indexOf('systemctl start microvm@high.service'))
   await until('the victim released', () => vm('vm-low').releasing == null ? true : null)
   assert.match(vm('vm-low').status.reason, /^preempted by VM high \(priority 10 > 1\) on self; waits for room/)
