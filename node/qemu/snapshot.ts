@@ -84,13 +84,23 @@ export async function saveState (qmp: QmpClient, file: string, sock: string, opt
 export async function loadState (qmp: () => Promise<QmpClient>, source: string | (() => Readable), sock: string, opts: { timeoutMs?: number } = {}): Promise<void> {
   const deadline = Date.now() + (opts.timeoutMs ?? SNAPSHOT_TIMEOUT_MS)
   const socketDeadline = Date.now() + INCOMING_WAIT_MS
+  // QEMU binds the socket (the file appears) a moment before it listens on it: a connect in
+  // between is refused (seen in CI under load: ECONNREFUSED on a clone's first start), so a refused
+  // or missing socket is tried again until the deadline
+  let conn: Socket
   for (;;) {
-    try { if ((await stat(sock)).isSocket()) break } catch {}
-    if (Date.now() > socketDeadline) throw new QemuError('Timeout', `the restoring QEMU made no incoming socket ${sock} within ${INCOMING_WAIT_MS} ms`)
+    let ready = false
+    try { ready = (await stat(sock)).isSocket() } catch {}
+    if (ready) {
+      const c = connect(sock)
+      const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => { c.once('connect', () => { resolve(null) }); c.once('error', resolve) })
+      if (err == null) { conn = c; break }
+      c.destroy()
+      if (err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT') throw err
+    }
+    if (Date.now() > socketDeadline) throw new QemuError('Timeout', `the restoring QEMU ${ready ? 'refused connections on' : 'made no'} incoming socket ${sock} within ${INCOMING_WAIT_MS} ms`)
     await sleep(INCOMING_POLL_MS)
   }
-  const conn = connect(sock)
-  await new Promise<void>((resolve, reject) => { conn.once('connect', resolve); conn.once('error', reject) })
   const input = typeof source === 'string' ? createReadStream(source) : source()
   try { await pipeline(input, conn) } catch (e) {
     // QEMU closes the socket as soon as it has read the stream's end marker, which can race our
