@@ -1,6 +1,7 @@
 // One simulated run from one seed: build the cluster, run the workload under
 // the nemesis for `steps` ticks, heal everything, require progress (liveness),
 // let the cluster settle, then ask every checker for its verdict.
+import type { StateMachine } from '../storage/state-machine.ts'
 import { Prng } from './prng.ts'
 import { EventQueue } from './event-queue.ts'
 import { Cluster } from './cluster.ts'
@@ -138,12 +139,16 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   let moves: MoveInvariants | null = null
   const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace, onStart: (h, g, vm, now) => { moves?.started(h, g, vm, now) } })
   // the scheduler of issue 19 (shipped loops, a tenant, the hosts' agents); forked last, like HA
-  const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace })
+  // wired to the rebalance-converges checker once it exists
+  let onRebalancePass: ((sm: StateMachine, now: number) => void) | undefined
+  const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace, onRebalancePass: (sm, now) => { onRebalancePass?.(sm, now) } })
   moves = new MoveInvariants(ha === null ? null : { hosts: Array.from({ length: HOSTS }, (_, i) => `host${i + 1}`), runs: (h, g) => ha.runs(h, g), handedOver: (h, g) => ha.handedOver.has(`${g}>${h}`) })
   if (schedModel !== null) {
     // the model's rebalancers hear of applied commands as the daemon's do (node/apply-effects.ts)
     checkers.push({ name: 'sched-effects', violations: [], onApply: (r, _e, _now, env, result) => { schedModel.applied(r, env, result) } })
-    checkers.push(moves, new RebalanceConverges(CONVERGE_ROUNDS, schedModel.mode === 'skew'))
+    const converges = new RebalanceConverges(CONVERGE_ROUNDS, schedModel.mode === 'skew')
+    onRebalancePass = converges.onRebalancePass
+    checkers.push(moves, converges)
   }
   // some runs note an admin recovery on every member mid-faults (membership's voteRecovery round);
   // forked, so its draws change no other stream

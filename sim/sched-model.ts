@@ -18,6 +18,7 @@
 // model does not know about. They are still placed by the shipped scheduler and may be preempted.
 import type { Command, CommandEnvelope, ApplyResult } from '../protocols/commands.ts'
 import type { VmRecord } from '../protocols/model.ts'
+import type { StateMachine } from '../storage/state-machine.ts'
 import { BlixardError } from '../protocols/errors.ts'
 import { Scheduler } from '../node/scheduler.ts'
 import type { Every, SchedulerDeps } from '../node/scheduler.ts'
@@ -66,6 +67,8 @@ export interface SchedModelOptions {
   /** the hosts' ground truth (which guests run where), when HA is in the run */
   ha: HaSim | null
   trace: ((line: string) => void) | null
+  /** told at the start of every pass of a leader's rebalancer, with the state and time it plans on */
+  onRebalancePass?: (sm: StateMachine, now: number) => void
 }
 
 export class SchedModel {
@@ -163,7 +166,9 @@ export class SchedModel {
     const now = (): number => sched.now()
     const noLoad = { hints: () => new Map() }
     const sdeps: SchedulerDeps = { sm, load: noLoad, isLeader, propose, log: log.child({ part: 'scheduler' }), now, bugs: this.o.bugs }
-    const rdeps: RebalancerDeps = { sm, load: noLoad, isLeader, propose, log: log.child({ part: 'rebalancer' }), now, policy: LEADER_REBALANCE_POLICY, mode: this.mode }
+    // the rebalancer asks for load hints once a pass, right before it plans on `sm` at `now`
+    const passLoad = { hints: () => { this.o.onRebalancePass?.(sm, sched.now()); return new Map() } }
+    const rdeps: RebalancerDeps = { sm, load: passLoad, isLeader, propose, log: log.child({ part: 'rebalancer' }), now, policy: LEADER_REBALANCE_POLICY, mode: this.mode }
     const scheduler = new Scheduler(sdeps, SIM_SCHEDULE_EVERY_MS, this.every(live))
     const rebalancer = new Rebalancer(rdeps, SIM_REBALANCE_EVERY_MS, this.every(live))
     scheduler.start()
