@@ -31,6 +31,10 @@ export interface RaftConfig {
   maxUncommittedBytes?: number
   preVote?: boolean
   checkQuorum?: boolean
+  /** A commit index alone does not make a leader send empty MsgApps at once: they wait for the
+   * shell's flushCommitNotices(), and a follower that gets new entries meanwhile learns the commit
+   * index with them (every MsgApp carries it). Default false: etcd's behaviour. */
+  lazyCommitNotice?: boolean
   /** Deliberately broken variants, for the simulator's checker tests. */
   bugs?: ReadonlySet<RaftBug>
 }
@@ -80,6 +84,7 @@ export class Raft {
   private readonly maxSizePerMsg: number
   private readonly maxUncommittedBytes: number
   private readonly bugs: ReadonlySet<RaftBug>
+  private readonly lazyCommitNotice: boolean
 
   constructor (cfg: RaftConfig) {
     if (!(cfg.electionTick > cfg.heartbeatTick) || !(cfg.heartbeatTick > 0)) {
@@ -94,6 +99,7 @@ export class Raft {
     this.maxSizePerMsg = cfg.maxSizePerMsg ?? DEFAULT_MAX_SIZE_PER_MSG
     this.maxUncommittedBytes = cfg.maxUncommittedBytes ?? 0
     this.bugs = cfg.bugs ?? new Set()
+    this.lazyCommitNotice = cfg.lazyCommitNotice ?? false
     const { hardState, conf } = cfg.storage.initialState()
     this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied ?? 0)
     this.term = hardState.term
@@ -313,12 +319,31 @@ export class Raft {
     if (this.role === 'leader') this.bcastAppend()
   }
 
-  /** New entries to everyone; an empty MsgApp only to those not yet told the commit index. */
+  /** New entries to everyone; an empty MsgApp only to those not yet told the commit index (with
+   * lazyCommitNotice, not even to them: see flushCommitNotices). */
   private bcastAppend (): void {
     for (const [id, pr] of this.tracker.progress) {
-      if (id === this.id || !this.maybeSendAppend(id, pr.sentCommit < this.log.committed)) continue
+      if (id === this.id || !this.maybeSendAppend(id, !this.lazyCommitNotice && pr.sentCommit < this.log.committed)) continue
       // A replicating follower gets as many MsgApps as its window allows (pipelining).
       if (pr.state === 'replicate') while (this.maybeSendAppend(id, false)) { /* until paused or sent all */ }
+    }
+  }
+
+  /** Is a follower that could be sent to (not paused) still to be told the commit index? Only
+   * with lazyCommitNotice: the shell then calls flushCommitNotices a moment later. */
+  commitNoticesDue (): boolean {
+    if (!this.lazyCommitNotice || this.role !== 'leader') return false
+    for (const [id, pr] of this.tracker.progress) {
+      if (id !== this.id && pr.sentCommit < this.log.committed && !pr.isPaused()) return true
+    }
+    return false
+  }
+
+  /** An empty MsgApp, carrying the commit index, to every follower not yet told it. */
+  flushCommitNotices (): void {
+    if (this.role !== 'leader') return
+    for (const [id, pr] of this.tracker.progress) {
+      if (id !== this.id && pr.sentCommit < this.log.committed) this.maybeSendAppend(id, true)
     }
   }
 

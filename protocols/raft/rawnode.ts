@@ -107,6 +107,10 @@ export class RawNode {
     this.raft.reportSnapshot(id, ok)
   }
 
+  /** See RaftConfig.lazyCommitNotice. */
+  commitNoticesDue (): boolean { return this.raft.commitNoticesDue() }
+  flushCommitNotices (): void { this.raft.flushCommitNotices() }
+
   hasReady (): boolean {
     const r = this.raft
     r.flushBroadcast()

@@ -5,7 +5,7 @@
 // in flight, time proposals out on the injected clock, run the admission filter before the core.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { RaftNode } from '../../node/core/raft-node.ts'
+import { COMMIT_NOTICE_DELAY_MS, RaftNode } from '../../node/core/raft-node.ts'
 import type { ProposalOutcome, RaftNodeOptions } from '../../node/core/raft-node.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
 import { EventQueue } from '../../sim/event-queue.ts'
@@ -170,6 +170,38 @@ test('the admission filter runs before the core: a node refusing every append ne
   assert.equal(done, [true, true, true], 'two of three are a quorum')
   assert.ok(refused.length > 0)
   assert.is(env.sms.get('n3')?.listAdmins().length ?? -1, 0)
+})
+
+test('commit notices: writes one after another send no commit-only MsgApp; after the last, followers are told within the delay, before any heartbeat', () => {
+  const env = cluster({ electionTick: 60, heartbeatTick: 30 }) // heartbeats every 300 ms
+  const l = leader(env)
+  env.sched.runUntil(env.sched.now() + 50)
+  const sent: Message[] = []
+  for (const [id, c] of env.cores) {
+    const receive = c.receive.bind(c)
+    c.receive = (m, from) => { if (from === l.id && id !== l.id) sent.push(m); return receive(m, from) }
+  }
+  let answered = 0
+  let lastAt = 0
+  const next = (i: number): void => {
+    l.propose(addAdmin(i), (o) => {
+      assert.ok(o.ok)
+      answered++
+      lastAt = env.sched.now()
+      if (i < 7) next(i + 1)
+    })
+  }
+  next(0)
+  while (answered < 8 && env.sched.now() < 5_000) env.sched.runUntil(env.sched.now() + 1)
+  assert.is(answered, 8)
+  const lastIndex = l.applied()
+  // the flush leaves COMMIT_NOTICE_DELAY_MS after the last write applied on the leader, and takes
+  // one network delay; the next heartbeat is ~300 ms away
+  env.sched.runUntil(lastAt + COMMIT_NOTICE_DELAY_MS + NET_DELAY_MS + 1)
+  for (const [id, sm] of env.sms) assert.is(sm.applied(), lastIndex, `${id} applied the last write`)
+  // the only empty MsgApps are that flush: one to each follower, with the last commit index
+  const empty = sent.filter((m) => m.type === 'MsgApp' && (m.entries ?? []).length === 0)
+  assert.equal(empty.map((m) => [m.to, m.commit]).sort(), [...env.cores.keys()].filter((id) => id !== l.id).map((id) => [id, lastIndex]).sort())
 })
 
 test('compaction runs by the policy, and a stopped core answers Unavailable', () => {
