@@ -48,5 +48,6 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ privateK
 export async function loadSigningIdentity (dataDir: string): Promise<{ privateKey: PrivateKey, created: boolean, signer: Signer }> {
   const { privateKey, created } = await loadOrCreateIdentity(dataDir)
   const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
-  return { privateKey, created, signer: { peerId: peerIdFromPrivateKey(privateKey).toString(), sign: (data) => privateKey.sign(data) } }
+  const { keySigner } = await import('../protocols/auth.ts')
+  return { privateKey, created, signer: keySigner(peerIdFromPrivateKey(privateKey).toString(), privateKey) }
 }

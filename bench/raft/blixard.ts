@@ -14,7 +14,7 @@ import { createBlixardHost } from '../../node/net/host.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import { RpcClient } from '../../node/net/rpc.ts'
 import type { ResultOf } from '../../protocols/rpc.ts'
-import { signCommand } from '../../protocols/auth.ts'
+import { keySigner, signCommand } from '../../protocols/auth.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 import { SIGNATURE_VALIDITY } from '../../node/api.ts'
 import { randomUUID } from 'node:crypto'
@@ -106,6 +106,7 @@ export function adminWrite (client: RpcClient, self: string, tag: string): (time
   let until = 0
   const key = KEYS.get(self)
   if (key == null) throw new Error(`no key for bench admin ${self}`)
+  const signer = keySigner(self, key)
   return async (timeoutMs?: number) => {
     const name = `${tag}-${seq++}-`.padEnd(110, 'x')
     try {
@@ -114,7 +115,7 @@ export function adminWrite (client: RpcClient, self: string, tag: string): (time
       if (seq % UNTIL_REFRESH_WRITES === 1 || until === 0) until = (await client.call('cluster.status', { stale: true })).applied + SIGNATURE_VALIDITY
       const v = validateCommand({ type: 'AddAdmin', peerId: self, name })
       if (!v.ok) throw new Error(v.error.message)
-      const auth = await signCommand({ peerId: self, sign: (d) => key.sign(d) }, v.cmd, randomUUID(), until)
+      const auth = await signCommand(signer, v.cmd, randomUUID(), until)
       await client.call('cluster.submit', { method: 'admin.add', params: { peerId: self, name }, cmd: v.cmd, auth }, timeoutMs != null ? { timeoutMs } : {})
     } catch (err) {
       if (err instanceof BlixardError && err.kind === 'AlreadyExists') return

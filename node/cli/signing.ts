@@ -124,7 +124,4 @@ export function signingClient (client: RpcClient, signer: Signer): RpcClient {
   })
 }
 
-/** A libp2p private key as a Signer. */
-export function keySigner (peerId: string, key: { sign: (data: Uint8Array) => Uint8Array | Promise<Uint8Array> }): Signer {
-  return { peerId, sign: (data) => key.sign(data) }
-}
+export { keySigner } from '../../protocols/auth.ts'
