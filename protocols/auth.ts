@@ -281,6 +281,11 @@ export function authError (cmd: Command, auth: CommandAuth | undefined, index: n
   }
 }
 
+/** Ed25519 signing with a 64-byte libsodium secret key (seed then public key). */
+function sodiumSign (sk: Buffer): (data: Uint8Array) => Uint8Array {
+  return (data) => { const sig = new Uint8Array(sodium.crypto_sign_BYTES); sodium.crypto_sign_detached(sig, data, sk); return sig }
+}
+
 /** What keySigner needs of a libp2p private key. */
 export interface SigningKey {
   type: string
@@ -295,11 +300,7 @@ export interface SigningKey {
  * through its own sign. */
 export function keySigner (peerId: string, key: SigningKey): Signer {
   if (key.type === 'Ed25519' && key.raw.byteLength === sodium.crypto_sign_SECRETKEYBYTES) {
-    const sk = Buffer.from(key.raw) // a copy: the key's bytes stay the key's
-    return {
-      peerId,
-      sign: (data) => { const sig = new Uint8Array(sodium.crypto_sign_BYTES); sodium.crypto_sign_detached(sig, data, sk); return sig }
-    }
+    return { peerId, sign: sodiumSign(Buffer.from(key.raw)) } // a copy: the key's bytes stay the key's
   }
   return { peerId, sign: (data) => key.sign(data) }
 }
@@ -314,10 +315,7 @@ export function seededSigner (seed: Uint8Array): SyncSigner {
   const sk = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES)
   sodium.crypto_sign_seed_keypair(pk, sk, Buffer.from(seed))
   const peerId = peerIdFromPublicKey(publicKeyFromRaw(pk)).toString()
-  return {
-    peerId,
-    sign: (data) => { const sig = new Uint8Array(sodium.crypto_sign_BYTES); sodium.crypto_sign_detached(sig, data, sk); return sig }
-  }
+  return { peerId, sign: sodiumSign(sk) }
 }
 
 /** signCommand for a synchronous signer. */

@@ -17,7 +17,8 @@ import type { BlixardHost } from '../net/host.ts'
 import { RpcClient } from '../net/rpc.ts'
 import { CliError } from './errors.ts'
 import { configDir } from './whoami.ts'
-import { keySigner, signingClient } from './signing.ts'
+import { signingClient } from './signing.ts'
+import { keySigner } from '../../protocols/auth.ts'
 
 export function clusterKeyPath (explicit?: string): string {
   if (explicit != null) return explicit

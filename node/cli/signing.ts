@@ -123,5 +123,3 @@ export function signingClient (client: RpcClient, signer: Signer): RpcClient {
     }
   })
 }
-
-export { keySigner } from '../../protocols/auth.ts'

@@ -20,11 +20,10 @@ import { generateKeyPairSync, sign as edSign } from 'node:crypto'
 import { peerIdFromPublicKey } from '@libp2p/peer-id'
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { OpsCluster, ROOT, until } from './cluster.ts'
-import { signCommand } from '../../protocols/auth.ts'
+import { keySigner, signCommand } from '../../protocols/auth.ts'
 import type { Signer } from '../../protocols/auth.ts'
 import type { Command } from '../../protocols/commands.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
-import { keySigner } from '../../node/cli/signing.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 // as root in a sandbox with no internet: no sandbox, no GPU, no background calls home

@@ -21,7 +21,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createBlixardHost } from '../../node/net/host.ts'
 import { RpcClient } from '../../node/net/rpc.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
-import { keySigner, signingClient } from '../../node/cli/signing.ts'
+import { signingClient } from '../../node/cli/signing.ts'
+import { keySigner } from '../../protocols/auth.ts'
 import { BlixardError } from '../../protocols/errors.ts'
 
 const PEER_ID = /12D3KooW[1-9A-HJ-NP-Za-km-z]{44}/
