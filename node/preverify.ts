@@ -66,7 +66,7 @@ parentPort.on('message', ({ seq, jobs }) => {
 })
 `
 
-interface Waiting { job: SignatureJob, resolve: (ok: boolean | null) => void }
+interface Waiting { job: SignatureJob, pair: { cmd: Command, auth: CommandAuth } | undefined, resolve: (ok: boolean | null) => void }
 
 class VerifyWorker {
   private worker: Worker | null = null
@@ -82,7 +82,7 @@ class VerifyWorker {
   private inFlight = 0
   private lastSubmit = -Infinity
 
-  submit (job: SignatureJob): Promise<boolean | null> {
+  submit (job: SignatureJob, pair?: { cmd: Command, auth: CommandAuth }): Promise<boolean | null> {
     const running = this.byId.get(job.id)
     if (running !== undefined) return running
     const now = performance.now()
@@ -91,7 +91,7 @@ class VerifyWorker {
     if (lone) return Promise.resolve(null)
     if (this.inFlight >= MAX_PREVERIFY_IN_FLIGHT) return Promise.resolve(null)
     this.inFlight++
-    const done = new Promise<boolean | null>((resolve) => { this.queue.push({ job, resolve }) })
+    const done = new Promise<boolean | null>((resolve) => { this.queue.push({ job, pair, resolve }) })
     this.byId.set(job.id, done)
     if (this.idleTimer !== null) { clearTimeout(this.idleTimer); this.idleTimer = null }
     if (!this.flushing) {
@@ -110,7 +110,8 @@ class VerifyWorker {
   private settle (w: Waiting, ok: boolean | null): void {
     this.inFlight--
     this.byId.delete(w.job.id)
-    if (ok !== null) noteVerified(w.job, ok)
+    // the pair too: the synchronous check of these very objects before proposing is then a lookup
+    if (ok !== null) noteVerified(w.job, ok, w.pair)
     w.resolve(ok)
   }
 
@@ -205,5 +206,5 @@ export async function preverifyReady (): Promise<void> { await pool.ready() }
 export async function preverifyAuth (cmd: Command, auth: CommandAuth): Promise<boolean | null> {
   const job = signatureJob(cmd, auth)
   if (typeof job === 'boolean') return job
-  return await pool.submit(job)
+  return await pool.submit(job, { cmd, auth })
 }

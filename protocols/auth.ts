@@ -79,8 +79,13 @@ export function withLeaderTerm (cmd: Command, term: number): Command {
  * signer and verifier encode the same fields in the same order. A cluster id is not part of it:
  * clusters have none today; when they do, it goes in the second slot (now null). */
 export function signingBytes (cmd: Command, signer: string, nonce: string, until: number): Uint8Array {
+  signingEncodes++
   return encodeCbor([SIGNING_DOMAIN, null, signer, nonce, until, cmd])
 }
+
+let signingEncodes = 0
+/** How many times this process has encoded signing bytes (tests). */
+export function signingBytesEncoded (): number { return signingEncodes }
 
 /** Peer ids seen recently → their public key; a bounded cache (parsing a peer id is the costly part
  * of a verify). Only a cache: the answer never depends on it. */
@@ -130,16 +135,24 @@ function remember (id: string, bytes: Uint8Array): void {
   verified.set(id, bytes)
 }
 
+/** The (auth, command) objects this process has found good, so that a second check of the very
+ * same pair — a leader's check before proposing, after the one its worker made (node/preverify.ts)
+ * — neither encodes the signing bytes again nor looks them up. By object, never by content:
+ * commands and their auth are not modified once validated, and a pair decoded anew (on apply)
+ * is checked against the bytes cache above. Weak: the pair's objects take their entry with them. */
+const verifiedPairs = new WeakMap<CommandAuth, Command>()
+
 /** A plain, deterministic signature check (Ed25519 verification has no randomness). */
 export function verifyAuth (cmd: Command, auth: CommandAuth): boolean {
+  if (verifiedPairs.get(auth) === cmd) return true
   const key = publicKeyOf(auth.signer)
   if (key === null || auth.sig.byteLength !== AUTH_LIMITS.signatureBytes) return false
   const bytes = signingBytes(cmd, auth.signer, auth.nonce, auth.until)
   const id = sigId(auth.sig)
   const seen = verified.get(id)
-  if (seen !== undefined && Buffer.compare(seen, bytes) === 0) return true
+  if (seen !== undefined && Buffer.compare(seen, bytes) === 0) { verifiedPairs.set(auth, cmd); return true }
   const ok = ed25519Verify(bytes, key, auth.sig)
-  if (ok) remember(id, bytes)
+  if (ok) { remember(id, bytes); verifiedPairs.set(auth, cmd) }
   return ok
 }
 
@@ -159,6 +172,7 @@ export interface SignatureJob {
  * needed: true when this process has verified it already, false when it cannot be valid (a signer
  * that is not an Ed25519 peer id, a signature of the wrong length). */
 export function signatureJob (cmd: Command, auth: CommandAuth): SignatureJob | boolean {
+  if (verifiedPairs.get(auth) === cmd) return true
   const key = publicKeyOf(auth.signer)
   if (auth.sig.byteLength !== AUTH_LIMITS.signatureBytes || key === null) return false
   const bytes = signingBytes(cmd, auth.signer, auth.nonce, auth.until)
@@ -172,8 +186,10 @@ export function signatureJob (cmd: Command, auth: CommandAuth): SignatureJob | b
 /** The answer of a job run elsewhere. Only for answers of ed25519Verify over
  * exactly job.bytes with job.key (the check verifyAuth makes), so that the cache never changes an
  * answer: only positive ones are kept, keyed by signature and bytes. */
-export function noteVerified (job: SignatureJob, ok: boolean): void {
-  if (ok) remember(job.id, job.bytes)
+export function noteVerified (job: SignatureJob, ok: boolean, pair?: { cmd: Command, auth: CommandAuth }): void {
+  if (!ok) return
+  remember(job.id, job.bytes)
+  if (pair !== undefined) verifiedPairs.set(pair.auth, pair.cmd)
 }
 
 /** Anything that signs: a libp2p private key (node identity, CLI identity). */

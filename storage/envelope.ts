@@ -11,8 +11,33 @@ export function encodeEnvelope (env: CommandEnvelope): Uint8Array {
   return encodeCbor(out)
 }
 
+/** An entry's bytes → their decoded, validated envelope, for the entries decoded more than once
+ * in this process: a leader decodes what it proposes (the check below raft-node's propose) and a
+ * follower what it receives (the admission check of node/core/raft-ingress.ts), and both decode
+ * the same entry again when it applies. Keyed by the byte array itself, which the Raft core hands
+ * from the proposal or the message to the committed entry unchanged; an entry read back from the
+ * log store is a new array and simply decodes again. Exact because decoding is a pure function of
+ * the bytes and an entry's bytes are never written after it exists (callers must not pass a
+ * buffer they reuse). Only valid envelopes are kept; the envelope is shared, so nobody may
+ * modify it (nobody does: commands are built fresh, never edited after decoding). Weak: an entry
+ * gone from memory takes its envelope with it. */
+const decoded = new WeakMap<Uint8Array, { ok: true, env: CommandEnvelope }>()
+let decodes = 0
+
+/** How many envelopes this process has actually decoded, memo hits not counted (tests). */
+export function envelopeDecodes (): number { return decodes }
+
 /** Decode and validate; never throws. */
 export function tryDecodeEnvelope (data: Uint8Array): { ok: true, env: CommandEnvelope } | { ok: false, error: BlixError } {
+  const hit = decoded.get(data)
+  if (hit !== undefined) return hit
+  decodes++
+  const r = decodeAndValidate(data)
+  if (r.ok) decoded.set(data, r)
+  return r
+}
+
+function decodeAndValidate (data: Uint8Array): { ok: true, env: CommandEnvelope } | { ok: false, error: BlixError } {
   if (data.byteLength > COMMAND_LIMITS.maxCommandBytes) {
     return { ok: false, error: { kind: 'TooLarge', message: `command of ${data.byteLength} bytes exceeds ${COMMAND_LIMITS.maxCommandBytes}` } }
   }

@@ -5,7 +5,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Command } from '../../protocols/commands.ts'
-import { seededSigner, signCommandSync, verifyAuth } from '../../protocols/auth.ts'
+import { seededSigner, signCommandSync, signingBytesEncoded, verifyAuth } from '../../protocols/auth.ts'
 import { MAX_PREVERIFY_IN_FLIGHT, PREVERIFY_INLINE_GAP_MS, PREVERIFY_MIN_WORKER_BATCH, preverifyAuth, preverifyReady, setPreverifyInlineGap, setPreverifyMinBatch } from '../../node/preverify.ts'
 import { validateCommand } from '../../protocols/command-schema.ts'
 
@@ -37,6 +37,21 @@ test('a good signature verified ahead is still good where it is decided', async 
   assert.is(verifyAuth(c, a), true)
   // and a second head start answers at once from the cache
   assert.is(await preverifyAuth(c, a), true)
+})
+
+test('the very objects checked ahead are a lookup where decided (no signing bytes encoded again); equal copies are checked against the bytes', async () => {
+  const c = cmd('running', 'pair')
+  const a = signCommandSync(admin, c, 'pair-1', 10)
+  assert.is(await preverifyAuth(c, a), true)
+  const n = signingBytesEncoded()
+  assert.is(verifyAuth(c, a), true)
+  assert.is(signingBytesEncoded() - n, 0, 'the pair the worker checked needs no encoding')
+  // a copy (as a command decoded from the log is) encodes its bytes and finds them good
+  const copy = structuredClone(c)
+  assert.is(verifyAuth(copy, { ...a }), true)
+  assert.is(signingBytesEncoded() - n, 1)
+  // and another command with this auth object is not vouched for by it
+  assert.is(verifyAuth(cmd('stopped', 'pair'), a), false)
 })
 
 test('a signature carried onto another command is refused ahead and where it is decided, and does not poison the first', async () => {

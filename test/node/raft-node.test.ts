@@ -14,6 +14,7 @@ import { MemoryKv } from '../../storage/memory-kv.ts'
 import { seededSigner } from '../../protocols/auth.ts'
 import type { Message } from '../../protocols/raft/types.ts'
 import type { CommandEnvelope } from '../../protocols/commands.ts'
+import { encodeEnvelope, envelopeDecodes } from '../../storage/envelope.ts'
 
 const IDS = ['n1', 'n2', 'n3']
 const TICK_MS = 10
@@ -98,6 +99,26 @@ test('three cores elect one leader, apply every proposal everywhere and answer e
   const hashes = new Set([...env.sms.values()].map(sm => sm.stateHash()))
   assert.is(hashes.size, 1, 'every replica holds the same state')
   assert.is(env.sms.get('n1')?.listAdmins().length, 8)
+})
+
+test('an entry is decoded once in a process: the check before proposing serves the apply on every replica that holds the same bytes', () => {
+  const env = cluster()
+  const l = leader(env)
+  const before = envelopeDecodes()
+  const outcomes: ProposalOutcome[] = []
+  for (let i = 0; i < 8; i++) l.propose(addAdmin(i), (o) => outcomes.push(o))
+  env.sched.runUntil(env.sched.now() + 500)
+  assert.ok(outcomes.length === 8 && outcomes.every(o => o.ok && o.result.ok))
+  // here the three cores share one process and messages carry the entries' byte arrays as they
+  // are, as a real leader's own entries and a real follower's received ones reach its apply: 8
+  // decodes (the leader's check of each proposal), not 32 (and one per replica each apply)
+  assert.is(envelopeDecodes() - before, 8)
+  assert.is(new Set([...env.sms.values()].map(sm => sm.stateHash())).size, 1)
+  // an entry in an array of its own decodes again (the memo is by array, never by content)
+  const data = encodeEnvelope(addAdmin(0, 'k-again'))
+  const n = envelopeDecodes()
+  env.sms.get('n1')?.applyBatch([{ index: 1_000, data: new Uint8Array(data) }], [])
+  assert.is(envelopeDecodes() - n, 1)
 })
 
 test('a key already in flight is answered InFlight; a follower refuses with NotLeader and a hint', () => {
