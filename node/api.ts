@@ -316,7 +316,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
         try {
           // a forwarder is not trusted: the command must carry its own authority
           if (env.auth !== undefined) await preverifyAuth(env.cmd, env.auth)
-          const why = leaderRefusal(d.sm, d.id(), env, raft.status().term)
+          const why = leaderRefusal(d.sm, d.id(), env, raft.term())
           if (why !== null) throw new BlixardError('Unauthorized', why)
           return { ok: true, result: await raft.propose(env) }
         } catch (err) { return { ok: false, error: toBlixError(err) } }
@@ -326,7 +326,7 @@ export function createApi (d: ApiDeps): RpcHandlers {
       if (p.env.auth !== undefined) await preverifyAuth(p.env.cmd, p.env.auth)
       const raft = d.raft()
       if (raft == null || !raft.isLeader()) throw new BlixardError('NotLeader', 'this node is not the leader', raft?.leaderId() ?? undefined)
-      const why = leaderRefusal(d.sm, d.id(), p.env, raft.status().term)
+      const why = leaderRefusal(d.sm, d.id(), p.env, raft.term())
       if (why !== null) throw new BlixardError('Unauthorized', why)
       return await raft.propose(p.env)
     }

@@ -53,7 +53,7 @@ export interface HostServicesDeps {
 export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<NodeServices>> {
   // who may call what, and who gets a member's share of streams: node/core/membership-rules.ts
   const registered = (p: string): boolean => d.sm.getNode(p) != null
-  const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.raft()?.status().conf, registered, (p) => d.sm.isAdmin(p))
+  const authorize = (peer: string, method: string): boolean => mayCall(peer, method, d.raft()?.conf(), registered, (p) => d.sm.isAdmin(p))
   const handlers: RpcHandlers = {
     ...d.api,
     'internal.renewLease': async (p, ctx) => {
@@ -83,7 +83,7 @@ export async function startNodeHost (d: HostServicesDeps): Promise<BlixardHost<N
       rpc: rpcServer({
         handlers: instrumentHandlers(handlers, d.metrics),
         authorize: instrumentAuthorize(authorize, d.metrics),
-        maxConcurrentFor: (peer) => isMember(peer, d.raft()?.status().conf, registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
+        maxConcurrentFor: (peer) => isMember(peer, d.raft()?.conf(), registered) ? RPC_MEMBER_MAX_CONCURRENT : undefined,
         onRefused: (reason) => { d.metrics.rpcRefused.inc({ reason }) },
         log: d.log
       }),

@@ -4,7 +4,7 @@
 // The loop's two fsync savers (send-first when leading, deferred commit-only HardState) are
 // explained in node/core/raft-loop.ts; the deferred HardState is written at a clean stop.
 import { randomBytes, randomUUID, randomInt } from 'node:crypto'
-import type { AnyConfChange, Message, NodeId } from '../protocols/raft/types.ts'
+import type { AnyConfChange, ConfState, Message, NodeId } from '../protocols/raft/types.ts'
 import type { RaftStatus } from '../protocols/raft/rawnode.ts'
 import { decodeConfChange } from '../protocols/raft/confchange.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
@@ -169,7 +169,10 @@ export class RaftService {
   async stop (): Promise<void> { this.core.stop(true) }
 
   status (): RaftStatus { return this.core.status() }
-  isLeader (): boolean { return this.core.status().role === 'leader' }
+  isLeader (): boolean { return this.core.coreRole() === 'leader' }
+  term (): number { return this.core.term() }
+  /** the configuration, shared: do not modify */
+  conf (): Readonly<ConfState> { return this.core.conf() }
   leaderId (): NodeId | null { return this.core.leaderId() }
 
   /** A message from the transport (already decoded): the receive path into the core, where the

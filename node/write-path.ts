@@ -32,7 +32,7 @@ export class WritePath {
     this.forwarder = new Forwarder<RpcClient>({
       isLeader: () => d.raft()?.isLeader() === true,
       leaderId: () => d.raft()?.leaderId() ?? null,
-      refusal: (env) => leaderRefusal(d.sm, d.self(), env, d.raft()?.status().term),
+      refusal: (env) => leaderRefusal(d.sm, d.self(), env, d.raft()?.term()),
       proposeLocal: async (env) => {
         const raft = d.raft()
         if (raft == null) throw new BlixardError('Unavailable', 'Raft is not running on this node yet')
@@ -52,7 +52,7 @@ export class WritePath {
    * one idempotency key for every attempt (node/core/forwarder.ts says when it is Indeterminate). */
   async propose (env: CommandEnvelope): Promise<ApplyResult> {
     const key = env.key ?? randomUUID()
-    const full = await signOwn({ ...env, key }, this.d.signer(), this.d.sm, this.d.raft()?.status().term)
+    const full = await signOwn({ ...env, key }, this.d.signer(), this.d.sm, this.d.raft()?.term())
     return await this.forwarder.propose({ ...full, key })
   }
 }

@@ -1,9 +1,8 @@
 // Builds the IngressContext of node/core/raft-ingress.ts from a RawNode, with the payload checks
 // wired to the state machine's own decoders: an entry must decode as a command envelope (or a
 // ConfChange) and a snapshot as a state-machine snapshot before the core may persist either.
-import type { RaftStatus } from '../../protocols/raft/rawnode.ts'
 import { decodeConfChange } from '../../protocols/raft/rawnode.ts'
-import type { NodeId } from '../../protocols/raft/types.ts'
+import type { ConfState, NodeId, Role } from '../../protocols/raft/types.ts'
 import { tryDecodeEnvelope } from '../../storage/envelope.ts'
 import { validateSnapshot } from '../../storage/state-machine.ts'
 import type { IngressContext } from './raft-ingress.ts'
@@ -17,22 +16,29 @@ export function checkEntryData (type: 'normal' | 'conf', data: Uint8Array): stri
   return r.ok ? null : `not a command: ${r.error.message}`
 }
 
-/** What the context needs of a node: a RawNode, or node/core/raft-node.ts's RaftNode around one. */
-export interface IngressSource { status: () => RaftStatus, lastIndex: () => number }
+/** What the context needs of a node (node/core/raft-node.ts's RaftNode): built for every message
+ * received, so from accessors that copy nothing (not status()). */
+export interface IngressSource {
+  term: () => number
+  leaderId: () => NodeId | null
+  coreRole: () => Role
+  conf: () => Readonly<ConfState>
+  lastIndex: () => number
+}
 
 export function raftIngressContext (self: NodeId, node: IngressSource): IngressContext {
-  const s = node.status()
+  const conf = node.conf()
   // while joint, the outgoing voters (a removed leader among them) and the learners-to-be are
   // members until the leave commits
-  const voters = s.conf.votersOutgoing == null ? s.conf.voters : [...new Set([...s.conf.voters, ...s.conf.votersOutgoing])]
-  const learners = s.conf.learnersNext == null ? s.conf.learners : [...new Set([...s.conf.learners, ...s.conf.learnersNext])]
+  const voters = conf.votersOutgoing == null ? conf.voters : [...new Set([...conf.voters, ...conf.votersOutgoing])]
+  const learners = conf.learnersNext == null ? conf.learners : [...new Set([...conf.learners, ...conf.learnersNext])]
   return {
     self,
     voters,
     learners,
-    term: s.term,
-    leader: s.lead,
-    isLeader: s.role === 'leader',
+    term: node.term(),
+    leader: node.leaderId(),
+    isLeader: node.coreRole() === 'leader',
     lastIndex: node.lastIndex(),
     checkEntry: checkEntryData,
     checkSnapshot: validateSnapshot

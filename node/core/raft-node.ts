@@ -19,7 +19,7 @@
 // entry is handled.
 import { RawNode } from '../../protocols/raft/rawnode.ts'
 import type { RaftBug, RaftStatus } from '../../protocols/raft/rawnode.ts'
-import type { AnyConfChange, Entry, Message, NodeId, Ready, Role, Snapshot } from '../../protocols/raft/types.ts'
+import type { AnyConfChange, ConfState, Entry, Message, NodeId, Ready, Role, Snapshot } from '../../protocols/raft/types.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { confChangeDone, confChangeText } from '../../protocols/raft/confchange.ts'
 import type { LogStore } from '../../protocols/raft/storage.ts'
@@ -373,7 +373,12 @@ export class RaftNode {
   status (): RaftStatus { return this.node.status() }
   lastIndex (): number { return this.node.lastIndex() }
   isLeader (): boolean { return this.role === 'leader' }
-  leaderId (): NodeId | null { return this.node.status().lead }
+  leaderId (): NodeId | null { return this.node.lead() }
+  term (): number { return this.node.term() }
+  /** the core's role now (isLeader() answers from the last Ready handled) */
+  coreRole (): Role { return this.node.role() }
+  /** the configuration, shared: do not modify (RawNode.conf) */
+  conf (): Readonly<ConfState> { return this.node.conf() }
   /** last committed index processed here, conf entries included */
   applied (): number { return this.appliedIdx }
 

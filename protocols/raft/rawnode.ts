@@ -48,6 +48,8 @@ function sameHard (a: HardState, b: HardState): boolean {
 
 export class RawNode {
   private readonly raft: Raft
+  private confOf: ConfState | null = null
+  private confCopy: ConfState = { voters: [], learners: [] }
   private prevSoft: SoftState
   private prevHard: HardState
 
@@ -173,6 +175,22 @@ export class RawNode {
 
   /** Index of the last entry in the log, unstable entries included. */
   lastIndex (): number { return this.raft.log.lastIndex() }
+
+  // What the shell asks on every RPC, proposal and received message, without status()'s copies
+  // (a leader's status() builds its progress table: measurable garbage at thousands of writes/s).
+  term (): number { return this.raft.term }
+  lead (): NodeId | null { return this.raft.lead }
+  role (): Role { return this.raft.role }
+  /** The configuration: one copy per configuration (the core replaces its conf object on every
+   * change and never edits one), shared by every caller until the next change; callers must not
+   * modify it. */
+  conf (): Readonly<ConfState> {
+    if (this.confOf !== this.raft.conf) {
+      this.confOf = this.raft.conf
+      this.confCopy = copyConf(this.raft.conf)
+    }
+    return this.confCopy
+  }
 
   status (): RaftStatus {
     const r = this.raft
