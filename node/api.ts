@@ -286,8 +286,16 @@ export function createApi (d: ApiDeps): RpcHandlers {
       await read(p)
       return explainVm(d.sm, d.load, vmRef(p.vm).id)
     },
-    'vm.watch': (p, ctx) => watch(d, p.vm ?? null, ctx.signal, vmRef),
+    // Both start from this replica's state: after the barrier, so that a VM whose create was just
+    // acknowledged (by the leader, through this node) is found here too. A follower learns the
+    // commit index with the leader's next message (or within COMMIT_NOTICE_DELAY_MS), so without it
+    // `vm create --wait` through a follower could watch before its replica applied the create.
+    'vm.watch': (p, ctx) => (async function * () {
+      await caughtUp()
+      yield * watch(d, p.vm ?? null, ctx.signal, vmRef)
+    })(),
     'vm.logs': (p, ctx) => (async function * () {
+      await caughtUp()
       const vm = vmRef(p.vm)
       // a console read at once (a moved guest's history alone is up to 1 MiB) goes in frame-sized pieces
       for await (const text of d.vmLogs(vm, { follow: p.follow, tailBytes: p.tailBytes, history: p.history }, ctx.signal)) {
