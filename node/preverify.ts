@@ -23,7 +23,7 @@ import { Worker } from 'node:worker_threads'
 import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import { noteVerified, signatureJob } from '../protocols/auth.ts'
-import type { CommandAuth, SignatureJob } from '../protocols/auth.ts'
+import type { AuthPair, CommandAuth, SignatureJob } from '../protocols/auth.ts'
 import type { Command } from '../protocols/commands.ts'
 
 /** Signatures queued or on the worker at once; past this, a signature is left to the synchronous
@@ -66,7 +66,7 @@ parentPort.on('message', ({ seq, jobs }) => {
 })
 `
 
-interface Waiting { job: SignatureJob, pair: { cmd: Command, auth: CommandAuth } | undefined, resolve: (ok: boolean | null) => void }
+interface Waiting { job: SignatureJob, pair: AuthPair | undefined, resolve: (ok: boolean | null) => void }
 
 class VerifyWorker {
   private worker: Worker | null = null
@@ -82,7 +82,7 @@ class VerifyWorker {
   private inFlight = 0
   private lastSubmit = -Infinity
 
-  submit (job: SignatureJob, pair?: { cmd: Command, auth: CommandAuth }): Promise<boolean | null> {
+  submit (job: SignatureJob, pair?: AuthPair): Promise<boolean | null> {
     const running = this.byId.get(job.id)
     if (running !== undefined) return running
     const now = performance.now()

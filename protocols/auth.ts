@@ -142,6 +142,9 @@ function remember (id: string, bytes: Uint8Array): void {
  * is checked against the bytes cache above. Weak: the pair's objects take their entry with them. */
 const verifiedPairs = new WeakMap<CommandAuth, Command>()
 
+/** A command and the auth checked over it, as objects (verifiedPairs). */
+export interface AuthPair { cmd: Command, auth: CommandAuth }
+
 /** A plain, deterministic signature check (Ed25519 verification has no randomness). */
 export function verifyAuth (cmd: Command, auth: CommandAuth): boolean {
   if (verifiedPairs.get(auth) === cmd) return true
@@ -186,7 +189,7 @@ export function signatureJob (cmd: Command, auth: CommandAuth): SignatureJob | b
 /** The answer of a job run elsewhere. Only for answers of ed25519Verify over
  * exactly job.bytes with job.key (the check verifyAuth makes), so that the cache never changes an
  * answer: only positive ones are kept, keyed by signature and bytes. */
-export function noteVerified (job: SignatureJob, ok: boolean, pair?: { cmd: Command, auth: CommandAuth }): void {
+export function noteVerified (job: SignatureJob, ok: boolean, pair?: AuthPair): void {
   if (!ok) return
   remember(job.id, job.bytes)
   if (pair !== undefined) verifiedPairs.set(pair.auth, pair.cmd)

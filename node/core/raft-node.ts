@@ -269,7 +269,7 @@ export class RaftNode {
   /** Every connection to `peer` closed: if it was our leader, campaign within `slotTicks` ticks
    * (RawNode.leaderLost) instead of waiting out the election timeout. True when it was the leader. */
   leaderLost (peer: NodeId, slotTicks: number): boolean {
-    if (this.stopped || this.node.status().lead !== peer) return false
+    if (this.stopped || this.node.lead() !== peer) return false
     this.node.leaderLost(peer, slotTicks)
     this.schedule()
     return true
