@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=4 --v8-pool-size=1
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=16 --v8-pool-size=1
 // The shebang sets the daemon's node flags and glibc's heap trim threshold, which bound its idle
 // RSS (why each: DAEMON_NODE_FLAGS and DAEMON_ENV in scripts/local-cluster.ts, which starts local
 // clusters, tests and benches with the same; keep them equal): GNU env (coreutils 8.30+) passes

@@ -293,10 +293,11 @@ in
           HOME = cfg.dataDir;
           XDG_CACHE_HOME = "${cfg.dataDir}/.cache";
           # What bounds the daemon's idle RSS (bench:idle; why each: DAEMON_NODE_FLAGS and DAEMON_ENV
-          # in scripts/local-cluster.ts, the same flags as bin/blixard-node.js's shebang): a 4 MiB V8
-          # young generation (default 16), one V8 worker thread (default 4), and glibc's heap trim
-          # threshold fixed at its initial 128 KiB (it otherwise grows to 32 MiB and keeps freed heap).
-          NODE_OPTIONS = "--max-semi-space-size=4 --v8-pool-size=1";
+          # in scripts/local-cluster.ts, the same flags as bin/blixard-node.js's shebang): V8's 16 MiB
+          # young generation bound (the daemon gives back what load grew once idle: node/memory-trim.ts),
+          # one V8 worker thread (default 4), and glibc's heap trim threshold fixed at its initial
+          # 128 KiB (it otherwise grows to 32 MiB and keeps freed heap).
+          NODE_OPTIONS = "--max-semi-space-size=16 --v8-pool-size=1";
           MALLOC_TRIM_THRESHOLD_ = "131072";
         };
         serviceConfig = {

@@ -3,6 +3,7 @@ import './polyfill.ts'
 import { loadConfig, ConfigError, configHelp, type ConfigWarning } from './config.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger } from './log.ts'
+import { startMemoryTrim } from './memory-trim.ts'
 import { recoverCommand, RecoverError } from './recover.ts'
 import { CorruptStoreError, STORE_CORRUPT_EXIT } from './store-check.ts'
 import { FailpointSpecError, loadFailpoints } from '../storage/failpoints.ts'
@@ -59,11 +60,21 @@ async function main (argv: string[]): Promise<number> {
     process.stderr.write(`blixard-node: cannot start: ${(err as Error).message}\n`)
     process.exit(1) // the half-started libp2p host would keep the process alive
   }
+  // the young generation a burst of load grew goes back once the node is idle (node/memory-trim.ts)
+  const stopTrim = startMemoryTrim({
+    onEnd: (e) => {
+      const f = { reason: e.reason, fromMiB: +(e.fromBytes / 1048576).toFixed(1), toMiB: +(e.toBytes / 1048576).toFixed(1), ms: Math.round(e.ms) }
+      // cut short by load coming back is normal; a reducer that never came is worth a line
+      if (e.reason === 'timeout') log.info('idle: young generation not given back in time', f)
+      else log.debug(`idle: young generation ${e.shrunk ? 'given back' : 'kept (busy again)'}`, f)
+    }
+  })
   await new Promise<void>((resolve) => {
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) { log.warn('second signal: exiting now', { signal }); process.exit(130) }
       stopping = true
+      stopTrim()
       log.info('shutting down', { signal })
       daemon.stop().then(resolve, (err: unknown) => { log.error('unclean shutdown', { err }); resolve() })
     }

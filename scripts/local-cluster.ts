@@ -21,15 +21,17 @@ export interface LocalNode { name: string, dir: string, port: number, metricsPor
 
 /**
  * The node (V8) flags every blixard-node runs with; bin/blixard-node.js's shebang and
- * nixos/module.nix's NODE_OPTIONS carry the same (keep the three equal). Idle RSS (bench:idle,
- * median of 3 compiled nodes): ~101 MiB with only the semi-space flag.
- * - a 4 MiB young generation (V8's default is 16): ~25 MiB less idle RSS; 2 MiB saves another
- *   ~4.5 MiB but costs ~20% write throughput in scavenges (bench:raft)
+ * nixos/module.nix's NODE_OPTIONS carry the same (keep the three equal).
+ * - V8's default young generation bound, 16 MiB a semi-space, spelled out: a busy leader needs it
+ *   (bench:raft at 256 clients, interleaved pairs: 2259, 2128 writes/s against 1867 with 4 MiB;
+ *   server CPU 0.67-0.70 against 0.81 ms a write: with 4 MiB, requests' objects outlived the
+ *   ~40 ms between scavenges and were copied, then promoted). What it grew is given back when the
+ *   node idles (node/memory-trim.ts), so idle RSS stays as with 4 MiB (bench:idle).
  * - one V8 worker thread instead of 4 (--v8-pool-size): ~4 MiB less (the workers' stacks and
  *   their malloc arenas); V8's background work (concurrent marking, sweeping, TurboFan jobs) on a
  *   heap of ~40 MiB fits in one thread, and a host's cores belong to its guests
  */
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--v8-pool-size=1']
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--v8-pool-size=1']
 
 /**
  * The environment every blixard-node runs with (the shebang and nixos/module.nix set it too).

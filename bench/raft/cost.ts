@@ -12,13 +12,14 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { DAEMON_NODE_FLAGS } from '../../scripts/local-cluster.ts'
 
 /** V8's sampling interval for the cost model's profiles, µs (default 1000; finer for short runs). */
 export const PROFILE_INTERVAL_US = 500
 
-/** node flags of a profiled node: the bench's usual young generation, plus the profiler. */
+/** node flags of a profiled node: the daemon's own, plus the profiler. */
 export function profileFlags (dir: string): string[] {
-  return ['--max-semi-space-size=4', '--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${PROFILE_INTERVAL_US}`]
+  return [...DAEMON_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${PROFILE_INTERVAL_US}`]
 }
 
 export const STAGES = ['rpc', 'auth', 'write path', 'raft', 'log', 'apply', 'transport', 'gc', 'program', 'other'] as const
