@@ -12,7 +12,7 @@ type Cmd<T extends Command['type']> = Extract<Command, { type: T }>
 export function addAdmin (ctx: ApplyContext, c: Cmd<'AddAdmin'>): AdminRecord {
   // an admin that is not a key could never sign anything: refused here too, whoever proposed it
   if (!isEd25519PeerId(c.peerId)) reject('InvalidCommand', `"${c.peerId}" is not a libp2p peer id of an Ed25519 key`)
-  if (ctx.tx.get<AdminRecord>('admins', c.peerId) !== undefined) reject('AlreadyExists', `${c.peerId} is already an admin`)
+  if (ctx.tx.has('admins', c.peerId)) reject('AlreadyExists', `${c.peerId} is already an admin`)
   const rec: AdminRecord = { peerId: c.peerId, name: c.name, addedAt: ctx.at }
   ctx.tx.put('admins', c.peerId, rec)
   return rec
@@ -20,7 +20,7 @@ export function addAdmin (ctx: ApplyContext, c: Cmd<'AddAdmin'>): AdminRecord {
 
 /** The last admin cannot be removed: nobody could change the cluster any more. */
 export function removeAdmin (ctx: ApplyContext, c: Cmd<'RemoveAdmin'>): void {
-  if (ctx.tx.get<AdminRecord>('admins', c.peerId) === undefined) reject('NotFound', `${c.peerId} is not an admin`)
+  if (!ctx.tx.has('admins', c.peerId)) reject('NotFound', `${c.peerId} is not an admin`)
   if (ctx.tx.range<AdminRecord>('admins', { limit: 2 }).length < 2) reject('Conflict', `${c.peerId} is the last admin`)
   ctx.tx.delete('admins', c.peerId)
 }
@@ -64,7 +64,7 @@ export function recoverAdmin (ctx: ApplyContext, c: Cmd<'RecoverAdmin'>, voter: 
   const added = votes === nodes.length
   if (added) {
     for (const [k] of ctx.tx.range('recoveryVotes', { start: `${c.peerId}/`, end: `${c.peerId}0` })) ctx.tx.delete('recoveryVotes', k)
-    if (ctx.tx.get<AdminRecord>('admins', c.peerId) === undefined) ctx.tx.put('admins', c.peerId, { peerId: c.peerId, name: 'recovered', addedAt: ctx.at })
+    if (!ctx.tx.has('admins', c.peerId)) ctx.tx.put('admins', c.peerId, { peerId: c.peerId, name: 'recovered', addedAt: ctx.at })
   }
   return { peerId: c.peerId, votes, needed: nodes.length, added }
 }

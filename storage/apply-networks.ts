@@ -14,7 +14,7 @@ function getNetwork (ctx: ApplyContext, name: string): NetworkRecord {
 }
 
 export function createNetwork (ctx: ApplyContext, c: Cmd<'CreateNetwork'>): NetworkRecord {
-  if (ctx.tx.get<NetworkRecord>('networks', c.name) !== undefined) reject('AlreadyExists', `network ${c.name} already exists`)
+  if (ctx.tx.has('networks', c.name)) reject('AlreadyExists', `network ${c.name} already exists`)
   // Two networks sharing addresses would hand the same IP to two VMs and confuse every route.
   const mine = parseCidr(c.subnet)
   if (mine !== null) {
@@ -42,7 +42,7 @@ export function deleteNetwork (ctx: ApplyContext, c: Cmd<'DeleteNetwork'>): void
  * A VM that already holds an address on the network gets that one back. */
 export function allocateIp (ctx: ApplyContext, c: Cmd<'AllocateIp'>): { ip: string } {
   const n = getNetwork(ctx, c.network)
-  if (ctx.tx.get<VmRecord>('vms', c.vm) === undefined) reject('NotFound', `VM ${c.vm} not found`)
+  if (!ctx.tx.has('vms', c.vm)) reject('NotFound', `VM ${c.vm} not found`)
   for (const [ip, vm] of Object.entries(n.allocations)) if (vm === c.vm) return { ip }
   const cidr = parseCidr(n.subnet)
   if (cidr === null) reject('Internal', `network ${n.name} has a bad subnet ${n.subnet}`)

@@ -100,7 +100,7 @@ function strandingRefusal (ctx: ApplyContext, node: NodeRecord, onto: string[]):
 }
 
 export function removeNode (ctx: ApplyContext, c: Cmd<'RemoveNode'>): void {
-  if (ctx.tx.get<NodeRecord>('nodes', c.id) === undefined) reject('NotFound', `node ${c.id} not found`)
+  if (!ctx.tx.has('nodes', c.id)) reject('NotFound', `node ${c.id} not found`)
   const assigned = vmIdsOn(ctx.tx, c.id)
   if (assigned.length > 0) reject('InUse', `node ${c.id} still has ${assigned.length} VMs assigned, e.g. ${assigned[0]} (drain it first)`)
   // a VM taken off it may still run there: it must say so, or be marked down, first (release-rules.ts)

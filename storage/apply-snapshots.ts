@@ -143,7 +143,7 @@ export function cloneFromSnapshot (ctx: ApplyContext, id: string, spec: VmSpec, 
   const volumes = disks.map((d, i) => {
     const name = spec.volumes[i]
     if (name !== cloneVolumeName(spec.name, i)) reject('InvalidCommand', `disk ${i} of clone ${spec.name} is volume ${cloneVolumeName(spec.name, i)}, not ${name}`)
-    if (ctx.tx.get<VolumeRecord>('volumes', name) !== undefined) reject('AlreadyExists', `volume ${name} already exists: clone ${spec.name}'s disk ${i} would take that name`)
+    if (ctx.tx.has('volumes', name)) reject('AlreadyExists', `volume ${name} already exists: clone ${spec.name}'s disk ${i} would take that name`)
     const parent = ctx.tx.get<VolumeRecord>('volumes', d.volume)
     if (parent === undefined || phaseOf(parent) === 'deleting') reject('Conflict', `VM ${n}'s volume ${d.volume} is gone: snapshot ${from.name}'s disk cannot be cloned`)
     const rec: VolumeRecord = {
@@ -174,11 +174,11 @@ export function deleteVmSnapshot (ctx: ApplyContext, c: Cmd<'DeleteVmSnapshot'>)
   const inFlight = vm !== undefined && vm.assignedNode === s.node
   if (inFlight && s.phase === 'taking') reject('Conflict', `snapshot ${c.name} is still being taken: delete it once it is ready or failed`)
   if (vm !== undefined && s.restore?.phase === 'requested' && vm.assignedNode === (s.restore.node ?? s.node)) reject('Conflict', `a restore from snapshot ${c.name} is running: delete it once that ended`)
-  const gone = ctx.tx.get<NodeRecord>('nodes', s.node) === undefined
+  const gone = !ctx.tx.has('nodes', s.node)
   // what lives in Ceph (the state image, the disk snapshots) any host with Ceph removes: the VM's
   // host of the moment takes it over from a holder that left the cluster
   const inCeph = s.location?.kind === 'rbd' || s.disks !== 'none'
-  if (gone && inCeph && vm?.assignedNode != null && ctx.tx.get<NodeRecord>('nodes', vm.assignedNode) !== undefined) {
+  if (gone && inCeph && vm?.assignedNode != null && ctx.tx.has('nodes', vm.assignedNode)) {
     return put(ctx, { ...s, node: vm.assignedNode, phase: 'deleting', updatedAt: ctx.at })
   }
   // a host no longer in the cluster will never remove its file: the record goes now

@@ -34,8 +34,8 @@ export function missingRef (spec: Pick<VmSpec, 'networks' | 'volumes'>, exists: 
 /** Networks must exist; volumes must exist and be free or already ours. */
 function checkRefs (ctx: ApplyContext, spec: VmSpec, vmId: string): VolumeRecord[] {
   const missing = missingRef(spec, {
-    network: (n) => ctx.tx.get<NetworkRecord>('networks', n) !== undefined,
-    volume: (v) => ctx.tx.get<VolumeRecord>('volumes', v) !== undefined
+    network: (n) => ctx.tx.has('networks', n),
+    volume: (v) => ctx.tx.has('volumes', v)
   })
   if (missing !== null) reject('NotFound', missing)
   return spec.volumes.map(name => {
@@ -54,8 +54,8 @@ function setAttached (ctx: ApplyContext, vols: VolumeRecord[], to: string | null
 }
 
 export function createVm (ctx: ApplyContext, c: Cmd<'CreateVm'>): VmRecord {
-  if (ctx.tx.get<VmRecord>('vms', c.id) !== undefined) reject('AlreadyExists', `VM ${c.id} already exists`)
-  if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
+  if (ctx.tx.has('vms', c.id)) reject('AlreadyExists', `VM ${c.id} already exists`)
+  if (ctx.tx.has('vmNames', c.spec.name)) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
   // a clone's volumes are made here, from the snapshot's disks, before the refs are checked
   const clonedFrom = c.fromSnapshot !== undefined ? cloneFromSnapshot(ctx, c.id, c.spec, c.fromSnapshot) : undefined
   const vols = checkRefs(ctx, c.spec, c.id)
@@ -89,7 +89,7 @@ export function updateVmSpec (ctx: ApplyContext, c: Cmd<'UpdateVmSpec'>): VmReco
     reject('GenerationMismatch', `VM ${vm.spec.name} is at generation ${vm.generation}, not ${c.ifGeneration}: it changed since it was read; read it again and retry`)
   }
   if (c.spec.name !== vm.spec.name) {
-    if (ctx.tx.get<string>('vmNames', c.spec.name) !== undefined) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
+    if (ctx.tx.has('vmNames', c.spec.name)) reject('AlreadyExists', `a VM named ${c.spec.name} already exists`)
     ctx.tx.delete('vmNames', vm.spec.name)
     ctx.tx.put('vmNames', c.spec.name, vm.id)
   }

@@ -32,6 +32,9 @@ export interface RangeOptions {
 export interface KvTx {
   /** The caller names the type it stored; the store does not check it. */
   get<T>(table: Table, key: string): T | undefined
+  /** Whether a key is present, without decoding its value (the authority checks ask this of every
+   * command: is the signer an admin, a node, has its nonce been used). */
+  has (table: Table, key: string): boolean
   put (table: Table, key: string, value: unknown): void
   delete (table: Table, key: string): void
   /** Entries in key order. */

@@ -56,6 +56,10 @@ export class LmdbKv implements Kv {
     return v == null ? undefined : decodeCbor(v) as T
   }
 
+  has (table: Table, key: string): boolean {
+    return this.db(table).doesExist(keyBytes(key))
+  }
+
   put (table: Table, key: string, value: unknown): void {
     this.putRaw(table, key, encodeCbor(value))
   }

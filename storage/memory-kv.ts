@@ -36,6 +36,10 @@ export class MemoryKv implements Kv {
     return v === undefined ? undefined : decodeCbor(v) as T
   }
 
+  has (table: Table, key: string): boolean {
+    return this.t(table).map.has(key)
+  }
+
   put (table: Table, key: string, value: unknown): void {
     this.putRaw(table, key, encodeCbor(value))
   }

@@ -30,6 +30,13 @@ export class OverlayTx implements KvTx {
     return this.base.get<T>(table, key)
   }
 
+  has (table: Table, key: string): boolean {
+    const w = this.writes.get(table)?.get(key)
+    if (w !== undefined) return w !== null
+    if (this.cleared.has(table)) return false
+    return this.base.has(table, key)
+  }
+
   put (table: Table, key: string, value: unknown): void {
     this.table(table).set(key, encodeCbor(value))
   }

@@ -120,10 +120,10 @@ function nonceKey (signer: string, nonce: string, until: number): string {
  * on a busy leader. Its methods live on the prototype: widen it with withAdmins, not a spread. */
 class TxAuthState implements AuthState {
   constructor (private readonly tx: KvTx) {}
-  isAdmin (p: string): boolean { return this.tx.get<AdminRecord>('admins', p) !== undefined }
-  isNode (p: string): boolean { return this.tx.get<NodeRecord>('nodes', p) !== undefined }
+  isAdmin (p: string): boolean { return this.tx.has('admins', p) }
+  isNode (p: string): boolean { return this.tx.has('nodes', p) }
   vmNode (id: string): string | null | undefined { return this.tx.get<VmRecord>('vms', id)?.assignedNode }
-  nonceUsed (signer: string, nonce: string, until: number): boolean { return this.tx.get<number>('noncesByUntil', nonceKey(signer, nonce, until)) !== undefined }
+  nonceUsed (signer: string, nonce: string, until: number): boolean { return this.tx.has('noncesByUntil', nonceKey(signer, nonce, until)) }
   termLeader (): TermLeader | undefined { return this.tx.get<TermLeader>('meta', TERM_LEADER_KEY) }
   migrationParties (id: string, started: number): { source: string, target: string } | undefined {
     const m = this.tx.get<VmRecord>('vms', id)?.migration
@@ -214,7 +214,7 @@ export class StateMachine {
     this.bugs = opts.bugs ?? new Set()
     this.appliedIndex = kv.get<number>('meta', 'applied') ?? 0
     // a store from before the vmsReleasing index: derive it once from the VM records
-    if (kv.get<number>('meta', RELEASING_INDEXED) === undefined) kv.transaction((tx) => { rebuildReleasingIndex(tx); tx.put('meta', RELEASING_INDEXED, 1) })
+    if (!kv.has('meta', RELEASING_INDEXED)) kv.transaction((tx) => { rebuildReleasingIndex(tx); tx.put('meta', RELEASING_INDEXED, 1) })
   }
 
   /**
@@ -493,7 +493,7 @@ export class StateMachine {
   noNodes (): boolean { return this.kv.range<NodeRecord>('nodes', { limit: 1 }).length === 0 }
   /** Every project with a quota or with VMs, its limits (null: none) and what it holds (issue 19). */
   listQuotas (): Array<{ project: string, limits: QuotaLimits | null, usage: QuotaUsage }> { return listQuotas(this.kv) }
-  isAdmin (peerId: string): boolean { return this.kv.get<AdminRecord>('admins', peerId) !== undefined }
+  isAdmin (peerId: string): boolean { return this.kv.has('admins', peerId) }
   joinPolicy (): JoinPolicy { return joinPolicy(this.kv) }
   /** may this peer join (be added as a learner, register as a node) under the join policy? */
   mayJoin (peerId: string): boolean { return mayJoin(this.kv, peerId) }

@@ -5,6 +5,7 @@ import type { Kv } from '../../storage/kv.ts'
 import { compareKeys } from '../../storage/kv.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { LmdbKv } from '../../storage/lmdb-kv.ts'
+import { OverlayTx } from '../../storage/overlay-tx.ts'
 import { tempDir } from './tmpdir.ts'
 
 const kinds: Array<[string, () => Kv]> = [
@@ -38,6 +39,34 @@ for (const [name, make] of kinds) {
     const r = kv.transaction(tx => { tx.put('vms', 'a', { x: [1] }); tx.clear('admins'); return 7 })
     assert.is(r, 7)
     assert.equal(kv.get('vms', 'a'), { x: [1] })
+    kv.close()
+  })
+
+  test(`${name}: has() answers as get() !== undefined, inside a transaction, through an overlay, and after a rollback`, () => {
+    const kv = make()
+    kv.put('admins', 'p', { peerId: 'p' })
+    kv.put('meta', 'zero', 0)
+    assert.ok(kv.has('admins', 'p'))
+    assert.ok(kv.has('meta', 'zero'), 'a falsy value is present')
+    assert.not.ok(kv.has('admins', 'q'))
+    assert.not.ok(kv.has('nodes', 'p'), 'tables are separate')
+    assert.throws(() => kv.transaction((tx) => {
+      tx.put('admins', 'q', 1)
+      tx.delete('admins', 'p')
+      assert.ok(tx.has('admins', 'q'), 'sees its own put')
+      assert.not.ok(tx.has('admins', 'p'), 'sees its own delete')
+      const o = new OverlayTx(tx)
+      o.put('admins', 'r', 1)
+      o.delete('admins', 'q')
+      assert.ok(o.has('admins', 'r'))
+      assert.not.ok(o.has('admins', 'q'))
+      assert.not.ok(tx.has('admins', 'r'), 'an overlay not committed is not in the base')
+      o.clear('admins')
+      assert.not.ok(o.has('admins', 'r'))
+      throw new Error('roll back')
+    }), /roll back/)
+    assert.ok(kv.has('admins', 'p'))
+    assert.not.ok(kv.has('admins', 'q'))
     kv.close()
   })
 
