@@ -24,8 +24,9 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import { performance, type EventLoopUtilization } from 'node:perf_hooks'
 
-/** How often the watcher looks. */
-export const TRIM_CHECK_MS = 2_000
+/** How often the watcher looks (also how long load that comes back during a trim runs with the
+ * memory-reducing mode still on, at most). */
+export const TRIM_CHECK_MS = 1_000
 /** The event loop's busy share over one check below which the node counts as idle (an idle daemon:
  * 3-6 %: heartbeats, gossip, leases, metrics; a leader under 16 concurrent writes: ~100 %). */
 export const TRIM_IDLE_ELU = 0.15
