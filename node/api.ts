@@ -168,6 +168,8 @@ export function createApi (d: ApiDeps): RpcHandlers {
     if (d.consoleInput == null) throw new BlixardError('Unavailable', 'this node serves no consoles')
     const bytes = Buffer.from(data, 'base64')
     if (bytes.length > MAX_CONSOLE_INPUT_BYTES) throw new BlixardError('InvalidParams', `params.data: at most ${MAX_CONSOLE_INPUT_BYTES} bytes per call, got ${bytes.length}`)
+    // as vm.logs: a VM whose create this follower just forwarded is found here too
+    await caughtUp()
     return await d.consoleInput(vmRef(ref), bytes)
   }
 
