@@ -7,7 +7,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createApi, type ApiDeps } from '../../node/api.ts'
 import type { RpcCallContext } from '../../node/net/rpc.ts'
-import type { VmRecord } from '../../protocols/commands.ts'
+import type { VmRecord } from '../../protocols/model.ts'
 import { harness, spec } from '../storage/sm-fixtures.ts'
 
 test('vm.consoleInput through a follower finds a VM that applies during the read barrier', async () => {
