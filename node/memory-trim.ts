@@ -121,10 +121,11 @@ export function startMemoryTrim (o: MemoryTrimOptions = {}): () => void {
     const now = performance.eventLoopUtilization()
     const elu = performance.eventLoopUtilization(now, last).utilization
     last = now
-    const r = trimStep(state, { now: performance.now(), elu, youngBytes: youngGenerationBytes() }, o.config)
+    const youngBytes = youngGenerationBytes()
+    const r = trimStep(state, { now: performance.now(), elu, youngBytes }, o.config)
     state = r.state
     if (r.action.kind === 'start') {
-      o.onStart?.(youngGenerationBytes())
+      o.onStart?.(youngBytes)
       v8.setFlagsFromString('--optimize-for-size')
       collect()
       // the collection's own time is not load

@@ -13,7 +13,7 @@
 //   host when it is an RBD image, only the holding node when it is a local file. The VM's host of the
 //   moment carries it out (and alone may report it);
 // - a VM's delete marks its snapshots 'deleting', so their host removes the state and disk snapshots.
-import type { VmCloneSource, VmRecord, VmSpec, NodeRecord } from '../protocols/model.ts'
+import type { VmCloneSource, VmRecord, VmSpec } from '../protocols/model.ts'
 import type { SnapshotCommand, VmSnapshotRecord } from '../protocols/snapshots.ts'
 import { MAX_SNAPSHOTS_PER_VM, cloneDevices, cloneVolumeName, diskSnapshotName, snapshotKey, snapshotRange, stateImageName } from '../protocols/snapshots.ts'
 import type { SnapshotDisk } from '../protocols/snapshots.ts'
