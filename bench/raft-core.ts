@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Message } from '../protocols/raft/types.ts'
-import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
+import { WalLogStore } from '../storage/wal-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
 import { StateMachine, UNCHECKED_AUTHORITY } from '../storage/state-machine.ts'
 import type { CommandEnvelope } from '../protocols/commands.ts'
@@ -31,7 +31,7 @@ const TICK_MS = 10
 /** Ready passes per drain before the next replica's turn, as node/core/raft-node.ts yields to the event loop */
 const READIES_PER_DRAIN = 64
 
-interface Replica { id: string, core: RaftNode, store: LmdbLogStore, kv: LmdbKv, sm: StateMachine }
+interface Replica { id: string, core: RaftNode, store: WalLogStore, kv: LmdbKv, sm: StateMachine }
 
 /** AddAdmin needs a real Ed25519 peer id (storage/apply-admins.ts checks it): one per proposal,
  * derived from its number and made before the clock starts. */
@@ -68,7 +68,7 @@ function run (sync: boolean): { seconds: number, perSec: number, readies: number
   let timers: Array<{ at: number, run: () => void, live: boolean }> = []
   let readies = 0
   const reps: Replica[] = ids.map((id) => {
-    const store = LmdbLogStore.open(join(dir, id, 'log'), { initialConf: { voters: ids, learners: [] }, noSync: !sync })
+    const store = WalLogStore.open(join(dir, id, 'log'), { initialConf: { voters: ids, learners: [] }, noSync: !sync })
     const kv = LmdbKv.open(join(dir, id, 'state'), { sync: sync ? 'lazy' : 'never' })
     const sm = new StateMachine(kv, UNCHECKED_AUTHORITY)
     const core = new RaftNode({

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { Signer } from '../protocols/auth.ts'
-import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
+import type { WalLogStore } from '../storage/wal-log-store.ts'
 import { LmdbKv } from '../storage/lmdb-kv.ts'
 import { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
@@ -52,7 +52,7 @@ export class Daemon {
   readonly metrics: NodeMetrics = createMetrics()
   host!: BlixardHost<NodeServices>
   raft: RaftService | null = null
-  readonly store: LmdbLogStore
+  readonly store: WalLogStore
   readonly kv: LmdbKv
   readonly sm: StateMachine
   http: HttpServer | null = null
@@ -77,7 +77,7 @@ export class Daemon {
   private constructor (readonly cfg: NodeConfig, readonly opts: DaemonOptions) {
     this.log = opts.log ?? createLogger({ node: cfg.name })
     this.loops = new Loops(this.log)
-    this.store = openCheckedLogStore(cfg.dataDir) // bad data: CorruptStoreError, a clear exit (node/store-check.ts)
+    this.store = openCheckedLogStore(cfg.dataDir, (m) => { this.log.info('raft log migrated from LMDB to the WAL', { ...m }) }) // bad data: CorruptStoreError, a clear exit (node/store-check.ts)
     this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
     this.sm = new StateMachine(this.kv)
     this.events = new EventLog(this.sm, Date.now)

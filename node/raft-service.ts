@@ -128,7 +128,7 @@ export class RaftService {
       hooks: {
         // A Ready half-handled can never be taken as done (the core stopped itself); the error
         // then ends the process and the restart recovers from what the log holds
-        // (storage/lmdb-log-store.ts LogDurabilityError).
+        // (storage/wal-log-store.ts LogDurabilityError).
         onFatal: (err) => { opts.log.error('fatal: storage failed while handling Raft output (log write, fsync or state-machine commit); stopping this node: it recovers from its log on restart', { err: String(err) }) },
         onRole: (role, leader, term) => {
           const isLeader = role === 'leader'

@@ -4,7 +4,10 @@
 // Raft log store opens, its hard state is sane, its snapshot decodes as a state-machine snapshot,
 // and every entry in the log decodes as a command or a conf change.
 import { join } from 'node:path'
-import { LmdbLogStore } from '../storage/lmdb-log-store.ts'
+import { WalLogStore } from '../storage/wal-log-store.ts'
+import { migrateLmdbLog, needsLogMigration } from '../storage/log-migrate.ts'
+import type { LogMigration } from '../storage/log-migrate.ts'
+import type { LogStore } from '../protocols/raft/storage.ts'
 import { validateSnapshot } from '../storage/state-machine.ts'
 import { checkEntryData } from './core/raft-ingress-context.ts'
 import { MAX_INDEX, MAX_TERM } from './core/raft-ingress.ts'
@@ -22,26 +25,35 @@ export class CorruptStoreError extends Error {
   }
 }
 
-/** Opens the Raft log store of `dataDir` and checks it; throws CorruptStoreError on bad data. */
-export function openCheckedLogStore (dataDir: string): LmdbLogStore {
+/** Opens the Raft log store of `dataDir` (migrating an LMDB log of an earlier release first, and
+ * telling `onMigrated` what it carried over) and checks it; throws CorruptStoreError on bad data. */
+export function openCheckedLogStore (dataDir: string, onMigrated?: (m: LogMigration) => void): WalLogStore {
   const dir = join(dataDir, 'raft')
-  const file = join(dir, 'data.mdb')
-  let store: LmdbLogStore
+  if (needsLogMigration(dir)) {
+    let m: LogMigration
+    try {
+      m = migrateLmdbLog(dir)
+    } catch (err) {
+      throw new CorruptStoreError(join(dir, 'data.mdb'), `cannot be migrated to the WAL: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    onMigrated?.(m)
+  }
+  let store: WalLogStore
   try {
-    store = LmdbLogStore.open(dir)
+    store = WalLogStore.open(dir)
   } catch (err) {
-    throw new CorruptStoreError(file, `cannot be read: ${err instanceof Error ? err.message : String(err)}`)
+    throw new CorruptStoreError(dir, `cannot be read: ${err instanceof Error ? err.message : String(err)}`)
   }
   const problem = checkLogStore(store)
   if (problem != null) {
     store.close()
-    throw new CorruptStoreError(file, problem)
+    throw new CorruptStoreError(dir, problem)
   }
   return store
 }
 
 /** null when the store is sane, else what is wrong with it. */
-export function checkLogStore (store: LmdbLogStore): string | null {
+export function checkLogStore (store: LogStore): string | null {
   try {
     const { hardState: hs } = store.initialState()
     const last = store.lastIndex()

@@ -1,18 +1,18 @@
 // Failpoints (the idea of fail-rs): named places in the real code where a test makes a fault
 // happen. Off by default; when off, a point costs one Map lookup on an empty Map. Enabled for a
 // process by BLIXARD_FAILPOINTS, e.g.
-//   BLIXARD_FAILPOINTS='lmdb.log.fsync=error;raft.transport.send=drop(0.2)'
+//   BLIXARD_FAILPOINTS='raft.log.fsync=error;raft.transport.send=drop(0.2)'
 // Each entry is `point=action` or `point=action(arg)`; an optional `N*` before the action fires it
-// at most N times (`lmdb.log.fsync=1*error`). A bad spec is a FailpointSpecError naming the entry
+// at most N times (`raft.log.fsync=1*error`). A bad spec is a FailpointSpecError naming the entry
 // and what is wrong, thrown at the first use (the daemon reads it at start and exits with it).
 //
 // Lives in storage/ so both storage/ (the LMDB log, the KV) and node/ (transport, QEMU) may import it.
 
 /** every point, and the actions it understands (with the meaning of the argument) */
 export const FAILPOINTS = {
-  'lmdb.log.write': ['error'],
-  'lmdb.log.fsync': ['error'],
-  'lmdb.log.torn': ['torn'],
+  'raft.log.write': ['error'],
+  'raft.log.fsync': ['error'],
+  'raft.log.torn': ['torn'],
   'kv.commit': ['error'],
   'raft.transport.send': ['drop', 'delay', 'reset'],
   'qemu.qmp': ['timeout'],

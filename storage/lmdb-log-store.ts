@@ -1,4 +1,6 @@
-// The Raft log on disk: entries, hard state and the latest snapshot in one LMDB environment.
+// The Raft log on disk of releases before the WAL (storage/wal-log-store.ts): entries, hard state and
+// the latest snapshot in one LMDB environment. Kept to read such a log once and migrate it
+// (storage/log-migrate.ts), and as the WAL's second subject in the log-store property test.
 // Durability: with noSync=false every save() and compact() is one LMDB write transaction committed
 // by transactionSync with its default flags, which fdatasyncs the data file and writes the meta
 // page through LMDB's O_DSYNC descriptor before returning (checked with strace: one fdatasync per
@@ -12,18 +14,7 @@ import { RaftError } from '../protocols/raft/types.ts'
 import { applyConfChange, copyConf, decodeConfChange } from '../protocols/raft/confchange.ts'
 import { decodeCbor, encodeCbor, plainBytes } from './codec.ts'
 import { failpoint } from './failpoints.ts'
-
-/**
- * The log could not be written, or not be made durable. Never retried and never treated as
- * success (PostgreSQL's fsyncgate: after a failed fsync the page cache may say the data is there
- * when the disk does not have it): the node must stop and recover from what the log holds.
- */
-export class LogDurabilityError extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'LogDurabilityError'
-  }
-}
+import { LogDurabilityError } from './wal-log-store.ts'
 
 export interface LmdbLogStoreOptions {
   /** Membership before any snapshot; persisted on first open, ignored afterwards. */
@@ -252,12 +243,12 @@ export class LmdbLogStore implements LogStore {
     // Failpoints (storage/failpoints.ts): a write that fails before anything reaches the disk, a batch
     // torn by a crash half-way (LMDB commits are atomic, so the crash is between two commits), and an
     // fsync that fails after the write. All three leave this store's memory untouched and unusable.
-    if (failpoint('lmdb.log.write') != null) { this.failed = true; throw new LogDurabilityError('Raft log write failed (failpoint lmdb.log.write)') }
-    if (fresh.length > 1 && failpoint('lmdb.log.torn') != null) {
+    if (failpoint('raft.log.write') != null) { this.failed = true; throw new LogDurabilityError('Raft log write failed (failpoint raft.log.write)') }
+    if (fresh.length > 1 && failpoint('raft.log.torn') != null) {
       const half = fresh.slice(0, Math.ceil(fresh.length / 2))
       this.env.transactionSync(() => { for (const e of half) this.log.putSync(e.index, encodeEntry(e)) })
       this.failed = true
-      throw new LogDurabilityError(`Raft log batch torn after ${half.length} of ${fresh.length} entries (failpoint lmdb.log.torn)`)
+      throw new LogDurabilityError(`Raft log batch torn after ${half.length} of ${fresh.length} entries (failpoint raft.log.torn)`)
     }
     this.env.transactionSync(() => {
       for (const [a, b] of deletes) for (let i = a; i <= b; i++) this.log.removeSync(i)
@@ -268,7 +259,7 @@ export class LmdbLogStore implements LogStore {
       }
       if (hard != null) this.meta.putSync(K_HARD, encodeCbor(hard))
     })
-    if (failpoint('lmdb.log.fsync') != null) { this.failed = true; throw new LogDurabilityError('Raft log fsync failed (failpoint lmdb.log.fsync): what was written may not be on disk') }
+    if (failpoint('raft.log.fsync') != null) { this.failed = true; throw new LogDurabilityError('Raft log fsync failed (failpoint raft.log.fsync): what was written may not be on disk') }
     if (hard != null) this.hard = hard
     if (appendOnly) {
       const contiguous = this.tail.length > 0 && this.tail[this.tail.length - 1].index === fresh[0].index - 1

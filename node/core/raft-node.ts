@@ -407,7 +407,7 @@ export class RaftNode {
         } catch (err) {
           // A Ready half-handled (the log not written or not known durable, the state not
           // committed) can never be taken as done: stop at once, sending nothing more; the
-          // restart recovers from what the log holds (storage/lmdb-log-store.ts LogDurabilityError).
+          // restart recovers from what the log holds (storage/wal-log-store.ts LogDurabilityError).
           this.stopped = true
           this.cancelTick?.()
           this.o.hooks?.onFatal?.(err)

@@ -62,7 +62,7 @@ guard('raft.transport.send=drop(0.3) on one node: writes go on, none acknowledge
   for (const i of [0, 1, 2]) await waitFor(`${c.nodes[i].name} to hold every acknowledged write`, 20_000, async () => await allPresent(i).catch(() => false), 200)
 })
 
-for (const [spec, line] of [['lmdb.log.fsync=error', 'fsync failed (failpoint lmdb.log.fsync)'], ['lmdb.log.torn=torn', '(failpoint lmdb.log.torn)']]) {
+for (const [spec, line] of [['raft.log.fsync=error', 'fsync failed (failpoint raft.log.fsync)'], ['raft.log.torn=torn', '(failpoint raft.log.torn)']]) {
   guard(`${spec}: the node exits with a clear line, writes go on, and after a restart every acknowledged write is everywhere`, async () => {
     c.kill(2, 'SIGKILL')
     await c.exited(2)

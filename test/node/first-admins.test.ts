@@ -14,7 +14,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership } from '../../node/membership.ts'
 import type { MembershipRaft } from '../../node/membership.ts'
 import { signOwn } from '../../node/own-commands.ts'
-import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { WalLogStore } from '../../storage/wal-log-store.ts'
 import { LmdbKv } from '../../storage/lmdb-kv.ts'
 import { StateMachine } from '../../storage/state-machine.ts'
 import { encodeEnvelope } from '../../storage/envelope.ts'
@@ -31,7 +31,7 @@ test('every configured first admin is added, one that failed once is proposed ag
   const admins = await Promise.all([1, 2, 3].map(async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()))
   const kv = LmdbKv.open(`${dir}/state`)
   const sm = new StateMachine(kv)
-  const store = LmdbLogStore.open(`${dir}/raft`)
+  const store = WalLogStore.open(`${dir}/raft`)
   let index = 1
   let leader = false
   const proposed: string[] = []

@@ -1,40 +1,44 @@
-// A node with bad data in its own Raft store (a real LMDB store, corrupted here) refuses to start
-// with one paragraph naming the file and the way out and exit code STORE_CORRUPT_EXIT, instead of
-// a stack trace in a restart loop.
+// A node with bad data in its own Raft store (a real WAL store, with bad contents or damaged bytes)
+// refuses to start with one paragraph naming the directory and the way out and exit code
+// STORE_CORRUPT_EXIT, instead of a stack trace in a restart loop. And a log kept by the LMDB store
+// of earlier releases is migrated on open, entries and hard state intact.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { open } from 'lmdb'
 import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
-import { encodeEnvelope } from '../../storage/state-machine.ts'
-import { encodeCbor } from '../../storage/codec.ts'
+import { WalLogStore } from '../../storage/wal-log-store.ts'
+import type { Entry, HardState, Snapshot } from '../../protocols/raft/types.ts'
+import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
+import { MemoryKv } from '../../storage/memory-kv.ts'
 import { CorruptStoreError, STORE_CORRUPT_EXIT, checkLogStore, openCheckedLogStore } from '../../node/store-check.ts'
 import { ROOT } from '../cluster/harness.ts'
 
 const conf = { voters: ['a'], learners: [] }
 const good = encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: '12D3KooWA', name: 'a' }, at: 1, key: 'k' })
+const ENTRIES: Entry[] = [{ term: 2, index: 1, type: 'normal', data: new Uint8Array(0) }, { term: 2, index: 2, type: 'normal', data: good }]
 
-function fresh (): string {
+function fresh (then?: { entries?: Entry[], hardState?: HardState, snapshot?: Snapshot }): string {
   const dir = mkdtempSync(join(tmpdir(), 'blixard-storecheck-'))
-  const s = LmdbLogStore.open(join(dir, 'raft'), { initialConf: conf })
-  s.save({ hardState: { term: 2, vote: 'a', commit: 2 }, entries: [{ term: 2, index: 1, type: 'normal', data: new Uint8Array(0) }, { term: 2, index: 2, type: 'normal', data: good }] })
+  const s = WalLogStore.open(join(dir, 'raft'), { initialConf: conf })
+  s.save({ hardState: { term: 2, vote: 'a', commit: 2 }, entries: ENTRIES })
+  if (then != null) s.save(then)
   s.close()
   return dir
 }
 
-/** writes raw bytes under `key` of the store's `db` ('log' keyed by index, 'meta' by name) */
-function corrupt (dir: string, db: 'log' | 'meta', key: number | string, value: Uint8Array): void {
-  const env = open({ path: join(dir, 'raft'), maxDbs: 4, encoding: 'binary' })
-  const d = env.openDB<Uint8Array, number | string>(db, { encoding: 'binary' })
-  d.putSync(key, value)
-  void env.close()
+/** flips one byte in the middle of the store's first segment (inside a batch that is not the last) */
+function flipByte (dir: string): void {
+  const seg = readdirSync(join(dir, 'raft')).filter(f => f.startsWith('wal-')).sort()[0]
+  const file = join(dir, 'raft', seg)
+  const b = readFileSync(file)
+  b[20] ^= 0x40
+  writeFileSync(file, b)
 }
 
 const garbage = new Uint8Array(64).map((_, i) => (i * 53 + 3) & 0xff)
-const entryBytes = (data: Uint8Array): Uint8Array => { const b = new Uint8Array(9 + data.byteLength); new DataView(b.buffer).setFloat64(1, 2); b.set(data, 9); return b }
 
 test('a sane store opens and checks clean', () => {
   const dir = fresh()
@@ -44,35 +48,62 @@ test('a sane store opens and checks clean', () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-const cases: Array<[string, (dir: string) => void, RegExp]> = [
-  ['an undecodable entry', (d) => { corrupt(d, 'log', 2, entryBytes(garbage)) }, /log entry 2/],
-  ['a garbage snapshot', (d) => { corrupt(d, 'meta', 'snapshot', encodeCbor({ meta: { index: 5, term: 2, conf }, data: garbage })) }, /snapshot at index 5/],
-  ['a hard state with term 2^53-1', (d) => { corrupt(d, 'meta', 'hardState', encodeCbor({ term: Number.MAX_SAFE_INTEGER, vote: null, commit: 0 })) }, /hard state term/],
-  ['a hard state committing beyond the log', (d) => { corrupt(d, 'meta', 'hardState', encodeCbor({ term: 2, vote: null, commit: 99 })) }, /commit 99/],
-  ['undecodable hard state bytes', (d) => { corrupt(d, 'meta', 'hardState', garbage) }, /cannot be read/]
+const cases: Array<[string, () => string, RegExp]> = [
+  ['an undecodable entry', () => fresh({ entries: [{ term: 2, index: 2, type: 'normal', data: garbage }] }), /log entry 2/],
+  ['a garbage snapshot', () => fresh({ snapshot: { meta: { index: 5, term: 2, conf }, data: garbage } }), /snapshot at index 5/],
+  ['a hard state with term 2^53-1', () => fresh({ hardState: { term: Number.MAX_SAFE_INTEGER, vote: null, commit: 0 } }), /hard state term/],
+  ['a hard state committing beyond the log', () => fresh({ hardState: { term: 2, vote: null, commit: 99 } }), /commit 99/],
+  ['a damaged byte inside the WAL', () => { const d = fresh({ hardState: { term: 3, vote: null, commit: 2 } }); flipByte(d); return d }, /cannot be read: .*corrupt at byte 0: checksum mismatch/]
 ]
-for (const [name, damage, why] of cases) {
+for (const [name, make, why] of cases) {
   test(`openCheckedLogStore refuses ${name}`, () => {
-    const dir = fresh()
-    damage(dir)
+    const dir = make()
     try {
       openCheckedLogStore(dir).close()
       assert.unreachable('opened')
     } catch (e) {
       assert.instance(e, CorruptStoreError)
       assert.match((e as Error).message, why)
-      assert.match((e as Error).message, join(dir, 'raft', 'data.mdb'))
+      assert.match((e as Error).message, join(dir, 'raft'))
     } finally { rmSync(dir, { recursive: true, force: true }) }
   })
 }
 
+test('an LMDB log of an earlier release is migrated on open: snapshot, entries and hard state carried over, the LMDB files gone', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blixard-storecheck-'))
+  const old = LmdbLogStore.open(join(dir, 'raft'), { initialConf: conf })
+  const es: Entry[] = Array.from({ length: 2500 }, (_, k) => ({ term: 3, index: k + 1, type: 'normal' as const, data: k === 0 ? new Uint8Array(0) : good }))
+  old.save({ entries: es, hardState: { term: 3, vote: 'a', commit: 2400 } })
+  const snapData = new StateMachine(new MemoryKv()).snapshot()
+  old.compact(1000, conf, snapData, 100) // a snapshot at 1000, 901..1000 kept behind it
+  old.close()
+  const migrated: unknown[] = []
+  const s = openCheckedLogStore(dir, (m) => migrated.push(m))
+  try {
+    assert.equal(migrated, [{ snapshotIndex: 1000, entries: 1500, lastIndex: 2500, commit: 2400 }])
+    assert.is(s.snapshot().meta.index, 1000)
+    assert.ok(Buffer.from(s.snapshot().data).equals(snapData), 'the snapshot data byte for byte')
+    assert.is(s.firstIndex(), 1001, 'the entries kept behind the snapshot are not carried over')
+    assert.is(s.lastIndex(), 2500)
+    assert.equal(s.initialState().hardState, { term: 3, vote: 'a', commit: 2400 })
+    assert.equal(s.entries(1001, 2501).map(e => [e.index, e.term, Buffer.from(e.data).equals(good)]), es.slice(1000).map(e => [e.index, 3, true]))
+    assert.not.ok(existsSync(join(dir, 'raft', 'data.mdb')), 'the LMDB log is gone')
+    assert.not.ok(existsSync(join(dir, 'raft', 'wal.migrating')), 'no temporary directory left')
+  } finally { s.close() }
+  // and the next open is an ordinary one
+  const again = openCheckedLogStore(dir, (m) => migrated.push(m))
+  assert.is(again.lastIndex(), 2500)
+  again.close()
+  assert.is(migrated.length, 1)
+  rmSync(dir, { recursive: true, force: true })
+})
+
 test('blixard-node on a corrupt store exits with STORE_CORRUPT_EXIT and one clear paragraph, every time', () => {
-  const dir = fresh()
-  corrupt(dir, 'log', 2, entryBytes(garbage))
+  const dir = fresh({ entries: [{ term: 2, index: 2, type: 'normal', data: garbage }] })
   for (let run = 0; run < 2; run++) {
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'node/main-node.ts'), '--data-dir', dir, '--name', 'x'], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 })
     assert.is(r.status, STORE_CORRUPT_EXIT, r.stderr)
-    assert.match(r.stderr, /blixard-node: the Raft store .*data\.mdb holds bad data \(log entry 2/)
+    assert.match(r.stderr, /blixard-node: the Raft store .*raft holds bad data \(log entry 2/)
     assert.match(r.stderr, /move its data directory aside/)
     assert.not.match(r.stderr, /\n\s+at /, 'no stack trace')
   }

@@ -1,6 +1,7 @@
-// LmdbLogStore against a plain-array model, and against MemoryLogStore (the simulator's disk),
-// on random sequences of appends (with truncation), hard states, compactions, snapshot installs
-// and reopens.
+// WalLogStore (the daemon's) and LmdbLogStore (the store before it, still read to migrate) against
+// a plain-array model, and against MemoryLogStore (the simulator's disk), on random sequences of
+// appends (with truncation), hard states, compactions, snapshot installs and reopens; the WAL with
+// tiny segments, so that rolling to a new segment and deleting dead ones happen all the time.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
@@ -9,6 +10,7 @@ import type { LogStore } from '../../protocols/raft/storage.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { applyConfChange, encodeConfChange, decodeConfChange } from '../../protocols/raft/confchange.ts'
 import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { WalLogStore } from '../../storage/wal-log-store.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
 import { tempDir, removeDir } from './tmpdir.ts'
 
@@ -163,27 +165,38 @@ export function runOps (ops: Op[], subjects: Subject[]): void {
 }
 
 // noSync: reopening after close() is what is checked here; durability is the crash test's job.
-test('LmdbLogStore and MemoryLogStore match the model on random sequences', () => {
-  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), (ops) => {
+test('WalLogStore, LmdbLogStore and MemoryLogStore match the model on random sequences', () => {
+  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), fc.integer({ min: 60, max: 400 }), (ops, segmentBytes) => {
     const dir = tempDir()
+    const wdir = tempDir()
     const lmdb: Subject = { store: LmdbLogStore.open(dir, { initialConf: CONF0, noSync: true }), reopen: () => { lmdb.store.close(); return LmdbLogStore.open(dir, { noSync: true }) } }
+    const wal: Subject = { store: WalLogStore.open(wdir, { initialConf: CONF0, noSync: true, segmentBytes }), reopen: () => { wal.store.close(); return WalLogStore.open(wdir, { noSync: true, segmentBytes }) } }
     const mem = new MemoryLogStore({ conf: CONF0 })
     const memory: Subject = { store: mem, reopen: () => { mem.crash(); return mem } }
     try {
-      runOps(ops, [lmdb, memory])
+      runOps(ops, [wal, lmdb, memory])
     } catch (e) {
       if (process.env.DEBUG_PROP) console.error(e instanceof Error ? e.message : e, JSON.stringify(ops))
       throw new Error(`${e instanceof Error ? e.message : String(e)}`)
     } finally {
       lmdb.store.close()
+      wal.store.close()
       removeDir(dir)
+      removeDir(wdir)
     }
-  }), { numRuns: 150 })
+  }), { numRuns: Number(process.env.PROP_RUNS ?? 200) })
 })
 
-test('append at a gap is refused (Unavailable) and changes nothing', () => {
+type Opener = (dir: string, opts?: { noSync?: boolean, initialConf?: ConfState }) => LogStore
+const STORES: Array<[string, Opener]> = [
+  ['WalLogStore', (dir, opts) => WalLogStore.open(dir, { ...opts, segmentBytes: 64 * 1024 })],
+  ['LmdbLogStore', (dir, opts) => LmdbLogStore.open(dir, opts)]
+]
+for (const [name, openStore] of STORES) {
+
+test(`${name}: append at a gap is refused (Unavailable) and changes nothing`, () => {
   const dir = tempDir()
-  const s = LmdbLogStore.open(dir)
+  const s = openStore(dir)
   s.save({ entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array([1]) }] })
   assert.is(errorKind(() => s.save({ entries: [{ index: 3, term: 1, type: 'normal', data: new Uint8Array([3]) }] })), 'Unavailable')
   assert.is(s.lastIndex(), 1)
@@ -193,9 +206,9 @@ test('append at a gap is refused (Unavailable) and changes nothing', () => {
   s.close()
 })
 
-test('an append that would rewrite entries kept behind the snapshot is refused (Compacted) and changes nothing', () => {
+test(`${name}: an append that would rewrite entries kept behind the snapshot is refused (Compacted) and changes nothing`, () => {
   const dir = tempDir()
-  const s = LmdbLogStore.open(dir)
+  const s = openStore(dir)
   const e = (index: number, term = 1): Entry => ({ index, term, type: 'normal', data: new Uint8Array([index]) })
   s.save({ entries: [1, 2, 3, 4, 5, 6].map((i) => e(i)) })
   s.compact(5, { voters: ['a'], learners: [] }, new Uint8Array([9]), 3) // entries 3..6 stay, snapshot at 5
@@ -208,9 +221,9 @@ test('an append that would rewrite entries kept behind the snapshot is refused (
   s.close()
 })
 
-test('reads across the in-memory tail and the disk agree', () => {
+test(`${name}: reads across the in-memory tail and the disk agree`, () => {
   const dir = tempDir()
-  const s = LmdbLogStore.open(dir, { noSync: true })
+  const s = openStore(dir, { noSync: true })
   let next = 1
   for (let b = 0; b < 5; b++) {
     const es: Entry[] = []
@@ -227,14 +240,14 @@ test('reads across the in-memory tail and the disk agree', () => {
   })
   assert.is(all[6999].term, 9)
   s.close()
-  const r = LmdbLogStore.open(dir, { noSync: true })
+  const r = openStore(dir, { noSync: true })
   assert.equal(r.entries(1, 7001).map(e => [e.index, e.term, [...e.data]]), all.map(e => [e.index, e.term, [...e.data]]))
   r.close()
 })
 
-test('one entry per save, 10 000 times (the in-place append path): reads, terms, conf entries and a reopen agree', () => {
+test(`${name}: one entry per save, 10 000 times (the in-place append path): reads, terms, conf entries and a reopen agree`, () => {
   const dir = tempDir()
-  const s = LmdbLogStore.open(dir, { noSync: true, initialConf: { voters: ['a'], learners: [] } })
+  const s = openStore(dir, { noSync: true, initialConf: { voters: ['a'], learners: [] } })
   const cc = encodeConfChange({ type: 'addLearner', node: 'b' })
   for (let i = 1; i <= 10_000; i++) {
     const term = 1 + Math.floor(i / 3000)
@@ -246,7 +259,7 @@ test('one entry per save, 10 000 times (the in-place append path): reads, terms,
   assert.is(s.term(10_000), 4)
   assert.equal(s.initialState().conf, { voters: ['a'], learners: [] }, 'an uncommitted conf entry does not count')
   s.save({ hardState: { term: 4, vote: null, commit: 5000 } })
-  const check = (st: LmdbLogStore): void => {
+  const check = (st: LogStore): void => {
     const all = st.entries(1, 10_001)
     assert.is(all.length, 10_000)
     all.forEach((e, k) => { assert.is(e.index, k + 1); if (e.index !== 5000) assert.equal([...e.data], [...dataFor(e.index, e.term)]) })
@@ -260,36 +273,36 @@ test('one entry per save, 10 000 times (the in-place append path): reads, terms,
   assert.is(s.lastIndex(), 9001)
   assert.equal(s.entries(8999, 9002).map((e) => [e.index, e.term]), [[8999, 3], [9000, 7], [9001, 7]])
   s.close()
-  const r = LmdbLogStore.open(dir, { noSync: true })
+  const r = openStore(dir, { noSync: true })
   assert.is(r.lastIndex(), 9001)
   assert.equal(r.entries(8999, 9002).map((e) => [e.index, e.term]), [[8999, 3], [9000, 7], [9001, 7]])
   assert.equal(r.initialState().conf, { voters: ['a'], learners: ['b'] })
   r.close()
 })
 
-test('a closed store refuses writes (Unavailable)', () => {
+test(`${name}: a closed store refuses writes (Unavailable)`, () => {
   const dir = tempDir()
-  const s = LmdbLogStore.open(dir)
+  const s = openStore(dir)
   s.close()
   assert.is(errorKind(() => s.save({ hardState: { term: 1, vote: null, commit: 0 } })), 'Unavailable')
 })
 
-test('initialConf is persisted on first open and kept on reopen', () => {
+test(`${name}: initialConf is persisted on first open and kept on reopen`, () => {
   const dir = tempDir()
-  LmdbLogStore.open(dir, { initialConf: { voters: ['x', 'y'], learners: ['z'] } }).close()
-  const s = LmdbLogStore.open(dir, { initialConf: { voters: ['other'], learners: [] } })
+  openStore(dir, { initialConf: { voters: ['x', 'y'], learners: ['z'] } }).close()
+  const s = openStore(dir, { initialConf: { voters: ['other'], learners: [] } })
   assert.equal(s.initialState().conf, { voters: ['x', 'y'], learners: ['z'] })
   s.close()
 })
 
-test('entries survive a reopen byte for byte, large payloads included', () => {
+test(`${name}: entries survive a reopen byte for byte, large payloads included`, () => {
   const dir = tempDir()
-  let s = LmdbLogStore.open(dir)
+  let s = openStore(dir)
   const big = new Uint8Array(300_000).map((_, i) => i * 31)
   s.save({ entries: [{ index: 1, term: 2, type: 'normal', data: big }, { index: 2, term: 2, type: 'normal', data: new Uint8Array(0) }] })
   s.sync()
   s.close()
-  s = LmdbLogStore.open(dir)
+  s = openStore(dir)
   const es = s.entries(1, 3)
   assert.is(es.length, 2)
   assert.ok(Buffer.from(es[0].data).equals(big))
@@ -297,5 +310,7 @@ test('entries survive a reopen byte for byte, large payloads included', () => {
   assert.is(es[1].data.byteLength, 0)
   s.close()
 })
+
+}
 
 test.run()

@@ -1,11 +1,12 @@
-// Child of lmdb-crash.test.ts: appends batches to an LmdbLogStore with sync, and after each sync
+// Child of log-crash.test.ts: appends batches to an WalLogStore with sync, and after each sync
 // prints the last synced index, until it is killed. Entry i carries payloadFor(i).
-import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { WalLogStore } from '../../storage/wal-log-store.ts'
 import { payloadFor } from './crash-payload.ts'
 
 const dir = process.argv[2]
 const batch = Number(process.argv[3] ?? '8')
-const store = LmdbLogStore.open(dir)
+// small segments, so that kills also land while a new segment is started
+const store = WalLogStore.open(dir, { segmentBytes: 32 * 1024 })
 let next = store.lastIndex() + 1
 for (;;) {
   const entries = []

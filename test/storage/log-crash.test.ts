@@ -1,16 +1,16 @@
 // Durability across SIGKILL: a child appends with sync and reports each synced index; we kill it
 // mid-write, reopen, and every index it reported must be there, intact.
 // (SIGKILL loses the process, not the page cache: power loss is argued from the fdatasync per
-// commit, see storage/lmdb-log-store.ts, not tested here.)
+// commit, see storage/wal-log-store.ts, not tested here.)
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { WalLogStore } from '../../storage/wal-log-store.ts'
 import { payloadFor } from './crash-payload.ts'
 import { tempDir } from './tmpdir.ts'
 
-const child = fileURLToPath(new URL('./lmdb-crash-child.ts', import.meta.url))
+const child = fileURLToPath(new URL('./log-crash-child.ts', import.meta.url))
 
 /** Run the child until it has reported at least `minSynced` more indexes (plus a random extra
  * delay so the kill lands anywhere in a write), SIGKILL it, return the highest reported index. */
@@ -50,7 +50,7 @@ test('every index reported synced survives SIGKILL, across repeated crashes', as
   for (let round = 0; round < 4; round++) {
     const reported = await runAndKill(dir, 200, (round * 7) % 13)
     assert.ok(reported > prev, `round ${round}: the child made progress (${reported} > ${prev})`)
-    const s = LmdbLogStore.open(dir)
+    const s = WalLogStore.open(dir)
     assert.ok(s.lastIndex() >= reported, `round ${round}: last ${s.lastIndex()} >= reported ${reported}`)
     const es = s.entries(1, s.lastIndex() + 1)
     assert.is(es.length, s.lastIndex())
