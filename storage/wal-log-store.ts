@@ -185,7 +185,8 @@ interface ReplayState {
   offsetTerm: number
   baseSnapIndex: number
   terms: number[]
-  /** per live entry: segment seq × 2^32 + byte position of its data in that segment */
+  /** per live entry: the segment it is in, and the byte position of its data there */
+  segs: number[]
   locs: number[]
   /** per live entry: data length × 2 + (1 when a conf entry) */
   lens: number[]
@@ -199,7 +200,8 @@ export class WalLogStore implements LogStore {
   private offsetTerm: number
   /** terms[i] is the term of entry offset+1+i: term() and lastIndex() never touch the disk. */
   private terms: number[]
-  /** where entry offset+1+i is: segment seq × 2^32 + the position of its data */
+  /** where entry offset+1+i is: its segment's seq, and the position of its data in that segment */
+  private segs: number[]
   private locs: number[]
   /** entry offset+1+i's data length × 2, + 1 for a conf entry */
   private lens: number[]
@@ -228,7 +230,7 @@ export class WalLogStore implements LogStore {
       this.snap = { meta: { index: 0, term: 0, conf: copyConf(opts.initialConf ?? { voters: [], learners: [] }) }, data: new Uint8Array(0) }
       this.writeSnapshotFile(this.snap)
     }
-    const st: ReplayState = { hard: { term: 0, vote: null, commit: 0 }, offset: this.snap.meta.index, offsetTerm: this.snap.meta.term, baseSnapIndex: this.snap.meta.index, terms: [], locs: [], lens: [] }
+    const st: ReplayState = { hard: { term: 0, vote: null, commit: 0 }, offset: this.snap.meta.index, offsetTerm: this.snap.meta.term, baseSnapIndex: this.snap.meta.index, terms: [], segs: [], locs: [], lens: [] }
     const seqs = readdirSync(dir).map(f => SEGMENT_RE.exec(f)).filter((m): m is RegExpExecArray => m != null).map(m => parseInt(m[1], 16)).sort((a, b) => a - b)
     let firstBase = true
     for (let k = 0; k < seqs.length; k++) {
@@ -259,6 +261,7 @@ export class WalLogStore implements LogStore {
     this.offset = st.offset
     this.offsetTerm = st.offsetTerm
     this.terms = st.terms
+    this.segs = st.segs
     this.locs = st.locs
     this.lens = st.lens
     if (seqs.length === 0) {
@@ -312,24 +315,25 @@ export class WalLogStore implements LogStore {
       // from the disk: a run of entries in one segment (live entries lie in index order) is one
       // read, not one per entry — a follower catching up asks for thousands
       const k0 = i - this.offset - 1
-      const seq = Math.floor(this.locs[k0] / 2 ** 32)
-      const start = this.locs[k0] - seq * 2 ** 32
+      const seq = this.segs[k0]
+      const start = this.locs[k0]
       let end = i
       let want = 0
       while (end < Math.min(hi, t0)) {
         const k = end - this.offset - 1
-        if (Math.floor(this.locs[k] / 2 ** 32) !== seq) break
+        if (this.segs[k] !== seq) break
         const len = this.lens[k] >>> 1
-        const stop = this.locs[k] - seq * 2 ** 32 + len
+        const stop = this.locs[k] + len
         if (end > i && (stop - start > MAX_READ_SPAN || (maxBytes !== undefined && bytes + want + len > maxBytes))) break
         want += len
         end++
       }
-      const span = this.readAt(seq, start, (this.locs[end - 1 - this.offset - 1] - seq * 2 ** 32) + (this.lens[end - 1 - this.offset - 1] >>> 1) - start, i)
+      const kl = end - 1 - this.offset - 1
+      const span = this.readAt(seq, start, this.locs[kl] + (this.lens[kl] >>> 1) - start, i)
       let stopped = false
       for (let j = i; j < end; j++) {
         const k = j - this.offset - 1
-        const at = this.locs[k] - seq * 2 ** 32 - start
+        const at = this.locs[k] - start
         const data = span.slice(at, at + (this.lens[k] >>> 1))
         bytes += data.byteLength
         if (out.length > 0 && maxBytes !== undefined && bytes > maxBytes) { stopped = true; break }
@@ -439,6 +443,7 @@ export class WalLogStore implements LogStore {
     if (hard != null) this.hard = hard
     if (keepFrom > 0 || keepTo < this.terms.length) {
       this.terms = this.terms.slice(keepFrom, keepTo)
+      this.segs = this.segs.slice(keepFrom, keepTo)
       this.locs = this.locs.slice(keepFrom, keepTo)
       this.lens = this.lens.slice(keepFrom, keepTo)
     }
@@ -456,10 +461,11 @@ export class WalLogStore implements LogStore {
       } else {
         this.tail = []
       }
-      const base = this.seq * 2 ** 32 + at + BATCH_HEADER
+      const base = at + BATCH_HEADER
       for (let k = 0; k < fresh.length; k++) {
         const e = fresh[k]
         this.terms.push(e.term)
+        this.segs.push(this.seq)
         this.locs.push(base + b.dataAt[k])
         this.lens.push(e.data.byteLength * 2 + (e.type === 'conf' ? 1 : 0))
         this.tail.push({ term: e.term, index: e.index, type: e.type, data: e.data })
@@ -494,6 +500,7 @@ export class WalLogStore implements LogStore {
     }
     const k = drop - this.offset
     this.terms = this.terms.slice(k)
+    this.segs = this.segs.slice(k)
     this.locs = this.locs.slice(k)
     this.lens = this.lens.slice(k)
     this.tail = this.tail.filter(e => e.index > drop)
@@ -532,8 +539,7 @@ export class WalLogStore implements LogStore {
       if (e !== undefined && e.index === i) return e
     }
     const k = i - this.offset - 1
-    const seq = Math.floor(this.locs[k] / 2 ** 32)
-    const data = this.readAt(seq, this.locs[k] - seq * 2 ** 32, this.lens[k] >>> 1, i)
+    const data = this.readAt(this.segs[k], this.locs[k], this.lens[k] >>> 1, i)
     return { term: this.terms[k], index: i, type: (this.lens[k] & 1) === 1 ? 'conf' : 'normal', data }
   }
 
@@ -600,7 +606,7 @@ export class WalLogStore implements LogStore {
   /** Deletes the segments older than the one holding the first live entry (the current one if
    * there is none): nothing in them is needed again, and the newer segments begin with the base. */
   private dropDeadSegments (): void {
-    const keepFrom = this.locs.length > 0 ? Math.floor(this.locs[0] / 2 ** 32) : this.seq
+    const keepFrom = this.segs.length > 0 ? this.segs[0] : this.seq
     for (const [seq, fd] of [...this.fds]) {
       if (seq >= keepFrom || seq === this.seq) continue
       closeSync(fd)
@@ -674,10 +680,11 @@ export class WalLogStore implements LogStore {
           // A gap is possible here: the entries before it were in a segment deleted since, and
           // were rewritten later (a segment is deleted only when no live entry is in it), so a
           // later record fills it; one that is still open at the end is corruption (checked there)
-          while (st.terms.length < k) { st.terms.push(NaN); st.locs.push(-1); st.lens.push(0) }
-          if (k < st.terms.length) { st.terms.length = k; st.locs.length = k; st.lens.length = k }
+          while (st.terms.length < k) { st.terms.push(NaN); st.segs.push(-1); st.locs.push(-1); st.lens.push(0) }
+          if (k < st.terms.length) { st.terms.length = k; st.segs.length = k; st.locs.length = k; st.lens.length = k }
           st.terms.push(term)
-          st.locs.push(seq * 2 ** 32 + bodyAt + p + ENTRY_HEADER)
+          st.segs.push(seq)
+          st.locs.push(bodyAt + p + ENTRY_HEADER)
           st.lens.push(len * 2 + type)
         }
         p += ENTRY_HEADER + len
@@ -697,7 +704,7 @@ export class WalLogStore implements LogStore {
         if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(snapIndex)) throw new Error(`bad base record at ${p}`)
         if (firstOfStore && !sawBase) {
           // the oldest segment's own start: the log begins here (older segments were deleted)
-          st.terms.length = 0; st.locs.length = 0; st.lens.length = 0
+          st.terms.length = 0; st.segs.length = 0; st.locs.length = 0; st.lens.length = 0
         } else if (reset) {
           dropThrough(st, Infinity)
         } else {
@@ -730,6 +737,7 @@ function termAt (st: ReplayState, i: number): number | undefined {
 function dropThrough (st: ReplayState, through: number): void {
   const k = through === Infinity ? st.terms.length : Math.max(0, Math.min(st.terms.length, through - st.offset))
   st.terms.splice(0, k)
+  st.segs.splice(0, k)
   st.locs.splice(0, k)
   st.lens.splice(0, k)
 }
