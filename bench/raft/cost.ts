@@ -209,7 +209,7 @@ export const SYSCALL_GROUPS: Record<string, string[]> = {
   // write(2) also carries libuv's eventfd wakeups (uv_async_send) and log lines: -c cannot tell fds apart
   'write, writev, sendmsg, sendto (sockets, eventfd)': ['write', 'writev', 'sendmsg', 'sendto', 'sendmmsg'],
   'read, readv, recvmsg, recvfrom': ['read', 'readv', 'recvmsg', 'recvfrom', 'recvmmsg'],
-  'file writes (pwrite64, pwritev: LMDB pages)': ['pwrite64', 'pwritev', 'pwritev2'],
+  'file writes (pwrite64, pwritev: WAL batches, LMDB pages)': ['pwrite64', 'pwritev', 'pwritev2'],
   'fsync (fsync, fdatasync, msync, sync_file_range)': ['fsync', 'fdatasync', 'msync', 'sync_file_range'],
   'epoll (epoll_wait, epoll_pwait, epoll_ctl)': ['epoll_wait', 'epoll_pwait', 'epoll_pwait2', 'epoll_ctl'],
   'futex (thread wakeups)': ['futex'],

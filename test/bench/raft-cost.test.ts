@@ -66,7 +66,7 @@ test('parseStraceSummary and groupSyscalls: counts by name, the profiler signals
   assert.equal(c, { futex: 3902, write: 643, fdatasync: 32, tgkill: 1633, pwrite64: 455 })
   const g = groupSyscalls(c)
   assert.is(g['fsync (fsync, fdatasync, msync, sync_file_range)'], 32)
-  assert.is(g['file writes (pwrite64, pwritev: LMDB pages)'], 455)
+  assert.is(g['file writes (pwrite64, pwritev: WAL batches, LMDB pages)'], 455)
   assert.is(g.total, 3902 + 643 + 32 + 455)
 })
 
