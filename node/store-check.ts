@@ -5,6 +5,7 @@
 // and every entry in the log decodes as a command or a conf change.
 import { join } from 'node:path'
 import { WalLogStore } from '../storage/wal-log-store.ts'
+import { DirLockedError } from '../storage/dir-lock.ts'
 import { migrateLmdbLog, needsLogMigration } from '../storage/log-migrate.ts'
 import type { LogMigration } from '../storage/log-migrate.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
@@ -42,6 +43,7 @@ export function openCheckedLogStore (dataDir: string, onMigrated?: (m: LogMigrat
   try {
     store = WalLogStore.open(dir)
   } catch (err) {
+    if (err instanceof DirLockedError) throw err // not bad data: another daemon on this data directory
     throw new CorruptStoreError(dir, `cannot be read: ${err instanceof Error ? err.message : String(err)}`)
   }
   const problem = checkLogStore(store)

@@ -37,6 +37,7 @@ import { RaftError } from '../protocols/raft/types.ts'
 import { applyConfChange, copyConf, decodeConfChange } from '../protocols/raft/confchange.ts'
 import { decodeCbor, encodeCbor, plainBytes } from './codec.ts'
 import { failpoint } from './failpoints.ts'
+import { lockDir, unlockDir } from './dir-lock.ts'
 
 /**
  * The log could not be written, or not be made durable. Never retried and never treated as
@@ -274,8 +275,16 @@ export class WalLogStore implements LogStore {
     }
   }
 
+  /** Opens (creating it if needed) the store in `dir`; DirLockedError if another live process has it open. */
   static open (dir: string, opts: WalLogStoreOptions = {}): WalLogStore {
-    return new WalLogStore(dir, opts)
+    mkdirSync(dir, { recursive: true })
+    lockDir(dir)
+    try {
+      return new WalLogStore(dir, opts)
+    } catch (err) {
+      unlockDir(dir)
+      throw err
+    }
   }
 
   initialState (): { hardState: HardState, conf: ConfState } {
@@ -516,6 +525,7 @@ export class WalLogStore implements LogStore {
     this.closed = true
     for (const fd of this.fds.values()) closeSync(fd)
     this.fds.clear()
+    unlockDir(this.dir)
   }
 
   /** Segment files on disk now (tests, diagnostics). */
