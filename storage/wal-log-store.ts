@@ -434,7 +434,7 @@ export class WalLogStore implements LogStore {
       this.failed = true
       throw new LogDurabilityError(`Raft log batch torn after ${half.length} of ${fresh.length} entries (failpoint raft.log.torn)`)
     }
-    if (snapChanged) this.writeSnapshotFile(snap)
+    if (snapChanged) this.durableSnapshot(snap)
     const b = new BatchWriter()
     if (snapChanged) b.base(offset, offsetTerm, snap.meta.index, reset)
     for (const e of fresh) b.entry(e)
@@ -498,7 +498,7 @@ export class WalLogStore implements LogStore {
     const snap: Snapshot = { meta: { index, term, conf: copyConf(conf) }, data }
     const drop = Math.max(this.offset, index - keep)
     const newOffsetTerm = this.termOf(drop) ?? this.offsetTerm
-    this.writeSnapshotFile(snap)
+    this.durableSnapshot(snap)
     const b = new BatchWriter()
     b.base(drop, newOffsetTerm, index, false)
     try {
@@ -574,6 +574,16 @@ export class WalLogStore implements LogStore {
     while (done < batch.byteLength) done += writeSync(fd, batch, done, batch.byteLength - done, this.size + done)
     this.size += batch.byteLength
     if (!this.noSync) fdatasyncSync(fd)
+  }
+
+  /** The snapshot file replaced, or the store failed: its memory no longer says what the disk holds. */
+  private durableSnapshot (s: Snapshot): void {
+    try {
+      this.writeSnapshotFile(s)
+    } catch (err) {
+      this.failed = true
+      throw new LogDurabilityError(`Raft snapshot write failed: ${err instanceof Error ? err.message : String(err)}`)
+    }
   }
 
   private writeSnapshotFile (s: Snapshot): void {

@@ -4,10 +4,10 @@
 // follows it is repaired on open as save() would have; segments roll and dead ones are deleted.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { appendFileSync, readFileSync, readdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Entry } from '../../protocols/raft/types.ts'
-import { WalLogStore } from '../../storage/wal-log-store.ts'
+import { LogDurabilityError, WalLogStore } from '../../storage/wal-log-store.ts'
 import { tempDir } from './tmpdir.ts'
 
 const conf = { voters: ['a'], learners: [] }
@@ -153,6 +153,20 @@ test('a store that never finished its creation (segments, no snapshot file) star
   assert.is(s.lastIndex(), 0)
   assert.equal(s.initialState().conf, conf)
   s.close()
+})
+
+test('a snapshot that cannot be written fails the save as a durability error; the store takes no more writes; a reopen has the log before it', () => {
+  const dir = tempDir()
+  const s = WalLogStore.open(dir, { initialConf: conf })
+  s.save({ entries: range(1, 6), hardState: { term: 1, vote: 'a', commit: 6 } })
+  mkdirSync(join(dir, 'snapshot.tmp')) // the temporary file cannot be created: EISDIR
+  assert.throws(() => { s.compact(4, conf, new Uint8Array([4])) }, (e: unknown) => e instanceof LogDurabilityError && /snapshot write failed/.test((e as Error).message))
+  assert.throws(() => { s.save({ entries: range(7, 1) }) }, (e: unknown) => e instanceof LogDurabilityError && /restart to recover/.test((e as Error).message))
+  s.close()
+  const r = WalLogStore.open(dir)
+  assert.equal(indexes(r), [1, 2, 3, 4, 5, 6])
+  assert.is(r.snapshot().meta.index, 0)
+  r.close()
 })
 
 test.run()
