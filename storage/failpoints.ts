@@ -6,7 +6,7 @@
 // at most N times (`raft.log.fsync=1*error`). A bad spec is a FailpointSpecError naming the entry
 // and what is wrong, thrown at the first use (the daemon reads it at start and exits with it).
 //
-// Lives in storage/ so both storage/ (the LMDB log, the KV) and node/ (transport, QEMU) may import it.
+// Lives in storage/ so both storage/ (the Raft log, the KV) and node/ (transport, QEMU) may import it.
 
 /** every point, and the actions it understands (with the meaning of the argument) */
 export const FAILPOINTS = {
