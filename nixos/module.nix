@@ -283,7 +283,8 @@ in
         after = [ "network-online.target" ];
         # nix builds guests, systemctl drives microvm@, ip attaches TAPs, rbd maps volumes
         # qemu: guests and the KVM probe (the daemon runs the absolute qemuBinary; PATH is for tools)
-        path = [ config.nix.package config.systemd.package pkgs.iproute2 cfg.qemuPackage ]
+        # util-linux: setpriv, so that the KVM probe's test guest dies with the daemon
+        path = [ config.nix.package config.systemd.package pkgs.iproute2 cfg.qemuPackage pkgs.util-linux ]
           ++ lib.optional (cfg.ceph.monitors != [ ]) pkgs.ceph-client
           ++ cfg.extraPackages;
         # a crash loop stops after 5 starts in 5 minutes instead of restarting forever
