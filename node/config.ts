@@ -62,6 +62,9 @@ const labels = (): Schema<Record<string, string>> => s.refine(s.labels(MAX_CONFI
   return k === undefined ? undefined : { kind: 'InvalidSpec', message: () => `label name '${k}' must be 1-128 letters, digits, . _ / -` }
 })
 
+/** How QEMU runs guests: KVM, TCG (emulation), or whichever a test boot shows works. */
+export const ACCELS = ['auto', 'kvm', 'tcg'] as const
+
 /** The TCP ports migration targets listen on by default (nixos/module.nix opens the same range). */
 export const MIGRATION_PORTS = { low: 7400, high: 7499 } as const
 
@@ -103,6 +106,9 @@ export const CONFIG_KEYS = [
   K('logLevel', 'log-level', LOG_LEVEL_ENV, s.oneOf(LOG_LEVELS), 'debug|info|warn|error'),
   // the NixOS module gives a Ceph-enabled QEMU from the store, since nixpkgs' own lacks librbd
   K('qemuBinary', 'qemu-binary', 'BLIXARD_QEMU_BINARY', text(), 'QEMU to run guests with (name in PATH or absolute path)'),
+  // auto: a test boot under KVM decides (node/qemu/kvm-probe.ts: up to 8 s of QEMU at start on a
+  // host whose /dev/kvm cannot run the guest); kvm or tcg: no probe
+  K('accel', 'accel', 'BLIXARD_ACCEL', s.oneOf(ACCELS), 'QEMU accelerator: auto (probe KVM with a test boot), kvm, tcg'),
   // a fresh cluster forms once this many nodes see each other (node/bootstrap.ts)
   K('bootstrapExpect', 'bootstrap-expect', 'BLIXARD_BOOTSTRAP_EXPECT', int(1, 7), 'nodes a fresh cluster waits for before forming'),
   K('admins', 'admin', 'BLIXARD_ADMINS', strings(), 'CLI peer ids that become admins of a new cluster'),
@@ -164,6 +170,7 @@ export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
   logLevel: 'info',
   qemuBinary: 'qemu-system-x86_64',
+  accel: 'auto',
   autopilot: { deadAfterMs: 10_000, intervalMs: 2_000 },
   migration: { portLow: MIGRATION_PORTS.low, portHigh: MIGRATION_PORTS.high },
   bootstrapExpect: 3,

@@ -90,7 +90,7 @@ export async function startExecution (d: ExecutionDeps): Promise<Execution> {
     nodeId: d.id, sm: d.sm, propose, net: hostNet, ceph, log: d.log,
     fence: fencer == null ? null : async (pool, image) => await fencer.fence(pool, image)
   })
-  const qemu = new QemuDriver({ dataDir: d.cfg.dataDir, qemuBinary: d.cfg.qemuBinary, accel: 'auto', network: hostNet.driverHook(), log: d.log.child({ part: 'qemu' }) })
+  const qemu = new QemuDriver({ dataDir: d.cfg.dataDir, qemuBinary: d.cfg.qemuBinary, accel: d.cfg.accel, network: hostNet.driverHook(), log: d.log.child({ part: 'qemu' }) })
   const choice = chooseHypervisor(hypervisorSettingFromEnv(), await probeHostCapabilities())
   d.log.info('guests run through ' + (choice.kind === 'microvm' ? 'microvm.nix' : 'the QEMU driver'), { why: choice.why })
   const hypervisor: Hypervisor = choice.kind === 'microvm'

@@ -184,6 +184,14 @@ test('qemuBinary: qemu-system-x86_64 from PATH by default; file < env < flags', 
   fails(() => resolveConfig({ file: { path: 'c.toml', text: 'qemuBinary = 3\n' } }), 'qemuBinary', 'non-empty string')
 })
 
+test('accel: auto by default; kvm or tcg skip the probe; anything else is refused naming the key', () => {
+  assert.is(resolveConfig({}).accel, 'auto')
+  assert.is(resolveConfig({ file: { path: 'c.toml', text: 'accel = "kvm"\n' } }).accel, 'kvm')
+  assert.is(resolveConfig({ env: { BLIXARD_ACCEL: 'tcg' } }).accel, 'tcg')
+  assert.is(resolveConfig({ env: { BLIXARD_ACCEL: 'tcg' }, argv: ['--accel', 'kvm'] }).accel, 'kvm')
+  fails(() => resolveConfig({ env: { BLIXARD_ACCEL: 'hvf' } }), 'accel', 'auto')
+})
+
 test('[lease]: defaults, file < env < flags, and settings under which one late renewal fences are refused', () => {
   assert.equal(resolveConfig({}).lease, { leaseMs: 9_000, renewEveryMs: 3_000, fenceMarginMs: 1_000, downMarginMs: 1_000 })
   const c = resolveConfig({ file: file('[lease]\nleaseMs = 6000\nrenewEveryMs = 1000\n'), env: { BLIXARD_LEASE_FENCE_MARGIN_MS: '500' }, argv: ['--lease-down-margin-ms', '700'] })
