@@ -98,6 +98,9 @@ async function main (): Promise<void> {
   const t0 = Date.now()
   const load0 = loadavg()[0]
   const dir = mkdtempSync(join(tmpdir(), 'blixard-bench-raft-'))
+  // no VM runs here: BLIXARD_ACCEL=tcg spares each daemon its KVM test boot at start (a QEMU spinning
+  // up to 8 s on a host whose KVM cannot run the guest, on the cores both clusters share)
+  const DAEMON_ENV = { BLIXARD_ACCEL: 'tcg', ...(COMPILED ? { BLIXARD_COMPILED: '1' } : {}) }
   const connsFor = (clients: number): number => Math.ceil(clients / PER_CONN)
   const maxConns = Math.max(...(TARGETS.length > 0 ? LEVELS : []).map(connsFor), LEARNERS != null ? connsFor(LEARNER_CLIENTS) : 1)
   const maxLearners = LEARNERS == null ? 0 : Math.max(...LEARNERS)
@@ -124,7 +127,7 @@ async function main (): Promise<void> {
       say('building the daemon (npm run build) to run it as installed')
       execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'ignore', 'inherit'] })
     }
-    bx = await blixardCluster(join(dir, 'blixard'), bBase, totalNodes, 1 + maxConns, COMPILED ? { BLIXARD_COMPILED: '1' } : undefined)
+    bx = await blixardCluster(join(dir, 'blixard'), bBase, totalNodes, 1 + maxConns, DAEMON_ENV)
     const e = etcd
     const b = bx
     say(`dir ${dir}; etcd client ports ${eBase}.., blixard ports ${bBase}..; daemon ${COMPILED ? 'compiled (dist/)' : 'from sources (tsx)'}`)
@@ -301,7 +304,7 @@ async function main (): Promise<void> {
       b.stop()
       const profDir = join(dir, 'profiles')
       const conns = connsFor(COST_CLIENTS)
-      const pb = await blixardCluster(join(dir, 'blixard-prof'), await freeBase(3, true), 3, 1 + conns, COMPILED ? { BLIXARD_COMPILED: '1' } : undefined, profileFlags(profDir))
+      const pb = await blixardCluster(join(dir, 'blixard-prof'), await freeBase(3, true), 3, 1 + conns, DAEMON_ENV, profileFlags(profDir))
       profiled = pb
       cost = await costModel(pb, hosts, profDir, conns, (w: RpcClient, i: number) => adminWrite(w, pb.admins[1 + (i % conns)].peerId, `c${i}`))
     }
