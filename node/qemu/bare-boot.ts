@@ -9,6 +9,7 @@ import { buildQemuArgv, type Accel } from './cmdline.ts'
 import { QemuError } from './errors.ts'
 import { waitForText } from './file-tail.ts'
 import { parseReadyMarker } from './tiny-guest.ts'
+import { diesWithUs } from './dies-with-us.ts'
 
 export interface BareBootOptions {
   kernel: string
@@ -33,7 +34,7 @@ export async function bareBoot (opts: BareBootOptions): Promise<number> {
     { serialSock: join(dir, 'serial.sock'), serialLog, qmpSock: join(dir, 'qmp.sock') }
   )
   const t0 = performance.now()
-  const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(...diesWithUs(binary, args), { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.setEncoding('utf8')
   child.stderr.on('data', (d: string) => { stderr = (stderr + d).slice(-2048) })

@@ -2,10 +2,11 @@
 // /dev/kvm that exists can still be unable to run a stock guest (nested "PVM"
 // hosts abort on an MSR or die with emulation failures), so only a real boot counts.
 import { spawn } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
+import { constants } from 'node:fs'
 import { access, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
+import { diesWithUs } from './dies-with-us.ts'
 import type { Logger } from '../log.ts'
 import { buildQemuArgv, type Accel } from './cmdline.ts'
 import { QemuError } from './errors.ts'
@@ -31,23 +32,6 @@ export interface KvmProbeResult {
 }
 
 export const KVM_PROBE_TIMEOUT_MS = 8_000
-
-/** util-linux's setpriv, found on PATH once (null: not there). The probe guest runs under
- * `setpriv --pdeathsig KILL`, so the kernel kills it when this process dies first: a daemon stopped
- * or SIGKILLed in the seconds a probe takes (a KVM that never boots the guest takes the whole
- * timeout) otherwise left the guest running for good, a full core's worth of QEMU spinning on a
- * host that cannot run it (three such, leaked by a benchmark's short-lived cluster, took ~1.1 of
- * this machine's 2 cores). Real guests are not started this way: they outlive a daemon restart. */
-let setprivPath: string | null | undefined
-function setpriv (): string | null {
-  if (setprivPath !== undefined) return setprivPath
-  setprivPath = null
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue
-    try { accessSync(join(dir, 'setpriv'), constants.X_OK); setprivPath = join(dir, 'setpriv'); break } catch {}
-  }
-  return setprivPath
-}
 
 let cached: Promise<KvmProbeResult> | null = null
 
@@ -91,11 +75,7 @@ async function testBoot (opts: KvmProbeOptions, dir: string): Promise<string | n
     { accel: 'kvm', tscKhz: null, qemuBinary: opts.qemuBinary },
     { serialSock: join(dir, 'serial.sock'), serialLog, qmpSock: join(dir, 'qmp.sock') }
   )
-  const wrap = setpriv()
-  // setpriv execs QEMU in place: child.pid is QEMU's, and a kill below reaches it directly
-  const child = wrap !== null
-    ? spawn(wrap, ['--pdeathsig', 'KILL', '--', binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(...diesWithUs(binary, args), { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.setEncoding('utf8')
   child.stderr.on('data', (d: string) => { stderr = (stderr + d).slice(-4096) })
