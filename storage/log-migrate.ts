@@ -7,7 +7,7 @@
 // spare a slightly lagging follower a snapshot.
 import { existsSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { LmdbLogStore } from './lmdb-log-store.ts'
+import { LmdbLogReader } from './lmdb-log-reader.ts'
 import { WalLogStore, isWalDir } from './wal-log-store.ts'
 
 /** Does `dir` hold an LMDB log that has not been migrated yet? */
@@ -22,15 +22,15 @@ export interface LogMigration { snapshotIndex: number, entries: number, lastInde
 export function migrateLmdbLog (dir: string): LogMigration {
   const tmp = join(dir, 'wal.migrating')
   rmSync(tmp, { recursive: true, force: true })
-  const old = LmdbLogStore.open(dir)
+  const old = LmdbLogReader.open(dir)
   let result: LogMigration
   try {
-    const snap = old.snapshot()
-    const { hardState } = old.initialState()
+    const snap = old.snapshot
+    const hardState = old.hardState
     const wal = WalLogStore.open(tmp, { initialConf: snap.meta.conf })
     try {
       if (snap.meta.index > 0 || snap.data.byteLength > 0) wal.save({ snapshot: snap })
-      const last = old.lastIndex()
+      const last = old.lastIndex
       const PAGE = 1024
       let copied = 0
       for (let lo = snap.meta.index + 1; lo <= last; lo += PAGE) {

@@ -1,7 +1,7 @@
 // The Raft log on disk as a write-ahead log: append-only segment files plus one snapshot file,
 // as etcd keeps its WAL and snap directories.
 //
-// Why not LMDB (storage/lmdb-log-store.ts, the store before this one): an LMDB commit is two
+// Why not LMDB (the store before this one; storage/lmdb-log-reader.ts reads it to migrate): an LMDB commit is two
 // flushes (the data pages' fdatasync, then the meta page through an O_DSYNC descriptor) and, for
 // one appended entry, ~5 page writes (the leaf, its branches, the free list). Here one save() is
 // one write of the records it adds and one fdatasync. Measured on this machine's virtio disk,

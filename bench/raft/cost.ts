@@ -50,7 +50,7 @@ const RULES: Array<{ re: RegExp, stage: Stage, mode: 'own' | 'inherit' }> = [
   { re: /\/protocols\/auth\.|\/node\/preverify\./, stage: 'auth', mode: 'own' },
   { re: /\/node\/(api[a-z-]*|write-path|own-commands)\./, stage: 'write path', mode: 'own' },
   { re: /\/protocols\/raft\/|\/node\/raft-service\.|\/node\/net\/raft-transport\.|\/node\/core\//, stage: 'raft', mode: 'own' },
-  { re: /\/storage\/(wal-log-store|lmdb-log-store|codec)\./, stage: 'log', mode: 'own' },
+  { re: /\/storage\/(wal-log-store|codec)\./, stage: 'log', mode: 'own' },
   { re: /\/storage\/(state-machine|apply-[a-z-]+|kv|lmdb-kv|overlay-tx|envelope)\.|\/node\/apply-effects\./, stage: 'apply', mode: 'own' },
   { re: /\/node_modules\/lmdb\//, stage: 'log', mode: 'inherit' },
   { re: /cbor-x/, stage: 'rpc', mode: 'inherit' },

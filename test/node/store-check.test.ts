@@ -5,10 +5,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { rmLmdbKey, writeLmdbLog } from '../storage/lmdb-log-fixture.ts'
 import { WalLogStore } from '../../storage/wal-log-store.ts'
 import type { Entry, HardState, Snapshot } from '../../protocols/raft/types.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
@@ -71,12 +71,11 @@ for (const [name, make, why] of cases) {
 
 test('an LMDB log of an earlier release is migrated on open: snapshot, entries and hard state carried over, the LMDB files gone', () => {
   const dir = mkdtempSync(join(tmpdir(), 'blixard-storecheck-'))
-  const old = LmdbLogStore.open(join(dir, 'raft'), { initialConf: conf })
   const es: Entry[] = Array.from({ length: 2500 }, (_, k) => ({ term: 3, index: k + 1, type: 'normal' as const, data: k === 0 ? new Uint8Array(0) : good }))
-  old.save({ entries: es, hardState: { term: 3, vote: 'a', commit: 2400 } })
   const snapData = new StateMachine(new MemoryKv()).snapshot()
-  old.compact(1000, conf, snapData, 100) // a snapshot at 1000, 901..1000 kept behind it
-  old.close()
+  // as an earlier release left it after compacting at 1000 with 100 kept: 901..2500 stored
+  mkdirSync(join(dir, 'raft'))
+  writeLmdbLog(join(dir, 'raft'), { snapshot: { meta: { index: 1000, term: 3, conf }, data: snapData }, offset: 900, offsetTerm: 3, hardState: { term: 3, vote: 'a', commit: 2400 }, entries: es.slice(900) })
   const migrated: unknown[] = []
   const s = openCheckedLogStore(dir, (m) => migrated.push(m))
   try {
@@ -96,6 +95,30 @@ test('an LMDB log of an earlier release is migrated on open: snapshot, entries a
   again.close()
   assert.is(migrated.length, 1)
   rmSync(dir, { recursive: true, force: true })
+})
+
+test('an LMDB log that cannot be migrated (a hole, a bad snapshot record) is refused naming data.mdb and what is wrong, and left as it was', () => {
+  const cases: Array<[string, (dir: string) => void, RegExp]> = [
+    ['a hole', (d) => writeLmdbLog(d, { snapshot: { meta: { index: 0, term: 0, conf }, data: new Uint8Array(0) }, offset: 0, offsetTerm: 0, entries: [1, 2, 4].map((index) => ({ index, term: 1, type: 'normal' as const, data: good })) }), /hole at 3/],
+    ['no snapshot record', (d) => { writeLmdbLog(d, { snapshot: { meta: { index: 0, term: 0, conf }, data: new Uint8Array(0) }, offset: 0, offsetTerm: 0, entries: [] }); rmLmdbKey(d, 'snapshot') }, /no snapshot record/]
+  ]
+  for (const [what, make, why] of cases) {
+    const dir = mkdtempSync(join(tmpdir(), 'blixard-storecheck-'))
+    mkdirSync(join(dir, 'raft'))
+    make(join(dir, 'raft'))
+    const before = readFileSync(join(dir, 'raft', 'data.mdb'))
+    try {
+      openCheckedLogStore(dir).close()
+      assert.unreachable(`${what}: opened`)
+    } catch (e) {
+      assert.instance(e, CorruptStoreError, what)
+      assert.match((e as Error).message, join(dir, 'raft', 'data.mdb'))
+      assert.match((e as Error).message, why)
+    }
+    assert.ok(readFileSync(join(dir, 'raft', 'data.mdb')).equals(before), `${what}: the LMDB log is untouched`)
+    assert.not.ok(existsSync(join(dir, 'raft', 'snapshot')), `${what}: no WAL took its place`)
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('blixard-node on a corrupt store exits with STORE_CORRUPT_EXIT and one clear paragraph, every time', () => {

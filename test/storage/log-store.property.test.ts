@@ -1,7 +1,9 @@
-// WalLogStore (the daemon's) and LmdbLogStore (the store before it, still read to migrate) against
-// a plain-array model, and against MemoryLogStore (the simulator's disk), on random sequences of
-// appends (with truncation), hard states, compactions, snapshot installs and reopens; the WAL with
-// tiny segments, so that rolling to a new segment and deleting dead ones happen all the time.
+// WalLogStore (the daemon's) against a plain-array model, and MemoryLogStore (the simulator's disk)
+// beside it, on random sequences of appends (with truncation), hard states, compactions, snapshot
+// installs and reopens; the WAL with tiny segments, so that rolling to a new segment and deleting
+// dead ones happen all the time. And the migration from the LMDB layout of earlier releases
+// (storage/log-migrate.ts): the model's final state written in that layout migrates to a WAL that
+// matches it.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
@@ -9,7 +11,8 @@ import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft
 import type { LogStore } from '../../protocols/raft/storage.ts'
 import { RaftError } from '../../protocols/raft/types.ts'
 import { applyConfChange, encodeConfChange, decodeConfChange } from '../../protocols/raft/confchange.ts'
-import { LmdbLogStore } from '../../storage/lmdb-log-store.ts'
+import { migrateLmdbLog } from '../../storage/log-migrate.ts'
+import { writeLmdbLog } from './lmdb-log-fixture.ts'
 import { WalLogStore } from '../../storage/wal-log-store.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
 import { tempDir, removeDir } from './tmpdir.ts'
@@ -113,7 +116,7 @@ function check (s: LogStore, m: Model, label: string): void {
 
 interface Subject { store: LogStore, reopen: () => LogStore }
 
-export function runOps (ops: Op[], subjects: Subject[]): void {
+export function runOps (ops: Op[], subjects: Subject[]): Model {
   const m = new Model()
   let term = 1
   for (const op of ops) {
@@ -162,24 +165,38 @@ export function runOps (ops: Op[], subjects: Subject[]): void {
     }
     for (const s of subjects) check(s.store, m, `${s.store.constructor.name} after ${op.k}`)
   }
+  return m
+}
+
+/** What a migration keeps of `m`: entries kept behind the snapshot are not carried over. */
+function migrated (m: Model): Model {
+  const out = new Model()
+  out.hard = m.hard
+  out.snap = m.snap
+  out.offset = m.snap.meta.index
+  out.offsetTerm = m.snap.meta.term
+  out.log = m.log.filter((e) => e.index > m.snap.meta.index)
+  return out
 }
 
 // noSync: reopening after close() is what is checked here; durability is the crash test's job.
-test('WalLogStore, LmdbLogStore and MemoryLogStore match the model on random sequences', () => {
+test('WalLogStore and MemoryLogStore match the model on random sequences; the same log in the LMDB layout migrates to a WAL that matches it', () => {
   fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), fc.integer({ min: 60, max: 400 }), (ops, segmentBytes) => {
     const dir = tempDir()
     const wdir = tempDir()
-    const lmdb: Subject = { store: LmdbLogStore.open(dir, { initialConf: CONF0, noSync: true }), reopen: () => { lmdb.store.close(); return LmdbLogStore.open(dir, { noSync: true }) } }
     const wal: Subject = { store: WalLogStore.open(wdir, { initialConf: CONF0, noSync: true, segmentBytes }), reopen: () => { wal.store.close(); return WalLogStore.open(wdir, { noSync: true, segmentBytes }) } }
     const mem = new MemoryLogStore({ conf: CONF0 })
     const memory: Subject = { store: mem, reopen: () => { mem.crash(); return mem } }
     try {
-      runOps(ops, [wal, lmdb, memory])
+      const m = runOps(ops, [wal, memory])
+      writeLmdbLog(dir, { snapshot: m.snap, offset: m.offset, offsetTerm: m.offsetTerm, hardState: m.hard, entries: m.log })
+      migrateLmdbLog(dir)
+      const after = WalLogStore.open(dir, { noSync: true, segmentBytes })
+      try { check(after, migrated(m), 'the WAL migrated from the LMDB layout') } finally { after.close() }
     } catch (e) {
       if (process.env.DEBUG_PROP) console.error(e instanceof Error ? e.message : e, JSON.stringify(ops))
       throw new Error(`${e instanceof Error ? e.message : String(e)}`)
     } finally {
-      lmdb.store.close()
       wal.store.close()
       removeDir(dir)
       removeDir(wdir)
@@ -189,8 +206,7 @@ test('WalLogStore, LmdbLogStore and MemoryLogStore match the model on random seq
 
 type Opener = (dir: string, opts?: { noSync?: boolean, initialConf?: ConfState }) => LogStore
 const STORES: Array<[string, Opener]> = [
-  ['WalLogStore', (dir, opts) => WalLogStore.open(dir, { ...opts, segmentBytes: 64 * 1024 })],
-  ['LmdbLogStore', (dir, opts) => LmdbLogStore.open(dir, opts)]
+  ['WalLogStore', (dir, opts) => WalLogStore.open(dir, { ...opts, segmentBytes: 64 * 1024 })]
 ]
 for (const [name, openStore] of STORES) {
 
