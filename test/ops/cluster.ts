@@ -5,11 +5,9 @@
 // every process this file started, guests included, by pid.
 import '../../node/polyfill.ts'
 import { spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import * as assert from 'uvu/assert'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { prepareLocalCluster, startNode } from '../../scripts/local-cluster.ts'
@@ -17,31 +15,13 @@ import type { LocalNode } from '../../scripts/local-cluster.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import type { ClusterView } from '../../node/http.ts'
 
-export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)))
+import { ROOT, sleep, track, waitFor } from '../cluster/harness.ts'
+export { ROOT, sleep }
 
-export const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-/** Polls `fn` until it returns something other than null/undefined/false; fails naming `what`. */
+/** Polls `fn` until it returns something other than null/undefined/false; fails naming `what`
+ * (test/cluster/harness.ts waitFor, every 200 ms by default). */
 export async function until<T> (what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastErr: unknown = null
-  for (;;) {
-    try {
-      const v = await fn()
-      if (v !== null && v !== undefined && v !== false) return v
-    } catch (err) { lastErr = err }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr != null ? ` (last error: ${(lastErr as Error).message})` : ''}`)
-    await sleep(everyMs)
-  }
-}
-
-const children = new Set<ChildProcess>()
-process.on('exit', () => { for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill('SIGKILL') })
-
-function track (p: ChildProcess): ChildProcess {
-  children.add(p)
-  p.on('exit', () => { children.delete(p) })
-  return p
+  return await waitFor(what, timeoutMs, fn, everyMs)
 }
 
 /** A CLI start (TypeScript loaded through tsx) takes seconds, and over a minute on a 2-core host
