@@ -24,6 +24,7 @@ let
     };
     writeText = name: text: { outPath = "/nix/store/00000000000000000000000000000000-${name}"; inherit name text; };
     iproute2 = stubPkg "iproute2";
+    util-linux = stubPkg "util-linux";
     ceph-client = stubPkg "ceph-client";
     # override returns a distinct package and records what it was asked for
     qemu_kvm = stubPkg "qemu" // { override = args: stubPkg "qemu-overridden" // { overrideArgs = args; }; };

@@ -244,11 +244,12 @@ test('wrong values are refused by the option types; a missing key file is report
   assert.match(evalError({ enable: true }, 'config'), /services\.blixard\.clusterKeyFile is used but not defined/)
 })
 
-test('the unit carries a Ceph-enabled QEMU and extraPackages on its PATH', () => {
+test('the unit carries a Ceph-enabled QEMU, util-linux (setpriv) and extraPackages on its PATH', () => {
   const e = evalModule({ ...KEY, enable: true, extraPackages: [raw('{ type = "derivation"; name = "ch"; outPath = "/nix/store/00000000000000000000000000000000-cloud-hypervisor"; }')] })
   assert.equal(e.qemuOverrideArgs, { cephSupport: true })
   const path = e.config.systemd.services.blixard.path as string[]
   assert.ok(path.some((p) => p.endsWith('-qemu-overridden')), 'qemu on PATH')
+  assert.ok(path.some((p) => p.endsWith('-util-linux')), 'util-linux on PATH: the KVM probe runs its guest under setpriv --pdeathsig')
   assert.ok(path.at(-1)!.endsWith('-cloud-hypervisor'), 'extraPackages on PATH')
 })
 
