@@ -92,7 +92,9 @@ const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /** etcdTls: the same level against the etcd cluster with TLS (--etcd-tls) */
-interface Pair { target: string, clients: number, blixard: LoadResult, etcd: LoadResult, etcdTls?: LoadResult }
+/** one node's CPU (all threads, /proc) per write over a level's recorded window */
+interface NodeCpu { node: string, leader: boolean, cpuMsPerWrite: number }
+interface Pair { target: string, clients: number, blixard: LoadResult, blixardPerNode: NodeCpu[], etcd: LoadResult, etcdTls?: LoadResult }
 
 async function main (): Promise<void> {
   const t0 = Date.now()
@@ -188,11 +190,20 @@ async function main (): Promise<void> {
         const bn = target === 'leader' ? bl : b.voters.find((n) => n !== bl && n.proc != null) as LocalNode
         const rpcs: RpcClient[] = await Promise.all([...Array(clients).keys()].map(async (i) => await rpcTo(hosts[1 + (i % conns)], bn)))
         const bw: WriteFn[] = rpcs.map((c, i) => { const w = adminWrite(c, b.admins[1 + (i % conns)].peerId, `w${clients}-${i}`); return async () => { await w() } })
-        const br = await closedLoop(bw, WARMUP_MS, DURATION_MS, () => sum(b.voters.map((n) => processCpuMs(n.proc?.pid))))
+        // each node's CPU over the recorded window too: all three share this machine's cores, so the
+        // sum decides throughput here, while on three hosts the busiest node (the leader) would
+        const cpu0: number[] = []
+        const cpu1: number[] = []
+        const br = await closedLoop(bw, WARMUP_MS, DURATION_MS, () => sum(b.voters.map((n) => processCpuMs(n.proc?.pid))), undefined, {
+          start: () => { cpu0.push(...b.voters.map((n) => processCpuMs(n.proc?.pid))) },
+          stop: () => { cpu1.push(...b.voters.map((n) => processCpuMs(n.proc?.pid))) }
+        })
         await Promise.all(rpcs.map(async (c) => { await c.close() }))
-        pairs.push({ target, clients, blixard: br, etcd: er, ...(tr != null ? { etcdTls: tr } : {}) })
+        const perNode = b.voters.map((n, i) => ({ node: n.name, leader: n === bl, cpuMsPerWrite: br.writes > 0 ? (cpu1[i] - cpu0[i]) / br.writes : NaN }))
+        pairs.push({ target, clients, blixard: br, blixardPerNode: perNode, etcd: er, ...(tr != null ? { etcdTls: tr } : {}) })
         const line = (x: LoadResult): string => `${x.perSec.toFixed(0)}/s p50 ${x.p50Ms.toFixed(1)} p99 ${x.p99Ms.toFixed(1)} ms, servers ${x.serverCpuMsPerWrite.toFixed(2)} cpu-ms/write (${x.serverCpuPct.toFixed(0)}%), client ${x.clientCpuPct.toFixed(0)}%, ${x.errors} errors`
-        say(`${target} ${clients} clients: blixard ${line(br)}; etcd ${line(er)}${tr != null ? `; etcd TLS ${line(tr)}` : ''}`)
+        const nodesLine = perNode.map((p) => `${p.node}${p.leader ? ' (leader)' : ''} ${p.cpuMsPerWrite.toFixed(2)}`).join(', ')
+        say(`${target} ${clients} clients: blixard ${line(br)} [cpu-ms/write by node: ${nodesLine}]; etcd ${line(er)}${tr != null ? `; etcd TLS ${line(tr)}` : ''}`)
       }
     }
 
@@ -550,6 +561,8 @@ function report (r: Report): void {
     rows.push([`${k}  p50 ms`, p.blixard.p50Ms, p.etcd.p50Ms, 2, t?.p50Ms ?? null])
     rows.push([`${k}  p99 ms`, p.blixard.p99Ms, p.etcd.p99Ms, 2, t?.p99Ms ?? null])
     rows.push([`${k}  server cpu ms/write`, p.blixard.serverCpuMsPerWrite, p.etcd.serverCpuMsPerWrite, 2, t?.serverCpuMsPerWrite ?? null])
+    const lead = p.blixardPerNode.find((n) => n.leader)
+    if (lead != null) rows.push([`${k}  of which leader node`, lead.cpuMsPerWrite, null, 2, null])
   }
   rows.push([`failover ms (median of ${r.fo.etcdMs.length})`, foB, foE, 0, null])
   rows.push(['  of which new leader named ms', median(r.fo.blixardLeaderMs), median(r.fo.etcdLeaderMs), 0, null])
