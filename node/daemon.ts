@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { Signer } from '../protocols/auth.ts'
 import type { WalLogStore } from '../storage/wal-log-store.ts'
-import { LmdbKv } from '../storage/lmdb-kv.ts'
+import type { LmdbKv } from '../storage/lmdb-kv.ts'
+import { closeStateStore, openStateStore } from '../storage/state-dir.ts'
 import { StateMachine } from '../storage/state-machine.ts'
 import type { NodeConfig } from './config.ts'
 import { loadSigningIdentity } from './identity.ts'
@@ -78,7 +79,7 @@ export class Daemon {
     this.log = opts.log ?? createLogger({ node: cfg.name })
     this.loops = new Loops(this.log)
     this.store = openCheckedLogStore(cfg.dataDir, (m) => { this.log.info('raft log migrated from LMDB to the WAL', { ...m }) }) // bad data: CorruptStoreError, a clear exit (node/store-check.ts)
-    this.kv = LmdbKv.open(join(cfg.dataDir, 'state'), { sync: 'lazy' })
+    this.kv = openStateStore(cfg.dataDir, (m) => { this.log.warn('state machine store moved aside and rebuilt from the Raft log (storage/state-dir.ts)', { ...m }) })
     this.sm = new StateMachine(this.kv)
     this.events = new EventLog(this.sm, Date.now)
     this.gauges = new NodeGauges({ metrics: this.metrics, load: () => this.host.services.load, connections: () => this.host.getConnections().length, sm: this.sm, raft: () => this.raft?.status(), rpc: () => this.host?.services.rpc.stats() })
@@ -194,7 +195,7 @@ export class Daemon {
     this.clients.closeAll()
     await this.host.stop()
     this.store.close()
-    this.kv.close()
+    closeStateStore(this.kv, this.cfg.dataDir, (err) => { this.log.error('state machine store not flushed at stop: a start after a reboot rebuilds it from the Raft log', { err }) })
     this.log.info('node stopped')
   }
 }

@@ -32,7 +32,8 @@ function startTime (pid: number): string {
   return statFields(pid)[19] ?? ''
 }
 
-const bootId = (): string => readOr('/proc/sys/kernel/random/boot_id', '')
+/** This boot's id (empty where /proc does not have it): differs after every reboot or OS crash. */
+export const bootId = (): string => readOr('/proc/sys/kernel/random/boot_id', '')
 
 function holderAlive (pid: number, start: string, boot: string): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false
