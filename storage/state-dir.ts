@@ -14,8 +14,19 @@
 // (after a flushed commit). Open + another boot = the machine went down under an open store:
 // rebuild. Open + this boot = only the process died: keep. Clean = everything was flushed: keep.
 // No RUN file (a new directory, or one from a release before this file) = keep, as before.
+//
+// Damage from anything else (a disk that returns bad blocks, a file written over) is looked for
+// before the store opens, in a child process that opens it read-only and reads every record of
+// every table: LMDB maps the file and trusts its pages, so a damaged one can take the reading
+// process down with SIGSEGV or SIGBUS (a data.mdb of garbage does at open, a truncated one on
+// reading), which the daemon must not share. A store the child cannot read through is moved aside
+// and rebuilt the same way. LMDB keeps no checksums: a leaf page overwritten with other bytes is
+// read as whatever it now holds, and this check does not find it.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { TABLES } from './kv.ts'
 import { bootId } from './dir-lock.ts'
 import { LmdbKv } from './lmdb-kv.ts'
 
@@ -43,19 +54,53 @@ function writeRun (dir: string, boot: string, state: 'open' | 'clean'): void {
 
 /** Call before the state store opens: moves a directory that may be damaged aside (keeping only the
  * newest such copy), creates the directory, and marks it open by this boot. */
-export function openStateDir (dir: string, boot: string = bootId(), now: Date = new Date()): StateDirCheck | null {
+export function openStateDir (dir: string, boot: string = bootId(), now: Date = new Date(), unreadable: (dir: string) => string | null = readThrough): StateDirCheck | null {
   let moved: StateDirCheck | null = null
   const run = readRun(dir)
+  let why: string | null = null
   if (run !== null && run.state !== 'clean' && run.boot !== '' && boot !== '' && run.boot !== boot) {
+    why = `it was open when the machine last went down (boot ${run.boot}; now boot ${boot}), and its commits are not flushed one by one, so it may be damaged`
+  } else if (existsSync(join(dir, 'data.mdb'))) {
+    const problem = unreadable(dir)
+    if (problem !== null) why = `it cannot be read through (${problem})`
+  }
+  if (why !== null) {
     const parent = dirname(dir)
     const aside = `${dir}${ASIDE}${now.toISOString().replace(/[:.]/g, '-')}`
     for (const f of readdirSync(parent)) if (f.startsWith(basename(dir) + ASIDE)) rmSync(join(parent, f), { recursive: true, force: true })
     renameSync(dir, aside)
-    moved = { movedTo: aside, why: `it was open when the machine last went down (boot ${run.boot}; now boot ${boot}), and its commits are not flushed one by one, so it may be damaged` }
+    moved = { movedTo: aside, why }
   }
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true })
   writeRun(dir, boot, 'open')
   return moved
+}
+
+/** How long the read-through may take (a state of tens of MB reads in well under a second). */
+export const READ_THROUGH_TIMEOUT_MS = 120_000
+
+// Plain CommonJS run by `node -e`: lmdb resolved from here, so it works from any working directory.
+const LMDB_PATH = createRequire(import.meta.url).resolve('lmdb')
+const READ_THROUGH = `
+const { open } = require(${JSON.stringify(LMDB_PATH)})
+const env = open({ path: process.argv[1], readOnly: true, maxDbs: ${TABLES.length + 2}, encoding: 'binary' })
+let n = 0
+for (const name of process.argv.slice(2)) {
+  let db
+  try { db = env.openDB(name, { encoding: 'binary', keyEncoding: 'binary' }) } catch (e) { if (/not ?found/i.test(String(e && e.message))) continue; throw e }
+  for (const { value } of db.getRange({})) n += value.length
+}
+process.stdout.write(String(n))
+`
+
+/** null when a child process could open `dir`'s LMDB store and read every record of every table;
+ * else what went wrong (a signal, an exit code, LMDB's message). */
+export function readThrough (dir: string): string | null {
+  const r = spawnSync(process.execPath, ['-e', READ_THROUGH, dir, ...TABLES, '_flush'], { encoding: 'utf8', timeout: READ_THROUGH_TIMEOUT_MS })
+  if (r.error != null) return `the check could not run: ${r.error.message}`
+  if (r.signal != null) return `reading it killed the reader with ${r.signal}`
+  if (r.status !== 0) return `reading it failed: ${(r.stderr ?? '').trim().split('\n').filter((l) => /Error|error/.test(l)).slice(-1)[0] ?? `exit ${String(r.status)}`}`
+  return null
 }
 
 /** Call after the state store's last commit was flushed and it is closed. */
