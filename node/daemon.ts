@@ -4,7 +4,6 @@
 // Writes: node/write-path.ts; applied-command effects: node/apply-effects.ts.
 import { mkdir } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { join } from 'node:path'
 import type { ApplyResult, CommandEnvelope } from '../protocols/commands.ts'
 import type { Signer } from '../protocols/auth.ts'
 import type { WalLogStore } from '../storage/wal-log-store.ts'
