@@ -5,7 +5,7 @@
 // and every entry in the log decodes as a command or a conf change.
 import { join } from 'node:path'
 import { WalLogStore } from '../storage/wal-log-store.ts'
-import { DirLockedError } from '../storage/dir-lock.ts'
+import { DirLockedError, lockDir, unlockDir } from '../storage/dir-lock.ts'
 import { migrateLmdbLog, needsLogMigration } from '../storage/log-migrate.ts'
 import type { LogMigration } from '../storage/log-migrate.ts'
 import type { LogStore } from '../protocols/raft/storage.ts'
@@ -31,13 +31,16 @@ export class CorruptStoreError extends Error {
 export function openCheckedLogStore (dataDir: string, onMigrated?: (m: LogMigration) => void): WalLogStore {
   const dir = join(dataDir, 'raft')
   if (needsLogMigration(dir)) {
-    let m: LogMigration
+    // under the directory's lock: a second daemon started on the same data directory meanwhile is
+    // refused (DirLockedError) instead of migrating beside this one
+    lockDir(dir)
+    let m: LogMigration | null = null
     try {
-      m = migrateLmdbLog(dir)
+      if (needsLogMigration(dir)) m = migrateLmdbLog(dir)
     } catch (err) {
       throw new CorruptStoreError(join(dir, 'data.mdb'), `cannot be migrated to the WAL: ${err instanceof Error ? err.message : String(err)}`)
-    }
-    onMigrated?.(m)
+    } finally { unlockDir(dir) }
+    if (m !== null) onMigrated?.(m)
   }
   let store: WalLogStore
   try {

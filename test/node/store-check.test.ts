@@ -4,7 +4,7 @@
 // of earlier releases is migrated on open, entries and hard state intact.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +14,7 @@ import type { Entry, HardState, Snapshot } from '../../protocols/raft/types.ts'
 import { StateMachine, encodeEnvelope } from '../../storage/state-machine.ts'
 import { MemoryKv } from '../../storage/memory-kv.ts'
 import { CorruptStoreError, STORE_CORRUPT_EXIT, checkLogStore, openCheckedLogStore } from '../../node/store-check.ts'
+import { DirLockedError } from '../../storage/dir-lock.ts'
 import { ROOT } from '../cluster/harness.ts'
 
 const conf = { voters: ['a'], learners: [] }
@@ -119,6 +120,29 @@ test('an LMDB log that cannot be migrated (a hole, a bad snapshot record) is ref
     assert.not.ok(existsSync(join(dir, 'raft', 'snapshot')), `${what}: no WAL took its place`)
     rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test('an LMDB log is migrated under the directory lock: while another live process holds it, the open is refused and nothing moves', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blixard-storecheck-'))
+  mkdirSync(join(dir, 'raft'))
+  writeLmdbLog(join(dir, 'raft'), { snapshot: { meta: { index: 0, term: 0, conf }, data: new Uint8Array(0) }, offset: 0, offsetTerm: 0, entries: [{ index: 1, term: 1, type: 'normal', data: good }] })
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+    const { lockDir } = await import(${JSON.stringify(new URL('../../storage/dir-lock.ts', import.meta.url).href)})
+    lockDir(process.argv[1]); process.stdout.write('locked\\n'); process.stdin.on('data', () => process.exit(0))
+  `, join(dir, 'raft')], { stdio: ['pipe', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('locked')) resolve() }))
+  try {
+    assert.throws(() => openCheckedLogStore(dir), (e: unknown) => e instanceof DirLockedError && e.pid === child.pid)
+    assert.ok(existsSync(join(dir, 'raft', 'data.mdb')), 'the LMDB log is still there')
+    assert.not.ok(existsSync(join(dir, 'raft', 'snapshot')), 'no WAL was made beside it')
+  } finally {
+    child.stdin.write('go\n')
+    await new Promise((resolve) => child.on('exit', resolve))
+  }
+  const s = openCheckedLogStore(dir)
+  assert.is(s.lastIndex(), 1, 'migrated once the other process let go')
+  s.close()
+  rmSync(dir, { recursive: true, force: true })
 })
 
 test('blixard-node on a corrupt store exits with STORE_CORRUPT_EXIT and one clear paragraph, every time', () => {
