@@ -3,8 +3,8 @@
 // template unit exists) — and QEMU otherwise. A host is one or the other for all its guests: the
 // fence (node/fence-watchdog.ts) and a restarted daemon find guests the same way they were started.
 // BLIXARD_HYPERVISOR=qemu|microvm overrides the probe (microvm refuses a host without the two).
-import { access, constants } from 'node:fs/promises'
-import { delimiter, join } from 'node:path'
+import { access } from 'node:fs/promises'
+import { onPath } from '../on-path.ts'
 import { ConfigError } from '../config.ts'
 import type { HypervisorKind } from './types.ts'
 
@@ -43,15 +43,9 @@ export function hypervisorSettingFromEnv (env: NodeJS.ProcessEnv = process.env):
   throw new ConfigError('hypervisor', HYPERVISOR_ENV, `${JSON.stringify(v)} must be qemu, microvm or auto`)
 }
 
-async function executable (path: string): Promise<boolean> {
-  try { await access(path, constants.X_OK); return true } catch { return false }
-}
-
 /** Looks at this host: `nix` in PATH's directories, and the microvm@ template unit. */
 export async function probeHostCapabilities (env: NodeJS.ProcessEnv = process.env, unitTemplate = MICROVM_UNIT_TEMPLATE): Promise<HostCapabilities> {
-  const dirs = (env.PATH ?? '').split(delimiter).filter((d) => d.startsWith('/'))
-  let nix = false
-  for (const d of dirs) if (await executable(join(d, 'nix'))) { nix = true; break }
+  const nix = onPath('nix', env) !== null
   const microvmHostModule = await access(unitTemplate).then(() => true, () => false)
   return { nix, microvmHostModule }
 }

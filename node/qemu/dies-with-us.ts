@@ -5,27 +5,17 @@
 // running for good, a full core's worth of QEMU spinning on a host that cannot run it (three such,
 // leaked by a benchmark's short-lived cluster, took ~1.1 of this machine's 2 cores from every
 // benchmark after them). Real guests are never started this way: they outlive a daemon restart.
-import { accessSync, constants } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { onPath } from '../on-path.ts'
 
+/** util-linux's setpriv, looked up once (null: not on PATH). */
 let setprivPath: string | null | undefined
-
-/** util-linux's setpriv, found on PATH once (null: not there). */
-function setpriv (): string | null {
-  if (setprivPath !== undefined) return setprivPath
-  setprivPath = null
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue
-    try { accessSync(join(dir, 'setpriv'), constants.X_OK); setprivPath = join(dir, 'setpriv'); break } catch {}
-  }
-  return setprivPath
-}
 
 /** The command and arguments to spawn `binary args` so that it dies with this process. setpriv
  * execs it in place (the child's pid is the binary's own, so kills reach it directly); without
  * setpriv on PATH, the binary is spawned plainly, as before. PDEATHSIG follows the thread that
  * forked: Node spawns from its main thread, which lives as long as the process. */
 export function diesWithUs (binary: string, args: string[]): [string, string[]] {
-  const wrap = setpriv()
+  if (setprivPath === undefined) setprivPath = onPath('setpriv')
+  const wrap = setprivPath
   return wrap === null ? [binary, args] : [wrap, ['--pdeathsig', 'KILL', '--', binary, ...args]]
 }
