@@ -192,14 +192,11 @@ async function main (): Promise<void> {
         const bw: WriteFn[] = rpcs.map((c, i) => { const w = adminWrite(c, b.admins[1 + (i % conns)].peerId, `w${clients}-${i}`); return async () => { await w() } })
         // each node's CPU over the recorded window too: all three share this machine's cores, so the
         // sum decides throughput here, while on three hosts the busiest node (the leader) would
-        const cpu0: number[] = []
-        const cpu1: number[] = []
-        const br = await closedLoop(bw, WARMUP_MS, DURATION_MS, () => sum(b.voters.map((n) => processCpuMs(n.proc?.pid))), undefined, {
-          start: () => { cpu0.push(...b.voters.map((n) => processCpuMs(n.proc?.pid))) },
-          stop: () => { cpu1.push(...b.voters.map((n) => processCpuMs(n.proc?.pid))) }
-        })
+        // (closedLoop reads the servers' CPU at the start and the end of the recorded window)
+        const cpu: number[][] = []
+        const br = await closedLoop(bw, WARMUP_MS, DURATION_MS, () => { const v = b.voters.map((n) => processCpuMs(n.proc?.pid)); cpu.push(v); return sum(v) })
         await Promise.all(rpcs.map(async (c) => { await c.close() }))
-        const perNode = b.voters.map((n, i) => ({ node: n.name, leader: n === bl, cpuMsPerWrite: br.writes > 0 ? (cpu1[i] - cpu0[i]) / br.writes : NaN }))
+        const perNode = b.voters.map((n, i) => ({ node: n.name, leader: n === bl, cpuMsPerWrite: br.writes > 0 ? (cpu[1][i] - cpu[0][i]) / br.writes : NaN }))
         pairs.push({ target, clients, blixard: br, blixardPerNode: perNode, etcd: er, ...(tr != null ? { etcdTls: tr } : {}) })
         const line = (x: LoadResult): string => `${x.perSec.toFixed(0)}/s p50 ${x.p50Ms.toFixed(1)} p99 ${x.p99Ms.toFixed(1)} ms, servers ${x.serverCpuMsPerWrite.toFixed(2)} cpu-ms/write (${x.serverCpuPct.toFixed(0)}%), client ${x.clientCpuPct.toFixed(0)}%, ${x.errors} errors`
         const nodesLine = perNode.map((p) => `${p.node}${p.leader ? ' (leader)' : ''} ${p.cpuMsPerWrite.toFixed(2)}`).join(', ')
