@@ -1,4 +1,4 @@
-// What the DHT costs an idle cluster (issue 20): N hosts as N processes on 127.0.0.1, fully
+// What the DHT costs an idle cluster: N hosts as N processes on 127.0.0.1, fully
 // meshed by bootstrap addresses, the same libp2p host a node runs (node/net/host.ts: identify,
 // ping, gossipsub, pnet) with Kademlia in server mode and then with it off. After a warm-up, the
 // CPU each process used (/proc/PID/stat) and the TCP bytes its sockets moved (`ss -tinp`) over

@@ -1,6 +1,6 @@
 // npm run bench:ha [-- --trials 3] [--json] [--lease-ms MS]   (--help: what it does)
 //
-// Issue 14 item 7: from kill -9 of a VM's host daemon (its QEMU left running) to the VM running on
+// HA failover time: from kill -9 of a VM's host daemon (its QEMU left running) to the VM running on
 // another host, through 3 blixard-node processes at the default lease settings (or --lease-ms),
 // split into
 //   detection  kill → the leader marks the host down (node.list: liveness down)
@@ -57,7 +57,7 @@ const json = args.json
 const TRIALS = args.trials
 const LEASE = { ...DEFAULT_LEASE, leaseMs: args.leaseMs }
 const MEMORY = 96 // MiB
-/** the issue's bound on kill → running elsewhere, beyond the guest's own boot */
+/** the target bound on kill → running elsewhere, beyond the guest's own boot */
 const TARGET_BEYOND_BOOT_MS = 15_000
 /** how often the bench looks at /proc and the cluster while a trial runs */
 const POLL_MS = 25

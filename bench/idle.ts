@@ -1,4 +1,4 @@
-// Idle memory of a blixard-node (issue 17: "idle RSS <= 100 MiB per node"), reproducibly: 3
+// Idle memory of a blixard-node (target: "idle RSS <= 100 MiB per node"), reproducibly: 3
 // compiled daemons (dist/, BLIXARD_COMPILED=1, as bench:raft and an installed package run them) on
 // 127.0.0.1 started by scripts/local-cluster.ts with its node flags and environment
 // (DAEMON_NODE_FLAGS, DAEMON_ENV: the same as the shebang's and the NixOS unit's), formed into a

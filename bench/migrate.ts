@@ -1,6 +1,6 @@
 // npm run bench:migrate [-- --json] [--trials N] [--sizes 128,512,1024] [--variants direct,tcp,tls,tls1,libp2p]
 //
-// Issue 15 item 8: a running tiny guest (TCG, console heartbeat every HEARTBEAT_MS) migrates the way
+// Live migration: a running tiny guest (TCG, console heartbeat every HEARTBEAT_MS) migrates the way
 // the product moves it (tls: the two daemons' libp2p stream hands over a fresh key, the port and the
 // multifd channel count, then QEMU migrates over its own TCP with TLS-PSK on DEFAULT_MULTIFD_CHANNELS
 // channels, AES-GCM first where the CPU has AES-NI: node/migration/tls.ts), the same over one stream
@@ -55,7 +55,7 @@ const BOOT_TIMEOUT_MS = 90_000
 const MIGRATE_TIMEOUT_MS = 120_000
 /** heartbeats the target must print before a migration's gap is measured */
 const BEATS_AFTER = 5
-/** the issue's bounds */
+/** the target bounds */
 const MAX_RATIO = 1.5
 const MAX_GUEST_DOWNTIME_MS = 300
 

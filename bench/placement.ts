@@ -4,7 +4,7 @@
 // (total demand ÷ effective node capacity in the binding dimension) and a first-fit-decreasing run on the same
 // input in the same process. Prints PASS/MISS per target; exits 0 unless it crashes.
 //
-// The rebalancing scenario (issue 19): 10 000 VMs spread over 900 nodes, then 100 empty nodes join; the
+// The rebalancing scenario: 10 000 VMs spread over 900 nodes, then 100 empty nodes join; the
 // rebalance planner (placement/plans/rebalance.ts, the one the leader's rebalancer runs) plans the moves.
 // The imbalance the goal is stated on is the max node fill ("max-node pressure"); the
 // variance of fill, which the leader's rebalancer lowers move by move, is printed beside it.
@@ -18,7 +18,7 @@
 //    fill, each by at most its largest VM's.
 // Targets: plan time < 2 s, max fill <= 1.1 × L, moves <= 1.2 × M.
 //
-// The preemption scenario (issue 19): 1 000 nodes filled to the brim with about 10 000 VMs of mixed
+// The preemption scenario: 1 000 nodes filled to the brim with about 10 000 VMs of mixed
 // priorities (some equal to or above the newcomers', some marked non-preemptible), then a burst of
 // high-priority VMs that fit only by evicting others, planned one after another by the planner the
 // leader's scheduler runs (placement/plans/preempt.ts), each plan applied before the next. Per VM: plan
@@ -215,7 +215,7 @@ function runCase (name: string, nodeCount: number, vmCount: number, timeLimitS: 
     peakRssMiB: resourceUsage().maxRSS / 1024,
     heapUsedMiB,
     invariantViolations: violations,
-    // the issue's targets are for the two named sizes; smaller runs (--small, --only=mid) only check correctness
+    // the targets are for the two named sizes; smaller runs (--small, --only=mid) only check correctness
     targets: nodeCount !== 1000 && nodeCount !== 10_000
       ? { 'all placed': placed === vmCount ? 'PASS' : 'MISS', 'no invariant violations': violations === 0 ? 'PASS' : 'MISS' }
       : {

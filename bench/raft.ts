@@ -21,7 +21,7 @@
 //   [--etcd-tls] [--learners N|0,5,15] [--learner-clients 16]
 //   [--cost-model] [--cost-clients 256] [--strace-seconds 3]
 //
-// Options for issue 17, all off by default (the default run is the one above):
+// Extra measurements, all off by default (the default run is the one above):
 // --etcd-tls  a second etcd cluster, with peer and client TLS and client certificates required
 //     (CA, member and client certificates made with openssl, ECDSA P-256, SAN IP:127.0.0.1), runs
 //     every level too, written over h2 with TLS: the report gains an "etcd TLS" column and the
@@ -521,7 +521,7 @@ function report (r: Report): void {
     idleRss: { mib: rssB, want: '<= 100 MiB', pass: rssB <= 100 },
     // as test/cluster counts it: from the moment the node is up (its host started), not from spawn
     join: r.join?.startedToLearnerMs == null ? null : { ms: r.join.startedToLearnerMs, want: '<= 5000 ms after the node is up', pass: r.join.startedToLearnerMs <= 5000 },
-    // issue 17: at 256 clients, >= 1.2x etcd running with TLS (the transport encryption Blixard always has)
+    // target: at 256 clients, >= 1.2x etcd running with TLS (the transport encryption Blixard always has)
     tlsThroughput256: at256?.etcdTls == null ? null : { ratio: ratio(at256.blixard.perSec, at256.etcdTls.perSec), want: '>= 1.2', pass: ratio(at256.blixard.perSec, at256.etcdTls.perSec) >= 1.2 }
   }
   const lrep = r.learners == null ? null : learnerReport(r.learners)

@@ -1,6 +1,6 @@
 // npm run bench:start [-- --samples 5] [--json]
 //
-// Issue 18 item 6. How fast a guest gets running, cold, from a memory snapshot and from a warm pool,
+// How fast a guest gets running, cold, from a memory snapshot and from a warm pool,
 // each measured in the same run and interleaved so all see the same load:
 // 1. bare QEMU (the driver alone, no Blixard): a cold boot of the tiny guest to its ready marker,
 //    against a restore of a snapshot of the same guest (start with -incoming, stream the state,
@@ -15,7 +15,7 @@
 //    with a refill. The cold VMs carry one inert kernel parameter (blix.nopool=1), which keeps them
 //    out of the pool (protocols/pools.ts: a VM with kernel parameters is never served from one):
 //    same kernel, initrd, vCPUs and memory.
-// Prints the medians and the ratios against the cold boot (issue 18's targets, through Blixard:
+// Prints the medians and the ratios against the cold boot (the targets, through Blixard:
 // restore ≤ 0.3 × cold, warm-pool create→running ≤ 100 ms; the clone has no target of its own).
 import '../node/polyfill.ts'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
@@ -37,9 +37,9 @@ const json = argv.includes('--json')
 const SAMPLES = get('--samples', 5)
 const MEMORY = 96 // MiB, the same for every guest here
 const BOOT_TIMEOUT_MS = 150_000
-/** issue 18: a restore through Blixard within 0.3 × the cold boot of the same guest */
+/** target: a restore through Blixard within 0.3 × the cold boot of the same guest */
 const TARGET_RATIO = 0.3
-/** issue 18: a warm-pool create→running through Blixard within this, at the median */
+/** target: a warm-pool create→running through Blixard within this, at the median */
 const TARGET_WARM_MS = 100
 /** how often the VM record is read while waiting for running (bounds the figures' resolution) */
 const POLL_MS = 5

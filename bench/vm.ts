@@ -1,11 +1,11 @@
 // npm run bench:vm [-- --samples 5] [--concurrent 20] [--json]
 //
-// Issue 5 item 7. Two measurements, each against something measured in the same run:
+// VM start overhead. Two measurements, each against something measured in the same run:
 // 1. create-to-running through Blixard (3 blixard-node processes; vm.create over RPC, then
 //    vm.watch until the VM's phase is running) against a bare QEMU boot of the same guest with
 //    the same command line (node/qemu/bare-boot.ts: spawn to the ready marker). Samples
 //    alternate, so both see the same load; the overhead is the difference of the medians, in
-//    ms and as a ratio. Target (issue 5): overhead ≤ 150 ms at the median.
+//    ms and as a ratio. Target: overhead ≤ 150 ms at the median.
 // 2. N VMs created at once on a 1-node cluster (--bootstrap-expect 1): time until all run.
 import '../node/polyfill.ts'
 import { existsSync, readFileSync } from 'node:fs'

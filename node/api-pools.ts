@@ -1,4 +1,4 @@
-// RPC handlers of warm pools (issue 18): the writes record the pool through Raft (admin-signed,
+// RPC handlers of warm pools: the writes record the pool through Raft (admin-signed,
 // storage/apply-pools.ts); every host keeps its guests to the record (node/pools/service.ts).
 import type { Command } from '../protocols/commands.ts'
 import type { ReadParams } from '../protocols/rpc.ts'

@@ -1,4 +1,4 @@
-// RPC handlers of issue 19: project quotas. The limits live in Raft (SetQuota, signed by an
+// RPC handlers of project quotas. The limits live in Raft (SetQuota, signed by an
 // admin) and are enforced on apply (storage/apply-quotas.ts); `quota show` reads them with the
 // usage the state machine keeps.
 import { BlixardError } from '../protocols/errors.ts'

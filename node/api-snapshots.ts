@@ -1,4 +1,4 @@
-// RPC handlers of VM memory snapshots (issue 18): each write records the request through Raft
+// RPC handlers of VM memory snapshots: each write records the request through Raft
 // (storage/apply-snapshots.ts decides what may be asked) and the VM's host carries it out
 // (node/snapshots/service.ts), so the answer does not depend on which node the CLI reached. A
 // name is resolved only after a ReadIndex barrier, and a retried idempotency key answers with its

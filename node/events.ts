@@ -61,16 +61,16 @@ export function describeCommand (env: CommandEnvelope, r: ApplyResult, name: (id
     // progress is routine (a line a second while it moves): not an event
     case 'ReportMigration': return c.event === 'progress' && r.ok ? '' : `VM ${name(c.vm)} migration: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
     case 'ReportVolume': return `volume ${c.name} ${c.outcome === 'gone' ? 'deleted (its RBD image removed)' : c.outcome}${c.reason != null ? ` (${c.reason})` : ''}, reported by ${name(c.node)}${tail}`
-    // issue 19
+    // quotas and the scheduler's decisions
     case 'SetQuota': return c.limits === null ? `quota of project ${c.project} cleared${tail}` : `quota of project ${c.project} set: ${Object.entries(c.limits).map(([k, v]) => `${k} ${String(v)}`).join(', ') || 'no limits'}${tail}`
     case 'PreemptVm': return `VM ${name(c.vm)} placed on ${name(c.node)} by preempting ${c.victims.map((v) => `VM ${name(v)}`).join(', ')} (pending until room appears)${tail}`
     case 'RebalanceVm': return `VM ${name(c.vm)} migrating live to ${name(c.target)} to rebalance (${c.reason})${tail}`
-    // VM memory snapshots (issue 18)
+    // VM memory snapshots
     case 'SnapshotVm': return `VM ${name(c.vm)} snapshot ${c.name} requested${tail}`
     case 'RestoreVm': return `VM ${name(c.vm)} restore from snapshot ${c.name} requested${tail}`
     case 'DeleteVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name} deleted${tail}`
     case 'ReportVmSnapshot': return `VM ${name(c.vm)} snapshot ${c.name}: ${c.event} reported by ${name(c.node)}${c.reason != null ? ` (${c.reason})` : ''}${tail}`
-    // warm pools (issue 18)
+    // warm pools
     case 'SetWarmPool': return `warm pool ${c.name} set: ${c.size} guest(s) of image ${imageLabel(poolImage(c))}, ${c.vcpus} vCPU × ${c.memoryMiB} MiB per node${tail}`
     case 'DeleteWarmPool': return `warm pool ${c.name} deleted${tail}`
     default: return describeHaCommand(c, r, name) ?? `${c.type}${tail}`

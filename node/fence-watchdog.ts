@@ -1,4 +1,4 @@
-// The host's fence watchdog (issue 14, rule 5 of node/core/lease-rules.ts): a small process apart
+// The host's fence watchdog (rule 5 of node/core/lease-rules.ts): a small process apart
 // from the daemon's event loop, so it fires when blixard-node is kill -9'd, SIGSTOPped or hung while
 // its QEMUs (KillMode=process) live on. The daemon spawns it detached and, on each acknowledged lease
 // renewal, rewrites the heartbeat file with the fence deadline on the system-wide monotonic clock

@@ -176,7 +176,7 @@ export async function schedulePass (d: SchedulerDeps): Promise<number> {
       else waiting.push(reqOf.get(dec.vmId)!)
     }
   }
-  // Priority preemption (issue 19): a VM that fits nowhere may displace strictly lower-priority,
+  // Priority preemption: a VM that fits nowhere may displace strictly lower-priority,
   // preemptible VMs (placement/plans/preempt.ts); apply checks the same rules again (storage/apply-sched.ts).
   const preempts = planPreemptions(nodes, vms, d.load.hints(), waiting, moves, (id) => avoidedNode(byId.get(id)!, now()), MAX_PREEMPTIONS_PER_PASS, d.bugs)
   // Draining nodes: move their VMs away (one evacuation plan per node), running ones live.

@@ -51,7 +51,7 @@ export function authorityOf (cmd: Command): Authority {
     case 'RegisterNode': case 'ReportVmStatus': case 'AllocateIp': case 'RecoverAdmin': case 'ReportMigration': case 'ReportVolume': case 'ReportVmSnapshot': return 'node'
     case 'UpdateNode': return cmd.state === undefined ? 'node' : 'admin'
     case 'AssignVm': case 'RenewLeases': case 'MarkNodeDown': case 'ExpireMigration': case 'EvacuateVm': return 'leader'
-    // the scheduler's decisions (issue 19); SetQuota falls to the default: an admin's
+    // the scheduler's decisions; SetQuota falls to the default: an admin's
     case 'PreemptVm': case 'RebalanceVm': return 'leader'
     default: return 'admin'
   }

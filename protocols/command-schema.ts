@@ -210,7 +210,7 @@ export function networkProblem (c: { subnet: string, gateway?: string | null }):
 const reporter = { node: id }
 const reportReason = { reason: text() }
 
-// ---- scheduler pieces (issue 19) ----
+// ---- scheduler pieces ----
 
 /** VMs one preemption may evict: a VM needs at most a node's worth of room. */
 export const MAX_PREEMPTION_VICTIMS = 256
@@ -235,7 +235,7 @@ const victimsProblem = (v: string[]): Problem | undefined =>
     ? { kind: 'InvalidCommand', message: (p) => `${p} must name at least one VM (a placement without evictions is an AssignVm)` }
     : new Set(v).size !== v.length ? { kind: 'InvalidCommand', message: (p) => `${p} names a VM twice` } : undefined
 
-// ---- VM memory snapshots (issue 18): protocols/snapshots.ts holds the record and the rules' words ----
+// ---- VM memory snapshots: protocols/snapshots.ts holds the record and the rules' words ----
 
 /** A snapshot name: a DNS label (it becomes a file name on the VM's host). */
 export const SNAPSHOT_NAME = name
@@ -264,7 +264,7 @@ export const SNAPSHOT_COMMANDS = [
   }), (c) => c.event === 'taken' && (c.sizeBytes === undefined || (c.path === undefined) === (c.image === undefined || c.pool === undefined)) ? TAKEN_NEEDS : undefined)
 ] as const
 
-// ---- warm pools (issue 18): protocols/pools.ts holds the record and the hosts' decisions ----
+// ---- warm pools: protocols/pools.ts holds the record and the hosts' decisions ----
 
 /** a pool's fields, shared by its command and its RPC params (protocols/rpc-pools.ts) */
 export const POOL_FIELDS = { name, vcpus: s.int(L.minVcpus, L.maxVcpus, 'InvalidSpec'), memoryMiB: s.int(L.minMemoryMiB, L.maxMemoryMiB, 'InvalidSpec'), size: s.int(0, MAX_WARM_POOL_SIZE, 'InvalidSpec') }
@@ -345,7 +345,7 @@ export const COMMAND = s.union('type', [
   /** the leader saw the attempt that started at `started` make no step in `phase` for too long
    * (node/migration/service.ts): ends it by the switchover rule; a no-op if it moved on since */
   s.obj({ type: s.tag('ExpireMigration'), vm: id, started: counter, phase: s.oneOf(MIGRATION_PHASES), reason: text() }, { term }),
-  // ---- scheduler commands (issue 19: quotas, preemption, rebalancing) ----
+  // ---- scheduler commands (quotas, preemption, rebalancing) ----
   /** an admin sets a project's limits (a limit left out: unlimited), or clears them with null */
   s.obj({ type: s.tag('SetQuota'), project: name, limits: s.nullable(QUOTA_LIMITS) }),
   /** the leader's preemption (node/scheduler.ts): `victims`, all on `node` and each preemptible and

@@ -69,8 +69,8 @@ export const MAX_FORWARD_BATCH = 256
 export const MAX_FORWARD_BATCH_BYTES = 512 * 1024
 /** RPC requests in flight on all the streams of one connection (a member's connection: its
  * maxConcurrentFor bound). Without it a peer multiplies the per-stream bound by its 32 streams:
- * 16 streams x 64 vm.list answers of 0.9 MiB were ~920 MiB built at once (issue 12). 32 covers
- * bench:raft's 32 clients a connection, one write each in flight. */
+ * 16 streams x 64 vm.list answers of 0.9 MiB were ~920 MiB built at once (measured before this
+ * cap). 32 covers bench:raft's 32 clients a connection, one write each in flight. */
 export const RPC_MAX_IN_FLIGHT_PER_CONNECTION = 32
 /** RPC requests in flight in this process, all peers together. */
 export const RPC_MAX_IN_FLIGHT_TOTAL = 4096

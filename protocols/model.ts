@@ -4,7 +4,7 @@
 
 export const NODE_STATES = ['ready', 'cordoned', 'draining', 'down'] as const
 export type NodeState = typeof NODE_STATES[number]
-/** Liveness by lease (issue 14), apart from the operator's `state`: a drained node can be alive, a
+/** Liveness by lease, apart from the operator's `state`: a drained node can be alive, a
  * ready one dead. `down` is set only by the leader's MarkNodeDown (storage/apply-ha.ts). */
 export type NodeLiveness = 'ready' | 'down'
 export const HYPERVISORS = ['qemu', 'cloud-hypervisor', 'firecracker'] as const
@@ -56,7 +56,7 @@ export type Constraint = Infer<typeof CONSTRAINT>
 
 export type VmSpec = Infer<typeof VM_SPEC>
 
-// ---- quotas (issue 19): per-project limits, held in Raft, checked on apply ----
+// ---- quotas: per-project limits, held in Raft, checked on apply ----
 
 /** What a project may hold at most; a limit left out is unlimited. `ips`: network attachments,
  * one address each. `diskGiB`: the VMs' local root disks (spec.diskGiB). */

@@ -1,4 +1,4 @@
-// Warm pools (issue 18 item 3): a declared number of pre-booted, paused guests of one image and one
+// Warm pools: a declared number of pre-booted, paused guests of one image and one
 // shape kept on every node (or on the nodes whose labels meet the pool's constraints), so a create
 // of a VM of that image and shape is handed a guest that already booted (a `cont`) instead of
 // booting one. Which images a host can hold warm is a capability of the image (protocols/images.ts). The record is replicated config; the guests themselves are each host's

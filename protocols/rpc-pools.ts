@@ -1,4 +1,4 @@
-// RPC methods of warm pools (issue 18; the record is protocols/pools.ts). Params go through the same
+// RPC methods of warm pools (the record is protocols/pools.ts). Params go through the same
 // checks as the commands they become (POOL_COMMANDS), so the RPC and the log accept the same values.
 import type { IdempotentParams, MethodSpec, ReadParams } from './rpc.ts'
 import type { WarmPoolRecord } from './pools.ts'

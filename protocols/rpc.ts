@@ -189,7 +189,7 @@ export interface VmExplanation {
   assignedNode: string | null
   /** a VM meant to run but unplaced: why it waits (its status reason: "preempted by VM x ...") */
   waiting?: string | null
-  /** a VM that fits nowhere: the preemption the scheduler would make for it (issue 19), or why none */
+  /** a VM that fits nowhere: the preemption the scheduler would make for it, or why none */
   preemption?: { nodeId: string | null, evictions: string[], reason: string } | null
   decision: {
     vmId: string

@@ -1,4 +1,4 @@
-// VM memory snapshots in the replicated state (issue 18): the record and the value lists; the four
+// VM memory snapshots in the replicated state: the record and the value lists; the four
 // commands are declared with the others in protocols/command-schema.ts (SNAPSHOT_COMMANDS).
 //
 // A snapshot is memory + device state saved by the VM's host (node/snapshots/service.ts), with a

@@ -20,7 +20,7 @@
 # Serial console lines it prints:
 #   BLIXARD-DISK <hostname> boots=N          (with blix.disk=1, before the ready marker)
 #   BLIXARD-WRITER <host> region=R from=N    (the disk writer started) | BLIXARD-WRITER <host> error=WHY
-# The disk writer (issue 14: a VM never runs on two hosts at once, judged on its disk): the
+# The disk writer (for HA: a VM never runs on two hosts at once, judged on its disk): the
 # filesystem takes the disk's first 64 MiB; from sector W_BASE (128 MiB) the raw disk holds a log of
 # 512-byte records "BLXW <counter> <host> <boot id>", one region of W_REG records per boot. At boot
 # the writer takes the first empty region, reads the last counter of the region before, and from

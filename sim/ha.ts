@@ -1,4 +1,4 @@
-// High availability in the simulator (issue 14), with the code the daemon runs: each host's lease
+// High availability in the simulator, with the code the daemon runs: each host's lease
 // (node/core/lease-holder.ts), the leader's batcher and failure detector (node/core/lease-keeper.ts),
 // and RenewLeases / MarkNodeDown applied by the real state machine. What is simulated is what the
 // daemon's shell does (node/ha/service.ts): the renewal round trip over the simulated network, the

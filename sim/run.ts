@@ -56,7 +56,7 @@ export interface RunOptions {
    * was found before HA was in the model. Default true. */
   ha?: boolean
   /** false: no shipped scheduler, preemption, rebalancing or tenant (sim/sched-model.ts), for seeds
-   * whose trajectory was found before issue 19 was in the model. Default true. */
+   * whose trajectory was found before these were in the model. Default true. */
   sched?: boolean
 }
 
@@ -81,7 +81,7 @@ export interface RunStats {
   haMarksDown: number
   haPauses: number
   haStarts: number
-  /** issue 19: preemptions and rebalancing moves applied, tenant operations proposed */
+  /** preemptions and rebalancing moves applied, tenant operations proposed */
   preemptions: number
   rebalanceMoves: number
   tenantOps: number
@@ -138,7 +138,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   // moves are judged against the hosts' guests (sim/ha.ts) when HA is in the run
   let moves: MoveInvariants | null = null
   const ha = o.ha === false ? null : new HaSim({ sched, rng: rng.fork('ha'), cluster, checker: neverTwice, noSelfFence: bugs.has('no-self-fence'), trace, onStart: (h, g, vm, now) => { moves?.started(h, g, vm, now) } })
-  // the scheduler of issue 19 (shipped loops, a tenant, the hosts' agents); forked last, like HA
+  // the scheduler and rebalancer (shipped loops, a tenant, the hosts' agents); forked last, like HA
   // wired to the rebalance-converges checker once it exists
   let onRebalancePass: ((sm: StateMachine, now: number) => void) | undefined
   const schedModel = o.sched === false ? null : new SchedModel({ sched, rng: rng.fork('sched'), cluster, bugs: new Set([...bugs].filter((b): b is PreemptBug => (PREEMPT_BUGS as readonly string[]).includes(b))), ha, trace, onRebalancePass: (sm, now) => { onRebalancePass?.(sm, now) } })

@@ -1,4 +1,4 @@
-// The scheduler of issue 19 in the simulator, with the code the daemon runs: on every replica, the
+// The scheduler and rebalancer in the simulator, with the code the daemon runs: on every replica, the
 // shipped Scheduler loop (node/scheduler.ts: placement and priority preemption) and the shipped
 // Rebalancer loop (node/rebalancer.ts: hysteresis, budget, cooldown), each acting only while its
 // replica leads, driven by the virtual clock and proposing through its replica's core. What is

@@ -1,4 +1,4 @@
-// Node liveness in the replicated state (issue 14; the timing rules are node/core/lease-rules.ts):
+// Node liveness in the replicated state (the timing rules are node/core/lease-rules.ts):
 // RenewLeases, the leader's batch of the renewals it received, and MarkNodeDown, the leader's
 // judgement that a node's lease ran out. Both are leader-bound (protocols/auth.ts: signed by the
 // leader, which proposes only the ones it signed itself). Deterministic: the only clock is

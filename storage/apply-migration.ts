@@ -1,4 +1,4 @@
-// Live migration in the replicated state (issue 15): the record lives on the VM (VmRecord.migration)
+// Live migration in the replicated state: the record lives on the VM (VmRecord.migration)
 // and its phases follow protocols/migration-phases.ts. The one invariant: vm.assignedNode is the
 // record's owner at every index — the source until the switchover report, the target from that
 // same entry on — so the agent, HA (storage/apply-ha.ts) and the scheduler, which all go by

@@ -1,4 +1,4 @@
-// Warm pools in the replicated state (issue 18; the record and the hosts' decisions are
+// Warm pools in the replicated state (the record and the hosts' decisions are
 // protocols/pools.ts). Pools are rows of the `settings` table under `warmPool/`. Pure: the only
 // clock is envelope.at. Each host reads the rows and keeps its own guests to them
 // (node/pools/service.ts); nothing per guest is recorded here.

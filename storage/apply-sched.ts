@@ -1,4 +1,4 @@
-// The scheduler's own decisions of issue 19, applied: a preemption (PreemptVm) and a rebalancing
+// The scheduler's own decisions, applied: a preemption (PreemptVm) and a rebalancing
 // move (RebalanceVm). Both are the leader's (protocols/auth.ts); the leader's plan
 // (placement/plans/) is re-checked here against the state at this index, so a plan made on a stale
 // view, or a forged one, can never evict an equal-or-higher priority VM, a non-preemptible one, or

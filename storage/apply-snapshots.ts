@@ -1,4 +1,4 @@
-// VM memory snapshots in the replicated state (issue 18; the record and commands are
+// VM memory snapshots in the replicated state (the record and commands are
 // protocols/snapshots.ts). The VM's host carries each step out (node/snapshots/service.ts) and
 // reports; these rules decide what may be asked and which reports count. Pure: the only clock is
 // envelope.at.

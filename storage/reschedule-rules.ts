@@ -1,4 +1,4 @@
-// What happens to the VMs of a node marked down (issue 14): applied by MarkNodeDown in
+// What happens to the VMs of a node marked down: applied by MarkNodeDown in
 // storage/apply-ha.ts, so every replica decides alike. Pure: the leader passes the committed VMs,
 // the down node and its own clock; this answers which VMs go back to `pending` (the normal scheduler in
 // node/scheduler.ts then places them through placement/, with constraints, anti-affinity and capacity;

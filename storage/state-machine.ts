@@ -90,16 +90,16 @@ function dispatch (ctx: ApplyContext, cmd: Command): unknown {
     case 'ReportMigration': return reportMigration(ctx, cmd)
     case 'ExpireMigration': return expireMigration(ctx, cmd)
     case 'EvacuateVm': return evacuateVm(ctx, cmd)
-    // issue 19
+    // quotas and the scheduler's decisions: storage/apply-quotas.ts, storage/apply-sched.ts
     case 'SetQuota': return setQuota(ctx, cmd)
     case 'PreemptVm': return preemptVm(ctx, cmd)
     case 'RebalanceVm': return rebalanceVm(ctx, cmd)
-    // VM memory snapshots (issue 18): storage/apply-snapshots.ts
+    // VM memory snapshots: storage/apply-snapshots.ts
     case 'SnapshotVm': return snapshotVm(ctx, cmd)
     case 'RestoreVm': return restoreVm(ctx, cmd)
     case 'DeleteVmSnapshot': return deleteVmSnapshot(ctx, cmd)
     case 'ReportVmSnapshot': return reportVmSnapshot(ctx, cmd)
-    // warm pools (issue 18): storage/apply-pools.ts
+    // warm pools: storage/apply-pools.ts
     case 'SetWarmPool': return setWarmPool(ctx, cmd)
     case 'DeleteWarmPool': return deleteWarmPool(ctx, cmd)
   }
@@ -480,7 +480,7 @@ export class StateMachine {
   getNetwork (name: string): NetworkRecord | undefined { return this.kv.get<NetworkRecord>('networks', name) }
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
   /** VM memory snapshots, in (VM id, name) order; with `vm`, that VM's only. */
-  /** the declared warm pools, by name (issue 18) */
+  /** the declared warm pools, by name */
   listWarmPools (): WarmPoolRecord[] { return listPools(this.kv) }
 
   listVmSnapshots (vm?: string): VmSnapshotRecord[] {
@@ -491,7 +491,7 @@ export class StateMachine {
   noAdmins (): boolean { return noAdmins(this.kv) }
   /** Has no node registered yet? (One key read.) */
   noNodes (): boolean { return this.kv.range<NodeRecord>('nodes', { limit: 1 }).length === 0 }
-  /** Every project with a quota or with VMs, its limits (null: none) and what it holds (issue 19). */
+  /** Every project with a quota or with VMs, its limits (null: none) and what it holds. */
   listQuotas (): Array<{ project: string, limits: QuotaLimits | null, usage: QuotaUsage }> { return listQuotas(this.kv) }
   isAdmin (peerId: string): boolean { return this.kv.has('admins', peerId) }
   joinPolicy (): JoinPolicy { return joinPolicy(this.kv) }

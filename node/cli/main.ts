@@ -591,9 +591,9 @@ const COMMANDS: Record<string, Command> = {
       })
     }
   },
-  // VM memory snapshots (issue 18): node/cli/snapshots.ts; after the other vm commands, so help lists them last
+  // VM memory snapshots: node/cli/snapshots.ts; after the other vm commands, so help lists them last
   ...snapshotCommands({ withCluster, need, stale }),
-  // warm pools (issue 18): node/cli/pools.ts
+  // warm pools: node/cli/pools.ts
   ...poolCommands({ withCluster, need, stale })
 }
 

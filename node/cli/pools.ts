@@ -1,4 +1,4 @@
-// CLI commands for warm pools (issue 18): `blixard pool set NAME --size N [--image IMAGE] [--vcpus V]
+// CLI commands for warm pools: `blixard pool set NAME --size N [--image IMAGE] [--vcpus V]
 // [--memory MiB]`, `pool list`, `pool delete NAME`. The record goes through Raft (admin-signed); every
 // host then keeps that many pre-booted, paused guests of the image and shape, and a `vm create` of
 // that image and shape (no volumes, networks or kernel parameters) is handed one of them instead of

@@ -1,4 +1,4 @@
-// CLI commands of issue 19: `blixard quota set|show`, `blixard rebalance --dry-run|--apply`. Every limit is optional (left out:
+// CLI commands of quotas and rebalancing: `blixard quota set|show`, `blixard rebalance --dry-run|--apply`. Every limit is optional (left out:
 // unlimited); `--json` prints the records as the node answers them.
 import type { QuotaLimits, QuotaUsage } from '../../protocols/model.ts'
 import type { QuotaView, RebalanceView } from '../../protocols/rpc-sched.ts'

@@ -35,12 +35,12 @@ const EXPECTED: Record<string, Array<Command['type']>> = {
   'volume.clone': ['CreateVolume'],
   'volume.delete': ['DeleteVolume'],
   'quota.set': ['SetQuota'],
-  // VM memory snapshots (issue 18)
+  // VM memory snapshots
   'vm.snapshot': ['SnapshotVm'],
   'vm.restore': ['RestoreVm'],
   'vm.snapshotDelete': ['DeleteVmSnapshot'],
   'vm.clone': ['CreateVm'],
-  // warm pools (issue 18)
+  // warm pools
   'pool.set': ['SetWarmPool'],
   'pool.delete': ['DeleteWarmPool']
 }

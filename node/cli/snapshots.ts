@@ -1,4 +1,4 @@
-// CLI commands for VM memory snapshots (issue 18): `blixard vm snapshot VM NAME`,
+// CLI commands for VM memory snapshots: `blixard vm snapshot VM NAME`,
 // `vm snapshot list [VM]`, `vm snapshot delete VM NAME`, `vm restore VM NAME`. Each write is
 // recorded through Raft and carried out by the VM's host; the command follows the record until the
 // host reported (ready / restored / gone), so a 0 exit means it is done. Names, not ids.

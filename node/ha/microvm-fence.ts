@@ -1,4 +1,4 @@
-// The fence for guests on the NixOS path (issue 14): those run as systemd `microvm@NAME` units, not
+// The fence for guests on the NixOS path: those run as systemd `microvm@NAME` units, not
 // as QEMUs under <dataDir>/vms, so the fence watchdog and the daemon's own fence (and the cleanup of a
 // host that rejoins after its lease expired) stop them through systemctl too. Which units are this
 // host's: the agent renders every such guest's flake into <dataDir>/guests/NAME (nixos/README.md,

@@ -1,4 +1,4 @@
-// High availability in the daemon (issue 14): the shell around the pure lease cores.
+// High availability in the daemon: the shell around the pure lease cores.
 //
 // On every node:
 //   - every renewEveryMs, ask the leader to renew this node's lease (internal.renewLease; the leader

@@ -1,4 +1,4 @@
-// The host side of a live migration (issue 15): what this node does for each migration record
+// The host side of a live migration: what this node does for each migration record
 // (storage/apply-migration.ts) it takes part in, driven by the record's phase, never by a message
 // from the other host. So a restarted daemon, or a new leader, finds the same work to do.
 //

@@ -1,4 +1,4 @@
-// The migration data path over QEMU's own TLS (issue 15 item 3), keyed per migration. The two
+// The migration data path over QEMU's own TLS, keyed per migration. The two
 // daemons agree on the move over their libp2p stream (pnet + Noise: both node identities proven,
 // encrypted); the target hands the source a fresh random pre-shared key over that stream, with the
 // address and port its QEMU listens on for this one migration and the number of multifd channels;

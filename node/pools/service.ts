@@ -1,4 +1,4 @@
-// The host side of warm pools (issue 18; the record and the decisions are protocols/pools.ts): this
+// The host side of warm pools (the record and the decisions are protocols/pools.ts): this
 // node keeps, for every declared pool, `size` guests of the pool's image (the tiny image, the one
 // image a host can hold warm: protocols/images.ts) and shape booted and paused
 // (QMP `stop` once the ready marker showed), under runtime ids `warm.<pool>.<seq>` that no VM id

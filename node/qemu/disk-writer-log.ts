@@ -1,4 +1,4 @@
-// The tiny guest's disk writer (scripts/build-tiny-guest.sh, blix.disk=1) and its judge: issue 14's
+// The tiny guest's disk writer (scripts/build-tiny-guest.sh, blix.disk=1) and its judge: the HA rule
 // "a VM never runs on two hosts at once", checked on the disk itself. From sector WRITER_BASE the
 // raw disk holds 512-byte records `BLXW <counter> <host> <boot id>`, one region of WRITER_REGION
 // records per guest boot, each region contiguous from its start. A booting writer takes the first

@@ -1,4 +1,4 @@
-// Memory + device state snapshots of a running QEMU (issue 18), through QEMU's migration stream:
+// Memory + device state snapshots of a running QEMU, through QEMU's migration stream:
 // the guest is paused, `migrate`d into a unix socket this process listens on and writes to a file,
 // then resumed. A restore starts a QEMU with the same devices and `-incoming unix:SOCK`, this
 // process streams the file into that socket, and `cont` resumes the guest where it was saved.

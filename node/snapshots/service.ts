@@ -1,4 +1,4 @@
-// The host side of VM memory snapshots (issue 18): what this node does for each snapshot record
+// The host side of VM memory snapshots: what this node does for each snapshot record
 // (storage/apply-snapshots.ts) it holds, driven by the record, never by a message from another
 // node. So a restarted daemon finds the same work to do.
 //

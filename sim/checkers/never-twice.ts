@@ -1,4 +1,4 @@
-// A VM never runs on two hosts at once (issue 14), judged on the simulated ground truth — the guests
+// A VM never runs on two hosts at once, judged on the simulated ground truth — the guests
 // each host really runs, whatever its daemon, its replica or the cluster believe — including hosts
 // whose daemon is crashed or paused while their guests run on. Shown to fail by --bug no-self-fence.
 import { BaseChecker } from './checker.ts'

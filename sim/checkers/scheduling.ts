@@ -1,4 +1,4 @@
-// The scheduler's decisions of issue 19, judged on every replica's committed state:
+// The scheduler's decisions and quotas, judged on every replica's committed state:
 // - a preemption (PreemptVm, applied) evicted only preemptible VMs of strictly lower priority than
 //   the VM it placed, and each victim is left unassigned with a reason naming who displaced it;
 // - no VM is moved by the rebalancer (RebalanceVm, applied) twice within the cooldown (no

@@ -31,7 +31,8 @@ const PIPELINED = 64
  * queued for its connection (RPC_QUEUED_ANSWER_BYTES_PER_CONNECTION), at most
  * RPC_MAX_IN_FLIGHT_PER_CONNECTION answers being built at once (each a ~0.9 MiB frame plus its
  * decoded records, a few MiB), yamux windows (256 KiB a stream) and 64 small requests per stream;
- * with allocator and GC slack, 200 MiB. Without the caps the node grew ~470 MiB and died (issue 12). */
+ * with allocator and GC slack, 200 MiB. Without the caps the node grew ~470 MiB and died (measured
+ * before the caps). */
 const PEAK_BOUND_MIB = 200
 /** RSS above the start once the attacker has left (MiB), waited for up to AFTER_WAIT_MS: V8 and
  * the allocator give pages back lazily, so some of the peak stays for a while; nothing may keep

@@ -103,7 +103,7 @@ test('key holders sending partial maximum-size Raft frames on many streams: RSS 
   const after = rssMiB()
   process.stderr.write(`RSS MiB: before ${before.toFixed(0)}, peak ${peak.toFixed(0)}, 3 s after disconnect ${after.toFixed(0)} (attack: ${PEERS} peers x ${STREAMS} streams x ${(PARTIAL / 2 ** 20).toFixed(0)} MiB partial = ${(PEERS * STREAMS * PARTIAL / 2 ** 20).toFixed(0)} MiB offered; cap ${MAX_PARTIAL_FRAME_BYTES_TOTAL / 2 ** 20} MiB)\n`)
   assert.ok(alive(), 'node alive after attack')
-  // unbounded, this attack took a node from 134 to 834 MiB (issue 12); the bound here is the
+  // unbounded, this attack took a node from 134 to 834 MiB; the bound here is the
   // partial-frame cap plus yamux windows and allocator slack
   assert.ok(peak - before < 250, `RSS grew ${(peak - before).toFixed(0)} MiB (offered ${PEERS * STREAMS * 16} MiB)`)
   assert.ok(after - before < 250, `RSS ${(after - before).toFixed(0)} MiB above the start after the attackers left`)

@@ -93,12 +93,12 @@ test('the leader is never chosen for removal', () => {
   }
 })
 
-// Issue 11: with 3 nodes and one dead ~10 s, autopilot removed the dead voter, then demoted a healthy
+// A past bug: with 3 nodes and one dead ~10 s, autopilot removed the dead voter, then demoted a healthy
 // one: 3 voters became 1. Each row runs autopilot to a fixed point (applying each decision to the
 // conf) and checks the voter count never falls below what the live nodes allow.
 interface Row { name: string, conf: ConfState, health: Record<string, MemberHealth>, minVoters: number, finalVoters: string[], replaces?: number }
 const rows: Row[] = [
-  { name: '3 voters, 1 dead, no other node: keep 3 (the issue-11 bug)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: ok, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
+  { name: '3 voters, 1 dead, no other node: keep 3 (the past 3-to-1 bug)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: ok, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
   { name: '3 voters, 1 dead, a lagging learner: keep 3 until it catches up', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: { silentMs: 10, lag: 5000 } }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },
   { name: '3 voters, 1 dead, a caught-up learner: replaced', conf: { voters: ['a', 'b', 'c'], learners: ['d'] }, health: { a: ok, b: ok, c: gone, d: ok }, minVoters: 3, finalVoters: ['a', 'b', 'd'], replaces: 1 },
   { name: '3 voters, 2 dead: keep 3 (no quorum to change anything safely)', conf: { voters: ['a', 'b', 'c'], learners: [] }, health: { a: ok, b: gone, c: gone }, minVoters: 3, finalVoters: ['a', 'b', 'c'] },

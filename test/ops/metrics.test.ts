@@ -45,7 +45,7 @@ test('promtool check metrics accepts /metrics of every live node', () => {
   }
 })
 
-test('every metric the issue lists is declared with HELP and TYPE on every node', () => {
+test('every listed metric is declared with HELP and TYPE on every node', () => {
   const want: Array<[string, string]> = [
     ['blixard_raft_term', 'gauge'], ['blixard_raft_commit_index', 'gauge'], ['blixard_raft_applied_index', 'gauge'],
     ['blixard_raft_leader_changes_total', 'counter'], ['blixard_raft_proposal_duration_seconds', 'histogram'],

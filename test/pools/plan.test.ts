@@ -1,4 +1,4 @@
-// Warm pools (issue 18): the hosts' pure decisions (protocols/pools.ts) as tables, and the two
+// Warm pools: the hosts' pure decisions (protocols/pools.ts) as tables, and the two
 // commands through a real state machine with real signatures (storage/apply-pools.ts): only an
 // admin declares or deletes a pool, bad shapes are refused with the field named, a second pool of
 // one image and shape is refused (creates would only ever claim from the first), a pool of an image

@@ -78,7 +78,7 @@ const REGRESSIONS: Array<{ seed: number, bug: SimBug, checker: string | null }> 
 ]
 for (const { seed, bug, checker } of REGRESSIONS) {
   test(`regression seed ${seed}: clean${checker === null ? '' : `, and ${bug} planted back is caught by ${checker}`}`, async () => {
-    // These seeds were found before joint changes, HA leases and the scheduler of issue 19 existed:
+    // These seeds were found before joint changes, HA leases and the scheduler model existed:
     // replay their trajectories without them (joint changes and HA are covered by the seed sweeps and test/raft/testdata/joint-*.txt;
     // with HA's renewals in the log, seed 26's planted bug no longer bites).
     const clean = await runSeed({ seed, nodes: nodesFor(seed), steps: DEFAULT_STEPS, bug: null, trace: false, jointChanges: false, ha: false, sched: false })

@@ -107,7 +107,7 @@ test('lease commands are the leader\'s too: MarkNodeDown and RenewLeases by a ho
   assert.ok(h.run(h.signed(leader2, down(2)), 2).ok)
 })
 
-test('issue 19: PreemptVm and RebalanceVm are the leader\'s (a host, an admin or no term is refused); SetQuota is an admin\'s (a node, even the leader, is refused)', () => {
+test('PreemptVm and RebalanceVm are the leader\'s (a host, an admin or no term is refused); SetQuota is an admin\'s (a node, even the leader, is refused)', () => {
   const h = setup()
   assert.ok(h.run(h.signed(leader2, assign(2)), 2).ok, 'the leader decided first in term 2')
   const preempt = (term?: number): Command => ({ type: 'PreemptVm', vm: 'v2', node: leader2.peerId, victims: ['v1'], ...(term === undefined ? {} : { term }) })

@@ -1,4 +1,4 @@
-// The scheduler moving real guests (issue 19), through real blixard-node processes and real tiny
+// The scheduler moving real guests, through real blixard-node processes and real tiny
 // guests (QEMU, TCG here) printing a heartbeat counter: `vm migrate --cold` of a running VM goes
 // through the release handshake (the target starts its QEMU only after the source reported the guest
 // gone; never two QEMUs of it), then a 4th node joins the unbalanced 3-node cluster and the leader's
