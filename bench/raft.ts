@@ -3,7 +3,8 @@
 // 127.0.0.1. For 1, 16 and 256 concurrent clients: write throughput and p50/p99 latency, with
 // the clients writing to the leader and then to a follower (both systems forward a follower's
 // write to the leader). Then failover (kill -9 of the leader to the first successful write), a
-// node's idle RSS, and the time a 4th blixard-node takes to become a learner.
+// node's idle RSS and CPU (both clusters idle for --idle seconds first, before any load), and the
+// time a 4th blixard-node takes to become a learner.
 //
 // Clients: each is a closed loop with one write in flight, on its own stream: Blixard, one
 // RpcClient (one libp2p stream) per client; etcd, one gRPC call at a time per client. Clients
@@ -17,7 +18,7 @@
 // from before the compiled mode, to compare with them).
 //
 // npm run bench:raft [-- --json] [--duration 5] [--warmup 1] [--clients 1,16,256]
-//   [--targets leader,follower|none] [--failovers 3] [--no-freeze] [--no-join] [--keep] [--tsx]
+//   [--targets leader,follower|none] [--idle 20] [--failovers 3] [--no-freeze] [--no-join] [--keep] [--tsx]
 //   [--etcd-tls] [--learners N|0,5,15] [--learner-clients 16]
 //   [--cost-model] [--cost-clients 256] [--strace-seconds 3]
 //
@@ -67,6 +68,11 @@ const argv = process.argv.slice(2)
 const opt = (name: string, dflt: string): string => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : dflt }
 const JSON_OUT = argv.includes('--json')
 const DURATION_MS = 1000 * Number(opt('--duration', '5'))
+/** How long both formed clusters stay idle before their idle CPU and RSS are read. A daemon a few
+ * seconds after start still holds its start's garbage: V8 shrinks the heap only once the process
+ * has been idle a while (bench:idle, compiled: RSS median 114 MiB at 3 s, 88 MiB at 20 s, heap
+ * total 59 → 30 MiB); etcd's RSS is flat from the start. */
+const IDLE_MS = 1000 * Number(opt('--idle', '20'))
 const WARMUP_MS = 1000 * Number(opt('--warmup', '1'))
 const LEVELS = opt('--clients', '1,16,256').split(',').map(Number)
 // `--targets none` skips the throughput levels (e.g. to run only --learners or --cost-model)
@@ -142,14 +148,14 @@ async function main (): Promise<void> {
 
     // ---- idle RSS, before any load ----
     const idle0 = { b: b.voters.map((n) => processCpuMs(n.proc?.pid)), e: e.members.map((m) => processCpuMs(m.proc?.pid)) }
-    await sleep(3_000)
+    await sleep(IDLE_MS)
     const idleCpu = {
-      blixard: b.voters.map((n, i) => (processCpuMs(n.proc?.pid) - idle0.b[i]) / 30),
-      etcd: e.members.map((m, i) => (processCpuMs(m.proc?.pid) - idle0.e[i]) / 30)
+      blixard: b.voters.map((n, i) => (processCpuMs(n.proc?.pid) - idle0.b[i]) * 100 / IDLE_MS),
+      etcd: e.members.map((m, i) => (processCpuMs(m.proc?.pid) - idle0.e[i]) * 100 / IDLE_MS)
     }
     const rssB = b.voters.map((n) => rssMiB(n.proc?.pid ?? 0))
     const rssE = e.members.map((m) => rssMiB(m.proc?.pid ?? 0))
-    say(`idle RSS MiB: blixard ${rssB.map((x) => x.toFixed(0)).join(' ')}, etcd ${rssE.map((x) => x.toFixed(0)).join(' ')}; idle CPU %: blixard ${idleCpu.blixard.map((x) => x.toFixed(1)).join(' ')}, etcd ${idleCpu.etcd.map((x) => x.toFixed(1)).join(' ')}`)
+    say(`after ${IDLE_MS / 1000} s idle: RSS MiB: blixard ${rssB.map((x) => x.toFixed(0)).join(' ')}, etcd ${rssE.map((x) => x.toFixed(0)).join(' ')}; idle CPU %: blixard ${idleCpu.blixard.map((x) => x.toFixed(1)).join(' ')}, etcd ${idleCpu.etcd.map((x) => x.toFixed(1)).join(' ')}`)
 
     const bStatus = async (): Promise<Status> => await waitForCluster(control, b.voters.find((n) => n.proc != null) ?? b.voters[0], (s) => s.leader != null)
     const bLeader = async (): Promise<LocalNode> => {
