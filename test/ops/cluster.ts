@@ -4,7 +4,6 @@
 // identity (an admin) in a temp BLIXARD_CONFIG_DIR, and cleanup that kills
 // every process this file started, guests included, by pid.
 import '../../node/polyfill.ts'
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,7 +14,8 @@ import type { LocalNode } from '../../scripts/local-cluster.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import type { ClusterView } from '../../node/http.ts'
 
-import { ROOT, sleep, track, waitFor } from '../cluster/harness.ts'
+import { ROOT, runCli as harnessRunCli, sleep, track, waitFor } from '../cluster/harness.ts'
+import type { CliResult } from '../cluster/harness.ts'
 export { ROOT, sleep }
 
 /** Polls `fn` until it returns something other than null/undefined/false; fails naming `what`
@@ -28,27 +28,13 @@ export async function until<T> (what: string, timeoutMs: number, fn: () => Promi
  * shared with other clusters: a command is killed only after this. */
 export const CLI_TIMEOUT_MS = 180_000
 
-export interface CliResult { code: number, stdout: string, stderr: string, json: unknown }
+export type { CliResult } from '../cluster/harness.ts'
 
-/** Runs bin/blixard.js; `json` is stdout parsed when it is one JSON document, else null. */
+/** Runs bin/blixard.js (test/cluster/harness.ts runCli) with the ops tests' CLI timeout. */
 export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
-  const p = track(spawn(process.execPath, [join(ROOT, 'bin', 'blixard.js'), ...args], {
-    cwd: ROOT, env: { ...process.env, ...env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe']
-  }))
-  let stdout = ''
-  let stderr = ''
-  p.stdout!.on('data', (d: Buffer) => { stdout += d.toString() })
-  p.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
-  const timer = setTimeout(() => { p.kill('SIGKILL') }, timeoutMs)
-  const code = await new Promise<number>((resolve) => p.on('exit', (c, s) => { resolve(c ?? (s != null ? 128 : 1)) }))
-  clearTimeout(timer)
-  let json: unknown = null
-  try { json = JSON.parse(stdout) } catch { json = null }
-  return { code, stdout, stderr, json }
+  return await harnessRunCli(args, env, timeoutMs)
 }
 
-/** The --json error a failed command printed, checked: its exit code (in the JSON too), its kind,
- * a next step that says something, and that next step on stderr as well. */
 export function jsonError (r: CliResult, kind: string, code: number): { kind: string, message: string, next: string, exitCode: number } {
   assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
   const e = (r.json as { error?: { kind: string, message: string, next: string, exitCode: number } } | null)?.error
