@@ -35,6 +35,8 @@ export async function runCli (args: string[], env: NodeJS.ProcessEnv, timeoutMs 
   return await harnessRunCli(args, env, timeoutMs)
 }
 
+/** The --json error a failed command printed, checked: its exit code (in the JSON too), its kind,
+ * a next step that says something, and that next step on stderr as well. */
 export function jsonError (r: CliResult, kind: string, code: number): { kind: string, message: string, next: string, exitCode: number } {
   assert.is(r.code, code, `exit code of a ${kind} error: ${r.stderr}`)
   const e = (r.json as { error?: { kind: string, message: string, next: string, exitCode: number } } | null)?.error
