@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { silentLogger, type Logger } from '../log.ts'
 import { buildQemuArgv, tscKhzFromCpuinfo, type Accel, type BootSpec, type DriveSpec, type NicSpec } from './cmdline.ts'
 import { QemuError } from './errors.ts'
@@ -204,7 +205,7 @@ export class QemuDriver {
       const a = this.opts.accel ?? 'auto'
       if (a !== 'auto') return a
       const guest = this.opts.probeGuest ?? await loadTinyGuest()
-      const r = await probeKvm({ ...guest, qemuBinary: this.opts.qemuBinary, log: this.log })
+      const r = await probeKvm({ ...guest, qemuBinary: this.opts.qemuBinary, log: this.log, dir: join(this.opts.dataDir, 'kvm-probe') })
       return r.accel
     })()
     return await this.accel

@@ -3,7 +3,7 @@
 // hosts abort on an MSR or die with emulation failures), so only a real boot counts.
 import { spawn } from 'node:child_process'
 import { constants } from 'node:fs'
-import { access, mkdtemp, rm } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { diesWithUs } from './dies-with-us.ts'
@@ -21,6 +21,12 @@ export interface KvmProbeOptions {
   timeoutMs?: number
   devKvm?: string
   log?: Logger
+  /** The probe's working directory (its guest's serial log and sockets), emptied first and removed
+   * after. The daemon passes one inside its data directory: a probe cut short by the daemon's death
+   * (stopped or killed within the probe's seconds) then leaves that one directory, cleared by the
+   * next start, instead of a new one under the system's temp directory each time. Without it: a
+   * fresh temp directory. */
+  dir?: string
 }
 
 export interface KvmProbeResult {
@@ -59,7 +65,14 @@ async function runProbe (opts: KvmProbeOptions): Promise<KvmProbeResult> {
   } catch (e) {
     return done(`${dev} not usable (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
   }
-  const dir = await mkdtemp(join(tmpdir(), 'blixard-kvm-probe-'))
+  let dir: string
+  if (opts.dir != null) {
+    await rm(opts.dir, { recursive: true, force: true })
+    await mkdir(opts.dir, { recursive: true, mode: 0o700 })
+    dir = opts.dir
+  } else {
+    dir = await mkdtemp(join(tmpdir(), 'blixard-kvm-probe-'))
+  }
   try {
     return done(await testBoot(opts, dir))
   } finally {
