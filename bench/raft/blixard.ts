@@ -124,8 +124,10 @@ export function adminWrite (client: RpcClient, self: string, tag: string): (time
   }
 }
 
-/** Resident set size of a process, in MiB, from /proc. */
+/** Resident set size of a process, in MiB, from /proc; NaN once it is gone. */
 export function rssMiB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  let status: string
+  try { status = readFileSync(`/proc/${pid}/status`, 'utf8') } catch { return NaN }
+  const m = /VmRSS:\s+(\d+) kB/.exec(status)
   return m == null ? NaN : Number(m[1]) / 1024
 }

@@ -7,7 +7,9 @@
 // Autopilot (node/autopilot.ts) grows the voter set to 5 once 5 members are healthy, so "3 voters +
 // N added nodes" is 5 voters + N-2 learners for N >= 2: the cluster an operator gets by adding N
 // hosts. The table says how many of each the leader fed at every level.
+import { readFileSync } from 'node:fs'
 import { freemem } from 'node:os'
+import { join } from 'node:path'
 import { targetVoters } from '../../node/autopilot.ts'
 import type { BlixardHost } from '../../node/net/host.ts'
 import type { RpcClient } from '../../node/net/rpc.ts'
@@ -78,8 +80,18 @@ export function learnerCounts (arg: string | undefined): number[] {
   return [...new Set([0, ...xs])].sort((a, b) => a - b)
 }
 
+/** Started and not ended (exited, or killed by a signal). */
+function alive (x: LocalNode): boolean {
+  return x.proc != null && x.proc.exitCode == null && x.proc.signalCode == null
+}
+
+function lastLines (file: string, n: number): string {
+  try { return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join(' | ') } catch { return '(no log)' }
+}
+
 export async function learnerScale (o: LearnerRun, counts: number[]): Promise<LearnerLevel[]> {
   const levels: LearnerLevel[] = []
+  const reported = new Set<string>()
   let started = 0
   for (const n of counts) {
     for (; started < n; started++) {
@@ -91,7 +103,12 @@ export async function learnerScale (o: LearnerRun, counts: number[]): Promise<Le
     const leader = await o.leader()
     const st = await waitForCluster(o.control, leader, (s) => s.leader != null)
     await sleep(LEARNER_QUIET_MS)
-    const running = (): LocalNode[] => o.b.nodes.filter((x) => x.proc != null)
+    const running = (): LocalNode[] => o.b.nodes.filter(alive)
+    // a node that ended is a finding, not a figure: say how, and what it logged last
+    for (const x of o.b.nodes.filter((y) => y.proc != null && !alive(y) && !reported.has(y.name))) {
+      reported.add(x.name)
+      o.say(`learners: ${x.name} ended (exit ${x.proc?.exitCode ?? '-'}, signal ${x.proc?.signalCode ?? '-'}); its log ends: ${lastLines(join(x.dir, 'log'), 5)}`)
+    }
     const conns = Math.ceil(o.clients / o.perConn)
     const rpcs: RpcClient[] = await Promise.all([...Array(o.clients).keys()].map(async (i) => await rpcTo(o.hosts[i % conns], leader)))
     const ws: WriteFn[] = rpcs.map((c, i) => { const w = adminWrite(c, o.admins[i % conns], `l${n}-${i}`); return async () => { await w() } })
