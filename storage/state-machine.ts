@@ -479,10 +479,10 @@ export class StateMachine {
   listVolumes (): VolumeRecord[] { return this.values<VolumeRecord>('volumes') }
   getNetwork (name: string): NetworkRecord | undefined { return this.kv.get<NetworkRecord>('networks', name) }
   listNetworks (): NetworkRecord[] { return this.values<NetworkRecord>('networks') }
-  /** VM memory snapshots, in (VM id, name) order; with `vm`, that VM's only. */
   /** the declared warm pools, by name */
   listWarmPools (): WarmPoolRecord[] { return listPools(this.kv) }
 
+  /** VM memory snapshots, in (VM id, name) order; with `vm`, that VM's only. */
   listVmSnapshots (vm?: string): VmSnapshotRecord[] {
     return this.kv.range<VmSnapshotRecord>('vmSnapshots', vm === undefined ? {} : snapshotRange(vm)).map(([, v]) => v)
   }
