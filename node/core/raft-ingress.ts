@@ -89,7 +89,13 @@ export function admitRaftMessage (sender: NodeId, msg: Message, ctx: IngressCont
   if (unconfigured && !voter && !learner && ctx.admitters !== undefined && !ctx.admitters.includes(sender)) {
     return drop('not-admitter', `${sender.slice(0, 64)} is not a peer this node asked to join through, and it has no configuration yet`)
   }
-  if (!voter && !learner && !(unconfigured && FROM_LEADER.has(msg.type))) {
+  // What a leader sends is taken from a peer that admitted us even when our configuration does not
+  // name it: a joiner's first snapshot may be the cluster's oldest (index 1, the bootstrap node's
+  // configuration), and the leader that sent it, elected later, is not in it; the conf entries that
+  // name it come in the appends that follow (dropping them left a learner that joined after a
+  // failover without a log for good).
+  const admitter = ctx.admitters?.includes(sender) ?? false
+  if (!voter && !learner && !((unconfigured || admitter) && FROM_LEADER.has(msg.type))) {
     return drop('not-member', `${sender.slice(0, 64)} is not a member of the configuration`)
   }
   if (learner && VOTER_ONLY.has(msg.type)) return drop('learner-type', `a learner may not send ${msg.type}`)

@@ -73,7 +73,11 @@ const rows: Row[] = [
   ['bound joiner: a MsgApp with a higher term from a key holder it did not ask', STRANGER, m('MsgApp', STRANGER, { term: 9, index: 0, logTerm: 0, entries: [{ term: 9, index: 1, type: 'normal', data: goodCmd }] }), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [LEADER] }), 'not-admitter'],
   ['bound joiner: a heartbeat from a key holder it did not ask', STRANGER, m('MsgHeartbeat', STRANGER), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [] }), 'not-admitter'],
   ['bound joiner: the snapshot of the leader that admitted it', LEADER, m('MsgSnap', LEADER, snapMsg(goodSnap)), ctx({ voters: [], learners: [], leader: null, term: 0, admitters: [LEADER] }), null],
-  ['bound joiner: configured at last, the binding no longer matters', V2, m('MsgHeartbeat', V2, { term: 6 }), ctx({ admitters: [LEADER] }), null]
+  ['bound joiner: configured at last, the binding no longer matters', V2, m('MsgHeartbeat', V2, { term: 6 }), ctx({ admitters: [LEADER] }), null],
+  // a joiner whose first snapshot is the bootstrap one (index 1): its configuration predates the leader
+  ['joined by an old snapshot: appends of the leader that admitted it, not in its configuration', STRANGER, m('MsgApp', STRANGER, { term: 6, index: 1, logTerm: 1 }), ctx({ voters: [V2], learners: [ME], leader: STRANGER, term: 6, admitters: [STRANGER] }), null],
+  ['joined by an old snapshot: appends of another key holder', STRANGER, m('MsgApp', STRANGER, { term: 6, index: 1, logTerm: 1 }), ctx({ voters: [V2], learners: [ME], leader: null, term: 6, admitters: [LEADER] }), 'not-member'],
+  ['joined by an old snapshot: an admitter may still not vote', STRANGER, m('MsgVote', STRANGER, { term: 7 }), ctx({ voters: [V2], learners: [ME], leader: null, term: 6, admitters: [STRANGER] }), 'not-member']
 ]
 
 for (const [name, sender, msg, c, want] of rows) {
