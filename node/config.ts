@@ -100,6 +100,9 @@ export const CONFIG_KEYS = [
   K('raft.snapshotEvery', 'raft-snapshot-every', 'BLIXARD_RAFT_SNAPSHOT_EVERY', int(100, 10_000_000), 'compact the log every N applied entries'),
   // kept behind a snapshot, so a follower a little behind catches up without one
   K('raft.snapshotKeep', 'raft-snapshot-keep', 'BLIXARD_RAFT_SNAPSHOT_KEEP', int(0, 10_000_000), 'entries kept behind a snapshot'),
+  // learners (hosts beyond the voters) take the log from a follower, so the leader's cost per
+  // write does not grow with the cluster (protocols/raft/relay.ts); off: the leader feeds them
+  K('raft.relayLearners', 'raft-relay-learners', 'BLIXARD_RAFT_RELAY_LEARNERS', s.bool(), 'learners take the log from a follower (--no-raft-relay-learners: from the leader)'),
   // replaced once a caught-up learner exists (node/autopilot.ts)
   K('autopilot.deadAfterMs', 'autopilot-dead-after-ms', 'BLIXARD_AUTOPILOT_DEAD_AFTER_MS', int(500, 86_400_000), 'a voter silent this long is replaced, ms'),
   K('autopilot.intervalMs', 'autopilot-interval-ms', 'BLIXARD_AUTOPILOT_INTERVAL_MS', int(100, 600_000), 'how often the leader runs autopilot, ms'),
@@ -167,7 +170,7 @@ export const CONFIG_DEFAULTS: Omit<NodeConfig, 'name' | 'capacity'> = {
   dashboardActions: false,
   // etcd's defaults for the log: a snapshot every 100 000 entries, 5 000 kept behind it (a
   // compaction blocks the node for ~0.4 s with a 2.4 MB state: measured in bench:raft)
-  raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 },
+  raft: { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000, relayLearners: true },
   logLevel: 'info',
   qemuBinary: 'qemu-system-x86_64',
   accel: 'auto',

@@ -29,6 +29,8 @@ export interface RaftServiceOptions {
   tickMs?: number
   electionTick?: number
   heartbeatTick?: number
+  /** learners take their feed from a follower, not the leader (protocols/raft/relay.ts) */
+  relayLearners?: boolean
   /** take a state-machine snapshot and compact the log every this many applied entries */
   snapshotEvery?: number
   /** entries kept behind a snapshot so slow followers can still catch up without one */
@@ -54,6 +56,7 @@ const LEADER_LOST_SLOT_MS = 150
 const DEFAULT_TICK_MS = CONFIG_DEFAULTS.raft.tickMs
 const DEFAULT_ELECTION_TICK = CONFIG_DEFAULTS.raft.electionTick
 const DEFAULT_HEARTBEAT_TICK = CONFIG_DEFAULTS.raft.heartbeatTick
+const DEFAULT_RELAY_LEARNERS = CONFIG_DEFAULTS.raft.relayLearners
 const DEFAULT_SNAPSHOT_EVERY = CONFIG_DEFAULTS.raft.snapshotEvery
 const DEFAULT_SNAPSHOT_KEEP = CONFIG_DEFAULTS.raft.snapshotKeep
 export const DEFAULT_PROPOSAL_TIMEOUT_MS = 10_000
@@ -109,6 +112,7 @@ export class RaftService {
       checkQuorum: true,
       maxSizePerMsg: MAX_SIZE_PER_MSG,
       maxInflightMsgs: MAX_INFLIGHT_MSGS,
+      relayLearners: opts.relayLearners ?? DEFAULT_RELAY_LEARNERS,
       proposalTimeoutMs: this.proposalTimeoutMs,
       compaction: { due: (since) => since >= snapshotEvery, keep: () => snapshotKeep },
       applyEachEntryAlone: false,

@@ -14,8 +14,10 @@ import {
 export const WIRE_MESSAGE_TYPES: readonly MessageType[] = [
   'MsgApp', 'MsgAppResp', 'MsgPreVote', 'MsgPreVoteResp', 'MsgVote', 'MsgVoteResp', 'MsgSnap',
   'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex',
-  'MsgReadIndexResp'
+  'MsgReadIndexResp', 'MsgRelayApp', 'MsgRelaySnap', 'MsgRelayAppResp', 'MsgRelaySub'
 ]
+/** Types that may carry `lead` (relayed learners: protocols/raft/relay.ts). */
+const LEAD_TYPES: ReadonlySet<MessageType> = new Set(['MsgRelayApp', 'MsgRelaySnap', 'MsgRelaySub'])
 
 const bad = (message: (path: string, prefix: string) => string): Problem => ({ kind: 'BadMessage', message })
 
@@ -56,7 +58,8 @@ const FIELDS = s.obj({
   reject: s.bool(),
   rejectHint: count(),
   snapshot: SNAPSHOT,
-  context: s.blob(MAX_CONTEXT_BYTES)
+  context: s.blob(MAX_CONTEXT_BYTES),
+  lead: nodeId
 })
 const MESSAGE = s.refine(FIELDS, crossFields)
 
@@ -65,7 +68,7 @@ const MESSAGE = s.refine(FIELDS, crossFields)
 function crossFields (m: Infer<typeof FIELDS>): Problem | undefined {
   if (m.from === m.to) return bad((p) => `${p}: from equals to`)
   if (m.entries !== undefined) {
-    if (m.type !== 'MsgApp') return bad((_p, f) => `${f}entries: not allowed on ${m.type}`)
+    if (m.type !== 'MsgApp' && m.type !== 'MsgRelayApp') return bad((_p, f) => `${f}entries: not allowed on ${m.type}`)
     if (m.index === undefined) return bad((_p, f) => `${f}index: required with entries`)
     let prevIndex = m.index
     let prevTerm = m.logTerm ?? 0
@@ -77,8 +80,10 @@ function crossFields (m: Infer<typeof FIELDS>): Problem | undefined {
       prevTerm = e.term
     }
   }
-  if (m.snapshot !== undefined && m.type !== 'MsgSnap') return bad((_p, f) => `${f}snapshot: not allowed on ${m.type}`)
-  if (m.snapshot === undefined && m.type === 'MsgSnap') return bad((_p, f) => `${f}snapshot: required on MsgSnap`)
+  const snapType = m.type === 'MsgSnap' || m.type === 'MsgRelaySnap'
+  if (m.snapshot !== undefined && !snapType) return bad((_p, f) => `${f}snapshot: not allowed on ${m.type}`)
+  if (m.snapshot === undefined && snapType) return bad((_p, f) => `${f}snapshot: required on ${m.type}`)
+  if (m.lead !== undefined && !LEAD_TYPES.has(m.type)) return bad((_p, f) => `${f}lead: not allowed on ${m.type}`)
   return undefined
 }
 

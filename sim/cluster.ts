@@ -33,6 +33,7 @@ export function describeMessage (w: Wire): string {
   if (m.entries !== undefined && m.entries.length > 0) s += ` entries=${m.entries[0].index}..${m.entries[m.entries.length - 1].index}`
   if (m.reject === true) s += ` reject hint=${m.rejectHint ?? -1}`
   if (m.snapshot !== undefined) s += ` snap=${m.snapshot.meta.index}`
+  if (m.lead !== undefined) s += ` lead=${m.lead}`
   return s
 }
 
@@ -79,6 +80,7 @@ export class Cluster {
       checkQuorum: this.o.checkQuorum,
       maxSizePerMsg: this.o.maxSizePerMsg,
       maxInflightMsgs: this.o.maxInflightMsgs,
+      relayLearners: this.o.relayLearners,
       trace: this.o.trace,
       crashAfterSend: (rep, rd) => this.crashAfterSend(rep, rd),
       afterApply: (rep) => this.afterApply(rep),

@@ -114,6 +114,8 @@ export interface ReplicaTuning {
   /** per-seed replication tuning: small messages and windows stretch replication over many rounds */
   maxSizePerMsg: number
   maxInflightMsgs: number
+  /** learners fed by a follower (protocols/raft/relay.ts), as the daemon does by default */
+  relayLearners?: boolean
   trace: ((line: string) => void) | null
 }
 
@@ -238,6 +240,7 @@ export class Replica {
       checkQuorum: this.env.checkQuorum,
       maxSizePerMsg: this.env.maxSizePerMsg,
       maxInflightMsgs: this.env.maxInflightMsgs,
+      relayLearners: this.env.relayLearners ?? false,
       // The simulated clients keep their own deadlines and retry with the same key.
       proposalTimeoutMs: null,
       compaction: {

@@ -19,6 +19,7 @@ import { StateMachineSafety } from './checkers/state-machine-safety.ts'
 import { Durability } from './checkers/durability.ts'
 import { Linearizability } from './checkers/linearizability.ts'
 import { StaleReads } from './checkers/stale-reads.ts'
+import { ReplicasConverge } from './checkers/replicas-converge.ts'
 import { Liveness, LIVENESS_BOUND_MS } from './checkers/liveness.ts'
 import { PlacementInvariants } from './checkers/placement.ts'
 import { VmScheduler, HOSTS } from './vm-scheduler.ts'
@@ -31,7 +32,7 @@ import { RebalanceConverges } from './checkers/rebalance-converges.ts'
 import { PREEMPT_BUGS } from '../placement/plans/preempt.ts'
 import type { PreemptBug } from '../placement/plans/preempt.ts'
 
-export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence', 'retry-new-key', 'preempt-equal']
+export const BUGS: readonly SimBug[] = ['vote-ignores-term', 'commit-old-term', 'stale-read-index', 'ack-before-sync', 'vote-before-persist', 'conf-not-rolled-back', 'no-self-fence', 'retry-new-key', 'preempt-equal', 'relay-stuck']
 export const DEFAULT_STEPS = 600
 /** the admin an operator recovers in the runs that note a recovery (an Ed25519 peer id, as
  * RecoverAdmin requires) */
@@ -114,9 +115,12 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   // of their own, which is when counting replicas of an old-term entry would commit it (Figure 8).
   const maxSizePerMsg = config.pick([1, 1, 512, 64 * 1024])
   const maxInflightMsgs = config.pick([1, 4, 64])
+  // drawn last, so the draws above stay what they were for every seed
+  const relayLearners = config.chance(0.7)
   const bugs = new Set<SimBug>(o.bug === null ? [] : [o.bug])
 
   const linearizability = new Linearizability()
+  const converge = new ReplicasConverge()
   let leaderAt: number | null = null
   // eslint-disable-next-line prefer-const
   let workload: Workload
@@ -124,13 +128,13 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
     new ElectionSafety(), new ConfigSafety(), new LogMatching(), new LeaderCompleteness(), new StateMachineSafety(),
     new Durability(), linearizability, new StaleReads(),
     new Liveness(() => ({ leaderAt, writeAt: workload.completedAfter })),
-    new PlacementInvariants()
+    new PlacementInvariants(), converge
   ]
   const scheduling = new SchedulingInvariants()
   if (o.sched !== false) checkers.push(scheduling)
   const neverTwice = new NeverTwice()
   if (o.ha !== false) checkers.push(neverTwice)
-  const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, maxSizePerMsg, maxInflightMsgs, trace })
+  const cluster = new Cluster({ sched, rng, nodes: o.nodes, bugs, checkers, preVote, checkQuorum, maxSizePerMsg, maxInflightMsgs, relayLearners, trace })
   const history = new History()
   workload = new Workload({ sched, rng: rng.fork('workload'), cluster, history, clients: 4, vms: 4, trace })
   const vmScheduler = new VmScheduler(sched, cluster, trace, o.sched === false)
@@ -159,7 +163,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   const violations: Violation[] = []
   let healedAt = -1
   try {
-  trace?.(`seed ${o.seed} nodes ${o.nodes} steps ${o.steps} bug ${o.bug ?? 'none'} preVote ${preVote} checkQuorum ${checkQuorum} maxSizePerMsg ${maxSizePerMsg} maxInflightMsgs ${maxInflightMsgs}`)
+  trace?.(`seed ${o.seed} nodes ${o.nodes} steps ${o.steps} bug ${o.bug ?? 'none'} preVote ${preVote} checkQuorum ${checkQuorum} maxSizePerMsg ${maxSizePerMsg} maxInflightMsgs ${maxInflightMsgs} relayLearners ${relayLearners}`)
   cluster.start()
   workload.start()
   vmScheduler.start()
@@ -194,6 +198,7 @@ export async function runSeed (o: RunOptions): Promise<RunResult> {
   if (schedModel !== null) await sched.runUntilSettled(sched.now() + CONVERGE_ROUNDS * SIM_REBALANCE_EVERY_MS)
   schedModel?.stop()
   ha?.stop()
+  converge.quiet(cluster, sched.now())
   await sched.runUntilSettled(sched.now() + SETTLE_MS)
   for (const c of checkers) c.finish?.({ cluster, history, now: sched.now(), healedAt })
   } catch (err) {

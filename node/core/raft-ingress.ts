@@ -30,6 +30,7 @@ export type DropReason =
   | 'spoofed-from' // msg.from is not the authenticated sender
   | 'wrong-to' // msg.to is not this node
   | 'learner-type' // a learner sent a message only a voter sends
+  | 'voter-type' // a voter sent a message only a learner sends (relayed learners)
   | 'not-leader' // a leader-only message from a peer that is not our leader in this term
   | 'not-for-leader' // a response meant for a leader, and we do not lead
   | 'term-too-high' // term above MAX_TERM or above our term + MAX_TERM_LEAP
@@ -69,7 +70,9 @@ const FROM_LEADER = new Set<MessageType>(['MsgApp', 'MsgSnap', 'MsgHeartbeat', '
 /** Sent by any follower (voter or learner) to its leader. */
 const TO_LEADER = new Set<MessageType>(['MsgAppResp', 'MsgHeartbeatResp', 'MsgReadIndex'])
 /** Elections and leadership transfer: voters only. */
-const VOTER_ONLY = new Set<MessageType>(['MsgVote', 'MsgPreVote', 'MsgVoteResp', 'MsgPreVoteResp', 'MsgTransferLeader', ...FROM_LEADER])
+const VOTER_ONLY = new Set<MessageType>(['MsgVote', 'MsgPreVote', 'MsgVoteResp', 'MsgPreVoteResp', 'MsgTransferLeader', ...FROM_LEADER, 'MsgRelayApp', 'MsgRelaySnap'])
+/** Relayed learners (protocols/raft/relay.ts): a learner subscribes and answers its relay. */
+const LEARNER_ONLY = new Set<MessageType>(['MsgRelaySub', 'MsgRelayAppResp'])
 const LOCAL_ONLY = new Set<MessageType>(['MsgHup', 'MsgBeat', 'MsgProp', 'MsgUnreachable', 'MsgSnapStatus'])
 
 const drop = (reason: DropReason, detail: string): Admission => ({ ok: false, reason, detail })
@@ -99,6 +102,7 @@ export function admitRaftMessage (sender: NodeId, msg: Message, ctx: IngressCont
     return drop('not-member', `${sender.slice(0, 64)} is not a member of the configuration`)
   }
   if (learner && VOTER_ONLY.has(msg.type)) return drop('learner-type', `a learner may not send ${msg.type}`)
+  if (!learner && LEARNER_ONLY.has(msg.type)) return drop('voter-type', `only a learner sends ${msg.type}`)
 
   // terms
   const terms = [msg.term, msg.logTerm ?? 0, ...(msg.entries ?? []).map(e => e.term), msg.snapshot?.meta.term ?? 0]

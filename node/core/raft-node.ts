@@ -110,6 +110,8 @@ export interface RaftNodeOptions {
   checkQuorum: boolean
   maxSizePerMsg: number
   maxInflightMsgs: number
+  /** learners take their feed from a follower, not the leader (protocols/raft/relay.ts) */
+  relayLearners?: boolean
   /** a proposal not applied within this long is answered Timeout; null: never (the caller's
    * own deadline governs, as the simulator's clients do) */
   proposalTimeoutMs: number | null
@@ -192,6 +194,7 @@ export class RaftNode {
       preVote: o.preVote,
       checkQuorum: o.checkQuorum,
       lazyCommitNotice: true,
+      relayLearners: o.relayLearners ?? false,
       bugs: o.raftBugs
     })
   }

@@ -81,7 +81,7 @@ function approxBytes (m: Message): number {
 }
 
 /** Bulk replication is dropped first on overflow: a lost heartbeat or vote costs more time. */
-const DROPPABLE_FIRST = new Set(['MsgApp', 'MsgSnap'])
+const DROPPABLE_FIRST = new Set(['MsgApp', 'MsgSnap', 'MsgRelayApp', 'MsgRelaySnap'])
 
 class PeerSender {
   readonly queue: Message[] = []

@@ -10,8 +10,10 @@ import type { Progress } from './progress.ts'
 import { ReadOnly, decodeReadContext, encodeReadContext } from './read-only.ts'
 import { applyConfChange, confChangeError, copyConf, decodeConfChange, encodeConfChange, isJoint } from './confchange.ts'
 import { DEFAULT_MAX_INFLIGHT_MSGS, DEFAULT_MAX_SIZE_PER_MSG, TRANSFER_CONTEXT } from './limits.ts'
+import { Progress as RelayProgress } from './progress.ts'
+import { RELAY_RETRY_PERIODS, relayOrder } from './relay.ts'
 
-export type RaftBug = 'vote-ignores-term' | 'commit-old-term' | 'stale-read-index'
+export type RaftBug = 'vote-ignores-term' | 'commit-old-term' | 'stale-read-index' | 'relay-stuck'
 
 export interface RaftConfig {
   id: NodeId
@@ -35,6 +37,9 @@ export interface RaftConfig {
    * shell's flushCommitNotices(), and a follower that gets new entries meanwhile learns the commit
    * index with them (every MsgApp carries it). Default false: etcd's behaviour. */
   lazyCommitNotice?: boolean
+  /** Learners take their feed from a follower, not from the leader (protocols/raft/relay.ts).
+   * Default false: the leader feeds every member, as etcd does. */
+  relayLearners?: boolean
   /** Deliberately broken variants, for the simulator's checker tests. */
   bugs?: ReadonlySet<RaftBug>
 }
@@ -86,6 +91,25 @@ export class Raft {
   private readonly bugs: ReadonlySet<RaftBug>
   private readonly lazyCommitNotice: boolean
 
+  // ---- relayed learners (protocols/raft/relay.ts) ----
+  readonly relayLearners: boolean
+  /** follower: the learners it feeds, each with the flow control a leader keeps for a follower */
+  private readonly relaySubs = new Map<NodeId, Progress>()
+  private relayHeartbeatElapsed = 0
+  private relaySweepElapsed = 0
+  /** commit index the subscribers were last fed up to */
+  private relayFedCommit = 0
+  /** leader: learners that said a follower feeds them (learner → that follower) */
+  private readonly relayedBy = new Map<NodeId, NodeId>()
+  /** learner: the voter it takes its feed from, ticks since that voter last sent anything */
+  relayTarget: NodeId | null = null
+  private relayElapsed = 0
+  private relayReportElapsed = 0
+  private relayPeriods = 0
+  private relayChosenAt = 0
+  /** the target was the leader when chosen (not a relay that has since become leader) */
+  private relayChoseLeader = false
+
   constructor (cfg: RaftConfig) {
     if (!(cfg.electionTick > cfg.heartbeatTick) || !(cfg.heartbeatTick > 0)) {
       throw new RangeError('raft config: need electionTick > heartbeatTick > 0')
@@ -100,6 +124,7 @@ export class Raft {
     this.maxUncommittedBytes = cfg.maxUncommittedBytes ?? 0
     this.bugs = cfg.bugs ?? new Set()
     this.lazyCommitNotice = cfg.lazyCommitNotice ?? false
+    this.relayLearners = cfg.relayLearners ?? false
     const { hardState, conf } = cfg.storage.initialState()
     this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied ?? 0)
     this.term = hardState.term
@@ -139,12 +164,14 @@ export class Raft {
 
   private becomePreCandidate (): void {
     // Pre-vote changes neither term nor vote: a partitioned node cannot inflate terms.
+    this.relaySubs.clear()
     this.tracker.resetVotes()
     this.lead = null
     this.role = 'pre-candidate'
   }
 
   private becomeCandidate (): void {
+    this.relaySubs.clear()
     this.reset(this.term + 1)
     this.vote = this.id
     this.role = 'candidate'
@@ -152,6 +179,9 @@ export class Raft {
 
   private becomeLeader (): void {
     this.reset(this.term)
+    // A new leader feeds every learner until each says which follower feeds it.
+    this.relaySubs.clear()
+    this.relayedBy.clear()
     this.lead = this.id
     this.role = 'leader'
     for (const pr of this.tracker.progress.values()) pr.recentActive = false
@@ -176,7 +206,10 @@ export class Raft {
 
   tick (): void {
     if (this.role === 'leader') this.tickHeartbeat()
-    else this.tickElection()
+    else {
+      this.tickElection()
+      if (this.relayLearners) this.tickRelay()
+    }
   }
 
   private tickElection (): void {
@@ -278,7 +311,7 @@ export class Raft {
   /** Send entries (or a snapshot) to `to` if its flow control allows. */
   private maybeSendAppend (to: NodeId, sendIfEmpty: boolean): boolean {
     const pr = this.tracker.progress.get(to)
-    if (pr === undefined || to === this.id || pr.isPaused()) return false
+    if (pr === undefined || to === this.id || pr.isPaused() || this.isRelayed(to, pr)) return false
     const prevIndex = pr.next - 1
     const prevTerm = this.log.term(prevIndex)
     let ents: Entry[] | undefined
@@ -314,6 +347,7 @@ export class Raft {
 
   /** Called by RawNode before it looks for a Ready. */
   flushBroadcast (): void {
+    if (this.relaySubs.size > 0 && this.log.committed !== this.relayFedCommit) this.relayFlush()
     if (!this.bcastPending) return
     this.bcastPending = false
     if (this.role === 'leader') this.bcastAppend()
@@ -334,7 +368,7 @@ export class Raft {
   commitNoticesDue (): boolean {
     if (!this.lazyCommitNotice || this.role !== 'leader') return false
     for (const [id, pr] of this.tracker.progress) {
-      if (id !== this.id && pr.sentCommit < this.log.committed && !pr.isPaused()) return true
+      if (id !== this.id && pr.sentCommit < this.log.committed && !pr.isPaused() && !this.isRelayed(id, pr)) return true
     }
     return false
   }
@@ -349,7 +383,7 @@ export class Raft {
 
   private bcastHeartbeat (context: Uint8Array | undefined): void {
     for (const [id, pr] of this.tracker.progress) {
-      if (id === this.id) continue
+      if (id === this.id || this.isRelayed(id, pr)) continue
       // Never tell a follower to commit beyond what it is known to hold.
       const commit = Math.min(pr.match, this.log.committed)
       this.send({ type: 'MsgHeartbeat', to: id, term: this.term, commit, ...(context !== undefined ? { context } : {}) })
@@ -552,6 +586,7 @@ export class Raft {
   private setConf (conf: ConfState): void {
     this.conf = conf
     this.tracker.setConf(conf, this.log.lastIndex() + 1)
+    for (const id of [...this.relayedBy.keys()]) if (this.tracker.progress.get(id)?.isLearner !== true) this.relayedBy.delete(id)
     if (this.role !== 'leader') return
     if (!this.tracker.isVoter(this.id)) {
       // A removed (or demoted) leader steps down; the others elect a new one.
@@ -579,6 +614,10 @@ export class Raft {
     switch (m.type) {
       // Local-only messages never come from the network.
       case 'MsgHup': case 'MsgBeat': case 'MsgProp': case 'MsgUnreachable': case 'MsgSnapStatus':
+        return
+      // Relayed learners: committed entries do not depend on terms (see stepRelay).
+      case 'MsgRelayApp': case 'MsgRelaySnap': case 'MsgRelayAppResp': case 'MsgRelaySub':
+        this.stepRelay(m, mterm)
         return
     }
     if (mterm > this.term) {
@@ -744,6 +783,7 @@ export class Raft {
   }
 
   private stepFollower (m: Message): void {
+    if (m.from === this.relayTarget && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap')) this.relayElapsed = 0
     switch (m.type) {
       case 'MsgApp':
         this.electionElapsed = 0
@@ -769,29 +809,29 @@ export class Raft {
     }
   }
 
-  private handleAppend (m: Message): void {
+  private handleAppend (m: Message, resp: MessageType = 'MsgAppResp'): void {
     const prev = num(m.index)
     const ents = m.entries ?? []
     if (!wellFormedEntries(ents, prev, m.term)) return
     if (this.conf.voters.length === 0) {
       // A joiner that knows no configuration yet: ask for the snapshot carrying it.
-      this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: prev, reject: true, rejectHint: 0, logTerm: 0 })
+      this.send({ type: resp, to: m.from, term: this.term, index: prev, reject: true, rejectHint: 0, logTerm: 0 })
       return
     }
     if (prev < this.log.committed) {
-      this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: this.log.committed })
+      this.send({ type: resp, to: m.from, term: this.term, index: this.log.committed })
       return
     }
     const lastNew = this.log.maybeAppend(prev, num(m.logTerm), num(m.commit), ents)
     if (lastNew !== undefined) {
-      this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: lastNew })
+      this.send({ type: resp, to: m.from, term: this.term, index: lastNew })
       return
     }
     // Fast backtracking: point the leader at the last index whose term is <= the term it probed.
     let hintIndex = Math.min(prev, this.log.lastIndex())
     hintIndex = this.log.findConflictByTerm(hintIndex, num(m.logTerm))
     const hintTerm = this.log.term(hintIndex) ?? 0
-    this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: prev, reject: true, rejectHint: hintIndex, logTerm: hintTerm })
+    this.send({ type: resp, to: m.from, term: this.term, index: prev, reject: true, rejectHint: hintIndex, logTerm: hintTerm })
   }
 
   private handleHeartbeat (m: Message): void {
@@ -799,7 +839,7 @@ export class Raft {
     this.send({ type: 'MsgHeartbeatResp', to: m.from, term: this.term, ...(m.context !== undefined ? { context: m.context } : {}) })
   }
 
-  private handleSnapshot (m: Message): void {
+  private handleSnapshot (m: Message, resp: MessageType = 'MsgAppResp'): void {
     const s = m.snapshot
     if (s === undefined || !validSnapshot(s.meta)) return
     const idx = s.meta.index
@@ -814,7 +854,211 @@ export class Raft {
       }
     }
     // Only the snapshot's prefix is known to match the leader's log.
-    this.send({ type: 'MsgAppResp', to: m.from, term: this.term, index: this.log.committed })
+    this.send({ type: resp, to: m.from, term: this.term, index: this.log.committed })
+  }
+
+  // ---- relayed learners (protocols/raft/relay.ts) ------------------------------
+
+  /** Leader: a learner that a follower feeds gets nothing from us. */
+  private isRelayed (id: NodeId, pr: Progress): boolean {
+    return pr.isLearner && this.relayedBy.has(id)
+  }
+
+  /** Follower: may feed learners now (a voter that hears from its leader). */
+  private relayLive (): boolean {
+    return this.role === 'follower' && this.lead !== null && this.electionElapsed < this.electionTimeout && this.tracker.isVoter(this.id)
+  }
+
+  private isLearnerSelf (): boolean {
+    return this.tracker.progress.get(this.id)?.isLearner === true
+  }
+
+  private stepRelay (m: Message, mterm: number): void {
+    if (!this.relayLearners) return
+    switch (m.type) {
+      case 'MsgRelayApp': case 'MsgRelaySnap': this.takeRelayFeed(m, mterm); return
+      case 'MsgRelayAppResp': this.relayAnswer(m); return
+      case 'MsgRelaySub': this.relaySubscribe(m)
+    }
+  }
+
+  /** Learner: committed entries (or a snapshot) from the voter we subscribed to. */
+  private takeRelayFeed (m: Message, mterm: number): void {
+    if (!this.isLearnerSelf() || m.from !== this.relayTarget || !this.tracker.isVoter(m.from)) return
+    const lead = m.lead !== undefined && this.tracker.isVoter(m.lead) ? m.lead : null
+    if (mterm > this.term) this.becomeFollower(mterm, lead)
+    else if (mterm === this.term && lead !== null) this.lead = lead
+    this.relayElapsed = 0
+    this.electionElapsed = 0
+    if (m.type === 'MsgRelayApp') this.handleAppend(m, 'MsgRelayAppResp')
+    else this.handleSnapshot(m, 'MsgRelayAppResp')
+  }
+
+  /** Leader: a learner says who feeds it and how far it is. Follower: a learner subscribes. */
+  private relaySubscribe (m: Message): void {
+    const lpr = this.tracker.progress.get(m.from)
+    if (lpr === undefined || !lpr.isLearner) return
+    if (this.role === 'leader') {
+      lpr.recentActive = true
+      const c = num(m.commit)
+      if (c <= this.log.lastIndex() && c > lpr.match) lpr.maybeUpdate(c)
+      const via = m.lead
+      if (via === undefined || via === this.id || !this.tracker.isVoter(via)) {
+        if (this.relayedBy.delete(m.from)) {
+          lpr.becomeProbe()
+          this.maybeSendAppend(m.from, true)
+        }
+      } else if (this.relayedBy.get(m.from) !== via) {
+        this.relayedBy.set(m.from, via)
+        lpr.becomeProbe()
+      }
+      return
+    }
+    if (m.lead !== this.id || !this.relayLive()) return
+    const known = this.relaySubs.get(m.from)
+    if (known !== undefined) {
+      known.recentActive = true
+      return
+    }
+    // The learner's commit index is committed, so our logs agree up to it: start there.
+    const from = Math.min(num(m.commit), this.log.committed)
+    const pr = new RelayProgress(from + 1, this.tracker.maxInflight, true)
+    pr.match = from
+    pr.recentActive = true
+    this.relaySubs.set(m.from, pr)
+    this.relaySend(m.from, pr, true)
+  }
+
+  /** Relay: a subscriber's answer, handled as a leader handles MsgAppResp. */
+  private relayAnswer (m: Message): void {
+    const pr = this.relaySubs.get(m.from)
+    if (pr === undefined) return
+    pr.recentActive = true
+    if (m.reject === true) {
+      let hint = num(m.rejectHint)
+      if (num(m.logTerm) > 0) hint = this.log.findConflictByTerm(hint, num(m.logTerm))
+      if (pr.maybeDecrTo(num(m.index), hint)) {
+        if (pr.state === 'replicate') pr.becomeProbe()
+        this.relaySend(m.from, pr, true)
+      }
+      return
+    }
+    const index = num(m.index)
+    pr.maybeUpdate(index)
+    if (pr.state === 'probe') pr.becomeReplicate()
+    else if (pr.state === 'snapshot') {
+      if (index < pr.pendingSnapshot) return
+      pr.becomeProbe()
+      pr.becomeReplicate()
+    } else pr.inflights.freeLE(index)
+    while (this.relaySend(m.from, pr, false)) { /* while the window allows */ }
+  }
+
+  /** Relay: committed entries after the subscriber's `next` (a snapshot when they are compacted). */
+  private relaySend (to: NodeId, pr: Progress, sendIfEmpty: boolean): boolean {
+    if (pr.isPaused()) return false
+    const hi = this.log.committed
+    const prevIndex = Math.min(pr.next - 1, hi)
+    const prevTerm = this.log.term(prevIndex)
+    let ents: Entry[] | undefined
+    if (prevTerm !== undefined) {
+      if (prevIndex >= hi) ents = []
+      else {
+        try {
+          ents = this.log.entries(prevIndex + 1, hi + 1, this.maxSizePerMsg)
+        } catch (e) {
+          if (!(e instanceof RaftError)) throw e
+        }
+      }
+    }
+    const lead = this.lead !== null ? { lead: this.lead } : {}
+    if (prevTerm === undefined || ents === undefined) {
+      const snapshot = this.log.snapshot()
+      if (snapshot.meta.index === 0) return false
+      this.send({ type: 'MsgRelaySnap', to, term: this.term, snapshot, ...lead })
+      pr.becomeSnapshot(snapshot.meta.index)
+      return true
+    }
+    if (ents.length === 0 && !sendIfEmpty) return false
+    this.send({ type: 'MsgRelayApp', to, term: this.term, index: prevIndex, logTerm: prevTerm, entries: ents, commit: hi, ...lead })
+    pr.sentEntries(ents.length, ents.length > 0 ? ents[ents.length - 1].index : prevIndex, entryBytes(ents))
+    return true
+  }
+
+  /** Relay: the commit index moved; pass the newly committed entries on. */
+  private relayFlush (): void {
+    this.relayFedCommit = this.log.committed
+    if (!this.relayLive()) return
+    for (const [id, pr] of this.relaySubs) {
+      if (!this.relaySend(id, pr, false)) continue
+      if (pr.state === 'replicate') while (this.relaySend(id, pr, false)) { /* pipelining */ }
+    }
+  }
+
+  private tickRelay (): void {
+    if (this.isLearnerSelf()) {
+      this.tickLearnerFeed()
+      return
+    }
+    if (this.relaySubs.size === 0) return
+    if (!this.relayLive()) {
+      // Cut off from our leader: our subscribers should find another relay.
+      this.relaySubs.clear()
+      return
+    }
+    if (++this.relaySweepElapsed >= this.electionTimeout) {
+      this.relaySweepElapsed = 0
+      for (const [id, pr] of this.relaySubs) {
+        if (!pr.recentActive || this.tracker.progress.get(id)?.isLearner !== true) {
+          this.relaySubs.delete(id)
+          continue
+        }
+        pr.recentActive = false
+        if (pr.state === 'snapshot') pr.becomeProbe()
+      }
+    }
+    if (++this.relayHeartbeatElapsed < this.heartbeatTimeout) return
+    this.relayHeartbeatElapsed = 0
+    // Heartbeats: what tells a subscriber we are alive, and what unsticks lost messages.
+    for (const [id, pr] of this.relaySubs) {
+      if (pr.state === 'probe') pr.msgAppFlowPaused = false
+      else if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne()
+      this.relaySend(id, pr, true)
+    }
+  }
+
+  /** Learner: pick the voter that feeds us, renew the subscription, tell the leader. */
+  private tickLearnerFeed (): void {
+    this.relayElapsed++
+    if (++this.relayReportElapsed < this.heartbeatTimeout) return
+    this.relayReportElapsed = 0
+    this.relayPeriods++
+    const lead = this.lead !== null && this.tracker.isVoter(this.lead) ? this.lead : null
+    const followers = relayOrder(this.id, this.tracker.allVoters().filter((v) => v !== lead && v !== this.id))
+    const cands = lead !== null ? [...followers, lead] : followers
+    if (cands.length === 0) return
+    const renewEvery = Math.max(1, Math.ceil(this.electionTimeout / this.heartbeatTimeout))
+    let target = this.relayTarget
+    if (target === null || !cands.includes(target)) target = cands[0]
+    else if (this.relayElapsed >= this.electionTimeout && !this.bugs.has('relay-stuck')) target = cands[(cands.indexOf(target) + 1) % cands.length]
+    else if (target === lead && followers.length > 0 && (!this.relayChoseLeader || this.relayPeriods - this.relayChosenAt >= RELAY_RETRY_PERIODS * renewEvery)) {
+      // our relay became leader (it feeds us itself now), or the leader has fed us for a while
+      target = followers[0]
+    }
+    const changed = target !== this.relayTarget
+    if (changed) {
+      this.relayTarget = target
+      this.relayElapsed = 0
+      this.relayChosenAt = this.relayPeriods
+      this.relayChoseLeader = target === lead
+    }
+    const sub = { type: 'MsgRelaySub' as const, term: this.term, lead: target, index: this.log.lastIndex(), commit: this.log.committed }
+    // renewed every election timeout, and every period while the relay is silent (it may have
+    // dropped us while it had no leader, and take us back now)
+    const silent = this.relayElapsed > this.heartbeatTimeout
+    const renew = changed || ((silent || (this.relayPeriods - this.relayChosenAt) % renewEvery === 0) && !this.bugs.has('relay-stuck'))
+    if (renew) this.send({ ...sub, to: target })
+    if (lead !== null && lead !== target) this.send({ ...sub, to: lead })
   }
 
   /** Advance applied through Ready: entries persisted up to (index, term); snapshot installed. */

@@ -88,11 +88,16 @@ export type MessageType =
   | 'MsgReadIndexResp'
   | 'MsgUnreachable'
   | 'MsgSnapStatus'
+  | 'MsgRelayApp'
+  | 'MsgRelaySnap'
+  | 'MsgRelayAppResp'
+  | 'MsgRelaySub'
 
 export const MESSAGE_TYPES: readonly MessageType[] = [
   'MsgHup', 'MsgBeat', 'MsgProp', 'MsgApp', 'MsgAppResp', 'MsgPreVote', 'MsgPreVoteResp',
   'MsgVote', 'MsgVoteResp', 'MsgSnap', 'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader',
-  'MsgTimeoutNow', 'MsgReadIndex', 'MsgReadIndexResp', 'MsgUnreachable', 'MsgSnapStatus'
+  'MsgTimeoutNow', 'MsgReadIndex', 'MsgReadIndexResp', 'MsgUnreachable', 'MsgSnapStatus',
+  'MsgRelayApp', 'MsgRelaySnap', 'MsgRelayAppResp', 'MsgRelaySub'
 ]
 
 /**
@@ -105,6 +110,12 @@ export const MESSAGE_TYPES: readonly MessageType[] = [
  * - MsgHeartbeat: commit = min(leader commit, follower match); context = ReadIndex round ctx.
  * - MsgReadIndex / MsgReadIndexResp: context = the request id; index = the read index in the response.
  * - MsgSnap: snapshot.
+ * - Relayed learners (RaftConfig.relayLearners; protocols/raft/relay.ts): MsgRelayApp and MsgRelaySnap
+ *   are MsgApp and MsgSnap from a follower (the relay) to a learner, carrying committed entries only,
+ *   with `lead` = the relay's leader; MsgRelayAppResp is the learner's answer (as MsgAppResp).
+ *   MsgRelaySub, learner to voter: `lead` = the voter the learner takes its feed from (itself when
+ *   sent to that voter: a subscription; the leader, when it is the leader: fed directly),
+ *   `commit` = the learner's commit index, `index` = its last index.
  */
 export interface Message {
   type: MessageType
@@ -119,6 +130,8 @@ export interface Message {
   rejectHint?: number
   snapshot?: Snapshot
   context?: Uint8Array
+  /** relay messages only: see above */
+  lead?: NodeId
 }
 
 export interface SoftState {

@@ -136,4 +136,36 @@ guard('a 4th node started later joins as a learner within 5 s of being up', asyn
   assert.is(own.leader, st.leader)
 })
 
+/** Raft messages node i received, by type (its /metrics). */
+async function received (i: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${c.nodes[i].metricsPort}/metrics`)).text()
+  const out: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    const m = /^blixard_raft_messages_received_total\{type="(\w+)"\} (\d+)/.exec(line)
+    if (m != null) out[m[1]] = Number(m[2])
+  }
+  return out
+}
+
+guard('the learner takes the log from a follower, not from the leader (relayed learners)', async () => {
+  // it subscribes within an election timeout or two of joining; then the leader sends it nothing
+  await sleep(2_000)
+  const before = await received(3)
+  const st = (await c.status(0))!
+  const leader = leaderIndex(st)
+  const cl = await c.client(leader)
+  for (let k = 0; k < 20; k++) await cl.call('vm.create', { spec: vmSpec(`relayed-${k}`), start: false })
+  const target = (await c.status(leader))!.applied
+  const own = await waitFor('node4 to apply the 20 writes', 15_000, async () => { const s = await c.status(3, true); return s != null && s.applied >= target ? s : null }, 100)
+  const after = await received(3)
+  const delta = (t: string): number => (after[t] ?? 0) - (before[t] ?? 0)
+  console.log(`  node4 applied ${own.applied} (leader ${target}); received during the writes: ${JSON.stringify(Object.fromEntries(Object.keys(after).map((t) => [t, delta(t)]).filter(([, n]) => n !== 0)))}`)
+  assert.ok(delta('MsgRelayApp') >= 1, 'committed entries came from a follower')
+  assert.is(delta('MsgApp'), 0, 'no append from the leader')
+  assert.is(delta('MsgHeartbeat'), 0, 'no heartbeat from the leader')
+  // and a linearizable read on the learner sees the last write
+  const got = await (await c.client(3)).call('vm.show', { vm: 'relayed-19' })
+  assert.is(got.spec.name, 'relayed-19')
+})
+
 test.run()

@@ -39,7 +39,7 @@ test('defaults apply with no file, env or flags', () => {
   assert.equal(c.listen, CONFIG_DEFAULTS.listen)
   assert.is(c.mdns, true)
   assert.equal(c.capacity, {})
-  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 })
+  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000, relayLearners: true })
   assert.equal(c.migration, { portLow: 7400, portHigh: 7499 })
 })
 
@@ -71,7 +71,7 @@ tickMs = 50
   assert.is(c.mdns, false)
   assert.equal(c.labels, { zone: 'b', gpu: 'none' }) // env replaces the file's table
   assert.equal(c.capacity, { cpu: 4, memoryMiB: 16384 })
-  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000 })
+  assert.equal(c.raft, { tickMs: 50, electionTick: 20, heartbeatTick: 2, snapshotEvery: 100_000, snapshotKeep: 5_000, relayLearners: true })
   assert.is(c.metricsPort, 9100)
 })
 

@@ -37,6 +37,19 @@ test('valid messages round-trip through CBOR unchanged', () => {
   }
 })
 
+test('relayed learners: relay messages round-trip; lead, entries and snapshots only where they belong', () => {
+  const relayApp = { ...app, type: 'MsgRelayApp', lead: 'c' } as Message
+  const relaySnap = { ...snap, type: 'MsgRelaySnap', lead: 'c' } as Message
+  const sub = { type: 'MsgRelaySub', from: 'b', to: 'a', term: 5, lead: 'a', index: 12, commit: 10 } as Message
+  const resp = { type: 'MsgRelayAppResp', from: 'b', to: 'a', term: 5, index: 11 } as Message
+  for (const m of [relayApp, relaySnap, sub, resp]) assert.equal(validateMessage(decodePayload(encodePayload(m))), m)
+  rejects({ ...app, lead: 'c' }, 'lead: not allowed on MsgApp')
+  rejects({ ...resp, lead: 'c' }, 'lead: not allowed on MsgRelayAppResp')
+  rejects({ ...relayApp, lead: '' }, 'msg.lead')
+  rejects({ type: 'MsgRelaySnap', from: 'a', to: 'b', term: 1 }, 'snapshot: required on MsgRelaySnap')
+  rejects({ ...sub, entries: [] }, 'not allowed on MsgRelaySub')
+})
+
 test('local-only types are refused', () => {
   for (const t of ['MsgHup', 'MsgBeat', 'MsgProp', 'MsgUnreachable', 'MsgSnapStatus', 'MsgNope']) {
     rejects({ type: t, from: 'a', to: 'b', term: 1 }, '.type')

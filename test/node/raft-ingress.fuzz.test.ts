@@ -24,7 +24,7 @@ function follower (): RawNode {
   const store = new MemoryLogStore({ conf: { voters: IDS, learners: [LEARNER] } })
   let x = 7
   const random = (): number => { x = (x * 1103515245 + 12345) % 2147483648; return x / 2147483648 }
-  return new RawNode({ id: 'n1', storage: store, electionTick: 10, heartbeatTick: 1, random, preVote: true, checkQuorum: true })
+  return new RawNode({ id: 'n1', storage: store, electionTick: 10, heartbeatTick: 1, random, preVote: true, checkQuorum: true, relayLearners: true })
 }
 
 function fingerprint (n: RawNode): string {
@@ -36,14 +36,15 @@ const cmd = encodeEnvelope({ cmd: { type: 'AddAdmin', peerId: '12D3KooWA', name:
 const int = fc.oneof(fc.nat(5), fc.nat(5), fc.constantFrom(0, 1, 2, 2 ** 48, 2 ** 48 + 1, Number.MAX_SAFE_INTEGER, -1, 1.5), fc.nat(50))
 const bytes = fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.constant(cmd))
 const peer = fc.constantFrom('n1', 'n2', 'n3', LEARNER, 'x')
-const type = fc.constantFrom('MsgApp', 'MsgAppResp', 'MsgPreVote', 'MsgVote', 'MsgSnap', 'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex', 'MsgHup', 'MsgProp', 'Nope')
+const type = fc.constantFrom('MsgApp', 'MsgAppResp', 'MsgPreVote', 'MsgVote', 'MsgSnap', 'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex', 'MsgRelayApp', 'MsgRelaySnap', 'MsgRelayAppResp', 'MsgRelaySub', 'MsgHup', 'MsgProp', 'Nope')
 const entry = fc.record({ term: int, index: int, type: fc.constantFrom('normal', 'conf', 'x'), data: bytes })
 const rawMsg = fc.record({
   type, from: fc.constantFrom('n2', 'n2', 'n2', 'n3', LEARNER, 'x'), to: fc.constantFrom('n1', 'n1', 'n1', 'n2'), term: fc.oneof(fc.nat(3), int),
   logTerm: fc.option(int, { nil: undefined, freq: 2 }), index: fc.option(int, { nil: undefined, freq: 2 }), commit: fc.option(int, { nil: undefined, freq: 2 }),
   entries: fc.option(fc.array(entry, { maxLength: 3 }), { nil: undefined, freq: 2 }),
   snapshot: fc.option(fc.record({ meta: fc.record({ index: int, term: int, conf: fc.record({ voters: fc.array(peer, { maxLength: 3 }), learners: fc.constant([]) }) }), data: bytes }), { nil: undefined, freq: 2 }),
-  context: fc.option(bytes, { nil: undefined, freq: 2 })
+  context: fc.option(bytes, { nil: undefined, freq: 2 }),
+  lead: fc.option(peer, { nil: undefined, freq: 2 })
 }, { requiredKeys: ['type', 'from', 'to', 'term'] })
 /** a frame: structured (often almost valid), then maybe mutated byte-wise */
 const frame = fc.tuple(fc.array(rawMsg, { maxLength: 3 }), fc.oneof(fc.constant([] as Array<[number, number]>), fc.constant([] as Array<[number, number]>), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 3 })), fc.constantFrom(false, false, false, true))

@@ -77,7 +77,14 @@ const rows: Row[] = [
   // a joiner whose first snapshot is the bootstrap one (index 1): its configuration predates the leader
   ['joined by an old snapshot: appends of the leader that admitted it, not in its configuration', STRANGER, m('MsgApp', STRANGER, { term: 6, index: 1, logTerm: 1 }), ctx({ voters: [V2], learners: [ME], leader: STRANGER, term: 6, admitters: [STRANGER] }), null],
   ['joined by an old snapshot: appends of another key holder', STRANGER, m('MsgApp', STRANGER, { term: 6, index: 1, logTerm: 1 }), ctx({ voters: [V2], learners: [ME], leader: null, term: 6, admitters: [LEADER] }), 'not-member'],
-  ['joined by an old snapshot: an admitter may still not vote', STRANGER, m('MsgVote', STRANGER, { term: 7 }), ctx({ voters: [V2], learners: [ME], leader: null, term: 6, admitters: [STRANGER] }), 'not-member']
+  ['joined by an old snapshot: an admitter may still not vote', STRANGER, m('MsgVote', STRANGER, { term: 7 }), ctx({ voters: [V2], learners: [ME], leader: null, term: 6, admitters: [STRANGER] }), 'not-member'],
+  // relayed learners (protocols/raft/relay.ts)
+  ['relay feed from a learner', LEARNER, m('MsgRelayApp', LEARNER, { index: 1, logTerm: 5, commit: 1, lead: LEADER }), ctx(), 'learner-type'],
+  ['relay feed from a voter', V2, m('MsgRelayApp', V2, { index: 1, logTerm: 5, commit: 1, lead: LEADER }), ctx(), null],
+  ['relay subscription from a voter', V2, m('MsgRelaySub', V2, { lead: ME, commit: 1, index: 1 }), ctx(), 'voter-type'],
+  ['relay subscription from a learner', LEARNER, m('MsgRelaySub', LEARNER, { lead: ME, commit: 1, index: 1 }), ctx(), null],
+  ['relay subscription from a learner raising the term', LEARNER, m('MsgRelaySub', LEARNER, { term: 6, lead: ME }), ctx(), 'learner-term'],
+  ['relay feed from a stranger', STRANGER, m('MsgRelayApp', STRANGER, { index: 1, logTerm: 5, commit: 1 }), ctx(), 'not-member']
 ]
 
 for (const [name, sender, msg, c, want] of rows) {
