@@ -28,6 +28,8 @@ const LEARNER_START_EVERY_MS = 700
 const LEARNER_SETTLE_MS = 180_000
 /** Quiet time after the cluster settled, before the closed loop: catch-up traffic has drained. */
 const LEARNER_QUIET_MS = 2_000
+/** Then the leader's idle CPU is read over this long (no client writes; heartbeats, gossip, leases). */
+const LEARNER_IDLE_MS = 4_000
 
 export interface LearnerLevel {
   /** nodes added to the 3 voters for this level */
@@ -46,6 +48,15 @@ export interface LearnerLevel {
   /** the leader process's CPU (user + sys, all its threads) per committed write */
   leaderCpuMsPerWrite: number
   leaderCpuPct: number
+  /** the leader's CPU with no client writes, just before the loop (what every write is charged a
+   * share of), and the CPU per write above that idle rate */
+  leaderIdleCpuPct: number
+  leaderCpuMsPerWriteAboveIdle: number
+  /** Raft messages the leader sent and received per committed write (its /metrics, by type) */
+  leaderMsgsSentPerWrite: number
+  leaderMsgsReceivedPerWrite: number
+  /** of the sent: appends and heartbeats to learners would show here as MsgApp/MsgHeartbeat */
+  leaderSentByType: Record<string, number>
   /** CPU of every blixard-node process (leader, followers, learners) per committed write */
   allNodesCpuMsPerWrite: number
   leaderRssMiB: number
@@ -109,11 +120,21 @@ export async function learnerScale (o: LearnerRun, counts: number[]): Promise<Le
       reported.add(x.name)
       o.say(`learners: ${x.name} ended (exit ${x.proc?.exitCode ?? '-'}, signal ${x.proc?.signalCode ?? '-'}); its log ends: ${lastLines(join(x.dir, 'log'), 5)}`)
     }
+    const pid = leader.proc?.pid
+    const idle0 = processCpuMs(pid)
+    const idleT0 = Date.now()
+    await sleep(LEARNER_IDLE_MS)
+    const idlePct = 100 * (processCpuMs(pid) - idle0) / (Date.now() - idleT0)
+    const m0 = await raftMessages(leader)
     const conns = Math.ceil(o.clients / o.perConn)
     const rpcs: RpcClient[] = await Promise.all([...Array(o.clients).keys()].map(async (i) => await rpcTo(o.hosts[i % conns], leader)))
     const ws: WriteFn[] = rpcs.map((c, i) => { const w = adminWrite(c, o.admins[i % conns], `l${n}-${i}`); return async () => { await w() } })
     const r = await closedLoop(ws, o.warmupMs, o.durationMs, () => processCpuMs(leader.proc?.pid), () => running().reduce((a, x) => a + processCpuMs(x.proc?.pid), 0))
+    const m1 = await raftMessages(leader)
     await Promise.all(rpcs.map(async (c) => { await c.close() }))
+    const sentByType: Record<string, number> = {}
+    for (const [t, v] of Object.entries(m1.sent)) { const d = v - (m0.sent[t] ?? 0); if (d > 0) sentByType[t] = d / Math.max(1, r.writes) }
+    const sum = (x: Record<string, number>): number => Object.values(x).reduce((a, v) => a + v, 0)
     const rss = running().map((x) => rssMiB(x.proc?.pid ?? 0)).filter(Number.isFinite)
     const level: LearnerLevel = {
       added: n,
@@ -128,13 +149,19 @@ export async function learnerScale (o: LearnerRun, counts: number[]): Promise<Le
       p99Ms: r.p99Ms,
       leaderCpuMsPerWrite: r.serverCpuMsPerWrite,
       leaderCpuPct: r.serverCpuPct,
+      leaderIdleCpuPct: idlePct,
+      // the loop's window is its duration (warm-up excluded): CPU% above idle, over the write rate
+      leaderCpuMsPerWriteAboveIdle: r.perSec > 0 ? 10 * Math.max(0, r.serverCpuPct - idlePct) / r.perSec : NaN,
+      leaderMsgsSentPerWrite: (sum(m1.sent) - sum(m0.sent)) / Math.max(1, r.writes),
+      leaderMsgsReceivedPerWrite: (sum(m1.received) - sum(m0.received)) / Math.max(1, r.writes),
+      leaderSentByType: sentByType,
       allNodesCpuMsPerWrite: r.allCpuMsPerWrite ?? NaN,
       leaderRssMiB: rssMiB(leader.proc?.pid ?? 0),
       allNodesRssMiB: rss.reduce((a, x) => a + x, 0),
       freeMiB: freemem() / 2 ** 20
     }
     levels.push(level)
-    o.say(`learners +${n} (${level.voters} voters, ${level.learners} learners${settled ? '' : ', NOT settled'}): ${r.perSec.toFixed(0)}/s p50 ${r.p50Ms.toFixed(1)} p99 ${r.p99Ms.toFixed(1)} ms, leader ${level.leaderCpuMsPerWrite.toFixed(2)} cpu-ms/write (${r.serverCpuPct.toFixed(0)}%), all nodes ${level.allNodesCpuMsPerWrite.toFixed(2)}; RSS leader ${level.leaderRssMiB.toFixed(0)} MiB, all ${level.allNodesRssMiB.toFixed(0)} MiB, free ${level.freeMiB.toFixed(0)} MiB; ${r.errors} errors`)
+    o.say(`learners +${n} (${level.voters} voters, ${level.learners} learners${settled ? '' : ', NOT settled'}): ${r.perSec.toFixed(0)}/s p50 ${r.p50Ms.toFixed(1)} p99 ${r.p99Ms.toFixed(1)} ms, leader ${level.leaderCpuMsPerWrite.toFixed(2)} cpu-ms/write (${r.serverCpuPct.toFixed(0)}%; idle ${idlePct.toFixed(1)}%, ${level.leaderCpuMsPerWriteAboveIdle.toFixed(2)} above idle), Raft msgs/write sent ${level.leaderMsgsSentPerWrite.toFixed(2)} ${JSON.stringify(Object.fromEntries(Object.entries(sentByType).map(([t, v]) => [t, Number(v.toFixed(2))])))} received ${level.leaderMsgsReceivedPerWrite.toFixed(2)}, all nodes ${level.allNodesCpuMsPerWrite.toFixed(2)}; RSS leader ${level.leaderRssMiB.toFixed(0)} MiB, all ${level.allNodesRssMiB.toFixed(0)} MiB, free ${level.freeMiB.toFixed(0)} MiB; ${r.errors} errors`)
   }
   return levels
 }
@@ -165,10 +192,10 @@ export function learnerReport (levels: LearnerLevel[]): { lines: string[], targe
   const f = (x: number, d: number): string => Number.isFinite(x) ? x.toFixed(d) : '—'
   const lines = [
     `Replica set (--learners): nodes added to the 3 voters, ${levels[0]?.clients ?? '?'} clients to the leader; leader CPU = the leader process (user + sys) per committed write.`,
-    `${'added'.padStart(5)} ${'voters'.padStart(6)} ${'learn'.padStart(5)} ${'writes/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'leader cpu-ms/w'.padStart(15)} ${'x N=0'.padStart(6)} ${'all cpu-ms/w'.padStart(12)} ${'leader RSS'.padStart(10)} ${'all RSS MiB'.padStart(11)} ${'free MiB'.padStart(8)}`
+    `${'added'.padStart(5)} ${'voters'.padStart(6)} ${'learn'.padStart(5)} ${'writes/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'leader cpu-ms/w'.padStart(15)} ${'x N=0'.padStart(6)} ${'idle %'.padStart(6)} ${'above idle'.padStart(10)} ${'x N=0'.padStart(6)} ${'msgs out/in per w'.padStart(17)} ${'all cpu-ms/w'.padStart(12)} ${'leader RSS'.padStart(10)} ${'all RSS MiB'.padStart(11)} ${'free MiB'.padStart(8)}`
   ]
   for (const l of levels) {
-    lines.push(`${String(l.added).padStart(5)} ${String(l.voters).padStart(6)} ${String(l.learners).padStart(5)} ${f(l.perSec, 0).padStart(9)} ${f(l.p50Ms, 1).padStart(7)} ${f(l.p99Ms, 1).padStart(7)} ${f(l.leaderCpuMsPerWrite, 3).padStart(15)} ${(base == null ? '—' : f(l.leaderCpuMsPerWrite / base.leaderCpuMsPerWrite, 2)).padStart(6)} ${f(l.allNodesCpuMsPerWrite, 2).padStart(12)} ${f(l.leaderRssMiB, 0).padStart(10)} ${f(l.allNodesRssMiB, 0).padStart(11)} ${f(l.freeMiB, 0).padStart(8)}${l.settled ? '' : '  (not settled)'}${l.errors > 0 ? `  ${l.errors} errors` : ''}`)
+    lines.push(`${String(l.added).padStart(5)} ${String(l.voters).padStart(6)} ${String(l.learners).padStart(5)} ${f(l.perSec, 0).padStart(9)} ${f(l.p50Ms, 1).padStart(7)} ${f(l.p99Ms, 1).padStart(7)} ${f(l.leaderCpuMsPerWrite, 3).padStart(15)} ${(base == null ? '—' : f(l.leaderCpuMsPerWrite / base.leaderCpuMsPerWrite, 2)).padStart(6)} ${f(l.leaderIdleCpuPct, 1).padStart(6)} ${f(l.leaderCpuMsPerWriteAboveIdle, 3).padStart(10)} ${(base == null ? '—' : f(l.leaderCpuMsPerWriteAboveIdle / base.leaderCpuMsPerWriteAboveIdle, 2)).padStart(6)} ${`${f(l.leaderMsgsSentPerWrite, 2)} / ${f(l.leaderMsgsReceivedPerWrite, 2)}`.padStart(17)} ${f(l.allNodesCpuMsPerWrite, 2).padStart(12)} ${f(l.leaderRssMiB, 0).padStart(10)} ${f(l.allNodesRssMiB, 0).padStart(11)} ${f(l.freeMiB, 0).padStart(8)}${l.settled ? '' : '  (not settled)'}${l.errors > 0 ? `  ${l.errors} errors` : ''}`)
   }
   const top = levels[levels.length - 1]
   if (base == null || top == null || top === base) return { lines, target: null }
@@ -180,6 +207,19 @@ export function learnerReport (levels: LearnerLevel[]): { lines: string[], targe
   const target = { added: top.added, ratio, want: '<= 2', pass: ratio <= 2 }
   lines.push(`target: leader CPU per write with ${top.added} learners <= 2x with 0: ${f(ratio, 2)}x ${target.pass ? 'PASS' : 'MISS'} (${top.added} added nodes: ${top.voters} voters, ${top.learners} learners)`)
   return { lines, target }
+}
+
+/** The leader's Raft messages sent and received so far, by type (blixard_raft_messages_*_total). */
+async function raftMessages (x: LocalNode): Promise<{ sent: Record<string, number>, received: Record<string, number> }> {
+  const out = { sent: {} as Record<string, number>, received: {} as Record<string, number> }
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${x.metricsPort}/metrics`)).text()
+    for (const line of text.split('\n')) {
+      const m = /^blixard_raft_messages_(sent|received)_total\{type="(\w+)"\} (\d+)/.exec(line)
+      if (m != null) out[m[1] as 'sent' | 'received'][m[2]] = Number(m[3])
+    }
+  } catch { /* no metrics: the counts read 0 */ }
+  return out
 }
 
 async function sleep (ms: number): Promise<void> { await new Promise((resolve) => setTimeout(resolve, ms)) }
