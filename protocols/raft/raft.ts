@@ -107,6 +107,8 @@ export class Raft {
   private relayReportElapsed = 0
   private relayPeriods = 0
   private relayChosenAt = 0
+  /** the leader we last told who feeds us */
+  private relayToldLead: NodeId | null = null
   /** the target was the leader when chosen (not a relay that has since become leader) */
   private relayChoseLeader = false
 
@@ -1058,7 +1060,13 @@ export class Raft {
     const silent = this.relayElapsed > this.heartbeatTimeout
     const renew = changed || ((silent || (this.relayPeriods - this.relayChosenAt) % renewEvery === 0) && !this.bugs.has('relay-stuck'))
     if (renew) this.send({ ...sub, to: target })
-    if (lead !== null && lead !== target) this.send({ ...sub, to: lead })
+    // The leader hears who feeds us once an election timeout (what autopilot's health and lag
+    // need), and at once when that changes or the leader does.
+    const periodic = (this.relayPeriods - this.relayChosenAt) % renewEvery === 0
+    if (lead !== null && lead !== target && (changed || periodic || lead !== this.relayToldLead)) {
+      this.send({ ...sub, to: lead })
+      this.relayToldLead = lead
+    }
   }
 
   /** Advance applied through Ready: entries persisted up to (index, term); snapshot installed. */

@@ -4,7 +4,7 @@
 // "Scale of the replica set", topology (b)). The rules, all in raft.ts:
 // - a learner subscribes (MsgRelaySub) to the follower that ranks first for it by rendezvous hash,
 //   and renews the subscription every election timeout; it tells the leader which voter feeds it
-//   (and its commit index) every heartbeat period, so the leader stops feeding it, and still
+//   (and its commit index) every election timeout, so the leader stops feeding it, and still
 //   knows how far along it is (autopilot promotes caught-up learners by that);
 // - a follower feeds its subscribers only while it hears from its leader, and only entries at or
 //   below its commit index: a learner's log is always a prefix of the committed log, whatever the
