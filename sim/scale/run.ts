@@ -1,7 +1,8 @@
 // One run of the scale model: N hosts in one topology (topology.ts) on the simulator's virtual
 // clock and network. The voters are the node core that ships (node/core/raft-node.ts over
 // sim/memory-log-store.ts), so every Raft frame the leader sends or receives is one the shipped
-// loop produced; in leader-fed every learner is such a node too. The relays of follower-relay,
+// loop produced; in leader-fed and raft-relay every learner is such a node too (raft-relay: the
+// core's own relayed learners, protocols/raft/relay.ts). The relays of follower-relay,
 // relay-tree and read-through are modelled on top (relay.ts). A steady workload proposes a batch
 // of writes at the leader every few ms (the forwarder batches per turn); the run counts, per node,
 // the frames and bytes sent and received while those writes commit, how long each committed
@@ -206,7 +207,9 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   const relayEnv = (id: string): { now: () => number, send: (m: RelayMsg) => void } => ({ now: () => sched.now(), send: (m) => { send(id, m.to, m) } })
 
   // --- voters (and leader-fed learners): the shipped node core -------------------------------
-  const raftLearners = o.topology === 'leader-fed' ? shape.learners : []
+  // learners that are Raft learners of the shipped core: fed by the leader, or by a follower
+  const coreLearners = o.topology === 'leader-fed' || o.topology === 'raft-relay'
+  const raftLearners = coreLearners ? shape.learners : []
   const conf = { voters: shape.voters, learners: raftLearners }
   const voters = new Map<string, Voter>()
   const commitAt = new Map<number, number>()
@@ -247,6 +250,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
       checkQuorum: true,
       maxSizePerMsg: 1024 * 1024,
       maxInflightMsgs: 256,
+      relayLearners: o.topology === 'raft-relay',
       proposalTimeoutMs: null,
       compaction: { due: () => false, keep: () => 0 },
       applyEachEntryAlone: false,
@@ -285,7 +289,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   for (const id of [...shape.voters, ...raftLearners]) {
     const v: Voter = { id, store: new MemoryLogStore({ conf }), core: null, up: true, feeder: null, learner: !shape.voters.includes(id), seen: 0 }
     voters.set(id, v)
-    if (!v.learner && o.topology !== 'leader-fed') {
+    if (!v.learner && !coreLearners) {
       v.feeder = new Feeder(id, {
         committed: () => v.core?.applied() ?? 0,
         entries: (lo, hi) => v.store.entries(lo, hi)
@@ -303,7 +307,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   }
   const relays = new Map<string, RelayLearner>()
   const hosts = new Map<string, WatchHost>()
-  if (o.topology !== 'leader-fed') {
+  if (!coreLearners) {
     for (const id of shape.learners) {
       relays.set(id, new RelayLearner(id, relayEnv(id), (lead) => feederCandidates(shape, id, followersBut(lead), parents),
         { onAppend: (who, e, now) => { checker.onLearnerAppend(who, e, now); noteArrival(e, now); settleReads(who, e.index) } }, o.bugs, concerns))
@@ -384,7 +388,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
   if (o.faults) {
     const victims: string[] = []
     if (shape.voters.length > 1) victims.push(shape.voters[1])
-    if (shape.learners.length > 0) victims.push(o.topology === 'leader-fed' ? shape.learners[shape.learners.length - 1] : shape.learners[0])
+    if (shape.learners.length > 0) victims.push(coreLearners ? shape.learners[shape.learners.length - 1] : shape.learners[0])
     const crashAt = t0 + Math.floor((workEnd - t0) * 0.3)
     const restartAt = t0 + Math.floor((workEnd - t0) * 0.6) + 150
     for (const id of victims) {
@@ -529,7 +533,7 @@ export function runScale (opts: Partial<ScaleOptions> & { topology: Topology, ho
     }
   })
   const commit = leaderId === null ? 0 : (voters.get(leaderId)?.core?.status().commit ?? 0)
-  const learnerLogs = o.topology === 'leader-fed'
+  const learnerLogs = coreLearners
     ? raftLearners.map((id) => { const s = (voters.get(id) as Voter).store; return { id, log: s.lastIndex() === 0 ? [] : s.entries(1, Math.min(commit, s.lastIndex()) + 1) } })
     : [...relays.values()].map((r) => ({ id: r.id, log: r.log }))
   // a leader-fed learner may hold entries beyond the commit index (not yet committed): cut there

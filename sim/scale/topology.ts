@@ -9,11 +9,13 @@
 //   gone climbs to its grandparent, and so on up to a follower.
 // - read-through (d): a few learner replicas (one per REPLICA_EVERY hosts) fed as in (b); every
 //   other host keeps no replica and holds a watch on a nearby replica for its own records.
+// - raft-relay (r): (b) as built into the Raft core (protocols/raft/relay.ts, what the daemon
+//   runs): the learners are Raft learners, each fed by a follower; every node is the shipped core.
 import { targetVoters } from '../../node/autopilot.ts'
 
-export const TOPOLOGIES = ['leader-fed', 'follower-relay', 'relay-tree', 'read-through'] as const
+export const TOPOLOGIES = ['leader-fed', 'follower-relay', 'relay-tree', 'read-through', 'raft-relay'] as const
 export type Topology = typeof TOPOLOGIES[number]
-export const TOPOLOGY_LETTER: Record<Topology, string> = { 'leader-fed': 'a', 'follower-relay': 'b', 'relay-tree': 'c', 'read-through': 'd' }
+export const TOPOLOGY_LETTER: Record<Topology, string> = { 'leader-fed': 'a', 'follower-relay': 'b', 'relay-tree': 'c', 'read-through': 'd', 'raft-relay': 'r' }
 
 /** read-through: one replica (learner) for this many hosts */
 export const REPLICA_EVERY = 50

@@ -83,6 +83,30 @@ test('relay-tree bounds every node\'s fan-out; follower-relay piles the learners
   assert.ok(tr.lagTicks.p50 > fr.lagTicks.p50, `lag ${tr.lagTicks.p50} vs ${fr.lagTicks.p50}`)
 })
 
+test('raft-relay, the relayed learners the Raft core ships: the leader sends the same frames per write at 20 and 120 hosts, and its CPU stays near the 3-host figure', () => {
+  const a = runScale({ ...small, topology: 'raft-relay', hosts: 20 })
+  const b = runScale({ ...small, topology: 'raft-relay', hosts: 120 })
+  const fed = runScale({ ...small, topology: 'leader-fed', hosts: 120 })
+  assert.equal(a.violations, [])
+  assert.equal(b.violations, [])
+  assert.ok(a.converged && b.converged)
+  assert.ok(Math.abs(leaderSent(b) - leaderSent(a)) < 0.05 * leaderSent(a), `${leaderSent(a)} vs ${leaderSent(b)} frames sent per write`)
+  assert.ok(leaderSent(b) < 2 * 4 / 4 + 0.2, `only the followers hear from the leader: ${leaderSent(b)}`)
+  assert.ok(leaderSent(fed) > 20 * leaderSent(b), `leader-fed at 120 hosts: ${leaderSent(fed)} frames per write`)
+  // what still grows: each learner tells the leader who feeds it once an election timeout
+  const recv = (r: ScaleResult): number => r.leader?.perWrite.framesRecv ?? NaN
+  assert.ok(recv(b) < 3, `frames received per write at 120 hosts: ${recv(b)}`)
+})
+
+test('raft-relay converges through the crash and restart of a follower and of a learner, and 2% loss', () => {
+  for (const seed of [1, 2]) {
+    const r = runScale({ topology: 'raft-relay', hosts: 40, seed, writes: 300, loss: 0.02, faults: true })
+    assert.equal(r.violations, [], `seed ${seed}`)
+    assert.ok(r.converged)
+    assert.is(r.writes, 300)
+  }
+})
+
 test('every relayed learner and watching host converges to the committed log through relay crashes, restarts and loss', () => {
   for (const topology of ['follower-relay', 'relay-tree', 'read-through'] as const) {
     for (const seed of [1, 2]) {
