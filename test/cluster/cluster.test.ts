@@ -1,6 +1,7 @@
 // Cluster formation and failover with real blixard-node processes on 127.0.0.1: three fresh nodes form one cluster;
 // a write through a follower is forwarded; kill -9 of the leader gives a new leader and writes
-// succeed again; the killed node restarts and catches up; a 4th node joins as a learner; idle RSS.
+// succeed again; the killed node restarts and catches up; a 4th node joins as a learner, takes the
+// log from a follower (relayed learners), and keeps up when that follower is killed; idle RSS.
 // Ports 17110-17113 (metrics 17210-17213).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -166,6 +167,40 @@ guard('the learner takes the log from a follower, not from the leader (relayed l
   // and a linearizable read on the learner sees the last write
   const got = await (await c.client(3)).call('vm.show', { vm: 'relayed-19' })
   assert.is(got.spec.name, 'relayed-19')
+})
+
+/** Raft messages node i sent, by type. */
+async function sentBy (i: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${c.nodes[i].metricsPort}/metrics`)).text()
+  const out: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    const m = /^blixard_raft_messages_sent_total\{type="(\w+)"\} (\d+)/.exec(line)
+    if (m != null) out[m[1]] = Number(m[2])
+  }
+  return out
+}
+
+guard('kill -9 of the learner\'s relay: the learner finds another feed and keeps up', async () => {
+  const st = (await c.status(0, true))!
+  const leader = leaderIndex(st)
+  const followers = [0, 1, 2].filter((i) => i !== leader)
+  const a = await Promise.all(followers.map(sentBy))
+  await sleep(1_000)
+  const b = await Promise.all(followers.map(sentBy))
+  // the follower whose relayed appends (heartbeats included) grew is the learner's relay
+  const k = followers.findIndex((_, j) => (b[j].MsgRelayApp ?? 0) > (a[j].MsgRelayApp ?? 0))
+  assert.ok(k >= 0, `one follower relays to node4: ${JSON.stringify({ a, b })}`)
+  const relay = followers[k]
+  c.kill(relay)
+  await c.exited(relay)
+  const t0 = Date.now()
+  const cl = await c.client(leader)
+  for (let j = 0; j < 10; j++) await cl.call('vm.create', { spec: vmSpec(`after-relay-${j}`), start: false })
+  const target = (await c.status(leader))!.applied
+  const own = await waitFor('node4 to apply the writes made after its relay died', 20_000, async () => { const s = await c.status(3, true); return s != null && s.applied >= target ? s : null }, 100)
+  console.log(`  relay ${c.nodes[relay].name} killed; node4 applied ${own.applied} (leader ${target}) ${Date.now() - t0} ms later`)
+  c.start(relay)
+  await waitFor('the killed relay back among 3 agreeing voters', 40_000, async () => await c.agreed([0, 1, 2], 3), 250)
 })
 
 test.run()
