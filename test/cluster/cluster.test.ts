@@ -137,16 +137,19 @@ guard('a 4th node started later joins as a learner within 5 s of being up', asyn
   assert.is(own.leader, st.leader)
 })
 
-/** Raft messages node i received, by type (its /metrics). */
-async function received (i: number): Promise<Record<string, number>> {
+/** Raft messages node i sent or received so far, by type (its /metrics). */
+async function raftMessages (i: number, way: 'sent' | 'received'): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${c.nodes[i].metricsPort}/metrics`)).text()
   const out: Record<string, number> = {}
+  const re = new RegExp(`^blixard_raft_messages_${way}_total\\{type="(\\w+)"\\} (\\d+)`)
   for (const line of text.split('\n')) {
-    const m = /^blixard_raft_messages_received_total\{type="(\w+)"\} (\d+)/.exec(line)
+    const m = re.exec(line)
     if (m != null) out[m[1]] = Number(m[2])
   }
   return out
 }
+const received = async (i: number): Promise<Record<string, number>> => await raftMessages(i, 'received')
+const sentBy = async (i: number): Promise<Record<string, number>> => await raftMessages(i, 'sent')
 
 guard('the learner takes the log from a follower, not from the leader (relayed learners)', async () => {
   // it subscribes within an election timeout or two of joining; then the leader sends it nothing
@@ -168,17 +171,6 @@ guard('the learner takes the log from a follower, not from the leader (relayed l
   const got = await (await c.client(3)).call('vm.show', { vm: 'relayed-19' })
   assert.is(got.spec.name, 'relayed-19')
 })
-
-/** Raft messages node i sent, by type. */
-async function sentBy (i: number): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${c.nodes[i].metricsPort}/metrics`)).text()
-  const out: Record<string, number> = {}
-  for (const line of text.split('\n')) {
-    const m = /^blixard_raft_messages_sent_total\{type="(\w+)"\} (\d+)/.exec(line)
-    if (m != null) out[m[1]] = Number(m[2])
-  }
-  return out
-}
 
 guard('kill -9 of the learner\'s relay: the learner finds another feed and keeps up', async () => {
   const st = (await c.status(0, true))!
