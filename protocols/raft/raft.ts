@@ -871,6 +871,12 @@ export class Raft {
     return this.role === 'follower' && this.lead !== null && this.electionElapsed < this.electionTimeout && this.tracker.isVoter(this.id)
   }
 
+  /** A relay's heartbeat period: three to an election timeout are enough for its learners to tell
+   * a live relay from a dead one (a leader's every heartbeatTick also times elections and reads). */
+  private relayBeatTicks (): number {
+    return Math.max(this.heartbeatTimeout, Math.floor(this.electionTimeout / 3))
+  }
+
   private isLearnerSelf (): boolean {
     return this.tracker.progress.get(this.id)?.isLearner === true
   }
@@ -1019,7 +1025,7 @@ export class Raft {
         if (pr.state === 'snapshot') pr.becomeProbe()
       }
     }
-    if (++this.relayHeartbeatElapsed < this.heartbeatTimeout) return
+    if (++this.relayHeartbeatElapsed < this.relayBeatTicks()) return
     this.relayHeartbeatElapsed = 0
     // Heartbeats: what tells a subscriber we are alive, and what unsticks lost messages.
     for (const [id, pr] of this.relaySubs) {
@@ -1057,7 +1063,7 @@ export class Raft {
     const sub = { type: 'MsgRelaySub' as const, term: this.term, lead: target, index: this.log.lastIndex(), commit: this.log.committed }
     // renewed every election timeout, and every period while the relay is silent (it may have
     // dropped us while it had no leader, and take us back now)
-    const silent = this.relayElapsed > this.heartbeatTimeout
+    const silent = this.relayElapsed > this.relayBeatTicks()
     const renew = changed || ((silent || (this.relayPeriods - this.relayChosenAt) % renewEvery === 0) && !this.bugs.has('relay-stuck'))
     if (renew) this.send({ ...sub, to: target })
     // The leader hears who feeds us once an election timeout (what autopilot's health and lag
