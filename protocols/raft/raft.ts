@@ -6,11 +6,10 @@ import type { RaftStorage } from './storage.ts'
 import { RaftError } from './types.ts'
 import { RaftLog, entryBytes } from './log.ts'
 import { ProgressTracker } from './tracker.ts'
-import type { Progress } from './progress.ts'
+import { Progress } from './progress.ts'
 import { ReadOnly, decodeReadContext, encodeReadContext } from './read-only.ts'
 import { applyConfChange, confChangeError, copyConf, decodeConfChange, encodeConfChange, isJoint } from './confchange.ts'
 import { DEFAULT_MAX_INFLIGHT_MSGS, DEFAULT_MAX_SIZE_PER_MSG, TRANSFER_CONTEXT } from './limits.ts'
-import { Progress as RelayProgress } from './progress.ts'
 import { RELAY_RETRY_PERIODS, relayOrder } from './relay.ts'
 
 export type RaftBug = 'vote-ignores-term' | 'commit-old-term' | 'stale-read-index' | 'relay-stuck'
@@ -930,7 +929,7 @@ export class Raft {
     }
     // The learner's commit index is committed, so our logs agree up to it: start there.
     const from = Math.min(num(m.commit), this.log.committed)
-    const pr = new RelayProgress(from + 1, this.tracker.maxInflight, true)
+    const pr = new Progress(from + 1, this.tracker.maxInflight, true)
     pr.match = from
     pr.recentActive = true
     this.relaySubs.set(m.from, pr)
