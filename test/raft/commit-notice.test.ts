@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert'
 import { RawNode } from '../../protocols/raft/index.ts'
 import type { Message } from '../../protocols/raft/index.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
+import { settleReadies } from './settle.ts'
 
 const enc = new TextEncoder()
 const IDS = ['1', '2', '3']
@@ -32,23 +33,11 @@ function cluster (lazy: boolean): Net {
 
 /** Persists, applies and advances every Ready of every node, delivering messages, until quiet. */
 function settle (net: Net): void {
-  for (let round = 0; round < 100; round++) {
-    let any = false
-    for (const [id, n] of net.nodes) {
-      while (n.hasReady()) {
-        any = true
-        const rd = n.ready()
-        const store = net.stores.get(id) as MemoryLogStore
-        store.save({ hardState: rd.hardState ?? undefined, entries: rd.entries, snapshot: rd.snapshot ?? undefined })
-        store.sync()
-        for (const e of rd.committedEntries) net.applied.set(id, e.index)
-        n.advance(rd)
-        for (const m of rd.messages) { net.sent.push(m); (net.nodes.get(m.to) as RawNode).step(m) }
-      }
-    }
-    if (!any) return
-  }
-  throw new Error('did not settle')
+  settleReadies(net.nodes, net.stores, {
+    rounds: 100,
+    onReady: (id, rd) => { for (const e of rd.committedEntries) net.applied.set(id, e.index) },
+    deliver: (m) => { net.sent.push(m); (net.nodes.get(m.to) as RawNode).step(m) }
+  })
 }
 
 function elect (net: Net): RawNode {

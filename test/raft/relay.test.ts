@@ -10,6 +10,7 @@ import { RawNode } from '../../protocols/raft/index.ts'
 import type { Entry, Message } from '../../protocols/raft/index.ts'
 import { MemoryLogStore } from '../../sim/memory-log-store.ts'
 import { relayOrder } from '../../protocols/raft/relay.ts'
+import { settleReadies } from './settle.ts'
 
 const enc = new TextEncoder()
 const VOTERS = ['1', '2', '3']
@@ -41,32 +42,22 @@ function cluster (relay: boolean): Net {
 }
 
 function settle (net: Net): void {
-  for (let round = 0; round < 200; round++) {
-    let any = false
-    for (const [id, n] of net.nodes) {
-      while (n.hasReady()) {
-        any = true
-        const rd = n.ready()
-        const store = net.stores.get(id) as MemoryLogStore
-        store.save({ hardState: rd.hardState ?? undefined, entries: rd.entries, snapshot: rd.snapshot ?? undefined })
-        store.sync()
-        if (rd.snapshot !== null) net.applied.set(id, [])
-        net.applied.get(id)?.push(...rd.committedEntries)
-        n.advance(rd)
-        for (const m of rd.messages) {
-          if (m.type === 'MsgRelayApp') {
-            const last = m.entries?.at(-1)?.index ?? 0
-            if (last > (m.commit ?? 0)) net.bad.push(`${m.from} relayed entry ${last} above its commit ${m.commit ?? 0}`)
-          }
-          if (net.down.has(m.from) || net.down.has(m.to)) continue
-          net.sent.push(m)
-          net.nodes.get(m.to)?.step(m)
-        }
+  settleReadies(net.nodes, net.stores, {
+    rounds: 200,
+    onReady: (id, rd) => {
+      if (rd.snapshot !== null) net.applied.set(id, [])
+      net.applied.get(id)?.push(...rd.committedEntries)
+    },
+    deliver: (m) => {
+      if (m.type === 'MsgRelayApp') {
+        const last = m.entries?.at(-1)?.index ?? 0
+        if (last > (m.commit ?? 0)) net.bad.push(`${m.from} relayed entry ${last} above its commit ${m.commit ?? 0}`)
       }
+      if (net.down.has(m.from) || net.down.has(m.to)) return
+      net.sent.push(m)
+      net.nodes.get(m.to)?.step(m)
     }
-    if (!any) return
-  }
-  throw new Error('did not settle')
+  })
 }
 
 function tick (net: Net, n: number): void {
